@@ -1,0 +1,207 @@
+//! The JSON-RPC interface: request and response types, the method list and the generated client.
+//!
+//! This is the one definition the node serves ([`AergoApiServer`]) and the CLI, agent and console call
+//! ([`AergoApiClient`], implemented by jsonrpsee's HTTP and WebSocket clients). Amounts are decimal
+//! strings, hashes hex, addresses bech32m.
+//!
+//! Errors: malformed parameters get `-32602` (invalid params); a refused transaction gets
+//! [`codes::TX_REJECTED`] with `data.reason` naming the rule it broke (`bad_signature`, `wrong_chain_id`,
+//! `nonce_too_low`, `nonce_gap`, `balance_too_low`, `too_large`, `pool_full`, …); a node that cannot take
+//! more work right now answers [`codes::BUSY`].
+
+use crate::types::{Address, Hash};
+use jsonrpsee::core::SubscriptionResult;
+use jsonrpsee::proc_macros::rpc;
+use jsonrpsee::types::ErrorObjectOwned;
+use serde::{Deserialize, Serialize};
+
+pub type RpcResult<T> = Result<T, ErrorObjectOwned>;
+
+/// Application error codes (JSON-RPC reserves -32768..-32000 for itself; we use the server range).
+pub mod codes {
+    pub const INVALID_PARAMS: i32 = -32602;
+    pub const INTERNAL: i32 = -32603;
+    /// The transaction was refused; `data.reason` says why.
+    pub const TX_REJECTED: i32 = -32010;
+    /// The node is overloaded; retry later.
+    pub const BUSY: i32 = -32011;
+    /// The requested height is above the chain head.
+    pub const HEIGHT_UNAVAILABLE: i32 = -32012;
+}
+
+/// `u128` amounts as decimal strings (numbers are accepted on input when they fit a JSON integer).
+pub mod amount_string {
+    use serde::{de, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &u128, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Number(u64),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Text(t) => parse(&t).map_err(de::Error::custom),
+            Raw::Number(n) => Ok(n as u128),
+        }
+    }
+
+    /// Parses a non-negative decimal integer of the smallest unit.
+    pub fn parse(text: &str) -> Result<u128, String> {
+        let t = text.trim().replace('_', "");
+        if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("amount {text:?} is not a non-negative whole number of the smallest unit"));
+        }
+        t.parse::<u128>().map_err(|_| format!("amount {text:?} is too large"))
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ChainInfo {
+    pub chain_id: String,
+    pub genesis_hash: Hash,
+    pub height: u64,
+    pub best_hash: Hash,
+    pub best_timestamp_ms: u64,
+    /// Last irreversible block. With one producer every committed block is final.
+    pub lib_height: u64,
+    pub producer_count: u32,
+    pub block_interval_ms: u64,
+    pub mempool_txs: u64,
+    pub syncing: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub version: String,
+    /// The libp2p peer id; `null` until the node joins a network (single-producer devnet).
+    pub peer_id: Option<String>,
+    /// `producer` or `full`.
+    pub role: String,
+    pub producer_address: Option<Address>,
+    pub data_dir: String,
+    pub uptime_s: u64,
+    /// Whether the block log writes through io_uring (false: pwrite fallback).
+    pub block_log_io_uring: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SendTxResult {
+    pub hash: Hash,
+    /// Position in this node's pool order (pool-level serialization).
+    pub pool_seq: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TxView {
+    pub hash: Hash,
+    pub chain_id: String,
+    pub kind: String,
+    pub nonce: u64,
+    pub sender: Address,
+    pub recipient: Address,
+    #[serde(with = "amount_string")]
+    pub amount: u128,
+    #[serde(with = "amount_string")]
+    pub fee: u128,
+    /// `pending` (in the pool) or `included`.
+    pub state: String,
+    pub block_height: Option<u64>,
+    pub block_hash: Option<Hash>,
+    pub index: Option<u32>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReceiptView {
+    pub tx_hash: Hash,
+    /// `success` or `failed`.
+    pub status: String,
+    pub block_height: u64,
+    pub block_hash: Hash,
+    pub index: u32,
+    #[serde(with = "amount_string")]
+    pub fee: u128,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HeaderView {
+    pub chain_id: String,
+    pub height: u64,
+    pub prev_hash: Hash,
+    pub timestamp_ms: u64,
+    pub producer: Address,
+    pub tx_root: Hash,
+    pub state_root: Hash,
+    pub receipts_root: Hash,
+    pub tx_count: u32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum BlockTxs {
+    Full(Vec<TxView>),
+    Hashes(Vec<Hash>),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BlockView {
+    pub hash: Hash,
+    pub height: u64,
+    pub header: HeaderView,
+    pub transactions: BlockTxs,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AccountView {
+    pub address: Address,
+    #[serde(with = "amount_string")]
+    pub balance: u128,
+    /// Committed nonce at `height`.
+    pub nonce: u64,
+    /// The nonce the next transaction should use: the committed one plus this sender's transactions
+    /// waiting in the pool (only when reading at the head).
+    pub pending_nonce: u64,
+    pub height: u64,
+}
+
+/// The node's JSON-RPC methods. Named parameters (`{"height": 5}`) and positional ones both work.
+#[rpc(server, client)]
+pub trait AergoApi {
+    #[method(name = "chain_info")]
+    async fn chain_info(&self) -> RpcResult<ChainInfo>;
+
+    #[method(name = "node_info")]
+    async fn node_info(&self) -> RpcResult<NodeInfo>;
+
+    /// Submits a borsh-encoded signed transaction, hex.
+    #[method(name = "send_tx")]
+    async fn send_tx(&self, tx: String) -> RpcResult<SendTxResult>;
+
+    #[method(name = "get_tx")]
+    async fn get_tx(&self, hash: String) -> RpcResult<Option<TxView>>;
+
+    #[method(name = "get_receipt")]
+    async fn get_receipt(&self, hash: String) -> RpcResult<Option<ReceiptView>>;
+
+    /// A block by height or hash (the head when both are absent).
+    #[method(name = "get_block")]
+    async fn get_block(
+        &self,
+        height: Option<u64>,
+        hash: Option<String>,
+        full: Option<bool>,
+    ) -> RpcResult<Option<BlockView>>;
+
+    #[method(name = "get_account")]
+    async fn get_account(&self, address: String, height: Option<u64>) -> RpcResult<AccountView>;
+
+    /// New blocks as they are committed (WebSocket only).
+    #[subscription(name = "subscribe_blocks", unsubscribe = "unsubscribe_blocks", item = BlockView)]
+    async fn subscribe_blocks(&self) -> SubscriptionResult;
+}

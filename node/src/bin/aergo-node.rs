@@ -1,0 +1,113 @@
+//! `aergo-node`: the AERGO Chain node daemon.
+//!
+//! - `aergo-node --dev --data-dir DIR [--rpc-listen ADDR]`: a single-producer local chain (created on
+//!   first start, continued after).
+//! - `aergo-node init --genesis FILE --data-dir DIR`: creates a chain from a genesis file.
+//! - `aergo-node run --config FILE`: runs a node from its config.
+//!
+//! Once serving, it prints `AERGO_RPC=http://ADDR` on stdout (useful with `--rpc-listen 127.0.0.1:0`).
+
+use aergo_node::config::NodeConfig;
+use aergo_node::node::{init, prepare_devnet, RunningNode};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "aergo-node", version, about = "The AERGO Chain node")]
+struct Cli {
+    /// Run a single-producer local devnet in --data-dir.
+    #[arg(long)]
+    dev: bool,
+    /// Data directory for --dev.
+    #[arg(long, default_value = "./aergo-devnet")]
+    data_dir: PathBuf,
+    /// JSON-RPC listen address (overrides the config).
+    #[arg(long)]
+    rpc_listen: Option<SocketAddr>,
+    /// With --dev: produce a block every slot even without transactions.
+    #[arg(long)]
+    empty_blocks: bool,
+    /// Block-log segment size in bytes (overrides the config).
+    #[arg(long)]
+    segment_bytes: Option<u64>,
+    /// Write the block log with pwrite instead of io_uring.
+    #[arg(long)]
+    no_io_uring: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a chain in DIR from a genesis file, and a default config.toml beside it.
+    Init {
+        #[arg(long)]
+        genesis: PathBuf,
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Run a node from a config file.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+fn init_tracing(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let mut config = match &cli.command {
+        Some(Command::Init { genesis, data_dir }) => {
+            init_tracing("info");
+            let (config_path, report) = init(genesis, data_dir)?;
+            println!(
+                "chain {} in {} (config: {})",
+                if report.created { "created" } else { "already present" },
+                data_dir.display(),
+                config_path.display()
+            );
+            return Ok(());
+        }
+        Some(Command::Run { config }) => NodeConfig::load(config)?,
+        None if cli.dev => {
+            let mut config = prepare_devnet(&cli.data_dir)?;
+            config.producer.empty_blocks = cli.empty_blocks;
+            config
+        }
+        None => anyhow::bail!("nothing to do: use --dev, `init` or `run` (see --help)"),
+    };
+    init_tracing(&config.log.level);
+    if let Some(addr) = cli.rpc_listen {
+        config.rpc.listen = addr;
+    }
+    if let Some(bytes) = cli.segment_bytes {
+        config.storage.segment_bytes = bytes;
+    }
+    if cli.no_io_uring {
+        config.storage.io_uring = false;
+    }
+    config.validate().map_err(|e| anyhow::anyhow!("invalid settings: {e}"))?;
+    let node = RunningNode::start(config).await?;
+    println!("AERGO_RPC=http://{}", node.rpc_addr);
+    wait_for_signal().await?;
+    node.shutdown().await?;
+    Ok(())
+}

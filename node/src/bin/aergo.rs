@@ -1,0 +1,294 @@
+//! `aergo`: the command-line client of an AERGO node (see `aergo --help`).
+
+use aergo_node::api::{amount_string, AergoApiClient, BlockTxs};
+use aergo_node::crypto::{KeyFile, Keypair};
+use aergo_node::types::{Address, Payload, TxBody, ENCODING_VERSION};
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "aergo", version, about = "AERGO Chain command-line client")]
+struct Cli {
+    /// The node's JSON-RPC URL.
+    #[arg(long, global = true, env = "AERGO_RPC", default_value = "http://127.0.0.1:7845")]
+    rpc: String,
+    /// Print JSON for scripts instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Key files.
+    #[command(subcommand)]
+    Account(AccountCmd),
+    /// An account's balance and nonce (at the head, or at --height).
+    Balance {
+        address: String,
+        #[arg(long)]
+        height: Option<u64>,
+    },
+    /// Send a transfer.
+    Send {
+        /// Key file of the sender (an encrypted keystore, or the devnet's dev.key).
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        to: String,
+        /// Amount in the smallest unit.
+        #[arg(long)]
+        amount: String,
+        /// Fee in the smallest unit.
+        #[arg(long, default_value = "0")]
+        fee: String,
+        /// Nonce to use (default: the sender's next, counting its transactions in the pool).
+        #[arg(long)]
+        nonce: Option<u64>,
+        /// Wait for the receipt.
+        #[arg(long)]
+        wait: bool,
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+    /// A transaction by hash.
+    Tx { hash: String },
+    /// A transaction's receipt.
+    Receipt { hash: String },
+    /// A block (the head by default).
+    Block {
+        height: Option<u64>,
+        /// Show the transactions in full.
+        #[arg(long)]
+        full: bool,
+    },
+    /// The chain's state.
+    Chain,
+    /// The node's identity and role.
+    Node,
+}
+
+#[derive(Subcommand)]
+enum AccountCmd {
+    /// Generate a key and write it encrypted with a password.
+    New {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+    /// Show the address in a key file.
+    Show { file: PathBuf },
+}
+
+fn password(file: Option<&Path>, confirm: bool) -> anyhow::Result<String> {
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading password file {}", path.display()))?;
+        return Ok(text.trim_end_matches(['\n', '\r']).to_string());
+    }
+    if let Ok(p) = std::env::var("AERGO_PASSWORD") {
+        return Ok(p);
+    }
+    let p = rpassword::prompt_password("password: ").context("reading the password from the terminal")?;
+    if confirm {
+        let again = rpassword::prompt_password("repeat password: ")?;
+        if again != p {
+            bail!("the passwords differ");
+        }
+    }
+    Ok(p)
+}
+
+fn load_key(path: &Path, password_file: Option<&Path>) -> anyhow::Result<Keypair> {
+    let file = KeyFile::read(path)?;
+    let pass = if file.is_encrypted() { Some(password(password_file, false)?) } else { None };
+    Ok(file.unlock(pass.as_deref())?)
+}
+
+fn print<T: Serialize>(json: bool, value: &T, text: impl FnOnce(&T) -> String) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(value)?);
+    } else {
+        println!("{}", text(value));
+    }
+    Ok(())
+}
+
+fn client(url: &str) -> anyhow::Result<HttpClient> {
+    HttpClientBuilder::default()
+        .request_timeout(Duration::from_secs(30))
+        .build(url)
+        .with_context(|| format!("bad --rpc URL {url}"))
+}
+
+async fn wait_receipt(c: &HttpClient, hash: &str) -> anyhow::Result<aergo_node::api::ReceiptView> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(r) = c.get_receipt(hash.to_string()).await? {
+            return Ok(r);
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("no receipt for {hash} after 60 s; it may still be in the pool (aergo tx {hash})");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let json = cli.json;
+    match cli.command {
+        Command::Account(AccountCmd::New { out, password_file }) => {
+            let key = Keypair::generate();
+            let pass = password(password_file.as_deref(), true)?;
+            if pass.len() < 8 {
+                bail!("choose a password of at least 8 characters");
+            }
+            KeyFile::write_encrypted(&out, &key, &pass)?;
+            let v = serde_json::json!({ "address": key.address(), "file": out.display().to_string() });
+            print(json, &v, |_| format!("address {}\nwritten to {}", key.address(), out.display()))?;
+        }
+        Command::Account(AccountCmd::Show { file }) => {
+            let f = KeyFile::read(&file)?;
+            let v = serde_json::json!({ "address": f.address(), "encrypted": f.is_encrypted() });
+            print(json, &v, |_| {
+                format!(
+                    "address {}\n{}",
+                    f.address(),
+                    if f.is_encrypted() { "encrypted" } else { "plain (devnet key)" }
+                )
+            })?;
+        }
+        Command::Balance { address, height } => {
+            Address::parse(&address)?;
+            let a = client(&cli.rpc)?.get_account(address, height).await?;
+            print(json, &a, |a| {
+                format!("{} at height {}: balance {} nonce {}", a.address, a.height, a.balance, a.nonce)
+            })?;
+        }
+        Command::Send { key, to, amount, fee, nonce, wait, password_file } => {
+            let key = load_key(&key, password_file.as_deref())?;
+            let recipient = Address::parse(&to)?;
+            let amount = amount_string::parse(&amount).map_err(anyhow::Error::msg)?;
+            let fee = amount_string::parse(&fee).map_err(anyhow::Error::msg)?;
+            let c = client(&cli.rpc)?;
+            let info = c.chain_info().await?;
+            let nonce = match nonce {
+                Some(n) => n,
+                None => c.get_account(key.address().to_string(), None).await?.pending_nonce,
+            };
+            let tx = key.sign_tx(TxBody {
+                version: ENCODING_VERSION,
+                chain_id: info.chain_id,
+                nonce,
+                sender: key.public(),
+                recipient,
+                amount,
+                fee,
+                payload: Payload::Transfer,
+            });
+            let sent = c.send_tx(hex::encode(tx.encode())).await?;
+            if wait {
+                let r = wait_receipt(&c, &sent.hash.to_hex()).await?;
+                let v = serde_json::json!({ "hash": sent.hash, "pool_seq": sent.pool_seq, "receipt": r });
+                print(json, &v, |_| {
+                    format!(
+                        "tx {}\nincluded in block {} ({}): {}{}",
+                        sent.hash,
+                        r.block_height,
+                        r.block_hash,
+                        r.status,
+                        r.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default()
+                    )
+                })?;
+                if r.status != "success" {
+                    std::process::exit(2);
+                }
+            } else {
+                print(json, &sent, |s| format!("tx {}\npool position {}", s.hash, s.pool_seq))?;
+            }
+        }
+        Command::Tx { hash } => match client(&cli.rpc)?.get_tx(hash.clone()).await? {
+            Some(t) => print(json, &t, |t| {
+                format!(
+                    "tx {}\n  {} {} → {}\n  amount {} fee {} nonce {}\n  {}",
+                    t.hash,
+                    t.kind,
+                    t.sender,
+                    t.recipient,
+                    t.amount,
+                    t.fee,
+                    t.nonce,
+                    match (t.block_height, t.index) {
+                        (Some(h), Some(i)) => format!("included in block {h} at index {i}"),
+                        _ => "pending in the pool".to_string(),
+                    }
+                )
+            })?,
+            None => bail!("no transaction {hash} on this node"),
+        },
+        Command::Receipt { hash } => match client(&cli.rpc)?.get_receipt(hash.clone()).await? {
+            Some(r) => print(json, &r, |r| {
+                format!(
+                    "tx {}\n  {}{}\n  block {} ({}) index {}\n  fee {}",
+                    r.tx_hash,
+                    r.status,
+                    r.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default(),
+                    r.block_height,
+                    r.block_hash,
+                    r.index,
+                    r.fee
+                )
+            })?,
+            None => bail!("no receipt for {hash} (unknown, or still in the pool)"),
+        },
+        Command::Block { height, full } => match client(&cli.rpc)?.get_block(height, None, Some(full)).await?
+        {
+            Some(b) => print(json, &b, |b| {
+                let h = &b.header;
+                let mut s = format!(
+                    "block {} {}\n  time {} ms\n  producer {}\n  previous {}\n  state root {}\n  {} transactions",
+                    b.height, b.hash, h.timestamp_ms, h.producer, h.prev_hash, h.state_root, h.tx_count
+                );
+                match &b.transactions {
+                    BlockTxs::Hashes(hs) => hs.iter().for_each(|x| s.push_str(&format!("\n    {x}"))),
+                    BlockTxs::Full(ts) => ts.iter().for_each(|t| {
+                        s.push_str(&format!("\n    {} {} → {} {}", t.hash, t.sender, t.recipient, t.amount))
+                    }),
+                }
+                s
+            })?,
+            None => bail!("no block at height {}", height.map_or("head".into(), |h| h.to_string())),
+        },
+        Command::Chain => {
+            let i = client(&cli.rpc)?.chain_info().await?;
+            print(json, &i, |i| {
+                format!(
+                    "chain {}\n  height {} ({})\n  final {}\n  producers {}, slot {} ms\n  pool {} transactions",
+                    i.chain_id, i.height, i.best_hash, i.lib_height, i.producer_count, i.block_interval_ms, i.mempool_txs
+                )
+            })?;
+        }
+        Command::Node => {
+            let n = client(&cli.rpc)?.node_info().await?;
+            print(json, &n, |n| {
+                format!(
+                    "aergo-node {}\n  role {}\n  data {}\n  up {} s\n  block log via {}",
+                    n.version,
+                    n.role,
+                    n.data_dir,
+                    n.uptime_s,
+                    if n.block_log_io_uring { "io_uring" } else { "pwrite" }
+                )
+            })?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,282 @@
+//! The chain: the block log and the state store kept in step.
+//!
+//! Commit order for a block: execute → compute the state tree → append the block to the log (fsynced)
+//! → one synced RocksDB batch with state, index, receipts and head. A crash between the two leaves a
+//! block in the log that the store does not have; [`Chain::open`] replays exactly those blocks (the
+//! store's head says where to start, so nothing is applied twice). A torn record at the log's end is cut
+//! off; damage elsewhere stops the node with the file and offset.
+
+use crate::crypto::{self, Keypair};
+use crate::exec::{execute_block, BlockContext, ExecError, ExecOutput, Mode};
+use crate::genesis::Genesis;
+use crate::storage::blocklog::{Committed, Recovery};
+use crate::storage::state::account_key;
+use crate::storage::{BlockLog, Head, LogError, LogOptions, LogReader, StateError, StateStore};
+use crate::types::{
+    Account, Address, Block, BlockHeader, Hash, Receipt, Signature, Transaction, ENCODING_VERSION,
+};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    #[error(
+        "data directory belongs to another chain (genesis {stored}, the genesis file gives {given}); \
+         use a fresh --data-dir"
+    )]
+    GenesisMismatch { stored: Hash, given: Hash },
+    #[error("block at height {height} is invalid: {reason}")]
+    InvalidBlock { height: u64, reason: String },
+    #[error("block record at height {height} cannot be decoded: {reason}")]
+    Decode { height: u64, reason: String },
+}
+
+/// A committed block with what it did.
+#[derive(Clone, Debug)]
+pub struct CommittedBlock {
+    pub block: Arc<Block>,
+    pub receipts: Vec<Receipt>,
+    /// Senders' nonces after the block.
+    pub nonces: HashMap<Address, u64>,
+    /// Transactions the builder left out, with the reason.
+    pub dropped: Vec<(Hash, String)>,
+}
+
+/// What [`Chain::open`] did to get to a consistent state.
+#[derive(Debug, Default)]
+pub struct OpenReport {
+    pub created: bool,
+    pub replayed: u64,
+    pub truncated: Option<(String, u64, u64)>,
+}
+
+pub struct Chain {
+    genesis: Genesis,
+    store: Arc<StateStore>,
+    log: BlockLog,
+    head: Head,
+}
+
+fn genesis_block(
+    genesis: &Genesis,
+    store: &StateStore,
+) -> Result<(Block, crate::storage::PreparedState), ChainError> {
+    let mut changes = BTreeMap::new();
+    for b in &genesis.balances {
+        let account = Account { balance: b.amount, nonce: 0 };
+        changes.insert(account_key(&b.address), Some(borsh::to_vec(&account).unwrap_or_default()));
+    }
+    changes.insert(
+        crate::storage::state::HEAD_KEY.to_vec(),
+        Some(borsh::to_vec(&(0u64, genesis.timestamp_ms)).unwrap_or_default()),
+    );
+    let prepared = store.prepare(0, &changes)?;
+    let producer = genesis.producer_keys().first().copied().unwrap_or(crate::types::PublicKey([0; 32]));
+    let header = BlockHeader {
+        version: ENCODING_VERSION,
+        chain_id: genesis.chain_id.clone(),
+        height: 0,
+        prev_hash: Hash::ZERO,
+        timestamp_ms: genesis.timestamp_ms,
+        producer,
+        tx_root: Hash::ZERO,
+        state_root: prepared.root,
+        receipts_root: Hash::ZERO,
+    };
+    Ok((Block { header, transactions: Vec::new(), signature: Signature([0; 64]) }, prepared))
+}
+
+impl Chain {
+    /// Opens the chain in `data_dir` (`state/` and `blocks/`), creating it from `genesis` when empty and
+    /// replaying logged blocks the store has not committed.
+    pub fn open(
+        data_dir: &Path,
+        genesis: &Genesis,
+        log_opts: LogOptions,
+    ) -> Result<(Chain, OpenReport), ChainError> {
+        let store = Arc::new(StateStore::open(&data_dir.join("state"))?);
+        let committed = store.head()?.map(|h| Committed { height: h.height, pos: h.pos });
+        let (mut log, recovery) = BlockLog::open(&data_dir.join("blocks"), log_opts, committed)?;
+        let mut report = OpenReport { truncated: recovery.truncated.clone(), ..OpenReport::default() };
+
+        let (expected_genesis, _) = genesis_block(genesis, &store)?;
+        let head = match store.head()? {
+            Some(head) => {
+                let stored = store.genesis_hash()?.unwrap_or(Hash::ZERO);
+                if stored != expected_genesis.hash() {
+                    return Err(ChainError::GenesisMismatch { stored, given: expected_genesis.hash() });
+                }
+                head
+            }
+            None => {
+                let (block, prepared) = genesis_block(genesis, &store)?;
+                let pos = if let Some((0, pos)) = recovery.uncommitted.first().copied() {
+                    // Genesis was logged but not committed: keep the record.
+                    pos
+                } else {
+                    log.append(0, &block.encode())?
+                };
+                report.created = true;
+                store.commit(prepared, &block, pos, &[])?
+            }
+        };
+        let mut chain = Chain { genesis: genesis.clone(), store, log, head };
+        chain.replay(&recovery, &mut report)?;
+        Ok((chain, report))
+    }
+
+    fn replay(&mut self, recovery: &Recovery, report: &mut OpenReport) -> Result<(), ChainError> {
+        let reader = self.log.reader();
+        for &(height, pos) in &recovery.uncommitted {
+            if height <= self.head.height {
+                continue;
+            }
+            let (_, bytes) = reader.read(pos)?;
+            let block =
+                Block::decode(&bytes).map_err(|e| ChainError::Decode { height, reason: e.to_string() })?;
+            let (out, prepared) = self.check_block(&block)?;
+            self.head = self.store.commit(prepared, &block, pos, &out.receipts)?;
+            report.replayed += 1;
+            tracing::info!(height, "replayed a logged block the state had not committed");
+        }
+        Ok(())
+    }
+
+    pub fn head(&self) -> Head {
+        self.head
+    }
+
+    pub fn genesis(&self) -> &Genesis {
+        &self.genesis
+    }
+
+    pub fn store(&self) -> Arc<StateStore> {
+        self.store.clone()
+    }
+
+    pub fn log_reader(&self) -> LogReader {
+        self.log.reader()
+    }
+
+    pub fn uses_io_uring(&self) -> bool {
+        self.log.uses_io_uring()
+    }
+
+    fn context(&self, height: u64, timestamp_ms: u64, producer: Address) -> BlockContext {
+        BlockContext { chain_id: self.genesis.chain_id.clone(), height, timestamp_ms, producer }
+    }
+
+    /// Verifies a block against the head and re-executes it; returns what it did and its state.
+    fn check_block(&self, block: &Block) -> Result<(ExecOutput, crate::storage::PreparedState), ChainError> {
+        let h = &block.header;
+        let invalid = |reason: String| ChainError::InvalidBlock { height: h.height, reason };
+        if h.height != self.head.height + 1 {
+            return Err(invalid(format!("expected height {}", self.head.height + 1)));
+        }
+        if h.prev_hash != self.head.hash {
+            return Err(invalid(format!("previous hash {} is not the head {}", h.prev_hash, self.head.hash)));
+        }
+        if h.chain_id != self.genesis.chain_id {
+            return Err(invalid(format!("chain id {:?}", h.chain_id)));
+        }
+        if !self.genesis.producer_keys().contains(&h.producer) {
+            return Err(invalid("producer is not in the producer set".into()));
+        }
+        crypto::verify(&h.producer, &block.hash(), &block.signature)
+            .map_err(|e| invalid(format!("producer signature: {e}")))?;
+        if Block::compute_tx_root(&block.transactions) != h.tx_root {
+            return Err(invalid("transactions root does not match".into()));
+        }
+        for tx in &block.transactions {
+            crypto::verify_tx(tx).map_err(|e| invalid(format!("transaction {}: {e}", tx.hash())))?;
+        }
+        let ctx = self.context(h.height, h.timestamp_ms, h.producer.address());
+        let out = execute_block(self.store.as_ref(), &ctx, block.transactions.clone(), Mode::Verify)?;
+        if Receipt::compute_root(&out.receipts) != h.receipts_root {
+            return Err(invalid("receipts root does not match".into()));
+        }
+        let prepared = self.store.prepare(h.height, &out.changes)?;
+        if prepared.root != h.state_root {
+            return Err(invalid(format!(
+                "state root {} but execution gives {}",
+                h.state_root, prepared.root
+            )));
+        }
+        Ok((out, prepared))
+    }
+
+    /// Builds, signs and commits the next block from `candidates` (in pool order). Invalid candidates
+    /// are left out and reported in `dropped`.
+    pub fn produce(
+        &mut self,
+        key: &Keypair,
+        candidates: Vec<Transaction>,
+        timestamp_ms: u64,
+    ) -> Result<CommittedBlock, ChainError> {
+        let height = self.head.height + 1;
+        let timestamp_ms = timestamp_ms.max(self.head.timestamp_ms + 1);
+        let ctx = self.context(height, timestamp_ms, key.address());
+        let out = execute_block(self.store.as_ref(), &ctx, candidates, Mode::Build)?;
+        let prepared = self.store.prepare(height, &out.changes)?;
+        let header = BlockHeader {
+            version: ENCODING_VERSION,
+            chain_id: self.genesis.chain_id.clone(),
+            height,
+            prev_hash: self.head.hash,
+            timestamp_ms,
+            producer: key.public(),
+            tx_root: Block::compute_tx_root(&out.included),
+            state_root: prepared.root,
+            receipts_root: Receipt::compute_root(&out.receipts),
+        };
+        let signature = key.sign(&header.hash());
+        let block = Block { header, transactions: out.included, signature };
+        let pos = self.log.append(height, &block.encode())?;
+        self.head = self.store.commit(prepared, &block, pos, &out.receipts)?;
+        let nonces = nonces_after(&block.transactions, &out.changes);
+        Ok(CommittedBlock { block: Arc::new(block), receipts: out.receipts, nonces, dropped: out.dropped })
+    }
+
+    /// Verifies and commits a block produced elsewhere.
+    pub fn import(&mut self, block: Block) -> Result<CommittedBlock, ChainError> {
+        let (out, prepared) = self.check_block(&block)?;
+        let pos = self.log.append(block.header.height, &block.encode())?;
+        self.head = self.store.commit(prepared, &block, pos, &out.receipts)?;
+        let nonces = nonces_after(&block.transactions, &out.changes);
+        Ok(CommittedBlock { block: Arc::new(block), receipts: out.receipts, nonces, dropped: Vec::new() })
+    }
+}
+
+fn nonces_after(txs: &[Transaction], changes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>) -> HashMap<Address, u64> {
+    let mut out = HashMap::new();
+    for tx in txs {
+        let sender = tx.sender();
+        if out.contains_key(&sender) {
+            continue;
+        }
+        if let Some(Some(bytes)) = changes.get(&account_key(&sender)) {
+            if let Ok(account) = borsh::from_slice::<Account>(bytes) {
+                out.insert(sender, account.nonce);
+            }
+        }
+    }
+    out
+}
+
+/// Reads a committed block by height through the index and the log.
+pub fn read_block(store: &StateStore, reader: &LogReader, height: u64) -> Result<Option<Block>, ChainError> {
+    let Some(meta) = store.block_meta(height)? else { return Ok(None) };
+    let (_, bytes) = reader.read(meta.pos)?;
+    let block = Block::decode(&bytes).map_err(|e| ChainError::Decode { height, reason: e.to_string() })?;
+    Ok(Some(block))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,195 @@
+//! Node configuration (TOML). Every setting has a default; `config.example.toml` at the crate root
+//! documents each one and is checked against [`NodeConfig`] by a test.
+
+use crate::mempool::MempoolConfig;
+use crate::storage::Verify;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("config file {path} is invalid: {reason}")]
+    Invalid { path: String, reason: String },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// Where the chain lives: `state/`, `blocks/`, keys. Relative paths are relative to the config file.
+    pub data_dir: PathBuf,
+    /// The genesis file; relative to `data_dir` when not absolute.
+    pub genesis: PathBuf,
+    pub rpc: RpcConfig,
+    pub producer: ProducerConfig,
+    pub mempool: MempoolConfig,
+    pub storage: StorageConfig,
+    pub log: LogConfig,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            data_dir: PathBuf::from("/var/lib/aergo"),
+            genesis: PathBuf::from("genesis.toml"),
+            rpc: RpcConfig::default(),
+            producer: ProducerConfig::default(),
+            mempool: MempoolConfig::default(),
+            storage: StorageConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RpcConfig {
+    /// Address of the JSON-RPC server (HTTP and WebSocket on one port).
+    pub listen: SocketAddr,
+    /// Largest request body in bytes (a JSON-RPC batch counts as one request).
+    pub max_request_bytes: u32,
+    /// Largest response body in bytes.
+    pub max_response_bytes: u32,
+    /// Most open connections; more are refused.
+    pub max_connections: u32,
+    /// Most calls in one JSON-RPC batch.
+    pub max_batch: u32,
+    /// Most WebSocket subscriptions per connection.
+    pub max_subscriptions_per_connection: u32,
+}
+
+impl Default for RpcConfig {
+    fn default() -> Self {
+        RpcConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7845)),
+            max_request_bytes: 16 * 1024 * 1024,
+            max_response_bytes: 32 * 1024 * 1024,
+            max_connections: 256,
+            max_batch: 2_000,
+            max_subscriptions_per_connection: 16,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProducerConfig {
+    /// Produce blocks (the key must be one of the genesis producers).
+    pub enabled: bool,
+    /// The producer's key file, relative to `data_dir` when not absolute.
+    pub key_file: PathBuf,
+    /// File holding the key file's password, when it is encrypted.
+    pub password_file: Option<PathBuf>,
+    /// Produce a block every slot even without transactions.
+    pub empty_blocks: bool,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        ProducerConfig {
+            enabled: false,
+            key_file: PathBuf::from("producer.key"),
+            password_file: None,
+            empty_blocks: false,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Size at which the block log starts a new segment file.
+    pub segment_bytes: u64,
+    /// Write the block log through io_uring (falls back to pwrite by itself where io_uring is refused).
+    pub io_uring: bool,
+    /// `full`: verify every block-log checksum at start; `tail`: only from the last committed block on.
+    pub verify_log_on_start: Verify,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig { segment_bytes: 256 * 1024 * 1024, io_uring: true, verify_log_on_start: Verify::Full }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `tracing` filter, e.g. `info` or `aergo_node=debug,info`. `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { level: "info".into() }
+    }
+}
+
+impl NodeConfig {
+    pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        let mut config: NodeConfig = toml::from_str(&text)
+            .map_err(|e| ConfigError::Invalid { path: path.display().to_string(), reason: e.to_string() })?;
+        if config.data_dir.is_relative() {
+            let base = path.parent().unwrap_or(Path::new("."));
+            config.data_dir = base.join(&config.data_dir);
+        }
+        config
+            .validate()
+            .map_err(|reason| ConfigError::Invalid { path: path.display().to_string(), reason })?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.storage.segment_bytes < 4096 {
+            return Err("storage.segment_bytes must be at least 4096".into());
+        }
+        if self.rpc.max_batch == 0 || self.rpc.max_connections == 0 {
+            return Err("rpc.max_batch and rpc.max_connections must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    fn in_data_dir(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.data_dir.join(p)
+        }
+    }
+
+    pub fn genesis_path(&self) -> PathBuf {
+        self.in_data_dir(&self.genesis)
+    }
+
+    pub fn key_path(&self) -> PathBuf {
+        self.in_data_dir(&self.producer.key_file)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses_to_the_defaults() {
+        let text = include_str!("../config.example.toml");
+        let parsed: NodeConfig = toml::from_str(text).unwrap();
+        assert_eq!(parsed, NodeConfig::default());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        assert!(toml::from_str::<NodeConfig>("colour = 1").is_err());
+        assert!(toml::from_str::<NodeConfig>("[rpc]\nlisten = \"nowhere\"").is_err());
+        let c: NodeConfig = toml::from_str("[storage]\nsegment_bytes = 10").unwrap();
+        assert!(c.validate().is_err());
+    }
+}

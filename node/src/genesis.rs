@@ -1,0 +1,164 @@
+//! The genesis file (TOML): chain id, initial balances, producers and consensus parameters.
+//!
+//! ```toml
+//! chain_id = "aergo-devnet"
+//! timestamp_ms = 1767225600000
+//!
+//! [consensus]
+//! block_interval_ms = 1000
+//! bp_count = 1
+//!
+//! [[balances]]
+//! address = "aergo1…"
+//! amount = "1000000000000000000000"
+//!
+//! [[producers]]
+//! public_key = "hex…"
+//! ```
+
+use crate::types::{Address, Amount, PublicKey, MAX_CHAIN_ID_LEN};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GenesisError {
+    #[error("cannot read genesis file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("genesis file {path} is invalid: {reason}")]
+    Invalid { path: String, reason: String },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Genesis {
+    pub chain_id: String,
+    /// Timestamp of block 0 in milliseconds since the Unix epoch.
+    pub timestamp_ms: u64,
+    #[serde(default)]
+    pub consensus: ConsensusParams,
+    #[serde(default)]
+    pub balances: Vec<GenesisBalance>,
+    pub producers: Vec<GenesisProducer>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsensusParams {
+    /// Slot length.
+    pub block_interval_ms: u64,
+    /// Number of elected block producers.
+    pub bp_count: u32,
+    /// Most transactions in one block.
+    pub max_block_txs: u32,
+}
+
+impl Default for ConsensusParams {
+    fn default() -> Self {
+        ConsensusParams { block_interval_ms: 1000, bp_count: 1, max_block_txs: 20_000 }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisBalance {
+    pub address: Address,
+    #[serde(with = "crate::api::amount_string")]
+    pub amount: Amount,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisProducer {
+    /// ed25519 public key, hex.
+    pub public_key: String,
+}
+
+impl GenesisProducer {
+    pub fn key(&self) -> Result<PublicKey, String> {
+        let bytes = hex::decode(&self.public_key).map_err(|e| format!("producer key is not hex: {e}"))?;
+        let arr: [u8; 32] = bytes.try_into().map_err(|_| "producer key is not 32 bytes".to_string())?;
+        Ok(PublicKey(arr))
+    }
+}
+
+impl Genesis {
+    pub fn load(path: &Path) -> Result<Genesis, GenesisError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| GenesisError::Read { path: path.display().to_string(), source })?;
+        Genesis::parse(&text)
+            .map_err(|reason| GenesisError::Invalid { path: path.display().to_string(), reason })
+    }
+
+    pub fn parse(text: &str) -> Result<Genesis, String> {
+        let genesis: Genesis = toml::from_str(text).map_err(|e| e.to_string())?;
+        genesis.validate()?;
+        Ok(genesis)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.chain_id.is_empty() || self.chain_id.len() > MAX_CHAIN_ID_LEN {
+            return Err(format!("chain_id must be 1 to {MAX_CHAIN_ID_LEN} bytes"));
+        }
+        if self.consensus.block_interval_ms < 100 {
+            return Err("consensus.block_interval_ms must be at least 100".into());
+        }
+        if self.consensus.max_block_txs == 0 {
+            return Err("consensus.max_block_txs must be at least 1".into());
+        }
+        if self.producers.is_empty() {
+            return Err("at least one producer is required".into());
+        }
+        for (i, p) in self.producers.iter().enumerate() {
+            p.key().map_err(|e| format!("producers[{i}]: {e}"))?;
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for b in &self.balances {
+            if !seen.insert(b.address) {
+                return Err(format!("balance for {} is listed twice", b.address));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn producer_keys(&self) -> Vec<PublicKey> {
+        self.producers.iter().filter_map(|p| p.key().ok()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::Keypair;
+
+    fn sample() -> Genesis {
+        let key = Keypair::from_seed("bp");
+        Genesis {
+            chain_id: "test".into(),
+            timestamp_ms: 1,
+            consensus: ConsensusParams::default(),
+            balances: vec![GenesisBalance { address: key.address(), amount: 10u128.pow(30) }],
+            producers: vec![GenesisProducer { public_key: hex::encode(key.public().0) }],
+        }
+    }
+
+    #[test]
+    fn toml_roundtrip() {
+        let g = sample();
+        assert_eq!(Genesis::parse(&g.to_toml()).unwrap(), g);
+        assert!(g.to_toml().contains("amount = \"1000000000000000000000000000000\""));
+    }
+
+    #[test]
+    fn rejects_bad_files() {
+        let mut g = sample();
+        g.producers.clear();
+        assert!(g.validate().unwrap_err().contains("producer"));
+        assert!(Genesis::parse("chain_id = 5").is_err());
+        let text = sample().to_toml().replace("aergo1", "aergo2");
+        assert!(Genesis::parse(&text).is_err());
+    }
+}

@@ -1,0 +1,299 @@
+//! The transaction pool: per-account nonce queues in one global admission order.
+//!
+//! Every admitted transaction gets a `pool_seq`, a number that only grows: the pool order that a
+//! producer serializes transactions in (pool-level serialization). Blocks take transactions in that
+//! order, except that an account's transactions always go in nonce order: a transaction waits until the
+//! one before it from the same sender is taken.
+//!
+//! Admission checks, against the sender's committed account:
+//! nonce not below the committed one (`nonce_too_low`), not more than `max_nonce_gap` ahead
+//! (`nonce_gap`), the sender's queued costs plus this one within the balance (`balance_too_low`), sizes
+//! and counts within limits (`too_large`, `pool_full`, `account_full`). A transaction with the nonce of
+//! one already queued replaces it only when its fee is at least `replace_fee_bump_percent` higher
+//! (`replacement_underpriced`). Signatures and chain id are checked before the pool is locked.
+
+use crate::types::{Account, Address, Amount, Hash, Transaction};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::sync::Arc;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MempoolConfig {
+    /// Most transactions in the pool.
+    pub max_txs: usize,
+    /// Most encoded bytes in the pool.
+    pub max_bytes: usize,
+    /// Most transactions from one sender.
+    pub max_per_account: usize,
+    /// How far ahead of the committed nonce a transaction may be.
+    pub max_nonce_gap: u64,
+    /// Fee increase (percent) needed to replace a queued transaction with the same nonce.
+    pub replace_fee_bump_percent: u32,
+}
+
+impl Default for MempoolConfig {
+    fn default() -> Self {
+        MempoolConfig {
+            max_txs: 200_000,
+            max_bytes: 256 * 1024 * 1024,
+            max_per_account: 10_000,
+            max_nonce_gap: 10_000,
+            replace_fee_bump_percent: 10,
+        }
+    }
+}
+
+/// Why a transaction was refused. `reason()` is the machine-readable name sent in RPC errors.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdmitError {
+    #[error("malformed transaction: {0}")]
+    Malformed(String),
+    #[error("transaction is {len} bytes, more than the limit of {max}")]
+    TooLarge { len: usize, max: usize },
+    #[error("bad signature: {0}")]
+    BadSignature(String),
+    #[error("wrong chain id {got:?}; this node runs {expected:?}")]
+    WrongChainId { expected: String, got: String },
+    #[error("nonce too low: {got}, the account's next nonce is {next}")]
+    NonceTooLow { next: u64, got: u64 },
+    #[error("nonce gap: {got} is more than {max_gap} ahead of the account's next nonce {next}")]
+    NonceGap { next: u64, got: u64, max_gap: u64 },
+    #[error("balance too low: {balance} cannot cover {needed} (this and the sender's queued transactions)")]
+    BalanceTooLow { balance: Amount, needed: Amount },
+    #[error(
+        "replacement underpriced: fee {got} must be at least {needed} to replace the queued transaction"
+    )]
+    ReplacementUnderpriced { needed: Amount, got: Amount },
+    #[error("pool full ({count} transactions, {bytes} bytes); retry later")]
+    PoolFull { count: usize, bytes: usize },
+    #[error("the sender already has {0} transactions queued")]
+    AccountFull(usize),
+    #[error("node busy; retry later")]
+    Busy,
+}
+
+impl AdmitError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AdmitError::Malformed(_) => "malformed",
+            AdmitError::TooLarge { .. } => "too_large",
+            AdmitError::BadSignature(_) => "bad_signature",
+            AdmitError::WrongChainId { .. } => "wrong_chain_id",
+            AdmitError::NonceTooLow { .. } => "nonce_too_low",
+            AdmitError::NonceGap { .. } => "nonce_gap",
+            AdmitError::BalanceTooLow { .. } => "balance_too_low",
+            AdmitError::ReplacementUnderpriced { .. } => "replacement_underpriced",
+            AdmitError::PoolFull { .. } => "pool_full",
+            AdmitError::AccountFull(_) => "account_full",
+            AdmitError::Busy => "busy",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Admitted {
+    pub hash: Hash,
+    pub pool_seq: u64,
+}
+
+#[derive(Clone)]
+struct Entry {
+    tx: Arc<Transaction>,
+    hash: Hash,
+    seq: u64,
+    bytes: usize,
+}
+
+#[derive(Default)]
+struct Queue {
+    /// The committed nonce as last seen.
+    base_nonce: u64,
+    txs: BTreeMap<u64, Entry>,
+}
+
+impl Queue {
+    fn queued_cost(&self) -> Amount {
+        self.txs.values().fold(0u128, |acc, e| acc.saturating_add(e.tx.cost()))
+    }
+
+    fn pending_nonce(&self) -> u64 {
+        let mut n = self.base_nonce;
+        while self.txs.contains_key(&n) {
+            n += 1;
+        }
+        n
+    }
+}
+
+pub struct Mempool {
+    config: MempoolConfig,
+    queues: HashMap<Address, Queue>,
+    by_hash: HashMap<Hash, (Address, u64)>,
+    next_seq: u64,
+    bytes: usize,
+}
+
+impl Mempool {
+    pub fn new(config: MempoolConfig) -> Mempool {
+        Mempool { config, queues: HashMap::new(), by_hash: HashMap::new(), next_seq: 1, bytes: 0 }
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_hash.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_hash.is_empty()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn get(&self, hash: &Hash) -> Option<Arc<Transaction>> {
+        let (addr, nonce) = self.by_hash.get(hash)?;
+        self.queues.get(addr)?.txs.get(nonce).map(|e| e.tx.clone())
+    }
+
+    /// The nonce the sender's next transaction should carry, given its committed account.
+    pub fn pending_nonce(&self, address: &Address, committed: &Account) -> u64 {
+        match self.queues.get(address) {
+            Some(q) => {
+                let mut q_nonce = committed.nonce.max(q.base_nonce);
+                while q.txs.contains_key(&q_nonce) {
+                    q_nonce += 1;
+                }
+                q_nonce
+            }
+            None => committed.nonce,
+        }
+    }
+
+    /// Admits a transaction whose signature and chain id were already checked. `committed` is the
+    /// sender's account at the head.
+    pub fn admit(
+        &mut self,
+        tx: Transaction,
+        bytes: usize,
+        committed: Account,
+    ) -> Result<Admitted, AdmitError> {
+        let hash = tx.hash();
+        if let Some((addr, nonce)) = self.by_hash.get(&hash) {
+            // Resubmitting the same transaction is harmless: answer with its place.
+            if let Some(e) = self.queues.get(addr).and_then(|q| q.txs.get(nonce)) {
+                return Ok(Admitted { hash, pool_seq: e.seq });
+            }
+        }
+        let sender = tx.sender();
+        let nonce = tx.body.nonce;
+        let queue = self.queues.entry(sender).or_default();
+        queue.base_nonce = queue.base_nonce.max(committed.nonce);
+        // Entries below the committed nonce are stale (included meanwhile); drop them now.
+        let stale: Vec<u64> = queue.txs.range(..queue.base_nonce).map(|(n, _)| *n).collect();
+        for n in stale {
+            if let Some(e) = queue.txs.remove(&n) {
+                self.by_hash.remove(&e.hash);
+                self.bytes -= e.bytes;
+            }
+        }
+        if nonce < queue.base_nonce {
+            return Err(AdmitError::NonceTooLow { next: queue.base_nonce, got: nonce });
+        }
+        if nonce - queue.base_nonce > self.config.max_nonce_gap {
+            return Err(AdmitError::NonceGap {
+                next: queue.pending_nonce(),
+                got: nonce,
+                max_gap: self.config.max_nonce_gap,
+            });
+        }
+        let replacing = queue.txs.get(&nonce).cloned();
+        if let Some(old) = &replacing {
+            let needed =
+                old.tx.body.fee.saturating_mul(100 + self.config.replace_fee_bump_percent as u128) / 100;
+            let needed = needed.max(old.tx.body.fee + 1);
+            if tx.body.fee < needed {
+                return Err(AdmitError::ReplacementUnderpriced { needed, got: tx.body.fee });
+            }
+        } else {
+            if queue.txs.len() >= self.config.max_per_account {
+                return Err(AdmitError::AccountFull(queue.txs.len()));
+            }
+            if self.by_hash.len() >= self.config.max_txs || self.bytes + bytes > self.config.max_bytes {
+                return Err(AdmitError::PoolFull { count: self.by_hash.len(), bytes: self.bytes });
+            }
+        }
+        let others = queue.queued_cost().saturating_sub(replacing.as_ref().map_or(0, |e| e.tx.cost()));
+        let needed = others.saturating_add(tx.cost());
+        if needed > committed.balance {
+            return Err(AdmitError::BalanceTooLow { balance: committed.balance, needed });
+        }
+        if let Some(old) = replacing {
+            self.by_hash.remove(&old.hash);
+            self.bytes -= old.bytes;
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        queue.txs.insert(nonce, Entry { tx: Arc::new(tx), hash, seq, bytes });
+        self.by_hash.insert(hash, (sender, nonce));
+        self.bytes += bytes;
+        Ok(Admitted { hash, pool_seq: seq })
+    }
+
+    /// Up to `max` transactions in pool order, each sender's in nonce order from its committed nonce.
+    pub fn select(&self, max: usize) -> Vec<Arc<Transaction>> {
+        // Min-heap of (seq, sender, nonce) over each sender's next ready transaction.
+        let mut heap: BinaryHeap<std::cmp::Reverse<(u64, Address, u64)>> = BinaryHeap::new();
+        for (addr, q) in &self.queues {
+            if let Some(e) = q.txs.get(&q.base_nonce) {
+                heap.push(std::cmp::Reverse((e.seq, *addr, q.base_nonce)));
+            }
+        }
+        let mut out = Vec::with_capacity(max.min(self.len()));
+        while out.len() < max {
+            let Some(std::cmp::Reverse((_, addr, nonce))) = heap.pop() else { break };
+            let Some(q) = self.queues.get(&addr) else { continue };
+            if let Some(e) = q.txs.get(&nonce) {
+                out.push(e.tx.clone());
+            }
+            if let Some(next) = q.txs.get(&(nonce + 1)) {
+                heap.push(std::cmp::Reverse((next.seq, addr, nonce + 1)));
+            }
+        }
+        out
+    }
+
+    /// After a block: drops what it included and every transaction now below its sender's nonce.
+    pub fn on_block(&mut self, included: &[Transaction], committed_nonces: &HashMap<Address, u64>) {
+        for tx in included {
+            self.remove(&tx.hash());
+        }
+        for (addr, nonce) in committed_nonces {
+            if let Some(q) = self.queues.get_mut(addr) {
+                q.base_nonce = q.base_nonce.max(*nonce);
+                let stale: Vec<u64> = q.txs.range(..q.base_nonce).map(|(n, _)| *n).collect();
+                for n in stale {
+                    if let Some(e) = q.txs.remove(&n) {
+                        self.by_hash.remove(&e.hash);
+                        self.bytes -= e.bytes;
+                    }
+                }
+            }
+        }
+        self.queues.retain(|_, q| !q.txs.is_empty());
+    }
+
+    /// Removes one transaction (included, or found invalid by the block builder).
+    pub fn remove(&mut self, hash: &Hash) {
+        if let Some((addr, nonce)) = self.by_hash.remove(hash) {
+            if let Some(q) = self.queues.get_mut(&addr) {
+                if let Some(e) = q.txs.remove(&nonce) {
+                    self.bytes -= e.bytes;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,306 @@
+//! Wiring a running node: the chain, the pool, the producer thread and the RPC server.
+//!
+//! ```text
+//!  RPC workers ──admit──► Mempool ◄──select / on_block── producer thread ──► Chain (log + state)
+//!       │                                                     │
+//!       └──── reads: StateStore, LogReader, head ◄────────────┴──► broadcast: subscribe_blocks
+//! ```
+//! The producer is an OS thread because a block's work (execution, tree hashing, fsync) is blocking;
+//! it wakes at each slot boundary (`genesis.timestamp_ms + k · block_interval_ms`). Shutdown sets a flag
+//! the thread checks between blocks, so a block is either wholly committed or not started.
+
+use crate::chain::{Chain, ChainError, OpenReport};
+use crate::config::NodeConfig;
+use crate::crypto::{KeyFile, Keypair, KeystoreError};
+use crate::genesis::{ConsensusParams, Genesis, GenesisBalance, GenesisError, GenesisProducer};
+use crate::mempool::Mempool;
+use crate::rpc::{self, RpcError};
+use crate::storage::{Head, LogOptions, LogReader, StateStore};
+use crate::types::{Address, Block, Hash};
+use parking_lot::{Mutex, RwLock};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Genesis(#[from] GenesisError),
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    #[error(transparent)]
+    State(#[from] crate::storage::StateError),
+    #[error(transparent)]
+    Key(#[from] KeystoreError),
+    #[error(transparent)]
+    Rpc(#[from] RpcError),
+    #[error("producer key {address} is not one of the genesis producers; set [producer] enabled = false or use a producer key")]
+    NotAProducer { address: Address },
+    #[error("cannot read the password file {path}: {source}")]
+    PasswordFile { path: String, source: std::io::Error },
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("the node's background task failed: {0}")]
+    Join(String),
+}
+
+/// What RPC handlers and the producer share.
+pub struct Shared {
+    pub chain_id: String,
+    pub genesis: Genesis,
+    pub genesis_hash: Hash,
+    pub store: Arc<StateStore>,
+    pub reader: LogReader,
+    pub mempool: Mutex<Mempool>,
+    head: RwLock<Head>,
+    pub blocks: tokio::sync::broadcast::Sender<Arc<Block>>,
+    pub producer: Option<Address>,
+    pub data_dir: PathBuf,
+    pub started: Instant,
+    pub io_uring: bool,
+}
+
+impl Shared {
+    pub fn head(&self) -> Head {
+        *self.head.read()
+    }
+}
+
+/// A started node. Dropping it does not stop it; call [`RunningNode::shutdown`].
+pub struct RunningNode {
+    pub shared: Arc<Shared>,
+    pub rpc_addr: std::net::SocketAddr,
+    rpc: jsonrpsee::server::ServerHandle,
+    stop: Arc<AtomicBool>,
+    producer: Option<std::thread::JoinHandle<()>>,
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+fn read_password(path: &Path) -> Result<String, NodeError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| NodeError::PasswordFile { path: path.display().to_string(), source })?;
+    Ok(text.trim_end_matches(['\n', '\r']).to_string())
+}
+
+/// Opens the chain (blocking: recovery may replay blocks).
+pub fn open_chain(config: &NodeConfig) -> Result<(Chain, OpenReport), NodeError> {
+    let genesis = Genesis::load(&config.genesis_path())?;
+    let opts = LogOptions {
+        segment_bytes: config.storage.segment_bytes,
+        use_io_uring: config.storage.io_uring,
+        verify: config.storage.verify_log_on_start,
+    };
+    Ok(Chain::open(&config.data_dir, &genesis, opts)?)
+}
+
+impl RunningNode {
+    /// Opens the chain, starts the producer (if enabled) and the RPC server.
+    pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
+        let cfg = config.clone();
+        let (chain, report) = tokio::task::spawn_blocking(move || open_chain(&cfg))
+            .await
+            .map_err(|e| NodeError::Join(e.to_string()))??;
+        let head = chain.head();
+        tracing::info!(
+            chain_id = %chain.genesis().chain_id, height = head.height, hash = %head.hash,
+            created = report.created, replayed = report.replayed,
+            io_uring = chain.uses_io_uring(), data_dir = %config.data_dir.display(),
+            "chain opened"
+        );
+        if let Some((file, offset, removed)) = &report.truncated {
+            tracing::warn!(%file, offset, removed, "block log tail repaired");
+        }
+        let key = if config.producer.enabled {
+            let file = KeyFile::read(&config.key_path())?;
+            let password = match &config.producer.password_file {
+                Some(p) => Some(read_password(p)?),
+                None => None,
+            };
+            let key = file.unlock(password.as_deref())?;
+            if !chain.genesis().producer_keys().contains(&key.public()) {
+                return Err(NodeError::NotAProducer { address: key.address() });
+            }
+            Some(key)
+        } else {
+            None
+        };
+        let (blocks, _) = tokio::sync::broadcast::channel(256);
+        let shared = Arc::new(Shared {
+            chain_id: chain.genesis().chain_id.clone(),
+            genesis: chain.genesis().clone(),
+            genesis_hash: chain.store().genesis_hash()?.unwrap_or(Hash::ZERO),
+            store: chain.store(),
+            reader: chain.log_reader(),
+            mempool: Mutex::new(Mempool::new(config.mempool.clone())),
+            head: RwLock::new(head),
+            blocks,
+            producer: key.as_ref().map(Keypair::address),
+            data_dir: config.data_dir.clone(),
+            started: Instant::now(),
+            io_uring: chain.uses_io_uring(),
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let producer = match key {
+            Some(key) => {
+                let (shared, stop) = (shared.clone(), stop.clone());
+                let empty = config.producer.empty_blocks;
+                let thread = std::thread::Builder::new()
+                    .name("aergo-producer".into())
+                    .spawn(move || produce_loop(chain, key, shared, stop, empty))
+                    .map_err(|source| NodeError::Io { path: "producer thread".into(), source })?;
+                Some(thread)
+            }
+            None => None,
+        };
+        let (rpc, rpc_addr) = rpc::serve(shared.clone(), &config.rpc).await?;
+        tracing::info!(rpc = %rpc_addr, producer = ?shared.producer.map(|a| a.to_string()), "node running");
+        Ok(RunningNode { shared, rpc_addr, rpc, stop, producer })
+    }
+
+    /// Stops accepting RPC, lets the producer finish the block in hand, and waits for both.
+    pub async fn shutdown(mut self) -> Result<(), NodeError> {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.rpc.stop();
+        self.rpc.clone().stopped().await;
+        if let Some(t) = self.producer.take() {
+            tokio::task::spawn_blocking(move || t.join())
+                .await
+                .map_err(|e| NodeError::Join(e.to_string()))?
+                .map_err(|_| NodeError::Join("producer thread panicked".into()))?;
+        }
+        tracing::info!("node stopped");
+        Ok(())
+    }
+}
+
+fn produce_loop(
+    mut chain: Chain,
+    key: Keypair,
+    shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+    empty_blocks: bool,
+) {
+    let genesis_ts = shared.genesis.timestamp_ms;
+    let interval = shared.genesis.consensus.block_interval_ms.max(1);
+    let max_txs = shared.genesis.consensus.max_block_txs as usize;
+    while !stop.load(Ordering::SeqCst) {
+        // Sleep to the next slot boundary in short steps so that shutdown is prompt.
+        let now = now_ms();
+        let next_slot =
+            if now < genesis_ts { genesis_ts } else { now - (now - genesis_ts) % interval + interval };
+        while now_ms() < next_slot {
+            if stop.load(Ordering::SeqCst) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis((next_slot - now_ms()).clamp(1, 50)));
+        }
+        let candidates: Vec<_> =
+            shared.mempool.lock().select(max_txs).into_iter().map(|t| (*t).clone()).collect();
+        if candidates.is_empty() && !empty_blocks {
+            continue;
+        }
+        let started = Instant::now();
+        match chain.produce(&key, candidates, next_slot) {
+            Ok(done) => {
+                {
+                    let mut pool = shared.mempool.lock();
+                    pool.on_block(&done.block.transactions, &done.nonces);
+                    for (hash, _) in &done.dropped {
+                        pool.remove(hash);
+                    }
+                }
+                *shared.head.write() = chain.head();
+                for (hash, reason) in &done.dropped {
+                    tracing::debug!(%hash, %reason, "left a transaction out of the block");
+                }
+                tracing::info!(
+                    height = done.block.header.height,
+                    hash = %done.block.hash(),
+                    txs = done.block.transactions.len(),
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "produced block"
+                );
+                let _ = shared.blocks.send(done.block);
+            }
+            Err(e) => {
+                // Nothing was committed (commit is atomic); the next slot tries again.
+                tracing::error!(error = %e, "block production failed");
+            }
+        }
+    }
+}
+
+/// Prepares `data_dir` for `--dev`: a one-producer genesis whose producer is also the funded dev
+/// account, its key in `dev.key` (0600) and `producer.key`. Idempotent: an existing devnet is kept.
+pub fn prepare_devnet(data_dir: &Path) -> Result<NodeConfig, NodeError> {
+    let io = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| NodeError::Io { path, source }
+    };
+    std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
+    let key_path = data_dir.join("dev.key");
+    let genesis_path = data_dir.join("genesis.toml");
+    let key = if key_path.exists() {
+        KeyFile::read(&key_path)?.unlock(None)?
+    } else {
+        let key = Keypair::generate();
+        KeyFile::write_plain(&key_path, &key)?;
+        key
+    };
+    if !genesis_path.exists() {
+        let genesis = Genesis {
+            chain_id: "aergo-devnet".into(),
+            timestamp_ms: now_ms() / 1000 * 1000,
+            consensus: ConsensusParams::default(),
+            balances: vec![GenesisBalance {
+                address: key.address(),
+                amount: 1_000_000_000u128 * 10u128.pow(18),
+            }],
+            producers: vec![GenesisProducer { public_key: hex::encode(key.public().0) }],
+        };
+        write_atomic(&genesis_path, genesis.to_toml().as_bytes()).map_err(io(&genesis_path))?;
+    }
+    let mut config = NodeConfig { data_dir: data_dir.to_path_buf(), ..NodeConfig::default() };
+    config.producer.enabled = true;
+    config.producer.key_file = PathBuf::from("dev.key");
+    Ok(config)
+}
+
+/// `aergo-node init`: copies the genesis into `data_dir`, creates the chain and writes `config.toml`.
+pub fn init(genesis_file: &Path, data_dir: &Path) -> Result<(PathBuf, OpenReport), NodeError> {
+    let io = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| NodeError::Io { path, source }
+    };
+    let genesis = Genesis::load(genesis_file)?;
+    std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
+    let target = data_dir.join("genesis.toml");
+    write_atomic(&target, genesis.to_toml().as_bytes()).map_err(io(&target))?;
+    let config = NodeConfig { data_dir: data_dir.to_path_buf(), ..NodeConfig::default() };
+    let (_chain, report) = open_chain(&config)?;
+    let config_path = data_dir.join("config.toml");
+    if !config_path.exists() {
+        let abs = std::fs::canonicalize(data_dir).map_err(io(data_dir))?;
+        let text = NodeConfig { data_dir: abs, ..NodeConfig::default() }.to_toml();
+        write_atomic(&config_path, text.as_bytes()).map_err(io(&config_path))?;
+    }
+    Ok((config_path, report))
+}
+
+/// Writes a file so that readers see the old or the new contents, never a mix, even after a crash.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(contents)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}

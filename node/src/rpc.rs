@@ -1,0 +1,278 @@
+//! The JSON-RPC server: [`AergoApiServer`] over the node's shared state.
+//!
+//! Methods run on tokio's worker threads. Reads go straight to RocksDB and the block log (both safe to
+//! share); `send_tx` decodes and verifies outside the pool lock and holds the lock only to admit.
+
+use crate::api::{
+    codes, AccountView, AergoApiServer, BlockTxs, BlockView, ChainInfo, HeaderView, NodeInfo, ReceiptView,
+    RpcResult, SendTxResult, TxView,
+};
+use crate::chain::read_block;
+use crate::config::RpcConfig;
+use crate::crypto;
+use crate::mempool::AdmitError;
+use crate::node::Shared;
+use crate::types::{Address, Block, Hash, ReceiptStatus, Transaction, MAX_TX_BYTES};
+use jsonrpsee::core::{async_trait, SubscriptionResult};
+use jsonrpsee::server::{BatchRequestConfig, Server, ServerConfig, ServerHandle};
+use jsonrpsee::types::ErrorObjectOwned;
+use jsonrpsee::PendingSubscriptionSink;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RpcError {
+    #[error("cannot listen for JSON-RPC on {addr}: {source}; choose another address with --rpc-listen or [rpc] listen")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+fn invalid_params(msg: impl Into<String>) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(codes::INVALID_PARAMS, msg.into(), None::<()>)
+}
+
+fn internal(err: impl std::fmt::Display) -> ErrorObjectOwned {
+    tracing::error!(error = %err, "rpc internal error");
+    ErrorObjectOwned::owned(codes::INTERNAL, err.to_string(), None::<()>)
+}
+
+fn rejected(err: AdmitError) -> ErrorObjectOwned {
+    let code = if matches!(err, AdmitError::Busy) { codes::BUSY } else { codes::TX_REJECTED };
+    ErrorObjectOwned::owned(code, err.to_string(), Some(serde_json::json!({ "reason": err.reason() })))
+}
+
+fn parse_hash(text: &str) -> RpcResult<Hash> {
+    Hash::from_hex(text).map_err(invalid_params)
+}
+
+pub fn tx_view(tx: &Transaction, location: Option<(u64, Hash, u32)>) -> TxView {
+    TxView {
+        hash: tx.hash(),
+        chain_id: tx.body.chain_id.clone(),
+        kind: tx.body.payload.kind().to_string(),
+        nonce: tx.body.nonce,
+        sender: tx.sender(),
+        recipient: tx.body.recipient,
+        amount: tx.body.amount,
+        fee: tx.body.fee,
+        state: if location.is_some() { "included" } else { "pending" }.to_string(),
+        block_height: location.map(|l| l.0),
+        block_hash: location.map(|l| l.1),
+        index: location.map(|l| l.2),
+    }
+}
+
+pub fn block_view(block: &Block, full: bool) -> BlockView {
+    let h = &block.header;
+    let hash = block.hash();
+    let transactions = if full {
+        BlockTxs::Full(
+            block
+                .transactions
+                .iter()
+                .enumerate()
+                .map(|(i, tx)| tx_view(tx, Some((h.height, hash, i as u32))))
+                .collect(),
+        )
+    } else {
+        BlockTxs::Hashes(block.transactions.iter().map(Transaction::hash).collect())
+    };
+    BlockView {
+        hash,
+        height: h.height,
+        header: HeaderView {
+            chain_id: h.chain_id.clone(),
+            height: h.height,
+            prev_hash: h.prev_hash,
+            timestamp_ms: h.timestamp_ms,
+            producer: h.producer.address(),
+            tx_root: h.tx_root,
+            state_root: h.state_root,
+            receipts_root: h.receipts_root,
+            tx_count: block.transactions.len() as u32,
+        },
+        transactions,
+    }
+}
+
+pub struct RpcHandler {
+    shared: Arc<Shared>,
+}
+
+impl RpcHandler {
+    /// Decodes, checks and admits one hex-encoded transaction.
+    fn admit(&self, hex_tx: &str) -> Result<SendTxResult, AdmitError> {
+        let text = hex_tx.strip_prefix("0x").unwrap_or(hex_tx);
+        if text.len() > 2 * MAX_TX_BYTES {
+            return Err(AdmitError::TooLarge { len: text.len() / 2, max: MAX_TX_BYTES });
+        }
+        let bytes = hex::decode(text).map_err(|e| AdmitError::Malformed(format!("not hex: {e}")))?;
+        let tx = Transaction::decode(&bytes).map_err(|e| match e {
+            crate::types::DecodeError::TooLarge { len, max, .. } => AdmitError::TooLarge { len, max },
+            other => AdmitError::Malformed(other.to_string()),
+        })?;
+        if tx.body.chain_id != self.shared.chain_id {
+            return Err(AdmitError::WrongChainId {
+                expected: self.shared.chain_id.clone(),
+                got: tx.body.chain_id,
+            });
+        }
+        crypto::verify_tx(&tx).map_err(|e| AdmitError::BadSignature(e.to_string()))?;
+        let committed = self
+            .shared
+            .store
+            .account(&tx.sender())
+            .map_err(|e| AdmitError::Malformed(format!("state read failed: {e}")))?;
+        let admitted = self.shared.mempool.lock().admit(tx, bytes.len(), committed)?;
+        Ok(SendTxResult { hash: admitted.hash, pool_seq: admitted.pool_seq })
+    }
+}
+
+#[async_trait]
+impl AergoApiServer for RpcHandler {
+    async fn chain_info(&self) -> RpcResult<ChainInfo> {
+        let head = self.shared.head();
+        Ok(ChainInfo {
+            chain_id: self.shared.chain_id.clone(),
+            genesis_hash: self.shared.genesis_hash,
+            height: head.height,
+            best_hash: head.hash,
+            best_timestamp_ms: head.timestamp_ms,
+            lib_height: head.height,
+            producer_count: self.shared.genesis.producers.len() as u32,
+            block_interval_ms: self.shared.genesis.consensus.block_interval_ms,
+            mempool_txs: self.shared.mempool.lock().len() as u64,
+            syncing: false,
+        })
+    }
+
+    async fn node_info(&self) -> RpcResult<NodeInfo> {
+        Ok(NodeInfo {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            peer_id: None,
+            role: if self.shared.producer.is_some() { "producer" } else { "full" }.to_string(),
+            producer_address: self.shared.producer,
+            data_dir: self.shared.data_dir.display().to_string(),
+            uptime_s: self.shared.started.elapsed().as_secs(),
+            block_log_io_uring: self.shared.io_uring,
+        })
+    }
+
+    async fn send_tx(&self, tx: String) -> RpcResult<SendTxResult> {
+        self.admit(&tx).map_err(rejected)
+    }
+
+    async fn get_tx(&self, hash: String) -> RpcResult<Option<TxView>> {
+        let hash = parse_hash(&hash)?;
+        if let Some(tx) = self.shared.mempool.lock().get(&hash) {
+            return Ok(Some(tx_view(&tx, None)));
+        }
+        let Some(loc) = self.shared.store.tx_location(&hash).map_err(internal)? else { return Ok(None) };
+        let block = read_block(&self.shared.store, &self.shared.reader, loc.height).map_err(internal)?;
+        Ok(block
+            .and_then(|b| b.transactions.get(loc.index as usize).cloned())
+            .map(|tx| tx_view(&tx, Some((loc.height, loc.block_hash, loc.index)))))
+    }
+
+    async fn get_receipt(&self, hash: String) -> RpcResult<Option<ReceiptView>> {
+        let hash = parse_hash(&hash)?;
+        let Some(loc) = self.shared.store.tx_location(&hash).map_err(internal)? else { return Ok(None) };
+        let (status, error) = match loc.receipt.status {
+            ReceiptStatus::Success => ("success", None),
+            ReceiptStatus::Failed(reason) => ("failed", Some(reason)),
+        };
+        Ok(Some(ReceiptView {
+            tx_hash: hash,
+            status: status.to_string(),
+            block_height: loc.height,
+            block_hash: loc.block_hash,
+            index: loc.index,
+            fee: loc.receipt.fee,
+            error,
+        }))
+    }
+
+    async fn get_block(
+        &self,
+        height: Option<u64>,
+        hash: Option<String>,
+        full: Option<bool>,
+    ) -> RpcResult<Option<BlockView>> {
+        let height = match (height, hash) {
+            (Some(_), Some(_)) => return Err(invalid_params("give height or hash, not both")),
+            (Some(h), None) => h,
+            (None, Some(text)) => {
+                let hash = parse_hash(&text)?;
+                match self.shared.store.height_of(&hash).map_err(internal)? {
+                    Some(h) => h,
+                    None => return Ok(None),
+                }
+            }
+            (None, None) => self.shared.head().height,
+        };
+        let block = read_block(&self.shared.store, &self.shared.reader, height).map_err(internal)?;
+        Ok(block.map(|b| block_view(&b, full.unwrap_or(false))))
+    }
+
+    async fn get_account(&self, address: String, height: Option<u64>) -> RpcResult<AccountView> {
+        let address = Address::parse(&address).map_err(|e| invalid_params(e.to_string()))?;
+        let head = self.shared.head().height;
+        let at = height.unwrap_or(head);
+        if at > head {
+            return Err(ErrorObjectOwned::owned(
+                codes::HEIGHT_UNAVAILABLE,
+                format!("height {at} is above the chain head {head}"),
+                None::<()>,
+            ));
+        }
+        let account = self.shared.store.account_at(&address, at).map_err(internal)?;
+        let pending_nonce = if at == head {
+            self.shared.mempool.lock().pending_nonce(&address, &account)
+        } else {
+            account.nonce
+        };
+        Ok(AccountView { address, balance: account.balance, nonce: account.nonce, pending_nonce, height: at })
+    }
+
+    async fn subscribe_blocks(&self, pending: PendingSubscriptionSink) -> SubscriptionResult {
+        let mut rx = self.shared.blocks.subscribe();
+        let sink = pending.accept().await?;
+        loop {
+            tokio::select! {
+                _ = sink.closed() => break,
+                next = rx.recv() => match next {
+                    Ok(block) => {
+                        let msg = serde_json::value::to_raw_value(&block_view(&block, false))?;
+                        if sink.send(msg).await.is_err() {
+                            break;
+                        }
+                    }
+                    // A slow subscriber misses blocks rather than holding memory; it can fetch them.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::debug!(missed = n, "block subscriber lagged");
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                },
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Starts the JSON-RPC server; returns its handle and the address it listens on.
+pub async fn serve(shared: Arc<Shared>, config: &RpcConfig) -> Result<(ServerHandle, SocketAddr), RpcError> {
+    let server_config = ServerConfig::builder()
+        .max_request_body_size(config.max_request_bytes)
+        .max_response_body_size(config.max_response_bytes)
+        .max_connections(config.max_connections)
+        .max_subscriptions_per_connection(config.max_subscriptions_per_connection)
+        .set_batch_request_config(BatchRequestConfig::Limit(config.max_batch))
+        .build();
+    let server = Server::builder()
+        .set_config(server_config)
+        .build(config.listen)
+        .await
+        .map_err(|source| RpcError::Bind { addr: config.listen, source })?;
+    let addr = server.local_addr().map_err(|source| RpcError::Bind { addr: config.listen, source })?;
+    let handle = server.start(RpcHandler { shared }.into_rpc());
+    Ok((handle, addr))
+}

@@ -1,0 +1,340 @@
+//! Chain state in RocksDB: versioned by block height, authenticated by a Jellyfish Merkle tree.
+//!
+//! Column families:
+//! - `jmt_nodes`: tree nodes, `borsh(NodeKey)` → `borsh(Node)`; a node key carries the version
+//!   (= block height) that created it, so every past root stays readable.
+//! - `jmt_values`: `key hash ‖ height (u64 BE)` → `1 ‖ value` or `0` (deleted). A read at height H is a
+//!   `seek_for_prev` to `key hash ‖ H`: the newest version at or below H (MVCC snapshot reads).
+//! - `blocks`: `height (BE)` → [`BlockMeta`] (header, log position); `block_hashes`: hash → height.
+//! - `txs`: transaction hash → [`TxLocation`] (height, index, receipt).
+//! - `meta`: the head and the genesis hash.
+//!
+//! A block is committed with one atomic, synced `WriteBatch` holding its tree nodes, values, index
+//! entries, receipts and the new head: after a crash the store is at one block boundary or the next.
+//! The tree hashes with blake3 (jmt over `Blake3`).
+
+use super::blocklog::RecordPos;
+use crate::types::{Account, Address, Block, BlockHeader, Hash, Receipt};
+use borsh::{BorshDeserialize, BorshSerialize};
+use jmt::storage::{LeafNode, Node, NodeKey, TreeReader, TreeUpdateBatch};
+use jmt::{JellyfishMerkleTree, KeyHash, OwnedValue, Version};
+use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+type Tree<'a> = JellyfishMerkleTree<'a, StateStore, Blake3>;
+
+/// blake3 as jmt's hasher.
+pub struct Blake3(blake3::Hasher);
+
+impl jmt::SimpleHasher for Blake3 {
+    fn new() -> Self {
+        Blake3(blake3::Hasher::new())
+    }
+    fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+    fn finalize(self) -> [u8; 32] {
+        *self.0.finalize().as_bytes()
+    }
+}
+
+const CF_NODES: &str = "jmt_nodes";
+const CF_VALUES: &str = "jmt_values";
+const CF_BLOCKS: &str = "blocks";
+const CF_BLOCK_HASHES: &str = "block_hashes";
+const CF_TXS: &str = "txs";
+const CF_META: &str = "meta";
+const KEY_HEAD: &[u8] = b"head";
+const KEY_GENESIS: &[u8] = b"genesis_hash";
+
+/// Key of an account in the state.
+pub fn account_key(address: &Address) -> Vec<u8> {
+    let mut k = Vec::with_capacity(25);
+    k.extend_from_slice(b"acct/");
+    k.extend_from_slice(&address.0);
+    k
+}
+
+/// State key written by every block (height and timestamp), so every height has its own tree root.
+pub const HEAD_KEY: &[u8] = b"sys/head";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state database at {path}: {source}")]
+    Open { path: String, source: rocksdb::Error },
+    #[error("state database: {0}")]
+    Db(#[from] rocksdb::Error),
+    #[error("state database holds an undecodable {what}: {reason}")]
+    Decode { what: &'static str, reason: String },
+    #[error("state tree: {0}")]
+    Tree(String),
+    #[error("height {requested} is above the chain head {head}")]
+    HeightUnavailable { requested: u64, head: u64 },
+}
+
+/// The chain head as the store knows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Head {
+    pub height: u64,
+    pub hash: Hash,
+    pub pos: RecordPos,
+    pub state_root: Hash,
+    pub timestamp_ms: u64,
+}
+
+/// What the index keeps per block.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct BlockMeta {
+    pub hash: Hash,
+    pub header: BlockHeader,
+    pub pos: RecordPos,
+    pub tx_count: u32,
+}
+
+/// Where a transaction was included, and its receipt.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct TxLocation {
+    pub height: u64,
+    pub block_hash: Hash,
+    pub index: u32,
+    pub receipt: Receipt,
+}
+
+/// A block's state changes with their tree nodes computed, ready to commit.
+pub struct PreparedState {
+    pub height: u64,
+    pub root: Hash,
+    batch: TreeUpdateBatch,
+}
+
+pub struct StateStore {
+    db: DB,
+}
+
+fn decode<T: BorshDeserialize>(what: &'static str, bytes: &[u8]) -> Result<T, StateError> {
+    borsh::from_slice(bytes).map_err(|e| StateError::Decode { what, reason: e.to_string() })
+}
+
+fn value_key(key_hash: &KeyHash, version: Version) -> [u8; 40] {
+    let mut k = [0u8; 40];
+    k[..32].copy_from_slice(&key_hash.0);
+    k[32..].copy_from_slice(&version.to_be_bytes());
+    k
+}
+
+impl StateStore {
+    pub fn open(path: &Path) -> Result<StateStore, StateError> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_max_open_files(512);
+        opts.set_keep_log_file_num(4);
+        let cfs = [CF_NODES, CF_VALUES, CF_BLOCKS, CF_BLOCK_HASHES, CF_TXS, CF_META]
+            .into_iter()
+            .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+        let db = DB::open_cf_descriptors(&opts, path, cfs)
+            .map_err(|source| StateError::Open { path: path.display().to_string(), source })?;
+        Ok(StateStore { db })
+    }
+
+    fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StateError> {
+        self.db.cf_handle(name).ok_or_else(|| StateError::Tree(format!("column family {name} is missing")))
+    }
+
+    pub fn head(&self) -> Result<Option<Head>, StateError> {
+        match self.db.get_cf(self.cf(CF_META)?, KEY_HEAD)? {
+            Some(bytes) => Ok(Some(decode("head", &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn genesis_hash(&self) -> Result<Option<Hash>, StateError> {
+        match self.db.get_cf(self.cf(CF_META)?, KEY_GENESIS)? {
+            Some(bytes) => Ok(Some(decode("genesis hash", &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The value of `key` as of block `height` (inclusive).
+    pub fn get_at(&self, key: &[u8], height: u64) -> Result<Option<Vec<u8>>, StateError> {
+        let key_hash = KeyHash::with::<Blake3>(key);
+        self.value_at(height, key_hash)
+    }
+
+    fn value_at(&self, max_version: Version, key_hash: KeyHash) -> Result<Option<Vec<u8>>, StateError> {
+        let mut it = self.db.raw_iterator_cf(self.cf(CF_VALUES)?);
+        it.seek_for_prev(value_key(&key_hash, max_version));
+        if !it.valid() {
+            it.status()?;
+            return Ok(None);
+        }
+        match (it.key(), it.value()) {
+            (Some(k), Some(v)) if k.len() == 40 && k[..32] == key_hash.0 => match v.split_first() {
+                Some((1, rest)) => Ok(Some(rest.to_vec())),
+                Some((0, _)) => Ok(None),
+                _ => Err(StateError::Decode { what: "state value", reason: "bad tag".into() }),
+            },
+            _ => Ok(None),
+        }
+    }
+
+    /// An account at `height`; checks the height against the head.
+    pub fn account_at(&self, address: &Address, height: u64) -> Result<Account, StateError> {
+        let head = self.head()?.map_or(0, |h| h.height);
+        if height > head {
+            return Err(StateError::HeightUnavailable { requested: height, head });
+        }
+        match self.get_at(&account_key(address), height)? {
+            Some(bytes) => decode("account", &bytes),
+            None => Ok(Account::default()),
+        }
+    }
+
+    /// An account at the head.
+    pub fn account(&self, address: &Address) -> Result<Account, StateError> {
+        let head = self.head()?.map_or(0, |h| h.height);
+        self.account_at(address, head)
+    }
+
+    /// Computes the tree for `changes` applied at `height` (on top of `height - 1`), without writing.
+    pub fn prepare(
+        &self,
+        height: u64,
+        changes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    ) -> Result<PreparedState, StateError> {
+        let tree = Tree::new(self);
+        let set = changes.iter().map(|(k, v)| (KeyHash::with::<Blake3>(k), v.clone()));
+        let (root, batch) = tree.put_value_set(set, height).map_err(|e| StateError::Tree(e.to_string()))?;
+        Ok(PreparedState { height, root: Hash(root.0), batch })
+    }
+
+    /// The state root at `height` as recomputed from the stored tree.
+    pub fn root_at(&self, height: u64) -> Result<Hash, StateError> {
+        let tree = Tree::new(self);
+        tree.get_root_hash(height).map(|r| Hash(r.0)).map_err(|e| StateError::Tree(e.to_string()))
+    }
+
+    /// Commits a block: its state, index entries and receipts, and the new head, in one synced batch.
+    pub fn commit(
+        &self,
+        prepared: PreparedState,
+        block: &Block,
+        pos: RecordPos,
+        receipts: &[Receipt],
+    ) -> Result<Head, StateError> {
+        let height = block.header.height;
+        if prepared.height != height {
+            return Err(StateError::Tree(format!(
+                "prepared state is for height {}, block is {height}",
+                prepared.height
+            )));
+        }
+        let hash = block.hash();
+        let mut wb = WriteBatch::default();
+        let nodes = self.cf(CF_NODES)?;
+        for (key, node) in prepared.batch.node_batch.nodes() {
+            wb.put_cf(nodes, borsh::to_vec(key).unwrap_or_default(), borsh::to_vec(node).unwrap_or_default());
+        }
+        let values = self.cf(CF_VALUES)?;
+        for ((version, key_hash), value) in prepared.batch.node_batch.values() {
+            let v = match value {
+                Some(bytes) => {
+                    let mut v = Vec::with_capacity(bytes.len() + 1);
+                    v.push(1);
+                    v.extend_from_slice(bytes);
+                    v
+                }
+                None => vec![0],
+            };
+            wb.put_cf(values, value_key(key_hash, *version), v);
+        }
+        let meta =
+            BlockMeta { hash, header: block.header.clone(), pos, tx_count: block.transactions.len() as u32 };
+        wb.put_cf(self.cf(CF_BLOCKS)?, height.to_be_bytes(), borsh::to_vec(&meta).unwrap_or_default());
+        wb.put_cf(self.cf(CF_BLOCK_HASHES)?, hash.0, height.to_be_bytes());
+        let txs = self.cf(CF_TXS)?;
+        for (index, (tx, receipt)) in block.transactions.iter().zip(receipts).enumerate() {
+            let loc = TxLocation { height, block_hash: hash, index: index as u32, receipt: receipt.clone() };
+            wb.put_cf(txs, tx.hash().0, borsh::to_vec(&loc).unwrap_or_default());
+        }
+        let head = Head {
+            height,
+            hash,
+            pos,
+            state_root: block.header.state_root,
+            timestamp_ms: block.header.timestamp_ms,
+        };
+        let meta_cf = self.cf(CF_META)?;
+        wb.put_cf(meta_cf, KEY_HEAD, borsh::to_vec(&head).unwrap_or_default());
+        if height == 0 {
+            wb.put_cf(meta_cf, KEY_GENESIS, borsh::to_vec(&hash).unwrap_or_default());
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(wb, &wo)?;
+        Ok(head)
+    }
+
+    pub fn block_meta(&self, height: u64) -> Result<Option<BlockMeta>, StateError> {
+        match self.db.get_cf(self.cf(CF_BLOCKS)?, height.to_be_bytes())? {
+            Some(bytes) => Ok(Some(decode("block meta", &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn height_of(&self, hash: &Hash) -> Result<Option<u64>, StateError> {
+        match self.db.get_cf(self.cf(CF_BLOCK_HASHES)?, hash.0)? {
+            Some(bytes) => {
+                let arr: [u8; 8] = bytes
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| StateError::Decode { what: "block height", reason: "not 8 bytes".into() })?;
+                Ok(Some(u64::from_be_bytes(arr)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    pub fn tx_location(&self, hash: &Hash) -> Result<Option<TxLocation>, StateError> {
+        match self.db.get_cf(self.cf(CF_TXS)?, hash.0)? {
+            Some(bytes) => Ok(Some(decode("transaction location", &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every block's index entry from `from` on, in height order.
+    pub fn block_metas_from(&self, from: u64) -> Result<Vec<BlockMeta>, StateError> {
+        let start = from.to_be_bytes();
+        let it = self.db.iterator_cf(self.cf(CF_BLOCKS)?, IteratorMode::From(&start, Direction::Forward));
+        let mut out = Vec::new();
+        for item in it {
+            let (_, v) = item?;
+            out.push(decode("block meta", &v)?);
+        }
+        Ok(out)
+    }
+}
+
+impl TreeReader for StateStore {
+    fn get_node_option(&self, node_key: &NodeKey) -> anyhow::Result<Option<Node>> {
+        let key = borsh::to_vec(node_key)?;
+        match self.db.get_cf(self.cf(CF_NODES)?, key)? {
+            Some(bytes) => Ok(Some(borsh::from_slice(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn get_value_option(
+        &self,
+        max_version: Version,
+        key_hash: KeyHash,
+    ) -> anyhow::Result<Option<OwnedValue>> {
+        Ok(self.value_at(max_version, key_hash)?)
+    }
+
+    fn get_rightmost_leaf(&self) -> anyhow::Result<Option<(NodeKey, LeafNode)>> {
+        // Only jmt's state-sync restore asks for this, and the node never restores a tree that way.
+        anyhow::bail!("the rightmost-leaf lookup (tree restore) is not supported by this store")
+    }
+}

@@ -1,0 +1,306 @@
+//! Chain types and their canonical binary encoding.
+//!
+//! Everything that is hashed or signed is encoded with borsh (deterministic, length-prefixed, no maps),
+//! never JSON. Each top-level object starts with a `version` byte so that the format can evolve; decoders
+//! refuse versions they do not know and trailing bytes.
+//!
+//! - [`Address`]: 20 bytes of `blake3("aergo/address" ‖ ed25519 public key)`, shown as bech32m
+//!   (`aergo1…`) so that a mistyped address fails its checksum.
+//! - [`Transaction`]: a signed [`TxBody`]; its hash is the hash of the body (so a re-encoded signature
+//!   cannot change a transaction's identity).
+//! - [`Block`]: a [`BlockHeader`] (hash = blake3 of its encoding), the transactions and the producer's
+//!   signature over the header hash.
+//! - [`Receipt`]: what executing a transaction did.
+
+mod address;
+mod merkle;
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+pub use address::{Address, AddressError};
+pub use merkle::merkle_root;
+
+/// The encoding version every object below is written with.
+pub const ENCODING_VERSION: u8 = 1;
+/// Largest encoded transaction accepted anywhere (RPC, mempool, blocks).
+pub const MAX_TX_BYTES: usize = 64 * 1024;
+/// Longest chain id.
+pub const MAX_CHAIN_ID_LEN: usize = 64;
+
+/// Amounts are integers of the smallest unit. They travel as decimal strings in JSON.
+pub type Amount = u128;
+
+/// Why bytes could not be decoded into a chain object.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("{what} is {len} bytes, more than the limit of {max}")]
+    TooLarge { what: &'static str, len: usize, max: usize },
+    #[error("{what} has encoding version {found}, this node understands version {ENCODING_VERSION}")]
+    Version { what: &'static str, found: u8 },
+    #[error("{what} is malformed: {source}")]
+    Malformed {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("chain id is {0} bytes, more than the limit of {MAX_CHAIN_ID_LEN}")]
+    ChainIdTooLong(usize),
+}
+
+/// A blake3 hash.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, BorshSerialize, BorshDeserialize)]
+pub struct Hash(pub [u8; 32]);
+
+impl Hash {
+    pub const ZERO: Hash = Hash([0; 32]);
+
+    /// Hash of `bytes` under a domain tag, so that hashes of different kinds of object never collide.
+    pub fn domain(domain: &str, bytes: &[u8]) -> Hash {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(domain.as_bytes());
+        hasher.update(&[0]);
+        hasher.update(bytes);
+        Hash(*hasher.finalize().as_bytes())
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    pub fn from_hex(text: &str) -> Result<Hash, String> {
+        let text = text.strip_prefix("0x").unwrap_or(text);
+        let bytes = hex::decode(text).map_err(|e| format!("hash {text:?} is not hex: {e}"))?;
+        let arr: [u8; 32] =
+            bytes.try_into().map_err(|_| format!("hash {text:?} is not 32 bytes (64 hex digits)"))?;
+        Ok(Hash(arr))
+    }
+}
+
+impl fmt::Display for Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Hash({})", &self.to_hex()[..16])
+    }
+}
+
+impl std::str::FromStr for Hash {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Hash::from_hex(s)
+    }
+}
+
+impl Serialize for Hash {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for Hash {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(d)?;
+        Hash::from_hex(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// An ed25519 public key (32 bytes, compressed Edwards point).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, BorshSerialize, BorshDeserialize)]
+pub struct PublicKey(pub [u8; 32]);
+
+impl PublicKey {
+    pub fn address(&self) -> Address {
+        Address::from_public_key(self)
+    }
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({})", hex::encode(self.0))
+    }
+}
+
+/// An ed25519 signature.
+#[derive(Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Signature(pub [u8; 64]);
+
+impl fmt::Debug for Signature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Signature({}…)", hex::encode(&self.0[..8]))
+    }
+}
+
+/// What a transaction does. Tags are part of the encoding: new kinds are appended, never reordered.
+/// Tags 1–4 are reserved for stake, vote, deploy and call.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum Payload {
+    /// Move `amount` from the sender to the recipient.
+    Transfer,
+}
+
+impl Payload {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Payload::Transfer => "transfer",
+        }
+    }
+}
+
+/// The signed part of a transaction.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct TxBody {
+    pub version: u8,
+    pub chain_id: String,
+    pub nonce: u64,
+    pub sender: PublicKey,
+    pub recipient: Address,
+    pub amount: Amount,
+    pub fee: Amount,
+    pub payload: Payload,
+}
+
+impl TxBody {
+    /// The transaction hash: what the sender signs and what identifies the transaction.
+    pub fn hash(&self) -> Hash {
+        Hash::domain("aergo/tx", &borsh::to_vec(self).unwrap_or_default())
+    }
+}
+
+/// A signed transaction.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Transaction {
+    pub body: TxBody,
+    pub signature: Signature,
+}
+
+impl Transaction {
+    pub fn hash(&self) -> Hash {
+        self.body.hash()
+    }
+
+    pub fn sender(&self) -> Address {
+        self.body.sender.address()
+    }
+
+    /// The most the sender can lose: amount plus fee (saturating; balances are far below `u128::MAX`).
+    pub fn cost(&self) -> Amount {
+        self.body.amount.saturating_add(self.body.fee)
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        borsh::to_vec(self).unwrap_or_default()
+    }
+
+    /// Decodes a transaction, refusing oversized input, unknown versions and trailing bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Transaction, DecodeError> {
+        if bytes.len() > MAX_TX_BYTES {
+            return Err(DecodeError::TooLarge { what: "transaction", len: bytes.len(), max: MAX_TX_BYTES });
+        }
+        if let Some(&v) = bytes.first() {
+            if v != ENCODING_VERSION {
+                return Err(DecodeError::Version { what: "transaction", found: v });
+            }
+        }
+        let tx: Transaction = borsh::from_slice(bytes)
+            .map_err(|source| DecodeError::Malformed { what: "transaction", source })?;
+        if tx.body.chain_id.len() > MAX_CHAIN_ID_LEN {
+            return Err(DecodeError::ChainIdTooLong(tx.body.chain_id.len()));
+        }
+        Ok(tx)
+    }
+}
+
+/// A block header. Its hash is the block's identity; the producer signs it.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct BlockHeader {
+    pub version: u8,
+    pub chain_id: String,
+    pub height: u64,
+    pub prev_hash: Hash,
+    pub timestamp_ms: u64,
+    pub producer: PublicKey,
+    pub tx_root: Hash,
+    pub state_root: Hash,
+    pub receipts_root: Hash,
+}
+
+impl BlockHeader {
+    pub fn hash(&self) -> Hash {
+        Hash::domain("aergo/block", &borsh::to_vec(self).unwrap_or_default())
+    }
+}
+
+/// A block: header, transactions in execution order, producer signature over the header hash.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Block {
+    pub header: BlockHeader,
+    pub transactions: Vec<Transaction>,
+    pub signature: Signature,
+}
+
+impl Block {
+    pub fn hash(&self) -> Hash {
+        self.header.hash()
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        borsh::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Block, DecodeError> {
+        if let Some(&v) = bytes.first() {
+            if v != ENCODING_VERSION {
+                return Err(DecodeError::Version { what: "block", found: v });
+            }
+        }
+        borsh::from_slice(bytes).map_err(|source| DecodeError::Malformed { what: "block", source })
+    }
+
+    /// The Merkle root over the transaction hashes, in block order.
+    pub fn compute_tx_root(transactions: &[Transaction]) -> Hash {
+        let leaves: Vec<Hash> = transactions.iter().map(Transaction::hash).collect();
+        merkle_root(&leaves)
+    }
+}
+
+/// How a transaction ended. A failed transaction still pays its fee and uses its nonce.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum ReceiptStatus {
+    Success,
+    Failed(String),
+}
+
+/// The result of one transaction in a block.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Receipt {
+    pub tx_hash: Hash,
+    pub status: ReceiptStatus,
+    pub fee: Amount,
+}
+
+impl Receipt {
+    pub fn hash(&self) -> Hash {
+        Hash::domain("aergo/receipt", &borsh::to_vec(self).unwrap_or_default())
+    }
+
+    pub fn compute_root(receipts: &[Receipt]) -> Hash {
+        let leaves: Vec<Hash> = receipts.iter().map(Receipt::hash).collect();
+        merkle_root(&leaves)
+    }
+}
+
+/// An account's state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Account {
+    pub balance: Amount,
+    pub nonce: u64,
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,128 @@
+use super::*;
+use crate::crypto::{verify_tx, Keypair};
+use proptest::prelude::*;
+
+fn body(key: &Keypair, nonce: u64, amount: u128, fee: u128, chain_id: String) -> TxBody {
+    TxBody {
+        version: ENCODING_VERSION,
+        chain_id,
+        nonce,
+        sender: key.public(),
+        recipient: Keypair::from_seed("r").address(),
+        amount,
+        fee,
+        payload: Payload::Transfer,
+    }
+}
+
+proptest! {
+    #[test]
+    fn transaction_encode_decode_is_identity(
+        seed in "[a-z]{1,8}", nonce: u64, amount: u128, fee: u128, chain_id in "[a-z0-9-]{1,64}"
+    ) {
+        let key = Keypair::from_seed(&seed);
+        let tx = key.sign_tx(body(&key, nonce, amount, fee, chain_id));
+        let bytes = tx.encode();
+        let back = Transaction::decode(&bytes).unwrap();
+        prop_assert_eq!(&back, &tx);
+        prop_assert_eq!(back.hash(), tx.hash());
+        prop_assert!(verify_tx(&back).is_ok());
+    }
+
+    #[test]
+    fn block_encode_decode_is_identity(height: u64, ts: u64, n in 0usize..5) {
+        let key = Keypair::from_seed("bp");
+        let txs: Vec<Transaction> =
+            (0..n).map(|i| key.sign_tx(body(&key, i as u64, 1, 1, "c".into()))).collect();
+        let header = BlockHeader {
+            version: ENCODING_VERSION,
+            chain_id: "c".into(),
+            height,
+            prev_hash: Hash::domain("p", &height.to_le_bytes()),
+            timestamp_ms: ts,
+            producer: key.public(),
+            tx_root: Block::compute_tx_root(&txs),
+            state_root: Hash::ZERO,
+            receipts_root: Hash::ZERO,
+        };
+        let signature = key.sign(&header.hash());
+        let block = Block { header, transactions: txs, signature };
+        prop_assert_eq!(Block::decode(&block.encode()).unwrap(), block);
+    }
+
+    #[test]
+    fn address_text_roundtrip(bytes: [u8; 20]) {
+        let a = Address(bytes);
+        prop_assert_eq!(Address::parse(&a.to_string()).unwrap(), a);
+    }
+
+    #[test]
+    fn decoding_garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let _ = Transaction::decode(&bytes);
+        let _ = Block::decode(&bytes);
+    }
+}
+
+#[test]
+fn tampered_transactions_are_rejected() {
+    let key = Keypair::from_seed("a");
+    let tx = key.sign_tx(body(&key, 0, 5, 1, "c".into()));
+    let mut changed = tx.clone();
+    changed.body.amount = 6;
+    assert!(verify_tx(&changed).is_err());
+    let mut bytes = tx.encode();
+    bytes.push(0);
+    assert!(matches!(Transaction::decode(&bytes), Err(DecodeError::Malformed { .. })), "trailing bytes");
+    let mut bytes = tx.encode();
+    bytes[0] = 9;
+    assert!(matches!(Transaction::decode(&bytes), Err(DecodeError::Version { found: 9, .. })));
+    let big = vec![ENCODING_VERSION; MAX_TX_BYTES + 1];
+    assert!(matches!(Transaction::decode(&big), Err(DecodeError::TooLarge { .. })));
+}
+
+#[test]
+fn mistyped_addresses_are_rejected() {
+    let a = Keypair::from_seed("x").address().to_string();
+    assert!(a.starts_with("aergo1"));
+    // Change one character of the data part: the checksum must catch it.
+    let mut chars: Vec<char> = a.chars().collect();
+    let i = 10;
+    chars[i] = if chars[i] == 'q' { 'p' } else { 'q' };
+    let typo: String = chars.into_iter().collect();
+    assert!(Address::parse(&typo).is_err());
+    assert!(Address::parse(&a[..a.len() - 1]).is_err());
+    assert!(Address::parse(&a.replace("aergo1", "other1")).is_err());
+    // Same data with a bech32 (not bech32m) checksum is refused.
+    let data = Keypair::from_seed("x").address().0;
+    let bech32 = bech32::encode::<bech32::Bech32>(bech32::Hrp::parse("aergo").unwrap(), &data).unwrap();
+    assert!(Address::parse(&bech32).is_err());
+}
+
+#[test]
+fn merkle_roots() {
+    let h = |i: u8| Hash::domain("leaf", &[i]);
+    assert_eq!(merkle_root(&[]), Hash::ZERO);
+    let one = merkle_root(&[h(1)]);
+    assert_ne!(one, h(1), "a single leaf is still domain-separated");
+    let two = merkle_root(&[h(1), h(2)]);
+    assert_ne!(two, merkle_root(&[h(2), h(1)]), "order matters");
+    let three = merkle_root(&[h(1), h(2), h(3)]);
+    assert_ne!(three, two);
+    assert_ne!(merkle_root(&[h(1), h(2), h(3), h(3)]), three, "duplicating the odd leaf changes the root");
+    // Deterministic.
+    assert_eq!(merkle_root(&[h(1), h(2), h(3)]), three);
+}
+
+#[test]
+fn amounts_travel_as_strings() {
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct W {
+        #[serde(with = "crate::api::amount_string")]
+        a: u128,
+    }
+    let json = serde_json::to_string(&W { a: u128::MAX }).unwrap();
+    assert_eq!(json, format!("{{\"a\":\"{}\"}}", u128::MAX));
+    assert_eq!(serde_json::from_str::<W>(&json).unwrap().a, u128::MAX);
+    assert!(serde_json::from_str::<W>("{\"a\":\"-1\"}").is_err());
+    assert!(serde_json::from_str::<W>("{\"a\":\"1.5\"}").is_err());
+}

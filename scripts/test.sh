@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Every check CI runs: formatting, lints, unit/property/integration tests and the end-to-end tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/deps.sh
+. scripts/env.sh
+start=$(date +%s)
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+# The end-to-end tests run the real binaries; build them first.
+cargo build --workspace --bins --locked
+cargo test --workspace --locked
+echo "all checks passed in $(( $(date +%s) - start )) s"
