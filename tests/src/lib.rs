@@ -1,1 +1,139 @@
+//! Harness for end-to-end tests: runs the real binaries (`aergo-node`, `aergo`) as separate processes,
+//! on loopback ports they pick themselves, and cleans up after itself.
+//!
+//! The binaries come from the same target directory as the test executable; `scripts/test.sh` builds
+//! them first (`cargo build --workspace --bins`).
 
+use anyhow::{bail, Context};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Path of a workspace binary next to the running test executable.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let dir = exe.parent().and_then(Path::parent).expect("target directory");
+    let path = dir.join(name);
+    assert!(path.exists(), "{} is missing: run `cargo build --workspace --bins` first", path.display());
+    path
+}
+
+/// A running `aergo-node` process; killed (SIGKILL) when dropped.
+pub struct NodeProcess {
+    pub child: Child,
+    pub rpc: String,
+    pub data_dir: PathBuf,
+}
+
+impl NodeProcess {
+    /// Starts `aergo-node --dev` in `data_dir` with extra arguments; waits until RPC is announced.
+    pub fn start_dev(data_dir: &Path, extra: &[&str]) -> anyhow::Result<NodeProcess> {
+        let mut args = vec!["--dev", "--data-dir", data_dir.to_str().unwrap_or_default()];
+        args.extend_from_slice(&["--rpc-listen", "127.0.0.1:0"]);
+        args.extend_from_slice(extra);
+        Self::start(data_dir, &args)
+    }
+
+    pub fn start(data_dir: &Path, args: &[&str]) -> anyhow::Result<NodeProcess> {
+        std::fs::create_dir_all(data_dir)?;
+        let stderr = std::fs::OpenOptions::new().create(true).append(true).open(data_dir.join("node.log"))?;
+        let mut child = Command::new(binary("aergo-node"))
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .context("starting aergo-node")?;
+        let stdout = child.stdout.take().context("node stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("AERGO_RPC=") {
+                    let _ = tx.send(url.to_string());
+                }
+            }
+        });
+        let rpc = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let log = std::fs::read_to_string(data_dir.join("node.log")).unwrap_or_default();
+                bail!("aergo-node did not start; its log:\n{log}");
+            }
+        };
+        Ok(NodeProcess { child, rpc, data_dir: data_dir.to_path_buf() })
+    }
+
+    /// SIGKILL, no chance to clean up.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait (bounded) for a clean exit.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        use nix::sys::signal::{kill, Signal};
+        use nix::unistd::Pid;
+        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM)?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                if !status.success() {
+                    bail!("aergo-node exited with {status}");
+                }
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("aergo-node did not stop within 30 s of SIGTERM")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("node.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the `aergo` CLI with `--rpc` and `--json`; returns the parsed JSON output.
+pub fn cli_json(rpc: &str, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+    let out = Command::new(binary("aergo")).arg("--rpc").arg(rpc).arg("--json").args(args).output()?;
+    if !out.status.success() {
+        bail!("aergo {args:?} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
+    }
+    serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("aergo {args:?} printed no JSON: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// Runs `aergo-node` to completion with `args`; returns (success, stdout, stderr).
+pub fn node_command(args: &[&str]) -> anyhow::Result<(bool, String, String)> {
+    let out = Command::new(binary("aergo-node")).args(args).env("NO_COLOR", "1").output()?;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, for at most `limit`.
+pub fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> anyhow::Result<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {limit:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -7,7 +7,9 @@
 //!
 //! Once serving, it prints `AERGO_RPC=http://ADDR` on stdout (useful with `--rpc-listen 127.0.0.1:0`).
 
+use aergo_node::chain::verify_by_replay;
 use aergo_node::config::NodeConfig;
+use aergo_node::genesis::Genesis;
 use aergo_node::node::{init, prepare_devnet, RunningNode};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -53,6 +55,12 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Re-execute the whole block log from genesis in a scratch directory and check that it reaches
+    /// the stored state root (the node must be stopped).
+    Verify {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
 }
 
 fn init_tracing(level: &str) {
@@ -87,6 +95,21 @@ async fn main() -> anyhow::Result<()> {
             return Ok(());
         }
         Some(Command::Run { config }) => NodeConfig::load(config)?,
+        Some(Command::Verify { data_dir }) => {
+            init_tracing("warn");
+            let genesis = Genesis::load(&data_dir.join("genesis.toml"))?;
+            let scratch = tempfile::tempdir().context("creating a scratch directory")?;
+            let report = verify_by_replay(data_dir, &genesis, scratch.path())?;
+            println!(
+                "height {}\nreplayed state root {}\nstored state root   {}",
+                report.height, report.replayed_root, report.stored_root
+            );
+            if report.replayed_root != report.stored_root {
+                anyhow::bail!("state roots differ at height {}", report.height);
+            }
+            println!("ok");
+            return Ok(());
+        }
         None if cli.dev => {
             let mut config = prepare_devnet(&cli.data_dir)?;
             config.producer.empty_blocks = cli.empty_blocks;

@@ -464,7 +464,8 @@ pub struct LogReader {
 }
 
 impl LogReader {
-    fn new(dir: &Path) -> LogReader {
+    /// A reader over the log in `dir` (no recovery is run; use [`BlockLog::open`] for that).
+    pub fn new(dir: &Path) -> LogReader {
         LogReader { dir: dir.to_path_buf(), files: Arc::default() }
     }
 

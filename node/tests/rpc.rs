@@ -1,0 +1,139 @@
+//! The JSON-RPC server from the outside: a devnet node in-process on a loopback port, driven over
+//! HTTP and WebSocket with good and bad input.
+
+use aergo_node::api::{codes, AergoApiClient, BlockTxs};
+use aergo_node::config::NodeConfig;
+use aergo_node::crypto::{KeyFile, Keypair};
+use aergo_node::node::{prepare_devnet, RunningNode};
+use aergo_node::types::{Payload, Transaction, TxBody, ENCODING_VERSION};
+use jsonrpsee::core::client::{ClientT, SubscriptionClientT};
+use jsonrpsee::http_client::HttpClientBuilder;
+use jsonrpsee::rpc_params;
+use jsonrpsee::ws_client::WsClientBuilder;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+async fn start(dir: &std::path::Path) -> (RunningNode, Keypair) {
+    let mut config: NodeConfig = prepare_devnet(dir).unwrap();
+    config.rpc.listen = "127.0.0.1:0".parse().unwrap();
+    config.rpc.max_request_bytes = 256 * 1024;
+    config.rpc.max_batch = 50;
+    let key = KeyFile::read(&dir.join("dev.key")).unwrap().unlock(None).unwrap();
+    (RunningNode::start(config).await.unwrap(), key)
+}
+
+fn post(url: &str, body: &str) -> (u16, Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut resp = agent.post(url).header("content-type", "application/json").send(body).unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string().unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+fn transfer(key: &Keypair, chain_id: &str, nonce: u64, amount: u128) -> Transaction {
+    key.sign_tx(TxBody {
+        version: ENCODING_VERSION,
+        chain_id: chain_id.into(),
+        nonce,
+        sender: key.public(),
+        recipient: Keypair::from_seed("bob").address(),
+        amount,
+        fee: 1,
+        payload: Payload::Transfer,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_input_gets_the_right_error_and_the_node_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, key) = start(dir.path()).await;
+    let url = format!("http://{}", node.rpc_addr);
+    let u = url.clone();
+    let checks = tokio::task::spawn_blocking(move || {
+        let (_, v) = post(&u, "{not json");
+        assert_eq!(v["error"]["code"], -32700, "parse error: {v}");
+        let (_, v) = post(&u, r#"{"jsonrpc":"2.0","id":1,"method":"no_such_method"}"#);
+        assert_eq!(v["error"]["code"], -32601, "{v}");
+        let (_, v) =
+            post(&u, r#"{"jsonrpc":"2.0","id":1,"method":"get_account","params":{"address":"aergo1nope"}}"#);
+        assert_eq!(v["error"]["code"], codes::INVALID_PARAMS, "{v}");
+        let (_, v) = post(&u, r#"{"jsonrpc":"2.0","id":1,"method":"get_block","params":{"height":"high"}}"#);
+        assert_eq!(v["error"]["code"], codes::INVALID_PARAMS, "{v}");
+        let (_, v) = post(&u, r#"{"jsonrpc":"2.0","id":1,"method":"send_tx","params":{"tx":"zz"}}"#);
+        assert_eq!(v["error"]["code"], codes::TX_REJECTED, "{v}");
+        assert_eq!(v["error"]["data"]["reason"], "malformed", "{v}");
+        let (_, v) = post(&u, r#"{"jsonrpc":"2.0","id":1,"method":"send_tx","params":{"tx":"0102"}}"#);
+        assert_eq!(v["error"]["data"]["reason"], "malformed", "{v}");
+        // Too large a request: refused before parsing.
+        let huge = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"send_tx","params":{{"tx":"{}"}}}}"#,
+            "00".repeat(200_000)
+        );
+        let (status, _) = post(&u, &huge);
+        assert_eq!(status, 413);
+        // Too large a batch.
+        let batch: Vec<Value> =
+            (0..51).map(|i| json!({"jsonrpc":"2.0","id":i,"method":"chain_info"})).collect();
+        let (_, v) = post(&u, &Value::Array(batch).to_string());
+        assert!(v["error"]["code"].is_i64(), "batch over the limit: {v}");
+        let batch: Vec<Value> =
+            (0..50).map(|i| json!({"jsonrpc":"2.0","id":i,"method":"chain_info"})).collect();
+        let (_, v) = post(&u, &Value::Array(batch).to_string());
+        assert_eq!(v.as_array().map(Vec::len), Some(50));
+    });
+    checks.await.unwrap();
+
+    let client = HttpClientBuilder::default().build(&url).unwrap();
+    let info = client.chain_info().await.unwrap();
+    // Wrong chain id and bad signatures are named.
+    let err = client.send_tx(hex::encode(transfer(&key, "other-chain", 0, 1).encode())).await.unwrap_err();
+    assert!(err.to_string().contains("wrong chain id"), "{err}");
+    let mut forged = transfer(&key, &info.chain_id, 0, 1);
+    forged.body.amount = 1_000;
+    let err = client.send_tx(hex::encode(forged.encode())).await.unwrap_err();
+    assert!(err.to_string().contains("bad signature"), "{err}");
+    let err = client
+        .send_tx(hex::encode(transfer(&key, &info.chain_id, 0, u128::MAX / 2).encode()))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("balance too low"), "{err}");
+    // Reads above the head are refused with their own code.
+    let err = client.get_account(key.address().to_string(), Some(info.height + 100)).await.unwrap_err();
+    assert!(err.to_string().contains("above the chain head"), "{err}");
+    // And the node still serves.
+    let ok = client.send_tx(hex::encode(transfer(&key, &info.chain_id, 0, 5).encode())).await.unwrap();
+    assert_eq!(ok.pool_seq, 1);
+    let resent = client.send_tx(hex::encode(transfer(&key, &info.chain_id, 0, 5).encode())).await.unwrap();
+    assert_eq!(resent, ok, "resubmission is idempotent");
+    let err = client.send_tx(hex::encode(transfer(&key, &info.chain_id, 0, 6).encode())).await.unwrap_err();
+    assert!(err.to_string().contains("replacement underpriced"), "{err}");
+    let raw: Value = client.request("get_receipt", rpc_params![ok.hash.to_hex()]).await.unwrap();
+    assert!(raw.is_null(), "no receipt before the block");
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocks_arrive_over_websocket_and_read_back_by_height_and_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, key) = start(dir.path()).await;
+    let ws = WsClientBuilder::default().build(format!("ws://{}", node.rpc_addr)).await.unwrap();
+    let mut sub = ws
+        .subscribe::<aergo_node::api::BlockView, _>("subscribe_blocks", rpc_params![], "unsubscribe_blocks")
+        .await
+        .unwrap();
+    let info = ws.chain_info().await.unwrap();
+    let sent = ws.send_tx(hex::encode(transfer(&key, &info.chain_id, 0, 42).encode())).await.unwrap();
+    let block = tokio::time::timeout(Duration::from_secs(10), sub.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(block.transactions, BlockTxs::Hashes(vec![sent.hash]));
+    let by_hash = ws.get_block(None, Some(block.hash.to_hex()), Some(true)).await.unwrap().unwrap();
+    let by_height = ws.get_block(Some(block.height), None, Some(true)).await.unwrap().unwrap();
+    assert_eq!(by_hash, by_height);
+    let receipt = ws.get_receipt(sent.hash.to_hex()).await.unwrap().unwrap();
+    assert_eq!((receipt.status.as_str(), receipt.block_height, receipt.fee), ("success", block.height, 1));
+    let bob = Keypair::from_seed("bob").address().to_string();
+    assert_eq!(ws.get_account(bob.clone(), Some(block.height)).await.unwrap().balance, 42);
+    assert_eq!(ws.get_account(bob, Some(block.height - 1)).await.unwrap().balance, 0);
+    let n = ws.node_info().await.unwrap();
+    assert_eq!(n.role, "producer");
+    node.shutdown().await.unwrap();
+}

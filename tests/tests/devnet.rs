@@ -1,0 +1,147 @@
+//! The devnet from the outside: the real `aergo-node --dev` and `aergo` binaries, transfers, reads at
+//! old heights, `kill -9` in the middle of a burst, restart, and a full replay of the log.
+
+use aergo_node::api::AergoApiClient;
+use aergo_node::crypto::{KeyFile, Keypair};
+use aergo_node::types::{Address, Payload, TxBody, ENCODING_VERSION};
+use aergo_tests::{cli_json, node_command, wait_for, NodeProcess};
+use jsonrpsee::http_client::HttpClientBuilder;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+fn s(v: &serde_json::Value) -> String {
+    v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())
+}
+
+#[test]
+fn devnet_transfers_history_and_kill9_recovery() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("node");
+    let node = NodeProcess::start_dev(&data, &[])?;
+    let rpc = node.rpc.clone();
+    let dev_key = data.join("dev.key");
+    let dev_key_s = dev_key.to_str().unwrap();
+
+    // A new encrypted account through the CLI.
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "correct horse battery\n")?;
+    let bob_key = dir.path().join("bob.key");
+    let created = cli_json(
+        &rpc,
+        &["account", "new", "--out", bob_key.to_str().unwrap(), "--password-file", pw.to_str().unwrap()],
+    )?;
+    let bob = s(&created["address"]);
+    assert_eq!(s(&cli_json(&rpc, &["account", "show", bob_key.to_str().unwrap()])?["address"]), bob);
+
+    // Two transfers, each waited for; balances at both heights.
+    let send = |amount: &str| {
+        cli_json(
+            &rpc,
+            &["send", "--key", dev_key_s, "--to", &bob, "--amount", amount, "--fee", "1", "--wait"],
+        )
+    };
+    let r1 = send("1000")?;
+    let r2 = send("500")?;
+    assert_eq!(s(&r1["receipt"]["status"]), "success");
+    let (h1, h2) =
+        (r1["receipt"]["block_height"].as_u64().unwrap(), r2["receipt"]["block_height"].as_u64().unwrap());
+    assert!(h2 > h1);
+    let at = |h: u64| cli_json(&rpc, &["balance", &bob, "--height", &h.to_string()]);
+    assert_eq!(s(&at(h1)?["balance"]), "1000");
+    assert_eq!(s(&at(h2)?["balance"]), "1500");
+    assert_eq!(s(&at(h1 - 1)?["balance"]), "0");
+    let tx = cli_json(&rpc, &["tx", &s(&r1["hash"])])?;
+    assert_eq!((s(&tx["state"]), tx["block_height"].as_u64()), ("included".to_string(), Some(h1)));
+    let block = cli_json(&rpc, &["block", &h1.to_string(), "--full"])?;
+    assert_eq!(s(&block["transactions"][0]["hash"]), s(&r1["hash"]));
+
+    // Several sends in a row without --wait all land (the nonce counts the pool).
+    for _ in 0..3 {
+        cli_json(&rpc, &["send", "--key", dev_key_s, "--to", &bob, "--amount", "1"])?;
+    }
+    wait_for(Duration::from_secs(20), "three more transfers", || {
+        let b = cli_json(&rpc, &["balance", &bob]).ok()?;
+        (s(&b["balance"]) == "1503").then_some(())
+    })?;
+
+    // Bad input gets a clear error, and the node keeps serving.
+    let typo = bob.replacen('q', "p", 1);
+    let err = cli_json(&rpc, &["send", "--key", dev_key_s, "--to", &typo, "--amount", "1"]).unwrap_err();
+    assert!(err.to_string().contains("bech32m") || err.to_string().contains("address"), "{err}");
+
+    // A burst of signed transfers over RPC; kill -9 in the middle of it.
+    let dev = KeyFile::read(&dev_key)?.unlock(None)?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let client = HttpClientBuilder::default().request_timeout(Duration::from_secs(5)).build(&rpc)?;
+    let info = rt.block_on(client.chain_info())?;
+    let mut nonce = rt.block_on(client.get_account(dev.address().to_string(), None))?.pending_nonce;
+    let mut sent = Vec::new();
+    let mut receipts: HashMap<String, (u64, String)> = HashMap::new();
+    let burst_start = Instant::now();
+    let mut killed_at_height = 0;
+    let mut node = Some(node);
+    'burst: for round in 0..200 {
+        let batch: Vec<_> = (0..25)
+            .map(|i| {
+                let to: Address = Keypair::from_seed(&format!("r{round}-{i}")).address();
+                let tx = dev.sign_tx(TxBody {
+                    version: ENCODING_VERSION,
+                    chain_id: info.chain_id.clone(),
+                    nonce,
+                    sender: dev.public(),
+                    recipient: to,
+                    amount: 7,
+                    fee: 1,
+                    payload: Payload::Transfer,
+                });
+                nonce += 1;
+                tx
+            })
+            .collect();
+        for tx in batch {
+            match rt.block_on(client.send_tx(hex::encode(tx.encode()))) {
+                Ok(r) => sent.push(r.hash.to_hex()),
+                Err(_) => break 'burst,
+            }
+        }
+        // Record the receipts the node has given so far.
+        for h in &sent {
+            if receipts.contains_key(h) {
+                continue;
+            }
+            if let Ok(Some(r)) = rt.block_on(client.get_receipt(h.clone())) {
+                receipts.insert(h.clone(), (r.block_height, r.block_hash.to_hex()));
+            }
+        }
+        if burst_start.elapsed() > Duration::from_millis(3500) && !receipts.is_empty() {
+            killed_at_height = rt.block_on(client.chain_info())?.height;
+            node.take().unwrap().kill9();
+            break;
+        }
+    }
+    assert!(node.is_none(), "the burst ended before the kill");
+    eprintln!("killed at height {killed_at_height}: {} sent, {} with receipts", sent.len(), receipts.len());
+    assert!(receipts.len() >= 25, "receipts seen before the kill: {}", receipts.len());
+    assert!(sent.len() > receipts.len(), "some transactions were still in flight");
+
+    // Restart: every receipt given before the kill is still there, in the same block.
+    let node = NodeProcess::start_dev(&data, &[])?;
+    let client = HttpClientBuilder::default().request_timeout(Duration::from_secs(5)).build(&node.rpc)?;
+    let head = rt.block_on(client.chain_info())?.height;
+    assert!(head >= killed_at_height, "head {head} fell below {killed_at_height}");
+    for (hash, (height, block_hash)) in &receipts {
+        let r = rt.block_on(client.get_receipt(hash.clone()))?.expect("receipt lost after kill -9");
+        assert_eq!((r.block_height, r.block_hash.to_hex()), (*height, block_hash.clone()));
+    }
+    // The chain continues from the same height.
+    let after = cli_json(&node.rpc, &["send", "--key", dev_key_s, "--to", &bob, "--amount", "2", "--wait"])?;
+    assert!(after["receipt"]["block_height"].as_u64().unwrap() > head);
+    assert_eq!(s(&cli_json(&node.rpc, &["balance", &bob])?["balance"]), "1505");
+    node.stop()?;
+
+    // Recomputing the state from the log gives the stored root.
+    let (ok, out, err) = node_command(&["verify", "--data-dir", data.to_str().unwrap()])?;
+    assert!(ok, "verify failed: {out}{err}");
+    assert!(out.trim_end().ends_with("ok"), "{out}");
+    Ok(())
+}
