@@ -110,7 +110,7 @@ pub struct StorageConfig {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        StorageConfig { segment_bytes: 256 * 1024 * 1024, io_uring: true, verify_log_on_start: Verify::Full }
+        StorageConfig { segment_bytes: 64 * 1024 * 1024, io_uring: true, verify_log_on_start: Verify::Full }
     }
 }
 

@@ -22,12 +22,16 @@ async fn start(dir: &std::path::Path) -> (RunningNode, Keypair) {
     (RunningNode::start(config).await.unwrap(), key)
 }
 
-fn post(url: &str, body: &str) -> (u16, Value) {
+fn try_post(url: &str, body: &str) -> Result<(u16, Value), ureq::Error> {
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-    let mut resp = agent.post(url).header("content-type", "application/json").send(body).unwrap();
+    let mut resp = agent.post(url).header("content-type", "application/json").send(body)?;
     let status = resp.status().as_u16();
     let text = resp.body_mut().read_to_string().unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+}
+
+fn post(url: &str, body: &str) -> (u16, Value) {
+    try_post(url, body).unwrap()
 }
 
 fn transfer(key: &Keypair, chain_id: &str, nonce: u64, amount: u128) -> Transaction {
@@ -69,8 +73,11 @@ async fn malformed_input_gets_the_right_error_and_the_node_keeps_serving() {
             r#"{{"jsonrpc":"2.0","id":1,"method":"send_tx","params":{{"tx":"{}"}}}}"#,
             "00".repeat(200_000)
         );
-        let (status, _) = post(&u, &huge);
-        assert_eq!(status, 413);
+        // The server answers 413 and may close the connection before the client has sent it all.
+        match try_post(&u, &huge) {
+            Ok((status, _)) => assert_eq!(status, 413),
+            Err(e) => assert!(matches!(e, ureq::Error::Io(_)), "unexpected {e}"),
+        }
         // Too large a batch.
         let batch: Vec<Value> =
             (0..51).map(|i| json!({"jsonrpc":"2.0","id":i,"method":"chain_info"})).collect();

@@ -6,7 +6,6 @@ use aergo_node::crypto::KeyFile;
 use aergo_node::types::{Payload, TxBody, ENCODING_VERSION};
 use aergo_tests::{wait_for, NodeProcess};
 use jsonrpsee::http_client::HttpClientBuilder;
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -55,9 +54,25 @@ fn copy(from: &Path, to: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Offset of the last record in a segment and the end of its data (records are
+/// `magic | len u32 | height u64 | crc u32 | payload`, then zeros).
+fn last_record(seg: &Path) -> (u64, u64) {
+    let bytes = std::fs::read(seg).unwrap();
+    let (mut at, mut last) = (0usize, 0usize);
+    while at + 20 <= bytes.len() && &bytes[at..at + 4] == b"AEB1" {
+        let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
+        last = at;
+        at += 20 + len;
+    }
+    (last as u64, at as u64)
+}
+
 fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> =
-        std::fs::read_dir(dir.join("blocks")).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join("blocks"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
     v.sort();
     v
 }
@@ -74,9 +89,9 @@ fn damaged_block_logs() -> anyhow::Result<()> {
     let torn = tmp.path().join("torn");
     copy(&base, &torn)?;
     let last = segments(&torn).pop().unwrap();
-    let len = std::fs::metadata(&last)?.len();
-    let mut f = std::fs::OpenOptions::new().append(true).open(&last)?;
-    f.write_all(b"AEB1\x00\x10\x00\x00partial record")?;
+    let (_, end) = last_record(&last);
+    let f = std::fs::OpenOptions::new().write(true).open(&last)?;
+    f.write_all_at(b"AEB1\x00\x10\x00\x00partial record", end)?;
     drop(f);
     let node = NodeProcess::start_dev(&torn, &["--segment-bytes", SEGMENT])?;
     let rt = tokio::runtime::Runtime::new()?;
@@ -84,29 +99,34 @@ fn damaged_block_logs() -> anyhow::Result<()> {
     assert_eq!(rt.block_on(client.chain_info())?.height, height);
     assert!(node.log().contains("torn"), "the repair is logged: {}", node.log());
     node.stop()?;
-    assert_eq!(std::fs::metadata(&last)?.len(), len, "the torn bytes were removed");
+    assert_eq!(last_record(&last).1, end, "the torn bytes were cleared");
 
     // 2. The last bytes of the last, committed block damaged: refused, naming file and offset.
     let tail = tmp.path().join("tail");
     copy(&base, &tail)?;
     let last = segments(&tail).pop().unwrap();
-    let len = std::fs::metadata(&last)?.len();
-    std::fs::OpenOptions::new().write(true).open(&last)?.write_all_at(b"\xde\xad", len - 2)?;
+    let (offset, end) = last_record(&last);
+    std::fs::OpenOptions::new().write(true).open(&last)?.write_all_at(b"\xde\xad", end - 2)?;
     let err = NodeProcess::start_dev(&tail, &["--segment-bytes", SEGMENT]).err().expect("must refuse");
     let text = err.to_string();
     let name = last.file_name().unwrap().to_str().unwrap();
-    assert!(text.contains(name) && text.contains("offset 0") && text.contains("committed"), "{text}");
-    assert_eq!(std::fs::metadata(&last)?.len(), len, "a committed block is never cut off");
+    assert!(
+        text.contains(name) && text.contains(&format!("offset {offset}")) && text.contains("committed"),
+        "{text}"
+    );
+    let mut back = [0u8; 2];
+    std::fs::File::open(&last)?.read_exact_at(&mut back, end - 2)?;
+    assert_eq!(&back, b"\xde\xad", "a committed block is never cleared");
 
     // 3. A byte flipped inside a middle segment: refused, naming file and offset.
     let middle = tmp.path().join("middle");
     copy(&base, &middle)?;
     let seg = segments(&middle)[2].clone();
-    let seg_len = std::fs::metadata(&seg)?.len();
+    let (_, seg_end) = last_record(&seg);
     let f = std::fs::OpenOptions::new().read(true).write(true).open(&seg)?;
     let mut byte = [0u8];
-    f.read_exact_at(&mut byte, seg_len / 2)?;
-    f.write_all_at(&[byte[0] ^ 0x55], seg_len / 2)?;
+    f.read_exact_at(&mut byte, seg_end / 2)?;
+    f.write_all_at(&[byte[0] ^ 0x55], seg_end / 2)?;
     let err = NodeProcess::start_dev(&middle, &["--segment-bytes", SEGMENT]).err().expect("must refuse");
     let text = err.to_string();
     let name = seg.file_name().unwrap().to_str().unwrap();

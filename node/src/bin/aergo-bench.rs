@@ -1,1 +1,405 @@
-fn main() {}
+//! `aergo-bench`: benchmarks that print a table, each figure beside its baseline.
+//!
+//! - `aergo-bench e2e`: signed transfers per second into blocks on a devnet (the real `aergo-node`
+//!   binary as its own process, fed over JSON-RPC batches by this process), latency from `send_tx` to
+//!   inclusion (p50/p99), the node's peak RSS; beside it the same transactions' signature verification
+//!   alone on 1 and 2 threads (the ceiling).
+//! - `aergo-bench blocklog`: block-log appends with a sync per block through io_uring and through
+//!   `pwrite` + `fdatasync`, same records, same disk.
+//!
+//! Build with `--release`. Runs are bounded in count and time and use loopback and temp dirs only.
+
+use aergo_node::api::{AergoApiClient, SendTxResult};
+use aergo_node::crypto::{KeyFile, Keypair};
+use aergo_node::genesis::{ConsensusParams, Genesis, GenesisBalance, GenesisProducer};
+use aergo_node::storage::{BlockLog, LogOptions, Verify};
+use aergo_node::types::{Address, Hash, Payload, Transaction, TxBody, ENCODING_VERSION};
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use hdrhistogram::Histogram;
+use jsonrpsee::core::client::{BatchResponse, ClientT, SubscriptionClientT};
+use jsonrpsee::core::params::BatchRequestBuilder;
+use jsonrpsee::rpc_params;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(name = "aergo-bench", about = "AERGO node benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Bench,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Signed transfers into blocks on a devnet, end to end.
+    E2e {
+        /// Transactions to send.
+        #[arg(long, default_value_t = 100_000)]
+        txs: usize,
+        /// Distinct funded senders.
+        #[arg(long, default_value_t = 1_000)]
+        accounts: usize,
+        /// Transactions per JSON-RPC batch.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        /// Concurrent client connections.
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+        /// Offered load, transactions per second (0: as fast as the node takes them).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        /// Directory for the node's data (default: a temp dir under /var/tmp, on disk).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Block-log appends: io_uring vs pwrite, one sync per block.
+    Blocklog {
+        #[arg(long, default_value_t = 500)]
+        blocks: usize,
+        /// Bytes per block record.
+        #[arg(long, default_value_t = 64 * 1024)]
+        size: usize,
+        /// Rounds, alternating the two paths.
+        #[arg(long, default_value_t = 6)]
+        rounds: usize,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let path = exe.parent().context("binary directory")?.join(name);
+    if !path.exists() {
+        bail!("{} is missing; build it with `cargo build --release -p aergo-node --bins`", path.display());
+    }
+    Ok(path)
+}
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn scratch(dir: Option<PathBuf>) -> anyhow::Result<tempfile::TempDir> {
+    let base = dir.unwrap_or_else(|| PathBuf::from("/var/tmp"));
+    std::fs::create_dir_all(&base)?;
+    Ok(tempfile::Builder::new().prefix("aergo-bench-").tempdir_in(base)?)
+}
+
+fn make_txs(senders: &[Keypair], chain_id: &str, total: usize) -> Vec<Transaction> {
+    let per = total.div_ceil(senders.len());
+    let mut txs = Vec::with_capacity(total);
+    // Interleave senders so every batch touches many accounts, as real traffic does.
+    for nonce in 0..per as u64 {
+        for (i, key) in senders.iter().enumerate() {
+            if txs.len() == total {
+                break;
+            }
+            let to: Address = senders[(i + 1) % senders.len()].address();
+            txs.push(key.sign_tx(TxBody {
+                version: ENCODING_VERSION,
+                chain_id: chain_id.to_string(),
+                nonce,
+                sender: key.public(),
+                recipient: to,
+                amount: 1,
+                fee: 1,
+                payload: Payload::Transfer,
+            }));
+        }
+    }
+    txs
+}
+
+/// Signature verification alone: single verify on `threads` threads, and batch verification.
+fn verify_ceiling(txs: &[Transaction]) -> (f64, f64, f64) {
+    let sample = &txs[..txs.len().min(40_000)];
+    let single = |chunk: &[Transaction]| {
+        for tx in chunk {
+            let _ = aergo_node::crypto::verify_tx(tx);
+        }
+    };
+    let t = Instant::now();
+    single(sample);
+    let one = sample.len() as f64 / t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for chunk in sample.chunks(sample.len().div_ceil(2)) {
+            s.spawn(move || single(chunk));
+        }
+    });
+    let two = sample.len() as f64 / t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    for chunk in sample.chunks(256) {
+        let msgs: Vec<[u8; 32]> = chunk.iter().map(|tx| tx.hash().0).collect();
+        let msg_refs: Vec<&[u8]> = msgs.iter().map(|m| m.as_slice()).collect();
+        let sigs: Vec<ed25519_dalek::Signature> =
+            chunk.iter().map(|tx| ed25519_dalek::Signature::from_bytes(&tx.signature.0)).collect();
+        let keys: Vec<ed25519_dalek::VerifyingKey> = chunk
+            .iter()
+            .filter_map(|tx| ed25519_dalek::VerifyingKey::from_bytes(&tx.body.sender.0).ok())
+            .collect();
+        let _ = ed25519_dalek::verify_batch(&msg_refs, &sigs, &keys);
+    }
+    let batch = sample.len() as f64 / t.elapsed().as_secs_f64();
+    (one, two, batch)
+}
+
+async fn e2e(
+    txs_n: usize,
+    accounts: usize,
+    batch: usize,
+    clients: usize,
+    rate: u64,
+    dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let tmp = scratch(dir)?;
+    let data = tmp.path().join("node");
+    let bp = Keypair::generate();
+    let senders: Vec<Keypair> = (0..accounts).map(|i| Keypair::from_seed(&format!("bench-{i}"))).collect();
+    let genesis = Genesis {
+        chain_id: "aergo-bench".into(),
+        timestamp_ms: aergo_node::node::now_ms() / 1000 * 1000,
+        consensus: ConsensusParams::default(),
+        balances: senders
+            .iter()
+            .map(|k| GenesisBalance { address: k.address(), amount: 10u128.pow(24) })
+            .collect(),
+        producers: vec![GenesisProducer { public_key: hex::encode(bp.public().0) }],
+    };
+    std::fs::create_dir_all(&data)?;
+    let gpath = tmp.path().join("genesis.toml");
+    std::fs::write(&gpath, genesis.to_toml())?;
+    let node_bin = sibling_binary("aergo-node")?;
+    let ok = Command::new(&node_bin)
+        .args(["init", "--genesis"])
+        .arg(&gpath)
+        .arg("--data-dir")
+        .arg(&data)
+        .stdout(Stdio::null())
+        .status()?
+        .success();
+    if !ok {
+        bail!("aergo-node init failed");
+    }
+    KeyFile::write_plain(&data.join("producer.key"), &bp)?;
+    let config = format!(
+        "data_dir = {:?}\n[rpc]\nlisten = \"127.0.0.1:0\"\nmax_batch = {}\n[producer]\nenabled = true\n[mempool]\nmax_txs = 1000000\n[log]\nlevel = \"warn\"\n",
+        data.display().to_string(),
+        batch.max(1)
+    );
+    let cpath = data.join("bench.toml");
+    std::fs::write(&cpath, config)?;
+
+    println!("signing {txs_n} transfers from {accounts} accounts…");
+    let txs = make_txs(&senders, &genesis.chain_id, txs_n);
+    let (one, two, batched) = verify_ceiling(&txs);
+
+    let mut child = Command::new(&node_bin)
+        .args(["run", "--config"])
+        .arg(&cpath)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let pid = child.id();
+    let stdout = child.stdout.take().context("node stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let url = loop {
+        match lines.next() {
+            Some(Ok(line)) => {
+                if let Some(u) = line.strip_prefix("AERGO_RPC=") {
+                    break u.to_string();
+                }
+            }
+            _ => bail!("the node did not start"),
+        }
+    };
+    let ws_url = url.replace("http://", "ws://");
+    let ws = jsonrpsee::ws_client::WsClientBuilder::default()
+        .max_buffer_capacity_per_subscription(100_000)
+        .build(&ws_url)
+        .await?;
+    let mut sub = ws
+        .subscribe::<aergo_node::api::BlockView, _>("subscribe_blocks", rpc_params![], "unsubscribe_blocks")
+        .await?;
+
+    let submitted: Arc<parking_lot::Mutex<HashMap<Hash, Instant>>> = Arc::default();
+    let encoded: Vec<(Hash, String)> = txs.iter().map(|t| (t.hash(), hex::encode(t.encode()))).collect();
+    let start = Instant::now();
+    let chunks: Vec<Vec<(Hash, String)>> = encoded.chunks(batch).map(|c| c.to_vec()).collect();
+    let queue = Arc::new(parking_lot::Mutex::new(
+        chunks.into_iter().enumerate().collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>(),
+    ));
+    let rejected = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut senders_tasks = Vec::new();
+    for _ in 0..clients {
+        let client = jsonrpsee::http_client::HttpClientBuilder::default()
+            .max_request_size(64 * 1024 * 1024)
+            .max_response_size(64 * 1024 * 1024)
+            .request_timeout(Duration::from_secs(60))
+            .build(&url)?;
+        let (queue, submitted, rejected) = (queue.clone(), submitted.clone(), rejected.clone());
+        senders_tasks.push(tokio::spawn(async move {
+            loop {
+                let Some((i, chunk)) = queue.lock().pop() else { break };
+                if rate > 0 {
+                    let due = start + Duration::from_secs_f64((i * chunk.len()) as f64 / rate as f64);
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                let mut b = BatchRequestBuilder::new();
+                for (_, hex) in &chunk {
+                    b.insert("send_tx", rpc_params![hex])?;
+                }
+                let now = Instant::now();
+                {
+                    let mut s = submitted.lock();
+                    for (h, _) in &chunk {
+                        s.insert(*h, now);
+                    }
+                }
+                let resp: BatchResponse<'_, SendTxResult> = client.batch_request(b).await?;
+                rejected.fetch_add(resp.num_failed_calls() as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+            anyhow::Ok(())
+        }));
+    }
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 600_000, 3)?;
+    let mut included = 0usize;
+    let mut last_inclusion = start;
+    let deadline = start + Duration::from_secs(600);
+    loop {
+        let failed = rejected.load(std::sync::atomic::Ordering::Relaxed) as usize;
+        if included + failed >= txs_n || Instant::now() >= deadline {
+            break;
+        }
+        let Ok(Some(Ok(block))) = tokio::time::timeout(Duration::from_secs(10), sub.next()).await else {
+            break;
+        };
+        let seen = Instant::now();
+        if let aergo_node::api::BlockTxs::Hashes(hashes) = &block.transactions {
+            let s = submitted.lock();
+            for h in hashes {
+                if let Some(t) = s.get(h) {
+                    latency.record(seen.duration_since(*t).as_millis().max(1) as u64)?;
+                    included += 1;
+                }
+            }
+        }
+        last_inclusion = seen;
+    }
+    for t in senders_tasks {
+        t.await??;
+    }
+    let rss = peak_rss_kib(pid).unwrap_or(0);
+    let info = ws.chain_info().await?;
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
+    let _ = child.wait();
+    let secs = last_inclusion.duration_since(start).as_secs_f64();
+    let tps = included as f64 / secs;
+    println!();
+    println!(
+        "e2e: {included} of {txs_n} transfers included in {secs:.1} s ({} rejected), height {}",
+        rejected.load(std::sync::atomic::Ordering::Relaxed),
+        info.height
+    );
+    println!("| measure | value | ratio to ceiling |");
+    println!("|---|---|---|");
+    println!("| transfers/s into blocks (sustained) | {tps:.0} | {:.2} of 2-thread verify |", tps / two);
+    println!("| inclusion latency p50 | {} ms | |", latency.value_at_quantile(0.5));
+    println!("| inclusion latency p99 | {} ms | |", latency.value_at_quantile(0.99));
+    println!("| node peak RSS | {} MiB | |", rss / 1024);
+    println!("| ceiling: verify only, 1 thread | {one:.0}/s | |");
+    println!("| ceiling: verify only, 2 threads | {two:.0}/s | 1.00 |");
+    println!("| ceiling: batch verify, 1 thread | {batched:.0}/s | |");
+    Ok(())
+}
+
+fn blocklog(blocks: usize, size: usize, rounds: usize, dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let payload: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
+    // Alternate the two paths round by round so that the disk's drift hits both alike.
+    let mut hists =
+        [Histogram::<u64>::new_with_bounds(1, 10_000_000, 3)?, Histogram::new_with_bounds(1, 10_000_000, 3)?];
+    let mut secs = [0f64; 2];
+    for _ in 0..rounds.max(1) {
+        for (i, uring) in [false, true].into_iter().enumerate() {
+            let tmp = scratch(dir.clone())?;
+            // One segment holds the whole round, and its successor is prepared before the clock starts,
+            // so that only the appends themselves are timed.
+            let segment_bytes = (blocks * (size + 64)) as u64;
+            let opts = LogOptions { segment_bytes, use_io_uring: uring, verify: Verify::Full };
+            let (mut log, _) = BlockLog::open(tmp.path(), opts, None)?;
+            log.settle();
+            if uring && !log.uses_io_uring() {
+                bail!("io_uring is not available here");
+            }
+            let t = Instant::now();
+            for h in 0..blocks as u64 {
+                let s = Instant::now();
+                log.append(h, &payload)?;
+                hists[i].record(s.elapsed().as_micros().max(1) as u64)?;
+            }
+            secs[i] += t.elapsed().as_secs_f64();
+            drop(log);
+            check_dir(tmp.path())?;
+        }
+    }
+    // For reference: the same appends to a file that grows (no preallocation), pwrite + fdatasync.
+    let mut grow_secs = 0f64;
+    for _ in 0..rounds.max(1) {
+        let tmp = scratch(dir.clone())?;
+        let file = std::fs::File::create(tmp.path().join("grow"))?;
+        let t = Instant::now();
+        for h in 0..blocks as u64 {
+            std::os::unix::fs::FileExt::write_all_at(&file, &payload, h * size as u64)?;
+            file.sync_data()?;
+        }
+        grow_secs += t.elapsed().as_secs_f64();
+    }
+    let total = (blocks * rounds.max(1)) as f64;
+    println!(
+        "blocklog: {rounds} rounds × {blocks} appends of {size} bytes, one sync each, paths alternating"
+    );
+    println!("| path | appends/s | MiB/s | p50 µs | p99 µs | ratio to pwrite |");
+    println!("|---|---|---|---|---|---|");
+    for (i, name) in ["pwrite + fdatasync", "io_uring O_DIRECT write (RWF_DSYNC)"].iter().enumerate() {
+        let rate = total / secs[i];
+        println!(
+            "| {name} | {rate:.0} | {:.1} | {} | {} | {:.2} |",
+            rate * size as f64 / 1048576.0,
+            hists[i].value_at_quantile(0.5),
+            hists[i].value_at_quantile(0.99),
+            secs[0] / secs[i]
+        );
+    }
+    println!(
+        "| (reference) pwrite + fdatasync, growing file | {:.0} | | | | {:.2} |",
+        total / grow_secs,
+        secs[0] / grow_secs
+    );
+    Ok(())
+}
+
+fn check_dir(dir: &Path) -> anyhow::Result<()> {
+    // Reopen: every appended record must verify.
+    let (_, rec) = BlockLog::open(dir, LogOptions::default(), None)?;
+    if rec.truncated.is_some() {
+        bail!("the benchmark log did not reopen cleanly");
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Bench::E2e { txs, accounts, batch, clients, rate, dir } => {
+            e2e(txs, accounts, batch, clients, rate, dir).await
+        }
+        Bench::Blocklog { blocks, size, rounds, dir } => blocklog(blocks, size, rounds, dir),
+    }
+}
