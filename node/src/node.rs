@@ -39,6 +39,10 @@ pub enum NodeError {
     NotAProducer { address: Address },
     #[error("cannot read the password file {path}: {source}")]
     PasswordFile { path: String, source: std::io::Error },
+    #[error(
+        "{path} holds another chain's genesis; the data directory belongs to another chain, use a fresh one"
+    )]
+    AnotherChain { path: String },
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
     #[error("the node's background task failed: {0}")]
@@ -270,18 +274,25 @@ pub fn prepare_devnet(data_dir: &Path) -> Result<NodeConfig, NodeError> {
     Ok(config)
 }
 
-/// `aergo-node init`: copies the genesis into `data_dir`, creates the chain and writes `config.toml`.
+/// `aergo-node init`: creates the chain in `data_dir` from `genesis_file`, then copies the genesis there
+/// and writes a default `config.toml`. A directory that already holds another chain is left untouched.
 pub fn init(genesis_file: &Path, data_dir: &Path) -> Result<(PathBuf, OpenReport), NodeError> {
     let io = |path: &Path| {
         let path = path.display().to_string();
         move |source| NodeError::Io { path, source }
     };
     let genesis = Genesis::load(genesis_file)?;
-    std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
     let target = data_dir.join("genesis.toml");
-    write_atomic(&target, genesis.to_toml().as_bytes()).map_err(io(&target))?;
-    let config = NodeConfig { data_dir: data_dir.to_path_buf(), ..NodeConfig::default() };
+    if target.exists() && Genesis::load(&target)? != genesis {
+        return Err(NodeError::AnotherChain { path: target.display().to_string() });
+    }
+    std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
+    let source = std::fs::canonicalize(genesis_file).map_err(io(genesis_file))?;
+    let config = NodeConfig { data_dir: data_dir.to_path_buf(), genesis: source, ..NodeConfig::default() };
     let (_chain, report) = open_chain(&config)?;
+    if !target.exists() {
+        write_atomic(&target, genesis.to_toml().as_bytes()).map_err(io(&target))?;
+    }
     let config_path = data_dir.join("config.toml");
     if !config_path.exists() {
         let abs = std::fs::canonicalize(data_dir).map_err(io(data_dir))?;

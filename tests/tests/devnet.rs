@@ -65,7 +65,9 @@ fn devnet_transfers_history_and_kill9_recovery() -> anyhow::Result<()> {
     })?;
 
     // Bad input gets a clear error, and the node keeps serving.
-    let typo = bob.replacen('q', "p", 1);
+    let mut chars: Vec<char> = bob.chars().collect();
+    chars[12] = if chars[12] == 'q' { 'p' } else { 'q' };
+    let typo: String = chars.into_iter().collect();
     let err = cli_json(&rpc, &["send", "--key", dev_key_s, "--to", &typo, "--amount", "1"]).unwrap_err();
     assert!(err.to_string().contains("bech32m") || err.to_string().contains("address"), "{err}");
 
@@ -143,5 +145,50 @@ fn devnet_transfers_history_and_kill9_recovery() -> anyhow::Result<()> {
     let (ok, out, err) = node_command(&["verify", "--data-dir", data.to_str().unwrap()])?;
     assert!(ok, "verify failed: {out}{err}");
     assert!(out.trim_end().ends_with("ok"), "{out}");
+    Ok(())
+}
+
+#[test]
+fn init_and_run_from_a_genesis_file_and_config() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let bp = Keypair::generate();
+    let alice = Keypair::generate();
+    let genesis = format!(
+        "chain_id = \"aergo-test-1\"\ntimestamp_ms = 1700000000000\n\n[consensus]\nblock_interval_ms = 1000\n\n\
+         [[balances]]\naddress = \"{}\"\namount = \"5000\"\n\n[[producers]]\npublic_key = \"{}\"\n",
+        alice.address(),
+        hex::encode(bp.public().0)
+    );
+    let gfile = dir.path().join("genesis.toml");
+    std::fs::write(&gfile, genesis)?;
+    let data = dir.path().join("data");
+    let (ok, out, err) =
+        node_command(&["init", "--genesis", gfile.to_str().unwrap(), "--data-dir", data.to_str().unwrap()])?;
+    assert!(ok && out.contains("created"), "{out}{err}");
+    // A full node (no producer key) from the written config, on a free port.
+    let config = data.join("config.toml");
+    let text = std::fs::read_to_string(&config)?.replace("127.0.0.1:7845", "127.0.0.1:0");
+    std::fs::write(&config, text)?;
+    let node = NodeProcess::start(&data, &["run", "--config", config.to_str().unwrap()])?;
+    let info = cli_json(&node.rpc, &["chain"])?;
+    assert_eq!((info["chain_id"].as_str(), info["height"].as_u64()), (Some("aergo-test-1"), Some(0)));
+    let bal = cli_json(&node.rpc, &["balance", &alice.address().to_string()])?;
+    assert_eq!(bal["balance"], "5000");
+    assert_eq!(cli_json(&node.rpc, &["node"])?["role"], "full");
+    node.stop()?;
+
+    // Bad configs and genesis files are refused with the file named.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "data_dir = 5\n")?;
+    let (ok, _, err) = node_command(&["run", "--config", bad.to_str().unwrap()])?;
+    assert!(!ok && err.contains("bad.toml"), "{err}");
+    std::fs::write(&bad, format!("data_dir = {:?}\n[rpc]\nlisten = \"127.0.0.1:0\"\ncolour = 1\n", data))?;
+    let (ok, _, err) = node_command(&["run", "--config", bad.to_str().unwrap()])?;
+    assert!(!ok && err.contains("colour"), "{err}");
+    let other = dir.path().join("other.toml");
+    std::fs::write(&other, std::fs::read_to_string(&gfile)?.replace("5000", "6000"))?;
+    let (ok, _, err) =
+        node_command(&["init", "--genesis", other.to_str().unwrap(), "--data-dir", data.to_str().unwrap()])?;
+    assert!(!ok && err.contains("another chain"), "{err}");
     Ok(())
 }
