@@ -87,6 +87,8 @@ pub struct NodeInfo {
     pub uptime_s: u64,
     /// Whether the block log writes through io_uring (false: pwrite fallback).
     pub block_log_io_uring: bool,
+    /// Cores the execution workers are pinned to (one worker each; one core: sequential).
+    pub exec_cores: Vec<usize>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]

@@ -7,7 +7,8 @@
 //! off; damage elsewhere stops the node with the file and offset.
 
 use crate::crypto::{self, Keypair};
-use crate::exec::{execute_block, BlockContext, ExecError, ExecOutput, Mode};
+use crate::exec::parallel::ParallelExecutor;
+use crate::exec::{BlockContext, ExecError, ExecOutput, Mode};
 use crate::genesis::Genesis;
 use crate::storage::blocklog::{Committed, Recovery};
 use crate::storage::state::account_key;
@@ -62,6 +63,7 @@ pub struct Chain {
     store: Arc<StateStore>,
     log: BlockLog,
     head: Head,
+    executor: ParallelExecutor,
 }
 
 fn genesis_block(
@@ -127,7 +129,8 @@ impl Chain {
                 store.commit(prepared, &block, pos, &[])?
             }
         };
-        let mut chain = Chain { genesis: genesis.clone(), store, log, head };
+        let executor = ParallelExecutor::with_threads(1, Vec::new());
+        let mut chain = Chain { genesis: genesis.clone(), store, log, head, executor };
         chain.replay(&recovery, &mut report)?;
         Ok((chain, report))
     }
@@ -151,6 +154,11 @@ impl Chain {
 
     pub fn head(&self) -> Head {
         self.head
+    }
+
+    /// Sets the execution engine (default: sequential) for the blocks that follow.
+    pub fn set_executor(&mut self, executor: ParallelExecutor) {
+        self.executor = executor;
     }
 
     pub fn genesis(&self) -> &Genesis {
@@ -198,7 +206,8 @@ impl Chain {
             crypto::verify_tx(tx).map_err(|e| invalid(format!("transaction {}: {e}", tx.hash())))?;
         }
         let ctx = self.context(h.height, h.timestamp_ms, h.producer.address());
-        let out = execute_block(self.store.as_ref(), &ctx, block.transactions.clone(), Mode::Verify)?;
+        let out =
+            self.executor.execute(self.store.as_ref(), &ctx, block.transactions.clone(), Mode::Verify)?;
         if Receipt::compute_root(&out.receipts) != h.receipts_root {
             return Err(invalid("receipts root does not match".into()));
         }
@@ -223,7 +232,7 @@ impl Chain {
         let height = self.head.height + 1;
         let timestamp_ms = timestamp_ms.max(self.head.timestamp_ms + 1);
         let ctx = self.context(height, timestamp_ms, key.address());
-        let out = execute_block(self.store.as_ref(), &ctx, candidates, Mode::Build)?;
+        let out = self.executor.execute(self.store.as_ref(), &ctx, candidates, Mode::Build)?;
         let prepared = self.store.prepare(height, &out.changes)?;
         let header = BlockHeader {
             version: ENCODING_VERSION,

@@ -26,6 +26,7 @@ pub struct NodeConfig {
     pub producer: ProducerConfig,
     pub mempool: MempoolConfig,
     pub storage: StorageConfig,
+    pub exec: ExecConfig,
     pub log: LogConfig,
 }
 
@@ -38,6 +39,7 @@ impl Default for NodeConfig {
             producer: ProducerConfig::default(),
             mempool: MempoolConfig::default(),
             storage: StorageConfig::default(),
+            exec: ExecConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -114,6 +116,23 @@ impl Default for StorageConfig {
     }
 }
 
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExecConfig {
+    /// Cores the execution workers are pinned to, one worker each, e.g. `"2-7"` or `"1,3"`.
+    /// Unset: every core this process may use but the first. One core: sequential execution.
+    pub cores: Option<String>,
+}
+
+impl ExecConfig {
+    pub fn resolve_cores(&self) -> Result<Vec<usize>, String> {
+        match &self.cores {
+            Some(spec) => crate::exec::affinity::parse_cores(spec),
+            None => Ok(crate::exec::affinity::default_cores()),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
@@ -147,6 +166,7 @@ impl NodeConfig {
         if self.storage.segment_bytes < 4096 {
             return Err("storage.segment_bytes must be at least 4096".into());
         }
+        self.exec.resolve_cores().map_err(|e| format!("exec.cores: {e}"))?;
         if self.rpc.max_batch == 0 || self.rpc.max_connections == 0 {
             return Err("rpc.max_batch and rpc.max_connections must be at least 1".into());
         }

@@ -12,6 +12,7 @@
 use crate::chain::{Chain, ChainError, OpenReport};
 use crate::config::NodeConfig;
 use crate::crypto::{KeyFile, Keypair, KeystoreError};
+use crate::exec::parallel::ParallelExecutor;
 use crate::genesis::{ConsensusParams, Genesis, GenesisBalance, GenesisError, GenesisProducer};
 use crate::mempool::Mempool;
 use crate::rpc::{self, RpcError};
@@ -37,6 +38,8 @@ pub enum NodeError {
     Rpc(#[from] RpcError),
     #[error("producer key {address} is not one of the genesis producers; set [producer] enabled = false or use a producer key")]
     NotAProducer { address: Address },
+    #[error("invalid configuration: {reason}")]
+    Config { reason: String },
     #[error("cannot read the password file {path}: {source}")]
     PasswordFile { path: String, source: std::io::Error },
     #[error(
@@ -63,6 +66,8 @@ pub struct Shared {
     pub data_dir: PathBuf,
     pub started: Instant,
     pub io_uring: bool,
+    /// Cores the execution workers are pinned to.
+    pub exec_cores: Vec<usize>,
 }
 
 impl Shared {
@@ -105,9 +110,13 @@ impl RunningNode {
     /// Opens the chain, starts the producer (if enabled) and the RPC server.
     pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
         let cfg = config.clone();
-        let (chain, report) = tokio::task::spawn_blocking(move || open_chain(&cfg))
+        let cores = config.exec.resolve_cores().map_err(|reason| NodeError::Config { reason })?;
+        let (mut chain, report) = tokio::task::spawn_blocking(move || open_chain(&cfg))
             .await
             .map_err(|e| NodeError::Join(e.to_string()))??;
+        let executor = ParallelExecutor::new(cores.clone());
+        tracing::info!(cores = ?cores, threads = executor.threads(), "execution workers pinned to cores");
+        chain.set_executor(executor);
         let head = chain.head();
         tracing::info!(
             chain_id = %chain.genesis().chain_id, height = head.height, hash = %head.hash,
@@ -146,6 +155,7 @@ impl RunningNode {
             data_dir: config.data_dir.clone(),
             started: Instant::now(),
             io_uring: chain.uses_io_uring(),
+            exec_cores: cores,
         });
         let stop = Arc::new(AtomicBool::new(false));
         let producer = match key {

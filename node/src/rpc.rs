@@ -154,6 +154,7 @@ impl AergoApiServer for RpcHandler {
             data_dir: self.shared.data_dir.display().to_string(),
             uptime_s: self.shared.started.elapsed().as_secs(),
             block_log_io_uring: self.shared.io_uring,
+            exec_cores: self.shared.exec_cores.clone(),
         })
     }
 

@@ -4,6 +4,8 @@
 //!   binary as its own process, fed over JSON-RPC batches by this process), latency from `send_tx` to
 //!   inclusion (p50/p99), the node's peak RSS; beside it the same transactions' signature verification
 //!   alone on 1 and 2 threads (the ceiling).
+//! - `aergo-bench exec`: the execution stage alone, sequential vs parallel (DTT) on the same blocks
+//!   against RocksDB state, at several hot-account shares; the state roots must agree.
 //! - `aergo-bench blocklog`: block-log appends with a sync per block through io_uring and through
 //!   `pwrite` + `fdatasync`, same records, same disk.
 //!
@@ -56,6 +58,27 @@ enum Bench {
         /// Directory for the node's data (default: a temp dir under /var/tmp, on disk).
         #[arg(long)]
         dir: Option<PathBuf>,
+    },
+    /// The execution stage alone: sequential vs parallel (DTT) on the same blocks, on RocksDB state.
+    Exec {
+        /// Funded accounts.
+        #[arg(long, default_value_t = 10_000)]
+        accounts: usize,
+        /// Transfers per block.
+        #[arg(long, default_value_t = 10_000)]
+        txs: usize,
+        /// Share of transfers (percent) paying one hot account; default: 0, 10, 50 and 100.
+        #[arg(long)]
+        hot: Option<u32>,
+        /// Parallel worker threads (default: every core this process may use).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Rounds per executor, alternating; the median is reported.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// One JSON object per run instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Block-log appends: io_uring vs pwrite, one sync per block.
     Blocklog {
@@ -117,6 +140,31 @@ fn make_txs(senders: &[Keypair], chain_id: &str, total: usize) -> Vec<Transactio
     txs
 }
 
+fn batch_verify(chunk: &[Transaction]) {
+    for part in chunk.chunks(256) {
+        let msgs: Vec<[u8; 32]> = part.iter().map(|tx| tx.hash().0).collect();
+        let msg_refs: Vec<&[u8]> = msgs.iter().map(|m| m.as_slice()).collect();
+        let sigs: Vec<ed25519_dalek::Signature> =
+            part.iter().map(|tx| ed25519_dalek::Signature::from_bytes(&tx.signature.0)).collect();
+        let keys: Vec<ed25519_dalek::VerifyingKey> = part
+            .iter()
+            .filter_map(|tx| ed25519_dalek::VerifyingKey::from_bytes(&tx.body.sender.0).ok())
+            .collect();
+        let _ = ed25519_dalek::verify_batch(&msg_refs, &sigs, &keys);
+    }
+}
+
+/// Batch verification on two threads.
+fn batch_verify_two(sample: &[Transaction]) -> f64 {
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for chunk in sample.chunks(sample.len().div_ceil(2)) {
+            s.spawn(move || batch_verify(chunk));
+        }
+    });
+    sample.len() as f64 / t.elapsed().as_secs_f64()
+}
+
 /// Signature verification alone: single verify on `threads` threads, and batch verification.
 fn verify_ceiling(txs: &[Transaction]) -> (f64, f64, f64) {
     let sample = &txs[..txs.len().min(40_000)];
@@ -136,17 +184,7 @@ fn verify_ceiling(txs: &[Transaction]) -> (f64, f64, f64) {
     });
     let two = sample.len() as f64 / t.elapsed().as_secs_f64();
     let t = Instant::now();
-    for chunk in sample.chunks(256) {
-        let msgs: Vec<[u8; 32]> = chunk.iter().map(|tx| tx.hash().0).collect();
-        let msg_refs: Vec<&[u8]> = msgs.iter().map(|m| m.as_slice()).collect();
-        let sigs: Vec<ed25519_dalek::Signature> =
-            chunk.iter().map(|tx| ed25519_dalek::Signature::from_bytes(&tx.signature.0)).collect();
-        let keys: Vec<ed25519_dalek::VerifyingKey> = chunk
-            .iter()
-            .filter_map(|tx| ed25519_dalek::VerifyingKey::from_bytes(&tx.body.sender.0).ok())
-            .collect();
-        let _ = ed25519_dalek::verify_batch(&msg_refs, &sigs, &keys);
-    }
+    batch_verify(sample);
     let batch = sample.len() as f64 / t.elapsed().as_secs_f64();
     (one, two, batch)
 }
@@ -320,6 +358,145 @@ async fn e2e(
     Ok(())
 }
 
+/// Transfers from random senders; `hot` percent of them pay account 0.
+fn exec_block(keys: &[Keypair], n: usize, hot: u32, seed: u64) -> Vec<Transaction> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut nonces = vec![0u64; keys.len()];
+    (0..n)
+        .map(|_| {
+            let from = rng.gen_range(1..keys.len());
+            let to = if rng.gen_range(0..100) < hot { 0 } else { rng.gen_range(1..keys.len()) };
+            let nonce = nonces[from];
+            nonces[from] += 1;
+            keys[from].sign_tx(TxBody {
+                version: ENCODING_VERSION,
+                chain_id: "aergo-bench".into(),
+                nonce,
+                sender: keys[from].public(),
+                recipient: keys[to].address(),
+                amount: rng.gen_range(1..100),
+                fee: 1,
+                payload: Payload::Transfer,
+            })
+        })
+        .collect()
+}
+
+fn exec(
+    accounts: usize,
+    txs_n: usize,
+    hot: Option<u32>,
+    threads: Option<usize>,
+    rounds: usize,
+    json: bool,
+) -> anyhow::Result<()> {
+    use aergo_node::chain::Chain;
+    use aergo_node::exec::parallel::ParallelExecutor;
+    use aergo_node::exec::{BlockContext, Mode};
+    let tmp = scratch(None)?;
+    let keys: Vec<Keypair> = (0..accounts.max(2)).map(|i| Keypair::from_seed(&format!("exec-{i}"))).collect();
+    let bp = Keypair::from_seed("exec-bp");
+    let genesis = Genesis {
+        chain_id: "aergo-bench".into(),
+        timestamp_ms: 0,
+        consensus: ConsensusParams::default(),
+        balances: keys
+            .iter()
+            .map(|k| GenesisBalance { address: k.address(), amount: 10u128.pow(24) })
+            .collect(),
+        producers: vec![GenesisProducer { public_key: hex::encode(bp.public().0) }],
+    };
+    let (chain, _) = Chain::open(tmp.path(), &genesis, LogOptions::default())?;
+    let store = chain.store();
+    let ctx = BlockContext {
+        chain_id: genesis.chain_id.clone(),
+        height: 1,
+        timestamp_ms: 1,
+        producer: bp.address(),
+    };
+    let cores = aergo_node::exec::affinity::available_cores();
+    let threads = threads.unwrap_or(cores.len());
+    let parallel = ParallelExecutor::with_threads(threads, cores);
+    let hots = match hot {
+        Some(h) => vec![h],
+        None => vec![0, 10, 50, 100],
+    };
+    if !json {
+        println!("exec: {accounts} accounts, blocks of {txs_n} transfers, RocksDB state, signatures checked beforehand");
+        println!("| hot | sequential tx/s | parallel ({threads} threads) tx/s | ratio | critical path | state roots agree |");
+        println!("|---|---|---|---|---|---|");
+    }
+    for (k, h) in hots.into_iter().enumerate() {
+        let block = exec_block(&keys, txs_n, h, 42 + k as u64);
+        // Admission has hashed each transaction and derived its sender when it checked the signature.
+        for tx in &block {
+            tx.hash();
+            tx.sender();
+        }
+        let mut seq_times = Vec::new();
+        let mut par_times = Vec::new();
+        let mut roots = (Hash::ZERO, Hash::ZERO);
+        let mut critical = 0;
+        let mut used_threads = threads;
+        for _ in 0..rounds.max(1) {
+            let t = Instant::now();
+            let out = aergo_node::exec::execute_block(store.as_ref(), &ctx, block.clone(), Mode::Verify)?;
+            seq_times.push(t.elapsed().as_secs_f64());
+            roots.0 = store.prepare(1, &out.changes)?.root;
+            let t = Instant::now();
+            let (out, stats) = parallel.execute_with(
+                store.as_ref(),
+                &ctx,
+                block.clone(),
+                Mode::Verify,
+                aergo_node::exec::access::declared,
+            )?;
+            par_times.push(t.elapsed().as_secs_f64());
+            roots.1 = store.prepare(1, &out.changes)?.root;
+            critical = stats.critical_path;
+            used_threads = stats.threads;
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(|a, b| a.total_cmp(b));
+            v[v.len() / 2]
+        };
+        let (seq, par) = (txs_n as f64 / median(&mut seq_times), txs_n as f64 / median(&mut par_times));
+        if json {
+            for (name, t, tps, root) in [("sequential", 1, seq, roots.0), ("parallel", threads, par, roots.1)]
+            {
+                println!(
+                    "{}",
+                    serde_json::json!({"executor": name, "threads": t, "hot": h, "txs": txs_n, "tps": tps.round(), "state_root": root})
+                );
+            }
+        } else {
+            let note = if used_threads == 1 { " (ran in order)" } else { "" };
+            println!(
+                "| {h} % | {seq:.0} | {par:.0}{note} | {:.2} | {critical} | {} |",
+                par / seq,
+                if roots.0 == roots.1 { roots.0.to_hex()[..16].to_string() + "…" } else { "NO".into() }
+            );
+        }
+        if roots.0 != roots.1 {
+            bail!("the executors disagree at hot {h} %");
+        }
+    }
+    if !json {
+        let sample = exec_block(&keys, txs_n.min(20_000), 0, 7);
+        let (one, two, batched) = verify_ceiling(&sample);
+        let batched_two = batch_verify_two(&sample);
+        println!();
+        println!("admission ceiling: signature verification of the same transfers");
+        println!("| verifier | 1 thread | 2 threads | 2/1 |");
+        println!("|---|---|---|---|");
+        println!("| single (verify_strict) | {one:.0}/s | {two:.0}/s | {:.2} |", two / one);
+        println!("| batch of 256 | {batched:.0}/s | {batched_two:.0}/s | {:.2} |", batched_two / batched);
+        println!("| batch / single, per core | {:.2} | | |", batched / one);
+    }
+    Ok(())
+}
+
 fn blocklog(blocks: usize, size: usize, rounds: usize, dir: Option<PathBuf>) -> anyhow::Result<()> {
     let payload: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
     // Alternate the two paths round by round so that the disk's drift hits both alike.
@@ -399,6 +576,9 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Bench::E2e { txs, accounts, batch, clients, rate, dir } => {
             e2e(txs, accounts, batch, clients, rate, dir).await
+        }
+        Bench::Exec { accounts, txs, hot, threads, rounds, json } => {
+            exec(accounts, txs, hot, threads, rounds, json)
         }
         Bench::Blocklog { blocks, size, rounds, dir } => blocklog(blocks, size, rounds, dir),
     }

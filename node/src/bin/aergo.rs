@@ -280,12 +280,13 @@ async fn main() -> anyhow::Result<()> {
             let n = client(&cli.rpc)?.node_info().await?;
             print(json, &n, |n| {
                 format!(
-                    "aergo-node {}\n  role {}\n  data {}\n  up {} s\n  block log via {}",
+                    "aergo-node {}\n  role {}\n  data {}\n  up {} s\n  block log via {}\n  execution cores {:?}",
                     n.version,
                     n.role,
                     n.data_dir,
                     n.uptime_s,
-                    if n.block_log_io_uring { "io_uring" } else { "pwrite" }
+                    if n.block_log_io_uring { "io_uring" } else { "pwrite" },
+                    n.exec_cores
                 )
             })?;
         }

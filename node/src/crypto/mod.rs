@@ -64,7 +64,7 @@ impl Keypair {
 
     pub fn sign_tx(&self, body: TxBody) -> Transaction {
         let signature = self.sign(&body.hash());
-        Transaction { body, signature }
+        Transaction::new(body, signature)
     }
 }
 

@@ -173,19 +173,49 @@ impl TxBody {
 }
 
 /// A signed transaction.
-#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+///
+/// Its hash and sender address are computed once and cached (admission computes them to verify the
+/// signature; the pool, the dependency analysis and execution reuse them). The cache is not part of the
+/// encoding and plays no part in equality.
+#[derive(Clone, Debug, BorshSerialize, BorshDeserialize)]
 pub struct Transaction {
     pub body: TxBody,
     pub signature: Signature,
+    #[borsh(skip)]
+    cache: TxCache,
 }
 
+#[derive(Clone, Default)]
+struct TxCache {
+    hash: std::sync::OnceLock<Hash>,
+    sender: std::sync::OnceLock<Address>,
+}
+
+impl fmt::Debug for TxCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("_")
+    }
+}
+
+impl PartialEq for Transaction {
+    fn eq(&self, other: &Self) -> bool {
+        self.body == other.body && self.signature == other.signature
+    }
+}
+
+impl Eq for Transaction {}
+
 impl Transaction {
+    pub fn new(body: TxBody, signature: Signature) -> Transaction {
+        Transaction { body, signature, cache: TxCache::default() }
+    }
+
     pub fn hash(&self) -> Hash {
-        self.body.hash()
+        *self.cache.hash.get_or_init(|| self.body.hash())
     }
 
     pub fn sender(&self) -> Address {
-        self.body.sender.address()
+        *self.cache.sender.get_or_init(|| self.body.sender.address())
     }
 
     /// The most the sender can lose: amount plus fee (saturating; balances are far below `u128::MAX`).

@@ -1,0 +1,350 @@
+//! The parallel executor: a block's transactions on pinned worker threads, in the order the
+//! deterministic transaction tree allows, with the result of executing them one by one.
+//!
+//! Workers claim transactions in block order (an atomic counter), wait until the transactions it
+//! depends on are done, and execute it. A transaction reads an account from the last earlier
+//! transaction that wrote it — found by walking the tree's `prev` links — or from the parent state.
+//! Claiming in block order means a waiting worker only ever waits for transactions already claimed by
+//! others, so there is no deadlock, and with no conflicts every worker is always busy. The worker that
+//! runs the last transaction touching an account also encodes that account's final value, so building
+//! the block's change set is done in parallel too.
+//!
+//! When the longest dependency chain is a large share of each worker's part (a hot account), the
+//! workers would mostly wait for one another: such a block runs in order, decided from the tree alone.
+//!
+//! Each access is checked against the declared set. If a transaction touches anything else, its result
+//! and every later one are thrown away and re-executed sequentially on top of the earlier results,
+//! which are correct: they could not have depended on the offender. The outcome is never wrong, only
+//! slower, and the log says so.
+
+use super::access::{self, AccessSet};
+use super::affinity::pin_current_thread;
+use super::dtt::Dtt;
+use super::{
+    apply_tx, assemble, execute_block, Accounts, BlockContext, ExecError, ExecOutput, Mode, Overlay,
+    StateView, TxOutcome,
+};
+use crate::storage::state::{account_key, HEAD_KEY};
+use crate::types::{Account, Address, Amount, Transaction};
+use smallvec::SmallVec;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+/// Below this many transactions a block runs sequentially: starting workers costs more than it saves.
+const MIN_PARALLEL_TXS: usize = 64;
+
+type Slot = OnceLock<Result<TxOutcome, ExecError>>;
+type Change = (Vec<u8>, Option<Vec<u8>>);
+
+/// What one run did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExecStats {
+    /// Workers used (1: the block ran in order).
+    pub threads: usize,
+    /// Longest dependency chain in the block.
+    pub critical_path: usize,
+    /// Transactions re-executed in order because one broke its declared access set.
+    pub reexecuted: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct ParallelExecutor {
+    cores: Vec<usize>,
+    threads: usize,
+    min_txs: usize,
+}
+
+fn prev_of(prev: &[(Address, Option<u32>)], a: &Address) -> Option<u32> {
+    prev.iter().find(|(x, _)| x == a).and_then(|(_, p)| *p)
+}
+
+/// The value of `a` as left by transaction `at` or the nearest earlier one that wrote it; `Ok(None)`
+/// when no transaction up to `at` wrote it. `Err` when an earlier transaction failed (its result is
+/// discarded anyway).
+fn resolve(a: &Address, mut at: Option<u32>, slots: &[Slot], dtt: &Dtt) -> Result<Option<Account>, ()> {
+    while let Some(j) = at {
+        let j = j as usize;
+        match slots[j].get() {
+            Some(Ok(TxOutcome::Applied { writes, .. })) => {
+                if let Some((_, acct)) = writes.iter().rev().find(|(x, _)| x == a) {
+                    return Ok(Some(*acct));
+                }
+            }
+            Some(Ok(TxOutcome::Invalid(_))) => {}
+            Some(Err(_)) | None => return Err(()),
+        }
+        at = prev_of(&dtt.prev[j], a);
+    }
+    Ok(None)
+}
+
+fn encode_account(a: &Address, acct: &Account) -> Change {
+    (account_key(a), Some(borsh::to_vec(acct).unwrap_or_default()))
+}
+
+/// One transaction's view of the accounts while it runs on a worker.
+struct Local<'a, V: StateView> {
+    view: &'a V,
+    set: &'a AccessSet,
+    prev: &'a [(Address, Option<u32>)],
+    dtt: &'a Dtt,
+    slots: &'a [Slot],
+    writes: SmallVec<[(Address, Account); 2]>,
+}
+
+impl<V: StateView> Accounts for Local<'_, V> {
+    fn get(&mut self, a: &Address) -> Result<Account, ExecError> {
+        if !self.set.contains(a) {
+            return Err(ExecError::Undeclared(*a));
+        }
+        if let Some((_, acct)) = self.writes.iter().rev().find(|(x, _)| x == a) {
+            return Ok(*acct);
+        }
+        match resolve(a, prev_of(self.prev, a), self.slots, self.dtt) {
+            Ok(Some(acct)) => Ok(acct),
+            Ok(None) => Ok(self.view.account(a)?),
+            Err(()) => Err(ExecError::Undeclared(*a)),
+        }
+    }
+
+    fn set(&mut self, a: Address, account: Account) -> Result<(), ExecError> {
+        if !self.set.contains(&a) {
+            return Err(ExecError::Undeclared(a));
+        }
+        self.writes.push((a, account));
+        Ok(())
+    }
+}
+
+/// What one worker hands back: the final values it encoded, and the (account, transaction) pairs
+/// where the last toucher did not write the account (invalid or failed), to resolve afterwards.
+#[derive(Default)]
+struct WorkerOut {
+    changes: Vec<Change>,
+    unresolved: Vec<(Address, u32)>,
+}
+
+impl ParallelExecutor {
+    /// One worker per core, pinned to it.
+    pub fn new(cores: Vec<usize>) -> ParallelExecutor {
+        let threads = cores.len().max(1);
+        ParallelExecutor { cores, threads, min_txs: MIN_PARALLEL_TXS }
+    }
+
+    /// `threads` workers spread over `cores` (round robin); no pinning when `cores` is empty.
+    pub fn with_threads(threads: usize, cores: Vec<usize>) -> ParallelExecutor {
+        ParallelExecutor { cores, threads: threads.max(1), min_txs: MIN_PARALLEL_TXS }
+    }
+
+    /// Blocks with fewer transactions than this run sequentially (default 64).
+    pub fn min_parallel_txs(mut self, n: usize) -> ParallelExecutor {
+        self.min_txs = n;
+        self
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    pub fn cores(&self) -> &[usize] {
+        &self.cores
+    }
+
+    /// Executes `txs` with the transactions' declared access sets.
+    pub fn execute<V: StateView>(
+        &self,
+        view: &V,
+        ctx: &BlockContext,
+        txs: Vec<Transaction>,
+        mode: Mode,
+    ) -> Result<ExecOutput, ExecError> {
+        self.execute_with(view, ctx, txs, mode, access::declared).map(|(out, _)| out)
+    }
+
+    /// Executes `txs` with access sets from `access` (tests use a lying one).
+    pub fn execute_with<V: StateView, F: Fn(&Transaction) -> AccessSet>(
+        &self,
+        view: &V,
+        ctx: &BlockContext,
+        txs: Vec<Transaction>,
+        mode: Mode,
+        access: F,
+    ) -> Result<(ExecOutput, ExecStats), ExecError> {
+        let n = txs.len();
+        if self.threads <= 1 || n < self.min_txs.max(2) {
+            let stats = ExecStats { threads: 1, critical_path: n, reexecuted: 0 };
+            return execute_block(view, ctx, txs, mode).map(|out| (out, stats));
+        }
+        let sets: Vec<AccessSet> = txs.iter().map(access).collect();
+        let dtt = Dtt::build(&sets);
+        let critical_path = dtt.critical_path();
+        if critical_path * self.threads * 4 > n * 3 {
+            let stats = ExecStats { threads: 1, critical_path, reexecuted: 0 };
+            return execute_block(view, ctx, txs, mode).map(|out| (out, stats));
+        }
+        let slots: Vec<Slot> = (0..n).map(|_| OnceLock::new()).collect();
+        let done: Vec<AtomicBool> = (0..n).map(|_| AtomicBool::new(false)).collect();
+        let next = AtomicUsize::new(0);
+        let shared = (&txs[..], &sets[..], &dtt, &slots[..], &done[..], &next);
+        let workers: Vec<WorkerOut> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..self.threads)
+                .filter_map(|w| {
+                    let core = (!self.cores.is_empty()).then(|| self.cores[w % self.cores.len()]);
+                    let (txs, sets, dtt, slots, done, next) = shared;
+                    let job = move || self.work(core, view, ctx, txs, sets, dtt, slots, done, next);
+                    let spawned =
+                        std::thread::Builder::new().name(format!("aergo-exec-{w}")).spawn_scoped(s, job);
+                    // Fewer workers only make it slower: the others claim everything.
+                    spawned.map_err(|e| tracing::warn!(error = %e, "cannot start an execution worker")).ok()
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+        });
+
+        // The final values the workers could not take from their own transaction (the last toucher was
+        // invalid or did not write the account), and the producer's: both need the slots, so first.
+        let mut extra: Vec<Change> = Vec::new();
+        for w in &workers {
+            for (a, i) in &w.unresolved {
+                if let Ok(Some(acct)) = resolve(a, prev_of(&dtt.prev[*i as usize], a), &slots, &dtt) {
+                    extra.push(encode_account(a, &acct));
+                }
+            }
+        }
+        let producer_before =
+            resolve(&ctx.producer, dtt.last.get(&ctx.producer).copied(), &slots, &dtt).ok().flatten();
+        let mut outcomes = Vec::with_capacity(n);
+        let mut redo_from = None;
+        for (i, slot) in slots.into_iter().enumerate() {
+            match slot.into_inner() {
+                Some(Ok(outcome)) => outcomes.push(outcome),
+                Some(Err(ExecError::Undeclared(a))) => {
+                    tracing::warn!(index = i, tx = %txs[i].hash(), account = %a,
+                        "transaction touched an account outside its declared access set; re-executing the rest of the block in order");
+                    redo_from = Some(i);
+                    break;
+                }
+                Some(Err(e)) => return Err(e),
+                None => {
+                    // Every claimed transaction is executed; a missing one means a worker died.
+                    redo_from = Some(i);
+                    break;
+                }
+            }
+        }
+        let mut stats = ExecStats { threads: self.threads, critical_path, reexecuted: 0 };
+        if let Some(v) = redo_from {
+            let mut overlay = Overlay::new(view);
+            for outcome in &outcomes {
+                if let TxOutcome::Applied { writes, .. } = outcome {
+                    overlay.apply_writes(writes);
+                }
+            }
+            for tx in &txs[v..] {
+                outcomes.push(apply_tx(tx, &ctx.chain_id, &mut overlay)?);
+            }
+            stats.reexecuted = n - v;
+            return assemble(view, ctx, txs, outcomes, mode).map(|out| (out, stats));
+        }
+
+        // Everything ran in parallel. Each worker's change list is sorted; the map is built from the
+        // concatenated runs (a stable sort merges sorted runs in linear time per run).
+        let mut changes: Vec<Change> =
+            Vec::with_capacity(workers.iter().map(|w| w.changes.len()).sum::<usize>() + 4);
+        for w in workers {
+            changes.extend(w.changes);
+        }
+        let mut out = ExecOutput::default();
+        let mut fees: Amount = 0;
+        for (index, (tx, outcome)) in txs.into_iter().zip(outcomes).enumerate() {
+            match outcome {
+                TxOutcome::Invalid(reason) => match mode {
+                    Mode::Build => out.dropped.push((tx.hash(), reason)),
+                    Mode::Verify => return Err(ExecError::InvalidTx { index, hash: tx.hash(), reason }),
+                },
+                TxOutcome::Applied { receipt, .. } => {
+                    fees = fees.saturating_add(receipt.fee);
+                    out.receipts.push(receipt);
+                    out.included.push(tx);
+                }
+            }
+        }
+        if fees > 0 || producer_before.is_some() {
+            let mut producer = match producer_before {
+                Some(acct) => acct,
+                None => view.account(&ctx.producer)?,
+            };
+            producer.balance = producer.balance.saturating_add(fees);
+            extra.push(encode_account(&ctx.producer, &producer));
+        }
+        extra.push((
+            HEAD_KEY.to_vec(),
+            Some(borsh::to_vec(&(ctx.height, ctx.timestamp_ms)).unwrap_or_default()),
+        ));
+        extra.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        changes.extend(extra);
+        out.changes = changes.into_iter().collect();
+        Ok((out, stats))
+    }
+
+    /// One worker's loop: claim, wait for dependencies, execute, publish.
+    #[allow(clippy::too_many_arguments)]
+    fn work<V: StateView>(
+        &self,
+        core: Option<usize>,
+        view: &V,
+        ctx: &BlockContext,
+        txs: &[Transaction],
+        sets: &[AccessSet],
+        dtt: &Dtt,
+        slots: &[Slot],
+        done: &[AtomicBool],
+        next: &AtomicUsize,
+    ) -> WorkerOut {
+        if let Some(core) = core {
+            if let Err(e) = pin_current_thread(core) {
+                tracing::warn!(error = %e, "execution worker not pinned");
+            }
+        }
+        let mut out = WorkerOut::default();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= txs.len() {
+                break;
+            }
+            for &d in &dtt.deps[i] {
+                let mut spins = 0u32;
+                while !done[d as usize].load(Ordering::Acquire) {
+                    spins += 1;
+                    if spins < 128 {
+                        std::hint::spin_loop();
+                    } else {
+                        std::thread::yield_now();
+                    }
+                }
+            }
+            let mut local =
+                Local { view, set: &sets[i], prev: &dtt.prev[i], dtt, slots, writes: SmallVec::new() };
+            let result = apply_tx(&txs[i], &ctx.chain_id, &mut local);
+            if let Ok(outcome) = &result {
+                let writes: &[(Address, Account)] = match outcome {
+                    TxOutcome::Applied { writes, .. } => writes,
+                    TxOutcome::Invalid(_) => &[],
+                };
+                for a in &sets[i].accounts {
+                    if *a == ctx.producer || dtt.last.get(a) != Some(&(i as u32)) {
+                        continue;
+                    }
+                    match writes.iter().rev().find(|(x, _)| x == a) {
+                        Some((_, acct)) => out.changes.push(encode_account(a, acct)),
+                        None => out.unresolved.push((*a, i as u32)),
+                    }
+                }
+            }
+            let _ = slots[i].set(result);
+            done[i].store(true, Ordering::Release);
+        }
+        out.changes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+}
