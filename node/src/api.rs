@@ -172,6 +172,31 @@ pub struct AccountView {
     pub height: u64,
 }
 
+/// One pipeline stage's counters.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StageMetrics {
+    pub name: String,
+    pub queue_depth: u64,
+    pub queue_capacity: u64,
+    pub processed_total: u64,
+    /// Work refused because the stage's queue was full (`busy` answers).
+    pub busy_rejections_total: u64,
+    /// Time the stage's threads spent working, in milliseconds.
+    pub busy_ms_total: u64,
+}
+
+/// What the node's pipeline is doing (for the agent's metrics).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NodeMetrics {
+    /// `admission` (signature checks and pool admission) and `produce` (block building, execution
+    /// and commit; its queue is the pool).
+    pub stages: Vec<StageMetrics>,
+    pub mempool_txs: u64,
+    pub mempool_bytes: u64,
+    pub blocks_produced_total: u64,
+    pub last_block_ms: u64,
+}
+
 /// The node's JSON-RPC methods. Named parameters (`{"height": 5}`) and positional ones both work.
 #[rpc(server, client)]
 pub trait AergoApi {
@@ -180,6 +205,9 @@ pub trait AergoApi {
 
     #[method(name = "node_info")]
     async fn node_info(&self) -> RpcResult<NodeInfo>;
+
+    #[method(name = "node_metrics")]
+    async fn node_metrics(&self) -> RpcResult<NodeMetrics>;
 
     /// Submits a borsh-encoded signed transaction, hex.
     #[method(name = "send_tx")]

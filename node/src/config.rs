@@ -27,6 +27,7 @@ pub struct NodeConfig {
     pub mempool: MempoolConfig,
     pub storage: StorageConfig,
     pub exec: ExecConfig,
+    pub admission: AdmissionConfig,
     pub log: LogConfig,
 }
 
@@ -40,6 +41,7 @@ impl Default for NodeConfig {
             mempool: MempoolConfig::default(),
             storage: StorageConfig::default(),
             exec: ExecConfig::default(),
+            admission: AdmissionConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -113,6 +115,21 @@ pub struct StorageConfig {
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig { segment_bytes: 64 * 1024 * 1024, io_uring: true, verify_log_on_start: Verify::Full }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdmissionConfig {
+    /// Signature-checking threads (unset: one per core).
+    pub threads: Option<usize>,
+    /// Transactions waiting for admission; when full, `send_tx` answers "busy".
+    pub queue: usize,
+}
+
+impl Default for AdmissionConfig {
+    fn default() -> Self {
+        AdmissionConfig { threads: None, queue: 20_000 }
     }
 }
 

@@ -1,8 +1,8 @@
 //! The AERGO Chain node.
 //!
 //! # Bird's-eye view
-//! A transaction arrives over JSON-RPC ([`rpc`]) as borsh bytes in hex, is decoded and verified
-//! ([`types`], [`crypto`]), admitted to the [`mempool`] with its place in the pool order, taken by the
+//! A transaction arrives over JSON-RPC ([`rpc`]) as borsh bytes in hex, is decoded ([`types`]), queued
+//! to the [`admission`] stage (signatures checked on a thread pool, [`crypto`]), admitted to the [`mempool`] with its place in the pool order, taken by the
 //! producer thread ([`node`]) at the next slot, executed ([`exec`]) and committed by the [`chain`]: first
 //! appended to the block log (io_uring, fsynced), then one atomic RocksDB batch with the new state
 //! (versioned by height, Jellyfish Merkle root), the index and the receipts ([`storage`]). Clients read
@@ -18,6 +18,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod admission;
 pub mod api;
 pub mod chain;
 pub mod config;

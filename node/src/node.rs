@@ -9,6 +9,7 @@
 //! it wakes at each slot boundary (`genesis.timestamp_ms + k · block_interval_ms`). Shutdown sets a flag
 //! the thread checks between blocks, so a block is either wholly committed or not started.
 
+use crate::admission::Admission;
 use crate::chain::{Chain, ChainError, OpenReport};
 use crate::config::NodeConfig;
 use crate::crypto::{KeyFile, Keypair, KeystoreError};
@@ -59,7 +60,11 @@ pub struct Shared {
     pub genesis_hash: Hash,
     pub store: Arc<StateStore>,
     pub reader: LogReader,
-    pub mempool: Mutex<Mempool>,
+    pub mempool: Arc<Mutex<Mempool>>,
+    pub admission: Admission,
+    pub mempool_capacity: usize,
+    /// Block production counters.
+    pub production: ProductionStats,
     head: RwLock<Head>,
     pub blocks: tokio::sync::broadcast::Sender<Arc<Block>>,
     pub producer: Option<Address>,
@@ -74,6 +79,20 @@ impl Shared {
     pub fn head(&self) -> Head {
         *self.head.read()
     }
+}
+
+/// Counters of the block-production stage.
+#[derive(Debug, Default)]
+pub struct ProductionStats {
+    pub blocks: std::sync::atomic::AtomicU64,
+    pub txs: std::sync::atomic::AtomicU64,
+    pub busy_ns: std::sync::atomic::AtomicU64,
+    pub last_block_ms: std::sync::atomic::AtomicU64,
+}
+
+/// Admission threads by default: every core this process may use.
+fn default_admission_threads() -> usize {
+    crate::exec::affinity::available_cores().len().max(1)
 }
 
 /// A started node. Dropping it does not stop it; call [`RunningNode::shutdown`].
@@ -142,13 +161,24 @@ impl RunningNode {
             None
         };
         let (blocks, _) = tokio::sync::broadcast::channel(256);
+        let mempool = Arc::new(Mutex::new(Mempool::new(config.mempool.clone())));
+        let admission = Admission::start(
+            config.admission.threads.unwrap_or_else(default_admission_threads),
+            config.admission.queue,
+            chain.store(),
+            mempool.clone(),
+        )
+        .map_err(|source| NodeError::Io { path: "admission threads".into(), source })?;
         let shared = Arc::new(Shared {
             chain_id: chain.genesis().chain_id.clone(),
             genesis: chain.genesis().clone(),
             genesis_hash: chain.store().genesis_hash()?.unwrap_or(Hash::ZERO),
             store: chain.store(),
             reader: chain.log_reader(),
-            mempool: Mutex::new(Mempool::new(config.mempool.clone())),
+            mempool: mempool.clone(),
+            admission,
+            mempool_capacity: config.mempool.max_txs,
+            production: ProductionStats::default(),
             head: RwLock::new(head),
             blocks,
             producer: key.as_ref().map(Keypair::address),
@@ -186,6 +216,10 @@ impl RunningNode {
                 .map_err(|e| NodeError::Join(e.to_string()))?
                 .map_err(|_| NodeError::Join("producer thread panicked".into()))?;
         }
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || shared.admission.stop())
+            .await
+            .map_err(|e| NodeError::Join(e.to_string()))?;
         tracing::info!("node stopped");
         Ok(())
     }
@@ -228,6 +262,12 @@ fn produce_loop(
                     }
                 }
                 *shared.head.write() = chain.head();
+                let took = started.elapsed();
+                let p = &shared.production;
+                p.blocks.fetch_add(1, Ordering::Relaxed);
+                p.txs.fetch_add(done.block.transactions.len() as u64, Ordering::Relaxed);
+                p.busy_ns.fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+                p.last_block_ms.store(took.as_millis() as u64, Ordering::Relaxed);
                 for (hash, reason) in &done.dropped {
                     tracing::debug!(%hash, %reason, "left a transaction out of the block");
                 }

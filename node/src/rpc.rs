@@ -4,12 +4,11 @@
 //! share); `send_tx` decodes and verifies outside the pool lock and holds the lock only to admit.
 
 use crate::api::{
-    codes, AccountView, AergoApiServer, BlockTxs, BlockView, ChainInfo, HeaderView, NodeInfo, ReceiptView,
-    RpcResult, SendTxResult, TxView,
+    codes, AccountView, AergoApiServer, BlockTxs, BlockView, ChainInfo, HeaderView, NodeInfo, NodeMetrics,
+    ReceiptView, RpcResult, SendTxResult, StageMetrics, TxView,
 };
 use crate::chain::read_block;
 use crate::config::RpcConfig;
-use crate::crypto;
 use crate::mempool::AdmitError;
 use crate::node::Shared;
 use crate::types::{Address, Block, Hash, ReceiptStatus, Transaction, MAX_TX_BYTES};
@@ -99,8 +98,8 @@ pub struct RpcHandler {
 }
 
 impl RpcHandler {
-    /// Decodes, checks and admits one hex-encoded transaction.
-    fn admit(&self, hex_tx: &str) -> Result<SendTxResult, AdmitError> {
+    /// Decodes one hex-encoded transaction and hands it to the admission stage.
+    async fn admit(&self, hex_tx: &str) -> Result<SendTxResult, AdmitError> {
         let text = hex_tx.strip_prefix("0x").unwrap_or(hex_tx);
         if text.len() > 2 * MAX_TX_BYTES {
             return Err(AdmitError::TooLarge { len: text.len() / 2, max: MAX_TX_BYTES });
@@ -116,13 +115,7 @@ impl RpcHandler {
                 got: tx.body.chain_id,
             });
         }
-        crypto::verify_tx(&tx).map_err(|e| AdmitError::BadSignature(e.to_string()))?;
-        let committed = self
-            .shared
-            .store
-            .account(&tx.sender())
-            .map_err(|e| AdmitError::Malformed(format!("state read failed: {e}")))?;
-        let admitted = self.shared.mempool.lock().admit(tx, bytes.len(), committed)?;
+        let admitted = self.shared.admission.submit(tx, bytes.len()).await?;
         Ok(SendTxResult { hash: admitted.hash, pool_seq: admitted.pool_seq })
     }
 }
@@ -158,8 +151,34 @@ impl AergoApiServer for RpcHandler {
         })
     }
 
+    async fn node_metrics(&self) -> RpcResult<NodeMetrics> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (mempool_txs, mempool_bytes) = {
+            let pool = self.shared.mempool.lock();
+            (pool.len() as u64, pool.bytes() as u64)
+        };
+        let p = &self.shared.production;
+        let produce = StageMetrics {
+            name: "produce".into(),
+            queue_depth: mempool_txs,
+            queue_capacity: self.shared.mempool_capacity as u64,
+            processed_total: p.txs.load(Relaxed),
+            busy_rejections_total: 0,
+            busy_ms_total: p.busy_ns.load(Relaxed) / 1_000_000,
+        };
+        let admission =
+            self.shared.admission.stats.snapshot("admission", self.shared.admission.capacity() as u64);
+        Ok(NodeMetrics {
+            stages: vec![admission, produce],
+            mempool_txs,
+            mempool_bytes,
+            blocks_produced_total: p.blocks.load(Relaxed),
+            last_block_ms: p.last_block_ms.load(Relaxed),
+        })
+    }
+
     async fn send_tx(&self, tx: String) -> RpcResult<SendTxResult> {
-        self.admit(&tx).map_err(rejected)
+        self.admit(&tx).await.map_err(rejected)
     }
 
     async fn get_tx(&self, hash: String) -> RpcResult<Option<TxView>> {

@@ -142,5 +142,10 @@ async fn blocks_arrive_over_websocket_and_read_back_by_height_and_hash() {
     assert_eq!(ws.get_account(bob, Some(block.height - 1)).await.unwrap().balance, 0);
     let n = ws.node_info().await.unwrap();
     assert_eq!(n.role, "producer");
+    let m = ws.node_metrics().await.unwrap();
+    let names: Vec<&str> = m.stages.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["admission", "produce"]);
+    assert_eq!((m.stages[0].processed_total, m.stages[1].processed_total), (1, 1));
+    assert!(m.blocks_produced_total >= 1);
     node.shutdown().await.unwrap();
 }
