@@ -102,6 +102,33 @@ impl Admission {
         self.capacity
     }
 
+    /// Queues many decoded transactions at once (a `send_txs` call): they reach the verifiers
+    /// together and are answered together, in order. Those that do not fit in the queue are `busy`.
+    pub async fn submit_many(&self, txs: Vec<(Transaction, usize)>) -> Vec<Result<Admitted, AdmitError>> {
+        let mut answers = Vec::with_capacity(txs.len());
+        for (tx, bytes) in txs {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            match self.queue.try_send(Job { tx, bytes, reply }) {
+                Ok(()) => {
+                    self.stats.depth.fetch_add(1, Ordering::Relaxed);
+                    answers.push(Some(answer));
+                }
+                Err(_) => {
+                    self.stats.busy_rejections.fetch_add(1, Ordering::Relaxed);
+                    answers.push(None);
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(answers.len());
+        for answer in answers {
+            out.push(match answer {
+                Some(a) => a.await.unwrap_or(Err(AdmitError::Busy)),
+                None => Err(AdmitError::Busy),
+            });
+        }
+        out
+    }
+
     /// Queues a decoded transaction for verification and admission; `busy` when the queue is full.
     pub async fn submit(&self, tx: Transaction, bytes: usize) -> Result<Admitted, AdmitError> {
         let (reply, answer) = tokio::sync::oneshot::channel();

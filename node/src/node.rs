@@ -63,6 +63,8 @@ pub struct Shared {
     pub mempool: Arc<Mutex<Mempool>>,
     pub admission: Admission,
     pub mempool_capacity: usize,
+    /// Most transactions in one `send_txs` call.
+    pub max_batch: usize,
     /// Block production counters.
     pub production: ProductionStats,
     head: RwLock<Head>,
@@ -178,6 +180,7 @@ impl RunningNode {
             mempool: mempool.clone(),
             admission,
             mempool_capacity: config.mempool.max_txs,
+            max_batch: config.rpc.max_batch as usize,
             production: ProductionStats::default(),
             head: RwLock::new(head),
             blocks,

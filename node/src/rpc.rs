@@ -5,7 +5,7 @@
 
 use crate::api::{
     codes, AccountView, AergoApiServer, BlockTxs, BlockView, ChainInfo, HeaderView, NodeInfo, NodeMetrics,
-    ReceiptView, RpcResult, SendTxResult, StageMetrics, TxView,
+    ReceiptView, RpcResult, SendTxOutcome, SendTxResult, StageMetrics, TxRejection, TxView,
 };
 use crate::chain::read_block;
 use crate::config::RpcConfig;
@@ -98,8 +98,8 @@ pub struct RpcHandler {
 }
 
 impl RpcHandler {
-    /// Decodes one hex-encoded transaction and hands it to the admission stage.
-    async fn admit(&self, hex_tx: &str) -> Result<SendTxResult, AdmitError> {
+    /// Decodes one hex-encoded transaction and checks its chain id.
+    fn decode(&self, hex_tx: &str) -> Result<(Transaction, usize), AdmitError> {
         let text = hex_tx.strip_prefix("0x").unwrap_or(hex_tx);
         if text.len() > 2 * MAX_TX_BYTES {
             return Err(AdmitError::TooLarge { len: text.len() / 2, max: MAX_TX_BYTES });
@@ -115,7 +115,13 @@ impl RpcHandler {
                 got: tx.body.chain_id,
             });
         }
-        let admitted = self.shared.admission.submit(tx, bytes.len()).await?;
+        Ok((tx, bytes.len()))
+    }
+
+    /// Decodes one hex-encoded transaction and hands it to the admission stage.
+    async fn admit(&self, hex_tx: &str) -> Result<SendTxResult, AdmitError> {
+        let (tx, bytes) = self.decode(hex_tx)?;
+        let admitted = self.shared.admission.submit(tx, bytes).await?;
         Ok(SendTxResult { hash: admitted.hash, pool_seq: admitted.pool_seq })
     }
 }
@@ -179,6 +185,46 @@ impl AergoApiServer for RpcHandler {
 
     async fn send_tx(&self, tx: String) -> RpcResult<SendTxResult> {
         self.admit(&tx).await.map_err(rejected)
+    }
+
+    async fn send_txs(&self, txs: Vec<String>) -> RpcResult<Vec<SendTxOutcome>> {
+        if txs.len() > self.shared.max_batch {
+            return Err(invalid_params(format!(
+                "{} transactions, more than the limit of {}",
+                txs.len(),
+                self.shared.max_batch
+            )));
+        }
+        let mut slots: Vec<Result<usize, AdmitError>> = Vec::with_capacity(txs.len());
+        let mut decoded = Vec::with_capacity(txs.len());
+        for hex_tx in &txs {
+            match self.decode(hex_tx) {
+                Ok(d) => {
+                    slots.push(Ok(decoded.len()));
+                    decoded.push(d);
+                }
+                Err(e) => slots.push(Err(e)),
+            }
+        }
+        let answers = self.shared.admission.submit_many(decoded).await;
+        let outcome = |r: Result<crate::mempool::Admitted, AdmitError>| match r {
+            Ok(a) => SendTxOutcome::Accepted(SendTxResult { hash: a.hash, pool_seq: a.pool_seq }),
+            Err(e) => SendTxOutcome::Rejected {
+                error: TxRejection {
+                    code: if matches!(e, AdmitError::Busy) { codes::BUSY } else { codes::TX_REJECTED },
+                    message: e.to_string(),
+                    reason: e.reason().to_string(),
+                },
+            },
+        };
+        let mut answers = answers.into_iter();
+        Ok(slots
+            .into_iter()
+            .map(|slot| match slot {
+                Ok(_) => outcome(answers.next().unwrap_or(Err(AdmitError::Busy))),
+                Err(e) => outcome(Err(e)),
+            })
+            .collect())
     }
 
     async fn get_tx(&self, hash: String) -> RpcResult<Option<TxView>> {

@@ -1,7 +1,7 @@
 //! The JSON-RPC server from the outside: a devnet node in-process on a loopback port, driven over
 //! HTTP and WebSocket with good and bad input.
 
-use aergo_node::api::{codes, AergoApiClient, BlockTxs};
+use aergo_node::api::{codes, AergoApiClient, BlockTxs, SendTxOutcome};
 use aergo_node::config::NodeConfig;
 use aergo_node::crypto::{KeyFile, Keypair};
 use aergo_node::node::{prepare_devnet, RunningNode};
@@ -114,6 +114,24 @@ async fn malformed_input_gets_the_right_error_and_the_node_keeps_serving() {
     assert_eq!(resent, ok, "resubmission is idempotent");
     let err = client.send_tx(hex::encode(transfer(&key, &info.chain_id, 0, 6).encode())).await.unwrap_err();
     assert!(err.to_string().contains("replacement underpriced"), "{err}");
+    // send_txs answers each transaction in order, good or bad.
+    let many = vec![
+        hex::encode(transfer(&key, &info.chain_id, 1, 5).encode()),
+        "zz".to_string(),
+        hex::encode(transfer(&key, &info.chain_id, 2, 5).encode()),
+        hex::encode(transfer(&key, "other-chain", 3, 5).encode()),
+    ];
+    let answers = client.send_txs(many).await.unwrap();
+    let reasons: Vec<String> = answers
+        .iter()
+        .map(|a| match a {
+            SendTxOutcome::Accepted(r) => format!("seq {}", r.pool_seq),
+            SendTxOutcome::Rejected { error } => error.reason.clone(),
+        })
+        .collect();
+    assert_eq!(reasons, ["seq 2", "malformed", "seq 3", "wrong_chain_id"]);
+    let too_many = vec!["00".to_string(); 51];
+    assert!(client.send_txs(too_many).await.unwrap_err().to_string().contains("limit"));
     let raw: Value = client.request("get_receipt", rpc_params![ok.hash.to_hex()]).await.unwrap();
     assert!(raw.is_null(), "no receipt before the block");
     node.shutdown().await.unwrap();

@@ -11,7 +11,7 @@
 //!
 //! Build with `--release`. Runs are bounded in count and time and use loopback and temp dirs only.
 
-use aergo_node::api::{AergoApiClient, SendTxResult};
+use aergo_node::api::{AergoApiClient, SendTxOutcome};
 use aergo_node::crypto::{KeyFile, Keypair};
 use aergo_node::genesis::{ConsensusParams, Genesis, GenesisBalance, GenesisProducer};
 use aergo_node::storage::{BlockLog, LogOptions, Verify};
@@ -19,8 +19,7 @@ use aergo_node::types::{Address, Hash, Payload, Transaction, TxBody, ENCODING_VE
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use hdrhistogram::Histogram;
-use jsonrpsee::core::client::{BatchResponse, ClientT, SubscriptionClientT};
-use jsonrpsee::core::params::BatchRequestBuilder;
+use jsonrpsee::core::client::SubscriptionClientT;
 use jsonrpsee::rpc_params;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -46,7 +45,7 @@ enum Bench {
         /// Distinct funded senders.
         #[arg(long, default_value_t = 1_000)]
         accounts: usize,
-        /// Transactions per JSON-RPC batch.
+        /// Transactions per `send_txs` call.
         #[arg(long, default_value_t = 500)]
         batch: usize,
         /// Concurrent client connections.
@@ -290,10 +289,7 @@ async fn e2e(
                     let due = start + Duration::from_secs_f64((i * chunk.len()) as f64 / rate as f64);
                     tokio::time::sleep_until(due.into()).await;
                 }
-                let mut b = BatchRequestBuilder::new();
-                for (_, hex) in &chunk {
-                    b.insert("send_tx", rpc_params![hex])?;
-                }
+                let hexes: Vec<String> = chunk.iter().map(|(_, hex)| hex.clone()).collect();
                 let now = Instant::now();
                 {
                     let mut s = submitted.lock();
@@ -301,8 +297,9 @@ async fn e2e(
                         s.insert(*h, now);
                     }
                 }
-                let resp: BatchResponse<'_, SendTxResult> = client.batch_request(b).await?;
-                rejected.fetch_add(resp.num_failed_calls() as u64, std::sync::atomic::Ordering::Relaxed);
+                let answers = client.send_txs(hexes).await?;
+                let failed = answers.iter().filter(|a| matches!(a, SendTxOutcome::Rejected { .. })).count();
+                rejected.fetch_add(failed as u64, std::sync::atomic::Ordering::Relaxed);
             }
             anyhow::Ok(())
         }));
