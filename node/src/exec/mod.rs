@@ -181,6 +181,33 @@ impl<V: StateView> Accounts for Overlay<'_, V> {
     }
 }
 
+/// Moves receipts and transactions into `out` (included, or dropped with the reason in
+/// [`Mode::Build`]); hands each applied transaction's writes to `writes`, in order; returns the fees.
+pub(crate) fn split_outcomes(
+    out: &mut ExecOutput,
+    txs: Vec<Transaction>,
+    outcomes: Vec<TxOutcome>,
+    mode: Mode,
+    mut writes: impl FnMut(Vec<(Address, Account)>),
+) -> Result<Amount, ExecError> {
+    let mut fees: Amount = 0;
+    for (index, (tx, outcome)) in txs.into_iter().zip(outcomes).enumerate() {
+        match outcome {
+            TxOutcome::Invalid(reason) => match mode {
+                Mode::Build => out.dropped.push((tx.hash(), reason)),
+                Mode::Verify => return Err(ExecError::InvalidTx { index, hash: tx.hash(), reason }),
+            },
+            TxOutcome::Applied { receipt, writes: w } => {
+                writes(w);
+                fees = fees.saturating_add(receipt.fee);
+                out.receipts.push(receipt);
+                out.included.push(tx);
+            }
+        }
+    }
+    Ok(fees)
+}
+
 /// Turns per-transaction outcomes (in block order) into the block's output: receipts in order, the
 /// final value of every written account, the producer's fees, the head key.
 pub fn assemble<V: StateView>(
@@ -192,23 +219,11 @@ pub fn assemble<V: StateView>(
 ) -> Result<ExecOutput, ExecError> {
     let mut out = ExecOutput::default();
     let mut finals: HashMap<Address, Account> = HashMap::with_capacity(outcomes.len() * 2);
-    let mut fees: Amount = 0;
-    for (index, (tx, outcome)) in txs.into_iter().zip(outcomes).enumerate() {
-        match outcome {
-            TxOutcome::Invalid(reason) => match mode {
-                Mode::Build => out.dropped.push((tx.hash(), reason)),
-                Mode::Verify => return Err(ExecError::InvalidTx { index, hash: tx.hash(), reason }),
-            },
-            TxOutcome::Applied { receipt, writes } => {
-                for (a, acct) in writes {
-                    finals.insert(a, acct);
-                }
-                fees = fees.saturating_add(receipt.fee);
-                out.receipts.push(receipt);
-                out.included.push(tx);
-            }
+    let fees = split_outcomes(&mut out, txs, outcomes, mode, |writes| {
+        for (a, acct) in writes {
+            finals.insert(a, acct);
         }
-    }
+    })?;
     if fees > 0 {
         let mut producer = match finals.get(&ctx.producer) {
             Some(a) => *a,

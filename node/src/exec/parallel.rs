@@ -21,11 +21,11 @@ use super::access::{self, AccessSet};
 use super::affinity::pin_current_thread;
 use super::dtt::Dtt;
 use super::{
-    apply_tx, assemble, execute_block, Accounts, BlockContext, ExecError, ExecOutput, Mode, Overlay,
-    StateView, TxOutcome,
+    apply_tx, assemble, execute_block, split_outcomes, Accounts, BlockContext, ExecError, ExecOutput, Mode,
+    Overlay, StateView, TxOutcome,
 };
 use crate::storage::state::{account_key, HEAD_KEY};
-use crate::types::{Account, Address, Amount, Transaction};
+use crate::types::{Account, Address, Transaction};
 use smallvec::SmallVec;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -255,20 +255,7 @@ impl ParallelExecutor {
             changes.extend(w.changes);
         }
         let mut out = ExecOutput::default();
-        let mut fees: Amount = 0;
-        for (index, (tx, outcome)) in txs.into_iter().zip(outcomes).enumerate() {
-            match outcome {
-                TxOutcome::Invalid(reason) => match mode {
-                    Mode::Build => out.dropped.push((tx.hash(), reason)),
-                    Mode::Verify => return Err(ExecError::InvalidTx { index, hash: tx.hash(), reason }),
-                },
-                TxOutcome::Applied { receipt, .. } => {
-                    fees = fees.saturating_add(receipt.fee);
-                    out.receipts.push(receipt);
-                    out.included.push(tx);
-                }
-            }
-        }
+        let fees = split_outcomes(&mut out, txs, outcomes, mode, |_| {})?;
         if fees > 0 || producer_before.is_some() {
             let mut producer = match producer_before {
                 Some(acct) => acct,
