@@ -568,6 +568,11 @@ fn check_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// mimalloc: the node allocates small objects on many threads at once (RPC workers, admission,
+/// execution workers); glibc's arenas contend there.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {

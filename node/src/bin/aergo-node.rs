@@ -79,6 +79,11 @@ async fn wait_for_signal() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// mimalloc: the node allocates small objects on many threads at once (RPC workers, admission,
+/// execution workers); glibc's arenas contend there.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
