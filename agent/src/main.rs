@@ -1,14 +1,154 @@
-//! `aergo-agent`: the telemetry agent Horde polls (resources, chain, health).
-//!
-//! This crate is part of the workspace so that it builds and its dependencies are fixed early; its
-//! behaviour arrives with issue #6. Until then the binary says so and exits with status 2, so that
-//! nothing mistakes it for a working aergo-agent.
+//! `aergo-agent`: telemetry for Horde. `aergo-agent --help` lists the flags; every flag is also a key
+//! of the `--config` TOML file (`agent/agent.example.toml`).
 
-fn main() {
-    if std::env::args().any(|a| a == "--version" || a == "-V") {
-        println!("aergo-agent {}", env!("CARGO_PKG_VERSION"));
-        return;
+use aergo_agent::config::AgentConfig;
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "aergo-agent", version, about = "Resource, chain and health telemetry for Horde")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// TOML file with the same settings as these flags (flags win).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The node's JSON-RPC URL.
+    #[arg(long)]
+    node: Option<String>,
+    /// Address to serve Horde on (default 0.0.0.0:7850).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// File holding the bearer token.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Directory of the durable sample spool.
+    #[arg(long)]
+    spool: Option<PathBuf>,
+    /// Time between samples (`1s`, `500ms`).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    interval: Option<Duration>,
+    /// The node's identity key file (`<node data dir>/node.key`).
+    #[arg(long)]
+    key_file: Option<PathBuf>,
+    /// The node's data directory (default: as the node reports it).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Requests per second per client address (0: unlimited).
+    #[arg(long)]
+    rate_per_s: Option<u32>,
+    /// Time a client has to send its request head (`5s`).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    header_timeout: Option<Duration>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Writes a new random bearer token to FILE (mode 0600) and prints it once.
+    GenToken { file: PathBuf },
+}
+
+fn gen_token(file: &std::path::Path) -> anyhow::Result<()> {
+    use rand::RngCore;
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let token = hex::encode(bytes);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    writeln!(f, "{token}")?;
+    f.sync_all()?;
+    println!("{token}");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
     }
-    eprintln!("aergo-agent {}: the telemetry agent Horde polls (resources, chain, health) is not part of this build yet (issue #6)", env!("CARGO_PKG_VERSION"));
-    std::process::exit(2);
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::env::var_os("NO_COLOR").is_none())
+        .init();
+    let cli = Cli::parse();
+    if let Some(Command::GenToken { file }) = &cli.command {
+        return match gen_token(file) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                std::process::ExitCode::from(1)
+            }
+        };
+    }
+    let mut config = match &cli.config {
+        Some(path) => match AgentConfig::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return std::process::ExitCode::from(2);
+            }
+        },
+        None => AgentConfig::default(),
+    };
+    if let Some(v) = cli.node {
+        config.node = v;
+    }
+    if let Some(v) = cli.listen {
+        config.listen = v;
+    }
+    if let Some(v) = cli.token_file {
+        config.token_file = v;
+    }
+    if let Some(v) = cli.spool {
+        config.spool = v;
+    }
+    if let Some(v) = cli.interval {
+        config.interval = v;
+    }
+    if let Some(v) = cli.key_file {
+        config.key_file = v;
+    }
+    if let Some(v) = cli.data_dir {
+        config.data_dir = Some(v);
+    }
+    if let Some(v) = cli.rate_per_s {
+        config.limits.rate_per_s = v;
+    }
+    if let Some(v) = cli.header_timeout {
+        config.limits.header_timeout = v;
+    }
+    // Two workers: sampling and a few dozen pollers need no more, and the agent stays small.
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(aergo_agent::run(config, wait_for_signal())) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
 }

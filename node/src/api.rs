@@ -73,6 +73,12 @@ pub struct ChainInfo {
     pub block_interval_ms: u64,
     pub mempool_txs: u64,
     pub syncing: bool,
+    /// Connected peers (0 on a single-producer devnet).
+    #[serde(default)]
+    pub peers: u32,
+    /// The highest block height this node has heard of (its own height when none is higher).
+    #[serde(default)]
+    pub best_known_height: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -89,6 +95,13 @@ pub struct NodeInfo {
     pub block_log_io_uring: bool,
     /// Cores the execution workers are pinned to (one worker each; one core: sequential).
     pub exec_cores: Vec<usize>,
+    /// The node's process id (the agent watches this process).
+    #[serde(default)]
+    pub pid: u32,
+    /// Public half of the node's identity key (`<data_dir>/node.key`), hex: the agent signs its answers
+    /// with this key so that Horde can tell which box said what.
+    #[serde(default)]
+    pub node_key: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -209,6 +222,9 @@ pub struct NodeMetrics {
     pub mempool_txs: u64,
     pub mempool_bytes: u64,
     pub blocks_produced_total: u64,
+    /// Slots this producer should have filled but did not (it was still busy, or production failed).
+    #[serde(default)]
+    pub slots_missed_total: u64,
     pub last_block_ms: u64,
 }
 

@@ -75,6 +75,8 @@ pub struct Shared {
     pub io_uring: bool,
     /// Cores the execution workers are pinned to.
     pub exec_cores: Vec<usize>,
+    /// Public half of the node's identity key.
+    pub node_key: crate::types::PublicKey,
 }
 
 impl Shared {
@@ -90,6 +92,8 @@ pub struct ProductionStats {
     pub txs: std::sync::atomic::AtomicU64,
     pub busy_ns: std::sync::atomic::AtomicU64,
     pub last_block_ms: std::sync::atomic::AtomicU64,
+    /// Slots that passed while the producer was busy with an earlier block, or whose block failed.
+    pub missed_slots: std::sync::atomic::AtomicU64,
 }
 
 /// Admission threads by default: every core this process may use.
@@ -114,6 +118,24 @@ fn read_password(path: &Path) -> Result<String, NodeError> {
     let text = std::fs::read_to_string(path)
         .map_err(|source| NodeError::PasswordFile { path: path.display().to_string(), source })?;
     Ok(text.trim_end_matches(['\n', '\r']).to_string())
+}
+
+/// The node's identity key in its data directory: names the box (the agent signs with it; the p2p
+/// identity later). Plain hex, mode 0600, created on first start.
+pub const NODE_KEY_FILE: &str = "node.key";
+
+/// Reads the identity key, or creates it when the file does not exist yet.
+pub fn load_or_create_node_key(path: &Path) -> Result<Keypair, NodeError> {
+    match KeyFile::read(path) {
+        Ok(file) => Ok(file.unlock(None)?),
+        Err(KeystoreError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            let key = Keypair::generate();
+            KeyFile::write_plain(path, &key)?;
+            tracing::info!(path = %path.display(), key = %hex::encode(key.public().0), "created the node identity key");
+            Ok(key)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Opens the chain (blocking: recovery may replay blocks).
@@ -162,6 +184,7 @@ impl RunningNode {
         } else {
             None
         };
+        let node_key = load_or_create_node_key(&config.data_dir.join(NODE_KEY_FILE))?;
         let (blocks, _) = tokio::sync::broadcast::channel(256);
         let mempool = Arc::new(Mutex::new(Mempool::new(config.mempool.clone())));
         let admission = Admission::start(
@@ -189,6 +212,7 @@ impl RunningNode {
             started: Instant::now(),
             io_uring: chain.uses_io_uring(),
             exec_cores: cores,
+            node_key: node_key.public(),
         });
         let stop = Arc::new(AtomicBool::new(false));
         let producer = match key {
@@ -238,11 +262,20 @@ fn produce_loop(
     let genesis_ts = shared.genesis.timestamp_ms;
     let interval = shared.genesis.consensus.block_interval_ms.max(1);
     let max_txs = shared.genesis.consensus.max_block_txs as usize;
+    // The slot after the last one this loop handled: a later next slot means slots went by while the
+    // producer was busy, and those count as missed.
+    let mut expected: Option<u64> = None;
     while !stop.load(Ordering::SeqCst) {
         // Sleep to the next slot boundary in short steps so that shutdown is prompt.
         let now = now_ms();
         let next_slot =
             if now < genesis_ts { genesis_ts } else { now - (now - genesis_ts) % interval + interval };
+        if let Some(expected) = expected.filter(|e| next_slot > *e) {
+            let missed = (next_slot - expected) / interval;
+            shared.production.missed_slots.fetch_add(missed, Ordering::Relaxed);
+            tracing::warn!(missed, "slots went by while the producer was busy");
+        }
+        expected = Some(next_slot + interval);
         while now_ms() < next_slot {
             if stop.load(Ordering::SeqCst) {
                 return;
@@ -285,6 +318,7 @@ fn produce_loop(
             }
             Err(e) => {
                 // Nothing was committed (commit is atomic); the next slot tries again.
+                shared.production.missed_slots.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %e, "block production failed");
             }
         }

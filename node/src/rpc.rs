@@ -141,6 +141,8 @@ impl AergoApiServer for RpcHandler {
             block_interval_ms: self.shared.genesis.consensus.block_interval_ms,
             mempool_txs: self.shared.mempool.lock().len() as u64,
             syncing: false,
+            peers: 0,
+            best_known_height: head.height,
         })
     }
 
@@ -154,6 +156,8 @@ impl AergoApiServer for RpcHandler {
             uptime_s: self.shared.started.elapsed().as_secs(),
             block_log_io_uring: self.shared.io_uring,
             exec_cores: self.shared.exec_cores.clone(),
+            pid: std::process::id(),
+            node_key: hex::encode(self.shared.node_key.0),
         })
     }
 
@@ -179,6 +183,7 @@ impl AergoApiServer for RpcHandler {
             mempool_txs,
             mempool_bytes,
             blocks_produced_total: p.blocks.load(Relaxed),
+            slots_missed_total: p.missed_slots.load(Relaxed),
             last_block_ms: p.last_block_ms.load(Relaxed),
         })
     }

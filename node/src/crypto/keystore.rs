@@ -180,7 +180,7 @@ impl KeyFile {
         write_private(path, &json, false)
     }
 
-    /// Writes `key` unencrypted (mode 0600). For the devnet key only.
+    /// Writes `key` unencrypted (mode 0600): the devnet key and the node identity key only.
     pub fn write_plain(path: &Path, key: &Keypair) -> Result<(), KeystoreError> {
         let doc = KeyDoc::Plain { address: key.address(), secret_key: hex::encode(key.secret_bytes()) };
         let json = serde_json::to_vec_pretty(&doc).unwrap_or_default();

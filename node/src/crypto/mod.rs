@@ -62,6 +62,12 @@ impl Keypair {
         Signature(self.signing.sign(&hash.0).to_bytes())
     }
 
+    /// Signs an arbitrary message (the agent's answers). Callers put a domain prefix in `message` so
+    /// that a signature made here can never pass for a transaction's or a block's.
+    pub fn sign_message(&self, message: &[u8]) -> Signature {
+        Signature(self.signing.sign(message).to_bytes())
+    }
+
     pub fn sign_tx(&self, body: TxBody) -> Transaction {
         let signature = self.sign(&body.hash());
         Transaction::new(body, signature)
@@ -73,6 +79,13 @@ pub fn verify(key: &PublicKey, hash: &Hash, signature: &Signature) -> Result<(),
     let key = VerifyingKey::from_bytes(&key.0).map_err(|_| SignatureError::BadPublicKey)?;
     let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
     key.verify_strict(&hash.0, &sig).map_err(|_| SignatureError::Invalid)
+}
+
+/// Verifies a [`Keypair::sign_message`] signature.
+pub fn verify_message(key: &PublicKey, message: &[u8], signature: &Signature) -> Result<(), SignatureError> {
+    let key = VerifyingKey::from_bytes(&key.0).map_err(|_| SignatureError::BadPublicKey)?;
+    let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
+    key.verify_strict(message, &sig).map_err(|_| SignatureError::Invalid)
 }
 
 /// Verifies a transaction's signature.

@@ -1,0 +1,252 @@
+//! One telemetry sample: what the box has, what the chain does, and whether it is well. This is the JSON
+//! schema of `/v1/telemetry` (see `agent/openapi.yaml`); add fields, never change or remove them without
+//! raising [`SCHEMA_VERSION`].
+
+use aergo_node::api::StageMetrics;
+use serde::{Deserialize, Serialize};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Sample {
+    pub schema_version: u32,
+    /// Increases by one per sample, also across agent restarts.
+    pub seq: u64,
+    /// RFC 3339, UTC, milliseconds.
+    pub collected_at: String,
+    pub collected_at_ms: u64,
+    pub interval_ms: u64,
+    pub host: Host,
+    /// The node's process; `null` when it is not running.
+    pub node_process: Option<ProcessInfo>,
+    /// What the node's RPC said; `null` when it did not answer (see `chain_error`).
+    pub chain: Option<ChainSample>,
+    pub chain_error: Option<String>,
+    pub health: Health,
+    pub agent: AgentSelf,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Host {
+    pub hostname: String,
+    pub uptime_s: f64,
+    pub boot_time_s: u64,
+    pub load: [f64; 3],
+    pub cpu: CpuSample,
+    pub memory: Memory,
+    pub filesystems: Vec<Filesystem>,
+    pub disks: Vec<Disk>,
+    pub network: Vec<Interface>,
+    /// Hardware sensors; empty where there are none (most VMs).
+    pub temperatures: Vec<Temperature>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct CpuSample {
+    /// Share of all cores busy over the last interval, 0–100.
+    pub busy_pct: f64,
+    pub cores: Vec<CoreSample>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct CoreSample {
+    pub cpu: u32,
+    /// Over the last interval, 0–100.
+    pub busy_pct: f64,
+    pub user_pct: f64,
+    pub system_pct: f64,
+    pub iowait_pct: f64,
+    /// Cumulative seconds per mode since boot (`/proc/stat`).
+    pub seconds: CpuSeconds,
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct CpuSeconds {
+    pub user: f64,
+    pub nice: f64,
+    pub system: f64,
+    pub idle: f64,
+    pub iowait: f64,
+    pub irq: f64,
+    pub softirq: f64,
+    pub steal: f64,
+}
+
+impl CpuSeconds {
+    pub fn total(&self) -> f64 {
+        self.user + self.nice + self.system + self.idle + self.iowait + self.irq + self.softirq + self.steal
+    }
+
+    pub fn idle_total(&self) -> f64 {
+        self.idle + self.iowait
+    }
+
+    pub fn modes(&self) -> [(&'static str, f64); 8] {
+        [
+            ("user", self.user),
+            ("nice", self.nice),
+            ("system", self.system),
+            ("idle", self.idle),
+            ("iowait", self.iowait),
+            ("irq", self.irq),
+            ("softirq", self.softirq),
+            ("steal", self.steal),
+        ]
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Memory {
+    pub total_bytes: u64,
+    pub available_bytes: u64,
+    pub free_bytes: u64,
+    pub buffers_bytes: u64,
+    pub cached_bytes: u64,
+    pub swap_total_bytes: u64,
+    pub swap_free_bytes: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Filesystem {
+    pub mount_point: String,
+    pub device: String,
+    pub fs_type: String,
+    pub size_bytes: u64,
+    pub free_bytes: u64,
+    /// Free to unprivileged users.
+    pub avail_bytes: u64,
+    pub read_only: bool,
+    /// `data` for the filesystem holding the node's data directory, `root` for `/`.
+    pub role: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Disk {
+    pub device: String,
+    pub read_bytes_total: u64,
+    pub written_bytes_total: u64,
+    pub reads_completed_total: u64,
+    pub writes_completed_total: u64,
+    pub io_time_ms_total: u64,
+    pub read_bytes_per_s: f64,
+    pub write_bytes_per_s: f64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Interface {
+    pub interface: String,
+    pub rx_bytes_total: u64,
+    pub tx_bytes_total: u64,
+    pub rx_packets_total: u64,
+    pub tx_packets_total: u64,
+    pub rx_errors_total: u64,
+    pub tx_errors_total: u64,
+    pub rx_dropped_total: u64,
+    pub tx_dropped_total: u64,
+    pub rx_bytes_per_s: f64,
+    pub tx_bytes_per_s: f64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Temperature {
+    pub sensor: String,
+    pub celsius: f64,
+    pub critical_celsius: Option<f64>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ProcessInfo {
+    pub pid: u32,
+    /// Share of one core over the last interval (200 = two cores busy).
+    pub cpu_pct: f64,
+    pub cpu_seconds_total: f64,
+    pub rss_bytes: u64,
+    pub virtual_bytes: u64,
+    pub open_fds: u64,
+    pub threads: u64,
+    /// Unix seconds.
+    pub start_time_s: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ChainSample {
+    pub chain_id: String,
+    pub role: String,
+    pub producer_address: Option<String>,
+    pub node_version: String,
+    pub peer_id: Option<String>,
+    pub height: u64,
+    pub best_hash: String,
+    pub best_timestamp_ms: u64,
+    /// Age of the best block at collection time.
+    pub last_block_age_ms: u64,
+    pub finalized_height: u64,
+    pub producer_count: u32,
+    pub block_interval_ms: u64,
+    /// Only for a producer.
+    pub blocks_produced: Option<u64>,
+    pub slots_missed: Option<u64>,
+    pub peers: u32,
+    pub mempool_txs: u64,
+    pub mempool_bytes: u64,
+    pub syncing: bool,
+    pub best_known_height: u64,
+    pub behind_blocks: u64,
+    /// The node's pipeline stages (queue depth, throughput, busy time).
+    pub stages: Vec<StageMetrics>,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Ok,
+    Degraded,
+    Down,
+}
+
+impl Status {
+    /// The value of the `aergo_health_status` metric: 0 ok, 1 degraded, 2 down.
+    pub fn code(self) -> i64 {
+        self as i64
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Degraded => "degraded",
+            Status::Down => "down",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Check {
+    pub name: String,
+    pub status: Status,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Health {
+    /// The worst of the checks.
+    pub status: Status,
+    pub checks: Vec<Check>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct AgentSelf {
+    pub version: String,
+    pub cpu_pct: f64,
+    pub rss_bytes: u64,
+    pub spool: SpoolStatus,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct SpoolStatus {
+    /// `ok`, or `full` / `error` when samples can no longer be kept (they are still served live).
+    pub state: String,
+    pub error: Option<String>,
+    pub bytes: u64,
+    pub samples: u64,
+    pub oldest_seq: Option<u64>,
+}
