@@ -65,10 +65,13 @@ impl Sampler {
         let (host_sample, process, me) = tokio::task::spawn_blocking(move || {
             let mut h = host.lock();
             let sample = h.collect(data_dir.as_deref())?;
-            // The pid the node last gave, or (node restarted, RPC down) whatever runs under its name.
-            let process = known_pid
-                .and_then(|pid| h.process(pid, elapsed, sample.boot_time_s))
-                .or_else(|| find_process(&name).and_then(|pid| h.process(pid, elapsed, sample.boot_time_s)));
+            // The pid the node last gave, or (node restarted, RPC down) the process of that name that
+            // holds the data directory open.
+            let process =
+                known_pid.and_then(|pid| h.process(pid, elapsed, sample.boot_time_s)).or_else(|| {
+                    find_process(&name, data_dir.as_deref())
+                        .and_then(|pid| h.process(pid, elapsed, sample.boot_time_s))
+                });
             let me = h.process(std::process::id(), elapsed, sample.boot_time_s);
             anyhow::Ok((sample, process, me))
         })

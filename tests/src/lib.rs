@@ -137,3 +137,119 @@ pub fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A running `aergo-agent` beside a node; killed (SIGKILL) when dropped.
+pub struct AgentProcess {
+    pub child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+    pub token: String,
+    pub dir: PathBuf,
+}
+
+impl AgentProcess {
+    /// Starts the agent for the node at `rpc` whose data dir is `node_dir`, with its token, spool and
+    /// log in `dir` (kept across restarts), on a loopback port of its own choosing.
+    pub fn start(rpc: &str, node_dir: &Path, dir: &Path, extra: &[&str]) -> anyhow::Result<AgentProcess> {
+        std::fs::create_dir_all(dir)?;
+        let token_file = dir.join("token");
+        if !token_file.exists() {
+            let out = Command::new(binary("aergo-agent")).arg("gen-token").arg(&token_file).output()?;
+            if !out.status.success() {
+                bail!("aergo-agent gen-token failed: {}", String::from_utf8_lossy(&out.stderr));
+            }
+        }
+        let token = std::fs::read_to_string(&token_file)?.trim().to_string();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("agent.log"))?;
+        let mut child = Command::new(binary("aergo-agent"))
+            .args(["--node", rpc, "--listen", "127.0.0.1:0", "--interval", "500ms"])
+            .arg("--token-file")
+            .arg(&token_file)
+            .arg("--spool")
+            .arg(dir.join("spool"))
+            .arg("--key-file")
+            .arg(node_dir.join("node.key"))
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .context("starting aergo-agent")?;
+        let stdout = child.stdout.take().context("agent stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("AERGO_AGENT=") {
+                    let _ = tx.send(url.to_string());
+                }
+            }
+        });
+        let url = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let log = std::fs::read_to_string(dir.join("agent.log")).unwrap_or_default();
+                bail!("aergo-agent did not start; its log:\n{log}");
+            }
+        };
+        Ok(AgentProcess { child, url, token, dir: dir.to_path_buf() })
+    }
+
+    /// SIGKILL, no chance to clean up.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP answer: status, headers (lower-case names) and body.
+pub struct HttpAnswer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpAnswer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> anyhow::Result<serde_json::Value> {
+        serde_json::from_str(&self.body).with_context(|| format!("not JSON ({}): {}", self.status, self.body))
+    }
+}
+
+/// `GET url` with an optional bearer token; any status is an answer, not an error.
+pub fn http_get(url: &str, token: Option<&str>) -> anyhow::Result<HttpAnswer> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let mut req = agent.get(url);
+    if let Some(t) = token {
+        req = req.header("authorization", &format!("Bearer {t}"));
+    }
+    let mut resp = req.call()?;
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string()))
+        .collect();
+    let body = resp.body_mut().with_config().limit(64 << 20).read_to_string()?;
+    Ok(HttpAnswer { status, headers, body })
+}

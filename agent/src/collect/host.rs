@@ -271,14 +271,28 @@ impl HostCollector {
     }
 }
 
-/// The pid of a running process named `name` (its `comm`), the oldest when there are several.
-pub fn find_process(name: &str) -> Option<u32> {
+/// The pid of a running process named `name` (its `comm`) that holds a file open under `data_dir` when
+/// that is known (the node keeps its database lock and block log open; this tells our node from another
+/// one on the same box); the oldest when several match.
+pub fn find_process(name: &str, data_dir: Option<&Path>) -> Option<u32> {
+    let data_dir = data_dir.map(|d| d.canonicalize().unwrap_or_else(|_| d.to_path_buf()));
     let mut found: Option<(u64, u32)> = None;
     for p in procfs::process::all_processes().ok()?.flatten() {
         let Ok(stat) = p.stat() else { continue };
-        if stat.comm == name && stat.state != 'Z' && found.is_none_or(|(start, _)| stat.starttime < start) {
-            found = Some((stat.starttime, p.pid as u32));
+        if stat.comm != name || stat.state == 'Z' || found.is_some_and(|(start, _)| stat.starttime >= start) {
+            continue;
         }
+        if let Some(dir) = &data_dir {
+            let holds = p.fd().map(|fds| {
+                fds.flatten().any(
+                    |fd| matches!(&fd.target, procfs::process::FDTarget::Path(path) if path.starts_with(dir)),
+                )
+            });
+            if !holds.unwrap_or(false) {
+                continue;
+            }
+        }
+        found = Some((stat.starttime, p.pid as u32));
     }
     found.map(|(_, pid)| pid)
 }

@@ -1,0 +1,322 @@
+//! aergo-agent from the outside: a devnet node and the agent as separate processes, every field checked
+//! against what the node's RPC and `/proc` say, the signature checked against the node's key, history
+//! across an agent `kill -9`, the refusals (token, size, slow clients, rate) and a killed node.
+
+use aergo_node::api::AergoApiClient;
+use aergo_node::types::{PublicKey, Signature};
+use aergo_tests::{http_get, wait_for, AgentProcess, NodeProcess};
+use jsonrpsee::http_client::HttpClientBuilder;
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+fn telemetry(agent: &AgentProcess) -> anyhow::Result<Value> {
+    let answer = http_get(&format!("{}/v1/telemetry", agent.url), Some(&agent.token))?;
+    anyhow::ensure!(answer.status == 200, "telemetry answered {}: {}", answer.status, answer.body);
+    answer.json()
+}
+
+fn meminfo_kib(field: &str) -> u64 {
+    let text = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let line = text.lines().find(|l| l.starts_with(&format!("{field}:"))).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+fn check(health: &Value, name: &str) -> (String, String) {
+    let c = health["checks"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap();
+    (c["status"].as_str().unwrap().to_string(), c["reason"].as_str().unwrap().to_string())
+}
+
+#[test]
+fn telemetry_matches_the_node_and_proc_and_is_signed() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let node = NodeProcess::start_dev(&dir.path().join("node"), &["--empty-blocks"])?;
+    let agent = AgentProcess::start(&node.rpc, &node.data_dir, &dir.path().join("agent"), &[])?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let client = HttpClientBuilder::default().build(&node.rpc)?;
+    let info = rt.block_on(client.node_info())?;
+    wait_for(Duration::from_secs(20), "a sample with a block", || {
+        telemetry(&agent).ok().filter(|t| t["chain"]["height"].as_u64() >= Some(2))
+    })?;
+
+    let before = rt.block_on(client.chain_info())?;
+    let answer = http_get(&format!("{}/v1/telemetry", agent.url), Some(&agent.token))?;
+    let after = rt.block_on(client.chain_info())?;
+    let t = answer.json()?;
+
+    // The signature: ed25519 by the node's identity key over the domain prefix and the exact body.
+    let key_hex = answer.header("x-aergo-node-key").expect("key header");
+    assert_eq!(key_hex, info.node_key);
+    let key = PublicKey(hex::decode(key_hex)?.try_into().unwrap());
+    let sig =
+        Signature(hex::decode(answer.header("x-aergo-signature").expect("signature"))?.try_into().unwrap());
+    let mut message = aergo_agent::http::SIGNATURE_DOMAIN.to_vec();
+    message.extend_from_slice(answer.body.as_bytes());
+    aergo_node::crypto::verify_message(&key, &message, &sig)?;
+    let mut forged = message.clone();
+    *forged.last_mut().unwrap() ^= 1;
+    assert!(aergo_node::crypto::verify_message(&key, &forged, &sig).is_err());
+
+    assert_eq!(t["schema_version"], 1);
+    assert!(t["seq"].as_u64().unwrap() >= 2);
+    assert!(t["collected_at"].as_str().unwrap().ends_with('Z'));
+
+    // Chain, against the node's own RPC.
+    let c = &t["chain"];
+    assert_eq!(c["chain_id"], before.chain_id.as_str());
+    let height = c["height"].as_u64().unwrap();
+    assert!(
+        height + 3 >= before.height && height <= after.height,
+        "{height} vs {}..{}",
+        before.height,
+        after.height
+    );
+    assert_eq!(c["finalized_height"], c["height"]);
+    assert_eq!(c["role"], "producer");
+    assert_eq!(c["producer_address"], info.producer_address.unwrap().to_string());
+    assert_eq!(c["block_interval_ms"], before.block_interval_ms);
+    assert!(c["last_block_age_ms"].as_u64().unwrap() < 5_000);
+    assert!(c["blocks_produced"].as_u64().unwrap() >= 1);
+    assert_eq!(c["slots_missed"].as_u64(), Some(c["slots_missed"].as_u64().unwrap()));
+    assert_eq!(c["peers"], 0);
+    assert_eq!(c["syncing"], false);
+    assert_eq!(c["behind_blocks"], 0);
+    let stages: Vec<&str> =
+        c["stages"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(stages, ["admission", "produce"]);
+
+    // The node's process, against /proc.
+    let p = &t["node_process"];
+    assert_eq!(p["pid"], node.child.id());
+    assert_eq!(p["pid"], info.pid);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", node.child.id()))?;
+    let threads: u64 = status.lines().find_map(|l| l.strip_prefix("Threads:")).unwrap().trim().parse()?;
+    assert!(p["threads"].as_u64().unwrap().abs_diff(threads) <= 4, "{} vs {threads}", p["threads"]);
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", node.child.id()))?.count() as u64;
+    assert!(p["open_fds"].as_u64().unwrap().abs_diff(fds) <= 8, "{} vs {fds}", p["open_fds"]);
+    assert!(p["rss_bytes"].as_u64().unwrap() > 1 << 20);
+
+    // The host, against /proc.
+    let h = &t["host"];
+    assert_eq!(h["memory"]["total_bytes"], meminfo_kib("MemTotal") * 1024);
+    let avail = h["memory"]["available_bytes"].as_u64().unwrap();
+    assert!(avail.abs_diff(meminfo_kib("MemAvailable") * 1024) < 512 << 20);
+    let cpus = std::fs::read_to_string("/proc/stat")?
+        .lines()
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .count();
+    assert_eq!(h["cpu"]["cores"].as_array().unwrap().len(), cpus);
+    let busy = h["cpu"]["busy_pct"].as_f64().unwrap();
+    assert!((0.0..=100.0).contains(&busy));
+    assert_eq!(h["hostname"], std::fs::read_to_string("/proc/sys/kernel/hostname")?.trim());
+    let loadavg = std::fs::read_to_string("/proc/loadavg")?;
+    let load1: f64 = loadavg.split_whitespace().next().unwrap().parse()?;
+    assert!((h["load"][0].as_f64().unwrap() - load1).abs() < 2.0);
+    let uptime: f64 = std::fs::read_to_string("/proc/uptime")?.split_whitespace().next().unwrap().parse()?;
+    assert!((h["uptime_s"].as_f64().unwrap() - uptime).abs() < 10.0);
+    assert!(h["network"].as_array().unwrap().iter().any(|i| i["interface"] == "lo"));
+    let data_fs = h["filesystems"].as_array().unwrap().iter().find(|f| f["role"] == "data").expect("data fs");
+    let node_dir = node.data_dir.canonicalize()?;
+    assert!(node_dir.starts_with(data_fs["mount_point"].as_str().unwrap()));
+    let vfs = nix::sys::statvfs::statvfs(data_fs["mount_point"].as_str().unwrap())?;
+    assert_eq!(data_fs["size_bytes"], vfs.blocks() * vfs.fragment_size());
+
+    // Health: the node-side checks are fine on a running devnet.
+    for name in ["node_process", "node_rpc", "block_fresh", "finality", "peers", "clock", "spool"] {
+        assert_eq!(check(&t["health"], name).0, "ok", "{name}: {:?}", check(&t["health"], name));
+    }
+    assert_eq!(http_get(&format!("{}/readyz", agent.url), None)?.status, 200);
+
+    // Prometheus text, and promtool's verdict on it.
+    let m = http_get(&format!("{}/metrics", agent.url), Some(&agent.token))?;
+    assert_eq!(m.status, 200);
+    assert!(m.header("content-type").unwrap().starts_with("text/plain; version=0.0.4"));
+    for name in [
+        "aergo_chain_height ",
+        "aergo_chain_finalized_height ",
+        "aergo_peers ",
+        "aergo_mempool_txs ",
+        "aergo_health_status 0",
+        "node_cpu_seconds_total{",
+        "node_filesystem_avail_bytes{",
+        "node_load1 ",
+    ] {
+        assert!(m.body.contains(name), "{name} missing from /metrics");
+    }
+    promtool_check(&m.body)?;
+    Ok(())
+}
+
+/// `promtool check metrics` (from the distribution's prometheus package) on an exposition.
+pub fn promtool_check(text: &str) -> anyhow::Result<()> {
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("promtool (package prometheus, installed by scripts/deps.sh): {e}"))?;
+    child.stdin.take().unwrap().write_all(text.as_bytes())?;
+    let out = child.wait_with_output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+#[test]
+fn history_survives_an_agent_kill_and_a_torn_spool() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let node = NodeProcess::start_dev(&dir.path().join("node"), &["--empty-blocks"])?;
+    let agent_dir = dir.path().join("agent");
+    let agent = AgentProcess::start(&node.rpc, &node.data_dir, &agent_dir, &[])?;
+    let seen = wait_for(Duration::from_secs(20), "five samples", || {
+        telemetry(&agent).ok().and_then(|t| t["seq"].as_u64()).filter(|s| *s >= 5)
+    })?;
+    agent.kill9();
+    // A crash in the middle of an append leaves a torn record behind: cut on restart.
+    let seg = std::fs::read_dir(agent_dir.join("spool"))?
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "spool"))
+        .max()
+        .unwrap();
+    std::fs::OpenOptions::new().append(true).open(&seg)?.write_all(&[0x55; 37])?;
+
+    let agent = AgentProcess::start(&node.rpc, &node.data_dir, &agent_dir, &[])?;
+    let t = telemetry(&agent)?;
+    assert!(t["seq"].as_u64().unwrap() > seen, "seq continues after a restart");
+    let h = http_get(&format!("{}/v1/telemetry/history?since=0&limit=1000", agent.url), Some(&agent.token))?;
+    assert_eq!(h.status, 200);
+    assert!(h.header("x-aergo-signature").is_some());
+    let h = h.json()?;
+    let seqs: Vec<u64> =
+        h["samples"].as_array().unwrap().iter().map(|s| s["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs[0], 1);
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "no gaps: {seqs:?}");
+    assert!(seqs.contains(&seen) && *seqs.last().unwrap() > seen);
+    assert_eq!(h["oldest_seq"], 1);
+    assert!(agent.log().contains("truncated_bytes=37"), "{}", agent.log());
+    // Paging: `since` is exclusive, `more` says whether to ask again.
+    let page = http_get(&format!("{}/v1/telemetry/history?since=2&limit=2", agent.url), Some(&agent.token))?
+        .json()?;
+    let page_seqs: Vec<u64> =
+        page["samples"].as_array().unwrap().iter().map(|s| s["seq"].as_u64().unwrap()).collect();
+    assert_eq!(page_seqs, [3, 4]);
+    assert_eq!(page["more"], true);
+    let bad = http_get(&format!("{}/v1/telemetry/history?since=abc", agent.url), Some(&agent.token))?;
+    assert_eq!(bad.status, 400);
+    let bad = http_get(&format!("{}/v1/telemetry/history?limit=0", agent.url), Some(&agent.token))?;
+    assert_eq!(bad.status, 400);
+    Ok(())
+}
+
+fn raw_request(url: &str, request: &[u8]) -> anyhow::Result<String> {
+    let addr = url.strip_prefix("http://").unwrap();
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    // The server may answer and close before all of an oversized request is written.
+    let _ = s.write_all(request);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+#[test]
+fn refusals_and_a_killed_node() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let node = NodeProcess::start_dev(&dir.path().join("node"), &["--empty-blocks"])?;
+    let agent = AgentProcess::start(
+        &node.rpc,
+        &node.data_dir,
+        &dir.path().join("agent"),
+        &["--header-timeout", "1s", "--rate-per-s", "20"],
+    )?;
+    let url = &agent.url;
+
+    // Tokens.
+    for token in [None, Some("wrong-token-0123456789"), Some("")] {
+        for path in ["/v1/telemetry", "/v1/telemetry/history", "/metrics"] {
+            let a = http_get(&format!("{url}{path}"), token)?;
+            assert_eq!(a.status, 401, "{path} with {token:?}");
+            assert!(a.header("www-authenticate").unwrap().starts_with("Bearer"));
+        }
+    }
+    let almost = format!("{}x", &agent.token[..agent.token.len() - 1]);
+    assert_eq!(http_get(&format!("{url}/v1/telemetry"), Some(&almost))?.status, 401);
+    assert_eq!(http_get(&format!("{url}/livez"), None)?.status, 200);
+    assert_eq!(http_get(&format!("{url}/nothing"), Some(&agent.token))?.status, 404);
+
+    // Oversized head and body.
+    let big_header = format!("GET /livez HTTP/1.1\r\nHost: x\r\nX-Junk: {}\r\n\r\n", "a".repeat(64 << 10));
+    let answer = raw_request(url, big_header.as_bytes())?;
+    assert!(answer.starts_with("HTTP/1.1 431"), "oversized head: {answer:?}");
+    let big_body = format!(
+        "POST /v1/telemetry HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: 10000000\r\n\r\n",
+        agent.token
+    );
+    let answer = raw_request(url, big_body.as_bytes())?;
+    assert!(answer.starts_with("HTTP/1.1 413"), "oversized body: {answer:?}");
+
+    // A slow client that never finishes its head is cut off, and others are served meanwhile.
+    let addr = url.strip_prefix("http://").unwrap();
+    let mut slow = TcpStream::connect(addr)?;
+    slow.write_all(b"GET /v1/telemetry HTTP/1.1\r\nHost: x\r\n")?;
+    slow.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let started = Instant::now();
+    assert_eq!(http_get(&format!("{url}/livez"), None)?.status, 200);
+    let mut buf = Vec::new();
+    let _ = slow.read_to_end(&mut buf);
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(8), "the slow client was dropped after {waited:?}");
+    assert!(!String::from_utf8_lossy(&buf).contains("200 OK"));
+
+    // Garbage is answered with 400, and the agent keeps serving.
+    let answer = raw_request(url, b"\x16\x03\x01\x02\x00garbage\r\n\r\n")?;
+    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 400"), "{answer:?}");
+    assert_eq!(http_get(&format!("{url}/livez"), None)?.status, 200);
+
+    // Rate limit: 20/s with a burst of 100 (the default burst), per client address.
+    let mut limited = 0;
+    for _ in 0..200 {
+        let a = http_get(&format!("{url}/livez"), None)?;
+        if a.status == 429 {
+            assert_eq!(a.header("retry-after"), Some("1"));
+            limited += 1;
+        }
+    }
+    assert!(limited > 0, "no 429 in 200 quick requests");
+    std::thread::sleep(Duration::from_millis(1500));
+
+    // The node dies: health says down with the reason, and the agent keeps answering.
+    let node_pid = node.child.id();
+    node.kill9();
+    let t = wait_for(Duration::from_secs(20), "health down", || {
+        telemetry(&agent).ok().filter(|t| t["health"]["status"] == "down")
+    })?;
+    assert!(t["chain"].is_null());
+    assert!(t["chain_error"].as_str().unwrap().contains("not answering"));
+    assert!(t["node_process"].is_null());
+    let (status, reason) = check(&t["health"], "node_process");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("down", "no aergo-node process is running"),
+        "pid {node_pid}"
+    );
+    let (status, reason) = check(&t["health"], "node_rpc");
+    assert_eq!(status, "down");
+    assert!(reason.contains(&format!("node RPC at {}", aergo_tests_rpc_base(url, &t))), "{reason}");
+    assert_eq!(http_get(&format!("{url}/readyz"), None)?.status, 503);
+    let m = http_get(&format!("{url}/metrics"), Some(&agent.token))?;
+    assert!(m.body.contains("aergo_health_status 2") && m.body.contains("aergo_node_up 0"));
+    Ok(())
+}
+
+/// The node URL as the agent reports it in its reasons (the part before " not answering").
+fn aergo_tests_rpc_base(_agent_url: &str, t: &Value) -> String {
+    let e = t["chain_error"].as_str().unwrap_or_default();
+    e.trim_start_matches("node RPC at ").split(' ').next().unwrap_or_default().to_string()
+}
