@@ -128,6 +128,14 @@ fn telemetry_matches_the_node_and_proc_and_is_signed() -> anyhow::Result<()> {
     }
     assert_eq!(http_get(&format!("{}/readyz", agent.url), None)?.status, 200);
 
+    // The OpenAPI document names every field the agent sends.
+    let openapi = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../agent/openapi.yaml"))?;
+    let mut keys = Vec::new();
+    collect_keys(&t, &mut keys);
+    for key in keys {
+        assert!(openapi.contains(&format!(" {key}:")), "agent/openapi.yaml does not describe `{key}`");
+    }
+
     // Prometheus text, and promtool's verdict on it.
     let m = http_get(&format!("{}/metrics", agent.url), Some(&agent.token))?;
     assert_eq!(m.status, 200);
@@ -146,6 +154,19 @@ fn telemetry_matches_the_node_and_proc_and_is_signed() -> anyhow::Result<()> {
     }
     promtool_check(&m.body)?;
     Ok(())
+}
+
+fn collect_keys(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(map) => {
+            for (k, v) in map {
+                out.push(k.clone());
+                collect_keys(v, out);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| collect_keys(i, out)),
+        _ => {}
+    }
 }
 
 /// `promtool check metrics` (from the distribution's prometheus package) on an exposition.
@@ -319,4 +340,61 @@ fn refusals_and_a_killed_node() -> anyhow::Result<()> {
 fn aergo_tests_rpc_base(_agent_url: &str, t: &Value) -> String {
     let e = t["chain_error"].as_str().unwrap_or_default();
     e.trim_start_matches("node RPC at ").split(' ').next().unwrap_or_default().to_string()
+}
+
+/// The spool on a tiny tmpfs: when it fills, the agent says so in health and keeps serving the latest
+/// samples; when space comes back (the tmpfs grows), samples are kept again. Needs root (mount).
+#[test]
+fn a_full_disk_stops_the_spool_not_the_agent() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let node = NodeProcess::start_dev(&dir.path().join("node"), &["--empty-blocks"])?;
+    let agent_dir = dir.path().join("agent");
+    let spool = agent_dir.join("spool");
+    std::fs::create_dir_all(&spool)?;
+    let mount = |args: &[&str]| -> anyhow::Result<()> {
+        let out = std::process::Command::new("mount").args(args).output()?;
+        anyhow::ensure!(out.status.success(), "mount {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        Ok(())
+    };
+    let spool_str = spool.to_str().unwrap();
+    mount(&["-t", "tmpfs", "-o", "size=96k", "aergo-test-spool", spool_str])?;
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(spool.clone());
+    let agent = AgentProcess::start(&node.rpc, &node.data_dir, &agent_dir, &[])?;
+    let full = wait_for(Duration::from_secs(60), "the spool to fill", || {
+        telemetry(&agent).ok().filter(|t| t["agent"]["spool"]["state"] == "full")
+    })?;
+    let (status, reason) = check(&full["health"], "spool");
+    assert_eq!(status, "degraded");
+    assert!(reason.contains("No space left"), "{reason}");
+    // Still serving, still sampling.
+    let seq = full["seq"].as_u64().unwrap();
+    wait_for(Duration::from_secs(10), "sampling to go on", || {
+        telemetry(&agent).ok().filter(|t| t["seq"].as_u64() > Some(seq + 2))
+    })?;
+    let h = http_get(&format!("{}/v1/telemetry/history?since=0&limit=1000", agent.url), Some(&agent.token))?;
+    assert_eq!(h.status, 200);
+    let kept = h.json()?["samples"].as_array().unwrap().len();
+    assert!(kept > 5);
+    // Space comes back.
+    mount(&["-o", "remount,size=4m", spool_str])?;
+    wait_for(Duration::from_secs(20), "the spool to recover", || {
+        telemetry(&agent).ok().filter(|t| {
+            t["agent"]["spool"]["state"] == "ok"
+                && t["health"]["checks"]
+                    .as_array()
+                    .is_some_and(|c| c.iter().any(|c| c["name"] == "spool" && c["status"] == "ok"))
+        })
+    })?;
+    let h = http_get(&format!("{}/v1/telemetry/history?since=0&limit=1000", agent.url), Some(&agent.token))?;
+    let seqs: Vec<u64> =
+        h.json()?["samples"].as_array().unwrap().iter().map(|s| s["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.len() > kept && seqs.windows(2).all(|w| w[0] < w[1]));
+    drop(agent);
+    Ok(())
 }
