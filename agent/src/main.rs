@@ -69,6 +69,18 @@ fn gen_token(file: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The error and its causes, each once (many errors already include their source in their message).
+fn describe(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            text = format!("{text}: {c}");
+        }
+    }
+    text
+}
+
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
@@ -94,7 +106,7 @@ fn main() -> std::process::ExitCode {
         return match gen_token(file) {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("error: {e:#}");
+                eprintln!("error: {}", describe(&e));
                 std::process::ExitCode::from(1)
             }
         };
@@ -147,7 +159,7 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(aergo_agent::run(config, wait_for_signal())) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", describe(&e));
             std::process::ExitCode::from(1)
         }
     }
