@@ -33,6 +33,14 @@ use tower::ServiceExt;
 /// Prefix of every signed body: a signature over an agent answer can never pass for anything else.
 pub const SIGNATURE_DOMAIN: &[u8] = b"aergo-agent/v1\n";
 
+/// `X-Aergo-Signature` for `body`: ed25519 by `key` over [`SIGNATURE_DOMAIN`] ‖ body, hex.
+pub fn sign_body(key: &Keypair, body: &[u8]) -> HeaderValue {
+    let mut message = Vec::with_capacity(SIGNATURE_DOMAIN.len() + body.len());
+    message.extend_from_slice(SIGNATURE_DOMAIN);
+    message.extend_from_slice(body);
+    HeaderValue::from_str(&hex::encode(key.sign_message(&message).0)).expect("hex is a valid header")
+}
+
 /// The latest sample, serialized, signed and rendered once when it is published.
 pub struct Published {
     pub seq: u64,
@@ -69,10 +77,7 @@ impl AppState {
     }
 
     pub fn sign(&self, body: &[u8]) -> HeaderValue {
-        let mut message = Vec::with_capacity(SIGNATURE_DOMAIN.len() + body.len());
-        message.extend_from_slice(SIGNATURE_DOMAIN);
-        message.extend_from_slice(body);
-        HeaderValue::from_str(&hex::encode(self.key.sign_message(&message).0)).expect("hex is a valid header")
+        sign_body(&self.key, body)
     }
 
     /// Forgets rate-limit state of clients that have been quiet (bounds its memory).

@@ -141,10 +141,7 @@ impl Sampler {
                 SpoolStatus { state: "error".into(), error: Some(e.to_string()), ..SpoolStatus::default() }
             }
         };
-        let mut message = http::SIGNATURE_DOMAIN.to_vec();
-        message.extend_from_slice(&json);
-        let signature = axum::http::HeaderValue::from_str(&hex::encode(state_key.sign_message(&message).0))
-            .expect("hex is a valid header");
+        let signature = http::sign_body(state_key, &json);
         Published {
             seq: sample.seq,
             status: sample.health.status,

@@ -38,33 +38,10 @@ impl NodeProcess {
 
     pub fn start(data_dir: &Path, args: &[&str]) -> anyhow::Result<NodeProcess> {
         std::fs::create_dir_all(data_dir)?;
-        let stderr = std::fs::OpenOptions::new().create(true).append(true).open(data_dir.join("node.log"))?;
-        let mut child = Command::new(binary("aergo-node"))
-            .args(args)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .context("starting aergo-node")?;
-        let stdout = child.stdout.take().context("node stdout")?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("AERGO_RPC=") {
-                    let _ = tx.send(url.to_string());
-                }
-            }
-        });
-        let rpc = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(url) => url,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                let log = std::fs::read_to_string(data_dir.join("node.log")).unwrap_or_default();
-                bail!("aergo-node did not start; its log:\n{log}");
-            }
-        };
+        let mut cmd = Command::new(binary("aergo-node"));
+        cmd.args(args);
+        let (child, rpc) =
+            spawn_announcing(cmd, "AERGO_RPC=", &data_dir.join("node.log"), Duration::from_secs(60))?;
         Ok(NodeProcess { child, rpc, data_dir: data_dir.to_path_buf() })
     }
 
@@ -138,6 +115,44 @@ pub fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>
     }
 }
 
+/// Spawns `cmd` (stderr appended to `log`) and waits for the line `PREFIX<value>` it prints on stdout
+/// once it serves; returns the child and the value. Kills the child and shows its log when the line
+/// does not come within `limit`.
+fn spawn_announcing(
+    mut cmd: Command,
+    prefix: &'static str,
+    log: &Path,
+    limit: Duration,
+) -> anyhow::Result<(Child, String)> {
+    let stderr = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+    let name = cmd.get_program().to_string_lossy().into_owned();
+    let mut child = cmd
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .with_context(|| format!("starting {name}"))?;
+    let stdout = child.stdout.take().context("child stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(value) = line.strip_prefix(prefix) {
+                let _ = tx.send(value.to_string());
+            }
+        }
+    });
+    match rx.recv_timeout(limit) {
+        Ok(value) => Ok((child, value)),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            bail!("{name} did not start within {limit:?}; its log:\n{text}");
+        }
+    }
+}
+
 /// A running `aergo-agent` beside a node; killed (SIGKILL) when dropped.
 pub struct AgentProcess {
     pub child: Child,
@@ -160,40 +175,17 @@ impl AgentProcess {
             }
         }
         let token = std::fs::read_to_string(&token_file)?.trim().to_string();
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("agent.log"))?;
-        let mut child = Command::new(binary("aergo-agent"))
-            .args(["--node", rpc, "--listen", "127.0.0.1:0", "--interval", "500ms"])
+        let mut cmd = Command::new(binary("aergo-agent"));
+        cmd.args(["--node", rpc, "--listen", "127.0.0.1:0", "--interval", "500ms"])
             .arg("--token-file")
             .arg(&token_file)
             .arg("--spool")
             .arg(dir.join("spool"))
             .arg("--key-file")
             .arg(node_dir.join("node.key"))
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .context("starting aergo-agent")?;
-        let stdout = child.stdout.take().context("agent stdout")?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("AERGO_AGENT=") {
-                    let _ = tx.send(url.to_string());
-                }
-            }
-        });
-        let url = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(url) => url,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                let log = std::fs::read_to_string(dir.join("agent.log")).unwrap_or_default();
-                bail!("aergo-agent did not start; its log:\n{log}");
-            }
-        };
+            .args(extra);
+        let (child, url) =
+            spawn_announcing(cmd, "AERGO_AGENT=", &dir.join("agent.log"), Duration::from_secs(30))?;
         Ok(AgentProcess { child, url, token, dir: dir.to_path_buf() })
     }
 
