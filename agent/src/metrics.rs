@@ -34,47 +34,38 @@ fn metric(labels: &[(&str, &str)]) -> Metric {
 }
 
 impl Enc {
-    fn family(&mut self, name: &str, help: &str, kind: MetricType, metrics: Vec<Metric>) {
-        if metrics.is_empty() {
+    /// One family of gauges or counters, a metric per row; nothing when there are no rows.
+    fn family(&mut self, name: &str, help: &str, kind: MetricType, rows: Vec<(Labels<'_>, f64)>) {
+        if rows.is_empty() {
             return;
         }
         let mut f = MetricFamily::default();
         f.set_name(name.to_string());
         f.set_help(help.to_string());
         f.set_field_type(kind);
-        for m in metrics {
+        for (labels, v) in rows {
+            let mut m = metric(&labels);
+            if kind == MetricType::COUNTER {
+                let mut c = Counter::default();
+                c.set_value(v);
+                m.set_counter(c);
+            } else {
+                let mut g = Gauge::default();
+                g.set_value(v);
+                m.set_gauge(g);
+            }
             f.mut_metric().push(m);
         }
         self.families.push(f);
     }
 
     fn gauges(&mut self, name: &str, help: &str, rows: Vec<(Labels<'_>, f64)>) {
-        let metrics = rows
-            .into_iter()
-            .map(|(labels, v)| {
-                let mut m = metric(&labels);
-                let mut g = Gauge::default();
-                g.set_value(v);
-                m.set_gauge(g);
-                m
-            })
-            .collect();
-        self.family(name, help, MetricType::GAUGE, metrics);
+        self.family(name, help, MetricType::GAUGE, rows);
     }
 
     /// Counters; `_total` is appended to `name`.
     fn counters(&mut self, name: &str, help: &str, rows: Vec<(Labels<'_>, f64)>) {
-        let metrics = rows
-            .into_iter()
-            .map(|(labels, v)| {
-                let mut m = metric(&labels);
-                let mut c = Counter::default();
-                c.set_value(v);
-                m.set_counter(c);
-                m
-            })
-            .collect();
-        self.family(&format!("{name}_total"), help, MetricType::COUNTER, metrics);
+        self.family(&format!("{name}_total"), help, MetricType::COUNTER, rows);
     }
 
     fn gauge(&mut self, name: &str, help: &str, v: f64) -> Result<(), Error> {
