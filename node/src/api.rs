@@ -226,6 +226,19 @@ pub struct NodeMetrics {
     #[serde(default)]
     pub slots_missed_total: u64,
     pub last_block_ms: u64,
+    /// When this producer's next slot begins (unix ms); `null` on a full node.
+    #[serde(default)]
+    pub next_slot_ms: Option<u64>,
+}
+
+/// A connected peer.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PeerView {
+    pub peer_id: String,
+    /// The peer's address as a multiaddr.
+    pub address: String,
+    /// The best height the peer has announced.
+    pub best_height: u64,
 }
 
 /// The node's JSON-RPC methods. Named parameters (`{"height": 5}`) and positional ones both work.
@@ -239,6 +252,10 @@ pub trait AergoApi {
 
     #[method(name = "node_metrics")]
     async fn node_metrics(&self) -> RpcResult<NodeMetrics>;
+
+    /// The peers this node is connected to (none until it joins a p2p network).
+    #[method(name = "peers")]
+    async fn peers(&self) -> RpcResult<Vec<PeerView>>;
 
     /// Submits a borsh-encoded signed transaction, hex.
     #[method(name = "send_tx")]

@@ -94,6 +94,8 @@ pub struct ProductionStats {
     pub last_block_ms: std::sync::atomic::AtomicU64,
     /// Slots that passed while the producer was busy with an earlier block, or whose block failed.
     pub missed_slots: std::sync::atomic::AtomicU64,
+    /// Start of the next slot this producer will fill (unix ms); 0 before the loop starts.
+    pub next_slot_ms: std::sync::atomic::AtomicU64,
 }
 
 /// Admission threads by default: every core this process may use.
@@ -276,6 +278,7 @@ fn produce_loop(
             tracing::warn!(missed, "slots went by while the producer was busy");
         }
         expected = Some(next_slot + interval);
+        shared.production.next_slot_ms.store(next_slot, Ordering::Relaxed);
         while now_ms() < next_slot {
             if stop.load(Ordering::SeqCst) {
                 return;

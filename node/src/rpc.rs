@@ -5,7 +5,7 @@
 
 use crate::api::{
     codes, AccountView, AergoApiServer, BlockTxs, BlockView, ChainInfo, HeaderView, NodeInfo, NodeMetrics,
-    ReceiptView, RpcResult, SendTxOutcome, SendTxResult, StageMetrics, TxRejection, TxView,
+    PeerView, ReceiptView, RpcResult, SendTxOutcome, SendTxResult, StageMetrics, TxRejection, TxView,
 };
 use crate::chain::read_block;
 use crate::config::RpcConfig;
@@ -185,7 +185,14 @@ impl AergoApiServer for RpcHandler {
             blocks_produced_total: p.blocks.load(Relaxed),
             slots_missed_total: p.missed_slots.load(Relaxed),
             last_block_ms: p.last_block_ms.load(Relaxed),
+            next_slot_ms: Some(p.next_slot_ms.load(Relaxed))
+                .filter(|ms| *ms > 0 && self.shared.producer.is_some()),
         })
+    }
+
+    async fn peers(&self) -> RpcResult<Vec<PeerView>> {
+        // The node has no p2p layer yet (#4): it is connected to nobody.
+        Ok(Vec::new())
     }
 
     async fn send_tx(&self, tx: String) -> RpcResult<SendTxResult> {

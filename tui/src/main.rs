@@ -1,17 +1,162 @@
-//! `aergo-console`: the operator console on the box's screen.
-//!
-//! This crate is part of the workspace so that it builds and its dependencies are fixed early; its
-//! behaviour arrives with issue #7. Until then the binary says so and exits with status 2, so that
-//! nothing mistakes it for a working aergo-console.
+//! `aergo-console`: the operator console (see the library's documentation for how it is built).
 
-fn main() {
-    if std::env::args().any(|a| a == "--version" || a == "-V") {
-        println!("aergo-console {}", env!("CARGO_PKG_VERSION"));
-        return;
+use aergo_console::app::{App, Effect, Event, Settings};
+use aergo_console::collect::{self, Endpoints, Request};
+use aergo_console::logs::{self, LogSource};
+use aergo_console::ops::{self, ConsoleConfig};
+use clap::Parser;
+use ratatui::crossterm::event as term;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The operator console of an AERGO OS box: dashboard, blocks, peers, logs, setup and operations.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    /// The node's JSON-RPC address.
+    #[arg(long, default_value = "http://127.0.0.1:7845")]
+    node: String,
+    /// The agent's HTTP address.
+    #[arg(long, default_value = "http://127.0.0.1:7850")]
+    agent: String,
+    /// File holding the agent's bearer token (default: `<root>/etc/aergo/agent.token`).
+    #[arg(long)]
+    agent_token_file: Option<PathBuf>,
+    /// Where setup reads and writes its files: `/` on the box.
+    #[arg(long, default_value = "/")]
+    root: PathBuf,
+    /// Cannot be quit, only locked (for tty1).
+    #[arg(long)]
+    kiosk: bool,
+    /// The node's log file.
+    #[arg(long, default_value = "/var/log/aergo/node.log")]
+    node_log: PathBuf,
+    /// The agent's log file.
+    #[arg(long, default_value = "/var/log/aergo/agent.log")]
+    agent_log: PathBuf,
+    /// No colours (also with NO_COLOR set or TERM=vt100/vt102/dumb).
+    #[arg(long)]
+    no_color: bool,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(1)
+        }
     }
-    eprintln!(
-        "aergo-console {}: the operator console on the box's screen is not part of this build yet (issue #7)",
-        env!("CARGO_PKG_VERSION")
-    );
-    std::process::exit(2);
+}
+
+fn color_wanted(cli: &Cli) -> bool {
+    let term = std::env::var("TERM").unwrap_or_default();
+    !cli.no_color
+        && std::env::var_os("NO_COLOR").is_none()
+        && !matches!(term.as_str(), "vt100" | "vt102" | "dumb")
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    if !cli.root.is_dir() {
+        anyhow::bail!("--root {} is not a directory", cli.root.display());
+    }
+    let console = ConsoleConfig::load(&cli.root)?;
+    let token_file = cli.agent_token_file.clone().unwrap_or_else(|| cli.root.join("etc/aergo/agent.token"));
+    let settings = Settings {
+        node_url: cli.node.clone(),
+        agent_url: cli.agent.clone(),
+        kiosk: cli.kiosk,
+        color: color_wanted(&cli),
+        root: cli.root.clone(),
+    };
+    let mut app = App::new(settings, console, aergo_console::now_ms());
+    app.logs.paths = vec![(LogSource::Node, cli.node_log.clone()), (LogSource::Agent, cli.agent_log.clone())];
+
+    let (tx, rx) = mpsc::channel::<Event>();
+    let stop = Arc::new(AtomicBool::new(false));
+    let collector = collect::spawn(
+        Endpoints {
+            node_url: cli.node.clone(),
+            agent_url: cli.agent.clone(),
+            agent_token_file: Some(token_file),
+        },
+        tx.clone(),
+    )?;
+    for (source, path) in &app.logs.paths {
+        logs::spawn_tailer(*source, path.clone(), tx.clone(), stop.clone())?;
+    }
+    spawn_ticker(tx.clone(), stop.clone())?;
+
+    let mut terminal = ratatui::init();
+    // Input on its own thread: `read` blocks, and the loop below must not.
+    spawn_input(tx.clone(), stop.clone())?;
+    let result = event_loop(&mut terminal, &mut app, &rx, &collector, &tx);
+    stop.store(true, Ordering::Relaxed);
+    ratatui::restore();
+    result
+}
+
+fn event_loop(
+    terminal: &mut ratatui::DefaultTerminal,
+    app: &mut App,
+    rx: &mpsc::Receiver<Event>,
+    collector: &collect::Collector,
+    tx: &mpsc::Sender<Event>,
+) -> anyhow::Result<()> {
+    terminal.draw(|f| aergo_console::ui::draw(f, app))?;
+    loop {
+        let Ok(first) = rx.recv() else { return Ok(()) };
+        // Take everything already queued before drawing once: a burst of log lines is one frame.
+        let mut batch = vec![first];
+        batch.extend(rx.try_iter().take(1000));
+        for event in batch {
+            for effect in app.handle(event) {
+                match effect {
+                    Effect::Quit => return Ok(()),
+                    Effect::FetchBlock(h) => collector.request(Request::Block(h)),
+                    Effect::RunOp(op) => ops::run(op, app.console.command(op).to_vec(), tx.clone()),
+                }
+            }
+        }
+        terminal.draw(|f| aergo_console::ui::draw(f, app))?;
+    }
+}
+
+fn spawn_ticker(tx: mpsc::Sender<Event>, stop: Arc<AtomicBool>) -> std::io::Result<()> {
+    std::thread::Builder::new().name("ticker".into()).spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(1000));
+            if tx.send(Event::Tick(aergo_console::now_ms())).is_err() {
+                return;
+            }
+        }
+    })?;
+    Ok(())
+}
+
+fn spawn_input(tx: mpsc::Sender<Event>, stop: Arc<AtomicBool>) -> std::io::Result<()> {
+    std::thread::Builder::new().name("input".into()).spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            // Poll with a timeout so that the thread notices the end.
+            match term::poll(Duration::from_millis(500)) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(_) => return,
+            }
+            let event = match term::read() {
+                Ok(term::Event::Key(k)) => Event::Key(k),
+                Ok(term::Event::Resize(..)) => Event::Resize,
+                Ok(_) => continue,
+                Err(_) => return,
+            };
+            if tx.send(event).is_err() {
+                return;
+            }
+        }
+    })?;
+    Ok(())
 }

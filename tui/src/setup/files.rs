@@ -1,0 +1,512 @@
+//! Settings into files under `--root`, applied atomically, with the last good copy kept for revert.
+//!
+//! The files a [`Settings`] owns (paths relative to the root; `/` on the box):
+//!
+//! | file | contents |
+//! |---|---|
+//! | `etc/hostname`, `etc/hosts` | the hostname |
+//! | `etc/network/interfaces` | ifupdown: `lo`, and the interface by DHCP or static address |
+//! | `etc/resolv.conf` | static setups only (DHCP's client writes it itself) |
+//! | `etc/aergo/node.toml` | the node's config: data dir of the chain, producer key, RPC |
+//! | `etc/aergo/agent.token` | Horde's bearer token (0600) |
+//! | `etc/aergo/settings.toml` | the settings themselves, without the token |
+//! | `root/.ssh/authorized_keys` | SSH keys allowed to log in |
+//!
+//! Applying copies the current versions of all of them (or notes their absence) into
+//! `etc/aergo/last-good/`, then writes each new file atomically (temporary file, fsync, rename, fsync
+//! of the directory). Revert writes the saved copies back the same way and moves the rejected ones'
+//! record to `etc/aergo/reverted/`.
+//!
+//! Chain data and keys are never reverted or deleted: each chain lives in its own directory under
+//! `/var/lib/aergo` (`devnet-<producer>` or the genesis' chain id), and producer keys in
+//! `/var/lib/aergo/keys/producer-<address>.key`, so going back to an earlier config finds its chain and
+//! key where they were.
+
+use super::settings::{parse_cidr, Role, Settings, SettingsError, DEVNET};
+use aergo_node::config::NodeConfig;
+use aergo_node::crypto::KeyFile;
+use aergo_node::crypto::Keypair;
+use aergo_node::genesis::{ConsensusParams, Genesis, GenesisBalance, GenesisProducer};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// The data directory on the box (the data partition).
+pub const DATA_DIR: &str = "/var/lib/aergo";
+pub const SETTINGS_FILE: &str = "etc/aergo/settings.toml";
+pub const NODE_CONFIG_FILE: &str = "etc/aergo/node.toml";
+pub const TOKEN_FILE: &str = "etc/aergo/agent.token";
+pub const LAST_GOOD_DIR: &str = "etc/aergo/last-good";
+pub const REVERTED_DIR: &str = "etc/aergo/reverted";
+const MANIFEST: &str = "manifest.toml";
+
+/// Every file the settings own, for the last-good copy.
+pub const MANAGED: [&str; 8] = [
+    "etc/hostname",
+    "etc/hosts",
+    "etc/network/interfaces",
+    "etc/resolv.conf",
+    NODE_CONFIG_FILE,
+    TOKEN_FILE,
+    SETTINGS_FILE,
+    "root/.ssh/authorized_keys",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("genesis file {path}: {reason}")]
+    Genesis { path: String, reason: String },
+    #[error("{path} already holds chain {existing:?}, not {wanted:?}; move it away to start over")]
+    AnotherChain { path: String, existing: String, wanted: String },
+    #[error("producer key: {0}")]
+    Key(String),
+    #[error("no last good configuration to revert to ({0} does not exist)")]
+    NoLastGood(String),
+    #[error("{path} is damaged: {reason}")]
+    Damaged { path: String, reason: String },
+}
+
+/// Key and token created by the Setup screen for this apply (written once, never reverted).
+#[derive(Default)]
+pub struct Material {
+    /// A new producer key (generated or imported).
+    pub producer_key: Option<Keypair>,
+}
+
+/// What [`apply`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    /// Files written, relative to the root.
+    pub written: Vec<String>,
+    /// The node's data directory on the box.
+    pub data_dir: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Manifest {
+    files: Vec<ManifestEntry>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ManifestEntry {
+    path: String,
+    present: bool,
+    mode: u32,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ApplyError + '_ {
+    move |source| ApplyError::Io { path: path.display().to_string(), source }
+}
+
+/// A box path (`/boot/genesis.toml`) under `root`; a relative one is on the boot partition.
+pub fn box_path(root: &Path, path: &str) -> PathBuf {
+    match path.strip_prefix('/') {
+        Some(rel) => root.join(rel),
+        None => root.join("boot").join(path),
+    }
+}
+
+/// The settings last applied, if any.
+pub fn current(root: &Path) -> Result<Option<Settings>, ApplyError> {
+    let path = root.join(SETTINGS_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(&path)(e)),
+    };
+    toml::from_str(&text)
+        .map(Some)
+        .map_err(|e| ApplyError::Damaged { path: path.display().to_string(), reason: e.to_string() })
+}
+
+/// Whether an agent token is in place.
+pub fn has_token(root: &Path) -> bool {
+    root.join(TOKEN_FILE).exists()
+}
+
+pub fn has_last_good(root: &Path) -> bool {
+    root.join(LAST_GOOD_DIR).join(MANIFEST).exists()
+}
+
+/// Where a producer key with `address` lives on the box.
+pub fn key_path(address: &str) -> String {
+    format!("{DATA_DIR}/keys/producer-{address}.key")
+}
+
+/// Writes `contents` to `path` so that readers see the old or the new file, even after a crash.
+pub fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), ApplyError> {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(io_err(&tmp))?;
+    f.write_all(contents).map_err(io_err(&tmp))?;
+    // The mode given to open is masked by the umask; set it exactly.
+    f.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(io_err(&tmp))?;
+    f.sync_all().map_err(io_err(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_err(path))?;
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), ApplyError> {
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
+}
+
+/// Chain directory name and genesis for the settings.
+fn chain_for(
+    root: &Path,
+    settings: &Settings,
+    producer: Option<&Keypair>,
+) -> Result<(String, Genesis), ApplyError> {
+    if settings.node.chain == DEVNET {
+        let key = producer.ok_or_else(|| ApplyError::Key("a devnet needs a producer key".into()))?;
+        let address = key.address().to_string();
+        let short: String = address.trim_start_matches("aergo1").chars().take(10).collect();
+        let genesis = Genesis {
+            chain_id: format!("aergo-devnet-{short}"),
+            timestamp_ms: crate::now_ms() / 1000 * 1000,
+            consensus: ConsensusParams::default(),
+            balances: vec![GenesisBalance {
+                address: key.address(),
+                amount: 1_000_000_000u128 * 10u128.pow(18),
+            }],
+            producers: vec![GenesisProducer { public_key: hex::encode(key.public().0) }],
+        };
+        return Ok((format!("devnet-{short}"), genesis));
+    }
+    let path = box_path(root, &settings.node.chain);
+    let genesis = Genesis::load(&path)
+        .map_err(|e| ApplyError::Genesis { path: settings.node.chain.clone(), reason: e.to_string() })?;
+    let dir: String = genesis
+        .chain_id
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect();
+    Ok((dir, genesis))
+}
+
+/// The producer key the settings use: the new one, or the one already on the box.
+fn producer_key(
+    root: &Path,
+    settings: &Settings,
+    material: &Material,
+) -> Result<Option<Keypair>, ApplyError> {
+    if settings.node.role != Role::Producer {
+        return Ok(None);
+    }
+    if let Some(k) = &material.producer_key {
+        return Ok(Some(k.clone()));
+    }
+    let address = settings
+        .node
+        .producer_address
+        .as_deref()
+        .ok_or_else(|| ApplyError::Key("a producer needs a key: generate or import one".into()))?;
+    let path = box_path(root, &key_path(address));
+    let file = KeyFile::read(&path).map_err(|e| ApplyError::Key(e.to_string()))?;
+    file.unlock(None).map(Some).map_err(|e| ApplyError::Key(e.to_string()))
+}
+
+fn interfaces(settings: &Settings) -> String {
+    let n = &settings.network;
+    let mut text = String::from("# Written by aergo-console setup.\nauto lo\niface lo inet loopback\n\n");
+    text.push_str(&format!("auto {}\n", n.interface));
+    if n.dhcp {
+        text.push_str(&format!("iface {} inet dhcp\n", n.interface));
+        return text;
+    }
+    let address = n.address.as_deref().unwrap_or_default();
+    if let Ok((ip, prefix)) = parse_cidr(address) {
+        let family = if ip.is_ipv4() { "inet" } else { "inet6" };
+        let netmask = if ip.is_ipv4() {
+            let bits = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+            std::net::Ipv4Addr::from(bits).to_string()
+        } else {
+            prefix.to_string()
+        };
+        text.push_str(&format!(
+            "iface {} {family} static\n    address {ip}\n    netmask {netmask}\n",
+            n.interface
+        ));
+        if let Some(gw) = &n.gateway {
+            text.push_str(&format!("    gateway {}\n", gw.trim()));
+        }
+    }
+    text
+}
+
+/// The files the settings turn into (contents and mode), relative to the root.
+fn render(settings: &Settings, data_dir: &str, key: Option<&Keypair>) -> Vec<(&'static str, Vec<u8>, u32)> {
+    let mut files = Vec::new();
+    let host = &settings.hostname;
+    files.push(("etc/hostname", format!("{host}\n").into_bytes(), 0o644));
+    files.push((
+        "etc/hosts",
+        format!("127.0.0.1\tlocalhost\n127.0.1.1\t{host}\n::1\tlocalhost\n").into_bytes(),
+        0o644,
+    ));
+    files.push(("etc/network/interfaces", interfaces(settings).into_bytes(), 0o644));
+    if !settings.network.dhcp {
+        let dns: String = settings.network.dns.iter().map(|d| format!("nameserver {}\n", d.trim())).collect();
+        files.push(("etc/resolv.conf", dns.into_bytes(), 0o644));
+    }
+    let mut node = NodeConfig { data_dir: PathBuf::from(data_dir), ..NodeConfig::default() };
+    // The box serves RPC on every interface; the firewall decides who reaches it.
+    node.rpc.listen = std::net::SocketAddr::from(([0, 0, 0, 0], 7845));
+    node.producer.enabled = settings.node.role == Role::Producer;
+    if let Some(k) = key {
+        node.producer.key_file = PathBuf::from(key_path(&k.address().to_string()));
+        // A producer on a chain fills every slot, empty or not.
+        node.producer.empty_blocks = true;
+    }
+    files.push((NODE_CONFIG_FILE, node.to_toml().into_bytes(), 0o644));
+    if let Some(token) = &settings.agent.token {
+        files.push((TOKEN_FILE, format!("{token}\n").into_bytes(), 0o600));
+    }
+    let mut shown = settings.clone();
+    shown.node.producer_address = key.map(|k| k.address().to_string());
+    let text =
+        format!("# Applied by aergo-console setup.\n{}", toml::to_string_pretty(&shown).unwrap_or_default());
+    files.push((SETTINGS_FILE, text.into_bytes(), 0o644));
+    let keys: String = settings.ssh.authorized_keys.iter().map(|k| format!("{}\n", k.trim())).collect();
+    files.push(("root/.ssh/authorized_keys", keys.into_bytes(), 0o600));
+    files
+}
+
+/// Validates `settings` and writes them (see the module documentation). A new key in `material` is
+/// written first and never overwritten; an existing chain directory must hold the same chain.
+pub fn apply(root: &Path, settings: &Settings, material: &Material) -> Result<Applied, ApplyError> {
+    settings.validate()?;
+    let key = producer_key(root, settings, material)?;
+    let (chain_dir, genesis) = chain_for(root, settings, key.as_ref())?;
+    let data_dir = format!("{DATA_DIR}/{chain_dir}");
+
+    // Keys and chain data first: they are never reverted, and a failure here changes no config.
+    if let Some(k) = &key {
+        let path = box_path(root, &key_path(&k.address().to_string()));
+        if !path.exists() {
+            let dir = path.parent().unwrap_or(root);
+            std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io_err(dir))?;
+            KeyFile::write_plain(&path, k).map_err(|e| ApplyError::Key(e.to_string()))?;
+            sync_dir(dir)?;
+        }
+    }
+    let genesis_path = box_path(root, &format!("{data_dir}/genesis.toml"));
+    match Genesis::load(&genesis_path) {
+        Ok(existing) if settings.node.chain == DEVNET => {
+            // The devnet of this key already exists: keep it (its timestamp is its identity).
+            if existing.producer_keys() != genesis.producer_keys() {
+                return Err(ApplyError::AnotherChain {
+                    path: genesis_path.display().to_string(),
+                    existing: existing.chain_id,
+                    wanted: genesis.chain_id,
+                });
+            }
+        }
+        Ok(existing) if existing != genesis => {
+            return Err(ApplyError::AnotherChain {
+                path: genesis_path.display().to_string(),
+                existing: existing.chain_id,
+                wanted: genesis.chain_id,
+            });
+        }
+        Ok(_) => {}
+        Err(_) if genesis_path.exists() => {
+            return Err(ApplyError::Damaged {
+                path: genesis_path.display().to_string(),
+                reason: "not a readable genesis file".into(),
+            });
+        }
+        Err(_) => write_file(&genesis_path, genesis.to_toml().as_bytes(), 0o644)?,
+    }
+
+    save_last_good(root)?;
+    let mut written = Vec::new();
+    for (rel, contents, mode) in render(settings, &data_dir, key.as_ref()) {
+        write_file(&root.join(rel), &contents, mode)?;
+        written.push(rel.to_string());
+    }
+    Ok(Applied { written, data_dir })
+}
+
+/// Copies the managed files as they are now into `last-good/`, replacing an earlier copy only once
+/// the new one is complete.
+fn save_last_good(root: &Path) -> Result<(), ApplyError> {
+    let final_dir = root.join(LAST_GOOD_DIR);
+    let new_dir = root.join("etc/aergo/.last-good.new");
+    if new_dir.exists() {
+        std::fs::remove_dir_all(&new_dir).map_err(io_err(&new_dir))?;
+    }
+    let mut manifest = Manifest { files: Vec::new() };
+    for rel in MANAGED {
+        let path = root.join(rel);
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let mode = std::fs::metadata(&path).map_err(io_err(&path))?.permissions().mode() & 0o7777;
+                write_file(&new_dir.join(rel), &bytes, mode)?;
+                manifest.files.push(ManifestEntry { path: rel.into(), present: true, mode });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                manifest.files.push(ManifestEntry { path: rel.into(), present: false, mode: 0 });
+            }
+            Err(e) => return Err(io_err(&path)(e)),
+        }
+    }
+    let text = toml::to_string(&manifest).unwrap_or_default();
+    write_file(&new_dir.join(MANIFEST), text.as_bytes(), 0o600)?;
+    let old_dir = root.join("etc/aergo/.last-good.old");
+    if old_dir.exists() {
+        std::fs::remove_dir_all(&old_dir).map_err(io_err(&old_dir))?;
+    }
+    if final_dir.exists() {
+        std::fs::rename(&final_dir, &old_dir).map_err(io_err(&final_dir))?;
+    }
+    std::fs::rename(&new_dir, &final_dir).map_err(io_err(&final_dir))?;
+    if old_dir.exists() {
+        std::fs::remove_dir_all(&old_dir).map_err(io_err(&old_dir))?;
+    }
+    sync_dir(&root.join("etc/aergo"))
+}
+
+/// Puts the last good files back (and removes those that did not exist then).
+pub fn revert(root: &Path) -> Result<Vec<String>, ApplyError> {
+    let dir = root.join(LAST_GOOD_DIR);
+    let manifest_path = dir.join(MANIFEST);
+    let text = match std::fs::read_to_string(&manifest_path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ApplyError::NoLastGood(dir.display().to_string()))
+        }
+        Err(e) => return Err(io_err(&manifest_path)(e)),
+    };
+    let manifest: Manifest = toml::from_str(&text).map_err(|e| ApplyError::Damaged {
+        path: manifest_path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    // Read every saved file before changing anything, so that a damaged copy changes nothing.
+    let mut restore = Vec::new();
+    for entry in &manifest.files {
+        if !MANAGED.contains(&entry.path.as_str()) {
+            return Err(ApplyError::Damaged {
+                path: manifest_path.display().to_string(),
+                reason: format!("{} is not a file setup manages", entry.path),
+            });
+        }
+        let contents = if entry.present {
+            let saved = dir.join(&entry.path);
+            Some(std::fs::read(&saved).map_err(io_err(&saved))?)
+        } else {
+            None
+        };
+        restore.push((entry, contents));
+    }
+    let mut changed = Vec::new();
+    for (entry, contents) in restore {
+        let path = root.join(&entry.path);
+        match contents {
+            Some(bytes) => write_file(&path, &bytes, entry.mode)?,
+            None => match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err(&path)(e)),
+            },
+        }
+        changed.push(entry.path.clone());
+    }
+    let reverted = root.join(REVERTED_DIR);
+    if reverted.exists() {
+        std::fs::remove_dir_all(&reverted).map_err(io_err(&reverted))?;
+    }
+    std::fs::rename(&dir, &reverted).map_err(io_err(&dir))?;
+    sync_dir(&root.join("etc/aergo"))?;
+    Ok(changed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::setup::settings::{AgentSettings, Network, NodeSettings, SshSettings};
+
+    fn devnet(host: &str) -> Settings {
+        Settings {
+            hostname: host.into(),
+            network: Network::default(),
+            node: NodeSettings { role: Role::Producer, chain: DEVNET.into(), producer_address: None },
+            agent: AgentSettings { token: Some("ab".repeat(32)) },
+            ssh: SshSettings::default(),
+        }
+    }
+
+    #[test]
+    fn apply_writes_every_file_and_revert_restores_the_previous_ones() {
+        let root = tempfile::tempdir().unwrap();
+        let root = root.path();
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(root.join("etc/hostname"), "buildroot\n").unwrap();
+        let key = Keypair::generate();
+        let address = key.address().to_string();
+        let applied = apply(root, &devnet("aergo-1"), &Material { producer_key: Some(key) }).unwrap();
+        assert_eq!(std::fs::read_to_string(root.join("etc/hostname")).unwrap(), "aergo-1\n");
+        let node = NodeConfig::load(&root.join(NODE_CONFIG_FILE)).unwrap();
+        assert!(node.producer.enabled);
+        assert_eq!(node.data_dir, PathBuf::from(&applied.data_dir));
+        assert_eq!(node.producer.key_file, PathBuf::from(key_path(&address)));
+        let key_file = box_path(root, &key_path(&address));
+        assert_eq!(KeyFile::read(&key_file).unwrap().address().to_string(), address);
+        assert_eq!(std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::metadata(root.join(TOKEN_FILE)).unwrap().permissions().mode() & 0o777, 0o600);
+        assert!(box_path(root, &format!("{}/genesis.toml", applied.data_dir)).exists());
+        let now = current(root).unwrap().unwrap();
+        assert_eq!(now.node.producer_address.as_deref(), Some(address.as_str()));
+        assert_eq!(now.agent.token, None, "the token stays out of settings.toml");
+
+        // A second apply keeps the key (by address) and the same devnet.
+        let mut second = now.clone();
+        second.hostname = "aergo-2".into();
+        let again = apply(root, &second, &Material::default()).unwrap();
+        assert_eq!(again.data_dir, applied.data_dir);
+        assert_eq!(std::fs::read_to_string(root.join("etc/hostname")).unwrap(), "aergo-2\n");
+        assert!(revert(root).unwrap().contains(&"etc/hostname".to_string()));
+        assert_eq!(std::fs::read_to_string(root.join("etc/hostname")).unwrap(), "aergo-1\n");
+        assert!(matches!(revert(root), Err(ApplyError::NoLastGood(_))));
+        assert!(key_file.exists(), "keys are never reverted");
+    }
+
+    #[test]
+    fn revert_of_the_first_apply_removes_what_did_not_exist() {
+        let root = tempfile::tempdir().unwrap();
+        let root = root.path();
+        apply(root, &devnet("aergo-1"), &Material { producer_key: Some(Keypair::generate()) }).unwrap();
+        revert(root).unwrap();
+        assert!(!root.join("etc/hostname").exists());
+        assert!(!root.join(SETTINGS_FILE).exists());
+        assert!(current(root).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_bad_genesis_or_missing_key_changes_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        let root = root.path();
+        let mut s = devnet("aergo-1");
+        s.node.chain = "/boot/genesis.toml".into();
+        std::fs::create_dir_all(root.join("boot")).unwrap();
+        std::fs::write(root.join("boot/genesis.toml"), "not toml [").unwrap();
+        let e = apply(root, &s, &Material { producer_key: Some(Keypair::generate()) }).unwrap_err();
+        assert!(e.to_string().contains("genesis file /boot/genesis.toml"), "{e}");
+        let e = apply(root, &devnet("aergo-1"), &Material::default()).unwrap_err();
+        assert!(e.to_string().contains("generate or import"), "{e}");
+        assert!(!root.join("etc").exists());
+    }
+}

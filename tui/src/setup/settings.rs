@@ -1,0 +1,259 @@
+//! What a box is configured with. The same shape as the appliance's `provision.toml`, so that first-boot
+//! provisioning and the Setup screen produce the same files.
+
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+
+/// The chain value that means "a local devnet with this box as its only producer".
+pub const DEVNET: &str = "devnet";
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub hostname: String,
+    #[serde(default)]
+    pub network: Network,
+    pub node: NodeSettings,
+    #[serde(default)]
+    pub agent: AgentSettings,
+    #[serde(default)]
+    pub ssh: SshSettings,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Network {
+    pub interface: String,
+    pub dhcp: bool,
+    /// `ip/prefix`, for a static address.
+    pub address: Option<String>,
+    pub gateway: Option<String>,
+    pub dns: Vec<String>,
+}
+
+impl Default for Network {
+    fn default() -> Self {
+        Network { interface: "eth0".into(), dhcp: true, address: None, gateway: None, dns: Vec::new() }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Producer,
+    Full,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Producer => "producer",
+            Role::Full => "full",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSettings {
+    pub role: Role,
+    /// [`DEVNET`], or the path of a genesis file to join.
+    pub chain: String,
+    /// The producer key's address (informational: the key itself is a file the Setup screen writes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub producer_address: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentSettings {
+    /// What Horde sends as its bearer token. Written to the agent's token file, never to
+    /// `settings.toml`.
+    #[serde(skip_serializing)]
+    pub token: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SshSettings {
+    pub authorized_keys: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SettingsError {
+    #[error("hostname {0:?} is not valid: use 1-63 letters, digits and '-' per label, not starting or ending with '-'")]
+    Hostname(String),
+    #[error("network: {0}")]
+    Network(String),
+    #[error("node: {0}")]
+    Node(String),
+    #[error("agent token: {0}")]
+    Token(String),
+    #[error("ssh: {0}")]
+    Ssh(String),
+}
+
+impl Settings {
+    /// Checks everything that can be checked without the file system.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        validate_hostname(&self.hostname)?;
+        self.network.validate().map_err(SettingsError::Network)?;
+        if self.node.chain.trim().is_empty() {
+            return Err(SettingsError::Node("chain is empty: use \"devnet\" or a genesis file".into()));
+        }
+        if self.node.chain == DEVNET && self.node.role != Role::Producer {
+            return Err(SettingsError::Node(
+                "a local devnet needs this box as its producer: choose role \"producer\"".into(),
+            ));
+        }
+        if let Some(token) = &self.agent.token {
+            if token.len() < 32 || !token.chars().all(|c| c.is_ascii_graphic()) {
+                return Err(SettingsError::Token(
+                    "use at least 32 printable characters without spaces (aergo-agent gen-token makes one)"
+                        .into(),
+                ));
+            }
+        }
+        for key in &self.ssh.authorized_keys {
+            if key.contains('\n') || key.split_whitespace().count() < 2 {
+                return Err(SettingsError::Ssh(format!("{key:?} is not one authorized_keys line")));
+            }
+        }
+        Ok(())
+    }
+
+    /// A readable one-line summary of the network settings.
+    pub fn network_summary(&self) -> String {
+        let n = &self.network;
+        if n.dhcp {
+            format!("{} DHCP", n.interface)
+        } else {
+            format!("{} {}", n.interface, n.address.as_deref().unwrap_or("?"))
+        }
+    }
+}
+
+pub fn validate_hostname(name: &str) -> Result<(), SettingsError> {
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(SettingsError::Hostname(name.to_string()))
+    }
+}
+
+/// `ip/prefix` into its parts.
+pub fn parse_cidr(text: &str) -> Result<(IpAddr, u8), String> {
+    let (ip, prefix) = text
+        .trim()
+        .split_once('/')
+        .ok_or_else(|| format!("{text:?}: write the address as ip/prefix, e.g. 192.0.2.10/24"))?;
+    let ip: IpAddr = ip.parse().map_err(|_| format!("{ip:?} is not an IP address"))?;
+    let prefix: u8 = prefix.parse().map_err(|_| format!("{prefix:?} is not a prefix length"))?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    if prefix == 0 || prefix > max {
+        return Err(format!("prefix /{prefix} is out of range 1-{max}"));
+    }
+    Ok((ip, prefix))
+}
+
+impl Network {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.interface.is_empty()
+            || self.interface.len() > 15
+            || !self.interface.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(format!("interface {:?} is not a valid interface name", self.interface));
+        }
+        if self.dhcp {
+            return Ok(());
+        }
+        let address = self.address.as_deref().ok_or("a static setup needs an address (ip/prefix)")?;
+        let (ip, _) = parse_cidr(address)?;
+        let gateway = self.gateway.as_deref().ok_or("a static setup needs a gateway")?;
+        let gw: IpAddr =
+            gateway.trim().parse().map_err(|_| format!("gateway {gateway:?} is not an IP address"))?;
+        if gw.is_ipv4() != ip.is_ipv4() {
+            return Err("the gateway and the address are of different IP versions".into());
+        }
+        if self.dns.is_empty() {
+            return Err("a static setup needs at least one DNS server".into());
+        }
+        for d in &self.dns {
+            d.trim().parse::<IpAddr>().map_err(|_| format!("DNS server {d:?} is not an IP address"))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Settings {
+        Settings {
+            hostname: "aergo-1".into(),
+            network: Network::default(),
+            node: NodeSettings { role: Role::Producer, chain: DEVNET.into(), producer_address: None },
+            agent: AgentSettings::default(),
+            ssh: SshSettings::default(),
+        }
+    }
+
+    #[test]
+    fn provision_toml_of_the_appliance_parses() {
+        let text = r#"
+hostname = "aergo-1"
+[network]
+dhcp = true
+[node]
+role = "producer"
+chain = "devnet"
+[agent]
+token = "0123456789abcdef0123456789abcdef"
+[ssh]
+authorized_keys = []
+"#;
+        let s: Settings = toml::from_str(text).unwrap();
+        s.validate().unwrap();
+        assert_eq!(s.agent.token.as_deref(), Some("0123456789abcdef0123456789abcdef"));
+        // The token never goes back out into settings.toml.
+        assert!(!toml::to_string(&s).unwrap().contains("0123456789abcdef"));
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_reasons() {
+        let mut s = base();
+        s.hostname = "-bad".into();
+        assert!(matches!(s.validate(), Err(SettingsError::Hostname(_))));
+        let mut s = base();
+        s.network.dhcp = false;
+        assert!(s.validate().unwrap_err().to_string().contains("needs an address"));
+        s.network.address = Some("10.0.0.5".into());
+        assert!(s.validate().unwrap_err().to_string().contains("ip/prefix"));
+        s.network.address = Some("10.0.0.5/33".into());
+        assert!(s.validate().unwrap_err().to_string().contains("out of range"));
+        s.network.address = Some("10.0.0.5/24".into());
+        s.network.gateway = Some("fe80::1".into());
+        assert!(s.validate().unwrap_err().to_string().contains("different IP versions"));
+        s.network.gateway = Some("10.0.0.1".into());
+        s.network.dns = vec!["one.one".into()];
+        assert!(s.validate().unwrap_err().to_string().contains("DNS server"));
+        s.network.dns = vec!["10.0.0.1".into()];
+        s.validate().unwrap();
+        let mut s = base();
+        s.node.role = Role::Full;
+        assert!(s.validate().unwrap_err().to_string().contains("devnet needs this box"));
+        let mut s = base();
+        s.agent.token = Some("short".into());
+        assert!(matches!(s.validate(), Err(SettingsError::Token(_))));
+    }
+}

@@ -1,0 +1,48 @@
+//! Operations: restart the node or the agent, reboot, shut down — each after a confirmation.
+
+use super::{draw_confirm, fit, panel, Theme};
+use crate::app::App;
+use crate::ops::Op;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{List, ListItem, ListState, Paragraph};
+use ratatui::Frame;
+
+pub fn draw(frame: &mut Frame<'_>, app: &App, theme: Theme, area: Rect) {
+    let width = area.width.saturating_sub(2) as usize;
+    let [list, info] = Layout::vertical([Constraint::Length(6), Constraint::Min(3)]).areas(area);
+    let items: Vec<ListItem<'_>> =
+        Op::ALL.iter().map(|op| ListItem::new(format!(" {}", op.label()))).collect();
+    let mut state = ListState::default().with_selected(Some(app.ops.selected));
+    frame.render_stateful_widget(
+        List::new(items)
+            .highlight_style(theme.selected())
+            .highlight_symbol("›")
+            .block(panel("Operations — ↑↓ choose, Enter run")),
+        list,
+        &mut state,
+    );
+    let op = Op::ALL.get(app.ops.selected).copied().unwrap_or(Op::RestartNode);
+    let mut lines = vec![
+        Line::raw(fit(op.consequence(), width)),
+        Line::styled(fit(&format!("runs: {}", app.console.command(op).join(" ")), width), theme.dim()),
+        Line::raw(""),
+    ];
+    if let Some(running) = app.ops.running {
+        lines.push(Line::styled(format!("{}: running…", running.label()), theme.warn()));
+    }
+    match &app.ops.last {
+        Some((done, Ok(text))) => lines.push(Line::from(vec![
+            Span::styled(format!("{}: done", done.label()), theme.ok()),
+            Span::raw(fit(&format!(" — {text}"), width.saturating_sub(30))),
+        ])),
+        Some((done, Err(e))) => {
+            lines.push(Line::styled(fit(&format!("{}: FAILED — {e}", done.label()), width), theme.bad()))
+        }
+        None => {}
+    }
+    frame.render_widget(Paragraph::new(lines).block(panel(op.label())), info);
+    if let Some(op) = app.ops.confirming {
+        draw_confirm(frame, theme, area, &format!("{}?", op.label()), op.consequence());
+    }
+}
