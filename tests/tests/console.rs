@@ -1,7 +1,8 @@
 //! aergo-console from the outside: the real binary in a tmux pane against a devnet node and the agent,
 //! its screen read back with `capture-pane`. The height shown rises, the tabs switch, logs arrive, an
 //! operation runs its configured command after a confirmation, a killed node shows as unreachable while
-//! the console keeps running, and the kiosk console cannot be quit, only locked.
+//! the console keeps running, and the kiosk console — here on a simulated serial line, which reports no
+//! size — cannot be quit, only locked.
 
 use aergo_tests::{binary, wait_for, AgentProcess, NodeProcess};
 use std::path::Path;
@@ -14,13 +15,18 @@ struct Console {
 }
 
 impl Console {
-    fn start(name: &str, args: &[String]) -> anyhow::Result<Console> {
+    /// `serial`: as on a serial port — the terminal reports no size and TERM is vt100 (no colours).
+    fn start(name: &str, args: &[String], serial: bool) -> anyhow::Result<Console> {
         let socket = format!("aergo-test-{}-{name}", std::process::id());
         let mut command = vec![binary("aergo-console").display().to_string()];
         command.extend(args.iter().cloned());
+        let mut command = command.join(" ");
+        if serial {
+            command = format!("sh -c 'stty rows 0 cols 0; TERM=vt100 exec {command}'");
+        }
         let status = Command::new("tmux")
             .args(["-L", &socket, "new-session", "-d", "-s", "console", "-x", "100", "-y", "30"])
-            .arg(command.join(" "))
+            .arg(command)
             .status()?;
         anyhow::ensure!(status.success(), "tmux new-session failed");
         Ok(Console { socket })
@@ -72,7 +78,9 @@ impl Drop for Console {
 
 fn write_console_config(root: &Path, marker: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(root.join("etc/aergo"))?;
-    let cmd = |what: &str| format!("[\"sh\", \"-c\", \"echo {what} >> {}; echo {what} requested\"]", marker.display());
+    let cmd = |what: &str| {
+        format!("[\"sh\", \"-c\", \"echo {what} >> {}; echo {what} requested\"]", marker.display())
+    };
     std::fs::write(
         root.join("etc/aergo/console.toml"),
         format!(
@@ -108,7 +116,7 @@ fn console_follows_the_chain_switches_tabs_runs_operations_and_survives_a_dead_n
         "--agent-log".into(),
         agent.dir.join("agent.log").display().to_string(),
     ];
-    let console = Console::start("main", &args)?;
+    let console = Console::start("main", &args, false)?;
 
     // A box without settings opens on Setup.
     console.wait_text("This box has not been set up yet", Duration::from_secs(15))?;
@@ -117,7 +125,9 @@ fn console_follows_the_chain_switches_tabs_runs_operations_and_survives_a_dead_n
     console.keys(&["1"])?;
     console.wait_text("Health: OK", Duration::from_secs(15))?;
     let first = wait_for(Duration::from_secs(10), "a height on the dashboard", || console.height())?;
-    let later = wait_for(Duration::from_secs(15), "the height to rise", || console.height().filter(|h| *h >= first + 2))?;
+    let later = wait_for(Duration::from_secs(15), "the height to rise", || {
+        console.height().filter(|h| *h >= first + 2)
+    })?;
     assert!(later > first);
 
     // Tabs switch; the Blocks screen lists the blocks the node made.
@@ -177,8 +187,11 @@ fn kiosk_console_cannot_be_quit_only_locked() -> anyhow::Result<()> {
             .map(|s| s.to_string())
             .chain([root.display().to_string()])
             .collect();
-    let console = Console::start("kiosk", &args)?;
-    console.wait_text("node DOWN  agent DOWN", Duration::from_secs(15))?;
+    let console = Console::start("kiosk", &args, true)?;
+    let screen = console.wait_text("node DOWN  agent DOWN", Duration::from_secs(15))?;
+    // A serial line reports no size: the console draws at 80×24.
+    let width = screen.lines().map(|l| l.trim_end().chars().count()).max().unwrap_or(0);
+    assert_eq!(width, 80, "{screen}");
     console.keys(&["1"])?;
     console.wait_text("NODE UNREACHABLE", Duration::from_secs(10))?;
     console.keys(&["q"])?;
@@ -194,7 +207,9 @@ fn kiosk_console_cannot_be_quit_only_locked() -> anyhow::Result<()> {
     console.keys(&["Enter"])?;
     console.wait_text("NODE UNREACHABLE", Duration::from_secs(5))?;
     // SIGTERM (as init sends at shutdown) ends it cleanly.
-    let pid = String::from_utf8_lossy(&console.tmux(&["list-panes", "-F", "#{pane_pid}"])?.stdout).trim().to_string();
+    let pid = String::from_utf8_lossy(&console.tmux(&["list-panes", "-F", "#{pane_pid}"])?.stdout)
+        .trim()
+        .to_string();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid.parse()?), nix::sys::signal::Signal::SIGTERM)?;
     wait_for(Duration::from_secs(10), "the console to end on SIGTERM", || (!console.alive()).then_some(()))?;
     Ok(())

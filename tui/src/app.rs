@@ -272,10 +272,8 @@ impl App {
                 _ => None,
             };
             if let Some(tab) = tab {
+                // The Setup draft (a generated key, a new token) survives a look at another screen.
                 self.tab = tab;
-                if tab == Tab::Setup && self.setup.message.is_none() && !self.setup.editing {
-                    self.setup.reload();
-                }
                 return Vec::new();
             }
             if key.code == KeyCode::Char('q') {

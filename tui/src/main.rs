@@ -91,13 +91,40 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     spawn_ticker(tx.clone(), stop.clone())?;
 
-    let mut terminal = ratatui::init();
+    let mut terminal = open_terminal()?;
     // Input on its own thread: `read` blocks, and the loop below must not.
     spawn_input(tx.clone(), stop.clone())?;
     let result = event_loop(&mut terminal, &mut app, &rx, &collector, &tx);
     stop.store(true, Ordering::Relaxed);
     ratatui::restore();
     result
+}
+
+/// The terminal in raw mode on the alternate screen. A serial console reports a size of 0×0 (the
+/// kernel does not know the far end's size): then the console draws at `COLUMNS`×`LINES` from the
+/// environment, or 80×24.
+fn open_terminal() -> anyhow::Result<ratatui::DefaultTerminal> {
+    let size = ratatui::crossterm::terminal::size().unwrap_or((0, 0));
+    if size.0 > 0 && size.1 > 0 {
+        return Ok(ratatui::init());
+    }
+    let env = |name: &str, default: u16| {
+        std::env::var(name).ok().and_then(|v| v.parse::<u16>().ok()).filter(|v| *v > 0).unwrap_or(default)
+    };
+    let area = ratatui::layout::Rect::new(0, 0, env("COLUMNS", 80), env("LINES", 24));
+    // As ratatui::init does: put the terminal back before a panic message is printed.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        ratatui::restore();
+        hook(info);
+    }));
+    ratatui::crossterm::terminal::enable_raw_mode()?;
+    ratatui::crossterm::execute!(std::io::stdout(), ratatui::crossterm::terminal::EnterAlternateScreen)?;
+    let backend = ratatui::backend::CrosstermBackend::new(std::io::stdout());
+    Ok(ratatui::Terminal::with_options(
+        backend,
+        ratatui::TerminalOptions { viewport: ratatui::Viewport::Fixed(area) },
+    )?)
 }
 
 fn event_loop(

@@ -152,6 +152,12 @@ fn first_boot_setup_writes_every_file_and_revert_restores_them() {
     assert!(!screen(&app).contains(&secret), "the secret is hidden again");
     next(&mut app, Step::Horde);
 
+    // Looking at another screen keeps the draft (the key, its backup).
+    press(&mut app, KeyCode::Char('1'));
+    press(&mut app, KeyCode::Char('5'));
+    assert_eq!(app.setup.producer_address().as_deref(), Some(address.as_str()));
+    assert_eq!(app.setup.step, Step::Horde);
+
     // Horde: the new token is shown on this step and never again.
     let token = app.setup.draft.new_token.clone().unwrap();
     assert!(screen(&app).contains(&token));
