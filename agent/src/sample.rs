@@ -29,6 +29,12 @@ pub struct Sample {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Host {
     pub hostname: String,
+    /// `PRETTY_NAME` of `/etc/os-release` (`AERGO OS 0.1.0` on the appliance).
+    #[serde(default)]
+    pub os: Option<String>,
+    /// The root slot the appliance booted (`rauc.slot=` on the kernel command line): `A` or `B`.
+    #[serde(default)]
+    pub boot_slot: Option<String>,
     pub uptime_s: f64,
     pub boot_time_s: u64,
     pub load: [f64; 3],

@@ -4,7 +4,7 @@ use aergo_console::app::{App, Effect, Event, Settings};
 use aergo_console::collect::{self, Endpoints, Request};
 use aergo_console::logs::{self, LogSource};
 use aergo_console::ops::{self, ConsoleConfig};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use ratatui::crossterm::event as term;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,7 +26,7 @@ struct Cli {
     #[arg(long)]
     agent_token_file: Option<PathBuf>,
     /// Where setup reads and writes its files: `/` on the box.
-    #[arg(long, default_value = "/")]
+    #[arg(long, default_value = "/", global = true)]
     root: PathBuf,
     /// Cannot be quit, only locked (for tty1).
     #[arg(long)]
@@ -40,6 +40,15 @@ struct Cli {
     /// No colours (also with NO_COLOR set or TERM=vt100/vt102/dumb).
     #[arg(long)]
     no_color: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Applies a provision.toml under --root, as first boot does: writes the files Setup would,
+    /// generating the producer key (and the agent token when the file has none).
+    Provision { file: PathBuf },
 }
 
 fn main() -> std::process::ExitCode {
@@ -63,6 +72,19 @@ fn color_wanted(cli: &Cli) -> bool {
 fn run(cli: Cli) -> anyhow::Result<()> {
     if !cli.root.is_dir() {
         anyhow::bail!("--root {} is not a directory", cli.root.display());
+    }
+    if let Some(Command::Provision { file }) = &cli.command {
+        let (applied, token) = aergo_console::setup::provision(&cli.root, file)?;
+        println!(
+            "applied {}: {} files, chain data in {}",
+            file.display(),
+            applied.written.len(),
+            applied.data_dir
+        );
+        if let Some(t) = token {
+            println!("generated agent token (give it to Horde): {t}");
+        }
+        return Ok(());
     }
     let console = ConsoleConfig::load(&cli.root)?;
     let token_file = cli.agent_token_file.clone().unwrap_or_else(|| cli.root.join("etc/aergo/agent.token"));

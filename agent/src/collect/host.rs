@@ -156,6 +156,8 @@ impl HostCollector {
             hostname: nix::unistd::gethostname()
                 .map(|h| h.to_string_lossy().into_owned())
                 .unwrap_or_default(),
+            os: os_name(),
+            boot_slot: boot_slot(),
             uptime_s: uptime.uptime,
             boot_time_s: stat.btime,
             load: [round2(load.one as f64), round2(load.five as f64), round2(load.fifteen as f64)],
@@ -345,6 +347,21 @@ fn filesystems(data_dir: Option<&Path>) -> Result<Vec<Filesystem>, HostError> {
         });
     }
     Ok(out)
+}
+
+/// `PRETTY_NAME` from `/etc/os-release`.
+fn os_name() -> Option<String> {
+    let text = std::fs::read_to_string("/etc/os-release").ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+        .map(|v| v.trim().trim_matches('"').to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// The `rauc.slot=` kernel argument, if any.
+fn boot_slot() -> Option<String> {
+    let cmdline = std::fs::read_to_string("/proc/cmdline").ok()?;
+    cmdline.split_whitespace().find_map(|a| a.strip_prefix("rauc.slot=")).map(str::to_string)
 }
 
 #[cfg(test)]

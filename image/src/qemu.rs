@@ -1,0 +1,109 @@
+//! `aergo-image run`: boots the image in QEMU under UEFI (OVMF), with KVM when `/dev/kvm` is usable,
+//! the serial console on the terminal (or in a file when detached), and the node's RPC and the agent
+//! forwarded to loopback ports. The guest's network is QEMU's user network with `restrict=on`: the
+//! guest reaches nothing outside QEMU; only the forwarded ports come in.
+
+use anyhow::Context;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
+
+pub struct RunOptions {
+    pub image: PathBuf,
+    pub rpc_port: u16,
+    pub agent_port: u16,
+    pub memory_mib: u32,
+    /// Detach: serial output to this file, pid to `pidfile`.
+    pub detach: Option<(PathBuf, PathBuf)>,
+    /// A QEMU monitor on this UNIX socket (reset, quit) when detached.
+    pub monitor: Option<PathBuf>,
+}
+
+/// A free loopback TCP port (bound and released; the caller uses it right away).
+pub fn free_port() -> anyhow::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// Whether KVM can boot firmware here: `/dev/kvm` opens and a short QEMU run under OVMF neither
+/// crashes nor reports a KVM error (some hosts expose a KVM that cannot run real-mode firmware, e.g.
+/// a paravirtual one). `AERGO_QEMU_ACCEL=kvm|tcg` decides without probing.
+pub fn kvm_usable() -> bool {
+    match std::env::var("AERGO_QEMU_ACCEL").as_deref() {
+        Ok("kvm") => return true,
+        Ok("tcg") => return false,
+        _ => {}
+    }
+    if std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_err() {
+        return false;
+    }
+    let probe = Command::new("timeout")
+        .args(["4", "qemu-system-x86_64", "-machine", "q35,accel=kvm", "-cpu", "host", "-m", "128"])
+        .args(["-display", "none", "-serial", "none", "-monitor", "none", "-bios", OVMF])
+        .output();
+    match probe {
+        // Still running after 4 s (timeout's 124) and silent: KVM works.
+        Ok(out) => out.status.code() == Some(124) && !String::from_utf8_lossy(&out.stderr).contains("KVM"),
+        Err(_) => false,
+    }
+}
+
+pub fn command(o: &RunOptions) -> anyhow::Result<Command> {
+    anyhow::ensure!(o.image.exists(), "{} does not exist: run `aergo-image build` first", o.image.display());
+    anyhow::ensure!(Path::new(OVMF).exists(), "{OVMF} is missing (apt-get install ovmf)");
+    let format = if o.image.extension().is_some_and(|e| e == "qcow2") { "qcow2" } else { "raw" };
+    let mut cmd = Command::new("qemu-system-x86_64");
+    if kvm_usable() {
+        cmd.args(["-machine", "q35,accel=kvm", "-cpu", "host"]);
+    } else {
+        eprintln!("KVM is not usable here: software emulation (slower)");
+        cmd.args(["-machine", "q35,accel=tcg", "-cpu", "max"]);
+    }
+    cmd.args(["-smp", "2", "-m", &o.memory_mib.to_string(), "-bios", OVMF]);
+    cmd.arg("-drive").arg(format!("file={},if=virtio,format={format},cache=unsafe", o.image.display()));
+    cmd.args([
+        "-netdev",
+        &format!(
+            "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{}-:7845,hostfwd=tcp:127.0.0.1:{}-:7850",
+            o.rpc_port, o.agent_port
+        ),
+        "-device",
+        "virtio-net-pci,netdev=net0",
+        "-device",
+        "i6300esb",
+        "-device",
+        "virtio-rng-pci",
+        "-display",
+        "none",
+        "-vga",
+        "std",
+    ]);
+    match &o.detach {
+        Some((serial, pidfile)) => {
+            cmd.arg("-serial").arg(format!("file:{}", serial.display()));
+            cmd.arg("-pidfile").arg(pidfile).arg("-daemonize");
+            if let Some(m) = &o.monitor {
+                cmd.arg("-monitor").arg(format!("unix:{},server,nowait", m.display()));
+            }
+        }
+        None => {
+            cmd.args(["-serial", "mon:stdio"]);
+        }
+    }
+    Ok(cmd)
+}
+
+pub fn run(o: &RunOptions) -> anyhow::Result<()> {
+    let mut cmd = command(o)?;
+    println!("AERGO_RPC=http://127.0.0.1:{}", o.rpc_port);
+    println!("AERGO_AGENT=http://127.0.0.1:{}", o.agent_port);
+    let status = cmd.status().context("cannot start qemu-system-x86_64")?;
+    anyhow::ensure!(status.success(), "qemu exited with {status}");
+    if let Some((serial, pidfile)) = &o.detach {
+        let pid = std::fs::read_to_string(pidfile).unwrap_or_default();
+        println!("QEMU_PID={}", pid.trim());
+        println!("SERIAL_LOG={}", serial.display());
+    }
+    Ok(())
+}
