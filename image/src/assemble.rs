@@ -25,7 +25,11 @@ const INITRAMFS_MODULES: [&str; 9] = [
 ];
 
 /// Modules the running system may load (rcS, modprobe).
-const ROOTFS_MODULES: [&str; 20] = [
+const ROOTFS_MODULES: [&str; 24] = [
+    "xhci_pci",
+    "usb_storage",
+    "loop",
+    "dm_mod",
     "virtio_net",
     "virtio_console",
     "virtio_rng",
@@ -59,6 +63,8 @@ pub struct BuildOptions {
     /// Extra kernel arguments kept in grubenv (`aergo.console=ttyS0`).
     pub extra_args: String,
     pub version: String,
+    /// The certificate(s) RAUC accepts bundles from (`/etc/rauc/keyring.pem`).
+    pub keyring: PathBuf,
 }
 
 pub struct Built {
@@ -183,7 +189,13 @@ fn stage_rootfs(o: &BuildOptions, root: &Path, kernel: &Path, busybox: &Path) ->
         run(Command::new("strip").arg("--strip-debug").arg(&from).arg("-o").arg(&to))?;
         programs.push(from);
     }
-    for tool in ["/usr/bin/rauc", "/usr/bin/grub-editenv", "/usr/bin/unsquashfs"] {
+    for tool in [
+        "/usr/bin/rauc",
+        "/usr/bin/grub-editenv",
+        "/usr/bin/unsquashfs",
+        "/usr/bin/dbus-daemon",
+        "/usr/sbin/nft",
+    ] {
         let from = Path::new(tool);
         if from.exists() {
             copy_file(from, &root.join(tool.trim_start_matches('/')))?;
@@ -227,8 +239,16 @@ fn stage_rootfs(o: &BuildOptions, root: &Path, kernel: &Path, busybox: &Path) ->
     std::fs::write(root.join("lib/modules/initramfs.list"), initramfs.join("\n") + "\n")?;
     copy_file(&kernel.join(format!("boot/vmlinuz-{version}")), &root.join("boot/vmlinuz"))?;
 
+    // The system bus and RAUC's D-Bus policy (the distribution's RAUC installs through its service).
+    let dbus = tools::unpacked("dbus-system-bus-common")?;
+    copy_file(&dbus.join("usr/share/dbus-1/system.conf"), &root.join("usr/share/dbus-1/system.conf"))?;
+    let rauc = tools::unpacked("rauc-service")?;
+    let policy = "usr/share/dbus-1/system.d/de.pengutronix.rauc.conf";
+    copy_file(&rauc.join(policy), &root.join(policy))?;
+
     // The shared overlay and post-build script: the same as Buildroot's.
     copy_tree(&board(o).join("rootfs-overlay"), root)?;
+    copy_file(&o.keyring, &root.join("etc/rauc/keyring.pem"))?;
     run(Command::new("sh").arg(board(o).join("post-build.sh")).arg(root).env("AERGO_VERSION", &o.version))?;
     Ok(version)
 }

@@ -5,10 +5,12 @@
 //! - [`assemble`]: stages the root file system (BusyBox, our binaries and their libraries, kernel
 //!   modules, the shared `buildroot/board/aergo` overlay and post-build script), squashes it, makes the
 //!   GRUB EFI image and its environment, and lays out the disk with the shared `genimage.cfg`.
+//! - [`bundle`]: signed RAUC bundles of a root slot and the update media the box installs them from.
 //! - [`qemu`]: boots it under OVMF with KVM, forwarding RPC and the agent to loopback ports.
 //!
 //! The layout and boot flow are in `docs/appliance.md`.
 
 pub mod assemble;
+pub mod bundle;
 pub mod qemu;
 pub mod tools;

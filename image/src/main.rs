@@ -1,7 +1,7 @@
 //! `aergo-image`: builds the AERGO OS appliance image offline and boots it in QEMU.
 //! See `docs/appliance.md` and the library's modules.
 
-use aergo_image::{assemble, qemu};
+use aergo_image::{assemble, bundle, qemu};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -29,9 +29,38 @@ enum Cmd {
         /// Run the console on the serial port too (kernel argument aergo.console=ttyS0).
         #[arg(long)]
         serial_console: bool,
+        /// More kernel arguments (kept in grubenv), e.g. aergo.health_deadline=120.
+        #[arg(long, default_value = "")]
+        kernel_args: String,
         /// The release name in /etc/os-release.
         #[arg(long, default_value = concat!(env!("CARGO_PKG_VERSION"), "-dev"))]
         os_version: String,
+        /// Certificate RAUC accepts bundles from (default: the development one, made once).
+        #[arg(long)]
+        keyring: Option<PathBuf>,
+    },
+    /// Signs a root slot image into a RAUC bundle and writes update media (FAT, label AERGOUPDATE)
+    /// that the box installs from.
+    Bundle {
+        /// The root slot image (rootfs.squashfs of a build).
+        #[arg(long, default_value = "target/image/rootfs.squashfs")]
+        rootfs: PathBuf,
+        /// Signing key and certificate (default: the development pair).
+        #[arg(long, requires = "cert")]
+        key: Option<PathBuf>,
+        #[arg(long, requires = "key")]
+        cert: Option<PathBuf>,
+        #[arg(long, default_value = concat!(env!("CARGO_PKG_VERSION"), "-dev"))]
+        bundle_version: String,
+        #[arg(long, default_value = "target/image")]
+        out: PathBuf,
+    },
+    /// Writes update media (FAT, label AERGOUPDATE) holding a bundle.
+    Media {
+        #[arg(long)]
+        bundle: PathBuf,
+        #[arg(long, default_value = "target/image/update-media.img")]
+        out: PathBuf,
     },
     /// Boots the image in QEMU (KVM when usable) with RPC and the agent on loopback ports it prints.
     Run {
@@ -55,6 +84,9 @@ enum Cmd {
         /// A QEMU monitor socket (detached runs).
         #[arg(long)]
         monitor: Option<PathBuf>,
+        /// An extra read-only disk, e.g. update media (repeatable).
+        #[arg(long)]
+        drive: Vec<PathBuf>,
     },
 }
 
@@ -83,7 +115,11 @@ fn workspace() -> anyhow::Result<PathBuf> {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Cmd::Build { out, provision, bin_dir, serial_console, os_version } => {
+        Cmd::Build { out, provision, bin_dir, serial_console, kernel_args, os_version, keyring } => {
+            let keyring = match keyring {
+                Some(k) => k,
+                None => bundle::dev_keys()?.1,
+            };
             let exe_dir = std::env::current_exe()?.parent().map(PathBuf::from).unwrap_or_default();
             let started = std::time::Instant::now();
             let built = assemble::build(&assemble::BuildOptions {
@@ -91,8 +127,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 bin_dir: bin_dir.unwrap_or(exe_dir),
                 out,
                 provision,
-                extra_args: if serial_console { "aergo.console=ttyS0".into() } else { String::new() },
+                extra_args: [if serial_console { "aergo.console=ttyS0" } else { "" }, kernel_args.as_str()]
+                    .join(" ")
+                    .trim()
+                    .to_string(),
                 version: os_version,
+                keyring,
             })?;
             let size = |p: &PathBuf| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0) >> 20;
             println!("IMAGE={}", built.raw.display());
@@ -106,7 +146,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Cmd::Run { image, rpc_port, agent_port, memory_mib, detach, serial_log, pidfile, monitor } => {
+        Cmd::Bundle { rootfs, key, cert, bundle_version, out } => {
+            let (key, cert) = match (key, cert) {
+                (Some(k), Some(c)) => (k, c),
+                _ => bundle::dev_keys()?,
+            };
+            let (b, media) =
+                bundle::bundle(&bundle::BundleOptions { rootfs, key, cert, version: bundle_version, out })?;
+            println!("BUNDLE={}", b.display());
+            println!("MEDIA={}", media.display());
+            Ok(())
+        }
+        Cmd::Media { bundle, out } => {
+            bundle::write_media(&bundle, &out)?;
+            println!("MEDIA={}", out.display());
+            Ok(())
+        }
+        Cmd::Run { image, rpc_port, agent_port, memory_mib, detach, serial_log, pidfile, monitor, drive } => {
             let rpc_port = match rpc_port {
                 Some(p) => p,
                 None => qemu::free_port()?,
@@ -122,6 +178,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 memory_mib,
                 detach: detach.then_some((serial_log, pidfile)),
                 monitor,
+                drives: drive,
             })
         }
     }

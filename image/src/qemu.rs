@@ -18,6 +18,8 @@ pub struct RunOptions {
     pub detach: Option<(PathBuf, PathBuf)>,
     /// A QEMU monitor on this UNIX socket (reset, quit) when detached.
     pub monitor: Option<PathBuf>,
+    /// Extra disks, read-only (update media).
+    pub drives: Vec<PathBuf>,
 }
 
 /// A free loopback TCP port (bound and released; the caller uses it right away).
@@ -62,6 +64,13 @@ pub fn command(o: &RunOptions) -> anyhow::Result<Command> {
     }
     cmd.args(["-smp", "2", "-m", &o.memory_mib.to_string(), "-bios", OVMF]);
     cmd.arg("-drive").arg(format!("file={},if=virtio,format={format},cache=unsafe", o.image.display()));
+    // Extra disks are USB sticks on an xHCI controller (`usb0`, `usb1`, …), so that a test can swap
+    // them through the monitor (device_del / drive_add / device_add) as a person swaps sticks.
+    cmd.args(["-device", "qemu-xhci,id=xhci"]);
+    for (i, d) in o.drives.iter().enumerate() {
+        cmd.arg("-drive").arg(format!("if=none,id=stick{i},format=raw,readonly=on,file={}", d.display()));
+        cmd.arg("-device").arg(format!("usb-storage,bus=xhci.0,drive=stick{i},id=usb{i}"));
+    }
     cmd.args([
         "-netdev",
         &format!(

@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Host programs and the Debian packages that provide them.
-const HOST_TOOLS: [(&str, &str); 12] = [
+const HOST_TOOLS: [(&str, &str); 15] = [
+    ("nft", "nftables"),
+    ("dbus-daemon", "dbus-daemon"),
+    ("openssl", "openssl"),
     ("genimage", "genimage"),
     ("mcopy", "mtools"),
     ("mkfs.vfat", "dosfstools"),

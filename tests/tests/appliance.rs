@@ -92,46 +92,57 @@ fn field(out: &str, name: &str) -> anyhow::Result<String> {
         .ok_or_else(|| anyhow::anyhow!("{name}= missing from:\n{out}"))
 }
 
-#[test]
-fn image_boots_provisions_and_survives_a_hard_reset() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let token = "5a".repeat(32);
-    let provision = dir.path().join("provision.toml");
+fn aergo_image(args: &[&str], extra: &[&Path]) -> anyhow::Result<String> {
+    let out = Command::new(binary("aergo-image")).current_dir(workspace()).args(args).args(extra).output()?;
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    anyhow::ensure!(out.status.success(), "aergo-image {args:?} failed:\n{text}");
+    Ok(text)
+}
+
+/// Builds an image into `dir/name`; returns the qcow2 and the root slot image.
+fn build_image(dir: &Path, name: &str, version: &str, extra: &[&str]) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let out = dir.join(name);
+    let mut args = vec!["build", "--os-version", version];
+    args.extend_from_slice(extra);
+    let text = aergo_image(&[args.as_slice(), &["--out"]].concat(), &[&out])?;
+    Ok((PathBuf::from(field(&text, "QCOW2")?), out.join("rootfs.squashfs")))
+}
+
+fn provision_file(dir: &Path, token: &str) -> anyhow::Result<PathBuf> {
+    let provision = dir.join("provision.toml");
     std::fs::write(
         &provision,
         format!("hostname = \"aergo-qemu\"\n[network]\ndhcp = true\n[node]\nrole = \"producer\"\nchain = \"devnet\"\n[agent]\ntoken = \"{token}\"\n"),
     )?;
-    let out_dir = dir.path().join("image");
-    let build = Command::new(binary("aergo-image"))
-        .current_dir(workspace())
-        .args(["build", "--serial-console", "--out"])
-        .arg(&out_dir)
-        .arg("--provision")
-        .arg(&provision)
-        .output()?;
-    let text =
-        format!("{}{}", String::from_utf8_lossy(&build.stdout), String::from_utf8_lossy(&build.stderr));
-    anyhow::ensure!(build.status.success(), "aergo-image build failed:\n{text}");
-    let qcow2 = PathBuf::from(field(&text, "QCOW2")?);
+    Ok(provision)
+}
 
-    let (serial, pidfile, monitor) =
-        (dir.path().join("serial.log"), dir.path().join("qemu.pid"), dir.path().join("monitor.sock"));
-    let run = Command::new(binary("aergo-image"))
-        .current_dir(workspace())
-        .args(["run", "--detach", "--memory-mib", "1536", "--image"])
-        .arg(&qcow2)
-        .arg("--serial-log")
-        .arg(&serial)
-        .arg("--pidfile")
-        .arg(&pidfile)
-        .arg("--monitor")
-        .arg(&monitor)
-        .output()?;
-    let text = format!("{}{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
-    anyhow::ensure!(run.status.success(), "aergo-image run failed:\n{text}");
-    let vm =
-        Vm { pidfile, monitor, serial, rpc: field(&text, "AERGO_RPC")?, agent: field(&text, "AERGO_AGENT")? };
-    let boot_limit = Duration::from_secs(300);
+fn start_vm(dir: &Path, qcow2: &Path, drives: &[&Path]) -> anyhow::Result<Vm> {
+    let (serial, pidfile, monitor) = (dir.join("serial.log"), dir.join("qemu.pid"), dir.join("monitor.sock"));
+    let mut extra: Vec<&Path> = vec![Path::new("--image"), qcow2, Path::new("--serial-log"), &serial];
+    extra.extend([Path::new("--pidfile"), &pidfile, Path::new("--monitor"), &monitor]);
+    for d in drives {
+        extra.extend([Path::new("--drive"), *d]);
+    }
+    let text = aergo_image(&["run", "--detach", "--memory-mib", "1536"], &extra)?;
+    Ok(Vm { pidfile, monitor, serial, rpc: field(&text, "AERGO_RPC")?, agent: field(&text, "AERGO_AGENT")? })
+}
+
+const BOOT_LIMIT: Duration = Duration::from_secs(300);
+
+#[test]
+fn image_boots_provisions_and_survives_a_hard_reset() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let token = "5a".repeat(32);
+    let provision = provision_file(dir.path(), &token)?;
+    let (qcow2, _) = build_image(
+        dir.path(),
+        "image",
+        "0.1.0-test",
+        &["--serial-console", "--provision", provision.to_str().unwrap_or_default()],
+    )?;
+    let vm = start_vm(dir.path(), &qcow2, &[])?;
+    let boot_limit = BOOT_LIMIT;
 
     // The agent answers and is ready; the node produces blocks.
     wait_for(boot_limit, "the agent's /readyz through the forwarded port", || {
@@ -157,7 +168,8 @@ fn image_boots_provisions_and_survives_a_hard_reset() -> anyhow::Result<()> {
 
     // First boot applied provision.toml; the console's first screen is on the serial port.
     let serial_text = vm.serial_text();
-    assert!(serial_text.contains("aergo: applied /boot/provision.toml"), "{serial_text}");
+    assert!(serial_text.contains("aergo: applied /boot/provision.toml"), "{}", vm.boot_lines());
+    assert!(serial_text.contains("aergo: firewall: nftables policy loaded"), "{}", vm.boot_lines());
     assert!(
         serial_text.contains("Dashboard") && serial_text.contains("AERGO"),
         "no console on the serial port"
@@ -174,6 +186,151 @@ fn image_boots_provisions_and_survives_a_hard_reset() -> anyhow::Result<()> {
     })?;
     assert!(after > first);
     assert_eq!(vm.rpc("node_info")?["node_key"].as_str().unwrap_or_default(), key, "the node key changed");
+    let _ = vm.monitor("quit");
+    Ok(())
+}
+
+impl Vm {
+    fn telemetry(&self, token: &str) -> Option<Value> {
+        http_get(&format!("{}/v1/telemetry", self.agent), Some(token))
+            .ok()
+            .filter(|a| a.status == 200)?
+            .json()
+            .ok()
+    }
+
+    /// Pulls the USB stick `old` and plugs in `file` as `new` (monitor hot-plug on the xHCI bus).
+    fn swap_stick(&self, old: &str, new: &str, file: &Path) -> anyhow::Result<()> {
+        self.monitor(&format!("device_del {old}"))?;
+        std::thread::sleep(Duration::from_secs(2));
+        self.monitor(&format!(
+            "drive_add 0 if=none,id=drive-{new},format=raw,readonly=on,file={}",
+            file.display()
+        ))?;
+        self.monitor(&format!("device_add usb-storage,bus=xhci.0,drive=drive-{new},id={new}"))?;
+        Ok(())
+    }
+
+    fn wait_serial(&self, text: &str, count: usize, limit: Duration) -> anyhow::Result<()> {
+        wait_for(limit, &format!("{count}× {text:?} on the serial port"), || {
+            (self.serial_text().matches(text).count() >= count).then_some(())
+        })
+        .map_err(|e| anyhow::anyhow!("{e}\nserial (boot lines):\n{}", self.boot_lines()))
+    }
+
+    /// The lines the box writes about itself (kernel command lines and `aergo:` messages).
+    fn boot_lines(&self) -> String {
+        let text = self.serial_text();
+        text.split(['\n', '\r'])
+            .filter_map(|l| l.find("aergo: ").or_else(|| l.find("Command line: ")).map(|i| &l[i..]))
+            .map(|l| l.chars().take(160).collect::<String>())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// A copy of `rootfs` in which the node cannot start.
+fn broken_rootfs(dir: &Path, rootfs: &Path) -> anyhow::Result<PathBuf> {
+    let tree = dir.join("broken-tree");
+    let out = dir.join("broken.squashfs");
+    let status =
+        Command::new("unsquashfs").args(["-q", "-no-progress", "-d"]).arg(&tree).arg(rootfs).status()?;
+    anyhow::ensure!(status.success(), "unsquashfs failed");
+    std::fs::write(
+        tree.join("usr/bin/aergo-node"),
+        "#!/bin/sh\necho 'this node is broken on purpose' >&2\nexit 1\n",
+    )?;
+    let status = Command::new("mksquashfs")
+        .arg(&tree)
+        .arg(&out)
+        .args(["-comp", "xz", "-all-root", "-noappend", "-quiet", "-no-progress"])
+        .status()?;
+    anyhow::ensure!(status.success(), "mksquashfs failed");
+    Ok(out)
+}
+
+#[test]
+fn signed_update_boots_the_other_slot_and_a_bad_one_rolls_back() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let token = "6b".repeat(32);
+    let provision = provision_file(d, &token)?;
+    // The running system, and the release it is updated to (both signed by the development key).
+    let (qcow2, _) = build_image(
+        d,
+        "a",
+        "0.1.0-a",
+        &[
+            "--serial-console",
+            "--kernel-args",
+            "aergo.health_deadline=90",
+            "--provision",
+            provision.to_str().unwrap_or_default(),
+        ],
+    )?;
+    let (_, rootfs_b) = build_image(d, "b", "0.1.0-b", &[])?;
+    let text = aergo_image(
+        &["bundle", "--bundle-version", "0.1.0-b", "--rootfs"],
+        &[&rootfs_b, Path::new("--out"), &d.join("b")],
+    )?;
+    let good_bundle = PathBuf::from(field(&text, "BUNDLE")?);
+    let good_media = PathBuf::from(field(&text, "MEDIA")?);
+    // A tampered copy: one byte of the image changed after signing.
+    let mut bytes = std::fs::read(&good_bundle)?;
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    let tampered = d.join("tampered.raucb");
+    std::fs::write(&tampered, bytes)?;
+    let tampered_media = d.join("tampered-media.img");
+    aergo_image(&["media", "--bundle"], &[&tampered, Path::new("--out"), &tampered_media])?;
+    // A correctly signed release whose node cannot start.
+    let broken = broken_rootfs(d, &rootfs_b)?;
+    let text = aergo_image(
+        &["bundle", "--bundle-version", "0.1.0-broken", "--rootfs"],
+        &[&broken, Path::new("--out"), &d.join("broken")],
+    )?;
+    let broken_media = PathBuf::from(field(&text, "MEDIA")?);
+
+    // Boot A with the stick in: the box installs the bundle into B and reboots into it.
+    let vm = start_vm(d, &qcow2, &[&good_media])?;
+    let on_b = wait_for(BOOT_LIMIT * 2, "the box to run 0.1.0-b from slot B", || {
+        vm.telemetry(&token)
+            .filter(|t| t["host"]["boot_slot"] == "B" && t["host"]["os"] == "AERGO OS 0.1.0-b")
+    })
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", vm.boot_lines()))?;
+    let height_b = on_b["chain"]["height"].as_u64().unwrap_or(0);
+    wait_for(BOOT_LIMIT, "the chain to go on in slot B", || {
+        vm.rpc("chain_info").ok().and_then(|c| c["height"].as_u64()).filter(|h| *h > height_b + 2)
+    })?;
+
+    // A tampered bundle is refused and nothing changes.
+    vm.swap_stick("usb0", "usb1", &tampered_media)?;
+    vm.wait_serial("aergo: update refused: tampered.raucb", 1, Duration::from_secs(120))?;
+    std::thread::sleep(Duration::from_secs(10));
+    let t = vm
+        .telemetry(&token)
+        .ok_or_else(|| anyhow::anyhow!("the agent stopped answering after a refused update"))?;
+    assert_eq!(t["host"]["boot_slot"], "B");
+    assert_eq!(
+        vm.serial_text().matches("Command line: ").count(),
+        2,
+        "the box rebooted:\n{}",
+        vm.boot_lines()
+    );
+
+    // A signed bundle whose node cannot start: installed into A, booted, not healthy within the
+    // deadline, marked bad — and the box is back on B by itself.
+    vm.swap_stick("usb1", "usb2", &broken_media)?;
+    vm.wait_serial("aergo: installing update aergo-os-0.1.0-broken.raucb", 1, Duration::from_secs(120))?;
+    vm.wait_serial("aergo: system ready (slot A)", 2, BOOT_LIMIT)?;
+    vm.wait_serial("aergo: system ready (slot B)", 2, BOOT_LIMIT * 2)?;
+    let back = wait_for(BOOT_LIMIT, "the agent on slot B again", || {
+        vm.telemetry(&token).filter(|t| t["host"]["boot_slot"] == "B")
+    })?;
+    assert_eq!(back["host"]["os"], "AERGO OS 0.1.0-b");
+    wait_for(BOOT_LIMIT, "the chain to go on after the rollback", || {
+        vm.rpc("chain_info").ok().and_then(|c| c["height"].as_u64()).filter(|h| *h > height_b + 2)
+    })?;
     let _ = vm.monitor("quit");
     Ok(())
 }
