@@ -195,12 +195,13 @@ fn stage_rootfs(o: &BuildOptions, root: &Path, kernel: &Path, busybox: &Path) ->
         "/usr/bin/unsquashfs",
         "/usr/bin/dbus-daemon",
         "/usr/sbin/nft",
+        "/usr/sbin/dropbear",
     ] {
+        // Installed by ensure_host_tools: a missing one is a broken build machine, not optional.
         let from = Path::new(tool);
-        if from.exists() {
-            copy_file(from, &root.join(tool.trim_start_matches('/')))?;
-            programs.push(from.to_path_buf());
-        }
+        anyhow::ensure!(from.exists(), "{tool} is missing on the build machine");
+        copy_file(from, &root.join(tool.trim_start_matches('/')))?;
+        programs.push(from.to_path_buf());
     }
     let mut libs = BTreeSet::new();
     for p in &programs {

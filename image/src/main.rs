@@ -72,6 +72,9 @@ enum Cmd {
         /// Loopback port for the agent (default: a free one).
         #[arg(long)]
         agent_port: Option<u16>,
+        /// Loopback port for the box's SSH (default: a free one).
+        #[arg(long)]
+        ssh_port: Option<u16>,
         #[arg(long, default_value_t = 2048)]
         memory_mib: u32,
         /// Run in the background: serial output to --serial-log, pid to --pidfile.
@@ -162,7 +165,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("MEDIA={}", out.display());
             Ok(())
         }
-        Cmd::Run { image, rpc_port, agent_port, memory_mib, detach, serial_log, pidfile, monitor, drive } => {
+        Cmd::Run {
+            image,
+            rpc_port,
+            agent_port,
+            ssh_port,
+            memory_mib,
+            detach,
+            serial_log,
+            pidfile,
+            monitor,
+            drive,
+        } => {
             let rpc_port = match rpc_port {
                 Some(p) => p,
                 None => qemu::free_port()?,
@@ -171,10 +185,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(p) => p,
                 None => qemu::free_port()?,
             };
+            let ssh_port = match ssh_port {
+                Some(p) => p,
+                None => qemu::free_port()?,
+            };
             qemu::run(&qemu::RunOptions {
                 image,
                 rpc_port,
                 agent_port,
+                ssh_port,
                 memory_mib,
                 detach: detach.then_some((serial_log, pidfile)),
                 monitor,

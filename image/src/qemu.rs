@@ -13,6 +13,8 @@ pub struct RunOptions {
     pub image: PathBuf,
     pub rpc_port: u16,
     pub agent_port: u16,
+    /// Loopback port for the box's SSH (22).
+    pub ssh_port: u16,
     pub memory_mib: u32,
     /// Detach: serial output to this file, pid to `pidfile`.
     pub detach: Option<(PathBuf, PathBuf)>,
@@ -74,8 +76,8 @@ pub fn command(o: &RunOptions) -> anyhow::Result<Command> {
     cmd.args([
         "-netdev",
         &format!(
-            "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{}-:7845,hostfwd=tcp:127.0.0.1:{}-:7850",
-            o.rpc_port, o.agent_port
+            "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{}-:7845,hostfwd=tcp:127.0.0.1:{}-:7850,hostfwd=tcp:127.0.0.1:{}-:22",
+            o.rpc_port, o.agent_port, o.ssh_port
         ),
         "-device",
         "virtio-net-pci,netdev=net0",
@@ -107,6 +109,7 @@ pub fn run(o: &RunOptions) -> anyhow::Result<()> {
     let mut cmd = command(o)?;
     println!("AERGO_RPC=http://127.0.0.1:{}", o.rpc_port);
     println!("AERGO_AGENT=http://127.0.0.1:{}", o.agent_port);
+    println!("AERGO_SSH_PORT={}", o.ssh_port);
     let status = cmd.status().context("cannot start qemu-system-x86_64")?;
     anyhow::ensure!(status.success(), "qemu exited with {status}");
     if let Some((serial, pidfile)) = &o.detach {

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Host programs and the Debian packages that provide them.
-const HOST_TOOLS: [(&str, &str); 15] = [
+const HOST_TOOLS: [(&str, &str); 16] = [
+    ("dropbear", "dropbear-bin"),
     ("nft", "nftables"),
     ("dbus-daemon", "dbus-daemon"),
     ("openssl", "openssl"),

@@ -43,6 +43,8 @@ struct Vm {
     serial: PathBuf,
     rpc: String,
     agent: String,
+    ssh_port: String,
+    ssh_key: PathBuf,
 }
 
 impl Vm {
@@ -60,6 +62,25 @@ impl Vm {
         s.write_all(format!("{command}\n").as_bytes())?;
         std::thread::sleep(Duration::from_millis(500));
         Ok(())
+    }
+
+    /// Runs `command` on the box over SSH (key login as root).
+    fn ssh(&self, command: &str) -> anyhow::Result<String> {
+        let out = Command::new("ssh")
+            .args(["-p", &self.ssh_port, "-i"])
+            .arg(&self.ssh_key)
+            .args([
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "BatchMode=yes",
+            ])
+            .args(["-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR", "root@127.0.0.1", command])
+            .output()?;
+        anyhow::ensure!(out.status.success(), "ssh {command:?}: {}", String::from_utf8_lossy(&out.stderr));
+        Ok(String::from_utf8_lossy(&out.stdout).to_string())
     }
 
     fn rpc(&self, method: &str) -> anyhow::Result<Value> {
@@ -108,11 +129,21 @@ fn build_image(dir: &Path, name: &str, version: &str, extra: &[&str]) -> anyhow:
     Ok((PathBuf::from(field(&text, "QCOW2")?), out.join("rootfs.squashfs")))
 }
 
+/// A provision.toml for a devnet producer with `token`, and an SSH key pair whose public half is
+/// authorized (the private key is `dir/ssh_key`).
 fn provision_file(dir: &Path, token: &str) -> anyhow::Result<PathBuf> {
+    let key = dir.join("ssh_key");
+    let status =
+        Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key).status()?;
+    anyhow::ensure!(status.success(), "ssh-keygen failed");
+    let public = std::fs::read_to_string(key.with_extension("pub"))?;
     let provision = dir.join("provision.toml");
     std::fs::write(
         &provision,
-        format!("hostname = \"aergo-qemu\"\n[network]\ndhcp = true\n[node]\nrole = \"producer\"\nchain = \"devnet\"\n[agent]\ntoken = \"{token}\"\n"),
+        format!(
+            "hostname = \"aergo-qemu\"\n[network]\ndhcp = true\n[node]\nrole = \"producer\"\nchain = \"devnet\"\n[agent]\ntoken = \"{token}\"\n[ssh]\nauthorized_keys = [\"{}\"]\n",
+            public.trim()
+        ),
     )?;
     Ok(provision)
 }
@@ -125,7 +156,15 @@ fn start_vm(dir: &Path, qcow2: &Path, drives: &[&Path]) -> anyhow::Result<Vm> {
         extra.extend([Path::new("--drive"), *d]);
     }
     let text = aergo_image(&["run", "--detach", "--memory-mib", "1536"], &extra)?;
-    Ok(Vm { pidfile, monitor, serial, rpc: field(&text, "AERGO_RPC")?, agent: field(&text, "AERGO_AGENT")? })
+    Ok(Vm {
+        pidfile,
+        monitor,
+        serial,
+        rpc: field(&text, "AERGO_RPC")?,
+        agent: field(&text, "AERGO_AGENT")?,
+        ssh_port: field(&text, "AERGO_SSH_PORT")?,
+        ssh_key: dir.join("ssh_key"),
+    })
 }
 
 const BOOT_LIMIT: Duration = Duration::from_secs(300);
@@ -174,6 +213,13 @@ fn image_boots_provisions_and_survives_a_hard_reset() -> anyhow::Result<()> {
         serial_text.contains("Dashboard") && serial_text.contains("AERGO"),
         "no console on the serial port"
     );
+
+    // SSH with the provisioned key (passwords are refused); aergo-ctl, as the console's Operations use it.
+    let status = wait_for(Duration::from_secs(60), "an SSH login with the provisioned key", || {
+        vm.ssh("aergo-ctl status").ok()
+    })?;
+    assert!(status.contains("node running") && status.contains("agent running"), "{status}");
+    assert!(vm.ssh("cat /etc/os-release")?.contains("AERGO OS"));
 
     // Power loss: the same chain continues, with the same node key.
     let uptime = vm.rpc("node_info")?["uptime_s"].as_u64().unwrap_or(0);

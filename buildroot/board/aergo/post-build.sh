@@ -8,7 +8,7 @@ t="$1"
 board="$(cd "$(dirname "$0")" && pwd)"
 version="${AERGO_VERSION:-dev}"
 
-for p in etc/aergo etc/hostname etc/hosts etc/network/interfaces etc/resolv.conf var/lib/aergo var/log root; do
+for p in etc/aergo etc/hostname etc/hosts etc/network/interfaces etc/resolv.conf etc/dropbear var/lib/aergo var/log root; do
     rm -rf "${t:?}/$p"
     mkdir -p "$(dirname "$t/$p")"
     ln -s "/data/$p" "$t/$p"

@@ -22,7 +22,7 @@
 //! `/var/lib/aergo/keys/producer-<address>.key`, so going back to an earlier config finds its chain and
 //! key where they were.
 
-use super::settings::{parse_cidr, Role, Settings, SettingsError, DEVNET};
+use super::settings::{parse_cidr, Role, RpcAccess, Settings, SettingsError, DEVNET};
 use aergo_node::config::NodeConfig;
 use aergo_node::crypto::KeyFile;
 use aergo_node::crypto::Keypair;
@@ -262,8 +262,11 @@ fn render(settings: &Settings, data_dir: &str, key: Option<&Keypair>) -> Vec<(&'
         files.push(("etc/resolv.conf", dns.into_bytes(), 0o644));
     }
     let mut node = NodeConfig { data_dir: PathBuf::from(data_dir), ..NodeConfig::default() };
-    // The box serves RPC on every interface; the firewall decides who reaches it.
-    node.rpc.listen = std::net::SocketAddr::from(([0, 0, 0, 0], 7845));
+    // Public: every interface, the firewall decides who reaches it; loopback: the box only.
+    node.rpc.listen = match settings.node.rpc {
+        RpcAccess::Public => std::net::SocketAddr::from(([0, 0, 0, 0], 7845)),
+        RpcAccess::Loopback => std::net::SocketAddr::from(([127, 0, 0, 1], 7845)),
+    };
     node.producer.enabled = settings.node.role == Role::Producer;
     if let Some(k) = key {
         node.producer.key_file = PathBuf::from(key_path(&k.address().to_string()));
@@ -443,7 +446,12 @@ mod tests {
         Settings {
             hostname: host.into(),
             network: Network::default(),
-            node: NodeSettings { role: Role::Producer, chain: DEVNET.into(), producer_address: None },
+            node: NodeSettings {
+                role: Role::Producer,
+                chain: DEVNET.into(),
+                producer_address: None,
+                rpc: Default::default(),
+            },
             agent: AgentSettings { token: Some("ab".repeat(32)) },
             ssh: SshSettings::default(),
         }
@@ -482,6 +490,25 @@ mod tests {
         assert_eq!(std::fs::read_to_string(root.join("etc/hostname")).unwrap(), "aergo-1\n");
         assert!(matches!(revert(root), Err(ApplyError::NoLastGood(_))));
         assert!(key_file.exists(), "keys are never reverted");
+    }
+
+    #[test]
+    fn rpc_on_loopback_only_when_asked() {
+        let root = tempfile::tempdir().unwrap();
+        let mut s = devnet("aergo-1");
+        s.node.rpc = RpcAccess::Loopback;
+        apply(root.path(), &s, &Material { producer_key: Some(Keypair::generate()) }).unwrap();
+        let node = NodeConfig::load(&root.path().join(NODE_CONFIG_FILE)).unwrap();
+        assert_eq!(node.rpc.listen.to_string(), "127.0.0.1:7845");
+        let parsed: Settings = toml::from_str(
+            "hostname = \"a\"\n[node]\nrole = \"full\"\nchain = \"/g.toml\"\nrpc = \"loopback\"\n",
+        )
+        .unwrap();
+        assert_eq!(parsed.node.rpc, RpcAccess::Loopback);
+        assert!(toml::from_str::<Settings>(
+            "hostname = \"a\"\n[node]\nrole = \"full\"\nchain = \"x\"\nrpc = \"everyone\"\n"
+        )
+        .is_err());
     }
 
     #[test]

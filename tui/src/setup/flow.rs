@@ -413,6 +413,7 @@ impl SetupState {
                 role: d.role,
                 chain: if d.devnet { DEVNET.into() } else { d.genesis_path.trim().to_string() },
                 producer_address: self.producer_address(),
+                rpc: self.current.as_ref().map(|c| c.node.rpc).unwrap_or_default(),
             },
             agent: Default::default(),
             ssh: self.current.as_ref().map(|c| c.ssh.clone()).unwrap_or_default(),

@@ -62,6 +62,18 @@ pub struct NodeSettings {
     /// The producer key's address (informational: the key itself is a file the Setup screen writes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub producer_address: Option<String>,
+    /// Who reaches the node's RPC: `public` (every interface; the firewall opens 7845) or
+    /// `loopback` (only programs on the box: the agent, the console, the health check).
+    #[serde(default)]
+    pub rpc: RpcAccess,
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RpcAccess {
+    #[default]
+    Public,
+    Loopback,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -202,7 +214,12 @@ mod tests {
         Settings {
             hostname: "aergo-1".into(),
             network: Network::default(),
-            node: NodeSettings { role: Role::Producer, chain: DEVNET.into(), producer_address: None },
+            node: NodeSettings {
+                role: Role::Producer,
+                chain: DEVNET.into(),
+                producer_address: None,
+                rpc: RpcAccess::Public,
+            },
             agent: AgentSettings::default(),
             ssh: SshSettings::default(),
         }
