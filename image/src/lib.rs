@@ -6,11 +6,13 @@
 //!   modules, the shared `buildroot/board/aergo` overlay and post-build script), squashes it, makes the
 //!   GRUB EFI image and its environment, and lays out the disk with the shared `genimage.cfg`.
 //! - [`bundle`]: signed RAUC bundles of a root slot and the update media the box installs them from.
+//! - [`check`]: the boot, reset and update checks of `aergo-image test` and the test suite.
 //! - [`qemu`]: boots it under OVMF with KVM, forwarding RPC and the agent to loopback ports.
 //!
 //! The layout and boot flow are in `docs/appliance.md`.
 
 pub mod assemble;
 pub mod bundle;
+pub mod check;
 pub mod qemu;
 pub mod tools;

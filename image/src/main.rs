@@ -1,7 +1,7 @@
 //! `aergo-image`: builds the AERGO OS appliance image offline and boots it in QEMU.
 //! See `docs/appliance.md` and the library's modules.
 
-use aergo_image::{assemble, bundle, qemu};
+use aergo_image::{assemble, bundle, check, qemu};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -55,6 +55,9 @@ enum Cmd {
         #[arg(long, default_value = "target/image")]
         out: PathBuf,
     },
+    /// Runs the appliance checks: the kernel-config check, boot + hard reset, and signed update,
+    /// tampered bundle and rollback — each in QEMU, through the forwarded ports only.
+    Test,
     /// Writes update media (FAT, label AERGOUPDATE) holding a bundle.
     Media {
         #[arg(long)]
@@ -92,6 +95,9 @@ enum Cmd {
         drive: Vec<PathBuf>,
     },
 }
+
+/// One appliance check of `aergo-image test`.
+type Check = fn(&check::Env) -> anyhow::Result<()>;
 
 fn main() -> std::process::ExitCode {
     match run(Cli::parse()) {
@@ -158,6 +164,31 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 bundle::bundle(&bundle::BundleOptions { rootfs, key, cert, version: bundle_version, out })?;
             println!("BUNDLE={}", b.display());
             println!("MEDIA={}", media.display());
+            Ok(())
+        }
+        Cmd::Test => {
+            let env = check::Env { workspace: workspace()?, program: std::env::current_exe()? };
+            let checks: [(&str, Check); 3] = [
+                ("kernel config fragments survive", check::kernel_config),
+                ("image boots, is provisioned, survives a hard reset", check::boot_and_hard_reset),
+                (
+                    "signed update, tampered bundle refused, bad release rolled back",
+                    check::update_tamper_rollback,
+                ),
+            ];
+            let mut failed = 0;
+            for (name, f) in checks {
+                let started = std::time::Instant::now();
+                match f(&env) {
+                    Ok(()) => println!("ok      {name} ({:.0} s)", started.elapsed().as_secs_f64()),
+                    Err(e) => {
+                        failed += 1;
+                        println!("FAILED  {name}: {e:#}");
+                    }
+                }
+            }
+            println!("{} passed, {failed} failed", checks.len() - failed);
+            anyhow::ensure!(failed == 0, "{failed} appliance checks failed");
             Ok(())
         }
         Cmd::Media { bundle, out } => {

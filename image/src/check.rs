@@ -1,0 +1,437 @@
+//! `aergo-image test`: the appliance checked from the outside, as the test suite does
+//! (`tests/tests/appliance.rs` calls these): the kernel-config check; the image built, booted in QEMU
+//! and reached only through the ports QEMU forwards to loopback (agent `/readyz` and telemetry with OS
+//! version and slot, node height, SSH, the console on the serial port), a hard reset after which the
+//! same chain continues with the same node key; and updates — a signed bundle boots the other slot, a
+//! tampered one is refused, a release whose node cannot start is rolled back by the box itself.
+
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Where the checks run: the workspace (board files, kernel-config) and the `aergo-image` program.
+pub struct Env {
+    pub workspace: PathBuf,
+    pub program: PathBuf,
+}
+
+/// Polls `f` every 250 ms until it gives a value or `limit` passes.
+pub fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> anyhow::Result<T> {
+    let started = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return Ok(v);
+        }
+        if started.elapsed() > limit {
+            anyhow::bail!("timed out after {}s waiting for {what}", limit.as_secs());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// A GET with an optional bearer token: status and body.
+pub struct HttpAnswer {
+    pub status: u16,
+    pub body: String,
+}
+
+impl HttpAnswer {
+    pub fn json(&self) -> anyhow::Result<Value> {
+        Ok(serde_json::from_str(&self.body)?)
+    }
+}
+
+pub fn http_get(url: &str, token: Option<&str>) -> anyhow::Result<HttpAnswer> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let mut req = agent.get(url);
+    if let Some(t) = token {
+        req = req.header("authorization", &format!("Bearer {t}"));
+    }
+    let mut resp = req.call()?;
+    let status = resp.status().as_u16();
+    let body = resp.body_mut().read_to_string()?;
+    Ok(HttpAnswer { status, body })
+}
+
+/// The kernel-config check passes on the fragments, and names an option that does not survive.
+pub fn kernel_config(env: &Env) -> anyhow::Result<()> {
+    let check = env.workspace.join("kernel-config/check.sh");
+    let out = Command::new(&check).output()?;
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("requested options survived"), "{text}");
+
+    let dir = tempfile::tempdir()?;
+    let bogus = dir.path().join("bogus.config");
+    std::fs::write(&bogus, "CONFIG_AERGO_DOES_NOT_EXIST=y\nCONFIG_NO_HZ_FULL=y\n")?;
+    let out = Command::new(&check).arg(&bogus).output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(
+        text.contains("bogus.config: requested 'CONFIG_AERGO_DOES_NOT_EXIST=y', got '<absent>'"),
+        "{text}"
+    );
+    assert!(!text.contains("CONFIG_NO_HZ_FULL"), "options that survive are not named: {text}");
+    Ok(())
+}
+
+/// A QEMU run of the image, stopped when dropped.
+pub struct Vm {
+    pidfile: PathBuf,
+    monitor: PathBuf,
+    serial: PathBuf,
+    rpc: String,
+    agent: String,
+    ssh_port: String,
+    ssh_key: PathBuf,
+}
+
+impl Vm {
+    fn serial_text(&self) -> String {
+        let bytes = std::fs::read(&self.serial).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).to_string()
+    }
+
+    fn monitor(&self, command: &str) -> anyhow::Result<()> {
+        use std::io::{Read, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(&self.monitor)?;
+        s.set_read_timeout(Some(Duration::from_secs(2)))?;
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf);
+        s.write_all(format!("{command}\n").as_bytes())?;
+        std::thread::sleep(Duration::from_millis(500));
+        Ok(())
+    }
+
+    /// Runs `command` on the box over SSH (key login as root).
+    fn ssh(&self, command: &str) -> anyhow::Result<String> {
+        let out = Command::new("ssh")
+            .args(["-p", &self.ssh_port, "-i"])
+            .arg(&self.ssh_key)
+            .args([
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "BatchMode=yes",
+            ])
+            .args(["-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR", "root@127.0.0.1", command])
+            .output()?;
+        anyhow::ensure!(out.status.success(), "ssh {command:?}: {}", String::from_utf8_lossy(&out.stderr));
+        Ok(String::from_utf8_lossy(&out.stdout).to_string())
+    }
+
+    fn rpc(&self, method: &str) -> anyhow::Result<Value> {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method}).to_string();
+        let agent: ureq::Agent =
+            ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(5))).build().into();
+        let mut resp = agent.post(&self.rpc).header("content-type", "application/json").send(body)?;
+        let v: Value = serde_json::from_str(&resp.body_mut().read_to_string()?)?;
+        Ok(v["result"].clone())
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(&self.pidfile) {
+            if let Ok(pid) = pid.trim().parse::<i32>() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+}
+
+fn field(out: &str, name: &str) -> anyhow::Result<String> {
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}=")))
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("{name}= missing from:\n{out}"))
+}
+
+impl Env {
+    fn aergo_image(&self, args: &[&str], extra: &[&Path]) -> anyhow::Result<String> {
+        let out = Command::new(&self.program).current_dir(&self.workspace).args(args).args(extra).output()?;
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        anyhow::ensure!(out.status.success(), "aergo-image {args:?} failed:\n{text}");
+        Ok(text)
+    }
+}
+
+/// Builds an image into `dir/name`; returns the qcow2 and the root slot image.
+fn build_image(
+    env: &Env,
+    dir: &Path,
+    name: &str,
+    version: &str,
+    extra: &[&str],
+) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let out = dir.join(name);
+    let mut args = vec!["build", "--os-version", version];
+    args.extend_from_slice(extra);
+    let text = env.aergo_image(&[args.as_slice(), &["--out"]].concat(), &[&out])?;
+    Ok((PathBuf::from(field(&text, "QCOW2")?), out.join("rootfs.squashfs")))
+}
+
+/// A provision.toml for a devnet producer with `token`, and an SSH key pair whose public half is
+/// authorized (the private key is `dir/ssh_key`).
+fn provision_file(dir: &Path, token: &str) -> anyhow::Result<PathBuf> {
+    let key = dir.join("ssh_key");
+    let status =
+        Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key).status()?;
+    anyhow::ensure!(status.success(), "ssh-keygen failed");
+    let public = std::fs::read_to_string(key.with_extension("pub"))?;
+    let provision = dir.join("provision.toml");
+    std::fs::write(
+        &provision,
+        format!(
+            "hostname = \"aergo-qemu\"\n[network]\ndhcp = true\n[node]\nrole = \"producer\"\nchain = \"devnet\"\n[agent]\ntoken = \"{token}\"\n[ssh]\nauthorized_keys = [\"{}\"]\n",
+            public.trim()
+        ),
+    )?;
+    Ok(provision)
+}
+
+fn start_vm(env: &Env, dir: &Path, qcow2: &Path, drives: &[&Path]) -> anyhow::Result<Vm> {
+    let (serial, pidfile, monitor) = (dir.join("serial.log"), dir.join("qemu.pid"), dir.join("monitor.sock"));
+    let mut extra: Vec<&Path> = vec![Path::new("--image"), qcow2, Path::new("--serial-log"), &serial];
+    extra.extend([Path::new("--pidfile"), &pidfile, Path::new("--monitor"), &monitor]);
+    for d in drives {
+        extra.extend([Path::new("--drive"), *d]);
+    }
+    let text = env.aergo_image(&["run", "--detach", "--memory-mib", "1536"], &extra)?;
+    Ok(Vm {
+        pidfile,
+        monitor,
+        serial,
+        rpc: field(&text, "AERGO_RPC")?,
+        agent: field(&text, "AERGO_AGENT")?,
+        ssh_port: field(&text, "AERGO_SSH_PORT")?,
+        ssh_key: dir.join("ssh_key"),
+    })
+}
+
+const BOOT_LIMIT: Duration = Duration::from_secs(300);
+
+/// Build, first boot with provisioning, agent/RPC/SSH/serial checks, then a hard reset.
+pub fn boot_and_hard_reset(env: &Env) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let token = "5a".repeat(32);
+    let provision = provision_file(dir.path(), &token)?;
+    let (qcow2, _) = build_image(
+        env,
+        dir.path(),
+        "image",
+        "0.1.0-test",
+        &["--serial-console", "--provision", provision.to_str().unwrap_or_default()],
+    )?;
+    let vm = start_vm(env, dir.path(), &qcow2, &[])?;
+    let boot_limit = BOOT_LIMIT;
+
+    // The agent answers and is ready; the node produces blocks.
+    wait_for(boot_limit, "the agent's /readyz through the forwarded port", || {
+        http_get(&format!("{}/readyz", vm.agent), None).ok().filter(|a| a.status == 200)
+    })
+    .map_err(|e| anyhow::anyhow!("{e}\nserial:\n{}", vm.serial_text()))?;
+    let first = wait_for(boot_limit, "a height of at least 3", || {
+        vm.rpc("chain_info").ok().and_then(|c| c["height"].as_u64()).filter(|h| *h >= 3)
+    })?;
+    let key = vm.rpc("node_info")?["node_key"].as_str().unwrap_or_default().to_string();
+    assert_eq!(key.len(), 64);
+    // Long enough up that the new boot's node is younger.
+    std::thread::sleep(Duration::from_secs(5));
+
+    // The agent reports the OS version and the booted slot, with the provisioned hostname and token.
+    let telemetry = http_get(&format!("{}/v1/telemetry", vm.agent), Some(&token))?;
+    assert_eq!(telemetry.status, 200, "{}", telemetry.body);
+    let t = telemetry.json()?;
+    assert_eq!(t["host"]["boot_slot"], "A");
+    assert!(t["host"]["os"].as_str().unwrap_or_default().starts_with("AERGO OS "), "{}", t["host"]);
+    assert_eq!(t["host"]["hostname"], "aergo-qemu");
+    assert_eq!(http_get(&format!("{}/v1/telemetry", vm.agent), Some("wrong"))?.status, 401);
+
+    // First boot applied provision.toml; the console's first screen is on the serial port.
+    let serial_text = vm.serial_text();
+    assert!(serial_text.contains("aergo: applied /boot/provision.toml"), "{}", vm.boot_lines());
+    assert!(serial_text.contains("aergo: firewall: nftables policy loaded"), "{}", vm.boot_lines());
+    assert!(
+        serial_text.contains("Dashboard") && serial_text.contains("AERGO"),
+        "no console on the serial port"
+    );
+
+    // SSH with the provisioned key (passwords are refused); aergo-ctl, as the console's Operations use it.
+    let status = wait_for(Duration::from_secs(60), "an SSH login with the provisioned key", || {
+        vm.ssh("aergo-ctl status").ok()
+    })?;
+    assert!(status.contains("node running") && status.contains("agent running"), "{status}");
+    assert!(vm.ssh("cat /etc/os-release")?.contains("AERGO OS"));
+
+    // Power loss: the same chain continues, with the same node key.
+    let uptime = vm.rpc("node_info")?["uptime_s"].as_u64().unwrap_or(0);
+    vm.monitor("system_reset")?;
+    wait_for(boot_limit, "the node of the new boot to answer", || {
+        vm.rpc("node_info").ok().filter(|i| i["uptime_s"].as_u64().is_some_and(|u| u < uptime))
+    })?;
+    let after = wait_for(boot_limit, "the chain to go on past its height before the reset", || {
+        vm.rpc("chain_info").ok().and_then(|c| c["height"].as_u64()).filter(|h| *h > first)
+    })?;
+    assert!(after > first);
+    assert_eq!(vm.rpc("node_info")?["node_key"].as_str().unwrap_or_default(), key, "the node key changed");
+    let _ = vm.monitor("quit");
+    Ok(())
+}
+
+impl Vm {
+    fn telemetry(&self, token: &str) -> Option<Value> {
+        http_get(&format!("{}/v1/telemetry", self.agent), Some(token))
+            .ok()
+            .filter(|a| a.status == 200)?
+            .json()
+            .ok()
+    }
+
+    /// Pulls the USB stick `old` and plugs in `file` as `new` (monitor hot-plug on the xHCI bus).
+    fn swap_stick(&self, old: &str, new: &str, file: &Path) -> anyhow::Result<()> {
+        self.monitor(&format!("device_del {old}"))?;
+        std::thread::sleep(Duration::from_secs(2));
+        self.monitor(&format!(
+            "drive_add 0 if=none,id=drive-{new},format=raw,readonly=on,file={}",
+            file.display()
+        ))?;
+        self.monitor(&format!("device_add usb-storage,bus=xhci.0,drive=drive-{new},id={new}"))?;
+        Ok(())
+    }
+
+    fn wait_serial(&self, text: &str, count: usize, limit: Duration) -> anyhow::Result<()> {
+        wait_for(limit, &format!("{count}× {text:?} on the serial port"), || {
+            (self.serial_text().matches(text).count() >= count).then_some(())
+        })
+        .map_err(|e| anyhow::anyhow!("{e}\nserial (boot lines):\n{}", self.boot_lines()))
+    }
+
+    /// The lines the box writes about itself (kernel command lines and `aergo:` messages).
+    fn boot_lines(&self) -> String {
+        let text = self.serial_text();
+        text.split(['\n', '\r'])
+            .filter_map(|l| l.find("aergo: ").or_else(|| l.find("Command line: ")).map(|i| &l[i..]))
+            .map(|l| l.chars().take(160).collect::<String>())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// A copy of `rootfs` in which the node cannot start.
+fn broken_rootfs(dir: &Path, rootfs: &Path) -> anyhow::Result<PathBuf> {
+    let tree = dir.join("broken-tree");
+    let out = dir.join("broken.squashfs");
+    let status =
+        Command::new("unsquashfs").args(["-q", "-no-progress", "-d"]).arg(&tree).arg(rootfs).status()?;
+    anyhow::ensure!(status.success(), "unsquashfs failed");
+    std::fs::write(
+        tree.join("usr/bin/aergo-node"),
+        "#!/bin/sh\necho 'this node is broken on purpose' >&2\nexit 1\n",
+    )?;
+    let status = Command::new("mksquashfs")
+        .arg(&tree)
+        .arg(&out)
+        .args(["-comp", "xz", "-all-root", "-noappend", "-quiet", "-no-progress"])
+        .status()?;
+    anyhow::ensure!(status.success(), "mksquashfs failed");
+    Ok(out)
+}
+
+/// A signed update into slot B, a tampered bundle refused, a bad release rolled back.
+pub fn update_tamper_rollback(env: &Env) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let token = "6b".repeat(32);
+    let provision = provision_file(d, &token)?;
+    // The running system, and the release it is updated to (both signed by the development key).
+    let (qcow2, _) = build_image(
+        env,
+        d,
+        "a",
+        "0.1.0-a",
+        &[
+            "--serial-console",
+            "--kernel-args",
+            "aergo.health_deadline=90",
+            "--provision",
+            provision.to_str().unwrap_or_default(),
+        ],
+    )?;
+    let (_, rootfs_b) = build_image(env, d, "b", "0.1.0-b", &[])?;
+    let text = env.aergo_image(
+        &["bundle", "--bundle-version", "0.1.0-b", "--rootfs"],
+        &[&rootfs_b, Path::new("--out"), &d.join("b")],
+    )?;
+    let good_bundle = PathBuf::from(field(&text, "BUNDLE")?);
+    let good_media = PathBuf::from(field(&text, "MEDIA")?);
+    // A tampered copy: one byte of the image changed after signing.
+    let mut bytes = std::fs::read(&good_bundle)?;
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    let tampered = d.join("tampered.raucb");
+    std::fs::write(&tampered, bytes)?;
+    let tampered_media = d.join("tampered-media.img");
+    env.aergo_image(&["media", "--bundle"], &[&tampered, Path::new("--out"), &tampered_media])?;
+    // A correctly signed release whose node cannot start.
+    let broken = broken_rootfs(d, &rootfs_b)?;
+    let text = env.aergo_image(
+        &["bundle", "--bundle-version", "0.1.0-broken", "--rootfs"],
+        &[&broken, Path::new("--out"), &d.join("broken")],
+    )?;
+    let broken_media = PathBuf::from(field(&text, "MEDIA")?);
+
+    // Boot A with the stick in: the box installs the bundle into B and reboots into it.
+    let vm = start_vm(env, d, &qcow2, &[&good_media])?;
+    let on_b = wait_for(BOOT_LIMIT * 2, "the box to run 0.1.0-b from slot B", || {
+        vm.telemetry(&token)
+            .filter(|t| t["host"]["boot_slot"] == "B" && t["host"]["os"] == "AERGO OS 0.1.0-b")
+    })
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", vm.boot_lines()))?;
+    let height_b = on_b["chain"]["height"].as_u64().unwrap_or(0);
+    wait_for(BOOT_LIMIT, "the chain to go on in slot B", || {
+        vm.rpc("chain_info").ok().and_then(|c| c["height"].as_u64()).filter(|h| *h > height_b + 2)
+    })?;
+
+    // A tampered bundle is refused and nothing changes.
+    vm.swap_stick("usb0", "usb1", &tampered_media)?;
+    vm.wait_serial("aergo: update refused: tampered.raucb", 1, Duration::from_secs(120))?;
+    std::thread::sleep(Duration::from_secs(10));
+    let t = vm
+        .telemetry(&token)
+        .ok_or_else(|| anyhow::anyhow!("the agent stopped answering after a refused update"))?;
+    assert_eq!(t["host"]["boot_slot"], "B");
+    assert_eq!(
+        vm.serial_text().matches("Command line: ").count(),
+        2,
+        "the box rebooted:\n{}",
+        vm.boot_lines()
+    );
+
+    // A signed bundle whose node cannot start: installed into A, booted, not healthy within the
+    // deadline, marked bad — and the box is back on B by itself.
+    vm.swap_stick("usb1", "usb2", &broken_media)?;
+    vm.wait_serial("aergo: installing update aergo-os-0.1.0-broken.raucb", 1, Duration::from_secs(120))?;
+    vm.wait_serial("aergo: system ready (slot A)", 2, BOOT_LIMIT)?;
+    vm.wait_serial("aergo: system ready (slot B)", 2, BOOT_LIMIT * 2)?;
+    let back = wait_for(BOOT_LIMIT, "the agent on slot B again", || {
+        vm.telemetry(&token).filter(|t| t["host"]["boot_slot"] == "B")
+    })?;
+    assert_eq!(back["host"]["os"], "AERGO OS 0.1.0-b");
+    wait_for(BOOT_LIMIT, "the chain to go on after the rollback", || {
+        vm.rpc("chain_info").ok().and_then(|c| c["height"].as_u64()).filter(|h| *h > height_b + 2)
+    })?;
+    let _ = vm.monitor("quit");
+    Ok(())
+}
