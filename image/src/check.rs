@@ -16,32 +16,39 @@ pub struct Env {
     pub program: PathBuf,
 }
 
-/// Polls `f` every 250 ms until it gives a value or `limit` passes.
+/// Polls `f` every 100 ms until it gives a value or `limit` passes.
 pub fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> anyhow::Result<T> {
-    let started = Instant::now();
+    let deadline = Instant::now() + limit;
     loop {
         if let Some(v) = f() {
             return Ok(v);
         }
-        if started.elapsed() > limit {
-            anyhow::bail!("timed out after {}s waiting for {what}", limit.as_secs());
+        if Instant::now() > deadline {
+            anyhow::bail!("timed out after {limit:?} waiting for {what}");
         }
-        std::thread::sleep(Duration::from_millis(250));
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
-/// A GET with an optional bearer token: status and body.
+/// An HTTP answer: status, headers (lower-case names) and body.
 pub struct HttpAnswer {
     pub status: u16,
+    pub headers: Vec<(String, String)>,
     pub body: String,
 }
 
 impl HttpAnswer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
     pub fn json(&self) -> anyhow::Result<Value> {
-        Ok(serde_json::from_str(&self.body)?)
+        serde_json::from_str(&self.body)
+            .map_err(|e| anyhow::anyhow!("not JSON ({}): {e}: {}", self.status, self.body))
     }
 }
 
+/// `GET url` with an optional bearer token; any status is an answer, not an error.
 pub fn http_get(url: &str, token: Option<&str>) -> anyhow::Result<HttpAnswer> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -54,8 +61,13 @@ pub fn http_get(url: &str, token: Option<&str>) -> anyhow::Result<HttpAnswer> {
     }
     let mut resp = req.call()?;
     let status = resp.status().as_u16();
-    let body = resp.body_mut().read_to_string()?;
-    Ok(HttpAnswer { status, body })
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string()))
+        .collect();
+    let body = resp.body_mut().with_config().limit(64 << 20).read_to_string()?;
+    Ok(HttpAnswer { status, headers, body })
 }
 
 /// The kernel-config check passes on the fragments, and names an option that does not survive.

@@ -4,6 +4,9 @@
 //! The binaries come from the same target directory as the test executable; `scripts/test.sh` builds
 //! them first (`cargo build --workspace --bins`).
 
+// One polling helper and one HTTP client for all end-to-end tests, shared with `aergo-image test`.
+pub use aergo_image::check::{http_get, wait_for, HttpAnswer};
+
 use anyhow::{bail, Context};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -101,20 +104,6 @@ pub fn node_command(args: &[&str]) -> anyhow::Result<(bool, String, String)> {
     ))
 }
 
-/// Polls `f` every 100 ms until it returns `Some`, for at most `limit`.
-pub fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> anyhow::Result<T> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return Ok(v);
-        }
-        if Instant::now() > deadline {
-            bail!("timed out after {limit:?} waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// Spawns `cmd` (stderr appended to `log`) and waits for the line `PREFIX<value>` it prints on stdout
 /// once it serves; returns the child and the value. Kills the child and shows its log when the line
 /// does not come within `limit`.
@@ -205,43 +194,4 @@ impl Drop for AgentProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// An HTTP answer: status, headers (lower-case names) and body.
-pub struct HttpAnswer {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: String,
-}
-
-impl HttpAnswer {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
-    }
-
-    pub fn json(&self) -> anyhow::Result<serde_json::Value> {
-        serde_json::from_str(&self.body).with_context(|| format!("not JSON ({}): {}", self.status, self.body))
-    }
-}
-
-/// `GET url` with an optional bearer token; any status is an answer, not an error.
-pub fn http_get(url: &str, token: Option<&str>) -> anyhow::Result<HttpAnswer> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into();
-    let mut req = agent.get(url);
-    if let Some(t) = token {
-        req = req.header("authorization", &format!("Bearer {t}"));
-    }
-    let mut resp = req.call()?;
-    let status = resp.status().as_u16();
-    let headers = resp
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string()))
-        .collect();
-    let body = resp.body_mut().with_config().limit(64 << 20).read_to_string()?;
-    Ok(HttpAnswer { status, headers, body })
 }
