@@ -297,6 +297,10 @@ pub fn boot_and_hard_reset(env: &Env) -> anyhow::Result<()> {
         vm.rpc("chain_info").ok().and_then(|c| c["height"].as_u64()).filter(|h| *h > first)
     })?;
     assert!(after > first);
+    // From the second boot on, the cores but the first are reserved, and the node executes on them.
+    let cmdline = vm.ssh("cat /proc/cmdline /sys/devices/system/cpu/isolated")?;
+    assert!(cmdline.contains("isolcpus=1 nohz_full=1 rcu_nocbs=1"), "{cmdline}");
+    assert_eq!(vm.rpc("node_info")?["exec_cores"], json!([1]));
     assert_eq!(vm.rpc("node_info")?["node_key"].as_str().unwrap_or_default(), key, "the node key changed");
     let _ = vm.monitor("quit");
     Ok(())

@@ -39,14 +39,19 @@ pub fn available_cores() -> Vec<usize> {
     }
 }
 
-/// The default execution cores: all this process may use but the first (left to networking and RPC),
-/// and at least one.
+/// The default execution cores: the cores the kernel isolated (`isolcpus=`, as the appliance reserves
+/// them for this), else all this process may use but the first (left to networking and RPC), and at
+/// least one.
 pub fn default_cores() -> Vec<usize> {
-    let all = available_cores();
-    if all.len() > 1 {
-        all[1..].to_vec()
-    } else {
-        all
+    let isolated = std::fs::read_to_string("/sys/devices/system/cpu/isolated").unwrap_or_default();
+    default_cores_from(&isolated, available_cores())
+}
+
+fn default_cores_from(isolated: &str, available: Vec<usize>) -> Vec<usize> {
+    match parse_cores(isolated.trim()) {
+        Ok(cores) if !cores.is_empty() => cores,
+        _ if available.len() > 1 => available[1..].to_vec(),
+        _ => available,
     }
 }
 
@@ -60,6 +65,13 @@ pub fn pin_current_thread(core: usize) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn isolated_cores_are_the_default_when_the_kernel_reserved_some() {
+        assert_eq!(default_cores_from("1-3\n", vec![0]), vec![1, 2, 3]);
+        assert_eq!(default_cores_from("\n", vec![0, 1, 2]), vec![1, 2]);
+        assert_eq!(default_cores_from("", vec![0]), vec![0]);
+    }
 
     #[test]
     fn core_lists() {
