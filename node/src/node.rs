@@ -394,14 +394,5 @@ pub fn init(genesis_file: &Path, data_dir: &Path) -> Result<(PathBuf, OpenReport
 
 /// Writes a file so that readers see the old or the new contents, never a mix, even after a crash.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(contents)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
+    crate::storage::write_atomic_mode(path, contents, 0o644)
 }

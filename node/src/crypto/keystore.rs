@@ -12,7 +12,6 @@ use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
@@ -77,23 +76,11 @@ fn derive_key(params: &ScryptParams, password: &str) -> Result<[u8; 32], Keystor
 }
 
 fn write_private(path: &Path, contents: &[u8], overwrite: bool) -> Result<(), KeystoreError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let err = |source| KeystoreError::Write { path: path.display().to_string(), source };
     if !overwrite && path.exists() {
         return Err(KeystoreError::Exists { path: path.display().to_string() });
     }
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(err)?;
-    file.write_all(contents).map_err(err)?;
-    file.sync_all().map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)?;
-    Ok(())
+    crate::storage::write_atomic_mode(path, contents, 0o600)
+        .map_err(|source| KeystoreError::Write { path: path.display().to_string(), source })
 }
 
 impl KeyFile {

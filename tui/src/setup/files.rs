@@ -28,8 +28,7 @@ use aergo_node::crypto::KeyFile;
 use aergo_node::crypto::Keypair;
 use aergo_node::genesis::{ConsensusParams, Genesis, GenesisBalance, GenesisProducer};
 use serde::{Deserialize, Serialize};
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// The data directory on the box (the data partition).
@@ -142,21 +141,7 @@ pub fn key_path(address: &str) -> String {
 pub fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), ApplyError> {
     let dir = path.parent().unwrap_or(Path::new("/"));
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(io_err(&tmp))?;
-    f.write_all(contents).map_err(io_err(&tmp))?;
-    // The mode given to open is masked by the umask; set it exactly.
-    f.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(io_err(&tmp))?;
-    f.sync_all().map_err(io_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_err(path))?;
-    sync_dir(dir)
+    aergo_node::storage::write_atomic_mode(path, contents, mode).map_err(io_err(path))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), ApplyError> {
