@@ -131,6 +131,10 @@ fn copy_file(from: &Path, to: &Path) -> anyhow::Result<()> {
     if let Some(dir) = to.parent() {
         std::fs::create_dir_all(dir)?;
     }
+    // Never through a link (an applet link would overwrite BusyBox).
+    if to.symlink_metadata().is_ok() {
+        std::fs::remove_file(to)?;
+    }
     std::fs::copy(from, to).with_context(|| format!("copy {} to {}", from.display(), to.display()))?;
     Ok(())
 }
@@ -196,6 +200,10 @@ fn stage_rootfs(o: &BuildOptions, root: &Path, kernel: &Path, busybox: &Path) ->
         "/usr/bin/dbus-daemon",
         "/usr/sbin/nft",
         "/usr/sbin/dropbear",
+        "/usr/sbin/sfdisk",
+        "/usr/bin/partx",
+        "/usr/sbin/resize2fs",
+        "/usr/sbin/dumpe2fs",
     ] {
         // Installed by ensure_host_tools: a missing one is a broken build machine, not optional.
         let from = Path::new(tool);

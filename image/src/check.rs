@@ -246,6 +246,9 @@ pub fn boot_and_hard_reset(env: &Env) -> anyhow::Result<()> {
         "0.1.0-test",
         &["--serial-console", "--provision", provision.to_str().unwrap_or_default()],
     )?;
+    // Flashed onto a disk larger than the image: the data partition grows to the end at first boot.
+    let status = Command::new("qemu-img").arg("resize").arg("-q").arg(&qcow2).arg("4G").status()?;
+    anyhow::ensure!(status.success(), "qemu-img resize failed");
     let vm = start_vm(env, dir.path(), &qcow2, &[])?;
     let boot_limit = BOOT_LIMIT;
 
@@ -286,6 +289,10 @@ pub fn boot_and_hard_reset(env: &Env) -> anyhow::Result<()> {
     })?;
     assert!(status.contains("node running") && status.contains("agent running"), "{status}");
     assert!(vm.ssh("cat /etc/os-release")?.contains("AERGO OS"));
+    assert!(serial_text.contains("aergo: data partition grown from 512 MiB to "), "{}", vm.boot_lines());
+    assert!(serial_text.contains("aergo: data file system grown to "), "{}", vm.boot_lines());
+    let data_kib = data_size_kib(&vm.ssh("df -k /data")?)?;
+    assert!(data_kib > 2_900_000, "/data has {data_kib} KiB on a 4 GiB disk");
 
     // Power loss: the same chain continues, with the same node key.
     let uptime = vm.rpc("node_info")?["uptime_s"].as_u64().unwrap_or(0);
@@ -302,8 +309,20 @@ pub fn boot_and_hard_reset(env: &Env) -> anyhow::Result<()> {
     assert!(cmdline.contains("isolcpus=1 nohz_full=1 rcu_nocbs=1"), "{cmdline}");
     assert_eq!(vm.rpc("node_info")?["exec_cores"], json!([1]));
     assert_eq!(vm.rpc("node_info")?["node_key"].as_str().unwrap_or_default(), key, "the node key changed");
+    // Grown once: the second boot leaves the partition as it is.
+    assert_eq!(vm.serial_text().matches("aergo: data partition grown").count(), 1, "{}", vm.boot_lines());
+    assert_eq!(data_size_kib(&vm.ssh("df -k /data")?)?, data_kib);
     let _ = vm.monitor("quit");
     Ok(())
+}
+
+/// The size column of `df -k`'s one file system.
+fn data_size_kib(df: &str) -> anyhow::Result<u64> {
+    df.lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no size in df's output:\n{df}"))
 }
 
 impl Vm {
@@ -345,17 +364,37 @@ impl Vm {
     }
 }
 
-/// A copy of `rootfs` in which the node cannot start.
-fn broken_rootfs(dir: &Path, rootfs: &Path) -> anyhow::Result<PathBuf> {
-    let tree = dir.join("broken-tree");
-    let out = dir.join("broken.squashfs");
+/// How a release under test is broken.
+#[derive(Clone, Copy)]
+enum Broken {
+    /// The node exits at once: the slot boots but never becomes healthy.
+    Node,
+    /// The root's init exits: the kernel panics before any service runs.
+    Init,
+}
+
+/// A copy of `rootfs` broken as `how` says.
+fn broken_rootfs(dir: &Path, rootfs: &Path, how: Broken) -> anyhow::Result<PathBuf> {
+    let name = match how {
+        Broken::Node => "broken-node",
+        Broken::Init => "broken-init",
+    };
+    let tree = dir.join(format!("{name}-tree"));
+    let out = dir.join(format!("{name}.squashfs"));
     let status =
         Command::new("unsquashfs").args(["-q", "-no-progress", "-d"]).arg(&tree).arg(rootfs).status()?;
     anyhow::ensure!(status.success(), "unsquashfs failed");
-    std::fs::write(
-        tree.join("usr/bin/aergo-node"),
-        "#!/bin/sh\necho 'this node is broken on purpose' >&2\nexit 1\n",
-    )?;
+    let (file, script) = match how {
+        Broken::Node => {
+            ("usr/bin/aergo-node", "#!/bin/sh\necho 'this node is broken on purpose' >&2\nexit 1\n")
+        }
+        Broken::Init => ("sbin/init", "#!/bin/sh\necho 'this init is broken on purpose'\nexit 1\n"),
+    };
+    // Replace the file itself, never what a link points to (sbin/init links to BusyBox).
+    let path = tree.join(file);
+    std::fs::remove_file(&path)?;
+    std::fs::write(&path, script)?;
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
     let status = Command::new("mksquashfs")
         .arg(&tree)
         .arg(&out)
@@ -400,13 +439,16 @@ pub fn update_tamper_rollback(env: &Env) -> anyhow::Result<()> {
     std::fs::write(&tampered, bytes)?;
     let tampered_media = d.join("tampered-media.img");
     env.aergo_image(&["media", "--bundle"], &[&tampered, Path::new("--out"), &tampered_media])?;
-    // A correctly signed release whose node cannot start.
-    let broken = broken_rootfs(d, &rootfs_b)?;
-    let text = env.aergo_image(
-        &["bundle", "--bundle-version", "0.1.0-broken", "--rootfs"],
-        &[&broken, Path::new("--out"), &d.join("broken")],
-    )?;
-    let broken_media = PathBuf::from(field(&text, "MEDIA")?);
+    // Correctly signed releases whose node cannot start, and whose init cannot.
+    let mut broken_media = Vec::new();
+    for (how, version) in [(Broken::Node, "0.1.0-broken"), (Broken::Init, "0.1.0-panic")] {
+        let rootfs = broken_rootfs(d, &rootfs_b, how)?;
+        let text = env.aergo_image(
+            &["bundle", "--bundle-version", version, "--rootfs"],
+            &[&rootfs, Path::new("--out"), &d.join(version)],
+        )?;
+        broken_media.push(PathBuf::from(field(&text, "MEDIA")?));
+    }
 
     // Boot A with the stick in: the box installs the bundle into B and reboots into it.
     let vm = start_vm(env, d, &qcow2, &[&good_media])?;
@@ -437,7 +479,7 @@ pub fn update_tamper_rollback(env: &Env) -> anyhow::Result<()> {
 
     // A signed bundle whose node cannot start: installed into A, booted, not healthy within the
     // deadline, marked bad — and the box is back on B by itself.
-    vm.swap_stick("usb1", "usb2", &broken_media)?;
+    vm.swap_stick("usb1", "usb2", &broken_media[0])?;
     vm.wait_serial("aergo: installing update aergo-os-0.1.0-broken.raucb", 1, Duration::from_secs(120))?;
     vm.wait_serial("aergo: system ready (slot A)", 2, BOOT_LIMIT)?;
     vm.wait_serial("aergo: system ready (slot B)", 2, BOOT_LIMIT * 2)?;
@@ -445,8 +487,24 @@ pub fn update_tamper_rollback(env: &Env) -> anyhow::Result<()> {
         vm.telemetry(&token).filter(|t| t["host"]["boot_slot"] == "B")
     })?;
     assert_eq!(back["host"]["os"], "AERGO OS 0.1.0-b");
-    wait_for(BOOT_LIMIT, "the chain to go on after the rollback", || {
+    let height_back = wait_for(BOOT_LIMIT, "the chain to go on after the rollback", || {
         vm.rpc("chain_info").ok().and_then(|c| c["height"].as_u64()).filter(|h| *h > height_b + 2)
+    })?;
+
+    // A signed bundle whose init cannot start: the kernel panics before the health service could
+    // run, reboots itself (panic=10), and GRUB, finding slot A tried, boots B.
+    vm.swap_stick("usb2", "usb3", &broken_media[1])?;
+    vm.wait_serial("aergo: installing update aergo-os-0.1.0-panic.raucb", 1, Duration::from_secs(120))?;
+    vm.wait_serial("Kernel panic", 1, BOOT_LIMIT)?;
+    vm.wait_serial("aergo: system ready (slot B)", 3, BOOT_LIMIT * 2)?;
+    assert_eq!(vm.serial_text().matches("aergo: system ready (slot A)").count(), 2, "{}", vm.boot_lines());
+    assert!(vm.serial_text().contains("this init is broken on purpose"));
+    let back = wait_for(BOOT_LIMIT, "the agent on slot B after the panic", || {
+        vm.telemetry(&token).filter(|t| t["host"]["boot_slot"] == "B")
+    })?;
+    assert_eq!(back["host"]["os"], "AERGO OS 0.1.0-b");
+    wait_for(BOOT_LIMIT, "the chain to go on after the panic", || {
+        vm.rpc("chain_info").ok().and_then(|c| c["height"].as_u64()).filter(|h| *h > height_back + 2)
     })?;
     let _ = vm.monitor("quit");
     Ok(())

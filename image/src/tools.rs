@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Host programs and the Debian packages that provide them.
-const HOST_TOOLS: [(&str, &str); 16] = [
+const HOST_TOOLS: [(&str, &str); 19] = [
+    ("sfdisk", "fdisk"),
+    ("partx", "util-linux"),
+    ("resize2fs", "e2fsprogs"),
     ("dropbear", "dropbear-bin"),
     ("nft", "nftables"),
     ("dbus-daemon", "dbus-daemon"),
