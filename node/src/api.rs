@@ -225,6 +225,16 @@ pub struct NodeMetrics {
     /// Slots this producer should have filled but did not (it was still busy, or production failed).
     #[serde(default)]
     pub slots_missed_total: u64,
+    /// Slots of the best chain that hold no block (their producer was down or late), counted as this
+    /// node applied blocks since it started.
+    #[serde(default)]
+    pub slots_skipped_total: u64,
+    /// Times this node switched to another branch.
+    #[serde(default)]
+    pub reorgs_total: u64,
+    /// Peers banned for misbehaviour since start.
+    #[serde(default)]
+    pub peers_banned_total: u64,
     pub last_block_ms: u64,
     /// When this producer's next slot begins (unix ms); `null` on a full node.
     #[serde(default)]

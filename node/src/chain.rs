@@ -6,6 +6,7 @@
 //! store's head says where to start, so nothing is applied twice). A torn record at the log's end is cut
 //! off; damage elsewhere stops the node with the file and offset.
 
+use crate::consensus::Schedule;
 use crate::crypto::{self, Keypair};
 use crate::exec::parallel::ParallelExecutor;
 use crate::exec::{BlockContext, ExecError, ExecOutput, Mode};
@@ -64,6 +65,7 @@ pub struct Chain {
     log: BlockLog,
     head: Head,
     executor: ParallelExecutor,
+    schedule: Schedule,
 }
 
 fn genesis_block(
@@ -130,7 +132,8 @@ impl Chain {
             }
         };
         let executor = ParallelExecutor::with_threads(1, Vec::new());
-        let mut chain = Chain { genesis: genesis.clone(), store, log, head, executor };
+        let schedule = Schedule::from_genesis(genesis);
+        let mut chain = Chain { genesis: genesis.clone(), store, log, head, executor, schedule };
         chain.replay(&recovery, &mut report)?;
         Ok((chain, report))
     }
@@ -194,9 +197,7 @@ impl Chain {
         if h.chain_id != self.genesis.chain_id {
             return Err(invalid(format!("chain id {:?}", h.chain_id)));
         }
-        if !self.genesis.producer_keys().contains(&h.producer) {
-            return Err(invalid("producer is not in the producer set".into()));
-        }
+        self.schedule.check(h, self.head.timestamp_ms).map_err(invalid)?;
         crypto::verify(&h.producer, &block.hash(), &block.signature)
             .map_err(|e| invalid(format!("producer signature: {e}")))?;
         if Block::compute_tx_root(&block.transactions) != h.tx_root {
@@ -251,6 +252,31 @@ impl Chain {
         self.head = self.store.commit(prepared, &block, pos, &out.receipts)?;
         let nonces = nonces_after(&block.transactions, &out.changes);
         Ok(CommittedBlock { block: Arc::new(block), receipts: out.receipts, nonces, dropped: out.dropped })
+    }
+
+    pub fn schedule(&self) -> &Schedule {
+        &self.schedule
+    }
+
+    /// Takes back the blocks above `height` (a fork switch): the state store first, in one atomic
+    /// batch, then the block log. Returns the blocks taken back, oldest first. Refused below the LIB.
+    pub fn rollback_to(&mut self, height: u64) -> Result<Vec<Block>, ChainError> {
+        let reader = self.log.reader();
+        let mut removed = Vec::new();
+        for h in height + 1..=self.head.height {
+            let block = read_block(&self.store, &reader, h)?
+                .ok_or(ChainError::InvalidBlock { height: h, reason: "missing from the index".into() })?;
+            removed.push(block);
+        }
+        let head = self.store.rollback_to(height)?;
+        self.log.truncate_after(head.pos, head.height)?;
+        self.head = head;
+        Ok(removed)
+    }
+
+    /// Records the block at `height` of the stored chain as final (its undo records are dropped).
+    pub fn finalize(&mut self, height: u64, hash: Hash) -> Result<(), ChainError> {
+        Ok(self.store.set_finalized(height, hash)?)
     }
 
     /// Verifies and commits a block produced elsewhere.

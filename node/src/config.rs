@@ -29,6 +29,7 @@ pub struct NodeConfig {
     pub exec: ExecConfig,
     pub admission: AdmissionConfig,
     pub log: LogConfig,
+    pub p2p: P2pConfig,
 }
 
 impl Default for NodeConfig {
@@ -43,6 +44,7 @@ impl Default for NodeConfig {
             exec: ExecConfig::default(),
             admission: AdmissionConfig::default(),
             log: LogConfig::default(),
+            p2p: P2pConfig::default(),
         }
     }
 }
@@ -98,6 +100,52 @@ impl Default for ProducerConfig {
             password_file: None,
             empty_blocks: false,
         }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct P2pConfig {
+    /// Join a p2p network (off: a node on its own, as a one-producer devnet is).
+    pub enabled: bool,
+    /// Multiaddrs to listen on.
+    pub listen: Vec<String>,
+    /// Peers to dial at start and whenever they are not connected: `/ip4/ADDR/tcp/PORT/p2p/PEER_ID`.
+    pub bootstrap: Vec<String>,
+    /// Most connected peers.
+    pub max_peers: u32,
+    /// How far ahead of this node's clock a gossiped block's slot may be.
+    pub max_clock_drift_ms: u64,
+}
+
+impl Default for P2pConfig {
+    fn default() -> Self {
+        P2pConfig {
+            enabled: false,
+            listen: vec!["/ip4/0.0.0.0/tcp/7846".into()],
+            bootstrap: Vec::new(),
+            max_peers: 50,
+            max_clock_drift_ms: 500,
+        }
+    }
+}
+
+impl P2pConfig {
+    /// The listen and bootstrap addresses, parsed.
+    pub fn addresses(&self) -> Result<(Vec<libp2p::Multiaddr>, Vec<libp2p::Multiaddr>), String> {
+        let parse = |what: &str, list: &[String]| -> Result<Vec<libp2p::Multiaddr>, String> {
+            list.iter()
+                .map(|a| a.parse().map_err(|e| format!("p2p.{what}: {a:?} is not a multiaddr: {e}")))
+                .collect()
+        };
+        let listen = parse("listen", &self.listen)?;
+        let bootstrap = parse("bootstrap", &self.bootstrap)?;
+        for b in &bootstrap {
+            if crate::net::peer_of(b).is_none() {
+                return Err(format!("p2p.bootstrap: {b} has no /p2p/<peer id>"));
+            }
+        }
+        Ok((listen, bootstrap))
     }
 }
 
@@ -186,6 +234,12 @@ impl NodeConfig {
         self.exec.resolve_cores().map_err(|e| format!("exec.cores: {e}"))?;
         if self.rpc.max_batch == 0 || self.rpc.max_connections == 0 {
             return Err("rpc.max_batch and rpc.max_connections must be at least 1".into());
+        }
+        if self.p2p.enabled {
+            self.p2p.addresses()?;
+            if self.p2p.max_peers == 0 {
+                return Err("p2p.max_peers must be at least 1".into());
+            }
         }
         Ok(())
     }

@@ -74,6 +74,18 @@ pub enum AdmitError {
 }
 
 impl AdmitError {
+    /// Whether the transaction itself is wrong (not merely unwelcome now): a peer that relays it
+    /// is at fault.
+    pub fn is_invalid(&self) -> bool {
+        matches!(
+            self,
+            AdmitError::Malformed(_)
+                | AdmitError::TooLarge { .. }
+                | AdmitError::BadSignature(_)
+                | AdmitError::WrongChainId { .. }
+        )
+    }
+
     pub fn reason(&self) -> &'static str {
         match self {
             AdmitError::Malformed(_) => "malformed",
@@ -238,6 +250,16 @@ impl Mempool {
         self.by_hash.insert(hash, (sender, nonce));
         self.bytes += bytes;
         Ok(Admitted { hash, pool_seq: seq })
+    }
+
+    /// After a fork switch took blocks back: the senders' committed nonces went down, so their queues
+    /// start lower again (transactions of the abandoned blocks can be admitted again).
+    pub fn on_rollback(&mut self, committed_nonces: &HashMap<Address, u64>) {
+        for (address, nonce) in committed_nonces {
+            if let Some(q) = self.queues.get_mut(address) {
+                q.base_nonce = q.base_nonce.min(*nonce);
+            }
+        }
     }
 
     /// Up to `max` transactions in pool order, each sender's in nonce order from its committed nonce.

@@ -1,29 +1,35 @@
-//! Wiring a running node: the chain, the pool, the producer thread and the RPC server.
+//! Wiring a running node: the chain thread, the pool, the p2p layer and the RPC server.
 //!
 //! ```text
-//!  RPC workers ──admit──► Mempool ◄──select / on_block── producer thread ──► Chain (log + state)
-//!       │                                                     │
-//!       └──── reads: StateStore, LogReader, head ◄────────────┴──► broadcast: subscribe_blocks
+//!  RPC workers ──admit──► Mempool ◄──select / on_block── chain thread (consensus::Driver) ──► Chain
+//!       │                                                   ▲      │
+//!       │                                        Inbound    │      │ NetCommand
+//!       │                                            net task (libp2p) ◄──► peers
+//!       └──── reads: StateStore, LogReader, head ◄──────────┴──► broadcast: subscribe_blocks
 //! ```
-//! The producer is an OS thread because a block's work (execution, tree hashing, fsync) is blocking;
-//! it wakes at each slot boundary (`genesis.timestamp_ms + k · block_interval_ms`). Shutdown sets a flag
-//! the thread checks between blocks, so a block is either wholly committed or not started.
+//! The chain thread is an OS thread because a block's work (execution, tree hashing, fsync) is
+//! blocking; it produces in this node's slots (`genesis.timestamp_ms + k · block_interval_ms`) and
+//! imports the blocks peers send. Shutdown sets a flag the thread checks between blocks, so a block
+//! is either wholly committed or not started.
 
 use crate::admission::Admission;
 use crate::chain::{Chain, ChainError, OpenReport};
 use crate::config::NodeConfig;
+use crate::consensus::{ConsensusInfo, Driver, DriverConfig};
 use crate::crypto::{KeyFile, Keypair, KeystoreError};
 use crate::exec::parallel::ParallelExecutor;
 use crate::genesis::{ConsensusParams, Genesis, GenesisBalance, GenesisError, GenesisProducer};
 use crate::mempool::Mempool;
+use crate::net::{Net, NetCommand, NetConfig, NetState, Status};
 use crate::rpc::{self, RpcError};
 use crate::storage::{Head, LogOptions, LogReader, StateStore};
 use crate::types::{Address, Block, Hash};
 use parking_lot::{Mutex, RwLock};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -51,6 +57,8 @@ pub enum NodeError {
     Io { path: String, source: std::io::Error },
     #[error("the node's background task failed: {0}")]
     Join(String),
+    #[error(transparent)]
+    Net(#[from] crate::net::NetError),
 }
 
 /// What RPC handlers and the producer share.
@@ -77,11 +85,50 @@ pub struct Shared {
     pub exec_cores: Vec<usize>,
     /// Public half of the node's identity key.
     pub node_key: crate::types::PublicKey,
+    /// The libp2p peer id (from the identity key), when the node is on a network.
+    pub peer_id: Option<String>,
+    /// Commands to the p2p layer (publish a transaction); `None` without a network.
+    pub net_commands: Option<tokio::sync::mpsc::Sender<NetCommand>>,
+    /// The p2p layer's state (peers, addresses, counters), once it runs.
+    pub net: std::sync::OnceLock<Arc<NetState>>,
+    /// Blocks above the LIB that are not on the stored chain (other branches), by hash.
+    pub side: RwLock<HashMap<Hash, Arc<Block>>>,
+    /// Finality, sync and fork figures from the chain thread.
+    pub consensus: RwLock<ConsensusInfo>,
 }
 
 impl Shared {
     pub fn head(&self) -> Head {
         *self.head.read()
+    }
+
+    pub fn set_head(&self, head: Head) {
+        *self.head.write() = head;
+    }
+
+    /// What this node tells peers about its chain.
+    pub fn status(&self) -> Status {
+        let head = self.head();
+        let info = self.consensus.read();
+        Status {
+            genesis: self.genesis_hash,
+            height: head.height,
+            hash: head.hash,
+            lib_height: info.lib_height,
+            lib_hash: info.lib_hash,
+        }
+    }
+
+    /// A block of another branch that this node holds.
+    pub fn side_block(&self, hash: &Hash) -> Option<Block> {
+        self.side.read().get(hash).map(|b| (**b).clone())
+    }
+
+    /// Hands a transaction that this node admitted to the p2p layer, for the other producers.
+    pub fn gossip_tx(&self, bytes: Vec<u8>) {
+        if let Some(net) = &self.net_commands {
+            let _ = net.try_send(NetCommand::PublishTx(bytes));
+        }
     }
 }
 
@@ -110,6 +157,7 @@ pub struct RunningNode {
     rpc: jsonrpsee::server::ServerHandle,
     stop: Arc<AtomicBool>,
     producer: Option<std::thread::JoinHandle<()>>,
+    net: Option<Net>,
 }
 
 pub fn now_ms() -> u64 {
@@ -125,6 +173,9 @@ fn read_password(path: &Path) -> Result<String, NodeError> {
 /// The node's identity key in its data directory: names the box (the agent signs with it; the p2p
 /// identity later). Plain hex, mode 0600, created on first start.
 pub const NODE_KEY_FILE: &str = "node.key";
+
+/// The last slot this node signed a block for (see [`crate::consensus`]).
+pub const SIGNED_SLOT_FILE: &str = "last_signed_slot";
 
 /// Reads the identity key, or creates it when the file does not exist yet.
 pub fn load_or_create_node_key(path: &Path) -> Result<Keypair, NodeError> {
@@ -187,6 +238,7 @@ impl RunningNode {
             None
         };
         let node_key = load_or_create_node_key(&config.data_dir.join(NODE_KEY_FILE))?;
+        let net_channel = config.p2p.enabled.then(|| tokio::sync::mpsc::channel::<NetCommand>(4096));
         let (blocks, _) = tokio::sync::broadcast::channel(256);
         let mempool = Arc::new(Mutex::new(Mempool::new(config.mempool.clone())));
         let admission = Admission::start(
@@ -215,23 +267,62 @@ impl RunningNode {
             io_uring: chain.uses_io_uring(),
             exec_cores: cores,
             node_key: node_key.public(),
+            peer_id: config.p2p.enabled.then(|| crate::net::peer_id_of(node_key.secret_bytes()).to_string()),
+            net_commands: net_channel.as_ref().map(|(tx, _)| tx.clone()),
+            net: std::sync::OnceLock::new(),
+            side: RwLock::new(HashMap::new()),
+            consensus: RwLock::new(ConsensusInfo::default()),
         });
-        let stop = Arc::new(AtomicBool::new(false));
-        let producer = match key {
-            Some(key) => {
-                let (shared, stop) = (shared.clone(), stop.clone());
-                let empty = config.producer.empty_blocks;
-                let thread = std::thread::Builder::new()
-                    .name("aergo-producer".into())
-                    .spawn(move || produce_loop(chain, key, shared, stop, empty))
-                    .map_err(|source| NodeError::Io { path: "producer thread".into(), source })?;
-                Some(thread)
+        let (inbound_tx, inbound_rx) = std::sync::mpsc::channel();
+        let net = match net_channel {
+            Some((commands, commands_rx)) => {
+                let (listen, bootstrap) =
+                    config.p2p.addresses().map_err(|reason| NodeError::Config { reason })?;
+                let net_config = NetConfig { listen, bootstrap, max_peers: config.p2p.max_peers };
+                let net = crate::net::start(
+                    net_config,
+                    node_key.secret_bytes(),
+                    shared.clone(),
+                    inbound_tx.clone(),
+                    commands.clone(),
+                    commands_rx,
+                )
+                .await?;
+                let _ = shared.net.set(net.state.clone());
+                Some(net)
             }
             None => None,
         };
+        let stop = Arc::new(AtomicBool::new(false));
+        let driver_config = DriverConfig {
+            key,
+            empty_blocks: config.producer.empty_blocks,
+            max_clock_drift_ms: config.p2p.max_clock_drift_ms,
+            signed_slot_file: config.data_dir.join(SIGNED_SLOT_FILE),
+        };
+        let driver = Driver::new(
+            chain,
+            driver_config,
+            shared.clone(),
+            inbound_rx,
+            shared.net_commands.clone(),
+            stop.clone(),
+        );
+        // Without a network nothing else sends to the chain thread; keep the channel open.
+        let keep_open = inbound_tx;
+        let thread = std::thread::Builder::new()
+            .name("aergo-chain".into())
+            .spawn(move || {
+                let _keep_open = keep_open;
+                driver.run()
+            })
+            .map_err(|source| NodeError::Io { path: "chain thread".into(), source })?;
         let (rpc, rpc_addr) = rpc::serve(shared.clone(), &config.rpc).await?;
-        tracing::info!(rpc = %rpc_addr, producer = ?shared.producer.map(|a| a.to_string()), "node running");
-        Ok(RunningNode { shared, rpc_addr, rpc, stop, producer })
+        tracing::info!(
+            rpc = %rpc_addr, producer = ?shared.producer.map(|a| a.to_string()),
+            peer_id = ?shared.peer_id, "node running"
+        );
+        Ok(RunningNode { shared, rpc_addr, rpc, stop, producer: Some(thread), net })
     }
 
     /// Stops accepting RPC, lets the producer finish the block in hand, and waits for both.
@@ -243,7 +334,10 @@ impl RunningNode {
             tokio::task::spawn_blocking(move || t.join())
                 .await
                 .map_err(|e| NodeError::Join(e.to_string()))?
-                .map_err(|_| NodeError::Join("producer thread panicked".into()))?;
+                .map_err(|_| NodeError::Join("chain thread panicked".into()))?;
+        }
+        if let Some(net) = self.net.take() {
+            net.shutdown().await;
         }
         let shared = self.shared.clone();
         tokio::task::spawn_blocking(move || shared.admission.stop())
@@ -251,80 +345,6 @@ impl RunningNode {
             .map_err(|e| NodeError::Join(e.to_string()))?;
         tracing::info!("node stopped");
         Ok(())
-    }
-}
-
-fn produce_loop(
-    mut chain: Chain,
-    key: Keypair,
-    shared: Arc<Shared>,
-    stop: Arc<AtomicBool>,
-    empty_blocks: bool,
-) {
-    let genesis_ts = shared.genesis.timestamp_ms;
-    let interval = shared.genesis.consensus.block_interval_ms.max(1);
-    let max_txs = shared.genesis.consensus.max_block_txs as usize;
-    // The slot after the last one this loop handled: a later next slot means slots went by while the
-    // producer was busy, and those count as missed.
-    let mut expected: Option<u64> = None;
-    while !stop.load(Ordering::SeqCst) {
-        // Sleep to the next slot boundary in short steps so that shutdown is prompt.
-        let now = now_ms();
-        let next_slot =
-            if now < genesis_ts { genesis_ts } else { now - (now - genesis_ts) % interval + interval };
-        if let Some(expected) = expected.filter(|e| next_slot > *e) {
-            let missed = (next_slot - expected) / interval;
-            shared.production.missed_slots.fetch_add(missed, Ordering::Relaxed);
-            tracing::warn!(missed, "slots went by while the producer was busy");
-        }
-        expected = Some(next_slot + interval);
-        shared.production.next_slot_ms.store(next_slot, Ordering::Relaxed);
-        while now_ms() < next_slot {
-            if stop.load(Ordering::SeqCst) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis((next_slot - now_ms()).clamp(1, 50)));
-        }
-        let candidates: Vec<_> =
-            shared.mempool.lock().select(max_txs).into_iter().map(|t| (*t).clone()).collect();
-        if candidates.is_empty() && !empty_blocks {
-            continue;
-        }
-        let started = Instant::now();
-        match chain.produce(&key, candidates, next_slot) {
-            Ok(done) => {
-                {
-                    let mut pool = shared.mempool.lock();
-                    pool.on_block(&done.block.transactions, &done.nonces);
-                    for (hash, _) in &done.dropped {
-                        pool.remove(hash);
-                    }
-                }
-                *shared.head.write() = chain.head();
-                let took = started.elapsed();
-                let p = &shared.production;
-                p.blocks.fetch_add(1, Ordering::Relaxed);
-                p.txs.fetch_add(done.block.transactions.len() as u64, Ordering::Relaxed);
-                p.busy_ns.fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
-                p.last_block_ms.store(took.as_millis() as u64, Ordering::Relaxed);
-                for (hash, reason) in &done.dropped {
-                    tracing::debug!(%hash, %reason, "left a transaction out of the block");
-                }
-                tracing::info!(
-                    height = done.block.header.height,
-                    hash = %done.block.hash(),
-                    txs = done.block.transactions.len(),
-                    took_ms = started.elapsed().as_millis() as u64,
-                    "produced block"
-                );
-                let _ = shared.blocks.send(done.block);
-            }
-            Err(e) => {
-                // Nothing was committed (commit is atomic); the next slot tries again.
-                shared.production.missed_slots.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(error = %e, "block production failed");
-            }
-        }
     }
 }
 

@@ -121,7 +121,11 @@ impl RpcHandler {
     /// Decodes one hex-encoded transaction and hands it to the admission stage.
     async fn admit(&self, hex_tx: &str) -> Result<SendTxResult, AdmitError> {
         let (tx, bytes) = self.decode(hex_tx)?;
+        let encoded = self.shared.net_commands.as_ref().map(|_| tx.encode());
         let admitted = self.shared.admission.submit(tx, bytes).await?;
+        if let Some(encoded) = encoded {
+            self.shared.gossip_tx(encoded);
+        }
         Ok(SendTxResult { hash: admitted.hash, pool_seq: admitted.pool_seq })
     }
 }
@@ -130,26 +134,27 @@ impl RpcHandler {
 impl AergoApiServer for RpcHandler {
     async fn chain_info(&self) -> RpcResult<ChainInfo> {
         let head = self.shared.head();
+        let consensus = self.shared.consensus.read().clone();
         Ok(ChainInfo {
             chain_id: self.shared.chain_id.clone(),
             genesis_hash: self.shared.genesis_hash,
             height: head.height,
             best_hash: head.hash,
             best_timestamp_ms: head.timestamp_ms,
-            lib_height: head.height,
+            lib_height: consensus.lib_height,
             producer_count: self.shared.genesis.producers.len() as u32,
             block_interval_ms: self.shared.genesis.consensus.block_interval_ms,
             mempool_txs: self.shared.mempool.lock().len() as u64,
-            syncing: false,
-            peers: 0,
-            best_known_height: head.height,
+            syncing: consensus.syncing,
+            peers: self.shared.net.get().map_or(0, |n| n.peers.read().len() as u32),
+            best_known_height: consensus.best_known_height.max(head.height),
         })
     }
 
     async fn node_info(&self) -> RpcResult<NodeInfo> {
         Ok(NodeInfo {
             version: env!("CARGO_PKG_VERSION").to_string(),
-            peer_id: None,
+            peer_id: self.shared.peer_id.clone(),
             role: if self.shared.producer.is_some() { "producer" } else { "full" }.to_string(),
             producer_address: self.shared.producer,
             data_dir: self.shared.data_dir.display().to_string(),
@@ -184,6 +189,9 @@ impl AergoApiServer for RpcHandler {
             mempool_bytes,
             blocks_produced_total: p.blocks.load(Relaxed),
             slots_missed_total: p.missed_slots.load(Relaxed),
+            slots_skipped_total: self.shared.consensus.read().skipped_slots,
+            reorgs_total: self.shared.consensus.read().reorgs,
+            peers_banned_total: self.shared.net.get().map_or(0, |n| n.banned_total.load(Relaxed)),
             last_block_ms: p.last_block_ms.load(Relaxed),
             next_slot_ms: Some(p.next_slot_ms.load(Relaxed))
                 .filter(|ms| *ms > 0 && self.shared.producer.is_some()),
@@ -191,8 +199,16 @@ impl AergoApiServer for RpcHandler {
     }
 
     async fn peers(&self) -> RpcResult<Vec<PeerView>> {
-        // The node has no p2p layer yet (#4): it is connected to nobody.
-        Ok(Vec::new())
+        let Some(net) = self.shared.net.get() else { return Ok(Vec::new()) };
+        let peers = net.peers.read();
+        Ok(peers
+            .iter()
+            .map(|(id, p)| PeerView {
+                peer_id: id.to_string(),
+                address: p.address.clone(),
+                best_height: p.status.as_ref().map_or(0, |s| s.height),
+            })
+            .collect())
     }
 
     async fn send_tx(&self, tx: String) -> RpcResult<SendTxResult> {
@@ -218,7 +234,16 @@ impl AergoApiServer for RpcHandler {
                 Err(e) => slots.push(Err(e)),
             }
         }
+        let encoded: Vec<Vec<u8>> = match &self.shared.net_commands {
+            Some(_) => decoded.iter().map(|(tx, _)| tx.encode()).collect(),
+            None => Vec::new(),
+        };
         let answers = self.shared.admission.submit_many(decoded).await;
+        for (bytes, answer) in encoded.into_iter().zip(&answers) {
+            if answer.is_ok() {
+                self.shared.gossip_tx(bytes);
+            }
+        }
         let outcome = |r: Result<crate::mempool::Admitted, AdmitError>| match r {
             Ok(a) => SendTxOutcome::Accepted(SendTxResult { hash: a.hash, pool_seq: a.pool_seq }),
             Err(e) => SendTxOutcome::Rejected {

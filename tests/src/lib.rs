@@ -116,7 +116,7 @@ fn spawn_announcing(
     let stderr = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
     let name = cmd.get_program().to_string_lossy().into_owned();
     let mut child = cmd
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", std::env::var("AERGO_TEST_LOG").unwrap_or_else(|_| "info".into()))
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
         .stderr(stderr)

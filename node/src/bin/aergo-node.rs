@@ -4,6 +4,8 @@
 //!   first start, continued after).
 //! - `aergo-node init --genesis FILE --data-dir DIR`: creates a chain from a genesis file.
 //! - `aergo-node run --config FILE`: runs a node from its config.
+//! - `aergo-node testnet --nodes N --out DIR`: the files for an N-producer network (see
+//!   `aergo_node::testnet`).
 //!
 //! Once serving, it prints `AERGO_RPC=http://ADDR` on stdout (useful with `--rpc-listen 127.0.0.1:0`).
 
@@ -55,6 +57,20 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Write the genesis, keys and a config per node for an N-producer network, and DIR/nodes.json.
+    Testnet {
+        #[arg(long, default_value_t = 4)]
+        nodes: usize,
+        #[arg(long)]
+        out: PathBuf,
+        /// One IPv4/IPv6 address per node (default: all on 127.0.0.1 with free ports).
+        #[arg(long, value_delimiter = ',')]
+        hosts: Vec<std::net::IpAddr>,
+        #[arg(long, default_value_t = 1000)]
+        block_interval_ms: u64,
+        #[arg(long, default_value = "aergo-testnet")]
+        chain_id: String,
+    },
     /// Re-execute the whole block log from genesis in a scratch directory and check that it reaches
     /// the stored state root (the node must be stopped).
     Verify {
@@ -100,6 +116,21 @@ async fn main() -> anyhow::Result<()> {
             return Ok(());
         }
         Some(Command::Run { config }) => NodeConfig::load(config)?,
+        Some(Command::Testnet { nodes, out, hosts, block_interval_ms, chain_id }) => {
+            let opts = aergo_node::testnet::TestnetOptions {
+                nodes: *nodes,
+                out: out.clone(),
+                hosts: hosts.clone(),
+                block_interval_ms: *block_interval_ms,
+                chain_id: chain_id.clone(),
+            };
+            let written = aergo_node::testnet::write_testnet(&opts)?;
+            for n in &written {
+                println!("{}  rpc {}  p2p {}", n.config.display(), n.rpc, n.p2p);
+            }
+            println!("nodes: {}", out.join("nodes.json").display());
+            return Ok(());
+        }
         Some(Command::Verify { data_dir }) => {
             init_tracing("warn");
             let genesis = Genesis::load(&data_dir.join("genesis.toml"))?;

@@ -131,3 +131,55 @@ fn imported_blocks_are_checked() {
     follower.import(block).unwrap();
     assert_eq!(follower.head(), producer.head());
 }
+
+#[test]
+fn rollback_takes_blocks_back_and_another_branch_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bp, alice, bob) = (Keypair::from_seed("bp"), Keypair::from_seed("alice"), Keypair::from_seed("bob"));
+    let g = genesis(&bp, &alice);
+    let (mut chain, _) = Chain::open(dir.path(), &g, LogOptions::default()).unwrap();
+    let b1 = chain.produce(&bp, vec![transfer(&alice, 0, bob.address(), 100)], 2_000).unwrap();
+    let b2 = chain.produce(&bp, vec![transfer(&alice, 1, bob.address(), 50)], 3_000).unwrap();
+    let b3 = chain.produce(&bp, vec![transfer(&alice, 2, bob.address(), 25)], 4_000).unwrap();
+    let store = chain.store();
+    assert_eq!(store.account(&bob.address()).unwrap().balance, 175);
+    // Final up to 1: nothing at or below it can be taken back.
+    chain.finalize(1, b1.block.hash()).unwrap();
+    assert!(matches!(chain.rollback_to(0), Err(ChainError::State(StateError::BelowFinal { .. }))));
+    let removed = chain.rollback_to(1).unwrap();
+    assert_eq!(removed.iter().map(|b| b.hash()).collect::<Vec<_>>(), vec![b2.block.hash(), b3.block.hash()]);
+    assert_eq!(chain.head().hash, b1.block.hash());
+    assert_eq!(store.account(&bob.address()).unwrap().balance, 100);
+    assert!(store.tx_location(&b2.block.transactions[0].hash()).unwrap().is_none());
+    assert!(store.height_of(&b3.block.hash()).unwrap().is_none());
+    assert_eq!(store.root_at(1).unwrap(), b1.block.header.state_root);
+    // Another branch from 1: the same nonce spent differently, in a later slot.
+    let c2 = chain.produce(&bp, vec![transfer(&alice, 1, bob.address(), 7)], 5_000).unwrap();
+    assert_eq!(store.account(&bob.address()).unwrap().balance, 107);
+    drop((chain, store));
+    // Reopened: the branch is what the log and the store hold.
+    let (chain, report) = Chain::open(dir.path(), &g, LogOptions::default()).unwrap();
+    assert_eq!(report.replayed, 0);
+    assert_eq!(chain.head().hash, c2.block.hash());
+    assert_eq!(chain.head().height, 2);
+    assert_eq!(chain.store().account(&bob.address()).unwrap().balance, 107);
+}
+
+#[test]
+fn blocks_outside_their_producers_slot_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bp, alice) = (Keypair::from_seed("bp"), Keypair::from_seed("alice"));
+    let g = genesis(&bp, &alice);
+    let other = tempfile::tempdir().unwrap();
+    let (mut producer, _) = Chain::open(other.path(), &g, LogOptions::default()).unwrap();
+    let (mut follower, _) = Chain::open(dir.path(), &g, LogOptions::default()).unwrap();
+    // A timestamp between slots.
+    let b = producer.produce(&bp, vec![], 2_500).unwrap();
+    let err = follower.import((*b.block).clone()).unwrap_err().to_string();
+    assert!(err.contains("not the start of a slot"), "{err}");
+    // Signed by a key that is not the slot's producer.
+    let (mut rogue, _) = Chain::open(tempfile::tempdir().unwrap().path(), &g, LogOptions::default()).unwrap();
+    let r = rogue.produce(&Keypair::from_seed("rogue"), vec![], 2_000).unwrap();
+    let err = follower.import((*r.block).clone()).unwrap_err().to_string();
+    assert!(err.contains("belongs to producer"), "{err}");
+}

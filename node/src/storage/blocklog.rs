@@ -534,6 +534,57 @@ impl BlockLog {
         Ok(RecordPos { segment: self.active_id, offset, len: payload.len() as u32 })
     }
 
+    /// Cuts the log after the record at `pos` (of block `height`): the records after it are removed
+    /// and the next append is `height + 1`. Used when the node switches to another fork, after the
+    /// state store was rolled back to `height`. Later segments go first, newest first, then the tail
+    /// of `pos`'s segment is zeroed: a crash at any point leaves a log that is a prefix of the old one,
+    /// still longer than the store's head, whose extra records open hands back for replay.
+    pub fn truncate_after(&mut self, pos: RecordPos, height: u64) -> Result<(), LogError> {
+        let (segment, end) = pos.end();
+        if segment > self.active_id || (segment == self.active_id && end > self.data_end) {
+            return Err(LogError::Corrupt {
+                path: segment_path(&self.dir, segment).display().to_string(),
+                offset: pos.offset,
+                reason: "truncation point is beyond the end of the log".into(),
+            });
+        }
+        for id in (segment + 1..=self.active_id).rev() {
+            let path = segment_path(&self.dir, id);
+            std::fs::remove_file(&path).map_err(io_err(&path))?;
+        }
+        sync_dir(&self.dir)?;
+        self.reader.forget_from(segment + 1);
+        let path = segment_path(&self.dir, segment);
+        if segment != self.active_id {
+            self.activate(segment)?;
+            // The records' end in that segment is not tracked: clear to the segment's end.
+            self.data_end = self.active_size;
+        }
+        zero_range(&self.active, end, self.data_end)
+            .and_then(|_| self.active.sync_data())
+            .map_err(io_err(&path))?;
+        self.data_end = end;
+        self.next_height = Some(height + 1);
+        self.load_tail().map_err(io_err(&path))?;
+        Ok(())
+    }
+
+    /// Makes segment `id` the one appends go to (its file, size and direct-I/O descriptor).
+    fn activate(&mut self, id: u32) -> Result<(), LogError> {
+        let path = segment_path(&self.dir, id);
+        self.active = OpenOptions::new().read(true).write(true).open(&path).map_err(io_err(&path))?;
+        self.active_size = self.active.metadata().map_err(io_err(&path))?.len();
+        if let Writer::UringDirect { direct, .. } = &mut self.writer {
+            *direct = OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_DIRECT)
+                .open(&path)
+                .map_err(io_err(&path))?;
+        }
+        self.active_id = id;
+        Ok(())
+    }
+
     /// Moves to a new segment big enough for a record of `needed` bytes.
     fn roll(&mut self, needed: u64) -> Result<(), LogError> {
         let id = self.active_id + 1;
@@ -546,16 +597,7 @@ impl BlockLog {
         }
         std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
         sync_dir(&self.dir)?;
-        self.active = OpenOptions::new().read(true).write(true).open(&path).map_err(io_err(&path))?;
-        self.active_size = self.active.metadata().map_err(io_err(&path))?.len();
-        if let Writer::UringDirect { direct, .. } = &mut self.writer {
-            *direct = OpenOptions::new()
-                .write(true)
-                .custom_flags(libc::O_DIRECT)
-                .open(&path)
-                .map_err(io_err(&path))?;
-        }
-        self.active_id = id;
+        self.activate(id)?;
         self.data_end = 0;
         self.tail.clear();
         self.prepare_next(self.opts.segment_bytes);
@@ -712,6 +754,11 @@ impl LogReader {
         let f = Arc::new(File::open(&path).map_err(io_err(&path))?);
         files.insert(segment, f.clone());
         Ok(f)
+    }
+
+    /// Drops the open files of segment `from` and later (they were removed by a truncation).
+    fn forget_from(&self, from: u32) {
+        self.files.lock().retain(|id, _| *id < from);
     }
 
     /// Reads and verifies the record at `pos`, returning its height and payload.

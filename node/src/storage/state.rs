@@ -7,7 +7,9 @@
 //!   `seek_for_prev` to `key hash ‖ H`: the newest version at or below H (MVCC snapshot reads).
 //! - `blocks`: `height (BE)` → [`BlockMeta`] (header, log position); `block_hashes`: hash → height.
 //! - `txs`: transaction hash → [`TxLocation`] (height, index, receipt).
-//! - `meta`: the head and the genesis hash.
+//! - `meta`: the head, the genesis hash and the last irreversible block (LIB).
+//! - `undo`: `height (BE)` → [`Undo`]: the keys a block above the LIB wrote, so that it can be rolled
+//!   back when the node switches to another fork ([`StateStore::rollback_to`]); dropped once final.
 //!
 //! A block is committed with one atomic, synced `WriteBatch` holding its tree nodes, values, index
 //! entries, receipts and the new head: after a crash the store is at one block boundary or the next.
@@ -45,7 +47,9 @@ const CF_BLOCKS: &str = "blocks";
 const CF_BLOCK_HASHES: &str = "block_hashes";
 const CF_TXS: &str = "txs";
 const CF_META: &str = "meta";
+const CF_UNDO: &str = "undo";
 const KEY_HEAD: &[u8] = b"head";
+const KEY_LIB: &[u8] = b"lib";
 const KEY_GENESIS: &[u8] = b"genesis_hash";
 
 /// Key of an account in the state.
@@ -71,6 +75,18 @@ pub enum StateError {
     Tree(String),
     #[error("height {requested} is above the chain head {head}")]
     HeightUnavailable { requested: u64, head: u64 },
+    #[error("cannot roll back to height {target}: height {lib} is final")]
+    BelowFinal { target: u64, lib: u64 },
+    #[error("cannot roll back height {0}: its undo record is missing")]
+    NoUndo(u64),
+}
+
+/// What a block wrote, to take it back: its tree nodes, its value versions and its transactions.
+#[derive(Clone, Debug, Default, BorshSerialize, BorshDeserialize)]
+struct Undo {
+    nodes: Vec<Vec<u8>>,
+    values: Vec<[u8; 40]>,
+    txs: Vec<Hash>,
 }
 
 /// The chain head as the store knows it.
@@ -130,7 +146,7 @@ impl StateStore {
         opts.create_missing_column_families(true);
         opts.set_max_open_files(512);
         opts.set_keep_log_file_num(4);
-        let cfs = [CF_NODES, CF_VALUES, CF_BLOCKS, CF_BLOCK_HASHES, CF_TXS, CF_META]
+        let cfs = [CF_NODES, CF_VALUES, CF_BLOCKS, CF_BLOCK_HASHES, CF_TXS, CF_META, CF_UNDO]
             .into_iter()
             .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
         let db = DB::open_cf_descriptors(&opts, path, cfs)
@@ -232,12 +248,16 @@ impl StateStore {
         }
         let hash = block.hash();
         let mut wb = WriteBatch::default();
+        let mut undo = Undo::default();
         let nodes = self.cf(CF_NODES)?;
         for (key, node) in prepared.batch.node_batch.nodes() {
-            wb.put_cf(nodes, borsh::to_vec(key).unwrap_or_default(), borsh::to_vec(node).unwrap_or_default());
+            let key = borsh::to_vec(key).unwrap_or_default();
+            wb.put_cf(nodes, &key, borsh::to_vec(node).unwrap_or_default());
+            undo.nodes.push(key);
         }
         let values = self.cf(CF_VALUES)?;
         for ((version, key_hash), value) in prepared.batch.node_batch.values() {
+            undo.values.push(value_key(key_hash, *version));
             let v = match value {
                 Some(bytes) => {
                     let mut v = Vec::with_capacity(bytes.len() + 1);
@@ -257,6 +277,10 @@ impl StateStore {
         for (index, (tx, receipt)) in block.transactions.iter().zip(receipts).enumerate() {
             let loc = TxLocation { height, block_hash: hash, index: index as u32, receipt: receipt.clone() };
             wb.put_cf(txs, tx.hash().0, borsh::to_vec(&loc).unwrap_or_default());
+            undo.txs.push(tx.hash());
+        }
+        if height > self.finalized()?.map_or(0, |(h, _)| h) {
+            wb.put_cf(self.cf(CF_UNDO)?, height.to_be_bytes(), borsh::to_vec(&undo).unwrap_or_default());
         }
         let head = Head {
             height,
@@ -274,6 +298,81 @@ impl StateStore {
         wo.set_sync(true);
         self.db.write_opt(wb, &wo)?;
         Ok(head)
+    }
+
+    /// The last irreversible block `(height, hash)`, once one above genesis was recorded.
+    pub fn finalized(&self) -> Result<Option<(u64, Hash)>, StateError> {
+        match self.db.get_cf(self.cf(CF_META)?, KEY_LIB)? {
+            Some(bytes) => Ok(Some(decode("last irreversible block", &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Records that the block at `height` (on the stored chain) is final, and drops the undo records
+    /// of it and of the blocks below it. Not synced: after a crash the LIB is found again from the
+    /// blocks, and a lower stored LIB only allows less.
+    pub fn set_finalized(&self, height: u64, hash: Hash) -> Result<(), StateError> {
+        let old = self.finalized()?.map_or(0, |(h, _)| h);
+        if height <= old {
+            return Ok(());
+        }
+        let mut wb = WriteBatch::default();
+        wb.put_cf(self.cf(CF_META)?, KEY_LIB, borsh::to_vec(&(height, hash)).unwrap_or_default());
+        wb.delete_range_cf(self.cf(CF_UNDO)?, old.to_be_bytes(), (height + 1).to_be_bytes());
+        self.db.write(wb)?;
+        Ok(())
+    }
+
+    /// Takes back every block above `target`, newest first, in one synced batch: their tree nodes and
+    /// value versions, index entries and receipts; the head becomes the block at `target`. Refused
+    /// below the LIB. The block log is cut by the caller afterwards (a crash in between leaves log
+    /// records above the head, which open replays: the store is consistent either way).
+    pub fn rollback_to(&self, target: u64) -> Result<Head, StateError> {
+        let head = self.head()?.ok_or(StateError::HeightUnavailable { requested: target, head: 0 })?;
+        if target >= head.height {
+            return Ok(head);
+        }
+        let lib = self.finalized()?.map_or(0, |(h, _)| h);
+        if target < lib {
+            return Err(StateError::BelowFinal { target, lib });
+        }
+        let (nodes, values, undo_cf) = (self.cf(CF_NODES)?, self.cf(CF_VALUES)?, self.cf(CF_UNDO)?);
+        let (blocks, hashes, txs) = (self.cf(CF_BLOCKS)?, self.cf(CF_BLOCK_HASHES)?, self.cf(CF_TXS)?);
+        let mut wb = WriteBatch::default();
+        for height in (target + 1..=head.height).rev() {
+            let undo: Undo = match self.db.get_cf(undo_cf, height.to_be_bytes())? {
+                Some(bytes) => decode("undo record", &bytes)?,
+                None => return Err(StateError::NoUndo(height)),
+            };
+            for key in &undo.nodes {
+                wb.delete_cf(nodes, key);
+            }
+            for key in &undo.values {
+                wb.delete_cf(values, key);
+            }
+            for tx in &undo.txs {
+                wb.delete_cf(txs, tx.0);
+            }
+            if let Some(meta) = self.block_meta(height)? {
+                wb.delete_cf(hashes, meta.hash.0);
+            }
+            wb.delete_cf(blocks, height.to_be_bytes());
+            wb.delete_cf(undo_cf, height.to_be_bytes());
+        }
+        let meta =
+            self.block_meta(target)?.ok_or(StateError::HeightUnavailable { requested: target, head: 0 })?;
+        let new_head = Head {
+            height: target,
+            hash: meta.hash,
+            pos: meta.pos,
+            state_root: meta.header.state_root,
+            timestamp_ms: meta.header.timestamp_ms,
+        };
+        wb.put_cf(self.cf(CF_META)?, KEY_HEAD, borsh::to_vec(&new_head).unwrap_or_default());
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(wb, &wo)?;
+        Ok(new_head)
     }
 
     pub fn block_meta(&self, height: u64) -> Result<Option<BlockMeta>, StateError> {

@@ -168,3 +168,24 @@ fn missing_or_short_logs_are_refused() {
     let err = BlockLog::open(dir.path(), opts(1 << 20, true), committed(&pos, 4)).err().unwrap();
     assert!(matches!(err, LogError::Missing { height: 4, .. }), "{err}");
 }
+
+#[test]
+fn truncation_within_and_across_segments_then_the_log_continues() {
+    for (segment_bytes, uring) in [(1 << 20, true), (4096, true), (4096, false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = BlockLog::open(dir.path(), opts(segment_bytes, uring), None).unwrap();
+        let pos: Vec<_> = (0..60).map(|h| log.append(h, &payload(h)).unwrap()).collect();
+        log.truncate_after(pos[40], 40).unwrap();
+        assert!(matches!(log.append(42, b"x"), Err(LogError::Height { expected: 41, .. })));
+        let fork: Vec<_> = (41..50).map(|h| log.append(h, format!("fork {h}").as_bytes()).unwrap()).collect();
+        let reader = log.reader();
+        assert_eq!(reader.read(pos[40]).unwrap(), (40, payload(40)));
+        assert_eq!(reader.read(fork[0]).unwrap(), (41, b"fork 41".to_vec()));
+        drop(log);
+        // Reopened: the old records after 40 are gone, the fork's are there.
+        let (_, rec) = BlockLog::open(dir.path(), opts(segment_bytes, uring), committed(&pos, 40)).unwrap();
+        assert_eq!(rec.last_height, Some(49));
+        assert_eq!(rec.uncommitted, (41..50).zip(fork.iter().copied()).collect::<Vec<_>>());
+        assert!(rec.truncated.is_none());
+    }
+}

@@ -1,0 +1,686 @@
+//! DPoS consensus: the slot schedule ([`schedule`]), finality and fork choice, and the chain thread
+//! ([`Driver`]) that owns the [`Chain`] and applies them — producing in this node's slots, importing
+//! blocks from peers, switching forks, and syncing. Design: `docs/consensus.md`.
+//!
+//! ```text
+//!  net task ──Inbound──► Driver (one OS thread) ──► Chain (block log + state store)
+//!      ▲                    │  produce in own slots, import, fork choice, LIB, sync requests
+//!      └────NetCommand──────┘
+//! ```
+//! Every change to the chain happens on this one thread, so a block is either wholly applied or not
+//! at all, and readers (RPC, the net task's sync answers) see the store's committed state.
+
+pub mod schedule;
+
+pub use schedule::Schedule;
+
+use crate::chain::{Chain, CommittedBlock};
+use crate::crypto::{self, Keypair};
+use crate::net::{Inbound, NetCommand, Penalty, Status, Verdict};
+use crate::node::{now_ms, Shared};
+use crate::types::{Block, Hash, PublicKey};
+use libp2p::PeerId;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Blocks whose parent is unknown, kept while it is fetched.
+const MAX_ORPHANS: usize = 512;
+/// Blocks asked for per sync request.
+const SYNC_BATCH: u32 = 128;
+/// How long a sync request may take before another peer is asked.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
+/// A node this many blocks behind its best peer says it is syncing (and does not produce).
+const SYNC_GAP: u64 = 3;
+
+/// What the chain thread tells readers about consensus.
+#[derive(Clone, Debug, Default)]
+pub struct ConsensusInfo {
+    pub lib_height: u64,
+    pub lib_hash: Hash,
+    pub syncing: bool,
+    pub best_known_height: u64,
+    /// Slots of the best chain that have no block, since this node started.
+    pub skipped_slots: u64,
+    /// Fork switches since this node started.
+    pub reorgs: u64,
+}
+
+/// Index, in `producers` (oldest first: the blocks above the LIB on one branch), of the newest block
+/// that `quorum` distinct producers have produced or built on.
+pub fn final_index(producers: &[PublicKey], quorum: usize) -> Option<usize> {
+    let mut seen = HashSet::new();
+    for (i, p) in producers.iter().enumerate().rev() {
+        seen.insert(*p);
+        if seen.len() >= quorum {
+            return Some(i);
+        }
+    }
+    None
+}
+
+/// A branch fork choice may switch to: its score (distinct producers, height), the height of the
+/// stored block it leaves from, and its blocks, oldest first.
+type Candidate = ((usize, u64), u64, Vec<Arc<Block>>);
+
+fn distinct(producers: impl IntoIterator<Item = PublicKey>) -> usize {
+    producers.into_iter().collect::<HashSet<_>>().len()
+}
+
+/// The chain thread's settings.
+pub struct DriverConfig {
+    pub key: Option<Keypair>,
+    /// Produce blocks without transactions (always on with more than one producer).
+    pub empty_blocks: bool,
+    /// How far a gossiped block's timestamp may be ahead of this node's clock.
+    pub max_clock_drift_ms: u64,
+    /// `<data_dir>/last_signed_slot`.
+    pub signed_slot_file: PathBuf,
+}
+
+/// The chain thread.
+pub struct Driver {
+    chain: Chain,
+    schedule: Schedule,
+    config: DriverConfig,
+    shared: Arc<Shared>,
+    inbox: std::sync::mpsc::Receiver<Inbound>,
+    net: Option<tokio::sync::mpsc::Sender<NetCommand>>,
+    stop: Arc<AtomicBool>,
+    lib: (u64, Hash),
+    orphans: HashMap<Hash, Vec<Arc<Block>>>,
+    orphan_order: VecDeque<(Hash, Hash)>,
+    peers: HashMap<PeerId, Status>,
+    sync: Option<(PeerId, Instant)>,
+    last_signed_slot: u64,
+    /// The last slot the production check looked at (for counting missed slots).
+    last_seen_slot: Option<u64>,
+    last_head_change: Instant,
+}
+
+impl Driver {
+    pub fn new(
+        chain: Chain,
+        config: DriverConfig,
+        shared: Arc<Shared>,
+        inbox: std::sync::mpsc::Receiver<Inbound>,
+        net: Option<tokio::sync::mpsc::Sender<NetCommand>>,
+        stop: Arc<AtomicBool>,
+    ) -> Driver {
+        let schedule = chain.schedule().clone();
+        let store = chain.store();
+        let genesis_hash = store.genesis_hash().ok().flatten().unwrap_or(Hash::ZERO);
+        let lib = store.finalized().ok().flatten().unwrap_or((0, genesis_hash));
+        let last_signed_slot = std::fs::read_to_string(&config.signed_slot_file)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0);
+        let mut driver = Driver {
+            chain,
+            schedule,
+            config,
+            shared,
+            inbox,
+            net,
+            stop,
+            lib,
+            orphans: HashMap::new(),
+            orphan_order: VecDeque::new(),
+            peers: HashMap::new(),
+            sync: None,
+            last_signed_slot,
+            last_seen_slot: None,
+            last_head_change: Instant::now(),
+        };
+        driver.update_lib();
+        driver.publish_info();
+        driver
+    }
+
+    fn produces_empty(&self) -> bool {
+        self.config.empty_blocks || self.schedule.producers(self.chain.head().height + 1).len() > 1
+    }
+
+    /// Runs until the stop flag is set.
+    pub fn run(mut self) {
+        while !self.stop.load(Ordering::SeqCst) {
+            self.maybe_produce();
+            let wait = self.until_next_own_slot().min(Duration::from_millis(100));
+            match self.inbox.recv_timeout(wait) {
+                Ok(event) => {
+                    self.handle(event);
+                    // Drain what queued up meanwhile, but keep the slot clock in view.
+                    let started = Instant::now();
+                    while started.elapsed() < Duration::from_millis(50) {
+                        match self.inbox.try_recv() {
+                            Ok(event) => self.handle(event),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(wait),
+            }
+            self.maybe_sync();
+        }
+    }
+
+    fn until_next_own_slot(&self) -> Duration {
+        let Some(key) = &self.config.key else { return Duration::from_millis(100) };
+        let now = now_ms();
+        let slot = self.schedule.slot_at(now) + u64::from(now >= self.schedule.slot_start(0));
+        let height = self.chain.head().height + 1;
+        match self.schedule.next_slot_of(&key.public(), slot, height) {
+            Some(s) => Duration::from_millis(self.schedule.slot_start(s).saturating_sub(now)),
+            None => Duration::from_millis(100),
+        }
+    }
+
+    fn send(&self, cmd: NetCommand) {
+        if let Some(net) = &self.net {
+            if net.try_send(cmd).is_err() {
+                tracing::debug!("net command queue full; a message was dropped");
+            }
+        }
+    }
+
+    fn penalize(&self, peer: Option<PeerId>, penalty: Penalty, reason: String) {
+        if let Some(peer) = peer {
+            self.send(NetCommand::Penalize { peer, penalty, reason });
+        }
+    }
+
+    // ---- production ------------------------------------------------------------------------
+
+    fn maybe_produce(&mut self) {
+        let Some(key) = self.config.key.clone() else { return };
+        let now = now_ms();
+        if now < self.schedule.slot_start(0) {
+            return;
+        }
+        let slot = self.schedule.slot_at(now);
+        let head = self.chain.head();
+        let height = head.height + 1;
+        let me = key.public();
+        let produces_empty = self.produces_empty();
+        // Own slots that went by unseen (the thread was busy) are missed.
+        if let Some(last) = self.last_seen_slot {
+            if produces_empty && slot > last + 1 {
+                let missed = (last + 1..slot)
+                    .filter(|s| {
+                        *s > self.last_signed_slot && self.schedule.producer_of(*s, height) == Some(me)
+                    })
+                    .count() as u64;
+                if missed > 0 {
+                    self.shared.production.missed_slots.fetch_add(missed, Ordering::Relaxed);
+                    tracing::warn!(missed, "own slots went by while the node was busy");
+                }
+            }
+        }
+        let first_look = self.last_seen_slot != Some(slot);
+        self.last_seen_slot = Some(slot);
+        if let Some(next) = self.schedule.next_slot_of(&me, slot + 1, height) {
+            self.shared.production.next_slot_ms.store(self.schedule.slot_start(next), Ordering::Relaxed);
+        }
+        if slot <= self.last_signed_slot
+            || self.schedule.producer_of(slot, height) != Some(me)
+            || self.schedule.slot_start(slot) <= head.timestamp_ms
+        {
+            return;
+        }
+        let start = self.schedule.slot_start(slot);
+        let late = now > start + self.schedule.interval_ms() * 3 / 4;
+        let syncing = self.shared.consensus.read().syncing;
+        if late || syncing {
+            if first_look && produces_empty {
+                self.shared.production.missed_slots.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(slot, late, syncing, "own slot skipped");
+            }
+            // Not produced: do not look at this slot again.
+            self.last_signed_slot = self.last_signed_slot.max(slot);
+            return;
+        }
+        let max_txs = self.shared.genesis.consensus.max_block_txs as usize;
+        let candidates: Vec<_> =
+            self.shared.mempool.lock().select(max_txs).into_iter().map(|t| (*t).clone()).collect();
+        if candidates.is_empty() && !produces_empty {
+            return;
+        }
+        // The slot is recorded before the block is signed: a restart within the slot cannot sign
+        // a second block for it.
+        if let Err(e) = crate::storage::write_atomic_mode(
+            &self.config.signed_slot_file,
+            format!("{slot}\n").as_bytes(),
+            0o644,
+        ) {
+            tracing::error!(error = %e, "cannot record the slot about to be signed; not producing");
+            return;
+        }
+        self.last_signed_slot = slot;
+        let started = Instant::now();
+        match self.chain.produce(&key, candidates, start) {
+            Ok(done) => {
+                let took = started.elapsed();
+                let p = &self.shared.production;
+                p.blocks.fetch_add(1, Ordering::Relaxed);
+                p.txs.fetch_add(done.block.transactions.len() as u64, Ordering::Relaxed);
+                p.busy_ns.fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+                p.last_block_ms.store(took.as_millis() as u64, Ordering::Relaxed);
+                for (hash, reason) in &done.dropped {
+                    tracing::debug!(%hash, %reason, "left a transaction out of the block");
+                }
+                {
+                    let mut pool = self.shared.mempool.lock();
+                    for (hash, _) in &done.dropped {
+                        pool.remove(hash);
+                    }
+                }
+                tracing::info!(
+                    height = done.block.header.height, slot, hash = %done.block.hash(),
+                    txs = done.block.transactions.len(), took_ms = took.as_millis() as u64,
+                    "produced block"
+                );
+                self.send(NetCommand::PublishBlock(done.block.encode()));
+                self.committed(done);
+                self.update_lib();
+            }
+            Err(e) => {
+                self.shared.production.missed_slots.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, "block production failed");
+            }
+        }
+    }
+
+    // ---- blocks from peers -----------------------------------------------------------------
+
+    fn handle(&mut self, event: Inbound) {
+        match event {
+            Inbound::GossipBlock { block, from, id } => {
+                let verdict = self.on_block(Arc::new(*block), Some(from), true);
+                self.send(NetCommand::Verdict { id, from, acceptance: verdict });
+            }
+            Inbound::Blocks { from, blocks } => {
+                if self.sync.is_some_and(|(p, _)| p == from) {
+                    self.sync = None;
+                }
+                for block in blocks {
+                    if self.on_block(Arc::new(block), Some(from), false) == Verdict::Reject {
+                        break;
+                    }
+                }
+            }
+            Inbound::Status { peer, status } => {
+                if status.genesis != self.shared.genesis_hash {
+                    self.penalize(Some(peer), Penalty::Invalid, "peer is on another chain".into());
+                    return;
+                }
+                self.peers.insert(peer, status);
+            }
+            Inbound::RequestFailed { peer } => {
+                if self.sync.is_some_and(|(p, _)| p == peer) {
+                    self.sync = None;
+                }
+            }
+            Inbound::PeerGone(peer) => {
+                self.peers.remove(&peer);
+                if self.sync.is_some_and(|(p, _)| p == peer) {
+                    self.sync = None;
+                }
+            }
+        }
+        self.publish_info();
+    }
+
+    /// Whether the block is already here: on the stored chain, a side branch, or waiting for its parent.
+    fn is_known(&self, hash: &Hash) -> bool {
+        self.stored_height(hash).is_some()
+            || self.shared.side.read().contains_key(hash)
+            || self.orphan_order.iter().any(|(_, h)| h == hash)
+    }
+
+    fn stored_height(&self, hash: &Hash) -> Option<u64> {
+        self.chain.store().height_of(hash).ok().flatten()
+    }
+
+    /// Checks what needs no state: chain, slot, producer and its signature.
+    fn check_stateless(&self, block: &Block) -> Result<(), String> {
+        let h = &block.header;
+        if h.chain_id != self.shared.chain_id {
+            return Err(format!("chain id {:?}", h.chain_id));
+        }
+        // The parent's timestamp is checked on import; here only that the slot is the producer's.
+        self.schedule.check(h, 0)?;
+        crypto::verify(&h.producer, &block.hash(), &block.signature)
+            .map_err(|e| format!("producer signature: {e}"))?;
+        Ok(())
+    }
+
+    fn on_block(&mut self, block: Arc<Block>, from: Option<PeerId>, gossip: bool) -> Verdict {
+        let mut queue = VecDeque::from([(block, from, gossip)]);
+        let mut first = None;
+        while let Some((block, from, gossip)) = queue.pop_front() {
+            let verdict = self.on_one_block(block.clone(), from, gossip);
+            first.get_or_insert(verdict);
+            if verdict == Verdict::Accept || (verdict == Verdict::Ignore && self.is_attached(&block.hash())) {
+                // Its children that were waiting for it.
+                if let Some(children) = self.orphans.remove(&block.hash()) {
+                    self.orphan_order.retain(|(parent, _)| *parent != block.hash());
+                    queue.extend(children.into_iter().map(|c| (c, None, false)));
+                }
+            }
+        }
+        first.unwrap_or(Verdict::Ignore)
+    }
+
+    fn is_attached(&self, hash: &Hash) -> bool {
+        self.stored_height(hash).is_some() || self.shared.side.read().contains_key(hash)
+    }
+
+    fn on_one_block(&mut self, block: Arc<Block>, from: Option<PeerId>, gossip: bool) -> Verdict {
+        let hash = block.hash();
+        let h = &block.header;
+        if self.is_known(&hash) {
+            return Verdict::Ignore;
+        }
+        if h.height <= self.lib.0 {
+            // At or below the final height and not ours: a branch this node will never take.
+            return Verdict::Ignore;
+        }
+        if let Err(reason) = self.check_stateless(&block) {
+            tracing::warn!(height = h.height, %hash, %reason, "refused a block");
+            self.penalize(from, Penalty::Invalid, format!("block {hash}: {reason}"));
+            return Verdict::Reject;
+        }
+        let now = now_ms();
+        if gossip && h.timestamp_ms > now + self.config.max_clock_drift_ms {
+            self.penalize(from, Penalty::Annoying, format!("block {hash} is from a future slot"));
+            return Verdict::Ignore;
+        }
+        // Relayed only inside its slot's window; older blocks are history (sync), not news.
+        let in_window = h.timestamp_ms + self.schedule.interval_ms() + self.config.max_clock_drift_ms >= now;
+        let relay = if in_window { Verdict::Accept } else { Verdict::Ignore };
+        let head = self.chain.head();
+        if h.prev_hash == head.hash {
+            return match self.chain.import((*block).clone()) {
+                Ok(done) => {
+                    self.committed(done);
+                    self.update_lib();
+                    relay
+                }
+                Err(e) => {
+                    tracing::warn!(height = h.height, %hash, error = %e, "refused a block");
+                    self.penalize(from, Penalty::Invalid, format!("block {hash}: {e}"));
+                    Verdict::Reject
+                }
+            };
+        }
+        let parent_height = match self.stored_height(&h.prev_hash) {
+            Some(ph) if ph >= self.lib.0 => Some(ph),
+            Some(_) => return Verdict::Ignore,
+            None => self.shared.side.read().get(&h.prev_hash).map(|p| p.header.height),
+        };
+        match parent_height {
+            Some(ph) if ph + 1 == h.height => {
+                self.shared.side.write().insert(hash, block.clone());
+                self.fork_choice();
+                relay
+            }
+            Some(_) => {
+                self.penalize(
+                    from,
+                    Penalty::Invalid,
+                    format!("block {hash}: height does not follow its parent"),
+                );
+                Verdict::Reject
+            }
+            None => {
+                self.add_orphan(block.clone());
+                if let Some(peer) = from {
+                    if h.height > head.height + 1 {
+                        self.request_sync(peer);
+                    } else {
+                        self.send(NetCommand::RequestBlock { peer, hash: h.prev_hash });
+                    }
+                }
+                Verdict::Ignore
+            }
+        }
+    }
+
+    fn add_orphan(&mut self, block: Arc<Block>) {
+        let parent = block.header.prev_hash;
+        self.orphan_order.push_back((parent, block.hash()));
+        self.orphans.entry(parent).or_default().push(block);
+        while self.orphan_order.len() > MAX_ORPHANS {
+            if let Some((parent, hash)) = self.orphan_order.pop_front() {
+                if let Some(list) = self.orphans.get_mut(&parent) {
+                    list.retain(|b| b.hash() != hash);
+                    if list.is_empty() {
+                        self.orphans.remove(&parent);
+                    }
+                }
+            }
+        }
+    }
+
+    /// After a block became the head: the pool, the readers, the subscribers.
+    fn committed(&mut self, done: CommittedBlock) {
+        let previous = self.shared.head();
+        if done.block.header.prev_hash == previous.hash && previous.height > 0 {
+            let gap = self.schedule.slot_at(done.block.header.timestamp_ms)
+                - self
+                    .schedule
+                    .slot_at(previous.timestamp_ms)
+                    .min(self.schedule.slot_at(done.block.header.timestamp_ms));
+            self.shared.consensus.write().skipped_slots += gap.saturating_sub(1);
+        }
+        self.shared.mempool.lock().on_block(&done.block.transactions, &done.nonces);
+        self.shared.set_head(self.chain.head());
+        self.last_head_change = Instant::now();
+        let _ = self.shared.blocks.send(done.block);
+    }
+
+    // ---- fork choice and finality ------------------------------------------------------------
+
+    /// The producers of the stored blocks above the LIB, oldest first, with their heights.
+    fn canonical_above_lib(&self) -> Vec<(u64, Hash, PublicKey)> {
+        self.chain
+            .store()
+            .block_metas_from(self.lib.0 + 1)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| (m.header.height, m.hash, m.header.producer))
+            .collect()
+    }
+
+    /// Follows the branch with the most distinct producers above the LIB (then the higher one; on a
+    /// tie, the current one).
+    fn fork_choice(&mut self) {
+        let head = self.chain.head();
+        let canonical = self.canonical_above_lib();
+        let current = (distinct(canonical.iter().map(|c| c.2)), head.height);
+        let side = self.shared.side.read().clone();
+        let parents: HashSet<Hash> = side.values().map(|b| b.header.prev_hash).collect();
+        let mut best: Option<Candidate> = None;
+        for tip in side.values().filter(|b| !parents.contains(&b.hash())) {
+            let mut branch = vec![tip.clone()];
+            let mut cursor = tip.header.prev_hash;
+            while let Some(b) = side.get(&cursor) {
+                branch.push(b.clone());
+                cursor = b.header.prev_hash;
+            }
+            let Some(ancestor) = self.stored_height(&cursor).filter(|h| *h >= self.lib.0) else { continue };
+            branch.reverse();
+            let below = canonical.iter().filter(|c| c.0 <= ancestor).map(|c| c.2);
+            let score = (distinct(below.chain(branch.iter().map(|b| b.header.producer))), tip.header.height);
+            if score > current && best.as_ref().is_none_or(|(s, _, _)| score > *s) {
+                best = Some((score, ancestor, branch));
+            }
+        }
+        if let Some((score, ancestor, branch)) = best {
+            tracing::info!(
+                from_height = head.height,
+                to_height = score.1,
+                ancestor,
+                producers = score.0,
+                "switching to a better branch"
+            );
+            self.switch(ancestor, branch);
+        }
+    }
+
+    fn switch(&mut self, ancestor: u64, branch: Vec<Arc<Block>>) {
+        let removed = match self.chain.rollback_to(ancestor) {
+            Ok(removed) => removed,
+            Err(e) => {
+                tracing::error!(error = %e, "fork switch: rollback failed");
+                return;
+            }
+        };
+        self.shared.consensus.write().reorgs += 1;
+        self.shared.set_head(self.chain.head());
+        let store = self.chain.store();
+        {
+            let mut side = self.shared.side.write();
+            for b in &removed {
+                side.insert(b.hash(), Arc::new(b.clone()));
+            }
+        }
+        // Senders of the abandoned blocks' transactions have lower nonces again.
+        let senders: HashMap<_, _> = removed
+            .iter()
+            .flat_map(|b| b.transactions.iter().map(|t| t.sender()))
+            .map(|a| (a, store.account(&a).map(|acc| acc.nonce).unwrap_or(0)))
+            .collect();
+        self.shared.mempool.lock().on_rollback(&senders);
+        let mut failed = false;
+        for block in branch {
+            self.shared.side.write().remove(&block.hash());
+            match self.chain.import((*block).clone()) {
+                Ok(done) => self.committed(done),
+                Err(e) => {
+                    tracing::warn!(height = block.header.height, hash = %block.hash(), error = %e,
+                        "a block of the better branch is invalid; dropping the branch from it");
+                    self.drop_side_descendants(block.hash());
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        // Transactions of the abandoned blocks that the new branch does not hold go back to the pool.
+        let mut pool = self.shared.mempool.lock();
+        for tx in removed.iter().flat_map(|b| b.transactions.iter()) {
+            if store.tx_location(&tx.hash()).ok().flatten().is_none() {
+                let account = store.account(&tx.sender()).unwrap_or_default();
+                let _ = pool.admit(tx.clone(), tx.encode().len(), account);
+            }
+        }
+        drop(pool);
+        self.update_lib();
+        if failed {
+            self.fork_choice();
+        }
+    }
+
+    fn drop_side_descendants(&mut self, root: Hash) {
+        let mut side = self.shared.side.write();
+        let mut gone = vec![root];
+        while let Some(h) = gone.pop() {
+            let children: Vec<Hash> =
+                side.values().filter(|b| b.header.prev_hash == h).map(|b| b.hash()).collect();
+            for c in children {
+                side.remove(&c);
+                gone.push(c);
+            }
+        }
+    }
+
+    fn update_lib(&mut self) {
+        let canonical = self.canonical_above_lib();
+        let Some(&(height, ..)) = canonical.last() else { return };
+        let producers: Vec<PublicKey> = canonical.iter().map(|c| c.2).collect();
+        let Some(i) = final_index(&producers, self.schedule.quorum(height)) else { return };
+        let (lib_height, lib_hash, _) = canonical[i];
+        if lib_height <= self.lib.0 {
+            return;
+        }
+        if let Err(e) = self.chain.finalize(lib_height, lib_hash) {
+            tracing::error!(error = %e, "cannot record the last irreversible block");
+            return;
+        }
+        self.lib = (lib_height, lib_hash);
+        self.shared.side.write().retain(|_, b| b.header.height > lib_height);
+        self.orphans.retain(|_, list| {
+            list.retain(|b| b.header.height > lib_height);
+            !list.is_empty()
+        });
+        let kept: HashSet<Hash> = self.orphans.values().flatten().map(|b| b.hash()).collect();
+        self.orphan_order.retain(|(_, h)| kept.contains(h));
+        tracing::debug!(lib_height, %lib_hash, "last irreversible block");
+        self.publish_info();
+    }
+
+    // ---- sync ------------------------------------------------------------------------------
+
+    fn request_sync(&mut self, peer: PeerId) {
+        if self.sync.is_some_and(|(_, at)| at.elapsed() < SYNC_TIMEOUT) {
+            return;
+        }
+        let from = self.lib.0 + 1;
+        tracing::debug!(%peer, from, "asking for blocks");
+        self.sync = Some((peer, Instant::now()));
+        self.send(NetCommand::RequestBlocks { peer, from, count: SYNC_BATCH });
+    }
+
+    fn maybe_sync(&mut self) {
+        if self.net.is_none() {
+            return;
+        }
+        let head = self.chain.head();
+        let best = self
+            .peers
+            .iter()
+            .filter(|(_, s)| !self.is_known(&s.hash))
+            .max_by_key(|(_, s)| (s.height, s.lib_height))
+            .map(|(p, s)| (*p, s.clone()));
+        let Some((peer, status)) = best else { return };
+        // Behind, or on another branch that gossip has not brought: ask for the blocks above the LIB.
+        let quiet = self.last_head_change.elapsed() > Duration::from_millis(self.schedule.interval_ms());
+        if status.height >= head.height + SYNC_GAP || (status.height >= head.height && quiet) {
+            self.request_sync(peer);
+        }
+    }
+
+    /// Publishes the consensus figures for readers.
+    fn publish_info(&self) {
+        let head = self.chain.head().height;
+        let best = self.peers.values().map(|s| s.height).max().unwrap_or(0).max(head);
+        let mut info = self.shared.consensus.write();
+        info.lib_height = self.lib.0;
+        info.lib_hash = self.lib.1;
+        info.best_known_height = best;
+        info.syncing = best >= head + SYNC_GAP;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::Keypair;
+
+    #[test]
+    fn finality_needs_a_quorum_of_distinct_producers() {
+        let k: Vec<PublicKey> = (0..4).map(|i| Keypair::from_seed(&format!("p{i}")).public()).collect();
+        // One producer: every block is final.
+        assert_eq!(final_index(&[k[0], k[0]], 1), Some(1));
+        // Four producers, quorum 3: the block two distinct producers built on.
+        assert_eq!(final_index(&[k[0], k[1], k[2]], 3), Some(0));
+        assert_eq!(final_index(&[k[0], k[1], k[2], k[3]], 3), Some(1));
+        // The same producer twice does not count twice.
+        assert_eq!(final_index(&[k[0], k[1], k[1]], 3), None);
+        assert_eq!(final_index(&[k[0], k[1]], 3), None);
+        assert_eq!(final_index(&[], 1), None);
+    }
+}

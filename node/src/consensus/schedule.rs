@@ -1,0 +1,141 @@
+//! Slots and who produces in them.
+
+use crate::genesis::Genesis;
+use crate::types::{BlockHeader, PublicKey};
+
+/// The slot clock and the producer set of a chain.
+#[derive(Clone, Debug)]
+pub struct Schedule {
+    genesis_ts: u64,
+    interval: u64,
+    producers: Vec<PublicKey>,
+}
+
+impl Schedule {
+    /// The genesis producers, in genesis order, on the genesis slot clock.
+    pub fn from_genesis(genesis: &Genesis) -> Schedule {
+        Schedule {
+            genesis_ts: genesis.timestamp_ms,
+            interval: genesis.consensus.block_interval_ms.max(1),
+            producers: genesis.producer_keys(),
+        }
+    }
+
+    pub fn interval_ms(&self) -> u64 {
+        self.interval
+    }
+
+    /// The producers of the blocks at `height` (the set changes only at epoch boundaries).
+    pub fn producers(&self, _height: u64) -> &[PublicKey] {
+        &self.producers
+    }
+
+    /// Distinct producers needed to make a block final: ⌊2n/3⌋ + 1.
+    pub fn quorum(&self, height: u64) -> usize {
+        self.producers(height).len() * 2 / 3 + 1
+    }
+
+    /// The slot that contains `timestamp_ms` (slot 0 starts at genesis).
+    pub fn slot_at(&self, timestamp_ms: u64) -> u64 {
+        timestamp_ms.saturating_sub(self.genesis_ts) / self.interval
+    }
+
+    pub fn slot_start(&self, slot: u64) -> u64 {
+        self.genesis_ts + slot * self.interval
+    }
+
+    /// The producer of `slot` for a block at `height`.
+    pub fn producer_of(&self, slot: u64, height: u64) -> Option<PublicKey> {
+        let set = self.producers(height);
+        (!set.is_empty()).then(|| set[(slot % set.len() as u64) as usize])
+    }
+
+    /// The next slot at or after `from_slot` in which `key` produces a block at `height`.
+    pub fn next_slot_of(&self, key: &PublicKey, from_slot: u64, height: u64) -> Option<u64> {
+        let n = self.producers(height).len() as u64;
+        (from_slot..from_slot + n).find(|s| self.producer_of(*s, height).as_ref() == Some(key))
+    }
+
+    /// Checks that `header` is signed-for-slot by the right producer: its timestamp is the start of a
+    /// slot after its parent's, and the producer is that slot's. (The signature is checked by the chain.)
+    pub fn check(&self, header: &BlockHeader, parent_timestamp_ms: u64) -> Result<u64, String> {
+        if header.timestamp_ms < self.genesis_ts
+            || (header.timestamp_ms - self.genesis_ts) % self.interval != 0
+        {
+            return Err(format!("timestamp {} is not the start of a slot", header.timestamp_ms));
+        }
+        let slot = self.slot_at(header.timestamp_ms);
+        if header.timestamp_ms <= parent_timestamp_ms {
+            return Err(format!("slot {slot} is not after its parent's"));
+        }
+        match self.producer_of(slot, header.height) {
+            Some(p) if p == header.producer => Ok(slot),
+            Some(p) => Err(format!(
+                "slot {slot} belongs to producer {}, not {}",
+                p.address(),
+                header.producer.address()
+            )),
+            None => Err("the producer set is empty".into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::Keypair;
+    use crate::genesis::{ConsensusParams, GenesisProducer};
+
+    fn schedule(n: usize) -> (Schedule, Vec<Keypair>) {
+        let keys: Vec<_> = (0..n).map(|i| Keypair::from_seed(&format!("bp{i}"))).collect();
+        let g = Genesis {
+            chain_id: "t".into(),
+            timestamp_ms: 10_000,
+            consensus: ConsensusParams { bp_count: n as u32, ..ConsensusParams::default() },
+            balances: vec![],
+            producers: keys
+                .iter()
+                .map(|k| GenesisProducer { public_key: hex::encode(k.public().0) })
+                .collect(),
+        };
+        (Schedule::from_genesis(&g), keys)
+    }
+
+    #[test]
+    fn slots_rotate_through_the_producers() {
+        let (s, keys) = schedule(4);
+        assert_eq!(s.quorum(1), 3);
+        assert_eq!(s.slot_at(10_000), 0);
+        assert_eq!(s.slot_at(12_999), 2);
+        assert_eq!(s.slot_start(3), 13_000);
+        for slot in 0..12 {
+            assert_eq!(s.producer_of(slot, 1), Some(keys[slot as usize % 4].public()));
+        }
+        assert_eq!(s.next_slot_of(&keys[1].public(), 6, 1), Some(9));
+        assert_eq!(schedule(1).0.quorum(1), 1);
+        assert_eq!(schedule(3).0.quorum(1), 3);
+        assert_eq!(schedule(21).0.quorum(1), 15);
+    }
+
+    #[test]
+    fn headers_must_be_on_a_slot_of_their_producer_after_the_parent() {
+        let (s, keys) = schedule(4);
+        let mut h = BlockHeader {
+            version: 1,
+            chain_id: "t".into(),
+            height: 5,
+            prev_hash: crate::types::Hash::ZERO,
+            timestamp_ms: 12_000,
+            producer: keys[2].public(),
+            tx_root: crate::types::Hash::ZERO,
+            state_root: crate::types::Hash::ZERO,
+            receipts_root: crate::types::Hash::ZERO,
+        };
+        assert_eq!(s.check(&h, 11_000), Ok(2));
+        assert!(s.check(&h, 12_000).unwrap_err().contains("not after"));
+        h.timestamp_ms = 12_001;
+        assert!(s.check(&h, 11_000).unwrap_err().contains("start of a slot"));
+        h.timestamp_ms = 13_000;
+        assert!(s.check(&h, 11_000).unwrap_err().contains("belongs to producer"));
+    }
+}

@@ -1,0 +1,674 @@
+//! The p2p layer: one libp2p [`Swarm`] on a tokio task (see `docs/consensus.md`).
+//!
+//! ```text
+//!   NetCommand (publish, request blocks, verdicts, penalties) ──► net task ──► peers
+//!   peers ──► net task ──► Inbound (blocks, sync batches, statuses) ──► chain thread
+//!                 └─ answers sync requests itself from the store and the block log
+//! ```
+//! Transport: TCP + Noise + Yamux. Behaviours: gossipsub (blocks, transactions; messages signed by
+//! the sender's peer key and held until the application validated them), request-response with CBOR
+//! (`/aergo/sync/1`: status, blocks by height range, block by hash), identify, ping, Kademlia,
+//! connection limits and a block list. A peer's misbehaviour costs points ([`Penalty`]); at
+//! [`BAN_POINTS`] it is disconnected and refused for [`BAN_TIME`].
+
+use crate::chain::read_block;
+use crate::node::Shared;
+use crate::types::{Block, Hash, Transaction, MAX_TX_BYTES};
+use futures::StreamExt;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId};
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{identify, identity, kad, noise, ping, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Largest gossip message: one block.
+pub const MAX_BLOCK_BYTES: usize = 8 * 1024 * 1024;
+/// Largest sync response.
+pub const MAX_SYNC_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+/// Most blocks in one sync response.
+pub const MAX_SYNC_BLOCKS: u32 = 256;
+/// Points at which a peer is banned.
+pub const BAN_POINTS: u32 = 100;
+/// How long a banned peer stays refused.
+pub const BAN_TIME: Duration = Duration::from_secs(600);
+/// How often each peer is asked for its status.
+const STATUS_INTERVAL: Duration = Duration::from_secs(2);
+/// How often unconnected bootstrap peers are dialled again.
+const REDIAL_INTERVAL: Duration = Duration::from_secs(3);
+
+/// What a peer did wrong, and what it costs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Penalty {
+    /// An invalid block or transaction (bad signature, wrong producer or slot, bad state root).
+    Invalid,
+    /// Undecodable or oversized bytes.
+    Malformed,
+    /// A block from the future, a stale duplicate, more requests than allowed.
+    Annoying,
+}
+
+impl Penalty {
+    pub fn points(self) -> u32 {
+        match self {
+            Penalty::Invalid => 50,
+            Penalty::Malformed => 50,
+            Penalty::Annoying => 10,
+        }
+    }
+}
+
+/// What a peer says about its chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub genesis: Hash,
+    pub height: u64,
+    pub hash: Hash,
+    pub lib_height: u64,
+    pub lib_hash: Hash,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum SyncRequest {
+    Status,
+    /// Blocks of the peer's best chain from height `from`, at most `count`.
+    Blocks {
+        from: u64,
+        count: u32,
+    },
+    Block {
+        hash: Hash,
+    },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum SyncResponse {
+    Status(Status),
+    /// Encoded blocks, in height order.
+    Blocks(Vec<serde_bytes::ByteBuf>),
+    Block(Option<serde_bytes::ByteBuf>),
+    Refused(String),
+}
+
+/// What the net task tells the chain thread.
+#[derive(Debug)]
+pub enum Inbound {
+    /// A gossiped block; the chain thread answers with [`NetCommand::Verdict`].
+    GossipBlock {
+        block: Box<Block>,
+        from: PeerId,
+        id: MessageId,
+    },
+    /// Blocks a peer sent in answer to a request.
+    Blocks {
+        from: PeerId,
+        blocks: Vec<Block>,
+    },
+    Status {
+        peer: PeerId,
+        status: Status,
+    },
+    /// A request to `peer` failed or was answered with nothing useful.
+    RequestFailed {
+        peer: PeerId,
+    },
+    PeerGone(PeerId),
+}
+
+/// What the node asks of the net task.
+#[derive(Debug)]
+pub enum NetCommand {
+    PublishBlock(Vec<u8>),
+    PublishTx(Vec<u8>),
+    RequestBlocks { peer: PeerId, from: u64, count: u32 },
+    RequestBlock { peer: PeerId, hash: Hash },
+    Verdict { id: MessageId, from: PeerId, acceptance: Verdict },
+    Penalize { peer: PeerId, penalty: Penalty, reason: String },
+}
+
+/// The chain thread's judgement of a gossiped block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Valid: relay it.
+    Accept,
+    /// Invalid: drop it and count it against the sender.
+    Reject,
+    /// Not for relaying (late, known, or for a branch we do not follow), but not wrong.
+    Ignore,
+}
+
+/// A connected peer, as RPC shows it.
+#[derive(Clone, Debug)]
+pub struct PeerEntry {
+    pub address: String,
+    pub status: Option<Status>,
+}
+
+/// The state of the p2p layer that the rest of the node reads.
+#[derive(Debug, Default)]
+pub struct NetState {
+    pub peer_id: String,
+    pub listen: RwLock<Vec<String>>,
+    pub peers: RwLock<BTreeMap<PeerId, PeerEntry>>,
+    /// Blocks and transactions this node published, and the gossip payload bytes it sent.
+    pub gossip_blocks_out: std::sync::atomic::AtomicU64,
+    pub gossip_txs_out: std::sync::atomic::AtomicU64,
+    pub gossip_bytes_out: std::sync::atomic::AtomicU64,
+    /// Gossip payload bytes received, per topic.
+    pub gossip_blocks_in: std::sync::atomic::AtomicU64,
+    pub gossip_txs_in: std::sync::atomic::AtomicU64,
+    pub banned_total: std::sync::atomic::AtomicU64,
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    limits: libp2p::connection_limits::Behaviour,
+    blocked: libp2p::allow_block_list::Behaviour<libp2p::allow_block_list::BlockedPeers>,
+    gossipsub: gossipsub::Behaviour,
+    sync: request_response::cbor::Behaviour<SyncRequest, SyncResponse>,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    kad: kad::Behaviour<kad::store::MemoryStore>,
+}
+
+/// The p2p settings (`[p2p]` in the node's config).
+#[derive(Clone, Debug)]
+pub struct NetConfig {
+    pub listen: Vec<Multiaddr>,
+    /// Peers to dial at start and whenever they are not connected (`/ip4/…/tcp/…/p2p/<id>`).
+    pub bootstrap: Vec<Multiaddr>,
+    pub max_peers: u32,
+}
+
+/// The libp2p identity for the node's ed25519 identity key.
+pub fn identity_of(secret: [u8; 32]) -> identity::Keypair {
+    let mut bytes = secret;
+    identity::Keypair::ed25519_from_bytes(&mut bytes)
+        .unwrap_or_else(|_| identity::Keypair::generate_ed25519())
+}
+
+pub fn peer_id_of(secret: [u8; 32]) -> PeerId {
+    identity_of(secret).public().to_peer_id()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("p2p: {0}")]
+    Setup(String),
+    #[error("p2p cannot listen on {addr}: {reason}")]
+    Listen { addr: String, reason: String },
+}
+
+/// A running net task.
+pub struct Net {
+    pub state: Arc<NetState>,
+    pub commands: mpsc::Sender<NetCommand>,
+    task: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Net {
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+fn topics(chain_id: &str) -> (IdentTopic, IdentTopic) {
+    (IdentTopic::new(format!("/aergo/{chain_id}/blocks")), IdentTopic::new(format!("/aergo/{chain_id}/txs")))
+}
+
+/// Starts the swarm: listens, dials the bootstrap peers, and runs until [`Net::shutdown`].
+pub async fn start(
+    config: NetConfig,
+    secret: [u8; 32],
+    shared: Arc<Shared>,
+    inbound: std::sync::mpsc::Sender<Inbound>,
+    commands: mpsc::Sender<NetCommand>,
+    rx: mpsc::Receiver<NetCommand>,
+) -> Result<Net, NetError> {
+    let key = identity_of(secret);
+    let local = key.public().to_peer_id();
+    let setup = |e: &dyn std::fmt::Display| NetError::Setup(e.to_string());
+    let gossip_config = gossipsub::ConfigBuilder::default()
+        .max_transmit_size(MAX_BLOCK_BYTES + 4096)
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .validate_messages()
+        .heartbeat_interval(Duration::from_millis(700))
+        .message_id_fn(|m: &gossipsub::Message| MessageId::from(blake3::hash(&m.data).as_bytes().to_vec()))
+        .duplicate_cache_time(Duration::from_secs(120))
+        .build()
+        .map_err(|e| setup(&e))?;
+    let mut swarm: Swarm<Behaviour> = libp2p::SwarmBuilder::with_existing_identity(key.clone())
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .map_err(|e| setup(&e))?
+        .with_behaviour(|key| {
+            let limits = libp2p::connection_limits::ConnectionLimits::default()
+                .with_max_established(Some(config.max_peers))
+                .with_max_established_per_peer(Some(2))
+                .with_max_pending_incoming(Some(config.max_peers));
+            let gossipsub =
+                gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gossip_config)
+                    .map_err(std::io::Error::other)?;
+            let codec = request_response::cbor::codec::Codec::default()
+                .set_request_size_maximum(4096)
+                .set_response_size_maximum(MAX_SYNC_RESPONSE_BYTES as u64 + 65536);
+            let sync = request_response::Behaviour::with_codec(
+                codec,
+                [(StreamProtocol::new("/aergo/sync/1"), ProtocolSupport::Full)],
+                request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
+            );
+            let mut kad = kad::Behaviour::with_config(
+                key.public().to_peer_id(),
+                kad::store::MemoryStore::new(key.public().to_peer_id()),
+                kad::Config::new(StreamProtocol::new("/aergo/kad/1")),
+            );
+            kad.set_mode(Some(kad::Mode::Server));
+            Ok(Behaviour {
+                limits: libp2p::connection_limits::Behaviour::new(limits),
+                blocked: Default::default(),
+                gossipsub,
+                sync,
+                identify: identify::Behaviour::new(identify::Config::new("/aergo/1".into(), key.public())),
+                ping: ping::Behaviour::new(ping::Config::new()),
+                kad,
+            })
+        })
+        .map_err(|e| setup(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+        .build();
+    let (blocks_topic, txs_topic) = topics(&shared.chain_id);
+    swarm.behaviour_mut().gossipsub.subscribe(&blocks_topic).map_err(|e| setup(&e))?;
+    swarm.behaviour_mut().gossipsub.subscribe(&txs_topic).map_err(|e| setup(&e))?;
+    for addr in &config.listen {
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| NetError::Listen { addr: addr.to_string(), reason: e.to_string() })?;
+    }
+    let state = Arc::new(NetState { peer_id: local.to_string(), ..NetState::default() });
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let mut task = NetTask {
+        swarm,
+        shared,
+        state: state.clone(),
+        inbound,
+        blocks_topic,
+        txs_topic,
+        bootstrap: config
+            .bootstrap
+            .iter()
+            .filter_map(|a| peer_of(a).map(|p| (p, a.clone())))
+            .filter(|(p, _)| *p != local)
+            .collect(),
+        points: HashMap::new(),
+        banned: HashMap::new(),
+        pending: HashMap::new(),
+        verdicts: commands.clone(),
+    };
+    for (peer, addr) in &task.bootstrap {
+        task.swarm.behaviour_mut().kad.add_address(peer, addr.clone());
+    }
+    let handle = tokio::spawn(async move { task.run(rx, stop_rx).await });
+    Ok(Net { state, commands, task: handle, stop })
+}
+
+/// The `/p2p/<id>` part of an address.
+pub fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+    addr.iter().find_map(|p| match p {
+        libp2p::multiaddr::Protocol::P2p(id) => Some(id),
+        _ => None,
+    })
+}
+
+struct NetTask {
+    swarm: Swarm<Behaviour>,
+    shared: Arc<Shared>,
+    state: Arc<NetState>,
+    inbound: std::sync::mpsc::Sender<Inbound>,
+    blocks_topic: IdentTopic,
+    txs_topic: IdentTopic,
+    bootstrap: Vec<(PeerId, Multiaddr)>,
+    points: HashMap<PeerId, u32>,
+    banned: HashMap<PeerId, Instant>,
+    /// What each outbound request asked for.
+    pending: HashMap<request_response::OutboundRequestId, SyncRequest>,
+    /// The command queue, for verdicts that come back from admission tasks.
+    verdicts: mpsc::Sender<NetCommand>,
+}
+
+impl NetTask {
+    async fn run(
+        &mut self,
+        mut commands: mpsc::Receiver<NetCommand>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut status_tick = tokio::time::interval(STATUS_INTERVAL);
+        let mut dial_tick = tokio::time::interval(REDIAL_INTERVAL);
+        let mut kad_tick = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            tokio::select! {
+                _ = stop.changed() => break,
+                Some(cmd) = commands.recv() => self.command(cmd),
+                event = self.swarm.select_next_some() => self.event(event),
+                _ = status_tick.tick() => self.ask_status(),
+                _ = dial_tick.tick() => self.redial(),
+                _ = kad_tick.tick() => { let _ = self.swarm.behaviour_mut().kad.bootstrap(); }
+            }
+        }
+    }
+
+    fn redial(&mut self) {
+        let now = Instant::now();
+        let lifted: Vec<PeerId> =
+            self.banned.iter().filter(|(_, until)| **until <= now).map(|(p, _)| *p).collect();
+        for peer in lifted {
+            self.banned.remove(&peer);
+            self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+            tracing::info!(%peer, "ban lifted");
+        }
+        for (peer, addr) in self.bootstrap.clone() {
+            if !self.swarm.is_connected(&peer) && !self.banned.contains_key(&peer) {
+                let _ = self.swarm.dial(addr);
+            }
+        }
+    }
+
+    fn ask_status(&mut self) {
+        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        for peer in peers {
+            self.request(peer, SyncRequest::Status);
+        }
+    }
+
+    fn request(&mut self, peer: PeerId, req: SyncRequest) {
+        let id = self.swarm.behaviour_mut().sync.send_request(&peer, req.clone());
+        self.pending.insert(id, req);
+    }
+
+    fn penalize(&mut self, peer: PeerId, penalty: Penalty, reason: &str) {
+        let points = self.points.entry(peer).or_default();
+        *points += penalty.points();
+        tracing::warn!(%peer, ?penalty, points = *points, %reason, "peer penalized");
+        if *points >= BAN_POINTS {
+            self.points.remove(&peer);
+            self.banned.insert(peer, Instant::now() + BAN_TIME);
+            self.swarm.behaviour_mut().blocked.block_peer(peer);
+            let _ = self.swarm.disconnect_peer_id(peer);
+            self.state.banned_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(%peer, "peer banned for {} s", BAN_TIME.as_secs());
+        }
+    }
+
+    /// Publishes on a topic; counts the bytes sent. False when nobody could be sent it.
+    fn publish(&mut self, topic: IdentTopic, bytes: Vec<u8>) -> bool {
+        let n = bytes.len() as u64;
+        match self.swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
+            Ok(_) => {
+                self.state.gossip_bytes_out.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                true
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "not gossiped");
+                false
+            }
+        }
+    }
+
+    fn command(&mut self, cmd: NetCommand) {
+        use std::sync::atomic::Ordering::Relaxed;
+        match cmd {
+            NetCommand::PublishBlock(bytes) => {
+                let topic = self.blocks_topic.clone();
+                if self.publish(topic, bytes) {
+                    self.state.gossip_blocks_out.fetch_add(1, Relaxed);
+                }
+            }
+            NetCommand::PublishTx(bytes) => {
+                let topic = self.txs_topic.clone();
+                if self.publish(topic, bytes) {
+                    self.state.gossip_txs_out.fetch_add(1, Relaxed);
+                }
+            }
+            NetCommand::RequestBlocks { peer, from, count } => {
+                self.request(peer, SyncRequest::Blocks { from, count: count.min(MAX_SYNC_BLOCKS) })
+            }
+            NetCommand::RequestBlock { peer, hash } => self.request(peer, SyncRequest::Block { hash }),
+            NetCommand::Verdict { id, from, acceptance } => {
+                let acceptance = match acceptance {
+                    Verdict::Accept => MessageAcceptance::Accept,
+                    Verdict::Reject => MessageAcceptance::Reject,
+                    Verdict::Ignore => MessageAcceptance::Ignore,
+                };
+                self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&id, &from, acceptance);
+            }
+            NetCommand::Penalize { peer, penalty, reason } => self.penalize(peer, penalty, &reason),
+        }
+    }
+
+    fn event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, peer_id = %self.state.peer_id, "p2p listening");
+                self.state.listen.write().push(address.to_string());
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
+                let address = endpoint.get_remote_address().to_string();
+                tracing::debug!(peer = %peer_id, %address, "peer connected");
+                self.state.peers.write().entry(peer_id).or_insert(PeerEntry { address, status: None });
+                self.request(peer_id, SyncRequest::Status);
+            }
+            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                tracing::debug!(peer = %peer_id, "peer disconnected");
+                self.state.peers.write().remove(&peer_id);
+                let _ = self.inbound.send(Inbound::PeerGone(peer_id));
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                for addr in info.listen_addrs {
+                    if is_dialable(&addr) {
+                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => self.gossip(propagation_source, message_id, message),
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
+                peer,
+                message,
+                ..
+            })) => match message {
+                request_response::Message::Request { request, channel, .. } => {
+                    let response = self.answer(request);
+                    let _ = self.swarm.behaviour_mut().sync.send_response(channel, response);
+                }
+                request_response::Message::Response { request_id, response } => {
+                    let asked = self.pending.remove(&request_id);
+                    self.response(peer, asked, response);
+                }
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            })) => {
+                let asked = self.pending.remove(&request_id);
+                if !matches!(asked, Some(SyncRequest::Status)) {
+                    tracing::debug!(%peer, %error, "sync request failed");
+                    let _ = self.inbound.send(Inbound::RequestFailed { peer });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn gossip(&mut self, from: PeerId, id: MessageId, message: gossipsub::Message) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if message.topic == self.blocks_topic.hash() {
+            self.state.gossip_blocks_in.fetch_add(message.data.len() as u64, Relaxed);
+            match Block::decode(&message.data) {
+                Ok(block) => {
+                    let _ = self.inbound.send(Inbound::GossipBlock { block: Box::new(block), from, id });
+                }
+                Err(e) => {
+                    self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
+                        &id,
+                        &from,
+                        MessageAcceptance::Reject,
+                    );
+                    self.penalize(from, Penalty::Malformed, &format!("gossiped block: {e}"));
+                }
+            }
+        } else if message.topic == self.txs_topic.hash() {
+            self.state.gossip_txs_in.fetch_add(message.data.len() as u64, Relaxed);
+            let tx = if message.data.len() > MAX_TX_BYTES {
+                Err("oversized".to_string())
+            } else {
+                Transaction::decode(&message.data).map_err(|e| e.to_string())
+            };
+            match tx {
+                Ok(tx) => {
+                    // Admission checks the signature on its threads; the verdict follows its answer.
+                    let shared = self.shared.clone();
+                    let len = message.data.len();
+                    let verdicts = self.verdict_sender();
+                    tokio::spawn(async move {
+                        let acceptance = match shared.admission.submit(tx, len).await {
+                            Ok(_) => Verdict::Accept,
+                            Err(e) if e.is_invalid() => Verdict::Reject,
+                            Err(_) => Verdict::Ignore,
+                        };
+                        let _ = verdicts.send(NetCommand::Verdict { id, from, acceptance }).await;
+                    });
+                }
+                Err(reason) => {
+                    self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
+                        &id,
+                        &from,
+                        MessageAcceptance::Reject,
+                    );
+                    self.penalize(from, Penalty::Malformed, &format!("gossiped transaction: {reason}"));
+                }
+            }
+        } else {
+            self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
+                &id,
+                &from,
+                MessageAcceptance::Ignore,
+            );
+        }
+    }
+
+    fn verdict_sender(&self) -> mpsc::Sender<NetCommand> {
+        self.verdicts.clone()
+    }
+
+    /// Answers a sync request from the store and the block log (read-only, safe beside the writer).
+    fn answer(&self, request: SyncRequest) -> SyncResponse {
+        let shared = &self.shared;
+        match request {
+            SyncRequest::Status => SyncResponse::Status(shared.status()),
+            SyncRequest::Blocks { from, count } => {
+                let head = shared.head().height;
+                let mut out = Vec::new();
+                let mut bytes = 0usize;
+                for height in from..=head.min(from.saturating_add(count.min(MAX_SYNC_BLOCKS) as u64 - 1)) {
+                    match read_block(&shared.store, &shared.reader, height) {
+                        Ok(Some(block)) => {
+                            let encoded = block.encode();
+                            bytes += encoded.len();
+                            if bytes > MAX_SYNC_RESPONSE_BYTES && !out.is_empty() {
+                                break;
+                            }
+                            out.push(serde_bytes::ByteBuf::from(encoded));
+                        }
+                        // A rollback raced this read: answer what was read.
+                        Ok(None) => break,
+                        Err(e) => return SyncResponse::Refused(e.to_string()),
+                    }
+                }
+                SyncResponse::Blocks(out)
+            }
+            SyncRequest::Block { hash } => {
+                let found = shared
+                    .store
+                    .height_of(&hash)
+                    .ok()
+                    .flatten()
+                    .and_then(|h| read_block(&shared.store, &shared.reader, h).ok().flatten())
+                    .filter(|b| b.hash() == hash)
+                    .or_else(|| shared.side_block(&hash));
+                SyncResponse::Block(found.map(|b| serde_bytes::ByteBuf::from(b.encode())))
+            }
+        }
+    }
+
+    fn response(&mut self, peer: PeerId, asked: Option<SyncRequest>, response: SyncResponse) {
+        match (asked, response) {
+            (Some(SyncRequest::Status), SyncResponse::Status(status)) => {
+                if let Some(entry) = self.state.peers.write().get_mut(&peer) {
+                    entry.status = Some(status.clone());
+                }
+                let _ = self.inbound.send(Inbound::Status { peer, status });
+            }
+            (Some(SyncRequest::Blocks { count, .. }), SyncResponse::Blocks(encoded)) => {
+                if encoded.len() > count as usize {
+                    self.penalize(peer, Penalty::Malformed, "more blocks than asked for");
+                    let _ = self.inbound.send(Inbound::RequestFailed { peer });
+                    return;
+                }
+                let mut blocks = Vec::with_capacity(encoded.len());
+                for bytes in encoded {
+                    match Block::decode(&bytes) {
+                        Ok(b) => blocks.push(b),
+                        Err(e) => {
+                            self.penalize(peer, Penalty::Malformed, &format!("sync block: {e}"));
+                            let _ = self.inbound.send(Inbound::RequestFailed { peer });
+                            return;
+                        }
+                    }
+                }
+                let _ = self.inbound.send(Inbound::Blocks { from: peer, blocks });
+            }
+            (Some(SyncRequest::Block { hash }), SyncResponse::Block(Some(bytes))) => {
+                match Block::decode(&bytes) {
+                    Ok(b) if b.hash() == hash => {
+                        let _ = self.inbound.send(Inbound::Blocks { from: peer, blocks: vec![b] });
+                    }
+                    _ => {
+                        self.penalize(peer, Penalty::Malformed, "asked-for block does not match its hash");
+                        let _ = self.inbound.send(Inbound::RequestFailed { peer });
+                    }
+                }
+            }
+            (Some(SyncRequest::Status), _) => {}
+            (_, SyncResponse::Refused(reason)) => {
+                tracing::debug!(%peer, %reason, "sync request refused");
+                let _ = self.inbound.send(Inbound::RequestFailed { peer });
+            }
+            _ => {
+                let _ = self.inbound.send(Inbound::RequestFailed { peer });
+            }
+        }
+    }
+}
+
+/// Whether an address announced by a peer is worth dialling (not a wildcard).
+fn is_dialable(addr: &Multiaddr) -> bool {
+    !addr.iter().any(|p| match p {
+        libp2p::multiaddr::Protocol::Ip4(ip) => ip.is_unspecified(),
+        libp2p::multiaddr::Protocol::Ip6(ip) => ip.is_unspecified(),
+        _ => false,
+    })
+}

@@ -1,0 +1,181 @@
+//! `aergo-node testnet`: the files for an N-producer network, one directory per node.
+//!
+//! ```text
+//! DIR/genesis.toml      N producers (bp_count = N), the faucet and the producers funded
+//! DIR/faucet.key        the funded account's key (plain)
+//! DIR/nodeK/config.toml runnable with `aergo-node run --config`; p2p on, every other node a bootstrap peer
+//! DIR/nodeK/producer.key, DIR/nodeK/node.key (the p2p identity, so peer ids are known up front)
+//! DIR/nodes.json        [{"config", "rpc", "p2p", "address", "peer_id"}]
+//! ```
+//! On loopback the ports are free ones picked by the system; on other hosts they are 7845 (RPC) and
+//! 7846 (p2p).
+
+use crate::config::NodeConfig;
+use crate::crypto::{KeyFile, Keypair};
+use crate::genesis::{ConsensusParams, Genesis, GenesisBalance, GenesisProducer};
+use crate::node::{now_ms, write_atomic, NODE_KEY_FILE};
+use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+
+/// One node of a testnet, as `nodes.json` lists it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TestnetNode {
+    pub config: PathBuf,
+    pub rpc: String,
+    pub p2p: String,
+    /// The producer's account address.
+    pub address: String,
+    pub peer_id: String,
+}
+
+pub struct TestnetOptions {
+    pub nodes: usize,
+    pub out: PathBuf,
+    /// One host per node; all loopback when empty.
+    pub hosts: Vec<IpAddr>,
+    pub block_interval_ms: u64,
+    /// Chain id.
+    pub chain_id: String,
+}
+
+fn free_port(host: IpAddr) -> std::io::Result<(TcpListener, u16)> {
+    let l = TcpListener::bind(SocketAddr::new(host, 0))?;
+    let port = l.local_addr()?.port();
+    Ok((l, port))
+}
+
+/// Writes the testnet's files; refuses a directory that already holds one.
+pub fn write_testnet(opts: &TestnetOptions) -> anyhow::Result<Vec<TestnetNode>> {
+    anyhow::ensure!(opts.nodes >= 1, "--nodes must be at least 1");
+    anyhow::ensure!(
+        opts.hosts.is_empty() || opts.hosts.len() == opts.nodes,
+        "--hosts lists {} hosts for {} nodes",
+        opts.hosts.len(),
+        opts.nodes
+    );
+    anyhow::ensure!(
+        !opts.out.join("genesis.toml").exists(),
+        "{} already holds a testnet; use a fresh directory",
+        opts.out.display()
+    );
+    std::fs::create_dir_all(&opts.out)?;
+    let out = std::fs::canonicalize(&opts.out)?;
+    let loopback = IpAddr::from([127, 0, 0, 1]);
+    let hosts: Vec<IpAddr> =
+        if opts.hosts.is_empty() { vec![loopback; opts.nodes] } else { opts.hosts.clone() };
+    // Ports: hold every listener until all are picked so that none is handed out twice.
+    let mut held = Vec::new();
+    let mut ports = Vec::new();
+    for host in &hosts {
+        if host.is_loopback() {
+            let (l1, rpc) = free_port(*host)?;
+            let (l2, p2p) = free_port(*host)?;
+            held.push(l1);
+            held.push(l2);
+            ports.push((rpc, p2p));
+        } else {
+            ports.push((7845, 7846));
+        }
+    }
+    drop(held);
+
+    let faucet = Keypair::generate();
+    KeyFile::write_plain(&out.join("faucet.key"), &faucet)?;
+    let producers: Vec<Keypair> = (0..opts.nodes).map(|_| Keypair::generate()).collect();
+    let identities: Vec<Keypair> = (0..opts.nodes).map(|_| Keypair::generate()).collect();
+    let unit = 10u128.pow(18);
+    let mut balances = vec![GenesisBalance { address: faucet.address(), amount: 1_000_000_000 * unit }];
+    balances
+        .extend(producers.iter().map(|k| GenesisBalance { address: k.address(), amount: 1_000_000 * unit }));
+    let genesis = Genesis {
+        chain_id: opts.chain_id.clone(),
+        timestamp_ms: now_ms() / 1000 * 1000,
+        consensus: ConsensusParams {
+            block_interval_ms: opts.block_interval_ms,
+            bp_count: opts.nodes as u32,
+            ..ConsensusParams::default()
+        },
+        balances,
+        producers: producers
+            .iter()
+            .map(|k| GenesisProducer { public_key: hex::encode(k.public().0) })
+            .collect(),
+    };
+    genesis.validate().map_err(|e| anyhow::anyhow!("genesis: {e}"))?;
+    let genesis_path = out.join("genesis.toml");
+    write_atomic(&genesis_path, genesis.to_toml().as_bytes())?;
+
+    let p2p_addr = |i: usize| {
+        let peer = crate::net::peer_id_of(identities[i].secret_bytes());
+        format!("/ip4/{}/tcp/{}/p2p/{peer}", hosts[i], ports[i].1)
+    };
+    let mut nodes = Vec::new();
+    for i in 0..opts.nodes {
+        let dir = out.join(format!("node{i}"));
+        std::fs::create_dir_all(&dir)?;
+        KeyFile::write_plain(&dir.join("producer.key"), &producers[i])?;
+        KeyFile::write_plain(&dir.join(NODE_KEY_FILE), &identities[i])?;
+        let mut config =
+            NodeConfig { data_dir: dir.clone(), genesis: genesis_path.clone(), ..NodeConfig::default() };
+        config.rpc.listen = SocketAddr::new(hosts[i], ports[i].0);
+        config.producer.enabled = true;
+        config.producer.key_file = PathBuf::from("producer.key");
+        config.p2p.enabled = true;
+        config.p2p.listen = vec![format!("/ip4/{}/tcp/{}", hosts[i], ports[i].1)];
+        config.p2p.bootstrap = (0..opts.nodes).filter(|j| *j != i).map(p2p_addr).collect();
+        config.validate().map_err(|e| anyhow::anyhow!("node{i} config: {e}"))?;
+        let config_path = dir.join("config.toml");
+        write_atomic(&config_path, config.to_toml().as_bytes())?;
+        nodes.push(TestnetNode {
+            config: config_path,
+            rpc: format!("http://{}", SocketAddr::new(hosts[i], ports[i].0)),
+            p2p: p2p_addr(i),
+            address: producers[i].address().to_string(),
+            peer_id: crate::net::peer_id_of(identities[i].secret_bytes()).to_string(),
+        });
+    }
+    write_atomic(&out.join("nodes.json"), serde_json::to_string_pretty(&nodes)?.as_bytes())?;
+    Ok(nodes)
+}
+
+/// Reads `DIR/nodes.json`.
+pub fn read_nodes(dir: &Path) -> anyhow::Result<Vec<TestnetNode>> {
+    let text = std::fs::read_to_string(dir.join("nodes.json"))?;
+    Ok(serde_json::from_str(&text)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_runnable_configs_and_refuses_to_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = TestnetOptions {
+            nodes: 4,
+            out: dir.path().join("net"),
+            hosts: vec![],
+            block_interval_ms: 1000,
+            chain_id: "aergo-testnet".into(),
+        };
+        let nodes = write_testnet(&opts).unwrap();
+        assert_eq!(nodes.len(), 4);
+        assert_eq!(read_nodes(&opts.out).unwrap(), nodes);
+        let genesis = Genesis::load(&opts.out.join("genesis.toml")).unwrap();
+        assert_eq!(genesis.producers.len(), 4);
+        assert_eq!(genesis.consensus.bp_count, 4);
+        for (i, n) in nodes.iter().enumerate() {
+            let c = NodeConfig::load(&n.config).unwrap();
+            assert!(c.p2p.enabled && c.producer.enabled);
+            assert_eq!(c.p2p.bootstrap.len(), 3);
+            assert!(!c.p2p.bootstrap.contains(&n.p2p));
+            assert!(n.p2p.ends_with(&n.peer_id));
+            assert_eq!(n.rpc, format!("http://{}", c.rpc.listen));
+            let key = KeyFile::read(&c.data_dir.join("node.key")).unwrap().unlock(None).unwrap();
+            assert_eq!(crate::net::peer_id_of(key.secret_bytes()).to_string(), n.peer_id, "node {i}");
+        }
+        let again = write_testnet(&opts).err().unwrap().to_string();
+        assert!(again.contains("already holds a testnet"), "{again}");
+    }
+}

@@ -1,0 +1,282 @@
+//! The multi-node chain from the outside: `aergo-node testnet` files, real `aergo-node run` processes
+//! talking libp2p on loopback. Four producers finalize and agree on every final block; one killed with
+//! SIGKILL does not stop finality and its slots are counted as skipped; restarted, it syncs and
+//! produces again. A transaction sent to one node is gossiped and included by whichever producer's
+//! slot comes first. A node that joins late syncs a long chain and reaches the same state root.
+
+use aergo_node::api::AergoApiClient;
+use aergo_node::crypto::KeyFile;
+use aergo_node::testnet::{write_testnet, TestnetNode, TestnetOptions};
+use aergo_node::types::{Payload, TxBody, ENCODING_VERSION};
+use aergo_tests::{wait_for, NodeProcess};
+use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
+use std::path::Path;
+use std::time::Duration;
+
+struct Testnet {
+    _dir: tempfile::TempDir,
+    nodes: Vec<TestnetNode>,
+    procs: Vec<Option<NodeProcess>>,
+    clients: Vec<HttpClient>,
+    rt: tokio::runtime::Runtime,
+}
+
+fn data_dir(n: &TestnetNode) -> &Path {
+    n.config.parent().expect("node directory")
+}
+
+fn start(n: &TestnetNode) -> anyhow::Result<NodeProcess> {
+    NodeProcess::start(data_dir(n), &["run", "--config", n.config.to_str().unwrap_or_default()])
+}
+
+impl Testnet {
+    fn new(count: usize) -> anyhow::Result<Testnet> {
+        let dir = tempfile::tempdir()?;
+        let opts = TestnetOptions {
+            nodes: count,
+            out: dir.path().join("net"),
+            hosts: vec![],
+            block_interval_ms: 1000,
+            chain_id: "aergo-testnet".into(),
+        };
+        let nodes = write_testnet(&opts)?;
+        let procs = nodes.iter().map(|n| start(n).map(Some)).collect::<anyhow::Result<Vec<_>>>()?;
+        let clients = nodes
+            .iter()
+            .map(|n| HttpClientBuilder::default().build(&n.rpc))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Testnet { _dir: dir, nodes, procs, clients, rt: tokio::runtime::Runtime::new()? })
+    }
+
+    fn info(&self, i: usize) -> Option<aergo_node::api::ChainInfo> {
+        self.rt.block_on(self.clients[i].chain_info()).ok()
+    }
+
+    fn block_hash(&self, i: usize, height: u64) -> Option<String> {
+        let b = self.rt.block_on(self.clients[i].get_block(Some(height), None, Some(false))).ok()??;
+        Some(b.hash.to_string())
+    }
+
+    fn lib(&self, i: usize) -> u64 {
+        self.info(i).map_or(0, |c| c.lib_height)
+    }
+
+    /// Waits until every live node's LIB is at least `height`.
+    fn wait_lib(&self, live: &[usize], height: u64, limit: Duration) -> anyhow::Result<()> {
+        wait_for(limit, &format!("LIB {height} on nodes {live:?}"), || {
+            live.iter().all(|i| self.lib(*i) >= height).then_some(())
+        })
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", self.logs()))
+    }
+
+    /// Every final block is the same block on every live node.
+    fn assert_final_agree(&self, live: &[usize]) {
+        let lib = live.iter().map(|i| self.lib(*i)).min().unwrap_or(0);
+        assert!(lib > 0);
+        for h in 1..=lib {
+            let hashes: Vec<Option<String>> = live.iter().map(|i| self.block_hash(*i, h)).collect();
+            assert!(hashes[0].is_some(), "node {} has no block {h}", live[0]);
+            assert!(hashes.iter().all(|x| *x == hashes[0]), "final block {h} differs: {hashes:?}");
+        }
+    }
+
+    fn logs(&self) -> String {
+        self.procs
+            .iter()
+            .flatten()
+            .map(|p| {
+                let log = p.log();
+                let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                format!(
+                    "--- {}\n{}",
+                    p.data_dir.display(),
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+#[test]
+fn four_producers_finalize_survive_a_kill_and_resync() -> anyhow::Result<()> {
+    let mut net = Testnet::new(4)?;
+    let all = [0, 1, 2, 3];
+    net.wait_lib(&all, 6, Duration::from_secs(60))?;
+    net.assert_final_agree(&all);
+    for i in all {
+        let info = net.info(i).expect("chain_info");
+        assert_eq!(info.peers, 3, "node {i} peers");
+        assert!(!info.syncing);
+        let peers = net.rt.block_on(net.clients[i].peers())?;
+        assert_eq!(peers.len(), 3);
+        let node = net.rt.block_on(net.clients[i].node_info())?;
+        assert_eq!(node.peer_id.as_deref(), Some(net.nodes[i].peer_id.as_str()));
+    }
+
+    // A transfer sent to node 0 reaches the producers by gossip and is included by whoever's slot
+    // comes first; every node then has its receipt.
+    let faucet = KeyFile::read(&net._dir.path().join("net/faucet.key"))?.unlock(None)?;
+    let to: aergo_node::types::Address =
+        net.nodes[3].address.parse().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let tx = faucet.sign_tx(TxBody {
+        version: ENCODING_VERSION,
+        chain_id: "aergo-testnet".into(),
+        nonce: 0,
+        sender: faucet.public(),
+        recipient: to,
+        amount: 12_345,
+        fee: 1,
+        payload: Payload::Transfer,
+    });
+    let sent = net.rt.block_on(net.clients[0].send_tx(hex::encode(tx.encode())))?;
+    for i in all {
+        wait_for(Duration::from_secs(30), &format!("the receipt on node {i}"), || {
+            net.rt.block_on(net.clients[i].get_receipt(sent.hash.to_string())).ok().flatten()
+        })?;
+    }
+
+    // Kill -9 one producer: 3 of 4 still make the quorum of 3, so finality goes on; its slots are
+    // skipped and counted.
+    net.procs[3].take().expect("node 3").kill9();
+    let lib = net.lib(0);
+    let live = [0, 1, 2];
+    net.wait_lib(&live, lib + 6, Duration::from_secs(60))?;
+    net.assert_final_agree(&live);
+    let metrics = net.rt.block_on(net.clients[0].node_metrics())?;
+    assert!(metrics.slots_skipped_total >= 1, "no skipped slot counted: {metrics:?}");
+
+    // Restarted, it catches up and produces again (a block of its own becomes final everywhere).
+    net.procs[3] = Some(start(&net.nodes[3])?);
+    let produced_before = 0;
+    wait_for(Duration::from_secs(60), "node 3 to produce again", || {
+        let m = net.rt.block_on(net.clients[3].node_metrics()).ok()?;
+        (m.blocks_produced_total > produced_before).then_some(())
+    })
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", net.logs()))?;
+    let lib = net.lib(0);
+    net.wait_lib(&all, lib + 4, Duration::from_secs(60))?;
+    net.assert_final_agree(&all);
+    // Node 3's own address produced one of the final blocks after its restart.
+    let producer_of = |h: u64| {
+        net.rt
+            .block_on(net.clients[0].get_block(Some(h), None, Some(false)))
+            .ok()
+            .flatten()
+            .map(|b| b.header.producer.to_string())
+    };
+    let lib_now = net.lib(0);
+    assert!(
+        (lib..=lib_now).any(|h| producer_of(h).as_deref() == Some(net.nodes[3].address.as_str())),
+        "no final block of node 3 between {lib} and {lib_now}"
+    );
+    for p in net.procs.iter_mut().filter_map(Option::take) {
+        p.stop()?;
+    }
+    Ok(())
+}
+
+#[test]
+fn a_late_joiner_syncs_a_long_chain_and_matches_state_roots() -> anyhow::Result<()> {
+    use aergo_node::chain::Chain;
+    use aergo_node::config::NodeConfig;
+    use aergo_node::genesis::Genesis;
+    use aergo_node::storage::LogOptions;
+    const HISTORY: u64 = 1_200;
+
+    // One producer whose chain already holds 1 200 blocks (made here, in past slots), with transfers.
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("net");
+    let opts = TestnetOptions {
+        nodes: 1,
+        out: out.clone(),
+        hosts: vec![],
+        block_interval_ms: 1000,
+        chain_id: "aergo-testnet".into(),
+    };
+    let producer = write_testnet(&opts)?.remove(0);
+    let genesis_path = out.join("genesis.toml");
+    let mut genesis = Genesis::load(&genesis_path)?;
+    genesis.timestamp_ms -= (HISTORY + 60) * 1000;
+    std::fs::write(&genesis_path, genesis.to_toml())?;
+    let config = NodeConfig::load(&producer.config)?;
+    let bp = KeyFile::read(&config.key_path())?.unlock(None)?;
+    let faucet = KeyFile::read(&out.join("faucet.key"))?.unlock(None)?;
+    {
+        let (mut chain, _) = Chain::open(&config.data_dir, &genesis, LogOptions::default())?;
+        for k in 1..=HISTORY {
+            let txs = (0..(k % 3))
+                .map(|j| {
+                    faucet.sign_tx(TxBody {
+                        version: ENCODING_VERSION,
+                        chain_id: genesis.chain_id.clone(),
+                        nonce: chain.store().account(&faucet.address()).map(|a| a.nonce).unwrap_or(0) + j,
+                        sender: faucet.public(),
+                        recipient: bp.address(),
+                        amount: u128::from(k),
+                        fee: 1,
+                        payload: Payload::Transfer,
+                    })
+                })
+                .collect();
+            chain.produce(&bp, txs, genesis.timestamp_ms + k * 1000)?;
+        }
+        assert_eq!(chain.head().height, HISTORY);
+    }
+    let a = start(&producer)?;
+
+    // A full node with an empty data directory and the producer as its bootstrap peer.
+    let b_dir = out.join("joiner");
+    std::fs::create_dir_all(&b_dir)?;
+    let mut b_config = config.clone();
+    b_config.data_dir = b_dir.clone();
+    b_config.producer.enabled = false;
+    b_config.rpc.listen = "127.0.0.1:0".parse()?;
+    b_config.p2p.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
+    b_config.p2p.bootstrap = vec![producer.p2p.clone()];
+    std::fs::write(b_dir.join("config.toml"), b_config.to_toml())?;
+    let b = NodeProcess::start(
+        &b_dir,
+        &["run", "--config", b_dir.join("config.toml").to_str().unwrap_or_default()],
+    )?;
+
+    let rt = tokio::runtime::Runtime::new()?;
+    let (ca, cb) =
+        (HttpClientBuilder::default().build(&producer.rpc)?, HttpClientBuilder::default().build(&b.rpc)?);
+    wait_for(Duration::from_secs(180), "the joiner to sync the history", || {
+        let info = rt.block_on(cb.chain_info()).ok()?;
+        (info.height >= HISTORY).then_some(())
+    })
+    .map_err(|e| anyhow::anyhow!("{e}\njoiner log:\n{}\nproducer log:\n{}", b.log(), a.log()))?;
+    for h in [1, HISTORY / 2, HISTORY] {
+        let x = rt.block_on(ca.get_block(Some(h), None, Some(false)))?.expect("producer block");
+        let y = rt.block_on(cb.get_block(Some(h), None, Some(false)))?.expect("joiner block");
+        assert_eq!(x.hash, y.hash, "block {h}");
+        assert_eq!(x.header.state_root, y.header.state_root, "state root at {h}");
+    }
+    let balance = |c: &HttpClient| rt.block_on(c.get_account(bp.address().to_string(), Some(HISTORY)));
+    assert_eq!(balance(&ca)?.balance, balance(&cb)?.balance);
+    // Caught up, it follows gossip: a transfer sent to the joiner (not a producer) reaches the producer
+    // by gossip, and the block that includes it comes back.
+    let nonce = rt.block_on(ca.get_account(faucet.address().to_string(), None))?.nonce;
+    let tx = faucet.sign_tx(TxBody {
+        version: ENCODING_VERSION,
+        chain_id: genesis.chain_id.clone(),
+        nonce,
+        sender: faucet.public(),
+        recipient: bp.address(),
+        amount: 1,
+        fee: 1,
+        payload: Payload::Transfer,
+    });
+    let sent = rt.block_on(cb.send_tx(hex::encode(tx.encode())))?;
+    wait_for(Duration::from_secs(30), "the joiner to hold the receipt of its transaction", || {
+        rt.block_on(cb.get_receipt(sent.hash.to_string())).ok().flatten()
+    })
+    .map_err(|e| anyhow::anyhow!("{e}\njoiner log:\n{}\nproducer log:\n{}", b.log(), a.log()))?;
+    let info = rt.block_on(cb.chain_info())?;
+    assert!(!info.syncing && info.height > HISTORY && info.peers == 1, "{info:?}");
+    b.stop()?;
+    a.stop()?;
+    Ok(())
+}
