@@ -8,7 +8,7 @@
 //! DIR/nodes.json        [{"config", "rpc", "p2p", "address", "peer_id"}]
 //! ```
 //! On loopback the ports are free ones picked by the system; on other hosts they are 7845 (RPC) and
-//! 7846 (p2p).
+//! 7846 (p2p); with a base port B, node K has RPC B+2K and p2p B+2K+1.
 
 use crate::config::NodeConfig;
 use crate::crypto::{KeyFile, Keypair};
@@ -37,6 +37,9 @@ pub struct TestnetOptions {
     pub block_interval_ms: u64,
     /// Chain id.
     pub chain_id: String,
+    /// Fixed ports instead of free ones: node K gets RPC `base + 2K` and p2p `base + 2K + 1` (for
+    /// hosts this machine cannot bind, e.g. in network namespaces).
+    pub base_port: Option<u16>,
 }
 
 fn free_port(host: IpAddr) -> std::io::Result<(TcpListener, u16)> {
@@ -67,8 +70,13 @@ pub fn write_testnet(opts: &TestnetOptions) -> anyhow::Result<Vec<TestnetNode>> 
     // Ports: hold every listener until all are picked so that none is handed out twice.
     let mut held = Vec::new();
     let mut ports = Vec::new();
-    for host in &hosts {
-        if host.is_loopback() {
+    for (i, host) in hosts.iter().enumerate() {
+        if let Some(base) = opts.base_port {
+            let rpc = base.checked_add(2 * i as u16 + 1).ok_or_else(|| {
+                anyhow::anyhow!("--base-port {base} leaves no room for {} nodes", opts.nodes)
+            })?;
+            ports.push((rpc - 1, rpc));
+        } else if host.is_loopback() {
             let (l1, rpc) = free_port(*host)?;
             let (l2, p2p) = free_port(*host)?;
             held.push(l1);
@@ -158,6 +166,7 @@ mod tests {
             hosts: vec![],
             block_interval_ms: 1000,
             chain_id: "aergo-testnet".into(),
+            base_port: None,
         };
         let nodes = write_testnet(&opts).unwrap();
         assert_eq!(nodes.len(), 4);

@@ -40,9 +40,21 @@ impl NodeProcess {
     }
 
     pub fn start(data_dir: &Path, args: &[&str]) -> anyhow::Result<NodeProcess> {
-        std::fs::create_dir_all(data_dir)?;
         let mut cmd = Command::new(binary("aergo-node"));
         cmd.args(args);
+        Self::start_command(data_dir, cmd)
+    }
+
+    /// Starts `aergo-node` inside the network namespace `netns` (`ip netns exec`, which execs it:
+    /// the child is the node itself).
+    pub fn start_in_netns(netns: &str, data_dir: &Path, args: &[&str]) -> anyhow::Result<NodeProcess> {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", netns]).arg(binary("aergo-node")).args(args);
+        Self::start_command(data_dir, cmd)
+    }
+
+    fn start_command(data_dir: &Path, cmd: Command) -> anyhow::Result<NodeProcess> {
+        std::fs::create_dir_all(data_dir)?;
         let (child, rpc) =
             spawn_announcing(cmd, "AERGO_RPC=", &data_dir.join("node.log"), Duration::from_secs(60))?;
         Ok(NodeProcess { child, rpc, data_dir: data_dir.to_path_buf() })

@@ -38,6 +38,7 @@ impl Testnet {
             hosts: vec![],
             block_interval_ms: 1000,
             chain_id: "aergo-testnet".into(),
+            base_port: None,
         };
         let nodes = write_testnet(&opts)?;
         let procs = nodes.iter().map(|n| start(n).map(Some)).collect::<anyhow::Result<Vec<_>>>()?;
@@ -193,6 +194,7 @@ fn a_late_joiner_syncs_a_long_chain_and_matches_state_roots() -> anyhow::Result<
         hosts: vec![],
         block_interval_ms: 1000,
         chain_id: "aergo-testnet".into(),
+        base_port: None,
     };
     let producer = write_testnet(&opts)?.remove(0);
     let genesis_path = out.join("genesis.toml");
@@ -278,5 +280,144 @@ fn a_late_joiner_syncs_a_long_chain_and_matches_state_roots() -> anyhow::Result<
     assert!(!info.syncing && info.height > HISTORY && info.peers == 1, "{info:?}");
     b.stop()?;
     a.stop()?;
+    Ok(())
+}
+
+/// Two network namespaces joined by one veth link (the link the test cuts), and a link from the
+/// test's own namespace into each for RPC. Removed when dropped.
+struct SplitNet {
+    names: [String; 2],
+}
+
+fn ip(args: &[&str]) -> anyhow::Result<()> {
+    let out = std::process::Command::new("ip").args(args).output()?;
+    anyhow::ensure!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(())
+}
+
+impl SplitNet {
+    const P2P: [&'static str; 2] = ["10.213.0.1", "10.213.0.2"];
+    const RPC: [&'static str; 2] = ["10.213.1.2", "10.213.2.2"];
+
+    fn new() -> anyhow::Result<SplitNet> {
+        let id = std::process::id() % 100_000;
+        let net = SplitNet { names: [format!("aergo{id}a"), format!("aergo{id}b")] };
+        let [a, b] = [net.names[0].as_str(), net.names[1].as_str()];
+        for ns in [a, b] {
+            ip(&["netns", "add", ns])?;
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        // The link between the halves.
+        ip(&["-n", a, "link", "add", "split0", "type", "veth", "peer", "name", "split1", "netns", b])?;
+        ip(&["-n", a, "addr", "add", "10.213.0.1/24", "dev", "split0"])?;
+        ip(&["-n", b, "addr", "add", "10.213.0.2/24", "dev", "split1"])?;
+        // RPC links from here.
+        for (i, ns) in [a, b].iter().enumerate() {
+            let (here, there) = (format!("ag{id}r{i}"), "rpc0".to_string());
+            ip(&["link", "add", &here, "type", "veth", "peer", "name", &there, "netns", ns])?;
+            ip(&["addr", "add", &format!("10.213.{}.1/24", i + 1), "dev", &here])?;
+            ip(&["link", "set", &here, "up"])?;
+            ip(&["-n", ns, "addr", "add", &format!("{}/24", SplitNet::RPC[i]), "dev", &there])?;
+            ip(&["-n", ns, "link", "set", &there, "up"])?;
+        }
+        net.set_link(true)?;
+        Ok(net)
+    }
+
+    /// Connects (true) or cuts (false) the link between the halves.
+    fn set_link(&self, up: bool) -> anyhow::Result<()> {
+        let state = if up { "up" } else { "down" };
+        ip(&["-n", &self.names[0], "link", "set", "split0", state])?;
+        ip(&["-n", &self.names[1], "link", "set", "split1", state])
+    }
+}
+
+impl Drop for SplitNet {
+    fn drop(&mut self) {
+        for ns in &self.names {
+            // Deleting a namespace removes its ends of the veth pairs, and with them ours.
+            let _ = std::process::Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+#[test]
+fn a_partition_finalizes_nothing_new_and_heals() -> anyhow::Result<()> {
+    use aergo_node::config::NodeConfig;
+    let split = SplitNet::new()?;
+    let dir = tempfile::tempdir()?;
+    let half = |i: usize| i / 2;
+    let opts = TestnetOptions {
+        nodes: 4,
+        out: dir.path().join("net"),
+        hosts: (0..4).map(|i| SplitNet::P2P[half(i)].parse()).collect::<Result<_, _>>()?,
+        block_interval_ms: 1000,
+        chain_id: "aergo-testnet".into(),
+        base_port: Some(27_100),
+    };
+    let mut nodes = write_testnet(&opts)?;
+    // RPC on the link from the test's namespace, so that the test can watch both halves.
+    for (i, n) in nodes.iter_mut().enumerate() {
+        let mut c = NodeConfig::load(&n.config)?;
+        c.rpc.listen = format!("{}:{}", SplitNet::RPC[half(i)], c.rpc.listen.port()).parse()?;
+        std::fs::write(&n.config, c.to_toml())?;
+        n.rpc = format!("http://{}", c.rpc.listen);
+    }
+    let mut procs = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        let config = n.config.to_str().unwrap_or_default();
+        procs.push(Some(NodeProcess::start_in_netns(
+            &split.names[half(i)],
+            data_dir(n),
+            &["run", "--config", config],
+        )?));
+    }
+    let clients =
+        nodes.iter().map(|n| HttpClientBuilder::default().build(&n.rpc)).collect::<Result<Vec<_>, _>>()?;
+    let net = Testnet { _dir: dir, nodes, procs, clients, rt: tokio::runtime::Runtime::new()? };
+    let all = [0, 1, 2, 3];
+    net.wait_lib(&all, 5, Duration::from_secs(90))?;
+    net.assert_final_agree(&all);
+
+    // Cut: each half has two of the four producers, less than the quorum of three.
+    split.set_link(false)?;
+    std::thread::sleep(Duration::from_secs(3));
+    let libs: Vec<u64> = all.iter().map(|i| net.lib(*i)).collect();
+    let heights: Vec<u64> = all.iter().map(|i| net.info(*i).map_or(0, |c| c.height)).collect();
+    let finals: Vec<Option<String>> = all.iter().map(|i| net.block_hash(*i, libs[*i])).collect();
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_secs(1));
+        for i in all {
+            assert_eq!(
+                net.lib(i),
+                libs[i],
+                "node {i} finalized a block during the partition\n{}",
+                net.logs()
+            );
+        }
+    }
+    for i in all {
+        let now = net.info(i).map_or(0, |c| c.height);
+        assert!(now >= heights[i] + 3, "node {i}'s half stopped producing: {} → {now}", heights[i]);
+    }
+
+    // Heal: the halves converge on one branch and finality resumes.
+    split.set_link(true)?;
+    let top = libs.iter().copied().max().unwrap_or(0);
+    net.wait_lib(&all, top + 3, Duration::from_secs(120))?;
+    net.assert_final_agree(&all);
+    // What was final before the cut is still final, unchanged.
+    for i in all {
+        assert_eq!(net.block_hash(i, libs[i]), finals[i], "node {i}'s final block {} changed", libs[i]);
+    }
+    let reorgs: u64 = all
+        .iter()
+        .filter_map(|i| net.rt.block_on(net.clients[*i].node_metrics()).ok())
+        .map(|m| m.reorgs_total)
+        .sum();
+    assert!(reorgs >= 1, "no node switched branch after the heal");
+    for p in net.procs.into_iter().flatten() {
+        p.stop()?;
+    }
     Ok(())
 }

@@ -70,6 +70,9 @@ enum Command {
         block_interval_ms: u64,
         #[arg(long, default_value = "aergo-testnet")]
         chain_id: String,
+        /// Fixed ports: node K gets RPC BASE+2K and p2p BASE+2K+1 (default: free loopback ports).
+        #[arg(long)]
+        base_port: Option<u16>,
     },
     /// Re-execute the whole block log from genesis in a scratch directory and check that it reaches
     /// the stored state root (the node must be stopped).
@@ -116,13 +119,14 @@ async fn main() -> anyhow::Result<()> {
             return Ok(());
         }
         Some(Command::Run { config }) => NodeConfig::load(config)?,
-        Some(Command::Testnet { nodes, out, hosts, block_interval_ms, chain_id }) => {
+        Some(Command::Testnet { nodes, out, hosts, block_interval_ms, chain_id, base_port }) => {
             let opts = aergo_node::testnet::TestnetOptions {
                 nodes: *nodes,
                 out: out.clone(),
                 hosts: hosts.clone(),
                 block_interval_ms: *block_interval_ms,
                 chain_id: chain_id.clone(),
+                base_port: *base_port,
             };
             let written = aergo_node::testnet::write_testnet(&opts)?;
             for n in &written {

@@ -436,13 +436,11 @@ impl Driver {
                 Verdict::Reject
             }
             None => {
+                // Its branch is missing here (this node is behind, or the sender is on another
+                // branch): fetch the sender's blocks above this node's LIB.
                 self.add_orphan(block.clone());
                 if let Some(peer) = from {
-                    if h.height > head.height + 1 {
-                        self.request_sync(peer);
-                    } else {
-                        self.send(NetCommand::RequestBlock { peer, hash: h.prev_hash });
-                    }
+                    self.request_sync(peer);
                 }
                 Verdict::Ignore
             }
