@@ -421,3 +421,71 @@ fn a_partition_finalizes_nothing_new_and_heals() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Runs `aergo-node net-probe` against `target`; returns its JSON report.
+fn probe(target: &str, attacks: &str) -> anyhow::Result<serde_json::Value> {
+    let out = std::process::Command::new(aergo_tests::binary("aergo-node"))
+        .args(["net-probe", "--target", target, "--chain-id", "aergo-testnet", "--attack", attacks])
+        .output()?;
+    anyhow::ensure!(out.status.success(), "net-probe failed: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+#[test]
+fn hostile_peers_are_refused_scored_down_and_banned() -> anyhow::Result<()> {
+    use aergo_node::config::NodeConfig;
+    let dir = tempfile::tempdir()?;
+    let opts = TestnetOptions {
+        nodes: 1,
+        out: dir.path().join("net"),
+        hosts: vec![],
+        block_interval_ms: 1000,
+        chain_id: "aergo-testnet".into(),
+        base_port: None,
+    };
+    let node = write_testnet(&opts)?.remove(0);
+    let mut config = NodeConfig::load(&node.config)?;
+    config.producer.empty_blocks = true;
+    std::fs::write(&node.config, config.to_toml())?;
+    let p = start(&node)?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let client = HttpClientBuilder::default().build(&node.rpc)?;
+    let height = |c: &HttpClient| rt.block_on(c.chain_info()).map(|i| i.height).unwrap_or(0);
+    wait_for(Duration::from_secs(30), "a first block", || (height(&client) >= 1).then_some(()))?;
+
+    // One misdeed each: refused and counted against the sender, not yet enough for a ban.
+    let expected = [
+        ("malformed", "gossiped block: block is malformed"),
+        ("bad-signature", "producer signature"),
+        ("wrong-slot", "is not the start of a slot"),
+        ("bad-tx", "gossiped transaction: bad signature"),
+    ];
+    for (attack, reason) in expected {
+        let report = probe(&node.p2p, attack)?;
+        assert_eq!(report["sent"].as_array().map(Vec::len), Some(1), "{attack}: {report}");
+        assert_eq!(report["disconnected"], false, "{attack}: banned for one misdeed: {report}");
+        let id = report["peer_id"].as_str().unwrap_or_default().to_string();
+        let log = p.log();
+        assert!(
+            log.lines().any(|l| l.contains("peer penalized") && l.contains(&id) && l.contains(reason)),
+            "{attack}: no penalty for {id} with {reason:?} in the node log:\n{log}"
+        );
+    }
+    // Oversized gossip is dropped by the transport's limit; the node goes on.
+    let report = probe(&node.p2p, "oversized")?;
+    assert_eq!(report["disconnected"], false, "{report}");
+
+    // Two misdeeds: banned, cut off, and a new connection refused.
+    let report = probe(&node.p2p, "malformed,bad-signature,bad-tx")?;
+    assert_eq!(report["disconnected"], true, "{report}\n{}", p.log());
+    assert_eq!(report["redial_refused"], true, "{report}");
+    let metrics = rt.block_on(client.node_metrics())?;
+    assert_eq!(metrics.peers_banned_total, 1);
+    // Still producing.
+    let before = height(&client);
+    wait_for(Duration::from_secs(30), "the node to go on producing", || {
+        (height(&client) > before + 1).then_some(())
+    })?;
+    p.stop()?;
+    Ok(())
+}

@@ -74,6 +74,20 @@ enum Command {
         #[arg(long)]
         base_port: Option<u16>,
     },
+    /// Connect to a node as a misbehaving peer, send what it must refuse, and print (JSON) whether it
+    /// cut and banned the probe.
+    #[command(hide = true)]
+    NetProbe {
+        /// The node's p2p address, with /p2p/<peer id>.
+        #[arg(long)]
+        target: libp2p::Multiaddr,
+        #[arg(long)]
+        chain_id: String,
+        #[arg(long, value_delimiter = ',', required = true)]
+        attack: Vec<aergo_node::net::probe::Attack>,
+        #[arg(long, default_value_t = 20)]
+        timeout_secs: u64,
+    },
     /// Re-execute the whole block log from genesis in a scratch directory and check that it reaches
     /// the stored state root (the node must be stopped).
     Verify {
@@ -119,6 +133,18 @@ async fn main() -> anyhow::Result<()> {
             return Ok(());
         }
         Some(Command::Run { config }) => NodeConfig::load(config)?,
+        Some(Command::NetProbe { target, chain_id, attack, timeout_secs }) => {
+            init_tracing("warn");
+            let report = aergo_node::net::probe::probe(
+                target.clone(),
+                chain_id,
+                attack,
+                std::time::Duration::from_secs(*timeout_secs),
+            )
+            .await?;
+            println!("{}", serde_json::to_string(&report)?);
+            return Ok(());
+        }
         Some(Command::Testnet { nodes, out, hosts, block_interval_ms, chain_id, base_port }) => {
             let opts = aergo_node::testnet::TestnetOptions {
                 nodes: *nodes,

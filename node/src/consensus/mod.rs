@@ -381,17 +381,19 @@ impl Driver {
     fn on_one_block(&mut self, block: Arc<Block>, from: Option<PeerId>, gossip: bool) -> Verdict {
         let hash = block.hash();
         let h = &block.header;
+        // First what needs no state, also for a block that is here already: a copy with a forged
+        // signature has the same hash.
+        if let Err(reason) = self.check_stateless(&block) {
+            tracing::warn!(height = h.height, %hash, %reason, "refused a block");
+            self.penalize(from, Penalty::Invalid, format!("block {hash}: {reason}"));
+            return Verdict::Reject;
+        }
         if self.is_known(&hash) {
             return Verdict::Ignore;
         }
         if h.height <= self.lib.0 {
             // At or below the final height and not ours: a branch this node will never take.
             return Verdict::Ignore;
-        }
-        if let Err(reason) = self.check_stateless(&block) {
-            tracing::warn!(height = h.height, %hash, %reason, "refused a block");
-            self.penalize(from, Penalty::Invalid, format!("block {hash}: {reason}"));
-            return Verdict::Reject;
         }
         let now = now_ms();
         if gossip && h.timestamp_ms > now + self.config.max_clock_drift_ms {

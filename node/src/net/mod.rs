@@ -11,6 +11,8 @@
 //! connection limits and a block list. A peer's misbehaviour costs points ([`Penalty`]); at
 //! [`BAN_POINTS`] it is disconnected and refused for [`BAN_TIME`].
 
+pub mod probe;
+
 use crate::chain::read_block;
 use crate::node::Shared;
 use crate::types::{Block, Hash, Transaction, MAX_TX_BYTES};
@@ -30,6 +32,8 @@ use tokio::sync::mpsc;
 pub const MAX_BLOCK_BYTES: usize = 8 * 1024 * 1024;
 /// Largest sync response.
 pub const MAX_SYNC_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+/// Largest sync request (they are small: a height range or a hash).
+pub const MAX_SYNC_REQUEST_BYTES: u64 = 4096;
 /// Most blocks in one sync response.
 pub const MAX_SYNC_BLOCKS: u32 = 256;
 /// Points at which a peer is banned.
@@ -234,54 +238,7 @@ pub async fn start(
     let key = identity_of(secret);
     let local = key.public().to_peer_id();
     let setup = |e: &dyn std::fmt::Display| NetError::Setup(e.to_string());
-    let gossip_config = gossipsub::ConfigBuilder::default()
-        .max_transmit_size(MAX_BLOCK_BYTES + 4096)
-        .validation_mode(gossipsub::ValidationMode::Strict)
-        .validate_messages()
-        .heartbeat_interval(Duration::from_millis(700))
-        .message_id_fn(|m: &gossipsub::Message| MessageId::from(blake3::hash(&m.data).as_bytes().to_vec()))
-        .duplicate_cache_time(Duration::from_secs(120))
-        .build()
-        .map_err(|e| setup(&e))?;
-    let mut swarm: Swarm<Behaviour> = libp2p::SwarmBuilder::with_existing_identity(key.clone())
-        .with_tokio()
-        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
-        .map_err(|e| setup(&e))?
-        .with_behaviour(|key| {
-            let limits = libp2p::connection_limits::ConnectionLimits::default()
-                .with_max_established(Some(config.max_peers))
-                .with_max_established_per_peer(Some(2))
-                .with_max_pending_incoming(Some(config.max_peers));
-            let gossipsub =
-                gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gossip_config)
-                    .map_err(std::io::Error::other)?;
-            let codec = request_response::cbor::codec::Codec::default()
-                .set_request_size_maximum(4096)
-                .set_response_size_maximum(MAX_SYNC_RESPONSE_BYTES as u64 + 65536);
-            let sync = request_response::Behaviour::with_codec(
-                codec,
-                [(StreamProtocol::new("/aergo/sync/1"), ProtocolSupport::Full)],
-                request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
-            );
-            let mut kad = kad::Behaviour::with_config(
-                key.public().to_peer_id(),
-                kad::store::MemoryStore::new(key.public().to_peer_id()),
-                kad::Config::new(StreamProtocol::new("/aergo/kad/1")),
-            );
-            kad.set_mode(Some(kad::Mode::Server));
-            Ok(Behaviour {
-                limits: libp2p::connection_limits::Behaviour::new(limits),
-                blocked: Default::default(),
-                gossipsub,
-                sync,
-                identify: identify::Behaviour::new(identify::Config::new("/aergo/1".into(), key.public())),
-                ping: ping::Behaviour::new(ping::Config::new()),
-                kad,
-            })
-        })
-        .map_err(|e| setup(&e))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
-        .build();
+    let mut swarm = build_swarm(key, config.max_peers, MAX_BLOCK_BYTES + 4096)?;
     let (blocks_topic, txs_topic) = topics(&shared.chain_id);
     swarm.behaviour_mut().gossipsub.subscribe(&blocks_topic).map_err(|e| setup(&e))?;
     swarm.behaviour_mut().gossipsub.subscribe(&txs_topic).map_err(|e| setup(&e))?;
@@ -315,6 +272,64 @@ pub async fn start(
     }
     let handle = tokio::spawn(async move { task.run(rx, stop_rx).await });
     Ok(Net { state, commands, task: handle, stop })
+}
+
+/// The swarm every AERGO node runs (and the probe, with a larger gossip limit to send what a node
+/// must refuse).
+fn build_swarm(
+    key: identity::Keypair,
+    max_peers: u32,
+    max_transmit: usize,
+) -> Result<Swarm<Behaviour>, NetError> {
+    let setup = |e: &dyn std::fmt::Display| NetError::Setup(e.to_string());
+    let gossip_config = gossipsub::ConfigBuilder::default()
+        .max_transmit_size(max_transmit)
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .validate_messages()
+        .heartbeat_interval(Duration::from_millis(700))
+        .message_id_fn(|m: &gossipsub::Message| MessageId::from(blake3::hash(&m.data).as_bytes().to_vec()))
+        .duplicate_cache_time(Duration::from_secs(120))
+        .build()
+        .map_err(|e| setup(&e))?;
+    Ok(libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .map_err(|e| setup(&e))?
+        .with_behaviour(|key| {
+            let limits = libp2p::connection_limits::ConnectionLimits::default()
+                .with_max_established(Some(max_peers))
+                .with_max_established_per_peer(Some(2))
+                .with_max_pending_incoming(Some(max_peers));
+            let gossipsub =
+                gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gossip_config)
+                    .map_err(std::io::Error::other)?;
+            let codec = request_response::cbor::codec::Codec::default()
+                .set_request_size_maximum(MAX_SYNC_REQUEST_BYTES)
+                .set_response_size_maximum(MAX_SYNC_RESPONSE_BYTES as u64 + 65536);
+            let sync = request_response::Behaviour::with_codec(
+                codec,
+                [(StreamProtocol::new("/aergo/sync/1"), ProtocolSupport::Full)],
+                request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
+            );
+            let mut kad = kad::Behaviour::with_config(
+                key.public().to_peer_id(),
+                kad::store::MemoryStore::new(key.public().to_peer_id()),
+                kad::Config::new(StreamProtocol::new("/aergo/kad/1")),
+            );
+            kad.set_mode(Some(kad::Mode::Server));
+            Ok(Behaviour {
+                limits: libp2p::connection_limits::Behaviour::new(limits),
+                blocked: Default::default(),
+                gossipsub,
+                sync,
+                identify: identify::Behaviour::new(identify::Config::new("/aergo/1".into(), key.public())),
+                ping: ping::Behaviour::new(ping::Config::new()),
+                kad,
+            })
+        })
+        .map_err(|e| setup(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+        .build())
 }
 
 /// The `/p2p/<id>` part of an address.
@@ -497,6 +512,11 @@ impl NetTask {
                     self.response(peer, asked, response);
                 }
             },
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::InboundFailure {
+                peer,
+                error: request_response::InboundFailure::Io(e),
+                ..
+            })) => self.penalize(peer, Penalty::Malformed, &format!("sync request: {e}")),
             SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::OutboundFailure {
                 peer,
                 request_id,
@@ -546,7 +566,17 @@ impl NetTask {
                     tokio::spawn(async move {
                         let acceptance = match shared.admission.submit(tx, len).await {
                             Ok(_) => Verdict::Accept,
-                            Err(e) if e.is_invalid() => Verdict::Reject,
+                            Err(e) if e.is_invalid() => {
+                                let reason = format!("gossiped transaction: {e}");
+                                let _ = verdicts
+                                    .send(NetCommand::Penalize {
+                                        peer: from,
+                                        penalty: Penalty::Invalid,
+                                        reason,
+                                    })
+                                    .await;
+                                Verdict::Reject
+                            }
                             Err(_) => Verdict::Ignore,
                         };
                         let _ = verdicts.send(NetCommand::Verdict { id, from, acceptance }).await;

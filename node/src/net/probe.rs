@@ -1,0 +1,179 @@
+//! A misbehaving peer on purpose (`aergo-node net-probe`): connects to a node with a fresh identity,
+//! sends what a node must refuse, and reports what the node did about it. The hostile-peer tests use
+//! it; an operator can point it at a node of their own.
+
+use super::{build_swarm, identity, topics, BehaviourEvent, SyncRequest, SyncResponse};
+use crate::crypto::Keypair;
+use crate::types::{Block, Payload, Signature, TxBody, ENCODING_VERSION};
+use futures::StreamExt;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{gossipsub, request_response, Multiaddr};
+use serde::Serialize;
+use std::time::{Duration, Instant};
+
+/// What the probe sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Attack {
+    /// Random bytes on the blocks topic.
+    Malformed,
+    /// A 9 MiB message on the blocks topic (beyond the 8 MiB limit).
+    Oversized,
+    /// A real block with one byte of its producer signature flipped.
+    BadSignature,
+    /// A real block moved off its slot and signed by a key that is not the slot's producer.
+    WrongSlot,
+    /// A transaction whose signature does not verify, on the transactions topic.
+    BadTx,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProbeReport {
+    pub peer_id: String,
+    /// The attacks sent while the node still had the probe connected.
+    pub sent: Vec<String>,
+    /// The node closed the connection.
+    pub disconnected: bool,
+    /// A new connection was refused (the probe is banned).
+    pub redial_refused: bool,
+}
+
+type ProbeSwarm = libp2p::Swarm<super::Behaviour>;
+
+/// Pumps the swarm until `done` says so or `limit` passes.
+async fn pump(
+    swarm: &mut ProbeSwarm,
+    limit: Duration,
+    mut done: impl FnMut(&SwarmEvent<BehaviourEvent>) -> bool,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, swarm.select_next_some()).await {
+            Ok(event) => {
+                if done(&event) {
+                    return true;
+                }
+            }
+            Err(_) => return false,
+        }
+    }
+}
+
+pub async fn probe(
+    target: Multiaddr,
+    chain_id: &str,
+    attacks: &[Attack],
+    limit: Duration,
+) -> anyhow::Result<ProbeReport> {
+    let peer = super::peer_of(&target).ok_or_else(|| anyhow::anyhow!("{target} has no /p2p/<peer id>"))?;
+    let mut swarm = build_swarm(identity::Keypair::generate_ed25519(), 8, 16 * 1024 * 1024)?;
+    let me = *swarm.local_peer_id();
+    let (blocks_topic, txs_topic) = topics(chain_id);
+    swarm.behaviour_mut().gossipsub.subscribe(&blocks_topic)?;
+    swarm.behaviour_mut().gossipsub.subscribe(&txs_topic)?;
+    swarm.dial(target.clone())?;
+    // Connected, and the node's subscription to the blocks topic seen (gossip needs it).
+    let subscribed = pump(&mut swarm, limit, |e| {
+        matches!(e, SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, topic, .. }))
+            if *peer_id == peer && *topic == blocks_topic.hash())
+    })
+    .await;
+    anyhow::ensure!(subscribed, "no gossip subscription from {peer} within {limit:?}");
+
+    // A real block to tamper with.
+    swarm.behaviour_mut().sync.send_request(&peer, SyncRequest::Blocks { from: 1, count: 1 });
+    let mut sample: Option<Block> = None;
+    pump(&mut swarm, limit, |e| match e {
+        SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
+            message: request_response::Message::Response { response: SyncResponse::Blocks(blocks), .. },
+            ..
+        })) => {
+            sample = blocks.first().and_then(|b| Block::decode(b).ok());
+            true
+        }
+        _ => false,
+    })
+    .await;
+
+    let mut sent = Vec::new();
+    let mut disconnected = false;
+    for attack in attacks {
+        if !swarm.is_connected(&peer) {
+            disconnected = true;
+            break;
+        }
+        let (topic, bytes) = match attack {
+            Attack::Malformed => {
+                // The right version byte, then bytes that do not decode as a block.
+                let mut bytes = vec![0u8; 1024];
+                rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut bytes);
+                bytes[0] = ENCODING_VERSION;
+                (blocks_topic.clone(), bytes)
+            }
+            Attack::Oversized => (blocks_topic.clone(), vec![0x42; 9 * 1024 * 1024]),
+            Attack::BadSignature | Attack::WrongSlot => {
+                let mut block =
+                    sample.clone().ok_or_else(|| anyhow::anyhow!("the node sent no block to tamper with"))?;
+                if *attack == Attack::BadSignature {
+                    // A different flip each time: gossip drops a message it has seen before.
+                    let at = rand::Rng::gen_range(&mut rand::thread_rng(), 0..64);
+                    block.signature.0[at] ^= 1 << rand::Rng::gen_range(&mut rand::thread_rng(), 0..8);
+                } else {
+                    block.header.timestamp_ms += 1;
+                    block.signature = Keypair::generate().sign(&block.hash());
+                }
+                (blocks_topic.clone(), block.encode())
+            }
+            Attack::BadTx => {
+                let key = Keypair::generate();
+                let mut tx = key.sign_tx(TxBody {
+                    version: ENCODING_VERSION,
+                    chain_id: chain_id.to_string(),
+                    nonce: 0,
+                    sender: key.public(),
+                    recipient: key.address(),
+                    amount: 1,
+                    fee: 1,
+                    payload: Payload::Transfer,
+                });
+                tx.signature = Signature([7; 64]);
+                (txs_topic.clone(), tx.encode())
+            }
+        };
+        if let Err(e) = swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
+            anyhow::bail!("cannot send {attack:?}: {e}");
+        }
+        sent.push(format!("{attack:?}"));
+        // Let it go out and the node answer.
+        pump(&mut swarm, Duration::from_millis(800), |e| {
+            matches!(e, SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } if *peer_id == peer)
+        })
+        .await;
+    }
+    if !disconnected {
+        disconnected = !swarm.is_connected(&peer)
+            || pump(&mut swarm, Duration::from_secs(3), |e| {
+                matches!(e, SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } if *peer_id == peer)
+            })
+            .await;
+    }
+    // A banned probe's new connection is closed at once (or never established).
+    let mut redial_refused = false;
+    if disconnected {
+        swarm.dial(target)?;
+        let started = Instant::now();
+        let mut up_since: Option<Instant> = None;
+        pump(&mut swarm, Duration::from_secs(6), |e| {
+            match e {
+                SwarmEvent::ConnectionEstablished { peer_id, .. } if *peer_id == peer => {
+                    up_since = Some(Instant::now())
+                }
+                SwarmEvent::ConnectionClosed { peer_id, .. } if *peer_id == peer => up_since = None,
+                _ => {}
+            }
+            started.elapsed() > Duration::from_secs(5)
+        })
+        .await;
+        redial_refused = up_since.is_none_or(|t| t.elapsed() < Duration::from_secs(2));
+    }
+    Ok(ProbeReport { peer_id: me.to_string(), sent, disconnected, redial_refused })
+}
