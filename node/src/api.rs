@@ -200,6 +200,43 @@ pub struct AccountView {
     pub height: u64,
 }
 
+/// The producer set: who produces the blocks at `height`, and the candidates at the head.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProducersView {
+    pub height: u64,
+    pub epoch: u64,
+    pub epoch_blocks: u64,
+    /// First height of the next epoch.
+    pub next_epoch_height: u64,
+    /// The producers of `height`, in slot order.
+    pub producers: Vec<Address>,
+    /// The next epoch's producers, once the state that elects them exists (else empty).
+    pub next_producers: Vec<Address>,
+    pub candidates: Vec<CandidateView>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CandidateView {
+    pub address: Address,
+    pub public_key: String,
+    pub p2p_address: String,
+    #[serde(with = "amount_string")]
+    pub votes: u128,
+    pub registered_at: u64,
+}
+
+/// An account's stake and votes at the head.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StakeView {
+    pub address: Address,
+    #[serde(with = "amount_string")]
+    pub staked: u128,
+    /// Height of the last stake change; unstaking is possible from `unlocks_at`.
+    pub since: u64,
+    pub unlocks_at: u64,
+    pub votes: Vec<Address>,
+}
+
 /// One pipeline stage's counters.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct StageMetrics {
@@ -293,6 +330,14 @@ pub trait AergoApi {
 
     #[method(name = "get_account")]
     async fn get_account(&self, address: String, height: Option<u64>) -> RpcResult<AccountView>;
+
+    /// The producer set of `height` (default: the next block) and the registered candidates.
+    #[method(name = "producers")]
+    async fn producers(&self, height: Option<u64>) -> RpcResult<ProducersView>;
+
+    /// An account's stake and the candidates it votes for.
+    #[method(name = "get_stake")]
+    async fn get_stake(&self, address: String) -> RpcResult<StakeView>;
 
     /// New blocks as they are committed (WebSocket only).
     #[subscription(name = "subscribe_blocks", unsubscribe = "unsubscribe_blocks", item = BlockView)]

@@ -132,7 +132,7 @@ impl Chain {
             }
         };
         let executor = ParallelExecutor::with_threads(1, Vec::new());
-        let schedule = Schedule::from_genesis(genesis);
+        let schedule = Schedule::with_store(genesis, store.clone());
         let mut chain = Chain { genesis: genesis.clone(), store, log, head, executor, schedule };
         chain.replay(&recovery, &mut report)?;
         Ok((chain, report))
@@ -181,7 +181,13 @@ impl Chain {
     }
 
     fn context(&self, height: u64, timestamp_ms: u64, producer: Address) -> BlockContext {
-        BlockContext { chain_id: self.genesis.chain_id.clone(), height, timestamp_ms, producer }
+        BlockContext {
+            chain_id: self.genesis.chain_id.clone(),
+            height,
+            timestamp_ms,
+            producer,
+            staking: self.genesis.consensus.staking(),
+        }
     }
 
     /// Verifies a block against the head and re-executes it; returns what it did and its state.
@@ -269,6 +275,7 @@ impl Chain {
             removed.push(block);
         }
         let head = self.store.rollback_to(height)?;
+        self.schedule.forget_elections();
         self.log.truncate_after(head.pos, head.height)?;
         self.head = head;
         Ok(removed)

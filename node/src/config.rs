@@ -82,7 +82,7 @@ impl Default for RpcConfig {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProducerConfig {
-    /// Produce blocks (the key must be one of the genesis producers).
+    /// Produce blocks in this key's slots (a genesis producer, or a candidate once elected).
     pub enabled: bool,
     /// The producer's key file, relative to `data_dir` when not absolute.
     pub key_file: PathBuf,

@@ -7,6 +7,9 @@
 //! [consensus]
 //! block_interval_ms = 1000
 //! bp_count = 1
+//! epoch_blocks = 100         # the producer set is elected anew every epoch
+//! unstake_lock_blocks = 100
+//! max_votes = 0              # 0: bp_count
 //!
 //! [[balances]]
 //! address = "aergo1…"
@@ -50,11 +53,34 @@ pub struct ConsensusParams {
     pub bp_count: u32,
     /// Most transactions in one block.
     pub max_block_txs: u32,
+    /// Blocks per epoch: the producer set is elected anew for each epoch (see `consensus::Schedule`).
+    pub epoch_blocks: u64,
+    /// Blocks a stake stays locked after it last changed.
+    pub unstake_lock_blocks: u64,
+    /// Most candidates one account may vote for (0: `bp_count`).
+    pub max_votes: u32,
 }
 
 impl Default for ConsensusParams {
     fn default() -> Self {
-        ConsensusParams { block_interval_ms: 1000, bp_count: 1, max_block_txs: 20_000 }
+        ConsensusParams {
+            block_interval_ms: 1000,
+            bp_count: 1,
+            max_block_txs: 20_000,
+            epoch_blocks: 100,
+            unstake_lock_blocks: 100,
+            max_votes: 0,
+        }
+    }
+}
+
+impl ConsensusParams {
+    pub fn staking(&self) -> crate::exec::StakingParams {
+        let max_votes = if self.max_votes == 0 { self.bp_count } else { self.max_votes };
+        crate::exec::StakingParams {
+            unstake_lock_blocks: self.unstake_lock_blocks,
+            max_votes: max_votes.max(1) as usize,
+        }
     }
 }
 
@@ -108,6 +134,12 @@ impl Genesis {
         }
         if self.consensus.max_block_txs == 0 {
             return Err("consensus.max_block_txs must be at least 1".into());
+        }
+        if self.consensus.epoch_blocks < 4 {
+            return Err("consensus.epoch_blocks must be at least 4".into());
+        }
+        if self.consensus.bp_count == 0 {
+            return Err("consensus.bp_count must be at least 1".into());
         }
         if self.producers.is_empty() {
             return Err("at least one producer is required".into());

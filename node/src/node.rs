@@ -43,8 +43,6 @@ pub enum NodeError {
     Key(#[from] KeystoreError),
     #[error(transparent)]
     Rpc(#[from] RpcError),
-    #[error("producer key {address} is not one of the genesis producers; set [producer] enabled = false or use a producer key")]
-    NotAProducer { address: Address },
     #[error("invalid configuration: {reason}")]
     Config { reason: String },
     #[error("cannot read the password file {path}: {source}")]
@@ -95,6 +93,8 @@ pub struct Shared {
     pub side: RwLock<HashMap<Hash, Arc<Block>>>,
     /// Finality, sync and fork figures from the chain thread.
     pub consensus: RwLock<ConsensusInfo>,
+    /// The slot clock and the producer sets (shares its election cache with the chain's).
+    pub schedule: crate::consensus::Schedule,
 }
 
 impl Shared {
@@ -230,8 +230,18 @@ impl RunningNode {
                 None => None,
             };
             let key = file.unlock(password.as_deref())?;
-            if !chain.genesis().producer_keys().contains(&key.public()) {
-                return Err(NodeError::NotAProducer { address: key.address() });
+            let registered = chain
+                .store()
+                .get_at(&crate::exec::governance::candidate_key(&key.public()), head.height)
+                .ok()
+                .flatten()
+                .is_some();
+            if !chain.genesis().producer_keys().contains(&key.public()) && !registered {
+                tracing::warn!(
+                    address = %key.address(),
+                    "the producer key is neither a genesis producer nor a registered candidate: \
+                     it produces once registered (aergo bp register) and elected"
+                );
             }
             Some(key)
         } else {
@@ -272,6 +282,7 @@ impl RunningNode {
             net: std::sync::OnceLock::new(),
             side: RwLock::new(HashMap::new()),
             consensus: RwLock::new(ConsensusInfo::default()),
+            schedule: chain.schedule().clone(),
         });
         let (inbound_tx, inbound_rx) = std::sync::mpsc::channel();
         let net = match net_channel {

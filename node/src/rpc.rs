@@ -4,8 +4,9 @@
 //! share); `send_tx` decodes and verifies outside the pool lock and holds the lock only to admit.
 
 use crate::api::{
-    codes, AccountView, AergoApiServer, BlockTxs, BlockView, ChainInfo, HeaderView, NodeInfo, NodeMetrics,
-    PeerView, ReceiptView, RpcResult, SendTxOutcome, SendTxResult, StageMetrics, TxRejection, TxView,
+    codes, AccountView, AergoApiServer, BlockTxs, BlockView, CandidateView, ChainInfo, HeaderView, NodeInfo,
+    NodeMetrics, PeerView, ProducersView, ReceiptView, RpcResult, SendTxOutcome, SendTxResult, StageMetrics,
+    StakeView, TxRejection, TxView,
 };
 use crate::chain::read_block;
 use crate::config::RpcConfig;
@@ -334,6 +335,72 @@ impl AergoApiServer for RpcHandler {
             account.nonce
         };
         Ok(AccountView { address, balance: account.balance, nonce: account.nonce, pending_nonce, height: at })
+    }
+
+    async fn producers(&self, height: Option<u64>) -> RpcResult<ProducersView> {
+        use crate::exec::governance::{candidate_key, Candidate, CANDIDATES_KEY};
+        let schedule = &self.shared.schedule;
+        let head = self.shared.head().height;
+        let height = height.unwrap_or(head + 1).max(1);
+        let epoch = schedule.epoch_of(height);
+        let epoch_blocks = self.shared.genesis.consensus.epoch_blocks;
+        let next_epoch_height = (epoch + 1) * epoch_blocks + 1;
+        let addresses =
+            |keys: &[crate::types::PublicKey]| keys.iter().map(|k| k.address()).collect::<Vec<_>>();
+        let next_known = schedule.election_height(epoch + 1).is_some_and(|h| h <= head);
+        let store = &self.shared.store;
+        let read = |key: &[u8]| store.get_at(key, head).map_err(internal);
+        let keys: Vec<crate::types::PublicKey> =
+            read(CANDIDATES_KEY)?.and_then(|b| borsh::from_slice(&b).ok()).unwrap_or_default();
+        let mut candidates = Vec::new();
+        for k in keys {
+            if let Some(c) = read(&candidate_key(&k))?.and_then(|b| borsh::from_slice::<Candidate>(&b).ok()) {
+                candidates.push(CandidateView {
+                    address: k.address(),
+                    public_key: hex::encode(k.0),
+                    p2p_address: c.p2p_address,
+                    votes: c.votes,
+                    registered_at: c.registered_at,
+                });
+            }
+        }
+        Ok(ProducersView {
+            height,
+            epoch,
+            epoch_blocks,
+            next_epoch_height,
+            producers: addresses(&schedule.producers(height)),
+            next_producers: if next_known {
+                addresses(&schedule.producers(next_epoch_height))
+            } else {
+                Vec::new()
+            },
+            candidates,
+        })
+    }
+
+    async fn get_stake(&self, address: String) -> RpcResult<StakeView> {
+        use crate::exec::governance::{stake_key, vote_key, Stake};
+        let address = Address::parse(&address).map_err(|e| invalid_params(e.to_string()))?;
+        let head = self.shared.head().height;
+        let store = &self.shared.store;
+        let stake: Stake = store
+            .get_at(&stake_key(&address), head)
+            .map_err(internal)?
+            .and_then(|b| borsh::from_slice(&b).ok())
+            .unwrap_or_default();
+        let votes: Vec<crate::types::PublicKey> = store
+            .get_at(&vote_key(&address), head)
+            .map_err(internal)?
+            .and_then(|b| borsh::from_slice(&b).ok())
+            .unwrap_or_default();
+        Ok(StakeView {
+            address,
+            staked: stake.amount,
+            since: stake.since,
+            unlocks_at: stake.since + self.shared.genesis.consensus.unstake_lock_blocks,
+            votes: votes.iter().map(|k| k.address()).collect(),
+        })
     }
 
     async fn subscribe_blocks(&self, pending: PendingSubscriptionSink) -> SubscriptionResult {

@@ -489,3 +489,109 @@ fn hostile_peers_are_refused_scored_down_and_banned() -> anyhow::Result<()> {
     p.stop()?;
     Ok(())
 }
+
+#[test]
+fn votes_elect_a_new_producer_at_the_epoch_boundary_on_every_node() -> anyhow::Result<()> {
+    use aergo_node::config::NodeConfig;
+    use aergo_node::crypto::Keypair;
+    use aergo_node::genesis::Genesis;
+    use aergo_tests::cli_json;
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("net");
+    let opts = TestnetOptions {
+        nodes: 4,
+        out: out.clone(),
+        hosts: vec![],
+        block_interval_ms: 1000,
+        chain_id: "aergo-testnet".into(),
+        base_port: None,
+    };
+    let nodes = write_testnet(&opts)?;
+    let genesis_path = out.join("genesis.toml");
+    let mut genesis = Genesis::load(&genesis_path)?;
+    genesis.consensus.epoch_blocks = 10;
+    std::fs::write(&genesis_path, genesis.to_toml())?;
+    let procs = nodes.iter().map(|n| start(n).map(Some)).collect::<anyhow::Result<Vec<_>>>()?;
+    let clients =
+        nodes.iter().map(|n| HttpClientBuilder::default().build(&n.rpc)).collect::<Result<Vec<_>, _>>()?;
+    let mut net = Testnet { _dir: dir, nodes, procs, clients, rt: tokio::runtime::Runtime::new()? };
+    net.wait_lib(&[0, 1, 2, 3], 2, Duration::from_secs(60))?;
+    let rpc = net.nodes[0].rpc.clone();
+    let faucet_key = out.join("faucet.key");
+    let faucet = faucet_key.to_str().unwrap_or_default();
+
+    // A new candidate with funds, running a node of its own that will produce once elected.
+    let candidate = Keypair::generate();
+    let cand_dir = out.join("candidate");
+    std::fs::create_dir_all(&cand_dir)?;
+    KeyFile::write_plain(&cand_dir.join("producer.key"), &candidate)?;
+    let mut config = NodeConfig::load(&net.nodes[0].config)?;
+    config.data_dir = cand_dir.clone();
+    config.rpc.listen = "127.0.0.1:0".parse()?;
+    config.p2p.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
+    config.p2p.bootstrap = net.nodes.iter().map(|n| n.p2p.clone()).collect();
+    std::fs::write(cand_dir.join("config.toml"), config.to_toml())?;
+    let cand_node = NodeProcess::start(
+        &cand_dir,
+        &["run", "--config", cand_dir.join("config.toml").to_str().unwrap_or_default()],
+    )?;
+    let cand_key = cand_dir.join("producer.key");
+    let cand = cand_key.to_str().unwrap_or_default();
+    let address = candidate.address().to_string();
+    cli_json(&rpc, &["send", "--key", faucet, "--to", &address, "--amount", "1000000", "--wait"])?;
+    cli_json(&rpc, &["bp", "register", "--key", cand, "--p2p", "/ip4/127.0.0.1/tcp/1", "--wait"])?;
+    cli_json(&rpc, &["stake", "add", "--key", faucet, "--amount", "5000000", "--wait"])?;
+    let voted = cli_json(&rpc, &["vote", "--key", faucet, &address, "--wait"])?;
+    let voted_at = voted["receipt"]["block_height"].as_u64().unwrap_or(0);
+    let list = cli_json(&rpc, &["bp", "list"])?;
+    let entry = list["candidates"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["address"] == address.as_str()).cloned());
+    assert_eq!(entry.as_ref().map(|e| e["votes"].clone()), Some(serde_json::json!("5000000")), "{list}");
+    let stake = cli_json(&rpc, &["stake", "show", net.nodes[0].address.as_str()])?;
+    assert_eq!(stake["staked"], "0");
+
+    // The first epoch whose election height follows the vote has the candidate in its set, in place of
+    // the last genesis producer; every node computes the same set.
+    let epoch_blocks = 10;
+    let epoch = (voted_at + epoch_blocks / 2).div_ceil(epoch_blocks);
+    let first = epoch * epoch_blocks + 1;
+    let sets: Vec<serde_json::Value> = (0..4)
+        .map(|i| {
+            wait_for(Duration::from_secs(90), &format!("node {i} to elect epoch {epoch}"), || {
+                let v = cli_json(&net.nodes[i].rpc, &["bp", "list", "--height", &first.to_string()]).ok()?;
+                let head = net.info(i)?.height;
+                (head + 1 >= first).then(|| v["producers"].clone())
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    assert!(sets.iter().all(|s| *s == sets[0]), "the nodes disagree: {sets:?}");
+    let set: Vec<String> = serde_json::from_value(sets[0].clone())?;
+    assert_eq!(set.len(), 4);
+    assert_eq!(set[0], address, "{set:?}");
+    assert!(!set.contains(&net.nodes[3].address), "{set:?}");
+    let before: Vec<String> = serde_json::from_value(
+        cli_json(&rpc, &["bp", "list", "--height", &(first - 1).to_string()])?["producers"].clone(),
+    )?;
+    assert!(!before.contains(&address), "elected too early: {before:?}");
+
+    // The candidate's node produces in its slots, and its blocks become final everywhere.
+    let produced = wait_for(Duration::from_secs(60), "a final block by the new producer", || {
+        let lib = net.lib(0);
+        (first..=lib).find(|h| {
+            net.rt
+                .block_on(net.clients[0].get_block(Some(*h), None, Some(false)))
+                .ok()
+                .flatten()
+                .is_some_and(|b| b.header.producer.to_string() == address)
+        })
+    })
+    .map_err(|e| anyhow::anyhow!("{e}\ncandidate log:\n{}", cand_node.log()))?;
+    net.wait_lib(&[0, 1, 2, 3], produced, Duration::from_secs(30))?;
+    net.assert_final_agree(&[0, 1, 2, 3]);
+    cand_node.stop()?;
+    for p in net.procs.iter_mut().filter_map(Option::take) {
+        p.stop()?;
+    }
+    Ok(())
+}

@@ -411,6 +411,7 @@ fn exec(
         height: 1,
         timestamp_ms: 1,
         producer: bp.address(),
+        staking: genesis.consensus.staking(),
     };
     let cores = aergo_node::exec::affinity::available_cores();
     let threads = threads.unwrap_or(cores.len());

@@ -36,25 +36,13 @@ enum Command {
     },
     /// Send a transfer.
     Send {
-        /// Key file of the sender (an encrypted keystore, or the devnet's dev.key).
-        #[arg(long)]
-        key: PathBuf,
+        #[command(flatten)]
+        tx: TxArgs,
         #[arg(long)]
         to: String,
         /// Amount in the smallest unit.
         #[arg(long)]
         amount: String,
-        /// Fee in the smallest unit.
-        #[arg(long, default_value = "0")]
-        fee: String,
-        /// Nonce to use (default: the sender's next, counting its transactions in the pool).
-        #[arg(long)]
-        nonce: Option<u64>,
-        /// Wait for the receipt.
-        #[arg(long)]
-        wait: bool,
-        #[arg(long)]
-        password_file: Option<PathBuf>,
     },
     /// A transaction by hash.
     Tx { hash: String },
@@ -67,10 +55,79 @@ enum Command {
         #[arg(long)]
         full: bool,
     },
+    /// Stake: lock balance (it weighs on the account's votes), unlock it, or show it.
+    #[command(subcommand)]
+    Stake(StakeCmd),
+    /// Vote for block-producer candidates (replaces the account's earlier votes; its whole stake
+    /// counts for each).
+    Vote {
+        #[command(flatten)]
+        tx: TxArgs,
+        /// Candidates: addresses (registered candidates) or hex public keys.
+        candidates: Vec<String>,
+    },
+    /// Block producers: register the key as a candidate, or list the set and the candidates.
+    #[command(subcommand)]
+    Bp(BpCmd),
     /// The chain's state.
     Chain,
     /// The node's identity and role.
     Node,
+}
+
+/// What every transaction command takes.
+#[derive(clap::Args)]
+struct TxArgs {
+    /// Key file of the sender (an encrypted keystore, or a plain devnet/testnet key).
+    #[arg(long)]
+    key: PathBuf,
+    /// Fee in the smallest unit.
+    #[arg(long, default_value = "0")]
+    fee: String,
+    /// Nonce to use (default: the sender's next, counting its transactions in the pool).
+    #[arg(long)]
+    nonce: Option<u64>,
+    /// Wait for the receipt (exit status 2 when the transaction failed).
+    #[arg(long)]
+    wait: bool,
+    #[arg(long)]
+    password_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum StakeCmd {
+    /// Lock AMOUNT of the balance as stake.
+    Add {
+        #[command(flatten)]
+        tx: TxArgs,
+        #[arg(long)]
+        amount: String,
+    },
+    /// Return AMOUNT of stake to the balance (after the lock period since the last change).
+    Remove {
+        #[command(flatten)]
+        tx: TxArgs,
+        #[arg(long)]
+        amount: String,
+    },
+    /// An account's stake, its unlock height and its votes.
+    Show { address: String },
+}
+
+#[derive(Subcommand)]
+enum BpCmd {
+    /// Register the key as a block-producer candidate reachable at a p2p multiaddr.
+    Register {
+        #[command(flatten)]
+        tx: TxArgs,
+        #[arg(long)]
+        p2p: String,
+    },
+    /// The producer set (of the next block, or of --height) and the candidates with their votes.
+    List {
+        #[arg(long)]
+        height: Option<u64>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -140,6 +197,55 @@ async fn wait_receipt(c: &HttpClient, hash: &str) -> anyhow::Result<aergo_node::
     }
 }
 
+/// Signs and sends a transaction from `tx.key`; prints its pool position, or with `--wait` its receipt.
+async fn submit(
+    rpc: &str,
+    json: bool,
+    tx: &TxArgs,
+    recipient: Option<Address>,
+    amount: u128,
+    payload: Payload,
+) -> anyhow::Result<()> {
+    let key = load_key(&tx.key, tx.password_file.as_deref())?;
+    let fee = amount_string::parse(&tx.fee).map_err(anyhow::Error::msg)?;
+    let c = client(rpc)?;
+    let info = c.chain_info().await?;
+    let nonce = match tx.nonce {
+        Some(n) => n,
+        None => c.get_account(key.address().to_string(), None).await?.pending_nonce,
+    };
+    let signed = key.sign_tx(TxBody {
+        version: ENCODING_VERSION,
+        chain_id: info.chain_id,
+        nonce,
+        sender: key.public(),
+        recipient: recipient.unwrap_or_else(|| key.address()),
+        amount,
+        fee,
+        payload,
+    });
+    let sent = c.send_tx(hex::encode(signed.encode())).await?;
+    if !tx.wait {
+        return print(json, &sent, |s| format!("tx {}\npool position {}", s.hash, s.pool_seq));
+    }
+    let r = wait_receipt(&c, &sent.hash.to_hex()).await?;
+    let v = serde_json::json!({ "hash": sent.hash, "pool_seq": sent.pool_seq, "receipt": r });
+    print(json, &v, |_| {
+        format!(
+            "tx {}\nincluded in block {} ({}): {}{}",
+            sent.hash,
+            r.block_height,
+            r.block_hash,
+            r.status,
+            r.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default()
+        )
+    })?;
+    if r.status != "success" {
+        std::process::exit(2);
+    }
+    Ok(())
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -173,47 +279,72 @@ async fn main() -> anyhow::Result<()> {
                 format!("{} at height {}: balance {} nonce {}", a.address, a.height, a.balance, a.nonce)
             })?;
         }
-        Command::Send { key, to, amount, fee, nonce, wait, password_file } => {
-            let key = load_key(&key, password_file.as_deref())?;
+        Command::Send { tx, to, amount } => {
             let recipient = Address::parse(&to)?;
             let amount = amount_string::parse(&amount).map_err(anyhow::Error::msg)?;
-            let fee = amount_string::parse(&fee).map_err(anyhow::Error::msg)?;
-            let c = client(&cli.rpc)?;
-            let info = c.chain_info().await?;
-            let nonce = match nonce {
-                Some(n) => n,
-                None => c.get_account(key.address().to_string(), None).await?.pending_nonce,
-            };
-            let tx = key.sign_tx(TxBody {
-                version: ENCODING_VERSION,
-                chain_id: info.chain_id,
-                nonce,
-                sender: key.public(),
-                recipient,
-                amount,
-                fee,
-                payload: Payload::Transfer,
-            });
-            let sent = c.send_tx(hex::encode(tx.encode())).await?;
-            if wait {
-                let r = wait_receipt(&c, &sent.hash.to_hex()).await?;
-                let v = serde_json::json!({ "hash": sent.hash, "pool_seq": sent.pool_seq, "receipt": r });
-                print(json, &v, |_| {
-                    format!(
-                        "tx {}\nincluded in block {} ({}): {}{}",
-                        sent.hash,
-                        r.block_height,
-                        r.block_hash,
-                        r.status,
-                        r.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default()
-                    )
-                })?;
-                if r.status != "success" {
-                    std::process::exit(2);
-                }
-            } else {
-                print(json, &sent, |s| format!("tx {}\npool position {}", s.hash, s.pool_seq))?;
+            submit(&cli.rpc, json, &tx, Some(recipient), amount, Payload::Transfer).await?;
+        }
+        Command::Stake(StakeCmd::Add { tx, amount }) => {
+            let amount = amount_string::parse(&amount).map_err(anyhow::Error::msg)?;
+            submit(&cli.rpc, json, &tx, None, amount, Payload::Stake).await?;
+        }
+        Command::Stake(StakeCmd::Remove { tx, amount }) => {
+            let amount = amount_string::parse(&amount).map_err(anyhow::Error::msg)?;
+            submit(&cli.rpc, json, &tx, None, amount, Payload::Unstake).await?;
+        }
+        Command::Stake(StakeCmd::Show { address }) => {
+            Address::parse(&address)?;
+            let v = client(&cli.rpc)?.get_stake(address).await?;
+            print(json, &v, |v| {
+                let votes: Vec<String> = v.votes.iter().map(|a| a.to_string()).collect();
+                format!(
+                    "{}: staked {} (since height {}, unlocks at {})\n  votes: {}",
+                    v.address,
+                    v.staked,
+                    v.since,
+                    v.unlocks_at,
+                    if votes.is_empty() { "none".to_string() } else { votes.join(", ") }
+                )
+            })?;
+        }
+        Command::Vote { tx, candidates } => {
+            let listed = client(&cli.rpc)?.producers(None).await?.candidates;
+            let mut keys = Vec::new();
+            for c in &candidates {
+                let key = match listed.iter().find(|x| x.address.to_string() == *c || x.public_key == *c) {
+                    Some(x) => x.public_key.clone(),
+                    None if c.len() == 64 => c.clone(),
+                    None => bail!("{c} is not a registered candidate (see `aergo bp list`)"),
+                };
+                let bytes: [u8; 32] = hex::decode(&key)?
+                    .try_into()
+                    .map_err(|_| anyhow::anyhow!("{c}: a public key is 32 bytes"))?;
+                keys.push(aergo_node::types::PublicKey(bytes));
             }
+            submit(&cli.rpc, json, &tx, None, 0, Payload::Vote { candidates: keys }).await?;
+        }
+        Command::Bp(BpCmd::Register { tx, p2p }) => {
+            p2p.parse::<libp2p::Multiaddr>().map_err(|e| anyhow::anyhow!("--p2p {p2p:?}: {e}"))?;
+            submit(&cli.rpc, json, &tx, None, 0, Payload::RegisterBp { p2p_address: p2p }).await?;
+        }
+        Command::Bp(BpCmd::List { height }) => {
+            let v = client(&cli.rpc)?.producers(height).await?;
+            print(json, &v, |v| {
+                let mut s = format!(
+                    "producers of height {} (epoch {}, next epoch at {}):",
+                    v.height, v.epoch, v.next_epoch_height
+                );
+                v.producers.iter().for_each(|p| s.push_str(&format!("\n  {p}")));
+                if !v.next_producers.is_empty() && v.next_producers != v.producers {
+                    s.push_str("\nnext epoch:");
+                    v.next_producers.iter().for_each(|p| s.push_str(&format!("\n  {p}")));
+                }
+                s.push_str(&format!("\ncandidates: {}", v.candidates.len()));
+                v.candidates.iter().for_each(|c| {
+                    s.push_str(&format!("\n  {} votes {} at {}", c.address, c.votes, c.p2p_address))
+                });
+                s
+            })?;
         }
         Command::Tx { hash } => match client(&cli.rpc)?.get_tx(hash.clone()).await? {
             Some(t) => print(json, &t, |t| {

@@ -1,24 +1,71 @@
-//! Slots and who produces in them.
+//! Slots, epochs and who produces in them.
+//!
+//! The producer set of a block at height `h` is that of its epoch `(h - 1) / epoch_blocks`. Epoch 0
+//! has the genesis producers. Epoch `e > 0` has the set elected ([`governance::elect`]) from the
+//! state at height `e · epoch_blocks − epoch_blocks / 2`: half an epoch before the epoch starts, a
+//! height that is final long before its first block is produced, so every node computes the same
+//! set from the same state.
 
+use crate::exec::governance::{self, Candidate, CANDIDATES_KEY};
 use crate::genesis::Genesis;
+use crate::storage::StateStore;
 use crate::types::{BlockHeader, PublicKey};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
 
-/// The slot clock and the producer set of a chain.
-#[derive(Clone, Debug)]
+/// The slot clock and the producer sets of a chain. Clones share the election cache.
+#[derive(Clone)]
 pub struct Schedule {
     genesis_ts: u64,
     interval: u64,
-    producers: Vec<PublicKey>,
+    genesis_producers: Arc<Vec<PublicKey>>,
+    bp_count: usize,
+    epoch_blocks: u64,
+    store: Option<Arc<StateStore>>,
+    elected: Arc<Mutex<HashMap<u64, Arc<Vec<PublicKey>>>>>,
+}
+
+impl std::fmt::Debug for Schedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Schedule")
+            .field("interval", &self.interval)
+            .field("epoch_blocks", &self.epoch_blocks)
+            .finish()
+    }
 }
 
 impl Schedule {
-    /// The genesis producers, in genesis order, on the genesis slot clock.
+    /// The genesis producers for every epoch (no state to elect from).
     pub fn from_genesis(genesis: &Genesis) -> Schedule {
         Schedule {
             genesis_ts: genesis.timestamp_ms,
             interval: genesis.consensus.block_interval_ms.max(1),
-            producers: genesis.producer_keys(),
+            genesis_producers: Arc::new(genesis.producer_keys()),
+            bp_count: genesis.consensus.bp_count.max(1) as usize,
+            epoch_blocks: genesis.consensus.epoch_blocks.max(1),
+            store: None,
+            elected: Arc::default(),
         }
+    }
+
+    /// Elections from `store` for the epochs after the first.
+    pub fn with_store(genesis: &Genesis, store: Arc<StateStore>) -> Schedule {
+        Schedule { store: Some(store), ..Schedule::from_genesis(genesis) }
+    }
+
+    pub fn epoch_of(&self, height: u64) -> u64 {
+        height.saturating_sub(1) / self.epoch_blocks
+    }
+
+    /// The height whose state elects the producers of `epoch` (none for epoch 0).
+    pub fn election_height(&self, epoch: u64) -> Option<u64> {
+        (epoch > 0).then(|| epoch * self.epoch_blocks - self.epoch_blocks / 2)
+    }
+
+    /// Forgets elections (after a rollback, which may have changed the state they read).
+    pub fn forget_elections(&self) {
+        self.elected.lock().clear();
     }
 
     pub fn interval_ms(&self) -> u64 {
@@ -26,8 +73,35 @@ impl Schedule {
     }
 
     /// The producers of the blocks at `height` (the set changes only at epoch boundaries).
-    pub fn producers(&self, _height: u64) -> &[PublicKey] {
-        &self.producers
+    pub fn producers(&self, height: u64) -> Arc<Vec<PublicKey>> {
+        let epoch = self.epoch_of(height);
+        let (Some(store), Some(at)) = (&self.store, self.election_height(epoch)) else {
+            return self.genesis_producers.clone();
+        };
+        if let Some(set) = self.elected.lock().get(&epoch) {
+            return set.clone();
+        }
+        let head = store.head().ok().flatten().map_or(0, |h| h.height);
+        let set = Arc::new(self.elect_at(store, at.min(head)));
+        // An election height not reached yet (a node far behind, asked about the future) is not kept.
+        if at <= head {
+            self.elected.lock().insert(epoch, set.clone());
+        }
+        set
+    }
+
+    fn elect_at(&self, store: &StateStore, height: u64) -> Vec<PublicKey> {
+        let read = |key: &[u8]| store.get_at(key, height).ok().flatten();
+        let keys: Vec<PublicKey> =
+            read(CANDIDATES_KEY).and_then(|b| borsh::from_slice(&b).ok()).unwrap_or_default();
+        let candidates: Vec<(PublicKey, Candidate)> = keys
+            .into_iter()
+            .filter_map(|k| {
+                let c = read(&governance::candidate_key(&k)).and_then(|b| borsh::from_slice(&b).ok())?;
+                Some((k, c))
+            })
+            .collect();
+        governance::elect(candidates, &self.genesis_producers, self.bp_count)
     }
 
     /// Distinct producers needed to make a block final: ⌊2n/3⌋ + 1.

@@ -1,8 +1,9 @@
 //! Access sets: what each transaction may read and write, declared before it runs.
 //!
-//! A transfer touches its sender and its recipient (both read and written). Stake, vote and contract
-//! calls will declare theirs here as they arrive (system keys; the contract's tables as AergoSQL's
-//! analysis reports them). The parallel executor trusts the declaration for scheduling and checks it
+//! A transfer touches its sender and its recipient (both read and written). Staking and voting touch
+//! the sender and system keys (stakes, votes, candidates), which the executor does not schedule:
+//! blocks holding them run in order. Contract calls will declare their tables as AergoSQL's analysis
+//! reports them. The parallel executor trusts the declaration for scheduling and checks it
 //! during execution: an access outside the set is caught and re-executed in order.
 
 use crate::types::{Address, Payload, Transaction};
@@ -32,6 +33,8 @@ pub fn declared(tx: &Transaction) -> AccessSet {
                 accounts.push(tx.body.recipient);
             }
         }
+        // Staking and voting touch system keys too; the executor runs blocks holding them in order.
+        Payload::Stake | Payload::Unstake | Payload::Vote { .. } | Payload::RegisterBp { .. } => {}
     }
     AccessSet { accounts }
 }

@@ -19,21 +19,29 @@
 pub mod access;
 pub mod affinity;
 pub mod dtt;
+pub mod governance;
 pub mod parallel;
 
 use crate::storage::state::{account_key, HEAD_KEY};
 use crate::storage::{StateError, StateStore};
-use crate::types::{Account, Address, Amount, Hash, Payload, Receipt, ReceiptStatus, Transaction};
+use crate::types::{Account, Address, Amount, Hash, Receipt, ReceiptStatus, Transaction};
 use std::collections::{BTreeMap, HashMap};
 
 /// Reads state as of the parent block. Shared by worker threads, hence `Sync`.
 pub trait StateView: Sync {
     fn account(&self, address: &Address) -> Result<Account, StateError>;
+    /// Any other state key (staking and voting records).
+    fn raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError>;
 }
 
 impl StateView for StateStore {
     fn account(&self, address: &Address) -> Result<Account, StateError> {
         StateStore::account(self, address)
+    }
+
+    fn raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        let head = self.head()?.map_or(0, |h| h.height);
+        self.get_at(key, head)
     }
 }
 
@@ -44,6 +52,22 @@ pub struct BlockContext {
     pub height: u64,
     pub timestamp_ms: u64,
     pub producer: Address,
+    pub staking: StakingParams,
+}
+
+/// The genesis's staking rules, as execution needs them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StakingParams {
+    /// Blocks a stake stays locked after it last changed.
+    pub unstake_lock_blocks: u64,
+    /// Most candidates one account may vote for.
+    pub max_votes: usize,
+}
+
+impl Default for StakingParams {
+    fn default() -> Self {
+        StakingParams { unstake_lock_blocks: 100, max_votes: 1 }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,6 +106,36 @@ pub struct ExecOutput {
 pub trait Accounts {
     fn get(&mut self, address: &Address) -> Result<Account, ExecError>;
     fn set(&mut self, address: Address, account: Account) -> Result<(), ExecError>;
+    /// Other state keys. Only the sequential engine serves them: the parallel one runs blocks with
+    /// governance transactions in order.
+    fn get_raw(&mut self, _key: &[u8]) -> Result<Option<Vec<u8>>, ExecError> {
+        Err(ExecError::Undeclared(Address([0; 20])))
+    }
+    fn set_raw(&mut self, _key: Vec<u8>, _value: Option<Vec<u8>>) -> Result<(), ExecError> {
+        Err(ExecError::Undeclared(Address([0; 20])))
+    }
+}
+
+/// Records the system-key writes a transaction makes through an [`Accounts`].
+struct Recording<'a, A: Accounts> {
+    inner: &'a mut A,
+    raw: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl<A: Accounts> Accounts for Recording<'_, A> {
+    fn get(&mut self, address: &Address) -> Result<Account, ExecError> {
+        self.inner.get(address)
+    }
+    fn set(&mut self, address: Address, account: Account) -> Result<(), ExecError> {
+        self.inner.set(address, account)
+    }
+    fn get_raw(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, ExecError> {
+        self.inner.get_raw(key)
+    }
+    fn set_raw(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) -> Result<(), ExecError> {
+        self.raw.push((key.clone(), value.clone()));
+        self.inner.set_raw(key, value)
+    }
 }
 
 /// What one transaction did.
@@ -89,8 +143,8 @@ pub trait Accounts {
 pub enum TxOutcome {
     /// Not includable (nonce, fee, chain id): no effect.
     Invalid(String),
-    /// Applied: its receipt and the accounts it wrote, in write order.
-    Applied { receipt: Receipt, writes: Vec<(Address, Account)> },
+    /// Applied: its receipt, the accounts it wrote, in write order, and the other keys it wrote.
+    Applied { receipt: Receipt, writes: Vec<(Address, Account)>, system: Vec<(Vec<u8>, Option<Vec<u8>>)> },
 }
 
 /// Why a transaction cannot be included at all (nonce, fee, chain id), checked against current state.
@@ -108,17 +162,36 @@ pub fn validity(tx: &Transaction, chain_id: &str, sender: &Account) -> Result<()
 }
 
 /// Applies one transaction through `acc`; the one place the state-transition rules live.
-pub fn apply_tx<A: Accounts>(tx: &Transaction, chain_id: &str, acc: &mut A) -> Result<TxOutcome, ExecError> {
+pub fn apply_tx<A: Accounts>(
+    tx: &Transaction,
+    ctx: &BlockContext,
+    acc: &mut A,
+) -> Result<TxOutcome, ExecError> {
     let from = tx.sender();
     let mut sender = acc.get(&from)?;
-    if let Err(reason) = validity(tx, chain_id, &sender) {
+    if let Err(reason) = validity(tx, &ctx.chain_id, &sender) {
         return Ok(TxOutcome::Invalid(reason));
     }
     sender.balance -= tx.body.fee;
     sender.nonce += 1;
     let mut writes = Vec::with_capacity(2);
+    let mut system = Vec::new();
     let status = match tx.body.payload {
-        Payload::Transfer => {
+        _ if tx.body.payload.is_governance() => {
+            let rules = governance::Rules {
+                height: ctx.height,
+                unstake_lock_blocks: ctx.staking.unstake_lock_blocks,
+                max_votes: ctx.staking.max_votes,
+            };
+            let mut rec = Recording { inner: acc, raw: Vec::new() };
+            let result = governance::apply(tx, &mut sender, rules, &mut rec)?;
+            system = rec.raw;
+            match result {
+                Ok(()) => ReceiptStatus::Success,
+                Err(reason) => ReceiptStatus::Failed(reason),
+            }
+        }
+        _ => {
             let (to, amount) = (tx.body.recipient, tx.body.amount);
             if sender.balance < amount {
                 ReceiptStatus::Failed(format!(
@@ -144,23 +217,35 @@ pub fn apply_tx<A: Accounts>(tx: &Transaction, chain_id: &str, acc: &mut A) -> R
     };
     acc.set(from, sender)?;
     writes.push((from, sender));
-    Ok(TxOutcome::Applied { receipt: Receipt { tx_hash: tx.hash(), status, fee: tx.body.fee }, writes })
+    Ok(TxOutcome::Applied {
+        receipt: Receipt { tx_hash: tx.hash(), status, fee: tx.body.fee },
+        writes,
+        system,
+    })
 }
 
 /// Account cache over a [`StateView`] holding a block's writes so far.
 pub(crate) struct Overlay<'a, V: StateView> {
     view: &'a V,
     accounts: HashMap<Address, Account>,
+    raw: HashMap<Vec<u8>, Option<Vec<u8>>>,
 }
 
 impl<'a, V: StateView> Overlay<'a, V> {
     pub(crate) fn new(view: &'a V) -> Self {
-        Overlay { view, accounts: HashMap::new() }
+        Overlay { view, accounts: HashMap::new(), raw: HashMap::new() }
     }
 
-    pub(crate) fn apply_writes(&mut self, writes: &[(Address, Account)]) {
+    pub(crate) fn apply_writes(
+        &mut self,
+        writes: &[(Address, Account)],
+        system: &[(Vec<u8>, Option<Vec<u8>>)],
+    ) {
         for (a, acct) in writes {
             self.accounts.insert(*a, *acct);
+        }
+        for (k, v) in system {
+            self.raw.insert(k.clone(), v.clone());
         }
     }
 }
@@ -179,6 +264,20 @@ impl<V: StateView> Accounts for Overlay<'_, V> {
         self.accounts.insert(address, account);
         Ok(())
     }
+
+    fn get_raw(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, ExecError> {
+        if let Some(v) = self.raw.get(key) {
+            return Ok(v.clone());
+        }
+        let v = self.view.raw(key)?;
+        self.raw.insert(key.to_vec(), v.clone());
+        Ok(v)
+    }
+
+    fn set_raw(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) -> Result<(), ExecError> {
+        self.raw.insert(key, value);
+        Ok(())
+    }
 }
 
 /// Moves receipts and transactions into `out` (included, or dropped with the reason in
@@ -188,7 +287,7 @@ pub(crate) fn split_outcomes(
     txs: Vec<Transaction>,
     outcomes: Vec<TxOutcome>,
     mode: Mode,
-    mut writes: impl FnMut(Vec<(Address, Account)>),
+    mut writes: impl FnMut(Vec<(Address, Account)>, Vec<(Vec<u8>, Option<Vec<u8>>)>),
 ) -> Result<Amount, ExecError> {
     let mut fees: Amount = 0;
     for (index, (tx, outcome)) in txs.into_iter().zip(outcomes).enumerate() {
@@ -197,8 +296,8 @@ pub(crate) fn split_outcomes(
                 Mode::Build => out.dropped.push((tx.hash(), reason)),
                 Mode::Verify => return Err(ExecError::InvalidTx { index, hash: tx.hash(), reason }),
             },
-            TxOutcome::Applied { receipt, writes: w } => {
-                writes(w);
+            TxOutcome::Applied { receipt, writes: w, system } => {
+                writes(w, system);
                 fees = fees.saturating_add(receipt.fee);
                 out.receipts.push(receipt);
                 out.included.push(tx);
@@ -219,10 +318,12 @@ pub fn assemble<V: StateView>(
 ) -> Result<ExecOutput, ExecError> {
     let mut out = ExecOutput::default();
     let mut finals: HashMap<Address, Account> = HashMap::with_capacity(outcomes.len() * 2);
-    let fees = split_outcomes(&mut out, txs, outcomes, mode, |writes| {
+    let mut system_finals: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
+    let fees = split_outcomes(&mut out, txs, outcomes, mode, |writes, system| {
         for (a, acct) in writes {
             finals.insert(a, acct);
         }
+        system_finals.extend(system);
     })?;
     if fees > 0 {
         let mut producer = match finals.get(&ctx.producer) {
@@ -236,6 +337,7 @@ pub fn assemble<V: StateView>(
     changes.extend(
         finals.into_iter().map(|(a, acct)| (account_key(&a), Some(borsh::to_vec(&acct).unwrap_or_default()))),
     );
+    changes.extend(system_finals);
     changes
         .push((HEAD_KEY.to_vec(), Some(borsh::to_vec(&(ctx.height, ctx.timestamp_ms)).unwrap_or_default())));
     // Keys are distinct, so an unstable sort is deterministic; collecting sorted input bulk-builds the map.
@@ -254,7 +356,7 @@ pub fn execute_block<V: StateView>(
     let mut overlay = Overlay::new(view);
     let mut outcomes = Vec::with_capacity(txs.len());
     for tx in &txs {
-        outcomes.push(apply_tx(tx, &ctx.chain_id, &mut overlay)?);
+        outcomes.push(apply_tx(tx, ctx, &mut overlay)?);
     }
     assemble(view, ctx, txs, outcomes, mode)
 }

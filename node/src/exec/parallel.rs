@@ -171,7 +171,9 @@ impl ParallelExecutor {
         access: F,
     ) -> Result<(ExecOutput, ExecStats), ExecError> {
         let n = txs.len();
-        if self.threads <= 1 || n < self.min_txs.max(2) {
+        // Staking and voting write system keys the workers do not serve: such blocks (rare) run in order.
+        let governance = txs.iter().any(|t| t.body.payload.is_governance());
+        if self.threads <= 1 || n < self.min_txs.max(2) || governance {
             let stats = ExecStats { threads: 1, critical_path: n, reexecuted: 0 };
             return execute_block(view, ctx, txs, mode).map(|out| (out, stats));
         }
@@ -236,12 +238,12 @@ impl ParallelExecutor {
         if let Some(v) = redo_from {
             let mut overlay = Overlay::new(view);
             for outcome in &outcomes {
-                if let TxOutcome::Applied { writes, .. } = outcome {
-                    overlay.apply_writes(writes);
+                if let TxOutcome::Applied { writes, system, .. } = outcome {
+                    overlay.apply_writes(writes, system);
                 }
             }
             for tx in &txs[v..] {
-                outcomes.push(apply_tx(tx, &ctx.chain_id, &mut overlay)?);
+                outcomes.push(apply_tx(tx, ctx, &mut overlay)?);
             }
             stats.reexecuted = n - v;
             return assemble(view, ctx, txs, outcomes, mode).map(|out| (out, stats));
@@ -255,7 +257,7 @@ impl ParallelExecutor {
             changes.extend(w.changes);
         }
         let mut out = ExecOutput::default();
-        let fees = split_outcomes(&mut out, txs, outcomes, mode, |_| {})?;
+        let fees = split_outcomes(&mut out, txs, outcomes, mode, |_, _| {})?;
         if fees > 0 || producer_before.is_some() {
             let mut producer = match producer_before {
                 Some(acct) => acct,
@@ -312,7 +314,7 @@ impl ParallelExecutor {
             }
             let mut local =
                 Local { view, set: &sets[i], prev: &dtt.prev[i], dtt, slots, writes: SmallVec::new() };
-            let result = apply_tx(&txs[i], &ctx.chain_id, &mut local);
+            let result = apply_tx(&txs[i], ctx, &mut local);
             if let Ok(outcome) = &result {
                 let writes: &[(Address, Account)] = match outcome {
                     TxOutcome::Applied { writes, .. } => writes,

@@ -137,18 +137,35 @@ impl fmt::Debug for Signature {
 }
 
 /// What a transaction does. Tags are part of the encoding: new kinds are appended, never reordered.
-/// Tags 1–4 are reserved for stake, vote, deploy and call.
+/// Tag 5 is reserved for equivocation evidence, 6 and 7 for contract deploy and call.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub enum Payload {
     /// Move `amount` from the sender to the recipient.
     Transfer,
+    /// Lock `amount` of the sender's balance as stake (it weighs on the sender's votes).
+    Stake,
+    /// Return `amount` of stake to the balance, once the lock period since the last stake change is over.
+    Unstake,
+    /// Replace the sender's votes: its whole stake counts for each candidate listed.
+    Vote { candidates: Vec<PublicKey> },
+    /// Register the sender's key as a block-producer candidate reachable at `p2p_address` (a multiaddr).
+    RegisterBp { p2p_address: String },
 }
 
 impl Payload {
     pub fn kind(&self) -> &'static str {
         match self {
             Payload::Transfer => "transfer",
+            Payload::Stake => "stake",
+            Payload::Unstake => "unstake",
+            Payload::Vote { .. } => "vote",
+            Payload::RegisterBp { .. } => "register_bp",
         }
+    }
+
+    /// Whether it changes the staking and voting state (the system keys, not just accounts).
+    pub fn is_governance(&self) -> bool {
+        !matches!(self, Payload::Transfer)
     }
 }
 
