@@ -272,6 +272,9 @@ pub struct NodeMetrics {
     /// Peers banned for misbehaviour since start.
     #[serde(default)]
     pub peers_banned_total: u64,
+    /// Producers this node caught signing two blocks for one slot.
+    #[serde(default)]
+    pub equivocations_total: u64,
     pub last_block_ms: u64,
     /// When this producer's next slot begins (unix ms); `null` on a full node.
     #[serde(default)]

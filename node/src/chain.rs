@@ -236,10 +236,24 @@ impl Chain {
         candidates: Vec<Transaction>,
         timestamp_ms: u64,
     ) -> Result<CommittedBlock, ChainError> {
+        let (block, out, prepared) = self.build(key, candidates, timestamp_ms)?;
+        let pos = self.log.append(block.header.height, &block.encode())?;
+        self.head = self.store.commit(prepared, &block, pos, &out.receipts)?;
+        let nonces = nonces_after(&block.transactions, &out.changes);
+        Ok(CommittedBlock { block: Arc::new(block), receipts: out.receipts, nonces, dropped: out.dropped })
+    }
+
+    /// Builds and signs the next block without committing it (`out.included` is moved into the block).
+    pub fn build(
+        &self,
+        key: &Keypair,
+        candidates: Vec<Transaction>,
+        timestamp_ms: u64,
+    ) -> Result<(Block, ExecOutput, crate::storage::PreparedState), ChainError> {
         let height = self.head.height + 1;
         let timestamp_ms = timestamp_ms.max(self.head.timestamp_ms + 1);
         let ctx = self.context(height, timestamp_ms, key.address());
-        let out = self.executor.execute(self.store.as_ref(), &ctx, candidates, Mode::Build)?;
+        let mut out = self.executor.execute(self.store.as_ref(), &ctx, candidates, Mode::Build)?;
         let prepared = self.store.prepare(height, &out.changes)?;
         let header = BlockHeader {
             version: ENCODING_VERSION,
@@ -253,11 +267,9 @@ impl Chain {
             receipts_root: Receipt::compute_root(&out.receipts),
         };
         let signature = key.sign(&header.hash());
-        let block = Block { header, transactions: out.included, signature };
-        let pos = self.log.append(height, &block.encode())?;
-        self.head = self.store.commit(prepared, &block, pos, &out.receipts)?;
-        let nonces = nonces_after(&block.transactions, &out.changes);
-        Ok(CommittedBlock { block: Arc::new(block), receipts: out.receipts, nonces, dropped: out.dropped })
+        // The block owns the transactions; `out` keeps receipts and changes.
+        let block = Block { header, transactions: std::mem::take(&mut out.included), signature };
+        Ok((block, out, prepared))
     }
 
     pub fn schedule(&self) -> &Schedule {

@@ -90,6 +90,10 @@ pub struct ProducerConfig {
     pub password_file: Option<PathBuf>,
     /// Produce a block every slot even without transactions.
     pub empty_blocks: bool,
+    /// Test-only fault injection: sign two different blocks in each own slot, so that the network's
+    /// equivocation handling can be tested. Never set it on a real producer: it gets it voted out.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub equivocate_for_tests: bool,
 }
 
 impl Default for ProducerConfig {
@@ -99,6 +103,7 @@ impl Default for ProducerConfig {
             key_file: PathBuf::from("producer.key"),
             password_file: None,
             empty_blocks: false,
+            equivocate_for_tests: false,
         }
     }
 }

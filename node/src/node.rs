@@ -310,7 +310,11 @@ impl RunningNode {
             empty_blocks: config.producer.empty_blocks,
             max_clock_drift_ms: config.p2p.max_clock_drift_ms,
             signed_slot_file: config.data_dir.join(SIGNED_SLOT_FILE),
+            equivocate: config.producer.equivocate_for_tests,
         };
+        if config.producer.equivocate_for_tests {
+            tracing::error!("TEST FAULT: this producer signs two different blocks per slot (producer.equivocate_for_tests)");
+        }
         let driver = Driver::new(
             chain,
             driver_config,

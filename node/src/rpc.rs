@@ -192,6 +192,7 @@ impl AergoApiServer for RpcHandler {
             slots_missed_total: p.missed_slots.load(Relaxed),
             slots_skipped_total: self.shared.consensus.read().skipped_slots,
             reorgs_total: self.shared.consensus.read().reorgs,
+            equivocations_total: self.shared.consensus.read().equivocations,
             peers_banned_total: self.shared.net.get().map_or(0, |n| n.banned_total.load(Relaxed)),
             last_block_ms: p.last_block_ms.load(Relaxed),
             next_slot_ms: Some(p.next_slot_ms.load(Relaxed))

@@ -490,12 +490,9 @@ fn hostile_peers_are_refused_scored_down_and_banned() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[test]
-fn votes_elect_a_new_producer_at_the_epoch_boundary_on_every_node() -> anyhow::Result<()> {
-    use aergo_node::config::NodeConfig;
-    use aergo_node::crypto::Keypair;
+/// A 4-producer testnet whose epochs last 10 blocks: its directory, `DIR/net`, and its nodes.
+fn short_epochs() -> anyhow::Result<(tempfile::TempDir, std::path::PathBuf, Vec<TestnetNode>)> {
     use aergo_node::genesis::Genesis;
-    use aergo_tests::cli_json;
     let dir = tempfile::tempdir()?;
     let out = dir.path().join("net");
     let opts = TestnetOptions {
@@ -511,6 +508,15 @@ fn votes_elect_a_new_producer_at_the_epoch_boundary_on_every_node() -> anyhow::R
     let mut genesis = Genesis::load(&genesis_path)?;
     genesis.consensus.epoch_blocks = 10;
     std::fs::write(&genesis_path, genesis.to_toml())?;
+    Ok((dir, out, nodes))
+}
+
+#[test]
+fn votes_elect_a_new_producer_at_the_epoch_boundary_on_every_node() -> anyhow::Result<()> {
+    use aergo_node::config::NodeConfig;
+    use aergo_node::crypto::Keypair;
+    use aergo_tests::cli_json;
+    let (dir, out, nodes) = short_epochs()?;
     let procs = nodes.iter().map(|n| start(n).map(Some)).collect::<anyhow::Result<Vec<_>>>()?;
     let clients =
         nodes.iter().map(|n| HttpClientBuilder::default().build(&n.rpc)).collect::<Result<Vec<_>, _>>()?;
@@ -590,6 +596,58 @@ fn votes_elect_a_new_producer_at_the_epoch_boundary_on_every_node() -> anyhow::R
     net.wait_lib(&[0, 1, 2, 3], produced, Duration::from_secs(30))?;
     net.assert_final_agree(&[0, 1, 2, 3]);
     cand_node.stop()?;
+    for p in net.procs.iter_mut().filter_map(Option::take) {
+        p.stop()?;
+    }
+    Ok(())
+}
+
+#[test]
+fn an_equivocating_producer_is_caught_and_left_out_of_the_next_epoch() -> anyhow::Result<()> {
+    use aergo_node::config::NodeConfig;
+    use aergo_tests::cli_json;
+    let (dir, _, nodes) = short_epochs()?;
+    // Node 3 signs two different blocks in each of its slots (test-only fault injection).
+    let mut config = NodeConfig::load(&nodes[3].config)?;
+    config.producer.equivocate_for_tests = true;
+    std::fs::write(&nodes[3].config, config.to_toml())?;
+    let procs = nodes.iter().map(|n| start(n).map(Some)).collect::<anyhow::Result<Vec<_>>>()?;
+    let clients =
+        nodes.iter().map(|n| HttpClientBuilder::default().build(&n.rpc)).collect::<Result<Vec<_>, _>>()?;
+    let mut net = Testnet { _dir: dir, nodes, procs, clients, rt: tokio::runtime::Runtime::new()? };
+    let offender = net.nodes[3].address.clone();
+
+    // Caught by the others, reported on chain, and left out of the next elected set — the same set
+    // on every node.
+    let first_without = wait_for(Duration::from_secs(90), "an epoch without the offender", || {
+        let v = cli_json(&net.nodes[0].rpc, &["bp", "list"]).ok()?;
+        let next: Vec<String> = serde_json::from_value(v["next_producers"].clone()).ok()?;
+        (!next.is_empty() && !next.contains(&offender)).then(|| v["next_epoch_height"].as_u64().unwrap_or(0))
+    })
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", net.logs()))?;
+    let caught: u64 = (0..3)
+        .filter_map(|i| net.rt.block_on(net.clients[i].node_metrics()).ok())
+        .map(|m| m.equivocations_total)
+        .sum();
+    assert!(caught >= 1, "no node counted the equivocation");
+    let sets: Vec<serde_json::Value> = (0..4)
+        .map(|i| {
+            cli_json(&net.nodes[i].rpc, &["bp", "list", "--height", &first_without.to_string()])
+                .map(|v| v["producers"].clone())
+        })
+        .collect::<anyhow::Result<_>>()?;
+    assert!(sets.iter().all(|s| *s == sets[0]), "{sets:?}");
+    let set: Vec<String> = serde_json::from_value(sets[0].clone())?;
+    assert_eq!(set.len(), 3);
+    assert!(!set.contains(&offender));
+    // Finality goes on with the three honest producers, past the start of that epoch.
+    net.wait_lib(&[0, 1, 2], first_without + 3, Duration::from_secs(90))?;
+    net.assert_final_agree(&[0, 1, 2]);
+    let lib = net.lib(0);
+    for h in first_without..=lib {
+        let b = net.rt.block_on(net.clients[0].get_block(Some(h), None, Some(false)))?.expect("final block");
+        assert_ne!(b.header.producer.to_string(), offender, "block {h} by the excluded producer");
+    }
     for p in net.procs.iter_mut().filter_map(Option::take) {
         p.stop()?;
     }

@@ -85,6 +85,7 @@ pub fn snapshot(peers: Vec<PeerView>) -> NodeSnapshot {
             slots_skipped_total: 0,
             reorgs_total: 0,
             peers_banned_total: 0,
+            equivocations_total: 0,
             last_block_ms: 3,
             next_slot_ms: Some(NOW + 400),
         },

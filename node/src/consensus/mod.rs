@@ -18,7 +18,7 @@ use crate::chain::{Chain, CommittedBlock};
 use crate::crypto::{self, Keypair};
 use crate::net::{Inbound, NetCommand, Penalty, Status, Verdict};
 use crate::node::{now_ms, Shared};
-use crate::types::{Block, Hash, PublicKey};
+use crate::types::{Block, BlockHeader, Equivocation, Hash, Payload, PublicKey, Signature, TxBody};
 use libp2p::PeerId;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
@@ -46,6 +46,8 @@ pub struct ConsensusInfo {
     pub skipped_slots: u64,
     /// Fork switches since this node started.
     pub reorgs: u64,
+    /// Producers this node caught signing two blocks for one slot.
+    pub equivocations: u64,
 }
 
 /// Index, in `producers` (oldest first: the blocks above the LIB on one branch), of the newest block
@@ -78,6 +80,8 @@ pub struct DriverConfig {
     pub max_clock_drift_ms: u64,
     /// `<data_dir>/last_signed_slot`.
     pub signed_slot_file: PathBuf,
+    /// Test-only fault injection: sign two different blocks in each own slot.
+    pub equivocate: bool,
 }
 
 /// The chain thread.
@@ -98,6 +102,9 @@ pub struct Driver {
     /// The last slot the production check looked at (for counting missed slots).
     last_seen_slot: Option<u64>,
     last_head_change: Instant,
+    /// The first block seen per (producer, slot) above the LIB, to catch a second one.
+    signed: HashMap<(PublicKey, u64), (BlockHeader, Signature)>,
+    reported: HashSet<PublicKey>,
 }
 
 impl Driver {
@@ -133,6 +140,8 @@ impl Driver {
             last_signed_slot,
             last_seen_slot: None,
             last_head_change: Instant::now(),
+            signed: HashMap::new(),
+            reported: HashSet::new(),
         };
         driver.update_lib();
         driver.publish_info();
@@ -259,6 +268,7 @@ impl Driver {
             return;
         }
         self.last_signed_slot = slot;
+        let evil = if self.config.equivocate { self.second_block(&key, start) } else { None };
         let started = Instant::now();
         match self.chain.produce(&key, candidates, start) {
             Ok(done) => {
@@ -283,13 +293,91 @@ impl Driver {
                     "produced block"
                 );
                 self.send(NetCommand::PublishBlock(done.block.encode()));
+                self.note_signed(&done.block);
                 self.committed(done);
                 self.update_lib();
+                if let Some(evil) = evil {
+                    tracing::warn!(slot, hash = %evil.hash(), "test fault: a second block for the same slot");
+                    self.send(NetCommand::PublishBlock(evil.encode()));
+                }
             }
             Err(e) => {
                 self.shared.production.missed_slots.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %e, "block production failed");
             }
+        }
+    }
+
+    /// Test-only fault: a block for the same slot that differs from the real one (it holds a
+    /// zero self-transfer of the producer).
+    fn second_block(&self, key: &Keypair, start: u64) -> Option<Block> {
+        let nonce = self.chain.store().account(&key.address()).map(|a| a.nonce).ok()?;
+        let tx = self.own_tx(key, nonce, Payload::Transfer);
+        self.chain.build(key, vec![tx], start).ok().map(|(block, _, _)| block)
+    }
+
+    /// A transaction of this node's producer to itself, without amount or fee.
+    fn own_tx(&self, key: &Keypair, nonce: u64, payload: Payload) -> crate::types::Transaction {
+        key.sign_tx(TxBody {
+            version: crate::types::ENCODING_VERSION,
+            chain_id: self.shared.chain_id.clone(),
+            nonce,
+            sender: key.public(),
+            recipient: key.address(),
+            amount: 0,
+            fee: 0,
+            payload,
+        })
+    }
+
+    /// Remembers a block's (producer, slot); a second, different block for them is equivocation.
+    fn note_signed(&mut self, block: &Block) {
+        let h = &block.header;
+        let slot = self.schedule.slot_at(h.timestamp_ms);
+        match self.signed.get(&(h.producer, slot)) {
+            None => {
+                self.signed.insert((h.producer, slot), (h.clone(), block.signature));
+            }
+            Some((first, _)) if first.hash() == h.hash() => {}
+            Some((first, first_signature)) => {
+                let evidence = Equivocation {
+                    first: first.clone(),
+                    first_signature: *first_signature,
+                    second: h.clone(),
+                    second_signature: block.signature,
+                };
+                self.on_equivocation(evidence);
+            }
+        }
+    }
+
+    /// Keeps the evidence and, on a producer, reports it on chain: the offender is left out of the
+    /// next elected sets.
+    fn on_equivocation(&mut self, evidence: Equivocation) {
+        let offender = evidence.first.producer;
+        if !self.reported.insert(offender) {
+            return;
+        }
+        tracing::warn!(
+            producer = %offender.address(), slot = self.schedule.slot_at(evidence.first.timestamp_ms),
+            first = %evidence.first.hash(), second = %evidence.second.hash(),
+            "equivocation: two blocks signed for one slot"
+        );
+        self.shared.consensus.write().equivocations += 1;
+        let Some(key) = self.config.key.clone() else { return };
+        let store = self.chain.store();
+        let account = store.account(&key.address()).unwrap_or_default();
+        let mut pool = self.shared.mempool.lock();
+        let nonce = pool.pending_nonce(&key.address(), &account);
+        let tx = self.own_tx(&key, nonce, Payload::ReportEquivocation(Box::new(evidence)));
+        let bytes = tx.encode();
+        match pool.admit(tx, bytes.len(), account) {
+            Ok(_) => {
+                drop(pool);
+                self.send(NetCommand::PublishTx(bytes));
+                tracing::info!(producer = %offender.address(), "reported the equivocation on chain");
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot report the equivocation"),
         }
     }
 
@@ -387,6 +475,9 @@ impl Driver {
             tracing::warn!(height = h.height, %hash, %reason, "refused a block");
             self.penalize(from, Penalty::Invalid, format!("block {hash}: {reason}"));
             return Verdict::Reject;
+        }
+        if h.height > self.lib.0 {
+            self.note_signed(&block);
         }
         if self.is_known(&hash) {
             return Verdict::Ignore;
@@ -612,6 +703,7 @@ impl Driver {
         }
         self.lib = (lib_height, lib_hash);
         self.shared.side.write().retain(|_, b| b.header.height > lib_height);
+        self.signed.retain(|_, (h, _)| h.height + 64 > lib_height);
         self.orphans.retain(|_, list| {
             list.retain(|b| b.header.height > lib_height);
             !list.is_empty()

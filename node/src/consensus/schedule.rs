@@ -6,7 +6,7 @@
 //! height that is final long before its first block is produced, so every node computes the same
 //! set from the same state.
 
-use crate::exec::governance::{self, Candidate, CANDIDATES_KEY};
+use crate::exec::governance::{self, Candidate, CANDIDATES_KEY, JAILED_KEY};
 use crate::genesis::Genesis;
 use crate::storage::StateStore;
 use crate::types::{BlockHeader, PublicKey};
@@ -101,7 +101,9 @@ impl Schedule {
                 Some((k, c))
             })
             .collect();
-        governance::elect(candidates, &self.genesis_producers, self.bp_count)
+        let jailed: Vec<PublicKey> =
+            read(JAILED_KEY).and_then(|b| borsh::from_slice(&b).ok()).unwrap_or_default();
+        governance::elect(candidates, &self.genesis_producers, &jailed, self.bp_count)
     }
 
     /// Distinct producers needed to make a block final: ⌊2n/3⌋ + 1.

@@ -34,7 +34,11 @@ pub fn declared(tx: &Transaction) -> AccessSet {
             }
         }
         // Staking and voting touch system keys too; the executor runs blocks holding them in order.
-        Payload::Stake | Payload::Unstake | Payload::Vote { .. } | Payload::RegisterBp { .. } => {}
+        Payload::Stake
+        | Payload::Unstake
+        | Payload::Vote { .. }
+        | Payload::RegisterBp { .. }
+        | Payload::ReportEquivocation(_) => {}
     }
     AccessSet { accounts }
 }

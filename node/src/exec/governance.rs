@@ -4,7 +4,9 @@
 //! - `stake/<address>` → [`Stake`]: the locked amount and the height it last changed;
 //! - `vote/<address>` → `Vec<PublicKey>`: the candidates the account votes for;
 //! - `cand/<public key>` → [`Candidate`]: p2p address and the stake voting for it;
-//! - `sys/candidates` → `Vec<PublicKey>`: every registered candidate, in registration order.
+//! - `sys/candidates` → `Vec<PublicKey>`: every registered candidate, in registration order;
+//! - `sys/jailed` → `Vec<PublicKey>`: producers caught signing two blocks for one slot, never elected
+//!   again.
 //!
 //! Every voter's whole stake counts for each candidate it lists (as in aergo). The votes of a
 //! candidate are kept up to date as stakes and votes change, so the election reads one record per
@@ -16,6 +18,7 @@ use crate::types::{Account, Address, Amount, PublicKey, Transaction};
 use borsh::{BorshDeserialize, BorshSerialize};
 
 pub const CANDIDATES_KEY: &[u8] = b"sys/candidates";
+pub const JAILED_KEY: &[u8] = b"sys/jailed";
 /// Longest p2p address a candidate may register.
 pub const MAX_P2P_ADDRESS: usize = 256;
 
@@ -47,7 +50,8 @@ pub fn candidate_key(k: &PublicKey) -> Vec<u8> {
 
 /// Staking parameters (from the genesis).
 #[derive(Clone, Copy, Debug)]
-pub struct Rules {
+pub struct Rules<'a> {
+    pub chain_id: &'a str,
     pub height: u64,
     pub unstake_lock_blocks: u64,
     pub max_votes: usize,
@@ -91,7 +95,7 @@ fn shift_votes<A: Accounts>(
 pub fn apply<A: Accounts>(
     tx: &Transaction,
     sender: &mut Account,
-    rules: Rules,
+    rules: Rules<'_>,
     acc: &mut A,
 ) -> Result<Result<(), String>, ExecError> {
     use crate::types::Payload;
@@ -184,25 +188,64 @@ pub fn apply<A: Accounts>(
             }
             Ok(Ok(()))
         }
+        Payload::ReportEquivocation(e) => {
+            if let Err(reason) = check_equivocation(e, rules.chain_id) {
+                return Ok(Err(format!("not evidence of equivocation: {reason}")));
+            }
+            let mut jailed: Vec<PublicKey> = read(acc, JAILED_KEY)?.unwrap_or_default();
+            if jailed.contains(&e.first.producer) {
+                return Ok(Err(format!("{} was already reported", e.first.producer.address())));
+            }
+            jailed.push(e.first.producer);
+            write(acc, JAILED_KEY.to_vec(), &jailed)?;
+            Ok(Ok(()))
+        }
     }
 }
 
+/// Whether `e` proves that one producer signed two different blocks for one slot of this chain.
+pub fn check_equivocation(e: &crate::types::Equivocation, chain_id: &str) -> Result<(), String> {
+    let (a, b) = (&e.first, &e.second);
+    if a.chain_id != chain_id || b.chain_id != chain_id {
+        return Err("a header of another chain".into());
+    }
+    if a.producer != b.producer {
+        return Err("two different producers".into());
+    }
+    if a.timestamp_ms != b.timestamp_ms {
+        return Err("two different slots".into());
+    }
+    if a.hash() == b.hash() {
+        return Err("the same block twice".into());
+    }
+    crate::crypto::verify(&a.producer, &a.hash(), &e.first_signature)
+        .map_err(|e| format!("first signature: {e}"))?;
+    crate::crypto::verify(&b.producer, &b.hash(), &e.second_signature)
+        .map_err(|e| format!("second signature: {e}"))?;
+    Ok(())
+}
+
 /// The producer set from `candidates` (key, record): the `bp_count` with the most votes (ties: the
-/// smaller key), then — while seats are left — the genesis producers, in genesis order.
+/// smaller key), then — while seats are left — the genesis producers, in genesis order; never a
+/// jailed one.
 pub fn elect(
     candidates: Vec<(PublicKey, Candidate)>,
     genesis: &[PublicKey],
+    jailed: &[PublicKey],
     bp_count: usize,
 ) -> Vec<PublicKey> {
-    let mut voted: Vec<(PublicKey, Amount)> =
-        candidates.into_iter().filter(|(_, c)| c.votes > 0).map(|(k, c)| (k, c.votes)).collect();
+    let mut voted: Vec<(PublicKey, Amount)> = candidates
+        .into_iter()
+        .filter(|(k, c)| c.votes > 0 && !jailed.contains(k))
+        .map(|(k, c)| (k, c.votes))
+        .collect();
     voted.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     let mut set: Vec<PublicKey> = voted.into_iter().take(bp_count).map(|(k, _)| k).collect();
     for g in genesis {
         if set.len() >= bp_count {
             break;
         }
-        if !set.contains(g) {
+        if !set.contains(g) && !jailed.contains(g) {
             set.push(*g);
         }
     }
@@ -220,11 +263,14 @@ mod tests {
         let cand = |votes| Candidate { p2p_address: "/ip4/127.0.0.1/tcp/1".into(), votes, registered_at: 1 };
         let genesis = [k[0], k[1], k[2], k[3]];
         // Nobody voted: the genesis set.
-        assert_eq!(elect(vec![(k[4], cand(0))], &genesis, 4), genesis.to_vec());
+        assert_eq!(elect(vec![(k[4], cand(0))], &genesis, &[], 4), genesis.to_vec());
         // One voted candidate takes a seat; genesis fills the rest in order.
-        assert_eq!(elect(vec![(k[4], cand(10))], &genesis, 4), vec![k[4], k[0], k[1], k[2]]);
+        assert_eq!(elect(vec![(k[4], cand(10))], &genesis, &[], 4), vec![k[4], k[0], k[1], k[2]]);
         // More votes first; a voted genesis producer is not listed twice.
-        let set = elect(vec![(k[4], cand(10)), (k[5], cand(30)), (k[2], cand(20))], &genesis, 4);
+        let set = elect(vec![(k[4], cand(10)), (k[5], cand(30)), (k[2], cand(20))], &genesis, &[], 4);
         assert_eq!(set, vec![k[5], k[2], k[4], k[0]]);
+        // Jailed: neither elected nor filled in.
+        let set = elect(vec![(k[4], cand(10)), (k[5], cand(30))], &genesis, &[k[5], k[1]], 4);
+        assert_eq!(set, vec![k[4], k[0], k[2], k[3]]);
     }
 }

@@ -179,6 +179,7 @@ pub fn apply_tx<A: Accounts>(
     let status = match tx.body.payload {
         _ if tx.body.payload.is_governance() => {
             let rules = governance::Rules {
+                chain_id: &ctx.chain_id,
                 height: ctx.height,
                 unstake_lock_blocks: ctx.staking.unstake_lock_blocks,
                 max_votes: ctx.staking.max_votes,

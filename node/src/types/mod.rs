@@ -137,7 +137,7 @@ impl fmt::Debug for Signature {
 }
 
 /// What a transaction does. Tags are part of the encoding: new kinds are appended, never reordered.
-/// Tag 5 is reserved for equivocation evidence, 6 and 7 for contract deploy and call.
+/// Tags 6 and 7 are reserved for contract deploy and call.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub enum Payload {
     /// Move `amount` from the sender to the recipient.
@@ -150,6 +150,18 @@ pub enum Payload {
     Vote { candidates: Vec<PublicKey> },
     /// Register the sender's key as a block-producer candidate reachable at `p2p_address` (a multiaddr).
     RegisterBp { p2p_address: String },
+    /// Evidence that a producer signed two different blocks for one slot: it is left out of every
+    /// producer set elected after this transaction.
+    ReportEquivocation(Box<Equivocation>),
+}
+
+/// Two signed headers of one producer for one slot.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Equivocation {
+    pub first: BlockHeader,
+    pub first_signature: Signature,
+    pub second: BlockHeader,
+    pub second_signature: Signature,
 }
 
 impl Payload {
@@ -160,6 +172,7 @@ impl Payload {
             Payload::Unstake => "unstake",
             Payload::Vote { .. } => "vote",
             Payload::RegisterBp { .. } => "register_bp",
+            Payload::ReportEquivocation(_) => "report_equivocation",
         }
     }
 
