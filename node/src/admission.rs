@@ -15,6 +15,7 @@
 
 use crate::api::StageMetrics;
 use crate::crypto;
+use crate::exec::BlockContext;
 use crate::mempool::{AdmitError, Admitted, Mempool};
 use crate::storage::StateStore;
 use crate::types::Transaction;
@@ -66,12 +67,15 @@ pub struct Admission {
 }
 
 impl Admission {
-    /// Starts `threads` verifier threads behind a queue of `capacity` transactions.
+    /// Starts `threads` verifier threads behind a queue of `capacity` transactions. `ctx` names the
+    /// chain (id, staking rules, this node as producer) for running admitted transactions on the
+    /// pool's pending state; height and time are filled in per batch.
     pub fn start(
         threads: usize,
         capacity: usize,
         store: Arc<StateStore>,
         mempool: Arc<Mutex<Mempool>>,
+        ctx: BlockContext,
     ) -> std::io::Result<Admission> {
         let (queue, rx) = std::sync::mpsc::sync_channel(capacity.max(1));
         let rx = Arc::new(Mutex::new(rx));
@@ -79,12 +83,12 @@ impl Admission {
         let stopping = Arc::new(AtomicBool::new(false));
         let mut handles = Vec::new();
         for i in 0..threads.max(1) {
-            let (rx, store, mempool, stats, stopping) =
-                (rx.clone(), store.clone(), mempool.clone(), stats.clone(), stopping.clone());
+            let (rx, store, mempool, stats, stopping, ctx) =
+                (rx.clone(), store.clone(), mempool.clone(), stats.clone(), stopping.clone(), ctx.clone());
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("aergo-admit-{i}"))
-                    .spawn(move || verify_loop(&rx, &store, &mempool, &stats, &stopping))?,
+                    .spawn(move || verify_loop(&rx, &store, &mempool, &stats, &stopping, &ctx))?,
             );
         }
         Ok(Admission { queue, capacity, stats, stopping, threads: Mutex::new(handles) })
@@ -151,6 +155,7 @@ fn verify_loop(
     mempool: &Mutex<Mempool>,
     stats: &StageStats,
     stopping: &AtomicBool,
+    ctx: &BlockContext,
 ) {
     loop {
         let mut jobs = Vec::with_capacity(BATCH);
@@ -188,11 +193,24 @@ fn verify_loop(
             }
         }
         let n = checked.len() as u64;
+        // The next block's context, for running each admitted transaction on the pending state.
+        let head = store.head().ok().flatten();
+        let ctx = BlockContext {
+            height: head.map_or(1, |h| h.height + 1),
+            timestamp_ms: crate::node::now_ms(),
+            ..ctx.clone()
+        };
         let answers: Vec<_> = {
             let mut pool = mempool.lock();
             checked
                 .into_iter()
-                .map(|(job, account)| (job.reply, pool.admit(job.tx, job.bytes, account)))
+                .map(|(job, account)| {
+                    let result = pool.admit(job.tx, job.bytes, account).map(|mut a| {
+                        a.speculative = pool.speculate(&a.hash, &ctx, store);
+                        a
+                    });
+                    (job.reply, result)
+                })
                 .collect()
         };
         for (reply, result) in answers {
@@ -224,6 +242,10 @@ mod tests {
         })
     }
 
+    fn key_address() -> crate::types::Address {
+        Keypair::from_seed("bp").address()
+    }
+
     // Holding the pool's lock across awaits is the point: it keeps the verifier busy.
     #[allow(clippy::await_holding_lock)]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -231,7 +253,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(StateStore::open(dir.path()).unwrap());
         let pool = Arc::new(Mutex::new(Mempool::new(MempoolConfig::default())));
-        let admission = Arc::new(Admission::start(1, 1, store, pool.clone()).unwrap());
+        let ctx = BlockContext {
+            chain_id: "c".into(),
+            height: 1,
+            timestamp_ms: 0,
+            producer: key_address(),
+            staking: Default::default(),
+        };
+        let admission = Arc::new(Admission::start(1, 1, store, pool.clone(), ctx).unwrap());
         let key = Keypair::from_seed("k");
 
         // Hold the pool: the verifier takes the first job and waits for the lock.

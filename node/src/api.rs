@@ -109,6 +109,40 @@ pub struct SendTxResult {
     pub hash: Hash,
     /// Position in this node's pool order (pool-level serialization).
     pub pool_seq: u64,
+    /// The transaction's result on this node's pending state (its pool with everything before it
+    /// applied): what its receipt will say when this node includes it in its next block.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speculative: Option<SpeculativeView>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SpeculativeView {
+    /// `success`, `failed` (it will be included and fail, paying its fee) or `queued` (it cannot run
+    /// yet: a nonce gap).
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl From<&crate::mempool::Speculative> for SpeculativeView {
+    fn from(s: &crate::mempool::Speculative) -> Self {
+        use crate::mempool::Speculative::*;
+        match s {
+            Success => SpeculativeView { status: "success".into(), error: None },
+            Failed(e) => SpeculativeView { status: "failed".into(), error: Some(e.clone()) },
+            Queued(e) => SpeculativeView { status: "queued".into(), error: Some(e.clone()) },
+        }
+    }
+}
+
+impl From<crate::mempool::Admitted> for SendTxResult {
+    fn from(a: crate::mempool::Admitted) -> Self {
+        SendTxResult {
+            hash: a.hash,
+            pool_seq: a.pool_seq,
+            speculative: a.speculative.as_ref().map(Into::into),
+        }
+    }
 }
 
 /// One transaction's answer in `send_txs`: `{hash, pool_seq}` or `{error: {code, message, reason}}`.

@@ -12,6 +12,11 @@
 //! one already queued replaces it only when its fee is at least `replace_fee_bump_percent` higher
 //! (`replacement_underpriced`). Signatures and chain id are checked before the pool is locked.
 
+mod pending;
+
+pub use pending::{PendingState, Speculative};
+
+use crate::exec::{BlockContext, StateView};
 use crate::types::{Account, Address, Amount, Hash, Transaction};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
@@ -103,10 +108,12 @@ impl AdmitError {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Admitted {
     pub hash: Hash,
     pub pool_seq: u64,
+    /// Its result on the pool's pending state (set by the admission stage).
+    pub speculative: Option<Speculative>,
 }
 
 #[derive(Clone)]
@@ -115,6 +122,8 @@ struct Entry {
     hash: Hash,
     seq: u64,
     bytes: usize,
+    /// Its result on the pending state, once it ran there (`None`: not yet).
+    spec: Option<Speculative>,
 }
 
 #[derive(Default)]
@@ -144,11 +153,19 @@ pub struct Mempool {
     by_hash: HashMap<Hash, (Address, u64)>,
     next_seq: u64,
     bytes: usize,
+    pending: PendingState,
 }
 
 impl Mempool {
     pub fn new(config: MempoolConfig) -> Mempool {
-        Mempool { config, queues: HashMap::new(), by_hash: HashMap::new(), next_seq: 1, bytes: 0 }
+        Mempool {
+            config,
+            queues: HashMap::new(),
+            by_hash: HashMap::new(),
+            next_seq: 1,
+            bytes: 0,
+            pending: PendingState::default(),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -194,7 +211,7 @@ impl Mempool {
         if let Some((addr, nonce)) = self.by_hash.get(&hash) {
             // Resubmitting the same transaction is harmless: answer with its place.
             if let Some(e) = self.queues.get(addr).and_then(|q| q.txs.get(nonce)) {
-                return Ok(Admitted { hash, pool_seq: e.seq });
+                return Ok(Admitted { hash, pool_seq: e.seq, speculative: None });
             }
         }
         let sender = tx.sender();
@@ -243,18 +260,21 @@ impl Mempool {
         if let Some(old) = replacing {
             self.by_hash.remove(&old.hash);
             self.bytes -= old.bytes;
+            // The replaced transaction may have run on the pending state.
+            self.pending.stale = true;
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        queue.txs.insert(nonce, Entry { tx: Arc::new(tx), hash, seq, bytes });
+        queue.txs.insert(nonce, Entry { tx: Arc::new(tx), hash, seq, bytes, spec: None });
         self.by_hash.insert(hash, (sender, nonce));
         self.bytes += bytes;
-        Ok(Admitted { hash, pool_seq: seq })
+        Ok(Admitted { hash, pool_seq: seq, speculative: None })
     }
 
     /// After a fork switch took blocks back: the senders' committed nonces went down, so their queues
     /// start lower again (transactions of the abandoned blocks can be admitted again).
     pub fn on_rollback(&mut self, committed_nonces: &HashMap<Address, u64>) {
+        self.pending.stale = true;
         for (address, nonce) in committed_nonces {
             if let Some(q) = self.queues.get_mut(address) {
                 q.base_nonce = q.base_nonce.min(*nonce);
@@ -285,8 +305,68 @@ impl Mempool {
         out
     }
 
+    /// Runs the transaction `hash` (admitted just now) on the pending state, and after it the
+    /// sender's next ones that were waiting for it; returns its result. A stale pending state is
+    /// rebuilt first, from the committed state (`view`) and the whole pool in pool order.
+    pub fn speculate<V: StateView>(
+        &mut self,
+        hash: &Hash,
+        ctx: &BlockContext,
+        view: &V,
+    ) -> Option<Speculative> {
+        let (sender, nonce) = *self.by_hash.get(hash)?;
+        // Submitted again: it ran already.
+        if let Some(spec) = self.queues.get(&sender)?.txs.get(&nonce)?.spec.clone() {
+            if !self.pending.stale {
+                return Some(spec);
+            }
+        }
+        if self.pending.stale {
+            self.rebuild_pending(ctx, view);
+        } else {
+            let mut n = nonce;
+            while let Some(e) = self.queues.get_mut(&sender).and_then(|q| q.txs.get_mut(&n)) {
+                if n != nonce && !matches!(e.spec, Some(Speculative::Queued(_)) | None) {
+                    break;
+                }
+                let result = self.pending.apply(&e.tx, ctx, view);
+                let ran = !matches!(result, Speculative::Queued(_));
+                e.spec = Some(result);
+                if !ran {
+                    break;
+                }
+                n += 1;
+            }
+        }
+        self.queues.get(&sender)?.txs.get(&nonce)?.spec.clone()
+    }
+
+    fn rebuild_pending<V: StateView>(&mut self, ctx: &BlockContext, view: &V) {
+        self.pending.clear();
+        for q in self.queues.values_mut() {
+            for e in q.txs.values_mut() {
+                e.spec = None;
+            }
+        }
+        for tx in self.select(usize::MAX) {
+            let result = self.pending.apply(&tx, ctx, view);
+            let hash = tx.hash();
+            if let Some((a, n)) = self.by_hash.get(&hash).copied() {
+                if let Some(e) = self.queues.get_mut(&a).and_then(|q| q.txs.get_mut(&n)) {
+                    e.spec = Some(result);
+                }
+            }
+        }
+        for q in self.queues.values_mut() {
+            for e in q.txs.values_mut() {
+                e.spec.get_or_insert_with(|| Speculative::Queued("waits for an earlier nonce".into()));
+            }
+        }
+    }
+
     /// After a block: drops what it included and every transaction now below its sender's nonce.
     pub fn on_block(&mut self, included: &[Transaction], committed_nonces: &HashMap<Address, u64>) {
+        self.pending.stale = true;
         for tx in included {
             self.remove(&tx.hash());
         }
@@ -307,6 +387,7 @@ impl Mempool {
 
     /// Removes one transaction (included, or found invalid by the block builder).
     pub fn remove(&mut self, hash: &Hash) {
+        self.pending.stale = true;
         if let Some((addr, nonce)) = self.by_hash.remove(hash) {
             if let Some(q) = self.queues.get_mut(&addr) {
                 if let Some(e) = q.txs.remove(&nonce) {

@@ -251,11 +251,19 @@ impl RunningNode {
         let net_channel = config.p2p.enabled.then(|| tokio::sync::mpsc::channel::<NetCommand>(4096));
         let (blocks, _) = tokio::sync::broadcast::channel(256);
         let mempool = Arc::new(Mutex::new(Mempool::new(config.mempool.clone())));
+        let speculation = crate::exec::BlockContext {
+            chain_id: chain.genesis().chain_id.clone(),
+            height: 0,
+            timestamp_ms: 0,
+            producer: key.as_ref().map_or(crate::types::Address([0; 20]), Keypair::address),
+            staking: chain.genesis().consensus.staking(),
+        };
         let admission = Admission::start(
             config.admission.threads.unwrap_or_else(default_admission_threads),
             config.admission.queue,
             chain.store(),
             mempool.clone(),
+            speculation,
         )
         .map_err(|source| NodeError::Io { path: "admission threads".into(), source })?;
         let shared = Arc::new(Shared {

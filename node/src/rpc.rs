@@ -127,7 +127,7 @@ impl RpcHandler {
         if let Some(encoded) = encoded {
             self.shared.gossip_tx(encoded);
         }
-        Ok(SendTxResult { hash: admitted.hash, pool_seq: admitted.pool_seq })
+        Ok(admitted.into())
     }
 }
 
@@ -247,7 +247,7 @@ impl AergoApiServer for RpcHandler {
             }
         }
         let outcome = |r: Result<crate::mempool::Admitted, AdmitError>| match r {
-            Ok(a) => SendTxOutcome::Accepted(SendTxResult { hash: a.hash, pool_seq: a.pool_seq }),
+            Ok(a) => SendTxOutcome::Accepted(a.into()),
             Err(e) => SendTxOutcome::Rejected {
                 error: TxRejection {
                     code: if matches!(e, AdmitError::Busy) { codes::BUSY } else { codes::TX_REJECTED },

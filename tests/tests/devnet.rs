@@ -192,3 +192,81 @@ fn init_and_run_from_a_genesis_file_and_config() -> anyhow::Result<()> {
     assert!(!ok && err.contains("another chain"), "{err}");
     Ok(())
 }
+
+/// Pool-level serialization: the producer answers each transaction at once with its place in the
+/// pool order and its result on the pending state; the receipts of the block that includes them say
+/// the same.
+#[test]
+fn send_tx_answers_with_the_speculative_result_that_the_receipt_confirms() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let node = NodeProcess::start_dev(dir.path(), &[])?;
+    let dev = KeyFile::read(&dir.path().join("dev.key"))?.unlock(None)?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let client = HttpClientBuilder::default().build(&node.rpc)?;
+    let chain_id = rt.block_on(client.chain_info())?.chain_id;
+    let poor = Keypair::generate();
+    let sign = |key: &Keypair, nonce: u64, to: Address, amount: u128, fee: u128| {
+        hex::encode(
+            key.sign_tx(TxBody {
+                version: ENCODING_VERSION,
+                chain_id: chain_id.clone(),
+                nonce,
+                sender: key.public(),
+                recipient: to,
+                amount,
+                fee,
+                payload: Payload::Transfer,
+            })
+            .encode(),
+        )
+    };
+    // Funds for `poor`, then two of its transfers: the first spends almost all of it, so the second
+    // (admissible: its fee is covered by the balance the pool sees) fails on the pending state.
+    let nonce = rt.block_on(client.get_account(dev.address().to_string(), None))?.pending_nonce;
+    let started = Instant::now();
+    let fund = rt.block_on(client.send_tx(sign(&dev, nonce, poor.address(), 1_000, 0)))?;
+    let answered_in = started.elapsed();
+    // (The pool admits against committed balances: `poor` spends once its funds are in a block.)
+    wait_for(Duration::from_secs(30), "the funds in a block", || {
+        rt.block_on(client.get_receipt(fund.hash.to_string())).ok().flatten()
+    })?;
+    let spend = rt.block_on(client.send_tx(sign(&poor, 0, dev.address(), 900, 10)))?;
+    let over = rt.block_on(client.send_tx(sign(&poor, 1, dev.address(), 500, 10)));
+    let answers = [&fund, &spend];
+    for a in answers {
+        assert_eq!(a.speculative.as_ref().map(|s| s.status.as_str()), Some("success"), "{a:?}");
+    }
+    assert!(fund.pool_seq < spend.pool_seq);
+    // The pool refuses what the sender's committed balance cannot cover with its queued ones.
+    assert!(over.unwrap_err().to_string().contains("balance too low"));
+    // A nonce gap cannot run yet: queued.
+    let gap = rt.block_on(client.send_tx(sign(&dev, nonce + 5, dev.address(), 1, 0)))?;
+    assert_eq!(gap.speculative.as_ref().map(|s| s.status.as_str()), Some("queued"), "{gap:?}");
+    // A vote for a key that is no candidate will be included and fail: so the answer says.
+    let vote = dev.sign_tx(TxBody {
+        version: ENCODING_VERSION,
+        chain_id: chain_id.clone(),
+        nonce: nonce + 1,
+        sender: dev.public(),
+        recipient: dev.address(),
+        amount: 0,
+        fee: 0,
+        payload: Payload::Vote { candidates: vec![poor.public()] },
+    });
+    let failing = rt.block_on(client.send_tx(hex::encode(vote.encode())))?;
+    let failing_spec = failing.speculative.clone().expect("speculative result");
+    assert_eq!(failing_spec.status, "failed", "{failing:?}");
+    assert!(failing_spec.error.as_deref().unwrap_or_default().contains("not a registered candidate"));
+    assert!(answered_in < Duration::from_secs(1), "send_tx took {answered_in:?}");
+
+    // The receipts, once included, agree with what was answered.
+    for (sent, status) in [(&fund, "success"), (&spend, "success"), (&failing, "failed")] {
+        let r = wait_for(Duration::from_secs(30), "a receipt", || {
+            rt.block_on(client.get_receipt(sent.hash.to_string())).ok().flatten()
+        })?;
+        assert_eq!(r.status, status, "{r:?}");
+        assert_eq!(r.error, sent.speculative.as_ref().and_then(|s| s.error.clone()), "{r:?}");
+    }
+    node.stop()?;
+    Ok(())
+}
