@@ -113,6 +113,9 @@ pub struct SendTxResult {
     /// applied): what its receipt will say when this node includes it in its next block.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub speculative: Option<SpeculativeView>,
+    /// The peer id of the producer that answered, when a node that is no producer forwarded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_by: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -141,6 +144,7 @@ impl From<crate::mempool::Admitted> for SendTxResult {
             hash: a.hash,
             pool_seq: a.pool_seq,
             speculative: a.speculative.as_ref().map(Into::into),
+            answered_by: None,
         }
     }
 }
@@ -309,6 +313,13 @@ pub struct NodeMetrics {
     /// Producers this node caught signing two blocks for one slot.
     #[serde(default)]
     pub equivocations_total: u64,
+    /// Gossip payload bytes: sent, and received on the blocks and the transactions topics.
+    #[serde(default)]
+    pub gossip_bytes_out_total: u64,
+    #[serde(default)]
+    pub gossip_block_bytes_in_total: u64,
+    #[serde(default)]
+    pub gossip_tx_bytes_in_total: u64,
     pub last_block_ms: u64,
     /// When this producer's next slot begins (unix ms); `null` on a full node.
     #[serde(default)]

@@ -76,6 +76,9 @@ pub enum AdmitError {
     AccountFull(usize),
     #[error("node busy; retry later")]
     Busy,
+    /// A node that is no producer forwarded it, and the producers refused it.
+    #[error("refused by the producer: {0}")]
+    RefusedByProducer(String),
 }
 
 impl AdmitError {
@@ -104,6 +107,7 @@ impl AdmitError {
             AdmitError::PoolFull { .. } => "pool_full",
             AdmitError::AccountFull(_) => "account_full",
             AdmitError::Busy => "busy",
+            AdmitError::RefusedByProducer(_) => "refused_by_producer",
         }
     }
 }

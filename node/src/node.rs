@@ -76,6 +76,7 @@ pub struct Shared {
     head: RwLock<Head>,
     pub blocks: tokio::sync::broadcast::Sender<Arc<Block>>,
     pub producer: Option<Address>,
+    pub producer_key: Option<crate::types::PublicKey>,
     pub data_dir: PathBuf,
     pub started: Instant,
     pub io_uring: bool,
@@ -116,6 +117,7 @@ impl Shared {
             hash: head.hash,
             lib_height: info.lib_height,
             lib_hash: info.lib_hash,
+            producer: self.producer_key.map(|k| hex::encode(k.0)),
         }
     }
 
@@ -280,6 +282,7 @@ impl RunningNode {
             head: RwLock::new(head),
             blocks,
             producer: key.as_ref().map(Keypair::address),
+            producer_key: key.as_ref().map(Keypair::public),
             data_dir: config.data_dir.clone(),
             started: Instant::now(),
             io_uring: chain.uses_io_uring(),

@@ -11,6 +11,7 @@ use crate::api::{
 use crate::chain::read_block;
 use crate::config::RpcConfig;
 use crate::mempool::AdmitError;
+use crate::net::NetCommand;
 use crate::node::Shared;
 use crate::types::{Address, Block, Hash, ReceiptStatus, Transaction, MAX_TX_BYTES};
 use jsonrpsee::core::{async_trait, SubscriptionResult};
@@ -119,9 +120,64 @@ impl RpcHandler {
         Ok((tx, bytes.len()))
     }
 
+    /// On a node that is no producer: hands the transaction to the producers of the current and the
+    /// next slot among the connected peers, and answers with the first one's answer (their pool
+    /// position and speculative result). `None` when no such producer is connected.
+    async fn forward(&self, tx: &Transaction) -> Option<Result<SendTxResult, AdmitError>> {
+        let net = self.shared.net.get()?;
+        let commands = self.shared.net_commands.as_ref()?;
+        let schedule = &self.shared.schedule;
+        let height = self.shared.head().height + 1;
+        let slot = schedule.slot_at(crate::node::now_ms());
+        let mut keys: Vec<String> = Vec::new();
+        for s in [slot, slot + 1] {
+            if let Some(k) = schedule.producer_of(s, height).map(|k| hex::encode(k.0)) {
+                if !keys.contains(&k) {
+                    keys.push(k);
+                }
+            }
+        }
+        let peers: Vec<libp2p::PeerId> = {
+            let peers = net.peers.read();
+            keys.iter()
+                .filter_map(|k| {
+                    peers
+                        .iter()
+                        .find(|(_, p)| p.status.as_ref().and_then(|s| s.producer.as_ref()) == Some(k))
+                        .map(|(id, _)| *id)
+                })
+                .collect()
+        };
+        if peers.is_empty() {
+            return None;
+        }
+        let bytes = tx.encode();
+        let mut answers = Vec::new();
+        for peer in peers {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            if commands.send(NetCommand::Forward { peer, tx: bytes.clone(), reply }).await.is_ok() {
+                answers.push(answer);
+            }
+        }
+        let mut refused = None;
+        for answer in answers {
+            match tokio::time::timeout(std::time::Duration::from_secs(5), answer).await {
+                Ok(Ok(Ok(result))) => return Some(Ok(result)),
+                Ok(Ok(Err(reason))) => refused = Some(reason),
+                _ => {}
+            }
+        }
+        refused.map(|reason| Err(AdmitError::RefusedByProducer(reason)))
+    }
+
     /// Decodes one hex-encoded transaction and hands it to the admission stage.
     async fn admit(&self, hex_tx: &str) -> Result<SendTxResult, AdmitError> {
         let (tx, bytes) = self.decode(hex_tx)?;
+        if self.shared.producer.is_none() {
+            if let Some(answer) = self.forward(&tx).await {
+                return answer;
+            }
+        }
         let encoded = self.shared.net_commands.as_ref().map(|_| tx.encode());
         let admitted = self.shared.admission.submit(tx, bytes).await?;
         if let Some(encoded) = encoded {
@@ -193,6 +249,13 @@ impl AergoApiServer for RpcHandler {
             slots_skipped_total: self.shared.consensus.read().skipped_slots,
             reorgs_total: self.shared.consensus.read().reorgs,
             equivocations_total: self.shared.consensus.read().equivocations,
+            gossip_bytes_out_total: self.shared.net.get().map_or(0, |n| n.gossip_bytes_out.load(Relaxed)),
+            gossip_block_bytes_in_total: self
+                .shared
+                .net
+                .get()
+                .map_or(0, |n| n.gossip_blocks_in.load(Relaxed)),
+            gossip_tx_bytes_in_total: self.shared.net.get().map_or(0, |n| n.gossip_txs_in.load(Relaxed)),
             peers_banned_total: self.shared.net.get().map_or(0, |n| n.banned_total.load(Relaxed)),
             last_block_ms: p.last_block_ms.load(Relaxed),
             next_slot_ms: Some(p.next_slot_ms.load(Relaxed))

@@ -272,6 +272,10 @@ fn a_late_joiner_syncs_a_long_chain_and_matches_state_roots() -> anyhow::Result<
         payload: Payload::Transfer,
     });
     let sent = rt.block_on(cb.send_tx(hex::encode(tx.encode())))?;
+    // The joiner is no producer: it forwarded the transaction to the slot's producer, whose answer
+    // (pool position, speculative result) it returned.
+    assert_eq!(sent.answered_by.as_deref(), Some(producer.peer_id.as_str()), "{sent:?}");
+    assert_eq!(sent.speculative.as_ref().map(|s| s.status.as_str()), Some("success"), "{sent:?}");
     wait_for(Duration::from_secs(30), "the joiner to hold the receipt of its transaction", || {
         rt.block_on(cb.get_receipt(sent.hash.to_string())).ok().flatten()
     })
@@ -479,8 +483,12 @@ fn hostile_peers_are_refused_scored_down_and_banned() -> anyhow::Result<()> {
     let report = probe(&node.p2p, "malformed,bad-signature,bad-tx")?;
     assert_eq!(report["disconnected"], true, "{report}\n{}", p.log());
     assert_eq!(report["redial_refused"], true, "{report}");
+    // Flooding with sync requests: refused beyond the allowance, then banned.
+    let report = probe(&node.p2p, "sync-flood")?;
+    assert_eq!(report["disconnected"], true, "{report}\n{}", p.log());
+    assert!(p.log().contains("more sync requests than allowed"));
     let metrics = rt.block_on(client.node_metrics())?;
-    assert_eq!(metrics.peers_banned_total, 1);
+    assert_eq!(metrics.peers_banned_total, 2);
     // Still producing.
     let before = height(&client);
     wait_for(Duration::from_secs(30), "the node to go on producing", || {

@@ -8,6 +8,7 @@
 //!   against RocksDB state, at several hot-account shares; the state roots must agree.
 //! - `aergo-bench blocklog`: block-log appends with a sync per block through io_uring and through
 //!   `pwrite` + `fdatasync`, same records, same disk.
+//! - `aergo-bench net`: N producers on loopback under open-loop load (see `bench/net.rs`).
 //!
 //! Build with `--release`. Runs are bounded in count and time and use loopback and temp dirs only.
 
@@ -25,6 +26,9 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+
+#[path = "bench/net.rs"]
+mod net;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -78,6 +82,23 @@ enum Bench {
         /// One JSON object per run instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// N producers on loopback under open-loop load: latency to the speculative answer, to
+    /// inclusion and to finality per offered rate, and gossip bytes.
+    Net {
+        #[arg(long, default_value_t = 4)]
+        nodes: usize,
+        /// Offered rates, transactions per second.
+        #[arg(long, value_delimiter = ',', default_value = "50,200,500,1000")]
+        rates: Vec<u64>,
+        /// Seconds of load per rate.
+        #[arg(long, default_value_t = 15)]
+        secs: u64,
+        /// Funded sender accounts (transactions go round-robin over them).
+        #[arg(long, default_value_t = 2000)]
+        senders: usize,
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
     /// Block-log appends: io_uring vs pwrite, one sync per block.
     Blocklog {
@@ -584,5 +605,10 @@ async fn main() -> anyhow::Result<()> {
             exec(accounts, txs, hot, threads, rounds, json)
         }
         Bench::Blocklog { blocks, size, rounds, dir } => blocklog(blocks, size, rounds, dir),
+        Bench::Net { nodes, rates, secs, senders, dir } => {
+            let tmp = scratch(dir)?;
+            let opts = net::NetOpts { nodes, rates, secs, senders };
+            net::run(opts, sibling_binary("aergo-node")?, tmp.path()).await
+        }
     }
 }

@@ -36,6 +36,8 @@ pub const MAX_SYNC_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 pub const MAX_SYNC_REQUEST_BYTES: u64 = 4096;
 /// Most blocks in one sync response.
 pub const MAX_SYNC_BLOCKS: u32 = 256;
+/// Sync requests a peer may make per second; each one beyond costs it points.
+pub const MAX_REQUESTS_PER_SEC: u32 = 50;
 /// Points at which a peer is banned.
 pub const BAN_POINTS: u32 = 100;
 /// How long a banned peer stays refused.
@@ -74,11 +76,19 @@ pub struct Status {
     pub hash: Hash,
     pub lib_height: u64,
     pub lib_hash: Hash,
+    /// The producer key the node produces with, if it is a producer (hex).
+    #[serde(default)]
+    pub producer: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum SyncRequest {
     Status,
+    /// A transaction for the producer's pool (from a node that is no producer); answered with the
+    /// producer's `send_tx` answer.
+    SubmitTx {
+        tx: serde_bytes::ByteBuf,
+    },
     /// Blocks of the peer's best chain from height `from`, at most `count`.
     Blocks {
         from: u64,
@@ -95,6 +105,7 @@ pub enum SyncResponse {
     /// Encoded blocks, in height order.
     Blocks(Vec<serde_bytes::ByteBuf>),
     Block(Option<serde_bytes::ByteBuf>),
+    Submitted(crate::api::SendTxResult),
     Refused(String),
 }
 
@@ -128,11 +139,40 @@ pub enum Inbound {
 pub enum NetCommand {
     PublishBlock(Vec<u8>),
     PublishTx(Vec<u8>),
-    RequestBlocks { peer: PeerId, from: u64, count: u32 },
-    RequestBlock { peer: PeerId, hash: Hash },
-    Verdict { id: MessageId, from: PeerId, acceptance: Verdict },
-    Penalize { peer: PeerId, penalty: Penalty, reason: String },
+    RequestBlocks {
+        peer: PeerId,
+        from: u64,
+        count: u32,
+    },
+    RequestBlock {
+        peer: PeerId,
+        hash: Hash,
+    },
+    Verdict {
+        id: MessageId,
+        from: PeerId,
+        acceptance: Verdict,
+    },
+    Penalize {
+        peer: PeerId,
+        penalty: Penalty,
+        reason: String,
+    },
+    /// Sends a transaction to a producer's pool; its answer comes back on `reply`.
+    Forward {
+        peer: PeerId,
+        tx: Vec<u8>,
+        reply: ForwardReply,
+    },
+    /// The answer to a peer's request, computed off the net task.
+    Respond {
+        channel: request_response::ResponseChannel<SyncResponse>,
+        response: SyncResponse,
+    },
 }
+
+/// Where a producer's answer to a forwarded transaction goes.
+pub type ForwardReply = tokio::sync::oneshot::Sender<Result<crate::api::SendTxResult, String>>;
 
 /// The chain thread's judgement of a gossiped block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -266,6 +306,8 @@ pub async fn start(
         banned: HashMap::new(),
         pending: HashMap::new(),
         verdicts: commands.clone(),
+        requests: HashMap::new(),
+        forwarded: HashMap::new(),
     };
     for (peer, addr) in &task.bootstrap {
         task.swarm.behaviour_mut().kad.add_address(peer, addr.clone());
@@ -354,6 +396,10 @@ struct NetTask {
     pending: HashMap<request_response::OutboundRequestId, SyncRequest>,
     /// The command queue, for verdicts that come back from admission tasks.
     verdicts: mpsc::Sender<NetCommand>,
+    /// Sync requests per peer in the current one-second window.
+    requests: HashMap<PeerId, (Instant, u32)>,
+    /// Where the answers to forwarded transactions go.
+    forwarded: HashMap<request_response::OutboundRequestId, ForwardReply>,
 }
 
 impl NetTask {
@@ -391,6 +437,18 @@ impl NetTask {
                 let _ = self.swarm.dial(addr);
             }
         }
+    }
+
+    /// Counts a request from `peer` in the current second; true beyond the allowance.
+    fn flooding(&mut self, peer: PeerId) -> bool {
+        let now = Instant::now();
+        let (since, count) = self.requests.entry(peer).or_insert((now, 0));
+        if now.duration_since(*since) >= Duration::from_secs(1) {
+            *since = now;
+            *count = 0;
+        }
+        *count += 1;
+        *count > MAX_REQUESTS_PER_SEC
     }
 
     fn ask_status(&mut self) {
@@ -462,6 +520,14 @@ impl NetTask {
                 self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&id, &from, acceptance);
             }
             NetCommand::Penalize { peer, penalty, reason } => self.penalize(peer, penalty, &reason),
+            NetCommand::Forward { peer, tx, reply } => {
+                let request = SyncRequest::SubmitTx { tx: serde_bytes::ByteBuf::from(tx) };
+                let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
+                self.forwarded.insert(id, reply);
+            }
+            NetCommand::Respond { channel, response } => {
+                let _ = self.swarm.behaviour_mut().sync.send_response(channel, response);
+            }
         }
     }
 
@@ -479,6 +545,7 @@ impl NetTask {
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
                 tracing::debug!(peer = %peer_id, "peer disconnected");
+                self.requests.remove(&peer_id);
                 self.state.peers.write().remove(&peer_id);
                 let _ = self.inbound.send(Inbound::PeerGone(peer_id));
             }
@@ -504,10 +571,30 @@ impl NetTask {
                 ..
             })) => match message {
                 request_response::Message::Request { request, channel, .. } => {
-                    let response = self.answer(request);
+                    let response = if self.flooding(peer) {
+                        self.penalize(peer, Penalty::Annoying, "more sync requests than allowed");
+                        SyncResponse::Refused(format!("more than {MAX_REQUESTS_PER_SEC} requests per second"))
+                    } else if let SyncRequest::SubmitTx { tx } = request {
+                        self.submit_for(peer, tx.into_vec(), channel);
+                        return;
+                    } else {
+                        self.answer(request)
+                    };
                     let _ = self.swarm.behaviour_mut().sync.send_response(channel, response);
                 }
                 request_response::Message::Response { request_id, response } => {
+                    if let Some(reply) = self.forwarded.remove(&request_id) {
+                        let answer = match response {
+                            SyncResponse::Submitted(mut r) => {
+                                r.answered_by = Some(peer.to_string());
+                                Ok(r)
+                            }
+                            SyncResponse::Refused(reason) => Err(reason),
+                            _ => Err("the producer answered something else".into()),
+                        };
+                        let _ = reply.send(answer);
+                        return;
+                    }
                     let asked = self.pending.remove(&request_id);
                     self.response(peer, asked, response);
                 }
@@ -523,6 +610,10 @@ impl NetTask {
                 error,
                 ..
             })) => {
+                if let Some(reply) = self.forwarded.remove(&request_id) {
+                    let _ = reply.send(Err(format!("forwarding to {peer} failed: {error}")));
+                    return;
+                }
                 let asked = self.pending.remove(&request_id);
                 if !matches!(asked, Some(SyncRequest::Status)) {
                     tracing::debug!(%peer, %error, "sync request failed");
@@ -600,6 +691,38 @@ impl NetTask {
         }
     }
 
+    /// A transaction forwarded to this producer: admitted (signature, pool, speculative run) off the
+    /// net task, gossiped, and answered like `send_tx`.
+    fn submit_for(
+        &mut self,
+        peer: PeerId,
+        bytes: Vec<u8>,
+        channel: request_response::ResponseChannel<SyncResponse>,
+    ) {
+        let refuse = |task: &mut NetTask, channel, reason: String| {
+            let _ = task.swarm.behaviour_mut().sync.send_response(channel, SyncResponse::Refused(reason));
+        };
+        let tx = match Transaction::decode(&bytes) {
+            Ok(tx) if tx.body.chain_id == self.shared.chain_id => tx,
+            Ok(_) => return refuse(self, channel, "wrong chain id".into()),
+            Err(e) => {
+                self.penalize(peer, Penalty::Malformed, &format!("forwarded transaction: {e}"));
+                return refuse(self, channel, e.to_string());
+            }
+        };
+        let (shared, back) = (self.shared.clone(), self.verdicts.clone());
+        tokio::spawn(async move {
+            let response = match shared.admission.submit(tx, bytes.len()).await {
+                Ok(admitted) => {
+                    shared.gossip_tx(bytes);
+                    SyncResponse::Submitted(admitted.into())
+                }
+                Err(e) => SyncResponse::Refused(format!("{}: {e}", e.reason())),
+            };
+            let _ = back.send(NetCommand::Respond { channel, response }).await;
+        });
+    }
+
     fn verdict_sender(&self) -> mpsc::Sender<NetCommand> {
         self.verdicts.clone()
     }
@@ -630,6 +753,8 @@ impl NetTask {
                 }
                 SyncResponse::Blocks(out)
             }
+            // Handled by `submit_for`, off the net task.
+            SyncRequest::SubmitTx { .. } => SyncResponse::Refused("not here".into()),
             SyncRequest::Block { hash } => {
                 let found = shared
                     .store

@@ -24,6 +24,8 @@ pub enum Attack {
     WrongSlot,
     /// A transaction whose signature does not verify, on the transactions topic.
     BadTx,
+    /// 200 sync requests at once (beyond the per-second allowance).
+    SyncFlood,
 }
 
 #[derive(Debug, Serialize)]
@@ -101,6 +103,17 @@ pub async fn probe(
             disconnected = true;
             break;
         }
+        if *attack == Attack::SyncFlood {
+            for _ in 0..200 {
+                swarm.behaviour_mut().sync.send_request(&peer, SyncRequest::Status);
+            }
+            sent.push(format!("{attack:?}"));
+            pump(&mut swarm, Duration::from_secs(2), |e| {
+                matches!(e, SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } if *peer_id == peer)
+            })
+            .await;
+            continue;
+        }
         let (topic, bytes) = match attack {
             Attack::Malformed => {
                 // The right version byte, then bytes that do not decode as a block.
@@ -123,6 +136,7 @@ pub async fn probe(
                 }
                 (blocks_topic.clone(), block.encode())
             }
+            Attack::SyncFlood => unreachable!("sent above"),
             Attack::BadTx => {
                 let key = Keypair::generate();
                 let mut tx = key.sign_tx(TxBody {

@@ -1,0 +1,287 @@
+//! `aergo-bench net`: N producers (`aergo-node run`, release build) on loopback under open-loop load.
+//!
+//! For each offered rate, transfers are sent at fixed intervals — round-robin over the nodes, each
+//! send on its own task, never waiting for earlier answers — for `--secs` seconds. Latencies are
+//! measured from the moment a transaction is sent: to the `send_tx` answer with its speculative
+//! result, to the block that includes it (as node 0 imports it, through its block subscription), and
+//! to that block becoming final (node 0's LIB, polled every 20 ms). A rate passes when the p99 to
+//! inclusion stays under two block intervals. Gossip bytes are the payload bytes the nodes received
+//! on the transactions and blocks topics, per transaction sent and per block produced.
+
+use aergo_node::api::{AergoApiClient, BlockTxs};
+use aergo_node::config::NodeConfig;
+use aergo_node::crypto::Keypair;
+use aergo_node::genesis::{Genesis, GenesisBalance};
+use aergo_node::testnet::{write_testnet, TestnetOptions};
+use aergo_node::types::{Hash, Payload, TxBody, ENCODING_VERSION};
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
+use jsonrpsee::ws_client::WsClientBuilder;
+use parking_lot::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub struct NetOpts {
+    pub nodes: usize,
+    pub rates: Vec<u64>,
+    pub secs: u64,
+    pub senders: usize,
+}
+
+struct Nodes(Vec<Child>);
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[derive(Default)]
+struct Track {
+    sent: HashMap<Hash, Instant>,
+    /// Height → send times of its transactions, until final.
+    unfinal: BTreeMap<u64, Vec<Instant>>,
+    spec: Vec<u64>,
+    included: Vec<u64>,
+    finalized: Vec<u64>,
+    refused: u64,
+}
+
+fn hist(us: &[u64]) -> Histogram<u64> {
+    let mut h = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds");
+    for v in us {
+        let _ = h.record((*v).max(1));
+    }
+    h
+}
+
+fn ms(h: &Histogram<u64>, q: f64) -> f64 {
+    h.value_at_quantile(q) as f64 / 1000.0
+}
+
+pub async fn run(opts: NetOpts, node_bin: std::path::PathBuf, tmp: &std::path::Path) -> anyhow::Result<()> {
+    let out = tmp.join("net");
+    let topts = TestnetOptions {
+        nodes: opts.nodes,
+        out: out.clone(),
+        hosts: vec![],
+        block_interval_ms: 1000,
+        chain_id: "aergo-bench".into(),
+        base_port: None,
+    };
+    let nodes = write_testnet(&topts)?;
+    let senders: Vec<Keypair> =
+        (0..opts.senders).map(|i| Keypair::from_seed(&format!("net-bench-{i}"))).collect();
+    let gpath = out.join("genesis.toml");
+    let mut genesis = Genesis::load(&gpath)?;
+    genesis
+        .balances
+        .extend(senders.iter().map(|k| GenesisBalance { address: k.address(), amount: 10u128.pow(24) }));
+    std::fs::write(&gpath, genesis.to_toml())?;
+    let mut children = Vec::new();
+    for n in &nodes {
+        let mut c = NodeConfig::load(&n.config)?;
+        c.log.level = "warn".into();
+        c.mempool.max_txs = 1_000_000;
+        std::fs::write(&n.config, c.to_toml())?;
+        let log = std::fs::File::create(n.config.with_file_name("node.log"))?;
+        children.push(
+            Command::new(&node_bin)
+                .arg("run")
+                .arg("--config")
+                .arg(&n.config)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .context("starting aergo-node")?,
+        );
+    }
+    let _guard = Nodes(children);
+    let clients: Vec<HttpClient> = nodes
+        .iter()
+        .map(|n| HttpClientBuilder::default().request_timeout(Duration::from_secs(30)).build(&n.rpc))
+        .collect::<Result<_, _>>()?;
+    let started = Instant::now();
+    loop {
+        let mut ready = 0;
+        for c in &clients {
+            if c.chain_info().await.is_ok_and(|i| i.lib_height >= 2 && i.peers as usize + 1 == opts.nodes) {
+                ready += 1;
+            }
+        }
+        if ready == clients.len() {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(90),
+            "the network did not finalize within 90 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let interval_ms = genesis.consensus.block_interval_ms;
+    let ws_url = nodes[0].rpc.replace("http://", "ws://");
+    let ws = WsClientBuilder::default().build(&ws_url).await?;
+    let mut blocks = ws.subscribe_blocks().await?;
+    let track = Arc::new(Mutex::new(Track::default()));
+    // Blocks as node 0 imports them: inclusion.
+    let t = track.clone();
+    let block_task = tokio::spawn(async move {
+        while let Some(Ok(b)) = blocks.next().await {
+            let now = Instant::now();
+            let mut t = t.lock();
+            if let BlockTxs::Hashes(hashes) = b.transactions {
+                let mut times = Vec::new();
+                for h in hashes {
+                    if let Some(at) = t.sent.remove(&h) {
+                        t.included.push(now.duration_since(at).as_micros() as u64);
+                        times.push(at);
+                    }
+                }
+                t.unfinal.entry(b.height).or_default().extend(times);
+            }
+        }
+    });
+    // Node 0's LIB: finality.
+    let (t, c0) = (track.clone(), clients[0].clone());
+    let lib_task = tokio::spawn(async move {
+        loop {
+            if let Ok(info) = c0.chain_info().await {
+                let now = Instant::now();
+                let mut t = t.lock();
+                let done: Vec<u64> = t.unfinal.range(..=info.lib_height).map(|(h, _)| *h).collect();
+                for h in done {
+                    if let Some(times) = t.unfinal.remove(&h) {
+                        for at in times {
+                            t.finalized.push(now.duration_since(at).as_micros() as u64);
+                        }
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+
+    let metrics_before = gossip_totals(&clients).await;
+    let mut nonces = vec![0u64; senders.len()];
+    let mut next_sender = 0usize;
+    let mut rows = Vec::new();
+    let mut total_sent = 0u64;
+    for &rate in &opts.rates {
+        *track.lock() = Track::default();
+        let count = rate * opts.secs;
+        let period = Duration::from_secs_f64(1.0 / rate as f64);
+        let begin = tokio::time::Instant::now();
+        let mut sends = Vec::with_capacity(count as usize);
+        for k in 0..count {
+            tokio::time::sleep_until(begin + period * k as u32).await;
+            let i = next_sender;
+            next_sender = (next_sender + 1) % senders.len();
+            let key = &senders[i];
+            let tx = key.sign_tx(TxBody {
+                version: ENCODING_VERSION,
+                chain_id: genesis.chain_id.clone(),
+                nonce: nonces[i],
+                sender: key.public(),
+                recipient: senders[(i + 1) % senders.len()].address(),
+                amount: 1,
+                fee: 1,
+                payload: Payload::Transfer,
+            });
+            nonces[i] += 1;
+            let (client, t) = (clients[k as usize % clients.len()].clone(), track.clone());
+            let hash = tx.hash();
+            let bytes = hex::encode(tx.encode());
+            sends.push(tokio::spawn(async move {
+                let at = Instant::now();
+                t.lock().sent.insert(hash, at);
+                match client.send_tx(bytes).await {
+                    Ok(_) => t.lock().spec.push(at.elapsed().as_micros() as u64),
+                    Err(_) => {
+                        let mut t = t.lock();
+                        t.refused += 1;
+                        t.sent.remove(&hash);
+                    }
+                }
+            }));
+        }
+        let offered_for = begin.elapsed();
+        for s in sends {
+            let _ = s.await;
+        }
+        total_sent += count;
+        // Stragglers: until everything sent is final, or 15 s.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            let settled = {
+                let t = track.lock();
+                t.sent.is_empty() && t.unfinal.is_empty()
+            };
+            if settled {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let t = track.lock();
+        let (spec, incl, fin) = (hist(&t.spec), hist(&t.included), hist(&t.finalized));
+        let pass = t.included.len() as u64 + t.refused >= count && ms(&incl, 0.99) < 2.0 * interval_ms as f64;
+        rows.push(format!(
+            "| {rate} | {count} | {:.0} | {} | {} | {:.2} / {:.2} | {:.0} / {:.0} | {:.0} / {:.0} | {} |",
+            count as f64 / offered_for.as_secs_f64(),
+            t.included.len(),
+            t.refused,
+            ms(&spec, 0.5),
+            ms(&spec, 0.99),
+            ms(&incl, 0.5),
+            ms(&incl, 0.99),
+            ms(&fin, 0.5),
+            ms(&fin, 0.99),
+            if pass { "yes" } else { "no" }
+        ));
+    }
+    let metrics_after = gossip_totals(&clients).await;
+    block_task.abort();
+    lib_task.abort();
+    let (tx_in, block_in, blocks) = (
+        metrics_after.0 - metrics_before.0,
+        metrics_after.1 - metrics_before.1,
+        (metrics_after.2 - metrics_before.2).max(1),
+    );
+    println!(
+        "aergo-bench net: {} producers on loopback, {} ms slots, quorum {}, {} s per rate, {} senders",
+        opts.nodes,
+        interval_ms,
+        opts.nodes * 2 / 3 + 1,
+        opts.secs,
+        opts.senders
+    );
+    println!("| offered tx/s | sent | achieved send rate | included | refused | speculative p50 / p99 ms | inclusion p50 / p99 ms | finality p50 / p99 ms | p99 inclusion < 2 slots |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        println!("{r}");
+    }
+    println!(
+        "gossip payload received, all nodes: {:.0} bytes per transaction sent, {:.0} bytes per block produced ({blocks} blocks)",
+        tx_in as f64 / total_sent.max(1) as f64,
+        block_in as f64 / blocks as f64
+    );
+    Ok(())
+}
+
+/// Summed over the nodes: tx-topic bytes in, block-topic bytes in, blocks produced.
+async fn gossip_totals(clients: &[HttpClient]) -> (u64, u64, u64) {
+    let mut totals = (0, 0, 0);
+    for c in clients {
+        if let Ok(m) = c.node_metrics().await {
+            totals.0 += m.gossip_tx_bytes_in_total;
+            totals.1 += m.gossip_block_bytes_in_total;
+            totals.2 += m.blocks_produced_total;
+        }
+    }
+    totals
+}
