@@ -19,7 +19,9 @@ use crate::types::{
 };
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChainError {
@@ -38,6 +40,23 @@ pub enum ChainError {
     InvalidBlock { height: u64, reason: String },
     #[error("block record at height {height} cannot be decoded: {reason}")]
     Decode { height: u64, reason: String },
+}
+
+/// Time and work per stage of block processing, since the chain was opened: signature checks of
+/// received blocks, execution (with the state tree), and commit (block log append + state batch).
+/// The stages run one after another on the chain thread, so they have no queues between them.
+#[derive(Debug, Default)]
+pub struct StageTimes {
+    pub verified_txs: AtomicU64,
+    pub verify_ns: AtomicU64,
+    pub executed_txs: AtomicU64,
+    pub execute_ns: AtomicU64,
+    pub committed_blocks: AtomicU64,
+    pub commit_ns: AtomicU64,
+}
+
+fn add(counter: &AtomicU64, since: Instant) {
+    counter.fetch_add(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
 }
 
 /// A committed block with what it did.
@@ -66,6 +85,7 @@ pub struct Chain {
     head: Head,
     executor: ParallelExecutor,
     schedule: Schedule,
+    times: Arc<StageTimes>,
 }
 
 fn genesis_block(
@@ -133,7 +153,8 @@ impl Chain {
         };
         let executor = ParallelExecutor::with_threads(1, Vec::new());
         let schedule = Schedule::with_store(genesis, store.clone());
-        let mut chain = Chain { genesis: genesis.clone(), store, log, head, executor, schedule };
+        let times = Arc::new(StageTimes::default());
+        let mut chain = Chain { genesis: genesis.clone(), store, log, head, executor, schedule, times };
         chain.replay(&recovery, &mut report)?;
         Ok((chain, report))
     }
@@ -209,9 +230,13 @@ impl Chain {
         if Block::compute_tx_root(&block.transactions) != h.tx_root {
             return Err(invalid("transactions root does not match".into()));
         }
+        let started = Instant::now();
         for tx in &block.transactions {
             crypto::verify_tx(tx).map_err(|e| invalid(format!("transaction {}: {e}", tx.hash())))?;
         }
+        add(&self.times.verify_ns, started);
+        self.times.verified_txs.fetch_add(block.transactions.len() as u64, Ordering::Relaxed);
+        let started = Instant::now();
         let ctx = self.context(h.height, h.timestamp_ms, h.producer.address());
         let out =
             self.executor.execute(self.store.as_ref(), &ctx, block.transactions.clone(), Mode::Verify)?;
@@ -219,6 +244,8 @@ impl Chain {
             return Err(invalid("receipts root does not match".into()));
         }
         let prepared = self.store.prepare(h.height, &out.changes)?;
+        add(&self.times.execute_ns, started);
+        self.times.executed_txs.fetch_add(block.transactions.len() as u64, Ordering::Relaxed);
         if prepared.root != h.state_root {
             return Err(invalid(format!(
                 "state root {} but execution gives {}",
@@ -236,9 +263,11 @@ impl Chain {
         candidates: Vec<Transaction>,
         timestamp_ms: u64,
     ) -> Result<CommittedBlock, ChainError> {
+        let started = Instant::now();
         let (block, out, prepared) = self.build(key, candidates, timestamp_ms)?;
-        let pos = self.log.append(block.header.height, &block.encode())?;
-        self.head = self.store.commit(prepared, &block, pos, &out.receipts)?;
+        add(&self.times.execute_ns, started);
+        self.times.executed_txs.fetch_add(block.transactions.len() as u64, Ordering::Relaxed);
+        self.commit(&block, prepared, &out.receipts)?;
         let nonces = nonces_after(&block.transactions, &out.changes);
         Ok(CommittedBlock { block: Arc::new(block), receipts: out.receipts, nonces, dropped: out.dropped })
     }
@@ -301,10 +330,29 @@ impl Chain {
     /// Verifies and commits a block produced elsewhere.
     pub fn import(&mut self, block: Block) -> Result<CommittedBlock, ChainError> {
         let (out, prepared) = self.check_block(&block)?;
-        let pos = self.log.append(block.header.height, &block.encode())?;
-        self.head = self.store.commit(prepared, &block, pos, &out.receipts)?;
+        self.commit(&block, prepared, &out.receipts)?;
         let nonces = nonces_after(&block.transactions, &out.changes);
         Ok(CommittedBlock { block: Arc::new(block), receipts: out.receipts, nonces, dropped: Vec::new() })
+    }
+
+    /// The commit stage: the block to the log (synced), then its state in one synced batch.
+    fn commit(
+        &mut self,
+        block: &Block,
+        prepared: crate::storage::PreparedState,
+        receipts: &[Receipt],
+    ) -> Result<(), ChainError> {
+        let started = Instant::now();
+        let pos = self.log.append(block.header.height, &block.encode())?;
+        self.head = self.store.commit(prepared, block, pos, receipts)?;
+        add(&self.times.commit_ns, started);
+        self.times.committed_blocks.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The stage counters (shared: readers see them live).
+    pub fn stage_times(&self) -> Arc<StageTimes> {
+        self.times.clone()
     }
 }
 

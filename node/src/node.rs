@@ -96,6 +96,8 @@ pub struct Shared {
     pub consensus: RwLock<ConsensusInfo>,
     /// The slot clock and the producer sets (shares its election cache with the chain's).
     pub schedule: crate::consensus::Schedule,
+    /// Verify / execute / commit counters of the chain thread.
+    pub stage_times: Arc<crate::chain::StageTimes>,
 }
 
 impl Shared {
@@ -294,6 +296,7 @@ impl RunningNode {
             side: RwLock::new(HashMap::new()),
             consensus: RwLock::new(ConsensusInfo::default()),
             schedule: chain.schedule().clone(),
+            stage_times: chain.stage_times(),
         });
         let (inbound_tx, inbound_rx) = std::sync::mpsc::channel();
         let net = match net_channel {

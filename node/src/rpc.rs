@@ -240,8 +240,26 @@ impl AergoApiServer for RpcHandler {
         };
         let admission =
             self.shared.admission.stats.snapshot("admission", self.shared.admission.capacity() as u64);
+        // The chain thread's stages run back to back: no queue between them.
+        let t = &self.shared.stage_times;
+        let sequential =
+            |name: &str, processed: &std::sync::atomic::AtomicU64, ns: &std::sync::atomic::AtomicU64| {
+                StageMetrics {
+                    name: name.into(),
+                    queue_depth: 0,
+                    queue_capacity: 0,
+                    processed_total: processed.load(Relaxed),
+                    busy_rejections_total: 0,
+                    busy_ms_total: ns.load(Relaxed) / 1_000_000,
+                }
+            };
+        let chain_stages = [
+            sequential("verify", &t.verified_txs, &t.verify_ns),
+            sequential("execute", &t.executed_txs, &t.execute_ns),
+            sequential("commit", &t.committed_blocks, &t.commit_ns),
+        ];
         Ok(NodeMetrics {
-            stages: vec![admission, produce],
+            stages: [vec![admission, produce], chain_stages.to_vec()].concat(),
             mempool_txs,
             mempool_bytes,
             blocks_produced_total: p.blocks.load(Relaxed),
