@@ -475,9 +475,11 @@ fn hostile_peers_are_refused_scored_down_and_banned() -> anyhow::Result<()> {
             "{attack}: no penalty for {id} with {reason:?} in the node log:\n{log}"
         );
     }
-    // Oversized gossip is dropped by the transport's limit; the node goes on.
-    let report = probe(&node.p2p, "oversized")?;
+    // Oversized gossip is dropped by the transport's limit; edge-case sync requests (zero blocks, from
+    // height 0, from the far future) are answered; the node goes on.
+    let report = probe(&node.p2p, "oversized,zero-request")?;
     assert_eq!(report["disconnected"], false, "{report}");
+    assert_eq!(report["sent"].as_array().map(Vec::len), Some(2), "{report}");
 
     // Two misdeeds: banned, cut off, and a new connection refused.
     let report = probe(&node.p2p, "malformed,bad-signature,bad-tx")?;

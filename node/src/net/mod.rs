@@ -32,8 +32,8 @@ use tokio::sync::mpsc;
 pub const MAX_BLOCK_BYTES: usize = 8 * 1024 * 1024;
 /// Largest sync response.
 pub const MAX_SYNC_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
-/// Largest sync request (they are small: a height range or a hash).
-pub const MAX_SYNC_REQUEST_BYTES: u64 = 4096;
+/// Largest sync request: a forwarded transaction and its framing (the others are a few bytes).
+pub const MAX_SYNC_REQUEST_BYTES: u64 = MAX_TX_BYTES as u64 + 4096;
 /// Most blocks in one sync response.
 pub const MAX_SYNC_BLOCKS: u32 = 256;
 /// Sync requests a peer may make per second; each one beyond costs it points.
@@ -736,7 +736,11 @@ impl NetTask {
                 let head = shared.head().height;
                 let mut out = Vec::new();
                 let mut bytes = 0usize;
-                for height in from..=head.min(from.saturating_add(count.min(MAX_SYNC_BLOCKS) as u64 - 1)) {
+                let count = u64::from(count.min(MAX_SYNC_BLOCKS));
+                if count == 0 || from == 0 {
+                    return SyncResponse::Blocks(Vec::new());
+                }
+                for height in from..=head.min(from.saturating_add(count - 1)) {
                     match read_block(&shared.store, &shared.reader, height) {
                         Ok(Some(block)) => {
                             let encoded = block.encode();

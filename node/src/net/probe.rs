@@ -26,6 +26,8 @@ pub enum Attack {
     BadTx,
     /// 200 sync requests at once (beyond the per-second allowance).
     SyncFlood,
+    /// Requests for zero blocks and for blocks from height 0 (edge cases that must just be answered).
+    ZeroRequest,
 }
 
 #[derive(Debug, Serialize)]
@@ -103,6 +105,28 @@ pub async fn probe(
             disconnected = true;
             break;
         }
+        if *attack == Attack::ZeroRequest {
+            for (from, count) in [(5, 0), (0, 0), (0, 3), (u64::MAX, 256)] {
+                swarm.behaviour_mut().sync.send_request(&peer, SyncRequest::Blocks { from, count });
+            }
+            let mut answered = 0;
+            pump(&mut swarm, Duration::from_secs(5), |e| {
+                if matches!(
+                    e,
+                    SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
+                        message: request_response::Message::Response { .. },
+                        ..
+                    }))
+                ) {
+                    answered += 1;
+                }
+                answered == 4
+            })
+            .await;
+            anyhow::ensure!(answered == 4, "the node answered {answered} of 4 edge-case requests");
+            sent.push(format!("{attack:?}"));
+            continue;
+        }
         if *attack == Attack::SyncFlood {
             for _ in 0..200 {
                 swarm.behaviour_mut().sync.send_request(&peer, SyncRequest::Status);
@@ -136,7 +160,7 @@ pub async fn probe(
                 }
                 (blocks_topic.clone(), block.encode())
             }
-            Attack::SyncFlood => unreachable!("sent above"),
+            Attack::SyncFlood | Attack::ZeroRequest => unreachable!("sent above"),
             Attack::BadTx => {
                 let key = Keypair::generate();
                 let mut tx = key.sign_tx(TxBody {
