@@ -13,6 +13,18 @@ use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
 use std::path::Path;
 use std::time::Duration;
 
+/// The files of an `nodes`-producer testnet on loopback ports, 1 s slots, in `out`.
+fn loopback(nodes: usize, out: std::path::PathBuf) -> TestnetOptions {
+    TestnetOptions {
+        nodes,
+        out,
+        hosts: vec![],
+        block_interval_ms: 1000,
+        chain_id: "aergo-testnet".into(),
+        base_port: None,
+    }
+}
+
 struct Testnet {
     _dir: tempfile::TempDir,
     nodes: Vec<TestnetNode>,
@@ -32,14 +44,7 @@ fn start(n: &TestnetNode) -> anyhow::Result<NodeProcess> {
 impl Testnet {
     fn new(count: usize) -> anyhow::Result<Testnet> {
         let dir = tempfile::tempdir()?;
-        let opts = TestnetOptions {
-            nodes: count,
-            out: dir.path().join("net"),
-            hosts: vec![],
-            block_interval_ms: 1000,
-            chain_id: "aergo-testnet".into(),
-            base_port: None,
-        };
+        let opts = loopback(count, dir.path().join("net"));
         let nodes = write_testnet(&opts)?;
         let procs = nodes.iter().map(|n| start(n).map(Some)).collect::<anyhow::Result<Vec<_>>>()?;
         let clients = nodes
@@ -188,14 +193,7 @@ fn a_late_joiner_syncs_a_long_chain_and_matches_state_roots() -> anyhow::Result<
     // One producer whose chain already holds 1 200 blocks (made here, in past slots), with transfers.
     let dir = tempfile::tempdir()?;
     let out = dir.path().join("net");
-    let opts = TestnetOptions {
-        nodes: 1,
-        out: out.clone(),
-        hosts: vec![],
-        block_interval_ms: 1000,
-        chain_id: "aergo-testnet".into(),
-        base_port: None,
-    };
+    let opts = loopback(1, out.clone());
     let producer = write_testnet(&opts)?.remove(0);
     let genesis_path = out.join("genesis.toml");
     let mut genesis = Genesis::load(&genesis_path)?;
@@ -352,12 +350,9 @@ fn a_partition_finalizes_nothing_new_and_heals() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let half = |i: usize| i / 2;
     let opts = TestnetOptions {
-        nodes: 4,
-        out: dir.path().join("net"),
         hosts: (0..4).map(|i| SplitNet::P2P[half(i)].parse()).collect::<Result<_, _>>()?,
-        block_interval_ms: 1000,
-        chain_id: "aergo-testnet".into(),
         base_port: Some(27_100),
+        ..loopback(4, dir.path().join("net"))
     };
     let mut nodes = write_testnet(&opts)?;
     // RPC on the link from the test's namespace, so that the test can watch both halves.
@@ -439,14 +434,7 @@ fn probe(target: &str, attacks: &str) -> anyhow::Result<serde_json::Value> {
 fn hostile_peers_are_refused_scored_down_and_banned() -> anyhow::Result<()> {
     use aergo_node::config::NodeConfig;
     let dir = tempfile::tempdir()?;
-    let opts = TestnetOptions {
-        nodes: 1,
-        out: dir.path().join("net"),
-        hosts: vec![],
-        block_interval_ms: 1000,
-        chain_id: "aergo-testnet".into(),
-        base_port: None,
-    };
+    let opts = loopback(1, dir.path().join("net"));
     let node = write_testnet(&opts)?.remove(0);
     let mut config = NodeConfig::load(&node.config)?;
     config.producer.empty_blocks = true;
@@ -505,14 +493,7 @@ fn short_epochs() -> anyhow::Result<(tempfile::TempDir, std::path::PathBuf, Vec<
     use aergo_node::genesis::Genesis;
     let dir = tempfile::tempdir()?;
     let out = dir.path().join("net");
-    let opts = TestnetOptions {
-        nodes: 4,
-        out: out.clone(),
-        hosts: vec![],
-        block_interval_ms: 1000,
-        chain_id: "aergo-testnet".into(),
-        base_port: None,
-    };
+    let opts = loopback(4, out.clone());
     let nodes = write_testnet(&opts)?;
     let genesis_path = out.join("genesis.toml");
     let mut genesis = Genesis::load(&genesis_path)?;
