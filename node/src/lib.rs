@@ -30,6 +30,7 @@ pub mod mempool;
 pub mod net;
 pub mod node;
 pub mod rpc;
+pub mod sql;
 pub mod storage;
 pub mod testnet;
 pub mod types;

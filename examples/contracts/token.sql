@@ -1,0 +1,27 @@
+-- A fungible token: the deployer receives the whole supply.
+CREATE TABLE balances (
+  owner  TEXT PRIMARY KEY,
+  amount INTEGER NOT NULL CHECK (amount >= 0)
+);
+CREATE INDEX balances_by_amount ON balances (amount);
+
+INSERT INTO balances VALUES (sender(), 1000000);
+
+CREATE FUNCTION transfer(recipient TEXT, n INTEGER) RETURNS VOID AS $$
+BEGIN
+  IF n <= 0 THEN RAISE EXCEPTION 'amount must be positive, not %', n; END IF;
+  UPDATE balances SET amount = amount - n WHERE owner = sender();
+  IF NOT EXISTS (SELECT 1 FROM balances WHERE owner = sender()) THEN
+    RAISE EXCEPTION 'no balance';
+  END IF;
+  INSERT INTO balances VALUES (recipient, n)
+    ON CONFLICT (owner) DO UPDATE SET amount = balances.amount + excluded.amount;
+END $$;
+
+CREATE FUNCTION balance_of(who TEXT) RETURNS INTEGER AS $$
+  SELECT COALESCE((SELECT amount FROM balances WHERE owner = who), 0)
+$$;
+
+CREATE FUNCTION holders() RETURNS TABLE (owner TEXT, amount INTEGER) AS $$
+  SELECT owner, amount FROM balances WHERE amount > 0 ORDER BY amount DESC, owner
+$$;

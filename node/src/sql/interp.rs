@@ -1,0 +1,1178 @@
+//! The reference engine: runs checked contracts over a [`Host`] (the contract's keys), charging gas.
+//!
+//! Queries are evaluated row by row: the joined rows of FROM (each table read through its access
+//! path), WHERE, grouping and aggregates, HAVING, the output, DISTINCT, ORDER BY (stable, NULLs
+//! first), OFFSET/LIMIT. Changes check types, NOT NULL, CHECK, the primary key and UNIQUE indexes,
+//! and keep index entries in step with rows. The engine itself never buffers: callers run a call on
+//! a host that drops its writes when the call fails ([`super::store::Buffered`], the executor's host).
+
+use super::gas::{self, Gas};
+use super::ir::{
+    Access, AggFunc, Body, Builtin, Cmp, ConflictAction, Contract, Expr, Function, Insert, InsertSource,
+    JoinKind, OrderKey, Returns, Select, Stmt, Table,
+};
+use super::store::contract_prefix;
+use super::value::{arith, compare, decode_row, encode_key, encode_row, sort_cmp, Decimal, Type, Value};
+use super::{Limits, SqlError};
+use crate::types::Address;
+use std::cmp::Ordering;
+use std::collections::HashMap;
+
+/// Key-ordered entries of a prefix scan.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// The contract's view of the chain state.
+pub trait Host {
+    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, SqlError>;
+    fn put(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) -> Result<(), SqlError>;
+    /// Every entry under `prefix`, in key order.
+    fn scan(&mut self, prefix: &[u8]) -> Result<Entries, SqlError>;
+    /// Moves `amount` of the native coin from the contract's account to `to` (an address).
+    fn transfer_native(&mut self, to: &str, amount: u128) -> Result<(), SqlError>;
+}
+
+/// What the built-in functions report.
+#[derive(Clone, Debug, Default)]
+pub struct CallCtx {
+    pub sender: String,
+    pub self_address: String,
+    pub height: u64,
+    pub time_ms: u64,
+    pub tx_hash: String,
+    pub value: u128,
+}
+
+/// Rows with their column names.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QueryResult {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Value>>,
+}
+
+/// Variables: the rows of enclosing queries, for correlated subqueries.
+struct Env<'r> {
+    row: &'r [Value],
+    aggs: &'r [Value],
+    outer: Option<&'r Env<'r>>,
+}
+
+impl<'r> Env<'r> {
+    fn col(&self, up: usize, slot: usize) -> Result<&Value, SqlError> {
+        let mut e = self;
+        for _ in 0..up {
+            e = e.outer.ok_or_else(|| SqlError::Runtime("outer column out of scope".into()))?;
+        }
+        e.row.get(slot).ok_or_else(|| SqlError::Runtime("column out of range".into()))
+    }
+}
+
+const EMPTY: Env<'static> = Env { row: &[], aggs: &[], outer: None };
+
+enum Flow {
+    Next,
+    Return(Value),
+}
+
+pub struct Engine<'a, H: Host> {
+    contract: &'a Contract,
+    host: &'a mut H,
+    pub gas: Gas,
+    ctx: &'a CallCtx,
+    prefix: Vec<u8>,
+    limits: Limits,
+}
+
+fn int_value(a: u128) -> Value {
+    match i64::try_from(a) {
+        Ok(i) => Value::Int(i),
+        Err(_) => Value::Dec(Decimal { units: a as i128, scale: 0 }),
+    }
+}
+
+impl<'a, H: Host> Engine<'a, H> {
+    pub fn new(
+        contract: &'a Contract,
+        address: &Address,
+        host: &'a mut H,
+        ctx: &'a CallCtx,
+        gas: Gas,
+    ) -> Self {
+        Engine { contract, host, gas, ctx, prefix: contract_prefix(address), limits: Limits::default() }
+    }
+
+    fn row_prefix(&self, table: usize) -> Vec<u8> {
+        let mut k = self.prefix.clone();
+        k.push(b'r');
+        k.push(table as u8);
+        k
+    }
+
+    fn index_prefix(&self, index: usize) -> Vec<u8> {
+        let mut k = self.prefix.clone();
+        k.push(b'i');
+        k.push(index as u8);
+        k
+    }
+
+    fn pk_bytes(&self, table: &Table, row: &[Value]) -> Vec<u8> {
+        let mut k = Vec::new();
+        for &c in &table.pk {
+            encode_key(&mut k, &row[c]);
+        }
+        k
+    }
+
+    fn index_key(&self, ix: usize, row: &[Value], pk: &[u8]) -> Vec<u8> {
+        let mut k = self.index_prefix(ix);
+        for &c in &self.contract.indexes[ix].columns {
+            encode_key(&mut k, &row[c]);
+        }
+        k.extend_from_slice(pk);
+        k
+    }
+
+    // ---- calls ----
+
+    /// Runs the constructor statements of a deploy.
+    pub fn construct(&mut self, stmts: &[Stmt]) -> Result<(), SqlError> {
+        self.gas.charge(gas::CALL)?;
+        let mut vars = Vec::new();
+        self.block(stmts, &mut vars, &[])?;
+        Ok(())
+    }
+
+    /// Calls `function` with `args` (coerced to the parameter types).
+    pub fn call(&mut self, function: &str, args: Vec<Value>) -> Result<QueryResult, SqlError> {
+        self.gas.charge(gas::CALL)?;
+        let contract = self.contract;
+        let f: &Function = contract
+            .function(function)
+            .ok_or_else(|| SqlError::Runtime(format!("the contract has no function {function}")))?;
+        if args.len() != f.params.len() {
+            return Err(SqlError::Runtime(format!(
+                "{function} takes {} arguments ({}), not {}",
+                f.params.len(),
+                f.params.iter().map(|(n, t)| format!("{n} {t}")).collect::<Vec<_>>().join(", "),
+                args.len()
+            )));
+        }
+        let mut vars = Vec::with_capacity(f.vars.len());
+        for (v, (name, ty)) in args.into_iter().zip(&f.params) {
+            vars.push(v.coerce(*ty, name)?);
+        }
+        vars.resize(f.vars.len(), Value::Null);
+        match &f.body {
+            Body::Query(q) => {
+                let rows = self.select(q, &EMPTY, &vars)?;
+                match &f.returns {
+                    Returns::Rows => Ok(QueryResult { columns: q.columns.clone(), rows }),
+                    Returns::Scalar(ty) => {
+                        let v =
+                            rows.into_iter().next().and_then(|r| r.into_iter().next()).unwrap_or(Value::Null);
+                        Ok(QueryResult {
+                            columns: vec![f.name.clone()],
+                            rows: vec![vec![v.coerce(*ty, &f.name)?]],
+                        })
+                    }
+                    Returns::Void => Ok(QueryResult::default()),
+                }
+            }
+            Body::Block(stmts) => match (self.block(stmts, &mut vars, &f.vars)?, &f.returns) {
+                (Flow::Return(v), Returns::Scalar(ty)) => Ok(QueryResult {
+                    columns: vec![f.name.clone()],
+                    rows: vec![vec![v.coerce(*ty, &f.name)?]],
+                }),
+                (_, Returns::Scalar(_)) => Err(SqlError::Runtime(format!("{function} ended without RETURN"))),
+                _ => Ok(QueryResult::default()),
+            },
+        }
+    }
+
+    /// Runs a checked ad-hoc query.
+    pub fn query(&mut self, q: &Select) -> Result<QueryResult, SqlError> {
+        self.gas.charge(gas::CALL)?;
+        let rows = self.select(q, &EMPTY, &[])?;
+        Ok(QueryResult { columns: q.columns.clone(), rows })
+    }
+
+    fn block(&mut self, stmts: &[Stmt], vars: &mut Vec<Value>, types: &[Type]) -> Result<Flow, SqlError> {
+        for s in stmts {
+            self.gas.charge(gas::STATEMENT)?;
+            match s {
+                Stmt::Assign(slot, e) => {
+                    let v = self.eval(e, &EMPTY, vars)?;
+                    vars[*slot] = match types.get(*slot) {
+                        Some(t) => v.coerce(*t, "variable")?,
+                        None => v,
+                    };
+                }
+                Stmt::If { branches, otherwise } => {
+                    let mut taken = None;
+                    for (cond, body) in branches {
+                        if self.eval(cond, &EMPTY, vars)?.truth()? == Some(true) {
+                            taken = Some(body);
+                            break;
+                        }
+                    }
+                    if let Flow::Return(v) = self.block(taken.unwrap_or(otherwise), vars, types)? {
+                        return Ok(Flow::Return(v));
+                    }
+                }
+                Stmt::Return(e) => {
+                    let v = match e {
+                        Some(e) => self.eval(e, &EMPTY, vars)?,
+                        None => Value::Null,
+                    };
+                    return Ok(Flow::Return(v));
+                }
+                Stmt::Raise(msg) => {
+                    let m = self.eval(msg, &EMPTY, vars)?;
+                    return Err(SqlError::Raised(m.to_string()));
+                }
+                Stmt::Perform(e) => {
+                    self.eval(e, &EMPTY, vars)?;
+                }
+                Stmt::SelectInto(q, slots) => {
+                    let rows = self.select(q, &EMPTY, vars)?;
+                    let first = rows.into_iter().next();
+                    for (i, slot) in slots.iter().enumerate() {
+                        let v = first.as_ref().map_or(Value::Null, |r| r[i].clone());
+                        vars[*slot] = match types.get(*slot) {
+                            Some(t) => v.coerce(*t, "variable")?,
+                            None => v,
+                        };
+                    }
+                }
+                Stmt::Insert(i) => self.insert(i, vars)?,
+                Stmt::Update(u) => {
+                    let table = &self.contract.tables[u.table];
+                    let rows = self.fetch(u.table, &u.access, &EMPTY, vars)?;
+                    for old in rows {
+                        let env = Env { row: &old, aggs: &[], outer: None };
+                        if let Some(f) = &u.filter {
+                            if self.eval(f, &env, vars)?.truth()? != Some(true) {
+                                continue;
+                            }
+                        }
+                        let mut new = old.clone();
+                        for (col, e) in &u.sets {
+                            new[*col] = self.eval(e, &env, vars)?;
+                        }
+                        self.replace_row(table, u.table, &old, new)?;
+                    }
+                }
+                Stmt::Delete(d) => {
+                    let table = &self.contract.tables[d.table];
+                    let rows = self.fetch(d.table, &d.access, &EMPTY, vars)?;
+                    for old in rows {
+                        if let Some(f) = &d.filter {
+                            let env = Env { row: &old, aggs: &[], outer: None };
+                            if self.eval(f, &env, vars)?.truth()? != Some(true) {
+                                continue;
+                            }
+                        }
+                        self.delete_row(table, &old)?;
+                    }
+                }
+            }
+        }
+        Ok(Flow::Next)
+    }
+
+    // ---- reads ----
+
+    fn read_row(&mut self, key: &[u8]) -> Result<Option<Vec<Value>>, SqlError> {
+        self.gas.charge(gas::SEEK)?;
+        match self.host.get(key)? {
+            Some(bytes) => {
+                self.gas.charge(gas::ROW_READ + bytes.len() as u64 / gas::READ_BYTES_PER_GAS)?;
+                Ok(Some(decode_row(&bytes)?))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Key values coerced to the columns' types; `None` when one cannot equal any stored value.
+    fn key_values(
+        &mut self,
+        table: &Table,
+        cols: &[usize],
+        exprs: &[Expr],
+        env: &Env<'_>,
+        vars: &[Value],
+    ) -> Result<Option<Vec<u8>>, SqlError> {
+        let mut k = Vec::new();
+        for (c, e) in cols.iter().zip(exprs) {
+            let v = self.eval(e, env, vars)?;
+            let col = &table.columns[*c];
+            let v = match v.clone().coerce(col.ty, &col.name) {
+                Ok(Value::Null) | Err(_) => return Ok(None),
+                Ok(x) => {
+                    // A decimal key rounded by coercion no longer equals the value looked up.
+                    if compare(&x, &v).map(|o| o != Ordering::Equal).unwrap_or(true) {
+                        return Ok(None);
+                    }
+                    x
+                }
+            };
+            encode_key(&mut k, &v);
+        }
+        Ok(Some(k))
+    }
+
+    /// The rows of `table` that the access path selects (before any filter).
+    fn fetch(
+        &mut self,
+        table_id: usize,
+        access: &Access,
+        env: &Env<'_>,
+        vars: &[Value],
+    ) -> Result<Vec<Vec<Value>>, SqlError> {
+        let contract = self.contract;
+        let table = &contract.tables[table_id];
+        match access {
+            Access::Scan => {
+                self.gas.charge(gas::SEEK)?;
+                let prefix = self.row_prefix(table_id);
+                let entries = self.host.scan(&prefix)?;
+                let mut out = Vec::with_capacity(entries.len());
+                for (_, v) in entries {
+                    self.gas.charge(gas::ROW_READ + v.len() as u64 / gas::READ_BYTES_PER_GAS)?;
+                    out.push(decode_row(&v)?);
+                }
+                Ok(out)
+            }
+            Access::Point(keys) => {
+                let Some(pk) = self.key_values(table, &table.pk, keys, env, vars)? else {
+                    return Ok(Vec::new());
+                };
+                let mut key = self.row_prefix(table_id);
+                key.extend_from_slice(&pk);
+                Ok(self.read_row(&key)?.into_iter().collect())
+            }
+            Access::Index(ix, keys) => {
+                let cols = &contract.indexes[*ix].columns;
+                let Some(vals) = self.key_values(table, cols, keys, env, vars)? else {
+                    return Ok(Vec::new());
+                };
+                self.gas.charge(gas::SEEK)?;
+                let mut prefix = self.index_prefix(*ix);
+                prefix.extend_from_slice(&vals);
+                let entries = self.host.scan(&prefix)?;
+                let mut out = Vec::with_capacity(entries.len());
+                for (k, _) in entries {
+                    self.gas.charge(gas::ROW_READ)?;
+                    let mut key = self.row_prefix(table_id);
+                    key.extend_from_slice(&k[prefix.len()..]);
+                    match self.read_row(&key)? {
+                        Some(r) => out.push(r),
+                        None => {
+                            return Err(SqlError::Storage(format!(
+                                "index {} points at a missing row",
+                                contract.indexes[*ix].name
+                            )))
+                        }
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    fn limit_rows(&self, n: usize) -> Result<(), SqlError> {
+        if n > self.limits.result_rows.max(1) * 100 {
+            return Err(SqlError::Limit(format!(
+                "a query step holds more than {} rows",
+                self.limits.result_rows * 100
+            )));
+        }
+        Ok(())
+    }
+
+    /// The joined rows of FROM that pass WHERE.
+    fn joined_rows(
+        &mut self,
+        q: &Select,
+        outer: &Env<'_>,
+        vars: &[Value],
+    ) -> Result<Vec<Vec<Value>>, SqlError> {
+        let mut rows: Vec<Vec<Value>> = vec![vec![Value::Null; q.width]];
+        let last = q.from.len();
+        for (i, src) in q.from.iter().enumerate() {
+            let contract = self.contract;
+            let ncols = contract.tables[src.table].columns.len();
+            let mut next = Vec::new();
+            for partial in rows {
+                let candidates = {
+                    let env = Env { row: &partial, aggs: &[], outer: Some(outer) };
+                    self.fetch(src.table, &src.access, &env, vars)?
+                };
+                let mut matched = false;
+                for cand in candidates {
+                    let mut row = partial.clone();
+                    row[src.offset..src.offset + ncols].clone_from_slice(&cand);
+                    let env = Env { row: &row, aggs: &[], outer: Some(outer) };
+                    if let Some(on) = &src.on {
+                        if self.eval(on, &env, vars)?.truth()? != Some(true) {
+                            continue;
+                        }
+                    }
+                    matched = true;
+                    if i + 1 == last {
+                        if let Some(f) = &q.filter {
+                            if self.eval(f, &env, vars)?.truth()? != Some(true) {
+                                continue;
+                            }
+                        }
+                    }
+                    next.push(row);
+                }
+                if !matched && src.join == JoinKind::Left {
+                    let row = partial;
+                    let env = Env { row: &row, aggs: &[], outer: Some(outer) };
+                    let keep = match (&q.filter, i + 1 == last) {
+                        (Some(f), true) => self.eval(f, &env, vars)?.truth()? == Some(true),
+                        _ => true,
+                    };
+                    if keep {
+                        next.push(row);
+                    }
+                }
+                self.limit_rows(next.len())?;
+            }
+            rows = next;
+        }
+        if q.from.is_empty() {
+            if let Some(f) = &q.filter {
+                let env = Env { row: &rows[0], aggs: &[], outer: Some(outer) };
+                if self.eval(f, &env, vars)?.truth()? != Some(true) {
+                    rows.clear();
+                }
+            }
+        }
+        Ok(rows)
+    }
+
+    fn select(&mut self, q: &Select, outer: &Env<'_>, vars: &[Value]) -> Result<Vec<Vec<Value>>, SqlError> {
+        let rows = self.joined_rows(q, outer, vars)?;
+        // (output row, sort keys)
+        let mut out: Vec<(Vec<Value>, Vec<Value>)> = Vec::new();
+        let emit = |this: &mut Self,
+                    env: &Env<'_>,
+                    out: &mut Vec<(Vec<Value>, Vec<Value>)>|
+         -> Result<(), SqlError> {
+            let mut row = Vec::with_capacity(q.projection.len());
+            for e in &q.projection {
+                row.push(this.eval(e, env, vars)?);
+            }
+            let mut keys = Vec::with_capacity(q.order_by.len());
+            for (k, _) in &q.order_by {
+                keys.push(match k {
+                    OrderKey::Output(i) => row[*i].clone(),
+                    OrderKey::Expr(e) => this.eval(e, env, vars)?,
+                });
+            }
+            out.push((row, keys));
+            Ok(())
+        };
+        if q.grouped {
+            self.gas.charge(gas::SORT_ROW * rows.len() as u64)?;
+            // Groups in key order (as SQLite's sorter gives them), each with its first row.
+            let mut index: HashMap<Vec<Value>, usize> = HashMap::new();
+            let mut groups: Vec<(Vec<Value>, Vec<Value>, Vec<Acc>)> = Vec::new();
+            for row in rows {
+                let env = Env { row: &row, aggs: &[], outer: Some(outer) };
+                let mut key = Vec::with_capacity(q.group_by.len());
+                for g in &q.group_by {
+                    key.push(self.eval(g, &env, vars)?);
+                }
+                let gi = match index.get(&key) {
+                    Some(&i) => i,
+                    None => {
+                        index.insert(key.clone(), groups.len());
+                        groups.push((
+                            key,
+                            row.clone(),
+                            q.aggregates.iter().map(|_| Acc::default()).collect(),
+                        ));
+                        groups.len() - 1
+                    }
+                };
+                for (ai, a) in q.aggregates.iter().enumerate() {
+                    let v = match &a.arg {
+                        Some(e) => Some(self.eval(e, &env, vars)?),
+                        None => None,
+                    };
+                    groups[gi].2[ai].add(a.func, a.distinct, v)?;
+                }
+            }
+            if groups.is_empty() && q.group_by.is_empty() {
+                groups.push((
+                    Vec::new(),
+                    vec![Value::Null; q.width],
+                    q.aggregates.iter().map(|_| Acc::default()).collect(),
+                ));
+            }
+            groups.sort_by(|a, b| cmp_rows(&a.0, &b.0));
+            for (_, rep, accs) in groups {
+                let aggs: Vec<Value> =
+                    accs.into_iter().zip(&q.aggregates).map(|(acc, a)| acc.finish(a.func)).collect();
+                let env = Env { row: &rep, aggs: &aggs, outer: Some(outer) };
+                if let Some(h) = &q.having {
+                    if self.eval(h, &env, vars)?.truth()? != Some(true) {
+                        continue;
+                    }
+                }
+                emit(self, &env, &mut out)?;
+            }
+        } else {
+            for row in &rows {
+                let env = Env { row, aggs: &[], outer: Some(outer) };
+                emit(self, &env, &mut out)?;
+            }
+        }
+        if q.distinct {
+            let mut seen = std::collections::HashSet::new();
+            out.retain(|(r, _)| seen.insert(r.clone()));
+        }
+        if !q.order_by.is_empty() {
+            self.gas.charge(gas::SORT_ROW * out.len() as u64)?;
+            let dirs: Vec<bool> = q.order_by.iter().map(|(_, d)| *d).collect();
+            out.sort_by(|a, b| {
+                for (i, desc) in dirs.iter().enumerate() {
+                    let o = sort_cmp(&a.1[i], &b.1[i]);
+                    let o = if *desc { o.reverse() } else { o };
+                    if o != Ordering::Equal {
+                        return o;
+                    }
+                }
+                Ordering::Equal
+            });
+        }
+        let offset = match &q.offset {
+            Some(e) => self.count_arg(e, vars, "OFFSET")?,
+            None => 0,
+        };
+        let limit = match &q.limit {
+            Some(e) => self.count_arg(e, vars, "LIMIT")?,
+            None => usize::MAX,
+        };
+        let rows: Vec<Vec<Value>> = out.into_iter().skip(offset).take(limit).map(|(r, _)| r).collect();
+        if rows.len() > self.limits.result_rows {
+            return Err(SqlError::Limit(format!(
+                "the query returns more than {} rows (add a LIMIT)",
+                self.limits.result_rows
+            )));
+        }
+        Ok(rows)
+    }
+
+    fn count_arg(&mut self, e: &Expr, vars: &[Value], what: &str) -> Result<usize, SqlError> {
+        match self.eval(e, &EMPTY, vars)? {
+            Value::Int(i) if i >= 0 => Ok(i as usize),
+            Value::Null => Ok(usize::MAX),
+            Value::Int(_) => Ok(usize::MAX), // SQLite: a negative LIMIT means none
+            other => Err(SqlError::Runtime(format!("{what} must be an integer, not {}", other.type_name()))),
+        }
+    }
+
+    // ---- writes ----
+
+    /// Types, NOT NULL, CHECK and the row-size limit.
+    fn validate(&mut self, table: &Table, row: Vec<Value>) -> Result<Vec<Value>, SqlError> {
+        let mut out = Vec::with_capacity(row.len());
+        let mut size = 0;
+        for (v, col) in row.into_iter().zip(&table.columns) {
+            let v = v.coerce(col.ty, &format!("{}.{}", table.name, col.name))?;
+            if col.not_null && v.is_null() {
+                return Err(SqlError::Runtime(format!(
+                    "NULL in column {}.{} (NOT NULL)",
+                    table.name, col.name
+                )));
+            }
+            size += v.size();
+            out.push(v);
+        }
+        if size > self.limits.row_bytes {
+            return Err(SqlError::Limit(format!(
+                "a row of {} is {size} bytes, the limit is {}",
+                table.name, self.limits.row_bytes
+            )));
+        }
+        for (check, text) in &table.checks {
+            let env = Env { row: &out, aggs: &[], outer: None };
+            if self.eval(check, &env, &[])?.truth()? == Some(false) {
+                return Err(SqlError::Runtime(format!("CHECK ({text}) fails for a row of {}", table.name)));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The row (other than `except`) that already holds this row's values of unique index `ix`.
+    fn unique_holder(
+        &mut self,
+        ix: usize,
+        row: &[Value],
+        except: Option<&[u8]>,
+    ) -> Result<Option<Vec<u8>>, SqlError> {
+        let idx = &self.contract.indexes[ix];
+        if idx.columns.iter().any(|&c| row[c].is_null()) {
+            return Ok(None);
+        }
+        let mut prefix = self.index_prefix(ix);
+        for &c in &idx.columns {
+            encode_key(&mut prefix, &row[c]);
+        }
+        self.gas.charge(gas::SEEK)?;
+        for (k, _) in self.host.scan(&prefix)? {
+            let pk = k[prefix.len()..].to_vec();
+            if Some(pk.as_slice()) != except {
+                return Ok(Some(pk));
+            }
+        }
+        Ok(None)
+    }
+
+    fn write_row(&mut self, table_id: usize, pk: &[u8], row: &[Value]) -> Result<(), SqlError> {
+        let mut key = self.row_prefix(table_id);
+        key.extend_from_slice(pk);
+        let bytes = encode_row(row);
+        self.gas.charge(gas::ROW_WRITE + bytes.len() as u64 / gas::WRITE_BYTES_PER_GAS)?;
+        self.host.put(key, Some(bytes))
+    }
+
+    fn insert(&mut self, ins: &Insert, vars: &[Value]) -> Result<(), SqlError> {
+        let contract = self.contract;
+        let table = &contract.tables[ins.table];
+        let sources: Vec<Vec<Value>> = match &ins.source {
+            InsertSource::Values(rows) => {
+                let mut out = Vec::with_capacity(rows.len());
+                for r in rows {
+                    let mut vals = Vec::with_capacity(r.len());
+                    for e in r {
+                        vals.push(self.eval(e, &EMPTY, vars)?);
+                    }
+                    out.push(vals);
+                }
+                out
+            }
+            InsertSource::Query(q) => self.select(q, &EMPTY, vars)?,
+        };
+        for src in sources {
+            let mut row = vec![Value::Null; table.columns.len()];
+            let mut given = vec![false; table.columns.len()];
+            for (v, &c) in src.into_iter().zip(&ins.columns) {
+                row[c] = v;
+                given[c] = true;
+            }
+            for (c, col) in table.columns.iter().enumerate() {
+                if !given[c] {
+                    if let Some(d) = &col.default {
+                        row[c] = self.eval(d, &EMPTY, vars)?;
+                    }
+                }
+            }
+            let row = self.validate(table, row)?;
+            let pk = self.pk_bytes(table, &row);
+            let mut key = self.row_prefix(ins.table);
+            key.extend_from_slice(&pk);
+            // The conflicting row, if any: by primary key, then by each unique index.
+            let mut conflict: Option<(Vec<u8>, Option<usize>)> = None;
+            if self.read_row(&key)?.is_some() {
+                conflict = Some((pk.clone(), None));
+            } else {
+                for &ix in &table.indexes {
+                    if contract.indexes[ix].unique {
+                        if let Some(holder) = self.unique_holder(ix, &row, None)? {
+                            conflict = Some((holder, Some(ix)));
+                            break;
+                        }
+                    }
+                }
+            }
+            let Some((holder, arbiter)) = conflict else {
+                self.write_row(ins.table, &pk, &row)?;
+                for &ix in &table.indexes {
+                    let k = self.index_key(ix, &row, &pk);
+                    self.gas.charge(gas::INDEX_WRITE)?;
+                    self.host.put(k, Some(Vec::new()))?;
+                }
+                continue;
+            };
+            let handled = ins.on_conflict.as_ref().filter(|oc| oc.index == arbiter);
+            let Some(oc) = handled else {
+                return Err(SqlError::Runtime(match arbiter {
+                    None => format!("duplicate primary key in {}", table.name),
+                    Some(ix) => {
+                        format!("duplicate value for UNIQUE ({}) in {}", self.index_columns(ix), table.name)
+                    }
+                }));
+            };
+            match &oc.action {
+                ConflictAction::Nothing => {}
+                ConflictAction::Update { sets, filter } => {
+                    let mut hkey = self.row_prefix(ins.table);
+                    hkey.extend_from_slice(&holder);
+                    let old = self
+                        .read_row(&hkey)?
+                        .ok_or_else(|| SqlError::Storage("conflicting row vanished".into()))?;
+                    let mut both = old.clone();
+                    both.extend(row.iter().cloned());
+                    let env = Env { row: &both, aggs: &[], outer: None };
+                    if let Some(f) = filter {
+                        if self.eval(f, &env, vars)?.truth()? != Some(true) {
+                            continue;
+                        }
+                    }
+                    let mut new = old.clone();
+                    for (col, e) in sets {
+                        new[*col] = self.eval(e, &env, vars)?;
+                    }
+                    self.replace_row(table, ins.table, &old, new)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn index_columns(&self, ix: usize) -> String {
+        let idx = &self.contract.indexes[ix];
+        let t = &self.contract.tables[idx.table];
+        idx.columns.iter().map(|&c| t.columns[c].name.as_str()).collect::<Vec<_>>().join(", ")
+    }
+
+    /// Replaces `old` by `new` (same primary key): validation, uniqueness, index entries.
+    fn replace_row(
+        &mut self,
+        table: &Table,
+        table_id: usize,
+        old: &[Value],
+        new: Vec<Value>,
+    ) -> Result<(), SqlError> {
+        let new = self.validate(table, new)?;
+        let pk = self.pk_bytes(table, old);
+        for &ix in &table.indexes {
+            let cols = &self.contract.indexes[ix].columns;
+            if cols.iter().all(|&c| old[c] == new[c]) {
+                continue;
+            }
+            if self.contract.indexes[ix].unique && self.unique_holder(ix, &new, Some(&pk))?.is_some() {
+                return Err(SqlError::Runtime(format!(
+                    "duplicate value for UNIQUE ({}) in {}",
+                    self.index_columns(ix),
+                    table.name
+                )));
+            }
+            let (ok, nk) = (self.index_key(ix, old, &pk), self.index_key(ix, &new, &pk));
+            self.gas.charge(2 * gas::INDEX_WRITE)?;
+            self.host.put(ok, None)?;
+            self.host.put(nk, Some(Vec::new()))?;
+        }
+        self.write_row(table_id, &pk, &new)
+    }
+
+    fn delete_row(&mut self, table: &Table, old: &[Value]) -> Result<(), SqlError> {
+        let table_id = self.contract.tables.iter().position(|t| std::ptr::eq(t, table)).unwrap_or(0);
+        let pk = self.pk_bytes(table, old);
+        for &ix in &table.indexes {
+            let k = self.index_key(ix, old, &pk);
+            self.gas.charge(gas::INDEX_WRITE)?;
+            self.host.put(k, None)?;
+        }
+        let mut key = self.row_prefix(table_id);
+        key.extend_from_slice(&pk);
+        self.gas.charge(gas::ROW_WRITE)?;
+        self.host.put(key, None)
+    }
+
+    // ---- expressions ----
+
+    fn eval(&mut self, e: &Expr, env: &Env<'_>, vars: &[Value]) -> Result<Value, SqlError> {
+        self.gas.charge(gas::NODE)?;
+        Ok(match e {
+            Expr::Const(v) => v.clone(),
+            Expr::Col { up, slot } => env.col(*up, *slot)?.clone(),
+            Expr::Var(i) => vars.get(*i).cloned().unwrap_or(Value::Null),
+            Expr::Agg(i) => env.aggs.get(*i).cloned().unwrap_or(Value::Null),
+            Expr::Neg(x) => match self.eval(x, env, vars)? {
+                Value::Null => Value::Null,
+                v => arith(super::value::Arith::Sub, &Value::Int(0), &v)?,
+            },
+            Expr::Not(x) => match self.eval(x, env, vars)?.truth()? {
+                None => Value::Null,
+                Some(b) => Value::Bool(!b),
+            },
+            Expr::Arith(op, a, b) => {
+                let (a, b) = (self.eval(a, env, vars)?, self.eval(b, env, vars)?);
+                arith(*op, &a, &b)?
+            }
+            Expr::Cmp(op, a, b) => {
+                let (a, b) = (self.eval(a, env, vars)?, self.eval(b, env, vars)?);
+                cmp_values(*op, &a, &b)?
+            }
+            Expr::And(a, b) => {
+                let x = self.eval(a, env, vars)?.truth()?;
+                if x == Some(false) {
+                    return Ok(Value::Bool(false));
+                }
+                match (x, self.eval(b, env, vars)?.truth()?) {
+                    (_, Some(false)) => Value::Bool(false),
+                    (Some(true), Some(true)) => Value::Bool(true),
+                    _ => Value::Null,
+                }
+            }
+            Expr::Or(a, b) => {
+                let x = self.eval(a, env, vars)?.truth()?;
+                if x == Some(true) {
+                    return Ok(Value::Bool(true));
+                }
+                match (x, self.eval(b, env, vars)?.truth()?) {
+                    (_, Some(true)) => Value::Bool(true),
+                    (Some(false), Some(false)) => Value::Bool(false),
+                    _ => Value::Null,
+                }
+            }
+            Expr::Concat(a, b) => {
+                let (a, b) = (self.eval(a, env, vars)?, self.eval(b, env, vars)?);
+                if a.is_null() || b.is_null() {
+                    Value::Null
+                } else {
+                    Value::Text(format!("{}{}", text_of(&a)?, text_of(&b)?))
+                }
+            }
+            Expr::IsNull(x, negated) => Value::Bool(self.eval(x, env, vars)?.is_null() != *negated),
+            Expr::InList(x, list, negated) => {
+                let v = self.eval(x, env, vars)?;
+                let mut items = Vec::with_capacity(list.len());
+                for i in list {
+                    items.push(self.eval(i, env, vars)?);
+                }
+                in_values(&v, items.iter(), *negated)?
+            }
+            Expr::InQuery(x, q, negated) => {
+                let v = self.eval(x, env, vars)?;
+                let rows = self.select(q, env, vars)?;
+                in_values(&v, rows.iter().map(|r| &r[0]), *negated)?
+            }
+            Expr::Exists(q, negated) => {
+                let rows = self.select(q, env, vars)?;
+                Value::Bool(rows.is_empty() == *negated)
+            }
+            Expr::Subquery(q) => {
+                let rows = self.select(q, env, vars)?;
+                rows.into_iter().next().and_then(|r| r.into_iter().next()).unwrap_or(Value::Null)
+            }
+            Expr::Case { operand, whens, otherwise } => {
+                let base = match operand {
+                    Some(o) => Some(self.eval(o, env, vars)?),
+                    None => None,
+                };
+                for (w, then) in whens {
+                    let hit = match &base {
+                        Some(b) => {
+                            let w = self.eval(w, env, vars)?;
+                            cmp_values(Cmp::Eq, b, &w)?.truth()? == Some(true)
+                        }
+                        None => self.eval(w, env, vars)?.truth()? == Some(true),
+                    };
+                    if hit {
+                        return self.eval(then, env, vars);
+                    }
+                }
+                match otherwise {
+                    Some(o) => self.eval(o, env, vars)?,
+                    None => Value::Null,
+                }
+            }
+            Expr::Cast(x, ty) => cast(self.eval(x, env, vars)?, *ty)?,
+            Expr::Func(f, args) => self.builtin(*f, args, env, vars)?,
+        })
+    }
+
+    fn builtin(
+        &mut self,
+        f: Builtin,
+        args: &[Expr],
+        env: &Env<'_>,
+        vars: &[Value],
+    ) -> Result<Value, SqlError> {
+        match f {
+            Builtin::Sender => return Ok(Value::Text(self.ctx.sender.clone())),
+            Builtin::SelfAddress => return Ok(Value::Text(self.ctx.self_address.clone())),
+            Builtin::BlockHeight => return Ok(int_value(self.ctx.height as u128)),
+            Builtin::BlockTime => return Ok(int_value((self.ctx.time_ms / 1000) as u128)),
+            Builtin::TxHash => return Ok(Value::Text(self.ctx.tx_hash.clone())),
+            Builtin::CallValue => return Ok(int_value(self.ctx.value)),
+            Builtin::Coalesce => {
+                for a in args {
+                    let v = self.eval(a, env, vars)?;
+                    if !v.is_null() {
+                        return Ok(v);
+                    }
+                }
+                return Ok(Value::Null);
+            }
+            _ => {}
+        }
+        let mut v = Vec::with_capacity(args.len());
+        for a in args {
+            v.push(self.eval(a, env, vars)?);
+        }
+        if f == Builtin::Nullif {
+            return Ok(if cmp_values(Cmp::Eq, &v[0], &v[1])?.truth()? == Some(true) {
+                Value::Null
+            } else {
+                v[0].clone()
+            });
+        }
+        if v.iter().any(Value::is_null) {
+            return Ok(Value::Null);
+        }
+        Ok(match f {
+            Builtin::TransferNative => {
+                let to = text_arg(&v[0], "transfer_native recipient")?;
+                let amount = match &v[1] {
+                    Value::Int(i) if *i >= 0 => *i as u128,
+                    Value::Dec(d) if d.units >= 0 && d.scale == 0 => d.units as u128,
+                    other => {
+                        return Err(SqlError::Runtime(format!(
+                            "transfer_native amount must be a non-negative integer, not {other}"
+                        )))
+                    }
+                };
+                self.gas.charge(gas::ROW_WRITE * 2)?;
+                self.host.transfer_native(&to, amount)?;
+                Value::Bool(true)
+            }
+            Builtin::Length => match &v[0] {
+                Value::Bytes(b) => Value::Int(b.len() as i64),
+                other => Value::Int(text_of(other)?.chars().count() as i64),
+            },
+            Builtin::Lower => Value::Text(text_arg(&v[0], "lower")?.to_ascii_lowercase()),
+            Builtin::Upper => Value::Text(text_arg(&v[0], "upper")?.to_ascii_uppercase()),
+            Builtin::Trim => Value::Text(text_arg(&v[0], "trim")?.trim_matches(' ').to_string()),
+            Builtin::Ltrim => Value::Text(text_arg(&v[0], "ltrim")?.trim_start_matches(' ').to_string()),
+            Builtin::Rtrim => Value::Text(text_arg(&v[0], "rtrim")?.trim_end_matches(' ').to_string()),
+            Builtin::Replace => {
+                let (s, from, to) =
+                    (text_arg(&v[0], "replace")?, text_arg(&v[1], "replace")?, text_arg(&v[2], "replace")?);
+                self.gas.charge(s.len() as u64 / 16)?;
+                if from.is_empty() {
+                    Value::Text(s)
+                } else {
+                    Value::Text(s.replace(&from, &to))
+                }
+            }
+            Builtin::Instr => {
+                let (s, sub) = (text_arg(&v[0], "instr")?, text_arg(&v[1], "instr")?);
+                Value::Int(s.find(&sub).map_or(0, |i| s[..i].chars().count() as i64 + 1))
+            }
+            Builtin::Substr => {
+                let s: Vec<char> = text_arg(&v[0], "substr")?.chars().collect();
+                let start = int_arg(&v[1], "substr start")?;
+                let len = match v.get(2) {
+                    Some(l) => Some(int_arg(l, "substr length")?),
+                    None => None,
+                };
+                Value::Text(substr(&s, start, len)?)
+            }
+            Builtin::Abs => match &v[0] {
+                Value::Int(i) => Value::Int(
+                    i.checked_abs().ok_or_else(|| SqlError::Runtime("integer overflow in abs".into()))?,
+                ),
+                Value::Dec(d) => Value::Dec(Decimal { units: d.units.abs(), scale: d.scale }),
+                other => return Err(SqlError::Runtime(format!("abs of {}", other.type_name()))),
+            },
+            _ => Value::Null,
+        })
+    }
+}
+
+/// SQLite's substr on characters (1-based; a negative start counts from the end).
+fn substr(s: &[char], start: i64, len: Option<i64>) -> Result<String, SqlError> {
+    let n = s.len() as i64;
+    let mut p1 = start;
+    let mut p2 = len.unwrap_or(i64::MAX / 2);
+    if p2 < 0 {
+        return Err(SqlError::Runtime("substr length must not be negative".into()));
+    }
+    if p1 < 0 {
+        p1 += n;
+        if p1 < 0 {
+            p2 = (p2 + p1).max(0);
+            p1 = 0;
+        }
+    } else if p1 > 0 {
+        p1 -= 1;
+    } else if p2 > 0 {
+        p2 -= 1;
+    }
+    let from = p1.min(n) as usize;
+    let to = (p1.saturating_add(p2)).min(n).max(p1.min(n)) as usize;
+    Ok(s[from..to].iter().collect())
+}
+
+fn text_of(v: &Value) -> Result<String, SqlError> {
+    match v {
+        Value::Text(s) => Ok(s.clone()),
+        Value::Int(_) | Value::Dec(_) => Ok(v.to_string()),
+        Value::Bool(b) => Ok(if *b { "1" } else { "0" }.to_string()),
+        other => Err(SqlError::Runtime(format!("{} used as text", other.type_name()))),
+    }
+}
+
+fn text_arg(v: &Value, what: &str) -> Result<String, SqlError> {
+    match v {
+        Value::Text(s) => Ok(s.clone()),
+        other => Err(SqlError::Runtime(format!("{what} needs TEXT, not {}", other.type_name()))),
+    }
+}
+
+fn int_arg(v: &Value, what: &str) -> Result<i64, SqlError> {
+    match v {
+        Value::Int(i) => Ok(*i),
+        other => Err(SqlError::Runtime(format!("{what} needs INTEGER, not {}", other.type_name()))),
+    }
+}
+
+fn cmp_values(op: Cmp, a: &Value, b: &Value) -> Result<Value, SqlError> {
+    if a.is_null() || b.is_null() {
+        return Ok(Value::Null);
+    }
+    let o = compare(a, b)?;
+    Ok(Value::Bool(match op {
+        Cmp::Eq => o == Ordering::Equal,
+        Cmp::Ne => o != Ordering::Equal,
+        Cmp::Lt => o == Ordering::Less,
+        Cmp::Le => o != Ordering::Greater,
+        Cmp::Gt => o == Ordering::Greater,
+        Cmp::Ge => o != Ordering::Less,
+    }))
+}
+
+fn in_values<'v>(
+    v: &Value,
+    items: impl Iterator<Item = &'v Value>,
+    negated: bool,
+) -> Result<Value, SqlError> {
+    if v.is_null() {
+        return Ok(Value::Null);
+    }
+    let mut saw_null = false;
+    for i in items {
+        if i.is_null() {
+            saw_null = true;
+        } else if compare(v, i)? == Ordering::Equal {
+            return Ok(Value::Bool(!negated));
+        }
+    }
+    Ok(if saw_null { Value::Null } else { Value::Bool(negated) })
+}
+
+fn cmp_rows(a: &[Value], b: &[Value]) -> Ordering {
+    for (x, y) in a.iter().zip(b) {
+        let o = sort_cmp(x, y);
+        if o != Ordering::Equal {
+            return o;
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
+pub fn cast(v: Value, ty: Type) -> Result<Value, SqlError> {
+    let bad = |v: &Value| SqlError::Runtime(format!("cannot cast {} {v} to {ty}", v.type_name()));
+    Ok(match (ty, v) {
+        (_, Value::Null) => Value::Null,
+        (Type::Text, Value::Bytes(b)) => Value::Text(
+            String::from_utf8(b).map_err(|_| SqlError::Runtime("bytes are not UTF-8 text".into()))?,
+        ),
+        (Type::Text, Value::Bool(b)) => Value::Text(if b { "true" } else { "false" }.into()),
+        (Type::Text, v) => Value::Text(v.to_string()),
+        (Type::Int, Value::Text(s)) => {
+            let t = s.trim();
+            match t.parse::<i64>() {
+                Ok(i) => Value::Int(i),
+                Err(_) => match Decimal::parse(t) {
+                    Some(d) => cast(Value::Dec(d), Type::Int)?,
+                    None => return Err(bad(&Value::Text(s))),
+                },
+            }
+        }
+        (Type::Int, Value::Dec(d)) => {
+            // Toward zero, as SQLite does (PostgreSQL rounds).
+            let div = 10i128.pow(d.scale as u32);
+            Value::Int(
+                i64::try_from(d.units / div)
+                    .map_err(|_| SqlError::Runtime("integer overflow in CAST".into()))?,
+            )
+        }
+        (Type::Int, Value::Bool(b)) => Value::Int(b as i64),
+        (Type::Int, Value::Int(i)) => Value::Int(i),
+        (Type::Dec(p, s), Value::Text(t)) => match Decimal::parse(t.trim()) {
+            Some(d) => Value::Dec(d).coerce(Type::Dec(p, s), "CAST")?,
+            None => return Err(bad(&Value::Text(t))),
+        },
+        (Type::Dec(..), v @ (Value::Int(_) | Value::Dec(_))) => v.coerce(ty, "CAST")?,
+        (Type::Bool, Value::Text(t)) => match t.to_ascii_lowercase().as_str() {
+            "true" | "t" | "1" | "yes" => Value::Bool(true),
+            "false" | "f" | "0" | "no" => Value::Bool(false),
+            _ => return Err(bad(&Value::Text(t))),
+        },
+        (Type::Bool, Value::Int(i)) => Value::Bool(i != 0),
+        (Type::Bool, Value::Bool(b)) => Value::Bool(b),
+        (Type::Bytes, Value::Text(t)) => Value::Bytes(t.into_bytes()),
+        (Type::Bytes, Value::Bytes(b)) => Value::Bytes(b),
+        (_, v) => return Err(bad(&v)),
+    })
+}
+
+/// An aggregate's running state.
+#[derive(Default)]
+struct Acc {
+    count: i64,
+    value: Option<Value>,
+    seen: Option<std::collections::HashSet<Value>>,
+}
+
+impl Acc {
+    fn add(&mut self, func: AggFunc, distinct: bool, v: Option<Value>) -> Result<(), SqlError> {
+        let Some(v) = v else {
+            self.count += 1; // COUNT(*)
+            return Ok(());
+        };
+        if v.is_null() {
+            return Ok(());
+        }
+        if distinct && !self.seen.get_or_insert_with(Default::default).insert(v.clone()) {
+            return Ok(());
+        }
+        self.count += 1;
+        self.value = Some(match (func, self.value.take()) {
+            (_, None) => v,
+            (AggFunc::Count, Some(x)) => x,
+            (AggFunc::Sum, Some(x)) => arith(super::value::Arith::Add, &x, &v)?,
+            (AggFunc::Min, Some(x)) => {
+                if compare(&v, &x)? == Ordering::Less {
+                    v
+                } else {
+                    x
+                }
+            }
+            (AggFunc::Max, Some(x)) => {
+                if compare(&v, &x)? == Ordering::Greater {
+                    v
+                } else {
+                    x
+                }
+            }
+        });
+        Ok(())
+    }
+
+    fn finish(self, func: AggFunc) -> Value {
+        match func {
+            AggFunc::Count => Value::Int(self.count),
+            _ => self.value.unwrap_or(Value::Null),
+        }
+    }
+}

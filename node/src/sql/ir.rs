@@ -1,0 +1,344 @@
+//! The checked form of a contract: what [`super::check`] makes of the parsed script and what the
+//! engines run. Names are resolved to positions: tables and indexes to ids, columns to slots in the
+//! (joined) row, variables and parameters to slots in the call's frame.
+
+use super::value::{Arith, Type, Value};
+
+#[derive(Clone, Debug)]
+pub struct Contract {
+    pub tables: Vec<Table>,
+    pub indexes: Vec<Index>,
+    pub functions: Vec<Function>,
+}
+
+impl Contract {
+    pub fn function(&self, name: &str) -> Option<&Function> {
+        self.functions.iter().find(|f| f.name == name)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Table {
+    pub name: String,
+    pub columns: Vec<Column>,
+    /// Primary-key columns, in key order.
+    pub pk: Vec<usize>,
+    /// CHECK constraints: the predicate over the row, and its text for the error.
+    pub checks: Vec<(Expr, String)>,
+    /// Ids (into [`Contract::indexes`]) of this table's indexes, UNIQUE constraints included.
+    pub indexes: Vec<usize>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Column {
+    pub name: String,
+    pub ty: Type,
+    pub not_null: bool,
+    pub default: Option<Expr>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Index {
+    pub name: String,
+    pub table: usize,
+    pub columns: Vec<usize>,
+    pub unique: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Function {
+    pub name: String,
+    pub params: Vec<(String, Type)>,
+    pub returns: Returns,
+    /// The frame's types: parameters first, then declared variables.
+    pub vars: Vec<Type>,
+    pub body: Body,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Returns {
+    Void,
+    Scalar(Type),
+    /// `RETURNS TABLE (…)` / `SETOF`: a SQL function's rows.
+    Rows,
+}
+
+#[derive(Clone, Debug)]
+pub enum Body {
+    /// `LANGUAGE sql`: one query.
+    Query(Box<Select>),
+    /// A `BEGIN … END` block.
+    Block(Vec<Stmt>),
+}
+
+#[derive(Clone, Debug)]
+pub enum Stmt {
+    Assign(usize, Expr),
+    If {
+        branches: Vec<(Expr, Vec<Stmt>)>,
+        otherwise: Vec<Stmt>,
+    },
+    Return(Option<Expr>),
+    Raise(Expr),
+    Insert(Box<Insert>),
+    Update(Box<Update>),
+    Delete(Box<Delete>),
+    /// `SELECT … INTO vars`: the first row, or NULLs when there is none.
+    SelectInto(Box<Select>, Vec<usize>),
+    /// `PERFORM expr` / a bare function-call statement: evaluated for its effects.
+    Perform(Expr),
+}
+
+#[derive(Clone, Debug)]
+pub struct Insert {
+    pub table: usize,
+    /// For each position of a source row, the column it fills.
+    pub columns: Vec<usize>,
+    pub source: InsertSource,
+    pub on_conflict: Option<OnConflict>,
+}
+
+#[derive(Clone, Debug)]
+pub enum InsertSource {
+    Values(Vec<Vec<Expr>>),
+    Query(Box<Select>),
+}
+
+#[derive(Clone, Debug)]
+pub struct OnConflict {
+    /// The arbiter: `None` = the primary key, else a unique index id.
+    pub index: Option<usize>,
+    pub action: ConflictAction,
+}
+
+/// In `DO UPDATE`, expressions see the existing row at slots `0..n` and `excluded` at `n..2n`.
+#[derive(Clone, Debug)]
+pub enum ConflictAction {
+    Nothing,
+    Update { sets: Vec<(usize, Expr)>, filter: Option<Expr> },
+}
+
+#[derive(Clone, Debug)]
+pub struct Update {
+    pub table: usize,
+    pub sets: Vec<(usize, Expr)>,
+    pub filter: Option<Expr>,
+    pub access: Access,
+}
+
+#[derive(Clone, Debug)]
+pub struct Delete {
+    pub table: usize,
+    pub filter: Option<Expr>,
+    pub access: Access,
+}
+
+/// How rows of one table are found. The filter is always applied afterwards, so the access path
+/// only narrows the rows read, never changes the result.
+#[derive(Clone, Debug)]
+pub enum Access {
+    Scan,
+    /// The whole primary key is fixed: one lookup. Values in key order.
+    Point(Vec<Expr>),
+    /// Every column of an index is fixed by equality: one prefix scan of the index.
+    Index(usize, Vec<Expr>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JoinKind {
+    Inner,
+    Left,
+}
+
+#[derive(Clone, Debug)]
+pub struct Source {
+    pub table: usize,
+    /// First slot of this table's columns in the joined row.
+    pub offset: usize,
+    pub join: JoinKind,
+    pub on: Option<Expr>,
+    pub access: Access,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AggFunc {
+    Count,
+    Sum,
+    Min,
+    Max,
+}
+
+#[derive(Clone, Debug)]
+pub struct Aggregate {
+    pub func: AggFunc,
+    /// `None` for `COUNT(*)`.
+    pub arg: Option<Expr>,
+    pub distinct: bool,
+}
+
+#[derive(Clone, Debug)]
+pub enum OrderKey {
+    /// An output column (by alias or position).
+    Output(usize),
+    Expr(Expr),
+}
+
+#[derive(Clone, Debug)]
+pub struct Select {
+    pub from: Vec<Source>,
+    /// Width of the joined row.
+    pub width: usize,
+    pub filter: Option<Expr>,
+    pub group_by: Vec<Expr>,
+    pub aggregates: Vec<Aggregate>,
+    /// Grouped evaluation (GROUP BY or any aggregate).
+    pub grouped: bool,
+    pub having: Option<Expr>,
+    pub projection: Vec<Expr>,
+    pub columns: Vec<String>,
+    pub distinct: bool,
+    pub order_by: Vec<(OrderKey, bool)>,
+    pub limit: Option<Expr>,
+    pub offset: Option<Expr>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cmp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Builtin {
+    Sender,
+    SelfAddress,
+    BlockHeight,
+    BlockTime,
+    TxHash,
+    CallValue,
+    TransferNative,
+    Length,
+    Lower,
+    Upper,
+    Substr,
+    Trim,
+    Ltrim,
+    Rtrim,
+    Replace,
+    Instr,
+    Abs,
+    Coalesce,
+    Nullif,
+}
+
+#[derive(Clone, Debug)]
+pub enum Expr {
+    Const(Value),
+    /// A column: `up` enclosing queries out (0 = this one), `slot` in that query's joined row.
+    Col {
+        up: usize,
+        slot: usize,
+    },
+    Var(usize),
+    Neg(Box<Expr>),
+    Not(Box<Expr>),
+    Arith(Arith, Box<Expr>, Box<Expr>),
+    Cmp(Cmp, Box<Expr>, Box<Expr>),
+    And(Box<Expr>, Box<Expr>),
+    Or(Box<Expr>, Box<Expr>),
+    Concat(Box<Expr>, Box<Expr>),
+    IsNull(Box<Expr>, bool),
+    InList(Box<Expr>, Vec<Expr>, bool),
+    InQuery(Box<Expr>, Box<Select>, bool),
+    Exists(Box<Select>, bool),
+    Subquery(Box<Select>),
+    Case {
+        operand: Option<Box<Expr>>,
+        whens: Vec<(Expr, Expr)>,
+        otherwise: Option<Box<Expr>>,
+    },
+    Func(Builtin, Vec<Expr>),
+    /// An aggregate's value in grouped evaluation.
+    Agg(usize),
+    Cast(Box<Expr>, Type),
+}
+
+impl Expr {
+    /// Whether the expression reads a column of its own query at or above slot `from`.
+    pub fn reads_slots_from(&self, from: usize) -> bool {
+        let mut found = false;
+        self.walk(0, &mut |e, depth| {
+            if let Expr::Col { up, slot } = e {
+                if *up == depth && *slot >= from {
+                    found = true;
+                }
+            }
+        });
+        found
+    }
+
+    /// Visits every node, with how many subqueries deep it is.
+    pub fn walk(&self, depth: usize, f: &mut dyn FnMut(&Expr, usize)) {
+        f(self, depth);
+        match self {
+            Expr::Const(_) | Expr::Col { .. } | Expr::Var(_) | Expr::Agg(_) => {}
+            Expr::Neg(e) | Expr::Not(e) | Expr::IsNull(e, _) | Expr::Cast(e, _) => e.walk(depth, f),
+            Expr::Arith(_, a, b)
+            | Expr::Cmp(_, a, b)
+            | Expr::And(a, b)
+            | Expr::Or(a, b)
+            | Expr::Concat(a, b) => {
+                a.walk(depth, f);
+                b.walk(depth, f);
+            }
+            Expr::InList(e, list, _) => {
+                e.walk(depth, f);
+                list.iter().for_each(|x| x.walk(depth, f));
+            }
+            Expr::InQuery(e, q, _) => {
+                e.walk(depth, f);
+                q.walk(depth + 1, f);
+            }
+            Expr::Exists(q, _) | Expr::Subquery(q) => q.walk(depth + 1, f),
+            Expr::Case { operand, whens, otherwise } => {
+                operand.iter().for_each(|x| x.walk(depth, f));
+                for (w, t) in whens {
+                    w.walk(depth, f);
+                    t.walk(depth, f);
+                }
+                otherwise.iter().for_each(|x| x.walk(depth, f));
+            }
+            Expr::Func(_, args) => args.iter().for_each(|x| x.walk(depth, f)),
+        }
+    }
+}
+
+impl Select {
+    /// Visits every expression of the query (for analyses that look through subqueries).
+    pub fn walk(&self, depth: usize, f: &mut dyn FnMut(&Expr, usize)) {
+        let mut each = |e: &Expr| e.walk(depth, f);
+        for s in &self.from {
+            s.on.iter().for_each(&mut each);
+            match &s.access {
+                Access::Scan => {}
+                Access::Point(v) | Access::Index(_, v) => v.iter().for_each(&mut each),
+            }
+        }
+        self.filter.iter().for_each(&mut each);
+        self.group_by.iter().for_each(&mut each);
+        self.aggregates.iter().filter_map(|a| a.arg.as_ref()).for_each(&mut each);
+        self.having.iter().for_each(&mut each);
+        self.projection.iter().for_each(&mut each);
+        for (k, _) in &self.order_by {
+            if let OrderKey::Expr(e) = k {
+                each(e);
+            }
+        }
+        self.limit.iter().for_each(&mut each);
+        self.offset.iter().for_each(&mut each);
+    }
+}

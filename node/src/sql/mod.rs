@@ -1,0 +1,111 @@
+//! AergoSQL: contracts written as SQL tables and functions (design and language: `docs/aergosql.md`).
+//!
+//! ```text
+//!  script ─► parse (sqlparser, PostgreSQL dialect; function bodies: parse.rs)
+//!         ─► check (supported subset, names, limits, access paths) ─► ir::Contract
+//!         ─► interp::Engine over a Host (the contract's keys in the chain state, gas, chain context)
+//! ```
+//!
+//! A contract lives in the authenticated state under `sql/<address>/`: its script (`c`), its rows
+//! (`r<table><primary key>`) and index entries (`i<index><values><primary key>`), so the state root
+//! covers them and every height stays readable. The script is checked again when loaded (the check
+//! is deterministic; loaded contracts are cached by code hash).
+
+pub mod check;
+pub mod gas;
+pub mod interp;
+pub mod ir;
+pub mod parse;
+pub mod store;
+pub mod value;
+
+pub use gas::Gas;
+pub use interp::{CallCtx, Engine, Host, QueryResult};
+pub use value::{Type, Value};
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Why a contract could not be deployed, called or queried.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SqlError {
+    /// Refused at deploy (or query) time: where and why.
+    #[error("line {line}, column {column}: {message}")]
+    Compile { line: u64, column: u64, message: String },
+    /// A runtime error (overflow, type, constraint): the call's writes are reverted.
+    #[error("{0}")]
+    Runtime(String),
+    /// `RAISE EXCEPTION`: the call's writes are reverted.
+    #[error("{0}")]
+    Raised(String),
+    #[error("out of gas (limit {0})")]
+    OutOfGas(u64),
+    #[error("limit exceeded: {0}")]
+    Limit(String),
+    #[error("contract state: {0}")]
+    Storage(String),
+}
+
+/// Size limits; errors name the limit.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub script_bytes: usize,
+    pub tables: usize,
+    pub columns: usize,
+    pub indexes: usize,
+    pub functions: usize,
+    pub row_bytes: usize,
+    pub statements: usize,
+    pub depth: usize,
+    /// Rows a query may return (RPC and SELECT … INTO alike).
+    pub result_rows: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            script_bytes: 64 * 1024,
+            tables: 32,
+            columns: 64,
+            indexes: 64,
+            functions: 64,
+            row_bytes: 16 * 1024,
+            statements: 256,
+            depth: 32,
+            result_rows: 10_000,
+        }
+    }
+}
+
+/// Checks a script: the contract and its constructor statements.
+pub fn compile(sql: &str) -> Result<check::Checked, SqlError> {
+    check::Checker::new(&Limits::default()).check_script(sql)
+}
+
+/// Compiled contracts by code hash, so that a call does not check the script again.
+#[derive(Default)]
+pub struct ContractCache {
+    inner: Mutex<HashMap<[u8; 32], Arc<ir::Contract>>>,
+}
+
+impl ContractCache {
+    /// The compiled contract for `code` (a script that was checked at deploy).
+    pub fn get(&self, code: &str) -> Result<Arc<ir::Contract>, SqlError> {
+        let hash = *blake3::hash(code.as_bytes()).as_bytes();
+        if let Some(c) =
+            self.inner.lock().map_err(|_| SqlError::Storage("contract cache poisoned".into()))?.get(&hash)
+        {
+            return Ok(c.clone());
+        }
+        let contract = Arc::new(compile(code)?.contract);
+        let mut map = self.inner.lock().map_err(|_| SqlError::Storage("contract cache poisoned".into()))?;
+        if map.len() > 1024 {
+            map.clear();
+        }
+        map.insert(hash, contract.clone());
+        Ok(contract)
+    }
+}
+
+#[cfg(test)]
+mod tests;

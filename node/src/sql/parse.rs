@@ -1,0 +1,390 @@
+//! Parsing: the script with sqlparser's PostgreSQL dialect, and function bodies.
+//!
+//! sqlparser keeps a `CREATE FUNCTION` body as the dollar-quoted string it is. A `LANGUAGE sql` body
+//! is one query and goes back through sqlparser; a `BEGIN … END` block (the PL/pgSQL subset:
+//! DECLARE, assignment, IF/ELSIF/ELSE, RETURN, RAISE EXCEPTION, SQL statements) is split here into
+//! statements whose SQL parts — every expression and statement — are parsed by sqlparser from the
+//! body's own tokens. Token positions are moved to the script's coordinates first, so that every
+//! error names the line and column in the script as written.
+
+use super::SqlError;
+use sqlparser::ast::{DataType, Expr, Ident, Query, Statement};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::keywords::Keyword;
+use sqlparser::parser::{Parser, ParserError};
+use sqlparser::tokenizer::{Location, Span, Token, TokenWithSpan, Tokenizer};
+
+/// How deep sqlparser may recurse (nested expressions, subqueries): past this, a clear error
+/// instead of a deep stack.
+const PARSER_RECURSION_LIMIT: usize = 48;
+
+pub fn compile_error(at: Location, message: impl Into<String>) -> SqlError {
+    SqlError::Compile { line: at.line, column: at.column, message: message.into() }
+}
+
+/// sqlparser errors end with "at Line: L, Column: C" when they know where.
+fn parser_error(e: ParserError, fallback: Location) -> SqlError {
+    let text = match e {
+        ParserError::TokenizerError(m) | ParserError::ParserError(m) => m,
+        ParserError::RecursionLimitExceeded => {
+            return compile_error(fallback, "nesting too deep for the parser");
+        }
+    };
+    if let Some(i) = text.rfind(" at Line: ") {
+        let tail = &text[i + " at Line: ".len()..];
+        if let Some((l, c)) = tail.split_once(", Column: ") {
+            if let (Ok(line), Ok(column)) = (l.trim().parse(), c.trim().parse()) {
+                return SqlError::Compile { line, column, message: text[..i].to_string() };
+            }
+        }
+    }
+    compile_error(fallback, text)
+}
+
+/// The script's statements, each with where it starts (sqlparser's spans do not cover every
+/// statement kind, so starts are taken from the tokens: the first token after each `;`).
+pub fn parse_script(sql: &str) -> Result<Vec<(Statement, Location)>, SqlError> {
+    let dialect = PostgreSqlDialect {};
+    let start = Location { line: 1, column: 1 };
+    let statements = Parser::new(&dialect)
+        .with_recursion_limit(PARSER_RECURSION_LIMIT)
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_statements())
+        .map_err(|e| parser_error(e, start))?;
+    let tokens = Tokenizer::new(&dialect, sql)
+        .tokenize_with_location()
+        .map_err(|e| compile_error(e.location, e.message))?;
+    let mut starts = Vec::new();
+    let mut expect_start = true;
+    let mut depth = 0i32;
+    for t in &tokens {
+        match &t.token {
+            Token::Whitespace(_) => continue,
+            Token::SemiColon if depth == 0 => {
+                expect_start = true;
+                continue;
+            }
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            _ => {}
+        }
+        if expect_start {
+            starts.push(t.span.start);
+            expect_start = false;
+        }
+    }
+    Ok(statements
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| (s, starts.get(i).copied().unwrap_or(start)))
+        .collect())
+}
+
+/// A parsed function body.
+pub enum FnBody {
+    Query(Box<Query>),
+    Block(PlBlock),
+}
+
+pub struct PlBlock {
+    pub declares: Vec<(Ident, DataType, Option<Expr>)>,
+    pub body: Vec<PlStmt>,
+}
+
+pub enum PlStmt {
+    Assign { target: Ident, value: Expr },
+    If { branches: Vec<(Expr, Vec<PlStmt>)>, otherwise: Vec<PlStmt> },
+    Return { value: Option<Expr>, at: Location },
+    Raise { format: String, args: Vec<Expr>, at: Location },
+    Perform(Expr),
+    Sql(Box<Statement>, Location),
+}
+
+/// Parses a function body; `origin` is where its text starts in the script.
+pub fn parse_body(text: &str, origin: Location, depth_limit: usize) -> Result<FnBody, SqlError> {
+    let dialect = PostgreSqlDialect {};
+    let tokens = Tokenizer::new(&dialect, text).tokenize_with_location().map_err(|e| {
+        let at = shift(origin, e.location);
+        compile_error(at, e.message)
+    })?;
+    let tokens: Vec<TokenWithSpan> = tokens
+        .into_iter()
+        .filter(|t| !matches!(t.token, Token::Whitespace(_)))
+        .map(|t| TokenWithSpan {
+            token: t.token,
+            span: Span::new(shift(origin, t.span.start), shift(origin, t.span.end)),
+        })
+        .collect();
+    let mut c = Cursor { tokens, pos: 0, end_at: origin, depth_limit };
+    if c.is_word(Keyword::DECLARE) || c.is_word(Keyword::BEGIN) {
+        let block = c.block()?;
+        if !c.at_end() {
+            return Err(compile_error(c.here(), "text after the END of the function body"));
+        }
+        Ok(FnBody::Block(block))
+    } else {
+        let stmt = c.sql_statement()?;
+        if !c.at_end() {
+            return Err(compile_error(c.here(), "a SQL function body is one query"));
+        }
+        match stmt.0 {
+            Statement::Query(q) => Ok(FnBody::Query(q)),
+            _ => Err(compile_error(
+                stmt.1,
+                "a SQL function body must be a SELECT (use BEGIN … END for changes)",
+            )),
+        }
+    }
+}
+
+fn shift(origin: Location, at: Location) -> Location {
+    if at.line <= 1 {
+        Location { line: origin.line, column: origin.column + at.column.saturating_sub(1) }
+    } else {
+        Location { line: origin.line + at.line - 1, column: at.column }
+    }
+}
+
+struct Cursor {
+    tokens: Vec<TokenWithSpan>,
+    pos: usize,
+    end_at: Location,
+    depth_limit: usize,
+}
+
+impl Cursor {
+    fn at_end(&self) -> bool {
+        self.pos >= self.tokens.len()
+    }
+
+    fn here(&self) -> Location {
+        self.tokens.get(self.pos).map_or(self.end_at, |t| t.span.start)
+    }
+
+    fn peek(&self) -> Option<&Token> {
+        self.tokens.get(self.pos).map(|t| &t.token)
+    }
+
+    fn is_word(&self, kw: Keyword) -> bool {
+        matches!(self.peek(), Some(Token::Word(w)) if w.keyword == kw)
+    }
+
+    fn is_word_text(&self, text: &str) -> bool {
+        matches!(self.peek(), Some(Token::Word(w)) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(text))
+    }
+
+    fn expect_word(&mut self, kw: Keyword, what: &str) -> Result<(), SqlError> {
+        if self.is_word(kw) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(compile_error(self.here(), format!("expected {what}")))
+        }
+    }
+
+    fn expect_semicolon(&mut self) -> Result<(), SqlError> {
+        if self.peek() == Some(&Token::SemiColon) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(compile_error(self.here(), "expected ;"))
+        }
+    }
+
+    /// Tokens up to (not including) the first of `stop` at parenthesis depth 0.
+    fn take_until(&mut self, stop: &dyn Fn(&Token) -> bool) -> Vec<TokenWithSpan> {
+        let start = self.pos;
+        let mut depth = 0i32;
+        while let Some(t) = self.peek() {
+            if depth == 0 && stop(t) {
+                break;
+            }
+            match t {
+                Token::LParen => depth += 1,
+                Token::RParen => depth -= 1,
+                _ => {}
+            }
+            self.pos += 1;
+        }
+        self.tokens[start..self.pos].to_vec()
+    }
+
+    fn parse_with<T>(
+        &self,
+        tokens: Vec<TokenWithSpan>,
+        at: Location,
+        what: &str,
+        f: impl FnOnce(&mut Parser<'_>) -> Result<T, ParserError>,
+    ) -> Result<T, SqlError> {
+        if tokens.is_empty() {
+            return Err(compile_error(at, format!("expected {what}")));
+        }
+        let dialect = PostgreSqlDialect {};
+        let mut p = Parser::new(&dialect)
+            .with_recursion_limit(PARSER_RECURSION_LIMIT)
+            .with_tokens_with_locations(tokens);
+        let out = f(&mut p).map_err(|e| parser_error(e, at))?;
+        let rest = p.peek_token();
+        if rest.token != Token::EOF {
+            return Err(compile_error(rest.span.start, format!("unexpected {} after {what}", rest.token)));
+        }
+        Ok(out)
+    }
+
+    fn expr_until(&mut self, stop: &dyn Fn(&Token) -> bool, what: &str) -> Result<Expr, SqlError> {
+        let at = self.here();
+        let tokens = self.take_until(stop);
+        self.parse_with(tokens, at, what, |p| p.parse_expr())
+    }
+
+    fn sql_statement(&mut self) -> Result<(Statement, Location), SqlError> {
+        let at = self.here();
+        let tokens = self.take_until(&|t| *t == Token::SemiColon);
+        let stmt = self.parse_with(tokens, at, "a statement", |p| p.parse_statement())?;
+        if self.peek() == Some(&Token::SemiColon) {
+            self.pos += 1;
+        }
+        Ok((stmt, at))
+    }
+
+    fn block(&mut self) -> Result<PlBlock, SqlError> {
+        let mut declares = Vec::new();
+        if self.is_word(Keyword::DECLARE) {
+            self.pos += 1;
+            while !self.is_word(Keyword::BEGIN) {
+                let at = self.here();
+                let name = match self.tokens.get(self.pos).map(|t| t.token.clone()) {
+                    Some(Token::Word(w)) => {
+                        Ident { value: w.value, quote_style: w.quote_style, span: Span::new(at, at) }
+                    }
+                    _ => return Err(compile_error(at, "expected a variable name or BEGIN")),
+                };
+                self.pos += 1;
+                let ty_tokens = self.take_until(&|t| {
+                    matches!(t, Token::SemiColon | Token::Assignment)
+                        || matches!(t, Token::Word(w) if w.keyword == Keyword::DEFAULT)
+                });
+                let ty = self.parse_with(ty_tokens, at, "a type", |p| p.parse_data_type())?;
+                let init = if self.peek() == Some(&Token::SemiColon) {
+                    None
+                } else {
+                    self.pos += 1;
+                    Some(self.expr_until(&|t| *t == Token::SemiColon, "an initial value")?)
+                };
+                self.expect_semicolon()?;
+                declares.push((name, ty, init));
+            }
+        }
+        self.expect_word(Keyword::BEGIN, "BEGIN")?;
+        let body = self.statements(0)?;
+        self.expect_word(Keyword::END, "END")?;
+        if self.peek() == Some(&Token::SemiColon) {
+            self.pos += 1;
+        }
+        Ok(PlBlock { declares, body })
+    }
+
+    /// Statements up to END, ELSIF or ELSE.
+    fn statements(&mut self, depth: usize) -> Result<Vec<PlStmt>, SqlError> {
+        if depth > self.depth_limit {
+            return Err(compile_error(
+                self.here(),
+                format!("IF blocks nested deeper than {}", self.depth_limit),
+            ));
+        }
+        let mut out = Vec::new();
+        loop {
+            let at = self.here();
+            if self.at_end() {
+                return Err(compile_error(at, "expected END"));
+            }
+            if self.is_word(Keyword::END)
+                || self.is_word_text("ELSIF")
+                || self.is_word(Keyword::ELSE)
+                || self.is_word_text("ELSEIF")
+            {
+                return Ok(out);
+            }
+            if self.is_word(Keyword::IF) {
+                self.pos += 1;
+                let mut branches = Vec::new();
+                let mut otherwise = Vec::new();
+                loop {
+                    let cond = self.expr_until(
+                        &|t| matches!(t, Token::Word(w) if w.keyword == Keyword::THEN),
+                        "a condition",
+                    )?;
+                    self.expect_word(Keyword::THEN, "THEN")?;
+                    let stmts = self.statements(depth + 1)?;
+                    branches.push((cond, stmts));
+                    if self.is_word_text("ELSIF") || self.is_word_text("ELSEIF") {
+                        self.pos += 1;
+                        continue;
+                    }
+                    if self.is_word(Keyword::ELSE) {
+                        self.pos += 1;
+                        otherwise = self.statements(depth + 1)?;
+                    }
+                    break;
+                }
+                self.expect_word(Keyword::END, "END IF")?;
+                self.expect_word(Keyword::IF, "END IF")?;
+                self.expect_semicolon()?;
+                out.push(PlStmt::If { branches, otherwise });
+            } else if self.is_word(Keyword::RETURN) {
+                self.pos += 1;
+                let value = if self.peek() == Some(&Token::SemiColon) {
+                    None
+                } else {
+                    Some(self.expr_until(&|t| *t == Token::SemiColon, "a return value")?)
+                };
+                self.expect_semicolon()?;
+                out.push(PlStmt::Return { value, at });
+            } else if self.is_word(Keyword::RAISE) {
+                self.pos += 1;
+                self.expect_word(Keyword::EXCEPTION, "EXCEPTION (only RAISE EXCEPTION is supported)")?;
+                let format = match self.tokens.get(self.pos).map(|t| t.token.clone()) {
+                    Some(Token::SingleQuotedString(s)) => s,
+                    _ => {
+                        return Err(compile_error(
+                            self.here(),
+                            "RAISE EXCEPTION needs a message in single quotes",
+                        ))
+                    }
+                };
+                self.pos += 1;
+                let mut args = Vec::new();
+                while self.peek() == Some(&Token::Comma) {
+                    self.pos += 1;
+                    args.push(
+                        self.expr_until(
+                            &|t| matches!(t, Token::Comma | Token::SemiColon),
+                            "a RAISE argument",
+                        )?,
+                    );
+                }
+                self.expect_semicolon()?;
+                out.push(PlStmt::Raise { format, args, at });
+            } else if self.is_word_text("PERFORM") {
+                self.pos += 1;
+                let e = self.expr_until(&|t| *t == Token::SemiColon, "an expression")?;
+                self.expect_semicolon()?;
+                out.push(PlStmt::Perform(e));
+            } else if matches!(self.tokens.get(self.pos + 1).map(|t| &t.token), Some(Token::Assignment))
+                && matches!(self.peek(), Some(Token::Word(_)))
+            {
+                let Some(Token::Word(w)) = self.peek().cloned() else { unreachable!() };
+                self.pos += 2;
+                let value = self.expr_until(&|t| *t == Token::SemiColon, "a value")?;
+                self.expect_semicolon()?;
+                out.push(PlStmt::Assign {
+                    target: Ident { value: w.value, quote_style: w.quote_style, span: Span::new(at, at) },
+                    value,
+                });
+            } else {
+                let (stmt, at) = self.sql_statement()?;
+                out.push(PlStmt::Sql(Box::new(stmt), at));
+            }
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! Where a contract's data lives in the state, and an in-memory host for tests and benchmarks.
+//!
+//! Keys (all under [`SQL_PREFIX`], which the state store also keeps in key order for scans):
+//! - `sql/<address>/c` → the script;
+//! - `sql/<address>/r<table id><primary key>` → the row (borsh `Vec<Value>`);
+//! - `sql/<address>/i<index id><indexed values><primary key>` → empty.
+//!
+//! Key parts use [`super::value::encode_key`]: order-preserving and prefix-free, so a table's rows
+//! come back from a prefix scan in primary-key order and an index prefix is the rows with those values.
+
+use super::interp::{Entries, Host};
+use super::SqlError;
+use crate::types::Address;
+use std::collections::BTreeMap;
+
+pub const SQL_PREFIX: &[u8] = b"sql/";
+
+pub fn contract_prefix(contract: &Address) -> Vec<u8> {
+    let mut k = Vec::with_capacity(26);
+    k.extend_from_slice(SQL_PREFIX);
+    k.extend_from_slice(&contract.0);
+    k.push(b'/');
+    k
+}
+
+pub fn code_key(contract: &Address) -> Vec<u8> {
+    let mut k = contract_prefix(contract);
+    k.push(b'c');
+    k
+}
+
+/// The contract address of a deploy: from the deployer and its nonce, like an account address
+/// (20 bytes of a domain-separated blake3).
+pub fn contract_address(deployer: &Address, nonce: u64) -> Address {
+    let mut h = blake3::Hasher::new();
+    h.update(b"aergo/contract\0");
+    h.update(&deployer.0);
+    h.update(&nonce.to_le_bytes());
+    let mut a = [0u8; 20];
+    a.copy_from_slice(&h.finalize().as_bytes()[..20]);
+    Address(a)
+}
+
+/// A host over a map: for tests, benchmarks and the differential tests.
+#[derive(Default, Clone)]
+pub struct MemHost {
+    pub data: BTreeMap<Vec<u8>, Vec<u8>>,
+    pub transfers: Vec<(String, u128)>,
+}
+
+impl Host for MemHost {
+    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, SqlError> {
+        Ok(self.data.get(key).cloned())
+    }
+
+    fn put(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) -> Result<(), SqlError> {
+        match value {
+            Some(v) => self.data.insert(key, v),
+            None => self.data.remove(&key),
+        };
+        Ok(())
+    }
+
+    fn scan(&mut self, prefix: &[u8]) -> Result<Entries, SqlError> {
+        Ok(self
+            .data
+            .range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn transfer_native(&mut self, to: &str, amount: u128) -> Result<(), SqlError> {
+        self.transfers.push((to.to_string(), amount));
+        Ok(())
+    }
+}
+
+/// Writes held back until the call succeeds: a failed call drops them (and its native transfers).
+pub struct Buffered<'h, H: Host> {
+    pub base: &'h mut H,
+    pub writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    pub transfers: Vec<(String, u128)>,
+}
+
+impl<'h, H: Host> Buffered<'h, H> {
+    pub fn new(base: &'h mut H) -> Self {
+        Buffered { base, writes: BTreeMap::new(), transfers: Vec::new() }
+    }
+
+    /// Applies the buffered writes and transfers to the base.
+    pub fn commit(self) -> Result<(), SqlError> {
+        for (k, v) in self.writes {
+            self.base.put(k, v)?;
+        }
+        for (to, amount) in self.transfers {
+            self.base.transfer_native(&to, amount)?;
+        }
+        Ok(())
+    }
+}
+
+impl<H: Host> Host for Buffered<'_, H> {
+    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, SqlError> {
+        match self.writes.get(key) {
+            Some(v) => Ok(v.clone()),
+            None => self.base.get(key),
+        }
+    }
+
+    fn put(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) -> Result<(), SqlError> {
+        self.writes.insert(key, value);
+        Ok(())
+    }
+
+    fn scan(&mut self, prefix: &[u8]) -> Result<Entries, SqlError> {
+        let base = self.base.scan(prefix)?;
+        let mine: Vec<(&Vec<u8>, &Option<Vec<u8>>)> =
+            self.writes.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)).collect();
+        if mine.is_empty() {
+            return Ok(base);
+        }
+        Ok(merge(base, mine.into_iter().map(|(k, v)| (k.clone(), v.clone()))))
+    }
+
+    fn transfer_native(&mut self, to: &str, amount: u128) -> Result<(), SqlError> {
+        self.transfers.push((to.to_string(), amount));
+        Ok(())
+    }
+}
+
+/// Merges a sorted base listing with sorted overrides (`None` = deleted).
+pub fn merge(base: Entries, overrides: impl IntoIterator<Item = (Vec<u8>, Option<Vec<u8>>)>) -> Entries {
+    let mut out = Vec::with_capacity(base.len());
+    let mut base = base.into_iter().peekable();
+    for (k, v) in overrides {
+        while let Some((bk, _)) = base.peek() {
+            if *bk < k {
+                out.extend(base.next());
+            } else {
+                break;
+            }
+        }
+        if base.peek().is_some_and(|(bk, _)| *bk == k) {
+            base.next();
+        }
+        if let Some(v) = v {
+            out.push((k, v));
+        }
+    }
+    out.extend(base);
+    out
+}
