@@ -181,6 +181,12 @@ pub struct TxView {
     pub block_height: Option<u64>,
     pub block_hash: Option<Hash>,
     pub index: Option<u32>,
+    /// Deploy: the new contract's address; call: the contract called.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub contract: Option<Address>,
+    /// Call: the function called.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub function: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -195,6 +201,31 @@ pub struct ReceiptView {
     pub fee: u128,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub error: Option<String>,
+    /// What a contract function returned.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub result: Option<QueryView>,
+}
+
+/// Rows from a contract: `{"columns": [...], "rows": [[...]]}`; values as in [`crate::sql::json`].
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct QueryView {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<serde_json::Value>>,
+}
+
+/// `query`: a read-only SELECT (`sql`) or a function call (`function`, `args`) on a contract at a
+/// height (default: the head). A function that changes rows runs, but its changes are discarded.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct QueryRequest {
+    pub contract: Address,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub sql: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub function: Option<String>,
+    #[serde(default)]
+    pub args: Vec<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub height: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -366,6 +397,12 @@ pub trait AergoApi {
 
     #[method(name = "get_receipt")]
     async fn get_receipt(&self, hash: String) -> RpcResult<Option<ReceiptView>>;
+
+    /// Reads a contract at a height: a SELECT over its tables, or one of its functions.
+    /// Errors: unknown contract or bad SQL → invalid params (with line and column); a height above
+    /// the head → [`codes::HEIGHT_UNAVAILABLE`].
+    #[method(name = "query")]
+    async fn query(&self, request: QueryRequest) -> RpcResult<QueryView>;
 
     /// A block by height or hash (the head when both are absent).
     #[method(name = "get_block")]

@@ -5,15 +5,15 @@
 
 use crate::api::{
     codes, AccountView, AergoApiServer, BlockTxs, BlockView, CandidateView, ChainInfo, HeaderView, NodeInfo,
-    NodeMetrics, PeerView, ProducersView, ReceiptView, RpcResult, SendTxOutcome, SendTxResult, StageMetrics,
-    StakeView, TxRejection, TxView,
+    NodeMetrics, PeerView, ProducersView, QueryRequest, QueryView, ReceiptView, RpcResult, SendTxOutcome,
+    SendTxResult, StageMetrics, StakeView, TxRejection, TxView,
 };
 use crate::chain::read_block;
 use crate::config::RpcConfig;
 use crate::mempool::AdmitError;
 use crate::net::NetCommand;
 use crate::node::Shared;
-use crate::types::{Address, Block, Hash, ReceiptStatus, Transaction, MAX_TX_BYTES};
+use crate::types::{Address, Block, Hash, Payload, ReceiptStatus, Transaction, MAX_TX_BYTES};
 use jsonrpsee::core::{async_trait, SubscriptionResult};
 use jsonrpsee::server::{BatchRequestConfig, Server, ServerConfig, ServerHandle};
 use jsonrpsee::types::ErrorObjectOwned;
@@ -45,6 +45,13 @@ fn parse_hash(text: &str) -> RpcResult<Hash> {
     Hash::from_hex(text).map_err(invalid_params)
 }
 
+pub fn query_view(columns: Vec<String>, rows: &[Vec<crate::sql::Value>]) -> QueryView {
+    QueryView {
+        columns,
+        rows: rows.iter().map(|r| r.iter().map(crate::sql::json::to_json).collect()).collect(),
+    }
+}
+
 pub fn tx_view(tx: &Transaction, location: Option<(u64, Hash, u32)>) -> TxView {
     TxView {
         hash: tx.hash(),
@@ -59,6 +66,15 @@ pub fn tx_view(tx: &Transaction, location: Option<(u64, Hash, u32)>) -> TxView {
         block_height: location.map(|l| l.0),
         block_hash: location.map(|l| l.1),
         index: location.map(|l| l.2),
+        contract: match &tx.body.payload {
+            Payload::Deploy { .. } => Some(crate::sql::store::contract_address(&tx.sender(), tx.body.nonce)),
+            Payload::Call { contract, .. } => Some(*contract),
+            _ => None,
+        },
+        function: match &tx.body.payload {
+            Payload::Call { function, .. } => Some(function.clone()),
+            _ => None,
+        },
     }
 }
 
@@ -362,9 +378,10 @@ impl AergoApiServer for RpcHandler {
     async fn get_receipt(&self, hash: String) -> RpcResult<Option<ReceiptView>> {
         let hash = parse_hash(&hash)?;
         let Some(loc) = self.shared.store.tx_location(&hash).map_err(internal)? else { return Ok(None) };
-        let (status, error) = match loc.receipt.status {
-            ReceiptStatus::Success => ("success", None),
-            ReceiptStatus::Failed(reason) => ("failed", Some(reason)),
+        let (status, error, result) = match loc.receipt.status {
+            ReceiptStatus::Success => ("success", None, None),
+            ReceiptStatus::Failed(reason) => ("failed", Some(reason), None),
+            ReceiptStatus::Returned(r) => ("success", None, Some(query_view(r.columns, &r.rows))),
         };
         Ok(Some(ReceiptView {
             tx_hash: hash,
@@ -374,7 +391,43 @@ impl AergoApiServer for RpcHandler {
             index: loc.index,
             fee: loc.receipt.fee,
             error,
+            result,
         }))
+    }
+
+    async fn query(&self, request: QueryRequest) -> RpcResult<QueryView> {
+        let head = self.shared.head().height;
+        let at = request.height.unwrap_or(head);
+        if at > head {
+            return Err(ErrorObjectOwned::owned(
+                codes::HEIGHT_UNAVAILABLE,
+                format!("height {at} is above the chain head {head}"),
+                None::<()>,
+            ));
+        }
+        let args = request
+            .args
+            .iter()
+            .map(crate::sql::json::from_json)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(invalid_params)?;
+        let shared = self.shared.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            use crate::sql::query::{run, Request};
+            let req = match (&request.sql, &request.function) {
+                (Some(sql), None) => Request::Sql(sql),
+                (None, Some(f)) => Request::Function(f, args),
+                _ => return Err(crate::sql::SqlError::Runtime("give either sql or function".into())),
+            };
+            run(&shared.store, &request.contract, at, req)
+        })
+        .await
+        .map_err(internal)?;
+        match result {
+            Ok(r) => Ok(query_view(r.columns, &r.rows)),
+            Err(crate::sql::SqlError::Storage(e)) => Err(internal(e)),
+            Err(e) => Err(invalid_params(e.to_string())),
+        }
     }
 
     async fn get_block(

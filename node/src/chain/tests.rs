@@ -1,6 +1,6 @@
 use super::*;
 use crate::genesis::{ConsensusParams, GenesisBalance, GenesisProducer};
-use crate::types::{Payload, TxBody};
+use crate::types::{Payload, ReceiptStatus, TxBody};
 
 fn genesis(bp: &Keypair, rich: &Keypair) -> Genesis {
     Genesis {
@@ -182,4 +182,91 @@ fn blocks_outside_their_producers_slot_are_refused() {
     let r = rogue.produce(&Keypair::from_seed("rogue"), vec![], 2_000).unwrap();
     let err = follower.import((*r.block).clone()).unwrap_err().to_string();
     assert!(err.contains("belongs to producer"), "{err}");
+}
+
+fn contract_tx(key: &Keypair, nonce: u64, fee: u128, amount: u128, payload: Payload) -> Transaction {
+    key.sign_tx(TxBody {
+        version: ENCODING_VERSION,
+        chain_id: "test".into(),
+        nonce,
+        sender: key.public(),
+        recipient: Address([0; 20]),
+        amount,
+        fee,
+        payload,
+    })
+}
+
+fn token_call(key: &Keypair, nonce: u64, contract: Address, to: &Keypair, n: i64) -> Transaction {
+    use crate::sql::Value;
+    let args = vec![Value::Text(to.address().to_string()), Value::Int(n)];
+    contract_tx(key, nonce, 100_000, 0, Payload::Call { contract, function: "transfer".into(), args })
+}
+
+fn balance_at(store: &StateStore, contract: &Address, who: &Keypair, height: u64) -> crate::sql::Value {
+    use crate::sql::query::{run, Request};
+    let sql = format!("SELECT amount FROM balances WHERE owner = '{}'", who.address());
+    let r = run(store, contract, height, Request::Sql(&sql)).unwrap();
+    r.rows.first().map(|row| row[0].clone()).unwrap_or(crate::sql::Value::Null)
+}
+
+#[test]
+fn contracts_deploy_call_revert_query_old_heights_roll_back_and_replay() {
+    use crate::sql::{store::contract_address, Value};
+    let dir = tempfile::tempdir().unwrap();
+    let (bp, alice, bob) = (Keypair::from_seed("bp"), Keypair::from_seed("alice"), Keypair::from_seed("bob"));
+    let g = genesis(&bp, &alice);
+    let (mut chain, _) = Chain::open(dir.path(), &g, LogOptions::default()).unwrap();
+    let token = crate::sql::tests::TOKEN.to_string();
+    let addr = contract_address(&alice.address(), 0);
+    let b1 = chain
+        .produce(&bp, vec![contract_tx(&alice, 0, 900_000, 10, Payload::Deploy { sql: token })], 2_000)
+        .unwrap();
+    let r = &b1.receipts[0];
+    assert_eq!(r.status, ReceiptStatus::Success, "{r:?}");
+    assert!(r.fee > 1_000 && r.fee < 900_000, "deploy pays the gas it used: {}", r.fee);
+    let store = chain.store();
+    assert_eq!(store.account(&addr).unwrap().balance, 10, "the amount went to the contract");
+    assert_eq!(store.account(&alice.address()).unwrap().balance, 1_000_000 - 10 - r.fee);
+    let b2 = chain
+        .produce(
+            &bp,
+            vec![
+                token_call(&alice, 1, addr, &bob, 300),
+                token_call(&bob, 0, addr, &alice, 1), // bob has no coins to pay a fee: left out
+                token_call(&alice, 2, addr, &bob, 2_000_000), // fails: CHECK (amount >= 0)
+            ],
+            3_000,
+        )
+        .unwrap();
+    assert_eq!(b2.block.transactions.len(), 2);
+    assert_eq!(b2.receipts[0].status, ReceiptStatus::Success);
+    let ReceiptStatus::Failed(why) = &b2.receipts[1].status else { panic!("{:?}", b2.receipts[1]) };
+    assert!(why.contains("CHECK"), "{why}");
+    assert!(b2.receipts[1].fee > 0, "a failed call pays for its gas");
+    assert_eq!(balance_at(&store, &addr, &bob, 2), Value::Int(300));
+    assert_eq!(balance_at(&store, &addr, &alice, 2), Value::Int(999_700));
+    assert_eq!(balance_at(&store, &addr, &bob, 1), Value::Null, "height 1 had no row for bob");
+    assert_eq!(balance_at(&store, &addr, &alice, 1), Value::Int(1_000_000));
+    // A function query returns a scalar; a scan lists rows in key order.
+    let r = crate::sql::query::run(&store, &addr, 2, crate::sql::query::Request::Function("holders", vec![]))
+        .unwrap();
+    assert_eq!(r.rows.len(), 2);
+    // Another node importing the blocks gets the same state.
+    let dir2 = tempfile::tempdir().unwrap();
+    let (mut follower, _) = Chain::open(dir2.path(), &g, LogOptions::default()).unwrap();
+    follower.import((*b1.block).clone()).unwrap();
+    let f2 = follower.import((*b2.block).clone()).unwrap();
+    assert_eq!(f2.block.header.state_root, b2.block.header.state_root);
+    assert_eq!(balance_at(&follower.store(), &addr, &bob, 2), Value::Int(300));
+    // Rolled back, bob's row is gone at the head; a different block follows.
+    chain.rollback_to(1).unwrap();
+    assert_eq!(balance_at(&store, &addr, &bob, 1), Value::Null);
+    let c2 = chain.produce(&bp, vec![token_call(&alice, 1, addr, &bob, 5)], 4_000).unwrap();
+    assert_eq!(c2.receipts[0].status, ReceiptStatus::Success);
+    assert_eq!(balance_at(&store, &addr, &bob, 2), Value::Int(5));
+    drop((chain, store));
+    let (chain, _) = Chain::open(dir.path(), &g, LogOptions::default()).unwrap();
+    assert_eq!(balance_at(&chain.store(), &addr, &bob, 2), Value::Int(5));
+    assert_eq!(balance_at(&chain.store(), &addr, &alice, 2), Value::Int(999_995));
 }

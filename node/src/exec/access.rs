@@ -38,7 +38,9 @@ pub fn declared(tx: &Transaction) -> AccessSet {
         | Payload::Unstake
         | Payload::Vote { .. }
         | Payload::RegisterBp { .. }
-        | Payload::ReportEquivocation(_) => {}
+        | Payload::ReportEquivocation(_)
+        | Payload::Deploy { .. }
+        | Payload::Call { .. } => {}
     }
     AccessSet { accounts }
 }

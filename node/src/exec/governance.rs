@@ -101,7 +101,7 @@ pub fn apply<A: Accounts>(
     use crate::types::Payload;
     let from = tx.sender();
     match &tx.body.payload {
-        Payload::Transfer => Ok(Ok(())),
+        Payload::Transfer | Payload::Deploy { .. } | Payload::Call { .. } => Ok(Ok(())),
         Payload::Stake => {
             let amount = tx.body.amount;
             if amount == 0 {

@@ -18,11 +18,12 @@
 
 pub mod access;
 pub mod affinity;
+pub mod contract;
 pub mod dtt;
 pub mod governance;
 pub mod parallel;
 
-use crate::storage::state::{account_key, HEAD_KEY};
+use crate::storage::state::{account_key, Entries, HEAD_KEY};
 use crate::storage::{StateError, StateStore};
 use crate::types::{Account, Address, Amount, Hash, Receipt, ReceiptStatus, Transaction};
 use std::collections::{BTreeMap, HashMap};
@@ -30,8 +31,12 @@ use std::collections::{BTreeMap, HashMap};
 /// Reads state as of the parent block. Shared by worker threads, hence `Sync`.
 pub trait StateView: Sync {
     fn account(&self, address: &Address) -> Result<Account, StateError>;
-    /// Any other state key (staking and voting records).
+    /// Any other state key (staking and voting records, contract rows).
     fn raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError>;
+    /// Every contract key under `prefix`, in key order (see [`StateStore::scan_at`]).
+    fn scan(&self, _prefix: &[u8]) -> Result<Entries, StateError> {
+        Err(StateError::Tree("this state view cannot list contract keys".into()))
+    }
 }
 
 impl StateView for StateStore {
@@ -42,6 +47,11 @@ impl StateView for StateStore {
     fn raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
         let head = self.head()?.map_or(0, |h| h.height);
         self.get_at(key, head)
+    }
+
+    fn scan(&self, prefix: &[u8]) -> Result<Entries, StateError> {
+        let head = self.head()?.map_or(0, |h| h.height);
+        self.scan_at(prefix, head)
     }
 }
 
@@ -114,6 +124,10 @@ pub trait Accounts {
     fn set_raw(&mut self, _key: Vec<u8>, _value: Option<Vec<u8>>) -> Result<(), ExecError> {
         Err(ExecError::Undeclared(Address([0; 20])))
     }
+    /// Contract keys under `prefix` in key order, with this block's writes so far.
+    fn scan_raw(&mut self, _prefix: &[u8]) -> Result<Entries, ExecError> {
+        Err(ExecError::Undeclared(Address([0; 20])))
+    }
 }
 
 /// Records the system-key writes a transaction makes through an [`Accounts`].
@@ -135,6 +149,9 @@ impl<A: Accounts> Accounts for Recording<'_, A> {
     fn set_raw(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) -> Result<(), ExecError> {
         self.raw.push((key.clone(), value.clone()));
         self.inner.set_raw(key, value)
+    }
+    fn scan_raw(&mut self, prefix: &[u8]) -> Result<Entries, ExecError> {
+        self.inner.scan_raw(prefix)
     }
 }
 
@@ -174,9 +191,20 @@ pub fn apply_tx<A: Accounts>(
     }
     sender.balance -= tx.body.fee;
     sender.nonce += 1;
+    let mut fee = tx.body.fee;
     let mut writes = Vec::with_capacity(2);
     let mut system = Vec::new();
     let status = match tx.body.payload {
+        _ if tx.body.payload.is_contract() => {
+            let mut rec = Recording { inner: acc, raw: Vec::new() };
+            let applied = contract::apply(tx, ctx, &mut sender, &mut rec)?;
+            system = rec.raw;
+            // The fee is the gas limit: the sender pays the gas used and gets the rest back.
+            fee = (applied.gas_used as Amount).min(tx.body.fee);
+            sender.balance = sender.balance.saturating_add(tx.body.fee - fee);
+            writes.extend(applied.accounts);
+            applied.status
+        }
         _ if tx.body.payload.is_governance() => {
             let rules = governance::Rules {
                 chain_id: &ctx.chain_id,
@@ -218,23 +246,20 @@ pub fn apply_tx<A: Accounts>(
     };
     acc.set(from, sender)?;
     writes.push((from, sender));
-    Ok(TxOutcome::Applied {
-        receipt: Receipt { tx_hash: tx.hash(), status, fee: tx.body.fee },
-        writes,
-        system,
-    })
+    Ok(TxOutcome::Applied { receipt: Receipt { tx_hash: tx.hash(), status, fee }, writes, system })
 }
 
 /// Account cache over a [`StateView`] holding a block's writes so far.
 pub(crate) struct Overlay<'a, V: StateView> {
     view: &'a V,
     accounts: HashMap<Address, Account>,
-    raw: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Other keys read or written so far; ordered, so that contract scans can merge them.
+    raw: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
 }
 
 impl<'a, V: StateView> Overlay<'a, V> {
     pub(crate) fn new(view: &'a V) -> Self {
-        Overlay { view, accounts: HashMap::new(), raw: HashMap::new() }
+        Overlay { view, accounts: HashMap::new(), raw: BTreeMap::new() }
     }
 
     pub(crate) fn apply_writes(
@@ -278,6 +303,12 @@ impl<V: StateView> Accounts for Overlay<'_, V> {
     fn set_raw(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) -> Result<(), ExecError> {
         self.raw.insert(key, value);
         Ok(())
+    }
+
+    fn scan_raw(&mut self, prefix: &[u8]) -> Result<Entries, ExecError> {
+        let base = self.view.scan(prefix)?;
+        let mine = self.raw.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix));
+        Ok(crate::sql::store::merge(base, mine.map(|(k, v)| (k.clone(), v.clone()))))
     }
 }
 

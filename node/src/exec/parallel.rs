@@ -172,7 +172,7 @@ impl ParallelExecutor {
     ) -> Result<(ExecOutput, ExecStats), ExecError> {
         let n = txs.len();
         // Staking and voting write system keys the workers do not serve: such blocks (rare) run in order.
-        let governance = txs.iter().any(|t| t.body.payload.is_governance());
+        let governance = txs.iter().any(|t| t.body.payload.touches_shared_state());
         if self.threads <= 1 || n < self.min_txs.max(2) || governance {
             let stats = ExecStats { threads: 1, critical_path: n, reexecuted: 0 };
             return execute_block(view, ctx, txs, mode).map(|out| (out, stats));

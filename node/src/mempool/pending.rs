@@ -8,8 +8,9 @@
 //! rebuilt from the pool, in pool order, at the next admission.
 
 use crate::exec::{apply_tx, Accounts, BlockContext, ExecError, StateView, TxOutcome};
+use crate::storage::state::Entries;
 use crate::types::{Account, Address, ReceiptStatus, Transaction};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// What executing a transaction on the pending state said.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,7 +25,7 @@ pub enum Speculative {
 #[derive(Default)]
 pub struct PendingState {
     accounts: HashMap<Address, Account>,
-    raw: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    raw: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     /// Rebuild before the next use.
     pub stale: bool,
 }
@@ -58,6 +59,12 @@ impl<V: StateView> Accounts for View<'_, V> {
         self.pending.raw.insert(key, value);
         Ok(())
     }
+
+    fn scan_raw(&mut self, prefix: &[u8]) -> Result<Entries, ExecError> {
+        let base = self.view.scan(prefix)?;
+        let mine = self.pending.raw.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix));
+        Ok(crate::sql::store::merge(base, mine.map(|(k, v)| (k.clone(), v.clone()))))
+    }
 }
 
 impl PendingState {
@@ -66,7 +73,7 @@ impl PendingState {
         let mut v = View { pending: self, view };
         match apply_tx(tx, ctx, &mut v) {
             Ok(TxOutcome::Applied { receipt, .. }) => match receipt.status {
-                ReceiptStatus::Success => Speculative::Success,
+                ReceiptStatus::Success | ReceiptStatus::Returned(_) => Speculative::Success,
                 ReceiptStatus::Failed(reason) => Speculative::Failed(reason),
             },
             Ok(TxOutcome::Invalid(reason)) => Speculative::Queued(reason),

@@ -141,6 +141,35 @@ impl<'l> Checker<'l> {
         Checker { limits, tables: Vec::new(), indexes: Vec::new(), functions: Vec::new() }
     }
 
+    /// A checker that knows `contract`'s tables, for ad-hoc queries.
+    pub fn for_contract(limits: &'l Limits, contract: &Contract) -> Self {
+        Checker {
+            limits,
+            tables: contract.tables.clone(),
+            indexes: contract.indexes.clone(),
+            functions: Vec::new(),
+        }
+    }
+
+    /// One read-only SELECT over the contract's tables.
+    pub fn check_query(&self, sql: &str) -> Result<Select, SqlError> {
+        if sql.len() > self.limits.script_bytes {
+            return Err(SqlError::Limit(format!(
+                "the query is {} bytes, the limit is {}",
+                sql.len(),
+                self.limits.script_bytes
+            )));
+        }
+        let statements = parse_script(sql)?;
+        match statements.as_slice() {
+            [(Statement::Query(q), at)] => self.select(q, None, &[], *at, 0),
+            [(other, at)] => {
+                Err(compile_error(*at, format!("a query is one SELECT, not {}", statement_kind(other))))
+            }
+            _ => Err(compile_error(Location { line: 1, column: 1 }, "a query is exactly one SELECT")),
+        }
+    }
+
     pub fn check_script(mut self, sql: &str) -> Result<Checked, SqlError> {
         let start = Location { line: 1, column: 1 };
         if sql.len() > self.limits.script_bytes {

@@ -158,7 +158,8 @@ impl<'a, H: Host> Engine<'a, H> {
         }
         let mut vars = Vec::with_capacity(f.vars.len());
         for (v, (name, ty)) in args.into_iter().zip(&f.params) {
-            vars.push(v.coerce(*ty, name)?);
+            // Arguments convert like CAST (a command line gives "300" for an INTEGER parameter).
+            vars.push(cast(v, *ty).map_err(|e| SqlError::Runtime(format!("argument {name}: {e}")))?);
         }
         vars.resize(f.vars.len(), Value::Null);
         match &f.body {

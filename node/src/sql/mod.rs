@@ -15,7 +15,9 @@ pub mod check;
 pub mod gas;
 pub mod interp;
 pub mod ir;
+pub mod json;
 pub mod parse;
+pub mod query;
 pub mod store;
 pub mod value;
 
@@ -108,4 +110,4 @@ impl ContractCache {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

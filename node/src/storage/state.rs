@@ -10,12 +10,18 @@
 //! - `meta`: the head, the genesis hash and the last irreversible block (LIB).
 //! - `undo`: `height (BE)` → [`Undo`]: the keys a block above the LIB wrote, so that it can be rolled
 //!   back when the node switches to another fork ([`StateStore::rollback_to`]); dropped once final.
+//!   `height (BE) ‖ "o"` → the ordered keys it wrote (below).
+//! - `ordered`: contract keys (under [`SQL_PREFIX`]) in key order, versioned like values:
+//!   `key ‖ height (u64 BE)` → `1 ‖ value` or `0`. The tree hashes keys, so it cannot list a
+//!   contract's rows in order; this family can, at any height ([`StateStore::scan_at`]). Contract
+//!   keys are prefix-free, so all versions of a key sit together.
 //!
 //! A block is committed with one atomic, synced `WriteBatch` holding its tree nodes, values, index
 //! entries, receipts and the new head: after a crash the store is at one block boundary or the next.
 //! The tree hashes with blake3 (jmt over `Blake3`).
 
 use super::blocklog::RecordPos;
+use crate::sql::store::SQL_PREFIX;
 use crate::types::{Account, Address, Block, BlockHeader, Hash, Receipt};
 use borsh::{BorshDeserialize, BorshSerialize};
 use jmt::storage::{LeafNode, Node, NodeKey, TreeReader, TreeUpdateBatch};
@@ -48,6 +54,7 @@ const CF_BLOCK_HASHES: &str = "block_hashes";
 const CF_TXS: &str = "txs";
 const CF_META: &str = "meta";
 const CF_UNDO: &str = "undo";
+const CF_ORDERED: &str = "ordered";
 const KEY_HEAD: &[u8] = b"head";
 const KEY_LIB: &[u8] = b"lib";
 const KEY_GENESIS: &[u8] = b"genesis_hash";
@@ -122,6 +129,36 @@ pub struct PreparedState {
     pub height: u64,
     pub root: Hash,
     batch: TreeUpdateBatch,
+    /// The contract keys among the changes, for the ordered family.
+    ordered: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+/// Key-ordered `(key, value)` pairs.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
+fn tagged(value: Option<&[u8]>) -> Vec<u8> {
+    match value {
+        Some(bytes) => {
+            let mut v = Vec::with_capacity(bytes.len() + 1);
+            v.push(1);
+            v.extend_from_slice(bytes);
+            v
+        }
+        None => vec![0],
+    }
+}
+
+fn ordered_key(key: &[u8], height: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.len() + 8);
+    k.extend_from_slice(key);
+    k.extend_from_slice(&height.to_be_bytes());
+    k
+}
+
+fn ordered_undo_key(height: u64) -> Vec<u8> {
+    let mut k = height.to_be_bytes().to_vec();
+    k.push(b'o');
+    k
 }
 
 pub struct StateStore {
@@ -146,7 +183,7 @@ impl StateStore {
         opts.create_missing_column_families(true);
         opts.set_max_open_files(512);
         opts.set_keep_log_file_num(4);
-        let cfs = [CF_NODES, CF_VALUES, CF_BLOCKS, CF_BLOCK_HASHES, CF_TXS, CF_META, CF_UNDO]
+        let cfs = [CF_NODES, CF_VALUES, CF_BLOCKS, CF_BLOCK_HASHES, CF_TXS, CF_META, CF_UNDO, CF_ORDERED]
             .into_iter()
             .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
         let db = DB::open_cf_descriptors(&opts, path, cfs)
@@ -222,7 +259,57 @@ impl StateStore {
         let tree = Tree::new(self);
         let set = changes.iter().map(|(k, v)| (KeyHash::with::<Blake3>(k), v.clone()));
         let (root, batch) = tree.put_value_set(set, height).map_err(|e| StateError::Tree(e.to_string()))?;
-        Ok(PreparedState { height, root: Hash(root.0), batch })
+        let ordered = changes
+            .range(SQL_PREFIX.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(SQL_PREFIX))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Ok(PreparedState { height, root: Hash(root.0), batch, ordered })
+    }
+
+    /// Every contract key under `prefix` (which starts with [`SQL_PREFIX`]) as of block `height`,
+    /// in key order: for each key, its newest version at or below the height, unless deleted.
+    pub fn scan_at(&self, prefix: &[u8], height: u64) -> Result<Entries, StateError> {
+        let mut out = Vec::new();
+        let mut it = self.db.raw_iterator_cf(self.cf(CF_ORDERED)?);
+        it.seek(prefix);
+        // The current key and its newest version at or below the height.
+        let mut current: Option<(Vec<u8>, Option<Vec<u8>>)> = None;
+        while it.valid() {
+            let (Some(k), Some(v)) = (it.key(), it.value()) else { break };
+            if !k.starts_with(prefix) {
+                break;
+            }
+            if k.len() < 8 {
+                return Err(StateError::Decode {
+                    what: "ordered key",
+                    reason: "shorter than a height".into(),
+                });
+            }
+            let (key, ver) = k.split_at(k.len() - 8);
+            let ver = u64::from_be_bytes(ver.try_into().unwrap_or([0; 8]));
+            if current.as_ref().is_some_and(|(ck, _)| ck.as_slice() != key) {
+                if let Some((ck, Some(cv))) = current.take() {
+                    out.push((ck, cv));
+                }
+            }
+            if ver <= height {
+                let value = match v.split_first() {
+                    Some((1, rest)) => Some(rest.to_vec()),
+                    Some((0, _)) => None,
+                    _ => return Err(StateError::Decode { what: "ordered value", reason: "bad tag".into() }),
+                };
+                current = Some((key.to_vec(), value));
+            } else if current.is_none() {
+                current = Some((key.to_vec(), None));
+            }
+            it.next();
+        }
+        it.status()?;
+        if let Some((ck, Some(cv))) = current {
+            out.push((ck, cv));
+        }
+        Ok(out)
     }
 
     /// The state root at `height` as recomputed from the stored tree.
@@ -258,16 +345,14 @@ impl StateStore {
         let values = self.cf(CF_VALUES)?;
         for ((version, key_hash), value) in prepared.batch.node_batch.values() {
             undo.values.push(value_key(key_hash, *version));
-            let v = match value {
-                Some(bytes) => {
-                    let mut v = Vec::with_capacity(bytes.len() + 1);
-                    v.push(1);
-                    v.extend_from_slice(bytes);
-                    v
-                }
-                None => vec![0],
-            };
-            wb.put_cf(values, value_key(key_hash, *version), v);
+            wb.put_cf(values, value_key(key_hash, *version), tagged(value.as_deref()));
+        }
+        let ordered = self.cf(CF_ORDERED)?;
+        let mut ordered_undo: Vec<Vec<u8>> = Vec::with_capacity(prepared.ordered.len());
+        for (key, value) in &prepared.ordered {
+            let k = ordered_key(key, height);
+            wb.put_cf(ordered, &k, tagged(value.as_deref()));
+            ordered_undo.push(k);
         }
         let meta =
             BlockMeta { hash, header: block.header.clone(), pos, tx_count: block.transactions.len() as u32 };
@@ -281,6 +366,13 @@ impl StateStore {
         }
         if height > self.finalized()?.map_or(0, |(h, _)| h) {
             wb.put_cf(self.cf(CF_UNDO)?, height.to_be_bytes(), borsh::to_vec(&undo).unwrap_or_default());
+            if !ordered_undo.is_empty() {
+                wb.put_cf(
+                    self.cf(CF_UNDO)?,
+                    ordered_undo_key(height),
+                    borsh::to_vec(&ordered_undo).unwrap_or_default(),
+                );
+            }
         }
         let head = Head {
             height,
@@ -352,6 +444,14 @@ impl StateStore {
             }
             for tx in &undo.txs {
                 wb.delete_cf(txs, tx.0);
+            }
+            if let Some(bytes) = self.db.get_cf(undo_cf, ordered_undo_key(height))? {
+                let keys: Vec<Vec<u8>> = decode("ordered undo record", &bytes)?;
+                let ordered = self.cf(CF_ORDERED)?;
+                for k in keys {
+                    wb.delete_cf(ordered, k);
+                }
+                wb.delete_cf(undo_cf, ordered_undo_key(height));
             }
             if let Some(meta) = self.block_meta(height)? {
                 wb.delete_cf(hashes, meta.hash.0);

@@ -137,7 +137,6 @@ impl fmt::Debug for Signature {
 }
 
 /// What a transaction does. Tags are part of the encoding: new kinds are appended, never reordered.
-/// Tags 6 and 7 are reserved for contract deploy and call.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub enum Payload {
     /// Move `amount` from the sender to the recipient.
@@ -153,6 +152,11 @@ pub enum Payload {
     /// Evidence that a producer signed two different blocks for one slot: it is left out of every
     /// producer set elected after this transaction.
     ReportEquivocation(Box<Equivocation>),
+    /// Deploy an AergoSQL contract (`amount` goes to the contract's account). Its address is
+    /// [`crate::sql::store::contract_address`] of the sender and the transaction's nonce.
+    Deploy { sql: String },
+    /// Call a contract's function (`amount` goes to the contract's account; `value()` in SQL).
+    Call { contract: Address, function: String, args: Vec<crate::sql::Value> },
 }
 
 /// Two signed headers of one producer for one slot.
@@ -173,11 +177,23 @@ impl Payload {
             Payload::Vote { .. } => "vote",
             Payload::RegisterBp { .. } => "register_bp",
             Payload::ReportEquivocation(_) => "report_equivocation",
+            Payload::Deploy { .. } => "deploy",
+            Payload::Call { .. } => "call",
         }
     }
 
     /// Whether it changes the staking and voting state (the system keys, not just accounts).
     pub fn is_governance(&self) -> bool {
+        !matches!(self, Payload::Transfer | Payload::Deploy { .. } | Payload::Call { .. })
+    }
+
+    pub fn is_contract(&self) -> bool {
+        matches!(self, Payload::Deploy { .. } | Payload::Call { .. })
+    }
+
+    /// Whether it touches state beyond its sender and recipient accounts (system keys, contract
+    /// rows): the parallel executor runs blocks holding such transactions in order.
+    pub fn touches_shared_state(&self) -> bool {
         !matches!(self, Payload::Transfer)
     }
 }
@@ -334,6 +350,21 @@ impl Block {
 pub enum ReceiptStatus {
     Success,
     Failed(String),
+    /// A contract call that succeeded and returned rows (a scalar function: one row, one column).
+    Returned(CallResult),
+}
+
+impl ReceiptStatus {
+    pub fn is_success(&self) -> bool {
+        !matches!(self, ReceiptStatus::Failed(_))
+    }
+}
+
+/// What a contract function returned.
+#[derive(Clone, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct CallResult {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<crate::sql::Value>>,
 }
 
 /// The result of one transaction in a block.

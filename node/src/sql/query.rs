@@ -1,0 +1,71 @@
+//! Read-only access to a contract at any height (the `query` RPC): a SELECT over its tables, or a
+//! function run on a copy of the state whose changes are dropped.
+
+use super::check::Checker;
+use super::gas::{Gas, MAX_CALL_GAS};
+use super::interp::{CallCtx, Engine, Entries, Host, QueryResult};
+use super::store::{code_key, Buffered};
+use super::{ContractCache, Limits, SqlError, Value};
+use crate::storage::StateStore;
+use crate::types::Address;
+use std::sync::OnceLock;
+
+/// The state as of one height; writes are refused (queries run on a [`Buffered`] copy).
+pub struct StoreHost<'s> {
+    pub store: &'s StateStore,
+    pub height: u64,
+}
+
+impl Host for StoreHost<'_> {
+    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, SqlError> {
+        self.store.get_at(key, self.height).map_err(|e| SqlError::Storage(e.to_string()))
+    }
+
+    fn put(&mut self, _key: Vec<u8>, _value: Option<Vec<u8>>) -> Result<(), SqlError> {
+        Err(SqlError::Runtime("a query cannot change the state".into()))
+    }
+
+    fn scan(&mut self, prefix: &[u8]) -> Result<Entries, SqlError> {
+        self.store.scan_at(prefix, self.height).map_err(|e| SqlError::Storage(e.to_string()))
+    }
+
+    fn transfer_native(&mut self, _to: &str, _amount: u128) -> Result<(), SqlError> {
+        Err(SqlError::Runtime("a query cannot move coins".into()))
+    }
+}
+
+fn cache() -> &'static ContractCache {
+    static CACHE: OnceLock<ContractCache> = OnceLock::new();
+    CACHE.get_or_init(ContractCache::default)
+}
+
+/// What to read.
+pub enum Request<'r> {
+    Sql(&'r str),
+    Function(&'r str, Vec<Value>),
+}
+
+/// Runs a query against `contract` as of `height` (which the caller checked against the head).
+pub fn run(
+    store: &StateStore,
+    contract: &Address,
+    height: u64,
+    request: Request<'_>,
+) -> Result<QueryResult, SqlError> {
+    let mut host = StoreHost { store, height };
+    let Some(code) = host.get(&code_key(contract))? else {
+        return Err(SqlError::Runtime(format!("no contract at {contract} at height {height}")));
+    };
+    let code = String::from_utf8(code).map_err(|_| SqlError::Storage("contract code is not UTF-8".into()))?;
+    let compiled = cache().get(&code)?;
+    let ctx = CallCtx { self_address: contract.to_string(), height, ..CallCtx::default() };
+    let mut buffered = Buffered::new(&mut host);
+    let mut engine = Engine::new(&compiled, contract, &mut buffered, &ctx, Gas::new(MAX_CALL_GAS));
+    match request {
+        Request::Sql(sql) => {
+            let select = Checker::for_contract(&Limits::default(), &compiled).check_query(sql)?;
+            engine.query(&select)
+        }
+        Request::Function(name, args) => engine.call(name, args),
+    }
+}
