@@ -100,6 +100,8 @@ fn blocks_with_details() {
                 block_height: Some(selected),
                 block_hash: Some(hash(selected)),
                 index: Some(i as u32),
+                contract: None,
+                function: None,
             })
             .collect(),
     );

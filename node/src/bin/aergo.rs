@@ -69,6 +69,25 @@ enum Command {
     /// Block producers: register the key as a candidate, or list the set and the candidates.
     #[command(subcommand)]
     Bp(BpCmd),
+    /// AergoSQL contracts: deploy a script, call a function.
+    #[command(subcommand)]
+    Contract(ContractCmd),
+    /// Read a contract: a SELECT over its tables, or --function with arguments (at the head, or at
+    /// --height).
+    Query {
+        /// The contract's address.
+        contract: String,
+        /// A SELECT statement (omit with --function).
+        sql: Option<String>,
+        /// Call this function read-only instead (its changes are discarded).
+        #[arg(long, conflicts_with = "sql")]
+        function: Option<String>,
+        /// Arguments of --function.
+        #[arg(long = "arg")]
+        args: Vec<String>,
+        #[arg(long)]
+        height: Option<u64>,
+    },
     /// The chain's state.
     Chain,
     /// The node's identity and role.
@@ -81,9 +100,10 @@ struct TxArgs {
     /// Key file of the sender (an encrypted keystore, or a plain devnet/testnet key).
     #[arg(long)]
     key: PathBuf,
-    /// Fee in the smallest unit.
-    #[arg(long, default_value = "0")]
-    fee: String,
+    /// Fee in the smallest unit (default 0). For contract transactions it is the gas limit (default
+    /// 2000000): the gas used is charged, the rest is returned.
+    #[arg(long)]
+    fee: Option<String>,
     /// Nonce to use (default: the sender's next, counting its transactions in the pool).
     #[arg(long)]
     nonce: Option<u64>,
@@ -92,6 +112,31 @@ struct TxArgs {
     wait: bool,
     #[arg(long)]
     password_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum ContractCmd {
+    /// Deploy the AergoSQL script in FILE; prints the transaction hash and the contract address.
+    Deploy {
+        #[command(flatten)]
+        tx: TxArgs,
+        file: PathBuf,
+        /// Native coins sent to the contract's account.
+        #[arg(long, default_value = "0")]
+        amount: String,
+    },
+    /// Call FUNCTION of the contract at ADDRESS with ARGS (numbers, text, true/false, null; each is
+    /// converted to the parameter's type).
+    Call {
+        #[command(flatten)]
+        tx: TxArgs,
+        address: String,
+        function: String,
+        args: Vec<String>,
+        /// Native coins sent with the call (`value()` in SQL).
+        #[arg(long, default_value = "0")]
+        amount: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -207,7 +252,8 @@ async fn submit(
     payload: Payload,
 ) -> anyhow::Result<()> {
     let key = load_key(&tx.key, tx.password_file.as_deref())?;
-    let fee = amount_string::parse(&tx.fee).map_err(anyhow::Error::msg)?;
+    let default_fee = if payload.is_contract() { "2000000" } else { "0" };
+    let fee = amount_string::parse(tx.fee.as_deref().unwrap_or(default_fee)).map_err(anyhow::Error::msg)?;
     let c = client(rpc)?;
     let info = c.chain_info().await?;
     let nonce = match tx.nonce {
@@ -224,26 +270,91 @@ async fn submit(
         fee,
         payload,
     });
+    let contract = match &signed.body.payload {
+        Payload::Deploy { .. } => Some(aergo_node::sql::store::contract_address(&key.address(), nonce)),
+        _ => None,
+    };
     let sent = c.send_tx(hex::encode(signed.encode())).await?;
+    let mut v = serde_json::json!({ "hash": sent.hash, "pool_seq": sent.pool_seq });
+    let mut text = format!("tx {}\npool position {}", sent.hash, sent.pool_seq);
+    if let Some(a) = contract {
+        v["contract"] = serde_json::json!(a);
+        text = format!("tx {}\ncontract {a}\npool position {}", sent.hash, sent.pool_seq);
+    }
     if !tx.wait {
-        return print(json, &sent, |s| format!("tx {}\npool position {}", s.hash, s.pool_seq));
+        return print(json, &v, |_| text);
     }
     let r = wait_receipt(&c, &sent.hash.to_hex()).await?;
-    let v = serde_json::json!({ "hash": sent.hash, "pool_seq": sent.pool_seq, "receipt": r });
+    v["receipt"] = serde_json::to_value(&r)?;
     print(json, &v, |_| {
-        format!(
-            "tx {}\nincluded in block {} ({}): {}{}",
-            sent.hash,
+        let mut t = format!(
+            "{text}\nincluded in block {} ({}): {}{}\nfee {}",
             r.block_height,
             r.block_hash,
             r.status,
-            r.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default()
-        )
+            r.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default(),
+            r.fee
+        );
+        if let Some(result) = &r.result {
+            t.push('\n');
+            t.push_str(&table(result));
+        }
+        t
     })?;
     if r.status != "success" {
         std::process::exit(2);
     }
     Ok(())
+}
+
+fn cell(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => "NULL".into(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Rows as a text table: a header, a rule, the rows (numbers right-aligned), and the row count.
+fn table(q: &aergo_node::api::QueryView) -> String {
+    let cells: Vec<Vec<String>> = q.rows.iter().map(|r| r.iter().map(cell).collect()).collect();
+    let mut widths: Vec<usize> = q.columns.iter().map(|c| c.chars().count()).collect();
+    for r in &cells {
+        for (i, c) in r.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+    }
+    let numeric: Vec<bool> = (0..q.columns.len())
+        .map(|i| {
+            !q.rows.is_empty()
+                && q.rows.iter().all(|r| {
+                    matches!(r.get(i), Some(serde_json::Value::Number(_)) | Some(serde_json::Value::Null))
+                })
+        })
+        .collect();
+    let line = |vals: &[String]| -> String {
+        vals.iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let w = widths.get(i).copied().unwrap_or(0);
+                if numeric.get(i) == Some(&true) {
+                    format!("{v:>w$}")
+                } else {
+                    format!("{v:<w$}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" | ")
+            .trim_end()
+            .to_string()
+    };
+    let mut out =
+        vec![line(&q.columns), widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("-+-")];
+    out.extend(cells.iter().map(|r| line(r)));
+    out.push(format!("({} row{})", q.rows.len(), if q.rows.len() == 1 { "" } else { "s" }));
+    out.join("\n")
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -322,6 +433,35 @@ async fn main() -> anyhow::Result<()> {
                 keys.push(aergo_node::types::PublicKey(bytes));
             }
             submit(&cli.rpc, json, &tx, None, 0, Payload::Vote { candidates: keys }).await?;
+        }
+        Command::Contract(ContractCmd::Deploy { tx, file, amount }) => {
+            let sql =
+                std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            // Refused scripts are reported here, with line and column, before anything is signed.
+            if let Err(e) = aergo_node::sql::compile(&sql) {
+                bail!("{}: {e}", file.display());
+            }
+            let amount = amount_string::parse(&amount).map_err(anyhow::Error::msg)?;
+            submit(&cli.rpc, json, &tx, None, amount, Payload::Deploy { sql }).await?;
+        }
+        Command::Contract(ContractCmd::Call { tx, address, function, args, amount }) => {
+            let contract = Address::parse(&address)?;
+            let args = args.iter().map(|a| aergo_node::sql::json::from_cli(a)).collect();
+            let amount = amount_string::parse(&amount).map_err(anyhow::Error::msg)?;
+            submit(&cli.rpc, json, &tx, None, amount, Payload::Call { contract, function, args }).await?;
+        }
+        Command::Query { contract, sql, function, args, height } => {
+            let contract = Address::parse(&contract)?;
+            if sql.is_none() && function.is_none() {
+                bail!("give a SELECT statement or --function NAME");
+            }
+            let args = args
+                .iter()
+                .map(|a| aergo_node::sql::json::to_json(&aergo_node::sql::json::from_cli(a)))
+                .collect();
+            let req = aergo_node::api::QueryRequest { contract, sql, function, args, height };
+            let q = client(&cli.rpc)?.query(req).await?;
+            print(json, &q, table)?;
         }
         Command::Bp(BpCmd::Register { tx, p2p }) => {
             p2p.parse::<libp2p::Multiaddr>().map_err(|e| anyhow::anyhow!("--p2p {p2p:?}: {e}"))?;

@@ -101,3 +101,62 @@ fn unsupported_sql_is_refused_with_its_position() {
         assert!(e.contains(at) && e.contains(what), "{sql}\n→ {e}");
     }
 }
+
+pub const REGISTRY: &str = include_str!("../../../examples/contracts/registry.sql");
+pub const VOTING: &str = include_str!("../../../examples/contracts/voting.sql");
+
+fn t(s: &str) -> Value {
+    Value::Text(s.into())
+}
+
+#[test]
+fn registry_example() {
+    let (c, mut h) = deploy(REGISTRY, "alice");
+    call(&mut h, &c, "alice", "register", vec![t("alice.aergo"), t("https://alice.example")]).unwrap();
+    let e = call(&mut h, &c, "bob", "register", vec![t("alice.aergo"), t("x")]).unwrap_err();
+    assert_eq!(e, SqlError::Raised("name alice.aergo is taken".into()));
+    let e = call(&mut h, &c, "bob", "register", vec![t("ab"), t("x")]).unwrap_err();
+    assert!(e.to_string().contains("CHECK"), "{e}");
+    let e = call(&mut h, &c, "bob", "set_target", vec![t("alice.aergo"), t("evil")]).unwrap_err();
+    assert_eq!(e, SqlError::Raised("you do not own alice.aergo".into()));
+    let e = call(&mut h, &c, "bob", "owned", vec![t("alice.aergo")]).unwrap_err();
+    assert_eq!(e, SqlError::Raised("name alice.aergo belongs to alice".into()));
+    call(&mut h, &c, "alice", "give", vec![t("alice.aergo"), t("bob")]).unwrap();
+    call(&mut h, &c, "bob", "set_target", vec![t("alice.aergo"), t("bob-site")]).unwrap();
+    assert_eq!(
+        call(&mut h, &c, "x", "resolve", vec![t("alice.aergo")]).unwrap().rows,
+        vec![vec![t("bob-site")]]
+    );
+    assert_eq!(call(&mut h, &c, "x", "names_of", vec![t("bob")]).unwrap().rows.len(), 1);
+    call(&mut h, &c, "bob", "release", vec![t("alice.aergo")]).unwrap();
+    assert_eq!(
+        call(&mut h, &c, "x", "resolve", vec![t("alice.aergo")]).unwrap().rows,
+        vec![vec![Value::Null]]
+    );
+    // Released: neither the row nor an index entry is left behind.
+    assert!(h.data.is_empty(), "{:?}", h.data.keys().collect::<Vec<_>>());
+}
+
+#[test]
+fn voting_example() {
+    let (c, mut h) = deploy(VOTING, "admin");
+    let id = call(&mut h, &c, "admin", "propose", vec![t("more blocks"), Value::Int(10)]).unwrap();
+    assert_eq!(id.rows, vec![vec![Value::Int(1)]]);
+    let e = call(&mut h, &c, "eve", "propose", vec![t("mine"), Value::Int(10)]).unwrap_err();
+    assert_eq!(e, SqlError::Raised("only an admin may propose".into()));
+    call(&mut h, &c, "admin", "propose", vec![t("fewer blocks"), Value::Int(10)]).unwrap();
+    for (who, p, yes) in [("a", 1, true), ("b", 1, true), ("c", 1, false), ("a", 1, false), ("a", 2, true)] {
+        call(&mut h, &c, who, "vote", vec![Value::Int(p), Value::Bool(yes)]).unwrap();
+    }
+    let e = call(&mut h, &c, "a", "vote", vec![Value::Int(9), Value::Bool(true)]).unwrap_err();
+    assert_eq!(e, SqlError::Raised("no proposal 9".into()));
+    let tally = call(&mut h, &c, "x", "tally", vec![]).unwrap();
+    assert_eq!(tally.columns, vec!["id", "title", "yes_votes", "no_votes", "open"]);
+    assert_eq!(
+        tally.rows,
+        vec![
+            vec![Value::Int(1), t("more blocks"), Value::Int(1), Value::Int(2), Value::Bool(true)],
+            vec![Value::Int(2), t("fewer blocks"), Value::Int(1), Value::Int(0), Value::Bool(true)],
+        ]
+    );
+}
