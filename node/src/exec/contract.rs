@@ -189,9 +189,12 @@ pub fn apply<A: Accounts>(
         _ => return Ok(failed(&gas, "not a contract transaction".into())),
     };
     let checked = match &run {
-        Run::Construct => {
-            crate::sql::compile(&code).map(|c| (std::sync::Arc::new(c.contract), c.constructor))
-        }
+        // Deploy: checked and JIT-compiled now, and kept for the calls that follow.
+        Run::Construct => crate::sql::compile(&code).map(|c| {
+            let compiled = std::sync::Arc::new(crate::sql::Compiled::new(c.contract));
+            cache().put(&code, compiled.clone());
+            (compiled, c.constructor)
+        }),
         Run::Call(..) => cache().get(&code).map(|c| (c, Vec::new())),
     };
     let (compiled, constructor) = match checked {
@@ -213,7 +216,8 @@ pub fn apply<A: Accounts>(
     let outcome = match host.move_native(from, contract, tx.body.amount, "the amount sent with the call") {
         Err(e) => Err(e),
         Ok(()) => {
-            let mut engine = Engine::new(&compiled, &contract, &mut host, &cctx, gas);
+            let mut engine =
+                Engine::new(compiled.engine(crate::sql::default_engine()), &contract, &mut host, &cctx, gas);
             let r = match &run {
                 Run::Construct => engine.construct(&constructor).map(|()| None),
                 Run::Call(function, args) => engine.call(function, args.to_vec()).map(Some),

@@ -1275,6 +1275,17 @@ impl<'l> Checker<'l> {
             A::Nested(inner) => self.expr(inner, cx, at)?,
             A::Value(v) => Expr::Const(literal(&v.value, at)?),
             A::TypedString(ts) => return Err(unsupported(at, format!("typed literal {ts}"))),
+            // -9223372036854775808 is a literal, not the negation of one out of range.
+            A::UnaryOp { op: UnaryOperator::Minus, expr } if matches!(expr.as_ref(), A::Value(ast::ValueWithSpan { value: ast::Value::Number(n, _), .. }) if n.parse::<i64>().is_err() && format!("-{n}").parse::<i64>().is_ok()) =>
+            {
+                let A::Value(ast::ValueWithSpan { value: ast::Value::Number(n, _), .. }) = expr.as_ref()
+                else {
+                    return Err(compile_error(at, "bad literal"));
+                };
+                Expr::Const(Value::Int(
+                    format!("-{n}").parse().map_err(|_| compile_error(at, "bad literal"))?,
+                ))
+            }
             A::UnaryOp { op, expr } => {
                 let inner = self.expr(expr, cx, at)?;
                 match op {

@@ -11,6 +11,7 @@ use super::ir::{
     Access, AggFunc, Body, Builtin, Cmp, ConflictAction, Contract, Expr, Function, Insert, InsertSource,
     JoinKind, OrderKey, Returns, Select, Stmt, Table,
 };
+use super::jit::{Input, JitExpr, Outcome};
 use super::store::contract_prefix;
 use super::value::{arith, compare, decode_row, encode_key, encode_row, sort_cmp, Decimal, Type, Value};
 use super::{Limits, SqlError};
@@ -789,6 +790,9 @@ impl<'a, H: Host> Engine<'a, H> {
     // ---- expressions ----
 
     fn eval(&mut self, e: &Expr, env: &Env<'_>, vars: &[Value]) -> Result<Value, SqlError> {
+        if let Expr::Jit(j) = e {
+            return self.eval_jit(j, env, vars);
+        }
         self.gas.charge(gas::NODE)?;
         Ok(match e {
             Expr::Const(v) => v.clone(),
@@ -887,7 +891,44 @@ impl<'a, H: Host> Engine<'a, H> {
             }
             Expr::Cast(x, ty) => cast(self.eval(x, env, vars)?, *ty)?,
             Expr::Func(f, args) => self.builtin(*f, args, env, vars)?,
+            Expr::Jit(j) => self.eval_jit(j, env, vars)?,
         })
+    }
+
+    /// Runs compiled code; hands the subtree to the interpreter when the code says so (an error on
+    /// the way) or when its gas would run out, so that both fail at the same node.
+    fn eval_jit(&mut self, j: &JitExpr, env: &Env<'_>, vars: &[Value]) -> Result<Value, SqlError> {
+        let mut ints: smallvec::SmallVec<[i64; 16]> = smallvec::SmallVec::with_capacity(j.inputs.len());
+        let mut nulls: smallvec::SmallVec<[u8; 16]> = smallvec::SmallVec::with_capacity(j.inputs.len());
+        for input in &j.inputs {
+            let v = match input {
+                Input::Col(slot) => env.col(0, *slot)?,
+                Input::Var(i) => vars.get(*i).unwrap_or(&Value::Null),
+            };
+            match v {
+                Value::Int(i) => {
+                    ints.push(*i);
+                    nulls.push(0);
+                }
+                Value::Bool(b) => {
+                    ints.push(*b as i64);
+                    nulls.push(0);
+                }
+                Value::Null => {
+                    ints.push(0);
+                    nulls.push(1);
+                }
+                _ => return self.eval(&j.fallback, env, vars),
+            }
+        }
+        if let Outcome::Value(v, nodes) = j.run(&ints, &nulls) {
+            let before = self.gas;
+            if self.gas.charge(nodes).is_ok() {
+                return Ok(v);
+            }
+            self.gas = before;
+        }
+        self.eval(&j.fallback, env, vars)
     }
 
     fn builtin(

@@ -265,6 +265,8 @@ pub enum Expr {
     /// An aggregate's value in grouped evaluation.
     Agg(usize),
     Cast(Box<Expr>, Type),
+    /// A subtree compiled by the JIT ([`super::jit`]); it keeps the subtree for hand-backs.
+    Jit(std::sync::Arc<super::jit::JitExpr>),
 }
 
 impl Expr {
@@ -286,6 +288,7 @@ impl Expr {
         f(self, depth);
         match self {
             Expr::Const(_) | Expr::Col { .. } | Expr::Var(_) | Expr::Agg(_) => {}
+            Expr::Jit(j) => j.fallback.walk(depth, f),
             Expr::Neg(e) | Expr::Not(e) | Expr::IsNull(e, _) | Expr::Cast(e, _) => e.walk(depth, f),
             Expr::Arith(_, a, b)
             | Expr::Cmp(_, a, b)

@@ -15,6 +15,7 @@ pub mod check;
 pub mod gas;
 pub mod interp;
 pub mod ir;
+pub mod jit;
 pub mod json;
 pub mod parse;
 pub mod query;
@@ -84,30 +85,84 @@ pub fn compile(sql: &str) -> Result<check::Checked, SqlError> {
     check::Checker::new(&Limits::default()).check_script(sql)
 }
 
-/// Compiled contracts by code hash, so that a call does not check the script again.
+/// Which engine runs contracts. Both give the same results and charge the same gas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EngineKind {
+    Interpreter,
+    Jit,
+}
+
+/// A checked contract and its JIT-compiled form.
+pub struct Compiled {
+    pub interpreted: ir::Contract,
+    /// `None` when the code generator failed (the contract then runs interpreted; logged).
+    pub jit: Option<ir::Contract>,
+    pub jit_stats: jit::JitStats,
+}
+
+impl Compiled {
+    pub fn new(contract: ir::Contract) -> Compiled {
+        let (jit, jit_stats) = match jit::compile_contract(&contract) {
+            Ok((c, stats)) => (Some(c), stats),
+            Err(e) => {
+                tracing::warn!("the JIT could not compile a contract, it runs interpreted: {e}");
+                (None, jit::JitStats::default())
+            }
+        };
+        Compiled { interpreted: contract, jit, jit_stats }
+    }
+
+    pub fn engine(&self, kind: EngineKind) -> &ir::Contract {
+        match (kind, &self.jit) {
+            (EngineKind::Jit, Some(j)) => j,
+            _ => &self.interpreted,
+        }
+    }
+}
+
+/// Compiled contracts by code hash: a call neither checks nor compiles the script again. Empty at
+/// start; each contract is compiled on its first use.
 #[derive(Default)]
 pub struct ContractCache {
-    inner: Mutex<HashMap<[u8; 32], Arc<ir::Contract>>>,
+    inner: Mutex<HashMap<[u8; 32], Arc<Compiled>>>,
 }
 
 impl ContractCache {
     /// The compiled contract for `code` (a script that was checked at deploy).
-    pub fn get(&self, code: &str) -> Result<Arc<ir::Contract>, SqlError> {
+    pub fn get(&self, code: &str) -> Result<Arc<Compiled>, SqlError> {
         let hash = *blake3::hash(code.as_bytes()).as_bytes();
-        if let Some(c) =
-            self.inner.lock().map_err(|_| SqlError::Storage("contract cache poisoned".into()))?.get(&hash)
-        {
+        let poisoned = |_| SqlError::Storage("contract cache poisoned".into());
+        if let Some(c) = self.inner.lock().map_err(poisoned)?.get(&hash) {
             return Ok(c.clone());
         }
-        let contract = Arc::new(compile(code)?.contract);
-        let mut map = self.inner.lock().map_err(|_| SqlError::Storage("contract cache poisoned".into()))?;
-        if map.len() > 1024 {
-            map.clear();
+        let compiled = Arc::new(Compiled::new(compile(code)?.contract));
+        self.put(code, compiled.clone());
+        Ok(compiled)
+    }
+
+    /// Keeps `compiled` as the compiled form of `code` (bounded: the cache starts over past 1024).
+    pub fn put(&self, code: &str, compiled: Arc<Compiled>) {
+        let hash = *blake3::hash(code.as_bytes()).as_bytes();
+        if let Ok(mut map) = self.inner.lock() {
+            if map.len() >= 1024 {
+                map.clear();
+            }
+            map.insert(hash, compiled);
         }
-        map.insert(hash, contract.clone());
-        Ok(contract)
     }
 }
 
+/// The engine the node runs contracts with: the JIT, unless `AERGO_SQL_ENGINE=interpreter`
+/// (to compare the two on a live chain; both give the same results).
+pub fn default_engine() -> EngineKind {
+    static KIND: std::sync::OnceLock<EngineKind> = std::sync::OnceLock::new();
+    *KIND.get_or_init(|| match std::env::var("AERGO_SQL_ENGINE").as_deref() {
+        Ok("interpreter") => EngineKind::Interpreter,
+        _ => EngineKind::Jit,
+    })
+}
+
+#[cfg(test)]
+mod differential;
 #[cfg(test)]
 pub(crate) mod tests;

@@ -60,10 +60,11 @@ pub fn run(
     let compiled = cache().get(&code)?;
     let ctx = CallCtx { self_address: contract.to_string(), height, ..CallCtx::default() };
     let mut buffered = Buffered::new(&mut host);
-    let mut engine = Engine::new(&compiled, contract, &mut buffered, &ctx, Gas::new(MAX_CALL_GAS));
+    let contract_ir = compiled.engine(super::default_engine());
+    let mut engine = Engine::new(contract_ir, contract, &mut buffered, &ctx, Gas::new(MAX_CALL_GAS));
     match request {
         Request::Sql(sql) => {
-            let select = Checker::for_contract(&Limits::default(), &compiled).check_query(sql)?;
+            let select = Checker::for_contract(&Limits::default(), &compiled.interpreted).check_query(sql)?;
             engine.query(&select)
         }
         Request::Function(name, args) => engine.call(name, args),

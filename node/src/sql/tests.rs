@@ -160,3 +160,39 @@ fn voting_example() {
         ]
     );
 }
+
+/// Out of gas at every possible point: both engines stop at the same node, with the same gas used
+/// and the same error, and change nothing.
+#[test]
+fn both_engines_run_out_of_gas_identically() {
+    let checked = compile(VOTING).unwrap();
+    let compiled = Compiled::new(checked.contract);
+    let addr = contract_address(&Address([1; 20]), 0);
+    let cx = ctx("admin");
+    let mut base = MemHost::default();
+    Engine::new(&compiled.interpreted, &addr, &mut base, &cx, Gas::new(1_000_000))
+        .construct(&checked.constructor)
+        .unwrap();
+    for (f, args) in [("propose", vec![t("p"), Value::Int(5)]), ("tally", vec![])] {
+        let mut full = base.clone();
+        let needed = Engine::new(&compiled.interpreted, &addr, &mut full, &cx, Gas::new(1_000_000))
+            .call(f, args.clone())
+            .map(|_| ());
+        assert!(needed.is_ok());
+        for limit in 0..2_000 {
+            let mut outcomes = Vec::new();
+            for kind in [EngineKind::Interpreter, EngineKind::Jit] {
+                let mut h = base.clone();
+                let mut buf = Buffered::new(&mut h);
+                let mut e = Engine::new(compiled.engine(kind), &addr, &mut buf, &cx, Gas::new(limit));
+                let r = e.call(f, args.clone());
+                let used = e.gas.used;
+                if r.is_ok() {
+                    buf.commit().unwrap();
+                }
+                outcomes.push((r, used, h.data.len()));
+            }
+            assert_eq!(outcomes[0], outcomes[1], "{f} with gas {limit}");
+        }
+    }
+}

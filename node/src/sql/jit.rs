@@ -1,0 +1,795 @@
+//! The cranelift JIT: expression trees over integers and booleans compiled to native code.
+//!
+//! What is compiled: every maximal expression subtree (three nodes or more) whose values are all
+//! INTEGER, BOOLEAN or NULL — column and variable reads, literals, arithmetic, comparisons,
+//! AND/OR/NOT, IS NULL, IN lists, CASE, COALESCE, NULLIF, ABS and casts between those types —
+//! wherever it appears: filters, join conditions, projections, keys, CHECK constraints, SET
+//! expressions and the expressions of function bodies. The rest (text, decimals, subqueries,
+//! row access, statements) stays with the engine, which calls the compiled code for each subtree
+//! ([`Expr::Jit`]).
+//!
+//! One meaning: the compiled code follows the interpreter's rules exactly — three-valued logic,
+//! short-circuit AND/OR/CASE/COALESCE in the same order, overflow and division by zero as errors —
+//! and counts the expression nodes it evaluates, which is exactly the gas the interpreter charges
+//! (one unit per node). It never decides an error or an out-of-gas itself: when it meets an error,
+//! or the gas would run out, it hands the subtree back to the interpreter, which runs it from the
+//! same state and fails at the same node with the same message and the same gas.
+//!
+//! Compiled function: `extern "C" fn(inputs: *const i64, nulls: *const u8, out: *mut i64,
+//! nodes: *mut u64) -> u32` (0 = value, 1 = NULL, 2 = hand back). Inputs are the subtree's
+//! distinct column and variable reads, loaded by the engine.
+
+use super::ir::{
+    Access, Body, Builtin, Cmp, ConflictAction, Contract, Expr, Insert, InsertSource, OrderKey, Select, Stmt,
+};
+use super::value::{Arith, Type, Value};
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{types, AbiParam, Block, InstBuilder, MemFlags, UserFuncName, Value as CV};
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{default_libcall_names, Linkage, Module};
+use std::sync::Arc;
+
+pub const STATUS_VALUE: u32 = 0;
+pub const STATUS_NULL: u32 = 1;
+pub const STATUS_HAND_BACK: u32 = 2;
+
+type RawFn = unsafe extern "C" fn(*const i64, *const u8, *mut i64, *mut u64) -> u32;
+
+/// The static kind of a compiled value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Int,
+    Bool,
+    Null,
+}
+
+/// What a compiled subtree reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Input {
+    Col(usize),
+    Var(usize),
+}
+
+/// A compiled subtree: its code, inputs and result kind, and the subtree itself for hand-backs.
+pub struct JitExpr {
+    func: RawFn,
+    pub inputs: Vec<Input>,
+    pub kind: Kind,
+    pub fallback: Expr,
+    /// Keeps the code alive.
+    _code: Arc<Code>,
+}
+
+impl std::fmt::Debug for JitExpr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Jit({:?} → {:?})", self.inputs, self.kind)
+    }
+}
+
+/// What a call of compiled code said.
+pub enum Outcome {
+    Value(Value, u64),
+    HandBack,
+}
+
+impl JitExpr {
+    /// Runs the code on the loaded inputs.
+    pub fn run(&self, inputs: &[i64], nulls: &[u8]) -> Outcome {
+        let mut out = 0i64;
+        let mut nodes = 0u64;
+        // SAFETY: `func` was compiled by `compile_contract` for this signature; the input arrays
+        // hold `self.inputs.len()` entries, which is all the code reads; the module that owns the
+        // code lives as long as `_code`.
+        let status = unsafe { (self.func)(inputs.as_ptr(), nulls.as_ptr(), &mut out, &mut nodes) };
+        match status {
+            STATUS_VALUE => Outcome::Value(
+                match self.kind {
+                    Kind::Int => Value::Int(out),
+                    Kind::Bool => Value::Bool(out != 0),
+                    Kind::Null => Value::Null,
+                },
+                nodes,
+            ),
+            STATUS_NULL => Outcome::Value(Value::Null, nodes),
+            _ => Outcome::HandBack,
+        }
+    }
+}
+
+/// The JIT module owning a contract's code.
+pub struct Code {
+    module: parking_lot::Mutex<Option<JITModule>>,
+}
+
+// SAFETY: the module is only touched under its mutex (while compiling, and when dropped); finished
+// functions are immutable machine code without thread affinity, called through `JitExpr::run` from
+// any thread.
+unsafe impl Send for Code {}
+unsafe impl Sync for Code {}
+
+impl Drop for Code {
+    fn drop(&mut self) {
+        if let Some(m) = self.module.get_mut().take() {
+            // SAFETY: the last `Arc<Code>` is gone, so no `JitExpr` (each holds one) can call into it.
+            unsafe { m.free_memory() };
+        }
+    }
+}
+
+/// Statistics of a compilation.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct JitStats {
+    pub functions: usize,
+    pub nodes: usize,
+}
+
+/// The contract with every compilable subtree replaced by [`Expr::Jit`].
+pub fn compile_contract(c: &Contract) -> Result<(Contract, JitStats), String> {
+    let mut cx = Compiler::new()?;
+    cx.tables = c.tables.iter().map(|t| t.columns.iter().map(|c| c.ty).collect()).collect();
+    let mut out = c.clone();
+    let mut rw = Rewriter { compiler: &mut cx, stats: JitStats::default(), error: None };
+    for t in &mut out.tables {
+        let types: Vec<Type> = t.columns.iter().map(|c| c.ty).collect();
+        for (e, _) in &mut t.checks {
+            rw.expr(e, &types, &[]);
+        }
+        for col in &mut t.columns {
+            if let Some(d) = &mut col.default {
+                rw.expr(d, &[], &[]);
+            }
+        }
+    }
+    let tables = rw.compiler.tables.clone();
+    for f in &mut out.functions {
+        let vars = f.vars.clone();
+        match &mut f.body {
+            Body::Query(q) => rw.select(q, &tables, &vars),
+            Body::Block(stmts) => rw.stmts(stmts, &tables, &vars),
+        }
+    }
+    if let Some(e) = rw.error {
+        return Err(e);
+    }
+    Ok((out, rw.stats))
+}
+
+struct Rewriter<'c> {
+    compiler: &'c mut Compiler,
+    stats: JitStats,
+    /// A failure of the code generator itself (the contract then runs interpreted).
+    error: Option<String>,
+}
+
+impl Rewriter<'_> {
+    /// Replaces maximal compilable subtrees of `e` (rows typed by `row`, variables by `vars`).
+    fn expr(&mut self, e: &mut Expr, row: &[Type], vars: &[Type]) {
+        let typing = Typing { row, vars };
+        if typing.kind(e).is_some() && size(e) >= 3 {
+            match self.compiler.compile(e, &typing) {
+                Ok(j) => {
+                    self.stats.functions += 1;
+                    self.stats.nodes += size(e);
+                    *e = Expr::Jit(j);
+                    return;
+                }
+                Err(err) => {
+                    self.error.get_or_insert(err);
+                }
+            }
+        }
+        match e {
+            Expr::Neg(x) | Expr::Not(x) | Expr::IsNull(x, _) | Expr::Cast(x, _) => self.expr(x, row, vars),
+            Expr::Arith(_, a, b)
+            | Expr::Cmp(_, a, b)
+            | Expr::And(a, b)
+            | Expr::Or(a, b)
+            | Expr::Concat(a, b) => {
+                self.expr(a, row, vars);
+                self.expr(b, row, vars);
+            }
+            Expr::InList(x, list, _) => {
+                self.expr(x, row, vars);
+                list.iter_mut().for_each(|i| self.expr(i, row, vars));
+            }
+            Expr::InQuery(x, _, _) => self.expr(x, row, vars),
+            Expr::Case { operand, whens, otherwise } => {
+                if let Some(o) = operand {
+                    self.expr(o, row, vars);
+                }
+                for (w, t) in whens {
+                    self.expr(w, row, vars);
+                    self.expr(t, row, vars);
+                }
+                if let Some(o) = otherwise {
+                    self.expr(o, row, vars);
+                }
+            }
+            Expr::Func(_, args) => args.iter_mut().for_each(|a| self.expr(a, row, vars)),
+            _ => {}
+        }
+        // Subqueries: their own rows (correlated reads of this row stay interpreted).
+        if let Expr::InQuery(_, q, _) | Expr::Exists(q, _) | Expr::Subquery(q) = e {
+            let tables = self.compiler.tables.clone();
+            self.select(q, &tables, vars);
+        }
+    }
+
+    fn select(&mut self, q: &mut Select, tables: &[Vec<Type>], vars: &[Type]) {
+        let mut row: Vec<Type> = Vec::with_capacity(q.width);
+        for s in &q.from {
+            row.extend_from_slice(&tables[s.table]);
+        }
+        let row = row.as_slice();
+        for s in &mut q.from {
+            if let Some(on) = &mut s.on {
+                self.expr(on, row, vars);
+            }
+            if let Access::Point(keys) | Access::Index(_, keys) = &mut s.access {
+                keys.iter_mut().for_each(|k| self.expr(k, row, vars));
+            }
+        }
+        if let Some(f) = &mut q.filter {
+            self.expr(f, row, vars);
+        }
+        for g in &mut q.group_by {
+            self.expr(g, row, vars);
+        }
+        for a in &mut q.aggregates {
+            if let Some(x) = &mut a.arg {
+                self.expr(x, row, vars);
+            }
+        }
+        // Output, HAVING and ORDER BY of a grouped query read aggregates: left to the engine.
+        if !q.grouped {
+            q.projection.iter_mut().for_each(|p| self.expr(p, row, vars));
+            for (k, _) in &mut q.order_by {
+                if let OrderKey::Expr(e) = k {
+                    self.expr(e, row, vars);
+                }
+            }
+        }
+        if let Some(l) = &mut q.limit {
+            self.expr(l, &[], vars);
+        }
+        if let Some(o) = &mut q.offset {
+            self.expr(o, &[], vars);
+        }
+    }
+
+    fn stmts(&mut self, stmts: &mut [Stmt], tables: &[Vec<Type>], vars: &[Type]) {
+        for s in stmts {
+            match s {
+                Stmt::Assign(_, e) | Stmt::Raise(e) | Stmt::Perform(e) => self.expr(e, &[], vars),
+                Stmt::Return(e) => {
+                    if let Some(e) = e {
+                        self.expr(e, &[], vars);
+                    }
+                }
+                Stmt::If { branches, otherwise } => {
+                    for (c, body) in branches {
+                        self.expr(c, &[], vars);
+                        self.stmts(body, tables, vars);
+                    }
+                    self.stmts(otherwise, tables, vars);
+                }
+                Stmt::SelectInto(q, _) => self.select(q, tables, vars),
+                Stmt::Insert(i) => self.insert(i, tables, vars),
+                Stmt::Update(u) => {
+                    let row = &tables[u.table];
+                    for (_, e) in &mut u.sets {
+                        self.expr(e, row, vars);
+                    }
+                    if let Some(f) = &mut u.filter {
+                        self.expr(f, row, vars);
+                    }
+                    if let Access::Point(keys) | Access::Index(_, keys) = &mut u.access {
+                        keys.iter_mut().for_each(|k| self.expr(k, row, vars));
+                    }
+                }
+                Stmt::Delete(d) => {
+                    let row = &tables[d.table];
+                    if let Some(f) = &mut d.filter {
+                        self.expr(f, row, vars);
+                    }
+                    if let Access::Point(keys) | Access::Index(_, keys) = &mut d.access {
+                        keys.iter_mut().for_each(|k| self.expr(k, row, vars));
+                    }
+                }
+            }
+        }
+    }
+
+    fn insert(&mut self, i: &mut Insert, tables: &[Vec<Type>], vars: &[Type]) {
+        match &mut i.source {
+            InsertSource::Values(rows) => {
+                for r in rows {
+                    r.iter_mut().for_each(|e| self.expr(e, &[], vars));
+                }
+            }
+            InsertSource::Query(q) => self.select(q, tables, vars),
+        }
+        if let Some(oc) = &mut i.on_conflict {
+            if let ConflictAction::Update { sets, filter } = &mut oc.action {
+                let mut both = tables[i.table].clone();
+                both.extend_from_slice(&tables[i.table]);
+                for (_, e) in sets {
+                    self.expr(e, &both, vars);
+                }
+                if let Some(f) = filter {
+                    self.expr(f, &both, vars);
+                }
+            }
+        }
+    }
+}
+
+fn size(e: &Expr) -> usize {
+    let mut n = 0;
+    e.walk(0, &mut |_, _| n += 1);
+    n
+}
+
+struct Typing<'t> {
+    row: &'t [Type],
+    vars: &'t [Type],
+}
+
+fn kind_of(t: Type) -> Option<Kind> {
+    match t {
+        Type::Int => Some(Kind::Int),
+        Type::Bool => Some(Kind::Bool),
+        _ => None,
+    }
+}
+
+impl Typing<'_> {
+    /// The kind of `e` when it can be compiled.
+    fn kind(&self, e: &Expr) -> Option<Kind> {
+        let scalar = |k: Option<Kind>| k.is_some();
+        let numeric = |k: Option<Kind>| matches!(k, Some(Kind::Int | Kind::Null));
+        Some(match e {
+            Expr::Const(Value::Int(_)) => Kind::Int,
+            Expr::Const(Value::Bool(_)) => Kind::Bool,
+            Expr::Const(Value::Null) => Kind::Null,
+            Expr::Col { up: 0, slot } => kind_of(*self.row.get(*slot)?)?,
+            Expr::Var(i) => kind_of(*self.vars.get(*i)?)?,
+            Expr::Neg(x) if numeric(self.kind(x)) => Kind::Int,
+            Expr::Not(x) if scalar(self.kind(x)) => Kind::Bool,
+            Expr::Arith(_, a, b) if numeric(self.kind(a)) && numeric(self.kind(b)) => Kind::Int,
+            Expr::Cmp(_, a, b) | Expr::And(a, b) | Expr::Or(a, b)
+                if scalar(self.kind(a)) && scalar(self.kind(b)) =>
+            {
+                Kind::Bool
+            }
+            Expr::IsNull(x, _) if scalar(self.kind(x)) => Kind::Bool,
+            Expr::InList(x, list, _) if scalar(self.kind(x)) && list.iter().all(|i| scalar(self.kind(i))) => {
+                Kind::Bool
+            }
+            Expr::Case { operand, whens, otherwise } => {
+                if operand.as_ref().is_some_and(|o| !scalar(self.kind(o))) {
+                    return None;
+                }
+                let mut results = Vec::new();
+                for (w, t) in whens {
+                    if !scalar(self.kind(w)) {
+                        return None;
+                    }
+                    results.push(self.kind(t)?);
+                }
+                if let Some(o) = otherwise {
+                    results.push(self.kind(o)?);
+                }
+                unify(&results)?
+            }
+            Expr::Func(Builtin::Coalesce, args) => {
+                unify(&args.iter().map(|a| self.kind(a)).collect::<Option<Vec<_>>>()?)?
+            }
+            Expr::Func(Builtin::Nullif, args) if args.len() == 2 && scalar(self.kind(&args[1])) => {
+                self.kind(&args[0])?
+            }
+            Expr::Func(Builtin::Abs, args) if args.len() == 1 && numeric(self.kind(&args[0])) => Kind::Int,
+            Expr::Cast(x, Type::Int) if scalar(self.kind(x)) => Kind::Int,
+            Expr::Cast(x, Type::Bool) if scalar(self.kind(x)) => Kind::Bool,
+            _ => return None,
+        })
+    }
+}
+
+/// One kind for values that may come from several branches (NULL fits any).
+fn unify(kinds: &[Kind]) -> Option<Kind> {
+    let mut k = Kind::Null;
+    for &x in kinds {
+        match (k, x) {
+            (_, Kind::Null) => {}
+            (Kind::Null, x) => k = x,
+            (a, b) if a == b => {}
+            _ => return None,
+        }
+    }
+    Some(k)
+}
+
+struct Compiler {
+    code: Arc<Code>,
+    ctx: cranelift_codegen::Context,
+    fctx: FunctionBuilderContext,
+    /// Column types of the contract's tables (for subqueries).
+    tables: Vec<Vec<Type>>,
+    count: usize,
+}
+
+/// A compiled value: (value, is-null as i8).
+type Pair = (CV, CV);
+
+struct Emit<'b, 'f> {
+    b: &'b mut FunctionBuilder<'f>,
+    inputs: Vec<Input>,
+    input_vals: Vec<Pair>,
+    gas: Variable,
+    hand_back: Block,
+    args: [CV; 4],
+}
+
+impl Compiler {
+    fn new() -> Result<Compiler, String> {
+        let mut flags = settings::builder();
+        flags.set("use_colocated_libcalls", "false").map_err(|e| e.to_string())?;
+        flags.set("is_pic", "false").map_err(|e| e.to_string())?;
+        flags.set("opt_level", "speed").map_err(|e| e.to_string())?;
+        let isa = cranelift_native::builder()
+            .map_err(|e| format!("no JIT for this machine: {e}"))?
+            .finish(settings::Flags::new(flags))
+            .map_err(|e| e.to_string())?;
+        let module = JITModule::new(JITBuilder::with_isa(isa, default_libcall_names()));
+        let ctx = module.make_context();
+        let code = Arc::new(Code { module: parking_lot::Mutex::new(Some(module)) });
+        Ok(Compiler { code, ctx, fctx: FunctionBuilderContext::new(), tables: Vec::new(), count: 0 })
+    }
+
+    fn compile(&mut self, e: &Expr, typing: &Typing<'_>) -> Result<Arc<JitExpr>, String> {
+        let kind = typing.kind(e).ok_or("not compilable")?;
+        let code = self.code.clone();
+        let mut guard = code.module.lock();
+        let module = guard.as_mut().ok_or("JIT module gone")?;
+        let ptr = module.target_config().pointer_type();
+        let mut sig = module.make_signature();
+        for _ in 0..4 {
+            sig.params.push(AbiParam::new(ptr));
+        }
+        sig.returns.push(AbiParam::new(types::I32));
+        let name = format!("e{}", self.count);
+        self.count += 1;
+        let id = module.declare_function(&name, Linkage::Local, &sig).map_err(|e| e.to_string())?;
+        self.ctx.func.signature = sig;
+        self.ctx.func.name = UserFuncName::user(0, id.as_u32());
+        let mut inputs = Vec::new();
+        e.walk(0, &mut |x, d| {
+            if d == 0 {
+                let i = match x {
+                    Expr::Col { up: 0, slot } => Some(Input::Col(*slot)),
+                    Expr::Var(v) => Some(Input::Var(*v)),
+                    _ => None,
+                };
+                if let Some(i) = i {
+                    if !inputs.contains(&i) {
+                        inputs.push(i);
+                    }
+                }
+            }
+        });
+        {
+            let mut b = FunctionBuilder::new(&mut self.ctx.func, &mut self.fctx);
+            let entry = b.create_block();
+            b.append_block_params_for_function_params(entry);
+            b.switch_to_block(entry);
+            let params = b.block_params(entry).to_vec();
+            let args = [params[0], params[1], params[2], params[3]];
+            let gas = Variable::from_u32(0);
+            b.declare_var(gas, types::I64);
+            let zero = b.ins().iconst(types::I64, 0);
+            b.def_var(gas, zero);
+            // Load every input once.
+            let mut input_vals = Vec::with_capacity(inputs.len());
+            for (i, _) in inputs.iter().enumerate() {
+                let v = b.ins().load(types::I64, MemFlags::trusted(), args[0], (i * 8) as i32);
+                let n = b.ins().load(types::I8, MemFlags::trusted(), args[1], i as i32);
+                input_vals.push((v, n));
+            }
+            let hand_back = b.create_block();
+            let (v, n) = {
+                let mut em = Emit { b: &mut b, inputs: inputs.clone(), input_vals, gas, hand_back, args };
+                em.node(e)?
+            };
+            b.ins().store(MemFlags::trusted(), v, args[2], 0);
+            let used = b.use_var(gas);
+            b.ins().store(MemFlags::trusted(), used, args[3], 0);
+            let one = b.ins().iconst(types::I32, STATUS_NULL as i64);
+            let zero32 = b.ins().iconst(types::I32, STATUS_VALUE as i64);
+            let status = b.ins().select(n, one, zero32);
+            b.ins().return_(&[status]);
+            b.switch_to_block(hand_back);
+            let hb = b.ins().iconst(types::I32, STATUS_HAND_BACK as i64);
+            b.ins().return_(&[hb]);
+            b.seal_all_blocks();
+            b.finalize();
+        }
+        let defined = module.define_function(id, &mut self.ctx);
+        module.clear_context(&mut self.ctx);
+        defined.map_err(|e| format!("{e:?}"))?;
+        module.finalize_definitions().map_err(|e| e.to_string())?;
+        let ptr = module.get_finalized_function(id);
+        drop(guard);
+        // SAFETY: the function was just defined with exactly the `RawFn` signature.
+        let func: RawFn = unsafe { std::mem::transmute::<*const u8, RawFn>(ptr) };
+        Ok(Arc::new(JitExpr { func, inputs, kind, fallback: e.clone(), _code: code.clone() }))
+    }
+}
+
+impl Emit<'_, '_> {
+    fn tick(&mut self) {
+        let g = self.b.use_var(self.gas);
+        let g = self.b.ins().iadd_imm(g, 1);
+        self.b.def_var(self.gas, g);
+    }
+
+    fn i64c(&mut self, v: i64) -> CV {
+        self.b.ins().iconst(types::I64, v)
+    }
+
+    fn i8c(&mut self, v: i64) -> CV {
+        self.b.ins().iconst(types::I8, v)
+    }
+
+    fn bool64(&mut self, flag: CV) -> CV {
+        self.b.ins().uextend(types::I64, flag)
+    }
+
+    /// Not NULL and non-zero (SQL truth = true).
+    fn is_true(&mut self, p: Pair) -> CV {
+        let nz = self.b.ins().icmp_imm(IntCC::NotEqual, p.0, 0);
+        let nn = self.b.ins().icmp_imm(IntCC::Equal, p.1, 0);
+        self.b.ins().band(nz, nn)
+    }
+
+    fn is_false(&mut self, p: Pair) -> CV {
+        let z = self.b.ins().icmp_imm(IntCC::Equal, p.0, 0);
+        let nn = self.b.ins().icmp_imm(IntCC::Equal, p.1, 0);
+        self.b.ins().band(z, nn)
+    }
+
+    /// Leaves for the interpreter when `cond` (an i8 flag) holds.
+    fn hand_back_if(&mut self, cond: CV) {
+        let cont = self.b.create_block();
+        self.b.ins().brif(cond, self.hand_back, &[], cont, &[]);
+        self.b.switch_to_block(cont);
+    }
+
+    /// A join point taking a (value, null) pair.
+    fn join(&mut self) -> Block {
+        let j = self.b.create_block();
+        self.b.append_block_param(j, types::I64);
+        self.b.append_block_param(j, types::I8);
+        j
+    }
+
+    fn jump(&mut self, to: Block, p: Pair) {
+        self.b.ins().jump(to, &[p.0.into(), p.1.into()]);
+    }
+
+    fn finish_join(&mut self, j: Block) -> Pair {
+        self.b.switch_to_block(j);
+        let ps = self.b.block_params(j);
+        (ps[0], ps[1])
+    }
+
+    fn node(&mut self, e: &Expr) -> Result<Pair, String> {
+        self.tick();
+        Ok(match e {
+            Expr::Const(Value::Int(i)) => (self.i64c(*i), self.i8c(0)),
+            Expr::Const(Value::Bool(b)) => (self.i64c(*b as i64), self.i8c(0)),
+            Expr::Const(Value::Null) => (self.i64c(0), self.i8c(1)),
+            Expr::Col { up: 0, slot } => self.input(Input::Col(*slot))?,
+            Expr::Var(v) => self.input(Input::Var(*v))?,
+            Expr::Neg(x) => {
+                let p = self.node(x)?;
+                let zero = self.i64c(0);
+                let (r, of) = self.b.ins().ssub_overflow(zero, p.0);
+                let nn = self.b.ins().icmp_imm(IntCC::Equal, p.1, 0);
+                let bad = self.b.ins().band(of, nn);
+                self.hand_back_if(bad);
+                (r, p.1)
+            }
+            Expr::Not(x) => {
+                let p = self.node(x)?;
+                let z = self.b.ins().icmp_imm(IntCC::Equal, p.0, 0);
+                (self.bool64(z), p.1)
+            }
+            Expr::Arith(op, a, b) => {
+                let (x, y) = (self.node(a)?, self.node(b)?);
+                let null = self.b.ins().bor(x.1, y.1);
+                let nn = self.b.ins().icmp_imm(IntCC::Equal, null, 0);
+                let r = match op {
+                    Arith::Add | Arith::Sub | Arith::Mul => {
+                        let (r, of) = match op {
+                            Arith::Add => self.b.ins().sadd_overflow(x.0, y.0),
+                            Arith::Sub => self.b.ins().ssub_overflow(x.0, y.0),
+                            _ => self.b.ins().smul_overflow(x.0, y.0),
+                        };
+                        let bad = self.b.ins().band(of, nn);
+                        self.hand_back_if(bad);
+                        r
+                    }
+                    Arith::Div | Arith::Mod => {
+                        let zero = self.b.ins().icmp_imm(IntCC::Equal, y.0, 0);
+                        let min = self.b.ins().icmp_imm(IntCC::Equal, x.0, i64::MIN);
+                        let m1 = self.b.ins().icmp_imm(IntCC::Equal, y.0, -1);
+                        let ov = self.b.ins().band(min, m1);
+                        let bad = self.b.ins().bor(zero, ov);
+                        let fail = self.b.ins().band(bad, nn);
+                        self.hand_back_if(fail);
+                        // A NULL operand or a bad divisor is never divided by (the result is NULL or
+                        // was handed back): divide by 1 instead so that the instruction cannot trap.
+                        let skip = self.b.ins().bor(bad, null);
+                        let one = self.i64c(1);
+                        let safe = self.b.ins().select(skip, one, y.0);
+                        if *op == Arith::Div {
+                            self.b.ins().sdiv(x.0, safe)
+                        } else {
+                            self.b.ins().srem(x.0, safe)
+                        }
+                    }
+                };
+                (r, null)
+            }
+            Expr::Cmp(op, a, b) => {
+                let (x, y) = (self.node(a)?, self.node(b)?);
+                let cc = match op {
+                    Cmp::Eq => IntCC::Equal,
+                    Cmp::Ne => IntCC::NotEqual,
+                    Cmp::Lt => IntCC::SignedLessThan,
+                    Cmp::Le => IntCC::SignedLessThanOrEqual,
+                    Cmp::Gt => IntCC::SignedGreaterThan,
+                    Cmp::Ge => IntCC::SignedGreaterThanOrEqual,
+                };
+                let c = self.b.ins().icmp(cc, x.0, y.0);
+                let null = self.b.ins().bor(x.1, y.1);
+                (self.bool64(c), null)
+            }
+            Expr::And(a, b) | Expr::Or(a, b) => {
+                let and = matches!(e, Expr::And(..));
+                let x = self.node(a)?;
+                // AND stops at a false left side, OR at a true one (the right side is not evaluated).
+                let decided = if and { self.is_false(x) } else { self.is_true(x) };
+                let done = self.join();
+                let right = self.b.create_block();
+                let short = (self.i64c(!and as i64), self.i8c(0));
+                self.b.ins().brif(decided, done, &[short.0.into(), short.1.into()], right, &[]);
+                self.b.switch_to_block(right);
+                let y = self.node(b)?;
+                let (xt, xf) = (self.is_true(x), self.is_false(x));
+                let (yt, yf) = (self.is_true(y), self.is_false(y));
+                let r = if and {
+                    // false if the right side is false; true if both true; else NULL.
+                    let both = self.b.ins().band(xt, yt);
+                    let known = self.b.ins().bor(yf, both);
+                    let null = self.b.ins().icmp_imm(IntCC::Equal, known, 0);
+                    (self.bool64(both), null)
+                } else {
+                    let both = self.b.ins().band(xf, yf);
+                    let known = self.b.ins().bor(yt, both);
+                    let null = self.b.ins().icmp_imm(IntCC::Equal, known, 0);
+                    (self.bool64(yt), null)
+                };
+                self.jump(done, r);
+                self.finish_join(done)
+            }
+            Expr::IsNull(x, negated) => {
+                let p = self.node(x)?;
+                let is = self.b.ins().icmp_imm(IntCC::NotEqual, p.1, 0);
+                let r = if *negated { self.b.ins().bxor_imm(is, 1) } else { is };
+                (self.bool64(r), self.i8c(0))
+            }
+            Expr::InList(x, list, negated) => {
+                let p = self.node(x)?;
+                let mut found = self.i8c(0);
+                let mut saw_null = self.i8c(0);
+                for item in list {
+                    let q = self.node(item)?;
+                    let eq = self.b.ins().icmp(IntCC::Equal, p.0, q.0);
+                    let qn = self.b.ins().icmp_imm(IntCC::Equal, q.1, 0);
+                    let hit = self.b.ins().band(eq, qn);
+                    found = self.b.ins().bor(found, hit);
+                    saw_null = self.b.ins().bor(saw_null, q.1);
+                }
+                // x NULL → NULL; found → !negated; a NULL item → NULL; else negated.
+                let nf = self.b.ins().icmp_imm(IntCC::Equal, found, 0);
+                let sn = self.b.ins().band(nf, saw_null);
+                let null = self.b.ins().bor(p.1, sn);
+                let neg = self.i8c(*negated as i64);
+                let notneg = self.i8c(!*negated as i64);
+                let v = self.b.ins().select(found, notneg, neg);
+                (self.bool64(v), null)
+            }
+            Expr::Case { operand, whens, otherwise } => {
+                let base = match operand {
+                    Some(o) => Some(self.node(o)?),
+                    None => None,
+                };
+                let done = self.join();
+                for (w, then) in whens {
+                    let c = self.node(w)?;
+                    let hit = match base {
+                        Some(bp) => {
+                            let eq = self.b.ins().icmp(IntCC::Equal, bp.0, c.0);
+                            let nulls = self.b.ins().bor(bp.1, c.1);
+                            let nn = self.b.ins().icmp_imm(IntCC::Equal, nulls, 0);
+                            self.b.ins().band(eq, nn)
+                        }
+                        None => self.is_true(c),
+                    };
+                    let then_b = self.b.create_block();
+                    let next = self.b.create_block();
+                    self.b.ins().brif(hit, then_b, &[], next, &[]);
+                    self.b.switch_to_block(then_b);
+                    let r = self.node(then)?;
+                    self.jump(done, r);
+                    self.b.switch_to_block(next);
+                }
+                let r = match otherwise {
+                    Some(o) => self.node(o)?,
+                    None => (self.i64c(0), self.i8c(1)),
+                };
+                self.jump(done, r);
+                self.finish_join(done)
+            }
+            Expr::Func(Builtin::Coalesce, args) => {
+                let done = self.join();
+                for (i, a) in args.iter().enumerate() {
+                    let p = self.node(a)?;
+                    if i + 1 == args.len() {
+                        self.jump(done, p);
+                    } else {
+                        let next = self.b.create_block();
+                        let nn = self.b.ins().icmp_imm(IntCC::Equal, p.1, 0);
+                        self.b.ins().brif(nn, done, &[p.0.into(), p.1.into()], next, &[]);
+                        self.b.switch_to_block(next);
+                    }
+                }
+                self.finish_join(done)
+            }
+            Expr::Func(Builtin::Nullif, args) => {
+                let (x, y) = (self.node(&args[0])?, self.node(&args[1])?);
+                let eq = self.b.ins().icmp(IntCC::Equal, x.0, y.0);
+                let nulls = self.b.ins().bor(x.1, y.1);
+                let nn = self.b.ins().icmp_imm(IntCC::Equal, nulls, 0);
+                let same = self.b.ins().band(eq, nn);
+                let null = self.b.ins().bor(x.1, same);
+                (x.0, null)
+            }
+            Expr::Func(Builtin::Abs, args) => {
+                let p = self.node(&args[0])?;
+                let min = self.b.ins().icmp_imm(IntCC::Equal, p.0, i64::MIN);
+                let nn = self.b.ins().icmp_imm(IntCC::Equal, p.1, 0);
+                let bad = self.b.ins().band(min, nn);
+                self.hand_back_if(bad);
+                (self.b.ins().iabs(p.0), p.1)
+            }
+            Expr::Cast(x, Type::Int) => self.node(x)?,
+            Expr::Cast(x, Type::Bool) => {
+                let p = self.node(x)?;
+                let nz = self.b.ins().icmp_imm(IntCC::NotEqual, p.0, 0);
+                (self.bool64(nz), p.1)
+            }
+            other => return Err(format!("cannot compile {other:?}")),
+        })
+    }
+
+    fn input(&mut self, i: Input) -> Result<Pair, String> {
+        let idx = self.inputs.iter().position(|x| *x == i).ok_or("input not collected")?;
+        let _ = self.args;
+        Ok(self.input_vals[idx])
+    }
+}
