@@ -9,6 +9,7 @@
 //! - `aergo-bench blocklog`: block-log appends with a sync per block through io_uring and through
 //!   `pwrite` + `fdatasync`, same records, same disk.
 //! - `aergo-bench net`: N producers on loopback under open-loop load (see `bench/net.rs`).
+//! - `aergo-bench sql`: AergoSQL's interpreter vs its JIT vs SQLite (see `bench/sql.rs`).
 //!
 //! Build with `--release`. Runs are bounded in count and time and use loopback and temp dirs only.
 
@@ -29,6 +30,8 @@ use std::process::{Command, Stdio};
 
 #[path = "bench/net.rs"]
 mod net;
+#[path = "bench/sql.rs"]
+mod sql;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -99,6 +102,21 @@ enum Bench {
         senders: usize,
         #[arg(long)]
         dir: Option<PathBuf>,
+    },
+    /// AergoSQL: token transfer calls and an expression-heavy scan, interpreter vs JIT vs SQLite.
+    Sql {
+        #[arg(long, default_value_t = 10_000)]
+        holders: usize,
+        /// Calls per block.
+        #[arg(long, default_value_t = 1_000)]
+        calls: usize,
+        #[arg(long, default_value_t = 20)]
+        blocks: usize,
+        /// Rows of the scan.
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
     /// Block-log appends: io_uring vs pwrite, one sync per block.
     Blocklog {
@@ -605,6 +623,9 @@ async fn main() -> anyhow::Result<()> {
             exec(accounts, txs, hot, threads, rounds, json)
         }
         Bench::Blocklog { blocks, size, rounds, dir } => blocklog(blocks, size, rounds, dir),
+        Bench::Sql { holders, calls, blocks, rows, rounds } => {
+            sql::run(sql::SqlOpts { holders, calls, blocks, rows, rounds })
+        }
         Bench::Net { nodes, rates, secs, senders, dir } => {
             let tmp = scratch(dir)?;
             let opts = net::NetOpts { nodes, rates, secs, senders };

@@ -157,29 +157,13 @@ fn run(c: &Compiled, kind: EngineKind, host: &MemHost, sql: &str) -> (Result<Que
     // The ad-hoc query is checked against the interpreted contract; the JIT compiles it like a
     // function body would be.
     let select = if kind == EngineKind::Jit {
-        let mut wrapped = contract.clone();
-        wrapped.functions = vec![super::ir::Function {
-            name: "q".into(),
-            params: vec![],
-            returns: super::ir::Returns::Rows,
-            vars: vec![],
-            body: super::ir::Body::Query(Box::new(select)),
-        }];
-        let (jitted, _) = super::jit::compile_contract(&wrapped).expect("jit");
-        match jitted.functions.into_iter().next().map(|f| f.body) {
-            Some(super::ir::Body::Query(q)) => *q,
-            _ => unreachable_select(),
-        }
+        super::jit::compile_query(contract, select).expect("jit")
     } else {
         select
     };
     let mut engine = Engine::new(contract, &Address([7; 20]), &mut host, &ctx, Gas::new(10_000_000));
     let r = engine.query(&select);
     (r, engine.gas.used)
-}
-
-fn unreachable_select() -> super::ir::Select {
-    panic!("the wrapped query disappeared")
 }
 
 fn sqlite_rows(db: &rusqlite::Connection, sql: &str) -> Result<Vec<Vec<Value>>, String> {

@@ -13,7 +13,9 @@ use super::ir::{
 };
 use super::jit::{Input, JitExpr, Outcome};
 use super::store::contract_prefix;
-use super::value::{arith, compare, decode_row, encode_key, encode_row, sort_cmp, Decimal, Type, Value};
+use super::value::{
+    arith, compare, decode_row, decode_row_into, encode_key, encode_row, sort_cmp, Decimal, Type, Value,
+};
 use super::{Limits, SqlError};
 use crate::types::Address;
 use std::cmp::Ordering;
@@ -21,6 +23,53 @@ use std::collections::HashMap;
 
 /// Key-ordered entries of a prefix scan.
 pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Entries a streamed scan reads at a time.
+pub const SCAN_CHUNK: usize = 4096;
+
+/// A run of scanned entries in one buffer (no allocation per entry; reused between chunks).
+#[derive(Default)]
+pub struct ScanChunk {
+    buf: Vec<u8>,
+    /// (key start, key end = value start, value end) in `buf`.
+    spans: Vec<(usize, usize, usize)>,
+    /// No entries after these.
+    pub done: bool,
+}
+
+impl ScanChunk {
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.spans.clear();
+        self.done = false;
+    }
+
+    pub fn push(&mut self, key: &[u8], value: &[u8]) {
+        let a = self.buf.len();
+        self.buf.extend_from_slice(key);
+        let b = self.buf.len();
+        self.buf.extend_from_slice(value);
+        self.spans.push((a, b, self.buf.len()));
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    pub fn key(&self, i: usize) -> &[u8] {
+        let (a, b, _) = self.spans[i];
+        &self.buf[a..b]
+    }
+
+    pub fn value(&self, i: usize) -> &[u8] {
+        let (_, b, c) = self.spans[i];
+        &self.buf[b..c]
+    }
+}
 
 /// The contract's view of the chain state.
 pub trait Host {
@@ -30,6 +79,26 @@ pub trait Host {
     fn scan(&mut self, prefix: &[u8]) -> Result<Entries, SqlError>;
     /// Moves `amount` of the native coin from the contract's account to `to` (an address).
     fn transfer_native(&mut self, to: &str, amount: u128) -> Result<(), SqlError>;
+
+    /// Up to `max` entries under `prefix` after key `after` (all of them from the start when
+    /// `None`), in key order, into `out`; `out.done` when none follow. The default lists the whole
+    /// prefix at once.
+    fn scan_chunk(
+        &mut self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        _max: usize,
+        out: &mut ScanChunk,
+    ) -> Result<(), SqlError> {
+        out.clear();
+        for (k, v) in self.scan(prefix)? {
+            if after.is_none_or(|a| k.as_slice() > a) {
+                out.push(&k, &v);
+            }
+        }
+        out.done = true;
+        Ok(())
+    }
 }
 
 /// What the built-in functions report.
@@ -68,6 +137,9 @@ impl<'r> Env<'r> {
 }
 
 const EMPTY: Env<'static> = Env { row: &[], aggs: &[], outer: None };
+
+/// What receives the rows of a query's nested loop.
+type RowSink<'a, 's, H> = dyn FnMut(&mut Engine<'a, H>, &[Value]) -> Result<(), SqlError> + 's;
 
 enum Flow {
     Next,
@@ -391,72 +463,103 @@ impl<'a, H: Host> Engine<'a, H> {
         Ok(())
     }
 
-    /// The joined rows of FROM that pass WHERE.
-    fn joined_rows(
+    /// Calls `sink` with every joined row of FROM that passes WHERE, in order: a nested loop over
+    /// the sources, each read through its access path; full scans stream in chunks, decoded into
+    /// one row buffer (no row is materialized unless the query keeps it).
+    fn each_row(
         &mut self,
         q: &Select,
         outer: &Env<'_>,
         vars: &[Value],
-    ) -> Result<Vec<Vec<Value>>, SqlError> {
-        let mut rows: Vec<Vec<Value>> = vec![vec![Value::Null; q.width]];
-        let last = q.from.len();
-        for (i, src) in q.from.iter().enumerate() {
-            let contract = self.contract;
-            let ncols = contract.tables[src.table].columns.len();
-            let mut next = Vec::new();
-            for partial in rows {
-                let candidates = {
-                    let env = Env { row: &partial, aggs: &[], outer: Some(outer) };
-                    self.fetch(src.table, &src.access, &env, vars)?
-                };
-                let mut matched = false;
-                for cand in candidates {
-                    let mut row = partial.clone();
-                    row[src.offset..src.offset + ncols].clone_from_slice(&cand);
-                    let env = Env { row: &row, aggs: &[], outer: Some(outer) };
-                    if let Some(on) = &src.on {
-                        if self.eval(on, &env, vars)?.truth()? != Some(true) {
-                            continue;
-                        }
-                    }
-                    matched = true;
-                    if i + 1 == last {
-                        if let Some(f) = &q.filter {
-                            if self.eval(f, &env, vars)?.truth()? != Some(true) {
-                                continue;
-                            }
-                        }
-                    }
-                    next.push(row);
-                }
-                if !matched && src.join == JoinKind::Left {
-                    let row = partial;
-                    let env = Env { row: &row, aggs: &[], outer: Some(outer) };
-                    let keep = match (&q.filter, i + 1 == last) {
-                        (Some(f), true) => self.eval(f, &env, vars)?.truth()? == Some(true),
-                        _ => true,
-                    };
-                    if keep {
-                        next.push(row);
-                    }
-                }
-                self.limit_rows(next.len())?;
-            }
-            rows = next;
-        }
+        sink: &mut RowSink<'a, '_, H>,
+    ) -> Result<(), SqlError> {
+        let mut row = vec![Value::Null; q.width];
         if q.from.is_empty() {
             if let Some(f) = &q.filter {
-                let env = Env { row: &rows[0], aggs: &[], outer: Some(outer) };
+                let env = Env { row: &row, aggs: &[], outer: Some(outer) };
                 if self.eval(f, &env, vars)?.truth()? != Some(true) {
-                    rows.clear();
+                    return Ok(());
+                }
+            }
+            return sink(self, &row);
+        }
+        self.join_from(q, 0, &mut row, outer, vars, sink)
+    }
+
+    /// Source `i` of the nested loop; past the last source, WHERE and the sink.
+    fn join_from(
+        &mut self,
+        q: &Select,
+        i: usize,
+        row: &mut Vec<Value>,
+        outer: &Env<'_>,
+        vars: &[Value],
+        sink: &mut RowSink<'a, '_, H>,
+    ) -> Result<(), SqlError> {
+        let Some(src) = q.from.get(i) else {
+            if let Some(f) = &q.filter {
+                let env = Env { row, aggs: &[], outer: Some(outer) };
+                if self.eval(f, &env, vars)?.truth()? != Some(true) {
+                    return Ok(());
+                }
+            }
+            return sink(self, row);
+        };
+        let ncols = self.contract.tables[src.table].columns.len();
+        let range = src.offset..src.offset + ncols;
+        let mut matched = false;
+        // One candidate in place: ON, then the next source or (last) WHERE and the sink.
+        let mut visit = |this: &mut Self, row: &mut Vec<Value>| -> Result<(), SqlError> {
+            if let Some(on) = &src.on {
+                let env = Env { row, aggs: &[], outer: Some(outer) };
+                if this.eval(on, &env, vars)?.truth()? != Some(true) {
+                    return Ok(());
+                }
+            }
+            matched = true;
+            this.join_from(q, i + 1, row, outer, vars, sink)
+        };
+        match &src.access {
+            Access::Scan => {
+                self.gas.charge(gas::SEEK)?;
+                let prefix = self.row_prefix(src.table);
+                let mut chunk = ScanChunk::default();
+                let mut after: Option<Vec<u8>> = None;
+                loop {
+                    self.host.scan_chunk(&prefix, after.as_deref(), SCAN_CHUNK, &mut chunk)?;
+                    for e in 0..chunk.len() {
+                        let value = chunk.value(e);
+                        self.gas.charge(gas::ROW_READ + value.len() as u64 / gas::READ_BYTES_PER_GAS)?;
+                        decode_row_into(value, &mut row[range.clone()])?;
+                        visit(self, row)?;
+                    }
+                    if chunk.done || chunk.is_empty() {
+                        break;
+                    }
+                    after = Some(chunk.key(chunk.len() - 1).to_vec());
+                }
+            }
+            access => {
+                let candidates = {
+                    let env = Env { row, aggs: &[], outer: Some(outer) };
+                    self.fetch(src.table, access, &env, vars)?
+                };
+                for cand in candidates {
+                    row[range.clone()].clone_from_slice(&cand);
+                    visit(self, row)?;
                 }
             }
         }
-        Ok(rows)
+        if !matched && src.join == JoinKind::Left {
+            for v in &mut row[range.clone()] {
+                *v = Value::Null;
+            }
+            self.join_from(q, i + 1, row, outer, vars, sink)?;
+        }
+        Ok(())
     }
 
     fn select(&mut self, q: &Select, outer: &Env<'_>, vars: &[Value]) -> Result<Vec<Vec<Value>>, SqlError> {
-        let rows = self.joined_rows(q, outer, vars)?;
         // (output row, sort keys)
         let mut out: Vec<(Vec<Value>, Vec<Value>)> = Vec::new();
         let emit = |this: &mut Self,
@@ -475,45 +578,47 @@ impl<'a, H: Host> Engine<'a, H> {
                 });
             }
             out.push((row, keys));
-            Ok(())
+            this.limit_rows(out.len())
         };
         if q.grouped {
-            self.gas.charge(gas::SORT_ROW * rows.len() as u64)?;
             // Groups in key order (as SQLite's sorter gives them), each with its first row.
             let mut index: HashMap<Vec<Value>, usize> = HashMap::new();
             let mut groups: Vec<(Vec<Value>, Vec<Value>, Vec<Acc>)> = Vec::new();
-            for row in rows {
-                let env = Env { row: &row, aggs: &[], outer: Some(outer) };
-                let mut key = Vec::with_capacity(q.group_by.len());
-                for g in &q.group_by {
-                    key.push(self.eval(g, &env, vars)?);
-                }
-                let gi = match index.get(&key) {
-                    Some(&i) => i,
-                    None => {
-                        index.insert(key.clone(), groups.len());
-                        groups.push((
-                            key,
-                            row.clone(),
-                            q.aggregates.iter().map(|_| Acc::default()).collect(),
-                        ));
-                        groups.len() - 1
+            let new_accs = || q.aggregates.iter().map(|_| Acc::default()).collect::<Vec<Acc>>();
+            self.each_row(q, outer, vars, &mut |this, row| {
+                this.gas.charge(gas::SORT_ROW)?;
+                let env = Env { row, aggs: &[], outer: Some(outer) };
+                let gi = if q.group_by.is_empty() {
+                    if groups.is_empty() {
+                        groups.push((Vec::new(), row.to_vec(), new_accs()));
+                    }
+                    0
+                } else {
+                    let mut key = Vec::with_capacity(q.group_by.len());
+                    for g in &q.group_by {
+                        key.push(this.eval(g, &env, vars)?);
+                    }
+                    match index.get(&key) {
+                        Some(&i) => i,
+                        None => {
+                            index.insert(key.clone(), groups.len());
+                            groups.push((key, row.to_vec(), new_accs()));
+                            this.limit_rows(groups.len())?;
+                            groups.len() - 1
+                        }
                     }
                 };
                 for (ai, a) in q.aggregates.iter().enumerate() {
                     let v = match &a.arg {
-                        Some(e) => Some(self.eval(e, &env, vars)?),
+                        Some(e) => Some(this.eval(e, &env, vars)?),
                         None => None,
                     };
                     groups[gi].2[ai].add(a.func, a.distinct, v)?;
                 }
-            }
+                Ok(())
+            })?;
             if groups.is_empty() && q.group_by.is_empty() {
-                groups.push((
-                    Vec::new(),
-                    vec![Value::Null; q.width],
-                    q.aggregates.iter().map(|_| Acc::default()).collect(),
-                ));
+                groups.push((Vec::new(), vec![Value::Null; q.width], new_accs()));
             }
             groups.sort_by(|a, b| cmp_rows(&a.0, &b.0));
             for (_, rep, accs) in groups {
@@ -528,10 +633,10 @@ impl<'a, H: Host> Engine<'a, H> {
                 emit(self, &env, &mut out)?;
             }
         } else {
-            for row in &rows {
+            self.each_row(q, outer, vars, &mut |this, row| {
                 let env = Env { row, aggs: &[], outer: Some(outer) };
-                emit(self, &env, &mut out)?;
-            }
+                emit(this, &env, &mut out)
+            })?;
         }
         if q.distinct {
             let mut seen = std::collections::HashSet::new();

@@ -125,6 +125,19 @@ pub struct JitStats {
     pub nodes: usize,
 }
 
+/// An ad-hoc query over `contract`'s tables, compiled the same way.
+pub fn compile_query(contract: &Contract, mut q: Select) -> Result<Select, String> {
+    let mut cx = Compiler::new()?;
+    cx.tables = contract.tables.iter().map(|t| t.columns.iter().map(|c| c.ty).collect()).collect();
+    let tables = cx.tables.clone();
+    let mut rw = Rewriter { compiler: &mut cx, stats: JitStats::default(), error: None };
+    rw.select(&mut q, &tables, &[]);
+    match rw.error {
+        Some(e) => Err(e),
+        None => Ok(q),
+    }
+}
+
 /// The contract with every compilable subtree replaced by [`Expr::Jit`].
 pub fn compile_contract(c: &Contract) -> Result<(Contract, JitStats), String> {
     let mut cx = Compiler::new()?;

@@ -8,7 +8,7 @@
 //! Key parts use [`super::value::encode_key`]: order-preserving and prefix-free, so a table's rows
 //! come back from a prefix scan in primary-key order and an index prefix is the rows with those values.
 
-use super::interp::{Entries, Host};
+use super::interp::{Entries, Host, ScanChunk};
 use super::SqlError;
 use crate::types::Address;
 use std::collections::BTreeMap;
@@ -26,6 +26,17 @@ pub fn contract_prefix(contract: &Address) -> Vec<u8> {
 pub fn code_key(contract: &Address) -> Vec<u8> {
     let mut k = contract_prefix(contract);
     k.push(b'c');
+    k
+}
+
+/// The key of a row of table `table` (its id) with primary-key values `pk`.
+pub fn row_key(contract: &Address, table: usize, pk: &[super::Value]) -> Vec<u8> {
+    let mut k = contract_prefix(contract);
+    k.push(b'r');
+    k.push(table as u8);
+    for v in pk {
+        super::value::encode_key(&mut k, v);
+    }
     k
 }
 
@@ -72,6 +83,27 @@ impl Host for MemHost {
 
     fn transfer_native(&mut self, to: &str, amount: u128) -> Result<(), SqlError> {
         self.transfers.push((to.to_string(), amount));
+        Ok(())
+    }
+
+    fn scan_chunk(
+        &mut self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        max: usize,
+        out: &mut ScanChunk,
+    ) -> Result<(), SqlError> {
+        use std::ops::Bound;
+        out.clear();
+        let start = match after {
+            Some(a) => Bound::Excluded(a.to_vec()),
+            None => Bound::Included(prefix.to_vec()),
+        };
+        let mut it = self.data.range((start, Bound::Unbounded)).take_while(|(k, _)| k.starts_with(prefix));
+        for (k, v) in it.by_ref().take(max) {
+            out.push(k, v);
+        }
+        out.done = it.next().is_none();
         Ok(())
     }
 }

@@ -380,6 +380,23 @@ pub fn decode_row(bytes: &[u8]) -> Result<Vec<Value>, SqlError> {
     borsh::from_slice(bytes).map_err(|e| SqlError::Storage(format!("undecodable row: {e}")))
 }
 
+/// Decodes a row (the same bytes as [`decode_row`]) into `out`, which has the row's width.
+pub fn decode_row_into(bytes: &[u8], out: &mut [Value]) -> Result<(), SqlError> {
+    let bad = |why: String| SqlError::Storage(format!("undecodable row: {why}"));
+    let mut r = bytes;
+    let n = u32::deserialize_reader(&mut r).map_err(|e| bad(e.to_string()))? as usize;
+    if n != out.len() {
+        return Err(bad(format!("{n} values for {} columns", out.len())));
+    }
+    for slot in out.iter_mut() {
+        *slot = Value::deserialize_reader(&mut r).map_err(|e| bad(e.to_string()))?;
+    }
+    if !r.is_empty() {
+        return Err(bad("trailing bytes".into()));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
