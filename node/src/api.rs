@@ -213,6 +213,41 @@ pub struct QueryView {
     pub rows: Vec<Vec<serde_json::Value>>,
 }
 
+/// `get_contract`: a contract's schema, functions and their access sets, and its script.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ContractView {
+    pub address: Address,
+    pub height: u64,
+    /// blake3 of the script (the JIT cache key).
+    pub code_hash: Hash,
+    pub tables: Vec<ContractTableView>,
+    pub functions: Vec<ContractFunctionView>,
+    pub script: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ContractTableView {
+    pub name: String,
+    /// `name TYPE [NOT NULL]`.
+    pub columns: Vec<String>,
+    pub primary_key: Vec<String>,
+    /// `name (cols)`, `UNIQUE` first when unique.
+    pub indexes: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ContractFunctionView {
+    pub name: String,
+    pub params: Vec<String>,
+    pub returns: String,
+    /// Rows it may read and write: `table[col = param]` (known from the call's arguments or
+    /// sender) or `table (whole table)`.
+    pub reads: Vec<String>,
+    pub writes: Vec<String>,
+    /// Whether it may move native coins out of the contract's account.
+    pub moves_native: bool,
+}
+
 /// `query`: a read-only SELECT (`sql`) or a function call (`function`, `args`) on a contract at a
 /// height (default: the head). A function that changes rows runs, but its changes are discarded.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -403,6 +438,10 @@ pub trait AergoApi {
     /// the head → [`codes::HEIGHT_UNAVAILABLE`].
     #[method(name = "query")]
     async fn query(&self, request: QueryRequest) -> RpcResult<QueryView>;
+
+    /// A contract's tables, functions (with their access sets) and script, at a height.
+    #[method(name = "get_contract")]
+    async fn get_contract(&self, address: String, height: Option<u64>) -> RpcResult<ContractView>;
 
     /// A block by height or hash (the head when both are absent).
     #[method(name = "get_block")]

@@ -4,9 +4,10 @@
 //! share); `send_tx` decodes and verifies outside the pool lock and holds the lock only to admit.
 
 use crate::api::{
-    codes, AccountView, AergoApiServer, BlockTxs, BlockView, CandidateView, ChainInfo, HeaderView, NodeInfo,
-    NodeMetrics, PeerView, ProducersView, QueryRequest, QueryView, ReceiptView, RpcResult, SendTxOutcome,
-    SendTxResult, StageMetrics, StakeView, TxRejection, TxView,
+    codes, AccountView, AergoApiServer, BlockTxs, BlockView, CandidateView, ChainInfo, ContractFunctionView,
+    ContractTableView, ContractView, HeaderView, NodeInfo, NodeMetrics, PeerView, ProducersView,
+    QueryRequest, QueryView, ReceiptView, RpcResult, SendTxOutcome, SendTxResult, StageMetrics, StakeView,
+    TxRejection, TxView,
 };
 use crate::chain::read_block;
 use crate::config::RpcConfig;
@@ -187,6 +188,20 @@ impl RpcHandler {
     }
 
     /// Decodes one hex-encoded transaction and hands it to the admission stage.
+    /// `height`, or the head; an error above the head.
+    fn height_or_head(&self, height: Option<u64>) -> RpcResult<u64> {
+        let head = self.shared.head().height;
+        let at = height.unwrap_or(head);
+        if at > head {
+            return Err(ErrorObjectOwned::owned(
+                codes::HEIGHT_UNAVAILABLE,
+                format!("height {at} is above the chain head {head}"),
+                None::<()>,
+            ));
+        }
+        Ok(at)
+    }
+
     async fn admit(&self, hex_tx: &str) -> Result<SendTxResult, AdmitError> {
         let (tx, bytes) = self.decode(hex_tx)?;
         if self.shared.producer.is_none() {
@@ -395,16 +410,71 @@ impl AergoApiServer for RpcHandler {
         }))
     }
 
+    async fn get_contract(&self, address: String, height: Option<u64>) -> RpcResult<ContractView> {
+        use crate::sql::access::{describe, function_access};
+        let address = Address::parse(&address).map_err(|e| invalid_params(e.to_string()))?;
+        let at = self.height_or_head(height)?;
+        let (script, compiled) =
+            crate::sql::query::load(&self.shared.store, &address, at).map_err(|e| match e {
+                crate::sql::SqlError::Storage(e) => internal(e),
+                e => invalid_params(e.to_string()),
+            })?;
+        let c = &compiled.interpreted;
+        let tables = c
+            .tables
+            .iter()
+            .map(|t| ContractTableView {
+                name: t.name.clone(),
+                columns: t
+                    .columns
+                    .iter()
+                    .map(|col| {
+                        format!("{} {}{}", col.name, col.ty, if col.not_null { " NOT NULL" } else { "" })
+                    })
+                    .collect(),
+                primary_key: t.pk.iter().map(|&i| t.columns[i].name.clone()).collect(),
+                indexes: t
+                    .indexes
+                    .iter()
+                    .map(|&ix| {
+                        let idx = &c.indexes[ix];
+                        let cols: Vec<&str> =
+                            idx.columns.iter().map(|&i| t.columns[i].name.as_str()).collect();
+                        format!(
+                            "{}{} ({})",
+                            if idx.unique { "UNIQUE " } else { "" },
+                            idx.name,
+                            cols.join(", ")
+                        )
+                    })
+                    .collect(),
+            })
+            .collect();
+        let functions = c
+            .functions
+            .iter()
+            .map(|f| {
+                let a = function_access(c, f);
+                ContractFunctionView {
+                    name: f.name.clone(),
+                    params: f.params.iter().map(|(n, t)| format!("{n} {t}")).collect(),
+                    returns: match &f.returns {
+                        crate::sql::ir::Returns::Void => "VOID".into(),
+                        crate::sql::ir::Returns::Scalar(t) => t.to_string(),
+                        crate::sql::ir::Returns::Rows => "TABLE".into(),
+                    },
+                    reads: a.reads.iter().map(|(t, x)| describe(c, f, *t, x)).collect(),
+                    writes: a.writes.iter().map(|(t, x)| describe(c, f, *t, x)).collect(),
+                    moves_native: a.native,
+                }
+            })
+            .collect();
+        let code_hash = Hash(*blake3::hash(script.as_bytes()).as_bytes());
+        Ok(ContractView { address, height: at, code_hash, tables, functions, script })
+    }
+
     async fn query(&self, request: QueryRequest) -> RpcResult<QueryView> {
-        let head = self.shared.head().height;
-        let at = request.height.unwrap_or(head);
-        if at > head {
-            return Err(ErrorObjectOwned::owned(
-                codes::HEIGHT_UNAVAILABLE,
-                format!("height {at} is above the chain head {head}"),
-                None::<()>,
-            ));
-        }
+        let at = self.height_or_head(request.height)?;
         let args = request
             .args
             .iter()
@@ -455,14 +525,7 @@ impl AergoApiServer for RpcHandler {
     async fn get_account(&self, address: String, height: Option<u64>) -> RpcResult<AccountView> {
         let address = Address::parse(&address).map_err(|e| invalid_params(e.to_string()))?;
         let head = self.shared.head().height;
-        let at = height.unwrap_or(head);
-        if at > head {
-            return Err(ErrorObjectOwned::owned(
-                codes::HEIGHT_UNAVAILABLE,
-                format!("height {at} is above the chain head {head}"),
-                None::<()>,
-            ));
-        }
+        let at = self.height_or_head(height)?;
         let account = self.shared.store.account_at(&address, at).map_err(internal)?;
         let pending_nonce = if at == head {
             self.shared.mempool.lock().pending_nonce(&address, &account)

@@ -101,6 +101,16 @@ fn token_contract_through_the_node_and_cli() -> anyhow::Result<()> {
     let (code, err) = cli(&dev.node.rpc, &["query", &token, "DELETE FROM balances"])?;
     assert_ne!(code, 0);
     assert!(err.as_str().unwrap_or_default().contains("one SELECT"), "{err}");
+    // The contract as the node describes it: schema, access sets, script.
+    let c = cli_json(&dev.node.rpc, &["contract", "show", &token])?;
+    assert_eq!(c["tables"][0]["primary_key"], json!(["owner"]));
+    let transfer = c["functions"]
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["name"] == "transfer"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(transfer["writes"], json!(["balances[owner = sender()], balances[owner = recipient]"]), "{c}");
+    assert!(c["script"].as_str().unwrap_or_default().contains("CREATE TABLE balances"));
     // Text output is a table.
     let out = Command::new(binary("aergo")).args(["--rpc", &dev.node.rpc, "query", &token, &sql]).output()?;
     let text = String::from_utf8_lossy(&out.stdout);

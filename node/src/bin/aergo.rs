@@ -137,6 +137,15 @@ enum ContractCmd {
         #[arg(long, default_value = "0")]
         amount: String,
     },
+    /// A contract's tables, functions with the rows each may read and write, and (--source) its
+    /// script.
+    Show {
+        address: String,
+        #[arg(long)]
+        height: Option<u64>,
+        #[arg(long)]
+        source: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -449,6 +458,43 @@ async fn main() -> anyhow::Result<()> {
             let args = args.iter().map(|a| aergo_node::sql::json::from_cli(a)).collect();
             let amount = amount_string::parse(&amount).map_err(anyhow::Error::msg)?;
             submit(&cli.rpc, json, &tx, None, amount, Payload::Call { contract, function, args }).await?;
+        }
+        Command::Contract(ContractCmd::Show { address, height, source }) => {
+            Address::parse(&address)?;
+            let c = client(&cli.rpc)?.get_contract(address, height).await?;
+            print(json, &c, |c| {
+                let mut t = format!("contract {} at height {} (code {})\n", c.address, c.height, c.code_hash);
+                for tb in &c.tables {
+                    t += &format!(
+                        "table {} ({}) primary key ({})\n",
+                        tb.name,
+                        tb.columns.join(", "),
+                        tb.primary_key.join(", ")
+                    );
+                    for ix in &tb.indexes {
+                        t += &format!("  index {ix}\n");
+                    }
+                }
+                for f in &c.functions {
+                    t += &format!("function {}({}) returns {}\n", f.name, f.params.join(", "), f.returns);
+                    t += &format!(
+                        "  reads  {}\n",
+                        if f.reads.is_empty() { "nothing".into() } else { f.reads.join("; ") }
+                    );
+                    t += &format!(
+                        "  writes {}\n",
+                        if f.writes.is_empty() { "nothing".into() } else { f.writes.join("; ") }
+                    );
+                    if f.moves_native {
+                        t += "  moves native coins out of the contract\n";
+                    }
+                }
+                if source {
+                    t += "\n";
+                    t += &c.script;
+                }
+                t.trim_end().to_string()
+            })?;
         }
         Command::Query { contract, sql, function, args, height } => {
             let contract = Address::parse(&contract)?;

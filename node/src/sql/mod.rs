@@ -11,7 +11,9 @@
 //! covers them and every height stays readable. The script is checked again when loaded (the check
 //! is deterministic; loaded contracts are cached by code hash).
 
+pub mod access;
 pub mod check;
+pub mod fuzz;
 pub mod gas;
 pub mod interp;
 pub mod ir;

@@ -39,6 +39,21 @@ fn cache() -> &'static ContractCache {
     CACHE.get_or_init(ContractCache::default)
 }
 
+/// A contract's script and compiled form as of `height`.
+pub fn load(
+    store: &StateStore,
+    contract: &Address,
+    height: u64,
+) -> Result<(String, std::sync::Arc<super::Compiled>), SqlError> {
+    let mut host = StoreHost { store, height };
+    let Some(code) = host.get(&code_key(contract))? else {
+        return Err(SqlError::Runtime(format!("no contract at {contract} at height {height}")));
+    };
+    let code = String::from_utf8(code).map_err(|_| SqlError::Storage("contract code is not UTF-8".into()))?;
+    let compiled = cache().get(&code)?;
+    Ok((code, compiled))
+}
+
 /// What to read.
 pub enum Request<'r> {
     Sql(&'r str),
@@ -52,12 +67,8 @@ pub fn run(
     height: u64,
     request: Request<'_>,
 ) -> Result<QueryResult, SqlError> {
+    let (_, compiled) = load(store, contract, height)?;
     let mut host = StoreHost { store, height };
-    let Some(code) = host.get(&code_key(contract))? else {
-        return Err(SqlError::Runtime(format!("no contract at {contract} at height {height}")));
-    };
-    let code = String::from_utf8(code).map_err(|_| SqlError::Storage("contract code is not UTF-8".into()))?;
-    let compiled = cache().get(&code)?;
     let ctx = CallCtx { self_address: contract.to_string(), height, ..CallCtx::default() };
     let mut buffered = Buffered::new(&mut host);
     let contract_ir = compiled.engine(super::default_engine());

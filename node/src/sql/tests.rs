@@ -196,3 +196,130 @@ fn both_engines_run_out_of_gas_identically() {
         }
     }
 }
+
+/// Bounded fuzzing on stable Rust: the examples and some hostile seeds, mutated at random (cut,
+/// duplicated, spliced with SQL tokens, bytes changed), through [`super::fuzz::fuzz_one`]. No input
+/// may panic or take long. (`fuzz/` runs the same step under libFuzzer, coverage-guided.)
+#[test]
+fn mutated_scripts_never_panic_or_hang() {
+    use rand::{Rng, SeedableRng};
+    let deep = format!(
+        "CREATE TABLE t (a INTEGER PRIMARY KEY CHECK ({}a{} > 0));",
+        "(".repeat(200),
+        ")".repeat(200)
+    );
+    let wide = format!(
+        "CREATE TABLE t (a INTEGER PRIMARY KEY CHECK (a IN ({})));",
+        (0..3000).map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+    );
+    let ifs = format!(
+        "CREATE TABLE t (a INTEGER PRIMARY KEY);\nCREATE FUNCTION f() RETURNS VOID AS $$\nBEGIN\n{}{}END $$;",
+        "IF 1 = 1 THEN\n".repeat(60),
+        "END IF;\n".repeat(60)
+    );
+    let seeds = [TOKEN, REGISTRY, VOTING, deep.as_str(), wide.as_str(), ifs.as_str()];
+    let tokens = [
+        "SELECT",
+        "FROM",
+        "WHERE",
+        "(",
+        ")",
+        ",",
+        ";",
+        "$$",
+        "'",
+        "BEGIN",
+        "END",
+        "IF",
+        "THEN",
+        "ELSE",
+        "CASE",
+        "WHEN",
+        "NULL",
+        "9223372036854775807",
+        "-",
+        "/",
+        "%",
+        "||",
+        "AND",
+        "OR",
+        "NOT",
+        "IN",
+        "EXISTS",
+        "JOIN",
+        "ON",
+        "GROUP BY",
+        "ORDER BY",
+        "LIMIT",
+        "INSERT INTO",
+        "VALUES",
+        "UPDATE",
+        "SET",
+        "DELETE",
+        "RETURN",
+        "RAISE EXCEPTION",
+        ":=",
+        "DECLARE",
+        "PRIMARY KEY",
+        "UNIQUE",
+        "CHECK",
+        "DECIMAL(38, 38)",
+        "COUNT(*)",
+        "sender()",
+        "transfer_native",
+    ];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0xa3_60);
+    let iterations = if cfg!(debug_assertions) { 1_500 } else { 20_000 };
+    let mut slowest = std::time::Duration::ZERO;
+    for i in 0..iterations {
+        let mut s: Vec<u8> = seeds[i % seeds.len()].as_bytes().to_vec();
+        for _ in 0..rng.gen_range(1..5) {
+            if s.is_empty() {
+                break;
+            }
+            let at = rng.gen_range(0..s.len());
+            match rng.gen_range(0..4) {
+                0 => {
+                    let end = (at + rng.gen_range(1..40)).min(s.len());
+                    s.drain(at..end);
+                }
+                1 => {
+                    let end = (at + rng.gen_range(1..60)).min(s.len());
+                    let piece = s[at..end].to_vec();
+                    let to = rng.gen_range(0..s.len());
+                    s.splice(to..to, piece);
+                }
+                2 => {
+                    let t = format!(" {} ", tokens[rng.gen_range(0..tokens.len())]);
+                    s.splice(at..at, t.bytes());
+                }
+                _ => s[at] = rng.gen_range(0x20..0x7f),
+            }
+        }
+        let script = String::from_utf8_lossy(&s);
+        let started = std::time::Instant::now();
+        super::fuzz::fuzz_one(&script);
+        slowest = slowest.max(started.elapsed());
+    }
+    assert!(slowest < std::time::Duration::from_secs(2), "slowest input took {slowest:?}");
+}
+
+#[test]
+fn access_sets_name_the_rows_a_call_touches() {
+    use super::access::{call_keys, describe, function_access, TableAccess};
+    let c = compile(TOKEN).unwrap().contract;
+    let f = c.function("transfer").unwrap();
+    let a = function_access(&c, f);
+    let writes: Vec<String> = a.writes.iter().map(|(t, x)| describe(&c, f, *t, x)).collect();
+    assert_eq!(writes, vec!["balances[owner = sender()], balances[owner = recipient]"]);
+    assert!(!a.native);
+    let keys = call_keys(&a.writes[&0], &[Value::Text("bob".into()), Value::Int(5)], "alice").unwrap();
+    assert_eq!(keys.len(), 2);
+    // A whole-table read: the holders listing scans.
+    let h = c.function("holders").unwrap();
+    assert_eq!(function_access(&c, h).reads[&0], TableAccess::Whole);
+    // The voting contract's propose reads proposals as a whole (MAX(id)) and writes one computed key.
+    let v = compile(VOTING).unwrap().contract;
+    let p = function_access(&v, v.function("propose").unwrap());
+    assert!(p.writes.values().all(|w| *w == TableAccess::Whole), "{p:?}");
+}
