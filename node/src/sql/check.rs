@@ -19,6 +19,7 @@ use sqlparser::ast::{
 use sqlparser::tokenizer::Location;
 
 /// A checked script: the contract, and the DML statements that run once at deploy (the constructor).
+#[derive(Debug)]
 pub struct Checked {
     pub contract: Contract,
     pub constructor: Vec<Stmt>,

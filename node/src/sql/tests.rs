@@ -323,3 +323,33 @@ fn access_sets_name_the_rows_a_call_touches() {
     let p = function_access(&v, v.function("propose").unwrap());
     assert!(p.writes.values().all(|w| *w == TableAccess::Whole), "{p:?}");
 }
+
+#[test]
+fn limits_are_refused_with_the_limit_named() {
+    let big = format!("CREATE TABLE t (a INTEGER PRIMARY KEY);\n-- {}\n", "x".repeat(70 * 1024));
+    assert!(compile(&big).unwrap_err().to_string().contains("the limit is 65536"));
+    let tables: String = (0..33).map(|i| format!("CREATE TABLE t{i} (a INTEGER PRIMARY KEY);\n")).collect();
+    assert!(compile(&tables).unwrap_err().to_string().contains("more than 32 tables"));
+    let cols: Vec<String> = (0..65).map(|i| format!("c{i} INTEGER")).collect();
+    let wide = format!("CREATE TABLE t (id INTEGER PRIMARY KEY, {});", cols.join(", "));
+    assert!(compile(&wide).unwrap_err().to_string().contains("1 to 64 are allowed"));
+    let body: String = (0..257).map(|_| "  x := 1;\n").collect();
+    let long = format!("CREATE TABLE t (a INTEGER PRIMARY KEY);\nCREATE FUNCTION f() RETURNS VOID AS $$\nDECLARE x INTEGER;\nBEGIN\n{body}END $$;");
+    assert!(compile(&long).unwrap_err().to_string().contains("more than 256 statements"));
+    let deep = format!(
+        "CREATE TABLE t (a INTEGER PRIMARY KEY CHECK ({}a{} > 0));",
+        "(1 + ".repeat(40),
+        ")".repeat(40)
+    );
+    let e = compile(&deep).unwrap_err().to_string();
+    assert!(e.contains("nested deeper than 32") || e.contains("nesting too deep"), "{e}");
+    // A row over 16 KiB and a call over its gas: runtime errors that revert.
+    let (c, mut h) = deploy("CREATE TABLE t (a INTEGER PRIMARY KEY, s TEXT);\nCREATE FUNCTION put(s2 TEXT) RETURNS VOID AS $$ BEGIN INSERT INTO t VALUES (1, s2); END $$;", "me");
+    let e = call(&mut h, &c, "me", "put", vec![t(&"y".repeat(17 * 1024))]).unwrap_err();
+    assert!(e.to_string().contains("limit is 16384"), "{e}");
+    let addr = contract_address(&Address([1; 20]), 0);
+    let cx = ctx("me");
+    let e = Engine::new(&c, &addr, &mut h, &cx, Gas::new(250)).call("put", vec![t("z")]).unwrap_err();
+    assert_eq!(e, SqlError::OutOfGas(250));
+    assert!(h.data.is_empty());
+}
