@@ -497,7 +497,14 @@ impl<'l> Checker<'l> {
                 Body::Block(stmts)
             }
         };
-        Ok(Function { name, params, returns, vars: vars.into_iter().map(|(_, t)| t).collect(), body })
+        Ok(Function {
+            name,
+            params,
+            returns,
+            vars: vars.into_iter().map(|(_, t)| t).collect(),
+            body,
+            jit: None,
+        })
     }
 
     fn var_slot(vars: &[(String, Type)], id: &Ident, at: Location) -> Result<usize, SqlError> {

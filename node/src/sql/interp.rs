@@ -11,7 +11,7 @@ use super::ir::{
     Access, AggFunc, Body, Builtin, Cmp, ConflictAction, Contract, Expr, Function, Insert, InsertSource,
     JoinKind, OrderKey, Returns, Select, Stmt, Table,
 };
-use super::jit::{Input, JitExpr, Outcome};
+use super::jit::{Input, JitBody, JitExpr, Outcome};
 use super::store::contract_prefix;
 use super::value::{
     arith, compare, decode_row, decode_row_into, encode_key, encode_row, sort_cmp, Decimal, Type, Value,
@@ -251,14 +251,54 @@ impl<'a, H: Host> Engine<'a, H> {
                     Returns::Void => Ok(QueryResult::default()),
                 }
             }
-            Body::Block(stmts) => match (self.block(stmts, &mut vars, &f.vars)?, &f.returns) {
-                (Flow::Return(v), Returns::Scalar(ty)) => Ok(QueryResult {
-                    columns: vec![f.name.clone()],
-                    rows: vec![vec![v.coerce(*ty, &f.name)?]],
-                }),
-                (_, Returns::Scalar(_)) => Err(SqlError::Runtime(format!("{function} ended without RETURN"))),
-                _ => Ok(QueryResult::default()),
-            },
+            Body::Block(stmts) => {
+                if let Some(j) = &f.jit {
+                    if let Some(v) = self.run_body(j, &vars) {
+                        return Ok(QueryResult { columns: vec![f.name.clone()], rows: vec![vec![v]] });
+                    }
+                }
+                self.interpret_body(f, stmts, vars)
+            }
+        }
+    }
+
+    /// A compiled body on the frame; `None` hands the call to the interpreter (a value it cannot
+    /// hold, an error on the way, or not enough gas).
+    fn run_body(&mut self, j: &JitBody, vars: &[Value]) -> Option<Value> {
+        let mut ints: smallvec::SmallVec<[i64; 16]> = smallvec::SmallVec::with_capacity(vars.len());
+        let mut nulls: smallvec::SmallVec<[u8; 16]> = smallvec::SmallVec::with_capacity(vars.len());
+        for v in vars {
+            let (i, n) = match v {
+                Value::Int(i) => (*i, 0),
+                Value::Bool(b) => (*b as i64, 0),
+                Value::Null => (0, 1),
+                _ => return None,
+            };
+            ints.push(i);
+            nulls.push(n);
+        }
+        if let Outcome::Value(v, nodes) = j.run(&ints, &nulls) {
+            let before = self.gas;
+            if self.gas.charge(nodes).is_ok() {
+                return Some(v);
+            }
+            self.gas = before;
+        }
+        None
+    }
+
+    fn interpret_body(
+        &mut self,
+        f: &Function,
+        stmts: &[Stmt],
+        mut vars: Vec<Value>,
+    ) -> Result<QueryResult, SqlError> {
+        match (self.block(stmts, &mut vars, &f.vars)?, &f.returns) {
+            (Flow::Return(v), Returns::Scalar(ty)) => {
+                Ok(QueryResult { columns: vec![f.name.clone()], rows: vec![vec![v.coerce(*ty, &f.name)?]] })
+            }
+            (_, Returns::Scalar(_)) => Err(SqlError::Runtime(format!("{} ended without RETURN", f.name))),
+            _ => Ok(QueryResult::default()),
         }
     }
 

@@ -53,6 +53,8 @@ pub struct Function {
     /// The frame's types: parameters first, then declared variables.
     pub vars: Vec<Type>,
     pub body: Body,
+    /// The body compiled whole by the JIT, when it can be (see [`super::jit::JitBody`]).
+    pub jit: Option<std::sync::Arc<super::jit::JitBody>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -6,7 +6,8 @@
 //! wherever it appears: filters, join conditions, projections, keys, CHECK constraints, SET
 //! expressions and the expressions of function bodies. The rest (text, decimals, subqueries,
 //! row access, statements) stays with the engine, which calls the compiled code for each subtree
-//! ([`Expr::Jit`]).
+//! ([`Expr::Jit`]). A function body made only of assignments, IF/ELSIF/ELSE and RETURN over
+//! INTEGER/BOOLEAN parameters and variables is compiled whole ([`JitBody`]).
 //!
 //! One meaning: the compiled code follows the interpreter's rules exactly — three-valued logic,
 //! short-circuit AND/OR/CASE/COALESCE in the same order, overflow and division by zero as errors —
@@ -77,24 +78,59 @@ pub enum Outcome {
 impl JitExpr {
     /// Runs the code on the loaded inputs.
     pub fn run(&self, inputs: &[i64], nulls: &[u8]) -> Outcome {
-        let mut out = 0i64;
-        let mut nodes = 0u64;
-        // SAFETY: `func` was compiled by `compile_contract` for this signature; the input arrays
-        // hold `self.inputs.len()` entries, which is all the code reads; the module that owns the
-        // code lives as long as `_code`.
-        let status = unsafe { (self.func)(inputs.as_ptr(), nulls.as_ptr(), &mut out, &mut nodes) };
-        match status {
-            STATUS_VALUE => Outcome::Value(
-                match self.kind {
-                    Kind::Int => Value::Int(out),
-                    Kind::Bool => Value::Bool(out != 0),
-                    Kind::Null => Value::Null,
-                },
-                nodes,
-            ),
-            STATUS_NULL => Outcome::Value(Value::Null, nodes),
-            _ => Outcome::HandBack,
-        }
+        // SAFETY: `func` was compiled by `Compiler::compile` for `RawFn`, reading exactly
+        // `self.inputs.len()` entries of each array; `_code` keeps the code alive.
+        unsafe { call(self.func, inputs, nulls, self.kind) }
+    }
+}
+
+/// Calls compiled code and turns its status into an [`Outcome`].
+///
+/// # Safety
+/// `func` must be live code of the `RawFn` signature that reads no more entries of `values` and
+/// `nulls` than they hold.
+unsafe fn call(func: RawFn, values: &[i64], nulls: &[u8], kind: Kind) -> Outcome {
+    let mut out = 0i64;
+    let mut nodes = 0u64;
+    // SAFETY: the caller's promise.
+    let status = unsafe { func(values.as_ptr(), nulls.as_ptr(), &mut out, &mut nodes) };
+    match status {
+        STATUS_VALUE => Outcome::Value(
+            match kind {
+                Kind::Int => Value::Int(out),
+                Kind::Bool => Value::Bool(out != 0),
+                Kind::Null => Value::Null,
+            },
+            nodes,
+        ),
+        STATUS_NULL => Outcome::Value(Value::Null, nodes),
+        _ => Outcome::HandBack,
+    }
+}
+
+/// A whole function body compiled: `BEGIN … END` blocks of assignments, IF/ELSIF/ELSE and RETURN
+/// over INTEGER/BOOLEAN parameters and variables, returning INTEGER or BOOLEAN. It runs on the
+/// call's frame and counts statements and nodes as the interpreter charges them; at an error, or
+/// when its gas would run out, the engine runs the body again interpreted (such bodies have no
+/// side effects), which fails at the same point.
+pub struct JitBody {
+    func: RawFn,
+    pub ret: Kind,
+    _code: Arc<Code>,
+}
+
+impl std::fmt::Debug for JitBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "JitBody(→ {:?})", self.ret)
+    }
+}
+
+impl JitBody {
+    /// Runs on the frame: `values`/`nulls` hold every parameter and variable (variables NULL).
+    pub fn run(&self, values: &[i64], nulls: &[u8]) -> Outcome {
+        // SAFETY: compiled by `Compiler::compile_body` for `RawFn`, reading one entry per frame slot,
+        // which the caller passes; `_code` keeps the code alive.
+        unsafe { call(self.func, values, nulls, self.ret) }
     }
 }
 
@@ -121,8 +157,11 @@ impl Drop for Code {
 /// Statistics of a compilation.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct JitStats {
+    /// Compiled expression subtrees.
     pub functions: usize,
     pub nodes: usize,
+    /// Function bodies compiled whole.
+    pub bodies: usize,
 }
 
 /// An ad-hoc query over `contract`'s tables, compiled the same way.
@@ -143,7 +182,15 @@ pub fn compile_contract(c: &Contract) -> Result<(Contract, JitStats), String> {
     let mut cx = Compiler::new()?;
     cx.tables = c.tables.iter().map(|t| t.columns.iter().map(|c| c.ty).collect()).collect();
     let mut out = c.clone();
-    let mut rw = Rewriter { compiler: &mut cx, stats: JitStats::default(), error: None };
+    let mut bodies = 0;
+    for (f, g) in c.functions.iter().zip(&mut out.functions) {
+        if let Some(j) = cx.compile_body(f)? {
+            g.jit = Some(j);
+            bodies += 1;
+        }
+    }
+    let mut rw =
+        Rewriter { compiler: &mut cx, stats: JitStats { bodies, ..JitStats::default() }, error: None };
     for t in &mut out.tables {
         let types: Vec<Type> = t.columns.iter().map(|c| c.ty).collect();
         for (e, _) in &mut t.checks {
@@ -444,6 +491,8 @@ struct Emit<'b, 'f> {
     gas: Variable,
     hand_back: Block,
     args: [CV; 4],
+    /// In a compiled body: the frame's (value, null) variables, read and written by statements.
+    frame: Option<Vec<(Variable, Variable)>>,
 }
 
 impl Compiler {
@@ -467,17 +516,8 @@ impl Compiler {
         let code = self.code.clone();
         let mut guard = code.module.lock();
         let module = guard.as_mut().ok_or("JIT module gone")?;
-        let ptr = module.target_config().pointer_type();
-        let mut sig = module.make_signature();
-        for _ in 0..4 {
-            sig.params.push(AbiParam::new(ptr));
-        }
-        sig.returns.push(AbiParam::new(types::I32));
-        let name = format!("e{}", self.count);
-        self.count += 1;
-        let id = module.declare_function(&name, Linkage::Local, &sig).map_err(|e| e.to_string())?;
-        self.ctx.func.signature = sig;
-        self.ctx.func.name = UserFuncName::user(0, id.as_u32());
+        let id = self.declare(module)?;
+
         let mut inputs = Vec::new();
         e.walk(0, &mut |x, d| {
             if d == 0 {
@@ -495,15 +535,7 @@ impl Compiler {
         });
         {
             let mut b = FunctionBuilder::new(&mut self.ctx.func, &mut self.fctx);
-            let entry = b.create_block();
-            b.append_block_params_for_function_params(entry);
-            b.switch_to_block(entry);
-            let params = b.block_params(entry).to_vec();
-            let args = [params[0], params[1], params[2], params[3]];
-            let gas = Variable::from_u32(0);
-            b.declare_var(gas, types::I64);
-            let zero = b.ins().iconst(types::I64, 0);
-            b.def_var(gas, zero);
+            let (args, gas) = entry(&mut b);
             // Load every input once.
             let mut input_vals = Vec::with_capacity(inputs.len());
             for (i, _) in inputs.iter().enumerate() {
@@ -512,36 +544,231 @@ impl Compiler {
                 input_vals.push((v, n));
             }
             let hand_back = b.create_block();
-            let (v, n) = {
-                let mut em = Emit { b: &mut b, inputs: inputs.clone(), input_vals, gas, hand_back, args };
-                em.node(e)?
-            };
-            b.ins().store(MemFlags::trusted(), v, args[2], 0);
-            let used = b.use_var(gas);
-            b.ins().store(MemFlags::trusted(), used, args[3], 0);
-            let one = b.ins().iconst(types::I32, STATUS_NULL as i64);
-            let zero32 = b.ins().iconst(types::I32, STATUS_VALUE as i64);
-            let status = b.ins().select(n, one, zero32);
-            b.ins().return_(&[status]);
-            b.switch_to_block(hand_back);
-            let hb = b.ins().iconst(types::I32, STATUS_HAND_BACK as i64);
-            b.ins().return_(&[hb]);
-            b.seal_all_blocks();
-            b.finalize();
+            {
+                let mut em =
+                    Emit { b: &mut b, inputs: inputs.clone(), input_vals, gas, hand_back, args, frame: None };
+                let p = em.node(e)?;
+                em.ret(p);
+            }
+            close(b, hand_back);
         }
+        let func = self.define(module, id)?;
+        drop(guard);
+        Ok(Arc::new(JitExpr { func, inputs, kind, fallback: e.clone(), _code: code.clone() }))
+    }
+}
+
+/// Whether a body can be compiled whole: only assignments, IF and RETURN with a value, over
+/// compilable expressions of INTEGER/BOOLEAN variables.
+fn body_compilable(stmts: &[Stmt], typing: &Typing<'_>) -> bool {
+    stmts.iter().all(|s| match s {
+        Stmt::Assign(_, e) | Stmt::Return(Some(e)) => typing.kind(e).is_some(),
+        Stmt::If { branches, otherwise } => {
+            branches.iter().all(|(c, b)| typing.kind(c).is_some() && body_compilable(b, typing))
+                && body_compilable(otherwise, typing)
+        }
+        _ => false,
+    })
+}
+
+impl Compiler {
+    fn compile_body(&mut self, f: &super::ir::Function) -> Result<Option<Arc<JitBody>>, String> {
+        let ret = match &f.returns {
+            super::ir::Returns::Scalar(t) => match kind_of(*t) {
+                Some(k) => k,
+                None => return Ok(None),
+            },
+            _ => return Ok(None),
+        };
+        let Body::Block(stmts) = &f.body else { return Ok(None) };
+        if f.vars.iter().any(|t| kind_of(*t).is_none()) {
+            return Ok(None);
+        }
+        let typing = Typing { row: &[], vars: &f.vars };
+        if !body_compilable(stmts, &typing) {
+            return Ok(None);
+        }
+        let code = self.code.clone();
+        let mut guard = code.module.lock();
+        let module = guard.as_mut().ok_or("JIT module gone")?;
+        let id = self.declare(module)?;
+
+        {
+            let mut b = FunctionBuilder::new(&mut self.ctx.func, &mut self.fctx);
+            let (args, gas) = entry(&mut b);
+            let mut frame = Vec::with_capacity(f.vars.len());
+            for i in 0..f.vars.len() {
+                let (val, null) =
+                    (Variable::from_u32(1 + 2 * i as u32), Variable::from_u32(2 + 2 * i as u32));
+                b.declare_var(val, types::I64);
+                b.declare_var(null, types::I8);
+                let v = b.ins().load(types::I64, MemFlags::trusted(), args[0], (i * 8) as i32);
+                let n = b.ins().load(types::I8, MemFlags::trusted(), args[1], i as i32);
+                b.def_var(val, v);
+                b.def_var(null, n);
+                frame.push((val, null));
+            }
+            let hand_back = b.create_block();
+            {
+                let mut em = Emit {
+                    b: &mut b,
+                    inputs: Vec::new(),
+                    input_vals: Vec::new(),
+                    gas,
+                    hand_back,
+                    args,
+                    frame: Some(frame),
+                };
+                if !em.stmts(stmts, &f.vars, ret)? {
+                    // Falling off the end of a function that returns a value is the interpreter's error.
+                    em.b.ins().jump(hand_back, &[]);
+                }
+            }
+            close(b, hand_back);
+        }
+        let func = self.define(module, id)?;
+        drop(guard);
+        Ok(Some(Arc::new(JitBody { func, ret, _code: code.clone() })))
+    }
+}
+
+/// The entry block: the four pointer arguments and the node counter (at 0).
+fn entry(b: &mut FunctionBuilder<'_>) -> ([CV; 4], Variable) {
+    let entry = b.create_block();
+    b.append_block_params_for_function_params(entry);
+    b.switch_to_block(entry);
+    let params = b.block_params(entry).to_vec();
+    let gas = Variable::from_u32(0);
+    b.declare_var(gas, types::I64);
+    let zero = b.ins().iconst(types::I64, 0);
+    b.def_var(gas, zero);
+    ([params[0], params[1], params[2], params[3]], gas)
+}
+
+/// The hand-back exit, and the end of the function.
+fn close(mut b: FunctionBuilder<'_>, hand_back: Block) {
+    b.switch_to_block(hand_back);
+    let hb = b.ins().iconst(types::I32, STATUS_HAND_BACK as i64);
+    b.ins().return_(&[hb]);
+    b.seal_all_blocks();
+    b.finalize();
+}
+
+impl Compiler {
+    /// A new function of the `RawFn` signature in `module`, to be built in `self.ctx`.
+    fn declare(&mut self, module: &mut JITModule) -> Result<cranelift_module::FuncId, String> {
+        let ptr = module.target_config().pointer_type();
+        let mut sig = module.make_signature();
+        for _ in 0..4 {
+            sig.params.push(AbiParam::new(ptr));
+        }
+        sig.returns.push(AbiParam::new(types::I32));
+        let name = format!("f{}", self.count);
+        self.count += 1;
+        let id = module.declare_function(&name, Linkage::Local, &sig).map_err(|e| e.to_string())?;
+        self.ctx.func.signature = sig;
+        self.ctx.func.name = UserFuncName::user(0, id.as_u32());
+        Ok(id)
+    }
+
+    /// Compiles the function built in `self.ctx`; returns its code.
+    fn define(&mut self, module: &mut JITModule, id: cranelift_module::FuncId) -> Result<RawFn, String> {
         let defined = module.define_function(id, &mut self.ctx);
         module.clear_context(&mut self.ctx);
         defined.map_err(|e| format!("{e:?}"))?;
         module.finalize_definitions().map_err(|e| e.to_string())?;
         let ptr = module.get_finalized_function(id);
-        drop(guard);
         // SAFETY: the function was just defined with exactly the `RawFn` signature.
-        let func: RawFn = unsafe { std::mem::transmute::<*const u8, RawFn>(ptr) };
-        Ok(Arc::new(JitExpr { func, inputs, kind, fallback: e.clone(), _code: code.clone() }))
+        Ok(unsafe { std::mem::transmute::<*const u8, RawFn>(ptr) })
     }
 }
 
 impl Emit<'_, '_> {
+    /// Returns value `p`: stores it and the node count; status VALUE or NULL.
+    fn ret(&mut self, p: Pair) {
+        self.b.ins().store(MemFlags::trusted(), p.0, self.args[2], 0);
+        let used = self.b.use_var(self.gas);
+        self.b.ins().store(MemFlags::trusted(), used, self.args[3], 0);
+        let one = self.b.ins().iconst(types::I32, STATUS_NULL as i64);
+        let zero = self.b.ins().iconst(types::I32, STATUS_VALUE as i64);
+        let status = self.b.ins().select(p.1, one, zero);
+        self.b.ins().return_(&[status]);
+    }
+
+    fn charge(&mut self, n: i64) {
+        let g = self.b.use_var(self.gas);
+        let g = self.b.ins().iadd_imm(g, n);
+        self.b.def_var(self.gas, g);
+    }
+
+    /// A value as stored in an INTEGER or BOOLEAN variable (or returned as one): what
+    /// [`Value::coerce`] does; an integer other than 0 or 1 into a BOOLEAN is handed back (the
+    /// interpreter's error).
+    fn coerce(&mut self, p: Pair, from: Kind, to: Kind) -> Pair {
+        if to == Kind::Bool && from == Kind::Int {
+            let big = self.b.ins().icmp_imm(IntCC::UnsignedGreaterThan, p.0, 1);
+            let nn = self.b.ins().icmp_imm(IntCC::Equal, p.1, 0);
+            let bad = self.b.ins().band(big, nn);
+            self.hand_back_if(bad);
+        }
+        p
+    }
+
+    /// Statements of a compiled body; true when every path ended in RETURN.
+    fn stmts(&mut self, stmts: &[Stmt], types: &[Type], ret: Kind) -> Result<bool, String> {
+        let typing_vars = types.to_vec();
+        for s in stmts {
+            self.charge(super::gas::STATEMENT as i64);
+            match s {
+                Stmt::Assign(slot, e) => {
+                    let from = Typing { row: &[], vars: &typing_vars }.kind(e).ok_or("not compilable")?;
+                    let to = kind_of(*types.get(*slot).ok_or("slot")?).ok_or("type")?;
+                    let p = self.node(e)?;
+                    let p = self.coerce(p, from, to);
+                    let (val, null) =
+                        self.frame.as_ref().and_then(|f| f.get(*slot).copied()).ok_or("slot")?;
+                    self.b.def_var(val, p.0);
+                    self.b.def_var(null, p.1);
+                }
+                Stmt::Return(Some(e)) => {
+                    let from = Typing { row: &[], vars: &typing_vars }.kind(e).ok_or("not compilable")?;
+                    let p = self.node(e)?;
+                    let p = self.coerce(p, from, ret);
+                    self.ret(p);
+                    return Ok(true);
+                }
+                Stmt::If { branches, otherwise } => {
+                    let merge = self.b.create_block();
+                    let mut all_return = true;
+                    for (cond, body) in branches {
+                        let c = self.node(cond)?;
+                        let hit = self.is_true(c);
+                        let (then_b, next) = (self.b.create_block(), self.b.create_block());
+                        self.b.ins().brif(hit, then_b, &[], next, &[]);
+                        self.b.switch_to_block(then_b);
+                        if !self.stmts(body, types, ret)? {
+                            all_return = false;
+                            self.b.ins().jump(merge, &[]);
+                        }
+                        self.b.switch_to_block(next);
+                    }
+                    if !self.stmts(otherwise, types, ret)? {
+                        all_return = false;
+                        self.b.ins().jump(merge, &[]);
+                    }
+                    self.b.switch_to_block(merge);
+                    if all_return {
+                        // Nothing reaches here; end the block for the verifier.
+                        self.b.ins().jump(self.hand_back, &[]);
+                        return Ok(true);
+                    }
+                }
+                _ => return Err("statement not compilable".into()),
+            }
+        }
+        Ok(false)
+    }
+
     fn tick(&mut self) {
         let g = self.b.use_var(self.gas);
         let g = self.b.ins().iadd_imm(g, 1);
@@ -801,6 +1028,10 @@ impl Emit<'_, '_> {
     }
 
     fn input(&mut self, i: Input) -> Result<Pair, String> {
+        if let (Some(frame), Input::Var(v)) = (&self.frame, i) {
+            let (val, null) = *frame.get(v).ok_or("variable out of range")?;
+            return Ok((self.b.use_var(val), self.b.use_var(null)));
+        }
         let idx = self.inputs.iter().position(|x| *x == i).ok_or("input not collected")?;
         let _ = self.args;
         Ok(self.input_vals[idx])
