@@ -226,20 +226,11 @@ mod tests {
     use super::*;
     use crate::crypto::Keypair;
     use crate::mempool::MempoolConfig;
-    use crate::types::{Payload, TxBody, ENCODING_VERSION};
+    use crate::types::Payload;
     use std::time::Duration;
 
     fn tx(key: &Keypair, nonce: u64) -> Transaction {
-        key.sign_tx(TxBody {
-            version: ENCODING_VERSION,
-            chain_id: "c".into(),
-            nonce,
-            sender: key.public(),
-            recipient: key.address(),
-            amount: 0,
-            fee: 0,
-            payload: Payload::Transfer,
-        })
+        crate::crypto::test_tx(key, "c", nonce, key.address(), 0, 0, Payload::Transfer)
     }
 
     fn key_address() -> crate::types::Address {

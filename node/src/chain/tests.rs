@@ -1,6 +1,6 @@
 use super::*;
 use crate::genesis::{ConsensusParams, GenesisBalance, GenesisProducer};
-use crate::types::{Payload, ReceiptStatus, TxBody};
+use crate::types::{Payload, ReceiptStatus};
 
 fn genesis(bp: &Keypair, rich: &Keypair) -> Genesis {
     Genesis {
@@ -13,16 +13,7 @@ fn genesis(bp: &Keypair, rich: &Keypair) -> Genesis {
 }
 
 fn transfer(key: &Keypair, nonce: u64, to: Address, amount: u128) -> Transaction {
-    key.sign_tx(TxBody {
-        version: ENCODING_VERSION,
-        chain_id: "test".into(),
-        nonce,
-        sender: key.public(),
-        recipient: to,
-        amount,
-        fee: 1,
-        payload: Payload::Transfer,
-    })
+    crate::crypto::test_tx(key, "test", nonce, to, amount, 1, Payload::Transfer)
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -185,16 +176,7 @@ fn blocks_outside_their_producers_slot_are_refused() {
 }
 
 fn contract_tx(key: &Keypair, nonce: u64, fee: u128, amount: u128, payload: Payload) -> Transaction {
-    key.sign_tx(TxBody {
-        version: ENCODING_VERSION,
-        chain_id: "test".into(),
-        nonce,
-        sender: key.public(),
-        recipient: Address([0; 20]),
-        amount,
-        fee,
-        payload,
-    })
+    crate::crypto::test_tx(key, "test", nonce, Address([0; 20]), amount, fee, payload)
 }
 
 fn token_call(key: &Keypair, nonce: u64, contract: Address, to: &Keypair, n: i64) -> Transaction {

@@ -74,6 +74,29 @@ impl Keypair {
     }
 }
 
+/// A signed transaction for tests: `key` sends `payload` on chain `chain_id`.
+#[cfg(test)]
+pub(crate) fn test_tx(
+    key: &Keypair,
+    chain_id: &str,
+    nonce: u64,
+    recipient: crate::types::Address,
+    amount: crate::types::Amount,
+    fee: crate::types::Amount,
+    payload: crate::types::Payload,
+) -> Transaction {
+    key.sign_tx(TxBody {
+        version: crate::types::ENCODING_VERSION,
+        chain_id: chain_id.into(),
+        nonce,
+        sender: key.public(),
+        recipient,
+        amount,
+        fee,
+        payload,
+    })
+}
+
 /// Verifies `signature` by `key` over `hash`.
 pub fn verify(key: &PublicKey, hash: &Hash, signature: &Signature) -> Result<(), SignatureError> {
     let key = VerifyingKey::from_bytes(&key.0).map_err(|_| SignatureError::BadPublicKey)?;

@@ -2,7 +2,7 @@ use super::access::{declared, AccessSet};
 use super::parallel::ParallelExecutor;
 use super::*;
 use crate::crypto::Keypair;
-use crate::types::{Payload, TxBody, ENCODING_VERSION};
+use crate::types::Payload;
 use proptest::prelude::*;
 
 struct MapView(HashMap<Address, Account>);
@@ -18,16 +18,7 @@ impl StateView for MapView {
 }
 
 fn tx(key: &Keypair, nonce: u64, to: Address, amount: u128, fee: u128) -> Transaction {
-    key.sign_tx(TxBody {
-        version: ENCODING_VERSION,
-        chain_id: "c".into(),
-        nonce,
-        sender: key.public(),
-        recipient: to,
-        amount,
-        fee,
-        payload: Payload::Transfer,
-    })
+    crate::crypto::test_tx(key, "c", nonce, to, amount, fee, Payload::Transfer)
 }
 
 fn account_in(out: &ExecOutput, a: &Address) -> Account {
@@ -209,16 +200,7 @@ fn workers_are_pinned_to_their_cores() {
 }
 
 fn gov(key: &Keypair, nonce: u64, amount: u128, payload: Payload) -> Transaction {
-    key.sign_tx(TxBody {
-        version: ENCODING_VERSION,
-        chain_id: "c".into(),
-        nonce,
-        sender: key.public(),
-        recipient: key.address(),
-        amount,
-        fee: 1,
-        payload,
-    })
+    crate::crypto::test_tx(key, "c", nonce, key.address(), amount, 1, payload)
 }
 
 fn record<T: borsh::BorshDeserialize>(out: &ExecOutput, key: &[u8]) -> Option<T> {

@@ -1,18 +1,17 @@
 use super::*;
 use crate::crypto::Keypair;
-use crate::types::{Payload, TxBody, ENCODING_VERSION};
+use crate::types::Payload;
 
 fn tx(key: &Keypair, nonce: u64, amount: u128, fee: u128) -> Transaction {
-    key.sign_tx(TxBody {
-        version: ENCODING_VERSION,
-        chain_id: "c".into(),
+    crate::crypto::test_tx(
+        key,
+        "c",
         nonce,
-        sender: key.public(),
-        recipient: Keypair::from_seed("sink").address(),
+        Keypair::from_seed("sink").address(),
         amount,
         fee,
-        payload: Payload::Transfer,
-    })
+        Payload::Transfer,
+    )
 }
 
 fn rich() -> Account {

@@ -566,7 +566,7 @@ impl<'l> Checker<'l> {
                         return Err(compile_error(
                             *at,
                             format!(
-                                "RAISE has {} % placeholders and {} arguments",
+                                "RAISE has {} % markers in its message and {} arguments",
                                 pieces.len() - 1,
                                 args.len()
                             ),
