@@ -231,8 +231,9 @@ impl Chain {
             return Err(invalid("transactions root does not match".into()));
         }
         let started = Instant::now();
-        for tx in &block.transactions {
-            crypto::verify_tx(tx).map_err(|e| invalid(format!("transaction {}: {e}", tx.hash())))?;
+        let answers = self.executor.verify_signatures(&block.transactions);
+        if let Some((tx, Err(e))) = block.transactions.iter().zip(answers).find(|(_, a)| a.is_err()) {
+            return Err(invalid(format!("transaction {}: {e}", tx.hash())));
         }
         add(&self.times.verify_ns, started);
         self.times.verified_txs.fetch_add(block.transactions.len() as u64, Ordering::Relaxed);

@@ -33,6 +33,13 @@ use std::sync::OnceLock;
 /// Below this many transactions a block runs sequentially: starting workers costs more than it saves.
 const MIN_PARALLEL_TXS: usize = 64;
 
+/// Signatures per batch check of a block's transactions. The saving per signature grows with the
+/// batch (measured here: 1.9× single verification at 128–256, 2.1–2.2× at 1024, 2.3× at 4096, where
+/// the multiscalar multiplication switches to Pippenger's method); 1024 keeps the redo of a batch
+/// holding a bad signature (one by one, to name it) short. A block with a bad signature is refused
+/// whole, so that redo is paid once per bad block.
+pub const VERIFY_BATCH: usize = 1024;
+
 type Slot = OnceLock<Result<TxOutcome, ExecError>>;
 type Change = (Vec<u8>, Option<Vec<u8>>);
 
@@ -148,6 +155,38 @@ impl ParallelExecutor {
 
     pub fn cores(&self) -> &[usize] {
         &self.cores
+    }
+
+    /// Verifies the signatures of `txs` in batches ([`crate::crypto::verify_batch`]) spread over the
+    /// workers' cores; one answer per transaction, in order, equal to verifying each alone.
+    pub fn verify_signatures(&self, txs: &[Transaction]) -> Vec<Result<(), crate::crypto::SignatureError>> {
+        let per = txs.len().div_ceil(self.threads);
+        if self.threads <= 1 || txs.len() < self.min_txs.max(2) {
+            return txs.chunks(VERIFY_BATCH).flat_map(crate::crypto::verify_txs).collect();
+        }
+        std::thread::scope(|s| {
+            let handles: Vec<_> = txs
+                .chunks(per)
+                .enumerate()
+                .map(|(w, part)| {
+                    let core = (!self.cores.is_empty()).then(|| self.cores[w % self.cores.len()]);
+                    let job = move || {
+                        if let Some(core) = core {
+                            let _ = pin_current_thread(core);
+                        }
+                        part.chunks(VERIFY_BATCH).flat_map(crate::crypto::verify_txs).collect::<Vec<_>>()
+                    };
+                    (part, std::thread::Builder::new().name(format!("aergo-verify-{w}")).spawn_scoped(s, job))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|(part, h)| match h {
+                    Ok(h) => h.join().unwrap_or_else(|_| part.iter().map(crate::crypto::verify_tx).collect()),
+                    Err(_) => part.chunks(VERIFY_BATCH).flat_map(crate::crypto::verify_txs).collect(),
+                })
+                .collect()
+        })
     }
 
     /// Executes `txs` with the transactions' declared access sets.

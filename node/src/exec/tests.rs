@@ -252,3 +252,21 @@ fn staking_voting_and_registration_keep_candidate_votes_in_step() {
         ParallelExecutor::with_threads(2, Vec::new()).execute(&view, &ctx(), txs, Mode::Verify).unwrap();
     assert_eq!(par, out);
 }
+
+#[test]
+fn block_signature_checks_on_workers_equal_single_checks() {
+    let keys: Vec<Keypair> = (0..16).map(|i| Keypair::from_seed(&format!("v{i}"))).collect();
+    let mut txs: Vec<Transaction> =
+        (0..300).map(|i| tx(&keys[i % 16], (i / 16) as u64, keys[(i + 1) % 16].address(), 1, 1)).collect();
+    txs[7].signature.0[5] ^= 1;
+    txs[150].body.amount = 2; // signed for 1
+    txs[299].signature.0[63] |= 0x80;
+    let single: Vec<_> = txs.iter().map(crate::crypto::verify_tx).collect();
+    assert_eq!(single.iter().filter(|r| r.is_err()).count(), 3);
+    for threads in [1, 2, 4, 8] {
+        let executor = ParallelExecutor::with_threads(threads, Vec::new()).min_parallel_txs(2);
+        assert_eq!(executor.verify_signatures(&txs), single, "{threads} threads");
+        assert_eq!(executor.verify_signatures(&txs[..1]), single[..1].to_vec());
+        assert!(executor.verify_signatures(&[]).is_empty());
+    }
+}
