@@ -201,6 +201,11 @@ impl Chain {
         self.log.uses_io_uring()
     }
 
+    /// The state the next block executes on: the head's.
+    fn parent_state(&self) -> crate::exec::StateAt<'_> {
+        crate::exec::StateAt { store: self.store.as_ref(), height: self.head.height }
+    }
+
     fn context(&self, height: u64, timestamp_ms: u64, producer: Address) -> BlockContext {
         BlockContext {
             chain_id: self.genesis.chain_id.clone(),
@@ -240,7 +245,7 @@ impl Chain {
         let started = Instant::now();
         let ctx = self.context(h.height, h.timestamp_ms, h.producer.address());
         let out =
-            self.executor.execute(self.store.as_ref(), &ctx, block.transactions.clone(), Mode::Verify)?;
+            self.executor.execute(&self.parent_state(), &ctx, block.transactions.clone(), Mode::Verify)?;
         if Receipt::compute_root(&out.receipts) != h.receipts_root {
             return Err(invalid("receipts root does not match".into()));
         }
@@ -283,7 +288,7 @@ impl Chain {
         let height = self.head.height + 1;
         let timestamp_ms = timestamp_ms.max(self.head.timestamp_ms + 1);
         let ctx = self.context(height, timestamp_ms, key.address());
-        let mut out = self.executor.execute(self.store.as_ref(), &ctx, candidates, Mode::Build)?;
+        let mut out = self.executor.execute(&self.parent_state(), &ctx, candidates, Mode::Build)?;
         let prepared = self.store.prepare(height, &out.changes)?;
         let header = BlockHeader {
             version: ENCODING_VERSION,

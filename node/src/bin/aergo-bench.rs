@@ -85,6 +85,10 @@ enum Bench {
         /// One JSON object per run instead of a table.
         #[arg(long)]
         json: bool,
+        /// The contract workload: calls of the example token's `transfer` among `accounts` holders
+        /// (the hot share pays holder 0), instead of coin transfers.
+        #[arg(long)]
+        contract: bool,
     },
     /// N producers on loopback under open-loop load: latency to the speculative answer, to
     /// inclusion and to finality per offered rate, and gossip bytes.
@@ -423,6 +427,71 @@ fn exec_block(keys: &[Keypair], n: usize, hot: u32, seed: u64) -> Vec<Transactio
         .collect()
 }
 
+const TOKEN: &str = include_str!("../../../examples/contracts/token.sql");
+
+fn token_call(key: &Keypair, nonce: u64, contract: Address, to: &Keypair, n: i64) -> Transaction {
+    use aergo_node::sql::Value;
+    key.sign_tx(TxBody {
+        version: ENCODING_VERSION,
+        chain_id: "aergo-bench".into(),
+        nonce,
+        sender: key.public(),
+        recipient: contract,
+        amount: 0,
+        fee: 100_000,
+        payload: Payload::Call {
+            contract,
+            function: "transfer".into(),
+            args: vec![Value::Text(to.address().to_string()), Value::Int(n)],
+        },
+    })
+}
+
+/// Deploys the example token (supply 1 000 000) from `keys[0]` and gives every other key 100 tokens.
+fn token_setup(chain: &mut aergo_node::chain::Chain, bp: &Keypair, keys: &[Keypair]) -> anyhow::Result<Address> {
+    let deployer = &keys[0];
+    let deploy = deployer.sign_tx(TxBody {
+        version: ENCODING_VERSION,
+        chain_id: "aergo-bench".into(),
+        nonce: 0,
+        sender: deployer.public(),
+        recipient: deployer.address(),
+        amount: 0,
+        fee: 2_000_000,
+        payload: Payload::Deploy { sql: TOKEN.into() },
+    });
+    let contract = aergo_node::sql::store::contract_address(&deployer.address(), 0);
+    let mut ts = 1_000;
+    let b = chain.produce(bp, vec![deploy], ts)?;
+    anyhow::ensure!(b.receipts.first().is_some_and(|r| r.status.is_success()), "deploy failed: {:?}", b.receipts);
+    let gifts: Vec<Transaction> =
+        keys[1..].iter().enumerate().map(|(i, k)| token_call(deployer, 1 + i as u64, contract, k, 100)).collect();
+    for part in gifts.chunks(5_000) {
+        ts += 1_000;
+        let b = chain.produce(bp, part.to_vec(), ts)?;
+        if let Some(r) = b.receipts.iter().find(|r| !r.status.is_success()) {
+            bail!("a gift failed: {:?} ({} of {} included, dropped {:?})", r.status, b.receipts.len(), part.len(), b.dropped.first());
+        }
+    }
+    Ok(contract)
+}
+
+/// A block of `n` token transfers between holders (1..); `hot` percent pay holder 0.
+fn token_block(keys: &[Keypair], contract: Address, n: usize, hot: u32, seed: u64) -> Vec<Transaction> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut nonces = vec![0u64; keys.len()];
+    (0..n)
+        .map(|_| {
+            let from = rng.gen_range(1..keys.len());
+            let to = if rng.gen_range(0..100) < hot { 0 } else { rng.gen_range(1..keys.len()) };
+            let nonce = nonces[from];
+            nonces[from] += 1;
+            token_call(&keys[from], nonce, contract, &keys[to], rng.gen_range(1..10))
+        })
+        .collect()
+}
+
 fn exec(
     accounts: usize,
     txs_n: usize,
@@ -430,6 +499,7 @@ fn exec(
     threads: Option<usize>,
     rounds: usize,
     json: bool,
+    contract: bool,
 ) -> anyhow::Result<()> {
     use aergo_node::chain::Chain;
     use aergo_node::exec::parallel::ParallelExecutor;
@@ -447,12 +517,15 @@ fn exec(
             .collect(),
         producers: vec![GenesisProducer { public_key: hex::encode(bp.public().0) }],
     };
-    let (chain, _) = Chain::open(tmp.path(), &genesis, LogOptions::default())?;
+    let (mut chain, _) = Chain::open(tmp.path(), &genesis, LogOptions::default())?;
+    let token = if contract { Some(token_setup(&mut chain, &bp, &keys)?) } else { None };
     let store = chain.store();
+    store.compact()?;
+    let head = store.head()?.map_or(0, |h| h.height);
     let ctx = BlockContext {
         chain_id: genesis.chain_id.clone(),
-        height: 1,
-        timestamp_ms: 1,
+        height: head + 1,
+        timestamp_ms: 1_000_000,
         producer: bp.address(),
         staking: genesis.consensus.staking(),
     };
@@ -464,12 +537,22 @@ fn exec(
         None => vec![0, 10, 50, 100],
     };
     if !json {
-        println!("exec: {accounts} accounts, blocks of {txs_n} transfers, RocksDB state, signatures checked beforehand");
+        match token {
+            Some(_) => println!(
+                "exec, contract workload: the example token, {accounts} holders, blocks of {txs_n} `transfer` calls, RocksDB state, JIT engine, signatures checked beforehand"
+            ),
+            None => println!(
+                "exec: {accounts} accounts, blocks of {txs_n} transfers, RocksDB state, signatures checked beforehand"
+            ),
+        }
         println!("| hot | sequential tx/s | parallel ({threads} threads) tx/s | ratio | critical path | state roots agree |");
         println!("|---|---|---|---|---|---|");
     }
     for (k, h) in hots.into_iter().enumerate() {
-        let block = exec_block(&keys, txs_n, h, 42 + k as u64);
+        let block = match token {
+            Some(contract) => token_block(&keys, contract, txs_n, h, 42 + k as u64),
+            None => exec_block(&keys, txs_n, h, 42 + k as u64),
+        };
         // Admission has hashed each transaction and derived its sender when it checked the signature.
         for tx in &block {
             tx.hash();
@@ -482,21 +565,25 @@ fn exec(
         let mut used_threads = threads;
         for _ in 0..rounds.max(1) {
             let t = Instant::now();
-            let out = aergo_node::exec::execute_block(store.as_ref(), &ctx, block.clone(), Mode::Verify)?;
+            let parent = aergo_node::exec::StateAt { store: store.as_ref(), height: head };
+            let out = aergo_node::exec::execute_block(&parent, &ctx, block.clone(), Mode::Verify)?;
             seq_times.push(t.elapsed().as_secs_f64());
             roots.0 = store.prepare(1, &out.changes)?.root;
             let t = Instant::now();
-            let (out, stats) = parallel.execute_with(
-                store.as_ref(),
-                &ctx,
-                block.clone(),
-                Mode::Verify,
-                aergo_node::exec::access::declared,
-            )?;
+            let (out, stats) = parallel.execute_stats(&parent, &ctx, block.clone(), Mode::Verify)?;
             par_times.push(t.elapsed().as_secs_f64());
             roots.1 = store.prepare(1, &out.changes)?.root;
             critical = stats.critical_path;
             used_threads = stats.threads;
+            if std::env::var_os("AERGO_BENCH_PHASES").is_some() {
+                eprintln!(
+                    "phases: analysis {:.1} ms, workers {:.1} ms, merge {:.1} ms; sequential {:.1} ms",
+                    stats.analysis_ns as f64 / 1e6,
+                    stats.run_ns as f64 / 1e6,
+                    stats.merge_ns as f64 / 1e6,
+                    seq_times.last().unwrap_or(&0.0) * 1e3
+                );
+            }
         }
         let median = |v: &mut Vec<f64>| {
             v.sort_by(|a, b| a.total_cmp(b));
@@ -506,9 +593,10 @@ fn exec(
         if json {
             for (name, t, tps, root) in [("sequential", 1, seq, roots.0), ("parallel", threads, par, roots.1)]
             {
+                let workload = if token.is_some() { "contract" } else { "transfer" };
                 println!(
                     "{}",
-                    serde_json::json!({"executor": name, "threads": t, "hot": h, "txs": txs_n, "tps": tps.round(), "state_root": root})
+                    serde_json::json!({"executor": name, "threads": t, "hot": h, "txs": txs_n, "tps": tps.round(), "state_root": root, "workload": workload})
                 );
             }
         } else {
@@ -523,7 +611,7 @@ fn exec(
             bail!("the executors disagree at hot {h} %");
         }
     }
-    if !json {
+    if !json && token.is_none() {
         let sample = exec_block(&keys, txs_n.min(20_000), 0, 7);
         let (mut one, mut two, mut batched, mut batched_two, mut strict, mut block) =
             (0f64, 0f64, 0f64, 0f64, 0f64, 0f64);
@@ -645,8 +733,8 @@ async fn main() -> anyhow::Result<()> {
         Bench::E2e { txs, accounts, batch, clients, rate, dir } => {
             e2e(txs, accounts, batch, clients, rate, dir).await
         }
-        Bench::Exec { accounts, txs, hot, threads, rounds, json } => {
-            exec(accounts, txs, hot, threads, rounds, json)
+        Bench::Exec { accounts, txs, hot, threads, rounds, json, contract } => {
+            exec(accounts, txs, hot, threads, rounds, json, contract)
         }
         Bench::Blocklog { blocks, size, rounds, dir } => blocklog(blocks, size, rounds, dir),
         Bench::Sql { holders, calls, blocks, rows, rounds } => {

@@ -1,28 +1,143 @@
 //! Access sets: what each transaction may read and write, declared before it runs.
 //!
-//! A transfer touches its sender and its recipient (both read and written). Staking and voting touch
-//! the sender and system keys (stakes, votes, candidates), which the executor does not schedule:
-//! blocks holding them run in order. Contract calls will declare their tables as AergoSQL's analysis
-//! reports them. The parallel executor trusts the declaration for scheduling and checks it
-//! during execution: an access outside the set is caught and re-executed in order.
+//! - A transfer touches its sender and its recipient (both read and written).
+//! - A contract call touches its sender, the contract's account when it sends coins with the call,
+//!   and the contract state AergoSQL's analysis reports for the function
+//!   ([`crate::sql::access`]): single rows where the primary key follows from the arguments or
+//!   `sender()` (`balances[owner = sender()]`), whole tables otherwise. The contract's code is read
+//!   by every call. A deploy, or a call whose contract or function is not in the parent state (a
+//!   contract deployed earlier in the same block, a missing function), takes the whole contract.
+//! - Staking and voting touch system keys, and a function that moves native coins with
+//!   `transfer_native` pays an account known only while it runs: such transactions are *opaque*,
+//!   and a block holding one runs in order.
+//!
+//! Contract state is scheduled at three levels, like a lock hierarchy: the contract, its tables and
+//! their rows. A row is held exclusively and its table and contract shared; a whole table exclusively
+//! and its contract shared; a whole contract exclusively. Two calls conflict when they hold the
+//! same resource and one of them holds it exclusively ([`super::dtt`]).
+//!
+//! The parallel executor trusts the declaration for scheduling and checks every access during
+//! execution against it ([`AccessSet::allows_account`], [`AccessSet::allows_key`]): anything
+//! outside the set is caught and the rest of the block is re-executed in order.
 
+use crate::sql::access::{call_keys, TableAccess};
+use crate::sql::store::{code_key, SQL_PREFIX};
+use crate::sql::{Compiled, Value};
 use crate::types::{Address, Payload, Transaction};
 use smallvec::SmallVec;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::hash::{Hash as _, Hasher as _};
+use std::sync::Arc;
 
-/// The accounts a transaction may touch; every access is treated as a read and a write. Inline for
-/// the common case of two, so building a block's sets allocates nothing per transaction.
+/// A transaction's part of one contract's state.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AccessSet {
-    pub accounts: SmallVec<[Address; 2]>,
+pub struct ContractAccess {
+    pub contract: Address,
+    /// The whole contract, exclusively.
+    pub whole: bool,
+    /// Whole tables (ids), exclusively.
+    pub tables: SmallVec<[u8; 2]>,
+    /// Single rows: table id and encoded primary key, exclusively.
+    pub rows: SmallVec<[(u8, Vec<u8>); 2]>,
+    /// The table of each index id, to check index entries against rows and tables.
+    pub index_tables: Arc<[u8]>,
 }
 
+/// The accounts and contract state a transaction may touch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessSet {
+    /// Accounts, each read and written. Inline for the common case of two, so building a block's
+    /// transfer sets allocates nothing per transaction.
+    pub accounts: SmallVec<[Address; 2]>,
+    pub contract: Option<Box<ContractAccess>>,
+    /// Cannot be declared before it runs: the block runs in order.
+    pub opaque: bool,
+}
+
+/// How a contract key is used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyUse {
+    Read,
+    Write,
+    /// Listing every key under a prefix.
+    Scan,
+}
+
+/// Bytes before a contract key's kind byte: `sql/` + address + `/`.
+const CONTRACT_KEY_HEAD: usize = 4 + 20 + 1;
+
 impl AccessSet {
-    pub fn contains(&self, a: &Address) -> bool {
+    pub fn accounts(accounts: SmallVec<[Address; 2]>) -> AccessSet {
+        AccessSet { accounts, contract: None, opaque: false }
+    }
+
+    pub fn allows_account(&self, a: &Address) -> bool {
         self.accounts.contains(a)
+    }
+
+    /// Whether the set covers `use_` of contract key (or scan prefix) `key`.
+    pub fn allows_key(&self, key: &[u8], use_: KeyUse) -> bool {
+        let Some(c) = &self.contract else { return false };
+        if key.len() <= CONTRACT_KEY_HEAD
+            || !key.starts_with(SQL_PREFIX)
+            || key[4..24] != c.contract.0
+            || key[24] != b'/'
+        {
+            return false;
+        }
+        if c.whole {
+            return true;
+        }
+        let rest = &key[CONTRACT_KEY_HEAD..];
+        match (rest[0], use_) {
+            // The code: read by every call, written only by a deploy (which holds the whole).
+            (b'c', KeyUse::Read) => rest.len() == 1,
+            (b'r', _) if rest.len() >= 2 => {
+                let t = rest[1];
+                c.tables.contains(&t)
+                    || (use_ != KeyUse::Scan && c.rows.iter().any(|(rt, pk)| *rt == t && pk[..] == rest[2..]))
+            }
+            (b'i', _) if rest.len() >= 2 => {
+                let Some(&t) = c.index_tables.get(rest[1] as usize) else { return false };
+                // An index entry ends with its row's primary key (prefix-free encoding).
+                c.tables.contains(&t)
+                    || (use_ != KeyUse::Scan
+                        && c.rows.iter().any(|(rt, pk)| *rt == t && rest.len() > pk.len() + 2 && rest.ends_with(pk)))
+            }
+            _ => false,
+        }
+    }
+
+    /// The contract resources to schedule: (resource id, exclusive). Ids hash the resource; two
+    /// resources sharing an id only add a dependency, never lose one.
+    pub fn resources(&self) -> SmallVec<[(u64, bool); 6]> {
+        let mut out = SmallVec::new();
+        let Some(c) = &self.contract else { return out };
+        let id = |level: u8, table: u8, pk: &[u8]| {
+            let mut h = rustc_hash::FxHasher::default();
+            (level, c.contract.0, table, pk).hash(&mut h);
+            h.finish()
+        };
+        out.push((id(0, 0, &[]), c.whole));
+        if c.whole {
+            return out;
+        }
+        for t in &c.tables {
+            out.push((id(1, *t, &[]), true));
+        }
+        for (t, pk) in &c.rows {
+            if !c.tables.contains(t) {
+                out.push((id(1, *t, &[]), false));
+                out.push((id(2, *t, pk), true));
+            }
+        }
+        out
     }
 }
 
-/// The declared access set of `tx`.
+/// The declared access set of a transfer or governance transaction; contract transactions need
+/// the parent state ([`Analyzer`]) and come back opaque here.
 pub fn declared(tx: &Transaction) -> AccessSet {
     let sender = tx.sender();
     let mut accounts = SmallVec::new();
@@ -32,15 +147,116 @@ pub fn declared(tx: &Transaction) -> AccessSet {
             if tx.body.recipient != sender {
                 accounts.push(tx.body.recipient);
             }
+            AccessSet::accounts(accounts)
         }
-        // Staking and voting touch system keys too; the executor runs blocks holding them in order.
-        Payload::Stake
-        | Payload::Unstake
-        | Payload::Vote { .. }
-        | Payload::RegisterBp { .. }
-        | Payload::ReportEquivocation(_)
-        | Payload::Deploy { .. }
-        | Payload::Call { .. } => {}
+        _ => AccessSet { accounts, contract: None, opaque: true },
     }
-    AccessSet { accounts }
+}
+
+/// Declares access sets for one block against its parent state, remembering each contract's
+/// compiled form for the block's other calls.
+pub struct Analyzer<'v, V: super::StateView> {
+    view: &'v V,
+    contracts: RefCell<HashMap<Address, Option<(Arc<Compiled>, Arc<[u8]>)>>>,
+}
+
+impl<'v, V: super::StateView> Analyzer<'v, V> {
+    pub fn new(view: &'v V) -> Self {
+        Analyzer { view, contracts: RefCell::new(HashMap::new()) }
+    }
+
+    fn contract(&self, a: &Address) -> Option<(Arc<Compiled>, Arc<[u8]>)> {
+        if let Some(c) = self.contracts.borrow().get(a) {
+            return c.clone();
+        }
+        let found = self
+            .view
+            .raw(&code_key(a))
+            .ok()
+            .flatten()
+            .and_then(|code| String::from_utf8(code).ok())
+            .and_then(|code| super::contract::cache().get(&code).ok())
+            .map(|c| {
+                let ix: Arc<[u8]> = c.interpreted.indexes.iter().map(|i| i.table as u8).collect();
+                (c, ix)
+            });
+        self.contracts.borrow_mut().insert(*a, found.clone());
+        found
+    }
+
+    /// The declared access set of `tx`.
+    pub fn declared(&self, tx: &Transaction) -> AccessSet {
+        let mut set = declared(tx);
+        let sender = tx.sender();
+        let (contract, function, args) = match &tx.body.payload {
+            Payload::Deploy { .. } => {
+                let contract = crate::sql::store::contract_address(&sender, tx.body.nonce);
+                (contract, None, &[][..])
+            }
+            Payload::Call { contract, function, args } => (*contract, Some(function), &args[..]),
+            _ => return set,
+        };
+        set.opaque = false;
+        if tx.body.amount > 0 && contract != sender {
+            set.accounts.push(contract);
+        }
+        let whole = |index_tables| ContractAccess {
+            contract,
+            whole: true,
+            tables: SmallVec::new(),
+            rows: SmallVec::new(),
+            index_tables,
+        };
+        let Some(function) = function else {
+            set.contract = Some(Box::new(whole(Arc::from([]))));
+            return set;
+        };
+        let Some((compiled, index_tables)) = self.contract(&contract) else {
+            set.contract = Some(Box::new(whole(Arc::from([]))));
+            return set;
+        };
+        let (Some(access), Some(f)) =
+            (compiled.function_access(function), compiled.interpreted.function(function))
+        else {
+            set.contract = Some(Box::new(whole(index_tables)));
+            return set;
+        };
+        if access.native {
+            set.opaque = true;
+            return set;
+        }
+        // Keys from the arguments as the call will see them (converted like CAST).
+        let args: Vec<Value> = args
+            .iter()
+            .zip(&f.params)
+            .map(|(v, (_, ty))| crate::sql::interp::cast(v.clone(), *ty).unwrap_or(Value::Null))
+            .collect();
+        let who = sender.to_string();
+        let mut c = ContractAccess {
+            contract,
+            whole: false,
+            tables: SmallVec::new(),
+            rows: SmallVec::new(),
+            index_tables,
+        };
+        for (table, a) in access.reads.iter().chain(&access.writes) {
+            let t = *table as u8;
+            match call_keys(a, &args, &who) {
+                Some(keys) if matches!(a, TableAccess::Keys(_)) => {
+                    for k in keys {
+                        if !c.rows.iter().any(|(rt, pk)| *rt == t && *pk == k) {
+                            c.rows.push((t, k));
+                        }
+                    }
+                }
+                _ => {
+                    if !c.tables.contains(&t) {
+                        c.tables.push(t);
+                    }
+                }
+            }
+        }
+        set.contract = Some(Box::new(c));
+        set
+    }
 }

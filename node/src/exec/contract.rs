@@ -22,7 +22,7 @@ use std::sync::OnceLock;
 /// Largest result a receipt keeps (encoded bytes); larger results are read with `query`.
 pub const MAX_RECEIPT_RESULT: usize = 4096;
 
-fn cache() -> &'static ContractCache {
+pub(crate) fn cache() -> &'static ContractCache {
     static CACHE: OnceLock<ContractCache> = OnceLock::new();
     CACHE.get_or_init(ContractCache::default)
 }

@@ -2,9 +2,12 @@
 //!
 //! Built from the transactions in block order and their access sets: transaction `i` depends on the
 //! last earlier transaction that touched each account in its set (every access counts as a write, so
-//! this covers write/write and read/write conflicts). The result depends only on the block's contents,
-//! so every node builds the same tree; executing each transaction after its dependencies, in any
-//! interleaving, gives the result of executing the block in order.
+//! this covers write/write and read/write conflicts). Contract resources (contract, table, row; see
+//! [`super::access`]) are held shared or exclusively: `i` depends on the last earlier exclusive
+//! holder of each, and, for those it holds exclusively, on every shared holder since. The result
+//! depends only on the block's contents, so every node builds the same tree; executing each
+//! transaction after its dependencies, in any interleaving, gives the result of executing the block
+//! in order.
 
 use super::access::AccessSet;
 use crate::types::Address;
@@ -34,6 +37,8 @@ impl Dtt {
             FastMap::with_capacity_and_hasher(sets.len() * 2, Default::default());
         let mut prev = Vec::with_capacity(sets.len());
         let mut deps = Vec::with_capacity(sets.len());
+        let mut exclusive: FastMap<u64, u32> = FastMap::default();
+        let mut shared: FastMap<u64, Vec<u32>> = FastMap::default();
         for (i, set) in sets.iter().enumerate() {
             let mut p = SmallVec::new();
             let mut d: SmallVec<[u32; 2]> = SmallVec::new();
@@ -45,6 +50,25 @@ impl Dtt {
                     }
                 }
                 p.push((*a, before));
+            }
+            let me = i as u32;
+            for (r, excl) in set.resources() {
+                let mut add = |j: u32| {
+                    if j != me && !d.contains(&j) {
+                        d.push(j);
+                    }
+                };
+                if let Some(&j) = exclusive.get(&r) {
+                    add(j);
+                }
+                if excl {
+                    for j in shared.remove(&r).unwrap_or_default() {
+                        add(j);
+                    }
+                    exclusive.insert(r, me);
+                } else {
+                    shared.entry(r).or_default().push(me);
+                }
             }
             prev.push(p);
             deps.push(d);
@@ -73,7 +97,7 @@ mod tests {
 
     #[test]
     fn dependencies_follow_shared_accounts() {
-        let set = |x: u8, y: u8| AccessSet { accounts: smallvec::smallvec![a(x), a(y)] };
+        let set = |x: u8, y: u8| AccessSet::accounts(smallvec::smallvec![a(x), a(y)]);
         let sets = vec![set(1, 2), set(3, 4), set(2, 3), set(5, 6), set(1, 3)];
         let dtt = Dtt::build(&sets);
         let deps: Vec<Vec<u32>> = dtt.deps.iter().map(|d| d.to_vec()).collect();
@@ -82,5 +106,38 @@ mod tests {
         assert_eq!(dtt.last[&a(3)], 4);
         assert_eq!(dtt.critical_path(), 3);
         assert_eq!(Dtt::build(&sets), dtt, "deterministic");
+    }
+
+    #[test]
+    fn contract_resources_conflict_by_level() {
+        use super::super::access::ContractAccess;
+        let call = |sender: u8, whole: bool, tables: &[u8], rows: &[(u8, &[u8])]| {
+            let mut s = AccessSet::accounts(smallvec::smallvec![a(sender)]);
+            s.contract = Some(Box::new(ContractAccess {
+                contract: a(99),
+                whole,
+                tables: tables.iter().copied().collect(),
+                rows: rows.iter().map(|(t, k)| (*t, k.to_vec())).collect(),
+                index_tables: std::sync::Arc::from([]),
+            }));
+            s
+        };
+        let sets = vec![
+            call(1, false, &[], &[(0, b"x"), (0, b"y")]), // 0: rows x, y
+            call(2, false, &[], &[(0, b"z")]),            // 1: row z — independent of 0
+            call(3, false, &[], &[(0, b"y"), (0, b"w")]), // 2: row y — after 0
+            call(4, false, &[1], &[]),                    // 3: table 1 whole — independent
+            call(5, false, &[0], &[]),                    // 4: table 0 whole — after 0, 1, 2
+            call(6, false, &[], &[(0, b"z")]),            // 5: row z — after 4 (and 1, held before)
+            call(7, true, &[], &[]),                      // 6: whole contract — after 3 and every shared holder
+            call(8, false, &[], &[(1, b"q")]),            // 7: after 6 (and 3, table 1)
+        ];
+        let dtt = Dtt::build(&sets);
+        let mut deps: Vec<Vec<u32>> = dtt.deps.iter().map(|d| d.to_vec()).collect();
+        deps.iter_mut().for_each(|d| d.sort());
+        assert_eq!(
+            deps,
+            vec![vec![], vec![], vec![0], vec![], vec![0, 1, 2], vec![1, 4], vec![0, 1, 2, 3, 4, 5], vec![3, 6]]
+        );
     }
 }

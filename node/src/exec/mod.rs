@@ -55,6 +55,33 @@ impl StateView for StateStore {
     }
 }
 
+/// The state as of one height, read without looking the head up on every read: a block's execution
+/// reads its parent's state thousands of times ([`StateStore`]'s own view pays a head lookup per
+/// read).
+#[derive(Clone, Copy)]
+pub struct StateAt<'a> {
+    pub store: &'a StateStore,
+    pub height: u64,
+}
+
+impl StateView for StateAt<'_> {
+    fn account(&self, address: &Address) -> Result<Account, StateError> {
+        match self.store.get_at(&account_key(address), self.height)? {
+            Some(bytes) => borsh::from_slice(&bytes)
+                .map_err(|e| StateError::Decode { what: "account", reason: e.to_string() }),
+            None => Ok(Account::default()),
+        }
+    }
+
+    fn raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        self.store.get_at(key, self.height)
+    }
+
+    fn scan(&self, prefix: &[u8]) -> Result<Entries, StateError> {
+        self.store.scan_at(prefix, self.height)
+    }
+}
+
 /// The block being executed.
 #[derive(Clone, Debug)]
 pub struct BlockContext {
@@ -97,7 +124,7 @@ pub enum ExecError {
     /// A transaction touched an account outside its declared access set (the parallel executor
     /// catches this and re-executes in order; it never escapes [`parallel::ParallelExecutor`]).
     #[error("transaction touched {0} outside its declared access set")]
-    Undeclared(Address),
+    Undeclared(String),
 }
 
 /// What executing a block produced.
@@ -116,18 +143,11 @@ pub struct ExecOutput {
 pub trait Accounts {
     fn get(&mut self, address: &Address) -> Result<Account, ExecError>;
     fn set(&mut self, address: Address, account: Account) -> Result<(), ExecError>;
-    /// Other state keys. Only the sequential engine serves them: the parallel one runs blocks with
-    /// governance transactions in order.
-    fn get_raw(&mut self, _key: &[u8]) -> Result<Option<Vec<u8>>, ExecError> {
-        Err(ExecError::Undeclared(Address([0; 20])))
-    }
-    fn set_raw(&mut self, _key: Vec<u8>, _value: Option<Vec<u8>>) -> Result<(), ExecError> {
-        Err(ExecError::Undeclared(Address([0; 20])))
-    }
+    /// Other keys: system keys (staking, voting) and contract state.
+    fn get_raw(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, ExecError>;
+    fn set_raw(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) -> Result<(), ExecError>;
     /// Contract keys under `prefix` in key order, with this block's writes so far.
-    fn scan_raw(&mut self, _prefix: &[u8]) -> Result<Entries, ExecError> {
-        Err(ExecError::Undeclared(Address([0; 20])))
-    }
+    fn scan_raw(&mut self, prefix: &[u8]) -> Result<Entries, ExecError>;
 }
 
 /// Records the system-key writes a transaction makes through an [`Accounts`].

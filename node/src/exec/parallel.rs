@@ -17,17 +17,18 @@
 //! which are correct: they could not have depended on the offender. The outcome is never wrong, only
 //! slower, and the log says so.
 
-use super::access::{self, AccessSet};
+use super::access::{self, AccessSet, KeyUse};
 use super::affinity::pin_current_thread;
 use super::dtt::Dtt;
 use super::{
     apply_tx, assemble, execute_block, split_outcomes, Accounts, BlockContext, ExecError, ExecOutput, Mode,
     Overlay, StateView, TxOutcome,
 };
-use crate::storage::state::{account_key, HEAD_KEY};
+use crate::storage::state::{account_key, Entries, HEAD_KEY};
 use crate::types::{Account, Address, Transaction};
 use smallvec::SmallVec;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 /// Below this many transactions a block runs sequentially: starting workers costs more than it saves.
@@ -52,6 +53,11 @@ pub struct ExecStats {
     pub critical_path: usize,
     /// Transactions re-executed in order because one broke its declared access set.
     pub reexecuted: usize,
+    /// Where the time went (ns): access sets and the tree (one thread), the workers, and merging
+    /// their results into the block's output (one thread).
+    pub analysis_ns: u64,
+    pub run_ns: u64,
+    pub merge_ns: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -89,20 +95,83 @@ fn encode_account(a: &Address, acct: &Account) -> Change {
     (account_key(a), Some(borsh::to_vec(acct).unwrap_or_default()))
 }
 
-/// One transaction's view of the accounts while it runs on a worker.
+/// Contract keys written by the block's transactions so far: per key, (transaction, value) for
+/// each writer that finished. A transaction reads the value of the latest writer before it; the
+/// tree guarantees that every earlier writer of a key it declared has finished, and undeclared
+/// keys are refused, so that value is final.
+#[derive(Default)]
+struct MvMemory {
+    map: parking_lot::RwLock<BTreeMap<Vec<u8>, SmallVec<[(u32, Option<Vec<u8>>); 1]>>>,
+}
+
+impl MvMemory {
+    fn publish(&self, i: u32, writes: &[(Vec<u8>, Option<Vec<u8>>)]) {
+        let mut map = self.map.write();
+        for (k, v) in writes {
+            let e = map.entry(k.clone()).or_default();
+            match e.iter_mut().find(|(j, _)| *j == i) {
+                Some(slot) => slot.1 = v.clone(),
+                None => e.push((i, v.clone())),
+            }
+        }
+    }
+
+    fn latest_before(versions: &[(u32, Option<Vec<u8>>)], i: u32) -> Option<&Option<Vec<u8>>> {
+        versions.iter().filter(|(j, _)| *j < i).max_by_key(|(j, _)| *j).map(|(_, v)| v)
+    }
+
+    /// `Some(value)` when a transaction before `i` wrote `key`.
+    fn read(&self, key: &[u8], i: u32) -> Option<Option<Vec<u8>>> {
+        let map = self.map.read();
+        map.get(key).and_then(|vs| Self::latest_before(vs, i)).cloned()
+    }
+
+    /// The block's writes before `i` under `prefix`, in key order.
+    fn scan(&self, prefix: &[u8], i: u32) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        let map = self.map.read();
+        map.range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .filter_map(|(k, vs)| Self::latest_before(vs, i).map(|v| (k.clone(), v.clone())))
+            .collect()
+    }
+
+    /// The final value of every key written (by its last writer in block order).
+    fn finals(self) -> Vec<Change> {
+        self.map
+            .into_inner()
+            .into_iter()
+            .filter_map(|(k, vs)| vs.into_iter().max_by_key(|(j, _)| *j).map(|(_, v)| (k, v)))
+            .collect()
+    }
+}
+
+/// One transaction's view of the state while it runs on a worker.
 struct Local<'a, V: StateView> {
     view: &'a V,
+    index: u32,
     set: &'a AccessSet,
     prev: &'a [(Address, Option<u32>)],
     dtt: &'a Dtt,
     slots: &'a [Slot],
+    mv: &'a MvMemory,
     writes: SmallVec<[(Address, Account); 2]>,
+    raw: Vec<Change>,
+}
+
+impl<V: StateView> Local<'_, V> {
+    fn check(&self, key: &[u8], use_: KeyUse) -> Result<(), ExecError> {
+        if self.set.allows_key(key, use_) {
+            Ok(())
+        } else {
+            Err(ExecError::Undeclared(format!("key {} ({use_:?})", hex::encode(key))))
+        }
+    }
 }
 
 impl<V: StateView> Accounts for Local<'_, V> {
     fn get(&mut self, a: &Address) -> Result<Account, ExecError> {
-        if !self.set.contains(a) {
-            return Err(ExecError::Undeclared(*a));
+        if !self.set.allows_account(a) {
+            return Err(ExecError::Undeclared(format!("account {a}")));
         }
         if let Some((_, acct)) = self.writes.iter().rev().find(|(x, _)| x == a) {
             return Ok(*acct);
@@ -110,16 +179,46 @@ impl<V: StateView> Accounts for Local<'_, V> {
         match resolve(a, prev_of(self.prev, a), self.slots, self.dtt) {
             Ok(Some(acct)) => Ok(acct),
             Ok(None) => Ok(self.view.account(a)?),
-            Err(()) => Err(ExecError::Undeclared(*a)),
+            Err(()) => Err(ExecError::Undeclared(format!("account {a} (an earlier transaction failed)"))),
         }
     }
 
     fn set(&mut self, a: Address, account: Account) -> Result<(), ExecError> {
-        if !self.set.contains(&a) {
-            return Err(ExecError::Undeclared(a));
+        if !self.set.allows_account(&a) {
+            return Err(ExecError::Undeclared(format!("account {a}")));
         }
         self.writes.push((a, account));
         Ok(())
+    }
+
+    fn get_raw(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, ExecError> {
+        self.check(key, KeyUse::Read)?;
+        if let Some((_, v)) = self.raw.iter().rev().find(|(k, _)| k == key) {
+            return Ok(v.clone());
+        }
+        match self.mv.read(key, self.index) {
+            Some(v) => Ok(v),
+            None => Ok(self.view.raw(key)?),
+        }
+    }
+
+    fn set_raw(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) -> Result<(), ExecError> {
+        self.check(&key, KeyUse::Write)?;
+        self.raw.push((key, value));
+        Ok(())
+    }
+
+    fn scan_raw(&mut self, prefix: &[u8]) -> Result<Entries, ExecError> {
+        self.check(prefix, KeyUse::Scan)?;
+        let base = self.view.scan(prefix)?;
+        let mut block = self.mv.scan(prefix, self.index);
+        for (k, v) in self.raw.iter().filter(|(k, _)| k.starts_with(prefix)) {
+            match block.binary_search_by(|(x, _)| x.as_slice().cmp(k)) {
+                Ok(p) => block[p].1 = v.clone(),
+                Err(p) => block.insert(p, (k.clone(), v.clone())),
+            }
+        }
+        Ok(crate::sql::store::merge(base, block))
     }
 }
 
@@ -197,7 +296,22 @@ impl ParallelExecutor {
         txs: Vec<Transaction>,
         mode: Mode,
     ) -> Result<ExecOutput, ExecError> {
-        self.execute_with(view, ctx, txs, mode, access::declared).map(|(out, _)| out)
+        self.execute_stats(view, ctx, txs, mode).map(|(out, _)| out)
+    }
+
+    /// [`Self::execute`], with what the run did.
+    pub fn execute_stats<V: StateView>(
+        &self,
+        view: &V,
+        ctx: &BlockContext,
+        txs: Vec<Transaction>,
+        mode: Mode,
+    ) -> Result<(ExecOutput, ExecStats), ExecError> {
+        if txs.iter().all(|t| !t.body.payload.is_contract()) {
+            return self.execute_with(view, ctx, txs, mode, access::declared);
+        }
+        let analyzer = access::Analyzer::new(view);
+        self.execute_with(view, ctx, txs, mode, |tx| analyzer.declared(tx))
     }
 
     /// Executes `txs` with access sets from `access` (tests use a lying one).
@@ -210,29 +324,37 @@ impl ParallelExecutor {
         access: F,
     ) -> Result<(ExecOutput, ExecStats), ExecError> {
         let n = txs.len();
-        // Staking and voting write system keys the workers do not serve: such blocks (rare) run in order.
-        let governance = txs.iter().any(|t| t.body.payload.touches_shared_state());
-        if self.threads <= 1 || n < self.min_txs.max(2) || governance {
-            let stats = ExecStats { threads: 1, critical_path: n, reexecuted: 0 };
+        let started = std::time::Instant::now();
+        if self.threads <= 1 || n < self.min_txs.max(2) {
+            let stats = ExecStats { threads: 1, critical_path: n, ..Default::default() };
             return execute_block(view, ctx, txs, mode).map(|out| (out, stats));
         }
         let sets: Vec<AccessSet> = txs.iter().map(access).collect();
+        // Staking, voting and native transfers out of contracts cannot be declared: such blocks
+        // (rare) run in order.
+        if sets.iter().any(|s| s.opaque) {
+            let stats = ExecStats { threads: 1, critical_path: n, ..Default::default() };
+            return execute_block(view, ctx, txs, mode).map(|out| (out, stats));
+        }
         let dtt = Dtt::build(&sets);
         let critical_path = dtt.critical_path();
         if critical_path * self.threads * 4 > n * 3 {
-            let stats = ExecStats { threads: 1, critical_path, reexecuted: 0 };
+            let stats = ExecStats { threads: 1, critical_path, ..Default::default() };
             return execute_block(view, ctx, txs, mode).map(|out| (out, stats));
         }
+        let analysis_ns = started.elapsed().as_nanos() as u64;
+        let started = std::time::Instant::now();
         let slots: Vec<Slot> = (0..n).map(|_| OnceLock::new()).collect();
         let done: Vec<AtomicBool> = (0..n).map(|_| AtomicBool::new(false)).collect();
         let next = AtomicUsize::new(0);
-        let shared = (&txs[..], &sets[..], &dtt, &slots[..], &done[..], &next);
+        let mv = MvMemory::default();
+        let shared = (&txs[..], &sets[..], &dtt, &slots[..], &done[..], &next, &mv);
         let workers: Vec<WorkerOut> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..self.threads)
                 .filter_map(|w| {
                     let core = (!self.cores.is_empty()).then(|| self.cores[w % self.cores.len()]);
-                    let (txs, sets, dtt, slots, done, next) = shared;
-                    let job = move || self.work(core, view, ctx, txs, sets, dtt, slots, done, next);
+                    let (txs, sets, dtt, slots, done, next, mv) = shared;
+                    let job = move || self.work(core, view, ctx, txs, sets, dtt, slots, done, next, mv);
                     let spawned =
                         std::thread::Builder::new().name(format!("aergo-exec-{w}")).spawn_scoped(s, job);
                     // Fewer workers only make it slower: the others claim everything.
@@ -241,6 +363,8 @@ impl ParallelExecutor {
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
         });
+        let run_ns = started.elapsed().as_nanos() as u64;
+        let started = std::time::Instant::now();
 
         // The final values the workers could not take from their own transaction (the last toucher was
         // invalid or did not write the account), and the producer's: both need the slots, so first.
@@ -259,9 +383,9 @@ impl ParallelExecutor {
         for (i, slot) in slots.into_iter().enumerate() {
             match slot.into_inner() {
                 Some(Ok(outcome)) => outcomes.push(outcome),
-                Some(Err(ExecError::Undeclared(a))) => {
-                    tracing::warn!(index = i, tx = %txs[i].hash(), account = %a,
-                        "transaction touched an account outside its declared access set; re-executing the rest of the block in order");
+                Some(Err(ExecError::Undeclared(what))) => {
+                    tracing::warn!(index = i, tx = %txs[i].hash(), touched = %what,
+                        "transaction touched state outside its declared access set; re-executing the rest of the block in order");
                     redo_from = Some(i);
                     break;
                 }
@@ -273,7 +397,8 @@ impl ParallelExecutor {
                 }
             }
         }
-        let mut stats = ExecStats { threads: self.threads, critical_path, reexecuted: 0 };
+        let mut stats =
+            ExecStats { threads: self.threads, critical_path, analysis_ns, run_ns, ..Default::default() };
         if let Some(v) = redo_from {
             let mut overlay = Overlay::new(view);
             for outcome in &outcomes {
@@ -305,6 +430,7 @@ impl ParallelExecutor {
             producer.balance = producer.balance.saturating_add(fees);
             extra.push(encode_account(&ctx.producer, &producer));
         }
+        extra.extend(mv.finals());
         extra.push((
             HEAD_KEY.to_vec(),
             Some(borsh::to_vec(&(ctx.height, ctx.timestamp_ms)).unwrap_or_default()),
@@ -312,6 +438,7 @@ impl ParallelExecutor {
         extra.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         changes.extend(extra);
         out.changes = changes.into_iter().collect();
+        stats.merge_ns = started.elapsed().as_nanos() as u64;
         Ok((out, stats))
     }
 
@@ -328,6 +455,7 @@ impl ParallelExecutor {
         slots: &[Slot],
         done: &[AtomicBool],
         next: &AtomicUsize,
+        mv: &MvMemory,
     ) -> WorkerOut {
         if let Some(core) = core {
             if let Err(e) = pin_current_thread(core) {
@@ -351,12 +479,26 @@ impl ParallelExecutor {
                     }
                 }
             }
-            let mut local =
-                Local { view, set: &sets[i], prev: &dtt.prev[i], dtt, slots, writes: SmallVec::new() };
+            let mut local = Local {
+                view,
+                index: i as u32,
+                set: &sets[i],
+                prev: &dtt.prev[i],
+                dtt,
+                slots,
+                mv,
+                writes: SmallVec::new(),
+                raw: Vec::new(),
+            };
             let result = apply_tx(&txs[i], ctx, &mut local);
             if let Ok(outcome) = &result {
                 let writes: &[(Address, Account)] = match outcome {
-                    TxOutcome::Applied { writes, .. } => writes,
+                    TxOutcome::Applied { writes, system, .. } => {
+                        if !system.is_empty() {
+                            mv.publish(i as u32, system);
+                        }
+                        writes
+                    }
                     TxOutcome::Invalid(_) => &[],
                 };
                 for a in &sets[i].accounts {

@@ -123,7 +123,7 @@ fn a_transaction_that_lies_about_its_access_set_is_caught_and_the_result_stays_r
     // The liar declares only its sender, then writes its recipient too.
     let lying = |t: &Transaction| {
         if t.hash() == liar {
-            AccessSet { accounts: smallvec::smallvec![t.sender()] }
+            AccessSet::accounts(smallvec::smallvec![t.sender()])
         } else {
             declared(t)
         }
@@ -269,4 +269,223 @@ fn block_signature_checks_on_workers_equal_single_checks() {
         assert_eq!(executor.verify_signatures(&txs[..1]), single[..1].to_vec());
         assert!(executor.verify_signatures(&[]).is_empty());
     }
+}
+
+/// The state as a sorted map of raw keys (accounts included): serves contract reads and scans.
+#[derive(Clone, Default)]
+struct RawView(std::collections::BTreeMap<Vec<u8>, Vec<u8>>);
+
+impl StateView for RawView {
+    fn account(&self, a: &Address) -> Result<Account, StateError> {
+        Ok(self.0.get(&account_key(a)).map(|v| borsh::from_slice(v).unwrap()).unwrap_or_default())
+    }
+
+    fn raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        Ok(self.0.get(key).cloned())
+    }
+
+    fn scan(&self, prefix: &[u8]) -> Result<Entries, StateError> {
+        Ok(self
+            .0
+            .range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+}
+
+impl RawView {
+    fn apply(&mut self, out: &ExecOutput) {
+        for (k, v) in &out.changes {
+            match v {
+                Some(v) => self.0.insert(k.clone(), v.clone()),
+                None => self.0.remove(k),
+            };
+        }
+    }
+}
+
+const TOKEN: &str = include_str!("../../../examples/contracts/token.sql");
+const GAS: u128 = 200_000;
+
+fn call(key: &Keypair, nonce: u64, contract: Address, function: &str, args: Vec<crate::sql::Value>) -> Transaction {
+    let payload = Payload::Call { contract, function: function.into(), args };
+    crate::crypto::test_tx(key, "c", nonce, contract, 0, GAS, payload)
+}
+
+/// A deployed token whose deployer gave each of `holders` keys 1 000 tokens; every key has coins
+/// for gas. Returns the state, the contract, the keys and their next nonces.
+fn token_state(holders: usize) -> (RawView, Address, Vec<Keypair>, Vec<u64>) {
+    use crate::sql::Value;
+    let deployer = Keypair::from_seed("deployer");
+    let keys: Vec<Keypair> = (0..holders).map(|i| Keypair::from_seed(&format!("holder-{i}"))).collect();
+    let mut view = RawView::default();
+    for k in keys.iter().chain([&deployer]) {
+        let acct = Account { balance: 10u128.pow(12), nonce: 0 };
+        view.0.insert(account_key(&k.address()), borsh::to_vec(&acct).unwrap());
+    }
+    let deploy = crate::crypto::test_tx(
+        &deployer, "c", 0, deployer.address(), 0, 2_000_000, Payload::Deploy { sql: TOKEN.into() },
+    );
+    let contract = crate::sql::store::contract_address(&deployer.address(), 0);
+    let out = execute_block(&view, &ctx(), vec![deploy], Mode::Verify).unwrap();
+    assert!(out.receipts[0].status.is_success(), "{:?}", out.receipts[0].status);
+    view.apply(&out);
+    let gifts: Vec<Transaction> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            call(&deployer, 1 + i as u64, contract, "transfer", vec![Value::Text(k.address().to_string()), Value::Int(1000)])
+        })
+        .collect();
+    let out = execute_block(&view, &ctx(), gifts, Mode::Verify).unwrap();
+    assert!(out.receipts.iter().all(|r| r.status.is_success()));
+    view.apply(&out);
+    (view, contract, keys, vec![0; holders])
+}
+
+/// A block of contract transactions over the token: transfers among holders (`hot` percent pay
+/// holder 0), failing ones (amount 0 raises, too large breaks the CHECK), bad nonces, whole-table
+/// reads (`holders`), point reads, an unknown function, plain coin transfers, and a second token
+/// deployed and called in the same block.
+fn contract_block(
+    seed: u64,
+    n: usize,
+    hot: u32,
+    state: &(RawView, Address, Vec<Keypair>, Vec<u64>),
+) -> Vec<Transaction> {
+    use crate::sql::Value;
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let (_, contract, keys, nonces) = state;
+    let mut nonces = nonces.clone();
+    let mut txs = Vec::with_capacity(n);
+    let mut second: Option<Address> = None;
+    for _ in 0..n {
+        let from = rng.gen_range(0..keys.len());
+        let to = if rng.gen_range(0..100) < hot { 0 } else { rng.gen_range(0..keys.len()) };
+        let roll = rng.gen_range(0..40);
+        let nonce = if roll == 0 { nonces[from] + 3 } else { nonces[from] };
+        let who = Value::Text(keys[to].address().to_string());
+        let t = match roll {
+            1 => call(&keys[from], nonce, *contract, "holders", vec![]),
+            2 => call(&keys[from], nonce, *contract, "balance_of", vec![who]),
+            3 => call(&keys[from], nonce, *contract, "no_such_function", vec![]),
+            4 => tx(&keys[from], nonce, keys[to].address(), 5, 1),
+            5 if second.is_none() => {
+                second = Some(crate::sql::store::contract_address(&keys[from].address(), nonce));
+                crate::crypto::test_tx(
+                    &keys[from], "c", nonce, keys[from].address(), 0, 2_000_000,
+                    Payload::Deploy { sql: TOKEN.into() },
+                )
+            }
+            6 if second.is_some() => {
+                call(&keys[from], nonce, second.unwrap(), "transfer", vec![who, Value::Int(1)])
+            }
+            7 => call(&keys[from], nonce, *contract, "transfer", vec![who, Value::Int(0)]),
+            8 => call(&keys[from], nonce, *contract, "transfer", vec![who, Value::Int(5_000)]),
+            // An argument that converts (CAST) to the parameter's type.
+            9 => call(&keys[from], nonce, *contract, "transfer", vec![who, Value::Text("7".into())]),
+            _ => call(&keys[from], nonce, *contract, "transfer", vec![who, Value::Int(rng.gen_range(1..60))]),
+        };
+        if roll != 0 {
+            nonces[from] += 1;
+        }
+        txs.push(t);
+    }
+    txs
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    #[test]
+    fn contract_blocks_run_in_parallel_with_the_sequential_result(seed: u64, n in 0usize..160, hot in 0u32..=100) {
+        static STATE: std::sync::OnceLock<(RawView, Address, Vec<Keypair>, Vec<u64>)> = std::sync::OnceLock::new();
+        let state = STATE.get_or_init(|| token_state(24));
+        let txs = contract_block(seed, n, hot, state);
+        let expected = execute_block(&state.0, &ctx(), txs.clone(), Mode::Build).unwrap();
+        for threads in [1, 2, 4, 8] {
+            let exec = ParallelExecutor::with_threads(threads, Vec::new()).min_parallel_txs(0);
+            let (got, stats) = exec.execute_stats(&state.0, &ctx(), txs.clone(), Mode::Build).unwrap();
+            prop_assert_eq!(&got, &expected, "threads {}", threads);
+            prop_assert_eq!(stats.reexecuted, 0, "every access was declared");
+        }
+    }
+}
+
+#[test]
+fn token_transfers_between_distinct_holders_are_independent() {
+    use crate::sql::Value;
+    let state = token_state(8);
+    let (view, contract, keys, _) = &state;
+    // Four transfers with distinct senders and recipients, then one that pays holder 1 again.
+    let pay = |from: usize, to: usize| {
+        call(&keys[from], 0, *contract, "transfer", vec![Value::Text(keys[to].address().to_string()), Value::Int(3)])
+    };
+    let txs = vec![pay(0, 1), pay(2, 3), pay(4, 5), pay(6, 7), pay(3, 1)];
+    let analyzer = access::Analyzer::new(view);
+    let sets: Vec<AccessSet> = txs.iter().map(|t| analyzer.declared(t)).collect();
+    let c = sets[0].contract.as_ref().unwrap();
+    assert!(!c.whole && c.tables.is_empty() && c.rows.len() == 2, "{c:?}");
+    let dtt = dtt::Dtt::build(&sets);
+    let deps: Vec<Vec<u32>> = dtt.deps.iter().map(|d| d.to_vec()).collect();
+    assert_eq!(deps, vec![vec![], vec![], vec![], vec![], vec![1, 0]]);
+    // `holders` reads the whole table: it waits for every transfer before it.
+    let all = call(&keys[5], 1, *contract, "holders", vec![]);
+    let mut sets2 = sets.clone();
+    sets2.push(analyzer.declared(&all));
+    assert_eq!(dtt::Dtt::build(&sets2).deps[5].len(), 5);
+
+    // A block of such transfers runs on the workers (not the in-order fallback), same result.
+    let big = token_state(64);
+    let mut nonces = vec![0u64; 64];
+    let txs: Vec<Transaction> = (0..256)
+        .map(|i| {
+            let from = (i * 7) % 64;
+            nonces[from] += 1;
+            let to = Value::Text(big.2[(i * 13 + 5) % 64].address().to_string());
+            call(&big.2[from], nonces[from] - 1, big.1, "transfer", vec![to, Value::Int(2)])
+        })
+        .collect();
+    let expected = execute_block(&big.0, &ctx(), txs.clone(), Mode::Verify).unwrap();
+    assert!(expected.receipts.iter().all(|r| r.status.is_success()));
+    let (got, stats) = ParallelExecutor::with_threads(2, Vec::new()).execute_stats(&big.0, &ctx(), txs, Mode::Verify).unwrap();
+    assert_eq!(got, expected);
+    assert_eq!((stats.threads, stats.reexecuted), (2, 0), "{stats:?}");
+}
+
+#[test]
+fn a_contract_call_that_lies_about_its_rows_is_caught_and_the_result_stays_right() {
+    let state = token_state(24);
+    let txs = contract_block(5, 150, 10, &state);
+    let view = &state.0;
+    let expected = execute_block(view, &ctx(), txs.clone(), Mode::Build).unwrap();
+    let analyzer = access::Analyzer::new(view);
+    // The 60th transaction (a transfer) declares its sender's row only; it writes the recipient's.
+    let liar = (60..150)
+        .find(|&i| match &txs[i].body.payload {
+            Payload::Call { function, args, .. } => {
+                function == "transfer"
+                    && matches!(args[1], crate::sql::Value::Int(1..=59))
+                    && args[0] != crate::sql::Value::Text(txs[i].sender().to_string())
+            }
+            _ => false,
+        })
+        .unwrap();
+    let liar_hash = txs[liar].hash();
+    let lying = |t: &Transaction| {
+        let mut s = analyzer.declared(t);
+        if t.hash() == liar_hash {
+            let c = s.contract.as_mut().unwrap();
+            let mut sender_row = Vec::new();
+            crate::sql::value::encode_key(&mut sender_row, &crate::sql::Value::Text(t.sender().to_string()));
+            c.rows.retain(|(_, pk)| *pk == sender_row);
+        }
+        s
+    };
+    let exec = ParallelExecutor::with_threads(2, Vec::new()).min_parallel_txs(0);
+    let (got, stats) = exec.execute_with(view, &ctx(), txs, Mode::Build, lying).unwrap();
+    assert_eq!(got, expected);
+    assert!(stats.reexecuted > 0 && stats.reexecuted <= 150 - liar, "{stats:?}");
 }

@@ -100,6 +100,8 @@ pub struct Compiled {
     /// `None` when the code generator failed (the contract then runs interpreted; logged).
     pub jit: Option<ir::Contract>,
     pub jit_stats: jit::JitStats,
+    /// Each function's access set, computed on first use (the execution pipeline asks per call).
+    access: std::sync::OnceLock<Vec<access::FunctionAccess>>,
 }
 
 impl Compiled {
@@ -111,7 +113,14 @@ impl Compiled {
                 (None, jit::JitStats::default())
             }
         };
-        Compiled { interpreted: contract, jit, jit_stats }
+        Compiled { interpreted: contract, jit, jit_stats, access: std::sync::OnceLock::new() }
+    }
+
+    /// The access set of function `name` (`None`: no such function).
+    pub fn function_access(&self, name: &str) -> Option<&access::FunctionAccess> {
+        let c = &self.interpreted;
+        let all = self.access.get_or_init(|| c.functions.iter().map(|f| access::function_access(c, f)).collect());
+        c.functions.iter().position(|f| f.name == name).map(|i| &all[i])
     }
 
     pub fn engine(&self, kind: EngineKind) -> &ir::Contract {
