@@ -60,6 +60,9 @@ pub enum NodeError {
 }
 
 /// What RPC handlers and the producer share.
+/// Most gossiped blocks waiting for the chain thread (see [`Shared::import`]).
+pub const IMPORT_QUEUE: u64 = 256;
+
 pub struct Shared {
     pub chain_id: String,
     pub genesis: Genesis,
@@ -98,6 +101,10 @@ pub struct Shared {
     pub schedule: crate::consensus::Schedule,
     /// Verify / execute / commit counters of the chain thread.
     pub stage_times: Arc<crate::chain::StageTimes>,
+    /// The import stage's queue: gossiped blocks handed to the chain thread and not yet handled.
+    /// Bounded at [`IMPORT_QUEUE`]: past it the net ignores new gossip blocks (not forwarded, the
+    /// peer not penalized; sync fetches what was missed) instead of letting memory grow.
+    pub import: Arc<crate::admission::StageStats>,
 }
 
 impl Shared {
@@ -297,6 +304,7 @@ impl RunningNode {
             consensus: RwLock::new(ConsensusInfo::default()),
             schedule: chain.schedule().clone(),
             stage_times: chain.stage_times(),
+            import: Arc::default(),
         });
         let (inbound_tx, inbound_rx) = std::sync::mpsc::channel();
         let net = match net_channel {

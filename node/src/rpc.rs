@@ -271,6 +271,7 @@ impl AergoApiServer for RpcHandler {
         };
         let admission =
             self.shared.admission.stats.snapshot("admission", self.shared.admission.capacity() as u64);
+        let import = self.shared.import.snapshot("import", crate::node::IMPORT_QUEUE);
         // The chain thread's stages run back to back: no queue between them.
         let t = &self.shared.stage_times;
         let sequential =
@@ -290,7 +291,7 @@ impl AergoApiServer for RpcHandler {
             sequential("commit", &t.committed_blocks, &t.commit_ns),
         ];
         Ok(NodeMetrics {
-            stages: [vec![admission, produce], chain_stages.to_vec()].concat(),
+            stages: [vec![admission, produce, import], chain_stages.to_vec()].concat(),
             mempool_txs,
             mempool_bytes,
             blocks_produced_total: p.blocks.load(Relaxed),

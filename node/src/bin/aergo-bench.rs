@@ -448,7 +448,11 @@ fn token_call(key: &Keypair, nonce: u64, contract: Address, to: &Keypair, n: i64
 }
 
 /// Deploys the example token (supply 1 000 000) from `keys[0]` and gives every other key 100 tokens.
-fn token_setup(chain: &mut aergo_node::chain::Chain, bp: &Keypair, keys: &[Keypair]) -> anyhow::Result<Address> {
+fn token_setup(
+    chain: &mut aergo_node::chain::Chain,
+    bp: &Keypair,
+    keys: &[Keypair],
+) -> anyhow::Result<Address> {
     let deployer = &keys[0];
     let deploy = deployer.sign_tx(TxBody {
         version: ENCODING_VERSION,
@@ -463,14 +467,27 @@ fn token_setup(chain: &mut aergo_node::chain::Chain, bp: &Keypair, keys: &[Keypa
     let contract = aergo_node::sql::store::contract_address(&deployer.address(), 0);
     let mut ts = 1_000;
     let b = chain.produce(bp, vec![deploy], ts)?;
-    anyhow::ensure!(b.receipts.first().is_some_and(|r| r.status.is_success()), "deploy failed: {:?}", b.receipts);
-    let gifts: Vec<Transaction> =
-        keys[1..].iter().enumerate().map(|(i, k)| token_call(deployer, 1 + i as u64, contract, k, 100)).collect();
+    anyhow::ensure!(
+        b.receipts.first().is_some_and(|r| r.status.is_success()),
+        "deploy failed: {:?}",
+        b.receipts
+    );
+    let gifts: Vec<Transaction> = keys[1..]
+        .iter()
+        .enumerate()
+        .map(|(i, k)| token_call(deployer, 1 + i as u64, contract, k, 100))
+        .collect();
     for part in gifts.chunks(5_000) {
         ts += 1_000;
         let b = chain.produce(bp, part.to_vec(), ts)?;
         if let Some(r) = b.receipts.iter().find(|r| !r.status.is_success()) {
-            bail!("a gift failed: {:?} ({} of {} included, dropped {:?})", r.status, b.receipts.len(), part.len(), b.dropped.first());
+            bail!(
+                "a gift failed: {:?} ({} of {} included, dropped {:?})",
+                r.status,
+                b.receipts.len(),
+                part.len(),
+                b.dropped.first()
+            );
         }
     }
     Ok(contract)

@@ -386,8 +386,14 @@ impl Driver {
     fn handle(&mut self, event: Inbound) {
         match event {
             Inbound::GossipBlock { block, from, id } => {
+                use std::sync::atomic::Ordering::Relaxed;
+                let started = std::time::Instant::now();
+                let import = self.shared.import.clone();
+                import.depth.fetch_sub(1, Relaxed);
                 let verdict = self.on_block(Arc::new(*block), Some(from), true);
                 self.send(NetCommand::Verdict { id, from, acceptance: verdict });
+                import.processed.fetch_add(1, Relaxed);
+                import.busy_ns.fetch_add(started.elapsed().as_nanos() as u64, Relaxed);
             }
             Inbound::Blocks { from, blocks } => {
                 if self.sync.is_some_and(|(p, _)| p == from) {

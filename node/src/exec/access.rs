@@ -25,7 +25,6 @@ use crate::sql::store::{code_key, SQL_PREFIX};
 use crate::sql::{Compiled, Value};
 use crate::types::{Address, Payload, Transaction};
 use smallvec::SmallVec;
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::{Hash as _, Hasher as _};
 use std::sync::Arc;
@@ -103,7 +102,9 @@ impl AccessSet {
                 // An index entry ends with its row's primary key (prefix-free encoding).
                 c.tables.contains(&t)
                     || (use_ != KeyUse::Scan
-                        && c.rows.iter().any(|(rt, pk)| *rt == t && rest.len() > pk.len() + 2 && rest.ends_with(pk)))
+                        && c.rows
+                            .iter()
+                            .any(|(rt, pk)| *rt == t && rest.len() > pk.len() + 2 && rest.ends_with(pk)))
             }
             _ => false,
         }
@@ -153,35 +154,42 @@ pub fn declared(tx: &Transaction) -> AccessSet {
     }
 }
 
-/// Declares access sets for one block against its parent state, remembering each contract's
-/// compiled form for the block's other calls.
+/// A contract in the parent state: its compiled form and the table of each index.
+type Known = (Arc<Compiled>, Arc<[u8]>);
+
+/// Declares access sets for one block against its parent state. The block's contracts are loaded
+/// (and compiled, if the cache lacks them) once, up front; declaring is then read-only, so the
+/// executor declares a block's sets on several threads.
 pub struct Analyzer<'v, V: super::StateView> {
     view: &'v V,
-    contracts: RefCell<HashMap<Address, Option<(Arc<Compiled>, Arc<[u8]>)>>>,
+    contracts: HashMap<Address, Option<Known>>,
+}
+
+fn load<V: super::StateView>(view: &V, a: &Address) -> Option<Known> {
+    let code = view.raw(&code_key(a)).ok().flatten()?;
+    let code = String::from_utf8(code).ok()?;
+    let c = super::contract::cache().get(&code).ok()?;
+    let ix: Arc<[u8]> = c.interpreted.indexes.iter().map(|i| i.table as u8).collect();
+    Some((c, ix))
 }
 
 impl<'v, V: super::StateView> Analyzer<'v, V> {
-    pub fn new(view: &'v V) -> Self {
-        Analyzer { view, contracts: RefCell::new(HashMap::new()) }
+    /// An analyzer for `txs`, with the contracts they call loaded.
+    pub fn new(view: &'v V, txs: &[Transaction]) -> Self {
+        let mut contracts = HashMap::new();
+        for tx in txs {
+            if let Payload::Call { contract, .. } = &tx.body.payload {
+                contracts.entry(*contract).or_insert_with(|| load(view, contract));
+            }
+        }
+        Analyzer { view, contracts }
     }
 
-    fn contract(&self, a: &Address) -> Option<(Arc<Compiled>, Arc<[u8]>)> {
-        if let Some(c) = self.contracts.borrow().get(a) {
-            return c.clone();
+    fn contract(&self, a: &Address) -> Option<Known> {
+        match self.contracts.get(a) {
+            Some(c) => c.clone(),
+            None => load(self.view, a),
         }
-        let found = self
-            .view
-            .raw(&code_key(a))
-            .ok()
-            .flatten()
-            .and_then(|code| String::from_utf8(code).ok())
-            .and_then(|code| super::contract::cache().get(&code).ok())
-            .map(|c| {
-                let ix: Arc<[u8]> = c.interpreted.indexes.iter().map(|i| i.table as u8).collect();
-                (c, ix)
-            });
-        self.contracts.borrow_mut().insert(*a, found.clone());
-        found
     }
 
     /// The declared access set of `tx`.

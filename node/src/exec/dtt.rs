@@ -129,15 +129,24 @@ mod tests {
             call(4, false, &[1], &[]),                    // 3: table 1 whole — independent
             call(5, false, &[0], &[]),                    // 4: table 0 whole — after 0, 1, 2
             call(6, false, &[], &[(0, b"z")]),            // 5: row z — after 4 (and 1, held before)
-            call(7, true, &[], &[]),                      // 6: whole contract — after 3 and every shared holder
-            call(8, false, &[], &[(1, b"q")]),            // 7: after 6 (and 3, table 1)
+            call(7, true, &[], &[]), // 6: whole contract — after 3 and every shared holder
+            call(8, false, &[], &[(1, b"q")]), // 7: after 6 (and 3, table 1)
         ];
         let dtt = Dtt::build(&sets);
         let mut deps: Vec<Vec<u32>> = dtt.deps.iter().map(|d| d.to_vec()).collect();
         deps.iter_mut().for_each(|d| d.sort());
         assert_eq!(
             deps,
-            vec![vec![], vec![], vec![0], vec![], vec![0, 1, 2], vec![1, 4], vec![0, 1, 2, 3, 4, 5], vec![3, 6]]
+            vec![
+                vec![],
+                vec![],
+                vec![0],
+                vec![],
+                vec![0, 1, 2],
+                vec![1, 4],
+                vec![0, 1, 2, 3, 4, 5],
+                vec![3, 6]
+            ]
         );
     }
 }

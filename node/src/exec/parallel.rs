@@ -28,7 +28,6 @@ use crate::storage::state::{account_key, Entries, HEAD_KEY};
 use crate::types::{Account, Address, Transaction};
 use smallvec::SmallVec;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 /// Below this many transactions a block runs sequentially: starting workers costs more than it saves.
@@ -98,20 +97,52 @@ fn encode_account(a: &Address, acct: &Account) -> Change {
 /// Contract keys written by the block's transactions so far: per key, (transaction, value) for
 /// each writer that finished. A transaction reads the value of the latest writer before it; the
 /// tree guarantees that every earlier writer of a key it declared has finished, and undeclared
-/// keys are refused, so that value is final.
-#[derive(Default)]
+/// keys are refused, so that value is final. Sharded by key hash so that the workers' point reads
+/// and publications rarely meet on one lock; a scan (a whole-table access, rare) visits every
+/// shard.
 struct MvMemory {
-    map: parking_lot::RwLock<BTreeMap<Vec<u8>, SmallVec<[(u32, Option<Vec<u8>>); 1]>>>,
+    shards: Vec<parking_lot::RwLock<MvShard>>,
+}
+
+type MvShard = rustc_hash::FxHashMap<Vec<u8>, SmallVec<[(u32, Option<Vec<u8>>); 1]>>;
+
+const MV_SHARDS: usize = 64;
+
+impl Default for MvMemory {
+    fn default() -> Self {
+        MvMemory { shards: (0..MV_SHARDS).map(|_| Default::default()).collect() }
+    }
 }
 
 impl MvMemory {
-    fn publish(&self, i: u32, writes: &[(Vec<u8>, Option<Vec<u8>>)]) {
-        let mut map = self.map.write();
+    fn shard(&self, key: &[u8]) -> &parking_lot::RwLock<MvShard> {
+        use std::hash::BuildHasher;
+        &self.shards[(rustc_hash::FxBuildHasher.hash_one(key) >> 58) as usize % MV_SHARDS]
+    }
+
+    fn publish(&self, i: u32, writes: Vec<Change>) {
         for (k, v) in writes {
-            let e = map.entry(k.clone()).or_default();
+            let mut shard = self.shard(&k).write();
+            let e = shard.entry(k).or_default();
             match e.iter_mut().find(|(j, _)| *j == i) {
-                Some(slot) => slot.1 = v.clone(),
-                None => e.push((i, v.clone())),
+                Some(slot) => slot.1 = v,
+                None => e.push((i, v)),
+            }
+        }
+    }
+
+    /// The writes of each transaction before `upto`, given back to their outcomes (the in-order
+    /// re-execution and [`assemble`] need them).
+    fn restore(&self, outcomes: &mut [TxOutcome], upto: usize) {
+        for shard in &self.shards {
+            for (k, vs) in shard.read().iter() {
+                for (j, v) in vs {
+                    if let Some(TxOutcome::Applied { system, .. }) = outcomes.get_mut(*j as usize) {
+                        if (*j as usize) < upto {
+                            system.push((k.clone(), v.clone()));
+                        }
+                    }
+                }
             }
         }
     }
@@ -122,26 +153,56 @@ impl MvMemory {
 
     /// `Some(value)` when a transaction before `i` wrote `key`.
     fn read(&self, key: &[u8], i: u32) -> Option<Option<Vec<u8>>> {
-        let map = self.map.read();
-        map.get(key).and_then(|vs| Self::latest_before(vs, i)).cloned()
+        let shard = self.shard(key).read();
+        shard.get(key).and_then(|vs| Self::latest_before(vs, i)).cloned()
     }
 
     /// The block's writes before `i` under `prefix`, in key order.
     fn scan(&self, prefix: &[u8], i: u32) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
-        let map = self.map.read();
-        map.range(prefix.to_vec()..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .filter_map(|(k, vs)| Self::latest_before(vs, i).map(|v| (k.clone(), v.clone())))
-            .collect()
+        let mut out = Vec::new();
+        for shard in &self.shards {
+            let shard = shard.read();
+            out.extend(
+                shard
+                    .iter()
+                    .filter(|(k, _)| k.starts_with(prefix))
+                    .filter_map(|(k, vs)| Self::latest_before(vs, i).map(|v| (k.clone(), v.clone()))),
+            );
+        }
+        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 
-    /// The final value of every key written (by its last writer in block order).
-    fn finals(self) -> Vec<Change> {
-        self.map
-            .into_inner()
-            .into_iter()
-            .filter_map(|(k, vs)| vs.into_iter().max_by_key(|(j, _)| *j).map(|(_, v)| (k, v)))
-            .collect()
+    /// The final value of every key written (by its last writer in block order), as `threads`
+    /// sorted runs built in parallel.
+    fn finals(self, threads: usize) -> Vec<Change> {
+        if self.shards.iter().all(|s| s.read().is_empty()) {
+            return Vec::new();
+        }
+        let mut parts: Vec<Vec<parking_lot::RwLock<MvShard>>> =
+            (0..threads.max(1)).map(|_| Vec::new()).collect();
+        let n = parts.len();
+        for (i, shard) in self.shards.into_iter().enumerate() {
+            parts[i % n].push(shard);
+        }
+        let runs: Vec<Vec<Change>> = std::thread::scope(|s| {
+            let handles: Vec<_> = parts
+                .into_iter()
+                .map(|part| {
+                    s.spawn(move || {
+                        let mut run: Vec<Change> = part
+                            .into_iter()
+                            .flat_map(|shard| shard.into_inner().into_iter())
+                            .filter_map(|(k, vs)| vs.into_iter().max_by_key(|(j, _)| *j).map(|(_, v)| (k, v)))
+                            .collect();
+                        run.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                        run
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+        });
+        runs.into_iter().flatten().collect()
     }
 }
 
@@ -310,12 +371,12 @@ impl ParallelExecutor {
         if txs.iter().all(|t| !t.body.payload.is_contract()) {
             return self.execute_with(view, ctx, txs, mode, access::declared);
         }
-        let analyzer = access::Analyzer::new(view);
+        let analyzer = access::Analyzer::new(view, &txs);
         self.execute_with(view, ctx, txs, mode, |tx| analyzer.declared(tx))
     }
 
     /// Executes `txs` with access sets from `access` (tests use a lying one).
-    pub fn execute_with<V: StateView, F: Fn(&Transaction) -> AccessSet>(
+    pub fn execute_with<V: StateView, F: Fn(&Transaction) -> AccessSet + Sync>(
         &self,
         view: &V,
         ctx: &BlockContext,
@@ -329,7 +390,35 @@ impl ParallelExecutor {
             let stats = ExecStats { threads: 1, critical_path: n, ..Default::default() };
             return execute_block(view, ctx, txs, mode).map(|out| (out, stats));
         }
-        let sets: Vec<AccessSet> = txs.iter().map(access).collect();
+        // Declaring is independent per transaction: large blocks with contract calls (whose sets
+        // take a microsecond or so each) declare on every worker; a transfer's set costs less than
+        // starting a thread.
+        let sets: Vec<AccessSet> = if n >= 1024 && txs.iter().any(|t| t.body.payload.is_contract()) {
+            let access = &access;
+            std::thread::scope(|s| {
+                let parts: Vec<_> = txs
+                    .chunks(n.div_ceil(self.threads))
+                    .map(|part| {
+                        let job = move || part.iter().map(access).collect::<Vec<_>>();
+                        (part, std::thread::Builder::new().name("aergo-declare".into()).spawn_scoped(s, job))
+                    })
+                    .collect();
+                parts
+                    .into_iter()
+                    .flat_map(|(part, h)| match h {
+                        Ok(h) => h.join().unwrap_or_default(),
+                        Err(_) => part.iter().map(access).collect(),
+                    })
+                    .collect()
+            })
+        } else {
+            txs.iter().map(&access).collect()
+        };
+        if sets.len() != n {
+            // A declaring thread panicked: run the block in order.
+            let stats = ExecStats { threads: 1, critical_path: n, ..Default::default() };
+            return execute_block(view, ctx, txs, mode).map(|out| (out, stats));
+        }
         // Staking, voting and native transfers out of contracts cannot be declared: such blocks
         // (rare) run in order.
         if sets.iter().any(|s| s.opaque) {
@@ -400,6 +489,8 @@ impl ParallelExecutor {
         let mut stats =
             ExecStats { threads: self.threads, critical_path, analysis_ns, run_ns, ..Default::default() };
         if let Some(v) = redo_from {
+            // The workers moved each transaction's contract writes into the map; give them back.
+            mv.restore(&mut outcomes, v);
             let mut overlay = Overlay::new(view);
             for outcome in &outcomes {
                 if let TxOutcome::Applied { writes, system, .. } = outcome {
@@ -420,6 +511,7 @@ impl ParallelExecutor {
         for w in workers {
             changes.extend(w.changes);
         }
+        changes.extend(mv.finals(self.threads));
         let mut out = ExecOutput::default();
         let fees = split_outcomes(&mut out, txs, outcomes, mode, |_, _| {})?;
         if fees > 0 || producer_before.is_some() {
@@ -430,7 +522,6 @@ impl ParallelExecutor {
             producer.balance = producer.balance.saturating_add(fees);
             extra.push(encode_account(&ctx.producer, &producer));
         }
-        extra.extend(mv.finals());
         extra.push((
             HEAD_KEY.to_vec(),
             Some(borsh::to_vec(&(ctx.height, ctx.timestamp_ms)).unwrap_or_default()),
@@ -490,12 +581,13 @@ impl ParallelExecutor {
                 writes: SmallVec::new(),
                 raw: Vec::new(),
             };
-            let result = apply_tx(&txs[i], ctx, &mut local);
-            if let Ok(outcome) = &result {
+            let mut result = apply_tx(&txs[i], ctx, &mut local);
+            if let Ok(outcome) = &mut result {
                 let writes: &[(Address, Account)] = match outcome {
                     TxOutcome::Applied { writes, system, .. } => {
+                        // Moved, not copied: the map is where they are read from and merged.
                         if !system.is_empty() {
-                            mv.publish(i as u32, system);
+                            mv.publish(i as u32, std::mem::take(system));
                         }
                         writes
                     }

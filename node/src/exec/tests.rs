@@ -308,7 +308,13 @@ impl RawView {
 const TOKEN: &str = include_str!("../../../examples/contracts/token.sql");
 const GAS: u128 = 200_000;
 
-fn call(key: &Keypair, nonce: u64, contract: Address, function: &str, args: Vec<crate::sql::Value>) -> Transaction {
+fn call(
+    key: &Keypair,
+    nonce: u64,
+    contract: Address,
+    function: &str,
+    args: Vec<crate::sql::Value>,
+) -> Transaction {
     let payload = Payload::Call { contract, function: function.into(), args };
     crate::crypto::test_tx(key, "c", nonce, contract, 0, GAS, payload)
 }
@@ -325,7 +331,13 @@ fn token_state(holders: usize) -> (RawView, Address, Vec<Keypair>, Vec<u64>) {
         view.0.insert(account_key(&k.address()), borsh::to_vec(&acct).unwrap());
     }
     let deploy = crate::crypto::test_tx(
-        &deployer, "c", 0, deployer.address(), 0, 2_000_000, Payload::Deploy { sql: TOKEN.into() },
+        &deployer,
+        "c",
+        0,
+        deployer.address(),
+        0,
+        2_000_000,
+        Payload::Deploy { sql: TOKEN.into() },
     );
     let contract = crate::sql::store::contract_address(&deployer.address(), 0);
     let out = execute_block(&view, &ctx(), vec![deploy], Mode::Verify).unwrap();
@@ -335,7 +347,13 @@ fn token_state(holders: usize) -> (RawView, Address, Vec<Keypair>, Vec<u64>) {
         .iter()
         .enumerate()
         .map(|(i, k)| {
-            call(&deployer, 1 + i as u64, contract, "transfer", vec![Value::Text(k.address().to_string()), Value::Int(1000)])
+            call(
+                &deployer,
+                1 + i as u64,
+                contract,
+                "transfer",
+                vec![Value::Text(k.address().to_string()), Value::Int(1000)],
+            )
         })
         .collect();
     let out = execute_block(&view, &ctx(), gifts, Mode::Verify).unwrap();
@@ -375,7 +393,12 @@ fn contract_block(
             5 if second.is_none() => {
                 second = Some(crate::sql::store::contract_address(&keys[from].address(), nonce));
                 crate::crypto::test_tx(
-                    &keys[from], "c", nonce, keys[from].address(), 0, 2_000_000,
+                    &keys[from],
+                    "c",
+                    nonce,
+                    keys[from].address(),
+                    0,
+                    2_000_000,
                     Payload::Deploy { sql: TOKEN.into() },
                 )
             }
@@ -421,10 +444,16 @@ fn token_transfers_between_distinct_holders_are_independent() {
     let (view, contract, keys, _) = &state;
     // Four transfers with distinct senders and recipients, then one that pays holder 1 again.
     let pay = |from: usize, to: usize| {
-        call(&keys[from], 0, *contract, "transfer", vec![Value::Text(keys[to].address().to_string()), Value::Int(3)])
+        call(
+            &keys[from],
+            0,
+            *contract,
+            "transfer",
+            vec![Value::Text(keys[to].address().to_string()), Value::Int(3)],
+        )
     };
-    let txs = vec![pay(0, 1), pay(2, 3), pay(4, 5), pay(6, 7), pay(3, 1)];
-    let analyzer = access::Analyzer::new(view);
+    let txs = [pay(0, 1), pay(2, 3), pay(4, 5), pay(6, 7), pay(3, 1)];
+    let analyzer = access::Analyzer::new(view, &txs);
     let sets: Vec<AccessSet> = txs.iter().map(|t| analyzer.declared(t)).collect();
     let c = sets[0].contract.as_ref().unwrap();
     assert!(!c.whole && c.tables.is_empty() && c.rows.len() == 2, "{c:?}");
@@ -450,7 +479,9 @@ fn token_transfers_between_distinct_holders_are_independent() {
         .collect();
     let expected = execute_block(&big.0, &ctx(), txs.clone(), Mode::Verify).unwrap();
     assert!(expected.receipts.iter().all(|r| r.status.is_success()));
-    let (got, stats) = ParallelExecutor::with_threads(2, Vec::new()).execute_stats(&big.0, &ctx(), txs, Mode::Verify).unwrap();
+    let (got, stats) = ParallelExecutor::with_threads(2, Vec::new())
+        .execute_stats(&big.0, &ctx(), txs, Mode::Verify)
+        .unwrap();
     assert_eq!(got, expected);
     assert_eq!((stats.threads, stats.reexecuted), (2, 0), "{stats:?}");
 }
@@ -461,7 +492,7 @@ fn a_contract_call_that_lies_about_its_rows_is_caught_and_the_result_stays_right
     let txs = contract_block(5, 150, 10, &state);
     let view = &state.0;
     let expected = execute_block(view, &ctx(), txs.clone(), Mode::Build).unwrap();
-    let analyzer = access::Analyzer::new(view);
+    let analyzer = access::Analyzer::new(view, &txs);
     // The 60th transaction (a transfer) declares its sender's row only; it writes the recipient's.
     let liar = (60..150)
         .find(|&i| match &txs[i].body.payload {

@@ -630,6 +630,19 @@ impl NetTask {
             self.state.gossip_blocks_in.fetch_add(message.data.len() as u64, Relaxed);
             match Block::decode(&message.data) {
                 Ok(block) => {
+                    // A bounded stage: past the limit the block is ignored (not forwarded, the peer
+                    // not penalized); sync fetches it if it joins the chain.
+                    let import = &self.shared.import;
+                    if import.depth.load(Relaxed) >= crate::node::IMPORT_QUEUE {
+                        import.busy_rejections.fetch_add(1, Relaxed);
+                        self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
+                            &id,
+                            &from,
+                            MessageAcceptance::Ignore,
+                        );
+                        return;
+                    }
+                    import.depth.fetch_add(1, Relaxed);
                     let _ = self.inbound.send(Inbound::GossipBlock { block: Box::new(block), from, id });
                 }
                 Err(e) => {

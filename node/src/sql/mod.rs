@@ -119,7 +119,8 @@ impl Compiled {
     /// The access set of function `name` (`None`: no such function).
     pub fn function_access(&self, name: &str) -> Option<&access::FunctionAccess> {
         let c = &self.interpreted;
-        let all = self.access.get_or_init(|| c.functions.iter().map(|f| access::function_access(c, f)).collect());
+        let all =
+            self.access.get_or_init(|| c.functions.iter().map(|f| access::function_access(c, f)).collect());
         c.functions.iter().position(|f| f.name == name).map(|i| &all[i])
     }
 
