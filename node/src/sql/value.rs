@@ -389,7 +389,21 @@ pub fn decode_row_into(bytes: &[u8], out: &mut [Value]) -> Result<(), SqlError> 
         return Err(bad(format!("{n} values for {} columns", out.len())));
     }
     for slot in out.iter_mut() {
-        *slot = Value::deserialize_reader(&mut r).map_err(|e| bad(e.to_string()))?;
+        // Integers and NULLs (most columns) decoded in place; the same bytes as borsh's derive
+        // (a one-byte variant index, then the field, little-endian), which handles the rest.
+        match r.first() {
+            Some(0) => {
+                *slot = Value::Null;
+                r = &r[1..];
+            }
+            Some(1) if r.len() >= 9 => {
+                let mut le = [0u8; 8];
+                le.copy_from_slice(&r[1..9]);
+                *slot = Value::Int(i64::from_le_bytes(le));
+                r = &r[9..];
+            }
+            _ => *slot = Value::deserialize_reader(&mut r).map_err(|e| bad(e.to_string()))?,
+        }
     }
     if !r.is_empty() {
         return Err(bad("trailing bytes".into()));
@@ -409,6 +423,24 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn rows_decode_in_place_as_borsh_does(row in proptest::collection::vec(prop_oneof![
+            Just(Value::Null),
+            any::<i64>().prop_map(Value::Int),
+            any::<bool>().prop_map(Value::Bool),
+            ".{0,6}".prop_map(Value::Text),
+        ], 0..6)) {
+            let bytes = encode_row(&row);
+            let mut out = vec![Value::Text("stale".into()); row.len()];
+            decode_row_into(&bytes, &mut out).unwrap();
+            prop_assert_eq!(&out, &row);
+            prop_assert_eq!(decode_row(&bytes).unwrap(), row);
+            // Cut short anywhere: an error, never a panic.
+            for cut in 0..bytes.len() {
+                prop_assert!(decode_row_into(&bytes[..cut], &mut out).is_err());
+            }
+        }
+
         #[test]
         fn int_keys_sort_like_ints(a: i64, b: i64) {
             prop_assert_eq!(key(&Value::Int(a)).cmp(&key(&Value::Int(b))), a.cmp(&b));
