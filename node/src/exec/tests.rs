@@ -520,3 +520,20 @@ fn a_contract_call_that_lies_about_its_rows_is_caught_and_the_result_stays_right
     assert_eq!(got, expected);
     assert!(stats.reexecuted > 0 && stats.reexecuted <= 150 - liar, "{stats:?}");
 }
+
+#[test]
+fn large_blocks_are_probed_for_contention_first() {
+    for (hot, threads) in [(100, 1), (0, 2)] {
+        let (view, txs) = random_block(3, 400, 3000, hot);
+        let expected = execute_block(&view, &ctx(), txs.clone(), Mode::Build).unwrap();
+        let (got, stats) = ParallelExecutor::with_threads(2, Vec::new())
+            .execute_with(&view, &ctx(), txs, Mode::Build, declared)
+            .unwrap();
+        assert_eq!(got, expected);
+        assert_eq!(stats.threads, threads, "hot {hot}: {stats:?}");
+        if hot == 100 {
+            // Decided on the probe (the first eighth), not the whole block.
+            assert!(stats.critical_path <= 3000 / 8, "{stats:?}");
+        }
+    }
+}
