@@ -402,8 +402,15 @@ async fn e2e(
     Ok(())
 }
 
-/// Transfers from random senders; `hot` percent of them pay account 0.
-fn exec_block(keys: &[Keypair], n: usize, hot: u32, seed: u64) -> Vec<Transaction> {
+/// `n` transactions from random senders (1..) with their next nonces; `hot` percent of them pay
+/// account 0. `make` signs one (sender, nonce, recipient).
+fn hot_block(
+    keys: &[Keypair],
+    n: usize,
+    hot: u32,
+    seed: u64,
+    mut make: impl FnMut(&Keypair, u64, &Keypair, &mut rand::rngs::StdRng) -> Transaction,
+) -> Vec<Transaction> {
     use rand::{Rng, SeedableRng};
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut nonces = vec![0u64; keys.len()];
@@ -413,18 +420,26 @@ fn exec_block(keys: &[Keypair], n: usize, hot: u32, seed: u64) -> Vec<Transactio
             let to = if rng.gen_range(0..100) < hot { 0 } else { rng.gen_range(1..keys.len()) };
             let nonce = nonces[from];
             nonces[from] += 1;
-            keys[from].sign_tx(TxBody {
-                version: ENCODING_VERSION,
-                chain_id: "aergo-bench".into(),
-                nonce,
-                sender: keys[from].public(),
-                recipient: keys[to].address(),
-                amount: rng.gen_range(1..100),
-                fee: 1,
-                payload: Payload::Transfer,
-            })
+            make(&keys[from], nonce, &keys[to], &mut rng)
         })
         .collect()
+}
+
+/// Coin transfers from random senders; `hot` percent of them pay account 0.
+fn exec_block(keys: &[Keypair], n: usize, hot: u32, seed: u64) -> Vec<Transaction> {
+    use rand::Rng;
+    hot_block(keys, n, hot, seed, |from, nonce, to, rng| {
+        from.sign_tx(TxBody {
+            version: ENCODING_VERSION,
+            chain_id: "aergo-bench".into(),
+            nonce,
+            sender: from.public(),
+            recipient: to.address(),
+            amount: rng.gen_range(1..100),
+            fee: 1,
+            payload: Payload::Transfer,
+        })
+    })
 }
 
 const TOKEN: &str = include_str!("../../../examples/contracts/token.sql");
@@ -495,18 +510,10 @@ fn token_setup(
 
 /// A block of `n` token transfers between holders (1..); `hot` percent pay holder 0.
 fn token_block(keys: &[Keypair], contract: Address, n: usize, hot: u32, seed: u64) -> Vec<Transaction> {
-    use rand::{Rng, SeedableRng};
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut nonces = vec![0u64; keys.len()];
-    (0..n)
-        .map(|_| {
-            let from = rng.gen_range(1..keys.len());
-            let to = if rng.gen_range(0..100) < hot { 0 } else { rng.gen_range(1..keys.len()) };
-            let nonce = nonces[from];
-            nonces[from] += 1;
-            token_call(&keys[from], nonce, contract, &keys[to], rng.gen_range(1..10))
-        })
-        .collect()
+    use rand::Rng;
+    hot_block(keys, n, hot, seed, |from, nonce, to, rng| {
+        token_call(from, nonce, contract, to, rng.gen_range(1..10))
+    })
 }
 
 fn exec(
