@@ -190,12 +190,6 @@ impl Payload {
     pub fn is_contract(&self) -> bool {
         matches!(self, Payload::Deploy { .. } | Payload::Call { .. })
     }
-
-    /// Whether it touches state beyond its sender and recipient accounts (system keys, contract
-    /// rows): the parallel executor runs blocks holding such transactions in order.
-    pub fn touches_shared_state(&self) -> bool {
-        !matches!(self, Payload::Transfer)
-    }
 }
 
 /// The signed part of a transaction.
