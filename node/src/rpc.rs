@@ -272,7 +272,8 @@ impl AergoApiServer for RpcHandler {
         let admission =
             self.shared.admission.stats.snapshot("admission", self.shared.admission.capacity() as u64);
         let import = self.shared.import.snapshot("import", crate::node::IMPORT_QUEUE);
-        // The chain thread's stages run back to back: no queue between them.
+        // Verification and execution run back to back on the chain thread; commit has a queue
+        // in a pipelined run of blocks (sync), empty otherwise.
         let t = &self.shared.stage_times;
         let sequential =
             |name: &str, processed: &std::sync::atomic::AtomicU64, ns: &std::sync::atomic::AtomicU64| {
@@ -288,7 +289,11 @@ impl AergoApiServer for RpcHandler {
         let chain_stages = [
             sequential("verify", &t.verified_txs, &t.verify_ns),
             sequential("execute", &t.executed_txs, &t.execute_ns),
-            sequential("commit", &t.committed_blocks, &t.commit_ns),
+            StageMetrics {
+                queue_depth: t.commit_queue.load(Relaxed),
+                queue_capacity: crate::chain::COMMIT_QUEUE as u64,
+                ..sequential("commit", &t.committed_blocks, &t.commit_ns)
+            },
         ];
         Ok(NodeMetrics {
             stages: [vec![admission, produce, import], chain_stages.to_vec()].concat(),

@@ -10,6 +10,8 @@
 //!   `pwrite` + `fdatasync`, same records, same disk.
 //! - `aergo-bench net`: N producers on loopback under open-loop load (see `bench/net.rs`).
 //! - `aergo-bench sql`: AergoSQL's interpreter vs its JIT vs SQLite (see `bench/sql.rs`).
+//! - `aergo-bench import`: a follower importing a run of blocks, one at a time vs the pipelined run
+//!   (execution of block N+1 overlapping the commit of N; see `bench/import.rs`).
 //!
 //! Build with `--release`. Runs are bounded in count and time and use loopback and temp dirs only.
 
@@ -28,6 +30,8 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+#[path = "bench/import.rs"]
+mod import;
 #[path = "bench/net.rs"]
 mod net;
 #[path = "bench/sql.rs"]
@@ -122,6 +126,21 @@ enum Bench {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// A follower importing a run of blocks: one at a time vs the pipelined run.
+    Import {
+        #[arg(long, default_value_t = 10_000)]
+        accounts: usize,
+        #[arg(long, default_value_t = 60)]
+        blocks: usize,
+        /// Transfers per block.
+        #[arg(long, default_value_t = 2_000)]
+        txs: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Directory for the data (default: a temp dir under /var/tmp, on disk).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Block-log appends: io_uring vs pwrite, one sync per block.
     Blocklog {
         #[arg(long, default_value_t = 500)]
@@ -149,6 +168,25 @@ fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
 fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// `accounts` keys (at least two) funded in a one-producer genesis of chain `aergo-bench`, and the
+/// producer's key; seeds named after `name`.
+fn funded_chain(name: &str, accounts: usize) -> (Vec<Keypair>, Keypair, Genesis) {
+    let keys: Vec<Keypair> =
+        (0..accounts.max(2)).map(|i| Keypair::from_seed(&format!("{name}-{i}"))).collect();
+    let bp = Keypair::from_seed(&format!("{name}-bp"));
+    let genesis = Genesis {
+        chain_id: "aergo-bench".into(),
+        timestamp_ms: 0,
+        consensus: ConsensusParams::default(),
+        balances: keys
+            .iter()
+            .map(|k| GenesisBalance { address: k.address(), amount: 10u128.pow(24) })
+            .collect(),
+        producers: vec![GenesisProducer { public_key: hex::encode(bp.public().0) }],
+    };
+    (keys, bp, genesis)
 }
 
 fn scratch(dir: Option<PathBuf>) -> anyhow::Result<tempfile::TempDir> {
@@ -529,18 +567,7 @@ fn exec(
     use aergo_node::exec::parallel::ParallelExecutor;
     use aergo_node::exec::{BlockContext, Mode};
     let tmp = scratch(None)?;
-    let keys: Vec<Keypair> = (0..accounts.max(2)).map(|i| Keypair::from_seed(&format!("exec-{i}"))).collect();
-    let bp = Keypair::from_seed("exec-bp");
-    let genesis = Genesis {
-        chain_id: "aergo-bench".into(),
-        timestamp_ms: 0,
-        consensus: ConsensusParams::default(),
-        balances: keys
-            .iter()
-            .map(|k| GenesisBalance { address: k.address(), amount: 10u128.pow(24) })
-            .collect(),
-        producers: vec![GenesisProducer { public_key: hex::encode(bp.public().0) }],
-    };
+    let (keys, bp, genesis) = funded_chain("exec", accounts);
     let (mut chain, _) = Chain::open(tmp.path(), &genesis, LogOptions::default())?;
     let token = if contract { Some(token_setup(&mut chain, &bp, &keys)?) } else { None };
     let store = chain.store();
@@ -771,6 +798,9 @@ async fn main() -> anyhow::Result<()> {
             exec(accounts, txs, hot, threads, rounds, json, contract)
         }
         Bench::Blocklog { blocks, size, rounds, dir } => blocklog(blocks, size, rounds, dir),
+        Bench::Import { accounts, blocks, txs, rounds, dir } => {
+            import::run(import::ImportOpts { accounts, blocks, txs, rounds, dir })
+        }
         Bench::Sql { holders, calls, blocks, rows, rounds } => {
             sql::run(sql::SqlOpts { holders, calls, blocks, rows, rounds })
         }

@@ -399,6 +399,7 @@ impl Driver {
                 if self.sync.is_some_and(|(p, _)| p == from) {
                     self.sync = None;
                 }
+                let Some(blocks) = self.import_run(blocks, from) else { return };
                 for block in blocks {
                     if self.on_block(Arc::new(block), Some(from), false) == Verdict::Reject {
                         break;
@@ -546,6 +547,53 @@ impl Driver {
         }
     }
 
+    /// The leading blocks of a sync answer that extend the head one after another go through the
+    /// chain's pipelined run (block N+1 executes while N is written), with what `on_one_block`
+    /// does for each; returns the blocks after them, for `on_block` one by one, or `None` when the
+    /// run met an invalid block (the peer is penalized, the rest dropped).
+    fn import_run(&mut self, mut blocks: Vec<Block>, from: PeerId) -> Option<Vec<Block>> {
+        let mut tip = self.chain.head().hash;
+        let mut n = 0;
+        for b in &blocks {
+            let extends = b.header.prev_hash == tip && b.header.height > self.lib.0;
+            if !extends || self.check_stateless(b).is_err() || self.is_known(&b.hash()) {
+                break;
+            }
+            tip = b.hash();
+            n += 1;
+        }
+        if n < 2 {
+            return Some(blocks);
+        }
+        let rest = blocks.split_off(n);
+        for b in &blocks {
+            self.note_signed(b);
+        }
+        let report = self.chain.import_run(blocks);
+        let hashes: Vec<Hash> = report.committed.iter().map(|d| d.block.hash()).collect();
+        for done in report.committed {
+            self.committed(done);
+        }
+        self.update_lib();
+        // Blocks that were waiting for one of these.
+        for hash in hashes {
+            if let Some(children) = self.orphans.remove(&hash) {
+                self.orphan_order.retain(|(parent, _)| *parent != hash);
+                for child in children {
+                    self.on_block(child, None, false);
+                }
+            }
+        }
+        match report.error {
+            None => Some(rest),
+            Some((_, e)) => {
+                tracing::warn!(error = %e, "refused a synced block");
+                self.penalize(Some(from), Penalty::Invalid, format!("synced block: {e}"));
+                None
+            }
+        }
+    }
+
     fn add_orphan(&mut self, block: Arc<Block>) {
         let parent = block.header.prev_hash;
         self.orphan_order.push_back((parent, block.hash()));
@@ -574,7 +622,7 @@ impl Driver {
             self.shared.consensus.write().skipped_slots += gap.saturating_sub(1);
         }
         self.shared.mempool.lock().on_block(&done.block.transactions, &done.nonces);
-        self.shared.set_head(self.chain.head());
+        self.shared.set_head(done.head);
         self.last_head_change = Instant::now();
         let _ = self.shared.blocks.send(done.block);
     }

@@ -36,13 +36,15 @@ struct ContractHost<'a, A: Accounts> {
     accounts: HashMap<Address, Account>,
     /// A state failure met during the call (reported as such, never as the contract's error).
     fault: Option<ExecError>,
+    /// Under a savepoint: the writes and accounts before it (a call's are a handful).
+    saved: Option<(crate::sql::store::Writes, HashMap<Address, Account>)>,
 }
 
 impl<'a, A: Accounts> ContractHost<'a, A> {
     fn new(acc: &'a mut A, contract: Address, sender: Address, sender_account: Account) -> Self {
         let mut accounts = HashMap::new();
         accounts.insert(sender, sender_account);
-        ContractHost { acc, contract, writes: BTreeMap::new(), accounts, fault: None }
+        ContractHost { acc, contract, writes: BTreeMap::new(), accounts, fault: None, saved: None }
     }
 
     fn fail(&mut self, e: ExecError) -> SqlError {
@@ -133,6 +135,25 @@ impl<A: Accounts> Host for ContractHost<'_, A> {
         let to =
             Address::parse(to).map_err(|e| SqlError::Runtime(format!("transfer_native to {to:?}: {e}")))?;
         self.move_native(self.contract, to, amount, "transfer_native")
+    }
+
+    fn savepoint(&mut self) -> bool {
+        if self.saved.is_some() {
+            return false;
+        }
+        self.saved = Some((self.writes.clone(), self.accounts.clone()));
+        true
+    }
+
+    fn rollback(&mut self) {
+        if let Some((writes, accounts)) = self.saved.take() {
+            self.writes = writes;
+            self.accounts = accounts;
+        }
+    }
+
+    fn release(&mut self) {
+        self.saved = None;
     }
 }
 

@@ -82,6 +82,43 @@ impl StateView for StateAt<'_> {
     }
 }
 
+/// The state after blocks that are executed but still in the commit stage: their changes
+/// (`layers`, oldest first) over the store at the last committed `height`. The commit stage writes
+/// those blocks meanwhile; reads of the store are pinned to `height`, so they see none of it.
+pub struct StateWithPending<'a> {
+    pub store: &'a StateStore,
+    pub height: u64,
+    pub layers: Vec<&'a BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
+}
+
+impl StateView for StateWithPending<'_> {
+    fn account(&self, address: &Address) -> Result<Account, StateError> {
+        match self.raw(&account_key(address))? {
+            Some(bytes) => borsh::from_slice(&bytes)
+                .map_err(|e| StateError::Decode { what: "account", reason: e.to_string() }),
+            None => Ok(Account::default()),
+        }
+    }
+
+    fn raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        for layer in self.layers.iter().rev() {
+            if let Some(v) = layer.get(key) {
+                return Ok(v.clone());
+            }
+        }
+        self.store.get_at(key, self.height)
+    }
+
+    fn scan(&self, prefix: &[u8]) -> Result<Entries, StateError> {
+        let mut entries = self.store.scan_at(prefix, self.height)?;
+        for layer in &self.layers {
+            let mine = layer.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix));
+            entries = crate::sql::store::merge(entries, mine.map(|(k, v)| (k.clone(), v.clone())));
+        }
+        Ok(entries)
+    }
+}
+
 /// The block being executed.
 #[derive(Clone, Debug)]
 pub struct BlockContext {

@@ -11,7 +11,7 @@ use super::ir::{
     Access, AggFunc, Body, Builtin, Cmp, ConflictAction, Contract, Expr, Function, Insert, InsertSource,
     JoinKind, OrderKey, Returns, Select, Stmt, Table,
 };
-use super::jit::{Input, JitBody, JitExpr, Outcome};
+use super::jit::{BodyOutcome, HostStep, Input, JitBody, JitExpr, Outcome};
 use super::store::contract_prefix;
 use super::value::{
     arith, compare, decode_row, decode_row_into, encode_key, encode_row, sort_cmp, Decimal, Type, Value,
@@ -23,6 +23,12 @@ use std::collections::HashMap;
 
 /// Key-ordered entries of a prefix scan.
 pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
+#[cfg(test)]
+thread_local! {
+    /// Calls a compiled body answered on this thread (tests check the native path is taken).
+    pub(crate) static NATIVE_BODIES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
 
 /// Entries a streamed scan reads at a time.
 pub const SCAN_CHUNK: usize = 4096;
@@ -79,6 +85,20 @@ pub trait Host {
     fn scan(&mut self, prefix: &[u8]) -> Result<Entries, SqlError>;
     /// Moves `amount` of the native coin from the contract's account to `to` (an address).
     fn transfer_native(&mut self, to: &str, amount: u128) -> Result<(), SqlError>;
+
+    /// Starts keeping what [`Host::rollback`] needs to take back every write and native transfer
+    /// from here on (one level). A compiled function body runs under a savepoint, so that a call
+    /// it hands back to the interpreter starts again from the same state. `false`: this host
+    /// cannot (such calls run interpreted).
+    fn savepoint(&mut self) -> bool {
+        false
+    }
+
+    /// Takes back everything since [`Host::savepoint`] and ends it.
+    fn rollback(&mut self) {}
+
+    /// Keeps everything since [`Host::savepoint`] and ends it.
+    fn release(&mut self) {}
 
     /// Up to `max` entries under `prefix` after key `after` (all of them from the start when
     /// `None`), in key order, into `out`; `out.done` when none follow. The default lists the whole
@@ -253,8 +273,8 @@ impl<'a, H: Host> Engine<'a, H> {
             }
             Body::Block(stmts) => {
                 if let Some(j) = &f.jit {
-                    if let Some(v) = self.run_body(j, &vars) {
-                        return Ok(QueryResult { columns: vec![f.name.clone()], rows: vec![vec![v]] });
+                    if let Some(result) = self.run_body(f, j, &vars) {
+                        return Ok(result);
                     }
                 }
                 self.interpret_body(f, stmts, vars)
@@ -262,29 +282,115 @@ impl<'a, H: Host> Engine<'a, H> {
         }
     }
 
-    /// A compiled body on the frame; `None` hands the call to the interpreter (a value it cannot
-    /// hold, an error on the way, or not enough gas).
-    fn run_body(&mut self, j: &JitBody, vars: &[Value]) -> Option<Value> {
+    /// A compiled body on the frame; `None` hands the call to the interpreter (an error on the
+    /// way, a RAISE, not enough gas, or a host that cannot take writes back). On a hand-back the
+    /// gas and the host are as they were before the body started, so the interpreter runs the
+    /// call from the same state.
+    fn run_body(&mut self, f: &Function, j: &JitBody, vars: &[Value]) -> Option<QueryResult> {
+        let writes = !j.host_stmts.is_empty();
+        if writes && !self.host.savepoint() {
+            return None;
+        }
+        let before = self.gas;
         let mut ints: smallvec::SmallVec<[i64; 16]> = smallvec::SmallVec::with_capacity(vars.len());
         let mut nulls: smallvec::SmallVec<[u8; 16]> = smallvec::SmallVec::with_capacity(vars.len());
         for v in vars {
             let (i, n) = match v {
                 Value::Int(i) => (*i, 0),
                 Value::Bool(b) => (*b as i64, 0),
-                Value::Null => (0, 1),
-                _ => return None,
+                _ => (0, 1),
             };
             ints.push(i);
             nulls.push(n);
         }
-        if let Outcome::Value(v, nodes) = j.run(&ints, &nulls) {
-            let before = self.gas;
-            if self.gas.charge(nodes).is_ok() {
-                return Some(v);
+        let mut frame = vars.to_vec();
+        let mut returned = None;
+        let outcome = {
+            let (engine, frame, returned) = (&mut *self, &mut frame, &mut returned);
+            let mut step = |i: usize, values: &mut [i64], nulls: &mut [u8], nodes: u64| {
+                engine.host_step(&f.vars, j.host_stmts.get(i), frame, values, nulls, nodes, returned)
+            };
+            j.run(&mut ints, &mut nulls, &mut step)
+        };
+        let result = match outcome {
+            BodyOutcome::Value(v, nodes) => self
+                .gas
+                .charge(nodes)
+                .ok()
+                .map(|()| QueryResult { columns: vec![f.name.clone()], rows: vec![vec![v]] }),
+            BodyOutcome::Returned(nodes) | BodyOutcome::Done(nodes) => {
+                match (self.gas.charge(nodes), &f.returns, returned) {
+                    (Err(_), _, _) => None,
+                    (Ok(()), Returns::Scalar(ty), Some(v)) => v
+                        .coerce(*ty, &f.name)
+                        .ok()
+                        .map(|v| QueryResult { columns: vec![f.name.clone()], rows: vec![vec![v]] }),
+                    (Ok(()), Returns::Scalar(_), None) => None,
+                    (Ok(()), _, _) => Some(QueryResult::default()),
+                }
             }
+            BodyOutcome::HandBack => None,
+        };
+        if result.is_none() {
             self.gas = before;
         }
-        None
+        #[cfg(test)]
+        if result.is_some() {
+            NATIVE_BODIES.with(|c| c.set(c.get() + 1));
+        }
+        if writes {
+            match result {
+                Some(_) => self.host.release(),
+                None => self.host.rollback(),
+            }
+        }
+        result
+    }
+
+    /// One statement a compiled body hands to the engine: charges the nodes the native code ran,
+    /// takes the frame's integer slots from it, runs the statement, and gives the slots back.
+    #[allow(clippy::too_many_arguments)]
+    fn host_step(
+        &mut self,
+        types: &[Type],
+        stmt: Option<&Stmt>,
+        frame: &mut Vec<Value>,
+        values: &mut [i64],
+        nulls: &mut [u8],
+        nodes: u64,
+        returned: &mut Option<Value>,
+    ) -> HostStep {
+        let Some(stmt) = stmt else { return HostStep::HandBack };
+        if self.gas.charge(nodes).is_err() || frame.len() != values.len() {
+            return HostStep::HandBack;
+        }
+        for (i, ty) in types.iter().enumerate() {
+            frame[i] = match (ty, nulls[i]) {
+                (Type::Int | Type::Bool, 1..) => Value::Null,
+                (Type::Int, 0) => Value::Int(values[i]),
+                (Type::Bool, 0) => Value::Bool(values[i] != 0),
+                _ => continue,
+            };
+        }
+        match self.block(std::slice::from_ref(stmt), frame, types) {
+            Ok(Flow::Next) => {}
+            Ok(Flow::Return(v)) => {
+                *returned = Some(v);
+                return HostStep::Returned;
+            }
+            Err(_) => return HostStep::HandBack,
+        }
+        for (i, ty) in types.iter().enumerate() {
+            if matches!(ty, Type::Int | Type::Bool) {
+                (values[i], nulls[i]) = match &frame[i] {
+                    Value::Int(x) => (*x, 0),
+                    Value::Bool(b) => (*b as i64, 0),
+                    Value::Null => (0, 1),
+                    _ => return HostStep::HandBack,
+                };
+            }
+        }
+        HostStep::Next
     }
 
     fn interpret_body(

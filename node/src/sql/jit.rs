@@ -5,9 +5,19 @@
 //! AND/OR/NOT, IS NULL, IN lists, CASE, COALESCE, NULLIF, ABS and casts between those types —
 //! wherever it appears: filters, join conditions, projections, keys, CHECK constraints, SET
 //! expressions and the expressions of function bodies. The rest (text, decimals, subqueries,
-//! row access, statements) stays with the engine, which calls the compiled code for each subtree
-//! ([`Expr::Jit`]). A function body made only of assignments, IF/ELSIF/ELSE and RETURN over
-//! INTEGER/BOOLEAN parameters and variables is compiled whole ([`JitBody`]).
+//! row access) stays with the engine, which calls the compiled code for each subtree
+//! ([`Expr::Jit`]).
+//!
+//! Every `BEGIN … END` function body is compiled whole ([`JitBody`]): its control flow (IF/ELSIF/
+//! ELSE, RETURN, RAISE), the assignments and conditions over INTEGER/BOOLEAN parameters and
+//! variables run as native code on the call's frame, and each other statement (row statements,
+//! SELECT … INTO, anything over TEXT or DECIMAL values) is a call from the native code into the
+//! engine, which runs that one statement with its own expressions compiled as above — the way a
+//! JIT calls its runtime for table access. The frame's integer slots are handed across at each
+//! such call. The native code decides only successes: at an error, a RAISE or gas that would run
+//! out it hands the call back; the engine then takes back the call's writes (a savepoint on the
+//! host) and runs the body interpreted from the start, which fails at the same point with the same
+//! message and the same gas.
 //!
 //! One meaning: the compiled code follows the interpreter's rules exactly — three-valued logic,
 //! short-circuit AND/OR/CASE/COALESCE in the same order, overflow and division by zero as errors —
@@ -108,29 +118,128 @@ unsafe fn call(func: RawFn, values: &[i64], nulls: &[u8], kind: Kind) -> Outcome
     }
 }
 
-/// A whole function body compiled: `BEGIN … END` blocks of assignments, IF/ELSIF/ELSE and RETURN
-/// over INTEGER/BOOLEAN parameters and variables, returning INTEGER or BOOLEAN. It runs on the
-/// call's frame and counts statements and nodes as the interpreter charges them; at an error, or
-/// when its gas would run out, the engine runs the body again interpreted (such bodies have no
-/// side effects), which fails at the same point.
+/// A whole function body compiled (see the module comment). It runs on the call's frame and counts
+/// the statements and nodes it runs natively as the interpreter charges them; the statements it
+/// hands to the engine ([`JitBody::host_stmts`]) are charged there.
+///
+/// Compiled function: `extern "C" fn(values: *mut i64, nulls: *mut u8, out: *mut i64, nodes: *mut
+/// u64, host: *mut c_void, step: StepFn) -> u32` with the body statuses below; `values`/`nulls`
+/// hold one entry per frame slot (the INTEGER/BOOLEAN ones meaningful).
 pub struct JitBody {
-    func: RawFn,
-    pub ret: Kind,
+    func: BodyFn,
+    /// The kind a native RETURN gives; `None` when the function returns no INTEGER or BOOLEAN
+    /// (its RETURNs with a value are then run by the engine).
+    pub ret: Option<Kind>,
+    /// The statements the native code hands to the engine, by index; rewritten like the rest of
+    /// the contract, so their expressions are compiled too.
+    pub host_stmts: Vec<Stmt>,
     _code: Arc<Code>,
+}
+
+/// A host statement returned from the function; the engine holds the value.
+pub const STATUS_RETURNED: u32 = 3;
+/// The body ended without a value (a VOID function).
+pub const STATUS_DONE: u32 = 4;
+
+type BodyFn =
+    unsafe extern "C" fn(*mut i64, *mut u8, *mut i64, *mut u64, *mut std::ffi::c_void, StepFn) -> u32;
+type StepFn = unsafe extern "C" fn(*mut std::ffi::c_void, u32, *mut i64, *mut u8, u64) -> u32;
+
+/// What the engine did with one host statement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostStep {
+    /// Ran; the frame's integer slots are written back.
+    Next,
+    /// Ran a RETURN; the engine keeps the value.
+    Returned,
+    /// Failed (or the gas ran out): the call goes to the interpreter.
+    HandBack,
+}
+
+/// How a compiled body ended. Node counts are what the native code ran since its last host
+/// statement (each host statement is handed the count before it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BodyOutcome {
+    Value(Value, u64),
+    Returned(u64),
+    Done(u64),
+    HandBack,
+}
+
+/// The engine's side of a body: runs host statement `index` on the frame, after charging `nodes`.
+pub type Step<'s> = dyn FnMut(usize, &mut [i64], &mut [u8], u64) -> HostStep + 's;
+
+struct StepCtx<'a, 's> {
+    step: &'a mut Step<'s>,
+    slots: usize,
+}
+
+/// The native code's way into the engine. Never unwinds into native code: a panic becomes a
+/// hand-back (the interpreter then meets the same panic on its own stack).
+unsafe extern "C" fn step_trampoline(
+    ctx: *mut std::ffi::c_void,
+    index: u32,
+    values: *mut i64,
+    nulls: *mut u8,
+    nodes: u64,
+) -> u32 {
+    let run = std::panic::AssertUnwindSafe(|| {
+        // SAFETY: `ctx` is the `StepCtx` that `JitBody::run` passed for this call and outlives it;
+        // `values` and `nulls` are that call's frame arrays of `slots` entries each, which the
+        // native code does not touch while the engine runs.
+        let cx = unsafe { &mut *(ctx as *mut StepCtx<'_, '_>) };
+        let (values, nulls) = unsafe {
+            (
+                std::slice::from_raw_parts_mut(values, cx.slots),
+                std::slice::from_raw_parts_mut(nulls, cx.slots),
+            )
+        };
+        match (cx.step)(index as usize, values, nulls, nodes) {
+            HostStep::Next => 0,
+            HostStep::Returned => STATUS_RETURNED,
+            HostStep::HandBack => STATUS_HAND_BACK,
+        }
+    });
+    std::panic::catch_unwind(run).unwrap_or(STATUS_HAND_BACK)
 }
 
 impl std::fmt::Debug for JitBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "JitBody(→ {:?})", self.ret)
+        write!(f, "JitBody(→ {:?}, {} host statements)", self.ret, self.host_stmts.len())
     }
 }
 
 impl JitBody {
-    /// Runs on the frame: `values`/`nulls` hold every parameter and variable (variables NULL).
-    pub fn run(&self, values: &[i64], nulls: &[u8]) -> Outcome {
-        // SAFETY: compiled by `Compiler::compile_body` for `RawFn`, reading one entry per frame slot,
-        // which the caller passes; `_code` keeps the code alive.
-        unsafe { call(self.func, values, nulls, self.ret) }
+    /// Runs on the frame (`values`/`nulls`: one entry per parameter and variable), calling `step`
+    /// for each host statement it reaches.
+    pub fn run(&self, values: &mut [i64], nulls: &mut [u8], step: &mut Step<'_>) -> BodyOutcome {
+        if values.len() != nulls.len() {
+            return BodyOutcome::HandBack;
+        }
+        let mut cx = StepCtx { step, slots: values.len() };
+        let mut out = 0i64;
+        let mut nodes = 0u64;
+        // SAFETY: compiled by `Compiler::compile_body` for `BodyFn`, reading and writing one entry
+        // per frame slot of each array (the caller passes the whole frame), and calling back
+        // only through `step_trampoline` with `cx`; `_code` keeps the code alive.
+        let status = unsafe {
+            (self.func)(
+                values.as_mut_ptr(),
+                nulls.as_mut_ptr(),
+                &mut out,
+                &mut nodes,
+                &mut cx as *mut StepCtx<'_, '_> as *mut std::ffi::c_void,
+                step_trampoline,
+            )
+        };
+        match (status, self.ret) {
+            (STATUS_VALUE, Some(Kind::Int)) => BodyOutcome::Value(Value::Int(out), nodes),
+            (STATUS_VALUE, Some(Kind::Bool)) => BodyOutcome::Value(Value::Bool(out != 0), nodes),
+            (STATUS_VALUE, _) | (STATUS_NULL, _) => BodyOutcome::Value(Value::Null, nodes),
+            (STATUS_RETURNED, _) => BodyOutcome::Returned(nodes),
+            (STATUS_DONE, _) => BodyOutcome::Done(nodes),
+            _ => BodyOutcome::HandBack,
+        }
     }
 }
 
@@ -162,6 +271,8 @@ pub struct JitStats {
     pub nodes: usize,
     /// Function bodies compiled whole.
     pub bodies: usize,
+    /// Statements of those bodies that the native code hands to the engine.
+    pub host_statements: usize,
 }
 
 /// An ad-hoc query over `contract`'s tables, compiled the same way.
@@ -182,15 +293,11 @@ pub fn compile_contract(c: &Contract) -> Result<(Contract, JitStats), String> {
     let mut cx = Compiler::new()?;
     cx.tables = c.tables.iter().map(|t| t.columns.iter().map(|c| c.ty).collect()).collect();
     let mut out = c.clone();
-    let mut bodies = 0;
-    for (f, g) in c.functions.iter().zip(&mut out.functions) {
-        if let Some(j) = cx.compile_body(f)? {
-            g.jit = Some(j);
-            bodies += 1;
-        }
+    let mut bodies = Vec::with_capacity(c.functions.len());
+    for f in &c.functions {
+        bodies.push(cx.compile_body(f)?);
     }
-    let mut rw =
-        Rewriter { compiler: &mut cx, stats: JitStats { bodies, ..JitStats::default() }, error: None };
+    let mut rw = Rewriter { compiler: &mut cx, stats: JitStats::default(), error: None };
     for t in &mut out.tables {
         let types: Vec<Type> = t.columns.iter().map(|c| c.ty).collect();
         for (e, _) in &mut t.checks {
@@ -203,7 +310,14 @@ pub fn compile_contract(c: &Contract) -> Result<(Contract, JitStats), String> {
         }
     }
     let tables = rw.compiler.tables.clone();
-    for f in &mut out.functions {
+    for (f, body) in out.functions.iter_mut().zip(bodies) {
+        if let Some(mut body) = body {
+            let vars = f.vars.clone();
+            rw.stmts(&mut body.host_stmts, &tables, &vars);
+            rw.stats.bodies += 1;
+            rw.stats.host_statements += body.host_stmts.len();
+            f.jit = Some(Arc::new(body));
+        }
         let vars = f.vars.clone();
         match &mut f.body {
             Body::Query(q) => rw.select(q, &tables, &vars),
@@ -493,6 +607,8 @@ struct Emit<'b, 'f> {
     args: [CV; 4],
     /// In a compiled body: the frame's (value, null) variables, read and written by statements.
     frame: Option<Vec<(Variable, Variable)>>,
+    /// In a compiled body: the way into the engine for the statements it runs.
+    host: Option<HostArgs>,
 }
 
 impl Compiler {
@@ -536,6 +652,7 @@ impl Compiler {
         {
             let mut b = FunctionBuilder::new(&mut self.ctx.func, &mut self.fctx);
             let (args, gas) = entry(&mut b);
+            let args = [args[0], args[1], args[2], args[3]];
             // Load every input once.
             let mut input_vals = Vec::with_capacity(inputs.len());
             for (i, _) in inputs.iter().enumerate() {
@@ -545,8 +662,16 @@ impl Compiler {
             }
             let hand_back = b.create_block();
             {
-                let mut em =
-                    Emit { b: &mut b, inputs: inputs.clone(), input_vals, gas, hand_back, args, frame: None };
+                let mut em = Emit {
+                    b: &mut b,
+                    inputs: inputs.clone(),
+                    input_vals,
+                    gas,
+                    hand_back,
+                    args,
+                    frame: None,
+                    host: None,
+                };
                 let p = em.node(e)?;
                 em.ret(p);
             }
@@ -558,82 +683,98 @@ impl Compiler {
     }
 }
 
-/// Whether a body can be compiled whole: only assignments, IF and RETURN with a value, over
-/// compilable expressions of INTEGER/BOOLEAN variables.
-fn body_compilable(stmts: &[Stmt], typing: &Typing<'_>) -> bool {
-    stmts.iter().all(|s| match s {
-        Stmt::Assign(_, e) | Stmt::Return(Some(e)) => typing.kind(e).is_some(),
-        Stmt::If { branches, otherwise } => {
-            branches.iter().all(|(c, b)| typing.kind(c).is_some() && body_compilable(b, typing))
-                && body_compilable(otherwise, typing)
-        }
-        _ => false,
-    })
+/// How a compiled body reaches the engine: the host context and step function (the body's fifth
+/// and sixth arguments), the step's signature, and the statements handed over so far.
+struct HostArgs {
+    ctx: CV,
+    step: CV,
+    sig: cranelift_codegen::ir::SigRef,
+    /// The kind of each frame slot (`None`: held by the engine alone, never read natively).
+    slots: Vec<Option<Kind>>,
+    stmts: Vec<Stmt>,
+    /// The function returns nothing: falling off the end is a normal end.
+    void: bool,
 }
 
 impl Compiler {
-    fn compile_body(&mut self, f: &super::ir::Function) -> Result<Option<Arc<JitBody>>, String> {
-        let ret = match &f.returns {
-            super::ir::Returns::Scalar(t) => match kind_of(*t) {
-                Some(k) => k,
-                None => return Ok(None),
-            },
-            _ => return Ok(None),
+    /// Compiles a `BEGIN … END` body whole (`None` for a query body).
+    fn compile_body(&mut self, f: &super::ir::Function) -> Result<Option<JitBody>, String> {
+        let (ret, void) = match &f.returns {
+            super::ir::Returns::Scalar(t) => (kind_of(*t), false),
+            _ => (None, true),
         };
         let Body::Block(stmts) = &f.body else { return Ok(None) };
-        if f.vars.iter().any(|t| kind_of(*t).is_none()) {
-            return Ok(None);
-        }
-        let typing = Typing { row: &[], vars: &f.vars };
-        if !body_compilable(stmts, &typing) {
-            return Ok(None);
-        }
         let code = self.code.clone();
         let mut guard = code.module.lock();
         let module = guard.as_mut().ok_or("JIT module gone")?;
-        let id = self.declare(module)?;
-
+        let ptr = module.target_config().pointer_type();
+        let id = self.declare_with(module, true)?;
+        let host_stmts;
+        let call_conv = self.ctx.func.signature.call_conv;
         {
             let mut b = FunctionBuilder::new(&mut self.ctx.func, &mut self.fctx);
             let (args, gas) = entry(&mut b);
+            let slots: Vec<Option<Kind>> = f.vars.iter().map(|t| kind_of(*t)).collect();
             let mut frame = Vec::with_capacity(f.vars.len());
-            for i in 0..f.vars.len() {
+            for (i, kind) in slots.iter().enumerate() {
                 let (val, null) =
                     (Variable::from_u32(1 + 2 * i as u32), Variable::from_u32(2 + 2 * i as u32));
                 b.declare_var(val, types::I64);
                 b.declare_var(null, types::I8);
-                let v = b.ins().load(types::I64, MemFlags::trusted(), args[0], (i * 8) as i32);
-                let n = b.ins().load(types::I8, MemFlags::trusted(), args[1], i as i32);
+                let (v, n) = if kind.is_some() {
+                    (
+                        b.ins().load(types::I64, MemFlags::trusted(), args[0], (i * 8) as i32),
+                        b.ins().load(types::I8, MemFlags::trusted(), args[1], i as i32),
+                    )
+                } else {
+                    (b.ins().iconst(types::I64, 0), b.ins().iconst(types::I8, 1))
+                };
                 b.def_var(val, v);
                 b.def_var(null, n);
                 frame.push((val, null));
             }
+            let mut sig = cranelift_codegen::ir::Signature::new(call_conv);
+            for t in [ptr, types::I32, ptr, ptr, types::I64] {
+                sig.params.push(AbiParam::new(t));
+            }
+            sig.returns.push(AbiParam::new(types::I32));
+            let sig = b.import_signature(sig);
             let hand_back = b.create_block();
             {
+                let host = HostArgs { ctx: args[4], step: args[5], sig, slots, stmts: Vec::new(), void };
                 let mut em = Emit {
                     b: &mut b,
                     inputs: Vec::new(),
                     input_vals: Vec::new(),
                     gas,
                     hand_back,
-                    args,
+                    args: [args[0], args[1], args[2], args[3]],
                     frame: Some(frame),
+                    host: Some(host),
                 };
                 if !em.stmts(stmts, &f.vars, ret)? {
-                    // Falling off the end of a function that returns a value is the interpreter's error.
-                    em.b.ins().jump(hand_back, &[]);
+                    if void {
+                        em.finish(STATUS_DONE);
+                    } else {
+                        // Falling off the end of a function that returns a value is the
+                        // interpreter's error.
+                        em.b.ins().jump(hand_back, &[]);
+                    }
                 }
+                host_stmts = em.host.take().map(|h| h.stmts).unwrap_or_default();
             }
             close(b, hand_back);
         }
         let func = self.define(module, id)?;
         drop(guard);
-        Ok(Some(Arc::new(JitBody { func, ret, _code: code.clone() })))
+        // SAFETY: declared with the `BodyFn` signature (`declare_with(.., true)`).
+        let func = unsafe { std::mem::transmute::<RawFn, BodyFn>(func) };
+        Ok(Some(JitBody { func, ret, host_stmts, _code: code.clone() }))
     }
 }
 
-/// The entry block: the four pointer arguments and the node counter (at 0).
-fn entry(b: &mut FunctionBuilder<'_>) -> ([CV; 4], Variable) {
+/// The entry block: the pointer arguments and the node counter (at 0).
+fn entry(b: &mut FunctionBuilder<'_>) -> (Vec<CV>, Variable) {
     let entry = b.create_block();
     b.append_block_params_for_function_params(entry);
     b.switch_to_block(entry);
@@ -642,7 +783,7 @@ fn entry(b: &mut FunctionBuilder<'_>) -> ([CV; 4], Variable) {
     b.declare_var(gas, types::I64);
     let zero = b.ins().iconst(types::I64, 0);
     b.def_var(gas, zero);
-    ([params[0], params[1], params[2], params[3]], gas)
+    (params, gas)
 }
 
 /// The hand-back exit, and the end of the function.
@@ -657,9 +798,19 @@ fn close(mut b: FunctionBuilder<'_>, hand_back: Block) {
 impl Compiler {
     /// A new function of the `RawFn` signature in `module`, to be built in `self.ctx`.
     fn declare(&mut self, module: &mut JITModule) -> Result<cranelift_module::FuncId, String> {
+        self.declare_with(module, false)
+    }
+
+    /// `RawFn`, or `BodyFn` (two more pointers: the host context and its step function) for a
+    /// whole body.
+    fn declare_with(
+        &mut self,
+        module: &mut JITModule,
+        body: bool,
+    ) -> Result<cranelift_module::FuncId, String> {
         let ptr = module.target_config().pointer_type();
         let mut sig = module.make_signature();
-        for _ in 0..4 {
+        for _ in 0..if body { 6 } else { 4 } {
             sig.params.push(AbiParam::new(ptr));
         }
         sig.returns.push(AbiParam::new(types::I32));
@@ -714,10 +865,81 @@ impl Emit<'_, '_> {
         p
     }
 
-    /// Statements of a compiled body; true when every path ended in RETURN.
-    fn stmts(&mut self, stmts: &[Stmt], types: &[Type], ret: Kind) -> Result<bool, String> {
+    /// Ends the function with `status` (no value) and the node count.
+    fn finish(&mut self, status: u32) {
+        let used = self.b.use_var(self.gas);
+        self.b.ins().store(MemFlags::trusted(), used, self.args[3], 0);
+        let st = self.b.ins().iconst(types::I32, status as i64);
+        self.b.ins().return_(&[st]);
+    }
+
+    /// Whether statement `s` runs natively (else the engine runs it): assignments to and
+    /// conditions over INTEGER/BOOLEAN values, RETURN, RAISE and IF around them.
+    fn native(&self, s: &Stmt, typing: &Typing<'_>, ret: Option<Kind>) -> bool {
+        let void = self.host.as_ref().is_none_or(|h| h.void);
+        match s {
+            Stmt::Assign(slot, e) => {
+                typing.vars.get(*slot).and_then(|t| kind_of(*t)).is_some() && typing.kind(e).is_some()
+            }
+            Stmt::Return(Some(e)) => ret.is_some() && typing.kind(e).is_some(),
+            Stmt::Return(None) => ret.is_some() || void,
+            Stmt::Raise(_) => true,
+            Stmt::If { branches, .. } => branches.iter().all(|(c, _)| typing.kind(c).is_some()),
+            _ => false,
+        }
+    }
+
+    /// Statement `s` run by the engine: the frame's integer slots are stored for it and loaded
+    /// back after; the nodes counted so far go with the call (the engine charges them).
+    fn host_stmt(&mut self, s: &Stmt) -> Result<(), String> {
+        let frame = self.frame.clone().ok_or("no frame")?;
+        let h = self.host.as_mut().ok_or("no host")?;
+        let index = h.stmts.len();
+        h.stmts.push(s.clone());
+        let (ctx, step, sig, slots) = (h.ctx, h.step, h.sig, h.slots.clone());
+        for (i, (kind, (val, null))) in slots.iter().zip(&frame).enumerate() {
+            if kind.is_some() {
+                let (v, n) = (self.b.use_var(*val), self.b.use_var(*null));
+                self.b.ins().store(MemFlags::trusted(), v, self.args[0], (i * 8) as i32);
+                self.b.ins().store(MemFlags::trusted(), n, self.args[1], i as i32);
+            }
+        }
+        let nodes = self.b.use_var(self.gas);
+        let idx = self.b.ins().iconst(types::I32, index as i64);
+        let call = self.b.ins().call_indirect(sig, step, &[ctx, idx, self.args[0], self.args[1], nodes]);
+        let status = self.b.inst_results(call)[0];
+        let zero = self.i64c(0);
+        self.b.def_var(self.gas, zero);
+        let (cont, stop) = (self.b.create_block(), self.b.create_block());
+        self.b.ins().brif(status, stop, &[], cont, &[]);
+        // Not 0: the engine returned from the function, or hands the call back.
+        self.b.switch_to_block(stop);
+        let returned = self.b.ins().icmp_imm(IntCC::Equal, status, STATUS_RETURNED as i64);
+        let ret_b = self.b.create_block();
+        self.b.ins().brif(returned, ret_b, &[], self.hand_back, &[]);
+        self.b.switch_to_block(ret_b);
+        self.finish(STATUS_RETURNED);
+        self.b.switch_to_block(cont);
+        for (i, (kind, (val, null))) in slots.iter().zip(&frame).enumerate() {
+            if kind.is_some() {
+                let v = self.b.ins().load(types::I64, MemFlags::trusted(), self.args[0], (i * 8) as i32);
+                let n = self.b.ins().load(types::I8, MemFlags::trusted(), self.args[1], i as i32);
+                self.b.def_var(*val, v);
+                self.b.def_var(*null, n);
+            }
+        }
+        Ok(())
+    }
+
+    /// Statements of a compiled body; true when every path ended (RETURN, RAISE).
+    fn stmts(&mut self, stmts: &[Stmt], types: &[Type], ret: Option<Kind>) -> Result<bool, String> {
         let typing_vars = types.to_vec();
         for s in stmts {
+            if !self.native(s, &Typing { row: &[], vars: &typing_vars }, ret) {
+                // The engine charges the statement.
+                self.host_stmt(s)?;
+                continue;
+            }
             self.charge(super::gas::STATEMENT as i64);
             match s {
                 Stmt::Assign(slot, e) => {
@@ -733,8 +955,23 @@ impl Emit<'_, '_> {
                 Stmt::Return(Some(e)) => {
                     let from = Typing { row: &[], vars: &typing_vars }.kind(e).ok_or("not compilable")?;
                     let p = self.node(e)?;
-                    let p = self.coerce(p, from, ret);
+                    let p = self.coerce(p, from, ret.ok_or("return kind")?);
                     self.ret(p);
+                    return Ok(true);
+                }
+                Stmt::Return(None) => {
+                    match ret {
+                        Some(_) => {
+                            let p = (self.i64c(0), self.i8c(1));
+                            self.ret(p);
+                        }
+                        None => self.finish(STATUS_DONE),
+                    }
+                    return Ok(true);
+                }
+                Stmt::Raise(_) => {
+                    // The interpreter raises, with the message and the gas.
+                    self.b.ins().jump(self.hand_back, &[]);
                     return Ok(true);
                 }
                 Stmt::If { branches, otherwise } => {

@@ -32,6 +32,11 @@ impl Host for StoreHost<'_> {
     fn transfer_native(&mut self, _to: &str, _amount: u128) -> Result<(), SqlError> {
         Err(SqlError::Runtime("a query cannot move coins".into()))
     }
+
+    /// Nothing to take back: the state is read-only.
+    fn savepoint(&mut self) -> bool {
+        true
+    }
 }
 
 fn cache() -> &'static ContractCache {

@@ -52,11 +52,19 @@ pub fn contract_address(deployer: &Address, nonce: u64) -> Address {
     Address(a)
 }
 
+/// A call's writes by key (`None`: deleted), in key order.
+pub type Writes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
+/// Writes in the order made, each with the value it replaced (what a rollback puts back).
+type Journal = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
 /// A host over a map: for tests, benchmarks and the differential tests.
 #[derive(Default, Clone)]
 pub struct MemHost {
     pub data: BTreeMap<Vec<u8>, Vec<u8>>,
     pub transfers: Vec<(String, u128)>,
+    /// Under a savepoint: each write's key and the value it replaced, and the transfers before.
+    journal: Option<(Journal, usize)>,
 }
 
 impl Host for MemHost {
@@ -65,11 +73,38 @@ impl Host for MemHost {
     }
 
     fn put(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) -> Result<(), SqlError> {
-        match value {
-            Some(v) => self.data.insert(key, v),
+        let old = match value {
+            Some(v) => self.data.insert(key.clone(), v),
             None => self.data.remove(&key),
         };
+        if let Some((writes, _)) = &mut self.journal {
+            writes.push((key, old));
+        }
         Ok(())
+    }
+
+    fn savepoint(&mut self) -> bool {
+        if self.journal.is_some() {
+            return false;
+        }
+        self.journal = Some((Vec::new(), self.transfers.len()));
+        true
+    }
+
+    fn rollback(&mut self) {
+        if let Some((writes, transfers)) = self.journal.take() {
+            for (k, old) in writes.into_iter().rev() {
+                match old {
+                    Some(v) => self.data.insert(k, v),
+                    None => self.data.remove(&k),
+                };
+            }
+            self.transfers.truncate(transfers);
+        }
+    }
+
+    fn release(&mut self) {
+        self.journal = None;
     }
 
     fn scan(&mut self, prefix: &[u8]) -> Result<Entries, SqlError> {
@@ -113,11 +148,13 @@ pub struct Buffered<'h, H: Host> {
     pub base: &'h mut H,
     pub writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     pub transfers: Vec<(String, u128)>,
+    /// Under a savepoint: the writes and the number of transfers before it.
+    saved: Option<(Writes, usize)>,
 }
 
 impl<'h, H: Host> Buffered<'h, H> {
     pub fn new(base: &'h mut H) -> Self {
-        Buffered { base, writes: BTreeMap::new(), transfers: Vec::new() }
+        Buffered { base, writes: BTreeMap::new(), transfers: Vec::new(), saved: None }
     }
 
     /// Applies the buffered writes and transfers to the base.
@@ -158,6 +195,25 @@ impl<H: Host> Host for Buffered<'_, H> {
     fn transfer_native(&mut self, to: &str, amount: u128) -> Result<(), SqlError> {
         self.transfers.push((to.to_string(), amount));
         Ok(())
+    }
+
+    fn savepoint(&mut self) -> bool {
+        if self.saved.is_some() {
+            return false;
+        }
+        self.saved = Some((self.writes.clone(), self.transfers.len()));
+        true
+    }
+
+    fn rollback(&mut self) {
+        if let Some((writes, transfers)) = self.saved.take() {
+            self.writes = writes;
+            self.transfers.truncate(transfers);
+        }
+    }
+
+    fn release(&mut self) {
+        self.saved = None;
     }
 }
 

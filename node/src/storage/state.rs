@@ -268,7 +268,22 @@ impl StateStore {
         height: u64,
         changes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     ) -> Result<PreparedState, StateError> {
-        let tree = Tree::new(self);
+        self.prepare_over(height, changes, &[])
+    }
+
+    /// [`StateStore::prepare`] on top of blocks prepared but not committed yet (`pending`, oldest
+    /// first, the last at `height - 1`): their tree nodes and values are read from them, the rest
+    /// from the store. The commit stage writes those blocks meanwhile; a block committed under
+    /// the reader's feet changes nothing it reads (a node key and a value version are written
+    /// once, with the same bytes).
+    pub fn prepare_over(
+        &self,
+        height: u64,
+        changes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+        pending: &[&PreparedState],
+    ) -> Result<PreparedState, StateError> {
+        let reader = Layered { store: self, pending };
+        let tree = JellyfishMerkleTree::<'_, Layered<'_>, Blake3>::new(&reader);
         let set = changes.iter().map(|(k, v)| (KeyHash::with::<Blake3>(k), v.clone()));
         let (root, batch) = tree.put_value_set(set, height).map_err(|e| StateError::Tree(e.to_string()))?;
         let ordered = changes
@@ -333,7 +348,7 @@ impl StateStore {
     /// Commits a block: its state, index entries and receipts, and the new head, in one synced batch.
     pub fn commit(
         &self,
-        prepared: PreparedState,
+        prepared: &PreparedState,
         block: &Block,
         pos: RecordPos,
         receipts: &[Receipt],
@@ -524,6 +539,40 @@ impl StateStore {
             out.push(decode("block meta", &v)?);
         }
         Ok(out)
+    }
+}
+
+/// The store seen through blocks prepared on top of it and not committed yet (newest last).
+struct Layered<'a> {
+    store: &'a StateStore,
+    pending: &'a [&'a PreparedState],
+}
+
+impl TreeReader for Layered<'_> {
+    fn get_node_option(&self, node_key: &NodeKey) -> anyhow::Result<Option<Node>> {
+        for p in self.pending.iter().rev() {
+            if let Some(node) = p.batch.node_batch.nodes().get(node_key) {
+                return Ok(Some(node.clone()));
+            }
+        }
+        self.store.get_node_option(node_key)
+    }
+
+    fn get_value_option(
+        &self,
+        max_version: Version,
+        key_hash: KeyHash,
+    ) -> anyhow::Result<Option<OwnedValue>> {
+        for p in self.pending.iter().rev().filter(|p| p.height <= max_version) {
+            if let Some(v) = p.batch.node_batch.values().get(&(p.height, key_hash)) {
+                return Ok(v.clone());
+            }
+        }
+        self.store.get_value_option(max_version, key_hash)
+    }
+
+    fn get_rightmost_leaf(&self) -> anyhow::Result<Option<(NodeKey, LeafNode)>> {
+        self.store.get_rightmost_leaf()
     }
 }
 

@@ -237,6 +237,11 @@ impl Host for FrozenHost {
         Err(aergo_node::sql::SqlError::Runtime("read-only snapshot".into()))
     }
 
+    /// Read-only: nothing to take back.
+    fn savepoint(&mut self) -> bool {
+        true
+    }
+
     fn scan_chunk(
         &mut self,
         prefix: &[u8],
