@@ -488,18 +488,24 @@ impl ParallelExecutor {
         }
         let producer_before =
             resolve(&ctx.producer, dtt.last.get(&ctx.producer).copied(), &slots, &dtt).ok().flatten();
-        let mut outcomes = Vec::with_capacity(n);
+        // First a look without moving anything: where to re-run from, if anywhere.
         let mut redo_from = None;
-        for (i, slot) in slots.into_iter().enumerate() {
-            match slot.into_inner() {
-                Some(Ok(outcome)) => outcomes.push(outcome),
+        let mut failed = None;
+        let mut all_applied = true;
+        for (i, slot) in slots.iter().enumerate() {
+            match slot.get() {
+                Some(Ok(TxOutcome::Applied { .. })) => {}
+                Some(Ok(TxOutcome::Invalid(_))) => all_applied = false,
                 Some(Err(ExecError::Undeclared(what))) => {
                     tracing::warn!(index = i, tx = %txs[i].hash(), touched = %what,
                         "transaction touched state outside its declared access set; re-executing the rest of the block in order");
                     redo_from = Some(i);
                     break;
                 }
-                Some(Err(e)) => return Err(e),
+                Some(Err(_)) => {
+                    failed = Some(i);
+                    break;
+                }
                 None => {
                     // Every claimed transaction is executed; a missing one means a worker died.
                     redo_from = Some(i);
@@ -510,6 +516,14 @@ impl ParallelExecutor {
         let mut stats =
             ExecStats { threads: self.threads, critical_path, analysis_ns, run_ns, ..Default::default() };
         if let Some(v) = redo_from {
+            let mut outcomes = Vec::with_capacity(n);
+            for slot in slots.into_iter().take(v) {
+                match slot.into_inner() {
+                    Some(Ok(outcome)) => outcomes.push(outcome),
+                    Some(Err(e)) => return Err(e),
+                    None => return Err(ExecError::Undeclared("a transaction before the re-run".into())),
+                }
+            }
             // The workers moved each transaction's contract writes into the map; give them back.
             mv.restore(&mut outcomes, v);
             let mut overlay = Overlay::new(view);
@@ -533,8 +547,20 @@ impl ParallelExecutor {
             changes.extend(w.changes);
         }
         changes.extend(mv.finals(self.threads));
+        if let Some(i) = failed {
+            // A state error (the database), not the transaction's: the block cannot be executed.
+            if let Some(Some(Err(e))) = slots.into_iter().nth(i).map(OnceLock::into_inner) {
+                return Err(e);
+            }
+            return Err(ExecError::Undeclared(format!("transaction {i} failed")));
+        }
+        // Every slot holds an outcome (checked above): taken in order, not copied into a list first.
+        let outcomes = slots.into_iter().filter_map(|s| match s.into_inner() {
+            Some(Ok(outcome)) => Some(outcome),
+            _ => None,
+        });
         let mut out = ExecOutput::default();
-        let fees = split_outcomes(&mut out, txs, outcomes, mode, |_, _| {})?;
+        let fees = split_outcomes(&mut out, txs, outcomes, all_applied, mode, |_, _| {})?;
         if fees > 0 || producer_before.is_some() {
             let mut producer = match producer_before {
                 Some(acct) => acct,
