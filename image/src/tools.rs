@@ -56,20 +56,47 @@ pub fn run(cmd: &mut Command) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).to_string())
 }
 
-/// Installs the host tools that are missing (apt-get, as root).
-pub fn ensure_host_tools() -> anyhow::Result<()> {
+/// Serializes the package work of builds running at the same time (the tests build two images
+/// at once): apt-get fails at once, rather than waits, when another apt-get holds dpkg's or the
+/// package lists' lock, and two builds unpacking into one cache would race. Held until dropped.
+fn package_lock() -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+    let dir = cache_dir();
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| anyhow::anyhow!("cannot lock {}: {e}", path.display()))
+}
+
+fn missing_host_packages() -> Vec<&'static str> {
     let mut missing: Vec<&str> =
         HOST_TOOLS.iter().filter(|(p, _)| !on_path(p)).map(|(_, pkg)| *pkg).collect();
     missing.extend(HOST_FILES.iter().filter(|(f, _)| !Path::new(f).exists()).map(|(_, pkg)| *pkg));
     missing.sort();
     missing.dedup();
+    missing
+}
+
+/// Installs the host tools that are missing (apt-get, as root).
+pub fn ensure_host_tools() -> anyhow::Result<()> {
+    if missing_host_packages().is_empty() {
+        return Ok(());
+    }
+    let _lock = package_lock()?;
+    // Another build may have installed them while this one waited for the lock.
+    let missing = missing_host_packages();
     if missing.is_empty() {
         return Ok(());
     }
     eprintln!("installing {}", missing.join(" "));
     run(Command::new("apt-get").arg("update").arg("-qq"))?;
     run(Command::new("apt-get")
-        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(["-o", "DPkg::Lock::Timeout=300", "install", "-y", "-qq", "--no-install-recommends"])
         .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive"))?;
     Ok(())
@@ -90,7 +117,10 @@ pub fn unpacked(package: &str) -> anyhow::Result<PathBuf> {
     if tree.join(".done").exists() {
         return Ok(tree);
     }
-    std::fs::create_dir_all(&cache)?;
+    let _lock = package_lock()?;
+    if tree.join(".done").exists() {
+        return Ok(tree);
+    }
     // apt-get download drops privileges to _apt for the download: let it write here.
     let _ = std::fs::set_permissions(&cache, std::os::unix::fs::PermissionsExt::from_mode(0o777));
     let download = || run(Command::new("apt-get").args(["download", "-q", package]).current_dir(&cache));
@@ -119,6 +149,7 @@ pub fn unpacked(package: &str) -> anyhow::Result<PathBuf> {
 pub fn kernel_package() -> anyhow::Result<String> {
     let mut deps = run(Command::new("apt-cache").args(["depends", "linux-image-amd64"])).unwrap_or_default();
     if !deps.contains("Depends: linux-image-") {
+        let _lock = package_lock()?;
         run(Command::new("apt-get").arg("update").arg("-qq"))?;
         deps = run(Command::new("apt-cache").args(["depends", "linux-image-amd64"]))?;
     }

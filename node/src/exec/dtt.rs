@@ -26,54 +26,97 @@ pub struct Dtt {
     /// For each transaction, its links to the previous toucher of each account of its set.
     pub prev: Vec<PrevLinks>,
     /// For each transaction, the distinct transactions it waits for.
-    pub deps: Vec<SmallVec<[u32; 2]>>,
+    pub deps: Vec<Deps>,
     /// For each account, the last transaction of the block that touches it.
     pub last: FastMap<Address, u32>,
 }
 
-impl Dtt {
-    pub fn build(sets: &[AccessSet]) -> Dtt {
-        let mut last: FastMap<Address, u32> =
-            FastMap::with_capacity_and_hasher(sets.len() * 2, Default::default());
-        let mut prev = Vec::with_capacity(sets.len());
-        let mut deps = Vec::with_capacity(sets.len());
-        let mut exclusive: FastMap<u64, u32> = FastMap::default();
-        let mut shared: FastMap<u64, Vec<u32>> = FastMap::default();
-        for (i, set) in sets.iter().enumerate() {
-            let mut p = SmallVec::new();
-            let mut d: SmallVec<[u32; 2]> = SmallVec::new();
-            for a in &set.accounts {
-                let before = last.insert(*a, i as u32);
-                if let Some(j) = before {
-                    if !d.contains(&j) {
-                        d.push(j);
-                    }
+/// The distinct transactions one transaction waits for.
+pub type Deps = SmallVec<[u32; 2]>;
+
+/// Builds the tree one transaction at a time, in block order: what [`Dtt::build`] does for a whole
+/// block, and what the parallel executor does while the first transactions already run.
+pub struct DttBuilder {
+    last: FastMap<Address, u32>,
+    exclusive: FastMap<u64, u32>,
+    shared: FastMap<u64, Vec<u32>>,
+    /// Each transaction's place in its longest chain (1 = depends on nothing).
+    depth: Vec<u32>,
+    critical: usize,
+}
+
+impl DttBuilder {
+    pub fn with_capacity(txs: usize) -> DttBuilder {
+        DttBuilder {
+            last: FastMap::with_capacity_and_hasher(txs * 2, Default::default()),
+            exclusive: FastMap::default(),
+            shared: FastMap::default(),
+            depth: Vec::with_capacity(txs),
+            critical: 0,
+        }
+    }
+
+    /// The next transaction's links and dependencies.
+    pub fn push(&mut self, set: &AccessSet) -> (PrevLinks, Deps) {
+        let i = self.depth.len();
+        let me = i as u32;
+        let mut p = SmallVec::new();
+        let mut d: Deps = SmallVec::new();
+        for a in &set.accounts {
+            let before = self.last.insert(*a, me);
+            if let Some(j) = before {
+                if !d.contains(&j) {
+                    d.push(j);
                 }
-                p.push((*a, before));
             }
-            let me = i as u32;
-            for (r, excl) in set.resources() {
-                let mut add = |j: u32| {
-                    if j != me && !d.contains(&j) {
-                        d.push(j);
-                    }
-                };
-                if let Some(&j) = exclusive.get(&r) {
+            p.push((*a, before));
+        }
+        for (r, excl) in set.resources() {
+            let mut add = |j: u32| {
+                if j != me && !d.contains(&j) {
+                    d.push(j);
+                }
+            };
+            if let Some(&j) = self.exclusive.get(&r) {
+                add(j);
+            }
+            if excl {
+                for j in self.shared.remove(&r).unwrap_or_default() {
                     add(j);
                 }
-                if excl {
-                    for j in shared.remove(&r).unwrap_or_default() {
-                        add(j);
-                    }
-                    exclusive.insert(r, me);
-                } else {
-                    shared.entry(r).or_default().push(me);
-                }
+                self.exclusive.insert(r, me);
+            } else {
+                self.shared.entry(r).or_default().push(me);
             }
+        }
+        let depth = 1 + d.iter().map(|&j| self.depth[j as usize]).max().unwrap_or(0);
+        self.depth.push(depth);
+        self.critical = self.critical.max(depth as usize);
+        (p, d)
+    }
+
+    /// The longest dependency chain so far.
+    pub fn critical_path(&self) -> usize {
+        self.critical
+    }
+
+    /// For each account, the last transaction that touches it.
+    pub fn finish(self) -> FastMap<Address, u32> {
+        self.last
+    }
+}
+
+impl Dtt {
+    pub fn build(sets: &[AccessSet]) -> Dtt {
+        let mut b = DttBuilder::with_capacity(sets.len());
+        let mut prev = Vec::with_capacity(sets.len());
+        let mut deps = Vec::with_capacity(sets.len());
+        for set in sets {
+            let (p, d) = b.push(set);
             prev.push(p);
             deps.push(d);
         }
-        Dtt { prev, deps, last }
+        Dtt { prev, deps, last: b.finish() }
     }
 
     /// Length of the longest dependency chain: the least number of sequential steps (a bound on the

@@ -96,7 +96,7 @@ proptest! {
 
     #[test]
     fn parallel_equals_sequential(
-        seed: u64, accounts in 2usize..40, n in 0usize..300, hot in 0u32..=100, producer_sends: bool
+        seed: u64, accounts in 2usize..40, n in 0usize..900, hot in 0u32..=100, producer_sends: bool
     ) {
         let (view, txs) = random_block(seed, accounts, n, hot);
         // Sometimes the producer is one of the accounts that send and receive.
@@ -113,6 +113,29 @@ proptest! {
             prop_assert_eq!(stats.reexecuted, 0);
         }
     }
+}
+
+/// A block large enough to be probed and to be built in many pieces while the workers run:
+/// the workers start before the tree is complete and the result is the sequential one.
+#[test]
+fn a_large_block_runs_while_its_tree_is_built() {
+    let (view, txs) = random_block(3, 600, 3_000, 0);
+    let expected = execute_block(&view, &ctx(), txs.clone(), Mode::Build).unwrap();
+    for threads in [2, 3] {
+        let (got, stats) = ParallelExecutor::with_threads(threads, Vec::new())
+            .execute_with(&view, &ctx(), txs.clone(), Mode::Build, declared)
+            .unwrap();
+        assert_eq!(got, expected, "threads {threads}");
+        assert_eq!((stats.threads, stats.reexecuted), (threads, 0));
+        assert!(stats.critical_path > 1 && stats.critical_path < 100, "{stats:?}");
+    }
+    // A chain longer than the workers gain from, found while building: the block runs in order.
+    let (view, txs) = random_block(4, 2, 600, 100);
+    let expected = execute_block(&view, &ctx(), txs.clone(), Mode::Build).unwrap();
+    let (got, stats) = ParallelExecutor::with_threads(2, Vec::new())
+        .execute_with(&view, &ctx(), txs, Mode::Build, declared)
+        .unwrap();
+    assert_eq!((got, stats.threads), (expected, 1));
 }
 
 #[test]
