@@ -303,7 +303,8 @@ impl<'a, H: Host> Engine<'a, H> {
             ints.push(i);
             nulls.push(n);
         }
-        let mut frame = vars.to_vec();
+        // The engine's copy of the frame, for the statements it runs (none: no copy).
+        let mut frame = if writes { vars.to_vec() } else { Vec::new() };
         let mut returned = None;
         let outcome = {
             let (engine, frame, returned) = (&mut *self, &mut frame, &mut returned);
