@@ -1,11 +1,13 @@
 //! The parallel executor: a block's transactions on pinned worker threads, in the order the
 //! deterministic transaction tree allows, with the result of executing them one by one.
 //!
-//! Workers claim transactions in block order (an atomic counter), wait until the transactions it
-//! depends on are done, and execute it. A transaction reads an account from the last earlier
-//! transaction that wrote it — found by walking the tree's `prev` links — or from the parent state.
-//! Claiming in block order means a waiting worker only ever waits for transactions already claimed by
-//! others, so there is no deadlock, and with no conflicts every worker is always busy. The worker that
+//! Workers claim transactions in block order, in runs of a few consecutive ones (an atomic
+//! counter); for each, a worker waits until the transactions it depends on are done and executes
+//! it. A transaction reads an account from the last earlier transaction that wrote it — found by
+//! walking the tree's `prev` links — or from the parent state. Claiming in block order means the
+//! earliest unfinished transaction is always being run (its dependencies are earlier, so done, and
+//! so are the earlier ones of its run), so there is no deadlock, and with no conflicts every worker
+//! is always busy. The worker that
 //! runs the last transaction touching an account also encodes that account's final value, so building
 //! the block's change set is done in parallel too.
 //!
@@ -73,8 +75,13 @@ fn prev_of(prev: &[(Address, Option<u32>)], a: &Address) -> Option<u32> {
     prev.iter().find(|(x, _)| x == a).and_then(|(_, p)| *p)
 }
 
-/// Each account's last toucher, as a map and as a list (split among the workers).
-type LastTouchers = (FastMap<Address, u32>, Vec<(Address, u32)>);
+/// Each account's last toucher.
+type LastTouchers = FastMap<Address, u32>;
+
+/// Transactions a worker claims at once: consecutive ones, so that the slots and flags it writes
+/// share cache lines with its own rather than with another core's (claiming one at a time put two
+/// workers' results on one line, and the counter itself moved between cores on every transaction).
+const CLAIM: usize = 16;
 
 /// Transactions per published piece of the tree.
 const TREE_CHUNK: usize = 256;
@@ -148,9 +155,7 @@ impl Tree {
             let _ = self.chunks[c].set(nodes);
         }
         self.critical_path.store(b.critical_path(), Ordering::Relaxed);
-        let last = b.finish();
-        let list: Vec<(Address, u32)> = last.iter().map(|(a, i)| (*a, *i)).collect();
-        let _ = self.last.set((last, list));
+        let _ = self.last.set(b.finish());
     }
 }
 
@@ -545,9 +550,8 @@ impl ParallelExecutor {
         let slots: Vec<Slot> = (0..n).map(|_| OnceLock::new()).collect();
         let done: Vec<AtomicBool> = (0..n).map(|_| AtomicBool::new(false)).collect();
         let next = AtomicUsize::new(0);
-        let next_final = AtomicUsize::new(0);
         let mv = MvMemory::default();
-        let shared = (&txs[..], &sets[..], &tree, &slots[..], &done[..], &next, &next_final, &mv);
+        let shared = (&txs[..], &sets[..], &tree, &slots[..], &done[..], &next, &mv);
         let mut build_ns = 0;
         let workers: Vec<WorkerOut> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..self.threads)
@@ -582,7 +586,7 @@ impl ParallelExecutor {
         let run_ns = started.elapsed().as_nanos() as u64;
         let started = std::time::Instant::now();
 
-        let last = tree.last.get().map(|(m, _)| m).ok_or(ExecError::Undeclared("the tree".into()))?;
+        let last = tree.last.get().ok_or(ExecError::Undeclared("the tree".into()))?;
         // The final values the workers could not take from their own transaction (the last toucher was
         // invalid or did not write the account), and the producer's: both need the slots, so first.
         let mut extra: Vec<Change> = Vec::new();
@@ -688,22 +692,22 @@ impl ParallelExecutor {
         Ok((out, stats))
     }
 
-    /// One worker's loop: claim, wait for the transaction's place in the tree and for its
-    /// dependencies, execute, publish; then, once the tree is complete, encode final values (each
-    /// account's, from its last toucher) in pieces claimed like transactions.
+    /// One worker's loop: claim a run of [`CLAIM`] transactions, and for each wait for its place in
+    /// the tree and for its dependencies, execute, publish; then, once the tree is complete, encode
+    /// the final value of each account whose last toucher this worker ran (from its own results,
+    /// still in its cache).
     #[allow(clippy::type_complexity)]
     fn work<V: StateView>(
         &self,
         core: Option<usize>,
         view: &V,
         ctx: &BlockContext,
-        (txs, sets, tree, slots, done, next, next_final, mv): (
+        (txs, sets, tree, slots, done, next, mv): (
             &[Transaction],
             &[AccessSet],
             &Tree,
             &[Slot],
             &[AtomicBool],
-            &AtomicUsize,
             &AtomicUsize,
             &MvMemory,
         ),
@@ -715,65 +719,63 @@ impl ParallelExecutor {
             }
         }
         let mut out = WorkerOut::default();
+        let mut mine: Vec<std::ops::Range<usize>> = Vec::new();
         loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            if i >= txs.len() {
+            let from = next.fetch_add(CLAIM, Ordering::Relaxed);
+            if from >= txs.len() {
                 break;
             }
-            if !tree.wait(|| tree.node(i).is_some()) {
-                return out;
-            }
-            let Some((prev, deps)) = tree.node(i) else { return out };
-            for &d in deps {
-                if !tree.wait(|| done[d as usize].load(Ordering::Acquire)) {
+            let run = from..(from + CLAIM).min(txs.len());
+            mine.push(run.clone());
+            for i in run {
+                if !tree.wait(|| tree.node(i).is_some()) {
                     return out;
                 }
-            }
-            let mut local = Local {
-                view,
-                index: i as u32,
-                set: &sets[i],
-                prev,
-                tree,
-                slots,
-                mv,
-                writes: SmallVec::new(),
-                raw: Vec::new(),
-            };
-            let mut result = apply_tx(&txs[i], ctx, &mut local);
-            if let Ok(TxOutcome::Applied { system, .. }) = &mut result {
-                // Moved, not copied: the map is where they are read from and merged.
-                if !system.is_empty() {
-                    mv.publish(i as u32, std::mem::take(system));
+                let Some((prev, deps)) = tree.node(i) else { return out };
+                for &d in deps {
+                    if !tree.wait(|| done[d as usize].load(Ordering::Acquire)) {
+                        return out;
+                    }
                 }
+                let mut local = Local {
+                    view,
+                    index: i as u32,
+                    set: &sets[i],
+                    prev,
+                    tree,
+                    slots,
+                    mv,
+                    writes: SmallVec::new(),
+                    raw: Vec::new(),
+                };
+                let mut result = apply_tx(&txs[i], ctx, &mut local);
+                if let Ok(TxOutcome::Applied { system, .. }) = &mut result {
+                    // Moved, not copied: the map is where they are read from and merged.
+                    if !system.is_empty() {
+                        mv.publish(i as u32, std::mem::take(system));
+                    }
+                }
+                let _ = slots[i].set(result);
+                done[i].store(true, Ordering::Release);
             }
-            let _ = slots[i].set(result);
-            done[i].store(true, Ordering::Release);
         }
         if !tree.wait(|| tree.last.get().is_some()) {
             return out;
         }
-        let Some((_, list)) = tree.last.get() else { return out };
-        const PIECE: usize = 1024;
-        loop {
-            let from = next_final.fetch_add(PIECE, Ordering::Relaxed);
-            if from >= list.len() {
-                break;
-            }
-            for &(a, i) in &list[from..(from + PIECE).min(list.len())] {
-                if a == ctx.producer {
+        let Some(last) = tree.last.get() else { return out };
+        for i in mine.into_iter().flatten() {
+            let accounts = &sets[i].accounts;
+            for (k, a) in accounts.iter().enumerate() {
+                if *a == ctx.producer || accounts[..k].contains(a) || last.get(a) != Some(&(i as u32)) {
                     continue;
                 }
-                if !tree.wait(|| done[i as usize].load(Ordering::Acquire)) {
-                    return out;
-                }
-                let written = match slots[i as usize].get() {
-                    Some(Ok(TxOutcome::Applied { writes, .. })) => writes.iter().rev().find(|(x, _)| *x == a),
+                let written = match slots[i].get() {
+                    Some(Ok(TxOutcome::Applied { writes, .. })) => writes.iter().rev().find(|(x, _)| x == a),
                     _ => None,
                 };
                 match written {
-                    Some((_, acct)) => out.changes.push(encode_account(&a, acct)),
-                    None => out.unresolved.push((a, i)),
+                    Some((_, acct)) => out.changes.push(encode_account(a, acct)),
+                    None => out.unresolved.push((*a, i as u32)),
                 }
             }
         }
