@@ -30,7 +30,7 @@ use crate::storage::{BlockLog, Head, LogError, LogOptions, LogReader, StateError
 use crate::types::{
     Account, Address, Block, BlockHeader, Hash, Receipt, Signature, Transaction, ENCODING_VERSION,
 };
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -176,16 +176,16 @@ fn genesis_block(
     genesis: &Genesis,
     store: &StateStore,
 ) -> Result<(Block, crate::storage::PreparedState), ChainError> {
-    let mut changes = BTreeMap::new();
+    let mut changes = Vec::with_capacity(genesis.balances.len() + 1);
     for b in &genesis.balances {
         let account = Account { balance: b.amount, nonce: 0 };
-        changes.insert(account_key(&b.address), Some(borsh::to_vec(&account).unwrap_or_default()));
+        changes.push((account_key(&b.address), Some(borsh::to_vec(&account).unwrap_or_default())));
     }
-    changes.insert(
+    changes.push((
         crate::storage::state::HEAD_KEY.to_vec(),
         Some(borsh::to_vec(&(0u64, genesis.timestamp_ms)).unwrap_or_default()),
-    );
-    let prepared = store.prepare(0, &changes)?;
+    ));
+    let prepared = store.prepare(0, &crate::storage::ChangeSet::from_unsorted(changes))?;
     let producer = genesis.producer_keys().first().copied().unwrap_or(crate::types::PublicKey([0; 32]));
     let header = BlockHeader {
         version: ENCODING_VERSION,
@@ -620,7 +620,7 @@ fn commit_block(
     Ok(head)
 }
 
-fn nonces_after(txs: &[Transaction], changes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>) -> HashMap<Address, u64> {
+fn nonces_after(txs: &[Transaction], changes: &crate::storage::ChangeSet) -> HashMap<Address, u64> {
     let mut out = HashMap::new();
     for tx in txs {
         let sender = tx.sender();

@@ -24,7 +24,7 @@ pub mod governance;
 pub mod parallel;
 
 use crate::storage::state::{account_key, Entries, HEAD_KEY};
-use crate::storage::{StateError, StateStore};
+use crate::storage::{ChangeSet, StateError, StateStore};
 use crate::types::{Account, Address, Amount, Hash, Receipt, ReceiptStatus, Transaction};
 use std::collections::{BTreeMap, HashMap};
 
@@ -88,7 +88,7 @@ impl StateView for StateAt<'_> {
 pub struct StateWithPending<'a> {
     pub store: &'a StateStore,
     pub height: u64,
-    pub layers: Vec<&'a BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
+    pub layers: Vec<&'a ChangeSet>,
 }
 
 impl StateView for StateWithPending<'_> {
@@ -112,7 +112,7 @@ impl StateView for StateWithPending<'_> {
     fn scan(&self, prefix: &[u8]) -> Result<Entries, StateError> {
         let mut entries = self.store.scan_at(prefix, self.height)?;
         for layer in &self.layers {
-            let mine = layer.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix));
+            let mine = layer.with_prefix(prefix);
             entries = crate::sql::store::merge(entries, mine.map(|(k, v)| (k.clone(), v.clone())));
         }
         Ok(entries)
@@ -171,7 +171,7 @@ pub struct ExecOutput {
     pub included: Vec<Transaction>,
     pub receipts: Vec<Receipt>,
     /// State writes (key → new value, `None` = delete), sorted by key.
-    pub changes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    pub changes: ChangeSet,
     /// Transactions left out in [`Mode::Build`], with the reason.
     pub dropped: Vec<(Hash, String)>,
 }
@@ -448,9 +448,7 @@ pub fn assemble<V: StateView>(
     changes.extend(system_finals);
     changes
         .push((HEAD_KEY.to_vec(), Some(borsh::to_vec(&(ctx.height, ctx.timestamp_ms)).unwrap_or_default())));
-    // Keys are distinct, so an unstable sort is deterministic; collecting sorted input bulk-builds the map.
-    changes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    out.changes = changes.into_iter().collect();
+    out.changes = ChangeSet::from_unsorted(changes);
     Ok(out)
 }
 

@@ -2,9 +2,11 @@
 //! versioned by height, authenticated by a Jellyfish Merkle tree).
 
 pub mod blocklog;
+pub mod changes;
 pub mod state;
 
 pub use blocklog::{BlockLog, LogError, LogOptions, LogReader, RecordPos, Verify};
+pub use changes::{Change, ChangeSet};
 pub use state::{account_key, BlockMeta, Head, PreparedState, StateError, StateStore, TxLocation};
 
 /// Writes a file so that readers see the old or the new contents, never a mix, even after a crash:

@@ -21,13 +21,13 @@
 //! The tree hashes with blake3 (jmt over `Blake3`).
 
 use super::blocklog::RecordPos;
+use super::ChangeSet;
 use crate::sql::store::SQL_PREFIX;
 use crate::types::{Account, Address, Block, BlockHeader, Hash, Receipt};
 use borsh::{BorshDeserialize, BorshSerialize};
 use jmt::storage::{LeafNode, Node, NodeKey, TreeReader, TreeUpdateBatch};
 use jmt::{JellyfishMerkleTree, KeyHash, OwnedValue, Version};
 use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
-use std::collections::BTreeMap;
 use std::path::Path;
 
 type Tree<'a> = JellyfishMerkleTree<'a, StateStore, Blake3>;
@@ -263,11 +263,7 @@ impl StateStore {
     }
 
     /// Computes the tree for `changes` applied at `height` (on top of `height - 1`), without writing.
-    pub fn prepare(
-        &self,
-        height: u64,
-        changes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    ) -> Result<PreparedState, StateError> {
+    pub fn prepare(&self, height: u64, changes: &ChangeSet) -> Result<PreparedState, StateError> {
         self.prepare_over(height, changes, &[])
     }
 
@@ -279,18 +275,14 @@ impl StateStore {
     pub fn prepare_over(
         &self,
         height: u64,
-        changes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+        changes: &ChangeSet,
         pending: &[&PreparedState],
     ) -> Result<PreparedState, StateError> {
         let reader = Layered { store: self, pending };
         let tree = JellyfishMerkleTree::<'_, Layered<'_>, Blake3>::new(&reader);
         let set = changes.iter().map(|(k, v)| (KeyHash::with::<Blake3>(k), v.clone()));
         let (root, batch) = tree.put_value_set(set, height).map_err(|e| StateError::Tree(e.to_string()))?;
-        let ordered = changes
-            .range(SQL_PREFIX.to_vec()..)
-            .take_while(|(k, _)| k.starts_with(SQL_PREFIX))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let ordered = changes.with_prefix(SQL_PREFIX).map(|(k, v)| (k.clone(), v.clone())).collect();
         Ok(PreparedState { height, root: Hash(root.0), batch, ordered })
     }
 
