@@ -46,7 +46,7 @@ impl ChangeSet {
 
     /// Every change, in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&Vec<u8>, &Option<Vec<u8>>)> + '_ {
-        self.0.iter().map(|(k, v)| (k, v))
+        self.into_iter()
     }
 
     /// The changes of keys starting with `prefix`, in key order.
