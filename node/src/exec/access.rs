@@ -157,12 +157,25 @@ pub fn declared(tx: &Transaction) -> AccessSet {
 /// A contract in the parent state: its compiled form and the table of each index.
 type Known = (Arc<Compiled>, Arc<[u8]>);
 
+/// The contracts a block calls, as its parent state has them (`None`: no contract there, or a
+/// script the checker refuses). A deployed script never changes, so the workers take a call's
+/// compiled contract from here instead of reading, hashing and looking up its script every call.
+#[derive(Default)]
+pub struct BlockContracts(HashMap<Address, Option<Known>>);
+
+impl BlockContracts {
+    /// The compiled contract at `a`, when it is in the parent state.
+    pub fn get(&self, a: &Address) -> Option<&Arc<Compiled>> {
+        self.0.get(a)?.as_ref().map(|(c, _)| c)
+    }
+}
+
 /// Declares access sets for one block against its parent state. The block's contracts are loaded
 /// (and compiled, if the cache lacks them) once, up front; declaring is then read-only, so the
 /// executor declares a block's sets on several threads.
 pub struct Analyzer<'v, V: super::StateView> {
     view: &'v V,
-    contracts: HashMap<Address, Option<Known>>,
+    contracts: BlockContracts,
 }
 
 fn load<V: super::StateView>(view: &V, a: &Address) -> Option<Known> {
@@ -182,11 +195,16 @@ impl<'v, V: super::StateView> Analyzer<'v, V> {
                 contracts.entry(*contract).or_insert_with(|| load(view, contract));
             }
         }
-        Analyzer { view, contracts }
+        Analyzer { view, contracts: BlockContracts(contracts) }
+    }
+
+    /// The block's contracts, loaded from the parent state.
+    pub fn contracts(&self) -> &BlockContracts {
+        &self.contracts
     }
 
     fn contract(&self, a: &Address) -> Option<Known> {
-        match self.contracts.get(a) {
+        match self.contracts.0.get(a) {
             Some(c) => c.clone(),
             None => load(self.view, a),
         }

@@ -14,10 +14,10 @@ use super::{Accounts, BlockContext, ExecError};
 use crate::sql::gas::{self, Gas};
 use crate::sql::interp::Entries;
 use crate::sql::store::{code_key, contract_address, merge};
-use crate::sql::{ContractCache, Engine, Host, SqlError, Value};
+use crate::sql::{Compiled, ContractCache, Engine, Host, SqlError, Value};
 use crate::types::{Account, Address, Amount, CallResult, Payload, ReceiptStatus, Transaction};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// Largest result a receipt keeps (encoded bytes); larger results are read with `query`.
 pub const MAX_RECEIPT_RESULT: usize = 4096;
@@ -180,7 +180,7 @@ pub fn apply<A: Accounts>(
         gas_used: gas.used,
         accounts: Vec::new(),
     };
-    let (contract, code, run): (Address, String, Run<'_>) = match &tx.body.payload {
+    let (contract, run): (Address, Run<'_>) = match &tx.body.payload {
         Payload::Deploy { sql } => {
             let addr = contract_address(&from, tx.body.nonce);
             if let Err(e) = gas.charge(gas::CALL + gas::DEPLOY_BYTE * sql.len() as u64) {
@@ -189,38 +189,29 @@ pub fn apply<A: Accounts>(
             if acc.get_raw(&code_key(&addr))?.is_some() {
                 return Ok(failed(&gas, format!("a contract already exists at {addr}")));
             }
-            (addr, sql.clone(), Run::Construct)
+            (addr, Run::Construct(sql))
         }
-        Payload::Call { contract, function, args } => {
-            let Some(code) = acc.get_raw(&code_key(contract))? else {
+        Payload::Call { contract, function, args } => match acc.contract(contract)? {
+            Found::Missing => {
                 gas.charge(gas::CALL.min(gas.limit)).ok();
                 return Ok(failed(&gas, format!("no contract at {contract}")));
-            };
-            let code = match String::from_utf8(code) {
-                Ok(c) => c,
-                Err(_) => {
-                    return Err(ExecError::State(crate::storage::StateError::Decode {
-                        what: "contract code",
-                        reason: "not UTF-8".into(),
-                    }))
-                }
-            };
-            (*contract, code, Run::Call(function, args))
-        }
+            }
+            Found::Refused(e) => return Ok(failed(&gas, format!("contract refused: {e}"))),
+            Found::Ready(c) => (*contract, Run::Call(c, function, args)),
+        },
         _ => return Ok(failed(&gas, "not a contract transaction".into())),
     };
-    let checked = match &run {
+    let (compiled, constructor) = match &run {
         // Deploy: checked and JIT-compiled now, and kept for the calls that follow.
-        Run::Construct => crate::sql::compile(&code).map(|c| {
-            let compiled = std::sync::Arc::new(crate::sql::Compiled::new(c.contract));
-            cache().put(&code, compiled.clone());
-            (compiled, c.constructor)
-        }),
-        Run::Call(..) => cache().get(&code).map(|c| (c, Vec::new())),
-    };
-    let (compiled, constructor) = match checked {
-        Ok(x) => x,
-        Err(e) => return Ok(failed(&gas, format!("contract refused: {e}"))),
+        Run::Construct(sql) => match crate::sql::compile(sql) {
+            Ok(c) => {
+                let compiled = Arc::new(crate::sql::Compiled::new(c.contract));
+                cache().put(sql, compiled.clone());
+                (compiled, c.constructor)
+            }
+            Err(e) => return Ok(failed(&gas, format!("contract refused: {e}"))),
+        },
+        Run::Call(c, ..) => (c.clone(), Vec::new()),
     };
     let cctx = crate::sql::CallCtx {
         sender: from.to_string(),
@@ -231,8 +222,8 @@ pub fn apply<A: Accounts>(
         value: tx.body.amount,
     };
     let mut host = ContractHost::new(acc, contract, from, *sender);
-    if matches!(run, Run::Construct) {
-        host.put(code_key(&contract), Some(code.into_bytes())).ok();
+    if let Run::Construct(sql) = &run {
+        host.put(code_key(&contract), Some(sql.as_bytes().to_vec())).ok();
     }
     let outcome = match host.move_native(from, contract, tx.body.amount, "the amount sent with the call") {
         Err(e) => Err(e),
@@ -240,8 +231,8 @@ pub fn apply<A: Accounts>(
             let mut engine =
                 Engine::new(compiled.engine(crate::sql::default_engine()), &contract, &mut host, &cctx, gas);
             let r = match &run {
-                Run::Construct => engine.construct(&constructor).map(|()| None),
-                Run::Call(function, args) => engine.call(function, args.to_vec()).map(Some),
+                Run::Construct(_) => engine.construct(&constructor).map(|()| None),
+                Run::Call(_, function, args) => engine.call(function, args.to_vec()).map(Some),
             };
             gas = engine.gas;
             r
@@ -272,6 +263,30 @@ pub fn apply<A: Accounts>(
 }
 
 enum Run<'t> {
-    Construct,
-    Call(&'t String, &'t Vec<Value>),
+    Construct(&'t str),
+    Call(Arc<Compiled>, &'t String, &'t Vec<Value>),
+}
+
+/// A contract as a call finds it in the state.
+pub enum Found {
+    Missing,
+    /// Its script no longer passes the checker (it did at deploy): every call fails, with why.
+    Refused(SqlError),
+    Ready(Arc<Compiled>),
+}
+
+/// Reads the script at `contract` through `acc` and compiles it through the process's cache (by
+/// code hash: a script is checked and compiled once, then each call hashes it to find it).
+pub fn load<A: Accounts + ?Sized>(acc: &mut A, contract: &Address) -> Result<Found, ExecError> {
+    let Some(code) = acc.get_raw(&code_key(contract))? else { return Ok(Found::Missing) };
+    let code = String::from_utf8(code).map_err(|_| {
+        ExecError::State(crate::storage::StateError::Decode {
+            what: "contract code",
+            reason: "not UTF-8".into(),
+        })
+    })?;
+    Ok(match cache().get(&code) {
+        Ok(c) => Found::Ready(c),
+        Err(e) => Found::Refused(e),
+    })
 }

@@ -185,6 +185,12 @@ pub trait Accounts {
     fn set_raw(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) -> Result<(), ExecError>;
     /// Contract keys under `prefix` in key order, with this block's writes so far.
     fn scan_raw(&mut self, prefix: &[u8]) -> Result<Entries, ExecError>;
+    /// The contract at `address`, compiled. By default its script is read with [`Self::get_raw`]
+    /// and found in the process's cache by hash; a view that already holds the block's contracts
+    /// answers from them (a contract's script never changes once deployed).
+    fn contract(&mut self, address: &Address) -> Result<contract::Found, ExecError> {
+        contract::load(self, address)
+    }
 }
 
 /// Records the system-key writes a transaction makes through an [`Accounts`].
@@ -209,6 +215,9 @@ impl<A: Accounts> Accounts for Recording<'_, A> {
     }
     fn scan_raw(&mut self, prefix: &[u8]) -> Result<Entries, ExecError> {
         self.inner.scan_raw(prefix)
+    }
+    fn contract(&mut self, address: &Address) -> Result<contract::Found, ExecError> {
+        self.inner.contract(address)
     }
 }
 
@@ -312,11 +321,14 @@ pub(crate) struct Overlay<'a, V: StateView> {
     accounts: HashMap<Address, Account>,
     /// Other keys read or written so far; ordered, so that contract scans can merge them.
     raw: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Contracts called so far, compiled (a deployed script never changes, so each is read and
+    /// hashed once per block rather than once per call).
+    contracts: HashMap<Address, std::sync::Arc<crate::sql::Compiled>>,
 }
 
 impl<'a, V: StateView> Overlay<'a, V> {
     pub(crate) fn new(view: &'a V) -> Self {
-        Overlay { view, accounts: HashMap::new(), raw: BTreeMap::new() }
+        Overlay { view, accounts: HashMap::new(), raw: BTreeMap::new(), contracts: HashMap::new() }
     }
 
     pub(crate) fn apply_writes(
@@ -366,6 +378,17 @@ impl<V: StateView> Accounts for Overlay<'_, V> {
         let base = self.view.scan(prefix)?;
         let mine = self.raw.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix));
         Ok(crate::sql::store::merge(base, mine.map(|(k, v)| (k.clone(), v.clone()))))
+    }
+
+    fn contract(&mut self, address: &Address) -> Result<contract::Found, ExecError> {
+        if let Some(c) = self.contracts.get(address) {
+            return Ok(contract::Found::Ready(c.clone()));
+        }
+        let found = contract::load(self, address)?;
+        if let contract::Found::Ready(c) = &found {
+            self.contracts.insert(*address, c.clone());
+        }
+        Ok(found)
     }
 }
 

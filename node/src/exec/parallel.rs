@@ -18,13 +18,15 @@
 //! which are correct: they could not have depended on the offender. The outcome is never wrong, only
 //! slower, and the log says so.
 
-use super::access::{self, AccessSet, KeyUse};
+use super::access::{self, AccessSet, BlockContracts, KeyUse};
 use super::affinity::pin_current_thread;
+use super::contract::Found;
 use super::dtt::{Deps, Dtt, DttBuilder, FastMap, PrevLinks};
 use super::{
     apply_tx, assemble, execute_block, split_outcomes, Accounts, BlockContext, ExecError, ExecOutput, Mode,
     Overlay, StateView, TxOutcome,
 };
+use crate::sql::store::code_key;
 use crate::storage::state::{account_key, Entries, HEAD_KEY};
 use crate::storage::{Change, ChangeSet};
 use crate::types::{Account, Address, Transaction};
@@ -208,13 +210,27 @@ type MvShard = rustc_hash::FxHashMap<Vec<u8>, SmallVec<[(u32, Option<Vec<u8>>); 
 
 const MV_SHARDS: usize = 64;
 
-impl Default for MvMemory {
-    fn default() -> Self {
-        MvMemory { shards: (0..MV_SHARDS).map(|_| Default::default()).collect() }
-    }
-}
-
 impl MvMemory {
+    /// A map sized for about `keys` keys, so that the workers publishing into it do not grow
+    /// (rehash) its shards as they go: growing them was a tenth of a worker's time in a block of
+    /// token transfers.
+    fn with_capacity(keys: usize) -> MvMemory {
+        // An eighth more than an even share: the shards' loads vary by a few percent.
+        let per = keys.div_ceil(MV_SHARDS) * 9 / 8;
+        let shard = || parking_lot::RwLock::new(MvShard::with_capacity_and_hasher(per, Default::default()));
+        MvMemory { shards: (0..MV_SHARDS).map(|_| shard()).collect() }
+    }
+
+    /// About how many contract keys `set` lets a transaction write: each row and its entry in
+    /// every index of its table (the old one deleted, the new one written); a whole table or
+    /// contract, a few.
+    fn expected_writes(set: &AccessSet) -> usize {
+        let Some(c) = &set.contract else { return 0 };
+        let indexes = |t: u8| c.index_tables.iter().filter(|x| **x == t).count();
+        let rows: usize = c.rows.iter().map(|(t, _)| 1 + 2 * indexes(*t)).sum();
+        rows + 8 * (c.tables.len() + usize::from(c.whole))
+    }
+
     fn shard(&self, key: &[u8]) -> &parking_lot::RwLock<MvShard> {
         use std::hash::BuildHasher;
         // Middle bits: the shard's own table takes its bucket from the hash's low bits and its
@@ -319,6 +335,7 @@ struct Local<'a, V: StateView> {
     tree: &'a Tree,
     slots: &'a [Slot],
     mv: &'a MvMemory,
+    contracts: &'a BlockContracts,
     writes: SmallVec<[(Address, Account); 2]>,
     raw: Vec<Change>,
 }
@@ -384,6 +401,13 @@ impl<V: StateView> Accounts for Local<'_, V> {
             }
         }
         Ok(crate::sql::store::merge(base, block))
+    }
+
+    fn contract(&mut self, a: &Address) -> Result<Found, ExecError> {
+        let Some(c) = self.contracts.get(a) else { return super::contract::load(self, a) };
+        // The script is not read, but the call still reads it: the same check.
+        self.check(&code_key(a), KeyUse::Read)?;
+        Ok(Found::Ready(c.clone()))
     }
 }
 
@@ -473,13 +497,14 @@ impl ParallelExecutor {
         mode: Mode,
     ) -> Result<(ExecOutput, ExecStats), ExecError> {
         if txs.iter().all(|t| !t.body.payload.is_contract()) {
-            return self.execute_with(view, ctx, txs, mode, access::declared);
+            return self.execute_with(view, ctx, txs, mode, access::declared, &BlockContracts::default());
         }
         let analyzer = access::Analyzer::new(view, &txs);
-        self.execute_with(view, ctx, txs, mode, |tx| analyzer.declared(tx))
+        self.execute_with(view, ctx, txs, mode, |tx| analyzer.declared(tx), analyzer.contracts())
     }
 
-    /// Executes `txs` with access sets from `access` (tests use a lying one).
+    /// Executes `txs` with access sets from `access` (tests use a lying one), calling the
+    /// `contracts` of the parent state.
     pub fn execute_with<V: StateView, F: Fn(&Transaction) -> AccessSet + Sync>(
         &self,
         view: &V,
@@ -487,6 +512,7 @@ impl ParallelExecutor {
         txs: Vec<Transaction>,
         mode: Mode,
         access: F,
+        contracts: &BlockContracts,
     ) -> Result<(ExecOutput, ExecStats), ExecError> {
         let n = txs.len();
         let started = std::time::Instant::now();
@@ -553,8 +579,8 @@ impl ParallelExecutor {
         let slots: Vec<Slot> = (0..n).map(|_| OnceLock::new()).collect();
         let done: Vec<AtomicBool> = (0..n).map(|_| AtomicBool::new(false)).collect();
         let next = AtomicUsize::new(0);
-        let mv = MvMemory::default();
-        let shared = (&txs[..], &sets[..], &tree, &slots[..], &done[..], &next, &mv);
+        let mv = MvMemory::with_capacity(sets.iter().map(MvMemory::expected_writes).sum());
+        let shared = (&txs[..], &sets[..], &tree, &slots[..], &done[..], &next, &mv, contracts);
         let mut build_ns = 0;
         let workers: Vec<WorkerOut> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..self.threads)
@@ -704,7 +730,7 @@ impl ParallelExecutor {
         core: Option<usize>,
         view: &V,
         ctx: &BlockContext,
-        (txs, sets, tree, slots, done, next, mv): (
+        (txs, sets, tree, slots, done, next, mv, contracts): (
             &[Transaction],
             &[AccessSet],
             &Tree,
@@ -712,6 +738,7 @@ impl ParallelExecutor {
             &[AtomicBool],
             &AtomicUsize,
             &MvMemory,
+            &BlockContracts,
         ),
     ) -> WorkerOut {
         let _guard = AbortOnPanic(tree);
@@ -747,6 +774,7 @@ impl ParallelExecutor {
                     tree,
                     slots,
                     mv,
+                    contracts,
                     writes: SmallVec::new(),
                     raw: Vec::new(),
                 };

@@ -108,7 +108,7 @@ proptest! {
         let expected = execute_block(&view, &ctx, txs.clone(), Mode::Build).unwrap();
         for threads in [1, 2, 4, 8] {
             let exec = ParallelExecutor::with_threads(threads, Vec::new()).min_parallel_txs(0);
-            let (got, stats) = exec.execute_with(&view, &ctx, txs.clone(), Mode::Build, declared).unwrap();
+            let (got, stats) = exec.execute_with(&view, &ctx, txs.clone(), Mode::Build, declared, &Default::default()).unwrap();
             prop_assert_eq!(&got, &expected, "threads {}", threads);
             prop_assert_eq!(stats.reexecuted, 0);
         }
@@ -123,7 +123,7 @@ fn a_large_block_runs_while_its_tree_is_built() {
     let expected = execute_block(&view, &ctx(), txs.clone(), Mode::Build).unwrap();
     for threads in [2, 3] {
         let (got, stats) = ParallelExecutor::with_threads(threads, Vec::new())
-            .execute_with(&view, &ctx(), txs.clone(), Mode::Build, declared)
+            .execute_with(&view, &ctx(), txs.clone(), Mode::Build, declared, &Default::default())
             .unwrap();
         assert_eq!(got, expected, "threads {threads}");
         assert_eq!((stats.threads, stats.reexecuted), (threads, 0));
@@ -133,7 +133,7 @@ fn a_large_block_runs_while_its_tree_is_built() {
     let (view, txs) = random_block(4, 2, 600, 100);
     let expected = execute_block(&view, &ctx(), txs.clone(), Mode::Build).unwrap();
     let (got, stats) = ParallelExecutor::with_threads(2, Vec::new())
-        .execute_with(&view, &ctx(), txs, Mode::Build, declared)
+        .execute_with(&view, &ctx(), txs, Mode::Build, declared, &Default::default())
         .unwrap();
     assert_eq!((got, stats.threads), (expected, 1));
 }
@@ -152,7 +152,8 @@ fn a_transaction_that_lies_about_its_access_set_is_caught_and_the_result_stays_r
         }
     };
     let exec = ParallelExecutor::with_threads(2, Vec::new());
-    let (got, stats) = exec.execute_with(&view, &ctx(), txs, Mode::Build, lying).unwrap();
+    let (got, stats) =
+        exec.execute_with(&view, &ctx(), txs, Mode::Build, lying, &Default::default()).unwrap();
     assert_eq!(got, expected);
     assert_eq!(stats.reexecuted, 250, "the liar and everything after it ran again, in order");
 }
@@ -539,9 +540,24 @@ fn a_contract_call_that_lies_about_its_rows_is_caught_and_the_result_stays_right
         s
     };
     let exec = ParallelExecutor::with_threads(2, Vec::new()).min_parallel_txs(0);
-    let (got, stats) = exec.execute_with(view, &ctx(), txs, Mode::Build, lying).unwrap();
+    let (got, stats) =
+        exec.execute_with(view, &ctx(), txs.clone(), Mode::Build, lying, analyzer.contracts()).unwrap();
     assert_eq!(got, expected);
     assert!(stats.reexecuted > 0 && stats.reexecuted <= 150 - liar, "{stats:?}");
+
+    // One that declares no contract state at all: the workers hand it the compiled contract
+    // without reading the script, yet the read is checked all the same.
+    let no_contract = |t: &Transaction| {
+        let mut s = analyzer.declared(t);
+        if t.hash() == liar_hash {
+            s.contract = None;
+        }
+        s
+    };
+    let (got, stats) =
+        exec.execute_with(view, &ctx(), txs, Mode::Build, no_contract, analyzer.contracts()).unwrap();
+    assert_eq!(got, expected);
+    assert_eq!(stats.reexecuted, 150 - liar, "{stats:?}");
 }
 
 #[test]
@@ -550,7 +566,7 @@ fn large_blocks_are_probed_for_contention_first() {
         let (view, txs) = random_block(3, 400, 3000, hot);
         let expected = execute_block(&view, &ctx(), txs.clone(), Mode::Build).unwrap();
         let (got, stats) = ParallelExecutor::with_threads(2, Vec::new())
-            .execute_with(&view, &ctx(), txs, Mode::Build, declared)
+            .execute_with(&view, &ctx(), txs, Mode::Build, declared, &Default::default())
             .unwrap();
         assert_eq!(got, expected);
         assert_eq!(stats.threads, threads, "hot {hot}: {stats:?}");

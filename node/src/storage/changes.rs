@@ -26,17 +26,31 @@ impl ChangeSet {
             let ties = sort_from(&keys, &mut order, 0);
             (order, ties)
         };
-        let mut sorted: Vec<Change> = Vec::with_capacity(changes.len());
-        for i in order {
-            let change = std::mem::take(&mut changes[i as usize]);
-            // Equal keys arrive in their input order: the later one replaces the earlier. Only
-            // keys compared whole can be equal; without such a group no key needs a look.
-            match sorted.last_mut() {
-                Some(last) if ties && last.0 == change.0 => *last = change,
-                _ => sorted.push(change),
+        // Into place by following the permutation's cycles: no second vector of changes (a fresh
+        // multi-megabyte allocation per block, whose pages the kernel had to clear first).
+        let mut order = order;
+        for start in 0..order.len() {
+            let mut k = start;
+            while order[k] as usize != start {
+                let src = order[k] as usize;
+                order[k] = k as u32;
+                changes.swap(k, src);
+                k = src;
             }
+            order[k] = k as u32;
         }
-        ChangeSet(sorted)
+        // Equal keys arrive in their input order: the later one replaces the earlier. Only keys
+        // compared whole can be equal; without such a group no key needs a look.
+        if ties {
+            changes.dedup_by(|later, kept| {
+                let same = later.0 == kept.0;
+                if same {
+                    std::mem::swap(&mut later.1, &mut kept.1);
+                }
+                same
+            });
+        }
+        ChangeSet(changes)
     }
 
     /// The new value of `key`, if the set changes it (`Some(None)`: deleted).
