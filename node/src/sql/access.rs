@@ -12,7 +12,7 @@
 use super::ir::{
     Access, Body, Builtin, ConflictAction, Contract, Expr, Function, InsertSource, Select, Stmt,
 };
-use super::value::{encode_key, Value};
+use super::value::{encode_key, encode_text_key, Value};
 use std::collections::BTreeMap;
 
 /// Where one key column's value comes from.
@@ -219,14 +219,13 @@ pub fn call_keys(access: &TableAccess, args: &[Value], sender: &str) -> Option<V
     let TableAccess::Keys(keys) = access else { return None };
     let mut out = Vec::with_capacity(keys.len());
     for parts in keys {
-        let mut k = Vec::new();
+        let mut k = Vec::with_capacity(64);
         for p in parts {
-            let v = match p {
-                KeyPart::Param(i) => args.get(*i).cloned().unwrap_or(Value::Null),
-                KeyPart::Sender => Value::Text(sender.to_string()),
-                KeyPart::Const(v) => v.clone(),
-            };
-            encode_key(&mut k, &v);
+            match p {
+                KeyPart::Param(i) => encode_key(&mut k, args.get(*i).unwrap_or(&Value::Null)),
+                KeyPart::Sender => encode_text_key(&mut k, sender),
+                KeyPart::Const(v) => encode_key(&mut k, v),
+            }
         }
         out.push(k);
     }
