@@ -355,3 +355,62 @@ fn pipelined_runs_import_like_one_block_at_a_time() {
     assert_eq!(follower.head(), producer.head());
     assert_ne!(balance_at(&follower.store(), &token, &keys[2], 14), Value::Null);
 }
+
+#[test]
+fn a_reader_answers_as_single_reads_at_every_height_and_under_pending_blocks() {
+    use crate::exec::{StateAt, StateView, StateWithPending};
+    use crate::storage::state::HEAD_KEY;
+    use crate::storage::ChangeSet;
+    let dir = tempfile::tempdir().unwrap();
+    let (bp, alice) = (Keypair::from_seed("bp"), Keypair::from_seed("alice"));
+    let others: Vec<Keypair> = (0..6).map(|i| Keypair::from_seed(&format!("other-{i}"))).collect();
+    let g = genesis(&bp, &alice);
+    let (mut chain, _) = Chain::open(dir.path(), &g, LogOptions::default()).unwrap();
+    let mut nonce = 0;
+    for (h, to) in others.iter().enumerate() {
+        let txs = (0..=h).map(|k| transfer(&alice, nonce + k as u64, to.address(), 10 + h as u128)).collect();
+        nonce += h as u64 + 1;
+        chain.produce(&bp, txs, 2_000 + 1_000 * h as u64).unwrap();
+    }
+    let store = chain.store();
+    let head = chain.head().height;
+    let mut addresses: Vec<Address> = others.iter().map(|k| k.address()).collect();
+    addresses.extend([alice.address(), bp.address(), Keypair::from_seed("nobody").address()]);
+    // A reader made before more blocks are committed keeps answering at its own height.
+    let early = StateAt { store: &store, height: 2 };
+    let mut early_reader = early.reader();
+    chain.produce(&bp, vec![transfer(&alice, nonce, others[0].address(), 1)], 9_000).unwrap();
+    for h in 0..=head {
+        let view = StateAt { store: &store, height: h };
+        let mut reader = view.reader();
+        // Every key twice, the second pass backwards: the one iterator moves both ways.
+        for a in addresses.iter().chain(addresses.iter().rev()) {
+            assert_eq!(reader.account(a).unwrap(), store.account_at(a, h).unwrap(), "{a} at {h}");
+            assert_eq!(reader.raw(HEAD_KEY).unwrap(), store.get_at(HEAD_KEY, h).unwrap(), "head key at {h}");
+        }
+    }
+    for a in &addresses {
+        assert_eq!(
+            early_reader.account(a).unwrap(),
+            store.account_at(a, 2).unwrap(),
+            "{a} at 2, early reader"
+        );
+    }
+    // Blocks not committed yet: their changes are read first, newest last.
+    let rich = Account { balance: 7, nonce: 3 };
+    let older = ChangeSet::from_unsorted(vec![
+        (account_key(&others[0].address()), Some(borsh::to_vec(&rich).unwrap())),
+        (account_key(&others[1].address()), None),
+    ]);
+    let newer = ChangeSet::from_unsorted(vec![(
+        account_key(&others[0].address()),
+        Some(borsh::to_vec(&Account { balance: 8, nonce: 4 }).unwrap()),
+    )]);
+    let view = StateWithPending { store: &store, height: 3, layers: vec![&older, &newer] };
+    let mut reader = view.reader();
+    assert_eq!(reader.account(&others[0].address()).unwrap(), Account { balance: 8, nonce: 4 });
+    assert_eq!(reader.account(&others[1].address()).unwrap(), Account::default(), "deleted in a layer");
+    for a in &addresses {
+        assert_eq!(reader.account(a).unwrap(), view.account(a).unwrap(), "{a} under pending blocks");
+    }
+}

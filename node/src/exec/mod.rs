@@ -24,7 +24,7 @@ pub mod governance;
 pub mod parallel;
 
 use crate::storage::state::{account_key, Entries, HEAD_KEY};
-use crate::storage::{ChangeSet, StateError, StateStore};
+use crate::storage::{ChangeSet, StateError, StateReader, StateStore};
 use crate::types::{Account, Address, Amount, Hash, Receipt, ReceiptStatus, Transaction};
 use std::collections::{BTreeMap, HashMap};
 
@@ -36,6 +36,77 @@ pub trait StateView: Sync {
     /// Every contract key under `prefix`, in key order (see [`StateStore::scan_at`]).
     fn scan(&self, _prefix: &[u8]) -> Result<Entries, StateError> {
         Err(StateError::Tree("this state view cannot list contract keys".into()))
+    }
+    /// A reader for one thread's many reads (the sequential engine's, or one worker's): it
+    /// answers as [`Self::account`] and [`Self::raw`] do, having set up once what each of them
+    /// sets up anew. By default it calls them.
+    fn reader(&self) -> Box<dyn StateRead + '_> {
+        Box::new(EachRead(self))
+    }
+}
+
+/// Reads by one thread through [`StateView::reader`].
+pub trait StateRead {
+    fn account(&mut self, address: &Address) -> Result<Account, StateError>;
+    fn raw(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError>;
+}
+
+/// A view's reads one by one: the reader of a view with nothing to set up.
+struct EachRead<'a, V: ?Sized>(&'a V);
+
+impl<V: StateView + ?Sized> StateRead for EachRead<'_, V> {
+    fn account(&mut self, address: &Address) -> Result<Account, StateError> {
+        self.0.account(address)
+    }
+    fn raw(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        self.0.raw(key)
+    }
+}
+
+/// An account from its stored bytes (absent: the empty account).
+fn decode_account(bytes: Option<Vec<u8>>) -> Result<Account, StateError> {
+    match bytes {
+        Some(bytes) => borsh::from_slice(&bytes)
+            .map_err(|e| StateError::Decode { what: "account", reason: e.to_string() }),
+        None => Ok(Account::default()),
+    }
+}
+
+/// The newest of `layers` (oldest first) that holds `key`: `Some(value)`, `None` if none does.
+fn in_layers(layers: &[&ChangeSet], key: &[u8]) -> Option<Option<Vec<u8>>> {
+    layers.iter().rev().find_map(|layer| layer.get(key).cloned())
+}
+
+/// Reads through one [`StateReader`] (one database iterator), after the changes of blocks not
+/// committed yet: the reader of [`StateAt`] and [`StateWithPending`].
+struct StoreReader<'a> {
+    layers: &'a [&'a ChangeSet],
+    store: StateReader<'a>,
+}
+
+impl StateRead for StoreReader<'_> {
+    fn account(&mut self, address: &Address) -> Result<Account, StateError> {
+        decode_account(self.raw(&account_key(address))?)
+    }
+    fn raw(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        match in_layers(self.layers, key) {
+            Some(v) => Ok(v),
+            None => self.store.get(key),
+        }
+    }
+}
+
+/// A [`StoreReader`] at `height` under `layers`; when the store cannot give one, `view`'s reads
+/// one by one (which report what is wrong).
+fn store_reader<'a, V: StateView>(
+    view: &'a V,
+    store: &'a StateStore,
+    height: u64,
+    layers: &'a [&'a ChangeSet],
+) -> Box<dyn StateRead + 'a> {
+    match store.reader_at(height) {
+        Ok(store) => Box::new(StoreReader { layers, store }),
+        Err(_) => Box::new(EachRead(view)),
     }
 }
 
@@ -66,11 +137,7 @@ pub struct StateAt<'a> {
 
 impl StateView for StateAt<'_> {
     fn account(&self, address: &Address) -> Result<Account, StateError> {
-        match self.store.get_at(&account_key(address), self.height)? {
-            Some(bytes) => borsh::from_slice(&bytes)
-                .map_err(|e| StateError::Decode { what: "account", reason: e.to_string() }),
-            None => Ok(Account::default()),
-        }
+        decode_account(self.store.get_at(&account_key(address), self.height)?)
     }
 
     fn raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
@@ -79,6 +146,10 @@ impl StateView for StateAt<'_> {
 
     fn scan(&self, prefix: &[u8]) -> Result<Entries, StateError> {
         self.store.scan_at(prefix, self.height)
+    }
+
+    fn reader(&self) -> Box<dyn StateRead + '_> {
+        store_reader(self, self.store, self.height, &[])
     }
 }
 
@@ -93,20 +164,18 @@ pub struct StateWithPending<'a> {
 
 impl StateView for StateWithPending<'_> {
     fn account(&self, address: &Address) -> Result<Account, StateError> {
-        match self.raw(&account_key(address))? {
-            Some(bytes) => borsh::from_slice(&bytes)
-                .map_err(|e| StateError::Decode { what: "account", reason: e.to_string() }),
-            None => Ok(Account::default()),
-        }
+        decode_account(self.raw(&account_key(address))?)
     }
 
     fn raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-        for layer in self.layers.iter().rev() {
-            if let Some(v) = layer.get(key) {
-                return Ok(v.clone());
-            }
+        match in_layers(&self.layers, key) {
+            Some(v) => Ok(v),
+            None => self.store.get_at(key, self.height),
         }
-        self.store.get_at(key, self.height)
+    }
+
+    fn reader(&self) -> Box<dyn StateRead + '_> {
+        store_reader(self, self.store, self.height, &self.layers)
     }
 
     fn scan(&self, prefix: &[u8]) -> Result<Entries, StateError> {
@@ -318,6 +387,7 @@ pub fn apply_tx<A: Accounts>(
 /// Account cache over a [`StateView`] holding a block's writes so far.
 pub(crate) struct Overlay<'a, V: StateView> {
     view: &'a V,
+    reader: Box<dyn StateRead + 'a>,
     accounts: HashMap<Address, Account>,
     /// Other keys read or written so far; ordered, so that contract scans can merge them.
     raw: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
@@ -328,7 +398,13 @@ pub(crate) struct Overlay<'a, V: StateView> {
 
 impl<'a, V: StateView> Overlay<'a, V> {
     pub(crate) fn new(view: &'a V) -> Self {
-        Overlay { view, accounts: HashMap::new(), raw: BTreeMap::new(), contracts: HashMap::new() }
+        Overlay {
+            view,
+            reader: view.reader(),
+            accounts: HashMap::new(),
+            raw: BTreeMap::new(),
+            contracts: HashMap::new(),
+        }
     }
 
     pub(crate) fn apply_writes(
@@ -350,7 +426,7 @@ impl<V: StateView> Accounts for Overlay<'_, V> {
         if let Some(a) = self.accounts.get(address) {
             return Ok(*a);
         }
-        let a = self.view.account(address)?;
+        let a = self.reader.account(address)?;
         self.accounts.insert(*address, a);
         Ok(a)
     }
@@ -364,7 +440,7 @@ impl<V: StateView> Accounts for Overlay<'_, V> {
         if let Some(v) = self.raw.get(key) {
             return Ok(v.clone());
         }
-        let v = self.view.raw(key)?;
+        let v = self.reader.raw(key)?;
         self.raw.insert(key.to_vec(), v.clone());
         Ok(v)
     }

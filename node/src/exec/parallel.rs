@@ -24,7 +24,7 @@ use super::contract::Found;
 use super::dtt::{Deps, Dtt, DttBuilder, FastMap, PrevLinks};
 use super::{
     apply_tx, assemble, execute_block, split_outcomes, Accounts, BlockContext, ExecError, ExecOutput, Mode,
-    Overlay, StateView, TxOutcome,
+    Overlay, StateRead, StateView, TxOutcome,
 };
 use crate::sql::store::code_key;
 use crate::storage::state::{account_key, Entries, HEAD_KEY};
@@ -329,6 +329,8 @@ impl MvMemory {
 /// One transaction's view of the state while it runs on a worker.
 struct Local<'a, V: StateView> {
     view: &'a V,
+    /// The worker's reader of the parent state, kept across its transactions.
+    reader: &'a mut dyn StateRead,
     index: u32,
     set: &'a AccessSet,
     prev: &'a [(Address, Option<u32>)],
@@ -360,7 +362,7 @@ impl<V: StateView> Accounts for Local<'_, V> {
         }
         match resolve(a, prev_of(self.prev, a), self.slots, self.tree) {
             Ok(Some(acct)) => Ok(acct),
-            Ok(None) => Ok(self.view.account(a)?),
+            Ok(None) => Ok(self.reader.account(a)?),
             Err(()) => Err(ExecError::Undeclared(format!("account {a} (an earlier transaction failed)"))),
         }
     }
@@ -380,7 +382,7 @@ impl<V: StateView> Accounts for Local<'_, V> {
         }
         match self.mv.read(key, self.index) {
             Some(v) => Ok(v),
-            None => Ok(self.view.raw(key)?),
+            None => Ok(self.reader.raw(key)?),
         }
     }
 
@@ -749,6 +751,7 @@ impl ParallelExecutor {
         }
         let mut out = WorkerOut::default();
         let mut mine: Vec<std::ops::Range<usize>> = Vec::new();
+        let mut reader = view.reader();
         loop {
             let from = next.fetch_add(CLAIM, Ordering::Relaxed);
             if from >= txs.len() {
@@ -768,6 +771,7 @@ impl ParallelExecutor {
                 }
                 let mut local = Local {
                     view,
+                    reader: &mut *reader,
                     index: i as u32,
                     set: &sets[i],
                     prev,

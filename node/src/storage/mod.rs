@@ -7,7 +7,9 @@ pub mod state;
 
 pub use blocklog::{BlockLog, LogError, LogOptions, LogReader, RecordPos, Verify};
 pub use changes::{Change, ChangeSet};
-pub use state::{account_key, BlockMeta, Head, PreparedState, StateError, StateStore, TxLocation};
+pub use state::{
+    account_key, BlockMeta, Head, PreparedState, StateError, StateReader, StateStore, TxLocation,
+};
 
 /// Writes a file so that readers see the old or the new contents, never a mix, even after a crash:
 /// a temporary file beside it (created with `mode`, set exactly regardless of the umask, so a secret

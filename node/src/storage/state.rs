@@ -27,7 +27,9 @@ use crate::types::{Account, Address, Block, BlockHeader, Hash, Receipt};
 use borsh::{BorshDeserialize, BorshSerialize};
 use jmt::storage::{LeafNode, Node, NodeKey, TreeReader, TreeUpdateBatch};
 use jmt::{JellyfishMerkleTree, KeyHash, OwnedValue, Version};
-use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{
+    ColumnFamilyDescriptor, DBRawIterator, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
+};
 use std::path::Path;
 
 type Tree<'a> = JellyfishMerkleTree<'a, StateStore, Blake3>;
@@ -176,6 +178,44 @@ fn value_key(key_hash: &KeyHash, version: Version) -> [u8; 40] {
     k
 }
 
+/// The newest version at or below `max_version` of the value under `key_hash`, found with `it`.
+fn value_through(
+    it: &mut DBRawIterator<'_>,
+    max_version: Version,
+    key_hash: &KeyHash,
+) -> Result<Option<Vec<u8>>, StateError> {
+    it.seek_for_prev(value_key(key_hash, max_version));
+    if !it.valid() {
+        it.status()?;
+        return Ok(None);
+    }
+    match (it.key(), it.value()) {
+        (Some(k), Some(v)) if k.len() == 40 && k[..32] == key_hash.0 => match v.split_first() {
+            Some((1, rest)) => Ok(Some(rest.to_vec())),
+            Some((0, _)) => Ok(None),
+            _ => Err(StateError::Decode { what: "state value", reason: "bad tag".into() }),
+        },
+        _ => Ok(None),
+    }
+}
+
+/// Values as of one height through one reused iterator ([`StateStore::reader_at`]).
+pub struct StateReader<'a> {
+    it: DBRawIterator<'a>,
+    height: u64,
+}
+
+impl StateReader<'_> {
+    /// The value of `key` as of the reader's height, as [`StateStore::get_at`] gives it.
+    pub fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        value_through(&mut self.it, self.height, &KeyHash::with::<Blake3>(key))
+    }
+
+    pub fn height(&self) -> u64 {
+        self.height
+    }
+}
+
 impl StateStore {
     pub fn open(path: &Path) -> Result<StateStore, StateError> {
         let mut opts = Options::default();
@@ -229,19 +269,19 @@ impl StateStore {
 
     fn value_at(&self, max_version: Version, key_hash: KeyHash) -> Result<Option<Vec<u8>>, StateError> {
         let mut it = self.db.raw_iterator_cf(self.cf(CF_VALUES)?);
-        it.seek_for_prev(value_key(&key_hash, max_version));
-        if !it.valid() {
-            it.status()?;
-            return Ok(None);
-        }
-        match (it.key(), it.value()) {
-            (Some(k), Some(v)) if k.len() == 40 && k[..32] == key_hash.0 => match v.split_first() {
-                Some((1, rest)) => Ok(Some(rest.to_vec())),
-                Some((0, _)) => Ok(None),
-                _ => Err(StateError::Decode { what: "state value", reason: "bad tag".into() }),
-            },
-            _ => Ok(None),
-        }
+        value_through(&mut it, max_version, &key_hash)
+    }
+
+    /// A reader of values as of `height` for a thread that makes many reads (a block's execution):
+    /// one RocksDB iterator, repositioned for each read. Creating an iterator (gathering the
+    /// memtables and every level's files under it) was a quarter of a single read's cost.
+    ///
+    /// The iterator sees the store as it was when the reader was made, which is all a reader at a
+    /// committed height needs: the versions at or below it are written once and never change
+    /// while they are readable. Keep a reader for one block's work, not longer: it holds on to the
+    /// memtables and files that existed when it was made.
+    pub fn reader_at(&self, height: u64) -> Result<StateReader<'_>, StateError> {
+        Ok(StateReader { it: self.db.raw_iterator_cf(self.cf(CF_VALUES)?), height })
     }
 
     /// An account at `height`; checks the height against the head.
