@@ -414,3 +414,57 @@ fn a_reader_answers_as_single_reads_at_every_height_and_under_pending_blocks() {
         assert_eq!(reader.account(a).unwrap(), view.account(a).unwrap(), "{a} under pending blocks");
     }
 }
+
+#[test]
+fn a_format_1_store_is_rewritten_newest_first_and_a_newer_format_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bp, alice, bob) = (Keypair::from_seed("bp"), Keypair::from_seed("alice"), Keypair::from_seed("bob"));
+    let g = genesis(&bp, &alice);
+    let (mut chain, _) = Chain::open(dir.path(), &g, LogOptions::default()).unwrap();
+    for n in 0..4u64 {
+        chain
+            .produce(&bp, vec![transfer(&alice, n, bob.address(), 10 + n as u128)], 2_000 + 1_000 * n)
+            .unwrap();
+    }
+    let who = [alice.address(), bob.address(), bp.address()];
+    let before: Vec<Account> = (0..=4)
+        .flat_map(|h| who.iter().map(move |a| (a, h)))
+        .map(|(a, h)| chain.store().account_at(a, h).unwrap())
+        .collect();
+    let head = chain.head();
+    drop(chain);
+    // As an older release left it: versions oldest first (undo records too), no format record.
+    let state_dir = dir.path().join("state");
+    {
+        let store = StateStore::open(&state_dir).unwrap();
+        assert!(store.downgrade_to_format_1().unwrap() > 0);
+        assert_ne!(
+            store.account_at(&bob.address(), 4).unwrap(),
+            before[4 * 3 + 1],
+            "read as format 2, it is wrong"
+        );
+    }
+    let (mut chain, report) = Chain::open(dir.path(), &g, LogOptions::default()).unwrap();
+    assert_eq!((report.replayed, chain.head()), (0, head));
+    let after: Vec<Account> = (0..=4)
+        .flat_map(|h| who.iter().map(move |a| (a, h)))
+        .map(|(a, h)| chain.store().account_at(a, h).unwrap())
+        .collect();
+    assert_eq!(after, before, "every account at every height reads as before");
+    // The undo records were rewritten too: blocks above the LIB still roll back.
+    chain.rollback_to(2).unwrap();
+    assert_eq!(chain.store().account(&bob.address()).unwrap(), before[2 * 3 + 1]);
+    let b3 = chain.produce(&bp, vec![transfer(&alice, 2, bob.address(), 1)], 9_000).unwrap();
+    assert_eq!(b3.block.header.height, 3);
+    assert_eq!(chain.store().account(&bob.address()).unwrap().balance, before[2 * 3 + 1].balance + 1);
+    drop(chain);
+    // Opening again finds format 2 and changes nothing.
+    {
+        let store = StateStore::open(&state_dir).unwrap();
+        assert_eq!(store.account(&bob.address()).unwrap().balance, before[2 * 3 + 1].balance + 1);
+        store.record_format(crate::storage::state::FORMAT + 1).unwrap();
+    }
+    let err = StateStore::open(&state_dir).err().expect("a newer format is refused");
+    assert!(matches!(err, StateError::Format { found: 3, .. }), "{err}");
+    assert!(err.to_string().contains("newer release"), "{err}");
+}
