@@ -413,12 +413,51 @@ impl<V: StateView> Accounts for Local<'_, V> {
     }
 }
 
-/// What one worker hands back: the final values it encoded, and the (account, transaction) pairs
-/// where the last toucher did not write the account (invalid or failed), to resolve afterwards.
+/// The share of the accounts' key space that worker `w` of `threads` encodes the final values of:
+/// by the address's first byte, so that the shares follow one another in key order (addresses are
+/// hashes: the shares are about even).
+fn share_of(a: &Address, threads: usize) -> usize {
+    a.0[0] as usize * threads / 256
+}
+
+/// The final value of every account in share `w` that the block's transactions wrote, but the
+/// producer's (its fees come last), encoded in key order: the last toucher of each (in `last`) or
+/// the nearest earlier writer left it. `None` when the run was aborted meanwhile. `room`: how many
+/// changes to make room for.
+#[allow(clippy::too_many_arguments)]
+fn encode_share(
+    w: usize,
+    threads: usize,
+    last: &LastTouchers,
+    producer: &Address,
+    slots: &[Slot],
+    done: &[AtomicBool],
+    tree: &Tree,
+    room: usize,
+) -> Option<Vec<Change>> {
+    let mut finals: Vec<(Address, Account)> = Vec::with_capacity(last.len().div_ceil(threads) * 9 / 8);
+    for (a, &i) in last {
+        if share_of(a, threads) != w || a == producer {
+            continue;
+        }
+        if !tree.wait(|| done[i as usize].load(Ordering::Acquire)) {
+            return None;
+        }
+        // `Err`: an earlier transaction failed, and the block is re-run or refused: no result.
+        if let Ok(Some(acct)) = resolve(a, Some(i), slots, tree) {
+            finals.push((*a, acct));
+        }
+    }
+    finals.sort_unstable_by_key(|(a, _)| a.0);
+    let mut changes = Vec::with_capacity(room.max(finals.len()));
+    changes.extend(finals.iter().map(|(a, acct)| encode_account(a, acct)));
+    Some(changes)
+}
+
+/// What one worker hands back: its share of the final values, in key order, once encoded.
 #[derive(Default)]
 struct WorkerOut {
-    changes: Vec<Change>,
-    unresolved: Vec<(Address, u32)>,
+    share: Option<(usize, Vec<Change>)>,
 }
 
 impl ParallelExecutor {
@@ -588,7 +627,7 @@ impl ParallelExecutor {
             let handles: Vec<_> = (0..self.threads)
                 .filter_map(|w| {
                     let core = (!self.cores.is_empty()).then(|| self.cores[w % self.cores.len()]);
-                    let job = move || self.work(core, view, ctx, shared);
+                    let job = move || self.work(w, core, view, ctx, shared);
                     let spawned =
                         std::thread::Builder::new().name(format!("aergo-exec-{w}")).spawn_scoped(s, job);
                     // Fewer workers only make it slower: the others claim everything.
@@ -618,17 +657,8 @@ impl ParallelExecutor {
         let started = std::time::Instant::now();
 
         let last = tree.last.get().ok_or(ExecError::Undeclared("the tree".into()))?;
-        // The final values the workers could not take from their own transaction (the last toucher was
-        // invalid or did not write the account), and the producer's: both need the slots, so first.
+        // The producer's account before its fees: it needs the slots, so first.
         let mut extra: Vec<Change> = Vec::new();
-        for w in &workers {
-            for (a, i) in &w.unresolved {
-                let prev = tree.node(*i as usize).and_then(|(p, _)| prev_of(p, a));
-                if let Ok(Some(acct)) = resolve(a, prev, &slots, &tree) {
-                    extra.push(encode_account(a, &acct));
-                }
-            }
-        }
         let producer_before =
             resolve(&ctx.producer, last.get(&ctx.producer).copied(), &slots, &tree).ok().flatten();
         // First a look without moving anything: where to re-run from, if anywhere.
@@ -682,14 +712,27 @@ impl ParallelExecutor {
             return assemble(view, ctx, txs, outcomes, mode).map(|out| (out, stats));
         }
 
-        // Everything ran in parallel: the workers' final values, the map's and the block's own,
-        // sorted once.
-        let mut changes: Vec<Change> =
-            Vec::with_capacity(workers.iter().map(|w| w.changes.len()).sum::<usize>() + 4);
-        for w in workers {
-            changes.extend(w.changes);
+        // Everything ran in parallel: the workers' shares of the accounts, one after another in key
+        // order (a share whose worker never started is encoded here); then the map's final values and
+        // the block's own, sorted and merged in.
+        let mut shares: Vec<Option<Vec<Change>>> = (0..self.threads).map(|_| None).collect();
+        for (w, changes) in workers.into_iter().filter_map(|w| w.share) {
+            shares[w] = Some(changes);
         }
-        changes.extend(mv.finals(self.threads));
+        let mut accounts: Vec<Change> = Vec::new();
+        for (w, share) in shares.into_iter().enumerate() {
+            let share = match share {
+                Some(share) => share,
+                None => encode_share(w, self.threads, last, &ctx.producer, &slots, &done, &tree, 0)
+                    .ok_or(ExecError::Undeclared("the final values".into()))?,
+            };
+            if accounts.is_empty() {
+                accounts = share;
+            } else {
+                accounts.extend(share);
+            }
+        }
+        let mut changes = mv.finals(self.threads);
         if let Some(i) = failed {
             // A state error (the database), not the transaction's: the block cannot be executed.
             if let Some(Some(Err(e))) = slots.into_iter().nth(i).map(OnceLock::into_inner) {
@@ -717,18 +760,19 @@ impl ParallelExecutor {
             Some(borsh::to_vec(&(ctx.height, ctx.timestamp_ms)).unwrap_or_default()),
         ));
         changes.extend(extra);
-        out.changes = ChangeSet::from_unsorted(changes);
+        accounts.reserve(changes.len());
+        out.changes = ChangeSet::from_sorted_and_unsorted(accounts, changes);
         stats.merge_ns = started.elapsed().as_nanos() as u64;
         Ok((out, stats))
     }
 
     /// One worker's loop: claim a run of [`CLAIM`] transactions, and for each wait for its place in
     /// the tree and for its dependencies, execute, publish; then, once the tree is complete, encode
-    /// the final value of each account whose last toucher this worker ran (from its own results,
-    /// still in its cache).
+    /// the final values of worker `w`'s share of the accounts ([`encode_share`]).
     #[allow(clippy::type_complexity)]
     fn work<V: StateView>(
         &self,
+        w: usize,
         core: Option<usize>,
         view: &V,
         ctx: &BlockContext,
@@ -750,7 +794,6 @@ impl ParallelExecutor {
             }
         }
         let mut out = WorkerOut::default();
-        let mut mine: Vec<std::ops::Range<usize>> = Vec::new();
         let mut reader = view.reader();
         loop {
             let from = next.fetch_add(CLAIM, Ordering::Relaxed);
@@ -758,7 +801,6 @@ impl ParallelExecutor {
                 break;
             }
             let run = from..(from + CLAIM).min(txs.len());
-            mine.push(run.clone());
             for i in run {
                 if !tree.wait(|| tree.node(i).is_some()) {
                     return out;
@@ -797,25 +839,11 @@ impl ParallelExecutor {
             return out;
         }
         let Some(last) = tree.last.get() else { return out };
-        // Room for every account these transactions touch, taken once: grown as it filled, the
-        // vector was copied into fresh pages a dozen times (6 % of a worker's time on transfers).
-        out.changes.reserve(mine.iter().flat_map(|r| r.clone()).map(|i| sets[i].accounts.len()).sum());
-        for i in mine.into_iter().flatten() {
-            let accounts = &sets[i].accounts;
-            for (k, a) in accounts.iter().enumerate() {
-                if *a == ctx.producer || accounts[..k].contains(a) || last.get(a) != Some(&(i as u32)) {
-                    continue;
-                }
-                let written = match slots[i].get() {
-                    Some(Ok(TxOutcome::Applied { writes, .. })) => writes.iter().rev().find(|(x, _)| x == a),
-                    _ => None,
-                };
-                match written {
-                    Some((_, acct)) => out.changes.push(encode_account(a, acct)),
-                    None => out.unresolved.push((*a, i as u32)),
-                }
-            }
-        }
+        // The first share is where the others are appended: room for every account, the producer
+        // and the block's own keys.
+        let room = if w == 0 { last.len() + 2 } else { 0 };
+        out.share =
+            encode_share(w, self.threads, last, &ctx.producer, slots, done, tree, room).map(|c| (w, c));
         out
     }
 }

@@ -42,15 +42,38 @@ impl ChangeSet {
         // Equal keys arrive in their input order: the later one replaces the earlier. Only keys
         // compared whole can be equal; without such a group no key needs a look.
         if ties {
-            changes.dedup_by(|later, kept| {
-                let same = later.0 == kept.0;
-                if same {
-                    std::mem::swap(&mut later.1, &mut kept.1);
-                }
-                same
-            });
+            dedup_later_wins(&mut changes);
         }
         ChangeSet(changes)
+    }
+
+    /// `sorted` (keys strictly ascending) and `rest` (any order) as one set; a key in both keeps
+    /// `rest`'s value. Only `rest` is sorted, then merged in from the back into room at the end of
+    /// `sorted` (reserve it beforehand to spare a copy): what lies before `rest`'s first key does
+    /// not move. When `sorted` is not sorted after all, everything is sorted.
+    pub fn from_sorted_and_unsorted(mut sorted: Vec<Change>, rest: Vec<Change>) -> ChangeSet {
+        if !sorted.windows(2).all(|w| w[0].0 < w[1].0) {
+            sorted.extend(rest);
+            return ChangeSet::from_unsorted(sorted);
+        }
+        let rest = ChangeSet::from_unsorted(rest).0;
+        let n = sorted.len();
+        sorted.resize_with(n + rest.len(), Default::default);
+        // Before placing `rest[k]`, slots `i ..= i + k` are free: `sorted[..i]` has not moved, and
+        // whatever of it is greater than `rest[k]` ends `k + 1` places further on.
+        let (mut i, mut ties) = (n, false);
+        for (k, change) in rest.into_iter().enumerate().rev() {
+            while i > 0 && sorted[i - 1].0 > change.0 {
+                sorted.swap(i - 1, i + k);
+                i -= 1;
+            }
+            ties |= i > 0 && sorted[i - 1].0 == change.0;
+            sorted[i + k] = change;
+        }
+        if ties {
+            dedup_later_wins(&mut sorted);
+        }
+        ChangeSet(sorted)
     }
 
     /// The new value of `key`, if the set changes it (`Some(None)`: deleted).
@@ -94,6 +117,17 @@ impl<'a> IntoIterator for &'a ChangeSet {
     fn into_iter(self) -> Self::IntoIter {
         self.0.iter().map(|(k, v)| (k, v))
     }
+}
+
+/// Keeps one change per key in sorted `changes`: of equal keys, the value of the last.
+fn dedup_later_wins(changes: &mut Vec<Change>) {
+    changes.dedup_by(|later, kept| {
+        let same = later.0 == kept.0;
+        if same {
+            std::mem::swap(&mut later.1, &mut kept.1);
+        }
+        same
+    });
 }
 
 /// Bytes `at..at + 8` of `key` as a big-endian integer, zero-padded past its end.
@@ -200,6 +234,23 @@ mod tests {
             let got: Vec<_> = set.with_prefix(&prefix).map(|(k, v)| (k.clone(), v.clone())).collect();
             let want: Vec<_> = want.iter().filter(|(k, _)| k.starts_with(&prefix)).cloned().collect();
             prop_assert_eq!(got, want);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+        #[test]
+        fn a_sorted_run_and_the_rest_make_the_same_set(
+            sorted in prop::collection::vec((key(), prop::option::of(prop::collection::vec(any::<u8>(), 0..3))), 0..100),
+            rest in prop::collection::vec((key(), prop::option::of(prop::collection::vec(any::<u8>(), 0..3))), 0..40),
+            sort_first in any::<bool>(),
+        ) {
+            // Sorted and deduplicated as promised, or (half the cases) given as generated.
+            let run = if sort_first { reference(&sorted) } else { sorted };
+            let mut all = run.clone();
+            all.extend(rest.iter().cloned());
+            let set = ChangeSet::from_sorted_and_unsorted(run, rest);
+            prop_assert_eq!(set.0, reference(&all));
         }
     }
 
