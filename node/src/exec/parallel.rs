@@ -7,8 +7,9 @@
 //! walking the tree's `prev` links — or from the parent state. Claiming in block order means the
 //! earliest unfinished transaction is always being run (its dependencies are earlier, so done, and
 //! so are the earlier ones of its run), so there is no deadlock, and with no conflicts every worker
-//! is always busy. The worker that runs the last transaction touching an account also encodes that
-//! account's final value, so building the block's change set is done in parallel too.
+//! is always busy. Each worker reads the parent state through its own reader (one database
+//! iterator for the block), and at the end encodes the final values of one share of the accounts'
+//! key space in key order, so that building the block's change set is done in parallel too.
 //!
 //! When the longest dependency chain is a large share of each worker's part (a hot account), the
 //! workers would mostly wait for one another: such a block runs in order, decided from the tree alone.
