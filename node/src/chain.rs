@@ -179,11 +179,11 @@ fn genesis_block(
     let mut changes = Vec::with_capacity(genesis.balances.len() + 1);
     for b in &genesis.balances {
         let account = Account { balance: b.amount, nonce: 0 };
-        changes.push((account_key(&b.address), Some(borsh::to_vec(&account).unwrap_or_default())));
+        changes.push((account_key(&b.address), Some(crate::types::to_vec_exact(&account))));
     }
     changes.push((
         crate::storage::state::HEAD_KEY.to_vec(),
-        Some(borsh::to_vec(&(0u64, genesis.timestamp_ms)).unwrap_or_default()),
+        Some(crate::types::to_vec_exact(&(0u64, genesis.timestamp_ms))),
     ));
     let prepared = store.prepare(0, &crate::storage::ChangeSet::from_unsorted(changes))?;
     let producer = genesis.producer_keys().first().copied().unwrap_or(crate::types::PublicKey([0; 32]));

@@ -70,7 +70,7 @@ fn read<T: BorshDeserialize, A: Accounts>(acc: &mut A, key: &[u8]) -> Result<Opt
 }
 
 fn write<T: BorshSerialize, A: Accounts>(acc: &mut A, key: Vec<u8>, value: &T) -> Result<(), ExecError> {
-    acc.set_raw(key, Some(borsh::to_vec(value).unwrap_or_default()))
+    acc.set_raw(key, Some(crate::types::to_vec_exact(value)))
 }
 
 /// Adds `delta` (or subtracts, when `add` is false) to the votes of `candidates`.

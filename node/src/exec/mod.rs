@@ -542,11 +542,10 @@ pub fn assemble<V: StateView>(
     }
     let mut changes: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::with_capacity(finals.len() + 1);
     changes.extend(
-        finals.into_iter().map(|(a, acct)| (account_key(&a), Some(borsh::to_vec(&acct).unwrap_or_default()))),
+        finals.into_iter().map(|(a, acct)| (account_key(&a), Some(crate::types::to_vec_exact(&acct)))),
     );
     changes.extend(system_finals);
-    changes
-        .push((HEAD_KEY.to_vec(), Some(borsh::to_vec(&(ctx.height, ctx.timestamp_ms)).unwrap_or_default())));
+    changes.push((HEAD_KEY.to_vec(), Some(crate::types::to_vec_exact(&(ctx.height, ctx.timestamp_ms)))));
     out.changes = ChangeSet::from_unsorted(changes);
     Ok(out)
 }

@@ -194,7 +194,7 @@ fn resolve(a: &Address, mut at: Option<u32>, slots: &[Slot], tree: &Tree) -> Res
 }
 
 fn encode_account(a: &Address, acct: &Account) -> Change {
-    (account_key(a), Some(borsh::to_vec(acct).unwrap_or_default()))
+    (account_key(a), Some(crate::types::to_vec_exact(acct)))
 }
 
 /// Contract keys written by the block's transactions so far: per key, (transaction, value) for
@@ -756,10 +756,7 @@ impl ParallelExecutor {
             producer.balance = producer.balance.saturating_add(fees);
             extra.push(encode_account(&ctx.producer, &producer));
         }
-        extra.push((
-            HEAD_KEY.to_vec(),
-            Some(borsh::to_vec(&(ctx.height, ctx.timestamp_ms)).unwrap_or_default()),
-        ));
+        extra.push((HEAD_KEY.to_vec(), Some(crate::types::to_vec_exact(&(ctx.height, ctx.timestamp_ms)))));
         changes.extend(extra);
         accounts.reserve(changes.len());
         out.changes = ChangeSet::from_sorted_and_unsorted(accounts, changes);

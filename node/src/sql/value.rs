@@ -380,7 +380,7 @@ pub fn encode_text_key(out: &mut Vec<u8>, s: &str) {
 }
 
 pub fn encode_row(row: &[Value]) -> Vec<u8> {
-    borsh::to_vec(row).unwrap_or_default()
+    crate::types::to_vec_exact(row)
 }
 
 pub fn decode_row(bytes: &[u8]) -> Result<Vec<Value>, SqlError> {

@@ -126,3 +126,17 @@ fn amounts_travel_as_strings() {
     assert!(serde_json::from_str::<W>("{\"a\":\"-1\"}").is_err());
     assert!(serde_json::from_str::<W>("{\"a\":\"1.5\"}").is_err());
 }
+
+#[test]
+fn exact_encoding_is_borsh_in_a_vector_of_its_length() {
+    let account = Account { balance: 12_345, nonce: 7 };
+    let row = vec![crate::sql::Value::Int(5), crate::sql::Value::Text("holder".into())];
+    for (exact, reference) in [
+        (to_vec_exact(&account), borsh::to_vec(&account).unwrap()),
+        (to_vec_exact(&(3u64, 4u64)), borsh::to_vec(&(3u64, 4u64)).unwrap()),
+        (to_vec_exact(&row), borsh::to_vec(&row).unwrap()),
+    ] {
+        assert_eq!(exact, reference);
+        assert_eq!(exact.capacity(), exact.len(), "no room reserved beyond the value");
+    }
+}
