@@ -23,7 +23,7 @@ pub mod dtt;
 pub mod governance;
 pub mod parallel;
 
-use crate::storage::state::{account_key, Entries, HEAD_KEY};
+use crate::storage::state::{account_key, decode_account, Entries, HEAD_KEY};
 use crate::storage::{ChangeSet, StateError, StateReader, StateStore};
 use crate::types::{Account, Address, Amount, Hash, Receipt, ReceiptStatus, Transaction};
 use std::collections::{BTreeMap, HashMap};
@@ -60,15 +60,6 @@ impl<V: StateView + ?Sized> StateRead for EachRead<'_, V> {
     }
     fn raw(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
         self.0.raw(key)
-    }
-}
-
-/// An account from its stored bytes (absent: the empty account).
-fn decode_account(bytes: Option<Vec<u8>>) -> Result<Account, StateError> {
-    match bytes {
-        Some(bytes) => borsh::from_slice(&bytes)
-            .map_err(|e| StateError::Decode { what: "account", reason: e.to_string() }),
-        None => Ok(Account::default()),
     }
 }
 

@@ -727,7 +727,8 @@ impl ParallelExecutor {
                 None => encode_share(w, self.threads, last, &ctx.producer, &slots, &done, &tree, 0)
                     .ok_or(ExecError::Undeclared("the final values".into()))?,
             };
-            if accounts.is_empty() {
+            // The first share has room for the rest.
+            if w == 0 {
                 accounts = share;
             } else {
                 accounts.extend(share);

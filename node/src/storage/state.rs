@@ -227,6 +227,14 @@ fn value_through(
     }
 }
 
+/// An account from its stored bytes (absent: the empty account).
+pub fn decode_account(bytes: Option<Vec<u8>>) -> Result<Account, StateError> {
+    match bytes {
+        Some(bytes) => decode("account", &bytes),
+        None => Ok(Account::default()),
+    }
+}
+
 /// Values as of one height through one reused iterator ([`StateStore::reader_at`]).
 pub struct StateReader<'a> {
     it: DBRawIterator<'a>,
@@ -237,10 +245,6 @@ impl StateReader<'_> {
     /// The value of `key` as of the reader's height, as [`StateStore::get_at`] gives it.
     pub fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
         value_through(&mut self.it, self.height, &KeyHash::with::<Blake3>(key))
-    }
-
-    pub fn height(&self) -> u64 {
-        self.height
     }
 }
 
@@ -259,6 +263,13 @@ impl StateStore {
         let store = StateStore { db };
         store.upgrade(path)?;
         Ok(store)
+    }
+
+    /// Writes `wb` atomically and waits until it is on disk.
+    fn write_synced(&self, wb: WriteBatch) -> Result<(), StateError> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        Ok(self.db.write_opt(wb, &wo)?)
     }
 
     /// Brings the store to [`FORMAT`]: records it in a new store, rewrites a format-1 store's
@@ -283,9 +294,7 @@ impl StateStore {
         }
         let mut wb = WriteBatch::default();
         wb.put_cf(meta, KEY_FORMAT, borsh::to_vec(&FORMAT).unwrap_or_default());
-        let mut wo = WriteOptions::default();
-        wo.set_sync(true);
-        self.db.write_opt(wb, &wo)?;
+        self.write_synced(wb)?;
         Ok(())
     }
 
@@ -411,10 +420,7 @@ impl StateStore {
         if height > head {
             return Err(StateError::HeightUnavailable { requested: height, head });
         }
-        match self.get_at(&account_key(address), height)? {
-            Some(bytes) => decode("account", &bytes),
-            None => Ok(Account::default()),
-        }
+        decode_account(self.get_at(&account_key(address), height)?)
     }
 
     /// An account at the head.
@@ -566,9 +572,7 @@ impl StateStore {
         if height == 0 {
             wb.put_cf(meta_cf, KEY_GENESIS, borsh::to_vec(&hash).unwrap_or_default());
         }
-        let mut wo = WriteOptions::default();
-        wo.set_sync(true);
-        self.db.write_opt(wb, &wo)?;
+        self.write_synced(wb)?;
         Ok(head)
     }
 
@@ -649,9 +653,7 @@ impl StateStore {
             timestamp_ms: meta.header.timestamp_ms,
         };
         wb.put_cf(self.cf(CF_META)?, KEY_HEAD, borsh::to_vec(&new_head).unwrap_or_default());
-        let mut wo = WriteOptions::default();
-        wo.set_sync(true);
-        self.db.write_opt(wb, &wo)?;
+        self.write_synced(wb)?;
         Ok(new_head)
     }
 
