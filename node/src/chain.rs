@@ -26,7 +26,7 @@ use crate::exec::{BlockContext, ExecError, ExecOutput, Mode};
 use crate::genesis::Genesis;
 use crate::storage::blocklog::{Committed, Recovery};
 use crate::storage::state::account_key;
-use crate::storage::{BlockLog, Head, LogError, LogOptions, LogReader, StateError, StateStore};
+use crate::storage::{BlockLog, Head, LogError, LogOptions, LogReader, StateError, StateOptions, StateStore};
 use crate::types::{
     Account, Address, Block, BlockHeader, Hash, Receipt, Signature, Transaction, ENCODING_VERSION,
 };
@@ -209,7 +209,17 @@ impl Chain {
         genesis: &Genesis,
         log_opts: LogOptions,
     ) -> Result<(Chain, OpenReport), ChainError> {
-        let store = Arc::new(StateStore::open(&data_dir.join("state"))?);
+        Chain::open_with(data_dir, genesis, log_opts, StateOptions::default())
+    }
+
+    /// [`Chain::open`] with the state store's options given.
+    pub fn open_with(
+        data_dir: &Path,
+        genesis: &Genesis,
+        log_opts: LogOptions,
+        state_opts: StateOptions,
+    ) -> Result<(Chain, OpenReport), ChainError> {
+        let store = Arc::new(StateStore::open_with(&data_dir.join("state"), state_opts)?);
         let committed = store.head()?.map(|h| Committed { height: h.height, pos: h.pos });
         let (mut log, recovery) = BlockLog::open(&data_dir.join("blocks"), log_opts, committed)?;
         let mut report = OpenReport { truncated: recovery.truncated.clone(), ..OpenReport::default() };

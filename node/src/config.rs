@@ -2,7 +2,7 @@
 //! documents each one and is checked against [`NodeConfig`] by a test.
 
 use crate::mempool::MempoolConfig;
-use crate::storage::Verify;
+use crate::storage::{StateOptions, Verify};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -163,11 +163,19 @@ pub struct StorageConfig {
     pub io_uring: bool,
     /// `full`: verify every block-log checksum at start; `tail`: only from the last committed block on.
     pub verify_log_on_start: Verify,
+    /// MiB of memory for the newest versions of recently written state values, in front of the
+    /// state database (0: none; reads are then all database reads).
+    pub state_cache_mb: u64,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        StorageConfig { segment_bytes: 64 * 1024 * 1024, io_uring: true, verify_log_on_start: Verify::Full }
+        StorageConfig {
+            segment_bytes: 64 * 1024 * 1024,
+            io_uring: true,
+            verify_log_on_start: Verify::Full,
+            state_cache_mb: StateOptions::default().cache_bytes >> 20,
+        }
     }
 }
 
@@ -236,6 +244,9 @@ impl NodeConfig {
         if self.storage.segment_bytes < 4096 {
             return Err("storage.segment_bytes must be at least 4096".into());
         }
+        if self.storage.state_cache_mb > 1 << 20 {
+            return Err("storage.state_cache_mb must be at most 1048576 (1 TiB)".into());
+        }
         self.exec.resolve_cores().map_err(|e| format!("exec.cores: {e}"))?;
         if self.rpc.max_batch == 0 || self.rpc.max_connections == 0 {
             return Err("rpc.max_batch and rpc.max_connections must be at least 1".into());
@@ -287,5 +298,7 @@ mod tests {
         assert!(toml::from_str::<NodeConfig>("[rpc]\nlisten = \"nowhere\"").is_err());
         let c: NodeConfig = toml::from_str("[storage]\nsegment_bytes = 10").unwrap();
         assert!(c.validate().is_err());
+        let c: NodeConfig = toml::from_str("[storage]\nstate_cache_mb = 99999999").unwrap();
+        assert!(c.validate().unwrap_err().contains("state_cache_mb"));
     }
 }

@@ -22,7 +22,7 @@ use crate::genesis::{ConsensusParams, Genesis, GenesisBalance, GenesisError, Gen
 use crate::mempool::Mempool;
 use crate::net::{Net, NetCommand, NetConfig, NetState, Status};
 use crate::rpc::{self, RpcError};
-use crate::storage::{Head, LogOptions, LogReader, StateStore};
+use crate::storage::{Head, LogOptions, LogReader, StateOptions, StateStore};
 use crate::types::{Address, Block, Hash};
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
@@ -210,7 +210,8 @@ pub fn open_chain(config: &NodeConfig) -> Result<(Chain, OpenReport), NodeError>
         use_io_uring: config.storage.io_uring,
         verify: config.storage.verify_log_on_start,
     };
-    Ok(Chain::open(&config.data_dir, &genesis, opts)?)
+    let state = StateOptions { cache_bytes: config.storage.state_cache_mb << 20 };
+    Ok(Chain::open_with(&config.data_dir, &genesis, opts, state)?)
 }
 
 impl RunningNode {

@@ -93,6 +93,10 @@ enum Bench {
         /// (the hot share pays holder 0), instead of coin transfers.
         #[arg(long)]
         contract: bool,
+        /// MiB for the state store's recently written values (the node's `[storage]
+        /// state_cache_mb`; 0: every read goes to RocksDB).
+        #[arg(long, default_value_t = aergo_node::storage::StateOptions::default().cache_bytes >> 20)]
+        state_cache_mb: u64,
     },
     /// N producers on loopback under open-loop load: latency to the speculative answer, to
     /// inclusion and to finality per offered rate, and gossip bytes.
@@ -554,21 +558,27 @@ fn token_block(keys: &[Keypair], contract: Address, n: usize, hot: u32, seed: u6
     })
 }
 
-fn exec(
+/// What `exec` runs (the `exec` subcommand's arguments).
+struct ExecOpts {
     accounts: usize,
-    txs_n: usize,
+    txs: usize,
     hot: Option<u32>,
     threads: Option<usize>,
     rounds: usize,
     json: bool,
     contract: bool,
-) -> anyhow::Result<()> {
+    state_cache_mb: u64,
+}
+
+fn exec(opts: ExecOpts) -> anyhow::Result<()> {
+    let ExecOpts { accounts, txs: txs_n, hot, threads, rounds, json, contract, state_cache_mb } = opts;
     use aergo_node::chain::Chain;
     use aergo_node::exec::parallel::{ParallelExecutor, VERIFY_BATCH};
     use aergo_node::exec::{BlockContext, Mode};
     let tmp = scratch(None)?;
     let (keys, bp, genesis) = funded_chain("exec", accounts);
-    let (mut chain, _) = Chain::open(tmp.path(), &genesis, LogOptions::default())?;
+    let state = aergo_node::storage::StateOptions { cache_bytes: state_cache_mb << 20 };
+    let (mut chain, _) = Chain::open_with(tmp.path(), &genesis, LogOptions::default(), state)?;
     let token = if contract { Some(token_setup(&mut chain, &bp, &keys)?) } else { None };
     let store = chain.store();
     store.compact()?;
@@ -590,10 +600,10 @@ fn exec(
     if !json {
         match token {
             Some(_) => println!(
-                "exec, contract workload: the example token, {accounts} holders, blocks of {txs_n} `transfer` calls, RocksDB state, JIT engine, signatures checked beforehand"
+                "exec, contract workload: the example token, {accounts} holders, blocks of {txs_n} `transfer` calls, RocksDB state (recent-values cache {state_cache_mb} MiB), JIT engine, signatures checked beforehand"
             ),
             None => println!(
-                "exec: {accounts} accounts, blocks of {txs_n} transfers, RocksDB state, signatures checked beforehand"
+                "exec: {accounts} accounts, blocks of {txs_n} transfers, RocksDB state (recent-values cache {state_cache_mb} MiB), signatures checked beforehand"
             ),
         }
         println!("| hot | sequential tx/s | parallel ({threads} threads) tx/s | ratio | ratio per round (median) | the machine's own {threads}-thread scaling, same rounds | critical path | state roots agree |");
@@ -815,8 +825,8 @@ async fn main() -> anyhow::Result<()> {
         Bench::E2e { txs, accounts, batch, clients, rate, dir } => {
             e2e(txs, accounts, batch, clients, rate, dir).await
         }
-        Bench::Exec { accounts, txs, hot, threads, rounds, json, contract } => {
-            exec(accounts, txs, hot, threads, rounds, json, contract)
+        Bench::Exec { accounts, txs, hot, threads, rounds, json, contract, state_cache_mb } => {
+            exec(ExecOpts { accounts, txs, hot, threads, rounds, json, contract, state_cache_mb })
         }
         Bench::Blocklog { blocks, size, rounds, dir } => blocklog(blocks, size, rounds, dir),
         Bench::Import { accounts, blocks, txs, rounds, dir } => {

@@ -468,3 +468,50 @@ fn a_format_1_store_is_rewritten_newest_first_and_a_newer_format_is_refused() {
     assert!(matches!(err, StateError::Format { found: 3, .. }), "{err}");
     assert!(err.to_string().contains("newer release"), "{err}");
 }
+
+#[test]
+fn recently_written_values_answer_as_the_database_does_across_a_rollback() {
+    use crate::exec::{StateAt, StateView};
+    let dir = tempfile::tempdir().unwrap();
+    let (bp, alice) = (Keypair::from_seed("bp"), Keypair::from_seed("alice"));
+    let others: Vec<Keypair> = (0..4).map(|i| Keypair::from_seed(&format!("other-{i}"))).collect();
+    let g = genesis(&bp, &alice);
+    let (mut chain, _) = Chain::open(dir.path(), &g, LogOptions::default()).unwrap();
+    for n in 0..3u64 {
+        chain
+            .produce(&bp, vec![transfer(&alice, n, others[n as usize].address(), 10)], 2_000 + 1_000 * n)
+            .unwrap();
+    }
+    let store = chain.store();
+    assert!(store.cached_values() > 0, "commits filled the cache");
+    // Block 3 pays others[3]; it is rolled back and the other branch's block 3 pays others[0]:
+    // others[3]'s cached version at 3 must not answer for the new block 3.
+    chain.produce(&bp, vec![transfer(&alice, 3, others[3].address(), 99)], 6_000).unwrap();
+    assert_eq!(store.account(&others[3].address()).unwrap().balance, 99);
+    chain.rollback_to(2).unwrap();
+    chain.produce(&bp, vec![transfer(&alice, 3, others[0].address(), 5)], 7_000).unwrap();
+    assert_eq!(store.account(&others[3].address()).unwrap().balance, 0);
+    let mut who: Vec<Address> = others.iter().map(|k| k.address()).collect();
+    who.extend([alice.address(), bp.address()]);
+    let head = chain.head().height;
+    type Read = (u64, Address, Account, Account, Option<Vec<u8>>);
+    let read = |store: &StateStore| -> Vec<Read> {
+        let mut out = Vec::new();
+        for h in 0..=head {
+            let view = StateAt { store, height: h };
+            let mut reader = view.reader();
+            for a in &who {
+                let head_key = reader.raw(crate::storage::state::HEAD_KEY).unwrap();
+                out.push((h, *a, store.account_at(a, h).unwrap(), reader.account(a).unwrap(), head_key));
+            }
+        }
+        out
+    };
+    let cached = read(&store);
+    drop((chain, store));
+    let uncached = StateStore::open_with(&dir.path().join("state"), StateOptions { cache_bytes: 0 }).unwrap();
+    assert_eq!(uncached.cached_values(), 0);
+    for (with, without) in cached.iter().zip(read(&uncached)) {
+        assert_eq!(with, &without, "account {} and the head key at {}", with.1, with.0);
+    }
+}

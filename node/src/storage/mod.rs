@@ -3,12 +3,14 @@
 
 pub mod blocklog;
 pub mod changes;
+pub mod recent;
 pub mod state;
 
 pub use blocklog::{BlockLog, LogError, LogOptions, LogReader, RecordPos, Verify};
 pub use changes::{Change, ChangeSet};
 pub use state::{
-    account_key, BlockMeta, Head, PreparedState, StateError, StateReader, StateStore, TxLocation,
+    account_key, BlockMeta, Head, PreparedState, StateError, StateOptions, StateReader, StateStore,
+    TxLocation,
 };
 
 /// Writes a file so that readers see the old or the new contents, never a mix, even after a crash:

@@ -25,6 +25,7 @@
 //! The tree hashes with blake3 (jmt over `Blake3`).
 
 use super::blocklog::RecordPos;
+use super::recent::RecentValues;
 use super::ChangeSet;
 use crate::sql::store::SQL_PREFIX;
 use crate::types::{Account, Address, Block, BlockHeader, Hash, Receipt};
@@ -178,6 +179,20 @@ fn ordered_undo_key(height: u64) -> Vec<u8> {
 
 pub struct StateStore {
     db: DB,
+    recent: RecentValues,
+}
+
+/// How a [`StateStore`] is opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StateOptions {
+    /// Bytes for the newest versions of recently written values ([`RecentValues`]); 0: none.
+    pub cache_bytes: u64,
+}
+
+impl Default for StateOptions {
+    fn default() -> Self {
+        StateOptions { cache_bytes: 128 * 1024 * 1024 }
+    }
 }
 
 fn decode<T: BorshDeserialize>(what: &'static str, bytes: &[u8]) -> Result<T, StateError> {
@@ -238,18 +253,28 @@ pub fn decode_account(bytes: Option<Vec<u8>>) -> Result<Account, StateError> {
 /// Values as of one height through one reused iterator ([`StateStore::reader_at`]).
 pub struct StateReader<'a> {
     it: DBRawIterator<'a>,
+    recent: &'a RecentValues,
     height: u64,
 }
 
 impl StateReader<'_> {
     /// The value of `key` as of the reader's height, as [`StateStore::get_at`] gives it.
     pub fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-        value_through(&mut self.it, self.height, &KeyHash::with::<Blake3>(key))
+        let key_hash = KeyHash::with::<Blake3>(key);
+        match self.recent.get(&key_hash, self.height) {
+            Some(value) => Ok(value),
+            None => value_through(&mut self.it, self.height, &key_hash),
+        }
     }
 }
 
 impl StateStore {
+    /// Opens (or creates) the store at `path` with the default [`StateOptions`].
     pub fn open(path: &Path) -> Result<StateStore, StateError> {
+        StateStore::open_with(path, StateOptions::default())
+    }
+
+    pub fn open_with(path: &Path, options: StateOptions) -> Result<StateStore, StateError> {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
@@ -260,7 +285,7 @@ impl StateStore {
             .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
         let db = DB::open_cf_descriptors(&opts, path, cfs)
             .map_err(|source| StateError::Open { path: path.display().to_string(), source })?;
-        let store = StateStore { db };
+        let store = StateStore { db, recent: RecentValues::new(options.cache_bytes) };
         store.upgrade(path)?;
         Ok(store)
     }
@@ -398,8 +423,16 @@ impl StateStore {
     }
 
     fn value_at(&self, max_version: Version, key_hash: KeyHash) -> Result<Option<Vec<u8>>, StateError> {
+        if let Some(value) = self.recent.get(&key_hash, max_version) {
+            return Ok(value);
+        }
         let mut it = self.db.raw_iterator_cf(self.cf(CF_VALUES)?);
         value_through(&mut it, max_version, &key_hash)
+    }
+
+    /// Values in the cache of recently written ones ([`RecentValues`]).
+    pub fn cached_values(&self) -> usize {
+        self.recent.len()
     }
 
     /// A reader of values as of `height` for a thread that makes many reads (a block's execution):
@@ -411,7 +444,7 @@ impl StateStore {
     /// while they are readable. Keep a reader for one block's work, not longer: it holds on to the
     /// memtables and files that existed when it was made.
     pub fn reader_at(&self, height: u64) -> Result<StateReader<'_>, StateError> {
-        Ok(StateReader { it: self.db.raw_iterator_cf(self.cf(CF_VALUES)?), height })
+        Ok(StateReader { it: self.db.raw_iterator_cf(self.cf(CF_VALUES)?), recent: &self.recent, height })
     }
 
     /// An account at `height`; checks the height against the head.
@@ -572,7 +605,14 @@ impl StateStore {
         if height == 0 {
             wb.put_cf(meta_cf, KEY_GENESIS, borsh::to_vec(&hash).unwrap_or_default());
         }
-        self.write_synced(wb)?;
+        // Recorded before the write (see the `recent` module notes), forgotten if it fails.
+        let values = prepared.batch.node_batch.values();
+        self.recent
+            .record(values.iter().map(|((version, key_hash), value)| (*version, key_hash, value.as_deref())));
+        if let Err(e) = self.write_synced(wb) {
+            self.recent.forget(values.keys().map(|(_, key_hash)| key_hash));
+            return Err(e);
+        }
         Ok(head)
     }
 
@@ -653,6 +693,8 @@ impl StateStore {
             timestamp_ms: meta.header.timestamp_ms,
         };
         wb.put_cf(self.cf(CF_META)?, KEY_HEAD, borsh::to_vec(&new_head).unwrap_or_default());
+        // Dropped whether or not the write succeeds: without the cache, reads are only slower.
+        self.recent.drop_above(target);
         self.write_synced(wb)?;
         Ok(new_head)
     }
