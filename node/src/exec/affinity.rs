@@ -62,6 +62,28 @@ pub fn pin_current_thread(core: usize) -> Result<(), String> {
     sched_setaffinity(Pid::from_raw(0), &set).map_err(|e| format!("pinning to core {core}: {e}"))
 }
 
+/// The calling thread pinned to one core until this is dropped; then it may run where it could
+/// before. For a thread that works beside the pinned workers for a while and has other work after.
+pub struct PinnedForNow(Option<CpuSet>);
+
+/// Pins the calling thread to `core` for as long as the answer lives.
+pub fn pin_current_thread_for_now(core: usize) -> Result<PinnedForNow, String> {
+    let before =
+        nix::sched::sched_getaffinity(Pid::from_raw(0)).map_err(|e| format!("reading affinity: {e}"))?;
+    pin_current_thread(core)?;
+    Ok(PinnedForNow(Some(before)))
+}
+
+impl Drop for PinnedForNow {
+    fn drop(&mut self) {
+        if let Some(before) = self.0.take() {
+            if let Err(e) = sched_setaffinity(Pid::from_raw(0), &before) {
+                tracing::warn!(error = %e, "cannot give the execution thread its cores back");
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,6 +93,27 @@ mod tests {
         assert_eq!(default_cores_from("1-3\n", vec![0]), vec![1, 2, 3]);
         assert_eq!(default_cores_from("\n", vec![0, 1, 2]), vec![1, 2]);
         assert_eq!(default_cores_from("", vec![0]), vec![0]);
+    }
+
+    #[test]
+    fn a_thread_pinned_for_now_gets_its_cores_back() {
+        let cores = available_cores();
+        let before = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+        let allowed = |status: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        };
+        {
+            let _pin = pin_current_thread_for_now(cores[cores.len() - 1]).unwrap();
+            let now = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+            assert_eq!(allowed(&now), cores[cores.len() - 1].to_string());
+        }
+        let after = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+        assert_eq!(allowed(&after), allowed(&before));
     }
 
     #[test]
