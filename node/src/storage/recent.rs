@@ -19,17 +19,22 @@
 //!   target: those versions are gone, and the next block at those heights may not write the same
 //!   keys.
 //!
-//! Bounded by weight (bytes, [`ENTRY_OVERHEAD`] per entry plus the value); `quick_cache`'s
-//! S3-FIFO-like policy evicts. Capacity 0 turns it off.
+//! Bounded by weight (bytes, [`ENTRY_OVERHEAD`] per entry plus the value); `quick_cache` evicts.
+//! Reads do not mark entries as used (see [`RecentValues::get`]), so what stays is what was written
+//! last. Capacity 0 turns it off.
 
 use jmt::{KeyHash, Version};
 use quick_cache::sync::Cache;
-use quick_cache::Weighter;
+use quick_cache::{OptionsBuilder, Weighter};
 use std::sync::Arc;
 
 /// What an entry costs besides its value's bytes: the key, the height, the pointer and the
 /// table's own slot, roughly.
 pub const ENTRY_OVERHEAD: u64 = 96;
+
+/// Each shard has a lock that every read takes (shared): more shards, fewer reads of one lock
+/// from two cores at once. Fewer are used for a small capacity.
+const SHARDS: usize = 64;
 
 #[derive(Clone)]
 struct Entry {
@@ -56,17 +61,28 @@ pub struct RecentValues {
 impl RecentValues {
     /// A cache of about `bytes` (0: none).
     pub fn new(bytes: u64) -> RecentValues {
-        let table = (bytes > 0).then(|| {
-            let items = (bytes / (ENTRY_OVERHEAD + 32)).max(16) as usize;
-            Cache::with(items, bytes, Bytes, Default::default(), Default::default())
-        });
+        let items = (bytes / (ENTRY_OVERHEAD + 32)).max(16) as usize;
+        let options = OptionsBuilder::new()
+            .estimated_items_capacity(items)
+            .weight_capacity(bytes)
+            .shards(SHARDS)
+            .build();
+        let table = match options {
+            Ok(options) if bytes > 0 => {
+                Some(Cache::with_options(options, Bytes, Default::default(), Default::default()))
+            }
+            _ => None,
+        };
         RecentValues { table }
     }
 
     /// The value of `key_hash` as of `height`, if the cache knows it: `Some(None)` when it was
     /// deleted, `None` when RocksDB must be asked.
     pub fn get(&self, key_hash: &KeyHash, height: Version) -> Option<Option<Vec<u8>>> {
-        let entry = self.table.as_ref()?.get(&key_hash.0)?;
+        // A peek: it does not mark the entry as used, which would write to it on every read from
+        // every core (the line moving between the execution workers' caches). What stays is then
+        // what was written last, which is what this cache is for.
+        let entry = self.table.as_ref()?.peek(&key_hash.0)?;
         (entry.version <= height).then(|| entry.value.map(|v| v.to_vec()))
     }
 
