@@ -14,9 +14,10 @@ use crate::types::Address;
 use smallvec::SmallVec;
 use std::collections::HashMap;
 
-/// Addresses are blake3 output, already uniform: a fast non-cryptographic hasher is enough for maps
-/// keyed by them inside one block's analysis (no outside party chooses the map's size or timing).
-pub type FastMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
+/// The maps of a block's analysis and execution, keyed by addresses and keys that senders choose
+/// (a recipient is any 20 bytes): a fast hasher with a per-process random key (aHash), so that
+/// nobody can fill a block with keys that collide in it and make every lookup a long probe.
+pub type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
 
 /// For each account of one transaction's set: the previous transaction of the block touching it.
 pub type PrevLinks = SmallVec<[(Address, Option<u32>); 2]>;

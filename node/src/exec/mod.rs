@@ -379,7 +379,7 @@ pub fn apply_tx<A: Accounts>(
 pub(crate) struct Overlay<'a, V: StateView> {
     view: &'a V,
     reader: Box<dyn StateRead + 'a>,
-    accounts: HashMap<Address, Account>,
+    accounts: dtt::FastMap<Address, Account>,
     /// Other keys read or written so far; ordered, so that contract scans can merge them.
     raw: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     /// Contracts called so far, compiled (a deployed script never changes, so each is read and
@@ -392,7 +392,7 @@ impl<'a, V: StateView> Overlay<'a, V> {
         Overlay {
             view,
             reader: view.reader(),
-            accounts: HashMap::new(),
+            accounts: dtt::FastMap::default(),
             raw: BTreeMap::new(),
             contracts: HashMap::new(),
         }
@@ -514,7 +514,8 @@ pub fn assemble<V: StateView>(
     mode: Mode,
 ) -> Result<ExecOutput, ExecError> {
     let mut out = ExecOutput::default();
-    let mut finals: HashMap<Address, Account> = HashMap::with_capacity(outcomes.len() * 2);
+    let mut finals: dtt::FastMap<Address, Account> =
+        dtt::FastMap::with_capacity_and_hasher(outcomes.len() * 2, Default::default());
     let mut system_finals: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
     let all_applied = outcomes.iter().all(|o| matches!(o, TxOutcome::Applied { .. }));
     let fees = split_outcomes(&mut out, txs, outcomes, all_applied, mode, |writes, system| {

@@ -213,7 +213,7 @@ struct MvMemory {
     shards: Vec<parking_lot::RwLock<MvShard>>,
 }
 
-type MvShard = rustc_hash::FxHashMap<Vec<u8>, SmallVec<[(u32, Option<Vec<u8>>); 1]>>;
+type MvShard = FastMap<Vec<u8>, SmallVec<[(u32, Option<Vec<u8>>); 1]>>;
 
 const MV_SHARDS: usize = 64;
 

@@ -51,7 +51,7 @@ impl Weighter<[u8; 32], Entry> for Bytes {
     }
 }
 
-type Table = Cache<[u8; 32], Entry, Bytes, rustc_hash::FxBuildHasher>;
+type Table = Cache<[u8; 32], Entry, Bytes, ahash::RandomState>;
 
 /// See the module notes.
 pub struct RecentValues {
