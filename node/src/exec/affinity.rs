@@ -84,6 +84,13 @@ impl Drop for PinnedForNow {
     }
 }
 
+/// The calling thread's `Cpus_allowed_list` as the kernel reports it (`/proc/thread-self/status`).
+#[cfg(test)]
+pub(crate) fn allowed_cpus() -> String {
+    let status = std::fs::read_to_string("/proc/thread-self/status").unwrap_or_default();
+    status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).unwrap_or_default().trim().to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,22 +105,12 @@ mod tests {
     #[test]
     fn a_thread_pinned_for_now_gets_its_cores_back() {
         let cores = available_cores();
-        let before = std::fs::read_to_string("/proc/thread-self/status").unwrap();
-        let allowed = |status: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-                .unwrap_or_default()
-                .trim()
-                .to_string()
-        };
+        let before = allowed_cpus();
         {
             let _pin = pin_current_thread_for_now(cores[cores.len() - 1]).unwrap();
-            let now = std::fs::read_to_string("/proc/thread-self/status").unwrap();
-            assert_eq!(allowed(&now), cores[cores.len() - 1].to_string());
+            assert_eq!(allowed_cpus(), cores[cores.len() - 1].to_string());
         }
-        let after = std::fs::read_to_string("/proc/thread-self/status").unwrap();
-        assert_eq!(allowed(&after), allowed(&before));
+        assert_eq!(allowed_cpus(), before);
     }
 
     #[test]

@@ -177,12 +177,6 @@ fn parallel_and_sequential_reach_the_same_state_root_on_rocksdb() {
     assert_eq!(roots[0], roots[1]);
 }
 
-/// The calling thread's `Cpus_allowed_list`.
-fn allowed_cpus() -> String {
-    let status = std::fs::read_to_string("/proc/thread-self/status").unwrap_or_default();
-    status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).unwrap_or_default().trim().to_string()
-}
-
 /// Records, for each read, the reading thread's name and `Cpus_allowed_list`.
 struct PinProbe {
     inner: MapView,
@@ -192,7 +186,7 @@ struct PinProbe {
 impl StateView for PinProbe {
     fn account(&self, a: &Address) -> Result<Account, StateError> {
         let name = std::thread::current().name().unwrap_or_default().to_string();
-        self.seen.lock().push((name, allowed_cpus()));
+        self.seen.lock().push((name, affinity::allowed_cpus()));
         self.inner.account(a)
     }
 
@@ -208,9 +202,9 @@ fn workers_are_pinned_to_their_cores() {
     let probe = PinProbe { inner, seen: Default::default() };
     let exec = ParallelExecutor::new(cores.clone());
     let caller = std::thread::current().name().unwrap_or_default().to_string();
-    let before = allowed_cpus();
+    let before = affinity::allowed_cpus();
     exec.execute(&probe, &ctx(), txs, Mode::Build).unwrap();
-    assert_eq!(allowed_cpus(), before, "the calling thread has its cores back");
+    assert_eq!(affinity::allowed_cpus(), before, "the calling thread has its cores back");
     let seen = probe.seen.lock();
     if cores.len() < 2 {
         assert!(seen.iter().all(|(name, _)| *name == caller), "one core: all on the caller's thread");
