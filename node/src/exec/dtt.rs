@@ -19,6 +19,14 @@ use std::collections::HashMap;
 /// nobody can fill a block with keys that collide in it and make every lookup a long probe.
 pub type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
 
+/// Which of `pieces` (at most 256) consecutive parts of the address space `a` lies in, by its
+/// first byte: the pieces follow one another in key order. Addresses are hashes, so the pieces are
+/// about even; a block whose recipients all share a first byte only puts them in one piece (its
+/// final values are then encoded by one worker).
+pub fn piece_of(a: &Address, pieces: usize) -> usize {
+    a.0[0] as usize * pieces / 256
+}
+
 /// For each account of one transaction's set: the previous transaction of the block touching it.
 pub type PrevLinks = SmallVec<[(Address, Option<u32>); 2]>;
 
@@ -38,7 +46,8 @@ pub type Deps = SmallVec<[u32; 2]>;
 /// Builds the tree one transaction at a time, in block order: what [`Dtt::build`] does for a whole
 /// block, and what the parallel executor does while the first transactions already run.
 pub struct DttBuilder {
-    last: FastMap<Address, u32>,
+    /// Each account's last toucher, one map per piece of the address space ([`piece_of`]).
+    last: Vec<FastMap<Address, u32>>,
     exclusive: FastMap<u64, u32>,
     shared: FastMap<u64, Vec<u32>>,
     /// Each transaction's place in its longest chain (1 = depends on nothing).
@@ -48,8 +57,17 @@ pub struct DttBuilder {
 
 impl DttBuilder {
     pub fn with_capacity(txs: usize) -> DttBuilder {
+        DttBuilder::with_pieces(txs, 1)
+    }
+
+    /// A builder whose last touchers come out in `pieces` maps (at most 256), one per piece of
+    /// the address space: the parallel executor's workers encode the final values piece by piece.
+    pub fn with_pieces(txs: usize, pieces: usize) -> DttBuilder {
+        let pieces = pieces.clamp(1, 256);
+        // A transaction touches two accounts or so; an eighth more than an even share per piece.
+        let per = (txs * 2).div_ceil(pieces) * 9 / 8;
         DttBuilder {
-            last: FastMap::with_capacity_and_hasher(txs * 2, Default::default()),
+            last: (0..pieces).map(|_| FastMap::with_capacity_and_hasher(per, Default::default())).collect(),
             exclusive: FastMap::default(),
             shared: FastMap::default(),
             depth: Vec::with_capacity(txs),
@@ -63,8 +81,9 @@ impl DttBuilder {
         let me = i as u32;
         let mut p = SmallVec::new();
         let mut d: Deps = SmallVec::new();
+        let pieces = self.last.len();
         for a in &set.accounts {
-            let before = self.last.insert(*a, me);
+            let before = self.last[piece_of(a, pieces)].insert(*a, me);
             if let Some(j) = before {
                 if !d.contains(&j) {
                     d.push(j);
@@ -101,8 +120,9 @@ impl DttBuilder {
         self.critical
     }
 
-    /// For each account, the last transaction that touches it.
-    pub fn finish(self) -> FastMap<Address, u32> {
+    /// For each account, the last transaction that touches it: one map per piece, in the order
+    /// of the pieces.
+    pub fn finish(self) -> Vec<FastMap<Address, u32>> {
         self.last
     }
 }
@@ -117,7 +137,7 @@ impl Dtt {
             prev.push(p);
             deps.push(d);
         }
-        Dtt { prev, deps, last: b.finish() }
+        Dtt { prev, deps, last: b.finish().pop().unwrap_or_default() }
     }
 
     /// Length of the longest dependency chain: the least number of sequential steps (a bound on the

@@ -283,12 +283,19 @@ impl<A: Accounts> Accounts for Recording<'_, A> {
 
 /// What one transaction did.
 #[derive(Clone, Debug, PartialEq, Eq)]
+// Nearly every outcome is `Applied`: boxing it to shrink the rare `Invalid` would allocate per
+// transaction.
+#[allow(clippy::large_enum_variant)]
 pub enum TxOutcome {
     /// Not includable (nonce, fee, chain id): no effect.
     Invalid(String),
     /// Applied: its receipt, the accounts it wrote, in write order, and the other keys it wrote.
-    Applied { receipt: Receipt, writes: Vec<(Address, Account)>, system: Vec<(Vec<u8>, Option<Vec<u8>>)> },
+    Applied { receipt: Receipt, writes: AccountWrites, system: Vec<(Vec<u8>, Option<Vec<u8>>)> },
 }
+
+/// The accounts one transaction wrote, in write order: two for a transfer, kept inline (a heap
+/// list per transaction was an allocation on the executing thread and a free on the merging one).
+pub type AccountWrites = smallvec::SmallVec<[(Address, Account); 2]>;
 
 /// Why a transaction cannot be included at all (nonce, fee, chain id), checked against current state.
 pub fn validity(tx: &Transaction, chain_id: &str, sender: &Account) -> Result<(), String> {
@@ -318,7 +325,7 @@ pub fn apply_tx<A: Accounts>(
     sender.balance -= tx.body.fee;
     sender.nonce += 1;
     let mut fee = tx.body.fee;
-    let mut writes = Vec::with_capacity(2);
+    let mut writes = AccountWrites::new();
     let mut system = Vec::new();
     let status = match tx.body.payload {
         _ if tx.body.payload.is_contract() => {
@@ -471,7 +478,7 @@ pub(crate) fn split_outcomes(
     outcomes: impl IntoIterator<Item = TxOutcome>,
     all_applied: bool,
     mode: Mode,
-    mut writes: impl FnMut(Vec<(Address, Account)>, Vec<(Vec<u8>, Option<Vec<u8>>)>),
+    mut writes: impl FnMut(AccountWrites, Vec<(Vec<u8>, Option<Vec<u8>>)>),
 ) -> Result<Amount, ExecError> {
     let mut fees: Amount = 0;
     out.receipts.reserve(txs.len());

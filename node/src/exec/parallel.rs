@@ -22,7 +22,7 @@
 use super::access::{self, AccessSet, BlockContracts, KeyUse};
 use super::affinity::{pin_current_thread, pin_current_thread_for_now};
 use super::contract::Found;
-use super::dtt::{Deps, Dtt, DttBuilder, FastMap, PrevLinks};
+use super::dtt::{piece_of, Deps, Dtt, DttBuilder, FastMap, PrevLinks};
 use super::{
     apply_tx, assemble, execute_block, split_outcomes, Accounts, BlockContext, ExecError, ExecOutput, Mode,
     Overlay, StateRead, StateView, TxOutcome,
@@ -30,7 +30,7 @@ use super::{
 use crate::sql::store::code_key;
 use crate::storage::state::{account_key, Entries, HEAD_KEY};
 use crate::storage::{Change, ChangeSet};
-use crate::types::{Account, Address, Transaction};
+use crate::types::{Account, Address, Amount, Receipt, Transaction};
 use smallvec::SmallVec;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -94,6 +94,11 @@ const CLAIM: usize = 16;
 /// Transactions per published piece of the tree.
 const TREE_CHUNK: usize = 256;
 
+/// Pieces of the address space per worker whose final values are encoded one at a time, by
+/// whichever worker is free next. The calling thread collects the receipts first, so an even share
+/// each would leave it working alone at the end.
+const PIECES_PER_WORKER: usize = 4;
+
 /// The deterministic transaction tree of a block, built by the executor's own thread while the
 /// workers already run the transactions it covers: piece `c` holds the links and dependencies of
 /// transactions `c·TREE_CHUNK ..`, published once (a worker waits for its transaction's piece).
@@ -101,8 +106,9 @@ const TREE_CHUNK: usize = 256;
 /// ahead and the analysis no longer runs before the workers start.
 struct Tree {
     chunks: Vec<OnceLock<Vec<(PrevLinks, Deps)>>>,
-    /// Each account's last toucher, once the whole tree is built: for the final values.
-    last: OnceLock<LastTouchers>,
+    /// Each account's last toucher, once the whole tree is built: for the final values, in one
+    /// map per piece of the address space ([`piece_of`]).
+    last: OnceLock<Vec<LastTouchers>>,
     /// The block is to run in order after all (a set that cannot be declared, a chain too long
     /// for the workers, a worker that panicked): every thread stops as soon as it sees it.
     abort: AtomicBool,
@@ -145,11 +151,12 @@ impl Tree {
         true
     }
 
-    /// Builds the tree piece by piece from the declared sets; aborts the run when the longest
-    /// chain grows past what `threads` workers gain from (more than 3/4 of each worker's share).
-    fn build(&self, sets: &[AccessSet], threads: usize) {
+    /// Builds the tree chunk by chunk from the declared sets, with the last touchers in `pieces`
+    /// maps; aborts the run when the longest chain grows past what `threads` workers gain from
+    /// (more than 3/4 of each worker's share).
+    fn build(&self, sets: &[AccessSet], threads: usize, pieces: usize) {
         let n = sets.len();
-        let mut b = DttBuilder::with_capacity(n);
+        let mut b = DttBuilder::with_pieces(n, pieces);
         for (c, part) in sets.chunks(TREE_CHUNK).enumerate() {
             if self.aborted() {
                 return;
@@ -420,21 +427,11 @@ impl<V: StateView> Accounts for Local<'_, V> {
     }
 }
 
-/// The share of the accounts' key space that worker `w` of `threads` encodes the final values of:
-/// by the address's first byte, so that the shares follow one another in key order (addresses are
-/// hashes: the shares are about even).
-fn share_of(a: &Address, threads: usize) -> usize {
-    a.0[0] as usize * threads / 256
-}
-
-/// The final value of every account in share `w` that the block's transactions wrote, but the
-/// producer's (its fees come last), encoded in key order: the last toucher of each (in `last`) or
-/// the nearest earlier writer left it. `None` when the run was aborted meanwhile. `room`: how many
-/// changes to make room for.
-#[allow(clippy::too_many_arguments)]
-fn encode_share(
-    w: usize,
-    threads: usize,
+/// The final value of every account of one piece of the address space that the block's
+/// transactions wrote, but the producer's (its fees come last), encoded in key order: the last
+/// toucher of each (in `last`) or the nearest earlier writer left it. `None` when the run was
+/// aborted meanwhile. `room`: how many changes to make room for.
+fn encode_piece(
     last: &LastTouchers,
     producer: &Address,
     slots: &[Slot],
@@ -442,9 +439,9 @@ fn encode_share(
     tree: &Tree,
     room: usize,
 ) -> Option<Vec<Change>> {
-    let mut finals: Vec<(Address, Account)> = Vec::with_capacity(last.len().div_ceil(threads) * 9 / 8);
+    let mut finals: Vec<(Address, Account)> = Vec::with_capacity(last.len());
     for (a, &i) in last {
-        if share_of(a, threads) != w || a == producer {
+        if a == producer {
             continue;
         }
         if !tree.wait(|| done[i as usize].load(Ordering::Acquire)) {
@@ -461,11 +458,43 @@ fn encode_share(
     Some(changes)
 }
 
-/// What one worker hands back: its share of the final values, in key order, once encoded.
-#[derive(Default)]
-struct WorkerOut {
-    share: Option<(usize, Vec<Change>)>,
+/// The receipts of a block in which every transaction applied, and their fees: collected by the
+/// calling thread while the other workers encode final values. `None` if some transaction did
+/// not apply (invalid, failed, or outside its set): the merge sorts that out.
+fn collect_receipts(slots: &[Slot], done: &[AtomicBool], tree: &Tree) -> Option<(Vec<Receipt>, Amount)> {
+    let mut receipts = Vec::with_capacity(slots.len());
+    let mut fees: Amount = 0;
+    for (slot, done) in slots.iter().zip(done) {
+        if !tree.wait(|| done.load(Ordering::Acquire)) {
+            return None;
+        }
+        let Some(Ok(TxOutcome::Applied { receipt, .. })) = slot.get() else { return None };
+        fees = fees.saturating_add(receipt.fee);
+        receipts.push(receipt.clone());
+    }
+    Some((receipts, fees))
 }
+
+/// What every worker of one block reads and writes.
+#[derive(Clone, Copy)]
+struct Shared<'a> {
+    txs: &'a [Transaction],
+    sets: &'a [AccessSet],
+    tree: &'a Tree,
+    slots: &'a [Slot],
+    done: &'a [AtomicBool],
+    /// The next transaction to claim.
+    next: &'a AtomicUsize,
+    mv: &'a MvMemory,
+    contracts: &'a BlockContracts,
+    /// Each piece's final values, encoded, and the next piece to claim.
+    encoded: &'a [OnceLock<Vec<Change>>],
+    next_piece: &'a AtomicUsize,
+}
+
+/// What the calling thread (worker 0) hands back besides the pieces: the receipts and fees, when
+/// every transaction applied.
+type Collected = Option<(Vec<Receipt>, Amount)>;
 
 impl ParallelExecutor {
     /// One worker per core, pinned to it.
@@ -624,15 +653,28 @@ impl ParallelExecutor {
         }
         let analysis_ns = started.elapsed().as_nanos() as u64;
         let started = std::time::Instant::now();
+        let pieces = (self.threads * PIECES_PER_WORKER).min(256);
         let tree = Tree::new(n);
         let slots: Vec<Slot> = (0..n).map(|_| OnceLock::new()).collect();
         let done: Vec<AtomicBool> = (0..n).map(|_| AtomicBool::new(false)).collect();
-        let next = AtomicUsize::new(0);
+        let (next, next_piece) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let encoded: Vec<OnceLock<Vec<Change>>> = (0..pieces).map(|_| OnceLock::new()).collect();
         let mv = MvMemory::with_capacity(sets.iter().map(MvMemory::expected_writes).sum());
-        let shared = (&txs[..], &sets[..], &tree, &slots[..], &done[..], &next, &mv, contracts);
+        let shared = Shared {
+            txs: &txs,
+            sets: &sets,
+            tree: &tree,
+            slots: &slots,
+            done: &done,
+            next: &next,
+            mv: &mv,
+            contracts,
+            encoded: &encoded,
+            next_piece: &next_piece,
+        };
         let mut build_ns = 0;
         let core_of = |w: usize| (!self.cores.is_empty()).then(|| self.cores[w % self.cores.len()]);
-        let workers: Vec<WorkerOut> = std::thread::scope(|s| {
+        let collected: Collected = std::thread::scope(|s| {
             let handles: Vec<_> = (1..self.threads)
                 .filter_map(|w| {
                     let job = move || self.work(w, core_of(w), view, ctx, shared);
@@ -653,15 +695,16 @@ impl ParallelExecutor {
             let built = std::time::Instant::now();
             {
                 let _guard = AbortOnPanic(&tree);
-                tree.build(&sets, self.threads);
+                tree.build(&sets, self.threads, pieces);
             }
             build_ns = built.elapsed().as_nanos() as u64;
             let own = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 self.work(0, None, view, ctx, shared)
             }));
-            std::iter::once(own.unwrap_or_default())
-                .chain(handles.into_iter().map(|h| h.join().unwrap_or_default()))
-                .collect()
+            for h in handles {
+                let _ = h.join();
+            }
+            own.unwrap_or_default()
         });
         let critical_path = tree.critical_path.load(Ordering::Relaxed);
         if tree.aborted() || tree.last.get().is_none() {
@@ -676,30 +719,33 @@ impl ParallelExecutor {
         let last = tree.last.get().ok_or(ExecError::Undeclared("the tree".into()))?;
         // The producer's account before its fees: it needs the slots, so first.
         let mut extra: Vec<Change> = Vec::new();
-        let producer_before =
-            resolve(&ctx.producer, last.get(&ctx.producer).copied(), &slots, &tree).ok().flatten();
-        // First a look without moving anything: where to re-run from, if anywhere.
+        let producer_last = last[piece_of(&ctx.producer, last.len())].get(&ctx.producer).copied();
+        let producer_before = resolve(&ctx.producer, producer_last, &slots, &tree).ok().flatten();
+        // First a look without moving anything: where to re-run from, if anywhere (not needed
+        // when worker 0 found every transaction applied).
         let mut redo_from = None;
         let mut failed = None;
         let mut all_applied = true;
-        for (i, slot) in slots.iter().enumerate() {
-            match slot.get() {
-                Some(Ok(TxOutcome::Applied { .. })) => {}
-                Some(Ok(TxOutcome::Invalid(_))) => all_applied = false,
-                Some(Err(ExecError::Undeclared(what))) => {
-                    tracing::warn!(index = i, tx = %txs[i].hash(), touched = %what,
-                        "transaction touched state outside its declared access set; re-executing the rest of the block in order");
-                    redo_from = Some(i);
-                    break;
-                }
-                Some(Err(_)) => {
-                    failed = Some(i);
-                    break;
-                }
-                None => {
-                    // Every claimed transaction is executed; a missing one means a worker died.
-                    redo_from = Some(i);
-                    break;
+        if collected.is_none() {
+            for (i, slot) in slots.iter().enumerate() {
+                match slot.get() {
+                    Some(Ok(TxOutcome::Applied { .. })) => {}
+                    Some(Ok(TxOutcome::Invalid(_))) => all_applied = false,
+                    Some(Err(ExecError::Undeclared(what))) => {
+                        tracing::warn!(index = i, tx = %txs[i].hash(), touched = %what,
+                            "transaction touched state outside its declared access set; re-executing the rest of the block in order");
+                        redo_from = Some(i);
+                        break;
+                    }
+                    Some(Err(_)) => {
+                        failed = Some(i);
+                        break;
+                    }
+                    None => {
+                        // Every claimed transaction is executed; a missing one means a worker died.
+                        redo_from = Some(i);
+                        break;
+                    }
                 }
             }
         }
@@ -729,25 +775,21 @@ impl ParallelExecutor {
             return assemble(view, ctx, txs, outcomes, mode).map(|out| (out, stats));
         }
 
-        // Everything ran in parallel: the workers' shares of the accounts, one after another in key
-        // order (a share whose worker never started is encoded here); then the map's final values and
-        // the block's own, sorted and merged in.
-        let mut shares: Vec<Option<Vec<Change>>> = (0..self.threads).map(|_| None).collect();
-        for (w, changes) in workers.into_iter().filter_map(|w| w.share) {
-            shares[w] = Some(changes);
-        }
+        // Everything ran in parallel: the pieces of the accounts, one after another in key order
+        // (a piece no worker got to is encoded here); then the map's final values and the block's
+        // own, sorted and merged in.
         let mut accounts: Vec<Change> = Vec::new();
-        for (w, share) in shares.into_iter().enumerate() {
-            let share = match share {
-                Some(share) => share,
-                None => encode_share(w, self.threads, last, &ctx.producer, &slots, &done, &tree, 0)
+        for (p, piece) in encoded.into_iter().enumerate() {
+            let piece = match piece.into_inner() {
+                Some(piece) => piece,
+                None => encode_piece(&last[p], &ctx.producer, &slots, &done, &tree, 0)
                     .ok_or(ExecError::Undeclared("the final values".into()))?,
             };
-            // The first share has room for the rest.
-            if w == 0 {
-                accounts = share;
+            // The first piece has room for the rest.
+            if p == 0 {
+                accounts = piece;
             } else {
-                accounts.extend(share);
+                accounts.extend(piece);
             }
         }
         let mut changes = mv.finals(self.threads);
@@ -758,13 +800,23 @@ impl ParallelExecutor {
             }
             return Err(ExecError::Undeclared(format!("transaction {i} failed")));
         }
-        // Every slot holds an outcome (checked above): taken in order, not copied into a list first.
-        let outcomes = slots.into_iter().filter_map(|s| match s.into_inner() {
-            Some(Ok(outcome)) => Some(outcome),
-            _ => None,
-        });
         let mut out = ExecOutput::default();
-        let fees = split_outcomes(&mut out, txs, outcomes, all_applied, mode, |_, _| {})?;
+        let fees = match collected {
+            Some((receipts, fees)) => {
+                out.receipts = receipts;
+                out.included = txs;
+                fees
+            }
+            None => {
+                // Every slot holds an outcome (checked above): taken in order, not copied into a
+                // list first.
+                let outcomes = slots.into_iter().filter_map(|s| match s.into_inner() {
+                    Some(Ok(outcome)) => Some(outcome),
+                    _ => None,
+                });
+                split_outcomes(&mut out, txs, outcomes, all_applied, mode, |_, _| {})?
+            }
+        };
         if fees > 0 || producer_before.is_some() {
             let mut producer = match producer_before {
                 Some(acct) => acct,
@@ -782,83 +834,89 @@ impl ParallelExecutor {
     }
 
     /// One worker's loop: claim a run of [`CLAIM`] transactions, and for each wait for its place in
-    /// the tree and for its dependencies, execute, publish; then, once the tree is complete, encode
-    /// the final values of worker `w`'s share of the accounts ([`encode_share`]).
-    #[allow(clippy::type_complexity)]
+    /// the tree and for its dependencies, execute, publish. Once every transaction is claimed and
+    /// the tree complete, worker 0 collects the receipts ([`collect_receipts`]); then every worker
+    /// claims pieces of the address space and encodes their final values ([`encode_piece`]).
     fn work<V: StateView>(
         &self,
         w: usize,
         core: Option<usize>,
         view: &V,
         ctx: &BlockContext,
-        (txs, sets, tree, slots, done, next, mv, contracts): (
-            &[Transaction],
-            &[AccessSet],
-            &Tree,
-            &[Slot],
-            &[AtomicBool],
-            &AtomicUsize,
-            &MvMemory,
-            &BlockContracts,
-        ),
-    ) -> WorkerOut {
+        sh: Shared<'_>,
+    ) -> Collected {
+        let tree = sh.tree;
         let _guard = AbortOnPanic(tree);
         if let Some(core) = core {
             if let Err(e) = pin_current_thread(core) {
                 tracing::warn!(error = %e, "execution worker not pinned");
             }
         }
-        let mut out = WorkerOut::default();
         let mut reader = view.reader();
         loop {
-            let from = next.fetch_add(CLAIM, Ordering::Relaxed);
-            if from >= txs.len() {
+            let from = sh.next.fetch_add(CLAIM, Ordering::Relaxed);
+            if from >= sh.txs.len() {
                 break;
             }
-            let run = from..(from + CLAIM).min(txs.len());
+            let run = from..(from + CLAIM).min(sh.txs.len());
             for i in run {
                 if !tree.wait(|| tree.node(i).is_some()) {
-                    return out;
+                    return None;
                 }
-                let Some((prev, deps)) = tree.node(i) else { return out };
+                let (prev, deps) = tree.node(i)?;
                 for &d in deps {
-                    if !tree.wait(|| done[d as usize].load(Ordering::Acquire)) {
-                        return out;
+                    if !tree.wait(|| sh.done[d as usize].load(Ordering::Acquire)) {
+                        return None;
                     }
                 }
                 let mut local = Local {
                     view,
                     reader: &mut *reader,
                     index: i as u32,
-                    set: &sets[i],
+                    set: &sh.sets[i],
                     prev,
                     tree,
-                    slots,
-                    mv,
-                    contracts,
+                    slots: sh.slots,
+                    mv: sh.mv,
+                    contracts: sh.contracts,
                     writes: SmallVec::new(),
                     raw: Vec::new(),
                 };
-                let mut result = apply_tx(&txs[i], ctx, &mut local);
+                let mut result = apply_tx(&sh.txs[i], ctx, &mut local);
                 if let Ok(TxOutcome::Applied { system, .. }) = &mut result {
                     // Moved, not copied: the map is where they are read from and merged.
                     if !system.is_empty() {
-                        mv.publish(i as u32, std::mem::take(system));
+                        sh.mv.publish(i as u32, std::mem::take(system));
                     }
                 }
-                let _ = slots[i].set(result);
-                done[i].store(true, Ordering::Release);
+                let _ = sh.slots[i].set(result);
+                sh.done[i].store(true, Ordering::Release);
             }
         }
+        drop(reader);
         if !tree.wait(|| tree.last.get().is_some()) {
-            return out;
+            return None;
         }
-        let Some(last) = tree.last.get() else { return out };
-        // The first share is where the others are appended: room for every account, the producer
+        let last = tree.last.get()?;
+        let collected = if w == 0 { collect_receipts(sh.slots, sh.done, tree) } else { None };
+        // The first piece is where the others are appended: room for every account, the producer
         // and the block's own keys.
-        let room = if w == 0 { last.len() + 2 } else { 0 };
-        out.share =
-            encode_share(w, self.threads, last, &ctx.producer, slots, done, tree, room).map(|c| (w, c));
-        out
+        let room = last.iter().map(|m| m.len()).sum::<usize>() + 2;
+        loop {
+            let p = sh.next_piece.fetch_add(1, Ordering::Relaxed);
+            if p >= last.len() {
+                break;
+            }
+            let piece = encode_piece(
+                &last[p],
+                &ctx.producer,
+                sh.slots,
+                sh.done,
+                tree,
+                if p == 0 { room } else { 0 },
+            )?;
+            let _ = sh.encoded[p].set(piece);
+        }
+        collected
     }
 }
