@@ -19,6 +19,7 @@
 //! ```
 
 pub mod admission;
+pub mod alloc;
 pub mod api;
 pub mod chain;
 pub mod config;

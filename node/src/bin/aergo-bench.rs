@@ -821,6 +821,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    aergo_node::alloc::tune();
     match Cli::parse().command {
         Bench::E2e { txs, accounts, batch, clients, rate, dir } => {
             e2e(txs, accounts, batch, clients, rate, dir).await

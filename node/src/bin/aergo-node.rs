@@ -119,6 +119,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    aergo_node::alloc::tune();
     let cli = Cli::parse();
     let mut config = match &cli.command {
         Some(Command::Init { genesis, data_dir }) => {

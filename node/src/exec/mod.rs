@@ -283,9 +283,6 @@ impl<A: Accounts> Accounts for Recording<'_, A> {
 
 /// What one transaction did.
 #[derive(Clone, Debug, PartialEq, Eq)]
-// Nearly every outcome is `Applied`: boxing it to shrink the rare `Invalid` would allocate per
-// transaction.
-#[allow(clippy::large_enum_variant)]
 pub enum TxOutcome {
     /// Not includable (nonce, fee, chain id): no effect.
     Invalid(String),
@@ -293,9 +290,8 @@ pub enum TxOutcome {
     Applied { receipt: Receipt, writes: AccountWrites, system: Vec<(Vec<u8>, Option<Vec<u8>>)> },
 }
 
-/// The accounts one transaction wrote, in write order: two for a transfer, kept inline (a heap
-/// list per transaction was an allocation on the executing thread and a free on the merging one).
-pub type AccountWrites = smallvec::SmallVec<[(Address, Account); 2]>;
+/// The accounts one transaction wrote, in write order.
+pub type AccountWrites = Vec<(Address, Account)>;
 
 /// Why a transaction cannot be included at all (nonce, fee, chain id), checked against current state.
 pub fn validity(tx: &Transaction, chain_id: &str, sender: &Account) -> Result<(), String> {
@@ -325,7 +321,7 @@ pub fn apply_tx<A: Accounts>(
     sender.balance -= tx.body.fee;
     sender.nonce += 1;
     let mut fee = tx.body.fee;
-    let mut writes = AccountWrites::new();
+    let mut writes = AccountWrites::with_capacity(2);
     let mut system = Vec::new();
     let status = match tx.body.payload {
         _ if tx.body.payload.is_contract() => {
@@ -396,10 +392,16 @@ pub(crate) struct Overlay<'a, V: StateView> {
 
 impl<'a, V: StateView> Overlay<'a, V> {
     pub(crate) fn new(view: &'a V) -> Self {
+        Overlay::with_capacity(view, 0)
+    }
+
+    /// An overlay with room for `accounts` accounts: a block's transactions touch about two each,
+    /// and growing the map as they run rehashed it several times into fresh pages.
+    pub(crate) fn with_capacity(view: &'a V, accounts: usize) -> Self {
         Overlay {
             view,
             reader: view.reader(),
-            accounts: dtt::FastMap::default(),
+            accounts: dtt::FastMap::with_capacity_and_hasher(accounts, Default::default()),
             raw: BTreeMap::new(),
             contracts: HashMap::new(),
         }
@@ -556,7 +558,7 @@ pub fn execute_block<V: StateView>(
     txs: Vec<Transaction>,
     mode: Mode,
 ) -> Result<ExecOutput, ExecError> {
-    let mut overlay = Overlay::new(view);
+    let mut overlay = Overlay::with_capacity(view, txs.len() * 2);
     let mut outcomes = Vec::with_capacity(txs.len());
     for tx in &txs {
         outcomes.push(apply_tx(tx, ctx, &mut overlay)?);
