@@ -8,8 +8,10 @@
 //! earliest unfinished transaction is always being run (its dependencies are earlier, so done, and
 //! so are the earlier ones of its run), so there is no deadlock, and with no conflicts every worker
 //! is always busy. Each worker reads the parent state through its own reader (one database
-//! iterator for the block), and at the end encodes the final values of one share of the accounts'
-//! key space in key order, so that building the block's change set is done in parallel too.
+//! iterator for the block). At the end the calling thread (worker 0, which built the tree first)
+//! collects the receipts while the others encode the final values of pieces of the accounts' key
+//! space in key order, each piece claimed by whichever worker is free, so that building the
+//! block's change set is done in parallel too.
 //!
 //! When the longest dependency chain is a large share of each worker's part (a hot account), the
 //! workers would mostly wait for one another: such a block runs in order, decided from the tree alone.
@@ -100,12 +102,13 @@ const TREE_CHUNK: usize = 256;
 const PIECES_PER_WORKER: usize = 4;
 
 /// The deterministic transaction tree of a block, built by the executor's own thread while the
-/// workers already run the transactions it covers: piece `c` holds the links and dependencies of
-/// transactions `c·TREE_CHUNK ..`, published once (a worker waits for its transaction's piece).
-/// Building costs about a tenth of a transfer's execution per transaction, so the builder stays
-/// ahead and the analysis no longer runs before the workers start.
+/// workers already run the transactions it covers: chunk `c` holds the access sets, links and
+/// dependencies of transactions `c·TREE_CHUNK ..`, published once (a worker waits for its
+/// transaction's chunk). Declaring a transfer's set and building its node cost about a tenth of
+/// its execution, so the builder stays ahead and the analysis no longer runs before the workers
+/// start.
 struct Tree {
-    chunks: Vec<OnceLock<Vec<(PrevLinks, Deps)>>>,
+    chunks: Vec<OnceLock<Chunk>>,
     /// Each account's last toucher, once the whole tree is built: for the final values, in one
     /// map per piece of the address space ([`piece_of`]).
     last: OnceLock<Vec<LastTouchers>>,
@@ -113,6 +116,12 @@ struct Tree {
     /// for the workers, a worker that panicked): every thread stops as soon as it sees it.
     abort: AtomicBool,
     critical_path: AtomicUsize,
+}
+
+/// One published part of the tree: each transaction's declared set and its node.
+struct Chunk {
+    sets: Vec<AccessSet>,
+    nodes: Vec<(PrevLinks, Deps)>,
 }
 
 impl Tree {
@@ -125,9 +134,10 @@ impl Tree {
         }
     }
 
-    /// Transaction `i`'s node, once published.
-    fn node(&self, i: usize) -> Option<&(PrevLinks, Deps)> {
-        self.chunks.get(i / TREE_CHUNK)?.get()?.get(i % TREE_CHUNK)
+    /// Transaction `i`'s declared set and node, once published.
+    fn node(&self, i: usize) -> Option<(&AccessSet, &(PrevLinks, Deps))> {
+        let chunk = self.chunks.get(i / TREE_CHUNK)?.get()?;
+        Some((chunk.sets.get(i % TREE_CHUNK)?, chunk.nodes.get(i % TREE_CHUNK)?))
     }
 
     fn aborted(&self) -> bool {
@@ -151,23 +161,42 @@ impl Tree {
         true
     }
 
-    /// Builds the tree chunk by chunk from the declared sets, with the last touchers in `pieces`
-    /// maps; aborts the run when the longest chain grows past what `threads` workers gain from
-    /// (more than 3/4 of each worker's share).
-    fn build(&self, sets: &[AccessSet], threads: usize, pieces: usize) {
-        let n = sets.len();
+    /// Builds the tree chunk by chunk, with the last touchers in `pieces` maps: each chunk's sets
+    /// are those of `declared` (sets declared beforehand) or, without it, declared here by
+    /// `access`. Aborts the run on a set that cannot be declared (the block runs in order), and
+    /// when the longest chain grows past what `threads` workers gain from (more than 3/4 of each
+    /// worker's share).
+    fn build(
+        &self,
+        txs: &[Transaction],
+        access: impl Fn(&Transaction) -> AccessSet,
+        declared: Option<Vec<AccessSet>>,
+        threads: usize,
+        pieces: usize,
+    ) {
+        let n = txs.len();
         let mut b = DttBuilder::with_pieces(n, pieces);
-        for (c, part) in sets.chunks(TREE_CHUNK).enumerate() {
+        let mut declared = declared.map(Vec::into_iter);
+        for (c, part) in txs.chunks(TREE_CHUNK).enumerate() {
             if self.aborted() {
                 return;
             }
-            let nodes: Vec<(PrevLinks, Deps)> = part.iter().map(|s| b.push(s)).collect();
+            let sets: Vec<AccessSet> = match &mut declared {
+                Some(sets) => sets.by_ref().take(part.len()).collect(),
+                None => part.iter().map(&access).collect(),
+            };
+            if sets.len() != part.len() || sets.iter().any(|s| s.opaque) {
+                self.critical_path.store(n, Ordering::Relaxed);
+                self.abort.store(true, Ordering::Release);
+                return;
+            }
+            let nodes: Vec<(PrevLinks, Deps)> = sets.iter().map(|s| b.push(s)).collect();
             if b.critical_path() * threads * 4 > n * 3 {
                 self.critical_path.store(b.critical_path(), Ordering::Relaxed);
                 self.abort.store(true, Ordering::Release);
                 return;
             }
-            let _ = self.chunks[c].set(nodes);
+            let _ = self.chunks[c].set(Chunk { sets, nodes });
         }
         self.critical_path.store(b.critical_path(), Ordering::Relaxed);
         let _ = self.last.set(b.finish());
@@ -201,7 +230,7 @@ fn resolve(a: &Address, mut at: Option<u32>, slots: &[Slot], tree: &Tree) -> Res
             Some(Ok(TxOutcome::Invalid(_))) => {}
             Some(Err(_)) | None => return Err(()),
         }
-        at = prev_of(&tree.node(j).ok_or(())?.0, a);
+        at = prev_of(&tree.node(j).ok_or(())?.1 .0, a);
     }
     Ok(None)
 }
@@ -479,7 +508,6 @@ fn collect_receipts(slots: &[Slot], done: &[AtomicBool], tree: &Tree) -> Option<
 #[derive(Clone, Copy)]
 struct Shared<'a> {
     txs: &'a [Transaction],
-    sets: &'a [AccessSet],
     tree: &'a Tree,
     slots: &'a [Slot],
     done: &'a [AtomicBool],
@@ -601,56 +629,50 @@ impl ParallelExecutor {
         // hot account or row shows there as it does in the whole block; such blocks run in order
         // having paid for a small part of the analysis rather than all of it.
         let probe_len = if n >= PROBE_MIN_TXS { PROBE_TXS } else { 0 };
-        let mut sets: Vec<AccessSet> = txs[..probe_len].iter().map(&access).collect();
-        if probe_len > 0 && sets.iter().all(|s| !s.opaque) {
-            let probe = Dtt::build(&sets).critical_path();
+        let probe: Vec<AccessSet> = txs[..probe_len].iter().map(&access).collect();
+        if probe_len > 0 && probe.iter().all(|s| !s.opaque) {
+            let probe = Dtt::build(&probe).critical_path();
             if probe * self.threads * 4 > probe_len * 3 {
                 let analysis_ns = started.elapsed().as_nanos() as u64;
                 let stats = ExecStats { threads: 1, critical_path: probe, analysis_ns, ..Default::default() };
                 return execute_block(view, ctx, txs, mode).map(|out| (out, stats));
             }
         }
+        // Declaring is independent per transaction. Large blocks with contract calls (whose sets
+        // take a microsecond or so each) declare on every core before the workers start; other
+        // blocks' sets are declared by the tree's builder as it goes (a transfer's set costs less
+        // than starting a thread, and the workers start on the first chunk meanwhile).
         let rest = &txs[probe_len..];
-        // Declaring is independent per transaction: large blocks with contract calls (whose sets
-        // take a microsecond or so each) declare on every worker; a transfer's set costs less than
-        // starting a thread.
-        sets.extend::<Vec<AccessSet>>(
-            if rest.len() >= 1024 && rest.iter().any(|t| t.body.payload.is_contract()) {
-                let access = &access;
-                std::thread::scope(|s| {
-                    let parts: Vec<_> = rest
-                        .chunks(rest.len().div_ceil(self.threads))
-                        .map(|part| {
-                            let job = move || part.iter().map(access).collect::<Vec<_>>();
-                            (
-                                part,
-                                std::thread::Builder::new().name("aergo-declare".into()).spawn_scoped(s, job),
-                            )
-                        })
-                        .collect();
-                    parts
-                        .into_iter()
-                        .flat_map(|(part, h)| match h {
-                            Ok(h) => h.join().unwrap_or_default(),
-                            Err(_) => part.iter().map(access).collect(),
-                        })
-                        .collect()
-                })
-            } else {
-                rest.iter().map(&access).collect()
-            },
-        );
-        if sets.len() != n {
-            // A declaring thread panicked: run the block in order.
-            let stats = ExecStats { threads: 1, critical_path: n, ..Default::default() };
-            return execute_block(view, ctx, txs, mode).map(|out| (out, stats));
-        }
-        // Staking, voting and native transfers out of contracts cannot be declared: such blocks
-        // (rare) run in order.
-        if sets.iter().any(|s| s.opaque) {
-            let stats = ExecStats { threads: 1, critical_path: n, ..Default::default() };
-            return execute_block(view, ctx, txs, mode).map(|out| (out, stats));
-        }
+        let declared = if rest.len() >= 1024 && rest.iter().any(|t| t.body.payload.is_contract()) {
+            let access = &access;
+            let mut sets = probe;
+            sets.extend(std::thread::scope(|s| {
+                let parts: Vec<_> = rest
+                    .chunks(rest.len().div_ceil(self.threads))
+                    .map(|part| {
+                        let job = move || part.iter().map(access).collect::<Vec<_>>();
+                        (part, std::thread::Builder::new().name("aergo-declare".into()).spawn_scoped(s, job))
+                    })
+                    .collect();
+                parts
+                    .into_iter()
+                    .flat_map(|(part, h)| match h {
+                        Ok(h) => h.join().unwrap_or_default(),
+                        Err(_) => part.iter().map(access).collect(),
+                    })
+                    .collect::<Vec<_>>()
+            }));
+            if sets.len() != n {
+                // A declaring thread panicked: run the block in order.
+                let stats = ExecStats { threads: 1, critical_path: n, ..Default::default() };
+                return execute_block(view, ctx, txs, mode).map(|out| (out, stats));
+            }
+            Some(sets)
+        } else {
+            None
+        };
+        let expected_writes =
+            declared.as_ref().map_or(0, |sets| sets.iter().map(MvMemory::expected_writes).sum());
         let analysis_ns = started.elapsed().as_nanos() as u64;
         let started = std::time::Instant::now();
         let pieces = (self.threads * PIECES_PER_WORKER).min(256);
@@ -659,10 +681,9 @@ impl ParallelExecutor {
         let done: Vec<AtomicBool> = (0..n).map(|_| AtomicBool::new(false)).collect();
         let (next, next_piece) = (AtomicUsize::new(0), AtomicUsize::new(0));
         let encoded: Vec<OnceLock<Vec<Change>>> = (0..pieces).map(|_| OnceLock::new()).collect();
-        let mv = MvMemory::with_capacity(sets.iter().map(MvMemory::expected_writes).sum());
+        let mv = MvMemory::with_capacity(expected_writes);
         let shared = Shared {
             txs: &txs,
-            sets: &sets,
             tree: &tree,
             slots: &slots,
             done: &done,
@@ -695,7 +716,9 @@ impl ParallelExecutor {
             let built = std::time::Instant::now();
             {
                 let _guard = AbortOnPanic(&tree);
-                tree.build(&sets, self.threads, pieces);
+                // Staking, voting and native transfers out of contracts cannot be declared: the
+                // builder aborts on them and such blocks (rare) run in order.
+                tree.build(&txs, &access, declared, self.threads, pieces);
             }
             build_ns = built.elapsed().as_nanos() as u64;
             let own = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -863,7 +886,7 @@ impl ParallelExecutor {
                 if !tree.wait(|| tree.node(i).is_some()) {
                     return None;
                 }
-                let (prev, deps) = tree.node(i)?;
+                let (set, (prev, deps)) = tree.node(i)?;
                 for &d in deps {
                     if !tree.wait(|| sh.done[d as usize].load(Ordering::Acquire)) {
                         return None;
@@ -873,7 +896,7 @@ impl ParallelExecutor {
                     view,
                     reader: &mut *reader,
                     index: i as u32,
-                    set: &sh.sets[i],
+                    set,
                     prev,
                     tree,
                     slots: sh.slots,

@@ -565,6 +565,23 @@ fn a_contract_call_that_lies_about_its_rows_is_caught_and_the_result_stays_right
     assert_eq!(stats.reexecuted, 150 - liar, "{stats:?}");
 }
 
+/// Staking cannot be declared: a large block holding one stake far into it (the workers have
+/// started on the chunks before it) runs in order, with the sequential result.
+#[test]
+fn a_block_with_a_transaction_that_cannot_be_declared_runs_in_order() {
+    let (mut view, mut txs) = random_block(5, 600, 3_000, 0);
+    let staker = Keypair::from_seed("staker");
+    view.0.insert(staker.address(), Account { balance: 1_000, nonce: 0 });
+    txs.insert(2_000, gov(&staker, 0, 300, Payload::Stake));
+    let expected = execute_block(&view, &ctx(), txs.clone(), Mode::Build).unwrap();
+    assert!(expected.receipts.iter().any(|r| r.tx_hash == txs[2_000].hash()), "the stake applies");
+    let (got, stats) = ParallelExecutor::with_threads(2, Vec::new())
+        .execute_with(&view, &ctx(), txs, Mode::Build, declared, &Default::default())
+        .unwrap();
+    assert_eq!(got, expected);
+    assert_eq!((stats.threads, stats.reexecuted), (1, 0), "{stats:?}");
+}
+
 #[test]
 fn large_blocks_are_probed_for_contention_first() {
     for (hot, threads) in [(100, 1), (0, 2)] {
