@@ -140,6 +140,12 @@ impl Tree {
         Some((chunk.sets.get(i % TREE_CHUNK)?, chunk.nodes.get(i % TREE_CHUNK)?))
     }
 
+    /// Stops the run: the block is to run in order; `critical_path` is what the stats report.
+    fn abort_in_order(&self, critical_path: usize) {
+        self.critical_path.store(critical_path, Ordering::Relaxed);
+        self.abort.store(true, Ordering::Release);
+    }
+
     fn aborted(&self) -> bool {
         self.abort.load(Ordering::Acquire)
     }
@@ -186,15 +192,11 @@ impl Tree {
                 None => part.iter().map(&access).collect(),
             };
             if sets.len() != part.len() || sets.iter().any(|s| s.opaque) {
-                self.critical_path.store(n, Ordering::Relaxed);
-                self.abort.store(true, Ordering::Release);
-                return;
+                return self.abort_in_order(n);
             }
             let nodes: Vec<(PrevLinks, Deps)> = sets.iter().map(|s| b.push(s)).collect();
             if b.critical_path() * threads * 4 > n * 3 {
-                self.critical_path.store(b.critical_path(), Ordering::Relaxed);
-                self.abort.store(true, Ordering::Release);
-                return;
+                return self.abort_in_order(b.critical_path());
             }
             let _ = self.chunks[c].set(Chunk { sets, nodes });
         }
@@ -230,7 +232,8 @@ fn resolve(a: &Address, mut at: Option<u32>, slots: &[Slot], tree: &Tree) -> Res
             Some(Ok(TxOutcome::Invalid(_))) => {}
             Some(Err(_)) | None => return Err(()),
         }
-        at = prev_of(&tree.node(j).ok_or(())?.1 .0, a);
+        let (_, (links, _)) = tree.node(j).ok_or(())?;
+        at = prev_of(links, a);
     }
     Ok(None)
 }
@@ -490,7 +493,7 @@ fn encode_piece(
 /// The receipts of a block in which every transaction applied, and their fees: collected by the
 /// calling thread while the other workers encode final values. `None` if some transaction did
 /// not apply (invalid, failed, or outside its set): the merge sorts that out.
-fn collect_receipts(slots: &[Slot], done: &[AtomicBool], tree: &Tree) -> Option<(Vec<Receipt>, Amount)> {
+fn collect_receipts(slots: &[Slot], done: &[AtomicBool], tree: &Tree) -> Collected {
     let mut receipts = Vec::with_capacity(slots.len());
     let mut fees: Amount = 0;
     for (slot, done) in slots.iter().zip(done) {
