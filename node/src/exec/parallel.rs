@@ -167,31 +167,29 @@ impl Tree {
         true
     }
 
-    /// Builds the tree chunk by chunk, with the last touchers in `pieces` maps: each chunk's sets
-    /// are those of `declared` (sets declared beforehand) or, without it, declared here by
-    /// `access`. Aborts the run on a set that cannot be declared (the block runs in order), and
-    /// when the longest chain grows past what `threads` workers gain from (more than 3/4 of each
-    /// worker's share).
+    /// Builds the tree chunk by chunk, with the last touchers in `pieces` maps: the sets of the
+    /// first transactions are `declared` (those declared beforehand: the probe's, or the whole
+    /// block's), the rest are declared here by `access`. Aborts the run on a set that cannot be
+    /// declared (the block runs in order), and when the longest chain grows past what `threads`
+    /// workers gain from (more than 3/4 of each worker's share).
     fn build(
         &self,
         txs: &[Transaction],
         access: impl Fn(&Transaction) -> AccessSet,
-        declared: Option<Vec<AccessSet>>,
+        declared: Vec<AccessSet>,
         threads: usize,
         pieces: usize,
     ) {
         let n = txs.len();
         let mut b = DttBuilder::with_pieces(n, pieces);
-        let mut declared = declared.map(Vec::into_iter);
+        let mut declared = declared.into_iter();
         for (c, part) in txs.chunks(TREE_CHUNK).enumerate() {
             if self.aborted() {
                 return;
             }
-            let sets: Vec<AccessSet> = match &mut declared {
-                Some(sets) => sets.by_ref().take(part.len()).collect(),
-                None => part.iter().map(&access).collect(),
-            };
-            if sets.len() != part.len() || sets.iter().any(|s| s.opaque) {
+            let mut sets: Vec<AccessSet> = declared.by_ref().take(part.len()).collect();
+            sets.extend(part[sets.len()..].iter().map(&access));
+            if sets.iter().any(|s| s.opaque) {
                 return self.abort_in_order(n);
             }
             let nodes: Vec<(PrevLinks, Deps)> = sets.iter().map(|s| b.push(s)).collect();
@@ -642,14 +640,15 @@ impl ParallelExecutor {
             }
         }
         // Declaring is independent per transaction. Large blocks with contract calls (whose sets
-        // take a microsecond or so each) declare on every core before the workers start; other
-        // blocks' sets are declared by the tree's builder as it goes (a transfer's set costs less
-        // than starting a thread, and the workers start on the first chunk meanwhile).
+        // take a microsecond or so each) declare on every core before the workers start; in
+        // other blocks the tree's builder declares the sets past the probe's as it goes (a
+        // transfer's set costs less than starting a thread, and the workers start on the first
+        // chunk meanwhile). The probe's sets are not declared twice.
         let rest = &txs[probe_len..];
-        let declared = if rest.len() >= 1024 && rest.iter().any(|t| t.body.payload.is_contract()) {
+        let mut declared = probe;
+        if rest.len() >= 1024 && rest.iter().any(|t| t.body.payload.is_contract()) {
             let access = &access;
-            let mut sets = probe;
-            sets.extend(std::thread::scope(|s| {
+            declared.extend(std::thread::scope(|s| {
                 let parts: Vec<_> = rest
                     .chunks(rest.len().div_ceil(self.threads))
                     .map(|part| {
@@ -665,17 +664,13 @@ impl ParallelExecutor {
                     })
                     .collect::<Vec<_>>()
             }));
-            if sets.len() != n {
+            if declared.len() != n {
                 // A declaring thread panicked: run the block in order.
                 let stats = ExecStats { threads: 1, critical_path: n, ..Default::default() };
                 return execute_block(view, ctx, txs, mode).map(|out| (out, stats));
             }
-            Some(sets)
-        } else {
-            None
-        };
-        let expected_writes =
-            declared.as_ref().map_or(0, |sets| sets.iter().map(MvMemory::expected_writes).sum());
+        }
+        let expected_writes = declared.iter().map(MvMemory::expected_writes).sum();
         let analysis_ns = started.elapsed().as_nanos() as u64;
         let started = std::time::Instant::now();
         let pieces = (self.threads * PIECES_PER_WORKER).min(256);
