@@ -193,6 +193,9 @@ impl Cursor {
 
     /// Tokens up to (not including) the first of `stop` at parenthesis depth 0.
     fn take_until(&mut self, stop: &dyn Fn(&Token) -> bool) -> Vec<TokenWithSpan> {
+        // A step over a construct cut short can leave the position past the last token: there is
+        // nothing left to take then (the caller reports what it expected).
+        self.pos = self.pos.min(self.tokens.len());
         let start = self.pos;
         let mut depth = 0i32;
         while let Some(t) = self.peek() {
