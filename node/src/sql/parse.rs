@@ -193,8 +193,10 @@ impl Cursor {
 
     /// Tokens up to (not including) the first of `stop` at parenthesis depth 0.
     fn take_until(&mut self, stop: &dyn Fn(&Token) -> bool) -> Vec<TokenWithSpan> {
-        // A step over a construct cut short can leave the position past the last token: there is
-        // nothing left to take then (the caller reports what it expected).
+        // Every step checks for a token before passing it (a DECLARE's initial value did not,
+        // found by the fuzzer); should another not, debug builds (tests, the fuzzer) say so and
+        // release builds take nothing, leaving the caller to report what it expected.
+        debug_assert!(self.pos <= self.tokens.len(), "a step passed the last token");
         self.pos = self.pos.min(self.tokens.len());
         let start = self.pos;
         let mut depth = 0i32;
@@ -268,11 +270,14 @@ impl Cursor {
                         || matches!(t, Token::Word(w) if w.keyword == Keyword::DEFAULT)
                 });
                 let ty = self.parse_with(ty_tokens, at, "a type", |p| p.parse_data_type())?;
-                let init = if self.peek() == Some(&Token::SemiColon) {
-                    None
-                } else {
-                    self.pos += 1;
-                    Some(self.expr_until(&|t| *t == Token::SemiColon, "an initial value")?)
+                // After the type: `;`, or `:=`/DEFAULT and a value. At the end of the body there is
+                // neither (the `;` is then reported missing); stepping over it overshot the tokens.
+                let init = match self.peek() {
+                    None | Some(Token::SemiColon) => None,
+                    Some(_) => {
+                        self.pos += 1;
+                        Some(self.expr_until(&|t| *t == Token::SemiColon, "an initial value")?)
+                    }
                 };
                 self.expect_semicolon()?;
                 declares.push((name, ty, init));
