@@ -282,6 +282,9 @@ impl<A: Accounts> Accounts for Recording<'_, A> {
 }
 
 /// What one transaction did.
+// `Applied` is nearly every outcome and carries its writes inline; boxing it would bring back
+// the allocation per transaction that inline writes save the parallel executor's workers.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TxOutcome {
     /// Not includable (nonce, fee, chain id): no effect.
@@ -290,8 +293,9 @@ pub enum TxOutcome {
     Applied { receipt: Receipt, writes: AccountWrites, system: Vec<(Vec<u8>, Option<Vec<u8>>)> },
 }
 
-/// The accounts one transaction wrote, in write order.
-pub type AccountWrites = Vec<(Address, Account)>;
+/// The accounts one transaction wrote, in write order: inline, as a transaction writes one or
+/// two (the parallel executor's workers then allocate nothing per transaction).
+pub type AccountWrites = smallvec::SmallVec<[(Address, Account); 2]>;
 
 /// Why a transaction cannot be included at all (nonce, fee, chain id), checked against current state.
 pub fn validity(tx: &Transaction, chain_id: &str, sender: &Account) -> Result<(), String> {
@@ -321,7 +325,7 @@ pub fn apply_tx<A: Accounts>(
     sender.balance -= tx.body.fee;
     sender.nonce += 1;
     let mut fee = tx.body.fee;
-    let mut writes = AccountWrites::with_capacity(2);
+    let mut writes = AccountWrites::new();
     let mut system = Vec::new();
     let status = match tx.body.payload {
         _ if tx.body.payload.is_contract() => {
@@ -468,66 +472,71 @@ impl<V: StateView> Accounts for Overlay<'_, V> {
     }
 }
 
-/// Moves receipts and transactions into `out` (included, or dropped with the reason in
-/// [`Mode::Build`]); hands each applied transaction's writes to `writes`, in order; returns the fees.
+/// Takes a block's outcomes one by one, in block order (`outcome(i, tx)` gives transaction `i`'s):
+/// each receipt into the output, each transaction into `included` (or, invalid, into `dropped`
+/// with the reason in [`Mode::Build`]; in [`Mode::Verify`] an invalid transaction refuses the
+/// block); hands each applied transaction's writes to `writes`. Returns the output and the fees.
 ///
-/// `all_applied` (no outcome is invalid, as in every block a follower accepts) lets the block's
-/// transactions become `out.included` as they are: moving them one by one is megabytes of copying
-/// into fresh pages for a large block, all of it on the one thread that merges.
-pub(crate) fn split_outcomes(
-    out: &mut ExecOutput,
+/// The outcomes are not gathered into a list first: the sequential engine streams them as it
+/// executes, so an outcome can be as large as its inline writes without a block's worth of them
+/// going through memory twice. When every transaction applied (as in every block a follower
+/// accepts) the block's transactions become `included` as they are: moving them one by one is
+/// megabytes of copying into fresh pages.
+pub(crate) fn collect_outcomes(
     txs: Vec<Transaction>,
-    outcomes: impl IntoIterator<Item = TxOutcome>,
-    all_applied: bool,
     mode: Mode,
+    mut outcome: impl FnMut(usize, &Transaction) -> Result<TxOutcome, ExecError>,
     mut writes: impl FnMut(AccountWrites, Vec<(Vec<u8>, Option<Vec<u8>>)>),
-) -> Result<Amount, ExecError> {
+) -> Result<(ExecOutput, Amount), ExecError> {
+    let mut out = ExecOutput::default();
     let mut fees: Amount = 0;
+    let mut left_out = Vec::new();
     out.receipts.reserve(txs.len());
-    if all_applied {
-        for outcome in outcomes {
-            if let TxOutcome::Applied { receipt, writes: w, system } = outcome {
-                writes(w, system);
-                fees = fees.saturating_add(receipt.fee);
-                out.receipts.push(receipt);
-            }
-        }
-        out.included = txs;
-        return Ok(fees);
-    }
-    out.included.reserve(txs.len());
-    for (index, (tx, outcome)) in txs.into_iter().zip(outcomes).enumerate() {
-        match outcome {
+    for (index, tx) in txs.iter().enumerate() {
+        match outcome(index, tx)? {
             TxOutcome::Invalid(reason) => match mode {
-                Mode::Build => out.dropped.push((tx.hash(), reason)),
+                Mode::Build => {
+                    out.dropped.push((tx.hash(), reason));
+                    left_out.push(index);
+                }
                 Mode::Verify => return Err(ExecError::InvalidTx { index, hash: tx.hash(), reason }),
             },
             TxOutcome::Applied { receipt, writes: w, system } => {
                 writes(w, system);
                 fees = fees.saturating_add(receipt.fee);
                 out.receipts.push(receipt);
-                out.included.push(tx);
             }
         }
     }
-    Ok(fees)
+    out.included = if left_out.is_empty() {
+        txs
+    } else {
+        let mut left_out = left_out.into_iter().peekable();
+        let mut included = Vec::with_capacity(txs.len());
+        for (index, tx) in txs.into_iter().enumerate() {
+            if left_out.next_if_eq(&index).is_none() {
+                included.push(tx);
+            }
+        }
+        included
+    };
+    Ok((out, fees))
 }
 
-/// Turns per-transaction outcomes (in block order) into the block's output: receipts in order, the
-/// final value of every written account, the producer's fees, the head key.
-pub fn assemble<V: StateView>(
+/// Executes or takes a block's outcomes ([`collect_outcomes`]) and turns them into the block's
+/// output: receipts in order, the final value of every written account, the producer's fees,
+/// the head key.
+fn assemble_with<V: StateView>(
     view: &V,
     ctx: &BlockContext,
     txs: Vec<Transaction>,
-    outcomes: Vec<TxOutcome>,
     mode: Mode,
+    outcome: impl FnMut(usize, &Transaction) -> Result<TxOutcome, ExecError>,
 ) -> Result<ExecOutput, ExecError> {
-    let mut out = ExecOutput::default();
     let mut finals: dtt::FastMap<Address, Account> =
-        dtt::FastMap::with_capacity_and_hasher(outcomes.len() * 2, Default::default());
+        dtt::FastMap::with_capacity_and_hasher(txs.len() * 2, Default::default());
     let mut system_finals: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
-    let all_applied = outcomes.iter().all(|o| matches!(o, TxOutcome::Applied { .. }));
-    let fees = split_outcomes(&mut out, txs, outcomes, all_applied, mode, |writes, system| {
+    let (mut out, fees) = collect_outcomes(txs, mode, outcome, |writes, system| {
         for (a, acct) in writes {
             finals.insert(a, acct);
         }
@@ -551,6 +560,21 @@ pub fn assemble<V: StateView>(
     Ok(out)
 }
 
+/// Turns per-transaction outcomes (in block order) into the block's output, as
+/// [`execute_block`] would have.
+pub fn assemble<V: StateView>(
+    view: &V,
+    ctx: &BlockContext,
+    txs: Vec<Transaction>,
+    outcomes: Vec<TxOutcome>,
+    mode: Mode,
+) -> Result<ExecOutput, ExecError> {
+    let mut outcomes = outcomes.into_iter();
+    assemble_with(view, ctx, txs, mode, |index, _| {
+        outcomes.next().ok_or(ExecError::Undeclared(format!("no outcome for transaction {index}")))
+    })
+}
+
 /// Executes `txs` in order on top of `view`: the sequential reference engine.
 pub fn execute_block<V: StateView>(
     view: &V,
@@ -559,11 +583,7 @@ pub fn execute_block<V: StateView>(
     mode: Mode,
 ) -> Result<ExecOutput, ExecError> {
     let mut overlay = Overlay::with_capacity(view, txs.len() * 2);
-    let mut outcomes = Vec::with_capacity(txs.len());
-    for tx in &txs {
-        outcomes.push(apply_tx(tx, ctx, &mut overlay)?);
-    }
-    assemble(view, ctx, txs, outcomes, mode)
+    assemble_with(view, ctx, txs, mode, |_, tx| apply_tx(tx, ctx, &mut overlay))
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ use super::affinity::{pin_current_thread, pin_current_thread_for_now};
 use super::contract::Found;
 use super::dtt::{piece_of, Deps, Dtt, DttBuilder, FastMap, PrevLinks};
 use super::{
-    apply_tx, assemble, execute_block, split_outcomes, Accounts, BlockContext, ExecError, ExecOutput, Mode,
+    apply_tx, assemble, collect_outcomes, execute_block, Accounts, BlockContext, ExecError, ExecOutput, Mode,
     Overlay, StateRead, StateView, TxOutcome,
 };
 use crate::sql::store::code_key;
@@ -746,12 +746,10 @@ impl ParallelExecutor {
         // when worker 0 found every transaction applied).
         let mut redo_from = None;
         let mut failed = None;
-        let mut all_applied = true;
         if collected.is_none() {
             for (i, slot) in slots.iter().enumerate() {
                 match slot.get() {
-                    Some(Ok(TxOutcome::Applied { .. })) => {}
-                    Some(Ok(TxOutcome::Invalid(_))) => all_applied = false,
+                    Some(Ok(_)) => {}
                     Some(Err(ExecError::Undeclared(what))) => {
                         tracing::warn!(index = i, tx = %txs[i].hash(), touched = %what,
                             "transaction touched state outside its declared access set; re-executing the rest of the block in order");
@@ -821,21 +819,18 @@ impl ParallelExecutor {
             }
             return Err(ExecError::Undeclared(format!("transaction {i} failed")));
         }
-        let mut out = ExecOutput::default();
-        let fees = match collected {
-            Some((receipts, fees)) => {
-                out.receipts = receipts;
-                out.included = txs;
-                fees
-            }
+        let (mut out, fees) = match collected {
+            Some((receipts, fees)) => (ExecOutput { receipts, included: txs, ..Default::default() }, fees),
             None => {
                 // Every slot holds an outcome (checked above): taken in order, not copied into a
                 // list first.
-                let outcomes = slots.into_iter().filter_map(|s| match s.into_inner() {
-                    Some(Ok(outcome)) => Some(outcome),
-                    _ => None,
-                });
-                split_outcomes(&mut out, txs, outcomes, all_applied, mode, |_, _| {})?
+                let mut slots = slots.into_iter();
+                let outcome =
+                    |index: usize, _: &Transaction| match slots.next().and_then(OnceLock::into_inner) {
+                        Some(result) => result,
+                        None => Err(ExecError::Undeclared(format!("no outcome for transaction {index}"))),
+                    };
+                collect_outcomes(txs, mode, outcome, |_, _| {})?
             }
         };
         if fees > 0 || producer_before.is_some() {
