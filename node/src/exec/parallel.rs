@@ -552,35 +552,48 @@ impl ParallelExecutor {
     }
 
     /// Verifies the signatures of `txs` in batches ([`crate::crypto::verify_batch`]) spread over the
-    /// workers' cores; one answer per transaction, in order, equal to verifying each alone.
+    /// workers' cores; one answer per transaction, in order, equal to verifying each alone. Each
+    /// thread (this one among them) claims the next batch when it finishes one, so a core the host
+    /// slows down does fewer batches instead of holding the others back with a fixed half.
     pub fn verify_signatures(&self, txs: &[Transaction]) -> Vec<Result<(), crate::crypto::SignatureError>> {
-        let per = txs.len().div_ceil(self.threads);
         if self.threads <= 1 || txs.len() < self.min_txs.max(2) {
             return txs.chunks(VERIFY_BATCH).flat_map(crate::crypto::verify_txs).collect();
         }
+        let batches: Vec<&[Transaction]> = txs.chunks(VERIFY_BATCH).collect();
+        let answers: Vec<OnceLock<Vec<Result<(), crate::crypto::SignatureError>>>> =
+            batches.iter().map(|_| OnceLock::new()).collect();
+        let next = AtomicUsize::new(0);
+        let claim = || {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| loop {
+                let b = next.fetch_add(1, Ordering::Relaxed);
+                let Some(batch) = batches.get(b) else { break };
+                let _ = answers[b].set(crate::crypto::verify_txs(*batch));
+            }));
+        };
+        let core_of = |w: usize| (!self.cores.is_empty()).then(|| self.cores[w % self.cores.len()]);
         std::thread::scope(|s| {
-            let handles: Vec<_> = txs
-                .chunks(per)
-                .enumerate()
-                .map(|(w, part)| {
-                    let core = (!self.cores.is_empty()).then(|| self.cores[w % self.cores.len()]);
-                    let job = move || {
-                        if let Some(core) = core {
-                            let _ = pin_current_thread(core);
-                        }
-                        part.chunks(VERIFY_BATCH).flat_map(crate::crypto::verify_txs).collect::<Vec<_>>()
-                    };
-                    (part, std::thread::Builder::new().name(format!("aergo-verify-{w}")).spawn_scoped(s, job))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|(part, h)| match h {
-                    Ok(h) => h.join().unwrap_or_else(|_| part.iter().map(crate::crypto::verify_tx).collect()),
-                    Err(_) => part.chunks(VERIFY_BATCH).flat_map(crate::crypto::verify_txs).collect(),
-                })
-                .collect()
-        })
+            for w in 1..self.threads.min(batches.len()) {
+                let core = core_of(w);
+                let job = move || {
+                    if let Some(core) = core {
+                        let _ = pin_current_thread(core);
+                    }
+                    claim()
+                };
+                // Fewer threads only make it slower: the others claim every batch.
+                let _ = std::thread::Builder::new().name(format!("aergo-verify-{w}")).spawn_scoped(s, job);
+            }
+            let _pinned = core_of(0).and_then(|core| pin_current_thread_for_now(core).ok());
+            claim();
+        });
+        // A batch whose thread panicked is checked again here, one signature at a time.
+        answers
+            .into_iter()
+            .zip(batches)
+            .flat_map(|(a, batch)| {
+                a.into_inner().unwrap_or_else(|| batch.iter().map(crate::crypto::verify_tx).collect())
+            })
+            .collect()
     }
 
     /// Executes `txs` with the transactions' declared access sets.
