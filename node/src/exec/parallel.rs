@@ -551,6 +551,11 @@ impl ParallelExecutor {
         &self.cores
     }
 
+    /// The core worker `w` is pinned to (round robin over the cores); `None` when not pinning.
+    fn core_of(&self, w: usize) -> Option<usize> {
+        (!self.cores.is_empty()).then(|| self.cores[w % self.cores.len()])
+    }
+
     /// Verifies the signatures of `txs` in batches ([`crate::crypto::verify_batch`]) spread over the
     /// workers' cores; one answer per transaction, in order, equal to verifying each alone. Each
     /// thread (this one among them) claims the next batch when it finishes one, so a core the host
@@ -570,10 +575,9 @@ impl ParallelExecutor {
                 let _ = answers[b].set(crate::crypto::verify_txs(*batch));
             }));
         };
-        let core_of = |w: usize| (!self.cores.is_empty()).then(|| self.cores[w % self.cores.len()]);
         std::thread::scope(|s| {
             for w in 1..self.threads.min(batches.len()) {
-                let core = core_of(w);
+                let core = self.core_of(w);
                 let job = move || {
                     if let Some(core) = core {
                         let _ = pin_current_thread(core);
@@ -583,7 +587,7 @@ impl ParallelExecutor {
                 // Fewer threads only make it slower: the others claim every batch.
                 let _ = std::thread::Builder::new().name(format!("aergo-verify-{w}")).spawn_scoped(s, job);
             }
-            let _pinned = core_of(0).and_then(|core| pin_current_thread_for_now(core).ok());
+            let _pinned = self.core_of(0).and_then(|core| pin_current_thread_for_now(core).ok());
             claim();
         });
         // A batch whose thread panicked is checked again here, one signature at a time.
@@ -705,11 +709,10 @@ impl ParallelExecutor {
             next_piece: &next_piece,
         };
         let mut build_ns = 0;
-        let core_of = |w: usize| (!self.cores.is_empty()).then(|| self.cores[w % self.cores.len()]);
         let collected: Collected = std::thread::scope(|s| {
             let handles: Vec<_> = (1..self.threads)
                 .filter_map(|w| {
-                    let job = move || self.work(w, core_of(w), view, ctx, shared);
+                    let job = move || self.work(w, self.core_of(w), view, ctx, shared);
                     let spawned =
                         std::thread::Builder::new().name(format!("aergo-exec-{w}")).spawn_scoped(s, job);
                     // Fewer workers only make it slower: the others claim everything.
@@ -719,7 +722,7 @@ impl ParallelExecutor {
             // This thread is worker 0, on the first core: it builds the tree while the others run
             // what it has published, then claims transactions too. (A builder beside `threads`
             // workers made one thread more than cores: worker 0 waited up to 2 ms for its core.)
-            let _pinned = core_of(0).and_then(|core| {
+            let _pinned = self.core_of(0).and_then(|core| {
                 pin_current_thread_for_now(core)
                     .map_err(|e| tracing::warn!(error = %e, "execution thread not pinned"))
                     .ok()
