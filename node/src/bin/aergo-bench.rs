@@ -718,7 +718,7 @@ fn exec(opts: ExecOpts) -> anyhow::Result<()> {
         // this VM's speed drifts within a minute, and a best-of-rounds figure for 1 thread and one
         // for 2 threads can come from different minutes.
         let (mut single_pairs, mut batch_pairs) = (Vec::new(), Vec::new());
-        let admission_rounds = rounds.max(9);
+        let admission_rounds = rounds.max(15);
         for round in 0..admission_rounds {
             let (o, t, b) = verify_ceiling(&sample);
             // The batch check on 2 threads right after the one on 1 thread (`verify_ceiling`'s

@@ -56,6 +56,15 @@ const PROBE_TXS: usize = 512;
 /// whole, so that redo is paid once per bad block.
 pub const VERIFY_BATCH: usize = 1024;
 
+/// The batch length [`ParallelExecutor::verify_signatures`] cuts `n` signatures into for
+/// `threads` threads: at most [`VERIFY_BATCH`], in a number of batches that is a multiple of
+/// `threads`, all of one length but the last. 10 000 signatures on 2 threads are 10 batches of
+/// 1000, not 9 of 1024 and one of 784, so neither thread waits out most of a batch at the end.
+pub fn verify_batch_len(n: usize, threads: usize) -> usize {
+    let batches = n.div_ceil(VERIFY_BATCH).next_multiple_of(threads.max(1));
+    n.div_ceil(batches.max(1)).max(1)
+}
+
 type Slot = OnceLock<Result<TxOutcome, ExecError>>;
 
 /// What one run did.
@@ -559,12 +568,13 @@ impl ParallelExecutor {
     /// Verifies the signatures of `txs` in batches ([`crate::crypto::verify_batch`]) spread over the
     /// workers' cores; one answer per transaction, in order, equal to verifying each alone. Each
     /// thread (this one among them) claims the next batch when it finishes one, so a core the host
-    /// slows down does fewer batches instead of holding the others back with a fixed half.
+    /// slows down does fewer batches instead of holding the others back with a fixed half. The
+    /// batches are of equal length ([`verify_batch_len`]), so the threads also finish together.
     pub fn verify_signatures(&self, txs: &[Transaction]) -> Vec<Result<(), crate::crypto::SignatureError>> {
         if self.threads <= 1 || txs.len() < self.min_txs.max(2) {
             return txs.chunks(VERIFY_BATCH).flat_map(crate::crypto::verify_txs).collect();
         }
-        let batches: Vec<&[Transaction]> = txs.chunks(VERIFY_BATCH).collect();
+        let batches: Vec<&[Transaction]> = txs.chunks(verify_batch_len(txs.len(), self.threads)).collect();
         let answers: Vec<OnceLock<Vec<Result<(), crate::crypto::SignatureError>>>> =
             batches.iter().map(|_| OnceLock::new()).collect();
         let next = AtomicUsize::new(0);

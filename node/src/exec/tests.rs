@@ -300,6 +300,26 @@ fn block_signature_checks_on_workers_equal_single_checks() {
     }
 }
 
+#[test]
+fn signature_batches_are_even_per_thread_and_never_above_the_batch_size() {
+    use crate::exec::parallel::{verify_batch_len, VERIFY_BATCH};
+    assert_eq!(verify_batch_len(10_000, 2), 1000);
+    assert_eq!(verify_batch_len(10_000, 1), 1000);
+    assert_eq!(verify_batch_len(2048, 2), VERIFY_BATCH);
+    assert_eq!(verify_batch_len(3000, 2), 750);
+    assert_eq!(verify_batch_len(1, 8), 1);
+    assert_eq!(verify_batch_len(0, 2), 1);
+    for n in [1, 2, 300, 1023, 1024, 1025, 4097, 10_000, 65_537] {
+        for threads in 1..=8 {
+            let len = verify_batch_len(n, threads);
+            assert!((1..=VERIFY_BATCH).contains(&len), "{n} on {threads}: {len}");
+            let batches = n.div_ceil(len);
+            // Every thread gets the same count of batches (but for the shortest blocks).
+            assert!(batches % threads == 0 || n < threads * VERIFY_BATCH, "{n} on {threads}: {batches}");
+        }
+    }
+}
+
 /// The state as a sorted map of raw keys (accounts included): serves contract reads and scans.
 #[derive(Clone, Default)]
 struct RawView(std::collections::BTreeMap<Vec<u8>, Vec<u8>>);
