@@ -572,7 +572,7 @@ impl ParallelExecutor {
     /// batches are of equal length ([`verify_batch_len`]), so the threads also finish together.
     pub fn verify_signatures(&self, txs: &[Transaction]) -> Vec<Result<(), crate::crypto::SignatureError>> {
         if self.threads <= 1 || txs.len() < self.min_txs.max(2) {
-            return txs.chunks(VERIFY_BATCH).flat_map(crate::crypto::verify_txs).collect();
+            return txs.chunks(verify_batch_len(txs.len(), 1)).flat_map(crate::crypto::verify_txs).collect();
         }
         let batches: Vec<&[Transaction]> = txs.chunks(verify_batch_len(txs.len(), self.threads)).collect();
         let answers: Vec<OnceLock<Vec<Result<(), crate::crypto::SignatureError>>>> =
