@@ -13,6 +13,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The workspace root of the clone being tested, read when the test runs: `cargo test` sets
+/// `CARGO_MANIFEST_DIR` for the test process. The compile-time `env!` value would name the clone the
+/// test executable was first built in, and the build cache outside the clone (`scripts/env.sh`) is
+/// shared by every clone of the project, where cargo reuses an executable built elsewhere.
+pub fn workspace() -> PathBuf {
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest.parent().expect("the tests crate sits in the workspace").to_path_buf()
+}
+
 /// Path of a workspace binary next to the running test executable.
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");

@@ -4,7 +4,7 @@
 
 use aergo_node::api::AergoApiClient;
 use aergo_node::types::{PublicKey, Signature};
-use aergo_tests::{http_get, wait_for, AgentProcess, NodeProcess};
+use aergo_tests::{http_get, wait_for, workspace, AgentProcess, NodeProcess};
 use jsonrpsee::http_client::HttpClientBuilder;
 use serde_json::Value;
 use std::io::{Read, Write};
@@ -129,7 +129,7 @@ fn telemetry_matches_the_node_and_proc_and_is_signed() -> anyhow::Result<()> {
     assert_eq!(http_get(&format!("{}/readyz", agent.url), None)?.status, 200);
 
     // The OpenAPI document names every field the agent sends.
-    let openapi = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../agent/openapi.yaml"))?;
+    let openapi = std::fs::read_to_string(workspace().join("agent/openapi.yaml"))?;
     let mut keys = Vec::new();
     collect_keys(&t, &mut keys);
     for key in keys {

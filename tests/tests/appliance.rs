@@ -3,14 +3,10 @@
 //! on the serial port, a hard reset; and updates — a signed bundle, a tampered one, a rollback.
 
 use aergo_image::check::{self, Env};
-use aergo_tests::binary;
-use std::path::Path;
+use aergo_tests::{binary, workspace};
 
 fn env() -> Env {
-    Env {
-        workspace: Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_path_buf(),
-        program: binary("aergo-image"),
-    }
+    Env { workspace: workspace(), program: binary("aergo-image") }
 }
 
 #[test]

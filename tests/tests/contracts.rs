@@ -1,15 +1,15 @@
 //! AergoSQL contracts through the real node and the `aergo` CLI: each example is deployed, called,
 //! made to fail (the failed call changes nothing and the CLI exits 2), and read at an earlier height.
 
-use aergo_tests::{binary, cli_json, wait_for, NodeProcess};
+use aergo_tests::{binary, cli_json, wait_for, workspace, NodeProcess};
 use anyhow::Context;
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 fn example(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/contracts").join(name)
+    workspace().join("examples/contracts").join(name)
 }
 
 /// `aergo --json ARGS`: exit code and parsed output (stderr when it printed no JSON).

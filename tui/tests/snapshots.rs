@@ -13,6 +13,7 @@ use aergo_node::crypto::Keypair;
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
+use std::path::PathBuf;
 
 const SIZES: [(u16, u16); 2] = [(80, 24), (120, 40)];
 
@@ -26,10 +27,23 @@ fn render(app: &App, (w, h): (u16, u16)) -> TestBackend {
     terminal.backend().clone()
 }
 
+/// `tests/snapshots/` of the clone being tested, read when the test runs (`cargo test` sets
+/// `CARGO_MANIFEST_DIR` for the test process). insta's default is the compile-time path, which names
+/// the clone the executable was first built in when clones share the build cache (`scripts/env.sh`).
+fn snapshot_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("tests/snapshots")
+}
+
 fn check(name: &str, app: &App) {
-    for size in SIZES {
-        insta::assert_snapshot!(format!("{name}_{}x{}", size.0, size.1), render(app, size));
-    }
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path(snapshot_dir());
+    settings.bind(|| {
+        for size in SIZES {
+            insta::assert_snapshot!(format!("{name}_{}x{}", size.0, size.1), render(app, size));
+        }
+    });
 }
 
 /// A root with settings applied, so that the console does not open on first-boot Setup.
