@@ -98,6 +98,19 @@ enum Bench {
         #[arg(long, default_value_t = aergo_node::storage::StateOptions::default().cache_bytes >> 20)]
         state_cache_mb: u64,
     },
+    /// Signature checks alone, the machine's control for the admission rows of `exec`: the same
+    /// checks in plain halves on two threads (nothing shared, no pinning) against one thread, per
+    /// batch length and for single checks, as the per-round median of back-to-back 2/1 ratios.
+    Verify {
+        /// Signed transfers to check.
+        #[arg(long, default_value_t = 10_000)]
+        txs: usize,
+        /// Batch lengths.
+        #[arg(long, value_delimiter = ',', default_value = "64,256,1000,5000")]
+        batches: Vec<usize>,
+        #[arg(long, default_value_t = 15)]
+        rounds: usize,
+    },
     /// N producers on loopback under open-loop load: latency to the speculative answer, to
     /// inclusion and to finality per offered rate, and gossip bytes.
     Net {
@@ -287,6 +300,71 @@ fn verify_ceiling(txs: &[Transaction]) -> (f64, f64, f64) {
     });
     let two = sample.len() as f64 / t.elapsed().as_secs_f64();
     (one, two, batch_verify_one(sample))
+}
+
+/// Transactions per second of `check` over `sample`, on one thread or in two plain halves.
+fn halves_rate(sample: &[Transaction], threads: usize, check: &(dyn Fn(&[Transaction]) + Sync)) -> f64 {
+    let t = Instant::now();
+    if threads == 1 {
+        check(sample);
+    } else {
+        std::thread::scope(|s| {
+            for half in sample.chunks(sample.len().div_ceil(2)) {
+                s.spawn(move || check(half));
+            }
+        });
+    }
+    sample.len() as f64 / t.elapsed().as_secs_f64()
+}
+
+fn verify(txs_n: usize, batches: &[usize], rounds: usize) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        txs_n >= 2 && batches.iter().all(|&b| b > 0),
+        "--txs must be at least 2 and batch lengths above 0"
+    );
+    let (keys, _, _) = funded_chain("verify", txs_n.min(10_000));
+    let sample = exec_block(&keys, txs_n, 0, 7);
+    for tx in &sample {
+        tx.hash();
+    }
+    // A batch length checks in batches of it; `None`, one signature at a time.
+    let check = |batch: Option<usize>, part: &[Transaction]| match batch {
+        Some(b) => {
+            for chunk in part.chunks(b) {
+                assert!(aergo_node::crypto::verify_txs(chunk).iter().all(Result::is_ok), "valid signatures");
+            }
+        }
+        None => {
+            for tx in part {
+                assert!(aergo_node::crypto::verify_tx(tx).is_ok(), "valid signatures");
+            }
+        }
+    };
+    let rows = batches.len() + 1;
+    let (mut best, mut pairs) = (vec![(0f64, 0f64); rows], vec![Vec::new(); rows]);
+    for round in 0..rounds.max(1) {
+        for row in 0..rows {
+            let batch = batches.get(row).copied();
+            let check = move |part: &[Transaction]| check(batch, part);
+            // Which thread count goes first alternates between rounds.
+            let (one, two) = if round % 2 == 0 {
+                (halves_rate(&sample, 1, &check), halves_rate(&sample, 2, &check))
+            } else {
+                let two = halves_rate(&sample, 2, &check);
+                (halves_rate(&sample, 1, &check), two)
+            };
+            best[row] = (best[row].0.max(one), best[row].1.max(two));
+            pairs[row].push(two / one);
+        }
+    }
+    println!("signature checks of {txs_n} transfers, one thread vs two plain halves (best of {rounds}; 2/1 also per round, median)");
+    println!("| check | 1 thread | 2 threads | 2/1 | 2/1 per round (median) |");
+    println!("|---|---|---|---|---|");
+    for (row, (one, two)) in best.into_iter().enumerate() {
+        let name = batches.get(row).map_or("single".to_string(), |b| format!("batches of {b}"));
+        println!("| {name} | {one:.0}/s | {two:.0}/s | {:.2} | {:.2} |", two / one, median(&mut pairs[row]));
+    }
+    Ok(())
 }
 
 async fn e2e(
@@ -857,6 +935,7 @@ async fn main() -> anyhow::Result<()> {
             exec(ExecOpts { accounts, txs, hot, threads, rounds, json, contract, state_cache_mb })
         }
         Bench::Blocklog { blocks, size, rounds, dir } => blocklog(blocks, size, rounds, dir),
+        Bench::Verify { txs, batches, rounds } => verify(txs, &batches, rounds),
         Bench::Import { accounts, blocks, txs, rounds, dir } => {
             import::run(import::ImportOpts { accounts, blocks, txs, rounds, dir })
         }
