@@ -119,6 +119,17 @@ fn imported_blocks_are_checked() {
     let mut stranger = block.clone();
     stranger.signature = Keypair::from_seed("x").sign(&stranger.hash());
     assert!(matches!(follower.import(stranger), Err(ChainError::InvalidBlock { .. })));
+    // Signed by its producer, roots of transactions and receipts right, but a state root that
+    // executing it does not give: refused for that, and the follower takes the real block after.
+    let mut wrong_root = block.clone();
+    wrong_root.header.state_root = Hash::ZERO;
+    wrong_root.signature = bp.sign(&wrong_root.hash());
+    let refused = follower.import(wrong_root);
+    assert!(
+        matches!(&refused, Err(ChainError::InvalidBlock { reason, .. }) if reason.starts_with("state root")),
+        "{:?}",
+        refused.err()
+    );
     follower.import(block).unwrap();
     assert_eq!(follower.head(), producer.head());
 }
