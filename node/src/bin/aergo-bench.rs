@@ -284,22 +284,14 @@ fn dalek_strict(sample: &[Transaction]) -> f64 {
 /// Signature verification alone: single verify on 1 and 2 threads, and batch verification.
 fn verify_ceiling(txs: &[Transaction]) -> (f64, f64, f64) {
     let sample = &txs[..txs.len().min(40_000)];
-    let single = |chunk: &[Transaction]| {
-        for tx in chunk {
-            assert!(aergo_node::crypto::verify_tx(tx).is_ok());
-        }
-    };
-    let t = Instant::now();
-    single(sample);
-    let one = sample.len() as f64 / t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    std::thread::scope(|s| {
-        for chunk in sample.chunks(sample.len().div_ceil(2)) {
-            s.spawn(move || single(chunk));
-        }
-    });
-    let two = sample.len() as f64 / t.elapsed().as_secs_f64();
-    (one, two, batch_verify_one(sample))
+    (halves_rate(sample, 1, &verify_each), halves_rate(sample, 2, &verify_each), batch_verify_one(sample))
+}
+
+/// Single signature checks, one transaction at a time.
+fn verify_each(part: &[Transaction]) {
+    for tx in part {
+        assert!(aergo_node::crypto::verify_tx(tx).is_ok(), "the bench signs valid transactions");
+    }
 }
 
 /// Transactions per second of `check` over `sample`, on one thread or in two plain halves.
@@ -334,11 +326,7 @@ fn verify(txs_n: usize, batches: &[usize], rounds: usize) -> anyhow::Result<()> 
                 assert!(aergo_node::crypto::verify_txs(chunk).iter().all(Result::is_ok), "valid signatures");
             }
         }
-        None => {
-            for tx in part {
-                assert!(aergo_node::crypto::verify_tx(tx).is_ok(), "valid signatures");
-            }
-        }
+        None => verify_each(part),
     };
     let rows = batches.len() + 1;
     let (mut best, mut pairs) = (vec![(0f64, 0f64); rows], vec![Vec::new(); rows]);
