@@ -7,9 +7,14 @@
 //!   `sender()` (`balances[owner = sender()]`), whole tables otherwise. The contract's code is read
 //!   by every call. A deploy, or a call whose contract or function is not in the parent state (a
 //!   contract deployed earlier in the same block, a missing function), takes the whole contract.
-//! - Staking and voting touch system keys, and a function that moves native coins with
-//!   `transfer_native` pays an account known only while it runs: such transactions are *opaque*,
-//!   and a block holding one runs in order.
+//! - Stake, unstake, vote, register_bp and report_equivocation touch their sender's account and
+//!   the governance keys ([`super::governance::is_system_key`]): `stake/<sender>` and
+//!   `vote/<sender>`, but also the `cand/<key>` records whose votes they move and the
+//!   `sys/candidates` and `sys/jailed` lists, which depend on what earlier ones in the block did.
+//!   They hold one exclusive *system* resource, which orders them among themselves and leaves them
+//!   independent of every other transaction that does not share an account with them.
+//! - A function that moves native coins with `transfer_native` pays an account known only while
+//!   it runs: such a call is *opaque*, and a block holding one runs in order.
 //!
 //! Contract state is scheduled at three levels, like a lock hierarchy: the contract, its tables and
 //! their rows. A row is held exclusively and its table and contract shared; a whole table exclusively
@@ -50,6 +55,8 @@ pub struct AccessSet {
     /// transfer sets allocates nothing per transaction.
     pub accounts: SmallVec<[Address; 2]>,
     pub contract: Option<Box<ContractAccess>>,
+    /// The governance keys, exclusively (the system resource).
+    pub system: bool,
     /// Cannot be declared before it runs: the block runs in order.
     pub opaque: bool,
 }
@@ -66,17 +73,25 @@ pub enum KeyUse {
 /// Bytes before a contract key's kind byte: `sql/` + address + `/`.
 const CONTRACT_KEY_HEAD: usize = 4 + 20 + 1;
 
+/// The resource id of the governance keys. Contract resource ids are hashes: one equal to this
+/// would only add a dependency.
+const SYSTEM_RESOURCE: u64 = u64::from_be_bytes(*b"aergosys");
+
 impl AccessSet {
     pub fn accounts(accounts: SmallVec<[Address; 2]>) -> AccessSet {
-        AccessSet { accounts, contract: None, opaque: false }
+        AccessSet { accounts, contract: None, system: false, opaque: false }
     }
 
     pub fn allows_account(&self, a: &Address) -> bool {
         self.accounts.contains(a)
     }
 
-    /// Whether the set covers `use_` of contract key (or scan prefix) `key`.
+    /// Whether the set covers `use_` of key (or scan prefix) `key`: a contract key, or a
+    /// governance key.
     pub fn allows_key(&self, key: &[u8], use_: KeyUse) -> bool {
+        if self.system && super::governance::is_system_key(key) {
+            return true;
+        }
         let Some(c) = &self.contract else { return false };
         if key.len() <= CONTRACT_KEY_HEAD
             || !key.starts_with(SQL_PREFIX)
@@ -110,10 +125,18 @@ impl AccessSet {
         }
     }
 
-    /// The contract resources to schedule: (resource id, exclusive). Ids hash the resource; two
-    /// resources sharing an id only add a dependency, never lose one.
+    /// Whether the set holds resources beyond accounts ([`Self::resources`]).
+    pub fn has_resources(&self) -> bool {
+        self.system || self.contract.is_some()
+    }
+
+    /// The system and contract resources to schedule: (resource id, exclusive). Ids hash the
+    /// resource; two resources sharing an id only add a dependency, never lose one.
     pub fn resources(&self) -> SmallVec<[(u64, bool); 6]> {
         let mut out = SmallVec::new();
+        if self.system {
+            out.push((SYSTEM_RESOURCE, true));
+        }
         let Some(c) = &self.contract else { return out };
         let id = |level: u8, table: u8, pk: &[u8]| {
             let mut h = rustc_hash::FxHasher::default();
@@ -150,7 +173,8 @@ pub fn declared(tx: &Transaction) -> AccessSet {
             }
             AccessSet::accounts(accounts)
         }
-        _ => AccessSet { accounts, contract: None, opaque: true },
+        _ if tx.body.payload.is_governance() => AccessSet { system: true, ..AccessSet::accounts(accounts) },
+        _ => AccessSet { opaque: true, ..AccessSet::accounts(accounts) },
     }
 }
 

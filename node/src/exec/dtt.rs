@@ -2,8 +2,8 @@
 //!
 //! Built from the transactions in block order and their access sets: transaction `i` depends on the
 //! last earlier transaction that touched each account in its set (every access counts as a write, so
-//! this covers write/write and read/write conflicts). Contract resources (contract, table, row; see
-//! [`super::access`]) are held shared or exclusively: `i` depends on the last earlier exclusive
+//! this covers write/write and read/write conflicts). The system resource (the governance keys) and
+//! contract resources (contract, table, row; see [`super::access`]) are held shared or exclusively: `i` depends on the last earlier exclusive
 //! holder of each, and, for those it holds exclusively, on every shared holder since. The result
 //! depends only on the block's contents, so every node builds the same tree; executing each
 //! transaction after its dependencies, in any interleaving, gives the result of executing the block
@@ -91,7 +91,7 @@ impl DttBuilder {
             }
             p.push((*a, before));
         }
-        if set.contract.is_some() {
+        if set.has_resources() {
             self.push_resources(set, me, &mut d);
         }
         let depth = 1 + d.iter().map(|&j| self.depth[j as usize]).max().unwrap_or(0);
@@ -100,9 +100,9 @@ impl DttBuilder {
         (p, d)
     }
 
-    /// The dependencies of transaction `me` through the contract resources of its set, which it
-    /// then holds. Only called for sets with a contract: a transfer's node skips building an
-    /// empty list of them (a tenth of its cost).
+    /// The dependencies of transaction `me` through the system and contract resources of its
+    /// set, which it then holds. Only called for sets that hold some: a transfer's node skips
+    /// building an empty list of them (a tenth of its cost).
     fn push_resources(&mut self, set: &AccessSet, me: u32, d: &mut Deps) {
         for (r, excl) in set.resources() {
             let mut add = |j: u32| {

@@ -36,6 +36,16 @@ pub struct Candidate {
     pub registered_at: u64,
 }
 
+/// Whether `key` is one of the keys above: what a governance transaction's access set covers
+/// ([`super::access::AccessSet::allows_key`]). The block's own `sys/` keys are not.
+pub fn is_system_key(key: &[u8]) -> bool {
+    key.starts_with(b"stake/")
+        || key.starts_with(b"vote/")
+        || key.starts_with(b"cand/")
+        || key == CANDIDATES_KEY
+        || key == JAILED_KEY
+}
+
 pub fn stake_key(a: &Address) -> Vec<u8> {
     [b"stake/".as_slice(), &a.0].concat()
 }

@@ -249,7 +249,7 @@ fn encode_account(a: &Address, acct: &Account) -> Change {
     (account_key(a), Some(crate::types::to_vec_exact(acct)))
 }
 
-/// Contract keys written by the block's transactions so far: per key, (transaction, value) for
+/// Contract and governance keys written by the block's transactions so far: per key, (transaction, value) for
 /// each writer that finished. A transaction reads the value of the latest writer before it; the
 /// tree guarantees that every earlier writer of a key it declared has finished, and undeclared
 /// keys are refused, so that value is final. Sharded by key hash so that the workers' point reads
@@ -274,14 +274,15 @@ impl MvMemory {
         MvMemory { shards: (0..MV_SHARDS).map(|_| shard()).collect() }
     }
 
-    /// About how many contract keys `set` lets a transaction write: each row and its entry in
-    /// every index of its table (the old one deleted, the new one written); a whole table or
-    /// contract, a few.
+    /// About how many keys `set` lets a transaction write: each row and its entry in every index
+    /// of its table (the old one deleted, the new one written); a whole table or contract, a
+    /// few; a governance transaction, its stake or vote and the candidates whose votes it moves.
     fn expected_writes(set: &AccessSet) -> usize {
-        let Some(c) = &set.contract else { return 0 };
+        let system = 4 * usize::from(set.system);
+        let Some(c) = &set.contract else { return system };
         let indexes = |t: u8| c.index_tables.iter().filter(|x| **x == t).count();
         let rows: usize = c.rows.iter().map(|(t, _)| 1 + 2 * indexes(*t)).sum();
-        rows + 8 * (c.tables.len() + usize::from(c.whole))
+        system + rows + 8 * (c.tables.len() + usize::from(c.whole))
     }
 
     fn shard(&self, key: &[u8]) -> &parking_lot::RwLock<MvShard> {
@@ -740,8 +741,8 @@ impl ParallelExecutor {
             let built = std::time::Instant::now();
             {
                 let _guard = AbortOnPanic(&tree);
-                // Staking, voting and native transfers out of contracts cannot be declared: the
-                // builder aborts on them and such blocks (rare) run in order.
+                // Native transfers out of contracts cannot be declared: the builder aborts on
+                // them and such blocks (rare) run in order.
                 tree.build(&txs, &access, declared, self.threads, pieces);
             }
             build_ns = built.elapsed().as_nanos() as u64;

@@ -5,15 +5,16 @@ use crate::crypto::Keypair;
 use crate::types::Payload;
 use proptest::prelude::*;
 
-struct MapView(HashMap<Address, Account>);
+/// Accounts, and other keys (the governance records) as raw values.
+struct MapView(HashMap<Address, Account>, HashMap<Vec<u8>, Vec<u8>>);
 
 impl StateView for MapView {
     fn account(&self, a: &Address) -> Result<Account, StateError> {
         Ok(self.0.get(a).copied().unwrap_or_default())
     }
 
-    fn raw(&self, _key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-        Ok(None)
+    fn raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        Ok(self.1.get(key).cloned())
     }
 }
 
@@ -44,7 +45,7 @@ fn transfers_fees_and_failures() {
     let alice = Keypair::from_seed("alice");
     let bob = Keypair::from_seed("bob").address();
     let producer = ctx().producer;
-    let view = MapView([(alice.address(), Account { balance: 100, nonce: 0 })].into());
+    let view = MapView([(alice.address(), Account { balance: 100, nonce: 0 })].into(), HashMap::new());
     let txs = vec![
         tx(&alice, 0, bob, 50, 1), // ok: alice 49
         tx(&alice, 1, bob, 60, 1), // fails: 48 < 60, pays fee
@@ -67,10 +68,45 @@ fn transfers_fees_and_failures() {
 /// accounts; about one in ten carries a wrong nonce (invalid) and one in ten moves more than the sender
 /// has (fails).
 fn random_block(seed: u64, accounts: usize, n: usize, hot: u32) -> (MapView, Vec<Transaction>) {
+    random_block_with_governance(seed, accounts, n, hot, 0)
+}
+
+/// [`random_block`] where `gov` percent of the transactions are stakes, unstakes, votes,
+/// registrations and equivocation reports ([`random_governance`]), over a state in which every
+/// third account has staked 100 at height 0 and votes for the first account, a registered
+/// candidate like the second and third.
+fn random_block_with_governance(
+    seed: u64,
+    accounts: usize,
+    n: usize,
+    hot: u32,
+    gov: u32,
+) -> (MapView, Vec<Transaction>) {
+    use super::governance::{candidate_key, stake_key, vote_key, Candidate, Stake, CANDIDATES_KEY};
     use rand::{Rng, SeedableRng};
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let keys: Vec<Keypair> = (0..accounts).map(|i| Keypair::from_seed(&format!("acct-{i}"))).collect();
-    let view = MapView(keys.iter().map(|k| (k.address(), Account { balance: 1_000, nonce: 0 })).collect());
+    let mut view = MapView(
+        keys.iter().map(|k| (k.address(), Account { balance: 1_000, nonce: 0 })).collect(),
+        HashMap::new(),
+    );
+    if gov > 0 {
+        fn enc<T: borsh::BorshSerialize>(v: &T) -> Vec<u8> {
+            crate::types::to_vec_exact(v)
+        }
+        let candidates: Vec<_> = keys.iter().take(3).map(Keypair::public).collect();
+        let stakers: Vec<&Keypair> = keys.iter().step_by(3).collect();
+        for (i, c) in candidates.iter().enumerate() {
+            let votes = if i == 0 { 100 * stakers.len() as u128 } else { 0 };
+            let record = Candidate { p2p_address: "/ip4/10.0.0.1/tcp/7846".into(), votes, registered_at: 0 };
+            view.1.insert(candidate_key(c), enc(&record));
+        }
+        view.1.insert(CANDIDATES_KEY.to_vec(), enc(&candidates));
+        for k in stakers {
+            view.1.insert(stake_key(&k.address()), enc(&Stake { amount: 100, since: 0 }));
+            view.1.insert(vote_key(&k.address()), enc(&vec![candidates[0]]));
+        }
+    }
     let mut nonces = vec![0u64; accounts];
     let mut txs = Vec::with_capacity(n);
     for _ in 0..n {
@@ -85,10 +121,67 @@ fn random_block(seed: u64, accounts: usize, n: usize, hot: u32) -> (MapView, Vec
         if roll != 0 {
             nonces[from] += 1;
         }
+        if rng.gen_range(0..100) < gov {
+            txs.push(random_governance(&mut rng, &keys, from, nonce));
+            continue;
+        }
         let amount = if roll == 1 { 5_000 } else { rng.gen_range(0..40) };
         txs.push(tx(&keys[from], nonce, keys[to].address(), amount, rng.gen_range(0..3)));
     }
     (view, txs)
+}
+
+/// One governance transaction from `keys[from]`, of a random kind, that may fail: a zero or too
+/// large stake, an unstake above the stake or within its lock, a vote for too many candidates, an
+/// unregistered one or one twice, a p2p address that is not one, evidence that proves nothing or
+/// names a producer already reported.
+fn random_governance(rng: &mut impl rand::Rng, keys: &[Keypair], from: usize, nonce: u64) -> Transaction {
+    let key = &keys[from];
+    // Candidates to vote for and producers to report: the registered three, and others that
+    // register in the block or never do.
+    let pick = |rng: &mut dyn rand::RngCore| &keys[rand::Rng::gen_range(rng, 0..keys.len().min(6))];
+    match rng.gen_range(0..5) {
+        0 => {
+            let amount = [0, 5_000, rng.gen_range(1..60)][rng.gen_range(0..3)];
+            gov(key, nonce, amount, Payload::Stake)
+        }
+        1 => gov(key, nonce, rng.gen_range(0..150), Payload::Unstake),
+        2 => {
+            let candidates = (0..rng.gen_range(0..=3)).map(|_| pick(rng).public()).collect();
+            gov(key, nonce, 0, Payload::Vote { candidates })
+        }
+        3 => {
+            let p2p_address = if rng.gen_range(0..4) == 0 {
+                "not an address".into()
+            } else {
+                format!("/ip4/10.0.0.{from}/tcp/7846")
+            };
+            gov(key, nonce, 0, Payload::RegisterBp { p2p_address })
+        }
+        _ => {
+            let producer = pick(rng);
+            let header = |height: u64| crate::types::BlockHeader {
+                version: crate::types::ENCODING_VERSION,
+                chain_id: "c".into(),
+                height,
+                prev_hash: crate::types::Hash::ZERO,
+                timestamp_ms: 1_000,
+                producer: producer.public(),
+                tx_root: crate::types::Hash::ZERO,
+                state_root: crate::types::Hash::ZERO,
+                receipts_root: crate::types::Hash::ZERO,
+            };
+            // Two blocks for one slot; or, one time in four, the same block twice.
+            let (first, second) = (header(7), header(if rng.gen_range(0..4) == 0 { 7 } else { 8 }));
+            let e = crate::types::Equivocation {
+                first_signature: producer.sign(&first.hash()),
+                second_signature: producer.sign(&second.hash()),
+                first,
+                second,
+            };
+            gov(key, nonce, 0, Payload::ReportEquivocation(Box::new(e)))
+        }
+    }
 }
 
 proptest! {
@@ -96,14 +189,21 @@ proptest! {
 
     #[test]
     fn parallel_equals_sequential(
-        seed: u64, accounts in 2usize..40, n in 0usize..900, hot in 0u32..=100, producer_sends: bool
+        seed: u64,
+        accounts in 2usize..40,
+        n in 0usize..900,
+        hot in 0u32..=100,
+        gov in prop_oneof![Just(0u32), 1u32..12],
+        producer_sends: bool,
     ) {
-        let (view, txs) = random_block(seed, accounts, n, hot);
-        // Sometimes the producer is one of the accounts that send and receive.
+        let (view, txs) = random_block_with_governance(seed, accounts, n, hot, gov);
+        // Sometimes the producer is one of the accounts that send and receive. At height 10 the
+        // stakes of height 0 are out of their lock (3 blocks), those of this block in it.
+        let ctx = BlockContext { height: 10, ..ctx() };
         let ctx = if producer_sends {
-            BlockContext { producer: Keypair::from_seed("acct-0").address(), ..ctx() }
+            BlockContext { producer: Keypair::from_seed("acct-0").address(), ..ctx }
         } else {
-            ctx()
+            ctx
         };
         let expected = execute_block(&view, &ctx, txs.clone(), Mode::Build).unwrap();
         for threads in [1, 2, 4, 8] {
@@ -246,6 +346,7 @@ fn staking_voting_and_registration_keep_candidate_votes_in_step() {
             .into_iter()
             .map(|a| (a, Account { balance: 1_000, nonce: 0 }))
             .collect(),
+        HashMap::new(),
     );
     let txs = vec![
         gov(&bp, 0, 0, Payload::RegisterBp { p2p_address: "/ip4/10.0.0.1/tcp/7846".into() }),
@@ -276,10 +377,58 @@ fn staking_voting_and_registration_keep_candidate_votes_in_step() {
     assert_eq!(account_in(&out, &alice.address()).balance, 1_000 - 350 - 5);
     let all: Vec<crate::types::PublicKey> = record(&out, CANDIDATES_KEY).unwrap();
     assert_eq!(all, vec![bp.public()]);
-    // The parallel engine runs such a block in order and agrees byte for byte.
-    let par =
-        ParallelExecutor::with_threads(2, Vec::new()).execute(&view, &ctx(), txs, Mode::Verify).unwrap();
-    assert_eq!(par, out);
+    // The parallel engine agrees byte for byte: the system resource orders these transactions
+    // among themselves, whichever worker runs each.
+    for threads in [2, 4] {
+        let (par, stats) = ParallelExecutor::with_threads(threads, Vec::new())
+            .min_parallel_txs(0)
+            .execute_stats(&view, &ctx(), txs.clone(), Mode::Verify)
+            .unwrap();
+        assert_eq!(par, out);
+        assert_eq!((stats.critical_path, stats.reexecuted), (txs.len(), 0), "{stats:?}");
+    }
+}
+
+/// Staking and voting in a large block of transfers: declared (the sender and the system
+/// resource), so the block runs on the workers with the sequential result. One that leaves the
+/// system resource out of its set is caught at its first governance key.
+#[test]
+fn a_block_of_transfers_with_a_vote_runs_on_the_workers() {
+    let (mut view, mut txs) = random_block(5, 600, 3_000, 0);
+    let keys = ["staker", "voter", "candidate"].map(Keypair::from_seed);
+    let [staker, voter, candidate] = &keys;
+    for k in &keys {
+        view.0.insert(k.address(), Account { balance: 1_000, nonce: 0 });
+    }
+    txs.insert(2_500, gov(voter, 1, 0, Payload::Vote { candidates: vec![candidate.public()] }));
+    txs.insert(2_000, gov(voter, 0, 200, Payload::Stake));
+    txs.insert(1_000, gov(staker, 0, 300, Payload::Stake));
+    let reg = Payload::RegisterBp { p2p_address: "/ip4/10.0.0.7/tcp/7846".into() };
+    txs.insert(10, gov(candidate, 0, 0, reg));
+    let expected = execute_block(&view, &ctx(), txs.clone(), Mode::Build).unwrap();
+    for t in txs.iter().filter(|t| t.body.payload.is_governance()) {
+        let r = expected.receipts.iter().find(|r| r.tx_hash == t.hash()).unwrap();
+        assert!(r.status.is_success(), "{}: {:?}", t.body.payload.kind(), r.status);
+    }
+    let cand: super::governance::Candidate =
+        record(&expected, &super::governance::candidate_key(&candidate.public())).unwrap();
+    assert_eq!(cand.votes, 200, "the voter's stake counts for its candidate");
+    for threads in [2, 3] {
+        let (got, stats) = ParallelExecutor::with_threads(threads, Vec::new())
+            .execute_with(&view, &ctx(), txs.clone(), Mode::Build, declared, &Default::default())
+            .unwrap();
+        assert_eq!(got, expected, "threads {threads}");
+        assert_eq!((stats.threads, stats.reexecuted), (threads, 0), "{stats:?}");
+    }
+    // The vote, declared without the system resource: caught, and it and the rest run again.
+    let vote = txs.iter().position(|t| matches!(t.body.payload, Payload::Vote { .. })).unwrap();
+    let lying = |t: &Transaction| AccessSet { system: false, ..declared(t) };
+    let only_the_vote = |t: &Transaction| if t.hash() == txs[vote].hash() { lying(t) } else { declared(t) };
+    let (got, stats) = ParallelExecutor::with_threads(2, Vec::new())
+        .execute_with(&view, &ctx(), txs.clone(), Mode::Build, only_the_vote, &Default::default())
+        .unwrap();
+    assert_eq!(got, expected);
+    assert_eq!(stats.reexecuted, txs.len() - vote, "{stats:?}");
 }
 
 #[test]
@@ -368,6 +517,16 @@ fn call(
     crate::crypto::test_tx(key, "c", nonce, contract, 0, GAS, payload)
 }
 
+/// Deploys `sql` from `deployer` (nonce 0) into `view`; the contract's address.
+fn deploy(view: &mut RawView, deployer: &Keypair, sql: &str) -> Address {
+    let payload = Payload::Deploy { sql: sql.into() };
+    let tx = crate::crypto::test_tx(deployer, "c", 0, deployer.address(), 0, 2_000_000, payload);
+    let out = execute_block(&*view, &ctx(), vec![tx], Mode::Verify).unwrap();
+    assert!(out.receipts[0].status.is_success(), "{:?}", out.receipts[0].status);
+    view.apply(&out);
+    crate::sql::store::contract_address(&deployer.address(), 0)
+}
+
 /// A deployed token whose deployer gave each of `holders` keys 1 000 tokens; every key has coins
 /// for gas. Returns the state, the contract, the keys and their next nonces.
 fn token_state(holders: usize) -> (RawView, Address, Vec<Keypair>, Vec<u64>) {
@@ -379,19 +538,7 @@ fn token_state(holders: usize) -> (RawView, Address, Vec<Keypair>, Vec<u64>) {
         let acct = Account { balance: 10u128.pow(12), nonce: 0 };
         view.0.insert(account_key(&k.address()), borsh::to_vec(&acct).unwrap());
     }
-    let deploy = crate::crypto::test_tx(
-        &deployer,
-        "c",
-        0,
-        deployer.address(),
-        0,
-        2_000_000,
-        Payload::Deploy { sql: TOKEN.into() },
-    );
-    let contract = crate::sql::store::contract_address(&deployer.address(), 0);
-    let out = execute_block(&view, &ctx(), vec![deploy], Mode::Verify).unwrap();
-    assert!(out.receipts[0].status.is_success(), "{:?}", out.receipts[0].status);
-    view.apply(&out);
+    let contract = deploy(&mut view, &deployer, TOKEN);
     let gifts: Vec<Transaction> = keys
         .iter()
         .enumerate()
@@ -585,19 +732,41 @@ fn a_contract_call_that_lies_about_its_rows_is_caught_and_the_result_stays_right
     assert_eq!(stats.reexecuted, 150 - liar, "{stats:?}");
 }
 
-/// Staking cannot be declared: a large block holding one stake far into it (the workers have
-/// started on the chunks before it) runs in order, with the sequential result.
+/// A contract function that pays out native coins with `transfer_native`: its payee is known only
+/// while it runs, so its call cannot be declared. A large block holding one far into it (the workers
+/// have started on the chunks before it) runs in order, with the sequential result.
 #[test]
 fn a_block_with_a_transaction_that_cannot_be_declared_runs_in_order() {
-    let (mut view, mut txs) = random_block(5, 600, 3_000, 0);
-    let staker = Keypair::from_seed("staker");
-    view.0.insert(staker.address(), Account { balance: 1_000, nonce: 0 });
-    txs.insert(2_000, gov(&staker, 0, 300, Payload::Stake));
+    const TIP_JAR: &str = "CREATE FUNCTION pay(payee TEXT, n INTEGER) RETURNS VOID AS $$
+BEGIN
+  PERFORM transfer_native(payee, n);
+END $$;";
+    let (accounts, mut txs) = random_block(5, 600, 3_000, 0);
+    let mut view = RawView::default();
+    for (a, acct) in &accounts.0 {
+        view.0.insert(account_key(a), borsh::to_vec(acct).unwrap());
+    }
+    let owner = Keypair::from_seed("owner");
+    view.0.insert(
+        account_key(&owner.address()),
+        borsh::to_vec(&Account { balance: 10u128.pow(9), nonce: 0 }).unwrap(),
+    );
+    let jar = deploy(&mut view, &owner, TIP_JAR);
+    // The owner funds the jar with the call, which pays a recipient chosen by its argument.
+    let payee = crate::sql::Value::Text(Keypair::from_seed("payee").address().to_string());
+    let pay = Payload::Call {
+        contract: jar,
+        function: "pay".into(),
+        args: vec![payee, crate::sql::Value::Int(40)],
+    };
+    txs.insert(2_000, crate::crypto::test_tx(&owner, "c", 1, jar, 100, GAS, pay));
+    let analyzer = access::Analyzer::new(&view, &txs);
+    assert!(analyzer.declared(&txs[2_000]).opaque);
     let expected = execute_block(&view, &ctx(), txs.clone(), Mode::Build).unwrap();
-    assert!(expected.receipts.iter().any(|r| r.tx_hash == txs[2_000].hash()), "the stake applies");
-    let (got, stats) = ParallelExecutor::with_threads(2, Vec::new())
-        .execute_with(&view, &ctx(), txs, Mode::Build, declared, &Default::default())
-        .unwrap();
+    let paid = expected.receipts.iter().find(|r| r.tx_hash == txs[2_000].hash()).unwrap();
+    assert!(paid.status.is_success(), "{:?}", paid.status);
+    let (got, stats) =
+        ParallelExecutor::with_threads(2, Vec::new()).execute_stats(&view, &ctx(), txs, Mode::Build).unwrap();
     assert_eq!(got, expected);
     assert_eq!((stats.threads, stats.reexecuted), (1, 0), "{stats:?}");
 }
