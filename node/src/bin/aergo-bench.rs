@@ -97,6 +97,11 @@ enum Bench {
         /// state_cache_mb`; 0: every read goes to RocksDB).
         #[arg(long, default_value_t = aergo_node::storage::StateOptions::default().cache_bytes >> 20)]
         state_cache_mb: u64,
+        /// Transfers of each block replaced by governance transactions of the same senders, spread
+        /// evenly: stakes and votes for a candidate registered beforehand, alternately (transfer
+        /// workload only).
+        #[arg(long, default_value_t = 0)]
+        gov: usize,
     },
     /// Signature checks alone, the machine's control for the admission rows of `exec`: the same
     /// checks in plain halves on two threads (nothing shared, no pinning) against one thread, per
@@ -562,6 +567,50 @@ fn exec_block(keys: &[Keypair], n: usize, hot: u32, seed: u64) -> Vec<Transactio
     })
 }
 
+/// `block` with `gov` of its transactions, spread evenly, replaced by a stake or (alternately) a
+/// vote for `keys[0]` from the same sender with the same nonce.
+fn with_governance(mut block: Vec<Transaction>, keys: &[Keypair], gov: usize) -> Vec<Transaction> {
+    if gov == 0 || block.is_empty() {
+        return block;
+    }
+    let by_address: HashMap<Address, &Keypair> = keys.iter().map(|k| (k.address(), k)).collect();
+    let step = block.len().div_ceil(gov.min(block.len()));
+    for (n, i) in (step / 2..block.len()).step_by(step).enumerate() {
+        let body = &block[i].body;
+        let Some(key) = by_address.get(&body.sender.address()) else { continue };
+        let payload =
+            if n % 2 == 0 { Payload::Stake } else { Payload::Vote { candidates: vec![keys[0].public()] } };
+        let amount = if n % 2 == 0 { 1_000 } else { 0 };
+        block[i] = key.sign_tx(TxBody { recipient: key.address(), amount, payload, ..body.clone() });
+    }
+    block
+}
+
+/// Registers `candidate` as a block-producer candidate, so that votes for it apply.
+fn candidate_setup(
+    chain: &mut aergo_node::chain::Chain,
+    bp: &Keypair,
+    candidate: &Keypair,
+) -> anyhow::Result<()> {
+    let register = candidate.sign_tx(TxBody {
+        version: ENCODING_VERSION,
+        chain_id: "aergo-bench".into(),
+        nonce: 0,
+        sender: candidate.public(),
+        recipient: candidate.address(),
+        amount: 0,
+        fee: 1,
+        payload: Payload::RegisterBp { p2p_address: "/ip4/127.0.0.1/tcp/7846".into() },
+    });
+    let b = chain.produce(bp, vec![register], 1_000)?;
+    anyhow::ensure!(
+        b.receipts.first().is_some_and(|r| r.status.is_success()),
+        "the candidate's registration failed: {:?}",
+        b.receipts
+    );
+    Ok(())
+}
+
 const TOKEN: &str = include_str!("../../../examples/contracts/token.sql");
 
 fn token_call(key: &Keypair, nonce: u64, contract: Address, to: &Keypair, n: i64) -> Transaction {
@@ -646,10 +695,12 @@ struct ExecOpts {
     json: bool,
     contract: bool,
     state_cache_mb: u64,
+    gov: usize,
 }
 
 fn exec(opts: ExecOpts) -> anyhow::Result<()> {
-    let ExecOpts { accounts, txs: txs_n, hot, threads, rounds, json, contract, state_cache_mb } = opts;
+    let ExecOpts { accounts, txs: txs_n, hot, threads, rounds, json, contract, state_cache_mb, gov } = opts;
+    anyhow::ensure!(gov == 0 || !contract, "--gov mixes governance into the transfer workload only");
     use aergo_node::chain::Chain;
     use aergo_node::exec::parallel::{ParallelExecutor, VERIFY_BATCH};
     use aergo_node::exec::{BlockContext, Mode};
@@ -658,6 +709,9 @@ fn exec(opts: ExecOpts) -> anyhow::Result<()> {
     let state = aergo_node::storage::StateOptions { cache_bytes: state_cache_mb << 20 };
     let (mut chain, _) = Chain::open_with(tmp.path(), &genesis, LogOptions::default(), state)?;
     let token = if contract { Some(token_setup(&mut chain, &bp, &keys)?) } else { None };
+    if gov > 0 {
+        candidate_setup(&mut chain, &bp, &keys[0])?;
+    }
     let store = chain.store();
     store.compact()?;
     let head = store.head()?.map_or(0, |h| h.height);
@@ -681,7 +735,8 @@ fn exec(opts: ExecOpts) -> anyhow::Result<()> {
                 "exec, contract workload: the example token, {accounts} holders, blocks of {txs_n} `transfer` calls, RocksDB state (recent-values cache {state_cache_mb} MiB), JIT engine, signatures checked beforehand"
             ),
             None => println!(
-                "exec: {accounts} accounts, blocks of {txs_n} transfers, RocksDB state (recent-values cache {state_cache_mb} MiB), signatures checked beforehand"
+                "exec: {accounts} accounts, blocks of {txs_n} transfers{}, RocksDB state (recent-values cache {state_cache_mb} MiB), signatures checked beforehand",
+                if gov > 0 { format!(" ({gov} of them stakes and votes)") } else { String::new() }
             ),
         }
         println!("| hot | sequential tx/s | parallel ({threads} threads) tx/s | ratio | ratio per round (median) | the machine's own {threads}-thread scaling, same rounds | critical path | state roots agree |");
@@ -690,7 +745,7 @@ fn exec(opts: ExecOpts) -> anyhow::Result<()> {
     for (k, h) in hots.into_iter().enumerate() {
         let block = match token {
             Some(contract) => token_block(&keys, contract, txs_n, h, 42 + k as u64),
-            None => exec_block(&keys, txs_n, h, 42 + k as u64),
+            None => with_governance(exec_block(&keys, txs_n, h, 42 + k as u64), &keys, gov),
         };
         // Admission has hashed each transaction and derived its sender when it checked the signature.
         for tx in &block {
@@ -719,6 +774,14 @@ fn exec(opts: ExecOpts) -> anyhow::Result<()> {
                 if which == 0 {
                     let out = aergo_node::exec::execute_block(&parent, &ctx, txs, Mode::Verify)?;
                     seq_times.push(t.elapsed().as_secs_f64());
+                    let governance = out
+                        .included
+                        .iter()
+                        .zip(&out.receipts)
+                        .filter(|(t, _)| t.body.payload.is_governance());
+                    if let Some((t, r)) = governance.into_iter().find(|(_, r)| !r.status.is_success()) {
+                        bail!("a {} failed: {:?}", t.body.payload.kind(), r.status);
+                    }
                     roots.0 = store.prepare(1, &out.changes)?.root;
                 } else {
                     let (out, s) = parallel.execute_stats(&parent, &ctx, txs, Mode::Verify)?;
@@ -919,8 +982,8 @@ async fn main() -> anyhow::Result<()> {
         Bench::E2e { txs, accounts, batch, clients, rate, dir } => {
             e2e(txs, accounts, batch, clients, rate, dir).await
         }
-        Bench::Exec { accounts, txs, hot, threads, rounds, json, contract, state_cache_mb } => {
-            exec(ExecOpts { accounts, txs, hot, threads, rounds, json, contract, state_cache_mb })
+        Bench::Exec { accounts, txs, hot, threads, rounds, json, contract, state_cache_mb, gov } => {
+            exec(ExecOpts { accounts, txs, hot, threads, rounds, json, contract, state_cache_mb, gov })
         }
         Bench::Blocklog { blocks, size, rounds, dir } => blocklog(blocks, size, rounds, dir),
         Bench::Verify { txs, batches, rounds } => verify(txs, &batches, rounds),
