@@ -1,13 +1,13 @@
 //! The deterministic transaction tree (DTT): which earlier transactions of a block each one depends on.
 //!
 //! Built from the transactions in block order and their access sets: transaction `i` depends on the
-//! last earlier transaction that touched each account in its set (every access counts as a write, so
-//! this covers write/write and read/write conflicts). The system resource (the governance keys) and
-//! contract resources (contract, table, row; see [`super::access`]) are held shared or exclusively: `i` depends on the last earlier exclusive
-//! holder of each, and, for those it holds exclusively, on every shared holder since. The result
-//! depends only on the block's contents, so every node builds the same tree; executing each
-//! transaction after its dependencies, in any interleaving, gives the result of executing the block
-//! in order.
+//! last earlier transaction that touched each account in its set (every access counts as a write,
+//! so this covers write/write and read/write conflicts). The system resource (the governance keys)
+//! and contract resources (contract, table, row; see [`super::access`]) are held shared or
+//! exclusively: `i` depends on the last earlier exclusive holder of each, and, for those it holds
+//! exclusively, on every shared holder since. The result depends only on the block's contents, so
+//! every node builds the same tree; executing each transaction after its dependencies, in any
+//! interleaving, gives the result of executing the block in order.
 
 use super::access::AccessSet;
 use crate::types::Address;

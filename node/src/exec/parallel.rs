@@ -249,12 +249,12 @@ fn encode_account(a: &Address, acct: &Account) -> Change {
     (account_key(a), Some(crate::types::to_vec_exact(acct)))
 }
 
-/// Contract and governance keys written by the block's transactions so far: per key, (transaction, value) for
-/// each writer that finished. A transaction reads the value of the latest writer before it; the
-/// tree guarantees that every earlier writer of a key it declared has finished, and undeclared
-/// keys are refused, so that value is final. Sharded by key hash so that the workers' point reads
-/// and publications rarely meet on one lock; a scan (a whole-table access, rare) visits every
-/// shard.
+/// Contract and governance keys written by the block's transactions so far: per key, (transaction,
+/// value) for each writer that finished. A transaction reads the value of the latest writer before
+/// it; the tree guarantees that every earlier writer of a key it declared has finished, and
+/// undeclared keys are refused, so that value is final. Sharded by key hash so that the workers'
+/// point reads and publications rarely meet on one lock; a scan (a whole-table access, rare) visits
+/// every shard.
 struct MvMemory {
     shards: Vec<parking_lot::RwLock<MvShard>>,
 }
