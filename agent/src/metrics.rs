@@ -304,6 +304,21 @@ fn families(s: &Sample) -> Result<Vec<MetricFamily>, Error> {
                 "Bytes of transactions waiting in the pool.",
                 c.mempool_bytes as i64,
             )?;
+            e.gauge_int(
+                "aergo_state_cache_values",
+                "Values in the node's cache of recently written state.",
+                c.state_cache.state_cache_values as i64,
+            )?;
+            e.gauge_int(
+                "aergo_state_cache_bytes",
+                "Bytes held by the node's cache of recently written state.",
+                c.state_cache.state_cache_bytes as i64,
+            )?;
+            e.gauge_int(
+                "aergo_state_cache_capacity_bytes",
+                "Capacity of the node's cache of recently written state ([storage] state_cache_mb).",
+                c.state_cache.state_cache_capacity_bytes as i64,
+            )?;
             if let (Some(p), Some(m)) = (c.blocks_produced, c.slots_missed) {
                 e.counter("aergo_blocks_produced", "Blocks this producer made.", p as f64)?;
                 e.counter("aergo_slots_missed", "Slots this producer missed.", m as f64)?;

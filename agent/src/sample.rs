@@ -200,6 +200,9 @@ pub struct ChainSample {
     pub behind_blocks: u64,
     /// The node's pipeline stages (queue depth, throughput, busy time).
     pub stages: Vec<StageMetrics>,
+    /// The node's cache of recently written state values (`state_cache_*`).
+    #[serde(flatten)]
+    pub state_cache: aergo_node::api::StateCacheUsage,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -255,4 +258,28 @@ pub struct SpoolStatus {
     pub bytes: u64,
     pub samples: u64,
     pub oldest_seq: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_state_cache_fields_sit_in_the_chain_object_and_may_be_absent() {
+        let usage = aergo_node::api::StateCacheUsage {
+            state_cache_values: 3,
+            state_cache_bytes: 400,
+            state_cache_capacity_bytes: 1 << 20,
+        };
+        let chain = ChainSample { height: 9, state_cache: usage, ..ChainSample::default() };
+        let mut json = serde_json::to_value(&chain).unwrap();
+        assert_eq!(json["state_cache_bytes"], 400, "flat, as the OpenAPI document has it");
+        assert_eq!(serde_json::from_value::<ChainSample>(json.clone()).unwrap(), chain);
+        // A sample spooled by an agent that did not know them reads as an empty cache.
+        for key in ["state_cache_values", "state_cache_bytes", "state_cache_capacity_bytes"] {
+            json.as_object_mut().unwrap().remove(key);
+        }
+        let old: ChainSample = serde_json::from_value(json).unwrap();
+        assert_eq!((old.height, old.state_cache), (9, Default::default()));
+    }
 }

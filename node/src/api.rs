@@ -390,6 +390,22 @@ pub struct NodeMetrics {
     /// When this producer's next slot begins (unix ms); `null` on a full node.
     #[serde(default)]
     pub next_slot_ms: Option<u64>,
+    #[serde(flatten)]
+    pub state_cache: StateCacheUsage,
+}
+
+/// The state store's cache of recently written values, which block execution reads before
+/// RocksDB. Flattened into `node_metrics` and the agent's chain sample as `state_cache_*`; absent
+/// (an older node, a sample spooled by an older agent) reads as 0.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct StateCacheUsage {
+    /// Entries held.
+    pub state_cache_values: u64,
+    /// Bytes they weigh.
+    pub state_cache_bytes: u64,
+    /// The most it may hold (`[storage] state_cache_mb`); 0 when the cache is off.
+    pub state_cache_capacity_bytes: u64,
 }
 
 /// A connected peer.

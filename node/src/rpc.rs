@@ -315,6 +315,7 @@ impl AergoApiServer for RpcHandler {
             last_block_ms: p.last_block_ms.load(Relaxed),
             next_slot_ms: Some(p.next_slot_ms.load(Relaxed))
                 .filter(|ms| *ms > 0 && self.shared.producer.is_some()),
+            state_cache: self.shared.store.cache_usage(),
         })
     }
 

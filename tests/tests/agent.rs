@@ -145,6 +145,7 @@ fn telemetry_matches_the_node_and_proc_and_is_signed() -> anyhow::Result<()> {
         "aergo_chain_finalized_height ",
         "aergo_peers ",
         "aergo_mempool_txs ",
+        "aergo_state_cache_bytes ",
         "aergo_health_status ",
         "node_cpu_seconds_total{",
         "node_filesystem_avail_bytes{",
@@ -152,6 +153,18 @@ fn telemetry_matches_the_node_and_proc_and_is_signed() -> anyhow::Result<()> {
     ] {
         assert!(m.body.contains(name), "{name} missing from /metrics");
     }
+    // The node's cache of recent state values: on (128 MiB by default) and holding the blocks'
+    // writes, each block's head record at least.
+    let gauge = |name: &str| -> f64 {
+        m.body.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok()).unwrap_or(-1.0)
+    };
+    assert!(
+        gauge("aergo_state_cache_capacity_bytes ") > 100e6,
+        "{}",
+        gauge("aergo_state_cache_capacity_bytes ")
+    );
+    assert!(gauge("aergo_state_cache_values ") > 0.0, "{}", gauge("aergo_state_cache_values "));
+    assert!(t["chain"]["state_cache_capacity_bytes"].as_u64() > Some(100_000_000), "{:?}", t["chain"]);
     // The overall status also counts the box's disk and memory, which are the test machine's: it
     // must match what telemetry says, whatever that is.
     let status = m.body.lines().find_map(|l| l.strip_prefix("aergo_health_status ")).unwrap().trim();

@@ -91,6 +91,11 @@ pub fn snapshot(peers: Vec<PeerView>) -> NodeSnapshot {
             gossip_tx_bytes_in_total: 0,
             last_block_ms: 3,
             next_slot_ms: Some(NOW + 400),
+            state_cache: aergo_node::api::StateCacheUsage {
+                state_cache_values: 52_000,
+                state_cache_bytes: 6_900_000,
+                state_cache_capacity_bytes: 128 << 20,
+            },
         },
         peers,
         lib_timestamp_ms: Some(NOW - 2600),

@@ -66,6 +66,7 @@ impl ChainCollector {
             best_known_height: chain.best_known_height.max(chain.height),
             behind_blocks: chain.best_known_height.saturating_sub(chain.height),
             stages: metrics.stages,
+            state_cache: metrics.state_cache,
         };
         self.last_info = Some(info);
         ChainReading { chain: Some(sample), error: None }

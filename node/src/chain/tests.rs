@@ -495,6 +495,12 @@ fn recently_written_values_answer_as_the_database_does_across_a_rollback() {
     }
     let store = chain.store();
     assert!(store.cached_values() > 0, "commits filled the cache");
+    let usage = store.cache_usage();
+    let (values, bytes, capacity) =
+        (usage.state_cache_values, usage.state_cache_bytes, usage.state_cache_capacity_bytes);
+    assert_eq!(values, store.cached_values() as u64);
+    assert!(bytes > values * 32 && bytes <= capacity, "{values} values, {bytes} of {capacity} bytes");
+    assert!(capacity >= StateOptions::default().cache_bytes * 9 / 10, "{capacity}");
     // Block 3 pays others[3]; it is rolled back and the other branch's block 3 pays others[0]:
     // others[3]'s cached version at 3 must not answer for the new block 3.
     chain.produce(&bp, vec![transfer(&alice, 3, others[3].address(), 99)], 6_000).unwrap();
@@ -521,7 +527,7 @@ fn recently_written_values_answer_as_the_database_does_across_a_rollback() {
     let cached = read(&store);
     drop((chain, store));
     let uncached = StateStore::open_with(&dir.path().join("state"), StateOptions { cache_bytes: 0 }).unwrap();
-    assert_eq!(uncached.cached_values(), 0);
+    assert_eq!(uncached.cache_usage(), Default::default());
     for (with, without) in cached.iter().zip(read(&uncached)) {
         assert_eq!(with, &without, "account {} and the head key at {}", with.1, with.0);
     }

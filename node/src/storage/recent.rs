@@ -116,6 +116,11 @@ impl RecentValues {
         self.table.as_ref().map_or(0, |t| t.len())
     }
 
+    /// Bytes the entries held now weigh (values and per-entry overhead), and the most they may.
+    pub fn weight_and_capacity(&self) -> (u64, u64) {
+        self.table.as_ref().map_or((0, 0), |t| (t.weight(), t.capacity()))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

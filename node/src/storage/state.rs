@@ -435,6 +435,16 @@ impl StateStore {
         self.recent.len()
     }
 
+    /// The cache of recently written values: entries, the bytes they weigh, and its capacity.
+    pub fn cache_usage(&self) -> crate::api::StateCacheUsage {
+        let (bytes, capacity) = self.recent.weight_and_capacity();
+        crate::api::StateCacheUsage {
+            state_cache_values: self.recent.len() as u64,
+            state_cache_bytes: bytes,
+            state_cache_capacity_bytes: capacity,
+        }
+    }
+
     /// A reader of values as of `height` for a thread that makes many reads (a block's execution):
     /// one RocksDB iterator, repositioned for each read. Creating an iterator (gathering the
     /// memtables and every level's files under it) was a quarter of a single read's cost.
