@@ -550,20 +550,23 @@ fn hot_block(
         .collect()
 }
 
+/// A transaction of chain `aergo-bench`, signed by `key`.
+fn bench_tx(
+    key: &Keypair,
+    nonce: u64,
+    recipient: Address,
+    amount: u128,
+    fee: u128,
+    payload: Payload,
+) -> Transaction {
+    aergo_node::crypto::test_tx(key, "aergo-bench", nonce, recipient, amount, fee, payload)
+}
+
 /// Coin transfers from random senders; `hot` percent of them pay account 0.
 fn exec_block(keys: &[Keypair], n: usize, hot: u32, seed: u64) -> Vec<Transaction> {
     use rand::Rng;
     hot_block(keys, n, hot, seed, |from, nonce, to, rng| {
-        from.sign_tx(TxBody {
-            version: ENCODING_VERSION,
-            chain_id: "aergo-bench".into(),
-            nonce,
-            sender: from.public(),
-            recipient: to.address(),
-            amount: rng.gen_range(1..100),
-            fee: 1,
-            payload: Payload::Transfer,
-        })
+        bench_tx(from, nonce, to.address(), rng.gen_range(1..100), 1, Payload::Transfer)
     })
 }
 
@@ -592,16 +595,8 @@ fn candidate_setup(
     bp: &Keypair,
     candidate: &Keypair,
 ) -> anyhow::Result<()> {
-    let register = candidate.sign_tx(TxBody {
-        version: ENCODING_VERSION,
-        chain_id: "aergo-bench".into(),
-        nonce: 0,
-        sender: candidate.public(),
-        recipient: candidate.address(),
-        amount: 0,
-        fee: 1,
-        payload: Payload::RegisterBp { p2p_address: "/ip4/127.0.0.1/tcp/7846".into() },
-    });
+    let payload = Payload::RegisterBp { p2p_address: "/ip4/127.0.0.1/tcp/7846".into() };
+    let register = bench_tx(candidate, 0, candidate.address(), 0, 1, payload);
     let b = chain.produce(bp, vec![register], 1_000)?;
     anyhow::ensure!(
         b.receipts.first().is_some_and(|r| r.status.is_success()),
@@ -615,20 +610,9 @@ const TOKEN: &str = include_str!("../../../examples/contracts/token.sql");
 
 fn token_call(key: &Keypair, nonce: u64, contract: Address, to: &Keypair, n: i64) -> Transaction {
     use aergo_node::sql::Value;
-    key.sign_tx(TxBody {
-        version: ENCODING_VERSION,
-        chain_id: "aergo-bench".into(),
-        nonce,
-        sender: key.public(),
-        recipient: contract,
-        amount: 0,
-        fee: 100_000,
-        payload: Payload::Call {
-            contract,
-            function: "transfer".into(),
-            args: vec![Value::Text(to.address().to_string()), Value::Int(n)],
-        },
-    })
+    let args = vec![Value::Text(to.address().to_string()), Value::Int(n)];
+    let payload = Payload::Call { contract, function: "transfer".into(), args };
+    bench_tx(key, nonce, contract, 0, 100_000, payload)
 }
 
 /// Deploys the example token (supply 1 000 000) from `keys[0]` and gives every other key 100 tokens.
@@ -638,16 +622,8 @@ fn token_setup(
     keys: &[Keypair],
 ) -> anyhow::Result<Address> {
     let deployer = &keys[0];
-    let deploy = deployer.sign_tx(TxBody {
-        version: ENCODING_VERSION,
-        chain_id: "aergo-bench".into(),
-        nonce: 0,
-        sender: deployer.public(),
-        recipient: deployer.address(),
-        amount: 0,
-        fee: 2_000_000,
-        payload: Payload::Deploy { sql: TOKEN.into() },
-    });
+    let deploy =
+        bench_tx(deployer, 0, deployer.address(), 0, 2_000_000, Payload::Deploy { sql: TOKEN.into() });
     let contract = aergo_node::sql::store::contract_address(&deployer.address(), 0);
     let mut ts = 1_000;
     let b = chain.produce(bp, vec![deploy], ts)?;

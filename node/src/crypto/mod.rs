@@ -85,9 +85,8 @@ impl Keypair {
     }
 }
 
-/// A signed transaction for tests: `key` sends `payload` on chain `chain_id`.
-#[cfg(test)]
-pub(crate) fn test_tx(
+/// A signed transaction for tests and benchmarks: `key` sends `payload` on chain `chain_id`.
+pub fn test_tx(
     key: &Keypair,
     chain_id: &str,
     nonce: u64,
