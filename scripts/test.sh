@@ -6,9 +6,15 @@ cd "$(dirname "$0")/.."
 . scripts/env.sh
 start=$(date +%s)
 cargo fmt --all -- --check
+# The agent, the console and the interface crates link no engine; every crate depends downward.
+./scripts/check-layers.sh
 cargo clippy --workspace --all-targets --locked -- -D warnings
-# The end-to-end tests run the real binaries; build them first.
-cargo build --workspace --bins --locked
+# The node as a release build has it: without the test hooks (the line above lints the test build).
+cargo clippy -p aergo-node --lib --bins --locked -- -D warnings
+# The end-to-end tests run the real binaries; build them first, with the test hooks the tests drive
+# (an equivocating producer, `net-probe`): the same features `cargo test` resolves for them, so the
+# test step reuses these binaries instead of building them again.
+cargo build --workspace --bins --locked --features aergo-node/test-hooks
 cargo test --workspace --locked
 # Coverage-guided fuzzing of AergoSQL's parse → check → compile → call (cargo fuzz, libFuzzer), bounded
 # to 30 s; skipped with a message on a machine without a nightly toolchain (the bounded stable fuzz

@@ -2,7 +2,7 @@
 //! status is the worst of them.
 
 use crate::config::HealthConfig;
-use crate::sample::{ChainSample, Check, Health, Host, ProcessInfo, SpoolStatus, Status};
+use aergo_telemetry::{ChainSample, Check, Health, Host, ProcessInfo, SpoolStatus, Status};
 
 /// What the checks look at.
 pub struct Input<'a> {
@@ -190,7 +190,7 @@ fn clock_check(input: &Input<'_>, cfg: &HealthConfig, state: &mut State) -> Chec
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sample::{Filesystem, Memory};
+    use aergo_telemetry::{Filesystem, Memory};
 
     const NOW: u64 = 1_800_000_000_000;
 

@@ -9,9 +9,9 @@
 //! `"aergo-agent/v1\n" ‖ body`, and `X-Aergo-Node-Key`, the public key.
 
 use crate::config::LimitsConfig;
-use crate::sample::Status;
 use crate::spool::Spool;
-use aergo_node::crypto::Keypair;
+use aergo_primitives::crypto::Keypair;
+use aergo_telemetry::Status;
 use axum::body::Body;
 use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -166,7 +166,7 @@ async fn history(
         samples: Vec<Box<serde_json::value::RawValue>>,
     }
     let body = HistoryBody {
-        schema_version: crate::sample::SCHEMA_VERSION,
+        schema_version: aergo_telemetry::SCHEMA_VERSION,
         oldest_seq: oldest,
         latest_seq: latest,
         more,

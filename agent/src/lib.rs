@@ -14,16 +14,16 @@ pub mod config;
 pub mod health;
 pub mod http;
 pub mod metrics;
-pub mod sample;
+
 pub mod spool;
 
 use crate::collect::chain::ChainCollector;
 use crate::collect::host::{find_process, HostCollector};
 use crate::config::AgentConfig;
 use crate::http::{AppState, Published};
-use crate::sample::{AgentSelf, Sample, SpoolStatus, SCHEMA_VERSION};
 use crate::spool::Spool;
-use aergo_node::crypto::{KeyFile, Keypair};
+use aergo_primitives::crypto::{KeyFile, Keypair};
+use aergo_telemetry::{AgentSelf, Sample, SpoolStatus, SCHEMA_VERSION};
 use anyhow::Context;
 use bytes::Bytes;
 use parking_lot::Mutex;

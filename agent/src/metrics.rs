@@ -3,7 +3,7 @@
 //! `node_filesystem_avail_bytes`, …; memory as `node_memory_*_bytes` in snake case, which is what
 //! `promtool check metrics` accepts) and chain figures under `aergo_*`.
 
-use crate::sample::Sample;
+use aergo_telemetry::Sample;
 use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::Encoder;
 
@@ -125,7 +125,7 @@ fn families(s: &Sample) -> Result<Vec<MetricFamily>, Error> {
             "Memory information field SwapFree_bytes.",
             m.swap_free_bytes as f64,
         )?;
-        let fs_labels = |f: &'_ crate::sample::Filesystem| -> Vec<(&'static str, String)> {
+        let fs_labels = |f: &'_ aergo_telemetry::Filesystem| -> Vec<(&'static str, String)> {
             vec![
                 ("device", f.device.clone()),
                 ("fstype", f.fs_type.clone()),
@@ -134,7 +134,7 @@ fn families(s: &Sample) -> Result<Vec<MetricFamily>, Error> {
             ]
         };
         let fs: Vec<_> = h.filesystems.iter().map(|f| (fs_labels(f), f)).collect();
-        let rows = |get: &dyn Fn(&crate::sample::Filesystem) -> f64| -> Vec<(Labels<'_>, f64)> {
+        let rows = |get: &dyn Fn(&aergo_telemetry::Filesystem) -> f64| -> Vec<(Labels<'_>, f64)> {
             fs.iter().map(|(l, f)| (l.iter().map(|(k, v)| (*k, v.as_str())).collect(), get(f))).collect()
         };
         e.gauges("node_filesystem_size_bytes", "Filesystem size in bytes.", rows(&|f| f.size_bytes as f64));
@@ -153,7 +153,7 @@ fn families(s: &Sample) -> Result<Vec<MetricFamily>, Error> {
             "Filesystem read-only status.",
             rows(&|f| if f.read_only { 1.0 } else { 0.0 }),
         );
-        let disk = |get: &dyn Fn(&crate::sample::Disk) -> f64| -> Vec<(Labels<'_>, f64)> {
+        let disk = |get: &dyn Fn(&aergo_telemetry::Disk) -> f64| -> Vec<(Labels<'_>, f64)> {
             h.disks.iter().map(|d| (vec![("device", d.device.as_str())], get(d))).collect()
         };
         e.counters(
@@ -181,7 +181,7 @@ fn families(s: &Sample) -> Result<Vec<MetricFamily>, Error> {
             "Total seconds spent doing I/Os.",
             disk(&|d| d.io_time_ms_total as f64 / 1000.0),
         );
-        let net = |get: &dyn Fn(&crate::sample::Interface) -> f64| -> Vec<(Labels<'_>, f64)> {
+        let net = |get: &dyn Fn(&aergo_telemetry::Interface) -> f64| -> Vec<(Labels<'_>, f64)> {
             h.network.iter().map(|i| (vec![("device", i.interface.as_str())], get(i))).collect()
         };
         e.counters(
@@ -323,7 +323,7 @@ fn families(s: &Sample) -> Result<Vec<MetricFamily>, Error> {
                 e.counter("aergo_blocks_produced", "Blocks this producer made.", p as f64)?;
                 e.counter("aergo_slots_missed", "Slots this producer missed.", m as f64)?;
             }
-            let stage = |get: &dyn Fn(&aergo_node::api::StageMetrics) -> f64| -> Vec<(Labels<'_>, f64)> {
+            let stage = |get: &dyn Fn(&aergo_api::StageMetrics) -> f64| -> Vec<(Labels<'_>, f64)> {
                 c.stages.iter().map(|st| (vec![("stage", st.name.as_str())], get(st))).collect()
             };
             e.gauges(

@@ -65,6 +65,17 @@ pub struct BuildOptions {
     pub version: String,
     /// The certificate(s) RAUC accepts bundles from (`/etc/rauc/keyring.pem`).
     pub keyring: PathBuf,
+    /// Accept an `aergo-node` built with the `test-hooks` feature (the test suite's images only).
+    pub allow_test_hooks: bool,
+}
+
+/// What a node built with the `test-hooks` feature carries and a release node never does: the
+/// equivocation switch's config key, the attack subcommand and the SQL engine switch.
+const TEST_HOOK_MARKERS: [&str; 3] = ["equivocate_for_tests", "net-probe", "AERGO_SQL_ENGINE"];
+
+/// The test-hook markers found in a program's bytes.
+pub fn test_hooks_in(program: &[u8]) -> Vec<&'static str> {
+    TEST_HOOK_MARKERS.into_iter().filter(|m| program.windows(m.len()).any(|w| w == m.as_bytes())).collect()
 }
 
 pub struct Built {
@@ -188,6 +199,17 @@ fn stage_rootfs(o: &BuildOptions, root: &Path, kernel: &Path, busybox: &Path) ->
         let from = o.bin_dir.join(name);
         if !from.exists() {
             bail!("{} is missing: build the workspace binaries first (cargo build --bins)", from.display());
+        }
+        if name == "aergo-node" && !o.allow_test_hooks {
+            let hooks = test_hooks_in(&std::fs::read(&from)?);
+            if !hooks.is_empty() {
+                bail!(
+                    "{} was built with the test-hooks feature ({}): an image takes a release build \
+                     (cargo build --release --bins), or pass --allow-test-hooks for a test image",
+                    from.display(),
+                    hooks.join(", ")
+                );
+            }
         }
         let to = root.join("usr/bin").join(name);
         run(Command::new("strip").arg("--strip-debug").arg(&from).arg("-o").arg(&to))?;
@@ -364,6 +386,15 @@ pub fn build(o: &BuildOptions) -> anyhow::Result<Built> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_node_with_test_hooks_is_told_from_a_release_node() {
+        let release = b"\x7fELF ... producer.key_file ... verify ... run --config ...".to_vec();
+        assert!(test_hooks_in(&release).is_empty());
+        let mut hooked = release.clone();
+        hooked.extend_from_slice(b"\0equivocate_for_tests\0net-probe\0");
+        assert_eq!(test_hooks_in(&hooked), ["equivocate_for_tests", "net-probe"]);
+    }
 
     #[test]
     fn module_closure_puts_dependencies_first() {

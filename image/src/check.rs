@@ -188,7 +188,8 @@ fn build_image(
     extra: &[&str],
 ) -> anyhow::Result<(PathBuf, PathBuf)> {
     let out = dir.join(name);
-    let mut args = vec!["build", "--os-version", version];
+    // The suite's binaries are test builds (the `test-hooks` feature, see scripts/test.sh).
+    let mut args = vec!["build", "--allow-test-hooks", "--os-version", version];
     args.extend_from_slice(extra);
     let text = env.aergo_image(&[args.as_slice(), &["--out"]].concat(), &[&out])?;
     Ok((PathBuf::from(field(&text, "QCOW2")?), out.join("rootfs.squashfs")))

@@ -38,6 +38,9 @@ enum Cmd {
         /// Certificate RAUC accepts bundles from (default: the development one, made once).
         #[arg(long)]
         keyring: Option<PathBuf>,
+        /// Take an aergo-node built with the `test-hooks` feature (refused otherwise): test images.
+        #[arg(long)]
+        allow_test_hooks: bool,
     },
     /// Signs a root slot image into a RAUC bundle and writes update media (FAT, label AERGOUPDATE)
     /// that the box installs from.
@@ -124,7 +127,16 @@ fn workspace() -> anyhow::Result<PathBuf> {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Cmd::Build { out, provision, bin_dir, serial_console, kernel_args, os_version, keyring } => {
+        Cmd::Build {
+            out,
+            provision,
+            bin_dir,
+            serial_console,
+            kernel_args,
+            os_version,
+            keyring,
+            allow_test_hooks,
+        } => {
             let keyring = match keyring {
                 Some(k) => k,
                 None => bundle::dev_keys()?.1,
@@ -142,6 +154,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .to_string(),
                 version: os_version,
                 keyring,
+                allow_test_hooks,
             })?;
             let size = |p: &PathBuf| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0) >> 20;
             println!("IMAGE={}", built.raw.display());

@@ -12,12 +12,12 @@
 //! single check blocks are imported with on every input, so the pool never admits what a block
 //! would be refused for.
 
-use crate::api::StageMetrics;
-use crate::crypto;
 use crate::exec::BlockContext;
 use crate::mempool::{AdmitError, Admitted, Mempool};
 use crate::storage::StateStore;
-use crate::types::Transaction;
+use aergo_api::StageMetrics;
+use aergo_primitives::crypto;
+use aergo_primitives::types::Transaction;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -224,16 +224,16 @@ fn verify_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::Keypair;
     use crate::mempool::MempoolConfig;
-    use crate::types::Payload;
+    use aergo_primitives::crypto::Keypair;
+    use aergo_primitives::types::Payload;
     use std::time::Duration;
 
     fn tx(key: &Keypair, nonce: u64) -> Transaction {
-        crate::crypto::test_tx(key, "c", nonce, key.address(), 0, 0, Payload::Transfer)
+        aergo_primitives::crypto::test_tx(key, "c", nonce, key.address(), 0, 0, Payload::Transfer)
     }
 
-    fn key_address() -> crate::types::Address {
+    fn key_address() -> aergo_primitives::types::Address {
         Keypair::from_seed("bp").address()
     }
 

@@ -20,14 +20,14 @@
 //! ```
 
 use crate::consensus::Schedule;
-use crate::crypto::{self, Keypair};
 use crate::exec::parallel::ParallelExecutor;
 use crate::exec::{BlockContext, ExecError, ExecOutput, Mode};
-use crate::genesis::Genesis;
 use crate::storage::blocklog::{Committed, Recovery};
 use crate::storage::state::account_key;
 use crate::storage::{BlockLog, Head, LogError, LogOptions, LogReader, StateError, StateOptions, StateStore};
-use crate::types::{
+use aergo_config::genesis::Genesis;
+use aergo_primitives::crypto::{self, Keypair};
+use aergo_primitives::types::{
     Account, Address, Block, BlockHeader, Hash, Receipt, Signature, Transaction, ENCODING_VERSION,
 };
 use std::collections::HashMap;
@@ -179,14 +179,15 @@ fn genesis_block(
     let mut changes = Vec::with_capacity(genesis.balances.len() + 1);
     for b in &genesis.balances {
         let account = Account { balance: b.amount, nonce: 0 };
-        changes.push((account_key(&b.address), Some(crate::types::to_vec_exact(&account))));
+        changes.push((account_key(&b.address), Some(aergo_primitives::types::to_vec_exact(&account))));
     }
     changes.push((
         crate::storage::state::HEAD_KEY.to_vec(),
-        Some(crate::types::to_vec_exact(&(0u64, genesis.timestamp_ms))),
+        Some(aergo_primitives::types::to_vec_exact(&(0u64, genesis.timestamp_ms))),
     ));
     let prepared = store.prepare(0, &crate::storage::ChangeSet::from_unsorted(changes))?;
-    let producer = genesis.producer_keys().first().copied().unwrap_or(crate::types::PublicKey([0; 32]));
+    let producer =
+        genesis.producer_keys().first().copied().unwrap_or(aergo_primitives::types::PublicKey([0; 32]));
     let header = BlockHeader {
         version: ENCODING_VERSION,
         chain_id: genesis.chain_id.clone(),

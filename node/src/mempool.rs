@@ -14,40 +14,14 @@
 
 mod pending;
 
+pub use aergo_config::MempoolConfig;
 pub use pending::{PendingState, Speculative};
 
 use crate::exec::{BlockContext, StateView};
-use crate::types::{Account, Address, Amount, Hash, Transaction};
-use serde::{Deserialize, Serialize};
+use aergo_primitives::types::{Account, Address, Amount, Hash, Transaction};
+
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::sync::Arc;
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct MempoolConfig {
-    /// Most transactions in the pool.
-    pub max_txs: usize,
-    /// Most encoded bytes in the pool.
-    pub max_bytes: usize,
-    /// Most transactions from one sender.
-    pub max_per_account: usize,
-    /// How far ahead of the committed nonce a transaction may be.
-    pub max_nonce_gap: u64,
-    /// Fee increase (percent) needed to replace a queued transaction with the same nonce.
-    pub replace_fee_bump_percent: u32,
-}
-
-impl Default for MempoolConfig {
-    fn default() -> Self {
-        MempoolConfig {
-            max_txs: 200_000,
-            max_bytes: 256 * 1024 * 1024,
-            max_per_account: 10_000,
-            max_nonce_gap: 10_000,
-            replace_fee_bump_percent: 10,
-        }
-    }
-}
 
 /// Why a transaction was refused. `reason()` is the machine-readable name sent in RPC errors.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

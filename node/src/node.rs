@@ -14,16 +14,16 @@
 
 use crate::admission::Admission;
 use crate::chain::{Chain, ChainError, OpenReport};
-use crate::config::NodeConfig;
 use crate::consensus::{ConsensusInfo, Driver, DriverConfig};
-use crate::crypto::{KeyFile, Keypair, KeystoreError};
 use crate::exec::parallel::ParallelExecutor;
-use crate::genesis::{ConsensusParams, Genesis, GenesisBalance, GenesisError, GenesisProducer};
 use crate::mempool::Mempool;
 use crate::net::{Net, NetCommand, NetConfig, NetState, Status};
 use crate::rpc::{self, RpcError};
 use crate::storage::{Head, LogOptions, LogReader, StateOptions, StateStore};
-use crate::types::{Address, Block, Hash};
+use aergo_config::genesis::{ConsensusParams, Genesis, GenesisBalance, GenesisError, GenesisProducer};
+use aergo_config::NodeConfig;
+use aergo_primitives::crypto::{KeyFile, Keypair, KeystoreError};
+use aergo_primitives::types::{Address, Block, Hash};
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -79,14 +79,14 @@ pub struct Shared {
     head: RwLock<Head>,
     pub blocks: tokio::sync::broadcast::Sender<Arc<Block>>,
     pub producer: Option<Address>,
-    pub producer_key: Option<crate::types::PublicKey>,
+    pub producer_key: Option<aergo_primitives::types::PublicKey>,
     pub data_dir: PathBuf,
     pub started: Instant,
     pub io_uring: bool,
     /// Cores the execution workers are pinned to.
     pub exec_cores: Vec<usize>,
     /// Public half of the node's identity key.
-    pub node_key: crate::types::PublicKey,
+    pub node_key: aergo_primitives::types::PublicKey,
     /// The libp2p peer id (from the identity key), when the node is on a network.
     pub peer_id: Option<String>,
     /// Commands to the p2p layer (publish a transaction); `None` without a network.
@@ -267,7 +267,7 @@ impl RunningNode {
             chain_id: chain.genesis().chain_id.clone(),
             height: 0,
             timestamp_ms: 0,
-            producer: key.as_ref().map_or(crate::types::Address([0; 20]), Keypair::address),
+            producer: key.as_ref().map_or(aergo_primitives::types::Address([0; 20]), Keypair::address),
             staking: chain.genesis().consensus.staking(),
         };
         let admission = Admission::start(
@@ -333,8 +333,10 @@ impl RunningNode {
             empty_blocks: config.producer.empty_blocks,
             max_clock_drift_ms: config.p2p.max_clock_drift_ms,
             signed_slot_file: config.data_dir.join(SIGNED_SLOT_FILE),
+            #[cfg(feature = "test-hooks")]
             equivocate: config.producer.equivocate_for_tests,
         };
+        #[cfg(feature = "test-hooks")]
         if config.producer.equivocate_for_tests {
             tracing::error!("TEST FAULT: this producer signs two different blocks per slot (producer.equivocate_for_tests)");
         }
@@ -444,7 +446,9 @@ pub fn init(genesis_file: &Path, data_dir: &Path) -> Result<(PathBuf, OpenReport
     let config_path = data_dir.join("config.toml");
     if !config_path.exists() {
         let abs = std::fs::canonicalize(data_dir).map_err(io(data_dir))?;
-        let text = NodeConfig { data_dir: abs, ..NodeConfig::default() }.to_toml();
+        let text = NodeConfig { data_dir: abs, ..NodeConfig::default() }
+            .to_toml()
+            .map_err(|e| NodeError::Config { reason: e.to_string() })?;
         write_atomic(&config_path, text.as_bytes()).map_err(io(&config_path))?;
     }
     Ok((config_path, report))
@@ -452,5 +456,5 @@ pub fn init(genesis_file: &Path, data_dir: &Path) -> Result<(PathBuf, OpenReport
 
 /// Writes a file so that readers see the old or the new contents, never a mix, even after a crash.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    crate::storage::write_atomic_mode(path, contents, 0o644)
+    aergo_primitives::file::write_atomic_mode(path, contents, 0o644)
 }

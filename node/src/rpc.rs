@@ -3,18 +3,18 @@
 //! Methods run on tokio's worker threads. Reads go straight to RocksDB and the block log (both safe to
 //! share); `send_tx` decodes and verifies outside the pool lock and holds the lock only to admit.
 
-use crate::api::{
+use crate::chain::read_block;
+use crate::mempool::AdmitError;
+use crate::net::NetCommand;
+use crate::node::Shared;
+use aergo_api::{
     codes, AccountView, AergoApiServer, BlockTxs, BlockView, CandidateView, ChainInfo, ContractFunctionView,
     ContractTableView, ContractView, HeaderView, NodeInfo, NodeMetrics, PeerView, ProducersView,
     QueryRequest, QueryView, ReceiptView, RpcResult, SendTxOutcome, SendTxResult, StageMetrics, StakeView,
     TxRejection, TxView,
 };
-use crate::chain::read_block;
-use crate::config::RpcConfig;
-use crate::mempool::AdmitError;
-use crate::net::NetCommand;
-use crate::node::Shared;
-use crate::types::{Address, Block, Hash, Payload, ReceiptStatus, Transaction, MAX_TX_BYTES};
+use aergo_config::RpcConfig;
+use aergo_primitives::types::{Address, Block, Hash, Payload, ReceiptStatus, Transaction, MAX_TX_BYTES};
 use jsonrpsee::core::{async_trait, SubscriptionResult};
 use jsonrpsee::server::{BatchRequestConfig, Server, ServerConfig, ServerHandle};
 use jsonrpsee::types::ErrorObjectOwned;
@@ -50,6 +50,36 @@ pub fn query_view(columns: Vec<String>, rows: &[Vec<crate::sql::Value>]) -> Quer
     QueryView {
         columns,
         rows: rows.iter().map(|r| r.iter().map(crate::sql::json::to_json).collect()).collect(),
+    }
+}
+
+impl From<&crate::mempool::Speculative> for aergo_api::SpeculativeView {
+    fn from(s: &crate::mempool::Speculative) -> Self {
+        use crate::mempool::Speculative::*;
+        match s {
+            Success => aergo_api::SpeculativeView { status: "success".into(), error: None },
+            Failed(e) => aergo_api::SpeculativeView { status: "failed".into(), error: Some(e.clone()) },
+            Queued(e) => aergo_api::SpeculativeView { status: "queued".into(), error: Some(e.clone()) },
+        }
+    }
+}
+
+impl From<crate::mempool::Admitted> for aergo_api::SendTxResult {
+    fn from(a: crate::mempool::Admitted) -> Self {
+        aergo_api::SendTxResult {
+            hash: a.hash,
+            pool_seq: a.pool_seq,
+            speculative: a.speculative.as_ref().map(Into::into),
+            answered_by: None,
+        }
+    }
+}
+
+fn cache_view(usage: crate::storage::state::CacheUsage) -> aergo_api::StateCacheUsage {
+    aergo_api::StateCacheUsage {
+        state_cache_values: usage.values,
+        state_cache_bytes: usage.bytes,
+        state_cache_capacity_bytes: usage.capacity_bytes,
     }
 }
 
@@ -125,7 +155,9 @@ impl RpcHandler {
         }
         let bytes = hex::decode(text).map_err(|e| AdmitError::Malformed(format!("not hex: {e}")))?;
         let tx = Transaction::decode(&bytes).map_err(|e| match e {
-            crate::types::DecodeError::TooLarge { len, max, .. } => AdmitError::TooLarge { len, max },
+            aergo_primitives::types::DecodeError::TooLarge { len, max, .. } => {
+                AdmitError::TooLarge { len, max }
+            }
             other => AdmitError::Malformed(other.to_string()),
         })?;
         if tx.body.chain_id != self.shared.chain_id {
@@ -315,7 +347,7 @@ impl AergoApiServer for RpcHandler {
             last_block_ms: p.last_block_ms.load(Relaxed),
             next_slot_ms: Some(p.next_slot_ms.load(Relaxed))
                 .filter(|ms| *ms > 0 && self.shared.producer.is_some()),
-            state_cache: self.shared.store.cache_usage(),
+            state_cache: cache_view(self.shared.store.cache_usage()),
         })
     }
 
@@ -550,12 +582,13 @@ impl AergoApiServer for RpcHandler {
         let epoch = schedule.epoch_of(height);
         let epoch_blocks = self.shared.genesis.consensus.epoch_blocks;
         let next_epoch_height = (epoch + 1) * epoch_blocks + 1;
-        let addresses =
-            |keys: &[crate::types::PublicKey]| keys.iter().map(|k| k.address()).collect::<Vec<_>>();
+        let addresses = |keys: &[aergo_primitives::types::PublicKey]| {
+            keys.iter().map(|k| k.address()).collect::<Vec<_>>()
+        };
         let next_known = schedule.election_height(epoch + 1).is_some_and(|h| h <= head);
         let store = &self.shared.store;
         let read = |key: &[u8]| store.get_at(key, head).map_err(internal);
-        let keys: Vec<crate::types::PublicKey> =
+        let keys: Vec<aergo_primitives::types::PublicKey> =
             read(CANDIDATES_KEY)?.and_then(|b| borsh::from_slice(&b).ok()).unwrap_or_default();
         let mut candidates = Vec::new();
         for k in keys {
@@ -594,7 +627,7 @@ impl AergoApiServer for RpcHandler {
             .map_err(internal)?
             .and_then(|b| borsh::from_slice(&b).ok())
             .unwrap_or_default();
-        let votes: Vec<crate::types::PublicKey> = store
+        let votes: Vec<aergo_primitives::types::PublicKey> = store
             .get_at(&vote_key(&address), head)
             .map_err(internal)?
             .and_then(|b| borsh::from_slice(&b).ok())

@@ -10,10 +10,10 @@
 //! On loopback the ports are free ones picked by the system; on other hosts they are 7845 (RPC) and
 //! 7846 (p2p); with a base port B, node K has RPC B+2K and p2p B+2K+1.
 
-use crate::config::NodeConfig;
-use crate::crypto::{KeyFile, Keypair};
-use crate::genesis::{ConsensusParams, Genesis, GenesisBalance, GenesisProducer};
 use crate::node::{now_ms, write_atomic, NODE_KEY_FILE};
+use aergo_config::genesis::{ConsensusParams, Genesis, GenesisBalance, GenesisProducer};
+use aergo_config::NodeConfig;
+use aergo_primitives::crypto::{KeyFile, Keypair};
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -134,7 +134,7 @@ pub fn write_testnet(opts: &TestnetOptions) -> anyhow::Result<Vec<TestnetNode>> 
         config.p2p.bootstrap = (0..opts.nodes).filter(|j| *j != i).map(p2p_addr).collect();
         config.validate().map_err(|e| anyhow::anyhow!("node{i} config: {e}"))?;
         let config_path = dir.join("config.toml");
-        write_atomic(&config_path, config.to_toml().as_bytes())?;
+        write_atomic(&config_path, config.to_toml()?.as_bytes())?;
         nodes.push(TestnetNode {
             config: config_path,
             rpc: format!("http://{}", SocketAddr::new(hosts[i], ports[i].0)),

@@ -1,11 +1,11 @@
 //! The JSON-RPC server from the outside: a devnet node in-process on a loopback port, driven over
 //! HTTP and WebSocket with good and bad input.
 
-use aergo_node::api::{codes, AergoApiClient, BlockTxs, SendTxOutcome};
-use aergo_node::config::NodeConfig;
-use aergo_node::crypto::{KeyFile, Keypair};
+use aergo_api::{codes, AergoApiClient, BlockTxs, SendTxOutcome};
+use aergo_config::NodeConfig;
 use aergo_node::node::{prepare_devnet, RunningNode};
-use aergo_node::types::{Payload, Transaction, TxBody, ENCODING_VERSION};
+use aergo_primitives::crypto::{KeyFile, Keypair};
+use aergo_primitives::types::{Payload, Transaction, TxBody, ENCODING_VERSION};
 use jsonrpsee::core::client::{ClientT, SubscriptionClientT};
 use jsonrpsee::http_client::HttpClientBuilder;
 use jsonrpsee::rpc_params;
@@ -143,7 +143,7 @@ async fn blocks_arrive_over_websocket_and_read_back_by_height_and_hash() {
     let (node, key) = start(dir.path()).await;
     let ws = WsClientBuilder::default().build(format!("ws://{}", node.rpc_addr)).await.unwrap();
     let mut sub = ws
-        .subscribe::<aergo_node::api::BlockView, _>("subscribe_blocks", rpc_params![], "unsubscribe_blocks")
+        .subscribe::<aergo_api::BlockView, _>("subscribe_blocks", rpc_params![], "unsubscribe_blocks")
         .await
         .unwrap();
     let info = ws.chain_info().await.unwrap();

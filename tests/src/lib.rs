@@ -63,7 +63,8 @@ impl NodeProcess {
         Self::start_command(data_dir, cmd)
     }
 
-    fn start_command(data_dir: &Path, cmd: Command) -> anyhow::Result<NodeProcess> {
+    /// Starts `cmd` (an `aergo-node` command line the caller prepared) with its log in `data_dir`.
+    pub fn start_command(data_dir: &Path, cmd: Command) -> anyhow::Result<NodeProcess> {
         std::fs::create_dir_all(data_dir)?;
         let (child, rpc) =
             spawn_announcing(cmd, "AERGO_RPC=", &data_dir.join("node.log"), Duration::from_secs(60))?;

@@ -2,8 +2,8 @@
 //! against what the node's RPC and `/proc` say, the signature checked against the node's key, history
 //! across an agent `kill -9`, the refusals (token, size, slow clients, rate) and a killed node.
 
-use aergo_node::api::AergoApiClient;
-use aergo_node::types::{PublicKey, Signature};
+use aergo_api::AergoApiClient;
+use aergo_primitives::types::{PublicKey, Signature};
 use aergo_tests::{http_get, wait_for, workspace, AgentProcess, NodeProcess};
 use jsonrpsee::http_client::HttpClientBuilder;
 use serde_json::Value;
@@ -53,10 +53,10 @@ fn telemetry_matches_the_node_and_proc_and_is_signed() -> anyhow::Result<()> {
         Signature(hex::decode(answer.header("x-aergo-signature").expect("signature"))?.try_into().unwrap());
     let mut message = aergo_agent::http::SIGNATURE_DOMAIN.to_vec();
     message.extend_from_slice(answer.body.as_bytes());
-    aergo_node::crypto::verify_message(&key, &message, &sig)?;
+    aergo_primitives::crypto::verify_message(&key, &message, &sig)?;
     let mut forged = message.clone();
     *forged.last_mut().unwrap() ^= 1;
-    assert!(aergo_node::crypto::verify_message(&key, &forged, &sig).is_err());
+    assert!(aergo_primitives::crypto::verify_message(&key, &forged, &sig).is_err());
 
     assert_eq!(t["schema_version"], 1);
     assert!(t["seq"].as_u64().unwrap() >= 2);

@@ -1,9 +1,9 @@
 //! The devnet from the outside: the real `aergo-node --dev` and `aergo` binaries, transfers, reads at
 //! old heights, `kill -9` in the middle of a burst, restart, and a full replay of the log.
 
-use aergo_node::api::AergoApiClient;
-use aergo_node::crypto::{KeyFile, Keypair};
-use aergo_node::types::{Address, Payload, TxBody, ENCODING_VERSION};
+use aergo_api::AergoApiClient;
+use aergo_primitives::crypto::{KeyFile, Keypair};
+use aergo_primitives::types::{Address, Payload, TxBody, ENCODING_VERSION};
 use aergo_tests::{cli_json, node_command, wait_for, NodeProcess};
 use jsonrpsee::http_client::HttpClientBuilder;
 use std::collections::HashMap;

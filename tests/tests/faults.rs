@@ -1,9 +1,9 @@
 //! Damaged block logs, from the outside: a torn append at the end is repaired at start; damage to a
 //! committed record, at the end or in a middle segment, stops the node with the file and offset.
 
-use aergo_node::api::AergoApiClient;
-use aergo_node::crypto::KeyFile;
-use aergo_node::types::{Payload, TxBody, ENCODING_VERSION};
+use aergo_api::AergoApiClient;
+use aergo_primitives::crypto::KeyFile;
+use aergo_primitives::types::{Payload, TxBody, ENCODING_VERSION};
 use aergo_tests::{wait_for, NodeProcess};
 use jsonrpsee::http_client::HttpClientBuilder;
 use std::os::unix::fs::FileExt;

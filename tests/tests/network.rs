@@ -4,11 +4,11 @@
 //! produces again. A transaction sent to one node is gossiped and included by whichever producer's
 //! slot comes first. A node that joins late syncs a long chain and reaches the same state root.
 
-use aergo_node::api::AergoApiClient;
-use aergo_node::crypto::KeyFile;
+use aergo_api::AergoApiClient;
 use aergo_node::testnet::{write_testnet, TestnetNode, TestnetOptions};
-use aergo_node::types::{Payload, TxBody, ENCODING_VERSION};
-use aergo_tests::{wait_for, NodeProcess};
+use aergo_primitives::crypto::KeyFile;
+use aergo_primitives::types::{Payload, TxBody, ENCODING_VERSION};
+use aergo_tests::{node_command, wait_for, NodeProcess};
 use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
 use std::path::Path;
 use std::time::Duration;
@@ -54,7 +54,7 @@ impl Testnet {
         Ok(Testnet { _dir: dir, nodes, procs, clients, rt: tokio::runtime::Runtime::new()? })
     }
 
-    fn info(&self, i: usize) -> Option<aergo_node::api::ChainInfo> {
+    fn info(&self, i: usize) -> Option<aergo_api::ChainInfo> {
         self.rt.block_on(self.clients[i].chain_info()).ok()
     }
 
@@ -123,7 +123,7 @@ fn four_producers_finalize_survive_a_kill_and_resync() -> anyhow::Result<()> {
     // A transfer sent to node 0 reaches the producers by gossip and is included by whoever's slot
     // comes first; every node then has its receipt.
     let faucet = KeyFile::read(&net._dir.path().join("net/faucet.key"))?.unlock(None)?;
-    let to: aergo_node::types::Address =
+    let to: aergo_primitives::types::Address =
         net.nodes[3].address.parse().map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let tx = faucet.sign_tx(TxBody {
         version: ENCODING_VERSION,
@@ -184,9 +184,9 @@ fn four_producers_finalize_survive_a_kill_and_resync() -> anyhow::Result<()> {
 
 #[test]
 fn a_late_joiner_syncs_a_long_chain_and_matches_state_roots() -> anyhow::Result<()> {
+    use aergo_config::genesis::Genesis;
+    use aergo_config::NodeConfig;
     use aergo_node::chain::Chain;
-    use aergo_node::config::NodeConfig;
-    use aergo_node::genesis::Genesis;
     use aergo_node::storage::LogOptions;
     const HISTORY: u64 = 1_200;
 
@@ -234,7 +234,7 @@ fn a_late_joiner_syncs_a_long_chain_and_matches_state_roots() -> anyhow::Result<
     b_config.rpc.listen = "127.0.0.1:0".parse()?;
     b_config.p2p.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
     b_config.p2p.bootstrap = vec![producer.p2p.clone()];
-    std::fs::write(b_dir.join("config.toml"), b_config.to_toml())?;
+    std::fs::write(b_dir.join("config.toml"), b_config.to_toml()?)?;
     let b = NodeProcess::start(
         &b_dir,
         &["run", "--config", b_dir.join("config.toml").to_str().unwrap_or_default()],
@@ -282,6 +282,13 @@ fn a_late_joiner_syncs_a_long_chain_and_matches_state_roots() -> anyhow::Result<
     assert!(!info.syncing && info.height > HISTORY && info.peers == 1, "{info:?}");
     b.stop()?;
     a.stop()?;
+
+    // `verify` of a testnet node: its genesis lies beside the node directories, where the node's
+    // config names it, not in the data directory.
+    let (ok, out, err) = node_command(&["verify", "--data-dir", data_dir(&producer).to_str().unwrap()])?;
+    assert!(ok && out.trim_end().ends_with("ok"), "verify --data-dir: {out}{err}");
+    let (ok, out, err) = node_command(&["verify", "--config", producer.config.to_str().unwrap()])?;
+    assert!(ok && out.trim_end().ends_with("ok"), "verify --config: {out}{err}");
     Ok(())
 }
 
@@ -345,7 +352,7 @@ impl Drop for SplitNet {
 
 #[test]
 fn a_partition_finalizes_nothing_new_and_heals() -> anyhow::Result<()> {
-    use aergo_node::config::NodeConfig;
+    use aergo_config::NodeConfig;
     let split = SplitNet::new()?;
     let dir = tempfile::tempdir()?;
     let half = |i: usize| i / 2;
@@ -359,7 +366,7 @@ fn a_partition_finalizes_nothing_new_and_heals() -> anyhow::Result<()> {
     for (i, n) in nodes.iter_mut().enumerate() {
         let mut c = NodeConfig::load(&n.config)?;
         c.rpc.listen = format!("{}:{}", SplitNet::RPC[half(i)], c.rpc.listen.port()).parse()?;
-        std::fs::write(&n.config, c.to_toml())?;
+        std::fs::write(&n.config, c.to_toml()?)?;
         n.rpc = format!("http://{}", c.rpc.listen);
     }
     let mut procs = Vec::new();
@@ -432,13 +439,13 @@ fn probe(target: &str, attacks: &str) -> anyhow::Result<serde_json::Value> {
 
 #[test]
 fn hostile_peers_are_refused_scored_down_and_banned() -> anyhow::Result<()> {
-    use aergo_node::config::NodeConfig;
+    use aergo_config::NodeConfig;
     let dir = tempfile::tempdir()?;
     let opts = loopback(1, dir.path().join("net"));
     let node = write_testnet(&opts)?.remove(0);
     let mut config = NodeConfig::load(&node.config)?;
     config.producer.empty_blocks = true;
-    std::fs::write(&node.config, config.to_toml())?;
+    std::fs::write(&node.config, config.to_toml()?)?;
     let p = start(&node)?;
     let rt = tokio::runtime::Runtime::new()?;
     let client = HttpClientBuilder::default().build(&node.rpc)?;
@@ -490,7 +497,7 @@ fn hostile_peers_are_refused_scored_down_and_banned() -> anyhow::Result<()> {
 
 /// A 4-producer testnet whose epochs last 10 blocks: its directory, `DIR/net`, and its nodes.
 fn short_epochs() -> anyhow::Result<(tempfile::TempDir, std::path::PathBuf, Vec<TestnetNode>)> {
-    use aergo_node::genesis::Genesis;
+    use aergo_config::genesis::Genesis;
     let dir = tempfile::tempdir()?;
     let out = dir.path().join("net");
     let opts = loopback(4, out.clone());
@@ -504,8 +511,8 @@ fn short_epochs() -> anyhow::Result<(tempfile::TempDir, std::path::PathBuf, Vec<
 
 #[test]
 fn votes_elect_a_new_producer_at_the_epoch_boundary_on_every_node() -> anyhow::Result<()> {
-    use aergo_node::config::NodeConfig;
-    use aergo_node::crypto::Keypair;
+    use aergo_config::NodeConfig;
+    use aergo_primitives::crypto::Keypair;
     use aergo_tests::cli_json;
     let (dir, out, nodes) = short_epochs()?;
     let procs = nodes.iter().map(|n| start(n).map(Some)).collect::<anyhow::Result<Vec<_>>>()?;
@@ -527,7 +534,7 @@ fn votes_elect_a_new_producer_at_the_epoch_boundary_on_every_node() -> anyhow::R
     config.rpc.listen = "127.0.0.1:0".parse()?;
     config.p2p.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
     config.p2p.bootstrap = net.nodes.iter().map(|n| n.p2p.clone()).collect();
-    std::fs::write(cand_dir.join("config.toml"), config.to_toml())?;
+    std::fs::write(cand_dir.join("config.toml"), config.to_toml()?)?;
     let cand_node = NodeProcess::start(
         &cand_dir,
         &["run", "--config", cand_dir.join("config.toml").to_str().unwrap_or_default()],
@@ -595,13 +602,13 @@ fn votes_elect_a_new_producer_at_the_epoch_boundary_on_every_node() -> anyhow::R
 
 #[test]
 fn an_equivocating_producer_is_caught_and_left_out_of_the_next_epoch() -> anyhow::Result<()> {
-    use aergo_node::config::NodeConfig;
+    use aergo_config::NodeConfig;
     use aergo_tests::cli_json;
     let (dir, _, nodes) = short_epochs()?;
     // Node 3 signs two different blocks in each of its slots (test-only fault injection).
     let mut config = NodeConfig::load(&nodes[3].config)?;
     config.producer.equivocate_for_tests = true;
-    std::fs::write(&nodes[3].config, config.to_toml())?;
+    std::fs::write(&nodes[3].config, config.to_toml()?)?;
     let procs = nodes.iter().map(|n| start(n).map(Some)).collect::<anyhow::Result<Vec<_>>>()?;
     let clients =
         nodes.iter().map(|n| HttpClientBuilder::default().build(&n.rpc)).collect::<Result<Vec<_>, _>>()?;

@@ -7,8 +7,8 @@
 use crate::logs::{LogSource, LogView, Shown};
 use crate::ops::{ConsoleConfig, Op, OpsState};
 use crate::setup::flow::SetupState;
-use aergo_agent::sample::Sample;
-use aergo_node::api::{BlockView, ChainInfo, NodeInfo, NodeMetrics, PeerView};
+use aergo_api::{BlockView, ChainInfo, NodeInfo, NodeMetrics, PeerView};
+use aergo_telemetry::Sample;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use std::collections::VecDeque;
 use std::path::PathBuf;

@@ -8,8 +8,8 @@
 //! failures are reported as events and the next round simply tries again.
 
 use crate::app::{Event, NodeSnapshot, Update};
-use aergo_agent::sample::Sample;
-use aergo_node::api::AergoApiClient;
+use aergo_api::AergoApiClient;
+use aergo_telemetry::Sample;
 use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
 use std::path::PathBuf;
 use std::sync::mpsc::Sender;

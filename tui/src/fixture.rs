@@ -4,12 +4,10 @@
 use crate::app::{App, Event, NodeSnapshot, Settings, Update};
 use crate::logs::LogSource;
 use crate::ops::ConsoleConfig;
-use aergo_agent::sample::Sample;
-use aergo_node::api::{
-    BlockTxs, BlockView, ChainInfo, HeaderView, NodeInfo, NodeMetrics, PeerView, StageMetrics,
-};
-use aergo_node::crypto::Keypair;
-use aergo_node::types::Hash;
+use aergo_api::{BlockTxs, BlockView, ChainInfo, HeaderView, NodeInfo, NodeMetrics, PeerView, StageMetrics};
+use aergo_primitives::crypto::Keypair;
+use aergo_primitives::types::Hash;
+use aergo_telemetry::Sample;
 use std::path::Path;
 
 pub const NOW: u64 = 1_795_608_000_000;
@@ -91,7 +89,7 @@ pub fn snapshot(peers: Vec<PeerView>) -> NodeSnapshot {
             gossip_tx_bytes_in_total: 0,
             last_block_ms: 3,
             next_slot_ms: Some(NOW + 400),
-            state_cache: aergo_node::api::StateCacheUsage {
+            state_cache: aergo_api::StateCacheUsage {
                 state_cache_values: 52_000,
                 state_cache_bytes: 6_900_000,
                 state_cache_capacity_bytes: 128 << 20,

@@ -13,7 +13,7 @@
 //! ```
 //!
 //! - [`app`]: the state of every screen and the only place it changes (`App::handle`).
-//! - [`collect`]: talks to the node (the RPC client of `aergo_node::api`) and the agent (HTTP with the
+//! - [`collect`]: talks to the node (the RPC client of `aergo_api`) and the agent (HTTP with the
 //!   bearer token) off the UI thread, with timeouts; a slow or dead service shows as unreachable and is
 //!   retried, the screen never waits for it.
 //! - [`logs`]: follows the node's and the agent's log files (rotation and truncation included).

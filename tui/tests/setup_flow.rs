@@ -2,13 +2,13 @@
 //! checked field by field, the shown-once token and the forced key backup are enforced, and revert
 //! restores the previous files.
 
+use aergo_config::NodeConfig;
 use aergo_console::app::{App, Event, Settings, Tab};
 use aergo_console::ops::ConsoleConfig;
 use aergo_console::setup::files::{self, NODE_CONFIG_FILE, SETTINGS_FILE, TOKEN_FILE};
 use aergo_console::setup::flow::{Field, Step};
 use aergo_console::setup::Role;
-use aergo_node::config::NodeConfig;
-use aergo_node::crypto::KeyFile;
+use aergo_primitives::crypto::KeyFile;
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
@@ -201,7 +201,7 @@ fn first_boot_setup_writes_every_file_and_revert_restores_them() {
     assert_eq!(node.rpc.listen.to_string(), "0.0.0.0:7845");
     let key = KeyFile::read(&files::box_path(root, &files::key_path(&address))).unwrap();
     assert_eq!(key.unlock(None).unwrap().address().to_string(), address);
-    let genesis = aergo_node::genesis::Genesis::load(&files::box_path(
+    let genesis = aergo_config::genesis::Genesis::load(&files::box_path(
         root,
         &format!("{}/genesis.toml", node.data_dir.display()),
     ))
@@ -265,7 +265,7 @@ fn first_boot_setup_writes_every_file_and_revert_restores_them() {
 fn importing_a_keystore_needs_the_right_passphrase_and_no_backup() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    let key = aergo_node::crypto::Keypair::generate();
+    let key = aergo_primitives::crypto::Keypair::generate();
     std::fs::create_dir_all(root.join("boot")).unwrap();
     KeyFile::write_encrypted_with(&root.join("boot/producer.json"), &key, "s3cret-pass", 4).unwrap();
     let mut app = console(root);

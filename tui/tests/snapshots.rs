@@ -3,13 +3,13 @@
 //! seeded producer key, and telemetry from `fixtures/telemetry.json` (a real agent sample with its
 //! varying figures fixed).
 
+use aergo_api::{BlockTxs, PeerView, TxView};
 use aergo_console::app::{App, Event, Tab, Update};
 use aergo_console::fixture::{app, block, hash, producer, snapshot, HEIGHT, NOW};
 use aergo_console::logs::LogSource;
 use aergo_console::ops::ConsoleConfig;
 use aergo_console::setup::{self, Material, Role};
-use aergo_node::api::{BlockTxs, PeerView, TxView};
-use aergo_node::crypto::Keypair;
+use aergo_primitives::crypto::Keypair;
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;

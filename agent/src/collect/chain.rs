@@ -1,8 +1,8 @@
 //! Chain figures from the node's JSON-RPC (`chain_info`, `node_info`, `node_metrics`), each call bounded
 //! by a timeout so that a hung node never stalls a sample.
 
-use crate::sample::ChainSample;
-use aergo_node::api::{AergoApiClient, NodeInfo};
+use aergo_api::{AergoApiClient, NodeInfo};
+use aergo_telemetry::ChainSample;
 use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! filesystems, and sysinfo for hardware temperatures. Rates are differences between two readings, so
 //! the first sample after start reports zero rates.
 
-use crate::sample::{
+use aergo_telemetry::{
     CoreSample, CpuSample, CpuSeconds, Disk, Filesystem, Host, Interface, Memory, ProcessInfo, Temperature,
 };
 use procfs::{Current, CurrentSI};

@@ -6,17 +6,19 @@
 //! - `aergo-node run --config FILE`: runs a node from its config.
 //! - `aergo-node testnet --nodes N --out DIR`: the files for an N-producer network (see
 //!   `aergo_node::testnet`).
+//! - `aergo-node verify --data-dir DIR` (or `--config FILE`): replays the block log from genesis and
+//!   compares the state root (the node stopped).
 //!
 //! Once serving, it prints `AERGO_RPC=http://ADDR` on stdout (useful with `--rpc-listen 127.0.0.1:0`).
 
+use aergo_config::genesis::Genesis;
+use aergo_config::NodeConfig;
 use aergo_node::chain::verify_by_replay;
-use aergo_node::config::NodeConfig;
-use aergo_node::genesis::Genesis;
 use aergo_node::node::{init, prepare_devnet, RunningNode};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
 #[command(name = "aergo-node", version, about = "The AERGO Chain node")]
@@ -75,7 +77,8 @@ enum Command {
         base_port: Option<u16>,
     },
     /// Connect to a node as a misbehaving peer, send what it must refuse, and print (JSON) whether it
-    /// cut and banned the probe.
+    /// cut and banned the probe (test builds only: the `test-hooks` feature).
+    #[cfg(feature = "test-hooks")]
     #[command(hide = true)]
     NetProbe {
         /// The node's p2p address, with /p2p/<peer id>.
@@ -91,9 +94,35 @@ enum Command {
     /// Re-execute the whole block log from genesis in a scratch directory and check that it reaches
     /// the stored state root (the node must be stopped).
     Verify {
+        /// The node's data directory. Its genesis is the one `DIR/config.toml` names when that file
+        /// exists (as `init` and `testnet` write it), else `DIR/genesis.toml`.
+        #[arg(long, required_unless_present = "config", conflicts_with = "config")]
+        data_dir: Option<PathBuf>,
+        /// The node's config file: the data directory and the genesis it names.
         #[arg(long)]
-        data_dir: PathBuf,
+        config: Option<PathBuf>,
     },
+}
+
+/// The data directory and genesis file `verify` replays: those of the config file, given or found in
+/// the data directory, else the data directory's own `genesis.toml` (a `--dev` node's).
+fn verify_paths(data_dir: Option<&Path>, config: Option<&Path>) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let config_path = match (config, data_dir) {
+        (Some(file), _) => Some(file.to_path_buf()),
+        (None, Some(dir)) => Some(dir.join("config.toml")).filter(|f| f.exists()),
+        (None, None) => anyhow::bail!("verify needs --data-dir or --config"),
+    };
+    match (config_path, data_dir) {
+        (Some(file), given) => {
+            let config = NodeConfig::load(&file)?;
+            // The data directory named on the command line wins over the one the config names (a
+            // copy of a node's directory can be verified where it lies).
+            let dir = given.map_or_else(|| config.data_dir.clone(), Path::to_path_buf);
+            Ok((dir, config.genesis_path()))
+        }
+        (None, Some(dir)) => Ok((dir.to_path_buf(), dir.join("genesis.toml"))),
+        (None, None) => anyhow::bail!("verify needs --data-dir or --config"),
+    }
 }
 
 fn init_tracing(level: &str) {
@@ -134,6 +163,7 @@ async fn main() -> anyhow::Result<()> {
             return Ok(());
         }
         Some(Command::Run { config }) => NodeConfig::load(config)?,
+        #[cfg(feature = "test-hooks")]
         Some(Command::NetProbe { target, chain_id, attack, timeout_secs }) => {
             init_tracing("warn");
             let report = aergo_node::net::probe::probe(
@@ -162,11 +192,12 @@ async fn main() -> anyhow::Result<()> {
             println!("nodes: {}", out.join("nodes.json").display());
             return Ok(());
         }
-        Some(Command::Verify { data_dir }) => {
+        Some(Command::Verify { data_dir, config }) => {
             init_tracing("warn");
-            let genesis = Genesis::load(&data_dir.join("genesis.toml"))?;
+            let (data_dir, genesis_path) = verify_paths(data_dir.as_deref(), config.as_deref())?;
+            let genesis = Genesis::load(&genesis_path)?;
             let scratch = tempfile::tempdir().context("creating a scratch directory")?;
-            let report = verify_by_replay(data_dir, &genesis, scratch.path())?;
+            let report = verify_by_replay(&data_dir, &genesis, scratch.path())?;
             println!(
                 "height {}\nreplayed state root {}\nstored state root   {}",
                 report.height, report.replayed_root, report.stored_root

@@ -1,6 +1,6 @@
 use super::*;
-use crate::genesis::{ConsensusParams, GenesisBalance, GenesisProducer};
-use crate::types::{Payload, ReceiptStatus};
+use aergo_config::genesis::{ConsensusParams, GenesisBalance, GenesisProducer};
+use aergo_primitives::types::{Payload, ReceiptStatus};
 
 fn genesis(bp: &Keypair, rich: &Keypair) -> Genesis {
     Genesis {
@@ -13,7 +13,7 @@ fn genesis(bp: &Keypair, rich: &Keypair) -> Genesis {
 }
 
 fn transfer(key: &Keypair, nonce: u64, to: Address, amount: u128) -> Transaction {
-    crate::crypto::test_tx(key, "test", nonce, to, amount, 1, Payload::Transfer)
+    aergo_primitives::crypto::test_tx(key, "test", nonce, to, amount, 1, Payload::Transfer)
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -187,7 +187,7 @@ fn blocks_outside_their_producers_slot_are_refused() {
 }
 
 fn contract_tx(key: &Keypair, nonce: u64, fee: u128, amount: u128, payload: Payload) -> Transaction {
-    crate::crypto::test_tx(key, "test", nonce, Address([0; 20]), amount, fee, payload)
+    aergo_primitives::crypto::test_tx(key, "test", nonce, Address([0; 20]), amount, fee, payload)
 }
 
 fn token_call(key: &Keypair, nonce: u64, contract: Address, to: &Keypair, n: i64) -> Transaction {
@@ -496,8 +496,7 @@ fn recently_written_values_answer_as_the_database_does_across_a_rollback() {
     let store = chain.store();
     assert!(store.cached_values() > 0, "commits filled the cache");
     let usage = store.cache_usage();
-    let (values, bytes, capacity) =
-        (usage.state_cache_values, usage.state_cache_bytes, usage.state_cache_capacity_bytes);
+    let (values, bytes, capacity) = (usage.values, usage.bytes, usage.capacity_bytes);
     assert_eq!(values, store.cached_values() as u64);
     assert!(bytes > values * 32 && bytes <= capacity, "{values} values, {bytes} of {capacity} bytes");
     assert!(capacity >= StateOptions::default().cache_bytes * 9 / 10, "{capacity}");

@@ -15,10 +15,12 @@ pub mod schedule;
 pub use schedule::Schedule;
 
 use crate::chain::{Chain, CommittedBlock};
-use crate::crypto::{self, Keypair};
 use crate::net::{Inbound, NetCommand, Penalty, Status, Verdict};
 use crate::node::{now_ms, Shared};
-use crate::types::{Block, BlockHeader, Equivocation, Hash, Payload, PublicKey, Signature, TxBody};
+use aergo_primitives::crypto::{self, Keypair};
+use aergo_primitives::types::{
+    Block, BlockHeader, Equivocation, Hash, Payload, PublicKey, Signature, TxBody,
+};
 use libp2p::PeerId;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
@@ -81,6 +83,7 @@ pub struct DriverConfig {
     /// `<data_dir>/last_signed_slot`.
     pub signed_slot_file: PathBuf,
     /// Test-only fault injection: sign two different blocks in each own slot.
+    #[cfg(feature = "test-hooks")]
     pub equivocate: bool,
 }
 
@@ -259,7 +262,7 @@ impl Driver {
         }
         // The slot is recorded before the block is signed: a restart within the slot cannot sign
         // a second block for it.
-        if let Err(e) = crate::storage::write_atomic_mode(
+        if let Err(e) = aergo_primitives::file::write_atomic_mode(
             &self.config.signed_slot_file,
             format!("{slot}\n").as_bytes(),
             0o644,
@@ -268,7 +271,10 @@ impl Driver {
             return;
         }
         self.last_signed_slot = slot;
+        #[cfg(feature = "test-hooks")]
         let evil = if self.config.equivocate { self.second_block(&key, start) } else { None };
+        #[cfg(not(feature = "test-hooks"))]
+        let evil: Option<Block> = None;
         let started = Instant::now();
         match self.chain.produce(&key, candidates, start) {
             Ok(done) => {
@@ -310,6 +316,7 @@ impl Driver {
 
     /// Test-only fault: a block for the same slot that differs from the real one (it holds a
     /// zero self-transfer of the producer).
+    #[cfg(feature = "test-hooks")]
     fn second_block(&self, key: &Keypair, start: u64) -> Option<Block> {
         let nonce = self.chain.store().account(&key.address()).map(|a| a.nonce).ok()?;
         let tx = self.own_tx(key, nonce, Payload::Transfer);
@@ -317,9 +324,9 @@ impl Driver {
     }
 
     /// A transaction of this node's producer to itself, without amount or fee.
-    fn own_tx(&self, key: &Keypair, nonce: u64, payload: Payload) -> crate::types::Transaction {
+    fn own_tx(&self, key: &Keypair, nonce: u64, payload: Payload) -> aergo_primitives::types::Transaction {
         key.sign_tx(TxBody {
-            version: crate::types::ENCODING_VERSION,
+            version: aergo_primitives::types::ENCODING_VERSION,
             chain_id: self.shared.chain_id.clone(),
             nonce,
             sender: key.public(),
@@ -814,7 +821,7 @@ impl Driver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::Keypair;
+    use aergo_primitives::crypto::Keypair;
 
     #[test]
     fn finality_needs_a_quorum_of_distinct_producers() {

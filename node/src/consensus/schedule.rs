@@ -7,9 +7,9 @@
 //! set from the same state.
 
 use crate::exec::governance::{self, Candidate, CANDIDATES_KEY, JAILED_KEY};
-use crate::genesis::Genesis;
 use crate::storage::StateStore;
-use crate::types::{BlockHeader, PublicKey};
+use aergo_config::genesis::Genesis;
+use aergo_primitives::types::{BlockHeader, PublicKey};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -159,8 +159,8 @@ impl Schedule {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::Keypair;
-    use crate::genesis::{ConsensusParams, GenesisProducer};
+    use aergo_config::genesis::{ConsensusParams, GenesisProducer};
+    use aergo_primitives::crypto::Keypair;
 
     fn schedule(n: usize) -> (Schedule, Vec<Keypair>) {
         let keys: Vec<_> = (0..n).map(|i| Keypair::from_seed(&format!("bp{i}"))).collect();
@@ -200,12 +200,12 @@ mod tests {
             version: 1,
             chain_id: "t".into(),
             height: 5,
-            prev_hash: crate::types::Hash::ZERO,
+            prev_hash: aergo_primitives::types::Hash::ZERO,
             timestamp_ms: 12_000,
             producer: keys[2].public(),
-            tx_root: crate::types::Hash::ZERO,
-            state_root: crate::types::Hash::ZERO,
-            receipts_root: crate::types::Hash::ZERO,
+            tx_root: aergo_primitives::types::Hash::ZERO,
+            state_root: aergo_primitives::types::Hash::ZERO,
+            receipts_root: aergo_primitives::types::Hash::ZERO,
         };
         assert_eq!(s.check(&h, 11_000), Ok(2));
         assert!(s.check(&h, 12_000).unwrap_err().contains("not after"));

@@ -28,7 +28,7 @@
 use crate::sql::access::{call_keys, TableAccess};
 use crate::sql::store::{code_key, SQL_PREFIX};
 use crate::sql::{Compiled, Value};
-use crate::types::{Address, Payload, Transaction};
+use aergo_primitives::types::{Address, Payload, Transaction};
 use smallvec::SmallVec;
 use std::collections::HashMap;
 use std::hash::{Hash as _, Hasher as _};

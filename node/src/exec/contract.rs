@@ -15,7 +15,7 @@ use crate::sql::gas::{self, Gas};
 use crate::sql::interp::Entries;
 use crate::sql::store::{code_key, contract_address, merge};
 use crate::sql::{Compiled, ContractCache, Engine, Host, SqlError, Value};
-use crate::types::{Account, Address, Amount, CallResult, Payload, ReceiptStatus, Transaction};
+use aergo_primitives::types::{Account, Address, Amount, CallResult, Payload, ReceiptStatus, Transaction};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
 

@@ -10,7 +10,7 @@
 //! interleaving, gives the result of executing the block in order.
 
 use super::access::AccessSet;
-use crate::types::Address;
+use aergo_primitives::types::Address;
 use smallvec::SmallVec;
 use std::collections::HashMap;
 

@@ -14,7 +14,7 @@
 //! [`crate::consensus::Schedule`] for which height.
 
 use super::{Accounts, ExecError};
-use crate::types::{Account, Address, Amount, PublicKey, Transaction};
+use aergo_primitives::types::{Account, Address, Amount, PublicKey, Transaction};
 use borsh::{BorshDeserialize, BorshSerialize};
 
 pub const CANDIDATES_KEY: &[u8] = b"sys/candidates";
@@ -80,7 +80,7 @@ fn read<T: BorshDeserialize, A: Accounts>(acc: &mut A, key: &[u8]) -> Result<Opt
 }
 
 fn write<T: BorshSerialize, A: Accounts>(acc: &mut A, key: Vec<u8>, value: &T) -> Result<(), ExecError> {
-    acc.set_raw(key, Some(crate::types::to_vec_exact(value)))
+    acc.set_raw(key, Some(aergo_primitives::types::to_vec_exact(value)))
 }
 
 /// Adds `delta` (or subtracts, when `add` is false) to the votes of `candidates`.
@@ -108,7 +108,7 @@ pub fn apply<A: Accounts>(
     rules: Rules<'_>,
     acc: &mut A,
 ) -> Result<Result<(), String>, ExecError> {
-    use crate::types::Payload;
+    use aergo_primitives::types::Payload;
     let from = tx.sender();
     match &tx.body.payload {
         Payload::Transfer | Payload::Deploy { .. } | Payload::Call { .. } => Ok(Ok(())),
@@ -214,7 +214,7 @@ pub fn apply<A: Accounts>(
 }
 
 /// Whether `e` proves that one producer signed two different blocks for one slot of this chain.
-pub fn check_equivocation(e: &crate::types::Equivocation, chain_id: &str) -> Result<(), String> {
+pub fn check_equivocation(e: &aergo_primitives::types::Equivocation, chain_id: &str) -> Result<(), String> {
     let (a, b) = (&e.first, &e.second);
     if a.chain_id != chain_id || b.chain_id != chain_id {
         return Err("a header of another chain".into());
@@ -228,9 +228,9 @@ pub fn check_equivocation(e: &crate::types::Equivocation, chain_id: &str) -> Res
     if a.hash() == b.hash() {
         return Err("the same block twice".into());
     }
-    crate::crypto::verify(&a.producer, &a.hash(), &e.first_signature)
+    aergo_primitives::crypto::verify(&a.producer, &a.hash(), &e.first_signature)
         .map_err(|e| format!("first signature: {e}"))?;
-    crate::crypto::verify(&b.producer, &b.hash(), &e.second_signature)
+    aergo_primitives::crypto::verify(&b.producer, &b.hash(), &e.second_signature)
         .map_err(|e| format!("second signature: {e}"))?;
     Ok(())
 }
@@ -265,7 +265,7 @@ pub fn elect(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::Keypair;
+    use aergo_primitives::crypto::Keypair;
 
     #[test]
     fn the_most_voted_candidates_take_the_seats_then_genesis_fills() {

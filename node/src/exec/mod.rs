@@ -25,7 +25,8 @@ pub mod parallel;
 
 use crate::storage::state::{account_key, decode_account, Entries, HEAD_KEY};
 use crate::storage::{ChangeSet, StateError, StateReader, StateStore};
-use crate::types::{Account, Address, Amount, Hash, Receipt, ReceiptStatus, Transaction};
+pub use aergo_config::genesis::StakingParams;
+use aergo_primitives::types::{Account, Address, Amount, Hash, Receipt, ReceiptStatus, Transaction};
 use std::collections::{BTreeMap, HashMap};
 
 /// Reads state as of the parent block. Shared by worker threads, hence `Sync`.
@@ -189,21 +190,6 @@ pub struct BlockContext {
     pub staking: StakingParams,
 }
 
-/// The genesis's staking rules, as execution needs them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StakingParams {
-    /// Blocks a stake stays locked after it last changed.
-    pub unstake_lock_blocks: u64,
-    /// Most candidates one account may vote for.
-    pub max_votes: usize,
-}
-
-impl Default for StakingParams {
-    fn default() -> Self {
-        StakingParams { unstake_lock_blocks: 100, max_votes: 1 }
-    }
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     /// Building a block: invalid transactions are left out and reported.
@@ -222,6 +208,10 @@ pub enum ExecError {
     /// catches this and re-executes in order; it never escapes [`parallel::ParallelExecutor`]).
     #[error("transaction touched {0} outside its declared access set")]
     Undeclared(String),
+    /// The executor's own bookkeeping failed (an outcome missing for a transaction, a worker that
+    /// died before the tree was built): a bug or a lost thread, never the transactions' fault.
+    #[error("internal execution error: {0}")]
+    Internal(String),
 }
 
 /// What executing a block produced.
@@ -552,10 +542,15 @@ fn assemble_with<V: StateView>(
     }
     let mut changes: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::with_capacity(finals.len() + 1);
     changes.extend(
-        finals.into_iter().map(|(a, acct)| (account_key(&a), Some(crate::types::to_vec_exact(&acct)))),
+        finals
+            .into_iter()
+            .map(|(a, acct)| (account_key(&a), Some(aergo_primitives::types::to_vec_exact(&acct)))),
     );
     changes.extend(system_finals);
-    changes.push((HEAD_KEY.to_vec(), Some(crate::types::to_vec_exact(&(ctx.height, ctx.timestamp_ms)))));
+    changes.push((
+        HEAD_KEY.to_vec(),
+        Some(aergo_primitives::types::to_vec_exact(&(ctx.height, ctx.timestamp_ms))),
+    ));
     out.changes = ChangeSet::from_unsorted(changes);
     Ok(out)
 }
@@ -571,7 +566,7 @@ pub fn assemble<V: StateView>(
 ) -> Result<ExecOutput, ExecError> {
     let mut outcomes = outcomes.into_iter();
     assemble_with(view, ctx, txs, mode, |index, _| {
-        outcomes.next().ok_or(ExecError::Undeclared(format!("no outcome for transaction {index}")))
+        outcomes.next().ok_or(ExecError::Internal(format!("no outcome for transaction {index}")))
     })
 }
 

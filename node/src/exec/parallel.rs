@@ -32,7 +32,7 @@ use super::{
 use crate::sql::store::code_key;
 use crate::storage::state::{account_key, Entries, HEAD_KEY};
 use crate::storage::{Change, ChangeSet};
-use crate::types::{Account, Address, Amount, Receipt, Transaction};
+use aergo_primitives::types::{Account, Address, Amount, Receipt, Transaction};
 use smallvec::SmallVec;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -246,7 +246,7 @@ fn resolve(a: &Address, mut at: Option<u32>, slots: &[Slot], tree: &Tree) -> Res
 }
 
 fn encode_account(a: &Address, acct: &Account) -> Change {
-    (account_key(a), Some(crate::types::to_vec_exact(acct)))
+    (account_key(a), Some(aergo_primitives::types::to_vec_exact(acct)))
 }
 
 /// Contract and governance keys written by the block's transactions so far: per key, (transaction,
@@ -566,24 +566,30 @@ impl ParallelExecutor {
         (!self.cores.is_empty()).then(|| self.cores[w % self.cores.len()])
     }
 
-    /// Verifies the signatures of `txs` in batches ([`crate::crypto::verify_batch`]) spread over the
+    /// Verifies the signatures of `txs` in batches ([`aergo_primitives::crypto::verify_batch`]) spread over the
     /// workers' cores; one answer per transaction, in order, equal to verifying each alone. Each
     /// thread (this one among them) claims the next batch when it finishes one, so a core the host
     /// slows down does fewer batches instead of holding the others back with a fixed half. The
     /// batches are of equal length ([`verify_batch_len`]), so the threads also finish together.
-    pub fn verify_signatures(&self, txs: &[Transaction]) -> Vec<Result<(), crate::crypto::SignatureError>> {
+    pub fn verify_signatures(
+        &self,
+        txs: &[Transaction],
+    ) -> Vec<Result<(), aergo_primitives::crypto::SignatureError>> {
         if self.threads <= 1 || txs.len() < self.min_txs.max(2) {
-            return txs.chunks(verify_batch_len(txs.len(), 1)).flat_map(crate::crypto::verify_txs).collect();
+            return txs
+                .chunks(verify_batch_len(txs.len(), 1))
+                .flat_map(aergo_primitives::crypto::verify_txs)
+                .collect();
         }
         let batches: Vec<&[Transaction]> = txs.chunks(verify_batch_len(txs.len(), self.threads)).collect();
-        let answers: Vec<OnceLock<Vec<Result<(), crate::crypto::SignatureError>>>> =
+        let answers: Vec<OnceLock<Vec<Result<(), aergo_primitives::crypto::SignatureError>>>> =
             batches.iter().map(|_| OnceLock::new()).collect();
         let next = AtomicUsize::new(0);
         let claim = || {
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| loop {
                 let b = next.fetch_add(1, Ordering::Relaxed);
                 let Some(batch) = batches.get(b) else { break };
-                let _ = answers[b].set(crate::crypto::verify_txs(*batch));
+                let _ = answers[b].set(aergo_primitives::crypto::verify_txs(*batch));
             }));
         };
         std::thread::scope(|s| {
@@ -606,7 +612,8 @@ impl ParallelExecutor {
             .into_iter()
             .zip(batches)
             .flat_map(|(a, batch)| {
-                a.into_inner().unwrap_or_else(|| batch.iter().map(crate::crypto::verify_tx).collect())
+                a.into_inner()
+                    .unwrap_or_else(|| batch.iter().map(aergo_primitives::crypto::verify_tx).collect())
             })
             .collect()
     }
@@ -764,7 +771,7 @@ impl ParallelExecutor {
         let run_ns = started.elapsed().as_nanos() as u64;
         let started = std::time::Instant::now();
 
-        let last = tree.last.get().ok_or(ExecError::Undeclared("the tree".into()))?;
+        let last = tree.last.get().ok_or(ExecError::Internal("the tree".into()))?;
         // The producer's account before its fees: it needs the slots, so first.
         let mut extra: Vec<Change> = Vec::new();
         let producer_last = last[piece_of(&ctx.producer, last.len())].get(&ctx.producer).copied();
@@ -803,7 +810,7 @@ impl ParallelExecutor {
                 match slot.into_inner() {
                     Some(Ok(outcome)) => outcomes.push(outcome),
                     Some(Err(e)) => return Err(e),
-                    None => return Err(ExecError::Undeclared("a transaction before the re-run".into())),
+                    None => return Err(ExecError::Internal("a transaction before the re-run".into())),
                 }
             }
             // The workers moved each transaction's contract writes into the map; give them back.
@@ -829,7 +836,7 @@ impl ParallelExecutor {
             let piece = match piece.into_inner() {
                 Some(piece) => piece,
                 None => encode_piece(&last[p], &ctx.producer, &slots, &done, &tree, 0)
-                    .ok_or(ExecError::Undeclared("the final values".into()))?,
+                    .ok_or(ExecError::Internal("the final values".into()))?,
             };
             // The first piece has room for the rest.
             if p == 0 {
@@ -844,7 +851,7 @@ impl ParallelExecutor {
             if let Some(Some(Err(e))) = slots.into_iter().nth(i).map(OnceLock::into_inner) {
                 return Err(e);
             }
-            return Err(ExecError::Undeclared(format!("transaction {i} failed")));
+            return Err(ExecError::Internal(format!("transaction {i} failed")));
         }
         let (mut out, fees) = match collected {
             Some((receipts, fees)) => (ExecOutput { receipts, included: txs, ..Default::default() }, fees),
@@ -855,7 +862,7 @@ impl ParallelExecutor {
                 let outcome =
                     |index: usize, _: &Transaction| match slots.next().and_then(OnceLock::into_inner) {
                         Some(result) => result,
-                        None => Err(ExecError::Undeclared(format!("no outcome for transaction {index}"))),
+                        None => Err(ExecError::Internal(format!("no outcome for transaction {index}"))),
                     };
                 collect_outcomes(txs, mode, outcome, |_, _| {})?
             }
@@ -868,7 +875,10 @@ impl ParallelExecutor {
             producer.balance = producer.balance.saturating_add(fees);
             extra.push(encode_account(&ctx.producer, &producer));
         }
-        extra.push((HEAD_KEY.to_vec(), Some(crate::types::to_vec_exact(&(ctx.height, ctx.timestamp_ms)))));
+        extra.push((
+            HEAD_KEY.to_vec(),
+            Some(aergo_primitives::types::to_vec_exact(&(ctx.height, ctx.timestamp_ms))),
+        ));
         changes.extend(extra);
         accounts.reserve(changes.len());
         out.changes = ChangeSet::from_sorted_and_unsorted(accounts, changes);

@@ -1,8 +1,8 @@
 use super::access::{declared, AccessSet};
 use super::parallel::ParallelExecutor;
 use super::*;
-use crate::crypto::Keypair;
-use crate::types::Payload;
+use aergo_primitives::crypto::Keypair;
+use aergo_primitives::types::Payload;
 use proptest::prelude::*;
 
 /// Accounts, and other keys (the governance records) as raw values.
@@ -19,7 +19,7 @@ impl StateView for MapView {
 }
 
 fn tx(key: &Keypair, nonce: u64, to: Address, amount: u128, fee: u128) -> Transaction {
-    crate::crypto::test_tx(key, "c", nonce, to, amount, fee, Payload::Transfer)
+    aergo_primitives::crypto::test_tx(key, "c", nonce, to, amount, fee, Payload::Transfer)
 }
 
 fn account_in(out: &ExecOutput, a: &Address) -> Account {
@@ -64,6 +64,22 @@ fn transfers_fees_and_failures() {
     assert!(matches!(err, ExecError::InvalidTx { index: 2, .. }));
 }
 
+#[test]
+fn a_missing_outcome_is_an_internal_error_not_an_access_set_violation() {
+    // `Undeclared` means "a transaction broke its access set; re-run in order" to the parallel
+    // executor. The executor's own lost bookkeeping must not read as that.
+    let alice = Keypair::from_seed("alice");
+    let bob = Keypair::from_seed("bob").address();
+    let view = MapView([(alice.address(), Account { balance: 100, nonce: 0 })].into(), HashMap::new());
+    let txs = vec![tx(&alice, 0, bob, 5, 1), tx(&alice, 1, bob, 5, 1)];
+    let one = execute_block(&view, &ctx(), txs[..1].to_vec(), Mode::Build).unwrap();
+    let mut overlay = Overlay::new(&view);
+    let outcome = apply_tx(&txs[0], &ctx(), &mut overlay).unwrap();
+    assert_eq!(one.receipts.len(), 1);
+    let err = assemble(&view, &ctx(), txs, vec![outcome], Mode::Verify).unwrap_err();
+    assert!(matches!(err, ExecError::Internal(ref what) if what.contains("transaction 1")), "{err}");
+}
+
 /// A block of `n` transfers among `accounts` funded keys. `hot` percent of transfers go between two hot
 /// accounts; about one in ten carries a wrong nonce (invalid) and one in ten moves more than the sender
 /// has (fails).
@@ -92,7 +108,7 @@ fn random_block_with_governance(
     );
     if gov > 0 {
         fn enc<T: borsh::BorshSerialize>(v: &T) -> Vec<u8> {
-            crate::types::to_vec_exact(v)
+            aergo_primitives::types::to_vec_exact(v)
         }
         let candidates: Vec<_> = keys.iter().take(3).map(Keypair::public).collect();
         let stakers: Vec<&Keypair> = keys.iter().step_by(3).collect();
@@ -160,20 +176,20 @@ fn random_governance(rng: &mut impl rand::Rng, keys: &[Keypair], from: usize, no
         }
         _ => {
             let producer = pick(rng);
-            let header = |height: u64| crate::types::BlockHeader {
-                version: crate::types::ENCODING_VERSION,
+            let header = |height: u64| aergo_primitives::types::BlockHeader {
+                version: aergo_primitives::types::ENCODING_VERSION,
                 chain_id: "c".into(),
                 height,
-                prev_hash: crate::types::Hash::ZERO,
+                prev_hash: aergo_primitives::types::Hash::ZERO,
                 timestamp_ms: 1_000,
                 producer: producer.public(),
-                tx_root: crate::types::Hash::ZERO,
-                state_root: crate::types::Hash::ZERO,
-                receipts_root: crate::types::Hash::ZERO,
+                tx_root: aergo_primitives::types::Hash::ZERO,
+                state_root: aergo_primitives::types::Hash::ZERO,
+                receipts_root: aergo_primitives::types::Hash::ZERO,
             };
             // Two blocks for one slot; or, one time in four, the same block twice.
             let (first, second) = (header(7), header(if rng.gen_range(0..4) == 0 { 7 } else { 8 }));
-            let e = crate::types::Equivocation {
+            let e = aergo_primitives::types::Equivocation {
                 first_signature: producer.sign(&first.hash()),
                 second_signature: producer.sign(&second.hash()),
                 first,
@@ -329,7 +345,7 @@ fn workers_are_pinned_to_their_cores() {
 }
 
 fn gov(key: &Keypair, nonce: u64, amount: u128, payload: Payload) -> Transaction {
-    crate::crypto::test_tx(key, "c", nonce, key.address(), amount, 1, payload)
+    aergo_primitives::crypto::test_tx(key, "c", nonce, key.address(), amount, 1, payload)
 }
 
 fn record<T: borsh::BorshDeserialize>(out: &ExecOutput, key: &[u8]) -> Option<T> {
@@ -375,7 +391,7 @@ fn staking_voting_and_registration_keep_candidate_votes_in_step() {
     let stake: Stake = record(&out, &stake_key(&alice.address())).unwrap();
     assert_eq!(stake, Stake { amount: 350, since: 1 });
     assert_eq!(account_in(&out, &alice.address()).balance, 1_000 - 350 - 5);
-    let all: Vec<crate::types::PublicKey> = record(&out, CANDIDATES_KEY).unwrap();
+    let all: Vec<aergo_primitives::types::PublicKey> = record(&out, CANDIDATES_KEY).unwrap();
     assert_eq!(all, vec![bp.public()]);
     // The parallel engine agrees byte for byte: the system resource orders these transactions
     // among themselves, whichever worker runs each.
@@ -439,7 +455,7 @@ fn block_signature_checks_on_workers_equal_single_checks() {
     txs[7].signature.0[5] ^= 1;
     txs[150].body.amount = 2; // signed for 1
     txs[299].signature.0[63] |= 0x80;
-    let single: Vec<_> = txs.iter().map(crate::crypto::verify_tx).collect();
+    let single: Vec<_> = txs.iter().map(aergo_primitives::crypto::verify_tx).collect();
     assert_eq!(single.iter().filter(|r| r.is_err()).count(), 3);
     for threads in [1, 2, 4, 8] {
         let executor = ParallelExecutor::with_threads(threads, Vec::new()).min_parallel_txs(2);
@@ -514,13 +530,13 @@ fn call(
     args: Vec<crate::sql::Value>,
 ) -> Transaction {
     let payload = Payload::Call { contract, function: function.into(), args };
-    crate::crypto::test_tx(key, "c", nonce, contract, 0, GAS, payload)
+    aergo_primitives::crypto::test_tx(key, "c", nonce, contract, 0, GAS, payload)
 }
 
 /// Deploys `sql` from `deployer` (nonce 0) into `view`; the contract's address.
 fn deploy(view: &mut RawView, deployer: &Keypair, sql: &str) -> Address {
     let payload = Payload::Deploy { sql: sql.into() };
-    let tx = crate::crypto::test_tx(deployer, "c", 0, deployer.address(), 0, 2_000_000, payload);
+    let tx = aergo_primitives::crypto::test_tx(deployer, "c", 0, deployer.address(), 0, 2_000_000, payload);
     let out = execute_block(&*view, &ctx(), vec![tx], Mode::Verify).unwrap();
     assert!(out.receipts[0].status.is_success(), "{:?}", out.receipts[0].status);
     view.apply(&out);
@@ -588,7 +604,7 @@ fn contract_block(
             4 => tx(&keys[from], nonce, keys[to].address(), 5, 1),
             5 if second.is_none() => {
                 second = Some(crate::sql::store::contract_address(&keys[from].address(), nonce));
-                crate::crypto::test_tx(
+                aergo_primitives::crypto::test_tx(
                     &keys[from],
                     "c",
                     nonce,
@@ -759,7 +775,7 @@ END $$;";
         function: "pay".into(),
         args: vec![payee, crate::sql::Value::Int(40)],
     };
-    txs.insert(2_000, crate::crypto::test_tx(&owner, "c", 1, jar, 100, GAS, pay));
+    txs.insert(2_000, aergo_primitives::crypto::test_tx(&owner, "c", 1, jar, 100, GAS, pay));
     let analyzer = access::Analyzer::new(&view, &txs);
     assert!(analyzer.declared(&txs[2_000]).opaque);
     let expected = execute_block(&view, &ctx(), txs.clone(), Mode::Build).unwrap();

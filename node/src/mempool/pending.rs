@@ -9,7 +9,7 @@
 
 use crate::exec::{apply_tx, Accounts, BlockContext, ExecError, StateView, TxOutcome};
 use crate::storage::state::Entries;
-use crate::types::{Account, Address, ReceiptStatus, Transaction};
+use aergo_primitives::types::{Account, Address, ReceiptStatus, Transaction};
 use std::collections::{BTreeMap, HashMap};
 
 /// What executing a transaction on the pending state said.

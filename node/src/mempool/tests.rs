@@ -1,9 +1,9 @@
 use super::*;
-use crate::crypto::Keypair;
-use crate::types::Payload;
+use aergo_primitives::crypto::Keypair;
+use aergo_primitives::types::Payload;
 
 fn tx(key: &Keypair, nonce: u64, amount: u128, fee: u128) -> Transaction {
-    crate::crypto::test_tx(
+    aergo_primitives::crypto::test_tx(
         key,
         "c",
         nonce,

@@ -11,11 +11,12 @@
 //! connection limits and a block list. A peer's misbehaviour costs points ([`Penalty`]); at
 //! [`BAN_POINTS`] it is disconnected and refused for [`BAN_TIME`].
 
+#[cfg(feature = "test-hooks")]
 pub mod probe;
 
 use crate::chain::read_block;
 use crate::node::Shared;
-use crate::types::{Block, Hash, Transaction, MAX_TX_BYTES};
+use aergo_primitives::types::{Block, Hash, Transaction, MAX_TX_BYTES};
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId};
 use libp2p::request_response::{self, ProtocolSupport};
@@ -105,7 +106,7 @@ pub enum SyncResponse {
     /// Encoded blocks, in height order.
     Blocks(Vec<serde_bytes::ByteBuf>),
     Block(Option<serde_bytes::ByteBuf>),
-    Submitted(crate::api::SendTxResult),
+    Submitted(aergo_api::SendTxResult),
     Refused(String),
 }
 
@@ -172,7 +173,7 @@ pub enum NetCommand {
 }
 
 /// Where a producer's answer to a forwarded transaction goes.
-pub type ForwardReply = tokio::sync::oneshot::Sender<Result<crate::api::SendTxResult, String>>;
+pub type ForwardReply = tokio::sync::oneshot::Sender<Result<aergo_api::SendTxResult, String>>;
 
 /// The chain thread's judgement of a gossiped block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

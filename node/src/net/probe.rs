@@ -3,8 +3,8 @@
 //! it; an operator can point it at a node of their own.
 
 use super::{build_swarm, identity, topics, BehaviourEvent, SyncRequest, SyncResponse};
-use crate::crypto::Keypair;
-use crate::types::{Block, Payload, Signature, TxBody, ENCODING_VERSION};
+use aergo_primitives::crypto::Keypair;
+use aergo_primitives::types::{Block, Payload, Signature, TxBody, ENCODING_VERSION};
 use futures::StreamExt;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{gossipsub, request_response, Multiaddr};

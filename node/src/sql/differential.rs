@@ -10,7 +10,7 @@ use super::interp::{CallCtx, Engine, QueryResult};
 use super::store::MemHost;
 use super::value::Value;
 use super::{compile, Compiled, EngineKind, Gas, Limits, SqlError};
-use crate::types::Address;
+use aergo_primitives::types::Address;
 use proptest::prelude::*;
 
 const SCHEMA: &str = "CREATE TABLE t (k INTEGER PRIMARY KEY, a INTEGER, b INTEGER, s TEXT);

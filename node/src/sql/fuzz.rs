@@ -7,7 +7,7 @@ use super::gas::Gas;
 use super::interp::{CallCtx, Engine};
 use super::store::{Buffered, MemHost};
 use super::{compile, Compiled, EngineKind, Value};
-use crate::types::Address;
+use aergo_primitives::types::Address;
 
 /// Gas for each call in a fuzz step: enough to run loops of statements, small enough to stay fast.
 const FUZZ_GAS: u64 = 20_000;

@@ -17,7 +17,7 @@ use super::value::{
     arith, compare, decode_row, decode_row_into, encode_key, encode_row, sort_cmp, Decimal, Type, Value,
 };
 use super::{Limits, SqlError};
-use crate::types::Address;
+use aergo_primitives::types::Address;
 use std::cmp::Ordering;
 use std::collections::HashMap;
 

@@ -18,15 +18,13 @@ pub mod gas;
 pub mod interp;
 pub mod ir;
 pub mod jit;
-pub mod json;
 pub mod parse;
 pub mod query;
 pub mod store;
-pub mod value;
 
+pub use aergo_primitives::value::{self, json, Type, Value};
 pub use gas::Gas;
 pub use interp::{CallCtx, Engine, Host, QueryResult};
-pub use value::{Type, Value};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -49,6 +47,16 @@ pub enum SqlError {
     Limit(String),
     #[error("contract state: {0}")]
     Storage(String),
+}
+
+impl From<aergo_primitives::value::ValueError> for SqlError {
+    fn from(e: aergo_primitives::value::ValueError) -> Self {
+        use aergo_primitives::value::ValueError;
+        match e {
+            ValueError::Runtime(m) => SqlError::Runtime(m),
+            ValueError::Undecodable(m) => SqlError::Storage(m),
+        }
+    }
 }
 
 /// Size limits; errors name the limit.
@@ -164,14 +172,20 @@ impl ContractCache {
     }
 }
 
-/// The engine the node runs contracts with: the JIT, unless `AERGO_SQL_ENGINE=interpreter`
-/// (to compare the two on a live chain; both give the same results).
+/// The engine the node runs contracts with: the JIT. A test build (the `test-hooks` feature) takes
+/// `AERGO_SQL_ENGINE=interpreter` to run a live chain on the interpreter and compare; a release
+/// node reads no environment switch on this consensus path.
 pub fn default_engine() -> EngineKind {
-    static KIND: std::sync::OnceLock<EngineKind> = std::sync::OnceLock::new();
-    *KIND.get_or_init(|| match std::env::var("AERGO_SQL_ENGINE").as_deref() {
-        Ok("interpreter") => EngineKind::Interpreter,
-        _ => EngineKind::Jit,
-    })
+    #[cfg(feature = "test-hooks")]
+    {
+        static KIND: std::sync::OnceLock<EngineKind> = std::sync::OnceLock::new();
+        *KIND.get_or_init(|| match std::env::var("AERGO_SQL_ENGINE").as_deref() {
+            Ok("interpreter") => EngineKind::Interpreter,
+            _ => EngineKind::Jit,
+        })
+    }
+    #[cfg(not(feature = "test-hooks"))]
+    EngineKind::Jit
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use super::interp::{CallCtx, Engine, Entries, Host, QueryResult};
 use super::store::{code_key, Buffered};
 use super::{ContractCache, Limits, SqlError, Value};
 use crate::storage::StateStore;
-use crate::types::Address;
+use aergo_primitives::types::Address;
 use std::sync::OnceLock;
 
 /// The state as of one height; writes are refused (queries run on a [`Buffered`] copy).

@@ -10,7 +10,7 @@
 
 use super::interp::{Entries, Host, ScanChunk};
 use super::SqlError;
-use crate::types::Address;
+use aergo_primitives::types::Address;
 use std::collections::BTreeMap;
 
 pub const SQL_PREFIX: &[u8] = b"sql/";
@@ -40,17 +40,7 @@ pub fn row_key(contract: &Address, table: usize, pk: &[super::Value]) -> Vec<u8>
     k
 }
 
-/// The contract address of a deploy: from the deployer and its nonce, like an account address
-/// (20 bytes of a domain-separated blake3).
-pub fn contract_address(deployer: &Address, nonce: u64) -> Address {
-    let mut h = blake3::Hasher::new();
-    h.update(b"aergo/contract\0");
-    h.update(&deployer.0);
-    h.update(&nonce.to_le_bytes());
-    let mut a = [0u8; 20];
-    a.copy_from_slice(&h.finalize().as_bytes()[..20]);
-    Address(a)
-}
+pub use aergo_primitives::types::contract_address;
 
 /// A call's writes by key (`None`: deleted), in key order.
 pub type Writes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;

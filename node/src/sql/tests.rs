@@ -1,6 +1,6 @@
 use super::store::{contract_address, Buffered, MemHost};
 use super::*;
-use crate::types::Address;
+use aergo_primitives::types::Address;
 
 pub const TOKEN: &str = include_str!("../../../examples/contracts/token.sql");
 

@@ -27,6 +27,7 @@
 //! record the caller had committed — is refused with the file and offset, never dropped silently.
 //! Records beyond the committed position are returned so that the caller replays them.
 
+pub use aergo_config::Verify;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -81,17 +82,6 @@ impl RecordPos {
     fn end(&self) -> (u32, u64) {
         (self.segment, self.offset + HEADER_LEN as u64 + self.len as u64)
     }
-}
-
-/// How much of the log to verify on open.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Verify {
-    /// Every checksum of every segment (reads the whole log once).
-    #[default]
-    Full,
-    /// Checksums from the segment of the last committed record on; headers only before it.
-    Tail,
 }
 
 #[derive(Clone, Debug)]

@@ -12,20 +12,3 @@ pub use state::{
     account_key, BlockMeta, Head, PreparedState, StateError, StateOptions, StateReader, StateStore,
     TxLocation,
 };
-
-/// Writes a file so that readers see the old or the new contents, never a mix, even after a crash:
-/// a temporary file beside it (created with `mode`, set exactly regardless of the umask, so a secret
-/// is never readable by others), fsync, rename over `path`, fsync of the directory.
-pub fn write_atomic_mode(path: &std::path::Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let dir = path.parent().unwrap_or(std::path::Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
-    f.write_all(contents)?;
-    f.set_permissions(std::fs::Permissions::from_mode(mode))?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(dir)?.sync_all()
-}

@@ -28,7 +28,7 @@ use super::blocklog::RecordPos;
 use super::recent::RecentValues;
 use super::ChangeSet;
 use crate::sql::store::SQL_PREFIX;
-use crate::types::{Account, Address, Block, BlockHeader, Hash, Receipt};
+use aergo_primitives::types::{Account, Address, Block, BlockHeader, Hash, Receipt};
 use borsh::{BorshDeserialize, BorshSerialize};
 use jmt::storage::{LeafNode, Node, NodeKey, TreeReader, TreeUpdateBatch};
 use jmt::{JellyfishMerkleTree, KeyHash, OwnedValue, Version};
@@ -182,6 +182,14 @@ pub struct StateStore {
     recent: RecentValues,
 }
 
+/// How full the cache of recently written values is ([`StateStore::cache_usage`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheUsage {
+    pub values: u64,
+    pub bytes: u64,
+    pub capacity_bytes: u64,
+}
+
 /// How a [`StateStore`] is opened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StateOptions {
@@ -318,7 +326,7 @@ impl StateStore {
             found => return Err(StateError::Format { path: path.display().to_string(), found }),
         }
         let mut wb = WriteBatch::default();
-        wb.put_cf(meta, KEY_FORMAT, borsh::to_vec(&FORMAT).unwrap_or_default());
+        wb.put_cf(meta, KEY_FORMAT, aergo_primitives::types::to_vec_exact(&FORMAT));
         self.write_synced(wb)?;
         Ok(())
     }
@@ -366,7 +374,7 @@ impl StateStore {
                     *key = flip_version(key);
                 }
             }
-            wb.put_cf(undo_cf, k, borsh::to_vec(&undo).unwrap_or_default());
+            wb.put_cf(undo_cf, k, aergo_primitives::types::to_vec_exact(&undo));
         }
         self.db.write(wb)?;
         Ok(moved)
@@ -383,7 +391,7 @@ impl StateStore {
     /// Records `format` as the store's, whatever it holds: for the upgrade's tests.
     #[cfg(test)]
     pub(crate) fn record_format(&self, format: u32) -> Result<(), StateError> {
-        Ok(self.db.put_cf(self.cf(CF_META)?, KEY_FORMAT, borsh::to_vec(&format).unwrap_or_default())?)
+        Ok(self.db.put_cf(self.cf(CF_META)?, KEY_FORMAT, aergo_primitives::types::to_vec_exact(&format))?)
     }
 
     fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StateError> {
@@ -436,13 +444,9 @@ impl StateStore {
     }
 
     /// The cache of recently written values: entries, the bytes they weigh, and its capacity.
-    pub fn cache_usage(&self) -> crate::api::StateCacheUsage {
+    pub fn cache_usage(&self) -> CacheUsage {
         let (bytes, capacity) = self.recent.weight_and_capacity();
-        crate::api::StateCacheUsage {
-            state_cache_values: self.recent.len() as u64,
-            state_cache_bytes: bytes,
-            state_cache_capacity_bytes: capacity,
-        }
+        CacheUsage { values: self.recent.len() as u64, bytes, capacity_bytes: capacity }
     }
 
     /// A reader of values as of `height` for a thread that makes many reads (a block's execution):
@@ -567,8 +571,8 @@ impl StateStore {
         let mut undo = Undo::default();
         let nodes = self.cf(CF_NODES)?;
         for (key, node) in prepared.batch.node_batch.nodes() {
-            let key = borsh::to_vec(key).unwrap_or_default();
-            wb.put_cf(nodes, &key, borsh::to_vec(node).unwrap_or_default());
+            let key = aergo_primitives::types::to_vec_exact(key);
+            wb.put_cf(nodes, &key, aergo_primitives::types::to_vec_exact(node));
             undo.nodes.push(key);
         }
         let values = self.cf(CF_VALUES)?;
@@ -585,21 +589,21 @@ impl StateStore {
         }
         let meta =
             BlockMeta { hash, header: block.header.clone(), pos, tx_count: block.transactions.len() as u32 };
-        wb.put_cf(self.cf(CF_BLOCKS)?, height.to_be_bytes(), borsh::to_vec(&meta).unwrap_or_default());
+        wb.put_cf(self.cf(CF_BLOCKS)?, height.to_be_bytes(), aergo_primitives::types::to_vec_exact(&meta));
         wb.put_cf(self.cf(CF_BLOCK_HASHES)?, hash.0, height.to_be_bytes());
         let txs = self.cf(CF_TXS)?;
         for (index, (tx, receipt)) in block.transactions.iter().zip(receipts).enumerate() {
             let loc = TxLocation { height, block_hash: hash, index: index as u32, receipt: receipt.clone() };
-            wb.put_cf(txs, tx.hash().0, borsh::to_vec(&loc).unwrap_or_default());
+            wb.put_cf(txs, tx.hash().0, aergo_primitives::types::to_vec_exact(&loc));
             undo.txs.push(tx.hash());
         }
         if height > self.finalized()?.map_or(0, |(h, _)| h) {
-            wb.put_cf(self.cf(CF_UNDO)?, height.to_be_bytes(), borsh::to_vec(&undo).unwrap_or_default());
+            wb.put_cf(self.cf(CF_UNDO)?, height.to_be_bytes(), aergo_primitives::types::to_vec_exact(&undo));
             if !ordered_undo.is_empty() {
                 wb.put_cf(
                     self.cf(CF_UNDO)?,
                     ordered_undo_key(height),
-                    borsh::to_vec(&ordered_undo).unwrap_or_default(),
+                    aergo_primitives::types::to_vec_exact(&ordered_undo),
                 );
             }
         }
@@ -611,9 +615,9 @@ impl StateStore {
             timestamp_ms: block.header.timestamp_ms,
         };
         let meta_cf = self.cf(CF_META)?;
-        wb.put_cf(meta_cf, KEY_HEAD, borsh::to_vec(&head).unwrap_or_default());
+        wb.put_cf(meta_cf, KEY_HEAD, aergo_primitives::types::to_vec_exact(&head));
         if height == 0 {
-            wb.put_cf(meta_cf, KEY_GENESIS, borsh::to_vec(&hash).unwrap_or_default());
+            wb.put_cf(meta_cf, KEY_GENESIS, aergo_primitives::types::to_vec_exact(&hash));
         }
         // Recorded before the write (see the `recent` module notes), forgotten if it fails.
         let values = prepared.batch.node_batch.values();
@@ -643,7 +647,7 @@ impl StateStore {
             return Ok(());
         }
         let mut wb = WriteBatch::default();
-        wb.put_cf(self.cf(CF_META)?, KEY_LIB, borsh::to_vec(&(height, hash)).unwrap_or_default());
+        wb.put_cf(self.cf(CF_META)?, KEY_LIB, aergo_primitives::types::to_vec_exact(&(height, hash)));
         wb.delete_range_cf(self.cf(CF_UNDO)?, old.to_be_bytes(), (height + 1).to_be_bytes());
         self.db.write(wb)?;
         Ok(())
@@ -702,7 +706,7 @@ impl StateStore {
             state_root: meta.header.state_root,
             timestamp_ms: meta.header.timestamp_ms,
         };
-        wb.put_cf(self.cf(CF_META)?, KEY_HEAD, borsh::to_vec(&new_head).unwrap_or_default());
+        wb.put_cf(self.cf(CF_META)?, KEY_HEAD, aergo_primitives::types::to_vec_exact(&new_head));
         // Dropped whether or not the write succeeds: without the cache, reads are only slower.
         self.recent.drop_above(target);
         self.write_synced(wb)?;

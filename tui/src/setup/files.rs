@@ -23,10 +23,10 @@
 //! key where they were.
 
 use super::settings::{parse_cidr, Role, RpcAccess, Settings, SettingsError, DEVNET};
-use aergo_node::config::NodeConfig;
-use aergo_node::crypto::KeyFile;
-use aergo_node::crypto::Keypair;
-use aergo_node::genesis::{ConsensusParams, Genesis, GenesisBalance, GenesisProducer};
+use aergo_config::genesis::{ConsensusParams, Genesis, GenesisBalance, GenesisProducer};
+use aergo_config::NodeConfig;
+use aergo_primitives::crypto::KeyFile;
+use aergo_primitives::crypto::Keypair;
 use serde::{Deserialize, Serialize};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -68,6 +68,9 @@ pub enum ApplyError {
     NoLastGood(String),
     #[error("{path} is damaged: {reason}")]
     Damaged { path: String, reason: String },
+    /// A file Setup writes cannot be put in TOML (a path that is not UTF-8).
+    #[error("cannot write {file}: {reason}")]
+    Render { file: &'static str, reason: String },
 }
 
 /// Key and token created by the Setup screen for this apply (written once, never reverted).
@@ -141,7 +144,7 @@ pub fn key_path(address: &str) -> String {
 pub fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), ApplyError> {
     let dir = path.parent().unwrap_or(Path::new("/"));
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    aergo_node::storage::write_atomic_mode(path, contents, mode).map_err(io_err(path))
+    aergo_primitives::file::write_atomic_mode(path, contents, mode).map_err(io_err(path))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), ApplyError> {
@@ -232,7 +235,14 @@ fn interfaces(settings: &Settings) -> String {
 }
 
 /// The files the settings turn into (contents and mode), relative to the root.
-fn render(settings: &Settings, data_dir: &str, key: Option<&Keypair>) -> Vec<(&'static str, Vec<u8>, u32)> {
+/// A file Setup writes: its path under the root, its contents and its mode.
+type RenderedFile = (&'static str, Vec<u8>, u32);
+
+fn render(
+    settings: &Settings,
+    data_dir: &str,
+    key: Option<&Keypair>,
+) -> Result<Vec<RenderedFile>, ApplyError> {
     let mut files = Vec::new();
     let host = &settings.hostname;
     files.push(("etc/hostname", format!("{host}\n").into_bytes(), 0o644));
@@ -258,18 +268,21 @@ fn render(settings: &Settings, data_dir: &str, key: Option<&Keypair>) -> Vec<(&'
         // A producer on a chain fills every slot, empty or not.
         node.producer.empty_blocks = true;
     }
-    files.push((NODE_CONFIG_FILE, node.to_toml().into_bytes(), 0o644));
+    let node_toml =
+        node.to_toml().map_err(|e| ApplyError::Render { file: NODE_CONFIG_FILE, reason: e.to_string() })?;
+    files.push((NODE_CONFIG_FILE, node_toml.into_bytes(), 0o644));
     if let Some(token) = &settings.agent.token {
         files.push((TOKEN_FILE, format!("{token}\n").into_bytes(), 0o600));
     }
     let mut shown = settings.clone();
     shown.node.producer_address = key.map(|k| k.address().to_string());
-    let text =
-        format!("# Applied by aergo-console setup.\n{}", toml::to_string_pretty(&shown).unwrap_or_default());
+    let shown = toml::to_string_pretty(&shown)
+        .map_err(|e| ApplyError::Render { file: SETTINGS_FILE, reason: e.to_string() })?;
+    let text = format!("# Applied by aergo-console setup.\n{shown}");
     files.push((SETTINGS_FILE, text.into_bytes(), 0o644));
     let keys: String = settings.ssh.authorized_keys.iter().map(|k| format!("{}\n", k.trim())).collect();
     files.push(("root/.ssh/authorized_keys", keys.into_bytes(), 0o600));
-    files
+    Ok(files)
 }
 
 /// Validates `settings` and writes them (see the module documentation). A new key in `material` is
@@ -322,7 +335,7 @@ pub fn apply(root: &Path, settings: &Settings, material: &Material) -> Result<Ap
 
     save_last_good(root)?;
     let mut written = Vec::new();
-    for (rel, contents, mode) in render(settings, &data_dir, key.as_ref()) {
+    for (rel, contents, mode) in render(settings, &data_dir, key.as_ref())? {
         write_file(&root.join(rel), &contents, mode)?;
         written.push(rel.to_string());
     }
@@ -352,7 +365,8 @@ fn save_last_good(root: &Path) -> Result<(), ApplyError> {
             Err(e) => return Err(io_err(&path)(e)),
         }
     }
-    let text = toml::to_string(&manifest).unwrap_or_default();
+    let text = toml::to_string(&manifest)
+        .map_err(|e| ApplyError::Render { file: MANIFEST, reason: e.to_string() })?;
     write_file(&new_dir.join(MANIFEST), text.as_bytes(), 0o600)?;
     let old_dir = root.join("etc/aergo/.last-good.old");
     if old_dir.exists() {

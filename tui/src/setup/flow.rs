@@ -10,9 +10,9 @@
 
 use super::files::{self, box_path, ApplyError, Material};
 use super::settings::{validate_hostname, Network, Role, Settings, DEVNET};
-use aergo_node::crypto::KeyFile;
-use aergo_node::crypto::Keypair;
-use aergo_node::genesis::Genesis;
+use aergo_config::genesis::Genesis;
+use aergo_primitives::crypto::KeyFile;
+use aergo_primitives::crypto::Keypair;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use std::path::PathBuf;
 

@@ -31,7 +31,8 @@ pub fn provision(
         }
     };
     let material = Material {
-        producer_key: (settings.node.role == Role::Producer).then(aergo_node::crypto::Keypair::generate),
+        producer_key: (settings.node.role == Role::Producer)
+            .then(aergo_primitives::crypto::Keypair::generate),
     };
     settings.node.producer_address = None;
     let applied = apply(root, &settings, &material)?;

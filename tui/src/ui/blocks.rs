@@ -2,7 +2,7 @@
 
 use super::{age, fit, panel, short, Theme};
 use crate::app::App;
-use aergo_node::api::{BlockTxs, BlockView};
+use aergo_api::{BlockTxs, BlockView};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::Line;
 use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState};

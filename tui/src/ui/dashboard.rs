@@ -2,7 +2,7 @@
 
 use super::{age, bar, bytes, fit, panel, short, Theme};
 use crate::app::App;
-use aergo_agent::sample::{Sample, Status};
+use aergo_telemetry::{Sample, Status};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::symbols;

@@ -19,20 +19,21 @@ use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-pub use address::{Address, AddressError};
+pub use address::{contract_address, Address, AddressError};
 pub use merkle::merkle_root;
 
-/// `value` in borsh, in a vector of exactly its length (empty if it cannot be encoded, as the
-/// callers of `borsh::to_vec(..).unwrap_or_default()` had it). `borsh::to_vec` reserves 1 KiB for
-/// every value: a block's change set holds tens of thousands of small ones (an account is 24
-/// bytes, a token holder's row about 40), so it held 20 MB of mostly empty, freshly faulted pages
-/// per 10 000 transfers.
+/// `value` in borsh, in a vector of exactly its length. `borsh::to_vec` reserves 1 KiB for every
+/// value, and a block's change set holds tens of thousands of small ones (an account is 24 bytes).
+///
+/// Writing borsh into a `Vec` fails only for a collection of more than `u32::MAX` elements, which no
+/// chain object can hold (a block, a row and a transaction are bounded far below that): this feeds
+/// hashes and state, so an impossible failure panics rather than hashing an empty vector.
 pub fn to_vec_exact<T: BorshSerialize + ?Sized>(value: &T) -> Vec<u8> {
     let mut out = Vec::with_capacity(borsh::object_length(value).unwrap_or(0));
-    match value.serialize(&mut out) {
-        Ok(()) => out,
-        Err(_) => Vec::new(),
-    }
+    value
+        .serialize(&mut out)
+        .expect("borsh encodes every chain object: no collection exceeds u32::MAX elements");
+    out
 }
 
 /// The encoding version every object below is written with.
@@ -166,10 +167,10 @@ pub enum Payload {
     /// producer set elected after this transaction.
     ReportEquivocation(Box<Equivocation>),
     /// Deploy an AergoSQL contract (`amount` goes to the contract's account). Its address is
-    /// [`crate::sql::store::contract_address`] of the sender and the transaction's nonce.
+    /// [`contract_address`] of the sender and the transaction's nonce.
     Deploy { sql: String },
     /// Call a contract's function (`amount` goes to the contract's account; `value()` in SQL).
-    Call { contract: Address, function: String, args: Vec<crate::sql::Value> },
+    Call { contract: Address, function: String, args: Vec<crate::value::Value> },
 }
 
 /// Two signed headers of one producer for one slot.
@@ -371,7 +372,7 @@ impl ReceiptStatus {
 #[derive(Clone, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct CallResult {
     pub columns: Vec<String>,
-    pub rows: Vec<Vec<crate::sql::Value>>,
+    pub rows: Vec<Vec<crate::value::Value>>,
 }
 
 /// The result of one transaction in a block.
@@ -402,3 +403,34 @@ pub struct Account {
 
 #[cfg(test)]
 mod tests;
+
+/// `u128` amounts as decimal strings (numbers are accepted on input when they fit a JSON integer).
+pub mod amount_string {
+    use serde::{de, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &u128, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Number(u64),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Text(t) => parse(&t).map_err(de::Error::custom),
+            Raw::Number(n) => Ok(n as u128),
+        }
+    }
+
+    /// Parses a non-negative decimal integer of the smallest unit.
+    pub fn parse(text: &str) -> Result<u128, String> {
+        let t = text.trim().replace('_', "");
+        if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("amount {text:?} is not a non-negative whole number of the smallest unit"));
+        }
+        t.parse::<u128>().map_err(|_| format!("amount {text:?} is too large"))
+    }
+}

@@ -83,3 +83,15 @@ impl<'de> serde::Deserialize<'de> for Address {
         Address::parse(&text).map_err(serde::de::Error::custom)
     }
 }
+
+/// The contract address of a deploy: from the deployer and its nonce, like an account address
+/// (20 bytes of a domain-separated blake3).
+pub fn contract_address(deployer: &Address, nonce: u64) -> Address {
+    let mut h = blake3::Hasher::new();
+    h.update(b"aergo/contract\0");
+    h.update(&deployer.0);
+    h.update(&nonce.to_le_bytes());
+    let mut a = [0u8; 20];
+    a.copy_from_slice(&h.finalize().as_bytes()[..20]);
+    Address(a)
+}

@@ -1,8 +1,8 @@
 //! `aergo`: the command-line client of an AERGO node (see `aergo --help`).
 
-use aergo_node::api::{amount_string, AergoApiClient, BlockTxs};
-use aergo_node::crypto::{KeyFile, Keypair};
-use aergo_node::types::{Address, Payload, TxBody, ENCODING_VERSION};
+use aergo_api::{amount_string, AergoApiClient, BlockTxs};
+use aergo_primitives::crypto::{KeyFile, Keypair};
+use aergo_primitives::types::{Address, Payload, TxBody, ENCODING_VERSION};
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
@@ -238,7 +238,7 @@ fn client(url: &str) -> anyhow::Result<HttpClient> {
         .with_context(|| format!("bad --rpc URL {url}"))
 }
 
-async fn wait_receipt(c: &HttpClient, hash: &str) -> anyhow::Result<aergo_node::api::ReceiptView> {
+async fn wait_receipt(c: &HttpClient, hash: &str) -> anyhow::Result<aergo_api::ReceiptView> {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(r) = c.get_receipt(hash.to_string()).await? {
@@ -280,7 +280,7 @@ async fn submit(
         payload,
     });
     let contract = match &signed.body.payload {
-        Payload::Deploy { .. } => Some(aergo_node::sql::store::contract_address(&key.address(), nonce)),
+        Payload::Deploy { .. } => Some(aergo_primitives::types::contract_address(&key.address(), nonce)),
         _ => None,
     };
     let sent = c.send_tx(hex::encode(signed.encode())).await?;
@@ -325,7 +325,7 @@ fn cell(v: &serde_json::Value) -> String {
 }
 
 /// Rows as a text table: a header, a rule, the rows (numbers right-aligned), and the row count.
-fn table(q: &aergo_node::api::QueryView) -> String {
+fn table(q: &aergo_api::QueryView) -> String {
     let cells: Vec<Vec<String>> = q.rows.iter().map(|r| r.iter().map(cell).collect()).collect();
     let mut widths: Vec<usize> = q.columns.iter().map(|c| c.chars().count()).collect();
     for r in &cells {
@@ -439,7 +439,7 @@ async fn main() -> anyhow::Result<()> {
                 let bytes: [u8; 32] = hex::decode(&key)?
                     .try_into()
                     .map_err(|_| anyhow::anyhow!("{c}: a public key is 32 bytes"))?;
-                keys.push(aergo_node::types::PublicKey(bytes));
+                keys.push(aergo_primitives::types::PublicKey(bytes));
             }
             submit(&cli.rpc, json, &tx, None, 0, Payload::Vote { candidates: keys }).await?;
         }
@@ -455,7 +455,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Contract(ContractCmd::Call { tx, address, function, args, amount }) => {
             let contract = Address::parse(&address)?;
-            let args = args.iter().map(|a| aergo_node::sql::json::from_cli(a)).collect();
+            let args = args.iter().map(|a| aergo_primitives::value::json::from_cli(a)).collect();
             let amount = amount_string::parse(&amount).map_err(anyhow::Error::msg)?;
             submit(&cli.rpc, json, &tx, None, amount, Payload::Call { contract, function, args }).await?;
         }
@@ -503,14 +503,14 @@ async fn main() -> anyhow::Result<()> {
             }
             let args = args
                 .iter()
-                .map(|a| aergo_node::sql::json::to_json(&aergo_node::sql::json::from_cli(a)))
+                .map(|a| aergo_primitives::value::json::to_json(&aergo_primitives::value::json::from_cli(a)))
                 .collect();
-            let req = aergo_node::api::QueryRequest { contract, sql, function, args, height };
+            let req = aergo_api::QueryRequest { contract, sql, function, args, height };
             let q = client(&cli.rpc)?.query(req).await?;
             print(json, &q, table)?;
         }
         Command::Bp(BpCmd::Register { tx, p2p }) => {
-            p2p.parse::<libp2p::Multiaddr>().map_err(|e| anyhow::anyhow!("--p2p {p2p:?}: {e}"))?;
+            p2p.parse::<multiaddr::Multiaddr>().map_err(|e| anyhow::anyhow!("--p2p {p2p:?}: {e}"))?;
             submit(&cli.rpc, json, &tx, None, 0, Payload::RegisterBp { p2p_address: p2p }).await?;
         }
         Command::Bp(BpCmd::List { height }) => {

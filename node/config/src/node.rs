@@ -1,8 +1,6 @@
 //! Node configuration (TOML). Every setting has a default; `config.example.toml` at the crate root
 //! documents each one and is checked against [`NodeConfig`] by a test.
 
-use crate::mempool::MempoolConfig;
-use crate::storage::{StateOptions, Verify};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,6 +11,9 @@ pub enum ConfigError {
     Read { path: String, source: std::io::Error },
     #[error("config file {path} is invalid: {reason}")]
     Invalid { path: String, reason: String },
+    /// TOML holds text only: a path that is not UTF-8 (possible on Linux) cannot be written.
+    #[error("the config cannot be written as TOML: {0} (are all paths UTF-8?)")]
+    Write(#[from] toml::ser::Error),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -91,7 +92,9 @@ pub struct ProducerConfig {
     /// Produce a block every slot even without transactions.
     pub empty_blocks: bool,
     /// Test-only fault injection: sign two different blocks in each own slot, so that the network's
-    /// equivocation handling can be tested. Never set it on a real producer: it gets it voted out.
+    /// equivocation handling can be tested. Only in builds with the `test-hooks` feature: elsewhere
+    /// the key is unknown and the config refused.
+    #[cfg(feature = "test-hooks")]
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub equivocate_for_tests: bool,
 }
@@ -103,6 +106,7 @@ impl Default for ProducerConfig {
             key_file: PathBuf::from("producer.key"),
             password_file: None,
             empty_blocks: false,
+            #[cfg(feature = "test-hooks")]
             equivocate_for_tests: false,
         }
     }
@@ -137,8 +141,8 @@ impl Default for P2pConfig {
 
 impl P2pConfig {
     /// The listen and bootstrap addresses, parsed.
-    pub fn addresses(&self) -> Result<(Vec<libp2p::Multiaddr>, Vec<libp2p::Multiaddr>), String> {
-        let parse = |what: &str, list: &[String]| -> Result<Vec<libp2p::Multiaddr>, String> {
+    pub fn addresses(&self) -> Result<(Vec<multiaddr::Multiaddr>, Vec<multiaddr::Multiaddr>), String> {
+        let parse = |what: &str, list: &[String]| -> Result<Vec<multiaddr::Multiaddr>, String> {
             list.iter()
                 .map(|a| a.parse().map_err(|e| format!("p2p.{what}: {a:?} is not a multiaddr: {e}")))
                 .collect()
@@ -146,12 +150,50 @@ impl P2pConfig {
         let listen = parse("listen", &self.listen)?;
         let bootstrap = parse("bootstrap", &self.bootstrap)?;
         for b in &bootstrap {
-            if crate::net::peer_of(b).is_none() {
+            if !b.iter().any(|p| matches!(p, multiaddr::Protocol::P2p(_))) {
                 return Err(format!("p2p.bootstrap: {b} has no /p2p/<peer id>"));
             }
         }
         Ok((listen, bootstrap))
     }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MempoolConfig {
+    /// Most transactions in the pool.
+    pub max_txs: usize,
+    /// Most encoded bytes in the pool.
+    pub max_bytes: usize,
+    /// Most transactions from one sender.
+    pub max_per_account: usize,
+    /// How far ahead of the committed nonce a transaction may be.
+    pub max_nonce_gap: u64,
+    /// Fee increase (percent) needed to replace a queued transaction with the same nonce.
+    pub replace_fee_bump_percent: u32,
+}
+
+impl Default for MempoolConfig {
+    fn default() -> Self {
+        MempoolConfig {
+            max_txs: 200_000,
+            max_bytes: 256 * 1024 * 1024,
+            max_per_account: 10_000,
+            max_nonce_gap: 10_000,
+            replace_fee_bump_percent: 10,
+        }
+    }
+}
+
+/// How much of the log to verify on open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Verify {
+    /// Every checksum of every segment (reads the whole log once).
+    #[default]
+    Full,
+    /// Checksums from the segment of the last committed record on; headers only before it.
+    Tail,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -174,7 +216,7 @@ impl Default for StorageConfig {
             segment_bytes: 64 * 1024 * 1024,
             io_uring: true,
             verify_log_on_start: Verify::Full,
-            state_cache_mb: StateOptions::default().cache_bytes >> 20,
+            state_cache_mb: 128,
         }
     }
 }
@@ -205,8 +247,8 @@ pub struct ExecConfig {
 impl ExecConfig {
     pub fn resolve_cores(&self) -> Result<Vec<usize>, String> {
         match &self.cores {
-            Some(spec) => crate::exec::affinity::parse_cores(spec),
-            None => Ok(crate::exec::affinity::default_cores()),
+            Some(spec) => crate::cores::parse_cores(spec),
+            None => Ok(crate::cores::default_cores()),
         }
     }
 }
@@ -260,8 +302,8 @@ impl NodeConfig {
         Ok(())
     }
 
-    pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_default()
+    pub fn to_toml(&self) -> Result<String, ConfigError> {
+        Ok(toml::to_string_pretty(self)?)
     }
 
     fn in_data_dir(&self, p: &Path) -> PathBuf {
@@ -287,7 +329,7 @@ mod tests {
 
     #[test]
     fn example_config_parses_to_the_defaults() {
-        let text = include_str!("../config.example.toml");
+        let text = include_str!("../../config.example.toml");
         let parsed: NodeConfig = toml::from_str(text).unwrap();
         assert_eq!(parsed, NodeConfig::default());
     }
@@ -300,5 +342,15 @@ mod tests {
         assert!(c.validate().is_err());
         let c: NodeConfig = toml::from_str("[storage]\nstate_cache_mb = 99999999").unwrap();
         assert!(c.validate().unwrap_err().contains("state_cache_mb"));
+    }
+
+    #[test]
+    fn a_config_that_toml_cannot_hold_is_an_error_not_an_empty_file() {
+        use std::os::unix::ffi::OsStrExt;
+        let text = NodeConfig::default().to_toml().unwrap();
+        assert_eq!(toml::from_str::<NodeConfig>(&text).unwrap(), NodeConfig::default());
+        let bad = std::ffi::OsStr::from_bytes(b"/var/lib/\xff");
+        let config = NodeConfig { data_dir: PathBuf::from(bad), ..NodeConfig::default() };
+        assert!(matches!(config.to_toml(), Err(ConfigError::Write(_))));
     }
 }

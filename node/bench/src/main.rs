@@ -15,11 +15,11 @@
 //!
 //! Build with `--release`. Runs are bounded in count and time and use loopback and temp dirs only.
 
-use aergo_node::api::{AergoApiClient, SendTxOutcome};
-use aergo_node::crypto::{KeyFile, Keypair};
-use aergo_node::genesis::{ConsensusParams, Genesis, GenesisBalance, GenesisProducer};
+use aergo_api::{AergoApiClient, SendTxOutcome};
+use aergo_config::genesis::{ConsensusParams, Genesis, GenesisBalance, GenesisProducer};
 use aergo_node::storage::{BlockLog, LogOptions, Verify};
-use aergo_node::types::{Address, Hash, Payload, Transaction, TxBody, ENCODING_VERSION};
+use aergo_primitives::crypto::{KeyFile, Keypair};
+use aergo_primitives::types::{Address, Hash, Payload, Transaction, TxBody, ENCODING_VERSION};
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use hdrhistogram::Histogram;
@@ -30,11 +30,8 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-#[path = "bench/import.rs"]
 mod import;
-#[path = "bench/net.rs"]
 mod net;
-#[path = "bench/sql.rs"]
 mod sql;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -246,7 +243,7 @@ fn batch_verify(chunk: &[Transaction]) {
     // The batches the node's one-thread path cuts (`verify_batch_len`), so that the 2/1 ratio
     // compares batches of one length.
     for part in chunk.chunks(aergo_node::exec::parallel::verify_batch_len(chunk.len(), 1)) {
-        let answers = aergo_node::crypto::verify_txs(part);
+        let answers = aergo_primitives::crypto::verify_txs(part);
         assert!(answers.iter().all(Result::is_ok), "the bench signs valid transactions");
     }
 }
@@ -295,7 +292,7 @@ fn verify_ceiling(txs: &[Transaction]) -> (f64, f64, f64) {
 /// Single signature checks, one transaction at a time.
 fn verify_each(part: &[Transaction]) {
     for tx in part {
-        assert!(aergo_node::crypto::verify_tx(tx).is_ok(), "the bench signs valid transactions");
+        assert!(aergo_primitives::crypto::verify_tx(tx).is_ok(), "the bench signs valid transactions");
     }
 }
 
@@ -328,7 +325,10 @@ fn verify(txs_n: usize, batches: &[usize], rounds: usize) -> anyhow::Result<()> 
     let check = |batch: Option<usize>, part: &[Transaction]| match batch {
         Some(b) => {
             for chunk in part.chunks(b) {
-                assert!(aergo_node::crypto::verify_txs(chunk).iter().all(Result::is_ok), "valid signatures");
+                assert!(
+                    aergo_primitives::crypto::verify_txs(chunk).iter().all(Result::is_ok),
+                    "valid signatures"
+                );
             }
         }
         None => verify_each(part),
@@ -435,7 +435,7 @@ async fn e2e(
         .build(&ws_url)
         .await?;
     let mut sub = ws
-        .subscribe::<aergo_node::api::BlockView, _>("subscribe_blocks", rpc_params![], "unsubscribe_blocks")
+        .subscribe::<aergo_api::BlockView, _>("subscribe_blocks", rpc_params![], "unsubscribe_blocks")
         .await?;
 
     let submitted: Arc<parking_lot::Mutex<HashMap<Hash, Instant>>> = Arc::default();
@@ -489,7 +489,7 @@ async fn e2e(
             break;
         };
         let seen = Instant::now();
-        if let aergo_node::api::BlockTxs::Hashes(hashes) = &block.transactions {
+        if let aergo_api::BlockTxs::Hashes(hashes) = &block.transactions {
             let s = submitted.lock();
             for h in hashes {
                 if let Some(t) = s.get(h) {
@@ -559,7 +559,7 @@ fn bench_tx(
     fee: u128,
     payload: Payload,
 ) -> Transaction {
-    aergo_node::crypto::test_tx(key, "aergo-bench", nonce, recipient, amount, fee, payload)
+    aergo_primitives::crypto::test_tx(key, "aergo-bench", nonce, recipient, amount, fee, payload)
 }
 
 /// Coin transfers from random senders; `hot` percent of them pay account 0.
@@ -624,7 +624,7 @@ fn token_setup(
     let deployer = &keys[0];
     let deploy =
         bench_tx(deployer, 0, deployer.address(), 0, 2_000_000, Payload::Deploy { sql: TOKEN.into() });
-    let contract = aergo_node::sql::store::contract_address(&deployer.address(), 0);
+    let contract = aergo_primitives::types::contract_address(&deployer.address(), 0);
     let mut ts = 1_000;
     let b = chain.produce(bp, vec![deploy], ts)?;
     anyhow::ensure!(
@@ -769,7 +769,7 @@ fn exec(opts: ExecOpts) -> anyhow::Result<()> {
             }
             let t = Instant::now();
             let one: usize =
-                probe.chunks(VERIFY_BATCH).map(|c| aergo_node::crypto::verify_txs(c).len()).sum();
+                probe.chunks(VERIFY_BATCH).map(|c| aergo_primitives::crypto::verify_txs(c).len()).sum();
             let alone = t.elapsed().as_secs_f64();
             let t = Instant::now();
             let many = parallel.verify_signatures(probe).len();

@@ -6,7 +6,7 @@
 use aergo_node::chain::Chain;
 use aergo_node::exec::parallel::ParallelExecutor;
 use aergo_node::storage::LogOptions;
-use aergo_node::types::{Block, Payload, TxBody, ENCODING_VERSION};
+use aergo_primitives::types::{Block, Payload, TxBody, ENCODING_VERSION};
 use anyhow::{bail, Context};
 use rand::{Rng, SeedableRng};
 use std::path::PathBuf;
@@ -22,7 +22,7 @@ pub struct ImportOpts {
 }
 
 fn executor() -> anyhow::Result<ParallelExecutor> {
-    let cores = aergo_node::config::ExecConfig::default().resolve_cores().map_err(anyhow::Error::msg)?;
+    let cores = aergo_config::ExecConfig::default().resolve_cores().map_err(anyhow::Error::msg)?;
     Ok(ParallelExecutor::new(cores))
 }
 

@@ -79,7 +79,7 @@ fn write_private(path: &Path, contents: &[u8], overwrite: bool) -> Result<(), Ke
     if !overwrite && path.exists() {
         return Err(KeystoreError::Exists { path: path.display().to_string() });
     }
-    crate::storage::write_atomic_mode(path, contents, 0o600)
+    crate::file::write_atomic_mode(path, contents, 0o600)
         .map_err(|source| KeystoreError::Write { path: path.display().to_string(), source })
 }
 

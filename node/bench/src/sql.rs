@@ -15,7 +15,7 @@ use aergo_node::sql::interp::{CallCtx, Engine, Host};
 use aergo_node::sql::store::{contract_address, row_key, Buffered, MemHost};
 use aergo_node::sql::value::encode_row;
 use aergo_node::sql::{compile, Compiled, EngineKind, Gas, Value};
-use aergo_node::types::Address;
+use aergo_primitives::types::Address;
 use anyhow::{bail, Context};
 use rand::{Rng, SeedableRng};
 use std::time::Instant;
@@ -28,7 +28,7 @@ pub struct SqlOpts {
     pub rounds: usize,
 }
 
-const TOKEN: &str = include_str!("../../../../examples/contracts/token.sql");
+const TOKEN: &str = include_str!("../../../examples/contracts/token.sql");
 
 const SCAN_SCHEMA: &str =
     "CREATE TABLE big (k INTEGER PRIMARY KEY, a INTEGER NOT NULL, b INTEGER NOT NULL, c INTEGER NOT NULL);";

@@ -117,7 +117,7 @@ fn merkle_roots() {
 fn amounts_travel_as_strings() {
     #[derive(serde::Serialize, serde::Deserialize)]
     struct W {
-        #[serde(with = "crate::api::amount_string")]
+        #[serde(with = "crate::types::amount_string")]
         a: u128,
     }
     let json = serde_json::to_string(&W { a: u128::MAX }).unwrap();
@@ -130,7 +130,7 @@ fn amounts_travel_as_strings() {
 #[test]
 fn exact_encoding_is_borsh_in_a_vector_of_its_length() {
     let account = Account { balance: 12_345, nonce: 7 };
-    let row = vec![crate::sql::Value::Int(5), crate::sql::Value::Text("holder".into())];
+    let row = vec![crate::value::Value::Int(5), crate::value::Value::Text("holder".into())];
     for (exact, reference) in [
         (to_vec_exact(&account), borsh::to_vec(&account).unwrap()),
         (to_vec_exact(&(3u64, 4u64)), borsh::to_vec(&(3u64, 4u64)).unwrap()),

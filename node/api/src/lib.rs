@@ -9,7 +9,7 @@
 //! `nonce_too_low`, `nonce_gap`, `balance_too_low`, `too_large`, `pool_full`, …); a node that cannot take
 //! more work right now answers [`codes::BUSY`].
 
-use crate::types::{Address, Hash};
+use aergo_primitives::types::{Address, Hash};
 use jsonrpsee::core::SubscriptionResult;
 use jsonrpsee::proc_macros::rpc;
 use jsonrpsee::types::ErrorObjectOwned;
@@ -29,36 +29,7 @@ pub mod codes {
     pub const HEIGHT_UNAVAILABLE: i32 = -32012;
 }
 
-/// `u128` amounts as decimal strings (numbers are accepted on input when they fit a JSON integer).
-pub mod amount_string {
-    use serde::{de, Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(v: &u128, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(v)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Text(String),
-            Number(u64),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Text(t) => parse(&t).map_err(de::Error::custom),
-            Raw::Number(n) => Ok(n as u128),
-        }
-    }
-
-    /// Parses a non-negative decimal integer of the smallest unit.
-    pub fn parse(text: &str) -> Result<u128, String> {
-        let t = text.trim().replace('_', "");
-        if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!("amount {text:?} is not a non-negative whole number of the smallest unit"));
-        }
-        t.parse::<u128>().map_err(|_| format!("amount {text:?} is too large"))
-    }
-}
+pub use aergo_primitives::types::amount_string;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ChainInfo {
@@ -127,28 +98,6 @@ pub struct SpeculativeView {
     pub error: Option<String>,
 }
 
-impl From<&crate::mempool::Speculative> for SpeculativeView {
-    fn from(s: &crate::mempool::Speculative) -> Self {
-        use crate::mempool::Speculative::*;
-        match s {
-            Success => SpeculativeView { status: "success".into(), error: None },
-            Failed(e) => SpeculativeView { status: "failed".into(), error: Some(e.clone()) },
-            Queued(e) => SpeculativeView { status: "queued".into(), error: Some(e.clone()) },
-        }
-    }
-}
-
-impl From<crate::mempool::Admitted> for SendTxResult {
-    fn from(a: crate::mempool::Admitted) -> Self {
-        SendTxResult {
-            hash: a.hash,
-            pool_seq: a.pool_seq,
-            speculative: a.speculative.as_ref().map(Into::into),
-            answered_by: None,
-        }
-    }
-}
-
 /// One transaction's answer in `send_txs`: `{hash, pool_seq}` or `{error: {code, message, reason}}`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(untagged)]
@@ -206,7 +155,7 @@ pub struct ReceiptView {
     pub result: Option<QueryView>,
 }
 
-/// Rows from a contract: `{"columns": [...], "rows": [[...]]}`; values as in [`crate::sql::json`].
+/// Rows from a contract: `{"columns": [...], "rows": [[...]]}`; values as in [`aergo_primitives::value::json`].
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct QueryView {
     pub columns: Vec<String>,

@@ -1,7 +1,7 @@
 //! AergoSQL values in JSON (RPC and CLI): integers as numbers, NULL as null, booleans as booleans,
 //! text as strings, decimals as strings (exact), bytes as `"\x…"` hex strings.
 
-use super::value::{Decimal, Value};
+use super::{Decimal, Value};
 use serde_json::Value as Json;
 
 pub fn to_json(v: &Value) -> Json {

@@ -8,12 +8,12 @@
 //! inclusion stays under two block intervals. Gossip bytes are the payload bytes the nodes received
 //! on the transactions and blocks topics, per transaction sent and per block produced.
 
-use aergo_node::api::{AergoApiClient, BlockTxs};
-use aergo_node::config::NodeConfig;
-use aergo_node::crypto::Keypair;
-use aergo_node::genesis::{Genesis, GenesisBalance};
+use aergo_api::{AergoApiClient, BlockTxs};
+use aergo_config::genesis::{Genesis, GenesisBalance};
+use aergo_config::NodeConfig;
 use aergo_node::testnet::{write_testnet, TestnetOptions};
-use aergo_node::types::{Hash, Payload, TxBody, ENCODING_VERSION};
+use aergo_primitives::crypto::Keypair;
+use aergo_primitives::types::{Hash, Payload, TxBody, ENCODING_VERSION};
 use anyhow::Context;
 use hdrhistogram::Histogram;
 use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
@@ -89,7 +89,7 @@ pub async fn run(opts: NetOpts, node_bin: std::path::PathBuf, tmp: &std::path::P
         let mut c = NodeConfig::load(&n.config)?;
         c.log.level = "warn".into();
         c.mempool.max_txs = 1_000_000;
-        std::fs::write(&n.config, c.to_toml())?;
+        std::fs::write(&n.config, c.to_toml()?)?;
         let log = std::fs::File::create(n.config.with_file_name("node.log"))?;
         children.push(
             Command::new(&node_bin)

@@ -1,8 +1,12 @@
-//! One telemetry sample: what the box has, what the chain does, and whether it is well. This is the JSON
-//! schema of `/v1/telemetry` (see `agent/openapi.yaml`); add fields, never change or remove them without
-//! raising [`SCHEMA_VERSION`].
+//! The agent's telemetry schema: one [`Sample`] is what the box has, what the chain does, and whether
+//! it is well. This is the JSON of `/v1/telemetry` (see `agent/openapi.yaml`), written by the agent and
+//! read by the console and by Horde; add fields, never change or remove them without raising
+//! [`SCHEMA_VERSION`].
+//!
+//! A crate of its own so that a reader of samples (the console) depends on the schema and the node's
+//! API types alone, never on the agent's server, collectors or spool.
 
-use aergo_node::api::StageMetrics;
+use aergo_api::StageMetrics;
 use serde::{Deserialize, Serialize};
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -202,7 +206,7 @@ pub struct ChainSample {
     pub stages: Vec<StageMetrics>,
     /// The node's cache of recently written state values (`state_cache_*`).
     #[serde(flatten)]
-    pub state_cache: aergo_node::api::StateCacheUsage,
+    pub state_cache: aergo_api::StateCacheUsage,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -266,7 +270,7 @@ mod tests {
 
     #[test]
     fn the_state_cache_fields_sit_in_the_chain_object_and_may_be_absent() {
-        let usage = aergo_node::api::StateCacheUsage {
+        let usage = aergo_api::StateCacheUsage {
             state_cache_values: 3,
             state_cache_bytes: 400,
             state_cache_capacity_bytes: 1 << 20,

@@ -5,10 +5,23 @@
 //! encoding ([`encode_key`]) so that byte order of keys is value order and primary-key scans are
 //! plain key ranges.
 
-use super::SqlError;
+pub mod json;
+
 use borsh::{BorshDeserialize, BorshSerialize};
 use std::cmp::Ordering;
 use std::fmt;
+
+/// Why an operation on values failed. The SQL engine reports `Runtime` as a runtime error of the
+/// statement (the call's writes are reverted) and `Undecodable` as damaged contract state.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    /// Overflow, division by zero, a type mismatch or a value that does not fit its column.
+    #[error("{0}")]
+    Runtime(String),
+    /// Stored bytes that are not an encoded row.
+    #[error("{0}")]
+    Undecodable(String),
+}
 
 /// Largest decimal precision (digits): fits an i128 with room for the products of two operands' scales.
 pub const MAX_DECIMAL_PRECISION: u8 = 38;
@@ -53,17 +66,17 @@ pub enum Value {
     Dec(Decimal),
 }
 
-fn overflow(op: &str) -> SqlError {
-    SqlError::Runtime(format!("integer overflow in {op}"))
+fn overflow(op: &str) -> ValueError {
+    ValueError::Runtime(format!("integer overflow in {op}"))
 }
 
-fn pow10(n: u8) -> Result<i128, SqlError> {
+fn pow10(n: u8) -> Result<i128, ValueError> {
     10i128.checked_pow(n as u32).ok_or_else(|| overflow("decimal scaling"))
 }
 
 impl Decimal {
     /// This number at `scale` digits: exact when widening, rounded half away from zero when narrowing.
-    pub fn rescale(self, scale: u8) -> Result<Decimal, SqlError> {
+    pub fn rescale(self, scale: u8) -> Result<Decimal, ValueError> {
         match scale.cmp(&self.scale) {
             Ordering::Equal => Ok(self),
             Ordering::Greater => {
@@ -159,21 +172,21 @@ impl Value {
     }
 
     /// SQL truth: NULL is unknown (`None`).
-    pub fn truth(&self) -> Result<Option<bool>, SqlError> {
+    pub fn truth(&self) -> Result<Option<bool>, ValueError> {
         match self {
             Value::Null => Ok(None),
             Value::Bool(b) => Ok(Some(*b)),
             Value::Int(i) => Ok(Some(*i != 0)),
-            other => Err(SqlError::Runtime(format!("{} used as a condition", other.type_name()))),
+            other => Err(ValueError::Runtime(format!("{} used as a condition", other.type_name()))),
         }
     }
 
     /// The value as stored in a column of type `ty`: integers widen to decimals, decimals are rounded
     /// to the column's scale and checked against its precision, a decimal with no fraction fits an
     /// integer column. Anything else is a type error naming the column.
-    pub fn coerce(self, ty: Type, column: &str) -> Result<Value, SqlError> {
+    pub fn coerce(self, ty: Type, column: &str) -> Result<Value, ValueError> {
         let mismatch = |v: &Value| {
-            SqlError::Runtime(format!("column {column} is {ty}, the value is {} ({v})", v.type_name()))
+            ValueError::Runtime(format!("column {column} is {ty}, the value is {} ({v})", v.type_name()))
         };
         match (ty, self) {
             (_, Value::Null) => Ok(Value::Null),
@@ -196,7 +209,9 @@ impl Value {
             (Type::Dec(p, s), Value::Dec(d)) => {
                 let d = d.rescale(s)?;
                 if !d.fits(p) {
-                    return Err(SqlError::Runtime(format!("value {d} does not fit column {column} ({ty})")));
+                    return Err(ValueError::Runtime(format!(
+                        "value {d} does not fit column {column} ({ty})"
+                    )));
                 }
                 Ok(Value::Dec(d))
             }
@@ -214,7 +229,7 @@ fn as_dec(v: &Value) -> Option<Decimal> {
     }
 }
 
-fn align(a: Decimal, b: Decimal) -> Result<(i128, i128, u8), SqlError> {
+fn align(a: Decimal, b: Decimal) -> Result<(i128, i128, u8), ValueError> {
     let scale = a.scale.max(b.scale);
     Ok((a.rescale(scale)?.units, b.rescale(scale)?.units, scale))
 }
@@ -229,7 +244,7 @@ pub enum Arith {
 }
 
 /// `a op b` with SQL NULL propagation; integer overflow and division by zero are errors.
-pub fn arith(op: Arith, a: &Value, b: &Value) -> Result<Value, SqlError> {
+pub fn arith(op: Arith, a: &Value, b: &Value) -> Result<Value, ValueError> {
     if a.is_null() || b.is_null() {
         return Ok(Value::Null);
     }
@@ -239,14 +254,14 @@ pub fn arith(op: Arith, a: &Value, b: &Value) -> Result<Value, SqlError> {
             Arith::Add => x.checked_add(y),
             Arith::Sub => x.checked_sub(y),
             Arith::Mul => x.checked_mul(y),
-            Arith::Div | Arith::Mod if y == 0 => return Err(SqlError::Runtime("division by zero".into())),
+            Arith::Div | Arith::Mod if y == 0 => return Err(ValueError::Runtime("division by zero".into())),
             Arith::Div => x.checked_div(y),
             Arith::Mod => x.checked_rem(y),
         };
         return r.map(Value::Int).ok_or_else(|| overflow(op_name(op)));
     }
     let (Some(da), Some(db)) = (as_dec(a), as_dec(b)) else {
-        return Err(SqlError::Runtime(format!(
+        return Err(ValueError::Runtime(format!(
             "{} {} {} is not defined",
             a.type_name(),
             op_name(op),
@@ -269,7 +284,7 @@ pub fn arith(op: Arith, a: &Value, b: &Value) -> Result<Value, SqlError> {
         Arith::Div | Arith::Mod => {
             let (x, y, scale) = align(da, db)?;
             if y == 0 {
-                return Err(SqlError::Runtime("division by zero".into()));
+                return Err(ValueError::Runtime("division by zero".into()));
             }
             if op == Arith::Mod {
                 Decimal { units: x % y, scale }
@@ -297,7 +312,7 @@ fn op_name(op: Arith) -> &'static str {
 }
 
 /// Compares two non-NULL values of comparable types (numbers with numbers, text with text, …).
-pub fn compare(a: &Value, b: &Value) -> Result<Ordering, SqlError> {
+pub fn compare(a: &Value, b: &Value) -> Result<Ordering, ValueError> {
     match (a, b) {
         (Value::Int(x), Value::Int(y)) => Ok(x.cmp(y)),
         (Value::Text(x), Value::Text(y)) => Ok(x.as_bytes().cmp(y.as_bytes())),
@@ -310,7 +325,7 @@ pub fn compare(a: &Value, b: &Value) -> Result<Ordering, SqlError> {
                 let (x, y, _) = align(x, y)?;
                 Ok(x.cmp(&y))
             }
-            _ => Err(SqlError::Runtime(format!("cannot compare {} with {}", a.type_name(), b.type_name()))),
+            _ => Err(ValueError::Runtime(format!("cannot compare {} with {}", a.type_name(), b.type_name()))),
         },
     }
 }
@@ -383,13 +398,13 @@ pub fn encode_row(row: &[Value]) -> Vec<u8> {
     crate::types::to_vec_exact(row)
 }
 
-pub fn decode_row(bytes: &[u8]) -> Result<Vec<Value>, SqlError> {
-    borsh::from_slice(bytes).map_err(|e| SqlError::Storage(format!("undecodable row: {e}")))
+pub fn decode_row(bytes: &[u8]) -> Result<Vec<Value>, ValueError> {
+    borsh::from_slice(bytes).map_err(|e| ValueError::Undecodable(format!("undecodable row: {e}")))
 }
 
 /// Decodes a row (the same bytes as [`decode_row`]) into `out`, which has the row's width.
-pub fn decode_row_into(bytes: &[u8], out: &mut [Value]) -> Result<(), SqlError> {
-    let bad = |why: String| SqlError::Storage(format!("undecodable row: {why}"));
+pub fn decode_row_into(bytes: &[u8], out: &mut [Value]) -> Result<(), ValueError> {
+    let bad = |why: String| ValueError::Undecodable(format!("undecodable row: {why}"));
     let mut r = bytes;
     let n = u32::deserialize_reader(&mut r).map_err(|e| bad(e.to_string()))? as usize;
     if n != out.len() {

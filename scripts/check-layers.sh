@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The crates' layering, checked on Cargo's own dependency graph (normal dependencies only: what a
+# program links). Fails, naming the crate and the dependency, when
+#  - the agent, the console or one of the interface crates they build on reaches a heavy engine
+#    (RocksDB, libp2p, cranelift, SQLite, the SQL parser);
+#  - the node's library links SQLite or HDR histograms (the benchmarks' and tests' business);
+#  - a crate depends on a workspace crate above its layer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+failed=0
+
+deps_of() { # the crates in the normal dependency tree of package $1, one name per line
+  cargo tree --locked -e normal -p "$1" --prefix none --format '{p}' | awk '{print $1}' | sort -u
+}
+
+heavy='^(librocksdb-sys|rocksdb|libp2p|cranelift-codegen|libsqlite3-sys|rusqlite|sqlparser)$'
+for crate in aergo-primitives aergo-api aergo-config aergo-telemetry aergo-agent aergo-console; do
+  found=$(deps_of "$crate" | grep -E "$heavy" || true)
+  if [ -n "$found" ]; then
+    echo "check-layers: $crate depends on $(echo $found | tr ' ' ',')" >&2
+    failed=1
+  fi
+done
+
+found=$(deps_of aergo-node | grep -E '^(libsqlite3-sys|rusqlite|hdrhistogram)$' || true)
+if [ -n "$found" ]; then
+  echo "check-layers: aergo-node's normal dependencies include $(echo $found | tr ' ' ',')" >&2
+  failed=1
+fi
+
+# Each crate and the workspace crates it may use (directly or not); anything else is upward.
+declare -A allowed=(
+  [aergo-primitives]=""
+  [aergo-api]="aergo-primitives"
+  [aergo-config]="aergo-primitives"
+  [aergo-telemetry]="aergo-api aergo-primitives"
+  [aergo-agent]="aergo-api aergo-primitives aergo-telemetry"
+  [aergo-console]="aergo-api aergo-config aergo-primitives aergo-telemetry"
+  [aergo-node]="aergo-api aergo-config aergo-primitives"
+)
+for crate in "${!allowed[@]}"; do
+  for dep in $(deps_of "$crate" | grep -E '^aergo-' | grep -vx "$crate" || true); do
+    case " ${allowed[$crate]} " in
+      *" $dep "*) ;;
+      *) echo "check-layers: $crate depends on $dep, which is not below it" >&2; failed=1 ;;
+    esac
+  done
+done
+
+if [ "$failed" -ne 0 ]; then
+  exit 1
+fi
+echo "check-layers: the agent, the console and the interface crates link no engine; every crate depends downward only"
