@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/deps.sh
 . scripts/env.sh
-cargo build --release -p aergo-node -p aergo-agent -p aergo-console --bins
+cargo build --release -p aergo-node -p aergo-cli -p aergo-agent -p aergo-console --bins
 bin="$CARGO_TARGET_DIR/release"
 dir="${AERGO_DEVNET_DIR:-$HOME/.local/share/aergo-devnet}"
 mkdir -p "$dir"

@@ -12,9 +12,9 @@
 //! single check blocks are imported with on every input, so the pool never admits what a block
 //! would be refused for.
 
-use crate::exec::BlockContext;
+use aergo_exec::BlockContext;
 use crate::mempool::{AdmitError, Admitted, Mempool};
-use crate::storage::StateStore;
+use aergo_storage::StateStore;
 use aergo_api::StageMetrics;
 use aergo_primitives::crypto;
 use aergo_primitives::types::Transaction;

@@ -9,7 +9,7 @@
 //! A run of blocks (sync, recovery, a replay) goes through two stages with a bounded queue
 //! between them ([`Chain::import_run`]): the chain thread verifies and executes block N+1 while the
 //! commit thread writes block N. Block N+1 executes on block N's changes held in memory over the
-//! store at the last committed height ([`crate::exec::StateWithPending`]), and its state tree is
+//! store at the last committed height ([`aergo_exec::StateWithPending`]), and its state tree is
 //! computed over N's prepared tree nodes ([`StateStore::prepare_over`]). A block is reported as
 //! committed only once both its log record and its state batch are synced, as on the one-block path.
 //!
@@ -20,11 +20,11 @@
 //! ```
 
 use crate::consensus::Schedule;
-use crate::exec::parallel::ParallelExecutor;
-use crate::exec::{BlockContext, ExecError, ExecOutput, Mode};
-use crate::storage::blocklog::{Committed, Recovery};
-use crate::storage::state::account_key;
-use crate::storage::{BlockLog, Head, LogError, LogOptions, LogReader, StateError, StateOptions, StateStore};
+use aergo_exec::parallel::ParallelExecutor;
+use aergo_exec::{BlockContext, ExecError, ExecOutput, Mode};
+use aergo_storage::blocklog::{Committed, Recovery};
+use aergo_storage::state::account_key;
+use aergo_storage::{BlockLog, Head, LogError, LogOptions, LogReader, StateError, StateOptions, StateStore};
 use aergo_config::genesis::Genesis;
 use aergo_primitives::crypto::{self, Keypair};
 use aergo_primitives::types::{
@@ -93,7 +93,7 @@ struct Verifier<'c> {
 #[derive(Clone)]
 struct Staged {
     block: Arc<Block>,
-    prepared: Arc<crate::storage::PreparedState>,
+    prepared: Arc<aergo_storage::PreparedState>,
     out: Arc<ExecOutput>,
 }
 
@@ -175,17 +175,17 @@ pub struct Chain {
 fn genesis_block(
     genesis: &Genesis,
     store: &StateStore,
-) -> Result<(Block, crate::storage::PreparedState), ChainError> {
+) -> Result<(Block, aergo_storage::PreparedState), ChainError> {
     let mut changes = Vec::with_capacity(genesis.balances.len() + 1);
     for b in &genesis.balances {
         let account = Account { balance: b.amount, nonce: 0 };
         changes.push((account_key(&b.address), Some(aergo_primitives::types::to_vec_exact(&account))));
     }
     changes.push((
-        crate::storage::state::HEAD_KEY.to_vec(),
+        aergo_storage::state::HEAD_KEY.to_vec(),
         Some(aergo_primitives::types::to_vec_exact(&(0u64, genesis.timestamp_ms))),
     ));
-    let prepared = store.prepare(0, &crate::storage::ChangeSet::from_unsorted(changes))?;
+    let prepared = store.prepare(0, &aergo_storage::ChangeSet::from_unsorted(changes))?;
     let producer =
         genesis.producer_keys().first().copied().unwrap_or(aergo_primitives::types::PublicKey([0; 32]));
     let header = BlockHeader {
@@ -297,8 +297,8 @@ impl Chain {
     }
 
     /// The state the next block executes on: the head's.
-    fn parent_state(&self) -> crate::exec::StateAt<'_> {
-        crate::exec::StateAt { store: self.store.as_ref(), height: self.head.height }
+    fn parent_state(&self) -> aergo_exec::StateAt<'_> {
+        aergo_exec::StateAt { store: self.store.as_ref(), height: self.head.height }
     }
 
     fn context(&self, height: u64, timestamp_ms: u64, producer: Address) -> BlockContext {
@@ -322,7 +322,7 @@ impl Chain {
     }
 
     /// Verifies a block against the head and re-executes it; returns what it did and its state.
-    fn check_block(&self, block: &Block) -> Result<(ExecOutput, crate::storage::PreparedState), ChainError> {
+    fn check_block(&self, block: &Block) -> Result<(ExecOutput, aergo_storage::PreparedState), ChainError> {
         self.verifier().check(block, &self.head, &self.parent_state(), &[])
     }
 
@@ -355,7 +355,7 @@ impl Chain {
         key: &Keypair,
         candidates: Vec<Transaction>,
         timestamp_ms: u64,
-    ) -> Result<(Block, ExecOutput, crate::storage::PreparedState), ChainError> {
+    ) -> Result<(Block, ExecOutput, aergo_storage::PreparedState), ChainError> {
         let height = self.head.height + 1;
         let timestamp_ms = timestamp_ms.max(self.head.timestamp_ms + 1);
         let ctx = self.context(height, timestamp_ms, key.address());
@@ -422,7 +422,7 @@ impl Chain {
     fn commit(
         &mut self,
         block: &Block,
-        prepared: crate::storage::PreparedState,
+        prepared: aergo_storage::PreparedState,
         receipts: &[Receipt],
     ) -> Result<(), ChainError> {
         self.head = commit_block(&mut self.log, &self.store, &self.times, block, &prepared, receipts)?;
@@ -497,12 +497,12 @@ impl Chain {
                     times.overlapped_blocks.fetch_add(1, Ordering::Relaxed);
                 }
                 let checked = {
-                    let view = crate::exec::StateWithPending {
+                    let view = aergo_exec::StateWithPending {
                         store,
                         height: run.durable.height,
                         layers: run.inflight.iter().map(|s| &s.out.changes).collect(),
                     };
-                    let pending: Vec<&crate::storage::PreparedState> =
+                    let pending: Vec<&aergo_storage::PreparedState> =
                         run.inflight.iter().map(|s| s.prepared.as_ref()).collect();
                     verifier.check(&block, &tip, &view, &pending)
                 };
@@ -557,13 +557,13 @@ impl Chain {
 impl Verifier<'_> {
     /// Verifies `block` as the child of `parent` and re-executes it on `view` (the parent's
     /// state); `pending` are the prepared trees of blocks between the store and the parent.
-    fn check<V: crate::exec::StateView>(
+    fn check<V: aergo_exec::StateView>(
         &self,
         block: &Block,
         parent: &Head,
         view: &V,
-        pending: &[&crate::storage::PreparedState],
-    ) -> Result<(ExecOutput, crate::storage::PreparedState), ChainError> {
+        pending: &[&aergo_storage::PreparedState],
+    ) -> Result<(ExecOutput, aergo_storage::PreparedState), ChainError> {
         let h = &block.header;
         let invalid = |reason: String| ChainError::InvalidBlock { height: h.height, reason };
         if h.height != parent.height + 1 {
@@ -620,7 +620,7 @@ fn commit_block(
     store: &StateStore,
     times: &StageTimes,
     block: &Block,
-    prepared: &crate::storage::PreparedState,
+    prepared: &aergo_storage::PreparedState,
     receipts: &[Receipt],
 ) -> Result<Head, ChainError> {
     let started = Instant::now();
@@ -631,7 +631,7 @@ fn commit_block(
     Ok(head)
 }
 
-fn nonces_after(txs: &[Transaction], changes: &crate::storage::ChangeSet) -> HashMap<Address, u64> {
+fn nonces_after(txs: &[Transaction], changes: &aergo_storage::ChangeSet) -> HashMap<Address, u64> {
     let mut out = HashMap::new();
     for tx in txs {
         let sender = tx.sender();

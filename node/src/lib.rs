@@ -30,11 +30,11 @@ pub mod admission;
 pub mod alloc;
 pub mod chain;
 pub mod consensus;
-pub mod exec;
+
 pub mod mempool;
 pub mod net;
 pub mod node;
 pub mod rpc;
-pub mod sql;
-pub mod storage;
+
+
 pub mod testnet;

@@ -17,7 +17,7 @@ mod pending;
 pub use aergo_config::MempoolConfig;
 pub use pending::{PendingState, Speculative};
 
-use crate::exec::{BlockContext, StateView};
+use aergo_exec::{BlockContext, StateView};
 use aergo_primitives::types::{Account, Address, Amount, Hash, Transaction};
 
 use std::collections::{BTreeMap, BinaryHeap, HashMap};

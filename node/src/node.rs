@@ -15,11 +15,11 @@
 use crate::admission::Admission;
 use crate::chain::{Chain, ChainError, OpenReport};
 use crate::consensus::{ConsensusInfo, Driver, DriverConfig};
-use crate::exec::parallel::ParallelExecutor;
+use aergo_exec::parallel::ParallelExecutor;
 use crate::mempool::Mempool;
 use crate::net::{Net, NetCommand, NetConfig, NetState, Status};
 use crate::rpc::{self, RpcError};
-use crate::storage::{Head, LogOptions, LogReader, StateOptions, StateStore};
+use aergo_storage::{Head, LogOptions, LogReader, StateOptions, StateStore};
 use aergo_config::genesis::{ConsensusParams, Genesis, GenesisBalance, GenesisError, GenesisProducer};
 use aergo_config::NodeConfig;
 use aergo_primitives::crypto::{KeyFile, Keypair, KeystoreError};
@@ -38,7 +38,7 @@ pub enum NodeError {
     #[error(transparent)]
     Chain(#[from] ChainError),
     #[error(transparent)]
-    State(#[from] crate::storage::StateError),
+    State(#[from] aergo_storage::StateError),
     #[error(transparent)]
     Key(#[from] KeystoreError),
     #[error(transparent)]
@@ -158,7 +158,7 @@ pub struct ProductionStats {
 
 /// Admission threads by default: every core this process may use.
 fn default_admission_threads() -> usize {
-    crate::exec::affinity::available_cores().len().max(1)
+    aergo_exec::affinity::available_cores().len().max(1)
 }
 
 /// A started node. Dropping it does not stop it; call [`RunningNode::shutdown`].
@@ -244,7 +244,7 @@ impl RunningNode {
             let key = file.unlock(password.as_deref())?;
             let registered = chain
                 .store()
-                .get_at(&crate::exec::governance::candidate_key(&key.public()), head.height)
+                .get_at(&aergo_exec::governance::candidate_key(&key.public()), head.height)
                 .ok()
                 .flatten()
                 .is_some();
@@ -263,7 +263,7 @@ impl RunningNode {
         let net_channel = config.p2p.enabled.then(|| tokio::sync::mpsc::channel::<NetCommand>(4096));
         let (blocks, _) = tokio::sync::broadcast::channel(256);
         let mempool = Arc::new(Mutex::new(Mempool::new(config.mempool.clone())));
-        let speculation = crate::exec::BlockContext {
+        let speculation = aergo_exec::BlockContext {
             chain_id: chain.genesis().chain_id.clone(),
             height: 0,
             timestamp_ms: 0,

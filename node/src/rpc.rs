@@ -46,10 +46,10 @@ fn parse_hash(text: &str) -> RpcResult<Hash> {
     Hash::from_hex(text).map_err(invalid_params)
 }
 
-pub fn query_view(columns: Vec<String>, rows: &[Vec<crate::sql::Value>]) -> QueryView {
+pub fn query_view(columns: Vec<String>, rows: &[Vec<aergo_sql::Value>]) -> QueryView {
     QueryView {
         columns,
-        rows: rows.iter().map(|r| r.iter().map(crate::sql::json::to_json).collect()).collect(),
+        rows: rows.iter().map(|r| r.iter().map(aergo_sql::json::to_json).collect()).collect(),
     }
 }
 
@@ -75,7 +75,7 @@ impl From<crate::mempool::Admitted> for aergo_api::SendTxResult {
     }
 }
 
-fn cache_view(usage: crate::storage::state::CacheUsage) -> aergo_api::StateCacheUsage {
+fn cache_view(usage: aergo_storage::state::CacheUsage) -> aergo_api::StateCacheUsage {
     aergo_api::StateCacheUsage {
         state_cache_values: usage.values,
         state_cache_bytes: usage.bytes,
@@ -98,7 +98,7 @@ pub fn tx_view(tx: &Transaction, location: Option<(u64, Hash, u32)>) -> TxView {
         block_hash: location.map(|l| l.1),
         index: location.map(|l| l.2),
         contract: match &tx.body.payload {
-            Payload::Deploy { .. } => Some(crate::sql::store::contract_address(&tx.sender(), tx.body.nonce)),
+            Payload::Deploy { .. } => Some(aergo_sql::store::contract_address(&tx.sender(), tx.body.nonce)),
             Payload::Call { contract, .. } => Some(*contract),
             _ => None,
         },
@@ -450,12 +450,12 @@ impl AergoApiServer for RpcHandler {
     }
 
     async fn get_contract(&self, address: String, height: Option<u64>) -> RpcResult<ContractView> {
-        use crate::sql::access::{describe, function_access};
+        use aergo_sql::access::{describe, function_access};
         let address = Address::parse(&address).map_err(|e| invalid_params(e.to_string()))?;
         let at = self.height_or_head(height)?;
         let (script, compiled) =
-            crate::sql::query::load(&self.shared.store, &address, at).map_err(|e| match e {
-                crate::sql::SqlError::Storage(e) => internal(e),
+            aergo_exec::query::load(&self.shared.store, &address, at).map_err(|e| match e {
+                aergo_sql::SqlError::Storage(e) => internal(e),
                 e => invalid_params(e.to_string()),
             })?;
         let c = &compiled.interpreted;
@@ -498,9 +498,9 @@ impl AergoApiServer for RpcHandler {
                     name: f.name.clone(),
                     params: f.params.iter().map(|(n, t)| format!("{n} {t}")).collect(),
                     returns: match &f.returns {
-                        crate::sql::ir::Returns::Void => "VOID".into(),
-                        crate::sql::ir::Returns::Scalar(t) => t.to_string(),
-                        crate::sql::ir::Returns::Rows => "TABLE".into(),
+                        aergo_sql::ir::Returns::Void => "VOID".into(),
+                        aergo_sql::ir::Returns::Scalar(t) => t.to_string(),
+                        aergo_sql::ir::Returns::Rows => "TABLE".into(),
                     },
                     reads: a.reads.iter().map(|(t, x)| describe(c, f, *t, x)).collect(),
                     writes: a.writes.iter().map(|(t, x)| describe(c, f, *t, x)).collect(),
@@ -517,16 +517,16 @@ impl AergoApiServer for RpcHandler {
         let args = request
             .args
             .iter()
-            .map(crate::sql::json::from_json)
+            .map(aergo_sql::json::from_json)
             .collect::<Result<Vec<_>, _>>()
             .map_err(invalid_params)?;
         let shared = self.shared.clone();
         let result = tokio::task::spawn_blocking(move || {
-            use crate::sql::query::{run, Request};
+            use aergo_exec::query::{run, Request};
             let req = match (&request.sql, &request.function) {
                 (Some(sql), None) => Request::Sql(sql),
                 (None, Some(f)) => Request::Function(f, args),
-                _ => return Err(crate::sql::SqlError::Runtime("give either sql or function".into())),
+                _ => return Err(aergo_sql::SqlError::Runtime("give either sql or function".into())),
             };
             run(&shared.store, &request.contract, at, req)
         })
@@ -534,7 +534,7 @@ impl AergoApiServer for RpcHandler {
         .map_err(internal)?;
         match result {
             Ok(r) => Ok(query_view(r.columns, &r.rows)),
-            Err(crate::sql::SqlError::Storage(e)) => Err(internal(e)),
+            Err(aergo_sql::SqlError::Storage(e)) => Err(internal(e)),
             Err(e) => Err(invalid_params(e.to_string())),
         }
     }
@@ -575,7 +575,7 @@ impl AergoApiServer for RpcHandler {
     }
 
     async fn producers(&self, height: Option<u64>) -> RpcResult<ProducersView> {
-        use crate::exec::governance::{candidate_key, Candidate, CANDIDATES_KEY};
+        use aergo_exec::governance::{candidate_key, Candidate, CANDIDATES_KEY};
         let schedule = &self.shared.schedule;
         let head = self.shared.head().height;
         let height = height.unwrap_or(head + 1).max(1);
@@ -618,7 +618,7 @@ impl AergoApiServer for RpcHandler {
     }
 
     async fn get_stake(&self, address: String) -> RpcResult<StakeView> {
-        use crate::exec::governance::{stake_key, vote_key, Stake};
+        use aergo_exec::governance::{stake_key, vote_key, Stake};
         let address = Address::parse(&address).map_err(|e| invalid_params(e.to_string()))?;
         let head = self.shared.head().height;
         let store = &self.shared.store;

@@ -187,7 +187,7 @@ fn a_late_joiner_syncs_a_long_chain_and_matches_state_roots() -> anyhow::Result<
     use aergo_config::genesis::Genesis;
     use aergo_config::NodeConfig;
     use aergo_node::chain::Chain;
-    use aergo_node::storage::LogOptions;
+    use aergo_storage::LogOptions;
     const HISTORY: u64 = 1_200;
 
     // One producer whose chain already holds 1 200 blocks (made here, in past slots), with transfers.

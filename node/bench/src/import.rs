@@ -4,8 +4,8 @@
 //! the node's default execution cores. Both must end at the producer's head.
 
 use aergo_node::chain::Chain;
-use aergo_node::exec::parallel::ParallelExecutor;
-use aergo_node::storage::LogOptions;
+use aergo_exec::parallel::ParallelExecutor;
+use aergo_storage::LogOptions;
 use aergo_primitives::types::{Block, Payload, TxBody, ENCODING_VERSION};
 use anyhow::{bail, Context};
 use rand::{Rng, SeedableRng};

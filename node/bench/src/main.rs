@@ -17,7 +17,7 @@
 
 use aergo_api::{AergoApiClient, SendTxOutcome};
 use aergo_config::genesis::{ConsensusParams, Genesis, GenesisBalance, GenesisProducer};
-use aergo_node::storage::{BlockLog, LogOptions, Verify};
+use aergo_storage::{BlockLog, LogOptions, Verify};
 use aergo_primitives::crypto::{KeyFile, Keypair};
 use aergo_primitives::types::{Address, Hash, Payload, Transaction, TxBody, ENCODING_VERSION};
 use anyhow::{bail, Context};
@@ -92,7 +92,7 @@ enum Bench {
         contract: bool,
         /// MiB for the state store's recently written values (the node's `[storage]
         /// state_cache_mb`; 0: every read goes to RocksDB).
-        #[arg(long, default_value_t = aergo_node::storage::StateOptions::default().cache_bytes >> 20)]
+        #[arg(long, default_value_t = aergo_storage::StateOptions::default().cache_bytes >> 20)]
         state_cache_mb: u64,
         /// Transfers of each block replaced by governance transactions of the same senders, spread
         /// evenly: stakes and votes for a candidate registered beforehand, alternately (transfer
@@ -242,7 +242,7 @@ fn make_txs(senders: &[Keypair], chain_id: &str, total: usize) -> Vec<Transactio
 fn batch_verify(chunk: &[Transaction]) {
     // The batches the node's one-thread path cuts (`verify_batch_len`), so that the 2/1 ratio
     // compares batches of one length.
-    for part in chunk.chunks(aergo_node::exec::parallel::verify_batch_len(chunk.len(), 1)) {
+    for part in chunk.chunks(aergo_exec::parallel::verify_batch_len(chunk.len(), 1)) {
         let answers = aergo_primitives::crypto::verify_txs(part);
         assert!(answers.iter().all(Result::is_ok), "the bench signs valid transactions");
     }
@@ -264,7 +264,7 @@ fn batch_verify_one(sample: &[Transaction]) -> f64 {
 /// Batch verification on two threads, unpinned, as the node's pool does it (each thread claims
 /// the next batch).
 fn batch_verify_two(sample: &[Transaction]) -> f64 {
-    let pool = aergo_node::exec::parallel::ParallelExecutor::with_threads(2, Vec::new());
+    let pool = aergo_exec::parallel::ParallelExecutor::with_threads(2, Vec::new());
     let t = Instant::now();
     let answers = pool.verify_signatures(sample);
     let rate = sample.len() as f64 / t.elapsed().as_secs_f64();
@@ -609,7 +609,7 @@ fn candidate_setup(
 const TOKEN: &str = include_str!("../../../examples/contracts/token.sql");
 
 fn token_call(key: &Keypair, nonce: u64, contract: Address, to: &Keypair, n: i64) -> Transaction {
-    use aergo_node::sql::Value;
+    use aergo_sql::Value;
     let args = vec![Value::Text(to.address().to_string()), Value::Int(n)];
     let payload = Payload::Call { contract, function: "transfer".into(), args };
     bench_tx(key, nonce, contract, 0, 100_000, payload)
@@ -678,11 +678,11 @@ fn exec(opts: ExecOpts) -> anyhow::Result<()> {
     let ExecOpts { accounts, txs: txs_n, hot, threads, rounds, json, contract, state_cache_mb, gov } = opts;
     anyhow::ensure!(gov == 0 || !contract, "--gov mixes governance into the transfer workload only");
     use aergo_node::chain::Chain;
-    use aergo_node::exec::parallel::{ParallelExecutor, VERIFY_BATCH};
-    use aergo_node::exec::{BlockContext, Mode};
+    use aergo_exec::parallel::{ParallelExecutor, VERIFY_BATCH};
+    use aergo_exec::{BlockContext, Mode};
     let tmp = scratch(None)?;
     let (keys, bp, genesis) = funded_chain("exec", accounts);
-    let state = aergo_node::storage::StateOptions { cache_bytes: state_cache_mb << 20 };
+    let state = aergo_storage::StateOptions { cache_bytes: state_cache_mb << 20 };
     let (mut chain, _) = Chain::open_with(tmp.path(), &genesis, LogOptions::default(), state)?;
     let token = if contract { Some(token_setup(&mut chain, &bp, &keys)?) } else { None };
     if gov > 0 {
@@ -698,7 +698,7 @@ fn exec(opts: ExecOpts) -> anyhow::Result<()> {
         producer: bp.address(),
         staking: genesis.consensus.staking(),
     };
-    let cores = aergo_node::exec::affinity::available_cores();
+    let cores = aergo_exec::affinity::available_cores();
     let threads = threads.unwrap_or(cores.len());
     let parallel = ParallelExecutor::with_threads(threads, cores);
     let hots = match hot {
@@ -739,7 +739,7 @@ fn exec(opts: ExecOpts) -> anyhow::Result<()> {
         let mut roots = (Hash::ZERO, Hash::ZERO);
         let mut critical = 0;
         let mut used_threads = threads;
-        let parent = aergo_node::exec::StateAt { store: store.as_ref(), height: head };
+        let parent = aergo_exec::StateAt { store: store.as_ref(), height: head };
         for round in 0..rounds.max(1) {
             // Alternate which executor goes first, so that neither always runs on the other's
             // leftovers (caches, freed memory).
@@ -748,7 +748,7 @@ fn exec(opts: ExecOpts) -> anyhow::Result<()> {
                 let txs = block.clone();
                 let t = Instant::now();
                 if which == 0 {
-                    let out = aergo_node::exec::execute_block(&parent, &ctx, txs, Mode::Verify)?;
+                    let out = aergo_exec::execute_block(&parent, &ctx, txs, Mode::Verify)?;
                     seq_times.push(t.elapsed().as_secs_f64());
                     // The stakes and votes of `--gov` must apply, or the row measures failures.
                     let failed = out
@@ -775,7 +775,7 @@ fn exec(opts: ExecOpts) -> anyhow::Result<()> {
             let many = parallel.verify_signatures(probe).len();
             machine.push(alone / t.elapsed().as_secs_f64());
             anyhow::ensure!(one == many, "the scaling probe checked {one} and {many} signatures");
-            let stats: aergo_node::exec::parallel::ExecStats = stats;
+            let stats: aergo_exec::parallel::ExecStats = stats;
             critical = stats.critical_path;
             used_threads = stats.threads;
             if std::env::var_os("AERGO_BENCH_PHASES").is_some() {
@@ -821,7 +821,7 @@ fn exec(opts: ExecOpts) -> anyhow::Result<()> {
         let sample = exec_block(&keys, txs_n.min(20_000), 0, 7);
         let (mut one, mut two, mut batched, mut batched_two, mut strict, mut block) =
             (0f64, 0f64, 0f64, 0f64, 0f64, 0f64);
-        let executor = ParallelExecutor::with_threads(2, aergo_node::exec::affinity::available_cores());
+        let executor = ParallelExecutor::with_threads(2, aergo_exec::affinity::available_cores());
         // Best of the rounds, and the 2/1 ratio of each round's two back-to-back measurements:
         // this VM's speed drifts within a minute, and a best-of-rounds figure for 1 thread and one
         // for 2 threads can come from different minutes.
@@ -848,7 +848,7 @@ fn exec(opts: ExecOpts) -> anyhow::Result<()> {
             assert!(executor.verify_signatures(&sample).iter().all(Result::is_ok));
             block = block.max(sample.len() as f64 / t.elapsed().as_secs_f64());
         }
-        let b = aergo_node::exec::parallel::verify_batch_len(sample.len(), 2);
+        let b = aergo_exec::parallel::verify_batch_len(sample.len(), 2);
         let (single_paired, batch_paired) = (median(&mut single_pairs), median(&mut batch_pairs));
         println!();
         println!(

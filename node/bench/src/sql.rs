@@ -11,10 +11,10 @@
 //!
 //! Every run must give the same answers (balances, scan result); the bench stops otherwise.
 
-use aergo_node::sql::interp::{CallCtx, Engine, Host};
-use aergo_node::sql::store::{contract_address, row_key, Buffered, MemHost};
-use aergo_node::sql::value::encode_row;
-use aergo_node::sql::{compile, Compiled, EngineKind, Gas, Value};
+use aergo_sql::interp::{CallCtx, Engine, Host};
+use aergo_sql::store::{contract_address, row_key, Buffered, MemHost};
+use aergo_sql::value::encode_row;
+use aergo_sql::{compile, Compiled, EngineKind, Gas, Value};
 use aergo_primitives::types::Address;
 use anyhow::{bail, Context};
 use rand::{Rng, SeedableRng};
@@ -66,11 +66,11 @@ fn token_state(holders: usize) -> anyhow::Result<(Compiled, MemHost, Address)> {
         let row = vec![Value::Text(holder(i)), Value::Int(1_000_000)];
         host.data.insert(row_key(&addr, 0, &row[..1]), encode_row(&row));
         // balances_by_amount entries (index 0): the amount, then the key.
-        let mut k = aergo_node::sql::store::contract_prefix(&addr);
+        let mut k = aergo_sql::store::contract_prefix(&addr);
         k.push(b'i');
         k.push(0);
-        aergo_node::sql::value::encode_key(&mut k, &row[1]);
-        aergo_node::sql::value::encode_key(&mut k, &row[0]);
+        aergo_sql::value::encode_key(&mut k, &row[1]);
+        aergo_sql::value::encode_key(&mut k, &row[0]);
         host.data.insert(k, Vec::new());
     }
     Ok((Compiled::new(checked.contract), host, addr))
@@ -106,7 +106,7 @@ fn token_engine(
     for i in 0..5.min(opts.holders) {
         let raw =
             host.get(&row_key(&addr, 0, &[Value::Text(holder(i))])).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let row = aergo_node::sql::value::decode_row(&raw.context("holder row")?)
+        let row = aergo_sql::value::decode_row(&raw.context("holder row")?)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         balances.push(if let Value::Int(x) = row[1] { x } else { -1 });
     }
@@ -213,16 +213,16 @@ impl FrozenHost {
 }
 
 impl Host for FrozenHost {
-    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, aergo_node::sql::SqlError> {
+    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, aergo_sql::SqlError> {
         let i = self.seek(key, false);
         Ok((i < self.ends.len() && self.entry(i).0 == key).then(|| self.entry(i).1.to_vec()))
     }
 
-    fn put(&mut self, _: Vec<u8>, _: Option<Vec<u8>>) -> Result<(), aergo_node::sql::SqlError> {
-        Err(aergo_node::sql::SqlError::Runtime("read-only snapshot".into()))
+    fn put(&mut self, _: Vec<u8>, _: Option<Vec<u8>>) -> Result<(), aergo_sql::SqlError> {
+        Err(aergo_sql::SqlError::Runtime("read-only snapshot".into()))
     }
 
-    fn scan(&mut self, prefix: &[u8]) -> Result<aergo_node::sql::interp::Entries, aergo_node::sql::SqlError> {
+    fn scan(&mut self, prefix: &[u8]) -> Result<aergo_sql::interp::Entries, aergo_sql::SqlError> {
         let mut out = Vec::new();
         let mut i = self.seek(prefix, false);
         while i < self.ends.len() && self.entry(i).0.starts_with(prefix) {
@@ -233,8 +233,8 @@ impl Host for FrozenHost {
         Ok(out)
     }
 
-    fn transfer_native(&mut self, _: &str, _: u128) -> Result<(), aergo_node::sql::SqlError> {
-        Err(aergo_node::sql::SqlError::Runtime("read-only snapshot".into()))
+    fn transfer_native(&mut self, _: &str, _: u128) -> Result<(), aergo_sql::SqlError> {
+        Err(aergo_sql::SqlError::Runtime("read-only snapshot".into()))
     }
 
     /// Read-only: nothing to take back.
@@ -247,8 +247,8 @@ impl Host for FrozenHost {
         prefix: &[u8],
         after: Option<&[u8]>,
         max: usize,
-        out: &mut aergo_node::sql::interp::ScanChunk,
-    ) -> Result<(), aergo_node::sql::SqlError> {
+        out: &mut aergo_sql::interp::ScanChunk,
+    ) -> Result<(), aergo_sql::SqlError> {
         out.clear();
         let mut i = match after {
             Some(a) => self.seek(a, true),
@@ -281,8 +281,8 @@ fn scan_engine<H: Host>(
     addr: &Address,
     query: &str,
 ) -> anyhow::Result<(f64, Vec<Value>)> {
-    let select = aergo_node::sql::check::Checker::for_contract(
-        &aergo_node::sql::Limits::default(),
+    let select = aergo_sql::check::Checker::for_contract(
+        &aergo_sql::Limits::default(),
         &compiled.interpreted,
     )
     .check_query(query)
@@ -290,7 +290,7 @@ fn scan_engine<H: Host>(
     let select = match kind {
         EngineKind::Interpreter => select,
         EngineKind::Jit => {
-            aergo_node::sql::jit::compile_query(&compiled.interpreted, select).map_err(anyhow::Error::msg)?
+            aergo_sql::jit::compile_query(&compiled.interpreted, select).map_err(anyhow::Error::msg)?
         }
     };
     let ctx = CallCtx::default();

@@ -447,7 +447,7 @@ async fn main() -> anyhow::Result<()> {
             let sql =
                 std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
             // Refused scripts are reported here, with line and column, before anything is signed.
-            if let Err(e) = aergo_node::sql::compile(&sql) {
+            if let Err(e) = aergo_sql::compile(&sql) {
                 bail!("{}: {e}", file.display());
             }
             let amount = amount_string::parse(&amount).map_err(anyhow::Error::msg)?;

@@ -1,3 +1,5 @@
+const TOKEN: &str = include_str!("../../../examples/contracts/token.sql");
+
 use super::*;
 use aergo_config::genesis::{ConsensusParams, GenesisBalance, GenesisProducer};
 use aergo_primitives::types::{Payload, ReceiptStatus};
@@ -191,26 +193,26 @@ fn contract_tx(key: &Keypair, nonce: u64, fee: u128, amount: u128, payload: Payl
 }
 
 fn token_call(key: &Keypair, nonce: u64, contract: Address, to: &Keypair, n: i64) -> Transaction {
-    use crate::sql::Value;
+    use aergo_sql::Value;
     let args = vec![Value::Text(to.address().to_string()), Value::Int(n)];
     contract_tx(key, nonce, 100_000, 0, Payload::Call { contract, function: "transfer".into(), args })
 }
 
-fn balance_at(store: &StateStore, contract: &Address, who: &Keypair, height: u64) -> crate::sql::Value {
-    use crate::sql::query::{run, Request};
+fn balance_at(store: &StateStore, contract: &Address, who: &Keypair, height: u64) -> aergo_sql::Value {
+    use aergo_exec::query::{run, Request};
     let sql = format!("SELECT amount FROM balances WHERE owner = '{}'", who.address());
     let r = run(store, contract, height, Request::Sql(&sql)).unwrap();
-    r.rows.first().map(|row| row[0].clone()).unwrap_or(crate::sql::Value::Null)
+    r.rows.first().map(|row| row[0].clone()).unwrap_or(aergo_sql::Value::Null)
 }
 
 #[test]
 fn contracts_deploy_call_revert_query_old_heights_roll_back_and_replay() {
-    use crate::sql::{store::contract_address, Value};
+    use aergo_sql::{store::contract_address, Value};
     let dir = tempfile::tempdir().unwrap();
     let (bp, alice, bob) = (Keypair::from_seed("bp"), Keypair::from_seed("alice"), Keypair::from_seed("bob"));
     let g = genesis(&bp, &alice);
     let (mut chain, _) = Chain::open(dir.path(), &g, LogOptions::default()).unwrap();
-    let token = crate::sql::tests::TOKEN.to_string();
+    let token = TOKEN.to_string();
     let addr = contract_address(&alice.address(), 0);
     let b1 = chain
         .produce(&bp, vec![contract_tx(&alice, 0, 900_000, 10, Payload::Deploy { sql: token })], 2_000)
@@ -242,7 +244,7 @@ fn contracts_deploy_call_revert_query_old_heights_roll_back_and_replay() {
     assert_eq!(balance_at(&store, &addr, &bob, 1), Value::Null, "height 1 had no row for bob");
     assert_eq!(balance_at(&store, &addr, &alice, 1), Value::Int(1_000_000));
     // A function query returns a scalar; a scan lists rows in key order.
-    let r = crate::sql::query::run(&store, &addr, 2, crate::sql::query::Request::Function("holders", vec![]))
+    let r = aergo_exec::query::run(&store, &addr, 2, aergo_exec::query::Request::Function("holders", vec![]))
         .unwrap();
     assert_eq!(r.rows.len(), 2);
     // Another node importing the blocks gets the same state.
@@ -271,7 +273,7 @@ fn contracts_deploy_call_revert_query_old_heights_roll_back_and_replay() {
 /// with everything before it committed.
 #[test]
 fn pipelined_runs_import_like_one_block_at_a_time() {
-    use crate::sql::{store::contract_address, Value};
+    use aergo_sql::{store::contract_address, Value};
     let dir = tempfile::tempdir().unwrap();
     let keys: Vec<Keypair> = (0..6).map(|i| Keypair::from_seed(&format!("k{i}"))).collect();
     let bp = Keypair::from_seed("bp");
@@ -291,7 +293,7 @@ fn pipelined_runs_import_like_one_block_at_a_time() {
         next(0),
         900_000,
         0,
-        Payload::Deploy { sql: crate::sql::tests::TOKEN.to_string() },
+        Payload::Deploy { sql: TOKEN.to_string() },
     );
     let funds = transfer(&keys[0], next(0), keys[1].address(), 200_000);
     blocks.push(producer.produce(&bp, vec![deploy, funds], 2_000).unwrap());
@@ -369,9 +371,9 @@ fn pipelined_runs_import_like_one_block_at_a_time() {
 
 #[test]
 fn a_reader_answers_as_single_reads_at_every_height_and_under_pending_blocks() {
-    use crate::exec::{StateAt, StateView, StateWithPending};
-    use crate::storage::state::HEAD_KEY;
-    use crate::storage::ChangeSet;
+    use aergo_exec::{StateAt, StateView, StateWithPending};
+    use aergo_storage::state::HEAD_KEY;
+    use aergo_storage::ChangeSet;
     let dir = tempfile::tempdir().unwrap();
     let (bp, alice) = (Keypair::from_seed("bp"), Keypair::from_seed("alice"));
     let others: Vec<Keypair> = (0..6).map(|i| Keypair::from_seed(&format!("other-{i}"))).collect();
@@ -473,7 +475,7 @@ fn a_format_1_store_is_rewritten_newest_first_and_a_newer_format_is_refused() {
     {
         let store = StateStore::open(&state_dir).unwrap();
         assert_eq!(store.account(&bob.address()).unwrap().balance, before[2 * 3 + 1].balance + 1);
-        store.record_format(crate::storage::state::FORMAT + 1).unwrap();
+        store.record_format(aergo_storage::state::FORMAT + 1).unwrap();
     }
     let err = StateStore::open(&state_dir).err().expect("a newer format is refused");
     assert!(matches!(err, StateError::Format { found: 3, .. }), "{err}");
@@ -482,7 +484,7 @@ fn a_format_1_store_is_rewritten_newest_first_and_a_newer_format_is_refused() {
 
 #[test]
 fn recently_written_values_answer_as_the_database_does_across_a_rollback() {
-    use crate::exec::{StateAt, StateView};
+    use aergo_exec::{StateAt, StateView};
     let dir = tempfile::tempdir().unwrap();
     let (bp, alice) = (Keypair::from_seed("bp"), Keypair::from_seed("alice"));
     let others: Vec<Keypair> = (0..4).map(|i| Keypair::from_seed(&format!("other-{i}"))).collect();
@@ -517,7 +519,7 @@ fn recently_written_values_answer_as_the_database_does_across_a_rollback() {
             let view = StateAt { store, height: h };
             let mut reader = view.reader();
             for a in &who {
-                let head_key = reader.raw(crate::storage::state::HEAD_KEY).unwrap();
+                let head_key = reader.raw(aergo_storage::state::HEAD_KEY).unwrap();
                 out.push((h, *a, store.account_at(a, h).unwrap(), reader.account(a).unwrap(), head_key));
             }
         }

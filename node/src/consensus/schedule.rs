@@ -6,8 +6,8 @@
 //! height that is final long before its first block is produced, so every node computes the same
 //! set from the same state.
 
-use crate::exec::governance::{self, Candidate, CANDIDATES_KEY, JAILED_KEY};
-use crate::storage::StateStore;
+use aergo_exec::governance::{self, Candidate, CANDIDATES_KEY, JAILED_KEY};
+use aergo_storage::StateStore;
 use aergo_config::genesis::Genesis;
 use aergo_primitives::types::{BlockHeader, PublicKey};
 use parking_lot::Mutex;

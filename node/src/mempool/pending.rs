@@ -7,8 +7,8 @@
 //! and runs when the gap closes. A replacement, or a new committed block, makes the state stale; it is
 //! rebuilt from the pool, in pool order, at the next admission.
 
-use crate::exec::{apply_tx, Accounts, BlockContext, ExecError, StateView, TxOutcome};
-use crate::storage::state::Entries;
+use aergo_exec::{apply_tx, Accounts, BlockContext, ExecError, StateView, TxOutcome};
+use aergo_storage::state::Entries;
 use aergo_primitives::types::{Account, Address, ReceiptStatus, Transaction};
 use std::collections::{BTreeMap, HashMap};
 
@@ -63,7 +63,7 @@ impl<V: StateView> Accounts for View<'_, V> {
     fn scan_raw(&mut self, prefix: &[u8]) -> Result<Entries, ExecError> {
         let base = self.view.scan(prefix)?;
         let mine = self.pending.raw.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix));
-        Ok(crate::sql::store::merge(base, mine.map(|(k, v)| (k.clone(), v.clone()))))
+        Ok(aergo_sql::store::merge(base, mine.map(|(k, v)| (k.clone(), v.clone()))))
     }
 }
 

@@ -36,6 +36,10 @@ pub fn to_vec_exact<T: BorshSerialize + ?Sized>(value: &T) -> Vec<u8> {
     out
 }
 
+/// The prefix of every contract's keys in the chain state (AergoSQL code and rows). The state store
+/// keeps the keys under it in key order, so that a contract can scan its rows.
+pub const SQL_PREFIX: &[u8] = b"sql/";
+
 /// The encoding version every object below is written with.
 pub const ENCODING_VERSION: u8 = 1;
 /// Largest encoded transaction accepted anywhere (RPC, mempool, blocks).

@@ -8,13 +8,18 @@
 //!   fails (balance too low for the amount, recipient overflow) and the receipt says which;
 //! - fees go to the producer after the last transaction, so no transaction touches the producer's
 //!   account (which keeps transactions independent for the parallel executor);
-//! - every block writes [`HEAD_KEY`](crate::storage::state::HEAD_KEY) (height, timestamp), so every
+//! - every block writes [`HEAD_KEY`](aergo_storage::state::HEAD_KEY) (height, timestamp), so every
 //!   height has a state root of its own.
 //!
 //! Two engines give byte-identical results: [`execute_block`] (sequential, the reference) and
 //! [`parallel::ParallelExecutor`] (the deterministic transaction tree, [`dtt`], run on pinned worker
 //! threads). Both go through [`apply_tx`], and both turn per-transaction outcomes into one
 //! [`ExecOutput`] with [`assemble`].
+//!
+//! Also here: staking, voting and producer registration ([`governance`]), contract deploy and call
+//! ([`contract`], through the `aergo-sql` engine over the block's state) and read-only contract
+//! queries at any height ([`query`]). This crate reads the state through [`StateView`] and returns
+//! changes; it never commits, never touches the block log, the pool or the network.
 
 pub mod access;
 pub mod affinity;
@@ -22,9 +27,10 @@ pub mod contract;
 pub mod dtt;
 pub mod governance;
 pub mod parallel;
+pub mod query;
 
-use crate::storage::state::{account_key, decode_account, Entries, HEAD_KEY};
-use crate::storage::{ChangeSet, StateError, StateReader, StateStore};
+use aergo_storage::state::{account_key, decode_account, Entries, HEAD_KEY};
+use aergo_storage::{ChangeSet, StateError, StateReader, StateStore};
 pub use aergo_config::genesis::StakingParams;
 use aergo_primitives::types::{Account, Address, Amount, Hash, Receipt, ReceiptStatus, Transaction};
 use std::collections::{BTreeMap, HashMap};
@@ -174,7 +180,7 @@ impl StateView for StateWithPending<'_> {
         let mut entries = self.store.scan_at(prefix, self.height)?;
         for layer in &self.layers {
             let mine = layer.with_prefix(prefix);
-            entries = crate::sql::store::merge(entries, mine.map(|(k, v)| (k.clone(), v.clone())));
+            entries = aergo_sql::store::merge(entries, mine.map(|(k, v)| (k.clone(), v.clone())));
         }
         Ok(entries)
     }
@@ -381,7 +387,7 @@ pub(crate) struct Overlay<'a, V: StateView> {
     raw: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     /// Contracts called so far, compiled (a deployed script never changes, so each is read and
     /// hashed once per block rather than once per call).
-    contracts: HashMap<Address, std::sync::Arc<crate::sql::Compiled>>,
+    contracts: HashMap<Address, std::sync::Arc<aergo_sql::Compiled>>,
 }
 
 impl<'a, V: StateView> Overlay<'a, V> {
@@ -447,7 +453,7 @@ impl<V: StateView> Accounts for Overlay<'_, V> {
     fn scan_raw(&mut self, prefix: &[u8]) -> Result<Entries, ExecError> {
         let base = self.view.scan(prefix)?;
         let mine = self.raw.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix));
-        Ok(crate::sql::store::merge(base, mine.map(|(k, v)| (k.clone(), v.clone()))))
+        Ok(aergo_sql::store::merge(base, mine.map(|(k, v)| (k.clone(), v.clone()))))
     }
 
     fn contract(&mut self, address: &Address) -> Result<contract::Found, ExecError> {

@@ -13,7 +13,7 @@ use super::SqlError;
 use aergo_primitives::types::Address;
 use std::collections::BTreeMap;
 
-pub const SQL_PREFIX: &[u8] = b"sql/";
+pub use aergo_primitives::types::SQL_PREFIX;
 
 pub fn contract_prefix(contract: &Address) -> Vec<u8> {
     let mut k = Vec::with_capacity(26);

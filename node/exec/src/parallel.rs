@@ -29,9 +29,9 @@ use super::{
     apply_tx, assemble, collect_outcomes, execute_block, Accounts, BlockContext, ExecError, ExecOutput, Mode,
     Overlay, StateRead, StateView, TxOutcome,
 };
-use crate::sql::store::code_key;
-use crate::storage::state::{account_key, Entries, HEAD_KEY};
-use crate::storage::{Change, ChangeSet};
+use aergo_sql::store::code_key;
+use aergo_storage::state::{account_key, Entries, HEAD_KEY};
+use aergo_storage::{Change, ChangeSet};
 use aergo_primitives::types::{Account, Address, Amount, Receipt, Transaction};
 use smallvec::SmallVec;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -456,7 +456,7 @@ impl<V: StateView> Accounts for Local<'_, V> {
                 Err(p) => block.insert(p, (k.clone(), v.clone())),
             }
         }
-        Ok(crate::sql::store::merge(base, block))
+        Ok(aergo_sql::store::merge(base, block))
     }
 
     fn contract(&mut self, a: &Address) -> Result<Found, ExecError> {

@@ -1,5 +1,5 @@
 //! Contract transactions: `deploy {sql}` and `call {contract, function, args}`, run by the AergoSQL
-//! engine ([`crate::sql`]) on the block's state.
+//! engine ([`aergo_sql`]) on the block's state.
 //!
 //! Gas: a contract transaction's fee is its gas limit (1 unit per gas, capped at
 //! [`gas::MAX_CALL_GAS`]); the sender pays the gas used and gets the rest back. A call that fails —
@@ -11,10 +11,10 @@
 //! not the contract's: it aborts the block like any other state error.
 
 use super::{Accounts, BlockContext, ExecError};
-use crate::sql::gas::{self, Gas};
-use crate::sql::interp::Entries;
-use crate::sql::store::{code_key, contract_address, merge};
-use crate::sql::{Compiled, ContractCache, Engine, Host, SqlError, Value};
+use aergo_sql::gas::{self, Gas};
+use aergo_sql::interp::Entries;
+use aergo_sql::store::{code_key, contract_address, merge};
+use aergo_sql::{Compiled, ContractCache, Engine, Host, SqlError, Value};
 use aergo_primitives::types::{Account, Address, Amount, CallResult, Payload, ReceiptStatus, Transaction};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
@@ -37,7 +37,7 @@ struct ContractHost<'a, A: Accounts> {
     /// A state failure met during the call (reported as such, never as the contract's error).
     fault: Option<ExecError>,
     /// Under a savepoint: the writes and accounts before it (a call's are a handful).
-    saved: Option<(crate::sql::store::Writes, HashMap<Address, Account>)>,
+    saved: Option<(aergo_sql::store::Writes, HashMap<Address, Account>)>,
 }
 
 impl<'a, A: Accounts> ContractHost<'a, A> {
@@ -203,9 +203,9 @@ pub fn apply<A: Accounts>(
     };
     let (compiled, constructor) = match &run {
         // Deploy: checked and JIT-compiled now, and kept for the calls that follow.
-        Run::Construct(sql) => match crate::sql::compile(sql) {
+        Run::Construct(sql) => match aergo_sql::compile(sql) {
             Ok(c) => {
-                let compiled = Arc::new(crate::sql::Compiled::new(c.contract));
+                let compiled = Arc::new(aergo_sql::Compiled::new(c.contract));
                 cache().put(sql, compiled.clone());
                 (compiled, c.constructor)
             }
@@ -213,7 +213,7 @@ pub fn apply<A: Accounts>(
         },
         Run::Call(c, ..) => (c.clone(), Vec::new()),
     };
-    let cctx = crate::sql::CallCtx {
+    let cctx = aergo_sql::CallCtx {
         sender: from.to_string(),
         self_address: contract.to_string(),
         height: ctx.height,
@@ -229,7 +229,7 @@ pub fn apply<A: Accounts>(
         Err(e) => Err(e),
         Ok(()) => {
             let mut engine =
-                Engine::new(compiled.engine(crate::sql::default_engine()), &contract, &mut host, &cctx, gas);
+                Engine::new(compiled.engine(aergo_sql::default_engine()), &contract, &mut host, &cctx, gas);
             let r = match &run {
                 Run::Construct(_) => engine.construct(&constructor).map(|()| None),
                 Run::Call(_, function, args) => engine.call(function, args.to_vec()).map(Some),
@@ -280,7 +280,7 @@ pub enum Found {
 pub fn load<A: Accounts + ?Sized>(acc: &mut A, contract: &Address) -> Result<Found, ExecError> {
     let Some(code) = acc.get_raw(&code_key(contract))? else { return Ok(Found::Missing) };
     let code = String::from_utf8(code).map_err(|_| {
-        ExecError::State(crate::storage::StateError::Decode {
+        ExecError::State(aergo_storage::StateError::Decode {
             what: "contract code",
             reason: "not UTF-8".into(),
         })

@@ -11,7 +11,7 @@
 //! Every voter's whole stake counts for each candidate it lists (as in aergo). The votes of a
 //! candidate are kept up to date as stakes and votes change, so the election reads one record per
 //! candidate. [`elect`] picks the producer set from the state at a height; see
-//! [`crate::consensus::Schedule`] for which height.
+//! the consensus schedule (`aergo_node::consensus::Schedule`) for which height.
 
 use super::{Accounts, ExecError};
 use aergo_primitives::types::{Account, Address, Amount, PublicKey, Transaction};
@@ -70,7 +70,7 @@ pub struct Rules<'a> {
 fn read<T: BorshDeserialize, A: Accounts>(acc: &mut A, key: &[u8]) -> Result<Option<T>, ExecError> {
     match acc.get_raw(key)? {
         Some(bytes) => borsh::from_slice(&bytes).map(Some).map_err(|e| {
-            ExecError::State(crate::storage::StateError::Decode {
+            ExecError::State(aergo_storage::StateError::Decode {
                 what: "governance record",
                 reason: e.to_string(),
             })
@@ -178,7 +178,7 @@ pub fn apply<A: Accounts>(
             if p2p_address.is_empty() || p2p_address.len() > MAX_P2P_ADDRESS {
                 return Ok(Err(format!("p2p address must be 1 to {MAX_P2P_ADDRESS} bytes")));
             }
-            if p2p_address.parse::<libp2p::Multiaddr>().is_err() {
+            if p2p_address.parse::<multiaddr::Multiaddr>().is_err() {
                 return Ok(Err(format!("p2p address {p2p_address:?} is not a multiaddr")));
             }
             let key = tx.body.sender;

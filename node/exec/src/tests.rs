@@ -36,7 +36,7 @@ fn ctx() -> BlockContext {
         height: 1,
         timestamp_ms: 5,
         producer: Keypair::from_seed("bp").address(),
-        staking: crate::exec::StakingParams { unstake_lock_blocks: 3, max_votes: 2 },
+        staking: crate::StakingParams { unstake_lock_blocks: 3, max_votes: 2 },
     }
 }
 
@@ -467,7 +467,7 @@ fn block_signature_checks_on_workers_equal_single_checks() {
 
 #[test]
 fn signature_batches_are_even_per_thread_and_never_above_the_batch_size() {
-    use crate::exec::parallel::{verify_batch_len, VERIFY_BATCH};
+    use crate::parallel::{verify_batch_len, VERIFY_BATCH};
     assert_eq!(verify_batch_len(10_000, 2), 1000);
     assert_eq!(verify_batch_len(10_000, 1), 1000);
     assert_eq!(verify_batch_len(2048, 2), VERIFY_BATCH);
@@ -527,7 +527,7 @@ fn call(
     nonce: u64,
     contract: Address,
     function: &str,
-    args: Vec<crate::sql::Value>,
+    args: Vec<aergo_sql::Value>,
 ) -> Transaction {
     let payload = Payload::Call { contract, function: function.into(), args };
     aergo_primitives::crypto::test_tx(key, "c", nonce, contract, 0, GAS, payload)
@@ -540,13 +540,13 @@ fn deploy(view: &mut RawView, deployer: &Keypair, sql: &str) -> Address {
     let out = execute_block(&*view, &ctx(), vec![tx], Mode::Verify).unwrap();
     assert!(out.receipts[0].status.is_success(), "{:?}", out.receipts[0].status);
     view.apply(&out);
-    crate::sql::store::contract_address(&deployer.address(), 0)
+    aergo_sql::store::contract_address(&deployer.address(), 0)
 }
 
 /// A deployed token whose deployer gave each of `holders` keys 1 000 tokens; every key has coins
 /// for gas. Returns the state, the contract, the keys and their next nonces.
 fn token_state(holders: usize) -> (RawView, Address, Vec<Keypair>, Vec<u64>) {
-    use crate::sql::Value;
+    use aergo_sql::Value;
     let deployer = Keypair::from_seed("deployer");
     let keys: Vec<Keypair> = (0..holders).map(|i| Keypair::from_seed(&format!("holder-{i}"))).collect();
     let mut view = RawView::default();
@@ -584,7 +584,7 @@ fn contract_block(
     hot: u32,
     state: &(RawView, Address, Vec<Keypair>, Vec<u64>),
 ) -> Vec<Transaction> {
-    use crate::sql::Value;
+    use aergo_sql::Value;
     use rand::{Rng, SeedableRng};
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let (_, contract, keys, nonces) = state;
@@ -603,7 +603,7 @@ fn contract_block(
             3 => call(&keys[from], nonce, *contract, "no_such_function", vec![]),
             4 => tx(&keys[from], nonce, keys[to].address(), 5, 1),
             5 if second.is_none() => {
-                second = Some(crate::sql::store::contract_address(&keys[from].address(), nonce));
+                second = Some(aergo_sql::store::contract_address(&keys[from].address(), nonce));
                 aergo_primitives::crypto::test_tx(
                     &keys[from],
                     "c",
@@ -651,7 +651,7 @@ proptest! {
 
 #[test]
 fn token_transfers_between_distinct_holders_are_independent() {
-    use crate::sql::Value;
+    use aergo_sql::Value;
     let state = token_state(8);
     let (view, contract, keys, _) = &state;
     // Four transfers with distinct senders and recipients, then one that pays holder 1 again.
@@ -710,8 +710,8 @@ fn a_contract_call_that_lies_about_its_rows_is_caught_and_the_result_stays_right
         .find(|&i| match &txs[i].body.payload {
             Payload::Call { function, args, .. } => {
                 function == "transfer"
-                    && matches!(args[1], crate::sql::Value::Int(1..=59))
-                    && args[0] != crate::sql::Value::Text(txs[i].sender().to_string())
+                    && matches!(args[1], aergo_sql::Value::Int(1..=59))
+                    && args[0] != aergo_sql::Value::Text(txs[i].sender().to_string())
             }
             _ => false,
         })
@@ -722,7 +722,7 @@ fn a_contract_call_that_lies_about_its_rows_is_caught_and_the_result_stays_right
         if t.hash() == liar_hash {
             let c = s.contract.as_mut().unwrap();
             let mut sender_row = Vec::new();
-            crate::sql::value::encode_key(&mut sender_row, &crate::sql::Value::Text(t.sender().to_string()));
+            aergo_sql::value::encode_key(&mut sender_row, &aergo_sql::Value::Text(t.sender().to_string()));
             c.rows.retain(|(_, pk)| *pk == sender_row);
         }
         s
@@ -769,11 +769,11 @@ END $$;";
     );
     let jar = deploy(&mut view, &owner, TIP_JAR);
     // The owner funds the jar with the call, which pays a recipient chosen by its argument.
-    let payee = crate::sql::Value::Text(Keypair::from_seed("payee").address().to_string());
+    let payee = aergo_sql::Value::Text(Keypair::from_seed("payee").address().to_string());
     let pay = Payload::Call {
         contract: jar,
         function: "pay".into(),
-        args: vec![payee, crate::sql::Value::Int(40)],
+        args: vec![payee, aergo_sql::Value::Int(40)],
     };
     txs.insert(2_000, aergo_primitives::crypto::test_tx(&owner, "c", 1, jar, 100, GAS, pay));
     let analyzer = access::Analyzer::new(&view, &txs);

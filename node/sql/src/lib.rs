@@ -10,6 +10,15 @@
 //! (`r<table><primary key>`) and index entries (`i<index><values><primary key>`), so the state root
 //! covers them and every height stays readable. The script is checked again when loaded (the check
 //! is deterministic; loaded contracts are cached by code hash).
+//!
+//! This crate knows no state store: an engine reads and writes a contract's keys through the
+//! [`Host`] trait, which execution implements over the chain state (and [`store::MemHost`] in
+//! memory for tests and the fuzzer). It never touches RocksDB, the network or the node's config.
+//!
+//! ```
+//! let checked = aergo_sql::compile("CREATE TABLE t (k INTEGER PRIMARY KEY);").unwrap();
+//! assert_eq!(checked.contract.tables.len(), 1);
+//! ```
 
 pub mod access;
 pub mod check;
@@ -19,7 +28,6 @@ pub mod interp;
 pub mod ir;
 pub mod jit;
 pub mod parse;
-pub mod query;
 pub mod store;
 
 pub use aergo_primitives::value::{self, json, Type, Value};

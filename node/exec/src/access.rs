@@ -3,7 +3,7 @@
 //! - A transfer touches its sender and its recipient (both read and written).
 //! - A contract call touches its sender, the contract's account when it sends coins with the call,
 //!   and the contract state AergoSQL's analysis reports for the function
-//!   ([`crate::sql::access`]): single rows where the primary key follows from the arguments or
+//!   ([`aergo_sql::access`]): single rows where the primary key follows from the arguments or
 //!   `sender()` (`balances[owner = sender()]`), whole tables otherwise. The contract's code is read
 //!   by every call. A deploy, or a call whose contract or function is not in the parent state (a
 //!   contract deployed earlier in the same block, a missing function), takes the whole contract.
@@ -25,9 +25,9 @@
 //! execution against it ([`AccessSet::allows_account`], [`AccessSet::allows_key`]): anything
 //! outside the set is caught and the rest of the block is re-executed in order.
 
-use crate::sql::access::{call_keys, TableAccess};
-use crate::sql::store::{code_key, SQL_PREFIX};
-use crate::sql::{Compiled, Value};
+use aergo_sql::access::{call_keys, TableAccess};
+use aergo_sql::store::{code_key, SQL_PREFIX};
+use aergo_sql::{Compiled, Value};
 use aergo_primitives::types::{Address, Payload, Transaction};
 use smallvec::SmallVec;
 use std::collections::HashMap;
@@ -240,7 +240,7 @@ impl<'v, V: super::StateView> Analyzer<'v, V> {
         let sender = tx.sender();
         let (contract, function, args) = match &tx.body.payload {
             Payload::Deploy { .. } => {
-                let contract = crate::sql::store::contract_address(&sender, tx.body.nonce);
+                let contract = aergo_sql::store::contract_address(&sender, tx.body.nonce);
                 (contract, None, &[][..])
             }
             Payload::Call { contract, function, args } => (*contract, Some(function), &args[..]),
@@ -279,7 +279,7 @@ impl<'v, V: super::StateView> Analyzer<'v, V> {
         let args: Vec<Value> = args
             .iter()
             .zip(&f.params)
-            .map(|(v, (_, ty))| crate::sql::interp::cast(v.clone(), *ty).unwrap_or(Value::Null))
+            .map(|(v, (_, ty))| aergo_sql::interp::cast(v.clone(), *ty).unwrap_or(Value::Null))
             .collect();
         let who = sender.to_string();
         let mut c = ContractAccess {

@@ -27,7 +27,7 @@
 use super::blocklog::RecordPos;
 use super::recent::RecentValues;
 use super::ChangeSet;
-use crate::sql::store::SQL_PREFIX;
+use aergo_primitives::types::SQL_PREFIX;
 use aergo_primitives::types::{Account, Address, Block, BlockHeader, Hash, Receipt};
 use borsh::{BorshDeserialize, BorshSerialize};
 use jmt::storage::{LeafNode, Node, NodeKey, TreeReader, TreeUpdateBatch};
@@ -381,16 +381,16 @@ impl StateStore {
     }
 
     /// Turns this store back into format 1, as an older release left it: for the upgrade's tests.
-    #[cfg(test)]
-    pub(crate) fn downgrade_to_format_1(&self) -> Result<u64, StateError> {
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn downgrade_to_format_1(&self) -> Result<u64, StateError> {
         let moved = self.rewrite_versions(false)?;
         self.db.delete_cf(self.cf(CF_META)?, KEY_FORMAT)?;
         Ok(moved)
     }
 
     /// Records `format` as the store's, whatever it holds: for the upgrade's tests.
-    #[cfg(test)]
-    pub(crate) fn record_format(&self, format: u32) -> Result<(), StateError> {
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn record_format(&self, format: u32) -> Result<(), StateError> {
         Ok(self.db.put_cf(self.cf(CF_META)?, KEY_FORMAT, aergo_primitives::types::to_vec_exact(&format))?)
     }
 

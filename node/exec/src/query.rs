@@ -1,12 +1,12 @@
 //! Read-only access to a contract at any height (the `query` RPC): a SELECT over its tables, or a
 //! function run on a copy of the state whose changes are dropped.
 
-use super::check::Checker;
-use super::gas::{Gas, MAX_CALL_GAS};
-use super::interp::{CallCtx, Engine, Entries, Host, QueryResult};
-use super::store::{code_key, Buffered};
-use super::{ContractCache, Limits, SqlError, Value};
-use crate::storage::StateStore;
+use aergo_storage::StateStore;
+use aergo_sql::check::Checker;
+use aergo_sql::gas::{Gas, MAX_CALL_GAS};
+use aergo_sql::interp::{CallCtx, Engine, Entries, Host, QueryResult};
+use aergo_sql::store::{code_key, Buffered};
+use aergo_sql::{ContractCache, Limits, SqlError, Value};
 use aergo_primitives::types::Address;
 use std::sync::OnceLock;
 
@@ -49,7 +49,7 @@ pub fn load(
     store: &StateStore,
     contract: &Address,
     height: u64,
-) -> Result<(String, std::sync::Arc<super::Compiled>), SqlError> {
+) -> Result<(String, std::sync::Arc<aergo_sql::Compiled>), SqlError> {
     let mut host = StoreHost { store, height };
     let Some(code) = host.get(&code_key(contract))? else {
         return Err(SqlError::Runtime(format!("no contract at {contract} at height {height}")));
@@ -76,7 +76,7 @@ pub fn run(
     let mut host = StoreHost { store, height };
     let ctx = CallCtx { self_address: contract.to_string(), height, ..CallCtx::default() };
     let mut buffered = Buffered::new(&mut host);
-    let contract_ir = compiled.engine(super::default_engine());
+    let contract_ir = compiled.engine(aergo_sql::default_engine());
     let mut engine = Engine::new(contract_ir, contract, &mut buffered, &ctx, Gas::new(MAX_CALL_GAS));
     match request {
         Request::Sql(sql) => {
