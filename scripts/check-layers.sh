@@ -22,9 +22,18 @@ for crate in aergo-primitives aergo-api aergo-config aergo-telemetry aergo-agent
   fi
 done
 
-found=$(deps_of aergo-node | grep -E '^(libsqlite3-sys|rusqlite|hdrhistogram)$' || true)
+# SQLite and HDR histograms are the benchmarks' and the tests' business.
+for crate in aergo-node aergo-sql aergo-storage aergo-exec aergo-mempool aergo-cli; do
+  found=$(deps_of "$crate" | grep -E '^(libsqlite3-sys|rusqlite|hdrhistogram)$' || true)
+  if [ -n "$found" ]; then
+    echo "check-layers: $crate's normal dependencies include $(echo $found | tr ' ' ',')" >&2
+    failed=1
+  fi
+done
+# The SQL engine runs over its Host trait: no state store, no network.
+found=$(deps_of aergo-sql | grep -E '^(librocksdb-sys|rocksdb|libp2p)$' || true)
 if [ -n "$found" ]; then
-  echo "check-layers: aergo-node's normal dependencies include $(echo $found | tr ' ' ',')" >&2
+  echo "check-layers: aergo-sql depends on $(echo $found | tr ' ' ',')" >&2
   failed=1
 fi
 
@@ -36,7 +45,12 @@ declare -A allowed=(
   [aergo-telemetry]="aergo-api aergo-primitives"
   [aergo-agent]="aergo-api aergo-primitives aergo-telemetry"
   [aergo-console]="aergo-api aergo-config aergo-primitives aergo-telemetry"
-  [aergo-node]="aergo-api aergo-config aergo-primitives"
+  [aergo-sql]="aergo-primitives"
+  [aergo-storage]="aergo-config aergo-primitives"
+  [aergo-exec]="aergo-config aergo-primitives aergo-sql aergo-storage"
+  [aergo-mempool]="aergo-api aergo-config aergo-exec aergo-primitives aergo-sql aergo-storage"
+  [aergo-node]="aergo-api aergo-config aergo-exec aergo-mempool aergo-primitives aergo-sql aergo-storage"
+  [aergo-cli]="aergo-api aergo-primitives aergo-sql"
 )
 for crate in "${!allowed[@]}"; do
   for dep in $(deps_of "$crate" | grep -E '^aergo-' | grep -vx "$crate" || true); do

@@ -20,16 +20,16 @@
 //! ```
 
 use crate::consensus::Schedule;
+use aergo_config::genesis::Genesis;
 use aergo_exec::parallel::ParallelExecutor;
 use aergo_exec::{BlockContext, ExecError, ExecOutput, Mode};
-use aergo_storage::blocklog::{Committed, Recovery};
-use aergo_storage::state::account_key;
-use aergo_storage::{BlockLog, Head, LogError, LogOptions, LogReader, StateError, StateOptions, StateStore};
-use aergo_config::genesis::Genesis;
 use aergo_primitives::crypto::{self, Keypair};
 use aergo_primitives::types::{
     Account, Address, Block, BlockHeader, Hash, Receipt, Signature, Transaction, ENCODING_VERSION,
 };
+use aergo_storage::blocklog::{Committed, Recovery};
+use aergo_storage::state::account_key;
+use aergo_storage::{BlockLog, Head, LogError, LogOptions, LogReader, StateError, StateOptions, StateStore};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -26,15 +26,12 @@
 //! # Ok(()) }
 //! ```
 
-pub mod admission;
 pub mod alloc;
 pub mod chain;
 pub mod consensus;
 
-pub mod mempool;
 pub mod net;
 pub mod node;
 pub mod rpc;
-
 
 pub mod testnet;

@@ -12,24 +12,24 @@
 //! imports the blocks peers send. Shutdown sets a flag the thread checks between blocks, so a block
 //! is either wholly committed or not started.
 
-use crate::admission::Admission;
 use crate::chain::{Chain, ChainError, OpenReport};
 use crate::consensus::{ConsensusInfo, Driver, DriverConfig};
-use aergo_exec::parallel::ParallelExecutor;
-use crate::mempool::Mempool;
 use crate::net::{Net, NetCommand, NetConfig, NetState, Status};
 use crate::rpc::{self, RpcError};
-use aergo_storage::{Head, LogOptions, LogReader, StateOptions, StateStore};
 use aergo_config::genesis::{ConsensusParams, Genesis, GenesisBalance, GenesisError, GenesisProducer};
 use aergo_config::NodeConfig;
+use aergo_exec::parallel::ParallelExecutor;
+use aergo_mempool::admission::Admission;
+use aergo_mempool::Mempool;
 use aergo_primitives::crypto::{KeyFile, Keypair, KeystoreError};
 use aergo_primitives::types::{Address, Block, Hash};
+use aergo_storage::{Head, LogOptions, LogReader, StateOptions, StateStore};
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -104,7 +104,7 @@ pub struct Shared {
     /// The import stage's queue: gossiped blocks handed to the chain thread and not yet handled.
     /// Bounded at [`IMPORT_QUEUE`]: past it the net ignores new gossip blocks (not forwarded, the
     /// peer not penalized; sync fetches what was missed) instead of letting memory grow.
-    pub import: Arc<crate::admission::StageStats>,
+    pub import: Arc<aergo_mempool::admission::StageStats>,
 }
 
 impl Shared {
@@ -171,9 +171,7 @@ pub struct RunningNode {
     net: Option<Net>,
 }
 
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
+pub use aergo_primitives::clock::now_ms;
 
 fn read_password(path: &Path) -> Result<String, NodeError> {
     let text = std::fs::read_to_string(path)

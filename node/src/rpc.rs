@@ -4,7 +4,6 @@
 //! share); `send_tx` decodes and verifies outside the pool lock and holds the lock only to admit.
 
 use crate::chain::read_block;
-use crate::mempool::AdmitError;
 use crate::net::NetCommand;
 use crate::node::Shared;
 use aergo_api::{
@@ -14,6 +13,7 @@ use aergo_api::{
     TxRejection, TxView,
 };
 use aergo_config::RpcConfig;
+use aergo_mempool::AdmitError;
 use aergo_primitives::types::{Address, Block, Hash, Payload, ReceiptStatus, Transaction, MAX_TX_BYTES};
 use jsonrpsee::core::{async_trait, SubscriptionResult};
 use jsonrpsee::server::{BatchRequestConfig, Server, ServerConfig, ServerHandle};
@@ -50,28 +50,6 @@ pub fn query_view(columns: Vec<String>, rows: &[Vec<aergo_sql::Value>]) -> Query
     QueryView {
         columns,
         rows: rows.iter().map(|r| r.iter().map(aergo_sql::json::to_json).collect()).collect(),
-    }
-}
-
-impl From<&crate::mempool::Speculative> for aergo_api::SpeculativeView {
-    fn from(s: &crate::mempool::Speculative) -> Self {
-        use crate::mempool::Speculative::*;
-        match s {
-            Success => aergo_api::SpeculativeView { status: "success".into(), error: None },
-            Failed(e) => aergo_api::SpeculativeView { status: "failed".into(), error: Some(e.clone()) },
-            Queued(e) => aergo_api::SpeculativeView { status: "queued".into(), error: Some(e.clone()) },
-        }
-    }
-}
-
-impl From<crate::mempool::Admitted> for aergo_api::SendTxResult {
-    fn from(a: crate::mempool::Admitted) -> Self {
-        aergo_api::SendTxResult {
-            hash: a.hash,
-            pool_seq: a.pool_seq,
-            speculative: a.speculative.as_ref().map(Into::into),
-            answered_by: None,
-        }
     }
 }
 
@@ -397,7 +375,7 @@ impl AergoApiServer for RpcHandler {
                 self.shared.gossip_tx(bytes);
             }
         }
-        let outcome = |r: Result<crate::mempool::Admitted, AdmitError>| match r {
+        let outcome = |r: Result<aergo_mempool::Admitted, AdmitError>| match r {
             Ok(a) => SendTxOutcome::Accepted(a.into()),
             Err(e) => SendTxOutcome::Rejected {
                 error: TxRejection {

@@ -17,9 +17,9 @@
 
 use aergo_api::{AergoApiClient, SendTxOutcome};
 use aergo_config::genesis::{ConsensusParams, Genesis, GenesisBalance, GenesisProducer};
-use aergo_storage::{BlockLog, LogOptions, Verify};
 use aergo_primitives::crypto::{KeyFile, Keypair};
 use aergo_primitives::types::{Address, Hash, Payload, Transaction, TxBody, ENCODING_VERSION};
+use aergo_storage::{BlockLog, LogOptions, Verify};
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use hdrhistogram::Histogram;
@@ -677,9 +677,9 @@ struct ExecOpts {
 fn exec(opts: ExecOpts) -> anyhow::Result<()> {
     let ExecOpts { accounts, txs: txs_n, hot, threads, rounds, json, contract, state_cache_mb, gov } = opts;
     anyhow::ensure!(gov == 0 || !contract, "--gov mixes governance into the transfer workload only");
-    use aergo_node::chain::Chain;
     use aergo_exec::parallel::{ParallelExecutor, VERIFY_BATCH};
     use aergo_exec::{BlockContext, Mode};
+    use aergo_node::chain::Chain;
     let tmp = scratch(None)?;
     let (keys, bp, genesis) = funded_chain("exec", accounts);
     let state = aergo_storage::StateOptions { cache_bytes: state_cache_mb << 20 };

@@ -11,11 +11,11 @@
 //!
 //! Every run must give the same answers (balances, scan result); the bench stops otherwise.
 
+use aergo_primitives::types::Address;
 use aergo_sql::interp::{CallCtx, Engine, Host};
 use aergo_sql::store::{contract_address, row_key, Buffered, MemHost};
 use aergo_sql::value::encode_row;
 use aergo_sql::{compile, Compiled, EngineKind, Gas, Value};
-use aergo_primitives::types::Address;
 use anyhow::{bail, Context};
 use rand::{Rng, SeedableRng};
 use std::time::Instant;
@@ -106,8 +106,8 @@ fn token_engine(
     for i in 0..5.min(opts.holders) {
         let raw =
             host.get(&row_key(&addr, 0, &[Value::Text(holder(i))])).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let row = aergo_sql::value::decode_row(&raw.context("holder row")?)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let row =
+            aergo_sql::value::decode_row(&raw.context("holder row")?).map_err(|e| anyhow::anyhow!("{e}"))?;
         balances.push(if let Value::Int(x) = row[1] { x } else { -1 });
     }
     Ok((secs, failed, balances))
@@ -281,12 +281,10 @@ fn scan_engine<H: Host>(
     addr: &Address,
     query: &str,
 ) -> anyhow::Result<(f64, Vec<Value>)> {
-    let select = aergo_sql::check::Checker::for_contract(
-        &aergo_sql::Limits::default(),
-        &compiled.interpreted,
-    )
-    .check_query(query)
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let select =
+        aergo_sql::check::Checker::for_contract(&aergo_sql::Limits::default(), &compiled.interpreted)
+            .check_query(query)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
     let select = match kind {
         EngineKind::Interpreter => select,
         EngineKind::Jit => {

@@ -25,10 +25,10 @@
 //! execution against it ([`AccessSet::allows_account`], [`AccessSet::allows_key`]): anything
 //! outside the set is caught and the rest of the block is re-executed in order.
 
+use aergo_primitives::types::{Address, Payload, Transaction};
 use aergo_sql::access::{call_keys, TableAccess};
 use aergo_sql::store::{code_key, SQL_PREFIX};
 use aergo_sql::{Compiled, Value};
-use aergo_primitives::types::{Address, Payload, Transaction};
 use smallvec::SmallVec;
 use std::collections::HashMap;
 use std::hash::{Hash as _, Hasher as _};

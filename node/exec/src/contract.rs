@@ -11,11 +11,11 @@
 //! not the contract's: it aborts the block like any other state error.
 
 use super::{Accounts, BlockContext, ExecError};
+use aergo_primitives::types::{Account, Address, Amount, CallResult, Payload, ReceiptStatus, Transaction};
 use aergo_sql::gas::{self, Gas};
 use aergo_sql::interp::Entries;
 use aergo_sql::store::{code_key, contract_address, merge};
 use aergo_sql::{Compiled, ContractCache, Engine, Host, SqlError, Value};
-use aergo_primitives::types::{Account, Address, Amount, CallResult, Payload, ReceiptStatus, Transaction};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
 

@@ -29,10 +29,10 @@ pub mod governance;
 pub mod parallel;
 pub mod query;
 
-use aergo_storage::state::{account_key, decode_account, Entries, HEAD_KEY};
-use aergo_storage::{ChangeSet, StateError, StateReader, StateStore};
 pub use aergo_config::genesis::StakingParams;
 use aergo_primitives::types::{Account, Address, Amount, Hash, Receipt, ReceiptStatus, Transaction};
+use aergo_storage::state::{account_key, decode_account, Entries, HEAD_KEY};
+use aergo_storage::{ChangeSet, StateError, StateReader, StateStore};
 use std::collections::{BTreeMap, HashMap};
 
 /// Reads state as of the parent block. Shared by worker threads, hence `Sync`.

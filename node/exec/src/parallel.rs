@@ -29,10 +29,10 @@ use super::{
     apply_tx, assemble, collect_outcomes, execute_block, Accounts, BlockContext, ExecError, ExecOutput, Mode,
     Overlay, StateRead, StateView, TxOutcome,
 };
+use aergo_primitives::types::{Account, Address, Amount, Receipt, Transaction};
 use aergo_sql::store::code_key;
 use aergo_storage::state::{account_key, Entries, HEAD_KEY};
 use aergo_storage::{Change, ChangeSet};
-use aergo_primitives::types::{Account, Address, Amount, Receipt, Transaction};
 use smallvec::SmallVec;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::OnceLock;

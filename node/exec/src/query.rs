@@ -1,13 +1,13 @@
 //! Read-only access to a contract at any height (the `query` RPC): a SELECT over its tables, or a
 //! function run on a copy of the state whose changes are dropped.
 
-use aergo_storage::StateStore;
+use aergo_primitives::types::Address;
 use aergo_sql::check::Checker;
 use aergo_sql::gas::{Gas, MAX_CALL_GAS};
 use aergo_sql::interp::{CallCtx, Engine, Entries, Host, QueryResult};
 use aergo_sql::store::{code_key, Buffered};
 use aergo_sql::{ContractCache, Limits, SqlError, Value};
-use aergo_primitives::types::Address;
+use aergo_storage::StateStore;
 use std::sync::OnceLock;
 
 /// The state as of one height; writes are refused (queries run on a [`Buffered`] copy).

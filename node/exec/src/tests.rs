@@ -770,11 +770,8 @@ END $$;";
     let jar = deploy(&mut view, &owner, TIP_JAR);
     // The owner funds the jar with the call, which pays a recipient chosen by its argument.
     let payee = aergo_sql::Value::Text(Keypair::from_seed("payee").address().to_string());
-    let pay = Payload::Call {
-        contract: jar,
-        function: "pay".into(),
-        args: vec![payee, aergo_sql::Value::Int(40)],
-    };
+    let pay =
+        Payload::Call { contract: jar, function: "pay".into(), args: vec![payee, aergo_sql::Value::Int(40)] };
     txs.insert(2_000, aergo_primitives::crypto::test_tx(&owner, "c", 1, jar, 100, GAS, pay));
     let analyzer = access::Analyzer::new(&view, &txs);
     assert!(analyzer.declared(&txs[2_000]).opaque);

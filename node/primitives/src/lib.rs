@@ -19,6 +19,7 @@
 //! println!("{}", key.address());
 //! ```
 
+pub mod clock;
 pub mod crypto;
 pub mod file;
 pub mod types;

@@ -288,13 +288,7 @@ fn pipelined_runs_import_like_one_block_at_a_time() {
         nonces[i] - 1
     };
     let mut blocks = Vec::new();
-    let deploy = contract_tx(
-        &keys[0],
-        next(0),
-        900_000,
-        0,
-        Payload::Deploy { sql: TOKEN.to_string() },
-    );
+    let deploy = contract_tx(&keys[0], next(0), 900_000, 0, Payload::Deploy { sql: TOKEN.to_string() });
     let funds = transfer(&keys[0], next(0), keys[1].address(), 200_000);
     blocks.push(producer.produce(&bp, vec![deploy, funds], 2_000).unwrap());
     for k in 1..14u64 {

@@ -6,10 +6,10 @@
 //! height that is final long before its first block is produced, so every node computes the same
 //! set from the same state.
 
-use aergo_exec::governance::{self, Candidate, CANDIDATES_KEY, JAILED_KEY};
-use aergo_storage::StateStore;
 use aergo_config::genesis::Genesis;
+use aergo_exec::governance::{self, Candidate, CANDIDATES_KEY, JAILED_KEY};
 use aergo_primitives::types::{BlockHeader, PublicKey};
+use aergo_storage::StateStore;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;

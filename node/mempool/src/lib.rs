@@ -10,8 +10,16 @@
 //! (`nonce_gap`), the sender's queued costs plus this one within the balance (`balance_too_low`), sizes
 //! and counts within limits (`too_large`, `pool_full`, `account_full`). A transaction with the nonce of
 //! one already queued replaces it only when its fee is at least `replace_fee_bump_percent` higher
-//! (`replacement_underpriced`). Signatures and chain id are checked before the pool is locked.
+//! (`replacement_underpriced`). Signatures and chain id are checked before the pool is locked, by the
+//! [`admission`] stage in front of the pool (a bounded queue and a thread pool of signature checks).
+//!
+//! [`PendingState`] runs each admitted transaction on the committed state plus everything before it
+//! in pool order, for the speculative receipt `send_tx` answers with in milliseconds.
+//!
+//! This crate executes through `aergo-exec` on a state view; it never commits, never builds blocks
+//! and never talks to the network.
 
+pub mod admission;
 mod pending;
 
 pub use aergo_config::MempoolConfig;
@@ -372,6 +380,31 @@ impl Mempool {
                     self.bytes -= e.bytes;
                 }
             }
+        }
+    }
+}
+
+/// The RPC's view of a speculative result.
+impl From<&Speculative> for aergo_api::SpeculativeView {
+    fn from(s: &Speculative) -> Self {
+        use Speculative::*;
+        match s {
+            Success => aergo_api::SpeculativeView { status: "success".into(), error: None },
+            Failed(e) => aergo_api::SpeculativeView { status: "failed".into(), error: Some(e.clone()) },
+            Queued(e) => aergo_api::SpeculativeView { status: "queued".into(), error: Some(e.clone()) },
+        }
+    }
+}
+
+/// What `send_tx` answers (over RPC, or to a peer that forwarded the transaction) once the pool
+/// admitted it.
+impl From<Admitted> for aergo_api::SendTxResult {
+    fn from(a: Admitted) -> Self {
+        aergo_api::SendTxResult {
+            hash: a.hash,
+            pool_seq: a.pool_seq,
+            speculative: a.speculative.as_ref().map(Into::into),
+            answered_by: None,
         }
     }
 }

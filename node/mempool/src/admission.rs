@@ -12,12 +12,12 @@
 //! single check blocks are imported with on every input, so the pool never admits what a block
 //! would be refused for.
 
-use aergo_exec::BlockContext;
-use crate::mempool::{AdmitError, Admitted, Mempool};
-use aergo_storage::StateStore;
+use crate::{AdmitError, Admitted, Mempool};
 use aergo_api::StageMetrics;
+use aergo_exec::BlockContext;
 use aergo_primitives::crypto;
 use aergo_primitives::types::Transaction;
+use aergo_storage::StateStore;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -197,7 +197,7 @@ fn verify_loop(
         let head = store.head().ok().flatten();
         let ctx = BlockContext {
             height: head.map_or(1, |h| h.height + 1),
-            timestamp_ms: crate::node::now_ms(),
+            timestamp_ms: aergo_primitives::clock::now_ms(),
             ..ctx.clone()
         };
         let answers: Vec<_> = {
@@ -224,7 +224,7 @@ fn verify_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mempool::MempoolConfig;
+    use crate::MempoolConfig;
     use aergo_primitives::crypto::Keypair;
     use aergo_primitives::types::Payload;
     use std::time::Duration;

@@ -8,8 +8,8 @@
 //! rebuilt from the pool, in pool order, at the next admission.
 
 use aergo_exec::{apply_tx, Accounts, BlockContext, ExecError, StateView, TxOutcome};
-use aergo_storage::state::Entries;
 use aergo_primitives::types::{Account, Address, ReceiptStatus, Transaction};
+use aergo_storage::state::Entries;
 use std::collections::{BTreeMap, HashMap};
 
 /// What executing a transaction on the pending state said.
