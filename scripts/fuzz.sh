@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Coverage-guided fuzzing of AergoSQL (parse → check → JIT → calls) with cargo fuzz / libFuzzer.
+# Coverage-guided fuzzing with cargo fuzz / libFuzzer, each target for SECONDS:
+#  - sql: AergoSQL (parse → check → deploy and calls) on the interpreter and the JIT, which must agree
+#    on every result, error, gas figure and state;
+#  - decode: transaction and block decoding (what decodes encodes back to the same bytes);
+#  - rpc_params: JSON-RPC parameters (request types, addresses, hashes, amounts, transaction hex).
 # Usage: scripts/fuzz.sh [SECONDS]   (default 60). Needs a nightly toolchain; installs cargo-fuzz
-# from crates.io when it is missing. Seeds the corpus with the example contracts. Bounded: stops
-# after SECONDS, with at most 4 GiB RSS per input run and 10 s per input.
+# from crates.io when it is missing. Bounded: at most 4 GiB RSS per input run and 10 s per input.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-60}"
@@ -17,8 +20,19 @@ if ! rustup toolchain list 2>/dev/null | grep -q nightly; then
   exit 0
 fi
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
-mkdir -p fuzz/corpus/sql
-cp examples/contracts/*.sql fuzz/corpus/sql/
 export CARGO_TARGET_DIR="$HOME/.cache/aergo-os/fuzz-target"
-cd fuzz
-cargo +nightly fuzz run sql corpus/sql -- -max_total_time="$secs" -rss_limit_mb=4096 -timeout=10 -max_len=65536
+# Each target starts from the seeds kept in the repo (the example contracts for `sql`) plus what
+# earlier runs on this machine found (fuzz/corpus/, not tracked).
+for target in sql decode rpc_params; do
+  corpus="fuzz/corpus/$target"
+  mkdir -p "$corpus"
+  if [ "$target" = sql ]; then
+    cp examples/contracts/*.sql "$corpus/"
+  else
+    cp "fuzz/seeds/$target/"* "$corpus/"
+  fi
+  echo "fuzz.sh: $target for ${secs} s from $(ls "$corpus" | wc -l) inputs"
+  (cd fuzz && cargo +nightly fuzz run "$target" "corpus/$target" -- -max_total_time="$secs" \
+    -rss_limit_mb=4096 -timeout=10 -max_len=65536 -print_final_stats=1)
+  echo "fuzz.sh: $target: corpus now $(ls "$corpus" | wc -l) inputs"
+done

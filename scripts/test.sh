@@ -16,8 +16,9 @@ cargo clippy -p aergo-node --lib --bins --locked -- -D warnings
 # test step reuses these binaries instead of building them again.
 cargo build --workspace --bins --locked --features aergo-node/test-hooks
 cargo test --workspace --locked
-# Coverage-guided fuzzing of AergoSQL's parse → check → compile → call (cargo fuzz, libFuzzer), bounded
-# to 30 s; skipped with a message on a machine without a nightly toolchain (the bounded stable fuzz
-# test in `cargo test` covers the same entry point there).
+# Coverage-guided fuzzing (cargo fuzz, libFuzzer), 30 s per target: AergoSQL's interpreter against its
+# JIT, transaction and block decoding, JSON-RPC parameters. Without a nightly toolchain it fails under
+# CI=true (a CI that stopped fuzzing must be seen) and is skipped with a message elsewhere; the bounded
+# stable fuzz test in `cargo test` runs the same SQL step there.
 ./scripts/fuzz.sh 30
 echo "all checks passed in $(( $(date +%s) - start )) s"

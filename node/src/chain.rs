@@ -55,6 +55,8 @@ pub enum ChainError {
     Decode { height: u64, reason: String },
     #[error("commit stage: {0}")]
     CommitStage(String),
+    #[error(transparent)]
+    Schedule(crate::consensus::ScheduleError),
 }
 
 /// Time and work per stage of block processing, since the chain was opened: signature checks of
@@ -575,7 +577,11 @@ impl Verifier<'_> {
         if h.chain_id != self.genesis.chain_id {
             return Err(invalid(format!("chain id {:?}", h.chain_id)));
         }
-        self.schedule.check(h, parent.timestamp_ms).map_err(invalid)?;
+        self.schedule.check(h, parent.timestamp_ms).map_err(|e| match e {
+            // This node's own state failed it: the block is not judged invalid.
+            e if e.is_local() => ChainError::Schedule(e),
+            e => invalid(e.to_string()),
+        })?;
         crypto::verify(&h.producer, &block.hash(), &block.signature)
             .map_err(|e| invalid(format!("producer signature: {e}")))?;
         if Block::compute_tx_root(&block.transactions) != h.tx_root {

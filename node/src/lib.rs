@@ -35,3 +35,4 @@ pub mod node;
 pub mod rpc;
 
 pub mod testnet;
+pub mod view;

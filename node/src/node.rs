@@ -13,19 +13,19 @@
 //! is either wholly committed or not started.
 
 use crate::chain::{Chain, ChainError, OpenReport};
-use crate::consensus::{ConsensusInfo, Driver, DriverConfig};
-use crate::net::{Net, NetCommand, NetConfig, NetState, Status};
+use crate::consensus::{Driver, DriverConfig};
+use crate::net::{Net, NetCommand, NetConfig};
 use crate::rpc::{self, RpcError};
+use crate::view::{ChainView, NodeFacts, PoolHandle};
 use aergo_config::genesis::{ConsensusParams, Genesis, GenesisBalance, GenesisError, GenesisProducer};
 use aergo_config::NodeConfig;
 use aergo_exec::parallel::ParallelExecutor;
 use aergo_mempool::admission::Admission;
 use aergo_mempool::Mempool;
 use aergo_primitives::crypto::{KeyFile, Keypair, KeystoreError};
-use aergo_primitives::types::{Address, Block, Hash};
-use aergo_storage::{Head, LogOptions, LogReader, StateOptions, StateStore};
-use parking_lot::{Mutex, RwLock};
-use std::collections::HashMap;
+
+use aergo_storage::{LogOptions, StateOptions};
+use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -59,103 +59,6 @@ pub enum NodeError {
     Net(#[from] crate::net::NetError),
 }
 
-/// What RPC handlers and the producer share.
-/// Most gossiped blocks waiting for the chain thread (see [`Shared::import`]).
-pub const IMPORT_QUEUE: u64 = 256;
-
-pub struct Shared {
-    pub chain_id: String,
-    pub genesis: Genesis,
-    pub genesis_hash: Hash,
-    pub store: Arc<StateStore>,
-    pub reader: LogReader,
-    pub mempool: Arc<Mutex<Mempool>>,
-    pub admission: Admission,
-    pub mempool_capacity: usize,
-    /// Most transactions in one `send_txs` call.
-    pub max_batch: usize,
-    /// Block production counters.
-    pub production: ProductionStats,
-    head: RwLock<Head>,
-    pub blocks: tokio::sync::broadcast::Sender<Arc<Block>>,
-    pub producer: Option<Address>,
-    pub producer_key: Option<aergo_primitives::types::PublicKey>,
-    pub data_dir: PathBuf,
-    pub started: Instant,
-    pub io_uring: bool,
-    /// Cores the execution workers are pinned to.
-    pub exec_cores: Vec<usize>,
-    /// Public half of the node's identity key.
-    pub node_key: aergo_primitives::types::PublicKey,
-    /// The libp2p peer id (from the identity key), when the node is on a network.
-    pub peer_id: Option<String>,
-    /// Commands to the p2p layer (publish a transaction); `None` without a network.
-    pub net_commands: Option<tokio::sync::mpsc::Sender<NetCommand>>,
-    /// The p2p layer's state (peers, addresses, counters), once it runs.
-    pub net: std::sync::OnceLock<Arc<NetState>>,
-    /// Blocks above the LIB that are not on the stored chain (other branches), by hash.
-    pub side: RwLock<HashMap<Hash, Arc<Block>>>,
-    /// Finality, sync and fork figures from the chain thread.
-    pub consensus: RwLock<ConsensusInfo>,
-    /// The slot clock and the producer sets (shares its election cache with the chain's).
-    pub schedule: crate::consensus::Schedule,
-    /// Verify / execute / commit counters of the chain thread.
-    pub stage_times: Arc<crate::chain::StageTimes>,
-    /// The import stage's queue: gossiped blocks handed to the chain thread and not yet handled.
-    /// Bounded at [`IMPORT_QUEUE`]: past it the net ignores new gossip blocks (not forwarded, the
-    /// peer not penalized; sync fetches what was missed) instead of letting memory grow.
-    pub import: Arc<aergo_mempool::admission::StageStats>,
-}
-
-impl Shared {
-    pub fn head(&self) -> Head {
-        *self.head.read()
-    }
-
-    pub fn set_head(&self, head: Head) {
-        *self.head.write() = head;
-    }
-
-    /// What this node tells peers about its chain.
-    pub fn status(&self) -> Status {
-        let head = self.head();
-        let info = self.consensus.read();
-        Status {
-            genesis: self.genesis_hash,
-            height: head.height,
-            hash: head.hash,
-            lib_height: info.lib_height,
-            lib_hash: info.lib_hash,
-            producer: self.producer_key.map(|k| hex::encode(k.0)),
-        }
-    }
-
-    /// A block of another branch that this node holds.
-    pub fn side_block(&self, hash: &Hash) -> Option<Block> {
-        self.side.read().get(hash).map(|b| (**b).clone())
-    }
-
-    /// Hands a transaction that this node admitted to the p2p layer, for the other producers.
-    pub fn gossip_tx(&self, bytes: Vec<u8>) {
-        if let Some(net) = &self.net_commands {
-            let _ = net.try_send(NetCommand::PublishTx(bytes));
-        }
-    }
-}
-
-/// Counters of the block-production stage.
-#[derive(Debug, Default)]
-pub struct ProductionStats {
-    pub blocks: std::sync::atomic::AtomicU64,
-    pub txs: std::sync::atomic::AtomicU64,
-    pub busy_ns: std::sync::atomic::AtomicU64,
-    pub last_block_ms: std::sync::atomic::AtomicU64,
-    /// Slots that passed while the producer was busy with an earlier block, or whose block failed.
-    pub missed_slots: std::sync::atomic::AtomicU64,
-    /// Start of the next slot this producer will fill (unix ms); 0 before the loop starts.
-    pub next_slot_ms: std::sync::atomic::AtomicU64,
-}
-
 /// Admission threads by default: every core this process may use.
 fn default_admission_threads() -> usize {
     aergo_exec::affinity::available_cores().len().max(1)
@@ -163,7 +66,8 @@ fn default_admission_threads() -> usize {
 
 /// A started node. Dropping it does not stop it; call [`RunningNode::shutdown`].
 pub struct RunningNode {
-    pub shared: Arc<Shared>,
+    pub view: Arc<ChainView>,
+    pool: Arc<PoolHandle>,
     pub rpc_addr: std::net::SocketAddr,
     rpc: jsonrpsee::server::ServerHandle,
     stop: Arc<AtomicBool>,
@@ -259,7 +163,7 @@ impl RunningNode {
         };
         let node_key = load_or_create_node_key(&config.data_dir.join(NODE_KEY_FILE))?;
         let net_channel = config.p2p.enabled.then(|| tokio::sync::mpsc::channel::<NetCommand>(4096));
-        let (blocks, _) = tokio::sync::broadcast::channel(256);
+        let net_commands = net_channel.as_ref().map(|(tx, _)| tx.clone());
         let mempool = Arc::new(Mutex::new(Mempool::new(config.mempool.clone())));
         let speculation = aergo_exec::BlockContext {
             chain_id: chain.genesis().chain_id.clone(),
@@ -276,35 +180,19 @@ impl RunningNode {
             speculation,
         )
         .map_err(|source| NodeError::Io { path: "admission threads".into(), source })?;
-        let shared = Arc::new(Shared {
-            chain_id: chain.genesis().chain_id.clone(),
-            genesis: chain.genesis().clone(),
-            genesis_hash: chain.store().genesis_hash()?.unwrap_or(Hash::ZERO),
-            store: chain.store(),
-            reader: chain.log_reader(),
-            mempool: mempool.clone(),
-            admission,
-            mempool_capacity: config.mempool.max_txs,
-            max_batch: config.rpc.max_batch as usize,
-            production: ProductionStats::default(),
-            head: RwLock::new(head),
-            blocks,
+        let view = Arc::new(ChainView::of(&chain, key.as_ref().map(Keypair::public))?);
+        let pool =
+            Arc::new(PoolHandle::new(mempool, admission, config.mempool.max_txs, net_commands.clone()));
+        let facts = Arc::new(NodeFacts {
             producer: key.as_ref().map(Keypair::address),
-            producer_key: key.as_ref().map(Keypair::public),
             data_dir: config.data_dir.clone(),
             started: Instant::now(),
             io_uring: chain.uses_io_uring(),
             exec_cores: cores,
             node_key: node_key.public(),
             peer_id: config.p2p.enabled.then(|| crate::net::peer_id_of(node_key.secret_bytes()).to_string()),
-            net_commands: net_channel.as_ref().map(|(tx, _)| tx.clone()),
-            net: std::sync::OnceLock::new(),
-            side: RwLock::new(HashMap::new()),
-            consensus: RwLock::new(ConsensusInfo::default()),
-            schedule: chain.schedule().clone(),
-            stage_times: chain.stage_times(),
-            import: Arc::default(),
         });
+        let net_state = Arc::new(std::sync::OnceLock::new());
         let (inbound_tx, inbound_rx) = std::sync::mpsc::channel();
         let net = match net_channel {
             Some((commands, commands_rx)) => {
@@ -314,13 +202,14 @@ impl RunningNode {
                 let net = crate::net::start(
                     net_config,
                     node_key.secret_bytes(),
-                    shared.clone(),
+                    view.clone(),
+                    pool.clone(),
                     inbound_tx.clone(),
                     commands.clone(),
                     commands_rx,
                 )
                 .await?;
-                let _ = shared.net.set(net.state.clone());
+                let _ = net_state.set(net.state.clone());
                 Some(net)
             }
             None => None,
@@ -341,9 +230,10 @@ impl RunningNode {
         let driver = Driver::new(
             chain,
             driver_config,
-            shared.clone(),
+            view.clone(),
+            pool.clone(),
             inbound_rx,
-            shared.net_commands.clone(),
+            net_commands.clone(),
             stop.clone(),
         );
         // Without a network nothing else sends to the chain thread; keep the channel open.
@@ -355,12 +245,20 @@ impl RunningNode {
                 driver.run()
             })
             .map_err(|source| NodeError::Io { path: "chain thread".into(), source })?;
-        let (rpc, rpc_addr) = rpc::serve(shared.clone(), &config.rpc).await?;
+        let handler = rpc::RpcHandler {
+            view: view.clone(),
+            pool: pool.clone(),
+            facts: facts.clone(),
+            net: net_state,
+            net_commands,
+            max_batch: config.rpc.max_batch as usize,
+        };
+        let (rpc, rpc_addr) = rpc::serve(handler, &config.rpc).await?;
         tracing::info!(
-            rpc = %rpc_addr, producer = ?shared.producer.map(|a| a.to_string()),
-            peer_id = ?shared.peer_id, "node running"
+            rpc = %rpc_addr, producer = ?facts.producer.map(|a| a.to_string()),
+            peer_id = ?facts.peer_id, "node running"
         );
-        Ok(RunningNode { shared, rpc_addr, rpc, stop, producer: Some(thread), net })
+        Ok(RunningNode { view, pool, rpc_addr, rpc, stop, producer: Some(thread), net })
     }
 
     /// Stops accepting RPC, lets the producer finish the block in hand, and waits for both.
@@ -377,8 +275,8 @@ impl RunningNode {
         if let Some(net) = self.net.take() {
             net.shutdown().await;
         }
-        let shared = self.shared.clone();
-        tokio::task::spawn_blocking(move || shared.admission.stop())
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || pool.admission.stop())
             .await
             .map_err(|e| NodeError::Join(e.to_string()))?;
         tracing::info!("node stopped");

@@ -1,11 +1,12 @@
-//! The JSON-RPC server: [`AergoApiServer`] over the node's shared state.
+//! The JSON-RPC server: [`AergoApiServer`] over a read view of the chain and a submit handle for
+//! the pool ([`RpcHandler`]).
 //!
 //! Methods run on tokio's worker threads. Reads go straight to RocksDB and the block log (both safe to
 //! share); `send_tx` decodes and verifies outside the pool lock and holds the lock only to admit.
 
 use crate::chain::read_block;
 use crate::net::NetCommand;
-use crate::node::Shared;
+use crate::view::{ChainView, NodeFacts, PoolHandle};
 use aergo_api::{
     codes, AccountView, AergoApiServer, BlockTxs, BlockView, CandidateView, ChainInfo, ContractFunctionView,
     ContractTableView, ContractView, HeaderView, NodeInfo, NodeMetrics, PeerView, ProducersView,
@@ -120,8 +121,16 @@ pub fn block_view(block: &Block, full: bool) -> BlockView {
     }
 }
 
+/// The RPC server's handles: a read view of the chain, the way into the pool, the node's facts,
+/// and the p2p layer's state and commands (once it runs; never without a network).
 pub struct RpcHandler {
-    shared: Arc<Shared>,
+    pub view: Arc<ChainView>,
+    pub pool: Arc<PoolHandle>,
+    pub facts: Arc<NodeFacts>,
+    pub net: Arc<std::sync::OnceLock<Arc<crate::net::NetState>>>,
+    pub net_commands: Option<tokio::sync::mpsc::Sender<NetCommand>>,
+    /// Most transactions in one `send_txs` call.
+    pub max_batch: usize,
 }
 
 impl RpcHandler {
@@ -138,9 +147,9 @@ impl RpcHandler {
             }
             other => AdmitError::Malformed(other.to_string()),
         })?;
-        if tx.body.chain_id != self.shared.chain_id {
+        if tx.body.chain_id != self.view.chain_id {
             return Err(AdmitError::WrongChainId {
-                expected: self.shared.chain_id.clone(),
+                expected: self.view.chain_id.clone(),
                 got: tx.body.chain_id,
             });
         }
@@ -151,14 +160,14 @@ impl RpcHandler {
     /// next slot among the connected peers, and answers with the first one's answer (their pool
     /// position and speculative result). `None` when no such producer is connected.
     async fn forward(&self, tx: &Transaction) -> Option<Result<SendTxResult, AdmitError>> {
-        let net = self.shared.net.get()?;
-        let commands = self.shared.net_commands.as_ref()?;
-        let schedule = &self.shared.schedule;
-        let height = self.shared.head().height + 1;
+        let net = self.net.get()?;
+        let commands = self.net_commands.as_ref()?;
+        let schedule = &self.view.schedule;
+        let height = self.view.head().height + 1;
         let slot = schedule.slot_at(crate::node::now_ms());
         let mut keys: Vec<String> = Vec::new();
         for s in [slot, slot + 1] {
-            if let Some(k) = schedule.producer_of(s, height).map(|k| hex::encode(k.0)) {
+            if let Ok(Some(k)) = schedule.producer_of(s, height).map(|k| k.map(|k| hex::encode(k.0))) {
                 if !keys.contains(&k) {
                     keys.push(k);
                 }
@@ -200,7 +209,7 @@ impl RpcHandler {
     /// Decodes one hex-encoded transaction and hands it to the admission stage.
     /// `height`, or the head; an error above the head.
     fn height_or_head(&self, height: Option<u64>) -> RpcResult<u64> {
-        let head = self.shared.head().height;
+        let head = self.view.head().height;
         let at = height.unwrap_or(head);
         if at > head {
             return Err(ErrorObjectOwned::owned(
@@ -214,15 +223,15 @@ impl RpcHandler {
 
     async fn admit(&self, hex_tx: &str) -> Result<SendTxResult, AdmitError> {
         let (tx, bytes) = self.decode(hex_tx)?;
-        if self.shared.producer.is_none() {
+        if self.facts.producer.is_none() {
             if let Some(answer) = self.forward(&tx).await {
                 return answer;
             }
         }
-        let encoded = self.shared.net_commands.as_ref().map(|_| tx.encode());
-        let admitted = self.shared.admission.submit(tx, bytes).await?;
+        let encoded = self.net_commands.as_ref().map(|_| tx.encode());
+        let admitted = self.pool.admission.submit(tx, bytes).await?;
         if let Some(encoded) = encoded {
-            self.shared.gossip_tx(encoded);
+            self.pool.gossip_tx(encoded);
         }
         Ok(admitted.into())
     }
@@ -231,20 +240,20 @@ impl RpcHandler {
 #[async_trait]
 impl AergoApiServer for RpcHandler {
     async fn chain_info(&self) -> RpcResult<ChainInfo> {
-        let head = self.shared.head();
-        let consensus = self.shared.consensus.read().clone();
+        let head = self.view.head();
+        let consensus = self.view.consensus.read().clone();
         Ok(ChainInfo {
-            chain_id: self.shared.chain_id.clone(),
-            genesis_hash: self.shared.genesis_hash,
+            chain_id: self.view.chain_id.clone(),
+            genesis_hash: self.view.genesis_hash,
             height: head.height,
             best_hash: head.hash,
             best_timestamp_ms: head.timestamp_ms,
             lib_height: consensus.lib_height,
-            producer_count: self.shared.genesis.producers.len() as u32,
-            block_interval_ms: self.shared.genesis.consensus.block_interval_ms,
-            mempool_txs: self.shared.mempool.lock().len() as u64,
+            producer_count: self.view.genesis.producers.len() as u32,
+            block_interval_ms: self.view.genesis.consensus.block_interval_ms,
+            mempool_txs: self.pool.mempool.lock().len() as u64,
             syncing: consensus.syncing,
-            peers: self.shared.net.get().map_or(0, |n| n.peers.read().len() as u32),
+            peers: self.net.get().map_or(0, |n| n.peers.read().len() as u32),
             best_known_height: consensus.best_known_height.max(head.height),
         })
     }
@@ -252,39 +261,39 @@ impl AergoApiServer for RpcHandler {
     async fn node_info(&self) -> RpcResult<NodeInfo> {
         Ok(NodeInfo {
             version: env!("CARGO_PKG_VERSION").to_string(),
-            peer_id: self.shared.peer_id.clone(),
-            role: if self.shared.producer.is_some() { "producer" } else { "full" }.to_string(),
-            producer_address: self.shared.producer,
-            data_dir: self.shared.data_dir.display().to_string(),
-            uptime_s: self.shared.started.elapsed().as_secs(),
-            block_log_io_uring: self.shared.io_uring,
-            exec_cores: self.shared.exec_cores.clone(),
+            peer_id: self.facts.peer_id.clone(),
+            role: if self.facts.producer.is_some() { "producer" } else { "full" }.to_string(),
+            producer_address: self.facts.producer,
+            data_dir: self.facts.data_dir.display().to_string(),
+            uptime_s: self.facts.started.elapsed().as_secs(),
+            block_log_io_uring: self.facts.io_uring,
+            exec_cores: self.facts.exec_cores.clone(),
             pid: std::process::id(),
-            node_key: hex::encode(self.shared.node_key.0),
+            node_key: hex::encode(self.facts.node_key.0),
         })
     }
 
     async fn node_metrics(&self) -> RpcResult<NodeMetrics> {
         use std::sync::atomic::Ordering::Relaxed;
         let (mempool_txs, mempool_bytes) = {
-            let pool = self.shared.mempool.lock();
+            let pool = self.pool.mempool.lock();
             (pool.len() as u64, pool.bytes() as u64)
         };
-        let p = &self.shared.production;
+        let p = &self.view.production;
         let produce = StageMetrics {
             name: "produce".into(),
             queue_depth: mempool_txs,
-            queue_capacity: self.shared.mempool_capacity as u64,
+            queue_capacity: self.pool.capacity as u64,
             processed_total: p.txs.load(Relaxed),
             busy_rejections_total: 0,
             busy_ms_total: p.busy_ns.load(Relaxed) / 1_000_000,
         };
         let admission =
-            self.shared.admission.stats.snapshot("admission", self.shared.admission.capacity() as u64);
-        let import = self.shared.import.snapshot("import", crate::node::IMPORT_QUEUE);
+            self.pool.admission.stats.snapshot("admission", self.pool.admission.capacity() as u64);
+        let import = self.view.import.snapshot("import", crate::view::IMPORT_QUEUE);
         // Verification and execution run back to back on the chain thread; commit has a queue
         // in a pipelined run of blocks (sync), empty otherwise.
-        let t = &self.shared.stage_times;
+        let t = &self.view.stage_times;
         let sequential =
             |name: &str, processed: &std::sync::atomic::AtomicU64, ns: &std::sync::atomic::AtomicU64| {
                 StageMetrics {
@@ -311,26 +320,22 @@ impl AergoApiServer for RpcHandler {
             mempool_bytes,
             blocks_produced_total: p.blocks.load(Relaxed),
             slots_missed_total: p.missed_slots.load(Relaxed),
-            slots_skipped_total: self.shared.consensus.read().skipped_slots,
-            reorgs_total: self.shared.consensus.read().reorgs,
-            equivocations_total: self.shared.consensus.read().equivocations,
-            gossip_bytes_out_total: self.shared.net.get().map_or(0, |n| n.gossip_bytes_out.load(Relaxed)),
-            gossip_block_bytes_in_total: self
-                .shared
-                .net
-                .get()
-                .map_or(0, |n| n.gossip_blocks_in.load(Relaxed)),
-            gossip_tx_bytes_in_total: self.shared.net.get().map_or(0, |n| n.gossip_txs_in.load(Relaxed)),
-            peers_banned_total: self.shared.net.get().map_or(0, |n| n.banned_total.load(Relaxed)),
+            slots_skipped_total: self.view.consensus.read().skipped_slots,
+            reorgs_total: self.view.consensus.read().reorgs,
+            equivocations_total: self.view.consensus.read().equivocations,
+            gossip_bytes_out_total: self.net.get().map_or(0, |n| n.gossip_bytes_out.load(Relaxed)),
+            gossip_block_bytes_in_total: self.net.get().map_or(0, |n| n.gossip_blocks_in.load(Relaxed)),
+            gossip_tx_bytes_in_total: self.net.get().map_or(0, |n| n.gossip_txs_in.load(Relaxed)),
+            peers_banned_total: self.net.get().map_or(0, |n| n.banned_total.load(Relaxed)),
             last_block_ms: p.last_block_ms.load(Relaxed),
             next_slot_ms: Some(p.next_slot_ms.load(Relaxed))
-                .filter(|ms| *ms > 0 && self.shared.producer.is_some()),
-            state_cache: cache_view(self.shared.store.cache_usage()),
+                .filter(|ms| *ms > 0 && self.facts.producer.is_some()),
+            state_cache: cache_view(self.view.store.cache_usage()),
         })
     }
 
     async fn peers(&self) -> RpcResult<Vec<PeerView>> {
-        let Some(net) = self.shared.net.get() else { return Ok(Vec::new()) };
+        let Some(net) = self.net.get() else { return Ok(Vec::new()) };
         let peers = net.peers.read();
         Ok(peers
             .iter()
@@ -347,11 +352,11 @@ impl AergoApiServer for RpcHandler {
     }
 
     async fn send_txs(&self, txs: Vec<String>) -> RpcResult<Vec<SendTxOutcome>> {
-        if txs.len() > self.shared.max_batch {
+        if txs.len() > self.max_batch {
             return Err(invalid_params(format!(
                 "{} transactions, more than the limit of {}",
                 txs.len(),
-                self.shared.max_batch
+                self.max_batch
             )));
         }
         let mut slots: Vec<Result<usize, AdmitError>> = Vec::with_capacity(txs.len());
@@ -365,14 +370,14 @@ impl AergoApiServer for RpcHandler {
                 Err(e) => slots.push(Err(e)),
             }
         }
-        let encoded: Vec<Vec<u8>> = match &self.shared.net_commands {
+        let encoded: Vec<Vec<u8>> = match &self.net_commands {
             Some(_) => decoded.iter().map(|(tx, _)| tx.encode()).collect(),
             None => Vec::new(),
         };
-        let answers = self.shared.admission.submit_many(decoded).await;
+        let answers = self.pool.admission.submit_many(decoded).await;
         for (bytes, answer) in encoded.into_iter().zip(&answers) {
             if answer.is_ok() {
-                self.shared.gossip_tx(bytes);
+                self.pool.gossip_tx(bytes);
             }
         }
         let outcome = |r: Result<aergo_mempool::Admitted, AdmitError>| match r {
@@ -397,11 +402,11 @@ impl AergoApiServer for RpcHandler {
 
     async fn get_tx(&self, hash: String) -> RpcResult<Option<TxView>> {
         let hash = parse_hash(&hash)?;
-        if let Some(tx) = self.shared.mempool.lock().get(&hash) {
+        if let Some(tx) = self.pool.mempool.lock().get(&hash) {
             return Ok(Some(tx_view(&tx, None)));
         }
-        let Some(loc) = self.shared.store.tx_location(&hash).map_err(internal)? else { return Ok(None) };
-        let block = read_block(&self.shared.store, &self.shared.reader, loc.height).map_err(internal)?;
+        let Some(loc) = self.view.store.tx_location(&hash).map_err(internal)? else { return Ok(None) };
+        let block = read_block(&self.view.store, &self.view.reader, loc.height).map_err(internal)?;
         Ok(block
             .and_then(|b| b.transactions.get(loc.index as usize).cloned())
             .map(|tx| tx_view(&tx, Some((loc.height, loc.block_hash, loc.index)))))
@@ -409,7 +414,7 @@ impl AergoApiServer for RpcHandler {
 
     async fn get_receipt(&self, hash: String) -> RpcResult<Option<ReceiptView>> {
         let hash = parse_hash(&hash)?;
-        let Some(loc) = self.shared.store.tx_location(&hash).map_err(internal)? else { return Ok(None) };
+        let Some(loc) = self.view.store.tx_location(&hash).map_err(internal)? else { return Ok(None) };
         let (status, error, result) = match loc.receipt.status {
             ReceiptStatus::Success => ("success", None, None),
             ReceiptStatus::Failed(reason) => ("failed", Some(reason), None),
@@ -432,7 +437,7 @@ impl AergoApiServer for RpcHandler {
         let address = Address::parse(&address).map_err(|e| invalid_params(e.to_string()))?;
         let at = self.height_or_head(height)?;
         let (script, compiled) =
-            aergo_exec::query::load(&self.shared.store, &address, at).map_err(|e| match e {
+            aergo_exec::query::load(&self.view.store, &address, at).map_err(|e| match e {
                 aergo_sql::SqlError::Storage(e) => internal(e),
                 e => invalid_params(e.to_string()),
             })?;
@@ -498,7 +503,7 @@ impl AergoApiServer for RpcHandler {
             .map(aergo_sql::json::from_json)
             .collect::<Result<Vec<_>, _>>()
             .map_err(invalid_params)?;
-        let shared = self.shared.clone();
+        let view = self.view.clone();
         let result = tokio::task::spawn_blocking(move || {
             use aergo_exec::query::{run, Request};
             let req = match (&request.sql, &request.function) {
@@ -506,7 +511,7 @@ impl AergoApiServer for RpcHandler {
                 (None, Some(f)) => Request::Function(f, args),
                 _ => return Err(aergo_sql::SqlError::Runtime("give either sql or function".into())),
             };
-            run(&shared.store, &request.contract, at, req)
+            run(&view.store, &request.contract, at, req)
         })
         .await
         .map_err(internal)?;
@@ -528,24 +533,24 @@ impl AergoApiServer for RpcHandler {
             (Some(h), None) => h,
             (None, Some(text)) => {
                 let hash = parse_hash(&text)?;
-                match self.shared.store.height_of(&hash).map_err(internal)? {
+                match self.view.store.height_of(&hash).map_err(internal)? {
                     Some(h) => h,
                     None => return Ok(None),
                 }
             }
-            (None, None) => self.shared.head().height,
+            (None, None) => self.view.head().height,
         };
-        let block = read_block(&self.shared.store, &self.shared.reader, height).map_err(internal)?;
+        let block = read_block(&self.view.store, &self.view.reader, height).map_err(internal)?;
         Ok(block.map(|b| block_view(&b, full.unwrap_or(false))))
     }
 
     async fn get_account(&self, address: String, height: Option<u64>) -> RpcResult<AccountView> {
         let address = Address::parse(&address).map_err(|e| invalid_params(e.to_string()))?;
-        let head = self.shared.head().height;
+        let head = self.view.head().height;
         let at = self.height_or_head(height)?;
-        let account = self.shared.store.account_at(&address, at).map_err(internal)?;
+        let account = self.view.store.account_at(&address, at).map_err(internal)?;
         let pending_nonce = if at == head {
-            self.shared.mempool.lock().pending_nonce(&address, &account)
+            self.pool.mempool.lock().pending_nonce(&address, &account)
         } else {
             account.nonce
         };
@@ -553,41 +558,38 @@ impl AergoApiServer for RpcHandler {
     }
 
     async fn producers(&self, height: Option<u64>) -> RpcResult<ProducersView> {
-        use aergo_exec::governance::{candidate_key, Candidate, CANDIDATES_KEY};
-        let schedule = &self.shared.schedule;
-        let head = self.shared.head().height;
+        use aergo_exec::governance::Records;
+        let schedule = &self.view.schedule;
+        let head = self.view.head().height;
         let height = height.unwrap_or(head + 1).max(1);
         let epoch = schedule.epoch_of(height);
-        let epoch_blocks = self.shared.genesis.consensus.epoch_blocks;
+        let epoch_blocks = self.view.genesis.consensus.epoch_blocks;
         let next_epoch_height = (epoch + 1) * epoch_blocks + 1;
         let addresses = |keys: &[aergo_primitives::types::PublicKey]| {
             keys.iter().map(|k| k.address()).collect::<Vec<_>>()
         };
         let next_known = schedule.election_height(epoch + 1).is_some_and(|h| h <= head);
-        let store = &self.shared.store;
-        let read = |key: &[u8]| store.get_at(key, head).map_err(internal);
-        let keys: Vec<aergo_primitives::types::PublicKey> =
-            read(CANDIDATES_KEY)?.and_then(|b| borsh::from_slice(&b).ok()).unwrap_or_default();
-        let mut candidates = Vec::new();
-        for k in keys {
-            if let Some(c) = read(&candidate_key(&k))?.and_then(|b| borsh::from_slice::<Candidate>(&b).ok()) {
-                candidates.push(CandidateView {
-                    address: k.address(),
-                    public_key: hex::encode(k.0),
-                    p2p_address: c.p2p_address,
-                    votes: c.votes,
-                    registered_at: c.registered_at,
-                });
-            }
-        }
+        let store = &self.view.store;
+        let candidates = Records(|key: &[u8]| store.get_at(key, head))
+            .candidates()
+            .map_err(internal)?
+            .into_iter()
+            .map(|(k, c)| CandidateView {
+                address: k.address(),
+                public_key: hex::encode(k.0),
+                p2p_address: c.p2p_address,
+                votes: c.votes,
+                registered_at: c.registered_at,
+            })
+            .collect();
         Ok(ProducersView {
             height,
             epoch,
             epoch_blocks,
             next_epoch_height,
-            producers: addresses(&schedule.producers(height)),
+            producers: addresses(&schedule.producers(height).map_err(internal)?),
             next_producers: if next_known {
-                addresses(&schedule.producers(next_epoch_height))
+                addresses(&schedule.producers(next_epoch_height).map_err(internal)?)
             } else {
                 Vec::new()
             },
@@ -596,31 +598,24 @@ impl AergoApiServer for RpcHandler {
     }
 
     async fn get_stake(&self, address: String) -> RpcResult<StakeView> {
-        use aergo_exec::governance::{stake_key, vote_key, Stake};
+        use aergo_exec::governance::Records;
         let address = Address::parse(&address).map_err(|e| invalid_params(e.to_string()))?;
-        let head = self.shared.head().height;
-        let store = &self.shared.store;
-        let stake: Stake = store
-            .get_at(&stake_key(&address), head)
-            .map_err(internal)?
-            .and_then(|b| borsh::from_slice(&b).ok())
-            .unwrap_or_default();
-        let votes: Vec<aergo_primitives::types::PublicKey> = store
-            .get_at(&vote_key(&address), head)
-            .map_err(internal)?
-            .and_then(|b| borsh::from_slice(&b).ok())
-            .unwrap_or_default();
+        let head = self.view.head().height;
+        let store = &self.view.store;
+        let mut records = Records(|key: &[u8]| store.get_at(key, head));
+        let stake = records.stake(&address).map_err(internal)?.unwrap_or_default();
+        let votes = records.votes(&address).map_err(internal)?;
         Ok(StakeView {
             address,
             staked: stake.amount,
             since: stake.since,
-            unlocks_at: stake.since + self.shared.genesis.consensus.unstake_lock_blocks,
+            unlocks_at: stake.since + self.view.genesis.consensus.unstake_lock_blocks,
             votes: votes.iter().map(|k| k.address()).collect(),
         })
     }
 
     async fn subscribe_blocks(&self, pending: PendingSubscriptionSink) -> SubscriptionResult {
-        let mut rx = self.shared.blocks.subscribe();
+        let mut rx = self.view.blocks.subscribe();
         let sink = pending.accept().await?;
         loop {
             tokio::select! {
@@ -645,7 +640,7 @@ impl AergoApiServer for RpcHandler {
 }
 
 /// Starts the JSON-RPC server; returns its handle and the address it listens on.
-pub async fn serve(shared: Arc<Shared>, config: &RpcConfig) -> Result<(ServerHandle, SocketAddr), RpcError> {
+pub async fn serve(handler: RpcHandler, config: &RpcConfig) -> Result<(ServerHandle, SocketAddr), RpcError> {
     let server_config = ServerConfig::builder()
         .max_request_body_size(config.max_request_bytes)
         .max_response_body_size(config.max_response_bytes)
@@ -659,6 +654,6 @@ pub async fn serve(shared: Arc<Shared>, config: &RpcConfig) -> Result<(ServerHan
         .await
         .map_err(|source| RpcError::Bind { addr: config.listen, source })?;
     let addr = server.local_addr().map_err(|source| RpcError::Bind { addr: config.listen, source })?;
-    let handle = server.start(RpcHandler { shared }.into_rpc());
+    let handle = server.start(handler.into_rpc());
     Ok((handle, addr))
 }

@@ -58,6 +58,70 @@ pub fn candidate_key(k: &PublicKey) -> Vec<u8> {
     [b"cand/".as_slice(), &k.0].concat()
 }
 
+/// Why a governance transaction failed (it still pays its fee and uses its nonce). The message is
+/// what its receipt says, and receipts are hashed into the block: a message is never reworded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GovernanceFailure {
+    #[error("stake amount must be above zero")]
+    ZeroStake,
+    #[error("balance too low: {balance} after the fee, the stake needs {amount}")]
+    StakeAboveBalance { balance: Amount, amount: Amount },
+    #[error("unstake of {amount}: the stake is {staked}")]
+    UnstakeAboveStake { amount: Amount, staked: Amount },
+    #[error("the stake is locked until height {0}")]
+    StakeLocked(u64),
+    #[error("{count} candidates, at most {max} may be voted for")]
+    TooManyVotes { count: usize, max: usize },
+    #[error("candidate {0} is listed twice")]
+    RepeatedCandidate(Address),
+    #[error("{0} is not a registered candidate")]
+    NotACandidate(Address),
+    #[error("p2p address must be 1 to {MAX_P2P_ADDRESS} bytes")]
+    P2pAddressLength,
+    #[error("p2p address {0:?} is not a multiaddr")]
+    P2pAddressInvalid(String),
+    #[error("not evidence of equivocation: {0}")]
+    NotEvidence(EvidenceError),
+    #[error("{0} was already reported")]
+    AlreadyReported(Address),
+}
+
+impl GovernanceFailure {
+    /// A stable machine-readable name.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            GovernanceFailure::ZeroStake => "zero_stake",
+            GovernanceFailure::StakeAboveBalance { .. } => "stake_above_balance",
+            GovernanceFailure::UnstakeAboveStake { .. } => "unstake_above_stake",
+            GovernanceFailure::StakeLocked(_) => "stake_locked",
+            GovernanceFailure::TooManyVotes { .. } => "too_many_votes",
+            GovernanceFailure::RepeatedCandidate(_) => "repeated_candidate",
+            GovernanceFailure::NotACandidate(_) => "not_a_candidate",
+            GovernanceFailure::P2pAddressLength => "p2p_address_length",
+            GovernanceFailure::P2pAddressInvalid(_) => "p2p_address_invalid",
+            GovernanceFailure::NotEvidence(_) => "not_evidence",
+            GovernanceFailure::AlreadyReported(_) => "already_reported",
+        }
+    }
+}
+
+/// Why a report is not evidence of equivocation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EvidenceError {
+    #[error("a header of another chain")]
+    OtherChain,
+    #[error("two different producers")]
+    TwoProducers,
+    #[error("two different slots")]
+    TwoSlots,
+    #[error("the same block twice")]
+    SameBlock,
+    #[error("first signature: {0}")]
+    FirstSignature(String),
+    #[error("second signature: {0}")]
+    SecondSignature(String),
+}
+
 /// Staking parameters (from the genesis).
 #[derive(Clone, Copy, Debug)]
 pub struct Rules<'a> {
@@ -69,13 +133,92 @@ pub struct Rules<'a> {
 
 fn read<T: BorshDeserialize, A: Accounts>(acc: &mut A, key: &[u8]) -> Result<Option<T>, ExecError> {
     match acc.get_raw(key)? {
-        Some(bytes) => borsh::from_slice(&bytes).map(Some).map_err(|e| {
+        Some(bytes) => decode_record(key, &bytes).map(Some).map_err(|e| {
             ExecError::State(aergo_storage::StateError::Decode {
                 what: "governance record",
                 reason: e.to_string(),
             })
         }),
         None => Ok(None),
+    }
+}
+
+/// Why a governance record could not be had. Execution, the election and the RPC read the records
+/// through this module alone, and none of them takes an unreadable or damaged record for "none":
+/// an empty candidate list read from a failing disk would elect the genesis producers.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error("cannot read governance record {key}: {reason}")]
+    Read { key: String, reason: String },
+    #[error("governance record {key} is damaged: {reason}")]
+    Damaged { key: String, reason: String },
+}
+
+/// A state key as an operator reads it: its text prefix, and the rest in hex where it is binary.
+fn key_name(key: &[u8]) -> String {
+    match std::str::from_utf8(key) {
+        Ok(text) if text.bytes().all(|b| b.is_ascii_graphic()) => text.to_string(),
+        _ => match key.iter().position(|b| *b == b'/') {
+            Some(i) => format!("{}{}", String::from_utf8_lossy(&key[..=i]), hex::encode(&key[i + 1..])),
+            None => hex::encode(key),
+        },
+    }
+}
+
+/// Decodes a stored governance record.
+pub fn decode_record<T: BorshDeserialize>(key: &[u8], bytes: &[u8]) -> Result<T, RecordError> {
+    borsh::from_slice(bytes).map_err(|e| RecordError::Damaged { key: key_name(key), reason: e.to_string() })
+}
+
+/// The governance records of one state, through `get`: a key's stored bytes (the state store at a
+/// height, for the election and the RPC).
+pub struct Records<F>(pub F);
+
+impl<F, E> Records<F>
+where
+    F: FnMut(&[u8]) -> Result<Option<Vec<u8>>, E>,
+    E: std::fmt::Display,
+{
+    /// One record, `None` when the key holds nothing.
+    pub fn get<T: BorshDeserialize>(&mut self, key: &[u8]) -> Result<Option<T>, RecordError> {
+        match (self.0)(key).map_err(|e| RecordError::Read { key: key_name(key), reason: e.to_string() })? {
+            Some(bytes) => decode_record(key, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Every registered candidate with its record, in registration order. A listed candidate
+    /// without a record is damage, not an absence.
+    pub fn candidates(&mut self) -> Result<Vec<(PublicKey, Candidate)>, RecordError> {
+        let keys: Vec<PublicKey> = self.get(CANDIDATES_KEY)?.unwrap_or_default();
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            let key = candidate_key(&k);
+            match self.get::<Candidate>(&key)? {
+                Some(c) => out.push((k, c)),
+                None => {
+                    return Err(RecordError::Damaged {
+                        key: key_name(&key),
+                        reason: "listed in sys/candidates but missing".into(),
+                    })
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The producers caught equivocating.
+    pub fn jailed(&mut self) -> Result<Vec<PublicKey>, RecordError> {
+        Ok(self.get(JAILED_KEY)?.unwrap_or_default())
+    }
+
+    pub fn stake(&mut self, a: &Address) -> Result<Option<Stake>, RecordError> {
+        self.get(&stake_key(a))
+    }
+
+    /// The candidates `a` votes for (none when it never voted).
+    pub fn votes(&mut self, a: &Address) -> Result<Vec<PublicKey>, RecordError> {
+        Ok(self.get(&vote_key(a))?.unwrap_or_default())
     }
 }
 
@@ -101,13 +244,13 @@ fn shift_votes<A: Accounts>(
 }
 
 /// Applies a governance payload for `tx`, whose sender (fee and nonce already taken) is `sender`.
-/// `Err(reason)` inside `Ok` is a failed transaction (the fee is still paid).
+/// A [`GovernanceFailure`] inside `Ok` is a failed transaction (the fee is still paid).
 pub fn apply<A: Accounts>(
     tx: &Transaction,
     sender: &mut Account,
     rules: Rules<'_>,
     acc: &mut A,
-) -> Result<Result<(), String>, ExecError> {
+) -> Result<Result<(), GovernanceFailure>, ExecError> {
     use aergo_primitives::types::Payload;
     let from = tx.sender();
     match &tx.body.payload {
@@ -115,13 +258,10 @@ pub fn apply<A: Accounts>(
         Payload::Stake => {
             let amount = tx.body.amount;
             if amount == 0 {
-                return Ok(Err("stake amount must be above zero".into()));
+                return Ok(Err(GovernanceFailure::ZeroStake));
             }
             if sender.balance < amount {
-                return Ok(Err(format!(
-                    "balance too low: {} after the fee, the stake needs {amount}",
-                    sender.balance
-                )));
+                return Ok(Err(GovernanceFailure::StakeAboveBalance { balance: sender.balance, amount }));
             }
             sender.balance -= amount;
             let mut stake = read::<Stake, _>(acc, &stake_key(&from))?.unwrap_or_default();
@@ -136,11 +276,11 @@ pub fn apply<A: Accounts>(
             let amount = tx.body.amount;
             let mut stake = read::<Stake, _>(acc, &stake_key(&from))?.unwrap_or_default();
             if amount == 0 || stake.amount < amount {
-                return Ok(Err(format!("unstake of {amount}: the stake is {}", stake.amount)));
+                return Ok(Err(GovernanceFailure::UnstakeAboveStake { amount, staked: stake.amount }));
             }
             let free_at = stake.since.saturating_add(rules.unstake_lock_blocks);
             if rules.height < free_at {
-                return Ok(Err(format!("the stake is locked until height {free_at}")));
+                return Ok(Err(GovernanceFailure::StakeLocked(free_at)));
             }
             stake.amount -= amount;
             stake.since = rules.height;
@@ -152,19 +292,18 @@ pub fn apply<A: Accounts>(
         }
         Payload::Vote { candidates } => {
             if candidates.len() > rules.max_votes {
-                return Ok(Err(format!(
-                    "{} candidates, at most {} may be voted for",
-                    candidates.len(),
-                    rules.max_votes
-                )));
+                return Ok(Err(GovernanceFailure::TooManyVotes {
+                    count: candidates.len(),
+                    max: rules.max_votes,
+                }));
             }
             let mut seen = std::collections::BTreeSet::new();
             for c in candidates {
                 if !seen.insert(*c) {
-                    return Ok(Err(format!("candidate {} is listed twice", c.address())));
+                    return Ok(Err(GovernanceFailure::RepeatedCandidate(c.address())));
                 }
                 if read::<Candidate, _>(acc, &candidate_key(c))?.is_none() {
-                    return Ok(Err(format!("{} is not a registered candidate", c.address())));
+                    return Ok(Err(GovernanceFailure::NotACandidate(c.address())));
                 }
             }
             let stake = read::<Stake, _>(acc, &stake_key(&from))?.unwrap_or_default().amount;
@@ -176,10 +315,10 @@ pub fn apply<A: Accounts>(
         }
         Payload::RegisterBp { p2p_address } => {
             if p2p_address.is_empty() || p2p_address.len() > MAX_P2P_ADDRESS {
-                return Ok(Err(format!("p2p address must be 1 to {MAX_P2P_ADDRESS} bytes")));
+                return Ok(Err(GovernanceFailure::P2pAddressLength));
             }
             if p2p_address.parse::<multiaddr::Multiaddr>().is_err() {
-                return Ok(Err(format!("p2p address {p2p_address:?} is not a multiaddr")));
+                return Ok(Err(GovernanceFailure::P2pAddressInvalid(p2p_address.clone())));
             }
             let key = tx.body.sender;
             match read::<Candidate, _>(acc, &candidate_key(&key))? {
@@ -200,11 +339,11 @@ pub fn apply<A: Accounts>(
         }
         Payload::ReportEquivocation(e) => {
             if let Err(reason) = check_equivocation(e, rules.chain_id) {
-                return Ok(Err(format!("not evidence of equivocation: {reason}")));
+                return Ok(Err(GovernanceFailure::NotEvidence(reason)));
             }
             let mut jailed: Vec<PublicKey> = read(acc, JAILED_KEY)?.unwrap_or_default();
             if jailed.contains(&e.first.producer) {
-                return Ok(Err(format!("{} was already reported", e.first.producer.address())));
+                return Ok(Err(GovernanceFailure::AlreadyReported(e.first.producer.address())));
             }
             jailed.push(e.first.producer);
             write(acc, JAILED_KEY.to_vec(), &jailed)?;
@@ -214,24 +353,27 @@ pub fn apply<A: Accounts>(
 }
 
 /// Whether `e` proves that one producer signed two different blocks for one slot of this chain.
-pub fn check_equivocation(e: &aergo_primitives::types::Equivocation, chain_id: &str) -> Result<(), String> {
+pub fn check_equivocation(
+    e: &aergo_primitives::types::Equivocation,
+    chain_id: &str,
+) -> Result<(), EvidenceError> {
     let (a, b) = (&e.first, &e.second);
     if a.chain_id != chain_id || b.chain_id != chain_id {
-        return Err("a header of another chain".into());
+        return Err(EvidenceError::OtherChain);
     }
     if a.producer != b.producer {
-        return Err("two different producers".into());
+        return Err(EvidenceError::TwoProducers);
     }
     if a.timestamp_ms != b.timestamp_ms {
-        return Err("two different slots".into());
+        return Err(EvidenceError::TwoSlots);
     }
     if a.hash() == b.hash() {
-        return Err("the same block twice".into());
+        return Err(EvidenceError::SameBlock);
     }
     aergo_primitives::crypto::verify(&a.producer, &a.hash(), &e.first_signature)
-        .map_err(|e| format!("first signature: {e}"))?;
+        .map_err(|e| EvidenceError::FirstSignature(e.to_string()))?;
     aergo_primitives::crypto::verify(&b.producer, &b.hash(), &e.second_signature)
-        .map_err(|e| format!("second signature: {e}"))?;
+        .map_err(|e| EvidenceError::SecondSignature(e.to_string()))?;
     Ok(())
 }
 
@@ -266,6 +408,66 @@ pub fn elect(
 mod tests {
     use super::*;
     use aergo_primitives::crypto::Keypair;
+
+    /// Failures are receipts' words, hashed into every block: the typed errors say exactly what the
+    /// strings they replaced said.
+    #[test]
+    fn failure_messages_are_the_words_receipts_always_had() {
+        let a = Keypair::from_seed("a").public().address();
+        let cases = [
+            (GovernanceFailure::ZeroStake, "stake amount must be above zero".to_string()),
+            (
+                GovernanceFailure::StakeAboveBalance { balance: 5, amount: 9 },
+                "balance too low: 5 after the fee, the stake needs 9".into(),
+            ),
+            (
+                GovernanceFailure::UnstakeAboveStake { amount: 7, staked: 3 },
+                "unstake of 7: the stake is 3".into(),
+            ),
+            (GovernanceFailure::StakeLocked(120), "the stake is locked until height 120".into()),
+            (
+                GovernanceFailure::TooManyVotes { count: 3, max: 1 },
+                "3 candidates, at most 1 may be voted for".into(),
+            ),
+            (GovernanceFailure::RepeatedCandidate(a), format!("candidate {a} is listed twice")),
+            (GovernanceFailure::NotACandidate(a), format!("{a} is not a registered candidate")),
+            (GovernanceFailure::P2pAddressLength, "p2p address must be 1 to 256 bytes".into()),
+            (GovernanceFailure::P2pAddressInvalid("x".into()), "p2p address \"x\" is not a multiaddr".into()),
+            (
+                GovernanceFailure::NotEvidence(EvidenceError::SameBlock),
+                "not evidence of equivocation: the same block twice".into(),
+            ),
+            (GovernanceFailure::AlreadyReported(a), format!("{a} was already reported")),
+        ];
+        for (failure, words) in cases {
+            assert_eq!(failure.to_string(), words, "{}", failure.reason());
+        }
+    }
+
+    #[test]
+    fn unreadable_and_damaged_records_are_errors_never_empty_lists() {
+        let k = Keypair::from_seed("cand").public();
+        let list = borsh::to_vec(&vec![k]).unwrap();
+        // A read error: an error naming the key.
+        let mut failing = Records(|_: &[u8]| Err::<Option<Vec<u8>>, _>("input/output error"));
+        let err = failing.candidates().unwrap_err();
+        assert_eq!(
+            err,
+            RecordError::Read { key: "sys/candidates".into(), reason: "input/output error".into() }
+        );
+        // Bytes that do not decode.
+        let mut garbage = Records(|_: &[u8]| Ok::<_, String>(Some(vec![0xff; 3])));
+        assert!(matches!(garbage.candidates(), Err(RecordError::Damaged { .. })));
+        assert!(matches!(garbage.jailed(), Err(RecordError::Damaged { .. })));
+        // A listed candidate whose record is missing.
+        let mut missing =
+            Records(|key: &[u8]| Ok::<_, String>((key == CANDIDATES_KEY).then(|| list.clone())));
+        let err = missing.candidates().unwrap_err();
+        assert!(err.to_string().contains("cand/") && err.to_string().contains("missing"), "{err}");
+        // Nothing stored at all: no candidates, nobody jailed.
+        let mut empty = Records(|_: &[u8]| Ok::<_, String>(None));
+        assert_eq!((empty.candidates().unwrap(), empty.jailed().unwrap()), (vec![], vec![]));
+    }
 
     #[test]
     fn the_most_voted_candidates_take_the_seats_then_genesis_fills() {

@@ -293,16 +293,39 @@ pub enum TxOutcome {
 /// two (the parallel executor's workers then allocate nothing per transaction).
 pub type AccountWrites = smallvec::SmallVec<[(Address, Account); 2]>;
 
+/// Why a transaction cannot be included at all. A producer leaves it out with this reason; a block
+/// holding one is refused with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Invalidity {
+    #[error("chain id {got:?} is not this chain's {chain:?}")]
+    WrongChain { got: String, chain: String },
+    #[error("nonce {got} but the account's next nonce is {next}")]
+    WrongNonce { got: u64, next: u64 },
+    #[error("balance {balance} cannot pay the fee {fee}")]
+    CannotPayFee { balance: Amount, fee: Amount },
+}
+
+impl Invalidity {
+    /// A stable machine-readable name.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Invalidity::WrongChain { .. } => "wrong_chain_id",
+            Invalidity::WrongNonce { .. } => "wrong_nonce",
+            Invalidity::CannotPayFee { .. } => "cannot_pay_fee",
+        }
+    }
+}
+
 /// Why a transaction cannot be included at all (nonce, fee, chain id), checked against current state.
-pub fn validity(tx: &Transaction, chain_id: &str, sender: &Account) -> Result<(), String> {
+pub fn validity(tx: &Transaction, chain_id: &str, sender: &Account) -> Result<(), Invalidity> {
     if tx.body.chain_id != chain_id {
-        return Err(format!("chain id {:?} is not this chain's {:?}", tx.body.chain_id, chain_id));
+        return Err(Invalidity::WrongChain { got: tx.body.chain_id.clone(), chain: chain_id.to_string() });
     }
     if tx.body.nonce != sender.nonce {
-        return Err(format!("nonce {} but the account's next nonce is {}", tx.body.nonce, sender.nonce));
+        return Err(Invalidity::WrongNonce { got: tx.body.nonce, next: sender.nonce });
     }
     if sender.balance < tx.body.fee {
-        return Err(format!("balance {} cannot pay the fee {}", sender.balance, tx.body.fee));
+        return Err(Invalidity::CannotPayFee { balance: sender.balance, fee: tx.body.fee });
     }
     Ok(())
 }
@@ -315,8 +338,8 @@ pub fn apply_tx<A: Accounts>(
 ) -> Result<TxOutcome, ExecError> {
     let from = tx.sender();
     let mut sender = acc.get(&from)?;
-    if let Err(reason) = validity(tx, &ctx.chain_id, &sender) {
-        return Ok(TxOutcome::Invalid(reason));
+    if let Err(invalid) = validity(tx, &ctx.chain_id, &sender) {
+        return Ok(TxOutcome::Invalid(invalid.to_string()));
     }
     sender.balance -= tx.body.fee;
     sender.nonce += 1;
@@ -346,7 +369,7 @@ pub fn apply_tx<A: Accounts>(
             system = rec.raw;
             match result {
                 Ok(()) => ReceiptStatus::Success,
-                Err(reason) => ReceiptStatus::Failed(reason),
+                Err(failure) => ReceiptStatus::Failed(failure.to_string()),
             }
         }
         _ => {

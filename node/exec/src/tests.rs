@@ -65,6 +65,25 @@ fn transfers_fees_and_failures() {
 }
 
 #[test]
+fn invalid_transactions_say_what_blocks_always_said() {
+    let key = Keypair::from_seed("v");
+    let sender = Account { balance: 5, nonce: 2 };
+    let to = Keypair::from_seed("w").address();
+    let body = |chain: &str, nonce, fee| {
+        aergo_primitives::crypto::test_tx(&key, chain, nonce, to, 1, fee, Payload::Transfer)
+    };
+    let cases = [
+        (body("other", 2, 1), "chain id \"other\" is not this chain's \"aergo-test\"", "wrong_chain_id"),
+        (body("aergo-test", 3, 1), "nonce 3 but the account's next nonce is 2", "wrong_nonce"),
+        (body("aergo-test", 2, 9), "balance 5 cannot pay the fee 9", "cannot_pay_fee"),
+    ];
+    for (tx, words, reason) in cases {
+        let err = validity(&tx, "aergo-test", &sender).unwrap_err();
+        assert_eq!((err.to_string().as_str(), err.reason()), (words, reason));
+    }
+}
+
+#[test]
 fn a_missing_outcome_is_an_internal_error_not_an_access_set_violation() {
     // `Undeclared` means "a transaction broke its access set; re-run in order" to the parallel
     // executor. The executor's own lost bookkeeping must not read as that.

@@ -12,11 +12,12 @@
 
 pub mod schedule;
 
-pub use schedule::Schedule;
+pub use schedule::{Schedule, ScheduleError};
 
 use crate::chain::{Chain, CommittedBlock};
 use crate::net::{Inbound, NetCommand, Penalty, Status, Verdict};
-use crate::node::{now_ms, Shared};
+use crate::node::now_ms;
+use crate::view::{ChainView, PoolHandle};
 use aergo_primitives::crypto::{self, Keypair};
 use aergo_primitives::types::{
     Block, BlockHeader, Equivocation, Hash, Payload, PublicKey, Signature, TxBody,
@@ -87,12 +88,37 @@ pub struct DriverConfig {
     pub equivocate: bool,
 }
 
+/// Why a received block was refused before it touched the state.
+#[derive(Debug, thiserror::Error)]
+pub enum StatelessError {
+    #[error("chain id {0:?}")]
+    WrongChain(String),
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
+    #[error("producer signature: {0}")]
+    Signature(String),
+}
+
+impl StatelessError {
+    /// A stable machine-readable name (logs, peer penalties).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            StatelessError::WrongChain(_) => "wrong_chain_id",
+            StatelessError::Schedule(e) => e.reason(),
+            StatelessError::Signature(_) => "bad_producer_signature",
+        }
+    }
+}
+
 /// The chain thread.
 pub struct Driver {
     chain: Chain,
     schedule: Schedule,
     config: DriverConfig,
-    shared: Arc<Shared>,
+    /// What the chain thread publishes (head, side blocks, finality) for the RPC and the network.
+    view: Arc<ChainView>,
+    /// The pool the producer selects from and tells about committed blocks.
+    pool: Arc<PoolHandle>,
     inbox: std::sync::mpsc::Receiver<Inbound>,
     net: Option<tokio::sync::mpsc::Sender<NetCommand>>,
     stop: Arc<AtomicBool>,
@@ -104,6 +130,8 @@ pub struct Driver {
     last_signed_slot: u64,
     /// The last slot the production check looked at (for counting missed slots).
     last_seen_slot: Option<u64>,
+    /// Why production is stopped (the producer set cannot be read), while it is.
+    halted: Option<String>,
     last_head_change: Instant,
     /// The first block seen per (producer, slot) above the LIB, to catch a second one.
     signed: HashMap<(PublicKey, u64), (BlockHeader, Signature)>,
@@ -114,7 +142,8 @@ impl Driver {
     pub fn new(
         chain: Chain,
         config: DriverConfig,
-        shared: Arc<Shared>,
+        view: Arc<ChainView>,
+        pool: Arc<PoolHandle>,
         inbox: std::sync::mpsc::Receiver<Inbound>,
         net: Option<tokio::sync::mpsc::Sender<NetCommand>>,
         stop: Arc<AtomicBool>,
@@ -131,7 +160,8 @@ impl Driver {
             chain,
             schedule,
             config,
-            shared,
+            view,
+            pool,
             inbox,
             net,
             stop,
@@ -142,6 +172,7 @@ impl Driver {
             sync: None,
             last_signed_slot,
             last_seen_slot: None,
+            halted: None,
             last_head_change: Instant::now(),
             signed: HashMap::new(),
             reported: HashSet::new(),
@@ -151,8 +182,30 @@ impl Driver {
         driver
     }
 
-    fn produces_empty(&self) -> bool {
-        self.config.empty_blocks || self.schedule.producers(self.chain.head().height + 1).len() > 1
+    fn produces_empty(&self, set: &[PublicKey]) -> bool {
+        self.config.empty_blocks || set.len() > 1
+    }
+
+    /// The producer set of the next block, or `None` with production stopped: an election whose
+    /// records cannot be read is never guessed at. Said once per cause, and again on recovery.
+    fn producing_set(&mut self, height: u64) -> Option<Arc<Vec<PublicKey>>> {
+        match self.schedule.producers(height) {
+            Ok(set) => {
+                if let Some(cause) = self.halted.take() {
+                    tracing::warn!(height, %cause, "block production resumes: the producer set reads again");
+                }
+                Some(set)
+            }
+            Err(e) => {
+                let cause = e.to_string();
+                if self.halted.as_deref() != Some(cause.as_str()) {
+                    tracing::error!(height, reason = e.reason(), error = %cause,
+                        "block production stopped: the producer set cannot be known");
+                    self.halted = Some(cause);
+                }
+                None
+            }
+        }
     }
 
     /// Runs until the stop flag is set.
@@ -185,8 +238,8 @@ impl Driver {
         let slot = self.schedule.slot_at(now) + u64::from(now >= self.schedule.slot_start(0));
         let height = self.chain.head().height + 1;
         match self.schedule.next_slot_of(&key.public(), slot, height) {
-            Some(s) => Duration::from_millis(self.schedule.slot_start(s).saturating_sub(now)),
-            None => Duration::from_millis(100),
+            Ok(Some(s)) => Duration::from_millis(self.schedule.slot_start(s).saturating_sub(now)),
+            Ok(None) | Err(_) => Duration::from_millis(100),
         }
     }
 
@@ -216,47 +269,46 @@ impl Driver {
         let head = self.chain.head();
         let height = head.height + 1;
         let me = key.public();
-        let produces_empty = self.produces_empty();
+        let Some(set) = self.producing_set(height) else { return };
+        let produces_empty = self.produces_empty(&set);
         // Own slots that went by unseen (the thread was busy) are missed.
         if let Some(last) = self.last_seen_slot {
             if produces_empty && slot > last + 1 {
                 let missed = (last + 1..slot)
-                    .filter(|s| {
-                        *s > self.last_signed_slot && self.schedule.producer_of(*s, height) == Some(me)
-                    })
+                    .filter(|s| *s > self.last_signed_slot && Schedule::producer_in(&set, *s) == Some(me))
                     .count() as u64;
                 if missed > 0 {
-                    self.shared.production.missed_slots.fetch_add(missed, Ordering::Relaxed);
+                    self.view.production.missed_slots.fetch_add(missed, Ordering::Relaxed);
                     tracing::warn!(missed, "own slots went by while the node was busy");
                 }
             }
         }
         let first_look = self.last_seen_slot != Some(slot);
         self.last_seen_slot = Some(slot);
-        if let Some(next) = self.schedule.next_slot_of(&me, slot + 1, height) {
-            self.shared.production.next_slot_ms.store(self.schedule.slot_start(next), Ordering::Relaxed);
+        if let Some(next) = Schedule::next_slot_in(&set, &me, slot + 1) {
+            self.view.production.next_slot_ms.store(self.schedule.slot_start(next), Ordering::Relaxed);
         }
         if slot <= self.last_signed_slot
-            || self.schedule.producer_of(slot, height) != Some(me)
+            || Schedule::producer_in(&set, slot) != Some(me)
             || self.schedule.slot_start(slot) <= head.timestamp_ms
         {
             return;
         }
         let start = self.schedule.slot_start(slot);
         let late = now > start + self.schedule.interval_ms() * 3 / 4;
-        let syncing = self.shared.consensus.read().syncing;
+        let syncing = self.view.consensus.read().syncing;
         if late || syncing {
             if first_look && produces_empty {
-                self.shared.production.missed_slots.fetch_add(1, Ordering::Relaxed);
+                self.view.production.missed_slots.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(slot, late, syncing, "own slot skipped");
             }
             // Not produced: do not look at this slot again.
             self.last_signed_slot = self.last_signed_slot.max(slot);
             return;
         }
-        let max_txs = self.shared.genesis.consensus.max_block_txs as usize;
+        let max_txs = self.view.genesis.consensus.max_block_txs as usize;
         let candidates: Vec<_> =
-            self.shared.mempool.lock().select(max_txs).into_iter().map(|t| (*t).clone()).collect();
+            self.pool.mempool.lock().select(max_txs).into_iter().map(|t| (*t).clone()).collect();
         if candidates.is_empty() && !produces_empty {
             return;
         }
@@ -279,7 +331,7 @@ impl Driver {
         match self.chain.produce(&key, candidates, start) {
             Ok(done) => {
                 let took = started.elapsed();
-                let p = &self.shared.production;
+                let p = &self.view.production;
                 p.blocks.fetch_add(1, Ordering::Relaxed);
                 p.txs.fetch_add(done.block.transactions.len() as u64, Ordering::Relaxed);
                 p.busy_ns.fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
@@ -288,7 +340,7 @@ impl Driver {
                     tracing::debug!(%hash, %reason, "left a transaction out of the block");
                 }
                 {
-                    let mut pool = self.shared.mempool.lock();
+                    let mut pool = self.pool.mempool.lock();
                     for (hash, _) in &done.dropped {
                         pool.remove(hash);
                     }
@@ -308,7 +360,7 @@ impl Driver {
                 }
             }
             Err(e) => {
-                self.shared.production.missed_slots.fetch_add(1, Ordering::Relaxed);
+                self.view.production.missed_slots.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %e, "block production failed");
             }
         }
@@ -327,7 +379,7 @@ impl Driver {
     fn own_tx(&self, key: &Keypair, nonce: u64, payload: Payload) -> aergo_primitives::types::Transaction {
         key.sign_tx(TxBody {
             version: aergo_primitives::types::ENCODING_VERSION,
-            chain_id: self.shared.chain_id.clone(),
+            chain_id: self.view.chain_id.clone(),
             nonce,
             sender: key.public(),
             recipient: key.address(),
@@ -370,11 +422,11 @@ impl Driver {
             first = %evidence.first.hash(), second = %evidence.second.hash(),
             "equivocation: two blocks signed for one slot"
         );
-        self.shared.consensus.write().equivocations += 1;
+        self.view.consensus.write().equivocations += 1;
         let Some(key) = self.config.key.clone() else { return };
         let store = self.chain.store();
         let account = store.account(&key.address()).unwrap_or_default();
-        let mut pool = self.shared.mempool.lock();
+        let mut pool = self.pool.mempool.lock();
         let nonce = pool.pending_nonce(&key.address(), &account);
         let tx = self.own_tx(&key, nonce, Payload::ReportEquivocation(Box::new(evidence)));
         let bytes = tx.encode();
@@ -395,7 +447,7 @@ impl Driver {
             Inbound::GossipBlock { block, from, id } => {
                 use std::sync::atomic::Ordering::Relaxed;
                 let started = std::time::Instant::now();
-                let import = self.shared.import.clone();
+                let import = self.view.import.clone();
                 import.depth.fetch_sub(1, Relaxed);
                 let verdict = self.on_block(Arc::new(*block), Some(from), true);
                 self.send(NetCommand::Verdict { id, from, acceptance: verdict });
@@ -414,7 +466,7 @@ impl Driver {
                 }
             }
             Inbound::Status { peer, status } => {
-                if status.genesis != self.shared.genesis_hash {
+                if status.genesis != self.view.genesis_hash {
                     self.penalize(Some(peer), Penalty::Invalid, "peer is on another chain".into());
                     return;
                 }
@@ -438,7 +490,7 @@ impl Driver {
     /// Whether the block is already here: on the stored chain, a side branch, or waiting for its parent.
     fn is_known(&self, hash: &Hash) -> bool {
         self.stored_height(hash).is_some()
-            || self.shared.side.read().contains_key(hash)
+            || self.view.side.read().contains_key(hash)
             || self.orphan_order.iter().any(|(_, h)| h == hash)
     }
 
@@ -447,15 +499,15 @@ impl Driver {
     }
 
     /// Checks what needs no state: chain, slot, producer and its signature.
-    fn check_stateless(&self, block: &Block) -> Result<(), String> {
+    fn check_stateless(&self, block: &Block) -> Result<(), StatelessError> {
         let h = &block.header;
-        if h.chain_id != self.shared.chain_id {
-            return Err(format!("chain id {:?}", h.chain_id));
+        if h.chain_id != self.view.chain_id {
+            return Err(StatelessError::WrongChain(h.chain_id.clone()));
         }
         // The parent's timestamp is checked on import; here only that the slot is the producer's.
         self.schedule.check(h, 0)?;
         crypto::verify(&h.producer, &block.hash(), &block.signature)
-            .map_err(|e| format!("producer signature: {e}"))?;
+            .map_err(|e| StatelessError::Signature(e.to_string()))?;
         Ok(())
     }
 
@@ -477,7 +529,7 @@ impl Driver {
     }
 
     fn is_attached(&self, hash: &Hash) -> bool {
-        self.stored_height(hash).is_some() || self.shared.side.read().contains_key(hash)
+        self.stored_height(hash).is_some() || self.view.side.read().contains_key(hash)
     }
 
     fn on_one_block(&mut self, block: Arc<Block>, from: Option<PeerId>, gossip: bool) -> Verdict {
@@ -485,10 +537,18 @@ impl Driver {
         let h = &block.header;
         // First what needs no state, also for a block that is here already: a copy with a forged
         // signature has the same hash.
-        if let Err(reason) = self.check_stateless(&block) {
-            tracing::warn!(height = h.height, %hash, %reason, "refused a block");
-            self.penalize(from, Penalty::Invalid, format!("block {hash}: {reason}"));
-            return Verdict::Reject;
+        match self.check_stateless(&block) {
+            Ok(()) => {}
+            Err(StatelessError::Schedule(e)) if e.is_local() => {
+                // This node cannot tell who may produce: neither the block nor its sender is at fault.
+                tracing::error!(height = h.height, %hash, error = %e, "cannot judge a block");
+                return Verdict::Ignore;
+            }
+            Err(e) => {
+                tracing::warn!(height = h.height, %hash, reason = e.reason(), error = %e, "refused a block");
+                self.penalize(from, Penalty::Invalid, format!("block {hash}: {e}"));
+                return Verdict::Reject;
+            }
         }
         if h.height > self.lib.0 {
             self.note_signed(&block);
@@ -526,11 +586,11 @@ impl Driver {
         let parent_height = match self.stored_height(&h.prev_hash) {
             Some(ph) if ph >= self.lib.0 => Some(ph),
             Some(_) => return Verdict::Ignore,
-            None => self.shared.side.read().get(&h.prev_hash).map(|p| p.header.height),
+            None => self.view.side.read().get(&h.prev_hash).map(|p| p.header.height),
         };
         match parent_height {
             Some(ph) if ph + 1 == h.height => {
-                self.shared.side.write().insert(hash, block.clone());
+                self.view.side.write().insert(hash, block.clone());
                 self.fork_choice();
                 relay
             }
@@ -619,19 +679,19 @@ impl Driver {
 
     /// After a block became the head: the pool, the readers, the subscribers.
     fn committed(&mut self, done: CommittedBlock) {
-        let previous = self.shared.head();
+        let previous = self.view.head();
         if done.block.header.prev_hash == previous.hash && previous.height > 0 {
             let gap = self.schedule.slot_at(done.block.header.timestamp_ms)
                 - self
                     .schedule
                     .slot_at(previous.timestamp_ms)
                     .min(self.schedule.slot_at(done.block.header.timestamp_ms));
-            self.shared.consensus.write().skipped_slots += gap.saturating_sub(1);
+            self.view.consensus.write().skipped_slots += gap.saturating_sub(1);
         }
-        self.shared.mempool.lock().on_block(&done.block.transactions, &done.nonces);
-        self.shared.set_head(done.head);
+        self.pool.mempool.lock().on_block(&done.block.transactions, &done.nonces);
+        self.view.set_head(done.head);
         self.last_head_change = Instant::now();
-        let _ = self.shared.blocks.send(done.block);
+        let _ = self.view.blocks.send(done.block);
     }
 
     // ---- fork choice and finality ------------------------------------------------------------
@@ -653,7 +713,7 @@ impl Driver {
         let head = self.chain.head();
         let canonical = self.canonical_above_lib();
         let current = (distinct(canonical.iter().map(|c| c.2)), head.height);
-        let side = self.shared.side.read().clone();
+        let side = self.view.side.read().clone();
         let parents: HashSet<Hash> = side.values().map(|b| b.header.prev_hash).collect();
         let mut best: Option<Candidate> = None;
         for tip in side.values().filter(|b| !parents.contains(&b.hash())) {
@@ -691,11 +751,11 @@ impl Driver {
                 return;
             }
         };
-        self.shared.consensus.write().reorgs += 1;
-        self.shared.set_head(self.chain.head());
+        self.view.consensus.write().reorgs += 1;
+        self.view.set_head(self.chain.head());
         let store = self.chain.store();
         {
-            let mut side = self.shared.side.write();
+            let mut side = self.view.side.write();
             for b in &removed {
                 side.insert(b.hash(), Arc::new(b.clone()));
             }
@@ -706,10 +766,10 @@ impl Driver {
             .flat_map(|b| b.transactions.iter().map(|t| t.sender()))
             .map(|a| (a, store.account(&a).map(|acc| acc.nonce).unwrap_or(0)))
             .collect();
-        self.shared.mempool.lock().on_rollback(&senders);
+        self.pool.mempool.lock().on_rollback(&senders);
         let mut failed = false;
         for block in branch {
-            self.shared.side.write().remove(&block.hash());
+            self.view.side.write().remove(&block.hash());
             match self.chain.import((*block).clone()) {
                 Ok(done) => self.committed(done),
                 Err(e) => {
@@ -722,7 +782,7 @@ impl Driver {
             }
         }
         // Transactions of the abandoned blocks that the new branch does not hold go back to the pool.
-        let mut pool = self.shared.mempool.lock();
+        let mut pool = self.pool.mempool.lock();
         for tx in removed.iter().flat_map(|b| b.transactions.iter()) {
             if store.tx_location(&tx.hash()).ok().flatten().is_none() {
                 let account = store.account(&tx.sender()).unwrap_or_default();
@@ -737,7 +797,7 @@ impl Driver {
     }
 
     fn drop_side_descendants(&mut self, root: Hash) {
-        let mut side = self.shared.side.write();
+        let mut side = self.view.side.write();
         let mut gone = vec![root];
         while let Some(h) = gone.pop() {
             let children: Vec<Hash> =
@@ -753,7 +813,9 @@ impl Driver {
         let canonical = self.canonical_above_lib();
         let Some(&(height, ..)) = canonical.last() else { return };
         let producers: Vec<PublicKey> = canonical.iter().map(|c| c.2).collect();
-        let Some(i) = final_index(&producers, self.schedule.quorum(height)) else { return };
+        // Without a readable producer set nothing becomes final (production has stopped and said why).
+        let Ok(quorum) = self.schedule.quorum(height) else { return };
+        let Some(i) = final_index(&producers, quorum) else { return };
         let (lib_height, lib_hash, _) = canonical[i];
         if lib_height <= self.lib.0 {
             return;
@@ -763,7 +825,7 @@ impl Driver {
             return;
         }
         self.lib = (lib_height, lib_hash);
-        self.shared.side.write().retain(|_, b| b.header.height > lib_height);
+        self.view.side.write().retain(|_, b| b.header.height > lib_height);
         self.signed.retain(|_, (h, _)| h.height + 64 > lib_height);
         self.orphans.retain(|_, list| {
             list.retain(|b| b.header.height > lib_height);
@@ -810,7 +872,7 @@ impl Driver {
     fn publish_info(&self) {
         let head = self.chain.head().height;
         let best = self.peers.values().map(|s| s.height).max().unwrap_or(0).max(head);
-        let mut info = self.shared.consensus.write();
+        let mut info = self.view.consensus.write();
         info.lib_height = self.lib.0;
         info.lib_hash = self.lib.1;
         info.best_known_height = best;

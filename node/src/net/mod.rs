@@ -15,7 +15,7 @@
 pub mod probe;
 
 use crate::chain::read_block;
-use crate::node::Shared;
+use crate::view::{ChainView, PoolHandle};
 use aergo_primitives::types::{Block, Hash, Transaction, MAX_TX_BYTES};
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId};
@@ -271,7 +271,8 @@ fn topics(chain_id: &str) -> (IdentTopic, IdentTopic) {
 pub async fn start(
     config: NetConfig,
     secret: [u8; 32],
-    shared: Arc<Shared>,
+    view: Arc<ChainView>,
+    pool: Arc<PoolHandle>,
     inbound: std::sync::mpsc::Sender<Inbound>,
     commands: mpsc::Sender<NetCommand>,
     rx: mpsc::Receiver<NetCommand>,
@@ -280,7 +281,7 @@ pub async fn start(
     let local = key.public().to_peer_id();
     let setup = |e: &dyn std::fmt::Display| NetError::Setup(e.to_string());
     let mut swarm = build_swarm(key, config.max_peers, MAX_BLOCK_BYTES + 4096)?;
-    let (blocks_topic, txs_topic) = topics(&shared.chain_id);
+    let (blocks_topic, txs_topic) = topics(&view.chain_id);
     swarm.behaviour_mut().gossipsub.subscribe(&blocks_topic).map_err(|e| setup(&e))?;
     swarm.behaviour_mut().gossipsub.subscribe(&txs_topic).map_err(|e| setup(&e))?;
     for addr in &config.listen {
@@ -292,7 +293,8 @@ pub async fn start(
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let mut task = NetTask {
         swarm,
-        shared,
+        view,
+        pool,
         state: state.clone(),
         inbound,
         blocks_topic,
@@ -385,7 +387,10 @@ pub fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
 
 struct NetTask {
     swarm: Swarm<Behaviour>,
-    shared: Arc<Shared>,
+    /// The status this node tells peers, and the blocks it serves them.
+    view: Arc<ChainView>,
+    /// Where gossiped and forwarded transactions go.
+    pool: Arc<PoolHandle>,
     state: Arc<NetState>,
     inbound: std::sync::mpsc::Sender<Inbound>,
     blocks_topic: IdentTopic,
@@ -633,8 +638,8 @@ impl NetTask {
                 Ok(block) => {
                     // A bounded stage: past the limit the block is ignored (not forwarded, the peer
                     // not penalized); sync fetches it if it joins the chain.
-                    let import = &self.shared.import;
-                    if import.depth.load(Relaxed) >= crate::node::IMPORT_QUEUE {
+                    let import = &self.view.import;
+                    if import.depth.load(Relaxed) >= crate::view::IMPORT_QUEUE {
                         import.busy_rejections.fetch_add(1, Relaxed);
                         self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
                             &id,
@@ -665,11 +670,11 @@ impl NetTask {
             match tx {
                 Ok(tx) => {
                     // Admission checks the signature on its threads; the verdict follows its answer.
-                    let shared = self.shared.clone();
+                    let pool = self.pool.clone();
                     let len = message.data.len();
                     let verdicts = self.verdict_sender();
                     tokio::spawn(async move {
-                        let acceptance = match shared.admission.submit(tx, len).await {
+                        let acceptance = match pool.admission.submit(tx, len).await {
                             Ok(_) => Verdict::Accept,
                             Err(e) if e.is_invalid() => {
                                 let reason = format!("gossiped transaction: {e}");
@@ -717,18 +722,18 @@ impl NetTask {
             let _ = task.swarm.behaviour_mut().sync.send_response(channel, SyncResponse::Refused(reason));
         };
         let tx = match Transaction::decode(&bytes) {
-            Ok(tx) if tx.body.chain_id == self.shared.chain_id => tx,
+            Ok(tx) if tx.body.chain_id == self.view.chain_id => tx,
             Ok(_) => return refuse(self, channel, "wrong chain id".into()),
             Err(e) => {
                 self.penalize(peer, Penalty::Malformed, &format!("forwarded transaction: {e}"));
                 return refuse(self, channel, e.to_string());
             }
         };
-        let (shared, back) = (self.shared.clone(), self.verdicts.clone());
+        let (pool, back) = (self.pool.clone(), self.verdicts.clone());
         tokio::spawn(async move {
-            let response = match shared.admission.submit(tx, bytes.len()).await {
+            let response = match pool.admission.submit(tx, bytes.len()).await {
                 Ok(admitted) => {
-                    shared.gossip_tx(bytes);
+                    pool.gossip_tx(bytes);
                     SyncResponse::Submitted(admitted.into())
                 }
                 Err(e) => SyncResponse::Refused(format!("{}: {e}", e.reason())),
@@ -743,11 +748,11 @@ impl NetTask {
 
     /// Answers a sync request from the store and the block log (read-only, safe beside the writer).
     fn answer(&self, request: SyncRequest) -> SyncResponse {
-        let shared = &self.shared;
+        let view = &self.view;
         match request {
-            SyncRequest::Status => SyncResponse::Status(shared.status()),
+            SyncRequest::Status => SyncResponse::Status(view.status()),
             SyncRequest::Blocks { from, count } => {
-                let head = shared.head().height;
+                let head = view.head().height;
                 let mut out = Vec::new();
                 let mut bytes = 0usize;
                 let count = u64::from(count.min(MAX_SYNC_BLOCKS));
@@ -755,7 +760,7 @@ impl NetTask {
                     return SyncResponse::Blocks(Vec::new());
                 }
                 for height in from..=head.min(from.saturating_add(count - 1)) {
-                    match read_block(&shared.store, &shared.reader, height) {
+                    match read_block(&view.store, &view.reader, height) {
                         Ok(Some(block)) => {
                             let encoded = block.encode();
                             bytes += encoded.len();
@@ -774,14 +779,14 @@ impl NetTask {
             // Handled by `submit_for`, off the net task.
             SyncRequest::SubmitTx { .. } => SyncResponse::Refused("not here".into()),
             SyncRequest::Block { hash } => {
-                let found = shared
+                let found = view
                     .store
                     .height_of(&hash)
                     .ok()
                     .flatten()
-                    .and_then(|h| read_block(&shared.store, &shared.reader, h).ok().flatten())
+                    .and_then(|h| read_block(&view.store, &view.reader, h).ok().flatten())
                     .filter(|b| b.hash() == hash)
-                    .or_else(|| shared.side_block(&hash));
+                    .or_else(|| view.side_block(&hash));
                 SyncResponse::Block(found.map(|b| serde_bytes::ByteBuf::from(b.encode())))
             }
         }

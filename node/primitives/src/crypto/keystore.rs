@@ -163,14 +163,14 @@ impl KeyFile {
             nonce: hex::encode(nonce),
             ciphertext: hex::encode(ciphertext),
         };
-        let json = serde_json::to_vec_pretty(&doc).unwrap_or_default();
+        let json = serde_json::to_vec_pretty(&doc).expect("a key document is strings and an address");
         write_private(path, &json, false)
     }
 
     /// Writes `key` unencrypted (mode 0600): the devnet key and the node identity key only.
     pub fn write_plain(path: &Path, key: &Keypair) -> Result<(), KeystoreError> {
         let doc = KeyDoc::Plain { address: key.address(), secret_key: hex::encode(key.secret_bytes()) };
-        let json = serde_json::to_vec_pretty(&doc).unwrap_or_default();
+        let json = serde_json::to_vec_pretty(&doc).expect("a key document is strings and an address");
         write_private(path, &json, true)
     }
 }

@@ -226,7 +226,7 @@ pub struct TxBody {
 impl TxBody {
     /// The transaction hash: what the sender signs and what identifies the transaction.
     pub fn hash(&self) -> Hash {
-        Hash::domain("aergo/tx", &borsh::to_vec(self).unwrap_or_default())
+        Hash::domain("aergo/tx", &to_vec_exact(self))
     }
 }
 
@@ -282,7 +282,7 @@ impl Transaction {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        borsh::to_vec(self).unwrap_or_default()
+        to_vec_exact(self)
     }
 
     /// Decodes a transaction, refusing oversized input, unknown versions and trailing bytes.
@@ -320,7 +320,7 @@ pub struct BlockHeader {
 
 impl BlockHeader {
     pub fn hash(&self) -> Hash {
-        Hash::domain("aergo/block", &borsh::to_vec(self).unwrap_or_default())
+        Hash::domain("aergo/block", &to_vec_exact(self))
     }
 }
 
@@ -338,7 +338,7 @@ impl Block {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        borsh::to_vec(self).unwrap_or_default()
+        to_vec_exact(self)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Block, DecodeError> {
@@ -389,7 +389,7 @@ pub struct Receipt {
 
 impl Receipt {
     pub fn hash(&self) -> Hash {
-        Hash::domain("aergo/receipt", &borsh::to_vec(self).unwrap_or_default())
+        Hash::domain("aergo/receipt", &to_vec_exact(self))
     }
 
     pub fn compute_root(receipts: &[Receipt]) -> Hash {

@@ -140,3 +140,46 @@ fn exact_encoding_is_borsh_in_a_vector_of_its_length() {
         assert_eq!(exact.capacity(), exact.len(), "no room reserved beyond the value");
     }
 }
+
+/// The decoding fuzz target's seeds (`fuzz/seeds/decode/`) are encodings of today's transactions
+/// and blocks: a transfer, a contract call and a block holding both. Run with
+/// `AERGO_WRITE_FUZZ_SEEDS=1` to write them after a deliberate change of the encoding.
+#[test]
+fn fuzz_seeds_are_current_encodings() {
+    let key = Keypair::from_seed("fuzz");
+    let transfer = key.sign_tx(body(&key, 7, 1_000, 1, "aergo-fuzz".into()));
+    let call = key.sign_tx(TxBody {
+        payload: Payload::Call {
+            contract: Keypair::from_seed("contract").address(),
+            function: "transfer".into(),
+            args: vec![crate::value::Value::Text("bob".into()), crate::value::Value::Int(5)],
+        },
+        ..body(&key, 8, 0, 50_000, "aergo-fuzz".into())
+    });
+    let header = BlockHeader {
+        version: ENCODING_VERSION,
+        chain_id: "aergo-fuzz".into(),
+        height: 9,
+        prev_hash: Hash([1; 32]),
+        timestamp_ms: 1_700_000_000_000,
+        producer: key.public(),
+        tx_root: Block::compute_tx_root(&[transfer.clone(), call.clone()]),
+        state_root: Hash([2; 32]),
+        receipts_root: Hash([3; 32]),
+    };
+    let signature = key.sign(&header.hash());
+    let block = Block { header, transactions: vec![transfer.clone(), call.clone()], signature };
+    let seeds =
+        [("transfer.bin", transfer.encode()), ("call.bin", call.encode()), ("block.bin", block.encode())];
+    let dir =
+        std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("../../fuzz/seeds/decode");
+    for (name, bytes) in seeds {
+        let path = dir.join(name);
+        if std::env::var_os("AERGO_WRITE_FUZZ_SEEDS").is_some() {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&path, &bytes).unwrap();
+        }
+        let kept = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(kept, bytes, "{} is not today's encoding", path.display());
+    }
+}

@@ -1,0 +1,164 @@
+//! The narrow handles the node's parts get instead of one shared struct of everything:
+//!
+//! - [`ChainView`]: what the chain thread ([`crate::consensus::Driver`], which owns the
+//!   [`crate::chain::Chain`]) publishes and the RPC server and the network read: the chain's
+//!   identity, the store and the block log to read state and blocks from, the head, the blocks of
+//!   other branches, finality figures, the schedule and the stage counters. Only the chain thread
+//!   writes its locks; readers never block it for longer than a copy.
+//! - [`PoolHandle`]: the way into the pool (the admission stage, then gossip to the producers) and
+//!   the pool itself for the producer's selection.
+//! - [`NodeFacts`]: what `node_info` says about this node, fixed at start.
+
+use crate::consensus::{ConsensusInfo, Schedule};
+use crate::net::{NetCommand, Status};
+use aergo_config::genesis::Genesis;
+use aergo_mempool::admission::{Admission, StageStats};
+use aergo_mempool::Mempool;
+use aergo_primitives::types::{Address, Block, Hash, PublicKey};
+use aergo_storage::{Head, LogReader, StateStore};
+use parking_lot::{Mutex, RwLock};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Most gossiped blocks waiting for the chain thread (see [`ChainView::import`]).
+pub const IMPORT_QUEUE: u64 = 256;
+
+/// The chain as readers see it. Written by the chain thread only.
+pub struct ChainView {
+    pub chain_id: String,
+    pub genesis: Genesis,
+    pub genesis_hash: Hash,
+    pub store: Arc<StateStore>,
+    pub reader: LogReader,
+    head: RwLock<Head>,
+    /// Blocks above the LIB that are not on the stored chain (other branches), by hash.
+    pub side: RwLock<HashMap<Hash, Arc<Block>>>,
+    /// Finality, sync and fork figures from the chain thread.
+    pub consensus: RwLock<ConsensusInfo>,
+    /// The slot clock and the producer sets (shares its election cache with the chain's).
+    pub schedule: Schedule,
+    /// New best blocks, for `subscribe_blocks`.
+    pub blocks: tokio::sync::broadcast::Sender<Arc<Block>>,
+    /// Verify / execute / commit counters of the chain thread.
+    pub stage_times: Arc<crate::chain::StageTimes>,
+    /// Block production counters.
+    pub production: ProductionStats,
+    /// The import stage's queue: gossiped blocks handed to the chain thread and not yet handled.
+    /// Bounded at [`IMPORT_QUEUE`]: past it the net ignores new gossip blocks (not forwarded, the
+    /// peer not penalized; sync fetches what was missed) instead of letting memory grow.
+    pub import: Arc<StageStats>,
+    /// This node's producer key, which peers are told in [`ChainView::status`].
+    pub producer_key: Option<PublicKey>,
+}
+
+impl ChainView {
+    /// A view of `chain` as it is now.
+    pub fn of(
+        chain: &crate::chain::Chain,
+        producer_key: Option<PublicKey>,
+    ) -> Result<ChainView, aergo_storage::StateError> {
+        let (blocks, _) = tokio::sync::broadcast::channel(256);
+        Ok(ChainView {
+            chain_id: chain.genesis().chain_id.clone(),
+            genesis: chain.genesis().clone(),
+            genesis_hash: chain.store().genesis_hash()?.unwrap_or(Hash::ZERO),
+            store: chain.store(),
+            reader: chain.log_reader(),
+            head: RwLock::new(chain.head()),
+            side: RwLock::new(HashMap::new()),
+            consensus: RwLock::new(ConsensusInfo::default()),
+            schedule: chain.schedule().clone(),
+            blocks,
+            stage_times: chain.stage_times(),
+            production: ProductionStats::default(),
+            import: Arc::default(),
+            producer_key,
+        })
+    }
+
+    pub fn head(&self) -> Head {
+        *self.head.read()
+    }
+
+    pub fn set_head(&self, head: Head) {
+        *self.head.write() = head;
+    }
+
+    /// What this node tells peers about its chain.
+    pub fn status(&self) -> Status {
+        let head = self.head();
+        let info = self.consensus.read();
+        Status {
+            genesis: self.genesis_hash,
+            height: head.height,
+            hash: head.hash,
+            lib_height: info.lib_height,
+            lib_hash: info.lib_hash,
+            producer: self.producer_key.map(|k| hex::encode(k.0)),
+        }
+    }
+
+    /// A block of another branch that this node holds.
+    pub fn side_block(&self, hash: &Hash) -> Option<Block> {
+        self.side.read().get(hash).map(|b| (**b).clone())
+    }
+}
+
+/// Counters of the block-production stage.
+#[derive(Debug, Default)]
+pub struct ProductionStats {
+    pub blocks: AtomicU64,
+    pub txs: AtomicU64,
+    pub busy_ns: AtomicU64,
+    pub last_block_ms: AtomicU64,
+    /// Slots that passed while the producer was busy with an earlier block, or whose block failed.
+    pub missed_slots: AtomicU64,
+    /// Start of the next slot this producer will fill (unix ms); 0 before the loop starts.
+    pub next_slot_ms: AtomicU64,
+}
+
+/// The way into the pool.
+pub struct PoolHandle {
+    pub mempool: Arc<Mutex<Mempool>>,
+    /// Signature checks on a thread pool, then admission to the pool.
+    pub admission: Admission,
+    /// Most transactions the pool holds.
+    pub capacity: usize,
+    /// Commands to the p2p layer; `None` without a network.
+    net: Option<tokio::sync::mpsc::Sender<NetCommand>>,
+}
+
+impl PoolHandle {
+    pub fn new(
+        mempool: Arc<Mutex<Mempool>>,
+        admission: Admission,
+        capacity: usize,
+        net: Option<tokio::sync::mpsc::Sender<NetCommand>>,
+    ) -> PoolHandle {
+        PoolHandle { mempool, admission, capacity, net }
+    }
+
+    /// Hands a transaction that this node admitted to the p2p layer, for the other producers.
+    pub fn gossip_tx(&self, bytes: Vec<u8>) {
+        if let Some(net) = &self.net {
+            let _ = net.try_send(NetCommand::PublishTx(bytes));
+        }
+    }
+}
+
+/// What `node_info` says about this node.
+pub struct NodeFacts {
+    pub producer: Option<Address>,
+    pub data_dir: PathBuf,
+    pub started: Instant,
+    pub io_uring: bool,
+    /// Cores the execution workers are pinned to.
+    pub exec_cores: Vec<usize>,
+    /// Public half of the node's identity key.
+    pub node_key: PublicKey,
+    /// The libp2p peer id (from the identity key), when the node is on a network.
+    pub peer_id: Option<String>,
+}
