@@ -19,7 +19,7 @@
 //!                  └──────────────────────────── confirmations (durable head) ◄─────────────────┘
 //! ```
 
-use crate::consensus::Schedule;
+use crate::schedule::Schedule;
 use aergo_config::genesis::Genesis;
 use aergo_exec::parallel::ParallelExecutor;
 use aergo_exec::{BlockContext, ExecError, ExecOutput, Mode};
@@ -56,7 +56,7 @@ pub enum ChainError {
     #[error("commit stage: {0}")]
     CommitStage(String),
     #[error(transparent)]
-    Schedule(crate::consensus::ScheduleError),
+    Schedule(crate::schedule::ScheduleError),
 }
 
 /// Time and work per stage of block processing, since the chain was opened: signature checks of

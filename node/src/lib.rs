@@ -1,19 +1,18 @@
-//! The AERGO Chain node: storage, the pool, execution, consensus, the network and the RPC server.
+//! The AERGO Chain node: the chain, consensus, the network, the RPC server and the daemon's wiring.
 //!
 //! # Bird's-eye view
-//! A transaction arrives over JSON-RPC ([`rpc`]) as borsh bytes in hex, is decoded
-//! ([`aergo_primitives::types`]), queued to the [`admission`] stage (signatures checked on a thread
-//! pool, [`aergo_primitives::crypto`]), admitted to the [`mempool`] with its place in the pool order,
-//! taken by the producer thread ([`node`]) at the next slot, executed ([`exec`], contracts through
-//! [`sql`]) and committed by the [`chain`]: first appended to the block log (io_uring, fsynced), then
-//! one atomic RocksDB batch with the new state (versioned by height, Jellyfish Merkle root), the index
-//! and the receipts ([`storage`]). Producers agree on the chain through [`consensus`] over [`net`].
-//! Clients read any height, receipts and blocks back through the same RPC, described once in the
-//! `aergo-api` crate.
+//! A transaction arrives over JSON-RPC ([`rpc`]) or gossip ([`net`]) as borsh bytes, is decoded
+//! (`aergo_primitives::types`), checked and admitted to the pool by the admission stage
+//! (`aergo-mempool`, signatures on a thread pool) with its place in the pool order, taken by the
+//! chain thread ([`consensus::Driver`]) in this producer's slots ([`schedule`]), executed
+//! (`aergo-exec`, contracts through `aergo-sql`) and committed by the [`chain`]: first appended to
+//! the block log (io_uring, fsynced), then one atomic RocksDB batch with the new state (versioned by
+//! height, Jellyfish Merkle root), the index and the receipts (`aergo-storage`). The chain thread
+//! publishes what it did in a [`view::ChainView`], which the RPC server and the network read; they
+//! reach the pool through a [`view::PoolHandle`]. [`node`] wires these together.
 //!
-//! What this crate does not hold: the chain's vocabulary (`aergo-primitives`), the RPC interface
-//! (`aergo-api`), the configuration and genesis files (`aergo-config`), the CLI (`aergo-cli`) and the
-//! benchmarks (`aergo-bench`) — see `docs/crates.md` for the layers.
+//! Modules depend downward only: `schedule` ← `chain` ← `view` ← `net` ← `consensus`, and `rpc`
+//! on `view` and `net`; the crates below are in `docs/crates.md`.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -33,6 +32,7 @@ pub mod consensus;
 pub mod net;
 pub mod node;
 pub mod rpc;
+pub mod schedule;
 
 pub mod testnet;
 pub mod view;

@@ -181,8 +181,12 @@ impl RunningNode {
         )
         .map_err(|source| NodeError::Io { path: "admission threads".into(), source })?;
         let view = Arc::new(ChainView::of(&chain, key.as_ref().map(Keypair::public))?);
-        let pool =
-            Arc::new(PoolHandle::new(mempool, admission, config.mempool.max_txs, net_commands.clone()));
+        let gossip = net_commands.clone().map(|net| -> crate::view::Gossip {
+            Box::new(move |bytes| {
+                let _ = net.try_send(NetCommand::PublishTx(bytes));
+            })
+        });
+        let pool = Arc::new(PoolHandle::new(mempool, admission, config.mempool.max_txs, gossip));
         let facts = Arc::new(NodeFacts {
             producer: key.as_ref().map(Keypair::address),
             data_dir: config.data_dir.clone(),

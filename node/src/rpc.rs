@@ -164,7 +164,7 @@ impl RpcHandler {
         let commands = self.net_commands.as_ref()?;
         let schedule = &self.view.schedule;
         let height = self.view.head().height + 1;
-        let slot = schedule.slot_at(crate::node::now_ms());
+        let slot = schedule.slot_at(aergo_primitives::clock::now_ms());
         let mut keys: Vec<String> = Vec::new();
         for s in [slot, slot + 1] {
             if let Ok(Some(k)) = schedule.producer_of(s, height).map(|k| k.map(|k| hex::encode(k.0))) {

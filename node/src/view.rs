@@ -9,14 +9,14 @@
 //!   the pool itself for the producer's selection.
 //! - [`NodeFacts`]: what `node_info` says about this node, fixed at start.
 
-use crate::consensus::{ConsensusInfo, Schedule};
-use crate::net::{NetCommand, Status};
+use crate::schedule::Schedule;
 use aergo_config::genesis::Genesis;
 use aergo_mempool::admission::{Admission, StageStats};
 use aergo_mempool::Mempool;
 use aergo_primitives::types::{Address, Block, Hash, PublicKey};
 use aergo_storage::{Head, LogReader, StateStore};
 use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
@@ -107,6 +107,34 @@ impl ChainView {
     }
 }
 
+/// What the chain thread tells readers about consensus.
+#[derive(Clone, Debug, Default)]
+pub struct ConsensusInfo {
+    pub lib_height: u64,
+    pub lib_hash: Hash,
+    pub syncing: bool,
+    pub best_known_height: u64,
+    /// Slots of the best chain that have no block, since this node started.
+    pub skipped_slots: u64,
+    /// Fork switches since this node started.
+    pub reorgs: u64,
+    /// Producers this node caught signing two blocks for one slot.
+    pub equivocations: u64,
+}
+
+/// What a peer says about its chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub genesis: Hash,
+    pub height: u64,
+    pub hash: Hash,
+    pub lib_height: u64,
+    pub lib_hash: Hash,
+    /// The producer key the node produces with, if it is a producer (hex).
+    #[serde(default)]
+    pub producer: Option<String>,
+}
+
 /// Counters of the block-production stage.
 #[derive(Debug, Default)]
 pub struct ProductionStats {
@@ -127,24 +155,27 @@ pub struct PoolHandle {
     pub admission: Admission,
     /// Most transactions the pool holds.
     pub capacity: usize,
-    /// Commands to the p2p layer; `None` without a network.
-    net: Option<tokio::sync::mpsc::Sender<NetCommand>>,
+    /// Hands an admitted transaction's bytes to the p2p layer; `None` without a network.
+    gossip: Option<Gossip>,
 }
+
+/// Publishes a transaction's bytes to the other producers.
+pub type Gossip = Box<dyn Fn(Vec<u8>) + Send + Sync>;
 
 impl PoolHandle {
     pub fn new(
         mempool: Arc<Mutex<Mempool>>,
         admission: Admission,
         capacity: usize,
-        net: Option<tokio::sync::mpsc::Sender<NetCommand>>,
+        gossip: Option<Gossip>,
     ) -> PoolHandle {
-        PoolHandle { mempool, admission, capacity, net }
+        PoolHandle { mempool, admission, capacity, gossip }
     }
 
     /// Hands a transaction that this node admitted to the p2p layer, for the other producers.
     pub fn gossip_tx(&self, bytes: Vec<u8>) {
-        if let Some(net) = &self.net {
-            let _ = net.try_send(NetCommand::PublishTx(bytes));
+        if let Some(gossip) = &self.gossip {
+            gossip(bytes);
         }
     }
 }

@@ -10,14 +10,14 @@
 //! Every change to the chain happens on this one thread, so a block is either wholly applied or not
 //! at all, and readers (RPC, the net task's sync answers) see the store's committed state.
 
-pub mod schedule;
-
-pub use schedule::{Schedule, ScheduleError};
+pub use crate::view::ConsensusInfo;
 
 use crate::chain::{Chain, CommittedBlock};
-use crate::net::{Inbound, NetCommand, Penalty, Status, Verdict};
-use crate::node::now_ms;
+use crate::net::{Inbound, NetCommand, Penalty, Verdict};
+use crate::schedule::{Schedule, ScheduleError};
+use crate::view::Status;
 use crate::view::{ChainView, PoolHandle};
+use aergo_primitives::clock::now_ms;
 use aergo_primitives::crypto::{self, Keypair};
 use aergo_primitives::types::{
     Block, BlockHeader, Equivocation, Hash, Payload, PublicKey, Signature, TxBody,
@@ -37,21 +37,6 @@ const SYNC_BATCH: u32 = 128;
 const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
 /// A node this many blocks behind its best peer says it is syncing (and does not produce).
 const SYNC_GAP: u64 = 3;
-
-/// What the chain thread tells readers about consensus.
-#[derive(Clone, Debug, Default)]
-pub struct ConsensusInfo {
-    pub lib_height: u64,
-    pub lib_hash: Hash,
-    pub syncing: bool,
-    pub best_known_height: u64,
-    /// Slots of the best chain that have no block, since this node started.
-    pub skipped_slots: u64,
-    /// Fork switches since this node started.
-    pub reorgs: u64,
-    /// Producers this node caught signing two blocks for one slot.
-    pub equivocations: u64,
-}
 
 /// Index, in `producers` (oldest first: the blocks above the LIB on one branch), of the newest block
 /// that `quorum` distinct producers have produced or built on.

@@ -69,18 +69,7 @@ impl Penalty {
     }
 }
 
-/// What a peer says about its chain.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Status {
-    pub genesis: Hash,
-    pub height: u64,
-    pub hash: Hash,
-    pub lib_height: u64,
-    pub lib_hash: Hash,
-    /// The producer key the node produces with, if it is a producer (hex).
-    #[serde(default)]
-    pub producer: Option<String>,
-}
+pub use crate::view::Status;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum SyncRequest {
