@@ -13,29 +13,25 @@ deps_of() { # the crates in the normal dependency tree of package $1, one name p
   cargo tree --locked -e normal -p "$1" --prefix none --format '{p}' | awk '{print $1}' | sort -u
 }
 
-heavy='^(librocksdb-sys|rocksdb|libp2p|cranelift-codegen|libsqlite3-sys|rusqlite|sqlparser)$'
-for crate in aergo-primitives aergo-api aergo-config aergo-telemetry aergo-agent aergo-console; do
-  found=$(deps_of "$crate" | grep -E "$heavy" || true)
-  if [ -n "$found" ]; then
-    echo "check-layers: $crate depends on $(echo $found | tr ' ' ',')" >&2
-    failed=1
-  fi
-done
+# forbid PATTERN WHY CRATE...: none of the crates may have a dependency matching PATTERN.
+forbid() {
+  local pattern=$1 why=$2 crate found
+  shift 2
+  for crate in "$@"; do
+    found=$(deps_of "$crate" | grep -E "$pattern" || true)
+    if [ -n "$found" ]; then
+      echo "check-layers: $crate depends on $(echo $found | tr ' ' ','): $why" >&2
+      failed=1
+    fi
+  done
+}
 
-# SQLite and HDR histograms are the benchmarks' and the tests' business.
-for crate in aergo-node aergo-sql aergo-storage aergo-exec aergo-mempool aergo-cli; do
-  found=$(deps_of "$crate" | grep -E '^(libsqlite3-sys|rusqlite|hdrhistogram)$' || true)
-  if [ -n "$found" ]; then
-    echo "check-layers: $crate's normal dependencies include $(echo $found | tr ' ' ',')" >&2
-    failed=1
-  fi
-done
-# The SQL engine runs over its Host trait: no state store, no network.
-found=$(deps_of aergo-sql | grep -E '^(librocksdb-sys|rocksdb|libp2p)$' || true)
-if [ -n "$found" ]; then
-  echo "check-layers: aergo-sql depends on $(echo $found | tr ' ' ',')" >&2
-  failed=1
-fi
+forbid '^(librocksdb-sys|rocksdb|libp2p|cranelift-codegen|libsqlite3-sys|rusqlite|sqlparser)$' \
+  "the programs beside the node and the interface crates they use link no engine" \
+  aergo-primitives aergo-api aergo-config aergo-telemetry aergo-agent aergo-console
+forbid '^(libsqlite3-sys|rusqlite|hdrhistogram)$' "SQLite and HDR histograms are for benchmarks and tests" \
+  aergo-node aergo-sql aergo-storage aergo-exec aergo-mempool aergo-cli
+forbid '^(librocksdb-sys|rocksdb|libp2p)$' "the SQL engine runs over its Host trait" aergo-sql
 
 # Each crate and the workspace crates it may use (directly or not); anything else is upward.
 declare -A allowed=(
