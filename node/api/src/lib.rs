@@ -4,17 +4,24 @@
 //! ([`AergoApiClient`], implemented by jsonrpsee's HTTP and WebSocket clients). Amounts are decimal
 //! strings, hashes hex, addresses bech32m.
 //!
+//! The types alone (without jsonrpsee: `default-features = false`, the feature `rpc` off) serve
+//! what only parses requests, such as the JSON-RPC parameter fuzz target.
+//!
 //! Errors: malformed parameters get `-32602` (invalid params); a refused transaction gets
 //! [`codes::TX_REJECTED`] with `data.reason` naming the rule it broke (`bad_signature`, `wrong_chain_id`,
 //! `nonce_too_low`, `nonce_gap`, `balance_too_low`, `too_large`, `pool_full`, …); a node that cannot take
 //! more work right now answers [`codes::BUSY`].
 
 use aergo_primitives::types::{Address, Hash};
+#[cfg(feature = "rpc")]
 use jsonrpsee::core::SubscriptionResult;
+#[cfg(feature = "rpc")]
 use jsonrpsee::proc_macros::rpc;
+#[cfg(feature = "rpc")]
 use jsonrpsee::types::ErrorObjectOwned;
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "rpc")]
 pub type RpcResult<T> = Result<T, ErrorObjectOwned>;
 
 /// Application error codes (JSON-RPC reserves -32768..-32000 for itself; we use the server range).
@@ -368,6 +375,7 @@ pub struct PeerView {
 }
 
 /// The node's JSON-RPC methods. Named parameters (`{"height": 5}`) and positional ones both work.
+#[cfg(feature = "rpc")]
 #[rpc(server, client)]
 pub trait AergoApi {
     #[method(name = "chain_info")]

@@ -15,8 +15,7 @@ pub use crate::view::ConsensusInfo;
 use crate::chain::{Chain, CommittedBlock};
 use crate::net::{Inbound, NetCommand, Penalty, Verdict};
 use crate::schedule::{Schedule, ScheduleError};
-use crate::view::Status;
-use crate::view::{ChainView, PoolHandle};
+use crate::view::{ChainView, PoolHandle, Status};
 use aergo_primitives::clock::now_ms;
 use aergo_primitives::crypto::{self, Keypair};
 use aergo_primitives::types::{
