@@ -28,9 +28,11 @@ forbid() {
 
 forbid '^(librocksdb-sys|rocksdb|libp2p|cranelift-codegen|libsqlite3-sys|rusqlite|sqlparser)$' \
   "the programs beside the node and the interface crates they use link no engine" \
-  aergo-primitives aergo-api aergo-config aergo-telemetry aergo-agent aergo-console
+  aergo-primitives aergo-api aergo-config aergo-protocol aergo-telemetry aergo-agent aergo-console
 forbid '^(libsqlite3-sys|rusqlite|hdrhistogram)$' "SQLite and HDR histograms are for benchmarks and tests" \
-  aergo-node aergo-sql aergo-storage aergo-exec aergo-mempool aergo-cli
+  aergo-node aergo-sql aergo-storage aergo-exec aergo-mempool aergo-chain aergo-net aergo-consensus aergo-rpc aergo-cli
+forbid '^libp2p$' "only the network layer (aergo-net) and the layers above it speak to peers" \
+  aergo-storage aergo-exec aergo-mempool aergo-chain
 forbid '^(librocksdb-sys|rocksdb|libp2p)$' "the SQL engine runs over its Host trait" aergo-sql
 
 # Each crate and the workspace crates it may use (directly or not); anything else is upward.
@@ -41,11 +43,16 @@ declare -A allowed=(
   [aergo-telemetry]="aergo-api aergo-primitives"
   [aergo-agent]="aergo-api aergo-primitives aergo-telemetry"
   [aergo-console]="aergo-api aergo-config aergo-primitives aergo-telemetry"
+  [aergo-protocol]="aergo-api aergo-primitives"
   [aergo-sql]="aergo-primitives"
   [aergo-storage]="aergo-config aergo-primitives"
   [aergo-exec]="aergo-config aergo-primitives aergo-sql aergo-storage"
   [aergo-mempool]="aergo-api aergo-config aergo-exec aergo-primitives aergo-sql aergo-storage"
-  [aergo-node]="aergo-api aergo-config aergo-exec aergo-mempool aergo-primitives aergo-sql aergo-storage"
+  [aergo-chain]="aergo-protocol aergo-api aergo-config aergo-exec aergo-mempool aergo-primitives aergo-sql aergo-storage"
+  [aergo-net]="aergo-protocol aergo-api aergo-chain aergo-config aergo-exec aergo-mempool aergo-primitives aergo-sql aergo-storage"
+  [aergo-consensus]="aergo-protocol aergo-api aergo-chain aergo-config aergo-exec aergo-mempool aergo-net aergo-primitives aergo-sql aergo-storage"
+  [aergo-rpc]="aergo-protocol aergo-api aergo-chain aergo-config aergo-exec aergo-mempool aergo-net aergo-primitives aergo-sql aergo-storage"
+  [aergo-node]="aergo-protocol aergo-api aergo-chain aergo-config aergo-consensus aergo-exec aergo-mempool aergo-net aergo-primitives aergo-rpc aergo-sql aergo-storage"
   [aergo-cli]="aergo-api aergo-primitives aergo-sql"
 )
 for crate in "${!allowed[@]}"; do

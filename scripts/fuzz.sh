@@ -3,7 +3,8 @@
 #  - sql: AergoSQL (parse → check → deploy and calls) on the interpreter and the JIT, which must agree
 #    on every result, error, gas figure and state;
 #  - decode: transaction and block decoding (what decodes encodes back to the same bytes);
-#  - rpc_params: JSON-RPC parameters (request types, addresses, hashes, amounts, transaction hex).
+#  - rpc_params: JSON-RPC parameters (request types, addresses, hashes, amounts, transaction hex);
+#  - p2p: the p2p protocol (sync requests and responses, gossiped blocks and transactions).
 # Usage: scripts/fuzz.sh [SECONDS]   (default 60). Needs a nightly toolchain; installs cargo-fuzz
 # from crates.io when it is missing. Bounded: at most 4 GiB RSS per input run and 10 s per input.
 set -euo pipefail
@@ -23,7 +24,7 @@ command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 export CARGO_TARGET_DIR="$HOME/.cache/aergo-os/fuzz-target"
 # Each target starts from the seeds kept in the repo (the example contracts for `sql`) plus what
 # earlier runs on this machine found (fuzz/corpus/, not tracked).
-for target in sql decode rpc_params; do
+for target in sql decode rpc_params p2p; do
   corpus="fuzz/corpus/$target"
   mkdir -p "$corpus"
   if [ "$target" = sql ]; then

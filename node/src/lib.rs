@@ -1,18 +1,20 @@
-//! The AERGO Chain node: the chain, consensus, the network, the RPC server and the daemon's wiring.
+//! The AERGO Chain node daemon: it wires the crates below into one running node and writes testnets.
 //!
 //! # Bird's-eye view
-//! A transaction arrives over JSON-RPC ([`rpc`]) or gossip ([`net`]) as borsh bytes, is decoded
-//! (`aergo_primitives::types`), checked and admitted to the pool by the admission stage
+//! A transaction arrives over JSON-RPC (`aergo-rpc`) or gossip (`aergo-net`) as borsh bytes, is
+//! decoded (`aergo_primitives::types`), checked and admitted to the pool by the admission stage
 //! (`aergo-mempool`, signatures on a thread pool) with its place in the pool order, taken by the
-//! chain thread ([`consensus::Driver`]) in this producer's slots ([`schedule`]), executed
-//! (`aergo-exec`, contracts through `aergo-sql`) and committed by the [`chain`]: first appended to
-//! the block log (io_uring, fsynced), then one atomic RocksDB batch with the new state (versioned by
-//! height, Jellyfish Merkle root), the index and the receipts (`aergo-storage`). The chain thread
-//! publishes what it did in a [`view::ChainView`], which the RPC server and the network read; they
-//! reach the pool through a [`view::PoolHandle`]. [`node`] wires these together.
+//! chain thread (`aergo_consensus::Driver`) in this producer's slots (`aergo_chain::schedule`),
+//! executed (`aergo-exec`, contracts through `aergo-sql`) and committed by the chain (`aergo-chain`):
+//! first appended to the block log (io_uring, fsynced), then one atomic RocksDB batch with the new
+//! state (versioned by height, Jellyfish Merkle root), the index and the receipts (`aergo-storage`).
+//! The chain thread publishes what it did in a `ChainView` (`aergo_chain::view`), which the RPC
+//! server and the network read; they reach the pool through a `PoolHandle`. [`node`] wires these
+//! together: it opens the chain, starts the network task, the chain thread and the RPC server, and
+//! stops them in order. [`testnet`] writes an N-node network's keys, genesis and configs.
 //!
-//! Modules depend downward only: `schedule` ← `chain` ← `view` ← `net` ← `consensus`, and `rpc`
-//! on `view` and `net`; the crates below are in `docs/crates.md`.
+//! This crate owns no chain logic of its own; it never reads the store or the network directly.
+//! The crate layers are in `docs/crates.md`.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -26,13 +28,5 @@
 //! ```
 
 pub mod alloc;
-pub mod chain;
-pub mod consensus;
-
-pub mod net;
 pub mod node;
-pub mod rpc;
-pub mod schedule;
-
 pub mod testnet;
-pub mod view;

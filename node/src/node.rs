@@ -12,17 +12,17 @@
 //! imports the blocks peers send. Shutdown sets a flag the thread checks between blocks, so a block
 //! is either wholly committed or not started.
 
-use crate::chain::{Chain, ChainError, OpenReport};
-use crate::consensus::{Driver, DriverConfig};
-use crate::net::{Net, NetCommand, NetConfig};
-use crate::rpc::{self, RpcError};
-use crate::view::{ChainView, NodeFacts, PoolHandle};
+use aergo_chain::view::{ChainView, NodeFacts, PoolHandle};
+use aergo_chain::{Chain, ChainError, OpenReport};
 use aergo_config::genesis::{ConsensusParams, Genesis, GenesisBalance, GenesisError, GenesisProducer};
 use aergo_config::NodeConfig;
+use aergo_consensus::{Driver, DriverConfig};
 use aergo_exec::parallel::ParallelExecutor;
 use aergo_mempool::admission::Admission;
 use aergo_mempool::Mempool;
+use aergo_net::{Net, NetCommand, NetConfig};
 use aergo_primitives::crypto::{KeyFile, Keypair, KeystoreError};
+use aergo_rpc::{self as rpc, RpcError};
 
 use aergo_storage::{LogOptions, StateOptions};
 use parking_lot::Mutex;
@@ -56,7 +56,7 @@ pub enum NodeError {
     #[error("the node's background task failed: {0}")]
     Join(String),
     #[error(transparent)]
-    Net(#[from] crate::net::NetError),
+    Net(#[from] aergo_net::NetError),
 }
 
 /// Admission threads by default: every core this process may use.
@@ -87,7 +87,7 @@ fn read_password(path: &Path) -> Result<String, NodeError> {
 /// identity later). Plain hex, mode 0600, created on first start.
 pub const NODE_KEY_FILE: &str = "node.key";
 
-/// The last slot this node signed a block for (see [`crate::consensus`]).
+/// The last slot this node signed a block for (see [`aergo_consensus`]).
 pub const SIGNED_SLOT_FILE: &str = "last_signed_slot";
 
 /// Reads the identity key, or creates it when the file does not exist yet.
@@ -181,7 +181,7 @@ impl RunningNode {
         )
         .map_err(|source| NodeError::Io { path: "admission threads".into(), source })?;
         let view = Arc::new(ChainView::of(&chain, key.as_ref().map(Keypair::public))?);
-        let gossip = net_commands.clone().map(|net| -> crate::view::Gossip {
+        let gossip = net_commands.clone().map(|net| -> aergo_chain::view::Gossip {
             Box::new(move |bytes| {
                 let _ = net.try_send(NetCommand::PublishTx(bytes));
             })
@@ -194,7 +194,7 @@ impl RunningNode {
             io_uring: chain.uses_io_uring(),
             exec_cores: cores,
             node_key: node_key.public(),
-            peer_id: config.p2p.enabled.then(|| crate::net::peer_id_of(node_key.secret_bytes()).to_string()),
+            peer_id: config.p2p.enabled.then(|| aergo_net::peer_id_of(node_key.secret_bytes()).to_string()),
         });
         let net_state = Arc::new(std::sync::OnceLock::new());
         let (inbound_tx, inbound_rx) = std::sync::mpsc::channel();
@@ -203,7 +203,7 @@ impl RunningNode {
                 let (listen, bootstrap) =
                     config.p2p.addresses().map_err(|reason| NodeError::Config { reason })?;
                 let net_config = NetConfig { listen, bootstrap, max_peers: config.p2p.max_peers };
-                let net = crate::net::start(
+                let net = aergo_net::start(
                     net_config,
                     node_key.secret_bytes(),
                     view.clone(),

@@ -115,7 +115,7 @@ pub fn write_testnet(opts: &TestnetOptions) -> anyhow::Result<Vec<TestnetNode>> 
     write_atomic(&genesis_path, genesis.to_toml().as_bytes())?;
 
     let p2p_addr = |i: usize| {
-        let peer = crate::net::peer_id_of(identities[i].secret_bytes());
+        let peer = aergo_net::peer_id_of(identities[i].secret_bytes());
         format!("/ip4/{}/tcp/{}/p2p/{peer}", hosts[i], ports[i].1)
     };
     let mut nodes = Vec::new();
@@ -140,7 +140,7 @@ pub fn write_testnet(opts: &TestnetOptions) -> anyhow::Result<Vec<TestnetNode>> 
             rpc: format!("http://{}", SocketAddr::new(hosts[i], ports[i].0)),
             p2p: p2p_addr(i),
             address: producers[i].address().to_string(),
-            peer_id: crate::net::peer_id_of(identities[i].secret_bytes()).to_string(),
+            peer_id: aergo_net::peer_id_of(identities[i].secret_bytes()).to_string(),
         });
     }
     write_atomic(&out.join("nodes.json"), serde_json::to_string_pretty(&nodes)?.as_bytes())?;
@@ -182,7 +182,7 @@ mod tests {
             assert!(n.p2p.ends_with(&n.peer_id));
             assert_eq!(n.rpc, format!("http://{}", c.rpc.listen));
             let key = KeyFile::read(&c.data_dir.join("node.key")).unwrap().unlock(None).unwrap();
-            assert_eq!(crate::net::peer_id_of(key.secret_bytes()).to_string(), n.peer_id, "node {i}");
+            assert_eq!(aergo_net::peer_id_of(key.secret_bytes()).to_string(), n.peer_id, "node {i}");
         }
         let again = write_testnet(&opts).err().unwrap().to_string();
         assert!(again.contains("already holds a testnet"), "{again}");

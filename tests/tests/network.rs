@@ -184,9 +184,9 @@ fn four_producers_finalize_survive_a_kill_and_resync() -> anyhow::Result<()> {
 
 #[test]
 fn a_late_joiner_syncs_a_long_chain_and_matches_state_roots() -> anyhow::Result<()> {
+    use aergo_chain::Chain;
     use aergo_config::genesis::Genesis;
     use aergo_config::NodeConfig;
-    use aergo_node::chain::Chain;
     use aergo_storage::LogOptions;
     const HISTORY: u64 = 1_200;
 

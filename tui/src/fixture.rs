@@ -128,10 +128,10 @@ pub fn app(root: &Path) -> App {
     ];
     let node_lines = (0..40)
         .map(|i| match i % 10 {
-            3 => format!("2026-11-25T11:59:{i:02}.000Z  WARN aergo_node::node: slots went by while the producer was busy missed=1"),
-            7 => format!("2026-11-25T11:59:{i:02}.000Z DEBUG aergo_node::mempool: admitted tx"),
+            3 => format!("2026-11-25T11:59:{i:02}.000Z  WARN aergo_consensus: slots went by while the producer was busy missed=1"),
+            7 => format!("2026-11-25T11:59:{i:02}.000Z DEBUG aergo_mempool: admitted tx"),
             _ => format!(
-                "2026-11-25T11:59:{i:02}.000Z  INFO aergo_node::node: produced block height={} txs={} took_ms=3",
+                "2026-11-25T11:59:{i:02}.000Z  INFO aergo_consensus: produced block height={} txs={} took_ms=3",
                 1194 + i,
                 i % 7
             ),

@@ -3,8 +3,8 @@
 //! verified and executed while N is written), on the same blocks into fresh data directories, with
 //! the node's default execution cores. Both must end at the producer's head.
 
+use aergo_chain::Chain;
 use aergo_exec::parallel::ParallelExecutor;
-use aergo_node::chain::Chain;
 use aergo_primitives::types::{Block, Payload, TxBody, ENCODING_VERSION};
 use aergo_storage::LogOptions;
 use anyhow::{bail, Context};

@@ -590,11 +590,7 @@ fn with_governance(mut block: Vec<Transaction>, keys: &[Keypair], gov: usize) ->
 }
 
 /// Registers `candidate` as a block-producer candidate, so that votes for it apply.
-fn candidate_setup(
-    chain: &mut aergo_node::chain::Chain,
-    bp: &Keypair,
-    candidate: &Keypair,
-) -> anyhow::Result<()> {
+fn candidate_setup(chain: &mut aergo_chain::Chain, bp: &Keypair, candidate: &Keypair) -> anyhow::Result<()> {
     let payload = Payload::RegisterBp { p2p_address: "/ip4/127.0.0.1/tcp/7846".into() };
     let register = bench_tx(candidate, 0, candidate.address(), 0, 1, payload);
     let b = chain.produce(bp, vec![register], 1_000)?;
@@ -616,11 +612,7 @@ fn token_call(key: &Keypair, nonce: u64, contract: Address, to: &Keypair, n: i64
 }
 
 /// Deploys the example token (supply 1 000 000) from `keys[0]` and gives every other key 100 tokens.
-fn token_setup(
-    chain: &mut aergo_node::chain::Chain,
-    bp: &Keypair,
-    keys: &[Keypair],
-) -> anyhow::Result<Address> {
+fn token_setup(chain: &mut aergo_chain::Chain, bp: &Keypair, keys: &[Keypair]) -> anyhow::Result<Address> {
     let deployer = &keys[0];
     let deploy =
         bench_tx(deployer, 0, deployer.address(), 0, 2_000_000, Payload::Deploy { sql: TOKEN.into() });
@@ -677,9 +669,9 @@ struct ExecOpts {
 fn exec(opts: ExecOpts) -> anyhow::Result<()> {
     let ExecOpts { accounts, txs: txs_n, hot, threads, rounds, json, contract, state_cache_mb, gov } = opts;
     anyhow::ensure!(gov == 0 || !contract, "--gov mixes governance into the transfer workload only");
+    use aergo_chain::Chain;
     use aergo_exec::parallel::{ParallelExecutor, VERIFY_BATCH};
     use aergo_exec::{BlockContext, Mode};
-    use aergo_node::chain::Chain;
     let tmp = scratch(None)?;
     let (keys, bp, genesis) = funded_chain("exec", accounts);
     let state = aergo_storage::StateOptions { cache_bytes: state_cache_mb << 20 };

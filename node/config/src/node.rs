@@ -256,7 +256,7 @@ impl ExecConfig {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
-    /// `tracing` filter, e.g. `info` or `aergo_node=debug,info`. `RUST_LOG` overrides it.
+    /// `tracing` filter, e.g. `info` or `aergo_consensus=debug,info`. `RUST_LOG` overrides it.
     pub level: String,
 }
 

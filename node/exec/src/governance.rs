@@ -11,7 +11,7 @@
 //! Every voter's whole stake counts for each candidate it lists (as in aergo). The votes of a
 //! candidate are kept up to date as stakes and votes change, so the election reads one record per
 //! candidate. [`elect`] picks the producer set from the state at a height; see
-//! the consensus schedule (`aergo_node::consensus::Schedule`) for which height.
+//! the consensus schedule (`aergo_chain::schedule::Schedule`) for which height.
 
 use super::{Accounts, ExecError};
 use aergo_primitives::types::{Account, Address, Amount, PublicKey, Transaction};

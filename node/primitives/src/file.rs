@@ -16,3 +16,19 @@ pub fn write_atomic_mode(path: &std::path::Path, contents: &[u8], mode: u32) -> 
     std::fs::rename(&tmp, path)?;
     std::fs::File::open(dir)?.sync_all()
 }
+
+/// Keeps the seed inputs of a fuzz target (`fuzz/seeds/<target>/`) equal to today's encodings of
+/// `seeds` (file name, bytes): panics naming the first file that differs, or rewrites them all when
+/// `AERGO_WRITE_FUZZ_SEEDS` is set (after a deliberate format change). For the crates' tests.
+#[doc(hidden)]
+pub fn check_fuzz_seeds(dir: &std::path::Path, seeds: &[(&str, Vec<u8>)]) {
+    for (name, bytes) in seeds {
+        let path = dir.join(name);
+        if std::env::var_os("AERGO_WRITE_FUZZ_SEEDS").is_some() {
+            std::fs::create_dir_all(dir).expect("create the seed directory");
+            std::fs::write(&path, bytes).expect("write a seed");
+        }
+        let kept = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(&kept, bytes, "{} is not today's encoding", path.display());
+    }
+}

@@ -11,9 +11,9 @@
 //!
 //! Once serving, it prints `AERGO_RPC=http://ADDR` on stdout (useful with `--rpc-listen 127.0.0.1:0`).
 
+use aergo_chain::verify_by_replay;
 use aergo_config::genesis::Genesis;
 use aergo_config::NodeConfig;
-use aergo_node::chain::verify_by_replay;
 use aergo_node::node::{init, prepare_devnet, RunningNode};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -83,11 +83,11 @@ enum Command {
     NetProbe {
         /// The node's p2p address, with /p2p/<peer id>.
         #[arg(long)]
-        target: libp2p::Multiaddr,
+        target: aergo_net::probe::Multiaddr,
         #[arg(long)]
         chain_id: String,
         #[arg(long, value_delimiter = ',', required = true)]
-        attack: Vec<aergo_node::net::probe::Attack>,
+        attack: Vec<aergo_net::probe::Attack>,
         #[arg(long, default_value_t = 20)]
         timeout_secs: u64,
     },
@@ -166,7 +166,7 @@ async fn main() -> anyhow::Result<()> {
         #[cfg(feature = "test-hooks")]
         Some(Command::NetProbe { target, chain_id, attack, timeout_secs }) => {
             init_tracing("warn");
-            let report = aergo_node::net::probe::probe(
+            let report = aergo_net::probe::probe(
                 target.clone(),
                 chain_id,
                 attack,

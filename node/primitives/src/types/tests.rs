@@ -171,15 +171,6 @@ fn fuzz_seeds_are_current_encodings() {
     let block = Block { header, transactions: vec![transfer.clone(), call.clone()], signature };
     let seeds =
         [("transfer.bin", transfer.encode()), ("call.bin", call.encode()), ("block.bin", block.encode())];
-    let dir =
-        std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("../../fuzz/seeds/decode");
-    for (name, bytes) in seeds {
-        let path = dir.join(name);
-        if std::env::var_os("AERGO_WRITE_FUZZ_SEEDS").is_some() {
-            std::fs::create_dir_all(&dir).unwrap();
-            std::fs::write(&path, &bytes).unwrap();
-        }
-        let kept = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert_eq!(kept, bytes, "{} is not today's encoding", path.display());
-    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/decode");
+    crate::file::check_fuzz_seeds(&dir, &seeds);
 }

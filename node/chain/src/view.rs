@@ -1,7 +1,7 @@
 //! The narrow handles the node's parts get instead of one shared struct of everything:
 //!
-//! - [`ChainView`]: what the chain thread ([`crate::consensus::Driver`], which owns the
-//!   [`crate::chain::Chain`]) publishes and the RPC server and the network read: the chain's
+//! - [`ChainView`]: what the chain thread (`aergo_consensus::Driver`, which owns the
+//!   [`crate::Chain`]) publishes and the RPC server and the network read: the chain's
 //!   identity, the store and the block log to read state and blocks from, the head, the blocks of
 //!   other branches, finality figures, the schedule and the stage counters. Only the chain thread
 //!   writes its locks; readers never block it for longer than a copy.
@@ -16,7 +16,6 @@ use aergo_mempool::Mempool;
 use aergo_primitives::types::{Address, Block, Hash, PublicKey};
 use aergo_storage::{Head, LogReader, StateStore};
 use parking_lot::{Mutex, RwLock};
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
@@ -43,7 +42,7 @@ pub struct ChainView {
     /// New best blocks, for `subscribe_blocks`.
     pub blocks: tokio::sync::broadcast::Sender<Arc<Block>>,
     /// Verify / execute / commit counters of the chain thread.
-    pub stage_times: Arc<crate::chain::StageTimes>,
+    pub stage_times: Arc<crate::StageTimes>,
     /// Block production counters.
     pub production: ProductionStats,
     /// The import stage's queue: gossiped blocks handed to the chain thread and not yet handled.
@@ -57,7 +56,7 @@ pub struct ChainView {
 impl ChainView {
     /// A view of `chain` as it is now.
     pub fn of(
-        chain: &crate::chain::Chain,
+        chain: &crate::Chain,
         producer_key: Option<PublicKey>,
     ) -> Result<ChainView, aergo_storage::StateError> {
         let (blocks, _) = tokio::sync::broadcast::channel(256);
@@ -122,18 +121,8 @@ pub struct ConsensusInfo {
     pub equivocations: u64,
 }
 
-/// What a peer says about its chain.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Status {
-    pub genesis: Hash,
-    pub height: u64,
-    pub hash: Hash,
-    pub lib_height: u64,
-    pub lib_hash: Hash,
-    /// The producer key the node produces with, if it is a producer (hex).
-    #[serde(default)]
-    pub producer: Option<String>,
-}
+/// What a node tells its peers about its chain (the p2p protocol's type).
+pub use aergo_protocol::Status;
 
 /// Counters of the block-production stage.
 #[derive(Debug, Default)]

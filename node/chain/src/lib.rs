@@ -1,4 +1,9 @@
-//! The chain: the block log and the state store kept in step.
+//! The chain: the block log and the state store kept in step, the slot schedule ([`schedule`]) that
+//! says who produces which block, and the read view ([`view`]) the chain thread publishes.
+//!
+//! This crate owns the order in which a block becomes durable. It never speaks to peers, never
+//! chooses between forks and never decides when to produce: that is consensus (`aergo-consensus`),
+//! which owns the [`Chain`] and calls it.
 //!
 //! Commit order for a block: execute → compute the state tree → append the block to the log (fsynced)
 //! → one synced RocksDB batch with state, index, receipts and head. A crash between the two leaves a
@@ -18,6 +23,9 @@
 //!                  ▲ reads: store at the durable height + the changes of blocks in the queue   (aergo-commit)
 //!                  └──────────────────────────── confirmations (durable head) ◄─────────────────┘
 //! ```
+
+pub mod schedule;
+pub mod view;
 
 use crate::schedule::Schedule;
 use aergo_config::genesis::Genesis;

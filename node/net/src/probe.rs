@@ -7,7 +7,9 @@ use aergo_primitives::crypto::Keypair;
 use aergo_primitives::types::{Block, Payload, Signature, TxBody, ENCODING_VERSION};
 use futures::StreamExt;
 use libp2p::swarm::SwarmEvent;
-use libp2p::{gossipsub, request_response, Multiaddr};
+/// The address type `--target` takes.
+pub use libp2p::Multiaddr;
+use libp2p::{gossipsub, request_response};
 use serde::Serialize;
 use std::time::{Duration, Instant};
 

@@ -14,29 +14,20 @@
 #[cfg(feature = "test-hooks")]
 pub mod probe;
 
-use crate::chain::read_block;
-use crate::view::{ChainView, PoolHandle};
-use aergo_primitives::types::{Block, Hash, Transaction, MAX_TX_BYTES};
+use aergo_chain::read_block;
+use aergo_chain::view::{ChainView, PoolHandle};
+use aergo_primitives::types::{Block, Hash};
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId};
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{identify, identity, kad, noise, ping, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
 use parking_lot::RwLock;
-use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-/// Largest gossip message: one block.
-pub const MAX_BLOCK_BYTES: usize = 8 * 1024 * 1024;
-/// Largest sync response.
-pub const MAX_SYNC_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
-/// Largest sync request: a forwarded transaction and its framing (the others are a few bytes).
-pub const MAX_SYNC_REQUEST_BYTES: u64 = MAX_TX_BYTES as u64 + 4096;
-/// Most blocks in one sync response.
-pub const MAX_SYNC_BLOCKS: u32 = 256;
 /// Sync requests a peer may make per second; each one beyond costs it points.
 pub const MAX_REQUESTS_PER_SEC: u32 = 50;
 /// Points at which a peer is banned.
@@ -69,35 +60,10 @@ impl Penalty {
     }
 }
 
-pub use crate::view::Status;
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub enum SyncRequest {
-    Status,
-    /// A transaction for the producer's pool (from a node that is no producer); answered with the
-    /// producer's `send_tx` answer.
-    SubmitTx {
-        tx: serde_bytes::ByteBuf,
-    },
-    /// Blocks of the peer's best chain from height `from`, at most `count`.
-    Blocks {
-        from: u64,
-        count: u32,
-    },
-    Block {
-        hash: Hash,
-    },
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub enum SyncResponse {
-    Status(Status),
-    /// Encoded blocks, in height order.
-    Blocks(Vec<serde_bytes::ByteBuf>),
-    Block(Option<serde_bytes::ByteBuf>),
-    Submitted(aergo_api::SendTxResult),
-    Refused(String),
-}
+pub use aergo_protocol::{
+    Answer, Status, SyncRequest, SyncResponse, MAX_BLOCK_BYTES, MAX_SYNC_BLOCKS, MAX_SYNC_REQUEST_BYTES,
+    MAX_SYNC_RESPONSE_BYTES,
+};
 
 /// What the net task tells the chain thread.
 #[derive(Debug)]
@@ -203,7 +169,7 @@ struct Behaviour {
     limits: libp2p::connection_limits::Behaviour,
     blocked: libp2p::allow_block_list::Behaviour<libp2p::allow_block_list::BlockedPeers>,
     gossipsub: gossipsub::Behaviour,
-    sync: request_response::cbor::Behaviour<SyncRequest, SyncResponse>,
+    sync: request_response::Behaviour<SyncCodec>,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     kad: kad::Behaviour<kad::store::MemoryStore>,
@@ -337,12 +303,9 @@ fn build_swarm(
             let gossipsub =
                 gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gossip_config)
                     .map_err(std::io::Error::other)?;
-            let codec = request_response::cbor::codec::Codec::default()
-                .set_request_size_maximum(MAX_SYNC_REQUEST_BYTES)
-                .set_response_size_maximum(MAX_SYNC_RESPONSE_BYTES as u64 + 65536);
             let sync = request_response::Behaviour::with_codec(
-                codec,
-                [(StreamProtocol::new("/aergo/sync/1"), ProtocolSupport::Full)],
+                SyncCodec,
+                [(StreamProtocol::new(aergo_protocol::SYNC_PROTOCOL), ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
             );
             let mut kad = kad::Behaviour::with_config(
@@ -598,7 +561,14 @@ impl NetTask {
                 peer,
                 error: request_response::InboundFailure::Io(e),
                 ..
-            })) => self.penalize(peer, Penalty::Malformed, &format!("sync request: {e}")),
+            })) => {
+                let reason =
+                    match e.get_ref().and_then(|inner| inner.downcast_ref::<aergo_protocol::WireError>()) {
+                        Some(wire) => wire.to_string(),
+                        None => format!("sync request: {e}"),
+                    };
+                self.penalize(peer, Penalty::Malformed, &reason)
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::OutboundFailure {
                 peer,
                 request_id,
@@ -623,12 +593,12 @@ impl NetTask {
         use std::sync::atomic::Ordering::Relaxed;
         if message.topic == self.blocks_topic.hash() {
             self.state.gossip_blocks_in.fetch_add(message.data.len() as u64, Relaxed);
-            match Block::decode(&message.data) {
+            match aergo_protocol::decode_gossip_block(&message.data) {
                 Ok(block) => {
                     // A bounded stage: past the limit the block is ignored (not forwarded, the peer
                     // not penalized); sync fetches it if it joins the chain.
                     let import = &self.view.import;
-                    if import.depth.load(Relaxed) >= crate::view::IMPORT_QUEUE {
+                    if import.depth.load(Relaxed) >= aergo_chain::view::IMPORT_QUEUE {
                         import.busy_rejections.fetch_add(1, Relaxed);
                         self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
                             &id,
@@ -646,17 +616,12 @@ impl NetTask {
                         &from,
                         MessageAcceptance::Reject,
                     );
-                    self.penalize(from, Penalty::Malformed, &format!("gossiped block: {e}"));
+                    self.penalize(from, Penalty::Malformed, &e.to_string());
                 }
             }
         } else if message.topic == self.txs_topic.hash() {
             self.state.gossip_txs_in.fetch_add(message.data.len() as u64, Relaxed);
-            let tx = if message.data.len() > MAX_TX_BYTES {
-                Err("oversized".to_string())
-            } else {
-                Transaction::decode(&message.data).map_err(|e| e.to_string())
-            };
-            match tx {
+            match aergo_protocol::decode_gossip_tx(&message.data) {
                 Ok(tx) => {
                     // Admission checks the signature on its threads; the verdict follows its answer.
                     let pool = self.pool.clone();
@@ -687,7 +652,7 @@ impl NetTask {
                         &from,
                         MessageAcceptance::Reject,
                     );
-                    self.penalize(from, Penalty::Malformed, &format!("gossiped transaction: {reason}"));
+                    self.penalize(from, Penalty::Malformed, &format!("gossiped {reason}"));
                 }
             }
         } else {
@@ -710,11 +675,11 @@ impl NetTask {
         let refuse = |task: &mut NetTask, channel, reason: String| {
             let _ = task.swarm.behaviour_mut().sync.send_response(channel, SyncResponse::Refused(reason));
         };
-        let tx = match Transaction::decode(&bytes) {
+        let tx = match aergo_protocol::decode_gossip_tx(&bytes) {
             Ok(tx) if tx.body.chain_id == self.view.chain_id => tx,
             Ok(_) => return refuse(self, channel, "wrong chain id".into()),
             Err(e) => {
-                self.penalize(peer, Penalty::Malformed, &format!("forwarded transaction: {e}"));
+                self.penalize(peer, Penalty::Malformed, &format!("forwarded {e}"));
                 return refuse(self, channel, e.to_string());
             }
         };
@@ -782,52 +747,99 @@ impl NetTask {
     }
 
     fn response(&mut self, peer: PeerId, asked: Option<SyncRequest>, response: SyncResponse) {
-        match (asked, response) {
-            (Some(SyncRequest::Status), SyncResponse::Status(status)) => {
+        let status_request = matches!(asked, Some(SyncRequest::Status));
+        match aergo_protocol::check_response(asked.as_ref(), response) {
+            Ok(Answer::Status(status)) => {
                 if let Some(entry) = self.state.peers.write().get_mut(&peer) {
                     entry.status = Some(status.clone());
                 }
                 let _ = self.inbound.send(Inbound::Status { peer, status });
             }
-            (Some(SyncRequest::Blocks { count, .. }), SyncResponse::Blocks(encoded)) => {
-                if encoded.len() > count as usize {
-                    self.penalize(peer, Penalty::Malformed, "more blocks than asked for");
-                    let _ = self.inbound.send(Inbound::RequestFailed { peer });
-                    return;
-                }
-                let mut blocks = Vec::with_capacity(encoded.len());
-                for bytes in encoded {
-                    match Block::decode(&bytes) {
-                        Ok(b) => blocks.push(b),
-                        Err(e) => {
-                            self.penalize(peer, Penalty::Malformed, &format!("sync block: {e}"));
-                            let _ = self.inbound.send(Inbound::RequestFailed { peer });
-                            return;
-                        }
-                    }
-                }
+            Ok(Answer::Blocks(blocks)) => {
                 let _ = self.inbound.send(Inbound::Blocks { from: peer, blocks });
             }
-            (Some(SyncRequest::Block { hash }), SyncResponse::Block(Some(bytes))) => {
-                match Block::decode(&bytes) {
-                    Ok(b) if b.hash() == hash => {
-                        let _ = self.inbound.send(Inbound::Blocks { from: peer, blocks: vec![b] });
-                    }
-                    _ => {
-                        self.penalize(peer, Penalty::Malformed, "asked-for block does not match its hash");
-                        let _ = self.inbound.send(Inbound::RequestFailed { peer });
-                    }
-                }
-            }
-            (Some(SyncRequest::Status), _) => {}
-            (_, SyncResponse::Refused(reason)) => {
+            // A status request answered otherwise only leaves the peer's status unknown.
+            Ok(Answer::Nothing) if status_request => {}
+            Ok(Answer::Refused(reason)) => {
                 tracing::debug!(%peer, %reason, "sync request refused");
                 let _ = self.inbound.send(Inbound::RequestFailed { peer });
             }
-            _ => {
+            Ok(Answer::Nothing) => {
+                let _ = self.inbound.send(Inbound::RequestFailed { peer });
+            }
+            Err(reason) => {
+                self.penalize(peer, Penalty::Malformed, &reason);
                 let _ = self.inbound.send(Inbound::RequestFailed { peer });
             }
         }
+    }
+}
+
+/// The sync protocol's codec: each request and each response is one CBOR document on its own
+/// stream, read to its end (at most one byte past the limit, so that an oversized message is
+/// refused as such) and decoded by `aergo_protocol`.
+#[derive(Clone, Copy, Default)]
+pub struct SyncCodec;
+
+async fn read_capped<T: futures::AsyncRead + Unpin + Send>(
+    io: &mut T,
+    limit: usize,
+) -> std::io::Result<Vec<u8>> {
+    use futures::AsyncReadExt;
+    let mut bytes = Vec::new();
+    io.take(limit as u64 + 1).read_to_end(&mut bytes).await?;
+    Ok(bytes)
+}
+
+fn invalid(e: aergo_protocol::WireError) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, e)
+}
+
+impl request_response::Codec for SyncCodec {
+    type Protocol = StreamProtocol;
+    type Request = SyncRequest;
+    type Response = SyncResponse;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> std::io::Result<SyncRequest>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        let bytes = read_capped(io, MAX_SYNC_REQUEST_BYTES).await?;
+        aergo_protocol::decode_request(&bytes).map_err(invalid)
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> std::io::Result<SyncResponse>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        let bytes = read_capped(io, MAX_SYNC_RESPONSE_BYTES + aergo_protocol::RESPONSE_FRAMING_BYTES).await?;
+        aergo_protocol::decode_response(&bytes).map_err(invalid)
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        request: SyncRequest,
+    ) -> std::io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        use futures::AsyncWriteExt;
+        io.write_all(&aergo_protocol::encode_request(&request)).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        response: SyncResponse,
+    ) -> std::io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        use futures::AsyncWriteExt;
+        io.write_all(&aergo_protocol::encode_response(&response)).await
     }
 }
 

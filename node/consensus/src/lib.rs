@@ -1,4 +1,4 @@
-//! DPoS consensus: the slot schedule ([`schedule`]), finality and fork choice, and the chain thread
+//! DPoS consensus: the slot schedule (`aergo_chain::schedule`), finality and fork choice, and the chain thread
 //! ([`Driver`]) that owns the [`Chain`] and applies them — producing in this node's slots, importing
 //! blocks from peers, switching forks, and syncing. Design: `docs/consensus.md`.
 //!
@@ -10,12 +10,12 @@
 //! Every change to the chain happens on this one thread, so a block is either wholly applied or not
 //! at all, and readers (RPC, the net task's sync answers) see the store's committed state.
 
-pub use crate::view::ConsensusInfo;
+pub use aergo_chain::view::ConsensusInfo;
 
-use crate::chain::{Chain, CommittedBlock};
-use crate::net::{Inbound, NetCommand, Penalty, Verdict};
-use crate::schedule::{Schedule, ScheduleError};
-use crate::view::{ChainView, PoolHandle, Status};
+use aergo_chain::schedule::{Schedule, ScheduleError};
+use aergo_chain::view::{ChainView, PoolHandle, Status};
+use aergo_chain::{Chain, CommittedBlock};
+use aergo_net::{Inbound, NetCommand, Penalty, Verdict};
 use aergo_primitives::clock::now_ms;
 use aergo_primitives::crypto::{self, Keypair};
 use aergo_primitives::types::{

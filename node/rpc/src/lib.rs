@@ -4,17 +4,17 @@
 //! Methods run on tokio's worker threads. Reads go straight to RocksDB and the block log (both safe to
 //! share); `send_tx` decodes and verifies outside the pool lock and holds the lock only to admit.
 
-use crate::chain::read_block;
-use crate::net::NetCommand;
-use crate::view::{ChainView, NodeFacts, PoolHandle};
 use aergo_api::{
     codes, AccountView, AergoApiServer, BlockTxs, BlockView, CandidateView, ChainInfo, ContractFunctionView,
     ContractTableView, ContractView, HeaderView, NodeInfo, NodeMetrics, PeerView, ProducersView,
     QueryRequest, QueryView, ReceiptView, RpcResult, SendTxOutcome, SendTxResult, StageMetrics, StakeView,
     TxRejection, TxView,
 };
+use aergo_chain::read_block;
+use aergo_chain::view::{ChainView, NodeFacts, PoolHandle};
 use aergo_config::RpcConfig;
 use aergo_mempool::AdmitError;
+use aergo_net::NetCommand;
 use aergo_primitives::types::{Address, Block, Hash, Payload, ReceiptStatus, Transaction, MAX_TX_BYTES};
 use jsonrpsee::core::{async_trait, SubscriptionResult};
 use jsonrpsee::server::{BatchRequestConfig, Server, ServerConfig, ServerHandle};
@@ -127,7 +127,7 @@ pub struct RpcHandler {
     pub view: Arc<ChainView>,
     pub pool: Arc<PoolHandle>,
     pub facts: Arc<NodeFacts>,
-    pub net: Arc<std::sync::OnceLock<Arc<crate::net::NetState>>>,
+    pub net: Arc<std::sync::OnceLock<Arc<aergo_net::NetState>>>,
     pub net_commands: Option<tokio::sync::mpsc::Sender<NetCommand>>,
     /// Most transactions in one `send_txs` call.
     pub max_batch: usize,
@@ -290,7 +290,7 @@ impl AergoApiServer for RpcHandler {
         };
         let admission =
             self.pool.admission.stats.snapshot("admission", self.pool.admission.capacity() as u64);
-        let import = self.view.import.snapshot("import", crate::view::IMPORT_QUEUE);
+        let import = self.view.import.snapshot("import", aergo_chain::view::IMPORT_QUEUE);
         // Verification and execution run back to back on the chain thread; commit has a queue
         // in a pipelined run of blocks (sync), empty otherwise.
         let t = &self.view.stage_times;
@@ -310,7 +310,7 @@ impl AergoApiServer for RpcHandler {
             sequential("execute", &t.executed_txs, &t.execute_ns),
             StageMetrics {
                 queue_depth: t.commit_queue.load(Relaxed),
-                queue_capacity: crate::chain::COMMIT_QUEUE as u64,
+                queue_capacity: aergo_chain::COMMIT_QUEUE as u64,
                 ..sequential("commit", &t.committed_blocks, &t.commit_ns)
             },
         ];

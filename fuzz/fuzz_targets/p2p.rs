@@ -1,0 +1,57 @@
+//! The p2p protocol under libFuzzer: any bytes as a sync request, a sync response, a gossiped block
+//! and a gossiped transaction, through the functions the node's request-response codec and gossip
+//! handler call (`aergo_protocol`). Decoding returns or refuses; what decodes must encode to bytes
+//! that decode to the same message; a response is checked against every kind of request, and what
+//! `check_response` accepts must keep its promises (no more blocks than asked for, the block asked
+//! for by hash is that block). Seeds: `fuzz/seeds/p2p/` (kept current by a test of aergo-protocol).
+#![no_main]
+
+use aergo_primitives::types::Hash;
+use aergo_protocol::{
+    check_response, decode_gossip_block, decode_gossip_tx, decode_request, decode_response, encode_request,
+    encode_response, Answer, SyncRequest, MAX_SYNC_BLOCKS,
+};
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    if let Ok(request) = decode_request(data) {
+        let again = decode_request(&encode_request(&request)).expect("an encoded request decodes");
+        assert_eq!(again, request, "a request changed through encode and decode");
+    }
+    if let Ok(response) = decode_response(data) {
+        let again = decode_response(&encode_response(&response)).expect("an encoded response decodes");
+        assert_eq!(again, response, "a response changed through encode and decode");
+        let some_hash = match &response {
+            aergo_protocol::SyncResponse::Block(Some(bytes)) => {
+                aergo_primitives::types::Block::decode(bytes).map(|b| b.hash()).unwrap_or(Hash([0; 32]))
+            }
+            _ => Hash([0; 32]),
+        };
+        let asks = [
+            SyncRequest::Status,
+            SyncRequest::Blocks { from: 1, count: 1 },
+            SyncRequest::Blocks { from: 1, count: MAX_SYNC_BLOCKS },
+            SyncRequest::Block { hash: some_hash },
+            SyncRequest::Block { hash: Hash([0; 32]) },
+        ];
+        for asked in &asks {
+            match (asked, check_response(Some(asked), response.clone())) {
+                (SyncRequest::Blocks { count, .. }, Ok(Answer::Blocks(blocks))) => {
+                    assert!(blocks.len() <= *count as usize, "{} blocks accepted for {count}", blocks.len())
+                }
+                (SyncRequest::Block { hash }, Ok(Answer::Blocks(blocks))) => {
+                    assert_eq!(blocks.len(), 1);
+                    assert_eq!(blocks[0].hash(), *hash, "a block accepted for another's hash");
+                }
+                (SyncRequest::Status, Ok(Answer::Blocks(_))) => panic!("blocks accepted for a status request"),
+                _ => {}
+            }
+        }
+        let _ = check_response(None, response);
+    }
+    if let Ok(block) = decode_gossip_block(data) {
+        assert_eq!(block.encode(), data, "a gossiped block decoded from bytes it does not encode to");
+    }
+    if let Ok(tx) = decode_gossip_tx(data) {
+        assert_eq!(tx.encode(), data, "a gossiped transaction decoded from bytes it does not encode to");
+    }
+});

@@ -1,0 +1,262 @@
+//! The p2p protocol's messages: what peers send each other, how it is encoded, how big it may be,
+//! and what a peer's answer must be to count as one.
+//!
+//! Two kinds of message travel between nodes (`docs/consensus.md`, "Network"):
+//! - **gossip** (gossipsub topics `aergo/<chain>/blocks` and `.../txs`): one borsh-encoded block or
+//!   transaction per message, decoded by [`decode_gossip_block`] and [`decode_gossip_tx`];
+//! - **sync** (request-response protocol [`SYNC_PROTOCOL`]): a [`SyncRequest`] answered by a
+//!   [`SyncResponse`], each one CBOR document on its own stream ([`encode_request`],
+//!   [`decode_request`], [`encode_response`], [`decode_response`]). [`check_response`] says what an
+//!   answer to a request means, or why it is malformed (more blocks than asked for, a block that is
+//!   not the one asked for, bytes that are no block).
+//!
+//! This crate owns the bytes and their meaning; it never opens a socket (that is `aergo-net`, whose
+//! request-response codec calls the functions here, so the fuzz target `p2p` exercises exactly
+//! what a node does with a peer's bytes) and knows no store.
+
+use aergo_primitives::types::{Block, Hash, Transaction, MAX_TX_BYTES};
+use serde::{Deserialize, Serialize};
+
+/// The sync protocol's name on the wire.
+pub const SYNC_PROTOCOL: &str = "/aergo/sync/1";
+/// Largest gossip message: one block.
+pub const MAX_BLOCK_BYTES: usize = 8 * 1024 * 1024;
+/// Largest sync response: the blocks themselves; a response may add [`RESPONSE_FRAMING_BYTES`].
+pub const MAX_SYNC_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+/// What the CBOR framing of a sync response may add to its blocks.
+pub const RESPONSE_FRAMING_BYTES: usize = 64 * 1024;
+/// Largest sync request: a forwarded transaction and its framing (the others are a few bytes).
+pub const MAX_SYNC_REQUEST_BYTES: usize = MAX_TX_BYTES + 4096;
+/// Most blocks in one sync response.
+pub const MAX_SYNC_BLOCKS: u32 = 256;
+
+/// What a node tells its peers about its chain (the answer to [`SyncRequest::Status`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub genesis: Hash,
+    pub height: u64,
+    pub hash: Hash,
+    pub lib_height: u64,
+    pub lib_hash: Hash,
+    /// The producer key the node produces with, if it is a producer (hex).
+    #[serde(default)]
+    pub producer: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncRequest {
+    Status,
+    /// A transaction for the producer's pool (from a node that is no producer); answered with the
+    /// producer's `send_tx` answer.
+    SubmitTx {
+        tx: serde_bytes::ByteBuf,
+    },
+    /// Blocks of the peer's best chain from height `from`, at most `count`.
+    Blocks {
+        from: u64,
+        count: u32,
+    },
+    Block {
+        hash: Hash,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncResponse {
+    Status(Status),
+    /// Encoded blocks, in height order.
+    Blocks(Vec<serde_bytes::ByteBuf>),
+    Block(Option<serde_bytes::ByteBuf>),
+    Submitted(aergo_api::SendTxResult),
+    Refused(String),
+}
+
+/// Why a peer's bytes are not a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("{what} of {len} bytes is over the limit of {limit}")]
+    Oversized { what: &'static str, len: usize, limit: usize },
+    #[error("{what}: {reason}")]
+    Undecodable { what: &'static str, reason: String },
+}
+
+impl WireError {
+    fn undecodable(what: &'static str, reason: impl std::fmt::Display) -> WireError {
+        WireError::Undecodable { what, reason: reason.to_string() }
+    }
+}
+
+fn within(what: &'static str, bytes: &[u8], limit: usize) -> Result<(), WireError> {
+    if bytes.len() > limit {
+        return Err(WireError::Oversized { what, len: bytes.len(), limit });
+    }
+    Ok(())
+}
+
+/// A gossiped block.
+pub fn decode_gossip_block(bytes: &[u8]) -> Result<Block, WireError> {
+    within("gossiped block", bytes, MAX_BLOCK_BYTES)?;
+    Block::decode(bytes).map_err(|e| WireError::undecodable("gossiped block", e))
+}
+
+/// A gossiped (or forwarded) transaction.
+pub fn decode_gossip_tx(bytes: &[u8]) -> Result<Transaction, WireError> {
+    within("transaction", bytes, MAX_TX_BYTES)?;
+    Transaction::decode(bytes).map_err(|e| WireError::undecodable("transaction", e))
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serializing these plain types into a vector cannot fail but for memory: that aborts anyway.
+    cbor4ii::serde::to_vec(Vec::new(), value).expect("a sync message serializes into memory")
+}
+
+pub fn encode_request(request: &SyncRequest) -> Vec<u8> {
+    encode(request)
+}
+
+pub fn encode_response(response: &SyncResponse) -> Vec<u8> {
+    encode(response)
+}
+
+/// A sync request's bytes (the whole stream, which the codec reads up to one byte past the limit).
+pub fn decode_request(bytes: &[u8]) -> Result<SyncRequest, WireError> {
+    within("sync request", bytes, MAX_SYNC_REQUEST_BYTES)?;
+    cbor4ii::serde::from_slice(bytes).map_err(|e| WireError::undecodable("sync request", e))
+}
+
+/// A sync response's bytes.
+pub fn decode_response(bytes: &[u8]) -> Result<SyncResponse, WireError> {
+    within("sync response", bytes, MAX_SYNC_RESPONSE_BYTES + RESPONSE_FRAMING_BYTES)?;
+    cbor4ii::serde::from_slice(bytes).map_err(|e| WireError::undecodable("sync response", e))
+}
+
+/// What a response to one of this node's requests means.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Answer {
+    Status(Status),
+    /// Blocks that decode, at most as many as asked for, or the one block asked for.
+    Blocks(Vec<Block>),
+    /// The peer refused, with its reason.
+    Refused(String),
+    /// Nothing useful (a missing block, an answer of another kind).
+    Nothing,
+}
+
+/// Checks a peer's response against the request it answers (`None`: a request this node no
+/// longer knows about). `Err` is a malformed answer: the peer is penalized.
+pub fn check_response(asked: Option<&SyncRequest>, response: SyncResponse) -> Result<Answer, String> {
+    match (asked, response) {
+        (Some(SyncRequest::Status), SyncResponse::Status(status)) => Ok(Answer::Status(status)),
+        (Some(SyncRequest::Blocks { count, .. }), SyncResponse::Blocks(encoded)) => {
+            if encoded.len() > *count as usize || encoded.len() > MAX_SYNC_BLOCKS as usize {
+                return Err(format!("{} blocks for a request of {count}", encoded.len()));
+            }
+            let mut blocks = Vec::with_capacity(encoded.len());
+            for bytes in encoded {
+                blocks.push(Block::decode(&bytes).map_err(|e| format!("sync block: {e}"))?);
+            }
+            Ok(Answer::Blocks(blocks))
+        }
+        (Some(SyncRequest::Block { hash }), SyncResponse::Block(Some(bytes))) => {
+            match Block::decode(&bytes) {
+                Ok(b) if b.hash() == *hash => Ok(Answer::Blocks(vec![b])),
+                _ => Err("asked-for block does not match its hash".into()),
+            }
+        }
+        (_, SyncResponse::Refused(reason)) => Ok(Answer::Refused(reason)),
+        _ => Ok(Answer::Nothing),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples() -> Vec<SyncRequest> {
+        vec![
+            SyncRequest::Status,
+            SyncRequest::SubmitTx { tx: serde_bytes::ByteBuf::from(vec![1, 2, 3]) },
+            SyncRequest::Blocks { from: 7, count: 3 },
+            SyncRequest::Block { hash: Hash([9; 32]) },
+        ]
+    }
+
+    #[test]
+    fn requests_round_trip_and_the_wire_form_is_stable() {
+        for r in samples() {
+            assert_eq!(decode_request(&encode_request(&r)).unwrap(), r);
+        }
+        // The bytes older nodes send (libp2p's CBOR codec over the same serde types): a change here
+        // is a protocol change and needs a new protocol name.
+        assert_eq!(encode_request(&SyncRequest::Status), b"\x66Status");
+        assert_eq!(
+            encode_request(&SyncRequest::Blocks { from: 7, count: 3 }),
+            b"\xa1\x66Blocks\xa2\x64from\x07\x65count\x03"
+        );
+    }
+
+    #[test]
+    fn oversized_and_garbage_are_refused_with_the_reason() {
+        let big = vec![0u8; MAX_SYNC_REQUEST_BYTES + 1];
+        assert!(matches!(decode_request(&big), Err(WireError::Oversized { .. })));
+        let e = decode_request(b"\xff\x00").unwrap_err();
+        assert!(e.to_string().starts_with("sync request: "), "{e}");
+        assert!(matches!(decode_gossip_tx(&[0; 4]), Err(WireError::Undecodable { .. })));
+    }
+
+    #[test]
+    fn a_response_must_answer_the_request() {
+        let blocks = SyncRequest::Blocks { from: 1, count: 1 };
+        let two = SyncResponse::Blocks(vec![serde_bytes::ByteBuf::new(), serde_bytes::ByteBuf::new()]);
+        assert!(check_response(Some(&blocks), two).unwrap_err().contains("2 blocks for a request of 1"));
+        let junk = SyncResponse::Blocks(vec![serde_bytes::ByteBuf::from(vec![1, 2])]);
+        assert!(check_response(Some(&blocks), junk).unwrap_err().starts_with("sync block"));
+        let one = SyncRequest::Block { hash: Hash([1; 32]) };
+        assert!(check_response(Some(&one), SyncResponse::Block(Some(serde_bytes::ByteBuf::from(vec![0]))))
+            .is_err());
+        assert_eq!(check_response(Some(&one), SyncResponse::Block(None)), Ok(Answer::Nothing));
+        assert_eq!(
+            check_response(None, SyncResponse::Refused("busy".into())),
+            Ok(Answer::Refused("busy".into()))
+        );
+    }
+
+    /// The p2p fuzz target's seeds (`fuzz/seeds/p2p/`) are today's encodings of each message;
+    /// `AERGO_WRITE_FUZZ_SEEDS=1 cargo test -p aergo-protocol` rewrites them after a protocol change.
+    #[test]
+    fn fuzz_seeds_are_current_encodings() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds");
+        let block = std::fs::read(root.join("decode/block.bin")).unwrap();
+        let tx = std::fs::read(root.join("decode/transfer.bin")).unwrap();
+        let hash = Block::decode(&block).unwrap().hash();
+        let status = Status {
+            genesis: Hash([1; 32]),
+            height: 9,
+            hash,
+            lib_height: 7,
+            lib_hash: Hash([2; 32]),
+            producer: Some("02ab".into()),
+        };
+        let buf = serde_bytes::ByteBuf::from;
+        let seeds = vec![
+            ("req-status.cbor", encode_request(&SyncRequest::Status)),
+            ("req-blocks.cbor", encode_request(&SyncRequest::Blocks { from: 9, count: 1 })),
+            ("req-block.cbor", encode_request(&SyncRequest::Block { hash })),
+            ("req-submit.cbor", encode_request(&SyncRequest::SubmitTx { tx: buf(tx.clone()) })),
+            ("resp-status.cbor", encode_response(&SyncResponse::Status(status))),
+            ("resp-blocks.cbor", encode_response(&SyncResponse::Blocks(vec![buf(block.clone())]))),
+            ("resp-block.cbor", encode_response(&SyncResponse::Block(Some(buf(block.clone()))))),
+            ("resp-refused.cbor", encode_response(&SyncResponse::Refused("busy".into()))),
+            (
+                "resp-submitted.cbor",
+                encode_response(&SyncResponse::Submitted(aergo_api::SendTxResult {
+                    hash: Transaction::decode(&tx).unwrap().hash(),
+                    pool_seq: 3,
+                    speculative: None,
+                    answered_by: None,
+                })),
+            ),
+        ];
+        aergo_primitives::file::check_fuzz_seeds(&root.join("p2p"), &seeds);
+    }
+}
