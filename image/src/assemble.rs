@@ -215,18 +215,7 @@ fn stage_rootfs(o: &BuildOptions, root: &Path, kernel: &Path, busybox: &Path) ->
         run(Command::new("strip").arg("--strip-debug").arg(&from).arg("-o").arg(&to))?;
         programs.push(from);
     }
-    for tool in [
-        "/usr/bin/rauc",
-        "/usr/bin/grub-editenv",
-        "/usr/bin/unsquashfs",
-        "/usr/bin/dbus-daemon",
-        "/usr/sbin/nft",
-        "/usr/sbin/dropbear",
-        "/usr/sbin/sfdisk",
-        "/usr/bin/partx",
-        "/usr/sbin/resize2fs",
-        "/usr/sbin/dumpe2fs",
-    ] {
+    for tool in tools::IMAGE_TOOLS {
         // Installed by ensure_host_tools: a missing one is a broken build machine, not optional.
         let from = Path::new(tool);
         anyhow::ensure!(from.exists(), "{tool} is missing on the build machine");

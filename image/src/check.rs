@@ -279,6 +279,8 @@ pub fn boot_and_hard_reset(env: &Env) -> anyhow::Result<()> {
     let serial_text = vm.serial_text();
     assert!(serial_text.contains("aergo: applied /boot/provision.toml"), "{}", vm.boot_lines());
     assert!(serial_text.contains("aergo: firewall: nftables policy loaded"), "{}", vm.boot_lines());
+    // A devnet box is on no network: its p2p port stays closed.
+    assert!(serial_text.contains("p2p off (no p2p port open)"), "{}", vm.boot_lines());
     assert!(
         serial_text.contains("Dashboard") && serial_text.contains("AERGO"),
         "no console on the serial port"

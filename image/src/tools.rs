@@ -6,11 +6,15 @@ use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Host programs and the Debian packages that provide them.
-const HOST_TOOLS: [(&str, &str); 19] = [
+/// Host programs the build and the checks run or copy into the image, and the Debian packages that
+/// provide them. Every program this crate runs by name (`Command::new` of a string literal) and every entry of [`IMAGE_TOOLS`] is
+/// here or in [`BASE_TOOLS`] (a test reads the sources), so that a fresh machine gets them all on
+/// the first run.
+const HOST_TOOLS: [(&str, &str); 24] = [
     ("sfdisk", "fdisk"),
     ("partx", "util-linux"),
     ("resize2fs", "e2fsprogs"),
+    ("dumpe2fs", "e2fsprogs"),
     ("dropbear", "dropbear-bin"),
     ("nft", "nftables"),
     ("dbus-daemon", "dbus-daemon"),
@@ -20,6 +24,7 @@ const HOST_TOOLS: [(&str, &str); 19] = [
     ("mkfs.vfat", "dosfstools"),
     ("mke2fs", "e2fsprogs"),
     ("mksquashfs", "squashfs-tools"),
+    ("unsquashfs", "squashfs-tools"),
     ("grub-mkimage", "grub-common"),
     ("grub-editenv", "grub-common"),
     ("qemu-system-x86_64", "qemu-system-x86"),
@@ -27,6 +32,26 @@ const HOST_TOOLS: [(&str, &str); 19] = [
     ("cpio", "cpio"),
     ("strip", "binutils"),
     ("rauc", "rauc"),
+    ("ssh", "openssh-client"),
+    ("ssh-keygen", "openssh-client"),
+    ("timeout", "coreutils"),
+];
+
+/// Programs of the distribution's essential packages (on every Debian system, never installed).
+pub const BASE_TOOLS: [&str; 6] = ["apt-cache", "apt-get", "cp", "dpkg-deb", "ldd", "sh"];
+
+/// Host programs copied into the image's root file system (with the libraries they load).
+pub const IMAGE_TOOLS: [&str; 10] = [
+    "/usr/bin/rauc",
+    "/usr/bin/grub-editenv",
+    "/usr/bin/unsquashfs",
+    "/usr/bin/dbus-daemon",
+    "/usr/sbin/nft",
+    "/usr/sbin/dropbear",
+    "/usr/sbin/sfdisk",
+    "/usr/bin/partx",
+    "/usr/sbin/resize2fs",
+    "/usr/sbin/dumpe2fs",
 ];
 
 /// Files from packages that are not programs.
@@ -82,7 +107,17 @@ fn missing_host_packages() -> Vec<&'static str> {
     missing
 }
 
-/// Installs the host tools that are missing (apt-get, as root).
+fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
+    eprintln!("installing {}", packages.join(" "));
+    run(Command::new("apt-get")
+        .args(["-o", "DPkg::Lock::Timeout=300", "install", "-y", "-qq", "--no-install-recommends"])
+        .args(packages)
+        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    Ok(())
+}
+
+/// Installs the host tools that are missing (apt-get, as root), and checks that they all are there
+/// afterwards.
 pub fn ensure_host_tools() -> anyhow::Result<()> {
     if missing_host_packages().is_empty() {
         return Ok(());
@@ -93,12 +128,23 @@ pub fn ensure_host_tools() -> anyhow::Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    eprintln!("installing {}", missing.join(" "));
     run(Command::new("apt-get").arg("update").arg("-qq"))?;
-    run(Command::new("apt-get")
-        .args(["-o", "DPkg::Lock::Timeout=300", "install", "-y", "-qq", "--no-install-recommends"])
-        .args(&missing)
-        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    apt_install(&missing)?;
+    // apt removes a package when that satisfies another's versioned dependencies: a newer
+    // qemu-utils (from backports) goes when the distribution's qemu-system-x86 comes in, and
+    // qemu-img with it. What went missing is installed once more, now in the matching version.
+    let removed = missing_host_packages();
+    if !removed.is_empty() {
+        eprintln!("apt-get removed {} while installing the others", removed.join(" "));
+        apt_install(&removed)?;
+    }
+    let left = missing_host_packages();
+    if !left.is_empty() {
+        bail!(
+            "the host tools of {} are still missing after apt-get install: install them by hand",
+            left.join(" ")
+        );
+    }
     Ok(())
 }
 
@@ -158,4 +204,29 @@ pub fn kernel_package() -> anyhow::Result<String> {
         .find(|p| p.starts_with("linux-image-") && !p.contains('<'))
         .map(str::to_string)
         .context("apt-cache depends linux-image-amd64 names no kernel package (run apt-get update)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every program this crate runs by name (`Command::new` of a string literal) or copies into the image is installed by
+    /// [`ensure_host_tools`] or is part of every Debian system: a tool added without its package
+    /// would otherwise fail only on a fresh machine, on a new user's first run.
+    #[test]
+    fn every_program_the_build_runs_is_in_the_install_list() {
+        let dir = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("src");
+        let mut programs = std::collections::BTreeSet::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            for piece in text.split("Command::new(\"").skip(1) {
+                programs.insert(piece.split('"').next().unwrap().to_string());
+            }
+        }
+        assert!(programs.contains("qemu-img") && programs.len() > 10, "the scan found {programs:?}");
+        programs.extend(IMAGE_TOOLS.iter().map(|p| p.rsplit('/').next().unwrap().to_string()));
+        let known: Vec<&str> = HOST_TOOLS.iter().map(|(p, _)| *p).chain(BASE_TOOLS).collect();
+        let unlisted: Vec<&String> = programs.iter().filter(|p| !known.contains(&p.as_str())).collect();
+        assert!(unlisted.is_empty(), "not in HOST_TOOLS (with their package) nor BASE_TOOLS: {unlisted:?}");
+    }
 }

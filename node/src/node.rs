@@ -57,6 +57,11 @@ pub enum NodeError {
     Join(String),
     #[error(transparent)]
     Net(#[from] aergo_net::NetError),
+    #[error(
+        "genesis file {path} makes genesis block {actual}, not {expected} (genesis_hash in the config): \
+         this is another chain's genesis"
+    )]
+    GenesisHash { path: String, expected: String, actual: String },
 }
 
 /// Admission threads by default: every core this process may use.
@@ -113,7 +118,27 @@ pub fn open_chain(config: &NodeConfig) -> Result<(Chain, OpenReport), NodeError>
         verify: config.storage.verify_log_on_start,
     };
     let state = StateOptions { cache_bytes: config.storage.state_cache_mb << 20 };
-    Ok(Chain::open_with(&config.data_dir, &genesis, opts, state)?)
+    let (chain, report) = Chain::open_with(&config.data_dir, &genesis, opts, state)?;
+    if let Some(expected) = &config.genesis_hash {
+        let actual = chain.store().genesis_hash()?.map(|h| hex::encode(h.0)).unwrap_or_default();
+        if !actual.eq_ignore_ascii_case(expected) {
+            drop(chain);
+            if report.created {
+                // The chain was made just now from the wrong genesis: leave nothing behind.
+                for dir in ["state", "blocks"] {
+                    let path = config.data_dir.join(dir);
+                    std::fs::remove_dir_all(&path)
+                        .map_err(|source| NodeError::Io { path: path.display().to_string(), source })?;
+                }
+            }
+            return Err(NodeError::GenesisHash {
+                path: config.genesis_path().display().to_string(),
+                expected: expected.to_lowercase(),
+                actual,
+            });
+        }
+    }
+    Ok((chain, report))
 }
 
 impl RunningNode {
@@ -200,9 +225,13 @@ impl RunningNode {
         let (inbound_tx, inbound_rx) = std::sync::mpsc::channel();
         let net = match net_channel {
             Some((commands, commands_rx)) => {
-                let (listen, bootstrap) =
-                    config.p2p.addresses().map_err(|reason| NodeError::Config { reason })?;
-                let net_config = NetConfig { listen, bootstrap, max_peers: config.p2p.max_peers };
+                let addresses = config.p2p.addresses().map_err(|reason| NodeError::Config { reason })?;
+                let net_config = NetConfig {
+                    listen: addresses.listen,
+                    bootstrap: addresses.bootstrap,
+                    external: addresses.external,
+                    max_peers: config.p2p.max_peers,
+                };
                 let net = aergo_net::start(
                     net_config,
                     node_key.secret_bytes(),

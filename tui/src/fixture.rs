@@ -4,7 +4,9 @@
 use crate::app::{App, Event, NodeSnapshot, Settings, Update};
 use crate::logs::LogSource;
 use crate::ops::ConsoleConfig;
-use aergo_api::{BlockTxs, BlockView, ChainInfo, HeaderView, NodeInfo, NodeMetrics, PeerView, StageMetrics};
+use aergo_api::{
+    BlockTxs, BlockView, BootstrapView, ChainInfo, HeaderView, NodeInfo, NodeMetrics, PeerView, StageMetrics,
+};
 use aergo_primitives::crypto::Keypair;
 use aergo_primitives::types::Hash;
 use aergo_telemetry::Sample;
@@ -66,6 +68,27 @@ pub fn snapshot(peers: Vec<PeerView>) -> NodeSnapshot {
             exec_cores: vec![1],
             pid: 321,
             node_key: hex::encode([7u8; 32]),
+            p2p_listen: if peers.is_empty() { vec![] } else { vec!["/ip4/192.0.2.10/tcp/7846".into()] },
+            bootstrap: if peers.is_empty() {
+                vec![]
+            } else {
+                vec![
+                    BootstrapView {
+                        address: "/ip4/192.0.2.11/tcp/7846".into(),
+                        peer_id: Some("12D3KooWFixturePeerOne".into()),
+                        connected: true,
+                        ..BootstrapView::default()
+                    },
+                    BootstrapView {
+                        address: "/ip4/192.0.2.99/tcp/7846".into(),
+                        failures: 12,
+                        last_error: Some(
+                            "Failed to negotiate transport protocol(s): Connection refused".into(),
+                        ),
+                        ..BootstrapView::default()
+                    },
+                ]
+            },
         },
         metrics: NodeMetrics {
             stages: vec![StageMetrics {

@@ -1,4 +1,4 @@
-//! Chain figures from the node's JSON-RPC (`chain_info`, `node_info`, `node_metrics`), each call bounded
+//! Chain figures from the node's JSON-RPC (`chain_info`, `node_info`, `node_metrics`, `peers`), each call bounded
 //! by a timeout so that a hung node never stalls a sample.
 
 use aergo_api::{AergoApiClient, NodeInfo};
@@ -30,8 +30,12 @@ impl ChainCollector {
     }
 
     pub async fn collect(&mut self, now_ms: u64) -> ChainReading {
-        let (chain, info, metrics) =
-            tokio::join!(self.client.chain_info(), self.client.node_info(), self.client.node_metrics());
+        let (chain, info, metrics, peers) = tokio::join!(
+            self.client.chain_info(),
+            self.client.node_info(),
+            self.client.node_metrics(),
+            self.client.peers()
+        );
         let (chain, info, metrics) = match (chain, info, metrics) {
             (Ok(c), Ok(i), Ok(m)) => (c, i, m),
             (c, i, m) => {
@@ -60,6 +64,9 @@ impl ChainCollector {
             blocks_produced: producer.then_some(metrics.blocks_produced_total),
             slots_missed: producer.then_some(metrics.slots_missed_total),
             peers: chain.peers,
+            // A node without the peer list (older than the agent) still gives a sample.
+            peer_list: peers.unwrap_or_default(),
+            bootstrap: info.bootstrap.clone(),
             mempool_txs: metrics.mempool_txs,
             mempool_bytes: metrics.mempool_bytes,
             syncing: chain.syncing,

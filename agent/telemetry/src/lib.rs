@@ -197,6 +197,12 @@ pub struct ChainSample {
     pub blocks_produced: Option<u64>,
     pub slots_missed: Option<u64>,
     pub peers: u32,
+    /// The connected peers (id, address, best height).
+    #[serde(default)]
+    pub peer_list: Vec<aergo_api::PeerView>,
+    /// The configured bootstrap addresses and whether the node reaches them.
+    #[serde(default)]
+    pub bootstrap: Vec<aergo_api::BootstrapView>,
     pub mempool_txs: u64,
     pub mempool_bytes: u64,
     pub syncing: bool,

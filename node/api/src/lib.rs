@@ -80,6 +80,28 @@ pub struct NodeInfo {
     /// with this key so that Horde can tell which box said what.
     #[serde(default)]
     pub node_key: String,
+    /// The p2p addresses the node listens on (empty without p2p).
+    #[serde(default)]
+    pub p2p_listen: Vec<String>,
+    /// The configured bootstrap peers and whether the node reaches them.
+    #[serde(default)]
+    pub bootstrap: Vec<BootstrapView>,
+}
+
+/// A bootstrap address of the node's config and what the node knows of the peer there.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BootstrapView {
+    /// As configured (`/ip4/…/tcp/…`, maybe with `/p2p/<peer id>`).
+    pub address: String,
+    /// The peer there: from the address, or learnt when a dial succeeded.
+    pub peer_id: Option<String>,
+    pub connected: bool,
+    /// Failed dials in a row, and why the last one failed.
+    pub failures: u32,
+    pub last_error: Option<String>,
+    /// The address is this node's own (not dialled).
+    #[serde(default)]
+    pub is_self: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]

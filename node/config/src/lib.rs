@@ -18,4 +18,6 @@ pub mod cores;
 pub mod genesis;
 mod node;
 
+/// The multiaddr crate the p2p settings are parsed with (for the Setup screen's port lookup).
+pub use multiaddr;
 pub use node::*;

@@ -23,6 +23,10 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// The genesis file; relative to `data_dir` when not absolute.
     pub genesis: PathBuf,
+    /// The hash of the genesis block this node must be on (hex), when the operator knows it: the
+    /// node refuses to start, and leaves no chain behind, when the genesis file makes another one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub genesis_hash: Option<String>,
     pub rpc: RpcConfig,
     pub producer: ProducerConfig,
     pub mempool: MempoolConfig,
@@ -38,6 +42,7 @@ impl Default for NodeConfig {
         NodeConfig {
             data_dir: PathBuf::from("/var/lib/aergo"),
             genesis: PathBuf::from("genesis.toml"),
+            genesis_hash: None,
             rpc: RpcConfig::default(),
             producer: ProducerConfig::default(),
             mempool: MempoolConfig::default(),
@@ -119,8 +124,13 @@ pub struct P2pConfig {
     pub enabled: bool,
     /// Multiaddrs to listen on.
     pub listen: Vec<String>,
-    /// Peers to dial at start and whenever they are not connected: `/ip4/ADDR/tcp/PORT/p2p/PEER_ID`.
+    /// Peers to dial at start and whenever they are not connected: `/ip4/ADDR/tcp/PORT`, with
+    /// `/p2p/PEER_ID` when the peer's id is known (then a peer answering with another id is refused).
     pub bootstrap: Vec<String>,
+    /// The address peers are told to dial this node at, when it is not one it listens on (NAT, port
+    /// forwarding): `/ip4/ADDR/tcp/PORT` or `/dns4/NAME/tcp/PORT`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_address: Option<String>,
     /// Most connected peers.
     pub max_peers: u32,
     /// How far ahead of this node's clock a gossiped block's slot may be.
@@ -133,28 +143,67 @@ impl Default for P2pConfig {
             enabled: false,
             listen: vec!["/ip4/0.0.0.0/tcp/7846".into()],
             bootstrap: Vec::new(),
+            external_address: None,
             max_peers: 50,
             max_clock_drift_ms: 500,
         }
     }
 }
 
+/// The parsed addresses of a [`P2pConfig`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct P2pAddresses {
+    pub listen: Vec<multiaddr::Multiaddr>,
+    pub bootstrap: Vec<multiaddr::Multiaddr>,
+    pub external: Option<multiaddr::Multiaddr>,
+}
+
+/// A multiaddr of TCP over IPv4, IPv6 or DNS: what the node listens on, dials and announces.
+/// `key` names the setting in the error (`p2p.bootstrap[1]`).
+pub fn parse_tcp_multiaddr(key: &str, text: &str) -> Result<multiaddr::Multiaddr, String> {
+    use multiaddr::Protocol;
+    let addr: multiaddr::Multiaddr =
+        text.trim().parse().map_err(|e| format!("{key}: {text:?} is not a multiaddr: {e}"))?;
+    let mut parts = addr.iter();
+    let host = matches!(
+        parts.next(),
+        Some(Protocol::Ip4(_) | Protocol::Ip6(_) | Protocol::Dns(_) | Protocol::Dns4(_) | Protocol::Dns6(_))
+    );
+    let tcp = matches!(parts.next(), Some(Protocol::Tcp(_)));
+    let rest_ok = parts.all(|p| matches!(p, Protocol::P2p(_)));
+    if !(host && tcp && rest_ok) {
+        return Err(format!(
+            "{key}: {text:?} is not a TCP address: write /ip4/ADDR/tcp/PORT (or /ip6/…, /dns4/NAME/…), \
+             optionally followed by /p2p/PEER_ID"
+        ));
+    }
+    Ok(addr)
+}
+
 impl P2pConfig {
-    /// The listen and bootstrap addresses, parsed.
-    pub fn addresses(&self) -> Result<(Vec<multiaddr::Multiaddr>, Vec<multiaddr::Multiaddr>), String> {
+    /// The listen, bootstrap and external addresses, parsed; an error names the setting.
+    pub fn addresses(&self) -> Result<P2pAddresses, String> {
         let parse = |what: &str, list: &[String]| -> Result<Vec<multiaddr::Multiaddr>, String> {
             list.iter()
-                .map(|a| a.parse().map_err(|e| format!("p2p.{what}: {a:?} is not a multiaddr: {e}")))
+                .enumerate()
+                .map(|(i, a)| parse_tcp_multiaddr(&format!("p2p.{what}[{i}]"), a))
                 .collect()
         };
         let listen = parse("listen", &self.listen)?;
-        let bootstrap = parse("bootstrap", &self.bootstrap)?;
-        for b in &bootstrap {
-            if !b.iter().any(|p| matches!(p, multiaddr::Protocol::P2p(_))) {
-                return Err(format!("p2p.bootstrap: {b} has no /p2p/<peer id>"));
+        for (i, l) in listen.iter().enumerate() {
+            if l.iter().any(|p| matches!(p, multiaddr::Protocol::P2p(_))) {
+                return Err(format!(
+                    "p2p.listen[{i}]: {l} names a peer id: a listen address is a host and a port only"
+                ));
             }
         }
-        Ok((listen, bootstrap))
+        let bootstrap = parse("bootstrap", &self.bootstrap)?;
+        let external = self
+            .external_address
+            .as_deref()
+            .map(|a| parse_tcp_multiaddr("p2p.external_address", a))
+            .transpose()?;
+        Ok(P2pAddresses { listen, bootstrap, external })
     }
 }
 
@@ -290,6 +339,11 @@ impl NodeConfig {
             return Err("storage.state_cache_mb must be at most 1048576 (1 TiB)".into());
         }
         self.exec.resolve_cores().map_err(|e| format!("exec.cores: {e}"))?;
+        if let Some(hash) = &self.genesis_hash {
+            if hash.len() != 64 || !hash.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(format!("genesis_hash {hash:?} is not a block hash: 64 hexadecimal digits"));
+            }
+        }
         if self.rpc.max_batch == 0 || self.rpc.max_connections == 0 {
             return Err("rpc.max_batch and rpc.max_connections must be at least 1".into());
         }
@@ -342,6 +396,25 @@ mod tests {
         assert!(c.validate().is_err());
         let c: NodeConfig = toml::from_str("[storage]\nstate_cache_mb = 99999999").unwrap();
         assert!(c.validate().unwrap_err().contains("state_cache_mb"));
+    }
+
+    #[test]
+    fn p2p_addresses_are_checked_and_errors_name_the_setting() {
+        let p2p = |toml_text: &str| toml::from_str::<NodeConfig>(toml_text).unwrap().p2p.addresses();
+        let ok = p2p(
+            "[p2p]\nbootstrap = [\"/ip4/10.0.0.1/tcp/7846\", \"/dns4/box1.example/tcp/7846/p2p/12D3KooWLebXpVqwmgSYtdmHykdcJGXa78M2WigewjW4496GfCQg\"]\nexternal_address = \"/ip4/203.0.113.7/tcp/7846\"",
+        )
+        .unwrap();
+        assert_eq!(ok.bootstrap.len(), 2, "a bootstrap address needs no peer id");
+        assert_eq!(ok.external.unwrap().to_string(), "/ip4/203.0.113.7/tcp/7846");
+        let e = p2p("[p2p]\nbootstrap = [\"/ip4/10.0.0.1/tcp/7846\", \"/ip4/10.0.0.2/tcp\"]").unwrap_err();
+        assert!(e.starts_with("p2p.bootstrap[1]: \"/ip4/10.0.0.2/tcp\" is not a multiaddr"), "{e}");
+        let e = p2p("[p2p]\nbootstrap = [\"/ip4/10.0.0.2/udp/7846\"]").unwrap_err();
+        assert!(e.contains("p2p.bootstrap[0]") && e.contains("is not a TCP address"), "{e}");
+        let e = p2p("[p2p]\nlisten = [\"10.0.0.1:7846\"]").unwrap_err();
+        assert!(e.starts_with("p2p.listen[0]"), "{e}");
+        let e = p2p("[p2p]\nexternal_address = \"/ip4/1.2.3.4\"").unwrap_err();
+        assert!(e.starts_with("p2p.external_address"), "{e}");
     }
 
     #[test]

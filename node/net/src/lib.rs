@@ -162,6 +162,8 @@ pub struct NetState {
     pub gossip_blocks_in: std::sync::atomic::AtomicU64,
     pub gossip_txs_in: std::sync::atomic::AtomicU64,
     pub banned_total: std::sync::atomic::AtomicU64,
+    /// The bootstrap addresses and whether they are reached (for `node_info` and the console).
+    pub bootstrap: RwLock<Vec<aergo_api::BootstrapView>>,
 }
 
 #[derive(NetworkBehaviour)]
@@ -179,10 +181,31 @@ struct Behaviour {
 #[derive(Clone, Debug)]
 pub struct NetConfig {
     pub listen: Vec<Multiaddr>,
-    /// Peers to dial at start and whenever they are not connected (`/ip4/…/tcp/…/p2p/<id>`).
+    /// Peers to dial at start and whenever they are not connected (`/ip4/…/tcp/…`, with
+    /// `/p2p/<id>` when the peer's id is known; without, the id is learnt when the dial succeeds).
     pub bootstrap: Vec<Multiaddr>,
+    /// The address peers are told to dial this node at (NAT, port forwarding).
+    pub external: Option<Multiaddr>,
     pub max_peers: u32,
 }
+
+/// A bootstrap address and what the node knows of the peer there.
+#[derive(Clone, Debug)]
+struct Bootstrap {
+    addr: Multiaddr,
+    /// The peer's id: from the address's `/p2p/` part, or learnt from the first connection.
+    peer: Option<PeerId>,
+    /// The id was given in the address: a peer answering with another one is refused.
+    pinned: bool,
+    /// Failed dials in a row (logged at the first and then every [`DIAL_LOG_EVERY`]).
+    failures: u32,
+    /// The address turned out to be this node's own.
+    is_self: bool,
+    last_error: Option<String>,
+}
+
+/// How often a failing bootstrap address is logged again, in failed dials (about a minute).
+const DIAL_LOG_EVERY: u32 = 20;
 
 /// The libp2p identity for the node's ed25519 identity key.
 pub fn identity_of(secret: [u8; 32]) -> identity::Keypair {
@@ -257,9 +280,17 @@ pub async fn start(
         bootstrap: config
             .bootstrap
             .iter()
-            .filter_map(|a| peer_of(a).map(|p| (p, a.clone())))
-            .filter(|(p, _)| *p != local)
+            .filter(|a| peer_of(a) != Some(local))
+            .map(|a| Bootstrap {
+                addr: a.clone(),
+                peer: peer_of(a),
+                pinned: peer_of(a).is_some(),
+                failures: 0,
+                is_self: false,
+                last_error: None,
+            })
             .collect(),
+        dialing: HashMap::new(),
         points: HashMap::new(),
         banned: HashMap::new(),
         pending: HashMap::new(),
@@ -267,8 +298,14 @@ pub async fn start(
         requests: HashMap::new(),
         forwarded: HashMap::new(),
     };
-    for (peer, addr) in &task.bootstrap {
-        task.swarm.behaviour_mut().kad.add_address(peer, addr.clone());
+    for b in &task.bootstrap {
+        if let Some(peer) = b.peer {
+            task.swarm.behaviour_mut().kad.add_address(&peer, b.addr.clone());
+        }
+    }
+    if let Some(external) = config.external {
+        tracing::info!(address = %external, "p2p external address announced to peers");
+        task.swarm.add_external_address(external);
     }
     let handle = tokio::spawn(async move { task.run(rx, stop_rx).await });
     Ok(Net { state, commands, task: handle, stop })
@@ -347,7 +384,9 @@ struct NetTask {
     inbound: std::sync::mpsc::Sender<Inbound>,
     blocks_topic: IdentTopic,
     txs_topic: IdentTopic,
-    bootstrap: Vec<(PeerId, Multiaddr)>,
+    bootstrap: Vec<Bootstrap>,
+    /// Dials to bootstrap addresses in flight: the entry each one is for.
+    dialing: HashMap<libp2p::swarm::ConnectionId, usize>,
     points: HashMap<PeerId, u32>,
     banned: HashMap<PeerId, Instant>,
     /// What each outbound request asked for.
@@ -390,11 +429,60 @@ impl NetTask {
             self.swarm.behaviour_mut().blocked.unblock_peer(peer);
             tracing::info!(%peer, "ban lifted");
         }
-        for (peer, addr) in self.bootstrap.clone() {
-            if !self.swarm.is_connected(&peer) && !self.banned.contains_key(&peer) {
-                let _ = self.swarm.dial(addr);
+        self.publish_bootstrap();
+        for i in 0..self.bootstrap.len() {
+            let b = &self.bootstrap[i];
+            let due = match b.peer {
+                _ if b.is_self => false,
+                Some(peer) => !self.swarm.is_connected(&peer) && !self.banned.contains_key(&peer),
+                None => true,
+            };
+            if !due || self.dialing.values().any(|j| *j == i) {
+                continue;
+            }
+            let opts = libp2p::swarm::dial_opts::DialOpts::from(b.addr.clone());
+            let id = opts.connection_id();
+            match self.swarm.dial(opts) {
+                Ok(()) => {
+                    self.dialing.insert(id, i);
+                }
+                Err(e) => self.dial_failed(i, &e),
             }
         }
+    }
+
+    /// What `node_info` shows of the bootstrap peers.
+    fn publish_bootstrap(&self) {
+        let view = self
+            .bootstrap
+            .iter()
+            .map(|b| aergo_api::BootstrapView {
+                address: b.addr.to_string(),
+                peer_id: b.peer.map(|p| p.to_string()),
+                connected: b.peer.is_some_and(|p| self.swarm.is_connected(&p)),
+                failures: b.failures,
+                last_error: b.last_error.clone(),
+                is_self: b.is_self,
+            })
+            .collect();
+        *self.state.bootstrap.write() = view;
+    }
+
+    /// A dial to bootstrap entry `i` failed: logged at the first failure and then about once a minute.
+    fn dial_failed(&mut self, i: usize, error: &libp2p::swarm::DialError) {
+        let b = &mut self.bootstrap[i];
+        if let libp2p::swarm::DialError::LocalPeerId { .. } = error {
+            tracing::info!(address = %b.addr, "bootstrap address is this node's own: not dialled again");
+            b.is_self = true;
+            self.publish_bootstrap();
+            return;
+        }
+        b.failures += 1;
+        b.last_error = Some(error.to_string());
+        if b.failures % DIAL_LOG_EVERY == 1 {
+            tracing::warn!(address = %b.addr, failures = b.failures, %error, "cannot reach bootstrap peer; dialling again");
+        }
+        self.publish_bootstrap();
     }
 
     /// Counts a request from `peer` in the current second; true beyond the allowance.
@@ -495,17 +583,39 @@ impl NetTask {
                 tracing::info!(%address, peer_id = %self.state.peer_id, "p2p listening");
                 self.state.listen.write().push(address.to_string());
             }
-            SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
+            SwarmEvent::ConnectionEstablished { peer_id, endpoint, connection_id, .. } => {
+                if let Some(i) = self.dialing.remove(&connection_id) {
+                    let b = &mut self.bootstrap[i];
+                    if b.peer != Some(peer_id) || b.failures > 0 {
+                        tracing::info!(address = %b.addr, peer = %peer_id, "connected to bootstrap peer");
+                    }
+                    if !b.pinned {
+                        b.peer = Some(peer_id);
+                        self.swarm
+                            .behaviour_mut()
+                            .kad
+                            .add_address(&peer_id, endpoint.get_remote_address().clone());
+                    }
+                    self.bootstrap[i].failures = 0;
+                    self.bootstrap[i].last_error = None;
+                    self.publish_bootstrap();
+                }
                 let address = endpoint.get_remote_address().to_string();
                 tracing::debug!(peer = %peer_id, %address, "peer connected");
                 self.state.peers.write().entry(peer_id).or_insert(PeerEntry { address, status: None });
                 self.request(peer_id, SyncRequest::Status);
+            }
+            SwarmEvent::OutgoingConnectionError { connection_id, error, .. } => {
+                if let Some(i) = self.dialing.remove(&connection_id) {
+                    self.dial_failed(i, &error);
+                }
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
                 tracing::debug!(peer = %peer_id, "peer disconnected");
                 self.requests.remove(&peer_id);
                 self.state.peers.write().remove(&peer_id);
                 let _ = self.inbound.send(Inbound::PeerGone(peer_id));
+                self.publish_bootstrap();
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,

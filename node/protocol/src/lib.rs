@@ -225,7 +225,9 @@ mod tests {
     /// `AERGO_WRITE_FUZZ_SEEDS=1 cargo test -p aergo-protocol` rewrites them after a protocol change.
     #[test]
     fn fuzz_seeds_are_current_encodings() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds");
+        // At run time: the executable may have been built in another clone (scripts/env.sh).
+        let manifest = std::env::var("CARGO_MANIFEST_DIR").unwrap();
+        let root = std::path::Path::new(&manifest).join("../../fuzz/seeds");
         let block = std::fs::read(root.join("decode/block.bin")).unwrap();
         let tx = std::fs::read(root.join("decode/transfer.bin")).unwrap();
         let hash = Block::decode(&block).unwrap().hash();

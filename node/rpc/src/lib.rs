@@ -270,6 +270,8 @@ impl AergoApiServer for RpcHandler {
             exec_cores: self.facts.exec_cores.clone(),
             pid: std::process::id(),
             node_key: hex::encode(self.facts.node_key.0),
+            p2p_listen: self.net.get().map(|n| n.listen.read().clone()).unwrap_or_default(),
+            bootstrap: self.net.get().map(|n| n.bootstrap.read().clone()).unwrap_or_default(),
         })
     }
 

@@ -7,7 +7,7 @@
 //! | `etc/hostname`, `etc/hosts` | the hostname |
 //! | `etc/network/interfaces` | ifupdown: `lo`, and the interface by DHCP or static address |
 //! | `etc/resolv.conf` | static setups only (DHCP's client writes it itself) |
-//! | `etc/aergo/node.toml` | the node's config: data dir of the chain, producer key, RPC |
+//! | `etc/aergo/node.toml` | the node's config: data dir of the chain, producer key, RPC, p2p (listen, bootstrap peers, external address; the firewall opens the p2p port when p2p is on) |
 //! | `etc/aergo/agent.token` | Horde's bearer token (0600) |
 //! | `etc/aergo/settings.toml` | the settings themselves, without the token |
 //! | `root/.ssh/authorized_keys` | SSH keys allowed to log in |
@@ -140,6 +140,28 @@ pub fn key_path(address: &str) -> String {
     format!("{DATA_DIR}/keys/producer-{address}.key")
 }
 
+/// The producer key of an encrypted keystore on the boot partition, unlocked with the passphrase
+/// in `passphrase_file` (its first line). Errors name the setting and the file.
+pub fn import_keystore(root: &Path, keystore: &str, passphrase_file: &str) -> Result<Keypair, ApplyError> {
+    let pass_path = box_path(root, passphrase_file);
+    let text = std::fs::read_to_string(&pass_path)
+        .map_err(|e| ApplyError::Key(format!("producer.passphrase_file {}: {e}", pass_path.display())))?;
+    let passphrase = text.lines().next().unwrap_or_default();
+    let path = box_path(root, keystore);
+    let file = KeyFile::read(&path).map_err(|e| ApplyError::Key(format!("producer.keystore: {e}")))?;
+    file.unlock(Some(passphrase)).map_err(|e| ApplyError::Key(format!("producer.keystore: {e}")))
+}
+
+/// Deletes a file and syncs its directory, so that it is gone after a power cut too. A file that is
+/// already gone is fine.
+pub fn remove_synced(path: &Path) -> Result<(), ApplyError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => sync_dir(path.parent().unwrap_or(Path::new("/"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(path)(e)),
+    }
+}
+
 /// Writes `contents` to `path` so that readers see the old or the new file, even after a crash.
 pub fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), ApplyError> {
     let dir = path.parent().unwrap_or(Path::new("/"));
@@ -263,6 +285,8 @@ fn render(
         RpcAccess::Loopback => std::net::SocketAddr::from(([127, 0, 0, 1], 7845)),
     };
     node.producer.enabled = settings.node.role == Role::Producer;
+    node.p2p = settings.p2p_config()?;
+    node.genesis_hash = settings.node.genesis_hash.as_ref().map(|h| h.to_lowercase());
     if let Some(k) = key {
         node.producer.key_file = PathBuf::from(key_path(&k.address().to_string()));
         // A producer on a chain fills every slot, empty or not.
@@ -450,9 +474,12 @@ mod tests {
                 chain: DEVNET.into(),
                 producer_address: None,
                 rpc: Default::default(),
+                genesis_hash: None,
             },
             agent: AgentSettings { token: Some("ab".repeat(32)) },
             ssh: SshSettings::default(),
+            p2p: Default::default(),
+            producer: Default::default(),
         }
     }
 

@@ -9,7 +9,7 @@
 //! flow goes on. A generated agent token is shown on its step only.
 
 use super::files::{self, box_path, ApplyError, Material};
-use super::settings::{validate_hostname, Network, Role, Settings, DEVNET};
+use super::settings::{validate_hostname, Network, P2pSettings, Role, Settings, DEFAULT_P2P_LISTEN, DEVNET};
 use aergo_config::genesis::Genesis;
 use aergo_primitives::crypto::KeyFile;
 use aergo_primitives::crypto::Keypair;
@@ -53,6 +53,9 @@ pub enum Field {
     Role,
     Chain,
     GenesisPath,
+    P2pListen,
+    Bootstrap,
+    ExternalAddress,
     KeyChoice,
     ImportPath,
     ImportPass,
@@ -105,6 +108,11 @@ pub struct Draft {
     pub role: Role,
     pub devnet: bool,
     pub genesis_path: String,
+    /// The p2p listen multiaddr.
+    pub p2p_listen: String,
+    /// Bootstrap peers, separated by commas or spaces.
+    pub bootstrap: String,
+    pub external_address: String,
     pub key_choice: KeyChoice,
     pub new_key: Option<Keypair>,
     pub import_path: String,
@@ -140,6 +148,11 @@ pub struct SetupState {
 
 const MAX_TEXT: usize = 512;
 
+/// A list typed as one line, separated by commas or spaces.
+fn list(text: &str) -> Vec<String> {
+    text.split([',', ' ']).map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+}
+
 impl Draft {
     fn from_settings(current: Option<&Settings>, has_token: bool) -> Draft {
         let s = current;
@@ -156,6 +169,9 @@ impl Draft {
             role: s.map(|s| s.node.role).unwrap_or(Role::Producer),
             devnet: chain == DEVNET,
             genesis_path: if chain == DEVNET { "/boot/genesis.toml".into() } else { chain },
+            p2p_listen: s.map(|s| s.p2p.listen.clone()).unwrap_or_else(|| DEFAULT_P2P_LISTEN.into()),
+            bootstrap: s.map(|s| s.p2p.bootstrap.join(", ")).unwrap_or_default(),
+            external_address: s.and_then(|s| s.p2p.external_address.clone()).unwrap_or_default(),
             key_choice: if has_key { KeyChoice::Keep } else { KeyChoice::Generate },
             new_key: (!has_key).then(Keypair::generate),
             import_path: String::new(),
@@ -232,7 +248,14 @@ impl SetupState {
             Step::Network if d.dhcp => vec![Field::Interface, Field::Dhcp],
             Step::Network => vec![Field::Interface, Field::Dhcp, Field::Address, Field::Gateway, Field::Dns],
             Step::Node if d.devnet => vec![Field::Role, Field::Chain],
-            Step::Node => vec![Field::Role, Field::Chain, Field::GenesisPath],
+            Step::Node => vec![
+                Field::Role,
+                Field::Chain,
+                Field::GenesisPath,
+                Field::P2pListen,
+                Field::Bootstrap,
+                Field::ExternalAddress,
+            ],
             Step::Key => {
                 let mut f = vec![Field::KeyChoice];
                 match d.key_choice {
@@ -286,6 +309,9 @@ impl SetupState {
             Field::Role => "Role",
             Field::Chain => "Chain",
             Field::GenesisPath => "Genesis file",
+            Field::P2pListen => "P2p listen address",
+            Field::Bootstrap => "Bootstrap peers",
+            Field::ExternalAddress => "External address (optional)",
             Field::KeyChoice => "Key",
             Field::ImportPath => "Keystore file",
             Field::ImportPass => "Passphrase",
@@ -319,6 +345,9 @@ impl SetupState {
             },
             Field::Chain => if d.devnet { "local devnet" } else { "join from a genesis file" }.into(),
             Field::GenesisPath => d.genesis_path.clone(),
+            Field::P2pListen => d.p2p_listen.clone(),
+            Field::Bootstrap => d.bootstrap.clone(),
+            Field::ExternalAddress => d.external_address.clone(),
             Field::KeyChoice => match d.key_choice {
                 KeyChoice::Keep => "keep the current key".into(),
                 KeyChoice::Generate => "generate a new key".into(),
@@ -349,6 +378,9 @@ impl SetupState {
             Field::Gateway => &mut d.gateway,
             Field::Dns => &mut d.dns,
             Field::GenesisPath => &mut d.genesis_path,
+            Field::P2pListen => &mut d.p2p_listen,
+            Field::Bootstrap => &mut d.bootstrap,
+            Field::ExternalAddress => &mut d.external_address,
             Field::ImportPath => &mut d.import_path,
             Field::ImportPass => &mut d.import_pass,
             Field::BackupPath => &mut d.backup_path,
@@ -398,25 +430,30 @@ impl SetupState {
                 dhcp: d.dhcp,
                 address: if d.dhcp { None } else { opt(&d.address) },
                 gateway: if d.dhcp { None } else { opt(&d.gateway) },
-                dns: if d.dhcp {
-                    Vec::new()
-                } else {
-                    d.dns
-                        .split([',', ' '])
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(String::from)
-                        .collect()
-                },
+                dns: if d.dhcp { Vec::new() } else { list(&d.dns) },
             },
             node: super::settings::NodeSettings {
                 role: d.role,
                 chain: if d.devnet { DEVNET.into() } else { d.genesis_path.trim().to_string() },
                 producer_address: self.producer_address(),
                 rpc: self.current.as_ref().map(|c| c.node.rpc).unwrap_or_default(),
+                // Kept from the provisioned settings while the chain stays the same.
+                genesis_hash: self
+                    .current
+                    .as_ref()
+                    .filter(|c| c.node.chain == d.genesis_path.trim() && !d.devnet)
+                    .and_then(|c| c.node.genesis_hash.clone()),
             },
             agent: Default::default(),
             ssh: self.current.as_ref().map(|c| c.ssh.clone()).unwrap_or_default(),
+            p2p: P2pSettings {
+                // As provisioned (an explicit on or off), else the default for the chain.
+                enabled: self.current.as_ref().and_then(|c| c.p2p.enabled),
+                listen: d.p2p_listen.trim().to_string(),
+                bootstrap: list(&d.bootstrap),
+                external_address: opt(&d.external_address),
+            },
+            producer: Default::default(),
         };
         if d.token_choice == TokenChoice::Generate {
             s.agent.token = d.new_token.clone();
@@ -632,7 +669,8 @@ impl SetupState {
                     }
                     return Ok(());
                 }
-                Genesis::load(&box_path(&self.root, &s.node.chain)).map(|_| ()).map_err(|e| e.to_string())
+                Genesis::load(&box_path(&self.root, &s.node.chain)).map_err(|e| e.to_string())?;
+                s.p2p_config().map(|_| ()).map_err(|e| e.to_string())
             }
             Step::Key => match self.draft.key_choice {
                 KeyChoice::Keep if self.current_producer().is_none() => Err("there is no current key".into()),

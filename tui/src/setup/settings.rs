@@ -18,6 +18,51 @@ pub struct Settings {
     pub agent: AgentSettings,
     #[serde(default)]
     pub ssh: SshSettings,
+    #[serde(default)]
+    pub p2p: P2pSettings,
+    /// Where a producer key to import comes from (`provision.toml` only: never written back).
+    #[serde(default, skip_serializing)]
+    pub producer: ProducerImport,
+}
+
+/// The default p2p listen address (port 7846 on every interface).
+pub const DEFAULT_P2P_LISTEN: &str = "/ip4/0.0.0.0/tcp/7846";
+
+/// How the box takes part in the chain's p2p network (`[p2p]`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct P2pSettings {
+    /// Unset: on for every chain but a local devnet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// The multiaddr to listen on.
+    pub listen: String,
+    /// Peers to dial: `/ip4/ADDR/tcp/PORT`, with `/p2p/PEER_ID` when known.
+    pub bootstrap: Vec<String>,
+    /// What peers are told to dial this box at (NAT, port forwarding).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_address: Option<String>,
+}
+
+impl Default for P2pSettings {
+    fn default() -> Self {
+        P2pSettings {
+            enabled: None,
+            listen: DEFAULT_P2P_LISTEN.into(),
+            bootstrap: Vec::new(),
+            external_address: None,
+        }
+    }
+}
+
+/// A producer key handed to the box in an encrypted keystore (`[producer]` of `provision.toml`).
+/// Both paths are on the boot partition when relative; the passphrase file is deleted once the
+/// key is imported.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProducerImport {
+    pub keystore: Option<String>,
+    pub passphrase_file: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -66,6 +111,10 @@ pub struct NodeSettings {
     /// `loopback` (only programs on the box: the agent, the console, the health check).
     #[serde(default)]
     pub rpc: RpcAccess,
+    /// The hash of the chain's genesis block (hex), when known: the node refuses to start on a
+    /// genesis file that makes another one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub genesis_hash: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -103,6 +152,11 @@ pub enum SettingsError {
     Token(String),
     #[error("ssh: {0}")]
     Ssh(String),
+    /// The message names the setting (`p2p.bootstrap[1]: …`).
+    #[error("{0}")]
+    P2p(String),
+    #[error("producer: {0}")]
+    Producer(String),
 }
 
 impl Settings {
@@ -131,7 +185,67 @@ impl Settings {
                 return Err(SettingsError::Ssh(format!("{key:?} is not one authorized_keys line")));
             }
         }
+        if let Some(hash) = &self.node.genesis_hash {
+            if hash.len() != 64 || !hash.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(SettingsError::Node(format!(
+                    "genesis_hash {hash:?} is not a block hash: 64 hexadecimal digits"
+                )));
+            }
+        }
+        self.p2p_addresses()?;
+        let import = &self.producer;
+        match (&import.keystore, &import.passphrase_file) {
+            (None, None) => {}
+            (Some(_), Some(_)) if self.node.role == Role::Producer => {}
+            (Some(_), Some(_)) => {
+                return Err(SettingsError::Producer("a keystore is for role \"producer\" only".into()))
+            }
+            (Some(_), None) => {
+                return Err(SettingsError::Producer(
+                    "keystore needs passphrase_file, the file holding its passphrase".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(SettingsError::Producer("passphrase_file is given without a keystore".into()))
+            }
+        }
         Ok(())
+    }
+
+    /// Whether the node joins a p2p network: as set, else on for every chain but a devnet.
+    pub fn p2p_enabled(&self) -> bool {
+        self.p2p.enabled.unwrap_or(self.node.chain != DEVNET)
+    }
+
+    /// The node's `[p2p]` section for these settings, its addresses checked (errors name the key).
+    pub fn p2p_config(&self) -> Result<aergo_config::P2pConfig, SettingsError> {
+        self.p2p_addresses()?;
+        Ok(aergo_config::P2pConfig {
+            enabled: self.p2p_enabled(),
+            listen: vec![self.p2p.listen.trim().to_string()],
+            bootstrap: self.p2p.bootstrap.iter().map(|b| b.trim().to_string()).collect(),
+            external_address: self.p2p.external_address.as_ref().map(|a| a.trim().to_string()),
+            ..aergo_config::P2pConfig::default()
+        })
+    }
+
+    fn p2p_addresses(&self) -> Result<aergo_config::P2pAddresses, SettingsError> {
+        let config = aergo_config::P2pConfig {
+            listen: vec![self.p2p.listen.clone()],
+            bootstrap: self.p2p.bootstrap.clone(),
+            external_address: self.p2p.external_address.clone(),
+            ..aergo_config::P2pConfig::default()
+        };
+        // One listen address here: say `p2p.listen`, not `p2p.listen[0]`.
+        config.addresses().map_err(|e| SettingsError::P2p(e.replacen("p2p.listen[0]", "p2p.listen", 1)))
+    }
+
+    /// The TCP port the node listens on for peers, for the firewall.
+    pub fn p2p_port(&self) -> Option<u16> {
+        self.p2p_addresses().ok()?.listen.first()?.iter().find_map(|p| match p {
+            aergo_config::multiaddr::Protocol::Tcp(port) => Some(port),
+            _ => None,
+        })
     }
 
     /// A readable one-line summary of the network settings.
@@ -219,9 +333,12 @@ mod tests {
                 chain: DEVNET.into(),
                 producer_address: None,
                 rpc: RpcAccess::Public,
+                genesis_hash: None,
             },
             agent: AgentSettings::default(),
             ssh: SshSettings::default(),
+            p2p: P2pSettings::default(),
+            producer: ProducerImport::default(),
         }
     }
 
@@ -272,5 +389,56 @@ authorized_keys = []
         let mut s = base();
         s.agent.token = Some("short".into());
         assert!(matches!(s.validate(), Err(SettingsError::Token(_))));
+    }
+
+    #[test]
+    fn joining_a_network_is_checked_with_the_key_named() {
+        let text = r#"
+hostname = "box-2"
+[node]
+role = "producer"
+chain = "genesis.toml"
+genesis_hash = "9f00000000000000000000000000000000000000000000000000000000000001"
+[p2p]
+bootstrap = ["/ip4/10.77.0.11/tcp/7846", "/ip4/10.77.0.12/tcp/7846/p2p/12D3KooWLebXpVqwmgSYtdmHykdcJGXa78M2WigewjW4496GfCQg"]
+external_address = "/ip4/203.0.113.7/tcp/7846"
+[producer]
+keystore = "producer.keystore"
+passphrase_file = "producer.pass"
+"#;
+        let s: Settings = toml::from_str(text).unwrap();
+        s.validate().unwrap();
+        assert!(s.p2p_enabled(), "p2p is on for a chain from a genesis file");
+        assert_eq!(s.p2p_port(), Some(7846));
+        let config = s.p2p_config().unwrap();
+        assert_eq!(config.listen, [DEFAULT_P2P_LISTEN]);
+        assert_eq!(config.bootstrap.len(), 2);
+        // The keystore's paths stay out of settings.toml; the p2p settings go in.
+        let written = toml::to_string(&s).unwrap();
+        assert!(!written.contains("producer.pass") && written.contains("10.77.0.11"), "{written}");
+
+        let mut bad = s.clone();
+        bad.p2p.bootstrap[1] = "10.77.0.12:7846".into();
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.starts_with("p2p.bootstrap[1]: \"10.77.0.12:7846\" is not a multiaddr"), "{e}");
+        let mut bad = s.clone();
+        bad.p2p.listen = "/ip4/0.0.0.0/udp/7846".into();
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.starts_with("p2p.listen: ") && e.contains("not a TCP address"), "{e}");
+        let mut bad = s.clone();
+        bad.p2p.external_address = Some("somewhere".into());
+        assert!(bad.validate().unwrap_err().to_string().starts_with("p2p.external_address: "));
+        let mut bad = s.clone();
+        bad.node.genesis_hash = Some("9f".into());
+        assert!(bad.validate().unwrap_err().to_string().contains("genesis_hash"));
+        let mut bad = s.clone();
+        bad.producer.passphrase_file = None;
+        assert!(bad.validate().unwrap_err().to_string().contains("keystore needs passphrase_file"));
+        let mut bad = s.clone();
+        bad.node.role = Role::Full;
+        assert!(bad.validate().unwrap_err().to_string().contains("producer\" only"));
+        assert!(toml::from_str::<Settings>(&text.replace("external_address", "external")).is_err());
+        // A devnet stays off the network unless asked.
+        assert!(!base().p2p_enabled());
     }
 }

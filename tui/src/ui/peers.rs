@@ -1,13 +1,25 @@
-//! Peers: each connected peer's id, address, best height and how far it is from ours.
+//! Peers: each connected peer's id, address, best height and how far it is from ours; below, the
+//! bootstrap addresses of the node's config and whether the node reaches them (an unreachable one
+//! with the reason of its last failed dial).
 
 use super::{fit, panel, Theme};
 use crate::app::App;
-use ratatui::layout::{Constraint, Rect};
+use aergo_api::BootstrapView;
+use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::Line;
 use ratatui::widgets::{Paragraph, Row, Table};
 use ratatui::Frame;
 
 pub fn draw(frame: &mut Frame<'_>, app: &App, theme: Theme, area: Rect) {
+    let bootstrap = app.node.value.as_ref().map(|s| s.info.bootstrap.as_slice()).unwrap_or_default();
+    let area = if bootstrap.is_empty() {
+        area
+    } else {
+        let rows = (bootstrap.len() as u16 + 2).min(area.height / 2);
+        let [peers, boot] = Layout::vertical([Constraint::Min(4), Constraint::Length(rows)]).areas(area);
+        draw_bootstrap(frame, bootstrap, theme, boot);
+        peers
+    };
     let width = area.width.saturating_sub(2) as usize;
     let Some(snapshot) = &app.node.value else {
         let text =
@@ -48,4 +60,25 @@ pub fn draw(frame: &mut Frame<'_>, app: &App, theme: Theme, area: Rect) {
     .header(Row::new(vec!["Peer id", "Address", "Best", "Lag"]).style(theme.title()))
     .block(panel(&title));
     frame.render_widget(table, area);
+}
+
+fn draw_bootstrap(frame: &mut Frame<'_>, bootstrap: &[BootstrapView], theme: Theme, area: Rect) {
+    let width = area.width.saturating_sub(2) as usize;
+    let lines: Vec<Line<'_>> = bootstrap
+        .iter()
+        .map(|b| {
+            let (state, style) = if b.is_self {
+                ("this node".to_string(), theme.dim())
+            } else if b.connected {
+                ("connected".to_string(), theme.ok())
+            } else if b.failures > 0 {
+                let why = b.last_error.as_deref().unwrap_or("no answer");
+                (format!("unreachable ({} tries): {why}", b.failures), theme.warn())
+            } else {
+                ("dialling".to_string(), theme.dim())
+            };
+            Line::styled(fit(&format!("{:<28} {state}", b.address), width), style)
+        })
+        .collect();
+    frame.render_widget(Paragraph::new(lines).block(panel("Bootstrap peers")), area);
 }

@@ -126,10 +126,17 @@ fn step_info(s: &SetupState, width: usize, theme: Theme, lines: &mut Vec<Line<'s
         Step::Node if d.devnet => {
             info("A local devnet: a chain of its own with this box as its only producer.".into(), theme.dim())
         }
-        Step::Node => info(
-            "Join a network: the genesis file it was started from (path on the box).".into(),
-            theme.dim(),
-        ),
+        Step::Node => {
+            info(
+                "Join a network: the genesis file it was started from (path on the box).".into(),
+                theme.dim(),
+            );
+            info(
+                "Bootstrap peers: /ip4/ADDR/tcp/PORT (add /p2p/PEER_ID if known), separated by commas."
+                    .into(),
+                theme.dim(),
+            );
+        }
         Step::Key => {
             match s.producer_address() {
                 Some(a) => info(format!("Address: {a}"), theme.title()),
@@ -194,6 +201,18 @@ fn review_lines(s: &SetupState, width: usize, theme: Theme, lines: &mut Vec<Line
         theme,
     ));
     lines.push(row("Chain", get(&|c| c.node.chain.clone()), new.node.chain.clone(), theme));
+    let p2p = |c: &Settings| {
+        if !c.p2p_enabled() {
+            return "off".to_string();
+        }
+        let peers = match c.p2p.bootstrap.len() {
+            0 => "no bootstrap peers".to_string(),
+            1 => "1 bootstrap peer".to_string(),
+            n => format!("{n} bootstrap peers"),
+        };
+        format!("{}, {peers}", c.p2p.listen)
+    };
+    lines.push(row("P2p", get(&p2p), p2p(&new), theme));
     let addr = |a: Option<&String>| a.cloned().unwrap_or_else(|| "–".into());
     lines.push(row(
         "Producer key",

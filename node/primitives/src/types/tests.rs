@@ -171,6 +171,8 @@ fn fuzz_seeds_are_current_encodings() {
     let block = Block { header, transactions: vec![transfer.clone(), call.clone()], signature };
     let seeds =
         [("transfer.bin", transfer.encode()), ("call.bin", call.encode()), ("block.bin", block.encode())];
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/decode");
+    // At run time: the executable may have been built in another clone (scripts/env.sh).
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").unwrap();
+    let dir = std::path::Path::new(&manifest).join("../../fuzz/seeds/decode");
     crate::file::check_fuzz_seeds(&dir, &seeds);
 }
