@@ -55,6 +55,9 @@ pub struct HealthConfig {
     /// Largest tolerated difference between wall-clock and monotonic time over one interval.
     #[serde(with = "humantime_serde")]
     pub clock_jump_max: Duration,
+    /// An unsynchronized clock (no NTP server has set it) is degraded: on the appliance, where
+    /// chrony runs; off where nothing synchronizes the clock (development machines).
+    pub clock_sync_required: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -108,6 +111,7 @@ impl Default for HealthConfig {
             block_age_max_intervals: 3,
             finality_stall_intervals: 30,
             clock_jump_max: Duration::from_secs(2),
+            clock_sync_required: false,
         }
     }
 }

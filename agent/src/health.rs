@@ -82,6 +82,11 @@ pub fn evaluate(input: &Input<'_>, cfg: &HealthConfig, state: &mut State) -> Hea
                     format!("finalized height {} has not advanced for {}", c.finalized_height, secs(since)),
                 )
             });
+            checks.push(match (&c.producer_blocked, c.role.as_str()) {
+                (Some(why), _) => check("producer", Status::Degraded, format!("not producing: {why}")),
+                (None, "producer") => check("producer", Status::Ok, "producing in its slots"),
+                (None, _) => check("producer", Status::Ok, "a full node: produces no blocks"),
+            });
             checks.push(if c.producer_count <= 1 && c.peers == 0 {
                 check("peers", Status::Ok, "single-producer chain: no peers needed")
             } else if c.peers >= cfg.min_peers {
@@ -95,7 +100,7 @@ pub fn evaluate(input: &Input<'_>, cfg: &HealthConfig, state: &mut State) -> Hea
             });
         }
         None => {
-            for name in ["block_fresh", "finality", "peers"] {
+            for name in ["block_fresh", "finality", "producer", "peers"] {
                 checks.push(check(name, Status::Down, "unknown: the node RPC is not answering"));
             }
         }
@@ -184,7 +189,20 @@ fn clock_check(input: &Input<'_>, cfg: &HealthConfig, state: &mut State) -> Chec
             );
         }
     }
-    check("clock", Status::Ok, "wall clock steady")
+    match &input.host.clock {
+        Some(c) if c.synchronized => {
+            let server = c.server.as_deref().map(|s| format!(" to {s}")).unwrap_or_default();
+            let offset =
+                c.offset_seconds.map(|o| format!(", offset {:+.1} ms", o * 1000.0)).unwrap_or_default();
+            check("clock", Status::Ok, format!("wall clock steady, synchronized{server}{offset}"))
+        }
+        Some(c) if cfg.clock_sync_required => check(
+            "clock",
+            Status::Degraded,
+            format!("the clock is not synchronized ({}): no NTP server has set it yet", c.source),
+        ),
+        _ => check("clock", Status::Ok, "wall clock steady"),
+    }
 }
 
 #[cfg(test)]
@@ -244,7 +262,7 @@ mod tests {
         };
         let health = evaluate(&input, &HealthConfig::default(), &mut State::default());
         assert_eq!(health.status, Status::Ok, "{health:?}");
-        assert_eq!(health.checks.len(), 9);
+        assert_eq!(health.checks.len(), 10);
     }
 
     #[test]
@@ -344,5 +362,46 @@ mod tests {
         assert_eq!(status_of(&health, "peers").status, Status::Degraded);
         assert!(status_of(&health, "spool").reason.contains("No space"));
         assert_eq!(health.status, Status::Degraded);
+    }
+
+    #[test]
+    fn an_unsynchronized_clock_is_degraded_where_sync_is_required() {
+        let (mut h, c, s, p) =
+            (host(50, 50), chain(200, 5), spool_ok(), ProcessInfo { pid: 7, ..Default::default() });
+        h.clock = Some(aergo_telemetry::ClockSample {
+            synchronized: false,
+            source: "chrony".into(),
+            ..Default::default()
+        });
+        let input = |h| Input {
+            host: h,
+            process: Some(&p),
+            process_name: "aergo-node",
+            chain: Some(&c),
+            chain_error: None,
+            spool: &s,
+            wall_ms: NOW,
+            mono_ms: 0,
+        };
+        let relaxed = HealthConfig::default();
+        let health = evaluate(&input(&h), &relaxed, &mut State::default());
+        assert_eq!(status_of(&health, "clock").status, Status::Ok);
+        let strict = HealthConfig { clock_sync_required: true, ..HealthConfig::default() };
+        let health = evaluate(&input(&h), &strict, &mut State::default());
+        let clock = status_of(&health, "clock");
+        assert_eq!(clock.status, Status::Degraded);
+        assert!(clock.reason.contains("not synchronized"), "{}", clock.reason);
+        let mut h = h.clone();
+        h.clock = Some(aergo_telemetry::ClockSample {
+            synchronized: true,
+            source: "chrony".into(),
+            offset_seconds: Some(0.0004),
+            server: Some("10.77.0.1".into()),
+            ..Default::default()
+        });
+        let health = evaluate(&input(&h), &strict, &mut State::default());
+        let clock = status_of(&health, "clock");
+        assert_eq!(clock.status, Status::Ok);
+        assert!(clock.reason.contains("synchronized to 10.77.0.1, offset +0.4 ms"), "{}", clock.reason);
     }
 }

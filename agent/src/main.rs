@@ -42,6 +42,10 @@ struct Cli {
     /// Time a client has to send its request head (`5s`).
     #[arg(long, value_parser = humantime::parse_duration)]
     header_timeout: Option<Duration>,
+    /// An unsynchronized system clock makes the `clock` check degraded (the appliance, where
+    /// chrony runs).
+    #[arg(long)]
+    require_clock_sync: bool,
 }
 
 #[derive(Subcommand)]
@@ -144,6 +148,9 @@ fn main() -> std::process::ExitCode {
     }
     if let Some(v) = cli.rate_per_s {
         config.limits.rate_per_s = v;
+    }
+    if cli.require_clock_sync {
+        config.health.clock_sync_required = true;
     }
     if let Some(v) = cli.header_timeout {
         config.limits.header_timeout = v;

@@ -230,6 +230,20 @@ fn families(s: &Sample) -> Result<Vec<MetricFamily>, Error> {
             h.temperatures.iter().map(|t| (vec![("sensor", t.sensor.as_str())], t.celsius)).collect(),
         );
         e.gauge("node_boot_time_seconds", "Node boot time, in unixtime.", h.boot_time_s as f64)?;
+        if let Some(c) = &h.clock {
+            e.gauge_int(
+                "aergo_clock_synchronized",
+                "1 when the system clock is synchronized (chrony, else the kernel's state), else 0.",
+                i64::from(c.synchronized),
+            )?;
+            if let Some(offset) = c.offset_seconds {
+                e.gauge(
+                    "aergo_clock_offset_seconds",
+                    "How far the system clock is from NTP time (positive: ahead), per chrony.",
+                    offset,
+                )?;
+            }
+        }
         e.gauge(
             "node_time_seconds",
             "System time in seconds since epoch (1970).",

@@ -162,6 +162,11 @@ fn libraries(program: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut libs = Vec::new();
     for line in out.lines() {
         let line = line.trim();
+        if line.ends_with("not found") {
+            // A program unpacked from a package (chrony) whose library this machine lacks: the
+            // image would carry a program that cannot start.
+            bail!("{} needs {line}: install the library's package on this machine", program.display());
+        }
         let path = match line.split_once("=>") {
             Some((_, rest)) => rest.split_whitespace().next(),
             None => line.split_whitespace().next().filter(|p| p.starts_with('/')),
@@ -221,6 +226,13 @@ fn stage_rootfs(o: &BuildOptions, root: &Path, kernel: &Path, busybox: &Path) ->
         anyhow::ensure!(from.exists(), "{tool} is missing on the build machine");
         copy_file(from, &root.join(tool.trim_start_matches('/')))?;
         programs.push(from.to_path_buf());
+    }
+    // chrony from the distribution's package, unpacked (never installed on the build machine,
+    // whose clock it would take over); its libraries come from this machine like the tools'.
+    let chrony = tools::unpacked("chrony")?;
+    for program in ["usr/sbin/chronyd", "usr/bin/chronyc"] {
+        copy_file(&chrony.join(program), &root.join(program))?;
+        programs.push(chrony.join(program));
     }
     let mut libs = BTreeSet::new();
     for p in &programs {

@@ -272,6 +272,13 @@ pub fn boot_and_hard_reset(env: &Env) -> anyhow::Result<()> {
     let t = telemetry.json()?;
     assert_eq!(t["host"]["boot_slot"], "A");
     assert!(t["host"]["os"].as_str().unwrap_or_default().starts_with("AERGO OS "), "{}", t["host"]);
+    // chrony runs (the time service, before the node) and the agent reads it. This box has no NTP
+    // server to reach (QEMU's user network): not synchronized, and a devnet producer needs none.
+    let clock = wait_for(Duration::from_secs(60), "the agent to read chrony", || {
+        let t = vm.telemetry(&token)?;
+        (t["host"]["clock"]["source"] == "chrony").then(|| t["host"]["clock"].clone())
+    })?;
+    assert_eq!(clock["synchronized"], false, "{clock}");
     assert_eq!(t["host"]["hostname"], "aergo-qemu");
     assert_eq!(http_get(&format!("{}/v1/telemetry", vm.agent), Some("wrong"))?.status, 401);
 

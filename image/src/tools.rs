@@ -54,9 +54,17 @@ pub const IMAGE_TOOLS: [&str; 10] = [
     "/usr/sbin/dumpe2fs",
 ];
 
-/// Files from packages that are not programs.
-const HOST_FILES: [(&str, &str); 2] =
-    [("/usr/lib/grub/x86_64-efi/linux.mod", "grub-efi-amd64-bin"), ("/usr/share/ovmf/OVMF.fd", "ovmf")];
+/// Files from packages that are not programs: GRUB's EFI modules, the firmware, and the libraries
+/// of chrony (unpacked from its package into the image, with the libraries from this machine).
+const HOST_FILES: [(&str, &str); 7] = [
+    ("/usr/lib/grub/x86_64-efi/linux.mod", "grub-efi-amd64-bin"),
+    ("/usr/share/ovmf/OVMF.fd", "ovmf"),
+    ("/usr/lib/x86_64-linux-gnu/libgnutls.so.30", "libgnutls30"),
+    ("/usr/lib/x86_64-linux-gnu/libedit.so.2", "libedit2"),
+    ("/usr/lib/x86_64-linux-gnu/libnettle.so.8", "libnettle8"),
+    ("/usr/lib/x86_64-linux-gnu/libseccomp.so.2", "libseccomp2"),
+    ("/usr/lib/x86_64-linux-gnu/libcap.so.2", "libcap2"),
+];
 
 fn on_path(program: &str) -> bool {
     std::env::var_os("PATH")

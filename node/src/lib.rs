@@ -11,7 +11,8 @@
 //! The chain thread publishes what it did in a `ChainView` (`aergo_chain::view`), which the RPC
 //! server and the network read; they reach the pool through a `PoolHandle`. [`node`] wires these
 //! together: it opens the chain, starts the network task, the chain thread and the RPC server, and
-//! stops them in order. [`testnet`] writes an N-node network's keys, genesis and configs.
+//! stops them in order. [`testnet`] writes an N-node network's keys, genesis and configs;
+//! [`producer_key`] moves a producer key between nodes with its slashing-protection record.
 //!
 //! This crate owns no chain logic of its own; it never reads the store or the network directly.
 //! The crate layers are in `docs/crates.md`.
@@ -29,4 +30,5 @@
 
 pub mod alloc;
 pub mod node;
+pub mod producer_key;
 pub mod testnet;

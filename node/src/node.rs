@@ -253,6 +253,8 @@ impl RunningNode {
             empty_blocks: config.producer.empty_blocks,
             max_clock_drift_ms: config.p2p.max_clock_drift_ms,
             signed_slot_file: config.data_dir.join(SIGNED_SLOT_FILE),
+            require_clock_sync: config.producer.require_clock_sync,
+            doppelganger_slots: config.producer.doppelganger_slots,
             #[cfg(feature = "test-hooks")]
             equivocate: config.producer.equivocate_for_tests,
         };

@@ -123,7 +123,8 @@ fn telemetry_matches_the_node_and_proc_and_is_signed() -> anyhow::Result<()> {
     assert_eq!(data_fs["size_bytes"], vfs.blocks() * vfs.fragment_size());
 
     // Health: the node-side checks are fine on a running devnet.
-    for name in ["node_process", "node_rpc", "block_fresh", "finality", "peers", "clock", "spool"] {
+    for name in ["node_process", "node_rpc", "block_fresh", "finality", "producer", "peers", "clock", "spool"]
+    {
         assert_eq!(check(&t["health"], name).0, "ok", "{name}: {:?}", check(&t["health"], name));
     }
     assert_eq!(http_get(&format!("{}/readyz", agent.url), None)?.status, 200);

@@ -29,6 +29,40 @@ fn testnet(nodes: usize, out: PathBuf) -> TestnetOptions {
     }
 }
 
+/// A one-producer testnet in `dir/net` that fills every slot, its config changed by `change`.
+fn single_producer(
+    dir: &Path,
+    change: impl FnOnce(&mut NodeConfig),
+) -> anyhow::Result<(TestnetNode, NodeConfig)> {
+    let node = write_testnet(&testnet(1, dir.join("net")))?.remove(0);
+    let mut config = NodeConfig::load(&node.config)?;
+    config.producer.empty_blocks = true;
+    change(&mut config);
+    std::fs::write(&node.config, config.to_toml()?)?;
+    Ok((node, config))
+}
+
+/// `aergo-node key export --config CONFIG --out OUT --passphrase-file PASS`.
+fn key_export(config: &Path, out: &Path, pass: &Path) -> anyhow::Result<(bool, String, String)> {
+    let a = |p: &Path| p.to_str().unwrap_or_default().to_string();
+    node_command(&["key", "export", "--config", &a(config), "--out", &a(out), "--passphrase-file", &a(pass)])
+}
+
+/// `aergo-node key import --data-dir DIR --in FILE --passphrase-file PASS`.
+fn key_import(data_dir: &Path, input: &Path, pass: &Path) -> anyhow::Result<(bool, String, String)> {
+    let a = |p: &Path| p.to_str().unwrap_or_default().to_string();
+    node_command(&[
+        "key",
+        "import",
+        "--data-dir",
+        &a(data_dir),
+        "--in",
+        &a(input),
+        "--passphrase-file",
+        &a(pass),
+    ])
+}
+
 fn start(n: &TestnetNode) -> anyhow::Result<NodeProcess> {
     let dir = n.config.parent().expect("node directory");
     NodeProcess::start(dir, &["run", "--config", n.config.to_str().unwrap_or_default()])
@@ -93,6 +127,8 @@ bootstrap = ["{bootstrap}"]
 [producer]
 keystore = "producer.keystore"
 passphrase_file = "{passphrase_file}"
+[time]
+servers = ["10.77.0.1", "ntp.example.net"]
 [agent]
 token = "{}"
 "#,
@@ -122,6 +158,10 @@ token = "{}"
     assert!(config.p2p.enabled);
     assert_eq!(config.p2p.bootstrap, [bootstrap]);
     assert_eq!(config.genesis_hash.as_deref(), Some(genesis_hash.as_str()));
+    // A producer on a network produces only with a synchronized clock; chrony gets the servers.
+    assert!(config.producer.require_clock_sync);
+    let servers = std::fs::read_to_string(root.join("etc/aergo/ntp-servers"))?;
+    assert_eq!(servers, "10.77.0.1\nntp.example.net\n");
     let key_file = on_box(&root, &config.producer.key_file);
     assert_eq!(KeyFile::read(&key_file)?.address(), key.address());
     assert_eq!(
@@ -134,6 +174,8 @@ token = "{}"
     config.data_dir = on_box(&root, &config.data_dir);
     config.producer.key_file = key_file;
     config.rpc.listen = "127.0.0.1:0".parse()?;
+    // Nothing synchronizes this machine's clock (the clock gate has its own test below).
+    config.producer.require_clock_sync = false;
     let box_config = root.join("node-under-test.toml");
     std::fs::write(&box_config, config.to_toml()?)?;
     let p1 =
@@ -192,5 +234,232 @@ fn a_genesis_hash_that_does_not_match_leaves_no_chain_behind() -> anyhow::Result
         "a chain was left behind in {}",
         data.display()
     );
+    Ok(())
+}
+
+/// `producer.require_clock_sync`: the node produces only while the kernel says the clock is
+/// synchronized. The test asks the kernel itself and checks the node does what that state calls
+/// for (on this machine nothing synchronizes the clock: the node must refuse, and say why).
+#[test]
+fn a_producer_whose_clock_is_not_synchronized_does_not_produce_and_says_why() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (node, _) = single_producer(dir.path(), |c| c.producer.require_clock_sync = true)?;
+    let synchronized = aergo_primitives::clock::kernel_clock().is_some_and(|k| k.synchronized);
+    let p = start(&node)?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let client = HttpClientBuilder::default().build(&p.rpc)?;
+    let height = || rt.block_on(client.chain_info()).map_or(0, |i| i.height);
+    if synchronized {
+        wait_for(Duration::from_secs(20), "a block from a synchronized producer", || {
+            (height() >= 2).then_some(())
+        })?;
+        assert_eq!(rt.block_on(client.node_metrics())?.producer_blocked, None);
+    } else {
+        let metrics = || rt.block_on(client.node_metrics()).ok();
+        let blocked =
+            wait_for(Duration::from_secs(20), "the producer to say why it does not produce", || {
+                // (First it listens a few slots for another signer of its key: doppelganger protection.)
+                metrics().and_then(|m| m.producer_blocked).filter(|b| b.contains("not synchronized"))
+            })?;
+        assert!(blocked.contains("the system clock is not synchronized"), "{blocked}");
+        // Several slots pass: still no block.
+        std::thread::sleep(Duration::from_secs(3));
+        assert_eq!(height(), 0, "a producer with an unsynchronized clock produced");
+        assert!(metrics().is_some_and(|m| m.slots_missed_total >= 2), "its slots are not counted as missed");
+        let log = p.log();
+        assert!(log.contains("not producing") && log.contains("not synchronized"), "{log}");
+    }
+    p.stop()?;
+    Ok(())
+}
+
+/// `aergo-node key export|import`: a producer key moves to another node with the last slot it
+/// signed, and the new node signs nothing at or below it. Export refuses a running node (its record
+/// would be stale at once); import refuses a wrong passphrase and another chain's file.
+#[test]
+fn a_producer_key_moves_with_its_record_and_never_signs_a_slot_twice() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (node, config) = single_producer(dir.path(), |_| {})?;
+    let pass = dir.path().join("pass");
+    std::fs::write(&pass, format!("{PASSPHRASE}\n"))?;
+    let out = dir.path().join("producer-key.json");
+    let arg = |p: &Path| p.to_str().unwrap_or_default().to_string();
+    let export = |config: &Path| key_export(config, &out, &pass);
+
+    let p = start(&node)?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let client = HttpClientBuilder::default().build(&p.rpc)?;
+    wait_for(Duration::from_secs(20), "3 blocks", || {
+        rt.block_on(client.chain_info()).ok().filter(|i| i.height >= 3).map(|_| ())
+    })?;
+    let (ok, _, err) = export(&node.config)?;
+    assert!(!ok && err.contains("the node is running"), "export of a running node: {err}");
+    p.stop()?;
+    let (ok, stdout, err) = export(&node.config)?;
+    assert!(ok, "{err}");
+    let file: serde_json::Value = serde_json::from_slice(&std::fs::read(&out)?)?;
+    assert_eq!(file["format"], "aergo-producer-key/1");
+    let signed = file["slashing_protection"]["last_signed_slot"].as_u64().unwrap_or_default();
+    assert!(signed > 0 && stdout.contains(&format!("last signed slot {signed}")), "{stdout}");
+    assert_eq!(file["keystore"]["kind"], "encrypted", "{}", file["keystore"]);
+    assert!(
+        !file.to_string().contains(&hex_secret(&config)?),
+        "the exported file holds the secret key in clear"
+    );
+
+    // The second node: the same chain, no key yet. The record is raised a few slots into the future
+    // (as if the key had signed them on the first box): the node must wait them out.
+    let second = dir.path().join("second");
+    let (ok, _, err) =
+        node_command(&["init", "--genesis", &arg(&config.genesis_path()), "--data-dir", &arg(&second)])?;
+    assert!(ok, "{err}");
+    let genesis = aergo_config::genesis::Genesis::load(&config.genesis_path())?;
+    let interval = genesis.consensus.block_interval_ms;
+    let slot_now = (aergo_primitives::clock::now_ms() - genesis.timestamp_ms) / interval;
+    let raised = slot_now + 6;
+    let mut edited = file.clone();
+    edited["slashing_protection"]["last_signed_slot"] = raised.into();
+    let moved = dir.path().join("moved.json");
+    std::fs::write(&moved, serde_json::to_vec(&edited)?)?;
+    let import = |pass: &Path| key_import(&second, &moved, pass);
+    let wrong = dir.path().join("wrong");
+    std::fs::write(&wrong, "not the passphrase\n")?;
+    let (ok, _, err) = import(&wrong)?;
+    assert!(!ok && err.contains("wrong password"), "{err}");
+    let (ok, stdout, err) = import(&pass)?;
+    assert!(ok, "{err}");
+    assert!(stdout.contains(&format!("no slot at or below {raised}")), "{stdout}");
+    assert_eq!(std::fs::read_to_string(second.join("last_signed_slot"))?.trim(), raised.to_string());
+
+    // Another chain's node refuses the file.
+    let other = write_testnet(&TestnetOptions {
+        chain_id: "another".into(),
+        ..testnet(1, dir.path().join("other"))
+    })?;
+    let (ok, _, err) = node_command(&[
+        "init",
+        "--genesis",
+        &arg(&NodeConfig::load(&other[0].config)?.genesis_path()),
+        "--data-dir",
+        &arg(&dir.path().join("third")),
+    ])?;
+    assert!(ok, "{err}");
+    let (ok, _, err) = node_command(&[
+        "key",
+        "import",
+        "--data-dir",
+        &arg(&dir.path().join("third")),
+        "--in",
+        &arg(&moved),
+        "--passphrase-file",
+        &arg(&pass),
+    ])?;
+    assert!(
+        !ok && err.contains("the file is for chain aergo-fleet") && err.contains("this node is on another"),
+        "{err}"
+    );
+
+    // Run the second node as the producer: its first block is in a slot above the record.
+    let mut second_config = NodeConfig::load(&second.join("config.toml"))?;
+    second_config.producer.enabled = true;
+    second_config.producer.empty_blocks = true;
+    second_config.rpc.listen = "127.0.0.1:0".parse()?;
+    std::fs::write(second.join("config.toml"), second_config.to_toml()?)?;
+    let p2 = NodeProcess::start(&second, &["run", "--config", &arg(&second.join("config.toml"))])?;
+    let c2 = HttpClientBuilder::default().build(&p2.rpc)?;
+    let first = wait_for(Duration::from_secs(30), "the second node's first block", || {
+        rt.block_on(c2.get_block(Some(1), None, Some(false))).ok().flatten()
+    })?;
+    let first_slot = (first.header.timestamp_ms - genesis.timestamp_ms) / interval;
+    assert!(first_slot > raised, "signed slot {first_slot}, at or below the imported record {raised}");
+    p2.stop()?;
+    Ok(())
+}
+
+/// The producer key's secret in hex, to check it never appears in clear in an export.
+fn hex_secret(config: &NodeConfig) -> anyhow::Result<String> {
+    let key = KeyFile::read(&config.key_path())?.unlock(None)?;
+    Ok(hex::encode(key.secret_bytes()))
+}
+
+/// Doppelganger protection: a producer key started on a second node while the first still signs
+/// with it. The second listens before producing, sees blocks of its key that it did not sign,
+/// refuses to produce and says why; the first goes on and no slot is signed twice. Once the first
+/// is stopped and its key exported with its record, the second imports it, restarts and takes
+/// over, signing only slots above the record.
+#[test]
+fn a_key_in_use_elsewhere_is_refused_and_taken_over_only_with_its_record() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (first, config) = single_producer(dir.path(), |_| {})?;
+    let arg = |p: &Path| p.to_str().unwrap_or_default().to_string();
+    let rt = tokio::runtime::Runtime::new()?;
+    let pa = start(&first)?;
+    let ca = HttpClientBuilder::default().build(&pa.rpc)?;
+    wait_for(Duration::from_secs(20), "2 blocks on the first node", || {
+        rt.block_on(ca.chain_info()).ok().filter(|i| i.height >= 2).map(|_| ())
+    })?;
+
+    // The second node: the same chain and the same key (copied, without its record), on the network.
+    let second = dir.path().join("second");
+    let (ok, _, err) =
+        node_command(&["init", "--genesis", &arg(&config.genesis_path()), "--data-dir", &arg(&second)])?;
+    assert!(ok, "{err}");
+    std::fs::copy(config.key_path(), second.join("producer.key"))?;
+    let mut sc = NodeConfig::load(&second.join("config.toml"))?;
+    sc.producer.enabled = true;
+    sc.producer.empty_blocks = true;
+    sc.producer.key_file = "producer.key".into();
+    sc.rpc.listen = "127.0.0.1:0".parse()?;
+    sc.p2p.enabled = true;
+    sc.p2p.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
+    sc.p2p.bootstrap = vec![first.p2p.clone()];
+    std::fs::write(second.join("config.toml"), sc.to_toml()?)?;
+    let pb = NodeProcess::start(&second, &["run", "--config", &arg(&second.join("config.toml"))])?;
+    let cb = HttpClientBuilder::default().build(&pb.rpc)?;
+    let blocked =
+        wait_for(Duration::from_secs(30), "the second node to see its key signing elsewhere", || {
+            rt.block_on(cb.node_metrics())
+                .ok()
+                .and_then(|m| m.producer_blocked)
+                .filter(|b| b.contains("doppelganger:"))
+        })
+        .map_err(|e| anyhow::anyhow!("{e}\nsecond:\n{}", pb.log()))?;
+    assert!(blocked.contains("another box signs with this producer key"), "{blocked}");
+    // It keeps following the chain without producing; the first goes on; nothing signed twice.
+    let height_a = rt.block_on(ca.chain_info())?.height;
+    wait_for(Duration::from_secs(20), "the first node to go on", || {
+        rt.block_on(ca.chain_info()).ok().filter(|i| i.height >= height_a + 3).map(|_| ())
+    })
+    .map_err(|e| anyhow::anyhow!("{e}\nfirst:\n{}\nsecond:\n{}", pa.log(), pb.log()))?;
+    let mb = rt.block_on(cb.node_metrics())?;
+    assert_eq!(mb.blocks_produced_total, 0, "the doppelganger produced");
+    assert_eq!(mb.equivocations_total, 0);
+    assert_eq!(rt.block_on(ca.node_metrics())?.equivocations_total, 0);
+    let log = pb.log();
+    assert!(log.contains("production stopped for good"), "{log}");
+
+    // The first box is shut down; its key moves with its record; the second takes over.
+    pa.stop()?;
+    pb.stop()?;
+    let pass = dir.path().join("pass");
+    std::fs::write(&pass, format!("{PASSPHRASE}\n"))?;
+    let moved = dir.path().join("moved.json");
+    let (ok, _, err) = key_export(&first.config, &moved, &pass)?;
+    assert!(ok, "{err}");
+    let (ok, _, err) = key_import(&second, &moved, &pass)?;
+    assert!(ok, "{err}");
+    let record: u64 = std::fs::read_to_string(second.join("last_signed_slot"))?.trim().parse()?;
+    let pb = NodeProcess::start(&second, &["run", "--config", &arg(&second.join("config.toml"))])?;
+    let cb = HttpClientBuilder::default().build(&pb.rpc)?;
+    let before = rt.block_on(cb.chain_info())?.height;
+    let genesis = aergo_config::genesis::Genesis::load(&config.genesis_path())?;
+    let block = wait_for(Duration::from_secs(30), "a block from the second node", || {
+        rt.block_on(cb.get_block(Some(before + 1), None, Some(false))).ok().flatten()
+    })
+    .map_err(|e| anyhow::anyhow!("{e}\nsecond:\n{}", pb.log()))?;
+    let slot = (block.header.timestamp_ms - genesis.timestamp_ms) / genesis.consensus.block_interval_ms;
+    assert!(slot > record, "the second node signed slot {slot}, at or below the record {record}");
+    assert_eq!(rt.block_on(cb.node_metrics())?.producer_blocked, None);
+    pb.stop()?;
     Ok(())
 }

@@ -103,6 +103,7 @@ pub fn snapshot(peers: Vec<PeerView>) -> NodeSnapshot {
             mempool_bytes: 4_250,
             blocks_produced_total: HEIGHT,
             slots_missed_total: 0,
+            producer_blocked: None,
             slots_skipped_total: 0,
             reorgs_total: 0,
             peers_banned_total: 0,

@@ -62,6 +62,7 @@ impl ChainCollector {
             producer_count: chain.producer_count,
             block_interval_ms: chain.block_interval_ms,
             blocks_produced: producer.then_some(metrics.blocks_produced_total),
+            producer_blocked: metrics.producer_blocked.clone(),
             slots_missed: producer.then_some(metrics.slots_missed_total),
             peers: chain.peers,
             // A node without the peer list (older than the agent) still gives a sample.

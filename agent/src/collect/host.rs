@@ -3,7 +3,8 @@
 //! the first sample after start reports zero rates.
 
 use aergo_telemetry::{
-    CoreSample, CpuSample, CpuSeconds, Disk, Filesystem, Host, Interface, Memory, ProcessInfo, Temperature,
+    ClockSample, CoreSample, CpuSample, CpuSeconds, Disk, Filesystem, Host, Interface, Memory, ProcessInfo,
+    Temperature,
 };
 use procfs::{Current, CurrentSI};
 use std::collections::HashMap;
@@ -167,6 +168,7 @@ impl HostCollector {
             disks,
             network,
             temperatures: self.temperatures(),
+            clock: Some(clock()),
         })
     }
 
@@ -358,6 +360,55 @@ fn os_name() -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
+/// Where chronyd answers its local clients (chronyc) on the appliance and on Debian.
+const CHRONY_SOCKET: &str = "/run/chrony/chronyd.sock";
+
+/// The clock's synchronization: chrony's tracking report when chronyd runs, else the kernel's
+/// state (`adjtimex`).
+pub fn clock() -> ClockSample {
+    let kernel = aergo_primitives::clock::kernel_clock();
+    let est_error_seconds = kernel.map(|k| k.est_error_us as f64 / 1e6);
+    if std::path::Path::new(CHRONY_SOCKET).exists() {
+        // A short timeout and no retries: a hung chronyd must not stall the sample.
+        let out = std::process::Command::new("chronyc")
+            .args(["-c", "-n", "-m", "timeout 300", "retries 0", "tracking"])
+            .stderr(std::process::Stdio::null())
+            .output();
+        if let Some(mut c) = out.ok().and_then(|o| parse_chrony_tracking(&String::from_utf8_lossy(&o.stdout)))
+        {
+            c.est_error_seconds = est_error_seconds;
+            return c;
+        }
+    }
+    ClockSample {
+        synchronized: kernel.is_some_and(|k| k.synchronized),
+        source: "kernel".into(),
+        est_error_seconds,
+        ..ClockSample::default()
+    }
+}
+
+/// The CSV line of `chronyc -c tracking`: reference id, reference name or address, stratum,
+/// reference time, system time offset (positive: fast), last offset, RMS offset, frequency,
+/// residual frequency, skew, root delay, root dispersion, update interval, leap status.
+pub fn parse_chrony_tracking(text: &str) -> Option<ClockSample> {
+    let line = text.lines().find(|l| l.split(',').count() >= 14)?;
+    let f: Vec<&str> = line.split(',').collect();
+    let stratum: u32 = f[2].trim().parse().ok()?;
+    let offset: f64 = f[4].trim().parse().ok()?;
+    let leap = f[13].trim();
+    let synchronized = leap != "Not synchronised" && stratum > 0;
+    let server = Some(f[1].trim().to_string()).filter(|s| !s.is_empty() && synchronized);
+    Some(ClockSample {
+        synchronized,
+        source: "chrony".into(),
+        offset_seconds: Some(offset),
+        stratum: Some(stratum),
+        server,
+        est_error_seconds: None,
+    })
+}
+
 /// The `rauc.slot=` kernel argument, if any.
 fn boot_slot() -> Option<String> {
     let cmdline = std::fs::read_to_string("/proc/cmdline").ok()?;
@@ -383,5 +434,23 @@ mod tests {
         let second = c.collect(Some(dir.path())).unwrap();
         assert!(second.cpu.busy_pct >= 0.0 && second.cpu.busy_pct <= 100.0);
         assert!(c.process(u32::MAX - 1, 1.0, 0).is_none());
+    }
+
+    #[test]
+    fn chrony_tracking_is_read() {
+        let synced = "C0A80001,192.168.0.1,3,1764892800.123456789,-0.000012345,-0.000001234,0.000045678,-12.345,0.001,0.012,0.012345678,0.000987654,64.5,Normal\n";
+        let c = parse_chrony_tracking(synced).unwrap();
+        assert!(c.synchronized);
+        assert_eq!(c.source, "chrony");
+        assert_eq!(c.stratum, Some(3));
+        assert_eq!(c.server.as_deref(), Some("192.168.0.1"));
+        assert!((c.offset_seconds.unwrap() + 0.000012345).abs() < 1e-12);
+        let unsynced = "00000000,,0,0.000000000,0.000000000,0.000000000,0.000000000,0.000,0.000,0.000,1.000000000,1.000000000,0.0,Not synchronised\n";
+        let c = parse_chrony_tracking(unsynced).unwrap();
+        assert!(!c.synchronized && c.server.is_none());
+        assert!(parse_chrony_tracking("506 Cannot talk to daemon\n").is_none());
+        // Without chronyd (this machine), the kernel's state.
+        let here = clock();
+        assert!(here.source == "kernel" || here.source == "chrony", "{here:?}");
     }
 }

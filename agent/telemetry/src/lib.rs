@@ -49,6 +49,26 @@ pub struct Host {
     pub network: Vec<Interface>,
     /// Hardware sensors; empty where there are none (most VMs).
     pub temperatures: Vec<Temperature>,
+    /// The system clock's synchronization; `null` from an agent that does not read it.
+    #[serde(default)]
+    pub clock: Option<ClockSample>,
+}
+
+/// Whether the system clock is synchronized, and to what.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ClockSample {
+    /// The NTP daemon (chrony) says the clock is synchronized; without one, the kernel's state.
+    pub synchronized: bool,
+    /// Where the figures come from: `chrony` (its tracking report) or `kernel` (`adjtimex`).
+    pub source: String,
+    /// How far the system clock is from NTP time, in seconds (positive: ahead); chrony only.
+    pub offset_seconds: Option<f64>,
+    /// NTP stratum of this box (its server's plus one); chrony only.
+    pub stratum: Option<u32>,
+    /// The server the clock follows (address or name); chrony only.
+    pub server: Option<String>,
+    /// The kernel's estimate of the clock's error, in seconds.
+    pub est_error_seconds: Option<f64>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -195,6 +215,10 @@ pub struct ChainSample {
     pub block_interval_ms: u64,
     /// Only for a producer.
     pub blocks_produced: Option<u64>,
+    /// Why this producer does not produce although its slots come (its clock is not synchronized,
+    /// its key signs elsewhere); `null` while it produces and on a full node.
+    #[serde(default)]
+    pub producer_blocked: Option<String>,
     pub slots_missed: Option<u64>,
     pub peers: u32,
     /// The connected peers (id, address, best height).

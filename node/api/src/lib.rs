@@ -344,6 +344,10 @@ pub struct NodeMetrics {
     /// Slots this producer should have filled but did not (it was still busy, or production failed).
     #[serde(default)]
     pub slots_missed_total: u64,
+    /// Why this producer does not produce although its slots come (`the system clock is not
+    /// synchronized …`); `null` while it produces, and on a full node.
+    #[serde(default)]
+    pub producer_blocked: Option<String>,
     /// Slots of the best chain that hold no block (their producer was down or late), counted as this
     /// node applied blocks since it started.
     #[serde(default)]

@@ -135,6 +135,9 @@ pub struct ProductionStats {
     pub missed_slots: AtomicU64,
     /// Start of the next slot this producer will fill (unix ms); 0 before the loop starts.
     pub next_slot_ms: AtomicU64,
+    /// Why this producer does not produce although it could (its clock is not synchronized, its
+    /// key signs elsewhere); `None` while it produces.
+    pub blocked: parking_lot::RwLock<Option<String>>,
 }
 
 /// The way into the pool.

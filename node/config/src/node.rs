@@ -96,6 +96,15 @@ pub struct ProducerConfig {
     pub password_file: Option<PathBuf>,
     /// Produce a block every slot even without transactions.
     pub empty_blocks: bool,
+    /// Produce only while the kernel says the system clock is synchronized (an NTP daemon such as
+    /// chrony has set it): a producer whose clock is off makes blocks that peers refuse. On by
+    /// default on the appliance (Setup writes it); off for development machines without NTP.
+    pub require_clock_sync: bool,
+    /// Doppelganger protection: after a start that follows more than this many slots without
+    /// signing, listen this many slots for blocks signed with this key elsewhere before producing;
+    /// one seen stops production (two boxes with one key would sign a slot twice and be jailed).
+    /// 0 turns it off.
+    pub doppelganger_slots: u64,
     /// Test-only fault injection: sign two different blocks in each own slot, so that the network's
     /// equivocation handling can be tested. Only in builds with the `test-hooks` feature: elsewhere
     /// the key is unknown and the config refused.
@@ -111,6 +120,8 @@ impl Default for ProducerConfig {
             key_file: PathBuf::from("producer.key"),
             password_file: None,
             empty_blocks: false,
+            require_clock_sync: false,
+            doppelganger_slots: 3,
             #[cfg(feature = "test-hooks")]
             equivocate_for_tests: false,
         }

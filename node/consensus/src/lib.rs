@@ -67,6 +67,11 @@ pub struct DriverConfig {
     pub max_clock_drift_ms: u64,
     /// `<data_dir>/last_signed_slot`.
     pub signed_slot_file: PathBuf,
+    /// Produce only while the kernel says the clock is synchronized (`producer.require_clock_sync`).
+    pub require_clock_sync: bool,
+    /// Slots to listen for another signer of this key before producing, after a start that follows
+    /// more than this many slots without signing (`producer.doppelganger_slots`; 0: never).
+    pub doppelganger_slots: u64,
     /// Test-only fault injection: sign two different blocks in each own slot.
     #[cfg(feature = "test-hooks")]
     pub equivocate: bool,
@@ -120,7 +125,21 @@ pub struct Driver {
     /// The first block seen per (producer, slot) above the LIB, to catch a second one.
     signed: HashMap<(PublicKey, u64), (BlockHeader, Signature)>,
     reported: HashSet<PublicKey>,
+    /// A block of this key in this slot or later that this process did not sign was signed by
+    /// another box with the same key: above the slot record at start, and recent (a few slots
+    /// before the start or later). Older blocks of the key are history, no live signer: a node
+    /// signs only the current slot, so they cannot make it sign a slot twice.
+    watch_from_slot: u64,
+    /// No production up to this slot: listening for another signer of the key (0: none).
+    listen_until_slot: u64,
+    /// Blocks this process signed (the newest [`OWN_BLOCKS`]).
+    own_blocks: VecDeque<Hash>,
+    /// Another box signs with this producer's key: production stops for good (until a restart).
+    doppelganger: Option<String>,
 }
+
+/// How many of its own block hashes the producer remembers (more than a doppelganger window).
+const OWN_BLOCKS: usize = 1024;
 
 impl Driver {
     pub fn new(
@@ -136,10 +155,46 @@ impl Driver {
         let store = chain.store();
         let genesis_hash = store.genesis_hash().ok().flatten().unwrap_or(Hash::ZERO);
         let lib = store.finalized().ok().flatten().unwrap_or((0, genesis_hash));
-        let last_signed_slot = std::fs::read_to_string(&config.signed_slot_file)
-            .ok()
-            .and_then(|t| t.trim().parse().ok())
-            .unwrap_or(0);
+        // A damaged record stops production (a guess could sign a slot twice); a missing one is a
+        // producer that never signed here.
+        let (last_signed_slot, damaged) = match std::fs::read_to_string(&config.signed_slot_file) {
+            Ok(text) => match text.trim().parse::<u64>() {
+                Ok(slot) => (slot, None),
+                Err(_) => (
+                    u64::MAX,
+                    Some(format!(
+                        "the slashing-protection record {} is damaged ({:?}): fix or import it",
+                        config.signed_slot_file.display(),
+                        text.trim()
+                    )),
+                ),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (0, None),
+            Err(e) => (
+                u64::MAX,
+                Some(format!(
+                    "the slashing-protection record {} cannot be read: {e}",
+                    config.signed_slot_file.display()
+                )),
+            ),
+        };
+        let now_slot = schedule.slot_at(now_ms().max(schedule.slot_start(0)));
+        let config_doppelganger_slots = config.doppelganger_slots;
+        // Listening needs peers to hear from (a node off the network has none). A restart right
+        // after signing here (within the window) needs none: no other box could have taken over
+        // in between unseen. A key that never signed here always listens first.
+        let recently_signed =
+            last_signed_slot > 0 && now_slot <= last_signed_slot.saturating_add(config.doppelganger_slots);
+        let listen_until_slot = if config.key.is_some()
+            && net.is_some()
+            && config.doppelganger_slots > 0
+            && damaged.is_none()
+            && !recently_signed
+        {
+            now_slot + config.doppelganger_slots
+        } else {
+            0
+        };
         let mut driver = Driver {
             chain,
             schedule,
@@ -160,7 +215,19 @@ impl Driver {
             last_head_change: Instant::now(),
             signed: HashMap::new(),
             reported: HashSet::new(),
+            watch_from_slot: last_signed_slot
+                .saturating_add(1)
+                .max(now_slot.saturating_sub(config_doppelganger_slots)),
+            listen_until_slot,
+            own_blocks: VecDeque::new(),
+            doppelganger: damaged,
         };
+        if listen_until_slot > 0 {
+            tracing::info!(
+                until_slot = listen_until_slot,
+                "listening for another signer of this producer key before producing"
+            );
+        }
         driver.update_lib();
         driver.publish_info();
         driver
@@ -290,6 +357,26 @@ impl Driver {
             self.last_signed_slot = self.last_signed_slot.max(slot);
             return;
         }
+        if let Some(why) = &self.doppelganger {
+            self.block_production(Some(why.clone()));
+            return;
+        }
+        if slot <= self.listen_until_slot {
+            self.block_production(Some(format!(
+                "listening for another signer of this key until slot {} (doppelganger protection)",
+                self.listen_until_slot
+            )));
+            return;
+        }
+        if let Err(reason) = self.clock_ready() {
+            if first_look && produces_empty {
+                self.view.production.missed_slots.fetch_add(1, Ordering::Relaxed);
+            }
+            self.block_production(Some(reason));
+            self.last_signed_slot = self.last_signed_slot.max(slot);
+            return;
+        }
+        self.block_production(None);
         let max_txs = self.view.genesis.consensus.max_block_txs as usize;
         let candidates: Vec<_> =
             self.pool.mempool.lock().select(max_txs).into_iter().map(|t| (*t).clone()).collect();
@@ -335,10 +422,12 @@ impl Driver {
                     "produced block"
                 );
                 self.send(NetCommand::PublishBlock(done.block.encode()));
+                self.remember_own(done.block.hash());
                 self.note_signed(&done.block);
                 self.committed(done);
                 self.update_lib();
                 if let Some(evil) = evil {
+                    self.remember_own(evil.hash());
                     tracing::warn!(slot, hash = %evil.hash(), "test fault: a second block for the same slot");
                     self.send(NetCommand::PublishBlock(evil.encode()));
                 }
@@ -534,6 +623,7 @@ impl Driver {
                 return Verdict::Reject;
             }
         }
+        self.watch_for_doppelganger(&block, from);
         if h.height > self.lib.0 {
             self.note_signed(&block);
         }
@@ -861,6 +951,69 @@ impl Driver {
         info.lib_hash = self.lib.1;
         info.best_known_height = best;
         info.syncing = best >= head + SYNC_GAP;
+    }
+}
+
+impl Driver {
+    /// Whether this producer's clock may be trusted for its slots: with
+    /// `producer.require_clock_sync`, only while the kernel says it is synchronized.
+    fn clock_ready(&self) -> Result<(), String> {
+        if !self.config.require_clock_sync {
+            return Ok(());
+        }
+        match aergo_primitives::clock::kernel_clock() {
+            Some(k) if k.synchronized => Ok(()),
+            Some(_) => Err("the system clock is not synchronized (no NTP server has set it yet)".into()),
+            None => Err("the kernel's clock state cannot be read (adjtimex refused)".into()),
+        }
+    }
+
+    /// A valid block signed with this producer's key, in a slot above the record this process
+    /// started with, that this process did not sign: another box holds the key. Production stops
+    /// for good (a second block in a slot would be equivocation, which jails the producer).
+    fn watch_for_doppelganger(&mut self, block: &Block, from: Option<PeerId>) {
+        let Some(key) = &self.config.key else { return };
+        if self.config.doppelganger_slots == 0 {
+            return;
+        }
+        let h = &block.header;
+        let slot = self.schedule.slot_at(h.timestamp_ms);
+        if h.producer != key.public() || slot < self.watch_from_slot || self.doppelganger.is_some() {
+            return;
+        }
+        let hash = block.hash();
+        if self.own_blocks.contains(&hash) {
+            return;
+        }
+        let from = from.map_or_else(|| "this node's store".to_string(), |p| format!("peer {p}"));
+        let why = format!(
+            "doppelganger: another box signs with this producer key ({}): block {hash} at height {} slot {slot} from {from}",
+            key.address(),
+            h.height
+        );
+        tracing::error!(reason = %why, "production stopped for good: stop the other box, then restart this one");
+        self.doppelganger = Some(why.clone());
+        self.block_production(Some(why));
+    }
+
+    fn remember_own(&mut self, hash: Hash) {
+        if self.own_blocks.len() >= OWN_BLOCKS {
+            self.own_blocks.pop_front();
+        }
+        self.own_blocks.push_back(hash);
+    }
+
+    /// Records why production stops (`Some`) or that it goes on (`None`); logs each change once.
+    fn block_production(&self, reason: Option<String>) {
+        let mut blocked = self.view.production.blocked.write();
+        if *blocked == reason {
+            return;
+        }
+        match &reason {
+            Some(why) => tracing::warn!(reason = %why, "not producing"),
+            None => tracing::info!("producing again"),
+        }
+        *blocked = reason;
     }
 }
 

@@ -322,6 +322,7 @@ impl AergoApiServer for RpcHandler {
             mempool_bytes,
             blocks_produced_total: p.blocks.load(Relaxed),
             slots_missed_total: p.missed_slots.load(Relaxed),
+            producer_blocked: p.blocked.read().clone(),
             slots_skipped_total: self.view.consensus.read().skipped_slots,
             reorgs_total: self.view.consensus.read().reorgs,
             equivocations_total: self.view.consensus.read().equivocations,

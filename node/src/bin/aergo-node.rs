@@ -8,6 +8,8 @@
 //!   `aergo_node::testnet`).
 //! - `aergo-node verify --data-dir DIR` (or `--config FILE`): replays the block log from genesis and
 //!   compares the state root (the node stopped).
+//! - `aergo-node key export|import`: moves a producer key with the last slot it signed (the node
+//!   stopped; see `aergo_node::producer_key`).
 //!
 //! Once serving, it prints `AERGO_RPC=http://ADDR` on stdout (useful with `--rpc-listen 127.0.0.1:0`).
 
@@ -91,6 +93,11 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         timeout_secs: u64,
     },
+    /// Move a producer key between nodes with its slashing-protection record (the node stopped).
+    Key {
+        #[command(subcommand)]
+        action: KeyAction,
+    },
     /// Re-execute the whole block log from genesis in a scratch directory and check that it reaches
     /// the stored state root (the node must be stopped).
     Verify {
@@ -102,6 +109,57 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum KeyAction {
+    /// Write the producer key, encrypted with the passphrase, and the last slot it signed to FILE.
+    Export {
+        /// The node's data directory (its `config.toml`), or --config.
+        #[arg(long, required_unless_present = "config", conflicts_with = "config")]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+        /// File whose first line is the passphrase that encrypts the exported key.
+        #[arg(long)]
+        passphrase_file: PathBuf,
+    },
+    /// Install the key of an exported FILE as this node's producer key, and take its record: the
+    /// node never signs a slot at or below the last one the key signed elsewhere.
+    Import {
+        #[arg(long, required_unless_present = "config", conflicts_with = "config")]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long = "in")]
+        input: PathBuf,
+        #[arg(long)]
+        passphrase_file: PathBuf,
+    },
+}
+
+/// The node config of `--config FILE`, or of `DIR/config.toml` for `--data-dir DIR`.
+fn node_config(data_dir: Option<&Path>, config: Option<&Path>) -> anyhow::Result<NodeConfig> {
+    match (config, data_dir) {
+        (Some(file), _) => Ok(NodeConfig::load(file)?),
+        (None, Some(dir)) => {
+            let file = dir.join("config.toml");
+            anyhow::ensure!(file.exists(), "{} has no config.toml: give --config", dir.display());
+            let mut config = NodeConfig::load(&file)?;
+            config.data_dir = dir.to_path_buf();
+            Ok(config)
+        }
+        (None, None) => anyhow::bail!("give --data-dir or --config"),
+    }
+}
+
+fn passphrase(path: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let first = text.lines().next().unwrap_or_default().to_string();
+    anyhow::ensure!(first.len() >= 8, "{}: a passphrase of at least 8 characters", path.display());
+    Ok(first)
 }
 
 /// The data directory and genesis file `verify` replays: those of the config file, given or found in
@@ -190,6 +248,28 @@ async fn main() -> anyhow::Result<()> {
                 println!("{}  rpc {}  p2p {}", n.config.display(), n.rpc, n.p2p);
             }
             println!("nodes: {}", out.join("nodes.json").display());
+            return Ok(());
+        }
+        Some(Command::Key { action: KeyAction::Export { data_dir, config, out, passphrase_file } }) => {
+            let config = node_config(data_dir.as_deref(), config.as_deref())?;
+            let file = aergo_node::producer_key::export(&config, &passphrase(passphrase_file)?, out)?;
+            println!(
+                "exported {} with last signed slot {} to {}",
+                file.address,
+                file.slashing_protection.last_signed_slot,
+                out.display()
+            );
+            return Ok(());
+        }
+        Some(Command::Key { action: KeyAction::Import { data_dir, config, input, passphrase_file } }) => {
+            let config = node_config(data_dir.as_deref(), config.as_deref())?;
+            let done = aergo_node::producer_key::import(&config, input, &passphrase(passphrase_file)?)?;
+            println!(
+                "imported {} into {}; this node signs no slot at or below {}",
+                done.address,
+                done.key_file.display(),
+                done.last_signed_slot
+            );
             return Ok(());
         }
         Some(Command::Verify { data_dir, config }) => {

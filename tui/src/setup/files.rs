@@ -9,6 +9,7 @@
 //! | `etc/resolv.conf` | static setups only (DHCP's client writes it itself) |
 //! | `etc/aergo/node.toml` | the node's config: data dir of the chain, producer key, RPC, p2p (listen, bootstrap peers, external address; the firewall opens the p2p port when p2p is on) |
 //! | `etc/aergo/agent.token` | Horde's bearer token (0600) |
+//! | `etc/aergo/ntp-servers` | the NTP servers of `[time]`, one per line (empty: DHCP's, else the pool) |
 //! | `etc/aergo/settings.toml` | the settings themselves, without the token |
 //! | `root/.ssh/authorized_keys` | SSH keys allowed to log in |
 //!
@@ -36,12 +37,14 @@ pub const DATA_DIR: &str = "/var/lib/aergo";
 pub const SETTINGS_FILE: &str = "etc/aergo/settings.toml";
 pub const NODE_CONFIG_FILE: &str = "etc/aergo/node.toml";
 pub const TOKEN_FILE: &str = "etc/aergo/agent.token";
+/// The NTP servers of `[time]`, one per line (the time service reads it when chrony starts).
+pub const NTP_SERVERS_FILE: &str = "etc/aergo/ntp-servers";
 pub const LAST_GOOD_DIR: &str = "etc/aergo/last-good";
 pub const REVERTED_DIR: &str = "etc/aergo/reverted";
 const MANIFEST: &str = "manifest.toml";
 
 /// Every file the settings own, for the last-good copy.
-pub const MANAGED: [&str; 8] = [
+pub const MANAGED: [&str; 9] = [
     "etc/hostname",
     "etc/hosts",
     "etc/network/interfaces",
@@ -50,6 +53,7 @@ pub const MANAGED: [&str; 8] = [
     TOKEN_FILE,
     SETTINGS_FILE,
     "root/.ssh/authorized_keys",
+    NTP_SERVERS_FILE,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -286,6 +290,9 @@ fn render(
     };
     node.producer.enabled = settings.node.role == Role::Producer;
     node.p2p = settings.p2p_config()?;
+    // A producer on a network must not sign with a clock its peers would refuse; a devnet has no
+    // peers to refuse anything.
+    node.producer.require_clock_sync = node.producer.enabled && node.p2p.enabled;
     node.genesis_hash = settings.node.genesis_hash.as_ref().map(|h| h.to_lowercase());
     if let Some(k) = key {
         node.producer.key_file = PathBuf::from(key_path(&k.address().to_string()));
@@ -295,6 +302,8 @@ fn render(
     let node_toml =
         node.to_toml().map_err(|e| ApplyError::Render { file: NODE_CONFIG_FILE, reason: e.to_string() })?;
     files.push((NODE_CONFIG_FILE, node_toml.into_bytes(), 0o644));
+    let servers: String = settings.time.servers.iter().map(|s| format!("{}\n", s.trim())).collect();
+    files.push((NTP_SERVERS_FILE, servers.into_bytes(), 0o644));
     if let Some(token) = &settings.agent.token {
         files.push((TOKEN_FILE, format!("{token}\n").into_bytes(), 0o600));
     }
@@ -479,6 +488,7 @@ mod tests {
             agent: AgentSettings { token: Some("ab".repeat(32)) },
             ssh: SshSettings::default(),
             p2p: Default::default(),
+            time: Default::default(),
             producer: Default::default(),
         }
     }

@@ -453,6 +453,7 @@ impl SetupState {
                 bootstrap: list(&d.bootstrap),
                 external_address: opt(&d.external_address),
             },
+            time: self.current.as_ref().map(|c| c.time.clone()).unwrap_or_default(),
             producer: Default::default(),
         };
         if d.token_choice == TokenChoice::Generate {

@@ -20,6 +20,8 @@ pub struct Settings {
     pub ssh: SshSettings,
     #[serde(default)]
     pub p2p: P2pSettings,
+    #[serde(default)]
+    pub time: TimeSettings,
     /// Where a producer key to import comes from (`provision.toml` only: never written back).
     #[serde(default, skip_serializing)]
     pub producer: ProducerImport,
@@ -53,6 +55,15 @@ impl Default for P2pSettings {
             external_address: None,
         }
     }
+}
+
+/// Where the box takes its time from (`[time]`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeSettings {
+    /// NTP servers (names or addresses). None: those of the DHCP lease (option 42), else the public
+    /// pool (`pool.ntp.org`).
+    pub servers: Vec<String>,
 }
 
 /// A producer key handed to the box in an encrypted keystore (`[producer]` of `provision.toml`).
@@ -157,6 +168,9 @@ pub enum SettingsError {
     P2p(String),
     #[error("producer: {0}")]
     Producer(String),
+    /// The message names the setting (`time.servers[0]: …`).
+    #[error("{0}")]
+    Time(String),
 }
 
 impl Settings {
@@ -193,6 +207,16 @@ impl Settings {
             }
         }
         self.p2p_addresses()?;
+        for (i, server) in self.time.servers.iter().enumerate() {
+            let ok = !server.is_empty()
+                && server.len() <= 253
+                && server.chars().all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c));
+            if !ok {
+                return Err(SettingsError::Time(format!(
+                    "time.servers[{i}]: {server:?} is not a host name or an IP address"
+                )));
+            }
+        }
         let import = &self.producer;
         match (&import.keystore, &import.passphrase_file) {
             (None, None) => {}
@@ -338,6 +362,7 @@ mod tests {
             agent: AgentSettings::default(),
             ssh: SshSettings::default(),
             p2p: P2pSettings::default(),
+            time: TimeSettings::default(),
             producer: ProducerImport::default(),
         }
     }
@@ -428,6 +453,9 @@ passphrase_file = "producer.pass"
         let mut bad = s.clone();
         bad.p2p.external_address = Some("somewhere".into());
         assert!(bad.validate().unwrap_err().to_string().starts_with("p2p.external_address: "));
+        let mut bad = s.clone();
+        bad.time.servers = vec!["10.77.0.1".into(), "ntp one".into()];
+        assert!(bad.validate().unwrap_err().to_string().starts_with("time.servers[1]: "));
         let mut bad = s.clone();
         bad.node.genesis_hash = Some("9f".into());
         assert!(bad.validate().unwrap_err().to_string().contains("genesis_hash"));

@@ -94,6 +94,9 @@ fn draw_chain(frame: &mut Frame<'_>, app: &App, theme: Theme, area: Rect) {
             let producer =
                 s.info.producer_address.map(|a| short(&a.to_string(), 12)).unwrap_or_else(|| "–".into());
             lines.push(Line::from(vec![label("Producer"), Span::raw(producer)]));
+            if let Some(why) = &s.metrics.producer_blocked {
+                lines.push(Line::styled(fit(&format!("NOT PRODUCING: {why}"), width), theme.warn()));
+            }
         }
     }
     let title = match &app.node.value {
@@ -292,6 +295,19 @@ fn draw_host(frame: &mut Frame<'_>, app: &App, theme: Theme, area: Rect) {
                 ),
                 width,
             )));
+        }
+        if let Some(c) = &sample.host.clock {
+            let text = if c.synchronized {
+                let server = c.server.as_deref().map(|s| format!(" to {s}")).unwrap_or_default();
+                let offset =
+                    c.offset_seconds.map(|o| format!(", offset {:+.1} ms", o * 1000.0)).unwrap_or_default();
+                let stratum = c.stratum.map(|s| format!(", stratum {s}")).unwrap_or_default();
+                format!("{:<10}synchronized{server}{offset}{stratum}", "Clock")
+            } else {
+                format!("{:<10}NOT synchronized ({})", "Clock", c.source)
+            };
+            let style = if c.synchronized { ratatui::style::Style::new() } else { theme.warn() };
+            lines.push(Line::styled(fit(&text, width), style));
         }
         let a = &sample.agent;
         lines.push(Line::raw(fit(
