@@ -1,6 +1,8 @@
 //! DPoS consensus: the slot schedule (`aergo_chain::schedule`), finality and fork choice, and the chain thread
 //! ([`Driver`]) that owns the [`Chain`] and applies them — producing in this node's slots, importing
-//! blocks from peers, switching forks, and syncing. Design: `docs/consensus.md`.
+//! blocks from peers, switching forks, and syncing; and what keeps a producer from signing a slot
+//! twice (the slot record, doppelganger protection, the clock gate). Design: `docs/consensus.md`.
+//! It never touches a socket (it speaks to peers through [`NetCommand`]) and never serves the RPC.
 //!
 //! ```text
 //!  net task ──Inbound──► Driver (one OS thread) ──► Chain (block log + state store)

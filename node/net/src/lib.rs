@@ -1,4 +1,7 @@
-//! The p2p layer: one libp2p [`Swarm`] on a tokio task (see `docs/consensus.md`).
+//! The p2p layer: one libp2p [`Swarm`] on a tokio task (see `docs/consensus.md`). It owns the
+//! sockets, peer scores and bans, the bootstrap dialling and the answers to sync requests (read
+//! from the chain's view); it never writes the chain and never decides about blocks: what peers
+//! send goes to the chain thread as [`Inbound`], and the bytes' meaning is `aergo-protocol`'s.
 //!
 //! ```text
 //!   NetCommand (publish, request blocks, verdicts, penalties) ──► net task ──► peers

@@ -1,5 +1,6 @@
 //! The JSON-RPC server: [`AergoApiServer`] over a read view of the chain and a submit handle for
-//! the pool ([`RpcHandler`]).
+//! the pool ([`RpcHandler`]). It never writes the chain and never runs the chain thread: reads come
+//! from the view, writes go into the pool.
 //!
 //! Methods run on tokio's worker threads. Reads go straight to RocksDB and the block log (both safe to
 //! share); `send_tx` decodes and verifies outside the pool lock and holds the lock only to admit.
