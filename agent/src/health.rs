@@ -242,6 +242,26 @@ mod tests {
         SpoolStatus { state: "ok".into(), ..SpoolStatus::default() }
     }
 
+    /// A sample of a running node answering its RPC, at `NOW`.
+    fn running<'a>(
+        host: &'a Host,
+        chain: &'a ChainSample,
+        process: &'a ProcessInfo,
+        spool: &'a SpoolStatus,
+        mono_ms: u64,
+    ) -> Input<'a> {
+        Input {
+            host,
+            process: Some(process),
+            process_name: "aergo-node",
+            chain: Some(chain),
+            chain_error: None,
+            spool,
+            wall_ms: NOW,
+            mono_ms,
+        }
+    }
+
     fn status_of<'a>(h: &'a Health, name: &str) -> &'a Check {
         h.checks.iter().find(|c| c.name == name).unwrap()
     }
@@ -250,16 +270,7 @@ mod tests {
     fn healthy_box() {
         let (h, c, s, p) =
             (host(50, 50), chain(200, 5), spool_ok(), ProcessInfo { pid: 7, ..Default::default() });
-        let input = Input {
-            host: &h,
-            process: Some(&p),
-            process_name: "aergo-node",
-            chain: Some(&c),
-            chain_error: None,
-            spool: &s,
-            wall_ms: NOW,
-            mono_ms: 10,
-        };
+        let input = running(&h, &c, &p, &s, 10);
         let health = evaluate(&input, &HealthConfig::default(), &mut State::default());
         assert_eq!(health.status, Status::Ok, "{health:?}");
         assert_eq!(health.checks.len(), 10);
@@ -373,16 +384,7 @@ mod tests {
             source: "chrony".into(),
             ..Default::default()
         });
-        let input = |h| Input {
-            host: h,
-            process: Some(&p),
-            process_name: "aergo-node",
-            chain: Some(&c),
-            chain_error: None,
-            spool: &s,
-            wall_ms: NOW,
-            mono_ms: 0,
-        };
+        let input = |h| running(h, &c, &p, &s, 0);
         let relaxed = HealthConfig::default();
         let health = evaluate(&input(&h), &relaxed, &mut State::default());
         assert_eq!(status_of(&health, "clock").status, Status::Ok);
