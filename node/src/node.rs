@@ -358,6 +358,41 @@ pub fn prepare_devnet(data_dir: &Path) -> Result<NodeConfig, NodeError> {
 /// `aergo-node init`: creates the chain in `data_dir` from `genesis_file`, then copies the genesis there
 /// and writes a default `config.toml`. A directory that already holds another chain is left untouched.
 pub fn init(genesis_file: &Path, data_dir: &Path) -> Result<(PathBuf, OpenReport), NodeError> {
+    let mut report = None;
+    let config_path = with_node_files(genesis_file, data_dir, |config, _| {
+        let (_chain, opened) = open_chain(config)?;
+        report = Some(opened);
+        Ok(())
+    })?;
+    Ok((config_path, report.unwrap_or_default()))
+}
+
+/// `aergo-node snapshot import --in FILE --genesis G --data-dir D`: builds D's chain from the
+/// snapshot in FILE (checked against G, see `aergo_chain::snapshot`), then writes `D/genesis.toml`
+/// and `D/config.toml` as [`init`] does. Returns the config's path and what was imported.
+pub fn import_snapshot(
+    input: &Path,
+    genesis_file: &Path,
+    data_dir: &Path,
+) -> Result<(PathBuf, aergo_storage::snapshot::ImportReport), NodeError> {
+    let mut report = None;
+    let config_path = with_node_files(genesis_file, data_dir, |_, genesis| {
+        let file = std::fs::File::open(input)
+            .map_err(|source| NodeError::Io { path: input.display().to_string(), source })?;
+        report = Some(aergo_chain::snapshot::import(std::io::BufReader::new(file), data_dir, genesis)?);
+        Ok(())
+    })?;
+    let report = report.ok_or_else(|| NodeError::Config { reason: "the import did not run".into() })?;
+    Ok((config_path, report))
+}
+
+/// Checks that `data_dir` is free for the chain of `genesis_file`, runs `make` (which creates the
+/// chain there), then writes the genesis and a default config beside it unless present.
+fn with_node_files(
+    genesis_file: &Path,
+    data_dir: &Path,
+    make: impl FnOnce(&NodeConfig, &Genesis) -> Result<(), NodeError>,
+) -> Result<PathBuf, NodeError> {
     let io = |path: &Path| {
         let path = path.display().to_string();
         move |source| NodeError::Io { path, source }
@@ -370,7 +405,7 @@ pub fn init(genesis_file: &Path, data_dir: &Path) -> Result<(PathBuf, OpenReport
     std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
     let source = std::fs::canonicalize(genesis_file).map_err(io(genesis_file))?;
     let config = NodeConfig { data_dir: data_dir.to_path_buf(), genesis: source, ..NodeConfig::default() };
-    let (_chain, report) = open_chain(&config)?;
+    make(&config, &genesis)?;
     if !target.exists() {
         write_atomic(&target, genesis.to_toml().as_bytes()).map_err(io(&target))?;
     }
@@ -382,7 +417,7 @@ pub fn init(genesis_file: &Path, data_dir: &Path) -> Result<(PathBuf, OpenReport
             .map_err(|e| NodeError::Config { reason: e.to_string() })?;
         write_atomic(&config_path, text.as_bytes()).map_err(io(&config_path))?;
     }
-    Ok((config_path, report))
+    Ok(config_path)
 }
 
 /// Writes a file so that readers see the old or the new contents, never a mix, even after a crash.

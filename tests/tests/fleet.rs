@@ -463,3 +463,117 @@ fn a_key_in_use_elsewhere_is_refused_and_taken_over_only_with_its_record() -> an
     pb.stop()?;
     Ok(())
 }
+
+/// A new node starts from a snapshot instead of replaying the chain: the producer's chain (with
+/// transfers) exported at its final height by `aergo-node snapshot export`, imported into a new
+/// data directory by `snapshot import`, and the node started there as a follower syncs the blocks
+/// above the snapshot from the producer over p2p, holds the same state and blocks, and says that
+/// the history below is not on it. A damaged snapshot and a directory that holds a chain are
+/// refused and change nothing.
+#[test]
+fn a_node_started_from_a_snapshot_syncs_the_rest_from_its_peer() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (node, config) = single_producer(dir.path(), |_| {})?;
+    let arg = |p: &Path| p.to_str().unwrap_or_default().to_string();
+    let rt = tokio::runtime::Runtime::new()?;
+    let p = start(&node)?;
+    let client = HttpClientBuilder::default().build(&p.rpc)?;
+    let bob = aergo_primitives::crypto::Keypair::from_seed("bob").address().to_string();
+    for amount in ["1000", "2000", "3000"] {
+        let sent = aergo_tests::cli_json(
+            &p.rpc,
+            &[
+                "send",
+                "--key",
+                &arg(&config.key_path()),
+                "--to",
+                &bob,
+                "--amount",
+                amount,
+                "--fee",
+                "1",
+                "--wait",
+            ],
+        )?;
+        assert_eq!(sent["receipt"]["status"], "success", "{sent}");
+    }
+    wait_for(Duration::from_secs(30), "10 blocks", || {
+        rt.block_on(client.chain_info()).ok().filter(|i| i.lib_height >= 10).map(|_| ())
+    })?;
+    p.stop()?;
+
+    let snapshot = dir.path().join("chain.snapshot");
+    let (ok, stdout, err) =
+        node_command(&["snapshot", "export", "--config", &arg(&node.config), "--out", &arg(&snapshot)])?;
+    assert!(ok, "{err}");
+    let height: u64 = stdout
+        .split("snapshot at height ")
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|h| h.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no height in {stdout:?}"))?;
+    assert!(height >= 10, "{stdout}");
+
+    // Refusals first: a damaged file, a directory that holds a chain.
+    let second = dir.path().join("second");
+    let genesis = arg(&config.genesis_path());
+    let import = |file: &Path, data_dir: &Path| {
+        node_command(&[
+            "snapshot",
+            "import",
+            "--in",
+            &arg(file),
+            "--genesis",
+            &genesis,
+            "--data-dir",
+            &arg(data_dir),
+        ])
+    };
+    let mut bytes = std::fs::read(&snapshot)?;
+    let at = bytes.len() - 100;
+    bytes[at] ^= 0x40;
+    let damaged = dir.path().join("damaged.snapshot");
+    std::fs::write(&damaged, &bytes)?;
+    let (ok, _, err) = import(&damaged, &second)?;
+    assert!(!ok && err.contains("snapshot frame") && err.contains("damaged"), "{err}");
+    assert!(!second.join("state").exists() && !second.join(".importing").exists());
+    let (ok, _, err) = import(&snapshot, &config.data_dir)?;
+    assert!(!ok && err.contains("is not empty"), "{err}");
+
+    let (ok, stdout, err) = import(&snapshot, &second)?;
+    assert!(ok, "{err}");
+    assert!(stdout.contains(&format!("imported height {height}")), "{stdout}");
+    let (ok, _, err) = node_command(&["verify", "--data-dir", &arg(&second)])?;
+    assert!(!ok && err.contains(&format!("snapshot at {height}")), "{err}");
+
+    // The producer goes on; the new node follows it over p2p from the snapshot's height.
+    let p = start(&node)?;
+    let mut follower = NodeConfig::load(&second.join("config.toml"))?;
+    follower.rpc.listen = "127.0.0.1:0".parse()?;
+    follower.p2p.enabled = true;
+    follower.p2p.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
+    follower.p2p.bootstrap = vec![node.p2p.clone()];
+    std::fs::write(second.join("config.toml"), follower.to_toml()?)?;
+    let f = NodeProcess::start(&second, &["run", "--config", &arg(&second.join("config.toml"))])?;
+    let fc = HttpClientBuilder::default().build(&f.rpc)?;
+    let target = height + 5;
+    wait_for(Duration::from_secs(60), "the follower past the snapshot", || {
+        rt.block_on(fc.chain_info()).ok().filter(|i| i.height >= target).map(|_| ())
+    })?;
+    for h in [height, height + 1, target] {
+        let mine = rt.block_on(fc.get_block(Some(h), None, Some(false)))?.map(|b| b.hash);
+        let theirs = rt.block_on(client.get_block(Some(h), None, Some(false)))?.map(|b| b.hash);
+        assert!(mine.is_some() && mine == theirs, "block {h}: {mine:?} vs {theirs:?}");
+    }
+    let at_target =
+        |c: &jsonrpsee::http_client::HttpClient| rt.block_on(c.get_account(bob.clone(), Some(target)));
+    assert_eq!(at_target(&fc)?.balance, 6000);
+    assert_eq!(at_target(&client)?.balance, 6000);
+    let below = rt.block_on(fc.get_account(bob.clone(), Some(height - 1))).unwrap_err().to_string();
+    assert!(below.contains(&format!("history before height {height} is not on this node")), "{below}");
+    let below = rt.block_on(fc.get_block(Some(1), None, Some(false))).unwrap_err().to_string();
+    assert!(below.contains("started from a snapshot"), "{below}");
+    f.stop()?;
+    p.stop()?;
+    Ok(())
+}

@@ -25,6 +25,7 @@
 //! ```
 
 pub mod schedule;
+pub mod snapshot;
 pub mod view;
 
 use crate::schedule::Schedule;
@@ -65,6 +66,8 @@ pub enum ChainError {
     CommitStage(String),
     #[error(transparent)]
     Schedule(crate::schedule::ScheduleError),
+    #[error(transparent)]
+    Snapshot(#[from] aergo_storage::snapshot::SnapshotError),
 }
 
 /// Time and work per stage of block processing, since the chain was opened: signature checks of
@@ -182,10 +185,8 @@ pub struct Chain {
     times: Arc<StageTimes>,
 }
 
-fn genesis_block(
-    genesis: &Genesis,
-    store: &StateStore,
-) -> Result<(Block, aergo_storage::PreparedState), ChainError> {
+/// The state genesis writes: its balances and the head record.
+fn genesis_changes(genesis: &Genesis) -> aergo_storage::ChangeSet {
     let mut changes = Vec::with_capacity(genesis.balances.len() + 1);
     for b in &genesis.balances {
         let account = Account { balance: b.amount, nonce: 0 };
@@ -195,7 +196,11 @@ fn genesis_block(
         aergo_storage::state::HEAD_KEY.to_vec(),
         Some(aergo_primitives::types::to_vec_exact(&(0u64, genesis.timestamp_ms))),
     ));
-    let prepared = store.prepare(0, &aergo_storage::ChangeSet::from_unsorted(changes))?;
+    aergo_storage::ChangeSet::from_unsorted(changes)
+}
+
+/// The genesis block over a state with root `state_root`.
+fn genesis_with_root(genesis: &Genesis, state_root: Hash) -> Block {
     let producer =
         genesis.producer_keys().first().copied().unwrap_or(aergo_primitives::types::PublicKey([0; 32]));
     let header = BlockHeader {
@@ -206,10 +211,24 @@ fn genesis_block(
         timestamp_ms: genesis.timestamp_ms,
         producer,
         tx_root: Hash::ZERO,
-        state_root: prepared.root,
+        state_root,
         receipts_root: Hash::ZERO,
     };
-    Ok((Block { header, transactions: Vec::new(), signature: Signature([0; 64]) }, prepared))
+    Block { header, transactions: Vec::new(), signature: Signature([0; 64]) }
+}
+
+fn genesis_block(
+    genesis: &Genesis,
+    store: &StateStore,
+) -> Result<(Block, aergo_storage::PreparedState), ChainError> {
+    let prepared = store.prepare(0, &genesis_changes(genesis))?;
+    Ok((genesis_with_root(genesis, prepared.root), prepared))
+}
+
+/// The hash of the genesis block `genesis` makes (no data directory needed).
+pub fn genesis_hash(genesis: &Genesis) -> Result<Hash, ChainError> {
+    let root = aergo_storage::state::first_root(&genesis_changes(genesis))?;
+    Ok(genesis_with_root(genesis, root).hash())
 }
 
 impl Chain {
@@ -230,6 +249,9 @@ impl Chain {
         log_opts: LogOptions,
         state_opts: StateOptions,
     ) -> Result<(Chain, OpenReport), ChainError> {
+        if aergo_storage::snapshot::settle(data_dir)? {
+            tracing::info!(dir = %data_dir.display(), "a snapshot import was completed and put in place");
+        }
         let store = Arc::new(StateStore::open_with(&data_dir.join("state"), state_opts)?);
         let committed = store.head()?.map(|h| Committed { height: h.height, pos: h.pos });
         let (mut log, recovery) = BlockLog::open(&data_dir.join("blocks"), log_opts, committed)?;
@@ -680,6 +702,9 @@ pub fn verify_by_replay(
     scratch: &Path,
 ) -> Result<VerifyReport, ChainError> {
     let store = StateStore::open(&data_dir.join("state"))?;
+    if let Some((base, _)) = store.base()? {
+        return Err(ChainError::State(StateError::BeforeBase { requested: 0, base }));
+    }
     let reader = LogReader::new(&data_dir.join("blocks"));
     let head = store.head()?.map_or(0, |h| h.height);
     let (mut fresh, _) = Chain::open(scratch, genesis, LogOptions::default())?;

@@ -147,6 +147,31 @@ impl Schedule {
     }
 
     /// Distinct producers needed to make a block final: ⌊2n/3⌋ + 1.
+    /// The election heights at or below `height` whose epochs produce blocks above it: what a
+    /// node that starts at `height` (from a snapshot) must read from state it does not rebuild.
+    pub fn elections_needed_after(&self, height: u64) -> Vec<u64> {
+        let epoch = self.epoch_of(height + 1);
+        [epoch, epoch + 1]
+            .into_iter()
+            .filter_map(|e| self.election_height(e))
+            .filter(|at| *at <= height)
+            .collect()
+    }
+
+    /// The state keys an election reads, reading them through `read`.
+    pub fn election_keys<F, E>(&self, mut read: F) -> Result<Vec<Vec<u8>>, RecordError>
+    where
+        F: FnMut(&[u8]) -> Result<Option<Vec<u8>>, E>,
+        E: std::fmt::Display,
+    {
+        let mut keys = Vec::new();
+        self.elect(Records(|key: &[u8]| {
+            keys.push(key.to_vec());
+            read(key)
+        }))?;
+        Ok(keys)
+    }
+
     pub fn quorum(&self, height: u64) -> Result<usize, ScheduleError> {
         Ok(self.producers(height)?.len() * 2 / 3 + 1)
     }

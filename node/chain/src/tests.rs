@@ -527,3 +527,173 @@ fn recently_written_values_answer_as_the_database_does_across_a_rollback() {
         assert_eq!(with, &without, "account {} and the head key at {}", with.1, with.0);
     }
 }
+
+/// Frames of a snapshot, to tamper with.
+fn frames_of(bytes: &[u8]) -> Vec<aergo_storage::snapshot::Frame> {
+    let mut reader = aergo_storage::snapshot::FrameReader::new(bytes).unwrap();
+    std::iter::from_fn(|| reader.next_frame().unwrap()).collect()
+}
+
+fn file_of(frames: &[aergo_storage::snapshot::Frame]) -> Vec<u8> {
+    let mut w = aergo_storage::snapshot::FrameWriter::new(Vec::new()).unwrap();
+    for f in frames {
+        w.write(f).unwrap();
+    }
+    w.finish().unwrap()
+}
+
+/// A chain with coins, a contract and elections every 4 blocks, exported at a final height and
+/// imported elsewhere: the imported node has the same state and rows, takes the blocks above the
+/// snapshot as the producer made them, reopens, and says that history below it is absent. Every
+/// kind of damage is refused, naming the frame, and leaves nothing behind.
+#[test]
+fn a_snapshot_starts_a_node_at_a_final_height_and_damage_is_refused() {
+    use aergo_sql::store::contract_address;
+    use aergo_storage::snapshot::{Frame, SnapshotError};
+    let dir = tempfile::tempdir().unwrap();
+    let (bp, alice) = (Keypair::from_seed("bp"), Keypair::from_seed("alice"));
+    let mut g = genesis(&bp, &alice);
+    g.consensus.epoch_blocks = 4;
+    let (mut chain, _) = Chain::open(dir.path(), &g, LogOptions::default()).unwrap();
+    let addr = contract_address(&alice.address(), 0);
+    let mut blocks = Vec::new();
+    let deploy = contract_tx(&alice, 0, 900_000, 10, Payload::Deploy { sql: TOKEN.to_string() });
+    blocks.push(chain.produce(&bp, vec![deploy], 2_000).unwrap().block);
+    for i in 1..30u64 {
+        let friend = Keypair::from_seed(&format!("friend{i}"));
+        let txs = vec![
+            transfer(&alice, 2 * i - 1, friend.address(), 1_000 + u128::from(i)),
+            token_call(&alice, 2 * i, addr, &friend, i as i64),
+        ];
+        let b = chain.produce(&bp, txs, 2_000 + i * 1_000).unwrap();
+        assert!(b.receipts.iter().all(|r| r.status == ReceiptStatus::Success), "{:?}", b.receipts);
+        blocks.push(b.block);
+    }
+    let final_height = 25;
+    chain.finalize(final_height, blocks[24].hash()).unwrap();
+    let store = chain.store();
+    let (report, bytes) =
+        snapshot::export_from(&store, &chain.log_reader(), chain.schedule(), &g, Vec::new()).unwrap();
+    assert_eq!(report.height, final_height);
+    assert!(report.leaves > 30 && report.rows > 20, "{report:?}");
+    let frames = frames_of(&bytes);
+    assert!(frames.iter().any(|f| matches!(f, Frame::Election { .. })), "elections every 4 blocks");
+
+    let target = tempfile::tempdir().unwrap();
+    let data = target.path().join("node");
+    let imported = snapshot::import(bytes.as_slice(), &data, &g).unwrap();
+    assert_eq!(imported.head.height, final_height);
+    assert_eq!(imported.head.state_root, blocks[24].header.state_root);
+    assert!(!data.join(".importing").exists());
+    let (mut copy, report) = Chain::open(&data, &g, LogOptions::default()).unwrap();
+    assert!(!report.created && report.replayed == 0, "{report:?}");
+    let copied = copy.store();
+    assert_eq!(
+        copied.account_at(&alice.address(), 25).unwrap(),
+        store.account_at(&alice.address(), 25).unwrap()
+    );
+    let prefix = aergo_sql::store::contract_prefix(&addr);
+    assert_eq!(copied.scan_at(&prefix, 25).unwrap(), store.scan_at(&prefix, 25).unwrap());
+    assert_eq!(balance_at(&copied, &addr, &Keypair::from_seed("friend7"), 25), aergo_sql::Value::Int(7));
+    let err = copied.check_history(24).unwrap_err().to_string();
+    assert!(err.contains("history before height 25 is not on this node"), "{err}");
+    // The blocks above the snapshot (two more elections among them) verify and give the same roots.
+    for b in &blocks[25..] {
+        let done = copy.import((**b).clone()).unwrap();
+        assert_eq!(done.head.state_root, b.header.state_root);
+    }
+    drop((copy, copied));
+    let (copy, report) = Chain::open(&data, &g, LogOptions::default()).unwrap();
+    assert_eq!((report.replayed, copy.head().height), (0, 30));
+    drop(copy);
+    let err = verify_by_replay(&data, &g, &target.path().join("scratch")).unwrap_err().to_string();
+    assert!(err.contains("snapshot at 25"), "{err}");
+
+    // Damage. Each attempt leaves neither the target nor the work directory.
+    let refused = |file: &[u8], genesis: &Genesis| {
+        let target = tempfile::tempdir().unwrap();
+        let data = target.path().join("node");
+        let err = snapshot::import(file, &data, genesis).unwrap_err();
+        assert!(!data.join("state").exists() && !data.join(".importing").exists(), "{err}");
+        err.to_string()
+    };
+    let leaves_at = frames.iter().position(|f| matches!(f, Frame::Leaves { .. })).unwrap();
+    // A flipped byte in the middle of the file: the frame's checksum.
+    let mut flipped = bytes.clone();
+    let mid = bytes.len() / 2;
+    flipped[mid] ^= 1;
+    let err = refused(&flipped, &g);
+    assert!(err.contains("checksum does not match") || err.contains("cannot be decoded"), "{err}");
+    // Cut short.
+    assert!(refused(&bytes[..bytes.len() - 10], &g).contains("cut short"));
+    assert!(refused(&bytes[..bytes.len() / 3], &g).contains("cut short"));
+    // A leaf's value changed, checksum recomputed: the range proof.
+    let mut forged = frames.clone();
+    if let Frame::Leaves { entries, .. } = &mut forged[leaves_at] {
+        entries[3].1.push(0);
+    }
+    let err = refused(&file_of(&forged), &g);
+    assert!(err.contains(&format!("snapshot frame {} (leaves)", leaves_at + 1)), "{err}");
+    assert!(err.contains("does not prove against the state root"), "{err}");
+    // A leaf left out.
+    let mut forged = frames.clone();
+    if let Frame::Leaves { entries, .. } = &mut forged[leaves_at] {
+        entries.remove(5);
+    }
+    assert!(refused(&file_of(&forged), &g).contains("does not prove"));
+    // A row whose value is not the tree's; rows out of order.
+    let rows_at = frames.iter().position(|f| matches!(f, Frame::Rows(_))).unwrap();
+    let mut forged = frames.clone();
+    if let Frame::Rows(rows) = &mut forged[rows_at] {
+        rows[0].1 = b"forged".to_vec();
+    }
+    assert!(refused(&file_of(&forged), &g).contains("is not the state tree's"));
+    let mut forged = frames.clone();
+    if let Frame::Rows(rows) = &mut forged[rows_at] {
+        rows.swap(0, 1);
+    }
+    assert!(refused(&file_of(&forged), &g).contains("not in key order"));
+    // An election left out, or one of its records.
+    let election_at = frames.iter().position(|f| matches!(f, Frame::Election { .. })).unwrap();
+    let mut forged = frames.clone();
+    forged.remove(election_at);
+    assert!(refused(&file_of(&forged), &g).contains("is missing"));
+    let mut forged = frames.clone();
+    if let Frame::Election { records, .. } = &mut forged[election_at] {
+        records[0].value = Some(vec![1, 2, 3]);
+    }
+    assert!(refused(&file_of(&forged), &g).contains("does not match the state root"));
+    // Frames out of order; the end's counts; another chain's genesis.
+    let mut forged = frames.clone();
+    forged.swap(0, 1);
+    assert!(refused(&file_of(&forged), &g).contains("out of order"));
+    let mut forged = frames.clone();
+    if let Some(Frame::End { leaves, .. }) = forged.last_mut() {
+        *leaves += 1;
+    }
+    assert!(refused(&file_of(&forged), &g).contains("counts"));
+    let mut other = g.clone();
+    other.timestamp_ms += 1;
+    let err = refused(&bytes, &other);
+    assert!(err.contains("snapshot frame 1 (manifest)") && err.contains("genesis"), "{err}");
+    assert!(refused(b"not a snapshot", &g).contains("not an AERGO snapshot"));
+    // A target that holds something; what an interrupted import left is cleared.
+    let err = snapshot::import(bytes.as_slice(), dir.path(), &g).unwrap_err();
+    assert!(matches!(err, ChainError::Snapshot(SnapshotError::NotEmpty(_))), "{err}");
+    let target = tempfile::tempdir().unwrap();
+    let data = target.path().join("node");
+    std::fs::create_dir_all(data.join(".importing/state")).unwrap();
+    std::fs::write(data.join(".importing/state/junk"), b"x").unwrap();
+    std::fs::write(data.join("config.toml"), b"# the node's own files stay").unwrap();
+    snapshot::import(bytes.as_slice(), &data, &g).unwrap();
+    assert!(!data.join(".importing").exists() && data.join("config.toml").exists());
+    // A complete import whose moves a crash interrupted is put in place when the chain opens.
+    let crashed = tempfile::tempdir().unwrap();
+    let data = crashed.path().join("node");
+    snapshot::import(bytes.as_slice(), &data, &g).unwrap();
+    std::fs::create_dir_all(data.join(".importing")).unwrap();
+    std::fs::rename(data.join("state"), data.join(".importing/state")).unwrap();
+    std::fs::write(data.join(".importing/COMPLETE"), b"").unwrap();
+    let (reopened, _) = Chain::open(&data, &g, LogOptions::default()).unwrap();
+    assert_eq!(reopened.head().height, final_height);
+}

@@ -51,6 +51,8 @@ pub struct ChainView {
     pub import: Arc<StageStats>,
     /// This node's producer key, which peers are told in [`ChainView::status`].
     pub producer_key: Option<PublicKey>,
+    /// The height this node's history starts at: 0, or the height of the snapshot it started from.
+    pub base_height: u64,
 }
 
 impl ChainView {
@@ -75,7 +77,16 @@ impl ChainView {
             production: ProductionStats::default(),
             import: Arc::default(),
             producer_key,
+            base_height: chain.store().base()?.map_or(0, |(h, _)| h),
         })
+    }
+
+    /// Refuses a height below [`ChainView::base_height`] (an error that says why).
+    pub fn check_history(&self, height: u64) -> Result<(), aergo_storage::StateError> {
+        if height < self.base_height {
+            return Err(aergo_storage::StateError::BeforeBase { requested: height, base: self.base_height });
+        }
+        Ok(())
     }
 
     pub fn head(&self) -> Head {

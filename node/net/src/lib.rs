@@ -826,6 +826,9 @@ impl NetTask {
                 if count == 0 || from == 0 {
                     return SyncResponse::Blocks(Vec::new());
                 }
+                if let Err(e) = view.check_history(from) {
+                    return SyncResponse::Refused(e.to_string());
+                }
                 for height in from..=head.min(from.saturating_add(count - 1)) {
                     match read_block(&view.store, &view.reader, height) {
                         Ok(Some(block)) => {

@@ -219,6 +219,9 @@ impl RpcHandler {
                 None::<()>,
             ));
         }
+        self.view
+            .check_history(at)
+            .map_err(|e| ErrorObjectOwned::owned(codes::HEIGHT_UNAVAILABLE, e.to_string(), None::<()>))?;
         Ok(at)
     }
 
@@ -544,6 +547,11 @@ impl AergoApiServer for RpcHandler {
             }
             (None, None) => self.view.head().height,
         };
+        if height <= self.view.head().height {
+            self.view
+                .check_history(height)
+                .map_err(|e| ErrorObjectOwned::owned(codes::HEIGHT_UNAVAILABLE, e.to_string(), None::<()>))?;
+        }
         let block = read_block(&self.view.store, &self.view.reader, height).map_err(internal)?;
         Ok(block.map(|b| block_view(&b, full.unwrap_or(false))))
     }

@@ -10,6 +10,8 @@
 //!   compares the state root (the node stopped).
 //! - `aergo-node key export|import`: moves a producer key with the last slot it signed (the node
 //!   stopped; see `aergo_node::producer_key`).
+//! - `aergo-node snapshot export|import`: the state at the last final height, to start a node there
+//!   instead of replaying from genesis (see `aergo_chain::snapshot`).
 //!
 //! Once serving, it prints `AERGO_RPC=http://ADDR` on stdout (useful with `--rpc-listen 127.0.0.1:0`).
 
@@ -98,28 +100,40 @@ enum Command {
         #[command(subcommand)]
         action: KeyAction,
     },
+    /// Write the state at the last final height to a file, or start a data directory from one, so that
+    /// a new node does not replay the chain from genesis (the node stopped).
+    Snapshot {
+        #[command(subcommand)]
+        action: SnapshotAction,
+    },
     /// Re-execute the whole block log from genesis in a scratch directory and check that it reaches
     /// the stored state root (the node must be stopped).
     Verify {
-        /// The node's data directory. Its genesis is the one `DIR/config.toml` names when that file
-        /// exists (as `init` and `testnet` write it), else `DIR/genesis.toml`.
-        #[arg(long, required_unless_present = "config", conflicts_with = "config")]
-        data_dir: Option<PathBuf>,
-        /// The node's config file: the data directory and the genesis it names.
-        #[arg(long)]
-        config: Option<PathBuf>,
+        /// The genesis is the one `DIR/config.toml` names when that file exists (as `init` and
+        /// `testnet` write it), else `DIR/genesis.toml`.
+        #[command(flatten)]
+        node: NodeDir,
     },
+}
+
+/// Which node a command works on: its data directory or its config file.
+#[derive(clap::Args)]
+struct NodeDir {
+    /// The node's data directory (with its `config.toml`, or for `verify` and `snapshot export` a
+    /// `--dev` node's `genesis.toml`), or --config.
+    #[arg(long, required_unless_present = "config", conflicts_with = "config")]
+    data_dir: Option<PathBuf>,
+    /// The node's config file.
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
 enum KeyAction {
     /// Write the producer key, encrypted with the passphrase, and the last slot it signed to FILE.
     Export {
-        /// The node's data directory (its `config.toml`), or --config.
-        #[arg(long, required_unless_present = "config", conflicts_with = "config")]
-        data_dir: Option<PathBuf>,
-        #[arg(long)]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        node: NodeDir,
         #[arg(long)]
         out: PathBuf,
         /// File whose first line is the passphrase that encrypts the exported key.
@@ -129,14 +143,38 @@ enum KeyAction {
     /// Install the key of an exported FILE as this node's producer key, and take its record: the
     /// node never signs a slot at or below the last one the key signed elsewhere.
     Import {
-        #[arg(long, required_unless_present = "config", conflicts_with = "config")]
-        data_dir: Option<PathBuf>,
-        #[arg(long)]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        node: NodeDir,
         #[arg(long = "in")]
         input: PathBuf,
         #[arg(long)]
         passphrase_file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum SnapshotAction {
+    /// Write the state at the last final height, the block there and what the producer schedule
+    /// needs above it to FILE.
+    Export {
+        #[command(flatten)]
+        node: NodeDir,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Build a node's chain from FILE, checked against the genesis and the snapshot's state root;
+    /// the data directory must hold no chain yet.
+    Import {
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// The data directory to create, with --genesis (genesis.toml and config.toml are written
+        /// beside the chain as `init` does); or --config: the data directory and genesis it names.
+        #[arg(long, requires = "genesis", required_unless_present = "config", conflicts_with = "config")]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        genesis: Option<PathBuf>,
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -181,6 +219,30 @@ fn verify_paths(data_dir: Option<&Path>, config: Option<&Path>) -> anyhow::Resul
         (None, Some(dir)) => Ok((dir.to_path_buf(), dir.join("genesis.toml"))),
         (None, None) => anyhow::bail!("verify needs --data-dir or --config"),
     }
+}
+
+/// Writes the snapshot to `out` through a temporary file beside it, synced, then renamed: a
+/// reader never sees part of a snapshot under the final name.
+fn export_snapshot(
+    data_dir: &Path,
+    genesis: &Genesis,
+    out: &Path,
+) -> anyhow::Result<aergo_storage::snapshot::ExportReport> {
+    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = out.with_file_name(format!(".{name}.partial"));
+    let file = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let written = aergo_chain::snapshot::export(data_dir, genesis, std::io::BufWriter::new(file));
+    let (report, writer) = match written {
+        Ok(done) => done,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e.into());
+        }
+    };
+    let file = writer.into_inner().map_err(|e| anyhow::anyhow!("writing {}: {e}", tmp.display()))?;
+    file.sync_all().with_context(|| format!("syncing {}", tmp.display()))?;
+    std::fs::rename(&tmp, out).with_context(|| format!("renaming {} to {}", tmp.display(), out.display()))?;
+    Ok(report)
 }
 
 fn init_tracing(level: &str) {
@@ -250,8 +312,8 @@ async fn main() -> anyhow::Result<()> {
             println!("nodes: {}", out.join("nodes.json").display());
             return Ok(());
         }
-        Some(Command::Key { action: KeyAction::Export { data_dir, config, out, passphrase_file } }) => {
-            let config = node_config(data_dir.as_deref(), config.as_deref())?;
+        Some(Command::Key { action: KeyAction::Export { node, out, passphrase_file } }) => {
+            let config = node_config(node.data_dir.as_deref(), node.config.as_deref())?;
             let file = aergo_node::producer_key::export(&config, &passphrase(passphrase_file)?, out)?;
             println!(
                 "exported {} with last signed slot {} to {}",
@@ -261,8 +323,8 @@ async fn main() -> anyhow::Result<()> {
             );
             return Ok(());
         }
-        Some(Command::Key { action: KeyAction::Import { data_dir, config, input, passphrase_file } }) => {
-            let config = node_config(data_dir.as_deref(), config.as_deref())?;
+        Some(Command::Key { action: KeyAction::Import { node, input, passphrase_file } }) => {
+            let config = node_config(node.data_dir.as_deref(), node.config.as_deref())?;
             let done = aergo_node::producer_key::import(&config, input, &passphrase(passphrase_file)?)?;
             println!(
                 "imported {} into {}; this node signs no slot at or below {}",
@@ -272,9 +334,58 @@ async fn main() -> anyhow::Result<()> {
             );
             return Ok(());
         }
-        Some(Command::Verify { data_dir, config }) => {
+        Some(Command::Snapshot { action: SnapshotAction::Export { node, out } }) => {
             init_tracing("warn");
-            let (data_dir, genesis_path) = verify_paths(data_dir.as_deref(), config.as_deref())?;
+            let (data_dir, genesis_path) = verify_paths(node.data_dir.as_deref(), node.config.as_deref())?;
+            let genesis = Genesis::load(&genesis_path)?;
+            let started = std::time::Instant::now();
+            let report = export_snapshot(&data_dir, &genesis, out)?;
+            println!(
+                "snapshot at height {}: {} state entries, {} contract rows, {} bytes in {} ({:.1} s)",
+                report.height,
+                report.leaves,
+                report.rows,
+                report.bytes,
+                out.display(),
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        Some(Command::Snapshot { action: SnapshotAction::Import { input, data_dir, genesis, config } }) => {
+            init_tracing("warn");
+            let started = std::time::Instant::now();
+            let (dir, report) = match (config, data_dir, genesis) {
+                (Some(file), _, _) => {
+                    let config = NodeConfig::load(file)?;
+                    let genesis = Genesis::load(&config.genesis_path())?;
+                    let reader = std::io::BufReader::new(
+                        std::fs::File::open(input).with_context(|| format!("opening {}", input.display()))?,
+                    );
+                    let report = aergo_chain::snapshot::import(reader, &config.data_dir, &genesis)?;
+                    (config.data_dir.clone(), report)
+                }
+                (None, Some(dir), Some(genesis)) => {
+                    let (config_path, report) = aergo_node::node::import_snapshot(input, genesis, dir)?;
+                    println!("config: {}", config_path.display());
+                    (dir.clone(), report)
+                }
+                _ => anyhow::bail!("give --config, or --data-dir with --genesis"),
+            };
+            println!(
+                "imported height {} (block {}, state root {}): {} state entries, {} contract rows into {} ({:.1} s)",
+                report.head.height,
+                report.head.hash,
+                report.head.state_root,
+                report.leaves,
+                report.rows,
+                dir.display(),
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        Some(Command::Verify { node }) => {
+            init_tracing("warn");
+            let (data_dir, genesis_path) = verify_paths(node.data_dir.as_deref(), node.config.as_deref())?;
             let genesis = Genesis::load(&genesis_path)?;
             let scratch = tempfile::tempdir().context("creating a scratch directory")?;
             let report = verify_by_replay(&data_dir, &genesis, scratch.path())?;

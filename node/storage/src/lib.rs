@@ -10,6 +10,8 @@
 //!   per block ([`StateStore::commit`]); [`RecentValues`](recent::RecentValues) caches the newest
 //!   versions of recently written values in front of it.
 //! - A block's writes arrive as one [`ChangeSet`] (sorted keys, `None` for a delete).
+//! - [`snapshot`] writes the state at one height as self-proving chunks and builds a data directory
+//!   from them (a node that starts there needs no replay from genesis).
 //!
 //! This crate knows the chain's types and encodings and nothing of execution, contracts, the pool or
 //! the network: keys are bytes, except that it keeps those under [`aergo_primitives::types::SQL_PREFIX`]
@@ -18,6 +20,7 @@
 pub mod blocklog;
 pub mod changes;
 pub mod recent;
+pub mod snapshot;
 pub mod state;
 
 pub use blocklog::{BlockLog, LogError, LogOptions, LogReader, RecordPos, Verify};

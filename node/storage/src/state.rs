@@ -10,8 +10,9 @@
 //!   execution workers' reads took 12–15 % longer); [`StateStore::open`] rewrites such a store.
 //! - `blocks`: `height (BE)` → [`BlockMeta`] (header, log position); `block_hashes`: hash → height.
 //! - `txs`: transaction hash → [`TxLocation`] (height, index, receipt).
-//! - `meta`: the head, the genesis hash, the last irreversible block (LIB) and the store's format
-//!   ([`FORMAT`]; a store without one is format 1).
+//! - `meta`: the head, the genesis hash, the last irreversible block (LIB), the store's format
+//!   ([`FORMAT`]; a store without one is format 1) and, for a store imported from a snapshot, its
+//!   base: the height its history starts at ([`StateStore::base`]).
 //! - `undo`: `height (BE)` → [`Undo`]: the keys a block above the LIB wrote, so that it can be rolled
 //!   back when the node switches to another fork ([`StateStore::rollback_to`]); dropped once final.
 //!   `height (BE) ‖ "o"` → the ordered keys it wrote (below).
@@ -66,6 +67,7 @@ const KEY_HEAD: &[u8] = b"head";
 const KEY_LIB: &[u8] = b"lib";
 const KEY_GENESIS: &[u8] = b"genesis_hash";
 const KEY_FORMAT: &[u8] = b"format";
+const KEY_BASE: &[u8] = b"base";
 
 /// The layout this code reads and writes: 2, value versions newest first (see the module's notes).
 pub const FORMAT: u32 = 2;
@@ -93,6 +95,11 @@ pub enum StateError {
     Tree(String),
     #[error("height {requested} is above the chain head {head}")]
     HeightUnavailable { requested: u64, head: u64 },
+    #[error(
+        "history before height {base} is not on this node (it started from a snapshot at {base}); \
+         height {requested} was asked for"
+    )]
+    BeforeBase { requested: u64, base: u64 },
     #[error("cannot roll back to height {target}: height {lib} is final")]
     BelowFinal { target: u64, lib: u64 },
     #[error("cannot roll back height {0}: its undo record is missing")]
@@ -120,6 +127,14 @@ pub struct Head {
     pub pos: RecordPos,
     pub state_root: Hash,
     pub timestamp_ms: u64,
+}
+
+impl Head {
+    /// The head that `block` (whose hash is `hash`, logged at `pos`) makes.
+    pub fn of(block: &Block, hash: Hash, pos: RecordPos) -> Head {
+        let h = &block.header;
+        Head { height: h.height, hash, pos, state_root: h.state_root, timestamp_ms: h.timestamp_ms }
+    }
 }
 
 /// What the index keeps per block.
@@ -151,6 +166,9 @@ pub struct PreparedState {
 
 /// Key-ordered `(key, value)` pairs.
 pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Tree leaves `(key hash, value)` in key-hash order.
+pub type Leaves = Vec<([u8; 32], Vec<u8>)>;
 
 fn tagged(value: Option<&[u8]>) -> Vec<u8> {
     match value {
@@ -503,12 +521,29 @@ impl StateStore {
     /// Every contract key under `prefix` (which starts with [`SQL_PREFIX`]) as of block `height`,
     /// in key order: for each key, its newest version at or below the height, unless deleted.
     pub fn scan_at(&self, prefix: &[u8], height: u64) -> Result<Entries, StateError> {
+        self.scan_ordered(prefix, None, height, usize::MAX)
+    }
+
+    /// Up to `limit` contract keys under `prefix` after the key `after` (or from the first), as of
+    /// `height`, in key order: the pages of [`StateStore::scan_at`].
+    pub fn scan_ordered(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        height: u64,
+        limit: usize,
+    ) -> Result<Entries, StateError> {
         let mut out = Vec::new();
         let mut it = self.db.raw_iterator_cf(self.cf(CF_ORDERED)?);
-        it.seek(prefix);
+        match after {
+            // Contract keys are prefix-free: `after ‖ u64::MAX` is past every version of `after`
+            // (no block has that height) and before the next key.
+            Some(after) => it.seek(ordered_key(after, u64::MAX)),
+            None => it.seek(prefix),
+        }
         // The current key and its newest version at or below the height.
         let mut current: Option<(Vec<u8>, Option<Vec<u8>>)> = None;
-        while it.valid() {
+        while it.valid() && out.len() < limit {
             let (Some(k), Some(v)) = (it.key(), it.value()) else { break };
             if !k.starts_with(prefix) {
                 break;
@@ -539,10 +574,172 @@ impl StateStore {
             it.next();
         }
         it.status()?;
-        if let Some((ck, Some(cv))) = current {
-            out.push((ck, cv));
+        if out.len() < limit {
+            if let Some((ck, Some(cv))) = current {
+                out.push((ck, cv));
+            }
         }
         Ok(out)
+    }
+
+    /// Up to `limit` leaves of the state tree at `height` whose key hash is above `after` (or from
+    /// the first), in key-hash order: `(key hash, value)` of every key alive at that height.
+    pub fn leaves_page(
+        &self,
+        height: u64,
+        after: Option<[u8; 32]>,
+        limit: usize,
+    ) -> Result<Leaves, StateError> {
+        let mut out = Vec::new();
+        let mut it = self.db.raw_iterator_cf(self.cf(CF_VALUES)?);
+        // Versions of a key hash are newest first, `hash ‖ !version`: the smallest possible entry
+        // of a hash is `hash ‖ !u64::MAX` (all zeros), the largest `hash ‖ !0` (all ones).
+        match after {
+            Some(after) => {
+                it.seek(value_key(&KeyHash(after), 0));
+                if it.valid() && it.key().is_some_and(|k| k.len() >= 32 && k[..32] == after) {
+                    it.next();
+                }
+            }
+            None => it.seek_to_first(),
+        }
+        while it.valid() && out.len() < limit {
+            let Some(k) = it.key() else { break };
+            let hash: [u8; 32] = k
+                .get(..32)
+                .and_then(|h| h.try_into().ok())
+                .ok_or(StateError::Decode { what: "value key", reason: format!("{} bytes", k.len()) })?;
+            if let Some(value) = value_through(&mut it, height, &KeyHash(hash))? {
+                out.push((hash, value));
+            }
+            // On to the next key hash.
+            it.seek(value_key(&KeyHash(hash), 0));
+            if it.valid() && it.key().is_some_and(|k| k.len() >= 32 && k[..32] == hash) {
+                it.next();
+            }
+        }
+        it.status()?;
+        Ok(out)
+    }
+
+    /// The proof that the leaves up to and including `rightmost` (a key hash alive at `height`)
+    /// are all the tree's leaves up to it: with them, it gives `height`'s root.
+    pub fn range_proof(
+        &self,
+        height: u64,
+        rightmost: [u8; 32],
+    ) -> Result<jmt::proof::SparseMerkleRangeProof<Blake3>, StateError> {
+        Tree::new(self)
+            .get_range_proof(KeyHash(rightmost), height)
+            .map_err(|e| StateError::Tree(e.to_string()))
+    }
+
+    /// The value of `key` at `height` with the proof of it (or of its absence) against that
+    /// height's state root.
+    pub fn value_with_proof(
+        &self,
+        key: &[u8],
+        height: u64,
+    ) -> Result<(Option<Vec<u8>>, jmt::proof::SparseMerkleProof<Blake3>), StateError> {
+        Tree::new(self)
+            .get_with_proof(KeyHash::with::<Blake3>(key), height)
+            .map_err(|e| StateError::Tree(e.to_string()))
+    }
+
+    /// Writes tree nodes and values a snapshot restore produced (not synced:
+    /// [`StateStore::install_base`] makes them durable with its synced batch).
+    pub(crate) fn write_restored(&self, batch: &jmt::storage::NodeBatch) -> Result<(), StateError> {
+        let mut wb = WriteBatch::default();
+        let nodes = self.cf(CF_NODES)?;
+        for (key, node) in batch.nodes() {
+            wb.put_cf(
+                nodes,
+                aergo_primitives::types::to_vec_exact(key),
+                aergo_primitives::types::to_vec_exact(node),
+            );
+        }
+        let values = self.cf(CF_VALUES)?;
+        for ((version, key_hash), value) in batch.values() {
+            wb.put_cf(values, value_key(key_hash, *version), tagged(value.as_deref()));
+        }
+        Ok(self.db.write(wb)?)
+    }
+
+    /// Writes values of `keys` as of `height` without tree nodes (the election records a snapshot
+    /// carries, proven against that height's root), not synced.
+    pub(crate) fn write_values_at(
+        &self,
+        height: u64,
+        entries: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<(), StateError> {
+        let mut wb = WriteBatch::default();
+        let values = self.cf(CF_VALUES)?;
+        for (key, value) in entries {
+            wb.put_cf(values, value_key(&KeyHash::with::<Blake3>(key), height), tagged(Some(value)));
+        }
+        Ok(self.db.write(wb)?)
+    }
+
+    /// Writes contract rows into the ordered family as of `height`, not synced.
+    pub(crate) fn write_rows_at(&self, height: u64, rows: &[(Vec<u8>, Vec<u8>)]) -> Result<(), StateError> {
+        let mut wb = WriteBatch::default();
+        let ordered = self.cf(CF_ORDERED)?;
+        for (key, value) in rows {
+            wb.put_cf(ordered, ordered_key(key, height), tagged(Some(value)));
+        }
+        Ok(self.db.write(wb)?)
+    }
+
+    /// The value under a key hash at `height`.
+    pub(crate) fn value_of_hash(
+        &self,
+        height: u64,
+        key_hash: [u8; 32],
+    ) -> Result<Option<Vec<u8>>, StateError> {
+        self.value_at(height, KeyHash(key_hash))
+    }
+
+    /// Makes an imported state a chain store: block `block` (at `pos` in the block log) is the
+    /// head, final, and the base (history starts there), in one synced batch that also makes every
+    /// earlier unsynced write of the import durable (they are in the write-ahead log before it).
+    pub(crate) fn install_base(
+        &self,
+        block: &Block,
+        pos: RecordPos,
+        receipts: &[Receipt],
+        genesis_hash: Hash,
+    ) -> Result<Head, StateError> {
+        let height = block.header.height;
+        let hash = block.hash();
+        let mut wb = WriteBatch::default();
+        self.put_block_index(&mut wb, block, pos, receipts)?;
+        let head = Head::of(block, hash, pos);
+        let meta_cf = self.cf(CF_META)?;
+        use aergo_primitives::types::to_vec_exact as to_vec;
+        wb.put_cf(meta_cf, KEY_HEAD, to_vec(&head));
+        wb.put_cf(meta_cf, KEY_LIB, to_vec(&(height, hash)));
+        wb.put_cf(meta_cf, KEY_BASE, to_vec(&(height, hash)));
+        wb.put_cf(meta_cf, KEY_GENESIS, to_vec(&genesis_hash));
+        wb.put_cf(meta_cf, KEY_FORMAT, to_vec(&FORMAT));
+        self.write_synced(wb)?;
+        Ok(head)
+    }
+
+    /// The height this store's history starts at and that block's hash, when it was imported from
+    /// a snapshot (a store synced from genesis has none).
+    pub fn base(&self) -> Result<Option<(u64, Hash)>, StateError> {
+        match self.db.get_cf(self.cf(CF_META)?, KEY_BASE)? {
+            Some(bytes) => Ok(Some(decode("base", &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Refuses a read at `height` below the store's base ([`StateError::BeforeBase`]).
+    pub fn check_history(&self, height: u64) -> Result<(), StateError> {
+        match self.base()? {
+            Some((base, _)) if height < base => Err(StateError::BeforeBase { requested: height, base }),
+            _ => Ok(()),
+        }
     }
 
     /// The state root at `height` as recomputed from the stored tree.
@@ -587,16 +784,8 @@ impl StateStore {
             wb.put_cf(ordered, &k, tagged(value.as_deref()));
             ordered_undo.push(k);
         }
-        let meta =
-            BlockMeta { hash, header: block.header.clone(), pos, tx_count: block.transactions.len() as u32 };
-        wb.put_cf(self.cf(CF_BLOCKS)?, height.to_be_bytes(), aergo_primitives::types::to_vec_exact(&meta));
-        wb.put_cf(self.cf(CF_BLOCK_HASHES)?, hash.0, height.to_be_bytes());
-        let txs = self.cf(CF_TXS)?;
-        for (index, (tx, receipt)) in block.transactions.iter().zip(receipts).enumerate() {
-            let loc = TxLocation { height, block_hash: hash, index: index as u32, receipt: receipt.clone() };
-            wb.put_cf(txs, tx.hash().0, aergo_primitives::types::to_vec_exact(&loc));
-            undo.txs.push(tx.hash());
-        }
+        self.put_block_index(&mut wb, block, pos, receipts)?;
+        undo.txs.extend(block.transactions.iter().map(|tx| tx.hash()));
         if height > self.finalized()?.map_or(0, |(h, _)| h) {
             wb.put_cf(self.cf(CF_UNDO)?, height.to_be_bytes(), aergo_primitives::types::to_vec_exact(&undo));
             if !ordered_undo.is_empty() {
@@ -607,13 +796,7 @@ impl StateStore {
                 );
             }
         }
-        let head = Head {
-            height,
-            hash,
-            pos,
-            state_root: block.header.state_root,
-            timestamp_ms: block.header.timestamp_ms,
-        };
+        let head = Head::of(block, hash, pos);
         let meta_cf = self.cf(CF_META)?;
         wb.put_cf(meta_cf, KEY_HEAD, aergo_primitives::types::to_vec_exact(&head));
         if height == 0 {
@@ -628,6 +811,28 @@ impl StateStore {
             return Err(e);
         }
         Ok(head)
+    }
+
+    /// Puts a block's index entries into `wb`: its meta by height, its height by hash, and each
+    /// transaction's location with its receipt.
+    fn put_block_index(
+        &self,
+        wb: &mut WriteBatch,
+        block: &Block,
+        pos: RecordPos,
+        receipts: &[Receipt],
+    ) -> Result<(), StateError> {
+        let (height, hash) = (block.header.height, block.hash());
+        let meta =
+            BlockMeta { hash, header: block.header.clone(), pos, tx_count: block.transactions.len() as u32 };
+        wb.put_cf(self.cf(CF_BLOCKS)?, height.to_be_bytes(), aergo_primitives::types::to_vec_exact(&meta));
+        wb.put_cf(self.cf(CF_BLOCK_HASHES)?, hash.0, height.to_be_bytes());
+        let txs = self.cf(CF_TXS)?;
+        for (index, (tx, receipt)) in block.transactions.iter().zip(receipts).enumerate() {
+            let loc = TxLocation { height, block_hash: hash, index: index as u32, receipt: receipt.clone() };
+            wb.put_cf(txs, tx.hash().0, aergo_primitives::types::to_vec_exact(&loc));
+        }
+        Ok(())
     }
 
     /// The last irreversible block `(height, hash)`, once one above genesis was recorded.
@@ -751,6 +956,27 @@ impl StateStore {
         }
         Ok(out)
     }
+}
+
+/// The root of the tree that `changes` make as the first version (0) of an empty tree: what a
+/// genesis block's state root is, computed without a store.
+pub fn first_root(changes: &ChangeSet) -> Result<Hash, StateError> {
+    struct Empty;
+    impl TreeReader for Empty {
+        fn get_node_option(&self, _: &NodeKey) -> anyhow::Result<Option<Node>> {
+            Ok(None)
+        }
+        fn get_value_option(&self, _: Version, _: KeyHash) -> anyhow::Result<Option<OwnedValue>> {
+            Ok(None)
+        }
+        fn get_rightmost_leaf(&self) -> anyhow::Result<Option<(NodeKey, LeafNode)>> {
+            Ok(None)
+        }
+    }
+    let tree = JellyfishMerkleTree::<'_, Empty, Blake3>::new(&Empty);
+    let set = changes.iter().map(|(k, v)| (KeyHash::with::<Blake3>(k), v.clone()));
+    let (root, _) = tree.put_value_set(set, 0).map_err(|e| StateError::Tree(e.to_string()))?;
+    Ok(Hash(root.0))
 }
 
 /// The store seen through blocks prepared on top of it and not committed yet (newest last).
