@@ -3,13 +3,13 @@
 //! handler call (`aergo_protocol`). Decoding returns or refuses; what decodes must encode to bytes
 //! that decode to the same message; a response is checked against every kind of request, and what
 //! `check_response` accepts must keep its promises (no more blocks than asked for, the block asked
-//! for by hash is that block). Seeds: `fuzz/seeds/p2p/` (kept current by a test of aergo-protocol).
+//! for by hash is that block, a snapshot page has at most one frame). Seeds: `fuzz/seeds/p2p/` (kept current by a test of aergo-protocol).
 #![no_main]
 
 use aergo_primitives::types::Hash;
 use aergo_protocol::{
     check_response, decode_gossip_block, decode_gossip_tx, decode_request, decode_response, encode_request,
-    encode_response, Answer, SyncRequest, MAX_SYNC_BLOCKS,
+    encode_response, Answer, SnapshotPart, SyncRequest, MAX_SNAPSHOT_HEAD_FRAMES, MAX_SYNC_BLOCKS,
 };
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
@@ -32,6 +32,9 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             SyncRequest::Blocks { from: 1, count: MAX_SYNC_BLOCKS },
             SyncRequest::Block { hash: some_hash },
             SyncRequest::Block { hash: Hash([0; 32]) },
+            SyncRequest::Snapshot(SnapshotPart::Head),
+            SyncRequest::Snapshot(SnapshotPart::Leaves { height: 1, after: None }),
+            SyncRequest::Snapshot(SnapshotPart::Rows { height: 1, after: None }),
         ];
         for asked in &asks {
             match (asked, check_response(Some(asked), response.clone())) {
@@ -43,6 +46,11 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
                     assert_eq!(blocks[0].hash(), *hash, "a block accepted for another's hash");
                 }
                 (SyncRequest::Status, Ok(Answer::Blocks(_))) => panic!("blocks accepted for a status request"),
+                (SyncRequest::Snapshot(SnapshotPart::Head), Ok(Answer::Snapshot(frames))) => {
+                    assert!(!frames.is_empty() && frames.len() <= MAX_SNAPSHOT_HEAD_FRAMES)
+                }
+                (SyncRequest::Snapshot(_), Ok(Answer::Snapshot(frames))) => assert!(frames.len() <= 1),
+                (SyncRequest::Snapshot(_), Ok(Answer::Blocks(_))) => panic!("blocks accepted for a snapshot part"),
                 _ => {}
             }
         }

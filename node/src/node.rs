@@ -110,6 +110,54 @@ pub fn load_or_create_node_key(path: &Path) -> Result<Keypair, NodeError> {
 }
 
 /// Opens the chain (blocking: recovery may replay blocks).
+/// Whether `data_dir` holds a chain (a state store).
+fn holds_chain(data_dir: &Path) -> bool {
+    std::fs::read_dir(data_dir.join("state")).is_ok_and(|mut entries| entries.next().is_some())
+}
+
+/// For a node on a p2p network that starts with no chain: takes a snapshot from the bootstrap
+/// peers when their chain is long enough (`p2p.snapshot_after_blocks`). Any failure to find or
+/// fetch one leaves the directory without a chain, and the node starts from genesis and syncs
+/// block by block, as it would without snapshots.
+async fn fetch_snapshot_if_empty(config: &NodeConfig) -> Result<(), NodeError> {
+    let p2p = &config.p2p;
+    if !p2p.enabled
+        || p2p.snapshot_after_blocks == 0
+        || p2p.bootstrap.is_empty()
+        || holds_chain(&config.data_dir)
+    {
+        return Ok(());
+    }
+    let genesis = Genesis::load(&config.genesis_path())?;
+    let addresses = p2p.addresses().map_err(|reason| NodeError::Config { reason })?;
+    let opts = aergo_net::snapshot::FetchOptions {
+        bootstrap: addresses.bootstrap,
+        after_blocks: p2p.snapshot_after_blocks,
+        connect_timeout: std::time::Duration::from_secs(20),
+        page_timeout: std::time::Duration::from_secs(30),
+    };
+    tracing::info!(
+        after_blocks = p2p.snapshot_after_blocks,
+        "no chain here: asking the bootstrap peers for a snapshot"
+    );
+    match aergo_net::snapshot::fetch(&opts, &config.data_dir, &genesis).await {
+        Ok(aergo_net::snapshot::Fetched::Imported { report, peer, pages, bytes, secs }) => tracing::info!(
+            height = report.head.height, state_root = %report.head.state_root, leaves = report.leaves,
+            rows = report.rows, %peer, pages, bytes, secs, "snapshot taken from a peer; syncing from there"
+        ),
+        Ok(aergo_net::snapshot::Fetched::NotNeeded { best_final }) => tracing::info!(
+            best_final,
+            after_blocks = p2p.snapshot_after_blocks,
+            "the peers' chain is short: syncing from genesis"
+        ),
+        Ok(aergo_net::snapshot::Fetched::NoPeers) => {
+            tracing::warn!("no bootstrap peer on this chain answered: starting from genesis")
+        }
+        Err(e) => tracing::warn!(error = %e, "no snapshot could be taken: starting from genesis"),
+    }
+    Ok(())
+}
+
 pub fn open_chain(config: &NodeConfig) -> Result<(Chain, OpenReport), NodeError> {
     let genesis = Genesis::load(&config.genesis_path())?;
     let opts = LogOptions {
@@ -144,8 +192,9 @@ pub fn open_chain(config: &NodeConfig) -> Result<(Chain, OpenReport), NodeError>
 impl RunningNode {
     /// Opens the chain, starts the producer (if enabled) and the RPC server.
     pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
-        let cfg = config.clone();
         let cores = config.exec.resolve_cores().map_err(|reason| NodeError::Config { reason })?;
+        fetch_snapshot_if_empty(&config).await?;
+        let cfg = config.clone();
         let (mut chain, report) = tokio::task::spawn_blocking(move || open_chain(&cfg))
             .await
             .map_err(|e| NodeError::Join(e.to_string()))??;

@@ -469,7 +469,8 @@ fn a_key_in_use_elsewhere_is_refused_and_taken_over_only_with_its_record() -> an
 /// data directory by `snapshot import`, and the node started there as a follower syncs the blocks
 /// above the snapshot from the producer over p2p, holds the same state and blocks, and says that
 /// the history below is not on it. A damaged snapshot and a directory that holds a chain are
-/// refused and change nothing.
+/// refused and change nothing. A third node started on an empty directory fetches the snapshot
+/// from its bootstrap peer over p2p by itself.
 #[test]
 fn a_node_started_from_a_snapshot_syncs_the_rest_from_its_peer() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
@@ -573,6 +574,35 @@ fn a_node_started_from_a_snapshot_syncs_the_rest_from_its_peer() -> anyhow::Resu
     assert!(below.contains(&format!("history before height {height} is not on this node")), "{below}");
     let below = rt.block_on(fc.get_block(Some(1), None, Some(false))).unwrap_err().to_string();
     assert!(below.contains("started from a snapshot"), "{below}");
+
+    // A third node starts with an empty data directory and the producer as its bootstrap peer: the
+    // chain is longer than its `snapshot_after_blocks`, so it takes a snapshot over p2p (page by
+    // page, each checked) and syncs on from there.
+    let third = dir.path().join("third");
+    std::fs::create_dir_all(&third)?;
+    let mut empty =
+        NodeConfig { data_dir: third.clone(), genesis: config.genesis_path(), ..NodeConfig::default() };
+    empty.rpc.listen = "127.0.0.1:0".parse()?;
+    empty.p2p.enabled = true;
+    empty.p2p.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
+    empty.p2p.bootstrap = vec![node.p2p.clone()];
+    empty.p2p.snapshot_after_blocks = 5;
+    std::fs::write(third.join("config.toml"), empty.to_toml()?)?;
+    let t = NodeProcess::start(&third, &["run", "--config", &arg(&third.join("config.toml"))])?;
+    let tc = HttpClientBuilder::default().build(&t.rpc)?;
+    let head = rt.block_on(client.chain_info())?.height;
+    wait_for(Duration::from_secs(60), "the third node at the producer's height", || {
+        rt.block_on(tc.chain_info()).ok().filter(|i| i.height >= head).map(|_| ())
+    })?;
+    let log = t.log();
+    assert!(log.contains("snapshot taken from a peer"), "{log}");
+    let mine = rt.block_on(tc.get_block(Some(head), None, Some(false)))?.map(|b| b.hash);
+    let theirs = rt.block_on(client.get_block(Some(head), None, Some(false)))?.map(|b| b.hash);
+    assert!(mine.is_some() && mine == theirs);
+    assert_eq!(rt.block_on(tc.get_account(bob.clone(), Some(head)))?.balance, 6000);
+    let below = rt.block_on(tc.get_block(Some(1), None, Some(false))).unwrap_err().to_string();
+    assert!(below.contains("started from a snapshot"), "{below}");
+    t.stop()?;
     f.stop()?;
     p.stop()?;
     Ok(())

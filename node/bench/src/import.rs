@@ -5,7 +5,8 @@
 
 use aergo_chain::Chain;
 use aergo_exec::parallel::ParallelExecutor;
-use aergo_primitives::types::{Block, Payload, TxBody, ENCODING_VERSION};
+use aergo_primitives::crypto::Keypair;
+use aergo_primitives::types::{Block, Payload, Transaction, TxBody, ENCODING_VERSION};
 use aergo_storage::LogOptions;
 use anyhow::{bail, Context};
 use rand::{Rng, SeedableRng};
@@ -21,9 +22,36 @@ pub struct ImportOpts {
     pub dir: Option<PathBuf>,
 }
 
-fn executor() -> anyhow::Result<ParallelExecutor> {
+pub(crate) fn executor() -> anyhow::Result<ParallelExecutor> {
     let cores = aergo_config::ExecConfig::default().resolve_cores().map_err(anyhow::Error::msg)?;
     Ok(ParallelExecutor::new(cores))
+}
+
+/// `n` signed transfers between random accounts of `keys` (`nonces`: each account's next nonce).
+pub(crate) fn random_transfers(
+    rng: &mut impl Rng,
+    keys: &[Keypair],
+    nonces: &mut [u64],
+    chain_id: &str,
+    n: usize,
+) -> Vec<Transaction> {
+    (0..n)
+        .map(|_| {
+            let from = rng.gen_range(0..keys.len());
+            let to = rng.gen_range(0..keys.len());
+            nonces[from] += 1;
+            keys[from].sign_tx(TxBody {
+                version: ENCODING_VERSION,
+                chain_id: chain_id.to_string(),
+                nonce: nonces[from] - 1,
+                sender: keys[from].public(),
+                recipient: keys[to].address(),
+                amount: rng.gen_range(1..1000),
+                fee: 1,
+                payload: Payload::Transfer,
+            })
+        })
+        .collect()
 }
 
 /// Per-block stage times of one import (ms): verify, execute (with the tree), commit.
@@ -44,23 +72,7 @@ pub fn run(opts: ImportOpts) -> anyhow::Result<()> {
     let mut nonces = vec![0u64; keys.len()];
     let mut blocks: Vec<Block> = Vec::with_capacity(opts.blocks);
     for b in 0..opts.blocks {
-        let txs = (0..opts.txs)
-            .map(|_| {
-                let from = rng.gen_range(0..keys.len());
-                let to = rng.gen_range(0..keys.len());
-                nonces[from] += 1;
-                keys[from].sign_tx(TxBody {
-                    version: ENCODING_VERSION,
-                    chain_id: genesis.chain_id.clone(),
-                    nonce: nonces[from] - 1,
-                    sender: keys[from].public(),
-                    recipient: keys[to].address(),
-                    amount: rng.gen_range(1..1000),
-                    fee: 1,
-                    payload: Payload::Transfer,
-                })
-            })
-            .collect();
+        let txs = random_transfers(&mut rng, &keys, &mut nonces, &genesis.chain_id, opts.txs);
         let done = producer.produce(&bp, txs, 1_000 * (b as u64 + 1))?;
         if done.block.transactions.len() != opts.txs {
             bail!("block {b} left transactions out: {:?}", done.dropped.first());

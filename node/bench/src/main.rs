@@ -12,6 +12,8 @@
 //! - `aergo-bench sql`: AergoSQL's interpreter vs its JIT vs SQLite (see `bench/sql.rs`).
 //! - `aergo-bench import`: a follower importing a run of blocks, one at a time vs the pipelined run
 //!   (execution of block N+1 overlapping the commit of N; see `bench/import.rs`).
+//! - `aergo-bench snapshot`: joining from a snapshot vs replaying from genesis, at several heights
+//!   (see `bench/snapshot.rs`).
 //!
 //! Build with `--release`. Runs are bounded in count and time and use loopback and temp dirs only.
 
@@ -32,6 +34,7 @@ use std::process::{Command, Stdio};
 
 mod import;
 mod net;
+mod snapshot;
 mod sql;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -156,6 +159,20 @@ enum Bench {
         txs: usize,
         #[arg(long, default_value_t = 3)]
         rounds: usize,
+        /// Directory for the data (default: a temp dir under /var/tmp, on disk).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// A new node from a snapshot vs a replay from genesis, at each height given.
+    Snapshot {
+        #[arg(long, default_value_t = 2_000)]
+        accounts: usize,
+        /// Heights to measure at (the chain grows to the last).
+        #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
+        heights: Vec<usize>,
+        /// Transfers per block.
+        #[arg(long, default_value_t = 20)]
+        txs: usize,
         /// Directory for the data (default: a temp dir under /var/tmp, on disk).
         #[arg(long)]
         dir: Option<PathBuf>,
@@ -958,6 +975,9 @@ async fn main() -> anyhow::Result<()> {
         Bench::Verify { txs, batches, rounds } => verify(txs, &batches, rounds),
         Bench::Import { accounts, blocks, txs, rounds, dir } => {
             import::run(import::ImportOpts { accounts, blocks, txs, rounds, dir })
+        }
+        Bench::Snapshot { accounts, heights, txs, dir } => {
+            snapshot::run(snapshot::SnapshotOpts { accounts, heights, txs, dir })
         }
         Bench::Sql { holders, calls, blocks, rows, rounds } => {
             sql::run(sql::SqlOpts { holders, calls, blocks, rows, rounds })

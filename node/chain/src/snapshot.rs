@@ -78,12 +78,29 @@ fn check_elections(importer: &Importer, schedule: &Schedule) -> Result<(), Strin
     Ok(())
 }
 
-/// Builds `data_dir` (absent or empty) from the snapshot read from `input`, for the chain
-/// `genesis` makes. A node opened on it continues from the snapshot's height.
-pub fn import<R: Read>(input: R, data_dir: &Path, genesis: &Genesis) -> Result<ImportReport, ChainError> {
+/// An importer into `data_dir` (which must hold no chain) for the chain `genesis` makes, that
+/// also checks the elections against the schedule (see [`Importer`]).
+pub fn importer(data_dir: &Path, genesis: &Genesis) -> Result<Importer, ChainError> {
     let hash = genesis_hash(genesis)?;
     let schedule = Schedule::from_genesis(genesis);
-    Ok(snapshot::import(input, data_dir, &genesis.chain_id, hash, |importer| {
-        check_elections(importer, &schedule)
-    })?)
+    Ok(Importer::new(data_dir, &genesis.chain_id, hash)?
+        .with_check(Box::new(move |importer| check_elections(importer, &schedule))))
+}
+
+/// Builds `data_dir`'s chain from the snapshot read from `input`, for the chain `genesis` makes.
+/// A node opened on it continues from the snapshot's height.
+pub fn import<R: Read>(input: R, data_dir: &Path, genesis: &Genesis) -> Result<ImportReport, ChainError> {
+    Ok(snapshot::import(input, importer(data_dir, genesis)?)?)
+}
+
+/// The frames that open a snapshot of `store` at its last final height (what a peer asks for
+/// first; the leaves and rows follow by pages: [`snapshot::leaves_frame`], [`snapshot::rows_frame`]).
+pub fn head_frames(
+    store: &StateStore,
+    reader: &LogReader,
+    schedule: &Schedule,
+    genesis: &Genesis,
+) -> Result<Vec<snapshot::Frame>, ChainError> {
+    let plan = plan(store, schedule)?;
+    Ok(snapshot::head_frames(store, reader, &genesis.chain_id, &plan)?)
 }

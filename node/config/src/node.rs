@@ -146,6 +146,14 @@ pub struct P2pConfig {
     pub max_peers: u32,
     /// How far ahead of this node's clock a gossiped block's slot may be.
     pub max_clock_drift_ms: u64,
+    /// A node that starts with no chain takes a snapshot from its bootstrap peers when their final
+    /// height is at least this, instead of replaying every block from genesis (0: never).
+    #[serde(default = "default_snapshot_after_blocks")]
+    pub snapshot_after_blocks: u64,
+}
+
+fn default_snapshot_after_blocks() -> u64 {
+    10_000
 }
 
 impl Default for P2pConfig {
@@ -157,6 +165,7 @@ impl Default for P2pConfig {
             external_address: None,
             max_peers: 50,
             max_clock_drift_ms: 500,
+            snapshot_after_blocks: default_snapshot_after_blocks(),
         }
     }
 }

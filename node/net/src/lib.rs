@@ -10,12 +10,13 @@
 //! ```
 //! Transport: TCP + Noise + Yamux. Behaviours: gossipsub (blocks, transactions; messages signed by
 //! the sender's peer key and held until the application validated them), request-response with CBOR
-//! (`/aergo/sync/1`: status, blocks by height range, block by hash), identify, ping, Kademlia,
+//! (`/aergo/sync/1`: status, blocks by height range, block by hash, snapshot parts), identify, ping, Kademlia,
 //! connection limits and a block list. A peer's misbehaviour costs points ([`Penalty`]); at
 //! [`BAN_POINTS`] it is disconnected and refused for [`BAN_TIME`].
 
 #[cfg(feature = "test-hooks")]
 pub mod probe;
+pub mod snapshot;
 
 use aergo_chain::read_block;
 use aergo_chain::view::{ChainView, PoolHandle};
@@ -367,6 +368,41 @@ fn build_swarm(
         .map_err(|e| setup(&e))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
         .build())
+}
+
+/// A part of a snapshot of this node's state at a final height, as frames.
+fn snapshot_part(
+    view: &ChainView,
+    part: aergo_protocol::SnapshotPart,
+) -> Result<Vec<serde_bytes::ByteBuf>, aergo_chain::ChainError> {
+    use aergo_protocol::SnapshotPart;
+    use aergo_storage::snapshot::{self, SnapshotError};
+    let final_height = view.store.finalized()?.map_or(0, |(h, _)| h);
+    let not_final = |height: u64| {
+        aergo_chain::ChainError::Snapshot(SnapshotError::Export(format!(
+            "height {height} is not final here (final: {final_height})"
+        )))
+    };
+    let frames = match part {
+        SnapshotPart::Head => {
+            aergo_chain::snapshot::head_frames(&view.store, &view.reader, &view.schedule, &view.genesis)?
+        }
+        SnapshotPart::Leaves { height, after } => {
+            if height > final_height {
+                return Err(not_final(height));
+            }
+            snapshot::leaves_frame(&view.store, height, after.map(|h| h.0))?.into_iter().collect()
+        }
+        SnapshotPart::Rows { height, after } => {
+            if height > final_height {
+                return Err(not_final(height));
+            }
+            snapshot::rows_frame(&view.store, height, after.as_ref().map(|a| a.as_slice()))?
+                .into_iter()
+                .collect()
+        }
+    };
+    Ok(frames.iter().map(|f| serde_bytes::ByteBuf::from(aergo_primitives::types::to_vec_exact(f))).collect())
 }
 
 /// The `/p2p/<id>` part of an address.
@@ -848,6 +884,10 @@ impl NetTask {
             }
             // Handled by `submit_for`, off the net task.
             SyncRequest::SubmitTx { .. } => SyncResponse::Refused("not here".into()),
+            SyncRequest::Snapshot(part) => match snapshot_part(view, part) {
+                Ok(frames) => SyncResponse::Snapshot(frames),
+                Err(e) => SyncResponse::Refused(e.to_string()),
+            },
             SyncRequest::Block { hash } => {
                 let found = view
                     .store
@@ -880,7 +920,8 @@ impl NetTask {
                 tracing::debug!(%peer, %reason, "sync request refused");
                 let _ = self.inbound.send(Inbound::RequestFailed { peer });
             }
-            Ok(Answer::Nothing) => {
+            // This node asks for snapshots only before it runs (`snapshot::fetch`).
+            Ok(Answer::Nothing) | Ok(Answer::Snapshot(_)) => {
                 let _ = self.inbound.send(Inbound::RequestFailed { peer });
             }
             Err(reason) => {

@@ -59,7 +59,23 @@ pub enum SyncRequest {
     Block {
         hash: Hash,
     },
+    /// A part of a snapshot of the peer's state (for a node that starts empty).
+    Snapshot(SnapshotPart),
 }
+
+/// Which part of a snapshot (frames as `aergo_storage::snapshot` encodes them).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SnapshotPart {
+    /// The opening frames (manifest, block, headers, elections) at the peer's last final height.
+    Head,
+    /// The next state-tree leaves at `height` after the key hash `after` (from the first: `None`).
+    Leaves { height: u64, after: Option<Hash> },
+    /// The next contract rows at `height` after the key `after`.
+    Rows { height: u64, after: Option<serde_bytes::ByteBuf> },
+}
+
+/// Most frames in an answer to [`SnapshotPart::Head`] (manifest, block, headers, two elections).
+pub const MAX_SNAPSHOT_HEAD_FRAMES: usize = 8;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SyncResponse {
@@ -69,6 +85,8 @@ pub enum SyncResponse {
     Block(Option<serde_bytes::ByteBuf>),
     Submitted(aergo_api::SendTxResult),
     Refused(String),
+    /// Snapshot frames: the opening ones, or one page (none past the end).
+    Snapshot(Vec<serde_bytes::ByteBuf>),
 }
 
 /// Why a peer's bytes are not a message.
@@ -138,6 +156,8 @@ pub enum Answer {
     Blocks(Vec<Block>),
     /// The peer refused, with its reason.
     Refused(String),
+    /// Snapshot frames, as many as the request allows (not decoded here).
+    Snapshot(Vec<Vec<u8>>),
     /// Nothing useful (a missing block, an answer of another kind).
     Nothing,
 }
@@ -163,6 +183,16 @@ pub fn check_response(asked: Option<&SyncRequest>, response: SyncResponse) -> Re
                 _ => Err("asked-for block does not match its hash".into()),
             }
         }
+        (Some(SyncRequest::Snapshot(part)), SyncResponse::Snapshot(frames)) => {
+            let most = match part {
+                SnapshotPart::Head => MAX_SNAPSHOT_HEAD_FRAMES,
+                SnapshotPart::Leaves { .. } | SnapshotPart::Rows { .. } => 1,
+            };
+            if frames.len() > most || (matches!(part, SnapshotPart::Head) && frames.is_empty()) {
+                return Err(format!("{} snapshot frames for a request of at most {most}", frames.len()));
+            }
+            Ok(Answer::Snapshot(frames.into_iter().map(|f| f.into_vec()).collect()))
+        }
         (_, SyncResponse::Refused(reason)) => Ok(Answer::Refused(reason)),
         _ => Ok(Answer::Nothing),
     }
@@ -178,6 +208,12 @@ mod tests {
             SyncRequest::SubmitTx { tx: serde_bytes::ByteBuf::from(vec![1, 2, 3]) },
             SyncRequest::Blocks { from: 7, count: 3 },
             SyncRequest::Block { hash: Hash([9; 32]) },
+            SyncRequest::Snapshot(SnapshotPart::Head),
+            SyncRequest::Snapshot(SnapshotPart::Leaves { height: 9, after: Some(Hash([3; 32])) }),
+            SyncRequest::Snapshot(SnapshotPart::Rows {
+                height: 9,
+                after: Some(serde_bytes::ByteBuf::from(b"sql/x".to_vec())),
+            }),
         ]
     }
 
@@ -219,6 +255,13 @@ mod tests {
             check_response(None, SyncResponse::Refused("busy".into())),
             Ok(Answer::Refused("busy".into()))
         );
+        let page = SyncRequest::Snapshot(SnapshotPart::Leaves { height: 3, after: None });
+        let frames = |n: usize| SyncResponse::Snapshot(vec![serde_bytes::ByteBuf::from(vec![0]); n]);
+        assert!(check_response(Some(&page), frames(2)).unwrap_err().contains("2 snapshot frames"));
+        assert_eq!(check_response(Some(&page), frames(0)), Ok(Answer::Snapshot(vec![])));
+        let head = SyncRequest::Snapshot(SnapshotPart::Head);
+        assert!(check_response(Some(&head), frames(0)).is_err());
+        assert!(check_response(Some(&head), frames(MAX_SNAPSHOT_HEAD_FRAMES + 1)).is_err());
     }
 
     /// The p2p fuzz target's seeds (`fuzz/seeds/p2p/`) are today's encodings of each message;
@@ -249,6 +292,11 @@ mod tests {
             ("resp-blocks.cbor", encode_response(&SyncResponse::Blocks(vec![buf(block.clone())]))),
             ("resp-block.cbor", encode_response(&SyncResponse::Block(Some(buf(block.clone()))))),
             ("resp-refused.cbor", encode_response(&SyncResponse::Refused("busy".into()))),
+            (
+                "req-snapshot-leaves.cbor",
+                encode_request(&SyncRequest::Snapshot(SnapshotPart::Leaves { height: 9, after: Some(hash) })),
+            ),
+            ("resp-snapshot.cbor", encode_response(&SyncResponse::Snapshot(vec![buf(vec![7; 40])]))),
             (
                 "resp-submitted.cbor",
                 encode_response(&SyncResponse::Submitted(aergo_api::SendTxResult {

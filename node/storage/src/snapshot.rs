@@ -39,6 +39,9 @@ pub const FORMAT: u32 = 1;
 pub const LEAVES_PER_CHUNK: usize = 4096;
 /// Contract rows per `Rows` frame.
 pub const ROWS_PER_CHUNK: usize = 4096;
+/// Most bytes of keys and values in one `Leaves` or `Rows` frame (a page over the network stays
+/// well under the sync protocol's 16 MiB response).
+pub const PAGE_BYTES: usize = 4 << 20;
 /// The largest frame body read or written.
 pub const MAX_FRAME_BYTES: u32 = 64 << 20;
 
@@ -252,17 +255,16 @@ pub struct ExportReport {
     pub bytes: u64,
 }
 
-/// Writes the snapshot `plan` describes from `store` and the block log read by `reader`.
-pub fn export<W: Write>(
+/// The frames that open the snapshot `plan` describes: manifest, block, headers, elections.
+pub fn head_frames(
     store: &StateStore,
     reader: &LogReader,
     chain_id: &str,
     plan: &ExportPlan,
-    out: W,
-) -> Result<(ExportReport, W), SnapshotError> {
+) -> Result<Vec<Frame>, SnapshotError> {
     let height = plan.height;
     let missing = |what: String| SnapshotError::Export(what);
-    let out_err = |e: std::io::Error| SnapshotError::Io { path: "output".into(), source: e };
+    store.check_history(height)?;
     let meta = store.block_meta(height)?.ok_or_else(|| missing(format!("no block at height {height}")))?;
     let genesis_hash = store.genesis_hash()?.ok_or_else(|| missing("the store has no genesis".into()))?;
     let (_, block_bytes) = reader.read(meta.pos)?;
@@ -280,18 +282,18 @@ pub fn export<W: Write>(
         let m = store.block_meta(h)?.ok_or_else(|| missing(format!("no header at height {h}")))?;
         headers.push(m.header);
     }
-    let mut w = FrameWriter::new(out).map_err(out_err)?;
-    w.write(&Frame::Manifest(Manifest {
-        format: FORMAT,
-        chain_id: chain_id.to_string(),
-        genesis_hash,
-        height,
-        block_hash: meta.hash,
-        state_root: meta.header.state_root,
-    }))
-    .map_err(out_err)?;
-    w.write(&Frame::Block { block: block_bytes, receipts }).map_err(out_err)?;
-    w.write(&Frame::Headers(headers)).map_err(out_err)?;
+    let mut frames = vec![
+        Frame::Manifest(Manifest {
+            format: FORMAT,
+            chain_id: chain_id.to_string(),
+            genesis_hash,
+            height,
+            block_hash: meta.hash,
+            state_root: meta.header.state_root,
+        }),
+        Frame::Block { block: block_bytes, receipts },
+        Frame::Headers(headers),
+    ];
     for (at, keys) in &plan.elections {
         store.check_history(*at)?;
         let mut records = Vec::with_capacity(keys.len());
@@ -300,29 +302,83 @@ pub fn export<W: Write>(
             records.push(ProvenRecord {
                 key: key.clone(),
                 value,
-                proof: borsh::to_vec(&proof).map_err(out_err)?,
+                proof: aergo_primitives::types::to_vec_exact(&proof),
             });
         }
-        w.write(&Frame::Election { height: *at, records }).map_err(out_err)?;
+        frames.push(Frame::Election { height: *at, records });
     }
+    Ok(frames)
+}
+
+/// Cuts `items` to [`PAGE_BYTES`] (keeping at least one).
+fn within_page<K>(items: &mut Vec<(K, Vec<u8>)>, key_len: impl Fn(&K) -> usize) {
+    let mut total = 0;
+    let over = items.iter().position(|(k, v)| {
+        total += key_len(k) + v.len();
+        total > PAGE_BYTES
+    });
+    if let Some(at) = over {
+        items.truncate(at.max(1));
+    }
+}
+
+/// The `Leaves` frame of the leaves after `after` (from the first when `None`) at `height`, with
+/// its range proof; `None` past the last leaf.
+pub fn leaves_frame(
+    store: &StateStore,
+    height: u64,
+    after: Option<[u8; 32]>,
+) -> Result<Option<Frame>, SnapshotError> {
+    store.check_history(height)?;
+    let mut entries = store.leaves_page(height, after, LEAVES_PER_CHUNK)?;
+    within_page(&mut entries, |_| 32);
+    let Some(last) = entries.last().map(|e| e.0) else { return Ok(None) };
+    let proof = store.range_proof(height, last)?;
+    Ok(Some(Frame::Leaves { entries, proof: aergo_primitives::types::to_vec_exact(&proof) }))
+}
+
+/// The `Rows` frame of the contract rows after the key `after` at `height`; `None` past the last.
+pub fn rows_frame(
+    store: &StateStore,
+    height: u64,
+    after: Option<&[u8]>,
+) -> Result<Option<Frame>, SnapshotError> {
+    store.check_history(height)?;
+    let mut rows = store.scan_ordered(SQL_PREFIX, after, height, ROWS_PER_CHUNK)?;
+    within_page(&mut rows, Vec::len);
+    Ok((!rows.is_empty()).then_some(Frame::Rows(rows)))
+}
+
+/// Writes the snapshot `plan` describes from `store` and the block log read by `reader`.
+pub fn export<W: Write>(
+    store: &StateStore,
+    reader: &LogReader,
+    chain_id: &str,
+    plan: &ExportPlan,
+    out: W,
+) -> Result<(ExportReport, W), SnapshotError> {
+    let out_err = |e: std::io::Error| SnapshotError::Io { path: "output".into(), source: e };
+    let mut w = FrameWriter::new(out).map_err(out_err)?;
+    for frame in head_frames(store, reader, chain_id, plan)? {
+        w.write(&frame).map_err(out_err)?;
+    }
+    let height = plan.height;
     let mut report = ExportReport { height, ..ExportReport::default() };
     let mut after = None;
-    loop {
-        let entries = store.leaves_page(height, after, LEAVES_PER_CHUNK)?;
-        let Some(last) = entries.last().map(|e| e.0) else { break };
-        let proof = store.range_proof(height, last)?;
-        report.leaves += entries.len() as u64;
-        w.write(&Frame::Leaves { entries, proof: borsh::to_vec(&proof).map_err(out_err)? })
-            .map_err(out_err)?;
-        after = Some(last);
+    while let Some(frame) = leaves_frame(store, height, after)? {
+        if let Frame::Leaves { entries, .. } = &frame {
+            report.leaves += entries.len() as u64;
+            after = entries.last().map(|e| e.0);
+        }
+        w.write(&frame).map_err(out_err)?;
     }
     let mut after: Option<Vec<u8>> = None;
-    loop {
-        let rows = store.scan_ordered(SQL_PREFIX, after.as_deref(), height, ROWS_PER_CHUNK)?;
-        let Some(last) = rows.last().map(|r| r.0.clone()) else { break };
-        report.rows += rows.len() as u64;
-        w.write(&Frame::Rows(rows)).map_err(out_err)?;
-        after = Some(last);
+    while let Some(frame) = rows_frame(store, height, after.as_deref())? {
+        if let Frame::Rows(rows) = &frame {
+            report.rows += rows.len() as u64;
+            after = rows.last().map(|r| r.0.clone());
+        }
+        w.write(&frame).map_err(out_err)?;
     }
     w.write(&Frame::End { leaves: report.leaves, rows: report.rows }).map_err(out_err)?;
     report.frames = w.frames;
@@ -403,7 +459,11 @@ pub struct Importer {
     leaves: u64,
     last_row: Option<Vec<u8>>,
     rows: u64,
+    check: Option<Check>,
 }
+
+/// A check the caller runs on the elections before the state is taken ([`Importer::with_check`]).
+pub type Check = Box<dyn Fn(&Importer) -> Result<(), String> + Send>;
 
 /// Where an import works, inside the data directory (same file system: its parts move into place
 /// by rename).
@@ -493,7 +553,27 @@ impl Importer {
             leaves: 0,
             last_row: None,
             rows: 0,
+            check: None,
         })
+    }
+
+    /// Runs `check` once the headers and elections are in, before the first leaves: an error
+    /// refuses the snapshot.
+    pub fn with_check(mut self, check: Check) -> Importer {
+        self.check = Some(check);
+        self
+    }
+
+    /// Gives up: removes what the import wrote.
+    pub fn abort(mut self) {
+        self.restore = None;
+        self.store = None;
+        let _ = std::fs::remove_dir_all(&self.work);
+    }
+
+    /// Leaves and rows taken so far.
+    pub fn counts(&self) -> (u64, u64) {
+        (self.leaves, self.rows)
     }
 
     /// The manifest, once its frame was accepted.
@@ -539,6 +619,15 @@ impl Importer {
         };
         if !expected_next {
             return Err(refuse(format!("out of order (expected what follows the {:?} stage)", self.stage)));
+        }
+        if self.stage == Stage::Elections && stage == Stage::Leaves {
+            if let Some(check) = &self.check {
+                check(self).map_err(|reason| SnapshotError::Refused {
+                    frame: index,
+                    what: "election",
+                    reason,
+                })?;
+            }
         }
         // Leaving the leaves: the tree is complete (jmt freezes its right edge).
         if self.stage == Stage::Leaves && stage != Stage::Leaves {
@@ -704,6 +793,15 @@ impl Importer {
     /// to a new block log, the head, the LIB and the base; checks the root; moves the directory
     /// into place. Returns the head.
     pub fn finish(mut self) -> Result<ImportReport, SnapshotError> {
+        let work = self.work.clone();
+        let done = self.complete();
+        if done.is_err() {
+            let _ = std::fs::remove_dir_all(&work);
+        }
+        done
+    }
+
+    fn complete(&mut self) -> Result<ImportReport, SnapshotError> {
         if self.stage != Stage::Done {
             return Err(SnapshotError::Truncated(self.frames));
         }
@@ -753,40 +851,27 @@ impl Importer {
 }
 
 /// Imports a snapshot read from `input` into `target` (see [`Importer`]).
-pub fn import<R: Read>(
-    input: R,
-    target: &Path,
-    chain_id: &str,
-    genesis_hash: Hash,
-    mut check: impl FnMut(&Importer) -> Result<(), String>,
-) -> Result<ImportReport, SnapshotError> {
-    let mut reader = FrameReader::new(input)?;
-    let mut importer = Importer::new(target, chain_id, genesis_hash)?;
-    let result = (|| {
-        while let Some(frame) = reader.next_frame()? {
-            let leaving_elections =
-                matches!(frame, Frame::Leaves { .. }) && importer.stage == Stage::Elections;
-            if leaving_elections {
-                check(&importer).map_err(|reason| SnapshotError::Refused {
-                    frame: reader.frames(),
-                    what: "election",
-                    reason,
-                })?;
-            }
-            importer.add(frame)?;
-        }
-        Ok(())
-    })();
-    let work = importer.work.clone();
-    let done = match result {
-        Ok(()) => importer.finish(),
+pub fn import<R: Read>(input: R, mut importer: Importer) -> Result<ImportReport, SnapshotError> {
+    let mut reader = match FrameReader::new(input) {
+        Ok(reader) => reader,
         Err(e) => {
-            drop(importer);
-            Err(e)
+            importer.abort();
+            return Err(e);
         }
     };
-    if done.is_err() {
-        let _ = std::fs::remove_dir_all(&work);
+    loop {
+        match reader.next_frame() {
+            Ok(Some(frame)) => {
+                if let Err(e) = importer.add(frame) {
+                    importer.abort();
+                    return Err(e);
+                }
+            }
+            Ok(None) => return importer.finish(),
+            Err(e) => {
+                importer.abort();
+                return Err(e);
+            }
+        }
     }
-    done
 }
