@@ -33,6 +33,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             SyncRequest::Block { hash: some_hash },
             SyncRequest::Block { hash: Hash([0; 32]) },
             SyncRequest::Snapshot(SnapshotPart::Head),
+            SyncRequest::Genesis,
             SyncRequest::Snapshot(SnapshotPart::Leaves { height: 1, after: None }),
             SyncRequest::Snapshot(SnapshotPart::Rows { height: 1, after: None }),
         ];
@@ -51,6 +52,9 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
                 }
                 (SyncRequest::Snapshot(_), Ok(Answer::Snapshot(frames))) => assert!(frames.len() <= 1),
                 (SyncRequest::Snapshot(_), Ok(Answer::Blocks(_))) => panic!("blocks accepted for a snapshot part"),
+                (SyncRequest::Genesis, Ok(Answer::Genesis(text))) => {
+                    assert!(text.len() <= aergo_protocol::MAX_GENESIS_BYTES)
+                }
                 _ => {}
             }
         }

@@ -110,6 +110,55 @@ pub fn load_or_create_node_key(path: &Path) -> Result<Keypair, NodeError> {
 }
 
 /// Opens the chain (blocking: recovery may replay blocks).
+/// For a node given only its genesis hash (`genesis_from_peers`): takes the genesis file from
+/// the bootstrap peers, checked against the hash, and writes it where the config names it.
+/// Retries for a minute (the peers may be booting too), then gives up with the reason.
+async fn fetch_genesis_if_missing(config: &NodeConfig) -> Result<(), NodeError> {
+    let path = config.genesis_path();
+    if !config.genesis_from_peers || path.exists() {
+        return Ok(());
+    }
+    let expected = config
+        .genesis_hash
+        .as_deref()
+        .and_then(|h| aergo_primitives::types::Hash::from_hex(h).ok())
+        .ok_or_else(|| NodeError::Config { reason: "genesis_from_peers needs genesis_hash".into() })?;
+    let addresses = config.p2p.addresses().map_err(|reason| NodeError::Config { reason })?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        tracing::info!(genesis_hash = %expected, "no genesis file: asking the bootstrap peers for it");
+        match aergo_net::snapshot::fetch_genesis(
+            &addresses.bootstrap,
+            expected,
+            std::time::Duration::from_secs(10),
+        )
+        .await
+        {
+            Ok(genesis) => {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|source| NodeError::Io { path: dir.display().to_string(), source })?;
+                }
+                write_atomic(&path, genesis.to_toml().as_bytes())
+                    .map_err(|source| NodeError::Io { path: path.display().to_string(), source })?;
+                tracing::info!(chain_id = %genesis.chain_id, file = %path.display(), "genesis taken from a peer");
+                return Ok(());
+            }
+            Err(e) if std::time::Instant::now() < deadline => {
+                tracing::warn!(error = %e, "no genesis from the peers yet; asking again in 5 s");
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            }
+            Err(e) => {
+                return Err(NodeError::Config {
+                    reason: format!(
+                        "genesis_from_peers: {e} (within 60 s); check p2p.bootstrap and genesis_hash"
+                    ),
+                })
+            }
+        }
+    }
+}
+
 /// Whether `data_dir` holds a chain (a state store).
 fn holds_chain(data_dir: &Path) -> bool {
     std::fs::read_dir(data_dir.join("state")).is_ok_and(|mut entries| entries.next().is_some())
@@ -193,6 +242,7 @@ impl RunningNode {
     /// Opens the chain, starts the producer (if enabled) and the RPC server.
     pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
         let cores = config.exec.resolve_cores().map_err(|reason| NodeError::Config { reason })?;
+        fetch_genesis_if_missing(&config).await?;
         fetch_snapshot_if_empty(&config).await?;
         let cfg = config.clone();
         let (mut chain, report) = tokio::task::spawn_blocking(move || open_chain(&cfg))

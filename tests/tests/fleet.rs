@@ -10,7 +10,7 @@ use aergo_config::NodeConfig;
 use aergo_node::testnet::{write_testnet, TestnetNode, TestnetOptions};
 use aergo_primitives::crypto::KeyFile;
 use aergo_tests::{binary, node_command, wait_for, NodeProcess};
-use jsonrpsee::http_client::HttpClientBuilder;
+use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -61,6 +61,36 @@ fn key_import(data_dir: &Path, input: &Path, pass: &Path) -> anyhow::Result<(boo
         "--passphrase-file",
         &a(pass),
     ])
+}
+
+/// A path as a command-line argument.
+fn arg(p: &Path) -> String {
+    p.to_str().unwrap_or_default().to_string()
+}
+
+/// [`single_producer`] started, with an RPC client of it.
+fn running_producer(dir: &Path) -> anyhow::Result<(TestnetNode, NodeConfig, NodeProcess, HttpClient)> {
+    let (node, config) = single_producer(dir, |_| {})?;
+    let process = start(&node)?;
+    let client = HttpClientBuilder::default().build(&process.rpc)?;
+    Ok((node, config, process, client))
+}
+
+/// A node config in `data_dir` that joins the network through `bootstrap`, on loopback ports.
+fn peer_config(mut config: NodeConfig, bootstrap: &str) -> anyhow::Result<NodeConfig> {
+    config.rpc.listen = "127.0.0.1:0".parse()?;
+    config.p2p.enabled = true;
+    config.p2p.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
+    config.p2p.bootstrap = vec![bootstrap.to_string()];
+    Ok(config)
+}
+
+/// Writes `config` as `DIR/config.toml` (DIR its data directory) and runs a node on it.
+fn run_in_data_dir(config: &NodeConfig) -> anyhow::Result<NodeProcess> {
+    let file = config.data_dir.join("config.toml");
+    std::fs::create_dir_all(&config.data_dir)?;
+    std::fs::write(&file, config.to_toml()?)?;
+    NodeProcess::start(&config.data_dir, &["run", "--config", file.to_str().unwrap_or_default()])
 }
 
 fn start(n: &TestnetNode) -> anyhow::Result<NodeProcess> {
@@ -283,7 +313,6 @@ fn a_producer_key_moves_with_its_record_and_never_signs_a_slot_twice() -> anyhow
     let pass = dir.path().join("pass");
     std::fs::write(&pass, format!("{PASSPHRASE}\n"))?;
     let out = dir.path().join("producer-key.json");
-    let arg = |p: &Path| p.to_str().unwrap_or_default().to_string();
     let export = |config: &Path| key_export(config, &out, &pass);
 
     let p = start(&node)?;
@@ -390,11 +419,8 @@ fn hex_secret(config: &NodeConfig) -> anyhow::Result<String> {
 #[test]
 fn a_key_in_use_elsewhere_is_refused_and_taken_over_only_with_its_record() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let (first, config) = single_producer(dir.path(), |_| {})?;
-    let arg = |p: &Path| p.to_str().unwrap_or_default().to_string();
+    let (first, config, pa, ca) = running_producer(dir.path())?;
     let rt = tokio::runtime::Runtime::new()?;
-    let pa = start(&first)?;
-    let ca = HttpClientBuilder::default().build(&pa.rpc)?;
     wait_for(Duration::from_secs(20), "2 blocks on the first node", || {
         rt.block_on(ca.chain_info()).ok().filter(|i| i.height >= 2).map(|_| ())
     })?;
@@ -405,16 +431,12 @@ fn a_key_in_use_elsewhere_is_refused_and_taken_over_only_with_its_record() -> an
         node_command(&["init", "--genesis", &arg(&config.genesis_path()), "--data-dir", &arg(&second)])?;
     assert!(ok, "{err}");
     std::fs::copy(config.key_path(), second.join("producer.key"))?;
-    let mut sc = NodeConfig::load(&second.join("config.toml"))?;
+    let mut sc = peer_config(NodeConfig::load(&second.join("config.toml"))?, &first.p2p)?;
+    sc.data_dir = second.clone();
     sc.producer.enabled = true;
     sc.producer.empty_blocks = true;
     sc.producer.key_file = "producer.key".into();
-    sc.rpc.listen = "127.0.0.1:0".parse()?;
-    sc.p2p.enabled = true;
-    sc.p2p.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
-    sc.p2p.bootstrap = vec![first.p2p.clone()];
-    std::fs::write(second.join("config.toml"), sc.to_toml()?)?;
-    let pb = NodeProcess::start(&second, &["run", "--config", &arg(&second.join("config.toml"))])?;
+    let pb = run_in_data_dir(&sc)?;
     let cb = HttpClientBuilder::default().build(&pb.rpc)?;
     let blocked =
         wait_for(Duration::from_secs(30), "the second node to see its key signing elsewhere", || {
@@ -474,11 +496,8 @@ fn a_key_in_use_elsewhere_is_refused_and_taken_over_only_with_its_record() -> an
 #[test]
 fn a_node_started_from_a_snapshot_syncs_the_rest_from_its_peer() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let (node, config) = single_producer(dir.path(), |_| {})?;
-    let arg = |p: &Path| p.to_str().unwrap_or_default().to_string();
+    let (node, config, p, client) = running_producer(dir.path())?;
     let rt = tokio::runtime::Runtime::new()?;
-    let p = start(&node)?;
-    let client = HttpClientBuilder::default().build(&p.rpc)?;
     let bob = aergo_primitives::crypto::Keypair::from_seed("bob").address().to_string();
     for amount in ["1000", "2000", "3000"] {
         let sent = aergo_tests::cli_json(
@@ -549,13 +568,7 @@ fn a_node_started_from_a_snapshot_syncs_the_rest_from_its_peer() -> anyhow::Resu
 
     // The producer goes on; the new node follows it over p2p from the snapshot's height.
     let p = start(&node)?;
-    let mut follower = NodeConfig::load(&second.join("config.toml"))?;
-    follower.rpc.listen = "127.0.0.1:0".parse()?;
-    follower.p2p.enabled = true;
-    follower.p2p.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
-    follower.p2p.bootstrap = vec![node.p2p.clone()];
-    std::fs::write(second.join("config.toml"), follower.to_toml()?)?;
-    let f = NodeProcess::start(&second, &["run", "--config", &arg(&second.join("config.toml"))])?;
+    let f = run_in_data_dir(&peer_config(NodeConfig::load(&second.join("config.toml"))?, &node.p2p)?)?;
     let fc = HttpClientBuilder::default().build(&f.rpc)?;
     let target = height + 5;
     wait_for(Duration::from_secs(60), "the follower past the snapshot", || {
@@ -579,16 +592,11 @@ fn a_node_started_from_a_snapshot_syncs_the_rest_from_its_peer() -> anyhow::Resu
     // chain is longer than its `snapshot_after_blocks`, so it takes a snapshot over p2p (page by
     // page, each checked) and syncs on from there.
     let third = dir.path().join("third");
-    std::fs::create_dir_all(&third)?;
-    let mut empty =
+    let empty =
         NodeConfig { data_dir: third.clone(), genesis: config.genesis_path(), ..NodeConfig::default() };
-    empty.rpc.listen = "127.0.0.1:0".parse()?;
-    empty.p2p.enabled = true;
-    empty.p2p.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
-    empty.p2p.bootstrap = vec![node.p2p.clone()];
+    let mut empty = peer_config(empty, &node.p2p)?;
     empty.p2p.snapshot_after_blocks = 5;
-    std::fs::write(third.join("config.toml"), empty.to_toml()?)?;
-    let t = NodeProcess::start(&third, &["run", "--config", &arg(&third.join("config.toml"))])?;
+    let t = run_in_data_dir(&empty)?;
     let tc = HttpClientBuilder::default().build(&t.rpc)?;
     let head = rt.block_on(client.chain_info())?.height;
     wait_for(Duration::from_secs(60), "the third node at the producer's height", || {
@@ -604,6 +612,64 @@ fn a_node_started_from_a_snapshot_syncs_the_rest_from_its_peer() -> anyhow::Resu
     assert!(below.contains("started from a snapshot"), "{below}");
     t.stop()?;
     f.stop()?;
+    p.stop()?;
+    Ok(())
+}
+
+/// A node given only the genesis hash (`genesis_from_peers`, what `chain = "peer"` provisions) takes
+/// the genesis file from its bootstrap peer, checks that it makes that block, writes it and syncs;
+/// given a hash no peer is on, it waits and says so, and writes nothing.
+#[test]
+fn a_node_given_only_the_genesis_hash_takes_the_genesis_from_its_peer() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (node, config, p, client) = running_producer(dir.path())?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let genesis_hash = rt.block_on(client.chain_info())?.genesis_hash.to_string();
+    let follower = |name: &str, hash: String| {
+        let data_dir = dir.path().join(name);
+        let c = NodeConfig {
+            data_dir,
+            genesis_hash: Some(hash),
+            genesis_from_peers: true,
+            ..NodeConfig::default()
+        };
+        peer_config(c, &node.p2p)
+    };
+
+    let c = follower("follower", genesis_hash)?;
+    let data = c.data_dir.clone();
+    let f = run_in_data_dir(&c)?;
+    let fc = HttpClientBuilder::default().build(&f.rpc)?;
+    wait_for(Duration::from_secs(30), "the follower at height 3", || {
+        rt.block_on(fc.chain_info()).ok().filter(|i| i.height >= 3).map(|_| ())
+    })?;
+    let taken = aergo_config::genesis::Genesis::load(&data.join("genesis.toml"))?;
+    assert_eq!(taken, aergo_config::genesis::Genesis::load(&config.genesis_path())?);
+    assert!(f.log().contains("genesis taken from a peer"), "{}", f.log());
+    f.stop()?;
+
+    // A hash no peer is on: the node waits for it, says why, and writes no genesis and no chain.
+    let c = follower("wrong", "ab".repeat(32))?;
+    let wrong = c.data_dir.clone();
+    std::fs::create_dir_all(&wrong)?;
+    std::fs::write(wrong.join("config.toml"), c.to_toml()?)?;
+    let log = wrong.join("node.log");
+    let mut child = Command::new(binary("aergo-node"))
+        .args(["run", "--config", &arg(&wrong.join("config.toml"))])
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log)?)
+        .spawn()?;
+    let waited = wait_for(Duration::from_secs(30), "the node to say it waits for the genesis", || {
+        std::fs::read_to_string(&log).ok().filter(|t| t.contains("no genesis from the peers yet")).map(|_| ())
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log)?;
+    waited?;
+    assert!(text.contains(&format!("no bootstrap peer on genesis {}", "ab".repeat(32))), "{text}");
+    assert!(!wrong.join("genesis.toml").exists() && !wrong.join("state").exists());
     p.stop()?;
     Ok(())
 }

@@ -30,21 +30,6 @@ struct Row {
     log_bytes: u64,
 }
 
-fn dir_bytes(dir: &std::path::Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-                    Ok(m) => m.len(),
-                    Err(_) => 0,
-                })
-                .sum()
-        })
-        .unwrap_or(0)
-}
-
 pub fn run(opts: SnapshotOpts) -> anyhow::Result<()> {
     let mut heights = opts.heights.clone();
     heights.sort_unstable();
@@ -56,6 +41,7 @@ pub fn run(opts: SnapshotOpts) -> anyhow::Result<()> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
     let mut nonces = vec![0u64; keys.len()];
     let mut rows = Vec::new();
+    let mut log_bytes = 0u64;
     println!(
         "snapshot: blocks of {} transfers among {} accounts, one producer, data under {}",
         opts.txs,
@@ -65,6 +51,7 @@ pub fn run(opts: SnapshotOpts) -> anyhow::Result<()> {
     for b in 1..=last {
         let txs = super::import::random_transfers(&mut rng, &keys, &mut nonces, &genesis.chain_id, opts.txs);
         let done = producer.produce(&bp, txs, 1_000 * b as u64)?;
+        log_bytes += done.block.encode().len() as u64;
         if done.block.transactions.len() != opts.txs {
             bail!("block {b} left transactions out: {:?}", done.dropped.first());
         }
@@ -119,12 +106,12 @@ pub fn run(opts: SnapshotOpts) -> anyhow::Result<()> {
             export_s,
             import_s,
             replay_s,
-            log_bytes: dir_bytes(&source.path().join("blocks")),
+            log_bytes,
         });
         eprintln!("measured at height {}", head.height);
     }
     println!(
-        "| blocks | transfers | state entries | snapshot | block log | export s | import s | replay from genesis s | replay / import |"
+        "| blocks | transfers | state entries | snapshot | blocks (encoded) | export s | import s | replay from genesis s | replay / import |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     for r in &rows {

@@ -27,6 +27,10 @@ pub struct NodeConfig {
     /// node refuses to start, and leaves no chain behind, when the genesis file makes another one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub genesis_hash: Option<String>,
+    /// When the genesis file is absent: take it from the bootstrap peers, checked against
+    /// `genesis_hash`, and write it there (once; the file is used from then on).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub genesis_from_peers: bool,
     pub rpc: RpcConfig,
     pub producer: ProducerConfig,
     pub mempool: MempoolConfig,
@@ -43,6 +47,7 @@ impl Default for NodeConfig {
             data_dir: PathBuf::from("/var/lib/aergo"),
             genesis: PathBuf::from("genesis.toml"),
             genesis_hash: None,
+            genesis_from_peers: false,
             rpc: RpcConfig::default(),
             producer: ProducerConfig::default(),
             mempool: MempoolConfig::default(),
@@ -363,6 +368,15 @@ impl NodeConfig {
             if hash.len() != 64 || !hash.chars().all(|c| c.is_ascii_hexdigit()) {
                 return Err(format!("genesis_hash {hash:?} is not a block hash: 64 hexadecimal digits"));
             }
+        }
+        if self.genesis_from_peers
+            && (self.genesis_hash.is_none() || !self.p2p.enabled || self.p2p.bootstrap.is_empty())
+        {
+            return Err(
+                "genesis_from_peers needs genesis_hash, p2p.enabled and p2p.bootstrap: the genesis is \
+                        taken from the bootstrap peers and checked against the hash"
+                    .into(),
+            );
         }
         if self.rpc.max_batch == 0 || self.rpc.max_connections == 0 {
             return Err("rpc.max_batch and rpc.max_connections must be at least 1".into());

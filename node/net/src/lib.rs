@@ -10,7 +10,8 @@
 //! ```
 //! Transport: TCP + Noise + Yamux. Behaviours: gossipsub (blocks, transactions; messages signed by
 //! the sender's peer key and held until the application validated them), request-response with CBOR
-//! (`/aergo/sync/1`: status, blocks by height range, block by hash, snapshot parts), identify, ping, Kademlia,
+//! (`/aergo/sync/1`: status, blocks by height range, block by hash, snapshot parts, the genesis),
+//! identify, ping, Kademlia,
 //! connection limits and a block list. A peer's misbehaviour costs points ([`Penalty`]); at
 //! [`BAN_POINTS`] it is disconnected and refused for [`BAN_TIME`].
 
@@ -884,6 +885,7 @@ impl NetTask {
             }
             // Handled by `submit_for`, off the net task.
             SyncRequest::SubmitTx { .. } => SyncResponse::Refused("not here".into()),
+            SyncRequest::Genesis => SyncResponse::Genesis(view.genesis.to_toml()),
             SyncRequest::Snapshot(part) => match snapshot_part(view, part) {
                 Ok(frames) => SyncResponse::Snapshot(frames),
                 Err(e) => SyncResponse::Refused(e.to_string()),
@@ -921,7 +923,7 @@ impl NetTask {
                 let _ = self.inbound.send(Inbound::RequestFailed { peer });
             }
             // This node asks for snapshots only before it runs (`snapshot::fetch`).
-            Ok(Answer::Nothing) | Ok(Answer::Snapshot(_)) => {
+            Ok(Answer::Nothing) | Ok(Answer::Snapshot(_)) | Ok(Answer::Genesis(_)) => {
                 let _ = self.inbound.send(Inbound::RequestFailed { peer });
             }
             Err(reason) => {

@@ -5,10 +5,12 @@
 //! one of them — the opening frames, then the leaves and the rows page by page — through the same
 //! importer a snapshot file goes through (every page checked against the state root as it comes).
 //! A peer whose answer does not check out is dropped and the next one asked; the data directory is
-//! left with no chain unless the import completed.
+//! left with no chain unless the import completed. [`fetch_genesis`] takes the genesis itself the
+//! same way, for a node that was given only its hash.
 
 use super::{build_swarm, identity, BehaviourEvent, NetError};
 use aergo_config::genesis::Genesis;
+use aergo_primitives::types::Hash;
 use aergo_protocol::{check_response, Answer, SnapshotPart, Status, SyncRequest, SyncResponse};
 use aergo_storage::snapshot::{Frame, ImportReport, Importer};
 use borsh::BorshDeserialize;
@@ -58,6 +60,10 @@ pub enum FetchError {
     Chain(#[from] aergo_chain::ChainError),
     #[error("no peer gave a snapshot that checks out: {0}")]
     AllFailed(String),
+    #[error("no bootstrap peer on genesis {0} answered")]
+    NoPeers(aergo_primitives::types::Hash),
+    #[error("no peer gave a genesis file that makes block {expected}: {failures}")]
+    NoGenesis { expected: aergo_primitives::types::Hash, failures: String },
 }
 
 type FetchSwarm = Swarm<super::Behaviour>;
@@ -208,7 +214,7 @@ async fn pages(
             break;
         };
         if let Frame::Leaves { entries, .. } = &frame {
-            after = entries.last().map(|e| aergo_primitives::types::Hash(e.0));
+            after = entries.last().map(|e| Hash(e.0));
         }
         pages += 1;
         bytes += size(&frame);
@@ -230,20 +236,71 @@ async fn pages(
     Ok((pages, bytes))
 }
 
+/// A swarm of this module's own, dialled to `bootstrap`, and the statuses of the peers that
+/// answered within `limit`.
+async fn connect(
+    bootstrap: &[Multiaddr],
+    limit: Duration,
+) -> Result<(FetchSwarm, HashMap<PeerId, Status>), FetchError> {
+    let mut swarm = build_swarm(identity::Keypair::generate_ed25519(), 16, 1024 * 1024)?;
+    let mut dialled = 0;
+    for addr in bootstrap {
+        match swarm.dial(addr.clone()) {
+            Ok(()) => dialled += 1,
+            Err(e) => tracing::warn!(address = %addr, error = %e, "cannot dial the bootstrap peer"),
+        }
+    }
+    let statuses = statuses(&mut swarm, dialled, limit).await;
+    Ok((swarm, statuses))
+}
+
+/// Takes the genesis from the bootstrap peers: the first genesis file, from a peer on `expected`,
+/// whose genesis block hashes to `expected` (a node provisioned with the hash alone).
+pub async fn fetch_genesis(
+    bootstrap: &[Multiaddr],
+    expected: Hash,
+    limit: Duration,
+) -> Result<Genesis, FetchError> {
+    let (mut swarm, statuses) = connect(bootstrap, limit).await?;
+    let peers: Vec<PeerId> =
+        statuses.into_iter().filter(|(_, s)| s.genesis == expected).map(|(p, _)| p).collect();
+    if peers.is_empty() {
+        return Err(FetchError::NoPeers(expected));
+    }
+    let mut failures = Vec::new();
+    for peer in peers {
+        let id = swarm.behaviour_mut().sync.send_request(&peer, SyncRequest::Genesis);
+        let checked: Result<(), String> = match answer_of(&mut swarm, id, limit).await {
+            Ok(response) => match check_response(Some(&SyncRequest::Genesis), response) {
+                Ok(Answer::Genesis(text)) => match Genesis::parse(&text) {
+                    Ok(genesis) => match aergo_chain::genesis_hash(&genesis) {
+                        Ok(hash) if hash == expected => return Ok(genesis),
+                        Ok(hash) => Err(format!("its genesis makes block {hash}")),
+                        Err(e) => Err(e.to_string()),
+                    },
+                    Err(e) => Err(format!("not a genesis file: {e}")),
+                },
+                Ok(Answer::Refused(reason)) => Err(format!("refused: {reason}")),
+                Ok(_) => Err("answered something else".into()),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        if let Err(reason) = checked {
+            tracing::warn!(%peer, %reason, "the peer's genesis was refused");
+            let _ = swarm.disconnect_peer_id(peer);
+            failures.push(format!("{peer}: {reason}"));
+        }
+    }
+    Err(FetchError::NoGenesis { expected, failures: failures.join("; ") })
+}
+
 /// Fetches a snapshot into `data_dir` (which holds no chain) when the bootstrap peers' chain is long
 /// enough (see the module comment).
 pub async fn fetch(opts: &FetchOptions, data_dir: &Path, genesis: &Genesis) -> Result<Fetched, FetchError> {
     let started = Instant::now();
     let genesis_hash = aergo_chain::genesis_hash(genesis)?;
-    let mut swarm = build_swarm(identity::Keypair::generate_ed25519(), 16, 1024 * 1024)?;
-    let mut dialled = 0;
-    for addr in &opts.bootstrap {
-        match swarm.dial(addr.clone()) {
-            Ok(()) => dialled += 1,
-            Err(e) => tracing::warn!(address = %addr, error = %e, "snapshot: cannot dial the bootstrap peer"),
-        }
-    }
-    let statuses = statuses(&mut swarm, dialled, opts.connect_timeout).await;
+    let (mut swarm, statuses) = connect(&opts.bootstrap, opts.connect_timeout).await?;
     let mut candidates: Vec<(PeerId, Status)> =
         statuses.into_iter().filter(|(_, s)| s.genesis == genesis_hash).collect();
     if candidates.is_empty() {

@@ -61,6 +61,8 @@ pub enum SyncRequest {
     },
     /// A part of a snapshot of the peer's state (for a node that starts empty).
     Snapshot(SnapshotPart),
+    /// The peer's genesis, as a genesis file (for a node provisioned with only its hash).
+    Genesis,
 }
 
 /// Which part of a snapshot (frames as `aergo_storage::snapshot` encodes them).
@@ -73,6 +75,9 @@ pub enum SnapshotPart {
     /// The next contract rows at `height` after the key `after`.
     Rows { height: u64, after: Option<serde_bytes::ByteBuf> },
 }
+
+/// The largest genesis file a node takes from a peer.
+pub const MAX_GENESIS_BYTES: usize = 4 * 1024 * 1024;
 
 /// Most frames in an answer to [`SnapshotPart::Head`] (manifest, block, headers, two elections).
 pub const MAX_SNAPSHOT_HEAD_FRAMES: usize = 8;
@@ -87,6 +92,8 @@ pub enum SyncResponse {
     Refused(String),
     /// Snapshot frames: the opening ones, or one page (none past the end).
     Snapshot(Vec<serde_bytes::ByteBuf>),
+    /// The genesis file's text (TOML).
+    Genesis(String),
 }
 
 /// Why a peer's bytes are not a message.
@@ -158,6 +165,8 @@ pub enum Answer {
     Refused(String),
     /// Snapshot frames, as many as the request allows (not decoded here).
     Snapshot(Vec<Vec<u8>>),
+    /// A genesis file's text, within [`MAX_GENESIS_BYTES`] (not parsed here).
+    Genesis(String),
     /// Nothing useful (a missing block, an answer of another kind).
     Nothing,
 }
@@ -193,6 +202,12 @@ pub fn check_response(asked: Option<&SyncRequest>, response: SyncResponse) -> Re
             }
             Ok(Answer::Snapshot(frames.into_iter().map(|f| f.into_vec()).collect()))
         }
+        (Some(SyncRequest::Genesis), SyncResponse::Genesis(text)) => {
+            if text.len() > MAX_GENESIS_BYTES {
+                return Err(format!("a genesis file of {} bytes (at most {MAX_GENESIS_BYTES})", text.len()));
+            }
+            Ok(Answer::Genesis(text))
+        }
         (_, SyncResponse::Refused(reason)) => Ok(Answer::Refused(reason)),
         _ => Ok(Answer::Nothing),
     }
@@ -209,6 +224,7 @@ mod tests {
             SyncRequest::Blocks { from: 7, count: 3 },
             SyncRequest::Block { hash: Hash([9; 32]) },
             SyncRequest::Snapshot(SnapshotPart::Head),
+            SyncRequest::Genesis,
             SyncRequest::Snapshot(SnapshotPart::Leaves { height: 9, after: Some(Hash([3; 32])) }),
             SyncRequest::Snapshot(SnapshotPart::Rows {
                 height: 9,
@@ -262,6 +278,8 @@ mod tests {
         let head = SyncRequest::Snapshot(SnapshotPart::Head);
         assert!(check_response(Some(&head), frames(0)).is_err());
         assert!(check_response(Some(&head), frames(MAX_SNAPSHOT_HEAD_FRAMES + 1)).is_err());
+        let big = SyncResponse::Genesis("x".repeat(MAX_GENESIS_BYTES + 1));
+        assert!(check_response(Some(&SyncRequest::Genesis), big).unwrap_err().contains("a genesis file of"));
     }
 
     /// The p2p fuzz target's seeds (`fuzz/seeds/p2p/`) are today's encodings of each message;
@@ -297,6 +315,8 @@ mod tests {
                 encode_request(&SyncRequest::Snapshot(SnapshotPart::Leaves { height: 9, after: Some(hash) })),
             ),
             ("resp-snapshot.cbor", encode_response(&SyncResponse::Snapshot(vec![buf(vec![7; 40])]))),
+            ("req-genesis.cbor", encode_request(&SyncRequest::Genesis)),
+            ("resp-genesis.cbor", encode_response(&SyncResponse::Genesis("chain_id = \"x\"\n".into()))),
             (
                 "resp-submitted.cbor",
                 encode_response(&SyncResponse::Submitted(aergo_api::SendTxResult {

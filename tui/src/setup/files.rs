@@ -19,11 +19,12 @@
 //! record to `etc/aergo/reverted/`.
 //!
 //! Chain data and keys are never reverted or deleted: each chain lives in its own directory under
-//! `/var/lib/aergo` (`devnet-<producer>` or the genesis' chain id), and producer keys in
+//! `/var/lib/aergo` (`devnet-<producer>`, the genesis' chain id, or `peer-<genesis hash prefix>` for a
+//! genesis taken from the peers), and producer keys in
 //! `/var/lib/aergo/keys/producer-<address>.key`, so going back to an earlier config finds its chain and
 //! key where they were.
 
-use super::settings::{parse_cidr, Role, RpcAccess, Settings, SettingsError, DEVNET};
+use super::settings::{parse_cidr, Role, RpcAccess, Settings, SettingsError, DEVNET, PEER};
 use aergo_config::genesis::{ConsensusParams, Genesis, GenesisBalance, GenesisProducer};
 use aergo_config::NodeConfig;
 use aergo_primitives::crypto::KeyFile;
@@ -177,12 +178,17 @@ fn sync_dir(dir: &Path) -> Result<(), ApplyError> {
     std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
 }
 
-/// Chain directory name and genesis for the settings.
+/// Chain directory name and genesis for the settings (none yet for a genesis taken from peers:
+/// the node fetches it on its first start).
 fn chain_for(
     root: &Path,
     settings: &Settings,
     producer: Option<&Keypair>,
-) -> Result<(String, Genesis), ApplyError> {
+) -> Result<(String, Option<Genesis>), ApplyError> {
+    if settings.node.chain == PEER {
+        let hash = settings.node.genesis_hash.as_deref().unwrap_or_default().to_lowercase();
+        return Ok((format!("peer-{}", &hash[..hash.len().min(16)]), None));
+    }
     if settings.node.chain == DEVNET {
         let key = producer.ok_or_else(|| ApplyError::Key("a devnet needs a producer key".into()))?;
         let address = key.address().to_string();
@@ -197,7 +203,7 @@ fn chain_for(
             }],
             producers: vec![GenesisProducer { public_key: hex::encode(key.public().0) }],
         };
-        return Ok((format!("devnet-{short}"), genesis));
+        return Ok((format!("devnet-{short}"), Some(genesis)));
     }
     let path = box_path(root, &settings.node.chain);
     let genesis = Genesis::load(&path)
@@ -207,7 +213,7 @@ fn chain_for(
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
         .collect();
-    Ok((dir, genesis))
+    Ok((dir, Some(genesis)))
 }
 
 /// The producer key the settings use: the new one, or the one already on the box.
@@ -294,6 +300,7 @@ fn render(
     // peers to refuse anything.
     node.producer.require_clock_sync = node.producer.enabled && node.p2p.enabled;
     node.genesis_hash = settings.node.genesis_hash.as_ref().map(|h| h.to_lowercase());
+    node.genesis_from_peers = settings.node.chain == PEER;
     if let Some(k) = key {
         node.producer.key_file = PathBuf::from(key_path(&k.address().to_string()));
         // A producer on a chain fills every slot, empty or not.
@@ -338,32 +345,35 @@ pub fn apply(root: &Path, settings: &Settings, material: &Material) -> Result<Ap
         }
     }
     let genesis_path = box_path(root, &format!("{data_dir}/genesis.toml"));
-    match Genesis::load(&genesis_path) {
-        Ok(existing) if settings.node.chain == DEVNET => {
-            // The devnet of this key already exists: keep it (its timestamp is its identity).
-            if existing.producer_keys() != genesis.producer_keys() {
+    // From peers (`genesis` none): nothing to write; the node checks what it takes against the hash.
+    if let Some(genesis) = genesis {
+        match Genesis::load(&genesis_path) {
+            Ok(existing) if settings.node.chain == DEVNET => {
+                // The devnet of this key already exists: keep it (its timestamp is its identity).
+                if existing.producer_keys() != genesis.producer_keys() {
+                    return Err(ApplyError::AnotherChain {
+                        path: genesis_path.display().to_string(),
+                        existing: existing.chain_id,
+                        wanted: genesis.chain_id,
+                    });
+                }
+            }
+            Ok(existing) if existing != genesis => {
                 return Err(ApplyError::AnotherChain {
                     path: genesis_path.display().to_string(),
                     existing: existing.chain_id,
                     wanted: genesis.chain_id,
                 });
             }
+            Ok(_) => {}
+            Err(_) if genesis_path.exists() => {
+                return Err(ApplyError::Damaged {
+                    path: genesis_path.display().to_string(),
+                    reason: "not a readable genesis file".into(),
+                });
+            }
+            Err(_) => write_file(&genesis_path, genesis.to_toml().as_bytes(), 0o644)?,
         }
-        Ok(existing) if existing != genesis => {
-            return Err(ApplyError::AnotherChain {
-                path: genesis_path.display().to_string(),
-                existing: existing.chain_id,
-                wanted: genesis.chain_id,
-            });
-        }
-        Ok(_) => {}
-        Err(_) if genesis_path.exists() => {
-            return Err(ApplyError::Damaged {
-                path: genesis_path.display().to_string(),
-                reason: "not a readable genesis file".into(),
-            });
-        }
-        Err(_) => write_file(&genesis_path, genesis.to_toml().as_bytes(), 0o644)?,
     }
 
     save_last_good(root)?;
@@ -556,6 +566,24 @@ mod tests {
         assert!(!root.join("etc/hostname").exists());
         assert!(!root.join(SETTINGS_FILE).exists());
         assert!(current(root).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_genesis_from_the_peers_is_left_to_the_node() {
+        let root = tempfile::tempdir().unwrap();
+        let root = root.path();
+        let mut s = devnet("aergo-1");
+        s.node.role = Role::Full;
+        s.node.chain = PEER.into();
+        s.node.genesis_hash = Some("9F".repeat(32));
+        s.p2p.bootstrap = vec!["/ip4/10.77.0.11/tcp/7846".into()];
+        let applied = apply(root, &s, &Material::default()).unwrap();
+        assert_eq!(applied.data_dir, format!("{DATA_DIR}/peer-{}", "9f".repeat(8)));
+        let node = NodeConfig::load(&root.join(NODE_CONFIG_FILE)).unwrap();
+        assert!(node.genesis_from_peers && node.p2p.enabled);
+        assert_eq!(node.genesis_hash, Some("9f".repeat(32)));
+        node.validate().unwrap();
+        assert!(!box_path(root, &format!("{}/genesis.toml", applied.data_dir)).exists());
     }
 
     #[test]

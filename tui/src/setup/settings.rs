@@ -6,6 +6,9 @@ use std::net::IpAddr;
 
 /// The chain value that means "a local devnet with this box as its only producer".
 pub const DEVNET: &str = "devnet";
+/// The chain value that means "the bootstrap peers' genesis, checked against `genesis_hash`": the
+/// node takes the genesis file from them on its first start.
+pub const PEER: &str = "peer";
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -198,6 +201,15 @@ impl Settings {
             if key.contains('\n') || key.split_whitespace().count() < 2 {
                 return Err(SettingsError::Ssh(format!("{key:?} is not one authorized_keys line")));
             }
+        }
+        if self.node.chain == PEER
+            && (self.node.genesis_hash.is_none() || !self.p2p_enabled() || self.p2p.bootstrap.is_empty())
+        {
+            return Err(SettingsError::Node(
+                "chain = \"peer\" takes the genesis from the bootstrap peers: it needs genesis_hash \
+                 and p2p on with at least one bootstrap address"
+                    .into(),
+            ));
         }
         if let Some(hash) = &self.node.genesis_hash {
             if hash.len() != 64 || !hash.chars().all(|c| c.is_ascii_hexdigit()) {
@@ -456,6 +468,16 @@ passphrase_file = "producer.pass"
         let mut bad = s.clone();
         bad.time.servers = vec!["10.77.0.1".into(), "ntp one".into()];
         assert!(bad.validate().unwrap_err().to_string().starts_with("time.servers[1]: "));
+        // The genesis from the peers: only with its hash and a bootstrap peer to take it from.
+        let mut peer = s.clone();
+        peer.node.chain = PEER.into();
+        peer.validate().unwrap();
+        let mut bad = peer.clone();
+        bad.node.genesis_hash = None;
+        assert!(bad.validate().unwrap_err().to_string().contains("needs genesis_hash"));
+        let mut bad = peer.clone();
+        bad.p2p.bootstrap.clear();
+        assert!(bad.validate().unwrap_err().to_string().contains("bootstrap address"));
         let mut bad = s.clone();
         bad.node.genesis_hash = Some("9f".into());
         assert!(bad.validate().unwrap_err().to_string().contains("genesis_hash"));
