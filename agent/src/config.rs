@@ -13,8 +13,16 @@ pub struct AgentConfig {
     pub node: String,
     /// Where Horde reaches the agent.
     pub listen: SocketAddr,
-    /// File holding the bearer token Horde presents (one line; at least 16 characters).
+    /// File holding the read token Horde presents (one line; at least 16 characters): telemetry,
+    /// history, metrics, the audit log. Reread when it changes.
     pub token_file: PathBuf,
+    /// File holding the admin token (also the actions); none: no actions on this box. Reread when
+    /// it changes.
+    pub admin_token_file: Option<PathBuf>,
+    /// Directory of the audit log of actions.
+    pub audit: PathBuf,
+    /// The commands actions run.
+    pub actions: ActionsConfig,
     /// Directory of the durable sample spool.
     pub spool: PathBuf,
     /// Time between samples.
@@ -60,6 +68,24 @@ pub struct HealthConfig {
     pub clock_sync_required: bool,
 }
 
+/// The commands (program and arguments) the actions run on this box; an empty one: the action
+/// answers that it is not configured here.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ActionsConfig {
+    pub restart_node: Vec<String>,
+    pub reboot: Vec<String>,
+}
+
+impl Default for ActionsConfig {
+    fn default() -> Self {
+        ActionsConfig {
+            restart_node: vec!["aergo-ctl".into(), "restart".into(), "node".into()],
+            reboot: vec!["reboot".into()],
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
@@ -70,7 +96,7 @@ pub struct LimitsConfig {
     pub rate_burst: u32,
     /// Largest request head (request line and headers) in bytes.
     pub max_header_bytes: usize,
-    /// Largest request body in bytes (the API takes none).
+    /// Largest request body in bytes (an action's).
     pub max_body_bytes: usize,
     /// A client must send its request head within this time.
     #[serde(with = "humantime_serde")]
@@ -88,6 +114,9 @@ impl Default for AgentConfig {
             node: "http://127.0.0.1:7845".into(),
             listen: SocketAddr::from(([0, 0, 0, 0], 7850)),
             token_file: PathBuf::from("/etc/aergo/agent.token"),
+            admin_token_file: None,
+            audit: PathBuf::from("/var/lib/aergo/agent-audit"),
+            actions: ActionsConfig::default(),
             spool: PathBuf::from("/var/lib/aergo/agent-spool"),
             interval: Duration::from_secs(1),
             key_file: PathBuf::from("/var/lib/aergo/node/node.key"),
@@ -123,7 +152,7 @@ impl Default for LimitsConfig {
             rate_per_s: 50,
             rate_burst: 100,
             max_header_bytes: 16 * 1024,
-            max_body_bytes: 4 * 1024,
+            max_body_bytes: 64 * 1024,
             header_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(10),
             max_history: 1000,
@@ -171,17 +200,7 @@ impl AgentConfig {
 
     /// Reads the bearer token: one line, at least 16 characters, no whitespace inside.
     pub fn read_token(&self) -> Result<String, ConfigError> {
-        let path = self.token_file.display().to_string();
-        let text = std::fs::read_to_string(&self.token_file)
-            .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
-        let token = text.trim();
-        if token.len() < 16 || token.chars().any(char::is_whitespace) {
-            return Err(ConfigError::Parse {
-                path,
-                reason: "the token must be one line of at least 16 characters without spaces".into(),
-            });
-        }
-        Ok(token.to_string())
+        crate::auth::read_token_file(&self.token_file)
     }
 }
 

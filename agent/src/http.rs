@@ -3,12 +3,15 @@
 //! Every connection is served by hyper directly so that the limits hold at the socket: a semaphore caps
 //! open connections, a client must send its request head within `header_timeout` and in at most
 //! `max_header_bytes`, and HTTP/2 streams per connection are capped. Inside, per request: a per-client
-//! token-bucket rate limit (429), the bearer token compared in constant time (401) on everything but
-//! `/livez` and `/readyz`, a body cap (413) and a request timeout (408). Answers to `/v1/*` carry
+//! token-bucket rate limit (429), the bearer token compared in constant time with the read and the
+//! admin token ([`crate::auth`]) on everything but `/livez` and `/readyz` (none or an unknown one:
+//! 401; a read token on an admin path: 403), a body cap (413) and a request timeout (408). Answers to `/v1/*` carry
 //! `X-Aergo-Signature`, an ed25519 signature by the node's identity key over
 //! `"aergo-agent/v1\n" ‖ body`, and `X-Aergo-Node-Key`, the public key.
 
-use crate::config::LimitsConfig;
+use crate::audit::Audit;
+use crate::auth::{Scope, Tokens};
+use crate::config::{ActionsConfig, LimitsConfig};
 use crate::spool::Spool;
 use aergo_primitives::crypto::Keypair;
 use aergo_telemetry::Status;
@@ -17,7 +20,7 @@ use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -27,7 +30,6 @@ use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use subtle::ConstantTimeEq;
 use tower::ServiceExt;
 
 /// Prefix of every signed body: a signature over an agent answer can never pass for anything else.
@@ -53,7 +55,11 @@ pub struct Published {
 pub struct AppState {
     pub latest: RwLock<Arc<Published>>,
     pub spool: Arc<Mutex<Spool>>,
-    pub token: String,
+    pub tokens: Arc<Tokens>,
+    pub audit: tokio::sync::Mutex<Audit>,
+    pub actions: ActionsConfig,
+    /// Notified when `restart-agent` was answered: the agent stops serving and exits.
+    pub restart: tokio::sync::Notify,
     pub key: Keypair,
     pub key_header: HeaderValue,
     pub limits: LimitsConfig,
@@ -64,7 +70,9 @@ impl AppState {
     pub fn new(
         first: Published,
         spool: Arc<Mutex<Spool>>,
-        token: String,
+        tokens: Arc<Tokens>,
+        audit: Audit,
+        actions: ActionsConfig,
         key: Keypair,
         limits: LimitsConfig,
     ) -> AppState {
@@ -73,7 +81,18 @@ impl AppState {
             RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
         });
         let key_header = HeaderValue::from_str(&hex::encode(key.public().0)).expect("hex is a valid header");
-        AppState { latest: RwLock::new(Arc::new(first)), spool, token, key, key_header, limits, limiter }
+        AppState {
+            latest: RwLock::new(Arc::new(first)),
+            spool,
+            tokens,
+            audit: tokio::sync::Mutex::new(audit),
+            actions,
+            restart: tokio::sync::Notify::new(),
+            key,
+            key_header,
+            limits,
+            limiter,
+        }
     }
 
     pub fn sign(&self, body: &[u8]) -> HeaderValue {
@@ -93,12 +112,12 @@ impl AppState {
 #[derive(Clone, Copy, Debug)]
 pub struct ClientAddr(pub SocketAddr);
 
-fn json_error(status: StatusCode, message: &str) -> Response {
+pub(crate) fn json_error(status: StatusCode, message: &str) -> Response {
     let body = serde_json::json!({ "error": message }).to_string();
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-fn signed_json(state: &AppState, body: Bytes, signature: HeaderValue) -> Response {
+pub(crate) fn signed_json(state: &AppState, body: Bytes, signature: HeaderValue) -> Response {
     let mut r = Response::new(Body::from(body));
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -193,21 +212,42 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     (code, [(header::CONTENT_TYPE, "text/plain")], format!("{}\n", status.as_str())).into_response()
 }
 
-async fn require_token(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+/// Lets the request through when its bearer token has scope `needed` (the caller goes into the
+/// request's extensions for the handler).
+async fn authorize(state: &AppState, mut request: Request, next: Next, needed: Scope) -> Response {
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
         .unwrap_or_default();
-    let good = presented.ct_eq(state.token.as_bytes());
-    if bool::from(good) {
-        next.run(request).await
-    } else {
-        let mut r = json_error(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
-        r.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"aergo-agent\""));
-        r
+    match state.tokens.caller(presented) {
+        None => {
+            let mut r = json_error(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"aergo-agent\""));
+            r
+        }
+        Some(caller) if caller.scope < needed => json_error(
+            StatusCode::FORBIDDEN,
+            if state.tokens.has_admin() {
+                "this needs the admin token"
+            } else {
+                "this needs the admin token, and none is configured on this box (--admin-token-file)"
+            },
+        ),
+        Some(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
     }
+}
+
+async fn require_read(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    authorize(&state, request, next, Scope::Read).await
+}
+
+async fn require_admin(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    authorize(&state, request, next, Scope::Admin).await
 }
 
 async fn rate_limit(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
@@ -232,10 +272,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/telemetry", get(telemetry))
         .route("/v1/telemetry/history", get(history))
         .route("/metrics", get(metrics))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+        .route("/v1/audit", get(crate::actions::audit))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_read));
+    let admin = Router::new()
+        .route("/v1/actions/{name}", post(crate::actions::action))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     let open = Router::new().route("/livez", get(livez)).route("/readyz", get(readyz));
     Router::new()
         .merge(protected)
+        .merge(admin)
         .merge(open)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), rate_limit))

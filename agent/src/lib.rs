@@ -9,6 +9,9 @@
 //! Collection runs on its own task and never on the request path; a request only clones the published
 //! bytes (or reads the spool for history).
 
+pub mod actions;
+pub mod audit;
+pub mod auth;
 pub mod collect;
 pub mod config;
 pub mod health;
@@ -162,7 +165,11 @@ pub fn read_key(path: &std::path::Path) -> anyhow::Result<Keypair> {
 /// Runs the agent until `shutdown` resolves. Prints `AERGO_AGENT=http://ADDR` on stdout once serving.
 pub async fn run(config: AgentConfig, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
     config.validate()?;
-    let token = config.read_token()?;
+    let tokens = Arc::new(auth::Tokens::load(&config.token_file, config.admin_token_file.as_deref())?);
+    let audit_dir = config.audit.clone();
+    let audit = tokio::task::spawn_blocking(move || audit::Audit::open(&audit_dir))
+        .await?
+        .with_context(|| format!("opening the audit log in {}", config.audit.display()))?;
     let key = read_key(&config.key_file)?;
     let (dir, max_bytes, max_age) =
         (config.spool.clone(), config.spool_max_bytes, config.spool_max_age.as_millis() as u64);
@@ -190,7 +197,15 @@ pub async fn run(config: AgentConfig, shutdown: impl std::future::Future<Output 
     };
     let first = sampler.sample().await?;
     let published = sampler.keep(&first, &key).await;
-    let state = Arc::new(AppState::new(published, spool, token, key.clone(), config.limits.clone()));
+    let state = Arc::new(AppState::new(
+        published,
+        spool,
+        tokens.clone(),
+        audit,
+        config.actions.clone(),
+        key.clone(),
+        config.limits.clone(),
+    ));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -227,9 +242,30 @@ pub async fn run(config: AgentConfig, shutdown: impl std::future::Future<Output 
             }
         })
     };
-    http::serve(listener, http::router(state.clone()), config.limits.clone(), shutdown).await;
+    // Token files are reread within 2 s of a change (rotation without a restart).
+    let rereading = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+        loop {
+            tick.tick().await;
+            for line in tokens.refresh() {
+                tracing::warn!("{line}");
+            }
+        }
+    });
+    let restart = {
+        let state = state.clone();
+        async move { state.restart.notified().await }
+    };
+    let stop = async move {
+        tokio::select! {
+            _ = shutdown => {}
+            _ = restart => tracing::info!("restart-agent: stopping; the supervisor starts the agent again"),
+        }
+    };
+    http::serve(listener, http::router(state.clone()), config.limits.clone(), stop).await;
     sampling.abort();
     pruning.abort();
+    rereading.abort();
     tracing::info!("agent stopped");
     Ok(())
 }

@@ -21,9 +21,15 @@ struct Cli {
     /// Address to serve Horde on (default 0.0.0.0:7850).
     #[arg(long)]
     listen: Option<SocketAddr>,
-    /// File holding the bearer token.
+    /// File holding the read token (telemetry, history, metrics, audit).
     #[arg(long)]
     token_file: Option<PathBuf>,
+    /// File holding the admin token (also the actions).
+    #[arg(long)]
+    admin_token_file: Option<PathBuf>,
+    /// Directory of the audit log of actions.
+    #[arg(long)]
+    audit: Option<PathBuf>,
     /// Directory of the durable sample spool.
     #[arg(long)]
     spool: Option<PathBuf>,
@@ -136,6 +142,12 @@ fn main() -> std::process::ExitCode {
     }
     if let Some(v) = cli.spool {
         config.spool = v;
+    }
+    if let Some(v) = cli.admin_token_file {
+        config.admin_token_file = Some(v);
+    }
+    if let Some(v) = cli.audit {
+        config.audit = v;
     }
     if let Some(v) = cli.interval {
         config.interval = v;

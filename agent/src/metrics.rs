@@ -9,6 +9,17 @@ use prometheus::Encoder;
 
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// Actions done since the agent started, by action and result (`aergo_agent_actions_total`).
+static ACTIONS: std::sync::Mutex<std::collections::BTreeMap<(String, String), u64>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// Counts an action in `aergo_agent_actions_total` (shown from the next sample on).
+pub fn count_action(action: &str, result: &str) {
+    if let Ok(mut counts) = ACTIONS.lock() {
+        *counts.entry((action.to_string(), result.to_string())).or_default() += 1;
+    }
+}
+
 type Labels<'a> = Vec<(&'static str, &'a str)>;
 
 /// Collects metric families in order.
@@ -393,6 +404,16 @@ fn families(s: &Sample) -> Result<Vec<MetricFamily>, Error> {
             "Resident memory of the agent.",
             s.agent.rss_bytes as i64,
         )?;
+        let actions: Vec<((String, String), u64)> =
+            ACTIONS.lock().map(|m| m.iter().map(|(k, v)| (k.clone(), *v)).collect()).unwrap_or_default();
+        e.counters(
+            "aergo_agent_actions",
+            "Actions Horde asked for since the agent started, by action and result.",
+            actions
+                .iter()
+                .map(|((a, r), n)| (vec![("action", a.as_str()), ("result", r.as_str())], *n as f64))
+                .collect(),
+        );
         Ok(e.families)
     }
 }

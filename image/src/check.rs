@@ -50,16 +50,37 @@ impl HttpAnswer {
 
 /// `GET url` with an optional bearer token; any status is an answer, not an error.
 pub fn http_get(url: &str, token: Option<&str>) -> anyhow::Result<HttpAnswer> {
+    http_request(url, token, None)
+}
+
+/// A POST of the JSON `body` with the bearer `token`; any status is an answer.
+pub fn http_post(url: &str, token: Option<&str>, body: &str) -> anyhow::Result<HttpAnswer> {
+    http_request(url, token, Some(body))
+}
+
+fn http_request(url: &str, token: Option<&str>, body: Option<&str>) -> anyhow::Result<HttpAnswer> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
+        .timeout_global(Some(Duration::from_secs(70)))
         .build()
         .into();
-    let mut req = agent.get(url);
-    if let Some(t) = token {
-        req = req.header("authorization", &format!("Bearer {t}"));
-    }
-    let mut resp = req.call()?;
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut resp = match body {
+        None => {
+            let mut req = agent.get(url);
+            if let Some(a) = &auth {
+                req = req.header("authorization", a);
+            }
+            req.call()?
+        }
+        Some(body) => {
+            let mut req = agent.post(url).header("content-type", "application/json");
+            if let Some(a) = &auth {
+                req = req.header("authorization", a);
+            }
+            req.send(body)?
+        }
+    };
     let status = resp.status().as_u16();
     let headers = resp
         .headers()

@@ -5,7 +5,7 @@
 //! them first (`cargo build --workspace --bins`).
 
 // One polling helper and one HTTP client for all end-to-end tests, shared with `aergo-image test`.
-pub use aergo_image::check::{http_get, wait_for, HttpAnswer};
+pub use aergo_image::check::{http_get, http_post, wait_for, HttpAnswer};
 
 use anyhow::{bail, Context};
 use std::io::{BufRead, BufReader};
@@ -170,7 +170,10 @@ pub struct AgentProcess {
     pub child: Child,
     /// `http://127.0.0.1:PORT`
     pub url: String,
+    /// The read token.
     pub token: String,
+    /// The admin token (actions).
+    pub admin_token: String,
     pub dir: PathBuf,
 }
 
@@ -180,17 +183,25 @@ impl AgentProcess {
     pub fn start(rpc: &str, node_dir: &Path, dir: &Path, extra: &[&str]) -> anyhow::Result<AgentProcess> {
         std::fs::create_dir_all(dir)?;
         let token_file = dir.join("token");
-        if !token_file.exists() {
-            let out = Command::new(binary("aergo-agent")).arg("gen-token").arg(&token_file).output()?;
-            if !out.status.success() {
-                bail!("aergo-agent gen-token failed: {}", String::from_utf8_lossy(&out.stderr));
+        let admin_file = dir.join("admin-token");
+        for file in [&token_file, &admin_file] {
+            if !file.exists() {
+                let out = Command::new(binary("aergo-agent")).arg("gen-token").arg(file).output()?;
+                if !out.status.success() {
+                    bail!("aergo-agent gen-token failed: {}", String::from_utf8_lossy(&out.stderr));
+                }
             }
         }
         let token = std::fs::read_to_string(&token_file)?.trim().to_string();
+        let admin_token = std::fs::read_to_string(&admin_file)?.trim().to_string();
         let mut cmd = Command::new(binary("aergo-agent"));
         cmd.args(["--node", rpc, "--listen", "127.0.0.1:0", "--interval", "500ms"])
             .arg("--token-file")
             .arg(&token_file)
+            .arg("--admin-token-file")
+            .arg(&admin_file)
+            .arg("--audit")
+            .arg(dir.join("audit"))
             .arg("--spool")
             .arg(dir.join("spool"))
             .arg("--key-file")
@@ -198,7 +209,7 @@ impl AgentProcess {
             .args(extra);
         let (child, url) =
             spawn_announcing(cmd, "AERGO_AGENT=", &dir.join("agent.log"), Duration::from_secs(30))?;
-        Ok(AgentProcess { child, url, token, dir: dir.to_path_buf() })
+        Ok(AgentProcess { child, url, token, admin_token, dir: dir.to_path_buf() })
     }
 
     /// SIGKILL, no chance to clean up.

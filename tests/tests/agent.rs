@@ -421,3 +421,150 @@ fn a_full_disk_stops_the_spool_not_the_agent() -> anyhow::Result<()> {
     drop(agent);
     Ok(())
 }
+
+/// Kills the process whose pid is in a file when dropped (the node a supervising loop started).
+struct KillPidFile(std::path::PathBuf);
+
+impl Drop for KillPidFile {
+    fn drop(&mut self) {
+        if let Some(pid) = std::fs::read_to_string(&self.0).ok().and_then(|t| t.trim().parse::<i32>().ok()) {
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+fn node_pid(data: &std::path::Path) -> Option<i32> {
+    std::fs::read_to_string(data.join("pid")).ok()?.trim().parse().ok()
+}
+
+/// Scoped tokens and actions: no token is 401 everywhere but the probes; the read token reads and
+/// gets 403 on an action; the admin token restarts the node (run under a loop that starts it again,
+/// as the box's inittab does), whose height goes on rising; a retried request id is answered from
+/// the audit log without acting again; the audit log and its entry survive `kill -9` of the agent;
+/// a token file rewritten is in force within seconds; `restart-agent` answers, then the agent exits.
+#[test]
+fn scoped_tokens_actions_and_their_audit_log() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("node");
+    std::fs::create_dir_all(&data)?;
+    let port = aergo_image::qemu::free_port()?;
+    let script = format!(
+        "while :; do {node} --dev --data-dir {d} --empty-blocks --rpc-listen 127.0.0.1:{port} & \
+         echo $! > {d}/pid; wait $!; sleep 0.2; done",
+        node = aergo_tests::binary("aergo-node").display(),
+        d = data.display()
+    );
+    let _node_left = KillPidFile(data.join("pid"));
+    let mut loop_cmd = std::process::Command::new("sh");
+    loop_cmd.args(["-c", &script]);
+    let node = NodeProcess::start_command(&data, loop_cmd)?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let client = HttpClientBuilder::default().build(&node.rpc)?;
+    let height = |least: u64| {
+        wait_for(Duration::from_secs(30), &format!("height {least}"), || {
+            rt.block_on(client.chain_info()).ok().map(|i| i.height).filter(|h| *h >= least)
+        })
+    };
+    height(2)?;
+    let agent_dir = dir.path().join("agent");
+    std::fs::create_dir_all(&agent_dir)?;
+    let config = agent_dir.join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[actions]\nrestart_node = [\"sh\", \"-c\", \"kill $(cat {}/pid)\"]\nreboot = []\n",
+            data.display()
+        ),
+    )?;
+    let extra = ["--config", config.to_str().unwrap_or_default()];
+    let agent = AgentProcess::start(&node.rpc, &node.data_dir, &agent_dir, &extra)?;
+    let url = |path: &str| format!("{}{path}", agent.url);
+    let action = |name: &str, token: Option<&str>, body: &str| {
+        aergo_tests::http_post(&url(&format!("/v1/actions/{name}")), token, body)
+    };
+    let (read, admin) = (agent.token.clone(), agent.admin_token.clone());
+
+    // 401 without a token (or with an unknown one), 403 for the read token on an action.
+    for path in ["/v1/telemetry", "/v1/telemetry/history", "/metrics", "/v1/audit"] {
+        assert_eq!(http_get(&url(path), None)?.status, 401, "{path}");
+        assert_eq!(http_get(&url(path), Some("not-a-token-at-all-0000"))?.status, 401, "{path}");
+        assert_eq!(http_get(&url(path), Some(&read))?.status, 200, "{path}");
+        assert_eq!(http_get(&url(path), Some(&admin))?.status, 200, "{path}");
+    }
+    assert_eq!(http_get(&url("/livez"), None)?.status, 200);
+    let body = r#"{"request_id": "r-1"}"#;
+    assert_eq!(action("restart-node", None, body)?.status, 401);
+    let denied = action("restart-node", Some(&read), body)?;
+    assert_eq!(denied.status, 403);
+    assert!(denied.body.contains("admin token"), "{}", denied.body);
+
+    // Refusals that do nothing.
+    let untouched = node_pid(&data);
+    assert_eq!(action("format-disk", Some(&admin), body)?.status, 404);
+    assert_eq!(action("install-update", Some(&admin), body)?.status, 501);
+    assert_eq!(action("restart-node", Some(&admin), "{not json")?.status, 400);
+    assert_eq!(action("restart-node", Some(&admin), r#"{"request_id": "a b"}"#)?.status, 400);
+    assert_eq!(action("restart-node", Some(&admin), r#"{"request_id": "x", "args": {"y": 1}}"#)?.status, 400);
+    let big = format!(r#"{{"request_id": "big", "args": {{"x": "{}"}}}}"#, "a".repeat(100_000));
+    assert_eq!(action("restart-node", Some(&admin), &big)?.status, 413);
+    assert_eq!(node_pid(&data), untouched, "a refused action restarted the node");
+
+    // The node restarted by the admin token; its height goes on.
+    let before = node_pid(&data);
+    let done = action("restart-node", Some(&admin), body)?;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert!(done.header("x-aergo-signature").is_some());
+    let entry = done.json()?;
+    assert_eq!((entry["result"].as_str(), entry["replayed"].as_bool()), (Some("ok"), Some(false)), "{entry}");
+    let after = wait_for(Duration::from_secs(20), "the node started again", || {
+        node_pid(&data).filter(|p| Some(*p) != before)
+    })?;
+    let h = rt.block_on(client.chain_info()).map(|i| i.height).unwrap_or(0);
+    height(h + 2)?;
+    // The same request again: its record, nothing done; another action under the same id: 409.
+    let again = action("restart-node", Some(&admin), body)?.json()?;
+    assert_eq!((again["seq"].clone(), again["replayed"].as_bool()), (entry["seq"].clone(), Some(true)));
+    assert_eq!(node_pid(&data), Some(after));
+    assert_eq!(action("restart-agent", Some(&admin), body)?.status, 409);
+    wait_for(Duration::from_secs(5), "the action in the metrics", || {
+        http_get(&url("/metrics"), Some(&read))
+            .ok()
+            .filter(|m| m.body.contains(r#"aergo_agent_actions_total{action="restart-node",result="ok"} 1"#))
+    })?;
+
+    // The audit log survives kill -9 of the agent; it names the token by fingerprint only.
+    agent.kill9();
+    let mut agent = AgentProcess::start(&node.rpc, &node.data_dir, &agent_dir, &extra)?;
+    let base = agent.url.clone();
+    let url = |path: &str| format!("{base}{path}");
+    let audit = http_get(&url("/v1/audit?since=0"), Some(&read))?.json()?;
+    let entries = audit["entries"].as_array().cloned().unwrap_or_default();
+    assert_eq!(entries.len(), 1, "{audit}");
+    let e = &entries[0];
+    assert_eq!(
+        (e["action"].as_str(), e["token"].as_str(), e["client"].as_str()),
+        (Some("restart-node"), Some("admin"), Some("127.0.0.1"))
+    );
+    let fp = e["token_fingerprint"].as_str().unwrap_or_default();
+    assert!(fp.len() == 16 && !admin.contains(fp) && !audit.to_string().contains(&admin), "{audit}");
+
+    // Rotation: the read token's file rewritten; the old token stops working within seconds.
+    let rotated = "rotated-read-token-0123456789abcdef";
+    std::fs::write(agent_dir.join("token"), format!("{rotated}\n"))?;
+    wait_for(Duration::from_secs(10), "the rotated token in force", || {
+        let old = http_get(&url("/v1/telemetry"), Some(&read)).ok()?.status;
+        let new = http_get(&url("/v1/telemetry"), Some(rotated)).ok()?.status;
+        (old == 401 && new == 200).then_some(())
+    })?;
+    assert!(agent.log().contains("the read token was replaced"), "{}", agent.log());
+
+    // restart-agent: answered, then the agent exits (its supervisor starts it again on a box).
+    let answer =
+        aergo_tests::http_post(&url("/v1/actions/restart-agent"), Some(&admin), r#"{"request_id": "r-2"}"#)?;
+    assert_eq!(answer.status, 202, "{}", answer.body);
+    let exited =
+        wait_for(Duration::from_secs(10), "the agent to exit", || agent.child.try_wait().ok().flatten())?;
+    assert!(exited.success(), "{exited}");
+    Ok(())
+}

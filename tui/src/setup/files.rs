@@ -38,6 +38,8 @@ pub const DATA_DIR: &str = "/var/lib/aergo";
 pub const SETTINGS_FILE: &str = "etc/aergo/settings.toml";
 pub const NODE_CONFIG_FILE: &str = "etc/aergo/node.toml";
 pub const TOKEN_FILE: &str = "etc/aergo/agent.token";
+/// The agent's admin token (actions), from `[agent] admin_token`.
+pub const ADMIN_TOKEN_FILE: &str = "etc/aergo/agent-admin.token";
 /// The NTP servers of `[time]`, one per line (the time service reads it when chrony starts).
 pub const NTP_SERVERS_FILE: &str = "etc/aergo/ntp-servers";
 pub const LAST_GOOD_DIR: &str = "etc/aergo/last-good";
@@ -45,13 +47,14 @@ pub const REVERTED_DIR: &str = "etc/aergo/reverted";
 const MANIFEST: &str = "manifest.toml";
 
 /// Every file the settings own, for the last-good copy.
-pub const MANAGED: [&str; 9] = [
+pub const MANAGED: [&str; 10] = [
     "etc/hostname",
     "etc/hosts",
     "etc/network/interfaces",
     "etc/resolv.conf",
     NODE_CONFIG_FILE,
     TOKEN_FILE,
+    ADMIN_TOKEN_FILE,
     SETTINGS_FILE,
     "root/.ssh/authorized_keys",
     NTP_SERVERS_FILE,
@@ -314,6 +317,9 @@ fn render(
     if let Some(token) = &settings.agent.token {
         files.push((TOKEN_FILE, format!("{token}\n").into_bytes(), 0o600));
     }
+    if let Some(token) = &settings.agent.admin_token {
+        files.push((ADMIN_TOKEN_FILE, format!("{token}\n").into_bytes(), 0o600));
+    }
     let mut shown = settings.clone();
     shown.node.producer_address = key.map(|k| k.address().to_string());
     let shown = toml::to_string_pretty(&shown)
@@ -495,7 +501,7 @@ mod tests {
                 rpc: Default::default(),
                 genesis_hash: None,
             },
-            agent: AgentSettings { token: Some("ab".repeat(32)) },
+            agent: AgentSettings { token: Some("ab".repeat(32)), admin_token: Some("cd".repeat(32)) },
             ssh: SshSettings::default(),
             p2p: Default::default(),
             time: Default::default(),

@@ -146,6 +146,10 @@ pub struct AgentSettings {
     /// `settings.toml`.
     #[serde(skip_serializing)]
     pub token: Option<String>,
+    /// The admin token (also the agent's actions: restarts, settings, updates). Written to the
+    /// agent's admin token file, never to `settings.toml`; unset: no actions on this box.
+    #[serde(default, skip_serializing)]
+    pub admin_token: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -189,13 +193,18 @@ impl Settings {
                 "a local devnet needs this box as its producer: choose role \"producer\"".into(),
             ));
         }
-        if let Some(token) = &self.agent.token {
-            if token.len() < 32 || !token.chars().all(|c| c.is_ascii_graphic()) {
-                return Err(SettingsError::Token(
-                    "use at least 32 printable characters without spaces (aergo-agent gen-token makes one)"
-                        .into(),
-                ));
+        for (name, token) in [("token", &self.agent.token), ("admin_token", &self.agent.admin_token)] {
+            if let Some(token) = token {
+                if token.len() < 32 || !token.chars().all(|c| c.is_ascii_graphic()) {
+                    return Err(SettingsError::Token(format!(
+                        "agent.{name}: use at least 32 printable characters without spaces (aergo-agent \
+                         gen-token makes one)"
+                    )));
+                }
             }
+        }
+        if self.agent.admin_token.is_some() && self.agent.admin_token == self.agent.token {
+            return Err(SettingsError::Token("agent.admin_token must differ from agent.token".into()));
         }
         for key in &self.ssh.authorized_keys {
             if key.contains('\n') || key.split_whitespace().count() < 2 {

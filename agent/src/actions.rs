@@ -1,0 +1,238 @@
+//! Actions Horde asks the box for (`POST /v1/actions/{name}`, admin token): each is recorded in the
+//! audit log ([`crate::audit`]) before its answer goes out, one runs at a time, and a request id seen
+//! before is answered with its record without acting again. Design: `docs/agent.md`.
+//!
+//! - `restart-node`, `reboot`: the commands `[actions]` names (on the box `aergo-ctl restart node`
+//!   and `reboot`), run with a time limit; `reboot` answers `accepted` first and runs a second
+//!   later.
+//! - `restart-agent`: answers `accepted`, then the agent stops serving and exits; its supervisor
+//!   (the box's `inittab`) starts it again.
+
+use crate::audit::AuditEntry;
+use crate::auth::Caller;
+use crate::http::{json_error, signed_json, AppState, ClientAddr};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Extension;
+use bytes::Bytes;
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Every action the API names (those not in [`AVAILABLE`] answer 501 until they are built).
+pub const NAMES: [&str; 7] = [
+    "restart-node",
+    "restart-agent",
+    "reboot",
+    "apply-settings",
+    "revert-settings",
+    "install-update",
+    "cancel-update",
+];
+/// The actions this agent performs.
+pub const AVAILABLE: [&str; 3] = ["restart-node", "restart-agent", "reboot"];
+/// How long an action's command may run.
+pub const COMMAND_LIMIT: Duration = Duration::from_secs(60);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionRequest {
+    request_id: String,
+    #[serde(default)]
+    args: serde_json::Map<String, serde_json::Value>,
+}
+
+fn valid_request_id(id: &str) -> bool {
+    (1..=128).contains(&id.len()) && id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Runs `argv` with [`COMMAND_LIMIT`]; `Ok` with what it printed last, or why it failed.
+async fn run_command(argv: &[String]) -> Result<String, String> {
+    let Some((program, args)) = argv.split_first() else {
+        return Err("no command is configured for this action on this box".into());
+    };
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args).kill_on_drop(true).stdin(std::process::Stdio::null());
+    let out = tokio::time::timeout(COMMAND_LIMIT, cmd.output())
+        .await
+        .map_err(|_| format!("{program} did not finish within {} s", COMMAND_LIMIT.as_secs()))?
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    let tail = |b: &[u8]| {
+        let text = String::from_utf8_lossy(b);
+        let text = text.trim();
+        text[text.len().saturating_sub(400)..].to_string()
+    };
+    if out.status.success() {
+        Ok(tail(&out.stdout))
+    } else {
+        Err(format!("{program} exited with {}: {}", out.status, tail(&out.stderr)))
+    }
+}
+
+fn answer(state: &AppState, entry: &AuditEntry, replayed: bool) -> Response {
+    let mut value = serde_json::to_value(entry).unwrap_or_default();
+    value["replayed"] = replayed.into();
+    let body = Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
+    let signature = state.sign(&body);
+    let mut r = signed_json(state, body, signature);
+    if entry.result == "failed" {
+        *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    } else if entry.result == "accepted" {
+        *r.status_mut() = StatusCode::ACCEPTED;
+    }
+    r
+}
+
+pub async fn action(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Extension(caller): Extension<Caller>,
+    client: Option<Extension<ClientAddr>>,
+    body: Result<axum::Json<ActionRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    if !NAMES.contains(&name.as_str()) {
+        return json_error(
+            StatusCode::NOT_FOUND,
+            &format!("no action {name:?}; the actions are {}", NAMES.join(", ")),
+        );
+    }
+    if !AVAILABLE.contains(&name.as_str()) {
+        return json_error(
+            StatusCode::NOT_IMPLEMENTED,
+            &format!("{name} is not available on this agent yet"),
+        );
+    }
+    let request = match body {
+        Ok(axum::Json(r)) => r,
+        Err(e) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                &format!("the body must be {{\"request_id\": \"…\", \"args\": {{…}}}}: {}", e.body_text()),
+            )
+        }
+    };
+    if !valid_request_id(&request.request_id) {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "request_id: 1 to 128 characters of letters, digits, '-', '_', '.' and ':'",
+        );
+    }
+    if !request.args.is_empty() {
+        return json_error(StatusCode::BAD_REQUEST, &format!("{name} takes no arguments"));
+    }
+    let client = client.map(|Extension(ClientAddr(a))| a.ip().to_string()).unwrap_or_default();
+    // On a task of its own: a request that times out (or a client that goes away) does not stop an
+    // action half way; its record is there for the retry.
+    let work = tokio::spawn(perform(state, name, request, caller, client));
+    work.await
+        .unwrap_or_else(|e| json_error(StatusCode::INTERNAL_SERVER_ERROR, &format!("the action failed: {e}")))
+}
+
+async fn perform(
+    state: Arc<AppState>,
+    name: String,
+    request: ActionRequest,
+    caller: Caller,
+    client: String,
+) -> Response {
+    // One action at a time; the id is checked under the same lock, so a retry racing the first
+    // attempt waits for it and gets its record.
+    let mut audit = state.audit.lock().await;
+    if let Some(done) = audit.find(&request.request_id) {
+        let done = done.clone();
+        if done.action != name {
+            return json_error(
+                StatusCode::CONFLICT,
+                &format!("request_id {:?} was used for {}", request.request_id, done.action),
+            );
+        }
+        return answer(&state, &done, true);
+    }
+    let deferred = matches!(name.as_str(), "restart-agent" | "reboot");
+    let (result, message) = match name.as_str() {
+        "restart-node" => match run_command(&state.actions.restart_node).await {
+            Ok(out) => ("ok", if out.is_empty() { "the node was restarted".to_string() } else { out }),
+            Err(e) => ("failed", e),
+        },
+        "reboot" if state.actions.reboot.is_empty() => {
+            ("failed", "no command is configured for this action on this box".to_string())
+        }
+        "reboot" => ("accepted", "the box reboots in a second".to_string()),
+        _ => ("accepted", "the agent restarts after this answer".to_string()),
+    };
+    let entry = AuditEntry {
+        seq: 0,
+        at_ms: now_ms(),
+        request_id: request.request_id,
+        action: name.clone(),
+        args: serde_json::Value::Object(request.args),
+        token: caller.scope.as_str().into(),
+        token_fingerprint: caller.fingerprint,
+        client,
+        result: result.into(),
+        message,
+    };
+    let entry = match audit.append(entry) {
+        Ok(e) => e,
+        Err(e) => {
+            return json_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("the action cannot be recorded, so it was not done: {e}"),
+            )
+        }
+    };
+    drop(audit);
+    crate::metrics::count_action(&name, &entry.result);
+    tracing::info!(action = %name, request_id = %entry.request_id, result = %entry.result,
+        token = %entry.token_fingerprint, client = %entry.client, "action");
+    if deferred && entry.result == "accepted" {
+        let state = state.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if name == "reboot" {
+                if let Err(e) = run_command(&state.actions.reboot).await {
+                    tracing::error!(error = %e, "reboot failed");
+                }
+            } else {
+                state.restart.notify_one();
+            }
+        });
+    }
+    answer(&state, &entry, false)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditParams {
+    since: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/audit?since=SEQ&limit=N`: the records after `since`, oldest first.
+pub async fn audit(
+    State(state): State<Arc<AppState>>,
+    params: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(params)) = params else {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "query parameters: since (record seq) and limit (positive)",
+        );
+    };
+    let limit = params.limit.unwrap_or(100).clamp(1, state.limits.max_history);
+    let read = state.audit.lock().await.since(params.since.unwrap_or(0), limit);
+    let (entries, more) = match read {
+        Ok(x) => x,
+        Err(e) => return json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    let last = state.audit.lock().await.last_seq();
+    let body = serde_json::json!({ "latest_seq": last, "more": more, "entries": entries });
+    let body = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
+    let signature = state.sign(&body);
+    signed_json(&state, body, signature)
+}
