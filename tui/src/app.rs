@@ -102,6 +102,8 @@ pub enum Update {
     Blocks(Vec<BlockView>),
     BlockDetail(u64, Result<Box<BlockView>, String>),
     Agent(Result<Box<Sample>, String>),
+    /// The newest records of the agent's audit log, newest first.
+    Audit(Result<Vec<crate::ops::AuditView>, String>),
     Addresses(Vec<String>),
     Log(LogSource, Vec<String>),
     LogError(LogSource, String),
@@ -205,6 +207,7 @@ impl App {
         match update {
             Update::Node(r) => self.node.set(r.map(|b| *b), now),
             Update::Agent(r) => self.agent.set(r.map(|b| *b), now),
+            Update::Audit(r) => self.ops.audit = Some(r),
             Update::Blocks(new) => {
                 if let Some(first) = new.first() {
                     // A restarted or different chain: forget what no longer follows.

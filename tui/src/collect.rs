@@ -8,6 +8,7 @@
 //! failures are reported as events and the next round simply tries again.
 
 use crate::app::{Event, NodeSnapshot, Update};
+use crate::ops::AuditView;
 use aergo_api::AergoApiClient;
 use aergo_telemetry::Sample;
 use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
@@ -99,10 +100,16 @@ async fn run(
             loop {
                 tick.tick().await;
                 let (http2, endpoints2) = (http.clone(), endpoints.clone());
-                let result = tokio::task::spawn_blocking(move || fetch_telemetry(&http2, &endpoints2))
-                    .await
-                    .unwrap_or_else(|e| Err(format!("agent poll failed: {e}")));
-                if events.send(Event::Update(Update::Agent(result))).is_err() {
+                let polled = tokio::task::spawn_blocking(move || {
+                    (fetch_telemetry(&http2, &endpoints2), fetch_audit(&http2, &endpoints2))
+                })
+                .await;
+                let (telemetry, audit) = polled.unwrap_or_else(|e| {
+                    (Err(format!("agent poll failed: {e}")), Err(format!("agent poll failed: {e}")))
+                });
+                if events.send(Event::Update(Update::Agent(telemetry))).is_err()
+                    || events.send(Event::Update(Update::Audit(audit))).is_err()
+                {
                     return;
                 }
             }
@@ -234,8 +241,37 @@ fn describe_rpc_error(e: Option<jsonrpsee::core::client::Error>) -> String {
     }
 }
 
+/// How many of the newest audit records the Operations screen shows.
+pub const AUDIT_SHOWN: u64 = 8;
+
+/// The newest [`AUDIT_SHOWN`] records of the agent's audit log, newest first.
+fn fetch_audit(http: &ureq::Agent, endpoints: &Endpoints) -> Result<Vec<AuditView>, String> {
+    #[derive(serde::Deserialize)]
+    struct Page {
+        latest_seq: u64,
+        entries: Vec<AuditView>,
+    }
+    let latest: Page = serde_json::from_str(&agent_get(http, endpoints, "/v1/audit?since=0&limit=1")?)
+        .map_err(|e| format!("unexpected audit log: {e}"))?;
+    let since = latest.latest_seq.saturating_sub(AUDIT_SHOWN);
+    let page: Page = serde_json::from_str(&agent_get(
+        http,
+        endpoints,
+        &format!("/v1/audit?since={since}&limit={AUDIT_SHOWN}"),
+    )?)
+    .map_err(|e| format!("unexpected audit log: {e}"))?;
+    Ok(page.entries.into_iter().rev().collect())
+}
+
 fn fetch_telemetry(http: &ureq::Agent, endpoints: &Endpoints) -> Result<Box<Sample>, String> {
-    let url = format!("{}/v1/telemetry", endpoints.agent_url.trim_end_matches('/'));
+    serde_json::from_str(&agent_get(http, endpoints, "/v1/telemetry")?)
+        .map(Box::new)
+        .map_err(|e| format!("unexpected telemetry: {e}"))
+}
+
+/// The body of the agent's answer to `GET path` with the token, or why there is none.
+fn agent_get(http: &ureq::Agent, endpoints: &Endpoints, path: &str) -> Result<String, String> {
+    let url = format!("{}{path}", endpoints.agent_url.trim_end_matches('/'));
     let mut req = http.get(&url);
     if let Some(path) = &endpoints.agent_token_file {
         let token =
@@ -251,7 +287,7 @@ fn fetch_telemetry(http: &ureq::Agent, endpoints: &Endpoints) -> Result<Box<Samp
         .read_to_string()
         .map_err(|e| format!("reading the answer: {e}"))?;
     match status {
-        200 => serde_json::from_str(&body).map(Box::new).map_err(|e| format!("unexpected telemetry: {e}")),
+        200 => Ok(body),
         401 => Err("the agent refused the token (401): check --agent-token-file".into()),
         s => Err(format!("the agent answered HTTP {s}")),
     }

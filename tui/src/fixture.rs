@@ -142,6 +142,19 @@ pub fn app(root: &Path) -> App {
     app.handle(Event::Update(Update::Node(Ok(Box::new(snapshot(vec![]))))));
     app.handle(Event::Update(Update::Blocks((HEIGHT - 59..=HEIGHT).map(block).collect())));
     app.handle(Event::Update(Update::Agent(Ok(Box::new(telemetry())))));
+    let entry = |seq: u64, ago_ms: u64, action: &str, result: &str, message: &str| crate::ops::AuditView {
+        seq,
+        at_ms: NOW - ago_ms,
+        action: action.into(),
+        result: result.into(),
+        token_fingerprint: "3f9a0c41d2e87b56".into(),
+        client: "198.51.100.7".into(),
+        message: message.into(),
+    };
+    app.handle(Event::Update(Update::Audit(Ok(vec![
+        entry(2, 95_000, "restart-node", "ok", "the node was restarted"),
+        entry(1, 7_300_000, "restart-agent", "accepted", "the agent restarts after this answer"),
+    ]))));
     app.handle(Event::Update(Update::Addresses(vec![
         "eth0 192.0.2.10/24".into(),
         "eth0 2001:db8::10/64".into(),

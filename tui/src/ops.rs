@@ -147,6 +147,18 @@ impl Commands {
     }
 }
 
+/// One record of the agent's audit log (an action Horde asked for), as the Operations screen shows it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+pub struct AuditView {
+    pub seq: u64,
+    pub at_ms: u64,
+    pub action: String,
+    pub result: String,
+    pub token_fingerprint: String,
+    pub client: String,
+    pub message: String,
+}
+
 /// The Operations screen's state.
 #[derive(Debug, Default)]
 pub struct OpsState {
@@ -155,6 +167,8 @@ pub struct OpsState {
     pub confirming: Option<Op>,
     pub running: Option<Op>,
     pub last: Option<(Op, Result<String, String>)>,
+    /// The newest records of the agent's audit log (newest first), or why they cannot be read.
+    pub audit: Option<Result<Vec<AuditView>, String>>,
 }
 
 /// Runs `argv` for `op` on its own thread and reports [`Update::OpFinished`].

@@ -10,7 +10,11 @@ use ratatui::Frame;
 
 pub fn draw(frame: &mut Frame<'_>, app: &App, theme: Theme, area: Rect) {
     let width = area.width.saturating_sub(2) as usize;
-    let [list, info] = Layout::vertical([Constraint::Length(6), Constraint::Min(3)]).areas(area);
+    // Every record the console keeps when the screen is tall enough, else the newest few.
+    let audit_rows = if area.height >= 30 { crate::collect::AUDIT_SHOWN as u16 + 2 } else { 6 };
+    let [list, info, audit] =
+        Layout::vertical([Constraint::Length(6), Constraint::Min(3), Constraint::Length(audit_rows)])
+            .areas(area);
     let items: Vec<ListItem<'_>> =
         Op::ALL.iter().map(|op| ListItem::new(format!(" {}", op.label()))).collect();
     let mut state = ListState::default().with_selected(Some(app.ops.selected));
@@ -42,6 +46,36 @@ pub fn draw(frame: &mut Frame<'_>, app: &App, theme: Theme, area: Rect) {
         None => {}
     }
     frame.render_widget(Paragraph::new(lines).block(panel(op.label())), info);
+    let rows = audit.height.saturating_sub(2) as usize;
+    let lines: Vec<Line<'_>> = match &app.ops.audit {
+        None => vec![Line::styled("waiting for the agent", theme.dim())],
+        Some(Err(e)) => vec![Line::styled(fit(&format!("cannot read it: {e}"), width), theme.bad())],
+        Some(Ok(entries)) if entries.is_empty() => {
+            vec![Line::styled("none yet: Horde has asked for nothing", theme.dim())]
+        }
+        Some(Ok(entries)) => entries
+            .iter()
+            .take(rows)
+            .map(|e| {
+                let style = match e.result.as_str() {
+                    "failed" => theme.bad(),
+                    _ => theme.ok(),
+                };
+                Line::from(vec![
+                    Span::raw(format!(
+                        "{:>14}  ",
+                        format!("{} ago", super::age(app.now_ms.saturating_sub(e.at_ms)))
+                    )),
+                    Span::styled(format!("{:<14} {:<8}", e.action, e.result), style),
+                    Span::raw(fit(
+                        &format!(" token {} from {} — {}", e.token_fingerprint, e.client, e.message),
+                        width.saturating_sub(40),
+                    )),
+                ])
+            })
+            .collect(),
+    };
+    frame.render_widget(Paragraph::new(lines).block(panel("Horde's actions (the agent's audit log)")), audit);
     if let Some(op) = app.ops.confirming {
         draw_confirm(frame, theme, area, &format!("{}?", op.label()), op.consequence());
     }
