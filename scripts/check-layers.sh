@@ -28,7 +28,7 @@ forbid() {
 
 forbid '^(librocksdb-sys|rocksdb|libp2p|cranelift-codegen|libsqlite3-sys|rusqlite|sqlparser)$' \
   "the programs beside the node and the interface crates they use link no engine" \
-  aergo-primitives aergo-api aergo-config aergo-protocol aergo-telemetry aergo-agent aergo-console
+  aergo-primitives aergo-api aergo-config aergo-protocol aergo-telemetry aergo-settings aergo-agent aergo-console
 forbid '^(libsqlite3-sys|rusqlite|hdrhistogram)$' "SQLite and HDR histograms are for benchmarks and tests" \
   aergo-node aergo-sql aergo-storage aergo-exec aergo-mempool aergo-chain aergo-net aergo-consensus aergo-rpc aergo-cli
 forbid '^libp2p$' "only the network layer (aergo-net) and the layers above it speak to peers" \
@@ -41,8 +41,9 @@ declare -A allowed=(
   [aergo-api]="aergo-primitives"
   [aergo-config]="aergo-primitives"
   [aergo-telemetry]="aergo-api aergo-primitives"
-  [aergo-agent]="aergo-api aergo-primitives aergo-telemetry"
-  [aergo-console]="aergo-api aergo-config aergo-primitives aergo-telemetry"
+  [aergo-agent]="aergo-api aergo-config aergo-primitives aergo-settings aergo-telemetry"
+  [aergo-settings]="aergo-config aergo-primitives"
+  [aergo-console]="aergo-api aergo-config aergo-primitives aergo-settings aergo-telemetry"
   [aergo-protocol]="aergo-api aergo-primitives"
   [aergo-sql]="aergo-primitives"
   [aergo-storage]="aergo-config aergo-primitives"

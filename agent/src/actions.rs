@@ -7,6 +7,9 @@
 //!   later.
 //! - `restart-agent`: answers `accepted`, then the agent stops serving and exits; its supervisor
 //!   (the box's `inittab`) starts it again.
+//! - `apply-settings {settings}`, `revert-settings`: the console's own code (`aergo-settings`:
+//!   checked, written atomically, the files before kept as last good), then the node restarted.
+//!   Tokens in the settings are not kept in the audit log.
 
 use crate::audit::AuditEntry;
 use crate::auth::Caller;
@@ -31,7 +34,8 @@ pub const NAMES: [&str; 7] = [
     "cancel-update",
 ];
 /// The actions this agent performs.
-pub const AVAILABLE: [&str; 3] = ["restart-node", "restart-agent", "reboot"];
+pub const AVAILABLE: [&str; 5] =
+    ["restart-node", "restart-agent", "reboot", "apply-settings", "revert-settings"];
 /// How long an action's command may run.
 pub const COMMAND_LIMIT: Duration = Duration::from_secs(60);
 
@@ -122,13 +126,36 @@ pub async fn action(
             "request_id: 1 to 128 characters of letters, digits, '-', '_', '.' and ':'",
         );
     }
-    if !request.args.is_empty() {
-        return json_error(StatusCode::BAD_REQUEST, &format!("{name} takes no arguments"));
+    let settings = if name == "apply-settings" {
+        match settings_of(&request.args) {
+            Ok(s) => Some(s),
+            Err(e) => return json_error(StatusCode::BAD_REQUEST, &e),
+        }
+    } else {
+        if !request.args.is_empty() {
+            return json_error(StatusCode::BAD_REQUEST, &format!("{name} takes no arguments"));
+        }
+        None
+    };
+    // Tokens in the arguments are not kept in the audit log.
+    let mut request = request;
+    if let Some(agent) = request.args.get_mut("settings").and_then(|s| s.get_mut("agent")) {
+        for key in ["token", "admin_token"] {
+            if let Some(v) = agent.get_mut(key) {
+                *v = serde_json::Value::String("<redacted>".into());
+            }
+        }
+    }
+    if request.args.get("settings").is_some_and(serde_json::Value::is_string) {
+        request.args.insert(
+            "settings".into(),
+            serde_json::Value::String("<TOML, not kept: it may hold tokens>".into()),
+        );
     }
     let client = client.map(|Extension(ClientAddr(a))| a.ip().to_string()).unwrap_or_default();
     // On a task of its own: a request that times out (or a client that goes away) does not stop an
     // action half way; its record is there for the retry.
-    let work = tokio::spawn(perform(state, name, request, caller, client));
+    let work = tokio::spawn(perform(state, name, request, settings, caller, client));
     work.await
         .unwrap_or_else(|e| json_error(StatusCode::INTERNAL_SERVER_ERROR, &format!("the action failed: {e}")))
 }
@@ -137,6 +164,7 @@ async fn perform(
     state: Arc<AppState>,
     name: String,
     request: ActionRequest,
+    settings: Option<aergo_settings::Settings>,
     caller: Caller,
     client: String,
 ) -> Response {
@@ -159,6 +187,20 @@ async fn perform(
             Ok(out) => ("ok", if out.is_empty() { "the node was restarted".to_string() } else { out }),
             Err(e) => ("failed", e),
         },
+        "apply-settings" | "revert-settings" => {
+            let root = state.settings_root.clone();
+            let done = tokio::task::spawn_blocking(move || change_settings(&root, settings))
+                .await
+                .unwrap_or_else(|e| Err(format!("the settings task failed: {e}")));
+            match done {
+                // The node reads its config when it starts.
+                Ok(what) => match run_command(&state.actions.restart_node).await {
+                    Ok(_) => ("ok", format!("{what}; the node was restarted")),
+                    Err(e) => ("failed", format!("{what}, but the node was not restarted: {e}")),
+                },
+                Err(e) => ("failed", e),
+            }
+        }
         "reboot" if state.actions.reboot.is_empty() => {
             ("failed", "no command is configured for this action on this box".to_string())
         }
@@ -204,6 +246,57 @@ async fn perform(
         });
     }
     answer(&state, &entry, false)
+}
+
+/// The settings of an `apply-settings` request: `args.settings`, an object in the shape of
+/// `provision.toml` (or that file's TOML text), checked as Setup checks them.
+fn settings_of(
+    args: &serde_json::Map<String, serde_json::Value>,
+) -> Result<aergo_settings::Settings, String> {
+    if let Some(other) = args.keys().find(|k| k.as_str() != "settings") {
+        return Err(format!("apply-settings takes only `settings`, not {other:?}"));
+    }
+    let settings: aergo_settings::Settings = match args.get("settings") {
+        Some(serde_json::Value::String(text)) => {
+            toml::from_str(text).map_err(|e| format!("settings: not provision.toml's shape: {e}"))?
+        }
+        Some(value @ serde_json::Value::Object(_)) => serde_json::from_value(value.clone())
+            .map_err(|e| format!("settings: not provision.toml's shape: {e}"))?,
+        _ => return Err("apply-settings needs `settings`: the box's settings, as in provision.toml".into()),
+    };
+    settings.validate().map_err(|e| format!("settings: {e}"))?;
+    if settings.producer.keystore.is_some() || settings.producer.passphrase_file.is_some() {
+        return Err(
+            "settings: a producer key cannot be imported remotely; use the console or provisioning".into()
+        );
+    }
+    Ok(settings)
+}
+
+/// Applies `settings` under `root` with the console's own code (keeping the last good files), or
+/// reverts to them when `settings` is none; says what was done.
+fn change_settings(
+    root: &std::path::Path,
+    settings: Option<aergo_settings::Settings>,
+) -> Result<String, String> {
+    match settings {
+        Some(mut settings) => {
+            // A producer keeps the key already on the box.
+            if settings.node.role == aergo_settings::Role::Producer
+                && settings.node.producer_address.is_none()
+            {
+                let current = aergo_settings::files::current(root).map_err(|e| e.to_string())?;
+                settings.node.producer_address = current.and_then(|c| c.node.producer_address);
+            }
+            let applied = aergo_settings::apply(root, &settings, &aergo_settings::Material::default())
+                .map_err(|e| e.to_string())?;
+            Ok(format!("settings applied: {} files written", applied.written.len()))
+        }
+        None => {
+            let restored = aergo_settings::revert(root).map_err(|e| e.to_string())?;
+            Ok(format!("settings reverted: {} files restored", restored.len()))
+        }
+    }
 }
 
 #[derive(Deserialize)]

@@ -23,6 +23,9 @@ pub struct AgentConfig {
     pub audit: PathBuf,
     /// The commands actions run.
     pub actions: ActionsConfig,
+    /// The root the box's settings files live under (`/` on the box): `apply-settings` and
+    /// `revert-settings` write there, as the console's Setup does.
+    pub settings_root: PathBuf,
     /// Directory of the durable sample spool.
     pub spool: PathBuf,
     /// Time between samples.
@@ -117,6 +120,7 @@ impl Default for AgentConfig {
             admin_token_file: None,
             audit: PathBuf::from("/var/lib/aergo/agent-audit"),
             actions: ActionsConfig::default(),
+            settings_root: PathBuf::from("/"),
             spool: PathBuf::from("/var/lib/aergo/agent-spool"),
             interval: Duration::from_secs(1),
             key_file: PathBuf::from("/var/lib/aergo/node/node.key"),

@@ -58,6 +58,8 @@ pub struct AppState {
     pub tokens: Arc<Tokens>,
     pub audit: tokio::sync::Mutex<Audit>,
     pub actions: ActionsConfig,
+    /// Where the box's settings files live (`/` on the box).
+    pub settings_root: std::path::PathBuf,
     /// Notified when `restart-agent` was answered: the agent stops serving and exits.
     pub restart: tokio::sync::Notify,
     pub key: Keypair,
@@ -87,6 +89,7 @@ impl AppState {
             tokens,
             audit: tokio::sync::Mutex::new(audit),
             actions,
+            settings_root: std::path::PathBuf::from("/"),
             restart: tokio::sync::Notify::new(),
             key,
             key_header,

@@ -197,7 +197,7 @@ pub async fn run(config: AgentConfig, shutdown: impl std::future::Future<Output 
     };
     let first = sampler.sample().await?;
     let published = sampler.keep(&first, &key).await;
-    let state = Arc::new(AppState::new(
+    let mut app = AppState::new(
         published,
         spool,
         tokens.clone(),
@@ -205,7 +205,9 @@ pub async fn run(config: AgentConfig, shutdown: impl std::future::Future<Output 
         config.actions.clone(),
         key.clone(),
         config.limits.clone(),
-    ));
+    );
+    app.settings_root = config.settings_root.clone();
+    let state = Arc::new(app);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

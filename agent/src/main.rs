@@ -30,6 +30,9 @@ struct Cli {
     /// Directory of the audit log of actions.
     #[arg(long)]
     audit: Option<PathBuf>,
+    /// The root the box's settings files live under (default /).
+    #[arg(long)]
+    settings_root: Option<PathBuf>,
     /// Directory of the durable sample spool.
     #[arg(long)]
     spool: Option<PathBuf>,
@@ -148,6 +151,9 @@ fn main() -> std::process::ExitCode {
     }
     if let Some(v) = cli.audit {
         config.audit = v;
+    }
+    if let Some(v) = cli.settings_root {
+        config.settings_root = v;
     }
     if let Some(v) = cli.interval {
         config.interval = v;

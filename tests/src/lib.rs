@@ -221,6 +221,11 @@ impl AgentProcess {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
     }
+
+    /// `POST /v1/actions/{name}` with the admin token and the JSON `body`.
+    pub fn action(&self, name: &str, body: &str) -> anyhow::Result<HttpAnswer> {
+        http_post(&format!("{}/v1/actions/{name}", self.url), Some(&self.admin_token), body)
+    }
 }
 
 impl Drop for AgentProcess {

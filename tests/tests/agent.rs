@@ -568,3 +568,64 @@ fn scoped_tokens_actions_and_their_audit_log() -> anyhow::Result<()> {
     assert!(exited.success(), "{exited}");
     Ok(())
 }
+
+/// `apply-settings` and `revert-settings` from Horde write the box's files with the console's own
+/// code (under a test root here, `/` on the box): checked (bad settings change nothing), applied
+/// with the files before kept as last good, reverted to them; tokens in the settings never reach
+/// the audit log.
+#[test]
+fn settings_are_applied_and_reverted_by_horde() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let node = NodeProcess::start_dev(&dir.path().join("node"), &["--empty-blocks"])?;
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("boot"))?;
+    std::fs::copy(node.data_dir.join("genesis.toml"), root.join("boot/genesis.toml"))?;
+    let agent_dir = dir.path().join("agent");
+    std::fs::create_dir_all(&agent_dir)?;
+    let config = agent_dir.join("agent.toml");
+    std::fs::write(&config, "[actions]\nrestart_node = [\"true\"]\nreboot = []\n")?;
+    let root_arg = root.display().to_string();
+    let extra = ["--config", config.to_str().unwrap_or_default(), "--settings-root", &root_arg];
+    let agent = AgentProcess::start(&node.rpc, &node.data_dir, &agent_dir, &extra)?;
+    let apply = |id: &str, hostname: &str| {
+        let body = serde_json::json!({
+            "request_id": id,
+            "args": { "settings": {
+                "hostname": hostname,
+                "node": { "role": "full", "chain": "/boot/genesis.toml", "rpc": "loopback" },
+                "agent": { "token": "secret-read-token-0123456789abcdef0123" },
+            }},
+        });
+        agent.action("apply-settings", &body.to_string())
+    };
+    let hostname = || std::fs::read_to_string(root.join("etc/hostname")).unwrap_or_default();
+
+    let bad = apply("s-0", "-not-a-hostname-")?;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(bad.body.contains("hostname"), "{}", bad.body);
+    assert!(!root.join("etc").exists(), "refused settings wrote files");
+
+    let first = apply("s-1", "box-a")?;
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(hostname(), "box-a\n");
+    let node_toml = aergo_config::NodeConfig::load(&root.join("etc/aergo/node.toml"))?;
+    assert!(!node_toml.producer.enabled);
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/aergo/agent.token"))?.trim(),
+        "secret-read-token-0123456789abcdef0123"
+    );
+    assert_eq!(apply("s-2", "box-b")?.status, 200);
+    assert_eq!(hostname(), "box-b\n");
+
+    let reverted = agent.action("revert-settings", r#"{"request_id": "s-3"}"#)?;
+    assert_eq!(reverted.status, 200, "{}", reverted.body);
+    assert_eq!(hostname(), "box-a\n");
+
+    let audit = http_get(&format!("{}/v1/audit?since=0", agent.url), Some(&agent.token))?;
+    assert!(!audit.body.contains("secret-read-token"), "a token reached the audit log: {}", audit.body);
+    let entries = audit.json()?["entries"].as_array().cloned().unwrap_or_default();
+    let actions: Vec<&str> = entries.iter().filter_map(|e| e["action"].as_str()).collect();
+    assert_eq!(actions, ["apply-settings", "apply-settings", "revert-settings"]);
+    assert_eq!(entries[0]["args"]["settings"]["agent"]["token"], "<redacted>");
+    Ok(())
+}

@@ -168,11 +168,7 @@ fn console_follows_the_chain_switches_tabs_runs_operations_and_survives_a_dead_n
     // What Horde does to the box is on the same screen: the agent's audit log. An action whose
     // command does not exist on this machine is recorded as failed, and shown so.
     console.wait_text("none yet: Horde has asked for nothing", Duration::from_secs(10))?;
-    let answer = aergo_tests::http_post(
-        &format!("{}/v1/actions/restart-node", agent.url),
-        Some(&agent.admin_token),
-        r#"{"request_id": "console-1"}"#,
-    )?;
+    let answer = agent.action("restart-node", r#"{"request_id": "console-1"}"#)?;
     assert_eq!(answer.status, 500, "{}", answer.body);
     let shown = console.wait_text("restart-node   failed", Duration::from_secs(10))?;
     let fingerprint = answer.json()?["token_fingerprint"].as_str().unwrap_or_default().to_string();

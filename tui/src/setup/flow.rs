@@ -774,9 +774,4 @@ fn apply_error_text(e: &ApplyError) -> String {
 }
 
 /// A new random bearer token for the agent: 32 random bytes, hex.
-pub fn new_token() -> String {
-    use rand::RngCore;
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    hex::encode(bytes)
-}
+pub use aergo_settings::new_token;

@@ -1,49 +1,8 @@
-//! First-boot and on-demand setup: the settings, the files they become, and the Setup screen's flow.
+//! First-boot and on-demand setup: the settings and the files they become (`aergo-settings`, shared
+//! with the agent), and the Setup screen's flow.
 
-pub mod files;
 pub mod flow;
-pub mod settings;
 
-pub use files::{apply, revert, Applied, ApplyError, Material};
-pub use settings::{Role, Settings, SettingsError};
-
-/// First-boot provisioning: applies a `provision.toml` (the appliance's boot partition) under `root`.
-/// The producer key is imported from `[producer] keystore` with its `passphrase_file` (whose file
-/// is deleted once the key is safely on the data partition), or generated on the box; the agent
-/// token is generated when the file has none. A relative path (`chain`, the keystore, the
-/// passphrase file) names a file on the boot partition. Returns what was applied and the new token
-/// if one was generated. On any error nothing is applied and nothing is deleted.
-pub fn provision(
-    root: &std::path::Path,
-    file: &std::path::Path,
-) -> Result<(Applied, Option<String>), ApplyError> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|source| ApplyError::Io { path: file.display().to_string(), source })?;
-    let mut settings: Settings = toml::from_str(&text)
-        .map_err(|e| ApplyError::Damaged { path: file.display().to_string(), reason: e.to_string() })?;
-    settings.validate()?;
-    if settings.node.chain != settings::DEVNET && !settings.node.chain.starts_with('/') {
-        settings.node.chain = format!("/boot/{}", settings.node.chain);
-    }
-    let generated = match settings.agent.token {
-        Some(_) => None,
-        None => {
-            let token = flow::new_token();
-            settings.agent.token = Some(token.clone());
-            Some(token)
-        }
-    };
-    let import = settings.producer.clone();
-    let producer_key = match (&import.keystore, &import.passphrase_file) {
-        (Some(keystore), Some(pass_file)) => Some(files::import_keystore(root, keystore, pass_file)?),
-        _ => (settings.node.role == Role::Producer).then(aergo_primitives::crypto::Keypair::generate),
-    };
-    settings.node.producer_address = None;
-    let applied = apply(root, &settings, &Material { producer_key })?;
-    if let Some(pass_file) = &import.passphrase_file {
-        // The key is on the data partition now (written and synced by `apply`): the passphrase
-        // leaves the boot partition, which anyone holding the disk can read.
-        files::remove_synced(&files::box_path(root, pass_file))?;
-    }
-    Ok((applied, generated))
-}
+pub use aergo_settings::{
+    apply, files, provision, revert, settings, Applied, ApplyError, Material, Role, Settings, SettingsError,
+};

@@ -24,7 +24,7 @@
 //! `/var/lib/aergo/keys/producer-<address>.key`, so going back to an earlier config finds its chain and
 //! key where they were.
 
-use super::settings::{parse_cidr, Role, RpcAccess, Settings, SettingsError, DEVNET, PEER};
+use crate::settings::{parse_cidr, Role, RpcAccess, Settings, SettingsError, DEVNET, PEER};
 use aergo_config::genesis::{ConsensusParams, Genesis, GenesisBalance, GenesisProducer};
 use aergo_config::NodeConfig;
 use aergo_primitives::crypto::KeyFile;
@@ -488,7 +488,7 @@ pub fn revert(root: &Path) -> Result<Vec<String>, ApplyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::setup::settings::{AgentSettings, Network, NodeSettings, SshSettings};
+    use crate::settings::{AgentSettings, Network, NodeSettings, SshSettings};
 
     fn devnet(host: &str) -> Settings {
         Settings {

@@ -1,0 +1,70 @@
+//! The box's settings: what `provision.toml` and the console's Setup screen say, checked, and the
+//! files they become — written atomically with a last-good copy to revert to. The console (Setup,
+//! first-boot provisioning) and the agent (Horde's apply-settings and revert-settings actions) use
+//! this one crate, so a setting means the same thing whichever way it reaches the box.
+//!
+//! It knows the node's config and genesis formats (`aergo-config`) and keys (`aergo-primitives`),
+//! and nothing of the node's engine.
+
+pub mod files;
+pub mod settings;
+
+pub use files::{apply, revert, Applied, ApplyError, Material};
+pub use settings::{Role, Settings, SettingsError};
+
+/// A new random agent token: 32 bytes in hex.
+pub fn new_token() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// First-boot provisioning: applies a `provision.toml` (the appliance's boot partition) under `root`.
+/// The producer key is imported from `[producer] keystore` with its `passphrase_file` (whose file
+/// is deleted once the key is safely on the data partition), or generated on the box; the agent
+/// token is generated when the file has none. A relative path (`chain`, the keystore, the
+/// passphrase file) names a file on the boot partition. Returns what was applied and the new token
+/// if one was generated. On any error nothing is applied and nothing is deleted.
+pub fn provision(
+    root: &std::path::Path,
+    file: &std::path::Path,
+) -> Result<(Applied, Option<String>), ApplyError> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|source| ApplyError::Io { path: file.display().to_string(), source })?;
+    let mut settings: Settings = toml::from_str(&text)
+        .map_err(|e| ApplyError::Damaged { path: file.display().to_string(), reason: e.to_string() })?;
+    settings.validate()?;
+    if settings.node.chain != settings::DEVNET && !settings.node.chain.starts_with('/') {
+        settings.node.chain = format!("/boot/{}", settings.node.chain);
+    }
+    let generated = match settings.agent.token {
+        Some(_) => None,
+        None => {
+            let token = new_token();
+            settings.agent.token = Some(token.clone());
+            Some(token)
+        }
+    };
+    let import = settings.producer.clone();
+    let producer_key = match (&import.keystore, &import.passphrase_file) {
+        (Some(keystore), Some(pass_file)) => Some(files::import_keystore(root, keystore, pass_file)?),
+        _ => (settings.node.role == Role::Producer).then(aergo_primitives::crypto::Keypair::generate),
+    };
+    settings.node.producer_address = None;
+    let applied = apply(root, &settings, &Material { producer_key })?;
+    if let Some(pass_file) = &import.passphrase_file {
+        // The key is on the data partition now (written and synced by `apply`): the passphrase
+        // leaves the boot partition, which anyone holding the disk can read.
+        files::remove_synced(&files::box_path(root, pass_file))?;
+    }
+    Ok((applied, generated))
+}
