@@ -384,6 +384,60 @@ pub fn build(o: &BuildOptions) -> anyhow::Result<Built> {
     Ok(Built { raw, qcow2, rootfs: kept_rootfs })
 }
 
+/// A sparse copy of a raw image (`cp --sparse=always`: the empty partitions take no space).
+pub fn sparse_copy(from: &Path, to: &Path) -> anyhow::Result<()> {
+    if let Some(dir) = to.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    run(Command::new("cp").arg("--sparse=always").arg(from).arg(to))?;
+    Ok(())
+}
+
+/// The EFI system partition type in a GPT (`sfdisk --json` spells it in capitals).
+const ESP_TYPE: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
+
+/// The byte offset of the boot (EFI system) partition of a raw image, from its partition table.
+pub fn boot_partition_offset(image: &Path) -> anyhow::Result<u64> {
+    let text = run(Command::new("sfdisk").arg("--json").arg(image))
+        .with_context(|| format!("{} has no partition table that sfdisk reads", image.display()))?;
+    let table: serde_json::Value =
+        serde_json::from_str(&text).context("sfdisk --json gave something that is not JSON")?;
+    let sector = table["partitiontable"]["sectorsize"].as_u64().unwrap_or(512);
+    let parts = table["partitiontable"]["partitions"].as_array().cloned().unwrap_or_default();
+    let esp = parts
+        .iter()
+        .find(|p| p["type"].as_str().is_some_and(|t| t.eq_ignore_ascii_case(ESP_TYPE)))
+        .ok_or_else(|| anyhow::anyhow!("{} has no EFI system (boot) partition", image.display()))?;
+    let start = esp["start"].as_u64().ok_or_else(|| anyhow::anyhow!("sfdisk gave no start sector"))?;
+    Ok(start * sector)
+}
+
+/// Copies `files` (source, name on the partition) onto the boot partition of the raw `image`,
+/// replacing files of the same name. A qcow2 is refused (convert it with `qemu-img convert -O raw`).
+pub fn write_boot_files(image: &Path, files: &[(PathBuf, String)]) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        image.extension().is_none_or(|e| e != "qcow2"),
+        "{}: write provisioning into the raw image (aergo-os-x86_64.img), not the qcow2",
+        image.display()
+    );
+    let offset = boot_partition_offset(image)?;
+    for (source, name) in files {
+        anyhow::ensure!(source.is_file(), "{} is not a file", source.display());
+        anyhow::ensure!(
+            !name.is_empty() && !name.contains('/') && name.len() <= 64,
+            "{name:?} is not a file name for the boot partition"
+        );
+        run(Command::new("mcopy")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .arg("-o")
+            .arg("-i")
+            .arg(format!("{}@@{offset}", image.display()))
+            .arg(source)
+            .arg(format!("::/{name}")))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -48,6 +48,16 @@ impl HttpAnswer {
     }
 }
 
+/// `text` with everything but letters, digits and `_` percent-encoded (a URL query's value).
+pub fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// `GET url` with an optional bearer token; any status is an answer, not an error.
 pub fn http_get(url: &str, token: Option<&str>) -> anyhow::Result<HttpAnswer> {
     http_request(url, token, None)
@@ -115,22 +125,25 @@ pub fn kernel_config(env: &Env) -> anyhow::Result<()> {
 
 /// A QEMU run of the image, stopped when dropped.
 pub struct Vm {
-    pidfile: PathBuf,
-    monitor: PathBuf,
-    serial: PathBuf,
-    rpc: String,
-    agent: String,
-    ssh_port: String,
-    ssh_key: PathBuf,
+    pub(crate) pidfile: PathBuf,
+    pub(crate) monitor: PathBuf,
+    pub(crate) serial: PathBuf,
+    /// The node's JSON-RPC URL and the agent's base URL, as the test reaches them.
+    pub rpc: String,
+    pub agent: String,
+    pub(crate) ssh_host: String,
+    pub(crate) ssh_port: String,
+    pub(crate) ssh_key: PathBuf,
 }
 
 impl Vm {
-    fn serial_text(&self) -> String {
+    pub fn serial_text(&self) -> String {
         let bytes = std::fs::read(&self.serial).unwrap_or_default();
         String::from_utf8_lossy(&bytes).to_string()
     }
 
-    fn monitor(&self, command: &str) -> anyhow::Result<()> {
+    /// Sends `command` to the QEMU monitor (`system_reset`, `stop`, `cont`, `quit`).
+    pub fn monitor(&self, command: &str) -> anyhow::Result<()> {
         use std::io::{Read, Write};
         let mut s = std::os::unix::net::UnixStream::connect(&self.monitor)?;
         s.set_read_timeout(Some(Duration::from_secs(2)))?;
@@ -141,10 +154,10 @@ impl Vm {
         Ok(())
     }
 
-    /// Runs `command` on the box over SSH (key login as root).
-    fn ssh(&self, command: &str) -> anyhow::Result<String> {
-        let out = Command::new("ssh")
-            .args(["-p", &self.ssh_port, "-i"])
+    /// `ssh` to the box as root with the provisioned key, without host key checks.
+    fn ssh_command(&self, command: &str) -> Command {
+        let mut cmd = Command::new("ssh");
+        cmd.args(["-p", &self.ssh_port, "-i"])
             .arg(&self.ssh_key)
             .args([
                 "-o",
@@ -154,36 +167,69 @@ impl Vm {
                 "-o",
                 "BatchMode=yes",
             ])
-            .args(["-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR", "root@127.0.0.1", command])
-            .output()?;
+            .args(["-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR"])
+            .arg(format!("root@{}", self.ssh_host))
+            .arg(command);
+        cmd
+    }
+
+    /// Runs `command` on the box over SSH (key login as root).
+    pub fn ssh(&self, command: &str) -> anyhow::Result<String> {
+        let out = self.ssh_command(command).output()?;
         anyhow::ensure!(out.status.success(), "ssh {command:?}: {}", String::from_utf8_lossy(&out.stderr));
         Ok(String::from_utf8_lossy(&out.stdout).to_string())
     }
 
-    fn rpc(&self, method: &str) -> anyhow::Result<Value> {
-        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method}).to_string();
-        let agent: ureq::Agent =
-            ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(5))).build().into();
-        let mut resp = agent.post(&self.rpc).header("content-type", "application/json").send(body)?;
-        let v: Value = serde_json::from_str(&resp.body_mut().read_to_string()?)?;
-        Ok(v["result"].clone())
+    /// Runs `command` on the box over SSH with `input` on its standard input.
+    pub fn ssh_with_input(&self, command: &str, input: &str) -> anyhow::Result<String> {
+        use std::io::Write;
+        use std::process::Stdio;
+        let mut child = self
+            .ssh_command(command)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        child.stdin.take().ok_or_else(|| anyhow::anyhow!("no stdin"))?.write_all(input.as_bytes())?;
+        let out = child.wait_with_output()?;
+        anyhow::ensure!(out.status.success(), "ssh {command:?}: {}", String::from_utf8_lossy(&out.stderr));
+        Ok(String::from_utf8_lossy(&out.stdout).to_string())
+    }
+
+    pub fn rpc(&self, method: &str) -> anyhow::Result<Value> {
+        rpc_call(&self.rpc, method, json!([]))
+    }
+}
+
+/// One JSON-RPC call to `url`: its result, or an error with the node's error message.
+pub fn rpc_call(url: &str, method: &str, params: Value) -> anyhow::Result<Value> {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(5))).build().into();
+    let mut resp = agent.post(url).header("content-type", "application/json").send(body)?;
+    let v: Value = serde_json::from_str(&resp.body_mut().read_to_string()?)?;
+    if let Some(e) = v.get("error") {
+        anyhow::bail!("{method}: {}", e["message"].as_str().unwrap_or_default());
+    }
+    Ok(v["result"].clone())
+}
+
+impl Vm {
+    pub fn pid(&self) -> Option<i32> {
+        std::fs::read_to_string(&self.pidfile).ok()?.trim().parse().ok()
     }
 }
 
 impl Drop for Vm {
     fn drop(&mut self) {
-        if let Ok(pid) = std::fs::read_to_string(&self.pidfile) {
-            if let Ok(pid) = pid.trim().parse::<i32>() {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
+        if let Some(pid) = self.pid() {
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
         }
     }
 }
 
-fn field(out: &str, name: &str) -> anyhow::Result<String> {
+pub(crate) fn field(out: &str, name: &str) -> anyhow::Result<String> {
     out.lines()
         .find_map(|l| l.strip_prefix(&format!("{name}=")))
         .map(str::to_string)
@@ -191,7 +237,7 @@ fn field(out: &str, name: &str) -> anyhow::Result<String> {
 }
 
 impl Env {
-    fn aergo_image(&self, args: &[&str], extra: &[&Path]) -> anyhow::Result<String> {
+    pub(crate) fn aergo_image(&self, args: &[&str], extra: &[&Path]) -> anyhow::Result<String> {
         let out = Command::new(&self.program).current_dir(&self.workspace).args(args).args(extra).output()?;
         let text =
             format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -201,7 +247,7 @@ impl Env {
 }
 
 /// Builds an image into `dir/name`; returns the qcow2 and the root slot image.
-fn build_image(
+pub(crate) fn build_image(
     env: &Env,
     dir: &Path,
     name: &str,
@@ -216,20 +262,24 @@ fn build_image(
     Ok((PathBuf::from(field(&text, "QCOW2")?), out.join("rootfs.squashfs")))
 }
 
-/// A provision.toml for a devnet producer with `token`, and an SSH key pair whose public half is
-/// authorized (the private key is `dir/ssh_key`).
-fn provision_file(dir: &Path, token: &str) -> anyhow::Result<PathBuf> {
+/// An SSH key pair in `dir/ssh_key` (what [`Vm::ssh`] logs in with); returns the public half.
+pub(crate) fn ssh_key_pair(dir: &Path) -> anyhow::Result<String> {
     let key = dir.join("ssh_key");
     let status =
         Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key).status()?;
     anyhow::ensure!(status.success(), "ssh-keygen failed");
-    let public = std::fs::read_to_string(key.with_extension("pub"))?;
+    Ok(std::fs::read_to_string(key.with_extension("pub"))?.trim().to_string())
+}
+
+/// A provision.toml for a devnet producer with `token`, and an SSH key pair whose public half is
+/// authorized (the private key is `dir/ssh_key`).
+fn provision_file(dir: &Path, token: &str) -> anyhow::Result<PathBuf> {
+    let public = ssh_key_pair(dir)?;
     let provision = dir.join("provision.toml");
     std::fs::write(
         &provision,
         format!(
-            "hostname = \"aergo-qemu\"\n[network]\ndhcp = true\n[node]\nrole = \"producer\"\nchain = \"devnet\"\n[agent]\ntoken = \"{token}\"\n[ssh]\nauthorized_keys = [\"{}\"]\n",
-            public.trim()
+            "hostname = \"aergo-qemu\"\n[network]\ndhcp = true\n[node]\nrole = \"producer\"\nchain = \"devnet\"\n[agent]\ntoken = \"{token}\"\n[ssh]\nauthorized_keys = [\"{public}\"]\n"
         ),
     )?;
     Ok(provision)
@@ -249,6 +299,7 @@ fn start_vm(env: &Env, dir: &Path, qcow2: &Path, drives: &[&Path]) -> anyhow::Re
         serial,
         rpc: field(&text, "AERGO_RPC")?,
         agent: field(&text, "AERGO_AGENT")?,
+        ssh_host: "127.0.0.1".into(),
         ssh_port: field(&text, "AERGO_SSH_PORT")?,
         ssh_key: dir.join("ssh_key"),
     })
@@ -357,7 +408,7 @@ fn data_size_kib(df: &str) -> anyhow::Result<u64> {
 }
 
 impl Vm {
-    fn telemetry(&self, token: &str) -> Option<Value> {
+    pub fn telemetry(&self, token: &str) -> Option<Value> {
         http_get(&format!("{}/v1/telemetry", self.agent), Some(token))
             .ok()
             .filter(|a| a.status == 200)?
@@ -377,7 +428,7 @@ impl Vm {
         Ok(())
     }
 
-    fn wait_serial(&self, text: &str, count: usize, limit: Duration) -> anyhow::Result<()> {
+    pub fn wait_serial(&self, text: &str, count: usize, limit: Duration) -> anyhow::Result<()> {
         wait_for(limit, &format!("{count}× {text:?} on the serial port"), || {
             (self.serial_text().matches(text).count() >= count).then_some(())
         })
@@ -385,7 +436,7 @@ impl Vm {
     }
 
     /// The lines the box writes about itself (kernel command lines and `aergo:` messages).
-    fn boot_lines(&self) -> String {
+    pub fn boot_lines(&self) -> String {
         let text = self.serial_text();
         text.split(['\n', '\r'])
             .filter_map(|l| l.find("aergo: ").or_else(|| l.find("Command line: ")).map(|i| &l[i..]))

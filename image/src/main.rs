@@ -61,6 +61,9 @@ enum Cmd {
     /// Runs the appliance checks: the kernel-config check, boot + hard reset, and signed update,
     /// tampered bundle and rollback — each in QEMU, through the forwarded ports only.
     Test,
+    /// Boots a three-box network (and a producer process) on a virtual network and prints the time
+    /// from power-on to each box's kernel, services, first peer and first final block.
+    BenchBoot,
     /// Writes update media (FAT, label AERGOUPDATE) holding a bundle.
     Media {
         #[arg(long)]
@@ -96,6 +99,35 @@ enum Cmd {
         /// An extra read-only disk, e.g. update media (repeatable).
         #[arg(long)]
         drive: Vec<PathBuf>,
+        /// The box's NIC on this existing tap device (run inside the network namespace that holds
+        /// it) instead of QEMU's user network; nothing is forwarded then.
+        #[arg(long)]
+        tap: Option<String>,
+        /// The NIC's MAC address (with --tap).
+        #[arg(long, default_value = "52:54:00:12:34:56", requires = "tap")]
+        mac: String,
+        #[arg(long, default_value_t = 2)]
+        smp: u32,
+        /// Where the box's RTC starts: `utc` (now), or a UTC time such as 2026-12-05T07:00:00.
+        #[arg(long)]
+        rtc_base: Option<String>,
+    },
+    /// Writes a provision.toml, and files it names (genesis, keystore, passphrase file), onto the
+    /// boot partition of a built raw image (or a copy of it): one image flashed onto many boxes,
+    /// each with its own provisioning.
+    Provision {
+        /// The raw image (aergo-os-x86_64.img of a build).
+        #[arg(long)]
+        image: PathBuf,
+        /// Write into a sparse copy of the image here instead of into the image.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The provision.toml.
+        #[arg(long)]
+        provision: Option<PathBuf>,
+        /// Another file for the boot partition, under its own name (repeatable).
+        #[arg(long)]
+        boot_file: Vec<PathBuf>,
     },
 }
 
@@ -181,13 +213,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Test => {
             let env = check::Env { workspace: workspace()?, program: std::env::current_exe()? };
-            let checks: [(&str, Check); 3] = [
+            let checks: [(&str, Check); 4] = [
                 ("kernel config fragments survive", check::kernel_config),
                 ("image boots, is provisioned, survives a hard reset", check::boot_and_hard_reset),
                 (
                     "signed update, tampered bundle refused, bad release rolled back",
                     check::update_tamper_rollback,
                 ),
+                ("a fleet of boxes on one network", aergo_image::fleet::fleet),
             ];
             let mut failed = 0;
             for (name, f) in checks {
@@ -202,6 +235,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             println!("{} passed, {failed} failed", checks.len() - failed);
             anyhow::ensure!(failed == 0, "{failed} appliance checks failed");
+            Ok(())
+        }
+        Cmd::BenchBoot => {
+            let env = check::Env { workspace: workspace()?, program: std::env::current_exe()? };
+            let times = aergo_image::fleet::boot_benchmark(&env)?;
+            println!(
+                "seconds from power-on (QEMU {}, 1 vCPU and 1 GiB per box)",
+                if qemu::kvm_usable() { "KVM" } else { "TCG" }
+            );
+            println!(
+                "{:<6} {:>8} {:>16} {:>11} {:>17}",
+                "box", "kernel", "system ready", "first peer", "first final block"
+            );
+            for t in &times {
+                println!(
+                    "{:<6} {:>8.1} {:>16.1} {:>11.1} {:>17.1}",
+                    t.box_number, t.kernel, t.ready, t.peer, t.first_final
+                );
+            }
             Ok(())
         }
         Cmd::Media { bundle, out } => {
@@ -220,6 +272,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             pidfile,
             monitor,
             drive,
+            tap,
+            mac,
+            smp,
+            rtc_base,
         } => {
             let rpc_port = match rpc_port {
                 Some(p) => p,
@@ -242,7 +298,34 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 detach: detach.then_some((serial_log, pidfile)),
                 monitor,
                 drives: drive,
+                tap: tap.map(|name| qemu::Tap { name, mac }),
+                smp,
+                rtc_base,
             })
+        }
+        Cmd::Provision { image, out, provision, boot_file } => {
+            let target = match out {
+                Some(out) => {
+                    assemble::sparse_copy(&image, &out)?;
+                    out
+                }
+                None => image,
+            };
+            let mut files: Vec<(PathBuf, String)> = Vec::new();
+            if let Some(p) = provision {
+                files.push((p, "provision.toml".into()));
+            }
+            for f in boot_file {
+                let name = f
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .ok_or_else(|| anyhow::anyhow!("{} has no file name", f.display()))?
+                    .to_string();
+                files.push((f, name));
+            }
+            assemble::write_boot_files(&target, &files)?;
+            println!("IMAGE={}", target.display());
+            Ok(())
         }
     }
 }

@@ -1,7 +1,9 @@
 //! `aergo-image run`: boots the image in QEMU under UEFI (OVMF), with KVM when `/dev/kvm` is usable,
 //! the serial console on the terminal (or in a file when detached), and the node's RPC and the agent
 //! forwarded to loopback ports. The guest's network is QEMU's user network with `restrict=on`: the
-//! guest reaches nothing outside QEMU; only the forwarded ports come in.
+//! guest reaches nothing outside QEMU; only the forwarded ports come in. With a tap device instead
+//! (`--tap`, run inside a network namespace the caller made: the fleet tests), the box is on that
+//! L2 network only and nothing is forwarded.
 
 use anyhow::Context;
 use std::path::{Path, PathBuf};
@@ -22,6 +24,18 @@ pub struct RunOptions {
     pub monitor: Option<PathBuf>,
     /// Extra disks, read-only (update media).
     pub drives: Vec<PathBuf>,
+    /// The box's NIC on this tap device with this MAC instead of the user network.
+    pub tap: Option<Tap>,
+    /// Virtual CPUs.
+    pub smp: u32,
+    /// The RTC's start (`-rtc base=`: `utc`, or `2026-12-05T07:00:00` for a box whose clock is off).
+    pub rtc_base: Option<String>,
+}
+
+/// A tap NIC: the device's name (it must exist, up, in QEMU's network namespace) and the MAC.
+pub struct Tap {
+    pub name: String,
+    pub mac: String,
 }
 
 /// A free loopback TCP port (bound and released; the caller uses it right away).
@@ -64,7 +78,10 @@ pub fn command(o: &RunOptions) -> anyhow::Result<Command> {
         eprintln!("KVM is not usable here: software emulation (slower)");
         cmd.args(["-machine", "q35,accel=tcg", "-cpu", "max"]);
     }
-    cmd.args(["-smp", "2", "-m", &o.memory_mib.to_string(), "-bios", OVMF]);
+    cmd.args(["-smp", &o.smp.max(1).to_string(), "-m", &o.memory_mib.to_string(), "-bios", OVMF]);
+    if let Some(base) = &o.rtc_base {
+        cmd.arg("-rtc").arg(format!("base={base}"));
+    }
     cmd.arg("-drive").arg(format!("file={},if=virtio,format={format},cache=unsafe", o.image.display()));
     // Extra disks are USB sticks on an xHCI controller (`usb0`, `usb1`, …), so that a test can swap
     // them through the monitor (device_del / drive_add / device_add) as a person swaps sticks.
@@ -73,23 +90,25 @@ pub fn command(o: &RunOptions) -> anyhow::Result<Command> {
         cmd.arg("-drive").arg(format!("if=none,id=stick{i},format=raw,readonly=on,file={}", d.display()));
         cmd.arg("-device").arg(format!("usb-storage,bus=xhci.0,drive=stick{i},id=usb{i}"));
     }
-    cmd.args([
-        "-netdev",
-        &format!(
-            "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{}-:7845,hostfwd=tcp:127.0.0.1:{}-:7850,hostfwd=tcp:127.0.0.1:{}-:22",
-            o.rpc_port, o.agent_port, o.ssh_port
-        ),
-        "-device",
-        "virtio-net-pci,netdev=net0",
-        "-device",
-        "i6300esb",
-        "-device",
-        "virtio-rng-pci",
-        "-display",
-        "none",
-        "-vga",
-        "std",
-    ]);
+    match &o.tap {
+        Some(tap) => {
+            anyhow::ensure!(
+                tap.name.len() <= 15 && tap.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
+                "{:?} is not a network device name",
+                tap.name
+            );
+            cmd.arg("-netdev").arg(format!("tap,id=net0,ifname={},script=no,downscript=no", tap.name));
+            cmd.arg("-device").arg(format!("virtio-net-pci,netdev=net0,mac={}", tap.mac));
+        }
+        None => {
+            cmd.arg("-netdev").arg(format!(
+                "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{}-:7845,hostfwd=tcp:127.0.0.1:{}-:7850,hostfwd=tcp:127.0.0.1:{}-:22",
+                o.rpc_port, o.agent_port, o.ssh_port
+            ));
+            cmd.args(["-device", "virtio-net-pci,netdev=net0"]);
+        }
+    }
+    cmd.args(["-device", "i6300esb", "-device", "virtio-rng-pci", "-display", "none", "-vga", "std"]);
     match &o.detach {
         Some((serial, pidfile)) => {
             cmd.arg("-serial").arg(format!("file:{}", serial.display()));
@@ -107,9 +126,11 @@ pub fn command(o: &RunOptions) -> anyhow::Result<Command> {
 
 pub fn run(o: &RunOptions) -> anyhow::Result<()> {
     let mut cmd = command(o)?;
-    println!("AERGO_RPC=http://127.0.0.1:{}", o.rpc_port);
-    println!("AERGO_AGENT=http://127.0.0.1:{}", o.agent_port);
-    println!("AERGO_SSH_PORT={}", o.ssh_port);
+    if o.tap.is_none() {
+        println!("AERGO_RPC=http://127.0.0.1:{}", o.rpc_port);
+        println!("AERGO_AGENT=http://127.0.0.1:{}", o.agent_port);
+        println!("AERGO_SSH_PORT={}", o.ssh_port);
+    }
     let status = cmd.status().context("cannot start qemu-system-x86_64")?;
     anyhow::ensure!(status.success(), "qemu exited with {status}");
     if let Some((serial, pidfile)) = &o.detach {

@@ -10,7 +10,7 @@ use std::process::Command;
 /// provide them. Every program this crate runs by name (`Command::new` of a string literal) and every entry of [`IMAGE_TOOLS`] is
 /// here or in [`BASE_TOOLS`] (a test reads the sources), so that a fresh machine gets them all on
 /// the first run.
-const HOST_TOOLS: [(&str, &str); 24] = [
+const HOST_TOOLS: [(&str, &str); 26] = [
     ("sfdisk", "fdisk"),
     ("partx", "util-linux"),
     ("resize2fs", "e2fsprogs"),
@@ -35,6 +35,8 @@ const HOST_TOOLS: [(&str, &str); 24] = [
     ("ssh", "openssh-client"),
     ("ssh-keygen", "openssh-client"),
     ("timeout", "coreutils"),
+    ("ip", "iproute2"),
+    ("prometheus", "prometheus"),
 ];
 
 /// Programs of the distribution's essential packages (on every Debian system, never installed).

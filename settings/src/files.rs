@@ -24,7 +24,10 @@
 //! `/var/lib/aergo/keys/producer-<address>.key`, so going back to an earlier config finds its chain and
 //! key where they were.
 
-use crate::settings::{parse_cidr, Role, RpcAccess, Settings, SettingsError, DEVNET, PEER};
+use crate::settings::{
+    parse_cidr, validate_authorized_keys, Network, Role, RpcAccess, Settings, SettingsError, SshSettings,
+    DEVNET, PEER,
+};
 use aergo_config::genesis::{ConsensusParams, Genesis, GenesisBalance, GenesisProducer};
 use aergo_config::NodeConfig;
 use aergo_primitives::crypto::KeyFile;
@@ -241,8 +244,7 @@ fn producer_key(
     file.unlock(None).map(Some).map_err(|e| ApplyError::Key(e.to_string()))
 }
 
-fn interfaces(settings: &Settings) -> String {
-    let n = &settings.network;
+fn interfaces(n: &Network) -> String {
     let mut text = String::from("# Written by aergo-console setup.\nauto lo\niface lo inet loopback\n\n");
     text.push_str(&format!("auto {}\n", n.interface));
     if n.dhcp {
@@ -269,6 +271,50 @@ fn interfaces(settings: &Settings) -> String {
     text
 }
 
+/// `etc/network/interfaces`, and `etc/resolv.conf` for a static setup (DHCP's client writes it).
+fn network_files(n: &Network) -> Vec<RenderedFile> {
+    let mut files = vec![("etc/network/interfaces", interfaces(n).into_bytes(), 0o644)];
+    if !n.dhcp {
+        let dns: String = n.dns.iter().map(|d| format!("nameserver {}\n", d.trim())).collect();
+        files.push(("etc/resolv.conf", dns.into_bytes(), 0o644));
+    }
+    files
+}
+
+/// The file of the SSH keys allowed to log in as root.
+const AUTHORIZED_KEYS_FILE: &str = "root/.ssh/authorized_keys";
+
+fn authorized_keys(ssh: &SshSettings) -> RenderedFile {
+    let keys: String = ssh.authorized_keys.iter().map(|k| format!("{}\n", k.trim())).collect();
+    (AUTHORIZED_KEYS_FILE, keys.into_bytes(), 0o600)
+}
+
+/// What a provision file that could not be applied still sets up, so that the provider can reach
+/// the box and fix the file: its `[network]` and its `[ssh] authorized_keys`, each only when it is
+/// valid on its own (nothing of the node, the keys or the tokens). Returns the files written; an
+/// unreadable file, or one whose sections are wrong too, writes nothing.
+pub fn provision_access(root: &Path, file: &Path) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(file) else { return Vec::new() };
+    let Ok(table) = toml::from_str::<toml::Table>(&text) else { return Vec::new() };
+    let mut files: Vec<RenderedFile> = Vec::new();
+    if let Some(network) = table.get("network").and_then(|n| n.clone().try_into::<Network>().ok()) {
+        if network.validate().is_ok() {
+            files.extend(network_files(&network));
+        }
+    }
+    if let Some(ssh) = table.get("ssh").and_then(|s| s.clone().try_into::<SshSettings>().ok()) {
+        if !ssh.authorized_keys.is_empty() && validate_authorized_keys(&ssh).is_ok() {
+            files.push(authorized_keys(&ssh));
+        }
+    }
+    files
+        .into_iter()
+        .filter_map(|(rel, contents, mode)| {
+            write_file(&root.join(rel), &contents, mode).ok().map(|()| rel.to_string())
+        })
+        .collect()
+}
+
 /// The files the settings turn into (contents and mode), relative to the root.
 /// A file Setup writes: its path under the root, its contents and its mode.
 type RenderedFile = (&'static str, Vec<u8>, u32);
@@ -286,11 +332,7 @@ fn render(
         format!("127.0.0.1\tlocalhost\n127.0.1.1\t{host}\n::1\tlocalhost\n").into_bytes(),
         0o644,
     ));
-    files.push(("etc/network/interfaces", interfaces(settings).into_bytes(), 0o644));
-    if !settings.network.dhcp {
-        let dns: String = settings.network.dns.iter().map(|d| format!("nameserver {}\n", d.trim())).collect();
-        files.push(("etc/resolv.conf", dns.into_bytes(), 0o644));
-    }
+    files.extend(network_files(&settings.network));
     let mut node = NodeConfig { data_dir: PathBuf::from(data_dir), ..NodeConfig::default() };
     // Public: every interface, the firewall decides who reaches it; loopback: the box only.
     node.rpc.listen = match settings.node.rpc {
@@ -326,8 +368,7 @@ fn render(
         .map_err(|e| ApplyError::Render { file: SETTINGS_FILE, reason: e.to_string() })?;
     let text = format!("# Applied by aergo-console setup.\n{shown}");
     files.push((SETTINGS_FILE, text.into_bytes(), 0o644));
-    let keys: String = settings.ssh.authorized_keys.iter().map(|k| format!("{}\n", k.trim())).collect();
-    files.push(("root/.ssh/authorized_keys", keys.into_bytes(), 0o600));
+    files.push(authorized_keys(&settings.ssh));
     Ok(files)
 }
 
@@ -542,6 +583,47 @@ mod tests {
         assert_eq!(std::fs::read_to_string(root.join("etc/hostname")).unwrap(), "aergo-1\n");
         assert!(matches!(revert(root), Err(ApplyError::NoLastGood(_))));
         assert!(key_file.exists(), "keys are never reverted");
+    }
+
+    #[test]
+    fn a_refused_provision_file_still_gives_network_and_ssh_access() {
+        let root = tempfile::tempdir().unwrap();
+        let root = root.path();
+        let file = root.join("provision.toml");
+        let provision = |listen: &str| {
+            format!(
+                "hostname = \"box\"\n[network]\ndhcp = false\naddress = \"10.77.0.14/24\"\ngateway = \"10.77.0.1\"\n\
+                 dns = [\"10.77.0.1\"]\n[node]\nrole = \"full\"\nchain = \"/boot/genesis.toml\"\n[p2p]\n\
+                 listen = \"{listen}\"\n[ssh]\nauthorized_keys = [\"ssh-ed25519 AAAAC3Nz test\"]\n"
+            )
+        };
+        std::fs::write(&file, provision("0.0.0.0:7846")).unwrap();
+        let e = crate::provision(root, &file).unwrap_err();
+        assert!(e.to_string().contains("p2p.listen"), "{e}");
+        let written = provision_access(root, &file);
+        assert_eq!(written, ["etc/network/interfaces", "etc/resolv.conf", AUTHORIZED_KEYS_FILE]);
+        let interfaces = std::fs::read_to_string(root.join("etc/network/interfaces")).unwrap();
+        assert!(interfaces.contains("address 10.77.0.14") && interfaces.contains("gateway 10.77.0.1"));
+        assert_eq!(
+            std::fs::read_to_string(root.join(AUTHORIZED_KEYS_FILE)).unwrap(),
+            "ssh-ed25519 AAAAC3Nz test\n"
+        );
+        assert_eq!(
+            std::fs::metadata(root.join(AUTHORIZED_KEYS_FILE)).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        // Nothing of the node: no settings, no node config.
+        assert!(!root.join(SETTINGS_FILE).exists() && !root.join(NODE_CONFIG_FILE).exists());
+        // A bad SSH line or network is not written either; a file that is not TOML writes nothing.
+        let other = tempfile::tempdir().unwrap();
+        std::fs::write(
+            &file,
+            provision("x").replace("ssh-ed25519 AAAAC3Nz test", "nonsense").replace("/24", "/99"),
+        )
+        .unwrap();
+        assert!(provision_access(other.path(), &file).is_empty());
+        std::fs::write(&file, "[network\n").unwrap();
+        assert!(provision_access(other.path(), &file).is_empty());
     }
 
     #[test]

@@ -9,7 +9,7 @@
 pub mod files;
 pub mod settings;
 
-pub use files::{apply, revert, Applied, ApplyError, Material};
+pub use files::{apply, provision_access, revert, Applied, ApplyError, Material};
 pub use settings::{Role, Settings, SettingsError};
 
 /// A new random agent token: 32 bytes in hex.

@@ -47,6 +47,10 @@ pub struct P2pSettings {
     /// What peers are told to dial this box at (NAT, port forwarding).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub external_address: Option<String>,
+    /// A box that starts with no chain takes a snapshot from its peers when their final height is
+    /// at least this (0: always replay from genesis). Unset: the node's default (10 000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_after_blocks: Option<u64>,
 }
 
 impl Default for P2pSettings {
@@ -56,6 +60,7 @@ impl Default for P2pSettings {
             listen: DEFAULT_P2P_LISTEN.into(),
             bootstrap: Vec::new(),
             external_address: None,
+            snapshot_after_blocks: None,
         }
     }
 }
@@ -206,11 +211,7 @@ impl Settings {
         if self.agent.admin_token.is_some() && self.agent.admin_token == self.agent.token {
             return Err(SettingsError::Token("agent.admin_token must differ from agent.token".into()));
         }
-        for key in &self.ssh.authorized_keys {
-            if key.contains('\n') || key.split_whitespace().count() < 2 {
-                return Err(SettingsError::Ssh(format!("{key:?} is not one authorized_keys line")));
-            }
-        }
+        validate_authorized_keys(&self.ssh)?;
         if self.node.chain == PEER
             && (self.node.genesis_hash.is_none() || !self.p2p_enabled() || self.p2p.bootstrap.is_empty())
         {
@@ -270,6 +271,10 @@ impl Settings {
             listen: vec![self.p2p.listen.trim().to_string()],
             bootstrap: self.p2p.bootstrap.iter().map(|b| b.trim().to_string()).collect(),
             external_address: self.p2p.external_address.as_ref().map(|a| a.trim().to_string()),
+            snapshot_after_blocks: self
+                .p2p
+                .snapshot_after_blocks
+                .unwrap_or(aergo_config::P2pConfig::default().snapshot_after_blocks),
             ..aergo_config::P2pConfig::default()
         })
     }
@@ -334,6 +339,16 @@ pub fn parse_cidr(text: &str) -> Result<(IpAddr, u8), String> {
         return Err(format!("prefix /{prefix} is out of range 1-{max}"));
     }
     Ok((ip, prefix))
+}
+
+/// Each key is one `authorized_keys` line (type and key at least).
+pub fn validate_authorized_keys(ssh: &SshSettings) -> Result<(), SettingsError> {
+    for key in &ssh.authorized_keys {
+        if key.contains('\n') || key.split_whitespace().count() < 2 {
+            return Err(SettingsError::Ssh(format!("{key:?} is not one authorized_keys line")));
+        }
+    }
+    Ok(())
 }
 
 impl Network {

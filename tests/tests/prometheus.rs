@@ -20,13 +20,7 @@ fn free_port() -> anyhow::Result<u16> {
 
 /// One instant-vector value of `query`, if Prometheus has one.
 fn query(prom: &str, query: &str) -> Option<f64> {
-    let q: String = query
-        .bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
+    let q = aergo_image::check::percent_encode(query);
     let a = http_get(&format!("{prom}/api/v1/query?query={q}"), None).ok()?;
     let v = a.json().ok()?;
     v["data"]["result"].as_array()?.first()?["value"][1].as_str()?.parse().ok()

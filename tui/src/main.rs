@@ -74,7 +74,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         anyhow::bail!("--root {} is not a directory", cli.root.display());
     }
     if let Some(Command::Provision { file }) = &cli.command {
-        let (applied, token) = aergo_console::setup::provision(&cli.root, file)?;
+        let (applied, token) = match aergo_console::setup::provision(&cli.root, file) {
+            Ok(done) => done,
+            Err(e) => {
+                // Nothing of the file was applied. Its network and SSH keys still are, when valid
+                // on their own, so that the box can be reached to fix it (the reason is the last
+                // line: first boot logs it).
+                let access = aergo_settings::provision_access(&cli.root, file);
+                if !access.is_empty() {
+                    println!(
+                        "{} was not applied; so that the box can be reached to fix it, wrote {}",
+                        file.display(),
+                        access.join(", ")
+                    );
+                }
+                return Err(e.into());
+            }
+        };
         println!(
             "applied {}: {} files, chain data in {}",
             file.display(),

@@ -138,6 +138,8 @@ pub struct Driver {
     own_blocks: VecDeque<Hash>,
     /// Another box signs with this producer's key: production stops for good (until a restart).
     doppelganger: Option<String>,
+    /// When this node last said that peers' blocks are ahead of its unsynchronized clock.
+    clock_behind_said: Option<Instant>,
 }
 
 /// How many of its own block hashes the producer remembers (more than a doppelganger window).
@@ -223,6 +225,7 @@ impl Driver {
             listen_until_slot,
             own_blocks: VecDeque::new(),
             doppelganger: damaged,
+            clock_behind_said: None,
         };
         if listen_until_slot > 0 {
             tracing::info!(
@@ -357,6 +360,16 @@ impl Driver {
             }
             // Not produced: do not look at this slot again.
             self.last_signed_slot = self.last_signed_slot.max(slot);
+            // Say why, once nothing more lasting stands in the way: a clock that is not
+            // synchronized (which keeps a node behind: its peers' newest blocks are ahead of it),
+            // else the catching up itself.
+            if syncing && self.doppelganger.is_none() && slot > self.listen_until_slot {
+                let reason = self
+                    .clock_ready()
+                    .err()
+                    .unwrap_or_else(|| "catching up with the network (syncing) before producing".to_string());
+                self.block_production(Some(reason));
+            }
             return;
         }
         if let Some(why) = &self.doppelganger {
@@ -638,7 +651,21 @@ impl Driver {
         }
         let now = now_ms();
         if gossip && h.timestamp_ms > now + self.config.max_clock_drift_ms {
-            self.penalize(from, Penalty::Annoying, format!("block {hash} is from a future slot"));
+            // Too early by this node's clock. Held against the sender only when this node's own
+            // clock is synchronized: a box whose clock nothing has set yet (an RTC a second or
+            // five behind) would otherwise ban every honest producer and cut itself off for good.
+            // The block comes again by sync once its slot is here.
+            if own_clock_trusted() {
+                self.penalize(from, Penalty::Annoying, format!("block {hash} is from a future slot"));
+            } else if self.clock_behind_said.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                self.clock_behind_said = Some(Instant::now());
+                tracing::warn!(
+                    ahead_ms = h.timestamp_ms - now,
+                    %hash,
+                    "a peer's block is ahead of this node's clock, which is not synchronized: \
+                     the block waits for its slot and the peer is not blamed"
+                );
+            }
             return Verdict::Ignore;
         }
         // Relayed only inside its slot's window; older blocks are history (sync), not news.
@@ -954,6 +981,12 @@ impl Driver {
         info.best_known_height = best;
         info.syncing = best >= head + SYNC_GAP;
     }
+}
+
+/// Whether this node's clock may judge a peer's timing: not while the kernel says it is
+/// unsynchronized (an unreadable state is trusted, as before there was a check).
+fn own_clock_trusted() -> bool {
+    aergo_primitives::clock::kernel_clock().is_none_or(|k| k.synchronized)
 }
 
 impl Driver {

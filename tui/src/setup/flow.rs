@@ -452,6 +452,8 @@ impl SetupState {
                 listen: d.p2p_listen.trim().to_string(),
                 bootstrap: list(&d.bootstrap),
                 external_address: opt(&d.external_address),
+                // As provisioned: not a field of the Setup screen.
+                snapshot_after_blocks: self.current.as_ref().and_then(|c| c.p2p.snapshot_after_blocks),
             },
             time: self.current.as_ref().map(|c| c.time.clone()).unwrap_or_default(),
             producer: Default::default(),
