@@ -318,12 +318,15 @@ pub async fn audit(
         );
     };
     let limit = params.limit.unwrap_or(100).clamp(1, state.limits.max_history);
-    let read = state.audit.lock().await.since(params.since.unwrap_or(0), limit);
+    // One look at the log: the page and the latest sequence number agree.
+    let (read, last) = {
+        let audit = state.audit.lock().await;
+        (audit.since(params.since.unwrap_or(0), limit), audit.last_seq())
+    };
     let (entries, more) = match read {
         Ok(x) => x,
         Err(e) => return json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     };
-    let last = state.audit.lock().await.last_seq();
     let body = serde_json::json!({ "latest_seq": last, "more": more, "entries": entries });
     let body = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
     let signature = state.sign(&body);

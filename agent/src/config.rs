@@ -28,6 +28,10 @@ pub struct AgentConfig {
     pub settings_root: PathBuf,
     /// Directory of the durable sample spool.
     pub spool: PathBuf,
+    /// Directory of the box's service logs (`NAME.log`, rotated `NAME.log.1`, `.2`): `/v1/logs`.
+    pub log_dir: PathBuf,
+    /// The kernel's log device (`/v1/logs?source=system`).
+    pub kmsg: PathBuf,
     /// Time between samples.
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
@@ -122,6 +126,8 @@ impl Default for AgentConfig {
             actions: ActionsConfig::default(),
             settings_root: PathBuf::from("/"),
             spool: PathBuf::from("/var/lib/aergo/agent-spool"),
+            log_dir: PathBuf::from("/var/log/aergo"),
+            kmsg: PathBuf::from("/dev/kmsg"),
             interval: Duration::from_secs(1),
             key_file: PathBuf::from("/var/lib/aergo/node/node.key"),
             data_dir: None,

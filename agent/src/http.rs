@@ -60,6 +60,9 @@ pub struct AppState {
     pub actions: ActionsConfig,
     /// Where the box's settings files live (`/` on the box).
     pub settings_root: std::path::PathBuf,
+    /// The service logs' directory and the kernel's log device (`/v1/logs`).
+    pub log_dir: std::path::PathBuf,
+    pub kmsg: std::path::PathBuf,
     /// Notified when `restart-agent` was answered: the agent stops serving and exits.
     pub restart: tokio::sync::Notify,
     pub key: Keypair,
@@ -90,6 +93,8 @@ impl AppState {
             audit: tokio::sync::Mutex::new(audit),
             actions,
             settings_root: std::path::PathBuf::from("/"),
+            log_dir: std::path::PathBuf::from("/var/log/aergo"),
+            kmsg: std::path::PathBuf::from("/dev/kmsg"),
             restart: tokio::sync::Notify::new(),
             key,
             key_header,
@@ -266,6 +271,55 @@ async fn rate_limit(State(state): State<Arc<AppState>>, request: Request, next: 
     next.run(request).await
 }
 
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogsParams {
+    source: String,
+    after: Option<String>,
+    since: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/logs?source=&after=&since=&limit=`: a page of a log (see [`crate::logs`]).
+async fn logs(
+    State(state): State<Arc<AppState>>,
+    params: Result<Query<LogsParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(p)) = params else {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "query parameters: source (node, agent, time, health, update, rauc, ssh, system), after \
+             (a page's next), since (Unix ms), limit (1-1000)",
+        );
+    };
+    let (dir, kmsg) = (state.log_dir.clone(), state.kmsg.clone());
+    let read = tokio::task::spawn_blocking(move || {
+        crate::logs::page(
+            &dir,
+            &kmsg,
+            &crate::logs::Query {
+                source: &p.source,
+                after: p.after.as_deref(),
+                since_ms: p.since,
+                limit: p.limit.unwrap_or(200),
+            },
+        )
+    })
+    .await;
+    match read {
+        Ok(Ok(page)) => {
+            let body = Bytes::from(serde_json::to_vec(&page).unwrap_or_default());
+            let signature = state.sign(&body);
+            signed_json(&state, body, signature)
+        }
+        Ok(Err(e @ (crate::logs::LogsError::Source(_) | crate::logs::LogsError::Cursor(_)))) => {
+            json_error(StatusCode::BAD_REQUEST, &e.to_string())
+        }
+        Ok(Err(e)) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
 async fn not_found() -> Response {
     json_error(StatusCode::NOT_FOUND, "no such endpoint")
 }
@@ -276,6 +330,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/telemetry/history", get(history))
         .route("/metrics", get(metrics))
         .route("/v1/audit", get(crate::actions::audit))
+        .route("/v1/logs", get(logs))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_read));
     let admin = Router::new()
         .route("/v1/actions/{name}", post(crate::actions::action))

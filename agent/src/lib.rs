@@ -16,6 +16,7 @@ pub mod collect;
 pub mod config;
 pub mod health;
 pub mod http;
+pub mod logs;
 pub mod metrics;
 
 pub mod spool;
@@ -207,6 +208,8 @@ pub async fn run(config: AgentConfig, shutdown: impl std::future::Future<Output 
         config.limits.clone(),
     );
     app.settings_root = config.settings_root.clone();
+    app.log_dir = config.log_dir.clone();
+    app.kmsg = config.kmsg.clone();
     let state = Arc::new(app);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -36,6 +36,9 @@ struct Cli {
     /// Directory of the durable sample spool.
     #[arg(long)]
     spool: Option<PathBuf>,
+    /// Directory of the box's service logs, served at /v1/logs (default /var/log/aergo).
+    #[arg(long)]
+    log_dir: Option<PathBuf>,
     /// Time between samples (`1s`, `500ms`).
     #[arg(long, value_parser = humantime::parse_duration)]
     interval: Option<Duration>,
@@ -154,6 +157,9 @@ fn main() -> std::process::ExitCode {
     }
     if let Some(v) = cli.settings_root {
         config.settings_root = v;
+    }
+    if let Some(v) = cli.log_dir {
+        config.log_dir = v;
     }
     if let Some(v) = cli.interval {
         config.interval = v;

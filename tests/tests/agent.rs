@@ -629,3 +629,96 @@ fn settings_are_applied_and_reverted_by_horde() -> anyhow::Result<()> {
     assert_eq!(entries[0]["args"]["settings"]["agent"]["token"], "<redacted>");
     Ok(())
 }
+
+/// `GET /v1/logs`: the node's and the agent's own logs paged with the read token, across a
+/// rotation (the node's file renamed, as `aergo-service` does), `since`, and the kernel's log.
+#[test]
+fn logs_are_paged_for_the_read_token_across_a_rotation() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let node = NodeProcess::start_dev(&dir.path().join("node"), &["--empty-blocks"])?;
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs)?;
+    // The box's layout: NAME.log in one directory (here links to where the test's processes log).
+    std::os::unix::fs::symlink(node.data_dir.join("node.log"), logs.join("node.log"))?;
+    let agent_dir = dir.path().join("agent");
+    std::os::unix::fs::symlink(agent_dir.join("agent.log"), logs.join("agent.log"))?;
+    let agent = AgentProcess::start(
+        &node.rpc,
+        &node.data_dir,
+        &agent_dir,
+        &["--log-dir", logs.to_str().unwrap_or_default()],
+    )?;
+    let get = |query: &str, token: Option<&str>| {
+        aergo_tests::http_get(&format!("{}/v1/logs?{query}", agent.url), token)
+    };
+    let read = Some(agent.token.as_str());
+    let produced = |p: &serde_json::Value| {
+        p["lines"].as_array().map_or(0, |l| {
+            l.iter().filter(|l| l["text"].as_str().unwrap_or_default().contains("produced block")).count()
+        })
+    };
+    let first = wait_for(Duration::from_secs(30), "node log lines with three blocks", || {
+        let p = get("source=node&limit=1000", read).ok()?.json().ok()?;
+        (produced(&p) >= 3).then_some(p)
+    })?;
+    let lines = first["lines"].as_array().cloned().unwrap_or_default();
+    assert!(lines.iter().all(|l| !l["text"].as_str().unwrap_or_default().contains('\u{1b}')));
+    assert!(lines.iter().any(|l| l["time_ms"].as_u64().is_some()), "{first}");
+
+    // Paging: three lines at a time, each page after the last one's cursor, the same lines.
+    let mut paged = Vec::new();
+    let mut after = String::new();
+    for _ in 0..200 {
+        let q = if after.is_empty() {
+            "source=node&limit=3".to_string()
+        } else {
+            format!("source=node&limit=3&after={after}")
+        };
+        let p = get(&q, read)?.json()?;
+        paged.extend(p["lines"].as_array().cloned().unwrap_or_default());
+        after = p["next"].as_str().unwrap_or_default().to_string();
+        if paged.len() >= lines.len() {
+            break;
+        }
+    }
+    assert_eq!(
+        paged[..lines.len()].iter().map(|l| &l["text"]).collect::<Vec<_>>(),
+        lines.iter().map(|l| &l["text"]).collect::<Vec<_>>()
+    );
+
+    // Rotated under the reader: the next page goes on in the renamed file, then the new one.
+    let before_rotation = get(&format!("source=node&after={after}&limit=1000"), read)?.json()?;
+    let cursor = before_rotation["next"].as_str().unwrap_or_default().to_string();
+    let target = node.data_dir.join("node.log");
+    std::fs::rename(&target, logs.join("node.log.1"))?;
+    std::fs::remove_file(logs.join("node.log"))?;
+    std::fs::write(logs.join("node.log"), "2099-01-01T00:00:00Z after the rotation\n")?;
+    let p = get(&format!("source=node&after={cursor}&limit=1000"), read)?.json()?;
+    let texts: Vec<&str> =
+        p["lines"].as_array().into_iter().flatten().filter_map(|l| l["text"].as_str()).collect();
+    assert_eq!(texts.last(), Some(&"2099-01-01T00:00:00Z after the rotation"), "{p}");
+    assert_eq!(p["gap"], false);
+    // since= (Unix ms): only the line stamped at or after it.
+    let p = get("source=node&since=4070908800000", read)?.json()?;
+    assert_eq!(p["lines"].as_array().map(Vec::len), Some(1), "{p}");
+
+    // The agent's own log; the kernel's where this machine lets it be read.
+    let p = get("source=agent", read)?.json()?;
+    assert!(!p["lines"].as_array().is_some_and(Vec::is_empty), "{p}");
+    let kernel = get("source=system&limit=5", read)?;
+    if std::fs::File::open("/dev/kmsg").is_ok() {
+        assert_eq!(kernel.status, 200, "{}", kernel.body);
+        assert_eq!(kernel.json()?["lines"].as_array().map(Vec::len), Some(5), "{}", kernel.body);
+    } else {
+        assert_eq!(kernel.status, 500, "{}", kernel.body);
+    }
+
+    // Bad requests: clear errors; no token: 401.
+    assert_eq!(get("source=node", None)?.status, 401);
+    let bad = get("source=nginx", read)?;
+    assert!(bad.status == 400 && bad.body.contains("unknown log source"), "{}", bad.body);
+    let bad = get("source=node&after=yesterday", read)?;
+    assert!(bad.status == 400 && bad.body.contains("cursor"), "{}", bad.body);
+    assert_eq!(get("source=node&limit=lots", read)?.status, 400);
+    Ok(())
+}

@@ -341,6 +341,13 @@ impl Driver {
         }
         let first_look = self.last_seen_slot != Some(slot);
         self.last_seen_slot = Some(slot);
+        // A clock that may not be trusted is said at once, not only in an own slot: a node whose
+        // clock is behind may hold blocks from later than its own slots and never reach one.
+        if first_look && self.doppelganger.is_none() && slot > self.listen_until_slot {
+            if let Err(reason) = self.clock_ready() {
+                self.block_production(Some(reason));
+            }
+        }
         if let Some(next) = Schedule::next_slot_in(&set, &me, slot + 1) {
             self.view.production.next_slot_ms.store(self.schedule.slot_start(next), Ordering::Relaxed);
         }
