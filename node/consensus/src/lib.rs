@@ -228,8 +228,19 @@ impl Driver {
             clock_behind_said: None,
         };
         if listen_until_slot > 0 {
+            // The window covers the key's next own slot at least: another box with the key signs
+            // only in those, and with 1 s slots and N producers a few slots may hold none of them.
+            let me = driver.config.key.as_ref().map(|k| k.public());
+            let set = driver.producing_set(driver.chain.head().height + 1);
+            if let (Some(me), Some(set)) = (me, set) {
+                if let Some(own) = Schedule::next_slot_in(&set, &me, now_slot + 1) {
+                    driver.listen_until_slot = driver.listen_until_slot.max(own);
+                }
+            }
+        }
+        if driver.listen_until_slot > 0 {
             tracing::info!(
-                until_slot = listen_until_slot,
+                until_slot = driver.listen_until_slot,
                 "listening for another signer of this producer key before producing"
             );
         }
