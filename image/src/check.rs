@@ -416,6 +416,29 @@ impl Vm {
             .ok()
     }
 
+    /// The last lines of the box's own logs of `sources`, read through its agent (`/v1/logs`), for
+    /// the message of a failed check.
+    pub fn agent_logs(&self, token: &str, sources: &[&str]) -> String {
+        let mut out = String::new();
+        for source in sources {
+            let url = format!("{}/v1/logs?source={source}&limit=1000", self.agent);
+            let page = http_get(&url, Some(token)).and_then(|a| a.json());
+            let lines: Vec<String> = match &page {
+                Ok(p) => p["lines"]
+                    .as_array()
+                    .map(|l| l.iter().filter_map(|l| l["text"].as_str().map(str::to_string)).collect())
+                    .unwrap_or_default(),
+                Err(e) => vec![format!("(not readable through the agent: {e})")],
+            };
+            out.push_str(&format!("--- {source} log (last lines) ---\n"));
+            for line in lines.iter().skip(lines.len().saturating_sub(30)) {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
     /// Pulls the USB stick `old` and plugs in `file` as `new` (monitor hot-plug on the xHCI bus).
     fn swap_stick(&self, old: &str, new: &str, file: &Path) -> anyhow::Result<()> {
         self.monitor(&format!("device_del {old}"))?;
@@ -564,7 +587,8 @@ pub fn update_tamper_rollback(env: &Env) -> anyhow::Result<()> {
     vm.swap_stick("usb1", "usb2", &broken_media[0])?;
     vm.wait_serial("aergo: installing update aergo-os-0.1.0-broken.raucb", 1, Duration::from_secs(120))?;
     vm.wait_serial("aergo: system ready (slot A)", 2, BOOT_LIMIT)?;
-    vm.wait_serial("aergo: system ready (slot B)", 2, BOOT_LIMIT * 2)?;
+    vm.wait_serial("aergo: system ready (slot B)", 2, BOOT_LIMIT * 2)
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", vm.agent_logs(&token, &["health", "rauc", "system"])))?;
     let back = wait_for(BOOT_LIMIT, "the agent on slot B again", || {
         vm.telemetry(&token).filter(|t| t["host"]["boot_slot"] == "B")
     })?;

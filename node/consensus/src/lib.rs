@@ -142,6 +142,11 @@ pub struct Driver {
     clock_behind_said: Option<Instant>,
 }
 
+/// How recent a gossiped copy of an own block must be to be taken for another box's: well inside
+/// gossipsub's duplicate cache (120 s), so that a peer replaying an old block of this node cannot
+/// stop it.
+const OWN_ECHO_MS: u64 = 60_000;
+
 /// How many of its own block hashes the producer remembers (more than a doppelganger window).
 const OWN_BLOCKS: usize = 1024;
 
@@ -656,7 +661,7 @@ impl Driver {
                 return Verdict::Reject;
             }
         }
-        self.watch_for_doppelganger(&block, from);
+        self.watch_for_doppelganger(&block, from, gossip);
         if h.height > self.lib.0 {
             self.note_signed(&block);
         }
@@ -755,6 +760,9 @@ impl Driver {
         }
         let rest = blocks.split_off(n);
         for b in &blocks {
+            // A synced block of this key counts as much as a gossiped one: a node that starts
+            // behind takes the other box's blocks of its listening window by sync.
+            self.watch_for_doppelganger(b, Some(from), false);
             self.note_signed(b);
         }
         let report = self.chain.import_run(blocks);
@@ -1024,7 +1032,13 @@ impl Driver {
     /// A valid block signed with this producer's key, in a slot above the record this process
     /// started with, that this process did not sign: another box holds the key. Production stops
     /// for good (a second block in a slot would be equivocation, which jails the producer).
-    fn watch_for_doppelganger(&mut self, block: &Block, from: Option<PeerId>) {
+    ///
+    /// Two boxes with the key and the same pending transactions make the very same block (the
+    /// signature is deterministic): no content tells them apart. But gossip never brings this node
+    /// a block it has published (gossipsub drops copies of what it sent, for longer than a slot),
+    /// so a recent block that comes by gossip and equals one this node made was made by another
+    /// box before this one's went out.
+    fn watch_for_doppelganger(&mut self, block: &Block, from: Option<PeerId>, gossip: bool) {
         let Some(key) = &self.config.key else { return };
         if self.config.doppelganger_slots == 0 {
             return;
@@ -1035,12 +1049,16 @@ impl Driver {
             return;
         }
         let hash = block.hash();
+        let mut same = "";
         if self.own_blocks.contains(&hash) {
-            return;
+            if !(gossip && from.is_some() && h.timestamp_ms + OWN_ECHO_MS >= now_ms()) {
+                return;
+            }
+            same = " (the very block this box made, from the other box before this one's was sent)";
         }
         let from = from.map_or_else(|| "this node's store".to_string(), |p| format!("peer {p}"));
         let why = format!(
-            "doppelganger: another box signs with this producer key ({}): block {hash} at height {} slot {slot} from {from}",
+            "doppelganger: another box signs with this producer key ({}): block {hash} at height {} slot {slot} from {from}{same}",
             key.address(),
             h.height
         );
