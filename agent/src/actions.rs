@@ -10,6 +10,10 @@
 //! - `apply-settings {settings}`, `revert-settings`: the console's own code (`aergo-settings`:
 //!   checked, written atomically, the files before kept as last good), then the node restarted.
 //!   Tokens in the settings are not kept in the audit log.
+//! - `install-update {url, sha256?, allow_downgrade?, reboot_at?}`: answers `accepted`, then
+//!   [`crate::update`] downloads, checks, installs and reboots; how it ended is a second record
+//!   (`<request_id>/outcome`). `cancel-update`: stops a download, a check or a wait for the reboot
+//!   (an installed slot is then not booted).
 
 use crate::audit::AuditEntry;
 use crate::auth::Caller;
@@ -23,7 +27,7 @@ use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Every action the API names (those not in [`AVAILABLE`] answer 501 until they are built).
+/// Every action the API names.
 pub const NAMES: [&str; 7] = [
     "restart-node",
     "restart-agent",
@@ -33,9 +37,6 @@ pub const NAMES: [&str; 7] = [
     "install-update",
     "cancel-update",
 ];
-/// The actions this agent performs.
-pub const AVAILABLE: [&str; 5] =
-    ["restart-node", "restart-agent", "reboot", "apply-settings", "revert-settings"];
 /// How long an action's command may run.
 pub const COMMAND_LIMIT: Duration = Duration::from_secs(60);
 
@@ -56,7 +57,7 @@ fn now_ms() -> u64 {
 }
 
 /// Runs `argv` with [`COMMAND_LIMIT`]; `Ok` with what it printed last, or why it failed.
-async fn run_command(argv: &[String]) -> Result<String, String> {
+pub(crate) async fn run_command(argv: &[String]) -> Result<String, String> {
     let Some((program, args)) = argv.split_first() else {
         return Err("no command is configured for this action on this box".into());
     };
@@ -105,12 +106,6 @@ pub async fn action(
             &format!("no action {name:?}; the actions are {}", NAMES.join(", ")),
         );
     }
-    if !AVAILABLE.contains(&name.as_str()) {
-        return json_error(
-            StatusCode::NOT_IMPLEMENTED,
-            &format!("{name} is not available on this agent yet"),
-        );
-    }
     let request = match body {
         Ok(axum::Json(r)) => r,
         Err(e) => {
@@ -126,11 +121,18 @@ pub async fn action(
             "request_id: 1 to 128 characters of letters, digits, '-', '_', '.' and ':'",
         );
     }
+    let mut install = None;
     let settings = if name == "apply-settings" {
         match settings_of(&request.args) {
             Ok(s) => Some(s),
             Err(e) => return json_error(StatusCode::BAD_REQUEST, &e),
         }
+    } else if name == "install-update" {
+        match crate::update::InstallArgs::parse(&request.args) {
+            Ok(a) => install = Some(a),
+            Err(e) => return json_error(StatusCode::BAD_REQUEST, &e),
+        }
+        None
     } else {
         if !request.args.is_empty() {
             return json_error(StatusCode::BAD_REQUEST, &format!("{name} takes no arguments"));
@@ -155,7 +157,7 @@ pub async fn action(
     let client = client.map(|Extension(ClientAddr(a))| a.ip().to_string()).unwrap_or_default();
     // On a task of its own: a request that times out (or a client that goes away) does not stop an
     // action half way; its record is there for the retry.
-    let work = tokio::spawn(perform(state, name, request, settings, caller, client));
+    let work = tokio::spawn(perform(state, name, request, settings, install, caller, client));
     work.await
         .unwrap_or_else(|e| json_error(StatusCode::INTERNAL_SERVER_ERROR, &format!("the action failed: {e}")))
 }
@@ -165,6 +167,7 @@ async fn perform(
     name: String,
     request: ActionRequest,
     settings: Option<aergo_settings::Settings>,
+    install: Option<crate::update::InstallArgs>,
     caller: Caller,
     client: String,
 ) -> Response {
@@ -201,6 +204,17 @@ async fn perform(
                 Err(e) => ("failed", e),
             }
         }
+        "install-update" => match install.as_ref().map(|a| state.updates.begin(&request.request_id, a)) {
+            Some(Ok(())) => {
+                ("accepted", "the update is under way: see `update` in the telemetry".to_string())
+            }
+            Some(Err(e)) => ("failed", e),
+            None => ("failed", "no arguments".to_string()),
+        },
+        "cancel-update" => match state.updates.cancel().await {
+            Ok(m) => ("ok", m),
+            Err(e) => ("failed", e),
+        },
         "reboot" if state.actions.reboot.is_empty() => {
             ("failed", "no command is configured for this action on this box".to_string())
         }
@@ -232,6 +246,9 @@ async fn perform(
     crate::metrics::count_action(&name, &entry.result);
     tracing::info!(action = %name, request_id = %entry.request_id, result = %entry.result,
         token = %entry.token_fingerprint, client = %entry.client, "action");
+    if let (Some(args), "accepted") = (install, entry.result.as_str()) {
+        tokio::spawn(update_outcome(state.clone(), args, entry.clone()));
+    }
     if deferred && entry.result == "accepted" {
         let state = state.clone();
         tokio::spawn(async move {
@@ -246,6 +263,34 @@ async fn perform(
         });
     }
     answer(&state, &entry, false)
+}
+
+/// Runs an accepted `install-update` and records how it ended in the audit log (as
+/// `<request_id>/outcome`): refused (the version, the signature), failed, cancelled, or rebooting.
+async fn update_outcome(state: Arc<AppState>, args: crate::update::InstallArgs, accepted: AuditEntry) {
+    let probe = crate::update::NodeProbe { url: state.node_url.clone(), timeout: state.node_timeout };
+    let result = state.updates.clone().run(args, state.actions.reboot.clone(), probe).await;
+    let phase = state.updates.status().map(|s| s.phase).unwrap_or_default();
+    let (result, message) = match result {
+        Ok(m) => ("ok".to_string(), m),
+        Err(m) => (if phase == "refused" || phase == "cancelled" { phase } else { "failed".into() }, m),
+    };
+    let entry = AuditEntry {
+        seq: 0,
+        at_ms: now_ms(),
+        request_id: format!("{}/outcome", accepted.request_id),
+        result,
+        message,
+        ..accepted
+    };
+    let appended = state.audit.lock().await.append(entry);
+    match appended {
+        Ok(e) => {
+            crate::metrics::count_action("install-update", &e.result);
+            tracing::info!(request_id = %e.request_id, result = %e.result, message = %e.message, "update outcome");
+        }
+        Err(e) => tracing::error!(error = %e, "the update's outcome cannot be recorded"),
+    }
 }
 
 /// The settings of an `apply-settings` request: `args.settings`, an object in the shape of
@@ -297,6 +342,40 @@ fn change_settings(
             Ok(format!("settings reverted: {} files restored", restored.len()))
         }
     }
+}
+
+/// `GET /v1/support-bundle` (admin): recorded in the audit log (who took the box's logs, from
+/// where) before the bundle streams; see [`crate::support`].
+pub async fn support_bundle(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    client: Option<Extension<ClientAddr>>,
+) -> Response {
+    let Some(permit) = crate::support::permit(&state) else {
+        return crate::support::busy();
+    };
+    let at_ms = now_ms();
+    let entry = AuditEntry {
+        seq: 0,
+        at_ms,
+        request_id: format!("support-bundle-{at_ms}-{:08x}", rand::random::<u32>()),
+        action: "support-bundle".into(),
+        args: serde_json::Value::Object(Default::default()),
+        token: caller.scope.as_str().into(),
+        token_fingerprint: caller.fingerprint,
+        client: client.map(|Extension(ClientAddr(a))| a.ip().to_string()).unwrap_or_default(),
+        result: "ok".into(),
+        message: "support bundle streamed".into(),
+    };
+    let recorded = state.audit.lock().await.append(entry);
+    if let Err(e) = recorded {
+        return json_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("the request cannot be recorded, so no bundle is made: {e}"),
+        );
+    }
+    crate::metrics::count_action("support-bundle", "ok");
+    crate::support::bundle(state, permit).await
 }
 
 #[derive(Deserialize)]

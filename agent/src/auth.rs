@@ -136,6 +136,15 @@ impl Tokens {
         admin.or(read)
     }
 
+    /// The tokens themselves (for a support bundle to search its contents for and redact).
+    pub fn secrets(&self) -> Vec<String> {
+        let mut out = vec![self.read.read().token.clone()];
+        if let Some(admin) = &self.admin {
+            out.push(admin.read().token.clone());
+        }
+        out
+    }
+
     /// Whether an admin token is configured.
     pub fn has_admin(&self) -> bool {
         self.admin.is_some()

@@ -52,6 +52,41 @@ pub struct AgentConfig {
     pub spool_max_age: Duration,
     pub health: HealthConfig,
     pub limits: LimitsConfig,
+    pub support: SupportConfig,
+    pub update: crate::update::UpdateConfig,
+}
+
+/// What `GET /v1/support-bundle` puts in besides the logs, the node's answers and the telemetry.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SupportConfig {
+    /// Configuration files, with the values of secret-named keys redacted (files named `*.key`,
+    /// `*.token`, `*.pem` or `*keystore*` are never read).
+    pub config_files: Vec<PathBuf>,
+    /// The command whose output is the bundle's RAUC status (empty: none on this box).
+    pub rauc_status: Vec<String>,
+    /// The newest bytes kept of each log file.
+    pub max_log_bytes: u64,
+}
+
+impl Default for SupportConfig {
+    fn default() -> Self {
+        SupportConfig {
+            config_files: [
+                "/etc/aergo/node.toml",
+                "/boot/provision.toml",
+                "/etc/aergo/ntp-servers",
+                "/run/aergo/chrony.conf",
+                "/etc/os-release",
+                "/proc/cmdline",
+            ]
+            .into_iter()
+            .map(PathBuf::from)
+            .collect(),
+            rauc_status: ["rauc", "status", "--detailed", "--output-format=json"].map(String::from).to_vec(),
+            max_log_bytes: 4 << 20,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -137,6 +172,8 @@ impl Default for AgentConfig {
             spool_max_age: Duration::from_secs(12 * 3600),
             health: HealthConfig::default(),
             limits: LimitsConfig::default(),
+            support: SupportConfig::default(),
+            update: crate::update::UpdateConfig::default(),
         }
     }
 }
@@ -201,6 +238,9 @@ impl AgentConfig {
         }
         if self.limits.max_connections == 0 || self.limits.max_history == 0 {
             return bad("limits.max_connections and limits.max_history must be positive");
+        }
+        if self.support.max_log_bytes < 4096 {
+            return bad("support.max_log_bytes must be at least 4096");
         }
         if self.limits.rate_per_s > 0 && self.limits.rate_burst == 0 {
             return bad("limits.rate_burst must be positive when rate_per_s is set");

@@ -68,6 +68,14 @@ pub struct AppState {
     pub key: Keypair,
     pub key_header: HeaderValue,
     pub limits: LimitsConfig,
+    /// The node's RPC, for what a support bundle asks it.
+    pub node_url: String,
+    pub node_timeout: std::time::Duration,
+    pub support: crate::config::SupportConfig,
+    /// One support bundle at a time.
+    pub support_running: Arc<tokio::sync::Semaphore>,
+    /// Updates over the network.
+    pub updates: Arc<crate::update::Updates>,
     limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
 }
 
@@ -99,6 +107,11 @@ impl AppState {
             key,
             key_header,
             limits,
+            node_url: "http://127.0.0.1:7845".into(),
+            node_timeout: std::time::Duration::from_secs(2),
+            support: crate::config::SupportConfig::default(),
+            support_running: Arc::new(tokio::sync::Semaphore::new(1)),
+            updates: Arc::new(crate::update::Updates::disabled()),
             limiter,
         }
     }
@@ -334,6 +347,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), require_read));
     let admin = Router::new()
         .route("/v1/actions/{name}", post(crate::actions::action))
+        .route("/v1/support-bundle", get(crate::actions::support_bundle))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     let open = Router::new().route("/livez", get(livez)).route("/readyz", get(readyz));
     Router::new()

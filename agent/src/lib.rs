@@ -20,6 +20,8 @@ pub mod logs;
 pub mod metrics;
 
 pub mod spool;
+pub mod support;
+pub mod update;
 
 use crate::collect::chain::ChainCollector;
 use crate::collect::host::{find_process, HostCollector};
@@ -50,6 +52,7 @@ struct Sampler {
     next_seq: u64,
     started: Instant,
     last_at: Option<Instant>,
+    updates: Arc<update::Updates>,
 }
 
 impl Sampler {
@@ -125,6 +128,7 @@ impl Sampler {
                 rss_bytes: me.as_ref().map(|m| m.rss_bytes).unwrap_or(0),
                 spool,
             },
+            update: self.updates.status(),
         })
     }
 
@@ -185,7 +189,10 @@ pub async fn run(config: AgentConfig, shutdown: impl std::future::Future<Output 
     }
     let next_seq = spool.last_seq() + 1;
     let spool = Arc::new(Mutex::new(spool));
+    let update_config = config.update.clone();
+    let updates = Arc::new(tokio::task::spawn_blocking(move || update::Updates::open(update_config)).await?);
     let mut sampler = Sampler {
+        updates: updates.clone(),
         chain: ChainCollector::new(&config.node, config.node_timeout)?,
         host: Arc::new(Mutex::new(HostCollector::new())),
         health: health::State::default(),
@@ -210,6 +217,10 @@ pub async fn run(config: AgentConfig, shutdown: impl std::future::Future<Output 
     app.settings_root = config.settings_root.clone();
     app.log_dir = config.log_dir.clone();
     app.kmsg = config.kmsg.clone();
+    app.node_url = config.node.clone();
+    app.node_timeout = config.node_timeout;
+    app.support = config.support.clone();
+    app.updates = updates;
     let state = Arc::new(app);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -4,7 +4,7 @@
 use aergo_agent::config::AgentConfig;
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Parser)]
@@ -64,6 +64,19 @@ struct Cli {
 enum Command {
     /// Writes a new random bearer token to FILE (mode 0600) and prints it once.
     GenToken { file: PathBuf },
+    /// Checks an update bundle as install-update does before installing it: its signature (`rauc
+    /// info`, against the system's keyring) and its version, newer than the running one
+    /// (`/etc/os-release` VERSION_ID) unless --allow-downgrade. Exit 0 with the version, else 1 and
+    /// why (the box's USB update service runs it).
+    CheckBundle {
+        file: PathBuf,
+        #[arg(long)]
+        allow_downgrade: bool,
+        #[arg(long, default_value = "rauc")]
+        rauc: String,
+        #[arg(long, default_value = "/etc/os-release")]
+        os_release: PathBuf,
+    },
 }
 
 fn gen_token(file: &std::path::Path) -> anyhow::Result<()> {
@@ -109,6 +122,28 @@ async fn wait_for_signal() {
     }
 }
 
+fn check_bundle(file: &Path, allow_downgrade: bool, rauc: &str, os_release: &Path) -> std::process::ExitCode {
+    use aergo_agent::update;
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+        eprintln!("error: cannot start the runtime");
+        return std::process::ExitCode::from(1);
+    };
+    let checked = runtime.block_on(update::bundle_info(rauc, file)).and_then(|info| {
+        let running = update::running_version(os_release);
+        update::version_allowed(&info.version, running.as_deref(), allow_downgrade).map(|()| info.version)
+    });
+    match checked {
+        Ok(version) => {
+            println!("{version}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -126,6 +161,9 @@ fn main() -> std::process::ExitCode {
                 std::process::ExitCode::from(1)
             }
         };
+    }
+    if let Some(Command::CheckBundle { file, allow_downgrade, rauc, os_release }) = &cli.command {
+        return check_bundle(file, *allow_downgrade, rauc, os_release);
     }
     let mut config = match &cli.config {
         Some(path) => match AgentConfig::load(path) {

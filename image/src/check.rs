@@ -60,15 +60,24 @@ pub fn percent_encode(text: &str) -> String {
 
 /// `GET url` with an optional bearer token; any status is an answer, not an error.
 pub fn http_get(url: &str, token: Option<&str>) -> anyhow::Result<HttpAnswer> {
+    let (status, headers, body) = http_request(url, token, None)?;
+    Ok(HttpAnswer { status, headers, body: String::from_utf8(body)? })
+}
+
+/// A GET whose body is bytes (up to 256 MiB): status, headers, body.
+pub fn http_get_bytes(url: &str, token: Option<&str>) -> anyhow::Result<RawAnswer> {
     http_request(url, token, None)
 }
 
 /// A POST of the JSON `body` with the bearer `token`; any status is an answer.
 pub fn http_post(url: &str, token: Option<&str>, body: &str) -> anyhow::Result<HttpAnswer> {
-    http_request(url, token, Some(body))
+    let (status, headers, body) = http_request(url, token, Some(body))?;
+    Ok(HttpAnswer { status, headers, body: String::from_utf8(body)? })
 }
 
-fn http_request(url: &str, token: Option<&str>, body: Option<&str>) -> anyhow::Result<HttpAnswer> {
+pub type RawAnswer = (u16, Vec<(String, String)>, Vec<u8>);
+
+fn http_request(url: &str, token: Option<&str>, body: Option<&str>) -> anyhow::Result<RawAnswer> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(70)))
@@ -97,8 +106,103 @@ fn http_request(url: &str, token: Option<&str>, body: Option<&str>) -> anyhow::R
         .iter()
         .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string()))
         .collect();
-    let body = resp.body_mut().with_config().limit(64 << 20).read_to_string()?;
-    Ok(HttpAnswer { status, headers, body })
+    let body = resp.body_mut().with_config().limit(256 << 20).read_to_vec()?;
+    Ok((status, headers, body))
+}
+
+/// A small HTTP server of the files in one directory (`GET /NAME`), on a loopback port: what a
+/// provider's update server is to a box (QEMU's user network reaches it at 10.0.2.2). Stops when
+/// dropped.
+pub struct FileServer {
+    pub port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FileServer {
+    pub fn start(dir: &Path) -> anyhow::Result<FileServer> {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        listener.set_nonblocking(true)?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (dir, flag) = (dir.to_path_buf(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let dir = dir.clone();
+                        std::thread::spawn(move || {
+                            let _ = serve_one(stream, &dir);
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+        });
+        Ok(FileServer { port, stop, thread: Some(thread) })
+    }
+}
+
+impl Drop for FileServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve_one(mut stream: std::net::TcpStream, dir: &Path) -> std::io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(60)))?;
+    serve_request(&mut stream, dir)
+}
+
+/// Standard input and output as one stream (`aergo-image http-stdio`).
+pub struct Stdio;
+
+impl std::io::Read for Stdio {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        std::io::stdin().read(buf)
+    }
+}
+
+impl std::io::Write for Stdio {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        std::io::stdout().write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stdout().flush()
+    }
+}
+
+/// Answers one `GET /NAME` on `stream` with the file `dir/NAME` (a plain name), else 404.
+pub fn serve_request(stream: &mut (impl std::io::Read + std::io::Write), dir: &Path) -> std::io::Result<()> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
+        if stream.read(&mut byte)? == 0 {
+            return Ok(());
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    let name = head.split_whitespace().nth(1).unwrap_or_default().trim_start_matches('/').to_string();
+    let file = (!name.is_empty() && !name.contains('/') && !name.starts_with('.'))
+        .then(|| std::fs::File::open(dir.join(&name)).ok())
+        .flatten();
+    match file {
+        Some(mut f) => {
+            let len = f.metadata()?.len();
+            write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n")?;
+            std::io::copy(&mut f, stream)?;
+        }
+        None => write!(stream, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?,
+    }
+    stream.flush()
 }
 
 /// The kernel-config check passes on the fragments, and names an option that does not survive.
@@ -274,23 +378,43 @@ pub(crate) fn ssh_key_pair(dir: &Path) -> anyhow::Result<String> {
 /// A provision.toml for a devnet producer with `token`, and an SSH key pair whose public half is
 /// authorized (the private key is `dir/ssh_key`).
 fn provision_file(dir: &Path, token: &str) -> anyhow::Result<PathBuf> {
+    provision_file_with(dir, token, None)
+}
+
+/// [`provision_file`] with an admin token for the agent's actions too.
+fn provision_file_with(dir: &Path, token: &str, admin: Option<&str>) -> anyhow::Result<PathBuf> {
     let public = ssh_key_pair(dir)?;
     let provision = dir.join("provision.toml");
+    let admin = admin.map(|a| format!("admin_token = \"{a}\"\n")).unwrap_or_default();
     std::fs::write(
         &provision,
         format!(
-            "hostname = \"aergo-qemu\"\n[network]\ndhcp = true\n[node]\nrole = \"producer\"\nchain = \"devnet\"\n[agent]\ntoken = \"{token}\"\n[ssh]\nauthorized_keys = [\"{public}\"]\n"
+            "hostname = \"aergo-qemu\"\n[network]\ndhcp = true\n[node]\nrole = \"producer\"\nchain = \"devnet\"\n[agent]\ntoken = \"{token}\"\n{admin}[ssh]\nauthorized_keys = [\"{public}\"]\n"
         ),
     )?;
     Ok(provision)
 }
 
 fn start_vm(env: &Env, dir: &Path, qcow2: &Path, drives: &[&Path]) -> anyhow::Result<Vm> {
+    start_vm_serving(env, dir, qcow2, drives, None)
+}
+
+/// [`start_vm`], with `served`'s files at [`crate::qemu::GUEST_HTTP`] for the box.
+fn start_vm_serving(
+    env: &Env,
+    dir: &Path,
+    qcow2: &Path,
+    drives: &[&Path],
+    served: Option<&Path>,
+) -> anyhow::Result<Vm> {
     let (serial, pidfile, monitor) = (dir.join("serial.log"), dir.join("qemu.pid"), dir.join("monitor.sock"));
     let mut extra: Vec<&Path> = vec![Path::new("--image"), qcow2, Path::new("--serial-log"), &serial];
     extra.extend([Path::new("--pidfile"), &pidfile, Path::new("--monitor"), &monitor]);
     for d in drives {
         extra.extend([Path::new("--drive"), *d]);
+    }
+    if let Some(s) = served {
+        extra.extend([Path::new("--guest-http"), s]);
     }
     let text = env.aergo_image(&["run", "--detach", "--memory-mib", "1536"], &extra)?;
     Ok(Vm {
@@ -443,6 +567,11 @@ impl Vm {
     fn swap_stick(&self, old: &str, new: &str, file: &Path) -> anyhow::Result<()> {
         self.monitor(&format!("device_del {old}"))?;
         std::thread::sleep(Duration::from_secs(2));
+        self.plug_stick(new, file)
+    }
+
+    /// Plugs in `file` as the USB stick `new`.
+    fn plug_stick(&self, new: &str, file: &Path) -> anyhow::Result<()> {
         self.monitor(&format!(
             "drive_add 0 if=none,id=drive-{new},format=raw,readonly=on,file={}",
             file.display()
@@ -509,14 +638,18 @@ fn broken_rootfs(dir: &Path, rootfs: &Path, how: Broken) -> anyhow::Result<PathB
     Ok(out)
 }
 
-/// A signed update into slot B, a tampered bundle refused, a bad release rolled back.
+/// Updates told by Horde through the agent (`install-update`, bundles the test serves on its side
+/// of the network) and from USB media: the running version again refused, a signed update into
+/// slot B reported through the reboot, a tampered bundle refused, a release whose node cannot
+/// start rolled back (and telemetry says so), a release whose init cannot start left by GRUB.
 pub fn update_tamper_rollback(env: &Env) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let d = dir.path();
     let token = "6b".repeat(32);
-    let provision = provision_file(d, &token)?;
+    let admin = "7c".repeat(32);
+    let provision = provision_file_with(d, &token, Some(&admin))?;
     // The running system, and the release it is updated to (both signed by the development key).
-    let (qcow2, _) = build_image(
+    let (qcow2, rootfs_a) = build_image(
         env,
         d,
         "a",
@@ -530,12 +663,20 @@ pub fn update_tamper_rollback(env: &Env) -> anyhow::Result<()> {
         ],
     )?;
     let (_, rootfs_b) = build_image(env, d, "b", "0.1.0-b", &[])?;
-    let text = env.aergo_image(
-        &["bundle", "--bundle-version", "0.1.0-b", "--rootfs"],
-        &[&rootfs_b, Path::new("--out"), &d.join("b")],
-    )?;
-    let good_bundle = PathBuf::from(field(&text, "BUNDLE")?);
-    let good_media = PathBuf::from(field(&text, "MEDIA")?);
+    // What the provider's update server holds: served to the box at crate::qemu::GUEST_HTTP.
+    let served = d.join("served");
+    std::fs::create_dir_all(&served)?;
+    let bundle = |rootfs: &Path, version: &str| -> anyhow::Result<(PathBuf, PathBuf)> {
+        let text = env.aergo_image(
+            &["bundle", "--bundle-version", version, "--rootfs"],
+            &[rootfs, Path::new("--out"), &d.join(version)],
+        )?;
+        let bundle = PathBuf::from(field(&text, "BUNDLE")?);
+        std::fs::copy(&bundle, served.join(format!("aergo-os-{version}.raucb")))?;
+        Ok((bundle, PathBuf::from(field(&text, "MEDIA")?)))
+    };
+    bundle(&rootfs_a, "0.1.0-a")?;
+    let (good_bundle, _) = bundle(&rootfs_b, "0.1.0-b")?;
     // A tampered copy: one byte of the image changed after signing.
     let mut bytes = std::fs::read(&good_bundle)?;
     let middle = bytes.len() / 2;
@@ -544,31 +685,66 @@ pub fn update_tamper_rollback(env: &Env) -> anyhow::Result<()> {
     std::fs::write(&tampered, bytes)?;
     let tampered_media = d.join("tampered-media.img");
     env.aergo_image(&["media", "--bundle"], &[&tampered, Path::new("--out"), &tampered_media])?;
-    // Correctly signed releases whose node cannot start, and whose init cannot.
-    let mut broken_media = Vec::new();
-    for (how, version) in [(Broken::Node, "0.1.0-broken"), (Broken::Init, "0.1.0-panic")] {
-        let rootfs = broken_rootfs(d, &rootfs_b, how)?;
-        let text = env.aergo_image(
-            &["bundle", "--bundle-version", version, "--rootfs"],
-            &[&rootfs, Path::new("--out"), &d.join(version)],
-        )?;
-        broken_media.push(PathBuf::from(field(&text, "MEDIA")?));
-    }
+    // Correctly signed releases whose node cannot start (served), and whose init cannot (a stick).
+    bundle(&broken_rootfs(d, &rootfs_b, Broken::Node)?, "0.1.0-broken")?;
+    let (_, panic_media) = bundle(&broken_rootfs(d, &rootfs_b, Broken::Init)?, "0.1.0-panic")?;
 
-    // Boot A with the stick in: the box installs the bundle into B and reboots into it.
-    let vm = start_vm(env, d, &qcow2, &[&good_media])?;
+    let vm = start_vm_serving(env, d, &qcow2, &[], Some(&served))?;
+    wait_for(BOOT_LIMIT * 2, "the box to run 0.1.0-a from slot A", || {
+        vm.telemetry(&token)
+            .filter(|t| t["host"]["boot_slot"] == "A" && t["chain"]["height"].as_u64() > Some(1))
+    })
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", vm.boot_lines()))?;
+    let install = |id: &str, version: &str| -> anyhow::Result<HttpAnswer> {
+        let url = format!("{}/aergo-os-{version}.raucb", crate::qemu::GUEST_HTTP);
+        let body = serde_json::json!({"request_id": id, "args": {"url": url}});
+        http_post(&format!("{}/v1/actions/install-update", vm.agent), Some(&admin), &body.to_string())
+    };
+    let outcome = |id: &str| {
+        wait_for(BOOT_LIMIT, &format!("the outcome of {id} in the audit log"), || {
+            let a = http_get(&format!("{}/v1/audit", vm.agent), Some(&token)).ok()?.json().ok()?;
+            a["entries"].as_array()?.iter().find(|e| e["request_id"] == format!("{id}/outcome")).cloned()
+        })
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", vm.agent_logs(&token, &["agent"])))
+    };
+    let update_phase = |phase: &str, limit: Duration| {
+        wait_for(limit, &format!("the update to be {phase}"), || {
+            vm.telemetry(&token).filter(|t| t["update"]["phase"] == phase)
+        })
+        .map_err(|e| {
+            anyhow::anyhow!("{e}\n{}\n{}", vm.boot_lines(), vm.agent_logs(&token, &["agent", "health"]))
+        })
+    };
+
+    // The running version again: downloaded, checked, refused with the reason in the audit log.
+    let a = install("u-same", "0.1.0-a")?;
+    anyhow::ensure!(a.status == 202, "install-update answered {}: {}", a.status, a.body);
+    let same = outcome("u-same")?;
+    assert_eq!(same["result"], "refused", "{same}");
+    let why = same["message"].as_str().unwrap_or_default();
+    assert!(why.contains("0.1.0-a is not newer than the running 0.1.0-a"), "{same}");
+
+    // A newer signed release: installed into B, the box reboots into it, and says so.
+    let started = Instant::now();
+    assert_eq!(install("u-b", "0.1.0-b")?.status, 202);
     let on_b = wait_for(BOOT_LIMIT * 2, "the box to run 0.1.0-b from slot B", || {
         vm.telemetry(&token)
             .filter(|t| t["host"]["boot_slot"] == "B" && t["host"]["os"] == "AERGO OS 0.1.0-b")
     })
     .map_err(|e| anyhow::anyhow!("{e}\n{}", vm.boot_lines()))?;
+    let to_new_slot = started.elapsed();
+    assert_eq!(outcome("u-b")?["result"], "ok");
+    let good = update_phase("marked-good", BOOT_LIMIT)?;
+    assert_eq!(good["update"]["version"], "0.1.0-b");
+    assert_eq!(good["update"]["from_slot"], "A");
+    println!("update: from install-update to the box on the new slot: {to_new_slot:.0?} (TCG)");
     let height_b = on_b["chain"]["height"].as_u64().unwrap_or(0);
     wait_for(BOOT_LIMIT, "the chain to go on in slot B", || {
         vm.rpc("chain_info").ok().and_then(|c| c["height"].as_u64()).filter(|h| *h > height_b + 2)
     })?;
 
-    // A tampered bundle is refused and nothing changes.
-    vm.swap_stick("usb0", "usb1", &tampered_media)?;
+    // A tampered bundle on a stick is refused and nothing changes.
+    vm.plug_stick("usb1", &tampered_media)?;
     vm.wait_serial("aergo: update refused: tampered.raucb", 1, Duration::from_secs(120))?;
     std::thread::sleep(Duration::from_secs(10));
     let t = vm
@@ -582,24 +758,26 @@ pub fn update_tamper_rollback(env: &Env) -> anyhow::Result<()> {
         vm.boot_lines()
     );
 
-    // A signed bundle whose node cannot start: installed into A, booted, not healthy within the
-    // deadline, marked bad — and the box is back on B by itself.
-    vm.swap_stick("usb1", "usb2", &broken_media[0])?;
-    vm.wait_serial("aergo: installing update aergo-os-0.1.0-broken.raucb", 1, Duration::from_secs(120))?;
-    vm.wait_serial("aergo: system ready (slot A)", 2, BOOT_LIMIT)?;
+    // A signed release whose node cannot start, told by Horde: installed into A, booted, not
+    // healthy within the deadline, marked bad — the box is back on B by itself, and its telemetry
+    // says the update was rolled back.
+    assert_eq!(install("u-broken", "0.1.0-broken")?.status, 202);
+    vm.wait_serial("aergo: system ready (slot A)", 2, BOOT_LIMIT * 2)?;
     vm.wait_serial("aergo: system ready (slot B)", 2, BOOT_LIMIT * 2)
         .map_err(|e| anyhow::anyhow!("{e}\n{}", vm.agent_logs(&token, &["health", "rauc", "system"])))?;
     let back = wait_for(BOOT_LIMIT, "the agent on slot B again", || {
         vm.telemetry(&token).filter(|t| t["host"]["boot_slot"] == "B")
     })?;
     assert_eq!(back["host"]["os"], "AERGO OS 0.1.0-b");
+    let rolled = update_phase("rolled-back", BOOT_LIMIT)?;
+    assert_eq!(rolled["update"]["version"], "0.1.0-broken");
     let height_back = wait_for(BOOT_LIMIT, "the chain to go on after the rollback", || {
         vm.rpc("chain_info").ok().and_then(|c| c["height"].as_u64()).filter(|h| *h > height_b + 2)
     })?;
 
     // A signed bundle whose init cannot start: the kernel panics before the health service could
     // run, reboots itself (panic=10), and GRUB, finding slot A tried, boots B.
-    vm.swap_stick("usb2", "usb3", &broken_media[1])?;
+    vm.swap_stick("usb1", "usb2", &panic_media)?;
     vm.wait_serial("aergo: installing update aergo-os-0.1.0-panic.raucb", 1, Duration::from_secs(120))?;
     vm.wait_serial("Kernel panic", 1, BOOT_LIMIT)?;
     vm.wait_serial("aergo: system ready (slot B)", 3, BOOT_LIMIT * 2)?;

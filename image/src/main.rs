@@ -111,6 +111,16 @@ enum Cmd {
         /// Where the box's RTC starts: `utc` (now), or a UTC time such as 2026-12-05T07:00:00.
         #[arg(long)]
         rtc_base: Option<String>,
+        /// Serve this directory's files to the box at http://10.0.2.100/NAME (user network only).
+        #[arg(long, conflicts_with = "tap")]
+        guest_http: Option<PathBuf>,
+    },
+    /// Answers one HTTP GET on stdin/stdout from the files of --dir (what `run --guest-http` runs
+    /// for each connection the box opens).
+    #[command(hide = true)]
+    HttpStdio {
+        #[arg(long)]
+        dir: PathBuf,
     },
     /// Writes a provision.toml, and files it names (genesis, keystore, passphrase file), onto the
     /// boot partition of a built raw image (or a copy of it): one image flashed onto many boxes,
@@ -276,6 +286,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             mac,
             smp,
             rtc_base,
+            guest_http,
         } => {
             let rpc_port = match rpc_port {
                 Some(p) => p,
@@ -301,7 +312,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 tap: tap.map(|name| qemu::Tap { name, mac }),
                 smp,
                 rtc_base,
+                guest_http,
             })
+        }
+        Cmd::HttpStdio { dir } => {
+            let mut io = check::Stdio;
+            check::serve_request(&mut io, &dir)?;
+            Ok(())
         }
         Cmd::Provision { image, out, provision, boot_file } => {
             let target = match out {

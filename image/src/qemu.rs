@@ -30,7 +30,14 @@ pub struct RunOptions {
     pub smp: u32,
     /// The RTC's start (`-rtc base=`: `utc`, or `2026-12-05T07:00:00` for a box whose clock is off).
     pub rtc_base: Option<String>,
+    /// The files of this directory served to the guest at `http://10.0.2.100/NAME` (user network
+    /// only): each connection the guest opens runs `aergo-image http-stdio` on it, so nothing
+    /// listens on the host and `restrict=on` still keeps the guest from everything else.
+    pub guest_http: Option<PathBuf>,
 }
+
+/// Where a guest on the user network reaches `--guest-http`.
+pub const GUEST_HTTP: &str = "http://10.0.2.100";
 
 /// A tap NIC: the device's name (it must exist, up, in QEMU's network namespace) and the MAC.
 pub struct Tap {
@@ -101,10 +108,20 @@ pub fn command(o: &RunOptions) -> anyhow::Result<Command> {
             cmd.arg("-device").arg(format!("virtio-net-pci,netdev=net0,mac={}", tap.mac));
         }
         None => {
-            cmd.arg("-netdev").arg(format!(
+            let mut netdev = format!(
                 "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{}-:7845,hostfwd=tcp:127.0.0.1:{}-:7850,hostfwd=tcp:127.0.0.1:{}-:22",
                 o.rpc_port, o.agent_port, o.ssh_port
-            ));
+            );
+            if let Some(dir) = &o.guest_http {
+                let exe = std::env::current_exe().context("this program's path")?;
+                let (exe, dir) = (exe.display().to_string(), dir.display().to_string());
+                anyhow::ensure!(
+                    !exe.contains([',', ' ']) && !dir.contains([',', ' ']),
+                    "--guest-http: the paths of this program and of {dir} must hold no comma or space"
+                );
+                netdev.push_str(&format!(",guestfwd=tcp:10.0.2.100:80-cmd:{exe} http-stdio --dir {dir}"));
+            }
+            cmd.arg("-netdev").arg(netdev);
             cmd.args(["-device", "virtio-net-pci,netdev=net0"]);
         }
     }

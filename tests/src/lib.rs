@@ -5,7 +5,7 @@
 //! them first (`cargo build --workspace --bins`).
 
 // One polling helper and one HTTP client for all end-to-end tests, shared with `aergo-image test`.
-pub use aergo_image::check::{http_get, http_post, wait_for, HttpAnswer};
+pub use aergo_image::check::{http_get, http_get_bytes, http_post, wait_for, FileServer, HttpAnswer};
 
 use anyhow::{bail, Context};
 use std::io::{BufRead, BufReader};

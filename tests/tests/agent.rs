@@ -502,7 +502,8 @@ fn scoped_tokens_actions_and_their_audit_log() -> anyhow::Result<()> {
     // Refusals that do nothing.
     let untouched = node_pid(&data);
     assert_eq!(action("format-disk", Some(&admin), body)?.status, 404);
-    assert_eq!(action("install-update", Some(&admin), body)?.status, 501);
+    let no_url = action("install-update", Some(&admin), body)?;
+    assert!(no_url.status == 400 && no_url.body.contains("url"), "{}", no_url.body);
     assert_eq!(action("restart-node", Some(&admin), "{not json")?.status, 400);
     assert_eq!(action("restart-node", Some(&admin), r#"{"request_id": "a b"}"#)?.status, 400);
     assert_eq!(action("restart-node", Some(&admin), r#"{"request_id": "x", "args": {"y": 1}}"#)?.status, 400);
@@ -720,5 +721,348 @@ fn logs_are_paged_for_the_read_token_across_a_rotation() -> anyhow::Result<()> {
     let bad = get("source=node&after=yesterday", read)?;
     assert!(bad.status == 400 && bad.body.contains("cursor"), "{}", bad.body);
     assert_eq!(get("source=node&limit=lots", read)?.status, 400);
+    Ok(())
+}
+
+/// `GET /v1/support-bundle`: the admin token only; a tar.gz of the logs, the configuration with
+/// every secret taken out, what the node says, telemetry, the audit log; signed manifest; recorded
+/// in the audit log. Every token and the node key are searched for in every byte of it.
+#[test]
+fn a_support_bundle_holds_the_logs_and_the_config_and_no_secret() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let node = NodeProcess::start_dev(&dir.path().join("node"), &["--empty-blocks"])?;
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs)?;
+    std::os::unix::fs::symlink(node.data_dir.join("node.log"), logs.join("node.log"))?;
+    let agent_dir = dir.path().join("agent");
+    std::fs::create_dir_all(&agent_dir)?;
+    for file in ["token", "admin-token"] {
+        let out = std::process::Command::new(aergo_tests::binary("aergo-agent"))
+            .arg("gen-token")
+            .arg(agent_dir.join(file))
+            .output()?;
+        anyhow::ensure!(out.status.success(), "gen-token: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let token = std::fs::read_to_string(agent_dir.join("token"))?.trim().to_string();
+    let admin = std::fs::read_to_string(agent_dir.join("admin-token"))?.trim().to_string();
+    // A provision file as a provider writes it (tokens in it), a service log a token slipped into,
+    // and a key file named in the configuration by mistake.
+    let provision = dir.path().join("provision.toml");
+    std::fs::write(
+        &provision,
+        format!(
+            "[node]\nrole = \"full\"\n\n[agent]\ntoken = \"{token}\"\nadmin_token = \"{admin}\"\n\n\
+             [producer]\npassphrase = \"correct horse battery staple\"\n"
+        ),
+    )?;
+    std::fs::write(
+        logs.join("time.log"),
+        format!("2026-12-05T10:00:00Z curl -H 'Authorization: Bearer {admin}'\n"),
+    )?;
+    // A log larger than the bundle keeps: only its newest bytes, whole lines.
+    let big: String = (0..20_000).map(|i| format!("2026-12-05T10:00:00Z health line {i}\n")).collect();
+    std::fs::write(logs.join("health.log"), &big)?;
+    let config = agent_dir.join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[support]\nconfig_files = [{p:?}, {n:?}, {k:?}, \"/nonexistent/x.toml\"]\nrauc_status = [\"echo\", \"{{\\\"slots\\\": []}}\"]\nmax_log_bytes = 65536\n",
+            p = provision.display().to_string(),
+            n = node.data_dir.join("config.toml").display().to_string(),
+            k = node.data_dir.join("node.key").display().to_string(),
+        ),
+    )?;
+    let agent = AgentProcess::start(
+        &node.rpc,
+        &node.data_dir,
+        &agent_dir,
+        &["--config", config.to_str().unwrap_or_default(), "--log-dir", logs.to_str().unwrap_or_default()],
+    )?;
+    let url = format!("{}/v1/support-bundle", agent.url);
+    // A read token may not take the box's logs; no token is unknown.
+    assert_eq!(aergo_tests::http_get_bytes(&url, None)?.0, 401);
+    assert_eq!(aergo_tests::http_get_bytes(&url, Some(&token))?.0, 403);
+    let (status, headers, body) = aergo_tests::http_get_bytes(&url, Some(&admin))?;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let header = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()).unwrap_or_default();
+    assert_eq!(header("content-type"), "application/gzip");
+    assert!(header("content-disposition").contains("aergo-support-"), "{headers:?}");
+
+    // Unpacked with the system's tar, as a support engineer would.
+    let file = dir.path().join("bundle.tar.gz");
+    std::fs::write(&file, &body)?;
+    let out_dir = dir.path().join("unpacked");
+    std::fs::create_dir_all(&out_dir)?;
+    let status = std::process::Command::new("tar").arg("xzf").arg(&file).arg("-C").arg(&out_dir).status()?;
+    assert!(status.success(), "tar could not unpack the bundle");
+    let root = out_dir.join("aergo-support");
+    let read = |name: &str| std::fs::read_to_string(root.join(name)).unwrap_or_default();
+    let manifest: Value = serde_json::from_str(&read("manifest.json"))?;
+    let names: Vec<String> = manifest["files"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f["name"].as_str().map(String::from))
+        .collect();
+    for expected in [
+        "node/node_info.json",
+        "node/chain_info.json",
+        "node/node_metrics.json",
+        "node/peers.json",
+        "telemetry/latest.json",
+        "telemetry/history.jsonl",
+        "audit.jsonl",
+        "rauc-status.json",
+        "logs/node.log",
+        "logs/time.log",
+        "logs/health.log",
+    ] {
+        assert!(names.iter().any(|n| n == expected), "{expected} not in {names:?}");
+    }
+    // Every file is as the manifest says, and the manifest is signed by the node key.
+    for f in manifest["files"].as_array().into_iter().flatten() {
+        let bytes = std::fs::read(root.join(f["name"].as_str().unwrap_or_default()))?;
+        assert_eq!(f["bytes"].as_u64(), Some(bytes.len() as u64), "{f}");
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(&bytes);
+        assert_eq!(f["sha256"].as_str(), Some(hex::encode(digest).as_str()), "{f}");
+    }
+    let node_key = manifest["node_key"].as_str().unwrap_or_default().to_string();
+    let info: Value = serde_json::from_str(&read("node/node_info.json"))?;
+    assert_eq!(info["node_key"].as_str(), Some(node_key.as_str()));
+    let mut signed = aergo_agent::http::SIGNATURE_DOMAIN.to_vec();
+    signed.extend(std::fs::read(root.join("manifest.json"))?);
+    let public = PublicKey(hex::decode(&node_key)?.try_into().map_err(|_| anyhow::anyhow!("key length"))?);
+    let signature = Signature(
+        hex::decode(read("manifest.json.sig").trim())?
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("signature length"))?,
+    );
+    aergo_primitives::crypto::verify_message(&public, &signed, &signature)?;
+    // The chain as the node says it, the node's log with its blocks, the configuration redacted.
+    let chain: Value = serde_json::from_str(&read("node/chain_info.json"))?;
+    assert!(chain["height"].as_u64().is_some(), "{chain}");
+    assert!(read("logs/node.log").contains("produced block"));
+    let health = read("logs/health.log");
+    assert!(health.len() <= 65536 && health.ends_with("health line 19999\n") && health.starts_with("2026-"));
+    let provision_copy = read(&format!("config{}", provision.display()));
+    assert!(
+        provision_copy.contains("role = \"full\"") && provision_copy.contains("<redacted>"),
+        "{provision_copy}"
+    );
+    let missing = manifest["missing"].to_string();
+    assert!(missing.contains("node.key: withheld"), "{missing}");
+    assert!(missing.contains("/nonexistent/x.toml: not on this box"), "{missing}");
+    // No secret anywhere in the bundle: the tokens, the passphrase, the node key in hex.
+    let key = aergo_agent::read_key(&node.data_dir.join("node.key"))?;
+    let secrets = [
+        token.clone(),
+        admin.clone(),
+        "correct horse battery staple".into(),
+        hex::encode(key.secret_bytes()),
+    ];
+    let mut everything = Vec::new();
+    for entry in walk(&root)? {
+        everything.extend(std::fs::read(entry)?);
+    }
+    for secret in &secrets {
+        assert!(
+            !everything.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "a secret ({}…) is in the bundle",
+            &secret[..4]
+        );
+    }
+    assert!(read("logs/time.log").contains("Bearer <redacted>"));
+    // Taking it is in the audit log, with the admin token's fingerprint.
+    let audit = http_get(&format!("{}/v1/audit", agent.url), Some(&token))?.json()?;
+    let taken = audit["entries"].as_array().into_iter().flatten().find(|e| e["action"] == "support-bundle");
+    let taken = taken.ok_or_else(|| anyhow::anyhow!("no support-bundle record: {audit}"))?;
+    assert_eq!(taken["token"], "admin");
+    assert_eq!(taken["client"], "127.0.0.1");
+    Ok(())
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            out.extend(walk(&path)?);
+        } else {
+            out.push(path);
+        }
+    }
+    Ok(out)
+}
+
+/// `install-update` / `cancel-update` against a devnet node and agent, with RAUC played by a
+/// script at the process boundary (`rauc info` reads `version=` from the "bundle", `install`
+/// prints progress) and the bundles served by the test over HTTP. The real RAUC and reboot are in
+/// the QEMU update test (`aergo_image::check::update_tamper_rollback`).
+#[test]
+fn updates_over_the_network_are_checked_installed_refused_and_cancelled() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let node = NodeProcess::start_dev(&d.join("node"), &["--empty-blocks"])?;
+    let files = d.join("served");
+    std::fs::create_dir_all(&files)?;
+    let bundle = |name: &str, version: &str, size: usize| -> anyhow::Result<()> {
+        let mut body = format!("version={version}\n").into_bytes();
+        body.resize(size, b'#');
+        std::fs::write(files.join(name), body)?;
+        Ok(())
+    };
+    bundle("older.raucb", "0.1.0-a", 4096)?;
+    bundle("newer.raucb", "0.1.0-c", 3 << 20)?;
+    bundle("unsigned.raucb", "", 4096)?;
+    let server = aergo_tests::FileServer::start(&files)?;
+    let served = |name: &str| format!("http://127.0.0.1:{}/{name}", server.port);
+    // A port that takes the connection and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let silent_url = format!("http://{}/x.raucb", silent.local_addr()?);
+
+    let rauc = d.join("rauc");
+    let calls = d.join("rauc.calls");
+    std::fs::write(
+        &rauc,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> {calls}\ncase \"$1\" in\n\
+             info) v=$(sed -n 's/^version=//p' \"$3\" | head -n 1)\n  \
+             [ -n \"$v\" ] || {{ echo 'signature verification failed: not signed by a key in the keyring' >&2; exit 1; }}\n  \
+             echo \"{{\\\"compatible\\\":\\\"aergo-x86_64\\\",\\\"version\\\":\\\"$v\\\"}}\";;\n\
+             install) for p in 0 20 40 60 80 100; do echo \"$p% Copying image to rootfs.1\"; sleep 0.6; done;;\n\
+             esac\n",
+            calls = calls.display()
+        ),
+    )?;
+    std::fs::set_permissions(&rauc, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    std::fs::write(d.join("os-release"), "NAME=\"AERGO OS\"\nVERSION_ID=0.1.0-b\n")?;
+    std::fs::write(d.join("cmdline"), "root=PARTLABEL=rootB rauc.slot=B\n")?;
+    let reboots = d.join("reboots");
+    let agent_dir = d.join("agent");
+    std::fs::create_dir_all(&agent_dir)?;
+    let config = agent_dir.join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[actions]\nrestart_node = [\"true\"]\nreboot = [\"sh\", \"-c\", \"echo rebooted >> {reboots}\"]\n\n\
+             [update]\ndir = \"{dir}\"\nrauc = \"{rauc}\"\nos_release = \"{os}\"\ncmdline = \"{cmdline}\"\n\
+             good_marker = \"{good}\"\nconnect_timeout = \"2s\"\nresponse_timeout = \"2s\"\n",
+            reboots = reboots.display(),
+            dir = d.join("update").display(),
+            rauc = rauc.display(),
+            os = d.join("os-release").display(),
+            cmdline = d.join("cmdline").display(),
+            good = d.join("slot-good").display(),
+        ),
+    )?;
+    let extra = ["--config", config.to_str().unwrap_or_default()];
+    let mut agent = AgentProcess::start(&node.rpc, &node.data_dir, &agent_dir, &extra)?;
+    let install = |agent: &AgentProcess, id: &str, args: serde_json::Value| {
+        agent.action("install-update", &serde_json::json!({"request_id": id, "args": args}).to_string())
+    };
+    // The update as telemetry shows it, once it is for `id` and in one of `phases`.
+    let phase = |agent: &AgentProcess, id: &str, phases: &[&str]| {
+        wait_for(Duration::from_secs(60), &format!("update {id} to be {phases:?}"), || {
+            let t = telemetry(agent).ok()?;
+            let u = t["update"].clone();
+            (u["request_id"] == id && phases.contains(&u["phase"].as_str()?)).then_some(u)
+        })
+    };
+    let outcome = |agent: &AgentProcess, id: &str| -> anyhow::Result<Value> {
+        wait_for(Duration::from_secs(30), &format!("the outcome of {id} in the audit log"), || {
+            let a = http_get(&format!("{}/v1/audit", agent.url), Some(&agent.token)).ok()?.json().ok()?;
+            a["entries"].as_array()?.iter().find(|e| e["request_id"] == format!("{id}/outcome")).cloned()
+        })
+    };
+    let rauc_calls = || std::fs::read_to_string(&calls).unwrap_or_default();
+
+    // Hostile or wrong requests: refused at once, nothing starts.
+    for bad in [
+        serde_json::json!({"url": "file:///etc/shadow"}),
+        serde_json::json!({"url": "http://x/b.raucb", "sha256": "zz"}),
+        serde_json::json!({"url": "http://x/b.raucb", "force": true}),
+    ] {
+        let a = install(&agent, "u-bad", bad.clone())?;
+        assert_eq!(a.status, 400, "{bad}: {}", a.body);
+    }
+    assert!(telemetry(&agent)?["update"].is_null());
+
+    // A server that never answers: a bounded, clear failure.
+    let started = Instant::now();
+    assert_eq!(install(&agent, "u-1", serde_json::json!({"url": silent_url}))?.status, 202);
+    let failed = phase(&agent, "u-1", &["failed"])?;
+    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+    assert!(failed["message"].as_str().unwrap_or_default().contains("downloading"), "{failed}");
+    assert_eq!(outcome(&agent, "u-1")?["result"], "failed");
+
+    // Not signed (rauc info refuses it), and an older version: refused, never installed.
+    assert_eq!(install(&agent, "u-2", serde_json::json!({"url": served("unsigned.raucb")}))?.status, 202);
+    let refused = phase(&agent, "u-2", &["refused"])?;
+    assert!(
+        refused["message"].as_str().unwrap_or_default().contains("signature verification failed"),
+        "{refused}"
+    );
+    assert_eq!(install(&agent, "u-3", serde_json::json!({"url": served("older.raucb")}))?.status, 202);
+    let older = phase(&agent, "u-3", &["refused"])?;
+    assert!(
+        older["message"].as_str().unwrap_or_default().contains("not newer than the running 0.1.0-b"),
+        "{older}"
+    );
+    let older_outcome = outcome(&agent, "u-3")?;
+    assert_eq!(older_outcome["result"], "refused");
+    assert!(older_outcome["message"].as_str().unwrap_or_default().contains("0.1.0-a"), "{older_outcome}");
+    // A download that is not what Horde said it is.
+    let wrong_sha = serde_json::json!({"url": served("newer.raucb"), "sha256": "00".repeat(32)});
+    assert_eq!(install(&agent, "u-4", wrong_sha)?.status, 202);
+    let bad_sum = phase(&agent, "u-4", &["failed"])?;
+    assert!(bad_sum["message"].as_str().unwrap_or_default().contains("SHA-256"), "{bad_sum}");
+    assert!(!rauc_calls().contains("install"), "a refused bundle was installed: {}", rauc_calls());
+    assert!(!d.join("update/bundle.raucb").exists() && !d.join("update/bundle.raucb.part").exists());
+
+    // Installed, then waiting for its reboot time; cancelled: the booted slot stays the next one.
+    let later = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() + 3600;
+    let body = serde_json::json!({"url": served("newer.raucb"), "reboot_at": later});
+    assert_eq!(install(&agent, "u-5", body)?.status, 202);
+    let waiting = phase(&agent, "u-5", &["waiting"])?;
+    assert_eq!(waiting["version"], "0.1.0-c");
+    let busy = install(&agent, "u-6", serde_json::json!({"url": served("newer.raucb")}))?;
+    assert!(busy.status == 500 && busy.body.contains("under way"), "{}", busy.body);
+    let cancel = agent.action("cancel-update", r#"{"request_id": "c-1"}"#)?;
+    assert_eq!(cancel.status, 200, "{}", cancel.body);
+    phase(&agent, "u-5", &["cancelled"])?;
+    assert_eq!(outcome(&agent, "u-5")?["result"], "cancelled");
+    assert!(rauc_calls().contains("status mark-active booted"), "{}", rauc_calls());
+    assert!(!reboots.exists(), "a cancelled update rebooted");
+    let nothing = agent.action("cancel-update", r#"{"request_id": "c-2"}"#)?;
+    assert!(nothing.status == 200 && nothing.body.contains("no update is under way"), "{}", nothing.body);
+
+    // The newer bundle: downloaded, checked, installed (progress seen), rebooted into.
+    assert_eq!(install(&agent, "u-7", serde_json::json!({"url": served("newer.raucb")}))?.status, 202);
+    let installing = phase(&agent, "u-7", &["installing"])?;
+    assert!(installing["message"].as_str().is_some(), "{installing}");
+    let partway = wait_for(Duration::from_secs(30), "installing progress between 0 and 100 %", || {
+        let u = telemetry(&agent).ok()?["update"].clone();
+        u["progress_pct"].as_u64().filter(|p| (1..100).contains(p) && u["phase"] == "installing").map(|_| u)
+    })?;
+    assert!(partway["message"].as_str().unwrap_or_default().contains("Copying"), "{partway}");
+    let done = phase(&agent, "u-7", &["rebooting"])?;
+    assert_eq!(done["from_version"], "0.1.0-b");
+    assert_eq!(done["from_slot"], "B");
+    assert_eq!(outcome(&agent, "u-7")?["result"], "ok");
+    assert_eq!(std::fs::read_to_string(&reboots)?.lines().count(), 1);
+    assert!(rauc_calls().lines().any(|l| l.starts_with("install ")), "{}", rauc_calls());
+
+    // "After the reboot": the agent starts on slot A with 0.1.0-c: booted, then marked good.
+    agent.child.kill()?;
+    agent.child.wait()?;
+    std::fs::write(d.join("os-release"), "NAME=\"AERGO OS\"\nVERSION_ID=0.1.0-c\n")?;
+    std::fs::write(d.join("cmdline"), "root=PARTLABEL=rootA rauc.slot=A\n")?;
+    agent = AgentProcess::start(&node.rpc, &node.data_dir, &agent_dir, &extra)?;
+    phase(&agent, "u-7", &["booted"])?;
+    std::fs::write(d.join("slot-good"), "")?;
+    let good = phase(&agent, "u-7", &["marked-good"])?;
+    assert!(good["message"].as_str().unwrap_or_default().contains("0.1.0-c"), "{good}");
+    drop(silent);
     Ok(())
 }

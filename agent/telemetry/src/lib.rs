@@ -28,6 +28,35 @@ pub struct Sample {
     pub chain_error: Option<String>,
     pub health: Health,
     pub agent: AgentSelf,
+    /// The last update Horde asked for (`install-update`), from download to marked good or rolled
+    /// back; `null` when none was ever asked for on this box.
+    #[serde(default)]
+    pub update: Option<UpdateStatus>,
+}
+
+/// An update over the network, as the agent carries it out (`docs/agent.md`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct UpdateStatus {
+    pub request_id: String,
+    pub url: String,
+    /// `downloading`, `verifying`, `installing`, `waiting` (for `reboot_at`, or for the box not to
+    /// be a producer of the coming slots), `rebooting`, `booted`, `marked-good`, `rolled-back`;
+    /// or it ended: `refused`, `failed`, `cancelled`.
+    pub phase: String,
+    /// Of the phase, where it has one (downloading, installing).
+    pub progress_pct: Option<u8>,
+    /// The bundle's version once read (`rauc info`).
+    pub version: Option<String>,
+    /// The version and slot the box ran when the update was asked for.
+    pub from_version: Option<String>,
+    pub from_slot: Option<String>,
+    pub allow_downgrade: bool,
+    /// Unix seconds of the reboot asked for (`reboot_at`), if not at once.
+    pub reboot_at: Option<u64>,
+    /// What happened last, in words.
+    pub message: String,
+    pub started_ms: u64,
+    pub updated_ms: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]

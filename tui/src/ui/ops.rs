@@ -45,6 +45,15 @@ pub fn draw(frame: &mut Frame<'_>, app: &App, theme: Theme, area: Rect) {
         }
         None => {}
     }
+    // An update Horde asked for (install-update), as the agent carries it out.
+    if let Some(u) = app.agent.value.as_ref().and_then(|s| s.update.as_ref()) {
+        lines.push(Line::raw(""));
+        lines.push(Line::from(vec![
+            Span::raw("Update: "),
+            Span::styled(update_line(u), update_style(theme, &u.phase)),
+        ]));
+        lines.push(Line::styled(fit(&format!("  {} — {}", u.url, u.message), width), theme.dim()));
+    }
     frame.render_widget(Paragraph::new(lines).block(panel(op.label())), info);
     let rows = audit.height.saturating_sub(2) as usize;
     let lines: Vec<Line<'_>> = match &app.ops.audit {
@@ -59,6 +68,7 @@ pub fn draw(frame: &mut Frame<'_>, app: &App, theme: Theme, area: Rect) {
             .map(|e| {
                 let style = match e.result.as_str() {
                     "failed" => theme.bad(),
+                    "refused" | "cancelled" => theme.warn(),
                     _ => theme.ok(),
                 };
                 Line::from(vec![
@@ -78,5 +88,46 @@ pub fn draw(frame: &mut Frame<'_>, app: &App, theme: Theme, area: Rect) {
     frame.render_widget(Paragraph::new(lines).block(panel("Horde's actions (the agent's audit log)")), audit);
     if let Some(op) = app.ops.confirming {
         draw_confirm(frame, theme, area, &format!("{}?", op.label()), op.consequence());
+    }
+}
+
+/// `0.1.0-b: installing 40 % (from 0.1.0-a on slot A)`.
+pub fn update_line(u: &aergo_telemetry::UpdateStatus) -> String {
+    let version = u.version.as_deref().unwrap_or("(version not read yet)");
+    let progress = u.progress_pct.map(|p| format!(" {p} %")).unwrap_or_default();
+    let from = match (&u.from_version, &u.from_slot) {
+        (Some(v), Some(s)) => format!(" (from {v} on slot {s})"),
+        (Some(v), None) => format!(" (from {v})"),
+        _ => String::new(),
+    };
+    format!("{version}: {}{progress}{from}", u.phase)
+}
+
+fn update_style(theme: Theme, phase: &str) -> ratatui::style::Style {
+    match phase {
+        "failed" | "rolled-back" => theme.bad(),
+        "refused" | "cancelled" => theme.warn(),
+        "marked-good" => theme.ok(),
+        _ => theme.dim(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_update_reads_as_its_version_phase_progress_and_origin() {
+        let u = aergo_telemetry::UpdateStatus {
+            phase: "installing".into(),
+            progress_pct: Some(40),
+            version: Some("0.1.0-b".into()),
+            from_version: Some("0.1.0-a".into()),
+            from_slot: Some("A".into()),
+            ..Default::default()
+        };
+        assert_eq!(update_line(&u), "0.1.0-b: installing 40 % (from 0.1.0-a on slot A)");
+        let early = aergo_telemetry::UpdateStatus { phase: "downloading".into(), ..Default::default() };
+        assert_eq!(update_line(&early), "(version not read yet): downloading");
     }
 }
