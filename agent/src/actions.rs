@@ -310,6 +310,9 @@ fn settings_of(
         _ => return Err("apply-settings needs `settings`: the box's settings, as in provision.toml".into()),
     };
     settings.validate().map_err(|e| format!("settings: {e}"))?;
+    if settings.agent.tls_cert.is_some() || settings.agent.tls_key.is_some() {
+        return Err("settings: a TLS key cannot be sent remotely; use the console or provisioning".into());
+    }
     if settings.producer.keystore.is_some() || settings.producer.passphrase_file.is_some() {
         return Err(
             "settings: a producer key cannot be imported remotely; use the console or provisioning".into()

@@ -54,6 +54,12 @@ pub struct AgentConfig {
     pub limits: LimitsConfig,
     pub support: SupportConfig,
     pub update: crate::update::UpdateConfig,
+    /// The TLS certificate and key the agent serves HTTPS with (PEM; both made at the first start
+    /// when neither exists).
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    /// Plain HTTP instead of HTTPS.
+    pub plain_http: bool,
 }
 
 /// What `GET /v1/support-bundle` puts in besides the logs, the node's answers and the telemetry.
@@ -174,6 +180,9 @@ impl Default for AgentConfig {
             limits: LimitsConfig::default(),
             support: SupportConfig::default(),
             update: crate::update::UpdateConfig::default(),
+            tls_cert: PathBuf::from("/var/lib/aergo/agent-tls/cert.pem"),
+            tls_key: PathBuf::from("/var/lib/aergo/agent-tls/key.pem"),
+            plain_http: false,
         }
     }
 }

@@ -364,11 +364,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves.
+/// Serves `router` on `listener` until `shutdown` resolves; over TLS when `tls` is given (the
+/// handshake must be done within the request-head timeout).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     limits: LimitsConfig,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
@@ -393,29 +395,46 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let router = router.clone();
         let limits = limits.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let service =
-                hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(ClientAddr(peer));
-                    router.clone().oneshot(req)
-                });
-            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_timeout)
-                .max_buf_size(limits.max_header_bytes.max(8192))
-                .max_headers(64);
-            builder
-                .http2()
-                .timer(TokioTimer::new())
-                .max_concurrent_streams(16)
-                .max_header_list_size(limits.max_header_bytes as u32)
-                .keep_alive_interval(Some(std::time::Duration::from_secs(30)));
-            if let Err(e) = builder.serve_connection(TokioIo::new(stream), service).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            match tls {
+                None => serve_connection(stream, peer, router, &limits).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls_stream)) => serve_connection(tls_stream, peer, router, &limits).await,
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake not done in time"),
+                    }
+                }
             }
         });
+    }
+}
+
+/// Serves one connection (plain or TLS) with the limits.
+async fn serve_connection<I>(io: I, peer: SocketAddr, router: Router, limits: &LimitsConfig)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(ClientAddr(peer));
+        router.clone().oneshot(req)
+    });
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .max_headers(64);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(16)
+        .max_header_list_size(limits.max_header_bytes as u32)
+        .keep_alive_interval(Some(std::time::Duration::from_secs(30)));
+    if let Err(e) = builder.serve_connection(TokioIo::new(io), service).await {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }

@@ -21,6 +21,7 @@ pub mod metrics;
 
 pub mod spool;
 pub mod support;
+pub mod tls;
 pub mod update;
 
 use crate::collect::chain::ChainCollector;
@@ -53,6 +54,7 @@ struct Sampler {
     started: Instant,
     last_at: Option<Instant>,
     updates: Arc<update::Updates>,
+    tls_fingerprint: Option<String>,
 }
 
 impl Sampler {
@@ -127,6 +129,7 @@ impl Sampler {
                 cpu_pct: me.as_ref().map(|m| m.cpu_pct).unwrap_or(0.0),
                 rss_bytes: me.as_ref().map(|m| m.rss_bytes).unwrap_or(0),
                 spool,
+                tls_fingerprint: self.tls_fingerprint.clone(),
             },
             update: self.updates.status(),
         })
@@ -189,10 +192,21 @@ pub async fn run(config: AgentConfig, shutdown: impl std::future::Future<Output 
     }
     let next_seq = spool.last_seq() + 1;
     let spool = Arc::new(Mutex::new(spool));
+    // HTTPS unless asked for plain HTTP: the certificate (made at the first start) before anything
+    // is served, so that the first sample carries its fingerprint.
+    let tls = if config.plain_http {
+        None
+    } else {
+        let (cert, key) = (config.tls_cert.clone(), config.tls_key.clone());
+        let hostname =
+            nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+        Some(tokio::task::spawn_blocking(move || tls::load_or_make(&cert, &key, &hostname)).await??)
+    };
     let update_config = config.update.clone();
     let updates = Arc::new(tokio::task::spawn_blocking(move || update::Updates::open(update_config)).await?);
     let mut sampler = Sampler {
         updates: updates.clone(),
+        tls_fingerprint: tls.as_ref().map(|t| t.fingerprint.clone()),
         chain: ChainCollector::new(&config.node, config.node_timeout)?,
         host: Arc::new(Mutex::new(HostCollector::new())),
         health: health::State::default(),
@@ -226,8 +240,13 @@ pub async fn run(config: AgentConfig, shutdown: impl std::future::Future<Output 
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, node = %config.node, interval = ?config.interval, "agent serving");
-    println!("AERGO_AGENT=http://{addr}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, node = %config.node, interval = ?config.interval, scheme,
+        tls_fingerprint = tls.as_ref().map_or("", |t| t.fingerprint.as_str()), "agent serving");
+    println!("AERGO_AGENT={scheme}://{addr}");
+    if let Some(t) = &tls {
+        println!("AERGO_AGENT_TLS_FINGERPRINT={}", t.fingerprint);
+    }
 
     let sampling = {
         let state = state.clone();
@@ -278,7 +297,8 @@ pub async fn run(config: AgentConfig, shutdown: impl std::future::Future<Output 
             _ = restart => tracing::info!("restart-agent: stopping; the supervisor starts the agent again"),
         }
     };
-    http::serve(listener, http::router(state.clone()), config.limits.clone(), stop).await;
+    let acceptor = tls.map(|t| t.acceptor);
+    http::serve(listener, http::router(state.clone()), config.limits.clone(), acceptor, stop).await;
     sampling.abort();
     pruning.abort();
     rereading.abort();

@@ -58,6 +58,16 @@ struct Cli {
     /// chrony runs).
     #[arg(long)]
     require_clock_sync: bool,
+    /// The TLS certificate (PEM; made with its key at the first start when neither exists).
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// The TLS certificate's private key (PEM).
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+    /// Serve plain HTTP instead of HTTPS (only where the network is trusted: provision.toml
+    /// `[agent] plain_http = true`, development machines, tests).
+    #[arg(long)]
+    plain_http: bool,
 }
 
 #[derive(Subcommand)]
@@ -195,6 +205,15 @@ fn main() -> std::process::ExitCode {
     }
     if let Some(v) = cli.settings_root {
         config.settings_root = v;
+    }
+    if let Some(v) = cli.tls_cert {
+        config.tls_cert = v;
+    }
+    if let Some(v) = cli.tls_key {
+        config.tls_key = v;
+    }
+    if cli.plain_http {
+        config.plain_http = true;
     }
     if let Some(v) = cli.log_dir {
         config.log_dir = v;

@@ -78,6 +78,20 @@ pub fn http_post(url: &str, token: Option<&str>, body: &str) -> anyhow::Result<H
 pub type RawAnswer = (u16, Vec<(String, String)>, Vec<u8>);
 
 fn http_request(url: &str, token: Option<&str>, body: Option<&str>) -> anyhow::Result<RawAnswer> {
+    // An agent serving HTTPS: its certificate is taken as it comes (see `agent_certificate` for
+    // checking it against what the agent's signed telemetry says).
+    if url.starts_with("https://") {
+        use aergo_telemetry::client;
+        let a = client::send(&client::Request {
+            url,
+            token,
+            body,
+            pin: &client::Pin::Learn,
+            timeout: Duration::from_secs(70),
+            max_bytes: 256 << 20,
+        })?;
+        return Ok((a.status, a.headers, a.body));
+    }
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(70)))
@@ -108,6 +122,20 @@ fn http_request(url: &str, token: Option<&str>, body: Option<&str>) -> anyhow::R
         .collect();
     let body = resp.body_mut().with_config().limit(256 << 20).read_to_vec()?;
     Ok((status, headers, body))
+}
+
+/// The SHA-256 fingerprint of the certificate an `https://` agent serves with.
+pub fn agent_certificate(url: &str) -> anyhow::Result<String> {
+    use aergo_telemetry::client;
+    let a = client::send(&client::Request {
+        url: &format!("{}/livez", url.trim_end_matches('/')),
+        token: None,
+        body: None,
+        pin: &client::Pin::Learn,
+        timeout: Duration::from_secs(30),
+        max_bytes: 1 << 10,
+    })?;
+    a.fingerprint.ok_or_else(|| anyhow::anyhow!("{url} did not answer over TLS"))
 }
 
 /// A small HTTP server of the files in one directory (`GET /NAME`), on a loopback port: what a

@@ -365,7 +365,7 @@ authorized_keys = ["{ssh}"]
                 monitor,
                 serial,
                 rpc: format!("http://{ip}:7845"),
-                agent: format!("http://{ip}:7850"),
+                agent: format!("https://{ip}:7850"),
                 ssh_host: ip,
                 ssh_port: "22".into(),
                 ssh_key: self.dir.join("ssh_key"),
@@ -471,21 +471,26 @@ fn ntp_server(dir: &Path) -> anyhow::Result<Daemon> {
     )
 }
 
-/// Prometheus on the bridge, scraping the agents of `boxes` with the fleet's token.
-fn prometheus(dir: &Path, boxes: &[usize]) -> anyhow::Result<(Daemon, String)> {
+/// Prometheus on the bridge, scraping the agents of `boxes` (number, the agent's certificate
+/// file) over HTTPS with the fleet's token: each box's self-signed certificate is its own trust
+/// root, checked under the name every agent certificate holds (`aergo-agent`), as a provider
+/// pins its boxes.
+fn prometheus(dir: &Path, boxes: &[(usize, PathBuf)]) -> anyhow::Result<(Daemon, String)> {
     let token = dir.join("prometheus-token");
     std::fs::write(&token, TOKEN)?;
-    let targets: Vec<String> = boxes.iter().map(|i| format!("'{}:7850'", box_ip(*i))).collect();
-    let config = dir.join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 2s\n  scrape_timeout: 2s\nscrape_configs:\n  - job_name: fleet\n    \
-             authorization:\n      credentials_file: {}\n    static_configs:\n      - targets: [{}]\n",
+    let mut config_text =
+        "global:\n  scrape_interval: 2s\n  scrape_timeout: 2s\nscrape_configs:\n".to_string();
+    for (i, cert) in boxes {
+        config_text.push_str(&format!(
+            "  - job_name: box{i}\n    scheme: https\n    tls_config:\n      ca_file: {}\n      server_name: aergo-agent\n    \
+             authorization:\n      credentials_file: {}\n    static_configs:\n      - targets: ['{}:7850']\n",
+            cert.display(),
             token.display(),
-            targets.join(", ")
-        ),
-    )?;
+            box_ip(*i)
+        ));
+    }
+    let config = dir.join("prometheus.yml");
+    std::fs::write(&config, config_text)?;
     let daemon = Daemon::start(
         Command::new("prometheus")
             .arg(format!("--config.file={}", config.display()))
@@ -653,8 +658,21 @@ fn fleet_body(env: &Env, s: &Setup) -> anyhow::Result<()> {
             .then_some(())
     })?;
 
-    // Prometheus on the bridge scrapes the three agents and sees three heights.
-    let (prom, prom_url) = prometheus(d, &[1, 2, 3])?;
+    // Each agent serves HTTPS with the certificate its box made; the fingerprint its node key signs
+    // in telemetry is the one it serves with. Prometheus pins each box's certificate, scrapes the
+    // three agents and sees three heights.
+    let mut certs = Vec::new();
+    for (i, b) in boxes.iter().enumerate() {
+        let pem = b.vm.ssh("cat /var/lib/aergo/agent-tls/cert.pem")?;
+        let file = d.join(format!("agent-cert-{}.pem", i + 1));
+        std::fs::write(&file, &pem)?;
+        let served = check::agent_certificate(&b.vm.agent)?;
+        let t = b.vm.telemetry(TOKEN).ok_or_else(|| anyhow::anyhow!("box {} telemetry", i + 1))?;
+        assert_eq!(t["agent"]["tls_fingerprint"].as_str(), Some(served.as_str()), "box {}", i + 1);
+        assert_eq!(aergo_telemetry::client::pem_fingerprint(&pem), Some(served), "box {}", i + 1);
+        certs.push((i + 1, file));
+    }
+    let (prom, prom_url) = prometheus(d, &certs)?;
     wait_for(Duration::from_secs(120), "Prometheus to scrape three heights", || {
         let heights = prometheus_query(&prom_url, "aergo_chain_height");
         (heights.len() == 3 && heights.iter().all(|(_, h)| *h >= included as f64)).then_some(heights)

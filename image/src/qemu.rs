@@ -145,7 +145,7 @@ pub fn run(o: &RunOptions) -> anyhow::Result<()> {
     let mut cmd = command(o)?;
     if o.tap.is_none() {
         println!("AERGO_RPC=http://127.0.0.1:{}", o.rpc_port);
-        println!("AERGO_AGENT=http://127.0.0.1:{}", o.agent_port);
+        println!("AERGO_AGENT=https://127.0.0.1:{}", o.agent_port);
         println!("AERGO_SSH_PORT={}", o.ssh_port);
     }
     let status = cmd.status().context("cannot start qemu-system-x86_64")?;

@@ -43,6 +43,11 @@ pub const NODE_CONFIG_FILE: &str = "etc/aergo/node.toml";
 pub const TOKEN_FILE: &str = "etc/aergo/agent.token";
 /// The agent's admin token (actions), from `[agent] admin_token`.
 pub const ADMIN_TOKEN_FILE: &str = "etc/aergo/agent-admin.token";
+/// The agent's settings from `[agent]` (`plain_http`, the certificate it serves HTTPS with).
+pub const AGENT_CONFIG_FILE: &str = "etc/aergo/agent.toml";
+/// A certificate and key given by provisioning (`[agent] tls_cert`, `tls_key`).
+pub const AGENT_TLS_CERT: &str = "etc/aergo/agent-tls/cert.pem";
+pub const AGENT_TLS_KEY: &str = "etc/aergo/agent-tls/key.pem";
 /// The NTP servers of `[time]`, one per line (the time service reads it when chrony starts).
 pub const NTP_SERVERS_FILE: &str = "etc/aergo/ntp-servers";
 pub const LAST_GOOD_DIR: &str = "etc/aergo/last-good";
@@ -50,7 +55,7 @@ pub const REVERTED_DIR: &str = "etc/aergo/reverted";
 const MANIFEST: &str = "manifest.toml";
 
 /// Every file the settings own, for the last-good copy.
-pub const MANAGED: [&str; 10] = [
+pub const MANAGED: [&str; 11] = [
     "etc/hostname",
     "etc/hosts",
     "etc/network/interfaces",
@@ -61,6 +66,7 @@ pub const MANAGED: [&str; 10] = [
     SETTINGS_FILE,
     "root/.ssh/authorized_keys",
     NTP_SERVERS_FILE,
+    AGENT_CONFIG_FILE,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +95,8 @@ pub enum ApplyError {
 pub struct Material {
     /// A new producer key (generated or imported).
     pub producer_key: Option<Keypair>,
+    /// The agent's certificate and key (PEM) from provisioning.
+    pub agent_tls: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 /// What [`apply`] did.
@@ -323,6 +331,7 @@ fn render(
     settings: &Settings,
     data_dir: &str,
     key: Option<&Keypair>,
+    own_tls: bool,
 ) -> Result<Vec<RenderedFile>, ApplyError> {
     let mut files = Vec::new();
     let host = &settings.hostname;
@@ -362,6 +371,12 @@ fn render(
     if let Some(token) = &settings.agent.admin_token {
         files.push((ADMIN_TOKEN_FILE, format!("{token}\n").into_bytes(), 0o600));
     }
+    let mut agent =
+        format!("# Written by aergo-console setup.\nplain_http = {}\n", settings.agent.plain_http);
+    if own_tls && !settings.agent.plain_http {
+        agent.push_str(&format!("tls_cert = \"/{AGENT_TLS_CERT}\"\ntls_key = \"/{AGENT_TLS_KEY}\"\n"));
+    }
+    files.push((AGENT_CONFIG_FILE, agent.into_bytes(), 0o644));
     let mut shown = settings.clone();
     shown.node.producer_address = key.map(|k| k.address().to_string());
     let shown = toml::to_string_pretty(&shown)
@@ -423,9 +438,15 @@ pub fn apply(root: &Path, settings: &Settings, material: &Material) -> Result<Ap
         }
     }
 
+    // The agent's own certificate, like a key: written once (the key first), never reverted.
+    if let Some((cert, tls_key)) = &material.agent_tls {
+        write_file(&root.join(AGENT_TLS_KEY), tls_key, 0o600)?;
+        write_file(&root.join(AGENT_TLS_CERT), cert, 0o644)?;
+    }
+    let own_tls = root.join(AGENT_TLS_CERT).exists() && root.join(AGENT_TLS_KEY).exists();
     save_last_good(root)?;
     let mut written = Vec::new();
-    for (rel, contents, mode) in render(settings, &data_dir, key.as_ref())? {
+    for (rel, contents, mode) in render(settings, &data_dir, key.as_ref(), own_tls)? {
         write_file(&root.join(rel), &contents, mode)?;
         written.push(rel.to_string());
     }
@@ -542,7 +563,11 @@ mod tests {
                 rpc: Default::default(),
                 genesis_hash: None,
             },
-            agent: AgentSettings { token: Some("ab".repeat(32)), admin_token: Some("cd".repeat(32)) },
+            agent: AgentSettings {
+                token: Some("ab".repeat(32)),
+                admin_token: Some("cd".repeat(32)),
+                ..AgentSettings::default()
+            },
             ssh: SshSettings::default(),
             p2p: Default::default(),
             time: Default::default(),
@@ -558,7 +583,9 @@ mod tests {
         std::fs::write(root.join("etc/hostname"), "buildroot\n").unwrap();
         let key = Keypair::generate();
         let address = key.address().to_string();
-        let applied = apply(root, &devnet("aergo-1"), &Material { producer_key: Some(key) }).unwrap();
+        let applied =
+            apply(root, &devnet("aergo-1"), &Material { producer_key: Some(key), ..Default::default() })
+                .unwrap();
         assert_eq!(std::fs::read_to_string(root.join("etc/hostname")).unwrap(), "aergo-1\n");
         let node = NodeConfig::load(&root.join(NODE_CONFIG_FILE)).unwrap();
         assert!(node.producer.enabled);
@@ -583,6 +610,53 @@ mod tests {
         assert_eq!(std::fs::read_to_string(root.join("etc/hostname")).unwrap(), "aergo-1\n");
         assert!(matches!(revert(root), Err(ApplyError::NoLastGood(_))));
         assert!(key_file.exists(), "keys are never reverted");
+    }
+
+    #[test]
+    fn the_agent_gets_its_own_certificate_or_plain_http_from_provisioning() {
+        let root = tempfile::tempdir().unwrap();
+        let root = root.path();
+        std::fs::create_dir_all(root.join("boot")).unwrap();
+        let file = root.join("boot/provision.toml");
+        let base = "hostname = \"box\"\n[node]\nrole = \"producer\"\nchain = \"devnet\"\n";
+        // A key that is not PEM: refused, naming the setting; nothing written, nothing removed.
+        std::fs::write(
+            root.join("boot/agent.pem"),
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        std::fs::write(root.join("boot/agent.key"), "not a key\n").unwrap();
+        std::fs::write(&file, format!("{base}[agent]\ntls_cert = \"agent.pem\"\ntls_key = \"agent.key\"\n"))
+            .unwrap();
+        let e = crate::provision(root, &file).unwrap_err().to_string();
+        assert!(e.contains("agent.tls_key") && e.contains("PRIVATE KEY"), "{e}");
+        assert!(!root.join(AGENT_TLS_CERT).exists() && root.join("boot/agent.key").exists());
+        // A PEM pair: copied (the key 0600), named in agent.toml, the key gone from the boot partition.
+        let key = "-----BEGIN PRIVATE KEY-----\nMIGH\n-----END PRIVATE KEY-----\n";
+        std::fs::write(root.join("boot/agent.key"), key).unwrap();
+        crate::provision(root, &file).unwrap();
+        assert_eq!(std::fs::read_to_string(root.join(AGENT_TLS_KEY)).unwrap(), key);
+        assert_eq!(std::fs::metadata(root.join(AGENT_TLS_KEY)).unwrap().permissions().mode() & 0o777, 0o600);
+        assert!(!root.join("boot/agent.key").exists(), "the key stayed on the boot partition");
+        let agent = std::fs::read_to_string(root.join(AGENT_CONFIG_FILE)).unwrap();
+        assert!(
+            agent.contains("plain_http = false")
+                && agent.contains("tls_cert = \"/etc/aergo/agent-tls/cert.pem\""),
+            "{agent}"
+        );
+        assert!(!std::fs::read_to_string(root.join(SETTINGS_FILE)).unwrap().contains("agent.key"));
+        // Plain HTTP asked for; with a certificate as well it is refused.
+        let other = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(other.path().join("boot")).unwrap();
+        let plain = other.path().join("boot/provision.toml");
+        std::fs::write(&plain, format!("{base}[agent]\nplain_http = true\n")).unwrap();
+        crate::provision(other.path(), &plain).unwrap();
+        let agent = std::fs::read_to_string(other.path().join(AGENT_CONFIG_FILE)).unwrap();
+        assert!(agent.contains("plain_http = true") && !agent.contains("tls_cert"), "{agent}");
+        let both: Settings =
+            toml::from_str(&format!("{base}[agent]\nplain_http = true\ntls_cert = \"a\"\ntls_key = \"b\"\n"))
+                .unwrap();
+        assert!(both.validate().unwrap_err().to_string().contains("agent.plain_http"));
     }
 
     #[test]
@@ -631,7 +705,8 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let mut s = devnet("aergo-1");
         s.node.rpc = RpcAccess::Loopback;
-        apply(root.path(), &s, &Material { producer_key: Some(Keypair::generate()) }).unwrap();
+        apply(root.path(), &s, &Material { producer_key: Some(Keypair::generate()), ..Default::default() })
+            .unwrap();
         let node = NodeConfig::load(&root.path().join(NODE_CONFIG_FILE)).unwrap();
         assert_eq!(node.rpc.listen.to_string(), "127.0.0.1:7845");
         let parsed: Settings = toml::from_str(
@@ -649,7 +724,12 @@ mod tests {
     fn revert_of_the_first_apply_removes_what_did_not_exist() {
         let root = tempfile::tempdir().unwrap();
         let root = root.path();
-        apply(root, &devnet("aergo-1"), &Material { producer_key: Some(Keypair::generate()) }).unwrap();
+        apply(
+            root,
+            &devnet("aergo-1"),
+            &Material { producer_key: Some(Keypair::generate()), ..Default::default() },
+        )
+        .unwrap();
         revert(root).unwrap();
         assert!(!root.join("etc/hostname").exists());
         assert!(!root.join(SETTINGS_FILE).exists());
@@ -682,7 +762,8 @@ mod tests {
         s.node.chain = "/boot/genesis.toml".into();
         std::fs::create_dir_all(root.join("boot")).unwrap();
         std::fs::write(root.join("boot/genesis.toml"), "not toml [").unwrap();
-        let e = apply(root, &s, &Material { producer_key: Some(Keypair::generate()) }).unwrap_err();
+        let e = apply(root, &s, &Material { producer_key: Some(Keypair::generate()), ..Default::default() })
+            .unwrap_err();
         assert!(e.to_string().contains("genesis file /boot/genesis.toml"), "{e}");
         let e = apply(root, &devnet("aergo-1"), &Material::default()).unwrap_err();
         assert!(e.to_string().contains("generate or import"), "{e}");

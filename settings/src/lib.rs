@@ -28,6 +28,21 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// A PEM file of provisioning that must hold `marker` (`-----BEGIN … {marker}`).
+fn read_pem(root: &std::path::Path, setting: &str, path: &str, marker: &str) -> Result<Vec<u8>, ApplyError> {
+    let file = files::box_path(root, path);
+    let bytes = std::fs::read(&file)
+        .map_err(|source| ApplyError::Io { path: format!("{setting} {}", file.display()), source })?;
+    let text = String::from_utf8_lossy(&bytes);
+    if !text.lines().any(|l| l.starts_with("-----BEGIN ") && l.ends_with(marker)) {
+        return Err(ApplyError::Damaged {
+            path: format!("{setting} {}", file.display()),
+            reason: format!("not a PEM file with a {}", marker.trim_end_matches('-')),
+        });
+    }
+    Ok(bytes)
+}
+
 /// First-boot provisioning: applies a `provision.toml` (the appliance's boot partition) under `root`.
 /// The producer key is imported from `[producer] keystore` with its `passphrase_file` (whose file
 /// is deleted once the key is safely on the data partition), or generated on the box; the agent
@@ -60,7 +75,19 @@ pub fn provision(
         _ => (settings.node.role == Role::Producer).then(aergo_primitives::crypto::Keypair::generate),
     };
     settings.node.producer_address = None;
-    let applied = apply(root, &settings, &Material { producer_key })?;
+    // The agent's own certificate: both PEM files read now, the key removed from the boot
+    // partition once it is on the box.
+    let agent_tls = match (&settings.agent.tls_cert, &settings.agent.tls_key) {
+        (Some(cert), Some(key)) => Some((
+            read_pem(root, "agent.tls_cert", cert, "CERTIFICATE-----")?,
+            read_pem(root, "agent.tls_key", key, "PRIVATE KEY-----")?,
+        )),
+        _ => None,
+    };
+    let applied = apply(root, &settings, &Material { producer_key, agent_tls })?;
+    if let Some(key) = &settings.agent.tls_key {
+        files::remove_synced(&files::box_path(root, key))?;
+    }
     if let Some(pass_file) = &import.passphrase_file {
         // The key is on the data partition now (written and synced by `apply`): the passphrase
         // leaves the boot partition, which anyone holding the disk can read.

@@ -155,6 +155,15 @@ pub struct AgentSettings {
     /// agent's admin token file, never to `settings.toml`; unset: no actions on this box.
     #[serde(default, skip_serializing)]
     pub admin_token: Option<String>,
+    /// Plain HTTP instead of HTTPS for the agent (a network the provider trusts only).
+    pub plain_http: bool,
+    /// The agent's own certificate and key (PEM files; a relative path is on the boot partition,
+    /// whose key file is removed once copied to the box). Unset: the agent makes a self-signed
+    /// certificate at its first start. Never written to `settings.toml`.
+    #[serde(default, skip_serializing)]
+    pub tls_cert: Option<String>,
+    #[serde(default, skip_serializing)]
+    pub tls_key: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -173,6 +182,9 @@ pub enum SettingsError {
     Node(String),
     #[error("agent token: {0}")]
     Token(String),
+    /// The message names the setting (`agent.tls_key: …`).
+    #[error("{0}")]
+    Agent(String),
     #[error("ssh: {0}")]
     Ssh(String),
     /// The message names the setting (`p2p.bootstrap[1]: …`).
@@ -210,6 +222,23 @@ impl Settings {
         }
         if self.agent.admin_token.is_some() && self.agent.admin_token == self.agent.token {
             return Err(SettingsError::Token("agent.admin_token must differ from agent.token".into()));
+        }
+        match (&self.agent.tls_cert, &self.agent.tls_key) {
+            (Some(_), None) => {
+                return Err(SettingsError::Agent(
+                    "agent.tls_cert needs agent.tls_key, the certificate's key".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(SettingsError::Agent("agent.tls_key is given without agent.tls_cert".into()))
+            }
+            (Some(_), Some(_)) if self.agent.plain_http => {
+                return Err(SettingsError::Agent(
+                    "agent.plain_http with agent.tls_cert: choose HTTPS with the certificate or plain HTTP"
+                        .into(),
+                ))
+            }
+            _ => {}
         }
         validate_authorized_keys(&self.ssh)?;
         if self.node.chain == PEER

@@ -179,8 +179,17 @@ pub struct AgentProcess {
 
 impl AgentProcess {
     /// Starts the agent for the node at `rpc` whose data dir is `node_dir`, with its token, spool and
-    /// log in `dir` (kept across restarts), on a loopback port of its own choosing.
+    /// log in `dir` (kept across restarts), on a loopback port of its own choosing, serving plain
+    /// HTTP ([`AgentProcess::start_tls`] for HTTPS).
     pub fn start(rpc: &str, node_dir: &Path, dir: &Path, extra: &[&str]) -> anyhow::Result<AgentProcess> {
+        let mut args = vec!["--plain-http"];
+        args.extend_from_slice(extra);
+        Self::start_tls(rpc, node_dir, dir, &args)
+    }
+
+    /// [`AgentProcess::start`] serving HTTPS with the certificate in `dir/tls` (made at the first
+    /// start), unless `extra` says `--plain-http`.
+    pub fn start_tls(rpc: &str, node_dir: &Path, dir: &Path, extra: &[&str]) -> anyhow::Result<AgentProcess> {
         std::fs::create_dir_all(dir)?;
         let token_file = dir.join("token");
         let admin_file = dir.join("admin-token");
@@ -206,6 +215,10 @@ impl AgentProcess {
             .arg(dir.join("spool"))
             .arg("--key-file")
             .arg(node_dir.join("node.key"))
+            .arg("--tls-cert")
+            .arg(dir.join("tls/cert.pem"))
+            .arg("--tls-key")
+            .arg(dir.join("tls/key.pem"))
             .args(extra);
         let (child, url) =
             spawn_announcing(cmd, "AERGO_AGENT=", &dir.join("agent.log"), Duration::from_secs(30))?;

@@ -29,6 +29,8 @@ pub struct Endpoints {
     pub node_url: String,
     pub agent_url: String,
     pub agent_token_file: Option<PathBuf>,
+    /// The agent's TLS certificate (PEM), read each time: an `https://` agent is pinned to it.
+    pub agent_cert_file: Option<PathBuf>,
 }
 
 /// Asks the collector for something on demand.
@@ -91,17 +93,12 @@ async fn run(
         let events = events.clone();
         let endpoints = endpoints.clone();
         async move {
-            let http: ureq::Agent = ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .timeout_global(Some(CALL_TIMEOUT))
-                .build()
-                .into();
             let mut tick = tokio::time::interval(AGENT_EVERY);
             loop {
                 tick.tick().await;
-                let (http2, endpoints2) = (http.clone(), endpoints.clone());
+                let endpoints2 = endpoints.clone();
                 let polled = tokio::task::spawn_blocking(move || {
-                    (fetch_telemetry(&http2, &endpoints2), fetch_audit(&http2, &endpoints2))
+                    (fetch_telemetry(&endpoints2), fetch_audit(&endpoints2))
                 })
                 .await;
                 let (telemetry, audit) = polled.unwrap_or_else(|e| {
@@ -245,47 +242,59 @@ fn describe_rpc_error(e: Option<jsonrpsee::core::client::Error>) -> String {
 pub const AUDIT_SHOWN: u64 = 8;
 
 /// The newest [`AUDIT_SHOWN`] records of the agent's audit log, newest first.
-fn fetch_audit(http: &ureq::Agent, endpoints: &Endpoints) -> Result<Vec<AuditView>, String> {
+fn fetch_audit(endpoints: &Endpoints) -> Result<Vec<AuditView>, String> {
     #[derive(serde::Deserialize)]
     struct Page {
         latest_seq: u64,
         entries: Vec<AuditView>,
     }
-    let latest: Page = serde_json::from_str(&agent_get(http, endpoints, "/v1/audit?since=0&limit=1")?)
+    let latest: Page = serde_json::from_str(&agent_get(endpoints, "/v1/audit?since=0&limit=1")?)
         .map_err(|e| format!("unexpected audit log: {e}"))?;
     let since = latest.latest_seq.saturating_sub(AUDIT_SHOWN);
-    let page: Page = serde_json::from_str(&agent_get(
-        http,
-        endpoints,
-        &format!("/v1/audit?since={since}&limit={AUDIT_SHOWN}"),
-    )?)
-    .map_err(|e| format!("unexpected audit log: {e}"))?;
+    let page: Page =
+        serde_json::from_str(&agent_get(endpoints, &format!("/v1/audit?since={since}&limit={AUDIT_SHOWN}"))?)
+            .map_err(|e| format!("unexpected audit log: {e}"))?;
     Ok(page.entries.into_iter().rev().collect())
 }
 
-fn fetch_telemetry(http: &ureq::Agent, endpoints: &Endpoints) -> Result<Box<Sample>, String> {
-    serde_json::from_str(&agent_get(http, endpoints, "/v1/telemetry")?)
+fn fetch_telemetry(endpoints: &Endpoints) -> Result<Box<Sample>, String> {
+    serde_json::from_str(&agent_get(endpoints, "/v1/telemetry")?)
         .map(Box::new)
         .map_err(|e| format!("unexpected telemetry: {e}"))
 }
 
-/// The body of the agent's answer to `GET path` with the token, or why there is none.
-fn agent_get(http: &ureq::Agent, endpoints: &Endpoints, path: &str) -> Result<String, String> {
+/// The body of the agent's answer to `GET path` with the token, or why there is none. An
+/// `https://` agent is pinned to the certificate in its file on this box.
+fn agent_get(endpoints: &Endpoints, path: &str) -> Result<String, String> {
+    use aergo_telemetry::client;
     let url = format!("{}{path}", endpoints.agent_url.trim_end_matches('/'));
-    let mut req = http.get(&url);
-    if let Some(path) = &endpoints.agent_token_file {
-        let token =
-            std::fs::read_to_string(path).map_err(|e| format!("token file {}: {e}", path.display()))?;
-        req = req.header("authorization", &format!("Bearer {}", token.trim()));
-    }
-    let mut resp = req.call().map_err(|e| format!("{e}"))?;
-    let status = resp.status().as_u16();
-    let body = resp
-        .body_mut()
-        .with_config()
-        .limit(8 << 20)
-        .read_to_string()
-        .map_err(|e| format!("reading the answer: {e}"))?;
+    let token = match &endpoints.agent_token_file {
+        Some(path) => {
+            Some(std::fs::read_to_string(path).map_err(|e| format!("token file {}: {e}", path.display()))?)
+        }
+        None => None,
+    };
+    let pin = if url.starts_with("https://") {
+        let file = endpoints.agent_cert_file.as_ref().ok_or("no agent certificate to pin (--agent-cert)")?;
+        let pem = std::fs::read_to_string(file)
+            .map_err(|e| format!("agent certificate {}: {e}", file.display()))?;
+        client::Pin::Fingerprint(
+            client::pem_fingerprint(&pem)
+                .ok_or_else(|| format!("{}: no certificate in it", file.display()))?,
+        )
+    } else {
+        client::Pin::Learn
+    };
+    let answer = client::send(&client::Request {
+        url: &url,
+        token: token.as_deref().map(str::trim),
+        body: None,
+        pin: &pin,
+        timeout: CALL_TIMEOUT,
+        max_bytes: 8 << 20,
+    })
+    .map_err(|e| e.to_string())?;
+    let (status, body) = (answer.status, answer.text());
     match status {
         200 => Ok(body),
         401 => Err("the agent refused the token (401): check --agent-token-file".into()),

@@ -20,11 +20,15 @@ struct Cli {
     #[arg(long, default_value = "http://127.0.0.1:7845")]
     node: String,
     /// The agent's HTTP address.
-    #[arg(long, default_value = "http://127.0.0.1:7850")]
+    #[arg(long, default_value = "https://127.0.0.1:7850")]
     agent: String,
     /// File holding the agent's bearer token (default: `<root>/etc/aergo/agent.token`).
     #[arg(long)]
     agent_token_file: Option<PathBuf>,
+    /// The agent's TLS certificate, which an `https://` agent is pinned to (default:
+    /// `<root>/var/lib/aergo/agent-tls/cert.pem`).
+    #[arg(long)]
+    agent_cert: Option<PathBuf>,
     /// Where setup reads and writes its files: `/` on the box.
     #[arg(long, default_value = "/", global = true)]
     root: PathBuf,
@@ -121,6 +125,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             node_url: cli.node.clone(),
             agent_url: cli.agent.clone(),
             agent_token_file: Some(token_file),
+            agent_cert_file: Some(
+                cli.agent_cert.clone().unwrap_or_else(|| cli.root.join("var/lib/aergo/agent-tls/cert.pem")),
+            ),
         },
         tx.clone(),
     )?;

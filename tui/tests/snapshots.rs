@@ -53,7 +53,8 @@ fn configured_root() -> tempfile::TempDir {
         "hostname = \"aergo-1\"\n[node]\nrole = \"producer\"\nchain = \"devnet\"\n[agent]\ntoken = \"0123456789abcdef0123456789abcdef\"\n",
     )
     .unwrap();
-    setup::apply(dir.path(), &settings, &Material { producer_key: Some(producer()) }).unwrap();
+    setup::apply(dir.path(), &settings, &Material { producer_key: Some(producer()), ..Default::default() })
+        .unwrap();
     dir
 }
 

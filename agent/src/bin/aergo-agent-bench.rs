@@ -5,9 +5,10 @@
 //! 1. idle: the agent's CPU (from `/proc/PID/stat` over `--idle-secs`) as a share of one core, and its
 //!    RSS (`VmRSS`) and peak RSS (`VmHWM`);
 //! 2. load: `--pollers` threads (50) each asking `/v1/telemetry` and `/metrics` in turn, `--requests`
-//!    times in all per poller, with keep-alive, and prints p50/p99/max latency per endpoint.
+//!    times in all per poller, with keep-alive, and prints p50/p99 latency per endpoint.
 //!
-//! Prints a Markdown table.
+//! Once with the agent serving HTTPS (its default) and once plain HTTP; prints a Markdown table of
+//! both side by side with their ratio.
 
 use hdrhistogram::Histogram;
 use std::io::{BufRead, BufReader};
@@ -76,10 +77,21 @@ fn arg(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn main() -> anyhow::Result<()> {
-    let idle_secs = arg("--idle-secs", 30);
-    let pollers = arg("--pollers", 50) as usize;
-    let requests = arg("--requests", 400) as usize;
+/// What one run measures.
+struct Run {
+    idle_cpu: f64,
+    rss_kib: u64,
+    hwm_kib: u64,
+    load_hwm_kib: u64,
+    rate: f64,
+    load_cpu: f64,
+    tel: Histogram<u64>,
+    met: Histogram<u64>,
+}
+
+/// Starts a node and an agent (over HTTPS, or plain HTTP with `plain`), measures it idle, then
+/// under `pollers` keep-alive pollers.
+fn measure(plain: bool, idle_secs: u64, pollers: usize, requests: usize) -> anyhow::Result<Run> {
     let dir = tempfile::tempdir()?;
     let node_dir = dir.path().join("node");
     let (_node, rpc) = start(
@@ -98,44 +110,52 @@ fn main() -> anyhow::Result<()> {
     let token_file = dir.path().join("token");
     let token = hex::encode(rand::random::<[u8; 32]>());
     std::fs::write(&token_file, &token)?;
-    let (agent, url) = start(
-        "aergo-agent",
-        &[
-            "--node",
-            &rpc,
-            "--listen",
-            "127.0.0.1:0",
-            "--interval",
-            "1s",
-            "--rate-per-s",
-            "0",
-            "--token-file",
-            token_file.to_str().unwrap_or_default(),
-            "--spool",
-            dir.path().join("spool").to_str().unwrap_or_default(),
-            "--key-file",
-            node_dir.join("node.key").to_str().unwrap_or_default(),
-        ],
-        "AERGO_AGENT=",
-        &dir.path().join("agent.log"),
-    )?;
+    let (cert, key) = (dir.path().join("tls/cert.pem"), dir.path().join("tls/key.pem"));
+    let mut args = vec![
+        "--node".to_string(),
+        rpc,
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--interval".into(),
+        "1s".into(),
+        "--rate-per-s".into(),
+        "0".into(),
+        "--token-file".into(),
+        token_file.display().to_string(),
+        "--spool".into(),
+        dir.path().join("spool").display().to_string(),
+        "--key-file".into(),
+        node_dir.join("node.key").display().to_string(),
+        "--tls-cert".into(),
+        cert.display().to_string(),
+        "--tls-key".into(),
+        key.display().to_string(),
+    ];
+    if plain {
+        args.push("--plain-http".into());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (agent, url) = start("aergo-agent", &args, "AERGO_AGENT=", &dir.path().join("agent.log"))?;
     let pid = agent.0.id();
     // Let it settle (first samples, page cache), then measure idle cost.
     std::thread::sleep(Duration::from_secs(3));
     let (cpu0, t0) = (cpu_seconds(pid)?, Instant::now());
     std::thread::sleep(Duration::from_secs(idle_secs));
     let idle_cpu = (cpu_seconds(pid)? - cpu0) / t0.elapsed().as_secs_f64() * 100.0;
-    let (rss, hwm) = (status_kib(pid, "VmRSS:")?, status_kib(pid, "VmHWM:")?);
+    let (rss_kib, hwm_kib) = (status_kib(pid, "VmRSS:")?, status_kib(pid, "VmHWM:")?);
 
-    // Load: pollers with keep-alive connections.
+    // Load: pollers with keep-alive connections (over TLS: one handshake per poller; the
+    // certificate is not checked here, this measures cost, not trust).
     let started = Instant::now();
     let cpu_load0 = cpu_seconds(pid)?;
     let threads: Vec<_> = (0..pollers)
         .map(|_| {
             let (url, token) = (url.clone(), token.clone());
             std::thread::spawn(move || -> anyhow::Result<(Histogram<u64>, Histogram<u64>)> {
+                let tls = ureq::tls::TlsConfig::builder().disable_verification(true).build();
                 let agent: ureq::Agent = ureq::Agent::config_builder()
                     .timeout_global(Some(Duration::from_secs(30)))
+                    .tls_config(tls)
                     .build()
                     .into();
                 let mut tel = Histogram::<u64>::new(3)?;
@@ -164,28 +184,38 @@ fn main() -> anyhow::Result<()> {
     }
     let wall = started.elapsed().as_secs_f64();
     let load_cpu = (cpu_seconds(pid)? - cpu_load0) / wall * 100.0;
-    let load_hwm = status_kib(pid, "VmHWM:")?;
-    let total = (pollers * requests) as f64;
+    let load_hwm_kib = status_kib(pid, "VmHWM:")?;
+    let rate = (pollers * requests) as f64 / wall;
+    Ok(Run { idle_cpu, rss_kib, hwm_kib, load_hwm_kib, rate, load_cpu, tel, met })
+}
 
-    println!("aergo-agent at a 1 s interval, idle {idle_secs} s; then {pollers} pollers × {requests} requests, keep-alive\n");
-    println!("| measure | value | target |");
-    println!("|---|---|---|");
-    println!("| idle CPU, share of one core | {idle_cpu:.2} % | < 1 % |");
+fn main() -> anyhow::Result<()> {
+    let idle_secs = arg("--idle-secs", 30);
+    let pollers = arg("--pollers", 50) as usize;
+    let requests = arg("--requests", 400) as usize;
+    let tls = measure(false, idle_secs, pollers, requests)?;
+    let plain = measure(true, idle_secs, pollers, requests)?;
+    let mib = |k: u64| k as f64 / 1024.0;
+    let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     println!(
-        "| idle RSS / peak RSS | {:.1} MiB / {:.1} MiB | < 20 MiB |",
-        rss as f64 / 1024.0,
-        hwm as f64 / 1024.0
+        "aergo-agent at a 1 s interval, idle {idle_secs} s; then {pollers} pollers × {requests} requests, keep-alive; \
+         HTTPS (rustls) beside plain HTTP\n"
     );
-    println!("| peak RSS after the load | {:.1} MiB | |", load_hwm as f64 / 1024.0);
-    println!("| requests/s under load ({pollers} pollers) | {:.0} | |", total / wall);
-    println!("| agent CPU under load | {load_cpu:.0} % of one core | |");
-    for (name, h) in [("/v1/telemetry", &tel), ("/metrics", &met)] {
-        println!(
-            "| {name} latency p50 / p99 / max | {:.2} / {:.2} / {:.2} ms | |",
-            h.value_at_quantile(0.5) as f64 / 1000.0,
-            h.value_at_quantile(0.99) as f64 / 1000.0,
-            h.max() as f64 / 1000.0
-        );
+    println!("| measure | HTTPS | plain HTTP | HTTPS / plain | target |");
+    println!("|---|---|---|---|---|");
+    let row = |name: &str, a: f64, b: f64, unit: &str, target: &str| {
+        let ratio = if b > 0.0 { format!("{:.2}", a / b) } else { "-".into() };
+        println!("| {name} | {a:.2} {unit} | {b:.2} {unit} | {ratio} | {target} |");
+    };
+    row("idle CPU, share of one core", tls.idle_cpu, plain.idle_cpu, "%", "< 1 %");
+    row("idle RSS", mib(tls.rss_kib), mib(plain.rss_kib), "MiB", "< 20 MiB");
+    row("idle peak RSS", mib(tls.hwm_kib), mib(plain.hwm_kib), "MiB", "");
+    row("peak RSS after the load", mib(tls.load_hwm_kib), mib(plain.load_hwm_kib), "MiB", "");
+    row(&format!("requests/s ({pollers} pollers)"), tls.rate, plain.rate, "", "");
+    row("agent CPU under load, % of one core", tls.load_cpu, plain.load_cpu, "%", "");
+    for (name, a, b) in [("/v1/telemetry", &tls.tel, &plain.tel), ("/metrics", &tls.met, &plain.met)] {
+        row(&format!("{name} p50"), ms(a, 0.5), ms(b, 0.5), "ms", "");
+        row(&format!("{name} p99"), ms(a, 0.99), ms(b, 0.99), "ms", "");
     }
     Ok(())
 }

@@ -4,7 +4,10 @@
 //! [`SCHEMA_VERSION`].
 //!
 //! A crate of its own so that a reader of samples (the console) depends on the schema and the node's
-//! API types alone, never on the agent's server, collectors or spool.
+//! API types alone, never on the agent's server, collectors or spool. [`client`] is the small
+//! HTTP client such a reader uses, pinning the agent's TLS certificate.
+
+pub mod client;
 
 use aergo_api::StageMetrics;
 use serde::{Deserialize, Serialize};
@@ -311,6 +314,10 @@ pub struct AgentSelf {
     pub cpu_pct: f64,
     pub rss_bytes: u64,
     pub spool: SpoolStatus,
+    /// SHA-256 (hex) of the certificate the agent serves HTTPS with; `null` when it serves plain
+    /// HTTP. Part of the body the node key signs: Horde pins it (see [`client`]).
+    #[serde(default)]
+    pub tls_fingerprint: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]

@@ -742,6 +742,7 @@ impl SetupState {
                 _ if settings.node.role == Role::Producer => self.draft.new_key.clone(),
                 _ => None,
             },
+            ..Material::default()
         };
         match files::apply(&self.root, &settings, &material) {
             Ok(applied) => {

@@ -45,6 +45,14 @@ pub fn draw(frame: &mut Frame<'_>, app: &App, theme: Theme, area: Rect) {
         }
         None => {}
     }
+    // What Horde pins the agent by.
+    if let Some(agent) = app.agent.value.as_ref().map(|s| &s.agent) {
+        let tls = match &agent.tls_fingerprint {
+            Some(f) => format!("Agent certificate (Horde pins it): SHA-256 {f}"),
+            None => "Agent: plain HTTP (provision.toml [agent] plain_http)".to_string(),
+        };
+        lines.push(Line::styled(fit(&tls, width), theme.dim()));
+    }
     // An update Horde asked for (install-update), as the agent carries it out.
     if let Some(u) = app.agent.value.as_ref().and_then(|s| s.update.as_ref()) {
         lines.push(Line::raw(""));
