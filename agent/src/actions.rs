@@ -265,6 +265,39 @@ async fn perform(
     answer(&state, &entry, false)
 }
 
+/// An update the box's channel offers: recorded as an `install-update` by `channel` (no token,
+/// no client) and carried out as one Horde asked for.
+pub async fn channel_update(state: Arc<AppState>, args: crate::update::InstallArgs) {
+    let at_ms = now_ms();
+    let request_id = format!("channel-{at_ms}");
+    if let Err(e) = state.updates.begin(&request_id, &args) {
+        tracing::warn!(error = %e, "channel update not started");
+        return;
+    }
+    let mut record = serde_json::Map::new();
+    record.insert("url".into(), args.url.clone().into());
+    let entry = AuditEntry {
+        seq: 0,
+        at_ms,
+        request_id,
+        action: "install-update".into(),
+        args: serde_json::Value::Object(record),
+        token: "channel".into(),
+        token_fingerprint: String::new(),
+        client: state.updates.config.channel.clone().unwrap_or_default(),
+        result: "accepted".into(),
+        message: "a newer release on the box's update channel".into(),
+    };
+    let appended = state.audit.lock().await.append(entry);
+    match appended {
+        Ok(entry) => {
+            crate::metrics::count_action("install-update", "accepted");
+            update_outcome(state, args, entry).await;
+        }
+        Err(e) => tracing::error!(error = %e, "the channel's update cannot be recorded"),
+    }
+}
+
 /// Runs an accepted `install-update` and records how it ended in the audit log (as
 /// `<request_id>/outcome`): refused (the version, the signature), failed, cancelled, or rebooting.
 async fn update_outcome(state: Arc<AppState>, args: crate::update::InstallArgs, accepted: AuditEntry) {

@@ -248,6 +248,14 @@ impl AgentConfig {
         if self.limits.max_connections == 0 || self.limits.max_history == 0 {
             return bad("limits.max_connections and limits.max_history must be positive");
         }
+        if self.update.check_interval < Duration::from_secs(1) {
+            return bad("update.check_interval must be at least 1s");
+        }
+        if let Some(c) = &self.update.channel {
+            if !(c.starts_with("http://") || c.starts_with("https://")) {
+                return bad("update.channel must be an http:// or https:// URL");
+            }
+        }
         if self.support.max_log_bytes < 4096 {
             return bad("support.max_log_bytes must be at least 4096");
         }

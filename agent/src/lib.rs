@@ -132,6 +132,7 @@ impl Sampler {
                 tls_fingerprint: self.tls_fingerprint.clone(),
             },
             update: self.updates.status(),
+            update_channel: self.updates.channel_status(),
         })
     }
 
@@ -287,6 +288,24 @@ pub async fn run(config: AgentConfig, shutdown: impl std::future::Future<Output 
             }
         }
     });
+    // The update channel, when the box follows one: read a minute after the start (sooner with a
+    // shorter interval), then every interval; a newer release is installed as if Horde asked.
+    let channel = config.update.channel.is_some().then(|| {
+        let state = state.clone();
+        let every = config.update.check_interval;
+        tokio::spawn(async move {
+            tokio::time::sleep(every.min(std::time::Duration::from_secs(60))).await;
+            loop {
+                let updates = state.updates.clone();
+                let offered =
+                    tokio::task::spawn_blocking(move || updates.check_channel()).await.ok().flatten();
+                if let Some(args) = offered {
+                    actions::channel_update(state.clone(), args).await;
+                }
+                tokio::time::sleep(every).await;
+            }
+        })
+    });
     let restart = {
         let state = state.clone();
         async move { state.restart.notified().await }
@@ -302,6 +321,9 @@ pub async fn run(config: AgentConfig, shutdown: impl std::future::Future<Output 
     sampling.abort();
     pruning.abort();
     rereading.abort();
+    if let Some(c) = channel {
+        c.abort();
+    }
     tracing::info!("agent stopped");
     Ok(())
 }

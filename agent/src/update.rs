@@ -50,6 +50,14 @@ pub struct UpdateConfig {
     pub download_timeout: Duration,
     /// A producer reboots only when it is not the producer of the current or the next this many slots.
     pub producer_quiet_slots: u64,
+    /// A channel the box follows on its own: the URL of a small JSON document naming the latest
+    /// release (`{"version", "url", "sha256"?}`, `url` absolute or relative to the channel's);
+    /// none: updates only when Horde asks.
+    pub channel: Option<String>,
+    /// How often the channel is read (the first time a minute after the agent starts, or sooner
+    /// when the interval is shorter).
+    #[serde(with = "humantime_serde")]
+    pub check_interval: Duration,
 }
 
 impl Default for UpdateConfig {
@@ -65,6 +73,8 @@ impl Default for UpdateConfig {
             response_timeout: Duration::from_secs(30),
             download_timeout: Duration::from_secs(1800),
             producer_quiet_slots: 3,
+            channel: None,
+            check_interval: Duration::from_secs(3600),
         }
     }
 }
@@ -105,6 +115,34 @@ impl InstallArgs {
     }
 }
 
+/// A channel's document: the release the box should run.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct ChannelRelease {
+    pub version: String,
+    pub url: String,
+    #[serde(default)]
+    pub sha256: Option<String>,
+}
+
+/// The release `text` (a channel's document read from `channel`) offers, with its URL made
+/// absolute; checked as `install-update` checks its arguments.
+pub fn parse_channel(channel: &str, text: &str) -> Result<(ChannelRelease, InstallArgs), String> {
+    let mut release: ChannelRelease = serde_json::from_str(text)
+        .map_err(|e| format!("not a channel document ({{\"version\", \"url\", \"sha256\"?}}): {e}"))?;
+    if !(release.url.starts_with("http://") || release.url.starts_with("https://")) {
+        let base = channel.rsplit_once('/').map_or(channel, |(b, _)| b);
+        release.url = format!("{base}/{}", release.url.trim_start_matches('/'));
+    }
+    let mut args = serde_json::Map::new();
+    args.insert("url".into(), release.url.clone().into());
+    if let Some(h) = &release.sha256 {
+        args.insert("sha256".into(), h.clone().into());
+    }
+    let install = InstallArgs::parse(&args)?;
+    semver::Version::parse(&release.version).map_err(|e| format!("version {:?}: {e}", release.version))?;
+    Ok((release, install))
+}
+
 /// Phases in which the update is under way (one at a time).
 const ACTIVE: [&str; 5] = ["downloading", "verifying", "installing", "waiting", "rebooting"];
 
@@ -112,6 +150,7 @@ pub struct Updates {
     pub config: UpdateConfig,
     status: Mutex<Option<UpdateStatus>>,
     cancel: Arc<AtomicBool>,
+    channel: Mutex<Option<aergo_telemetry::ChannelStatus>>,
 }
 
 fn now_ms() -> u64 {
@@ -195,7 +234,14 @@ impl Updates {
         let status = std::fs::read(config.dir.join("state.json"))
             .ok()
             .and_then(|b| serde_json::from_slice::<UpdateStatus>(&b).ok());
-        let u = Updates { config, status: Mutex::new(status), cancel: Arc::new(AtomicBool::new(false)) };
+        let channel =
+            config.channel.clone().map(|url| aergo_telemetry::ChannelStatus { url, ..Default::default() });
+        let u = Updates {
+            config,
+            status: Mutex::new(status),
+            cancel: Arc::new(AtomicBool::new(false)),
+            channel: Mutex::new(channel),
+        };
         u.settle(true);
         u
     }
@@ -203,12 +249,79 @@ impl Updates {
     /// No updates over the network (and no state read).
     pub fn disabled() -> Updates {
         let config = UpdateConfig { rauc: String::new(), ..UpdateConfig::default() };
-        Updates { config, status: Mutex::new(None), cancel: Arc::new(AtomicBool::new(false)) }
+        Updates {
+            config,
+            status: Mutex::new(None),
+            cancel: Arc::new(AtomicBool::new(false)),
+            channel: Mutex::new(None),
+        }
     }
 
     pub fn status(&self) -> Option<UpdateStatus> {
         self.settle(false);
         self.status.lock().clone()
+    }
+
+    /// The channel the box follows and what it said last.
+    pub fn channel_status(&self) -> Option<aergo_telemetry::ChannelStatus> {
+        self.channel.lock().clone()
+    }
+
+    /// Reads the channel; the release to install now (newer than what runs, not the one the last
+    /// update already tried and that failed, was refused, cancelled or rolled back), if any.
+    pub fn check_channel(&self) -> Option<InstallArgs> {
+        let url = self.config.channel.clone()?;
+        let now = now_ms();
+        let read = self.fetch_small(&url).and_then(|text| parse_channel(&url, &text));
+        let mut channel = self.channel.lock();
+        let status = channel.get_or_insert_with(Default::default);
+        status.url = url.clone();
+        status.checked_ms = now;
+        let (release, args) = match read {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(channel = %url, error = %e, "update channel not read");
+                status.error = Some(e);
+                return None;
+            }
+        };
+        status.error = None;
+        status.offered_version = Some(release.version.clone());
+        drop(channel);
+        let running = running_version(&self.config.os_release);
+        if version_allowed(&release.version, running.as_deref(), false).is_err() {
+            return None;
+        }
+        let last = self.status.lock().clone();
+        if let Some(s) = last {
+            let tried = s.version.as_deref() == Some(release.version.as_str()) || s.url == release.url;
+            if ACTIVE.contains(&s.phase.as_str())
+                || (tried && ["refused", "failed", "cancelled", "rolled-back"].contains(&s.phase.as_str()))
+            {
+                return None;
+            }
+        }
+        Some(args)
+    }
+
+    /// A small document (a channel's), bounded like a download.
+    fn fetch_small(&self, url: &str) -> Result<String, String> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_connect(Some(self.config.connect_timeout))
+            .timeout_recv_response(Some(self.config.response_timeout))
+            .timeout_global(Some(self.config.response_timeout * 2))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut resp = agent.get(url).call().map_err(|e| format!("reading {url}: {e}"))?;
+        if !resp.status().is_success() {
+            return Err(format!("reading {url}: the server answered {}", resp.status()));
+        }
+        resp.body_mut()
+            .with_config()
+            .limit(64 << 10)
+            .read_to_string()
+            .map_err(|e| format!("reading {url}: {e}"))
     }
 
     pub fn available(&self) -> bool {

@@ -331,6 +331,73 @@ authorized_keys = ["{ssh}"]
         )
     }
 
+    /// The other bad provisionings, tried on box 4 while it is in the state a refused file leaves it
+    /// in (reachable over SSH, nothing applied) with the box's own first-boot command, `aergo-console
+    /// provision FILE --root /data`: a wrong passphrase is refused naming the keystore and keeps the
+    /// passphrase file; a genesis whose hash is not the one given is taken by provisioning but refused
+    /// by the node, which says why and leaves no chain; an unreachable bootstrap peer leaves a node that
+    /// runs and says which address fails and why. The box answers over SSH throughout; afterwards it
+    /// is as it was (no settings, no chain), for the provider's good file.
+    fn bad_provisionings(s: &Setup, b4: &FleetBox, good: &str, genesis_hash: &str) -> anyhow::Result<()> {
+        let apply = |name: &str, text: &str| -> anyhow::Result<String> {
+            b4.vm.ssh_with_input(&format!("cat > /boot/{name}"), text)?;
+            b4.vm.ssh(&format!("aergo-console provision /boot/{name} --root /data 2>&1; echo exit=$?"))
+        };
+        let reset = || {
+            b4.vm.ssh(
+            "aergo-ctl stop node; dir=$(sed -n 's/^data_dir = \"\\(.*\\)\"$/\\1/p' /etc/aergo/node.toml); \
+             rm -rf \"$dir\" /data/etc/aergo/settings.toml /data/etc/aergo/node.toml; aergo-ctl start node",
+        )
+        };
+        let node_log = |pattern: &str| {
+            b4.vm.ssh(&format!("grep -h '{pattern}' /var/log/aergo/node.log | tail -n 1")).unwrap_or_default()
+        };
+
+        // A wrong passphrase for the keystore.
+        b4.vm.ssh_with_input("cat > /boot/wrong.pass", "not the passphrase\n")?;
+        let wrong_pass =
+            good.replace("passphrase_file = \"producer.pass\"", "passphrase_file = \"wrong.pass\"");
+        anyhow::ensure!(wrong_pass != good, "the good provision.toml names no passphrase file");
+        let out = apply("wrong-pass.toml", &wrong_pass)?;
+        assert!(!out.contains("exit=0") && out.contains("producer.keystore"), "{out}");
+        let kept =
+            b4.vm.ssh("test -e /boot/wrong.pass && test ! -e /data/etc/aergo/settings.toml && echo kept")?;
+        assert!(kept.contains("kept"), "a refused keystore changed the box");
+
+        // A genesis whose hash is not the one given.
+        let wrong = "00".repeat(32);
+        let other_hash = s.provision_text(4, "full", &wrong, "", "");
+        let out = apply("wrong-hash.toml", &other_hash)?;
+        assert!(out.contains("exit=0"), "{out}");
+        let said = wait_for(Duration::from_secs(120), "the node to refuse the genesis", || {
+            Some(node_log("makes genesis block")).filter(|l| l.contains(&wrong))
+        })?;
+        assert!(said.contains(genesis_hash), "{said}");
+        let left = b4
+            .vm
+            .ssh("dir=$(sed -n 's/^data_dir = \"\\(.*\\)\"$/\\1/p' /etc/aergo/node.toml); ls \"$dir\"")?;
+        assert!(!left.contains("state") && !left.contains("blocks"), "a chain was left behind: {left}");
+        reset()?;
+
+        // A bootstrap address where nothing answers.
+        let unreachable = "/ip4/10.77.0.99/tcp/7846";
+        let lonely =
+            s.provision_text(4, "full", genesis_hash, &format!("bootstrap = [\"{unreachable}\"]\n"), "");
+        let out = apply("unreachable.toml", &lonely)?;
+        assert!(out.contains("exit=0"), "{out}");
+        let view =
+            wait_for(Duration::from_secs(180), "the node to say its bootstrap peer does not answer", || {
+                let info = rpc_call(&b4.vm.rpc, "node_info", json!([])).ok()?;
+                let b = info["bootstrap"].as_array()?.first()?.clone();
+                (b["address"] == unreachable && b["connected"] == false && b["failures"].as_u64() >= Some(1))
+                    .then_some(b)
+            })?;
+        assert!(view["last_error"].as_str().is_some_and(|e| !e.is_empty()), "{view}");
+        reset()?;
+        println!("fleet: bad provisioning said why (wrong passphrase, another genesis, no bootstrap peer); box 4 reachable throughout");
+        Ok(())
+    }
+
     /// Boots box `i` from `disk` on `tap{i}` (the calling thread in the namespace).
     fn boot(&self, env: &Env, i: usize, disk: &Path, rtc_base: Option<&str>) -> anyhow::Result<FleetBox> {
         let dir = self.dir.join(format!("box{i}"));
@@ -734,6 +801,7 @@ fn fleet_body(env: &Env, s: &Setup) -> anyhow::Result<()> {
         b4.vm.ssh("aergo-ctl status; cat /run/aergo/provision.log").ok()
     })?;
     assert!(status.contains("was not applied; so that the box can be reached"), "{status}");
+    Setup::bad_provisionings(s, &b4, &provision, &genesis_hash)?;
     let fix = b4.vm.ssh_with_input(
         "cat > /boot/provision.toml && sync && { (sleep 1; reboot) >/dev/null 2>&1 & }",
         &provision,

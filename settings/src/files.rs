@@ -376,6 +376,15 @@ fn render(
     if own_tls && !settings.agent.plain_http {
         agent.push_str(&format!("tls_cert = \"/{AGENT_TLS_CERT}\"\ntls_key = \"/{AGENT_TLS_KEY}\"\n"));
     }
+    if settings.update.channel.is_some() || settings.update.check_interval.is_some() {
+        agent.push_str("\n[update]\n");
+        if let Some(c) = &settings.update.channel {
+            agent.push_str(&format!("channel = \"{c}\"\n"));
+        }
+        if let Some(i) = &settings.update.check_interval {
+            agent.push_str(&format!("check_interval = \"{i}\"\n"));
+        }
+    }
     files.push((AGENT_CONFIG_FILE, agent.into_bytes(), 0o644));
     let mut shown = settings.clone();
     shown.node.producer_address = key.map(|k| k.address().to_string());
@@ -571,6 +580,7 @@ mod tests {
             ssh: SshSettings::default(),
             p2p: Default::default(),
             time: Default::default(),
+            update: Default::default(),
             producer: Default::default(),
         }
     }
@@ -653,6 +663,28 @@ mod tests {
         crate::provision(other.path(), &plain).unwrap();
         let agent = std::fs::read_to_string(other.path().join(AGENT_CONFIG_FILE)).unwrap();
         assert!(agent.contains("plain_http = true") && !agent.contains("tls_cert"), "{agent}");
+        // An update channel: into the agent's settings; a bad interval or URL is refused by name.
+        let chan = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(chan.path().join("boot")).unwrap();
+        let with_channel = chan.path().join("boot/provision.toml");
+        let update =
+            "[update]\nchannel = \"https://updates.example/aergo/stable.json\"\ncheck_interval = \"30m\"\n";
+        std::fs::write(&with_channel, format!("{base}{update}")).unwrap();
+        crate::provision(chan.path(), &with_channel).unwrap();
+        let agent = std::fs::read_to_string(chan.path().join(AGENT_CONFIG_FILE)).unwrap();
+        assert!(
+            agent.contains(
+                "[update]\nchannel = \"https://updates.example/aergo/stable.json\"\ncheck_interval = \"30m\""
+            ),
+            "{agent}"
+        );
+        for (bad, named) in [
+            ("check_interval = \"soon\"", "update.check_interval"),
+            ("channel = \"ftp://x\"", "update.channel"),
+        ] {
+            let s: Settings = toml::from_str(&format!("{base}[update]\n{bad}\n")).unwrap();
+            assert!(s.validate().unwrap_err().to_string().contains(named), "{bad}");
+        }
         let both: Settings =
             toml::from_str(&format!("{base}[agent]\nplain_http = true\ntls_cert = \"a\"\ntls_key = \"b\"\n"))
                 .unwrap();

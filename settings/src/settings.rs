@@ -25,6 +25,8 @@ pub struct Settings {
     pub p2p: P2pSettings,
     #[serde(default)]
     pub time: TimeSettings,
+    #[serde(default)]
+    pub update: UpdateSettings,
     /// Where a producer key to import comes from (`provision.toml` only: never written back).
     #[serde(default, skip_serializing)]
     pub producer: ProducerImport,
@@ -72,6 +74,19 @@ pub struct TimeSettings {
     /// NTP servers (names or addresses). None: those of the DHCP lease (option 42), else the public
     /// pool (`pool.ntp.org`).
     pub servers: Vec<String>,
+}
+
+/// Updates the box looks for on its own (`[update]`): a channel the agent reads every
+/// `check_interval` and installs a newer release from (`docs/agent.md`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpdateSettings {
+    /// The channel's URL (`http://` or `https://`); none: updates only when Horde asks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// `1h`, `30m`, …; none: the agent's default (an hour).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check_interval: Option<String>,
 }
 
 /// A producer key handed to the box in an encrypted keystore (`[producer]` of `provision.toml`).
@@ -239,6 +254,26 @@ impl Settings {
                 ))
             }
             _ => {}
+        }
+        if let Some(c) = &self.update.channel {
+            if !(c.starts_with("http://") || c.starts_with("https://"))
+                || c.chars().any(char::is_whitespace)
+                || c.contains('"')
+            {
+                return Err(SettingsError::Agent(format!(
+                    "update.channel {c:?}: an http:// or https:// URL"
+                )));
+            }
+        }
+        if let Some(i) = &self.update.check_interval {
+            let ok = i.len() > 1
+                && i.ends_with(['s', 'm', 'h', 'd'])
+                && i[..i.len() - 1].parse::<u32>().is_ok_and(|n| n > 0);
+            if !ok {
+                return Err(SettingsError::Agent(format!(
+                    "update.check_interval {i:?}: a number and a unit, s, m, h or d (\"1h\", \"30m\")"
+                )));
+            }
         }
         validate_authorized_keys(&self.ssh)?;
         if self.node.chain == PEER
@@ -428,6 +463,7 @@ mod tests {
             ssh: SshSettings::default(),
             p2p: P2pSettings::default(),
             time: TimeSettings::default(),
+            update: UpdateSettings::default(),
             producer: ProducerImport::default(),
         }
     }

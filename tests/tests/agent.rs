@@ -782,6 +782,10 @@ fn a_support_bundle_holds_the_logs_and_the_config_and_no_secret() -> anyhow::Res
         &agent_dir,
         &["--config", config.to_str().unwrap_or_default(), "--log-dir", logs.to_str().unwrap_or_default()],
     )?;
+    // Blocks in the node's log first (a bundle taken at once could hold none yet).
+    wait_for(Duration::from_secs(30), "the node to log a block", || {
+        std::fs::read_to_string(node.data_dir.join("node.log")).ok().filter(|l| l.contains("produced block"))
+    })?;
     let url = format!("{}/v1/support-bundle", agent.url);
     // A read token may not take the box's logs; no token is unknown.
     assert_eq!(aergo_tests::http_get_bytes(&url, None)?.0, 401);
@@ -1067,6 +1071,40 @@ fn updates_over_the_network_are_checked_installed_refused_and_cancelled() -> any
     std::fs::write(d.join("slot-good"), "")?;
     let good = phase(&agent, "u-7", &["marked-good"])?;
     assert!(good["message"].as_str().unwrap_or_default().contains("0.1.0-c"), "{good}");
+
+    // A box that follows a channel: a newer release there is installed on its own (as Horde's
+    // request would be, recorded with the channel as the asker); an unreadable channel is said in
+    // telemetry and changes nothing.
+    bundle("newest.raucb", "0.1.0-d", 4096)?;
+    std::fs::write(files.join("stable.json"), r#"{"version": "0.1.0-d", "url": "newest.raucb"}"#)?;
+    drop(agent);
+    let mut text = std::fs::read_to_string(&config)?;
+    text.push_str(&format!("channel = \"{}\"\ncheck_interval = \"1s\"\n", served("stable.json")));
+    std::fs::write(&config, text)?;
+    let agent = AgentProcess::start(&node.rpc, &node.data_dir, &agent_dir, &extra)?;
+    let from_channel = wait_for(Duration::from_secs(60), "the channel's release to be installed", || {
+        let u = telemetry(&agent).ok()?["update"].clone();
+        (u["request_id"].as_str()?.starts_with("channel-") && u["phase"] == "rebooting").then_some(u)
+    })?;
+    assert_eq!(from_channel["version"], "0.1.0-d");
+    assert_eq!(from_channel["url"], served("newest.raucb"));
+    assert_eq!(std::fs::read_to_string(&reboots)?.lines().count(), 2);
+    let t = telemetry(&agent)?;
+    assert_eq!(t["update_channel"]["offered_version"], "0.1.0-d", "{}", t["update_channel"]);
+    let id = from_channel["request_id"].as_str().unwrap_or_default().to_string();
+    let asked = outcome(&agent, &id)?;
+    assert_eq!((asked["result"].as_str(), asked["token"].as_str()), (Some("ok"), Some("channel")));
+    std::fs::write(files.join("stable.json"), "not a channel")?;
+    let said = wait_for(Duration::from_secs(30), "the channel's error in telemetry", || {
+        let c = telemetry(&agent).ok()?["update_channel"].clone();
+        c["error"].as_str().filter(|e| e.contains("not a channel document")).map(|_| c.clone())
+    })?;
+    assert_eq!(said["url"], served("stable.json"));
+    assert_eq!(
+        std::fs::read_to_string(&reboots)?.lines().count(),
+        2,
+        "an unreadable channel rebooted the box"
+    );
     drop(silent);
     Ok(())
 }

@@ -35,6 +35,21 @@ pub struct Sample {
     /// back; `null` when none was ever asked for on this box.
     #[serde(default)]
     pub update: Option<UpdateStatus>,
+    /// The update channel the box follows on its own (`[update] channel`); `null` when none.
+    #[serde(default)]
+    pub update_channel: Option<ChannelStatus>,
+}
+
+/// What the box last read from its update channel.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ChannelStatus {
+    pub url: String,
+    /// Unix ms of the last read (0: not read yet).
+    pub checked_ms: u64,
+    /// The version the channel offered then.
+    pub offered_version: Option<String>,
+    /// Why the last read failed.
+    pub error: Option<String>,
 }
 
 /// An update over the network, as the agent carries it out (`docs/agent.md`).

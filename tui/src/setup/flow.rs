@@ -456,6 +456,7 @@ impl SetupState {
                 snapshot_after_blocks: self.current.as_ref().and_then(|c| c.p2p.snapshot_after_blocks),
             },
             time: self.current.as_ref().map(|c| c.time.clone()).unwrap_or_default(),
+            update: self.current.as_ref().map(|c| c.update.clone()).unwrap_or_default(),
             producer: Default::default(),
         };
         if d.token_choice == TokenChoice::Generate {

@@ -62,6 +62,21 @@ pub fn draw(frame: &mut Frame<'_>, app: &App, theme: Theme, area: Rect) {
         ]));
         lines.push(Line::styled(fit(&format!("  {} — {}", u.url, u.message), width), theme.dim()));
     }
+    if let Some(c) = app.agent.value.as_ref().and_then(|s| s.update_channel.as_ref()) {
+        let (text, style) = match (&c.error, &c.offered_version) {
+            (Some(e), _) => (format!("Update channel {}: {e}", c.url), theme.bad()),
+            (None, Some(v)) => (
+                format!(
+                    "Update channel {}: offers {v}, read {} ago",
+                    c.url,
+                    super::age(app.now_ms.saturating_sub(c.checked_ms))
+                ),
+                theme.dim(),
+            ),
+            (None, None) => (format!("Update channel {}: not read yet", c.url), theme.dim()),
+        };
+        lines.push(Line::styled(fit(&text, width), style));
+    }
     frame.render_widget(Paragraph::new(lines).block(panel(op.label())), info);
     let rows = audit.height.saturating_sub(2) as usize;
     let lines: Vec<Line<'_>> = match &app.ops.audit {
