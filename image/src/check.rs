@@ -744,14 +744,6 @@ pub fn update_tamper_rollback(env: &Env) -> anyhow::Result<()> {
         })
     };
 
-    // The running version again: downloaded, checked, refused with the reason in the audit log.
-    let a = install("u-same", "0.1.0-a")?;
-    anyhow::ensure!(a.status == 202, "install-update answered {}: {}", a.status, a.body);
-    let same = outcome("u-same")?;
-    assert_eq!(same["result"], "refused", "{same}");
-    let why = same["message"].as_str().unwrap_or_default();
-    assert!(why.contains("0.1.0-a is not newer than the running 0.1.0-a"), "{same}");
-
     // A newer signed release: installed into B, the box reboots into it, and says so.
     let started = Instant::now();
     assert_eq!(install("u-b", "0.1.0-b")?.status, 202);
@@ -770,6 +762,15 @@ pub fn update_tamper_rollback(env: &Env) -> anyhow::Result<()> {
     wait_for(BOOT_LIMIT, "the chain to go on in slot B", || {
         vm.rpc("chain_info").ok().and_then(|c| c["height"].as_u64()).filter(|h| *h > height_b + 2)
     })?;
+
+    // The older release, signed all the same: downloaded, checked, refused with the reason in the
+    // audit log; nothing installed, no reboot.
+    let a = install("u-older", "0.1.0-a")?;
+    anyhow::ensure!(a.status == 202, "install-update answered {}: {}", a.status, a.body);
+    let older = outcome("u-older")?;
+    assert_eq!(older["result"], "refused", "{older}");
+    let why = older["message"].as_str().unwrap_or_default();
+    assert!(why.contains("0.1.0-a is not newer than the running 0.1.0-b"), "{older}");
 
     // A tampered bundle on a stick is refused and nothing changes.
     vm.plug_stick("usb1", &tampered_media)?;
