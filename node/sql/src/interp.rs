@@ -1349,8 +1349,12 @@ fn in_values<'v>(
     items: impl Iterator<Item = &'v Value>,
     negated: bool,
 ) -> Result<Value, SqlError> {
+    let mut items = items.peekable();
     if v.is_null() {
-        return Ok(Value::Null);
+        // NULL IN (nothing) is false and NULL NOT IN (nothing) true: with no member there is nothing
+        // for the unknown value to be unknown against (SQL, SQLite and PostgreSQL agree). Against
+        // any member it is unknown.
+        return Ok(if items.peek().is_none() { Value::Bool(negated) } else { Value::Null });
     }
     let mut saw_null = false;
     for i in items {
