@@ -8,6 +8,6 @@ cd "$(dirname "$0")/.."
 cargo build --release -p aergo-console --bins
 dir="${AERGO_DEVNET_DIR:-$HOME/.local/share/aergo-devnet}"
 mkdir -p "$dir/console-root"
-exec "$CARGO_TARGET_DIR/release/aergo-console" --node http://127.0.0.1:7845 --agent http://127.0.0.1:7850 \
-  --agent-token-file "$dir/agent.token" --root "$dir/console-root" \
+exec "$CARGO_TARGET_DIR/release/aergo-console" --node http://127.0.0.1:7845 --agent https://127.0.0.1:7850 \
+  --agent-token-file "$dir/agent.token" --agent-cert "$dir/agent-tls/cert.pem" --root "$dir/console-root" \
   --node-log "$dir/node.log" --agent-log "$dir/agent.log" "$@"

@@ -23,7 +23,9 @@ agent=""
 trap 'kill $node $agent 2>/dev/null || true; wait' EXIT INT TERM
 # The node creates its identity key on first start; the agent signs with it.
 for _ in $(seq 300); do [ -f "$dir/node.key" ] && break; sleep 0.1; done
+# HTTPS, as on the box: the certificate is made in $dir/agent-tls at the first start.
 "$bin/aergo-agent" --node http://127.0.0.1:7845 --listen 127.0.0.1:7850 --token-file "$dir/agent.token" \
-  --spool "$dir/agent-spool" --key-file "$dir/node.key" --data-dir "$dir" >/dev/null 2>>"$dir/agent.log" &
+  --spool "$dir/agent-spool" --audit "$dir/agent-audit" --key-file "$dir/node.key" --data-dir "$dir" \
+  --tls-cert "$dir/agent-tls/cert.pem" --tls-key "$dir/agent-tls/key.pem" >/dev/null 2>>"$dir/agent.log" &
 agent=$!
 wait $node

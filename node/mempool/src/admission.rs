@@ -65,6 +65,15 @@ pub struct Admission {
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
+/// Dropped without [`Admission::stop`] (an error path, a test): the verifier threads still stop and
+/// are waited for, so none outlives the state store it reads (a thread still in RocksDB while the
+/// process exits crashes it: "pure virtual method called").
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 impl Admission {
     /// Starts `threads` verifier threads behind a queue of `capacity` transactions. `ctx` names the
     /// chain (id, staking rules, this node as producer) for running admitted transactions on the
