@@ -18,6 +18,7 @@
 use crate::audit::AuditEntry;
 use crate::auth::Caller;
 use crate::http::{json_error, signed_json, AppState, ClientAddr};
+use aergo_primitives::clock::now_ms;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -50,10 +51,6 @@ pub struct ActionRequest {
 
 fn valid_request_id(id: &str) -> bool {
     (1..=128).contains(&id.len()) && id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Runs `argv` with [`COMMAND_LIMIT`]; `Ok` with what it printed last, or why it failed.

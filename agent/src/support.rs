@@ -14,6 +14,7 @@
 
 use crate::http::{json_error, AppState};
 use aergo_api::AergoApiClient;
+use aergo_primitives::clock::now_ms;
 use axum::body::Body;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
@@ -180,10 +181,6 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
 fn to_json<T: Serialize>(r: Result<T, jsonrpsee::core::ClientError>) -> Result<serde_json::Value, String> {
     r.map_err(|e| e.to_string()).and_then(|v| serde_json::to_value(v).map_err(|e| e.to_string()))
 }
@@ -255,6 +252,21 @@ async fn gather(state: &AppState) -> Gathered {
     Gathered { parts, missing }
 }
 
+/// One file of the bundle, under `aergo-support/`.
+fn append<W: Write>(
+    tar: &mut tar::Builder<W>,
+    name: &str,
+    bytes: &[u8],
+    created_ms: u64,
+) -> std::io::Result<()> {
+    let mut head = tar::Header::new_gnu();
+    head.set_size(bytes.len() as u64);
+    head.set_mode(0o644);
+    head.set_mtime(created_ms / 1000);
+    head.set_entry_type(tar::EntryType::Regular);
+    tar.append_data(&mut head, format!("aergo-support/{name}"), bytes)
+}
+
 /// Writes the bundle: the gathered parts, the logs, the configuration, then the manifest and its
 /// signature. Runs on a blocking thread; every file's bytes are scrubbed of the known secrets.
 fn write_bundle(
@@ -270,18 +282,13 @@ fn write_bundle(
     let mut missing = gathered.missing;
     let mut add = |tar: &mut tar::Builder<_>, name: &str, mut bytes: Vec<u8>, note: Option<String>| {
         scrub(&mut bytes, secrets);
-        let mut head = tar::Header::new_gnu();
-        head.set_size(bytes.len() as u64);
-        head.set_mode(0o644);
-        head.set_mtime(created_ms / 1000);
-        head.set_entry_type(tar::EntryType::Regular);
         files.push(FileEntry {
             name: name.to_string(),
             bytes: bytes.len() as u64,
             sha256: sha256_hex(&bytes),
             note,
         });
-        tar.append_data(&mut head, format!("aergo-support/{name}"), bytes.as_slice())
+        append(tar, name, &bytes, created_ms)
     };
     for (name, bytes) in gathered.parts {
         add(&mut tar, &name, bytes, None)?;
@@ -364,17 +371,8 @@ fn write_bundle(
     let mut body = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
     scrub(&mut body, secrets);
     let signature = state.sign(&body);
-    let mut head = tar::Header::new_gnu();
-    head.set_size(body.len() as u64);
-    head.set_mode(0o644);
-    head.set_mtime(created_ms / 1000);
-    tar.append_data(&mut head, "aergo-support/manifest.json", body.as_slice())?;
-    let sig = signature.as_bytes().to_vec();
-    let mut head = tar::Header::new_gnu();
-    head.set_size(sig.len() as u64);
-    head.set_mode(0o644);
-    head.set_mtime(created_ms / 1000);
-    tar.append_data(&mut head, "aergo-support/manifest.json.sig", sig.as_slice())?;
+    append(&mut tar, "manifest.json", &body, created_ms)?;
+    append(&mut tar, "manifest.json.sig", signature.as_bytes(), created_ms)?;
     let mut gz = tar.into_inner()?;
     gz.flush()?;
     let mut out = gz.finish()?;

@@ -10,7 +10,6 @@
 use anyhow::Context;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -21,17 +20,10 @@ pub struct Served {
     pub fingerprint: String,
 }
 
-/// Writes `bytes` to `path` through a temporary file, fsynced, with `mode`.
+/// Writes `bytes` to `path` atomically with `mode` (the directory made first).
 fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(dir)?.sync_all()
+    std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
+    aergo_primitives::file::write_atomic_mode(path, bytes, mode)
 }
 
 /// A new self-signed certificate and its key, PEM.

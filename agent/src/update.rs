@@ -15,6 +15,7 @@
 //! The update's state is a JSON file beside the bundle, written atomically at each phase, so that
 //! it survives the reboot it asks for and an agent restart.
 
+use aergo_primitives::clock::now_ms;
 use aergo_telemetry::UpdateStatus;
 use parking_lot::Mutex;
 use serde::Deserialize;
@@ -151,10 +152,6 @@ pub struct Updates {
     status: Mutex<Option<UpdateStatus>>,
     cancel: Arc<AtomicBool>,
     channel: Mutex<Option<aergo_telemetry::ChannelStatus>>,
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// `VERSION_ID` of an os-release file.
@@ -334,6 +331,10 @@ impl Updates {
     fn settle(&self, at_start: bool) {
         let mut guard = self.status.lock();
         let Some(s) = guard.as_mut() else { return };
+        // Between starts only a booted slot's marking can change (read once a sample).
+        if !at_start && s.phase != "booted" {
+            return;
+        }
         let before = s.phase.clone();
         let slot = boot_slot(&self.config.cmdline);
         let version = running_version(&self.config.os_release);
@@ -383,12 +384,8 @@ impl Updates {
     fn save(&self, s: &UpdateStatus) {
         let write = || -> std::io::Result<()> {
             std::fs::create_dir_all(&self.config.dir)?;
-            let tmp = self.config.dir.join("state.json.tmp");
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&serde_json::to_vec_pretty(s).unwrap_or_default())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, self.config.dir.join("state.json"))?;
-            std::fs::File::open(&self.config.dir)?.sync_all()
+            let json = serde_json::to_vec_pretty(s).unwrap_or_default();
+            aergo_primitives::file::write_atomic_mode(&self.config.dir.join("state.json"), &json, 0o644)
         };
         if let Err(e) = write() {
             tracing::error!(error = %e, dir = %self.config.dir.display(), "the update's state cannot be kept");
