@@ -344,6 +344,28 @@ fn families(s: &Sample) -> Result<Vec<MetricFamily>, Error> {
                 "Capacity of the node's cache of recently written state ([storage] state_cache_mb).",
                 c.state_cache.state_cache_capacity_bytes as i64,
             )?;
+            let q = &c.queries;
+            e.counter(
+                "aergo_queries_run",
+                "Read-only queries the node ran (the query RPC).",
+                q.queries_run_total as f64,
+            )?;
+            e.counter(
+                "aergo_queries_rejected",
+                "Queries answered busy (queue full, a connection over its share, or waited too long).",
+                q.queries_rejected_total as f64,
+            )?;
+            e.counter(
+                "aergo_queries_stopped",
+                "Queries stopped at their gas ([rpc] query_gas) or deadline ([rpc] query_timeout_ms).",
+                q.queries_stopped_total as f64,
+            )?;
+            e.gauge_int("aergo_queries_running", "Queries running now.", q.queries_running as i64)?;
+            e.gauge_int(
+                "aergo_queries_waiting",
+                "Queries waiting for a query thread.",
+                q.queries_waiting as i64,
+            )?;
             if let (Some(p), Some(m)) = (c.blocks_produced, c.slots_missed) {
                 e.counter("aergo_blocks_produced", "Blocks this producer made.", p as f64)?;
                 e.counter("aergo_slots_missed", "Slots this producer missed.", m as f64)?;

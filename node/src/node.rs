@@ -386,6 +386,10 @@ impl RunningNode {
             net: net_state,
             net_commands,
             max_batch: config.rpc.max_batch as usize,
+            queries: Arc::new(
+                rpc::queries::QueryPool::start(&config.rpc)
+                    .map_err(|source| NodeError::Io { path: "query threads".into(), source })?,
+            ),
         };
         let (rpc, rpc_addr) = rpc::serve(handler, &config.rpc).await?;
         tracing::info!(

@@ -162,7 +162,7 @@ async fn blocks_arrive_over_websocket_and_read_back_by_height_and_hash() {
     assert_eq!(n.role, "producer");
     let m = ws.node_metrics().await.unwrap();
     let names: Vec<&str> = m.stages.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["admission", "produce", "import", "verify", "execute", "commit"]);
+    assert_eq!(names, ["admission", "produce", "import", "verify", "execute", "commit", "query"]);
     assert_eq!((m.stages[0].processed_total, m.stages[1].processed_total), (1, 1));
     // The producer executes and commits its blocks (a received block would also count in verify).
     assert!(m.stages[4].processed_total >= 1 && m.stages[5].processed_total >= 1, "{:?}", m.stages);

@@ -84,7 +84,7 @@ fn telemetry_matches_the_node_and_proc_and_is_signed() -> anyhow::Result<()> {
     assert_eq!(c["behind_blocks"], 0);
     let stages: Vec<&str> =
         c["stages"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
-    assert_eq!(stages, ["admission", "produce", "import", "verify", "execute", "commit"]);
+    assert_eq!(stages, ["admission", "produce", "import", "verify", "execute", "commit", "query"]);
 
     // The node's process, against /proc.
     let p = &t["node_process"];

@@ -167,3 +167,198 @@ fn registry_and_voting_contracts_through_the_node_and_cli() -> anyhow::Result<()
     })?;
     dev.node.stop()
 }
+
+/// A flood of expensive joins through `query` from several clients: each is stopped at its limit
+/// (gas or deadline) or answered busy, with a message that says which; meanwhile the node makes a
+/// block every slot, and cheap queries and `send_tx` from another client are all answered. The
+/// latencies are printed here; `aergo-bench query-flood` measures them as a benchmark.
+#[test]
+fn a_flood_of_expensive_queries_is_stopped_and_blocks_and_cheap_reads_go_on() -> anyhow::Result<()> {
+    use aergo_api::{codes, AergoApiClient, QueryRequest};
+    use aergo_primitives::crypto::KeyFile;
+    use aergo_primitives::types::{Address, Payload, TxBody, ENCODING_VERSION};
+    use jsonrpsee::core::client::Error as ClientError;
+    use jsonrpsee::http_client::HttpClientBuilder;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+
+    const FLOOD: Duration = Duration::from_secs(12);
+    const CLIENTS: usize = 6;
+    let dev = Dev::start()?;
+    let script = dev._dir.path().join("wide.sql");
+    let rows: Vec<String> = (0..100).map(|k| format!("({k}, {})", k % 7)).collect();
+    std::fs::write(
+        &script,
+        format!(
+            "CREATE TABLE t (k INTEGER PRIMARY KEY, v INTEGER);\nINSERT INTO t VALUES {};\n",
+            rows.join(", ")
+        ),
+    )?;
+    let v = cli_json(
+        &dev.node.rpc,
+        &["contract", "deploy", script.to_str().unwrap_or_default(), "--key", &dev.key, "--wait"],
+    )?;
+    let contract: Address = v["contract"].as_str().context("no contract")?.parse()?;
+    let request = |sql: &str| QueryRequest {
+        contract,
+        sql: Some(sql.to_string()),
+        function: None,
+        args: Vec::new(),
+        height: None,
+    };
+    let heavy = "SELECT COUNT(*) FROM t a, t b, t c, t d, t e WHERE a.v + b.v + c.v + d.v + e.v < 0";
+    let cheap = "SELECT v FROM t WHERE k = 12";
+    let rt = tokio::runtime::Runtime::new()?;
+    let client =
+        HttpClientBuilder::default().request_timeout(Duration::from_secs(30)).build(&dev.node.rpc)?;
+    let key = KeyFile::read(std::path::Path::new(&dev.key))?.unlock(None)?;
+    let chain_id = rt.block_on(client.chain_info())?.chain_id;
+    let mut nonce = rt.block_on(client.get_account(key.address().to_string(), None))?.pending_nonce;
+    let mut transfer = || {
+        let tx = key.sign_tx(TxBody {
+            version: ENCODING_VERSION,
+            chain_id: chain_id.clone(),
+            nonce,
+            sender: key.public(),
+            recipient: key.address(),
+            amount: 1,
+            fee: 0,
+            payload: Payload::Transfer,
+        });
+        nonce += 1;
+        hex::encode(tx.encode())
+    };
+    // Blocks come while there are transactions: keep some coming, before and during the flood.
+    let metrics_before = {
+        for _ in 0..3 {
+            rt.block_on(client.send_tx(transfer()))?;
+            std::thread::sleep(Duration::from_millis(400));
+        }
+        rt.block_on(client.node_metrics())?
+    };
+    let height_before = rt.block_on(client.chain_info())?.height;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    /// Each expensive query's answer: rows, or the error's code and message.
+    type Answer = Result<(), (i32, String)>;
+    let answers: Arc<Mutex<Vec<Answer>>> = Arc::default();
+    let flooders: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (stop, answers, rpc, req) =
+                (stop.clone(), answers.clone(), dev.node.rpc.clone(), request(heavy));
+            std::thread::spawn(move || -> anyhow::Result<()> {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                let client =
+                    HttpClientBuilder::default().request_timeout(Duration::from_secs(30)).build(&rpc)?;
+                while !stop.load(Ordering::Relaxed) {
+                    let a = match rt.block_on(client.query(req.clone())) {
+                        Ok(_) => Ok(()),
+                        Err(ClientError::Call(e)) => Err((e.code(), e.message().to_string())),
+                        Err(e) => Err((0, e.to_string())),
+                    };
+                    answers.lock().unwrap_or_else(|e| e.into_inner()).push(a);
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    let (mut cheap_ms, mut send_ms) = (Vec::new(), Vec::new());
+    let started = Instant::now();
+    let mut last_send = Instant::now();
+    while started.elapsed() < FLOOD {
+        let t = Instant::now();
+        let r = rt.block_on(client.query(request(cheap)))?;
+        cheap_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(r.rows, vec![vec![json!(5)]], "the cheap query's answer");
+        if last_send.elapsed() >= Duration::from_millis(250) {
+            let t = Instant::now();
+            rt.block_on(client.send_tx(transfer()))?;
+            send_ms.push(t.elapsed().as_secs_f64() * 1e3);
+            last_send = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for f in flooders {
+        f.join().map_err(|_| anyhow::anyhow!("a flooding client panicked"))??;
+    }
+    let metrics_during = rt.block_on(client.node_metrics())?;
+    let height_after = rt.block_on(client.chain_info())?.height;
+    let answers = std::mem::take(&mut *answers.lock().unwrap_or_else(|e| e.into_inner()));
+    let stopped = answers.iter().filter(|a| matches!(a, Err((c, _)) if *c == codes::QUERY_LIMIT)).count();
+    let busy = answers.iter().filter(|a| matches!(a, Err((c, _)) if *c == codes::BUSY)).count();
+    for a in &answers {
+        match a {
+            Err((c, m)) if *c == codes::QUERY_LIMIT => {
+                assert!(m.contains("[rpc] query_gas") || m.contains("[rpc] query_timeout_ms"), "{m}")
+            }
+            Err((c, m)) if *c == codes::BUSY => assert!(m.contains("[rpc] query_"), "{m}"),
+            other => panic!("an expensive join was answered {other:?}"),
+        }
+    }
+    let p99 = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[(v.len() * 99 / 100).min(v.len() - 1)]
+    };
+    eprintln!(
+        "flood of {CLIENTS} clients for {FLOOD:?}: {} expensive queries ({stopped} stopped at a limit, {busy} busy); \
+         cheap query p99 {:.1} ms over {}, send_tx p99 {:.1} ms over {}; height {height_before} -> {height_after}",
+        answers.len(),
+        p99(&mut cheap_ms),
+        cheap_ms.len(),
+        p99(&mut send_ms),
+        send_ms.len()
+    );
+    assert!(stopped >= CLIENTS, "{stopped} of {} stopped at a limit", answers.len());
+    // A block every slot: the heights advanced with the clock and the producer missed none.
+    assert!(
+        height_after >= height_before + FLOOD.as_secs() - 2,
+        "{height_before} -> {height_after} in {FLOOD:?}"
+    );
+    assert_eq!(
+        metrics_during.slots_missed_total, metrics_before.slots_missed_total,
+        "slots missed in the flood"
+    );
+    let q = metrics_during.queries;
+    assert!(q.queries_stopped_total >= stopped as u64 && q.queries_run_total >= stopped as u64, "{q:?}");
+    assert!(q.queries_rejected_total >= busy as u64, "{q:?}");
+    assert!(metrics_during.stages.iter().any(|s| s.name == "query"), "no query stage in node_metrics");
+    dev.node.stop()
+}
+
+/// The guestbook example through the node and the CLI: a table without a primary key (its hidden
+/// rowid), an index with a DESC column serving `ORDER BY at DESC LIMIT n`, a UNION and avg.
+#[test]
+fn guestbook_contract_with_a_keyless_table_and_a_desc_index() -> anyhow::Result<()> {
+    let dev = Dev::start()?;
+    let (book, _) = dev.deploy("guestbook.sql")?;
+    for (message, stars) in [("hello", "4"), ("nice book", "3"), ("again", "5")] {
+        let (code, r) = dev.call(&book, "sign", &[message, stars])?;
+        assert_eq!((code, r["status"].as_str()), (0, Some("success")), "{r}");
+    }
+    let (code, r) = dev.call(&book, "sign", &["", "5"])?;
+    assert_eq!(code, 2, "an empty message fails its CHECK: {r}");
+    let q = dev.query(&book, &["--function", "latest", "--arg", "2"])?;
+    assert_eq!(q["columns"], json!(["author", "message", "at"]));
+    let messages: Vec<&str> =
+        q["rows"].as_array().context("rows")?.iter().filter_map(|r| r[1].as_str()).collect();
+    assert_eq!(messages, ["again", "nice book"], "{q}");
+    let q = dev.query(&book, &["SELECT rowid, message FROM entries ORDER BY rowid"])?;
+    assert_eq!(q["rows"], json!([[1, "welcome"], [2, "hello"], [3, "nice book"], [4, "again"]]));
+    let q = dev.query(&book, &["SELECT * FROM entries WHERE rowid = 2"])?;
+    assert_eq!(q["columns"], json!(["author", "message", "rating", "at"]), "SELECT * leaves rowid out");
+    let q = dev.query(&book, &["--function", "average_rating"])?;
+    assert_eq!(q["rows"], json!([["4.250000"]]));
+    let q =
+        dev.query(&book, &["SELECT rating FROM entries WHERE rating > 3 EXCEPT SELECT 5 ORDER BY 1 DESC"])?;
+    assert_eq!(q["rows"], json!([[4]]));
+    let q = dev.query(&book, &["--function", "people"])?;
+    assert_eq!(q["rows"].as_array().map(Vec::len), Some(1), "one account signed and hosts: {q}");
+    let c = cli_json(&dev.node.rpc, &["contract", "show", &book])?;
+    let entries = &c["tables"][0];
+    assert_eq!(entries["primary_key"], json!(["rowid"]));
+    assert!(entries["columns"].to_string().contains("rowid INTEGER NOT NULL (hidden"), "{entries}");
+    assert!(entries["indexes"].to_string().contains("entries_newest (at DESC)"), "{entries}");
+    dev.node.stop()
+}

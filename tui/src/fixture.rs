@@ -118,6 +118,7 @@ pub fn snapshot(peers: Vec<PeerView>) -> NodeSnapshot {
                 state_cache_bytes: 6_900_000,
                 state_cache_capacity_bytes: 128 << 20,
             },
+            queries: aergo_api::QueryUsage { queries_run_total: 310, query_threads: 2, ..Default::default() },
         },
         peers,
         lib_timestamp_ms: Some(NOW - 2600),

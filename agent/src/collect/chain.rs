@@ -75,6 +75,7 @@ impl ChainCollector {
             behind_blocks: chain.best_known_height.saturating_sub(chain.height),
             stages: metrics.stages,
             state_cache: metrics.state_cache,
+            queries: metrics.queries,
         };
         self.last_info = Some(info);
         ChainReading { chain: Some(sample), error: None }

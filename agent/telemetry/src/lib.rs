@@ -284,6 +284,9 @@ pub struct ChainSample {
     /// The node's cache of recently written state values (`state_cache_*`).
     #[serde(flatten)]
     pub state_cache: aergo_api::StateCacheUsage,
+    /// The node's `query` threads (`queries_*`, `query_threads`).
+    #[serde(flatten)]
+    pub queries: aergo_api::QueryUsage,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]

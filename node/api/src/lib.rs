@@ -34,6 +34,8 @@ pub mod codes {
     pub const BUSY: i32 = -32011;
     /// The requested height is above the chain head.
     pub const HEIGHT_UNAVAILABLE: i32 = -32012;
+    /// A `query` was stopped at a limit; `data.limit` is `gas` or `deadline`.
+    pub const QUERY_LIMIT: i32 = -32013;
 }
 
 pub use aergo_primitives::types::amount_string;
@@ -374,6 +376,25 @@ pub struct NodeMetrics {
     pub next_slot_ms: Option<u64>,
     #[serde(flatten)]
     pub state_cache: StateCacheUsage,
+    #[serde(flatten)]
+    pub queries: QueryUsage,
+}
+
+/// The `query` RPC's threads: flattened into `node_metrics` and the agent's chain sample as
+/// `queries_*`; absent (an older node or agent) reads as 0.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct QueryUsage {
+    /// Queries run to the end (answered with rows or an error) since start.
+    pub queries_run_total: u64,
+    /// Queries answered busy: the queue was full, the connection over its share, or one waited
+    /// longer than `[rpc] query_queue_ms`.
+    pub queries_rejected_total: u64,
+    /// Queries stopped at their gas (`[rpc] query_gas`) or deadline (`[rpc] query_timeout_ms`).
+    pub queries_stopped_total: u64,
+    pub queries_running: u64,
+    pub queries_waiting: u64,
+    pub query_threads: u64,
 }
 
 /// The state store's cache of recently written values, which block execution reads before
@@ -435,7 +456,7 @@ pub trait AergoApi {
     /// Reads a contract at a height: a SELECT over its tables, or one of its functions.
     /// Errors: unknown contract or bad SQL → invalid params (with line and column); a height above
     /// the head → [`codes::HEIGHT_UNAVAILABLE`].
-    #[method(name = "query")]
+    #[method(name = "query", with_extensions)]
     async fn query(&self, request: QueryRequest) -> RpcResult<QueryView>;
 
     /// A contract's tables, functions (with their access sets) and script, at a height.

@@ -32,6 +32,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+mod flood;
 mod import;
 mod net;
 mod snapshot;
@@ -148,6 +149,25 @@ enum Bench {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// Block production, `send_tx` and point queries with and without a flood of expensive joins
+    /// through the `query` RPC, on a release node.
+    QueryFlood {
+        /// Connections sending expensive queries back to back.
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        /// Seconds per phase.
+        #[arg(long, default_value_t = 20)]
+        secs: u64,
+        /// Rows of the joined table.
+        #[arg(long, default_value_t = 200)]
+        rows: usize,
+        /// The baseline: the query RPC without its limits (a transaction's gas, no deadline, a
+        /// thread per client at normal priority).
+        #[arg(long)]
+        unguarded: bool,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// A follower importing a run of blocks: one at a time vs the pipelined run.
     Import {
         #[arg(long, default_value_t = 10_000)]
@@ -208,7 +228,7 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
 
 /// `accounts` keys (at least two) funded in a one-producer genesis of chain `aergo-bench`, and the
 /// producer's key; seeds named after `name`.
-fn funded_chain(name: &str, accounts: usize) -> (Vec<Keypair>, Keypair, Genesis) {
+pub(crate) fn funded_chain(name: &str, accounts: usize) -> (Vec<Keypair>, Keypair, Genesis) {
     let keys: Vec<Keypair> =
         (0..accounts.max(2)).map(|i| Keypair::from_seed(&format!("{name}-{i}"))).collect();
     let bp = Keypair::from_seed(&format!("{name}-bp"));
@@ -223,6 +243,71 @@ fn funded_chain(name: &str, accounts: usize) -> (Vec<Keypair>, Keypair, Genesis)
         producers: vec![GenesisProducer { public_key: hex::encode(bp.public().0) }],
     };
     (keys, bp, genesis)
+}
+
+/// A one-producer node in `dir/node` for `genesis`, its producer key `bp`, and its config (RPC on
+/// a free loopback port, warnings only; `rpc` and `sections` add settings): the config's path.
+pub(crate) fn init_node(
+    node_bin: &Path,
+    dir: &Path,
+    genesis: &Genesis,
+    bp: &Keypair,
+    rpc: &str,
+    sections: &str,
+) -> anyhow::Result<PathBuf> {
+    let data = dir.join("node");
+    std::fs::create_dir_all(&data)?;
+    let gpath = dir.join("genesis.toml");
+    std::fs::write(&gpath, genesis.to_toml())?;
+    let ok = Command::new(node_bin)
+        .args(["init", "--genesis"])
+        .arg(&gpath)
+        .arg("--data-dir")
+        .arg(&data)
+        .stdout(Stdio::null())
+        .status()?
+        .success();
+    if !ok {
+        bail!("aergo-node init failed");
+    }
+    KeyFile::write_plain(&data.join("producer.key"), bp)?;
+    let cpath = data.join("bench.toml");
+    std::fs::write(
+        &cpath,
+        format!(
+            "data_dir = {:?}\n[rpc]\nlisten = \"127.0.0.1:0\"\n{rpc}[producer]\nenabled = true\n{sections}[log]\nlevel = \"warn\"\n",
+            data.display().to_string()
+        ),
+    )?;
+    Ok(cpath)
+}
+
+/// Runs `aergo-node run --config cpath`: the process and its RPC URL (its announcement on stdout,
+/// which a thread then drains so that the node never blocks on a full pipe).
+pub(crate) fn run_node(node_bin: &Path, cpath: &Path) -> anyhow::Result<(std::process::Child, String)> {
+    let mut child = Command::new(node_bin)
+        .args(["run", "--config"])
+        .arg(cpath)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let stdout = child.stdout.take().context("node stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let url = loop {
+        match lines.next() {
+            Some(Ok(line)) => {
+                if let Some(u) = line.strip_prefix("AERGO_RPC=") {
+                    break u.to_string();
+                }
+            }
+            _ => {
+                let _ = child.kill();
+                bail!("the node did not start")
+            }
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    Ok((child, url))
 }
 
 fn scratch(dir: Option<PathBuf>) -> anyhow::Result<tempfile::TempDir> {
@@ -386,7 +471,6 @@ async fn e2e(
     dir: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let tmp = scratch(dir)?;
-    let data = tmp.path().join("node");
     let bp = Keypair::generate();
     let senders: Vec<Keypair> = (0..accounts).map(|i| Keypair::from_seed(&format!("bench-{i}"))).collect();
     let genesis = Genesis {
@@ -399,53 +483,22 @@ async fn e2e(
             .collect(),
         producers: vec![GenesisProducer { public_key: hex::encode(bp.public().0) }],
     };
-    std::fs::create_dir_all(&data)?;
-    let gpath = tmp.path().join("genesis.toml");
-    std::fs::write(&gpath, genesis.to_toml())?;
     let node_bin = sibling_binary("aergo-node")?;
-    let ok = Command::new(&node_bin)
-        .args(["init", "--genesis"])
-        .arg(&gpath)
-        .arg("--data-dir")
-        .arg(&data)
-        .stdout(Stdio::null())
-        .status()?
-        .success();
-    if !ok {
-        bail!("aergo-node init failed");
-    }
-    KeyFile::write_plain(&data.join("producer.key"), &bp)?;
-    let config = format!(
-        "data_dir = {:?}\n[rpc]\nlisten = \"127.0.0.1:0\"\nmax_batch = {}\n[producer]\nenabled = true\n[mempool]\nmax_txs = 1000000\n[log]\nlevel = \"warn\"\n",
-        data.display().to_string(),
-        batch.max(1)
-    );
-    let cpath = data.join("bench.toml");
-    std::fs::write(&cpath, config)?;
+    let cpath = init_node(
+        &node_bin,
+        tmp.path(),
+        &genesis,
+        &bp,
+        &format!("max_batch = {}\n", batch.max(1)),
+        "[mempool]\nmax_txs = 1000000\n",
+    )?;
 
     println!("signing {txs_n} transfers from {accounts} accounts…");
     let txs = make_txs(&senders, &genesis.chain_id, txs_n);
     let (one, two, batched) = verify_ceiling(&txs);
 
-    let mut child = Command::new(&node_bin)
-        .args(["run", "--config"])
-        .arg(&cpath)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()?;
+    let (mut child, url) = run_node(&node_bin, &cpath)?;
     let pid = child.id();
-    let stdout = child.stdout.take().context("node stdout")?;
-    let mut lines = BufReader::new(stdout).lines();
-    let url = loop {
-        match lines.next() {
-            Some(Ok(line)) => {
-                if let Some(u) = line.strip_prefix("AERGO_RPC=") {
-                    break u.to_string();
-                }
-            }
-            _ => bail!("the node did not start"),
-        }
-    };
     let ws_url = url.replace("http://", "ws://");
     let ws = jsonrpsee::ws_client::WsClientBuilder::default()
         .max_buffer_capacity_per_subscription(100_000)
@@ -568,7 +621,7 @@ fn hot_block(
 }
 
 /// A transaction of chain `aergo-bench`, signed by `key`.
-fn bench_tx(
+pub(crate) fn bench_tx(
     key: &Keypair,
     nonce: u64,
     recipient: Address,
@@ -981,6 +1034,11 @@ async fn main() -> anyhow::Result<()> {
         }
         Bench::Sql { holders, calls, blocks, rows, rounds } => {
             sql::run(sql::SqlOpts { holders, calls, blocks, rows, rounds })
+        }
+        Bench::QueryFlood { clients, secs, rows, unguarded, dir } => {
+            let tmp = scratch(dir)?;
+            let opts = flood::FloodOpts { clients, secs, rows, unguarded };
+            flood::run(opts, sibling_binary("aergo-node")?, tmp.path()).await
         }
         Bench::Net { nodes, rates, secs, senders, dir } => {
             let tmp = scratch(dir)?;

@@ -293,7 +293,7 @@ fn scan_engine<H: Host>(
     };
     let ctx = CallCtx::default();
     let started = Instant::now();
-    let r = Engine::new(compiled.engine(kind), addr, host, &ctx, Gas { used: 0, limit: u64::MAX })
+    let r = Engine::new(compiled.engine(kind), addr, host, &ctx, Gas::unlimited())
         .query(&select)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok((started.elapsed().as_secs_f64(), r.rows.into_iter().next().unwrap_or_default()))

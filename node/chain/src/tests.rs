@@ -201,7 +201,9 @@ fn token_call(key: &Keypair, nonce: u64, contract: Address, to: &Keypair, n: i64
 fn balance_at(store: &StateStore, contract: &Address, who: &Keypair, height: u64) -> aergo_sql::Value {
     use aergo_exec::query::{run, Request};
     let sql = format!("SELECT amount FROM balances WHERE owner = '{}'", who.address());
-    let r = run(store, contract, height, Request::Sql(&sql)).unwrap();
+    let r =
+        run(store, contract, height, Request::Sql(&sql), aergo_sql::Gas::new(aergo_sql::gas::MAX_CALL_GAS))
+            .unwrap();
     r.rows.first().map(|row| row[0].clone()).unwrap_or(aergo_sql::Value::Null)
 }
 
@@ -244,8 +246,14 @@ fn contracts_deploy_call_revert_query_old_heights_roll_back_and_replay() {
     assert_eq!(balance_at(&store, &addr, &bob, 1), Value::Null, "height 1 had no row for bob");
     assert_eq!(balance_at(&store, &addr, &alice, 1), Value::Int(1_000_000));
     // A function query returns a scalar; a scan lists rows in key order.
-    let r = aergo_exec::query::run(&store, &addr, 2, aergo_exec::query::Request::Function("holders", vec![]))
-        .unwrap();
+    let r = aergo_exec::query::run(
+        &store,
+        &addr,
+        2,
+        aergo_exec::query::Request::Function("holders", vec![]),
+        aergo_sql::Gas::new(aergo_sql::gas::MAX_CALL_GAS),
+    )
+    .unwrap();
     assert_eq!(r.rows.len(), 2);
     // Another node importing the blocks gets the same state.
     let dir2 = tempfile::tempdir().unwrap();

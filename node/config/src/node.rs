@@ -75,6 +75,30 @@ pub struct RpcConfig {
     pub max_batch: u32,
     /// Most WebSocket subscriptions per connection.
     pub max_subscriptions_per_connection: u32,
+    /// Gas one `query` may use (reads are charged as in a transaction); at most 50 000 000.
+    pub query_gas: u64,
+    /// Wall-clock time one `query` may run, in milliseconds; the engine stops at its next check.
+    pub query_timeout_ms: u64,
+    /// Threads that run queries (0: half the cores, at least 2). They run at a lower CPU priority
+    /// (`query_nice`) than block production, which never waits for them.
+    pub query_threads: u32,
+    /// Queries waiting for a thread; past it (or after `query_queue_ms` waiting) the answer is busy.
+    pub query_queue: u32,
+    pub query_queue_ms: u64,
+    /// Queries one connection may have running or waiting at a time.
+    pub query_per_connection: u32,
+    /// Nice value of the query threads (0 to 19).
+    pub query_nice: i32,
+}
+
+impl RpcConfig {
+    /// Query threads: as configured, or half the cores and at least 2.
+    pub fn query_thread_count(&self) -> usize {
+        match self.query_threads {
+            0 => (std::thread::available_parallelism().map_or(2, |n| n.get()) / 2).max(2),
+            n => n as usize,
+        }
+    }
 }
 
 impl Default for RpcConfig {
@@ -86,6 +110,13 @@ impl Default for RpcConfig {
             max_connections: 256,
             max_batch: 2_000,
             max_subscriptions_per_connection: 16,
+            query_gas: 5_000_000,
+            query_timeout_ms: 1_000,
+            query_threads: 0,
+            query_queue: 64,
+            query_queue_ms: 1_000,
+            query_per_connection: 8,
+            query_nice: 10,
         }
     }
 }
@@ -377,6 +408,19 @@ impl NodeConfig {
                         taken from the bootstrap peers and checked against the hash"
                     .into(),
             );
+        }
+        let q = &self.rpc;
+        if q.query_gas == 0 || q.query_gas > 50_000_000 {
+            return Err("rpc.query_gas must be 1 to 50000000 (the most a transaction may use)".into());
+        }
+        if q.query_timeout_ms == 0 || q.query_timeout_ms > 600_000 {
+            return Err("rpc.query_timeout_ms must be 1 to 600000".into());
+        }
+        if q.query_threads > 256 || q.query_queue == 0 || q.query_per_connection == 0 {
+            return Err("rpc.query_threads must be at most 256, rpc.query_queue and rpc.query_per_connection at least 1".into());
+        }
+        if !(0..=19).contains(&q.query_nice) {
+            return Err("rpc.query_nice must be 0 to 19".into());
         }
         if self.rpc.max_batch == 0 || self.rpc.max_connections == 0 {
             return Err("rpc.max_batch and rpc.max_connections must be at least 1".into());

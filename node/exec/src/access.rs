@@ -112,6 +112,9 @@ impl AccessSet {
                 c.tables.contains(&t)
                     || (use_ != KeyUse::Scan && c.rows.iter().any(|(rt, pk)| *rt == t && pk[..] == rest[2..]))
             }
+            // The next row id of a table without a primary key: every insert reads and writes it,
+            // so such inserts hold the whole table.
+            (b'n', _) if rest.len() == 2 => c.tables.contains(&rest[1]),
             (b'i', _) if rest.len() >= 2 => {
                 let Some(&t) = c.index_tables.get(rest[1] as usize) else { return false };
                 // An index entry ends with its row's primary key (prefix-free encoding).

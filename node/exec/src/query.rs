@@ -3,8 +3,8 @@
 
 use aergo_primitives::types::Address;
 use aergo_sql::check::Checker;
-use aergo_sql::gas::{Gas, MAX_CALL_GAS};
-use aergo_sql::interp::{CallCtx, Engine, Entries, Host, QueryResult};
+use aergo_sql::gas::Gas;
+use aergo_sql::interp::{CallCtx, Engine, Entries, Host, QueryResult, ScanChunk};
 use aergo_sql::store::{code_key, Buffered};
 use aergo_sql::{ContractCache, Limits, SqlError, Value};
 use aergo_storage::StateStore;
@@ -37,6 +37,26 @@ impl Host for StoreHost<'_> {
     fn savepoint(&mut self) -> bool {
         true
     }
+
+    /// A page of the ordered keys at this height: a query streams a table instead of holding it.
+    fn scan_chunk(
+        &mut self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        max: usize,
+        out: &mut ScanChunk,
+    ) -> Result<(), SqlError> {
+        out.clear();
+        let page = self
+            .store
+            .scan_ordered(prefix, after, self.height, max)
+            .map_err(|e| SqlError::Storage(e.to_string()))?;
+        for (k, v) in &page {
+            out.push(k, v);
+        }
+        out.done = page.len() < max;
+        Ok(())
+    }
 }
 
 fn cache() -> &'static ContractCache {
@@ -65,19 +85,35 @@ pub enum Request<'r> {
     Function(&'r str, Vec<Value>),
 }
 
-/// Runs a query against `contract` as of `height` (which the caller checked against the head).
+/// Whether `request` may read some table of `contract` whole (a *heavy* query, which the RPC's
+/// query threads keep off their last thread). An error here is left for [`run`] to report.
+pub fn is_heavy(store: &StateStore, contract: &Address, height: u64, request: &Request<'_>) -> bool {
+    let Ok((_, compiled)) = load(store, contract, height) else { return false };
+    match request {
+        Request::Sql(sql) => Checker::for_contract(&Limits::default(), &compiled.interpreted)
+            .check_query(sql)
+            .is_ok_and(|q| aergo_sql::access::scans_a_table(&q)),
+        Request::Function(name, _) => {
+            compiled.function_access(name).is_some_and(aergo_sql::access::function_is_heavy)
+        }
+    }
+}
+
+/// Runs a query against `contract` as of `height` (which the caller checked against the head),
+/// within `budget` (the RPC's `[rpc] query_gas` and deadline; at most a transaction's gas).
 pub fn run(
     store: &StateStore,
     contract: &Address,
     height: u64,
     request: Request<'_>,
+    budget: Gas,
 ) -> Result<QueryResult, SqlError> {
     let (_, compiled) = load(store, contract, height)?;
     let mut host = StoreHost { store, height };
     let ctx = CallCtx { self_address: contract.to_string(), height, ..CallCtx::default() };
     let mut buffered = Buffered::new(&mut host);
     let contract_ir = compiled.engine(aergo_sql::default_engine());
-    let mut engine = Engine::new(contract_ir, contract, &mut buffered, &ctx, Gas::new(MAX_CALL_GAS));
+    let mut engine = Engine::new(contract_ir, contract, &mut buffered, &ctx, budget);
     match request {
         Request::Sql(sql) => {
             let select = Checker::for_contract(&Limits::default(), &compiled.interpreted).check_query(sql)?;

@@ -24,6 +24,8 @@ use jsonrpsee::PendingSubscriptionSink;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+pub mod queries;
+
 #[derive(Debug, thiserror::Error)]
 pub enum RpcError {
     #[error("cannot listen for JSON-RPC on {addr}: {source}; choose another address with --rpc-listen or [rpc] listen")]
@@ -42,6 +44,11 @@ fn internal(err: impl std::fmt::Display) -> ErrorObjectOwned {
 fn rejected(err: AdmitError) -> ErrorObjectOwned {
     let code = if matches!(err, AdmitError::Busy) { codes::BUSY } else { codes::TX_REJECTED };
     ErrorObjectOwned::owned(code, err.to_string(), Some(serde_json::json!({ "reason": err.reason() })))
+}
+
+fn busy(r: queries::Refused) -> ErrorObjectOwned {
+    let queries::Refused::Busy(why) = r;
+    ErrorObjectOwned::owned(codes::BUSY, why, Some(serde_json::json!({ "reason": "busy" })))
 }
 
 fn parse_hash(text: &str) -> RpcResult<Hash> {
@@ -132,6 +139,8 @@ pub struct RpcHandler {
     pub net_commands: Option<tokio::sync::mpsc::Sender<NetCommand>>,
     /// Most transactions in one `send_txs` call.
     pub max_batch: usize,
+    /// Where `query` runs (its own threads, bounded and fair; see [`queries`]).
+    pub queries: Arc<queries::QueryPool>,
 }
 
 impl RpcHandler {
@@ -320,8 +329,19 @@ impl AergoApiServer for RpcHandler {
                 ..sequential("commit", &t.committed_blocks, &t.commit_ns)
             },
         ];
+        let (depth, capacity, busy_ms) = self.queries.stage();
+        let queries = self.queries.usage();
+        let query = StageMetrics {
+            name: "query".into(),
+            queue_depth: depth,
+            queue_capacity: capacity,
+            processed_total: queries.queries_run_total,
+            busy_rejections_total: queries.queries_rejected_total,
+            busy_ms_total: busy_ms,
+        };
         Ok(NodeMetrics {
-            stages: [vec![admission, produce, import], chain_stages.to_vec()].concat(),
+            stages: [vec![admission, produce, import], chain_stages.to_vec(), vec![query]].concat(),
+            queries,
             mempool_txs,
             mempool_bytes,
             blocks_produced_total: p.blocks.load(Relaxed),
@@ -458,7 +478,13 @@ impl AergoApiServer for RpcHandler {
                     .columns
                     .iter()
                     .map(|col| {
-                        format!("{} {}{}", col.name, col.ty, if col.not_null { " NOT NULL" } else { "" })
+                        format!(
+                            "{} {}{}{}",
+                            col.name,
+                            col.ty,
+                            if col.not_null { " NOT NULL" } else { "" },
+                            if col.hidden { " (hidden: the table has no PRIMARY KEY)" } else { "" }
+                        )
                     })
                     .collect(),
                 primary_key: t.pk.iter().map(|&i| t.columns[i].name.clone()).collect(),
@@ -467,8 +493,12 @@ impl AergoApiServer for RpcHandler {
                     .iter()
                     .map(|&ix| {
                         let idx = &c.indexes[ix];
-                        let cols: Vec<&str> =
-                            idx.columns.iter().map(|&i| t.columns[i].name.as_str()).collect();
+                        let cols: Vec<String> = idx
+                            .columns
+                            .iter()
+                            .zip(&idx.desc)
+                            .map(|(&i, &d)| format!("{}{}", t.columns[i].name, if d { " DESC" } else { "" }))
+                            .collect();
                         format!(
                             "{}{} ({})",
                             if idx.unique { "UNIQUE " } else { "" },
@@ -502,7 +532,8 @@ impl AergoApiServer for RpcHandler {
         Ok(ContractView { address, height: at, code_hash, tables, functions, script })
     }
 
-    async fn query(&self, request: QueryRequest) -> RpcResult<QueryView> {
+    async fn query(&self, ext: &jsonrpsee::Extensions, request: QueryRequest) -> RpcResult<QueryView> {
+        use aergo_sql::SqlError;
         let at = self.height_or_head(request.height)?;
         let args = request
             .args
@@ -510,21 +541,63 @@ impl AergoApiServer for RpcHandler {
             .map(aergo_sql::json::from_json)
             .collect::<Result<Vec<_>, _>>()
             .map_err(invalid_params)?;
-        let view = self.view.clone();
-        let result = tokio::task::spawn_blocking(move || {
+        if request.sql.is_some() == request.function.is_some() {
+            return Err(invalid_params("give either sql or function"));
+        }
+        let conn = ext.get::<jsonrpsee::ConnectionId>().map_or(0, |c| c.0);
+        let (view, pool) = (self.view.clone(), self.queries.clone());
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let answer = Arc::new(parking_lot::Mutex::new(Some(answer)));
+        let busy_answer = answer.clone();
+        let heavy = {
+            use aergo_exec::query::{is_heavy, Request};
+            let req = match (&request.sql, &request.function) {
+                (Some(sql), _) => Request::Sql(sql),
+                (_, f) => Request::Function(f.as_deref().unwrap_or_default(), Vec::new()),
+            };
+            is_heavy(&self.view.store, &request.contract, at, &req)
+        };
+        let work = Box::new(move || {
             use aergo_exec::query::{run, Request};
             let req = match (&request.sql, &request.function) {
                 (Some(sql), None) => Request::Sql(sql),
                 (None, Some(f)) => Request::Function(f, args),
-                _ => return Err(aergo_sql::SqlError::Runtime("give either sql or function".into())),
+                _ => return,
             };
-            run(&view.store, &request.contract, at, req)
-        })
-        .await
-        .map_err(internal)?;
+            // The deadline counts from when the query starts, not from when it was queued.
+            let budget = aergo_sql::Gas::new(pool.gas).with_deadline(pool.timeout);
+            let result = run(&view.store, &request.contract, at, req, budget);
+            if matches!(result, Err(SqlError::OutOfGas(_) | SqlError::Deadline(_))) {
+                pool.count_stopped();
+            }
+            if let Some(a) = answer.lock().take() {
+                let _ = a.send(Ok(result));
+            }
+        });
+        let on_busy = Box::new(move |r: queries::Refused| {
+            if let Some(a) = busy_answer.lock().take() {
+                let _ = a.send(Err(r));
+            }
+        });
+        let _abandon_if_dropped = self.queries.submit(conn, heavy, work, on_busy).map_err(busy)?;
+        let result = match answered.await {
+            Ok(Ok(result)) => result,
+            Ok(Err(refused)) => return Err(busy(refused)),
+            Err(_) => return Err(internal("the query thread ended without an answer")),
+        };
         match result {
             Ok(r) => Ok(query_view(r.columns, &r.rows)),
-            Err(aergo_sql::SqlError::Storage(e)) => Err(internal(e)),
+            Err(SqlError::OutOfGas(limit)) => Err(ErrorObjectOwned::owned(
+                codes::QUERY_LIMIT,
+                format!("the query used all of its {limit} gas ([rpc] query_gas): narrow it with WHERE on a key or an index, or LIMIT"),
+                Some(serde_json::json!({ "limit": "gas" })),
+            )),
+            Err(SqlError::Deadline(ms)) => Err(ErrorObjectOwned::owned(
+                codes::QUERY_LIMIT,
+                format!("the query ran {ms} ms, its deadline ([rpc] query_timeout_ms), and was stopped"),
+                Some(serde_json::json!({ "limit": "deadline" })),
+            )),
+            Err(SqlError::Storage(e)) => Err(internal(e)),
             Err(e) => Err(invalid_params(e.to_string())),
         }
     }

@@ -99,23 +99,18 @@ impl Walker<'_> {
         });
     }
 
-    /// Reads of a query (its own sources; nested subqueries through [`Self::expr`]).
+    /// Reads of a query, its compound arms and its subqueries.
     fn select_reads(&mut self, q: &Select) {
-        for s in &q.from {
-            let a = access_of(&s.access, self.params);
-            note(&mut self.out.reads, s.table, a);
-        }
+        let (params, reads) = (self.params, &mut self.out.reads);
+        q.each_query(&mut |s| {
+            for src in &s.from {
+                note(reads, src.table, access_of(&src.access, params));
+            }
+        });
     }
 
     fn select(&mut self, q: &Select) {
         self.select_reads(q);
-        q.walk(0, &mut |x, _| {
-            if let Expr::InQuery(_, sub, _) | Expr::Exists(sub, _) | Expr::Subquery(sub) = x {
-                for s in &sub.from {
-                    note(&mut self.out.reads, s.table, access_of(&s.access, self.params));
-                }
-            }
-        });
     }
 
     fn unique_reads(&mut self, table: usize) {
@@ -260,4 +255,25 @@ pub fn describe(contract: &Contract, f: &Function, table: usize, a: &TableAccess
             shown.join(", ")
         }
     }
+}
+
+/// Whether a query reads some table whole (a scan of all its rows), in itself or in a subquery:
+/// what makes it *heavy* for the query threads (`docs/aergosql.md`, "Queries on a public RPC").
+/// Lookups by primary key and index prefixes are bounded by their keys and make it light.
+pub fn scans_a_table(q: &Select) -> bool {
+    let mut found = false;
+    q.each_query(&mut |s| {
+        // An index scan with no key fixed (an ordered scan) reads the whole index.
+        found |= s.from.iter().any(|src| match &src.access {
+            Access::Scan => true,
+            Access::Index(_, keys) => keys.is_empty(),
+            Access::Point(_) => false,
+        });
+    });
+    found
+}
+
+/// Whether a function may read or write some table whole (see [`scans_a_table`]).
+pub fn function_is_heavy(a: &FunctionAccess) -> bool {
+    a.reads.values().chain(a.writes.values()).any(|t| *t == TableAccess::Whole)
 }

@@ -3,9 +3,9 @@
 //! construct and its line and column.
 
 use super::ir::{
-    Access, AggFunc, Aggregate, Body, Builtin, Cmp, Column, ConflictAction, Contract, Delete, Expr, Function,
-    Index, Insert, InsertSource, JoinKind, OnConflict, OrderKey, Returns, Select, Source, Stmt, Table,
-    Update,
+    Access, AggFunc, Aggregate, Body, Builtin, Cmp, Column, Compound, ConflictAction, Contract, Delete, Expr,
+    Function, Index, Insert, InsertSource, JoinKind, OnConflict, OrderKey, Returns, Select, SetOp, Source,
+    Stmt, Table, Update,
 };
 use super::parse::{compile_error, parse_body, parse_script, FnBody, PlStmt};
 use super::value::{Arith, Decimal, Type, Value, MAX_DECIMAL_PRECISION};
@@ -95,6 +95,19 @@ pub fn data_type(ty: &DataType, at: Location) -> Result<Type, SqlError> {
                 ));
             }
             Type::Dec(p as u8, s as u8)
+        }
+        DataType::Real
+        | DataType::Float(_)
+        | DataType::Float4
+        | DataType::Float8
+        | DataType::Float32
+        | DataType::Float64
+        | DataType::Double(_)
+        | DataType::DoublePrecision => {
+            return Err(unsupported(
+                at,
+                format!("type {ty}: AergoSQL has no approximate numbers (every node must compute the same result, see docs/aergosql.md); use DECIMAL(p, s), e.g. DECIMAL(38, 18)"),
+            ))
         }
         other => {
             return Err(unsupported(
@@ -262,6 +275,7 @@ impl<'l> Checker<'l> {
             pk: Vec::new(),
             checks: Vec::new(),
             indexes: Vec::new(),
+            rowid: None,
         };
         let mut pending_checks = Vec::new();
         let mut uniques: Vec<(Vec<usize>, Location)> = Vec::new();
@@ -273,7 +287,7 @@ impl<'l> Checker<'l> {
                 return Err(compile_error(cat, format!("column {cname} is defined twice")));
             }
             let ty = data_type(&c.data_type, cat)?;
-            let mut col = Column { name: cname, ty, not_null: false, default: None };
+            let mut col = Column { name: cname, ty, not_null: false, default: None, hidden: false };
             for o in &c.options {
                 match &o.option {
                     ColumnOption::Null => {}
@@ -320,9 +334,36 @@ impl<'l> Checker<'l> {
                 other => return Err(unsupported(cat, format!("table constraint {other}"))),
             }
         }
-        let Some(pk) = pk else {
-            self.tables.pop();
-            return Err(compile_error(at, format!("table {name} needs a PRIMARY KEY")));
+        // No primary key: a hidden `rowid INTEGER` (the last column) is the key, as SQLite's rowid.
+        let pk = match pk {
+            Some(pk) => pk,
+            None => {
+                let ncols = self.tables[table_id].columns.len();
+                if self.tables[table_id].columns.iter().any(|c| c.name == "rowid") {
+                    self.tables.pop();
+                    return Err(compile_error(
+                        at,
+                        format!("table {name} has no PRIMARY KEY, so its hidden key column is rowid: name your column otherwise or make it the PRIMARY KEY"),
+                    ));
+                }
+                if ncols >= self.limits.columns {
+                    self.tables.pop();
+                    return Err(SqlError::Limit(format!(
+                        "table {name} has {ncols} columns and no PRIMARY KEY; with its hidden rowid at most {} are allowed",
+                        self.limits.columns - 1
+                    )));
+                }
+                let table = &mut self.tables[table_id];
+                table.columns.push(Column {
+                    name: "rowid".into(),
+                    ty: Type::Int,
+                    not_null: true,
+                    default: None,
+                    hidden: true,
+                });
+                table.rowid = Some(table.columns.len() - 1);
+                vec![table.columns.len() - 1]
+            }
         };
         let scope = Scope { tables: vec![(name.clone(), table_id, 0)], parent: None };
         let mut checks = Vec::new();
@@ -338,18 +379,38 @@ impl<'l> Checker<'l> {
         table.pk = pk;
         table.checks = checks;
         for (n, (cols, cat)) in uniques.into_iter().enumerate() {
-            self.add_index(format!("{name}_unique_{n}"), table_id, cols, true, cat)?;
+            let desc = vec![false; cols.len()];
+            self.add_index(format!("{name}_unique_{n}"), table_id, (cols, desc), true, cat)?;
         }
         Ok(())
     }
 
+    /// A constraint's columns (no direction: `DESC` is for `CREATE INDEX`).
     fn index_columns(
         &self,
         table: usize,
         cols: &[ast::IndexColumn],
         at: Location,
     ) -> Result<Vec<usize>, SqlError> {
+        let (out, desc) = self.index_columns_sorted(table, cols, at)?;
+        if desc.iter().any(|d| *d) {
+            return Err(unsupported(
+                at,
+                "DESC in a PRIMARY KEY or UNIQUE constraint (use CREATE INDEX … (col DESC))",
+            ));
+        }
+        Ok(out)
+    }
+
+    /// An index's columns and, per column, whether it is `DESC`.
+    fn index_columns_sorted(
+        &self,
+        table: usize,
+        cols: &[ast::IndexColumn],
+        at: Location,
+    ) -> Result<(Vec<usize>, Vec<bool>), SqlError> {
         let mut out = Vec::new();
+        let mut desc = Vec::new();
         for c in cols {
             let ast::Expr::Identifier(id) = &c.column.expr else {
                 return Err(unsupported(
@@ -357,26 +418,27 @@ impl<'l> Checker<'l> {
                     format!("index on expression {}", c.column.expr),
                 ));
             };
-            if c.column.options.sort == Some(ast::OrderBySort::Desc) {
-                return Err(unsupported(iloc(id, at), "DESC index columns (indexes serve both directions)"));
+            if c.column.options.nulls_first.is_some() {
+                return Err(unsupported(iloc(id, at), "NULLS FIRST/LAST (NULL is the smallest value)"));
             }
             let col = self.column_id(table, id, at)?;
             if out.contains(&col) {
                 return Err(compile_error(iloc(id, at), format!("column {} listed twice", name_of(id))));
             }
             out.push(col);
+            desc.push(c.column.options.sort == Some(ast::OrderBySort::Desc));
         }
         if out.is_empty() {
             return Err(compile_error(at, "an index needs at least one column"));
         }
-        Ok(out)
+        Ok((out, desc))
     }
 
     fn add_index(
         &mut self,
         name: String,
         table: usize,
-        columns: Vec<usize>,
+        (columns, desc): (Vec<usize>, Vec<bool>),
         unique: bool,
         at: Location,
     ) -> Result<(), SqlError> {
@@ -387,7 +449,7 @@ impl<'l> Checker<'l> {
             return Err(SqlError::Limit(format!("more than {} indexes", self.limits.indexes)));
         }
         self.tables[table].indexes.push(self.indexes.len());
-        self.indexes.push(Index { name, table, columns, unique });
+        self.indexes.push(Index { name, table, columns, desc, unique });
         Ok(())
     }
 
@@ -400,7 +462,7 @@ impl<'l> Checker<'l> {
         };
         let name = single_name(name, at)?;
         let table = self.table_id(&i.table_name, at)?;
-        let cols = self.index_columns(table, &i.columns, at)?;
+        let cols = self.index_columns_sorted(table, &i.columns, at)?;
         self.add_index(name, table, cols, i.unique, at)
     }
 
@@ -675,7 +737,7 @@ impl<'l> Checker<'l> {
         let table = self.table_id(tname, at)?;
         let ncols = self.tables[table].columns.len();
         let columns = if i.columns.is_empty() {
-            (0..ncols).collect()
+            (0..ncols).filter(|&c| !self.tables[table].columns[c].hidden).collect()
         } else {
             let mut cols = Vec::new();
             for c in &i.columns {
@@ -685,6 +747,12 @@ impl<'l> Checker<'l> {
                 let col = self.column_id(table, id, at)?;
                 if cols.contains(&col) {
                     return Err(compile_error(iloc(id, at), format!("column {} listed twice", name_of(id))));
+                }
+                if self.tables[table].columns[col].hidden {
+                    return Err(compile_error(
+                        iloc(id, at),
+                        "rowid is given by the table (each insert takes the next one)",
+                    ));
                 }
                 cols.push(col);
             }
@@ -908,6 +976,267 @@ impl<'l> Checker<'l> {
         }
     }
 
+    /// Whether the first table's rows can come in the ORDER BY order, so that the query needs no
+    /// sort (and a LIMIT stops early); may change that table's access path to an ordered index
+    /// scan. Every ORDER BY key must be a column of the first table, and:
+    /// - its access is a point lookup (one row: any order), or
+    /// - the keys are leading primary-key columns, ascending, over a scan (primary-key order), or
+    /// - an index whose leading columns are fixed by equalities (k of them) continues with the
+    ///   keys in the index's directions (then its primary key, ascending): taken when k ≥ 1 or
+    ///   the query has a LIMIT (reading every entry and row in index order costs more gas than a
+    ///   scan and a sort, so an unlimited query without equalities keeps the scan).
+    ///
+    /// Ties come in primary-key order either way (an index entry ends with the primary key, and
+    /// the sort is stable over a primary-key scan), and a nested loop keeps the first table's
+    /// order, so the rows are exactly those of the sort.
+    fn order_from_access(
+        &self,
+        sources: &mut [Source],
+        filter: Option<&Expr>,
+        order_by: &[(OrderKey, bool)],
+        projection: &[Expr],
+        limited: bool,
+    ) -> bool {
+        let Some(first) = sources.first() else { return false };
+        let t = &self.tables[first.table];
+        let (lo, hi) = (first.offset, first.offset + t.columns.len());
+        let mut keys = Vec::new();
+        for (k, desc) in order_by {
+            let e = match k {
+                OrderKey::Output(i) => &projection[*i],
+                OrderKey::Expr(e) => e,
+            };
+            match e {
+                Expr::Col { up: 0, slot } if (lo..hi).contains(slot) => keys.push((slot - lo, *desc)),
+                _ => return false,
+            }
+        }
+        // Primary-key columns in key order, ascending: the order of a scan.
+        let pk_order = |keys: &[(usize, bool)]| {
+            keys.len() <= t.pk.len() && keys.iter().zip(&t.pk).all(|((c, d), p)| c == p && !d)
+        };
+        match &first.access {
+            Access::Point(_) => return true,
+            Access::Scan if pk_order(&keys) => return true,
+            Access::Index(ix, fixed) if fixed.len() == self.indexes[*ix].columns.len() && pk_order(&keys) => {
+                return true
+            }
+            Access::Scan => {}
+            _ => return false,
+        }
+        let conj = conjuncts(filter);
+        let fixed = |col: usize| -> Option<Expr> {
+            conj.iter().find_map(|c| match c {
+                Expr::Cmp(Cmp::Eq, a, b) => {
+                    [(a, b), (b, a)].into_iter().find_map(|(x, y)| match x.as_ref() {
+                        Expr::Col { up: 0, slot }
+                            if *slot == lo + col && !y.reads_slots_from(lo) && !has_effects(y) =>
+                        {
+                            Some((**y).clone())
+                        }
+                        _ => None,
+                    })
+                }
+                _ => None,
+            })
+        };
+        for &ix in &t.indexes {
+            let idx = &self.indexes[ix];
+            let mut prefix = Vec::new();
+            while let Some(e) = idx.columns.get(prefix.len()).and_then(|&c| fixed(c)) {
+                prefix.push(e);
+            }
+            let k = prefix.len();
+            if k == 0 && !limited {
+                continue;
+            }
+            // The keys, skipping columns fixed by the prefix, follow the index, then the key.
+            let (mut at, mut pk_at, mut ok) = (k, 0, true);
+            for &(c, desc) in &keys {
+                if idx.columns[..k].contains(&c) {
+                    continue;
+                }
+                if at < idx.columns.len() {
+                    if idx.columns[at] == c && idx.desc[at] == desc {
+                        at += 1;
+                        continue;
+                    }
+                } else if t.pk.get(pk_at) == Some(&c) && !desc {
+                    pk_at += 1;
+                    continue;
+                }
+                ok = false;
+                break;
+            }
+            if ok && at > k {
+                sources[0].access = Access::Index(ix, prefix);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// LIMIT and OFFSET (constants or variables: no column in scope).
+    fn limit_clause(
+        &self,
+        q: &ast::Query,
+        vars: &[(String, Type)],
+        at: Location,
+        depth: usize,
+    ) -> Result<(Option<Expr>, Option<Expr>), SqlError> {
+        let (mut limit, mut offset) = (None, None);
+        if let Some(lc) = &q.limit_clause {
+            let mut lcx = ExprCx { scope: None, vars, aggs: None, place: Place::Query, depth };
+            match lc {
+                ast::LimitClause::LimitOffset { limit: l, offset: o, limit_by } if limit_by.is_empty() => {
+                    if let Some(l) = l {
+                        limit = Some(self.expr(l, &mut lcx, at)?);
+                    }
+                    if let Some(o) = o {
+                        offset = Some(self.expr(&o.value, &mut lcx, at)?);
+                    }
+                }
+                ast::LimitClause::OffsetCommaLimit { offset: o, limit: l } => {
+                    limit = Some(self.expr(l, &mut lcx, at)?);
+                    offset = Some(self.expr(o, &mut lcx, at)?);
+                }
+                _ => return Err(unsupported(at, "LIMIT BY")),
+            }
+        }
+        Ok((limit, offset))
+    }
+
+    /// `a UNION [ALL] b INTERSECT c EXCEPT d …` with ORDER BY / LIMIT on the whole: the arms
+    /// left to right (see [`Compound`]). The arms see the enclosing query's columns as this
+    /// query would (they are at its level).
+    fn compound(
+        &self,
+        q: &ast::Query,
+        parent: Option<&Scope<'_>>,
+        vars: &[(String, Type)],
+        at: Location,
+        depth: usize,
+    ) -> Result<Select, SqlError> {
+        fn flatten<'a>(
+            e: &'a SetExpr,
+            out: &mut Vec<(Option<SetOp>, &'a SetExpr)>,
+            at: Location,
+        ) -> Result<(), SqlError> {
+            let SetExpr::SetOperation { op, set_quantifier, left, right } = e else {
+                out.push((None, e));
+                return Ok(());
+            };
+            flatten(left, out, at)?;
+            if matches!(right.as_ref(), SetExpr::SetOperation { .. }) {
+                // sqlparser binds INTERSECT tighter (PostgreSQL); SQLite reads left to right.
+                return Err(unsupported(
+                    at,
+                    "INTERSECT after UNION or EXCEPT without parentheses (SQL engines disagree on the grouping): write (… INTERSECT …)",
+                ));
+            }
+            use ast::{SetOperator as O, SetQuantifier as Q};
+            let op = match (op, set_quantifier) {
+                (O::Union, Q::All) => SetOp::UnionAll,
+                (O::Union, Q::None | Q::Distinct) => SetOp::Union,
+                (O::Intersect, Q::None | Q::Distinct) => SetOp::Intersect,
+                (O::Except, Q::None | Q::Distinct) => SetOp::Except,
+                (op, q) => return Err(unsupported(at, format!("{op} {q} (UNION [ALL], INTERSECT, EXCEPT)"))),
+            };
+            out.push((Some(op), right));
+            Ok(())
+        }
+        let mut parts = Vec::new();
+        flatten(&q.body, &mut parts, at)?;
+        let mut arms = Vec::with_capacity(parts.len());
+        for (op, body) in parts {
+            let arm = match body {
+                SetExpr::Query(inner) => self.select(inner, parent, vars, at, depth + 1)?,
+                other => {
+                    let mut arm = q.clone();
+                    *arm.body = other.clone();
+                    arm.order_by = None;
+                    arm.limit_clause = None;
+                    self.select(&arm, parent, vars, at, depth + 1)?
+                }
+            };
+            arms.push((op, arm));
+        }
+        let mut arms = arms.into_iter();
+        let Some((_, first)) = arms.next() else {
+            return Err(compile_error(at, "a compound query without a SELECT"));
+        };
+        let width = first.projection.len();
+        let mut rest = Vec::new();
+        for (op, arm) in arms {
+            if arm.projection.len() != width {
+                return Err(compile_error(
+                    at,
+                    format!(
+                        "each SELECT of a UNION, INTERSECT or EXCEPT gives the same number of columns: {width}, not {}",
+                        arm.projection.len()
+                    ),
+                ));
+            }
+            rest.push((op.unwrap_or(SetOp::UnionAll), arm));
+        }
+        let columns = first.columns.clone();
+        let mut order_by = Vec::new();
+        if let Some(ob) = &q.order_by {
+            let ast::OrderByKind::Expressions(list) = &ob.kind else {
+                return Err(unsupported(at, "ORDER BY ALL"));
+            };
+            for o in list {
+                if o.with_fill.is_some() || o.options.nulls_first.is_some() {
+                    return Err(unsupported(
+                        loc(&o.expr, at),
+                        "NULLS FIRST/LAST and WITH FILL (NULLs sort first)",
+                    ));
+                }
+                let key = match &o.expr {
+                    ast::Expr::Value(ast::ValueWithSpan { value: ast::Value::Number(n, _), .. }) => {
+                        match n.parse::<usize>() {
+                            Ok(p) if (1..=width).contains(&p) => p - 1,
+                            _ => {
+                                return Err(compile_error(
+                                    loc(&o.expr, at),
+                                    format!("ORDER BY {n}: the query has {width} columns"),
+                                ))
+                            }
+                        }
+                    }
+                    ast::Expr::Identifier(id) if columns.contains(&name_of(id)) => {
+                        columns.iter().position(|c| *c == name_of(id)).unwrap_or(0)
+                    }
+                    other => {
+                        return Err(unsupported(
+                            loc(other, at),
+                            format!("ORDER BY {other} of a compound query (name an output column or give its position)"),
+                        ))
+                    }
+                };
+                order_by.push((OrderKey::Output(key), o.options.sort == Some(ast::OrderBySort::Desc)));
+            }
+        }
+        let (limit, offset) = self.limit_clause(q, vars, at, depth)?;
+        Ok(Select {
+            compound: Some(Box::new(Compound { first, rest })),
+            sorted: false,
+            from: Vec::new(),
+            width,
+            filter: None,
+            group_by: Vec::new(),
+            aggregates: Vec::new(),
+            grouped: false,
+            having: None,
+            projection: (0..width).map(|slot| Expr::Col { up: 0, slot }).collect(),
+            columns,
+            distinct: false,
+            order_by,
+            limit,
+            offset,
+        })
+    }
+
     /// A query. `parent` is the enclosing query's scope (for correlated subqueries).
     fn select<'q>(
         &self,
@@ -930,8 +1259,10 @@ impl<'l> Checker<'l> {
         }
         let s = match q.body.as_ref() {
             SetExpr::Select(s) => s,
-            SetExpr::SetOperation { op, .. } => {
-                return Err(unsupported(at, format!("{op} (set operations)")))
+            SetExpr::SetOperation { .. } => return self.compound(q, parent, vars, at, depth),
+            // `(SELECT …)`: the inner query, when the parentheses carry no ORDER BY or LIMIT.
+            SetExpr::Query(inner) if q.order_by.is_none() && q.limit_clause.is_none() => {
+                return self.select(inner, parent, vars, at, depth)
             }
             other => return Err(unsupported(loc(other, at), format!("query form {other}"))),
         };
@@ -1051,7 +1382,7 @@ impl<'l> Checker<'l> {
                         return Err(compile_error(at, "SELECT * without FROM"));
                     }
                     for (_, t, off) in &scope.tables {
-                        for (i, c) in self.tables[*t].columns.iter().enumerate() {
+                        for (i, c) in self.tables[*t].columns.iter().enumerate().filter(|(_, c)| !c.hidden) {
                             projection.push(Expr::Col { up: 0, slot: off + i });
                             columns.push(c.name.clone());
                         }
@@ -1062,7 +1393,7 @@ impl<'l> Checker<'l> {
                     let Some((_, t, off)) = scope.tables.iter().find(|(a, _, _)| *a == alias) else {
                         return Err(compile_error(at, format!("no table {alias} in FROM")));
                     };
-                    for (i, c) in self.tables[*t].columns.iter().enumerate() {
+                    for (i, c) in self.tables[*t].columns.iter().enumerate().filter(|(_, c)| !c.hidden) {
                         projection.push(Expr::Col { up: 0, slot: off + i });
                         columns.push(c.name.clone());
                     }
@@ -1155,26 +1486,14 @@ impl<'l> Checker<'l> {
             Some(ast::Distinct::Distinct) => true,
             Some(ast::Distinct::On(_)) => return Err(unsupported(at, "DISTINCT ON")),
         };
-        let (mut limit, mut offset) = (None, None);
-        if let Some(lc) = &q.limit_clause {
-            let mut lcx = ExprCx { scope: None, vars, aggs: None, place: Place::Query, depth };
-            match lc {
-                ast::LimitClause::LimitOffset { limit: l, offset: o, limit_by } if limit_by.is_empty() => {
-                    if let Some(l) = l {
-                        limit = Some(self.expr(l, &mut lcx, at)?);
-                    }
-                    if let Some(o) = o {
-                        offset = Some(self.expr(&o.value, &mut lcx, at)?);
-                    }
-                }
-                ast::LimitClause::OffsetCommaLimit { offset: o, limit: l } => {
-                    limit = Some(self.expr(l, &mut lcx, at)?);
-                    offset = Some(self.expr(o, &mut lcx, at)?);
-                }
-                _ => return Err(unsupported(at, "LIMIT BY")),
-            }
-        }
+        let (limit, offset) = self.limit_clause(q, vars, at, depth)?;
+        let sorted = !grouped
+            && !distinct
+            && !order_by.is_empty()
+            && self.order_from_access(&mut sources, filter.as_ref(), &order_by, &projection, limit.is_some());
         Ok(Select {
+            compound: None,
+            sorted,
             from: sources,
             width,
             filter,
@@ -1458,6 +1777,7 @@ impl<'l> Checker<'l> {
         let agg = match name.as_str() {
             "count" => Some(AggFunc::Count),
             "sum" => Some(AggFunc::Sum),
+            "avg" => Some(AggFunc::Avg),
             "min" if args.len() == 1 => Some(AggFunc::Min),
             "max" if args.len() == 1 => Some(AggFunc::Max),
             _ => None,

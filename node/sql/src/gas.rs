@@ -29,15 +29,45 @@ pub const INDEX_WRITE: u64 = 50;
 /// Each row sorted or grouped.
 pub const SORT_ROW: u64 = 2;
 
+/// Charges between two looks at the clock of a [`Gas::with_deadline`] budget: a look costs about as
+/// much as a few dozen charges, and no charge point is far from the next one (the JIT's native code
+/// has no loops: it returns to the engine, which charges, within one expression or body).
+pub const DEADLINE_CHECK_EVERY: u32 = 256;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Gas {
     pub used: u64,
     pub limit: u64,
+    /// A wall-clock limit (read-only queries); `None` for transactions, whose gas alone bounds them.
+    deadline: Option<Deadline>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Deadline {
+    at: std::time::Instant,
+    ms: u64,
+    countdown: u32,
 }
 
 impl Gas {
     pub fn new(limit: u64) -> Gas {
-        Gas { used: 0, limit: limit.min(MAX_CALL_GAS) }
+        Gas { used: 0, limit: limit.min(MAX_CALL_GAS), deadline: None }
+    }
+
+    /// No limit at all (benchmarks and tests that measure what a query costs).
+    pub fn unlimited() -> Gas {
+        Gas { used: 0, limit: u64::MAX, deadline: None }
+    }
+
+    /// This budget, and a wall-clock deadline `within` from now: a charge after it fails with
+    /// [`SqlError::Deadline`] (checked every [`DEADLINE_CHECK_EVERY`] charges).
+    pub fn with_deadline(mut self, within: std::time::Duration) -> Gas {
+        self.deadline = Some(Deadline {
+            at: std::time::Instant::now() + within,
+            ms: within.as_millis() as u64,
+            countdown: DEADLINE_CHECK_EVERY,
+        });
+        self
     }
 
     #[inline]
@@ -48,6 +78,25 @@ impl Gas {
             return Err(SqlError::OutOfGas(self.limit));
         }
         self.used = used;
+        if let Some(d) = &mut self.deadline {
+            d.countdown -= 1;
+            if d.countdown == 0 {
+                return d.check();
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Deadline {
+    #[cold]
+    fn check(&mut self) -> Result<(), SqlError> {
+        self.countdown = DEADLINE_CHECK_EVERY;
+        if std::time::Instant::now() >= self.at {
+            // Every later charge fails too (a JIT hand-back retries the same work interpreted).
+            self.countdown = 1;
+            return Err(SqlError::Deadline(self.ms));
+        }
         Ok(())
     }
 }

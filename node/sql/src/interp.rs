@@ -8,13 +8,14 @@
 
 use super::gas::{self, Gas};
 use super::ir::{
-    Access, AggFunc, Body, Builtin, Cmp, ConflictAction, Contract, Expr, Function, Insert, InsertSource,
-    JoinKind, OrderKey, Returns, Select, Stmt, Table,
+    Access, AggFunc, Body, Builtin, Cmp, Compound, ConflictAction, Contract, Expr, Function, Insert,
+    InsertSource, JoinKind, OrderKey, Returns, Select, SetOp, Stmt, Table,
 };
 use super::jit::{BodyOutcome, HostStep, Input, JitBody, JitExpr, Outcome};
 use super::store::contract_prefix;
 use super::value::{
-    arith, compare, decode_row, decode_row_into, encode_key, encode_row, sort_cmp, Decimal, Type, Value,
+    arith, compare, decode_row, decode_row_into, encode_key, encode_key_dir, encode_row, key_part_len,
+    sort_cmp, Decimal, Type, Value,
 };
 use super::{Limits, SqlError};
 use aergo_primitives::types::Address;
@@ -56,6 +57,17 @@ impl ScanChunk {
         let b = self.buf.len();
         self.buf.extend_from_slice(value);
         self.spans.push((a, b, self.buf.len()));
+    }
+
+    /// The entries of a whole listing after key `after` (all when `None`), as the last chunk.
+    pub fn fill_after(&mut self, listing: Entries, after: Option<&[u8]>) {
+        self.clear();
+        for (k, v) in listing {
+            if after.is_none_or(|a| k.as_slice() > a) {
+                self.push(&k, &v);
+            }
+        }
+        self.done = true;
     }
 
     pub fn len(&self) -> usize {
@@ -110,13 +122,7 @@ pub trait Host {
         _max: usize,
         out: &mut ScanChunk,
     ) -> Result<(), SqlError> {
-        out.clear();
-        for (k, v) in self.scan(prefix)? {
-            if after.is_none_or(|a| k.as_slice() > a) {
-                out.push(&k, &v);
-            }
-        }
-        out.done = true;
+        out.fill_after(self.scan(prefix)?, after);
         Ok(())
     }
 }
@@ -173,6 +179,9 @@ pub struct Engine<'a, H: Host> {
     ctx: &'a CallCtx,
     prefix: Vec<u8>,
     limits: Limits,
+    /// Set by a query whose rows come in its ORDER BY once it holds OFFSET + LIMIT rows: the
+    /// nested loop stops (and the query clears it).
+    halt: bool,
 }
 
 fn int_value(a: u128) -> Value {
@@ -190,7 +199,15 @@ impl<'a, H: Host> Engine<'a, H> {
         ctx: &'a CallCtx,
         gas: Gas,
     ) -> Self {
-        Engine { contract, host, gas, ctx, prefix: contract_prefix(address), limits: Limits::default() }
+        Engine {
+            contract,
+            host,
+            gas,
+            ctx,
+            prefix: contract_prefix(address),
+            limits: Limits::default(),
+            halt: false,
+        }
     }
 
     fn row_prefix(&self, table: usize) -> Vec<u8> {
@@ -217,11 +234,25 @@ impl<'a, H: Host> Engine<'a, H> {
 
     fn index_key(&self, ix: usize, row: &[Value], pk: &[u8]) -> Vec<u8> {
         let mut k = self.index_prefix(ix);
-        for &c in &self.contract.indexes[ix].columns {
-            encode_key(&mut k, &row[c]);
+        let idx = &self.contract.indexes[ix];
+        for (&c, &desc) in idx.columns.iter().zip(&idx.desc) {
+            encode_key_dir(&mut k, &row[c], desc);
         }
         k.extend_from_slice(pk);
         k
+    }
+
+    /// The primary key an entry of index `ix` ends with: `rest` is the entry after its first
+    /// `fixed` column values (the scanned prefix).
+    fn index_entry_pk<'k>(&self, ix: usize, fixed: usize, rest: &'k [u8]) -> Result<&'k [u8], SqlError> {
+        let idx = &self.contract.indexes[ix];
+        let mut rest = rest;
+        for &desc in &idx.desc[fixed.min(idx.desc.len())..] {
+            let n = key_part_len(rest, desc)
+                .ok_or_else(|| SqlError::Storage(format!("undecodable entry of index {}", idx.name)))?;
+            rest = &rest[n..];
+        }
+        Ok(rest)
     }
 
     // ---- calls ----
@@ -514,16 +545,18 @@ impl<'a, H: Host> Engine<'a, H> {
     }
 
     /// Key values coerced to the columns' types; `None` when one cannot equal any stored value.
+    #[allow(clippy::too_many_arguments)]
     fn key_values(
         &mut self,
         table: &Table,
         cols: &[usize],
+        desc: &[bool],
         exprs: &[Expr],
         env: &Env<'_>,
         vars: &[Value],
     ) -> Result<Option<Vec<u8>>, SqlError> {
         let mut k = Vec::new();
-        for (c, e) in cols.iter().zip(exprs) {
+        for (i, (c, e)) in cols.iter().zip(exprs).enumerate() {
             let v = self.eval(e, env, vars)?;
             let col = &table.columns[*c];
             let v = match v.clone().coerce(col.ty, &col.name) {
@@ -536,7 +569,7 @@ impl<'a, H: Host> Engine<'a, H> {
                     x
                 }
             };
-            encode_key(&mut k, &v);
+            encode_key_dir(&mut k, &v, desc.get(i).copied().unwrap_or(false));
         }
         Ok(Some(k))
     }
@@ -564,7 +597,7 @@ impl<'a, H: Host> Engine<'a, H> {
                 Ok(out)
             }
             Access::Point(keys) => {
-                let Some(pk) = self.key_values(table, &table.pk, keys, env, vars)? else {
+                let Some(pk) = self.key_values(table, &table.pk, &[], keys, env, vars)? else {
                     return Ok(Vec::new());
                 };
                 let mut key = self.row_prefix(table_id);
@@ -572,19 +605,16 @@ impl<'a, H: Host> Engine<'a, H> {
                 Ok(self.read_row(&key)?.into_iter().collect())
             }
             Access::Index(ix, keys) => {
-                let cols = &contract.indexes[*ix].columns;
-                let Some(vals) = self.key_values(table, cols, keys, env, vars)? else {
+                let Some(prefix) = self.index_scan_prefix(table, *ix, keys, env, vars)? else {
                     return Ok(Vec::new());
                 };
                 self.gas.charge(gas::SEEK)?;
-                let mut prefix = self.index_prefix(*ix);
-                prefix.extend_from_slice(&vals);
                 let entries = self.host.scan(&prefix)?;
                 let mut out = Vec::with_capacity(entries.len());
                 for (k, _) in entries {
                     self.gas.charge(gas::ROW_READ)?;
                     let mut key = self.row_prefix(table_id);
-                    key.extend_from_slice(&k[prefix.len()..]);
+                    key.extend_from_slice(self.index_entry_pk(*ix, keys.len(), &k[prefix.len()..])?);
                     match self.read_row(&key)? {
                         Some(r) => out.push(r),
                         None => {
@@ -598,6 +628,25 @@ impl<'a, H: Host> Engine<'a, H> {
                 Ok(out)
             }
         }
+    }
+
+    /// The key prefix of the entries of index `ix` whose leading columns equal `keys`; `None`
+    /// when a key cannot equal a stored value.
+    fn index_scan_prefix(
+        &mut self,
+        table: &Table,
+        ix: usize,
+        keys: &[Expr],
+        env: &Env<'_>,
+        vars: &[Value],
+    ) -> Result<Option<Vec<u8>>, SqlError> {
+        let idx = &self.contract.indexes[ix];
+        let Some(vals) = self.key_values(table, &idx.columns, &idx.desc, keys, env, vars)? else {
+            return Ok(None);
+        };
+        let mut prefix = self.index_prefix(ix);
+        prefix.extend_from_slice(&vals);
+        Ok(Some(prefix))
     }
 
     fn limit_rows(&self, n: usize) -> Result<(), SqlError> {
@@ -620,6 +669,15 @@ impl<'a, H: Host> Engine<'a, H> {
         vars: &[Value],
         sink: &mut RowSink<'a, '_, H>,
     ) -> Result<(), SqlError> {
+        if let Some(c) = &q.compound {
+            for r in self.compound_rows(c, outer, vars)? {
+                sink(self, &r)?;
+                if self.halt {
+                    break;
+                }
+            }
+            return Ok(());
+        }
         let mut row = vec![Value::Null; q.width];
         if q.from.is_empty() {
             if let Some(f) = &q.filter {
@@ -631,6 +689,46 @@ impl<'a, H: Host> Engine<'a, H> {
             return sink(self, &row);
         }
         self.join_from(q, 0, &mut row, outer, vars, sink)
+    }
+
+    /// The rows of a compound query, its arms combined left to right.
+    fn compound_rows(
+        &mut self,
+        c: &Compound,
+        outer: &Env<'_>,
+        vars: &[Value],
+    ) -> Result<Vec<Vec<Value>>, SqlError> {
+        fn distinct_sorted(mut rows: Vec<Vec<Value>>) -> Vec<Vec<Value>> {
+            rows.sort_by(|a, b| cmp_rows(a, b));
+            rows.dedup_by(|a, b| cmp_rows(a, b) == Ordering::Equal);
+            rows
+        }
+        let mut acc = self.select(&c.first, outer, vars)?;
+        for (op, arm) in &c.rest {
+            let rows = self.select(arm, outer, vars)?;
+            self.gas.charge(gas::SORT_ROW * (acc.len() + rows.len()) as u64)?;
+            acc = match op {
+                SetOp::UnionAll => {
+                    acc.extend(rows);
+                    acc
+                }
+                SetOp::Union => {
+                    acc.extend(rows);
+                    distinct_sorted(acc)
+                }
+                SetOp::Intersect | SetOp::Except => {
+                    let other = distinct_sorted(rows);
+                    let keep = *op == SetOp::Intersect;
+                    distinct_sorted(
+                        acc.into_iter()
+                            .filter(|r| other.binary_search_by(|o| cmp_rows(o, r)).is_ok() == keep)
+                            .collect(),
+                    )
+                }
+            };
+            self.limit_rows(acc.len())?;
+        }
+        Ok(acc)
     }
 
     /// Source `i` of the nested loop; past the last source, WHERE and the sink.
@@ -679,11 +777,57 @@ impl<'a, H: Host> Engine<'a, H> {
                         self.gas.charge(gas::ROW_READ + value.len() as u64 / gas::READ_BYTES_PER_GAS)?;
                         decode_row_into(value, &mut row[range.clone()])?;
                         visit(self, row)?;
+                        if self.halt {
+                            return Ok(());
+                        }
                     }
                     if chunk.done || chunk.is_empty() {
                         break;
                     }
                     after = Some(chunk.key(chunk.len() - 1).to_vec());
+                }
+            }
+            // An index prefix, streamed in index order (a LIMIT on an ordered scan stops early).
+            Access::Index(ix, keys) => {
+                let contract = self.contract;
+                let table = &contract.tables[src.table];
+                let prefix = {
+                    let env = Env { row, aggs: &[], outer: Some(outer) };
+                    self.index_scan_prefix(table, *ix, keys, &env, vars)?
+                };
+                if let Some(prefix) = prefix {
+                    self.gas.charge(gas::SEEK)?;
+                    let mut chunk = ScanChunk::default();
+                    let mut after: Option<Vec<u8>> = None;
+                    let mut key = self.row_prefix(src.table);
+                    let key_len = key.len();
+                    'chunks: loop {
+                        self.host.scan_chunk(&prefix, after.as_deref(), SCAN_CHUNK, &mut chunk)?;
+                        for e in 0..chunk.len() {
+                            self.gas.charge(gas::ROW_READ)?;
+                            key.truncate(key_len);
+                            key.extend_from_slice(self.index_entry_pk(
+                                *ix,
+                                keys.len(),
+                                &chunk.key(e)[prefix.len()..],
+                            )?);
+                            let Some(cand) = self.read_row(&key)? else {
+                                return Err(SqlError::Storage(format!(
+                                    "index {} points at a missing row",
+                                    self.contract.indexes[*ix].name
+                                )));
+                            };
+                            row[range.clone()].clone_from_slice(&cand);
+                            visit(self, row)?;
+                            if self.halt {
+                                return Ok(());
+                            }
+                        }
+                        if chunk.done || chunk.is_empty() {
+                            break 'chunks;
+                        }
+                        after = Some(chunk.key(chunk.len() - 1).to_vec());
+                    }
                 }
             }
             access => {
@@ -694,6 +838,9 @@ impl<'a, H: Host> Engine<'a, H> {
                 for cand in candidates {
                     row[range.clone()].clone_from_slice(&cand);
                     visit(self, row)?;
+                    if self.halt {
+                        return Ok(());
+                    }
                 }
             }
         }
@@ -707,6 +854,18 @@ impl<'a, H: Host> Engine<'a, H> {
     }
 
     fn select(&mut self, q: &Select, outer: &Env<'_>, vars: &[Value]) -> Result<Vec<Vec<Value>>, SqlError> {
+        let offset = match &q.offset {
+            Some(e) => self.count_arg(e, vars, "OFFSET")?,
+            None => 0,
+        };
+        let limit = match &q.limit {
+            Some(e) => self.count_arg(e, vars, "LIMIT")?,
+            None => usize::MAX,
+        };
+        // Rows that come in ORDER BY order (an ordered index scan, the primary key): the loop
+        // stops once it holds OFFSET + LIMIT of them.
+        let stop_at = (q.sorted && !q.grouped && !q.distinct && limit != usize::MAX)
+            .then(|| offset.saturating_add(limit));
         // (output row, sort keys)
         let mut out: Vec<(Vec<Value>, Vec<Value>)> = Vec::new();
         let emit = |this: &mut Self,
@@ -769,8 +928,11 @@ impl<'a, H: Host> Engine<'a, H> {
             }
             groups.sort_by(|a, b| cmp_rows(&a.0, &b.0));
             for (_, rep, accs) in groups {
-                let aggs: Vec<Value> =
-                    accs.into_iter().zip(&q.aggregates).map(|(acc, a)| acc.finish(a.func)).collect();
+                let aggs: Vec<Value> = accs
+                    .into_iter()
+                    .zip(&q.aggregates)
+                    .map(|(acc, a)| acc.finish(a.func))
+                    .collect::<Result<_, _>>()?;
                 let env = Env { row: &rep, aggs: &aggs, outer: Some(outer) };
                 if let Some(h) = &q.having {
                     if self.eval(h, &env, vars)?.truth()? != Some(true) {
@@ -779,17 +941,23 @@ impl<'a, H: Host> Engine<'a, H> {
                 }
                 emit(self, &env, &mut out)?;
             }
-        } else {
-            self.each_row(q, outer, vars, &mut |this, row| {
+        } else if stop_at != Some(0) {
+            let result = self.each_row(q, outer, vars, &mut |this, row| {
                 let env = Env { row, aggs: &[], outer: Some(outer) };
-                emit(this, &env, &mut out)
-            })?;
+                emit(this, &env, &mut out)?;
+                if stop_at.is_some_and(|n| out.len() >= n) {
+                    this.halt = true;
+                }
+                Ok(())
+            });
+            self.halt = false;
+            result?;
         }
         if q.distinct {
             let mut seen = std::collections::HashSet::new();
             out.retain(|(r, _)| seen.insert(r.clone()));
         }
-        if !q.order_by.is_empty() {
+        if !q.order_by.is_empty() && !q.sorted {
             self.gas.charge(gas::SORT_ROW * out.len() as u64)?;
             let dirs: Vec<bool> = q.order_by.iter().map(|(_, d)| *d).collect();
             out.sort_by(|a, b| {
@@ -803,14 +971,6 @@ impl<'a, H: Host> Engine<'a, H> {
                 Ordering::Equal
             });
         }
-        let offset = match &q.offset {
-            Some(e) => self.count_arg(e, vars, "OFFSET")?,
-            None => 0,
-        };
-        let limit = match &q.limit {
-            Some(e) => self.count_arg(e, vars, "LIMIT")?,
-            None => usize::MAX,
-        };
         let rows: Vec<Vec<Value>> = out.into_iter().skip(offset).take(limit).map(|(r, _)| r).collect();
         if rows.len() > self.limits.result_rows {
             return Err(SqlError::Limit(format!(
@@ -874,8 +1034,8 @@ impl<'a, H: Host> Engine<'a, H> {
             return Ok(None);
         }
         let mut prefix = self.index_prefix(ix);
-        for &c in &idx.columns {
-            encode_key(&mut prefix, &row[c]);
+        for (&c, &desc) in idx.columns.iter().zip(&idx.desc) {
+            encode_key_dir(&mut prefix, &row[c], desc);
         }
         self.gas.charge(gas::SEEK)?;
         for (k, _) in self.host.scan(&prefix)? {
@@ -895,9 +1055,33 @@ impl<'a, H: Host> Engine<'a, H> {
         self.host.put(key, Some(bytes))
     }
 
+    /// The key of table `table_id`'s next row id (a table without a primary key).
+    fn rowid_key(&self, table_id: usize) -> Vec<u8> {
+        let mut k = self.prefix.clone();
+        k.push(b'n');
+        k.push(table_id as u8);
+        k
+    }
+
+    /// The next row id of `table_id` (1 for a table that never had a row).
+    fn next_rowid(&mut self, table_id: usize) -> Result<i64, SqlError> {
+        self.gas.charge(gas::SEEK)?;
+        let key = self.rowid_key(table_id);
+        match self.host.get(&key)? {
+            None => Ok(1),
+            Some(b) => Ok(i64::from_le_bytes(
+                b.as_slice()
+                    .try_into()
+                    .map_err(|_| SqlError::Storage("undecodable row id counter".into()))?,
+            )),
+        }
+    }
+
     fn insert(&mut self, ins: &Insert, vars: &[Value]) -> Result<(), SqlError> {
         let contract = self.contract;
         let table = &contract.tables[ins.table];
+        // A table without a primary key: the row id the next written row takes (read once).
+        let mut rowid: Option<(i64, bool)> = None;
         let sources: Vec<Vec<Value>> = match &ins.source {
             InsertSource::Values(rows) => {
                 let mut out = Vec::with_capacity(rows.len());
@@ -926,6 +1110,14 @@ impl<'a, H: Host> Engine<'a, H> {
                     }
                 }
             }
+            if let Some(rc) = table.rowid {
+                let next = match rowid {
+                    Some((n, _)) => n,
+                    None => self.next_rowid(ins.table)?,
+                };
+                rowid = Some((next, rowid.is_some_and(|r| r.1)));
+                row[rc] = Value::Int(next);
+            }
             let row = self.validate(table, row)?;
             let pk = self.pk_bytes(table, &row);
             let mut key = self.row_prefix(ins.table);
@@ -946,6 +1138,12 @@ impl<'a, H: Host> Engine<'a, H> {
             }
             let Some((holder, arbiter)) = conflict else {
                 self.write_row(ins.table, &pk, &row)?;
+                if let Some((n, _)) = rowid {
+                    let next = n.checked_add(1).ok_or_else(|| {
+                        SqlError::Runtime(format!("table {} has used every row id", table.name))
+                    })?;
+                    rowid = Some((next, true));
+                }
                 for &ix in &table.indexes {
                     let k = self.index_key(ix, &row, &pk);
                     self.gas.charge(gas::INDEX_WRITE)?;
@@ -985,6 +1183,11 @@ impl<'a, H: Host> Engine<'a, H> {
                     self.replace_row(table, ins.table, &old, new)?;
                 }
             }
+        }
+        if let Some((next, true)) = rowid {
+            let key = self.rowid_key(ins.table);
+            self.gas.charge(gas::ROW_WRITE + 1)?;
+            self.host.put(key, Some(next.to_le_bytes().to_vec()))?;
         }
         Ok(())
     }
@@ -1430,6 +1633,12 @@ struct Acc {
     count: i64,
     value: Option<Value>,
     seen: Option<std::collections::HashSet<Value>>,
+    /// `avg`: the exact sum so far (i128 units at the largest scale seen).
+    sum: Option<Decimal>,
+}
+
+fn avg_overflow() -> SqlError {
+    SqlError::Runtime("integer overflow in avg".into())
 }
 
 impl Acc {
@@ -1445,9 +1654,22 @@ impl Acc {
             return Ok(());
         }
         self.count += 1;
+        if func == AggFunc::Avg {
+            let d = match &v {
+                Value::Int(i) => Decimal { units: *i as i128, scale: 0 },
+                Value::Dec(d) => *d,
+                other => return Err(SqlError::Runtime(format!("avg of {}", other.type_name()))),
+            };
+            let sum = self.sum.unwrap_or(Decimal { units: 0, scale: d.scale });
+            let scale = sum.scale.max(d.scale);
+            let (a, b) = (sum.rescale(scale)?, d.rescale(scale)?);
+            let units = a.units.checked_add(b.units).ok_or_else(avg_overflow)?;
+            self.sum = Some(Decimal { units, scale });
+            return Ok(());
+        }
         self.value = Some(match (func, self.value.take()) {
             (_, None) => v,
-            (AggFunc::Count, Some(x)) => x,
+            (AggFunc::Count | AggFunc::Avg, Some(x)) => x,
             (AggFunc::Sum, Some(x)) => arith(super::value::Arith::Add, &x, &v)?,
             (AggFunc::Min, Some(x)) => {
                 if compare(&v, &x)? == Ordering::Less {
@@ -1467,10 +1689,26 @@ impl Acc {
         Ok(())
     }
 
-    fn finish(self, func: AggFunc) -> Value {
-        match func {
+    fn finish(self, func: AggFunc) -> Result<Value, SqlError> {
+        Ok(match func {
             AggFunc::Count => Value::Int(self.count),
+            AggFunc::Avg => match self.sum {
+                None => Value::Null,
+                Some(sum) => {
+                    // sum / count at the result scale, rounded half away from zero.
+                    let scale = sum.scale.max(super::ir::AVG_MIN_SCALE);
+                    let num = sum.rescale(scale).map_err(|_| avg_overflow())?.units;
+                    let n = self.count as i128;
+                    let (q, r) = (num / n, num % n);
+                    let units = if r.abs() * 2 >= n { q + num.signum() } else { q };
+                    let d = Decimal { units, scale };
+                    if !d.fits(super::value::MAX_DECIMAL_PRECISION) {
+                        return Err(avg_overflow());
+                    }
+                    Value::Dec(d)
+                }
+            },
             _ => self.value.unwrap_or(Value::Null),
-        }
+        })
     }
 }

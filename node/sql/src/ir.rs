@@ -27,6 +27,9 @@ pub struct Table {
     pub checks: Vec<(Expr, String)>,
     /// Ids (into [`Contract::indexes`]) of this table's indexes, UNIQUE constraints included.
     pub indexes: Vec<usize>,
+    /// A table declared without a PRIMARY KEY: the slot of its hidden `rowid` column (the last),
+    /// which is its key. Each insert takes the table's next row id (`sql/<address>/n<table>`).
+    pub rowid: Option<usize>,
 }
 
 #[derive(Clone, Debug)]
@@ -35,6 +38,9 @@ pub struct Column {
     pub ty: Type,
     pub not_null: bool,
     pub default: Option<Expr>,
+    /// The hidden `rowid` of a table without a primary key: not in `SELECT *` nor in an INSERT
+    /// without a column list.
+    pub hidden: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -42,6 +48,9 @@ pub struct Index {
     pub name: String,
     pub table: usize,
     pub columns: Vec<usize>,
+    /// Per column: stored in descending order (its key bytes complemented), so that a scan of the
+    /// index in key order is `ORDER BY` those columns in these directions.
+    pub desc: Vec<bool>,
     pub unique: bool,
 }
 
@@ -142,7 +151,8 @@ pub enum Access {
     Scan,
     /// The whole primary key is fixed: one lookup. Values in key order.
     Point(Vec<Expr>),
-    /// Every column of an index is fixed by equality: one prefix scan of the index.
+    /// The leading columns of an index fixed by equality (all of them, or fewer when the scan
+    /// also gives the query its ORDER BY): one prefix scan of the index, in index order.
     Index(usize, Vec<Expr>),
 }
 
@@ -168,7 +178,13 @@ pub enum AggFunc {
     Sum,
     Min,
     Max,
+    /// The mean as a DECIMAL (see [`AVG_MIN_SCALE`]).
+    Avg,
 }
+
+/// `avg` gives a DECIMAL at the argument's scale or this one, whichever is larger, rounded half
+/// away from zero (as a value stored in a DECIMAL column).
+pub const AVG_MIN_SCALE: u8 = 6;
 
 #[derive(Clone, Debug)]
 pub struct Aggregate {
@@ -200,8 +216,35 @@ pub struct Select {
     pub columns: Vec<String>,
     pub distinct: bool,
     pub order_by: Vec<(OrderKey, bool)>,
+    /// `UNION`/`INTERSECT`/`EXCEPT`: this query's rows are the compound's (`from` is empty, the
+    /// output reads the compound's columns by slot; ORDER BY and LIMIT apply to the whole).
+    pub compound: Option<Box<Compound>>,
+    /// The rows come in ORDER BY order already (the first table's access path gives it): no sort,
+    /// and a LIMIT stops the loop early.
+    pub sorted: bool,
     pub limit: Option<Expr>,
     pub offset: Option<Expr>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetOp {
+    /// Distinct rows of both.
+    Union,
+    /// Every row of both, the left's first.
+    UnionAll,
+    /// Distinct rows of the left that the right has.
+    Intersect,
+    /// Distinct rows of the left that the right lacks.
+    Except,
+}
+
+/// A compound query, left to right: `first op₁ arm₁ op₂ arm₂ …` is `((first op₁ arm₁) op₂ arm₂) …`.
+/// The distinct forms give their rows in ascending order of all columns (NULL first), the order
+/// SQLite's sorter gives them; rows are equal when every column compares equal (NULLs equal).
+#[derive(Clone, Debug)]
+pub struct Compound {
+    pub first: Select,
+    pub rest: Vec<(SetOp, Select)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -323,8 +366,30 @@ impl Expr {
 }
 
 impl Select {
-    /// Visits every expression of the query (for analyses that look through subqueries).
+    /// Every query in this one: itself, the arms of compounds and every subquery, at any depth.
+    pub fn each_query(&self, f: &mut dyn FnMut(&Select)) {
+        fn go(q: &Select, f: &mut dyn FnMut(&Select)) {
+            f(q);
+            if let Some(c) = &q.compound {
+                go(&c.first, f);
+                c.rest.iter().for_each(|(_, a)| go(a, f));
+            }
+        }
+        go(self, f);
+        self.walk(0, &mut |e, _| {
+            if let Expr::InQuery(_, s, _) | Expr::Exists(s, _) | Expr::Subquery(s) = e {
+                go(s, f);
+            }
+        });
+    }
+
+    /// Visits every expression of the query (for analyses that look through subqueries). The arms
+    /// of a compound are at the compound's depth (their outer references skip the compound).
     pub fn walk(&self, depth: usize, f: &mut dyn FnMut(&Expr, usize)) {
+        if let Some(c) = &self.compound {
+            c.first.walk(depth, f);
+            c.rest.iter().for_each(|(_, a)| a.walk(depth, f));
+        }
         let mut each = |e: &Expr| e.walk(depth, f);
         for s in &self.from {
             s.on.iter().for_each(&mut each);

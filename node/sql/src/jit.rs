@@ -392,6 +392,12 @@ impl Rewriter<'_> {
     }
 
     fn select(&mut self, q: &mut Select, tables: &[Vec<Type>], vars: &[Type]) {
+        if let Some(c) = &mut q.compound {
+            self.select(&mut c.first, tables, vars);
+            for (_, arm) in &mut c.rest {
+                self.select(arm, tables, vars);
+            }
+        }
         let mut row: Vec<Type> = Vec::with_capacity(q.width);
         for s in &q.from {
             row.extend_from_slice(&tables[s.table]);

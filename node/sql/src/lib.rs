@@ -51,6 +51,9 @@ pub enum SqlError {
     Raised(String),
     #[error("out of gas (limit {0})")]
     OutOfGas(u64),
+    /// A read-only query ran past its wall-clock limit (milliseconds).
+    #[error("stopped at the query deadline of {0} ms")]
+    Deadline(u64),
     #[error("limit exceeded: {0}")]
     Limit(String),
     #[error("contract state: {0}")]

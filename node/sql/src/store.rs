@@ -205,6 +205,22 @@ impl<H: Host> Host for Buffered<'_, H> {
     fn release(&mut self) {
         self.saved = None;
     }
+
+    /// The base's pages while nothing under `prefix` was written here (a query's copy, the common
+    /// case); else the merged listing at once.
+    fn scan_chunk(
+        &mut self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        max: usize,
+        out: &mut ScanChunk,
+    ) -> Result<(), SqlError> {
+        if self.writes.range(prefix.to_vec()..).next().is_none_or(|(k, _)| !k.starts_with(prefix)) {
+            return self.base.scan_chunk(prefix, after, max, out);
+        }
+        out.fill_after(self.scan(prefix)?, after);
+        Ok(())
+    }
 }
 
 /// Merges a sorted base listing with sorted overrides (`None` = deleted).

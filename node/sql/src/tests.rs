@@ -85,14 +85,18 @@ fn token_transfers_and_reverts() {
 fn unsupported_sql_is_refused_with_its_position() {
     let cases = [
         ("CREATE TABLE t (a INTEGER PRIMARY KEY, b REAL);", "line 1, column 40", "type REAL"),
-        ("CREATE TABLE t (a INTEGER);", "line 1", "PRIMARY KEY"),
+        ("CREATE TABLE t (a INTEGER, rowid INTEGER);", "line 1", "hidden key column is rowid"),
+        ("CREATE TABLE t (a DOUBLE PRECISION);", "line 1", "no approximate numbers"),
+        ("CREATE TABLE t (a INTEGER PRIMARY KEY);\nCREATE INDEX i ON t (a);\nCREATE TABLE u (x INTEGER, PRIMARY KEY (x DESC));", "line 3", "DESC in a PRIMARY KEY"),
         ("CREATE TABLE t (a INTEGER PRIMARY KEY);\nDROP TABLE t;", "line 2, column 1", "unsupported: DROP TABLE"),
         (
             "CREATE TABLE t (a INTEGER PRIMARY KEY);\nCREATE FUNCTION f() RETURNS INTEGER AS $$\nBEGIN\n  RETURN nosuch + 1;\nEND $$;",
             "line 4, column 10",
             "no column or variable named nosuch",
         ),
-        ("CREATE TABLE t (a INTEGER PRIMARY KEY);\nCREATE FUNCTION f() RETURNS INTEGER AS $$ SELECT a FROM t UNION SELECT a FROM t $$;", "line 2", "UNION"),
+        ("CREATE TABLE t (a INTEGER PRIMARY KEY);\nCREATE FUNCTION f() RETURNS INTEGER AS $$ SELECT a FROM t UNION SELECT a FROM t INTERSECT SELECT a FROM t $$;", "line 2", "write (… INTERSECT …)"),
+        ("CREATE TABLE t (a INTEGER PRIMARY KEY);\nCREATE FUNCTION f() RETURNS INTEGER AS $$ SELECT a FROM t EXCEPT ALL SELECT a FROM t $$;", "line 2", "EXCEPT ALL"),
+        ("CREATE TABLE t (a INTEGER PRIMARY KEY);\nCREATE FUNCTION f() RETURNS INTEGER AS $$ SELECT a FROM t UNION SELECT a, a FROM t $$;", "line 2", "same number of columns"),
         ("CREATE TABLE t (a INTEGER PRIMARY KEY, b INTEGER CHECK (b > 1.5e3));", "line 1", "floating-point"),
         ("CREATE TABLE t (a INTEGER PRIMARY KEY);\nCREATE FUNCTION f() RETURNS VOID AS $$\nBEGIN\n  IF 1 THEN\n  END;\nEND $$;", "line 5", "expected END IF"),
     ];
@@ -104,6 +108,7 @@ fn unsupported_sql_is_refused_with_its_position() {
 
 pub const REGISTRY: &str = include_str!("../../../examples/contracts/registry.sql");
 pub const VOTING: &str = include_str!("../../../examples/contracts/voting.sql");
+pub const GUESTBOOK: &str = include_str!("../../../examples/contracts/guestbook.sql");
 
 fn t(s: &str) -> Value {
     Value::Text(s.into())
@@ -165,34 +170,48 @@ fn voting_example() {
 /// and the same error, and change nothing.
 #[test]
 fn both_engines_run_out_of_gas_identically() {
-    let checked = compile(VOTING).unwrap();
-    let compiled = Compiled::new(checked.contract);
-    let addr = contract_address(&Address([1; 20]), 0);
-    let cx = ctx("admin");
-    let mut base = MemHost::default();
-    Engine::new(&compiled.interpreted, &addr, &mut base, &cx, Gas::new(1_000_000))
-        .construct(&checked.constructor)
-        .unwrap();
-    for (f, args) in [("propose", vec![t("p"), Value::Int(5)]), ("tally", vec![])] {
-        let mut full = base.clone();
-        let needed = Engine::new(&compiled.interpreted, &addr, &mut full, &cx, Gas::new(1_000_000))
-            .call(f, args.clone())
-            .map(|_| ());
-        assert!(needed.is_ok());
-        for limit in 0..2_000 {
-            let mut outcomes = Vec::new();
-            for kind in [EngineKind::Interpreter, EngineKind::Jit] {
-                let mut h = base.clone();
-                let mut buf = Buffered::new(&mut h);
-                let mut e = Engine::new(compiled.engine(kind), &addr, &mut buf, &cx, Gas::new(limit));
-                let r = e.call(f, args.clone());
-                let used = e.gas.used;
-                if r.is_ok() {
-                    buf.commit().unwrap();
+    let cases = [
+        (VOTING, vec![("propose", vec![t("p"), Value::Int(5)]), ("tally", vec![])]),
+        (
+            GUESTBOOK,
+            vec![
+                ("sign", vec![t("hello"), Value::Int(4)]),
+                ("latest", vec![Value::Int(2)]),
+                ("people", vec![]),
+                ("average_rating", vec![]),
+            ],
+        ),
+    ];
+    for (script, calls) in cases {
+        let checked = compile(script).unwrap();
+        let compiled = Compiled::new(checked.contract);
+        let addr = contract_address(&Address([1; 20]), 0);
+        let cx = ctx("admin");
+        let mut base = MemHost::default();
+        Engine::new(&compiled.interpreted, &addr, &mut base, &cx, Gas::new(1_000_000))
+            .construct(&checked.constructor)
+            .unwrap();
+        for (f, args) in calls {
+            let mut full = base.clone();
+            let needed = Engine::new(&compiled.interpreted, &addr, &mut full, &cx, Gas::new(1_000_000))
+                .call(f, args.clone())
+                .map(|_| ());
+            assert!(needed.is_ok());
+            for limit in 0..2_000 {
+                let mut outcomes = Vec::new();
+                for kind in [EngineKind::Interpreter, EngineKind::Jit] {
+                    let mut h = base.clone();
+                    let mut buf = Buffered::new(&mut h);
+                    let mut e = Engine::new(compiled.engine(kind), &addr, &mut buf, &cx, Gas::new(limit));
+                    let r = e.call(f, args.clone());
+                    let used = e.gas.used;
+                    if r.is_ok() {
+                        buf.commit().unwrap();
+                    }
+                    outcomes.push((r, used, h.data.len()));
                 }
-                outcomes.push((r, used, h.data.len()));
+                assert_eq!(outcomes[0], outcomes[1], "{f} with gas {limit}");
             }
-            assert_eq!(outcomes[0], outcomes[1], "{f} with gas {limit}");
         }
     }
 }
@@ -217,7 +236,7 @@ fn mutated_scripts_never_panic_or_hang() {
         "IF 1 = 1 THEN\n".repeat(60),
         "END IF;\n".repeat(60)
     );
-    let seeds = [TOKEN, REGISTRY, VOTING, deep.as_str(), wide.as_str(), ifs.as_str()];
+    let seeds = [TOKEN, REGISTRY, VOTING, GUESTBOOK, deep.as_str(), wide.as_str(), ifs.as_str()];
     let tokens = [
         "SELECT",
         "FROM",
@@ -585,4 +604,136 @@ fn a_body_cut_short_after_declare_is_an_error_not_a_panic() {
     let cut = "CREATE FUNCTION f() RETURNS INT AS $$ DECLARE x INT $$;";
     let e = compile(cut).err().unwrap_or_else(|| panic!("{cut} compiled")).to_string();
     assert!(e.contains("expected ;"), "{e}");
+}
+
+/// A query's wall-clock deadline stops both engines at their next check, with an error that names
+/// it; without one the same query would run until its gas.
+#[test]
+fn a_deadline_stops_a_long_query_in_both_engines() {
+    let rows: Vec<String> = (0..60).map(|k| format!("({k}, {})", k % 5)).collect();
+    let script = format!(
+        "CREATE TABLE t (k INTEGER PRIMARY KEY, v INTEGER);\nINSERT INTO t VALUES {};\n\
+         CREATE FUNCTION wide() RETURNS INTEGER AS $$ SELECT COUNT(*) FROM t a, t b, t c, t d WHERE a.v + b.v + c.v + d.v < 0 $$;",
+        rows.join(", ")
+    );
+    let (c, mut h) = deploy(&script, "me");
+    let compiled = Compiled::new(c);
+    let addr = contract_address(&Address([1; 20]), 0);
+    let cx = ctx("me");
+    let q = check::Checker::for_contract(&Limits::default(), &compiled.interpreted)
+        .check_query("SELECT COUNT(*) FROM t a, t b, t c, t d, t e WHERE a.v + b.v + c.v + d.v + e.v < 0")
+        .unwrap();
+    for kind in [EngineKind::Interpreter, EngineKind::Jit] {
+        let contract = compiled.engine(kind);
+        let q = if kind == EngineKind::Jit {
+            jit::compile_query(contract, q.clone()).unwrap()
+        } else {
+            q.clone()
+        };
+        let budget = Gas::new(gas::MAX_CALL_GAS).with_deadline(std::time::Duration::from_millis(30));
+        let started = std::time::Instant::now();
+        let e = Engine::new(contract, &addr, &mut h, &cx, budget).query(&q).unwrap_err();
+        assert_eq!(e, SqlError::Deadline(30), "{kind:?}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "{kind:?}: {:?}", started.elapsed());
+        let budget = Gas::new(gas::MAX_CALL_GAS).with_deadline(std::time::Duration::from_millis(30));
+        let e = Engine::new(contract, &addr, &mut h, &cx, budget).call("wide", vec![]).unwrap_err();
+        assert_eq!(e, SqlError::Deadline(30), "{kind:?}: a function");
+        // The gas limit alone: out of gas, as before.
+        let e = Engine::new(contract, &addr, &mut h, &cx, Gas::new(200_000)).query(&q).unwrap_err();
+        assert_eq!(e, SqlError::OutOfGas(200_000), "{kind:?}");
+    }
+}
+
+/// The guestbook: a table without a primary key (hidden rowid), a DESC index that serves
+/// `ORDER BY at DESC LIMIT n` (it reads n entries, not the table), an index prefix in order, a
+/// UNION and avg — in both engines, with the same gas.
+#[test]
+fn guestbook_example() {
+    let checked = compile(GUESTBOOK).unwrap();
+    let compiled = Compiled::new(checked.contract);
+    let addr = contract_address(&Address([1; 20]), 0);
+    let mut gas_of = Vec::new();
+    for kind in [EngineKind::Interpreter, EngineKind::Jit] {
+        let c = compiled.engine(kind);
+        let mut h = MemHost::default();
+        let at = |who: &str, height: u64| CallCtx { height, ..ctx(who) };
+        let cx = at("host", 7);
+        Engine::new(c, &addr, &mut h, &cx, Gas::new(1_000_000)).construct(&checked.constructor).unwrap();
+        fn run(
+            c: &ir::Contract,
+            h: &mut MemHost,
+            who: &str,
+            height: u64,
+            f: &str,
+            args: Vec<Value>,
+        ) -> (Result<QueryResult, SqlError>, u64) {
+            let cx = CallCtx { height, ..ctx(who) };
+            let addr = contract_address(&Address([1; 20]), 0);
+            let mut buf = Buffered::new(h);
+            let mut e = Engine::new(c, &addr, &mut buf, &cx, Gas::new(10_000_000));
+            let out = e.call(f, args);
+            let used = e.gas.used;
+            if out.is_ok() {
+                buf.commit().unwrap();
+            }
+            (out, used)
+        }
+        let (n, _) = run(c, &mut h, "alice", 10, "sign", vec![t("hello"), Value::Int(4)]);
+        assert_eq!(n.unwrap().rows, vec![vec![Value::Int(2)]]);
+        run(c, &mut h, "bob", 11, "sign", vec![t("nice book"), Value::Int(3)]).0.unwrap();
+        run(c, &mut h, "alice", 12, "sign", vec![t("again"), Value::Int(5)]).0.unwrap();
+        let (e, _) = run(c, &mut h, "eve", 13, "sign", vec![t(""), Value::Int(5)]);
+        assert!(e.unwrap_err().to_string().contains("CHECK"), "{kind:?}");
+        let (r, _) = run(c, &mut h, "x", 14, "latest", vec![Value::Int(2)]);
+        assert_eq!(
+            r.unwrap().rows,
+            vec![
+                vec![t("alice"), t("again"), Value::Int(12)],
+                vec![t("bob"), t("nice book"), Value::Int(11)]
+            ],
+            "{kind:?}"
+        );
+        let (r, _) = run(c, &mut h, "x", 14, "entries_of", vec![t("alice")]);
+        assert_eq!(r.unwrap().rows, vec![vec![t("again"), Value::Int(12)], vec![t("hello"), Value::Int(10)]]);
+        let (r, _) = run(c, &mut h, "x", 14, "people", vec![]);
+        assert_eq!(r.unwrap().rows, vec![vec![t("alice")], vec![t("bob")], vec![t("host")]]);
+        // (5 + 4 + 3 + 5) / 4 = 4.25, at scale 6.
+        let (r, _) = run(c, &mut h, "x", 14, "average_rating", vec![]);
+        assert_eq!(r.unwrap().rows, vec![vec![Value::Dec(value::Decimal { units: 4_250_000, scale: 6 })]]);
+        // The hidden rowid: in signing order, readable by name, not in SELECT *.
+        let limits = Limits::default();
+        let q = check::Checker::for_contract(&limits, &compiled.interpreted);
+        let by_rowid =
+            q.check_query("SELECT rowid, author FROM entries ORDER BY rowid DESC LIMIT 2").unwrap();
+        let star = q.check_query("SELECT * FROM entries WHERE rowid = 1").unwrap();
+        let cx = at("x", 14);
+        let mut e = Engine::new(c, &addr, &mut h, &cx, Gas::new(1_000_000));
+        assert_eq!(
+            e.query(&by_rowid).unwrap().rows,
+            vec![vec![Value::Int(4), t("alice")], vec![Value::Int(3), t("bob")]]
+        );
+        let r = e.query(&star).unwrap();
+        assert_eq!(r.columns, vec!["author", "message", "rating", "at"]);
+        // 300 more entries: latest(3) reads three index entries and rows; a sort reads them all.
+        for i in 0..300 {
+            run(c, &mut h, "crowd", 20 + i, "sign", vec![t("hi"), Value::Int(1)]).0.unwrap();
+        }
+        let (r, ordered) = run(c, &mut h, "x", 400, "latest", vec![Value::Int(3)]);
+        assert_eq!(r.unwrap().rows[0][2], Value::Int(319));
+        let sorted = q
+            .check_query("SELECT author, message, at FROM entries ORDER BY message, at DESC LIMIT 3")
+            .unwrap();
+        let mut e = Engine::new(c, &addr, &mut h, &cx, Gas::new(10_000_000));
+        e.query(&sorted).unwrap();
+        assert!(
+            ordered * 10 < e.gas.used,
+            "{kind:?}: ordered scan {ordered} gas, scan and sort {}",
+            e.gas.used
+        );
+        gas_of.push(ordered);
+    }
+    assert_eq!(gas_of[0], gas_of[1], "the engines charge the same gas");
+    // Inserting into a table without a primary key takes its next rowid: the whole table.
+    let access = compiled.function_access("sign").unwrap();
+    assert!(access::function_is_heavy(access));
 }

@@ -388,6 +388,41 @@ pub fn encode_key(out: &mut Vec<u8>, v: &Value) {
     }
 }
 
+/// Appends the key form of `v` for an index column in direction `desc`: [`encode_key`]'s bytes,
+/// complemented when descending. Complementing reverses the byte order and keeps the encoding
+/// prefix-free, so a scan in key order lists a `DESC` column from the largest value (NULL last).
+pub fn encode_key_dir(out: &mut Vec<u8>, v: &Value, desc: bool) {
+    let start = out.len();
+    encode_key(out, v);
+    if desc {
+        for b in &mut out[start..] {
+            *b = !*b;
+        }
+    }
+}
+
+/// The length of the key part ([`encode_key_dir`]) that `bytes` start with; `None` when they do
+/// not start with one.
+pub fn key_part_len(bytes: &[u8], desc: bool) -> Option<usize> {
+    let at = |i: usize| bytes.get(i).map(|b| if desc { !*b } else { *b });
+    match at(0)? {
+        K_NULL | K_FALSE | K_TRUE => Some(1),
+        K_NUM => (bytes.len() >= 17).then_some(17),
+        K_TEXT | K_BYTES => {
+            let mut i = 1;
+            loop {
+                match (at(i)?, at(i + 1)?) {
+                    (0, 0) => return Some(i + 2),
+                    (0, 0xff) => i += 2,
+                    (0, _) => return None,
+                    _ => i += 1,
+                }
+            }
+        }
+        _ => None,
+    }
+}
+
 /// Appends the key form of the text `s` (as [`encode_key`] of `Value::Text`), without the value.
 pub fn encode_text_key(out: &mut Vec<u8>, s: &str) {
     out.push(K_TEXT);
