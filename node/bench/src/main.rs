@@ -146,6 +146,9 @@ enum Bench {
         /// Rows of the scan.
         #[arg(long, default_value_t = 1_000_000)]
         rows: usize,
+        /// Orders of the join-heavy and compound workloads.
+        #[arg(long, default_value_t = 100_000)]
+        orders: usize,
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
@@ -759,6 +762,7 @@ fn exec(opts: ExecOpts) -> anyhow::Result<()> {
         timestamp_ms: 1_000_000,
         producer: bp.address(),
         staking: genesis.consensus.staking(),
+        sql_ordered_scans_height: genesis.consensus.sql_ordered_scans_height,
     };
     let cores = aergo_exec::affinity::available_cores();
     let threads = threads.unwrap_or(cores.len());
@@ -1032,8 +1036,8 @@ async fn main() -> anyhow::Result<()> {
         Bench::Snapshot { accounts, heights, txs, dir } => {
             snapshot::run(snapshot::SnapshotOpts { accounts, heights, txs, dir })
         }
-        Bench::Sql { holders, calls, blocks, rows, rounds } => {
-            sql::run(sql::SqlOpts { holders, calls, blocks, rows, rounds })
+        Bench::Sql { holders, calls, blocks, rows, orders, rounds } => {
+            sql::run(sql::SqlOpts { holders, calls, blocks, rows, orders, rounds })
         }
         Bench::QueryFlood { clients, secs, rows, unguarded, dir } => {
             let tmp = scratch(dir)?;

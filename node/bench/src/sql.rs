@@ -9,6 +9,10 @@
 //! 2. An expression-heavy scan: `--rows` rows of four integers, one query whose WHERE and aggregate
 //!    are arithmetic with CASE over every row. Same data in the contract state and in SQLite.
 //!
+//! 3. Join-heavy and compound: `--orders` orders of customers in 20 regions; a three-table join
+//!    (two primary-key lookups per order) grouped by region, and a four-armed UNION / EXCEPT /
+//!    UNION ALL ordered and limited.
+//!
 //! Every run must give the same answers (balances, scan result); the bench stops otherwise.
 
 use aergo_primitives::types::Address;
@@ -25,6 +29,8 @@ pub struct SqlOpts {
     pub calls: usize,
     pub blocks: usize,
     pub rows: usize,
+    /// Orders of the join-heavy and compound workloads.
+    pub orders: usize,
     pub rounds: usize,
 }
 
@@ -281,22 +287,8 @@ fn scan_engine<H: Host>(
     addr: &Address,
     query: &str,
 ) -> anyhow::Result<(f64, Vec<Value>)> {
-    let select =
-        aergo_sql::check::Checker::for_contract(&aergo_sql::Limits::default(), &compiled.interpreted)
-            .check_query(query)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let select = match kind {
-        EngineKind::Interpreter => select,
-        EngineKind::Jit => {
-            aergo_sql::jit::compile_query(&compiled.interpreted, select).map_err(anyhow::Error::msg)?
-        }
-    };
-    let ctx = CallCtx::default();
-    let started = Instant::now();
-    let r = Engine::new(compiled.engine(kind), addr, host, &ctx, Gas::unlimited())
-        .query(&select)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok((started.elapsed().as_secs_f64(), r.rows.into_iter().next().unwrap_or_default()))
+    let (secs, rows) = query_engine(kind, compiled, host, addr, query)?;
+    Ok((secs, rows.into_iter().next().unwrap_or_default()))
 }
 
 fn scan_sqlite(data: &[[i64; 4]], query: &str) -> anyhow::Result<(f64, Vec<Value>)> {
@@ -428,6 +420,184 @@ pub fn run(opts: SqlOpts) -> anyhow::Result<()> {
             lite / secs,
             answer.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ")
         );
+    }
+    shop(&opts)
+}
+
+/// The join-heavy and compound workloads: orders of customers in regions.
+const SHOP_SCHEMA: &str = "CREATE TABLE regions (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
+CREATE TABLE customers (id INTEGER PRIMARY KEY, region INTEGER NOT NULL, since INTEGER NOT NULL);
+CREATE TABLE orders (id INTEGER PRIMARY KEY, customer INTEGER NOT NULL, amount INTEGER NOT NULL);
+CREATE INDEX orders_by_customer ON orders (customer);";
+
+/// Three joined tables (two key lookups per order), grouped.
+const JOIN_QUERY: &str = "SELECT r.name, COUNT(*), SUM(o.amount) FROM orders o \
+JOIN customers c ON c.id = o.customer JOIN regions r ON r.id = c.region \
+WHERE o.amount % 10 < 7 AND c.since < 900 GROUP BY r.name ORDER BY r.name";
+
+/// Four arms of a compound, ordered and limited.
+const COMPOUND_QUERY: &str = "SELECT customer FROM orders WHERE amount > 900 \
+UNION SELECT id FROM customers WHERE region < 3 \
+EXCEPT SELECT customer FROM orders WHERE amount < 20 \
+UNION ALL SELECT id FROM customers WHERE since = 7 ORDER BY 1 DESC LIMIT 50";
+
+/// (regions, customers, orders) rows, the same for both databases.
+type Shop = (Vec<(i64, String)>, Vec<[i64; 3]>, Vec<[i64; 3]>);
+
+fn shop_data(orders: usize) -> Shop {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let customers = (orders / 10).max(10);
+    let regions: Vec<(i64, String)> = (0..20).map(|i| (i, format!("region-{i:02}"))).collect();
+    let cs = (0..customers as i64).map(|i| [i, rng.gen_range(0..20), rng.gen_range(0..1000)]).collect();
+    let os =
+        (0..orders as i64).map(|i| [i, rng.gen_range(0..customers as i64), rng.gen_range(1..1000)]).collect();
+    (regions, cs, os)
+}
+
+/// The shop in a contract's state (rows and index entries as the engine writes them).
+fn shop_host(shop: &Shop, addr: &Address) -> anyhow::Result<(Compiled, MemHost)> {
+    let checked = compile(SHOP_SCHEMA).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let compiled = Compiled::new(checked.contract);
+    let mut host = MemHost::default();
+    let (regions, customers, orders) = shop;
+    for (id, name) in regions {
+        let row = vec![Value::Int(*id), Value::Text(name.clone())];
+        host.data.insert(row_key(addr, 0, &row[..1]), encode_row(&row));
+    }
+    for c in customers {
+        let row: Vec<Value> = c.iter().map(|x| Value::Int(*x)).collect();
+        host.data.insert(row_key(addr, 1, &row[..1]), encode_row(&row));
+    }
+    for o in orders {
+        let row: Vec<Value> = o.iter().map(|x| Value::Int(*x)).collect();
+        host.data.insert(row_key(addr, 2, &row[..1]), encode_row(&row));
+        // orders_by_customer (index 0): the customer, then the key.
+        let mut k = aergo_sql::store::contract_prefix(addr);
+        k.push(b'i');
+        k.push(0);
+        aergo_sql::value::encode_key(&mut k, &row[1]);
+        aergo_sql::value::encode_key(&mut k, &row[0]);
+        host.data.insert(k, Vec::new());
+    }
+    Ok((compiled, host))
+}
+
+fn shop_sqlite(shop: &Shop) -> anyhow::Result<rusqlite::Connection> {
+    let db = rusqlite::Connection::open_in_memory()?;
+    db.execute_batch(SHOP_SCHEMA)?;
+    let tx = db.unchecked_transaction()?;
+    {
+        let (regions, customers, orders) = shop;
+        let mut ins = tx.prepare("INSERT INTO regions VALUES (?1, ?2)")?;
+        for (id, name) in regions {
+            ins.execute(rusqlite::params![id, name])?;
+        }
+        let mut ins = tx.prepare("INSERT INTO customers VALUES (?1, ?2, ?3)")?;
+        for c in customers {
+            ins.execute(rusqlite::params![c[0], c[1], c[2]])?;
+        }
+        let mut ins = tx.prepare("INSERT INTO orders VALUES (?1, ?2, ?3)")?;
+        for o in orders {
+            ins.execute(rusqlite::params![o[0], o[1], o[2]])?;
+        }
+    }
+    tx.commit()?;
+    Ok(db)
+}
+
+/// Every row of a query from SQLite, as values.
+fn sqlite_all(db: &rusqlite::Connection, query: &str) -> anyhow::Result<(f64, Vec<Vec<Value>>)> {
+    let mut st = db.prepare(query)?;
+    let n = st.column_count();
+    let started = Instant::now();
+    let rows = st
+        .query_map([], |r| {
+            (0..n)
+                .map(|i| {
+                    Ok(match r.get_ref(i)? {
+                        rusqlite::types::ValueRef::Integer(x) => Value::Int(x),
+                        rusqlite::types::ValueRef::Text(t) => {
+                            Value::Text(String::from_utf8_lossy(t).into_owned())
+                        }
+                        _ => Value::Null,
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((started.elapsed().as_secs_f64(), rows))
+}
+
+fn query_engine<H: Host>(
+    kind: EngineKind,
+    compiled: &Compiled,
+    host: &mut H,
+    addr: &Address,
+    query: &str,
+) -> anyhow::Result<(f64, Vec<Vec<Value>>)> {
+    let select =
+        aergo_sql::check::Checker::for_contract(&aergo_sql::Limits::default(), &compiled.interpreted)
+            .check_query(query)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let select = match kind {
+        EngineKind::Interpreter => select,
+        EngineKind::Jit => {
+            aergo_sql::jit::compile_query(&compiled.interpreted, select).map_err(anyhow::Error::msg)?
+        }
+    };
+    let ctx = CallCtx::default();
+    let started = Instant::now();
+    let r = Engine::new(compiled.engine(kind), addr, host, &ctx, Gas::unlimited())
+        .query(&select)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok((started.elapsed().as_secs_f64(), r.rows))
+}
+
+/// The join-heavy and compound workloads: interpreter, JIT and SQLite, best of `rounds`.
+fn shop(opts: &SqlOpts) -> anyhow::Result<()> {
+    let data = shop_data(opts.orders);
+    let addr = contract_address(&Address([7; 20]), 0);
+    let (compiled, host) = shop_host(&data, &addr)?;
+    let mut frozen = FrozenHost::new(&host);
+    let db = shop_sqlite(&data)?;
+    for (name, query) in [("join-heavy", JOIN_QUERY), ("compound", COMPOUND_QUERY)] {
+        println!(
+            "\n{name}: {} orders, {} customers, 20 regions (best of {} rounds)\n`{query}`",
+            data.2.len(),
+            data.1.len(),
+            opts.rounds
+        );
+        let mut results = Vec::new();
+        for (engine, kind) in
+            [("interpreter", Some(EngineKind::Interpreter)), ("jit", Some(EngineKind::Jit)), ("sqlite", None)]
+        {
+            let mut runs = Vec::new();
+            for _ in 0..opts.rounds {
+                runs.push(match kind {
+                    Some(k) => query_engine(k, &compiled, &mut frozen, &addr, query)?,
+                    None => sqlite_all(&db, query)?,
+                });
+            }
+            let (secs, rows) = best(&runs);
+            results.push((engine, secs, rows));
+        }
+        for r in &results[1..] {
+            if r.2 != results[0].2 {
+                bail!("{} disagrees on {name}: {:?} vs {:?}", r.0, r.2.first(), results[0].2.first());
+            }
+        }
+        let (interp, lite) = (results[0].1, results[2].1);
+        println!("| engine | ms | vs interpreter | vs sqlite | rows |");
+        println!("|---|---|---|---|---|");
+        for (engine, secs, rows) in &results {
+            println!(
+                "| {engine} | {:.1} | {:.2}× | {:.2}× | {} |",
+                secs * 1000.0,
+                interp / secs,
+                lite / secs,
+                rows.len()
+            );
+        }
     }
     Ok(())
 }

@@ -10,6 +10,8 @@
 //! epoch_blocks = 100         # the producer set is elected anew every epoch
 //! unstake_lock_blocks = 100
 //! max_votes = 0              # 0: bp_count
+//! sql_ordered_scans_height = 0   # contract calls read ORDER BY from indexes from this height
+//!                                # (absent: never, the rules a chain made before 2026-12-05 has)
 //!
 //! [[balances]]
 //! address = "aergo1…"
@@ -37,7 +39,8 @@ pub struct Genesis {
     pub chain_id: String,
     /// Timestamp of block 0 in milliseconds since the Unix epoch.
     pub timestamp_ms: u64,
-    #[serde(default)]
+    /// Absent: the defaults, with the rules switches of a chain made before them (never).
+    #[serde(default = "ConsensusParams::as_before_switches")]
     pub consensus: ConsensusParams,
     #[serde(default)]
     pub balances: Vec<GenesisBalance>,
@@ -59,6 +62,17 @@ pub struct ConsensusParams {
     pub unstake_lock_blocks: u64,
     /// Most candidates one account may vote for (0: `bp_count`).
     pub max_votes: u32,
+    /// From this height contract calls use the SQL rules of 2026-12-05: `ORDER BY` read from an
+    /// index or the primary key without a sort, and a `LIMIT` that stops such a read early (less
+    /// gas; see docs/aergosql.md). A genesis file without the setting (a chain made before them)
+    /// never switches, so that every node replays its blocks with the gas they were made with; a
+    /// new genesis has 0. Read-only queries use the new rules at every height.
+    #[serde(default = "never")]
+    pub sql_ordered_scans_height: u64,
+}
+
+fn never() -> u64 {
+    u64::MAX
 }
 
 impl Default for ConsensusParams {
@@ -70,11 +84,18 @@ impl Default for ConsensusParams {
             epoch_blocks: 100,
             unstake_lock_blocks: 100,
             max_votes: 0,
+            sql_ordered_scans_height: 0,
         }
     }
 }
 
 impl ConsensusParams {
+    /// The defaults of a genesis file that names no switch: switches never flip (an existing
+    /// chain keeps the rules its blocks were made with).
+    pub fn as_before_switches() -> Self {
+        ConsensusParams { sql_ordered_scans_height: never(), ..ConsensusParams::default() }
+    }
+
     pub fn staking(&self) -> StakingParams {
         let max_votes = if self.max_votes == 0 { self.bp_count } else { self.max_votes };
         StakingParams { unstake_lock_blocks: self.unstake_lock_blocks, max_votes: max_votes.max(1) as usize }
@@ -196,6 +217,21 @@ mod tests {
         let g = sample();
         assert_eq!(Genesis::parse(&g.to_toml()).unwrap(), g);
         assert!(g.to_toml().contains("amount = \"1000000000000000000000000000000\""));
+    }
+
+    /// A new genesis switches the ordered-scan rules on at once; a file made before the switch
+    /// existed (with or without a `[consensus]` table) never switches them.
+    #[test]
+    fn a_genesis_without_the_switch_keeps_the_earlier_sql_rules() {
+        let g = sample();
+        assert!(g.to_toml().contains("sql_ordered_scans_height = 0"));
+        let old = g.to_toml().replace("sql_ordered_scans_height = 0\n", "");
+        assert_eq!(Genesis::parse(&old).unwrap().consensus.sql_ordered_scans_height, u64::MAX);
+        let start = old.find("[consensus]").unwrap();
+        let end = start + old[start..].find("\n\n").unwrap();
+        let bare = format!("{}{}", &old[..start], &old[end..]);
+        assert!(!bare.contains("[consensus]"), "{bare}");
+        assert_eq!(Genesis::parse(&bare).unwrap().consensus.sql_ordered_scans_height, u64::MAX);
     }
 
     #[test]

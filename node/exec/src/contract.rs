@@ -229,7 +229,8 @@ pub fn apply<A: Accounts>(
         Err(e) => Err(e),
         Ok(()) => {
             let mut engine =
-                Engine::new(compiled.engine(aergo_sql::default_engine()), &contract, &mut host, &cctx, gas);
+                Engine::new(compiled.engine(aergo_sql::default_engine()), &contract, &mut host, &cctx, gas)
+                    .ordered_scans(ctx.sql_ordered_scans());
             let r = match &run {
                 Run::Construct(_) => engine.construct(&constructor).map(|()| None),
                 Run::Call(_, function, args) => engine.call(function, args.to_vec()).map(Some),

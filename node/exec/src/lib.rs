@@ -194,6 +194,16 @@ pub struct BlockContext {
     pub timestamp_ms: u64,
     pub producer: Address,
     pub staking: StakingParams,
+    /// Contract calls read `ORDER BY` from indexes from this height (`[consensus]
+    /// sql_ordered_scans_height`).
+    pub sql_ordered_scans_height: u64,
+}
+
+impl BlockContext {
+    /// Whether this block's contract calls use ordered scans.
+    pub fn sql_ordered_scans(&self) -> bool {
+        self.height >= self.sql_ordered_scans_height
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -37,6 +37,7 @@ fn ctx() -> BlockContext {
         timestamp_ms: 5,
         producer: Keypair::from_seed("bp").address(),
         staking: crate::StakingParams { unstake_lock_blocks: 3, max_votes: 2 },
+        sql_ordered_scans_height: 0,
     }
 }
 

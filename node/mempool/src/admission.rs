@@ -259,6 +259,7 @@ mod tests {
             timestamp_ms: 0,
             producer: key_address(),
             staking: Default::default(),
+            sql_ordered_scans_height: 0,
         };
         let admission = Arc::new(Admission::start(1, 1, store, pool.clone(), ctx).unwrap());
         let key = Keypair::from_seed("k");

@@ -93,9 +93,12 @@ struct Walker<'c> {
 impl Walker<'_> {
     fn expr(&mut self, e: &Expr) {
         e.walk(0, &mut |x, _| match x {
-            Expr::InQuery(_, q, _) | Expr::Exists(q, _) | Expr::Subquery(q) => self.select_reads(q),
             Expr::Func(Builtin::TransferNative, _) => self.out.native = true,
-            _ => {}
+            x => {
+                if let Some(q) = x.subquery() {
+                    self.select_reads(q)
+                }
+            }
         });
     }
 
@@ -263,8 +266,13 @@ pub fn describe(contract: &Contract, f: &Function, table: usize, a: &TableAccess
 pub fn scans_a_table(q: &Select) -> bool {
     let mut found = false;
     q.each_query(&mut |s| {
-        // An index scan with no key fixed (an ordered scan) reads the whole index.
-        found |= s.from.iter().any(|src| match &src.access {
+        // An index scan with no key fixed (an ordered scan) reads the whole index; a query runs
+        // its first table through `ordered_access` when it has one.
+        let accesses = s.from.iter().enumerate().map(|(i, src)| match (&s.ordered_access, i) {
+            (Some(a), 0) => a,
+            _ => &src.access,
+        });
+        found |= accesses.into_iter().any(|a| match a {
             Access::Scan => true,
             Access::Index(_, keys) => keys.is_empty(),
             Access::Point(_) => false,

@@ -977,8 +977,8 @@ impl<'l> Checker<'l> {
     }
 
     /// Whether the first table's rows can come in the ORDER BY order, so that the query needs no
-    /// sort (and a LIMIT stops early); may change that table's access path to an ordered index
-    /// scan. Every ORDER BY key must be a column of the first table, and:
+    /// sort (and a LIMIT stops early), and the ordered index scan that gives it when the table's
+    /// own access does not. Every ORDER BY key must be a column of the first table, and:
     /// - its access is a point lookup (one row: any order), or
     /// - the keys are leading primary-key columns, ascending, over a scan (primary-key order), or
     /// - an index whose leading columns are fixed by equalities (k of them) continues with the
@@ -991,13 +991,13 @@ impl<'l> Checker<'l> {
     /// order, so the rows are exactly those of the sort.
     fn order_from_access(
         &self,
-        sources: &mut [Source],
+        sources: &[Source],
         filter: Option<&Expr>,
         order_by: &[(OrderKey, bool)],
         projection: &[Expr],
         limited: bool,
-    ) -> bool {
-        let Some(first) = sources.first() else { return false };
+    ) -> (bool, Option<Access>) {
+        let Some(first) = sources.first() else { return (false, None) };
         let t = &self.tables[first.table];
         let (lo, hi) = (first.offset, first.offset + t.columns.len());
         let mut keys = Vec::new();
@@ -1008,7 +1008,7 @@ impl<'l> Checker<'l> {
             };
             match e {
                 Expr::Col { up: 0, slot } if (lo..hi).contains(slot) => keys.push((slot - lo, *desc)),
-                _ => return false,
+                _ => return (false, None),
             }
         }
         // Primary-key columns in key order, ascending: the order of a scan.
@@ -1016,13 +1016,13 @@ impl<'l> Checker<'l> {
             keys.len() <= t.pk.len() && keys.iter().zip(&t.pk).all(|((c, d), p)| c == p && !d)
         };
         match &first.access {
-            Access::Point(_) => return true,
-            Access::Scan if pk_order(&keys) => return true,
+            Access::Point(_) => return (true, None),
+            Access::Scan if pk_order(&keys) => return (true, None),
             Access::Index(ix, fixed) if fixed.len() == self.indexes[*ix].columns.len() && pk_order(&keys) => {
-                return true
+                return (true, None)
             }
             Access::Scan => {}
-            _ => return false,
+            _ => return (false, None),
         }
         let conj = conjuncts(filter);
         let fixed = |col: usize| -> Option<Expr> {
@@ -1069,11 +1069,10 @@ impl<'l> Checker<'l> {
                 break;
             }
             if ok && at > k {
-                sources[0].access = Access::Index(ix, prefix);
-                return true;
+                return (true, Some(Access::Index(ix, prefix)));
             }
         }
-        false
+        (false, None)
     }
 
     /// LIMIT and OFFSET (constants or variables: no column in scope).
@@ -1221,6 +1220,7 @@ impl<'l> Checker<'l> {
         Ok(Select {
             compound: Some(Box::new(Compound { first, rest })),
             sorted: false,
+            ordered_access: None,
             from: Vec::new(),
             width,
             filter: None,
@@ -1487,13 +1487,15 @@ impl<'l> Checker<'l> {
             Some(ast::Distinct::On(_)) => return Err(unsupported(at, "DISTINCT ON")),
         };
         let (limit, offset) = self.limit_clause(q, vars, at, depth)?;
-        let sorted = !grouped
-            && !distinct
-            && !order_by.is_empty()
-            && self.order_from_access(&mut sources, filter.as_ref(), &order_by, &projection, limit.is_some());
+        let (sorted, ordered_access) = if !grouped && !distinct && !order_by.is_empty() {
+            self.order_from_access(&sources, filter.as_ref(), &order_by, &projection, limit.is_some())
+        } else {
+            (false, None)
+        };
         Ok(Select {
             compound: None,
             sorted,
+            ordered_access,
             from: sources,
             width,
             filter,
@@ -1685,6 +1687,27 @@ impl<'l> Checker<'l> {
                     }
                     _ => return Err(unsupported(at, "IN UNNEST / IN table")),
                 }
+            }
+            A::AnyOp { left, compare_op, right, .. } | A::AllOp { left, compare_op, right } => {
+                let all = matches!(e, A::AllOp { .. });
+                let op = match compare_op {
+                    BinaryOperator::Eq => Cmp::Eq,
+                    BinaryOperator::NotEq => Cmp::Ne,
+                    BinaryOperator::Lt => Cmp::Lt,
+                    BinaryOperator::LtEq => Cmp::Le,
+                    BinaryOperator::Gt => Cmp::Gt,
+                    BinaryOperator::GtEq => Cmp::Ge,
+                    other => return Err(unsupported(at, format!("{other} with ANY/ALL (a comparison)"))),
+                };
+                let A::Subquery(q) = right.as_ref() else {
+                    return Err(unsupported(at, "ANY/ALL over anything but a subquery (for a list, use IN)"));
+                };
+                let x = b(self.expr(left, cx, at)?);
+                let sel = self.sub(q, cx, at)?;
+                if sel.projection.len() != 1 {
+                    return Err(compile_error(at, "an ANY/ALL subquery must select one column"));
+                }
+                Expr::Quantified(op, x, sel, all)
             }
             A::Exists { subquery, negated } => Expr::Exists(self.sub(subquery, cx, at)?, *negated),
             A::Subquery(q) => {

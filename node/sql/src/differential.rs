@@ -225,6 +225,17 @@ fn setup(d: &Data) -> (Compiled, MemHost, rusqlite::Connection) {
 }
 
 fn run(c: &Compiled, kind: EngineKind, host: &MemHost, sql: &str) -> (Result<QueryResult, SqlError>, u64) {
+    run_rules(c, kind, host, sql, true)
+}
+
+/// [`run`] under the ordered-scan rules or the earlier ones.
+fn run_rules(
+    c: &Compiled,
+    kind: EngineKind,
+    host: &MemHost,
+    sql: &str,
+    ordered: bool,
+) -> (Result<QueryResult, SqlError>, u64) {
     let select = match Checker::for_contract(&Limits::default(), &c.interpreted).check_query(sql) {
         Ok(s) => s,
         Err(e) => return (Err(e), 0),
@@ -239,7 +250,8 @@ fn run(c: &Compiled, kind: EngineKind, host: &MemHost, sql: &str) -> (Result<Que
     } else {
         select
     };
-    let mut engine = Engine::new(contract, &Address([7; 20]), &mut host, &ctx, Gas::new(10_000_000));
+    let mut engine = Engine::new(contract, &Address([7; 20]), &mut host, &ctx, Gas::new(10_000_000))
+        .ordered_scans(ordered);
     let r = engine.query(&select);
     (r, engine.gas.used)
 }
@@ -305,6 +317,10 @@ proptest! {
         let (jit, jit_gas) = run(&compiled, EngineKind::Jit, &host, &q);
         prop_assert_eq!(&interp, &jit, "interpreter vs JIT on {}", q);
         prop_assert_eq!(interp_gas, jit_gas, "gas differs on {}", q);
+        // The earlier rules (sort, no early stop) give the same rows.
+        if let (Ok(rows), (Ok(earlier), _)) = (&interp, run_rules(&compiled, EngineKind::Jit, &host, &q, false)) {
+            prop_assert_eq!(&rows.rows, &earlier.rows, "ordered scan vs sort on {}", q);
+        }
         match interp {
             Ok(rows) => {
                 match sqlite_rows(&db, &q) {
@@ -396,12 +412,19 @@ fn null_in_an_empty_set_is_false_and_in_a_set_with_members_unknown() {
         }
         assert_eq!(sqlite_rows(&db, q).unwrap(), normalize(&want), "SQLite: {q}");
     }
-    // ANY / ALL are not supported yet: refused when checked, never given another meaning.
-    for q in
-        ["SELECT k FROM t WHERE a = ANY (SELECT v FROM u)", "SELECT k FROM t WHERE a > ALL (SELECT v FROM u)"]
-    {
-        let (r, _) = run(&compiled, EngineKind::Interpreter, &host, q);
-        assert!(r.is_err(), "{q} was accepted");
+    // ANY / ALL over these sets: 5 = ANY {2, NULL} is unknown, 2 = ANY is true, NULL = ANY is
+    // unknown; over no rows ANY is false and ALL true, even for NULL.
+    let q = "SELECT k, a = ANY (SELECT v FROM u), a > ALL (SELECT v FROM u WHERE v IS NOT NULL), \
+             a = ANY (SELECT v FROM u WHERE u.k = 99), a < ALL (SELECT v FROM u WHERE u.k = 99) FROM t ORDER BY k";
+    let b = Value::Bool;
+    let want = vec![
+        vec![Value::Int(0), Value::Null, Value::Null, b(false), b(true)],
+        vec![Value::Int(1), b(true), b(false), b(false), b(true)],
+        vec![Value::Int(2), Value::Null, b(true), b(false), b(true)],
+    ];
+    for kind in [EngineKind::Interpreter, EngineKind::Jit] {
+        let (r, _) = run(&compiled, kind, &host, q);
+        assert_eq!(r.unwrap().rows, want, "{kind:?}: {q}");
     }
 }
 
@@ -430,4 +453,50 @@ INSERT INTO u VALUES (0, 1, 2), (3, 1, NULL);";
     let db = rusqlite::Connection::open_in_memory().unwrap();
     db.execute_batch(script).unwrap();
     eprintln!("SQLite {}: {:?}", rusqlite::version(), sqlite_rows(&db, q));
+}
+
+/// SQLite has no ANY/ALL: each is compared with its definition written with EXISTS over a derived
+/// table, which SQLite runs — true when some (every) comparison holds, else unknown when one is
+/// unknown, else false.
+fn any_all_oracle(x: &str, op: &str, set: &str, all: bool) -> String {
+    let holds = format!("EXISTS (SELECT 1 FROM ({set}) AS q WHERE {x} {op} q.m)");
+    let fails = format!("EXISTS (SELECT 1 FROM ({set}) AS q WHERE NOT ({x} {op} q.m))");
+    let unknown = format!("EXISTS (SELECT 1 FROM ({set}) AS q WHERE ({x} {op} q.m) IS NULL)");
+    if all {
+        format!("CASE WHEN {fails} THEN 0 WHEN {unknown} THEN NULL ELSE 1 END")
+    } else {
+        format!("CASE WHEN {holds} THEN 1 WHEN {unknown} THEN NULL ELSE 0 END")
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_and_all_agree_with_their_exists_form_in_sqlite(
+        d in data(),
+        x in int_expr(),
+        op in prop_oneof![Just("="), Just("<>"), Just("<"), Just("<="), Just(">"), Just(">=")],
+        all in any::<bool>(),
+        set_op in prop_oneof![Just("<"), Just(">"), Just("=")],
+        c in -3i64..15,
+    ) {
+        let (compiled, host, db) = setup(&d);
+        let quantifier = if all { "ALL" } else { "ANY" };
+        let ours = format!("SELECT k, {x} {op} {quantifier} (SELECT v FROM u WHERE u.t_k {set_op} {c}) FROM t ORDER BY k");
+        let set = format!("SELECT v AS m FROM u WHERE u.t_k {set_op} {c}");
+        let theirs = format!("SELECT k, {} FROM t ORDER BY k", any_all_oracle(&x, op, &set, all));
+        let (interp, interp_gas) = run(&compiled, EngineKind::Interpreter, &host, &ours);
+        let (jit, jit_gas) = run(&compiled, EngineKind::Jit, &host, &ours);
+        prop_assert_eq!(&interp, &jit, "interpreter vs JIT on {}", ours);
+        prop_assert_eq!(interp_gas, jit_gas, "gas differs on {}", ours);
+        match interp {
+            Ok(rows) => match sqlite_rows(&db, &theirs) {
+                Err(e) if e.contains("integer overflow") => {}
+                lite => prop_assert_eq!(Ok(normalize(&rows.rows)), lite, "{} vs SQLite's {}", ours, theirs),
+            },
+            Err(SqlError::Runtime(m)) if m.contains("overflow") || m.contains("division by zero") => {}
+            Err(e) => prop_assert!(false, "{} failed: {}", ours, e),
+        }
+    }
 }

@@ -182,6 +182,9 @@ pub struct Engine<'a, H: Host> {
     /// Set by a query whose rows come in its ORDER BY once it holds OFFSET + LIMIT rows: the
     /// nested loop stops (and the query clears it).
     halt: bool,
+    /// The ordered-scan rules ([`Select::sorted`]); on unless a contract call's block is below
+    /// `[consensus] sql_ordered_scans_height`.
+    ordered: bool,
 }
 
 fn int_value(a: u128) -> Value {
@@ -207,7 +210,14 @@ impl<'a, H: Host> Engine<'a, H> {
             prefix: contract_prefix(address),
             limits: Limits::default(),
             halt: false,
+            ordered: true,
         }
+    }
+
+    /// Whether queries read `ORDER BY` from indexes (see [`Select::sorted`]).
+    pub fn ordered_scans(mut self, on: bool) -> Self {
+        self.ordered = on;
+        self
     }
 
     fn row_prefix(&self, table: usize) -> Vec<u8> {
@@ -752,6 +762,11 @@ impl<'a, H: Host> Engine<'a, H> {
         };
         let ncols = self.contract.tables[src.table].columns.len();
         let range = src.offset..src.offset + ncols;
+        // The first table through its ordered scan, under the ordered-scan rules.
+        let access = match (&q.ordered_access, i) {
+            (Some(a), 0) if self.ordered => a,
+            _ => &src.access,
+        };
         let mut matched = false;
         // One candidate in place: ON, then the next source or (last) WHERE and the sink.
         let mut visit = |this: &mut Self, row: &mut Vec<Value>| -> Result<(), SqlError> {
@@ -764,7 +779,7 @@ impl<'a, H: Host> Engine<'a, H> {
             matched = true;
             this.join_from(q, i + 1, row, outer, vars, sink)
         };
-        match &src.access {
+        match access {
             Access::Scan => {
                 self.gas.charge(gas::SEEK)?;
                 let prefix = self.row_prefix(src.table);
@@ -854,18 +869,15 @@ impl<'a, H: Host> Engine<'a, H> {
     }
 
     fn select(&mut self, q: &Select, outer: &Env<'_>, vars: &[Value]) -> Result<Vec<Vec<Value>>, SqlError> {
-        let offset = match &q.offset {
-            Some(e) => self.count_arg(e, vars, "OFFSET")?,
-            None => 0,
-        };
-        let limit = match &q.limit {
-            Some(e) => self.count_arg(e, vars, "LIMIT")?,
-            None => usize::MAX,
-        };
+        let sorted = q.sorted && self.ordered;
         // Rows that come in ORDER BY order (an ordered index scan, the primary key): the loop
-        // stops once it holds OFFSET + LIMIT of them.
-        let stop_at = (q.sorted && !q.grouped && !q.distinct && limit != usize::MAX)
-            .then(|| offset.saturating_add(limit));
+        // stops once it holds OFFSET + LIMIT of them, which are known first. (Under the earlier
+        // rules LIMIT and OFFSET are read after the rows, as they always were.)
+        let mut early = None;
+        if sorted && !q.grouped && !q.distinct && q.limit.is_some() {
+            early = Some(self.limit_offset(q, vars)?);
+        }
+        let stop_at = early.map(|(limit, offset)| offset.saturating_add(limit));
         // (output row, sort keys)
         let mut out: Vec<(Vec<Value>, Vec<Value>)> = Vec::new();
         let emit = |this: &mut Self,
@@ -957,7 +969,7 @@ impl<'a, H: Host> Engine<'a, H> {
             let mut seen = std::collections::HashSet::new();
             out.retain(|(r, _)| seen.insert(r.clone()));
         }
-        if !q.order_by.is_empty() && !q.sorted {
+        if !q.order_by.is_empty() && !sorted {
             self.gas.charge(gas::SORT_ROW * out.len() as u64)?;
             let dirs: Vec<bool> = q.order_by.iter().map(|(_, d)| *d).collect();
             out.sort_by(|a, b| {
@@ -971,6 +983,10 @@ impl<'a, H: Host> Engine<'a, H> {
                 Ordering::Equal
             });
         }
+        let (limit, offset) = match early {
+            Some(lo) => lo,
+            None => self.limit_offset(q, vars)?,
+        };
         let rows: Vec<Vec<Value>> = out.into_iter().skip(offset).take(limit).map(|(r, _)| r).collect();
         if rows.len() > self.limits.result_rows {
             return Err(SqlError::Limit(format!(
@@ -979,6 +995,19 @@ impl<'a, H: Host> Engine<'a, H> {
             )));
         }
         Ok(rows)
+    }
+
+    /// LIMIT (none: all) and OFFSET (none: 0).
+    fn limit_offset(&mut self, q: &Select, vars: &[Value]) -> Result<(usize, usize), SqlError> {
+        let offset = match &q.offset {
+            Some(e) => self.count_arg(e, vars, "OFFSET")?,
+            None => 0,
+        };
+        let limit = match &q.limit {
+            Some(e) => self.count_arg(e, vars, "LIMIT")?,
+            None => usize::MAX,
+        };
+        Ok((limit, offset))
     }
 
     fn count_arg(&mut self, e: &Expr, vars: &[Value], what: &str) -> Result<usize, SqlError> {
@@ -1313,6 +1342,24 @@ impl<'a, H: Host> Engine<'a, H> {
                 let v = self.eval(x, env, vars)?;
                 let rows = self.select(q, env, vars)?;
                 in_values(&v, rows.iter().map(|r| &r[0]), *negated)?
+            }
+            Expr::Quantified(op, x, q, all) => {
+                let v = self.eval(x, env, vars)?;
+                let rows = self.select(q, env, vars)?;
+                let mut unknown = false;
+                for r in &rows {
+                    match cmp_values(*op, &v, &r[0])?.truth()? {
+                        // ANY: one true decides; ALL: one false decides.
+                        Some(b) if b != *all => return Ok(Value::Bool(b)),
+                        None => unknown = true,
+                        Some(_) => {}
+                    }
+                }
+                if unknown {
+                    Value::Null
+                } else {
+                    Value::Bool(*all)
+                }
             }
             Expr::Exists(q, negated) => {
                 let rows = self.select(q, env, vars)?;

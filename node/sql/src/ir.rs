@@ -219,9 +219,12 @@ pub struct Select {
     /// `UNION`/`INTERSECT`/`EXCEPT`: this query's rows are the compound's (`from` is empty, the
     /// output reads the compound's columns by slot; ORDER BY and LIMIT apply to the whole).
     pub compound: Option<Box<Compound>>,
-    /// The rows come in ORDER BY order already (the first table's access path gives it): no sort,
-    /// and a LIMIT stops the loop early.
+    /// Under the ordered-scan rules (read-only queries; contract calls from `[consensus]
+    /// sql_ordered_scans_height`): the rows come in ORDER BY order already — the first table read
+    /// through `ordered_access` when set, else its own access — so there is no sort and a LIMIT
+    /// stops the loop early. Under the earlier rules both are ignored.
     pub sorted: bool,
+    pub ordered_access: Option<Access>,
     pub limit: Option<Expr>,
     pub offset: Option<Expr>,
 }
@@ -299,6 +302,10 @@ pub enum Expr {
     IsNull(Box<Expr>, bool),
     InList(Box<Expr>, Vec<Expr>, bool),
     InQuery(Box<Expr>, Box<Select>, bool),
+    /// `x op ANY (subquery)` (`all` false) or `x op ALL (subquery)`: true when some (every)
+    /// comparison is true; else NULL when one is unknown; else false. Over no rows ANY is false
+    /// and ALL true, whatever `x`.
+    Quantified(Cmp, Box<Expr>, Box<Select>, bool),
     Exists(Box<Select>, bool),
     Subquery(Box<Select>),
     Case {
@@ -315,6 +322,17 @@ pub enum Expr {
 }
 
 impl Expr {
+    /// The query of a subquery expression (IN, EXISTS, scalar, ANY/ALL).
+    pub fn subquery(&self) -> Option<&Select> {
+        match self {
+            Expr::InQuery(_, q, _)
+            | Expr::Quantified(_, _, q, _)
+            | Expr::Exists(q, _)
+            | Expr::Subquery(q) => Some(q),
+            _ => None,
+        }
+    }
+
     /// Whether the expression reads a column of its own query at or above slot `from`.
     pub fn reads_slots_from(&self, from: usize) -> bool {
         let mut found = false;
@@ -347,7 +365,7 @@ impl Expr {
                 e.walk(depth, f);
                 list.iter().for_each(|x| x.walk(depth, f));
             }
-            Expr::InQuery(e, q, _) => {
+            Expr::InQuery(e, q, _) | Expr::Quantified(_, e, q, _) => {
                 e.walk(depth, f);
                 q.walk(depth + 1, f);
             }
@@ -377,7 +395,7 @@ impl Select {
         }
         go(self, f);
         self.walk(0, &mut |e, _| {
-            if let Expr::InQuery(_, s, _) | Expr::Exists(s, _) | Expr::Subquery(s) = e {
+            if let Some(s) = e.subquery() {
                 go(s, f);
             }
         });
@@ -391,12 +409,14 @@ impl Select {
             c.rest.iter().for_each(|(_, a)| a.walk(depth, f));
         }
         let mut each = |e: &Expr| e.walk(depth, f);
-        for s in &self.from {
-            s.on.iter().for_each(&mut each);
-            match &s.access {
+        for a in self.from.iter().map(|s| &s.access).chain(&self.ordered_access) {
+            match a {
                 Access::Scan => {}
                 Access::Point(v) | Access::Index(_, v) => v.iter().for_each(&mut each),
             }
+        }
+        for s in &self.from {
+            s.on.iter().for_each(&mut each);
         }
         self.filter.iter().for_each(&mut each);
         self.group_by.iter().for_each(&mut each);

@@ -368,7 +368,7 @@ impl Rewriter<'_> {
                 self.expr(x, row, vars);
                 list.iter_mut().for_each(|i| self.expr(i, row, vars));
             }
-            Expr::InQuery(x, _, _) => self.expr(x, row, vars),
+            Expr::InQuery(x, _, _) | Expr::Quantified(_, x, _, _) => self.expr(x, row, vars),
             Expr::Case { operand, whens, otherwise } => {
                 if let Some(o) = operand {
                     self.expr(o, row, vars);
@@ -385,7 +385,11 @@ impl Rewriter<'_> {
             _ => {}
         }
         // Subqueries: their own rows (correlated reads of this row stay interpreted).
-        if let Expr::InQuery(_, q, _) | Expr::Exists(q, _) | Expr::Subquery(q) = e {
+        if let Expr::InQuery(_, q, _)
+        | Expr::Quantified(_, _, q, _)
+        | Expr::Exists(q, _)
+        | Expr::Subquery(q) = e
+        {
             let tables = self.compiler.tables.clone();
             self.select(q, &tables, vars);
         }
@@ -410,6 +414,9 @@ impl Rewriter<'_> {
             if let Access::Point(keys) | Access::Index(_, keys) = &mut s.access {
                 keys.iter_mut().for_each(|k| self.expr(k, row, vars));
             }
+        }
+        if let Some(Access::Point(keys) | Access::Index(_, keys)) = &mut q.ordered_access {
+            keys.iter_mut().for_each(|k| self.expr(k, row, vars));
         }
         if let Some(f) = &mut q.filter {
             self.expr(f, row, vars);
