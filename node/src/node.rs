@@ -295,7 +295,7 @@ impl RunningNode {
             timestamp_ms: 0,
             producer: key.as_ref().map_or(aergo_primitives::types::Address([0; 20]), Keypair::address),
             staking: chain.genesis().consensus.staking(),
-            sql_ordered_scans_height: chain.genesis().consensus.sql_ordered_scans_height,
+            sql_ordered_scans_height: chain.genesis().consensus.sql_ordered_scans_height.unwrap_or(u64::MAX),
         };
         let admission = Admission::start(
             config.admission.threads.unwrap_or_else(default_admission_threads),

@@ -762,7 +762,7 @@ fn exec(opts: ExecOpts) -> anyhow::Result<()> {
         timestamp_ms: 1_000_000,
         producer: bp.address(),
         staking: genesis.consensus.staking(),
-        sql_ordered_scans_height: genesis.consensus.sql_ordered_scans_height,
+        sql_ordered_scans_height: genesis.consensus.sql_ordered_scans_height.unwrap_or(u64::MAX),
     };
     let cores = aergo_exec::affinity::available_cores();
     let threads = threads.unwrap_or(cores.len());

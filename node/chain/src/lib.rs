@@ -340,7 +340,7 @@ impl Chain {
             timestamp_ms,
             producer,
             staking: self.genesis.consensus.staking(),
-            sql_ordered_scans_height: self.genesis.consensus.sql_ordered_scans_height,
+            sql_ordered_scans_height: self.genesis.consensus.sql_ordered_scans_height.unwrap_or(u64::MAX),
         }
     }
 
@@ -632,7 +632,7 @@ impl Verifier<'_> {
             timestamp_ms: h.timestamp_ms,
             producer: h.producer.address(),
             staking: self.genesis.consensus.staking(),
-            sql_ordered_scans_height: self.genesis.consensus.sql_ordered_scans_height,
+            sql_ordered_scans_height: self.genesis.consensus.sql_ordered_scans_height.unwrap_or(u64::MAX),
         };
         let out = self.executor.execute(view, &ctx, block.transactions.clone(), Mode::Verify)?;
         if Receipt::compute_root(&out.receipts) != h.receipts_root {

@@ -67,12 +67,13 @@ pub struct ConsensusParams {
     /// gas; see docs/aergosql.md). A genesis file without the setting (a chain made before them)
     /// never switches, so that every node replays its blocks with the gas they were made with; a
     /// new genesis has 0. Read-only queries use the new rules at every height.
-    #[serde(default = "never")]
-    pub sql_ordered_scans_height: u64,
+    #[serde(default = "never", skip_serializing_if = "Option::is_none")]
+    pub sql_ordered_scans_height: Option<u64>,
 }
 
-fn never() -> u64 {
-    u64::MAX
+/// A switch that never flips (TOML integers stop at i64::MAX: absent rather than a huge height).
+fn never() -> Option<u64> {
+    None
 }
 
 impl Default for ConsensusParams {
@@ -84,7 +85,7 @@ impl Default for ConsensusParams {
             epoch_blocks: 100,
             unstake_lock_blocks: 100,
             max_votes: 0,
-            sql_ordered_scans_height: 0,
+            sql_ordered_scans_height: Some(0),
         }
     }
 }
@@ -226,12 +227,15 @@ mod tests {
         let g = sample();
         assert!(g.to_toml().contains("sql_ordered_scans_height = 0"));
         let old = g.to_toml().replace("sql_ordered_scans_height = 0\n", "");
-        assert_eq!(Genesis::parse(&old).unwrap().consensus.sql_ordered_scans_height, u64::MAX);
+        let parsed = Genesis::parse(&old).unwrap();
+        assert_eq!(parsed.consensus.sql_ordered_scans_height, None);
+        // Written back (as `init` does), it stays without the switch.
+        assert_eq!(Genesis::parse(&parsed.to_toml()).unwrap(), parsed);
         let start = old.find("[consensus]").unwrap();
         let end = start + old[start..].find("\n\n").unwrap();
         let bare = format!("{}{}", &old[..start], &old[end..]);
         assert!(!bare.contains("[consensus]"), "{bare}");
-        assert_eq!(Genesis::parse(&bare).unwrap().consensus.sql_ordered_scans_height, u64::MAX);
+        assert_eq!(Genesis::parse(&bare).unwrap().consensus.sql_ordered_scans_height, None);
     }
 
     #[test]
