@@ -1221,6 +1221,7 @@ impl<'l> Checker<'l> {
             compound: Some(Box::new(Compound { first, rest })),
             sorted: false,
             ordered_access: None,
+            needed: Vec::new(),
             from: Vec::new(),
             width,
             filter: None,
@@ -1492,10 +1493,11 @@ impl<'l> Checker<'l> {
         } else {
             (false, None)
         };
-        Ok(Select {
+        let mut q = Select {
             compound: None,
             sorted,
             ordered_access,
+            needed: Vec::new(),
             from: sources,
             width,
             filter,
@@ -1509,7 +1511,9 @@ impl<'l> Checker<'l> {
             order_by,
             limit,
             offset,
-        })
+        };
+        q.needed = q.read_slots();
+        Ok(q)
     }
 
     fn resolve(

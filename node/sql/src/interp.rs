@@ -14,7 +14,7 @@ use super::ir::{
 use super::jit::{BodyOutcome, HostStep, Input, JitBody, JitExpr, Outcome};
 use super::store::contract_prefix;
 use super::value::{
-    arith, compare, decode_row, decode_row_into, encode_key, encode_key_dir, encode_row, key_part_len,
+    arith, compare, decode_row, decode_row_into_masked, encode_key, encode_key_dir, encode_row, key_part_len,
     sort_cmp, Decimal, Type, Value,
 };
 use super::{Limits, SqlError};
@@ -790,7 +790,7 @@ impl<'a, H: Host> Engine<'a, H> {
                     for e in 0..chunk.len() {
                         let value = chunk.value(e);
                         self.gas.charge(gas::ROW_READ + value.len() as u64 / gas::READ_BYTES_PER_GAS)?;
-                        decode_row_into(value, &mut row[range.clone()])?;
+                        decode_row_into_masked(value, &mut row[range.clone()], q.needed.get(range.clone()))?;
                         visit(self, row)?;
                         if self.halt {
                             return Ok(());
@@ -1701,6 +1701,25 @@ impl Acc {
             return Ok(());
         }
         self.count += 1;
+        // Integers (most sums and extremes): in place, without moving values around.
+        if let (Some(Value::Int(x)), Value::Int(y)) = (&mut self.value, &v) {
+            match func {
+                AggFunc::Sum => {
+                    *x =
+                        x.checked_add(*y).ok_or_else(|| SqlError::Runtime("integer overflow in +".into()))?;
+                    return Ok(());
+                }
+                AggFunc::Min => {
+                    *x = (*x).min(*y);
+                    return Ok(());
+                }
+                AggFunc::Max => {
+                    *x = (*x).max(*y);
+                    return Ok(());
+                }
+                AggFunc::Count | AggFunc::Avg => {}
+            }
+        }
         if func == AggFunc::Avg {
             let d = match &v {
                 Value::Int(i) => Decimal { units: *i as i128, scale: 0 },

@@ -225,6 +225,8 @@ pub struct Select {
     /// stops the loop early. Under the earlier rules both are ignored.
     pub sorted: bool,
     pub ordered_access: Option<Access>,
+    /// Per slot of the joined row: whether the query reads it (the others are not decoded).
+    pub needed: Vec<bool>,
     pub limit: Option<Expr>,
     pub offset: Option<Expr>,
 }
@@ -384,6 +386,22 @@ impl Expr {
 }
 
 impl Select {
+    /// Which slots of this query's joined row it reads, in itself or in a subquery (a column
+    /// `up` levels out of a subquery `up` deep).
+    pub fn read_slots(&self) -> Vec<bool> {
+        let mut m = vec![false; self.width];
+        self.walk(0, &mut |e, depth| {
+            if let Expr::Col { up, slot } = e {
+                if *up == depth {
+                    if let Some(x) = m.get_mut(*slot) {
+                        *x = true;
+                    }
+                }
+            }
+        });
+        m
+    }
+
     /// Every query in this one: itself, the arms of compounds and every subquery, at any depth.
     pub fn each_query(&self, f: &mut dyn FnMut(&Select)) {
         fn go(q: &Select, f: &mut dyn FnMut(&Select)) {

@@ -468,6 +468,61 @@ pub fn decode_row_into(bytes: &[u8], out: &mut [Value]) -> Result<(), ValueError
     Ok(())
 }
 
+/// [`decode_row_into`] of the columns `needed` marks (all when `None`); the others are skipped
+/// without being built (no text or bytes copied) and their slots keep what they held. A query
+/// decodes only the columns it reads.
+pub fn decode_row_into_masked(
+    bytes: &[u8],
+    out: &mut [Value],
+    needed: Option<&[bool]>,
+) -> Result<(), ValueError> {
+    let Some(needed) = needed.filter(|n| n.len() == out.len() && n.iter().any(|x| !x)) else {
+        return decode_row_into(bytes, out);
+    };
+    let bad = |why: String| ValueError::Undecodable(format!("undecodable row: {why}"));
+    let mut r = bytes;
+    let n = u32::deserialize_reader(&mut r).map_err(|e| bad(e.to_string()))? as usize;
+    if n != out.len() {
+        return Err(bad(format!("{n} values for {} columns", out.len())));
+    }
+    for (slot, need) in out.iter_mut().zip(needed) {
+        if *need {
+            match r.first() {
+                Some(1) if r.len() >= 9 => {
+                    let mut le = [0u8; 8];
+                    le.copy_from_slice(&r[1..9]);
+                    *slot = Value::Int(i64::from_le_bytes(le));
+                    r = &r[9..];
+                }
+                _ => *slot = Value::deserialize_reader(&mut r).map_err(|e| bad(e.to_string()))?,
+            }
+            continue;
+        }
+        // The borsh form: a variant byte, then Int 8, Text/Bytes a u32 length and the bytes, Bool 1,
+        // Decimal 16 + 1.
+        let len = |r: &[u8]| -> Option<usize> {
+            let l = u32::from_le_bytes(r.get(1..5)?.try_into().ok()?) as usize;
+            Some(5 + l)
+        };
+        let size = match r.first() {
+            Some(0) => Some(1),
+            Some(1) => Some(9),
+            Some(2 | 4) => len(r),
+            Some(3) => Some(2),
+            Some(5) => Some(18),
+            _ => None,
+        };
+        match size {
+            Some(s) if s <= r.len() => r = &r[s..],
+            _ => return Err(bad("a value runs past the row".into())),
+        }
+    }
+    if !r.is_empty() {
+        return Err(bad("trailing bytes".into()));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -491,7 +546,14 @@ mod tests {
             let mut out = vec![Value::Text("stale".into()); row.len()];
             decode_row_into(&bytes, &mut out).unwrap();
             prop_assert_eq!(&out, &row);
-            prop_assert_eq!(decode_row(&bytes).unwrap(), row);
+            prop_assert_eq!(decode_row(&bytes).unwrap(), row.clone());
+            // Only some columns: those decoded, the others left as they were.
+            let needed: Vec<bool> = (0..row.len()).map(|i| i % 2 == 0).collect();
+            let mut part = vec![Value::Text("kept".into()); row.len()];
+            decode_row_into_masked(&bytes, &mut part, Some(&needed)).unwrap();
+            for (i, v) in part.iter().enumerate() {
+                prop_assert_eq!(v, if needed[i] { &row[i] } else { &Value::Text("kept".into()) });
+            }
             // Cut short anywhere: an error, never a panic.
             for cut in 0..bytes.len() {
                 prop_assert!(decode_row_into(&bytes[..cut], &mut out).is_err());
