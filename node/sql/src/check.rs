@@ -1180,17 +1180,8 @@ impl<'l> Checker<'l> {
         }
         let columns = first.columns.clone();
         let mut order_by = Vec::new();
-        if let Some(ob) = &q.order_by {
-            let ast::OrderByKind::Expressions(list) = &ob.kind else {
-                return Err(unsupported(at, "ORDER BY ALL"));
-            };
-            for o in list {
-                if o.with_fill.is_some() || o.options.nulls_first.is_some() {
-                    return Err(unsupported(
-                        loc(&o.expr, at),
-                        "NULLS FIRST/LAST and WITH FILL (NULLs sort first)",
-                    ));
-                }
+        {
+            for o in order_items(q, at)? {
                 let key = match &o.expr {
                     ast::Expr::Value(ast::ValueWithSpan { value: ast::Value::Number(n, _), .. }) => {
                         match n.parse::<usize>() {
@@ -1407,20 +1398,8 @@ impl<'l> Checker<'l> {
             None => None,
         };
         let mut order_by = Vec::new();
-        if let Some(ob) = &q.order_by {
-            if ob.interpolate.is_some() {
-                return Err(unsupported(at, "INTERPOLATE"));
-            }
-            let ast::OrderByKind::Expressions(list) = &ob.kind else {
-                return Err(unsupported(at, "ORDER BY ALL"));
-            };
-            for o in list {
-                if o.with_fill.is_some() || o.options.nulls_first.is_some() {
-                    return Err(unsupported(
-                        loc(&o.expr, at),
-                        "NULLS FIRST/LAST and WITH FILL (NULLs sort first)",
-                    ));
-                }
+        {
+            for o in order_items(q, at)? {
                 let desc = o.options.sort == Some(ast::OrderBySort::Desc);
                 let key = match &o.expr {
                     ast::Expr::Value(ast::ValueWithSpan { value: ast::Value::Number(n, _), .. }) => {
@@ -1893,6 +1872,21 @@ impl<'l> Checker<'l> {
         }
         Ok(Expr::Func(builtin, out))
     }
+}
+
+/// A query's ORDER BY items, the forms AergoSQL refuses refused (NULLs always sort first).
+fn order_items(q: &ast::Query, at: Location) -> Result<&[ast::OrderByExpr], SqlError> {
+    let Some(ob) = &q.order_by else { return Ok(&[]) };
+    if ob.interpolate.is_some() {
+        return Err(unsupported(at, "INTERPOLATE"));
+    }
+    let ast::OrderByKind::Expressions(list) = &ob.kind else {
+        return Err(unsupported(at, "ORDER BY ALL"));
+    };
+    if let Some(o) = list.iter().find(|o| o.with_fill.is_some() || o.options.nulls_first.is_some()) {
+        return Err(unsupported(loc(&o.expr, at), "NULLS FIRST/LAST and WITH FILL (NULLs sort first)"));
+    }
+    Ok(list)
 }
 
 fn fmt_range(r: &std::ops::RangeInclusive<usize>) -> String {
