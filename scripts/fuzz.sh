@@ -22,13 +22,13 @@ if ! rustup toolchain list 2>/dev/null | grep -q nightly; then
 fi
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 export CARGO_TARGET_DIR="$HOME/.cache/aergo-os/fuzz-target"
-# Each target starts from the seeds kept in the repo (the example contracts for `sql`) plus what
+# Each target starts from the seeds kept in the repo (for `sql` the example contracts too) plus what
 # earlier runs on this machine found (fuzz/corpus/, not tracked).
 for target in sql decode rpc_params p2p; do
   corpus="fuzz/corpus/$target"
   mkdir -p "$corpus"
   if [ "$target" = sql ]; then
-    cp examples/contracts/*.sql "$corpus/"
+    cp examples/contracts/*.sql fuzz/seeds/sql/*.sql "$corpus/"
   else
     cp "fuzz/seeds/$target/"* "$corpus/"
   fi

@@ -774,7 +774,15 @@ fn fleet_body(env: &Env, s: &Setup) -> anyhow::Result<()> {
             })
             .then_some(())
     })
-    .map_err(|e| anyhow::anyhow!("{e}\n{}", logs(&boxes)))?;
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "{e}\nbox 2's producer check: {:?}\n{}\nbox 2's node log:\n{}\n{}",
+            b2.health_reason("producer"),
+            chain_infos(&urls),
+            b2.vm.ssh("tail -n 60 /var/log/aergo/node.log").unwrap_or_else(|e| e.to_string()),
+            logs(&boxes)
+        )
+    })?;
 
     // Box 3 leaves (this machine runs three boxes at a time): box 1, box 2 and the process keep
     // finality. A fourth box joins as a second box for box 2's producer key, with an empty disk.

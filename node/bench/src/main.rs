@@ -151,6 +151,9 @@ enum Bench {
         orders: usize,
         #[arg(long, default_value_t = 3)]
         rounds: usize,
+        /// Run one workload only: token, rows (reading rows alone), scan, shop (join and compound).
+        #[arg(long)]
+        only: Option<String>,
     },
     /// Block production, `send_tx` and point queries with and without a flood of expensive joins
     /// through the `query` RPC, on a release node.
@@ -1036,8 +1039,8 @@ async fn main() -> anyhow::Result<()> {
         Bench::Snapshot { accounts, heights, txs, dir } => {
             snapshot::run(snapshot::SnapshotOpts { accounts, heights, txs, dir })
         }
-        Bench::Sql { holders, calls, blocks, rows, orders, rounds } => {
-            sql::run(sql::SqlOpts { holders, calls, blocks, rows, orders, rounds })
+        Bench::Sql { holders, calls, blocks, rows, orders, rounds, only } => {
+            sql::run(sql::SqlOpts { holders, calls, blocks, rows, orders, rounds, only })
         }
         Bench::QueryFlood { clients, secs, rows, unguarded, dir } => {
             let tmp = scratch(dir)?;

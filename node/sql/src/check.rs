@@ -495,6 +495,12 @@ impl<'l> Checker<'l> {
             vars.push((pn, data_type(&a.data_type, iloc(n, at))?));
         }
         let params = vars.clone();
+        let columns = match &f.return_type {
+            Some(FunctionReturnType::DataType(DataType::Table(Some(cols)))) => {
+                cols.iter().map(|c| name_of(&c.name)).collect()
+            }
+            _ => Vec::new(),
+        };
         let returns = match &f.return_type {
             None => Returns::Void,
             Some(FunctionReturnType::SetOf(_)) => Returns::Rows,
@@ -563,6 +569,7 @@ impl<'l> Checker<'l> {
             name,
             params,
             returns,
+            columns,
             vars: vars.into_iter().map(|(_, t)| t).collect(),
             body,
             jit: None,

@@ -300,7 +300,11 @@ impl<'a, H: Host> Engine<'a, H> {
             Body::Query(q) => {
                 let rows = self.select(q, &EMPTY, &vars)?;
                 match &f.returns {
-                    Returns::Rows => Ok(QueryResult { columns: q.columns.clone(), rows }),
+                    Returns::Rows => {
+                        let declared = f.columns.len() == q.columns.len();
+                        let columns = if declared { f.columns.clone() } else { q.columns.clone() };
+                        Ok(QueryResult { columns, rows })
+                    }
                     Returns::Scalar(ty) => {
                         let v =
                             rows.into_iter().next().and_then(|r| r.into_iter().next()).unwrap_or(Value::Null);
@@ -927,11 +931,20 @@ impl<'a, H: Host> Engine<'a, H> {
                     }
                 };
                 for (ai, a) in q.aggregates.iter().enumerate() {
-                    let v = match &a.arg {
-                        Some(e) => Some(this.eval(e, &env, vars)?),
-                        None => None,
-                    };
-                    groups[gi].2[ai].add(a.func, a.distinct, v)?;
+                    let acc = &mut groups[gi].2[ai];
+                    match &a.arg {
+                        // A column of this query's row (most aggregates): read in place, for
+                        // the gas of evaluating it.
+                        Some(Expr::Col { up: 0, slot }) => match row.get(*slot) {
+                            Some(v) => {
+                                this.gas.charge(gas::NODE)?;
+                                acc.add_ref(a.func, a.distinct, v)?
+                            }
+                            None => return Err(SqlError::Runtime("column out of range".into())),
+                        },
+                        Some(e) => acc.add(a.func, a.distinct, Some(this.eval(e, &env, vars)?))?,
+                        None => acc.count += 1, // COUNT(*)
+                    }
                 }
                 Ok(())
             })?;
@@ -1689,6 +1702,37 @@ fn avg_overflow() -> SqlError {
 }
 
 impl Acc {
+    /// [`Acc::add`] of a value read in place: integers and counts without a copy.
+    fn add_ref(&mut self, func: AggFunc, distinct: bool, v: &Value) -> Result<(), SqlError> {
+        if !distinct {
+            match (func, &mut self.value, v) {
+                (_, _, Value::Null) => return Ok(()),
+                (AggFunc::Count, _, _) => {
+                    self.count += 1;
+                    return Ok(());
+                }
+                (AggFunc::Sum, Some(Value::Int(x)), Value::Int(y)) => {
+                    *x =
+                        x.checked_add(*y).ok_or_else(|| SqlError::Runtime("integer overflow in +".into()))?;
+                    self.count += 1;
+                    return Ok(());
+                }
+                (AggFunc::Min, Some(Value::Int(x)), Value::Int(y)) => {
+                    *x = (*x).min(*y);
+                    self.count += 1;
+                    return Ok(());
+                }
+                (AggFunc::Max, Some(Value::Int(x)), Value::Int(y)) => {
+                    *x = (*x).max(*y);
+                    self.count += 1;
+                    return Ok(());
+                }
+                _ => {}
+            }
+        }
+        self.add(func, distinct, Some(v.clone()))
+    }
+
     fn add(&mut self, func: AggFunc, distinct: bool, v: Option<Value>) -> Result<(), SqlError> {
         let Some(v) = v else {
             self.count += 1; // COUNT(*)

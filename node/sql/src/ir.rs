@@ -59,6 +59,10 @@ pub struct Function {
     pub name: String,
     pub params: Vec<(String, Type)>,
     pub returns: Returns,
+    /// `RETURNS TABLE (name type, …)`: the declared names of the result's columns (empty when
+    /// none are declared). They name a result whose query gives as many columns; the types are
+    /// not enforced (a contract's calls must run as they always did).
+    pub columns: Vec<String>,
     /// The frame's types: parameters first, then declared variables.
     pub vars: Vec<Type>,
     pub body: Body,

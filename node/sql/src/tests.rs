@@ -109,6 +109,8 @@ fn unsupported_sql_is_refused_with_its_position() {
 pub const REGISTRY: &str = include_str!("../../../examples/contracts/registry.sql");
 pub const VOTING: &str = include_str!("../../../examples/contracts/voting.sql");
 pub const GUESTBOOK: &str = include_str!("../../../examples/contracts/guestbook.sql");
+/// The fuzz seed with the language's less common parts (compounds, CROSS JOIN, ANY/ALL, …).
+const LANGUAGE_SEED: &str = include_str!("../../../fuzz/seeds/sql/language.sql");
 
 fn t(s: &str) -> Value {
     Value::Text(s.into())
@@ -236,7 +238,12 @@ fn mutated_scripts_never_panic_or_hang() {
         "IF 1 = 1 THEN\n".repeat(60),
         "END IF;\n".repeat(60)
     );
-    let seeds = [TOKEN, REGISTRY, VOTING, GUESTBOOK, deep.as_str(), wide.as_str(), ifs.as_str()];
+    let seeds =
+        [TOKEN, REGISTRY, VOTING, GUESTBOOK, LANGUAGE_SEED, deep.as_str(), wide.as_str(), ifs.as_str()];
+    // A seed that no longer compiles would fuzz only the parser.
+    for seed in [TOKEN, REGISTRY, VOTING, GUESTBOOK, LANGUAGE_SEED] {
+        compile(seed).unwrap_or_else(|e| panic!("a fuzz seed does not compile: {e}\n{seed}"));
+    }
     let tokens = [
         "SELECT",
         "FROM",
@@ -284,6 +291,17 @@ fn mutated_scripts_never_panic_or_hang() {
         "CHECK",
         "DECIMAL(38, 38)",
         "COUNT(*)",
+        "avg(",
+        "UNION",
+        "UNION ALL",
+        "INTERSECT",
+        "EXCEPT",
+        "CROSS JOIN",
+        "ANY",
+        "ALL",
+        "DESC",
+        "ASC",
+        "rowid",
         "sender()",
         "transfer_native",
     ];
@@ -743,4 +761,76 @@ fn guestbook_example() {
     // Inserting into a table without a primary key takes its next rowid: the whole table.
     let access = compiled.function_access("sign").unwrap();
     assert!(access::function_is_heavy(access));
+}
+
+/// The language fuzz seed runs: deployed, every function answers on both engines (so that the
+/// fuzzer starts from working compounds, joins and quantified comparisons, not only from errors).
+#[test]
+fn the_language_fuzz_seed_runs_on_both_engines() {
+    use super::gas::Gas;
+    use super::interp::{CallCtx, Engine};
+    let checked = compile(LANGUAGE_SEED).unwrap();
+    let compiled = Compiled::new(checked.contract);
+    let addr = Address([3; 20]);
+    let ctx = CallCtx { sender: "seed".into(), ..CallCtx::default() };
+    let mut answers = Vec::new();
+    for kind in [EngineKind::Interpreter, EngineKind::Jit] {
+        let contract = compiled.engine(kind);
+        let mut host = MemHost::default();
+        Engine::new(contract, &addr, &mut host, &ctx, Gas::new(1_000_000))
+            .construct(&checked.constructor)
+            .unwrap();
+        let mut got = Vec::new();
+        for f in &contract.functions {
+            let args = vec![Value::Int(1); f.params.len()];
+            let mut buf = Buffered::new(&mut host);
+            let r = Engine::new(contract, &addr, &mut buf, &ctx, Gas::new(1_000_000))
+                .call(&f.name, args)
+                .unwrap_or_else(|e| panic!("{}(1): {e}", f.name));
+            buf.commit().unwrap();
+            got.push(format!("{}: {r:?}", f.name));
+        }
+        answers.push(got);
+    }
+    assert_eq!(answers[0], answers[1]);
+    let (i, n, t) = (Value::Int, Value::Null, Value::Bool(true));
+    let dec = |units| Value::Dec(value::Decimal { units, scale: 6 });
+    let expect = [
+        "add: QueryResult { columns: [\"add\"], rows: [[Int(2)]] }".to_string(),
+        // {1, 3} ∪ {1, 3} − {1} = {3}, and the rowids 1..5 (add made the fifth), DESC, OFFSET 1.
+        format!("sets: {:?}", rows(&["v"], vec![vec![i(4)], vec![i(3)], vec![i(3)], vec![i(2)], vec![i(1)]])),
+        format!("common: {:?}", rows(&["v"], vec![vec![i(3)]])),
+        format!(
+            "pairs: {:?}",
+            rows(
+                &["x", "z"],
+                (1..=3).flat_map(|x| [vec![i(x), i(3)], vec![i(x), i(3)], vec![i(x), n.clone()]]).collect()
+            )
+        ),
+        // x > ALL (empty) is true; 2 = ANY (1, NULL, 3, 3, 1) is NULL; NOT IN (10, 30) is true.
+        format!(
+            "quantified: {:?}",
+            rows(
+                &["x", "hi", "lo", "n"],
+                vec![
+                    vec![i(1), t.clone(), t.clone(), t.clone()],
+                    vec![i(2), t.clone(), n.clone(), t.clone()],
+                    vec![i(3), t.clone(), t.clone(), t.clone()],
+                ]
+            )
+        ),
+        // avg skips the NULL w of z = 3; NULL sorts last under DESC.
+        format!(
+            "averages: {:?}",
+            rows(
+                &["z", "m", "n"],
+                vec![vec![i(3), dec(750_000), i(1)], vec![n.clone(), dec(2_250_000), i(1)]]
+            )
+        ),
+    ];
+    assert_eq!(answers[0], expect);
+}
+
+fn rows(columns: &[&str], rows: Vec<Vec<Value>>) -> super::interp::QueryResult {
+    super::interp::QueryResult { columns: columns.iter().map(|c| c.to_string()).collect(), rows }
 }
