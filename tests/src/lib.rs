@@ -117,6 +117,17 @@ pub fn cli_json(rpc: &str, args: &[&str]) -> anyhow::Result<serde_json::Value> {
         .with_context(|| format!("aergo {args:?} printed no JSON: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
+/// `aergo --json ARGS` whatever its exit: the exit code and the parsed output (stderr as a JSON
+/// string when it printed no JSON).
+pub fn cli_code_json(rpc: &str, args: &[&str]) -> anyhow::Result<(i32, serde_json::Value)> {
+    let out = Command::new(binary("aergo")).arg("--rpc").arg(rpc).arg("--json").args(args).output()?;
+    let code = out.status.code().unwrap_or(-1);
+    match serde_json::from_slice(&out.stdout) {
+        Ok(v) => Ok((code, v)),
+        Err(_) => Ok((code, serde_json::Value::String(String::from_utf8_lossy(&out.stderr).into_owned()))),
+    }
+}
+
 /// Runs `aergo-node` to completion with `args`; returns (success, stdout, stderr).
 pub fn node_command(args: &[&str]) -> anyhow::Result<(bool, String, String)> {
     let out = Command::new(binary("aergo-node")).args(args).env("NO_COLOR", "1").output()?;

@@ -1,7 +1,7 @@
 //! AergoSQL contracts through the real node and the `aergo` CLI: each example is deployed, called,
 //! made to fail (the failed call changes nothing and the CLI exits 2), and read at an earlier height.
 
-use aergo_tests::{binary, cli_json, wait_for, workspace, NodeProcess};
+use aergo_tests::{binary, cli_code_json as cli, cli_json, wait_for, workspace, NodeProcess};
 use anyhow::Context;
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -10,16 +10,6 @@ use std::time::Duration;
 
 fn example(name: &str) -> PathBuf {
     workspace().join("examples/contracts").join(name)
-}
-
-/// `aergo --json ARGS`: exit code and parsed output (stderr when it printed no JSON).
-fn cli(rpc: &str, args: &[&str]) -> anyhow::Result<(i32, Value)> {
-    let out = Command::new(binary("aergo")).arg("--rpc").arg(rpc).arg("--json").args(args).output()?;
-    let code = out.status.code().unwrap_or(-1);
-    match serde_json::from_slice(&out.stdout) {
-        Ok(v) => Ok((code, v)),
-        Err(_) => Ok((code, Value::String(String::from_utf8_lossy(&out.stderr).into_owned()))),
-    }
 }
 
 struct Dev {

@@ -321,6 +321,37 @@ pub struct StakeView {
     pub votes: Vec<Address>,
 }
 
+/// A branch's record (`docs/branches.md`), as `main`'s state at the head holds it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BranchView {
+    pub name: String,
+    /// The branch it was made on.
+    pub parent: String,
+    /// Its base: this height of the parent, whose block is `base_hash`.
+    pub base_height: u64,
+    pub base_hash: Option<Hash>,
+    pub producers: Vec<Address>,
+    pub creator: Address,
+    /// The parent's height of the block holding the `create_branch` transaction.
+    pub created_at: u64,
+    /// Who besides the creator may merge it.
+    pub mergers: Vec<Address>,
+    /// Whether the block holding the record is final (from then on nodes use the branch).
+    pub final_record: bool,
+}
+
+/// A tag: an immutable name for a block of a branch.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TagView {
+    pub name: String,
+    pub branch: String,
+    pub height: u64,
+    pub hash: Option<Hash>,
+    pub creator: Address,
+    /// The branch's height of the block holding the `create_tag` transaction.
+    pub created_at: u64,
+}
+
 /// One pipeline stage's counters.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct StageMetrics {
@@ -482,6 +513,22 @@ pub trait AergoApi {
     /// An account's stake and the candidates it votes for.
     #[method(name = "get_stake")]
     async fn get_stake(&self, address: String) -> RpcResult<StakeView>;
+
+    /// The branches made on `main`, in the order made (`docs/branches.md`).
+    #[method(name = "get_branches")]
+    async fn get_branches(&self) -> RpcResult<Vec<BranchView>>;
+
+    /// One branch's record; an unknown name is invalid params.
+    #[method(name = "get_branch")]
+    async fn get_branch(&self, name: String) -> RpcResult<BranchView>;
+
+    /// The tags made on `main`, in the order made.
+    #[method(name = "get_tags")]
+    async fn get_tags(&self) -> RpcResult<Vec<TagView>>;
+
+    /// One tag; an unknown name is invalid params.
+    #[method(name = "get_tag")]
+    async fn get_tag(&self, name: String) -> RpcResult<TagView>;
 
     /// New blocks as they are committed (WebSocket only).
     #[subscription(name = "subscribe_blocks", unsubscribe = "unsubscribe_blocks", item = BlockView)]

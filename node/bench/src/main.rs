@@ -32,6 +32,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+mod branch;
 mod flood;
 mod import;
 mod net;
@@ -199,6 +200,22 @@ enum Bench {
         /// Transfers per block.
         #[arg(long, default_value_t = 20)]
         txs: usize,
+        /// Directory for the data (default: a temp dir under /var/tmp, on disk).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Branches: creation time over states of several sizes, and reads through a branch vs main.
+    Branch {
+        /// State sizes (accounts on main).
+        #[arg(long, value_delimiter = ',', default_value = "10000,1000000")]
+        accounts: Vec<usize>,
+        /// Branch blocks, each changing 1 % of the accounts.
+        #[arg(long, default_value_t = 10)]
+        blocks: usize,
+        #[arg(long, default_value_t = 200_000)]
+        reads: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
         /// Directory for the data (default: a temp dir under /var/tmp, on disk).
         #[arg(long)]
         dir: Option<PathBuf>,
@@ -1035,6 +1052,9 @@ async fn main() -> anyhow::Result<()> {
         Bench::Verify { txs, batches, rounds } => verify(txs, &batches, rounds),
         Bench::Import { accounts, blocks, txs, rounds, dir } => {
             import::run(import::ImportOpts { accounts, blocks, txs, rounds, dir })
+        }
+        Bench::Branch { accounts, blocks, reads, rounds, dir } => {
+            branch::run(branch::BranchOpts { accounts, blocks, reads, rounds, dir })
         }
         Bench::Snapshot { accounts, heights, txs, dir } => {
             snapshot::run(snapshot::SnapshotOpts { accounts, heights, txs, dir })

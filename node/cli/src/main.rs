@@ -69,6 +69,12 @@ enum Command {
     /// Block producers: register the key as a candidate, or list the set and the candidates.
     #[command(subcommand)]
     Bp(BpCmd),
+    /// Branches of the chain's data (docs/branches.md): list them, make one, show one.
+    #[command(subcommand)]
+    Branch(BranchCmd),
+    /// Tags: immutable names for blocks.
+    #[command(subcommand)]
+    Tag(TagCmd),
     /// AergoSQL contracts: deploy a script, call a function.
     #[command(subcommand)]
     Contract(ContractCmd),
@@ -182,6 +188,93 @@ enum BpCmd {
         #[arg(long)]
         height: Option<u64>,
     },
+}
+
+#[derive(Subcommand)]
+enum BranchCmd {
+    /// The branches made on main, in the order made.
+    List,
+    /// Make a branch at a final block: --from main (its last final block), main@HEIGHT, or a tag.
+    Create {
+        #[command(flatten)]
+        tx: TxArgs,
+        name: String,
+        #[arg(long, default_value = "main")]
+        from: String,
+        /// A producer's hex public key (repeat for several; default: the key signing this).
+        #[arg(long = "producer")]
+        producers: Vec<String>,
+        /// An account that may merge the branch besides its creator (repeatable).
+        #[arg(long = "merger")]
+        mergers: Vec<String>,
+    },
+    /// One branch's record.
+    Show { name: String },
+}
+
+#[derive(Subcommand)]
+enum TagCmd {
+    /// The tags made on main, in the order made.
+    List,
+    /// Name a final block for good: REF is main (its last final block), main@HEIGHT or a tag.
+    Create {
+        #[command(flatten)]
+        tx: TxArgs,
+        name: String,
+        #[arg(value_name = "REF")]
+        reference: String,
+    },
+}
+
+/// The (branch, height) a REF names: `main` (its last final block), `main@HEIGHT`, or a tag.
+async fn resolve_ref(c: &HttpClient, reference: &str) -> anyhow::Result<(String, u64)> {
+    use aergo_primitives::types::MAIN_BRANCH;
+    let (name, at) = match reference.split_once('@') {
+        Some((n, h)) => {
+            (n, Some(h.parse::<u64>().map_err(|_| anyhow::anyhow!("{reference}: {h:?} is not a height"))?))
+        }
+        None => (reference, None),
+    };
+    if name == MAIN_BRANCH {
+        let lib = c.chain_info().await?.lib_height;
+        return Ok((name.to_string(), at.unwrap_or(lib)));
+    }
+    if at.is_some() || c.get_branch(name.to_string()).await.is_ok() {
+        bail!("{reference}: only main's blocks can be named yet (branches do not produce blocks yet)");
+    }
+    match c.get_tag(name.to_string()).await {
+        Ok(t) => Ok((t.branch, t.height)),
+        Err(_) => bail!("{reference} is neither main, main@HEIGHT nor a tag (see `aergo tag list`)"),
+    }
+}
+
+fn branch_text(b: &aergo_api::BranchView) -> String {
+    let base = b.base_hash.map(|h| format!(" ({h})")).unwrap_or_default();
+    let mut s = format!(
+        "branch {}
+  from {}@{}{base}
+  created by {} at {}@{}{}",
+        b.name,
+        b.parent,
+        b.base_height,
+        b.creator,
+        b.parent,
+        b.created_at,
+        if b.final_record { "" } else { " (not final yet)" }
+    );
+    b.producers.iter().for_each(|p| {
+        s.push_str(&format!(
+            "
+  producer {p}"
+        ))
+    });
+    b.mergers.iter().for_each(|m| {
+        s.push_str(&format!(
+            "
+  merger {m}"
+        ))
+    });
+    s
 }
 
 #[derive(Subcommand)]
@@ -512,6 +605,62 @@ async fn main() -> anyhow::Result<()> {
         Command::Bp(BpCmd::Register { tx, p2p }) => {
             p2p.parse::<multiaddr::Multiaddr>().map_err(|e| anyhow::anyhow!("--p2p {p2p:?}: {e}"))?;
             submit(&cli.rpc, json, &tx, None, 0, Payload::RegisterBp { p2p_address: p2p }).await?;
+        }
+        Command::Branch(BranchCmd::List) => {
+            let v = client(&cli.rpc)?.get_branches().await?;
+            print(json, &v, |v| {
+                if v.is_empty() {
+                    return "no branches: main only".to_string();
+                }
+                v.iter().map(branch_text).collect::<Vec<_>>().join("\n")
+            })?;
+        }
+        Command::Branch(BranchCmd::Show { name }) => {
+            let v = client(&cli.rpc)?.get_branch(name).await?;
+            print(json, &v, branch_text)?;
+        }
+        Command::Branch(BranchCmd::Create { tx, name, from, producers, mergers }) => {
+            let c = client(&cli.rpc)?;
+            let (on, base_height) = resolve_ref(&c, &from).await?;
+            if let Some(why) = aergo_primitives::refs::name_problem(&name, &on) {
+                bail!("{why}");
+            }
+            let producers = producers
+                .iter()
+                .map(|p| {
+                    let bytes: [u8; 32] = hex::decode(p)
+                        .ok()
+                        .and_then(|b| b.try_into().ok())
+                        .ok_or_else(|| anyhow::anyhow!("--producer {p}: a hex public key of 32 bytes"))?;
+                    Ok(aergo_primitives::types::PublicKey(bytes))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let mergers = mergers.iter().map(|m| Address::parse(m)).collect::<Result<Vec<_>, _>>()?;
+            let payload = Payload::CreateBranch { name, base_height, producers, mergers };
+            submit(&cli.rpc, json, &tx, None, 0, payload).await?;
+        }
+        Command::Tag(TagCmd::List) => {
+            let v = client(&cli.rpc)?.get_tags().await?;
+            print(json, &v, |v| {
+                if v.is_empty() {
+                    return "no tags".to_string();
+                }
+                v.iter()
+                    .map(|t| {
+                        let hash = t.hash.map(|h| format!(" ({h})")).unwrap_or_default();
+                        format!("{} → {}@{}{hash}", t.name, t.branch, t.height)
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })?;
+        }
+        Command::Tag(TagCmd::Create { tx, name, reference }) => {
+            let c = client(&cli.rpc)?;
+            let (on, height) = resolve_ref(&c, &reference).await?;
+            if let Some(why) = aergo_primitives::refs::name_problem(&name, &on) {
+                bail!("{why}");
+            }
+            submit(&cli.rpc, json, &tx, None, 0, Payload::CreateTag { name, height }).await?;
         }
         Command::Bp(BpCmd::List { height }) => {
             let v = client(&cli.rpc)?.producers(height).await?;

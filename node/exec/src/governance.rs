@@ -6,7 +6,8 @@
 //! - `cand/<public key>` → [`Candidate`]: p2p address and the stake voting for it;
 //! - `sys/candidates` → `Vec<PublicKey>`: every registered candidate, in registration order;
 //! - `sys/jailed` → `Vec<PublicKey>`: producers caught signing two blocks for one slot, never elected
-//!   again.
+//!   again;
+//! - the branch and tag records (`sys/branch/…`, `sys/tag/…`: [`super::branches`]).
 //!
 //! Every voter's whole stake counts for each candidate it lists (as in aergo). The votes of a
 //! candidate are kept up to date as stakes and votes change, so the election reads one record per
@@ -44,6 +45,7 @@ pub fn is_system_key(key: &[u8]) -> bool {
         || key.starts_with(b"cand/")
         || key == CANDIDATES_KEY
         || key == JAILED_KEY
+        || super::branches::is_ref_key(key)
 }
 
 pub fn stake_key(a: &Address) -> Vec<u8> {
@@ -84,6 +86,14 @@ pub enum GovernanceFailure {
     NotEvidence(EvidenceError),
     #[error("{0} was already reported")]
     AlreadyReported(Address),
+    #[error("{0}")]
+    RefName(String),
+    #[error("height {base} is not below this block's height {height}")]
+    BaseAhead { base: u64, height: u64 },
+    #[error("{count} {what}, at most {max}")]
+    TooMany { what: &'static str, count: usize, max: usize },
+    #[error("{kind} name {name:?} is taken by {taken:?}")]
+    RefTaken { kind: &'static str, name: String, taken: String },
 }
 
 impl GovernanceFailure {
@@ -101,6 +111,10 @@ impl GovernanceFailure {
             GovernanceFailure::P2pAddressInvalid(_) => "p2p_address_invalid",
             GovernanceFailure::NotEvidence(_) => "not_evidence",
             GovernanceFailure::AlreadyReported(_) => "already_reported",
+            GovernanceFailure::RefName(_) => "ref_name",
+            GovernanceFailure::BaseAhead { .. } => "base_ahead",
+            GovernanceFailure::TooMany { .. } => "too_many",
+            GovernanceFailure::RefTaken { .. } => "ref_taken",
         }
     }
 }
@@ -126,12 +140,17 @@ pub enum EvidenceError {
 #[derive(Clone, Copy, Debug)]
 pub struct Rules<'a> {
     pub chain_id: &'a str,
+    /// The branch the block is on.
+    pub branch: &'a str,
     pub height: u64,
     pub unstake_lock_blocks: u64,
     pub max_votes: usize,
 }
 
-fn read<T: BorshDeserialize, A: Accounts>(acc: &mut A, key: &[u8]) -> Result<Option<T>, ExecError> {
+pub(crate) fn read<T: BorshDeserialize, A: Accounts>(
+    acc: &mut A,
+    key: &[u8],
+) -> Result<Option<T>, ExecError> {
     match acc.get_raw(key)? {
         Some(bytes) => decode_record(key, &bytes).map(Some).map_err(|e| {
             ExecError::State(aergo_storage::StateError::Decode {
@@ -220,9 +239,33 @@ where
     pub fn votes(&mut self, a: &Address) -> Result<Vec<PublicKey>, RecordError> {
         Ok(self.get(&vote_key(a))?.unwrap_or_default())
     }
+
+    /// Every branch made on this branch, in the order made.
+    pub fn branches(&mut self) -> Result<Vec<super::branches::BranchRecord>, RecordError> {
+        let names: Vec<String> = self.get(super::branches::BRANCHES_KEY)?.unwrap_or_default();
+        names.iter().map(|n| self.listed(&super::branches::branch_key(n), "sys/branches")).collect()
+    }
+
+    /// Every tag made on this branch, in the order made.
+    pub fn tags(&mut self) -> Result<Vec<super::branches::TagRecord>, RecordError> {
+        let names: Vec<String> = self.get(super::branches::TAGS_KEY)?.unwrap_or_default();
+        names.iter().map(|n| self.listed(&super::branches::tag_key(n), "sys/tags")).collect()
+    }
+
+    /// A record its list names: missing is damage, not an absence.
+    fn listed<T: BorshDeserialize>(&mut self, key: &[u8], list: &str) -> Result<T, RecordError> {
+        self.get(key)?.ok_or_else(|| RecordError::Damaged {
+            key: key_name(key),
+            reason: format!("listed in {list} but missing"),
+        })
+    }
 }
 
-fn write<T: BorshSerialize, A: Accounts>(acc: &mut A, key: Vec<u8>, value: &T) -> Result<(), ExecError> {
+pub(crate) fn write<T: BorshSerialize, A: Accounts>(
+    acc: &mut A,
+    key: Vec<u8>,
+    value: &T,
+) -> Result<(), ExecError> {
     acc.set_raw(key, Some(aergo_primitives::types::to_vec_exact(value)))
 }
 
@@ -348,6 +391,20 @@ pub fn apply<A: Accounts>(
             jailed.push(e.first.producer);
             write(acc, JAILED_KEY.to_vec(), &jailed)?;
             Ok(Ok(()))
+        }
+        Payload::CreateBranch { name, base_height, producers, mergers } => super::branches::create_branch(
+            acc,
+            rules.branch,
+            rules.height,
+            from,
+            tx.body.sender,
+            name,
+            *base_height,
+            producers,
+            mergers,
+        ),
+        Payload::CreateTag { name, height } => {
+            super::branches::create_tag(acc, rules.branch, rules.height, from, name, *height)
         }
     }
 }

@@ -23,6 +23,7 @@
 
 pub mod access;
 pub mod affinity;
+pub mod branches;
 pub mod contract;
 pub mod dtt;
 pub mod governance;
@@ -370,6 +371,7 @@ pub fn apply_tx<A: Accounts>(
         _ if tx.body.payload.is_governance() => {
             let rules = governance::Rules {
                 chain_id: &ctx.chain_id,
+                branch: aergo_primitives::types::MAIN_BRANCH,
                 height: ctx.height,
                 unstake_lock_blocks: ctx.staking.unstake_lock_blocks,
                 max_votes: ctx.staking.max_votes,

@@ -61,6 +61,9 @@ pub enum AdmitError {
     /// A node that is no producer forwarded it, and the producers refused it.
     #[error("refused by the producer: {0}")]
     RefusedByProducer(String),
+    /// A branch's base or a tag's block that is not final yet.
+    #[error("height {height} is not final: the last final block is {lib}")]
+    NotFinal { height: u64, lib: u64 },
 }
 
 impl AdmitError {
@@ -90,6 +93,7 @@ impl AdmitError {
             AdmitError::AccountFull(_) => "account_full",
             AdmitError::Busy => "busy",
             AdmitError::RefusedByProducer(_) => "refused_by_producer",
+            AdmitError::NotFinal { .. } => "not_final",
         }
     }
 }

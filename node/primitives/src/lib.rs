@@ -22,5 +22,6 @@
 pub mod clock;
 pub mod crypto;
 pub mod file;
+pub mod refs;
 pub mod types;
 pub mod value;

@@ -6,10 +6,10 @@
 //! share); `send_tx` decodes and verifies outside the pool lock and holds the lock only to admit.
 
 use aergo_api::{
-    codes, AccountView, AergoApiServer, BlockTxs, BlockView, CandidateView, ChainInfo, ContractFunctionView,
-    ContractTableView, ContractView, HeaderView, NodeInfo, NodeMetrics, PeerView, ProducersView,
-    QueryRequest, QueryView, ReceiptView, RpcResult, SendTxOutcome, SendTxResult, StageMetrics, StakeView,
-    TxRejection, TxView,
+    codes, AccountView, AergoApiServer, BlockTxs, BlockView, BranchView, CandidateView, ChainInfo,
+    ContractFunctionView, ContractTableView, ContractView, HeaderView, NodeInfo, NodeMetrics, PeerView,
+    ProducersView, QueryRequest, QueryView, ReceiptView, RpcResult, SendTxOutcome, SendTxResult,
+    StageMetrics, StakeView, TagView, TxRejection, TxView,
 };
 use aergo_chain::read_block;
 use aergo_chain::view::{ChainView, NodeFacts, PoolHandle};
@@ -163,6 +163,16 @@ impl RpcHandler {
                 got: tx.body.chain_id,
             });
         }
+        // A branch's base and a tagged block are final blocks (`docs/branches.md`); the chain's
+        // rule is only that they are below the block holding the record, so say it here.
+        if let Payload::CreateBranch { base_height: height, .. } | Payload::CreateTag { height, .. } =
+            &tx.body.payload
+        {
+            let lib = self.view.consensus.read().lib_height;
+            if *height > lib {
+                return Err(AdmitError::NotFinal { height: *height, lib });
+            }
+        }
         Ok((tx, bytes.len()))
     }
 
@@ -232,6 +242,34 @@ impl RpcHandler {
             .check_history(at)
             .map_err(|e| ErrorObjectOwned::owned(codes::HEIGHT_UNAVAILABLE, e.to_string(), None::<()>))?;
         Ok(at)
+    }
+
+    fn branch_view(&self, r: aergo_exec::branches::BranchRecord) -> RpcResult<BranchView> {
+        let base_hash = self.view.store.block_meta(r.base_height).map_err(internal)?.map(|m| m.hash);
+        let lib = self.view.consensus.read().lib_height;
+        Ok(BranchView {
+            final_record: lib >= r.created_at,
+            name: r.name,
+            parent: r.parent,
+            base_height: r.base_height,
+            base_hash,
+            producers: r.producers.iter().map(|k| k.address()).collect(),
+            creator: r.creator,
+            created_at: r.created_at,
+            mergers: r.mergers,
+        })
+    }
+
+    fn tag_view(&self, r: aergo_exec::branches::TagRecord) -> RpcResult<TagView> {
+        let hash = self.view.store.block_meta(r.height).map_err(internal)?.map(|m| m.hash);
+        Ok(TagView {
+            name: r.name,
+            branch: r.branch,
+            height: r.height,
+            hash,
+            creator: r.creator,
+            created_at: r.created_at,
+        })
     }
 
     async fn admit(&self, hex_tx: &str) -> Result<SendTxResult, AdmitError> {
@@ -697,6 +735,40 @@ impl AergoApiServer for RpcHandler {
             unlocks_at: stake.since + self.view.genesis.consensus.unstake_lock_blocks,
             votes: votes.iter().map(|k| k.address()).collect(),
         })
+    }
+
+    async fn get_branches(&self) -> RpcResult<Vec<BranchView>> {
+        use aergo_exec::governance::Records;
+        let (store, head) = (&self.view.store, self.view.head().height);
+        let records = Records(|key: &[u8]| store.get_at(key, head)).branches().map_err(internal)?;
+        records.into_iter().map(|r| self.branch_view(r)).collect()
+    }
+
+    async fn get_branch(&self, name: String) -> RpcResult<BranchView> {
+        use aergo_exec::governance::Records;
+        let (store, head) = (&self.view.store, self.view.head().height);
+        let record = Records(|key: &[u8]| store.get_at(key, head))
+            .get::<aergo_exec::branches::BranchRecord>(&aergo_exec::branches::branch_key(&name))
+            .map_err(internal)?
+            .ok_or_else(|| invalid_params(format!("no branch {name:?} on this chain")))?;
+        self.branch_view(record)
+    }
+
+    async fn get_tags(&self) -> RpcResult<Vec<TagView>> {
+        use aergo_exec::governance::Records;
+        let (store, head) = (&self.view.store, self.view.head().height);
+        let records = Records(|key: &[u8]| store.get_at(key, head)).tags().map_err(internal)?;
+        records.into_iter().map(|r| self.tag_view(r)).collect()
+    }
+
+    async fn get_tag(&self, name: String) -> RpcResult<TagView> {
+        use aergo_exec::governance::Records;
+        let (store, head) = (&self.view.store, self.view.head().height);
+        let record = Records(|key: &[u8]| store.get_at(key, head))
+            .get::<aergo_exec::branches::TagRecord>(&aergo_exec::branches::tag_key(&name))
+            .map_err(internal)?
+            .ok_or_else(|| invalid_params(format!("no tag {name:?} on this chain")))?;
+        self.tag_view(record)
     }
 
     async fn subscribe_blocks(&self, pending: PendingSubscriptionSink) -> SubscriptionResult {

@@ -23,6 +23,9 @@ pub mod recent;
 pub mod snapshot;
 pub mod state;
 
+#[cfg(test)]
+mod branch_tests;
+
 pub use blocklog::{BlockLog, LogError, LogOptions, LogReader, RecordPos, Verify};
 pub use changes::{Change, ChangeSet};
 pub use state::{

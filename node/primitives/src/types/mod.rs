@@ -42,6 +42,8 @@ pub const SQL_PREFIX: &[u8] = b"sql/";
 
 /// The encoding version every object below is written with.
 pub const ENCODING_VERSION: u8 = 1;
+/// The branch every chain has: the one its elected producers make (`docs/branches.md`).
+pub const MAIN_BRANCH: &str = "main";
 /// Largest encoded transaction accepted anywhere (RPC, mempool, blocks).
 pub const MAX_TX_BYTES: usize = 64 * 1024;
 /// Longest chain id.
@@ -175,6 +177,12 @@ pub enum Payload {
     Deploy { sql: String },
     /// Call a contract's function (`amount` goes to the contract's account; `value()` in SQL).
     Call { contract: Address, function: String, args: Vec<crate::value::Value> },
+    /// Make a branch of the branch this transaction is on, at its block `base_height`
+    /// (`docs/branches.md`); no `producers`: the sender alone. `mergers` may merge it besides
+    /// the sender.
+    CreateBranch { name: String, base_height: u64, producers: Vec<PublicKey>, mergers: Vec<Address> },
+    /// Name the block at `height` of the branch this transaction is on, for good.
+    CreateTag { name: String, height: u64 },
 }
 
 /// Two signed headers of one producer for one slot.
@@ -197,10 +205,13 @@ impl Payload {
             Payload::ReportEquivocation(_) => "report_equivocation",
             Payload::Deploy { .. } => "deploy",
             Payload::Call { .. } => "call",
+            Payload::CreateBranch { .. } => "create_branch",
+            Payload::CreateTag { .. } => "create_tag",
         }
     }
 
-    /// Whether it changes the staking and voting state (the system keys, not just accounts).
+    /// Whether it changes the system records (staking, voting, producers, branches and tags), not
+    /// just accounts.
     pub fn is_governance(&self) -> bool {
         !matches!(self, Payload::Transfer | Payload::Deploy { .. } | Payload::Call { .. })
     }

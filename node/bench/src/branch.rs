@@ -1,0 +1,168 @@
+//! `aergo-bench branch`: what a branch's copy-on-write store costs (`docs/branches.md`).
+//!
+//! For each state size: `main` gets that many accounts (in blocks of 50 000), made final and
+//! compacted; then
+//! - creating a branch at the final head is timed (it should not grow with the state);
+//! - the branch commits `--blocks` blocks that change 1 % of the accounts each;
+//! - `--reads` random accounts are read at the branch's head and at `main`'s head, through one
+//!   reader each (as a block's execution reads), best of `--rounds`: the ratio is what reading
+//!   through a branch costs (the design's bound: 20 % slower at most).
+//!
+//! Every value read on the branch is checked against what it must be (the branch's write, else
+//! `main`'s at the base).
+
+use aergo_primitives::types::{
+    to_vec_exact, Account, Address, Block, BlockHeader, Hash, PublicKey, Signature,
+};
+use aergo_storage::state::{account_key, decode_account, StateOptions, StateStore};
+use aergo_storage::{ChangeSet, RecordPos};
+use anyhow::bail;
+use rand::{Rng, SeedableRng};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub struct BranchOpts {
+    pub accounts: Vec<usize>,
+    pub blocks: usize,
+    pub reads: usize,
+    pub rounds: usize,
+    pub dir: Option<PathBuf>,
+}
+
+fn address(i: usize) -> Address {
+    let mut a = [0u8; 20];
+    a[..8].copy_from_slice(&(i as u64).to_be_bytes());
+    a[8..16].copy_from_slice(&(i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes());
+    Address(a)
+}
+
+fn account(balance: u128, nonce: u64) -> Vec<u8> {
+    to_vec_exact(&Account { balance, nonce })
+}
+
+/// Commits `changes` as block `height` over `prev`; returns its hash.
+fn commit(
+    store: &StateStore,
+    height: u64,
+    prev: Hash,
+    changes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+) -> anyhow::Result<Hash> {
+    let set = ChangeSet::from_unsorted(changes);
+    let prepared = store.prepare(height, &set)?;
+    let header = BlockHeader {
+        version: aergo_primitives::types::ENCODING_VERSION,
+        chain_id: "aergo-bench".into(),
+        height,
+        prev_hash: prev,
+        timestamp_ms: 1_000 * height,
+        producer: PublicKey([0; 32]),
+        tx_root: Hash::ZERO,
+        state_root: prepared.root,
+        receipts_root: Hash::ZERO,
+    };
+    let block = Block { header, transactions: Vec::new(), signature: Signature([0; 64]) };
+    store.commit(&prepared, &block, RecordPos { segment: 0, offset: height, len: 1 }, &[])?;
+    Ok(block.hash())
+}
+
+struct Row {
+    accounts: usize,
+    create_ms: f64,
+    branch_reads_s: f64,
+    main_reads_s: f64,
+    reopen_ms: f64,
+}
+
+pub fn run(opts: BranchOpts) -> anyhow::Result<()> {
+    println!(
+        "branch: a branch over main's state of N accounts; {} branch blocks changing 1 % each; {} random reads (best of {})",
+        opts.blocks, opts.reads, opts.rounds
+    );
+    let mut rows = Vec::new();
+    for &n in &opts.accounts {
+        let work = super::scratch(opts.dir.clone())?;
+        let main = Arc::new(StateStore::open(&work.path().join("main"))?);
+        let mut prev = Hash::ZERO;
+        let mut height = 0u64;
+        for (b, chunk) in (0..n).collect::<Vec<_>>().chunks(50_000).enumerate() {
+            let changes =
+                chunk.iter().map(|&i| (account_key(&address(i)), Some(account(1_000_000, 0)))).collect();
+            prev = commit(&main, b as u64, prev, changes)?;
+            height = b as u64;
+        }
+        main.set_finalized(height, prev)?;
+        main.compact()?;
+        let base = height;
+
+        let open = || {
+            StateStore::open_branch(&work.path().join("branch"), StateOptions::default(), main.clone(), base)
+        };
+        let started = Instant::now();
+        let branch = open()?;
+        let create_ms = started.elapsed().as_secs_f64() * 1000.0;
+        if branch.root_at(base)? != main.root_at(base)? {
+            bail!("the branch's root at its base is not main's");
+        }
+        // The branch's blocks: 1 % of the accounts each, balances it alone has.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(n as u64);
+        let mut written = std::collections::HashMap::new();
+        let mut bprev = prev;
+        for b in 1..=opts.blocks as u64 {
+            let mut changes = Vec::new();
+            for _ in 0..(n / 100).max(1) {
+                let i = rng.gen_range(0..n);
+                let balance = rng.gen_range(0..1_000_000u128);
+                written.insert(i, balance);
+                changes.push((account_key(&address(i)), Some(account(balance, b))));
+            }
+            bprev = commit(&branch, base + b, bprev, changes)?;
+        }
+        let _ = bprev;
+        let top = base + opts.blocks as u64;
+        let picks: Vec<usize> = (0..opts.reads).map(|_| rng.gen_range(0..n)).collect();
+        let time_reads = |store: &StateStore, at: u64, check: bool| -> anyhow::Result<f64> {
+            let mut best = f64::MAX;
+            for _ in 0..opts.rounds {
+                let started = Instant::now();
+                let mut reader = store.reader_at(at)?;
+                for &i in &picks {
+                    let v = reader.get(&account_key(&address(i)))?;
+                    if check {
+                        let want = written.get(&i).copied().unwrap_or(1_000_000);
+                        let got: Account = decode_account(v)?;
+                        if got.balance != want {
+                            bail!("account {i} reads {} on the branch, not {want}", got.balance);
+                        }
+                    }
+                }
+                best = best.min(started.elapsed().as_secs_f64());
+            }
+            Ok(best)
+        };
+        let branch_reads_s = time_reads(&branch, top, true)?;
+        let main_reads_s = time_reads(&main, base, false)?;
+        drop(branch);
+        let started = Instant::now();
+        let branch = open()?;
+        let reopen_ms = started.elapsed().as_secs_f64() * 1000.0;
+        drop(branch);
+        rows.push(Row { accounts: n, create_ms, branch_reads_s, main_reads_s, reopen_ms });
+    }
+    println!(
+        "| accounts | create branch | reopen branch | reads on main | reads on branch | branch vs main |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {} | {:.1} ms | {:.1} ms | {:.0} ns/read | {:.0} ns/read | {:.2}× |",
+            r.accounts,
+            r.create_ms,
+            r.reopen_ms,
+            r.main_reads_s * 1e9 / opts.reads as f64,
+            r.branch_reads_s * 1e9 / opts.reads as f64,
+            r.branch_reads_s / r.main_reads_s
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! Branch and tag records (`docs/branches.md`): what `create_branch` and `create_tag` write in the
+//! state of the branch they are sent to.
+//!
+//! State keys (values borsh):
+//! - `sys/branch/<name>` → [`BranchRecord`];
+//! - `sys/branches` → `Vec<String>`: every branch made on this branch, in the order made (the
+//!   name rule reads it; at most [`MAX_REFS`]);
+//! - `sys/tag/<name>` → [`TagRecord`]; `sys/tags` → `Vec<String>`, likewise.
+//!
+//! A record names its base or tagged block by height alone: the block at that height on the
+//! branch holding the record is fixed once the record's own block is (it descends from it), so
+//! the hash is read from the block index, never stored twice.
+
+use super::governance::GovernanceFailure;
+use super::{Accounts, ExecError};
+use aergo_primitives::refs::{clash, name_problem};
+use aergo_primitives::types::{Address, PublicKey};
+use borsh::{BorshDeserialize, BorshSerialize};
+
+pub const BRANCHES_KEY: &[u8] = b"sys/branches";
+pub const TAGS_KEY: &[u8] = b"sys/tags";
+/// Most branches, and most tags, made on one branch.
+pub const MAX_REFS: usize = 4096;
+/// Most producers of a branch.
+pub const MAX_BRANCH_PRODUCERS: usize = 64;
+/// Most accounts besides the creator that may merge a branch.
+pub const MAX_MERGERS: usize = 64;
+
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct BranchRecord {
+    pub name: String,
+    /// The branch it was made on.
+    pub parent: String,
+    /// Its base: this height of the parent (its first own block is `base_height + 1`).
+    pub base_height: u64,
+    pub producers: Vec<PublicKey>,
+    pub creator: Address,
+    /// The parent's height of the block holding the `create_branch` transaction.
+    pub created_at: u64,
+    /// Who besides the creator may sign a merge of the branch.
+    pub mergers: Vec<Address>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct TagRecord {
+    pub name: String,
+    pub branch: String,
+    pub height: u64,
+    pub creator: Address,
+    /// The branch's height of the block holding the `create_tag` transaction.
+    pub created_at: u64,
+}
+
+pub fn branch_key(name: &str) -> Vec<u8> {
+    [b"sys/branch/".as_slice(), name.as_bytes()].concat()
+}
+
+pub fn tag_key(name: &str) -> Vec<u8> {
+    [b"sys/tag/".as_slice(), name.as_bytes()].concat()
+}
+
+/// Whether `key` is one of this module's keys (a system key: see `governance::is_system_key`).
+pub fn is_ref_key(key: &[u8]) -> bool {
+    key.starts_with(b"sys/branch/") || key.starts_with(b"sys/tag/") || key == BRANCHES_KEY || key == TAGS_KEY
+}
+
+/// What `create_branch` does on branch `on` at block `height`, sent by `creator` (whose key is
+/// `creator_key`).
+#[allow(clippy::too_many_arguments)]
+pub fn create_branch<A: Accounts>(
+    acc: &mut A,
+    on: &str,
+    height: u64,
+    creator: Address,
+    creator_key: PublicKey,
+    name: &str,
+    base_height: u64,
+    producers: &[PublicKey],
+    mergers: &[Address],
+) -> Result<Result<(), GovernanceFailure>, ExecError> {
+    if let Some(why) = name_problem(name, on) {
+        return Ok(Err(GovernanceFailure::RefName(why)));
+    }
+    // At or below the parent of this block: a base this block descends from (it is final once
+    // this block is, which is when nodes start to use the branch).
+    if base_height >= height {
+        return Ok(Err(GovernanceFailure::BaseAhead { base: base_height, height }));
+    }
+    if producers.len() > MAX_BRANCH_PRODUCERS {
+        return Ok(Err(GovernanceFailure::TooMany {
+            what: "producers",
+            count: producers.len(),
+            max: MAX_BRANCH_PRODUCERS,
+        }));
+    }
+    if mergers.len() > MAX_MERGERS {
+        return Ok(Err(GovernanceFailure::TooMany {
+            what: "mergers",
+            count: mergers.len(),
+            max: MAX_MERGERS,
+        }));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some(p) = producers.iter().find(|p| !seen.insert(**p)) {
+        return Ok(Err(GovernanceFailure::RepeatedCandidate(p.address())));
+    }
+    let mut names: Vec<String> = super::governance::read(acc, BRANCHES_KEY)?.unwrap_or_default();
+    if let Some(taken) = clash(name, &names) {
+        return Ok(Err(GovernanceFailure::RefTaken {
+            kind: "branch",
+            name: name.into(),
+            taken: taken.clone(),
+        }));
+    }
+    if names.len() >= MAX_REFS {
+        return Ok(Err(GovernanceFailure::TooMany { what: "branches", count: names.len(), max: MAX_REFS }));
+    }
+    let record = BranchRecord {
+        name: name.into(),
+        parent: on.into(),
+        base_height,
+        producers: if producers.is_empty() { vec![creator_key] } else { producers.to_vec() },
+        creator,
+        created_at: height,
+        mergers: mergers.to_vec(),
+    };
+    super::governance::write(acc, branch_key(name), &record)?;
+    names.push(name.into());
+    super::governance::write(acc, BRANCHES_KEY.to_vec(), &names)?;
+    Ok(Ok(()))
+}
+
+/// What `create_tag` does on branch `on` at block `height`.
+pub fn create_tag<A: Accounts>(
+    acc: &mut A,
+    on: &str,
+    height: u64,
+    creator: Address,
+    name: &str,
+    tagged: u64,
+) -> Result<Result<(), GovernanceFailure>, ExecError> {
+    if let Some(why) = name_problem(name, on) {
+        return Ok(Err(GovernanceFailure::RefName(why)));
+    }
+    if tagged >= height {
+        return Ok(Err(GovernanceFailure::BaseAhead { base: tagged, height }));
+    }
+    let mut names: Vec<String> = super::governance::read(acc, TAGS_KEY)?.unwrap_or_default();
+    if let Some(taken) = clash(name, &names) {
+        return Ok(Err(GovernanceFailure::RefTaken { kind: "tag", name: name.into(), taken: taken.clone() }));
+    }
+    if names.len() >= MAX_REFS {
+        return Ok(Err(GovernanceFailure::TooMany { what: "tags", count: names.len(), max: MAX_REFS }));
+    }
+    let record =
+        TagRecord { name: name.into(), branch: on.into(), height: tagged, creator, created_at: height };
+    super::governance::write(acc, tag_key(name), &record)?;
+    names.push(name.into());
+    super::governance::write(acc, TAGS_KEY.to_vec(), &names)?;
+    Ok(Ok(()))
+}

@@ -1,0 +1,226 @@
+//! A branch's copy-on-write store (`docs/branches.md`) against a store that replayed the branch's
+//! history from genesis: the same values, tree roots, proofs and ordered scans at every height.
+
+use super::changes::{Change, ChangeSet};
+use super::state::{StateError, StateOptions, StateStore};
+use super::RecordPos;
+use aergo_primitives::types::{Block, BlockHeader, Hash, PublicKey, Signature, ENCODING_VERSION, SQL_PREFIX};
+use proptest::prelude::*;
+use std::sync::Arc;
+
+/// Commits `changes` as block `height` on top of `prev`; returns the block's hash. A branch's
+/// blocks are told apart from main's by their chain id here (headers will carry the branch).
+fn commit_on(on: &str, store: &StateStore, height: u64, prev: Hash, changes: &[Change]) -> Hash {
+    let set = ChangeSet::from_unsorted(changes.to_vec());
+    let prepared = store.prepare(height, &set).unwrap();
+    let header = BlockHeader {
+        version: ENCODING_VERSION,
+        chain_id: format!("branch-test/{on}"),
+        height,
+        prev_hash: prev,
+        timestamp_ms: 1_000 * (height + 1),
+        producer: PublicKey([0; 32]),
+        tx_root: Hash::ZERO,
+        state_root: prepared.root,
+        receipts_root: Hash::ZERO,
+    };
+    let block = Block { header, transactions: Vec::new(), signature: Signature([0; 64]) };
+    let pos = RecordPos { segment: 0, offset: height * 100, len: 1 };
+    store.commit(&prepared, &block, pos, &[]).unwrap();
+    block.hash()
+}
+
+fn commit(store: &StateStore, height: u64, prev: Hash, changes: &[Change]) -> Hash {
+    commit_on("main", store, height, prev, changes)
+}
+
+/// Commits blocks `from..` with `blocks`' changes, on top of `prev`; returns the last hash.
+fn commit_all(on: &str, store: &StateStore, from: u64, mut prev: Hash, blocks: &[Vec<Change>]) -> Hash {
+    for (i, changes) in blocks.iter().enumerate() {
+        prev = commit_on(on, store, from + i as u64, prev, changes);
+    }
+    prev
+}
+
+fn key(i: u8) -> Vec<u8> {
+    // Half accounts, half contract rows (those are kept in key order too).
+    if i % 2 == 0 {
+        format!("acct/{i:03}").into_bytes()
+    } else {
+        let mut k = SQL_PREFIX.to_vec();
+        k.extend_from_slice(format!("c/t/{i:03}").as_bytes());
+        k
+    }
+}
+
+const KEYS: u8 = 24;
+
+fn block_changes() -> impl Strategy<Value = Vec<Change>> {
+    prop::collection::vec(
+        (0..KEYS, prop::option::weighted(0.8, prop::collection::vec(any::<u8>(), 0..6))),
+        1..6,
+    )
+    .prop_map(|v| {
+        let mut seen = std::collections::BTreeMap::new();
+        for (k, val) in v {
+            seen.insert(key(k), val);
+        }
+        seen.into_iter().collect()
+    })
+}
+
+/// Everything a reader can ask at `height`: each key's value (by a single read and by a reader),
+/// the root, the ordered rows (whole and in pages of 1 and 3), a proof of each key checked against
+/// the root.
+type Everything = (Vec<Option<Vec<u8>>>, Hash, Vec<(Vec<u8>, Vec<u8>)>);
+
+fn everything_at(store: &StateStore, height: u64) -> Everything {
+    let root = store.root_at(height).unwrap();
+    let mut reader = store.reader_at(height).unwrap();
+    let mut values = Vec::new();
+    for i in 0..KEYS {
+        let k = key(i);
+        let v = store.get_at(&k, height).unwrap();
+        assert_eq!(reader.get(&k).unwrap(), v, "a reader and a read disagree on key {i} at {height}");
+        let (proven, proof) = store.value_with_proof(&k, height).unwrap();
+        assert_eq!(proven, v, "the proof's value of key {i} at {height}");
+        proof
+            .verify(jmt::RootHash(root.0), jmt::KeyHash::with::<super::state::Blake3>(&k), v.as_deref())
+            .unwrap_or_else(|e| panic!("the proof of key {i} at {height} does not verify: {e}"));
+        values.push(v);
+    }
+    let rows = store.scan_at(SQL_PREFIX, height).unwrap();
+    for page in [1, 3] {
+        let mut paged = Vec::new();
+        loop {
+            let after = paged.last().map(|(k, _): &(Vec<u8>, Vec<u8>)| k.clone());
+            let got = store.scan_ordered(SQL_PREFIX, after.as_deref(), height, page).unwrap();
+            let n = got.len();
+            paged.extend(got);
+            if n < page {
+                break;
+            }
+        }
+        assert_eq!(paged, rows, "ordered rows at {height} in pages of {page}");
+    }
+    (values, root, rows)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Main runs `before` blocks, the branch is made at a final `base` among them, main goes on
+    /// with `after` blocks, the branch with `own`: the branch reads at every height exactly what a
+    /// store that replayed main up to the base and then the branch's blocks reads, and main is
+    /// untouched by the branch.
+    #[test]
+    fn a_branch_reads_as_a_replay_of_its_history(
+        before in prop::collection::vec(block_changes(), 1..6),
+        base_pick in any::<prop::sample::Index>(),
+        after in prop::collection::vec(block_changes(), 0..4),
+        own in prop::collection::vec(block_changes(), 1..6),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let main = Arc::new(StateStore::open(&dir.path().join("main")).unwrap());
+        let base = base_pick.index(before.len()) as u64;
+        let mut hashes = Vec::new();
+        let mut prev = Hash::ZERO;
+        for (h, c) in before.iter().enumerate() {
+            prev = commit(&main, h as u64, prev, c);
+            hashes.push(prev);
+        }
+        main.set_finalized(base, hashes[base as usize]).unwrap();
+        let main_top = commit_all("main", &main, before.len() as u64, prev, &after);
+        let main_height = (before.len() + after.len()) as u64 - 1;
+        let main_reads: Vec<_> = (0..=main_height).map(|h| everything_at(&main, h)).collect();
+
+        let branch = StateStore::open_branch(
+            &dir.path().join("branch"), StateOptions::default(), main.clone(), base).unwrap();
+        prop_assert_eq!(branch.head().unwrap().unwrap().height, base);
+        prop_assert_eq!(branch.root_at(base).unwrap(), main.root_at(base).unwrap());
+        let top = commit_all("feature", &branch, base + 1, hashes[base as usize], &own);
+        let branch_height = base + own.len() as u64;
+
+        // The replay: main's blocks up to the base, then the branch's, on a store of its own.
+        let replay = StateStore::open(&dir.path().join("replay")).unwrap();
+        let replayed = commit_all("main", &replay, 0, Hash::ZERO, &before[..=base as usize]);
+        prop_assert_eq!(replayed, hashes[base as usize]);
+        let replay_top = commit_all("feature", &replay, base + 1, replayed, &own);
+        prop_assert_eq!(top, replay_top, "the same blocks, the same state roots");
+        for h in 0..=branch_height {
+            prop_assert_eq!(everything_at(&branch, h), everything_at(&replay, h), "height {}", h);
+            let meta = branch.block_meta(h).unwrap().unwrap();
+            prop_assert_eq!(Some(h), branch.height_of(&meta.hash).unwrap());
+        }
+        prop_assert_eq!(branch.block_metas_from(0).unwrap().len() as u64, branch_height + 1);
+        // Main's blocks above the base are not the branch's.
+        if main_height > base {
+            let above = main.block_meta(base + 1).unwrap().unwrap().hash;
+            prop_assert_eq!(branch.height_of(&above).unwrap(), None);
+        }
+        // Main is as it was.
+        for h in 0..=main_height {
+            prop_assert_eq!(&everything_at(&main, h), &main_reads[h as usize], "main at {}", h);
+        }
+        prop_assert_eq!(main.head().unwrap().unwrap().hash, main_top);
+
+        // Reopened (the parent's store as before): the same reads.
+        drop(branch);
+        let branch = StateStore::open_branch(
+            &dir.path().join("branch"), StateOptions { cache_bytes: 0 }, main.clone(), base).unwrap();
+        for h in 0..=branch_height {
+            prop_assert_eq!(everything_at(&branch, h), everything_at(&replay, h), "reopened, height {}", h);
+        }
+    }
+}
+
+/// A branch's blocks above its base roll back like `main`'s; the base itself does not.
+#[test]
+fn a_branch_rolls_back_to_its_base_and_no_further() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = Arc::new(StateStore::open(&dir.path().join("main")).unwrap());
+    let a = vec![(key(0), Some(vec![1])), (key(1), Some(vec![1]))];
+    let g = commit(&main, 0, Hash::ZERO, &a);
+    main.set_finalized(0, g).unwrap();
+    let branch =
+        StateStore::open_branch(&dir.path().join("b"), StateOptions::default(), main.clone(), 0).unwrap();
+    commit_on("feature", &branch, 1, g, &[(key(0), None), (key(3), Some(vec![3]))]);
+    assert_eq!(branch.get_at(&key(0), 1).unwrap(), None, "deleted on the branch");
+    assert_eq!(branch.get_at(&key(1), 1).unwrap(), Some(vec![1]), "the parent's, never written");
+    assert_eq!(branch.scan_at(SQL_PREFIX, 1).unwrap(), vec![(key(1), vec![1]), (key(3), vec![3])]);
+    branch.rollback_to(0).unwrap();
+    assert_eq!(branch.head().unwrap().unwrap().hash, g);
+    assert_eq!(branch.get_at(&key(0), 0).unwrap(), Some(vec![1]));
+    let other = commit_on("feature", &branch, 1, g, &[(key(5), Some(vec![5]))]);
+    assert_eq!(branch.get_at(&key(0), 1).unwrap(), Some(vec![1]), "the rolled-back deletion is gone");
+    assert_eq!(branch.get_at(&key(3), 1).unwrap(), None, "the rolled-back row is gone");
+    assert_eq!(branch.head().unwrap().unwrap().hash, other);
+    assert_eq!(branch.rollback_to(0).unwrap().hash, g, "back at the base, the parent's block");
+    assert_eq!(main.head().unwrap().unwrap().hash, g, "main never moved");
+}
+
+/// A base that is not final is refused, and so is a directory made for another base.
+#[test]
+fn a_branch_base_must_be_final_and_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = Arc::new(StateStore::open(&dir.path().join("main")).unwrap());
+    let g = commit(&main, 0, Hash::ZERO, &[(key(0), Some(vec![1]))]);
+    let one = commit(&main, 1, g, &[(key(0), Some(vec![2]))]);
+    main.set_finalized(0, g).unwrap();
+    let err = StateStore::open_branch(&dir.path().join("b"), StateOptions::default(), main.clone(), 1)
+        .err()
+        .expect("a base above the LIB");
+    assert!(matches!(err, StateError::BaseNotFinal { base: 1, lib: 0 }), "{err}");
+    assert!(!dir.path().join("b").exists(), "refused before anything was made");
+    let b = StateStore::open_branch(&dir.path().join("b"), StateOptions::default(), main.clone(), 0).unwrap();
+    assert_eq!(b.get_at(&key(0), 0).unwrap(), Some(vec![1]));
+    drop(b);
+    main.set_finalized(1, one).unwrap();
+    let err = StateStore::open_branch(&dir.path().join("b"), StateOptions::default(), main.clone(), 1)
+        .err()
+        .expect("a directory made for base 0");
+    assert!(err.to_string().contains("was made for a base at height 0"), "{err}");
+    assert_eq!(main.leaves_page(0, None, 10).unwrap().len(), 1, "main serves its leaves");
+    let b = StateStore::open_branch(&dir.path().join("b"), StateOptions::default(), main, 0).unwrap();
+    assert!(matches!(b.leaves_page(0, None, 10), Err(StateError::NotForBranch(_))));
+}
