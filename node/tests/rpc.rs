@@ -38,6 +38,7 @@ fn transfer(key: &Keypair, chain_id: &str, nonce: u64, amount: u128) -> Transact
     key.sign_tx(TxBody {
         version: ENCODING_VERSION,
         chain_id: chain_id.into(),
+        branch: aergo_primitives::types::MAIN_BRANCH.into(),
         nonce,
         sender: key.public(),
         recipient: Keypair::from_seed("bob").address(),

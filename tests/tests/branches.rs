@@ -75,5 +75,22 @@ fn branches_and_tags_are_recorded_on_main_with_unique_names() -> anyhow::Result<
     let (code, v) = cli(&rpc, &["branch", "create", "release", "--from", "v1", "--key", &key, "--wait"])?;
     assert_eq!(code, 0, "{v}");
     assert_eq!(cli_json(&rpc, &["branch", "show", "release"])?["base_height"], 2);
+
+    // A transaction signed for a branch is refused by main's pool: it can never run on main.
+    let to = me.as_str();
+    let before = cli_json(&rpc, &["balance", to])?;
+    let (code, v) = cli(&rpc, &["send", "--branch", "feature", "--to", to, "--amount", "1", "--key", &key])?;
+    assert_ne!(code, 0);
+    let said = v.to_string();
+    assert!(said.contains("transaction is for branch") && said.contains("feature"), "{v}");
+    let (code, v) = cli(&rpc, &["send", "--branch", "No Such", "--to", to, "--amount", "1", "--key", &key])?;
+    assert_ne!(code, 0);
+    assert!(v.to_string().contains("--branch"), "{v}");
+    let after = cli_json(&rpc, &["balance", to])?;
+    assert_eq!(
+        (&after["nonce"], &after["pending_nonce"]),
+        (&before["nonce"], &before["pending_nonce"]),
+        "nothing was sent"
+    );
     node.stop()
 }

@@ -209,6 +209,7 @@ fn a_flood_of_expensive_queries_is_stopped_and_blocks_and_cheap_reads_go_on() ->
         let tx = key.sign_tx(TxBody {
             version: ENCODING_VERSION,
             chain_id: chain_id.clone(),
+            branch: aergo_primitives::types::MAIN_BRANCH.into(),
             nonce,
             sender: key.public(),
             recipient: key.address(),

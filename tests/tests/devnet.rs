@@ -89,6 +89,7 @@ fn devnet_transfers_history_and_kill9_recovery() -> anyhow::Result<()> {
                 let tx = dev.sign_tx(TxBody {
                     version: ENCODING_VERSION,
                     chain_id: info.chain_id.clone(),
+                    branch: aergo_primitives::types::MAIN_BRANCH.into(),
                     nonce,
                     sender: dev.public(),
                     recipient: to,
@@ -210,6 +211,7 @@ fn send_tx_answers_with_the_speculative_result_that_the_receipt_confirms() -> an
             key.sign_tx(TxBody {
                 version: ENCODING_VERSION,
                 chain_id: chain_id.clone(),
+                branch: aergo_primitives::types::MAIN_BRANCH.into(),
                 nonce,
                 sender: key.public(),
                 recipient: to,
@@ -246,6 +248,7 @@ fn send_tx_answers_with_the_speculative_result_that_the_receipt_confirms() -> an
     let vote = dev.sign_tx(TxBody {
         version: ENCODING_VERSION,
         chain_id: chain_id.clone(),
+        branch: aergo_primitives::types::MAIN_BRANCH.into(),
         nonce: nonce + 1,
         sender: dev.public(),
         recipient: dev.address(),

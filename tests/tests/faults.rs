@@ -26,6 +26,7 @@ fn make_chain(dir: &Path) -> anyhow::Result<u64> {
             let tx = key.sign_tx(TxBody {
                 version: ENCODING_VERSION,
                 chain_id: chain_id.clone(),
+                branch: aergo_primitives::types::MAIN_BRANCH.into(),
                 nonce,
                 sender: key.public(),
                 recipient: key.address(),

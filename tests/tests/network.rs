@@ -128,6 +128,7 @@ fn four_producers_finalize_survive_a_kill_and_resync() -> anyhow::Result<()> {
     let tx = faucet.sign_tx(TxBody {
         version: ENCODING_VERSION,
         chain_id: "aergo-testnet".into(),
+        branch: aergo_primitives::types::MAIN_BRANCH.into(),
         nonce: 0,
         sender: faucet.public(),
         recipient: to,
@@ -210,6 +211,7 @@ fn a_late_joiner_syncs_a_long_chain_and_matches_state_roots() -> anyhow::Result<
                     faucet.sign_tx(TxBody {
                         version: ENCODING_VERSION,
                         chain_id: genesis.chain_id.clone(),
+                        branch: aergo_primitives::types::MAIN_BRANCH.into(),
                         nonce: chain.store().account(&faucet.address()).map(|a| a.nonce).unwrap_or(0) + j,
                         sender: faucet.public(),
                         recipient: bp.address(),
@@ -262,6 +264,7 @@ fn a_late_joiner_syncs_a_long_chain_and_matches_state_roots() -> anyhow::Result<
     let tx = faucet.sign_tx(TxBody {
         version: ENCODING_VERSION,
         chain_id: genesis.chain_id.clone(),
+        branch: aergo_primitives::types::MAIN_BRANCH.into(),
         nonce,
         sender: faucet.public(),
         recipient: bp.address(),

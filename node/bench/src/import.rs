@@ -43,6 +43,7 @@ pub(crate) fn random_transfers(
             keys[from].sign_tx(TxBody {
                 version: ENCODING_VERSION,
                 chain_id: chain_id.to_string(),
+                branch: aergo_primitives::types::MAIN_BRANCH.into(),
                 nonce: nonces[from] - 1,
                 sender: keys[from].public(),
                 recipient: keys[to].address(),

@@ -352,6 +352,7 @@ fn make_txs(senders: &[Keypair], chain_id: &str, total: usize) -> Vec<Transactio
             txs.push(key.sign_tx(TxBody {
                 version: ENCODING_VERSION,
                 chain_id: chain_id.to_string(),
+                branch: aergo_primitives::types::MAIN_BRANCH.into(),
                 nonce,
                 sender: key.public(),
                 recipient: to,

@@ -186,6 +186,7 @@ pub async fn run(opts: NetOpts, node_bin: std::path::PathBuf, tmp: &std::path::P
             let tx = key.sign_tx(TxBody {
                 version: ENCODING_VERSION,
                 chain_id: genesis.chain_id.clone(),
+                branch: aergo_primitives::types::MAIN_BRANCH.into(),
                 nonce: nonces[i],
                 sender: key.public(),
                 recipient: senders[(i + 1) % senders.len()].address(),

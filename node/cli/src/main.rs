@@ -2,7 +2,7 @@
 
 use aergo_api::{amount_string, AergoApiClient, BlockTxs};
 use aergo_primitives::crypto::{KeyFile, Keypair};
-use aergo_primitives::types::{Address, Payload, TxBody, ENCODING_VERSION};
+use aergo_primitives::types::{Address, Payload, TxBody};
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
@@ -118,6 +118,9 @@ struct TxArgs {
     wait: bool,
     #[arg(long)]
     password_file: Option<PathBuf>,
+    /// The branch the transaction is for (signed into it: it runs there and nowhere else).
+    #[arg(long, default_value = aergo_primitives::types::MAIN_BRANCH)]
+    branch: String,
 }
 
 #[derive(Subcommand)]
@@ -362,9 +365,15 @@ async fn submit(
         Some(n) => n,
         None => c.get_account(key.address().to_string(), None).await?.pending_nonce,
     };
+    if let Some(why) = aergo_primitives::refs::name_problem(&tx.branch, aergo_primitives::types::MAIN_BRANCH)
+        .filter(|_| tx.branch != aergo_primitives::types::MAIN_BRANCH)
+    {
+        bail!("--branch: {why}");
+    }
     let signed = key.sign_tx(TxBody {
-        version: ENCODING_VERSION,
+        version: TxBody::version_for(&tx.branch),
         chain_id: info.chain_id,
+        branch: tx.branch.clone(),
         nonce,
         sender: key.public(),
         recipient: recipient.unwrap_or_else(|| key.address()),

@@ -491,6 +491,7 @@ impl Driver {
         key.sign_tx(TxBody {
             version: aergo_primitives::types::ENCODING_VERSION,
             chain_id: self.view.chain_id.clone(),
+            branch: aergo_primitives::types::MAIN_BRANCH.into(),
             nonce,
             sender: key.public(),
             recipient: key.address(),

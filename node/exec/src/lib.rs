@@ -314,6 +314,8 @@ pub enum Invalidity {
     WrongNonce { got: u64, next: u64 },
     #[error("balance {balance} cannot pay the fee {fee}")]
     CannotPayFee { balance: Amount, fee: Amount },
+    #[error("transaction is for branch {got:?}, this block is on {branch:?}")]
+    WrongBranch { got: String, branch: String },
 }
 
 impl Invalidity {
@@ -323,6 +325,7 @@ impl Invalidity {
             Invalidity::WrongChain { .. } => "wrong_chain_id",
             Invalidity::WrongNonce { .. } => "wrong_nonce",
             Invalidity::CannotPayFee { .. } => "cannot_pay_fee",
+            Invalidity::WrongBranch { .. } => "wrong_branch",
         }
     }
 }
@@ -331,6 +334,14 @@ impl Invalidity {
 pub fn validity(tx: &Transaction, chain_id: &str, sender: &Account) -> Result<(), Invalidity> {
     if tx.body.chain_id != chain_id {
         return Err(Invalidity::WrongChain { got: tx.body.chain_id.clone(), chain: chain_id.to_string() });
+    }
+    // Blocks are made on `main` alone so far (`docs/branches.md`): a transaction for a branch never
+    // runs here, so it cannot be replayed onto `main` from its branch.
+    if tx.body.branch != aergo_primitives::types::MAIN_BRANCH {
+        return Err(Invalidity::WrongBranch {
+            got: tx.body.branch.clone(),
+            branch: aergo_primitives::types::MAIN_BRANCH.into(),
+        });
     }
     if tx.body.nonce != sender.nonce {
         return Err(Invalidity::WrongNonce { got: tx.body.nonce, next: sender.nonce });

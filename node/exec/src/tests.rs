@@ -73,7 +73,15 @@ fn invalid_transactions_say_what_blocks_always_said() {
     let body = |chain: &str, nonce, fee| {
         aergo_primitives::crypto::test_tx(&key, chain, nonce, to, 1, fee, Payload::Transfer)
     };
+    // Signed for a branch: never valid on main (the body carries the branch; `docs/branches.md`).
+    let on_branch = {
+        let mut b = body("aergo-test", 2, 1).body;
+        b.branch = "feature".into();
+        b.version = aergo_primitives::types::TxBody::version_for(&b.branch);
+        key.sign_tx(b)
+    };
     let cases = [
+        (on_branch, "transaction is for branch \"feature\", this block is on \"main\"", "wrong_branch"),
         (body("other", 2, 1), "chain id \"other\" is not this chain's \"aergo-test\"", "wrong_chain_id"),
         (body("aergo-test", 3, 1), "nonce 3 but the account's next nonce is 2", "wrong_nonce"),
         (body("aergo-test", 2, 9), "balance 5 cannot pay the fee 9", "cannot_pay_fee"),

@@ -119,6 +119,12 @@ impl Admission {
     pub async fn submit_many(&self, txs: Vec<(Transaction, usize)>) -> Vec<Result<Admitted, AdmitError>> {
         let mut answers = Vec::with_capacity(txs.len());
         for (tx, bytes) in txs {
+            if let Err(e) = on_main(&tx) {
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                let _ = reply.send(Err(e));
+                answers.push(Some(answer));
+                continue;
+            }
             let (reply, answer) = tokio::sync::oneshot::channel();
             match self.queue.try_send(Job { tx, bytes, reply }) {
                 Ok(()) => {
@@ -143,6 +149,7 @@ impl Admission {
 
     /// Queues a decoded transaction for verification and admission; `busy` when the queue is full.
     pub async fn submit(&self, tx: Transaction, bytes: usize) -> Result<Admitted, AdmitError> {
+        on_main(&tx)?;
         let (reply, answer) = tokio::sync::oneshot::channel();
         match self.queue.try_send(Job { tx, bytes, reply }) {
             Ok(()) => {
@@ -155,6 +162,16 @@ impl Admission {
         }
         answer.await.unwrap_or(Err(AdmitError::Busy))
     }
+}
+
+/// The pool holds `main`'s transactions alone (branches make no blocks yet: `docs/branches.md`),
+/// from the RPC, from gossip and from forwarding alike.
+fn on_main(tx: &Transaction) -> Result<(), AdmitError> {
+    use aergo_primitives::types::MAIN_BRANCH;
+    if tx.body.branch == MAIN_BRANCH {
+        return Ok(());
+    }
+    Err(AdmitError::WrongBranch { expected: MAIN_BRANCH.into(), got: tx.body.branch.clone() })
 }
 
 fn verify_loop(

@@ -61,6 +61,9 @@ pub enum AdmitError {
     /// A node that is no producer forwarded it, and the producers refused it.
     #[error("refused by the producer: {0}")]
     RefusedByProducer(String),
+    /// A transaction for a branch this node does not run.
+    #[error("transaction is for branch {got:?}; this node runs {expected:?}")]
+    WrongBranch { expected: String, got: String },
     /// A branch's base or a tag's block that is not final yet.
     #[error("height {height} is not final: the last final block is {lib}")]
     NotFinal { height: u64, lib: u64 },
@@ -76,6 +79,7 @@ impl AdmitError {
                 | AdmitError::TooLarge { .. }
                 | AdmitError::BadSignature(_)
                 | AdmitError::WrongChainId { .. }
+                | AdmitError::WrongBranch { .. }
         )
     }
 
@@ -94,6 +98,7 @@ impl AdmitError {
             AdmitError::Busy => "busy",
             AdmitError::RefusedByProducer(_) => "refused_by_producer",
             AdmitError::NotFinal { .. } => "not_final",
+            AdmitError::WrongBranch { .. } => "wrong_branch",
         }
     }
 }

@@ -168,6 +168,7 @@ pub async fn probe(
                 let mut tx = key.sign_tx(TxBody {
                     version: ENCODING_VERSION,
                     chain_id: chain_id.to_string(),
+                    branch: aergo_primitives::types::MAIN_BRANCH.into(),
                     nonce: 0,
                     sender: key.public(),
                     recipient: key.address(),

@@ -163,6 +163,12 @@ impl RpcHandler {
                 got: tx.body.chain_id,
             });
         }
+        if tx.body.branch != aergo_primitives::types::MAIN_BRANCH {
+            return Err(AdmitError::WrongBranch {
+                expected: aergo_primitives::types::MAIN_BRANCH.into(),
+                got: tx.body.branch,
+            });
+        }
         // A branch's base and a tagged block are final blocks (`docs/branches.md`); the chain's
         // rule is only that they are below the block holding the record, so say it here.
         if let Payload::CreateBranch { base_height: height, .. } | Payload::CreateTag { height, .. } =

@@ -98,6 +98,7 @@ pub fn test_tx(
     key.sign_tx(TxBody {
         version: crate::types::ENCODING_VERSION,
         chain_id: chain_id.into(),
+        branch: crate::types::MAIN_BRANCH.into(),
         nonce,
         sender: key.public(),
         recipient,

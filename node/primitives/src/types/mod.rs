@@ -7,7 +7,8 @@
 //! - [`Address`]: 20 bytes of `blake3("aergo/address" ‖ ed25519 public key)`, shown as bech32m
 //!   (`aergo1…`) so that a mistyped address fails its checksum.
 //! - [`Transaction`]: a signed [`TxBody`]; its hash is the hash of the body (so a re-encoded signature
-//!   cannot change a transaction's identity).
+//!   cannot change a transaction's identity). A body names its branch: version 1 is a body for
+//!   `main` (it does not carry the name), version 2 carries a branch's name after the chain id.
 //! - [`Block`]: a [`BlockHeader`] (hash = blake3 of its encoding), the transactions and the producer's
 //!   signature over the header hash.
 //! - [`Receipt`]: what executing a transaction did.
@@ -44,6 +45,9 @@ pub const SQL_PREFIX: &[u8] = b"sql/";
 pub const ENCODING_VERSION: u8 = 1;
 /// The branch every chain has: the one its elected producers make (`docs/branches.md`).
 pub const MAIN_BRANCH: &str = "main";
+/// The encoding version of a transaction body for a branch other than `main`: version 1 with the
+/// branch's name after the chain id.
+pub const BRANCH_TX_VERSION: u8 = 2;
 /// Largest encoded transaction accepted anywhere (RPC, mempool, blocks).
 pub const MAX_TX_BYTES: usize = 64 * 1024;
 /// Longest chain id.
@@ -222,10 +226,16 @@ impl Payload {
 }
 
 /// The signed part of a transaction.
-#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+///
+/// Its encoding is borsh of the fields in order, except that `branch` is written only in a
+/// version-2 body: a version-1 body is for `main`, a version-2 body for the branch it names (never
+/// `main`, so that each transaction has one encoding). [`TxBody::version_for`] gives the version.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TxBody {
     pub version: u8,
     pub chain_id: String,
+    /// The branch the transaction is for (`docs/branches.md`): it runs there and nowhere else.
+    pub branch: String,
     pub nonce: u64,
     pub sender: PublicKey,
     pub recipient: Address,
@@ -238,6 +248,70 @@ impl TxBody {
     /// The transaction hash: what the sender signs and what identifies the transaction.
     pub fn hash(&self) -> Hash {
         Hash::domain("aergo/tx", &to_vec_exact(self))
+    }
+
+    /// The encoding version of a body for `branch`.
+    pub fn version_for(branch: &str) -> u8 {
+        if branch == MAIN_BRANCH {
+            ENCODING_VERSION
+        } else {
+            BRANCH_TX_VERSION
+        }
+    }
+}
+
+fn invalid_body(why: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, why)
+}
+
+impl BorshSerialize for TxBody {
+    fn serialize<W: std::io::Write>(&self, w: &mut W) -> std::io::Result<()> {
+        if self.version != TxBody::version_for(&self.branch) {
+            return Err(invalid_body(format!(
+                "a version-{} transaction body cannot be for branch {:?}",
+                self.version, self.branch
+            )));
+        }
+        BorshSerialize::serialize(&self.version, w)?;
+        BorshSerialize::serialize(&self.chain_id, w)?;
+        if self.version == BRANCH_TX_VERSION {
+            BorshSerialize::serialize(&self.branch, w)?;
+        }
+        BorshSerialize::serialize(&self.nonce, w)?;
+        BorshSerialize::serialize(&self.sender, w)?;
+        BorshSerialize::serialize(&self.recipient, w)?;
+        BorshSerialize::serialize(&self.amount, w)?;
+        BorshSerialize::serialize(&self.fee, w)?;
+        BorshSerialize::serialize(&self.payload, w)
+    }
+}
+
+impl BorshDeserialize for TxBody {
+    fn deserialize_reader<R: std::io::Read>(r: &mut R) -> std::io::Result<Self> {
+        let version = u8::deserialize_reader(r)?;
+        let chain_id = String::deserialize_reader(r)?;
+        let branch = match version {
+            ENCODING_VERSION => MAIN_BRANCH.to_string(),
+            BRANCH_TX_VERSION => {
+                let branch = String::deserialize_reader(r)?;
+                if let Some(why) = crate::refs::name_problem(&branch, MAIN_BRANCH) {
+                    return Err(invalid_body(format!("a version-2 body's branch: {why}")));
+                }
+                branch
+            }
+            v => return Err(invalid_body(format!("transaction body version {v} is unknown"))),
+        };
+        Ok(TxBody {
+            version,
+            chain_id,
+            branch,
+            nonce: u64::deserialize_reader(r)?,
+            sender: PublicKey::deserialize_reader(r)?,
+            recipient: Address::deserialize_reader(r)?,
+            amount: Amount::deserialize_reader(r)?,
+            fee: Amount::deserialize_reader(r)?,
+            payload: Payload::deserialize_reader(r)?,
+        })
     }
 }
 
@@ -302,7 +376,7 @@ impl Transaction {
             return Err(DecodeError::TooLarge { what: "transaction", len: bytes.len(), max: MAX_TX_BYTES });
         }
         if let Some(&v) = bytes.first() {
-            if v != ENCODING_VERSION {
+            if v != ENCODING_VERSION && v != BRANCH_TX_VERSION {
                 return Err(DecodeError::Version { what: "transaction", found: v });
             }
         }

@@ -6,6 +6,7 @@ fn body(key: &Keypair, nonce: u64, amount: u128, fee: u128, chain_id: String) ->
     TxBody {
         version: ENCODING_VERSION,
         chain_id,
+        branch: crate::types::MAIN_BRANCH.into(),
         nonce,
         sender: key.public(),
         recipient: Keypair::from_seed("r").address(),
@@ -175,4 +176,42 @@ fn fuzz_seeds_are_current_encodings() {
     let manifest = std::env::var("CARGO_MANIFEST_DIR").unwrap();
     let dir = std::path::Path::new(&manifest).join("../../fuzz/seeds/decode");
     crate::file::check_fuzz_seeds(&dir, &seeds);
+}
+
+/// A body for a branch carries it (version 2) and signs it: the same transfer on `main` and on a
+/// branch are two transactions; `main` keeps version 1 and its bytes; a version-2 body naming
+/// `main`, an inconsistent body and an unknown version are refused.
+#[test]
+fn a_body_names_its_branch_and_main_keeps_version_1() {
+    let key = Keypair::from_seed("b");
+    let on_main = body(&key, 0, 5, 1, "c".into());
+    let mut on_branch = on_main.clone();
+    on_branch.branch = "feature/x".into();
+    on_branch.version = TxBody::version_for(&on_branch.branch);
+    assert_eq!((on_main.version, on_branch.version), (ENCODING_VERSION, BRANCH_TX_VERSION));
+    let (a, b) = (key.sign_tx(on_main.clone()), key.sign_tx(on_branch.clone()));
+    assert_ne!(a.hash(), b.hash(), "the branch is signed");
+    let back = Transaction::decode(&b.encode()).unwrap();
+    assert_eq!(back, b);
+    assert_eq!(back.body.branch, "feature/x");
+    assert!(verify_tx(&back).is_ok());
+    // Version 1 is the body as it always was: no branch in its bytes.
+    assert_eq!(
+        borsh::to_vec(&on_main).unwrap().len() + 4 + "feature/x".len(),
+        borsh::to_vec(&on_branch).unwrap().len()
+    );
+    // A version-2 body that names main: refused (each transaction has one encoding).
+    let mut bytes = b.encode();
+    let at = 1 + 4 + 1; // version, the chain id's length and its one byte
+    assert_eq!(&bytes[at..at + 4], &9u32.to_le_bytes());
+    bytes.splice(at..at + 4 + 9, [4u32.to_le_bytes().to_vec(), b"main".to_vec()].concat());
+    let err = Transaction::decode(&bytes).unwrap_err().to_string();
+    assert!(err.contains("\"main\" is the chain's own branch"), "{err}");
+    // A body whose version does not fit its branch cannot be encoded.
+    let mut odd = on_main.clone();
+    odd.branch = "feature".into();
+    assert!(borsh::to_vec(&odd).is_err());
+    let mut bytes = a.encode();
+    bytes[0] = 3;
+    assert!(matches!(Transaction::decode(&bytes), Err(DecodeError::Version { found: 3, .. })));
 }
