@@ -104,17 +104,6 @@ pub fn create_branch<A: Accounts>(
     if let Some(p) = producers.iter().find(|p| !seen.insert(**p)) {
         return Ok(Err(GovernanceFailure::RepeatedCandidate(p.address())));
     }
-    let mut names: Vec<String> = super::governance::read(acc, BRANCHES_KEY)?.unwrap_or_default();
-    if let Some(taken) = clash(name, &names) {
-        return Ok(Err(GovernanceFailure::RefTaken {
-            kind: "branch",
-            name: name.into(),
-            taken: taken.clone(),
-        }));
-    }
-    if names.len() >= MAX_REFS {
-        return Ok(Err(GovernanceFailure::TooMany { what: "branches", count: names.len(), max: MAX_REFS }));
-    }
     let record = BranchRecord {
         name: name.into(),
         parent: on.into(),
@@ -124,9 +113,28 @@ pub fn create_branch<A: Accounts>(
         created_at: height,
         mergers: mergers.to_vec(),
     };
-    super::governance::write(acc, branch_key(name), &record)?;
+    record_ref(acc, ("branch", "branches", BRANCHES_KEY), name, branch_key(name), &record)
+}
+
+/// Writes `record` under `key` and lists `name` under `list` — (kind, plural, list key) — unless
+/// the name clashes with a listed one or the list is full.
+fn record_ref<A: Accounts, T: BorshSerialize>(
+    acc: &mut A,
+    (kind, plural, list): (&'static str, &'static str, &[u8]),
+    name: &str,
+    key: Vec<u8>,
+    record: &T,
+) -> Result<Result<(), GovernanceFailure>, ExecError> {
+    let mut names: Vec<String> = super::governance::read(acc, list)?.unwrap_or_default();
+    if let Some(taken) = clash(name, &names) {
+        return Ok(Err(GovernanceFailure::RefTaken { kind, name: name.into(), taken: taken.clone() }));
+    }
+    if names.len() >= MAX_REFS {
+        return Ok(Err(GovernanceFailure::TooMany { what: plural, count: names.len(), max: MAX_REFS }));
+    }
+    super::governance::write(acc, key, record)?;
     names.push(name.into());
-    super::governance::write(acc, BRANCHES_KEY.to_vec(), &names)?;
+    super::governance::write(acc, list.to_vec(), &names)?;
     Ok(Ok(()))
 }
 
@@ -145,17 +153,7 @@ pub fn create_tag<A: Accounts>(
     if tagged >= height {
         return Ok(Err(GovernanceFailure::BaseAhead { base: tagged, height }));
     }
-    let mut names: Vec<String> = super::governance::read(acc, TAGS_KEY)?.unwrap_or_default();
-    if let Some(taken) = clash(name, &names) {
-        return Ok(Err(GovernanceFailure::RefTaken { kind: "tag", name: name.into(), taken: taken.clone() }));
-    }
-    if names.len() >= MAX_REFS {
-        return Ok(Err(GovernanceFailure::TooMany { what: "tags", count: names.len(), max: MAX_REFS }));
-    }
     let record =
         TagRecord { name: name.into(), branch: on.into(), height: tagged, creator, created_at: height };
-    super::governance::write(acc, tag_key(name), &record)?;
-    names.push(name.into());
-    super::governance::write(acc, TAGS_KEY.to_vec(), &names)?;
-    Ok(Ok(()))
+    record_ref(acc, ("tag", "tags", TAGS_KEY), name, tag_key(name), &record)
 }

@@ -120,28 +120,26 @@ impl Admission {
         let mut answers = Vec::with_capacity(txs.len());
         for (tx, bytes) in txs {
             if let Err(e) = on_main(&tx) {
-                let (reply, answer) = tokio::sync::oneshot::channel();
-                let _ = reply.send(Err(e));
-                answers.push(Some(answer));
+                answers.push(Err(e));
                 continue;
             }
             let (reply, answer) = tokio::sync::oneshot::channel();
             match self.queue.try_send(Job { tx, bytes, reply }) {
                 Ok(()) => {
                     self.stats.depth.fetch_add(1, Ordering::Relaxed);
-                    answers.push(Some(answer));
+                    answers.push(Ok(answer));
                 }
                 Err(_) => {
                     self.stats.busy_rejections.fetch_add(1, Ordering::Relaxed);
-                    answers.push(None);
+                    answers.push(Err(AdmitError::Busy));
                 }
             }
         }
         let mut out = Vec::with_capacity(answers.len());
         for answer in answers {
             out.push(match answer {
-                Some(a) => a.await.unwrap_or(Err(AdmitError::Busy)),
-                None => Err(AdmitError::Busy),
+                Ok(a) => a.await.unwrap_or(Err(AdmitError::Busy)),
+                Err(e) => Err(e),
             });
         }
         out
@@ -166,7 +164,7 @@ impl Admission {
 
 /// The pool holds `main`'s transactions alone (branches make no blocks yet: `docs/branches.md`),
 /// from the RPC, from gossip and from forwarding alike.
-fn on_main(tx: &Transaction) -> Result<(), AdmitError> {
+pub fn on_main(tx: &Transaction) -> Result<(), AdmitError> {
     use aergo_primitives::types::MAIN_BRANCH;
     if tx.body.branch == MAIN_BRANCH {
         return Ok(());

@@ -24,6 +24,9 @@ use jsonrpsee::PendingSubscriptionSink;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+/// A key's stored bytes, as the state store reads them.
+type StoredRead = Result<Option<Vec<u8>>, aergo_storage::StateError>;
+
 pub mod queries;
 
 #[derive(Debug, thiserror::Error)]
@@ -163,12 +166,8 @@ impl RpcHandler {
                 got: tx.body.chain_id,
             });
         }
-        if tx.body.branch != aergo_primitives::types::MAIN_BRANCH {
-            return Err(AdmitError::WrongBranch {
-                expected: aergo_primitives::types::MAIN_BRANCH.into(),
-                got: tx.body.branch,
-            });
-        }
+        // Before a non-producer forwards it, as admission would refuse it.
+        aergo_mempool::admission::on_main(&tx)?;
         // A branch's base and a tagged block are final blocks (`docs/branches.md`); the chain's
         // rule is only that they are below the block holding the record, so say it here.
         if let Payload::CreateBranch { base_height: height, .. } | Payload::CreateTag { height, .. } =
@@ -248,6 +247,12 @@ impl RpcHandler {
             .check_history(at)
             .map_err(|e| ErrorObjectOwned::owned(codes::HEIGHT_UNAVAILABLE, e.to_string(), None::<()>))?;
         Ok(at)
+    }
+
+    /// The system records of `main`'s state at the head.
+    fn head_records(&self) -> aergo_exec::governance::Records<impl FnMut(&[u8]) -> StoredRead + '_> {
+        let (store, head) = (&self.view.store, self.view.head().height);
+        aergo_exec::governance::Records(move |key: &[u8]| store.get_at(key, head))
     }
 
     fn branch_view(&self, r: aergo_exec::branches::BranchRecord) -> RpcResult<BranchView> {
@@ -744,16 +749,13 @@ impl AergoApiServer for RpcHandler {
     }
 
     async fn get_branches(&self) -> RpcResult<Vec<BranchView>> {
-        use aergo_exec::governance::Records;
-        let (store, head) = (&self.view.store, self.view.head().height);
-        let records = Records(|key: &[u8]| store.get_at(key, head)).branches().map_err(internal)?;
+        let records = self.head_records().branches().map_err(internal)?;
         records.into_iter().map(|r| self.branch_view(r)).collect()
     }
 
     async fn get_branch(&self, name: String) -> RpcResult<BranchView> {
-        use aergo_exec::governance::Records;
-        let (store, head) = (&self.view.store, self.view.head().height);
-        let record = Records(|key: &[u8]| store.get_at(key, head))
+        let record = self
+            .head_records()
             .get::<aergo_exec::branches::BranchRecord>(&aergo_exec::branches::branch_key(&name))
             .map_err(internal)?
             .ok_or_else(|| invalid_params(format!("no branch {name:?} on this chain")))?;
@@ -761,16 +763,13 @@ impl AergoApiServer for RpcHandler {
     }
 
     async fn get_tags(&self) -> RpcResult<Vec<TagView>> {
-        use aergo_exec::governance::Records;
-        let (store, head) = (&self.view.store, self.view.head().height);
-        let records = Records(|key: &[u8]| store.get_at(key, head)).tags().map_err(internal)?;
+        let records = self.head_records().tags().map_err(internal)?;
         records.into_iter().map(|r| self.tag_view(r)).collect()
     }
 
     async fn get_tag(&self, name: String) -> RpcResult<TagView> {
-        use aergo_exec::governance::Records;
-        let (store, head) = (&self.view.store, self.view.head().height);
-        let record = Records(|key: &[u8]| store.get_at(key, head))
+        let record = self
+            .head_records()
             .get::<aergo_exec::branches::TagRecord>(&aergo_exec::branches::tag_key(&name))
             .map_err(internal)?
             .ok_or_else(|| invalid_params(format!("no tag {name:?} on this chain")))?;

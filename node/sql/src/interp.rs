@@ -1705,25 +1705,13 @@ impl Acc {
     /// [`Acc::add`] of a value read in place: integers and counts without a copy.
     fn add_ref(&mut self, func: AggFunc, distinct: bool, v: &Value) -> Result<(), SqlError> {
         if !distinct {
-            match (func, &mut self.value, v) {
-                (_, _, Value::Null) => return Ok(()),
-                (AggFunc::Count, _, _) => {
+            match v {
+                Value::Null => return Ok(()),
+                _ if func == AggFunc::Count => {
                     self.count += 1;
                     return Ok(());
                 }
-                (AggFunc::Sum, Some(Value::Int(x)), Value::Int(y)) => {
-                    *x =
-                        x.checked_add(*y).ok_or_else(|| SqlError::Runtime("integer overflow in +".into()))?;
-                    self.count += 1;
-                    return Ok(());
-                }
-                (AggFunc::Min, Some(Value::Int(x)), Value::Int(y)) => {
-                    *x = (*x).min(*y);
-                    self.count += 1;
-                    return Ok(());
-                }
-                (AggFunc::Max, Some(Value::Int(x)), Value::Int(y)) => {
-                    *x = (*x).max(*y);
+                Value::Int(y) if self.int_in_place(func, *y)? => {
                     self.count += 1;
                     return Ok(());
                 }
@@ -1731,6 +1719,21 @@ impl Acc {
             }
         }
         self.add(func, distinct, Some(v.clone()))
+    }
+
+    /// An integer SUM, MIN or MAX over an integer so far, updated in place; false when it is not
+    /// one (nothing changed then).
+    fn int_in_place(&mut self, func: AggFunc, y: i64) -> Result<bool, SqlError> {
+        let Some(Value::Int(x)) = &mut self.value else { return Ok(false) };
+        *x = match func {
+            AggFunc::Sum => {
+                x.checked_add(y).ok_or_else(|| SqlError::Runtime("integer overflow in +".into()))?
+            }
+            AggFunc::Min => (*x).min(y),
+            AggFunc::Max => (*x).max(y),
+            AggFunc::Count | AggFunc::Avg => return Ok(false),
+        };
+        Ok(true)
     }
 
     fn add(&mut self, func: AggFunc, distinct: bool, v: Option<Value>) -> Result<(), SqlError> {
@@ -1746,22 +1749,9 @@ impl Acc {
         }
         self.count += 1;
         // Integers (most sums and extremes): in place, without moving values around.
-        if let (Some(Value::Int(x)), Value::Int(y)) = (&mut self.value, &v) {
-            match func {
-                AggFunc::Sum => {
-                    *x =
-                        x.checked_add(*y).ok_or_else(|| SqlError::Runtime("integer overflow in +".into()))?;
-                    return Ok(());
-                }
-                AggFunc::Min => {
-                    *x = (*x).min(*y);
-                    return Ok(());
-                }
-                AggFunc::Max => {
-                    *x = (*x).max(*y);
-                    return Ok(());
-                }
-                AggFunc::Count | AggFunc::Avg => {}
+        if let Value::Int(y) = v {
+            if self.int_in_place(func, y)? {
+                return Ok(());
             }
         }
         if func == AggFunc::Avg {

@@ -231,8 +231,10 @@ struct Parent {
 
 /// A set of key hashes in shards, each behind its own lock that reads take shared.
 struct Written {
-    shards: Vec<parking_lot::RwLock<std::collections::HashSet<[u8; 32], ahash::RandomState>>>,
+    shards: Vec<WrittenShard>,
 }
+
+type WrittenShard = parking_lot::RwLock<std::collections::HashSet<[u8; 32], ahash::RandomState>>;
 
 impl Written {
     const SHARDS: usize = 64;
@@ -241,10 +243,7 @@ impl Written {
         Written { shards: (0..Self::SHARDS).map(|_| Default::default()).collect() }
     }
 
-    fn shard(
-        &self,
-        key_hash: &[u8; 32],
-    ) -> &parking_lot::RwLock<std::collections::HashSet<[u8; 32], ahash::RandomState>> {
+    fn shard(&self, key_hash: &[u8; 32]) -> &WrittenShard {
         &self.shards[key_hash[0] as usize % Self::SHARDS]
     }
 
@@ -754,20 +753,19 @@ impl StateStore {
             let within = |k: &[u8]| bound.as_deref().is_none_or(|b| k <= b);
             let (mut own, mut theirs) = (own.into_iter().peekable(), theirs.into_iter().peekable());
             loop {
-                let next_own = own.peek().filter(|(k, _)| within(k)).map(|(k, _)| k.clone());
-                let next_theirs = theirs.peek().filter(|(k, _)| within(k)).map(|(k, _)| k.clone());
-                let take_own = match (&next_own, &next_theirs) {
+                use std::cmp::Ordering::{Equal, Greater, Less};
+                let next_own = own.peek().map(|(k, _)| k).filter(|k| within(k));
+                let next_theirs = theirs.peek().map(|(k, _)| k).filter(|k| within(k));
+                let order = match (next_own, next_theirs) {
                     (None, None) => break,
-                    (Some(a), Some(b)) => {
-                        if a == b {
-                            theirs.next();
-                        }
-                        a <= b
-                    }
-                    (Some(_), None) => true,
-                    (None, Some(_)) => false,
+                    (Some(a), Some(b)) => a.cmp(b),
+                    (Some(_), None) => Less,
+                    (None, Some(_)) => Greater,
                 };
-                if take_own {
+                if order == Equal {
+                    theirs.next(); // the branch's version hides the parent's
+                }
+                if order != Greater {
                     if let Some((k, Some(v))) = own.next() {
                         out.push((k, v));
                     }
