@@ -196,8 +196,12 @@ async fn gather(state: &AppState) -> Gathered {
         .build(&state.node_url)
     {
         Ok(client) => {
-            let (info, chain, metrics, peers) =
-                tokio::join!(client.node_info(), client.chain_info(), client.node_metrics(), client.peers());
+            let (info, chain, metrics, peers) = tokio::join!(
+                client.node_info(),
+                client.chain_info(None),
+                client.node_metrics(),
+                client.peers()
+            );
             let mut put = |name: &str, r: Result<serde_json::Value, String>| match r {
                 Ok(v) => parts.push((format!("node/{name}.json"), pretty(v))),
                 Err(e) => missing.push(format!("node/{name}.json: {e}")),

@@ -714,7 +714,7 @@ impl NodeProbe {
             .request_timeout(self.timeout)
             .build(&self.url)
             .ok()?;
-        let (metrics, info) = tokio::join!(client.node_metrics(), client.chain_info());
+        let (metrics, info) = tokio::join!(client.node_metrics(), client.chain_info(None));
         let next = metrics.ok()?.next_slot_ms?;
         let info = info.ok()?;
         // The only producer: no one else produces meanwhile, so waiting gains nothing.

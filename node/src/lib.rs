@@ -29,6 +29,7 @@
 //! ```
 
 pub mod alloc;
+pub mod branches;
 pub mod node;
 pub mod producer_key;
 pub mod testnet;

@@ -78,6 +78,7 @@ pub struct RunningNode {
     stop: Arc<AtomicBool>,
     producer: Option<std::thread::JoinHandle<()>>,
     net: Option<Net>,
+    branches: Option<crate::branches::BranchHost>,
 }
 
 pub use aergo_primitives::clock::now_ms;
@@ -291,6 +292,7 @@ impl RunningNode {
         let mempool = Arc::new(Mutex::new(Mempool::new(config.mempool.clone())));
         let speculation = aergo_exec::BlockContext {
             chain_id: chain.genesis().chain_id.clone(),
+            branch: aergo_primitives::types::MAIN_BRANCH.into(),
             height: 0,
             timestamp_ms: 0,
             producer: key.as_ref().map_or(aergo_primitives::types::Address([0; 20]), Keypair::address),
@@ -348,6 +350,18 @@ impl RunningNode {
             None => None,
         };
         let stop = Arc::new(AtomicBool::new(false));
+        let branches = Arc::new(
+            aergo_chain::view::Branches::load(&config.data_dir, &config.branches.track)
+                .map_err(|reason| NodeError::Config { reason })?,
+        );
+        let branch_host = crate::branches::BranchHost::start(
+            &config,
+            view.genesis.clone(),
+            key.clone(),
+            view.clone(),
+            branches.clone(),
+        )
+        .map_err(|source| NodeError::Io { path: "branch watcher thread".into(), source })?;
         let driver_config = DriverConfig {
             key,
             empty_blocks: config.producer.empty_blocks,
@@ -391,13 +405,23 @@ impl RunningNode {
                 rpc::queries::QueryPool::start(&config.rpc)
                     .map_err(|source| NodeError::Io { path: "query threads".into(), source })?,
             ),
+            branches,
         };
         let (rpc, rpc_addr) = rpc::serve(handler, &config.rpc).await?;
         tracing::info!(
             rpc = %rpc_addr, producer = ?facts.producer.map(|a| a.to_string()),
             peer_id = ?facts.peer_id, "node running"
         );
-        Ok(RunningNode { view, pool, rpc_addr, rpc, stop, producer: Some(thread), net })
+        Ok(RunningNode {
+            view,
+            pool,
+            rpc_addr,
+            rpc,
+            stop,
+            producer: Some(thread),
+            net,
+            branches: Some(branch_host),
+        })
     }
 
     /// Stops accepting RPC, lets the producer finish the block in hand, and waits for both.
@@ -405,6 +429,11 @@ impl RunningNode {
         self.stop.store(true, Ordering::SeqCst);
         let _ = self.rpc.stop();
         self.rpc.clone().stopped().await;
+        if let Some(mut host) = self.branches.take() {
+            tokio::task::spawn_blocking(move || host.stop())
+                .await
+                .map_err(|e| NodeError::Join(e.to_string()))?;
+        }
         if let Some(t) = self.producer.take() {
             tokio::task::spawn_blocking(move || t.join())
                 .await

@@ -92,7 +92,7 @@ async fn malformed_input_gets_the_right_error_and_the_node_keeps_serving() {
     checks.await.unwrap();
 
     let client = HttpClientBuilder::default().build(&url).unwrap();
-    let info = client.chain_info().await.unwrap();
+    let info = client.chain_info(None).await.unwrap();
     // Wrong chain id and bad signatures are named.
     let err = client.send_tx(hex::encode(transfer(&key, "other-chain", 0, 1).encode())).await.unwrap_err();
     assert!(err.to_string().contains("wrong chain id"), "{err}");
@@ -106,7 +106,7 @@ async fn malformed_input_gets_the_right_error_and_the_node_keeps_serving() {
         .unwrap_err();
     assert!(err.to_string().contains("balance too low"), "{err}");
     // Reads above the head are refused with their own code.
-    let err = client.get_account(key.address().to_string(), Some(info.height + 100)).await.unwrap_err();
+    let err = client.get_account(key.address().to_string(), Some(info.height + 100), None).await.unwrap_err();
     assert!(err.to_string().contains("above the chain head"), "{err}");
     // And the node still serves.
     let ok = client.send_tx(hex::encode(transfer(&key, &info.chain_id, 0, 5).encode())).await.unwrap();
@@ -147,18 +147,18 @@ async fn blocks_arrive_over_websocket_and_read_back_by_height_and_hash() {
         .subscribe::<aergo_api::BlockView, _>("subscribe_blocks", rpc_params![], "unsubscribe_blocks")
         .await
         .unwrap();
-    let info = ws.chain_info().await.unwrap();
+    let info = ws.chain_info(None).await.unwrap();
     let sent = ws.send_tx(hex::encode(transfer(&key, &info.chain_id, 0, 42).encode())).await.unwrap();
     let block = tokio::time::timeout(Duration::from_secs(10), sub.next()).await.unwrap().unwrap().unwrap();
     assert_eq!(block.transactions, BlockTxs::Hashes(vec![sent.hash]));
-    let by_hash = ws.get_block(None, Some(block.hash.to_hex()), Some(true)).await.unwrap().unwrap();
-    let by_height = ws.get_block(Some(block.height), None, Some(true)).await.unwrap().unwrap();
+    let by_hash = ws.get_block(None, Some(block.hash.to_hex()), Some(true), None).await.unwrap().unwrap();
+    let by_height = ws.get_block(Some(block.height), None, Some(true), None).await.unwrap().unwrap();
     assert_eq!(by_hash, by_height);
-    let receipt = ws.get_receipt(sent.hash.to_hex()).await.unwrap().unwrap();
+    let receipt = ws.get_receipt(sent.hash.to_hex(), None).await.unwrap().unwrap();
     assert_eq!((receipt.status.as_str(), receipt.block_height, receipt.fee), ("success", block.height, 1));
     let bob = Keypair::from_seed("bob").address().to_string();
-    assert_eq!(ws.get_account(bob.clone(), Some(block.height)).await.unwrap().balance, 42);
-    assert_eq!(ws.get_account(bob, Some(block.height - 1)).await.unwrap().balance, 0);
+    assert_eq!(ws.get_account(bob.clone(), Some(block.height), None).await.unwrap().balance, 42);
+    assert_eq!(ws.get_account(bob, Some(block.height - 1), None).await.unwrap().balance, 0);
     let n = ws.node_info().await.unwrap();
     assert_eq!(n.role, "producer");
     let m = ws.node_metrics().await.unwrap();

@@ -40,9 +40,9 @@ fn telemetry_matches_the_node_and_proc_and_is_signed() -> anyhow::Result<()> {
         telemetry(&agent).ok().filter(|t| t["chain"]["height"].as_u64() >= Some(2))
     })?;
 
-    let before = rt.block_on(client.chain_info())?;
+    let before = rt.block_on(client.chain_info(None))?;
     let answer = http_get(&format!("{}/v1/telemetry", agent.url), Some(&agent.token))?;
-    let after = rt.block_on(client.chain_info())?;
+    let after = rt.block_on(client.chain_info(None))?;
     let t = answer.json()?;
 
     // The signature: ed25519 by the node's identity key over the domain prefix and the exact body.
@@ -467,7 +467,7 @@ fn scoped_tokens_actions_and_their_audit_log() -> anyhow::Result<()> {
     let client = HttpClientBuilder::default().build(&node.rpc)?;
     let height = |least: u64| {
         wait_for(Duration::from_secs(30), &format!("height {least}"), || {
-            rt.block_on(client.chain_info()).ok().map(|i| i.height).filter(|h| *h >= least)
+            rt.block_on(client.chain_info(None)).ok().map(|i| i.height).filter(|h| *h >= least)
         })
     };
     height(2)?;
@@ -525,7 +525,7 @@ fn scoped_tokens_actions_and_their_audit_log() -> anyhow::Result<()> {
     let after = wait_for(Duration::from_secs(20), "the node started again", || {
         node_pid(&data).filter(|p| Some(*p) != before)
     })?;
-    let h = rt.block_on(client.chain_info()).map(|i| i.height).unwrap_or(0);
+    let h = rt.block_on(client.chain_info(None)).map(|i| i.height).unwrap_or(0);
     height(h + 2)?;
     // The same request again: its record, nothing done; another action under the same id: 409.
     let again = action("restart-node", Some(&admin), body)?.json()?;

@@ -2,8 +2,9 @@
 //! `main` at final blocks, listed and shown, names unique by git's rule, bad input refused with a
 //! clear error and nothing recorded.
 
-use aergo_tests::{binary, cli_code_json as cli, cli_json, NodeProcess};
+use aergo_tests::{binary, cli_code_json as cli, cli_json, wait_for, NodeProcess};
 use std::process::Command;
+use std::time::Duration;
 
 #[test]
 fn branches_and_tags_are_recorded_on_main_with_unique_names() -> anyhow::Result<()> {
@@ -54,7 +55,7 @@ fn branches_and_tags_are_recorded_on_main_with_unique_names() -> anyhow::Result<
     assert!(v.as_str().unwrap_or_default().contains("height 99999 is not final"), "{v}");
     let (code, v) = cli(&rpc, &["branch", "create", "x", "--from", "nosuch", "--key", &key])?;
     assert_ne!(code, 0);
-    assert!(v.as_str().unwrap_or_default().contains("neither main, main@HEIGHT nor a tag"), "{v}");
+    assert!(v.as_str().unwrap_or_default().contains("is neither a branch, BRANCH@HEIGHT nor a tag"), "{v}");
     let (code, v) = cli(&rpc, &["branch", "show", "nosuch"])?;
     assert_ne!(code, 0);
     assert!(
@@ -76,13 +77,18 @@ fn branches_and_tags_are_recorded_on_main_with_unique_names() -> anyhow::Result<
     assert_eq!(code, 0, "{v}");
     assert_eq!(cli_json(&rpc, &["branch", "show", "release"])?["base_height"], 2);
 
-    // A transaction signed for a branch is refused by main's pool: it can never run on main.
+    // A transaction signed for a branch this node does not hold is refused, with what to do: it
+    // can never run on main.
     let to = me.as_str();
     let before = cli_json(&rpc, &["balance", to])?;
-    let (code, v) = cli(&rpc, &["send", "--branch", "feature", "--to", to, "--amount", "1", "--key", &key])?;
-    assert_ne!(code, 0);
-    let said = v.to_string();
-    assert!(said.contains("transaction is for branch") && said.contains("feature"), "{v}");
+    for nonce in [None, Some("0")] {
+        let mut args = vec!["send", "--branch", "feature", "--to", to, "--amount", "1", "--key", &key];
+        args.extend(nonce.map(|n| ["--nonce", n]).into_iter().flatten());
+        let (code, v) = cli(&rpc, &args)?;
+        assert_ne!(code, 0);
+        let said = v.to_string();
+        assert!(said.contains("is not tracked by this node (aergo branch track feature)"), "{v}");
+    }
     let (code, v) = cli(&rpc, &["send", "--branch", "No Such", "--to", to, "--amount", "1", "--key", &key])?;
     assert_ne!(code, 0);
     assert!(v.to_string().contains("--branch"), "{v}");
@@ -92,5 +98,126 @@ fn branches_and_tags_are_recorded_on_main_with_unique_names() -> anyhow::Result<
         (&before["nonce"], &before["pending_nonce"]),
         "nothing was sent"
     );
+    node.stop()
+}
+
+/// A branch made on a devnet grows blocks of its own on the node that tracks it: reads name the
+/// branch (or a REF), transfers on the branch leave `main` unchanged, its blocks say their branch,
+/// blocks at or below the base are main's, a tag names a branch block, and the branch is there
+/// again after a clean restart and after `kill -9`.
+#[test]
+fn a_tracked_branch_produces_its_own_blocks_and_reads_name_it() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let node = NodeProcess::start_dev(dir.path(), &[])?;
+    let rpc = node.rpc.clone();
+    let key = dir.path().join("dev.key").display().to_string();
+    let me = cli_json(&rpc, &["account", "show", &key])?["address"].as_str().unwrap_or_default().to_string();
+    let to = aergo_primitives::crypto::Keypair::from_seed("branch-recipient").address().to_string();
+
+    // The dev key is the node's producer key: the branch's default producer set is its creator.
+    let (code, v) = cli(&rpc, &["branch", "create", "feature", "--from", "main", "--key", &key, "--wait"])?;
+    assert_eq!(code, 0, "{v}");
+    let base = cli_json(&rpc, &["branch", "show", "feature"])?["base_height"].as_u64().unwrap_or(0);
+    assert_eq!(cli_json(&rpc, &["branch", "show", "feature"])?["tracked"], false);
+    let (code, v) = cli(&rpc, &["--branch", "feature", "balance", &me])?;
+    assert_ne!(code, 0);
+    assert!(v.to_string().contains("is not tracked by this node (aergo branch track feature)"), "{v}");
+    let (code, v) = cli(&rpc, &["--branch", "nosuch", "chain"])?;
+    assert_ne!(code, 0);
+    assert!(v.to_string().contains("no branch") && v.to_string().contains("nosuch"), "{v}");
+    let (code, v) = cli(&rpc, &["branch", "track", "nosuch"])?;
+    assert_ne!(code, 0, "{v}");
+
+    // Track it: the node opens it (its record's block is final at once on a devnet).
+    let v = cli_json(&rpc, &["branch", "track", "feature"])?;
+    assert_eq!(v["tracked"], true, "{v}");
+    let info = wait_for(Duration::from_secs(20), "the branch open", || {
+        cli_json(&rpc, &["--branch", "feature", "chain"]).ok()
+    })?;
+    assert_eq!((info["branch"].as_str(), info["height"].as_u64()), (Some("feature"), Some(base)), "{info}");
+    let main_at_base = cli_json(&rpc, &["balance", &me, "--height", &base.to_string()])?;
+    let on_branch = cli_json(&rpc, &["--branch", "feature", "balance", &me])?;
+    assert_eq!(
+        (&on_branch["balance"], &on_branch["nonce"]),
+        (&main_at_base["balance"], &main_at_base["nonce"])
+    );
+    let base_block = cli_json(&rpc, &["--branch", "feature", "block", &base.to_string()])?;
+    assert_eq!(
+        base_block["hash"],
+        cli_json(&rpc, &["block", &base.to_string()])?["hash"],
+        "the base is main's block"
+    );
+
+    // Transfers on the branch: included in the branch's blocks, main unaffected.
+    let main_before = cli_json(&rpc, &["balance", &to])?["balance"].clone();
+    let mut heights = Vec::new();
+    for amount in ["1000", "234"] {
+        let v = cli_json(
+            &rpc,
+            &["--branch", "feature", "send", "--to", &to, "--amount", amount, "--key", &key, "--wait"],
+        )?;
+        assert_eq!(v["receipt"]["status"], "success", "{v}");
+        heights.push(v["receipt"]["block_height"].as_u64().unwrap_or(0));
+    }
+    assert!(heights[0] > base && heights[1] >= heights[0], "{heights:?} above base {base}");
+    let head = heights[1];
+    assert_eq!(cli_json(&rpc, &["--branch", "feature", "balance", &to])?["balance"], "1234");
+    assert_eq!(cli_json(&rpc, &["balance", &to])?["balance"], main_before, "main is unchanged");
+    let block = cli_json(&rpc, &["--branch", "feature", "block", &head.to_string(), "--full"])?;
+    assert_eq!(block["header"]["branch"], "feature", "{block}");
+    let main_block = cli_json(&rpc, &["block", &head.to_string()]).ok();
+    assert_ne!(
+        main_block.map(|b| b["hash"].clone()),
+        Some(block["hash"].clone()),
+        "a branch block is not main's"
+    );
+    let hash = block["transactions"][0]["hash"].as_str().unwrap_or_default().to_string();
+    let receipt = cli_json(&rpc, &["--branch", "feature", "receipt", &hash])?;
+    assert_eq!(receipt["block_height"].as_u64(), Some(head));
+    let (code, v) = cli(&rpc, &["receipt", &hash])?;
+    assert_ne!(code, 0, "main has no such transaction: {v}");
+    let info = cli_json(&rpc, &["--branch", "feature", "chain"])?;
+    assert_eq!(info["lib_height"].as_u64(), Some(head), "one producer: final at once ({info})");
+    let shown = cli_json(&rpc, &["branch", "show", "feature"])?;
+    assert_eq!(shown["head_height"].as_u64(), Some(head), "{shown}");
+
+    // Reads at a REF: BRANCH@HEIGHT, and a tag made on the branch (named feature/…).
+    let at_first = cli_json(&rpc, &["balance", &to, "--at", &format!("feature@{}", heights[0])])?;
+    assert_eq!(at_first["balance"], "1000", "{at_first}");
+    let (code, v) = cli(
+        &rpc,
+        &["tag", "create", "feature/v1", &format!("feature@{}", heights[0]), "--key", &key, "--wait"],
+    )?;
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(cli_json(&rpc, &["balance", &to, "--at", "feature/v1"])?["balance"], "1000");
+    assert_eq!(cli_json(&rpc, &["balance", &to, "--at", &format!("main@{base}")])?["balance"], main_before);
+
+    // A clean restart and a kill -9: the branch is tracked again from the data directory, with its
+    // blocks and state.
+    node.stop()?;
+    let node = NodeProcess::start_dev(dir.path(), &[])?;
+    let rpc = node.rpc.clone();
+    let info = wait_for(Duration::from_secs(20), "the branch open again", || {
+        cli_json(&rpc, &["--branch", "feature", "chain"]).ok()
+    })?;
+    assert!(info["height"].as_u64() >= Some(head), "{info}");
+    assert_eq!(cli_json(&rpc, &["--branch", "feature", "balance", &to])?["balance"], "1234");
+    let v = cli_json(
+        &rpc,
+        &["--branch", "feature", "send", "--to", &to, "--amount", "6", "--key", &key, "--wait"],
+    )?;
+    assert_eq!(v["receipt"]["status"], "success", "{v}");
+    node.kill9();
+    let node = NodeProcess::start_dev(dir.path(), &[])?;
+    let rpc = node.rpc.clone();
+    wait_for(Duration::from_secs(20), "the branch open after kill -9", || {
+        cli_json(&rpc, &["--branch", "feature", "chain"]).ok()
+    })?;
+    assert_eq!(
+        cli_json(&rpc, &["--branch", "feature", "balance", &to])?["balance"],
+        "1240",
+        "an acknowledged write survives"
+    );
+    assert_eq!(cli_json(&rpc, &["balance", &to])?["balance"], main_before);
     node.stop()
 }

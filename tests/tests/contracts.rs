@@ -196,6 +196,7 @@ fn a_flood_of_expensive_queries_is_stopped_and_blocks_and_cheap_reads_go_on() ->
         function: None,
         args: Vec::new(),
         height: None,
+        branch: None,
     };
     let heavy = "SELECT COUNT(*) FROM t a, t b, t c, t d, t e WHERE a.v + b.v + c.v + d.v + e.v < 0";
     let cheap = "SELECT v FROM t WHERE k = 12";
@@ -203,8 +204,8 @@ fn a_flood_of_expensive_queries_is_stopped_and_blocks_and_cheap_reads_go_on() ->
     let client =
         HttpClientBuilder::default().request_timeout(Duration::from_secs(30)).build(&dev.node.rpc)?;
     let key = KeyFile::read(std::path::Path::new(&dev.key))?.unlock(None)?;
-    let chain_id = rt.block_on(client.chain_info())?.chain_id;
-    let mut nonce = rt.block_on(client.get_account(key.address().to_string(), None))?.pending_nonce;
+    let chain_id = rt.block_on(client.chain_info(None))?.chain_id;
+    let mut nonce = rt.block_on(client.get_account(key.address().to_string(), None, None))?.pending_nonce;
     let mut transfer = || {
         let tx = key.sign_tx(TxBody {
             version: ENCODING_VERSION,
@@ -228,7 +229,7 @@ fn a_flood_of_expensive_queries_is_stopped_and_blocks_and_cheap_reads_go_on() ->
         }
         rt.block_on(client.node_metrics())?
     };
-    let height_before = rt.block_on(client.chain_info())?.height;
+    let height_before = rt.block_on(client.chain_info(None))?.height;
 
     let stop = Arc::new(AtomicBool::new(false));
     /// Each expensive query's answer: rows, or the error's code and message.
@@ -275,7 +276,7 @@ fn a_flood_of_expensive_queries_is_stopped_and_blocks_and_cheap_reads_go_on() ->
         f.join().map_err(|_| anyhow::anyhow!("a flooding client panicked"))??;
     }
     let metrics_during = rt.block_on(client.node_metrics())?;
-    let height_after = rt.block_on(client.chain_info())?.height;
+    let height_after = rt.block_on(client.chain_info(None))?.height;
     let answers = std::mem::take(&mut *answers.lock().unwrap_or_else(|e| e.into_inner()));
     let stopped = answers.iter().filter(|a| matches!(a, Err((c, _)) if *c == codes::QUERY_LIMIT)).count();
     let busy = answers.iter().filter(|a| matches!(a, Err((c, _)) if *c == codes::BUSY)).count();

@@ -75,8 +75,8 @@ fn devnet_transfers_history_and_kill9_recovery() -> anyhow::Result<()> {
     let dev = KeyFile::read(&dev_key)?.unlock(None)?;
     let rt = tokio::runtime::Runtime::new()?;
     let client = HttpClientBuilder::default().request_timeout(Duration::from_secs(5)).build(&rpc)?;
-    let info = rt.block_on(client.chain_info())?;
-    let mut nonce = rt.block_on(client.get_account(dev.address().to_string(), None))?.pending_nonce;
+    let info = rt.block_on(client.chain_info(None))?;
+    let mut nonce = rt.block_on(client.get_account(dev.address().to_string(), None, None))?.pending_nonce;
     let mut sent = Vec::new();
     let mut receipts: HashMap<String, (u64, String)> = HashMap::new();
     let burst_start = Instant::now();
@@ -112,12 +112,12 @@ fn devnet_transfers_history_and_kill9_recovery() -> anyhow::Result<()> {
             if receipts.contains_key(h) {
                 continue;
             }
-            if let Ok(Some(r)) = rt.block_on(client.get_receipt(h.clone())) {
+            if let Ok(Some(r)) = rt.block_on(client.get_receipt(h.clone(), None)) {
                 receipts.insert(h.clone(), (r.block_height, r.block_hash.to_hex()));
             }
         }
         if burst_start.elapsed() > Duration::from_millis(3500) && !receipts.is_empty() {
-            killed_at_height = rt.block_on(client.chain_info())?.height;
+            killed_at_height = rt.block_on(client.chain_info(None))?.height;
             node.take().unwrap().kill9();
             break;
         }
@@ -130,10 +130,10 @@ fn devnet_transfers_history_and_kill9_recovery() -> anyhow::Result<()> {
     // Restart: every receipt given before the kill is still there, in the same block.
     let node = NodeProcess::start_dev(&data, &[])?;
     let client = HttpClientBuilder::default().request_timeout(Duration::from_secs(5)).build(&node.rpc)?;
-    let head = rt.block_on(client.chain_info())?.height;
+    let head = rt.block_on(client.chain_info(None))?.height;
     assert!(head >= killed_at_height, "head {head} fell below {killed_at_height}");
     for (hash, (height, block_hash)) in &receipts {
-        let r = rt.block_on(client.get_receipt(hash.clone()))?.expect("receipt lost after kill -9");
+        let r = rt.block_on(client.get_receipt(hash.clone(), None))?.expect("receipt lost after kill -9");
         assert_eq!((r.block_height, r.block_hash.to_hex()), (*height, block_hash.clone()));
     }
     // The chain continues from the same height.
@@ -204,7 +204,7 @@ fn send_tx_answers_with_the_speculative_result_that_the_receipt_confirms() -> an
     let dev = KeyFile::read(&dir.path().join("dev.key"))?.unlock(None)?;
     let rt = tokio::runtime::Runtime::new()?;
     let client = HttpClientBuilder::default().build(&node.rpc)?;
-    let chain_id = rt.block_on(client.chain_info())?.chain_id;
+    let chain_id = rt.block_on(client.chain_info(None))?.chain_id;
     let poor = Keypair::generate();
     let sign = |key: &Keypair, nonce: u64, to: Address, amount: u128, fee: u128| {
         hex::encode(
@@ -224,13 +224,13 @@ fn send_tx_answers_with_the_speculative_result_that_the_receipt_confirms() -> an
     };
     // Funds for `poor`, then two of its transfers: the first spends almost all of it, so the second
     // (admissible: its fee is covered by the balance the pool sees) fails on the pending state.
-    let nonce = rt.block_on(client.get_account(dev.address().to_string(), None))?.pending_nonce;
+    let nonce = rt.block_on(client.get_account(dev.address().to_string(), None, None))?.pending_nonce;
     let started = Instant::now();
     let fund = rt.block_on(client.send_tx(sign(&dev, nonce, poor.address(), 1_000, 0)))?;
     let answered_in = started.elapsed();
     // (The pool admits against committed balances: `poor` spends once its funds are in a block.)
     wait_for(Duration::from_secs(30), "the funds in a block", || {
-        rt.block_on(client.get_receipt(fund.hash.to_string())).ok().flatten()
+        rt.block_on(client.get_receipt(fund.hash.to_string(), None)).ok().flatten()
     })?;
     let spend = rt.block_on(client.send_tx(sign(&poor, 0, dev.address(), 900, 10)))?;
     let over = rt.block_on(client.send_tx(sign(&poor, 1, dev.address(), 500, 10)));
@@ -265,7 +265,7 @@ fn send_tx_answers_with_the_speculative_result_that_the_receipt_confirms() -> an
     // The receipts, once included, agree with what was answered.
     for (sent, status) in [(&fund, "success"), (&spend, "success"), (&failing, "failed")] {
         let r = wait_for(Duration::from_secs(30), "a receipt", || {
-            rt.block_on(client.get_receipt(sent.hash.to_string())).ok().flatten()
+            rt.block_on(client.get_receipt(sent.hash.to_string(), None)).ok().flatten()
         })?;
         assert_eq!(r.status, status, "{r:?}");
         assert_eq!(r.error, sent.speculative.as_ref().and_then(|s| s.error.clone()), "{r:?}");

@@ -19,7 +19,7 @@ fn make_chain(dir: &Path) -> anyhow::Result<u64> {
     let key = KeyFile::read(&dir.join("dev.key"))?.unlock(None)?;
     let rt = tokio::runtime::Runtime::new()?;
     let client = HttpClientBuilder::default().build(&node.rpc)?;
-    let chain_id = rt.block_on(client.chain_info())?.chain_id;
+    let chain_id = rt.block_on(client.chain_info(None))?.chain_id;
     let mut nonce = 0;
     let height = wait_for(Duration::from_secs(60), "five blocks with transactions", || {
         for _ in 0..60 {
@@ -37,11 +37,11 @@ fn make_chain(dir: &Path) -> anyhow::Result<u64> {
             nonce += 1;
             rt.block_on(client.send_tx(hex::encode(tx.encode()))).ok()?;
         }
-        let h = rt.block_on(client.chain_info()).ok()?.height;
+        let h = rt.block_on(client.chain_info(None)).ok()?.height;
         (h >= 5).then_some(h)
     })?;
     let height = wait_for(Duration::from_secs(10), "the pool to drain", || {
-        let info = rt.block_on(client.chain_info()).ok()?;
+        let info = rt.block_on(client.chain_info(None)).ok()?;
         (info.mempool_txs == 0).then_some(info.height)
     })
     .unwrap_or(height);
@@ -97,7 +97,7 @@ fn damaged_block_logs() -> anyhow::Result<()> {
     let node = NodeProcess::start_dev(&torn, &["--segment-bytes", SEGMENT])?;
     let rt = tokio::runtime::Runtime::new()?;
     let client = HttpClientBuilder::default().build(&node.rpc)?;
-    assert_eq!(rt.block_on(client.chain_info())?.height, height);
+    assert_eq!(rt.block_on(client.chain_info(None))?.height, height);
     assert!(node.log().contains("torn"), "the repair is logged: {}", node.log());
     node.stop()?;
     assert_eq!(last_record(&last).1, end, "the torn bytes were cleared");

@@ -132,7 +132,7 @@ fn a_box_provisioned_with_a_keystore_and_a_bootstrap_address_joins_and_produces(
     let p0 = start(&nodes[0])?;
     let rt = tokio::runtime::Runtime::new()?;
     let c0 = HttpClientBuilder::default().build(&nodes[0].rpc)?;
-    let genesis_hash = rt.block_on(c0.chain_info())?.genesis_hash.to_string();
+    let genesis_hash = rt.block_on(c0.chain_info(None))?.genesis_hash.to_string();
 
     // The second producer's key reaches the box as an encrypted keystore with its passphrase file.
     let second = NodeConfig::load(&nodes[1].config)?;
@@ -212,7 +212,7 @@ token = "{}"
         NodeProcess::start(&config.data_dir, &["run", "--config", box_config.to_str().unwrap_or_default()])?;
     let c1 = HttpClientBuilder::default().build(&p1.rpc)?;
     let lib =
-        |c: &jsonrpsee::http_client::HttpClient| rt.block_on(c.chain_info()).map_or(0, |i| i.lib_height);
+        |c: &jsonrpsee::http_client::HttpClient| rt.block_on(c.chain_info(None)).map_or(0, |i| i.lib_height);
     // Two producers: a block is final only when both build on it, so a rising LIB on both nodes
     // means the box found its bootstrap peer by address and produces in the imported key's slots.
     wait_for(Duration::from_secs(60), "LIB 5 on both nodes", || {
@@ -231,11 +231,11 @@ token = "{}"
     assert!(!info.p2p_listen.is_empty());
     let final_height = lib(&c0).min(lib(&c1));
     let hash = |c: &jsonrpsee::http_client::HttpClient| {
-        rt.block_on(c.get_block(Some(final_height), None, Some(false))).ok().flatten().map(|b| b.hash)
+        rt.block_on(c.get_block(Some(final_height), None, Some(false), None)).ok().flatten().map(|b| b.hash)
     };
     assert_eq!(hash(&c0), hash(&c1), "final block {final_height} differs");
     let produced_by_box = (1..=final_height).any(|h| {
-        rt.block_on(c0.get_block(Some(h), None, Some(false)))
+        rt.block_on(c0.get_block(Some(h), None, Some(false), None))
             .ok()
             .flatten()
             .is_some_and(|b| b.header.producer == key.address())
@@ -278,7 +278,7 @@ fn a_producer_whose_clock_is_not_synchronized_does_not_produce_and_says_why() ->
     let p = start(&node)?;
     let rt = tokio::runtime::Runtime::new()?;
     let client = HttpClientBuilder::default().build(&p.rpc)?;
-    let height = || rt.block_on(client.chain_info()).map_or(0, |i| i.height);
+    let height = || rt.block_on(client.chain_info(None)).map_or(0, |i| i.height);
     if synchronized {
         wait_for(Duration::from_secs(20), "a block from a synchronized producer", || {
             (height() >= 2).then_some(())
@@ -319,7 +319,7 @@ fn a_producer_key_moves_with_its_record_and_never_signs_a_slot_twice() -> anyhow
     let rt = tokio::runtime::Runtime::new()?;
     let client = HttpClientBuilder::default().build(&p.rpc)?;
     wait_for(Duration::from_secs(20), "3 blocks", || {
-        rt.block_on(client.chain_info()).ok().filter(|i| i.height >= 3).map(|_| ())
+        rt.block_on(client.chain_info(None)).ok().filter(|i| i.height >= 3).map(|_| ())
     })?;
     let (ok, _, err) = export(&node.config)?;
     assert!(!ok && err.contains("the node is running"), "export of a running node: {err}");
@@ -397,7 +397,7 @@ fn a_producer_key_moves_with_its_record_and_never_signs_a_slot_twice() -> anyhow
     let p2 = NodeProcess::start(&second, &["run", "--config", &arg(&second.join("config.toml"))])?;
     let c2 = HttpClientBuilder::default().build(&p2.rpc)?;
     let first = wait_for(Duration::from_secs(30), "the second node's first block", || {
-        rt.block_on(c2.get_block(Some(1), None, Some(false))).ok().flatten()
+        rt.block_on(c2.get_block(Some(1), None, Some(false), None)).ok().flatten()
     })?;
     let first_slot = (first.header.timestamp_ms - genesis.timestamp_ms) / interval;
     assert!(first_slot > raised, "signed slot {first_slot}, at or below the imported record {raised}");
@@ -422,7 +422,7 @@ fn a_key_in_use_elsewhere_is_refused_and_taken_over_only_with_its_record() -> an
     let (first, config, pa, ca) = running_producer(dir.path())?;
     let rt = tokio::runtime::Runtime::new()?;
     wait_for(Duration::from_secs(20), "2 blocks on the first node", || {
-        rt.block_on(ca.chain_info()).ok().filter(|i| i.height >= 2).map(|_| ())
+        rt.block_on(ca.chain_info(None)).ok().filter(|i| i.height >= 2).map(|_| ())
     })?;
 
     // The second node: the same chain and the same key (copied, without its record), on the network.
@@ -448,9 +448,9 @@ fn a_key_in_use_elsewhere_is_refused_and_taken_over_only_with_its_record() -> an
         .map_err(|e| anyhow::anyhow!("{e}\nsecond:\n{}", pb.log()))?;
     assert!(blocked.contains("another box signs with this producer key"), "{blocked}");
     // It keeps following the chain without producing; the first goes on; nothing signed twice.
-    let height_a = rt.block_on(ca.chain_info())?.height;
+    let height_a = rt.block_on(ca.chain_info(None))?.height;
     wait_for(Duration::from_secs(20), "the first node to go on", || {
-        rt.block_on(ca.chain_info()).ok().filter(|i| i.height >= height_a + 3).map(|_| ())
+        rt.block_on(ca.chain_info(None)).ok().filter(|i| i.height >= height_a + 3).map(|_| ())
     })
     .map_err(|e| anyhow::anyhow!("{e}\nfirst:\n{}\nsecond:\n{}", pa.log(), pb.log()))?;
     let mb = rt.block_on(cb.node_metrics())?;
@@ -473,10 +473,10 @@ fn a_key_in_use_elsewhere_is_refused_and_taken_over_only_with_its_record() -> an
     let record: u64 = std::fs::read_to_string(second.join("last_signed_slot"))?.trim().parse()?;
     let pb = NodeProcess::start(&second, &["run", "--config", &arg(&second.join("config.toml"))])?;
     let cb = HttpClientBuilder::default().build(&pb.rpc)?;
-    let before = rt.block_on(cb.chain_info())?.height;
+    let before = rt.block_on(cb.chain_info(None))?.height;
     let genesis = aergo_config::genesis::Genesis::load(&config.genesis_path())?;
     let block = wait_for(Duration::from_secs(30), "a block from the second node", || {
-        rt.block_on(cb.get_block(Some(before + 1), None, Some(false))).ok().flatten()
+        rt.block_on(cb.get_block(Some(before + 1), None, Some(false), None)).ok().flatten()
     })
     .map_err(|e| anyhow::anyhow!("{e}\nsecond:\n{}", pb.log()))?;
     let slot = (block.header.timestamp_ms - genesis.timestamp_ms) / genesis.consensus.block_interval_ms;
@@ -518,7 +518,7 @@ fn a_node_started_from_a_snapshot_syncs_the_rest_from_its_peer() -> anyhow::Resu
         assert_eq!(sent["receipt"]["status"], "success", "{sent}");
     }
     wait_for(Duration::from_secs(30), "10 blocks", || {
-        rt.block_on(client.chain_info()).ok().filter(|i| i.lib_height >= 10).map(|_| ())
+        rt.block_on(client.chain_info(None)).ok().filter(|i| i.lib_height >= 10).map(|_| ())
     })?;
     p.stop()?;
 
@@ -572,20 +572,20 @@ fn a_node_started_from_a_snapshot_syncs_the_rest_from_its_peer() -> anyhow::Resu
     let fc = HttpClientBuilder::default().build(&f.rpc)?;
     let target = height + 5;
     wait_for(Duration::from_secs(60), "the follower past the snapshot", || {
-        rt.block_on(fc.chain_info()).ok().filter(|i| i.height >= target).map(|_| ())
+        rt.block_on(fc.chain_info(None)).ok().filter(|i| i.height >= target).map(|_| ())
     })?;
     for h in [height, height + 1, target] {
-        let mine = rt.block_on(fc.get_block(Some(h), None, Some(false)))?.map(|b| b.hash);
-        let theirs = rt.block_on(client.get_block(Some(h), None, Some(false)))?.map(|b| b.hash);
+        let mine = rt.block_on(fc.get_block(Some(h), None, Some(false), None))?.map(|b| b.hash);
+        let theirs = rt.block_on(client.get_block(Some(h), None, Some(false), None))?.map(|b| b.hash);
         assert!(mine.is_some() && mine == theirs, "block {h}: {mine:?} vs {theirs:?}");
     }
     let at_target =
-        |c: &jsonrpsee::http_client::HttpClient| rt.block_on(c.get_account(bob.clone(), Some(target)));
+        |c: &jsonrpsee::http_client::HttpClient| rt.block_on(c.get_account(bob.clone(), Some(target), None));
     assert_eq!(at_target(&fc)?.balance, 6000);
     assert_eq!(at_target(&client)?.balance, 6000);
-    let below = rt.block_on(fc.get_account(bob.clone(), Some(height - 1))).unwrap_err().to_string();
+    let below = rt.block_on(fc.get_account(bob.clone(), Some(height - 1), None)).unwrap_err().to_string();
     assert!(below.contains(&format!("history before height {height} is not on this node")), "{below}");
-    let below = rt.block_on(fc.get_block(Some(1), None, Some(false))).unwrap_err().to_string();
+    let below = rt.block_on(fc.get_block(Some(1), None, Some(false), None)).unwrap_err().to_string();
     assert!(below.contains("started from a snapshot"), "{below}");
 
     // A third node starts with an empty data directory and the producer as its bootstrap peer: the
@@ -598,17 +598,17 @@ fn a_node_started_from_a_snapshot_syncs_the_rest_from_its_peer() -> anyhow::Resu
     empty.p2p.snapshot_after_blocks = 5;
     let t = run_in_data_dir(&empty)?;
     let tc = HttpClientBuilder::default().build(&t.rpc)?;
-    let head = rt.block_on(client.chain_info())?.height;
+    let head = rt.block_on(client.chain_info(None))?.height;
     wait_for(Duration::from_secs(60), "the third node at the producer's height", || {
-        rt.block_on(tc.chain_info()).ok().filter(|i| i.height >= head).map(|_| ())
+        rt.block_on(tc.chain_info(None)).ok().filter(|i| i.height >= head).map(|_| ())
     })?;
     let log = t.log();
     assert!(log.contains("snapshot taken from a peer"), "{log}");
-    let mine = rt.block_on(tc.get_block(Some(head), None, Some(false)))?.map(|b| b.hash);
-    let theirs = rt.block_on(client.get_block(Some(head), None, Some(false)))?.map(|b| b.hash);
+    let mine = rt.block_on(tc.get_block(Some(head), None, Some(false), None))?.map(|b| b.hash);
+    let theirs = rt.block_on(client.get_block(Some(head), None, Some(false), None))?.map(|b| b.hash);
     assert!(mine.is_some() && mine == theirs);
-    assert_eq!(rt.block_on(tc.get_account(bob.clone(), Some(head)))?.balance, 6000);
-    let below = rt.block_on(tc.get_block(Some(1), None, Some(false))).unwrap_err().to_string();
+    assert_eq!(rt.block_on(tc.get_account(bob.clone(), Some(head), None))?.balance, 6000);
+    let below = rt.block_on(tc.get_block(Some(1), None, Some(false), None)).unwrap_err().to_string();
     assert!(below.contains("started from a snapshot"), "{below}");
     t.stop()?;
     f.stop()?;
@@ -624,7 +624,7 @@ fn a_node_given_only_the_genesis_hash_takes_the_genesis_from_its_peer() -> anyho
     let dir = tempfile::tempdir()?;
     let (node, config, p, client) = running_producer(dir.path())?;
     let rt = tokio::runtime::Runtime::new()?;
-    let genesis_hash = rt.block_on(client.chain_info())?.genesis_hash.to_string();
+    let genesis_hash = rt.block_on(client.chain_info(None))?.genesis_hash.to_string();
     let follower = |name: &str, hash: String| {
         let data_dir = dir.path().join(name);
         let c = NodeConfig {
@@ -641,7 +641,7 @@ fn a_node_given_only_the_genesis_hash_takes_the_genesis_from_its_peer() -> anyho
     let f = run_in_data_dir(&c)?;
     let fc = HttpClientBuilder::default().build(&f.rpc)?;
     wait_for(Duration::from_secs(30), "the follower at height 3", || {
-        rt.block_on(fc.chain_info()).ok().filter(|i| i.height >= 3).map(|_| ())
+        rt.block_on(fc.chain_info(None)).ok().filter(|i| i.height >= 3).map(|_| ())
     })?;
     let taken = aergo_config::genesis::Genesis::load(&data.join("genesis.toml"))?;
     assert_eq!(taken, aergo_config::genesis::Genesis::load(&config.genesis_path())?);

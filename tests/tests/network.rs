@@ -55,11 +55,11 @@ impl Testnet {
     }
 
     fn info(&self, i: usize) -> Option<aergo_api::ChainInfo> {
-        self.rt.block_on(self.clients[i].chain_info()).ok()
+        self.rt.block_on(self.clients[i].chain_info(None)).ok()
     }
 
     fn block_hash(&self, i: usize, height: u64) -> Option<String> {
-        let b = self.rt.block_on(self.clients[i].get_block(Some(height), None, Some(false))).ok()??;
+        let b = self.rt.block_on(self.clients[i].get_block(Some(height), None, Some(false), None)).ok()??;
         Some(b.hash.to_string())
     }
 
@@ -139,7 +139,7 @@ fn four_producers_finalize_survive_a_kill_and_resync() -> anyhow::Result<()> {
     let sent = net.rt.block_on(net.clients[0].send_tx(hex::encode(tx.encode())))?;
     for i in all {
         wait_for(Duration::from_secs(30), &format!("the receipt on node {i}"), || {
-            net.rt.block_on(net.clients[i].get_receipt(sent.hash.to_string())).ok().flatten()
+            net.rt.block_on(net.clients[i].get_receipt(sent.hash.to_string(), None)).ok().flatten()
         })?;
     }
 
@@ -167,7 +167,7 @@ fn four_producers_finalize_survive_a_kill_and_resync() -> anyhow::Result<()> {
     // Node 3's own address produced one of the final blocks after its restart.
     let producer_of = |h: u64| {
         net.rt
-            .block_on(net.clients[0].get_block(Some(h), None, Some(false)))
+            .block_on(net.clients[0].get_block(Some(h), None, Some(false), None))
             .ok()
             .flatten()
             .map(|b| b.header.producer.to_string())
@@ -246,21 +246,21 @@ fn a_late_joiner_syncs_a_long_chain_and_matches_state_roots() -> anyhow::Result<
     let (ca, cb) =
         (HttpClientBuilder::default().build(&producer.rpc)?, HttpClientBuilder::default().build(&b.rpc)?);
     wait_for(Duration::from_secs(180), "the joiner to sync the history", || {
-        let info = rt.block_on(cb.chain_info()).ok()?;
+        let info = rt.block_on(cb.chain_info(None)).ok()?;
         (info.height >= HISTORY).then_some(())
     })
     .map_err(|e| anyhow::anyhow!("{e}\njoiner log:\n{}\nproducer log:\n{}", b.log(), a.log()))?;
     for h in [1, HISTORY / 2, HISTORY] {
-        let x = rt.block_on(ca.get_block(Some(h), None, Some(false)))?.expect("producer block");
-        let y = rt.block_on(cb.get_block(Some(h), None, Some(false)))?.expect("joiner block");
+        let x = rt.block_on(ca.get_block(Some(h), None, Some(false), None))?.expect("producer block");
+        let y = rt.block_on(cb.get_block(Some(h), None, Some(false), None))?.expect("joiner block");
         assert_eq!(x.hash, y.hash, "block {h}");
         assert_eq!(x.header.state_root, y.header.state_root, "state root at {h}");
     }
-    let balance = |c: &HttpClient| rt.block_on(c.get_account(bp.address().to_string(), Some(HISTORY)));
+    let balance = |c: &HttpClient| rt.block_on(c.get_account(bp.address().to_string(), Some(HISTORY), None));
     assert_eq!(balance(&ca)?.balance, balance(&cb)?.balance);
     // Caught up, it follows gossip: a transfer sent to the joiner (not a producer) reaches the producer
     // by gossip, and the block that includes it comes back.
-    let nonce = rt.block_on(ca.get_account(faucet.address().to_string(), None))?.nonce;
+    let nonce = rt.block_on(ca.get_account(faucet.address().to_string(), None, None))?.nonce;
     let tx = faucet.sign_tx(TxBody {
         version: ENCODING_VERSION,
         chain_id: genesis.chain_id.clone(),
@@ -278,10 +278,10 @@ fn a_late_joiner_syncs_a_long_chain_and_matches_state_roots() -> anyhow::Result<
     assert_eq!(sent.answered_by.as_deref(), Some(producer.peer_id.as_str()), "{sent:?}");
     assert_eq!(sent.speculative.as_ref().map(|s| s.status.as_str()), Some("success"), "{sent:?}");
     wait_for(Duration::from_secs(30), "the joiner to hold the receipt of its transaction", || {
-        rt.block_on(cb.get_receipt(sent.hash.to_string())).ok().flatten()
+        rt.block_on(cb.get_receipt(sent.hash.to_string(), None)).ok().flatten()
     })
     .map_err(|e| anyhow::anyhow!("{e}\njoiner log:\n{}\nproducer log:\n{}", b.log(), a.log()))?;
-    let info = rt.block_on(cb.chain_info())?;
+    let info = rt.block_on(cb.chain_info(None))?;
     assert!(!info.syncing && info.height > HISTORY && info.peers == 1, "{info:?}");
     b.stop()?;
     a.stop()?;
@@ -452,7 +452,7 @@ fn hostile_peers_are_refused_scored_down_and_banned() -> anyhow::Result<()> {
     let p = start(&node)?;
     let rt = tokio::runtime::Runtime::new()?;
     let client = HttpClientBuilder::default().build(&node.rpc)?;
-    let height = |c: &HttpClient| rt.block_on(c.chain_info()).map(|i| i.height).unwrap_or(0);
+    let height = |c: &HttpClient| rt.block_on(c.chain_info(None)).map(|i| i.height).unwrap_or(0);
     wait_for(Duration::from_secs(30), "a first block", || (height(&client) >= 1).then_some(()))?;
 
     // One misdeed each: refused and counted against the sender, not yet enough for a ban.
@@ -587,7 +587,7 @@ fn votes_elect_a_new_producer_at_the_epoch_boundary_on_every_node() -> anyhow::R
         let lib = net.lib(0);
         (first..=lib).find(|h| {
             net.rt
-                .block_on(net.clients[0].get_block(Some(*h), None, Some(false)))
+                .block_on(net.clients[0].get_block(Some(*h), None, Some(false), None))
                 .ok()
                 .flatten()
                 .is_some_and(|b| b.header.producer.to_string() == address)
@@ -646,7 +646,10 @@ fn an_equivocating_producer_is_caught_and_left_out_of_the_next_epoch() -> anyhow
     net.assert_final_agree(&[0, 1, 2]);
     let lib = net.lib(0);
     for h in first_without..=lib {
-        let b = net.rt.block_on(net.clients[0].get_block(Some(h), None, Some(false)))?.expect("final block");
+        let b = net
+            .rt
+            .block_on(net.clients[0].get_block(Some(h), None, Some(false), None))?
+            .expect("final block");
         assert_ne!(b.header.producer.to_string(), offender, "block {h} by the excluded producer");
     }
     for p in net.procs.iter_mut().filter_map(Option::take) {

@@ -129,7 +129,7 @@ async fn run(
         async move {
             while let Some(Request::Block(height)) = requests.recv().await {
                 let result = match &client {
-                    Ok(c) => match c.get_block(Some(height), None, Some(true)).await {
+                    Ok(c) => match c.get_block(Some(height), None, Some(true), None).await {
                         Ok(Some(b)) => Ok(Box::new(b)),
                         Ok(None) => Err(format!("the node has no block {height}")),
                         Err(e) => Err(format!("node RPC: {e}")),
@@ -175,7 +175,7 @@ struct NodePoller {
 impl NodePoller {
     async fn poll(&mut self, c: &HttpClient) -> Vec<Update> {
         let (chain, info, metrics, peers) =
-            tokio::join!(c.chain_info(), c.node_info(), c.node_metrics(), c.peers());
+            tokio::join!(c.chain_info(None), c.node_info(), c.node_metrics(), c.peers());
         let (chain, info, metrics, peers) = match (chain, info, metrics, peers) {
             (Ok(c), Ok(i), Ok(m), Ok(p)) => (c, i, m, p),
             (c, i, m, p) => {
@@ -185,7 +185,7 @@ impl NodePoller {
         };
         let mut updates = Vec::new();
         if self.lib.map(|(h, _)| h) != Some(chain.lib_height) {
-            if let Ok(Some(b)) = c.get_block(Some(chain.lib_height), None, Some(false)).await {
+            if let Ok(Some(b)) = c.get_block(Some(chain.lib_height), None, Some(false), None).await {
                 self.lib = Some((chain.lib_height, b.header.timestamp_ms));
             }
         }
@@ -197,7 +197,7 @@ impl NodePoller {
         .max(chain.height.saturating_sub(BLOCKS_BACKFILL - 1));
         let mut blocks = Vec::new();
         for height in from..=chain.height {
-            match c.get_block(Some(height), None, Some(false)).await {
+            match c.get_block(Some(height), None, Some(false), None).await {
                 Ok(Some(b)) => blocks.push(b),
                 _ => break,
             }

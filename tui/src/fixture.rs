@@ -26,6 +26,7 @@ pub fn producer() -> Keypair {
 pub fn header(height: u64) -> HeaderView {
     HeaderView {
         chain_id: "aergo-devnet".into(),
+        branch: "main".into(),
         height,
         prev_hash: hash(height - 1),
         timestamp_ms: NOW + height * 1000 - HEIGHT * 1000 - 600,
@@ -45,6 +46,7 @@ pub fn snapshot(peers: Vec<PeerView>) -> NodeSnapshot {
     NodeSnapshot {
         chain: ChainInfo {
             chain_id: "aergo-devnet".into(),
+            branch: "main".into(),
             genesis_hash: hash(0),
             height: HEIGHT,
             best_hash: hash(HEIGHT),

@@ -31,7 +31,7 @@ impl ChainCollector {
 
     pub async fn collect(&mut self, now_ms: u64) -> ChainReading {
         let (chain, info, metrics, peers) = tokio::join!(
-            self.client.chain_info(),
+            self.client.chain_info(None),
             self.client.node_info(),
             self.client.node_metrics(),
             self.client.peers()

@@ -43,6 +43,9 @@ pub use aergo_primitives::types::amount_string;
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ChainInfo {
     pub chain_id: String,
+    /// The branch this is of: `main`, or a branch the node holds (`docs/branches.md`).
+    #[serde(default = "main_branch")]
+    pub branch: String,
     pub genesis_hash: Hash,
     pub height: u64,
     pub best_hash: Hash,
@@ -241,11 +244,21 @@ pub struct QueryRequest {
     pub args: Vec<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub height: Option<u64>,
+    /// The branch to read (default `main`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub branch: Option<String>,
+}
+
+fn main_branch() -> String {
+    "main".into()
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct HeaderView {
     pub chain_id: String,
+    /// The branch the block is on.
+    #[serde(default = "main_branch")]
+    pub branch: String,
     pub height: u64,
     pub prev_hash: Hash,
     pub timestamp_ms: u64,
@@ -338,6 +351,17 @@ pub struct BranchView {
     pub mergers: Vec<Address>,
     /// Whether the block holding the record is final (from then on nodes use the branch).
     pub final_record: bool,
+    /// Whether this node tracks the branch (`[branches] track`, `track_branch`).
+    #[serde(default)]
+    pub tracked: bool,
+    /// The branch's head and last final height on this node, once it holds the branch.
+    #[serde(default)]
+    pub head_height: Option<u64>,
+    #[serde(default)]
+    pub lib_height: Option<u64>,
+    /// Why this node tracks the branch but does not hold it yet (its record is not final, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
 }
 
 /// A tag: an immutable name for a block of a branch.
@@ -456,8 +480,9 @@ pub struct PeerView {
 #[cfg(feature = "rpc")]
 #[rpc(server, client)]
 pub trait AergoApi {
+    /// The head and finality of `main`, or of a branch this node holds.
     #[method(name = "chain_info")]
-    async fn chain_info(&self) -> RpcResult<ChainInfo>;
+    async fn chain_info(&self, branch: Option<String>) -> RpcResult<ChainInfo>;
 
     #[method(name = "node_info")]
     async fn node_info(&self) -> RpcResult<NodeInfo>;
@@ -479,10 +504,10 @@ pub trait AergoApi {
     async fn send_txs(&self, txs: Vec<String>) -> RpcResult<Vec<SendTxOutcome>>;
 
     #[method(name = "get_tx")]
-    async fn get_tx(&self, hash: String) -> RpcResult<Option<TxView>>;
+    async fn get_tx(&self, hash: String, branch: Option<String>) -> RpcResult<Option<TxView>>;
 
     #[method(name = "get_receipt")]
-    async fn get_receipt(&self, hash: String) -> RpcResult<Option<ReceiptView>>;
+    async fn get_receipt(&self, hash: String, branch: Option<String>) -> RpcResult<Option<ReceiptView>>;
 
     /// Reads a contract at a height: a SELECT over its tables, or one of its functions.
     /// Errors: unknown contract or bad SQL → invalid params (with line and column); a height above
@@ -492,7 +517,12 @@ pub trait AergoApi {
 
     /// A contract's tables, functions (with their access sets) and script, at a height.
     #[method(name = "get_contract")]
-    async fn get_contract(&self, address: String, height: Option<u64>) -> RpcResult<ContractView>;
+    async fn get_contract(
+        &self,
+        address: String,
+        height: Option<u64>,
+        branch: Option<String>,
+    ) -> RpcResult<ContractView>;
 
     /// A block by height or hash (the head when both are absent).
     #[method(name = "get_block")]
@@ -501,10 +531,18 @@ pub trait AergoApi {
         height: Option<u64>,
         hash: Option<String>,
         full: Option<bool>,
+        branch: Option<String>,
     ) -> RpcResult<Option<BlockView>>;
 
+    /// Every read takes a branch (default `main`): an unknown branch, or one this node does not
+    /// track, is invalid params that says which (`docs/branches.md`).
     #[method(name = "get_account")]
-    async fn get_account(&self, address: String, height: Option<u64>) -> RpcResult<AccountView>;
+    async fn get_account(
+        &self,
+        address: String,
+        height: Option<u64>,
+        branch: Option<String>,
+    ) -> RpcResult<AccountView>;
 
     /// The producer set of `height` (default: the next block) and the registered candidates.
     #[method(name = "producers")]
@@ -522,6 +560,12 @@ pub trait AergoApi {
     #[method(name = "get_branch")]
     async fn get_branch(&self, name: String) -> RpcResult<BranchView>;
 
+    /// Makes this node hold a branch from now on (kept across restarts in the data directory's
+    /// `branches/tracked`, beside `[branches] track`); answers with the branch's record. The node
+    /// opens the branch once the block holding its record is final.
+    #[method(name = "track_branch")]
+    async fn track_branch(&self, name: String) -> RpcResult<BranchView>;
+
     /// The tags made on `main`, in the order made.
     #[method(name = "get_tags")]
     async fn get_tags(&self) -> RpcResult<Vec<TagView>>;
@@ -532,5 +576,5 @@ pub trait AergoApi {
 
     /// New blocks as they are committed (WebSocket only).
     #[subscription(name = "subscribe_blocks", unsubscribe = "unsubscribe_blocks", item = BlockView)]
-    async fn subscribe_blocks(&self) -> SubscriptionResult;
+    async fn subscribe_blocks(&self, branch: Option<String>) -> SubscriptionResult;
 }

@@ -53,6 +53,7 @@ fn commit(
     let header = BlockHeader {
         version: aergo_primitives::types::ENCODING_VERSION,
         chain_id: "aergo-bench".into(),
+        branch: aergo_primitives::types::MAIN_BRANCH.into(),
         height,
         prev_hash: prev,
         timestamp_ms: 1_000 * height,

@@ -90,7 +90,7 @@ async fn measure(
     client.send_tx(hex::encode(deploy.encode())).await?;
     let t0 = Instant::now();
     loop {
-        if let Some(r) = client.get_receipt(deploy.hash().to_string()).await? {
+        if let Some(r) = client.get_receipt(deploy.hash().to_string(), None).await? {
             anyhow::ensure!(r.status == "success", "deploy failed: {:?}", r.error);
             break;
         }
@@ -133,6 +133,7 @@ async fn measure(
                             function: None,
                             args: vec![],
                             height: None,
+                            branch: None,
                         };
                         let slot = match c.query(req).await {
                             Err(ClientError::Call(e)) if e.code() == codes::QUERY_LIMIT => 1,
@@ -159,6 +160,7 @@ async fn measure(
                 function: None,
                 args: vec![],
                 height: None,
+                branch: None,
             };
             let r = client.query(req).await?;
             phase.query_ms.push(t.elapsed().as_secs_f64() * 1e3);

@@ -598,7 +598,7 @@ async fn e2e(
         t.await??;
     }
     let rss = peak_rss_kib(pid).unwrap_or(0);
-    let info = ws.chain_info().await?;
+    let info = ws.chain_info(None).await?;
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
     let _ = child.wait();
     let secs = last_inclusion.duration_since(start).as_secs_f64();
@@ -779,6 +779,7 @@ fn exec(opts: ExecOpts) -> anyhow::Result<()> {
     let head = store.head()?.map_or(0, |h| h.height);
     let ctx = BlockContext {
         chain_id: genesis.chain_id.clone(),
+        branch: aergo_primitives::types::MAIN_BRANCH.into(),
         height: head + 1,
         timestamp_ms: 1_000_000,
         producer: bp.address(),

@@ -111,7 +111,8 @@ pub async fn run(opts: NetOpts, node_bin: std::path::PathBuf, tmp: &std::path::P
     loop {
         let mut ready = 0;
         for c in &clients {
-            if c.chain_info().await.is_ok_and(|i| i.lib_height >= 2 && i.peers as usize + 1 == opts.nodes) {
+            if c.chain_info(None).await.is_ok_and(|i| i.lib_height >= 2 && i.peers as usize + 1 == opts.nodes)
+            {
                 ready += 1;
             }
         }
@@ -127,7 +128,7 @@ pub async fn run(opts: NetOpts, node_bin: std::path::PathBuf, tmp: &std::path::P
     let interval_ms = genesis.consensus.block_interval_ms;
     let ws_url = nodes[0].rpc.replace("http://", "ws://");
     let ws = WsClientBuilder::default().build(&ws_url).await?;
-    let mut blocks = ws.subscribe_blocks().await?;
+    let mut blocks = ws.subscribe_blocks(None).await?;
     let track = Arc::new(Mutex::new(Track::default()));
     // Blocks as node 0 imports them: inclusion.
     let t = track.clone();
@@ -151,7 +152,7 @@ pub async fn run(opts: NetOpts, node_bin: std::path::PathBuf, tmp: &std::path::P
     let (t, c0) = (track.clone(), clients[0].clone());
     let lib_task = tokio::spawn(async move {
         loop {
-            if let Ok(info) = c0.chain_info().await {
+            if let Ok(info) = c0.chain_info(None).await {
                 let now = Instant::now();
                 let mut t = t.lock();
                 let done: Vec<u64> = t.unfinal.range(..=info.lib_height).map(|(h, _)| *h).collect();

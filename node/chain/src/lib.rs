@@ -96,6 +96,7 @@ pub const COMMIT_QUEUE: usize = 2;
 /// the pipelined run, where the log belongs to the commit thread).
 struct Verifier<'c> {
     genesis: &'c Genesis,
+    branch: &'c str,
     store: &'c StateStore,
     executor: &'c ParallelExecutor,
     schedule: &'c Schedule,
@@ -177,6 +178,8 @@ pub struct OpenReport {
 
 pub struct Chain {
     genesis: Genesis,
+    /// `main`, or the branch this chain is (`docs/branches.md`).
+    branch: String,
     store: Arc<StateStore>,
     log: BlockLog,
     head: Head,
@@ -206,6 +209,7 @@ fn genesis_with_root(genesis: &Genesis, state_root: Hash) -> Block {
     let header = BlockHeader {
         version: ENCODING_VERSION,
         chain_id: genesis.chain_id.clone(),
+        branch: aergo_primitives::types::MAIN_BRANCH.into(),
         height: 0,
         prev_hash: Hash::ZERO,
         timestamp_ms: genesis.timestamp_ms,
@@ -281,9 +285,58 @@ impl Chain {
         let executor = ParallelExecutor::with_threads(1, Vec::new());
         let schedule = Schedule::with_store(genesis, store.clone());
         let times = Arc::new(StageTimes::default());
-        let mut chain = Chain { genesis: genesis.clone(), store, log, head, executor, schedule, times };
+        let branch = aergo_primitives::types::MAIN_BRANCH.to_string();
+        let mut chain =
+            Chain { genesis: genesis.clone(), branch, store, log, head, executor, schedule, times };
         chain.replay(&recovery, &mut report)?;
         Ok((chain, report))
+    }
+
+    /// Opens branch `spec.name`'s chain in `dir` (`state/` and `blocks/`) over its parent's store
+    /// `parent` (`docs/branches.md`). The branch's store holds only what its own blocks wrote and
+    /// reads everything else from the parent at the base; its log holds its own blocks, the first
+    /// of them base + 1. Created empty when `dir` is; logged blocks the store has not committed are
+    /// replayed as on `main`. The base must be final on the parent.
+    pub fn open_branch(
+        dir: &Path,
+        genesis: &Genesis,
+        spec: &BranchSpec,
+        parent: Arc<StateStore>,
+        log_opts: LogOptions,
+        state_opts: StateOptions,
+    ) -> Result<(Chain, OpenReport), ChainError> {
+        let store =
+            Arc::new(StateStore::open_branch(&dir.join("state"), state_opts, parent, spec.base_height)?);
+        let head = store.head()?.ok_or_else(|| ChainError::InvalidBlock {
+            height: spec.base_height,
+            reason: "the branch's store has no head".into(),
+        })?;
+        // Until its first block the branch's head is the parent's base block, which is not in
+        // the branch's log.
+        let committed =
+            (head.height > spec.base_height).then_some(Committed { height: head.height, pos: head.pos });
+        let (log, recovery) = BlockLog::open(&dir.join("blocks"), log_opts, committed)?;
+        let created = committed.is_none() && recovery.uncommitted.is_empty();
+        let mut report =
+            OpenReport { truncated: recovery.truncated.clone(), created, ..OpenReport::default() };
+        let schedule = Schedule::for_branch(genesis, spec.producers.clone());
+        let mut chain = Chain {
+            genesis: genesis.clone(),
+            branch: spec.name.clone(),
+            store,
+            log,
+            head,
+            executor: ParallelExecutor::with_threads(1, Vec::new()),
+            schedule,
+            times: Arc::new(StageTimes::default()),
+        };
+        chain.replay(&recovery, &mut report)?;
+        Ok((chain, report))
+    }
+
+    /// `main`, or the branch this chain is.
+    pub fn branch(&self) -> &str {
+        &self.branch
     }
 
     fn replay(&mut self, recovery: &Recovery, report: &mut OpenReport) -> Result<(), ChainError> {
@@ -336,6 +389,7 @@ impl Chain {
     fn context(&self, height: u64, timestamp_ms: u64, producer: Address) -> BlockContext {
         BlockContext {
             chain_id: self.genesis.chain_id.clone(),
+            branch: self.branch.clone(),
             height,
             timestamp_ms,
             producer,
@@ -347,6 +401,7 @@ impl Chain {
     fn verifier(&self) -> Verifier<'_> {
         Verifier {
             genesis: &self.genesis,
+            branch: &self.branch,
             store: &self.store,
             executor: &self.executor,
             schedule: &self.schedule,
@@ -395,8 +450,9 @@ impl Chain {
         let mut out = self.executor.execute(&self.parent_state(), &ctx, candidates, Mode::Build)?;
         let prepared = self.store.prepare(height, &out.changes)?;
         let header = BlockHeader {
-            version: ENCODING_VERSION,
+            version: aergo_primitives::types::TxBody::version_for(&self.branch),
             chain_id: self.genesis.chain_id.clone(),
+            branch: self.branch.clone(),
             height,
             prev_hash: self.head.hash,
             timestamp_ms,
@@ -427,7 +483,12 @@ impl Chain {
         }
         let head = self.store.rollback_to(height)?;
         self.schedule.forget_elections();
-        self.log.truncate_after(head.pos, head.height)?;
+        if self.store.branch_base().is_some_and(|(base, _)| base == head.height) {
+            // Back to a branch's base: that block is the parent's, none of the log's.
+            self.log.clear()?;
+        } else {
+            self.log.truncate_after(head.pos, head.height)?;
+        }
         self.head = head;
         Ok(removed)
     }
@@ -467,8 +528,8 @@ impl Chain {
     /// first invalid block or commit failure; every block before it is committed and reported,
     /// and the head is the last of them.
     pub fn import_run(&mut self, blocks: Vec<Block>) -> RunReport {
-        let Chain { genesis, store, log, head, executor, schedule, times } = self;
-        let verifier = Verifier { genesis, store, executor, schedule, times };
+        let Chain { genesis, branch, store, log, head, executor, schedule, times } = self;
+        let verifier = Verifier { genesis, branch, store, executor, schedule, times };
         let store: &StateStore = store;
         let times: &StageTimes = times;
         let mut run = Run {
@@ -608,6 +669,12 @@ impl Verifier<'_> {
         if h.chain_id != self.genesis.chain_id {
             return Err(invalid(format!("chain id {:?}", h.chain_id)));
         }
+        if h.branch != self.branch {
+            return Err(invalid(format!(
+                "the block is on branch {:?}, this chain is {:?}",
+                h.branch, self.branch
+            )));
+        }
         self.schedule.check(h, parent.timestamp_ms).map_err(|e| match e {
             // This node's own state failed it: the block is not judged invalid.
             e if e.is_local() => ChainError::Schedule(e),
@@ -628,6 +695,7 @@ impl Verifier<'_> {
         let started = Instant::now();
         let ctx = BlockContext {
             chain_id: self.genesis.chain_id.clone(),
+            branch: self.branch.to_string(),
             height: h.height,
             timestamp_ms: h.timestamp_ms,
             producer: h.producer.address(),
@@ -733,6 +801,14 @@ pub fn verify_by_replay(
         replayed_root: fresh.head().state_root,
         stored_root: store.root_at(head)?,
     })
+}
+
+/// What [`Chain::open_branch`] needs of a branch's record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BranchSpec {
+    pub name: String,
+    pub base_height: u64,
+    pub producers: Vec<aergo_primitives::types::PublicKey>,
 }
 
 /// Reads a committed block by height through the index and the log.

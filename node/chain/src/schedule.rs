@@ -84,6 +84,12 @@ impl Schedule {
         }
     }
 
+    /// A branch's schedule (`docs/branches.md`): the chain's slot clock, and the fixed producer
+    /// set of the branch's record for every height.
+    pub fn for_branch(genesis: &Genesis, producers: Vec<PublicKey>) -> Schedule {
+        Schedule { genesis_producers: Arc::new(producers), ..Schedule::from_genesis(genesis) }
+    }
+
     /// Elections from `store` for the epochs after the first.
     pub fn with_store(genesis: &Genesis, store: Arc<StateStore>) -> Schedule {
         Schedule { store: Some(store), ..Schedule::from_genesis(genesis) }
@@ -278,6 +284,7 @@ mod tests {
         let mut h = BlockHeader {
             version: 1,
             chain_id: "t".into(),
+            branch: aergo_primitives::types::MAIN_BRANCH.into(),
             height: 5,
             prev_hash: aergo_primitives::types::Hash::ZERO,
             timestamp_ms: 12_000,
@@ -311,6 +318,7 @@ mod tests {
             let header = BlockHeader {
                 version: 1,
                 chain_id: "t".into(),
+                branch: aergo_primitives::types::MAIN_BRANCH.into(),
                 height,
                 prev_hash: Hash::ZERO,
                 timestamp_ms: 10_000 + height * 1000,

@@ -169,6 +169,98 @@ fn rollback_takes_blocks_back_and_another_branch_follows() {
     assert_eq!(chain.store().account(&bob.address()).unwrap().balance, 107);
 }
 
+/// A transfer signed for `branch`.
+fn transfer_on(branch: &str, key: &Keypair, nonce: u64, to: Address, amount: u128) -> Transaction {
+    key.sign_tx(aergo_primitives::types::TxBody {
+        version: aergo_primitives::types::TxBody::version_for(branch),
+        chain_id: "test".into(),
+        branch: branch.into(),
+        nonce,
+        sender: key.public(),
+        recipient: to,
+        amount,
+        fee: 1,
+        payload: Payload::Transfer,
+    })
+}
+
+/// A branch's chain over main's store: its own blocks (version-2 headers naming it) from base + 1,
+/// its own producer, transactions for other branches left out, main unchanged and refusing the
+/// branch's blocks; reopened as it was; rolled back to its base (its log emptied) and grown again.
+#[test]
+fn a_branch_chain_grows_over_its_parent_and_rolls_back_to_its_base() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bp, alice, bob) = (Keypair::from_seed("bp"), Keypair::from_seed("alice"), Keypair::from_seed("bob"));
+    let branch_bp = Keypair::from_seed("branch-bp");
+    let g = genesis(&bp, &alice);
+    let (mut main, _) = Chain::open(dir.path(), &g, LogOptions::default()).unwrap();
+    main.produce(&bp, vec![transfer(&alice, 0, bob.address(), 100)], 2_000).unwrap();
+    let b2 = main.produce(&bp, vec![transfer(&alice, 1, bob.address(), 50)], 3_000).unwrap();
+    let spec = BranchSpec { name: "feature".into(), base_height: 2, producers: vec![branch_bp.public()] };
+    let bdir = dir.path().join("branches/feature");
+    let open = |main: &Chain| {
+        Chain::open_branch(&bdir, &g, &spec, main.store(), LogOptions::default(), StateOptions::default())
+    };
+    // The base must be final on main.
+    assert!(matches!(open(&main), Err(ChainError::State(StateError::BaseNotFinal { .. }))));
+    main.finalize(2, b2.block.hash()).unwrap();
+    let (mut branch, report) = open(&main).unwrap();
+    assert!(report.created);
+    assert_eq!((branch.branch(), branch.head().hash), ("feature", b2.block.hash()));
+
+    // Main's transactions are not the branch's, and only the branch's producer signs its slots.
+    let on_main = transfer(&alice, 2, bob.address(), 1);
+    let f3 = branch
+        .produce(
+            &branch_bp,
+            vec![on_main.clone(), transfer_on("feature", &alice, 2, bob.address(), 30)],
+            4_000,
+        )
+        .unwrap();
+    assert_eq!(f3.block.transactions.len(), 1);
+    assert_eq!(f3.dropped.len(), 1, "{:?}", f3.dropped);
+    assert!(
+        f3.dropped[0].1.contains("is for branch \"main\", this block is on \"feature\""),
+        "{:?}",
+        f3.dropped
+    );
+    let h = &f3.block.header;
+    assert_eq!((h.height, h.prev_hash, h.branch.as_str(), h.version), (3, b2.block.hash(), "feature", 2));
+    let (foreign, _, _) = branch.build(&bp, vec![], 5_000).unwrap();
+    let err = branch.import(foreign).unwrap_err().to_string();
+    assert!(err.contains("slot") && err.contains(&bp.address().to_string()), "main's producer: {err}");
+    let f4 =
+        branch.produce(&branch_bp, vec![transfer_on("feature", &alice, 3, bob.address(), 4)], 6_000).unwrap();
+    let bstore = branch.store();
+    assert_eq!(bstore.account(&bob.address()).unwrap().balance, 184);
+    assert_eq!(bstore.account_at(&bob.address(), 2).unwrap().balance, 150, "below the base: main's");
+    assert_eq!(main.store().account(&bob.address()).unwrap().balance, 150, "main is unchanged");
+    // Main refuses a branch's block on top of its own head.
+    let err = main.import((*f3.block).clone()).unwrap_err().to_string();
+    assert!(err.contains("the block is on branch \"feature\", this chain is \"main\""), "{err}");
+
+    // Reopened: the branch's blocks and state are there.
+    let head = branch.head();
+    drop((branch, bstore));
+    let (mut branch, report) = open(&main).unwrap();
+    assert!(!report.created && report.replayed == 0);
+    assert_eq!(branch.head(), head);
+    let read = read_block(&branch.store(), &branch.log_reader(), 4).unwrap().unwrap();
+    assert_eq!(read.hash(), f4.block.hash());
+
+    // Back to the base (nothing of the branch is final): its log is emptied, and it grows again.
+    let removed = branch.rollback_to(2).unwrap();
+    assert_eq!(removed.len(), 2);
+    assert_eq!(branch.head().hash, b2.block.hash());
+    assert_eq!(branch.store().account(&bob.address()).unwrap().balance, 150);
+    let g3 =
+        branch.produce(&branch_bp, vec![transfer_on("feature", &alice, 2, bob.address(), 9)], 7_000).unwrap();
+    drop(branch);
+    let (branch, _) = open(&main).unwrap();
+    assert_eq!(branch.head().hash, g3.block.hash());
+    assert_eq!(branch.store().account(&bob.address()).unwrap().balance, 159);
+}
+
 #[test]
 fn blocks_outside_their_producers_slot_are_refused() {
     let dir = tempfile::tempdir().unwrap();

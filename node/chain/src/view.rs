@@ -53,6 +53,10 @@ pub struct ChainView {
     pub producer_key: Option<PublicKey>,
     /// The height this node's history starts at: 0, or the height of the snapshot it started from.
     pub base_height: u64,
+    /// `main`, or the branch this is the view of.
+    pub branch: String,
+    /// A branch's base height and its parent's view, which holds the blocks at or below the base.
+    pub parent: Option<(u64, Arc<ChainView>)>,
 }
 
 impl ChainView {
@@ -78,7 +82,31 @@ impl ChainView {
             import: Arc::default(),
             producer_key,
             base_height: chain.store().base()?.map_or(0, |(h, _)| h),
+            branch: chain.branch().to_string(),
+            parent: None,
         })
+    }
+
+    /// A view of a branch's chain, whose blocks at or below `base` are `parent`'s.
+    pub fn of_branch(
+        chain: &crate::Chain,
+        producer_key: Option<PublicKey>,
+        base: u64,
+        parent: Arc<ChainView>,
+    ) -> Result<ChainView, aergo_storage::StateError> {
+        let mut view = ChainView::of(chain, producer_key)?;
+        view.base_height = parent.base_height;
+        view.parent = Some((base, parent));
+        Ok(view)
+    }
+
+    /// A committed block of this chain by height (a branch's blocks at or below its base are its
+    /// parent's).
+    pub fn read_block(&self, height: u64) -> Result<Option<Block>, crate::ChainError> {
+        match &self.parent {
+            Some((base, parent)) if height <= *base => parent.read_block(height),
+            _ => crate::read_block(&self.store, &self.reader, height),
+        }
     }
 
     /// Refuses a height below [`ChainView::base_height`] (an error that says why).
@@ -180,6 +208,112 @@ impl PoolHandle {
         if let Some(gossip) = &self.gossip {
             gossip(bytes);
         }
+    }
+}
+
+/// The branches this node tracks and holds besides `main` (`docs/branches.md`), by name: what
+/// the RPC reads a branch through. The node opens a tracked branch once the block holding its
+/// record is final, and says meanwhile why it waits.
+#[derive(Default)]
+pub struct Branches {
+    held: RwLock<std::collections::BTreeMap<String, Arc<BranchHandle>>>,
+    /// Tracked branches (`[branches] track` and `track_branch`), with why each is not held yet.
+    tracked: RwLock<std::collections::BTreeMap<String, Option<String>>>,
+    /// Where `track_branch` keeps its names across restarts (`<data_dir>/branches/tracked`).
+    file: Option<PathBuf>,
+}
+
+/// One held branch: its view and its pool.
+pub struct BranchHandle {
+    pub view: Arc<ChainView>,
+    pub pool: Arc<PoolHandle>,
+    /// Whether this node produces the branch's blocks (its producer key is in the branch's set).
+    pub producing: bool,
+}
+
+/// The file `track_branch` keeps its names in, one per line.
+pub const TRACKED_FILE: &str = "branches/tracked";
+
+impl Branches {
+    /// The tracked branches: those of the config and those `track_branch` kept in
+    /// `<data_dir>/branches/tracked`. A name there that breaks the naming rule is an error.
+    pub fn load(data_dir: &std::path::Path, configured: &[String]) -> Result<Branches, String> {
+        let file = data_dir.join(TRACKED_FILE);
+        let kept = match std::fs::read_to_string(&file) {
+            Ok(text) => text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(format!("{}: {e}", file.display())),
+        };
+        let mut tracked = std::collections::BTreeMap::new();
+        for name in configured.iter().chain(&kept) {
+            if let Some(why) =
+                aergo_primitives::refs::name_problem(name, aergo_primitives::types::MAIN_BRANCH)
+            {
+                return Err(format!("tracked branch {name:?} ({}): {why}", file.display()));
+            }
+            tracked.insert(name.clone(), Some("opening".to_string()));
+        }
+        Ok(Branches { held: RwLock::default(), tracked: RwLock::new(tracked), file: Some(file) })
+    }
+
+    /// Tracks `name` from now on, kept across restarts (written before it is answered).
+    pub fn track(&self, name: &str) -> std::io::Result<()> {
+        let mut tracked = self.tracked.write();
+        if tracked.contains_key(name) {
+            return Ok(());
+        }
+        if let Some(file) = &self.file {
+            let mut kept: Vec<String> = match std::fs::read_to_string(file) {
+                Ok(text) => text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                Err(e) => return Err(e),
+            };
+            kept.push(name.to_string());
+            if let Some(dir) = file.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            aergo_primitives::file::write_atomic_mode(
+                file,
+                format!("{}\n", kept.join("\n")).as_bytes(),
+                0o644,
+            )?;
+        }
+        tracked.insert(name.to_string(), Some("opening".to_string()));
+        Ok(())
+    }
+
+    /// Whether this node tracks `name`, and why it does not hold it yet (`None`: held).
+    pub fn tracking(&self, name: &str) -> Option<Option<String>> {
+        self.tracked.read().get(name).cloned()
+    }
+
+    /// The tracked names, in order.
+    pub fn tracked(&self) -> Vec<String> {
+        self.tracked.read().keys().cloned().collect()
+    }
+
+    /// Says why a tracked branch is not held (`None` once it is).
+    pub fn set_waiting(&self, name: &str, why: Option<String>) {
+        if let Some(w) = self.tracked.write().get_mut(name) {
+            *w = why;
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<BranchHandle>> {
+        self.held.read().get(name).cloned()
+    }
+
+    pub fn insert(&self, name: String, handle: Arc<BranchHandle>) {
+        self.held.write().insert(name, handle);
+    }
+
+    pub fn remove(&self, name: &str) -> Option<Arc<BranchHandle>> {
+        self.held.write().remove(name)
+    }
+
+    /// The held branches' names, in order.
+    pub fn names(&self) -> Vec<String> {
+        self.held.read().keys().cloned().collect()
     }
 }
 

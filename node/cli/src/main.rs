@@ -19,6 +19,10 @@ struct Cli {
     /// Print JSON for scripts instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// The branch to read, and to sign transactions for (docs/branches.md): a transaction signed
+    /// for a branch runs there and nowhere else.
+    #[arg(long, global = true, default_value = aergo_primitives::types::MAIN_BRANCH)]
+    branch: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -28,11 +32,14 @@ enum Command {
     /// Key files.
     #[command(subcommand)]
     Account(AccountCmd),
-    /// An account's balance and nonce (at the head, or at --height).
+    /// An account's balance and nonce (at the head, at --height, or at --at REF).
     Balance {
         address: String,
         #[arg(long)]
         height: Option<u64>,
+        /// A REF instead of --branch and --height: BRANCH, BRANCH@HEIGHT or a tag.
+        #[arg(long, conflicts_with = "height")]
+        at: Option<String>,
     },
     /// Send a transfer.
     Send {
@@ -54,6 +61,9 @@ enum Command {
         /// Show the transactions in full.
         #[arg(long)]
         full: bool,
+        /// A REF instead of --branch and HEIGHT: BRANCH, BRANCH@HEIGHT or a tag.
+        #[arg(long, conflicts_with = "height")]
+        at: Option<String>,
     },
     /// Stake: lock balance (it weighs on the account's votes), unlock it, or show it.
     #[command(subcommand)]
@@ -93,6 +103,9 @@ enum Command {
         args: Vec<String>,
         #[arg(long)]
         height: Option<u64>,
+        /// A REF instead of --branch and --height: BRANCH, BRANCH@HEIGHT or a tag.
+        #[arg(long, conflicts_with = "height")]
+        at: Option<String>,
     },
     /// The chain's state.
     Chain,
@@ -118,9 +131,6 @@ struct TxArgs {
     wait: bool,
     #[arg(long)]
     password_file: Option<PathBuf>,
-    /// The branch the transaction is for (signed into it: it runs there and nowhere else).
-    #[arg(long, default_value = aergo_primitives::types::MAIN_BRANCH)]
-    branch: String,
 }
 
 #[derive(Subcommand)]
@@ -211,8 +221,11 @@ enum BranchCmd {
         #[arg(long = "merger")]
         mergers: Vec<String>,
     },
-    /// One branch's record.
+    /// One branch's record, and whether this node holds it.
     Show { name: String },
+    /// Hold a branch on this node from now on (kept across restarts): it opens once the block
+    /// holding its record is final, and serves reads with --branch NAME.
+    Track { name: String },
 }
 
 #[derive(Subcommand)]
@@ -229,7 +242,8 @@ enum TagCmd {
     },
 }
 
-/// The (branch, height) a REF names: `main` (its last final block), `main@HEIGHT`, or a tag.
+/// The (branch, height) a REF names: a branch (its last final block), `BRANCH@HEIGHT`, or a tag.
+/// A branch other than `main` must be one the node holds.
 async fn resolve_ref(c: &HttpClient, reference: &str) -> anyhow::Result<(String, u64)> {
     use aergo_primitives::types::MAIN_BRANCH;
     let (name, at) = match reference.split_once('@') {
@@ -239,15 +253,59 @@ async fn resolve_ref(c: &HttpClient, reference: &str) -> anyhow::Result<(String,
         None => (reference, None),
     };
     if name == MAIN_BRANCH {
-        let lib = c.chain_info().await?.lib_height;
+        let lib = c.chain_info(None).await?.lib_height;
         return Ok((name.to_string(), at.unwrap_or(lib)));
     }
-    if at.is_some() || c.get_branch(name.to_string()).await.is_ok() {
-        bail!("{reference}: only main's blocks can be named yet (branches do not produce blocks yet)");
+    if let Ok(b) = c.get_branch(name.to_string()).await {
+        if at.is_none() {
+            if let Ok(t) = c.get_tag(name.to_string()).await {
+                bail!(
+                    "{reference} names both a branch and a tag ({}@{}): write {name}@HEIGHT",
+                    t.branch,
+                    t.height
+                );
+            }
+        }
+        return match c.chain_info(Some(name.to_string())).await {
+            Ok(i) => Ok((name.to_string(), at.unwrap_or(i.lib_height))),
+            Err(e) => bail!("{reference}: {}", rpc_message(&e, &b.name)),
+        };
+    }
+    if at.is_some() {
+        bail!("{reference}: no branch {name:?} on this chain (see `aergo branch list`)");
     }
     match c.get_tag(name.to_string()).await {
         Ok(t) => Ok((t.branch, t.height)),
-        Err(_) => bail!("{reference} is neither main, main@HEIGHT nor a tag (see `aergo tag list`)"),
+        Err(_) => bail!("{reference} is neither a branch, BRANCH@HEIGHT nor a tag (see `aergo branch list`, `aergo tag list`)"),
+    }
+}
+
+/// An RPC error's message alone (the server's words), or the error as it is.
+fn rpc_message(e: &jsonrpsee::core::ClientError, _about: &str) -> String {
+    match e {
+        jsonrpsee::core::ClientError::Call(obj) => obj.message().to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// `None` for `main` (the RPC's default), else the branch's name.
+fn branch_param(branch: &str) -> Option<String> {
+    (branch != aergo_primitives::types::MAIN_BRANCH).then(|| branch.to_string())
+}
+
+/// The (branch, height) of a read: `--at REF`, else `--branch` and the height given (or the head).
+async fn read_at(
+    rpc: &str,
+    branch: &str,
+    height: Option<u64>,
+    at: Option<&str>,
+) -> anyhow::Result<(Option<String>, Option<u64>)> {
+    match at {
+        Some(reference) => {
+            let (b, h) = resolve_ref(&client(rpc)?, reference).await?;
+            Ok((branch_param(&b), Some(h)))
+        }
+        None => Ok((branch_param(branch), height)),
     }
 }
 
@@ -277,6 +335,21 @@ fn branch_text(b: &aergo_api::BranchView) -> String {
   merger {m}"
         ))
     });
+    match (b.tracked, b.head_height, &b.waiting) {
+        (true, Some(head), _) => s.push_str(&format!(
+            "
+  held here: head {head}, final {}",
+            b.lib_height.unwrap_or(0)
+        )),
+        (true, None, Some(why)) => s.push_str(&format!(
+            "
+  tracked here, not open yet: {why}"
+        )),
+        _ => s.push_str(
+            "
+  not tracked by this node",
+        ),
+    }
     s
 }
 
@@ -334,10 +407,10 @@ fn client(url: &str) -> anyhow::Result<HttpClient> {
         .with_context(|| format!("bad --rpc URL {url}"))
 }
 
-async fn wait_receipt(c: &HttpClient, hash: &str) -> anyhow::Result<aergo_api::ReceiptView> {
+async fn wait_receipt(c: &HttpClient, hash: &str, branch: &str) -> anyhow::Result<aergo_api::ReceiptView> {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        if let Some(r) = c.get_receipt(hash.to_string()).await? {
+        if let Some(r) = c.get_receipt(hash.to_string(), branch_param(branch)).await? {
             return Ok(r);
         }
         if std::time::Instant::now() > deadline {
@@ -350,6 +423,7 @@ async fn wait_receipt(c: &HttpClient, hash: &str) -> anyhow::Result<aergo_api::R
 /// Signs and sends a transaction from `tx.key`; prints its pool position, or with `--wait` its receipt.
 async fn submit(
     rpc: &str,
+    branch: &str,
     json: bool,
     tx: &TxArgs,
     recipient: Option<Address>,
@@ -360,20 +434,21 @@ async fn submit(
     let default_fee = if payload.is_contract() { "2000000" } else { "0" };
     let fee = amount_string::parse(tx.fee.as_deref().unwrap_or(default_fee)).map_err(anyhow::Error::msg)?;
     let c = client(rpc)?;
-    let info = c.chain_info().await?;
-    let nonce = match tx.nonce {
-        Some(n) => n,
-        None => c.get_account(key.address().to_string(), None).await?.pending_nonce,
-    };
-    if let Some(why) = aergo_primitives::refs::name_problem(&tx.branch, aergo_primitives::types::MAIN_BRANCH)
-        .filter(|_| tx.branch != aergo_primitives::types::MAIN_BRANCH)
+    if let Some(why) = aergo_primitives::refs::name_problem(branch, aergo_primitives::types::MAIN_BRANCH)
+        .filter(|_| branch != aergo_primitives::types::MAIN_BRANCH)
     {
         bail!("--branch: {why}");
     }
+    let info = c.chain_info(None).await?;
+    // The nonce is the sender's on the branch the transaction is for.
+    let nonce = match tx.nonce {
+        Some(n) => n,
+        None => c.get_account(key.address().to_string(), None, branch_param(branch)).await?.pending_nonce,
+    };
     let signed = key.sign_tx(TxBody {
-        version: TxBody::version_for(&tx.branch),
+        version: TxBody::version_for(branch),
         chain_id: info.chain_id,
-        branch: tx.branch.clone(),
+        branch: branch.to_string(),
         nonce,
         sender: key.public(),
         recipient: recipient.unwrap_or_else(|| key.address()),
@@ -395,7 +470,7 @@ async fn submit(
     if !tx.wait {
         return print(json, &v, |_| text);
     }
-    let r = wait_receipt(&c, &sent.hash.to_hex()).await?;
+    let r = wait_receipt(&c, &sent.hash.to_hex(), branch).await?;
     v["receipt"] = serde_json::to_value(&r)?;
     print(json, &v, |_| {
         let mut t = format!(
@@ -468,6 +543,26 @@ fn table(q: &aergo_api::QueryView) -> String {
     out.join("\n")
 }
 
+fn show_block(json: bool, block: Option<aergo_api::BlockView>, asked: Option<String>) -> anyhow::Result<()> {
+    match block {
+        Some(b) => print(json, &b, |b| {
+            let h = &b.header;
+            let mut s = format!(
+                "block {} {}\n  branch {}\n  time {} ms\n  producer {}\n  previous {}\n  state root {}\n  {} transactions",
+                b.height, b.hash, h.branch, h.timestamp_ms, h.producer, h.prev_hash, h.state_root, h.tx_count
+            );
+            match &b.transactions {
+                BlockTxs::Hashes(hs) => hs.iter().for_each(|x| s.push_str(&format!("\n    {x}"))),
+                BlockTxs::Full(ts) => ts.iter().for_each(|t| {
+                    s.push_str(&format!("\n    {} {} → {} {}", t.hash, t.sender, t.recipient, t.amount))
+                }),
+            }
+            s
+        }),
+        None => bail!("no block at {}", asked.unwrap_or_else(|| "the head".into())),
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -494,9 +589,10 @@ async fn main() -> anyhow::Result<()> {
                 )
             })?;
         }
-        Command::Balance { address, height } => {
+        Command::Balance { address, height, at } => {
             Address::parse(&address)?;
-            let a = client(&cli.rpc)?.get_account(address, height).await?;
+            let (branch, height) = read_at(&cli.rpc, &cli.branch, height, at.as_deref()).await?;
+            let a = client(&cli.rpc)?.get_account(address, height, branch).await?;
             print(json, &a, |a| {
                 format!("{} at height {}: balance {} nonce {}", a.address, a.height, a.balance, a.nonce)
             })?;
@@ -504,15 +600,15 @@ async fn main() -> anyhow::Result<()> {
         Command::Send { tx, to, amount } => {
             let recipient = Address::parse(&to)?;
             let amount = amount_string::parse(&amount).map_err(anyhow::Error::msg)?;
-            submit(&cli.rpc, json, &tx, Some(recipient), amount, Payload::Transfer).await?;
+            submit(&cli.rpc, &cli.branch, json, &tx, Some(recipient), amount, Payload::Transfer).await?;
         }
         Command::Stake(StakeCmd::Add { tx, amount }) => {
             let amount = amount_string::parse(&amount).map_err(anyhow::Error::msg)?;
-            submit(&cli.rpc, json, &tx, None, amount, Payload::Stake).await?;
+            submit(&cli.rpc, &cli.branch, json, &tx, None, amount, Payload::Stake).await?;
         }
         Command::Stake(StakeCmd::Remove { tx, amount }) => {
             let amount = amount_string::parse(&amount).map_err(anyhow::Error::msg)?;
-            submit(&cli.rpc, json, &tx, None, amount, Payload::Unstake).await?;
+            submit(&cli.rpc, &cli.branch, json, &tx, None, amount, Payload::Unstake).await?;
         }
         Command::Stake(StakeCmd::Show { address }) => {
             Address::parse(&address)?;
@@ -543,7 +639,7 @@ async fn main() -> anyhow::Result<()> {
                     .map_err(|_| anyhow::anyhow!("{c}: a public key is 32 bytes"))?;
                 keys.push(aergo_primitives::types::PublicKey(bytes));
             }
-            submit(&cli.rpc, json, &tx, None, 0, Payload::Vote { candidates: keys }).await?;
+            submit(&cli.rpc, &cli.branch, json, &tx, None, 0, Payload::Vote { candidates: keys }).await?;
         }
         Command::Contract(ContractCmd::Deploy { tx, file, amount }) => {
             let sql =
@@ -553,17 +649,26 @@ async fn main() -> anyhow::Result<()> {
                 bail!("{}: {e}", file.display());
             }
             let amount = amount_string::parse(&amount).map_err(anyhow::Error::msg)?;
-            submit(&cli.rpc, json, &tx, None, amount, Payload::Deploy { sql }).await?;
+            submit(&cli.rpc, &cli.branch, json, &tx, None, amount, Payload::Deploy { sql }).await?;
         }
         Command::Contract(ContractCmd::Call { tx, address, function, args, amount }) => {
             let contract = Address::parse(&address)?;
             let args = args.iter().map(|a| aergo_primitives::value::json::from_cli(a)).collect();
             let amount = amount_string::parse(&amount).map_err(anyhow::Error::msg)?;
-            submit(&cli.rpc, json, &tx, None, amount, Payload::Call { contract, function, args }).await?;
+            submit(
+                &cli.rpc,
+                &cli.branch,
+                json,
+                &tx,
+                None,
+                amount,
+                Payload::Call { contract, function, args },
+            )
+            .await?;
         }
         Command::Contract(ContractCmd::Show { address, height, source }) => {
             Address::parse(&address)?;
-            let c = client(&cli.rpc)?.get_contract(address, height).await?;
+            let c = client(&cli.rpc)?.get_contract(address, height, branch_param(&cli.branch)).await?;
             print(json, &c, |c| {
                 let mut t = format!("contract {} at height {} (code {})\n", c.address, c.height, c.code_hash);
                 for tb in &c.tables {
@@ -598,7 +703,8 @@ async fn main() -> anyhow::Result<()> {
                 t.trim_end().to_string()
             })?;
         }
-        Command::Query { contract, sql, function, args, height } => {
+        Command::Query { contract, sql, function, args, height, at } => {
+            let (branch, height) = read_at(&cli.rpc, &cli.branch, height, at.as_deref()).await?;
             let contract = Address::parse(&contract)?;
             if sql.is_none() && function.is_none() {
                 bail!("give a SELECT statement or --function NAME");
@@ -607,13 +713,14 @@ async fn main() -> anyhow::Result<()> {
                 .iter()
                 .map(|a| aergo_primitives::value::json::to_json(&aergo_primitives::value::json::from_cli(a)))
                 .collect();
-            let req = aergo_api::QueryRequest { contract, sql, function, args, height };
+            let req = aergo_api::QueryRequest { contract, sql, function, args, height, branch };
             let q = client(&cli.rpc)?.query(req).await?;
             print(json, &q, table)?;
         }
         Command::Bp(BpCmd::Register { tx, p2p }) => {
             p2p.parse::<multiaddr::Multiaddr>().map_err(|e| anyhow::anyhow!("--p2p {p2p:?}: {e}"))?;
-            submit(&cli.rpc, json, &tx, None, 0, Payload::RegisterBp { p2p_address: p2p }).await?;
+            submit(&cli.rpc, &cli.branch, json, &tx, None, 0, Payload::RegisterBp { p2p_address: p2p })
+                .await?;
         }
         Command::Branch(BranchCmd::List) => {
             let v = client(&cli.rpc)?.get_branches().await?;
@@ -626,6 +733,15 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Branch(BranchCmd::Show { name }) => {
             let v = client(&cli.rpc)?.get_branch(name).await?;
+            print(json, &v, branch_text)?;
+        }
+        Command::Branch(BranchCmd::Track { name }) => {
+            if let Some(why) =
+                aergo_primitives::refs::name_problem(&name, aergo_primitives::types::MAIN_BRANCH)
+            {
+                bail!("{why}");
+            }
+            let v = client(&cli.rpc)?.track_branch(name).await?;
             print(json, &v, branch_text)?;
         }
         Command::Branch(BranchCmd::Create { tx, name, from, producers, mergers }) => {
@@ -646,7 +762,7 @@ async fn main() -> anyhow::Result<()> {
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let mergers = mergers.iter().map(|m| Address::parse(m)).collect::<Result<Vec<_>, _>>()?;
             let payload = Payload::CreateBranch { name, base_height, producers, mergers };
-            submit(&cli.rpc, json, &tx, None, 0, payload).await?;
+            submit(&cli.rpc, &on, json, &tx, None, 0, payload).await?;
         }
         Command::Tag(TagCmd::List) => {
             let v = client(&cli.rpc)?.get_tags().await?;
@@ -669,7 +785,7 @@ async fn main() -> anyhow::Result<()> {
             if let Some(why) = aergo_primitives::refs::name_problem(&name, &on) {
                 bail!("{why}");
             }
-            submit(&cli.rpc, json, &tx, None, 0, Payload::CreateTag { name, height }).await?;
+            submit(&cli.rpc, &on, json, &tx, None, 0, Payload::CreateTag { name, height }).await?;
         }
         Command::Bp(BpCmd::List { height }) => {
             let v = client(&cli.rpc)?.producers(height).await?;
@@ -690,64 +806,55 @@ async fn main() -> anyhow::Result<()> {
                 s
             })?;
         }
-        Command::Tx { hash } => match client(&cli.rpc)?.get_tx(hash.clone()).await? {
-            Some(t) => print(json, &t, |t| {
-                format!(
-                    "tx {}\n  {} {} → {}\n  amount {} fee {} nonce {}\n  {}",
-                    t.hash,
-                    t.kind,
-                    t.sender,
-                    t.recipient,
-                    t.amount,
-                    t.fee,
-                    t.nonce,
-                    match (t.block_height, t.index) {
-                        (Some(h), Some(i)) => format!("included in block {h} at index {i}"),
-                        _ => "pending in the pool".to_string(),
-                    }
-                )
-            })?,
-            None => bail!("no transaction {hash} on this node"),
-        },
-        Command::Receipt { hash } => match client(&cli.rpc)?.get_receipt(hash.clone()).await? {
-            Some(r) => print(json, &r, |r| {
-                format!(
-                    "tx {}\n  {}{}\n  block {} ({}) index {}\n  fee {}",
-                    r.tx_hash,
-                    r.status,
-                    r.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default(),
-                    r.block_height,
-                    r.block_hash,
-                    r.index,
-                    r.fee
-                )
-            })?,
-            None => bail!("no receipt for {hash} (unknown, or still in the pool)"),
-        },
-        Command::Block { height, full } => match client(&cli.rpc)?.get_block(height, None, Some(full)).await?
-        {
-            Some(b) => print(json, &b, |b| {
-                let h = &b.header;
-                let mut s = format!(
-                    "block {} {}\n  time {} ms\n  producer {}\n  previous {}\n  state root {}\n  {} transactions",
-                    b.height, b.hash, h.timestamp_ms, h.producer, h.prev_hash, h.state_root, h.tx_count
-                );
-                match &b.transactions {
-                    BlockTxs::Hashes(hs) => hs.iter().for_each(|x| s.push_str(&format!("\n    {x}"))),
-                    BlockTxs::Full(ts) => ts.iter().for_each(|t| {
-                        s.push_str(&format!("\n    {} {} → {} {}", t.hash, t.sender, t.recipient, t.amount))
-                    }),
-                }
-                s
-            })?,
-            None => bail!("no block at height {}", height.map_or("head".into(), |h| h.to_string())),
-        },
+        Command::Tx { hash } => {
+            match client(&cli.rpc)?.get_tx(hash.clone(), branch_param(&cli.branch)).await? {
+                Some(t) => print(json, &t, |t| {
+                    format!(
+                        "tx {}\n  {} {} → {}\n  amount {} fee {} nonce {}\n  {}",
+                        t.hash,
+                        t.kind,
+                        t.sender,
+                        t.recipient,
+                        t.amount,
+                        t.fee,
+                        t.nonce,
+                        match (t.block_height, t.index) {
+                            (Some(h), Some(i)) => format!("included in block {h} at index {i}"),
+                            _ => "pending in the pool".to_string(),
+                        }
+                    )
+                })?,
+                None => bail!("no transaction {hash} on this node"),
+            }
+        }
+        Command::Receipt { hash } => {
+            match client(&cli.rpc)?.get_receipt(hash.clone(), branch_param(&cli.branch)).await? {
+                Some(r) => print(json, &r, |r| {
+                    format!(
+                        "tx {}\n  {}{}\n  block {} ({}) index {}\n  fee {}",
+                        r.tx_hash,
+                        r.status,
+                        r.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default(),
+                        r.block_height,
+                        r.block_hash,
+                        r.index,
+                        r.fee
+                    )
+                })?,
+                None => bail!("no receipt for {hash} (unknown, or still in the pool)"),
+            }
+        }
+        Command::Block { height: asked, full, at } => {
+            let (branch, height) = read_at(&cli.rpc, &cli.branch, asked, at.as_deref()).await?;
+            let block = client(&cli.rpc)?.get_block(height, None, Some(full), branch).await?;
+            show_block(json, block, at.or(asked.map(|h| h.to_string())))?;
+        }
         Command::Chain => {
-            let i = client(&cli.rpc)?.chain_info().await?;
+            let i = client(&cli.rpc)?.chain_info(branch_param(&cli.branch)).await?;
             print(json, &i, |i| {
                 format!(
-                    "chain {}\n  height {} ({})\n  final {}\n  producers {}, slot {} ms\n  pool {} transactions",
-                    i.chain_id, i.height, i.best_hash, i.lib_height, i.producer_count, i.block_interval_ms, i.mempool_txs
+                    "chain {} branch {}\n  height {} ({})\n  final {}\n  producers {}, slot {} ms\n  pool {} transactions",
+                    i.chain_id, i.branch, i.height, i.best_hash, i.lib_height, i.producer_count, i.block_interval_ms, i.mempool_txs
                 )
             })?;
         }

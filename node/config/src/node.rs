@@ -39,6 +39,15 @@ pub struct NodeConfig {
     pub admission: AdmissionConfig,
     pub log: LogConfig,
     pub p2p: P2pConfig,
+    pub branches: BranchesConfig,
+}
+
+/// The branches this node holds besides `main` (`docs/branches.md`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BranchesConfig {
+    /// Branch names; `aergo branch track NAME` adds more, kept in `<data_dir>/branches/tracked`.
+    pub track: Vec<String>,
 }
 
 impl Default for NodeConfig {
@@ -56,6 +65,7 @@ impl Default for NodeConfig {
             admission: AdmissionConfig::default(),
             log: LogConfig::default(),
             p2p: P2pConfig::default(),
+            branches: BranchesConfig::default(),
         }
     }
 }
@@ -395,6 +405,13 @@ impl NodeConfig {
             return Err("storage.state_cache_mb must be at most 1048576 (1 TiB)".into());
         }
         self.exec.resolve_cores().map_err(|e| format!("exec.cores: {e}"))?;
+        for (i, name) in self.branches.track.iter().enumerate() {
+            if let Some(why) =
+                aergo_primitives::refs::name_problem(name, aergo_primitives::types::MAIN_BRANCH)
+            {
+                return Err(format!("branches.track[{i}]: {name:?}: {why}"));
+            }
+        }
         if let Some(hash) = &self.genesis_hash {
             if hash.len() != 64 || !hash.chars().all(|c| c.is_ascii_hexdigit()) {
                 return Err(format!("genesis_hash {hash:?} is not a block hash: 64 hexadecimal digits"));
@@ -474,6 +491,8 @@ mod tests {
         assert!(c.validate().is_err());
         let c: NodeConfig = toml::from_str("[storage]\nstate_cache_mb = 99999999").unwrap();
         assert!(c.validate().unwrap_err().contains("state_cache_mb"));
+        let c: NodeConfig = toml::from_str("[branches]\ntrack = [\"ok\", \"Bad Name\"]").unwrap();
+        assert!(c.validate().unwrap_err().starts_with("branches.track[1]: \"Bad Name\""));
     }
 
     #[test]

@@ -489,9 +489,9 @@ impl Driver {
     /// A transaction of this node's producer to itself, without amount or fee.
     fn own_tx(&self, key: &Keypair, nonce: u64, payload: Payload) -> aergo_primitives::types::Transaction {
         key.sign_tx(TxBody {
-            version: aergo_primitives::types::ENCODING_VERSION,
+            version: TxBody::version_for(self.chain.branch()),
             chain_id: self.view.chain_id.clone(),
-            branch: aergo_primitives::types::MAIN_BRANCH.into(),
+            branch: self.chain.branch().into(),
             nonce,
             sender: key.public(),
             recipient: key.address(),

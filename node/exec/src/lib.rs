@@ -191,6 +191,8 @@ impl StateView for StateWithPending<'_> {
 #[derive(Clone, Debug)]
 pub struct BlockContext {
     pub chain_id: String,
+    /// The branch the block is on (`main`, or a branch's name: `docs/branches.md`).
+    pub branch: String,
     pub height: u64,
     pub timestamp_ms: u64,
     pub producer: Address,
@@ -330,18 +332,16 @@ impl Invalidity {
     }
 }
 
-/// Why a transaction cannot be included at all (nonce, fee, chain id), checked against current state.
-pub fn validity(tx: &Transaction, chain_id: &str, sender: &Account) -> Result<(), Invalidity> {
+/// Why a transaction cannot be included at all (chain id, branch, nonce, fee), checked against
+/// current state.
+pub fn validity(tx: &Transaction, chain_id: &str, branch: &str, sender: &Account) -> Result<(), Invalidity> {
     if tx.body.chain_id != chain_id {
         return Err(Invalidity::WrongChain { got: tx.body.chain_id.clone(), chain: chain_id.to_string() });
     }
-    // Blocks are made on `main` alone so far (`docs/branches.md`): a transaction for a branch never
-    // runs here, so it cannot be replayed onto `main` from its branch.
-    if tx.body.branch != aergo_primitives::types::MAIN_BRANCH {
-        return Err(Invalidity::WrongBranch {
-            got: tx.body.branch.clone(),
-            branch: aergo_primitives::types::MAIN_BRANCH.into(),
-        });
+    // A transaction runs on the branch it names and nowhere else (`docs/branches.md`), so it
+    // cannot be replayed from one branch onto another.
+    if tx.body.branch != branch {
+        return Err(Invalidity::WrongBranch { got: tx.body.branch.clone(), branch: branch.into() });
     }
     if tx.body.nonce != sender.nonce {
         return Err(Invalidity::WrongNonce { got: tx.body.nonce, next: sender.nonce });
@@ -360,7 +360,7 @@ pub fn apply_tx<A: Accounts>(
 ) -> Result<TxOutcome, ExecError> {
     let from = tx.sender();
     let mut sender = acc.get(&from)?;
-    if let Err(invalid) = validity(tx, &ctx.chain_id, &sender) {
+    if let Err(invalid) = validity(tx, &ctx.chain_id, &ctx.branch, &sender) {
         return Ok(TxOutcome::Invalid(invalid.to_string()));
     }
     sender.balance -= tx.body.fee;
@@ -382,7 +382,7 @@ pub fn apply_tx<A: Accounts>(
         _ if tx.body.payload.is_governance() => {
             let rules = governance::Rules {
                 chain_id: &ctx.chain_id,
-                branch: aergo_primitives::types::MAIN_BRANCH,
+                branch: &ctx.branch,
                 height: ctx.height,
                 unstake_lock_blocks: ctx.staking.unstake_lock_blocks,
                 max_votes: ctx.staking.max_votes,

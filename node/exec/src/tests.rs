@@ -33,6 +33,7 @@ fn account_in(out: &ExecOutput, a: &Address) -> Account {
 fn ctx() -> BlockContext {
     BlockContext {
         chain_id: "c".into(),
+        branch: aergo_primitives::types::MAIN_BRANCH.into(),
         height: 1,
         timestamp_ms: 5,
         producer: Keypair::from_seed("bp").address(),
@@ -87,7 +88,7 @@ fn invalid_transactions_say_what_blocks_always_said() {
         (body("aergo-test", 2, 9), "balance 5 cannot pay the fee 9", "cannot_pay_fee"),
     ];
     for (tx, words, reason) in cases {
-        let err = validity(&tx, "aergo-test", &sender).unwrap_err();
+        let err = validity(&tx, "aergo-test", "main", &sender).unwrap_err();
         assert_eq!((err.to_string().as_str(), err.reason()), (words, reason));
     }
 }
@@ -207,6 +208,7 @@ fn random_governance(rng: &mut impl rand::Rng, keys: &[Keypair], from: usize, no
             let header = |height: u64| aergo_primitives::types::BlockHeader {
                 version: aergo_primitives::types::ENCODING_VERSION,
                 chain_id: "c".into(),
+                branch: aergo_primitives::types::MAIN_BRANCH.into(),
                 height,
                 prev_hash: aergo_primitives::types::Hash::ZERO,
                 timestamp_ms: 1_000,

@@ -60,6 +60,8 @@ struct Job {
 pub struct Admission {
     queue: SyncSender<Job>,
     capacity: usize,
+    /// The branch whose pool this is: a transaction for any other is refused.
+    branch: String,
     pub stats: Arc<StageStats>,
     stopping: Arc<AtomicBool>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
@@ -87,6 +89,7 @@ impl Admission {
     ) -> std::io::Result<Admission> {
         let (queue, rx) = std::sync::mpsc::sync_channel(capacity.max(1));
         let rx = Arc::new(Mutex::new(rx));
+        let branch = ctx.branch.clone();
         let stats = Arc::new(StageStats::default());
         let stopping = Arc::new(AtomicBool::new(false));
         let mut handles = Vec::new();
@@ -99,7 +102,7 @@ impl Admission {
                     .spawn(move || verify_loop(&rx, &store, &mempool, &stats, &stopping, &ctx))?,
             );
         }
-        Ok(Admission { queue, capacity, stats, stopping, threads: Mutex::new(handles) })
+        Ok(Admission { queue, capacity, branch, stats, stopping, threads: Mutex::new(handles) })
     }
 
     /// Stops the verifier threads after the jobs in hand and waits for them.
@@ -114,12 +117,26 @@ impl Admission {
         self.capacity
     }
 
+    /// The branch whose pool this is.
+    pub fn branch(&self) -> &str {
+        &self.branch
+    }
+
+    /// Refuses a transaction for another branch than this pool's (from the RPC, gossip and
+    /// forwarding alike).
+    pub fn check_branch(&self, tx: &Transaction) -> Result<(), AdmitError> {
+        if tx.body.branch == self.branch {
+            return Ok(());
+        }
+        Err(AdmitError::WrongBranch { expected: self.branch.clone(), got: tx.body.branch.clone() })
+    }
+
     /// Queues many decoded transactions at once (a `send_txs` call): they reach the verifiers
     /// together and are answered together, in order. Those that do not fit in the queue are `busy`.
     pub async fn submit_many(&self, txs: Vec<(Transaction, usize)>) -> Vec<Result<Admitted, AdmitError>> {
         let mut answers = Vec::with_capacity(txs.len());
         for (tx, bytes) in txs {
-            if let Err(e) = on_main(&tx) {
+            if let Err(e) = self.check_branch(&tx) {
                 answers.push(Err(e));
                 continue;
             }
@@ -147,7 +164,7 @@ impl Admission {
 
     /// Queues a decoded transaction for verification and admission; `busy` when the queue is full.
     pub async fn submit(&self, tx: Transaction, bytes: usize) -> Result<Admitted, AdmitError> {
-        on_main(&tx)?;
+        self.check_branch(&tx)?;
         let (reply, answer) = tokio::sync::oneshot::channel();
         match self.queue.try_send(Job { tx, bytes, reply }) {
             Ok(()) => {
@@ -160,16 +177,6 @@ impl Admission {
         }
         answer.await.unwrap_or(Err(AdmitError::Busy))
     }
-}
-
-/// The pool holds `main`'s transactions alone (branches make no blocks yet: `docs/branches.md`),
-/// from the RPC, from gossip and from forwarding alike.
-pub fn on_main(tx: &Transaction) -> Result<(), AdmitError> {
-    use aergo_primitives::types::MAIN_BRANCH;
-    if tx.body.branch == MAIN_BRANCH {
-        return Ok(());
-    }
-    Err(AdmitError::WrongBranch { expected: MAIN_BRANCH.into(), got: tx.body.branch.clone() })
 }
 
 fn verify_loop(
@@ -270,6 +277,7 @@ mod tests {
         let pool = Arc::new(Mutex::new(Mempool::new(MempoolConfig::default())));
         let ctx = BlockContext {
             chain_id: "c".into(),
+            branch: aergo_primitives::types::MAIN_BRANCH.into(),
             height: 1,
             timestamp_ms: 0,
             producer: key_address(),

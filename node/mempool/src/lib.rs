@@ -62,11 +62,14 @@ pub enum AdmitError {
     #[error("refused by the producer: {0}")]
     RefusedByProducer(String),
     /// A transaction for a branch this node does not run.
-    #[error("transaction is for branch {got:?}; this node runs {expected:?}")]
+    #[error("transaction is for branch {got:?}; this pool is {expected:?}'s")]
     WrongBranch { expected: String, got: String },
     /// A branch's base or a tag's block that is not final yet.
     #[error("height {height} is not final: the last final block is {lib}")]
     NotFinal { height: u64, lib: u64 },
+    /// A transaction for a branch this node does not hold or produce (the message says which).
+    #[error("{0}")]
+    BranchNotHeld(String),
 }
 
 impl AdmitError {
@@ -99,6 +102,7 @@ impl AdmitError {
             AdmitError::RefusedByProducer(_) => "refused_by_producer",
             AdmitError::NotFinal { .. } => "not_final",
             AdmitError::WrongBranch { .. } => "wrong_branch",
+            AdmitError::BranchNotHeld(_) => "branch_not_held",
         }
     }
 }

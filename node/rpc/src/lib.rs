@@ -11,12 +11,13 @@ use aergo_api::{
     ProducersView, QueryRequest, QueryView, ReceiptView, RpcResult, SendTxOutcome, SendTxResult,
     StageMetrics, StakeView, TagView, TxRejection, TxView,
 };
-use aergo_chain::read_block;
-use aergo_chain::view::{ChainView, NodeFacts, PoolHandle};
+use aergo_chain::view::{BranchHandle, Branches, ChainView, NodeFacts, PoolHandle};
 use aergo_config::RpcConfig;
 use aergo_mempool::AdmitError;
 use aergo_net::NetCommand;
-use aergo_primitives::types::{Address, Block, Hash, Payload, ReceiptStatus, Transaction, MAX_TX_BYTES};
+use aergo_primitives::types::{
+    Address, Block, Hash, Payload, ReceiptStatus, Transaction, MAIN_BRANCH, MAX_TX_BYTES,
+};
 use jsonrpsee::core::{async_trait, SubscriptionResult};
 use jsonrpsee::server::{BatchRequestConfig, Server, ServerConfig, ServerHandle};
 use jsonrpsee::types::ErrorObjectOwned;
@@ -119,6 +120,7 @@ pub fn block_view(block: &Block, full: bool) -> BlockView {
         height: h.height,
         header: HeaderView {
             chain_id: h.chain_id.clone(),
+            branch: h.branch.clone(),
             height: h.height,
             prev_hash: h.prev_hash,
             timestamp_ms: h.timestamp_ms,
@@ -144,9 +146,93 @@ pub struct RpcHandler {
     pub max_batch: usize,
     /// Where `query` runs (its own threads, bounded and fair; see [`queries`]).
     pub queries: Arc<queries::QueryPool>,
+    /// The branches this node tracks and holds besides `main`.
+    pub branches: Arc<Branches>,
+}
+
+/// The chain a request reads or writes: `main`'s, or a held branch's.
+struct On {
+    view: Arc<ChainView>,
+    pool: Arc<PoolHandle>,
+}
+
+/// `height`, or the head of `view`; an error above the head or before its history.
+fn height_or_head(view: &ChainView, height: Option<u64>) -> RpcResult<u64> {
+    let head = view.head().height;
+    let at = height.unwrap_or(head);
+    if at > head {
+        return Err(ErrorObjectOwned::owned(
+            codes::HEIGHT_UNAVAILABLE,
+            format!("height {at} is above the chain head {head}"),
+            None::<()>,
+        ));
+    }
+    view.check_history(at)
+        .map_err(|e| ErrorObjectOwned::owned(codes::HEIGHT_UNAVAILABLE, e.to_string(), None::<()>))?;
+    Ok(at)
 }
 
 impl RpcHandler {
+    /// The chain named by a request's `branch` (default `main`); an unknown branch or one this
+    /// node does not hold is invalid params that says which.
+    fn on(&self, branch: Option<&str>) -> RpcResult<On> {
+        match branch {
+            None | Some(MAIN_BRANCH) => Ok(On { view: self.view.clone(), pool: self.pool.clone() }),
+            Some(name) => {
+                let held = self.held(name).map_err(invalid_params)?;
+                Ok(On { view: held.view.clone(), pool: held.pool.clone() })
+            }
+        }
+    }
+
+    /// A branch this node holds, or why not: unknown, not tracked, or tracked and waiting.
+    fn held(&self, name: &str) -> Result<Arc<BranchHandle>, String> {
+        if let Some(h) = self.branches.get(name) {
+            return Ok(h);
+        }
+        if let Some(Some(why)) = self.branches.tracking(name) {
+            return Err(format!("branch {name:?} is tracked by this node but not open yet: {why}"));
+        }
+        match self.find_branch(name) {
+            Ok(Some(_)) => {
+                Err(format!("branch {name:?} is not tracked by this node (aergo branch track {name})"))
+            }
+            Ok(None) => Err(format!("no branch {name:?} on this chain")),
+            Err(e) => Err(format!("branch {name:?}: {e}")),
+        }
+    }
+
+    /// A branch's record: on `main` at the head, else on a held branch (a branch made on a
+    /// branch) at its head.
+    fn find_branch(&self, name: &str) -> Result<Option<aergo_exec::branches::BranchRecord>, String> {
+        Ok(self.find_record(&aergo_exec::branches::branch_key(name))?.map(|(r, _)| r))
+    }
+
+    /// A branch or tag record under `key`: in `main`'s state at the head, else in a held
+    /// branch's (records made on a branch live in its state), with the view it was found in.
+    fn find_record<T: borsh::BorshDeserialize>(
+        &self,
+        key: &[u8],
+    ) -> Result<Option<(T, Arc<ChainView>)>, String> {
+        let read = |view: &ChainView| {
+            let (store, head) = (&view.store, view.head().height);
+            aergo_exec::governance::Records(move |k: &[u8]| store.get_at(k, head))
+                .get::<T>(key)
+                .map_err(|e| e.to_string())
+        };
+        if let Some(r) = read(&self.view)? {
+            return Ok(Some((r, self.view.clone())));
+        }
+        for held in self.branches.names() {
+            if let Some(h) = self.branches.get(&held) {
+                if let Some(r) = read(&h.view)? {
+                    return Ok(Some((r, h.view.clone())));
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// Decodes one hex-encoded transaction and checks its chain id.
     fn decode(&self, hex_tx: &str) -> Result<(Transaction, usize), AdmitError> {
         let text = hex_tx.strip_prefix("0x").unwrap_or(hex_tx);
@@ -166,14 +252,16 @@ impl RpcHandler {
                 got: tx.body.chain_id,
             });
         }
-        // Before a non-producer forwards it, as admission would refuse it.
-        aergo_mempool::admission::on_main(&tx)?;
         // A branch's base and a tagged block are final blocks (`docs/branches.md`); the chain's
         // rule is only that they are below the block holding the record, so say it here.
         if let Payload::CreateBranch { base_height: height, .. } | Payload::CreateTag { height, .. } =
             &tx.body.payload
         {
-            let lib = self.view.consensus.read().lib_height;
+            // The record goes on the branch the transaction is for: its last final block.
+            let lib = match self.branches.get(&tx.body.branch) {
+                Some(held) => held.view.consensus.read().lib_height,
+                None => self.view.consensus.read().lib_height,
+            };
             if *height > lib {
                 return Err(AdmitError::NotFinal { height: *height, lib });
             }
@@ -231,22 +319,21 @@ impl RpcHandler {
         refused.map(|reason| Err(AdmitError::RefusedByProducer(reason)))
     }
 
-    /// Decodes one hex-encoded transaction and hands it to the admission stage.
-    /// `height`, or the head; an error above the head.
-    fn height_or_head(&self, height: Option<u64>) -> RpcResult<u64> {
-        let head = self.view.head().height;
-        let at = height.unwrap_or(head);
-        if at > head {
-            return Err(ErrorObjectOwned::owned(
-                codes::HEIGHT_UNAVAILABLE,
-                format!("height {at} is above the chain head {head}"),
-                None::<()>,
-            ));
+    /// The pool a transaction goes to: `main`'s, or that of the branch it names when this node
+    /// holds the branch and produces its blocks (a branch's transactions are not gossiped yet).
+    fn pool_for(&self, tx: &Transaction) -> Result<Option<Arc<PoolHandle>>, AdmitError> {
+        let branch = &tx.body.branch;
+        if branch == MAIN_BRANCH {
+            return Ok(None);
         }
-        self.view
-            .check_history(at)
-            .map_err(|e| ErrorObjectOwned::owned(codes::HEIGHT_UNAVAILABLE, e.to_string(), None::<()>))?;
-        Ok(at)
+        let held = self.held(branch).map_err(AdmitError::BranchNotHeld)?;
+        if !held.producing {
+            return Err(AdmitError::BranchNotHeld(format!(
+                "this node holds branch {branch:?} but does not produce its blocks, and a branch's \
+                 transactions are not relayed yet: send it to a node of one of its producers"
+            )));
+        }
+        Ok(Some(held.pool.clone()))
     }
 
     /// The system records of `main`'s state at the head.
@@ -258,7 +345,13 @@ impl RpcHandler {
     fn branch_view(&self, r: aergo_exec::branches::BranchRecord) -> RpcResult<BranchView> {
         let base_hash = self.view.store.block_meta(r.base_height).map_err(internal)?.map(|m| m.hash);
         let lib = self.view.consensus.read().lib_height;
+        let held = self.branches.get(&r.name);
+        let tracking = self.branches.tracking(&r.name);
         Ok(BranchView {
+            tracked: tracking.is_some(),
+            head_height: held.as_ref().map(|h| h.view.head().height),
+            lib_height: held.as_ref().map(|h| h.view.consensus.read().lib_height),
+            waiting: tracking.flatten(),
             final_record: lib >= r.created_at,
             name: r.name,
             parent: r.parent,
@@ -271,8 +364,8 @@ impl RpcHandler {
         })
     }
 
-    fn tag_view(&self, r: aergo_exec::branches::TagRecord) -> RpcResult<TagView> {
-        let hash = self.view.store.block_meta(r.height).map_err(internal)?.map(|m| m.hash);
+    fn tag_view(&self, r: aergo_exec::branches::TagRecord, on: &ChainView) -> RpcResult<TagView> {
+        let hash = on.store.block_meta(r.height).map_err(internal)?.map(|m| m.hash);
         Ok(TagView {
             name: r.name,
             branch: r.branch,
@@ -285,6 +378,9 @@ impl RpcHandler {
 
     async fn admit(&self, hex_tx: &str) -> Result<SendTxResult, AdmitError> {
         let (tx, bytes) = self.decode(hex_tx)?;
+        if let Some(pool) = self.pool_for(&tx)? {
+            return Ok(pool.admission.submit(tx, bytes).await?.into());
+        }
         if self.facts.producer.is_none() {
             if let Some(answer) = self.forward(&tx).await {
                 return answer;
@@ -301,21 +397,30 @@ impl RpcHandler {
 
 #[async_trait]
 impl AergoApiServer for RpcHandler {
-    async fn chain_info(&self) -> RpcResult<ChainInfo> {
-        let head = self.view.head();
-        let consensus = self.view.consensus.read().clone();
+    async fn chain_info(&self, branch: Option<String>) -> RpcResult<ChainInfo> {
+        let On { view, pool } = self.on(branch.as_deref())?;
+        let head = view.head();
+        let consensus = view.consensus.read().clone();
+        let on_main = view.branch == MAIN_BRANCH;
+        let mempool_txs = pool.mempool.lock().len() as u64;
         Ok(ChainInfo {
-            chain_id: self.view.chain_id.clone(),
-            genesis_hash: self.view.genesis_hash,
+            chain_id: view.chain_id.clone(),
+            branch: view.branch.clone(),
+            genesis_hash: view.genesis_hash,
             height: head.height,
             best_hash: head.hash,
             best_timestamp_ms: head.timestamp_ms,
             lib_height: consensus.lib_height,
-            producer_count: self.view.genesis.producers.len() as u32,
-            block_interval_ms: self.view.genesis.consensus.block_interval_ms,
-            mempool_txs: self.pool.mempool.lock().len() as u64,
+            producer_count: if on_main {
+                view.genesis.producers.len() as u32
+            } else {
+                view.schedule.producers(head.height + 1).map_or(0, |s| s.len() as u32)
+            },
+            block_interval_ms: view.genesis.consensus.block_interval_ms,
+            mempool_txs,
             syncing: consensus.syncing,
-            peers: self.net.get().map_or(0, |n| n.peers.read().len() as u32),
+            // A branch's blocks do not travel between nodes yet.
+            peers: if on_main { self.net.get().map_or(0, |n| n.peers.read().len() as u32) } else { 0 },
             best_known_height: consensus.best_known_height.max(head.height),
         })
     }
@@ -435,15 +540,19 @@ impl AergoApiServer for RpcHandler {
                 self.max_batch
             )));
         }
-        let mut slots: Vec<Result<usize, AdmitError>> = Vec::with_capacity(txs.len());
+        // Each slot: an index into `main`'s batch, or an answer already known (refused, or a
+        // branch's transaction, which goes to its own pool one at a time).
+        let mut slots: Vec<Result<usize, Result<aergo_mempool::Admitted, AdmitError>>> =
+            Vec::with_capacity(txs.len());
         let mut decoded = Vec::with_capacity(txs.len());
         for hex_tx in &txs {
-            match self.decode(hex_tx) {
-                Ok(d) => {
+            match self.decode(hex_tx).and_then(|d| self.pool_for(&d.0).map(|pool| (d, pool))) {
+                Ok((d, None)) => {
                     slots.push(Ok(decoded.len()));
                     decoded.push(d);
                 }
-                Err(e) => slots.push(Err(e)),
+                Ok(((tx, bytes), Some(pool))) => slots.push(Err(pool.admission.submit(tx, bytes).await)),
+                Err(e) => slots.push(Err(Err(e))),
             }
         }
         let encoded: Vec<Vec<u8>> = match &self.net_commands {
@@ -471,26 +580,28 @@ impl AergoApiServer for RpcHandler {
             .into_iter()
             .map(|slot| match slot {
                 Ok(_) => outcome(answers.next().unwrap_or(Err(AdmitError::Busy))),
-                Err(e) => outcome(Err(e)),
+                Err(known) => outcome(known),
             })
             .collect())
     }
 
-    async fn get_tx(&self, hash: String) -> RpcResult<Option<TxView>> {
+    async fn get_tx(&self, hash: String, branch: Option<String>) -> RpcResult<Option<TxView>> {
         let hash = parse_hash(&hash)?;
-        if let Some(tx) = self.pool.mempool.lock().get(&hash) {
+        let On { view, pool } = self.on(branch.as_deref())?;
+        if let Some(tx) = pool.mempool.lock().get(&hash) {
             return Ok(Some(tx_view(&tx, None)));
         }
-        let Some(loc) = self.view.store.tx_location(&hash).map_err(internal)? else { return Ok(None) };
-        let block = read_block(&self.view.store, &self.view.reader, loc.height).map_err(internal)?;
+        let Some(loc) = view.store.tx_location(&hash).map_err(internal)? else { return Ok(None) };
+        let block = view.read_block(loc.height).map_err(internal)?;
         Ok(block
             .and_then(|b| b.transactions.get(loc.index as usize).cloned())
             .map(|tx| tx_view(&tx, Some((loc.height, loc.block_hash, loc.index)))))
     }
 
-    async fn get_receipt(&self, hash: String) -> RpcResult<Option<ReceiptView>> {
+    async fn get_receipt(&self, hash: String, branch: Option<String>) -> RpcResult<Option<ReceiptView>> {
         let hash = parse_hash(&hash)?;
-        let Some(loc) = self.view.store.tx_location(&hash).map_err(internal)? else { return Ok(None) };
+        let view = self.on(branch.as_deref())?.view;
+        let Some(loc) = view.store.tx_location(&hash).map_err(internal)? else { return Ok(None) };
         let (status, error, result) = match loc.receipt.status {
             ReceiptStatus::Success => ("success", None, None),
             ReceiptStatus::Failed(reason) => ("failed", Some(reason), None),
@@ -508,15 +619,20 @@ impl AergoApiServer for RpcHandler {
         }))
     }
 
-    async fn get_contract(&self, address: String, height: Option<u64>) -> RpcResult<ContractView> {
+    async fn get_contract(
+        &self,
+        address: String,
+        height: Option<u64>,
+        branch: Option<String>,
+    ) -> RpcResult<ContractView> {
         use aergo_sql::access::{describe, function_access};
         let address = Address::parse(&address).map_err(|e| invalid_params(e.to_string()))?;
-        let at = self.height_or_head(height)?;
-        let (script, compiled) =
-            aergo_exec::query::load(&self.view.store, &address, at).map_err(|e| match e {
-                aergo_sql::SqlError::Storage(e) => internal(e),
-                e => invalid_params(e.to_string()),
-            })?;
+        let view = self.on(branch.as_deref())?.view;
+        let at = height_or_head(&view, height)?;
+        let (script, compiled) = aergo_exec::query::load(&view.store, &address, at).map_err(|e| match e {
+            aergo_sql::SqlError::Storage(e) => internal(e),
+            e => invalid_params(e.to_string()),
+        })?;
         let c = &compiled.interpreted;
         let tables = c
             .tables
@@ -583,7 +699,8 @@ impl AergoApiServer for RpcHandler {
 
     async fn query(&self, ext: &jsonrpsee::Extensions, request: QueryRequest) -> RpcResult<QueryView> {
         use aergo_sql::SqlError;
-        let at = self.height_or_head(request.height)?;
+        let view = self.on(request.branch.as_deref())?.view;
+        let at = height_or_head(&view, request.height)?;
         let args = request
             .args
             .iter()
@@ -594,7 +711,7 @@ impl AergoApiServer for RpcHandler {
             return Err(invalid_params("give either sql or function"));
         }
         let conn = ext.get::<jsonrpsee::ConnectionId>().map_or(0, |c| c.0);
-        let (view, pool) = (self.view.clone(), self.queries.clone());
+        let pool = self.queries.clone();
         let (answer, answered) = tokio::sync::oneshot::channel();
         let answer = Arc::new(parking_lot::Mutex::new(Some(answer)));
         let busy_answer = answer.clone();
@@ -604,7 +721,7 @@ impl AergoApiServer for RpcHandler {
                 (Some(sql), _) => Request::Sql(sql),
                 (_, f) => Request::Function(f.as_deref().unwrap_or_default(), Vec::new()),
             };
-            is_heavy(&self.view.store, &request.contract, at, &req)
+            is_heavy(&view.store, &request.contract, at, &req)
         };
         let work = Box::new(move || {
             use aergo_exec::query::{run, Request};
@@ -656,38 +773,42 @@ impl AergoApiServer for RpcHandler {
         height: Option<u64>,
         hash: Option<String>,
         full: Option<bool>,
+        branch: Option<String>,
     ) -> RpcResult<Option<BlockView>> {
+        let view = self.on(branch.as_deref())?.view;
         let height = match (height, hash) {
             (Some(_), Some(_)) => return Err(invalid_params("give height or hash, not both")),
             (Some(h), None) => h,
             (None, Some(text)) => {
                 let hash = parse_hash(&text)?;
-                match self.view.store.height_of(&hash).map_err(internal)? {
+                match view.store.height_of(&hash).map_err(internal)? {
                     Some(h) => h,
                     None => return Ok(None),
                 }
             }
-            (None, None) => self.view.head().height,
+            (None, None) => view.head().height,
         };
-        if height <= self.view.head().height {
-            self.view
-                .check_history(height)
+        if height <= view.head().height {
+            view.check_history(height)
                 .map_err(|e| ErrorObjectOwned::owned(codes::HEIGHT_UNAVAILABLE, e.to_string(), None::<()>))?;
         }
-        let block = read_block(&self.view.store, &self.view.reader, height).map_err(internal)?;
+        let block = view.read_block(height).map_err(internal)?;
         Ok(block.map(|b| block_view(&b, full.unwrap_or(false))))
     }
 
-    async fn get_account(&self, address: String, height: Option<u64>) -> RpcResult<AccountView> {
+    async fn get_account(
+        &self,
+        address: String,
+        height: Option<u64>,
+        branch: Option<String>,
+    ) -> RpcResult<AccountView> {
         let address = Address::parse(&address).map_err(|e| invalid_params(e.to_string()))?;
-        let head = self.view.head().height;
-        let at = self.height_or_head(height)?;
-        let account = self.view.store.account_at(&address, at).map_err(internal)?;
-        let pending_nonce = if at == head {
-            self.pool.mempool.lock().pending_nonce(&address, &account)
-        } else {
-            account.nonce
-        };
+        let On { view, pool } = self.on(branch.as_deref())?;
+        let head = view.head().height;
+        let at = height_or_head(&view, height)?;
+        let account = view.store.account_at(&address, at).map_err(internal)?;
+        let pending_nonce =
+            if at == head { pool.mempool.lock().pending_nonce(&address, &account) } else { account.nonce };
         Ok(AccountView { address, balance: account.balance, nonce: account.nonce, pending_nonce, height: at })
     }
 
@@ -762,22 +883,45 @@ impl AergoApiServer for RpcHandler {
         self.branch_view(record)
     }
 
+    async fn track_branch(&self, name: String) -> RpcResult<BranchView> {
+        if let Some(why) = aergo_primitives::refs::name_problem(&name, MAIN_BRANCH) {
+            return Err(invalid_params(format!("branch {name:?}: {why}")));
+        }
+        let record = self
+            .find_branch(&name)
+            .map_err(internal)?
+            .ok_or_else(|| invalid_params(format!("no branch {name:?} on this chain")))?;
+        self.branches.track(&name).map_err(|e| internal(format!("cannot keep the tracked branch: {e}")))?;
+        tracing::info!(branch = %name, "tracking a branch");
+        self.branch_view(record)
+    }
+
     async fn get_tags(&self) -> RpcResult<Vec<TagView>> {
         let records = self.head_records().tags().map_err(internal)?;
-        records.into_iter().map(|r| self.tag_view(r)).collect()
+        records.into_iter().map(|r| self.tag_view(r, &self.view)).collect()
     }
 
     async fn get_tag(&self, name: String) -> RpcResult<TagView> {
-        let record = self
-            .head_records()
-            .get::<aergo_exec::branches::TagRecord>(&aergo_exec::branches::tag_key(&name))
+        let (record, on) = self
+            .find_record::<aergo_exec::branches::TagRecord>(&aergo_exec::branches::tag_key(&name))
             .map_err(internal)?
             .ok_or_else(|| invalid_params(format!("no tag {name:?} on this chain")))?;
-        self.tag_view(record)
+        self.tag_view(record, &on)
     }
 
-    async fn subscribe_blocks(&self, pending: PendingSubscriptionSink) -> SubscriptionResult {
-        let mut rx = self.view.blocks.subscribe();
+    async fn subscribe_blocks(
+        &self,
+        pending: PendingSubscriptionSink,
+        branch: Option<String>,
+    ) -> SubscriptionResult {
+        let view = match self.on(branch.as_deref()) {
+            Ok(on) => on.view,
+            Err(e) => {
+                pending.reject(e).await;
+                return Ok(());
+            }
+        };
+        let mut rx = view.blocks.subscribe();
         let sink = pending.accept().await?;
         loop {
             tokio::select! {

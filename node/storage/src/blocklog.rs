@@ -538,6 +538,22 @@ impl BlockLog {
                 reason: "truncation point is beyond the end of the log".into(),
             });
         }
+        self.cut(segment, end)?;
+        self.next_height = Some(height + 1);
+        Ok(())
+    }
+
+    /// Removes every record, in the order [`BlockLog::truncate_after`] does: a branch's log taken
+    /// back to the branch's base, whose block is its parent's (`docs/branches.md`). The next
+    /// append may be of any height.
+    pub fn clear(&mut self) -> Result<(), LogError> {
+        self.cut(0, 0)?;
+        self.next_height = None;
+        Ok(())
+    }
+
+    /// Cuts the log at byte `end` of segment `segment`.
+    fn cut(&mut self, segment: u32, end: u64) -> Result<(), LogError> {
         for id in (segment + 1..=self.active_id).rev() {
             let path = segment_path(&self.dir, id);
             std::fs::remove_file(&path).map_err(io_err(&path))?;
@@ -554,7 +570,6 @@ impl BlockLog {
             .and_then(|_| self.active.sync_data())
             .map_err(io_err(&path))?;
         self.data_end = end;
-        self.next_height = Some(height + 1);
         self.load_tail().map_err(io_err(&path))?;
         Ok(())
     }

@@ -4,18 +4,18 @@
 use super::changes::{Change, ChangeSet};
 use super::state::{StateError, StateOptions, StateStore};
 use super::RecordPos;
-use aergo_primitives::types::{Block, BlockHeader, Hash, PublicKey, Signature, ENCODING_VERSION, SQL_PREFIX};
+use aergo_primitives::types::{Block, BlockHeader, Hash, PublicKey, Signature, SQL_PREFIX};
 use proptest::prelude::*;
 use std::sync::Arc;
 
-/// Commits `changes` as block `height` on top of `prev`; returns the block's hash. A branch's
-/// blocks are told apart from main's by their chain id here (headers will carry the branch).
+/// Commits `changes` as block `height` of branch `on` on top of `prev`; returns the block's hash.
 fn commit_on(on: &str, store: &StateStore, height: u64, prev: Hash, changes: &[Change]) -> Hash {
     let set = ChangeSet::from_unsorted(changes.to_vec());
     let prepared = store.prepare(height, &set).unwrap();
     let header = BlockHeader {
-        version: ENCODING_VERSION,
-        chain_id: format!("branch-test/{on}"),
+        version: aergo_primitives::types::TxBody::version_for(on),
+        chain_id: "branch-test".into(),
+        branch: on.into(),
         height,
         prev_hash: prev,
         timestamp_ms: 1_000 * (height + 1),

@@ -264,6 +264,22 @@ fn invalid_body(why: String) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, why)
 }
 
+/// The branch of a versioned object (a transaction body or a block header): `main` for version 1,
+/// the name that follows the chain id for version 2 (never `main`).
+fn read_branch<R: std::io::Read>(what: &str, version: u8, r: &mut R) -> std::io::Result<String> {
+    match version {
+        ENCODING_VERSION => Ok(MAIN_BRANCH.to_string()),
+        BRANCH_TX_VERSION => {
+            let branch = String::deserialize_reader(r)?;
+            if let Some(why) = crate::refs::name_problem(&branch, MAIN_BRANCH) {
+                return Err(invalid_body(format!("a version-2 {what}'s branch: {why}")));
+            }
+            Ok(branch)
+        }
+        v => Err(invalid_body(format!("{what} version {v} is unknown"))),
+    }
+}
+
 impl BorshSerialize for TxBody {
     fn serialize<W: std::io::Write>(&self, w: &mut W) -> std::io::Result<()> {
         if self.version != TxBody::version_for(&self.branch) {
@@ -290,17 +306,7 @@ impl BorshDeserialize for TxBody {
     fn deserialize_reader<R: std::io::Read>(r: &mut R) -> std::io::Result<Self> {
         let version = u8::deserialize_reader(r)?;
         let chain_id = String::deserialize_reader(r)?;
-        let branch = match version {
-            ENCODING_VERSION => MAIN_BRANCH.to_string(),
-            BRANCH_TX_VERSION => {
-                let branch = String::deserialize_reader(r)?;
-                if let Some(why) = crate::refs::name_problem(&branch, MAIN_BRANCH) {
-                    return Err(invalid_body(format!("a version-2 body's branch: {why}")));
-                }
-                branch
-            }
-            v => return Err(invalid_body(format!("transaction body version {v} is unknown"))),
-        };
+        let branch = read_branch("transaction body", version, r)?;
         Ok(TxBody {
             version,
             chain_id,
@@ -390,10 +396,16 @@ impl Transaction {
 }
 
 /// A block header. Its hash is the block's identity; the producer signs it.
-#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+///
+/// Its encoding is borsh of the fields in order, except that `branch` is written only in a
+/// version-2 header (a branch's block, `docs/branches.md`): a version-1 header is `main`'s, so
+/// `main`'s blocks and hashes are what they always were. [`TxBody::version_for`] gives the version.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BlockHeader {
     pub version: u8,
     pub chain_id: String,
+    /// The branch the block is on.
+    pub branch: String,
     pub height: u64,
     pub prev_hash: Hash,
     pub timestamp_ms: u64,
@@ -406,6 +418,49 @@ pub struct BlockHeader {
 impl BlockHeader {
     pub fn hash(&self) -> Hash {
         Hash::domain("aergo/block", &to_vec_exact(self))
+    }
+}
+
+impl BorshSerialize for BlockHeader {
+    fn serialize<W: std::io::Write>(&self, w: &mut W) -> std::io::Result<()> {
+        if self.version != TxBody::version_for(&self.branch) {
+            return Err(invalid_body(format!(
+                "a version-{} block header cannot be for branch {:?}",
+                self.version, self.branch
+            )));
+        }
+        BorshSerialize::serialize(&self.version, w)?;
+        BorshSerialize::serialize(&self.chain_id, w)?;
+        if self.version == BRANCH_TX_VERSION {
+            BorshSerialize::serialize(&self.branch, w)?;
+        }
+        BorshSerialize::serialize(&self.height, w)?;
+        BorshSerialize::serialize(&self.prev_hash, w)?;
+        BorshSerialize::serialize(&self.timestamp_ms, w)?;
+        BorshSerialize::serialize(&self.producer, w)?;
+        BorshSerialize::serialize(&self.tx_root, w)?;
+        BorshSerialize::serialize(&self.state_root, w)?;
+        BorshSerialize::serialize(&self.receipts_root, w)
+    }
+}
+
+impl BorshDeserialize for BlockHeader {
+    fn deserialize_reader<R: std::io::Read>(r: &mut R) -> std::io::Result<Self> {
+        let version = u8::deserialize_reader(r)?;
+        let chain_id = String::deserialize_reader(r)?;
+        let branch = read_branch("block header", version, r)?;
+        Ok(BlockHeader {
+            version,
+            chain_id,
+            branch,
+            height: u64::deserialize_reader(r)?,
+            prev_hash: Hash::deserialize_reader(r)?,
+            timestamp_ms: u64::deserialize_reader(r)?,
+            producer: PublicKey::deserialize_reader(r)?,
+            tx_root: Hash::deserialize_reader(r)?,
+            state_root: Hash::deserialize_reader(r)?,
+            receipts_root: Hash::deserialize_reader(r)?,
+        })
     }
 }
 
@@ -428,7 +483,7 @@ impl Block {
 
     pub fn decode(bytes: &[u8]) -> Result<Block, DecodeError> {
         if let Some(&v) = bytes.first() {
-            if v != ENCODING_VERSION {
+            if v != ENCODING_VERSION && v != BRANCH_TX_VERSION {
                 return Err(DecodeError::Version { what: "block", found: v });
             }
         }

@@ -31,13 +31,15 @@ proptest! {
     }
 
     #[test]
-    fn block_encode_decode_is_identity(height: u64, ts: u64, n in 0usize..5) {
+    fn block_encode_decode_is_identity(height: u64, ts: u64, n in 0usize..5, on_branch: bool) {
         let key = Keypair::from_seed("bp");
         let txs: Vec<Transaction> =
             (0..n).map(|i| key.sign_tx(body(&key, i as u64, 1, 1, "c".into()))).collect();
+        let branch = if on_branch { "feature/x" } else { MAIN_BRANCH };
         let header = BlockHeader {
-            version: ENCODING_VERSION,
+            version: TxBody::version_for(branch),
             chain_id: "c".into(),
+            branch: branch.into(),
             height,
             prev_hash: Hash::domain("p", &height.to_le_bytes()),
             timestamp_ms: ts,
@@ -160,6 +162,7 @@ fn fuzz_seeds_are_current_encodings() {
     let header = BlockHeader {
         version: ENCODING_VERSION,
         chain_id: "aergo-fuzz".into(),
+        branch: MAIN_BRANCH.into(),
         height: 9,
         prev_hash: Hash([1; 32]),
         timestamp_ms: 1_700_000_000_000,
@@ -214,4 +217,43 @@ fn a_body_names_its_branch_and_main_keeps_version_1() {
     let mut bytes = a.encode();
     bytes[0] = 3;
     assert!(matches!(Transaction::decode(&bytes), Err(DecodeError::Version { found: 3, .. })));
+}
+
+/// A branch's block header carries its branch (version 2) under the producer's signature; `main`'s
+/// headers keep version 1 and their bytes; a version-2 header naming `main`, a header whose version
+/// does not fit its branch and an unknown version are refused.
+#[test]
+fn a_header_names_its_branch_and_main_keeps_version_1() {
+    let key = Keypair::from_seed("bp");
+    let on_main = BlockHeader {
+        version: ENCODING_VERSION,
+        chain_id: "c".into(),
+        branch: MAIN_BRANCH.into(),
+        height: 7,
+        prev_hash: Hash([1; 32]),
+        timestamp_ms: 9,
+        producer: key.public(),
+        tx_root: Hash::ZERO,
+        state_root: Hash([2; 32]),
+        receipts_root: Hash::ZERO,
+    };
+    let on_branch = BlockHeader { version: BRANCH_TX_VERSION, branch: "feature".into(), ..on_main.clone() };
+    assert_ne!(on_main.hash(), on_branch.hash(), "the branch is signed");
+    let bytes = |h: &BlockHeader| borsh::to_vec(h).unwrap();
+    assert_eq!(bytes(&on_main).len() + 4 + "feature".len(), bytes(&on_branch).len());
+    let block =
+        Block { header: on_branch.clone(), transactions: vec![], signature: key.sign(&on_branch.hash()) };
+    assert_eq!(Block::decode(&block.encode()).unwrap().header.branch, "feature");
+    // Version 2 naming main: refused.
+    let mut named_main = block.encode();
+    let at = 1 + 4 + 1;
+    named_main.splice(at..at + 4 + 7, [4u32.to_le_bytes().to_vec(), b"main".to_vec()].concat());
+    let err = Block::decode(&named_main).unwrap_err().to_string();
+    assert!(err.contains("\"main\" is the chain's own branch"), "{err}");
+    // Inconsistent version and branch: cannot be encoded.
+    let odd = BlockHeader { branch: "feature".into(), ..on_main.clone() };
+    assert!(borsh::to_vec(&odd).is_err());
+    let mut unknown = block.encode();
+    unknown[0] = 3;
+    assert!(matches!(Block::decode(&unknown), Err(DecodeError::Version { found: 3, .. })));
 }

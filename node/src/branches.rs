@@ -1,0 +1,302 @@
+//! The branches a node holds besides `main` (`docs/branches.md`).
+//!
+//! ```text
+//!  [branches] track + <data_dir>/branches/tracked ──► Branches (tracked names, why each waits)
+//!                                                        │ watcher thread, every 500 ms
+//!  main's state at its LIB: the branch's record ─────────┤ record final → open
+//!                                                        ▼
+//!  <data_dir>/branches/<id>/{state,blocks,BRANCH}  Chain::open_branch over the parent's store
+//!        ├─ a pool (admission, one verifier thread) for the branch's transactions
+//!        ├─ a chain thread (consensus::Driver) that produces in this node's slots of the
+//!        │  branch's producer set (one producer: final at once)
+//!        └─ a ChainView (blocks at or below the base read from the parent's)
+//! ```
+//! A branch is opened only from a record in its parent's *final* state: the block holding the
+//! record is final, and it descends from the base, so the base can never be reorganised away under
+//! the branch. A tracked branch that cannot be opened yet says why (`get_branch` shows it as
+//! `waiting`); one whose opening failed is tried again every 30 s.
+//!
+//! Not built yet (`docs/branches.md`, Status): a branch's blocks and transactions do not travel
+//! between nodes, so a branch is produced and read on the nodes of its producers.
+
+use aergo_chain::view::{BranchHandle, Branches, ChainView, PoolHandle};
+use aergo_chain::{BranchSpec, Chain};
+use aergo_config::genesis::Genesis;
+use aergo_config::NodeConfig;
+use aergo_consensus::{Driver, DriverConfig};
+use aergo_exec::branches::{branch_key, BranchRecord};
+use aergo_exec::governance::Records;
+use aergo_mempool::admission::Admission;
+use aergo_mempool::Mempool;
+use aergo_primitives::crypto::Keypair;
+use aergo_primitives::types::Hash;
+use aergo_storage::{LogOptions, StateOptions};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How often the watcher looks for tracked branches to open.
+const WATCH_EVERY: Duration = Duration::from_millis(500);
+/// How long after a failed opening the watcher tries again.
+const RETRY_AFTER: Duration = Duration::from_secs(30);
+/// The most a branch's store caches of recently written values.
+const BRANCH_CACHE_BYTES: u64 = 64 << 20;
+
+/// What opening a branch needs from the node's config.
+struct Settings {
+    data_dir: PathBuf,
+    genesis: Genesis,
+    log: LogOptions,
+    state: StateOptions,
+    key: Option<Keypair>,
+    mempool: aergo_config::MempoolConfig,
+    admission_queue: usize,
+    max_clock_drift_ms: u64,
+    require_clock_sync: bool,
+}
+
+/// One open branch: its chain thread and its pool.
+struct Open {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+    pool: Arc<PoolHandle>,
+}
+
+struct Shared {
+    settings: Settings,
+    main: Arc<ChainView>,
+    branches: Arc<Branches>,
+    open: Mutex<HashMap<String, Open>>,
+    failed: Mutex<HashMap<String, Instant>>,
+    stop: AtomicBool,
+}
+
+/// The branches this node holds, and the thread that opens tracked ones.
+pub struct BranchHost {
+    shared: Arc<Shared>,
+    watcher: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The directory of a branch's chain: the first 16 hex digits of a hash of its name, so that `/`
+/// in a name makes no directories.
+pub fn branch_dir(data_dir: &Path, name: &str) -> PathBuf {
+    let id = Hash::domain("aergo/branch-dir", name.as_bytes()).to_string();
+    data_dir.join("branches").join(&id[..16])
+}
+
+impl BranchHost {
+    /// Starts the watcher over `main`'s view; `branches` holds the tracked names.
+    pub fn start(
+        config: &NodeConfig,
+        genesis: Genesis,
+        key: Option<Keypair>,
+        main: Arc<ChainView>,
+        branches: Arc<Branches>,
+    ) -> std::io::Result<BranchHost> {
+        let settings = Settings {
+            data_dir: config.data_dir.clone(),
+            genesis,
+            log: LogOptions {
+                segment_bytes: config.storage.segment_bytes,
+                use_io_uring: config.storage.io_uring,
+                verify: config.storage.verify_log_on_start,
+            },
+            state: StateOptions {
+                cache_bytes: (config.storage.state_cache_mb << 20).min(BRANCH_CACHE_BYTES),
+            },
+            key,
+            mempool: config.mempool.clone(),
+            admission_queue: config.admission.queue,
+            max_clock_drift_ms: config.p2p.max_clock_drift_ms,
+            require_clock_sync: config.producer.require_clock_sync,
+        };
+        let shared = Arc::new(Shared {
+            settings,
+            main,
+            branches,
+            open: Mutex::default(),
+            failed: Mutex::default(),
+            stop: AtomicBool::new(false),
+        });
+        let watched = shared.clone();
+        let watcher = std::thread::Builder::new().name("aergo-branches".into()).spawn(move || {
+            while !watched.stop.load(Ordering::SeqCst) {
+                watched.open_tracked();
+                std::thread::sleep(WATCH_EVERY);
+            }
+        })?;
+        Ok(BranchHost { shared, watcher: Some(watcher) })
+    }
+
+    /// Stops the watcher, then each branch's chain thread (after the block in hand) and pool.
+    pub fn stop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        if let Some(w) = self.watcher.take() {
+            let _ = w.join();
+        }
+        let open: Vec<(String, Open)> = self.shared.open.lock().drain().collect();
+        for (name, o) in &open {
+            o.stop.store(true, Ordering::SeqCst);
+            self.shared.branches.remove(name);
+        }
+        for (name, o) in open {
+            if o.thread.join().is_err() {
+                tracing::error!(branch = %name, "a branch's chain thread panicked");
+            }
+            o.pool.admission.stop();
+        }
+    }
+}
+
+impl Drop for BranchHost {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Shared {
+    /// Opens every tracked branch whose record is final and that is not open yet.
+    fn open_tracked(&self) {
+        for name in self.branches.tracked() {
+            if self.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            if self.open.lock().contains_key(&name) {
+                continue;
+            }
+            if self.failed.lock().get(&name).is_some_and(|at| at.elapsed() < RETRY_AFTER) {
+                continue;
+            }
+            match self.final_record(&name) {
+                Ok(Ok((record, parent))) => match self.open_branch(&record, parent) {
+                    Ok(()) => {
+                        self.failed.lock().remove(&name);
+                        self.branches.set_waiting(&name, None);
+                    }
+                    Err(e) => {
+                        tracing::error!(branch = %name, error = %e, "cannot open a tracked branch; trying again in 30 s");
+                        self.failed.lock().insert(name.clone(), Instant::now());
+                        self.branches.set_waiting(&name, Some(format!("cannot open it: {e}")));
+                    }
+                },
+                Ok(Err(why)) => self.branches.set_waiting(&name, Some(why)),
+                Err(e) => self.branches.set_waiting(&name, Some(format!("its record cannot be read: {e}"))),
+            }
+        }
+    }
+
+    /// The branch's record in its parent's final state, with the parent's view; or why it is not
+    /// there (yet).
+    #[allow(clippy::type_complexity)]
+    fn final_record(&self, name: &str) -> Result<Result<(BranchRecord, Arc<ChainView>), String>, String> {
+        let key = branch_key(name);
+        let read = |view: &ChainView, height: u64| {
+            let store = &view.store;
+            Records(move |k: &[u8]| store.get_at(k, height))
+                .get::<BranchRecord>(&key)
+                .map_err(|e| e.to_string())
+        };
+        let mut parents = vec![self.main.clone()];
+        parents.extend(
+            self.branches.names().iter().filter_map(|n| self.branches.get(n)).map(|h| h.view.clone()),
+        );
+        for view in &parents {
+            let lib = view.consensus.read().lib_height;
+            if let Some(record) = read(view, lib)? {
+                return Ok(Ok((record, view.clone())));
+            }
+            if let Some(record) = read(view, view.head().height)? {
+                return Ok(Err(format!(
+                    "the block holding its record (height {} of {}) is not final yet",
+                    record.created_at, view.branch
+                )));
+            }
+        }
+        let parent = name.rsplit_once('/').map(|(p, _)| p);
+        Ok(Err(match parent {
+            Some(p) if self.branches.get(p).is_none() && self.branches.tracking(p).is_none() => {
+                format!("no branch {name:?} on main; if it was made on branch {p:?}, track that too")
+            }
+            _ => format!("no branch {name:?} on this chain yet"),
+        }))
+    }
+
+    fn open_branch(&self, record: &BranchRecord, parent: Arc<ChainView>) -> Result<(), String> {
+        let s = &self.settings;
+        let name = &record.name;
+        let dir = branch_dir(&s.data_dir, name);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let about = dir.join("BRANCH");
+        if !about.exists() {
+            let text = format!(
+                "# The chain of a branch (docs/branches.md); written when this node first opened it.\n\
+                 name = {name:?}\nparent = {:?}\nbase_height = {}\n",
+                record.parent, record.base_height
+            );
+            aergo_primitives::file::write_atomic_mode(&about, text.as_bytes(), 0o644)
+                .map_err(|e| format!("{}: {e}", about.display()))?;
+        }
+        let spec = BranchSpec {
+            name: name.clone(),
+            base_height: record.base_height,
+            producers: record.producers.clone(),
+        };
+        let (chain, report) =
+            Chain::open_branch(&dir, &s.genesis, &spec, parent.store.clone(), s.log.clone(), s.state)
+                .map_err(|e| e.to_string())?;
+        let key = s.key.clone().filter(|k| record.producers.contains(&k.public()));
+        let producing = key.is_some();
+        let mempool = Arc::new(Mutex::new(Mempool::new(s.mempool.clone())));
+        let speculation = aergo_exec::BlockContext {
+            chain_id: s.genesis.chain_id.clone(),
+            branch: name.clone(),
+            height: 0,
+            timestamp_ms: 0,
+            producer: key.as_ref().map_or(aergo_primitives::types::Address([0; 20]), Keypair::address),
+            staking: s.genesis.consensus.staking(),
+            sql_ordered_scans_height: s.genesis.consensus.sql_ordered_scans_height.unwrap_or(u64::MAX),
+        };
+        let admission = Admission::start(1, s.admission_queue, chain.store(), mempool.clone(), speculation)
+            .map_err(|e| format!("admission thread: {e}"))?;
+        let view = Arc::new(
+            ChainView::of_branch(&chain, key.as_ref().map(Keypair::public), record.base_height, parent)
+                .map_err(|e| e.to_string())?,
+        );
+        let pool = Arc::new(PoolHandle::new(mempool, admission, s.mempool.max_txs, None));
+        let stop = Arc::new(AtomicBool::new(false));
+        let driver_config = DriverConfig {
+            key,
+            empty_blocks: false,
+            max_clock_drift_ms: s.max_clock_drift_ms,
+            signed_slot_file: dir.join(crate::node::SIGNED_SLOT_FILE),
+            require_clock_sync: s.require_clock_sync,
+            // A branch's blocks do not travel yet: no other box can be signing them.
+            doppelganger_slots: 0,
+            #[cfg(feature = "test-hooks")]
+            equivocate: false,
+        };
+        let head = chain.head();
+        // Nothing sends to a branch's chain thread yet (no gossip); the channel stays open.
+        let (inbox, inbox_rx) = std::sync::mpsc::channel();
+        let driver =
+            Driver::new(chain, driver_config, view.clone(), pool.clone(), inbox_rx, None, stop.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("aergo-branch-{}", name.chars().take(20).collect::<String>()))
+            .spawn(move || {
+                let _inbox = inbox;
+                driver.run()
+            })
+            .map_err(|e| format!("chain thread: {e}"))?;
+        self.open.lock().insert(name.clone(), Open { stop, thread, pool: pool.clone() });
+        self.branches.insert(name.clone(), Arc::new(BranchHandle { view, pool, producing }));
+        tracing::info!(
+            branch = %name, parent = %record.parent, base = record.base_height, height = head.height,
+            created = report.created, replayed = report.replayed, producing, dir = %dir.display(),
+            "branch opened"
+        );
+        Ok(())
+    }
+}
