@@ -180,6 +180,27 @@ fn a_tracked_branch_produces_its_own_blocks_and_reads_name_it() -> anyhow::Resul
     assert_eq!(info["lib_height"].as_u64(), Some(head), "one producer: final at once ({info})");
     let shown = cli_json(&rpc, &["branch", "show", "feature"])?;
     assert_eq!(shown["head_height"].as_u64(), Some(head), "{shown}");
+    // `aergo log`: the branch's blocks newest first, then main's from the base down.
+    let log = cli_json(&rpc, &["log", "feature", "-n", &(head - base + 2).to_string()])?;
+    let log: Vec<(u64, String)> = log
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|b| {
+                    (
+                        b["height"].as_u64().unwrap_or(0),
+                        b["header"]["branch"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let expected: Vec<(u64, String)> = (base.saturating_sub(1)..=head)
+        .rev()
+        .map(|h| (h, if h > base { "feature" } else { "main" }.to_string()))
+        .collect();
+    assert_eq!(log, expected);
+    assert_eq!(cli_json(&rpc, &["--branch", "feature", "log", "-n", "1"])?[0]["height"].as_u64(), Some(head));
 
     // Reads at a REF: BRANCH@HEIGHT, and a tag made on the branch (named feature/…).
     let at_first = cli_json(&rpc, &["balance", &to, "--at", &format!("feature@{}", heights[0])])?;

@@ -4,7 +4,7 @@
 //! the console keeps running, and the kiosk console — here on a simulated serial line, which reports no
 //! size — cannot be quit, only locked.
 
-use aergo_tests::{binary, wait_for, AgentProcess, NodeProcess};
+use aergo_tests::{binary, cli_json, wait_for, AgentProcess, NodeProcess};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -142,10 +142,41 @@ fn console_follows_the_chain_switches_tabs_runs_operations_and_survives_a_dead_n
 
     // Tabs switch; the Blocks screen lists the blocks the node made.
     console.keys(&["2"])?;
-    let blocks = console.wait_text("Recent blocks", Duration::from_secs(5))?;
+    let blocks = console.wait_text("Blocks of main", Duration::from_secs(5))?;
     assert!(blocks.contains(&format!("{later} ")) || blocks.contains(&format!("{} ", later + 1)), "{blocks}");
     console.keys(&["Enter"])?;
     console.wait_text("Tx root", Duration::from_secs(5))?;
+
+    // A branch the node holds: `b` shows its blocks, which say their branch.
+    let key = node.data_dir.join("dev.key").display().to_string();
+    let me =
+        cli_json(&node.rpc, &["account", "show", &key])?["address"].as_str().unwrap_or_default().to_string();
+    cli_json(&node.rpc, &["branch", "create", "feature", "--key", &key, "--wait"])?;
+    cli_json(&node.rpc, &["branch", "track", "feature"])?;
+    wait_for(Duration::from_secs(20), "the branch open", || {
+        cli_json(&node.rpc, &["--branch", "feature", "chain"]).ok()
+    })?;
+    let sent = cli_json(
+        &node.rpc,
+        &["--branch", "feature", "send", "--to", &me, "--amount", "5", "--key", &key, "--wait"],
+    )?;
+    let height = sent["receipt"]["block_height"].as_u64().unwrap_or(0);
+    console.keys(&["Esc"])?;
+    wait_for(Duration::from_secs(15), "b: branch in the Blocks screen's title", || {
+        console.keys(&["f"]).ok()?;
+        Some(console.screen()).filter(|s| s.contains("b: branch"))
+    })?;
+    console.keys(&["b"])?;
+    let blocks = console.wait_text("Blocks of feature", Duration::from_secs(10))?;
+    let blocks = wait_for(Duration::from_secs(10), "the branch's block in the list", || {
+        Some(console.screen()).filter(|s| s.contains(&format!("{height} ")))
+    })
+    .unwrap_or(blocks);
+    assert!(blocks.contains(&format!("{height} ")), "{blocks}");
+    console.keys(&["Enter"])?;
+    console.wait_text("Branch     feature", Duration::from_secs(5))?;
+    console.keys(&["b"])?;
+    console.wait_text("Blocks of main", Duration::from_secs(5))?;
     console.keys(&["3"])?;
     console.wait_text("No peers connected", Duration::from_secs(5))?;
     console.keys(&["4"])?;

@@ -98,8 +98,10 @@ impl<T> Remote<T> {
 #[derive(Debug)]
 pub enum Update {
     Node(Result<Box<NodeSnapshot>, String>),
-    /// New blocks (headers only), oldest first.
-    Blocks(Vec<BlockView>),
+    /// New blocks (headers only) of a branch, oldest first.
+    Blocks(String, Vec<BlockView>),
+    /// The branches the node holds besides `main`.
+    Branches(Vec<String>),
     BlockDetail(u64, Result<Box<BlockView>, String>),
     Agent(Result<Box<Sample>, String>),
     /// The newest records of the agent's audit log, newest first.
@@ -125,6 +127,8 @@ pub enum Event {
 pub enum Effect {
     Quit,
     FetchBlock(u64),
+    /// Show another branch's blocks.
+    ShowBranch(String),
     RunOp(Op),
 }
 
@@ -153,6 +157,10 @@ pub struct App {
     /// Selected block as an offset from the newest (0 = newest); `None` follows the newest.
     pub block_selected: Option<usize>,
     pub block_detail: Option<(u64, Result<BlockView, String>)>,
+    /// The branch whose blocks the Blocks screen shows (`main` by default; `b` cycles).
+    pub shown_branch: String,
+    /// The branches the node holds besides `main`.
+    pub held_branches: Vec<String>,
     pub logs: LogView,
     pub setup: SetupState,
     pub ops: OpsState,
@@ -176,6 +184,8 @@ impl App {
             blocks: VecDeque::new(),
             block_selected: None,
             block_detail: None,
+            shown_branch: "main".into(),
+            held_branches: Vec::new(),
             logs: LogView::default(),
             setup,
             ops: OpsState::default(),
@@ -208,7 +218,9 @@ impl App {
             Update::Node(r) => self.node.set(r.map(|b| *b), now),
             Update::Agent(r) => self.agent.set(r.map(|b| *b), now),
             Update::Audit(r) => self.ops.audit = Some(r),
-            Update::Blocks(new) => {
+            Update::Branches(held) => self.held_branches = held,
+            Update::Blocks(branch, _) if branch != self.shown_branch => {}
+            Update::Blocks(_, new) => {
                 if let Some(first) = new.first() {
                     // A restarted or different chain: forget what no longer follows.
                     while self.blocks.back().is_some_and(|b| b.height >= first.height) {
@@ -325,6 +337,21 @@ impl App {
                 }
             }
             KeyCode::Esc => self.block_detail = None,
+            KeyCode::Char('b') => {
+                let all: Vec<String> =
+                    std::iter::once("main".to_string()).chain(self.held_branches.iter().cloned()).collect();
+                if all.len() == 1 {
+                    self.note =
+                        Some("this node holds no branch besides main (aergo branch track NAME)".into());
+                    return Vec::new();
+                }
+                let at = all.iter().position(|b| *b == self.shown_branch).map_or(0, |i| (i + 1) % all.len());
+                self.shown_branch = all[at].clone();
+                self.blocks.clear();
+                self.block_selected = None;
+                self.block_detail = None;
+                return vec![Effect::ShowBranch(self.shown_branch.clone())];
+            }
             _ => {}
         }
         Vec::new()

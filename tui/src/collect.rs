@@ -36,7 +36,10 @@ pub struct Endpoints {
 /// Asks the collector for something on demand.
 #[derive(Debug)]
 pub enum Request {
-    Block(u64),
+    /// A block of the branch the Blocks screen shows, with its transactions.
+    Block(String, u64),
+    /// Follow another branch's blocks (`main`, or a branch the node holds).
+    ShowBranch(String),
 }
 
 pub struct Collector {
@@ -69,11 +72,15 @@ async fn run(
         .max_response_size(32 << 20)
         .build(&endpoints.node_url)
         .map_err(|e| format!("node URL {}: {e}", endpoints.node_url));
+    // The branch whose blocks the Blocks screen shows; the on-demand task switches it.
+    let shown = std::sync::Arc::new(std::sync::Mutex::new(MAIN.to_string()));
     let node = {
         let events = events.clone();
         let client = client.clone();
+        let shown = shown.clone();
         async move {
-            let mut poller = NodePoller { last_height: None, lib: None };
+            let mut poller =
+                NodePoller { last_height: None, lib: None, shown: shown.clone(), shown_last: None };
             let mut tick = tokio::time::interval(NODE_EVERY);
             loop {
                 tick.tick().await;
@@ -127,9 +134,18 @@ async fn run(
     let on_request = {
         let events = events.clone();
         async move {
-            while let Some(Request::Block(height)) = requests.recv().await {
+            while let Some(request) = requests.recv().await {
+                let (branch, height) = match request {
+                    Request::Block(branch, height) => (branch, height),
+                    Request::ShowBranch(branch) => {
+                        if let Ok(mut s) = shown.lock() {
+                            *s = branch;
+                        }
+                        continue;
+                    }
+                };
                 let result = match &client {
-                    Ok(c) => match c.get_block(Some(height), None, Some(true), None).await {
+                    Ok(c) => match c.get_block(Some(height), None, Some(true), branch_param(&branch)).await {
                         Ok(Some(b)) => Ok(Box::new(b)),
                         Ok(None) => Err(format!("the node has no block {height}")),
                         Err(e) => Err(format!("node RPC: {e}")),
@@ -170,6 +186,16 @@ struct NodePoller {
     last_height: Option<u64>,
     /// Finalized height and its block's time.
     lib: Option<(u64, u64)>,
+    /// The branch the Blocks screen shows, and the one the last blocks sent were of.
+    shown: std::sync::Arc<std::sync::Mutex<String>>,
+    shown_last: Option<String>,
+}
+
+const MAIN: &str = "main";
+
+/// `None` for `main` (the RPC's default), else the branch's name.
+fn branch_param(branch: &str) -> Option<String> {
+    (branch != MAIN).then(|| branch.to_string())
 }
 
 impl NodePoller {
@@ -184,29 +210,47 @@ impl NodePoller {
             }
         };
         let mut updates = Vec::new();
+        // The branches this node holds, for the Blocks screen's `b`.
+        if let Ok(branches) = c.get_branches().await {
+            let held = branches.into_iter().filter(|b| b.head_height.is_some()).map(|b| b.name).collect();
+            updates.push(Update::Branches(held));
+        }
         if self.lib.map(|(h, _)| h) != Some(chain.lib_height) {
             if let Ok(Some(b)) = c.get_block(Some(chain.lib_height), None, Some(false), None).await {
                 self.lib = Some((chain.lib_height, b.header.timestamp_ms));
             }
         }
-        // New headers since the last round (all of them after a restart of the chain).
-        let from = match self.last_height {
-            Some(h) if h <= chain.height => h + 1,
-            _ => chain.height.saturating_sub(BLOCKS_BACKFILL - 1),
+        // New headers of the shown branch since the last round (all of them after a restart of
+        // the chain, or when another branch is shown).
+        let shown = self.shown.lock().map(|s| s.clone()).unwrap_or_else(|_| MAIN.to_string());
+        if self.shown_last.as_deref() != Some(shown.as_str()) {
+            self.last_height = None;
         }
-        .max(chain.height.saturating_sub(BLOCKS_BACKFILL - 1));
-        let mut blocks = Vec::new();
-        for height in from..=chain.height {
-            match c.get_block(Some(height), None, Some(false), None).await {
-                Ok(Some(b)) => blocks.push(b),
-                _ => break,
+        let head = if shown == MAIN {
+            Some(chain.height)
+        } else {
+            c.chain_info(Some(shown.clone())).await.ok().map(|i| i.height)
+        };
+        if let Some(head) = head {
+            let from = match self.last_height {
+                Some(h) if h <= head => h + 1,
+                _ => head.saturating_sub(BLOCKS_BACKFILL - 1),
             }
-        }
-        if let Some(last) = blocks.last() {
-            self.last_height = Some(last.height);
-        }
-        if !blocks.is_empty() {
-            updates.push(Update::Blocks(blocks));
+            .max(head.saturating_sub(BLOCKS_BACKFILL - 1));
+            let mut blocks = Vec::new();
+            for height in from..=head {
+                match c.get_block(Some(height), None, Some(false), branch_param(&shown)).await {
+                    Ok(Some(b)) => blocks.push(b),
+                    _ => break,
+                }
+            }
+            if let Some(last) = blocks.last() {
+                self.last_height = Some(last.height);
+            }
+            if !blocks.is_empty() || self.shown_last.as_deref() != Some(shown.as_str()) {
+                updates.push(Update::Blocks(shown.clone(), blocks));
+            }
+            self.shown_last = Some(shown);
         }
         let lib_timestamp_ms = self.lib.filter(|(h, _)| *h == chain.lib_height).map(|(_, t)| t);
         updates.insert(

@@ -143,7 +143,7 @@ pub fn app(root: &Path) -> App {
     };
     let mut app = App::new(settings, ConsoleConfig::default(), NOW);
     app.handle(Event::Update(Update::Node(Ok(Box::new(snapshot(vec![]))))));
-    app.handle(Event::Update(Update::Blocks((HEIGHT - 59..=HEIGHT).map(block).collect())));
+    app.handle(Event::Update(Update::Blocks("main".into(), (HEIGHT - 59..=HEIGHT).map(block).collect())));
     app.handle(Event::Update(Update::Agent(Ok(Box::new(telemetry())))));
     let entry = |seq: u64, ago_ms: u64, action: &str, result: &str, message: &str| crate::ops::AuditView {
         seq,

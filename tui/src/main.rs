@@ -189,7 +189,8 @@ fn event_loop(
             for effect in app.handle(event) {
                 match effect {
                     Effect::Quit => return Ok(()),
-                    Effect::FetchBlock(h) => collector.request(Request::Block(h)),
+                    Effect::FetchBlock(h) => collector.request(Request::Block(app.shown_branch.clone(), h)),
+                    Effect::ShowBranch(b) => collector.request(Request::ShowBranch(b)),
                     Effect::RunOp(op) => ops::run(op, app.console.command(op).to_vec(), tx.clone()),
                 }
             }

@@ -4,7 +4,7 @@
 //! varying figures fixed).
 
 use aergo_api::{BlockTxs, PeerView, TxView};
-use aergo_console::app::{App, Event, Tab, Update};
+use aergo_console::app::{App, Effect, Event, Tab, Update};
 use aergo_console::fixture::{app, block, hash, producer, snapshot, HEIGHT, NOW};
 use aergo_console::logs::LogSource;
 use aergo_console::ops::ConsoleConfig;
@@ -123,8 +123,40 @@ fn blocks_with_details() {
     app.handle(Event::Update(Update::BlockDetail(selected, Ok(Box::new(full)))));
     check("blocks_detail", &app);
     // New blocks keep the same block selected.
-    app.handle(Event::Update(Update::Blocks(vec![block(HEIGHT + 1)])));
+    app.handle(Event::Update(Update::Blocks("main".into(), vec![block(HEIGHT + 1)])));
     assert_eq!(app.selected_block().unwrap().height, selected);
+}
+
+/// `b` on the Blocks screen cycles through main and the branches the node holds: the list is the
+/// shown branch's (its blocks say their branch; at and below its base they are main's), blocks of
+/// another branch arriving late are ignored, and with no branch held `b` says why it does nothing.
+#[test]
+fn blocks_of_a_branch() {
+    let root = configured_root();
+    let mut app = app(root.path());
+    key(&mut app, KeyCode::Char('2'));
+    key(&mut app, KeyCode::Char('b'));
+    assert_eq!(app.shown_branch, "main");
+    assert!(app.note.as_deref().unwrap_or_default().contains("aergo branch track"), "{:?}", app.note);
+    app.handle(Event::Update(Update::Branches(vec!["feature".into()])));
+    let effects = app.handle(Event::Key(KeyEvent::new(KeyCode::Char('b'), KeyModifiers::NONE)));
+    assert!(matches!(effects.as_slice(), [Effect::ShowBranch(b)] if b == "feature"), "{effects:?}");
+    assert!(app.blocks.is_empty(), "main's blocks are not the branch's");
+    let base = HEIGHT - 3;
+    let on_branch = |height: u64| {
+        let mut b = block(height);
+        if height > base {
+            b.header.branch = "feature".into();
+        }
+        b
+    };
+    app.handle(Event::Update(Update::Blocks("main".into(), vec![block(HEIGHT + 1)])));
+    assert!(app.blocks.is_empty(), "a late round of main's blocks is not shown");
+    app.handle(Event::Update(Update::Blocks("feature".into(), (base - 2..=HEIGHT).map(on_branch).collect())));
+    key(&mut app, KeyCode::Up);
+    check("blocks_branch", &app);
+    key(&mut app, KeyCode::Char('b'));
+    assert_eq!(app.shown_branch, "main");
 }
 
 #[test]

@@ -107,6 +107,15 @@ enum Command {
         #[arg(long, conflicts_with = "height")]
         at: Option<String>,
     },
+    /// Blocks of a branch, newest first, like `git log`: from the branch's head (--branch), or from
+    /// REF (BRANCH, BRANCH@HEIGHT or a tag), down through the base into the parent.
+    Log {
+        #[arg(value_name = "REF")]
+        reference: Option<String>,
+        /// How many blocks.
+        #[arg(short = 'n', long = "max-count", default_value_t = 10)]
+        count: u64,
+    },
     /// The chain's state.
     Chain,
     /// The node's identity and role.
@@ -848,6 +857,42 @@ async fn main() -> anyhow::Result<()> {
             let (branch, height) = read_at(&cli.rpc, &cli.branch, asked, at.as_deref()).await?;
             let block = client(&cli.rpc)?.get_block(height, None, Some(full), branch).await?;
             show_block(json, block, at.or(asked.map(|h| h.to_string())))?;
+        }
+        Command::Log { reference, count } => {
+            let c = client(&cli.rpc)?;
+            // A bare branch name starts at its head (git's tip); other REFs where they point.
+            let (branch, top) = match reference.as_deref() {
+                None => (cli.branch.clone(), c.chain_info(branch_param(&cli.branch)).await?.height),
+                Some(r) if !r.contains('@') && c.chain_info(branch_param(r)).await.is_ok() => {
+                    (r.to_string(), c.chain_info(branch_param(r)).await?.height)
+                }
+                Some(r) => resolve_ref(&c, r).await?,
+            };
+            let mut blocks = Vec::new();
+            for h in (0..=top).rev().take(count.min(10_000) as usize) {
+                match c.get_block(Some(h), None, Some(false), branch_param(&branch)).await? {
+                    Some(b) => blocks.push(b),
+                    None => break,
+                }
+            }
+            print(json, &blocks, |bs| {
+                bs.iter()
+                    .map(|b| {
+                        let h = &b.header;
+                        format!(
+                            "{} {} {} by {} {} tx{} at {}",
+                            b.height,
+                            b.hash,
+                            h.branch,
+                            h.producer,
+                            h.tx_count,
+                            if h.tx_count == 1 { "" } else { "s" },
+                            h.timestamp_ms
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })?;
         }
         Command::Chain => {
             let i = client(&cli.rpc)?.chain_info(branch_param(&cli.branch)).await?;

@@ -21,8 +21,10 @@ pub fn draw(frame: &mut Frame<'_>, app: &App, theme: Theme, area: Rect) {
 }
 
 fn draw_list(frame: &mut Frame<'_>, app: &App, theme: Theme, area: Rect) {
-    let follow = if app.block_selected.is_none() { "following the newest" } else { "f: follow" };
-    let title = format!("Recent blocks ({}) — ↑↓ select, Enter details, {follow}", app.blocks.len());
+    let follow = if app.block_selected.is_none() { "following" } else { "f: follow" };
+    let branches = if app.held_branches.is_empty() { "" } else { ", b: branch" };
+    let title =
+        format!("Blocks of {} ({}) — ↑↓ Enter, {follow}{branches}", app.shown_branch, app.blocks.len());
     if app.blocks.is_empty() {
         let text = if app.node.error.is_some() { "the node is unreachable" } else { "no blocks yet" };
         frame.render_widget(Paragraph::new(Line::styled(text, theme.dim())).block(panel(&title)), area);
@@ -90,6 +92,7 @@ fn block_lines(b: &BlockView, width: usize, theme: Theme) -> Vec<Line<'static>> 
             )
             .to_string(),
         ),
+        field("Branch", h.branch.clone()),
         field("Producer", fit(&h.producer.to_string(), id)),
         field("State root", fit(&h.state_root.to_string(), id)),
         field("Tx root", fit(&h.tx_root.to_string(), id)),
