@@ -213,6 +213,55 @@ fn a_tracked_branch_produces_its_own_blocks_and_reads_name_it() -> anyhow::Resul
     assert_eq!(cli_json(&rpc, &["balance", &to, "--at", "feature/v1"])?["balance"], "1000");
     assert_eq!(cli_json(&rpc, &["balance", &to, "--at", &format!("main@{base}")])?["balance"], main_before);
 
+    // A branch of the branch: made on `feature` (so named `feature/…`), it reads `feature` at its
+    // base and grows on its own; `feature` is unchanged by it.
+    let (code, v) = cli(
+        &rpc,
+        &[
+            "branch",
+            "create",
+            "feature/sub",
+            "--from",
+            &format!("feature@{}", heights[0]),
+            "--key",
+            &key,
+            "--wait",
+        ],
+    )?;
+    assert_eq!(code, 0, "{v}");
+    let (code, v) = cli(
+        &rpc,
+        &["branch", "create", "other", "--from", &format!("feature@{}", heights[0]), "--key", &key],
+    )?;
+    assert_ne!(code, 0, "a branch made on feature is named feature/…: {v}");
+    let sub = cli_json(&rpc, &["branch", "track", "feature/sub"])?;
+    assert_eq!(
+        (&sub["parent"], sub["base_height"].as_u64()),
+        (&serde_json::json!("feature"), Some(heights[0])),
+        "{sub}"
+    );
+    wait_for(Duration::from_secs(20), "the branch of the branch open", || {
+        cli_json(&rpc, &["--branch", "feature/sub", "chain"]).ok()
+    })?;
+    assert_eq!(
+        cli_json(&rpc, &["--branch", "feature/sub", "balance", &to])?["balance"],
+        "1000",
+        "feature at the base"
+    );
+    let v = cli_json(
+        &rpc,
+        &["--branch", "feature/sub", "send", "--to", &to, "--amount", "1", "--key", &key, "--wait"],
+    )?;
+    assert_eq!(v["receipt"]["status"], "success", "{v}");
+    assert_eq!(cli_json(&rpc, &["--branch", "feature/sub", "balance", &to])?["balance"], "1001");
+    assert_eq!(
+        cli_json(&rpc, &["--branch", "feature", "balance", &to])?["balance"],
+        "1234",
+        "feature is unchanged"
+    );
+    let log = cli_json(&rpc, &["log", "feature/sub", "-n", "3"])?;
+    assert_eq!(log[0]["header"]["branch"], "feature/sub", "{log}");
+
     // A clean restart and a kill -9: the branch is tracked again from the data directory, with its
     // blocks and state.
     node.stop()?;

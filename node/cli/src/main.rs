@@ -572,9 +572,33 @@ fn show_block(json: bool, block: Option<aergo_api::BlockView>, asked: Option<Str
     }
 }
 
+/// The words of an error for a person: a node's answer as its message (with the reason of a
+/// refused transaction), anything else with its causes.
+fn error_text(e: &anyhow::Error) -> String {
+    match e.downcast_ref::<jsonrpsee::core::ClientError>() {
+        Some(jsonrpsee::core::ClientError::Call(obj)) => {
+            let reason = obj
+                .data()
+                .and_then(|d| serde_json::from_str::<serde_json::Value>(d.get()).ok())
+                .and_then(|v| v.get("reason").and_then(|r| r.as_str()).map(String::from));
+            match reason {
+                Some(r) => format!("{} ({r}, code {})", obj.message(), obj.code()),
+                None => format!("{} (code {})", obj.message(), obj.code()),
+            }
+        }
+        _ => format!("{e:#}"),
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+async fn main() {
+    if let Err(e) = run(Cli::parse()).await {
+        eprintln!("error: {}", error_text(&e));
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let json = cli.json;
     match cli.command {
         Command::Account(AccountCmd::New { out, password_file }) => {

@@ -343,8 +343,13 @@ impl RpcHandler {
     }
 
     fn branch_view(&self, r: aergo_exec::branches::BranchRecord) -> RpcResult<BranchView> {
-        let base_hash = self.view.store.block_meta(r.base_height).map_err(internal)?.map(|m| m.hash);
-        let lib = self.view.consensus.read().lib_height;
+        // The base and the record are on the parent: `main`, or a branch this node holds.
+        let parent = match self.branches.get(&r.parent) {
+            Some(held) => held.view.clone(),
+            None => self.view.clone(),
+        };
+        let base_hash = parent.store.block_meta(r.base_height).map_err(internal)?.map(|m| m.hash);
+        let lib = parent.consensus.read().lib_height;
         let held = self.branches.get(&r.name);
         let tracking = self.branches.tracking(&r.name);
         Ok(BranchView {
