@@ -3,6 +3,9 @@
 //! clear error and nothing recorded.
 
 use aergo_tests::{binary, cli_code_json as cli, cli_json, wait_for, NodeProcess};
+use jsonrpsee::core::client::SubscriptionClientT;
+use jsonrpsee::rpc_params;
+use jsonrpsee::ws_client::WsClientBuilder;
 use std::process::Command;
 use std::time::Duration;
 
@@ -148,6 +151,25 @@ fn a_tracked_branch_produces_its_own_blocks_and_reads_name_it() -> anyhow::Resul
         "the base is main's block"
     );
 
+    // A subscription to the branch's blocks (WebSocket); an unknown branch's is refused.
+    let rt = tokio::runtime::Runtime::new()?;
+    let ws = rt.block_on(WsClientBuilder::default().build(rpc.replacen("http://", "ws://", 1)))?;
+    let mut blocks = rt.block_on(ws.subscribe::<serde_json::Value, _>(
+        "subscribe_blocks",
+        rpc_params!["feature"],
+        "unsubscribe_blocks",
+    ))?;
+    let refused = rt
+        .block_on(ws.subscribe::<serde_json::Value, _>(
+            "subscribe_blocks",
+            rpc_params!["nosuch"],
+            "unsubscribe_blocks",
+        ))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(refused.contains("no branch") && refused.contains("nosuch"), "{refused}");
+
     // Transfers on the branch: included in the branch's blocks, main unaffected.
     let main_before = cli_json(&rpc, &["balance", &to])?["balance"].clone();
     let mut heights = Vec::new();
@@ -161,6 +183,19 @@ fn a_tracked_branch_produces_its_own_blocks_and_reads_name_it() -> anyhow::Resul
     }
     assert!(heights[0] > base && heights[1] >= heights[0], "{heights:?} above base {base}");
     let head = heights[1];
+    let streamed: Vec<(u64, String)> = (0..2)
+        .filter_map(|_| {
+            rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), blocks.next()).await })
+                .ok()
+                .flatten()
+        })
+        .filter_map(Result::ok)
+        .map(|b| {
+            (b["height"].as_u64().unwrap_or(0), b["header"]["branch"].as_str().unwrap_or("").to_string())
+        })
+        .collect();
+    assert_eq!(streamed.first(), Some(&(heights[0], "feature".to_string())), "{streamed:?}");
+    assert!(streamed.iter().all(|(_, b)| b == "feature"), "only the branch's blocks: {streamed:?}");
     assert_eq!(cli_json(&rpc, &["--branch", "feature", "balance", &to])?["balance"], "1234");
     assert_eq!(cli_json(&rpc, &["balance", &to])?["balance"], main_before, "main is unchanged");
     let block = cli_json(&rpc, &["--branch", "feature", "block", &head.to_string(), "--full"])?;
