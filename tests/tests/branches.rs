@@ -296,6 +296,14 @@ fn a_tracked_branch_produces_its_own_blocks_and_reads_name_it() -> anyhow::Resul
     );
     let log = cli_json(&rpc, &["log", "feature/sub", "-n", "3"])?;
     assert_eq!(log[0]["header"]["branch"], "feature/sub", "{log}");
+    // The lists name the records made on the branches this node holds too, each once.
+    let names = |v: serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| a.iter().filter_map(|b| b["name"].as_str().map(String::from)).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(names(cli_json(&rpc, &["branch", "list"])?), ["feature", "feature/sub"]);
+    assert_eq!(names(cli_json(&rpc, &["tag", "list"])?), ["feature/v1"]);
 
     // A clean restart and a kill -9: the branch is tracked again from the data directory, with its
     // blocks and state.

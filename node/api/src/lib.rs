@@ -552,7 +552,8 @@ pub trait AergoApi {
     #[method(name = "get_stake")]
     async fn get_stake(&self, address: String) -> RpcResult<StakeView>;
 
-    /// The branches made on `main`, in the order made (`docs/branches.md`).
+    /// The branches made on `main`, in the order made, then those made on the branches this node
+    /// holds (`docs/branches.md`).
     #[method(name = "get_branches")]
     async fn get_branches(&self) -> RpcResult<Vec<BranchView>>;
 
@@ -566,7 +567,7 @@ pub trait AergoApi {
     #[method(name = "track_branch")]
     async fn track_branch(&self, name: String) -> RpcResult<BranchView>;
 
-    /// The tags made on `main`, in the order made.
+    /// The tags made on `main`, in the order made, then those made on the branches this node holds.
     #[method(name = "get_tags")]
     async fn get_tags(&self) -> RpcResult<Vec<TagView>>;
 

@@ -214,7 +214,7 @@ enum BpCmd {
 
 #[derive(Subcommand)]
 enum BranchCmd {
-    /// The branches made on main, in the order made.
+    /// The branches made on main, then those made on the branches this node holds.
     List,
     /// Make a branch at a final block: --from main (its last final block), main@HEIGHT, or a tag.
     Create {
@@ -239,7 +239,7 @@ enum BranchCmd {
 
 #[derive(Subcommand)]
 enum TagCmd {
-    /// The tags made on main, in the order made.
+    /// The tags made on main, then those made on the branches this node holds.
     List,
     /// Name a final block for good: REF is main (its last final block), main@HEIGHT or a tag.
     Create {

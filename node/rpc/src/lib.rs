@@ -202,6 +202,13 @@ impl RpcHandler {
         }
     }
 
+    /// `main`'s view, then those of the branches this node holds, by name.
+    fn views(&self) -> Vec<Arc<ChainView>> {
+        let held =
+            self.branches.names().into_iter().filter_map(|n| self.branches.get(&n)).map(|h| h.view.clone());
+        std::iter::once(self.view.clone()).chain(held).collect()
+    }
+
     /// A branch's record: on `main` at the head, else on a held branch (a branch made on a
     /// branch) at its head.
     fn find_branch(&self, name: &str) -> Result<Option<aergo_exec::branches::BranchRecord>, String> {
@@ -875,8 +882,19 @@ impl AergoApiServer for RpcHandler {
     }
 
     async fn get_branches(&self) -> RpcResult<Vec<BranchView>> {
-        let records = self.head_records().branches().map_err(internal)?;
-        records.into_iter().map(|r| self.branch_view(r)).collect()
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for view in self.views() {
+            let (store, head) = (&view.store, view.head().height);
+            let records = aergo_exec::governance::Records(|k: &[u8]| store.get_at(k, head)).branches();
+            // A branch's state holds its parent's records up to its base too: each once.
+            for r in records.map_err(internal)? {
+                if seen.insert(r.name.clone()) {
+                    out.push(self.branch_view(r)?);
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn get_branch(&self, name: String) -> RpcResult<BranchView> {
@@ -902,8 +920,18 @@ impl AergoApiServer for RpcHandler {
     }
 
     async fn get_tags(&self) -> RpcResult<Vec<TagView>> {
-        let records = self.head_records().tags().map_err(internal)?;
-        records.into_iter().map(|r| self.tag_view(r, &self.view)).collect()
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for view in self.views() {
+            let (store, head) = (&view.store, view.head().height);
+            let records = aergo_exec::governance::Records(|k: &[u8]| store.get_at(k, head)).tags();
+            for r in records.map_err(internal)? {
+                if seen.insert(r.name.clone()) {
+                    out.push(self.tag_view(r, &view)?);
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn get_tag(&self, name: String) -> RpcResult<TagView> {
