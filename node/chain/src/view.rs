@@ -234,16 +234,21 @@ pub struct BranchHandle {
 /// The file `track_branch` keeps its names in, one per line.
 pub const TRACKED_FILE: &str = "branches/tracked";
 
+/// The names in the tracked-branches file (none when it does not exist).
+fn read_tracked(file: &std::path::Path) -> std::io::Result<Vec<String>> {
+    match std::fs::read_to_string(file) {
+        Ok(text) => Ok(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
 impl Branches {
     /// The tracked branches: those of the config and those `track_branch` kept in
     /// `<data_dir>/branches/tracked`. A name there that breaks the naming rule is an error.
     pub fn load(data_dir: &std::path::Path, configured: &[String]) -> Result<Branches, String> {
         let file = data_dir.join(TRACKED_FILE);
-        let kept = match std::fs::read_to_string(&file) {
-            Ok(text) => text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(format!("{}: {e}", file.display())),
-        };
+        let kept = read_tracked(&file).map_err(|e| format!("{}: {e}", file.display()))?;
         let mut tracked = std::collections::BTreeMap::new();
         for name in configured.iter().chain(&kept) {
             if let Some(why) =
@@ -263,11 +268,7 @@ impl Branches {
             return Ok(());
         }
         if let Some(file) = &self.file {
-            let mut kept: Vec<String> = match std::fs::read_to_string(file) {
-                Ok(text) => text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect(),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-                Err(e) => return Err(e),
-            };
+            let mut kept = read_tracked(file)?;
             kept.push(name.to_string());
             if let Some(dir) = file.parent() {
                 std::fs::create_dir_all(dir)?;

@@ -885,11 +885,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Log { reference, count } => {
             let c = client(&cli.rpc)?;
             // A bare branch name starts at its head (git's tip); other REFs where they point.
+            let head_of = |b: &str| c.chain_info(branch_param(b));
             let (branch, top) = match reference.as_deref() {
-                None => (cli.branch.clone(), c.chain_info(branch_param(&cli.branch)).await?.height),
-                Some(r) if !r.contains('@') && c.chain_info(branch_param(r)).await.is_ok() => {
-                    (r.to_string(), c.chain_info(branch_param(r)).await?.height)
-                }
+                None => (cli.branch.clone(), head_of(&cli.branch).await?.height),
+                Some(r) if !r.contains('@') => match head_of(r).await {
+                    Ok(info) => (r.to_string(), info.height),
+                    Err(_) => resolve_ref(&c, r).await?,
+                },
                 Some(r) => resolve_ref(&c, r).await?,
             };
             let mut blocks = Vec::new();

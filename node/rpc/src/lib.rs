@@ -156,6 +156,14 @@ struct On {
     pool: Arc<PoolHandle>,
 }
 
+/// The system records of `view`'s state at its head.
+fn records_at_head(
+    view: &ChainView,
+) -> aergo_exec::governance::Records<impl FnMut(&[u8]) -> StoredRead + '_> {
+    let (store, head) = (&view.store, view.head().height);
+    aergo_exec::governance::Records(move |key: &[u8]| store.get_at(key, head))
+}
+
 /// `height`, or the head of `view`; an error above the head or before its history.
 fn height_or_head(view: &ChainView, height: Option<u64>) -> RpcResult<u64> {
     let head = view.head().height;
@@ -221,23 +229,33 @@ impl RpcHandler {
         &self,
         key: &[u8],
     ) -> Result<Option<(T, Arc<ChainView>)>, String> {
-        let read = |view: &ChainView| {
-            let (store, head) = (&view.store, view.head().height);
-            aergo_exec::governance::Records(move |k: &[u8]| store.get_at(k, head))
-                .get::<T>(key)
-                .map_err(|e| e.to_string())
-        };
-        if let Some(r) = read(&self.view)? {
-            return Ok(Some((r, self.view.clone())));
-        }
-        for held in self.branches.names() {
-            if let Some(h) = self.branches.get(&held) {
-                if let Some(r) = read(&h.view)? {
-                    return Ok(Some((r, h.view.clone())));
-                }
+        for view in self.views() {
+            let found = records_at_head(&view).get::<T>(key).map_err(|e| e.to_string())?;
+            if let Some(r) = found {
+                return Ok(Some((r, view)));
             }
         }
         Ok(None)
+    }
+
+    /// The records `list` reads from `main`'s state and then each held branch's, each name once
+    /// (a branch's state holds its parent's records up to its base too), with the view it was
+    /// found in.
+    fn records_everywhere<T>(
+        &self,
+        list: impl Fn(&ChainView) -> Result<Vec<T>, aergo_exec::governance::RecordError>,
+        name: impl Fn(&T) -> &str,
+    ) -> RpcResult<Vec<(T, Arc<ChainView>)>> {
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for view in self.views() {
+            for r in list(&view).map_err(internal)? {
+                if seen.insert(name(&r).to_string()) {
+                    out.push((r, view.clone()));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Decodes one hex-encoded transaction and checks its chain id.
@@ -341,12 +359,6 @@ impl RpcHandler {
             )));
         }
         Ok(Some(held.pool.clone()))
-    }
-
-    /// The system records of `main`'s state at the head.
-    fn head_records(&self) -> aergo_exec::governance::Records<impl FnMut(&[u8]) -> StoredRead + '_> {
-        let (store, head) = (&self.view.store, self.view.head().height);
-        aergo_exec::governance::Records(move |key: &[u8]| store.get_at(key, head))
     }
 
     fn branch_view(&self, r: aergo_exec::branches::BranchRecord) -> RpcResult<BranchView> {
@@ -882,25 +894,13 @@ impl AergoApiServer for RpcHandler {
     }
 
     async fn get_branches(&self) -> RpcResult<Vec<BranchView>> {
-        let mut seen = std::collections::HashSet::new();
-        let mut out = Vec::new();
-        for view in self.views() {
-            let (store, head) = (&view.store, view.head().height);
-            let records = aergo_exec::governance::Records(|k: &[u8]| store.get_at(k, head)).branches();
-            // A branch's state holds its parent's records up to its base too: each once.
-            for r in records.map_err(internal)? {
-                if seen.insert(r.name.clone()) {
-                    out.push(self.branch_view(r)?);
-                }
-            }
-        }
-        Ok(out)
+        let records = self.records_everywhere(|v| records_at_head(v).branches(), |r| &r.name)?;
+        records.into_iter().map(|(r, _)| self.branch_view(r)).collect()
     }
 
     async fn get_branch(&self, name: String) -> RpcResult<BranchView> {
         let record = self
-            .head_records()
-            .get::<aergo_exec::branches::BranchRecord>(&aergo_exec::branches::branch_key(&name))
+            .find_branch(&name)
             .map_err(internal)?
             .ok_or_else(|| invalid_params(format!("no branch {name:?} on this chain")))?;
         self.branch_view(record)
@@ -920,18 +920,8 @@ impl AergoApiServer for RpcHandler {
     }
 
     async fn get_tags(&self) -> RpcResult<Vec<TagView>> {
-        let mut seen = std::collections::HashSet::new();
-        let mut out = Vec::new();
-        for view in self.views() {
-            let (store, head) = (&view.store, view.head().height);
-            let records = aergo_exec::governance::Records(|k: &[u8]| store.get_at(k, head)).tags();
-            for r in records.map_err(internal)? {
-                if seen.insert(r.name.clone()) {
-                    out.push(self.tag_view(r, &view)?);
-                }
-            }
-        }
-        Ok(out)
+        let records = self.records_everywhere(|v| records_at_head(v).tags(), |r| &r.name)?;
+        records.into_iter().map(|(r, on)| self.tag_view(r, &on)).collect()
     }
 
     async fn get_tag(&self, name: String) -> RpcResult<TagView> {
