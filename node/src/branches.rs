@@ -244,9 +244,14 @@ impl Shared {
             base_height: record.base_height,
             producers: record.producers.clone(),
         };
-        let (chain, report) =
+        let (mut chain, report) =
             Chain::open_branch(&dir, &s.genesis, &spec, parent.store.clone(), s.log.clone(), s.state)
                 .map_err(|e| e.to_string())?;
+        // Merges of the branches made on this one read them from what this node holds.
+        chain.set_merge_sources(Arc::new(aergo_chain::view::HeldBranches {
+            main: self.main.clone(),
+            branches: self.branches.clone(),
+        }));
         let key = s.key.clone().filter(|k| record.producers.contains(&k.public()));
         let producing = key.is_some();
         let mempool = Arc::new(Mutex::new(Mempool::new(s.mempool.clone())));
@@ -258,6 +263,7 @@ impl Shared {
             producer: key.as_ref().map_or(aergo_primitives::types::Address([0; 20]), Keypair::address),
             staking: s.genesis.consensus.staking(),
             sql_ordered_scans_height: s.genesis.consensus.sql_ordered_scans_height.unwrap_or(u64::MAX),
+            replay: false,
         };
         let admission = Admission::start(1, s.admission_queue, chain.store(), mempool.clone(), speculation)
             .map_err(|e| format!("admission thread: {e}"))?;

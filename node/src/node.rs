@@ -298,6 +298,7 @@ impl RunningNode {
             producer: key.as_ref().map_or(aergo_primitives::types::Address([0; 20]), Keypair::address),
             staking: chain.genesis().consensus.staking(),
             sql_ordered_scans_height: chain.genesis().consensus.sql_ordered_scans_height.unwrap_or(u64::MAX),
+            replay: false,
         };
         let admission = Admission::start(
             config.admission.threads.unwrap_or_else(default_admission_threads),
@@ -362,6 +363,11 @@ impl RunningNode {
             branches.clone(),
         )
         .map_err(|source| NodeError::Io { path: "branch watcher thread".into(), source })?;
+        // Merges into `main` read their source branches from what this node holds.
+        chain.set_merge_sources(Arc::new(aergo_chain::view::HeldBranches {
+            main: view.clone(),
+            branches: branches.clone(),
+        }));
         let driver_config = DriverConfig {
             key,
             empty_blocks: config.producer.empty_blocks,

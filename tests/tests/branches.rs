@@ -334,3 +334,128 @@ fn a_tracked_branch_produces_its_own_blocks_and_reads_name_it() -> anyhow::Resul
     assert_eq!(cli_json(&rpc, &["balance", &to])?["balance"], main_before);
     node.stop()
 }
+
+/// `aergo merge` on a devnet: a branch's transfers since its base run again on `main`; those whose
+/// nonce `main` took and those that fail there are dropped with their reasons, the others keep
+/// their hashes and say which merge brought them; a second merge with nothing new is refused; a
+/// `kill -9` right after a merge is sent leaves it applied once or not at all.
+#[test]
+fn a_replay_merge_brings_a_branch_into_main_and_drops_what_no_longer_fits() -> anyhow::Result<()> {
+    use aergo_primitives::crypto::{KeyFile, Keypair};
+    let dir = tempfile::tempdir()?;
+    let node = NodeProcess::start_dev(dir.path(), &[])?;
+    let rpc = node.rpc.clone();
+    let dev = dir.path().join("dev.key").display().to_string();
+    let key = |seed: &str| -> anyhow::Result<(String, String)> {
+        let k = Keypair::from_seed(seed);
+        let path = dir.path().join(format!("{seed}.key"));
+        KeyFile::write_plain(&path, &k)?;
+        Ok((path.display().to_string(), k.address().to_string()))
+    };
+    let (alice, alice_addr) = key("merge-alice")?;
+    let (bob, bob_addr) = key("merge-bob")?;
+    let (carol, carol_addr) = key("merge-carol")?;
+    let dave = Keypair::from_seed("merge-dave").address().to_string();
+    let erin = Keypair::from_seed("merge-erin").address().to_string();
+    let send = |branch: &str, from: &str, to: &str, amount: &str| -> anyhow::Result<serde_json::Value> {
+        let v = cli_json(
+            &rpc,
+            &["--branch", branch, "send", "--to", to, "--amount", amount, "--key", from, "--wait"],
+        )?;
+        assert_eq!(v["receipt"]["status"], "success", "{v}");
+        Ok(v)
+    };
+    let balance = |branch: &str, who: &str| -> anyhow::Result<String> {
+        Ok(cli_json(&rpc, &["--branch", branch, "balance", who])?["balance"]
+            .as_str()
+            .unwrap_or("")
+            .to_string())
+    };
+    send("main", &dev, &alice_addr, "1000")?;
+    send("main", &dev, &bob_addr, "1000")?;
+
+    let (code, v) = cli(&rpc, &["branch", "create", "feature", "--from", "main", "--key", &dev, "--wait"])?;
+    assert_eq!(code, 0, "{v}");
+    cli_json(&rpc, &["branch", "track", "feature"])?;
+    wait_for(Duration::from_secs(20), "the branch open", || {
+        cli_json(&rpc, &["--branch", "feature", "chain"]).ok()
+    })?;
+    let (code, v) = cli(&rpc, &["merge", "feature", "--key", &dev, "--strategy", "sideways"])?;
+    assert_ne!(code, 0);
+    assert!(v.to_string().contains("replay, three-way, ours or theirs"), "{v}");
+
+    // On the branch: alice and bob pay carol, the dev key pays erin (its nonce on main moved on
+    // when it made the branch), carol passes on what bob sent.
+    let from_alice = send("feature", &alice, &carol_addr, "100")?["hash"].as_str().unwrap_or("").to_string();
+    let from_bob = send("feature", &bob, &carol_addr, "200")?["hash"].as_str().unwrap_or("").to_string();
+    let from_dev = send("feature", &dev, &erin, "7")?["hash"].as_str().unwrap_or("").to_string();
+    let from_carol = send("feature", &carol, &dave, "250")?["hash"].as_str().unwrap_or("").to_string();
+    assert_eq!(balance("feature", &dave)?, "250");
+    // On main: bob spends with the nonce his branch transfer used.
+    send("main", &bob, &erin, "10")?;
+
+    let v = cli_json(&rpc, &["merge", "feature", "--key", &dev, "--wait"])?;
+    let receipt = &v["receipt"];
+    assert_eq!(receipt["status"], "success", "{v}");
+    let merge_hash = v["hash"].as_str().unwrap_or("").to_string();
+    let rows = receipt["result"]["rows"].as_array().cloned().unwrap_or_default();
+    let row = |hash: &str| rows.iter().find(|r| r[0] == hash).cloned().unwrap_or_default();
+    assert_eq!(rows.len(), 4, "every transaction of the branch: {v}");
+    assert_eq!(row(&from_alice)[2], "included", "{v}");
+    for (hash, reason) in [
+        (&from_bob, "nonce 0 but the account's next nonce is 1"),
+        (&from_dev, "but the account's next nonce is"),
+        (&from_carol, "balance too low: 100 after the fee, the transfer needs 250"),
+    ] {
+        assert_eq!(row(hash)[2], "dropped", "{v}");
+        assert!(row(hash)[3].as_str().unwrap_or("").contains(reason), "{hash}: {v}");
+    }
+    assert_eq!(balance("main", &carol_addr)?, "100");
+    assert_eq!(balance("main", &dave)?, "0");
+    assert_eq!(balance("main", &erin)?, "10", "only bob's transfer on main");
+    assert_eq!(balance("feature", &carol_addr)?, "50", "the branch is unchanged by the merge");
+    let replayed = cli_json(&rpc, &["receipt", &from_alice])?;
+    assert_eq!(replayed["merged_by"], merge_hash.as_str(), "{replayed}");
+    assert_eq!(replayed["block_height"], receipt["block_height"]);
+    let (code, v) = cli(&rpc, &["receipt", &from_bob])?;
+    assert_ne!(code, 0, "a dropped transaction is not on main: {v}");
+
+    // Nothing new on the branch: refused, nothing changed but the fee.
+    let (code, v) = cli(&rpc, &["merge", "feature", "--key", &dev, "--wait"])?;
+    assert_eq!(code, 2, "{v}");
+    assert!(v["receipt"]["error"].as_str().unwrap_or("").contains("nothing to merge"), "{v}");
+    // Only the creator or its mergers may merge (bob's nonce on main, not alice's, whose next
+    // transfer on the branch is merged below).
+    let (code, v) = cli(&rpc, &["merge", "feature", "--key", &bob, "--wait"])?;
+    assert_eq!(code, 2, "{v}");
+    assert!(v["receipt"]["error"].as_str().unwrap_or("").contains("only the creator"), "{v}");
+
+    // kill -9 right after a merge is sent: once restarted, the merge is applied or not, never in
+    // part; merging again then brings carol's 1 in exactly once.
+    send("feature", &alice, &carol_addr, "1")?;
+    let (code, v) = cli(&rpc, &["merge", "feature", "--key", &dev])?;
+    assert_eq!(code, 0, "{v}");
+    let sent = v["hash"].as_str().unwrap_or("").to_string();
+    node.kill9();
+    let node = NodeProcess::start_dev(dir.path(), &[])?;
+    let rpc = node.rpc.clone();
+    wait_for(Duration::from_secs(20), "the branch open after kill -9", || {
+        cli_json(&rpc, &["--branch", "feature", "chain"]).ok()
+    })?;
+    let carol_now = cli_json(&rpc, &["balance", &carol_addr])?["balance"].as_str().unwrap_or("").to_string();
+    match cli(&rpc, &["receipt", &sent])? {
+        (0, r) => {
+            assert_eq!(r["status"], "success", "{r}");
+            assert_eq!(carol_now, "101", "the merge applied whole: {r}");
+        }
+        (_, r) => assert_eq!(carol_now, "100", "the merge not applied at all: {r}"),
+    }
+    let (code, v) = cli(&rpc, &["merge", "feature", "--key", &dev, "--wait"])?;
+    if carol_now == "100" {
+        assert_eq!(code, 0, "{v}");
+    } else {
+        assert!(v["receipt"]["error"].as_str().unwrap_or("").contains("nothing to merge"), "{v}");
+    }
+    assert_eq!(cli_json(&rpc, &["balance", &carol_addr])?["balance"], "101", "applied exactly once");
+    node.stop()
+}

@@ -184,9 +184,13 @@ pub struct ReceiptView {
     pub fee: u128,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub error: Option<String>,
-    /// What a contract function returned.
+    /// What a contract function returned; for a merge, one row per transaction of the source
+    /// (`tx`, `height`, `result`: `included` or `dropped`, `reason`).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub result: Option<QueryView>,
+    /// For a transaction of another branch that a merge replayed here: the merge transaction.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub merged_by: Option<Hash>,
 }
 
 /// Rows from a contract: `{"columns": [...], "rows": [[...]]}`; values as in [`aergo_primitives::value::json`].

@@ -167,3 +167,126 @@ pub fn run(opts: BranchOpts) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The source of a merge in the benchmark: the branch chain's blocks.
+struct BranchBlocks {
+    store: Arc<StateStore>,
+    reader: aergo_storage::LogReader,
+}
+
+impl aergo_chain::MergeSources for BranchBlocks {
+    fn transactions(
+        &self,
+        source: &str,
+        after: u64,
+        upto: u64,
+        upto_hash: &Hash,
+    ) -> Result<Vec<(u64, aergo_primitives::types::Transaction)>, aergo_chain::SourceError> {
+        aergo_chain::source_transactions(source, (after, upto, upto_hash), |h| {
+            aergo_chain::read_block(&self.store, &self.reader, h)
+        })
+    }
+}
+
+/// `aergo-bench branch --merge-txs N`: a replay merge of a branch's `n` transfers (from `n`
+/// senders, so the executor can run them side by side) into `main`, against the same transfers
+/// signed for `main` built as an ordinary block on the same head. Both are built (executed, the
+/// state tree computed), not committed, with two execution threads; best of `rounds`.
+pub fn merge(n: usize, rounds: usize, dir: Option<PathBuf>) -> anyhow::Result<()> {
+    use aergo_chain::{BranchSpec, Chain};
+    use aergo_config::genesis::{ConsensusParams, Genesis, GenesisBalance, GenesisProducer};
+    use aergo_primitives::crypto::Keypair;
+    use aergo_primitives::types::{MergeStrategy, Payload, TxBody};
+    let work = super::scratch(dir)?;
+    let bp = Keypair::from_seed("merge-bench-bp");
+    let senders: Vec<Keypair> = (0..n).map(|i| Keypair::from_seed(&format!("merge-bench-{i}"))).collect();
+    let genesis = Genesis {
+        chain_id: "aergo-bench".into(),
+        timestamp_ms: 1_000,
+        consensus: ConsensusParams::default(),
+        balances: std::iter::once(&bp)
+            .chain(&senders)
+            .map(|k| GenesisBalance { address: k.address(), amount: 10u128.pow(24) })
+            .collect(),
+        producers: vec![GenesisProducer { public_key: hex::encode(bp.public().0) }],
+    };
+    let sign = |key: &Keypair, branch: &str, nonce: u64, to: Address, payload: Payload| {
+        key.sign_tx(TxBody {
+            version: TxBody::version_for(branch),
+            chain_id: genesis.chain_id.clone(),
+            branch: branch.into(),
+            nonce,
+            sender: key.public(),
+            recipient: to,
+            amount: 1,
+            fee: 1,
+            payload,
+        })
+    };
+    let executor = || aergo_exec::parallel::ParallelExecutor::with_threads(2, Vec::new());
+    let log = aergo_storage::LogOptions::default();
+    let (mut main, _) = Chain::open(&work.path().join("main"), &genesis, log.clone())?;
+    main.set_executor(executor());
+    let record =
+        Payload::CreateBranch { name: "bench".into(), base_height: 0, producers: vec![], mergers: vec![] };
+    let b1 = main.produce(&bp, vec![sign(&bp, "main", 0, bp.address(), record)], 2_000)?;
+    if !b1.receipts[0].status.is_success() {
+        bail!("create_branch failed: {:?}", b1.receipts[0].status);
+    }
+    main.finalize(1, b1.block.hash())?;
+    let spec = BranchSpec { name: "bench".into(), base_height: 0, producers: vec![bp.public()] };
+    let (mut branch, _) = Chain::open_branch(
+        &work.path().join("bench"),
+        &genesis,
+        &spec,
+        main.store(),
+        log,
+        StateOptions::default(),
+    )?;
+    branch.set_executor(executor());
+    let to = |i: usize| address(1_000_000 + i);
+    let on_branch: Vec<_> =
+        senders.iter().enumerate().map(|(i, k)| sign(k, "bench", 0, to(i), Payload::Transfer)).collect();
+    let f2 = branch.produce(&bp, on_branch, 3_000)?;
+    if f2.block.transactions.len() != n {
+        bail!("the branch block holds {} of {n} transfers", f2.block.transactions.len());
+    }
+    main.set_merge_sources(Arc::new(BranchBlocks { store: branch.store(), reader: branch.log_reader() }));
+    let on_main: Vec<_> =
+        senders.iter().enumerate().map(|(i, k)| sign(k, "main", 0, to(i), Payload::Transfer)).collect();
+    let merge = sign(
+        &bp,
+        "main",
+        1,
+        bp.address(),
+        Payload::Merge {
+            source: "bench".into(),
+            strategy: MergeStrategy::Replay,
+            upto: f2.block.header.height,
+            upto_hash: f2.block.hash(),
+        },
+    );
+    let (mut plain_s, mut merge_s) = (f64::MAX, f64::MAX);
+    for _ in 0..rounds {
+        let started = Instant::now();
+        let (block, _, _) = main.build(&bp, on_main.clone(), 4_000)?;
+        plain_s = plain_s.min(started.elapsed().as_secs_f64());
+        if block.transactions.len() != n {
+            bail!("the ordinary block holds {} of {n} transfers", block.transactions.len());
+        }
+        let started = Instant::now();
+        let (block, _, _) = main.build(&bp, vec![merge.clone()], 4_000)?;
+        merge_s = merge_s.min(started.elapsed().as_secs_f64());
+        if block.transactions.len() != n + 1 {
+            bail!(
+                "the merge block holds {} transactions, not the merge and {n} transfers",
+                block.transactions.len()
+            );
+        }
+    }
+    println!("merge: {n} transfers of a branch replayed into main vs the same transfers as an ordinary block (built: executed and the state tree computed, 2 threads, best of {rounds})");
+    println!("| transfers | ordinary block | replay merge | merge vs ordinary |");
+    println!("|---|---|---|---|");
+    println!("| {n} | {:.1} ms | {:.1} ms | {:.2}× |", plain_s * 1e3, merge_s * 1e3, merge_s / plain_s);
+    Ok(())
+}

@@ -216,6 +216,9 @@ enum Bench {
         reads: usize,
         #[arg(long, default_value_t = 3)]
         rounds: usize,
+        /// Transfers of the branch a replay merge brings into main (0: no merge figures).
+        #[arg(long, default_value_t = 10_000)]
+        merge_txs: usize,
         /// Directory for the data (default: a temp dir under /var/tmp, on disk).
         #[arg(long)]
         dir: Option<PathBuf>,
@@ -785,6 +788,7 @@ fn exec(opts: ExecOpts) -> anyhow::Result<()> {
         producer: bp.address(),
         staking: genesis.consensus.staking(),
         sql_ordered_scans_height: genesis.consensus.sql_ordered_scans_height.unwrap_or(u64::MAX),
+        replay: false,
     };
     let cores = aergo_exec::affinity::available_cores();
     let threads = threads.unwrap_or(cores.len());
@@ -1055,8 +1059,12 @@ async fn main() -> anyhow::Result<()> {
         Bench::Import { accounts, blocks, txs, rounds, dir } => {
             import::run(import::ImportOpts { accounts, blocks, txs, rounds, dir })
         }
-        Bench::Branch { accounts, blocks, reads, rounds, dir } => {
-            branch::run(branch::BranchOpts { accounts, blocks, reads, rounds, dir })
+        Bench::Branch { accounts, blocks, reads, rounds, merge_txs, dir } => {
+            branch::run(branch::BranchOpts { accounts, blocks, reads, rounds, dir: dir.clone() })?;
+            if merge_txs > 0 {
+                branch::merge(merge_txs, rounds, dir)?;
+            }
+            Ok(())
         }
         Bench::Snapshot { accounts, heights, txs, dir } => {
             snapshot::run(snapshot::SnapshotOpts { accounts, heights, txs, dir })

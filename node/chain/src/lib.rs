@@ -68,6 +68,73 @@ pub enum ChainError {
     Schedule(crate::schedule::ScheduleError),
     #[error(transparent)]
     Snapshot(#[from] aergo_storage::snapshot::SnapshotError),
+    /// A merge whose source this node cannot read now (it does not hold the branch, or the
+    /// merged block is not final here yet): the block is not judged, it waits.
+    #[error("merge source unavailable: {0}")]
+    MergeUnavailable(String),
+}
+
+impl ChainError {
+    /// Whether the block was not judged: this node cannot check it now (a merge whose source it
+    /// does not hold), which is no fault of the block or of the peer that sent it.
+    pub fn waits(&self) -> bool {
+        matches!(self, ChainError::MergeUnavailable(_))
+    }
+}
+
+/// Where a chain reads the source branch of a merge (`docs/branches.md`): the node gives the
+/// chains the branches it holds ([`view::HeldBranches`]).
+pub trait MergeSources: Send + Sync {
+    /// The transactions of branch `source` in its blocks `after + 1 ..= upto`, in order, each
+    /// with its block's height, once its block `upto` is final here; that block must be
+    /// `upto_hash`.
+    fn transactions(
+        &self,
+        source: &str,
+        after: u64,
+        upto: u64,
+        upto_hash: &Hash,
+    ) -> Result<Vec<(u64, Transaction)>, SourceError>;
+}
+
+/// The transactions of `source`'s blocks `after + 1 ..= upto` through `read` (a block by
+/// height), checking that block `upto` is `upto_hash`: what a [`MergeSources`] gives once it
+/// knows the blocks are there and final.
+pub fn source_transactions(
+    source: &str,
+    (after, upto, upto_hash): (u64, u64, &Hash),
+    read: impl Fn(u64) -> Result<Option<Block>, ChainError>,
+) -> Result<Vec<(u64, Transaction)>, SourceError> {
+    let mut out = Vec::new();
+    for height in after + 1..=upto {
+        let block = read(height)
+            .map_err(|e| SourceError::Unavailable(format!("block {height} of {source:?}: {e}")))?
+            .ok_or_else(|| {
+                SourceError::Unavailable(format!("block {height} of {source:?} is not on this node"))
+            })?;
+        if height == upto && block.hash() != *upto_hash {
+            return Err(SourceError::Refused(format!(
+                "block {upto} of {source:?} is {}, the merge names {upto_hash}",
+                block.hash()
+            )));
+        }
+        out.extend(block.transactions.into_iter().map(|tx| (height, tx)));
+    }
+    Ok(out)
+}
+
+/// Why [`MergeSources::transactions`] gives no transactions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceError {
+    /// The merge cannot be what it says (its `upto` block is not the source's block of that
+    /// height): the merge fails, on every node alike.
+    Refused(String),
+    /// This node cannot read them now: the merge waits.
+    Unavailable(String),
+}
+
+fn is_merge(tx: &Transaction) -> bool {
+    matches!(tx.body.payload, aergo_primitives::types::Payload::Merge { .. })
 }
 
 /// Time and work per stage of block processing, since the chain was opened: signature checks of
@@ -101,6 +168,7 @@ struct Verifier<'c> {
     executor: &'c ParallelExecutor,
     schedule: &'c Schedule,
     times: &'c StageTimes,
+    merges: Option<&'c dyn MergeSources>,
 }
 
 /// A block verified and executed, with its tree prepared: what the commit stage writes.
@@ -186,6 +254,7 @@ pub struct Chain {
     executor: ParallelExecutor,
     schedule: Schedule,
     times: Arc<StageTimes>,
+    merges: Option<Arc<dyn MergeSources>>,
 }
 
 /// The state genesis writes: its balances and the head record.
@@ -286,8 +355,17 @@ impl Chain {
         let schedule = Schedule::with_store(genesis, store.clone());
         let times = Arc::new(StageTimes::default());
         let branch = aergo_primitives::types::MAIN_BRANCH.to_string();
-        let mut chain =
-            Chain { genesis: genesis.clone(), branch, store, log, head, executor, schedule, times };
+        let mut chain = Chain {
+            genesis: genesis.clone(),
+            branch,
+            store,
+            log,
+            head,
+            executor,
+            schedule,
+            times,
+            merges: None,
+        };
         chain.replay(&recovery, &mut report)?;
         Ok((chain, report))
     }
@@ -329,6 +407,7 @@ impl Chain {
             executor: ParallelExecutor::with_threads(1, Vec::new()),
             schedule,
             times: Arc::new(StageTimes::default()),
+            merges: None,
         };
         chain.replay(&recovery, &mut report)?;
         Ok((chain, report))
@@ -348,7 +427,21 @@ impl Chain {
             let (_, bytes) = reader.read(pos)?;
             let block =
                 Block::decode(&bytes).map_err(|e| ChainError::Decode { height, reason: e.to_string() })?;
-            let (out, prepared) = self.check_block(&block)?;
+            let (out, prepared) = match self.check_block(&block) {
+                // A merge reads its source branch, which opens over this chain once it is open:
+                // not yet. The block was never reported committed (that waits for the state
+                // batch), so it and the records after it are cut off the log; the producer
+                // builds it again, a follower fetches it again.
+                Err(ChainError::MergeUnavailable(why)) => {
+                    tracing::warn!(
+                        height, %why,
+                        "a logged merge block the state had not committed is cut off the log with what follows it"
+                    );
+                    self.cut_log_after_head()?;
+                    break;
+                }
+                r => r?,
+            };
             self.head = self.store.commit(&prepared, &block, pos, &out.receipts)?;
             report.replayed += 1;
             tracing::info!(height, "replayed a logged block the state had not committed");
@@ -358,6 +451,12 @@ impl Chain {
 
     pub fn head(&self) -> Head {
         self.head
+    }
+
+    /// Where merges into this chain read their source branch (without it, a block with a merge
+    /// waits: [`ChainError::MergeUnavailable`]).
+    pub fn set_merge_sources(&mut self, sources: Arc<dyn MergeSources>) {
+        self.merges = Some(sources);
     }
 
     /// Sets the execution engine (default: sequential) for the blocks that follow.
@@ -395,6 +494,7 @@ impl Chain {
             producer,
             staking: self.genesis.consensus.staking(),
             sql_ordered_scans_height: self.genesis.consensus.sql_ordered_scans_height.unwrap_or(u64::MAX),
+            replay: false,
         }
     }
 
@@ -406,6 +506,7 @@ impl Chain {
             executor: &self.executor,
             schedule: &self.schedule,
             times: &self.times,
+            merges: self.merges.as_deref(),
         }
     }
 
@@ -447,7 +548,8 @@ impl Chain {
         let height = self.head.height + 1;
         let timestamp_ms = timestamp_ms.max(self.head.timestamp_ms + 1);
         let ctx = self.context(height, timestamp_ms, key.address());
-        let mut out = self.executor.execute(&self.parent_state(), &ctx, candidates, Mode::Build)?;
+        let view = self.parent_state();
+        let mut out = self.verifier().build_output(&view, &ctx, candidates)?;
         let prepared = self.store.prepare(height, &out.changes)?;
         let header = BlockHeader {
             version: aergo_primitives::types::TxBody::version_for(&self.branch),
@@ -481,16 +583,22 @@ impl Chain {
                 .ok_or(ChainError::InvalidBlock { height: h, reason: "missing from the index".into() })?;
             removed.push(block);
         }
-        let head = self.store.rollback_to(height)?;
+        self.head = self.store.rollback_to(height)?;
         self.schedule.forget_elections();
+        self.cut_log_after_head()?;
+        Ok(removed)
+    }
+
+    /// Cuts the log's records above the head off.
+    fn cut_log_after_head(&mut self) -> Result<(), ChainError> {
+        let head = self.head;
         if self.store.branch_base().is_some_and(|(base, _)| base == head.height) {
             // Back to a branch's base: that block is the parent's, none of the log's.
             self.log.clear()?;
         } else {
             self.log.truncate_after(head.pos, head.height)?;
         }
-        self.head = head;
-        Ok(removed)
+        Ok(())
     }
 
     /// Records the block at `height` of the stored chain as final (its undo records are dropped).
@@ -528,8 +636,9 @@ impl Chain {
     /// first invalid block or commit failure; every block before it is committed and reported,
     /// and the head is the last of them.
     pub fn import_run(&mut self, blocks: Vec<Block>) -> RunReport {
-        let Chain { genesis, branch, store, log, head, executor, schedule, times } = self;
-        let verifier = Verifier { genesis, branch, store, executor, schedule, times };
+        let Chain { genesis, branch, store, log, head, executor, schedule, times, merges } = self;
+        let merges = merges.as_deref();
+        let verifier = Verifier { genesis, branch, store, executor, schedule, times, merges };
         let store: &StateStore = store;
         let times: &StageTimes = times;
         let mut run = Run {
@@ -649,6 +758,111 @@ impl Chain {
 }
 
 impl Verifier<'_> {
+    /// Executes a received block's transactions; a block with a merge must open with it.
+    fn verify_output<V: aergo_exec::StateView>(
+        &self,
+        view: &V,
+        ctx: &BlockContext,
+        txs: &[Transaction],
+    ) -> Result<ExecOutput, ChainError> {
+        let invalid = |reason: String| ChainError::InvalidBlock { height: ctx.height, reason };
+        match txs.iter().position(is_merge) {
+            None => Ok(self.executor.execute(view, ctx, txs.to_vec(), Mode::Verify)?),
+            Some(0) => {
+                let input = self.merge_input(view, ctx, &txs[0])?;
+                let merge = txs[0].clone();
+                Ok(aergo_exec::merge::execute(
+                    self.executor,
+                    view,
+                    ctx,
+                    merge,
+                    input,
+                    &txs[1..],
+                    Mode::Verify,
+                )?)
+            }
+            Some(i) => Err(invalid(format!("transaction {i} is a merge: a merge opens its block"))),
+        }
+    }
+
+    /// Executes `candidates` (in pool order) into a block. A merge opens a block of its own
+    /// (the candidates before it wait for the next block, or, when the merge's sender has one
+    /// before it, the merge does); a merge whose source this node cannot read now waits in the
+    /// pool with its sender's later transactions.
+    fn build_output<V: aergo_exec::StateView>(
+        &self,
+        view: &V,
+        ctx: &BlockContext,
+        mut candidates: Vec<Transaction>,
+    ) -> Result<ExecOutput, ChainError> {
+        let Some(i) = candidates.iter().position(is_merge) else {
+            return Ok(self.executor.execute(view, ctx, candidates, Mode::Build)?);
+        };
+        let sender = candidates[i].body.sender;
+        if i > 0 && candidates[..i].iter().any(|t| t.body.sender == sender) {
+            candidates.truncate(i);
+            return Ok(self.executor.execute(view, ctx, candidates, Mode::Build)?);
+        }
+        match self.merge_input(view, ctx, &candidates[i]) {
+            Ok(input) => {
+                let merge = candidates.swap_remove(i);
+                Ok(aergo_exec::merge::execute(self.executor, view, ctx, merge, input, &[], Mode::Build)?)
+            }
+            Err(ChainError::MergeUnavailable(why)) => {
+                tracing::info!(tx = %candidates[i].hash(), %why, "a merge waits for its source");
+                candidates.retain(|t| t.body.sender != sender && !is_merge(t));
+                Ok(self.executor.execute(view, ctx, candidates, Mode::Build)?)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// What the merge `tx` replays: the source's transactions after its merge base, read from
+    /// the node's branches, each marked when this chain already has it.
+    fn merge_input<V: aergo_exec::StateView>(
+        &self,
+        view: &V,
+        ctx: &BlockContext,
+        tx: &Transaction,
+    ) -> Result<aergo_exec::merge::MergeInput, ChainError> {
+        use aergo_exec::branches::{merge_base, MAX_MERGE_TXS};
+        use aergo_exec::merge::{MergeInput, SourceTx};
+        let aergo_primitives::types::Payload::Merge { source, strategy, upto, upto_hash } = &tx.body.payload
+        else {
+            return Err(ChainError::InvalidBlock { height: ctx.height, reason: "not a merge".into() });
+        };
+        let base = match merge_base(|k| view.raw(k), &ctx.branch, &tx.sender(), source, *strategy, *upto)? {
+            Ok(base) => base,
+            // The merge transaction fails with the same reason when it runs.
+            Err(failure) => return Ok(MergeInput::Refused(failure.to_string())),
+        };
+        let sources = self
+            .merges
+            .ok_or_else(|| ChainError::MergeUnavailable("this chain reads no other branches".into()))?;
+        let txs = match sources.transactions(source, base, *upto, upto_hash) {
+            Ok(txs) => txs,
+            Err(SourceError::Refused(why)) => return Ok(MergeInput::Refused(why)),
+            Err(SourceError::Unavailable(why)) => return Err(ChainError::MergeUnavailable(why)),
+        };
+        if txs.len() > MAX_MERGE_TXS {
+            let last_fit = txs[MAX_MERGE_TXS].0.saturating_sub(1);
+            return Ok(MergeInput::Refused(format!(
+                "the merge would replay {} transactions of {source:?}, at most {MAX_MERGE_TXS} at once: \
+                 merge up to its height {last_fit} first",
+                txs.len()
+            )));
+        }
+        let mut out = Vec::with_capacity(txs.len());
+        for (height, tx) in txs {
+            let skip = self
+                .store
+                .tx_location(&tx.hash())?
+                .map(|loc| format!("already applied on {:?} at height {}", ctx.branch, loc.height));
+            out.push(SourceTx { height, tx, skip });
+        }
+        Ok(MergeInput::Replay(out))
+    }
+
     /// Verifies `block` as the child of `parent` and re-executes it on `view` (the parent's
     /// state); `pending` are the prepared trees of blocks between the store and the parent.
     fn check<V: aergo_exec::StateView>(
@@ -701,8 +915,9 @@ impl Verifier<'_> {
             producer: h.producer.address(),
             staking: self.genesis.consensus.staking(),
             sql_ordered_scans_height: self.genesis.consensus.sql_ordered_scans_height.unwrap_or(u64::MAX),
+            replay: false,
         };
-        let out = self.executor.execute(view, &ctx, block.transactions.clone(), Mode::Verify)?;
+        let out = self.verify_output(view, &ctx, &block.transactions)?;
         if Receipt::compute_root(&out.receipts) != h.receipts_root {
             return Err(invalid("receipts root does not match".into()));
         }

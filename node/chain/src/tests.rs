@@ -171,17 +171,7 @@ fn rollback_takes_blocks_back_and_another_branch_follows() {
 
 /// A transfer signed for `branch`.
 fn transfer_on(branch: &str, key: &Keypair, nonce: u64, to: Address, amount: u128) -> Transaction {
-    key.sign_tx(aergo_primitives::types::TxBody {
-        version: aergo_primitives::types::TxBody::version_for(branch),
-        chain_id: "test".into(),
-        branch: branch.into(),
-        nonce,
-        sender: key.public(),
-        recipient: to,
-        amount,
-        fee: 1,
-        payload: Payload::Transfer,
-    })
+    signed_on(branch, key, nonce, to, amount, 1, Payload::Transfer)
 }
 
 /// A branch's chain over main's store: its own blocks (version-2 headers naming it) from base + 1,
@@ -259,6 +249,280 @@ fn a_branch_chain_grows_over_its_parent_and_rolls_back_to_its_base() {
     let (branch, _) = open(&main).unwrap();
     assert_eq!(branch.head().hash, g3.block.hash());
     assert_eq!(branch.store().account(&bob.address()).unwrap().balance, 159);
+}
+
+fn signed_on(
+    branch: &str,
+    key: &Keypair,
+    nonce: u64,
+    to: Address,
+    amount: u128,
+    fee: u128,
+    payload: Payload,
+) -> Transaction {
+    key.sign_tx(aergo_primitives::types::TxBody {
+        version: aergo_primitives::types::TxBody::version_for(branch),
+        chain_id: "test".into(),
+        branch: branch.into(),
+        nonce,
+        sender: key.public(),
+        recipient: to,
+        amount,
+        fee,
+        payload,
+    })
+}
+
+/// A branch's blocks as a merge reads them: its chain's store and log, final up to `lib`
+/// (a lying source leaves its last transaction out).
+struct TestSource {
+    store: Arc<StateStore>,
+    reader: LogReader,
+    lib: u64,
+    lie: bool,
+}
+
+impl MergeSources for TestSource {
+    fn transactions(
+        &self,
+        source: &str,
+        after: u64,
+        upto: u64,
+        upto_hash: &Hash,
+    ) -> Result<Vec<(u64, Transaction)>, SourceError> {
+        assert_eq!(source, "feature");
+        if upto > self.lib {
+            return Err(SourceError::Unavailable(format!("{upto} is not final")));
+        }
+        let mut out = source_transactions(source, (after, upto, upto_hash), |h| {
+            read_block(&self.store, &self.reader, h)
+        })?;
+        if self.lie {
+            out.remove(1);
+        }
+        Ok(out)
+    }
+}
+
+fn merge_rows(r: &Receipt) -> Vec<(String, String, String)> {
+    let ReceiptStatus::Returned(res) = &r.status else { panic!("a merge receipt with rows: {r:?}") };
+    assert_eq!(res.columns, ["tx", "height", "result", "reason"]);
+    res.rows
+        .iter()
+        .map(|row| {
+            let text = |v: &aergo_primitives::value::Value| match v {
+                aergo_primitives::value::Value::Text(s) => s.clone(),
+                aergo_primitives::value::Value::Int(i) => i.to_string(),
+                _ => String::new(),
+            };
+            (text(&row[0]), text(&row[2]), text(&row[3]))
+        })
+        .collect()
+}
+
+/// A replay merge of a branch into main: the branch's transactions after its base run again on
+/// main in source order; those whose nonce main took, and those that fail there (a balance the
+/// dropped ones would have paid), are dropped with their reasons and leave no trace; the
+/// merge receipt lists every one; a node with the same source accepts the block and one whose
+/// producer left a transaction out does not; refused merges change nothing but the fee; the next
+/// merge starts where the last ended; a logged merge block that was never committed is cut off
+/// at reopening when its source is not readable yet.
+#[test]
+fn a_replay_merge_runs_a_branchs_transactions_on_main_and_drops_those_that_no_longer_fit() {
+    use aergo_primitives::types::MergeStrategy;
+    let dir = tempfile::tempdir().unwrap();
+    let k = |s: &str| Keypair::from_seed(s);
+    let (bp, alice, bob, carol, dave, frank) =
+        (k("bp"), k("alice"), k("bob"), k("carol"), k("dave"), k("frank"));
+    let branch_bp = k("branch-bp");
+    let g = genesis(&bp, &alice);
+    let (mut main, _) = Chain::open(&dir.path().join("main"), &g, LogOptions::default()).unwrap();
+    main.produce(
+        &bp,
+        vec![transfer(&alice, 0, bob.address(), 100), transfer(&alice, 1, carol.address(), 100)],
+        2_000,
+    )
+    .unwrap();
+    let record = Payload::CreateBranch {
+        name: "feature".into(),
+        base_height: 1,
+        producers: vec![branch_bp.public()],
+        mergers: vec![],
+    };
+    let b2 =
+        main.produce(&bp, vec![signed_on("main", &alice, 2, alice.address(), 0, 1, record)], 3_000).unwrap();
+    assert_eq!(b2.receipts[0].status, ReceiptStatus::Success);
+    main.finalize(2, b2.block.hash()).unwrap();
+    let spec = BranchSpec { name: "feature".into(), base_height: 1, producers: vec![branch_bp.public()] };
+    let (mut branch, _) = Chain::open_branch(
+        &dir.path().join("feature"),
+        &g,
+        &spec,
+        main.store(),
+        LogOptions::default(),
+        StateOptions::default(),
+    )
+    .unwrap();
+    let on = |key: &Keypair, nonce, to: &Keypair, amount, fee| {
+        signed_on("feature", key, nonce, to.address(), amount, fee, Payload::Transfer)
+    };
+    let from_bob = on(&bob, 0, &dave, 70, 1);
+    let from_carol = on(&carol, 0, &dave, 30, 1);
+    let from_alice = on(&alice, 2, &dave, 5, 1);
+    let f2 = branch
+        .produce(&branch_bp, vec![from_bob.clone(), from_carol.clone(), from_alice.clone()], 4_000)
+        .unwrap();
+    assert_eq!(f2.block.transactions.len(), 3);
+    let from_dave = on(&dave, 0, &frank, 60, 0);
+    let f3 = branch.produce(&branch_bp, vec![from_dave.clone()], 5_000).unwrap();
+    assert_eq!(f3.receipts[0].status, ReceiptStatus::Success);
+    assert_eq!(branch.store().account(&frank.address()).unwrap().balance, 60);
+    // Meanwhile on main bob spends with his nonce 0.
+    main.produce(&bp, vec![transfer(&bob, 0, frank.address(), 50)], 6_000).unwrap();
+    let source = |lie| TestSource { store: branch.store(), reader: branch.log_reader(), lib: 3, lie };
+    let merge = merge_signed;
+
+    // A follower of main, before the merge.
+    let follower_dir = dir.path().join("follower");
+    let (mut follower, _) = Chain::open(&follower_dir, &g, LogOptions::default()).unwrap();
+    for h in 1..=3 {
+        follower.import(read_block(&main.store(), &main.log_reader(), h).unwrap().unwrap()).unwrap();
+    }
+
+    // Without a readable source, the merge waits in the pool: the block is built without it
+    // (and without its sender's later transactions).
+    let m = merge(&alice, 3, 3, f3.block.hash());
+    let later = transfer(&alice, 4, frank.address(), 1);
+    let (waiting, out, _) =
+        main.build(&bp, vec![m.clone(), later, transfer(&carol, 0, frank.address(), 1)], 7_000).unwrap();
+    assert_eq!(waiting.transactions.len(), 1, "only carol's transfer: {:?}", out.dropped);
+
+    // A producer whose source leaves the last transaction out makes a block the follower refuses.
+    main.set_merge_sources(Arc::new(source(true)));
+    let (lying, _, _) = main.build(&bp, vec![m.clone()], 7_000).unwrap();
+    follower.set_merge_sources(Arc::new(source(false)));
+    let err = follower.import(lying).unwrap_err().to_string();
+    assert!(err.contains("the merge replays 1 transactions of \"feature\" here, the block holds 0"), "{err}");
+
+    main.set_merge_sources(Arc::new(source(false)));
+    let mb = main.produce(&bp, vec![m.clone(), transfer(&carol, 0, frank.address(), 1)], 7_000).unwrap();
+    let hashes: Vec<Hash> = mb.block.transactions.iter().map(Transaction::hash).collect();
+    assert_eq!(hashes, [m.hash(), from_carol.hash()], "the merge opens its block alone with what still fits");
+    let rows = merge_rows(&mb.receipts[0]);
+    assert_eq!(rows.len(), 4);
+    assert_eq!((rows[0].0.as_str(), rows[0].1.as_str()), (from_bob.hash().to_hex().as_str(), "dropped"));
+    assert!(rows[0].2.contains("nonce 0 but the account's next nonce is 1"), "{rows:?}");
+    assert_eq!(
+        (rows[1].0.as_str(), rows[1].1.as_str(), rows[1].2.as_str()),
+        (from_carol.hash().to_hex().as_str(), "included", "")
+    );
+    assert!(rows[2].2.contains("nonce 2 but the account's next nonce is 4"), "{rows:?}");
+    assert_eq!(rows[3].0, from_dave.hash().to_hex());
+    assert!(rows[3].2.contains("balance too low: 30 after the fee, the transfer needs 60"), "{rows:?}");
+    let store = main.store();
+    assert_eq!(store.account(&dave.address()).unwrap(), Account { balance: 30, nonce: 0 });
+    assert_eq!(store.account(&carol.address()).unwrap(), Account { balance: 69, nonce: 1 });
+    assert_eq!(store.account(&frank.address()).unwrap().balance, 50, "only bob's transfer on main");
+    let loc = store.tx_location(&from_carol.hash()).unwrap().unwrap();
+    assert_eq!((loc.height, loc.index, loc.merged_by), (4, 1, Some(m.hash())));
+    assert!(store.tx_location(&from_bob.hash()).unwrap().is_none(), "a dropped transaction is not on main");
+    assert_eq!(store.tx_location(&m.hash()).unwrap().unwrap().merged_by, None);
+    // The follower computes the same block.
+    let imported = follower.import((*mb.block).clone()).unwrap();
+    assert_eq!(imported.head.state_root, mb.head.state_root);
+    assert_eq!(imported.receipts, mb.receipts);
+
+    // Refused merges: into itself, by someone who may not, nothing new, a block that is not the
+    // source's. Each pays its fee and changes nothing else.
+    let refused = |main: &mut Chain, tx: Transaction, ts: u64, want: &str| {
+        let b = main.produce(&bp, vec![tx], ts).unwrap();
+        assert_eq!(b.block.transactions.len(), 1);
+        match &b.receipts[0].status {
+            ReceiptStatus::Failed(why) => assert!(why.contains(want), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    };
+    let into_main = signed_on(
+        "main",
+        &alice,
+        4,
+        alice.address(),
+        0,
+        1,
+        Payload::Merge {
+            source: "main".into(),
+            strategy: MergeStrategy::Replay,
+            upto: 2,
+            upto_hash: b2.block.hash(),
+        },
+    );
+    refused(&mut main, into_main, 8_000, "cannot merge \"main\" into \"main\"");
+    refused(
+        &mut main,
+        merge(&bob, 1, 3, f3.block.hash()),
+        9_000,
+        "only the creator of \"feature\" or its mergers",
+    );
+    refused(
+        &mut main,
+        merge(&alice, 5, 3, f3.block.hash()),
+        10_000,
+        "merged into \"main\" up to its height 3",
+    );
+    let f4 = branch.produce(&branch_bp, vec![on(&carol, 1, &frank, 9, 1)], 11_000).unwrap();
+    let source4 = TestSource { store: branch.store(), reader: branch.log_reader(), lib: 4, lie: false };
+    main.set_merge_sources(Arc::new(source4));
+    refused(&mut main, merge(&alice, 6, 4, f3.block.hash()), 12_000, "block 4 of \"feature\" is");
+    let three_way = signed_on(
+        "main",
+        &alice,
+        7,
+        alice.address(),
+        0,
+        1,
+        Payload::Merge {
+            source: "feature".into(),
+            strategy: MergeStrategy::ThreeWay,
+            upto: 4,
+            upto_hash: f4.block.hash(),
+        },
+    );
+    refused(&mut main, three_way, 13_000, "the three-way merge is not available yet");
+    assert_eq!(main.store().account(&frank.address()).unwrap().balance, 50);
+
+    // The next merge replays only what came after the last one.
+    let m2 = merge(&alice, 8, 4, f4.block.hash());
+    let mb2 = main.produce(&bp, vec![m2.clone()], 14_000).unwrap();
+    assert_eq!(mb2.block.transactions.len(), 2);
+    assert_eq!(merge_rows(&mb2.receipts[0]).len(), 1);
+    assert_eq!(main.store().account(&frank.address()).unwrap().balance, 59);
+
+    // A merge block logged but not committed (a crash between the log and the state batch) is
+    // cut off when the chain reopens without its source; the chain goes on from its parent.
+    let head = main.head();
+    let f5 = branch.produce(&branch_bp, vec![on(&carol, 2, &frank, 1, 1)], 15_000).unwrap();
+    let source5 = TestSource { store: branch.store(), reader: branch.log_reader(), lib: 5, lie: false };
+    main.set_merge_sources(Arc::new(source5));
+    let (m3_block, _, _) = main.build(&bp, vec![merge(&alice, 9, 5, f5.block.hash())], 16_000).unwrap();
+    assert_eq!(m3_block.transactions.len(), 2);
+    main.log.append(m3_block.header.height, &m3_block.encode()).unwrap();
+    // The branch's store reads main's, which must be closed to reopen.
+    drop((main, branch, store, follower));
+    let (main, _) = Chain::open(&dir.path().join("main"), &g, LogOptions::default()).unwrap();
+    assert_eq!(main.head(), head, "the uncommitted merge block is gone");
+    drop(main);
+    let (main, report) = Chain::open(&dir.path().join("main"), &g, LogOptions::default()).unwrap();
+    assert_eq!((main.head(), report.replayed), (head, 0), "and stays gone");
+}
+
+fn merge_signed(key: &Keypair, nonce: u64, upto: u64, hash: Hash) -> Transaction {
+    let payload = Payload::Merge {
+        source: "feature".into(),
+        strategy: aergo_primitives::types::MergeStrategy::Replay,
+        upto,
+        upto_hash: hash,
+    };
+    signed_on("main", key, nonce, key.address(), 0, 1, payload)
 }
 
 #[test]

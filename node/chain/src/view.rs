@@ -318,6 +318,40 @@ impl Branches {
     }
 }
 
+/// `main` and the branches a node holds, as the sources its chains read merges from.
+pub struct HeldBranches {
+    pub main: Arc<ChainView>,
+    pub branches: Arc<Branches>,
+}
+
+impl crate::MergeSources for HeldBranches {
+    fn transactions(
+        &self,
+        source: &str,
+        after: u64,
+        upto: u64,
+        upto_hash: &Hash,
+    ) -> Result<Vec<(u64, aergo_primitives::types::Transaction)>, crate::SourceError> {
+        use crate::SourceError::Unavailable;
+        let view = if source == aergo_primitives::types::MAIN_BRANCH {
+            self.main.clone()
+        } else {
+            self.branches.get(source).map(|h| h.view.clone()).ok_or_else(|| {
+                Unavailable(format!(
+                    "this node does not hold branch {source:?} (aergo branch track {source})"
+                ))
+            })?
+        };
+        let lib = view.consensus.read().lib_height;
+        if upto > lib {
+            return Err(Unavailable(format!(
+                "block {upto} of {source:?} is not final on this node (its last final block is {lib})"
+            )));
+        }
+        crate::source_transactions(source, (after, upto, upto_hash), |h| view.read_block(h))
+    }
+}
+
 /// What `node_info` says about this node.
 pub struct NodeFacts {
     pub producer: Option<Address>,

@@ -116,6 +116,23 @@ enum Command {
         #[arg(short = 'n', long = "max-count", default_value_t = 10)]
         count: u64,
     },
+    /// Bring branch SOURCE into the branch it was made on (or --into), like `git merge`: with the
+    /// replay strategy its transactions since the last merge run again there, and those that no
+    /// longer fit are dropped; the receipt lists each one (docs/branches.md).
+    Merge {
+        #[command(flatten)]
+        tx: TxArgs,
+        source: String,
+        /// The branch to merge into (default: the branch SOURCE was made on).
+        #[arg(long)]
+        into: Option<String>,
+        /// replay (run the source's transactions again), three-way, ours or theirs.
+        #[arg(long, default_value = "replay")]
+        strategy: String,
+        /// Merge up to this height of SOURCE (default: its last final block).
+        #[arg(long)]
+        upto: Option<u64>,
+    },
     /// The chain's state.
     Chain,
     /// The node's identity and role.
@@ -881,6 +898,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let (branch, height) = read_at(&cli.rpc, &cli.branch, asked, at.as_deref()).await?;
             let block = client(&cli.rpc)?.get_block(height, None, Some(full), branch).await?;
             show_block(json, block, at.or(asked.map(|h| h.to_string())))?;
+        }
+        Command::Merge { tx, source, into, strategy, upto } => {
+            let Some(strategy) = aergo_primitives::types::MergeStrategy::parse(&strategy) else {
+                bail!("--strategy {strategy}: replay, three-way, ours or theirs");
+            };
+            let c = client(&cli.rpc)?;
+            let record = c.get_branch(source.clone()).await?;
+            let target = into.unwrap_or_else(|| record.parent.clone());
+            let upto = match upto.or(record.lib_height) {
+                Some(h) => h,
+                None => bail!(
+                    "this node does not hold {source:?}, so it cannot merge it: aergo branch track {source}"
+                ),
+            };
+            let block = c
+                .get_block(Some(upto), None, Some(false), branch_param(&source))
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("{source}@{upto} is not on this node"))?;
+            let payload = Payload::Merge { source, strategy, upto, upto_hash: block.hash };
+            submit(&cli.rpc, &target, json, &tx, None, 0, payload).await?;
         }
         Command::Log { reference, count } => {
             let c = client(&cli.rpc)?;

@@ -703,6 +703,10 @@ impl Driver {
                     self.update_lib();
                     relay
                 }
+                Err(e) if e.waits() => {
+                    tracing::info!(height = h.height, %hash, error = %e, "a block waits: this node cannot judge it yet");
+                    Verdict::Ignore
+                }
                 Err(e) => {
                     tracing::warn!(height = h.height, %hash, error = %e, "refused a block");
                     self.penalize(from, Penalty::Invalid, format!("block {hash}: {e}"));
@@ -783,6 +787,10 @@ impl Driver {
         }
         match report.error {
             None => Some(rest),
+            Some((_, e)) if e.waits() => {
+                tracing::info!(error = %e, "a synced block waits: this node cannot judge it yet");
+                None
+            }
             Some((_, e)) => {
                 tracing::warn!(error = %e, "refused a synced block");
                 self.penalize(Some(from), Penalty::Invalid, format!("synced block: {e}"));

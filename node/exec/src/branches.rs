@@ -5,7 +5,9 @@
 //! - `sys/branch/<name>` → [`BranchRecord`];
 //! - `sys/branches` → `Vec<String>`: every branch made on this branch, in the order made (the
 //!   name rule reads it; at most [`MAX_REFS`]);
-//! - `sys/tag/<name>` → [`TagRecord`]; `sys/tags` → `Vec<String>`, likewise.
+//! - `sys/tag/<name>` → [`TagRecord`]; `sys/tags` → `Vec<String>`, likewise;
+//! - `sys/merged/<source>` → [`MergedRecord`]: the last merge of branch `source` into this one
+//!   (the next merge's base).
 //!
 //! A record names its base or tagged block by height alone: the block at that height on the
 //! branch holding the record is fixed once the record's own block is (it descends from it), so
@@ -14,7 +16,7 @@
 use super::governance::GovernanceFailure;
 use super::{Accounts, ExecError};
 use aergo_primitives::refs::{clash, name_problem};
-use aergo_primitives::types::{Address, PublicKey};
+use aergo_primitives::types::{Address, Hash, MergeStrategy, PublicKey};
 use borsh::{BorshDeserialize, BorshSerialize};
 
 pub const BRANCHES_KEY: &[u8] = b"sys/branches";
@@ -51,6 +53,101 @@ pub struct TagRecord {
     pub created_at: u64,
 }
 
+/// The last merge of a branch into the branch whose state holds this record.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct MergedRecord {
+    /// The source's block the merge went up to: the next merge's base.
+    pub upto: u64,
+    pub upto_hash: Hash,
+    /// This branch's height of the block holding the merge.
+    pub at: u64,
+    pub merge_tx: Hash,
+}
+
+pub fn merged_key(source: &str) -> Vec<u8> {
+    [b"sys/merged/".as_slice(), source.as_bytes()].concat()
+}
+
+/// Most transactions one merge replays: a merge of more is refused and names the highest
+/// `upto` that fits (the CLI picks it).
+pub const MAX_MERGE_TXS: usize = 20_000;
+
+/// Checks a merge of `source` into `target` (the branch whose state `get` reads, as of the
+/// block before the merge) signed by `sender`, up to the source's height `upto`, and gives its
+/// merge base: the source's base, or the `upto` of its last merge into `target`. The one
+/// place these rules live: execution applies the merge with it and the chain asks it which
+/// blocks of the source to read.
+pub fn merge_base<E>(
+    mut get: impl FnMut(&[u8]) -> Result<Option<Vec<u8>>, E>,
+    target: &str,
+    sender: &Address,
+    source: &str,
+    strategy: MergeStrategy,
+    upto: u64,
+) -> Result<Result<u64, GovernanceFailure>, E> {
+    let refuse = |why: String| Ok(Err(GovernanceFailure::Merge(why)));
+    if source == target {
+        return refuse(format!("cannot merge {source:?} into {target:?}"));
+    }
+    if strategy != MergeStrategy::Replay {
+        return refuse(format!(
+            "the {} merge is not available yet: use the replay strategy (docs/branches.md)",
+            strategy.name()
+        ));
+    }
+    let decode_failed = |what: &str, e: std::io::Error| {
+        Err(GovernanceFailure::Merge(format!("the {what} record of {source:?} is damaged: {e}")))
+    };
+    let record: BranchRecord = match get(&branch_key(source))? {
+        Some(bytes) => match borsh::from_slice(&bytes) {
+            Ok(r) => r,
+            Err(e) => return Ok(decode_failed("branch", e)),
+        },
+        None => {
+            return refuse(format!(
+            "{source:?} is not a branch made on {target:?}: a branch merges into the branch it was made on"
+        ))
+        }
+    };
+    if record.creator != *sender && !record.mergers.contains(sender) {
+        return refuse(format!("only the creator of {source:?} or its mergers may merge it"));
+    }
+    let base = match get(&merged_key(source))? {
+        Some(bytes) => match borsh::from_slice::<MergedRecord>(&bytes) {
+            Ok(m) => m.upto,
+            Err(e) => return Ok(decode_failed("merge", e)),
+        },
+        None => record.base_height,
+    };
+    if upto <= base {
+        return refuse(format!(
+            "{source:?} is merged into {target:?} up to its height {base}: nothing to merge up to {upto}"
+        ));
+    }
+    Ok(Ok(base))
+}
+
+/// What a merge transaction writes on the target (its replayed transactions run after it, in
+/// the same block: `super::merge`).
+#[allow(clippy::too_many_arguments)]
+pub fn merge<A: Accounts>(
+    acc: &mut A,
+    target: &str,
+    height: u64,
+    sender: &Address,
+    merge_tx: Hash,
+    source: &str,
+    strategy: MergeStrategy,
+    (upto, upto_hash): (u64, Hash),
+) -> Result<Result<(), GovernanceFailure>, ExecError> {
+    if let Err(failure) = merge_base(|k| acc.get_raw(k), target, sender, source, strategy, upto)? {
+        return Ok(Err(failure));
+    }
+    let record = MergedRecord { upto, upto_hash, at: height, merge_tx };
+    super::governance::write(acc, merged_key(source), &record)?;
+    Ok(Ok(()))
+}
+
 pub fn branch_key(name: &str) -> Vec<u8> {
     [b"sys/branch/".as_slice(), name.as_bytes()].concat()
 }
@@ -61,7 +158,11 @@ pub fn tag_key(name: &str) -> Vec<u8> {
 
 /// Whether `key` is one of this module's keys (a system key: see `governance::is_system_key`).
 pub fn is_ref_key(key: &[u8]) -> bool {
-    key.starts_with(b"sys/branch/") || key.starts_with(b"sys/tag/") || key == BRANCHES_KEY || key == TAGS_KEY
+    key.starts_with(b"sys/branch/")
+        || key.starts_with(b"sys/tag/")
+        || key.starts_with(b"sys/merged/")
+        || key == BRANCHES_KEY
+        || key == TAGS_KEY
 }
 
 /// What `create_branch` does on branch `on` at block `height`, sent by `creator` (whose key is

@@ -94,6 +94,8 @@ pub enum GovernanceFailure {
     TooMany { what: &'static str, count: usize, max: usize },
     #[error("{kind} name {name:?} is taken by {taken:?}")]
     RefTaken { kind: &'static str, name: String, taken: String },
+    #[error("{0}")]
+    Merge(String),
 }
 
 impl GovernanceFailure {
@@ -115,6 +117,7 @@ impl GovernanceFailure {
             GovernanceFailure::BaseAhead { .. } => "base_ahead",
             GovernanceFailure::TooMany { .. } => "too_many",
             GovernanceFailure::RefTaken { .. } => "ref_taken",
+            GovernanceFailure::Merge(_) => "merge_refused",
         }
     }
 }
@@ -406,6 +409,16 @@ pub fn apply<A: Accounts>(
         Payload::CreateTag { name, height } => {
             super::branches::create_tag(acc, rules.branch, rules.height, from, name, *height)
         }
+        Payload::Merge { source, strategy, upto, upto_hash } => super::branches::merge(
+            acc,
+            rules.branch,
+            rules.height,
+            &from,
+            tx.hash(),
+            source,
+            *strategy,
+            (*upto, *upto_hash),
+        ),
     }
 }
 

@@ -27,6 +27,7 @@ pub mod branches;
 pub mod contract;
 pub mod dtt;
 pub mod governance;
+pub mod merge;
 pub mod parallel;
 pub mod query;
 
@@ -200,6 +201,10 @@ pub struct BlockContext {
     /// Contract calls read `ORDER BY` from indexes from this height (`[consensus]
     /// sql_ordered_scans_height`).
     pub sql_ordered_scans_height: u64,
+    /// Running a merge's replayed transactions (`merge`): `branch` is then the source's, and a
+    /// transaction that would fail, or a system transaction, is left out with the reason
+    /// instead of failing (so it has no effect on the target).
+    pub replay: bool,
 }
 
 impl BlockContext {
@@ -363,6 +368,12 @@ pub fn apply_tx<A: Accounts>(
     if let Err(invalid) = validity(tx, &ctx.chain_id, &ctx.branch, &sender) {
         return Ok(TxOutcome::Invalid(invalid.to_string()));
     }
+    if ctx.replay && tx.body.payload.is_governance() {
+        return Ok(TxOutcome::Invalid(format!(
+            "a {} transaction is not replayed by a merge",
+            tx.body.payload.kind()
+        )));
+    }
     sender.balance -= tx.body.fee;
     sender.nonce += 1;
     let mut fee = tx.body.fee;
@@ -419,6 +430,13 @@ pub fn apply_tx<A: Accounts>(
             }
         }
     };
+    if ctx.replay {
+        if let ReceiptStatus::Failed(why) = &status {
+            // Nothing of it was written yet: the accounts and rows of a failed transaction are
+            // never set, and the sender's fee and nonce are set just below.
+            return Ok(TxOutcome::Invalid(why.clone()));
+        }
+    }
     acc.set(from, sender)?;
     writes.push((from, sender));
     Ok(TxOutcome::Applied { receipt: Receipt { tx_hash: tx.hash(), status, fee }, writes, system })

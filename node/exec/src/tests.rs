@@ -39,6 +39,7 @@ fn ctx() -> BlockContext {
         producer: Keypair::from_seed("bp").address(),
         staking: crate::StakingParams { unstake_lock_blocks: 3, max_votes: 2 },
         sql_ordered_scans_height: 0,
+        replay: false,
     }
 }
 

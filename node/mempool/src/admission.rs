@@ -283,6 +283,7 @@ mod tests {
             producer: key_address(),
             staking: Default::default(),
             sql_ordered_scans_height: 0,
+            replay: false,
         };
         let admission = Arc::new(Admission::start(1, 1, store, pool.clone(), ctx).unwrap());
         let key = Keypair::from_seed("k");

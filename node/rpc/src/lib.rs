@@ -640,6 +640,7 @@ impl AergoApiServer for RpcHandler {
             fee: loc.receipt.fee,
             error,
             result,
+            merged_by: loc.merged_by,
         }))
     }
 

@@ -224,3 +224,28 @@ fn a_branch_base_must_be_final_and_its_own() {
     let b = StateStore::open_branch(&dir.path().join("b"), StateOptions::default(), main, 0).unwrap();
     assert!(matches!(b.leaves_page(0, None, 10), Err(StateError::NotForBranch(_))));
 }
+
+/// A transaction's index entry: unchanged bytes for every transaction no merge brought in (as
+/// written before merges existed), the merge's hash after them otherwise; anything else is damage.
+#[test]
+fn a_tx_location_names_its_merge_only_when_it_has_one() {
+    use super::state::TxLocation;
+    use aergo_primitives::types::{Receipt, ReceiptStatus};
+    let receipt = Receipt { tx_hash: Hash([7; 32]), status: ReceiptStatus::Success, fee: 3 };
+    let plain = TxLocation {
+        height: 9,
+        block_hash: Hash([1; 32]),
+        index: 2,
+        receipt: receipt.clone(),
+        merged_by: None,
+    };
+    let old = borsh::to_vec(&(9u64, Hash([1; 32]), 2u32, receipt)).unwrap();
+    assert_eq!(borsh::to_vec(&plain).unwrap(), old);
+    assert_eq!(borsh::from_slice::<TxLocation>(&old).unwrap(), plain);
+    let merged = TxLocation { merged_by: Some(Hash([5; 32])), ..plain };
+    let bytes = borsh::to_vec(&merged).unwrap();
+    assert_eq!(bytes.len(), old.len() + 32);
+    assert_eq!(borsh::from_slice::<TxLocation>(&bytes).unwrap(), merged);
+    let err = borsh::from_slice::<TxLocation>(&bytes[..old.len() + 5]).unwrap_err().to_string();
+    assert!(err.contains("5 bytes after a transaction location"), "{err}");
+}

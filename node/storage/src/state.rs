@@ -162,12 +162,47 @@ pub struct BlockMeta {
 }
 
 /// Where a transaction was included, and its receipt.
-#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+///
+/// Encoded as borsh of the first four fields, then, only for a transaction a merge brought in,
+/// the merge transaction's hash: the entries of every other transaction (and those written before
+/// merges existed) are unchanged.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TxLocation {
     pub height: u64,
     pub block_hash: Hash,
     pub index: u32,
     pub receipt: Receipt,
+    /// The merge transaction that replayed this one from another branch (`docs/branches.md`).
+    pub merged_by: Option<Hash>,
+}
+
+impl BorshSerialize for TxLocation {
+    fn serialize<W: std::io::Write>(&self, w: &mut W) -> std::io::Result<()> {
+        (self.height, self.block_hash, self.index, &self.receipt).serialize(w)?;
+        match &self.merged_by {
+            Some(h) => h.serialize(w),
+            None => Ok(()),
+        }
+    }
+}
+
+impl BorshDeserialize for TxLocation {
+    fn deserialize_reader<R: std::io::Read>(r: &mut R) -> std::io::Result<Self> {
+        let (height, block_hash, index, receipt) = <(u64, Hash, u32, Receipt)>::deserialize_reader(r)?;
+        let mut rest = Vec::new();
+        r.read_to_end(&mut rest)?;
+        let merged_by = match rest.len() {
+            0 => None,
+            32 => Some(Hash(rest.try_into().expect("32 bytes"))),
+            n => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{n} bytes after a transaction location (0 or 32 expected)"),
+                ))
+            }
+        };
+        Ok(TxLocation { height, block_hash, index, receipt, merged_by })
+    }
 }
 
 /// A block's state changes with their tree nodes computed, ready to commit.
@@ -1102,8 +1137,22 @@ impl StateStore {
         wb.put_cf(self.cf(CF_BLOCKS)?, height.to_be_bytes(), aergo_primitives::types::to_vec_exact(&meta));
         wb.put_cf(self.cf(CF_BLOCK_HASHES)?, hash.0, height.to_be_bytes());
         let txs = self.cf(CF_TXS)?;
+        // A merge opens its block; the transactions of another branch after it are the ones it
+        // replayed.
+        let merge = block
+            .transactions
+            .first()
+            .filter(|tx| matches!(tx.body.payload, aergo_primitives::types::Payload::Merge { .. }))
+            .map(|tx| tx.hash());
         for (index, (tx, receipt)) in block.transactions.iter().zip(receipts).enumerate() {
-            let loc = TxLocation { height, block_hash: hash, index: index as u32, receipt: receipt.clone() };
+            let merged_by = merge.filter(|_| tx.body.branch != block.header.branch);
+            let loc = TxLocation {
+                height,
+                block_hash: hash,
+                index: index as u32,
+                receipt: receipt.clone(),
+                merged_by,
+            };
             wb.put_cf(txs, tx.hash().0, aergo_primitives::types::to_vec_exact(&loc));
         }
         Ok(())

@@ -187,6 +187,42 @@ pub enum Payload {
     CreateBranch { name: String, base_height: u64, producers: Vec<PublicKey>, mergers: Vec<Address> },
     /// Name the block at `height` of the branch this transaction is on, for good.
     CreateTag { name: String, height: u64 },
+    /// Bring branch `source` into the branch this transaction is on (`docs/branches.md`): its
+    /// transactions after the merge base up to its final block `upto` (whose hash is
+    /// `upto_hash`), by `strategy`. A merge opens the block it is in.
+    Merge { source: String, strategy: MergeStrategy, upto: u64, upto_hash: Hash },
+}
+
+/// How a merge brings a branch in (`docs/branches.md`). Tags are part of the encoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum MergeStrategy {
+    /// Run the source's transactions again on the target, in source order; those that no longer
+    /// fit are dropped.
+    Replay,
+    /// Compare both sides' state changes since the merge base key by key; conflicts go to the
+    /// contracts' resolvers.
+    ThreeWay,
+    /// A three-way merge that keeps the target's value of every conflicting key.
+    Ours,
+    /// A three-way merge that takes the source's value of every conflicting key.
+    Theirs,
+}
+
+impl MergeStrategy {
+    pub fn name(self) -> &'static str {
+        match self {
+            MergeStrategy::Replay => "replay",
+            MergeStrategy::ThreeWay => "three-way",
+            MergeStrategy::Ours => "ours",
+            MergeStrategy::Theirs => "theirs",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<MergeStrategy> {
+        [MergeStrategy::Replay, MergeStrategy::ThreeWay, MergeStrategy::Ours, MergeStrategy::Theirs]
+            .into_iter()
+            .find(|m| m.name() == s)
+    }
 }
 
 /// Two signed headers of one producer for one slot.
@@ -211,6 +247,7 @@ impl Payload {
             Payload::Call { .. } => "call",
             Payload::CreateBranch { .. } => "create_branch",
             Payload::CreateTag { .. } => "create_tag",
+            Payload::Merge { .. } => "merge",
         }
     }
 
