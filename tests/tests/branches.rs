@@ -373,6 +373,10 @@ fn a_replay_merge_brings_a_branch_into_main_and_drops_what_no_longer_fits() -> a
     };
     send("main", &dev, &alice_addr, "1000")?;
     send("main", &dev, &bob_addr, "1000")?;
+    let token = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/contracts/token.sql");
+    let v =
+        cli_json(&rpc, &["contract", "deploy", token.to_str().unwrap_or_default(), "--key", &dev, "--wait"])?;
+    let contract = v["contract"].as_str().unwrap_or("").to_string();
 
     let (code, v) = cli(&rpc, &["branch", "create", "feature", "--from", "main", "--key", &dev, "--wait"])?;
     assert_eq!(code, 0, "{v}");
@@ -389,10 +393,79 @@ fn a_replay_merge_brings_a_branch_into_main_and_drops_what_no_longer_fits() -> a
     let from_alice = send("feature", &alice, &carol_addr, "100")?["hash"].as_str().unwrap_or("").to_string();
     let from_bob = send("feature", &bob, &carol_addr, "200")?["hash"].as_str().unwrap_or("").to_string();
     let from_dev = send("feature", &dev, &erin, "7")?["hash"].as_str().unwrap_or("").to_string();
+    let v = cli_json(
+        &rpc,
+        &[
+            "--branch", "feature", "contract", "call", "--key", &dev, "--wait", &contract, "transfer",
+            "somebody", "5",
+        ],
+    )?;
+    assert_eq!(v["receipt"]["status"], "success", "{v}");
+    let dev_call = v["hash"].as_str().unwrap_or("").to_string();
     let from_carol = send("feature", &carol, &dave, "250")?["hash"].as_str().unwrap_or("").to_string();
     assert_eq!(balance("feature", &dave)?, "250");
     // On main: bob spends with the nonce his branch transfer used.
     send("main", &bob, &erin, "10")?;
+
+    // `aergo diff`: what differs between main and the branch, with the side that changed it since
+    // their merge base (the branch's base).
+    let base = cli_json(&rpc, &["branch", "show", "feature"])?["base_height"].as_u64().unwrap_or(0);
+    let d = cli_json(&rpc, &["diff", "main", "feature"])?;
+    assert_eq!(d["base"], serde_json::json!({"branch": "main", "height": base}), "{d}");
+    assert_eq!(d["to"]["branch"], "feature");
+    let entries = d["entries"].as_array().cloned().unwrap_or_default();
+    let account = |a: &str| entries.iter().find(|e| e["kind"] == "account" && e["address"] == a).cloned();
+    let carol_diff = account(&carol_addr).unwrap_or_default();
+    assert_eq!(carol_diff["side"], "to", "{d}");
+    assert_eq!(carol_diff["from"], serde_json::Value::Null, "{d}");
+    assert_eq!(carol_diff["to"], serde_json::json!({"balance": "50", "nonce": 1}), "{d}");
+    let bob_diff = account(&bob_addr).unwrap_or_default();
+    assert_eq!(bob_diff["side"], "both", "{d}");
+    assert_eq!(
+        (&bob_diff["from"]["balance"], &bob_diff["to"]["balance"]),
+        (&serde_json::json!("990"), &serde_json::json!("800"))
+    );
+    assert_eq!(account(&dave).map(|e| e["side"].clone()), Some(serde_json::json!("to")), "{d}");
+    let row = entries
+        .iter()
+        .find(|e| e["kind"] == "row" && e["key"] == serde_json::json!(["somebody"]))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (&row["contract"], &row["table"], &row["key"], &row["side"]),
+        (
+            &serde_json::json!(contract),
+            &serde_json::json!("balances"),
+            &serde_json::json!(["somebody"]),
+            &serde_json::json!("to")
+        ),
+        "{d}"
+    );
+    assert_eq!(
+        (&row["from"], &row["to"]["amount"]),
+        (&serde_json::Value::Null, &serde_json::json!(5)),
+        "{d}"
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["kind"] == "other" && e["key"] == "sys/branch/feature" && e["side"] == "from"),
+        "the branch's record is main's change: {d}"
+    );
+    let text = Command::new(binary("aergo")).args(["--rpc", &rpc, "diff", "main", "feature"]).output()?;
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains(&format!("(merge base main@{base})")), "{text}");
+    assert!(text.contains(&format!("+ account {carol_addr}: none → balance 50 nonce 1")), "{text}");
+    assert!(
+        text.contains(&format!("~ account {bob_addr}: balance 990 nonce 1 → balance 800 nonce 1")),
+        "{text}"
+    );
+    // Two points of one branch: the lower is the base; nothing differs with itself.
+    let same = cli_json(&rpc, &["diff", "feature", "feature"])?;
+    assert_eq!(same["entries"], serde_json::json!([]), "{same}");
+    let (code, v) = cli(&rpc, &["diff", "main", "nosuch"])?;
+    assert_ne!(code, 0);
+    assert!(v.to_string().contains("nosuch"), "{v}");
 
     let v = cli_json(&rpc, &["merge", "feature", "--key", &dev, "--wait"])?;
     let receipt = &v["receipt"];
@@ -400,11 +473,12 @@ fn a_replay_merge_brings_a_branch_into_main_and_drops_what_no_longer_fits() -> a
     let merge_hash = v["hash"].as_str().unwrap_or("").to_string();
     let rows = receipt["result"]["rows"].as_array().cloned().unwrap_or_default();
     let row = |hash: &str| rows.iter().find(|r| r[0] == hash).cloned().unwrap_or_default();
-    assert_eq!(rows.len(), 4, "every transaction of the branch: {v}");
+    assert_eq!(rows.len(), 5, "every transaction of the branch: {v}");
     assert_eq!(row(&from_alice)[2], "included", "{v}");
     for (hash, reason) in [
         (&from_bob, "nonce 0 but the account's next nonce is 1"),
         (&from_dev, "but the account's next nonce is"),
+        (&dev_call, "but the account's next nonce is"),
         (&from_carol, "balance too low: 100 after the fee, the transfer needs 250"),
     ] {
         assert_eq!(row(hash)[2], "dropped", "{v}");

@@ -575,6 +575,12 @@ pub trait AergoApi {
     #[method(name = "get_tags")]
     async fn get_tags(&self) -> RpcResult<Vec<TagView>>;
 
+    /// What differs between two points (`docs/branches.md`, "Diff"): the accounts, contract rows
+    /// and other state keys whose values differ, with the merge base; at most `limit` entries
+    /// (default 1 000, at most 10 000).
+    #[method(name = "diff")]
+    async fn diff(&self, from: PointView, to: PointView, limit: Option<u32>) -> RpcResult<DiffView>;
+
     /// One tag; an unknown name is invalid params.
     #[method(name = "get_tag")]
     async fn get_tag(&self, name: String) -> RpcResult<TagView>;
@@ -582,4 +588,54 @@ pub trait AergoApi {
     /// New blocks as they are committed (WebSocket only).
     #[subscription(name = "subscribe_blocks", unsubscribe = "unsubscribe_blocks", item = BlockView)]
     async fn subscribe_blocks(&self, branch: Option<String>) -> SubscriptionResult;
+}
+
+/// A point of the chain's data: a branch at a height.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PointView {
+    pub branch: String,
+    pub height: u64,
+}
+
+/// An account's state on one side of a diff.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AccountSide {
+    #[serde(with = "amount_string")]
+    pub balance: u128,
+    pub nonce: u64,
+}
+
+/// One key whose value differs between the two points of a diff. `side` says which side changed
+/// it since the merge base: `from`, `to` or `both`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DiffEntry {
+    /// An account (`null`: it does not exist on that side).
+    Account { address: Address, side: String, from: Option<AccountSide>, to: Option<AccountSide> },
+    /// A contract row, by table and primary-key values; each side's row as column → value.
+    Row {
+        contract: Address,
+        table: String,
+        key: Vec<serde_json::Value>,
+        side: String,
+        from: Option<serde_json::Map<String, serde_json::Value>>,
+        to: Option<serde_json::Map<String, serde_json::Value>>,
+    },
+    /// A contract that exists on one side only (`deployed_in`: `from` or `to`).
+    Contract { contract: Address, side: String, deployed_in: String },
+    /// Another state key (staking, votes, producers, branches, tags, merges), by name.
+    Other { key: String, side: String },
+}
+
+/// `diff`: what differs between two points, with their merge base (`docs/branches.md`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DiffView {
+    pub from: PointView,
+    pub to: PointView,
+    /// Their nearest common ancestor along the chain of bases.
+    pub base: PointView,
+    /// In state-key order.
+    pub entries: Vec<DiffEntry>,
+    /// More entries differ than `limit`.
+    pub truncated: bool,
 }

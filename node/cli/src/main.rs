@@ -133,6 +133,19 @@ enum Command {
         #[arg(long)]
         upto: Option<u64>,
     },
+    /// What differs between two points, like `git diff REF1...REF2`: the accounts, contract rows
+    /// and other state whose values differ, each marked with the side that changed it since the
+    /// merge base (- REF1's, + REF2's, ~ both). REF: BRANCH (its last final block), BRANCH@HEIGHT
+    /// or a tag.
+    Diff {
+        #[arg(value_name = "REF1")]
+        from: String,
+        #[arg(value_name = "REF2")]
+        to: String,
+        /// At most this many entries (at most 10000).
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+    },
     /// The chain's state.
     Chain,
     /// The node's identity and role.
@@ -517,6 +530,57 @@ async fn submit(
         std::process::exit(2);
     }
     Ok(())
+}
+
+/// A diff as text: a line per entry, marked `-` (changed on REF1's side since the merge base),
+/// `+` (REF2's) or `~` (both).
+fn diff_text(v: &aergo_api::DiffView) -> String {
+    use aergo_api::{AccountSide, DiffEntry};
+    let mark = |side: &str| match side {
+        "from" => '-',
+        "to" => '+',
+        _ => '~',
+    };
+    let account = |a: &Option<AccountSide>| {
+        a.as_ref().map_or("none".to_string(), |a| format!("balance {} nonce {}", a.balance, a.nonce))
+    };
+    let row = |r: &Option<serde_json::Map<String, serde_json::Value>>| {
+        r.as_ref().map_or("none".to_string(), |r| serde_json::Value::Object(r.clone()).to_string())
+    };
+    let mut s = format!(
+        "diff {}@{} {}@{} (merge base {}@{})",
+        v.from.branch, v.from.height, v.to.branch, v.to.height, v.base.branch, v.base.height
+    );
+    for e in &v.entries {
+        let line = match e {
+            DiffEntry::Account { address, side, from, to } => {
+                format!("{} account {address}: {} → {}", mark(side), account(from), account(to))
+            }
+            DiffEntry::Row { contract, table, key, side, from, to } => {
+                let key: Vec<String> = key.iter().map(cell).collect();
+                format!(
+                    "{} row {contract} {table} ({}): {} → {}",
+                    mark(side),
+                    key.join(", "),
+                    row(from),
+                    row(to)
+                )
+            }
+            DiffEntry::Contract { contract, side, deployed_in } => {
+                format!("{} contract {contract}: deployed on the {deployed_in} side only", mark(side))
+            }
+            DiffEntry::Other { key, side } => format!("{} {key}", mark(side)),
+        };
+        s.push('\n');
+        s.push_str(&line);
+    }
+    if v.entries.is_empty() {
+        s.push_str("\nno differences");
+    }
+    if v.truncated {
+        s.push_str("\n… more entries differ (--limit)");
+    }
+    s
 }
 
 fn cell(v: &serde_json::Value) -> String {
@@ -918,6 +982,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .ok_or_else(|| anyhow::anyhow!("{source}@{upto} is not on this node"))?;
             let payload = Payload::Merge { source, strategy, upto, upto_hash: block.hash };
             submit(&cli.rpc, &target, json, &tx, None, 0, payload).await?;
+        }
+        Command::Diff { from, to, limit } => {
+            let c = client(&cli.rpc)?;
+            let point = |(branch, height)| aergo_api::PointView { branch, height };
+            let (from, to) = (point(resolve_ref(&c, &from).await?), point(resolve_ref(&c, &to).await?));
+            let v = c.diff(from, to, Some(limit)).await?;
+            print(json, &v, diff_text)?;
         }
         Command::Log { reference, count } => {
             let c = client(&cli.rpc)?;

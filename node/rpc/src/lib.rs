@@ -7,9 +7,9 @@
 
 use aergo_api::{
     codes, AccountView, AergoApiServer, BlockTxs, BlockView, BranchView, CandidateView, ChainInfo,
-    ContractFunctionView, ContractTableView, ContractView, HeaderView, NodeInfo, NodeMetrics, PeerView,
-    ProducersView, QueryRequest, QueryView, ReceiptView, RpcResult, SendTxOutcome, SendTxResult,
-    StageMetrics, StakeView, TagView, TxRejection, TxView,
+    ContractFunctionView, ContractTableView, ContractView, DiffView, HeaderView, NodeInfo, NodeMetrics,
+    PeerView, PointView, ProducersView, QueryRequest, QueryView, ReceiptView, RpcResult, SendTxOutcome,
+    SendTxResult, StageMetrics, StakeView, TagView, TxRejection, TxView,
 };
 use aergo_chain::view::{BranchHandle, Branches, ChainView, NodeFacts, PoolHandle};
 use aergo_config::RpcConfig;
@@ -28,6 +28,7 @@ use std::sync::Arc;
 /// A key's stored bytes, as the state store reads them.
 type StoredRead = Result<Option<Vec<u8>>, aergo_storage::StateError>;
 
+pub mod diff;
 pub mod queries;
 
 #[derive(Debug, thiserror::Error)]
@@ -923,6 +924,23 @@ impl AergoApiServer for RpcHandler {
     async fn get_tags(&self) -> RpcResult<Vec<TagView>> {
         let records = self.records_everywhere(|v| records_at_head(v).tags(), |r| &r.name)?;
         records.into_iter().map(|(r, on)| self.tag_view(r, &on)).collect()
+    }
+
+    async fn diff(&self, from: PointView, to: PointView, limit: Option<u32>) -> RpcResult<DiffView> {
+        let point = |p: &PointView| -> RpcResult<diff::Point> {
+            let view = self.on(Some(&p.branch))?.view;
+            let height = height_or_head(&view, Some(p.height))?;
+            Ok(diff::Point { view, height })
+        };
+        let (a, b) = (point(&from)?, point(&to)?);
+        let limit = limit.map_or(1_000, |l| l as usize).min(diff::MAX_ENTRIES);
+        tokio::task::spawn_blocking(move || diff::diff(&a, &b, limit)).await.map_err(internal)?.map_err(|e| {
+            match e {
+                aergo_storage::StateError::ChangeIndex { .. }
+                | aergo_storage::StateError::TooManyChanges { .. } => invalid_params(e.to_string()),
+                e => internal(e),
+            }
+        })
     }
 
     async fn get_tag(&self, name: String) -> RpcResult<TagView> {

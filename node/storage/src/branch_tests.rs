@@ -153,6 +153,19 @@ proptest! {
             prop_assert_eq!(Some(h), branch.height_of(&meta.hash).unwrap());
         }
         prop_assert_eq!(branch.block_metas_from(0).unwrap().len() as u64, branch_height + 1);
+        // The change index: the keys each range of blocks wrote, the same through the branch
+        // (its own heights, the parent's at or below the base) as on the replay.
+        let history: Vec<&Vec<Change>> = before[..=base as usize].iter().chain(&own).collect();
+        for a in 0..branch_height {
+            for b in a + 1..=branch_height {
+                let want: std::collections::BTreeSet<Vec<u8>> = history[(a + 1) as usize..=b as usize]
+                    .iter()
+                    .flat_map(|c| c.iter().map(|(k, _)| k.clone()))
+                    .collect();
+                prop_assert_eq!(&branch.changed_keys(a, b, usize::MAX).unwrap(), &want, "({}, {}]", a, b);
+                prop_assert_eq!(&replay.changed_keys(a, b, usize::MAX).unwrap(), &want, "({}, {}]", a, b);
+            }
+        }
         // Main's blocks above the base are not the branch's.
         if main_height > base {
             let above = main.block_meta(base + 1).unwrap().unwrap().hash;
@@ -223,6 +236,28 @@ fn a_branch_base_must_be_final_and_its_own() {
     assert_eq!(main.leaves_page(0, None, 10).unwrap().len(), 1, "main serves its leaves");
     let b = StateStore::open_branch(&dir.path().join("b"), StateOptions::default(), main, 0).unwrap();
     assert!(matches!(b.leaves_page(0, None, 10), Err(StateError::NotForBranch(_))));
+}
+
+/// The change index follows the chain: a rollback takes its blocks' entries with it, the block
+/// made again in their place has its own; a range with more keys than asked for is refused.
+#[test]
+fn the_change_index_follows_rollbacks_and_refuses_too_many_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(dir.path()).unwrap();
+    let v = |s: &str| Some(s.as_bytes().to_vec());
+    let b0 = commit(&store, 0, Hash::ZERO, &[(key(0), v("a"))]);
+    let b1 = commit(&store, 1, b0, &[(key(1), v("b")), (key(2), v("c"))]);
+    commit(&store, 2, b1, &[(key(3), v("d"))]);
+    let all = store.changed_keys(0, 2, 10).unwrap();
+    assert_eq!(all, [key(1), key(2), key(3)].into_iter().collect(), "in key order, each once");
+    assert_eq!(store.changed_keys(0, 0, 10).unwrap().len(), 0, "an empty range");
+    let err = store.changed_keys(0, 2, 2).unwrap_err().to_string();
+    assert!(err.contains("more than 2 state keys changed"), "{err}");
+    store.rollback_to(1).unwrap();
+    assert_eq!(store.changed_keys(1, 2, 10).unwrap().len(), 0, "block 2's entry went with it");
+    commit(&store, 2, b1, &[(key(4), v("e"))]);
+    let again: Vec<Vec<u8>> = store.changed_keys(1, 2, 10).unwrap().into_iter().collect();
+    assert_eq!(again, [key(4)]);
 }
 
 /// A transaction's index entry: unchanged bytes for every transaction no merge brought in (as

@@ -69,12 +69,20 @@ const CF_TXS: &str = "txs";
 const CF_META: &str = "meta";
 const CF_UNDO: &str = "undo";
 const CF_ORDERED: &str = "ordered";
+/// Each block's changed state keys: height → borsh `Vec<key>` (`docs/branches.md`, "Diff").
+const CF_CHANGED: &str = "changed";
+/// Every column family of a store.
+const CFS: [&str; 9] =
+    [CF_NODES, CF_VALUES, CF_BLOCKS, CF_BLOCK_HASHES, CF_TXS, CF_META, CF_UNDO, CF_ORDERED, CF_CHANGED];
 const KEY_HEAD: &[u8] = b"head";
 const KEY_LIB: &[u8] = b"lib";
 const KEY_GENESIS: &[u8] = b"genesis_hash";
 const KEY_FORMAT: &[u8] = b"format";
 const KEY_BASE: &[u8] = b"base";
 const KEY_BRANCH_BASE: &[u8] = b"branch_base";
+/// The first height whose changed keys `changed` holds (a store made before the index existed
+/// starts it at the height after its head then).
+const KEY_CHANGED_FROM: &[u8] = b"changed_from";
 
 /// The layout this code reads and writes: 2, value versions newest first (see the module's notes).
 pub const FORMAT: u32 = 2;
@@ -119,6 +127,13 @@ pub enum StateError {
     OtherBase { path: String, found: u64, found_hash: Hash, base: u64, hash: Hash },
     #[error("{0} is not served for a branch's store")]
     NotForBranch(&'static str),
+    #[error(
+        "this node's change index starts at height {starts} (the store is older than the index): \
+         changes since height {after} are not all recorded"
+    )]
+    ChangeIndex { after: u64, starts: u64 },
+    #[error("more than {max} state keys changed in the range: ask for a narrower one")]
+    TooManyChanges { max: usize },
     #[error(
         "state database at {path} has format {found}, and this node reads format {FORMAT}: it was written \
          by a newer release; run that release, or move the directory away to sync the chain again"
@@ -212,6 +227,8 @@ pub struct PreparedState {
     batch: TreeUpdateBatch,
     /// The contract keys among the changes, for the ordered family.
     ordered: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// The changed keys, the head key aside, encoded as the `changed` family keeps them.
+    changed: Vec<u8>,
 }
 
 /// Key-ordered `(key, value)` pairs.
@@ -314,6 +331,19 @@ impl Default for StateOptions {
 
 fn decode<T: BorshDeserialize>(what: &'static str, bytes: &[u8]) -> Result<T, StateError> {
     borsh::from_slice(bytes).map_err(|e| StateError::Decode { what, reason: e.to_string() })
+}
+
+/// A block's changed keys as the `changed` family keeps them: borsh `Vec<Vec<u8>>` in key order,
+/// without the head key (every block writes it).
+fn changed_record(changes: &ChangeSet) -> Vec<u8> {
+    let keys = || changes.iter().map(|(k, _)| k).filter(|k| k.as_slice() != HEAD_KEY);
+    let mut out = Vec::with_capacity(4 + keys().map(|k| 4 + k.len()).sum::<usize>());
+    out.extend_from_slice(&(keys().count() as u32).to_le_bytes());
+    for k in keys() {
+        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+        out.extend_from_slice(k);
+    }
+    out
 }
 
 fn value_key(key_hash: &KeyHash, version: Version) -> [u8; 40] {
@@ -424,13 +454,16 @@ impl StateStore {
         opts.create_missing_column_families(true);
         opts.set_max_open_files(512);
         opts.set_keep_log_file_num(4);
-        let cfs = [CF_NODES, CF_VALUES, CF_BLOCKS, CF_BLOCK_HASHES, CF_TXS, CF_META, CF_UNDO, CF_ORDERED]
-            .into_iter()
-            .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+        let cfs = CFS.into_iter().map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
         let db = DB::open_cf_descriptors(&opts, path, cfs)
             .map_err(|source| StateError::Open { path: path.display().to_string(), source })?;
         let store = StateStore { db, recent: RecentValues::new(options.cache_bytes), parent: None };
         store.upgrade(path)?;
+        let meta_cf = store.cf(CF_META)?;
+        if store.db.get_cf(meta_cf, KEY_CHANGED_FROM)?.is_none() {
+            let from = store.head()?.map_or(0, |h| h.height + 1);
+            store.db.put_cf(meta_cf, KEY_CHANGED_FROM, from.to_be_bytes())?;
+        }
         Ok(store)
     }
 
@@ -612,7 +645,7 @@ impl StateStore {
     /// then on disk in its most compact form and no background work is pending (benchmarks settle
     /// the store with this before measuring).
     pub fn compact(&self) -> Result<(), StateError> {
-        for name in [CF_NODES, CF_VALUES, CF_BLOCKS, CF_BLOCK_HASHES, CF_TXS, CF_META, CF_UNDO, CF_ORDERED] {
+        for name in CFS {
             let cf = self.cf(name)?;
             self.db.flush_cf(cf)?;
             self.db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
@@ -732,7 +765,62 @@ impl StateStore {
         let set = changes.iter().map(|(k, v)| (KeyHash::with::<Blake3>(k), v.clone()));
         let (root, batch) = tree.put_value_set(set, height).map_err(|e| StateError::Tree(e.to_string()))?;
         let ordered = changes.with_prefix(SQL_PREFIX).map(|(k, v)| (k.clone(), v.clone())).collect();
-        Ok(PreparedState { height, root: Hash(root.0), batch, ordered })
+        Ok(PreparedState { height, root: Hash(root.0), batch, ordered, changed: changed_record(changes) })
+    }
+
+    /// The first height the change index of this store (not its parent's) holds.
+    fn change_index_start(&self) -> Result<u64, StateError> {
+        let recorded = match self.db.get_cf(self.cf(CF_META)?, KEY_CHANGED_FROM)? {
+            Some(b) => u64::from_be_bytes(b.as_slice().try_into().map_err(|_| StateError::Decode {
+                what: "change index start",
+                reason: "not 8 bytes".into(),
+            })?),
+            None => 0,
+        };
+        // A store made from a snapshot at H has no record of the changes up to H.
+        Ok(recorded.max(self.base()?.map_or(0, |(h, _)| h + 1)))
+    }
+
+    /// Every state key written by the blocks `after + 1 ..= upto` of this store's chain (a
+    /// branch's own blocks, and its parent's at or below the base), the head key aside; at most
+    /// `max` of them. Refused when the change index does not reach back to `after + 1`.
+    pub fn changed_keys(
+        &self,
+        after: u64,
+        upto: u64,
+        max: usize,
+    ) -> Result<std::collections::BTreeSet<Vec<u8>>, StateError> {
+        let mut out = std::collections::BTreeSet::new();
+        let mut from = after + 1;
+        if let Some(p) = &self.parent {
+            if after < p.base {
+                out = p.store.changed_keys(after, upto.min(p.base), max)?;
+            }
+            from = from.max(p.base + 1);
+        }
+        if from > upto {
+            return Ok(out);
+        }
+        let starts = self.change_index_start()?;
+        if from < starts {
+            return Err(StateError::ChangeIndex { after, starts });
+        }
+        let mut it = self.db.raw_iterator_cf(self.cf(CF_CHANGED)?);
+        it.seek(from.to_be_bytes());
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            let height = k.try_into().map(u64::from_be_bytes).unwrap_or(u64::MAX);
+            if height > upto {
+                break;
+            }
+            let keys: Vec<Vec<u8>> = decode("changed keys", v)?;
+            out.extend(keys);
+            if out.len() > max {
+                return Err(StateError::TooManyChanges { max });
+            }
+            it.next();
+        }
+        it.status()?;
+        Ok(out)
     }
 
     /// Every contract key under `prefix` (which starts with [`SQL_PREFIX`]) as of block `height`,
@@ -1090,6 +1178,7 @@ impl StateStore {
             ordered_undo.push(k);
         }
         self.put_block_index(&mut wb, block, pos, receipts)?;
+        wb.put_cf(self.cf(CF_CHANGED)?, height.to_be_bytes(), &prepared.changed);
         undo.txs.extend(block.transactions.iter().map(|tx| tx.hash()));
         if height > self.finalized()?.map_or(0, |(h, _)| h) {
             wb.put_cf(self.cf(CF_UNDO)?, height.to_be_bytes(), aergo_primitives::types::to_vec_exact(&undo));
@@ -1197,6 +1286,7 @@ impl StateStore {
         let (nodes, values, undo_cf) = (self.cf(CF_NODES)?, self.cf(CF_VALUES)?, self.cf(CF_UNDO)?);
         let (blocks, hashes, txs) = (self.cf(CF_BLOCKS)?, self.cf(CF_BLOCK_HASHES)?, self.cf(CF_TXS)?);
         let mut wb = WriteBatch::default();
+        wb.delete_range_cf(self.cf(CF_CHANGED)?, (target + 1).to_be_bytes(), (head.height + 1).to_be_bytes());
         for height in (target + 1..=head.height).rev() {
             let undo: Undo = match self.db.get_cf(undo_cf, height.to_be_bytes())? {
                 Some(bytes) => decode("undo record", &bytes)?,
