@@ -25,3 +25,12 @@ $$;
 CREATE FUNCTION holders() RETURNS TABLE (owner TEXT, amount INTEGER) AS $$
   SELECT owner, amount FROM balances WHERE amount > 0 ORDER BY amount DESC, owner
 $$;
+
+-- Resolves a three-way merge of a branch (docs/branches.md): an owner whose balance changed on
+-- both sides gets both sides' changes (the base, ours and theirs rows spread out as columns).
+CREATE FUNCTION on_merge_balances(b_owner TEXT, b_amount INTEGER, o_owner TEXT, o_amount INTEGER,
+                                  t_owner TEXT, t_amount INTEGER)
+  RETURNS TABLE (owner TEXT, amount INTEGER) AS $$
+  SELECT COALESCE(o_owner, t_owner, b_owner),
+         COALESCE(o_amount, 0) + COALESCE(t_amount, 0) - COALESCE(b_amount, 0)
+$$;

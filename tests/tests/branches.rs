@@ -533,3 +533,100 @@ fn a_replay_merge_brings_a_branch_into_main_and_drops_what_no_longer_fits() -> a
     assert_eq!(cli_json(&rpc, &["balance", &carol_addr])?["balance"], "101", "applied exactly once");
     node.stop()
 }
+
+/// `aergo merge --strategy three-way` on a devnet: the token's balances changed on both sides
+/// go through its resolver (`on_merge_balances`: both sides' changes added), coins changed on
+/// both sides are summed; the guestbook, whose rows both sides added under the same row id and
+/// which has no resolver, refuses the merge and names the row, changing nothing; `ours` then
+/// keeps main's row.
+#[test]
+fn a_three_way_merge_resolves_the_tokens_rows_and_refuses_a_conflict_without_a_resolver() -> anyhow::Result<()>
+{
+    let dir = tempfile::tempdir()?;
+    let node = NodeProcess::start_dev(dir.path(), &[])?;
+    let rpc = node.rpc.clone();
+    let dev = dir.path().join("dev.key").display().to_string();
+    let me = cli_json(&rpc, &["account", "show", &dev])?["address"].as_str().unwrap_or_default().to_string();
+    let erin = aergo_primitives::crypto::Keypair::from_seed("three-way-erin").address().to_string();
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/contracts");
+    let deploy = |file: &str| -> anyhow::Result<String> {
+        let path = examples.join(file);
+        let v = cli_json(
+            &rpc,
+            &["contract", "deploy", path.to_str().unwrap_or_default(), "--key", &dev, "--wait"],
+        )?;
+        Ok(v["contract"].as_str().unwrap_or("").to_string())
+    };
+    let token = deploy("token.sql")?;
+    let book = deploy("guestbook.sql")?;
+    let call = |branch: &str, contract: &str, function: &str, args: &[&str]| -> anyhow::Result<()> {
+        let mut a = vec!["--branch", branch, "contract", "call", "--key", &dev, "--wait", contract, function];
+        a.extend_from_slice(args);
+        let v = cli_json(&rpc, &a)?;
+        anyhow::ensure!(v["receipt"]["status"] == "success", "{v}");
+        Ok(())
+    };
+    let tokens_of = |branch: &str, who: &str| -> anyhow::Result<serde_json::Value> {
+        let v =
+            cli_json(&rpc, &["--branch", branch, "query", &token, "--function", "balance_of", "--arg", who])?;
+        Ok(v["rows"][0][0].clone())
+    };
+    let send = |branch: &str, to: &str, amount: &str| -> anyhow::Result<()> {
+        let v = cli_json(
+            &rpc,
+            &["--branch", branch, "send", "--to", to, "--amount", amount, "--key", &dev, "--wait"],
+        )?;
+        anyhow::ensure!(v["receipt"]["status"] == "success", "{v}");
+        Ok(())
+    };
+    for name in ["feature", "other"] {
+        let (code, v) = cli(&rpc, &["branch", "create", name, "--from", "main", "--key", &dev, "--wait"])?;
+        assert_eq!(code, 0, "{v}");
+        cli_json(&rpc, &["branch", "track", name])?;
+        wait_for(Duration::from_secs(20), "the branch open", || {
+            cli_json(&rpc, &["--branch", name, "chain"]).ok()
+        })?;
+    }
+
+    // The token and coins on both sides of `feature`.
+    call("feature", &token, "transfer", &["somebody", "10"])?;
+    send("feature", &erin, "7")?;
+    call("main", &token, "transfer", &["somebody", "3"])?;
+    send("main", &erin, "5")?;
+    let v = cli_json(&rpc, &["merge", "feature", "--strategy", "three-way", "--key", &dev, "--wait"])?;
+    assert_eq!(v["receipt"]["status"], "success", "{v}");
+    let rows = v["receipt"]["result"]["rows"].as_array().cloned().unwrap_or_default();
+    assert!(
+        rows.iter().any(|r| r[0] == "row"
+            && r[1].as_str().unwrap_or("").contains("balances(\"somebody\")")
+            && r[2] == "resolved"),
+        "{v}"
+    );
+    assert!(rows.iter().any(|r| r[0] == "account" && r[1] == erin.as_str() && r[2] == "summed"), "{v}");
+    // By hand: somebody 3 on main + 10 on the branch; the deployer 1000000 − 13; erin 5 + 7.
+    assert_eq!(tokens_of("main", "somebody")?, 13);
+    assert_eq!(tokens_of("main", &me)?, 1_000_000 - 13);
+    assert_eq!(cli_json(&rpc, &["balance", &erin])?["balance"], "12");
+    assert_eq!(tokens_of("feature", "somebody")?, 10, "the branch is unchanged");
+
+    // The guestbook on both sides of `other`: both signed under row id 2, no resolver.
+    call("other", &book, "sign", &["from the branch", "5"])?;
+    call("main", &book, "sign", &["from main", "4"])?;
+    let latest = |branch: &str| -> anyhow::Result<serde_json::Value> {
+        Ok(cli_json(&rpc, &["--branch", branch, "query", &book, "--function", "latest", "--arg", "1"])?
+            ["rows"][0][1]
+            .clone())
+    };
+    let (code, v) = cli(&rpc, &["merge", "other", "--strategy", "three-way", "--key", &dev, "--wait"])?;
+    assert_eq!(code, 2, "{v}");
+    let error = v["receipt"]["error"].as_str().unwrap_or("");
+    assert!(
+        error.contains("1 conflict without a resolver") && error.contains(&format!("{book} entries(2)")),
+        "{v}"
+    );
+    assert_eq!(latest("main")?, "from main", "nothing changed");
+    let v = cli_json(&rpc, &["merge", "other", "--strategy", "ours", "--key", &dev, "--wait"])?;
+    assert_eq!(v["receipt"]["status"], "success", "{v}");
+    assert_eq!(latest("main")?, "from main", "ours keeps main's row");
+    node.stop()
+}

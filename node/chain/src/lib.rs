@@ -95,6 +95,31 @@ pub trait MergeSources: Send + Sync {
         upto: u64,
         upto_hash: &Hash,
     ) -> Result<Vec<(u64, Transaction)>, SourceError>;
+
+    /// Branch `source`'s store, once its block `upto` is final here and is `upto_hash` (what a
+    /// three-way merge compares).
+    fn state(&self, source: &str, upto: u64, upto_hash: &Hash) -> Result<Arc<StateStore>, SourceError>;
+}
+
+/// Branch `source`'s `store` if its block `upto` is `upto_hash`: what a [`MergeSources::state`]
+/// gives once it knows the block is final.
+pub fn source_state(
+    source: &str,
+    store: Arc<StateStore>,
+    upto: u64,
+    upto_hash: &Hash,
+) -> Result<Arc<StateStore>, SourceError> {
+    let meta = store
+        .block_meta(upto)
+        .map_err(|e| SourceError::Unavailable(format!("block {upto} of {source:?}: {e}")))?
+        .ok_or_else(|| SourceError::Unavailable(format!("block {upto} of {source:?} is not on this node")))?;
+    if meta.hash != *upto_hash {
+        return Err(SourceError::Refused(format!(
+            "block {upto} of {source:?} is {}, the merge names {upto_hash}",
+            meta.hash
+        )));
+    }
+    Ok(store)
 }
 
 /// The transactions of `source`'s blocks `after + 1 ..= upto` through `read` (a block by
@@ -758,18 +783,61 @@ impl Chain {
 }
 
 impl Verifier<'_> {
+    /// A three-way merge's input: the source's store, and every key changed since the branch
+    /// was made, on the target (up to the block before the merge) and on the source (up to
+    /// `upto`).
+    fn three_way_input<V: aergo_exec::StateView>(
+        &self,
+        view: &V,
+        ctx: &BlockContext,
+        (source, base, upto, upto_hash): (&str, u64, u64, &Hash),
+        sources: &dyn MergeSources,
+        pending: &[&aergo_storage::PreparedState],
+    ) -> Result<aergo_exec::merge::MergeInput, ChainError> {
+        use aergo_exec::merge::{MergeInput, ThreeWayInput, MAX_KEYS};
+        let fork = view
+            .raw(&aergo_exec::branches::branch_key(source))?
+            .and_then(|b| borsh::from_slice::<aergo_exec::branches::BranchRecord>(&b).ok())
+            .map_or(base, |r| r.base_height);
+        let store = match sources.state(source, upto, upto_hash) {
+            Ok(store) => store,
+            Err(SourceError::Refused(why)) => return Ok(MergeInput::Refused(why)),
+            Err(SourceError::Unavailable(why)) => return Err(ChainError::MergeUnavailable(why)),
+        };
+        let committed = self.store.head()?.map_or(0, |h| h.height).min(ctx.height.saturating_sub(1));
+        let keys = self.store.changed_keys(fork, committed, MAX_KEYS).and_then(|mut keys| {
+            keys.extend(store.changed_keys(fork, upto, MAX_KEYS)?);
+            for p in pending {
+                keys.extend(p.changed_keys()?);
+            }
+            match keys.len() > MAX_KEYS {
+                true => Err(StateError::TooManyChanges { max: MAX_KEYS }),
+                false => Ok(keys),
+            }
+        });
+        match keys {
+            Ok(keys) => Ok(MergeInput::ThreeWay(ThreeWayInput { source: store, base, upto, keys })),
+            // The same on every node that holds the source.
+            Err(e @ StateError::TooManyChanges { .. }) => Ok(MergeInput::Refused(e.to_string())),
+            // This node's index is younger than the branch: another node may judge the block.
+            Err(e @ StateError::ChangeIndex { .. }) => Err(ChainError::MergeUnavailable(e.to_string())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Executes a received block's transactions; a block with a merge must open with it.
     fn verify_output<V: aergo_exec::StateView>(
         &self,
         view: &V,
         ctx: &BlockContext,
         txs: &[Transaction],
+        pending: &[&aergo_storage::PreparedState],
     ) -> Result<ExecOutput, ChainError> {
         let invalid = |reason: String| ChainError::InvalidBlock { height: ctx.height, reason };
         match txs.iter().position(is_merge) {
             None => Ok(self.executor.execute(view, ctx, txs.to_vec(), Mode::Verify)?),
             Some(0) => {
-                let input = self.merge_input(view, ctx, &txs[0])?;
+                let input = self.merge_input(view, ctx, &txs[0], pending)?;
                 let merge = txs[0].clone();
                 Ok(aergo_exec::merge::execute(
                     self.executor,
@@ -803,7 +871,7 @@ impl Verifier<'_> {
             candidates.truncate(i);
             return Ok(self.executor.execute(view, ctx, candidates, Mode::Build)?);
         }
-        match self.merge_input(view, ctx, &candidates[i]) {
+        match self.merge_input(view, ctx, &candidates[i], &[]) {
             Ok(input) => {
                 let merge = candidates.swap_remove(i);
                 Ok(aergo_exec::merge::execute(self.executor, view, ctx, merge, input, &[], Mode::Build)?)
@@ -817,13 +885,16 @@ impl Verifier<'_> {
         }
     }
 
-    /// What the merge `tx` replays: the source's transactions after its merge base, read from
-    /// the node's branches, each marked when this chain already has it.
+    /// What the merge `tx` reads, from the node's branches: for a replay, the source's
+    /// transactions after its merge base, each marked when this chain already has it; for a
+    /// three-way merge, the source's store and the keys changed on either side since the branch
+    /// was made (`pending`: the blocks between the store's head and `view`'s, not committed yet).
     fn merge_input<V: aergo_exec::StateView>(
         &self,
         view: &V,
         ctx: &BlockContext,
         tx: &Transaction,
+        pending: &[&aergo_storage::PreparedState],
     ) -> Result<aergo_exec::merge::MergeInput, ChainError> {
         use aergo_exec::branches::{merge_base, MAX_MERGE_TXS};
         use aergo_exec::merge::{MergeInput, SourceTx};
@@ -831,7 +902,7 @@ impl Verifier<'_> {
         else {
             return Err(ChainError::InvalidBlock { height: ctx.height, reason: "not a merge".into() });
         };
-        let base = match merge_base(|k| view.raw(k), &ctx.branch, &tx.sender(), source, *strategy, *upto)? {
+        let base = match merge_base(|k| view.raw(k), &ctx.branch, &tx.sender(), source, *upto)? {
             Ok(base) => base,
             // The merge transaction fails with the same reason when it runs.
             Err(failure) => return Ok(MergeInput::Refused(failure.to_string())),
@@ -839,6 +910,9 @@ impl Verifier<'_> {
         let sources = self
             .merges
             .ok_or_else(|| ChainError::MergeUnavailable("this chain reads no other branches".into()))?;
+        if *strategy != aergo_primitives::types::MergeStrategy::Replay {
+            return self.three_way_input(view, ctx, (source, base, *upto, upto_hash), sources, pending);
+        }
         let txs = match sources.transactions(source, base, *upto, upto_hash) {
             Ok(txs) => txs,
             Err(SourceError::Refused(why)) => return Ok(MergeInput::Refused(why)),
@@ -917,7 +991,7 @@ impl Verifier<'_> {
             sql_ordered_scans_height: self.genesis.consensus.sql_ordered_scans_height.unwrap_or(u64::MAX),
             replay: false,
         };
-        let out = self.verify_output(view, &ctx, &block.transactions)?;
+        let out = self.verify_output(view, &ctx, &block.transactions, pending)?;
         if Receipt::compute_root(&out.receipts) != h.receipts_root {
             return Err(invalid("receipts root does not match".into()));
         }

@@ -302,6 +302,13 @@ impl MergeSources for TestSource {
         }
         Ok(out)
     }
+
+    fn state(&self, source: &str, upto: u64, upto_hash: &Hash) -> Result<Arc<StateStore>, SourceError> {
+        if upto > self.lib {
+            return Err(SourceError::Unavailable(format!("{upto} is not final")));
+        }
+        source_state(source, self.store.clone(), upto, upto_hash)
+    }
 }
 
 fn merge_rows(r: &Receipt) -> Vec<(String, String, String)> {
@@ -487,7 +494,7 @@ fn a_replay_merge_runs_a_branchs_transactions_on_main_and_drops_those_that_no_lo
             upto_hash: f4.block.hash(),
         },
     );
-    refused(&mut main, three_way, 13_000, "the three-way merge is not available yet");
+    refused(&mut main, three_way, 13_000, "the merge needs more gas than its fee 1 allows");
     assert_eq!(main.store().account(&frank.address()).unwrap().balance, 50);
 
     // The next merge replays only what came after the last one.
@@ -523,6 +530,211 @@ fn merge_signed(key: &Keypair, nonce: u64, upto: u64, hash: Hash) -> Transaction
         upto_hash: hash,
     };
     signed_on("main", key, nonce, key.address(), 0, 1, payload)
+}
+
+/// A token with a resolver for its balances and a table without one.
+const MERGEABLE: &str = "
+CREATE TABLE balances (owner TEXT PRIMARY KEY, amount INTEGER NOT NULL CHECK (amount >= 0));
+CREATE INDEX balances_by_amount ON balances (amount);
+CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT);
+INSERT INTO balances VALUES (sender(), 1000);
+CREATE FUNCTION transfer(recipient TEXT, n INTEGER) RETURNS VOID AS $$
+BEGIN
+  UPDATE balances SET amount = amount - n WHERE owner = sender();
+  INSERT INTO balances VALUES (recipient, n)
+    ON CONFLICT (owner) DO UPDATE SET amount = balances.amount + excluded.amount;
+END $$;
+CREATE FUNCTION note(i INTEGER, b TEXT) RETURNS VOID AS $$
+BEGIN
+  INSERT INTO notes VALUES (i, b) ON CONFLICT (id) DO UPDATE SET body = excluded.body;
+END $$;
+CREATE FUNCTION on_merge_balances(b_owner TEXT, b_amount INTEGER, o_owner TEXT, o_amount INTEGER,
+                                  t_owner TEXT, t_amount INTEGER)
+  RETURNS TABLE (owner TEXT, amount INTEGER) AS $$
+  SELECT COALESCE(o_owner, t_owner), COALESCE(o_amount, 0) + COALESCE(t_amount, 0) - COALESCE(b_amount, 0)
+$$;
+";
+
+/// The rows of `sql` on `contract` at the chain's head, as text.
+fn rows_of(chain: &Chain, contract: &Address, sql: &str) -> Vec<Vec<String>> {
+    let store = chain.store();
+    let head = chain.head().height;
+    let budget = aergo_sql::gas::Gas::new(1_000_000);
+    let r =
+        aergo_exec::query::run(&store, contract, head, aergo_exec::query::Request::Sql(sql), budget).unwrap();
+    r.rows
+        .iter()
+        .map(|row| row.iter().map(|v| aergo_primitives::value::json::to_json(v).to_string()).collect())
+        .collect()
+}
+
+/// A three-way merge of a branch into main: accounts changed on both sides get both changes,
+/// rows changed on one side take that side's, a row changed on both sides goes to the
+/// contract's resolver, a row of a table without one refuses the whole merge (listing it, state
+/// unchanged but the fee); `ours` keeps main's rows; the index follows the merged rows; a
+/// follower computing with four threads gets the same state root.
+#[test]
+fn a_three_way_merge_sums_accounts_resolves_rows_and_refuses_unresolved_conflicts() {
+    use aergo_primitives::types::MergeStrategy;
+    let dir = tempfile::tempdir().unwrap();
+    let k = |s: &str| Keypair::from_seed(s);
+    let (bp, alice, dave) = (k("bp"), k("alice"), k("dave"));
+    let branch_bp = k("branch-bp");
+    let mut g = genesis(&bp, &alice);
+    g.balances[0].amount = 1_000_000_000_000;
+    let (mut main, _) = Chain::open(&dir.path().join("main"), &g, LogOptions::default()).unwrap();
+    let token = aergo_primitives::types::contract_address(&alice.address(), 0);
+    let call = |on: &str, nonce: u64, function: &str, args: Vec<aergo_primitives::value::Value>| {
+        let payload = Payload::Call { contract: token, function: function.into(), args };
+        signed_on(on, &alice, nonce, token, 0, 1_000_000, payload)
+    };
+    let text = |s: &str| aergo_primitives::value::Value::Text(s.into());
+    let int = aergo_primitives::value::Value::Int;
+    let deploy =
+        signed_on("main", &alice, 0, token, 0, 10_000_000, Payload::Deploy { sql: MERGEABLE.into() });
+    let b1 = main.produce(&bp, vec![deploy], 2_000).unwrap();
+    assert!(b1.receipts[0].status.is_success(), "{:?}", b1.receipts[0]);
+    main.produce(&bp, vec![call("main", 1, "transfer", vec![text("bob"), int(100)])], 3_000).unwrap();
+    let record = Payload::CreateBranch {
+        name: "feature".into(),
+        base_height: 2,
+        producers: vec![branch_bp.public()],
+        mergers: vec![],
+    };
+    let b3 =
+        main.produce(&bp, vec![signed_on("main", &alice, 2, alice.address(), 0, 1, record)], 4_000).unwrap();
+    main.finalize(3, b3.block.hash()).unwrap();
+    let spec = BranchSpec { name: "feature".into(), base_height: 2, producers: vec![branch_bp.public()] };
+    let (mut branch, _) = Chain::open_branch(
+        &dir.path().join("feature"),
+        &g,
+        &spec,
+        main.store(),
+        LogOptions::default(),
+        StateOptions::default(),
+    )
+    .unwrap();
+    // The branch: 10 tokens to bob, 50 coins to dave, a note.
+    let f3 = branch
+        .produce(
+            &branch_bp,
+            vec![
+                call("feature", 2, "transfer", vec![text("bob"), int(10)]),
+                signed_on("feature", &alice, 3, dave.address(), 50, 1, Payload::Transfer),
+                call("feature", 4, "note", vec![int(1), text("theirs")]),
+            ],
+            5_000,
+        )
+        .unwrap();
+    assert!(f3.receipts.iter().all(|r| r.status.is_success()), "{:?}", f3.receipts);
+    // Main meanwhile: 5 tokens to bob, 20 coins to dave, another note.
+    let b4 = main
+        .produce(
+            &bp,
+            vec![
+                call("main", 3, "transfer", vec![text("bob"), int(5)]),
+                signed_on("main", &alice, 4, dave.address(), 20, 1, Payload::Transfer),
+                call("main", 5, "note", vec![int(1), text("ours")]),
+            ],
+            6_000,
+        )
+        .unwrap();
+    assert!(b4.receipts.iter().all(|r| r.status.is_success()), "{:?}", b4.receipts);
+    let source = TestSource { store: branch.store(), reader: branch.log_reader(), lib: 3, lie: false };
+    main.set_merge_sources(Arc::new(source));
+    let merge = |nonce, strategy| {
+        let payload =
+            Payload::Merge { source: "feature".into(), strategy, upto: 3, upto_hash: f3.block.hash() };
+        signed_on("main", &alice, nonce, alice.address(), 0, 1_000_000, payload)
+    };
+    let alice_before = main.store().account(&alice.address()).unwrap();
+
+    // notes(1) changed on both sides and has no resolver: refused, nothing changed but the fee.
+    let refused = main.produce(&bp, vec![merge(6, MergeStrategy::ThreeWay)], 7_000).unwrap();
+    let ReceiptStatus::Failed(why) = &refused.receipts[0].status else { panic!("{:?}", refused.receipts[0]) };
+    assert!(why.contains("1 conflict without a resolver") && why.contains("notes(1)"), "{why}");
+    let fee = refused.receipts[0].fee;
+    assert!(fee > 0 && fee < 1_000_000, "the gas used, not the limit: {fee}");
+    assert_eq!(main.store().account(&dave.address()).unwrap().balance, 20);
+    assert_eq!(rows_of(&main, &token, "SELECT amount FROM balances WHERE owner = 'bob'"), [["105"]]);
+    let alice_now = main.store().account(&alice.address()).unwrap();
+    assert_eq!((alice_now.balance, alice_now.nonce), (alice_before.balance - fee, alice_before.nonce + 1));
+
+    // Main writes the same note as the branch: no conflict left; balances go to the resolver.
+    main.produce(&bp, vec![call("main", 7, "note", vec![int(1), text("theirs")])], 8_000).unwrap();
+    let follower_dir = dir.path().join("follower");
+    let (mut follower, _) = Chain::open(&follower_dir, &g, LogOptions::default()).unwrap();
+    follower.set_executor(aergo_exec::parallel::ParallelExecutor::with_threads(4, Vec::new()));
+    follower.set_merge_sources(Arc::new(TestSource {
+        store: branch.store(),
+        reader: branch.log_reader(),
+        lib: 3,
+        lie: false,
+    }));
+    let merged = main.produce(&bp, vec![merge(8, MergeStrategy::ThreeWay)], 9_000).unwrap();
+    let ReceiptStatus::Returned(res) = &merged.receipts[0].status else { panic!("{:?}", merged.receipts[0]) };
+    assert_eq!(res.columns, ["kind", "key", "result"]);
+    let results: Vec<String> = res.rows.iter().map(|r| format!("{:?} {:?} {:?}", r[0], r[1], r[2])).collect();
+    assert!(
+        results.iter().any(|r| r.contains("\"row\"")
+            && r.contains("balances(\\\"bob\\\")")
+            && r.contains("\"resolved\"")),
+        "{results:?}"
+    );
+    assert!(
+        results.iter().any(|r| r.contains(&dave.address().to_string()) && r.contains("\"summed\"")),
+        "{results:?}"
+    );
+    // bob: 100 at the base, +5 on main, +10 on the branch; alice's tokens likewise.
+    assert_eq!(rows_of(&main, &token, "SELECT amount FROM balances WHERE owner = 'bob'"), [["115"]]);
+    assert_eq!(
+        rows_of(
+            &main,
+            &token,
+            "SELECT amount FROM balances WHERE owner = ?"
+                .replace("?", &format!("'{}'", alice.address()))
+                .as_str()
+        ),
+        [["885"]]
+    );
+    // The index follows: bob is found by his merged amount, not by either side's.
+    assert_eq!(rows_of(&main, &token, "SELECT owner FROM balances WHERE amount = 115"), [["\"bob\""]]);
+    assert!(
+        rows_of(&main, &token, "SELECT owner FROM balances WHERE amount = 105 OR amount = 110").is_empty()
+    );
+    assert_eq!(rows_of(&main, &token, "SELECT body FROM notes WHERE id = 1"), [["\"theirs\""]]);
+    // dave: 20 on main and 50 on the branch.
+    assert_eq!(main.store().account(&dave.address()).unwrap().balance, 70);
+    for h in 1..=main.head().height {
+        let block = read_block(&main.store(), &main.log_reader(), h).unwrap().unwrap();
+        follower.import(block).unwrap();
+    }
+    assert_eq!(follower.head().state_root, main.head().state_root, "four threads, the same root");
+
+    // `ours`: the next merge starts at the last one's upto; bob's row, changed on both sides
+    // again, keeps main's value.
+    let f4 = branch
+        .produce(&branch_bp, vec![call("feature", 5, "transfer", vec![text("bob"), int(1)])], 10_000)
+        .unwrap();
+    main.produce(&bp, vec![call("main", 9, "transfer", vec![text("bob"), int(2)])], 11_000).unwrap();
+    main.set_merge_sources(Arc::new(TestSource {
+        store: branch.store(),
+        reader: branch.log_reader(),
+        lib: 4,
+        lie: false,
+    }));
+    let payload = Payload::Merge {
+        source: "feature".into(),
+        strategy: MergeStrategy::Ours,
+        upto: 4,
+        upto_hash: f4.block.hash(),
+    };
+    let ours = main
+        .produce(&bp, vec![signed_on("main", &alice, 10, alice.address(), 0, 1_000_000, payload)], 12_000)
+        .unwrap();
+    assert!(ours.receipts[0].status.is_success(), "{:?}", ours.receipts[0]);
+    assert_eq!(rows_of(&main, &token, "SELECT amount FROM balances WHERE owner = 'bob'"), [["117"]]);
+    drop((main, branch, follower));
 }
 
 #[test]

@@ -332,6 +332,24 @@ impl crate::MergeSources for HeldBranches {
         upto: u64,
         upto_hash: &Hash,
     ) -> Result<Vec<(u64, aergo_primitives::types::Transaction)>, crate::SourceError> {
+        let view = self.final_view(source, upto)?;
+        crate::source_transactions(source, (after, upto, upto_hash), |h| view.read_block(h))
+    }
+
+    fn state(
+        &self,
+        source: &str,
+        upto: u64,
+        upto_hash: &Hash,
+    ) -> Result<Arc<StateStore>, crate::SourceError> {
+        let view = self.final_view(source, upto)?;
+        crate::source_state(source, view.store.clone(), upto, upto_hash)
+    }
+}
+
+impl HeldBranches {
+    /// The view of `source` (main or a held branch) if its block `upto` is final here.
+    fn final_view(&self, source: &str, upto: u64) -> Result<Arc<ChainView>, crate::SourceError> {
         use crate::SourceError::Unavailable;
         let view = if source == aergo_primitives::types::MAIN_BRANCH {
             self.main.clone()
@@ -348,7 +366,7 @@ impl crate::MergeSources for HeldBranches {
                 "block {upto} of {source:?} is not final on this node (its last final block is {lib})"
             )));
         }
-        crate::source_transactions(source, (after, upto, upto_hash), |h| view.read_block(h))
+        Ok(view)
     }
 }
 

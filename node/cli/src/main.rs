@@ -470,7 +470,11 @@ async fn submit(
     payload: Payload,
 ) -> anyhow::Result<()> {
     let key = load_key(&tx.key, tx.password_file.as_deref())?;
-    let default_fee = if payload.is_contract() { "2000000" } else { "0" };
+    // A contract call's fee, and a three-way merge's, is its gas limit.
+    let gas_limited = payload.is_contract()
+        || matches!(&payload, Payload::Merge { strategy, .. }
+            if *strategy != aergo_primitives::types::MergeStrategy::Replay);
+    let default_fee = if gas_limited { "2000000" } else { "0" };
     let fee = amount_string::parse(tx.fee.as_deref().unwrap_or(default_fee)).map_err(anyhow::Error::msg)?;
     let c = client(rpc)?;
     if let Some(why) = aergo_primitives::refs::name_problem(branch, aergo_primitives::types::MAIN_BRANCH)

@@ -16,7 +16,7 @@
 use super::governance::GovernanceFailure;
 use super::{Accounts, ExecError};
 use aergo_primitives::refs::{clash, name_problem};
-use aergo_primitives::types::{Address, Hash, MergeStrategy, PublicKey};
+use aergo_primitives::types::{Address, Hash, PublicKey};
 use borsh::{BorshDeserialize, BorshSerialize};
 
 pub const BRANCHES_KEY: &[u8] = b"sys/branches";
@@ -82,18 +82,11 @@ pub fn merge_base<E>(
     target: &str,
     sender: &Address,
     source: &str,
-    strategy: MergeStrategy,
     upto: u64,
 ) -> Result<Result<u64, GovernanceFailure>, E> {
     let refuse = |why: String| Ok(Err(GovernanceFailure::Merge(why)));
     if source == target {
         return refuse(format!("cannot merge {source:?} into {target:?}"));
-    }
-    if strategy != MergeStrategy::Replay {
-        return refuse(format!(
-            "the {} merge is not available yet: use the replay strategy (docs/branches.md)",
-            strategy.name()
-        ));
     }
     let decode_failed = |what: &str, e: std::io::Error| {
         Err(GovernanceFailure::Merge(format!("the {what} record of {source:?} is damaged: {e}")))
@@ -137,10 +130,9 @@ pub fn merge<A: Accounts>(
     sender: &Address,
     merge_tx: Hash,
     source: &str,
-    strategy: MergeStrategy,
     (upto, upto_hash): (u64, Hash),
 ) -> Result<Result<(), GovernanceFailure>, ExecError> {
-    if let Err(failure) = merge_base(|k| acc.get_raw(k), target, sender, source, strategy, upto)? {
+    if let Err(failure) = merge_base(|k| acc.get_raw(k), target, sender, source, upto)? {
         return Ok(Err(failure));
     }
     let record = MergedRecord { upto, upto_hash, at: height, merge_tx };

@@ -409,14 +409,13 @@ pub fn apply<A: Accounts>(
         Payload::CreateTag { name, height } => {
             super::branches::create_tag(acc, rules.branch, rules.height, from, name, *height)
         }
-        Payload::Merge { source, strategy, upto, upto_hash } => super::branches::merge(
+        Payload::Merge { source, upto, upto_hash, .. } => super::branches::merge(
             acc,
             rules.branch,
             rules.height,
             &from,
             tx.hash(),
             source,
-            *strategy,
             (*upto, *upto_hash),
         ),
     }

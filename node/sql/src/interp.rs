@@ -1270,6 +1270,64 @@ impl<'a, H: Host> Engine<'a, H> {
         self.write_row(table_id, &pk, &new)
     }
 
+    /// Makes the row of table `table_id` that is `old` now (`None`: there is none) become `new`
+    /// (`None`: deleted), with a statement's checks: the row's types and CHECK constraints,
+    /// uniqueness and its index entries. `old` and `new` have one primary key. What a three-way
+    /// merge writes for each row it merged (`docs/branches.md`).
+    pub fn put_row(
+        &mut self,
+        table_id: usize,
+        old: Option<Vec<Value>>,
+        new: Option<Vec<Value>>,
+    ) -> Result<(), SqlError> {
+        let contract = self.contract;
+        let table = contract
+            .tables
+            .get(table_id)
+            .ok_or_else(|| SqlError::Runtime(format!("the contract has no table {table_id}")))?;
+        if let Some(n) = new.as_ref().filter(|n| n.len() != table.columns.len()) {
+            return Err(SqlError::Runtime(format!(
+                "a row of {} has {} columns, not {}",
+                table.name,
+                table.columns.len(),
+                n.len()
+            )));
+        }
+        match (old, new) {
+            (None, None) => Ok(()),
+            (Some(old), None) => self.delete_row(table, &old),
+            (Some(old), Some(new)) => {
+                if self.pk_bytes(table, &old) != self.pk_bytes(table, &new) {
+                    return Err(SqlError::Runtime(format!(
+                        "the row of {} would change its primary key",
+                        table.name
+                    )));
+                }
+                self.replace_row(table, table_id, &old, new)
+            }
+            (None, Some(new)) => {
+                let new = self.validate(table, new)?;
+                let pk = self.pk_bytes(table, &new);
+                for &ix in &table.indexes {
+                    if contract.indexes[ix].unique && self.unique_holder(ix, &new, Some(&pk))?.is_some() {
+                        return Err(SqlError::Runtime(format!(
+                            "duplicate value for UNIQUE ({}) in {}",
+                            self.index_columns(ix),
+                            table.name
+                        )));
+                    }
+                }
+                self.write_row(table_id, &pk, &new)?;
+                for &ix in &table.indexes {
+                    let k = self.index_key(ix, &new, &pk);
+                    self.gas.charge(gas::INDEX_WRITE)?;
+                    self.host.put(k, Some(Vec::new()))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
     fn delete_row(&mut self, table: &Table, old: &[Value]) -> Result<(), SqlError> {
         let table_id = self.contract.tables.iter().position(|t| std::ptr::eq(t, table)).unwrap_or(0);
         let pk = self.pk_bytes(table, old);

@@ -333,6 +333,13 @@ fn decode<T: BorshDeserialize>(what: &'static str, bytes: &[u8]) -> Result<T, St
     borsh::from_slice(bytes).map_err(|e| StateError::Decode { what, reason: e.to_string() })
 }
 
+impl PreparedState {
+    /// The keys this block changes, the head key aside (what the change index keeps for it).
+    pub fn changed_keys(&self) -> Result<Vec<Vec<u8>>, StateError> {
+        decode("changed keys", &self.changed)
+    }
+}
+
 /// A block's changed keys as the `changed` family keeps them: borsh `Vec<Vec<u8>>` in key order,
 /// without the head key (every block writes it).
 fn changed_record(changes: &ChangeSet) -> Vec<u8> {
