@@ -306,3 +306,89 @@ impl Shared {
         Ok(())
     }
 }
+
+/// The branches in a stopped node's data directory, as the merge sources of `aergo-node verify`:
+/// each opened the first time a merge names it, over its parent's store (`main`'s, given, or a
+/// branch's, opened the same way), from the `BRANCH` file its directory holds.
+pub struct StoredBranches {
+    data_dir: std::path::PathBuf,
+    main: Arc<aergo_storage::StateStore>,
+    open: Mutex<HashMap<String, StoredBranch>>,
+}
+
+/// A branch's store and block log, opened.
+type StoredBranch = (Arc<aergo_storage::StateStore>, Arc<aergo_storage::LogReader>);
+
+impl StoredBranches {
+    pub fn sources(
+        data_dir: &std::path::Path,
+        main: Arc<aergo_storage::StateStore>,
+    ) -> Arc<dyn aergo_chain::MergeSources> {
+        Arc::new(StoredBranches { data_dir: data_dir.to_path_buf(), main, open: Mutex::default() })
+    }
+
+    fn branch(
+        &self,
+        name: &str,
+    ) -> Result<(Arc<aergo_storage::StateStore>, Arc<aergo_storage::LogReader>), aergo_chain::SourceError>
+    {
+        use aergo_chain::SourceError::Unavailable;
+        if let Some(found) = self.open.lock().get(name) {
+            return Ok(found.clone());
+        }
+        let dir = branch_dir(&self.data_dir, name);
+        let about = dir.join("BRANCH");
+        let text = std::fs::read_to_string(&about).map_err(|e| {
+            Unavailable(format!("branch {name:?} is not in this data directory ({}: {e})", about.display()))
+        })?;
+        let field = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key).and_then(|r| r.trim_start().strip_prefix('=')))
+                .map(|v| v.trim().trim_matches('"').to_string())
+                .ok_or_else(|| Unavailable(format!("{}: no {key}", about.display())))
+        };
+        let parent = field("parent")?;
+        let base: u64 = field("base_height")?
+            .parse()
+            .map_err(|_| Unavailable(format!("{}: base_height is not a height", about.display())))?;
+        let parent_store = if parent == aergo_primitives::types::MAIN_BRANCH {
+            self.main.clone()
+        } else {
+            self.branch(&parent)?.0
+        };
+        let store = aergo_storage::StateStore::open_branch(
+            &dir.join("state"),
+            aergo_storage::StateOptions::default(),
+            parent_store,
+            base,
+        )
+        .map_err(|e| Unavailable(format!("branch {name:?}: {e}")))?;
+        let found = (Arc::new(store), Arc::new(aergo_storage::LogReader::new(&dir.join("blocks"))));
+        self.open.lock().insert(name.to_string(), found.clone());
+        Ok(found)
+    }
+}
+
+impl aergo_chain::MergeSources for StoredBranches {
+    fn transactions(
+        &self,
+        source: &str,
+        after: u64,
+        upto: u64,
+        upto_hash: &aergo_primitives::types::Hash,
+    ) -> Result<Vec<(u64, aergo_primitives::types::Transaction)>, aergo_chain::SourceError> {
+        let (store, reader) = self.branch(source)?;
+        aergo_chain::source_transactions(source, (after, upto, upto_hash), |h| {
+            aergo_chain::read_block(&store, &reader, h)
+        })
+    }
+
+    fn state(
+        &self,
+        source: &str,
+        upto: u64,
+        upto_hash: &aergo_primitives::types::Hash,
+    ) -> Result<Arc<aergo_storage::StateStore>, aergo_chain::SourceError> {
+        aergo_chain::source_state(source, self.branch(source)?.0, upto, upto_hash)
+    }
+}

@@ -531,7 +531,13 @@ fn a_replay_merge_brings_a_branch_into_main_and_drops_what_no_longer_fits() -> a
         assert!(v["receipt"]["error"].as_str().unwrap_or("").contains("nothing to merge"), "{v}");
     }
     assert_eq!(cli_json(&rpc, &["balance", &carol_addr])?["balance"], "101", "applied exactly once");
-    node.stop()
+    node.stop()?;
+    // `aergo-node verify` replays main from genesis to the stored state root, its merges
+    // included: it reads their sources from the branches in the data directory.
+    let (ok, out, err) =
+        aergo_tests::node_command(&["verify", "--data-dir", dir.path().to_str().unwrap_or_default()])?;
+    assert!(ok && out.contains("ok"), "{out}{err}");
+    Ok(())
 }
 
 /// `aergo merge --strategy three-way` on a devnet: the token's balances changed on both sides
@@ -628,5 +634,11 @@ fn a_three_way_merge_resolves_the_tokens_rows_and_refuses_a_conflict_without_a_r
     let v = cli_json(&rpc, &["merge", "other", "--strategy", "ours", "--key", &dev, "--wait"])?;
     assert_eq!(v["receipt"]["status"], "success", "{v}");
     assert_eq!(latest("main")?, "from main", "ours keeps main's row");
-    node.stop()
+    node.stop()?;
+    // `aergo-node verify` replays main from genesis to the stored state root, its merges
+    // included: it reads their sources from the branches in the data directory.
+    let (ok, out, err) =
+        aergo_tests::node_command(&["verify", "--data-dir", dir.path().to_str().unwrap_or_default()])?;
+    assert!(ok && out.contains("ok"), "{out}{err}");
+    Ok(())
 }

@@ -1055,18 +1055,26 @@ pub struct VerifyReport {
 /// Re-executes every block of the log in `data_dir` from genesis into a fresh state in `scratch`,
 /// checking each block's signature and roots, and compares the final state root with the stored one.
 /// The node must not be running (the state store is opened for writing by one process at a time).
+///
+/// Merge blocks read their source branch through `sources`, given the data directory's store
+/// (the branches' stores read it below their bases); without it the replay stops at the first
+/// merge block (`merge source unavailable`).
 pub fn verify_by_replay(
     data_dir: &Path,
     genesis: &Genesis,
     scratch: &Path,
+    sources: Option<&dyn Fn(Arc<StateStore>) -> Arc<dyn MergeSources>>,
 ) -> Result<VerifyReport, ChainError> {
-    let store = StateStore::open(&data_dir.join("state"))?;
+    let store = Arc::new(StateStore::open(&data_dir.join("state"))?);
     if let Some((base, _)) = store.base()? {
         return Err(ChainError::State(StateError::BeforeBase { requested: 0, base }));
     }
     let reader = LogReader::new(&data_dir.join("blocks"));
     let head = store.head()?.map_or(0, |h| h.height);
     let (mut fresh, _) = Chain::open(scratch, genesis, LogOptions::default())?;
+    if let Some(sources) = sources {
+        fresh.set_merge_sources(sources(store.clone()));
+    }
     // In runs through the pipelined import (execution of a block overlaps the commit of the one
     // before); a run holds at most this many blocks in memory.
     const RUN: u64 = 64;

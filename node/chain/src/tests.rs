@@ -1182,7 +1182,7 @@ fn a_snapshot_starts_a_node_at_a_final_height_and_damage_is_refused() {
     let (copy, report) = Chain::open(&data, &g, LogOptions::default()).unwrap();
     assert_eq!((report.replayed, copy.head().height), (0, 30));
     drop(copy);
-    let err = verify_by_replay(&data, &g, &target.path().join("scratch")).unwrap_err().to_string();
+    let err = verify_by_replay(&data, &g, &target.path().join("scratch"), None).unwrap_err().to_string();
     assert!(err.contains("snapshot at 25"), "{err}");
 
     // Damage. Each attempt leaves neither the target nor the work directory.

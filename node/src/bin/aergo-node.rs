@@ -388,7 +388,8 @@ async fn main() -> anyhow::Result<()> {
             let (data_dir, genesis_path) = verify_paths(node.data_dir.as_deref(), node.config.as_deref())?;
             let genesis = Genesis::load(&genesis_path)?;
             let scratch = tempfile::tempdir().context("creating a scratch directory")?;
-            let report = verify_by_replay(&data_dir, &genesis, scratch.path())?;
+            let branches = |main| aergo_node::branches::StoredBranches::sources(&data_dir, main);
+            let report = verify_by_replay(&data_dir, &genesis, scratch.path(), Some(&branches))?;
             println!(
                 "height {}\nreplayed state root {}\nstored state root   {}",
                 report.height, report.replayed_root, report.stored_root
