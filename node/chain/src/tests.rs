@@ -734,6 +734,33 @@ fn a_three_way_merge_sums_accounts_resolves_rows_and_refuses_unresolved_conflict
         .unwrap();
     assert!(ours.receipts[0].status.is_success(), "{:?}", ours.receipts[0]);
     assert_eq!(rows_of(&main, &token, "SELECT amount FROM balances WHERE owner = 'bob'"), [["117"]]);
+
+    // Both sides spend dave's coins: their sum would be below zero, so the merge is refused.
+    let spend = |on: &str, amount| signed_on(on, &dave, 0, alice.address(), amount, 1, Payload::Transfer);
+    let f5 = branch.produce(&branch_bp, vec![spend("feature", 45)], 13_000).unwrap();
+    main.produce(&bp, vec![spend("main", 60)], 14_000).unwrap();
+    main.set_merge_sources(Arc::new(TestSource {
+        store: branch.store(),
+        reader: branch.log_reader(),
+        lib: 5,
+        lie: false,
+    }));
+    let payload = Payload::Merge {
+        source: "feature".into(),
+        strategy: MergeStrategy::ThreeWay,
+        upto: 5,
+        upto_hash: f5.block.hash(),
+    };
+    let below = main
+        .produce(&bp, vec![signed_on("main", &alice, 11, alice.address(), 0, 1_000_000, payload)], 15_000)
+        .unwrap();
+    let ReceiptStatus::Failed(why) = &below.receipts[0].status else { panic!("{:?}", below.receipts[0]) };
+    // dave: 50 at the merge base, 70 − 61 = 9 on main, 50 − 46 = 4 on the branch: 9 − 46.
+    assert!(
+        why.contains(&format!("account {}: its balance would be 37 below zero", dave.address())),
+        "{why}"
+    );
+    assert_eq!(main.store().account(&dave.address()).unwrap().balance, 9, "nothing merged");
     drop((main, branch, follower));
 }
 

@@ -400,12 +400,22 @@ pub fn three_way<V: StateView>(
             let merged = if ours_only_unchanged {
                 t
             } else {
-                let balance = o.balance as i128 + t.balance as i128 - b.balance as i128;
-                if balance < 0 {
-                    refusals.push(format!("account {addr}: its balance would be {balance}"));
-                    continue;
-                }
-                Account { balance: balance as u128, nonce: o.nonce.max(t.nonce) }
+                // ours + (theirs − base), in u128 without wrapping.
+                let balance = match t.balance.checked_sub(b.balance) {
+                    Some(gain) => o.balance.checked_add(gain).ok_or("above the largest amount".to_string()),
+                    None => o
+                        .balance
+                        .checked_sub(b.balance - t.balance)
+                        .ok_or_else(|| format!("{} below zero", b.balance - t.balance - o.balance)),
+                };
+                let balance = match balance {
+                    Ok(balance) => balance,
+                    Err(why) => {
+                        refusals.push(format!("account {addr}: its balance would be {why}"));
+                        continue;
+                    }
+                };
+                Account { balance, nonce: o.nonce.max(t.nonce) }
             };
             out.push((key.clone(), Some(aergo_primitives::types::to_vec_exact(&merged))));
             push_row(
