@@ -60,6 +60,11 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         }
         let _ = check_response(None, response);
     }
+    if let Ok(request) = aergo_protocol::decode_branch_request(data) {
+        let again = aergo_protocol::decode_branch_request(&aergo_protocol::encode_branch_request(&request))
+            .expect("an encoded branch request decodes");
+        assert_eq!(again, request, "a branch request changed through encode and decode");
+    }
     if let Ok(block) = decode_gossip_block(data) {
         assert_eq!(block.encode(), data, "a gossiped block decoded from bytes it does not encode to");
     }

@@ -9,15 +9,15 @@
 //!        ├─ a pool (admission, one verifier thread) for the branch's transactions
 //!        ├─ a chain thread (consensus::Driver) that produces in this node's slots of the
 //!        │  branch's producer set (one producer: final at once)
-//!        └─ a ChainView (blocks at or below the base read from the parent's)
+//!        ├─ a ChainView (blocks at or below the base read from the parent's)
+//!        └─ NetCommand::OpenBranch: the net task subscribes to the branch's topics, answers
+//!           `branch-sync` from the view, and hands peers' blocks and statuses to the chain
+//!           thread and their transactions to the pool
 //! ```
 //! A branch is opened only from a record in its parent's *final* state: the block holding the
 //! record is final, and it descends from the base, so the base can never be reorganised away under
 //! the branch. A tracked branch that cannot be opened yet says why (`get_branch` shows it as
 //! `waiting`); one whose opening failed is tried again every 30 s.
-//!
-//! Not built yet (`docs/branches.md`, Status): a branch's blocks and transactions do not travel
-//! between nodes, so a branch is produced and read on the nodes of its producers.
 
 use aergo_chain::view::{BranchHandle, Branches, ChainView, PoolHandle};
 use aergo_chain::{BranchSpec, Chain};
@@ -28,6 +28,7 @@ use aergo_exec::branches::{branch_key, BranchRecord};
 use aergo_exec::governance::Records;
 use aergo_mempool::admission::Admission;
 use aergo_mempool::Mempool;
+use aergo_net::{BranchLink, NetCommand};
 use aergo_primitives::crypto::Keypair;
 use aergo_primitives::types::Hash;
 use aergo_storage::{LogOptions, StateOptions};
@@ -56,6 +57,9 @@ struct Settings {
     admission_queue: usize,
     max_clock_drift_ms: u64,
     require_clock_sync: bool,
+    doppelganger_slots: u64,
+    /// The net task, when the node is on a network.
+    net: Option<tokio::sync::mpsc::Sender<NetCommand>>,
 }
 
 /// One open branch: its chain thread and its pool.
@@ -88,13 +92,15 @@ pub fn branch_dir(data_dir: &Path, name: &str) -> PathBuf {
 }
 
 impl BranchHost {
-    /// Starts the watcher over `main`'s view; `branches` holds the tracked names.
+    /// Starts the watcher over `main`'s view; `branches` holds the tracked names; `net` carries
+    /// the branches it opens to peers.
     pub fn start(
         config: &NodeConfig,
         genesis: Genesis,
         key: Option<Keypair>,
         main: Arc<ChainView>,
         branches: Arc<Branches>,
+        net: Option<tokio::sync::mpsc::Sender<NetCommand>>,
     ) -> std::io::Result<BranchHost> {
         let settings = Settings {
             data_dir: config.data_dir.clone(),
@@ -112,6 +118,8 @@ impl BranchHost {
             admission_queue: config.admission.queue,
             max_clock_drift_ms: config.p2p.max_clock_drift_ms,
             require_clock_sync: config.producer.require_clock_sync,
+            doppelganger_slots: config.producer.doppelganger_slots,
+            net,
         };
         let shared = Arc::new(Shared {
             settings,
@@ -141,6 +149,7 @@ impl BranchHost {
         for (name, o) in &open {
             o.stop.store(true, Ordering::SeqCst);
             self.shared.branches.remove(name);
+            self.shared.tell_net(NetCommand::CloseBranch { name: name.clone() }, false);
         }
         for (name, o) in open {
             if o.thread.join().is_err() {
@@ -158,6 +167,20 @@ impl Drop for BranchHost {
 }
 
 impl Shared {
+    /// Tells the net task, if the node is on a network: from the watcher thread it waits for
+    /// room in the queue (`wait`); on the way out (maybe inside the runtime) it does not.
+    fn tell_net(&self, command: NetCommand, wait: bool) {
+        if let Some(net) = &self.settings.net {
+            let sent = match wait {
+                true => net.blocking_send(command).is_ok(),
+                false => net.try_send(command).is_ok(),
+            };
+            if !sent {
+                tracing::debug!("the net task has stopped or is full; a branch command was dropped");
+            }
+        }
+    }
+
     /// Opens every tracked branch whose record is final and that is not open yet.
     fn open_tracked(&self) {
         for name in self.branches.tracked() {
@@ -271,7 +294,15 @@ impl Shared {
             ChainView::of_branch(&chain, key.as_ref().map(Keypair::public), record.base_height, parent)
                 .map_err(|e| e.to_string())?,
         );
-        let pool = Arc::new(PoolHandle::new(mempool, admission, s.mempool.max_txs, None));
+        // Admitted transactions go to the branch's producers on its topic.
+        let gossip = s.net.clone().map(|net| -> aergo_chain::view::Gossip {
+            let branch = name.clone();
+            Box::new(move |bytes| {
+                let command = Box::new(NetCommand::PublishTx(bytes));
+                let _ = net.try_send(NetCommand::OnBranch { branch: branch.clone(), command });
+            })
+        });
+        let pool = Arc::new(PoolHandle::new(mempool, admission, s.mempool.max_txs, gossip));
         let stop = Arc::new(AtomicBool::new(false));
         let driver_config = DriverConfig {
             key,
@@ -279,16 +310,25 @@ impl Shared {
             max_clock_drift_ms: s.max_clock_drift_ms,
             signed_slot_file: dir.join(crate::node::SIGNED_SLOT_FILE),
             require_clock_sync: s.require_clock_sync,
-            // A branch's blocks do not travel yet: no other box can be signing them.
-            doppelganger_slots: 0,
+            doppelganger_slots: s.doppelganger_slots,
             #[cfg(feature = "test-hooks")]
             equivocate: false,
         };
         let head = chain.head();
-        // Nothing sends to a branch's chain thread yet (no gossip); the channel stays open.
+        // The net task sends the branch's blocks and statuses from peers (without a network
+        // nothing does; the channel stays open).
         let (inbox, inbox_rx) = std::sync::mpsc::channel();
-        let driver =
-            Driver::new(chain, driver_config, view.clone(), pool.clone(), inbox_rx, None, stop.clone());
+        let driver = Driver::new(
+            chain,
+            driver_config,
+            view.clone(),
+            pool.clone(),
+            inbox_rx,
+            s.net.clone(),
+            stop.clone(),
+        );
+        let link =
+            BranchLink { name: name.clone(), view: view.clone(), pool: pool.clone(), inbound: inbox.clone() };
         let thread = std::thread::Builder::new()
             .name(format!("aergo-branch-{}", name.chars().take(20).collect::<String>()))
             .spawn(move || {
@@ -296,6 +336,7 @@ impl Shared {
                 driver.run()
             })
             .map_err(|e| format!("chain thread: {e}"))?;
+        self.tell_net(NetCommand::OpenBranch(link), true);
         self.open.lock().insert(name.clone(), Open { stop, thread, pool: pool.clone() });
         self.branches.insert(name.clone(), Arc::new(BranchHandle { view, pool, producing }));
         tracing::info!(

@@ -361,6 +361,7 @@ impl RunningNode {
             key.clone(),
             view.clone(),
             branches.clone(),
+            net_commands.clone(),
         )
         .map_err(|source| NodeError::Io { path: "branch watcher thread".into(), source })?;
         // Merges into `main` read their source branches from what this node holds.

@@ -657,3 +657,122 @@ fn an_equivocating_producer_is_caught_and_left_out_of_the_next_epoch() -> anyhow
     }
     Ok(())
 }
+
+/// A branch produced by two nodes (`docs/branches.md`, "Between nodes"): each node produces in its
+/// slots of the branch's producer set, the blocks travel on the branch's own topic and sync, and
+/// a block is final at 2 of 2. A transfer on the branch sent to one node reaches the other's pool
+/// by the branch's gossip. With one node killed the branch finalizes nothing new; restarted, it
+/// syncs the branch and both agree again. A replay merge of the branch into `main` then runs on
+/// both nodes to the same block (state root included).
+#[test]
+fn a_branch_of_two_producers_travels_between_nodes_and_merges_on_both() -> anyhow::Result<()> {
+    use aergo_tests::{cli_code_json, cli_json};
+    let mut net = Testnet::new(2)?;
+    let both = [0, 1];
+    net.wait_lib(&both, 3, Duration::from_secs(60))?;
+    let dir = net._dir.path().join("net");
+    let faucet = dir.join("faucet.key").display().to_string();
+    let public = |i: usize| -> anyhow::Result<String> {
+        let key = KeyFile::read(&data_dir(&net.nodes[i]).join("producer.key"))?.unlock(None)?;
+        Ok(hex::encode(key.public().0))
+    };
+    let (pk0, pk1) = (public(0)?, public(1)?);
+    let rpc: Vec<String> = net.nodes.iter().map(|n| n.rpc.clone()).collect();
+    // A payer funded on main before the branch is made (the faucet's own nonce on main moves on
+    // when it makes the branch, so its branch transactions would not replay).
+    let payer = aergo_primitives::crypto::Keypair::from_seed("branch-net-payer");
+    let payer_key = dir.join("payer.key");
+    KeyFile::write_plain(&payer_key, &payer)?;
+    let payer_key = payer_key.display().to_string();
+    let v = cli_json(
+        &rpc[0],
+        &["send", "--to", &payer.address().to_string(), "--amount", "100000", "--key", &faucet, "--wait"],
+    )?;
+    assert_eq!(v["receipt"]["status"], "success", "{v}");
+    net.wait_lib(&both, v["receipt"]["block_height"].as_u64().unwrap_or(0), Duration::from_secs(30))?;
+    let v = cli_json(
+        &rpc[0],
+        &["branch", "create", "shared", "--key", &faucet, "--producer", &pk0, "--producer", &pk1, "--wait"],
+    )?;
+    assert_eq!(v["receipt"]["status"], "success", "{v}");
+    for r in &rpc {
+        cli_json(r, &["branch", "track", "shared"])?;
+    }
+    let on_branch = |i: usize, args: &[&str]| {
+        let mut all = vec!["--branch", "shared"];
+        all.extend_from_slice(args);
+        cli_json(&rpc[i], &all)
+    };
+    let branch_lib = |i: usize| on_branch(i, &["chain"]).ok().and_then(|c| c["lib_height"].as_u64());
+    let base = cli_json(&rpc[0], &["branch", "show", "shared"])?["base_height"].as_u64().unwrap_or(0);
+    let wait_branch_lib = |net: &Testnet, height: u64, what: &str| {
+        wait_for(Duration::from_secs(90), what, || {
+            both.iter().all(|i| branch_lib(*i).is_some_and(|l| l >= height)).then_some(())
+        })
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", net.logs()))
+    };
+    wait_branch_lib(&net, base + 4, "the branch final 4 blocks above its base on both nodes")?;
+    let branch_block = |i: usize, h: u64| on_branch(i, &["block", &h.to_string()]).ok();
+    let agree = |upto: u64| -> anyhow::Result<()> {
+        let mut producers = std::collections::BTreeSet::new();
+        for h in base + 1..=upto {
+            let (a, b) = (branch_block(0, h), branch_block(1, h));
+            let (a, b) = (a.unwrap_or_default(), b.unwrap_or_default());
+            assert!(a["hash"].is_string(), "no block {h} of the branch on node 0: {a}");
+            assert_eq!(a["hash"], b["hash"], "final block {h} of the branch differs");
+            assert_eq!(a["header"]["branch"], "shared", "{a}");
+            producers.insert(a["header"]["producer"].as_str().unwrap_or_default().to_string());
+        }
+        assert_eq!(producers.len(), 2, "both producers made final blocks of the branch: {producers:?}");
+        Ok(())
+    };
+    agree(base + 4)?;
+
+    // A transfer on the branch sent to node 1 is gossiped on the branch's topic: node 0 holds its
+    // receipt too, and main never sees it.
+    let alice = aergo_primitives::crypto::Keypair::from_seed("branch-net-alice").address().to_string();
+    let v = cli_json(
+        &rpc[1],
+        &["--branch", "shared", "send", "--to", &alice, "--amount", "4242", "--key", &payer_key, "--wait"],
+    )?;
+    assert_eq!(v["receipt"]["status"], "success", "{v}");
+    let hash = v["hash"].as_str().unwrap_or_default().to_string();
+    wait_for(Duration::from_secs(30), "the branch transfer's receipt on node 0", || {
+        on_branch(0, &["receipt", &hash]).ok().filter(|r| r["status"] == "success")
+    })?;
+    for i in both {
+        assert_eq!(on_branch(i, &["balance", &alice])?["balance"], "4242");
+        assert_eq!(cli_json(&rpc[i], &["balance", &alice])?["balance"], "0", "main is unchanged");
+    }
+
+    // One of the two stopped: nothing new of the branch is final (2 of 2 are needed).
+    net.procs[1].take().expect("node 1").kill9();
+    std::thread::sleep(Duration::from_secs(3));
+    let stuck = branch_lib(0).unwrap_or(0);
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(branch_lib(0), Some(stuck), "the branch finalized a block with one of its two producers");
+
+    // Restarted, node 1 opens the branch again, syncs it and finality resumes on both.
+    net.procs[1] = Some(start(&net.nodes[1])?);
+    wait_branch_lib(&net, stuck + 3, "the branch final again on both nodes")?;
+    let lib = both.iter().filter_map(|i| branch_lib(*i)).min().unwrap_or(0);
+    agree(lib)?;
+
+    // A replay merge into main: both nodes run it to the same block, and alice has her coins on
+    // main on both.
+    let (code, v) = cli_code_json(&rpc[0], &["merge", "shared", "--key", &faucet, "--wait"])?;
+    assert_eq!(code, 0, "{v}\n{}", net.logs());
+    assert_eq!(v["receipt"]["status"], "success", "{v}");
+    let merged_at = v["receipt"]["block_height"].as_u64().unwrap_or(0);
+    net.wait_lib(&both, merged_at, Duration::from_secs(60))?;
+    net.assert_final_agree(&both);
+    for i in both {
+        assert_eq!(cli_json(&rpc[i], &["balance", &alice])?["balance"], "4242", "node {i}: {v}");
+        let r = cli_json(&rpc[i], &["receipt", &hash])?;
+        assert_eq!(r["merged_by"], v["hash"], "node {i}: {r}");
+    }
+    for p in net.procs.iter_mut().filter_map(Option::take) {
+        p.stop()?;
+    }
+    Ok(())
+}

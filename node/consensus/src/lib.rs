@@ -315,8 +315,22 @@ impl Driver {
         }
     }
 
+    /// Sends to the net task; a branch's publications and requests go on its own topics and
+    /// `branch-sync` (verdicts and penalties are the same for every branch).
     fn send(&self, cmd: NetCommand) {
         if let Some(net) = &self.net {
+            let on_branch = matches!(
+                cmd,
+                NetCommand::PublishBlock(_)
+                    | NetCommand::PublishTx(_)
+                    | NetCommand::RequestBlocks { .. }
+                    | NetCommand::RequestBlock { .. }
+            );
+            let cmd = if on_branch && self.view.branch != aergo_primitives::types::MAIN_BRANCH {
+                NetCommand::OnBranch { branch: self.view.branch.clone(), command: Box::new(cmd) }
+            } else {
+                cmd
+            };
             if net.try_send(cmd).is_err() {
                 tracing::debug!("net command queue full; a message was dropped");
             }

@@ -10,7 +10,8 @@
 //! ```
 //! Transport: TCP + Noise + Yamux. Behaviours: gossipsub (blocks, transactions; messages signed by
 //! the sender's peer key and held until the application validated them), request-response with CBOR
-//! (`/aergo/sync/1`: status, blocks by height range, block by hash, snapshot parts, the genesis),
+//! (`/aergo/sync/1`: status, blocks by height range, block by hash, snapshot parts, the genesis;
+//! `/aergo/branch-sync/1`: the same about a branch this node holds, `docs/branches.md`),
 //! identify, ping, Kademlia,
 //! connection limits and a block list. A peer's misbehaviour costs points ([`Penalty`]); at
 //! [`BAN_POINTS`] it is disconnected and refused for [`BAN_TIME`].
@@ -19,11 +20,10 @@
 pub mod probe;
 pub mod snapshot;
 
-use aergo_chain::read_block;
 use aergo_chain::view::{ChainView, PoolHandle};
 use aergo_primitives::types::{Block, Hash};
 use futures::StreamExt;
-use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId};
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId, TopicHash};
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{identify, identity, kad, noise, ping, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
@@ -66,8 +66,8 @@ impl Penalty {
 }
 
 pub use aergo_protocol::{
-    Answer, Status, SyncRequest, SyncResponse, MAX_BLOCK_BYTES, MAX_SYNC_BLOCKS, MAX_SYNC_REQUEST_BYTES,
-    MAX_SYNC_RESPONSE_BYTES,
+    Answer, BranchRequest, Status, SyncRequest, SyncResponse, MAX_BLOCK_BYTES, MAX_SYNC_BLOCKS,
+    MAX_SYNC_REQUEST_BYTES, MAX_SYNC_RESPONSE_BYTES,
 };
 
 /// What the net task tells the chain thread.
@@ -130,6 +130,43 @@ pub enum NetCommand {
         channel: request_response::ResponseChannel<SyncResponse>,
         response: SyncResponse,
     },
+    /// Starts carrying a branch this node holds: its topics are subscribed, peers are asked for
+    /// their status of it, its sync requests are answered from its view.
+    OpenBranch(BranchLink),
+    /// Stops carrying a branch (unsubscribes; its requests are refused again).
+    CloseBranch {
+        name: String,
+    },
+    /// A command of a branch's chain thread or pool: a publication goes on the branch's topic, a
+    /// request (blocks, a block, a forwarded transaction) and its answer on `branch-sync`.
+    OnBranch {
+        branch: String,
+        command: Box<NetCommand>,
+    },
+}
+
+/// What the net task needs of a branch this node holds.
+pub struct BranchLink {
+    pub name: String,
+    /// What its sync requests are answered from.
+    pub view: Arc<ChainView>,
+    /// Where its gossiped and forwarded transactions go.
+    pub pool: Arc<PoolHandle>,
+    /// Its chain thread.
+    pub inbound: std::sync::mpsc::Sender<Inbound>,
+}
+
+impl std::fmt::Debug for BranchLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BranchLink").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+/// A held branch on the net task: its link and its two topics.
+struct HeldBranch {
+    link: BranchLink,
+    blocks: IdentTopic,
+    txs: IdentTopic,
 }
 
 /// Where a producer's answer to a forwarded transaction goes.
@@ -177,6 +214,7 @@ struct Behaviour {
     blocked: libp2p::allow_block_list::Behaviour<libp2p::allow_block_list::BlockedPeers>,
     gossipsub: gossipsub::Behaviour,
     sync: request_response::Behaviour<SyncCodec>,
+    branch_sync: request_response::Behaviour<BranchSyncCodec>,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     kad: kad::Behaviour<kad::store::MemoryStore>,
@@ -302,6 +340,10 @@ pub async fn start(
         verdicts: commands.clone(),
         requests: HashMap::new(),
         forwarded: HashMap::new(),
+        branches: HashMap::new(),
+        branch_topics: HashMap::new(),
+        branch_pending: HashMap::new(),
+        branch_forwarded: HashMap::new(),
     };
     for b in &task.bootstrap {
         if let Some(peer) = b.peer {
@@ -350,6 +392,11 @@ fn build_swarm(
                 [(StreamProtocol::new(aergo_protocol::SYNC_PROTOCOL), ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
             );
+            let branch_sync = request_response::Behaviour::with_codec(
+                BranchSyncCodec,
+                [(StreamProtocol::new(aergo_protocol::BRANCH_SYNC_PROTOCOL), ProtocolSupport::Full)],
+                request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
+            );
             let mut kad = kad::Behaviour::with_config(
                 key.public().to_peer_id(),
                 kad::store::MemoryStore::new(key.public().to_peer_id()),
@@ -361,6 +408,7 @@ fn build_swarm(
                 blocked: Default::default(),
                 gossipsub,
                 sync,
+                branch_sync,
                 identify: identify::Behaviour::new(identify::Config::new("/aergo/1".into(), key.public())),
                 ping: ping::Behaviour::new(ping::Config::new()),
                 kad,
@@ -437,6 +485,15 @@ struct NetTask {
     requests: HashMap<PeerId, (Instant, u32)>,
     /// Where the answers to forwarded transactions go.
     forwarded: HashMap<request_response::OutboundRequestId, ForwardReply>,
+    /// The branches this node holds besides `main`, by name, and their topics.
+    branches: HashMap<String, HeldBranch>,
+    /// Which branch a subscribed topic is of, and whether it is its blocks' topic.
+    branch_topics: HashMap<TopicHash, (String, bool)>,
+    /// What each outbound `branch-sync` request asked for, and of which branch (request ids
+    /// are per behaviour: these never mix with `pending`'s).
+    branch_pending: HashMap<request_response::OutboundRequestId, (String, SyncRequest)>,
+    /// Where the answers to transactions forwarded on `branch-sync` go.
+    branch_forwarded: HashMap<request_response::OutboundRequestId, ForwardReply>,
 }
 
 impl NetTask {
@@ -541,12 +598,27 @@ impl NetTask {
         let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
         for peer in peers {
             self.request(peer, SyncRequest::Status);
+            self.ask_branch_status(peer);
+        }
+    }
+
+    /// Asks `peer` for its status of each branch this node holds.
+    fn ask_branch_status(&mut self, peer: PeerId) {
+        let names: Vec<String> = self.branches.keys().cloned().collect();
+        for branch in names {
+            self.branch_request(peer, branch, SyncRequest::Status);
         }
     }
 
     fn request(&mut self, peer: PeerId, req: SyncRequest) {
         let id = self.swarm.behaviour_mut().sync.send_request(&peer, req.clone());
         self.pending.insert(id, req);
+    }
+
+    fn branch_request(&mut self, peer: PeerId, branch: String, request: SyncRequest) {
+        let asked = BranchRequest { branch, request };
+        let id = self.swarm.behaviour_mut().branch_sync.send_request(&peer, asked.clone());
+        self.branch_pending.insert(id, (asked.branch, asked.request));
     }
 
     fn penalize(&mut self, peer: PeerId, penalty: Penalty, reason: &str) {
@@ -614,6 +686,85 @@ impl NetTask {
             NetCommand::Respond { channel, response } => {
                 let _ = self.swarm.behaviour_mut().sync.send_response(channel, response);
             }
+            NetCommand::OpenBranch(link) => self.open_branch(link),
+            NetCommand::CloseBranch { name } => self.close_branch(&name),
+            NetCommand::OnBranch { branch, command } => self.on_branch(branch, *command),
+        }
+    }
+
+    fn open_branch(&mut self, link: BranchLink) {
+        let (blocks, txs) = aergo_protocol::branch_topics(&self.view.chain_id, &link.name);
+        let (blocks, txs) = (IdentTopic::new(blocks), IdentTopic::new(txs));
+        let name = link.name.clone();
+        for topic in [&blocks, &txs] {
+            if let Err(e) = self.swarm.behaviour_mut().gossipsub.subscribe(topic) {
+                tracing::error!(branch = %name, error = %e, "cannot subscribe to a branch's topic");
+            }
+        }
+        self.branch_topics.insert(blocks.hash(), (name.clone(), true));
+        self.branch_topics.insert(txs.hash(), (name.clone(), false));
+        self.branches.insert(name.clone(), HeldBranch { link, blocks, txs });
+        tracing::info!(branch = %name, "p2p carries a branch");
+        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        for peer in peers {
+            self.branch_request(peer, name.clone(), SyncRequest::Status);
+        }
+    }
+
+    fn close_branch(&mut self, name: &str) {
+        if let Some(held) = self.branches.remove(name) {
+            for topic in [&held.blocks, &held.txs] {
+                self.swarm.behaviour_mut().gossipsub.unsubscribe(topic);
+                self.branch_topics.remove(&topic.hash());
+            }
+            tracing::info!(branch = %name, "p2p no longer carries a branch");
+        }
+    }
+
+    /// A branch's chain thread or pool asks: on its topics and on `branch-sync`. A branch that is
+    /// no longer held drops the command (a forwarded transaction is answered so).
+    fn on_branch(&mut self, branch: String, command: NetCommand) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let Some(held) = self.branches.get(&branch) else {
+            if let NetCommand::Forward { reply, .. } = command {
+                let _ = reply.send(Err(format!("this node no longer holds branch {branch:?}")));
+            }
+            return;
+        };
+        match command {
+            NetCommand::PublishBlock(bytes) => {
+                let topic = held.blocks.clone();
+                if self.publish(topic, bytes) {
+                    self.state.gossip_blocks_out.fetch_add(1, Relaxed);
+                }
+            }
+            NetCommand::PublishTx(bytes) => {
+                let topic = held.txs.clone();
+                if self.publish(topic, bytes) {
+                    self.state.gossip_txs_out.fetch_add(1, Relaxed);
+                }
+            }
+            NetCommand::RequestBlocks { peer, from, count } => self.branch_request(
+                peer,
+                branch,
+                SyncRequest::Blocks { from, count: count.min(MAX_SYNC_BLOCKS) },
+            ),
+            NetCommand::RequestBlock { peer, hash } => {
+                self.branch_request(peer, branch, SyncRequest::Block { hash })
+            }
+            NetCommand::Forward { peer, tx, reply } => {
+                let request = BranchRequest {
+                    branch,
+                    request: SyncRequest::SubmitTx { tx: serde_bytes::ByteBuf::from(tx) },
+                };
+                let id = self.swarm.behaviour_mut().branch_sync.send_request(&peer, request);
+                self.branch_forwarded.insert(id, reply);
+            }
+            NetCommand::Respond { channel, response } => {
+                let _ = self.swarm.behaviour_mut().branch_sync.send_response(channel, response);
+            }
+            // Verdicts and penalties are the same for every branch.
+            other => self.command(other),
         }
     }
 
@@ -644,6 +795,7 @@ impl NetTask {
                 tracing::debug!(peer = %peer_id, %address, "peer connected");
                 self.state.peers.write().entry(peer_id).or_insert(PeerEntry { address, status: None });
                 self.request(peer_id, SyncRequest::Status);
+                self.ask_branch_status(peer_id);
             }
             SwarmEvent::OutgoingConnectionError { connection_id, error, .. } => {
                 if let Some(i) = self.dialing.remove(&connection_id) {
@@ -655,6 +807,9 @@ impl NetTask {
                 self.requests.remove(&peer_id);
                 self.state.peers.write().remove(&peer_id);
                 let _ = self.inbound.send(Inbound::PeerGone(peer_id));
+                for held in self.branches.values() {
+                    let _ = held.link.inbound.send(Inbound::PeerGone(peer_id));
+                }
                 self.publish_bootstrap();
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
@@ -683,30 +838,24 @@ impl NetTask {
                         self.penalize(peer, Penalty::Annoying, "more sync requests than allowed");
                         SyncResponse::Refused(format!("more than {MAX_REQUESTS_PER_SEC} requests per second"))
                     } else if let SyncRequest::SubmitTx { tx } = request {
-                        self.submit_for(peer, tx.into_vec(), channel);
+                        self.submit_for(peer, tx.into_vec(), channel, None);
                         return;
                     } else {
-                        self.answer(request)
+                        answer(&self.view, request)
                     };
                     let _ = self.swarm.behaviour_mut().sync.send_response(channel, response);
                 }
                 request_response::Message::Response { request_id, response } => {
                     if let Some(reply) = self.forwarded.remove(&request_id) {
-                        let answer = match response {
-                            SyncResponse::Submitted(mut r) => {
-                                r.answered_by = Some(peer.to_string());
-                                Ok(r)
-                            }
-                            SyncResponse::Refused(reason) => Err(reason),
-                            _ => Err("the producer answered something else".into()),
-                        };
-                        let _ = reply.send(answer);
+                        let _ = reply.send(forward_answer(peer, response));
                         return;
                     }
                     let asked = self.pending.remove(&request_id);
-                    self.response(peer, asked, response);
+                    let inbound = self.inbound.clone();
+                    self.answered(peer, asked, response, &inbound, true);
                 }
             },
+            SwarmEvent::Behaviour(BehaviourEvent::BranchSync(event)) => self.branch_sync(event),
             SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::InboundFailure {
                 peer,
                 error: request_response::InboundFailure::Io(e),
@@ -741,13 +890,44 @@ impl NetTask {
 
     fn gossip(&mut self, from: PeerId, id: MessageId, message: gossipsub::Message) {
         use std::sync::atomic::Ordering::Relaxed;
-        if message.topic == self.blocks_topic.hash() {
+        let topic = message.topic.clone();
+        let (branch, is_blocks) = if topic == self.blocks_topic.hash() {
+            (None, true)
+        } else if topic == self.txs_topic.hash() {
+            (None, false)
+        } else if let Some((name, is_blocks)) = self.branch_topics.get(&topic) {
+            (Some(name.clone()), *is_blocks)
+        } else {
+            self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
+                &id,
+                &from,
+                MessageAcceptance::Ignore,
+            );
+            return;
+        };
+        let (view, pool, inbound) = match &branch {
+            None => (self.view.clone(), self.pool.clone(), self.inbound.clone()),
+            Some(name) => {
+                let link = &self.branches[name].link;
+                (link.view.clone(), link.pool.clone(), link.inbound.clone())
+            }
+        };
+        if is_blocks {
             self.state.gossip_blocks_in.fetch_add(message.data.len() as u64, Relaxed);
-            match aergo_protocol::decode_gossip_block(&message.data) {
+            let block = aergo_protocol::decode_gossip_block(&message.data)
+                .map_err(|e| e.to_string())
+                .and_then(|block| match block.header.branch == view.branch {
+                    true => Ok(block),
+                    false => Err(format!(
+                        "a block of branch {:?} on the topic of {:?}",
+                        block.header.branch, view.branch
+                    )),
+                });
+            match block {
                 Ok(block) => {
                     // A bounded stage: past the limit the block is ignored (not forwarded, the peer
                     // not penalized); sync fetches it if it joins the chain.
-                    let import = &self.view.import;
+                    let import = &view.import;
                     if import.depth.load(Relaxed) >= aergo_chain::view::IMPORT_QUEUE {
                         import.busy_rejections.fetch_add(1, Relaxed);
                         self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
@@ -758,43 +938,7 @@ impl NetTask {
                         return;
                     }
                     import.depth.fetch_add(1, Relaxed);
-                    let _ = self.inbound.send(Inbound::GossipBlock { block: Box::new(block), from, id });
-                }
-                Err(e) => {
-                    self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
-                        &id,
-                        &from,
-                        MessageAcceptance::Reject,
-                    );
-                    self.penalize(from, Penalty::Malformed, &e.to_string());
-                }
-            }
-        } else if message.topic == self.txs_topic.hash() {
-            self.state.gossip_txs_in.fetch_add(message.data.len() as u64, Relaxed);
-            match aergo_protocol::decode_gossip_tx(&message.data) {
-                Ok(tx) => {
-                    // Admission checks the signature on its threads; the verdict follows its answer.
-                    let pool = self.pool.clone();
-                    let len = message.data.len();
-                    let verdicts = self.verdict_sender();
-                    tokio::spawn(async move {
-                        let acceptance = match pool.admission.submit(tx, len).await {
-                            Ok(_) => Verdict::Accept,
-                            Err(e) if e.is_invalid() => {
-                                let reason = format!("gossiped transaction: {e}");
-                                let _ = verdicts
-                                    .send(NetCommand::Penalize {
-                                        peer: from,
-                                        penalty: Penalty::Invalid,
-                                        reason,
-                                    })
-                                    .await;
-                                Verdict::Reject
-                            }
-                            Err(_) => Verdict::Ignore,
-                        };
-                        let _ = verdicts.send(NetCommand::Verdict { id, from, acceptance }).await;
-                    });
+                    let _ = inbound.send(Inbound::GossipBlock { block: Box::new(block), from, id });
                 }
                 Err(reason) => {
                     self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
@@ -802,38 +946,90 @@ impl NetTask {
                         &from,
                         MessageAcceptance::Reject,
                     );
-                    self.penalize(from, Penalty::Malformed, &format!("gossiped {reason}"));
+                    self.penalize(from, Penalty::Malformed, &reason);
                 }
             }
-        } else {
-            self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
-                &id,
-                &from,
-                MessageAcceptance::Ignore,
-            );
+            return;
+        }
+        self.state.gossip_txs_in.fetch_add(message.data.len() as u64, Relaxed);
+        let tx = aergo_protocol::decode_gossip_tx(&message.data)
+            .map_err(|e| (Penalty::Malformed, format!("gossiped {e}")));
+        let tx = tx.and_then(|tx| match tx.body.branch == view.branch {
+            true => Ok(tx),
+            // Signed for another branch: it can never run on this one.
+            false => Err((
+                Penalty::Invalid,
+                format!("a transaction for branch {:?} on the topic of {:?}", tx.body.branch, view.branch),
+            )),
+        });
+        match tx {
+            Ok(tx) => {
+                // Admission checks the signature on its threads; the verdict follows its answer.
+                let len = message.data.len();
+                let verdicts = self.verdict_sender();
+                tokio::spawn(async move {
+                    let acceptance = match pool.admission.submit(tx, len).await {
+                        Ok(_) => Verdict::Accept,
+                        Err(e) if e.is_invalid() => {
+                            let reason = format!("gossiped transaction: {e}");
+                            let _ = verdicts
+                                .send(NetCommand::Penalize { peer: from, penalty: Penalty::Invalid, reason })
+                                .await;
+                            Verdict::Reject
+                        }
+                        Err(_) => Verdict::Ignore,
+                    };
+                    let _ = verdicts.send(NetCommand::Verdict { id, from, acceptance }).await;
+                });
+            }
+            Err((penalty, reason)) => {
+                self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
+                    &id,
+                    &from,
+                    MessageAcceptance::Reject,
+                );
+                self.penalize(from, penalty, &reason);
+            }
         }
     }
 
     /// A transaction forwarded to this producer: admitted (signature, pool, speculative run) off the
-    /// net task, gossiped, and answered like `send_tx`.
+    /// net task, gossiped, and answered like `send_tx`. `branch`: forwarded on `branch-sync` for
+    /// that branch (it must be signed for it), else `main`'s.
     fn submit_for(
         &mut self,
         peer: PeerId,
         bytes: Vec<u8>,
         channel: request_response::ResponseChannel<SyncResponse>,
+        branch: Option<String>,
     ) {
-        let refuse = |task: &mut NetTask, channel, reason: String| {
-            let _ = task.swarm.behaviour_mut().sync.send_response(channel, SyncResponse::Refused(reason));
+        let pool = match &branch {
+            None => self.pool.clone(),
+            Some(name) => match self.branches.get(name) {
+                Some(held) => held.link.pool.clone(),
+                None => {
+                    let refused = not_held(name);
+                    return self.respond(branch, channel, refused);
+                }
+            },
         };
+        let expected = branch.clone().unwrap_or_else(|| aergo_primitives::types::MAIN_BRANCH.to_string());
         let tx = match aergo_protocol::decode_gossip_tx(&bytes) {
-            Ok(tx) if tx.body.chain_id == self.view.chain_id => tx,
-            Ok(_) => return refuse(self, channel, "wrong chain id".into()),
+            Ok(tx) if tx.body.chain_id != self.view.chain_id => {
+                return self.respond(branch, channel, SyncResponse::Refused("wrong chain id".into()))
+            }
+            Ok(tx) if tx.body.branch != expected => {
+                let reason =
+                    format!("a transaction for branch {:?} forwarded as one of {expected:?}", tx.body.branch);
+                return self.respond(branch, channel, SyncResponse::Refused(reason));
+            }
+            Ok(tx) => tx,
             Err(e) => {
                 self.penalize(peer, Penalty::Malformed, &format!("forwarded {e}"));
-                return refuse(self, channel, e.to_string());
+                return self.respond(branch, channel, SyncResponse::Refused(e.to_string()));
             }
         };
-        let (pool, back) = (self.pool.clone(), self.verdicts.clone());
+        let back = self.verdicts.clone();
         tokio::spawn(async move {
             let response = match pool.admission.submit(tx, bytes.len()).await {
                 Ok(admitted) => {
@@ -842,95 +1038,213 @@ impl NetTask {
                 }
                 Err(e) => SyncResponse::Refused(format!("{}: {e}", e.reason())),
             };
-            let _ = back.send(NetCommand::Respond { channel, response }).await;
+            let respond = NetCommand::Respond { channel, response };
+            let command = match branch {
+                None => respond,
+                Some(branch) => NetCommand::OnBranch { branch, command: Box::new(respond) },
+            };
+            let _ = back.send(command).await;
         });
+    }
+
+    /// Answers a request on `sync` (`branch` `None`) or on `branch-sync`.
+    fn respond(
+        &mut self,
+        branch: Option<String>,
+        channel: request_response::ResponseChannel<SyncResponse>,
+        response: SyncResponse,
+    ) {
+        let behaviour = self.swarm.behaviour_mut();
+        let _ = match branch {
+            None => behaviour.sync.send_response(channel, response),
+            Some(_) => behaviour.branch_sync.send_response(channel, response),
+        };
+    }
+
+    /// A request, a response or a failure on `branch-sync`.
+    fn branch_sync(&mut self, event: request_response::Event<BranchRequest, SyncResponse>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request { request, channel, .. } => {
+                    let BranchRequest { branch, request } = request;
+                    if self.flooding(peer) {
+                        self.penalize(peer, Penalty::Annoying, "more sync requests than allowed");
+                        let refused = SyncResponse::Refused(format!(
+                            "more than {MAX_REQUESTS_PER_SEC} requests per second"
+                        ));
+                        return self.respond(Some(branch), channel, refused);
+                    }
+                    if let SyncRequest::SubmitTx { tx } = request {
+                        return self.submit_for(peer, tx.into_vec(), channel, Some(branch));
+                    }
+                    let response = match self.branches.get(&branch) {
+                        // Not a penalty: the peer may hold branches this node does not.
+                        None => not_held(&branch),
+                        Some(_) if matches!(request, SyncRequest::Snapshot(_) | SyncRequest::Genesis) => {
+                            SyncResponse::Refused(
+                                "snapshots and the genesis are served on /aergo/sync/1".into(),
+                            )
+                        }
+                        Some(held) => answer(&held.link.view, request),
+                    };
+                    self.respond(Some(branch), channel, response);
+                }
+                request_response::Message::Response { request_id, response } => {
+                    if let Some(reply) = self.branch_forwarded.remove(&request_id) {
+                        let _ = reply.send(forward_answer(peer, response));
+                        return;
+                    }
+                    let Some((branch, asked)) = self.branch_pending.remove(&request_id) else { return };
+                    let Some(inbound) = self.branches.get(&branch).map(|h| h.link.inbound.clone()) else {
+                        return;
+                    };
+                    self.answered(peer, Some(asked), response, &inbound, false);
+                }
+            },
+            request_response::Event::InboundFailure {
+                peer,
+                error: request_response::InboundFailure::Io(e),
+                ..
+            } => {
+                let reason =
+                    match e.get_ref().and_then(|inner| inner.downcast_ref::<aergo_protocol::WireError>()) {
+                        Some(wire) => wire.to_string(),
+                        None => format!("branch sync request: {e}"),
+                    };
+                self.penalize(peer, Penalty::Malformed, &reason)
+            }
+            request_response::Event::OutboundFailure { peer, request_id, error, .. } => {
+                if let Some(reply) = self.branch_forwarded.remove(&request_id) {
+                    let _ = reply.send(Err(format!("forwarding to {peer} failed: {error}")));
+                    return;
+                }
+                // A peer without branches does not speak the protocol: its status stays unknown.
+                let Some((branch, asked)) = self.branch_pending.remove(&request_id) else { return };
+                if !matches!(asked, SyncRequest::Status) {
+                    tracing::debug!(%peer, %branch, %error, "branch sync request failed");
+                    if let Some(held) = self.branches.get(&branch) {
+                        let _ = held.link.inbound.send(Inbound::RequestFailed { peer });
+                    }
+                }
+            }
+            _ => {}
+        }
     }
 
     fn verdict_sender(&self) -> mpsc::Sender<NetCommand> {
         self.verdicts.clone()
     }
 
-    /// Answers a sync request from the store and the block log (read-only, safe beside the writer).
-    fn answer(&self, request: SyncRequest) -> SyncResponse {
-        let view = &self.view;
-        match request {
-            SyncRequest::Status => SyncResponse::Status(view.status()),
-            SyncRequest::Blocks { from, count } => {
-                let head = view.head().height;
-                let mut out = Vec::new();
-                let mut bytes = 0usize;
-                let count = u64::from(count.min(MAX_SYNC_BLOCKS));
-                if count == 0 || from == 0 {
-                    return SyncResponse::Blocks(Vec::new());
-                }
-                if let Err(e) = view.check_history(from) {
-                    return SyncResponse::Refused(e.to_string());
-                }
-                for height in from..=head.min(from.saturating_add(count - 1)) {
-                    match read_block(&view.store, &view.reader, height) {
-                        Ok(Some(block)) => {
-                            let encoded = block.encode();
-                            bytes += encoded.len();
-                            if bytes > MAX_SYNC_RESPONSE_BYTES && !out.is_empty() {
-                                break;
-                            }
-                            out.push(serde_bytes::ByteBuf::from(encoded));
-                        }
-                        // A rollback raced this read: answer what was read.
-                        Ok(None) => break,
-                        Err(e) => return SyncResponse::Refused(e.to_string()),
-                    }
-                }
-                SyncResponse::Blocks(out)
-            }
-            // Handled by `submit_for`, off the net task.
-            SyncRequest::SubmitTx { .. } => SyncResponse::Refused("not here".into()),
-            SyncRequest::Genesis => SyncResponse::Genesis(view.genesis.to_toml()),
-            SyncRequest::Snapshot(part) => match snapshot_part(view, part) {
-                Ok(frames) => SyncResponse::Snapshot(frames),
-                Err(e) => SyncResponse::Refused(e.to_string()),
-            },
-            SyncRequest::Block { hash } => {
-                let found = view
-                    .store
-                    .height_of(&hash)
-                    .ok()
-                    .flatten()
-                    .and_then(|h| read_block(&view.store, &view.reader, h).ok().flatten())
-                    .filter(|b| b.hash() == hash)
-                    .or_else(|| view.side_block(&hash));
-                SyncResponse::Block(found.map(|b| serde_bytes::ByteBuf::from(b.encode())))
-            }
-        }
-    }
-
-    fn response(&mut self, peer: PeerId, asked: Option<SyncRequest>, response: SyncResponse) {
+    /// A peer's answer to a sync request of `main` (`is_main`, the status kept for `peers`) or
+    /// of a branch, for the chain thread behind `inbound`.
+    fn answered(
+        &mut self,
+        peer: PeerId,
+        asked: Option<SyncRequest>,
+        response: SyncResponse,
+        inbound: &std::sync::mpsc::Sender<Inbound>,
+        is_main: bool,
+    ) {
         let status_request = matches!(asked, Some(SyncRequest::Status));
         match aergo_protocol::check_response(asked.as_ref(), response) {
             Ok(Answer::Status(status)) => {
-                if let Some(entry) = self.state.peers.write().get_mut(&peer) {
-                    entry.status = Some(status.clone());
+                if is_main {
+                    if let Some(entry) = self.state.peers.write().get_mut(&peer) {
+                        entry.status = Some(status.clone());
+                    }
                 }
-                let _ = self.inbound.send(Inbound::Status { peer, status });
+                let _ = inbound.send(Inbound::Status { peer, status });
             }
             Ok(Answer::Blocks(blocks)) => {
-                let _ = self.inbound.send(Inbound::Blocks { from: peer, blocks });
+                let _ = inbound.send(Inbound::Blocks { from: peer, blocks });
             }
-            // A status request answered otherwise only leaves the peer's status unknown.
-            Ok(Answer::Nothing) if status_request => {}
+            // A status request answered otherwise (or refused: the peer does not hold the branch)
+            // only leaves the peer's status unknown.
+            Ok(Answer::Nothing) | Ok(Answer::Refused(_)) if status_request => {}
             Ok(Answer::Refused(reason)) => {
                 tracing::debug!(%peer, %reason, "sync request refused");
-                let _ = self.inbound.send(Inbound::RequestFailed { peer });
+                let _ = inbound.send(Inbound::RequestFailed { peer });
             }
             // This node asks for snapshots only before it runs (`snapshot::fetch`).
             Ok(Answer::Nothing) | Ok(Answer::Snapshot(_)) | Ok(Answer::Genesis(_)) => {
-                let _ = self.inbound.send(Inbound::RequestFailed { peer });
+                let _ = inbound.send(Inbound::RequestFailed { peer });
             }
             Err(reason) => {
                 self.penalize(peer, Penalty::Malformed, &reason);
-                let _ = self.inbound.send(Inbound::RequestFailed { peer });
+                let _ = inbound.send(Inbound::RequestFailed { peer });
             }
         }
+    }
+}
+
+/// Answers a sync request from a chain's view: the store and the block log (read-only, safe beside
+/// the writer); a branch's blocks at or below its base are its parent's.
+fn answer(view: &ChainView, request: SyncRequest) -> SyncResponse {
+    match request {
+        SyncRequest::Status => SyncResponse::Status(view.status()),
+        SyncRequest::Blocks { from, count } => {
+            let head = view.head().height;
+            let mut out = Vec::new();
+            let mut bytes = 0usize;
+            let count = u64::from(count.min(MAX_SYNC_BLOCKS));
+            if count == 0 || from == 0 {
+                return SyncResponse::Blocks(Vec::new());
+            }
+            if let Err(e) = view.check_history(from) {
+                return SyncResponse::Refused(e.to_string());
+            }
+            for height in from..=head.min(from.saturating_add(count - 1)) {
+                match view.read_block(height) {
+                    Ok(Some(block)) => {
+                        let encoded = block.encode();
+                        bytes += encoded.len();
+                        if bytes > MAX_SYNC_RESPONSE_BYTES && !out.is_empty() {
+                            break;
+                        }
+                        out.push(serde_bytes::ByteBuf::from(encoded));
+                    }
+                    // A rollback raced this read: answer what was read.
+                    Ok(None) => break,
+                    Err(e) => return SyncResponse::Refused(e.to_string()),
+                }
+            }
+            SyncResponse::Blocks(out)
+        }
+        // Handled by `submit_for`, off the net task.
+        SyncRequest::SubmitTx { .. } => SyncResponse::Refused("not here".into()),
+        SyncRequest::Genesis => SyncResponse::Genesis(view.genesis.to_toml()),
+        SyncRequest::Snapshot(part) => match snapshot_part(view, part) {
+            Ok(frames) => SyncResponse::Snapshot(frames),
+            Err(e) => SyncResponse::Refused(e.to_string()),
+        },
+        SyncRequest::Block { hash } => {
+            let found = view
+                .store
+                .height_of(&hash)
+                .ok()
+                .flatten()
+                .and_then(|h| view.read_block(h).ok().flatten())
+                .filter(|b| b.hash() == hash)
+                .or_else(|| view.side_block(&hash));
+            SyncResponse::Block(found.map(|b| serde_bytes::ByteBuf::from(b.encode())))
+        }
+    }
+}
+
+/// A branch this node does not hold, as a sync answer.
+fn not_held(branch: &str) -> SyncResponse {
+    SyncResponse::Refused(format!("this node does not hold branch {branch:?}"))
+}
+
+/// A producer's answer to a forwarded transaction.
+fn forward_answer(peer: PeerId, response: SyncResponse) -> Result<aergo_api::SendTxResult, String> {
+    match response {
+        SyncResponse::Submitted(mut r) => {
+            r.answered_by = Some(peer.to_string());
+            Ok(r)
+        }
+        SyncResponse::Refused(reason) => Err(reason),
+        _ => Err("the producer answered something else".into()),
     }
 }
 
@@ -999,6 +1313,57 @@ impl request_response::Codec for SyncCodec {
     {
         use futures::AsyncWriteExt;
         io.write_all(&aergo_protocol::encode_response(&response)).await
+    }
+}
+
+/// The branch sync protocol's codec: as [`SyncCodec`], with requests that name their branch.
+#[derive(Clone, Copy, Default)]
+pub struct BranchSyncCodec;
+
+impl request_response::Codec for BranchSyncCodec {
+    type Protocol = StreamProtocol;
+    type Request = BranchRequest;
+    type Response = SyncResponse;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> std::io::Result<BranchRequest>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        let limit = MAX_SYNC_REQUEST_BYTES + aergo_protocol::MAX_BRANCH_NAME + 16;
+        let bytes = read_capped(io, limit).await?;
+        aergo_protocol::decode_branch_request(&bytes).map_err(invalid)
+    }
+
+    async fn read_response<T>(&mut self, p: &StreamProtocol, io: &mut T) -> std::io::Result<SyncResponse>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        SyncCodec.read_response(p, io).await
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        request: BranchRequest,
+    ) -> std::io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        use futures::AsyncWriteExt;
+        io.write_all(&aergo_protocol::encode_branch_request(&request)).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        p: &StreamProtocol,
+        io: &mut T,
+        response: SyncResponse,
+    ) -> std::io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        SyncCodec.write_response(p, io, response).await
     }
 }
 

@@ -19,6 +19,11 @@ use serde::{Deserialize, Serialize};
 
 /// The sync protocol's name on the wire.
 pub const SYNC_PROTOCOL: &str = "/aergo/sync/1";
+/// The sync protocol of the branches a node holds besides `main` (`docs/branches.md`, "Between
+/// nodes"): each request names its branch ([`BranchRequest`]); the answers are [`SyncResponse`]s.
+pub const BRANCH_SYNC_PROTOCOL: &str = "/aergo/branch-sync/1";
+/// Longest branch name on the wire (the chain's naming rule allows 63 characters).
+pub const MAX_BRANCH_NAME: usize = 63;
 /// Largest gossip message: one block.
 pub const MAX_BLOCK_BYTES: usize = 8 * 1024 * 1024;
 /// Largest sync response: the blocks themselves; a response may add [`RESPONSE_FRAMING_BYTES`].
@@ -63,6 +68,20 @@ pub enum SyncRequest {
     Snapshot(SnapshotPart),
     /// The peer's genesis, as a genesis file (for a node provisioned with only its hash).
     Genesis,
+}
+
+/// A request about one branch (on [`BRANCH_SYNC_PROTOCOL`]). A node answers from the branch's
+/// chain if it holds the branch and refuses otherwise; snapshots and the genesis are `main`'s
+/// business and refused here.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BranchRequest {
+    pub branch: String,
+    pub request: SyncRequest,
+}
+
+/// The gossipsub topics of a branch's blocks and transactions.
+pub fn branch_topics(chain_id: &str, branch: &str) -> (String, String) {
+    (format!("/aergo/{chain_id}/b/{branch}/blocks"), format!("/aergo/{chain_id}/b/{branch}/txs"))
 }
 
 /// Which part of a snapshot (frames as `aergo_storage::snapshot` encodes them).
@@ -147,6 +166,25 @@ pub fn encode_response(response: &SyncResponse) -> Vec<u8> {
 pub fn decode_request(bytes: &[u8]) -> Result<SyncRequest, WireError> {
     within("sync request", bytes, MAX_SYNC_REQUEST_BYTES)?;
     cbor4ii::serde::from_slice(bytes).map_err(|e| WireError::undecodable("sync request", e))
+}
+
+pub fn encode_branch_request(request: &BranchRequest) -> Vec<u8> {
+    encode(request)
+}
+
+/// A branch sync request's bytes: a sync request and a branch name of at most
+/// [`MAX_BRANCH_NAME`] bytes.
+pub fn decode_branch_request(bytes: &[u8]) -> Result<BranchRequest, WireError> {
+    within("branch sync request", bytes, MAX_SYNC_REQUEST_BYTES + MAX_BRANCH_NAME + 16)?;
+    let request: BranchRequest =
+        cbor4ii::serde::from_slice(bytes).map_err(|e| WireError::undecodable("branch sync request", e))?;
+    if request.branch.is_empty() || request.branch.len() > MAX_BRANCH_NAME {
+        return Err(WireError::undecodable(
+            "branch sync request",
+            format!("a branch name of {} bytes (1 to {MAX_BRANCH_NAME})", request.branch.len()),
+        ));
+    }
+    Ok(request)
 }
 
 /// A sync response's bytes.
@@ -248,6 +286,25 @@ mod tests {
     }
 
     #[test]
+    fn branch_requests_round_trip_and_name_a_branch() {
+        for r in samples() {
+            let asked = BranchRequest { branch: "feature/x".into(), request: r };
+            assert_eq!(decode_branch_request(&encode_branch_request(&asked)).unwrap(), asked);
+        }
+        for name in [String::new(), "x".repeat(MAX_BRANCH_NAME + 1)] {
+            let bytes = encode_branch_request(&BranchRequest { branch: name, request: SyncRequest::Status });
+            let e = decode_branch_request(&bytes).unwrap_err();
+            assert!(e.to_string().contains("a branch name of"), "{e}");
+        }
+        // A plain sync request is not a branch request.
+        assert!(decode_branch_request(&encode_request(&SyncRequest::Status)).is_err());
+        assert_eq!(
+            branch_topics("c", "f/x"),
+            ("/aergo/c/b/f/x/blocks".to_string(), "/aergo/c/b/f/x/txs".to_string())
+        );
+    }
+
+    #[test]
     fn oversized_and_garbage_are_refused_with_the_reason() {
         let big = vec![0u8; MAX_SYNC_REQUEST_BYTES + 1];
         assert!(matches!(decode_request(&big), Err(WireError::Oversized { .. })));
@@ -316,6 +373,13 @@ mod tests {
             ),
             ("resp-snapshot.cbor", encode_response(&SyncResponse::Snapshot(vec![buf(vec![7; 40])]))),
             ("req-genesis.cbor", encode_request(&SyncRequest::Genesis)),
+            (
+                "req-branch-blocks.cbor",
+                encode_branch_request(&BranchRequest {
+                    branch: "feature".into(),
+                    request: SyncRequest::Blocks { from: 9, count: 1 },
+                }),
+            ),
             ("resp-genesis.cbor", encode_response(&SyncResponse::Genesis("chain_id = \"x\"\n".into()))),
             (
                 "resp-submitted.cbor",

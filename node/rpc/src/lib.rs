@@ -346,19 +346,13 @@ impl RpcHandler {
     }
 
     /// The pool a transaction goes to: `main`'s, or that of the branch it names when this node
-    /// holds the branch and produces its blocks (a branch's transactions are not gossiped yet).
+    /// holds the branch (admitted there and gossiped on the branch's topic to its producers).
     fn pool_for(&self, tx: &Transaction) -> Result<Option<Arc<PoolHandle>>, AdmitError> {
         let branch = &tx.body.branch;
         if branch == MAIN_BRANCH {
             return Ok(None);
         }
         let held = self.held(branch).map_err(AdmitError::BranchNotHeld)?;
-        if !held.producing {
-            return Err(AdmitError::BranchNotHeld(format!(
-                "this node holds branch {branch:?} but does not produce its blocks, and a branch's \
-                 transactions are not relayed yet: send it to a node of one of its producers"
-            )));
-        }
         Ok(Some(held.pool.clone()))
     }
 
@@ -404,7 +398,12 @@ impl RpcHandler {
     async fn admit(&self, hex_tx: &str) -> Result<SendTxResult, AdmitError> {
         let (tx, bytes) = self.decode(hex_tx)?;
         if let Some(pool) = self.pool_for(&tx)? {
-            return Ok(pool.admission.submit(tx, bytes).await?.into());
+            let encoded = self.net_commands.as_ref().map(|_| tx.encode());
+            let admitted = pool.admission.submit(tx, bytes).await?;
+            if let Some(encoded) = encoded {
+                pool.gossip_tx(encoded);
+            }
+            return Ok(admitted.into());
         }
         if self.facts.producer.is_none() {
             if let Some(answer) = self.forward(&tx).await {
