@@ -776,3 +776,148 @@ fn a_branch_of_two_producers_travels_between_nodes_and_merges_on_both() -> anyho
     }
     Ok(())
 }
+
+/// The branch test of the issue on a 4-producer network (processes on loopback): a branch of the
+/// four producers, every node tracking it; transfers, a tag and a contract call on it sent to
+/// different nodes; a replay merge into `main` that drops exactly the transactions that no longer
+/// fit (a nonce `main` took), then a three-way merge of the token whose resolver sums the rows and
+/// whose accounts sum both sides; every node at the same final blocks (state roots included) and
+/// the balances worked out by hand on each.
+#[test]
+fn a_branch_of_four_producers_merges_to_the_same_state_on_every_node() -> anyhow::Result<()> {
+    use aergo_primitives::crypto::Keypair;
+    use aergo_tests::cli_json;
+    let mut net = Testnet::new(4)?;
+    let all = [0, 1, 2, 3];
+    net.wait_lib(&all, 3, Duration::from_secs(60))?;
+    let dir = net._dir.path().join("net");
+    let rpc: Vec<String> = net.nodes.iter().map(|n| n.rpc.clone()).collect();
+    let faucet = dir.join("faucet.key").display().to_string();
+    let faucet_addr = KeyFile::read(&dir.join("faucet.key"))?.address().to_string();
+    let key = |seed: &str| -> anyhow::Result<(String, String)> {
+        let k = Keypair::from_seed(seed);
+        let path = dir.join(format!("{seed}.key"));
+        KeyFile::write_plain(&path, &k)?;
+        Ok((path.display().to_string(), k.address().to_string()))
+    };
+    let (p1, p1_addr) = key("net-merge-p1")?;
+    let (p2, p2_addr) = key("net-merge-p2")?;
+    let [alice, bob, carol, dave, erin] =
+        ["alice", "bob", "carol", "dave", "erin"].map(|s| Keypair::from_seed(s).address().to_string());
+    let ok = |v: serde_json::Value| -> anyhow::Result<serde_json::Value> {
+        anyhow::ensure!(v["receipt"]["status"] == "success", "{v}\n{}", net.logs());
+        Ok(v)
+    };
+    let send = |node: usize, branch: &str, from: &str, to: &str, amount: &str| {
+        let args = ["--branch", branch, "send", "--to", to, "--amount", amount, "--key", from, "--wait"];
+        cli_json(&rpc[node], &args)
+    };
+    let height_of = |v: &serde_json::Value| v["receipt"]["block_height"].as_u64().unwrap_or(0);
+
+    // On main: the payers' coins and the token (the faucet holds all of it).
+    ok(send(0, "main", &faucet, &p1_addr, "10000")?)?;
+    let funded = height_of(&ok(send(0, "main", &faucet, &p2_addr, "10000")?)?);
+    let token = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/contracts/token.sql");
+    let v = ok(cli_json(
+        &rpc[0],
+        &["contract", "deploy", token.to_str().unwrap_or_default(), "--key", &faucet, "--wait"],
+    )?)?;
+    let contract = v["contract"].as_str().unwrap_or_default().to_string();
+    net.wait_lib(&all, funded.max(height_of(&v)), Duration::from_secs(30))?;
+
+    // The branch of the four producers, tracked by every node.
+    let mut producers = vec!["branch", "create", "shared", "--key", &faucet, "--wait"];
+    let keys: Vec<String> = (0..4)
+        .map(|i| {
+            let k = KeyFile::read(&data_dir(&net.nodes[i]).join("producer.key"))?.unlock(None)?;
+            Ok(hex::encode(k.public().0))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    for k in &keys {
+        producers.extend(["--producer", k.as_str()]);
+    }
+    ok(cli_json(&rpc[0], &producers)?)?;
+    for r in &rpc {
+        cli_json(r, &["branch", "track", "shared"])?;
+    }
+    let branch_lib = |i: usize| {
+        cli_json(&rpc[i], &["--branch", "shared", "chain"]).ok().and_then(|c| c["lib_height"].as_u64())
+    };
+    let wait_branch_lib = |height: u64| {
+        wait_for(Duration::from_secs(90), &format!("branch LIB {height} on every node"), || {
+            all.iter().all(|i| branch_lib(*i).is_some_and(|l| l >= height)).then_some(())
+        })
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", net.logs()))
+    };
+    let base = cli_json(&rpc[0], &["branch", "show", "shared"])?["base_height"].as_u64().unwrap_or(0);
+    wait_branch_lib(base + 3)?;
+
+    // On the branch, through three different nodes: p1 pays alice, p2 pays bob, the faucet pays
+    // erin (its nonce on main moved on when it made the branch). On main p2 spends its nonce.
+    let from_p1 = ok(send(1, "shared", &p1, &alice, "100")?)?;
+    let from_p2 = ok(send(2, "shared", &p2, &bob, "200")?)?;
+    let from_faucet = ok(send(3, "shared", &faucet, &erin, "7")?)?;
+    ok(send(0, "main", &p2, &carol, "50")?)?;
+    let last = [&from_p1, &from_p2, &from_faucet].iter().map(|v| height_of(v)).max().unwrap_or(0);
+    wait_branch_lib(last)?;
+    // A tag on the branch (a transaction on it), read on another node.
+    ok(cli_json(
+        &rpc[2],
+        &["tag", "create", "shared/paid", &format!("shared@{last}"), "--key", &p1, "--wait"],
+    )?)?;
+    wait_for(Duration::from_secs(30), "the tag on node 3", || {
+        cli_json(&rpc[3], &["balance", &alice, "--at", "shared/paid"]).ok().filter(|v| v["balance"] == "100")
+    })?;
+
+    // Replay merge: p1's transfer is included; p2's (its nonce taken on main) and the faucet's
+    // (likewise) are dropped with their reasons.
+    let merge = ok(cli_json(&rpc[0], &["merge", "shared", "--key", &faucet, "--wait"])?)?;
+    let rows = merge["receipt"]["result"]["rows"].as_array().cloned().unwrap_or_default();
+    let row_of = |v: &serde_json::Value| rows.iter().find(|r| r[0] == v["hash"]).cloned().unwrap_or_default();
+    assert_eq!(row_of(&from_p1)[2], "included", "{merge}");
+    for dropped in [&from_p2, &from_faucet] {
+        assert_eq!(row_of(dropped)[2], "dropped", "{merge}");
+        assert!(row_of(dropped)[3].as_str().unwrap_or_default().contains("nonce"), "{merge}");
+    }
+
+    // Three-way merge: the token on both sides (the resolver sums), coins on both sides (summed).
+    let call = |node: usize, branch: &str, amount: &str| {
+        let args = [
+            "--branch", branch, "contract", "call", "--key", &faucet, "--wait", &contract, "transfer",
+            "somebody", amount,
+        ];
+        cli_json(&rpc[node], &args)
+    };
+    let on_branch = height_of(&ok(call(1, "shared", "10")?)?);
+    let on_branch = on_branch.max(height_of(&ok(send(2, "shared", &p1, &dave, "7")?)?));
+    ok(call(0, "main", "3")?)?;
+    ok(send(0, "main", &p1, &dave, "5")?)?;
+    wait_branch_lib(on_branch)?;
+    let three =
+        ok(cli_json(&rpc[3], &["merge", "shared", "--strategy", "three-way", "--key", &faucet, "--wait"])?)?;
+    net.wait_lib(&all, height_of(&three), Duration::from_secs(60))?;
+    net.assert_final_agree(&all);
+
+    // By hand, on every node: alice 100 (replayed), bob 0 (dropped), carol 50, erin 0 (dropped),
+    // dave 5 + 7; somebody 3 + 10 tokens, the faucet 1 000 000 − 13.
+    for (i, r) in rpc.iter().enumerate() {
+        let coins = |who: &str| cli_json(r, &["balance", who]).map(|v| v["balance"].clone());
+        assert_eq!(coins(&alice)?, "100", "node {i}");
+        assert_eq!(coins(&bob)?, "0", "node {i}");
+        assert_eq!(coins(&carol)?, "50", "node {i}");
+        assert_eq!(coins(&erin)?, "0", "node {i}");
+        assert_eq!(coins(&dave)?, "12", "node {i}: {three}");
+        let tokens = |who: &str| {
+            cli_json(r, &["query", &contract, "--function", "balance_of", "--arg", who])
+                .map(|v| v["rows"][0][0].clone())
+        };
+        assert_eq!(tokens("somebody")?, 13, "node {i}: {three}");
+        assert_eq!(tokens(&faucet_addr)?, 1_000_000 - 13, "node {i}");
+        let receipt = cli_json(r, &["receipt", from_p1["hash"].as_str().unwrap_or_default()])?;
+        assert_eq!(receipt["merged_by"], merge["hash"], "node {i}");
+    }
+    for p in net.procs.iter_mut().filter_map(Option::take) {
+        p.stop()?;
+    }
+    Ok(())
+}

@@ -273,6 +273,13 @@ fn signed_on(
     })
 }
 
+/// Opens branch `feature` of `main` at `base_height`, produced by `producer`, in `dir/feature`.
+fn open_feature(dir: &Path, g: &Genesis, main: &Chain, producer: &Keypair, base_height: u64) -> Chain {
+    let spec = BranchSpec { name: "feature".into(), base_height, producers: vec![producer.public()] };
+    let options = (LogOptions::default(), StateOptions::default());
+    Chain::open_branch(&dir.join("feature"), g, &spec, main.store(), options.0, options.1).unwrap().0
+}
+
 /// A branch's blocks as a merge reads them: its chain's store and log, final up to `lib`
 /// (a lying source leaves its last transaction out).
 struct TestSource {
@@ -360,16 +367,7 @@ fn a_replay_merge_runs_a_branchs_transactions_on_main_and_drops_those_that_no_lo
         main.produce(&bp, vec![signed_on("main", &alice, 2, alice.address(), 0, 1, record)], 3_000).unwrap();
     assert_eq!(b2.receipts[0].status, ReceiptStatus::Success);
     main.finalize(2, b2.block.hash()).unwrap();
-    let spec = BranchSpec { name: "feature".into(), base_height: 1, producers: vec![branch_bp.public()] };
-    let (mut branch, _) = Chain::open_branch(
-        &dir.path().join("feature"),
-        &g,
-        &spec,
-        main.store(),
-        LogOptions::default(),
-        StateOptions::default(),
-    )
-    .unwrap();
+    let mut branch = open_feature(dir.path(), &g, &main, &branch_bp, 1);
     let on = |key: &Keypair, nonce, to: &Keypair, amount, fee| {
         signed_on("feature", key, nonce, to.address(), amount, fee, Payload::Transfer)
     };
@@ -604,16 +602,7 @@ fn a_three_way_merge_sums_accounts_resolves_rows_and_refuses_unresolved_conflict
     let b3 =
         main.produce(&bp, vec![signed_on("main", &alice, 2, alice.address(), 0, 1, record)], 4_000).unwrap();
     main.finalize(3, b3.block.hash()).unwrap();
-    let spec = BranchSpec { name: "feature".into(), base_height: 2, producers: vec![branch_bp.public()] };
-    let (mut branch, _) = Chain::open_branch(
-        &dir.path().join("feature"),
-        &g,
-        &spec,
-        main.store(),
-        LogOptions::default(),
-        StateOptions::default(),
-    )
-    .unwrap();
+    let mut branch = open_feature(dir.path(), &g, &main, &branch_bp, 2);
     // The branch: 10 tokens to bob, 50 coins to dave, a note.
     let f3 = branch
         .produce(
@@ -1299,4 +1288,188 @@ fn a_snapshot_starts_a_node_at_a_final_height_and_damage_is_refused() {
     std::fs::write(data.join(".importing/COMPLETE"), b"").unwrap();
     let (reopened, _) = Chain::open(&data, &g, LogOptions::default()).unwrap();
     assert_eq!(reopened.head().height, final_height);
+}
+
+/// One change a side of a random three-way merge makes: coins from payer `from` to account
+/// `to`, or (`from` = None) tokens from alice to holder `to`.
+#[derive(Clone, Debug)]
+struct RandomChange {
+    from: Option<usize>,
+    to: usize,
+    amount: u128,
+}
+
+fn random_changes() -> impl proptest::strategy::Strategy<Value = Vec<RandomChange>> {
+    use proptest::prelude::*;
+    proptest::collection::vec(
+        (proptest::option::of(0..4usize), 0..5usize, 1..40u128).prop_map(|(from, to, amount)| RandomChange {
+            from,
+            to,
+            amount,
+        }),
+        0..12,
+    )
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 8, ..Default::default() })]
+
+    /// A three-way merge of random changes on both sides (coins between accounts, tokens to
+    /// holders) gives every account its main balance plus the branch's change since the base,
+    /// every token holder main's amount plus the branch's change (the resolver sums), nonces the
+    /// higher side's; and followers computing with 1, 2 and 4 threads reach the same state root.
+    #[test]
+    fn three_way_merges_of_random_changes_sum_both_sides_on_any_thread_count(
+        ours in random_changes(),
+        theirs in random_changes(),
+    ) {
+        three_way_of_random_changes(&ours, &theirs);
+    }
+}
+
+/// Both sides making the very same changes (found by the property test above): a payer's
+/// account identical on both sides still pays twice (two transactions, one on each branch), and
+/// a token row identical on both sides still goes to the resolver, which sums both transfers.
+#[test]
+fn identical_changes_on_both_sides_still_add_up() {
+    let same =
+        [RandomChange { from: None, to: 0, amount: 5 }, RandomChange { from: Some(0), to: 0, amount: 9 }];
+    three_way_of_random_changes(&same, &same);
+}
+
+fn three_way_of_random_changes(ours: &[RandomChange], theirs: &[RandomChange]) {
+    use aergo_primitives::types::MergeStrategy;
+    let dir = tempfile::tempdir().unwrap();
+    let k = |s: &str| Keypair::from_seed(s);
+    let (bp, alice, branch_bp) = (k("bp"), k("alice"), k("branch-bp"));
+    let payers: Vec<Keypair> = (0..4).map(|i| k(&format!("payer-{i}"))).collect();
+    let accounts: Vec<Address> = (0..5).map(|i| k(&format!("account-{i}")).address()).collect();
+    let holders: Vec<String> = (0..5).map(|i| format!("holder-{i}")).collect();
+    let mut g = genesis(&bp, &alice);
+    g.balances[0].amount = 1_000_000_000_000;
+    g.balances.extend(payers.iter().map(|p| GenesisBalance { address: p.address(), amount: 100_000 }));
+    let (mut main, _) = Chain::open(&dir.path().join("main"), &g, LogOptions::default()).unwrap();
+    let token = aergo_primitives::types::contract_address(&alice.address(), 0);
+    let deploy =
+        signed_on("main", &alice, 0, token, 0, 10_000_000, Payload::Deploy { sql: MERGEABLE.into() });
+    let record = Payload::CreateBranch {
+        name: "feature".into(),
+        base_height: 1,
+        producers: vec![branch_bp.public()],
+        mergers: vec![],
+    };
+    let b1 = main.produce(&bp, vec![deploy], 2_000).unwrap();
+    assert!(b1.receipts[0].status.is_success());
+    let b2 =
+        main.produce(&bp, vec![signed_on("main", &alice, 1, alice.address(), 0, 1, record)], 3_000).unwrap();
+    main.finalize(2, b2.block.hash()).unwrap();
+    let mut branch = open_feature(dir.path(), &g, &main, &branch_bp, 1);
+    // Each side's changes, signed with that side's nonces (alice's nonce on main is 2 after the
+    // record; on the branch, 1).
+    let side = |on: &str, changes: &[RandomChange], alice_nonce: u64| -> Vec<Transaction> {
+        let mut nonces = [0u64; 4];
+        let mut alice_nonce = alice_nonce;
+        changes
+            .iter()
+            .map(|c| match c.from {
+                Some(p) => {
+                    nonces[p] += 1;
+                    signed_on(on, &payers[p], nonces[p] - 1, accounts[c.to], c.amount, 1, Payload::Transfer)
+                }
+                None => {
+                    alice_nonce += 1;
+                    let args = vec![
+                        aergo_primitives::value::Value::Text(holders[c.to].clone()),
+                        aergo_primitives::value::Value::Int(c.amount as i64),
+                    ];
+                    let payload = Payload::Call { contract: token, function: "transfer".into(), args };
+                    signed_on(on, &alice, alice_nonce - 1, token, 0, 1_000_000, payload)
+                }
+            })
+            .collect()
+    };
+    let f = branch.produce(&branch_bp, side("feature", theirs, 1), 4_000).unwrap();
+    assert!(f.receipts.iter().all(|r| r.status.is_success()), "{:?}", f.receipts);
+    let m = main.produce(&bp, side("main", ours, 2), 5_000).unwrap();
+    assert!(m.receipts.iter().all(|r| r.status.is_success()), "{:?}", m.receipts);
+    let alice_nonce = main.store().account(&alice.address()).unwrap().nonce;
+
+    // What each side holds before the merge, and the base (main at height 1).
+    let tokens = |chain: &Chain, holder: &str| -> i64 {
+        let sql = format!("SELECT amount FROM balances WHERE owner = '{holder}'");
+        rows_of(chain, &token, &sql).first().map_or(0, |r| r[0].parse().unwrap())
+    };
+    let base_store = main.store();
+    let coins_at = |addr: &Address, height: u64| base_store.account_at(addr, height).unwrap_or_default();
+    let mut everyone: Vec<Address> = accounts.clone();
+    everyone.extend(payers.iter().map(Keypair::address));
+    everyone.extend([bp.address(), branch_bp.address(), alice.address()]);
+    let expected: Vec<(Address, u128, u64)> = everyone
+        .iter()
+        .map(|a| {
+            let (o, t, b) = (
+                main.store().account(a).unwrap_or_default(),
+                branch.store().account(a).unwrap_or_default(),
+                coins_at(a, 1),
+            );
+            (*a, o.balance + t.balance - b.balance, o.nonce.max(t.nonce))
+        })
+        .collect();
+    let alice_tokens = alice.address().to_string();
+    let mut token_holders: Vec<&str> = holders.iter().map(String::as_str).collect();
+    token_holders.push(&alice_tokens);
+    let base_tokens = |holder: &str| if holder == alice_tokens { 1000 } else { 0 };
+    let expected_tokens: Vec<i64> =
+        token_holders.iter().map(|h| tokens(&main, h) + tokens(&branch, h) - base_tokens(h)).collect();
+    let sides: Vec<(i64, i64)> =
+        token_holders.iter().map(|h| (tokens(&main, h), tokens(&branch, h))).collect();
+
+    let source = || TestSource { store: branch.store(), reader: branch.log_reader(), lib: 1, lie: false };
+    main.set_merge_sources(Arc::new(source()));
+    let merge = Payload::Merge {
+        source: "feature".into(),
+        strategy: MergeStrategy::ThreeWay,
+        upto: 2,
+        upto_hash: f.block.hash(),
+    };
+    let merge = signed_on("main", &alice, alice_nonce, alice.address(), 0, 5_000_000, merge);
+    // The branch's block 2 is its first own block: final for the source.
+    let source = || TestSource { store: branch.store(), reader: branch.log_reader(), lib: 2, lie: false };
+    main.set_merge_sources(Arc::new(source()));
+    let merged = main.produce(&bp, vec![merge], 6_000).unwrap();
+    let fee = merged.receipts[0].fee;
+    assert!(merged.receipts[0].status.is_success(), "{:?}", merged.receipts[0]);
+    for (a, balance, nonce) in &expected {
+        let now = main.store().account(a).unwrap_or_default();
+        let (mut balance, mut nonce) = (*balance, *nonce);
+        if *a == alice.address() {
+            balance -= fee;
+            nonce = nonce.max(alice_nonce + 1);
+        }
+        if *a == bp.address() {
+            balance += fee;
+        }
+        assert_eq!((now.balance, now.nonce), (balance, nonce), "account {a}");
+    }
+    if ours.iter().zip(theirs).all(|(o, t)| (o.from, o.to, o.amount) == (t.from, t.to, t.amount))
+        && ours.len() == theirs.len()
+        && !ours.is_empty()
+    {
+        // The identical case spelt out: alice's tokens 1000 − 2 × what she sent on each side.
+        let sent: i64 = ours.iter().filter(|c| c.from.is_none()).map(|c| c.amount as i64).sum();
+        assert_eq!(tokens(&main, &alice_tokens), 1000 - 2 * sent);
+    }
+    for (h, want) in token_holders.iter().zip(&expected_tokens) {
+        assert_eq!(tokens(&main, h), *want, "tokens of {h}: sides {sides:?}, {:?}", merged.receipts[0]);
+    }
+    for threads in [1, 2, 4] {
+        let (mut follower, _) =
+            Chain::open(&dir.path().join(format!("follower-{threads}")), &g, LogOptions::default()).unwrap();
+        follower.set_executor(aergo_exec::parallel::ParallelExecutor::with_threads(threads, Vec::new()));
+        follower.set_merge_sources(Arc::new(source()));
+        for h in 1..=main.head().height {
+            follower.import(read_block(&main.store(), &main.log_reader(), h).unwrap().unwrap()).unwrap();
+        }
+        assert_eq!(follower.head().state_root, main.head().state_root, "{threads} threads");
+    }
 }

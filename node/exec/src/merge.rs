@@ -389,9 +389,12 @@ pub fn three_way<V: StateView>(
             return Ok((Err(out_of_gas(&gas)), gas.used));
         }
         let sides = Sides { base: base_at.raw(key)?, ours: view.raw(key)?, theirs: theirs_at.raw(key)? };
-        if sides.theirs == sides.base || sides.theirs == sides.ours {
-            continue; // the source did not change it, or both made it the same
+        if sides.theirs == sides.base {
+            continue; // the source did not change it since the merge base
         }
+        // Both sides changed it to the same value: for an account still two changes to add up;
+        // for a row, the resolver's to decide if the table has one, else nothing to do.
+        let same_change = sides.theirs == sides.ours;
         let ours_only_unchanged = sides.ours == sides.base;
         // Accounts.
         if let Some(addr) = account_address(key) {
@@ -436,6 +439,9 @@ pub fn three_way<V: StateView>(
         match part {
             // The script: a contract deployed on the source only.
             ContractPart::Code => {
+                if same_change {
+                    continue;
+                }
                 if ours_only_unchanged {
                     out.push((key.clone(), sides.theirs));
                     push_row(&mut rows, "contract", contract.to_string(), "theirs");
@@ -476,6 +482,13 @@ pub fn three_way<V: StateView>(
                         ExecError::State(StateError::Decode { what: "contract row", reason: e.to_string() })
                     })
                 };
+                let resolver = format!("on_merge_{}", table.name);
+                let contract_ir = compiled.engine(aergo_sql::default_engine());
+                let resolves =
+                    strategy == MergeStrategy::ThreeWay && contract_ir.function(&resolver).is_some();
+                if same_change && !resolves {
+                    continue;
+                }
                 let (b, o, t) = (decode(&sides.base)?, decode(&sides.ours)?, decode(&sides.theirs)?);
                 let described = describe_row(&contract, &table, o.as_ref().or(t.as_ref()).or(b.as_ref()));
                 let merged = if ours_only_unchanged {
@@ -492,9 +505,7 @@ pub fn three_way<V: StateView>(
                             t
                         }
                         _ => {
-                            let resolver = format!("on_merge_{}", table.name);
-                            let contract_ir = compiled.engine(aergo_sql::default_engine());
-                            if contract_ir.function(&resolver).is_none() {
+                            if !resolves {
                                 conflicts.push(described);
                                 continue;
                             }
