@@ -362,3 +362,52 @@ pub fn merge(n: usize, rounds: usize, dir: Option<PathBuf>) -> anyhow::Result<()
     );
     Ok(())
 }
+
+/// `aergo-bench branch --merge-txs N`, last table: what the change index (`aergo diff`, three-way
+/// merges) costs a block. Two fresh stores commit the same `blocks` blocks of `2n + 1` changed
+/// accounts each (a block of `n` transfers changes its senders, its recipients and the
+/// producer), one with the index and one without ([`StateStore::set_change_index`]); the time
+/// per block is prepare (the state tree) and commit, best of `rounds` over the whole sequence.
+pub fn change_index(n: usize, blocks: usize, rounds: usize, dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let keys = 2 * n + 1;
+    let block_changes = |b: usize| -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        (0..keys)
+            .map(|i| (account_key(&address(b * keys + i)), Some(account(1_000 + i as u128, b as u64))))
+            .collect()
+    };
+    let record_bytes: usize = 4 + block_changes(0).iter().map(|(k, _)| 4 + k.len()).sum::<usize>();
+    let mut best = [f64::MAX, f64::MAX];
+    for _ in 0..rounds {
+        for (slot, on) in [(0, true), (1, false)] {
+            let work = super::scratch(dir.clone())?;
+            let store = StateStore::open(&work.path().join("state"))?;
+            store.set_change_index(on);
+            let mut prev = Hash::ZERO;
+            let started = Instant::now();
+            for b in 0..blocks {
+                prev = commit(&store, b as u64, prev, block_changes(b))?;
+            }
+            best[slot] = best[slot].min(started.elapsed().as_secs_f64() / blocks as f64);
+            // With the index, every block's keys are there to read back.
+            let recorded = store.changed_keys(0, blocks as u64 - 1, usize::MAX);
+            match (on, recorded) {
+                (true, Ok(k)) if k.len() == (blocks - 1) * keys => {}
+                (true, other) => {
+                    bail!("the change index does not hold the blocks' keys: {:?}", other.map(|k| k.len()))
+                }
+                (false, _) => {}
+            }
+        }
+    }
+    println!("change index: {blocks} blocks of {keys} changed accounts each (a block of {n} transfers), prepared and committed, with and without the index (best of {rounds})");
+    println!("| keys per block | index record | per block with index | without | with vs without |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| {keys} | {:.0} KiB | {:.1} ms | {:.1} ms | {:.3}× |",
+        record_bytes as f64 / 1024.0,
+        best[0] * 1e3,
+        best[1] * 1e3,
+        best[0] / best[1]
+    );
+    Ok(())
+}

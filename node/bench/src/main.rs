@@ -1062,7 +1062,8 @@ async fn main() -> anyhow::Result<()> {
         Bench::Branch { accounts, blocks, reads, rounds, merge_txs, dir } => {
             branch::run(branch::BranchOpts { accounts, blocks, reads, rounds, dir: dir.clone() })?;
             if merge_txs > 0 {
-                branch::merge(merge_txs, rounds, dir)?;
+                branch::merge(merge_txs, rounds, dir.clone())?;
+                branch::change_index(merge_txs, 10, rounds, dir)?;
             }
             Ok(())
         }

@@ -280,6 +280,26 @@ fn open_feature(dir: &Path, g: &Genesis, main: &Chain, producer: &Keypair, base_
     Chain::open_branch(&dir.join("feature"), g, &spec, main.store(), options.0, options.1).unwrap().0
 }
 
+/// Points `main`'s merges at `branch` (as `feature`), final up to `lib`.
+fn read_merges_from(main: &mut Chain, branch: &Chain, lib: u64) {
+    let source = TestSource { store: branch.store(), reader: branch.log_reader(), lib, lie: false };
+    main.set_merge_sources(Arc::new(source));
+}
+
+/// `key`'s merge of `feature` into `main` with `nonce`, by `strategy`, up to block `upto` (a
+/// replay's fee is 1; a three-way merge's is its gas limit).
+fn merge_signed(
+    key: &Keypair,
+    nonce: u64,
+    strategy: aergo_primitives::types::MergeStrategy,
+    upto: u64,
+    upto_hash: Hash,
+) -> Transaction {
+    let fee = if strategy == aergo_primitives::types::MergeStrategy::Replay { 1 } else { 1_000_000 };
+    let payload = Payload::Merge { source: "feature".into(), strategy, upto, upto_hash };
+    signed_on("main", key, nonce, key.address(), 0, fee, payload)
+}
+
 /// A branch's blocks as a merge reads them: its chain's store and log, final up to `lib`
 /// (a lying source leaves its last transaction out).
 struct TestSource {
@@ -385,7 +405,9 @@ fn a_replay_merge_runs_a_branchs_transactions_on_main_and_drops_those_that_no_lo
     // Meanwhile on main bob spends with his nonce 0.
     main.produce(&bp, vec![transfer(&bob, 0, frank.address(), 50)], 6_000).unwrap();
     let source = |lie| TestSource { store: branch.store(), reader: branch.log_reader(), lib: 3, lie };
-    let merge = merge_signed;
+    let merge = |key: &Keypair, nonce, upto, hash| {
+        merge_signed(key, nonce, aergo_primitives::types::MergeStrategy::Replay, upto, hash)
+    };
 
     // A follower of main, before the merge.
     let follower_dir = dir.path().join("follower");
@@ -520,16 +542,6 @@ fn a_replay_merge_runs_a_branchs_transactions_on_main_and_drops_those_that_no_lo
     assert_eq!((main.head(), report.replayed), (head, 0), "and stays gone");
 }
 
-fn merge_signed(key: &Keypair, nonce: u64, upto: u64, hash: Hash) -> Transaction {
-    let payload = Payload::Merge {
-        source: "feature".into(),
-        strategy: aergo_primitives::types::MergeStrategy::Replay,
-        upto,
-        upto_hash: hash,
-    };
-    signed_on("main", key, nonce, key.address(), 0, 1, payload)
-}
-
 /// A token with a resolver for its balances and a table without one.
 const MERGEABLE: &str = "
 CREATE TABLE balances (owner TEXT PRIMARY KEY, amount INTEGER NOT NULL CHECK (amount >= 0));
@@ -629,13 +641,8 @@ fn a_three_way_merge_sums_accounts_resolves_rows_and_refuses_unresolved_conflict
         )
         .unwrap();
     assert!(b4.receipts.iter().all(|r| r.status.is_success()), "{:?}", b4.receipts);
-    let source = TestSource { store: branch.store(), reader: branch.log_reader(), lib: 3, lie: false };
-    main.set_merge_sources(Arc::new(source));
-    let merge = |nonce, strategy| {
-        let payload =
-            Payload::Merge { source: "feature".into(), strategy, upto: 3, upto_hash: f3.block.hash() };
-        signed_on("main", &alice, nonce, alice.address(), 0, 1_000_000, payload)
-    };
+    read_merges_from(&mut main, &branch, 3);
+    let merge = |nonce, strategy| merge_signed(&alice, nonce, strategy, 3, f3.block.hash());
     let alice_before = main.store().account(&alice.address()).unwrap();
 
     // notes(1) changed on both sides and has no resolver: refused, nothing changed but the fee.
@@ -706,20 +713,9 @@ fn a_three_way_merge_sums_accounts_resolves_rows_and_refuses_unresolved_conflict
         .produce(&branch_bp, vec![call("feature", 5, "transfer", vec![text("bob"), int(1)])], 10_000)
         .unwrap();
     main.produce(&bp, vec![call("main", 9, "transfer", vec![text("bob"), int(2)])], 11_000).unwrap();
-    main.set_merge_sources(Arc::new(TestSource {
-        store: branch.store(),
-        reader: branch.log_reader(),
-        lib: 4,
-        lie: false,
-    }));
-    let payload = Payload::Merge {
-        source: "feature".into(),
-        strategy: MergeStrategy::Ours,
-        upto: 4,
-        upto_hash: f4.block.hash(),
-    };
+    read_merges_from(&mut main, &branch, 4);
     let ours = main
-        .produce(&bp, vec![signed_on("main", &alice, 10, alice.address(), 0, 1_000_000, payload)], 12_000)
+        .produce(&bp, vec![merge_signed(&alice, 10, MergeStrategy::Ours, 4, f4.block.hash())], 12_000)
         .unwrap();
     assert!(ours.receipts[0].status.is_success(), "{:?}", ours.receipts[0]);
     assert_eq!(rows_of(&main, &token, "SELECT amount FROM balances WHERE owner = 'bob'"), [["117"]]);
@@ -728,20 +724,9 @@ fn a_three_way_merge_sums_accounts_resolves_rows_and_refuses_unresolved_conflict
     let spend = |on: &str, amount| signed_on(on, &dave, 0, alice.address(), amount, 1, Payload::Transfer);
     let f5 = branch.produce(&branch_bp, vec![spend("feature", 45)], 13_000).unwrap();
     main.produce(&bp, vec![spend("main", 60)], 14_000).unwrap();
-    main.set_merge_sources(Arc::new(TestSource {
-        store: branch.store(),
-        reader: branch.log_reader(),
-        lib: 5,
-        lie: false,
-    }));
-    let payload = Payload::Merge {
-        source: "feature".into(),
-        strategy: MergeStrategy::ThreeWay,
-        upto: 5,
-        upto_hash: f5.block.hash(),
-    };
+    read_merges_from(&mut main, &branch, 5);
     let below = main
-        .produce(&bp, vec![signed_on("main", &alice, 11, alice.address(), 0, 1_000_000, payload)], 15_000)
+        .produce(&bp, vec![merge_signed(&alice, 11, MergeStrategy::ThreeWay, 5, f5.block.hash())], 15_000)
         .unwrap();
     let ReceiptStatus::Failed(why) = &below.receipts[0].status else { panic!("{:?}", below.receipts[0]) };
     // dave: 50 at the merge base, 70 − 61 = 9 on main, 50 − 46 = 4 on the branch: 9 − 46.
@@ -1337,6 +1322,83 @@ fn identical_changes_on_both_sides_still_add_up() {
     three_way_of_random_changes(&same, &same);
 }
 
+/// `main` with `script` deployed by alice at height 1 (alice's nonce then 2), and branch
+/// `feature` made on it at base 1 (final), produced by `branch_bp` (alice's nonce there: 1).
+fn contract_and_feature(
+    dir: &Path,
+    g: &Genesis,
+    [bp, alice, branch_bp]: [&Keypair; 3],
+    script: &str,
+) -> (Chain, Chain, Address) {
+    let (mut main, _) = Chain::open(&dir.join("main"), g, LogOptions::default()).unwrap();
+    let contract = aergo_primitives::types::contract_address(&alice.address(), 0);
+    let deploy = signed_on("main", alice, 0, contract, 0, 10_000_000, Payload::Deploy { sql: script.into() });
+    let record = Payload::CreateBranch {
+        name: "feature".into(),
+        base_height: 1,
+        producers: vec![branch_bp.public()],
+        mergers: vec![],
+    };
+    let b1 = main.produce(bp, vec![deploy], 2_000).unwrap();
+    assert!(b1.receipts[0].status.is_success(), "{:?}", b1.receipts[0]);
+    let b2 =
+        main.produce(bp, vec![signed_on("main", alice, 1, alice.address(), 0, 1, record)], 3_000).unwrap();
+    main.finalize(2, b2.block.hash()).unwrap();
+    let branch = open_feature(dir, g, &main, branch_bp, 1);
+    (main, branch, contract)
+}
+
+/// A resolver that raises refuses the merge with its error; nothing changes but the fee.
+#[test]
+fn a_resolver_that_raises_refuses_the_merge_and_changes_nothing_but_the_fee() {
+    use aergo_primitives::types::MergeStrategy;
+    use aergo_primitives::value::Value;
+    let script = format!(
+        "{MERGEABLE}
+CREATE FUNCTION on_merge_notes(b_id INTEGER, b_body TEXT, o_id INTEGER, o_body TEXT, t_id INTEGER,
+                               t_body TEXT) RETURNS TABLE (id INTEGER, body TEXT) AS $$
+BEGIN
+  RAISE EXCEPTION 'notes % and % do not merge', o_body, t_body;
+END $$;"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let k = |s: &str| Keypair::from_seed(s);
+    let (bp, alice, branch_bp) = (k("bp"), k("alice"), k("branch-bp"));
+    let mut g = genesis(&bp, &alice);
+    g.balances[0].amount = 1_000_000_000_000;
+    let (mut main, mut branch, notes) =
+        contract_and_feature(dir.path(), &g, [&bp, &alice, &branch_bp], &script);
+    let note = |on: &str, nonce: u64, body: &str| {
+        let args = vec![Value::Int(1), Value::Text(body.into())];
+        signed_on(
+            on,
+            &alice,
+            nonce,
+            notes,
+            0,
+            1_000_000,
+            Payload::Call { contract: notes, function: "note".into(), args },
+        )
+    };
+    let f = branch.produce(&branch_bp, vec![note("feature", 1, "theirs")], 4_000).unwrap();
+    assert!(f.receipts[0].status.is_success(), "{:?}", f.receipts[0]);
+    main.produce(&bp, vec![note("main", 2, "ours")], 5_000).unwrap();
+    read_merges_from(&mut main, &branch, 2);
+    let before = main.store().account(&alice.address()).unwrap();
+    let refused = main
+        .produce(&bp, vec![merge_signed(&alice, 3, MergeStrategy::ThreeWay, 2, f.block.hash())], 6_000)
+        .unwrap();
+    let ReceiptStatus::Failed(why) = &refused.receipts[0].status else { panic!("{:?}", refused.receipts[0]) };
+    assert!(
+        why.contains("on_merge_notes for") && why.contains("notes ours and theirs do not merge"),
+        "{why}"
+    );
+    assert_eq!(rows_of(&main, &notes, "SELECT body FROM notes WHERE id = 1"), [["\"ours\""]]);
+    let after = main.store().account(&alice.address()).unwrap();
+    let fee = refused.receipts[0].fee;
+    assert_eq!((after.balance, after.nonce), (before.balance - fee, before.nonce + 1));
+}
+
 fn three_way_of_random_changes(ours: &[RandomChange], theirs: &[RandomChange]) {
     use aergo_primitives::types::MergeStrategy;
     let dir = tempfile::tempdir().unwrap();
@@ -1348,22 +1410,8 @@ fn three_way_of_random_changes(ours: &[RandomChange], theirs: &[RandomChange]) {
     let mut g = genesis(&bp, &alice);
     g.balances[0].amount = 1_000_000_000_000;
     g.balances.extend(payers.iter().map(|p| GenesisBalance { address: p.address(), amount: 100_000 }));
-    let (mut main, _) = Chain::open(&dir.path().join("main"), &g, LogOptions::default()).unwrap();
-    let token = aergo_primitives::types::contract_address(&alice.address(), 0);
-    let deploy =
-        signed_on("main", &alice, 0, token, 0, 10_000_000, Payload::Deploy { sql: MERGEABLE.into() });
-    let record = Payload::CreateBranch {
-        name: "feature".into(),
-        base_height: 1,
-        producers: vec![branch_bp.public()],
-        mergers: vec![],
-    };
-    let b1 = main.produce(&bp, vec![deploy], 2_000).unwrap();
-    assert!(b1.receipts[0].status.is_success());
-    let b2 =
-        main.produce(&bp, vec![signed_on("main", &alice, 1, alice.address(), 0, 1, record)], 3_000).unwrap();
-    main.finalize(2, b2.block.hash()).unwrap();
-    let mut branch = open_feature(dir.path(), &g, &main, &branch_bp, 1);
+    let (mut main, mut branch, token) =
+        contract_and_feature(dir.path(), &g, [&bp, &alice, &branch_bp], MERGEABLE);
     // Each side's changes, signed with that side's nonces (alice's nonce on main is 2 after the
     // record; on the branch, 1).
     let side = |on: &str, changes: &[RandomChange], alice_nonce: u64| -> Vec<Transaction> {
@@ -1424,15 +1472,7 @@ fn three_way_of_random_changes(ours: &[RandomChange], theirs: &[RandomChange]) {
     let sides: Vec<(i64, i64)> =
         token_holders.iter().map(|h| (tokens(&main, h), tokens(&branch, h))).collect();
 
-    let source = || TestSource { store: branch.store(), reader: branch.log_reader(), lib: 1, lie: false };
-    main.set_merge_sources(Arc::new(source()));
-    let merge = Payload::Merge {
-        source: "feature".into(),
-        strategy: MergeStrategy::ThreeWay,
-        upto: 2,
-        upto_hash: f.block.hash(),
-    };
-    let merge = signed_on("main", &alice, alice_nonce, alice.address(), 0, 5_000_000, merge);
+    let merge = merge_signed(&alice, alice_nonce, MergeStrategy::ThreeWay, 2, f.block.hash());
     // The branch's block 2 is its first own block: final for the source.
     let source = || TestSource { store: branch.store(), reader: branch.log_reader(), lib: 2, lie: false };
     main.set_merge_sources(Arc::new(source()));

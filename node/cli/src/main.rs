@@ -510,6 +510,11 @@ async fn submit(
         v["contract"] = serde_json::json!(a);
         text = format!("tx {}\ncontract {a}\npool position {}", sent.hash, sent.pool_seq);
     }
+    // A node that does not produce the chain forwarded it: the producer's answer.
+    if let Some(peer) = &sent.answered_by {
+        v["answered_by"] = serde_json::json!(peer);
+        text.push_str(&format!(" (answered by producer {peer})"));
+    }
     if !tx.wait {
         return print(json, &v, |_| text);
     }

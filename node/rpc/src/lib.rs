@@ -295,14 +295,16 @@ impl RpcHandler {
         Ok((tx, bytes.len()))
     }
 
-    /// On a node that is no producer: hands the transaction to the producers of the current and the
-    /// next slot among the connected peers, and answers with the first one's answer (their pool
-    /// position and speculative result). `None` when no such producer is connected.
-    async fn forward(&self, tx: &Transaction) -> Option<Result<SendTxResult, AdmitError>> {
+    /// On a node that does not produce the chain `view` is of (`main`, or a held branch): hands
+    /// the transaction to the producers of the current and the next slot among the connected
+    /// peers (known by the producer key their status names: a node's branch producer key is its
+    /// producer key), and answers with the first one's answer (their pool position and
+    /// speculative result). `None` when no such producer is connected or none answered.
+    async fn forward(&self, tx: &Transaction, view: &ChainView) -> Option<Result<SendTxResult, AdmitError>> {
         let net = self.net.get()?;
         let commands = self.net_commands.as_ref()?;
-        let schedule = &self.view.schedule;
-        let height = self.view.head().height + 1;
+        let schedule = &view.schedule;
+        let height = view.head().height + 1;
         let slot = schedule.slot_at(aergo_primitives::clock::now_ms());
         let mut keys: Vec<String> = Vec::new();
         for s in [slot, slot + 1] {
@@ -330,7 +332,11 @@ impl RpcHandler {
         let mut answers = Vec::new();
         for peer in peers {
             let (reply, answer) = tokio::sync::oneshot::channel();
-            if commands.send(NetCommand::Forward { peer, tx: bytes.clone(), reply }).await.is_ok() {
+            let mut command = NetCommand::Forward { peer, tx: bytes.clone(), reply };
+            if view.branch != MAIN_BRANCH {
+                command = NetCommand::OnBranch { branch: view.branch.clone(), command: Box::new(command) };
+            }
+            if commands.send(command).await.is_ok() {
                 answers.push(answer);
             }
         }
@@ -345,15 +351,14 @@ impl RpcHandler {
         refused.map(|reason| Err(AdmitError::RefusedByProducer(reason)))
     }
 
-    /// The pool a transaction goes to: `main`'s, or that of the branch it names when this node
-    /// holds the branch (admitted there and gossiped on the branch's topic to its producers).
-    fn pool_for(&self, tx: &Transaction) -> Result<Option<Arc<PoolHandle>>, AdmitError> {
+    /// The branch a transaction goes to when it is not `main`'s: one this node holds (else
+    /// refused: it can run nowhere else).
+    fn branch_for(&self, tx: &Transaction) -> Result<Option<Arc<BranchHandle>>, AdmitError> {
         let branch = &tx.body.branch;
         if branch == MAIN_BRANCH {
             return Ok(None);
         }
-        let held = self.held(branch).map_err(AdmitError::BranchNotHeld)?;
-        Ok(Some(held.pool.clone()))
+        self.held(branch).map(Some).map_err(AdmitError::BranchNotHeld)
     }
 
     fn branch_view(&self, r: aergo_exec::branches::BranchRecord) -> RpcResult<BranchView> {
@@ -397,16 +402,23 @@ impl RpcHandler {
 
     async fn admit(&self, hex_tx: &str) -> Result<SendTxResult, AdmitError> {
         let (tx, bytes) = self.decode(hex_tx)?;
-        if let Some(pool) = self.pool_for(&tx)? {
+        // A branch's transaction: forwarded to its producers by a node that does not produce it,
+        // else (or when none answers) admitted to the branch's pool and gossiped on its topic.
+        if let Some(held) = self.branch_for(&tx)? {
+            if !held.producing {
+                if let Some(answer) = self.forward(&tx, &held.view).await {
+                    return answer;
+                }
+            }
             let encoded = self.net_commands.as_ref().map(|_| tx.encode());
-            let admitted = pool.admission.submit(tx, bytes).await?;
+            let admitted = held.pool.admission.submit(tx, bytes).await?;
             if let Some(encoded) = encoded {
-                pool.gossip_tx(encoded);
+                held.pool.gossip_tx(encoded);
             }
             return Ok(admitted.into());
         }
         if self.facts.producer.is_none() {
-            if let Some(answer) = self.forward(&tx).await {
+            if let Some(answer) = self.forward(&tx, &self.view).await {
                 return answer;
             }
         }
@@ -570,12 +582,19 @@ impl AergoApiServer for RpcHandler {
             Vec::with_capacity(txs.len());
         let mut decoded = Vec::with_capacity(txs.len());
         for hex_tx in &txs {
-            match self.decode(hex_tx).and_then(|d| self.pool_for(&d.0).map(|pool| (d, pool))) {
+            match self.decode(hex_tx).and_then(|d| self.branch_for(&d.0).map(|held| (d, held))) {
                 Ok((d, None)) => {
                     slots.push(Ok(decoded.len()));
                     decoded.push(d);
                 }
-                Ok(((tx, bytes), Some(pool))) => slots.push(Err(pool.admission.submit(tx, bytes).await)),
+                Ok(((tx, bytes), Some(held))) => {
+                    let encoded = self.net_commands.as_ref().map(|_| tx.encode());
+                    let answer = held.pool.admission.submit(tx, bytes).await;
+                    if let (Ok(_), Some(encoded)) = (&answer, encoded) {
+                        held.pool.gossip_tx(encoded);
+                    }
+                    slots.push(Err(answer));
+                }
                 Err(e) => slots.push(Err(Err(e))),
             }
         }

@@ -270,6 +270,9 @@ pub struct StateStore {
     recent: RecentValues,
     /// For a branch's store: the store it was branched from, and the base height.
     parent: Option<Parent>,
+    /// Whether blocks record their changed keys (always, but in `aergo-bench branch`'s
+    /// comparison: [`StateStore::set_change_index`]).
+    change_index: std::sync::atomic::AtomicBool,
 }
 
 struct Parent {
@@ -464,7 +467,12 @@ impl StateStore {
         let cfs = CFS.into_iter().map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
         let db = DB::open_cf_descriptors(&opts, path, cfs)
             .map_err(|source| StateError::Open { path: path.display().to_string(), source })?;
-        let store = StateStore { db, recent: RecentValues::new(options.cache_bytes), parent: None };
+        let store = StateStore {
+            db,
+            recent: RecentValues::new(options.cache_bytes),
+            parent: None,
+            change_index: std::sync::atomic::AtomicBool::new(true),
+        };
         store.upgrade(path)?;
         let meta_cf = store.cf(CF_META)?;
         if store.db.get_cf(meta_cf, KEY_CHANGED_FROM)?.is_none() {
@@ -772,7 +780,19 @@ impl StateStore {
         let set = changes.iter().map(|(k, v)| (KeyHash::with::<Blake3>(k), v.clone()));
         let (root, batch) = tree.put_value_set(set, height).map_err(|e| StateError::Tree(e.to_string()))?;
         let ordered = changes.with_prefix(SQL_PREFIX).map(|(k, v)| (k.clone(), v.clone())).collect();
-        Ok(PreparedState { height, root: Hash(root.0), batch, ordered, changed: changed_record(changes) })
+        let changed = match self.change_index.load(std::sync::atomic::Ordering::Relaxed) {
+            true => changed_record(changes),
+            false => Vec::new(),
+        };
+        Ok(PreparedState { height, root: Hash(root.0), batch, ordered, changed })
+    }
+
+    /// Turns the change index off or on, for `aergo-bench branch` to measure what it costs a
+    /// block. With it off, blocks record no changed keys: `aergo diff` and three-way merges over
+    /// them would be wrong, so nothing but the benchmark may call this.
+    #[cfg(feature = "bench-support")]
+    pub fn set_change_index(&self, on: bool) {
+        self.change_index.store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The first height the change index of this store (not its parent's) holds.
@@ -1185,7 +1205,10 @@ impl StateStore {
             ordered_undo.push(k);
         }
         self.put_block_index(&mut wb, block, pos, receipts)?;
-        wb.put_cf(self.cf(CF_CHANGED)?, height.to_be_bytes(), &prepared.changed);
+        // Empty only with the change index off (a block without changes records a count of 0).
+        if !prepared.changed.is_empty() {
+            wb.put_cf(self.cf(CF_CHANGED)?, height.to_be_bytes(), &prepared.changed);
+        }
         undo.txs.extend(block.transactions.iter().map(|tx| tx.hash()));
         if height > self.finalized()?.map_or(0, |(h, _)| h) {
             wb.put_cf(self.cf(CF_UNDO)?, height.to_be_bytes(), aergo_primitives::types::to_vec_exact(&undo));
