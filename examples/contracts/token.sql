@@ -5,6 +5,9 @@ CREATE TABLE balances (
 );
 CREATE INDEX balances_by_amount ON balances (amount);
 
+-- Every transfer says so (docs/dapps.md): wallets and indexers follow the token by its events.
+CREATE EVENT transfer (sender TEXT, recipient TEXT, amount INTEGER);
+
 INSERT INTO balances VALUES (sender(), 1000000);
 
 CREATE FUNCTION transfer(recipient TEXT, n INTEGER) RETURNS VOID AS $$
@@ -16,6 +19,7 @@ BEGIN
   END IF;
   INSERT INTO balances VALUES (recipient, n)
     ON CONFLICT (owner) DO UPDATE SET amount = balances.amount + excluded.amount;
+  EMIT transfer(sender(), recipient, n);
 END $$;
 
 CREATE FUNCTION balance_of(who TEXT) RETURNS INTEGER AS $$

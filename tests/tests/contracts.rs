@@ -61,6 +61,24 @@ fn token_contract_through_the_node_and_cli() -> anyhow::Result<()> {
     let (code, r) = dev.call(&token, "transfer", &[bob, "250"])?;
     assert_eq!((code, r["status"].as_str()), (0, Some("success")), "{r}");
     let after_first = r["block_height"].as_u64().unwrap_or(0);
+    // The transfer's event, with its arguments named as the contract declares them
+    // (`docs/dapps.md`): the first event of its block.
+    assert_eq!(
+        r["events"],
+        json!([{"index": 0, "contract": token, "name": "transfer",
+                "args": {"sender": me, "recipient": bob, "amount": 250}}]),
+        "{r}"
+    );
+    let text = Command::new(binary("aergo"))
+        .args(["--rpc", &dev.node.rpc, "receipt", r["tx_hash"].as_str().unwrap_or_default()])
+        .output()?;
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains(&format!(
+            "event transfer(amount: 250, recipient: \"{bob}\", sender: \"{me}\") of {token} #0"
+        )),
+        "{text}"
+    );
     let (code, r) = dev.call(&token, "transfer", &[bob, "50"])?;
     assert_eq!(code, 0, "{r}");
     // A failing call: exit status 2, the error in the receipt, the gas paid, no rows changed.
@@ -68,6 +86,7 @@ fn token_contract_through_the_node_and_cli() -> anyhow::Result<()> {
     assert_eq!(code, 2, "{r}");
     assert_eq!(r["error"], "amount must be positive, not 0");
     assert!(r["fee"].as_str().unwrap_or("0") != "0", "{r}");
+    assert_eq!(r["events"], Value::Null, "it failed before emitting: {r}");
     let (code, r) = dev.call(&token, "transfer", &[bob, "5000000"])?;
     assert_eq!(code, 2);
     assert!(r["error"].as_str().unwrap_or_default().contains("CHECK"), "{r}");
@@ -101,6 +120,10 @@ fn token_contract_through_the_node_and_cli() -> anyhow::Result<()> {
         .unwrap_or_default();
     assert_eq!(transfer["writes"], json!(["balances[owner = sender()], balances[owner = recipient]"]), "{c}");
     assert!(c["script"].as_str().unwrap_or_default().contains("CREATE TABLE balances"));
+    assert_eq!(
+        c["events"],
+        json!([{"name": "transfer", "params": ["sender TEXT", "recipient TEXT", "amount INTEGER"]}])
+    );
     // Text output is a table.
     let out = Command::new(binary("aergo")).args(["--rpc", &dev.node.rpc, "query", &token, &sql]).output()?;
     let text = String::from_utf8_lossy(&out.stdout);

@@ -191,6 +191,29 @@ pub struct ReceiptView {
     /// For a transaction of another branch that a merge replayed here: the merge transaction.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub merged_by: Option<Hash>,
+    /// The events a contract call emitted (`docs/dapps.md`); those of a failed call are
+    /// `reverted`.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub events: Vec<EventView>,
+}
+
+/// An event of a receipt: where it is among the block's events (reverted ones are not counted:
+/// theirs is `null`), the contract, the declared name, and the arguments by their declared names.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EventView {
+    pub index: Option<u32>,
+    pub contract: Address,
+    pub name: String,
+    pub args: serde_json::Map<String, serde_json::Value>,
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub reverted: bool,
+}
+
+/// A declared event of a contract: `name`, `params` as `name TYPE`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ContractEventView {
+    pub name: String,
+    pub params: Vec<String>,
 }
 
 /// Rows from a contract: `{"columns": [...], "rows": [[...]]}`; values as in [`aergo_primitives::value::json`].
@@ -209,6 +232,9 @@ pub struct ContractView {
     pub code_hash: Hash,
     pub tables: Vec<ContractTableView>,
     pub functions: Vec<ContractFunctionView>,
+    /// The events it declares (`CREATE EVENT`): part of its interface.
+    #[serde(default)]
+    pub events: Vec<ContractEventView>,
     pub script: String,
 }
 

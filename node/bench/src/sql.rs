@@ -245,6 +245,10 @@ impl Host for FrozenHost {
         Err(aergo_sql::SqlError::Runtime("read-only snapshot".into()))
     }
 
+    fn emit(&mut self, _: &str, _: Vec<aergo_sql::Value>) -> Result<(), aergo_sql::SqlError> {
+        Err(aergo_sql::SqlError::Runtime("read-only snapshot".into()))
+    }
+
     /// Read-only: nothing to take back.
     fn savepoint(&mut self) -> bool {
         true

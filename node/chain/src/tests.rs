@@ -806,7 +806,9 @@ fn contracts_deploy_call_revert_query_old_heights_roll_back_and_replay() {
         )
         .unwrap();
     assert_eq!(b2.block.transactions.len(), 2);
-    assert_eq!(b2.receipts[0].status, ReceiptStatus::Success);
+    // The transfer succeeded and said so (the token emits `transfer`).
+    assert!(b2.receipts[0].status.is_success(), "{:?}", b2.receipts[0]);
+    assert_eq!(b2.receipts[0].status.events().len(), 1);
     let ReceiptStatus::Failed(why) = &b2.receipts[1].status else { panic!("{:?}", b2.receipts[1]) };
     assert!(why.contains("CHECK"), "{why}");
     assert!(b2.receipts[1].fee > 0, "a failed call pays for its gas");
@@ -835,7 +837,7 @@ fn contracts_deploy_call_revert_query_old_heights_roll_back_and_replay() {
     chain.rollback_to(1).unwrap();
     assert_eq!(balance_at(&store, &addr, &bob, 1), Value::Null);
     let c2 = chain.produce(&bp, vec![token_call(&alice, 1, addr, &bob, 5)], 4_000).unwrap();
-    assert_eq!(c2.receipts[0].status, ReceiptStatus::Success);
+    assert!(c2.receipts[0].status.is_success(), "{:?}", c2.receipts[0]);
     assert_eq!(balance_at(&store, &addr, &bob, 2), Value::Int(5));
     drop((chain, store));
     let (chain, _) = Chain::open(dir.path(), &g, LogOptions::default()).unwrap();
@@ -1143,7 +1145,7 @@ fn a_snapshot_starts_a_node_at_a_final_height_and_damage_is_refused() {
             token_call(&alice, 2 * i, addr, &friend, i as i64),
         ];
         let b = chain.produce(&bp, txs, 2_000 + i * 1_000).unwrap();
-        assert!(b.receipts.iter().all(|r| r.status == ReceiptStatus::Success), "{:?}", b.receipts);
+        assert!(b.receipts.iter().all(|r| r.status.is_success()), "{:?}", b.receipts);
         blocks.push(b.block);
     }
     let final_height = 25;
@@ -1512,4 +1514,57 @@ fn three_way_of_random_changes(ours: &[RandomChange], theirs: &[RandomChange]) {
         }
         assert_eq!(follower.head().state_root, main.head().state_root, "{threads} threads");
     }
+}
+
+/// Contract events in receipts (`docs/dapps.md`): a successful call's receipt carries its
+/// events; a failed call's carries those it emitted before failing, reverted, and changes no
+/// row; the receipts root covers them (a follower recomputing the block agrees); a receipt
+/// without events keeps the bytes it always had.
+#[test]
+fn receipts_carry_a_calls_events_and_a_failed_calls_reverted_ones() {
+    use aergo_primitives::types::{Event, Receipt};
+    use aergo_sql::Value;
+    let dir = tempfile::tempdir().unwrap();
+    let (bp, alice) = (Keypair::from_seed("bp"), Keypair::from_seed("alice"));
+    let g = genesis(&bp, &alice);
+    let (mut chain, _) = Chain::open(&dir.path().join("a"), &g, LogOptions::default()).unwrap();
+    let script = "CREATE TABLE t (k INTEGER PRIMARY KEY);
+CREATE EVENT hit (who TEXT, n INTEGER);
+CREATE FUNCTION f(n INTEGER) RETURNS VOID AS $$
+BEGIN
+  EMIT hit(sender(), n);
+  IF n > 5 THEN RAISE EXCEPTION 'too big: %', n; END IF;
+  INSERT INTO t VALUES (n);
+END $$;";
+    let contract = aergo_primitives::types::contract_address(&alice.address(), 0);
+    let deploy = contract_tx(&alice, 0, 1_000_000, 0, Payload::Deploy { sql: script.into() });
+    let call = |nonce, n| {
+        let payload = Payload::Call { contract, function: "f".into(), args: vec![Value::Int(n)] };
+        contract_tx(&alice, nonce, 100_000, 0, payload)
+    };
+    let b1 = chain.produce(&bp, vec![deploy], 2_000).unwrap();
+    assert!(b1.receipts[0].status.is_success() && b1.receipts[0].status.events().is_empty());
+    let b2 = chain.produce(&bp, vec![call(1, 3), call(2, 9)], 3_000).unwrap();
+    let hit = |n| Event {
+        contract,
+        name: "hit".into(),
+        args: vec![Value::Text(alice.address().to_string()), Value::Int(n)],
+    };
+    assert_eq!(b2.receipts[0].status, ReceiptStatus::Emitted { result: None, events: vec![hit(3)] });
+    assert_eq!(
+        b2.receipts[1].status,
+        ReceiptStatus::Reverted { error: "too big: 9".into(), events: vec![hit(9)] }
+    );
+    assert!(!b2.receipts[1].status.is_success() && b2.receipts[1].fee > 0);
+    assert_eq!(rows_of(&chain, &contract, "SELECT k FROM t"), [["3"]], "the failed call wrote nothing");
+    let stored = chain.store().tx_location(&b2.receipts[1].tx_hash).unwrap().unwrap();
+    assert_eq!(stored.receipt, b2.receipts[1]);
+    let (mut follower, _) = Chain::open(&dir.path().join("b"), &g, LogOptions::default()).unwrap();
+    for b in [&b1, &b2] {
+        follower.import((*b.block).clone()).unwrap();
+    }
+    assert_eq!(follower.head().state_root, chain.head().state_root);
+    let plain = Receipt { tx_hash: Hash([1; 32]), status: ReceiptStatus::Success, fee: 5 };
+    let same = Receipt { status: ReceiptStatus::Success.with_events(Vec::new()), ..plain.clone() };
+    assert_eq!(aergo_primitives::types::to_vec_exact(&same), aergo_primitives::types::to_vec_exact(&plain));
 }

@@ -953,7 +953,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Receipt { hash } => {
             match client(&cli.rpc)?.get_receipt(hash.clone(), branch_param(&cli.branch)).await? {
                 Some(r) => print(json, &r, |r| {
-                    format!(
+                    let mut text = format!(
                         "tx {}\n  {}{}\n  block {} ({}) index {}\n  fee {}",
                         r.tx_hash,
                         r.status,
@@ -962,7 +962,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         r.block_hash,
                         r.index,
                         r.fee
-                    )
+                    );
+                    for e in &r.events {
+                        text.push_str(&format!("\n  {}", event_line(e)));
+                    }
+                    text
                 })?,
                 None => bail!("no receipt for {hash} (unknown, or still in the pool)"),
             }
@@ -1062,4 +1066,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// An event as the CLI prints it: `event transfer(sender: "a", amount: 5) of CONTRACT #3`.
+fn event_line(e: &aergo_api::EventView) -> String {
+    let args: Vec<String> = e.args.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+    let place = match (e.reverted, e.index) {
+        (true, _) => " (reverted)".to_string(),
+        (false, Some(i)) => format!(" #{i}"),
+        (false, None) => String::new(),
+    };
+    format!("event {}({}) of {}{place}", e.name, args.join(", "), e.contract)
 }

@@ -11,7 +11,9 @@
 //! not the contract's: it aborts the block like any other state error.
 
 use super::{Accounts, BlockContext, ExecError};
-use aergo_primitives::types::{Account, Address, Amount, CallResult, Payload, ReceiptStatus, Transaction};
+use aergo_primitives::types::{
+    Account, Address, Amount, CallResult, Event, Payload, ReceiptStatus, Transaction,
+};
 use aergo_sql::gas::{self, Gas};
 use aergo_sql::interp::Entries;
 use aergo_sql::store::{code_key, contract_address, merge};
@@ -36,15 +38,26 @@ struct ContractHost<'a, A: Accounts> {
     accounts: HashMap<Address, Account>,
     /// A state failure met during the call (reported as such, never as the contract's error).
     fault: Option<ExecError>,
-    /// Under a savepoint: the writes and accounts before it (a call's are a handful).
-    saved: Option<(aergo_sql::store::Writes, HashMap<Address, Account>)>,
+    /// The events the call emitted, in order.
+    events: Vec<Event>,
+    /// Under a savepoint: the writes and accounts before it (a call's are a handful), and the
+    /// number of events.
+    saved: Option<(aergo_sql::store::Writes, HashMap<Address, Account>, usize)>,
 }
 
 impl<'a, A: Accounts> ContractHost<'a, A> {
     fn new(acc: &'a mut A, contract: Address, sender: Address, sender_account: Account) -> Self {
         let mut accounts = HashMap::new();
         accounts.insert(sender, sender_account);
-        ContractHost { acc, contract, writes: BTreeMap::new(), accounts, fault: None, saved: None }
+        ContractHost {
+            acc,
+            contract,
+            writes: BTreeMap::new(),
+            accounts,
+            fault: None,
+            events: Vec::new(),
+            saved: None,
+        }
     }
 
     fn fail(&mut self, e: ExecError) -> SqlError {
@@ -137,18 +150,24 @@ impl<A: Accounts> Host for ContractHost<'_, A> {
         self.move_native(self.contract, to, amount, "transfer_native")
     }
 
+    fn emit(&mut self, name: &str, args: Vec<Value>) -> Result<(), SqlError> {
+        self.events.push(Event { contract: self.contract, name: name.to_string(), args });
+        Ok(())
+    }
+
     fn savepoint(&mut self) -> bool {
         if self.saved.is_some() {
             return false;
         }
-        self.saved = Some((self.writes.clone(), self.accounts.clone()));
+        self.saved = Some((self.writes.clone(), self.accounts.clone(), self.events.len()));
         true
     }
 
     fn rollback(&mut self) {
-        if let Some((writes, accounts)) = self.saved.take() {
+        if let Some((writes, accounts, events)) = self.saved.take() {
             self.writes = writes;
             self.accounts = accounts;
+            self.events.truncate(events);
         }
     }
 
@@ -242,6 +261,8 @@ pub fn apply<A: Accounts>(
     if let Some(fault) = host.fault.take() {
         return Err(fault);
     }
+    // A successful call's events go with its receipt; a failed call's too, marked reverted.
+    let events = std::mem::take(&mut host.events);
     match outcome {
         Ok(result) => {
             let (s, accounts) = host.commit(&from)?;
@@ -257,9 +278,12 @@ pub fn apply<A: Accounts>(
                 }
                 _ => ReceiptStatus::Success,
             };
-            Ok(Applied { status, gas_used: gas.used, accounts })
+            Ok(Applied { status: status.with_events(events), gas_used: gas.used, accounts })
         }
-        Err(e) => Ok(failed(&gas, e.to_string())),
+        Err(e) => {
+            let applied = failed(&gas, e.to_string());
+            Ok(Applied { status: applied.status.with_events(events), ..applied })
+        }
     }
 }
 

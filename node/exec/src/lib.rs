@@ -431,10 +431,10 @@ pub fn apply_tx<A: Accounts>(
         }
     };
     if ctx.replay {
-        if let ReceiptStatus::Failed(why) = &status {
+        if let Some(why) = status.error() {
             // Nothing of it was written yet: the accounts and rows of a failed transaction are
             // never set, and the sender's fee and nonce are set just below.
-            return Ok(TxOutcome::Invalid(why.clone()));
+            return Ok(TxOutcome::Invalid(why.to_string()));
         }
     }
     acc.set(from, sender)?;

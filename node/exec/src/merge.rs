@@ -333,6 +333,10 @@ impl<V: StateView> Host for MergeHost<'_, V> {
         Err(SqlError::Runtime("a merge resolver cannot move coins".into()))
     }
 
+    fn emit(&mut self, _name: &str, _args: Vec<Value>) -> Result<(), SqlError> {
+        Err(SqlError::Runtime("a merge resolver cannot emit events".into()))
+    }
+
     fn savepoint(&mut self) -> bool {
         true
     }

@@ -33,6 +33,10 @@ impl Host for StoreHost<'_> {
         Err(SqlError::Runtime("a query cannot move coins".into()))
     }
 
+    fn emit(&mut self, _name: &str, _args: Vec<Value>) -> Result<(), SqlError> {
+        Err(SqlError::Runtime("a query cannot emit events".into()))
+    }
+
     /// Nothing to take back: the state is read-only.
     fn savepoint(&mut self) -> bool {
         true

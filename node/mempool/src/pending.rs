@@ -73,8 +73,12 @@ impl PendingState {
         let mut v = View { pending: self, view };
         match apply_tx(tx, ctx, &mut v) {
             Ok(TxOutcome::Applied { receipt, .. }) => match receipt.status {
-                ReceiptStatus::Success | ReceiptStatus::Returned(_) => Speculative::Success,
-                ReceiptStatus::Failed(reason) => Speculative::Failed(reason),
+                ReceiptStatus::Success | ReceiptStatus::Returned(_) | ReceiptStatus::Emitted { .. } => {
+                    Speculative::Success
+                }
+                ReceiptStatus::Failed(reason) | ReceiptStatus::Reverted { error: reason, .. } => {
+                    Speculative::Failed(reason)
+                }
             },
             Ok(TxOutcome::Invalid(reason)) => Speculative::Queued(reason),
             Err(e) => Speculative::Queued(format!("state read failed: {e}")),

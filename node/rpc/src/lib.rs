@@ -15,9 +15,7 @@ use aergo_chain::view::{BranchHandle, Branches, ChainView, NodeFacts, PoolHandle
 use aergo_config::RpcConfig;
 use aergo_mempool::AdmitError;
 use aergo_net::NetCommand;
-use aergo_primitives::types::{
-    Address, Block, Hash, Payload, ReceiptStatus, Transaction, MAIN_BRANCH, MAX_TX_BYTES,
-};
+use aergo_primitives::types::{Address, Block, Hash, Payload, Transaction, MAIN_BRANCH, MAX_TX_BYTES};
 use jsonrpsee::core::{async_trait, SubscriptionResult};
 use jsonrpsee::server::{BatchRequestConfig, Server, ServerConfig, ServerHandle};
 use jsonrpsee::types::ErrorObjectOwned;
@@ -351,6 +349,58 @@ impl RpcHandler {
         refused.map(|reason| Err(AdmitError::RefusedByProducer(reason)))
     }
 
+    /// A receipt's events with their arguments named by the contract's declaration, and each
+    /// one's place among its block's events (counting the successful calls' events of the
+    /// transactions before it).
+    fn event_views(
+        &self,
+        view: &ChainView,
+        loc: &aergo_storage::state::TxLocation,
+    ) -> Result<Vec<aergo_api::EventView>, String> {
+        let events = loc.receipt.status.events();
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let reverted = !loc.receipt.status.is_success();
+        let mut first = 0u32;
+        if !reverted {
+            let block = view.read_block(loc.height).map_err(|e| e.to_string())?;
+            for tx in block.iter().flat_map(|b| b.transactions.iter().take(loc.index as usize)) {
+                if let Some(l) = view.store.tx_location(&tx.hash()).map_err(|e| e.to_string())? {
+                    if l.receipt.status.is_success() {
+                        first += l.receipt.status.events().len() as u32;
+                    }
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(events.len());
+        for (i, e) in events.iter().enumerate() {
+            let declared = aergo_exec::query::load(&view.store, &e.contract, loc.height)
+                .ok()
+                .and_then(|(_, c)| c.interpreted.events.iter().find(|d| d.name == e.name).cloned());
+            let args = e
+                .args
+                .iter()
+                .enumerate()
+                .map(|(j, v)| {
+                    let name = declared
+                        .as_ref()
+                        .and_then(|d| d.params.get(j))
+                        .map_or_else(|| format!("arg{j}"), |(n, _)| n.clone());
+                    (name, aergo_sql::json::to_json(v))
+                })
+                .collect();
+            out.push(aergo_api::EventView {
+                index: (!reverted).then_some(first + i as u32),
+                contract: e.contract,
+                name: e.name.clone(),
+                args,
+                reverted,
+            });
+        }
+        Ok(out)
+    }
+
     /// The branch a transaction goes to when it is not `main`'s: one this node holds (else
     /// refused: it can run nowhere else).
     fn branch_for(&self, tx: &Transaction) -> Result<Option<Arc<BranchHandle>>, AdmitError> {
@@ -645,21 +695,19 @@ impl AergoApiServer for RpcHandler {
         let hash = parse_hash(&hash)?;
         let view = self.on(branch.as_deref())?.view;
         let Some(loc) = view.store.tx_location(&hash).map_err(internal)? else { return Ok(None) };
-        let (status, error, result) = match loc.receipt.status {
-            ReceiptStatus::Success => ("success", None, None),
-            ReceiptStatus::Failed(reason) => ("failed", Some(reason), None),
-            ReceiptStatus::Returned(r) => ("success", None, Some(query_view(r.columns, &r.rows))),
-        };
+        let status = &loc.receipt.status;
+        let events = self.event_views(&view, &loc).map_err(internal)?;
         Ok(Some(ReceiptView {
             tx_hash: hash,
-            status: status.to_string(),
+            status: if status.is_success() { "success" } else { "failed" }.to_string(),
             block_height: loc.height,
             block_hash: loc.block_hash,
             index: loc.index,
             fee: loc.receipt.fee,
-            error,
-            result,
+            error: status.error().map(str::to_string),
+            result: status.result().map(|r| query_view(r.columns.clone(), &r.rows)),
             merged_by: loc.merged_by,
+            events,
         }))
     }
 
@@ -737,8 +785,16 @@ impl AergoApiServer for RpcHandler {
                 }
             })
             .collect();
+        let events = c
+            .events
+            .iter()
+            .map(|e| aergo_api::ContractEventView {
+                name: e.name.clone(),
+                params: e.params.iter().map(|(n, t)| format!("{n} {t}")).collect(),
+            })
+            .collect();
         let code_hash = Hash(*blake3::hash(script.as_bytes()).as_bytes());
-        Ok(ContractView { address, height: at, code_hash, tables, functions, script })
+        Ok(ContractView { address, height: at, code_hash, tables, functions, events, script })
     }
 
     async fn query(&self, ext: &jsonrpsee::Extensions, request: QueryRequest) -> RpcResult<QueryView> {

@@ -128,6 +128,7 @@ impl Walker<'_> {
             match s {
                 Stmt::Assign(_, e) | Stmt::Raise(e) | Stmt::Perform(e) => self.expr(e),
                 Stmt::Return(e) => e.iter().for_each(|e| self.expr(e)),
+                Stmt::Emit(_, args) => args.iter().for_each(|e| self.expr(e)),
                 Stmt::If { branches, otherwise } => {
                     for (c, b) in branches {
                         self.expr(c);

@@ -7,7 +7,7 @@ use super::ir::{
     Function, Index, Insert, InsertSource, JoinKind, OnConflict, OrderKey, Returns, Select, SetOp, Source,
     Stmt, Table, Update,
 };
-use super::parse::{compile_error, parse_body, parse_script, FnBody, PlStmt};
+use super::parse::{compile_error, parse_body, parse_script, split_events, FnBody, PlStmt};
 use super::value::{Arith, Decimal, Type, Value, MAX_DECIMAL_PRECISION};
 use super::{Limits, SqlError};
 use sqlparser::ast::{
@@ -129,7 +129,12 @@ pub struct Checker<'l> {
     tables: Vec<Table>,
     indexes: Vec<Index>,
     functions: Vec<Function>,
+    events: Vec<super::ir::EventDecl>,
 }
+
+/// Most events a contract declares, and most arguments per event.
+pub const MAX_EVENTS: usize = 32;
+pub const MAX_EVENT_ARGS: usize = 16;
 
 /// Where an expression sits, which decides what it may use.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -152,7 +157,7 @@ struct ExprCx<'a, 'p> {
 
 impl<'l> Checker<'l> {
     pub fn new(limits: &'l Limits) -> Self {
-        Checker { limits, tables: Vec::new(), indexes: Vec::new(), functions: Vec::new() }
+        Checker { limits, tables: Vec::new(), indexes: Vec::new(), functions: Vec::new(), events: Vec::new() }
     }
 
     /// A checker that knows `contract`'s tables, for ad-hoc queries.
@@ -162,6 +167,7 @@ impl<'l> Checker<'l> {
             tables: contract.tables.clone(),
             indexes: contract.indexes.clone(),
             functions: Vec::new(),
+            events: contract.events.clone(),
         }
     }
 
@@ -193,7 +199,35 @@ impl<'l> Checker<'l> {
                 self.limits.script_bytes
             )));
         }
-        let statements = parse_script(sql)?;
+        let (sql, events) = split_events(sql)?;
+        for e in events {
+            let name = name_of(&e.name);
+            if self.events.iter().any(|d| d.name == name) {
+                return Err(compile_error(e.at, format!("event {name} is declared twice")));
+            }
+            if self.events.len() >= MAX_EVENTS {
+                return Err(SqlError::Limit(format!("more than {MAX_EVENTS} events")));
+            }
+            if e.params.is_empty() || e.params.len() > MAX_EVENT_ARGS {
+                return Err(compile_error(
+                    e.at,
+                    format!("event {name} has {} arguments (1 to {MAX_EVENT_ARGS})", e.params.len()),
+                ));
+            }
+            let mut params: Vec<(String, Type)> = Vec::new();
+            for (n, ty) in &e.params {
+                let pn = name_of(n);
+                if params.iter().any(|(p, _)| *p == pn) {
+                    return Err(compile_error(
+                        iloc(n, e.at),
+                        format!("argument {pn} of event {name} is listed twice"),
+                    ));
+                }
+                params.push((pn, data_type(ty, iloc(n, e.at))?));
+            }
+            self.events.push(super::ir::EventDecl { name, params });
+        }
+        let statements = parse_script(&sql)?;
         let mut constructor = Vec::new();
         let mut functions = Vec::new();
         for (s, at) in &statements {
@@ -228,7 +262,12 @@ impl<'l> Checker<'l> {
             self.functions.push(func);
         }
         Ok(Checked {
-            contract: Contract { tables: self.tables, indexes: self.indexes, functions: self.functions },
+            contract: Contract {
+                tables: self.tables,
+                indexes: self.indexes,
+                functions: self.functions,
+                events: self.events,
+            },
             constructor,
         })
     }
@@ -655,6 +694,41 @@ impl<'l> Checker<'l> {
                         msg = Expr::Concat(Box::new(msg), Box::new(Expr::Const(Value::Text(p.to_string()))));
                     }
                     Stmt::Raise(msg)
+                }
+                PlStmt::Emit { name, args, at } => {
+                    let n = name_of(name);
+                    let Some(id) = self.events.iter().position(|d| d.name == n) else {
+                        return Err(compile_error(
+                            *at,
+                            format!("no event {n:?} is declared (CREATE EVENT {n} (…))"),
+                        ));
+                    };
+                    let decl = &self.events[id];
+                    if args.len() != decl.params.len() {
+                        return Err(compile_error(
+                            *at,
+                            format!(
+                                "event {n} has {} arguments, EMIT gives {}",
+                                decl.params.len(),
+                                args.len()
+                            ),
+                        ));
+                    }
+                    let mut checked = Vec::with_capacity(args.len());
+                    for (a, (pn, ty)) in args.iter().zip(&decl.params) {
+                        let a_at = loc(a, *at);
+                        let e = self.expr(a, &mut cx(), a_at)?;
+                        if let Some(found) = static_type(&e, vars) {
+                            if !converts(found, *ty) {
+                                return Err(compile_error(
+                                    a_at,
+                                    format!("argument {pn} of event {n} is {ty}; this is {found}"),
+                                ));
+                            }
+                        }
+                        checked.push(e);
+                    }
+                    Stmt::Emit(id, checked)
                 }
                 PlStmt::Perform(e) => {
                     let at = loc(e, Location { line: 1, column: 1 });
@@ -1955,4 +2029,62 @@ fn literal(v: &ast::Value, at: Location) -> Result<Value, SqlError> {
         }
         other => return Err(unsupported(at, format!("literal {other}"))),
     })
+}
+
+/// The type an expression has whatever the values, when the checker can tell (`None`: found
+/// at run time).
+fn static_type(e: &Expr, vars: &[(String, Type)]) -> Option<Type> {
+    match e {
+        Expr::Const(v) => match v {
+            Value::Null => None,
+            Value::Int(_) => Some(Type::Int),
+            Value::Text(_) => Some(Type::Text),
+            Value::Bool(_) => Some(Type::Bool),
+            Value::Bytes(_) => Some(Type::Bytes),
+            Value::Dec(d) => Some(Type::Dec(MAX_DECIMAL_PRECISION, d.scale)),
+        },
+        Expr::Var(slot) => vars.get(*slot).map(|(_, t)| *t),
+        Expr::Cast(_, t) => Some(*t),
+        Expr::Concat(..) => Some(Type::Text),
+        Expr::Cmp(..)
+        | Expr::And(..)
+        | Expr::Or(..)
+        | Expr::Not(_)
+        | Expr::IsNull(..)
+        | Expr::InList(..)
+        | Expr::InQuery(..)
+        | Expr::Quantified(..)
+        | Expr::Exists(..) => Some(Type::Bool),
+        Expr::Func(f, _) => match f {
+            Builtin::Sender
+            | Builtin::SelfAddress
+            | Builtin::TxHash
+            | Builtin::Lower
+            | Builtin::Upper
+            | Builtin::Substr
+            | Builtin::Trim
+            | Builtin::Ltrim
+            | Builtin::Rtrim
+            | Builtin::Replace => Some(Type::Text),
+            Builtin::BlockHeight | Builtin::BlockTime | Builtin::Length | Builtin::Instr => Some(Type::Int),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Whether a value of type `from` converts to `to` as an assignment converts it (an INTEGER and
+/// a DECIMAL into each other and a BOOLEAN into an INTEGER may still fail at run time for the
+/// value).
+fn converts(from: Type, to: Type) -> bool {
+    matches!(
+        (from, to),
+        (Type::Int, Type::Int)
+            | (Type::Text, Type::Text)
+            | (Type::Bool, Type::Bool)
+            | (Type::Bytes, Type::Bytes)
+            | (Type::Int | Type::Dec(..), Type::Dec(..))
+            | (Type::Dec(..) | Type::Bool, Type::Int)
+            | (Type::Int, Type::Bool)
+    )
 }

@@ -28,6 +28,12 @@ pub const WRITE_BYTES_PER_GAS: u64 = 8;
 pub const INDEX_WRITE: u64 = 50;
 /// Each row sorted or grouped.
 pub const SORT_ROW: u64 = 2;
+/// Each event emitted, plus [`EVENT_BYTES_PER_GAS`] of its encoded arguments.
+pub const EVENT: u64 = 100;
+pub const EVENT_BYTES_PER_GAS: u64 = 8;
+/// Most events one call emits, and most bytes of one event's encoded arguments.
+pub const MAX_EVENTS_PER_CALL: usize = 64;
+pub const MAX_EVENT_BYTES: usize = 4096;
 
 /// Charges between two looks at the clock of a [`Gas::with_deadline`] budget: a look costs about as
 /// much as a few dozen charges, and no charge point is far from the next one (the JIT's native code

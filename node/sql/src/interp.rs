@@ -98,6 +98,11 @@ pub trait Host {
     /// Moves `amount` of the native coin from the contract's account to `to` (an address).
     fn transfer_native(&mut self, to: &str, amount: u128) -> Result<(), SqlError>;
 
+    /// Records an event the call emitted (`EMIT`): kept in order beside the call's writes, and
+    /// taken back with them by [`Host::rollback`]. A host whose calls may not emit (a merge
+    /// resolver) refuses.
+    fn emit(&mut self, name: &str, args: Vec<Value>) -> Result<(), SqlError>;
+
     /// Starts keeping what [`Host::rollback`] needs to take back every write and native transfer
     /// from here on (one level). A compiled function body runs under a savepoint, so that a call
     /// it hands back to the interpreter starts again from the same state. `false`: this host
@@ -185,6 +190,8 @@ pub struct Engine<'a, H: Host> {
     /// The ordered-scan rules ([`Select::sorted`]); on unless a contract call's block is below
     /// `[consensus] sql_ordered_scans_height`.
     ordered: bool,
+    /// Events emitted so far by this call (at most [`gas::MAX_EVENTS_PER_CALL`]).
+    events: usize,
 }
 
 fn int_value(a: u128) -> Value {
@@ -211,6 +218,7 @@ impl<'a, H: Host> Engine<'a, H> {
             limits: Limits::default(),
             halt: false,
             ordered: true,
+            events: 0,
         }
     }
 
@@ -336,7 +344,7 @@ impl<'a, H: Host> Engine<'a, H> {
         if writes && !self.host.savepoint() {
             return None;
         }
-        let before = self.gas;
+        let (before, events_before) = (self.gas, self.events);
         let mut ints: smallvec::SmallVec<[i64; 16]> = smallvec::SmallVec::with_capacity(vars.len());
         let mut nulls: smallvec::SmallVec<[u8; 16]> = smallvec::SmallVec::with_capacity(vars.len());
         for v in vars {
@@ -379,6 +387,7 @@ impl<'a, H: Host> Engine<'a, H> {
         };
         if result.is_none() {
             self.gas = before;
+            self.events = events_before;
         }
         #[cfg(test)]
         if result.is_some() {
@@ -437,6 +446,35 @@ impl<'a, H: Host> Engine<'a, H> {
             }
         }
         HostStep::Next
+    }
+
+    /// `EMIT`: the arguments, converted to the declared types, go to the host; charged per event
+    /// and per byte of the encoded arguments.
+    fn emit(&mut self, id: usize, args: &[Expr], vars: &[Value]) -> Result<(), SqlError> {
+        let contract = self.contract;
+        let decl = contract.events.get(id).ok_or_else(|| SqlError::Runtime(format!("no event {id}")))?;
+        let mut values = Vec::with_capacity(args.len());
+        for (e, (name, ty)) in args.iter().zip(&decl.params) {
+            let v = self.eval(e, &EMPTY, vars)?;
+            values.push(v.coerce(*ty, &format!("{}.{name}", decl.name))?);
+        }
+        let bytes = aergo_primitives::value::encode_row(&values).len();
+        self.gas.charge(gas::EVENT + (bytes as u64).div_ceil(gas::EVENT_BYTES_PER_GAS))?;
+        if bytes > gas::MAX_EVENT_BYTES {
+            return Err(SqlError::Limit(format!(
+                "event {} has {bytes} bytes of arguments, the limit is {}",
+                decl.name,
+                gas::MAX_EVENT_BYTES
+            )));
+        }
+        if self.events >= gas::MAX_EVENTS_PER_CALL {
+            return Err(SqlError::Limit(format!(
+                "more than {} events in one call",
+                gas::MAX_EVENTS_PER_CALL
+            )));
+        }
+        self.events += 1;
+        self.host.emit(&decl.name, values)
     }
 
     fn interpret_body(
@@ -498,6 +536,7 @@ impl<'a, H: Host> Engine<'a, H> {
                 Stmt::Perform(e) => {
                     self.eval(e, &EMPTY, vars)?;
                 }
+                Stmt::Emit(id, args) => self.emit(*id, args, vars)?,
                 Stmt::SelectInto(q, slots) => {
                     let rows = self.select(q, &EMPTY, vars)?;
                     let first = rows.into_iter().next();

@@ -9,6 +9,15 @@ pub struct Contract {
     pub tables: Vec<Table>,
     pub indexes: Vec<Index>,
     pub functions: Vec<Function>,
+    /// `CREATE EVENT name (arg TYPE, …)`: what `EMIT` may emit, in declaration order.
+    pub events: Vec<EventDecl>,
+}
+
+/// A declared event: its name and typed arguments.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventDecl {
+    pub name: String,
+    pub params: Vec<(String, Type)>,
 }
 
 impl Contract {
@@ -95,6 +104,8 @@ pub enum Stmt {
     },
     Return(Option<Expr>),
     Raise(Expr),
+    /// `EMIT event(args)`: the event's id in [`Contract::events`] and its arguments.
+    Emit(usize, Vec<Expr>),
     Insert(Box<Insert>),
     Update(Box<Update>),
     Delete(Box<Delete>),

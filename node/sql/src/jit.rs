@@ -455,6 +455,7 @@ impl Rewriter<'_> {
                         self.expr(e, &[], vars);
                     }
                 }
+                Stmt::Emit(_, args) => args.iter_mut().for_each(|e| self.expr(e, &[], vars)),
                 Stmt::If { branches, otherwise } => {
                     for (c, body) in branches {
                         self.expr(c, &[], vars);

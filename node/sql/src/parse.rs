@@ -92,10 +92,29 @@ pub struct PlBlock {
 }
 
 pub enum PlStmt {
-    Assign { target: Ident, value: Expr },
-    If { branches: Vec<(Expr, Vec<PlStmt>)>, otherwise: Vec<PlStmt> },
-    Return { value: Option<Expr>, at: Location },
-    Raise { format: String, args: Vec<Expr>, at: Location },
+    Assign {
+        target: Ident,
+        value: Expr,
+    },
+    If {
+        branches: Vec<(Expr, Vec<PlStmt>)>,
+        otherwise: Vec<PlStmt>,
+    },
+    Return {
+        value: Option<Expr>,
+        at: Location,
+    },
+    Raise {
+        format: String,
+        args: Vec<Expr>,
+        at: Location,
+    },
+    /// `EMIT name(args);`
+    Emit {
+        name: Ident,
+        args: Vec<Expr>,
+        at: Location,
+    },
     Perform(Expr),
     Sql(Box<Statement>, Location),
 }
@@ -373,6 +392,39 @@ impl Cursor {
                 }
                 self.expect_semicolon()?;
                 out.push(PlStmt::Raise { format, args, at });
+            } else if self.is_word_text("EMIT") {
+                self.pos += 1;
+                let call = self.expr_until(&|t| *t == Token::SemiColon, "an event and its arguments")?;
+                self.expect_semicolon()?;
+                let Expr::Function(f) = call else {
+                    return Err(compile_error(at, "EMIT needs an event and its arguments: EMIT name(a, b);"));
+                };
+                let name = match f.name.0.as_slice() {
+                    [sqlparser::ast::ObjectNamePart::Identifier(id)] => id.clone(),
+                    _ => {
+                        return Err(compile_error(at, format!("EMIT {}: an event name has no dots", f.name)))
+                    }
+                };
+                let args = match f.args {
+                    sqlparser::ast::FunctionArguments::None => Vec::new(),
+                    sqlparser::ast::FunctionArguments::List(list)
+                        if list.clauses.is_empty() && list.duplicate_treatment.is_none() =>
+                    {
+                        list.args
+                            .into_iter()
+                            .map(|a| match a {
+                                sqlparser::ast::FunctionArg::Unnamed(
+                                    sqlparser::ast::FunctionArgExpr::Expr(e),
+                                ) => Ok(e),
+                                _ => {
+                                    Err(compile_error(at, "EMIT takes plain arguments, in the event's order"))
+                                }
+                            })
+                            .collect::<Result<_, _>>()?
+                    }
+                    _ => return Err(compile_error(at, "EMIT takes plain arguments, in the event's order")),
+                };
+                out.push(PlStmt::Emit { name, args, at });
             } else if self.is_word_text("PERFORM") {
                 self.pos += 1;
                 let e = self.expr_until(&|t| *t == Token::SemiColon, "an expression")?;
@@ -394,5 +446,142 @@ impl Cursor {
                 out.push(PlStmt::Sql(Box::new(stmt), at));
             }
         }
+    }
+}
+
+/// A `CREATE EVENT name (arg TYPE, …);` statement of a script, parsed (`docs/dapps.md`).
+pub struct EventStmt {
+    pub name: Ident,
+    pub params: Vec<(Ident, DataType)>,
+    pub at: Location,
+}
+
+/// Takes the script's `CREATE EVENT` statements out (sqlparser does not know them): the script
+/// with each of them blanked in place (newlines kept, so every other statement keeps its line
+/// and column), and the events, parsed here.
+pub fn split_events(sql: &str) -> Result<(String, Vec<EventStmt>), SqlError> {
+    let dialect = PostgreSqlDialect {};
+    let tokens = Tokenizer::new(&dialect, sql)
+        .tokenize_with_location()
+        .map_err(|e| compile_error(e.location, e.message))?;
+    let solid: Vec<TokenWithSpan> =
+        tokens.into_iter().filter(|t| !matches!(t.token, Token::Whitespace(_))).collect();
+    let mut events = Vec::new();
+    let mut blank: Vec<(Location, Option<Location>)> = Vec::new();
+    let (mut i, mut depth) = (0usize, 0i32);
+    let mut at_start = true;
+    while i < solid.len() {
+        let t = &solid[i];
+        let is_event = at_start
+            && depth == 0
+            && matches!(&t.token, Token::Word(w) if w.keyword == Keyword::CREATE)
+            && matches!(solid.get(i + 1).map(|t| &t.token), Some(Token::Word(w)) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case("EVENT"));
+        if is_event {
+            let start = i;
+            let mut j = i;
+            let mut d = 0i32;
+            while j < solid.len() {
+                match solid[j].token {
+                    Token::LParen => d += 1,
+                    Token::RParen => d -= 1,
+                    Token::SemiColon if d == 0 => break,
+                    _ => {}
+                }
+                j += 1;
+            }
+            let end_at = solid.get(j).map_or(Location { line: u64::MAX, column: 0 }, |t| t.span.start);
+            let mut c = Cursor { tokens: solid[start + 2..j].to_vec(), pos: 0, end_at, depth_limit: 0 };
+            events.push(c.event(solid[start].span.start)?);
+            // Blank from CREATE up to the next token after the `;` (or the end).
+            blank.push((solid[start].span.start, solid.get(j + 1).map(|t| t.span.start)));
+            i = j + 1;
+            at_start = true;
+            continue;
+        }
+        match t.token {
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            _ => {}
+        }
+        at_start = depth == 0 && t.token == Token::SemiColon;
+        i += 1;
+    }
+    if blank.is_empty() {
+        return Ok((sql.to_string(), events));
+    }
+    let mut out = String::with_capacity(sql.len());
+    let (mut line, mut column) = (1u64, 1u64);
+    let mut ranges = blank.into_iter().peekable();
+    let mut blanking: Option<Option<Location>> = None;
+    for ch in sql.chars() {
+        let here = Location { line, column };
+        if let Some(until) = blanking {
+            if until.is_some_and(|u| (here.line, here.column) >= (u.line, u.column)) {
+                blanking = None;
+            }
+        }
+        if blanking.is_none() {
+            if let Some((from, until)) = ranges.peek().copied() {
+                if (here.line, here.column) >= (from.line, from.column) {
+                    blanking = Some(until);
+                    ranges.next();
+                }
+            }
+        }
+        out.push(match (blanking.is_some(), ch) {
+            (true, '\n') => '\n',
+            (true, _) => ' ',
+            (false, c) => c,
+        });
+        if ch == '\n' {
+            line += 1;
+            column = 1;
+        } else {
+            column += 1;
+        }
+    }
+    Ok((out, events))
+}
+
+impl Cursor {
+    /// After `CREATE EVENT`: `name (arg TYPE, …)`.
+    fn event(&mut self, at: Location) -> Result<EventStmt, SqlError> {
+        let name = match self.tokens.get(self.pos).map(|t| (t.token.clone(), t.span.start)) {
+            Some((Token::Word(w), start)) => {
+                Ident { value: w.value, quote_style: w.quote_style, span: Span::new(start, start) }
+            }
+            _ => return Err(compile_error(self.here(), "CREATE EVENT needs a name")),
+        };
+        self.pos += 1;
+        if self.peek() != Some(&Token::LParen) {
+            return Err(compile_error(self.here(), "expected ( and the event's arguments"));
+        }
+        self.pos += 1;
+        let mut params = Vec::new();
+        loop {
+            let here = self.here();
+            let arg = match self.tokens.get(self.pos).map(|t| t.token.clone()) {
+                Some(Token::Word(w)) => {
+                    Ident { value: w.value, quote_style: w.quote_style, span: Span::new(here, here) }
+                }
+                _ => return Err(compile_error(here, "expected an argument name")),
+            };
+            self.pos += 1;
+            let ty_tokens = self.take_until(&|t| matches!(t, Token::Comma | Token::RParen));
+            let ty = self.parse_with(ty_tokens, here, "a type", |p| p.parse_data_type())?;
+            params.push((arg, ty));
+            match self.peek() {
+                Some(Token::Comma) => self.pos += 1,
+                Some(Token::RParen) => {
+                    self.pos += 1;
+                    break;
+                }
+                _ => return Err(compile_error(self.here(), "expected , or ) after an argument")),
+            }
+        }
+        if !self.at_end() {
+            return Err(compile_error(self.here(), "unexpected text after the event's arguments"));
+        }
+        Ok(EventStmt { name, params, at })
     }
 }

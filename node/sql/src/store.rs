@@ -9,7 +9,7 @@
 //! come back from a prefix scan in primary-key order and an index prefix is the rows with those values.
 
 use super::interp::{Entries, Host, ScanChunk};
-use super::SqlError;
+use super::{SqlError, Value};
 use aergo_primitives::types::Address;
 use std::collections::BTreeMap;
 
@@ -53,8 +53,12 @@ type Journal = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 pub struct MemHost {
     pub data: BTreeMap<Vec<u8>, Vec<u8>>,
     pub transfers: Vec<(String, u128)>,
+    /// The events emitted, in order: name and arguments.
+    pub events: Vec<(String, Vec<Value>)>,
     /// Under a savepoint: each write's key and the value it replaced, and the transfers before.
     journal: Option<(Journal, usize)>,
+    /// Under a savepoint: the events before it.
+    events_saved: usize,
 }
 
 impl Host for MemHost {
@@ -78,6 +82,7 @@ impl Host for MemHost {
             return false;
         }
         self.journal = Some((Vec::new(), self.transfers.len()));
+        self.events_saved = self.events.len();
         true
     }
 
@@ -90,6 +95,7 @@ impl Host for MemHost {
                 };
             }
             self.transfers.truncate(transfers);
+            self.events.truncate(self.events_saved);
         }
     }
 
@@ -108,6 +114,11 @@ impl Host for MemHost {
 
     fn transfer_native(&mut self, to: &str, amount: u128) -> Result<(), SqlError> {
         self.transfers.push((to.to_string(), amount));
+        Ok(())
+    }
+
+    fn emit(&mut self, name: &str, args: Vec<Value>) -> Result<(), SqlError> {
+        self.events.push((name.to_string(), args));
         Ok(())
     }
 
@@ -138,22 +149,26 @@ pub struct Buffered<'h, H: Host> {
     pub base: &'h mut H,
     pub writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     pub transfers: Vec<(String, u128)>,
-    /// Under a savepoint: the writes and the number of transfers before it.
-    saved: Option<(Writes, usize)>,
+    pub events: Vec<(String, Vec<Value>)>,
+    /// Under a savepoint: the writes and the number of transfers and of events before it.
+    saved: Option<(Writes, usize, usize)>,
 }
 
 impl<'h, H: Host> Buffered<'h, H> {
     pub fn new(base: &'h mut H) -> Self {
-        Buffered { base, writes: BTreeMap::new(), transfers: Vec::new(), saved: None }
+        Buffered { base, writes: BTreeMap::new(), transfers: Vec::new(), events: Vec::new(), saved: None }
     }
 
-    /// Applies the buffered writes and transfers to the base.
+    /// Applies the buffered writes, transfers and events to the base.
     pub fn commit(self) -> Result<(), SqlError> {
         for (k, v) in self.writes {
             self.base.put(k, v)?;
         }
         for (to, amount) in self.transfers {
             self.base.transfer_native(&to, amount)?;
+        }
+        for (name, args) in self.events {
+            self.base.emit(&name, args)?;
         }
         Ok(())
     }
@@ -187,18 +202,24 @@ impl<H: Host> Host for Buffered<'_, H> {
         Ok(())
     }
 
+    fn emit(&mut self, name: &str, args: Vec<Value>) -> Result<(), SqlError> {
+        self.events.push((name.to_string(), args));
+        Ok(())
+    }
+
     fn savepoint(&mut self) -> bool {
         if self.saved.is_some() {
             return false;
         }
-        self.saved = Some((self.writes.clone(), self.transfers.len()));
+        self.saved = Some((self.writes.clone(), self.transfers.len(), self.events.len()));
         true
     }
 
     fn rollback(&mut self) {
-        if let Some((writes, transfers)) = self.saved.take() {
+        if let Some((writes, transfers, events)) = self.saved.take() {
             self.writes = writes;
             self.transfers.truncate(transfers);
+            self.events.truncate(events);
         }
     }
 

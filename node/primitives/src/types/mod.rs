@@ -535,18 +535,79 @@ impl Block {
 }
 
 /// How a transaction ended. A failed transaction still pays its fee and uses its nonce.
+///
+/// The last two variants are those of contract calls that emitted events (`docs/dapps.md`):
+/// every receipt without events keeps the encoding it always had (and every block its
+/// receipts root).
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub enum ReceiptStatus {
     Success,
     Failed(String),
     /// A contract call that succeeded and returned rows (a scalar function: one row, one column).
     Returned(CallResult),
+    /// A contract call that succeeded and emitted events, with what it returned, if anything.
+    Emitted {
+        result: Option<CallResult>,
+        events: Vec<Event>,
+    },
+    /// A contract call that failed after emitting events: they are not part of the state (never
+    /// indexed) but kept, so that a wallet can show what was attempted.
+    Reverted {
+        error: String,
+        events: Vec<Event>,
+    },
 }
 
 impl ReceiptStatus {
     pub fn is_success(&self) -> bool {
-        !matches!(self, ReceiptStatus::Failed(_))
+        !matches!(self, ReceiptStatus::Failed(_) | ReceiptStatus::Reverted { .. })
     }
+
+    /// Why the transaction failed.
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            ReceiptStatus::Failed(e) | ReceiptStatus::Reverted { error: e, .. } => Some(e),
+            _ => None,
+        }
+    }
+
+    /// What a contract function returned.
+    pub fn result(&self) -> Option<&CallResult> {
+        match self {
+            ReceiptStatus::Returned(r) | ReceiptStatus::Emitted { result: Some(r), .. } => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The events the call emitted (reverted ones too: see [`ReceiptStatus::is_success`]).
+    pub fn events(&self) -> &[Event] {
+        match self {
+            ReceiptStatus::Emitted { events, .. } | ReceiptStatus::Reverted { events, .. } => events,
+            _ => &[],
+        }
+    }
+
+    /// The status of a call that ended as `self` and emitted `events`.
+    pub fn with_events(self, events: Vec<Event>) -> ReceiptStatus {
+        if events.is_empty() {
+            return self;
+        }
+        match self {
+            ReceiptStatus::Success => ReceiptStatus::Emitted { result: None, events },
+            ReceiptStatus::Returned(r) => ReceiptStatus::Emitted { result: Some(r), events },
+            ReceiptStatus::Failed(error) => ReceiptStatus::Reverted { error, events },
+            other => other,
+        }
+    }
+}
+
+/// An event a contract call emitted (`EMIT name(args)`, `docs/dapps.md`): the contract, the
+/// declared event's name, and its arguments in declaration order, converted to their types.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Event {
+    pub contract: Address,
+    pub name: String,
+    pub args: Vec<crate::value::Value>,
 }
 
 /// What a contract function returned.
