@@ -209,6 +209,51 @@ pub struct EventView {
     pub reverted: bool,
 }
 
+/// `get_events`: which events, where.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EventFilter {
+    pub contract: Address,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub name: Option<String>,
+    /// Equality on named arguments (values as in query results).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub args: Option<serde_json::Map<String, serde_json::Value>>,
+    /// First block (default: the first the index holds).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub from: Option<u64>,
+    /// Last block (default: the head).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub to: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub limit: Option<u32>,
+    /// The `next` of the previous page.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub after: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub branch: Option<String>,
+}
+
+/// A page of events and where the next one starts (`None`: the range is done).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EventPage {
+    pub events: Vec<EventEntry>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub next: Option<String>,
+}
+
+/// An indexed event: its block, transaction and place in the transaction's events, the
+/// contract, the declared name and the arguments by their declared names.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EventEntry {
+    pub block_height: u64,
+    pub tx_hash: Hash,
+    pub tx_index: u32,
+    pub event_index: u16,
+    pub contract: Address,
+    pub name: String,
+    pub args: serde_json::Map<String, serde_json::Value>,
+}
+
 /// A declared event of a contract: `name`, `params` as `name TYPE`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ContractEventView {
@@ -606,6 +651,12 @@ pub trait AergoApi {
     /// (default 1 000, at most 10 000).
     #[method(name = "diff")]
     async fn diff(&self, from: PointView, to: PointView, limit: Option<u32>) -> RpcResult<DiffView>;
+
+    /// A contract's events in a range of blocks, from the event index (`docs/dapps.md`):
+    /// `name` and `args` (equality on named arguments) filter them; a page of at most `limit`
+    /// (default 100, at most 1 000), continued with `after` = the last page's `next`.
+    #[method(name = "get_events")]
+    async fn get_events(&self, filter: EventFilter) -> RpcResult<EventPage>;
 
     /// One tag; an unknown name is invalid params.
     #[method(name = "get_tag")]

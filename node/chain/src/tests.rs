@@ -1564,6 +1564,14 @@ END $$;";
         follower.import((*b.block).clone()).unwrap();
     }
     assert_eq!(follower.head().state_root, chain.head().state_root);
+    // The event index holds the successful call's event only, and loses it with its block.
+    let indexed = |c: &Chain| c.store().events(&contract, (1, 10), None, 100, &|_| true).unwrap();
+    let found = indexed(&chain);
+    assert_eq!(found.len(), 1);
+    assert_eq!((found[0].0.height, found[0].0.tx, found[0].1.clone()), (2, 0, hit(3)));
+    assert_eq!(indexed(&follower), found, "a follower indexes the same");
+    chain.rollback_to(1).unwrap();
+    assert!(indexed(&chain).is_empty(), "rolled back with its block");
     let plain = Receipt { tx_hash: Hash([1; 32]), status: ReceiptStatus::Success, fee: 5 };
     let same = Receipt { status: ReceiptStatus::Success.with_events(Vec::new()), ..plain.clone() };
     assert_eq!(aergo_primitives::types::to_vec_exact(&same), aergo_primitives::types::to_vec_exact(&plain));

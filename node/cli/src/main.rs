@@ -55,6 +55,29 @@ enum Command {
     Tx { hash: String },
     /// A transaction's receipt.
     Receipt { hash: String },
+    /// A contract's events, oldest first, from the node's event index (`docs/dapps.md`).
+    Events {
+        contract: String,
+        /// Only events of this name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Only events whose argument NAME equals VALUE (NAME=VALUE; repeatable; a number, text,
+        /// true/false or null).
+        #[arg(long = "arg")]
+        args: Vec<String>,
+        /// First block (default: the first the index holds).
+        #[arg(long)]
+        from: Option<u64>,
+        /// Last block (default: the head).
+        #[arg(long)]
+        to: Option<u64>,
+        /// At most this many (default: all of the range).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Then keep printing new ones as blocks add them, until interrupted.
+        #[arg(long)]
+        follow: bool,
+    },
     /// A block (the head by default).
     Block {
         height: Option<u64>,
@@ -950,6 +973,68 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 None => bail!("no transaction {hash} on this node"),
             }
         }
+        Command::Events { contract, name, args, from, to, limit, follow } => {
+            let c = client(&cli.rpc)?;
+            let address = Address::parse(&contract)?;
+            let mut wanted = serde_json::Map::new();
+            for a in &args {
+                let Some((k, v)) = a.split_once('=') else { bail!("--arg {a}: NAME=VALUE") };
+                let value =
+                    serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.to_string()));
+                wanted.insert(k.to_string(), value);
+            }
+            let mut filter = aergo_api::EventFilter {
+                contract: address,
+                name,
+                args: (!wanted.is_empty()).then_some(wanted),
+                from,
+                to,
+                limit: Some(1_000),
+                after: None,
+                branch: branch_param(&cli.branch),
+            };
+            let mut shown = 0usize;
+            let mut all = Vec::new();
+            loop {
+                let page = c.get_events(filter.clone()).await?;
+                for e in page.events {
+                    if limit.is_some_and(|l| shown >= l) {
+                        break;
+                    }
+                    shown += 1;
+                    filter.after = Some(format!("{}:{}:{}", e.block_height, e.tx_index, e.event_index));
+                    if follow && !json {
+                        println!("{}", event_entry_line(&e));
+                    } else {
+                        all.push(e);
+                    }
+                }
+                if limit.is_some_and(|l| shown >= l) {
+                    break;
+                }
+                match page.next {
+                    Some(next) => filter.after = Some(next),
+                    None if follow && to.is_none() => {
+                        // The index is read again a slot later: from the cursor, nothing twice and no gap.
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    }
+                    None => break,
+                }
+                if follow && json {
+                    for e in all.drain(..) {
+                        println!("{}", serde_json::to_string(&e)?);
+                    }
+                }
+            }
+            if !follow {
+                print(json, &all, |all| {
+                    if all.is_empty() {
+                        return "no events".to_string();
+                    }
+                    all.iter().map(event_entry_line).collect::<Vec<_>>().join("\n")
+                })?;
+            }
+        }
         Command::Receipt { hash } => {
             match client(&cli.rpc)?.get_receipt(hash.clone(), branch_param(&cli.branch)).await? {
                 Some(r) => print(json, &r, |r| {
@@ -1077,4 +1162,18 @@ fn event_line(e: &aergo_api::EventView) -> String {
         (false, None) => String::new(),
     };
     format!("event {}({}) of {}{place}", e.name, args.join(", "), e.contract)
+}
+
+/// An indexed event as the CLI prints it.
+fn event_entry_line(e: &aergo_api::EventEntry) -> String {
+    let args: Vec<String> = e.args.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+    format!(
+        "{} tx {} #{}.{}  {}({})",
+        e.block_height,
+        e.tx_hash,
+        e.tx_index,
+        e.event_index,
+        e.name,
+        args.join(", ")
+    )
 }

@@ -1017,6 +1017,96 @@ impl AergoApiServer for RpcHandler {
         })
     }
 
+    async fn get_events(&self, filter: aergo_api::EventFilter) -> RpcResult<aergo_api::EventPage> {
+        let view = self.on(filter.branch.as_deref())?.view;
+        let head = view.head().height;
+        let to = filter.to.unwrap_or(head).min(head);
+        let from = filter.from.unwrap_or(view.base_height.max(1));
+        if from > to {
+            return Err(invalid_params(format!("from {from} is above to {to}")));
+        }
+        let limit = filter.limit.unwrap_or(100).clamp(1, 1_000) as usize;
+        let after = match &filter.after {
+            None => None,
+            Some(c) => Some(
+                parse_cursor(c)
+                    .ok_or_else(|| invalid_params(format!("after {c:?}: not a cursor of get_events")))?,
+            ),
+        };
+        let wanted: Vec<(String, aergo_sql::Value)> = filter
+            .args
+            .iter()
+            .flatten()
+            .map(|(k, v)| aergo_sql::json::from_json(v).map(|v| (k.clone(), v)).map_err(invalid_params))
+            .collect::<RpcResult<_>>()?;
+        let contract = filter.contract;
+        let name = filter.name.clone();
+        let page = tokio::task::spawn_blocking(
+            move || -> Result<aergo_api::EventPage, aergo_storage::StateError> {
+                // The contract's declarations (at the head: scripts never change) name the arguments.
+                let declared = aergo_exec::query::load(&view.store, &contract, head)
+                    .ok()
+                    .map(|(_, c)| c.interpreted.events.clone());
+                let names = |e: &aergo_primitives::types::Event| -> Vec<String> {
+                    let d = declared.iter().flatten().find(|d| d.name == e.name);
+                    (0..e.args.len())
+                        .map(|j| {
+                            d.and_then(|d| d.params.get(j))
+                                .map_or_else(|| format!("arg{j}"), |(n, _)| n.clone())
+                        })
+                        .collect()
+                };
+                let keep = |e: &aergo_primitives::types::Event| {
+                    name.as_ref().is_none_or(|n| *n == e.name)
+                        && wanted.iter().all(|(k, v)| {
+                            names(e)
+                                .iter()
+                                .position(|n| n == k)
+                                .and_then(|j| e.args.get(j))
+                                .is_some_and(|a| a == v)
+                        })
+                };
+                let found = view.store.events(&contract, (from, to), after, limit + 1, &keep)?;
+                let more = found.len() > limit;
+                let mut blocks: std::collections::HashMap<u64, Option<aergo_primitives::types::Block>> =
+                    Default::default();
+                let mut events = Vec::with_capacity(found.len().min(limit));
+                for (pos, e) in found.into_iter().take(limit) {
+                    let block = blocks
+                        .entry(pos.height)
+                        .or_insert_with(|| view.read_block(pos.height).ok().flatten());
+                    let tx_hash = block
+                        .as_ref()
+                        .and_then(|b| b.transactions.get(pos.tx as usize))
+                        .map_or(Hash::ZERO, |t| t.hash());
+                    let args =
+                        names(&e).into_iter().zip(e.args.iter().map(aergo_sql::json::to_json)).collect();
+                    events.push(aergo_api::EventEntry {
+                        block_height: pos.height,
+                        tx_hash,
+                        tx_index: pos.tx,
+                        event_index: pos.event,
+                        contract: e.contract,
+                        name: e.name,
+                        args,
+                    });
+                }
+                let next = more
+                    .then(|| {
+                        events.last().map(|e| format!("{}:{}:{}", e.block_height, e.tx_index, e.event_index))
+                    })
+                    .flatten();
+                Ok(aergo_api::EventPage { events, next })
+            },
+        )
+        .await
+        .map_err(internal)?;
+        page.map_err(|e| match e {
+            aergo_storage::StateError::EventIndex { .. } => invalid_params(e.to_string()),
+            e => internal(e),
+        })
+    }
+
     async fn get_tag(&self, name: String) -> RpcResult<TagView> {
         let (record, on) = self
             .find_record::<aergo_exec::branches::TagRecord>(&aergo_exec::branches::tag_key(&name))
@@ -1078,4 +1168,15 @@ pub async fn serve(handler: RpcHandler, config: &RpcConfig) -> Result<(ServerHan
     let addr = server.local_addr().map_err(|source| RpcError::Bind { addr: config.listen, source })?;
     let handle = server.start(handler.into_rpc());
     Ok((handle, addr))
+}
+
+/// A `get_events` cursor: `height:tx:event`.
+fn parse_cursor(c: &str) -> Option<aergo_storage::state::EventPos> {
+    let mut parts = c.split(':');
+    let pos = aergo_storage::state::EventPos {
+        height: parts.next()?.parse().ok()?,
+        tx: parts.next()?.parse().ok()?,
+        event: parts.next()?.parse().ok()?,
+    };
+    parts.next().is_none().then_some(pos)
 }

@@ -34,7 +34,7 @@ use super::blocklog::RecordPos;
 use super::recent::RecentValues;
 use super::ChangeSet;
 use aergo_primitives::types::SQL_PREFIX;
-use aergo_primitives::types::{Account, Address, Block, BlockHeader, Hash, Receipt};
+use aergo_primitives::types::{Account, Address, Block, BlockHeader, Event, Hash, Receipt};
 use borsh::{BorshDeserialize, BorshSerialize};
 use jmt::storage::{LeafNode, Node, NodeKey, TreeReader, TreeUpdateBatch};
 use jmt::{JellyfishMerkleTree, KeyHash, OwnedValue, Version};
@@ -71,9 +71,22 @@ const CF_UNDO: &str = "undo";
 const CF_ORDERED: &str = "ordered";
 /// Each block's changed state keys: height → borsh `Vec<key>` (`docs/branches.md`, "Diff").
 const CF_CHANGED: &str = "changed";
+/// Contract events of successful calls: `<contract 20><height 8 BE><tx index 4 BE><event 2 BE>`
+/// → borsh `Event` (`docs/dapps.md`, "The event index").
+const CF_EVENTS: &str = "events";
 /// Every column family of a store.
-const CFS: [&str; 9] =
-    [CF_NODES, CF_VALUES, CF_BLOCKS, CF_BLOCK_HASHES, CF_TXS, CF_META, CF_UNDO, CF_ORDERED, CF_CHANGED];
+const CFS: [&str; 10] = [
+    CF_NODES,
+    CF_VALUES,
+    CF_BLOCKS,
+    CF_BLOCK_HASHES,
+    CF_TXS,
+    CF_META,
+    CF_UNDO,
+    CF_ORDERED,
+    CF_CHANGED,
+    CF_EVENTS,
+];
 const KEY_HEAD: &[u8] = b"head";
 const KEY_LIB: &[u8] = b"lib";
 const KEY_GENESIS: &[u8] = b"genesis_hash";
@@ -83,6 +96,36 @@ const KEY_BRANCH_BASE: &[u8] = b"branch_base";
 /// The first height whose changed keys `changed` holds (a store made before the index existed
 /// starts it at the height after its head then).
 const KEY_CHANGED_FROM: &[u8] = b"changed_from";
+/// The first height whose events `events` holds (a store made before the index existed starts
+/// it at the next block).
+const KEY_EVENTS_FROM: &[u8] = b"events_from";
+
+/// Where an event is: its block, its transaction's index in the block, and its index among the
+/// transaction's events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EventPos {
+    pub height: u64,
+    pub tx: u32,
+    pub event: u16,
+}
+
+fn event_key(contract: &Address, pos: EventPos) -> Vec<u8> {
+    let mut k = Vec::with_capacity(34);
+    k.extend_from_slice(&contract.0);
+    k.extend_from_slice(&pos.height.to_be_bytes());
+    k.extend_from_slice(&pos.tx.to_be_bytes());
+    k.extend_from_slice(&pos.event.to_be_bytes());
+    k
+}
+
+fn event_pos(key: &[u8]) -> Option<EventPos> {
+    let rest = key.get(20..34)?;
+    Some(EventPos {
+        height: u64::from_be_bytes(rest[..8].try_into().ok()?),
+        tx: u32::from_be_bytes(rest[8..12].try_into().ok()?),
+        event: u16::from_be_bytes(rest[12..14].try_into().ok()?),
+    })
+}
 
 /// The layout this code reads and writes: 2, value versions newest first (see the module's notes).
 pub const FORMAT: u32 = 2;
@@ -132,6 +175,8 @@ pub enum StateError {
          changes since height {after} are not all recorded"
     )]
     ChangeIndex { after: u64, starts: u64 },
+    #[error("this node's event index starts at height {starts}: events below it are not indexed (asked from {from})")]
+    EventIndex { from: u64, starts: u64 },
     #[error("more than {max} state keys changed in the range: ask for a narrower one")]
     TooManyChanges { max: usize },
     #[error(
@@ -475,9 +520,11 @@ impl StateStore {
         };
         store.upgrade(path)?;
         let meta_cf = store.cf(CF_META)?;
-        if store.db.get_cf(meta_cf, KEY_CHANGED_FROM)?.is_none() {
-            let from = store.head()?.map_or(0, |h| h.height + 1);
-            store.db.put_cf(meta_cf, KEY_CHANGED_FROM, from.to_be_bytes())?;
+        for key in [KEY_CHANGED_FROM, KEY_EVENTS_FROM] {
+            if store.db.get_cf(meta_cf, key)?.is_none() {
+                let from = store.head()?.map_or(0, |h| h.height + 1);
+                store.db.put_cf(meta_cf, key, from.to_be_bytes())?;
+            }
         }
         Ok(store)
     }
@@ -797,7 +844,12 @@ impl StateStore {
 
     /// The first height the change index of this store (not its parent's) holds.
     fn change_index_start(&self) -> Result<u64, StateError> {
-        let recorded = match self.db.get_cf(self.cf(CF_META)?, KEY_CHANGED_FROM)? {
+        self.index_start(KEY_CHANGED_FROM)
+    }
+
+    /// The first height an index of this store (not its parent's) holds: `key` names it.
+    fn index_start(&self, key: &[u8]) -> Result<u64, StateError> {
+        let recorded = match self.db.get_cf(self.cf(CF_META)?, key)? {
             Some(b) => u64::from_be_bytes(b.as_slice().try_into().map_err(|_| StateError::Decode {
                 what: "change index start",
                 reason: "not 8 bytes".into(),
@@ -1273,8 +1325,79 @@ impl StateStore {
                 merged_by,
             };
             wb.put_cf(txs, tx.hash().0, aergo_primitives::types::to_vec_exact(&loc));
+            // A successful call's events, by contract (a failed call's are in its receipt only).
+            if receipt.status.is_success() {
+                for (i, e) in receipt.status.events().iter().enumerate() {
+                    let pos = EventPos { height, tx: index as u32, event: i as u16 };
+                    wb.put_cf(
+                        self.cf(CF_EVENTS)?,
+                        event_key(&e.contract, pos),
+                        aergo_primitives::types::to_vec_exact(e),
+                    );
+                }
+            }
         }
         Ok(())
+    }
+
+    /// The events of `contract` in blocks `from ..= to` after `after` (a cursor: the last one of
+    /// the previous page), in chain order, at most `limit`, those that `keep` keeps. A branch's
+    /// events at or below its base are its parent's. Refused below the index's first height.
+    pub fn events(
+        &self,
+        contract: &Address,
+        (from, to): (u64, u64),
+        after: Option<EventPos>,
+        limit: usize,
+        keep: &dyn Fn(&Event) -> bool,
+    ) -> Result<Vec<(EventPos, Event)>, StateError> {
+        let mut out = Vec::new();
+        let mut from = from;
+        if let Some(p) = &self.parent {
+            if from <= p.base {
+                out = p.store.events(contract, (from, to.min(p.base)), after, limit, keep)?;
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+            }
+            from = from.max(p.base + 1);
+        }
+        if from > to {
+            return Ok(out);
+        }
+        let starts = self.index_start(KEY_EVENTS_FROM)?;
+        if from < starts {
+            return Err(StateError::EventIndex { from, starts });
+        }
+        let start = match after.filter(|a| a.height >= from) {
+            Some(a) => {
+                let mut k = event_key(contract, a);
+                k.push(0);
+                k
+            }
+            None => event_key(contract, EventPos { height: from, tx: 0, event: 0 }),
+        };
+        let mut it = self.db.raw_iterator_cf(self.cf(CF_EVENTS)?);
+        it.seek(&start);
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            if !k.starts_with(&contract.0) {
+                break;
+            }
+            let Some(pos) = event_pos(k) else { break };
+            if pos.height > to {
+                break;
+            }
+            let e: Event = decode("event", v)?;
+            if keep(&e) {
+                out.push((pos, e));
+                if out.len() >= limit {
+                    break;
+                }
+            }
+            it.next();
+        }
+        it.status()?;
+        Ok(out)
     }
 
     /// The last irreversible block `(height, hash)`, once one above genesis was recorded.
@@ -1329,6 +1452,16 @@ impl StateStore {
                 wb.delete_cf(values, key);
             }
             for tx in &undo.txs {
+                // Its events leave the index with it.
+                if let Some(bytes) = self.db.get_cf(txs, tx.0)? {
+                    let loc: TxLocation = decode("transaction location", &bytes)?;
+                    if loc.receipt.status.is_success() {
+                        for (i, e) in loc.receipt.status.events().iter().enumerate() {
+                            let pos = EventPos { height, tx: loc.index, event: i as u16 };
+                            wb.delete_cf(self.cf(CF_EVENTS)?, event_key(&e.contract, pos));
+                        }
+                    }
+                }
                 wb.delete_cf(txs, tx.0);
             }
             if let Some(bytes) = self.db.get_cf(undo_cf, ordered_undo_key(height))? {
