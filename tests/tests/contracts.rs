@@ -453,12 +453,65 @@ fn token_events_are_indexed_paged_filtered_and_survive_kill_9() -> anyhow::Resul
     assert_ne!(code, 0);
     assert!(err.to_string().contains("above to"), "{err}");
 
-    // kill -9 right after the last receipt: every indexed event is there after the restart.
+    // subscribe_events from the first block: the five final ones first, then two new transfers
+    // as their blocks become final; each once, in order.
+    use jsonrpsee::core::client::SubscriptionClientT;
+    let ws_url = dev.node.rpc.replacen("http://", "ws://", 1);
+    let ws = rt.block_on(jsonrpsee::ws_client::WsClientBuilder::default().build(&ws_url))?;
+    let from_start = aergo_api::EventFilter { from: Some(1), limit: None, after: None, ..filter.clone() };
+    let mut sub = rt.block_on(ws.subscribe::<Value, _>(
+        "subscribe_events",
+        jsonrpsee::rpc_params![from_start],
+        "unsubscribe_events",
+    ))?;
+    let next = |sub: &mut jsonrpsee::core::client::Subscription<Value>| -> anyhow::Result<Value> {
+        let got = rt.block_on(async { tokio::time::timeout(Duration::from_secs(20), sub.next()).await });
+        Ok(got.map_err(|_| anyhow::anyhow!("no event within 20 s"))?.context("subscription ended")??)
+    };
+    for (hash, _) in &sent {
+        assert_eq!(next(&mut sub)?["tx_hash"].as_str(), Some(hash.as_str()));
+    }
+    for n in ["60", "70"] {
+        let (code, r) = dev.call(&token, "transfer", &[carol, n])?;
+        assert_eq!(code, 0, "{r}");
+        let e = next(&mut sub)?;
+        assert_eq!(
+            (e["tx_hash"].clone(), e["args"]["amount"].to_string()),
+            (r["tx_hash"].clone(), n.to_string())
+        );
+    }
+    // A bad filter is refused when subscribing.
+    let bad = aergo_api::EventFilter { from: Some(9), to: Some(3), after: None, ..filter.clone() };
+    let refused = rt.block_on(ws.subscribe::<Value, _>(
+        "subscribe_events",
+        jsonrpsee::rpc_params![bad],
+        "unsubscribe_events",
+    ));
+    assert!(refused.is_err());
+    drop(sub);
+    let all = events(&dev.node.rpc, &[])?;
+    assert_eq!(all.len(), 7);
+
+    // kill -9 right after the last receipt: every indexed event is there after the restart, and
+    // a subscription resumed after the last one seen gets only what is new.
     let Dev { node, key, _dir } = dev;
     node.kill9();
     let node = NodeProcess::start_dev(dir.path(), &[])?;
     let again = events(&node.rpc, &[])?;
     assert_eq!(again, all);
-    drop(key);
+    let cursor = all.last().map(|e| format!("{}:{}:{}", e["block_height"], e["tx_index"], e["event_index"]));
+    let ws = rt.block_on(
+        jsonrpsee::ws_client::WsClientBuilder::default().build(node.rpc.replacen("http://", "ws://", 1)),
+    )?;
+    let resumed = aergo_api::EventFilter { after: cursor, ..filter.clone() };
+    let mut sub = rt.block_on(ws.subscribe::<Value, _>(
+        "subscribe_events",
+        jsonrpsee::rpc_params![resumed],
+        "unsubscribe_events",
+    ))?;
+    let v =
+        cli_json(&node.rpc, &["contract", "call", "--key", &key, "--wait", &token, "transfer", bob, "80"])?;
+    let e = next(&mut sub)?;
+    assert_eq!(e["tx_hash"], v["hash"], "only the new one: {e}");
     node.stop()
 }

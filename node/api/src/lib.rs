@@ -662,6 +662,12 @@ pub trait AergoApi {
     #[method(name = "get_tag")]
     async fn get_tag(&self, name: String) -> RpcResult<TagView>;
 
+    /// A contract's events of final blocks (WebSocket only; `docs/dapps.md`): with `from` (or
+    /// `after`), those already final first, then each as its block becomes final, each once and
+    /// in chain order; with `to`, it ends there. Nothing streamed is ever taken back.
+    #[subscription(name = "subscribe_events", unsubscribe = "unsubscribe_events", item = EventEntry)]
+    async fn subscribe_events(&self, filter: EventFilter) -> SubscriptionResult;
+
     /// New blocks as they are committed (WebSocket only).
     #[subscription(name = "subscribe_blocks", unsubscribe = "unsubscribe_blocks", item = BlockView)]
     async fn subscribe_blocks(&self, branch: Option<String>) -> SubscriptionResult;

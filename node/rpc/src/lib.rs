@@ -401,6 +401,102 @@ impl RpcHandler {
         Ok(out)
     }
 
+    /// A page of `filter`'s events up to block `upto` (the head for `get_events`, the last final
+    /// block for `subscribe_events`).
+    async fn events_page(
+        &self,
+        view: Arc<ChainView>,
+        filter: &aergo_api::EventFilter,
+        upto: u64,
+    ) -> RpcResult<aergo_api::EventPage> {
+        let head = view.head().height;
+        let to = filter.to.unwrap_or(upto).min(upto);
+        let from = filter.from.unwrap_or(view.base_height.max(1));
+        if from > to {
+            return Err(invalid_params(format!("from {from} is above to {to}")));
+        }
+        let limit = filter.limit.unwrap_or(100).clamp(1, 1_000) as usize;
+        let after = match &filter.after {
+            None => None,
+            Some(c) => Some(
+                parse_cursor(c)
+                    .ok_or_else(|| invalid_params(format!("after {c:?}: not a cursor of get_events")))?,
+            ),
+        };
+        let wanted: Vec<(String, aergo_sql::Value)> = filter
+            .args
+            .iter()
+            .flatten()
+            .map(|(k, v)| aergo_sql::json::from_json(v).map(|v| (k.clone(), v)).map_err(invalid_params))
+            .collect::<RpcResult<_>>()?;
+        let contract = filter.contract;
+        let name = filter.name.clone();
+        let page = tokio::task::spawn_blocking(
+            move || -> Result<aergo_api::EventPage, aergo_storage::StateError> {
+                // The contract's declarations (at the head: scripts never change) name the arguments.
+                let declared = aergo_exec::query::load(&view.store, &contract, head)
+                    .ok()
+                    .map(|(_, c)| c.interpreted.events.clone());
+                let names = |e: &aergo_primitives::types::Event| -> Vec<String> {
+                    let d = declared.iter().flatten().find(|d| d.name == e.name);
+                    (0..e.args.len())
+                        .map(|j| {
+                            d.and_then(|d| d.params.get(j))
+                                .map_or_else(|| format!("arg{j}"), |(n, _)| n.clone())
+                        })
+                        .collect()
+                };
+                let keep = |e: &aergo_primitives::types::Event| {
+                    name.as_ref().is_none_or(|n| *n == e.name)
+                        && wanted.iter().all(|(k, v)| {
+                            names(e)
+                                .iter()
+                                .position(|n| n == k)
+                                .and_then(|j| e.args.get(j))
+                                .is_some_and(|a| a == v)
+                        })
+                };
+                let found = view.store.events(&contract, (from, to), after, limit + 1, &keep)?;
+                let more = found.len() > limit;
+                let mut blocks: std::collections::HashMap<u64, Option<aergo_primitives::types::Block>> =
+                    Default::default();
+                let mut events = Vec::with_capacity(found.len().min(limit));
+                for (pos, e) in found.into_iter().take(limit) {
+                    let block = blocks
+                        .entry(pos.height)
+                        .or_insert_with(|| view.read_block(pos.height).ok().flatten());
+                    let tx_hash = block
+                        .as_ref()
+                        .and_then(|b| b.transactions.get(pos.tx as usize))
+                        .map_or(Hash::ZERO, |t| t.hash());
+                    let args =
+                        names(&e).into_iter().zip(e.args.iter().map(aergo_sql::json::to_json)).collect();
+                    events.push(aergo_api::EventEntry {
+                        block_height: pos.height,
+                        tx_hash,
+                        tx_index: pos.tx,
+                        event_index: pos.event,
+                        contract: e.contract,
+                        name: e.name,
+                        args,
+                    });
+                }
+                let next = more
+                    .then(|| {
+                        events.last().map(|e| format!("{}:{}:{}", e.block_height, e.tx_index, e.event_index))
+                    })
+                    .flatten();
+                Ok(aergo_api::EventPage { events, next })
+            },
+        )
+        .await
+        .map_err(internal)?;
+        page.map_err(|e| match e {
+            aergo_storage::StateError::EventIndex { .. } => invalid_params(e.to_string()),
+            e => internal(e),
+        })
+    }
+
     /// The branch a transaction goes to when it is not `main`'s: one this node holds (else
     /// refused: it can run nowhere else).
     fn branch_for(&self, tx: &Transaction) -> Result<Option<Arc<BranchHandle>>, AdmitError> {
@@ -1020,91 +1116,79 @@ impl AergoApiServer for RpcHandler {
     async fn get_events(&self, filter: aergo_api::EventFilter) -> RpcResult<aergo_api::EventPage> {
         let view = self.on(filter.branch.as_deref())?.view;
         let head = view.head().height;
-        let to = filter.to.unwrap_or(head).min(head);
-        let from = filter.from.unwrap_or(view.base_height.max(1));
-        if from > to {
-            return Err(invalid_params(format!("from {from} is above to {to}")));
-        }
-        let limit = filter.limit.unwrap_or(100).clamp(1, 1_000) as usize;
-        let after = match &filter.after {
-            None => None,
-            Some(c) => Some(
-                parse_cursor(c)
-                    .ok_or_else(|| invalid_params(format!("after {c:?}: not a cursor of get_events")))?,
-            ),
+        self.events_page(view, &filter, head).await
+    }
+
+    async fn subscribe_events(
+        &self,
+        pending: PendingSubscriptionSink,
+        filter: aergo_api::EventFilter,
+    ) -> SubscriptionResult {
+        let view = match self.on(filter.branch.as_deref()) {
+            Ok(on) => on.view,
+            Err(e) => {
+                pending.reject(e).await;
+                return Ok(());
+            }
         };
-        let wanted: Vec<(String, aergo_sql::Value)> = filter
-            .args
-            .iter()
-            .flatten()
-            .map(|(k, v)| aergo_sql::json::from_json(v).map(|v| (k.clone(), v)).map_err(invalid_params))
-            .collect::<RpcResult<_>>()?;
-        let contract = filter.contract;
-        let name = filter.name.clone();
-        let page = tokio::task::spawn_blocking(
-            move || -> Result<aergo_api::EventPage, aergo_storage::StateError> {
-                // The contract's declarations (at the head: scripts never change) name the arguments.
-                let declared = aergo_exec::query::load(&view.store, &contract, head)
-                    .ok()
-                    .map(|(_, c)| c.interpreted.events.clone());
-                let names = |e: &aergo_primitives::types::Event| -> Vec<String> {
-                    let d = declared.iter().flatten().find(|d| d.name == e.name);
-                    (0..e.args.len())
-                        .map(|j| {
-                            d.and_then(|d| d.params.get(j))
-                                .map_or_else(|| format!("arg{j}"), |(n, _)| n.clone())
-                        })
-                        .collect()
-                };
-                let keep = |e: &aergo_primitives::types::Event| {
-                    name.as_ref().is_none_or(|n| *n == e.name)
-                        && wanted.iter().all(|(k, v)| {
-                            names(e)
-                                .iter()
-                                .position(|n| n == k)
-                                .and_then(|j| e.args.get(j))
-                                .is_some_and(|a| a == v)
-                        })
-                };
-                let found = view.store.events(&contract, (from, to), after, limit + 1, &keep)?;
-                let more = found.len() > limit;
-                let mut blocks: std::collections::HashMap<u64, Option<aergo_primitives::types::Block>> =
-                    Default::default();
-                let mut events = Vec::with_capacity(found.len().min(limit));
-                for (pos, e) in found.into_iter().take(limit) {
-                    let block = blocks
-                        .entry(pos.height)
-                        .or_insert_with(|| view.read_block(pos.height).ok().flatten());
-                    let tx_hash = block
-                        .as_ref()
-                        .and_then(|b| b.transactions.get(pos.tx as usize))
-                        .map_or(Hash::ZERO, |t| t.hash());
-                    let args =
-                        names(&e).into_iter().zip(e.args.iter().map(aergo_sql::json::to_json)).collect();
-                    events.push(aergo_api::EventEntry {
-                        block_height: pos.height,
-                        tx_hash,
-                        tx_index: pos.tx,
-                        event_index: pos.event,
-                        contract: e.contract,
-                        name: e.name,
-                        args,
-                    });
+        // A bad filter is refused before the subscription starts.
+        let mut filter = filter;
+        if let (Some(from), Some(to)) = (filter.from, filter.to) {
+            if from > to {
+                pending.reject(invalid_params(format!("from {from} is above to {to}"))).await;
+                return Ok(());
+            }
+        }
+        let head = view.head().height;
+        let probe = aergo_api::EventFilter {
+            limit: Some(1),
+            to: Some(filter.to.unwrap_or(head).max(filter.from.unwrap_or(0))),
+            ..filter.clone()
+        };
+        if let Err(e) = self.events_page(view.clone(), &probe, u64::MAX).await {
+            pending.reject(e).await;
+            return Ok(());
+        }
+        let mut rx = view.blocks.subscribe();
+        let sink = pending.accept().await?;
+        filter.limit = Some(1_000);
+        let end = filter.to;
+        loop {
+            let lib = view.consensus.read().lib_height;
+            let upto = end.map_or(lib, |t| t.min(lib));
+            if filter.from.unwrap_or(0) <= upto {
+                loop {
+                    let page = match self.events_page(view.clone(), &filter, upto).await {
+                        Ok(page) => page,
+                        Err(e) => {
+                            tracing::debug!(error = %e.message(), "event subscription ended");
+                            return Ok(());
+                        }
+                    };
+                    for e in &page.events {
+                        if sink.send(serde_json::value::to_raw_value(e)?).await.is_err() {
+                            return Ok(());
+                        }
+                        filter.after = Some(format!("{}:{}:{}", e.block_height, e.tx_index, e.event_index));
+                    }
+                    if page.next.is_none() {
+                        break;
+                    }
                 }
-                let next = more
-                    .then(|| {
-                        events.last().map(|e| format!("{}:{}:{}", e.block_height, e.tx_index, e.event_index))
-                    })
-                    .flatten();
-                Ok(aergo_api::EventPage { events, next })
-            },
-        )
-        .await
-        .map_err(internal)?;
-        page.map_err(|e| match e {
-            aergo_storage::StateError::EventIndex { .. } => invalid_params(e.to_string()),
-            e => internal(e),
-        })
+                // Everything up to `upto` was sent: the next pass starts above it (the cursor
+                // still orders events within a block).
+                filter.from = Some(upto + 1);
+            }
+            if end.is_some_and(|t| lib >= t) {
+                break;
+            }
+            tokio::select! {
+                _ = sink.closed() => break,
+                _ = rx.recv() => {}
+                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            }
+        }
+        Ok(())
     }
 
     async fn get_tag(&self, name: String) -> RpcResult<TagView> {
