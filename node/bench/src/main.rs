@@ -33,6 +33,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 mod branch;
+mod events;
 mod flood;
 mod import;
 mod net;
@@ -219,6 +220,22 @@ enum Bench {
         /// Transfers of the branch a replay merge brings into main (0: no merge figures).
         #[arg(long, default_value_t = 10_000)]
         merge_txs: usize,
+        /// Directory for the data (default: a temp dir under /var/tmp, on disk).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Contract events: blocks of token transfers with and without the transfer event, and the
+    /// event index read as `get_events` reads it.
+    Events {
+        /// Token transfers per block.
+        #[arg(long, default_value_t = 10_000)]
+        txs: usize,
+        /// Blocks (each adds `txs` events: 100 blocks of 10 000 make 1 000 000).
+        #[arg(long, default_value_t = 100)]
+        blocks: usize,
+        /// Range queries timed.
+        #[arg(long, default_value_t = 100)]
+        queries: usize,
         /// Directory for the data (default: a temp dir under /var/tmp, on disk).
         #[arg(long)]
         dir: Option<PathBuf>,
@@ -710,9 +727,19 @@ fn token_call(key: &Keypair, nonce: u64, contract: Address, to: &Keypair, n: i64
 
 /// Deploys the example token (supply 1 000 000) from `keys[0]` and gives every other key 100 tokens.
 fn token_setup(chain: &mut aergo_chain::Chain, bp: &Keypair, keys: &[Keypair]) -> anyhow::Result<Address> {
+    token_setup_with(chain, bp, keys, TOKEN)
+}
+
+/// [`token_setup`] with another script of the token's interface.
+fn token_setup_with(
+    chain: &mut aergo_chain::Chain,
+    bp: &Keypair,
+    keys: &[Keypair],
+    script: &str,
+) -> anyhow::Result<Address> {
     let deployer = &keys[0];
     let deploy =
-        bench_tx(deployer, 0, deployer.address(), 0, 2_000_000, Payload::Deploy { sql: TOKEN.into() });
+        bench_tx(deployer, 0, deployer.address(), 0, 2_000_000, Payload::Deploy { sql: script.into() });
     let contract = aergo_primitives::types::contract_address(&deployer.address(), 0);
     let mut ts = 1_000;
     let b = chain.produce(bp, vec![deploy], ts)?;
@@ -1066,6 +1093,9 @@ async fn main() -> anyhow::Result<()> {
                 branch::change_index(merge_txs, 10, rounds, dir)?;
             }
             Ok(())
+        }
+        Bench::Events { txs, blocks, queries, dir } => {
+            events::run(events::EventsOpts { txs, blocks, queries, dir })
         }
         Bench::Snapshot { accounts, heights, txs, dir } => {
             snapshot::run(snapshot::SnapshotOpts { accounts, heights, txs, dir })
