@@ -79,8 +79,23 @@ fn token_contract_through_the_node_and_cli() -> anyhow::Result<()> {
         )),
         "{text}"
     );
+    // estimate_gas: what the next transfer would do, nothing kept; then sent, it does exactly that.
+    let estimate = |args: &[&str]| {
+        let mut a =
+            vec!["contract", "call", "--key", dev.key.as_str(), "--estimate", token.as_str(), "transfer"];
+        a.extend_from_slice(args);
+        cli(&dev.node.rpc, &a)
+    };
+    let before = dev.query(&token, &["--function", "balance_of", "--arg", bob])?;
+    let (code, e) = estimate(&[bob, "50"])?;
+    assert_eq!((code, e["status"].as_str()), (0, Some("success")), "{e}");
+    assert_eq!(e["events"][0]["args"]["amount"], 50, "{e}");
+    assert_eq!(dev.query(&token, &["--function", "balance_of", "--arg", bob])?, before, "nothing kept");
+    let (code, failing) = estimate(&[bob, "0"])?;
+    assert_eq!((code, failing["error"].as_str()), (2, Some("amount must be positive, not 0")), "{failing}");
     let (code, r) = dev.call(&token, "transfer", &[bob, "50"])?;
     assert_eq!(code, 0, "{r}");
+    assert_eq!(r["fee"], e["fee"], "the estimate's fee is the one paid: {e} {r}");
     // A failing call: exit status 2, the error in the receipt, the gas paid, no rows changed.
     let (code, r) = dev.call(&token, "transfer", &[bob, "0"])?;
     assert_eq!(code, 2, "{r}");
@@ -491,6 +506,35 @@ fn token_events_are_indexed_paged_filtered_and_survive_kill_9() -> anyhow::Resul
     drop(sub);
     let all = events(&dev.node.rpc, &[])?;
     assert_eq!(all.len(), 7);
+    // `aergo events --follow`: the seven, then a new one as its block comes; each once.
+    let mut follow = Command::new(binary("aergo"))
+        .args(["--rpc", &dev.node.rpc, "events", &token, "--follow"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    let stdout = follow.stdout.take().context("stdout")?;
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let line = || lines.recv_timeout(Duration::from_secs(20));
+    for e in &all {
+        let l = line()?;
+        assert!(l.contains(e["tx_hash"].as_str().unwrap_or("?")), "{l}");
+    }
+    let (code, r) = dev.call(&token, "transfer", &[carol, "75"])?;
+    assert_eq!(code, 0, "{r}");
+    let l = line()?;
+    assert!(l.contains(r["tx_hash"].as_str().unwrap_or("?")) && l.contains("amount: 75"), "{l}");
+    assert!(lines.recv_timeout(Duration::from_secs(2)).is_err(), "nothing twice");
+    follow.kill()?;
+    follow.wait()?;
+    let all = events(&dev.node.rpc, &[])?;
+    assert_eq!(all.len(), 8);
 
     // kill -9 right after the last receipt: every indexed event is there after the restart, and
     // a subscription resumed after the last one seen gets only what is new.

@@ -254,6 +254,22 @@ pub struct EventEntry {
     pub args: serde_json::Map<String, serde_json::Value>,
 }
 
+/// `estimate_gas`: what a transaction would do if sent now.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EstimateView {
+    /// `success` or `failed`.
+    pub status: String,
+    /// What it would pay: a contract call's gas used (its fee is the limit).
+    #[serde(with = "amount_string")]
+    pub fee: u128,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub result: Option<QueryView>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub events: Vec<EventView>,
+}
+
 /// A declared event of a contract: `name`, `params` as `name TYPE`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ContractEventView {
@@ -657,6 +673,13 @@ pub trait AergoApi {
     /// (default 100, at most 1 000), continued with `after` = the last page's `next`.
     #[method(name = "get_events")]
     async fn get_events(&self, filter: EventFilter) -> RpcResult<EventPage>;
+
+    /// Runs a signed transaction (hex, as `send_tx` takes it; the signature is not checked) on the
+    /// pending state of the chain it is for and keeps nothing: what it would do if sent now —
+    /// the fee it would pay (a contract call's: the gas used), its result, its events
+    /// (`docs/dapps.md`). A transaction that would not be admitted: invalid params, with why.
+    #[method(name = "estimate_gas")]
+    async fn estimate_gas(&self, tx: String) -> RpcResult<EstimateView>;
 
     /// One tag; an unknown name is invalid params.
     #[method(name = "get_tag")]

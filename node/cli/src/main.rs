@@ -191,6 +191,10 @@ struct TxArgs {
     /// Wait for the receipt (exit status 2 when the transaction failed).
     #[arg(long)]
     wait: bool,
+    /// Do not send it: run it on the node's pending state and print what it would do (the fee it
+    /// would pay, its result and events); exit status 2 when it would fail.
+    #[arg(long, conflicts_with = "wait")]
+    estimate: bool,
     #[arg(long)]
     password_file: Option<PathBuf>,
 }
@@ -526,6 +530,29 @@ async fn submit(
         Payload::Deploy { .. } => Some(aergo_primitives::types::contract_address(&key.address(), nonce)),
         _ => None,
     };
+    if tx.estimate {
+        let e = c.estimate_gas(hex::encode(signed.encode())).await?;
+        print(json, &e, |e| {
+            let mut t = format!(
+                "would be {}{}\nfee {}",
+                e.status,
+                e.error.as_deref().map(|x| format!(" ({x})")).unwrap_or_default(),
+                e.fee
+            );
+            if let Some(result) = &e.result {
+                t.push('\n');
+                t.push_str(&table(result));
+            }
+            for ev in &e.events {
+                t.push_str(&format!("\n{}", event_line(ev)));
+            }
+            t
+        })?;
+        if e.status != "success" {
+            std::process::exit(2);
+        }
+        return Ok(());
+    }
     let sent = c.send_tx(hex::encode(signed.encode())).await?;
     let mut v = serde_json::json!({ "hash": sent.hash, "pool_seq": sent.pool_seq });
     let mut text = format!("tx {}\npool position {}", sent.hash, sent.pool_seq);

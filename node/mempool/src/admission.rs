@@ -62,6 +62,8 @@ pub struct Admission {
     capacity: usize,
     /// The branch whose pool this is: a transaction for any other is refused.
     branch: String,
+    /// The chain's context for running transactions on the pending state.
+    ctx: BlockContext,
     pub stats: Arc<StageStats>,
     stopping: Arc<AtomicBool>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
@@ -102,7 +104,17 @@ impl Admission {
                     .spawn(move || verify_loop(&rx, &store, &mempool, &stats, &stopping, &ctx))?,
             );
         }
-        Ok(Admission { queue, capacity, branch, stats, stopping, threads: Mutex::new(handles) })
+        Ok(Admission { queue, capacity, branch, ctx, stats, stopping, threads: Mutex::new(handles) })
+    }
+
+    /// The context of the next block on `store`'s head, now: what admission runs transactions in.
+    pub fn next_context(&self, store: &StateStore) -> BlockContext {
+        let head = store.head().ok().flatten();
+        BlockContext {
+            height: head.map_or(1, |h| h.height + 1),
+            timestamp_ms: aergo_primitives::clock::now_ms(),
+            ..self.ctx.clone()
+        }
     }
 
     /// Stops the verifier threads after the jobs in hand and waits for them.

@@ -340,6 +340,20 @@ impl Mempool {
         self.queues.get(&sender)?.txs.get(&nonce)?.spec.clone()
     }
 
+    /// Runs `tx` on the pending state (rebuilt first when stale) and keeps nothing of it: what it
+    /// would do if it were admitted now (`estimate_gas`).
+    pub fn estimate<V: StateView>(
+        &mut self,
+        tx: &Transaction,
+        ctx: &BlockContext,
+        view: &V,
+    ) -> Result<aergo_exec::TxOutcome, aergo_exec::ExecError> {
+        if self.pending.stale {
+            self.rebuild_pending(ctx, view);
+        }
+        self.pending.estimate(tx, ctx, view)
+    }
+
     fn rebuild_pending<V: StateView>(&mut self, ctx: &BlockContext, view: &V) {
         self.pending.clear();
         for q in self.queues.values_mut() {

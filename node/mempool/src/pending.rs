@@ -67,7 +67,60 @@ impl<V: StateView> Accounts for View<'_, V> {
     }
 }
 
+/// The pending state read-only, with one transaction's writes of its own on top (an estimate).
+struct Overlay<'a, V: StateView> {
+    pending: &'a PendingState,
+    view: &'a V,
+    accounts: HashMap<Address, Account>,
+    raw: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+impl<V: StateView> Accounts for Overlay<'_, V> {
+    fn get(&mut self, address: &Address) -> Result<Account, ExecError> {
+        if let Some(a) = self.accounts.get(address).or_else(|| self.pending.accounts.get(address)) {
+            return Ok(*a);
+        }
+        Ok(self.view.account(address)?)
+    }
+
+    fn set(&mut self, address: Address, account: Account) -> Result<(), ExecError> {
+        self.accounts.insert(address, account);
+        Ok(())
+    }
+
+    fn get_raw(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, ExecError> {
+        if let Some(v) = self.raw.get(key).or_else(|| self.pending.raw.get(key)) {
+            return Ok(v.clone());
+        }
+        Ok(self.view.raw(key)?)
+    }
+
+    fn set_raw(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) -> Result<(), ExecError> {
+        self.raw.insert(key, value);
+        Ok(())
+    }
+
+    fn scan_raw(&mut self, prefix: &[u8]) -> Result<Entries, ExecError> {
+        let base = self.view.scan(prefix)?;
+        let pending = self.pending.raw.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix));
+        let base = aergo_sql::store::merge(base, pending.map(|(k, v)| (k.clone(), v.clone())));
+        let mine = self.raw.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix));
+        Ok(aergo_sql::store::merge(base, mine.map(|(k, v)| (k.clone(), v.clone()))))
+    }
+}
+
 impl PendingState {
+    /// Executes `tx` on the pending state without keeping anything of it (`estimate_gas`).
+    pub fn estimate<V: StateView>(
+        &self,
+        tx: &Transaction,
+        ctx: &BlockContext,
+        view: &V,
+    ) -> Result<TxOutcome, ExecError> {
+        let mut o = Overlay { pending: self, view, accounts: HashMap::new(), raw: BTreeMap::new() };
+        apply_tx(tx, ctx, &mut o)
+    }
+
     /// Executes `tx` on the pending state; its effects stay when it ran.
     pub fn apply<V: StateView>(&mut self, tx: &Transaction, ctx: &BlockContext, view: &V) -> Speculative {
         let mut v = View { pending: self, view };

@@ -375,21 +375,7 @@ impl RpcHandler {
         }
         let mut out = Vec::with_capacity(events.len());
         for (i, e) in events.iter().enumerate() {
-            let declared = aergo_exec::query::load(&view.store, &e.contract, loc.height)
-                .ok()
-                .and_then(|(_, c)| c.interpreted.events.iter().find(|d| d.name == e.name).cloned());
-            let args = e
-                .args
-                .iter()
-                .enumerate()
-                .map(|(j, v)| {
-                    let name = declared
-                        .as_ref()
-                        .and_then(|d| d.params.get(j))
-                        .map_or_else(|| format!("arg{j}"), |(n, _)| n.clone());
-                    (name, aergo_sql::json::to_json(v))
-                })
-                .collect();
+            let args = named_args(view, e, loc.height);
             out.push(aergo_api::EventView {
                 index: (!reverted).then_some(first + i as u32),
                 contract: e.contract,
@@ -1191,6 +1177,48 @@ impl AergoApiServer for RpcHandler {
         Ok(())
     }
 
+    async fn estimate_gas(&self, tx: String) -> RpcResult<aergo_api::EstimateView> {
+        let (tx, _) = self.decode(&tx).map_err(|e| invalid_params(e.to_string()))?;
+        let (view, pool) = match self.branch_for(&tx).map_err(|e| invalid_params(e.to_string()))? {
+            Some(held) => (held.view.clone(), held.pool.clone()),
+            None => (self.view.clone(), self.pool.clone()),
+        };
+        let outcome = tokio::task::spawn_blocking(move || {
+            let ctx = pool.admission.next_context(&view.store);
+            let outcome = pool.mempool.lock().estimate(&tx, &ctx, &*view.store);
+            (outcome, view)
+        })
+        .await
+        .map_err(internal)?;
+        let (outcome, view) = outcome;
+        let receipt = match outcome.map_err(internal)? {
+            aergo_exec::TxOutcome::Applied { receipt, .. } => receipt,
+            aergo_exec::TxOutcome::Invalid(why) => {
+                return Err(invalid_params(format!("the transaction would not be admitted now: {why}")))
+            }
+        };
+        let status = &receipt.status;
+        let head = view.head().height;
+        let events = status
+            .events()
+            .iter()
+            .map(|e| aergo_api::EventView {
+                index: None,
+                contract: e.contract,
+                name: e.name.clone(),
+                args: named_args(&view, e, head),
+                reverted: !status.is_success(),
+            })
+            .collect();
+        Ok(aergo_api::EstimateView {
+            status: if status.is_success() { "success" } else { "failed" }.to_string(),
+            fee: receipt.fee,
+            error: status.error().map(str::to_string),
+            result: status.result().map(|r| query_view(r.columns.clone(), &r.rows)),
+            events,
+        })
+    }
+
     async fn get_tag(&self, name: String) -> RpcResult<TagView> {
         let (record, on) = self
             .find_record::<aergo_exec::branches::TagRecord>(&aergo_exec::branches::tag_key(&name))
@@ -1263,4 +1291,27 @@ fn parse_cursor(c: &str) -> Option<aergo_storage::state::EventPos> {
         event: parts.next()?.parse().ok()?,
     };
     parts.next().is_none().then_some(pos)
+}
+
+/// An event's arguments by the names its contract declares (its script at `height`; `argN` for
+/// an argument it does not name).
+fn named_args(
+    view: &ChainView,
+    e: &aergo_primitives::types::Event,
+    height: u64,
+) -> serde_json::Map<String, serde_json::Value> {
+    let declared = aergo_exec::query::load(&view.store, &e.contract, height)
+        .ok()
+        .and_then(|(_, c)| c.interpreted.events.iter().find(|d| d.name == e.name).cloned());
+    e.args
+        .iter()
+        .enumerate()
+        .map(|(j, v)| {
+            let name = declared
+                .as_ref()
+                .and_then(|d| d.params.get(j))
+                .map_or_else(|| format!("arg{j}"), |(n, _)| n.clone());
+            (name, aergo_sql::json::to_json(v))
+        })
+        .collect()
 }
