@@ -542,24 +542,29 @@ impl RpcHandler {
                     return answer;
                 }
             }
-            let encoded = self.net_commands.as_ref().map(|_| tx.encode());
-            let admitted = held.pool.admission.submit(tx, bytes).await?;
-            if let Some(encoded) = encoded {
-                held.pool.gossip_tx(encoded);
-            }
-            return Ok(admitted.into());
+            return Ok(self.admit_to(&held.pool, tx, bytes).await?.into());
         }
         if self.facts.producer.is_none() {
             if let Some(answer) = self.forward(&tx, &self.view).await {
                 return answer;
             }
         }
+        Ok(self.admit_to(&self.pool, tx, bytes).await?.into())
+    }
+
+    /// Admits `tx` to `pool` and, on a network, gossips it on that pool's topic.
+    async fn admit_to(
+        &self,
+        pool: &PoolHandle,
+        tx: Transaction,
+        bytes: usize,
+    ) -> Result<aergo_mempool::Admitted, AdmitError> {
         let encoded = self.net_commands.as_ref().map(|_| tx.encode());
-        let admitted = self.pool.admission.submit(tx, bytes).await?;
+        let admitted = pool.admission.submit(tx, bytes).await?;
         if let Some(encoded) = encoded {
-            self.pool.gossip_tx(encoded);
+            pool.gossip_tx(encoded);
         }
-        Ok(admitted.into())
+        Ok(admitted)
     }
 }
 
@@ -719,14 +724,7 @@ impl AergoApiServer for RpcHandler {
                     slots.push(Ok(decoded.len()));
                     decoded.push(d);
                 }
-                Ok(((tx, bytes), Some(held))) => {
-                    let encoded = self.net_commands.as_ref().map(|_| tx.encode());
-                    let answer = held.pool.admission.submit(tx, bytes).await;
-                    if let (Ok(_), Some(encoded)) = (&answer, encoded) {
-                        held.pool.gossip_tx(encoded);
-                    }
-                    slots.push(Err(answer));
-                }
+                Ok(((tx, bytes), Some(held))) => slots.push(Err(self.admit_to(&held.pool, tx, bytes).await)),
                 Err(e) => slots.push(Err(Err(e))),
             }
         }
