@@ -559,3 +559,147 @@ fn token_events_are_indexed_paged_filtered_and_survive_kill_9() -> anyhow::Resul
     assert_eq!(e["tx_hash"], v["hash"], "only the new one: {e}");
     node.stop()
 }
+
+/// State proofs (`docs/dapps.md`, "State proofs"): an account's and a token row's values at
+/// several heights, present and absent, proven by the node and checked by `aergo verify-proof`
+/// with no node against a header from `aergo --json block`; a changed byte in the proof, the
+/// value, the key, the document's header or the trusted header fails, naming the check.
+#[test]
+fn state_proofs_verify_offline_and_fail_on_any_changed_byte() -> anyhow::Result<()> {
+    let dev = Dev::start()?;
+    let rpc = dev.node.rpc.clone();
+    let me =
+        cli_json(&rpc, &["account", "show", &dev.key])?["address"].as_str().unwrap_or_default().to_string();
+    let (token, deployed_at) = dev.deploy("token.sql")?;
+    let bob = "aergo1qqqsyqcyq5rqwzqfpg9scrgwpugpzysn8xa4k6";
+    let nobody = aergo_primitives::types::Address([9; 20]).to_string();
+    let (_, r) = dev.call(&token, "transfer", &[bob, "250"])?;
+    let first = r["block_height"].as_u64().context("height")?;
+    let (_, r) = dev.call(&token, "transfer", &[bob, "50"])?;
+    let second = r["block_height"].as_u64().context("height")?;
+    let dir = tempfile::tempdir()?;
+    let write = |name: &str, v: &Value| -> anyhow::Result<String> {
+        let path = dir.path().join(name);
+        std::fs::write(&path, serde_json::to_vec_pretty(v)?)?;
+        Ok(path.display().to_string())
+    };
+    // (exit code, answer) of verify-proof for a document and a header.
+    let verify = |doc: &Value, header: &Value| -> anyhow::Result<(i32, Value)> {
+        let (d, h) = (write("doc.json", doc)?, write("header.json", header)?);
+        cli(&rpc, &["verify-proof", &d, "--header", &h])
+    };
+    let header_at = |h: u64| cli_json(&rpc, &["block", &h.to_string()]);
+    let mut checked = 0;
+    for h in [deployed_at, first, second] {
+        let header = header_at(h)?;
+        let at = h.to_string();
+        // My account: present, its balance as `aergo balance` says at that height.
+        let doc = cli_json(&rpc, &["proof", "account", &me, "--height", &at])?;
+        let balance = cli_json(&rpc, &["balance", &me, "--height", &at])?;
+        assert_eq!(doc["account"]["balance"], balance["balance"], "{doc}");
+        let (code, v) = verify(&doc, &header)?;
+        assert_eq!(code, 0, "{v}");
+        assert!(
+            v["what"].as_str().unwrap_or_default().contains(&format!("nonce {}", balance["nonce"])),
+            "{v}"
+        );
+        // An account that never existed: proven absent.
+        let doc = cli_json(&rpc, &["proof", "account", &nobody, "--height", &at])?;
+        assert_eq!(doc["account"], Value::Null, "{doc}");
+        let (code, v) = verify(&doc, &header)?;
+        assert_eq!(code, 0, "{v}");
+        assert!(v["what"].as_str().unwrap_or_default().ends_with("is absent"), "{v}");
+        // Bob's token row: absent before the first transfer, then 250, then 300.
+        let doc = cli_json(&rpc, &["proof", "row", &token, "balances", bob, "--height", &at])?;
+        let expected = match h {
+            h if h == deployed_at => Value::Null,
+            h if h == first => json!({"owner": bob, "amount": 250}),
+            _ => json!({"owner": bob, "amount": 300}),
+        };
+        assert_eq!(doc["row"], expected, "{doc}");
+        let (code, v) = verify(&doc, &header)?;
+        assert_eq!(code, 0, "{v}");
+        // A proof checked against another height's header fails.
+        let other = header_at(if h == second { first } else { second })?;
+        let (code, v) = verify(&doc, &other)?;
+        assert_eq!((code, v["check"].as_str()), (1, Some("the block")), "{v}");
+        checked += 1;
+    }
+    assert_eq!(checked, 3);
+
+    // One changed byte anywhere fails verification, naming the check.
+    let header = header_at(second)?;
+    let doc = cli_json(&rpc, &["proof", "row", &token, "balances", bob, "--height", &second.to_string()])?;
+    let flip = |hex: &str, byte: usize| -> String {
+        let mut b: Vec<u8> =
+            (0..hex.len() / 2).filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()).collect();
+        b[byte] ^= 0x01;
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    };
+    let mut failures = std::collections::BTreeMap::<String, usize>::new();
+    let mut tamper = |path: &[&str], byte: usize| -> anyhow::Result<()> {
+        let mut d = doc.clone();
+        let mut slot = &mut d;
+        for p in path {
+            slot = match p.parse::<usize>() {
+                Ok(i) => &mut slot[i],
+                Err(_) => &mut slot[*p],
+            };
+        }
+        let text = slot.as_str().context("a hex field")?.to_string();
+        *slot = Value::String(flip(&text, byte % (text.len() / 2)));
+        let (code, v) = verify(&d, &header)?;
+        assert_eq!(code, 1, "{path:?} byte {byte} changed still verifies: {v}");
+        *failures.entry(v["check"].as_str().unwrap_or_default().to_string()).or_default() += 1;
+        Ok(())
+    };
+    for byte in (0..2_000).step_by(97) {
+        tamper(&["entries", "1", "proof"], byte)?;
+        tamper(&["entries", "0", "proof"], byte)?;
+    }
+    for byte in 0..4 {
+        tamper(&["entries", "1", "value"], byte)?;
+        tamper(&["entries", "1", "key"], byte * 9)?;
+        tamper(&["entries", "0", "value"], byte * 101)?;
+    }
+    assert!(failures.contains_key("the proof") && failures.contains_key("the state key"), "{failures:?}");
+    // The decoded row, the document's header and the trusted header.
+    let mut d = doc.clone();
+    d["row"]["amount"] = json!(301);
+    assert_eq!(verify(&d, &header)?.1["check"], "the value");
+    let mut d = doc.clone();
+    d["block"]["header"]["timestamp_ms"] =
+        json!(d["block"]["header"]["timestamp_ms"].as_u64().unwrap_or(0) + 1);
+    assert_eq!(verify(&d, &header)?.1["check"], "the block");
+    for field in ["state_root", "prev_hash", "tx_root"] {
+        let mut t = header.clone();
+        let text = t["header"][field].as_str().unwrap_or_default().to_string();
+        t["header"][field] = Value::String(flip(&text, 7));
+        let (code, v) = verify(&doc, &t)?;
+        assert_eq!((code, v["check"].as_str()), (1, Some("the trusted header")), "{field}: {v}");
+    }
+    let mut t = header.clone();
+    t["hash"] = Value::String(flip(t["hash"].as_str().unwrap_or_default(), 0));
+    assert_eq!(verify(&doc, &t)?.1["check"], "the trusted header");
+    // Text output, the inline header form, and bad requests.
+    let d = write("doc.json", &doc)?;
+    let out = Command::new(binary("aergo"))
+        .args(["verify-proof", &d, "--header", &serde_json::to_string(&header)?])
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.starts_with("verified: row [\"") && text.contains("\"amount\":300"),
+        "{text}"
+    );
+    let (code, err) = cli(&rpc, &["proof", "row", &token, "nosuch", bob])?;
+    assert_eq!(code, 1);
+    assert!(err.as_str().unwrap_or_default().contains("no table \"nosuch\""), "{err}");
+    let before = (deployed_at - 1).to_string();
+    let (code, err) = cli(&rpc, &["proof", "row", &token, "balances", bob, "--height", &before])?;
+    assert_eq!(code, 1);
+    assert!(err.as_str().unwrap_or_default().contains("no contract"), "{err}");
+    let (code, err) = cli(&rpc, &["proof", "account", &me, "--height", "999999"])?;
+    assert_eq!(code, 1);
+    assert!(err.as_str().unwrap_or_default().contains("above the chain head"), "{err}");
+    dev.node.stop()
+}

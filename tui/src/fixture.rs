@@ -35,6 +35,7 @@ pub fn header(height: u64) -> HeaderView {
         state_root: hash(height + 2_000_000),
         receipts_root: hash(height + 3_000_000),
         tx_count: ((height * 37) % 50) as u32,
+        producer_key: None,
     }
 }
 

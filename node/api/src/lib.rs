@@ -358,6 +358,88 @@ pub struct HeaderView {
     pub state_root: Hash,
     pub receipts_root: Hash,
     pub tx_count: u32,
+    /// The producer's public key (hex): with it the header can be hashed again, as a proof's
+    /// verifier does (`docs/dapps.md`, "State proofs").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub producer_key: Option<String>,
+}
+
+impl HeaderView {
+    /// The header as the chain hashes it; needs `producer_key`, which must be `producer`'s key.
+    pub fn block_header(&self) -> Result<aergo_primitives::types::BlockHeader, String> {
+        use aergo_primitives::types::{BlockHeader, PublicKey, TxBody};
+        let text = self.producer_key.as_deref().ok_or("the header has no producer_key")?;
+        let key: [u8; 32] = hex::decode(text)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| format!("producer_key {text:?} is not 32 bytes of hex"))?;
+        let producer = PublicKey(key);
+        if producer.address() != self.producer {
+            return Err(format!("producer_key is not the key of the producer {}", self.producer));
+        }
+        Ok(BlockHeader {
+            version: TxBody::version_for(&self.branch),
+            chain_id: self.chain_id.clone(),
+            branch: self.branch.clone(),
+            height: self.height,
+            prev_hash: self.prev_hash,
+            timestamp_ms: self.timestamp_ms,
+            producer,
+            tx_root: self.tx_root,
+            state_root: self.state_root,
+            receipts_root: self.receipts_root,
+        })
+    }
+}
+
+/// A block's hash and header: what a proof is against, and what `aergo --json block` prints
+/// (with more fields, which this ignores).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProvenBlock {
+    pub hash: Hash,
+    pub header: HeaderView,
+}
+
+/// One proven state entry: its state key, its value (absent: null) and the sparse Merkle proof,
+/// all hex (`docs/dapps.md`, "State proofs").
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProofEntry {
+    pub key: String,
+    pub value: Option<String>,
+    pub proof: String,
+}
+
+/// An account as a proof's value decodes.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProvenAccount {
+    #[serde(with = "amount_string")]
+    pub balance: u128,
+    pub nonce: u64,
+}
+
+/// What a proof is of.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum ProofSubject {
+    /// An account (`account` null when absent).
+    Account { address: Address, account: Option<ProvenAccount> },
+    /// A contract row by its table and primary key (`row` null when absent).
+    Row {
+        contract: Address,
+        table: String,
+        key: Vec<serde_json::Value>,
+        row: Option<serde_json::Map<String, serde_json::Value>>,
+    },
+}
+
+/// `get_account_proof` / `get_row_proof`: the proof document `aergo verify-proof` checks.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct StateProofView {
+    #[serde(flatten)]
+    pub subject: ProofSubject,
+    pub height: u64,
+    pub block: ProvenBlock,
+    pub entries: Vec<ProofEntry>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -680,6 +762,29 @@ pub trait AergoApi {
     /// (`docs/dapps.md`). A transaction that would not be admitted: invalid params, with why.
     #[method(name = "estimate_gas")]
     async fn estimate_gas(&self, tx: String) -> RpcResult<EstimateView>;
+
+    /// An account's value at `height` (default the head) with its sparse Merkle proof against
+    /// the state root of that height's block header, which the answer carries
+    /// (`docs/dapps.md`, "State proofs"); an absent account is proven absent.
+    #[method(name = "get_account_proof")]
+    async fn get_account_proof(
+        &self,
+        address: String,
+        height: Option<u64>,
+        branch: Option<String>,
+    ) -> RpcResult<StateProofView>;
+
+    /// A contract row by table and primary-key values (JSON, in key order), proven as
+    /// `get_account_proof` proves an account, with the contract's script proven beside it.
+    #[method(name = "get_row_proof")]
+    async fn get_row_proof(
+        &self,
+        contract: String,
+        table: String,
+        key: Vec<serde_json::Value>,
+        height: Option<u64>,
+        branch: Option<String>,
+    ) -> RpcResult<StateProofView>;
 
     /// One tag; an unknown name is invalid params.
     #[method(name = "get_tag")]

@@ -30,19 +30,19 @@ pub struct BranchOpts {
     pub dir: Option<PathBuf>,
 }
 
-fn address(i: usize) -> Address {
+pub(crate) fn address(i: usize) -> Address {
     let mut a = [0u8; 20];
     a[..8].copy_from_slice(&(i as u64).to_be_bytes());
     a[8..16].copy_from_slice(&(i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes());
     Address(a)
 }
 
-fn account(balance: u128, nonce: u64) -> Vec<u8> {
+pub(crate) fn account(balance: u128, nonce: u64) -> Vec<u8> {
     to_vec_exact(&Account { balance, nonce })
 }
 
 /// Commits `changes` as block `height` over `prev`; returns its hash.
-fn commit(
+pub(crate) fn commit(
     store: &StateStore,
     height: u64,
     prev: Hash,

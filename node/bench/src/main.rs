@@ -37,6 +37,7 @@ mod events;
 mod flood;
 mod import;
 mod net;
+mod proof;
 mod snapshot;
 mod sql;
 use std::sync::Arc;
@@ -220,6 +221,19 @@ enum Bench {
         /// Transfers of the branch a replay merge brings into main (0: no merge figures).
         #[arg(long, default_value_t = 10_000)]
         merge_txs: usize,
+        /// Directory for the data (default: a temp dir under /var/tmp, on disk).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// State proofs: generation time, size and check time of account proofs, present and absent,
+    /// at states of several sizes, beside a plain read.
+    Proof {
+        /// State sizes (accounts).
+        #[arg(long, value_delimiter = ',', default_value = "1000000")]
+        accounts: Vec<usize>,
+        /// Proofs of present accounts timed (as many of absent ones).
+        #[arg(long, default_value_t = 10_000)]
+        proofs: usize,
         /// Directory for the data (default: a temp dir under /var/tmp, on disk).
         #[arg(long)]
         dir: Option<PathBuf>,
@@ -1094,6 +1108,7 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Bench::Proof { accounts, proofs, dir } => proof::run(proof::ProofOpts { accounts, proofs, dir }),
         Bench::Events { txs, blocks, queries, dir } => {
             events::run(events::EventsOpts { txs, blocks, queries, dir })
         }

@@ -10,6 +10,8 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod proof;
+
 #[derive(Parser)]
 #[command(name = "aergo", version, about = "AERGO Chain command-line client")]
 struct Cli {
@@ -169,10 +171,51 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         limit: u32,
     },
+    /// State proofs (docs/dapps.md): an account's or a contract row's value with its Merkle proof
+    /// against the state root of a block's header, printed as the JSON document that
+    /// `aergo verify-proof` checks.
+    #[command(subcommand)]
+    Proof(ProofCmd),
+    /// Check a proof document (from `aergo proof`) against a header you trust, with no node:
+    /// exit 0 and what it proves, or exit 1 and which check failed.
+    VerifyProof {
+        /// The proof document.
+        file: PathBuf,
+        /// The trusted header: a file, or inline JSON, of `{hash, header}` (what
+        /// `aergo --json block H` prints).
+        #[arg(long)]
+        header: String,
+    },
     /// The chain's state.
     Chain,
     /// The node's identity and role.
     Node,
+}
+
+#[derive(Subcommand)]
+enum ProofCmd {
+    /// An account (present or absent) at the head, at --height, or at --at REF.
+    Account {
+        address: String,
+        #[arg(long)]
+        height: Option<u64>,
+        /// A REF instead of --branch and --height: BRANCH, BRANCH@HEIGHT or a tag.
+        #[arg(long, conflicts_with = "height")]
+        at: Option<String>,
+    },
+    /// A contract's row by table and primary-key values (in key order: a number, text,
+    /// true/false).
+    Row {
+        contract: String,
+        table: String,
+        #[arg(required = true)]
+        key: Vec<String>,
+        #[arg(long)]
+        height: Option<u64>,
+        /// A REF instead of --branch and --height: BRANCH, BRANCH@HEIGHT or a tag.
+        #[arg(long, conflicts_with = "height")]
+        at: Option<String>,
+    },
 }
 
 /// What every transaction command takes.
@@ -769,6 +812,43 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print(json, &a, |a| {
                 format!("{} at height {}: balance {} nonce {}", a.address, a.height, a.balance, a.nonce)
             })?;
+        }
+        Command::Proof(ProofCmd::Account { address, height, at }) => {
+            Address::parse(&address)?;
+            let (branch, height) = read_at(&cli.rpc, &cli.branch, height, at.as_deref()).await?;
+            let doc = client(&cli.rpc)?.get_account_proof(address, height, branch).await?;
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+        }
+        Command::Proof(ProofCmd::Row { contract, table, key, height, at }) => {
+            Address::parse(&contract)?;
+            let (branch, height) = read_at(&cli.rpc, &cli.branch, height, at.as_deref()).await?;
+            let key = key.iter().map(|k| aergo_sql::json::to_json(&aergo_sql::json::from_cli(k))).collect();
+            let doc = client(&cli.rpc)?.get_row_proof(contract, table, key, height, branch).await?;
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+        }
+        Command::VerifyProof { file, header } => {
+            let text =
+                std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let doc: aergo_api::StateProofView = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a proof document", file.display()))?;
+            let header_text = if header.trim_start().starts_with('{') {
+                header
+            } else {
+                std::fs::read_to_string(&header).with_context(|| format!("reading {header}"))?
+            };
+            let trusted: aergo_api::ProvenBlock =
+                serde_json::from_str(&header_text).context("the header is not {hash, header} JSON")?;
+            match proof::verify(&doc, &trusted) {
+                Ok(what) => {
+                    let v = serde_json::json!({ "verified": true, "what": what });
+                    print(json, &v, |_| format!("verified: {what}"))?;
+                }
+                Err(e) => {
+                    let v = serde_json::json!({ "verified": false, "check": e.check, "error": e.why });
+                    print(json, &v, |_| format!("not verified: {}: {}", e.check, e.why))?;
+                    std::process::exit(1);
+                }
+            }
         }
         Command::Send { tx, to, amount } => {
             let recipient = Address::parse(&to)?;

@@ -9,6 +9,7 @@
 //! - [`value`]: AergoSQL's values (integers, decimals, text, booleans, bytes, NULL), their row and
 //!   key encodings and their JSON form, shared by the SQL engine, the RPC and the CLI.
 //! - [`file`]: writing a file so that a crash leaves the old or the new contents.
+//! - [`proof`]: the state's sparse Merkle proofs, read and checked with no node.
 //!
 //! This crate never touches RocksDB, the network, the SQL parser or a compiler: the API crate, the
 //! agent and the console depend on it and must stay small.
@@ -22,6 +23,7 @@
 pub mod clock;
 pub mod crypto;
 pub mod file;
+pub mod proof;
 pub mod refs;
 pub mod types;
 pub mod value;

@@ -128,6 +128,7 @@ pub fn block_view(block: &Block, full: bool) -> BlockView {
             state_root: h.state_root,
             receipts_root: h.receipts_root,
             tx_count: block.transactions.len() as u32,
+            producer_key: Some(hex::encode(h.producer.0)),
         },
         transactions,
     }
@@ -164,6 +165,20 @@ fn records_at_head(
 }
 
 /// `height`, or the head of `view`; an error above the head or before its history.
+/// The block a proof at `height` is against: its hash and header.
+fn proven_block(view: &ChainView, height: u64) -> RpcResult<aergo_api::ProvenBlock> {
+    let block = view
+        .read_block(height)
+        .map_err(internal)?
+        .ok_or_else(|| internal(format!("block {height} is not in the block log")))?;
+    let b = block_view(&block, false);
+    Ok(aergo_api::ProvenBlock { hash: b.hash, header: b.header })
+}
+
+fn proof_entry(key: &[u8], value: Option<&[u8]>, proof: &[u8]) -> aergo_api::ProofEntry {
+    aergo_api::ProofEntry { key: hex::encode(key), value: value.map(hex::encode), proof: hex::encode(proof) }
+}
+
 fn height_or_head(view: &ChainView, height: Option<u64>) -> RpcResult<u64> {
     let head = view.head().height;
     let at = height.unwrap_or(head);
@@ -180,6 +195,23 @@ fn height_or_head(view: &ChainView, height: Option<u64>) -> RpcResult<u64> {
 }
 
 impl RpcHandler {
+    /// The chain a read is on, the height it reads (default the head), and the contract's
+    /// script and compiled form there; an unknown contract is invalid params.
+    fn contract_at(
+        &self,
+        contract: &Address,
+        height: Option<u64>,
+        branch: Option<&str>,
+    ) -> RpcResult<(Arc<ChainView>, u64, String, Arc<aergo_sql::Compiled>)> {
+        let view = self.on(branch)?.view;
+        let at = height_or_head(&view, height)?;
+        let (script, compiled) = aergo_exec::query::load(&view.store, contract, at).map_err(|e| match e {
+            aergo_sql::SqlError::Storage(e) => internal(e),
+            e => invalid_params(e.to_string()),
+        })?;
+        Ok((view, at, script, compiled))
+    }
+
     /// The chain named by a request's `branch` (default `main`); an unknown branch or one this
     /// node does not hold is invalid params that says which.
     fn on(&self, branch: Option<&str>) -> RpcResult<On> {
@@ -799,12 +831,7 @@ impl AergoApiServer for RpcHandler {
     ) -> RpcResult<ContractView> {
         use aergo_sql::access::{describe, function_access};
         let address = Address::parse(&address).map_err(|e| invalid_params(e.to_string()))?;
-        let view = self.on(branch.as_deref())?.view;
-        let at = height_or_head(&view, height)?;
-        let (script, compiled) = aergo_exec::query::load(&view.store, &address, at).map_err(|e| match e {
-            aergo_sql::SqlError::Storage(e) => internal(e),
-            e => invalid_params(e.to_string()),
-        })?;
+        let (_, at, script, compiled) = self.contract_at(&address, height, branch.as_deref())?;
         let c = &compiled.interpreted;
         let tables = c
             .tables
@@ -1094,6 +1121,77 @@ impl AergoApiServer for RpcHandler {
                 | aergo_storage::StateError::TooManyChanges { .. } => invalid_params(e.to_string()),
                 e => internal(e),
             }
+        })
+    }
+
+    async fn get_account_proof(
+        &self,
+        address: String,
+        height: Option<u64>,
+        branch: Option<String>,
+    ) -> RpcResult<aergo_api::StateProofView> {
+        let address = Address::parse(&address).map_err(|e| invalid_params(e.to_string()))?;
+        let view = self.on(branch.as_deref())?.view;
+        let at = height_or_head(&view, height)?;
+        let block = proven_block(&view, at)?;
+        let key = aergo_storage::account_key(&address);
+        let (value, proof) = view.store.proof_bytes(&key, at).map_err(internal)?;
+        let account = match &value {
+            Some(bytes) => {
+                let a = aergo_storage::state::decode_account(Some(bytes.clone())).map_err(internal)?;
+                Some(aergo_api::ProvenAccount { balance: a.balance, nonce: a.nonce })
+            }
+            None => None,
+        };
+        Ok(aergo_api::StateProofView {
+            subject: aergo_api::ProofSubject::Account { address, account },
+            height: at,
+            block,
+            entries: vec![proof_entry(&key, value.as_deref(), &proof)],
+        })
+    }
+
+    async fn get_row_proof(
+        &self,
+        contract: String,
+        table: String,
+        key: Vec<serde_json::Value>,
+        height: Option<u64>,
+        branch: Option<String>,
+    ) -> RpcResult<aergo_api::StateProofView> {
+        use aergo_sql::store::{code_key, row_columns, row_state_key};
+        let contract = Address::parse(&contract).map_err(|e| invalid_params(e.to_string()))?;
+        let (view, at, _, compiled) = self.contract_at(&contract, height, branch.as_deref())?;
+        let values = key
+            .iter()
+            .map(aergo_sql::json::from_json)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(invalid_params)?;
+        let ir = &compiled.interpreted;
+        let row_key =
+            row_state_key(ir, &contract, &table, &values).map_err(|e| invalid_params(e.to_string()))?;
+        let block = proven_block(&view, at)?;
+        let code_key = code_key(&contract);
+        let (code, code_proof) = view.store.proof_bytes(&code_key, at).map_err(internal)?;
+        let (value, proof) = view.store.proof_bytes(&row_key, at).map_err(internal)?;
+        let row = match &value {
+            Some(bytes) => Some(
+                row_columns(ir, &table, bytes)
+                    .map_err(internal)?
+                    .into_iter()
+                    .map(|(c, v)| (c, aergo_sql::json::to_json(&v)))
+                    .collect(),
+            ),
+            None => None,
+        };
+        Ok(aergo_api::StateProofView {
+            subject: aergo_api::ProofSubject::Row { contract, table, key, row },
+            height: at,
+            block,
+            entries: vec![
+                proof_entry(&code_key, code.as_deref(), &code_proof),
+                proof_entry(&row_key, value.as_deref(), &proof),
+            ],
         })
     }
 

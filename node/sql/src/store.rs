@@ -42,6 +42,70 @@ pub fn row_key(contract: &Address, table: usize, pk: &[super::Value]) -> Vec<u8>
 
 pub use aergo_primitives::types::contract_address;
 
+/// The table named `table` (as its script spells it, in any case), with its id.
+pub fn table_named<'c>(
+    contract: &'c super::ir::Contract,
+    table: &str,
+) -> Result<(usize, &'c super::ir::Table), SqlError> {
+    contract
+        .tables
+        .iter()
+        .enumerate()
+        .find(|(_, t)| t.name.eq_ignore_ascii_case(table))
+        .ok_or_else(|| SqlError::Runtime(format!("the contract has no table {table:?}")))
+}
+
+/// The state key of the row of `table` whose primary key is `key` (its values in key order,
+/// converted to the key columns' types as an INSERT converts them; for a table without a
+/// PRIMARY KEY, its hidden `rowid`). What a row proof is of (`docs/dapps.md`, "State proofs").
+pub fn row_state_key(
+    contract: &super::ir::Contract,
+    address: &Address,
+    table: &str,
+    key: &[Value],
+) -> Result<Vec<u8>, SqlError> {
+    let (id, t) = table_named(contract, table)?;
+    if key.len() != t.pk.len() {
+        let names: Vec<&str> = t.pk.iter().map(|&c| t.columns[c].name.as_str()).collect();
+        return Err(SqlError::Runtime(format!(
+            "table {} is keyed by {} value(s) ({}), not {}",
+            t.name,
+            names.len(),
+            names.join(", "),
+            key.len()
+        )));
+    }
+    let mut values = Vec::with_capacity(key.len());
+    for (v, &c) in key.iter().zip(&t.pk) {
+        let column = &t.columns[c];
+        if v.is_null() {
+            return Err(SqlError::Runtime(format!("key column {} cannot be NULL", column.name)));
+        }
+        values.push(v.clone().coerce(column.ty, &column.name).map_err(|e| SqlError::Runtime(e.to_string()))?);
+    }
+    Ok(row_key(address, id, &values))
+}
+
+/// A stored row of `table` as (column, value) pairs, in the table's column order.
+pub fn row_columns(
+    contract: &super::ir::Contract,
+    table: &str,
+    bytes: &[u8],
+) -> Result<Vec<(String, Value)>, SqlError> {
+    let (_, t) = table_named(contract, table)?;
+    let values =
+        super::value::decode_row(bytes).map_err(|e| SqlError::Storage(format!("a stored row: {e}")))?;
+    if values.len() != t.columns.len() {
+        return Err(SqlError::Storage(format!(
+            "a stored row of {} has {} values for {} columns",
+            t.name,
+            values.len(),
+            t.columns.len()
+        )));
+    }
+    Ok(t.columns.iter().map(|c| c.name.clone()).zip(values).collect())
+}
+
 /// A call's writes by key (`None`: deleted), in key order.
 pub type Writes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 

@@ -30,7 +30,7 @@ fn commit_on(on: &str, store: &StateStore, height: u64, prev: Hash, changes: &[C
     block.hash()
 }
 
-fn commit(store: &StateStore, height: u64, prev: Hash, changes: &[Change]) -> Hash {
+pub(crate) fn commit(store: &StateStore, height: u64, prev: Hash, changes: &[Change]) -> Hash {
     commit_on("main", store, height, prev, changes)
 }
 
@@ -87,6 +87,10 @@ fn everything_at(store: &StateStore, height: u64) -> Everything {
         proof
             .verify(jmt::RootHash(root.0), jmt::KeyHash::with::<super::state::Blake3>(&k), v.as_deref())
             .unwrap_or_else(|e| panic!("the proof of key {i} at {height} does not verify: {e}"));
+        let (_, bytes) = store.proof_bytes(&k, height).unwrap();
+        aergo_primitives::proof::SparseProof::decode(&bytes)
+            .and_then(|p| p.verify(&root.0, &k, v.as_deref()))
+            .unwrap_or_else(|e| panic!("the documented check of key {i}'s proof at {height} fails: {e}"));
         values.push(v);
     }
     let rows = store.scan_at(SQL_PREFIX, height).unwrap();

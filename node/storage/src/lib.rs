@@ -25,6 +25,8 @@ pub mod state;
 
 #[cfg(test)]
 mod branch_tests;
+#[cfg(test)]
+mod proof_tests;
 
 pub use blocklog::{BlockLog, LogError, LogOptions, LogReader, RecordPos, Verify};
 pub use changes::{Change, ChangeSet};

@@ -130,13 +130,7 @@ fn event_pos(key: &[u8]) -> Option<EventPos> {
 /// The layout this code reads and writes: 2, value versions newest first (see the module's notes).
 pub const FORMAT: u32 = 2;
 
-/// Key of an account in the state.
-pub fn account_key(address: &Address) -> Vec<u8> {
-    let mut k = Vec::with_capacity(25);
-    k.extend_from_slice(b"acct/");
-    k.extend_from_slice(&address.0);
-    k
-}
+pub use aergo_primitives::types::account_key;
 
 /// State key written by every block (height and timestamp), so every height has its own tree root.
 pub const HEAD_KEY: &[u8] = b"sys/head";
@@ -1113,6 +1107,14 @@ impl StateStore {
         Tree::new(self)
             .get_with_proof(KeyHash::with::<Blake3>(key), height)
             .map_err(|e| StateError::Tree(e.to_string()))
+    }
+
+    /// The value of `key` at `height` and the bytes of its proof against that height's state
+    /// root, in the layout `docs/dapps.md` documents ([`aergo_primitives::proof::SparseProof`]).
+    pub fn proof_bytes(&self, key: &[u8], height: u64) -> Result<(Option<Vec<u8>>, Vec<u8>), StateError> {
+        let (value, proof) = self.value_with_proof(key, height)?;
+        let bytes = borsh::to_vec(&proof).map_err(|e| StateError::Tree(format!("encoding a proof: {e}")))?;
+        Ok((value, bytes))
     }
 
     /// Writes tree nodes and values a snapshot restore produced (not synced:

@@ -636,6 +636,14 @@ impl Receipt {
     }
 }
 
+/// Key of an account in the state: `acct/` and the address's 20 bytes.
+pub fn account_key(address: &Address) -> Vec<u8> {
+    let mut k = Vec::with_capacity(25);
+    k.extend_from_slice(b"acct/");
+    k.extend_from_slice(&address.0);
+    k
+}
+
 /// An account's state.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct Account {
