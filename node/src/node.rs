@@ -414,10 +414,11 @@ impl RunningNode {
             ),
             branches,
         };
-        let (rpc, rpc_addr) = rpc::serve(handler, &config.rpc).await?;
+        let listening = rpc::serve(handler, &config.rpc, config.rpc_tls_paths()).await?;
+        let (rpc, rpc_addr) = (listening.handle, listening.addr);
         tracing::info!(
-            rpc = %rpc_addr, producer = ?facts.producer.map(|a| a.to_string()),
-            peer_id = ?facts.peer_id, "node running"
+            rpc = %rpc_addr, rpc_tls = ?listening.tls_addr.map(|a| a.to_string()),
+            producer = ?facts.producer.map(|a| a.to_string()), peer_id = ?facts.peer_id, "node running"
         );
         Ok(RunningNode {
             view,
@@ -461,6 +462,8 @@ impl RunningNode {
 
 /// Prepares `data_dir` for `--dev`: a one-producer genesis whose producer is also the funded dev
 /// account, its key in `dev.key` (0600) and `producer.key`. Idempotent: an existing devnet is kept.
+/// Settings come from `data_dir/config.toml` when it exists (else the defaults), except the data
+/// directory and the producer.
 pub fn prepare_devnet(data_dir: &Path) -> Result<NodeConfig, NodeError> {
     let io = |path: &Path| {
         let path = path.display().to_string();
@@ -489,7 +492,15 @@ pub fn prepare_devnet(data_dir: &Path) -> Result<NodeConfig, NodeError> {
         };
         write_atomic(&genesis_path, genesis.to_toml().as_bytes()).map_err(io(&genesis_path))?;
     }
-    let mut config = NodeConfig { data_dir: data_dir.to_path_buf(), ..NodeConfig::default() };
+    // The directory's own config.toml, when there is one, sets the rest (`[rpc]` for a dApp's
+    // CORS origin, say); the devnet's data directory and producer are always these.
+    let own = data_dir.join("config.toml");
+    let mut config = if own.exists() {
+        NodeConfig::load(&own).map_err(|e| NodeError::Config { reason: e.to_string() })?
+    } else {
+        NodeConfig::default()
+    };
+    config.data_dir = data_dir.to_path_buf();
     config.producer.enabled = true;
     config.producer.key_file = PathBuf::from("dev.key");
     Ok(config)

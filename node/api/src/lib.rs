@@ -26,11 +26,15 @@ pub type RpcResult<T> = Result<T, ErrorObjectOwned>;
 
 /// Application error codes (JSON-RPC reserves -32768..-32000 for itself; we use the server range).
 pub mod codes {
+    /// Not a request this node serves: here, one from a web page whose origin `[rpc] cors_origins`
+    /// does not list (HTTP 403).
+    pub const INVALID_REQUEST: i32 = -32600;
     pub const INVALID_PARAMS: i32 = -32602;
     pub const INTERNAL: i32 = -32603;
     /// The transaction was refused; `data.reason` says why.
     pub const TX_REJECTED: i32 = -32010;
-    /// The node is overloaded; retry later.
+    /// The node is overloaded, or this client is over its rate limit (`data.limit` = `rate`;
+    /// HTTP 429); retry later.
     pub const BUSY: i32 = -32011;
     /// The requested height is above the chain head.
     pub const HEIGHT_UNAVAILABLE: i32 = -32012;

@@ -99,6 +99,31 @@ pub struct RpcConfig {
     pub query_per_connection: u32,
     /// Nice value of the query threads (0 to 19).
     pub query_nice: i32,
+    /// Origins (`scheme://host[:port]`, or `*` for any) whose web pages may call the RPC from a
+    /// browser. A request that carries an `Origin` header not listed is refused (HTTP 403), so a
+    /// page on another site cannot use a node it reaches; requests without one (the CLI, curl,
+    /// servers) are served as always. Default none.
+    pub cors_origins: Vec<String>,
+    /// Calls per second one client (IP address) may make, and how many at once above that rate
+    /// (a token bucket); 0: no limit. Past it: HTTP 429, or error -32011 for each call over.
+    pub rate_limit_per_second: u32,
+    /// The bucket's size (0: one second's worth).
+    pub rate_limit_burst: u32,
+    /// Clients the limit never applies to (the box's own console and agent: loopback).
+    pub rate_limit_exempt: Vec<std::net::IpAddr>,
+    /// A second listener serving the same RPC over TLS (https:// and wss://).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<RpcTlsConfig>,
+}
+
+/// `[rpc.tls]`: where the TLS listener listens and its certificate chain and key (PEM; relative
+/// to `data_dir` when not absolute).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RpcTlsConfig {
+    pub listen: SocketAddr,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 impl RpcConfig {
@@ -127,6 +152,14 @@ impl Default for RpcConfig {
             query_queue_ms: 1_000,
             query_per_connection: 8,
             query_nice: 10,
+            cors_origins: Vec::new(),
+            rate_limit_per_second: 0,
+            rate_limit_burst: 0,
+            rate_limit_exempt: vec![
+                std::net::IpAddr::from([127, 0, 0, 1]),
+                std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            ],
+            tls: None,
         }
     }
 }
@@ -442,6 +475,16 @@ impl NodeConfig {
         if self.rpc.max_batch == 0 || self.rpc.max_connections == 0 {
             return Err("rpc.max_batch and rpc.max_connections must be at least 1".into());
         }
+        for origin in &self.rpc.cors_origins {
+            if let Some(why) = origin_problem(origin) {
+                return Err(format!("rpc.cors_origins: {origin:?}: {why}"));
+            }
+        }
+        if let Some(tls) = &self.rpc.tls {
+            if tls.listen == self.rpc.listen && tls.listen.port() != 0 {
+                return Err("rpc.tls.listen must differ from rpc.listen".into());
+            }
+        }
         if self.p2p.enabled {
             self.p2p.addresses()?;
             if self.p2p.max_peers == 0 {
@@ -470,11 +513,56 @@ impl NodeConfig {
     pub fn key_path(&self) -> PathBuf {
         self.in_data_dir(&self.producer.key_file)
     }
+
+    /// The RPC's TLS certificate and key files, resolved against `data_dir`.
+    pub fn rpc_tls_paths(&self) -> Option<(PathBuf, PathBuf)> {
+        self.rpc.tls.as_ref().map(|t| (self.in_data_dir(&t.cert_file), self.in_data_dir(&t.key_file)))
+    }
+}
+
+/// Why `origin` is not an origin a browser sends (`scheme://host[:port]`, nothing after), if it
+/// is not; `*` is any origin.
+pub fn origin_problem(origin: &str) -> Option<&'static str> {
+    if origin == "*" {
+        return None;
+    }
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return Some("not scheme://host[:port]");
+    };
+    if scheme != "http" && scheme != "https" {
+        return Some("the scheme must be http or https");
+    }
+    if rest.is_empty() || rest.contains(['/', '?', '#', ' ', '@']) {
+        return Some("an origin is scheme://host[:port] with no path, query, user or trailing slash");
+    }
+    if !rest.is_ascii() || rest.chars().any(|c| c.is_ascii_control()) {
+        return Some("not ASCII");
+    }
+    None
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn origins_are_scheme_host_and_port_only() {
+        for ok in ["*", "https://app.example", "http://localhost:3000", "http://127.0.0.1:8080"] {
+            assert_eq!(origin_problem(ok), None, "{ok}");
+        }
+        for bad in ["app.example", "ftp://x", "https://app.example/", "https://a/b", "https://", "http://u@h"]
+        {
+            assert!(origin_problem(bad).is_some(), "{bad}");
+        }
+        let mut c = NodeConfig::default();
+        c.rpc.cors_origins = vec!["https://ok.example".into(), "https://bad.example/path".into()];
+        assert!(c.validate().unwrap_err().contains("rpc.cors_origins: \"https://bad.example/path\""));
+        let text = "[rpc]\nrate_limit_per_second = 50\n[rpc.tls]\nlisten = \"0.0.0.0:7846\"\ncert_file = \"c.pem\"\nkey_file = \"/k.pem\"\n";
+        let c: NodeConfig = toml::from_str(text).unwrap();
+        let (cert, key) = c.rpc_tls_paths().unwrap();
+        assert_eq!((cert, key), (c.data_dir.join("c.pem"), PathBuf::from("/k.pem")));
+        assert_eq!(c.rpc.rate_limit_exempt.len(), 2, "loopback stays exempt by default");
+    }
 
     #[test]
     fn example_config_parses_to_the_defaults() {

@@ -17,22 +17,21 @@ use aergo_mempool::AdmitError;
 use aergo_net::NetCommand;
 use aergo_primitives::types::{Address, Block, Hash, Payload, Transaction, MAIN_BRANCH, MAX_TX_BYTES};
 use jsonrpsee::core::{async_trait, SubscriptionResult};
-use jsonrpsee::server::{BatchRequestConfig, Server, ServerConfig, ServerHandle};
 use jsonrpsee::types::ErrorObjectOwned;
 use jsonrpsee::PendingSubscriptionSink;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// A key's stored bytes, as the state store reads them.
 type StoredRead = Result<Option<Vec<u8>>, aergo_storage::StateError>;
 
 pub mod diff;
+pub mod listen;
 pub mod queries;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RpcError {
-    #[error("cannot listen for JSON-RPC on {addr}: {source}; choose another address with --rpc-listen or [rpc] listen")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Listen(#[from] listen::ListenError),
 }
 
 fn invalid_params(msg: impl Into<String>) -> ErrorObjectOwned {
@@ -1359,23 +1358,14 @@ impl AergoApiServer for RpcHandler {
     }
 }
 
-/// Starts the JSON-RPC server; returns its handle and the address it listens on.
-pub async fn serve(handler: RpcHandler, config: &RpcConfig) -> Result<(ServerHandle, SocketAddr), RpcError> {
-    let server_config = ServerConfig::builder()
-        .max_request_body_size(config.max_request_bytes)
-        .max_response_body_size(config.max_response_bytes)
-        .max_connections(config.max_connections)
-        .max_subscriptions_per_connection(config.max_subscriptions_per_connection)
-        .set_batch_request_config(BatchRequestConfig::Limit(config.max_batch))
-        .build();
-    let server = Server::builder()
-        .set_config(server_config)
-        .build(config.listen)
-        .await
-        .map_err(|source| RpcError::Bind { addr: config.listen, source })?;
-    let addr = server.local_addr().map_err(|source| RpcError::Bind { addr: config.listen, source })?;
-    let handle = server.start(handler.into_rpc());
-    Ok((handle, addr))
+/// Starts the JSON-RPC listeners (`listen`): the plain one and, with `[rpc.tls]`, the TLS one
+/// (`tls_files`: its certificate and key, resolved against the data directory).
+pub async fn serve(
+    handler: RpcHandler,
+    config: &RpcConfig,
+    tls_files: Option<(std::path::PathBuf, std::path::PathBuf)>,
+) -> Result<listen::Listening, RpcError> {
+    Ok(listen::serve(handler.into_rpc().into(), config, tls_files).await?)
 }
 
 /// A `get_events` cursor: `height:tx:event`.

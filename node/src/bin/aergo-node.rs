@@ -1,7 +1,8 @@
 //! `aergo-node`: the AERGO Chain node daemon.
 //!
 //! - `aergo-node --dev --data-dir DIR [--rpc-listen ADDR]`: a single-producer local chain (created on
-//!   first start, continued after).
+//!   first start, continued after; `DIR/config.toml`, when present, gives its other settings, such
+//!   as `[rpc] cors_origins` for a web app under development).
 //! - `aergo-node init --genesis FILE --data-dir DIR`: creates a chain from a genesis file.
 //! - `aergo-node run --config FILE`: runs a node from its config.
 //! - `aergo-node testnet --nodes N --out DIR`: the files for an N-producer network (see
@@ -30,7 +31,8 @@ struct Cli {
     /// Run a single-producer local devnet in --data-dir.
     #[arg(long)]
     dev: bool,
-    /// Data directory for --dev.
+    /// Data directory for --dev (its config.toml, when present, gives the settings other than the
+    /// producer's).
     #[arg(long, default_value = "./aergo-devnet")]
     data_dir: PathBuf,
     /// JSON-RPC listen address (overrides the config).

@@ -1,0 +1,497 @@
+//! The RPC's listeners (`docs/rpc.md`, "Listeners, browsers and limits"): the plain one and an
+//! optional TLS one serve the same methods; in front of both, the origin check and CORS headers for
+//! browsers, and a per-client rate limit (a token bucket per IP address).
+//!
+//! ```text
+//! accept (plain | TLS handshake) ─► Front: Origin allowed? (403) · preflight (204) · bucket empty? (429)
+//!                                     └► jsonrpsee (HTTP or WebSocket) ─► RateLimited: one token per call (-32011)
+//!                                          └► the methods
+//! ```
+
+use aergo_api::codes;
+use aergo_config::RpcConfig;
+use jsonrpsee::server::middleware::rpc::{
+    Batch, BatchEntry, BatchEntryErr, MethodResponse, Notification, Request, RpcServiceBuilder, RpcServiceT,
+};
+use jsonrpsee::server::{
+    serve_with_graceful_shutdown, stop_channel, BatchRequestConfig, HttpBody, HttpResponse, Methods, Server,
+    ServerConfig, ServerHandle, StopHandle,
+};
+use jsonrpsee::types::ErrorObjectOwned;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The client's address, put in each request's extensions by the listener.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientIp(pub IpAddr);
+
+/// Most clients whose buckets are kept; past it, full buckets (idle clients) are dropped.
+const MAX_BUCKETS: usize = 65_536;
+
+/// Per-client token buckets: `per_second` tokens a second, at most `burst` saved.
+pub struct RateLimits {
+    per_second: f64,
+    burst: f64,
+    exempt: Vec<IpAddr>,
+    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+}
+
+impl RateLimits {
+    /// The limits `[rpc]` sets, or none when `rate_limit_per_second` is 0.
+    pub fn new(config: &RpcConfig) -> Option<Arc<RateLimits>> {
+        if config.rate_limit_per_second == 0 {
+            return None;
+        }
+        let per_second = f64::from(config.rate_limit_per_second);
+        let burst =
+            if config.rate_limit_burst == 0 { per_second } else { f64::from(config.rate_limit_burst) };
+        Some(Arc::new(RateLimits {
+            per_second,
+            burst,
+            exempt: config.rate_limit_exempt.clone(),
+            buckets: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    fn applies_to(&self, ip: IpAddr) -> bool {
+        !self.exempt.contains(&ip)
+    }
+
+    /// Runs `f` on `ip`'s tokens, refilled to now.
+    fn with_tokens<R>(&self, ip: IpAddr, f: impl FnOnce(&mut f64) -> R) -> R {
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock();
+        if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(&ip) {
+            let (rate, burst) = (self.per_second, self.burst);
+            buckets.retain(|_, (tokens, at)| *tokens + now.duration_since(*at).as_secs_f64() * rate < burst);
+        }
+        let (tokens, at) = buckets.entry(ip).or_insert((self.burst, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.per_second).min(self.burst);
+        *at = now;
+        f(tokens)
+    }
+
+    /// Whether `ip` may make a call now (takes nothing).
+    pub fn has_room(&self, ip: IpAddr) -> bool {
+        !self.applies_to(ip) || self.with_tokens(ip, |t| *t >= 1.0)
+    }
+
+    /// Takes a call's token from `ip`'s bucket: false when there is none.
+    pub fn take(&self, ip: IpAddr) -> bool {
+        !self.applies_to(ip)
+            || self.with_tokens(ip, |t| {
+                if *t >= 1.0 {
+                    *t -= 1.0;
+                    true
+                } else {
+                    false
+                }
+            })
+    }
+
+    fn retry_after_s(&self) -> u64 {
+        (1.0 / self.per_second).ceil().max(1.0) as u64
+    }
+
+    fn error(&self) -> ErrorObjectOwned {
+        ErrorObjectOwned::owned(
+            codes::BUSY,
+            format!(
+                "rate limit: this client may make {} calls a second ([rpc] rate_limit_per_second); try again later",
+                self.per_second
+            ),
+            Some(serde_json::json!({ "limit": "rate" })),
+        )
+    }
+}
+
+/// The JSON-RPC layer of the limit: each call takes a token from its client's bucket; a call
+/// without one is answered -32011 (on WebSocket, and for the calls of a batch past the limit).
+#[derive(Clone)]
+pub struct RateLimited<S> {
+    inner: S,
+    limits: Option<Arc<RateLimits>>,
+}
+
+impl<S> RateLimited<S> {
+    fn refused(&self, extensions: &jsonrpsee::Extensions) -> Option<ErrorObjectOwned> {
+        let limits = self.limits.as_ref()?;
+        let ip = extensions.get::<ClientIp>()?.0;
+        (!limits.take(ip)).then(|| limits.error())
+    }
+}
+
+impl<S> RpcServiceT for RateLimited<S>
+where
+    S: RpcServiceT<
+            MethodResponse = MethodResponse,
+            BatchResponse = MethodResponse,
+            NotificationResponse = MethodResponse,
+        > + Send
+        + Sync
+        + Clone
+        + 'static,
+{
+    type MethodResponse = MethodResponse;
+    type BatchResponse = MethodResponse;
+    type NotificationResponse = MethodResponse;
+
+    fn call<'a>(&self, req: Request<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
+        let refused = self.refused(req.extensions());
+        let inner = self.inner.clone();
+        async move {
+            match refused {
+                Some(err) => MethodResponse::error(req.id, err),
+                None => inner.call(req).await,
+            }
+        }
+    }
+
+    fn batch<'a>(&self, mut batch: Batch<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
+        let ip = batch.extensions().get::<ClientIp>().copied();
+        if let (Some(limits), Some(ClientIp(ip))) = (&self.limits, ip) {
+            for entry in batch.iter_mut() {
+                if let Ok(BatchEntry::Call(req)) = entry {
+                    if !limits.take(ip) {
+                        *entry = Err(BatchEntryErr::new(req.id.clone(), limits.error()));
+                    }
+                }
+            }
+        }
+        let inner = self.inner.clone();
+        async move { inner.batch(batch).await }
+    }
+
+    fn notification<'a>(&self, n: Notification<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
+        let inner = self.inner.clone();
+        async move { inner.notification(n).await }
+    }
+}
+
+/// The origins browsers may call from.
+#[derive(Debug)]
+pub enum Origins {
+    Any,
+    Listed(Vec<String>),
+}
+
+impl Origins {
+    fn new(list: &[String]) -> Origins {
+        if list.iter().any(|o| o == "*") {
+            Origins::Any
+        } else {
+            Origins::Listed(list.iter().map(|o| o.trim_end_matches('/').to_ascii_lowercase()).collect())
+        }
+    }
+
+    fn allows(&self, origin: &str) -> bool {
+        match self {
+            Origins::Any => true,
+            Origins::Listed(list) => list.iter().any(|o| o.eq_ignore_ascii_case(origin)),
+        }
+    }
+}
+
+/// What the listener checks before jsonrpsee sees a request.
+struct Guard {
+    origins: Origins,
+    limits: Option<Arc<RateLimits>>,
+}
+
+fn json_error(status: u16, err: &ErrorObjectOwned) -> http::Response<HttpBody> {
+    let body = serde_json::json!({ "jsonrpc": "2.0", "error": err, "id": null }).to_string();
+    http::Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(HttpBody::from(body))
+        .expect("a static response")
+}
+
+fn allow_origin(resp: &mut http::Response<HttpBody>, origin: &http::HeaderValue) {
+    let h = resp.headers_mut();
+    h.insert(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+    h.append(http::header::VARY, http::HeaderValue::from_static("origin"));
+}
+
+/// One connection's front: the origin check, preflights, the 429 of an empty bucket, the
+/// client's address for the calls, CORS headers on the answer.
+#[derive(Clone)]
+struct Front<S> {
+    inner: S,
+    ip: IpAddr,
+    guard: Arc<Guard>,
+}
+
+impl<S> tower::Service<http::Request<hyper::body::Incoming>> for Front<S>
+where
+    S: tower::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = HttpResponse<HttpBody>,
+            Error = BoxError,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = HttpResponse<HttpBody>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), BoxError>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: http::Request<hyper::body::Incoming>) -> Self::Future {
+        let origin = req.headers().get(http::header::ORIGIN).cloned();
+        if let Some(o) = &origin {
+            if !o.to_str().is_ok_and(|o| self.guard.origins.allows(o)) {
+                let err = ErrorObjectOwned::owned(
+                    codes::INVALID_REQUEST,
+                    format!(
+                        "origin {} may not call this node from a browser ([rpc] cors_origins)",
+                        String::from_utf8_lossy(o.as_bytes())
+                    ),
+                    None::<()>,
+                );
+                return Box::pin(std::future::ready(Ok(json_error(403, &err))));
+            }
+        }
+        if let (Some(o), &http::Method::OPTIONS) = (&origin, req.method()) {
+            let mut resp = http::Response::builder()
+                .status(204)
+                .header(http::header::ACCESS_CONTROL_ALLOW_METHODS, "POST, GET, OPTIONS")
+                .header(http::header::ACCESS_CONTROL_ALLOW_HEADERS, "content-type, authorization")
+                .header(http::header::ACCESS_CONTROL_MAX_AGE, "600")
+                .body(HttpBody::empty())
+                .expect("a static response");
+            allow_origin(&mut resp, o);
+            return Box::pin(std::future::ready(Ok(resp)));
+        }
+        if let Some(limits) = &self.guard.limits {
+            if !limits.has_room(self.ip) {
+                let mut resp = json_error(429, &limits.error());
+                resp.headers_mut().insert(http::header::RETRY_AFTER, limits.retry_after_s().into());
+                if let Some(o) = &origin {
+                    allow_origin(&mut resp, o);
+                }
+                return Box::pin(std::future::ready(Ok(resp)));
+            }
+        }
+        req.extensions_mut().insert(ClientIp(self.ip));
+        let answer = self.inner.call(req);
+        Box::pin(async move {
+            let mut resp = answer.await?;
+            if let Some(o) = &origin {
+                allow_origin(&mut resp, o);
+            }
+            Ok(resp)
+        })
+    }
+}
+
+/// The running listeners.
+pub struct Listening {
+    pub handle: ServerHandle,
+    pub addr: SocketAddr,
+    /// The TLS listener's address, when `[rpc.tls]` is set.
+    pub tls_addr: Option<SocketAddr>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    #[error("cannot listen for JSON-RPC on {addr}: {source}; choose another address with --rpc-listen or [rpc] listen")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("[rpc.tls]: {0}")]
+    Tls(String),
+}
+
+/// The TLS configuration from PEM files: the certificate chain and its key.
+fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<tokio_rustls::TlsAcceptor, ListenError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let fail = |what: String| ListenError::Tls(what);
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| fail(format!("cert_file {}: {e}", cert.display())))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| fail(format!("cert_file {}: not a PEM certificate chain: {e}", cert.display())))?;
+    if certs.is_empty() {
+        return Err(fail(format!("cert_file {}: no certificate in it", cert.display())));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| fail(format!("key_file {}: not a PEM private key: {e}", key.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| fail(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| fail(format!("the certificate and the key do not make a pair: {e}")))?;
+    // HTTP/1.1 only: browsers open WebSockets over it, and JSON-RPC gains nothing from h2.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Starts the listeners: `config.listen`, and `config.tls` with `tls_files` (its certificate and
+/// key resolved against the data directory).
+pub async fn serve(
+    methods: Methods,
+    config: &RpcConfig,
+    tls_files: Option<(PathBuf, PathBuf)>,
+) -> Result<Listening, ListenError> {
+    let server_config = ServerConfig::builder()
+        .max_request_body_size(config.max_request_bytes)
+        .max_response_body_size(config.max_response_bytes)
+        .max_connections(config.max_connections)
+        .max_subscriptions_per_connection(config.max_subscriptions_per_connection)
+        .set_batch_request_config(BatchRequestConfig::Limit(config.max_batch))
+        .build();
+    let limits = RateLimits::new(config);
+    let rpc_middleware = RpcServiceBuilder::new().layer(RateLimitLayer(limits.clone()));
+    let builder =
+        Server::builder().set_config(server_config).set_rpc_middleware(rpc_middleware).to_service_builder();
+    let guard = Arc::new(Guard { origins: Origins::new(&config.cors_origins), limits });
+    let connections = Arc::new(tokio::sync::Semaphore::new(config.max_connections as usize));
+    let (stop, handle) = stop_channel();
+    let bind = |addr: SocketAddr| async move {
+        let listener =
+            tokio::net::TcpListener::bind(addr).await.map_err(|source| ListenError::Bind { addr, source })?;
+        let local = listener.local_addr().map_err(|source| ListenError::Bind { addr, source })?;
+        Ok::<_, ListenError>((listener, local))
+    };
+    let tls = match (&config.tls, tls_files) {
+        (Some(t), Some((cert, key))) => Some((t.listen, tls_acceptor(&cert, &key)?)),
+        _ => None,
+    };
+    let (plain, addr) = bind(config.listen).await?;
+    let tls_addr = match tls {
+        Some((listen, acceptor)) => {
+            let (listener, local) = bind(listen).await?;
+            let accept = Accept {
+                listener,
+                tls: Some(acceptor),
+                builder: builder.clone(),
+                methods: methods.clone(),
+                stop: stop.clone(),
+                guard: guard.clone(),
+                connections: connections.clone(),
+            };
+            tokio::spawn(accept.run());
+            Some(local)
+        }
+        None => None,
+    };
+    let accept = Accept { listener: plain, tls: None, builder, methods, stop, guard, connections };
+    tokio::spawn(accept.run());
+    Ok(Listening { handle, addr, tls_addr })
+}
+
+/// The RPC middleware's layer: [`RateLimited`] around the methods.
+#[derive(Clone)]
+pub struct RateLimitLayer(Option<Arc<RateLimits>>);
+
+impl<S> tower::Layer<S> for RateLimitLayer {
+    type Service = RateLimited<S>;
+    fn layer(&self, inner: S) -> RateLimited<S> {
+        RateLimited { inner, limits: self.0.clone() }
+    }
+}
+
+type Layers = tower::layer::util::Stack<RateLimitLayer, tower::layer::util::Identity>;
+type Builder = jsonrpsee::server::TowerServiceBuilder<Layers, tower::layer::util::Identity>;
+
+/// One listener's accept loop.
+struct Accept {
+    listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    builder: Builder,
+    methods: Methods,
+    stop: StopHandle,
+    guard: Arc<Guard>,
+    connections: Arc<tokio::sync::Semaphore>,
+}
+
+/// How long a TLS handshake may take.
+const HANDSHAKE: Duration = Duration::from_secs(10);
+
+impl Accept {
+    async fn run(self) {
+        loop {
+            let (sock, remote) = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok(s) => s,
+                    Err(e) => {
+                        // Out of descriptors, say: wait a little rather than spin.
+                        tracing::warn!(error = %e, "rpc: accepting a connection failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = self.stop.clone().shutdown() => break,
+            };
+            let Ok(permit) = self.connections.clone().try_acquire_owned() else {
+                tracing::debug!(%remote, "rpc: too many connections; one refused");
+                continue;
+            };
+            let _ = sock.set_nodelay(true);
+            let svc = Front {
+                inner: self.builder.clone().build(self.methods.clone(), self.stop.clone()),
+                ip: remote.ip(),
+                guard: self.guard.clone(),
+            };
+            let stopped = self.stop.clone().shutdown();
+            let tls = self.tls.clone();
+            tokio::spawn(async move {
+                let served = match tls {
+                    None => serve_with_graceful_shutdown(sock, svc, stopped).await,
+                    Some(acceptor) => match tokio::time::timeout(HANDSHAKE, acceptor.accept(sock)).await {
+                        Ok(Ok(stream)) => serve_with_graceful_shutdown(stream, svc, stopped).await,
+                        Ok(Err(e)) => Err(format!("TLS handshake: {e}").into()),
+                        Err(_) => Err("TLS handshake: timed out".into()),
+                    },
+                };
+                if let Err(e) = served {
+                    tracing::debug!(%remote, error = %e, "rpc connection ended");
+                }
+                drop(permit);
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_gives_its_burst_then_its_rate_and_exempts_whom_it_is_told() {
+        let config = RpcConfig {
+            rate_limit_per_second: 20,
+            rate_limit_burst: 5,
+            rate_limit_exempt: vec![IpAddr::from([10, 0, 0, 9])],
+            ..RpcConfig::default()
+        };
+        let limits = RateLimits::new(&config).unwrap();
+        let (a, b) = (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 2]));
+        assert_eq!((0..5).filter(|_| limits.take(a)).count(), 5);
+        assert!(!limits.has_room(a) && !limits.take(a), "the burst is spent");
+        assert!(limits.take(b), "another client has its own bucket");
+        assert!((0..100).all(|_| limits.take(IpAddr::from([10, 0, 0, 9]))), "exempt");
+        std::thread::sleep(Duration::from_millis(120));
+        assert!(limits.take(a), "20 a second: a token back within 50 ms");
+        assert!(RateLimits::new(&RpcConfig::default()).is_none(), "off by default");
+        let origins = Origins::new(&["https://App.example/".to_string()]);
+        assert!(origins.allows("https://app.example") && !origins.allows("https://app.example:444"));
+        assert!(Origins::new(&["*".to_string()]).allows("http://anything"));
+    }
+}
