@@ -2,7 +2,7 @@
 # Every check CI runs: formatting, lints, unit/property/integration tests and the end-to-end tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/deps.sh
+./scripts/deps.sh test
 . scripts/env.sh
 start=$(date +%s)
 cargo fmt --all -- --check

@@ -703,3 +703,106 @@ fn state_proofs_verify_offline_and_fail_on_any_changed_byte() -> anyhow::Result<
     assert!(err.as_str().unwrap_or_default().contains("above the chain head"), "{err}");
     dev.node.stop()
 }
+
+/// `aergo tx sign` / `aergo tx send` (`docs/dapps.md`): a transfer signed with the node filling in
+/// the chain id and nonce; the token deployed and called from bodies signed `--offline` with no
+/// node reachable, then sent; an estimate of a signed file; bad bodies and files refused with why.
+#[test]
+fn transactions_signed_from_json_offline_then_sent() -> anyhow::Result<()> {
+    let dev = Dev::start()?;
+    let rpc = dev.node.rpc.clone();
+    let dir = tempfile::tempdir()?;
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    let write = |name: &str, v: &Value| -> anyhow::Result<String> {
+        std::fs::write(dir.path().join(name), serde_json::to_vec_pretty(v)?)?;
+        Ok(path(name))
+    };
+    let aergo = |args: &[&str]| Command::new(binary("aergo")).args(args).output();
+    let me =
+        cli_json(&rpc, &["account", "show", &dev.key])?["address"].as_str().unwrap_or_default().to_string();
+    let carol = aergo_primitives::types::Address([7; 20]).to_string();
+
+    // Online: chain_id and nonce from the node.
+    let body = write(
+        "transfer.json",
+        &json!({"recipient": carol, "amount": "1234", "payload": {"kind": "transfer"}}),
+    )?;
+    let out = aergo(&["--rpc", &rpc, "tx", "sign", &body, "--key", &dev.key])?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let signed: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(signed["body"]["chain_id"], "aergo-devnet", "{signed}");
+    assert_eq!(signed["body"]["sender"].as_str().map(str::len), Some(64));
+    let file = write("transfer.signed.json", &signed)?;
+    let (code, sent) = cli(&rpc, &["tx", "send", &file, "--wait"])?;
+    assert_eq!((code, sent["receipt"]["status"].as_str()), (0, Some("success")), "{sent}");
+    assert_eq!(sent["hash"], signed["hash"]);
+    assert_eq!(cli_json(&rpc, &["balance", &carol])?["balance"], "1234");
+    // Sent again: the node refuses it (its nonce is spent), saying why.
+    let (code, again) = cli(&rpc, &["tx", "send", &file])?;
+    assert_ne!(code, 0);
+    assert!(again.as_str().unwrap_or_default().contains("nonce"), "{again}");
+
+    // Offline, against an address where no node listens: the token's deploy and a call.
+    let nonce = cli_json(&rpc, &["balance", &me])?["nonce"].as_u64().context("nonce")?;
+    let sql = std::fs::read_to_string(example("token.sql"))?;
+    // Signed with --rpc at a port where nothing listens: no node is asked.
+    let sign_offline = |body: &str, out: &str| -> anyhow::Result<()> {
+        let args =
+            ["--rpc", "http://127.0.0.1:9", "tx", "sign", "--offline", body, "--key", &dev.key, "--out", out];
+        let done = aergo(&args)?;
+        anyhow::ensure!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+        Ok(())
+    };
+    let deploy = write(
+        "deploy.json",
+        &json!({"chain_id": "aergo-devnet", "nonce": nonce, "fee": "2000000", "payload": {"kind": "deploy", "sql": sql}}),
+    )?;
+    sign_offline(&deploy, &path("deploy.tx"))?;
+    let token = aergo_primitives::types::contract_address(&me.parse()?, nonce).to_string();
+    let call = write(
+        "call.json",
+        &json!({"chain_id": "aergo-devnet", "nonce": nonce + 1, "fee": "2000000",
+                "payload": {"kind": "call", "contract": token, "function": "transfer", "args": [carol, 77]}}),
+    )?;
+    sign_offline(&call, &path("call.tx"))?;
+    let (code, d) = cli(&rpc, &["tx", "send", &path("deploy.tx"), "--wait"])?;
+    assert_eq!((code, d["contract"].as_str()), (0, Some(token.as_str())), "{d}");
+    // The call as one line of hex, estimated first, then sent.
+    let call_tx: Value = serde_json::from_slice(&std::fs::read(dir.path().join("call.tx"))?)?;
+    std::fs::write(dir.path().join("call.hex"), format!("{}\n", call_tx["tx"].as_str().unwrap_or_default()))?;
+    let (code, e) = cli(&rpc, &["tx", "send", &path("call.hex"), "--estimate"])?;
+    assert_eq!((code, e["status"].as_str()), (0, Some("success")), "{e}");
+    let (code, r) = cli(&rpc, &["tx", "send", &path("call.hex"), "--wait"])?;
+    assert_eq!((code, r["receipt"]["events"][0]["args"]["amount"].as_i64()), (0, Some(77)), "{r}");
+    assert_eq!(r["receipt"]["fee"], e["fee"]);
+
+    // Refusals: offline without a nonce, an unknown field, an inexact argument, a bad file.
+    let refused = |args: &[&str], expected: &str| -> anyhow::Result<()> {
+        let out = aergo(args)?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(expected), "{args:?}: {err}");
+        Ok(())
+    };
+    let no_nonce =
+        write("no_nonce.json", &json!({"chain_id": "aergo-devnet", "payload": {"kind": "transfer"}}))?;
+    refused(
+        &["tx", "sign", "--offline", &no_nonce, "--key", &dev.key],
+        "nonce is missing (--offline: give it in the body)",
+    )?;
+    let unknown = write(
+        "unknown.json",
+        &json!({"chain_id": "c", "nonce": 1, "colour": "red", "payload": {"kind": "transfer"}}),
+    )?;
+    refused(&["tx", "sign", "--offline", &unknown, "--key", &dev.key], "unknown field `colour`")?;
+    let inexact = write(
+        "inexact.json",
+        &json!({"chain_id": "c", "nonce": 1, "payload": {"kind": "call", "contract": token, "function": "f", "args": [0.1]}}),
+    )?;
+    refused(&["tx", "sign", "--offline", &inexact, "--key", &dev.key], "args[0]: 0.1 is not an integer")?;
+    std::fs::write(dir.path().join("junk.tx"), "zz not a transaction")?;
+    refused(&["--rpc", &rpc, "tx", "send", &path("junk.tx")], "neither a signed transaction file")?;
+    std::fs::write(dir.path().join("short.tx"), "0102")?;
+    refused(&["--rpc", &rpc, "tx", "send", &path("short.tx")], "not a transaction")?;
+    refused(&["--rpc", &rpc, "tx"], "give a transaction hash")?;
+    dev.node.stop()
+}

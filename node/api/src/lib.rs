@@ -43,6 +43,7 @@ pub mod codes {
 }
 
 pub use aergo_primitives::types::amount_string;
+pub mod txjson;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ChainInfo {

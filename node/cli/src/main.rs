@@ -53,8 +53,14 @@ enum Command {
         #[arg(long)]
         amount: String,
     },
-    /// A transaction by hash.
-    Tx { hash: String },
+    /// A transaction by hash; `tx sign` and `tx send` make and submit one from its JSON form
+    /// (docs/dapps.md).
+    #[command(args_conflicts_with_subcommands = true)]
+    Tx {
+        hash: Option<String>,
+        #[command(subcommand)]
+        cmd: Option<TxCmd>,
+    },
     /// A transaction's receipt.
     Receipt { hash: String },
     /// A contract's events, oldest first, from the node's event index (`docs/dapps.md`).
@@ -190,6 +196,39 @@ enum Command {
     Chain,
     /// The node's identity and role.
     Node,
+}
+
+#[derive(Subcommand)]
+enum TxCmd {
+    /// Sign a transaction from its JSON form (docs/dapps.md, "The JSON form of a transaction") and
+    /// print the signed transaction, {hash, tx, body}. Without --offline a body without chain_id
+    /// or nonce takes them from the node; with it, no node is asked.
+    Sign {
+        /// The JSON body: a file, or - for standard input.
+        body: PathBuf,
+        /// Key file of the sender (an encrypted keystore, or a plain devnet/testnet key).
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+        /// Ask no node: chain_id and nonce must be in the body.
+        #[arg(long)]
+        offline: bool,
+        /// Write the signed transaction to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Send a signed transaction: a file `tx sign` wrote, or one line of hex.
+    Send {
+        file: PathBuf,
+        /// Wait for the receipt (exit status 2 when the transaction failed).
+        #[arg(long)]
+        wait: bool,
+        /// Do not send it: what it would do on the node's pending state (exit status 2 when it
+        /// would fail).
+        #[arg(long, conflicts_with = "wait")]
+        estimate: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -569,11 +608,26 @@ async fn submit(
         fee,
         payload,
     });
+    deliver(&c, json, &signed, tx.estimate, tx.wait, branch).await
+}
+
+/// Sends a signed transaction (or, with `estimate`, asks what it would do) and prints the answer;
+/// with `wait`, its receipt. Exit status 2 when it failed (or would).
+async fn deliver(
+    c: &HttpClient,
+    json: bool,
+    signed: &aergo_primitives::types::Transaction,
+    estimate: bool,
+    wait: bool,
+    branch: &str,
+) -> anyhow::Result<()> {
     let contract = match &signed.body.payload {
-        Payload::Deploy { .. } => Some(aergo_primitives::types::contract_address(&key.address(), nonce)),
+        Payload::Deploy { .. } => {
+            Some(aergo_primitives::types::contract_address(&signed.sender(), signed.body.nonce))
+        }
         _ => None,
     };
-    if tx.estimate {
+    if estimate {
         let e = c.estimate_gas(hex::encode(signed.encode())).await?;
         print(json, &e, |e| {
             let mut t = format!(
@@ -608,10 +662,10 @@ async fn submit(
         v["answered_by"] = serde_json::json!(peer);
         text.push_str(&format!(" (answered by producer {peer})"));
     }
-    if !tx.wait {
+    if !wait {
         return print(json, &v, |_| text);
     }
-    let r = wait_receipt(&c, &sent.hash.to_hex(), branch).await?;
+    let r = wait_receipt(c, &sent.hash.to_hex(), branch).await?;
     v["receipt"] = serde_json::to_value(&r)?;
     print(json, &v, |_| {
         let mut t = format!(
@@ -1059,7 +1113,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 s
             })?;
         }
-        Command::Tx { hash } => {
+        Command::Tx { hash: Some(hash), cmd: None } => {
             match client(&cli.rpc)?.get_tx(hash.clone(), branch_param(&cli.branch)).await? {
                 Some(t) => print(json, &t, |t| {
                     format!(
@@ -1079,6 +1133,70 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 })?,
                 None => bail!("no transaction {hash} on this node"),
             }
+        }
+        Command::Tx { cmd: None, hash: None } => {
+            bail!("give a transaction hash, or `aergo tx sign` / `aergo tx send` (see aergo tx --help)")
+        }
+        Command::Tx { cmd: Some(TxCmd::Sign { body, key, password_file, offline, out }), .. } => {
+            let text = if body.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin()).context("reading the body from standard input")?
+            } else {
+                std::fs::read_to_string(&body).with_context(|| format!("reading {}", body.display()))?
+            };
+            let mut doc: aergo_api::txjson::TxJson = serde_json::from_str(&text)
+                .with_context(|| format!("{}: not a transaction body (docs/dapps.md)", body.display()))?;
+            let key = load_key(&key, password_file.as_deref())?;
+            if !offline && (doc.chain_id.is_none() || doc.nonce.is_none()) {
+                let c = client(&cli.rpc)?;
+                if doc.chain_id.is_none() {
+                    doc.chain_id = Some(c.chain_info(branch_param(&doc.branch)).await?.chain_id);
+                }
+                if doc.nonce.is_none() {
+                    let account = c.get_account(key.address().to_string(), None, branch_param(&doc.branch));
+                    doc.nonce = Some(account.await?.pending_nonce);
+                }
+            }
+            let unsigned = doc.to_body(key.public()).map_err(|e| {
+                let hint = if offline && e.ends_with("is missing") {
+                    " (--offline: give it in the body)"
+                } else {
+                    ""
+                };
+                anyhow::anyhow!("{}: {e}{hint}", body.display())
+            })?;
+            let signed = key.sign_tx(unsigned);
+            let file = aergo_api::txjson::SignedTxFile {
+                hash: signed.hash(),
+                tx: hex::encode(signed.encode()),
+                body: aergo_api::txjson::TxJson::of(&signed.body),
+            };
+            let text = serde_json::to_string_pretty(&file)? + "\n";
+            match out {
+                Some(path) => {
+                    aergo_primitives::file::write_atomic_mode(&path, text.as_bytes(), 0o644)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    eprintln!("signed {} into {}", file.hash, path.display());
+                }
+                None => print!("{text}"),
+            }
+        }
+        Command::Tx { cmd: Some(TxCmd::Send { file, wait, estimate }), .. } => {
+            let text =
+                std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let hex_tx = match serde_json::from_str::<aergo_api::txjson::SignedTxFile>(&text) {
+                Ok(f) => f.tx,
+                Err(_) => text.trim().to_string(),
+            };
+            let bytes = hex::decode(&hex_tx).map_err(|_| {
+                anyhow::anyhow!(
+                    "{}: neither a signed transaction file (aergo tx sign) nor hex",
+                    file.display()
+                )
+            })?;
+            let signed = aergo_primitives::types::Transaction::decode(&bytes)
+                .with_context(|| format!("{}: not a transaction", file.display()))?;
+            let branch = signed.body.branch.clone();
+            deliver(&client(&cli.rpc)?, json, &signed, estimate, wait, &branch).await?;
         }
         Command::Events { contract, name, args, from, to, limit, follow } => {
             let c = client(&cli.rpc)?;

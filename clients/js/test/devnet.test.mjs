@@ -1,0 +1,81 @@
+// The client against a running devnet: run by tests/tests/js_client.rs, which starts the node and
+// sets AERGO_RPC, AERGO_DEV_KEY (the devnet's funded key file) and AERGO_EXAMPLES. Without them
+// these tests are skipped (and that harness fails on a skip).
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { Client, Key, RpcError } from "../dist/index.js";
+
+const rpc = process.env.AERGO_RPC;
+const skip = rpc ? false : "needs a devnet (tests/tests/js_client.rs)";
+
+test("deploy the token, call it, read its events by query and by subscription", { skip, timeout: 60_000 }, async () => {
+  const client = new Client(rpc);
+  const dev = Key.fromSecret(JSON.parse(readFileSync(process.env.AERGO_DEV_KEY, "utf8")).secret_key);
+  const sql = readFileSync(`${process.env.AERGO_EXAMPLES}/contracts/token.sql`, "utf8");
+  const info = await client.chainInfo();
+  assert.equal(info.chain_id, "aergo-devnet");
+
+  const deploy = await client.send(dev, { fee: "2000000", payload: { kind: "deploy", sql } });
+  assert.equal(deploy.outcome.speculative.status, "success", JSON.stringify(deploy.outcome));
+  const deployed = await client.waitReceipt(deploy.hash);
+  assert.equal(deployed.status, "success");
+  // The contract's address is the one the node reports for the deploy.
+  const tx = await client.call("get_tx", { hash: deploy.hash });
+  const token = tx.contract;
+  assert.match(token, /^aergo1/);
+
+  const bob = Key.generate().address;
+  // An estimate first: what the transfer would do, kept nowhere.
+  const unsigned = { fee: "2000000", payload: { kind: "call", contract: token, function: "transfer", args: [bob, 250] } };
+  const nonce = (await client.getAccount(dev.address)).pending_nonce;
+  const { signTx } = await import("../dist/index.js");
+  const estimate = await client.estimateGas(signTx({ ...unsigned, chain_id: info.chain_id, nonce }, dev).tx);
+  assert.equal(estimate.status, "success", JSON.stringify(estimate));
+  const sent = await client.send(dev, unsigned);
+  const receipt = await client.waitReceipt(sent.hash);
+  assert.equal(receipt.status, "success", JSON.stringify(receipt));
+  assert.equal(receipt.fee, estimate.fee);
+  assert.deepEqual(receipt.events.map((e) => [e.name, e.args]), [["transfer", { sender: dev.address, recipient: bob, amount: 250 }]]);
+
+  const balance = await client.query({ contract: token, function: "balance_of", args: [bob] });
+  assert.deepEqual(balance.rows, [[250]]);
+  const page = await client.getEvents({ contract: token, args: { recipient: bob } });
+  assert.equal(page.events.length, 1);
+  assert.equal(page.events[0].tx_hash, sent.hash);
+
+  // A failing call: the receipt says why; a bad query is an RpcError with its code.
+  const failing = await client.send(dev, { fee: "2000000", payload: { kind: "call", contract: token, function: "transfer", args: [bob, 0] } });
+  const failed = await client.waitReceipt(failing.hash);
+  assert.equal(failed.status, "failed");
+  assert.equal(failed.error, "amount must be positive, not 0");
+  await assert.rejects(client.query({ contract: token, sql: "SELECT nosuch FROM balances" }), (e) => e instanceof RpcError && e.code === -32602);
+
+  // The subscription from the first block: the transfer's event once its block is final.
+  let subscription;
+  const got = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("no event within 30 s")), 30_000);
+    const onEvent = (e) => {
+      clearTimeout(timer);
+      resolve(e);
+    };
+    client.subscribeEvents({ contract: token, from: 0 }, onEvent, reject).then((s) => (subscription = s), reject);
+  });
+  subscription?.close();
+  assert.equal(got.tx_hash, sent.hash);
+  assert.deepEqual(got.args, { sender: dev.address, recipient: bob, amount: 250 });
+
+  // The other reads answer as the node documents them.
+  assert.equal((await client.getTx(sent.hash)).function, "transfer");
+  assert.equal((await client.producers()).producers[0], dev.address);
+  assert.equal((await client.getStake(dev.address)).staked, "0");
+  assert.deepEqual(await client.getBranches(), []);
+  assert.equal((await client.nodeInfo()).role, "producer");
+  const many = await client.sendTxs(["00", "zz"]);
+  assert.equal(many.length, 2);
+  assert.ok(many.every((r) => r.error), JSON.stringify(many));
+
+  // A bad filter is refused at subscription.
+  await assert.rejects(client.subscribeEvents({ contract: "aergo1nope" }, () => {}), RpcError);
+});
