@@ -34,6 +34,7 @@ forbid '^(libsqlite3-sys|rusqlite|hdrhistogram)$' "SQLite and HDR histograms are
 forbid '^libp2p$' "only the network layer (aergo-net) and the layers above it speak to peers" \
   aergo-storage aergo-exec aergo-mempool aergo-chain
 forbid '^(librocksdb-sys|rocksdb|libp2p)$' "the SQL engine runs over its Host trait" aergo-sql
+forbid '^libp2p$' "Raft's messages are carried by its caller" aergo-raft
 
 # Each crate and the workspace crates it may use (directly or not); anything else is upward.
 declare -A allowed=(
@@ -47,6 +48,7 @@ declare -A allowed=(
   [aergo-protocol]="aergo-api aergo-primitives"
   [aergo-sql]="aergo-primitives"
   [aergo-storage]="aergo-config aergo-primitives"
+  [aergo-raft]=""
   [aergo-exec]="aergo-config aergo-primitives aergo-sql aergo-storage"
   [aergo-mempool]="aergo-api aergo-config aergo-exec aergo-primitives aergo-sql aergo-storage"
   [aergo-chain]="aergo-protocol aergo-api aergo-config aergo-exec aergo-mempool aergo-primitives aergo-sql aergo-storage"
