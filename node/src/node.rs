@@ -413,6 +413,7 @@ impl RunningNode {
                     .map_err(|source| NodeError::Io { path: "query threads".into(), source })?,
             ),
             branches,
+            refusals: Default::default(),
         };
         let listening = rpc::serve(handler, &config.rpc, config.rpc_tls_paths()).await?;
         let (rpc, rpc_addr) = (listening.handle, listening.addr);

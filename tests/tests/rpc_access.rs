@@ -247,6 +247,12 @@ fn cors_tls_and_per_client_rate_limits_seen_from_outside() -> anyhow::Result<()>
         ws.chain_info(None).await.context("served again after the refill")?;
         anyhow::Ok(())
     })?;
+    // What was refused is counted in node_metrics: the two refused origins, and every 429 and
+    // -32011 above (the HTTP flood, the batch's calls past the limit, the WebSocket flood).
+    let metrics = rt.block_on(http([127, 0, 0, 5], plain, "POST", &[], &call("node_metrics")))?.json();
+    assert_eq!(metrics["result"]["rpc_origin_refused_total"], 2, "{metrics}");
+    let limited = metrics["result"]["rpc_rate_limited_total"].as_u64().unwrap_or(0);
+    assert!(limited >= 17 + 9 + 17, "{limited} refusals counted: {metrics}");
     node.stop()
 }
 

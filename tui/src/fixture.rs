@@ -122,6 +122,8 @@ pub fn snapshot(peers: Vec<PeerView>) -> NodeSnapshot {
                 state_cache_capacity_bytes: 128 << 20,
             },
             queries: aergo_api::QueryUsage { queries_run_total: 310, query_threads: 2, ..Default::default() },
+            rpc_rate_limited_total: 0,
+            rpc_origin_refused_total: 0,
         },
         peers,
         lib_timestamp_ms: Some(NOW - 2600),

@@ -611,6 +611,12 @@ pub struct NodeMetrics {
     pub state_cache: StateCacheUsage,
     #[serde(flatten)]
     pub queries: QueryUsage,
+    /// Requests and calls refused for a client over its rate (`[rpc] rate_limit_per_second`).
+    #[serde(default)]
+    pub rpc_rate_limited_total: u64,
+    /// Requests refused for a web page's origin (`[rpc] cors_origins`).
+    #[serde(default)]
+    pub rpc_origin_refused_total: u64,
 }
 
 /// The `query` RPC's threads: flattened into `node_metrics` and the agent's chain sample as

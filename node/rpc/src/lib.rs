@@ -147,6 +147,8 @@ pub struct RpcHandler {
     pub queries: Arc<queries::QueryPool>,
     /// The branches this node tracks and holds besides `main`.
     pub branches: Arc<Branches>,
+    /// What the listeners refused (origins, rate limits), for `node_metrics`.
+    pub refusals: Arc<listen::Refusals>,
 }
 
 /// The chain a request reads or writes: `main`'s, or a held branch's.
@@ -716,6 +718,8 @@ impl AergoApiServer for RpcHandler {
             next_slot_ms: Some(p.next_slot_ms.load(Relaxed))
                 .filter(|ms| *ms > 0 && self.facts.producer.is_some()),
             state_cache: cache_view(self.view.store.cache_usage()),
+            rpc_rate_limited_total: self.refusals.rate_limited.load(Relaxed),
+            rpc_origin_refused_total: self.refusals.origin_refused.load(Relaxed),
         })
     }
 
@@ -1365,7 +1369,8 @@ pub async fn serve(
     config: &RpcConfig,
     tls_files: Option<(std::path::PathBuf, std::path::PathBuf)>,
 ) -> Result<listen::Listening, RpcError> {
-    Ok(listen::serve(handler.into_rpc().into(), config, tls_files).await?)
+    let refusals = handler.refusals.clone();
+    Ok(listen::serve(handler.into_rpc().into(), config, tls_files, refusals).await?)
 }
 
 /// A `get_events` cursor: `height:tx:event`.

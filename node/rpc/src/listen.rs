@@ -33,6 +33,22 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientIp(pub IpAddr);
 
+/// What the listeners refused since start (`node_metrics`: `rpc_rate_limited_total`,
+/// `rpc_origin_refused_total`).
+#[derive(Debug, Default)]
+pub struct Refusals {
+    /// Requests answered 429 and calls answered -32011 for a client over its rate.
+    pub rate_limited: std::sync::atomic::AtomicU64,
+    /// Requests from a web page whose origin `[rpc] cors_origins` does not list (403).
+    pub origin_refused: std::sync::atomic::AtomicU64,
+}
+
+impl Refusals {
+    fn count(counter: &std::sync::atomic::AtomicU64) {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Most clients whose buckets are kept; past it, full buckets (idle clients) are dropped.
 const MAX_BUCKETS: usize = 65_536;
 
@@ -119,13 +135,18 @@ impl RateLimits {
 pub struct RateLimited<S> {
     inner: S,
     limits: Option<Arc<RateLimits>>,
+    refusals: Arc<Refusals>,
 }
 
 impl<S> RateLimited<S> {
     fn refused(&self, extensions: &jsonrpsee::Extensions) -> Option<ErrorObjectOwned> {
         let limits = self.limits.as_ref()?;
         let ip = extensions.get::<ClientIp>()?.0;
-        (!limits.take(ip)).then(|| limits.error())
+        let refused = !limits.take(ip);
+        if refused {
+            Refusals::count(&self.refusals.rate_limited);
+        }
+        refused.then(|| limits.error())
     }
 }
 
@@ -161,6 +182,7 @@ where
             for entry in batch.iter_mut() {
                 if let Ok(BatchEntry::Call(req)) = entry {
                     if !limits.take(ip) {
+                        Refusals::count(&self.refusals.rate_limited);
                         *entry = Err(BatchEntryErr::new(req.id.clone(), limits.error()));
                     }
                 }
@@ -204,6 +226,7 @@ impl Origins {
 struct Guard {
     origins: Origins,
     limits: Option<Arc<RateLimits>>,
+    refusals: Arc<Refusals>,
 }
 
 fn json_error(status: u16, err: &ErrorObjectOwned) -> http::Response<HttpBody> {
@@ -261,6 +284,7 @@ where
                     ),
                     None::<()>,
                 );
+                Refusals::count(&self.guard.refusals.origin_refused);
                 return Box::pin(std::future::ready(Ok(json_error(403, &err))));
             }
         }
@@ -277,6 +301,7 @@ where
         }
         if let Some(limits) = &self.guard.limits {
             if !limits.has_room(self.ip) {
+                Refusals::count(&self.guard.refusals.rate_limited);
                 let mut resp = json_error(429, &limits.error());
                 resp.headers_mut().insert(http::header::RETRY_AFTER, limits.retry_after_s().into());
                 if let Some(o) = &origin {
@@ -348,6 +373,7 @@ pub async fn serve(
     methods: Methods,
     config: &RpcConfig,
     tls_files: Option<(PathBuf, PathBuf)>,
+    refusals: Arc<Refusals>,
 ) -> Result<Listening, ListenError> {
     let server_config = ServerConfig::builder()
         .max_request_body_size(config.max_request_bytes)
@@ -357,10 +383,10 @@ pub async fn serve(
         .set_batch_request_config(BatchRequestConfig::Limit(config.max_batch))
         .build();
     let limits = RateLimits::new(config);
-    let rpc_middleware = RpcServiceBuilder::new().layer(RateLimitLayer(limits.clone()));
+    let rpc_middleware = RpcServiceBuilder::new().layer(RateLimitLayer(limits.clone(), refusals.clone()));
     let builder =
         Server::builder().set_config(server_config).set_rpc_middleware(rpc_middleware).to_service_builder();
-    let guard = Arc::new(Guard { origins: Origins::new(&config.cors_origins), limits });
+    let guard = Arc::new(Guard { origins: Origins::new(&config.cors_origins), limits, refusals });
     let connections = Arc::new(tokio::sync::Semaphore::new(config.max_connections as usize));
     let (stop, handle) = stop_channel();
     let bind = |addr: SocketAddr| async move {
@@ -398,12 +424,12 @@ pub async fn serve(
 
 /// The RPC middleware's layer: [`RateLimited`] around the methods.
 #[derive(Clone)]
-pub struct RateLimitLayer(Option<Arc<RateLimits>>);
+pub struct RateLimitLayer(Option<Arc<RateLimits>>, Arc<Refusals>);
 
 impl<S> tower::Layer<S> for RateLimitLayer {
     type Service = RateLimited<S>;
     fn layer(&self, inner: S) -> RateLimited<S> {
-        RateLimited { inner, limits: self.0.clone() }
+        RateLimited { inner, limits: self.0.clone(), refusals: self.1.clone() }
     }
 }
 
