@@ -93,6 +93,9 @@ fn read_password(path: &Path) -> Result<String, NodeError> {
 /// identity later). Plain hex, mode 0600, created on first start.
 pub const NODE_KEY_FILE: &str = "node.key";
 
+/// The Raft log of a chain agreed by Raft, in its data directory.
+pub const RAFT_DIR: &str = "raft";
+
 /// The last slot this node signed a block for (see [`aergo_consensus`]).
 pub const SIGNED_SLOT_FILE: &str = "last_signed_slot";
 
@@ -262,7 +265,15 @@ impl RunningNode {
         if let Some((file, offset, removed)) = &report.truncated {
             tracing::warn!(%file, offset, removed, "block log tail repaired");
         }
-        let key = if config.producer.enabled {
+        let raft = chain.genesis().consensus.raft.clone();
+        let node_key = load_or_create_node_key(&config.data_dir.join(NODE_KEY_FILE))?;
+        let key = if raft.is_some() {
+            // Under Raft the node key signs blocks: a voter is a node, not a producer account.
+            if config.producer.enabled {
+                tracing::info!("a Raft chain: blocks are signed with the node key, not [producer]'s key");
+            }
+            Some(node_key.clone())
+        } else if config.producer.enabled {
             let file = KeyFile::read(&config.key_path())?;
             let password = match &config.producer.password_file {
                 Some(p) => Some(read_password(p)?),
@@ -286,7 +297,6 @@ impl RunningNode {
         } else {
             None
         };
-        let node_key = load_or_create_node_key(&config.data_dir.join(NODE_KEY_FILE))?;
         let net_channel = config.p2p.enabled.then(|| tokio::sync::mpsc::channel::<NetCommand>(4096));
         let net_commands = net_channel.as_ref().map(|(tx, _)| tx.clone());
         let mempool = Arc::new(Mutex::new(Mempool::new(config.mempool.clone())));
@@ -334,6 +344,10 @@ impl RunningNode {
                     bootstrap: addresses.bootstrap,
                     external: addresses.external,
                     max_peers: config.p2p.max_peers,
+                    known: raft
+                        .as_ref()
+                        .map(aergo_consensus::raft::RaftDriver::known_addresses)
+                        .unwrap_or_default(),
                 };
                 let net = aergo_net::start(
                     net_config,
@@ -383,22 +397,38 @@ impl RunningNode {
         if config.producer.equivocate_for_tests {
             tracing::error!("TEST FAULT: this producer signs two different blocks per slot (producer.equivocate_for_tests)");
         }
-        let driver = Driver::new(
-            chain,
-            driver_config,
-            view.clone(),
-            pool.clone(),
-            inbound_rx,
-            net_commands.clone(),
-            stop.clone(),
-        );
         // Without a network nothing else sends to the chain thread; keep the channel open.
         let keep_open = inbound_tx;
+        let run: Box<dyn FnOnce() + Send> = if raft.is_some() {
+            let driver = aergo_consensus::raft::RaftDriver::new(
+                chain,
+                node_key.clone(),
+                config.data_dir.join(RAFT_DIR),
+                view.clone(),
+                pool.clone(),
+                inbound_rx,
+                net_commands.clone(),
+                stop.clone(),
+            )
+            .map_err(|e| NodeError::Config { reason: format!("Raft: {e}") })?;
+            Box::new(move || driver.run())
+        } else {
+            let driver = Driver::new(
+                chain,
+                driver_config,
+                view.clone(),
+                pool.clone(),
+                inbound_rx,
+                net_commands.clone(),
+                stop.clone(),
+            );
+            Box::new(move || driver.run())
+        };
         let thread = std::thread::Builder::new()
             .name("aergo-chain".into())
             .spawn(move || {
                 let _keep_open = keep_open;
-                driver.run()
+                run()
             })
             .map_err(|source| NodeError::Io { path: "chain thread".into(), source })?;
         let handler = rpc::RpcHandler {

@@ -1,17 +1,21 @@
 //! `aergo-node testnet`: the files for an N-producer network, one directory per node.
 //!
 //! ```text
-//! DIR/genesis.toml      N producers (bp_count = N), the faucet and the producers funded
+//! DIR/genesis.toml      N producers (bp_count = N), the faucet and the producers funded;
+//!                       with --consensus raft: N Raft voters (their node keys) instead
 //! DIR/faucet.key        the funded account's key (plain)
 //! DIR/nodeK/config.toml runnable with `aergo-node run --config`; p2p on, every other node a bootstrap peer
-//! DIR/nodeK/producer.key, DIR/nodeK/node.key (the p2p identity, so peer ids are known up front)
+//! DIR/nodeK/producer.key, DIR/nodeK/node.key (the p2p identity, so peer ids are known up front;
+//!                       under Raft also the key that signs the node's blocks: no producer.key)
 //! DIR/nodes.json        [{"config", "rpc", "p2p", "address", "peer_id"}]
 //! ```
 //! On loopback the ports are free ones picked by the system; on other hosts they are 7845 (RPC) and
 //! 7846 (p2p); with a base port B, node K has RPC B+2K and p2p B+2K+1.
 
 use crate::node::{now_ms, write_atomic, NODE_KEY_FILE};
-use aergo_config::genesis::{ConsensusParams, Genesis, GenesisBalance, GenesisProducer};
+use aergo_config::genesis::{
+    ConsensusKind, ConsensusParams, Genesis, GenesisBalance, GenesisProducer, RaftParams, RaftVoter,
+};
 use aergo_config::NodeConfig;
 use aergo_primitives::crypto::{KeyFile, Keypair};
 use serde::{Deserialize, Serialize};
@@ -24,7 +28,7 @@ pub struct TestnetNode {
     pub config: PathBuf,
     pub rpc: String,
     pub p2p: String,
-    /// The producer's account address.
+    /// The producer's account address (under Raft: the node key's).
     pub address: String,
     pub peer_id: String,
 }
@@ -40,6 +44,8 @@ pub struct TestnetOptions {
     /// Fixed ports instead of free ones: node K gets RPC `base + 2K` and p2p `base + 2K + 1` (for
     /// hosts this machine cannot bind, e.g. in network namespaces).
     pub base_port: Option<u16>,
+    /// DPoS (N producers) or Raft (N voters).
+    pub consensus: ConsensusKind,
 }
 
 fn free_port(host: IpAddr) -> std::io::Result<(TcpListener, u16)> {
@@ -90,25 +96,50 @@ pub fn write_testnet(opts: &TestnetOptions) -> anyhow::Result<Vec<TestnetNode>> 
 
     let faucet = Keypair::generate();
     KeyFile::write_plain(&out.join("faucet.key"), &faucet)?;
-    let producers: Vec<Keypair> = (0..opts.nodes).map(|_| Keypair::generate()).collect();
+    let raft = opts.consensus == ConsensusKind::Raft;
     let identities: Vec<Keypair> = (0..opts.nodes).map(|_| Keypair::generate()).collect();
+    // Under Raft a node's identity key signs its blocks.
+    let producers: Vec<Keypair> =
+        if raft { identities.clone() } else { (0..opts.nodes).map(|_| Keypair::generate()).collect() };
     let unit = 10u128.pow(18);
     let mut balances = vec![GenesisBalance { address: faucet.address(), amount: 1_000_000_000 * unit }];
     balances
         .extend(producers.iter().map(|k| GenesisBalance { address: k.address(), amount: 1_000_000 * unit }));
-    let genesis = Genesis {
-        chain_id: opts.chain_id.clone(),
-        timestamp_ms: now_ms() / 1000 * 1000,
-        consensus: ConsensusParams {
+    let p2p_listen = |i: usize| format!("/ip4/{}/tcp/{}", hosts[i], ports[i].1);
+    let consensus = if raft {
+        ConsensusParams {
+            block_interval_ms: opts.block_interval_ms,
+            kind: ConsensusKind::Raft,
+            raft: Some(RaftParams {
+                propose_on_tx: true,
+                election_ticks: 10,
+                heartbeat_ticks: 2,
+                voters: (0..opts.nodes)
+                    .map(|i| RaftVoter {
+                        node_key: hex::encode(identities[i].public().0),
+                        address: p2p_listen(i),
+                    })
+                    .collect(),
+            }),
+            ..ConsensusParams::default()
+        }
+    } else {
+        ConsensusParams {
             block_interval_ms: opts.block_interval_ms,
             bp_count: opts.nodes as u32,
             ..ConsensusParams::default()
-        },
+        }
+    };
+    let genesis = Genesis {
+        chain_id: opts.chain_id.clone(),
+        timestamp_ms: now_ms() / 1000 * 1000,
+        consensus,
         balances,
-        producers: producers
-            .iter()
-            .map(|k| GenesisProducer { public_key: hex::encode(k.public().0) })
-            .collect(),
+        producers: if raft {
+            Vec::new()
+        } else {
+            producers.iter().map(|k| GenesisProducer { public_key: hex::encode(k.public().0) }).collect()
+        },
     };
     genesis.validate().map_err(|e| anyhow::anyhow!("genesis: {e}"))?;
     let genesis_path = out.join("genesis.toml");
@@ -116,21 +147,23 @@ pub fn write_testnet(opts: &TestnetOptions) -> anyhow::Result<Vec<TestnetNode>> 
 
     let p2p_addr = |i: usize| {
         let peer = aergo_net::peer_id_of(identities[i].secret_bytes());
-        format!("/ip4/{}/tcp/{}/p2p/{peer}", hosts[i], ports[i].1)
+        format!("{}/p2p/{peer}", p2p_listen(i))
     };
     let mut nodes = Vec::new();
     for i in 0..opts.nodes {
         let dir = out.join(format!("node{i}"));
         std::fs::create_dir_all(&dir)?;
-        KeyFile::write_plain(&dir.join("producer.key"), &producers[i])?;
+        if !raft {
+            KeyFile::write_plain(&dir.join("producer.key"), &producers[i])?;
+        }
         KeyFile::write_plain(&dir.join(NODE_KEY_FILE), &identities[i])?;
         let mut config =
             NodeConfig { data_dir: dir.clone(), genesis: genesis_path.clone(), ..NodeConfig::default() };
         config.rpc.listen = SocketAddr::new(hosts[i], ports[i].0);
-        config.producer.enabled = true;
+        config.producer.enabled = !raft;
         config.producer.key_file = PathBuf::from("producer.key");
         config.p2p.enabled = true;
-        config.p2p.listen = vec![format!("/ip4/{}/tcp/{}", hosts[i], ports[i].1)];
+        config.p2p.listen = vec![p2p_listen(i)];
         config.p2p.bootstrap = (0..opts.nodes).filter(|j| *j != i).map(p2p_addr).collect();
         config.validate().map_err(|e| anyhow::anyhow!("node{i} config: {e}"))?;
         let config_path = dir.join("config.toml");
@@ -167,6 +200,7 @@ mod tests {
             block_interval_ms: 1000,
             chain_id: "aergo-testnet".into(),
             base_port: None,
+            consensus: ConsensusKind::Dpos,
         };
         let nodes = write_testnet(&opts).unwrap();
         assert_eq!(nodes.len(), 4);
@@ -186,5 +220,32 @@ mod tests {
         }
         let again = write_testnet(&opts).err().unwrap().to_string();
         assert!(again.contains("already holds a testnet"), "{again}");
+    }
+
+    #[test]
+    fn a_raft_testnet_names_its_voters_by_node_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = TestnetOptions {
+            nodes: 3,
+            out: dir.path().join("net"),
+            hosts: vec![],
+            block_interval_ms: 1000,
+            chain_id: "aergo-raft".into(),
+            base_port: None,
+            consensus: ConsensusKind::Raft,
+        };
+        let nodes = write_testnet(&opts).unwrap();
+        let genesis = Genesis::load(&opts.out.join("genesis.toml")).unwrap();
+        assert!(genesis.producers.is_empty());
+        let raft = genesis.consensus.raft.as_ref().unwrap();
+        assert_eq!(raft.voters.len(), 3);
+        for (n, v) in nodes.iter().zip(&raft.voters) {
+            let c = NodeConfig::load(&n.config).unwrap();
+            let key = KeyFile::read(&c.data_dir.join("node.key")).unwrap().unlock(None).unwrap();
+            assert_eq!(v.node_key, hex::encode(key.public().0));
+            assert_eq!(n.address, key.address().to_string());
+            assert!(n.p2p.starts_with(&v.address), "{} vs {}", n.p2p, v.address);
+            assert!(!c.producer.enabled && !c.data_dir.join("producer.key").exists());
+        }
     }
 }

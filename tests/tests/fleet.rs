@@ -26,6 +26,7 @@ fn testnet(nodes: usize, out: PathBuf) -> TestnetOptions {
         block_interval_ms: 1000,
         chain_id: "aergo-fleet".into(),
         base_port: None,
+        consensus: Default::default(),
     }
 }
 

@@ -4,105 +4,16 @@
 //! produces again. A transaction sent to one node is gossiped and included by whichever producer's
 //! slot comes first. A node that joins late syncs a long chain and reaches the same state root.
 
+mod common;
+
 use aergo_api::AergoApiClient;
 use aergo_node::testnet::{write_testnet, TestnetNode, TestnetOptions};
 use aergo_primitives::crypto::KeyFile;
 use aergo_primitives::types::{Payload, TxBody, ENCODING_VERSION};
 use aergo_tests::{node_command, wait_for, NodeProcess};
+use common::{data_dir, loopback, start, SplitNet, Testnet};
 use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
-use std::path::Path;
 use std::time::Duration;
-
-/// The files of an `nodes`-producer testnet on loopback ports, 1 s slots, in `out`.
-fn loopback(nodes: usize, out: std::path::PathBuf) -> TestnetOptions {
-    TestnetOptions {
-        nodes,
-        out,
-        hosts: vec![],
-        block_interval_ms: 1000,
-        chain_id: "aergo-testnet".into(),
-        base_port: None,
-    }
-}
-
-struct Testnet {
-    _dir: tempfile::TempDir,
-    nodes: Vec<TestnetNode>,
-    procs: Vec<Option<NodeProcess>>,
-    clients: Vec<HttpClient>,
-    rt: tokio::runtime::Runtime,
-}
-
-fn data_dir(n: &TestnetNode) -> &Path {
-    n.config.parent().expect("node directory")
-}
-
-fn start(n: &TestnetNode) -> anyhow::Result<NodeProcess> {
-    NodeProcess::start(data_dir(n), &["run", "--config", n.config.to_str().unwrap_or_default()])
-}
-
-impl Testnet {
-    fn new(count: usize) -> anyhow::Result<Testnet> {
-        let dir = tempfile::tempdir()?;
-        let opts = loopback(count, dir.path().join("net"));
-        let nodes = write_testnet(&opts)?;
-        let procs = nodes.iter().map(|n| start(n).map(Some)).collect::<anyhow::Result<Vec<_>>>()?;
-        let clients = nodes
-            .iter()
-            .map(|n| HttpClientBuilder::default().build(&n.rpc))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Testnet { _dir: dir, nodes, procs, clients, rt: tokio::runtime::Runtime::new()? })
-    }
-
-    fn info(&self, i: usize) -> Option<aergo_api::ChainInfo> {
-        self.rt.block_on(self.clients[i].chain_info(None)).ok()
-    }
-
-    fn block_hash(&self, i: usize, height: u64) -> Option<String> {
-        let b = self.rt.block_on(self.clients[i].get_block(Some(height), None, Some(false), None)).ok()??;
-        Some(b.hash.to_string())
-    }
-
-    fn lib(&self, i: usize) -> u64 {
-        self.info(i).map_or(0, |c| c.lib_height)
-    }
-
-    /// Waits until every live node's LIB is at least `height`.
-    fn wait_lib(&self, live: &[usize], height: u64, limit: Duration) -> anyhow::Result<()> {
-        wait_for(limit, &format!("LIB {height} on nodes {live:?}"), || {
-            live.iter().all(|i| self.lib(*i) >= height).then_some(())
-        })
-        .map_err(|e| anyhow::anyhow!("{e}\n{}", self.logs()))
-    }
-
-    /// Every final block is the same block on every live node.
-    fn assert_final_agree(&self, live: &[usize]) {
-        let lib = live.iter().map(|i| self.lib(*i)).min().unwrap_or(0);
-        assert!(lib > 0);
-        for h in 1..=lib {
-            let hashes: Vec<Option<String>> = live.iter().map(|i| self.block_hash(*i, h)).collect();
-            assert!(hashes[0].is_some(), "node {} has no block {h}", live[0]);
-            assert!(hashes.iter().all(|x| *x == hashes[0]), "final block {h} differs: {hashes:?}");
-        }
-    }
-
-    fn logs(&self) -> String {
-        self.procs
-            .iter()
-            .flatten()
-            .map(|p| {
-                let log = p.log();
-                let tail: Vec<&str> = log.lines().rev().take(15).collect();
-                format!(
-                    "--- {}\n{}",
-                    p.data_dir.display(),
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-}
 
 #[test]
 fn four_producers_finalize_survive_a_kill_and_resync() -> anyhow::Result<()> {
@@ -297,70 +208,14 @@ fn a_late_joiner_syncs_a_long_chain_and_matches_state_roots() -> anyhow::Result<
 
 /// Two network namespaces joined by one veth link (the link the test cuts), and a link from the
 /// test's own namespace into each for RPC. Removed when dropped.
-struct SplitNet {
-    names: [String; 2],
-}
-
-fn ip(args: &[&str]) -> anyhow::Result<()> {
-    let out = std::process::Command::new("ip").args(args).output()?;
-    anyhow::ensure!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    Ok(())
-}
-
-impl SplitNet {
-    const P2P: [&'static str; 2] = ["10.213.0.1", "10.213.0.2"];
-    const RPC: [&'static str; 2] = ["10.213.1.2", "10.213.2.2"];
-
-    fn new() -> anyhow::Result<SplitNet> {
-        let id = std::process::id() % 100_000;
-        let net = SplitNet { names: [format!("aergo{id}a"), format!("aergo{id}b")] };
-        let [a, b] = [net.names[0].as_str(), net.names[1].as_str()];
-        for ns in [a, b] {
-            ip(&["netns", "add", ns])?;
-            ip(&["-n", ns, "link", "set", "lo", "up"])?;
-        }
-        // The link between the halves.
-        ip(&["-n", a, "link", "add", "split0", "type", "veth", "peer", "name", "split1", "netns", b])?;
-        ip(&["-n", a, "addr", "add", "10.213.0.1/24", "dev", "split0"])?;
-        ip(&["-n", b, "addr", "add", "10.213.0.2/24", "dev", "split1"])?;
-        // RPC links from here.
-        for (i, ns) in [a, b].iter().enumerate() {
-            let (here, there) = (format!("ag{id}r{i}"), "rpc0".to_string());
-            ip(&["link", "add", &here, "type", "veth", "peer", "name", &there, "netns", ns])?;
-            ip(&["addr", "add", &format!("10.213.{}.1/24", i + 1), "dev", &here])?;
-            ip(&["link", "set", &here, "up"])?;
-            ip(&["-n", ns, "addr", "add", &format!("{}/24", SplitNet::RPC[i]), "dev", &there])?;
-            ip(&["-n", ns, "link", "set", &there, "up"])?;
-        }
-        net.set_link(true)?;
-        Ok(net)
-    }
-
-    /// Connects (true) or cuts (false) the link between the halves.
-    fn set_link(&self, up: bool) -> anyhow::Result<()> {
-        let state = if up { "up" } else { "down" };
-        ip(&["-n", &self.names[0], "link", "set", "split0", state])?;
-        ip(&["-n", &self.names[1], "link", "set", "split1", state])
-    }
-}
-
-impl Drop for SplitNet {
-    fn drop(&mut self) {
-        for ns in &self.names {
-            // Deleting a namespace removes its ends of the veth pairs, and with them ours.
-            let _ = std::process::Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
 #[test]
 fn a_partition_finalizes_nothing_new_and_heals() -> anyhow::Result<()> {
     use aergo_config::NodeConfig;
-    let split = SplitNet::new()?;
+    let split = SplitNet::new(213)?;
     let dir = tempfile::tempdir()?;
     let half = |i: usize| i / 2;
     let opts = TestnetOptions {
-        hosts: (0..4).map(|i| SplitNet::P2P[half(i)].parse()).collect::<Result<_, _>>()?,
+        hosts: (0..4).map(|i| split.p2p(half(i)).parse()).collect::<Result<_, _>>()?,
         base_port: Some(27_100),
         ..loopback(4, dir.path().join("net"))
     };
@@ -368,7 +223,7 @@ fn a_partition_finalizes_nothing_new_and_heals() -> anyhow::Result<()> {
     // RPC on the link from the test's namespace, so that the test can watch both halves.
     for (i, n) in nodes.iter_mut().enumerate() {
         let mut c = NodeConfig::load(&n.config)?;
-        c.rpc.listen = format!("{}:{}", SplitNet::RPC[half(i)], c.rpc.listen.port()).parse()?;
+        c.rpc.listen = format!("{}:{}", split.rpc(half(i)), c.rpc.listen.port()).parse()?;
         std::fs::write(&n.config, c.to_toml()?)?;
         n.rpc = format!("http://{}", c.rpc.listen);
     }

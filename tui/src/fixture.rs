@@ -59,6 +59,8 @@ pub fn snapshot(peers: Vec<PeerView>) -> NodeSnapshot {
             syncing: false,
             peers: peers.len() as u32,
             best_known_height: HEIGHT,
+            consensus: "dpos".into(),
+            raft: None,
         },
         info: NodeInfo {
             version: "0.1.0".into(),

@@ -67,6 +67,36 @@ pub struct ChainInfo {
     /// The highest block height this node has heard of (its own height when none is higher).
     #[serde(default)]
     pub best_known_height: u64,
+    /// How the chain agrees on blocks: `dpos` or `raft` (`docs/repositories.md`).
+    #[serde(default = "dpos")]
+    pub consensus: String,
+    /// This node's Raft member, on a chain agreed by Raft.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raft: Option<RaftView>,
+}
+
+fn dpos() -> String {
+    "dpos".into()
+}
+
+/// A Raft member as `chain_info` shows it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RaftView {
+    /// This member's Raft id (from its node key).
+    pub id: u64,
+    /// `leader`, `follower`, `candidate`, `pre-candidate`; `none` on a node that is no voter (yet).
+    pub role: String,
+    pub term: u64,
+    /// The leader's node key (hex), when one is known.
+    pub leader: Option<String>,
+    /// The node keys (hex) of the voters of the current configuration.
+    pub voters: Vec<String>,
+    /// The last log index a majority holds, and the last this node applied.
+    pub commit_index: u64,
+    pub applied_index: u64,
+    /// Since when (unix ms) the node has known no leader; 0 while it knows one.
+    #[serde(default)]
+    pub leaderless_since_ms: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]

@@ -74,6 +74,7 @@ pub async fn run(opts: NetOpts, node_bin: std::path::PathBuf, tmp: &std::path::P
         block_interval_ms: 1000,
         chain_id: "aergo-bench".into(),
         base_port: None,
+        consensus: Default::default(),
     };
     let nodes = write_testnet(&topts)?;
     let senders: Vec<Keypair> =

@@ -299,7 +299,7 @@ fn genesis_changes(genesis: &Genesis) -> aergo_storage::ChangeSet {
 /// The genesis block over a state with root `state_root`.
 fn genesis_with_root(genesis: &Genesis, state_root: Hash) -> Block {
     let producer =
-        genesis.producer_keys().first().copied().unwrap_or(aergo_primitives::types::PublicKey([0; 32]));
+        genesis.signer_keys().first().copied().unwrap_or(aergo_primitives::types::PublicKey([0; 32]));
     let header = BlockHeader {
         version: ENCODING_VERSION,
         chain_id: genesis.chain_id.clone(),
@@ -552,6 +552,24 @@ impl Chain {
         let (block, out, prepared) = self.build(key, candidates, timestamp_ms)?;
         add(&self.times.execute_ns, started);
         self.times.executed_txs.fetch_add(block.transactions.len() as u64, Ordering::Relaxed);
+        self.commit_built(block, out, prepared)
+    }
+
+    /// Commits a block [`Chain::build`] made on the current head, without executing it again
+    /// (a Raft leader's block, once a majority holds it). Refused when the head moved since.
+    pub fn commit_built(
+        &mut self,
+        block: Block,
+        out: ExecOutput,
+        prepared: aergo_storage::PreparedState,
+    ) -> Result<CommittedBlock, ChainError> {
+        let h = &block.header;
+        if h.prev_hash != self.head.hash || h.height != self.head.height + 1 {
+            return Err(ChainError::InvalidBlock {
+                height: h.height,
+                reason: format!("built on {} but the head is now {}", h.prev_hash, self.head.hash),
+            });
+        }
         self.commit(&block, prepared, &out.receipts)?;
         let nonces = nonces_after(&block.transactions, &out.changes);
         Ok(CommittedBlock {

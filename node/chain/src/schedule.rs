@@ -25,6 +25,8 @@ pub enum ScheduleError {
     WrongProducer { slot: u64, expected: Address, got: Address },
     #[error("the producer set is empty")]
     NoProducers,
+    #[error("block producer {got} is not a Raft voter of this chain")]
+    NotVoter { got: Address },
     /// The governance records the election reads could not be read or decoded: a fault of this
     /// node's state, not of any block. Nothing is elected (the genesis producers would be wrong).
     #[error("cannot elect the producers of epoch {epoch} from the state at height {height}: {source}")]
@@ -39,6 +41,7 @@ impl ScheduleError {
             ScheduleError::NotAfterParent(_) => "slot_not_after_parent",
             ScheduleError::WrongProducer { .. } => "wrong_producer",
             ScheduleError::NoProducers => "no_producers",
+            ScheduleError::NotVoter { .. } => "not_a_voter",
             ScheduleError::Election { .. } => "election_unreadable",
         }
     }
@@ -59,6 +62,8 @@ pub struct Schedule {
     epoch_blocks: u64,
     store: Option<Arc<StateStore>>,
     elected: Arc<Mutex<HashMap<u64, Arc<Vec<PublicKey>>>>>,
+    /// A Raft chain: the voters' node keys sign its blocks, with no slots (`docs/repositories.md`).
+    raft: bool,
 }
 
 impl std::fmt::Debug for Schedule {
@@ -76,7 +81,8 @@ impl Schedule {
         Schedule {
             genesis_ts: genesis.timestamp_ms,
             interval: genesis.consensus.block_interval_ms.max(1),
-            genesis_producers: Arc::new(genesis.producer_keys()),
+            genesis_producers: Arc::new(genesis.signer_keys()),
+            raft: !genesis.consensus.kind.is_dpos(),
             bp_count: genesis.consensus.bp_count.max(1) as usize,
             epoch_blocks: genesis.consensus.epoch_blocks.max(1),
             store: None,
@@ -87,7 +93,8 @@ impl Schedule {
     /// A branch's schedule (`docs/branches.md`): the chain's slot clock, and the fixed producer
     /// set of the branch's record for every height.
     pub fn for_branch(genesis: &Genesis, producers: Vec<PublicKey>) -> Schedule {
-        Schedule { genesis_producers: Arc::new(producers), ..Schedule::from_genesis(genesis) }
+        // A branch's producers take slots in turn, whatever agrees on the chain it left.
+        Schedule { genesis_producers: Arc::new(producers), raft: false, ..Schedule::from_genesis(genesis) }
     }
 
     /// Elections from `store` for the epochs after the first.
@@ -95,13 +102,18 @@ impl Schedule {
         Schedule { store: Some(store), ..Schedule::from_genesis(genesis) }
     }
 
+    /// Whether the chain is agreed by Raft (no slots, no elections).
+    pub fn is_raft(&self) -> bool {
+        self.raft
+    }
+
     pub fn epoch_of(&self, height: u64) -> u64 {
         height.saturating_sub(1) / self.epoch_blocks
     }
 
-    /// The height whose state elects the producers of `epoch` (none for epoch 0).
+    /// The height whose state elects the producers of `epoch` (none for epoch 0, none under Raft).
     pub fn election_height(&self, epoch: u64) -> Option<u64> {
-        (epoch > 0).then(|| epoch * self.epoch_blocks - self.epoch_blocks / 2)
+        (epoch > 0 && !self.raft).then(|| epoch * self.epoch_blocks - self.epoch_blocks / 2)
     }
 
     /// Forgets elections (after a rollback, which may have changed the state they read).
@@ -178,8 +190,10 @@ impl Schedule {
         Ok(keys)
     }
 
+    /// Under Raft, a majority of the voters.
     pub fn quorum(&self, height: u64) -> Result<usize, ScheduleError> {
-        Ok(self.producers(height)?.len() * 2 / 3 + 1)
+        let n = self.producers(height)?.len();
+        Ok(if self.raft { n / 2 + 1 } else { n * 2 / 3 + 1 })
     }
 
     /// The slot that contains `timestamp_ms` (slot 0 starts at genesis).
@@ -219,7 +233,20 @@ impl Schedule {
 
     /// Checks that `header` is signed-for-slot by the right producer: its timestamp is the start of a
     /// slot after its parent's, and the producer is that slot's. (The signature is checked by the chain.)
+    ///
+    /// Under Raft there are no slots: the timestamp must be after the parent's and the producer a
+    /// voter (the slot returned is the one the timestamp falls in, for display).
     pub fn check(&self, header: &BlockHeader, parent_timestamp_ms: u64) -> Result<u64, ScheduleError> {
+        if self.raft {
+            let slot = self.slot_at(header.timestamp_ms);
+            if header.timestamp_ms <= parent_timestamp_ms || header.timestamp_ms < self.genesis_ts {
+                return Err(ScheduleError::NotAfterParent(slot));
+            }
+            if !self.genesis_producers.contains(&header.producer) {
+                return Err(ScheduleError::NotVoter { got: header.producer.address() });
+            }
+            return Ok(slot);
+        }
         if header.timestamp_ms < self.genesis_ts
             || (header.timestamp_ms - self.genesis_ts) % self.interval != 0
         {

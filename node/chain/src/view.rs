@@ -158,6 +158,8 @@ pub struct ConsensusInfo {
     pub reorgs: u64,
     /// Producers this node caught signing two blocks for one slot.
     pub equivocations: u64,
+    /// This node's Raft member (a chain agreed by Raft).
+    pub raft: Option<aergo_api::RaftView>,
 }
 
 /// What a node tells its peers about its chain (the p2p protocol's type).

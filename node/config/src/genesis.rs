@@ -20,6 +20,24 @@
 //! [[producers]]
 //! public_key = "hex…"
 //! ```
+//!
+//! A chain agreed by Raft (`docs/repositories.md`) says so and lists its first voters (their
+//! node keys sign its blocks; `producers` may then be empty):
+//!
+//! ```toml
+//! [consensus]
+//! kind = "raft"
+//! block_interval_ms = 1000
+//!
+//! [consensus.raft]
+//! propose_on_tx = true     # a block as soon as transactions wait, else one per interval
+//! election_ticks = 10      # ticks of 100 ms
+//! heartbeat_ticks = 2
+//!
+//! [[consensus.raft.voters]]
+//! node_key = "hex…"        # the voter's node identity key (node.key): its p2p id, its block key
+//! address = "/ip4/10.0.0.1/tcp/7846"
+//! ```
 
 use aergo_primitives::types::{Address, Amount, PublicKey, MAX_CHAIN_ID_LEN};
 use serde::{Deserialize, Serialize};
@@ -44,7 +62,84 @@ pub struct Genesis {
     pub consensus: ConsensusParams,
     #[serde(default)]
     pub balances: Vec<GenesisBalance>,
+    /// DPoS's first producers (none under Raft, whose voters sign blocks).
+    #[serde(default)]
     pub producers: Vec<GenesisProducer>,
+}
+
+/// How a chain agrees on its blocks.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsensusKind {
+    /// Delegated proof of stake: elected producers in slots, final at 2/3+1 (`docs/consensus.md`).
+    #[default]
+    Dpos,
+    /// Raft among voter nodes: the leader proposes, a block is final once a majority holds it.
+    Raft,
+}
+
+impl ConsensusKind {
+    pub fn is_dpos(&self) -> bool {
+        *self == ConsensusKind::Dpos
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            ConsensusKind::Dpos => "dpos",
+            ConsensusKind::Raft => "raft",
+        }
+    }
+}
+
+/// The Raft settings of a chain (`[consensus.raft]`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RaftParams {
+    /// Propose a block as soon as transactions wait (one block in flight), not only every
+    /// `block_interval_ms`.
+    #[serde(default = "yes")]
+    pub propose_on_tx: bool,
+    /// Ticks of 100 ms without a leader before a follower campaigns (randomized up to twice).
+    #[serde(default = "ten")]
+    pub election_ticks: u32,
+    /// Ticks of 100 ms between a leader's heartbeats.
+    #[serde(default = "two")]
+    pub heartbeat_ticks: u32,
+    /// The founding voters; later changes go through Raft's joint consensus.
+    pub voters: Vec<RaftVoter>,
+}
+
+fn yes() -> bool {
+    true
+}
+fn ten() -> u32 {
+    10
+}
+fn two() -> u32 {
+    2
+}
+
+/// A voter: a node, named by its identity key.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RaftVoter {
+    /// ed25519 public key of the node's identity (`node.key`), hex: its p2p peer id and the key
+    /// its blocks are signed with.
+    pub node_key: String,
+    /// Where its p2p layer listens (`/ip4/…/tcp/…`).
+    pub address: String,
+}
+
+impl RaftVoter {
+    pub fn key(&self) -> Result<PublicKey, String> {
+        parse_key(&self.node_key).map_err(|e| format!("node_key {e}"))
+    }
+}
+
+fn parse_key(text: &str) -> Result<PublicKey, String> {
+    let bytes = hex::decode(text).map_err(|e| format!("is not hex: {e}"))?;
+    let arr: [u8; 32] = bytes.try_into().map_err(|_| "is not 32 bytes".to_string())?;
+    Ok(PublicKey(arr))
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -69,6 +164,12 @@ pub struct ConsensusParams {
     /// new genesis has 0. Read-only queries use the new rules at every height.
     #[serde(default = "never", skip_serializing_if = "Option::is_none")]
     pub sql_ordered_scans_height: Option<u64>,
+    /// DPoS (absent) or Raft.
+    #[serde(skip_serializing_if = "ConsensusKind::is_dpos")]
+    pub kind: ConsensusKind,
+    /// Raft's settings and first voters (with `kind = "raft"` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raft: Option<RaftParams>,
 }
 
 /// A switch that never flips (TOML integers stop at i64::MAX: absent rather than a huge height).
@@ -86,6 +187,8 @@ impl Default for ConsensusParams {
             unstake_lock_blocks: 100,
             max_votes: 0,
             sql_ordered_scans_height: Some(0),
+            kind: ConsensusKind::Dpos,
+            raft: None,
         }
     }
 }
@@ -135,9 +238,7 @@ pub struct GenesisProducer {
 
 impl GenesisProducer {
     pub fn key(&self) -> Result<PublicKey, String> {
-        let bytes = hex::decode(&self.public_key).map_err(|e| format!("producer key is not hex: {e}"))?;
-        let arr: [u8; 32] = bytes.try_into().map_err(|_| "producer key is not 32 bytes".to_string())?;
-        Ok(PublicKey(arr))
+        parse_key(&self.public_key).map_err(|e| format!("producer key {e}"))
     }
 }
 
@@ -177,7 +278,40 @@ impl Genesis {
         if self.consensus.bp_count == 0 {
             return Err("consensus.bp_count must be at least 1".into());
         }
-        if self.producers.is_empty() {
+        match (self.consensus.kind, &self.consensus.raft) {
+            (ConsensusKind::Dpos, Some(_)) => {
+                return Err("[consensus.raft] is given but consensus.kind is not \"raft\"".into())
+            }
+            (ConsensusKind::Raft, None) => {
+                return Err("consensus.kind = \"raft\" needs [consensus.raft] with its voters".into())
+            }
+            (ConsensusKind::Raft, Some(raft)) => {
+                if raft.voters.is_empty() {
+                    return Err("consensus.raft needs at least one voter".into());
+                }
+                if raft.election_ticks <= raft.heartbeat_ticks || raft.heartbeat_ticks == 0 {
+                    return Err(
+                        "consensus.raft.election_ticks must exceed heartbeat_ticks, which must be at least 1"
+                            .into(),
+                    );
+                }
+                let mut keys = std::collections::BTreeSet::new();
+                for (i, v) in raft.voters.iter().enumerate() {
+                    let key = v.key().map_err(|e| format!("consensus.raft.voters[{i}]: {e}"))?;
+                    if !keys.insert(key.0) {
+                        return Err(format!("consensus.raft.voters[{i}]: the node key is listed twice"));
+                    }
+                    if !v.address.starts_with('/') {
+                        return Err(format!(
+                            "consensus.raft.voters[{i}]: address {:?} is not a multiaddress (/ip4/…/tcp/…)",
+                            v.address
+                        ));
+                    }
+                }
+            }
+            (ConsensusKind::Dpos, None) => {}
+        }
+        if self.producers.is_empty() && self.consensus.kind.is_dpos() {
             return Err("at least one producer is required".into());
         }
         for (i, p) in self.producers.iter().enumerate() {
@@ -194,6 +328,20 @@ impl Genesis {
 
     pub fn producer_keys(&self) -> Vec<PublicKey> {
         self.producers.iter().filter_map(|p| p.key().ok()).collect()
+    }
+
+    /// The founding voters' node keys (Raft; empty under DPoS).
+    pub fn voter_keys(&self) -> Vec<PublicKey> {
+        let voters = self.consensus.raft.as_ref().map(|r| r.voters.as_slice()).unwrap_or_default();
+        voters.iter().filter_map(|v| v.key().ok()).collect()
+    }
+
+    /// Who signs the first blocks: the DPoS producers, or the Raft voters.
+    pub fn signer_keys(&self) -> Vec<PublicKey> {
+        match self.consensus.kind {
+            ConsensusKind::Dpos => self.producer_keys(),
+            ConsensusKind::Raft => self.voter_keys(),
+        }
     }
 }
 
@@ -236,6 +384,54 @@ mod tests {
         let bare = format!("{}{}", &old[..start], &old[end..]);
         assert!(!bare.contains("[consensus]"), "{bare}");
         assert_eq!(Genesis::parse(&bare).unwrap().consensus.sql_ordered_scans_height, None);
+    }
+
+    /// A Raft genesis round-trips, needs no producers, and is refused with the field named when
+    /// it is inconsistent; a DPoS genesis's text does not change.
+    #[test]
+    fn a_raft_genesis_lists_its_voters() {
+        let voters: Vec<RaftVoter> = (0..3)
+            .map(|i| RaftVoter {
+                node_key: hex::encode(Keypair::from_seed(&format!("v{i}")).public().0),
+                address: format!("/ip4/127.0.0.1/tcp/{}", 7900 + i),
+            })
+            .collect();
+        let raft = RaftParams { propose_on_tx: true, election_ticks: 10, heartbeat_ticks: 2, voters };
+        let g = Genesis {
+            consensus: ConsensusParams {
+                kind: ConsensusKind::Raft,
+                raft: Some(raft.clone()),
+                ..ConsensusParams::default()
+            },
+            producers: vec![],
+            ..sample()
+        };
+        let text = g.to_toml();
+        assert!(text.contains("kind = \"raft\"") && text.contains("[[consensus.raft.voters]]"), "{text}");
+        assert_eq!(Genesis::parse(&text).unwrap(), g);
+        assert_eq!(g.voter_keys().len(), 3);
+        assert_eq!(g.signer_keys(), g.voter_keys());
+        assert!(!sample().to_toml().contains("kind"), "a DPoS genesis is written as before");
+        assert!(sample().voter_keys().is_empty());
+        let bad = |f: &dyn Fn(&mut Genesis)| {
+            let mut g = g.clone();
+            f(&mut g);
+            g.validate().unwrap_err()
+        };
+        assert!(bad(&|g| g.consensus.raft = None).contains("needs [consensus.raft]"));
+        assert!(bad(&|g| g.consensus.kind = ConsensusKind::Dpos).contains("not \"raft\""));
+        assert!(bad(&|g| g.consensus.raft.as_mut().unwrap().voters.clear()).contains("at least one voter"));
+        assert!(bad(&|g| g.consensus.raft.as_mut().unwrap().voters[1].node_key = "zz".into())
+            .contains("voters[1]: node_key is not hex"));
+        assert!(bad(&|g| {
+            let v = g.consensus.raft.as_mut().unwrap();
+            v.voters[2].node_key = v.voters[0].node_key.clone();
+        })
+        .contains("listed twice"));
+        assert!(bad(&|g| g.consensus.raft.as_mut().unwrap().voters[0].address = "1.2.3.4:5".into())
+            .contains("not a multiaddress"));
+        assert!(bad(&|g| g.consensus.raft.as_mut().unwrap().election_ticks = 2).contains("election_ticks"));
+        assert!(Genesis::parse(&text.replace("kind = \"raft\"", "kind = \"pow\"")).is_err());
     }
 
     #[test]

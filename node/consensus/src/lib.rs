@@ -12,6 +12,8 @@
 //! Every change to the chain happens on this one thread, so a block is either wholly applied or not
 //! at all, and readers (RPC, the net task's sync answers) see the store's committed state.
 
+pub mod raft;
+
 pub use aergo_chain::view::ConsensusInfo;
 
 use aergo_chain::schedule::{Schedule, ScheduleError};
@@ -609,6 +611,11 @@ impl Driver {
                     self.sync = None;
                 }
             }
+            // A DPoS chain takes no part in Raft: a peer that sends it Raft messages is wrong.
+            Inbound::Raft { from, .. } => {
+                self.penalize(Some(from), Penalty::Invalid, "a Raft message to a DPoS chain".into())
+            }
+            Inbound::RaftUnreachable { .. } => {}
         }
         self.publish_info();
     }

@@ -93,6 +93,15 @@ pub enum Inbound {
         peer: PeerId,
     },
     PeerGone(PeerId),
+    /// A Raft message from a peer (its bytes as sent; the chain thread decodes and checks them).
+    Raft {
+        from: PeerId,
+        message: Vec<u8>,
+    },
+    /// A Raft message to `peer` could not be delivered.
+    RaftUnreachable {
+        peer: PeerId,
+    },
 }
 
 /// What the node asks of the net task.
@@ -118,6 +127,11 @@ pub enum NetCommand {
         peer: PeerId,
         penalty: Penalty,
         reason: String,
+    },
+    /// Sends a Raft message to a voter (dialling it at its known addresses if need be).
+    Raft {
+        peer: PeerId,
+        message: Vec<u8>,
     },
     /// Sends a transaction to a producer's pool; its answer comes back on `reply`.
     Forward {
@@ -215,6 +229,7 @@ struct Behaviour {
     gossipsub: gossipsub::Behaviour,
     sync: request_response::Behaviour<SyncCodec>,
     branch_sync: request_response::Behaviour<BranchSyncCodec>,
+    raft: request_response::Behaviour<RaftCodec>,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     kad: kad::Behaviour<kad::store::MemoryStore>,
@@ -230,6 +245,9 @@ pub struct NetConfig {
     /// The address peers are told to dial this node at (NAT, port forwarding).
     pub external: Option<Multiaddr>,
     pub max_peers: u32,
+    /// Peers whose addresses are known up front (a Raft chain's voters): dialled when a message
+    /// is for them.
+    pub known: Vec<(PeerId, Multiaddr)>,
 }
 
 /// A bootstrap address and what the node knows of the peer there.
@@ -259,6 +277,13 @@ pub fn identity_of(secret: [u8; 32]) -> identity::Keypair {
 
 pub fn peer_id_of(secret: [u8; 32]) -> PeerId {
     identity_of(secret).public().to_peer_id()
+}
+
+/// The peer id of the node whose identity key has the public key `key` (`None`: not a valid
+/// ed25519 point).
+pub fn peer_id_of_public(key: &aergo_primitives::types::PublicKey) -> Option<PeerId> {
+    let public = identity::ed25519::PublicKey::try_from_bytes(&key.0).ok()?;
+    Some(identity::PublicKey::from(public).to_peer_id())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -350,6 +375,12 @@ pub async fn start(
             task.swarm.behaviour_mut().kad.add_address(&peer, b.addr.clone());
         }
     }
+    for (peer, addr) in &config.known {
+        if *peer != local {
+            task.swarm.add_peer_address(*peer, addr.clone());
+            task.swarm.behaviour_mut().kad.add_address(peer, addr.clone());
+        }
+    }
     if let Some(external) = config.external {
         tracing::info!(address = %external, "p2p external address announced to peers");
         task.swarm.add_external_address(external);
@@ -397,6 +428,13 @@ fn build_swarm(
                 [(StreamProtocol::new(aergo_protocol::BRANCH_SYNC_PROTOCOL), ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
             );
+            let raft = request_response::Behaviour::with_codec(
+                RaftCodec,
+                [(StreamProtocol::new(aergo_protocol::RAFT_PROTOCOL), ProtocolSupport::Full)],
+                request_response::Config::default()
+                    .with_request_timeout(Duration::from_secs(5))
+                    .with_max_concurrent_streams(1024),
+            );
             let mut kad = kad::Behaviour::with_config(
                 key.public().to_peer_id(),
                 kad::store::MemoryStore::new(key.public().to_peer_id()),
@@ -409,6 +447,7 @@ fn build_swarm(
                 gossipsub,
                 sync,
                 branch_sync,
+                raft,
                 identify: identify::Behaviour::new(identify::Config::new("/aergo/1".into(), key.public())),
                 ping: ping::Behaviour::new(ping::Config::new()),
                 kad,
@@ -678,6 +717,9 @@ impl NetTask {
                 self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&id, &from, acceptance);
             }
             NetCommand::Penalize { peer, penalty, reason } => self.penalize(peer, penalty, &reason),
+            NetCommand::Raft { peer, message } => {
+                self.swarm.behaviour_mut().raft.send_request(&peer, message);
+            }
             NetCommand::Forward { peer, tx, reply } => {
                 let request = SyncRequest::SubmitTx { tx: serde_bytes::ByteBuf::from(tx) };
                 let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
@@ -856,6 +898,7 @@ impl NetTask {
                 }
             },
             SwarmEvent::Behaviour(BehaviourEvent::BranchSync(event)) => self.branch_sync(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Raft(event)) => self.raft(event),
             SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::InboundFailure {
                 peer,
                 error: request_response::InboundFailure::Io(e),
@@ -883,6 +926,34 @@ impl NetTask {
                     tracing::debug!(%peer, %error, "sync request failed");
                     let _ = self.inbound.send(Inbound::RequestFailed { peer });
                 }
+            }
+            _ => {}
+        }
+    }
+
+    /// Raft's messages: each one goes to the chain thread, which judges it (a peer that is not a
+    /// voter is refused there); the answer is only an acknowledgement of delivery.
+    fn raft(&mut self, event: request_response::Event<Vec<u8>, ()>) {
+        match event {
+            request_response::Event::Message {
+                peer,
+                message: request_response::Message::Request { request, channel, .. },
+                ..
+            } => {
+                let _ = self.inbound.send(Inbound::Raft { from: peer, message: request });
+                let _ = self.swarm.behaviour_mut().raft.send_response(channel, ());
+            }
+            request_response::Event::OutboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "a Raft message was not delivered");
+                let _ = self.inbound.send(Inbound::RaftUnreachable { peer });
+            }
+            // A message cut short is the network's doing (not counted); a bad length is the peer's.
+            request_response::Event::InboundFailure {
+                peer,
+                error: request_response::InboundFailure::Io(e),
+                ..
+            } if e.kind() == std::io::ErrorKind::InvalidData => {
+                self.penalize(peer, Penalty::Malformed, &format!("raft message: {e}"))
             }
             _ => {}
         }
@@ -1313,6 +1384,67 @@ impl request_response::Codec for SyncCodec {
     {
         use futures::AsyncWriteExt;
         io.write_all(&aergo_protocol::encode_response(&response)).await
+    }
+}
+
+/// The Raft protocol's codec: a request is one message's bytes after their length (4 bytes,
+/// big-endian; at most [`aergo_protocol::MAX_RAFT_MESSAGE_BYTES`]), the response is empty. The
+/// length tells a whole message from one cut short: a stream its sender dropped (a request timed
+/// out during a partition) ends cleanly after part of it.
+#[derive(Clone, Copy, Default)]
+pub struct RaftCodec;
+
+impl request_response::Codec for RaftCodec {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = ();
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> std::io::Result<Vec<u8>>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        use futures::AsyncReadExt;
+        let mut len = [0u8; 4];
+        io.read_exact(&mut len).await?;
+        let len = u32::from_be_bytes(len) as usize;
+        if len == 0 || len > aergo_protocol::MAX_RAFT_MESSAGE_BYTES {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("a Raft message of {len} bytes (1 to {})", aergo_protocol::MAX_RAFT_MESSAGE_BYTES),
+            ));
+        }
+        let mut bytes = vec![0u8; len];
+        io.read_exact(&mut bytes).await?;
+        Ok(bytes)
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> std::io::Result<()>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        read_capped(io, 0).await.map(|_| ())
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        request: Vec<u8>,
+    ) -> std::io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        use futures::AsyncWriteExt;
+        let len = u32::try_from(request.len()).map_err(std::io::Error::other)?;
+        io.write_all(&len.to_be_bytes()).await?;
+        io.write_all(&request).await
+    }
+
+    async fn write_response<T>(&mut self, _: &StreamProtocol, _: &mut T, _: ()) -> std::io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        Ok(())
     }
 }
 

@@ -22,6 +22,11 @@ pub const SYNC_PROTOCOL: &str = "/aergo/sync/1";
 /// The sync protocol of the branches a node holds besides `main` (`docs/branches.md`, "Between
 /// nodes"): each request names its branch ([`BranchRequest`]); the answers are [`SyncResponse`]s.
 pub const BRANCH_SYNC_PROTOCOL: &str = "/aergo/branch-sync/1";
+/// Raft's messages between the voters of a chain agreed by Raft (`docs/repositories.md`): each
+/// request is one raft-rs message (its protobuf bytes, opaque here), answered with nothing.
+pub const RAFT_PROTOCOL: &str = "/aergo/raft/1";
+/// Largest Raft message: entries up to the append limit, and always at least one whole block.
+pub const MAX_RAFT_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 /// Longest branch name on the wire (the chain's naming rule allows 63 characters).
 pub const MAX_BRANCH_NAME: usize = 63;
 /// Largest gossip message: one block.

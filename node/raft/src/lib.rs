@@ -21,6 +21,26 @@ pub use node::{Committed, NodeError, Output, RaftConfig, RaftNode};
 pub use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, Message};
 pub use raft::StateRole;
 
+/// A message's bytes on the wire (raft-rs's protobuf encoding).
+pub fn encode_message(m: &Message) -> Vec<u8> {
+    protobuf::Message::write_to_bytes(m).expect("raft's messages always encode")
+}
+
+/// A message from the wire; a peer's bytes that do not decode are refused with why.
+pub fn decode_message(bytes: &[u8]) -> Result<Message, String> {
+    <Message as protobuf::Message>::parse_from_bytes(bytes).map_err(|e| e.to_string())
+}
+
+/// The Raft id of the voter whose node key is `node_key` (32 bytes): the first 8 bytes of its
+/// blake3 hash under a domain string, never 0 (raft-rs's "none").
+pub fn raft_id(node_key: &[u8; 32]) -> u64 {
+    let mut h = blake3::Hasher::new();
+    h.update(b"aergo/raft-id");
+    h.update(node_key);
+    let id = u64::from_be_bytes(h.finalize().as_bytes()[..8].try_into().unwrap_or([0; 8]));
+    id.max(1)
+}
+
 /// Bridges raft-rs's slog records to `tracing` (debug level and below go to `trace`).
 pub(crate) fn logger(id: u64) -> slog::Logger {
     slog::Logger::root(TracingDrain, slog::o!("raft_id" => id))

@@ -22,6 +22,7 @@ const KEY_HARD: &[u8] = b"hs";
 const KEY_CONF: &[u8] = b"cs";
 const KEY_SNAP_META: &[u8] = b"sm";
 const KEY_SNAP_DATA: &[u8] = b"sd";
+const KEY_APPLIED: &[u8] = b"ap";
 
 #[cfg(test)]
 pub(crate) fn tests_entry_key(index: u64) -> [u8; 9] {
@@ -265,6 +266,22 @@ impl RaftLog {
         c.snap = meta;
         c.snap_data = data;
         Ok(())
+    }
+
+    /// Records that the application has applied up to `index`. Not synced: after a crash the
+    /// application is handed the entries after an older index again and must skip what it holds
+    /// (a block already in its chain), which it can tell.
+    pub fn set_applied(&self, index: u64) -> Result<(), LogError> {
+        self.db.put(KEY_APPLIED, index.to_be_bytes())?;
+        Ok(())
+    }
+
+    /// The last index [`RaftLog::set_applied`] recorded (0: none).
+    pub fn applied(&self) -> u64 {
+        match self.db.get(KEY_APPLIED) {
+            Ok(Some(v)) if v.len() == 8 => u64::from_be_bytes(v[..].try_into().unwrap_or([0; 8])),
+            _ => 0,
+        }
     }
 
     /// Whether Raft wanted a newer snapshot than the last one since this was last asked.

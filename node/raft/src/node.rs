@@ -63,6 +63,10 @@ pub struct Output {
     pub snapshot: Option<Snapshot>,
     /// Committed entries to apply, in order.
     pub committed: Vec<Committed>,
+    /// The index of the last committed entry handed over in this step, no-ops included (a new
+    /// leader's empty entry is committed but has nothing to apply): once `committed` is applied,
+    /// the application has applied up to here.
+    pub last_committed: Option<u64>,
 }
 
 /// One member (see the module's notes).
@@ -212,6 +216,7 @@ impl RaftNode {
 
     fn hand_over(&mut self, entries: Vec<Entry>, out: &mut Output) -> Result<(), NodeError> {
         for e in entries {
+            out.last_committed = Some(e.index);
             match e.get_entry_type() {
                 EntryType::EntryNormal => {
                     // An empty entry is a new leader's no-op: nothing to apply.

@@ -617,8 +617,10 @@ impl AergoApiServer for RpcHandler {
             best_hash: head.hash,
             best_timestamp_ms: head.timestamp_ms,
             lib_height: consensus.lib_height,
-            producer_count: if on_main {
+            producer_count: if on_main && view.genesis.consensus.kind.is_dpos() {
                 view.genesis.producers.len() as u32
+            } else if let Some(raft) = &consensus.raft {
+                raft.voters.len() as u32
             } else {
                 view.schedule.producers(head.height + 1).map_or(0, |s| s.len() as u32)
             },
@@ -628,6 +630,8 @@ impl AergoApiServer for RpcHandler {
             // A branch's blocks do not travel between nodes yet.
             peers: if on_main { self.net.get().map_or(0, |n| n.peers.read().len() as u32) } else { 0 },
             best_known_height: consensus.best_known_height.max(head.height),
+            consensus: view.genesis.consensus.kind.name().into(),
+            raft: consensus.raft,
         })
     }
 

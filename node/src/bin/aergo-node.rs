@@ -5,8 +5,8 @@
 //!   as `[rpc] cors_origins` for a web app under development).
 //! - `aergo-node init --genesis FILE --data-dir DIR`: creates a chain from a genesis file.
 //! - `aergo-node run --config FILE`: runs a node from its config.
-//! - `aergo-node testnet --nodes N --out DIR`: the files for an N-producer network (see
-//!   `aergo_node::testnet`).
+//! - `aergo-node testnet --nodes N [--consensus raft] --out DIR`: the files for an N-producer
+//!   (or N-voter Raft) network (see `aergo_node::testnet`).
 //! - `aergo-node verify --data-dir DIR` (or `--config FILE`): replays the block log from genesis and
 //!   compares the state root (the node stopped).
 //! - `aergo-node key export|import`: moves a producer key with the last slot it signed (the node
@@ -81,6 +81,9 @@ enum Command {
         /// Fixed ports: node K gets RPC BASE+2K and p2p BASE+2K+1 (default: free loopback ports).
         #[arg(long)]
         base_port: Option<u16>,
+        /// `dpos` (N producers) or `raft` (N voters, blocks signed with the node keys).
+        #[arg(long, default_value = "dpos", value_parser = ["dpos", "raft"])]
+        consensus: String,
     },
     /// Connect to a node as a misbehaving peer, send what it must refuse, and print (JSON) whether it
     /// cut and banned the probe (test builds only: the `test-hooks` feature).
@@ -298,7 +301,7 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(&report)?);
             return Ok(());
         }
-        Some(Command::Testnet { nodes, out, hosts, block_interval_ms, chain_id, base_port }) => {
+        Some(Command::Testnet { nodes, out, hosts, block_interval_ms, chain_id, base_port, consensus }) => {
             let opts = aergo_node::testnet::TestnetOptions {
                 nodes: *nodes,
                 out: out.clone(),
@@ -306,6 +309,11 @@ async fn main() -> anyhow::Result<()> {
                 block_interval_ms: *block_interval_ms,
                 chain_id: chain_id.clone(),
                 base_port: *base_port,
+                consensus: if consensus == "raft" {
+                    aergo_config::genesis::ConsensusKind::Raft
+                } else {
+                    aergo_config::genesis::ConsensusKind::Dpos
+                },
             };
             let written = aergo_node::testnet::write_testnet(&opts)?;
             for n in &written {

@@ -1,0 +1,224 @@
+//! A chain agreed by Raft (`docs/repositories.md`) from the outside: `aergo-node testnet
+//! --consensus raft` files, real `aergo-node run` processes talking libp2p. Three voters: every
+//! block is final once applied, a transfer sent to a follower is included, a leader killed with
+//! SIGKILL is replaced within 5 s with no final block lost or changed, and restarted it catches up.
+//! Five voters split 2 | 3 by network namespaces: the majority goes on, the minority makes nothing
+//! final and knows no leader, and healed, every node converges on the same blocks.
+
+mod common;
+
+use aergo_api::{AergoApiClient, RaftView};
+use aergo_config::genesis::ConsensusKind;
+use aergo_node::testnet::{write_testnet, TestnetOptions};
+use aergo_primitives::crypto::{KeyFile, Keypair};
+use aergo_primitives::types::{Address, Payload, TxBody, ENCODING_VERSION};
+use aergo_tests::{wait_for, NodeProcess};
+use common::{data_dir, loopback, start, SplitNet, Testnet};
+use jsonrpsee::http_client::HttpClientBuilder;
+use std::time::{Duration, Instant};
+
+/// The bound on electing a new leader after the old one is killed (`docs/repositories.md`).
+const NEW_LEADER_WITHIN: Duration = Duration::from_secs(5);
+
+fn raft(net: &Testnet, i: usize) -> Option<RaftView> {
+    net.info(i)?.raft
+}
+
+fn height(net: &Testnet, i: usize) -> u64 {
+    net.info(i).map_or(0, |c| c.height)
+}
+
+/// The node the live nodes agree is the leader (it says so itself), with its term.
+fn leader(net: &Testnet, live: &[usize]) -> Option<(usize, u64)> {
+    let views: Vec<(usize, RaftView)> = live.iter().filter_map(|i| Some((*i, raft(net, *i)?))).collect();
+    let (i, lead) = views.iter().find(|(_, v)| v.role == "leader")?;
+    let key = hex::encode(node_key(net, *i)?.public().0);
+    views.iter().all(|(_, v)| v.leader.as_deref() == Some(key.as_str())).then_some((*i, lead.term))
+}
+
+/// The node key of node `i` (under Raft, the key its blocks are signed with).
+fn node_key(net: &Testnet, i: usize) -> Option<Keypair> {
+    KeyFile::read(&data_dir(&net.nodes[i]).join("node.key")).ok()?.unlock(None).ok()
+}
+
+/// A transfer of `amount` from the faucet with `nonce`, hex, for `send_tx`.
+fn transfer(net: &Testnet, chain_id: &str, nonce: u64, to: Address, amount: u128) -> anyhow::Result<String> {
+    let faucet = KeyFile::read(&net._dir.path().join("net/faucet.key"))?.unlock(None)?;
+    let tx = faucet.sign_tx(TxBody {
+        version: ENCODING_VERSION,
+        chain_id: chain_id.into(),
+        branch: aergo_primitives::types::MAIN_BRANCH.into(),
+        nonce,
+        sender: faucet.public(),
+        recipient: to,
+        amount,
+        fee: 1,
+        payload: Payload::Transfer,
+    });
+    Ok(hex::encode(tx.encode()))
+}
+
+/// Sends `tx` to node `via` and waits for its receipt on every node of `on`.
+fn send_and_see(net: &Testnet, via: usize, tx: String, on: &[usize]) -> anyhow::Result<()> {
+    let sent = net.rt.block_on(net.clients[via].send_tx(tx))?;
+    for i in on {
+        wait_for(Duration::from_secs(30), &format!("the receipt on node {i}"), || {
+            net.rt.block_on(net.clients[*i].get_receipt(sent.hash.to_string(), None)).ok().flatten()
+        })
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", net.logs()))?;
+    }
+    Ok(())
+}
+
+fn balance(net: &Testnet, i: usize, who: Address) -> u128 {
+    net.rt.block_on(net.clients[i].get_account(who.to_string(), None, None)).map_or(0, |a| a.balance)
+}
+
+#[test]
+fn three_voters_make_every_block_final_and_replace_a_killed_leader() -> anyhow::Result<()> {
+    let mut net = Testnet::with(3, |o| TestnetOptions { consensus: ConsensusKind::Raft, ..o })?;
+    let all = [0, 1, 2];
+    net.wait_lib(&all, 3, Duration::from_secs(60))?;
+    for i in all {
+        let info = net.info(i).expect("chain_info");
+        assert_eq!(info.consensus, "raft");
+        assert_eq!(info.producer_count, 3, "node {i}: three voters");
+        // Every block is final once applied: the final height is the head's.
+        assert!(info.lib_height >= info.height, "node {i}: {} final of {}", info.lib_height, info.height);
+        assert_eq!(raft(&net, i).expect("raft view").voters.len(), 3);
+    }
+    let (old, term) = wait_for(Duration::from_secs(10), "one leader", || leader(&net, &all))?;
+
+    // A transfer sent to a follower reaches the leader's pool by gossip and every node applies it.
+    let follower = (old + 1) % 3;
+    let to = Address([7; 20]);
+    send_and_see(&net, follower, transfer(&net, "aergo-testnet", 0, to, 1_000)?, &all)?;
+    for i in all {
+        assert_eq!(balance(&net, i, to), 1_000, "node {i}");
+    }
+    net.assert_final_agree(&all);
+    let before = net.lib(0);
+    let finals: Vec<Option<String>> = (1..=before).map(|h| net.block_hash(0, h)).collect();
+
+    // kill -9 the leader: the two others elect a new one within the bound.
+    net.procs[old].take().expect("the leader's process").kill9();
+    let killed = Instant::now();
+    let live: Vec<usize> = all.into_iter().filter(|i| *i != old).collect();
+    let (new, new_term) = wait_for(NEW_LEADER_WITHIN + Duration::from_secs(5), "a new leader", || {
+        leader(&net, &live).filter(|(i, _)| *i != old)
+    })
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", net.logs()))?;
+    let took = killed.elapsed();
+    assert!(took <= NEW_LEADER_WITHIN, "a new leader took {took:?}");
+    assert!(new_term > term);
+    eprintln!("new leader (node {new}, term {new_term}) {} ms after the kill", took.as_millis());
+    // It goes on: blocks become final with two of three, and a transfer is applied.
+    let lib = net.lib(new);
+    net.wait_lib(&live, lib + 3, Duration::from_secs(30))?;
+    send_and_see(&net, live[0], transfer(&net, "aergo-testnet", 1, to, 2_000)?, &live)?;
+
+    // Restarted, the old leader catches up from the log; no final block was lost or changed.
+    net.procs[old] = Some(start(&net.nodes[old])?);
+    let target = height(&net, new);
+    wait_for(Duration::from_secs(60), "the restarted node to catch up", || {
+        (height(&net, old) >= target).then_some(())
+    })
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", net.logs()))?;
+    assert_eq!(balance(&net, old, to), 3_000);
+    net.assert_final_agree(&all);
+    for i in all {
+        for (h, hash) in finals.iter().enumerate() {
+            assert_eq!(&net.block_hash(i, h as u64 + 1), hash, "node {i}: final block {} changed", h + 1);
+        }
+    }
+    for p in net.procs.iter_mut().filter_map(Option::take) {
+        p.stop()?;
+    }
+    Ok(())
+}
+
+#[test]
+fn five_voters_split_two_three_the_majority_goes_on_and_all_converge() -> anyhow::Result<()> {
+    use aergo_config::NodeConfig;
+    let split = SplitNet::new(214)?;
+    let dir = tempfile::tempdir()?;
+    let half = |i: usize| usize::from(i >= 2);
+    let opts = TestnetOptions {
+        hosts: (0..5).map(|i| split.p2p(half(i)).parse()).collect::<Result<_, _>>()?,
+        base_port: Some(27_300),
+        consensus: ConsensusKind::Raft,
+        ..loopback(5, dir.path().join("net"))
+    };
+    let mut nodes = write_testnet(&opts)?;
+    for (i, n) in nodes.iter_mut().enumerate() {
+        let mut c = NodeConfig::load(&n.config)?;
+        c.rpc.listen = format!("{}:{}", split.rpc(half(i)), c.rpc.listen.port()).parse()?;
+        std::fs::write(&n.config, c.to_toml()?)?;
+        n.rpc = format!("http://{}", c.rpc.listen);
+    }
+    let mut procs = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        let config = n.config.to_str().unwrap_or_default();
+        procs.push(Some(NodeProcess::start_in_netns(
+            &split.names[half(i)],
+            data_dir(n),
+            &["run", "--config", config],
+        )?));
+    }
+    let clients =
+        nodes.iter().map(|n| HttpClientBuilder::default().build(&n.rpc)).collect::<Result<Vec<_>, _>>()?;
+    let net = Testnet { _dir: dir, nodes, procs, clients, rt: tokio::runtime::Runtime::new()? };
+    let all = [0, 1, 2, 3, 4];
+    let (minority, majority) = ([0, 1], [2, 3, 4]);
+    net.wait_lib(&all, 3, Duration::from_secs(90))?;
+    wait_for(Duration::from_secs(10), "one leader", || leader(&net, &all))?;
+
+    // Cut: the minority cannot commit (two of five); its leader, if it had it, steps down.
+    split.set_link(false)?;
+    wait_for(Duration::from_secs(10), "a leader on the majority side", || leader(&net, &majority))
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", net.logs()))?;
+    std::thread::sleep(Duration::from_secs(3));
+    let frozen: Vec<u64> = minority.iter().map(|i| net.lib(*i)).collect();
+    let majority_from = net.lib(2);
+    for _ in 0..6 {
+        std::thread::sleep(Duration::from_secs(1));
+        for (k, i) in minority.iter().enumerate() {
+            assert_eq!(net.lib(*i), frozen[k], "minority node {i} made a block final\n{}", net.logs());
+            assert_eq!(height(&net, *i), frozen[k], "minority node {i} applied a block");
+        }
+    }
+    for i in minority {
+        let view = raft(&net, i).expect("raft view");
+        assert_ne!(view.role, "leader", "minority node {i} still leads");
+        assert!(view.leader.is_none() && view.leaderless_since_ms > 0, "node {i}: {view:?}");
+    }
+    net.wait_lib(&majority, majority_from + 3, Duration::from_secs(20))?;
+    let to = Address([9; 20]);
+    send_and_see(&net, 3, transfer(&net, "aergo-testnet", 0, to, 500)?, &majority)?;
+
+    // Heal: the minority takes the majority's log; everyone agrees on every block.
+    split.set_link(true)?;
+    let target = height(&net, 2);
+    wait_for(Duration::from_secs(60), "the minority to catch up", || {
+        minority.iter().all(|i| height(&net, *i) >= target).then_some(())
+    })
+    .map_err(|e| {
+        let full: Vec<String> = net
+            .procs
+            .iter()
+            .flatten()
+            .take(3)
+            .map(|p| p.log().lines().filter(|l| !l.contains("block final")).collect::<Vec<_>>().join("\n"))
+            .collect();
+        anyhow::anyhow!("{e}\n{}", full.join("\n-----\n"))
+    })?;
+    wait_for(Duration::from_secs(10), "one leader for all", || leader(&net, &all))?;
+    net.assert_final_agree(&all);
+    for i in all {
+        assert_eq!(balance(&net, i, to), 500, "node {i}");
+    }
+    for p in net.procs.into_iter().flatten() {
+        p.stop()?;
+    }
+    Ok(())
+}
