@@ -3,7 +3,10 @@
 //! block is final once applied, a transfer sent to a follower is included, a leader killed with
 //! SIGKILL is replaced within 5 s with no final block lost or changed, and restarted it catches up.
 //! Five voters split 2 | 3 by network namespaces: the majority goes on, the minority makes nothing
-//! final and knows no leader, and healed, every node converges on the same blocks.
+//! final and knows no leader, and healed, every node converges on the same blocks. Membership under
+//! a steady load of transfers: a fourth node is added by a voter's `aergo raft add-voter` and
+//! catches up by a Raft snapshot (its blocks by sync), a voter is removed, and leadership is
+//! handed to the new node; no transfer is lost.
 
 mod common;
 
@@ -12,7 +15,7 @@ use aergo_config::genesis::ConsensusKind;
 use aergo_node::testnet::{write_testnet, TestnetOptions};
 use aergo_primitives::crypto::{KeyFile, Keypair};
 use aergo_primitives::types::{Address, Payload, TxBody, ENCODING_VERSION};
-use aergo_tests::{wait_for, NodeProcess};
+use aergo_tests::{cli_json, wait_for, NodeProcess};
 use common::{data_dir, loopback, start, SplitNet, Testnet};
 use jsonrpsee::http_client::HttpClientBuilder;
 use std::time::{Duration, Instant};
@@ -218,6 +221,112 @@ fn five_voters_split_two_three_the_majority_goes_on_and_all_converge() -> anyhow
         assert_eq!(balance(&net, i, to), 500, "node {i}");
     }
     for p in net.procs.into_iter().flatten() {
+        p.stop()?;
+    }
+    Ok(())
+}
+
+#[test]
+fn membership_changes_under_load_and_a_new_voter_joins_by_snapshot() -> anyhow::Result<()> {
+    use aergo_config::genesis::Genesis;
+    // Four nodes' files; the genesis names the first three voters: the fourth joins later.
+    let mut net = Testnet::with_files(
+        4,
+        |o| TestnetOptions { consensus: ConsensusKind::Raft, ..o },
+        |dir| {
+            let path = dir.join("genesis.toml");
+            let mut g = Genesis::load(&path)?;
+            g.consensus.raft.as_mut().expect("raft").voters.truncate(3);
+            std::fs::write(&path, g.to_toml())?;
+            Ok(())
+        },
+        |i| i < 3,
+    )?;
+    let founders = [0, 1, 2];
+    net.wait_lib(&founders, 3, Duration::from_secs(60))?;
+    let keys: Vec<String> =
+        (0..4).map(|i| hex::encode(node_key(&net, i).expect("node key").public().0)).collect();
+    let key_file = |i: usize| data_dir(&net.nodes[i]).join("node.key").display().to_string();
+
+    // A steady load: transfers of 1 to one account through node 1, one every 40 ms.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let to = Address([5; 20]);
+    let load = {
+        let (stop, rpc) = (stop.clone(), net.nodes[1].rpc.clone());
+        let txs: Vec<String> =
+            (0..1500).map(|n| transfer(&net, "aergo-testnet", n, to, 1)).collect::<Result<_, _>>()?;
+        std::thread::spawn(move || -> anyhow::Result<u64> {
+            let rt = tokio::runtime::Runtime::new()?;
+            let client = HttpClientBuilder::default().build(&rpc)?;
+            let mut sent = 0;
+            for tx in txs {
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                rt.block_on(client.send_tx(tx))?;
+                sent += 1;
+                std::thread::sleep(Duration::from_millis(40));
+            }
+            Ok(sent)
+        })
+    };
+
+    // The fourth node runs, no voter: it waits to be added.
+    net.procs[3] = Some(start(&net.nodes[3])?);
+    wait_for(Duration::from_secs(20), "node 3 to answer", || raft(&net, 3).filter(|v| v.role == "none"))?;
+    std::thread::sleep(Duration::from_secs(2));
+    let added = cli_json(
+        &net.nodes[0].rpc,
+        &["raft", "add-voter", "--key", &key_file(0), "--wait", &keys[3], &net.nodes[3].p2p],
+    )?;
+    assert_eq!(added["receipt"]["status"], "success", "{added}");
+    let all = [0, 1, 2, 3];
+    wait_for(Duration::from_secs(30), "four voters everywhere, node 3 following", || {
+        let views: Vec<RaftView> = all.iter().filter_map(|i| raft(&net, *i)).collect();
+        (views.len() == 4 && views.iter().all(|v| v.voters.len() == 4) && views[3].role == "follower")
+            .then_some(())
+    })
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", net.logs()))?;
+    let target = height(&net, 0);
+    wait_for(Duration::from_secs(30), "node 3 to catch up", || (height(&net, 3) >= target).then_some(()))
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", net.logs()))?;
+    let log = net.procs[3].as_ref().map(|p| p.log()).unwrap_or_default();
+    assert!(
+        log.contains("Raft snapshot: taking its blocks by sync"),
+        "node 3 did not join by snapshot:\n{log}"
+    );
+    net.assert_final_agree(&all);
+
+    // Voter 2 is removed: the others go on with three, it stops applying.
+    let removed =
+        cli_json(&net.nodes[0].rpc, &["raft", "remove-voter", "--key", &key_file(0), "--wait", &keys[2]])?;
+    assert_eq!(removed["receipt"]["status"], "success", "{removed}");
+    let rest = [0, 1, 3];
+    wait_for(Duration::from_secs(30), "three voters, node 2 out", || {
+        let gone = raft(&net, 2).is_some_and(|v| v.role == "none");
+        (gone && rest.iter().all(|i| raft(&net, *i).is_some_and(|v| v.voters.len() == 3))).then_some(())
+    })
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", net.logs()))?;
+    let lib = net.lib(0);
+    net.wait_lib(&rest, lib + 3, Duration::from_secs(30))?;
+
+    // Leadership to the new node.
+    let moved =
+        cli_json(&net.nodes[1].rpc, &["raft", "transfer-leader", "--key", &key_file(1), "--wait", &keys[3]])?;
+    assert_eq!(moved["receipt"]["status"], "success", "{moved}");
+    wait_for(Duration::from_secs(15), "node 3 to lead", || leader(&net, &rest).filter(|(i, _)| *i == 3))
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", net.logs()))?;
+
+    // No transfer of the load was lost.
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let sent = load.join().map_err(|_| anyhow::anyhow!("the load thread panicked"))??;
+    assert!(sent >= 50, "only {sent} transfers were sent");
+    wait_for(Duration::from_secs(30), "every transfer applied", || {
+        rest.iter().all(|i| balance(&net, *i, to) == u128::from(sent)).then_some(())
+    })
+    .map_err(|e| anyhow::anyhow!("{e}: {:?}\n{}", rest.map(|i| balance(&net, i, to)), net.logs()))?;
+    net.assert_final_agree(&rest);
+    for p in net.procs.iter_mut().filter_map(Option::take) {
         p.stop()?;
     }
     Ok(())

@@ -22,7 +22,8 @@ export type Payload =
   | { kind: "call"; contract: string; function: string; args?: SqlValue[] }
   | { kind: "create_branch"; name: string; base_height: number | bigint; producers?: string[]; mergers?: string[] }
   | { kind: "create_tag"; name: string; height: number | bigint }
-  | { kind: "merge"; source: string; strategy: "replay" | "three-way" | "ours" | "theirs"; upto: number | bigint; upto_hash: string };
+  | { kind: "merge"; source: string; strategy: "replay" | "three-way" | "ours" | "theirs"; upto: number | bigint; upto_hash: string }
+  | { kind: "raft_admin"; op: "add_voter" | "remove_voter" | "transfer_leader"; node_key: string; address?: string };
 
 /** The JSON form of a transaction body. */
 export interface TxJson {
@@ -52,7 +53,9 @@ const KINDS = [
   "create_branch",
   "create_tag",
   "merge",
+  "raft_admin",
 ] as const;
+const RAFT_OPS = ["add_voter", "remove_voter", "transfer_leader"] as const;
 const STRATEGIES = ["replay", "three-way", "ours", "theirs"] as const;
 const BODY_FIELDS = ["chain_id", "branch", "nonce", "sender", "recipient", "amount", "fee", "payload"];
 const PAYLOAD_FIELDS: Record<string, string[]> = {
@@ -67,6 +70,7 @@ const PAYLOAD_FIELDS: Record<string, string[]> = {
   create_branch: ["name", "base_height", "producers", "mergers"],
   create_tag: ["name", "height"],
   merge: ["source", "strategy", "upto", "upto_hash"],
+  raft_admin: ["op", "node_key", "address"],
 };
 
 function refuseUnknown(obj: object, allowed: string[], what: string) {
@@ -161,6 +165,16 @@ function writePayload(w: Writer, p: Payload) {
       w.u8(s);
       w.u64(required(p.upto, "payload.upto"), "payload.upto");
       w.fixed(fromHex(required(p.upto_hash, "payload.upto_hash"), "payload.upto_hash"), 32, "payload.upto_hash");
+      return;
+    }
+    case "raft_admin": {
+      const op = RAFT_OPS.indexOf(p.op);
+      if (op < 0) throw new EncodeError(`payload.op ${JSON.stringify(p.op)}: add_voter, remove_voter or transfer_leader`);
+      if (p.op === "add_voter" && p.address === undefined) throw new EncodeError("payload.address: add_voter needs the voter's address");
+      if (p.op !== "add_voter" && p.address !== undefined) throw new EncodeError(`payload.address: ${p.op} takes no address`);
+      w.u8(op);
+      w.fixed(fromHex(required(p.node_key, "payload.node_key"), "payload.node_key"), 32, "payload.node_key");
+      if (p.address !== undefined) w.string(p.address);
       return;
     }
   }

@@ -3,7 +3,7 @@
 //! describes; [`TxJson::of`] writes a body back in this form, every default filled in.
 
 use aergo_primitives::types::{
-    Address, Amount, Equivocation, Hash, MergeStrategy, Payload, PublicKey, TxBody, MAIN_BRANCH,
+    Address, Amount, Equivocation, Hash, MergeStrategy, Payload, PublicKey, RaftAdmin, TxBody, MAIN_BRANCH,
 };
 use aergo_primitives::value::{Decimal, Value};
 use serde::{Deserialize, Serialize};
@@ -87,6 +87,14 @@ pub enum PayloadJson {
         strategy: String,
         upto: u64,
         upto_hash: Hash,
+    },
+    /// A membership change of a Raft chain: `op` is `add_voter` (with `address`),
+    /// `remove_voter` or `transfer_leader`.
+    RaftAdmin {
+        op: String,
+        node_key: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        address: Option<String>,
     },
 }
 
@@ -219,6 +227,26 @@ impl TxJson {
                 upto: *upto,
                 upto_hash: *upto_hash,
             },
+            PayloadJson::RaftAdmin { op, node_key, address } => {
+                let node_key = public_key(node_key, "payload.node_key")?;
+                let admin = match (op.as_str(), address) {
+                    ("add_voter", Some(address)) => {
+                        RaftAdmin::AddVoter { node_key, address: address.clone() }
+                    }
+                    ("add_voter", None) => {
+                        return Err("payload.address: add_voter needs the voter's address".into())
+                    }
+                    ("remove_voter", None) => RaftAdmin::RemoveVoter { node_key },
+                    ("transfer_leader", None) => RaftAdmin::TransferLeader { node_key },
+                    ("remove_voter" | "transfer_leader", Some(_)) => {
+                        return Err(format!("payload.address: {op} takes no address"))
+                    }
+                    _ => {
+                        return Err(format!("payload.op {op:?}: add_voter, remove_voter or transfer_leader"))
+                    }
+                };
+                Payload::RaftAdmin(admin)
+            }
         };
         Ok(TxBody {
             version: TxBody::version_for(&self.branch),
@@ -267,6 +295,14 @@ impl TxJson {
                 strategy: strategy.name().to_string(),
                 upto: *upto,
                 upto_hash: *upto_hash,
+            },
+            Payload::RaftAdmin(admin) => PayloadJson::RaftAdmin {
+                op: admin.name().to_string(),
+                node_key: hex::encode(admin.node_key().0),
+                address: match admin {
+                    RaftAdmin::AddVoter { address, .. } => Some(address.clone()),
+                    _ => None,
+                },
             },
         };
         TxJson {

@@ -293,6 +293,22 @@ fn genesis_changes(genesis: &Genesis) -> aergo_storage::ChangeSet {
         aergo_storage::state::HEAD_KEY.to_vec(),
         Some(aergo_primitives::types::to_vec_exact(&(0u64, genesis.timestamp_ms))),
     ));
+    if let Some(raft) = &genesis.consensus.raft {
+        let voters: Vec<aergo_exec::governance::RaftVoterRecord> = raft
+            .voters
+            .iter()
+            .filter_map(|v| {
+                Some(aergo_exec::governance::RaftVoterRecord {
+                    node_key: v.key().ok()?,
+                    address: v.address.clone(),
+                })
+            })
+            .collect();
+        changes.push((
+            aergo_exec::governance::RAFT_VOTERS_KEY.to_vec(),
+            Some(aergo_primitives::types::to_vec_exact(&voters)),
+        ));
+    }
     aergo_storage::ChangeSet::from_unsorted(changes)
 }
 
@@ -981,11 +997,16 @@ impl Verifier<'_> {
                 h.branch, self.branch
             )));
         }
-        self.schedule.check(h, parent.timestamp_ms).map_err(|e| match e {
+        let judged = |e: crate::schedule::ScheduleError| match e {
             // This node's own state failed it: the block is not judged invalid.
             e if e.is_local() => ChainError::Schedule(e),
             e => invalid(e.to_string()),
-        })?;
+        };
+        self.schedule.check(h, parent.timestamp_ms).map_err(judged)?;
+        if self.schedule.is_raft() {
+            let voters = view.raw(aergo_exec::governance::RAFT_VOTERS_KEY)?;
+            Schedule::check_voter(h, voters.as_deref()).map_err(judged)?;
+        }
         crypto::verify(&h.producer, &block.hash(), &block.signature)
             .map_err(|e| invalid(format!("producer signature: {e}")))?;
         if Block::compute_tx_root(&block.transactions) != h.tx_root {

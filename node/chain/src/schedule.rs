@@ -102,6 +102,24 @@ impl Schedule {
         Schedule { store: Some(store), ..Schedule::from_genesis(genesis) }
     }
 
+    /// Under Raft: that `header`'s producer is a voter in the parent's state (`voters`, the
+    /// stored record of [`aergo_exec::governance::RAFT_VOTERS_KEY`]).
+    pub fn check_voter(header: &BlockHeader, voters: Option<&[u8]>) -> Result<(), ScheduleError> {
+        let records: Vec<governance::RaftVoterRecord> = match voters {
+            Some(bytes) => {
+                governance::decode_record(governance::RAFT_VOTERS_KEY, bytes).map_err(|source| {
+                    ScheduleError::Election { epoch: 0, height: header.height.saturating_sub(1), source }
+                })?
+            }
+            None => Vec::new(),
+        };
+        if records.iter().any(|v| v.node_key == header.producer) {
+            Ok(())
+        } else {
+            Err(ScheduleError::NotVoter { got: header.producer.address() })
+        }
+    }
+
     /// Whether the chain is agreed by Raft (no slots, no elections).
     pub fn is_raft(&self) -> bool {
         self.raft
@@ -234,16 +252,14 @@ impl Schedule {
     /// Checks that `header` is signed-for-slot by the right producer: its timestamp is the start of a
     /// slot after its parent's, and the producer is that slot's. (The signature is checked by the chain.)
     ///
-    /// Under Raft there are no slots: the timestamp must be after the parent's and the producer a
-    /// voter (the slot returned is the one the timestamp falls in, for display).
+    /// Under Raft there are no slots: the timestamp must be after the parent's (the slot returned
+    /// is the one the timestamp falls in, for display); that the producer is a voter is checked
+    /// against the parent's state ([`Schedule::check_voter`]).
     pub fn check(&self, header: &BlockHeader, parent_timestamp_ms: u64) -> Result<u64, ScheduleError> {
         if self.raft {
             let slot = self.slot_at(header.timestamp_ms);
             if header.timestamp_ms <= parent_timestamp_ms || header.timestamp_ms < self.genesis_ts {
                 return Err(ScheduleError::NotAfterParent(slot));
-            }
-            if !self.genesis_producers.contains(&header.producer) {
-                return Err(ScheduleError::NotVoter { got: header.producer.address() });
             }
             return Ok(slot);
         }

@@ -2,7 +2,7 @@
 
 use aergo_api::{amount_string, AergoApiClient, BlockTxs};
 use aergo_primitives::crypto::{KeyFile, Keypair};
-use aergo_primitives::types::{Address, Payload, TxBody};
+use aergo_primitives::types::{Address, Payload, RaftAdmin, TxBody};
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
@@ -116,6 +116,10 @@ enum Command {
     /// Tags: immutable names for blocks.
     #[command(subcommand)]
     Tag(TagCmd),
+    /// A chain agreed by Raft (docs/repositories.md): its members, and membership changes signed
+    /// by a voter's node key (--key DATA_DIR/node.key).
+    #[command(subcommand)]
+    Raft(RaftCmd),
     /// AergoSQL contracts: deploy a script, call a function.
     #[command(subcommand)]
     Contract(ContractCmd),
@@ -349,6 +353,39 @@ enum BpCmd {
         #[arg(long)]
         height: Option<u64>,
     },
+}
+
+#[derive(Subcommand)]
+enum RaftCmd {
+    /// This node's Raft member: role, term, leader, voters, commit and applied index.
+    Status,
+    /// Make a node a voter: its node key (hex, `aergo-node`'s node_info shows it) and p2p address.
+    AddVoter {
+        #[command(flatten)]
+        tx: TxArgs,
+        node_key: String,
+        address: String,
+    },
+    /// Stop counting a node as a voter.
+    RemoveVoter {
+        #[command(flatten)]
+        tx: TxArgs,
+        node_key: String,
+    },
+    /// Ask the leader to hand leadership to a voter.
+    TransferLeader {
+        #[command(flatten)]
+        tx: TxArgs,
+        node_key: String,
+    },
+}
+
+fn node_key_arg(text: &str) -> anyhow::Result<aergo_primitives::types::PublicKey> {
+    let bytes: [u8; 32] = hex::decode(text)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| anyhow::anyhow!("node key {text:?} is not 32 bytes of hex"))?;
+    Ok(aergo_primitives::types::PublicKey(bytes))
 }
 
 #[derive(Subcommand)]
@@ -1023,6 +1060,38 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let req = aergo_api::QueryRequest { contract, sql, function, args, height, branch };
             let q = client(&cli.rpc)?.query(req).await?;
             print(json, &q, table)?;
+        }
+        Command::Raft(RaftCmd::Status) => {
+            let info = client(&cli.rpc)?.chain_info(None).await?;
+            let Some(raft) = info.raft else { bail!("this chain is agreed by {}, not Raft", info.consensus) };
+            print(json, &raft, |r| {
+                format!(
+                    "member {} ({}), term {}\nleader: {}\nvoters: {}\n{}\ncommit index {}, applied {}",
+                    r.id,
+                    r.role,
+                    r.term,
+                    r.leader.as_deref().unwrap_or("none known"),
+                    r.voters.len(),
+                    r.voters.iter().map(|v| format!("  {v}")).collect::<Vec<_>>().join("\n"),
+                    r.commit_index,
+                    r.applied_index
+                )
+            })?;
+        }
+        Command::Raft(RaftCmd::AddVoter { tx, node_key, address }) => {
+            address
+                .parse::<multiaddr::Multiaddr>()
+                .map_err(|e| anyhow::anyhow!("address {address:?}: {e}"))?;
+            let change = RaftAdmin::AddVoter { node_key: node_key_arg(&node_key)?, address };
+            submit(&cli.rpc, &cli.branch, json, &tx, None, 0, Payload::RaftAdmin(change)).await?;
+        }
+        Command::Raft(RaftCmd::RemoveVoter { tx, node_key }) => {
+            let change = RaftAdmin::RemoveVoter { node_key: node_key_arg(&node_key)? };
+            submit(&cli.rpc, &cli.branch, json, &tx, None, 0, Payload::RaftAdmin(change)).await?;
+        }
+        Command::Raft(RaftCmd::TransferLeader { tx, node_key }) => {
+            let change = RaftAdmin::TransferLeader { node_key: node_key_arg(&node_key)? };
+            submit(&cli.rpc, &cli.branch, json, &tx, None, 0, Payload::RaftAdmin(change)).await?;
         }
         Command::Bp(BpCmd::Register { tx, p2p }) => {
             p2p.parse::<multiaddr::Multiaddr>().map_err(|e| anyhow::anyhow!("--p2p {p2p:?}: {e}"))?;

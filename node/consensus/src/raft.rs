@@ -20,11 +20,12 @@
 use aergo_chain::view::{ChainView, PoolHandle, Status};
 use aergo_chain::{Chain, CommittedBlock};
 use aergo_config::genesis::RaftParams;
+use aergo_exec::governance::{self, RaftVoterRecord, RAFT_VOTERS_KEY};
 use aergo_exec::ExecOutput;
 use aergo_net::{Inbound, NetCommand, Penalty, Verdict};
 use aergo_primitives::clock::now_ms;
 use aergo_primitives::crypto::Keypair;
-use aergo_primitives::types::{Block, Hash, PublicKey};
+use aergo_primitives::types::{Block, Hash, Payload, PublicKey, RaftAdmin};
 use aergo_raft::{Committed, RaftConfig, RaftLog, RaftNode, StateRole};
 use libp2p::PeerId;
 use std::collections::{HashMap, VecDeque};
@@ -100,8 +101,13 @@ pub struct RaftDriver {
     inbox: std::sync::mpsc::Receiver<Inbound>,
     net: Option<tokio::sync::mpsc::Sender<NetCommand>>,
     stop: Arc<AtomicBool>,
+    /// Every member this node has known (founding voters, voters in the state, senders of
+    /// messages): where to send a member's messages.
     voters: HashMap<u64, Voter>,
-    by_peer: HashMap<PeerId, u64>,
+    /// The voters the chain's state names (Raft's configuration follows it).
+    state_voters: Vec<u64>,
+    /// A configuration change proposed and not applied yet (when), so it is not proposed twice.
+    conf_proposed: Option<Instant>,
     built: Option<Built>,
     /// The last Raft index applied to the chain (or skipped).
     applied: u64,
@@ -158,7 +164,6 @@ impl RaftDriver {
             ..RaftConfig::default()
         };
         let node = RaftNode::open(me, log, &config, applied)?;
-        let by_peer = voters.iter().map(|(id, v)| (v.peer, *id)).collect();
         let interval = Duration::from_millis(genesis.consensus.block_interval_ms);
         let mut driver = RaftDriver {
             chain,
@@ -173,7 +178,8 @@ impl RaftDriver {
             net,
             stop,
             voters,
-            by_peer,
+            state_voters: Vec::new(),
+            conf_proposed: None,
             built: None,
             waiting: VecDeque::new(),
             catch_up: None,
@@ -189,6 +195,7 @@ impl RaftDriver {
         if !driver.voters.contains_key(&me) {
             tracing::info!(raft_id = me, "this node is no founding voter: it waits to be added to the group");
         }
+        driver.read_state_voters();
         driver.publish_info();
         Ok(driver)
     }
@@ -262,8 +269,10 @@ impl RaftDriver {
                         return;
                     }
                 };
-                // A message names its sender: it must be the voter the connection is of.
-                if self.by_peer.get(&from) != Some(&message.from) {
+                // A message names its sender: it must be the member whose node key the
+                // connection authenticated (an ed25519 peer id carries its key).
+                let Some(key) = aergo_net::public_of_peer(&from) else { return };
+                if aergo_raft::raft_id(&key.0) != message.from {
                     tracing::warn!(%from, claimed = message.from, kind = ?message.get_msg_type(),
                         "a Raft message from a peer that is not the member it names: dropped");
                     self.send(NetCommand::Penalize {
@@ -273,6 +282,7 @@ impl RaftDriver {
                     });
                     return;
                 }
+                self.voters.entry(message.from).or_insert(Voter { key, peer: from });
                 if message.to != self.node.id() {
                     return;
                 }
@@ -281,8 +291,8 @@ impl RaftDriver {
                 }
             }
             Inbound::RaftUnreachable { peer } => {
-                if let Some(id) = self.by_peer.get(&peer) {
-                    self.node.report_unreachable(*id);
+                if let Some(key) = aergo_net::public_of_peer(&peer) {
+                    self.node.report_unreachable(aergo_raft::raft_id(&key.0));
                 }
             }
             // Blocks travel through Raft's log here, never by gossip.
@@ -314,6 +324,12 @@ impl RaftDriver {
         }
         // Every entry of the log applied: the head is the newest the group agreed on.
         if self.node.last_index() > self.applied {
+            return;
+        }
+        self.reconcile_voters();
+        if !self.state_voters.contains(&self.node.id()) || !self.node.is_leader() {
+            // Removed in the state (the block rule no longer takes this node's blocks): leadership
+            // is being handed over.
             return;
         }
         if let Some(lost) = self.built.take() {
@@ -397,6 +413,10 @@ impl RaftDriver {
             }
             self.applied = self.applied.max(index);
             self.waiting.clear();
+        }
+        if out.committed.iter().any(|c| matches!(c, Committed::Conf { .. })) {
+            self.conf_proposed = None;
+            tracing::info!(voters = ?self.node.voters(), "Raft configuration changed");
         }
         self.waiting.extend(out.committed);
         if let Some(last) = out.last_committed {
@@ -498,7 +518,94 @@ impl RaftDriver {
         }
         self.view.set_head(done.head);
         self.last_block_at = Instant::now();
+        let admin: Vec<RaftAdmin> = done
+            .block
+            .transactions
+            .iter()
+            .zip(&done.receipts)
+            .filter(|(_, r)| r.status.is_success())
+            .filter_map(|(tx, _)| match &tx.body.payload {
+                Payload::RaftAdmin(a) => Some(a.clone()),
+                _ => None,
+            })
+            .collect();
         let _ = self.view.blocks.send(done.block);
+        if !admin.is_empty() {
+            self.read_state_voters();
+        }
+        for change in admin {
+            tracing::info!(change = change.name(), node_key = %hex::encode(change.node_key().0), "Raft membership change applied");
+            if let RaftAdmin::TransferLeader { node_key } = change {
+                if self.node.is_leader() && node_key != self.key.public() {
+                    self.node.transfer_leader(aergo_raft::raft_id(&node_key.0));
+                }
+            }
+        }
+    }
+
+    /// Reads the voters from the chain's state at the head: whom Raft's configuration must
+    /// have, and where they listen.
+    fn read_state_voters(&mut self) {
+        let head = self.chain.head().height;
+        let store = self.chain.store();
+        let records: Vec<RaftVoterRecord> = match store.get_at(RAFT_VOTERS_KEY, head) {
+            Ok(Some(bytes)) => match governance::decode_record(RAFT_VOTERS_KEY, &bytes) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "the voters in the state cannot be read");
+                    return;
+                }
+            },
+            Ok(None) => Vec::new(),
+            Err(e) => {
+                tracing::error!(error = %e, "the voters in the state cannot be read");
+                return;
+            }
+        };
+        let mut ids = Vec::new();
+        for r in records {
+            let id = aergo_raft::raft_id(&r.node_key.0);
+            ids.push(id);
+            let Some(peer) = aergo_net::peer_id_of_public(&r.node_key) else { continue };
+            if let Ok(address) = r.address.parse() {
+                self.send(NetCommand::KnowAddress { peer, address });
+            }
+            self.voters.insert(id, Voter { key: r.node_key, peer });
+        }
+        ids.sort_unstable();
+        self.state_voters = ids;
+    }
+
+    /// On the leader: moves Raft's configuration to the voters the state names (one change at a
+    /// time, joint consensus when several voters change). A leader the state removed hands
+    /// leadership to a remaining voter first.
+    fn reconcile_voters(&mut self) {
+        if self.state_voters.is_empty() {
+            return;
+        }
+        let me = self.node.id();
+        let current = self.node.voters();
+        if !self.state_voters.contains(&me) {
+            if let Some(next) = self.state_voters.iter().find(|id| current.contains(id)) {
+                tracing::info!(to = next, "this leader was removed from the voters: handing leadership over");
+                self.node.transfer_leader(*next);
+            }
+            return;
+        }
+        if current == self.state_voters {
+            self.conf_proposed = None;
+            return;
+        }
+        if self.conf_proposed.is_some_and(|at| at.elapsed() < Duration::from_secs(5)) {
+            return;
+        }
+        let add: Vec<u64> = self.state_voters.iter().filter(|id| !current.contains(id)).copied().collect();
+        let remove: Vec<u64> = current.iter().filter(|id| !self.state_voters.contains(id)).copied().collect();
+        tracing::info!(?add, ?remove, "proposing the voters the state names");
+        match self.node.propose_conf_change(aergo_raft::voters_change(&add, &remove)) {
+            Ok(()) => self.conf_proposed = Some(Instant::now()),
+            Err(e) => tracing::warn!(error = %e, "cannot propose the configuration change"),
+        }
     }
 
     fn compact(&mut self) {
@@ -540,7 +647,7 @@ impl RaftDriver {
         let holder = self
             .peers
             .iter()
-            .filter(|(p, s)| s.height >= target.height && self.by_peer.contains_key(p))
+            .filter(|(p, s)| s.height >= target.height && self.voters.values().any(|v| v.peer == **p))
             .map(|(p, _)| *p)
             .next();
         let Some(peer) = holder.or(leader) else { return };

@@ -22,6 +22,20 @@ pub const CANDIDATES_KEY: &[u8] = b"sys/candidates";
 pub const JAILED_KEY: &[u8] = b"sys/jailed";
 /// Longest p2p address a candidate may register.
 pub const MAX_P2P_ADDRESS: usize = 256;
+/// The voters of a chain agreed by Raft (`docs/repositories.md`): a `Vec<RaftVoterRecord>`,
+/// written at genesis and changed by `raft_admin` transactions. Absent on a DPoS chain.
+pub const RAFT_VOTERS_KEY: &[u8] = b"sys/raft/voters";
+/// Most voters of a Raft chain.
+pub const MAX_RAFT_VOTERS: usize = 64;
+
+/// A voter of a Raft chain, as its state records it.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct RaftVoterRecord {
+    /// The node's identity key: its p2p peer id and the key its blocks are signed with.
+    pub node_key: PublicKey,
+    /// Where its p2p layer listens (a multiaddr).
+    pub address: String,
+}
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct Stake {
@@ -96,6 +110,16 @@ pub enum GovernanceFailure {
     RefTaken { kind: &'static str, name: String, taken: String },
     #[error("{0}")]
     Merge(String),
+    #[error("this chain is not agreed by Raft")]
+    NotRaft,
+    #[error("{0} is not a voter: only a voter's node key changes the voters")]
+    NotRaftVoter(Address),
+    #[error("{0} is a voter already")]
+    AlreadyVoter(Address),
+    #[error("{0} is not a voter")]
+    NotAVoter(Address),
+    #[error("the last voter cannot be removed")]
+    LastVoter,
 }
 
 impl GovernanceFailure {
@@ -118,8 +142,68 @@ impl GovernanceFailure {
             GovernanceFailure::TooMany { .. } => "too_many",
             GovernanceFailure::RefTaken { .. } => "ref_taken",
             GovernanceFailure::Merge(_) => "merge_refused",
+            GovernanceFailure::NotRaft => "not_raft",
+            GovernanceFailure::NotRaftVoter(_) => "not_raft_voter",
+            GovernanceFailure::AlreadyVoter(_) => "already_voter",
+            GovernanceFailure::NotAVoter(_) => "not_a_voter",
+            GovernanceFailure::LastVoter => "last_voter",
         }
     }
+}
+
+/// A membership change of a Raft chain: by a voter, to the voter set in the state.
+fn raft_admin<A: Accounts>(
+    acc: &mut A,
+    sender: PublicKey,
+    change: &aergo_primitives::types::RaftAdmin,
+) -> Result<Result<(), GovernanceFailure>, ExecError> {
+    use aergo_primitives::types::RaftAdmin;
+    let Some(mut voters) = read::<Vec<RaftVoterRecord>, _>(acc, RAFT_VOTERS_KEY)? else {
+        return Ok(Err(GovernanceFailure::NotRaft));
+    };
+    if !voters.iter().any(|v| v.node_key == sender) {
+        return Ok(Err(GovernanceFailure::NotRaftVoter(sender.address())));
+    }
+    let key = *change.node_key();
+    let known = voters.iter().any(|v| v.node_key == key);
+    match change {
+        RaftAdmin::AddVoter { address, .. } => {
+            if address.is_empty() || address.len() > MAX_P2P_ADDRESS {
+                return Ok(Err(GovernanceFailure::P2pAddressLength));
+            }
+            if address.parse::<multiaddr::Multiaddr>().is_err() {
+                return Ok(Err(GovernanceFailure::P2pAddressInvalid(address.clone())));
+            }
+            if known {
+                return Ok(Err(GovernanceFailure::AlreadyVoter(key.address())));
+            }
+            if voters.len() >= MAX_RAFT_VOTERS {
+                return Ok(Err(GovernanceFailure::TooMany {
+                    what: "voters",
+                    count: voters.len() + 1,
+                    max: MAX_RAFT_VOTERS,
+                }));
+            }
+            voters.push(RaftVoterRecord { node_key: key, address: address.clone() });
+            write(acc, RAFT_VOTERS_KEY.to_vec(), &voters)?;
+        }
+        RaftAdmin::RemoveVoter { .. } => {
+            if !known {
+                return Ok(Err(GovernanceFailure::NotAVoter(key.address())));
+            }
+            if voters.len() == 1 {
+                return Ok(Err(GovernanceFailure::LastVoter));
+            }
+            voters.retain(|v| v.node_key != key);
+            write(acc, RAFT_VOTERS_KEY.to_vec(), &voters)?;
+        }
+        // Nothing changes in the state: the leader acts on the applied transaction.
+        RaftAdmin::TransferLeader { .. } if !known => {
+            return Ok(Err(GovernanceFailure::NotAVoter(key.address())))
+        }
+        RaftAdmin::TransferLeader { .. } => {}
+    }
+    Ok(Ok(()))
 }
 
 /// Why a report is not evidence of equivocation.
@@ -406,6 +490,7 @@ pub fn apply<A: Accounts>(
             producers,
             mergers,
         ),
+        Payload::RaftAdmin(change) => raft_admin(acc, tx.body.sender, change),
         Payload::CreateTag { name, height } => {
             super::branches::create_tag(acc, rules.branch, rules.height, from, name, *height)
         }

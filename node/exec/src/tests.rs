@@ -449,6 +449,74 @@ fn staking_voting_and_registration_keep_candidate_votes_in_step() {
     }
 }
 
+/// Membership changes of a Raft chain: only a voter changes the voters; a voter is added once,
+/// removed only while it is one and never the last; the address must be a multiaddr; on a chain
+/// without voters (DPoS) the change is refused. The parallel engine agrees.
+#[test]
+fn raft_admin_changes_the_voters_in_the_state_by_a_voter_only() {
+    use super::governance::*;
+    use aergo_primitives::types::RaftAdmin;
+    let (v1, v2, outsider, new) = (
+        Keypair::from_seed("v1"),
+        Keypair::from_seed("v2"),
+        Keypair::from_seed("outsider"),
+        Keypair::from_seed("new"),
+    );
+    let rec =
+        |k: &Keypair| RaftVoterRecord { node_key: k.public(), address: "/ip4/10.0.0.1/tcp/7846".into() };
+    let accounts = [&v1, &v2, &outsider].map(|k| (k.address(), Account { balance: 1_000, nonce: 0 }));
+    let mut view = MapView(accounts.iter().cloned().collect(), HashMap::new());
+    let dpos = MapView(accounts.into_iter().collect(), HashMap::new());
+    view.1.insert(RAFT_VOTERS_KEY.to_vec(), aergo_primitives::types::to_vec_exact(&vec![rec(&v1), rec(&v2)]));
+    let add = |k: &Keypair, address: &str| {
+        Payload::RaftAdmin(RaftAdmin::AddVoter { node_key: k.public(), address: address.into() })
+    };
+    let remove = |k: &Keypair| Payload::RaftAdmin(RaftAdmin::RemoveVoter { node_key: k.public() });
+    let transfer = |k: &Keypair| Payload::RaftAdmin(RaftAdmin::TransferLeader { node_key: k.public() });
+    let txs = vec![
+        gov(&outsider, 0, 0, add(&outsider, "/ip4/10.0.0.9/tcp/7846")), // 0: not a voter
+        gov(&v1, 0, 0, add(&new, "10.0.0.5:7846")),                     // 1: not a multiaddr
+        gov(&v1, 1, 0, add(&new, "/ip4/10.0.0.5/tcp/7846")),            // 2
+        gov(&v2, 0, 0, add(&new, "/ip4/10.0.0.5/tcp/7846")),            // 3: a voter already
+        gov(&v2, 1, 0, transfer(&outsider)),                            // 4: not a voter
+        gov(&v2, 2, 0, transfer(&new)),                                 // 5
+        gov(&v2, 3, 0, remove(&v1)),                                    // 6
+        gov(&v2, 4, 0, remove(&v1)),                                    // 7: not a voter any more
+        gov(&v1, 2, 0, remove(&v2)),                                    // 8: v1 is no voter now
+        gov(&v2, 5, 0, remove(&new)),                                   // 9
+        gov(&v2, 6, 0, remove(&v2)),                                    // 10: the last
+    ];
+    let out = execute_block(&view, &ctx(), txs.clone(), Mode::Verify).unwrap();
+    let reasons: Vec<(usize, String)> = out
+        .receipts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| match &r.status {
+            ReceiptStatus::Failed(why) => Some((i, why.clone())),
+            _ => None,
+        })
+        .collect();
+    let failed: Vec<usize> = reasons.iter().map(|(i, _)| *i).collect();
+    assert_eq!(failed, vec![0, 1, 3, 4, 7, 8, 10], "{reasons:?}");
+    let said = |i: usize| reasons.iter().find(|(j, _)| *j == i).map(|(_, w)| w.clone()).unwrap_or_default();
+    assert!(said(0).contains("is not a voter: only a voter's node key"), "{}", said(0));
+    assert!(said(1).contains("not a multiaddr"), "{}", said(1));
+    assert!(said(3).contains("a voter already"), "{}", said(3));
+    assert!(said(10).contains("last voter"), "{}", said(10));
+    let voters: Vec<RaftVoterRecord> = record(&out, RAFT_VOTERS_KEY).unwrap();
+    assert_eq!(voters, vec![rec(&v2)]);
+    for threads in [2, 4] {
+        let (par, _) = ParallelExecutor::with_threads(threads, Vec::new())
+            .min_parallel_txs(0)
+            .execute_stats(&view, &ctx(), txs.clone(), Mode::Verify)
+            .unwrap();
+        assert_eq!(par, out);
+    }
+    // A chain without voters in its state is no Raft chain.
+    let out = execute_block(&dpos, &ctx(), vec![gov(&v1, 0, 0, remove(&v2))], Mode::Verify).unwrap();
+    assert!(matches!(&out.receipts[0].status, ReceiptStatus::Failed(w) if w.contains("not agreed by Raft")));
+}
+
 /// Staking and voting in a large block of transfers: declared (the sender and the system
 /// resource), so the block runs on the workers with the sequential result. One that leaves the
 /// system resource out of its set is caught at its first governance key.

@@ -133,6 +133,11 @@ pub enum NetCommand {
         peer: PeerId,
         message: Vec<u8>,
     },
+    /// Where a peer can be dialled (a voter added to a Raft chain).
+    KnowAddress {
+        peer: PeerId,
+        address: Multiaddr,
+    },
     /// Sends a transaction to a producer's pool; its answer comes back on `reply`.
     Forward {
         peer: PeerId,
@@ -277,6 +282,13 @@ pub fn identity_of(secret: [u8; 32]) -> identity::Keypair {
 
 pub fn peer_id_of(secret: [u8; 32]) -> PeerId {
     identity_of(secret).public().to_peer_id()
+}
+
+/// The ed25519 identity key a peer id carries (ed25519 ids embed their key), when it does.
+pub fn public_of_peer(peer: &PeerId) -> Option<aergo_primitives::types::PublicKey> {
+    let key = identity::PublicKey::try_decode_protobuf(peer.as_ref().digest()).ok()?;
+    let ed = key.try_into_ed25519().ok()?;
+    Some(aergo_primitives::types::PublicKey(ed.to_bytes()))
 }
 
 /// The peer id of the node whose identity key has the public key `key` (`None`: not a valid
@@ -719,6 +731,12 @@ impl NetTask {
             NetCommand::Penalize { peer, penalty, reason } => self.penalize(peer, penalty, &reason),
             NetCommand::Raft { peer, message } => {
                 self.swarm.behaviour_mut().raft.send_request(&peer, message);
+            }
+            NetCommand::KnowAddress { peer, address } => {
+                if peer != *self.swarm.local_peer_id() {
+                    self.swarm.add_peer_address(peer, address.clone());
+                    self.swarm.behaviour_mut().kad.add_address(&peer, address);
+                }
             }
             NetCommand::Forward { peer, tx, reply } => {
                 let request = SyncRequest::SubmitTx { tx: serde_bytes::ByteBuf::from(tx) };

@@ -17,7 +17,7 @@ pub mod log;
 pub mod node;
 
 pub use log::{LogError, RaftLog};
-pub use node::{Committed, NodeError, Output, RaftConfig, RaftNode};
+pub use node::{voters_change, Committed, NodeError, Output, RaftConfig, RaftNode};
 pub use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, Message};
 pub use raft::StateRole;
 

@@ -48,10 +48,26 @@ impl Testnet {
         count: usize,
         adjust: impl FnOnce(TestnetOptions) -> TestnetOptions,
     ) -> anyhow::Result<Testnet> {
+        Testnet::with_files(count, adjust, |_| Ok(()), |_| true)
+    }
+
+    /// As [`Testnet::with`], with `edit` run on the written files (the network's directory)
+    /// before any node starts, and only the nodes `starts` says started.
+    pub fn with_files(
+        count: usize,
+        adjust: impl FnOnce(TestnetOptions) -> TestnetOptions,
+        edit: impl FnOnce(&Path) -> anyhow::Result<()>,
+        starts: impl Fn(usize) -> bool,
+    ) -> anyhow::Result<Testnet> {
         let dir = tempfile::tempdir()?;
         let opts = adjust(loopback(count, dir.path().join("net")));
         let nodes = write_testnet(&opts)?;
-        let procs = nodes.iter().map(|n| start(n).map(Some)).collect::<anyhow::Result<Vec<_>>>()?;
+        edit(&opts.out)?;
+        let procs = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| if starts(i) { start(n).map(Some) } else { Ok(None) })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let clients = nodes
             .iter()
             .map(|n| HttpClientBuilder::default().build(&n.rpc))

@@ -89,6 +89,22 @@ fn bodies() -> Vec<(&'static str, Json)> {
             ),
         ),
         (
+            "raft_add_voter",
+            base(
+                json!({"kind": "raft_admin", "op": "add_voter", "node_key": hex::encode(b.public().0), "address": "/ip4/10.0.0.4/tcp/7846"}),
+            ),
+        ),
+        (
+            "raft_remove_voter",
+            base(json!({"kind": "raft_admin", "op": "remove_voter", "node_key": hex::encode(a.public().0)})),
+        ),
+        (
+            "raft_transfer_leader",
+            base(
+                json!({"kind": "raft_admin", "op": "transfer_leader", "node_key": hex::encode(b.public().0)}),
+            ),
+        ),
+        (
             "on_a_branch",
             json!({"chain_id": "aergo-devnet", "branch": "feature-x", "nonce": 0, "recipient": b.address(), "amount": "5", "payload": {"kind": "transfer"}}),
         ),
@@ -181,6 +197,25 @@ fn bad_bodies_are_refused_with_the_field_named() {
             "replay, three-way, ours or theirs",
         ),
         (with("payload", json!({"kind": "report_equivocation", "evidence": "00"})), "not encoded evidence"),
+        (
+            with("payload", json!({"kind": "raft_admin", "op": "add_voter", "node_key": "00".repeat(32)})),
+            "add_voter needs the voter's address",
+        ),
+        (
+            with("payload", json!({"kind": "raft_admin", "op": "fire", "node_key": "00".repeat(32)})),
+            "add_voter, remove_voter or transfer_leader",
+        ),
+        (
+            with(
+                "payload",
+                json!({"kind": "raft_admin", "op": "remove_voter", "node_key": "00".repeat(32), "address": "/ip4/1.2.3.4/tcp/1"}),
+            ),
+            "remove_voter takes no address",
+        ),
+        (
+            with("payload", json!({"kind": "raft_admin", "op": "remove_voter", "node_key": "zz"})),
+            "payload.node_key",
+        ),
     ];
     for (j, expected) in cases {
         let err = body(j.clone()).expect_err(&j.to_string());

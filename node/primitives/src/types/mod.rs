@@ -191,6 +191,40 @@ pub enum Payload {
     /// transactions after the merge base up to its final block `upto` (whose hash is
     /// `upto_hash`), by `strategy`. A merge opens the block it is in.
     Merge { source: String, strategy: MergeStrategy, upto: u64, upto_hash: Hash },
+    /// Change who agrees on a chain agreed by Raft (`docs/repositories.md`, "Membership"): sent
+    /// by a voter (its node key); the voter set in the state changes with the block, and the
+    /// leader then moves Raft's configuration to it by joint consensus.
+    RaftAdmin(RaftAdmin),
+}
+
+/// A membership change of a Raft chain. Tags are part of the encoding.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum RaftAdmin {
+    /// Make the node with identity key `node_key`, reachable at `address` (a multiaddr), a voter.
+    AddVoter { node_key: PublicKey, address: String },
+    /// Stop counting the node as a voter (it stops when it applies its removal).
+    RemoveVoter { node_key: PublicKey },
+    /// Ask the leader to hand leadership to this voter.
+    TransferLeader { node_key: PublicKey },
+}
+
+impl RaftAdmin {
+    pub fn name(&self) -> &'static str {
+        match self {
+            RaftAdmin::AddVoter { .. } => "add_voter",
+            RaftAdmin::RemoveVoter { .. } => "remove_voter",
+            RaftAdmin::TransferLeader { .. } => "transfer_leader",
+        }
+    }
+
+    /// The voter the change is about.
+    pub fn node_key(&self) -> &PublicKey {
+        match self {
+            RaftAdmin::AddVoter { node_key, .. }
+            | RaftAdmin::RemoveVoter { node_key }
+            | RaftAdmin::TransferLeader { node_key } => node_key,
+        }
+    }
 }
 
 /// How a merge brings a branch in (`docs/branches.md`). Tags are part of the encoding.
@@ -248,6 +282,7 @@ impl Payload {
             Payload::CreateBranch { .. } => "create_branch",
             Payload::CreateTag { .. } => "create_tag",
             Payload::Merge { .. } => "merge",
+            Payload::RaftAdmin(_) => "raft_admin",
         }
     }
 
