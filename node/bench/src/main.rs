@@ -134,6 +134,10 @@ enum Bench {
         /// Funded sender accounts (transactions go round-robin over them).
         #[arg(long, default_value_t = 2000)]
         senders: usize,
+        /// How the network agrees: `dpos`, `raft`, or both (`dpos,raft`: one network after the
+        /// other in the same run, and a table of ratios).
+        #[arg(long, value_delimiter = ',', default_value = "dpos", value_parser = ["dpos", "raft"])]
+        consensus: Vec<String>,
         #[arg(long)]
         dir: Option<PathBuf>,
     },
@@ -1123,9 +1127,19 @@ async fn main() -> anyhow::Result<()> {
             let opts = flood::FloodOpts { clients, secs, rows, unguarded };
             flood::run(opts, sibling_binary("aergo-node")?, tmp.path()).await
         }
-        Bench::Net { nodes, rates, secs, senders, dir } => {
+        Bench::Net { nodes, rates, secs, senders, consensus, dir } => {
             let tmp = scratch(dir)?;
-            let opts = net::NetOpts { nodes, rates, secs, senders };
+            let consensus = consensus
+                .iter()
+                .map(|c| {
+                    if c == "raft" {
+                        aergo_config::genesis::ConsensusKind::Raft
+                    } else {
+                        aergo_config::genesis::ConsensusKind::Dpos
+                    }
+                })
+                .collect();
+            let opts = net::NetOpts { nodes, rates, secs, senders, consensus };
             net::run(opts, sibling_binary("aergo-node")?, tmp.path()).await
         }
     }

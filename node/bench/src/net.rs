@@ -7,9 +7,12 @@
 //! to that block becoming final (node 0's LIB, polled every 20 ms). A rate passes when the p99 to
 //! inclusion stays under two block intervals. Gossip bytes are the payload bytes the nodes received
 //! on the transactions and blocks topics, per transaction sent and per block produced.
+//!
+//! With `--consensus dpos,raft` the same load runs on a DPoS network and then on a Raft network
+//! of as many nodes (`docs/repositories.md`), and a last table gives the ratios Raft / DPoS.
 
 use aergo_api::{AergoApiClient, BlockTxs};
-use aergo_config::genesis::{Genesis, GenesisBalance};
+use aergo_config::genesis::{ConsensusKind, Genesis, GenesisBalance};
 use aergo_config::NodeConfig;
 use aergo_node::testnet::{write_testnet, TestnetOptions};
 use aergo_primitives::crypto::Keypair;
@@ -29,6 +32,22 @@ pub struct NetOpts {
     pub rates: Vec<u64>,
     pub secs: u64,
     pub senders: usize,
+    /// One network after the other, in this order.
+    pub consensus: Vec<ConsensusKind>,
+}
+
+/// What one offered rate gave.
+#[derive(Clone, Debug)]
+struct Row {
+    rate: u64,
+    sent: u64,
+    included: u64,
+    /// Included transactions per second of load.
+    included_per_s: f64,
+    incl_p99: f64,
+    fin_p50: f64,
+    fin_p99: f64,
+    pass: bool,
 }
 
 struct Nodes(Vec<Child>);
@@ -66,6 +85,56 @@ fn ms(h: &Histogram<u64>, q: f64) -> f64 {
 }
 
 pub async fn run(opts: NetOpts, node_bin: std::path::PathBuf, tmp: &std::path::Path) -> anyhow::Result<()> {
+    let mut results = Vec::new();
+    for kind in &opts.consensus {
+        let rows = run_one(&opts, *kind, &node_bin, &tmp.join(kind.name())).await?;
+        results.push((*kind, rows));
+    }
+    if let [(a, base), (b, other)] = results.as_slice() {
+        println!();
+        println!(
+            "{} / {} on the same machine in the same run ({} nodes each):",
+            b.name(),
+            a.name(),
+            opts.nodes
+        );
+        println!("| offered tx/s | included/s {0} / {1} | ratio | inclusion p99 ms {0} / {1} | finality p50 ms {0} / {1} | ratio | finality p99 ms {0} / {1} | ratio |", a.name(), b.name());
+        println!("|---|---|---|---|---|---|---|---|");
+        for (x, y) in base.iter().zip(other) {
+            println!(
+                "| {} | {:.0} / {:.0} | {:.2}× | {:.0} / {:.0} | {:.0} / {:.0} | {:.2}× | {:.0} / {:.0} | {:.2}× |",
+                x.rate,
+                x.included_per_s,
+                y.included_per_s,
+                y.included_per_s / x.included_per_s.max(1e-9),
+                x.incl_p99,
+                y.incl_p99,
+                x.fin_p50,
+                y.fin_p50,
+                y.fin_p50 / x.fin_p50.max(1e-9),
+                x.fin_p99,
+                y.fin_p99,
+                y.fin_p99 / x.fin_p99.max(1e-9),
+            );
+        }
+        let best = |rows: &[Row]| rows.iter().filter(|r| r.pass).map(|r| r.rate).max().unwrap_or(0);
+        println!(
+            "highest rate with every transaction included and p99 inclusion under 2 intervals: {} {} tx/s, {} {} tx/s",
+            a.name(),
+            best(base),
+            b.name(),
+            best(other)
+        );
+    }
+    Ok(())
+}
+
+async fn run_one(
+    opts: &NetOpts,
+    consensus: ConsensusKind,
+    node_bin: &std::path::Path,
+    tmp: &std::path::Path,
+) -> anyhow::Result<Vec<Row>> {
     let out = tmp.join("net");
     let topts = TestnetOptions {
         nodes: opts.nodes,
@@ -74,7 +143,7 @@ pub async fn run(opts: NetOpts, node_bin: std::path::PathBuf, tmp: &std::path::P
         block_interval_ms: 1000,
         chain_id: "aergo-bench".into(),
         base_port: None,
-        consensus: Default::default(),
+        consensus,
     };
     let nodes = write_testnet(&topts)?;
     let senders: Vec<Keypair> =
@@ -93,7 +162,7 @@ pub async fn run(opts: NetOpts, node_bin: std::path::PathBuf, tmp: &std::path::P
         std::fs::write(&n.config, c.to_toml()?)?;
         let log = std::fs::File::create(n.config.with_file_name("node.log"))?;
         children.push(
-            Command::new(&node_bin)
+            Command::new(node_bin)
                 .arg("run")
                 .arg("--config")
                 .arg(&n.config)
@@ -173,6 +242,7 @@ pub async fn run(opts: NetOpts, node_bin: std::path::PathBuf, tmp: &std::path::P
     let mut nonces = vec![0u64; senders.len()];
     let mut next_sender = 0usize;
     let mut rows = Vec::new();
+    let mut results = Vec::new();
     let mut total_sent = 0u64;
     for &rate in &opts.rates {
         *track.lock() = Track::default();
@@ -233,6 +303,16 @@ pub async fn run(opts: NetOpts, node_bin: std::path::PathBuf, tmp: &std::path::P
         let t = track.lock();
         let (spec, incl, fin) = (hist(&t.spec), hist(&t.included), hist(&t.finalized));
         let pass = t.included.len() as u64 + t.refused >= count && ms(&incl, 0.99) < 2.0 * interval_ms as f64;
+        results.push(Row {
+            rate,
+            sent: count,
+            included: t.included.len() as u64,
+            included_per_s: t.included.len() as f64 / offered_for.as_secs_f64().max(1e-9),
+            incl_p99: ms(&incl, 0.99),
+            fin_p50: ms(&fin, 0.5),
+            fin_p99: ms(&fin, 0.99),
+            pass,
+        });
         rows.push(format!(
             "| {rate} | {count} | {:.0} | {} | {} | {:.2} / {:.2} | {:.0} / {:.0} | {:.0} / {:.0} | {} |",
             count as f64 / offered_for.as_secs_f64(),
@@ -255,13 +335,13 @@ pub async fn run(opts: NetOpts, node_bin: std::path::PathBuf, tmp: &std::path::P
         metrics_after.1 - metrics_before.1,
         (metrics_after.2 - metrics_before.2).max(1),
     );
+    let (who, quorum) = match consensus {
+        ConsensusKind::Dpos => ("DPoS producers", opts.nodes * 2 / 3 + 1),
+        ConsensusKind::Raft => ("Raft voters", opts.nodes / 2 + 1),
+    };
     println!(
-        "aergo-bench net: {} producers on loopback, {} ms slots, quorum {}, {} s per rate, {} senders",
-        opts.nodes,
-        interval_ms,
-        opts.nodes * 2 / 3 + 1,
-        opts.secs,
-        opts.senders
+        "aergo-bench net: {} {who} on loopback, {} ms block interval, quorum {quorum}, {} s per rate, {} senders",
+        opts.nodes, interval_ms, opts.secs, opts.senders
     );
     println!("| offered tx/s | sent | achieved send rate | included | refused | speculative p50 / p99 ms | inclusion p50 / p99 ms | finality p50 / p99 ms | p99 inclusion < 2 slots |");
     println!("|---|---|---|---|---|---|---|---|---|");
@@ -273,7 +353,8 @@ pub async fn run(opts: NetOpts, node_bin: std::path::PathBuf, tmp: &std::path::P
         tx_in as f64 / total_sent.max(1) as f64,
         block_in as f64 / blocks as f64
     );
-    Ok(())
+    debug_assert!(results.iter().all(|r| r.included <= r.sent));
+    Ok(results)
 }
 
 /// Summed over the nodes: tx-topic bytes in, block-topic bytes in, blocks produced.
