@@ -87,6 +87,9 @@ pub fn evaluate(input: &Input<'_>, cfg: &HealthConfig, state: &mut State) -> Hea
                 (None, "producer") => check("producer", Status::Ok, "producing in its slots"),
                 (None, _) => check("producer", Status::Ok, "a full node: produces no blocks"),
             });
+            if let Some(r) = &c.raft {
+                checks.push(raft_check(r, input.wall_ms));
+            }
             checks.push(if c.producer_count <= 1 && c.peers == 0 {
                 check("peers", Status::Ok, "single-producer chain: no peers needed")
             } else if c.peers >= cfg.min_peers {
@@ -122,6 +125,33 @@ pub fn evaluate(input: &Input<'_>, cfg: &HealthConfig, state: &mut State) -> Hea
     });
     let status = checks.iter().map(|c| c.status).max().unwrap_or(Status::Ok);
     Health { status, checks }
+}
+
+/// How long a Raft member may know no leader before it says so: past an election (1–2 s) and a
+/// second try.
+const RAFT_LEADERLESS_MS: u64 = 5_000;
+
+/// A Raft member: degraded while it has known no leader for longer than an election takes (a
+/// majority of the voters is out of its reach: nothing becomes final on its side).
+fn raft_check(r: &aergo_api::RaftView, now_ms: u64) -> Check {
+    let leaderless = now_ms.saturating_sub(r.leaderless_since_ms);
+    match (&r.leader, r.role.as_str()) {
+        (_, "none") => check("raft", Status::Ok, "not a voter: waiting to be added"),
+        (_, "leader") => check("raft", Status::Ok, format!("leader, term {}", r.term)),
+        (Some(l), role) => {
+            check("raft", Status::Ok, format!("{role}, term {}, leader {}", r.term, &l[..l.len().min(16)]))
+        }
+        (None, _) if r.leaderless_since_ms > 0 && leaderless > RAFT_LEADERLESS_MS => check(
+            "raft",
+            Status::Degraded,
+            format!(
+                "no leader for {}: no quorum (a majority of the {} voters is out of reach)",
+                secs(leaderless),
+                r.voters.len()
+            ),
+        ),
+        (None, role) => check("raft", Status::Ok, format!("{role}, term {}: electing a leader", r.term)),
+    }
 }
 
 fn disk_check(host: &Host, cfg: &HealthConfig) -> Check {
@@ -274,6 +304,43 @@ mod tests {
         let health = evaluate(&input, &HealthConfig::default(), &mut State::default());
         assert_eq!(health.status, Status::Ok, "{health:?}");
         assert_eq!(health.checks.len(), 10);
+    }
+
+    /// A Raft member: fine while it knows a leader or has just lost one; degraded once it has
+    /// known none for longer than an election takes (no quorum on its side).
+    #[test]
+    fn a_raft_member_without_a_leader_is_degraded_after_an_election() {
+        let (h, s, p) = (host(50, 50), spool_ok(), ProcessInfo { pid: 7, ..Default::default() });
+        let view = |role: &str, leader: Option<&str>, leaderless_ms: u64| aergo_api::RaftView {
+            id: 1,
+            role: role.into(),
+            term: 4,
+            leader: leader.map(String::from),
+            voters: vec!["a".repeat(64), "b".repeat(64), "c".repeat(64)],
+            commit_index: 9,
+            applied_index: 9,
+            leaderless_since_ms: if leader.is_some() { 0 } else { NOW - leaderless_ms },
+        };
+        let cases = [
+            (view("follower", Some(&"b".repeat(64)), 0), Status::Ok, "follower, term 4, leader bbbb"),
+            (view("leader", Some(&"a".repeat(64)), 0), Status::Ok, "leader, term 4"),
+            (view("follower", None, 1_500), Status::Ok, "electing a leader"),
+            (
+                view("follower", None, 12_000),
+                Status::Degraded,
+                "no leader for 12.0 s: no quorum (a majority of the 3 voters",
+            ),
+            (view("none", None, 60_000), Status::Ok, "not a voter"),
+        ];
+        for (raft, status, said) in cases {
+            let c = ChainSample { consensus: "raft".into(), raft: Some(raft), ..chain(200, 5) };
+            let health =
+                evaluate(&running(&h, &c, &p, &s, 10), &HealthConfig::default(), &mut State::default());
+            let got = status_of(&health, "raft");
+            assert_eq!(got.status, status, "{got:?}");
+            assert!(got.reason.contains(said), "{:?} does not say {said:?}", got.reason);
+            assert_eq!(health.status, status);
+        }
     }
 
     #[test]

@@ -323,6 +323,30 @@ fn families(s: &Sample) -> Result<Vec<MetricFamily>, Error> {
                 i64::from(c.producer_count),
             )?;
             e.gauge_int("aergo_peers", "Connected peers.", i64::from(c.peers))?;
+            if let Some(r) = &c.raft {
+                e.gauge_int("aergo_raft_term", "The Raft term this member is in.", r.term as i64)?;
+                e.gauge_int(
+                    "aergo_raft_leader",
+                    "1 while this member leads its Raft group.",
+                    i64::from(r.role == "leader"),
+                )?;
+                e.gauge_int(
+                    "aergo_raft_has_leader",
+                    "1 while this member knows a leader (0: no quorum on its side, or an election).",
+                    i64::from(r.leader.is_some()),
+                )?;
+                e.gauge_int("aergo_raft_voters", "Voters of the Raft group.", r.voters.len() as i64)?;
+                e.gauge_int(
+                    "aergo_raft_commit_index",
+                    "The last Raft log index a majority holds.",
+                    r.commit_index as i64,
+                )?;
+                e.gauge_int(
+                    "aergo_raft_applied_index",
+                    "The last Raft log index this member applied.",
+                    r.applied_index as i64,
+                )?;
+            }
             e.gauge_int("aergo_mempool_txs", "Transactions waiting in the pool.", c.mempool_txs as i64)?;
             e.gauge_int(
                 "aergo_mempool_bytes",

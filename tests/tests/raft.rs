@@ -3,7 +3,8 @@
 //! block is final once applied, a transfer sent to a follower is included, a leader killed with
 //! SIGKILL is replaced within 5 s with no final block lost or changed, and restarted it catches up.
 //! Five voters split 2 | 3 by network namespaces: the majority goes on, the minority makes nothing
-//! final and knows no leader, and healed, every node converges on the same blocks. Membership under
+//! final and knows no leader (its agent's health says "no quorum"), and healed, every node
+//! converges on the same blocks. Membership under
 //! a steady load of transfers: a fourth node is added by a voter's `aergo raft add-voter` and
 //! catches up by a Raft snapshot (its blocks by sync), a voter is removed, and leadership is
 //! handed to the new node; no transfer is lost.
@@ -15,7 +16,7 @@ use aergo_config::genesis::ConsensusKind;
 use aergo_node::testnet::{write_testnet, TestnetOptions};
 use aergo_primitives::crypto::{KeyFile, Keypair};
 use aergo_primitives::types::{Address, Payload, TxBody, ENCODING_VERSION};
-use aergo_tests::{cli_json, wait_for, NodeProcess};
+use aergo_tests::{cli_json, http_get, wait_for, AgentProcess, NodeProcess};
 use common::{data_dir, loopback, start, SplitNet, Testnet};
 use jsonrpsee::http_client::HttpClientBuilder;
 use std::time::{Duration, Instant};
@@ -195,6 +196,23 @@ fn five_voters_split_two_three_the_majority_goes_on_and_all_converge() -> anyhow
         assert_ne!(view.role, "leader", "minority node {i} still leads");
         assert!(view.leader.is_none() && view.leaderless_since_ms > 0, "node {i}: {view:?}");
     }
+    // What an operator sees on a minority box: the agent's health says there is no quorum.
+    let agent_dir = net._dir.path().join("agent0");
+    let agent = AgentProcess::start(&net.nodes[0].rpc, data_dir(&net.nodes[0]), &agent_dir, &[])?;
+    let raft_check = |want: &str| {
+        let answer = http_get(&format!("{}/v1/telemetry", agent.url), Some(&agent.token)).ok()?;
+        let t: serde_json::Value = serde_json::from_str(&answer.body).ok()?;
+        let checks = t["health"]["checks"].as_array()?.clone();
+        let raft = checks.into_iter().find(|c| c["name"] == "raft")?;
+        (raft["status"] == want && t["chain"]["consensus"] == "raft").then_some(raft)
+    };
+    let degraded =
+        wait_for(Duration::from_secs(20), "the agent to report no quorum", || raft_check("degraded"))
+            .map_err(|e| anyhow::anyhow!("{e}\n{}", agent.log()))?;
+    assert!(degraded["reason"].as_str().unwrap_or_default().contains("no quorum"), "{degraded}");
+    let metrics = http_get(&format!("{}/metrics", agent.url), Some(&agent.token))?;
+    assert!(metrics.body.contains("aergo_raft_has_leader 0"), "{}", metrics.body);
+    assert!(metrics.body.contains("aergo_raft_voters 5"), "{}", metrics.body);
     net.wait_lib(&majority, majority_from + 3, Duration::from_secs(20))?;
     let to = Address([9; 20]);
     send_and_see(&net, 3, transfer(&net, "aergo-testnet", 0, to, 500)?, &majority)?;
@@ -220,6 +238,8 @@ fn five_voters_split_two_three_the_majority_goes_on_and_all_converge() -> anyhow
     for i in all {
         assert_eq!(balance(&net, i, to), 500, "node {i}");
     }
+    wait_for(Duration::from_secs(20), "the agent to see a leader again", || raft_check("ok"))?;
+    drop(agent);
     for p in net.procs.into_iter().flatten() {
         p.stop()?;
     }

@@ -66,6 +66,27 @@ fn dashboard() {
     check("dashboard", &app);
 }
 
+/// A voter of a chain agreed by Raft: its role, term and leader where a producer's next slot is.
+#[test]
+fn dashboard_raft_follower() {
+    let root = configured_root();
+    let mut app = app(root.path());
+    let mut s = snapshot(vec![]);
+    s.chain.consensus = "raft".into();
+    s.chain.raft = Some(aergo_api::RaftView {
+        id: 7,
+        role: "follower".into(),
+        term: 3,
+        leader: Some("9c1f2e4b7a".repeat(6) + "9c1f"),
+        voters: vec!["a".repeat(64), "b".repeat(64), "c".repeat(64)],
+        commit_index: 120,
+        applied_index: 120,
+        leaderless_since_ms: 0,
+    });
+    app.handle(Event::Update(Update::Node(Ok(Box::new(s)))));
+    check("dashboard_raft", &app);
+}
+
 #[test]
 fn dashboard_node_and_agent_down() {
     let root = configured_root();

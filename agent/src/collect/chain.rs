@@ -60,6 +60,8 @@ impl ChainCollector {
             last_block_age_ms: now_ms.saturating_sub(chain.best_timestamp_ms),
             finalized_height: chain.lib_height,
             producer_count: chain.producer_count,
+            consensus: chain.consensus.clone(),
+            raft: chain.raft.clone(),
             block_interval_ms: chain.block_interval_ms,
             blocks_produced: producer.then_some(metrics.blocks_produced_total),
             producer_blocked: metrics.producer_blocked.clone(),

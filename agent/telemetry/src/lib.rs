@@ -245,6 +245,10 @@ pub struct ProcessInfo {
     pub start_time_s: u64,
 }
 
+fn dpos() -> String {
+    "dpos".into()
+}
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct ChainSample {
     pub chain_id: String,
@@ -258,7 +262,14 @@ pub struct ChainSample {
     /// Age of the best block at collection time.
     pub last_block_age_ms: u64,
     pub finalized_height: u64,
+    /// Block producers (DPoS) or voters (Raft).
     pub producer_count: u32,
+    /// How the chain agrees on blocks: `dpos` or `raft`.
+    #[serde(default = "dpos")]
+    pub consensus: String,
+    /// This node's Raft member, on a chain agreed by Raft.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raft: Option<aergo_api::RaftView>,
     pub block_interval_ms: u64,
     /// Only for a producer.
     pub blocks_produced: Option<u64>,

@@ -74,6 +74,16 @@ impl SnapshotData {
     }
 }
 
+/// Whether applying a block failed for the block's own sake (every member judges it alike), not
+/// for this node's (its disk or state).
+fn is_block_fault(e: &aergo_chain::ChainError) -> bool {
+    matches!(
+        e,
+        aergo_chain::ChainError::InvalidBlock { .. }
+            | aergo_chain::ChainError::Exec(aergo_exec::ExecError::InvalidTx { .. })
+    )
+}
+
 /// A voter as the thread knows it.
 #[derive(Clone, Debug)]
 struct Voter {
@@ -495,9 +505,17 @@ impl RaftDriver {
                 );
                 self.committed(done);
             }
-            Err(e) => {
+            Err(e) if is_block_fault(&e) => {
                 // The same verdict on every member: the block is skipped by all.
                 tracing::warn!(index, height, %hash, error = %e, "a committed block is invalid: skipped");
+            }
+            Err(e) => {
+                // This node could not apply it (its disk, its state): skipping would leave it on
+                // another chain than the others. It stops; restarted, it applies the entry again.
+                tracing::error!(index, height, %hash, error = %e,
+                    "cannot apply a committed block here; this member stops (restart it once the cause is fixed)");
+                self.stop.store(true, Ordering::SeqCst);
+                return false;
             }
         }
         true

@@ -73,13 +73,26 @@ fn draw_chain(frame: &mut Frame<'_>, app: &App, theme: Theme, area: Rect) {
                 Span::raw(format!("{:<10}", c.lib_height)),
                 Span::raw(lib_age),
             ]));
-            let slot = match s.metrics.next_slot_ms {
-                Some(t) if t > now => format!("in {}", age(t - now)),
-                Some(_) => "now".to_string(),
-                None if s.info.role == "producer" => "not scheduled".to_string(),
-                None => "– (full node)".to_string(),
-            };
-            lines.push(Line::from(vec![label("Next slot"), Span::raw(slot)]));
+            match &c.raft {
+                // A chain agreed by Raft has no slots: the member's role and its leader instead.
+                Some(r) => {
+                    let (text, bad) = raft_line(r, now);
+                    let style = if bad { theme.warn() } else { ratatui::style::Style::default() };
+                    lines.push(Line::from(vec![
+                        label("Raft"),
+                        Span::styled(fit(&text, width.saturating_sub(12)), style),
+                    ]));
+                }
+                None => {
+                    let slot = match s.metrics.next_slot_ms {
+                        Some(t) if t > now => format!("in {}", age(t - now)),
+                        Some(_) => "now".to_string(),
+                        None if s.info.role == "producer" => "not scheduled".to_string(),
+                        None => "– (full node)".to_string(),
+                    };
+                    lines.push(Line::from(vec![label("Next slot"), Span::raw(slot)]));
+                }
+            }
             let sync =
                 if c.syncing { format!("syncing to {}", c.best_known_height) } else { "in sync".into() };
             lines.push(Line::from(vec![label("Peers"), Span::raw(format!("{:<10}{sync}", c.peers))]));
@@ -104,6 +117,26 @@ fn draw_chain(frame: &mut Frame<'_>, app: &App, theme: Theme, area: Rect) {
         None => "Chain".to_string(),
     };
     frame.render_widget(Paragraph::new(lines).block(panel(&fit(&title, width))), area);
+}
+
+/// The Raft member in one line: its role and term and the leader it follows, and whether that
+/// needs the operator's eye (no leader: a majority of the voters is out of reach).
+pub fn raft_line(r: &aergo_api::RaftView, now_ms: u64) -> (String, bool) {
+    let voters = format!("{} voters", r.voters.len());
+    match (r.role.as_str(), &r.leader) {
+        ("none", _) => (format!("not a voter ({voters}); waiting to be added"), false),
+        ("leader", _) => (format!("leader, term {} · {voters}", r.term), false),
+        (role, Some(leader)) => {
+            (format!("{role}, term {} · leader {} · {voters}", r.term, short(leader, 8)), false)
+        }
+        (role, None) => (
+            format!(
+                "{role}: NO LEADER for {} · {voters} (no quorum?)",
+                age(now_ms.saturating_sub(r.leaderless_since_ms))
+            ),
+            true,
+        ),
+    }
 }
 
 /// Splits `text` into lines of at most `width` characters, at spaces where possible.
