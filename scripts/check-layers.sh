@@ -52,9 +52,9 @@ declare -A allowed=(
   [aergo-exec]="aergo-config aergo-primitives aergo-sql aergo-storage"
   [aergo-mempool]="aergo-api aergo-config aergo-exec aergo-primitives aergo-sql aergo-storage"
   [aergo-chain]="aergo-protocol aergo-api aergo-config aergo-exec aergo-mempool aergo-primitives aergo-sql aergo-storage"
-  [aergo-net]="aergo-protocol aergo-api aergo-chain aergo-config aergo-exec aergo-mempool aergo-primitives aergo-sql aergo-storage"
+  [aergo-net]="aergo-protocol aergo-api aergo-chain aergo-config aergo-exec aergo-mempool aergo-primitives aergo-raft aergo-sql aergo-storage"
   [aergo-consensus]="aergo-protocol aergo-api aergo-chain aergo-config aergo-exec aergo-mempool aergo-net aergo-primitives aergo-raft aergo-sql aergo-storage"
-  [aergo-rpc]="aergo-protocol aergo-api aergo-chain aergo-config aergo-exec aergo-mempool aergo-net aergo-primitives aergo-sql aergo-storage"
+  [aergo-rpc]="aergo-protocol aergo-api aergo-chain aergo-config aergo-exec aergo-mempool aergo-net aergo-primitives aergo-raft aergo-sql aergo-storage"
   [aergo-node]="aergo-protocol aergo-api aergo-chain aergo-config aergo-consensus aergo-exec aergo-mempool aergo-net aergo-primitives aergo-raft aergo-rpc aergo-sql aergo-storage"
   [aergo-cli]="aergo-api aergo-primitives aergo-sql"
 )

@@ -93,8 +93,20 @@ fn three_voters_make_every_block_final_and_replace_a_killed_leader() -> anyhow::
     }
     let (old, term) = wait_for(Duration::from_secs(10), "one leader", || leader(&net, &all))?;
 
-    // A transfer sent to a follower reaches the leader's pool by gossip and every node applies it.
+    // A node outside the group that speaks Raft as the leader of a far later term is not heard:
+    // the members keep their term and leader.
     let follower = (old + 1) % 3;
+    let out = std::process::Command::new(aergo_tests::binary("aergo-node"))
+        .args(["net-probe", "--target", &net.nodes[follower].p2p, "--chain-id", "aergo-testnet"])
+        .args(["--attack", "raft-hijack"])
+        .output()?;
+    anyhow::ensure!(out.status.success(), "net-probe failed: {}", String::from_utf8_lossy(&out.stderr));
+    std::thread::sleep(Duration::from_secs(1));
+    let view = raft(&net, follower).expect("raft view");
+    assert_eq!(view.term, term, "a non-member moved node {follower} to another term: {view:?}");
+    assert_eq!(leader(&net, &all), Some((old, term)));
+
+    // A transfer sent to a follower reaches the leader's pool by gossip and every node applies it.
     let to = Address([7; 20]);
     send_and_see(&net, follower, transfer(&net, "aergo-testnet", 0, to, 1_000)?, &all)?;
     for i in all {

@@ -245,8 +245,13 @@ impl RaftDriver {
             match self.inbox.recv_timeout(wait) {
                 Ok(event) => {
                     self.handle(event);
-                    while let Ok(event) = self.inbox.try_recv() {
-                        self.handle(event);
+                    // Drain what queued up meanwhile, but keep Raft's clock in view.
+                    let started = Instant::now();
+                    while started.elapsed() < Duration::from_millis(50) {
+                        match self.inbox.try_recv() {
+                            Ok(event) => self.handle(event),
+                            Err(_) => break,
+                        }
                     }
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
@@ -292,6 +297,15 @@ impl RaftDriver {
                     });
                     return;
                 }
+                // Only members speak Raft to a member: a peer outside the group could otherwise
+                // start a higher term or append entries as a leader would. A node that is in no
+                // group yet (it waits to be added) hears whoever its leader turns out to be; what
+                // that brings is checked (blocks by the block rule, a snapshot's block by hash).
+                if !self.is_member(message.from) {
+                    tracing::debug!(%from, member = message.from, kind = ?message.get_msg_type(),
+                        "a Raft message from a node outside the group: dropped");
+                    return;
+                }
                 self.voters.entry(message.from).or_insert(Voter { key, peer: from });
                 if message.to != self.node.id() {
                     return;
@@ -324,6 +338,19 @@ impl RaftDriver {
                 }
             }
         }
+    }
+
+    /// Whether `id` may speak Raft to this node: a member of its configuration (voters and
+    /// learners, incoming and outgoing during a joint change) or a voter the chain's state names;
+    /// anyone while this node belongs to no group yet.
+    fn is_member(&self, id: u64) -> bool {
+        let conf = self.node.log().conf_state();
+        let members: Vec<u64> = [&conf.voters, &conf.learners, &conf.voters_outgoing, &conf.learners_next]
+            .into_iter()
+            .flatten()
+            .copied()
+            .collect();
+        members.is_empty() || members.contains(&id) || self.state_voters.contains(&id)
     }
 
     // ---- the leader ------------------------------------------------------------------------

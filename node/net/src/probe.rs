@@ -30,6 +30,9 @@ pub enum Attack {
     SyncFlood,
     /// Requests for zero blocks and for blocks from height 0 (edge cases that must just be answered).
     ZeroRequest,
+    /// A Raft heartbeat, as the leader of term 1 000 000, from a node outside the group (a chain
+    /// agreed by Raft must not take it: it would move every member to that term and follow it).
+    RaftHijack,
 }
 
 #[derive(Debug, Serialize)]
@@ -129,6 +132,24 @@ pub async fn probe(
             sent.push(format!("{attack:?}"));
             continue;
         }
+        if *attack == Attack::RaftHijack {
+            let target_key = super::public_of_peer(&peer)
+                .ok_or_else(|| anyhow::anyhow!("{peer} carries no ed25519 key"))?;
+            let own_key =
+                super::public_of_peer(&me).ok_or_else(|| anyhow::anyhow!("the probe's id carries no key"))?;
+            let mut m = aergo_raft::Message::default();
+            m.set_msg_type(aergo_raft::MessageType::MsgHeartbeat);
+            m.to = aergo_raft::raft_id(&target_key.0);
+            m.from = aergo_raft::raft_id(&own_key.0);
+            m.term = 1_000_000;
+            swarm.behaviour_mut().raft.send_request(&peer, aergo_raft::encode_message(&m));
+            sent.push(format!("{attack:?}"));
+            pump(&mut swarm, Duration::from_millis(800), |e| {
+                matches!(e, SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } if *peer_id == peer)
+            })
+            .await;
+            continue;
+        }
         if *attack == Attack::SyncFlood {
             for _ in 0..200 {
                 swarm.behaviour_mut().sync.send_request(&peer, SyncRequest::Status);
@@ -162,7 +183,7 @@ pub async fn probe(
                 }
                 (blocks_topic.clone(), block.encode())
             }
-            Attack::SyncFlood | Attack::ZeroRequest => unreachable!("sent above"),
+            Attack::SyncFlood | Attack::ZeroRequest | Attack::RaftHijack => unreachable!("sent above"),
             Attack::BadTx => {
                 let key = Keypair::generate();
                 let mut tx = key.sign_tx(TxBody {

@@ -18,7 +18,7 @@ pub mod node;
 
 pub use log::{LogError, RaftLog};
 pub use node::{voters_change, Committed, NodeError, Output, RaftConfig, RaftNode};
-pub use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, Message};
+pub use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, Message, MessageType};
 pub use raft::StateRole;
 
 /// A message's bytes on the wire (raft-rs's protobuf encoding).
