@@ -258,3 +258,24 @@ impl Drop for AgentProcess {
         let _ = self.child.wait();
     }
 }
+
+/// `promtool check metrics` (from the distribution's prometheus package) on an exposition.
+pub fn promtool_check(text: &str) -> anyhow::Result<()> {
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("promtool (package prometheus, installed by scripts/deps.sh): {e}"))?;
+    use std::io::Write;
+    child.stdin.take().context("promtool's stdin")?.write_all(text.as_bytes())?;
+    let out = child.wait_with_output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}

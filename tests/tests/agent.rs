@@ -4,7 +4,7 @@
 
 use aergo_api::AergoApiClient;
 use aergo_primitives::types::{PublicKey, Signature};
-use aergo_tests::{http_get, wait_for, workspace, AgentProcess, NodeProcess};
+use aergo_tests::{http_get, promtool_check, wait_for, workspace, AgentProcess, NodeProcess};
 use jsonrpsee::http_client::HttpClientBuilder;
 use serde_json::Value;
 use std::io::{Read, Write};
@@ -194,26 +194,6 @@ fn collect_keys(v: &Value, out: &mut Vec<String>) {
         Value::Array(items) => items.iter().for_each(|i| collect_keys(i, out)),
         _ => {}
     }
-}
-
-/// `promtool check metrics` (from the distribution's prometheus package) on an exposition.
-pub fn promtool_check(text: &str) -> anyhow::Result<()> {
-    let mut child = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| anyhow::anyhow!("promtool (package prometheus, installed by scripts/deps.sh): {e}"))?;
-    child.stdin.take().unwrap().write_all(text.as_bytes())?;
-    let out = child.wait_with_output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "promtool check metrics failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
 }
 
 #[test]

@@ -16,7 +16,7 @@ use aergo_config::genesis::ConsensusKind;
 use aergo_node::testnet::{write_testnet, TestnetOptions};
 use aergo_primitives::crypto::{KeyFile, Keypair};
 use aergo_primitives::types::{Address, Payload, TxBody, ENCODING_VERSION};
-use aergo_tests::{cli_json, http_get, wait_for, AgentProcess, NodeProcess};
+use aergo_tests::{cli_json, http_get, promtool_check, wait_for, AgentProcess, NodeProcess};
 use common::{data_dir, loopback, start, SplitNet, Testnet};
 use jsonrpsee::http_client::HttpClientBuilder;
 use std::time::{Duration, Instant};
@@ -225,6 +225,7 @@ fn five_voters_split_two_three_the_majority_goes_on_and_all_converge() -> anyhow
     let metrics = http_get(&format!("{}/metrics", agent.url), Some(&agent.token))?;
     assert!(metrics.body.contains("aergo_raft_has_leader 0"), "{}", metrics.body);
     assert!(metrics.body.contains("aergo_raft_voters 5"), "{}", metrics.body);
+    promtool_check(&metrics.body)?;
     net.wait_lib(&majority, majority_from + 3, Duration::from_secs(20))?;
     let to = Address([9; 20]);
     send_and_see(&net, 3, transfer(&net, "aergo-testnet", 0, to, 500)?, &majority)?;
