@@ -7,7 +7,7 @@
 mod common;
 
 use aergo_api::AergoApiClient;
-use aergo_node::testnet::{write_testnet, TestnetNode, TestnetOptions};
+use aergo_node::testnet::{write_testnet, TestnetNode};
 use aergo_primitives::crypto::KeyFile;
 use aergo_primitives::types::{Payload, TxBody, ENCODING_VERSION};
 use aergo_tests::{node_command, wait_for, NodeProcess};
@@ -210,35 +210,9 @@ fn a_late_joiner_syncs_a_long_chain_and_matches_state_roots() -> anyhow::Result<
 /// test's own namespace into each for RPC. Removed when dropped.
 #[test]
 fn a_partition_finalizes_nothing_new_and_heals() -> anyhow::Result<()> {
-    use aergo_config::NodeConfig;
     let split = SplitNet::new(213)?;
-    let dir = tempfile::tempdir()?;
     let half = |i: usize| i / 2;
-    let opts = TestnetOptions {
-        hosts: (0..4).map(|i| split.p2p(half(i)).parse()).collect::<Result<_, _>>()?,
-        base_port: Some(27_100),
-        ..loopback(4, dir.path().join("net"))
-    };
-    let mut nodes = write_testnet(&opts)?;
-    // RPC on the link from the test's namespace, so that the test can watch both halves.
-    for (i, n) in nodes.iter_mut().enumerate() {
-        let mut c = NodeConfig::load(&n.config)?;
-        c.rpc.listen = format!("{}:{}", split.rpc(half(i)), c.rpc.listen.port()).parse()?;
-        std::fs::write(&n.config, c.to_toml()?)?;
-        n.rpc = format!("http://{}", c.rpc.listen);
-    }
-    let mut procs = Vec::new();
-    for (i, n) in nodes.iter().enumerate() {
-        let config = n.config.to_str().unwrap_or_default();
-        procs.push(Some(NodeProcess::start_in_netns(
-            &split.names[half(i)],
-            data_dir(n),
-            &["run", "--config", config],
-        )?));
-    }
-    let clients =
-        nodes.iter().map(|n| HttpClientBuilder::default().build(&n.rpc)).collect::<Result<Vec<_>, _>>()?;
-    let net = Testnet { _dir: dir, nodes, procs, clients, rt: tokio::runtime::Runtime::new()? };
+    let net = Testnet::split(&split, 4, half, 27_100, |o| o)?;
     let all = [0, 1, 2, 3];
     net.wait_lib(&all, 5, Duration::from_secs(90))?;
     net.assert_final_agree(&all);

@@ -13,11 +13,11 @@ mod common;
 
 use aergo_api::{AergoApiClient, RaftView};
 use aergo_config::genesis::ConsensusKind;
-use aergo_node::testnet::{write_testnet, TestnetOptions};
+use aergo_node::testnet::TestnetOptions;
 use aergo_primitives::crypto::{KeyFile, Keypair};
 use aergo_primitives::types::{Address, Payload, TxBody, ENCODING_VERSION};
-use aergo_tests::{cli_json, http_get, promtool_check, wait_for, AgentProcess, NodeProcess};
-use common::{data_dir, loopback, start, SplitNet, Testnet};
+use aergo_tests::{cli_json, http_get, promtool_check, wait_for, AgentProcess};
+use common::{data_dir, start, SplitNet, Testnet};
 use jsonrpsee::http_client::HttpClientBuilder;
 use std::time::{Duration, Instant};
 
@@ -155,35 +155,10 @@ fn three_voters_make_every_block_final_and_replace_a_killed_leader() -> anyhow::
 
 #[test]
 fn five_voters_split_two_three_the_majority_goes_on_and_all_converge() -> anyhow::Result<()> {
-    use aergo_config::NodeConfig;
     let split = SplitNet::new(214)?;
-    let dir = tempfile::tempdir()?;
     let half = |i: usize| usize::from(i >= 2);
-    let opts = TestnetOptions {
-        hosts: (0..5).map(|i| split.p2p(half(i)).parse()).collect::<Result<_, _>>()?,
-        base_port: Some(27_300),
-        consensus: ConsensusKind::Raft,
-        ..loopback(5, dir.path().join("net"))
-    };
-    let mut nodes = write_testnet(&opts)?;
-    for (i, n) in nodes.iter_mut().enumerate() {
-        let mut c = NodeConfig::load(&n.config)?;
-        c.rpc.listen = format!("{}:{}", split.rpc(half(i)), c.rpc.listen.port()).parse()?;
-        std::fs::write(&n.config, c.to_toml()?)?;
-        n.rpc = format!("http://{}", c.rpc.listen);
-    }
-    let mut procs = Vec::new();
-    for (i, n) in nodes.iter().enumerate() {
-        let config = n.config.to_str().unwrap_or_default();
-        procs.push(Some(NodeProcess::start_in_netns(
-            &split.names[half(i)],
-            data_dir(n),
-            &["run", "--config", config],
-        )?));
-    }
-    let clients =
-        nodes.iter().map(|n| HttpClientBuilder::default().build(&n.rpc)).collect::<Result<Vec<_>, _>>()?;
-    let net = Testnet { _dir: dir, nodes, procs, clients, rt: tokio::runtime::Runtime::new()? };
+    let net =
+        Testnet::split(&split, 5, half, 27_300, |o| TestnetOptions { consensus: ConsensusKind::Raft, ..o })?;
     let all = [0, 1, 2, 3, 4];
     let (minority, majority) = ([0, 1], [2, 3, 4]);
     net.wait_lib(&all, 3, Duration::from_secs(90))?;

@@ -54,6 +54,8 @@ pub enum RaftStartError {
     NotRaft,
     #[error("voter {0} has a node key that is no ed25519 public key")]
     BadVoterKey(String),
+    #[error("cannot make the Raft log's directory {path}: {source}")]
+    Dir { path: String, source: std::io::Error },
 }
 
 /// The snapshot data of a Raft chain: the height and hash of the last applied block (the state

@@ -75,6 +75,45 @@ impl Testnet {
         Ok(Testnet { _dir: dir, nodes, procs, clients, rt: tokio::runtime::Runtime::new()? })
     }
 
+    /// A testnet of `count` nodes across the two halves of `split` (node `i` in half
+    /// `half(i)`, fixed ports from `base_port`), each node's RPC on its half's link from the
+    /// test's namespace so that the test watches both halves; `adjust` may change the options.
+    pub fn split(
+        split: &SplitNet,
+        count: usize,
+        half: impl Fn(usize) -> usize,
+        base_port: u16,
+        adjust: impl FnOnce(TestnetOptions) -> TestnetOptions,
+    ) -> anyhow::Result<Testnet> {
+        let dir = tempfile::tempdir()?;
+        let opts = adjust(TestnetOptions {
+            hosts: (0..count).map(|i| split.p2p(half(i)).parse()).collect::<Result<_, _>>()?,
+            base_port: Some(base_port),
+            ..loopback(count, dir.path().join("net"))
+        });
+        let mut nodes = write_testnet(&opts)?;
+        for (i, n) in nodes.iter_mut().enumerate() {
+            let mut c = aergo_config::NodeConfig::load(&n.config)?;
+            c.rpc.listen = format!("{}:{}", split.rpc(half(i)), c.rpc.listen.port()).parse()?;
+            std::fs::write(&n.config, c.to_toml()?)?;
+            n.rpc = format!("http://{}", c.rpc.listen);
+        }
+        let mut procs = Vec::new();
+        for (i, n) in nodes.iter().enumerate() {
+            let config = n.config.to_str().unwrap_or_default();
+            procs.push(Some(NodeProcess::start_in_netns(
+                &split.names[half(i)],
+                data_dir(n),
+                &["run", "--config", config],
+            )?));
+        }
+        let clients = nodes
+            .iter()
+            .map(|n| HttpClientBuilder::default().build(&n.rpc))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Testnet { _dir: dir, nodes, procs, clients, rt: tokio::runtime::Runtime::new()? })
+    }
+
     pub fn info(&self, i: usize) -> Option<aergo_api::ChainInfo> {
         self.rt.block_on(self.clients[i].chain_info(None)).ok()
     }
