@@ -90,6 +90,9 @@ pub fn evaluate(input: &Input<'_>, cfg: &HealthConfig, state: &mut State) -> Hea
             if let Some(r) = &c.raft {
                 checks.push(raft_check(r, input.wall_ms));
             }
+            if !c.repositories.is_empty() {
+                checks.push(repositories_check(&c.repositories));
+            }
             checks.push(if c.producer_count <= 1 && c.peers == 0 {
                 check("peers", Status::Ok, "single-producer chain: no peers needed")
             } else if c.peers >= cfg.min_peers {
@@ -151,6 +154,23 @@ fn raft_check(r: &aergo_api::RaftView, now_ms: u64) -> Check {
             ),
         ),
         (None, role) => check("raft", Status::Ok, format!("{role}, term {}: electing a leader", r.term)),
+    }
+}
+
+/// The hosted repositories: degraded while one is not `ok` (each says why).
+fn repositories_check(repos: &[aergo_api::RepositoryView]) -> Check {
+    let bad: Vec<String> = repos
+        .iter()
+        .filter(|r| r.health != "ok")
+        .map(|r| match &r.reason {
+            Some(why) => format!("{}: {} ({why})", r.name, r.health),
+            None => format!("{}: {}", r.name, r.health),
+        })
+        .collect();
+    if bad.is_empty() {
+        check("repositories", Status::Ok, format!("{} hosted, all ok", repos.len()))
+    } else {
+        check("repositories", Status::Degraded, bad.join("; "))
     }
 }
 
@@ -340,6 +360,46 @@ mod tests {
             assert_eq!(got.status, status, "{got:?}");
             assert!(got.reason.contains(said), "{:?} does not say {said:?}", got.reason);
             assert_eq!(health.status, status);
+        }
+    }
+
+    /// Hosted repositories: one check for all; degraded while one is not ok, naming it and why.
+    #[test]
+    fn a_hosted_repository_that_is_not_ok_degrades_the_box_and_says_which() {
+        let (h, s, p) = (host(50, 50), spool_ok(), ProcessInfo { pid: 7, ..Default::default() });
+        let repo = |name: &str, health: &str, reason: Option<&str>| aergo_api::RepositoryView {
+            name: name.into(),
+            chain_id: format!("{name}-chain"),
+            consensus: "raft".into(),
+            height: 10,
+            lib_height: 10,
+            peers: 2,
+            role: "follower".into(),
+            health: health.into(),
+            reason: reason.map(String::from),
+            p2p_listen: Vec::new(),
+        };
+        let cases = [
+            (vec![], None, Status::Ok),
+            (vec![repo("acme", "ok", None), repo("lab", "ok", None)], Some("2 hosted, all ok"), Status::Ok),
+            (
+                vec![repo("acme", "no quorum", Some("no Raft leader for 9 s")), repo("lab", "ok", None)],
+                Some("acme: no quorum (no Raft leader for 9 s)"),
+                Status::Degraded,
+            ),
+        ];
+        for (repositories, said, status) in cases {
+            let c = ChainSample { repositories, ..chain(200, 5) };
+            let health =
+                evaluate(&running(&h, &c, &p, &s, 10), &HealthConfig::default(), &mut State::default());
+            assert_eq!(health.status, status, "{health:?}");
+            match said {
+                None => assert!(health.checks.iter().all(|c| c.name != "repositories")),
+                Some(said) => {
+                    let got = status_of(&health, "repositories");
+                    assert!(got.reason.contains(said), "{:?} does not say {said:?}", got.reason);
+                }
+            }
         }
     }
 

@@ -347,6 +347,30 @@ fn families(s: &Sample) -> Result<Vec<MetricFamily>, Error> {
                     r.applied_index as i64,
                 )?;
             }
+            let repos = &c.repositories;
+            let rows = |f: &dyn Fn(&aergo_api::RepositoryView) -> f64| -> Vec<(Labels<'_>, f64)> {
+                repos.iter().map(|r| (vec![("repo", r.name.as_str())], f(r))).collect()
+            };
+            e.gauges(
+                "aergo_repo_height",
+                "Height of a hosted repository's best block.",
+                rows(&|r| r.height as f64),
+            );
+            e.gauges(
+                "aergo_repo_final_height",
+                "Height of a hosted repository's last final block.",
+                rows(&|r| r.lib_height as f64),
+            );
+            e.gauges(
+                "aergo_repo_peers",
+                "Peers of a hosted repository's own swarm.",
+                rows(&|r| f64::from(r.peers)),
+            );
+            e.gauges(
+                "aergo_repo_up",
+                "1 while a hosted repository is healthy (its health is ok).",
+                rows(&|r| f64::from(u8::from(r.health == "ok"))),
+            );
             e.gauge_int("aergo_mempool_txs", "Transactions waiting in the pool.", c.mempool_txs as i64)?;
             e.gauge_int(
                 "aergo_mempool_bytes",

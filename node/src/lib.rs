@@ -32,4 +32,5 @@ pub mod alloc;
 pub mod branches;
 pub mod node;
 pub mod producer_key;
+pub mod repos;
 pub mod testnet;

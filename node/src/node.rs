@@ -72,13 +72,34 @@ fn default_admission_threads() -> usize {
 /// A started node. Dropping it does not stop it; call [`RunningNode::shutdown`].
 pub struct RunningNode {
     pub view: Arc<ChainView>,
-    pool: Arc<PoolHandle>,
     pub rpc_addr: std::net::SocketAddr,
     rpc: jsonrpsee::server::ServerHandle,
+    chain: ChainRun,
+    repos: Arc<crate::repos::RepoHost>,
+}
+
+/// One chain running in this process, the public chain or a hosted repository
+/// (`docs/repositories.md`): its chain thread, pool, swarm, branches and RPC methods.
+pub(crate) struct ChainRun {
+    pub(crate) view: Arc<ChainView>,
+    pool: Arc<PoolHandle>,
     stop: Arc<AtomicBool>,
-    producer: Option<std::thread::JoinHandle<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
     net: Option<Net>,
     branches: Option<crate::branches::BranchHost>,
+    /// Its RPC methods' handler (the public chain's gets the hosted repositories).
+    pub(crate) handler: rpc::RpcHandler,
+}
+
+/// What every chain of the process shares: the node's identity key, the execution cores, the
+/// `query` threads and the RPC's refusal counters.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub(crate) node_key: Keypair,
+    pub(crate) cores: Vec<usize>,
+    pub(crate) queries: Arc<rpc::queries::QueryPool>,
+    pub(crate) refusals: Arc<rpc::listen::Refusals>,
+    pub(crate) admin_from: Arc<Vec<std::net::IpAddr>>,
 }
 
 pub use aergo_primitives::clock::now_ms;
@@ -242,12 +263,17 @@ pub fn open_chain(config: &NodeConfig) -> Result<(Chain, OpenReport), NodeError>
     Ok((chain, report))
 }
 
-impl RunningNode {
-    /// Opens the chain, starts the producer (if enabled) and the RPC server.
-    pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
-        let cores = config.exec.resolve_cores().map_err(|reason| NodeError::Config { reason })?;
-        fetch_genesis_if_missing(&config).await?;
-        fetch_snapshot_if_empty(&config).await?;
+impl ChainRun {
+    /// Opens the chain of `config` and starts its pool, swarm, branches and chain thread.
+    /// `label` names a hosted repository in the log and the thread's name.
+    pub(crate) async fn start(
+        config: &NodeConfig,
+        shared: &Shared,
+        label: Option<&str>,
+    ) -> Result<ChainRun, NodeError> {
+        let cores = shared.cores.clone();
+        fetch_genesis_if_missing(config).await?;
+        fetch_snapshot_if_empty(config).await?;
         let cfg = config.clone();
         let (mut chain, report) = tokio::task::spawn_blocking(move || open_chain(&cfg))
             .await
@@ -259,14 +285,14 @@ impl RunningNode {
         tracing::info!(
             chain_id = %chain.genesis().chain_id, height = head.height, hash = %head.hash,
             created = report.created, replayed = report.replayed,
-            io_uring = chain.uses_io_uring(), data_dir = %config.data_dir.display(),
+            io_uring = chain.uses_io_uring(), data_dir = %config.data_dir.display(), repo = ?label,
             "chain opened"
         );
         if let Some((file, offset, removed)) = &report.truncated {
             tracing::warn!(%file, offset, removed, "block log tail repaired");
         }
         let raft = chain.genesis().consensus.raft.clone();
-        let node_key = load_or_create_node_key(&config.data_dir.join(NODE_KEY_FILE))?;
+        let node_key = shared.node_key.clone();
         let key = if raft.is_some() {
             // Under Raft the node key signs blocks: a voter is a node, not a producer account.
             if config.producer.enabled {
@@ -370,7 +396,7 @@ impl RunningNode {
                 .map_err(|reason| NodeError::Config { reason })?,
         );
         let branch_host = crate::branches::BranchHost::start(
-            &config,
+            config,
             view.genesis.clone(),
             key.clone(),
             view.clone(),
@@ -424,11 +450,15 @@ impl RunningNode {
             );
             Box::new(move || driver.run())
         };
+        let span = match label {
+            Some(name) => tracing::info_span!("repo", name = %name),
+            None => tracing::Span::none(),
+        };
         let thread = std::thread::Builder::new()
-            .name("aergo-chain".into())
+            .name(label.map_or_else(|| "aergo-chain".into(), |n| format!("repo-{n}")))
             .spawn(move || {
                 let _keep_open = keep_open;
-                run()
+                span.in_scope(run)
             })
             .map_err(|source| NodeError::Io { path: "chain thread".into(), source })?;
         let handler = rpc::RpcHandler {
@@ -438,42 +468,30 @@ impl RunningNode {
             net: net_state,
             net_commands,
             max_batch: config.rpc.max_batch as usize,
-            queries: Arc::new(
-                rpc::queries::QueryPool::start(&config.rpc)
-                    .map_err(|source| NodeError::Io { path: "query threads".into(), source })?,
-            ),
+            queries: shared.queries.clone(),
             branches,
-            refusals: Default::default(),
+            refusals: shared.refusals.clone(),
+            hosting: None,
+            admin_from: shared.admin_from.clone(),
         };
-        let listening = rpc::serve(handler, &config.rpc, config.rpc_tls_paths()).await?;
-        let (rpc, rpc_addr) = (listening.handle, listening.addr);
-        tracing::info!(
-            rpc = %rpc_addr, rpc_tls = ?listening.tls_addr.map(|a| a.to_string()),
-            producer = ?facts.producer.map(|a| a.to_string()), peer_id = ?facts.peer_id, "node running"
-        );
-        Ok(RunningNode {
-            view,
-            pool,
-            rpc_addr,
-            rpc,
-            stop,
-            producer: Some(thread),
-            net,
-            branches: Some(branch_host),
-        })
+        Ok(ChainRun { view, pool, stop, thread: Some(thread), net, branches: Some(branch_host), handler })
     }
 
-    /// Stops accepting RPC, lets the producer finish the block in hand, and waits for both.
-    pub async fn shutdown(mut self) -> Result<(), NodeError> {
+    /// Whether its chain thread still runs (a chain thread that failed for local reasons ends).
+    pub(crate) fn running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// Lets the chain thread finish the block in hand, then stops the branches, the swarm and
+    /// the admission threads.
+    pub(crate) async fn stop(mut self) -> Result<(), NodeError> {
         self.stop.store(true, Ordering::SeqCst);
-        let _ = self.rpc.stop();
-        self.rpc.clone().stopped().await;
         if let Some(mut host) = self.branches.take() {
             tokio::task::spawn_blocking(move || host.stop())
                 .await
                 .map_err(|e| NodeError::Join(e.to_string()))?;
         }
-        if let Some(t) = self.producer.take() {
+        if let Some(t) = self.thread.take() {
             tokio::task::spawn_blocking(move || t.join())
                 .await
                 .map_err(|e| NodeError::Join(e.to_string()))?
@@ -486,6 +504,52 @@ impl RunningNode {
         tokio::task::spawn_blocking(move || pool.admission.stop())
             .await
             .map_err(|e| NodeError::Join(e.to_string()))?;
+        Ok(())
+    }
+}
+
+impl RunningNode {
+    /// Opens the chain, starts the producer (if enabled), the hosted repositories and the RPC
+    /// server.
+    pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
+        let cores = config.exec.resolve_cores().map_err(|reason| NodeError::Config { reason })?;
+        let shared = Shared {
+            node_key: load_or_create_node_key(&config.data_dir.join(NODE_KEY_FILE))?,
+            cores,
+            queries: Arc::new(
+                rpc::queries::QueryPool::start(&config.rpc)
+                    .map_err(|source| NodeError::Io { path: "query threads".into(), source })?,
+            ),
+            refusals: Default::default(),
+            admin_from: Arc::new(config.rpc.admin_from.clone()),
+        };
+        let mut chain = ChainRun::start(&config, &shared, None).await?;
+        let routes = Arc::new(rpc::listen::Routes::default());
+        let repos = Arc::new(crate::repos::RepoHost::new(
+            config.clone(),
+            shared,
+            routes.clone(),
+            chain.view.chain_id.clone(),
+        ));
+        repos.open_hosted().await;
+        chain.handler.hosting = Some(repos.clone());
+        let listening =
+            rpc::serve(chain.handler.clone(), routes, &config.rpc, config.rpc_tls_paths()).await?;
+        let (rpc, rpc_addr) = (listening.handle, listening.addr);
+        tracing::info!(
+            rpc = %rpc_addr, rpc_tls = ?listening.tls_addr.map(|a| a.to_string()),
+            producer = ?chain.handler.facts.producer.map(|a| a.to_string()),
+            peer_id = ?chain.handler.facts.peer_id, repositories = repos.count(), "node running"
+        );
+        Ok(RunningNode { view: chain.view.clone(), rpc_addr, rpc, chain, repos })
+    }
+
+    /// Stops accepting RPC, lets each chain thread finish the block in hand, and waits for them.
+    pub async fn shutdown(self) -> Result<(), NodeError> {
+        let _ = self.rpc.stop();
+        self.rpc.clone().stopped().await;
+        self.repos.stop_all().await;
+        self.chain.stop().await?;
         tracing::info!("node stopped");
         Ok(())
     }

@@ -102,6 +102,8 @@ pub enum Update {
     Blocks(String, Vec<BlockView>),
     /// The branches the node holds besides `main`.
     Branches(Vec<String>),
+    /// The repositories the node hosts beside its public chain.
+    Repositories(Vec<aergo_api::RepositoryView>),
     BlockDetail(u64, Result<Box<BlockView>, String>),
     Agent(Result<Box<Sample>, String>),
     /// The newest records of the agent's audit log, newest first.
@@ -161,6 +163,8 @@ pub struct App {
     pub shown_branch: String,
     /// The branches the node holds besides `main`.
     pub held_branches: Vec<String>,
+    /// The repositories the node hosts beside its public chain (`docs/repositories.md`).
+    pub repositories: Vec<aergo_api::RepositoryView>,
     pub logs: LogView,
     pub setup: SetupState,
     pub ops: OpsState,
@@ -186,6 +190,7 @@ impl App {
             block_detail: None,
             shown_branch: "main".into(),
             held_branches: Vec::new(),
+            repositories: Vec::new(),
             logs: LogView::default(),
             setup,
             ops: OpsState::default(),
@@ -219,6 +224,7 @@ impl App {
             Update::Agent(r) => self.agent.set(r.map(|b| *b), now),
             Update::Audit(r) => self.ops.audit = Some(r),
             Update::Branches(held) => self.held_branches = held,
+            Update::Repositories(list) => self.repositories = list,
             Update::Blocks(branch, _) if branch != self.shown_branch => {}
             Update::Blocks(_, new) => {
                 if let Some(first) = new.first() {

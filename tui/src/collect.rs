@@ -215,6 +215,8 @@ impl NodePoller {
             let held = branches.into_iter().filter(|b| b.head_height.is_some()).map(|b| b.name).collect();
             updates.push(Update::Branches(held));
         }
+        // The hosted repositories (none on a node older than hosting).
+        updates.push(Update::Repositories(c.repositories().await.unwrap_or_default()));
         if self.lib.map(|(h, _)| h) != Some(chain.lib_height) {
             if let Ok(Some(b)) = c.get_block(Some(chain.lib_height), None, Some(false), None).await {
                 self.lib = Some((chain.lib_height, b.header.timestamp_ms));

@@ -87,6 +87,34 @@ fn dashboard_raft_follower() {
     check("dashboard_raft", &app);
 }
 
+/// A node hosting two repositories beside its public chain: one line each, the one without a
+/// quorum in the warning colour with why.
+#[test]
+fn dashboard_repositories() {
+    let root = configured_root();
+    let mut app = app(root.path());
+    app.handle(Event::Update(Update::Node(Ok(Box::new(snapshot(vec![]))))));
+    let repo = |name: &str, consensus: &str, role: &str, health: &str, reason: Option<&str>| {
+        aergo_api::RepositoryView {
+            name: name.into(),
+            chain_id: format!("{name}-chain"),
+            consensus: consensus.into(),
+            height: 1_204,
+            lib_height: 1_204,
+            peers: 2,
+            role: role.into(),
+            health: health.into(),
+            reason: reason.map(String::from),
+            p2p_listen: vec!["/ip4/10.0.0.5/tcp/7946".into()],
+        }
+    };
+    app.handle(Event::Update(Update::Repositories(vec![
+        repo("lab", "dpos", "producer", "ok", None),
+        repo("acme", "raft", "follower", "no quorum", Some("no Raft leader for 12 s")),
+    ])));
+    check("dashboard_repositories", &app);
+}
+
 #[test]
 fn dashboard_node_and_agent_down() {
     let root = configured_root();

@@ -30,11 +30,12 @@ impl ChainCollector {
     }
 
     pub async fn collect(&mut self, now_ms: u64) -> ChainReading {
-        let (chain, info, metrics, peers) = tokio::join!(
+        let (chain, info, metrics, peers, repositories) = tokio::join!(
             self.client.chain_info(None),
             self.client.node_info(),
             self.client.node_metrics(),
-            self.client.peers()
+            self.client.peers(),
+            self.client.repositories()
         );
         let (chain, info, metrics) = match (chain, info, metrics) {
             (Ok(c), Ok(i), Ok(m)) => (c, i, m),
@@ -78,6 +79,8 @@ impl ChainCollector {
             stages: metrics.stages,
             state_cache: metrics.state_cache,
             queries: metrics.queries,
+            // A node older than hosting has none.
+            repositories: repositories.unwrap_or_default(),
         };
         self.last_info = Some(info);
         ChainReading { chain: Some(sample), error: None }

@@ -298,6 +298,9 @@ pub struct ChainSample {
     /// The node's `query` threads (`queries_*`, `query_threads`).
     #[serde(flatten)]
     pub queries: aergo_api::QueryUsage,
+    /// The repositories the node hosts beside its public chain (`docs/repositories.md`).
+    #[serde(default)]
+    pub repositories: Vec<aergo_api::RepositoryView>,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]

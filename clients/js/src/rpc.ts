@@ -66,7 +66,8 @@ export class Client {
   readonly url: string;
   private id = 0;
 
-  /** `url`: the node's RPC, http(s)://host:port. */
+  /** `url`: the node's RPC, http(s)://host:port, or http(s)://host:port/repo/NAME for a
+   * repository the node hosts (docs/repositories.md). */
   constructor(url: string) {
     this.url = url.replace(/\/+$/, "");
   }
@@ -151,6 +152,12 @@ export class Client {
 
   getStake(address: string) {
     return this.call<{ address: string; staked: string; since: number; unlocks_at: number; votes: string[] }>("get_stake", { address });
+  }
+
+  /** The repositories the node hosts beside its public chain; each one's client is
+   * `new Client(url + "/repo/" + name)` (docs/repositories.md). */
+  repositories() {
+    return this.call<{ name: string; chain_id: string; consensus: string; height: number; lib_height: number; peers: number; role: string; health: string; reason?: string }[]>("repositories");
   }
 
   getBranches() {

@@ -40,6 +40,9 @@ pub mod codes {
     pub const HEIGHT_UNAVAILABLE: i32 = -32012;
     /// A `query` was stopped at a limit; `data.limit` is `gas` or `deadline`.
     pub const QUERY_LIMIT: i32 = -32013;
+    /// Not allowed to this client: an admin method called from outside `[rpc] admin_from`, or
+    /// (`docs/repositories.md`) a private repository's request without a member's signature.
+    pub const ACCESS_DENIED: i32 = -32020;
 }
 
 pub use aergo_primitives::types::amount_string;
@@ -680,6 +683,43 @@ pub struct StateCacheUsage {
     pub state_cache_capacity_bytes: u64,
 }
 
+/// A repository this node hosts beside the public chain (`docs/repositories.md`), as
+/// `repositories` lists it. Its methods are served at `/repo/<name>`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RepositoryView {
+    pub name: String,
+    pub chain_id: String,
+    /// `dpos` or `raft`.
+    pub consensus: String,
+    pub height: u64,
+    /// The last final block.
+    pub lib_height: u64,
+    /// Connected peers of the repository's own swarm (0 without one).
+    pub peers: u32,
+    /// This node in the repository: `leader`, `follower`, `candidate`, `pre-candidate`, `none`
+    /// (Raft); `producer` or `full` (DPoS).
+    pub role: String,
+    /// `ok`, `syncing`, `no quorum`, `stalled` or `stopped`.
+    pub health: String,
+    /// Why, when `health` is not `ok`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The repository's p2p listen addresses (none without a swarm).
+    #[serde(default)]
+    pub p2p_listen: Vec<String>,
+}
+
+/// `admin_add_repository`'s request: the repository's name, its genesis and its settings
+/// (`repo.toml`), as TOML text.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AddRepository {
+    pub name: String,
+    pub genesis: String,
+    #[serde(default)]
+    pub settings: Option<String>,
+}
+
 /// A connected peer.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PeerView {
@@ -836,6 +876,21 @@ pub trait AergoApi {
     /// in chain order; with `to`, it ends there. Nothing streamed is ever taken back.
     #[subscription(name = "subscribe_events", unsubscribe = "unsubscribe_events", item = EventEntry)]
     async fn subscribe_events(&self, filter: EventFilter) -> SubscriptionResult;
+
+    /// The repositories this node hosts beside the public chain (`docs/repositories.md`); each
+    /// one's methods are at `/repo/<name>`. Empty on a repository's own path.
+    #[method(name = "repositories")]
+    async fn repositories(&self) -> RpcResult<Vec<RepositoryView>>;
+
+    /// Opens a repository on the running node and keeps it across restarts (in
+    /// `data_dir/repos/hosted`); nothing else stops. Only for clients of `[rpc] admin_from`.
+    #[method(name = "admin_add_repository", with_extensions)]
+    async fn admin_add_repository(&self, request: AddRepository) -> RpcResult<RepositoryView>;
+
+    /// Stops a hosted repository (after the block in hand) and forgets it; its data directory
+    /// is kept unless `keep_data` is false. Only for clients of `[rpc] admin_from`.
+    #[method(name = "admin_remove_repository", with_extensions)]
+    async fn admin_remove_repository(&self, name: String, keep_data: Option<bool>) -> RpcResult<()>;
 
     /// New blocks as they are committed (WebSocket only).
     #[subscription(name = "subscribe_blocks", unsubscribe = "unsubscribe_blocks", item = BlockView)]

@@ -25,6 +25,10 @@ struct Cli {
     /// for a branch runs there and nowhere else.
     #[arg(long, global = true, default_value = aergo_primitives::types::MAIN_BRANCH)]
     branch: String,
+    /// A repository the node hosts beside its public chain (docs/repositories.md): every
+    /// command then reads and writes it (its methods are at RPC/repo/NAME).
+    #[arg(long, global = true)]
+    repo: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -120,6 +124,10 @@ enum Command {
     /// by a voter's node key (--key DATA_DIR/node.key).
     #[command(subcommand)]
     Raft(RaftCmd),
+    /// The repositories the node hosts beside its public chain (docs/repositories.md); adding
+    /// and removing are for the node's own box (`[rpc] admin_from`).
+    #[command(subcommand)]
+    Repo(RepoCmd),
     /// AergoSQL contracts: deploy a script, call a function.
     #[command(subcommand)]
     Contract(ContractCmd),
@@ -378,6 +386,45 @@ enum RaftCmd {
         tx: TxArgs,
         node_key: String,
     },
+}
+
+#[derive(Subcommand)]
+enum RepoCmd {
+    /// Each hosted repository: chain id, consensus, height, last final height, peers, this
+    /// node's role and health.
+    List,
+    /// Host a repository on the running node: it opens at once, nothing else stops.
+    Add {
+        name: String,
+        /// Its genesis file.
+        #[arg(long)]
+        genesis: PathBuf,
+        /// Its settings (repo.toml: [p2p], [producer], [mempool], [admission], [storage],
+        /// [branches]).
+        #[arg(long)]
+        settings: Option<PathBuf>,
+    },
+    /// Stop hosting a repository; its data stays unless --delete-data.
+    Remove {
+        name: String,
+        #[arg(long)]
+        delete_data: bool,
+    },
+}
+
+fn repo_line(r: &aergo_api::RepositoryView) -> String {
+    format!(
+        "{:<16} {:<20} {:<5} height {:>8}  final {:>8}  peers {:>3}  {:<9} {}{}",
+        r.name,
+        r.chain_id,
+        r.consensus,
+        r.height,
+        r.lib_height,
+        r.peers,
+        r.role,
+        r.health,
+        r.reason.as_ref().map(|w| format!(" ({w})")).unwrap_or_default()
+    )
 }
 
 fn node_key_arg(text: &str) -> anyhow::Result<aergo_primitives::types::PublicKey> {
@@ -866,15 +913,59 @@ fn error_text(e: &anyhow::Error) -> String {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    if let Err(e) = run(Cli::parse()).await {
-        eprintln!("error: {}", error_text(&e));
+    let cli = Cli::parse();
+    let repo = cli.repo.clone();
+    if let Err(e) = run(cli).await {
+        let mut text = error_text(&e);
+        // The node answers a path it has no repository for with 404 (its body says so, but the
+        // HTTP client keeps only the status).
+        if let (Some(name), true) = (&repo, text.contains("`404`")) {
+            text = format!("no repository {name:?} on this node (aergo repo list shows those it hosts)");
+        }
+        eprintln!("error: {text}");
         std::process::exit(1);
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(mut cli: Cli) -> anyhow::Result<()> {
     let json = cli.json;
+    // The node's own path answers for its repositories; `--repo` sends the rest to one.
+    let root = cli.rpc.clone();
+    if let Some(name) = &cli.repo {
+        if matches!(cli.command, Command::Repo(_)) {
+            bail!("--repo names a repository to work on; `aergo repo` works on the node itself");
+        }
+        cli.rpc = format!("{}/repo/{name}", cli.rpc.trim_end_matches('/'));
+    }
     match cli.command {
+        Command::Repo(RepoCmd::List) => {
+            let list = client(&root)?.repositories().await?;
+            print(json, &list, |l| {
+                if l.is_empty() {
+                    "no repository is hosted besides the public chain".into()
+                } else {
+                    l.iter().map(repo_line).collect::<Vec<_>>().join("\n")
+                }
+            })?;
+        }
+        Command::Repo(RepoCmd::Add { name, genesis, settings }) => {
+            let read =
+                |p: &Path| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
+            let request = aergo_api::AddRepository {
+                name,
+                genesis: read(&genesis)?,
+                settings: settings.as_deref().map(read).transpose()?,
+            };
+            let added = client(&root)?.admin_add_repository(request).await?;
+            print(json, &added, repo_line)?;
+        }
+        Command::Repo(RepoCmd::Remove { name, delete_data }) => {
+            client(&root)?.admin_remove_repository(name.clone(), Some(!delete_data)).await?;
+            let v = serde_json::json!({ "removed": name, "data_deleted": delete_data });
+            print(json, &v, |_| {
+                format!("repository {name} removed{}", if delete_data { " and its data deleted" } else { "" })
+            })?;
+        }
         Command::Account(AccountCmd::New { out, password_file }) => {
             let key = Keypair::generate();
             let pass = password(password_file.as_deref(), true)?;

@@ -50,6 +50,69 @@ pub struct BranchesConfig {
     pub track: Vec<String>,
 }
 
+/// A hosted repository's own settings (`data_dir/repos/<name>/repo.toml`,
+/// `docs/repositories.md`): the sections of a node's config a repository has for itself. The
+/// data directory, genesis, `[rpc]`, `[exec]` and `[log]` are the node's; naming them here is an
+/// error that says so.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RepoSettings {
+    pub p2p: P2pConfig,
+    pub producer: ProducerConfig,
+    pub mempool: MempoolConfig,
+    pub admission: AdmissionConfig,
+    pub storage: StorageConfig,
+    pub branches: BranchesConfig,
+}
+
+impl Default for RepoSettings {
+    fn default() -> Self {
+        RepoSettings {
+            p2p: P2pConfig::default(),
+            producer: ProducerConfig::default(),
+            mempool: MempoolConfig::default(),
+            // A hosted repository is usually small: one verifier thread unless told otherwise.
+            admission: AdmissionConfig { threads: Some(1), ..AdmissionConfig::default() },
+            storage: StorageConfig::default(),
+            branches: BranchesConfig::default(),
+        }
+    }
+}
+
+impl RepoSettings {
+    /// Parses `repo.toml`'s text; a field a repository cannot set is named in the error.
+    pub fn parse(text: &str) -> Result<RepoSettings, String> {
+        const NODE_ONLY: [&str; 7] =
+            ["data_dir", "genesis", "genesis_hash", "genesis_from_peers", "rpc", "exec", "log"];
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
+        if let Some(k) = table.keys().find(|k| NODE_ONLY.contains(&k.as_str())) {
+            return Err(format!(
+                "`{k}` is the node's, not a repository's: a repository has [p2p], [producer], \
+                 [mempool], [admission], [storage] and [branches]"
+            ));
+        }
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// The config a repository in `dir` runs with: the node's, with this repository's data
+    /// directory, genesis (`dir/genesis.toml`) and sections.
+    pub fn apply(&self, node: &NodeConfig, dir: &Path) -> NodeConfig {
+        NodeConfig {
+            data_dir: dir.to_path_buf(),
+            genesis: PathBuf::from("genesis.toml"),
+            genesis_hash: None,
+            genesis_from_peers: false,
+            p2p: self.p2p.clone(),
+            producer: self.producer.clone(),
+            mempool: self.mempool.clone(),
+            admission: self.admission.clone(),
+            storage: self.storage.clone(),
+            branches: self.branches.clone(),
+            ..node.clone()
+        }
+    }
+}
+
 impl Default for NodeConfig {
     fn default() -> Self {
         NodeConfig {
@@ -111,6 +174,9 @@ pub struct RpcConfig {
     pub rate_limit_burst: u32,
     /// Clients the limit never applies to (the box's own console and agent: loopback).
     pub rate_limit_exempt: Vec<std::net::IpAddr>,
+    /// Clients that may call the admin methods (`admin_add_repository`,
+    /// `admin_remove_repository`): the box itself by default. Others get -32020.
+    pub admin_from: Vec<std::net::IpAddr>,
     /// A second listener serving the same RPC over TLS (https:// and wss://).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<RpcTlsConfig>,
@@ -156,6 +222,10 @@ impl Default for RpcConfig {
             rate_limit_per_second: 0,
             rate_limit_burst: 0,
             rate_limit_exempt: vec![
+                std::net::IpAddr::from([127, 0, 0, 1]),
+                std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            ],
+            admin_from: vec![
                 std::net::IpAddr::from([127, 0, 0, 1]),
                 std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
             ],

@@ -24,6 +24,8 @@ use std::sync::Arc;
 /// A key's stored bytes, as the state store reads them.
 type StoredRead = Result<Option<Vec<u8>>, aergo_storage::StateError>;
 
+pub use aergo_api::AddRepository;
+
 pub mod diff;
 pub mod listen;
 pub mod queries;
@@ -133,8 +135,57 @@ pub fn block_view(block: &Block, full: bool) -> BlockView {
     }
 }
 
+/// The repositories a node hosts beside its public chain (`docs/repositories.md`), as the
+/// public chain's RPC sees them: the node implements it (`aergo_node::repos`).
+pub trait Hosting: Send + Sync {
+    /// The hosted repositories, by name in the order added, each with its RPC handler and
+    /// whether its chain thread still runs.
+    fn hosted(&self) -> Vec<Hosted>;
+    /// Opens a repository and keeps it across restarts; answers its name, or why not (then
+    /// nothing changed).
+    fn add(self: Arc<Self>, request: aergo_api::AddRepository) -> BoxFuture<Result<String, String>>;
+    /// Stops a repository and forgets it (its data deleted unless `keep_data`).
+    fn remove(self: Arc<Self>, name: String, keep_data: bool) -> BoxFuture<Result<(), String>>;
+}
+
+/// What [`Hosting::add`] and [`Hosting::remove`] answer with, later.
+pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+/// One hosted repository, for [`Hosting::hosted`].
+pub struct Hosted {
+    pub name: String,
+    /// Its methods' handler; none when it could not open.
+    pub handler: Option<RpcHandler>,
+    /// False once its chain thread has ended (it stopped itself: see its log).
+    pub running: bool,
+    /// Why it could not open.
+    pub error: Option<String>,
+}
+
+impl Hosted {
+    /// As `repositories` lists it.
+    pub fn view(&self) -> aergo_api::RepositoryView {
+        match &self.handler {
+            Some(h) => h.repository_view(&self.name, self.running),
+            None => aergo_api::RepositoryView {
+                name: self.name.clone(),
+                chain_id: String::new(),
+                consensus: String::new(),
+                height: 0,
+                lib_height: 0,
+                peers: 0,
+                role: "none".into(),
+                health: "stopped".into(),
+                reason: Some(self.error.clone().unwrap_or_else(|| "it could not open".into())),
+                p2p_listen: Vec::new(),
+            },
+        }
+    }
+}
+
 /// The RPC server's handles: a read view of the chain, the way into the pool, the node's facts,
 /// and the p2p layer's state and commands (once it runs; never without a network).
+#[derive(Clone)]
 pub struct RpcHandler {
     pub view: Arc<ChainView>,
     pub pool: Arc<PoolHandle>,
@@ -149,6 +200,10 @@ pub struct RpcHandler {
     pub branches: Arc<Branches>,
     /// What the listeners refused (origins, rate limits), for `node_metrics`.
     pub refusals: Arc<listen::Refusals>,
+    /// The hosted repositories: on the public chain's handler only.
+    pub hosting: Option<Arc<dyn Hosting>>,
+    /// Clients that may call the admin methods (`[rpc] admin_from`).
+    pub admin_from: Arc<Vec<std::net::IpAddr>>,
 }
 
 /// The chain a request reads or writes: `main`'s, or a held branch's.
@@ -195,7 +250,82 @@ fn height_or_head(view: &ChainView, height: Option<u64>) -> RpcResult<u64> {
     Ok(at)
 }
 
+/// How long a chain with transactions waiting may go without a block before it is `stalled`,
+/// in block intervals.
+const STALLED_INTERVALS: u64 = 10;
+/// How long a Raft member may know no leader before it says `no quorum`.
+const NO_QUORUM_MS: u64 = 5_000;
+
 impl RpcHandler {
+    /// The methods this handler serves, for a listener's route.
+    pub fn into_rpc_methods(self) -> jsonrpsee::Methods {
+        self.into_rpc().into()
+    }
+
+    /// A hosted repository as `repositories` lists it: its head, finality, peers, this node's
+    /// role and its health.
+    pub fn repository_view(&self, name: &str, running: bool) -> aergo_api::RepositoryView {
+        let view = &self.view;
+        let head = view.head();
+        let consensus = view.consensus.read().clone();
+        let now = aergo_primitives::clock::now_ms();
+        let waiting = self.pool.mempool.lock().len();
+        let role = match &consensus.raft {
+            Some(r) => r.role.clone(),
+            None if self.facts.producer.is_some() => "producer".into(),
+            None => "full".into(),
+        };
+        let interval = view.genesis.consensus.block_interval_ms.max(1);
+        let (health, reason) = if !running {
+            ("stopped", Some("its chain thread has stopped: see the node's log".to_string()))
+        } else if let Some(since) = consensus.raft.as_ref().map(|r| r.leaderless_since_ms).filter(|s| *s > 0)
+        {
+            if now.saturating_sub(since) >= NO_QUORUM_MS {
+                let secs = now.saturating_sub(since) / 1000;
+                ("no quorum", Some(format!("no Raft leader for {secs} s")))
+            } else {
+                ("ok", None)
+            }
+        } else if consensus.syncing {
+            let behind = consensus.best_known_height.saturating_sub(head.height);
+            ("syncing", Some(format!("{behind} blocks behind its peers")))
+        } else if waiting > 0 && now.saturating_sub(head.timestamp_ms) > STALLED_INTERVALS * interval {
+            let secs = now.saturating_sub(head.timestamp_ms) / 1000;
+            ("stalled", Some(format!("{waiting} transactions wait and no block for {secs} s")))
+        } else {
+            ("ok", None)
+        };
+        let net = self.net.get();
+        aergo_api::RepositoryView {
+            name: name.to_string(),
+            chain_id: view.chain_id.clone(),
+            consensus: view.genesis.consensus.kind.name().into(),
+            height: head.height,
+            lib_height: consensus.lib_height,
+            peers: net.map_or(0, |n| n.peers.read().len() as u32),
+            role,
+            health: health.into(),
+            reason,
+            p2p_listen: net.map(|n| n.listen.read().clone()).unwrap_or_default(),
+        }
+    }
+
+    /// Refuses an admin method to a client outside `[rpc] admin_from`.
+    fn check_admin(&self, ext: &jsonrpsee::Extensions) -> RpcResult<()> {
+        let ip = ext.get::<listen::ClientIp>().map(|c| c.0);
+        match ip {
+            Some(ip) if self.admin_from.contains(&ip) => Ok(()),
+            _ => Err(ErrorObjectOwned::owned(
+                codes::ACCESS_DENIED,
+                format!(
+                    "access denied: admin methods are only for clients in [rpc] admin_from{}",
+                    ip.map(|ip| format!(" ({ip} is not)")).unwrap_or_default()
+                ),
+                None::<()>,
+            )),
+        }
+    }
+
     /// The chain a read is on, the height it reads (default the head), and the contract's
     /// script and compiled form there; an unknown contract is invalid params.
     fn contract_at(
@@ -603,6 +733,42 @@ impl RpcHandler {
 
 #[async_trait]
 impl AergoApiServer for RpcHandler {
+    async fn repositories(&self) -> RpcResult<Vec<aergo_api::RepositoryView>> {
+        let Some(hosting) = &self.hosting else { return Ok(Vec::new()) };
+        Ok(hosting.hosted().iter().map(Hosted::view).collect())
+    }
+
+    async fn admin_add_repository(
+        &self,
+        ext: &jsonrpsee::Extensions,
+        request: aergo_api::AddRepository,
+    ) -> RpcResult<aergo_api::RepositoryView> {
+        self.check_admin(ext)?;
+        let hosting = self.hosting.as_ref().ok_or_else(|| {
+            invalid_params("repositories are added on the node's own path (/), not a repository's")
+        })?;
+        let name = hosting.clone().add(request).await.map_err(invalid_params)?;
+        hosting
+            .hosted()
+            .iter()
+            .find(|h| h.name == name)
+            .map(Hosted::view)
+            .ok_or_else(|| internal(format!("repository {name:?} was added but is not hosted")))
+    }
+
+    async fn admin_remove_repository(
+        &self,
+        ext: &jsonrpsee::Extensions,
+        name: String,
+        keep_data: Option<bool>,
+    ) -> RpcResult<()> {
+        self.check_admin(ext)?;
+        let hosting = self.hosting.as_ref().ok_or_else(|| {
+            invalid_params("repositories are removed on the node's own path (/), not a repository's")
+        })?;
+        hosting.clone().remove(name, keep_data.unwrap_or(true)).await.map_err(invalid_params)
+    }
+
     async fn chain_info(&self, branch: Option<String>) -> RpcResult<ChainInfo> {
         let On { view, pool } = self.on(branch.as_deref())?;
         let head = view.head();
@@ -1370,11 +1536,12 @@ impl AergoApiServer for RpcHandler {
 /// (`tls_files`: its certificate and key, resolved against the data directory).
 pub async fn serve(
     handler: RpcHandler,
+    routes: Arc<listen::Routes>,
     config: &RpcConfig,
     tls_files: Option<(std::path::PathBuf, std::path::PathBuf)>,
 ) -> Result<listen::Listening, RpcError> {
     let refusals = handler.refusals.clone();
-    Ok(listen::serve(handler.into_rpc().into(), config, tls_files, refusals).await?)
+    Ok(listen::serve(handler.into_rpc().into(), routes, config, tls_files, refusals).await?)
 }
 
 /// A `get_events` cursor: `height:tx:event`.

@@ -244,11 +244,45 @@ fn allow_origin(resp: &mut http::Response<HttpBody>, origin: &http::HeaderValue)
     h.append(http::header::VARY, http::HeaderValue::from_static("origin"));
 }
 
+/// The hosted repositories' methods by name, served at `/repo/<name>` beside the public
+/// chain's at `/` (`docs/repositories.md`). The node adds and removes them while it runs.
+#[derive(Default)]
+pub struct Routes {
+    repos: parking_lot::RwLock<HashMap<String, Methods>>,
+}
+
+impl Routes {
+    pub fn insert(&self, name: &str, methods: impl Into<Methods>) {
+        self.repos.write().insert(name.to_string(), methods.into());
+    }
+
+    /// Whether `name` was served.
+    pub fn remove(&self, name: &str) -> bool {
+        self.repos.write().remove(name).is_some()
+    }
+
+    fn get(&self, name: &str) -> Option<Methods> {
+        self.repos.read().get(name).cloned()
+    }
+}
+
+/// Which repository a request's path names: `None` for the public chain (any path not under
+/// `/repo/`), else the name (`/repo/acme`, `/repo/acme/`).
+fn repo_of(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/repo/")?;
+    Some(rest.strip_suffix('/').unwrap_or(rest))
+}
+
+/// Builds the service that runs a repository's methods.
+type Make<S> = Arc<dyn Fn(Methods) -> S + Send + Sync>;
+
 /// One connection's front: the origin check, preflights, the 429 of an empty bucket, the
-/// client's address for the calls, CORS headers on the answer.
+/// client's address for the calls, the repository a path names, CORS headers on the answer.
 #[derive(Clone)]
 struct Front<S> {
     inner: S,
+    routes: Arc<Routes>,
+    make: Make<S>,
     ip: IpAddr,
     guard: Arc<Guard>,
 }
@@ -311,7 +345,24 @@ where
             }
         }
         req.extensions_mut().insert(ClientIp(self.ip));
-        let answer = self.inner.call(req);
+        let answer = match repo_of(req.uri().path()) {
+            None => self.inner.call(req),
+            Some(name) => match self.routes.get(name) {
+                Some(methods) => (self.make)(methods).call(req),
+                None => {
+                    let err = ErrorObjectOwned::owned(
+                        codes::INVALID_PARAMS,
+                        format!("no repository {name:?} on this node"),
+                        None::<()>,
+                    );
+                    let mut resp = json_error(404, &err);
+                    if let Some(o) = &origin {
+                        allow_origin(&mut resp, o);
+                    }
+                    return Box::pin(std::future::ready(Ok(resp)));
+                }
+            },
+        };
         Box::pin(async move {
             let mut resp = answer.await?;
             if let Some(o) = &origin {
@@ -371,6 +422,7 @@ fn tls_acceptor(
 /// key resolved against the data directory).
 pub async fn serve(
     methods: Methods,
+    routes: Arc<Routes>,
     config: &RpcConfig,
     tls_files: Option<(PathBuf, PathBuf)>,
     refusals: Arc<Refusals>,
@@ -408,6 +460,7 @@ pub async fn serve(
                 tls: Some(acceptor),
                 builder: builder.clone(),
                 methods: methods.clone(),
+                routes: routes.clone(),
                 stop: stop.clone(),
                 guard: guard.clone(),
                 connections: connections.clone(),
@@ -417,7 +470,7 @@ pub async fn serve(
         }
         None => None,
     };
-    let accept = Accept { listener: plain, tls: None, builder, methods, stop, guard, connections };
+    let accept = Accept { listener: plain, tls: None, builder, methods, routes, stop, guard, connections };
     tokio::spawn(accept.run());
     Ok(Listening { handle, addr, tls_addr })
 }
@@ -442,6 +495,7 @@ struct Accept {
     tls: Option<tokio_rustls::TlsAcceptor>,
     builder: Builder,
     methods: Methods,
+    routes: Arc<Routes>,
     stop: StopHandle,
     guard: Arc<Guard>,
     connections: Arc<tokio::sync::Semaphore>,
@@ -470,8 +524,11 @@ impl Accept {
                 continue;
             };
             let _ = sock.set_nodelay(true);
+            let (builder, stop) = (self.builder.clone(), self.stop.clone());
             let svc = Front {
                 inner: self.builder.clone().build(self.methods.clone(), self.stop.clone()),
+                routes: self.routes.clone(),
+                make: Arc::new(move |methods| builder.clone().build(methods, stop.clone())),
                 ip: remote.ip(),
                 guard: self.guard.clone(),
             };

@@ -111,6 +111,12 @@ enum Command {
         #[command(subcommand)]
         action: SnapshotAction,
     },
+    /// The repositories this node hosts beside its public chain (`docs/repositories.md`), with
+    /// the node stopped; a running node takes them by `aergo repo add|remove` (its admin RPC).
+    Repo {
+        #[command(subcommand)]
+        action: RepoAction,
+    },
     /// Re-execute the whole block log from genesis in a scratch directory and check that it reaches
     /// the stored state root (the node must be stopped).
     Verify {
@@ -131,6 +137,36 @@ struct NodeDir {
     /// The node's config file.
     #[arg(long)]
     config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum RepoAction {
+    /// Host a repository: its genesis and its settings (`repo.toml`) are copied into
+    /// DATA_DIR/repos/NAME, and it opens at the node's next start.
+    Add {
+        name: String,
+        #[arg(long)]
+        genesis: PathBuf,
+        /// The repository's settings ([p2p], [producer], [mempool], [admission], [storage],
+        /// [branches]); without them it has no p2p swarm.
+        #[arg(long)]
+        settings: Option<PathBuf>,
+        #[command(flatten)]
+        node: NodeDir,
+    },
+    /// Stop hosting a repository; its data stays unless --delete-data.
+    Remove {
+        name: String,
+        #[arg(long)]
+        delete_data: bool,
+        #[command(flatten)]
+        node: NodeDir,
+    },
+    /// The hosted repositories, in the order added.
+    List {
+        #[command(flatten)]
+        node: NodeDir,
+    },
 }
 
 #[derive(Subcommand)]
@@ -181,6 +217,22 @@ enum SnapshotAction {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+}
+
+/// The node config for `repo`: as [`node_config`], or for a `--dev` data directory (no
+/// `config.toml`) the defaults there.
+fn repo_node_config(node: &NodeDir) -> anyhow::Result<NodeConfig> {
+    match (&node.config, &node.data_dir) {
+        (None, Some(dir)) if !dir.join("config.toml").exists() => {
+            anyhow::ensure!(
+                dir.join("genesis.toml").exists(),
+                "{} holds no node (no config.toml or genesis.toml)",
+                dir.display()
+            );
+            Ok(NodeConfig { data_dir: dir.clone(), ..NodeConfig::default() })
+        }
+        _ => node_config(node.data_dir.as_deref(), node.config.as_deref()),
+    }
 }
 
 /// The node config of `--config FILE`, or of `DIR/config.toml` for `--data-dir DIR`.
@@ -391,6 +443,41 @@ async fn main() -> anyhow::Result<()> {
                 dir.display(),
                 started.elapsed().as_secs_f64()
             );
+            return Ok(());
+        }
+        Some(Command::Repo { action }) => {
+            let read = |path: &Path| {
+                std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+            };
+            match action {
+                RepoAction::Add { name, genesis, settings, node } => {
+                    let config = repo_node_config(node)?;
+                    let settings = settings.as_deref().map(read).transpose()?;
+                    aergo_node::repos::add_offline(&config, name, &read(genesis)?, settings.as_deref())
+                        .map_err(|e| anyhow::anyhow!(e))?;
+                    println!("repository {name} added; it opens at the node's next start");
+                }
+                RepoAction::Remove { name, delete_data, node } => {
+                    let config = repo_node_config(node)?;
+                    aergo_node::repos::remove_offline(&config, name, *delete_data)
+                        .map_err(|e| anyhow::anyhow!(e))?;
+                    println!(
+                        "repository {name} removed{}",
+                        if *delete_data { " and its data deleted" } else { "" }
+                    );
+                }
+                RepoAction::List { node } => {
+                    let config = repo_node_config(node)?;
+                    for name in
+                        aergo_node::repos::read_hosted(&config.data_dir).map_err(|e| anyhow::anyhow!(e))?
+                    {
+                        let chain_id = aergo_node::repos::repo_config(&config, &name)
+                            .and_then(|c| Genesis::load(&c.genesis_path()).map_err(|e| e.to_string()))
+                            .map_or_else(|e| format!("(cannot open: {e})"), |g| g.chain_id);
+                        println!("{name}\t{chain_id}");
+                    }
+                }
+            }
             return Ok(());
         }
         Some(Command::Verify { node }) => {

@@ -13,15 +13,69 @@ use ratatui::Frame;
 pub fn draw(frame: &mut Frame<'_>, app: &App, theme: Theme, area: Rect) {
     // A taller screen shows every health check (nine today) and taller sparklines.
     let (top_rows, rate_rows) = if area.height >= 32 { (11, 6) } else { (9, 4) };
-    let [top, rates, host] =
-        Layout::vertical([Constraint::Length(top_rows), Constraint::Length(rate_rows), Constraint::Min(4)])
-            .areas(area);
+    // The hosted repositories, one line each, when there are any (at most 6 shown).
+    let repo_rows = if app.repositories.is_empty() { 0 } else { app.repositories.len().min(6) as u16 + 2 };
+    let [top, rates, repos, host] = Layout::vertical([
+        Constraint::Length(top_rows),
+        Constraint::Length(rate_rows),
+        Constraint::Length(repo_rows),
+        Constraint::Min(4),
+    ])
+    .areas(area);
     let [chain, health] =
         Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(top);
     draw_chain(frame, app, theme, chain);
     draw_health(frame, app, theme, health);
     draw_rates(frame, app, theme, rates);
+    if repo_rows > 0 {
+        draw_repositories(frame, app, theme, repos);
+    }
     draw_host(frame, app, theme, host);
+}
+
+/// The hosted repositories: name, chain, consensus, height, final height, peers, this node's
+/// role and health (with why, in the warning colour, when not ok).
+fn draw_repositories(frame: &mut Frame<'_>, app: &App, theme: Theme, area: Rect) {
+    let width = area.width.saturating_sub(2) as usize;
+    let lines: Vec<Line<'_>> = app
+        .repositories
+        .iter()
+        .take(6)
+        .map(|r| {
+            let text = if width >= 100 {
+                format!(
+                    "{:<12} {:<16} {:<5} height {:<8} final {:<8} peers {:<3} {:<9} ",
+                    short(&r.name, 12),
+                    short(&r.chain_id, 16),
+                    r.consensus,
+                    r.height,
+                    r.lib_height,
+                    r.peers,
+                    r.role
+                )
+            } else {
+                // Narrow: without the chain id and the words, so that the health still shows.
+                format!(
+                    "{:<10} {:<4} {:>7}/{:<7} p{:<3} {:<9} ",
+                    short(&r.name, 10),
+                    r.consensus,
+                    r.height,
+                    r.lib_height,
+                    r.peers,
+                    r.role
+                )
+            };
+            let health = match &r.reason {
+                Some(why) => format!("{}: {why}", r.health),
+                None => r.health.clone(),
+            };
+            let style = if r.health == "ok" { theme.ok() } else { theme.warn() };
+            let rest = width.saturating_sub(text.chars().count());
+            Line::from(vec![Span::raw(fit(&text, width)), Span::styled(fit(&health, rest), style)])
+        })
+        .collect();
+    let title = format!("Repositories · {} hosted", app.repositories.len());
+    frame.render_widget(Paragraph::new(lines).block(panel(&title)), area);
 }
 
 fn label(text: &str) -> Span<'static> {

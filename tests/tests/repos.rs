@@ -1,0 +1,349 @@
+//! Several repositories on one node (`docs/repositories.md`, "Hosting") from the outside: a
+//! `--dev` node hosts its public chain, a DPoS repository added with `aergo-node repo add` while
+//! it is stopped, and a Raft repository added with `aergo repo add` while it runs, each with its
+//! own p2p swarm. Under a load of transfers on all three, each makes a block at least every two
+//! block intervals and includes every transfer; `kill -9` of the node and a restart: all three
+//! reopen with every included transfer, and go on. The admin methods refuse a client outside
+//! `[rpc] admin_from`; an unknown repository is said as such; a repository removed with its data
+//! kept comes back where it was; the agent lists each one (telemetry, health, `/metrics`).
+
+use aergo_api::AergoApiClient;
+use aergo_primitives::crypto::KeyFile;
+use aergo_primitives::types::{Address, Payload, TxBody, ENCODING_VERSION, MAIN_BRANCH};
+use aergo_tests::{
+    cli_code_json, cli_json, http_get, node_command, promtool_check, wait_for, AgentProcess, NodeProcess,
+};
+use anyhow::Context;
+use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// One chain of the node: its RPC path, its chain id and the key that pays its transfers.
+struct Chain {
+    name: &'static str,
+    url: String,
+    chain_id: String,
+    payer: PathBuf,
+}
+
+impl Chain {
+    fn client(&self) -> anyhow::Result<HttpClient> {
+        Ok(HttpClientBuilder::default().request_timeout(Duration::from_secs(10)).build(&self.url)?)
+    }
+
+    /// A transfer of 1 to `to` with `nonce`, hex, for `send_tx`.
+    fn transfer(&self, nonce: u64, to: Address) -> anyhow::Result<String> {
+        let key = KeyFile::read(&self.payer)?.unlock(None)?;
+        let tx = key.sign_tx(TxBody {
+            version: ENCODING_VERSION,
+            chain_id: self.chain_id.clone(),
+            branch: MAIN_BRANCH.into(),
+            nonce,
+            sender: key.public(),
+            recipient: to,
+            amount: 1,
+            fee: 1,
+            payload: Payload::Transfer,
+        });
+        Ok(hex::encode(tx.encode()))
+    }
+}
+
+/// `aergo-node testnet --nodes 1` files for a one-node chain `name-chain` in `dir/name`.
+fn one_node_chain(dir: &Path, name: &str, consensus: &str) -> anyhow::Result<PathBuf> {
+    let out = dir.join(name);
+    let chain_id = format!("{name}-chain");
+    let (ok, _, err) = node_command(&[
+        "testnet",
+        "--nodes",
+        "1",
+        "--out",
+        out.to_str().unwrap_or_default(),
+        "--chain-id",
+        &chain_id,
+        "--consensus",
+        consensus,
+    ])?;
+    anyhow::ensure!(ok, "testnet for {name}: {err}");
+    Ok(out)
+}
+
+/// A raw HTTP POST of a JSON-RPC body to `addr` from the source address `from`.
+fn post_from(from: [u8; 4], addr: &str, body: &str) -> anyhow::Result<Value> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let to: std::net::SocketAddr = addr.parse()?;
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(std::net::SocketAddr::from((from, 0)))?;
+        let mut s = socket.connect(to).await?;
+        let request = format!(
+            "POST / HTTP/1.1\r\nHost: node\r\nConnection: close\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(request.as_bytes()).await?;
+        let mut raw = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw)).await??;
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let (_, body) = text.split_once("\r\n\r\n").context("no end of headers")?;
+        serde_json::from_str(body.trim()).with_context(|| format!("not JSON: {body}"))
+    })
+}
+
+/// The repositories the node lists, by name.
+fn listed(rpc: &str) -> anyhow::Result<Vec<Value>> {
+    Ok(cli_json(rpc, &["repo", "list"])?.as_array().cloned().unwrap_or_default())
+}
+
+fn repo<'a>(list: &'a [Value], name: &str) -> Option<&'a Value> {
+    list.iter().find(|r| r["name"] == name)
+}
+
+/// The account's nonce on a chain (how many of its transfers are included).
+fn nonce(rt: &tokio::runtime::Runtime, chain: &Chain, who: &str) -> u64 {
+    chain
+        .client()
+        .ok()
+        .and_then(|c| rt.block_on(c.get_account(who.to_string(), None, None)).ok())
+        .map_or(0, |a| a.nonce)
+}
+
+#[test]
+fn one_node_hosts_a_dpos_and_a_raft_repository_beside_its_chain_under_load_and_after_kill_9(
+) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let lab = one_node_chain(dir.path(), "lab", "dpos")?;
+    let acme = one_node_chain(dir.path(), "acme", "raft")?;
+    // The node's identity key is the Raft repository's one voter.
+    let dev = dir.path().join("dev");
+    std::fs::create_dir_all(&dev)?;
+    std::fs::copy(acme.join("node0/node.key"), dev.join("node.key"))?;
+    // Each repository has its own swarm (on a port of its own choosing).
+    let swarm = "[p2p]\nenabled = true\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\n";
+    let lab_settings = dir.path().join("lab.toml");
+    std::fs::write(
+        &lab_settings,
+        format!("{swarm}[producer]\nenabled = true\nkey_file = {:?}\n", lab.join("node0/producer.key")),
+    )?;
+    let acme_settings = dir.path().join("acme.toml");
+    std::fs::write(&acme_settings, swarm)?;
+
+    // The dev chain is made at first start; then the DPoS repository is added with the node stopped.
+    let node = NodeProcess::start_dev(&dev, &[])?;
+    node.stop()?;
+    let path = |p: &Path| p.to_str().unwrap_or_default().to_string();
+    // `repo add lab` with its genesis and settings (both commands take them alike).
+    let (lab_genesis, lab_settings) = (path(&lab.join("genesis.toml")), path(&lab_settings));
+    let add_lab = ["repo", "add", "lab", "--genesis", &lab_genesis, "--settings", &lab_settings];
+    let (ok, out, err) = node_command(&[&add_lab[..], &["--data-dir", &path(&dev)]].concat())?;
+    assert!(ok, "repo add: {out}{err}");
+    // A name already hosted, a bad name and a genesis of a hosted chain are refused offline.
+    for (name, why) in
+        [("lab", "already hosted"), ("Lab", "repository name"), ("lab2", "is repository \"lab\"'s")]
+    {
+        let (ok, _, err) =
+            node_command(&["repo", "add", name, "--genesis", &lab_genesis, "--data-dir", &path(&dev)])?;
+        assert!(!ok && err.contains(why), "repo add {name}: {err}");
+    }
+
+    let mut node = NodeProcess::start_dev(&dev, &[])?;
+    let rpc = node.rpc.clone();
+    // While it runs, the offline command says to use the RPC.
+    let (ok, _, err) = node_command(&["repo", "remove", "lab", "--data-dir", &path(&dev)])?;
+    assert!(!ok && err.contains("is running"), "repo remove while running: {err}");
+    let list = listed(&rpc)?;
+    let lab_view = repo(&list, "lab").with_context(|| format!("lab is not listed: {list:?}"))?;
+    assert_eq!(lab_view["consensus"], "dpos", "{lab_view}");
+    assert_eq!(lab_view["role"], "producer", "{lab_view}");
+    assert!(
+        lab_view["p2p_listen"].as_array().is_some_and(|a| !a.is_empty()),
+        "lab has its swarm: {lab_view}"
+    );
+
+    // The admin methods are for [rpc] admin_from (loopback 127.0.0.1 and ::1 by default) only.
+    let addr = rpc.trim_start_matches("http://");
+    let genesis_text = std::fs::read_to_string(acme.join("genesis.toml"))?;
+    let add = serde_json::json!({
+        "jsonrpc": "2.0", "id": 1, "method": "admin_add_repository",
+        "params": { "request": { "name": "acme", "genesis": genesis_text } }
+    })
+    .to_string();
+    let refused = post_from([127, 0, 0, 2], addr, &add)?;
+    assert_eq!(refused["error"]["code"], -32020, "{refused}");
+    assert!(listed(&rpc)?.iter().all(|r| r["name"] != "acme"));
+    // From the box itself: the Raft repository opens while the node runs.
+    let added = cli_json(
+        &rpc,
+        &[
+            "repo",
+            "add",
+            "acme",
+            "--genesis",
+            &path(&acme.join("genesis.toml")),
+            "--settings",
+            &path(&acme_settings),
+        ],
+    )?;
+    assert_eq!(added["consensus"], "raft", "{added}");
+    wait_for(Duration::from_secs(20), "the acme repository's voter to lead", || {
+        repo(&listed(&rpc).ok()?, "acme").filter(|r| r["role"] == "leader" && r["health"] == "ok").cloned()
+    })
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", node.log()))?;
+    let (code, again) =
+        cli_code_json(&rpc, &["repo", "add", "acme", "--genesis", &path(&acme.join("genesis.toml"))])?;
+    assert!(code != 0 && again.to_string().contains("already hosted"), "{again}");
+    let (code, unknown) = cli_code_json(&rpc, &["--repo", "nope", "chain"])?;
+    assert!(code != 0 && unknown.to_string().contains("no repository \\\"nope\\\""), "{unknown}");
+
+    let chains = [
+        Chain {
+            name: "public",
+            url: rpc.clone(),
+            chain_id: "aergo-devnet".into(),
+            payer: dev.join("dev.key"),
+        },
+        Chain {
+            name: "lab",
+            url: format!("{rpc}/repo/lab"),
+            chain_id: "lab-chain".into(),
+            payer: lab.join("faucet.key"),
+        },
+        Chain {
+            name: "acme",
+            url: format!("{rpc}/repo/acme"),
+            chain_id: "acme-chain".into(),
+            payer: acme.join("faucet.key"),
+        },
+    ];
+    let payers: Vec<String> = chains
+        .iter()
+        .map(|c| Ok(KeyFile::read(&c.payer)?.unlock(None)?.address().to_string()))
+        .collect::<anyhow::Result<_>>()?;
+    let rt = tokio::runtime::Runtime::new()?;
+
+    // A load on all three at once: a transfer to each every 50 ms for 8 s.
+    let to = Address([7; 20]);
+    let start_heights: Vec<u64> = chains
+        .iter()
+        .map(|c| Ok(rt.block_on(c.client()?.chain_info(None))?.height))
+        .collect::<anyhow::Result<_>>()?;
+    let clients: Vec<HttpClient> = chains.iter().map(Chain::client).collect::<anyhow::Result<_>>()?;
+    let began = Instant::now();
+    let mut sent = 0u64;
+    while began.elapsed() < Duration::from_secs(8) {
+        for (c, client) in chains.iter().zip(&clients) {
+            let tx = c.transfer(sent, to)?;
+            rt.block_on(client.send_tx(tx)).with_context(|| format!("send_tx on {}", c.name))?;
+        }
+        sent += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for (c, payer) in chains.iter().zip(&payers) {
+        wait_for(Duration::from_secs(30), &format!("every transfer included on {}", c.name), || {
+            (nonce(&rt, c, payer) == sent).then_some(())
+        })
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", node.log()))?;
+    }
+    // Each chain kept its pace: no two blocks of the load further apart than two intervals.
+    for (c, from) in chains.iter().zip(&start_heights) {
+        let client = c.client()?;
+        let head = rt.block_on(client.chain_info(None))?;
+        let mut last: Option<u64> = None;
+        let mut widest = 0u64;
+        for h in from + 1..=head.height {
+            let block =
+                rt.block_on(client.get_block(Some(h), None, Some(false), None))?.context("a block")?;
+            if block.header.tx_count == 0 {
+                continue;
+            }
+            if let Some(prev) = last {
+                widest = widest.max(block.header.timestamp_ms - prev);
+            }
+            last = Some(block.header.timestamp_ms);
+        }
+        assert!(
+            widest <= 2 * head.block_interval_ms,
+            "{}: {widest} ms between two blocks of the load (interval {} ms)",
+            c.name,
+            head.block_interval_ms
+        );
+        eprintln!("{}: {} blocks for the load, widest gap {widest} ms", c.name, head.height - from);
+    }
+
+    // kill -9 and a restart: all three reopen with every included transfer, and go on.
+    let heights: Vec<u64> = chains
+        .iter()
+        .map(|c| Ok(rt.block_on(c.client()?.chain_info(None))?.height))
+        .collect::<anyhow::Result<_>>()?;
+    node.kill9();
+    node = NodeProcess::start_dev(&dev, &[])?;
+    let rpc = node.rpc.clone();
+    let chains: Vec<Chain> = chains
+        .into_iter()
+        .map(|c| Chain {
+            url: c.url.replacen(c.url.split("/repo/").next().unwrap_or_default(), &rpc, 1),
+            ..c
+        })
+        .collect();
+    for ((c, payer), height) in chains.iter().zip(&payers).zip(&heights) {
+        let info = rt.block_on(c.client()?.chain_info(None))?;
+        assert!(
+            info.height >= *height,
+            "{}: height {} after the restart, {height} before",
+            c.name,
+            info.height
+        );
+        assert_eq!(nonce(&rt, c, payer), sent, "{}: every included transfer is kept", c.name);
+        let hash = rt.block_on(c.client()?.send_tx(c.transfer(sent, to)?))?.hash;
+        wait_for(Duration::from_secs(30), &format!("a new transfer on {} after the restart", c.name), || {
+            rt.block_on(c.client().ok()?.get_receipt(hash.to_string(), None)).ok().flatten()
+        })
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", node.log()))?;
+    }
+    let list = listed(&rpc)?;
+    for name in ["lab", "acme"] {
+        let r = repo(&list, name).with_context(|| format!("{name} after the restart: {list:?}"))?;
+        assert_eq!(r["health"], "ok", "{r}");
+    }
+
+    // The agent lists each repository: telemetry, a health check and /metrics.
+    let agent = AgentProcess::start(&rpc, &dev, &dir.path().join("agent"), &[])?;
+    let telemetry = wait_for(Duration::from_secs(30), "the agent to see both repositories", || {
+        let answer = http_get(&format!("{}/v1/telemetry", agent.url), Some(&agent.token)).ok()?;
+        let v: Value = serde_json::from_str(&answer.body).ok()?;
+        (v["chain"]["repositories"].as_array()?.len() == 2).then_some(v)
+    })
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", agent.log()))?;
+    let checks = telemetry["health"]["checks"].as_array().cloned().unwrap_or_default();
+    let check = checks.iter().find(|c| c["name"] == "repositories").context("a repositories check")?;
+    assert_eq!(check["status"], "ok", "{check}");
+    let metrics = http_get(&format!("{}/metrics", agent.url), Some(&agent.token))?;
+    for line in ["aergo_repo_up{repo=\"acme\"} 1", "aergo_repo_up{repo=\"lab\"} 1"] {
+        assert!(metrics.body.contains(line), "{line} missing:\n{}", metrics.body);
+    }
+    promtool_check(&metrics.body)?;
+
+    // Removed with its data kept: its path answers no more, the others run; added again, it
+    // comes back where it was.
+    let lab_height = rt.block_on(chains[1].client()?.chain_info(None))?.height;
+    cli_json(&rpc, &["repo", "remove", "lab"])?;
+    let (code, gone) = cli_code_json(&rpc, &["--repo", "lab", "chain"])?;
+    assert!(code != 0 && gone.to_string().contains("no repository"), "{gone}");
+    assert!(dev.join("repos/lab/state").exists(), "the data is kept");
+    assert_eq!(
+        std::fs::read_to_string(dev.join("repos/hosted"))?.lines().collect::<Vec<_>>(),
+        ["acme"],
+        "the hosted list"
+    );
+    let readded = cli_json(&rpc, &add_lab)?;
+    assert!(readded["height"].as_u64().unwrap_or(0) >= lab_height, "{readded}");
+    let acme_height = rt.block_on(chains[2].client()?.chain_info(None))?.height;
+    wait_for(Duration::from_secs(10), "acme to go on meanwhile", || {
+        let h = rt.block_on(chains[2].client().ok()?.chain_info(None)).ok()?.height;
+        (h > acme_height).then_some(())
+    })?;
+    node.stop()?;
+    Ok(())
+}
