@@ -584,6 +584,7 @@ pub fn prepare_devnet(data_dir: &Path) -> Result<NodeConfig, NodeError> {
                 amount: 1_000_000_000u128 * 10u128.pow(18),
             }],
             producers: vec![GenesisProducer { public_key: hex::encode(key.public().0) }],
+            access: None,
         };
         write_atomic(&genesis_path, genesis.to_toml().as_bytes()).map_err(io(&genesis_path))?;
     }

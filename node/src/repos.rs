@@ -298,6 +298,20 @@ async fn start_repo(config: NodeConfig, shared: Shared, name: String) -> Result<
         .map_err(|e| NodeError::Join(e.to_string()))?
 }
 
+/// Serves a repository's methods at `/repo/<name>`; a private one's only to its members, whose
+/// roles are read from its state at the head.
+fn serve(routes: &Routes, name: &str, run: &ChainRun) {
+    let members: Option<aergo_rpc::listen::Members> = run.view.genesis.is_private().then(|| {
+        let view = run.view.clone();
+        Arc::new(move |key: &aergo_primitives::types::PublicKey| {
+            let head = view.head().height;
+            let mut rules = aergo_exec::members::Rules(|k: &[u8]| view.store.get_at(k, head));
+            rules.role(&key.address()).ok().flatten()
+        }) as aergo_rpc::listen::Members
+    });
+    routes.insert(name, run.handler.clone().into_rpc_methods(), members);
+}
+
 /// A hosted repository in the running node.
 enum Slot {
     Running {
@@ -360,7 +374,7 @@ impl RepoHost {
                 Err(reason) => Slot::Failed { config: None, reason },
                 Ok(config) => match ChainRun::start(&config, &self.shared, Some(&name)).await {
                     Ok(run) => {
-                        self.routes.insert(&name, run.handler.clone().into_rpc_methods());
+                        serve(&self.routes, &name, &run);
                         tracing::info!(repo = %name, chain_id = %run.view.chain_id, "repository opened");
                         Slot::Running { config: Box::new(config), run: Box::new(run) }
                     }
@@ -425,7 +439,7 @@ impl RepoHost {
             let _ = run.stop().await;
             return Err(undo(format!("the hosted list cannot be written: {e}")));
         }
-        self.routes.insert(&name, run.handler.clone().into_rpc_methods());
+        serve(&self.routes, &name, &run);
         tracing::info!(repo = %name, chain_id = %run.view.chain_id, "repository added");
         self.slots
             .lock()

@@ -140,6 +140,7 @@ pub fn write_testnet(opts: &TestnetOptions) -> anyhow::Result<Vec<TestnetNode>> 
         } else {
             producers.iter().map(|k| GenesisProducer { public_key: hex::encode(k.public().0) }).collect()
         },
+        access: None,
     };
     genesis.validate().map_err(|e| anyhow::anyhow!("genesis: {e}"))?;
     let genesis_path = out.join("genesis.toml");

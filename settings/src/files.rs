@@ -216,6 +216,7 @@ fn chain_for(
                 amount: 1_000_000_000u128 * 10u128.pow(18),
             }],
             producers: vec![GenesisProducer { public_key: hex::encode(key.public().0) }],
+            access: None,
         };
         return Ok((format!("devnet-{short}"), Some(genesis)));
     }

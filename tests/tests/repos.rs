@@ -69,29 +69,6 @@ fn one_node_chain(dir: &Path, name: &str, consensus: &str) -> anyhow::Result<Pat
     Ok(out)
 }
 
-/// A raw HTTP POST of a JSON-RPC body to `addr` from the source address `from`.
-fn post_from(from: [u8; 4], addr: &str, body: &str) -> anyhow::Result<Value> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(async {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let to: std::net::SocketAddr = addr.parse()?;
-        let socket = tokio::net::TcpSocket::new_v4()?;
-        socket.bind(std::net::SocketAddr::from((from, 0)))?;
-        let mut s = socket.connect(to).await?;
-        let request = format!(
-            "POST / HTTP/1.1\r\nHost: node\r\nConnection: close\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        s.write_all(request.as_bytes()).await?;
-        let mut raw = Vec::new();
-        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw)).await??;
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        let (_, body) = text.split_once("\r\n\r\n").context("no end of headers")?;
-        serde_json::from_str(body.trim()).with_context(|| format!("not JSON: {body}"))
-    })
-}
-
 /// The repositories the node lists, by name.
 fn listed(rpc: &str) -> anyhow::Result<Vec<Value>> {
     Ok(cli_json(rpc, &["repo", "list"])?.as_array().cloned().unwrap_or_default())
@@ -170,7 +147,7 @@ fn one_node_hosts_a_dpos_and_a_raft_repository_beside_its_chain_under_load_and_a
         "params": { "request": { "name": "acme", "genesis": genesis_text } }
     })
     .to_string();
-    let refused = post_from([127, 0, 0, 2], addr, &add)?;
+    let (_, refused) = post_path([127, 0, 0, 2], addr, "/", None, &add)?;
     assert_eq!(refused["error"]["code"], -32020, "{refused}");
     assert!(listed(&rpc)?.iter().all(|r| r["name"] != "acme"));
     // From the box itself: the Raft repository opens while the node runs.
@@ -344,6 +321,187 @@ fn one_node_hosts_a_dpos_and_a_raft_repository_beside_its_chain_under_load_and_a
         let h = rt.block_on(chains[2].client().ok()?.chain_info(None)).ok()?.height;
         (h > acme_height).then_some(())
     })?;
+    node.stop()?;
+    Ok(())
+}
+
+/// A raw JSON-RPC POST to `path` of `addr` from `from`, with `X-Aergo-Auth` when given: the
+/// status and the body.
+fn post_path(
+    from: [u8; 4],
+    addr: &str,
+    path: &str,
+    auth: Option<&str>,
+    body: &str,
+) -> anyhow::Result<(u16, Value)> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let to: std::net::SocketAddr = addr.parse()?;
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(std::net::SocketAddr::from((from, 0)))?;
+        let mut s = socket.connect(to).await?;
+        let auth = auth.map(|a| format!("X-Aergo-Auth: {a}\r\n")).unwrap_or_default();
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: node\r\nConnection: close\r\nContent-Type: application/json\r\n\
+             {auth}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(request.as_bytes()).await?;
+        let mut raw = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw)).await??;
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).context("status")?;
+        let (_, body) = text.split_once("\r\n\r\n").context("no end of headers")?;
+        Ok((status, serde_json::from_str(body.trim()).with_context(|| format!("not JSON: {body}"))?))
+    })
+}
+
+#[test]
+fn a_private_repository_answers_its_members_only_and_takes_writes_from_its_writers() -> anyhow::Result<()> {
+    use aergo_primitives::crypto::Keypair;
+    let dir = tempfile::tempdir()?;
+    let vault = one_node_chain(dir.path(), "vault", "raft")?;
+    // Its genesis made private: the faucet is the admin; a reader; a future writer with funds.
+    let key_file = |name: &str, key: &Keypair| -> anyhow::Result<PathBuf> {
+        let path = dir.path().join(format!("{name}.key"));
+        KeyFile::write_plain(&path, key)?;
+        Ok(path)
+    };
+    let admin = KeyFile::read(&vault.join("faucet.key"))?.unlock(None)?;
+    let (reader, writer, stranger) = (Keypair::generate(), Keypair::generate(), Keypair::generate());
+    let (reader_file, writer_file) = (key_file("reader", &reader)?, key_file("writer", &writer)?);
+    let genesis_path = vault.join("genesis.toml");
+    let mut genesis = std::fs::read_to_string(&genesis_path)?;
+    genesis.push_str(&format!(
+        "\n[[balances]]\naddress = \"{}\"\namount = \"1000000\"\n\n[access]\nprivate = true\n\n\
+         [[access.members]]\naddress = \"{}\"\nrole = \"admin\"\n\n[[access.members]]\naddress = \"{}\"\nrole = \"read\"\n",
+        writer.address(),
+        admin.address(),
+        reader.address()
+    ));
+    std::fs::write(&genesis_path, genesis)?;
+
+    let dev = dir.path().join("dev");
+    std::fs::create_dir_all(&dev)?;
+    std::fs::copy(vault.join("node0/node.key"), dev.join("node.key"))?;
+    NodeProcess::start_dev(&dev, &[])?.stop()?;
+    let path = |p: &Path| p.to_str().unwrap_or_default().to_string();
+    let (ok, out, err) = node_command(&[
+        "repo",
+        "add",
+        "vault",
+        "--genesis",
+        &path(&genesis_path),
+        "--data-dir",
+        &path(&dev),
+    ])?;
+    assert!(ok, "repo add: {out}{err}");
+    let node = NodeProcess::start_dev(&dev, &[])?;
+    let rpc = node.rpc.clone();
+    let addr = rpc.trim_start_matches("http://").to_string();
+    wait_for(Duration::from_secs(20), "the vault's voter to lead", || {
+        repo(&listed(&rpc).ok()?, "vault").filter(|r| r["role"] == "leader").cloned()
+    })
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", node.log()))?;
+
+    // Unsigned, stale, badly signed and non-member requests: one answer, whatever they ask.
+    let call = |method: &str, params: Value| {
+        serde_json::json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params }).to_string()
+    };
+    let asks = [
+        call("chain_info", serde_json::json!([])),
+        call("get_account", serde_json::json!([admin.address().to_string()])),
+        call("get_account", serde_json::json!([stranger.address().to_string()])),
+        call("get_contract", serde_json::json!([Address([9; 20]).to_string()])),
+    ];
+    let now = aergo_primitives::clock::now_ms();
+    let mut answers = Vec::new();
+    for body in &asks {
+        let signed =
+            |key: &Keypair, ms: u64| aergo_api::auth::header_value(key, "vault", ms, body.as_bytes());
+        let forged = signed(&reader, now).replacen(
+            &hex::encode(reader.public().0),
+            &hex::encode(stranger.public().0),
+            1,
+        );
+        for auth in [None, Some(signed(&stranger, now)), Some(signed(&reader, now - 120_000)), Some(forged)] {
+            answers.push(post_path([127, 0, 0, 1], &addr, "/repo/vault", auth.as_deref(), body)?);
+        }
+    }
+    let denied = &answers[0];
+    assert_eq!(denied.0, 403, "{denied:?}");
+    assert_eq!(denied.1["error"]["code"], -32020, "{denied:?}");
+    assert!(answers.iter().all(|a| a == denied), "every refusal is the same answer: {answers:?}");
+    // A member reads; the same request signed by it passes.
+    let body = &asks[1];
+    let signed = aergo_api::auth::header_value(&reader, "vault", now, body.as_bytes());
+    let (status, read) = post_path([127, 0, 0, 1], &addr, "/repo/vault", Some(&signed), body)?;
+    assert_eq!(status, 200, "{read}");
+    assert!(read["result"]["balance"].as_str().is_some(), "{read}");
+    // The private repository is not named to a client off the box; the public chain stays open.
+    let (_, list) =
+        post_path([127, 0, 0, 2], &addr, "/", None, &call("repositories", serde_json::json!([])))?;
+    assert_eq!(list["result"], serde_json::json!([]), "{list}");
+    let (status, public) =
+        post_path([127, 0, 0, 2], &addr, "/", None, &call("chain_info", serde_json::json!([])))?;
+    assert_eq!((status, &public["result"]["chain_id"]), (200, &Value::from("aergo-devnet")), "{public}");
+
+    // The CLI signs with --member-key (a read member reads) or with a transaction's --key.
+    let member_key = path(&reader_file);
+    let info = cli_json(&rpc, &["--repo", "vault", "--member-key", &member_key, "chain"])?;
+    assert_eq!(info["chain_id"], "vault-chain", "{info}");
+    let (code, unsigned) = cli_code_json(&rpc, &["--repo", "vault", "chain"])?;
+    assert!(code != 0 && unsigned.to_string().contains("access denied"), "{unsigned}");
+    let to = Address([3; 20]).to_string();
+    let send = |key: &str| -> anyhow::Result<(i32, Value)> {
+        cli_code_json(
+            &rpc,
+            &[
+                "--repo", "vault", "send", "--key", key, "--to", &to, "--amount", "5", "--fee", "1",
+                "--nonce", "0", "--wait",
+            ],
+        )
+    };
+    let (code, read_only) = send(&member_key)?;
+    assert!(code != 0 && read_only.to_string().contains("read-only member"), "{read_only}");
+    // Not a member yet: its own signature is refused; sent through the admin, the pool refuses it.
+    let (code, not_member) = send(&path(&writer_file))?;
+    assert!(code != 0 && not_member.to_string().contains("access denied"), "{not_member}");
+    let admin_file = path(&vault.join("faucet.key"));
+    let (code, not_writer) = cli_code_json(
+        &rpc,
+        &[
+            "--repo",
+            "vault",
+            "--member-key",
+            &admin_file,
+            "send",
+            "--key",
+            &path(&writer_file),
+            "--to",
+            &to,
+            "--amount",
+            "5",
+            "--fee",
+            "1",
+            "--nonce",
+            "0",
+        ],
+    )?;
+    assert!(code != 0 && not_writer.to_string().contains("not_a_writer"), "{not_writer}");
+    // An admin makes it a writer; the same transaction then goes through.
+    let member_set = |key: &str, who: &str, role: &str| {
+        cli_code_json(&rpc, &["--repo", "vault", "repo", "member", "set", "--key", key, "--wait", who, role])
+    };
+    let (_, made) = member_set(&admin_file, &writer.address().to_string(), "write")?;
+    assert_eq!(made["receipt"]["status"], "success", "{made}");
+    let (code, sent) = send(&path(&writer_file))?;
+    assert_eq!(code, 0, "{sent}");
+    assert_eq!(sent["receipt"]["status"], "success", "{sent}");
+    // A read member cannot change the members.
+    let (_, refused) = member_set(&member_key, &stranger.address().to_string(), "admin")?;
+    assert!(refused.to_string().contains("read-only member"), "{refused}");
     node.stop()?;
     Ok(())
 }

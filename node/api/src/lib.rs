@@ -46,6 +46,7 @@ pub mod codes {
 }
 
 pub use aergo_primitives::types::amount_string;
+pub mod auth;
 pub mod txjson;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -749,12 +750,12 @@ pub trait AergoApi {
     async fn peers(&self) -> RpcResult<Vec<PeerView>>;
 
     /// Submits a borsh-encoded signed transaction, hex.
-    #[method(name = "send_tx")]
+    #[method(name = "send_tx", with_extensions)]
     async fn send_tx(&self, tx: String) -> RpcResult<SendTxResult>;
 
     /// Submits many transactions in one call (up to `[rpc] max_batch`); answers each, in order.
     /// Faster than a JSON-RPC batch of `send_tx`, whose calls the server runs one after another.
-    #[method(name = "send_txs")]
+    #[method(name = "send_txs", with_extensions)]
     async fn send_txs(&self, txs: Vec<String>) -> RpcResult<Vec<SendTxOutcome>>;
 
     #[method(name = "get_tx")]
@@ -878,8 +879,9 @@ pub trait AergoApi {
     async fn subscribe_events(&self, filter: EventFilter) -> SubscriptionResult;
 
     /// The repositories this node hosts beside the public chain (`docs/repositories.md`); each
-    /// one's methods are at `/repo/<name>`. Empty on a repository's own path.
-    #[method(name = "repositories")]
+    /// one's methods are at `/repo/<name>`. Empty on a repository's own path; private ones only
+    /// for clients of `[rpc] admin_from`.
+    #[method(name = "repositories", with_extensions)]
     async fn repositories(&self) -> RpcResult<Vec<RepositoryView>>;
 
     /// Opens a repository on the running node and keeps it across restarts (in

@@ -3,7 +3,8 @@
 //! describes; [`TxJson::of`] writes a body back in this form, every default filled in.
 
 use aergo_primitives::types::{
-    Address, Amount, Equivocation, Hash, MergeStrategy, Payload, PublicKey, RaftAdmin, TxBody, MAIN_BRANCH,
+    Address, Amount, Equivocation, Hash, MemberRole, MergeStrategy, Payload, PublicKey, RaftAdmin, RepoAdmin,
+    TxBody, MAIN_BRANCH,
 };
 use aergo_primitives::value::{Decimal, Value};
 use serde::{Deserialize, Serialize};
@@ -93,6 +94,20 @@ pub enum PayloadJson {
     RaftAdmin {
         op: String,
         node_key: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        address: Option<String>,
+    },
+    /// A change of a private repository's members or nodes (`docs/repositories.md`): `op` is
+    /// `set_member` (`member`, `role`), `remove_member` (`member`), `allow_node` (`node_key`,
+    /// `address`) or `deny_node` (`node_key`).
+    RepoAdmin {
+        op: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        member: Option<Address>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node_key: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         address: Option<String>,
     },
@@ -247,6 +262,47 @@ impl TxJson {
                 };
                 Payload::RaftAdmin(admin)
             }
+            PayloadJson::RepoAdmin { op, member, role, node_key, address } => {
+                let key = |k: &Option<String>| -> Result<PublicKey, String> {
+                    public_key(
+                        k.as_deref().ok_or(format!("payload.node_key: {op} needs it"))?,
+                        "payload.node_key",
+                    )
+                };
+                let admin = match (op.as_str(), member, role, node_key, address) {
+                    ("set_member", Some(member), Some(role), None, None) => RepoAdmin::SetMember {
+                        member: *member,
+                        role: MemberRole::parse(role)
+                            .ok_or_else(|| format!("payload.role {role:?}: read, write or admin"))?,
+                    },
+                    ("remove_member", Some(member), None, None, None) => {
+                        RepoAdmin::RemoveMember { member: *member }
+                    }
+                    ("allow_node", None, None, Some(_), Some(address)) => {
+                        RepoAdmin::AllowNode { node_key: key(node_key)?, address: address.clone() }
+                    }
+                    ("deny_node", None, None, Some(_), None) => {
+                        RepoAdmin::DenyNode { node_key: key(node_key)? }
+                    }
+                    ("set_member" | "remove_member" | "allow_node" | "deny_node", ..) => {
+                        return Err(format!(
+                            "payload: {op} takes {}",
+                            match op.as_str() {
+                                "set_member" => "member and role",
+                                "remove_member" => "member",
+                                "allow_node" => "node_key and address",
+                                _ => "node_key",
+                            }
+                        ))
+                    }
+                    _ => {
+                        return Err(format!(
+                            "payload.op {op:?}: set_member, remove_member, allow_node or deny_node"
+                        ))
+                    }
+                };
+                Payload::RepoAdmin(admin)
+            }
         };
         Ok(TxBody {
             version: TxBody::version_for(&self.branch),
@@ -304,6 +360,19 @@ impl TxJson {
                     _ => None,
                 },
             },
+            Payload::RepoAdmin(admin) => {
+                let (member, role, node_key, address) = match admin {
+                    RepoAdmin::SetMember { member, role } => {
+                        (Some(*member), Some(role.name().into()), None, None)
+                    }
+                    RepoAdmin::RemoveMember { member } => (Some(*member), None, None, None),
+                    RepoAdmin::AllowNode { node_key, address } => {
+                        (None, None, Some(hex::encode(node_key.0)), Some(address.clone()))
+                    }
+                    RepoAdmin::DenyNode { node_key } => (None, None, Some(hex::encode(node_key.0)), None),
+                };
+                PayloadJson::RepoAdmin { op: admin.name().to_string(), member, role, node_key, address }
+            }
         };
         TxJson {
             chain_id: Some(body.chain_id.clone()),

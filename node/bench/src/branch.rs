@@ -219,6 +219,7 @@ pub fn merge(n: usize, rounds: usize, dir: Option<PathBuf>) -> anyhow::Result<()
             .map(|k| GenesisBalance { address: k.address(), amount: 10u128.pow(24) })
             .collect(),
         producers: vec![GenesisProducer { public_key: hex::encode(bp.public().0) }],
+        access: None,
     };
     let sign_amount =
         |key: &Keypair, branch: &str, nonce: u64, to: Address, amount: u128, payload: Payload| {

@@ -302,6 +302,7 @@ pub(crate) fn funded_chain(name: &str, accounts: usize) -> (Vec<Keypair>, Keypai
             .map(|k| GenesisBalance { address: k.address(), amount: 10u128.pow(24) })
             .collect(),
         producers: vec![GenesisProducer { public_key: hex::encode(bp.public().0) }],
+        access: None,
     };
     (keys, bp, genesis)
 }
@@ -544,6 +545,7 @@ async fn e2e(
             .map(|k| GenesisBalance { address: k.address(), amount: 10u128.pow(24) })
             .collect(),
         producers: vec![GenesisProducer { public_key: hex::encode(bp.public().0) }],
+        access: None,
     };
     let node_bin = sibling_binary("aergo-node")?;
     let cpath = init_node(

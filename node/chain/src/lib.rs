@@ -309,6 +309,9 @@ fn genesis_changes(genesis: &Genesis) -> aergo_storage::ChangeSet {
             Some(aergo_primitives::types::to_vec_exact(&voters)),
         ));
     }
+    if let Some(access) = &genesis.access {
+        changes.extend(aergo_exec::members::genesis_changes(access));
+    }
     aergo_storage::ChangeSet::from_unsorted(changes)
 }
 
@@ -895,6 +898,36 @@ impl Verifier<'_> {
         &self,
         view: &V,
         ctx: &BlockContext,
+        candidates: Vec<Transaction>,
+    ) -> Result<ExecOutput, ChainError> {
+        if self.genesis.is_private() {
+            // A sender whose write role was taken after its transaction was pooled: left out.
+            let mut rules = aergo_exec::members::Rules(|k: &[u8]| view.raw(k));
+            let mut refused = Vec::new();
+            let mut kept = Vec::with_capacity(candidates.len());
+            for tx in candidates {
+                match aergo_exec::members::may_write(&mut rules, &tx.sender()) {
+                    Ok(true) => kept.push(tx),
+                    Ok(false) => {
+                        refused.push((tx.hash(), "its sender may not write to this repository".into()))
+                    }
+                    Err(e) => {
+                        return Err(ChainError::InvalidBlock { height: ctx.height, reason: e.to_string() })
+                    }
+                }
+            }
+            let mut out = self.build_output_of(view, ctx, kept)?;
+            out.dropped.extend(refused);
+            return Ok(out);
+        }
+        self.build_output_of(view, ctx, candidates)
+    }
+
+    /// [`Verifier::build_output`] of candidates that may all be sent.
+    fn build_output_of<V: aergo_exec::StateView>(
+        &self,
+        view: &V,
+        ctx: &BlockContext,
         mut candidates: Vec<Transaction>,
     ) -> Result<ExecOutput, ChainError> {
         let Some(i) = candidates.iter().position(is_merge) else {
@@ -1009,6 +1042,22 @@ impl Verifier<'_> {
         }
         crypto::verify(&h.producer, &block.hash(), &block.signature)
             .map_err(|e| invalid(format!("producer signature: {e}")))?;
+        if self.genesis.is_private() {
+            // Only members who may write send transactions (`docs/repositories.md`), by the
+            // parent block's state.
+            let mut rules = aergo_exec::members::Rules(|k: &[u8]| view.raw(k));
+            for tx in &block.transactions {
+                let sender = tx.sender();
+                let ok = aergo_exec::members::may_write(&mut rules, &sender)
+                    .map_err(|e| ChainError::InvalidBlock { height: h.height, reason: e.to_string() })?;
+                if !ok {
+                    return Err(invalid(format!(
+                        "transaction {}: its sender {sender} may not write to this private repository",
+                        tx.hash()
+                    )));
+                }
+            }
+        }
         if Block::compute_tx_root(&block.transactions) != h.tx_root {
             return Err(invalid("transactions root does not match".into()));
         }

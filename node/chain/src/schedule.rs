@@ -301,6 +301,7 @@ mod tests {
                 .iter()
                 .map(|k| GenesisProducer { public_key: hex::encode(k.public().0) })
                 .collect(),
+            access: None,
         };
         (Schedule::from_genesis(&g), keys)
     }

@@ -11,6 +11,7 @@ fn genesis(bp: &Keypair, rich: &Keypair) -> Genesis {
         consensus: ConsensusParams::default(),
         balances: vec![GenesisBalance { address: rich.address(), amount: 1_000_000 }],
         producers: vec![GenesisProducer { public_key: hex::encode(bp.public().0) }],
+        access: None,
     }
 }
 

@@ -2,10 +2,10 @@
 
 use aergo_api::{amount_string, AergoApiClient, BlockTxs};
 use aergo_primitives::crypto::{KeyFile, Keypair};
-use aergo_primitives::types::{Address, Payload, RaftAdmin, TxBody};
+use aergo_primitives::types::{Address, Payload, RaftAdmin, RepoAdmin, TxBody};
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
+use jsonrpsee::http_client::{HttpBackend, HttpClientBuilder};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -29,6 +29,10 @@ struct Cli {
     /// command then reads and writes it (its methods are at RPC/repo/NAME).
     #[arg(long, global = true)]
     repo: Option<String>,
+    /// With --repo: the member key that signs every request to a private repository (a
+    /// transaction command signs with its --key when this is not given).
+    #[arg(long, global = true, env = "AERGO_MEMBER_KEY")]
+    member_key: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -410,6 +414,52 @@ enum RepoCmd {
         #[arg(long)]
         delete_data: bool,
     },
+    /// A private repository's members (with --repo; sent by an admin member's --key).
+    #[command(subcommand)]
+    Member(MemberCmd),
+    /// A private repository's node allowlist (with --repo; sent by an admin member's --key).
+    #[command(subcommand)]
+    Node(NodeCmd),
+}
+
+#[derive(Subcommand)]
+enum MemberCmd {
+    /// Make an account a member with a role: read, write or admin.
+    Set {
+        #[command(flatten)]
+        tx: TxArgs,
+        address: String,
+        role: String,
+    },
+    /// Take a member's role away.
+    Remove {
+        #[command(flatten)]
+        tx: TxArgs,
+        address: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum NodeCmd {
+    /// Let a node (its node key, hex) reachable at a p2p address connect.
+    Allow {
+        #[command(flatten)]
+        tx: TxArgs,
+        node_key: String,
+        address: String,
+    },
+    /// Refuse a node from now on (it is disconnected).
+    Deny {
+        #[command(flatten)]
+        tx: TxArgs,
+        node_key: String,
+    },
+}
+
+/// The repository a `--rpc` URL names (`…/repo/NAME`).
+fn repo_of_url(url: &str) -> Option<String> {
+    let (_, rest) = url.split_once("/repo/")?;
+    Some(rest.trim_end_matches('/').to_string())
 }
 
 fn repo_line(r: &aergo_api::RepositoryView) -> String {
@@ -632,9 +682,54 @@ fn print<T: Serialize>(json: bool, value: &T, text: impl FnOnce(&T) -> String) -
     Ok(())
 }
 
+/// The node's RPC client; requests to a private repository are signed by the member key
+/// ([`SIGNER`]).
+type HttpClient = jsonrpsee::http_client::HttpClient<
+    jsonrpsee::http_client::RpcLogger<jsonrpsee::http_client::RpcService<Signing<HttpBackend>>>,
+>;
+
+/// Who signs requests to a private repository (docs/repositories.md, "Access control"): the
+/// `--member-key`, else a transaction command's `--key`; and the repository's name.
+static SIGNER: std::sync::OnceLock<(Keypair, String)> = std::sync::OnceLock::new();
+
+/// Adds `X-Aergo-Auth` over each request's body when there is a [`SIGNER`].
+#[derive(Clone)]
+struct Signing<S>(S);
+
+impl<S> tower::Service<jsonrpsee::http_client::HttpRequest> for Signing<S>
+where
+    S: tower::Service<jsonrpsee::http_client::HttpRequest> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: jsonrpsee::http_client::HttpRequest) -> Self::Future {
+        use http_body_util::BodyExt;
+        let Some((key, repo)) = SIGNER.get() else { return Box::pin(self.0.call(req)) };
+        let mut inner = self.0.clone();
+        Box::pin(async move {
+            let (mut parts, body) = req.into_parts();
+            // The client's bodies are whole strings: reading one cannot fail.
+            let bytes = body.collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
+            let value = aergo_api::auth::header_value(key, repo, aergo_primitives::clock::now_ms(), &bytes);
+            if let Ok(v) = value.parse() {
+                parts.headers.insert(aergo_api::auth::HEADER, v);
+            }
+            inner.call(jsonrpsee::http_client::HttpRequest::from_parts(parts, bytes.into())).await
+        })
+    }
+}
+
 fn client(url: &str) -> anyhow::Result<HttpClient> {
     HttpClientBuilder::default()
         .request_timeout(Duration::from_secs(30))
+        .set_http_middleware(tower::ServiceBuilder::new().layer_fn(Signing))
         .build(url)
         .with_context(|| format!("bad --rpc URL {url}"))
 }
@@ -663,6 +758,10 @@ async fn submit(
     payload: Payload,
 ) -> anyhow::Result<()> {
     let key = load_key(&tx.key, tx.password_file.as_deref())?;
+    // A private repository's requests are signed by the sender when no member key was given.
+    if let Some(repo) = repo_of_url(rpc) {
+        let _ = SIGNER.set((key.clone(), repo));
+    }
     // A contract call's fee, and a three-way merge's, is its gas limit.
     let gas_limited = payload.is_contract()
         || matches!(&payload, Payload::Merge { strategy, .. }
@@ -922,6 +1021,12 @@ async fn main() {
         if let (Some(name), true) = (&repo, text.contains("`404`")) {
             text = format!("no repository {name:?} on this node (aergo repo list shows those it hosts)");
         }
+        if let (Some(name), true) = (&repo, text.contains("`403`")) {
+            text = format!(
+                "access denied (code -32020): {name:?} is private and takes requests signed by a member \
+                 (--member-key FILE)"
+            );
+        }
         eprintln!("error: {text}");
         std::process::exit(1);
     }
@@ -932,10 +1037,14 @@ async fn run(mut cli: Cli) -> anyhow::Result<()> {
     // The node's own path answers for its repositories; `--repo` sends the rest to one.
     let root = cli.rpc.clone();
     if let Some(name) = &cli.repo {
-        if matches!(cli.command, Command::Repo(_)) {
+        if matches!(cli.command, Command::Repo(RepoCmd::List | RepoCmd::Add { .. } | RepoCmd::Remove { .. }))
+        {
             bail!("--repo names a repository to work on; `aergo repo` works on the node itself");
         }
         cli.rpc = format!("{}/repo/{name}", cli.rpc.trim_end_matches('/'));
+        if let Some(path) = &cli.member_key {
+            let _ = SIGNER.set((load_key(path, None)?, name.clone()));
+        }
     }
     match cli.command {
         Command::Repo(RepoCmd::List) => {
@@ -958,6 +1067,33 @@ async fn run(mut cli: Cli) -> anyhow::Result<()> {
             };
             let added = client(&root)?.admin_add_repository(request).await?;
             print(json, &added, repo_line)?;
+        }
+        Command::Repo(RepoCmd::Member(cmd)) => {
+            let (tx, change) = match cmd {
+                MemberCmd::Set { tx, address, role } => {
+                    let role = aergo_primitives::types::MemberRole::parse(&role)
+                        .ok_or_else(|| anyhow::anyhow!("role {role:?}: read, write or admin"))?;
+                    (tx, RepoAdmin::SetMember { member: Address::parse(&address)?, role })
+                }
+                MemberCmd::Remove { tx, address } => {
+                    (tx, RepoAdmin::RemoveMember { member: Address::parse(&address)? })
+                }
+            };
+            submit(&cli.rpc, &cli.branch, json, &tx, None, 0, Payload::RepoAdmin(change)).await?;
+        }
+        Command::Repo(RepoCmd::Node(cmd)) => {
+            let (tx, change) = match cmd {
+                NodeCmd::Allow { tx, node_key, address } => {
+                    address
+                        .parse::<multiaddr::Multiaddr>()
+                        .map_err(|e| anyhow::anyhow!("address {address:?}: {e}"))?;
+                    (tx, RepoAdmin::AllowNode { node_key: node_key_arg(&node_key)?, address })
+                }
+                NodeCmd::Deny { tx, node_key } => {
+                    (tx, RepoAdmin::DenyNode { node_key: node_key_arg(&node_key)? })
+                }
+            };
+            submit(&cli.rpc, &cli.branch, json, &tx, None, 0, Payload::RepoAdmin(change)).await?;
         }
         Command::Repo(RepoCmd::Remove { name, delete_data }) => {
             client(&root)?.admin_remove_repository(name.clone(), Some(!delete_data)).await?;

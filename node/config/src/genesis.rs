@@ -65,7 +65,50 @@ pub struct Genesis {
     /// DPoS's first producers (none under Raft, whose voters sign blocks).
     #[serde(default)]
     pub producers: Vec<GenesisProducer>,
+    /// A private repository's access rules (`docs/repositories.md`, "Access control"); absent:
+    /// a public chain, readable by anyone and writable by any signed transaction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<AccessParams>,
 }
+
+/// `[access]`: a private repository's first members and allowed nodes.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AccessParams {
+    /// Must be true: the section makes the repository private.
+    pub private: bool,
+    #[serde(default)]
+    pub members: Vec<GenesisMember>,
+    #[serde(default)]
+    pub nodes: Vec<GenesisNode>,
+}
+
+/// A member of a private repository at genesis.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisMember {
+    pub address: Address,
+    pub role: aergo_primitives::types::MemberRole,
+}
+
+/// A node allowed to connect to a private repository at genesis.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisNode {
+    /// The node's identity key (hex): its p2p peer id follows.
+    pub node_key: String,
+    /// Where it listens (a multiaddr).
+    pub address: String,
+}
+
+impl GenesisNode {
+    pub fn key(&self) -> Result<PublicKey, String> {
+        parse_key(&self.node_key).map_err(|e| format!("node key {e}"))
+    }
+}
+
+/// Most nodes on a private repository's allowlist.
+pub const MAX_ALLOWED_NODES: usize = 256;
 
 /// How a chain agrees on its blocks.
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -317,6 +360,36 @@ impl Genesis {
         for (i, p) in self.producers.iter().enumerate() {
             p.key().map_err(|e| format!("producers[{i}]: {e}"))?;
         }
+        if let Some(access) = &self.access {
+            if !access.private {
+                return Err("[access] private must be true (leave the section out for a public chain)".into());
+            }
+            if !access.members.iter().any(|m| m.role == aergo_primitives::types::MemberRole::Admin) {
+                return Err("[access] needs at least one member with role \"admin\"".into());
+            }
+            let mut members = std::collections::BTreeSet::new();
+            for (i, m) in access.members.iter().enumerate() {
+                if !members.insert(m.address) {
+                    return Err(format!("access.members[{i}]: {} is listed twice", m.address));
+                }
+            }
+            if access.nodes.len() > MAX_ALLOWED_NODES {
+                return Err(format!("access.nodes: at most {MAX_ALLOWED_NODES}"));
+            }
+            let mut nodes = std::collections::BTreeSet::new();
+            for (i, n) in access.nodes.iter().enumerate() {
+                let key = n.key().map_err(|e| format!("access.nodes[{i}]: {e}"))?;
+                if !nodes.insert(key.0) {
+                    return Err(format!("access.nodes[{i}]: the node key is listed twice"));
+                }
+                if !n.address.starts_with('/') {
+                    return Err(format!(
+                        "access.nodes[{i}]: address {:?} is not a multiaddress (/ip4/…/tcp/…)",
+                        n.address
+                    ));
+                }
+            }
+        }
         let mut seen = std::collections::BTreeSet::new();
         for b in &self.balances {
             if !seen.insert(b.address) {
@@ -324,6 +397,11 @@ impl Genesis {
             }
         }
         Ok(())
+    }
+
+    /// Whether this is a private repository (`[access]`).
+    pub fn is_private(&self) -> bool {
+        self.access.as_ref().is_some_and(|a| a.private)
     }
 
     pub fn producer_keys(&self) -> Vec<PublicKey> {
@@ -358,6 +436,7 @@ mod tests {
             consensus: ConsensusParams::default(),
             balances: vec![GenesisBalance { address: key.address(), amount: 10u128.pow(30) }],
             producers: vec![GenesisProducer { public_key: hex::encode(key.public().0) }],
+            access: None,
         }
     }
 
@@ -389,6 +468,38 @@ mod tests {
     /// A Raft genesis round-trips, needs no producers, and is refused with the field named when
     /// it is inconsistent; a DPoS genesis's text does not change.
     #[test]
+    fn a_private_genesis_names_its_admins_and_nodes_and_refuses_what_makes_no_sense() {
+        use aergo_primitives::types::MemberRole;
+        let member = |seed: &str, role| GenesisMember { address: Keypair::from_seed(seed).address(), role };
+        let access = AccessParams {
+            private: true,
+            members: vec![member("admin", MemberRole::Admin), member("reader", MemberRole::Read)],
+            nodes: vec![GenesisNode {
+                node_key: hex::encode(Keypair::from_seed("node").public().0),
+                address: "/ip4/10.0.0.2/tcp/7946".into(),
+            }],
+        };
+        let g = Genesis { access: Some(access), ..sample() };
+        let text = g.to_toml();
+        assert!(text.contains("[access]") && text.contains("role = \"admin\""), "{text}");
+        assert_eq!(Genesis::parse(&text).unwrap(), g);
+        assert!(g.is_private() && !sample().is_private());
+        assert!(!sample().to_toml().contains("access"), "a public genesis is written as before");
+        let bad = |f: &dyn Fn(&mut AccessParams)| {
+            let mut g = g.clone();
+            f(g.access.as_mut().unwrap());
+            g.validate().unwrap_err()
+        };
+        assert!(bad(&|a| a.private = false).contains("private must be true"));
+        assert!(bad(&|a| a.members.retain(|m| m.role != MemberRole::Admin)).contains("at least one member"));
+        assert!(bad(&|a| a.members[1].address = a.members[0].address).contains("listed twice"));
+        assert!(bad(&|a| a.nodes[0].node_key = "zz".into()).contains("access.nodes[0]"));
+        assert!(bad(&|a| a.nodes[0].address = "10.0.0.2:7946".into()).contains("not a multiaddress"));
+        let typo = text.replace("role = \"read\"", "role = \"reader\"");
+        assert!(Genesis::parse(&typo).unwrap_err().contains("read, write or admin"), "{typo}");
+    }
+
+    #[test]
     fn a_raft_genesis_lists_its_voters() {
         let voters: Vec<RaftVoter> = (0..3)
             .map(|i| RaftVoter {
@@ -404,6 +515,7 @@ mod tests {
                 ..ConsensusParams::default()
             },
             producers: vec![],
+            access: None,
             ..sample()
         };
         let text = g.to_toml();

@@ -59,7 +59,9 @@ pub fn is_system_key(key: &[u8]) -> bool {
         || key.starts_with(b"cand/")
         || key == CANDIDATES_KEY
         || key == JAILED_KEY
+        || key == RAFT_VOTERS_KEY
         || super::branches::is_ref_key(key)
+        || super::members::is_access_key(key)
 }
 
 pub fn stake_key(a: &Address) -> Vec<u8> {
@@ -120,6 +122,18 @@ pub enum GovernanceFailure {
     NotAVoter(Address),
     #[error("the last voter cannot be removed")]
     LastVoter,
+    #[error("this repository is not private")]
+    NotPrivate,
+    #[error("{0} is not an admin member")]
+    NotAdmin(Address),
+    #[error("the last admin cannot be removed or demoted")]
+    LastAdmin,
+    #[error("{0} is not a member")]
+    NotAMember(Address),
+    #[error("the node of {0} is allowed already")]
+    NodeAllowed(Address),
+    #[error("the node of {0} is not allowed")]
+    NodeNotAllowed(Address),
 }
 
 impl GovernanceFailure {
@@ -147,6 +161,12 @@ impl GovernanceFailure {
             GovernanceFailure::AlreadyVoter(_) => "already_voter",
             GovernanceFailure::NotAVoter(_) => "not_a_voter",
             GovernanceFailure::LastVoter => "last_voter",
+            GovernanceFailure::NotPrivate => "not_private",
+            GovernanceFailure::NotAdmin(_) => "not_admin",
+            GovernanceFailure::LastAdmin => "last_admin",
+            GovernanceFailure::NotAMember(_) => "not_a_member",
+            GovernanceFailure::NodeAllowed(_) => "node_allowed",
+            GovernanceFailure::NodeNotAllowed(_) => "node_not_allowed",
         }
     }
 }
@@ -161,7 +181,8 @@ fn raft_admin<A: Accounts>(
     let Some(mut voters) = read::<Vec<RaftVoterRecord>, _>(acc, RAFT_VOTERS_KEY)? else {
         return Ok(Err(GovernanceFailure::NotRaft));
     };
-    if !voters.iter().any(|v| v.node_key == sender) {
+    // A voter's node key, or on a private repository an admin member.
+    if !voters.iter().any(|v| v.node_key == sender) && !super::members::is_admin(acc, &sender.address())? {
         return Ok(Err(GovernanceFailure::NotRaftVoter(sender.address())));
     }
     let key = *change.node_key();
@@ -491,6 +512,7 @@ pub fn apply<A: Accounts>(
             mergers,
         ),
         Payload::RaftAdmin(change) => raft_admin(acc, tx.body.sender, change),
+        Payload::RepoAdmin(change) => super::members::repo_admin(acc, &from, change),
         Payload::CreateTag { name, height } => {
             super::branches::create_tag(acc, rules.branch, rules.height, from, name, *height)
         }

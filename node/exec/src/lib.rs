@@ -27,6 +27,7 @@ pub mod branches;
 pub mod contract;
 pub mod dtt;
 pub mod governance;
+pub mod members;
 pub mod merge;
 pub mod parallel;
 pub mod query;

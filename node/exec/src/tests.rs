@@ -392,6 +392,18 @@ fn gov(key: &Keypair, nonce: u64, amount: u128, payload: Payload) -> Transaction
     aergo_primitives::crypto::test_tx(key, "c", nonce, key.address(), amount, 1, payload)
 }
 
+/// The failed receipts of a block: each one's index and why.
+fn failures(out: &ExecOutput) -> Vec<(usize, String)> {
+    out.receipts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| match &r.status {
+            ReceiptStatus::Failed(why) => Some((i, why.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
 fn record<T: borsh::BorshDeserialize>(out: &ExecOutput, key: &[u8]) -> Option<T> {
     out.changes.get(key).and_then(|v| v.as_ref()).map(|v| borsh::from_slice(v).unwrap())
 }
@@ -487,15 +499,7 @@ fn raft_admin_changes_the_voters_in_the_state_by_a_voter_only() {
         gov(&v2, 6, 0, remove(&v2)),                                    // 10: the last
     ];
     let out = execute_block(&view, &ctx(), txs.clone(), Mode::Verify).unwrap();
-    let reasons: Vec<(usize, String)> = out
-        .receipts
-        .iter()
-        .enumerate()
-        .filter_map(|(i, r)| match &r.status {
-            ReceiptStatus::Failed(why) => Some((i, why.clone())),
-            _ => None,
-        })
-        .collect();
+    let reasons = failures(&out);
     let failed: Vec<usize> = reasons.iter().map(|(i, _)| *i).collect();
     assert_eq!(failed, vec![0, 1, 3, 4, 7, 8, 10], "{reasons:?}");
     let said = |i: usize| reasons.iter().find(|(j, _)| *j == i).map(|(_, w)| w.clone()).unwrap_or_default();
@@ -515,6 +519,82 @@ fn raft_admin_changes_the_voters_in_the_state_by_a_voter_only() {
     // A chain without voters in its state is no Raft chain.
     let out = execute_block(&dpos, &ctx(), vec![gov(&v1, 0, 0, remove(&v2))], Mode::Verify).unwrap();
     assert!(matches!(&out.receipts[0].status, ReceiptStatus::Failed(w) if w.contains("not agreed by Raft")));
+}
+
+/// A private repository's rules: only an admin changes the members and the nodes; the last
+/// admin cannot be removed or demoted; a non-member cannot be removed; a node is allowed once
+/// and denied only while allowed; on a public chain the change is refused. The parallel engine
+/// agrees.
+#[test]
+fn repo_admin_changes_members_and_nodes_by_an_admin_only() {
+    use super::members::*;
+    use aergo_primitives::types::{MemberRole, RepoAdmin};
+    let (admin, writer, outsider, node) = (
+        Keypair::from_seed("admin"),
+        Keypair::from_seed("writer"),
+        Keypair::from_seed("outsider"),
+        Keypair::from_seed("node"),
+    );
+    let accounts = [&admin, &writer, &outsider].map(|k| (k.address(), Account { balance: 1_000, nonce: 0 }));
+    let public = MapView(accounts.iter().cloned().collect(), HashMap::new());
+    let mut view = MapView(accounts.into_iter().collect(), HashMap::new());
+    let access = aergo_config::genesis::AccessParams {
+        private: true,
+        members: vec![aergo_config::genesis::GenesisMember {
+            address: admin.address(),
+            role: MemberRole::Admin,
+        }],
+        nodes: vec![],
+    };
+    for (k, v) in genesis_changes(&access) {
+        view.1.insert(k, v.unwrap());
+    }
+    let set = |k: &Keypair, role| Payload::RepoAdmin(RepoAdmin::SetMember { member: k.address(), role });
+    let remove = |k: &Keypair| Payload::RepoAdmin(RepoAdmin::RemoveMember { member: k.address() });
+    let allow = |address: &str| {
+        Payload::RepoAdmin(RepoAdmin::AllowNode { node_key: node.public(), address: address.into() })
+    };
+    let deny = || Payload::RepoAdmin(RepoAdmin::DenyNode { node_key: node.public() });
+    let txs = vec![
+        gov(&outsider, 0, 0, set(&outsider, MemberRole::Admin)), // 0: not an admin
+        gov(&admin, 0, 0, set(&admin, MemberRole::Write)),       // 1: the last admin
+        gov(&admin, 1, 0, set(&writer, MemberRole::Write)),      // 2
+        gov(&writer, 0, 0, set(&outsider, MemberRole::Read)),    // 3: a writer is no admin
+        gov(&admin, 2, 0, remove(&outsider)),                    // 4: not a member
+        gov(&admin, 3, 0, allow("10.0.0.5:7846")),               // 5: not a multiaddr
+        gov(&admin, 4, 0, allow("/ip4/10.0.0.5/tcp/7946")),      // 6
+        gov(&admin, 5, 0, allow("/ip4/10.0.0.5/tcp/7946")),      // 7: allowed already
+        gov(&admin, 6, 0, set(&writer, MemberRole::Admin)),      // 8
+        gov(&writer, 1, 0, remove(&admin)),                      // 9: two admins: fine
+        gov(&writer, 2, 0, deny()),                              // 10
+        gov(&writer, 3, 0, deny()),                              // 11: not allowed
+        gov(&writer, 4, 0, remove(&writer)),                     // 12: the last admin
+    ];
+    let out = execute_block(&view, &ctx(), txs.clone(), Mode::Verify).unwrap();
+    let reasons = failures(&out);
+    let failed: Vec<usize> = reasons.iter().map(|(i, _)| *i).collect();
+    assert_eq!(failed, vec![0, 1, 3, 4, 5, 7, 11, 12], "{reasons:?}");
+    let said = |i: usize| reasons.iter().find(|(j, _)| *j == i).map(|(_, w)| w.clone()).unwrap_or_default();
+    assert!(said(0).contains("is not an admin member"), "{}", said(0));
+    assert!(said(1).contains("last admin"), "{}", said(1));
+    assert!(said(4).contains("is not a member"), "{}", said(4));
+    assert!(said(7).contains("allowed already"), "{}", said(7));
+    assert!(said(11).contains("is not allowed"), "{}", said(11));
+    let role = |k: &Keypair| record::<MemberRole>(&out, &member_key(&k.address()));
+    assert_eq!((role(&writer), role(&admin)), (Some(MemberRole::Admin), None));
+    assert_eq!(record::<u32>(&out, ADMINS_KEY), Some(1));
+    assert_eq!(record::<Vec<NodeRecord>>(&out, NODES_KEY), Some(vec![]));
+    for threads in [2, 4] {
+        let (par, _) = ParallelExecutor::with_threads(threads, Vec::new())
+            .min_parallel_txs(0)
+            .execute_stats(&view, &ctx(), txs.clone(), Mode::Verify)
+            .unwrap();
+        assert_eq!(par, out);
+    }
+    let out =
+        execute_block(&public, &ctx(), vec![gov(&admin, 0, 0, set(&writer, MemberRole::Read))], Mode::Verify)
+            .unwrap();
+    assert!(matches!(&out.receipts[0].status, ReceiptStatus::Failed(w) if w.contains("not private")));
 }
 
 /// Staking and voting in a large block of transfers: declared (the sender and the system

@@ -222,10 +222,19 @@ fn verify_loop(
         let started = Instant::now();
         let mut checked = Vec::with_capacity(jobs.len());
         let verdicts = crypto::verify_txs(jobs.iter().map(|j| &j.tx));
+        // A private repository takes transactions from its writers only (`docs/repositories.md`).
+        let at = store.head().ok().flatten().map_or(0, |h| h.height);
+        let mut rules = aergo_exec::members::Rules(|k: &[u8]| store.get_at(k, at));
+        let private = rules.private().unwrap_or(false);
         for (job, verdict) in jobs.into_iter().zip(verdicts) {
+            let sender = job.tx.sender();
+            let writer = !private || aergo_exec::members::may_write(&mut rules, &sender).unwrap_or(false);
             match verdict {
                 Err(e) => {
                     let _ = job.reply.send(Err(AdmitError::BadSignature(e.to_string())));
+                }
+                Ok(()) if !writer => {
+                    let _ = job.reply.send(Err(AdmitError::NotAWriter(sender)));
                 }
                 Ok(()) => match store.account(&job.tx.sender()) {
                     Ok(account) => checked.push((job, account)),

@@ -70,6 +70,9 @@ pub enum AdmitError {
     /// A transaction for a branch this node does not hold or produce (the message says which).
     #[error("{0}")]
     BranchNotHeld(String),
+    /// A private repository's transaction from a sender who is no `write` or `admin` member.
+    #[error("{0} may not write to this private repository")]
+    NotAWriter(aergo_primitives::types::Address),
 }
 
 impl AdmitError {
@@ -103,6 +106,7 @@ impl AdmitError {
             AdmitError::NotFinal { .. } => "not_final",
             AdmitError::WrongBranch { .. } => "wrong_branch",
             AdmitError::BranchNotHeld(_) => "branch_not_held",
+            AdmitError::NotAWriter(_) => "not_a_writer",
         }
     }
 }

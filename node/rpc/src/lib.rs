@@ -733,9 +733,16 @@ impl RpcHandler {
 
 #[async_trait]
 impl AergoApiServer for RpcHandler {
-    async fn repositories(&self) -> RpcResult<Vec<aergo_api::RepositoryView>> {
+    async fn repositories(&self, ext: &jsonrpsee::Extensions) -> RpcResult<Vec<aergo_api::RepositoryView>> {
         let Some(hosting) = &self.hosting else { return Ok(Vec::new()) };
-        Ok(hosting.hosted().iter().map(Hosted::view).collect())
+        // A private repository is not named to whoever asks: only to the box's own clients.
+        let admin = self.check_admin(ext).is_ok();
+        Ok(hosting
+            .hosted()
+            .iter()
+            .filter(|h| admin || !h.handler.as_ref().is_some_and(|r| r.view.genesis.is_private()))
+            .map(Hosted::view)
+            .collect())
     }
 
     async fn admin_add_repository(
@@ -906,11 +913,13 @@ impl AergoApiServer for RpcHandler {
             .collect())
     }
 
-    async fn send_tx(&self, tx: String) -> RpcResult<SendTxResult> {
+    async fn send_tx(&self, ext: &jsonrpsee::Extensions, tx: String) -> RpcResult<SendTxResult> {
+        read_only(ext)?;
         self.admit(&tx).await.map_err(rejected)
     }
 
-    async fn send_txs(&self, txs: Vec<String>) -> RpcResult<Vec<SendTxOutcome>> {
+    async fn send_txs(&self, ext: &jsonrpsee::Extensions, txs: Vec<String>) -> RpcResult<Vec<SendTxOutcome>> {
+        read_only(ext)?;
         if txs.len() > self.max_batch {
             return Err(invalid_params(format!(
                 "{} transactions, more than the limit of {}",
@@ -1542,6 +1551,18 @@ pub async fn serve(
 ) -> Result<listen::Listening, RpcError> {
     let refusals = handler.refusals.clone();
     Ok(listen::serve(handler.into_rpc().into(), routes, config, tls_files, refusals).await?)
+}
+
+/// Refuses a write from a private repository's `read` member (`docs/repositories.md`).
+fn read_only(ext: &jsonrpsee::Extensions) -> RpcResult<()> {
+    match ext.get::<listen::Member>() {
+        Some(m) if !m.role.may_write() => Err(ErrorObjectOwned::owned(
+            codes::ACCESS_DENIED,
+            "read-only member: a read member cannot send transactions",
+            None::<()>,
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// A `get_events` cursor: `height:tx:event`.

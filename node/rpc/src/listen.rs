@@ -10,6 +10,7 @@
 
 use aergo_api::codes;
 use aergo_config::RpcConfig;
+use aergo_primitives::types::MemberRole;
 use jsonrpsee::server::middleware::rpc::{
     Batch, BatchEntry, BatchEntryErr, MethodResponse, Notification, Request, RpcServiceBuilder, RpcServiceT,
 };
@@ -224,6 +225,8 @@ impl Origins {
 
 /// What the listener checks before jsonrpsee sees a request.
 struct Guard {
+    /// Largest request body (`[rpc] max_request_bytes`), for the bodies read here.
+    max_request_bytes: usize,
     origins: Origins,
     limits: Option<Arc<RateLimits>>,
     refusals: Arc<Refusals>,
@@ -244,16 +247,36 @@ fn allow_origin(resp: &mut http::Response<HttpBody>, origin: &http::HeaderValue)
     h.append(http::header::VARY, http::HeaderValue::from_static("origin"));
 }
 
+/// The role of a member's key in a private repository (`None`: not a member), read from its
+/// state at the head.
+pub type Members = Arc<dyn Fn(&aergo_primitives::types::PublicKey) -> Option<MemberRole> + Send + Sync>;
+
+/// The member a request to a private repository was signed by, in the request's extensions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Member {
+    pub key: aergo_primitives::types::PublicKey,
+    pub role: MemberRole,
+}
+
+/// A hosted repository's methods and, for a private one, who its members are.
+#[derive(Clone)]
+struct Route {
+    methods: Methods,
+    members: Option<Members>,
+}
+
 /// The hosted repositories' methods by name, served at `/repo/<name>` beside the public
 /// chain's at `/` (`docs/repositories.md`). The node adds and removes them while it runs.
 #[derive(Default)]
 pub struct Routes {
-    repos: parking_lot::RwLock<HashMap<String, Methods>>,
+    repos: parking_lot::RwLock<HashMap<String, Route>>,
 }
 
 impl Routes {
-    pub fn insert(&self, name: &str, methods: impl Into<Methods>) {
-        self.repos.write().insert(name.to_string(), methods.into());
+    /// Serves `methods` at `/repo/<name>`; with `members`, only to requests signed by one
+    /// (`X-Aergo-Auth`).
+    pub fn insert(&self, name: &str, methods: impl Into<Methods>, members: Option<Members>) {
+        self.repos.write().insert(name.to_string(), Route { methods: methods.into(), members });
     }
 
     /// Whether `name` was served.
@@ -261,9 +284,44 @@ impl Routes {
         self.repos.write().remove(name).is_some()
     }
 
-    fn get(&self, name: &str) -> Option<Methods> {
+    fn get(&self, name: &str) -> Option<Route> {
         self.repos.read().get(name).cloned()
     }
+}
+
+/// The one answer to a request a private repository does not take, whatever it asked.
+fn access_denied() -> http::Response<HttpBody> {
+    let err = ErrorObjectOwned::owned(codes::ACCESS_DENIED, "access denied", None::<()>);
+    json_error(403, &err)
+}
+
+/// Checks a private repository's request: signed (`X-Aergo-Auth`) over its body by a member.
+/// Answers the request to pass on (its body read) with the member in its extensions, or why not
+/// (for the log; the client is told only "access denied").
+async fn authenticate(
+    req: http::Request<HttpBody>,
+    repo: &str,
+    members: &Members,
+    max_bytes: usize,
+) -> Result<http::Request<HttpBody>, String> {
+    use http_body_util::BodyExt;
+    let header = req
+        .headers()
+        .get(aergo_api::auth::HEADER)
+        .ok_or("no X-Aergo-Auth header")?
+        .to_str()
+        .map_err(|_| "X-Aergo-Auth is not text")?
+        .to_string();
+    let (mut parts, body) = req.into_parts();
+    let bytes = http_body_util::Limited::new(body, max_bytes)
+        .collect()
+        .await
+        .map_err(|e| format!("reading the body: {e}"))?
+        .to_bytes();
+    let key = aergo_api::auth::check(&header, repo, aergo_primitives::clock::now_ms(), &bytes)?;
+    let role = members(&key).ok_or_else(|| format!("{} is not a member", key.address()))?;
+    parts.extensions.insert(Member { key, role });
+    Ok(http::Request::from_parts(parts, HttpBody::from(bytes.to_vec())))
 }
 
 /// Which repository a request's path names: `None` for the public chain (any path not under
@@ -289,11 +347,8 @@ struct Front<S> {
 
 impl<S> tower::Service<http::Request<hyper::body::Incoming>> for Front<S>
 where
-    S: tower::Service<
-            http::Request<hyper::body::Incoming>,
-            Response = HttpResponse<HttpBody>,
-            Error = BoxError,
-        > + Clone
+    S: tower::Service<http::Request<HttpBody>, Response = HttpResponse<HttpBody>, Error = BoxError>
+        + Clone
         + Send
         + 'static,
     S::Future: Send + 'static,
@@ -345,10 +400,29 @@ where
             }
         }
         req.extensions_mut().insert(ClientIp(self.ip));
+        let req = req.map(HttpBody::new);
         let answer = match repo_of(req.uri().path()) {
             None => self.inner.call(req),
             Some(name) => match self.routes.get(name) {
-                Some(methods) => (self.make)(methods).call(req),
+                Some(Route { methods, members: None }) => (self.make)(methods).call(req),
+                Some(Route { methods, members: Some(members) }) => {
+                    let (make, name, max) =
+                        (self.make.clone(), name.to_string(), self.guard.max_request_bytes);
+                    let ip = self.ip;
+                    return Box::pin(async move {
+                        let mut resp = match authenticate(req, &name, &members, max).await {
+                            Ok(req) => make(methods).call(req).await?,
+                            Err(why) => {
+                                tracing::debug!(repo = %name, %ip, %why, "rpc: a private repository's request refused");
+                                access_denied()
+                            }
+                        };
+                        if let Some(o) = &origin {
+                            allow_origin(&mut resp, o);
+                        }
+                        Ok(resp)
+                    });
+                }
                 None => {
                     let err = ErrorObjectOwned::owned(
                         codes::INVALID_PARAMS,
@@ -438,7 +512,12 @@ pub async fn serve(
     let rpc_middleware = RpcServiceBuilder::new().layer(RateLimitLayer(limits.clone(), refusals.clone()));
     let builder =
         Server::builder().set_config(server_config).set_rpc_middleware(rpc_middleware).to_service_builder();
-    let guard = Arc::new(Guard { origins: Origins::new(&config.cors_origins), limits, refusals });
+    let guard = Arc::new(Guard {
+        max_request_bytes: config.max_request_bytes as usize,
+        origins: Origins::new(&config.cors_origins),
+        limits,
+        refusals,
+    });
     let connections = Arc::new(tokio::sync::Semaphore::new(config.max_connections as usize));
     let (stop, handle) = stop_channel();
     let bind = |addr: SocketAddr| async move {

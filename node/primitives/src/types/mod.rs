@@ -195,6 +195,77 @@ pub enum Payload {
     /// by a voter (its node key); the voter set in the state changes with the block, and the
     /// leader then moves Raft's configuration to it by joint consensus.
     RaftAdmin(RaftAdmin),
+    /// Change who may read, write and take part in a private repository (`docs/repositories.md`,
+    /// "Access control"): sent by an admin member.
+    RepoAdmin(RepoAdmin),
+}
+
+/// A member's role in a private repository. Tags are part of the encoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize)]
+pub enum MemberRole {
+    /// Reads through the RPC.
+    Read,
+    /// Reads, and sends transactions.
+    Write,
+    /// Reads, writes, and changes the members and the nodes.
+    Admin,
+}
+
+impl MemberRole {
+    pub fn name(self) -> &'static str {
+        match self {
+            MemberRole::Read => "read",
+            MemberRole::Write => "write",
+            MemberRole::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<MemberRole> {
+        [MemberRole::Read, MemberRole::Write, MemberRole::Admin].into_iter().find(|r| r.name() == s)
+    }
+
+    /// Whether a member with this role may send transactions.
+    pub fn may_write(self) -> bool {
+        self >= MemberRole::Write
+    }
+}
+
+impl Serialize for MemberRole {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for MemberRole {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(d)?;
+        MemberRole::parse(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("role {text:?}: read, write or admin")))
+    }
+}
+
+/// A change of a private repository's members or node allowlist. Tags are part of the encoding.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum RepoAdmin {
+    /// Make `member` a member with `role` (or change its role).
+    SetMember { member: Address, role: MemberRole },
+    /// Take `member`'s role away.
+    RemoveMember { member: Address },
+    /// Let the node with identity key `node_key`, reachable at `address` (a multiaddr), connect.
+    AllowNode { node_key: PublicKey, address: String },
+    /// Refuse the node from now on (it is disconnected).
+    DenyNode { node_key: PublicKey },
+}
+
+impl RepoAdmin {
+    pub fn name(&self) -> &'static str {
+        match self {
+            RepoAdmin::SetMember { .. } => "set_member",
+            RepoAdmin::RemoveMember { .. } => "remove_member",
+            RepoAdmin::AllowNode { .. } => "allow_node",
+            RepoAdmin::DenyNode { .. } => "deny_node",
+        }
+    }
 }
 
 /// A membership change of a Raft chain. Tags are part of the encoding.
@@ -283,6 +354,7 @@ impl Payload {
             Payload::CreateTag { .. } => "create_tag",
             Payload::Merge { .. } => "merge",
             Payload::RaftAdmin(_) => "raft_admin",
+            Payload::RepoAdmin(_) => "repo_admin",
         }
     }
 
