@@ -378,6 +378,7 @@ mod tests {
             health: health.into(),
             reason: reason.map(String::from),
             p2p_listen: Vec::new(),
+            peers_refused: 0,
         };
         let cases = [
             (vec![], None, Status::Ok),

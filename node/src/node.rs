@@ -134,6 +134,29 @@ pub fn load_or_create_node_key(path: &Path) -> Result<Keypair, NodeError> {
     }
 }
 
+/// A private repository's node allowlist, read from its state at the head: the nodes of
+/// `sys/repo/nodes` and the Raft voters (`docs/repositories.md`, "Access control").
+fn allowlist(view: Arc<ChainView>) -> aergo_net::Allowlist {
+    aergo_net::Allowlist(Arc::new(move || {
+        let head = view.head().height;
+        let mut rules = aergo_exec::members::Rules(|k: &[u8]| view.store.get_at(k, head));
+        let mut keys: Vec<aergo_primitives::types::PublicKey> = match rules.nodes() {
+            Ok(nodes) => nodes.into_iter().map(|n| n.node_key).collect(),
+            Err(e) => {
+                tracing::error!(error = %e, "the repository's node allowlist cannot be read: none is let in");
+                Vec::new()
+            }
+        };
+        let voters = view.store.get_at(aergo_exec::governance::RAFT_VOTERS_KEY, head).ok().flatten();
+        if let Some(bytes) = voters {
+            let records: Result<Vec<aergo_exec::governance::RaftVoterRecord>, _> =
+                aergo_exec::governance::decode_record(aergo_exec::governance::RAFT_VOTERS_KEY, &bytes);
+            keys.extend(records.into_iter().flatten().map(|v| v.node_key));
+        }
+        keys
+    }))
+}
+
 /// Opens the chain (blocking: recovery may replay blocks).
 /// For a node given only its genesis hash (`genesis_from_peers`): takes the genesis file from
 /// the bootstrap peers, checked against the hash, and writes it where the config names it.
@@ -374,6 +397,7 @@ impl ChainRun {
                         .as_ref()
                         .map(aergo_consensus::raft::RaftDriver::known_addresses)
                         .unwrap_or_default(),
+                    allowlist: view.genesis.is_private().then(|| allowlist(view.clone())),
                 };
                 let net = aergo_net::start(
                     net_config,

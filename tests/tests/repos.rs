@@ -505,3 +505,157 @@ fn a_private_repository_answers_its_members_only_and_takes_writes_from_its_write
     node.stop()?;
     Ok(())
 }
+
+/// A free TCP port on loopback (bound, then released for the node to take).
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+#[test]
+fn a_private_repositorys_swarm_refuses_nodes_off_its_allowlist_and_disconnects_a_denied_one(
+) -> anyhow::Result<()> {
+    use aergo_primitives::crypto::Keypair;
+    let dir = tempfile::tempdir()?;
+    let guild = one_node_chain(dir.path(), "guild", "dpos")?;
+    let (key_a, key_b) = (Keypair::generate(), Keypair::generate());
+    let (port_a, port_b) = (free_port()?, free_port()?);
+    let admin_file = guild.join("faucet.key");
+    let admin = KeyFile::read(&admin_file)?.unlock(None)?;
+    let genesis_path = guild.join("genesis.toml");
+    let mut genesis = std::fs::read_to_string(&genesis_path)?;
+    genesis.push_str(&format!(
+        "\n[access]\nprivate = true\n\n[[access.members]]\naddress = \"{}\"\nrole = \"admin\"\n\n\
+         [[access.nodes]]\nnode_key = \"{}\"\naddress = \"/ip4/127.0.0.1/tcp/{port_a}\"\n\n\
+         [[access.nodes]]\nnode_key = \"{}\"\naddress = \"/ip4/127.0.0.1/tcp/{port_b}\"\n",
+        admin.address(),
+        hex::encode(key_a.public().0),
+        hex::encode(key_b.public().0),
+    ));
+    std::fs::write(&genesis_path, genesis)?;
+    let path = |p: &Path| p.to_str().unwrap_or_default().to_string();
+    // Box A produces the repository's blocks; box B follows it through A's swarm.
+    let settings_a = format!(
+        "[p2p]\nenabled = true\nlisten = [\"/ip4/127.0.0.1/tcp/{port_a}\"]\n[producer]\nenabled = true\nkey_file = {:?}\n",
+        path(&guild.join("node0/producer.key"))
+    );
+    let settings_b = format!(
+        "[p2p]\nenabled = true\nlisten = [\"/ip4/127.0.0.1/tcp/{port_b}\"]\nbootstrap = [\"/ip4/127.0.0.1/tcp/{port_a}\"]\n"
+    );
+    let mut boxes = Vec::new();
+    for (name, key, settings) in [("a", &key_a, settings_a), ("b", &key_b, settings_b)] {
+        let dev = dir.path().join(name);
+        std::fs::create_dir_all(&dev)?;
+        KeyFile::write_plain(&dev.join("node.key"), key)?;
+        NodeProcess::start_dev(&dev, &[])?.stop()?;
+        let settings_file = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&settings_file, settings)?;
+        let (ok, out, err) = node_command(&[
+            "repo",
+            "add",
+            "guild",
+            "--genesis",
+            &path(&genesis_path),
+            "--settings",
+            &path(&settings_file),
+            "--data-dir",
+            &path(&dev),
+        ])?;
+        assert!(ok, "repo add on {name}: {out}{err}");
+        boxes.push(NodeProcess::start_dev(&dev, &[])?);
+    }
+    let (rpc_a, rpc_b) = (boxes[0].rpc.clone(), boxes[1].rpc.clone());
+    let guild_of = |rpc: &str| listed(rpc).ok().and_then(|l| repo(&l, "guild").cloned());
+    wait_for(Duration::from_secs(30), "box B to connect to box A in the repository", || {
+        guild_of(&rpc_a).filter(|r| r["peers"] == 1)
+    })
+    .map_err(|e| anyhow::anyhow!("{e}\n{}\n{}", boxes[0].log(), boxes[1].log()))?;
+    let to = Address([4; 20]).to_string();
+    let send = |nonce: &str| {
+        cli_json(
+            &rpc_a,
+            &[
+                "--repo",
+                "guild",
+                "send",
+                "--key",
+                &path(&admin_file),
+                "--to",
+                &to,
+                "--amount",
+                "1",
+                "--nonce",
+                nonce,
+                "--wait",
+            ],
+        )
+    };
+    let first = send("0")?;
+    let height = first["receipt"]["block_height"].as_u64().context("a block height")?;
+    wait_for(Duration::from_secs(30), "box B to hold the block", || {
+        guild_of(&rpc_b).filter(|r| r["height"].as_u64() >= Some(height))
+    })?;
+
+    // A node off the allowlist is refused right after the handshake, and counted.
+    let node_info =
+        serde_json::json!({ "jsonrpc": "2.0", "id": 1, "method": "node_info", "params": [] }).to_string();
+    let auth = aergo_api::auth::header_value(
+        &admin,
+        "guild",
+        aergo_primitives::clock::now_ms(),
+        node_info.as_bytes(),
+    );
+    let (_, info) = post_path(
+        [127, 0, 0, 1],
+        rpc_a.trim_start_matches("http://"),
+        "/repo/guild",
+        Some(&auth),
+        &node_info,
+    )?;
+    let peer_a = info["result"]["peer_id"].as_str().context("box A's peer id in the repository")?.to_string();
+    let (ok, out, err) = node_command(&[
+        "net-probe",
+        "--target",
+        &format!("/ip4/127.0.0.1/tcp/{port_a}/p2p/{peer_a}"),
+        "--chain-id",
+        "guild-chain",
+        "--attack",
+        "connect",
+        "--timeout-secs",
+        "10",
+    ])?;
+    assert!(ok, "net-probe: {out}{err}");
+    let report: Value = serde_json::from_str(out.trim())?;
+    assert_eq!(report["refused"], true, "{report}");
+    let refused = guild_of(&rpc_a).and_then(|r| r["peers_refused"].as_u64()).unwrap_or(0);
+    assert!(refused >= 1, "box A counts the refusal: {refused}");
+
+    // The admin denies box B: box A disconnects it, and it gets no new block.
+    let denied = cli_json(
+        &rpc_a,
+        &[
+            "--repo",
+            "guild",
+            "repo",
+            "node",
+            "deny",
+            "--key",
+            &path(&admin_file),
+            "--wait",
+            &hex::encode(key_b.public().0),
+        ],
+    )?;
+    assert_eq!(denied["receipt"]["status"], "success", "{denied}");
+    wait_for(Duration::from_secs(10), "box A to drop box B", || guild_of(&rpc_a).filter(|r| r["peers"] == 0))
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", boxes[0].log()))?;
+    let held = guild_of(&rpc_b).and_then(|r| r["height"].as_u64()).unwrap_or(0);
+    let later = send("2")?;
+    let later_height = later["receipt"]["block_height"].as_u64().unwrap_or(0);
+    std::thread::sleep(Duration::from_secs(3));
+    let now_b = guild_of(&rpc_b).and_then(|r| r["height"].as_u64()).unwrap_or(0);
+    assert!(
+        now_b < later_height && now_b <= held + 1,
+        "box B got blocks after its denial: {now_b} (A at {later_height})"
+    );
+    assert_eq!(guild_of(&rpc_a).map(|r| r["peers"].clone()), Some(Value::from(0)), "box B stays out");
+    Ok(())
+}

@@ -106,6 +106,7 @@ fn dashboard_repositories() {
             health: health.into(),
             reason: reason.map(String::from),
             p2p_listen: vec!["/ip4/10.0.0.5/tcp/7946".into()],
+            peers_refused: 0,
         }
     };
     app.handle(Event::Update(Update::Repositories(vec![

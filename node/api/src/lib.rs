@@ -708,6 +708,10 @@ pub struct RepositoryView {
     /// The repository's p2p listen addresses (none without a swarm).
     #[serde(default)]
     pub p2p_listen: Vec<String>,
+    /// Connections its swarm refused because the peer is not on a private repository's
+    /// allowlist, since the node started.
+    #[serde(default)]
+    pub peers_refused: u64,
 }
 
 /// `admin_add_repository`'s request: the repository's name, its genesis and its settings

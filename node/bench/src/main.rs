@@ -35,6 +35,7 @@ use std::process::{Command, Stdio};
 mod branch;
 mod events;
 mod flood;
+mod hosting;
 mod import;
 mod net;
 mod proof;
@@ -257,6 +258,21 @@ enum Bench {
         /// Directory for the data (default: a temp dir under /var/tmp, on disk).
         #[arg(long)]
         dir: Option<PathBuf>,
+    },
+    /// What one more hosted repository costs an idle node: CPU and RSS with 0, 1, 4 … one-node
+    /// repositories (DPoS producers, or Raft voters that propose a block every interval).
+    Hosting {
+        #[arg(long, value_delimiter = ',', default_value = "dpos,raft")]
+        kinds: Vec<String>,
+        /// Repository counts; the first is the baseline (0).
+        #[arg(long, value_delimiter = ',', default_value = "0,1,4,8")]
+        repos: Vec<usize>,
+        /// Seconds to let the node settle before measuring.
+        #[arg(long, default_value_t = 10)]
+        settle: u64,
+        /// Seconds measured.
+        #[arg(long, default_value_t = 30)]
+        secs: u64,
     },
     /// Block-log appends: io_uring vs pwrite, one sync per block.
     Blocklog {
@@ -1102,6 +1118,7 @@ async fn main() -> anyhow::Result<()> {
             exec(ExecOpts { accounts, txs, hot, threads, rounds, json, contract, state_cache_mb, gov })
         }
         Bench::Blocklog { blocks, size, rounds, dir } => blocklog(blocks, size, rounds, dir),
+        Bench::Hosting { kinds, repos, settle, secs } => hosting::run(&kinds, &repos, settle, secs),
         Bench::Verify { txs, batches, rounds } => verify(txs, &batches, rounds),
         Bench::Import { accounts, blocks, txs, rounds, dir } => {
             import::run(import::ImportOpts { accounts, blocks, txs, rounds, dir })

@@ -223,6 +223,9 @@ pub struct NetState {
     pub gossip_blocks_in: std::sync::atomic::AtomicU64,
     pub gossip_txs_in: std::sync::atomic::AtomicU64,
     pub banned_total: std::sync::atomic::AtomicU64,
+    /// Connections refused right after the handshake because the peer is not on a private
+    /// repository's allowlist (`docs/repositories.md`).
+    pub refused_total: std::sync::atomic::AtomicU64,
     /// The bootstrap addresses and whether they are reached (for `node_info` and the console).
     pub bootstrap: RwLock<Vec<aergo_api::BootstrapView>>,
 }
@@ -231,6 +234,10 @@ pub struct NetState {
 struct Behaviour {
     limits: libp2p::connection_limits::Behaviour,
     blocked: libp2p::allow_block_list::Behaviour<libp2p::allow_block_list::BlockedPeers>,
+    /// A private repository's node allowlist (off elsewhere).
+    allowed: libp2p::swarm::behaviour::toggle::Toggle<
+        libp2p::allow_block_list::Behaviour<libp2p::allow_block_list::AllowedPeers>,
+    >,
     gossipsub: gossipsub::Behaviour,
     sync: request_response::Behaviour<SyncCodec>,
     branch_sync: request_response::Behaviour<BranchSyncCodec>,
@@ -253,7 +260,24 @@ pub struct NetConfig {
     /// Peers whose addresses are known up front (a Raft chain's voters): dialled when a message
     /// is for them.
     pub known: Vec<(PeerId, Multiaddr)>,
+    /// A private repository's allowlist: the node keys that may connect, read again every
+    /// second; every other peer is refused right after the handshake, and one taken off is
+    /// disconnected. `None`: anyone may connect.
+    pub allowlist: Option<Allowlist>,
 }
+
+/// The node keys a private repository lets connect (its state's allowlist and voters).
+#[derive(Clone)]
+pub struct Allowlist(pub Arc<dyn Fn() -> Vec<aergo_primitives::types::PublicKey> + Send + Sync>);
+
+impl std::fmt::Debug for Allowlist {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Allowlist")
+    }
+}
+
+/// How often the allowlist is read again.
+const ALLOWLIST_EVERY: Duration = Duration::from_secs(1);
 
 /// A bootstrap address and what the node knows of the peer there.
 #[derive(Clone, Debug)]
@@ -338,7 +362,7 @@ pub async fn start(
     let key = identity_of(secret);
     let local = key.public().to_peer_id();
     let setup = |e: &dyn std::fmt::Display| NetError::Setup(e.to_string());
-    let mut swarm = build_swarm(key, config.max_peers, MAX_BLOCK_BYTES + 4096)?;
+    let mut swarm = build_swarm(key, config.max_peers, MAX_BLOCK_BYTES + 4096, config.allowlist.is_some())?;
     let (blocks_topic, txs_topic) = topics(&view.chain_id);
     swarm.behaviour_mut().gossipsub.subscribe(&blocks_topic).map_err(|e| setup(&e))?;
     swarm.behaviour_mut().gossipsub.subscribe(&txs_topic).map_err(|e| setup(&e))?;
@@ -381,7 +405,11 @@ pub async fn start(
         branch_topics: HashMap::new(),
         branch_pending: HashMap::new(),
         branch_forwarded: HashMap::new(),
+        allowlist: config.allowlist.clone(),
+        allowed: std::collections::HashSet::new(),
     };
+    // Before the first connection: who may connect.
+    task.sync_allowlist();
     for b in &task.bootstrap {
         if let Some(peer) = b.peer {
             task.swarm.behaviour_mut().kad.add_address(&peer, b.addr.clone());
@@ -407,6 +435,7 @@ fn build_swarm(
     key: identity::Keypair,
     max_peers: u32,
     max_transmit: usize,
+    allowlist: bool,
 ) -> Result<Swarm<Behaviour>, NetError> {
     let setup = |e: &dyn std::fmt::Display| NetError::Setup(e.to_string());
     let gossip_config = gossipsub::ConfigBuilder::default()
@@ -456,6 +485,7 @@ fn build_swarm(
             Ok(Behaviour {
                 limits: libp2p::connection_limits::Behaviour::new(limits),
                 blocked: Default::default(),
+                allowed: allowlist.then(Default::default).into(),
                 gossipsub,
                 sync,
                 branch_sync,
@@ -515,6 +545,9 @@ pub fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
 
 struct NetTask {
     swarm: Swarm<Behaviour>,
+    /// A private repository's allowlist, and the peers it lets connect now.
+    allowlist: Option<Allowlist>,
+    allowed: std::collections::HashSet<PeerId>,
     /// The status this node tells peers, and the blocks it serves them.
     view: Arc<ChainView>,
     /// Where gossiped and forwarded transactions go.
@@ -556,9 +589,11 @@ impl NetTask {
         let mut status_tick = tokio::time::interval(STATUS_INTERVAL);
         let mut dial_tick = tokio::time::interval(REDIAL_INTERVAL);
         let mut kad_tick = tokio::time::interval(Duration::from_secs(30));
+        let mut allow_tick = tokio::time::interval(ALLOWLIST_EVERY);
         loop {
             tokio::select! {
                 _ = stop.changed() => break,
+                _ = allow_tick.tick(), if self.allowlist.is_some() => self.sync_allowlist(),
                 Some(cmd) = commands.recv() => self.command(cmd),
                 event = self.swarm.select_next_some() => self.event(event),
                 _ = status_tick.tick() => self.ask_status(),
@@ -566,6 +601,23 @@ impl NetTask {
                 _ = kad_tick.tick() => { let _ = self.swarm.behaviour_mut().kad.bootstrap(); }
             }
         }
+    }
+
+    /// Brings the swarm's allowlist to what the repository's state says: new keys may connect,
+    /// peers taken off are disconnected (libp2p closes their connections).
+    fn sync_allowlist(&mut self) {
+        let Some(list) = &self.allowlist else { return };
+        let want: std::collections::HashSet<PeerId> =
+            (list.0)().iter().filter_map(peer_id_of_public).collect();
+        let Some(allowed) = self.swarm.behaviour_mut().allowed.as_mut() else { return };
+        for peer in want.difference(&self.allowed) {
+            allowed.allow_peer(*peer);
+        }
+        for peer in self.allowed.difference(&want) {
+            tracing::info!(%peer, "taken off the repository's allowlist: disconnected");
+            allowed.disallow_peer(*peer);
+        }
+        self.allowed = want;
     }
 
     fn redial(&mut self) {
@@ -856,6 +908,14 @@ impl NetTask {
                 self.state.peers.write().entry(peer_id).or_insert(PeerEntry { address, status: None });
                 self.request(peer_id, SyncRequest::Status);
                 self.ask_branch_status(peer_id);
+            }
+            SwarmEvent::IncomingConnectionError {
+                send_back_addr,
+                error: libp2p::swarm::ListenError::Denied { cause },
+                ..
+            } if cause.downcast_ref::<libp2p::allow_block_list::NotAllowed>().is_some() => {
+                self.state.refused_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(address = %send_back_addr, "a peer not on the repository's allowlist refused");
             }
             SwarmEvent::OutgoingConnectionError { connection_id, error, .. } => {
                 if let Some(i) = self.dialing.remove(&connection_id) {

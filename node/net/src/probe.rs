@@ -33,6 +33,9 @@ pub enum Attack {
     /// A Raft heartbeat, as the leader of term 1 000 000, from a node outside the group (a chain
     /// agreed by Raft must not take it: it would move every member to that term and follow it).
     RaftHijack,
+    /// Only connect: a private repository's swarm refuses a peer not on its allowlist right
+    /// after the handshake (`refused` in the report).
+    Connect,
 }
 
 #[derive(Debug, Serialize)]
@@ -44,6 +47,10 @@ pub struct ProbeReport {
     pub disconnected: bool,
     /// A new connection was refused (the probe is banned).
     pub redial_refused: bool,
+    /// With `connect`: the node closed the connection at once, before any exchange (not on a
+    /// private repository's allowlist).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<bool>,
 }
 
 type ProbeSwarm = libp2p::Swarm<super::Behaviour>;
@@ -74,12 +81,40 @@ pub async fn probe(
     limit: Duration,
 ) -> anyhow::Result<ProbeReport> {
     let peer = super::peer_of(&target).ok_or_else(|| anyhow::anyhow!("{target} has no /p2p/<peer id>"))?;
-    let mut swarm = build_swarm(identity::Keypair::generate_ed25519(), 8, 16 * 1024 * 1024)?;
+    let mut swarm = build_swarm(identity::Keypair::generate_ed25519(), 8, 16 * 1024 * 1024, false)?;
     let me = *swarm.local_peer_id();
     let (blocks_topic, txs_topic) = topics(chain_id);
     swarm.behaviour_mut().gossipsub.subscribe(&blocks_topic)?;
     swarm.behaviour_mut().gossipsub.subscribe(&txs_topic)?;
     swarm.dial(target.clone())?;
+    if attacks.contains(&Attack::Connect) {
+        // Refused: the connection closes at once (or the dial fails) before the node says
+        // anything; served: its gossip subscription comes.
+        let mut closed = false;
+        pump(&mut swarm, limit, |e| match e {
+            SwarmEvent::ConnectionClosed { peer_id, .. } if *peer_id == peer => {
+                closed = true;
+                true
+            }
+            SwarmEvent::OutgoingConnectionError { .. } => {
+                closed = true;
+                true
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed {
+                peer_id,
+                ..
+            })) => *peer_id == peer,
+            _ => false,
+        })
+        .await;
+        return Ok(ProbeReport {
+            peer_id: me.to_string(),
+            sent: vec![format!("{:?}", Attack::Connect)],
+            disconnected: closed,
+            redial_refused: false,
+            refused: Some(closed),
+        });
+    }
     // Connected, and the node's subscription to the blocks topic seen (gossip needs it).
     let subscribed = pump(&mut swarm, limit, |e| {
         matches!(e, SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, topic, .. }))
@@ -183,7 +218,9 @@ pub async fn probe(
                 }
                 (blocks_topic.clone(), block.encode())
             }
-            Attack::SyncFlood | Attack::ZeroRequest | Attack::RaftHijack => unreachable!("sent above"),
+            Attack::SyncFlood | Attack::ZeroRequest | Attack::RaftHijack | Attack::Connect => {
+                unreachable!("sent above")
+            }
             Attack::BadTx => {
                 let key = Keypair::generate();
                 let mut tx = key.sign_tx(TxBody {
@@ -237,5 +274,5 @@ pub async fn probe(
         .await;
         redial_refused = up_since.is_none_or(|t| t.elapsed() < Duration::from_secs(2));
     }
-    Ok(ProbeReport { peer_id: me.to_string(), sent, disconnected, redial_refused })
+    Ok(ProbeReport { peer_id: me.to_string(), sent, disconnected, redial_refused, refused: None })
 }

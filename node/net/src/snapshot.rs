@@ -242,7 +242,7 @@ async fn connect(
     bootstrap: &[Multiaddr],
     limit: Duration,
 ) -> Result<(FetchSwarm, HashMap<PeerId, Status>), FetchError> {
-    let mut swarm = build_swarm(identity::Keypair::generate_ed25519(), 16, 1024 * 1024)?;
+    let mut swarm = build_swarm(identity::Keypair::generate_ed25519(), 16, 1024 * 1024, false)?;
     let mut dialled = 0;
     for addr in bootstrap {
         match swarm.dial(addr.clone()) {

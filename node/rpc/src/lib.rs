@@ -178,6 +178,7 @@ impl Hosted {
                 health: "stopped".into(),
                 reason: Some(self.error.clone().unwrap_or_else(|| "it could not open".into())),
                 p2p_listen: Vec::new(),
+                peers_refused: 0,
             },
         }
     }
@@ -307,6 +308,7 @@ impl RpcHandler {
             health: health.into(),
             reason,
             p2p_listen: net.map(|n| n.listen.read().clone()).unwrap_or_default(),
+            peers_refused: net.map_or(0, |n| n.refused_total.load(std::sync::atomic::Ordering::Relaxed)),
         }
     }
 

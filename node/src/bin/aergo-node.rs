@@ -308,14 +308,28 @@ fn init_tracing(level: &str) {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
-        _ = term.recv() => {}
+/// SIGTERM and SIGINT, handled from when this is made (before the node announces its RPC): a
+/// signal that comes between the announcement and the wait for it still stops the node cleanly.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        })
     }
-    Ok(())
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
+    }
 }
 
 /// mimalloc: the node allocates small objects on many threads at once (RPC workers, admission,
@@ -516,8 +530,10 @@ async fn main() -> anyhow::Result<()> {
     }
     config.validate().map_err(|e| anyhow::anyhow!("invalid settings: {e}"))?;
     let node = RunningNode::start(config).await?;
+    // Before the announcement: whoever reads it may stop the node at once.
+    let signals = Signals::install()?;
     println!("AERGO_RPC=http://{}", node.rpc_addr);
-    wait_for_signal().await?;
+    signals.wait().await;
     node.shutdown().await?;
     Ok(())
 }
