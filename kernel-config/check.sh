@@ -18,8 +18,16 @@ for tool in make gcc flex bison bc; do command -v "$tool" >/dev/null || need+=("
 [ -f /usr/src/linux-source-6.1.tar.xz ] || [ -n "${LINUX_SRC:-}" ] || need+=(linux-source)
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends make gcc libc6-dev flex bison bc linux-source >/dev/null
+  # The image builds of the same test run use apt too: take their lock (aergo-image's
+  # package lock), so that two apt-gets never meet (apt fails at once on a held lists lock).
+  lockdir="${XDG_CACHE_HOME:-$HOME/.cache}/aergo-os/debs"
+  mkdir -p "$lockdir"
+  (
+    flock -w 900 9 || { echo "check.sh: waited 15 min for $lockdir/.lock" >&2; exit 1; }
+    apt-get -o DPkg::Lock::Timeout=300 update -qq
+    apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends \
+      make gcc libc6-dev flex bison bc linux-source >/dev/null
+  ) 9> "$lockdir/.lock"
 fi
 
 src="${LINUX_SRC:-}"

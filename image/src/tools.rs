@@ -117,6 +117,25 @@ fn missing_host_packages() -> Vec<&'static str> {
     missing
 }
 
+/// `apt-get update`, waiting (up to 10 minutes) while another program holds apt's lock: our
+/// own builds take [`package_lock`] first, but the system's apt timers or an operator's apt do
+/// not, and apt-get fails at once on a held lists lock.
+fn apt_update() -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    loop {
+        match run(Command::new("apt-get").args(["-o", "DPkg::Lock::Timeout=300", "update", "-qq"])) {
+            Ok(_) => return Ok(()),
+            Err(e)
+                if e.to_string().contains("Could not get lock") && std::time::Instant::now() < deadline =>
+            {
+                eprintln!("apt's lock is held by another program; waiting");
+                std::thread::sleep(std::time::Duration::from_secs(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
     eprintln!("installing {}", packages.join(" "));
     run(Command::new("apt-get")
@@ -138,7 +157,7 @@ pub fn ensure_host_tools() -> anyhow::Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    run(Command::new("apt-get").arg("update").arg("-qq"))?;
+    apt_update()?;
     apt_install(&missing)?;
     // apt removes a package when that satisfies another's versioned dependencies: a newer
     // qemu-utils (from backports) goes when the distribution's qemu-system-x86 comes in, and
@@ -181,7 +200,7 @@ pub fn unpacked(package: &str) -> anyhow::Result<PathBuf> {
     let _ = std::fs::set_permissions(&cache, std::os::unix::fs::PermissionsExt::from_mode(0o777));
     let download = || run(Command::new("apt-get").args(["download", "-q", package]).current_dir(&cache));
     if download().is_err() {
-        run(Command::new("apt-get").arg("update").arg("-qq"))?;
+        apt_update()?;
         download()?;
     }
     let deb = std::fs::read_dir(&cache)?
@@ -206,7 +225,7 @@ pub fn kernel_package() -> anyhow::Result<String> {
     let mut deps = run(Command::new("apt-cache").args(["depends", "linux-image-amd64"])).unwrap_or_default();
     if !deps.contains("Depends: linux-image-") {
         let _lock = package_lock()?;
-        run(Command::new("apt-get").arg("update").arg("-qq"))?;
+        apt_update()?;
         deps = run(Command::new("apt-cache").args(["depends", "linux-image-amd64"]))?;
     }
     deps.lines()
