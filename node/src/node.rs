@@ -216,7 +216,7 @@ fn holds_chain(data_dir: &Path) -> bool {
 /// peers when their chain is long enough (`p2p.snapshot_after_blocks`). Any failure to find or
 /// fetch one leaves the directory without a chain, and the node starts from genesis and syncs
 /// block by block, as it would without snapshots.
-async fn fetch_snapshot_if_empty(config: &NodeConfig) -> Result<(), NodeError> {
+async fn fetch_snapshot_if_empty(config: &NodeConfig, node_key: &Keypair) -> Result<(), NodeError> {
     let p2p = &config.p2p;
     if !p2p.enabled
         || p2p.snapshot_after_blocks == 0
@@ -232,6 +232,8 @@ async fn fetch_snapshot_if_empty(config: &NodeConfig) -> Result<(), NodeError> {
         after_blocks: p2p.snapshot_after_blocks,
         connect_timeout: std::time::Duration::from_secs(20),
         page_timeout: std::time::Duration::from_secs(30),
+        // The node's own identity: a private repository's peers refuse any other.
+        identity: Some(node_key.secret_bytes()),
     };
     tracing::info!(
         after_blocks = p2p.snapshot_after_blocks,
@@ -296,7 +298,7 @@ impl ChainRun {
     ) -> Result<ChainRun, NodeError> {
         let cores = shared.cores.clone();
         fetch_genesis_if_missing(config).await?;
-        fetch_snapshot_if_empty(config).await?;
+        fetch_snapshot_if_empty(config, &shared.node_key).await?;
         let cfg = config.clone();
         let (mut chain, report) = tokio::task::spawn_blocking(move || open_chain(&cfg))
             .await

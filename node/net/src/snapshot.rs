@@ -32,6 +32,9 @@ pub struct FetchOptions {
     pub connect_timeout: Duration,
     /// How long one page may take.
     pub page_timeout: Duration,
+    /// The node's identity key (its secret) to dial with, so that a private repository's
+    /// allowlist lets the fetch in; none: a fresh identity.
+    pub identity: Option<[u8; 32]>,
 }
 
 /// What [`fetch`] did.
@@ -241,8 +244,10 @@ async fn pages(
 async fn connect(
     bootstrap: &[Multiaddr],
     limit: Duration,
+    secret: Option<[u8; 32]>,
 ) -> Result<(FetchSwarm, HashMap<PeerId, Status>), FetchError> {
-    let mut swarm = build_swarm(identity::Keypair::generate_ed25519(), 16, 1024 * 1024, false)?;
+    let id = secret.map(super::identity_of).unwrap_or_else(identity::Keypair::generate_ed25519);
+    let mut swarm = build_swarm(id, 16, 1024 * 1024, false)?;
     let mut dialled = 0;
     for addr in bootstrap {
         match swarm.dial(addr.clone()) {
@@ -261,7 +266,7 @@ pub async fn fetch_genesis(
     expected: Hash,
     limit: Duration,
 ) -> Result<Genesis, FetchError> {
-    let (mut swarm, statuses) = connect(bootstrap, limit).await?;
+    let (mut swarm, statuses) = connect(bootstrap, limit, None).await?;
     let peers: Vec<PeerId> =
         statuses.into_iter().filter(|(_, s)| s.genesis == expected).map(|(p, _)| p).collect();
     if peers.is_empty() {
@@ -300,7 +305,7 @@ pub async fn fetch_genesis(
 pub async fn fetch(opts: &FetchOptions, data_dir: &Path, genesis: &Genesis) -> Result<Fetched, FetchError> {
     let started = Instant::now();
     let genesis_hash = aergo_chain::genesis_hash(genesis)?;
-    let (mut swarm, statuses) = connect(&opts.bootstrap, opts.connect_timeout).await?;
+    let (mut swarm, statuses) = connect(&opts.bootstrap, opts.connect_timeout, opts.identity).await?;
     let mut candidates: Vec<(PeerId, Status)> =
         statuses.into_iter().filter(|(_, s)| s.genesis == genesis_hash).collect();
     if candidates.is_empty() {
