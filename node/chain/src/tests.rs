@@ -108,6 +108,58 @@ fn another_genesis_is_refused() {
 }
 
 #[test]
+fn a_private_repositorys_block_with_a_sender_who_may_not_write_is_refused() {
+    use aergo_config::genesis::{AccessParams, GenesisMember};
+    use aergo_primitives::types::{MemberRole, RepoAdmin};
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (bp, alice, bob) = (Keypair::from_seed("bp"), Keypair::from_seed("alice"), Keypair::from_seed("bob"));
+    let mut g = genesis(&bp, &alice);
+    g.balances.push(GenesisBalance { address: bob.address(), amount: 1_000 });
+    g.access = Some(AccessParams {
+        private: true,
+        members: vec![
+            GenesisMember { address: alice.address(), role: MemberRole::Admin },
+            GenesisMember { address: bob.address(), role: MemberRole::Write },
+        ],
+        nodes: vec![],
+    });
+    let (mut producer, _) = Chain::open(a.path(), &g, LogOptions::default()).unwrap();
+    let (mut follower, _) = Chain::open(b.path(), &g, LogOptions::default()).unwrap();
+    // The admin takes bob's role away.
+    let remove = aergo_primitives::crypto::test_tx(
+        &alice,
+        "test",
+        0,
+        alice.address(),
+        0,
+        1,
+        Payload::RepoAdmin(RepoAdmin::RemoveMember { member: bob.address() }),
+    );
+    let first = producer.produce(&bp, vec![remove], 2_000).unwrap();
+    assert_eq!(first.receipts[0].status, ReceiptStatus::Success, "{:?}", first.receipts[0]);
+    follower.import((*first.block).clone()).unwrap();
+    // An honest builder leaves bob's transfer out and says why.
+    let bobs = transfer(&bob, 0, alice.address(), 5);
+    let (honest, out, _) = producer.build(&bp, vec![bobs.clone()], 3_000).unwrap();
+    assert!(honest.transactions.is_empty());
+    assert!(
+        out.dropped.iter().any(|(h, why)| *h == bobs.hash() && why.contains("may not write")),
+        "{:?}",
+        out.dropped
+    );
+    // A producer that breaks the rule: its block is refused by the verifier, by the parent state.
+    let (broken, _, _) = producer.build_by(&bp, vec![bobs.clone()], 3_000, false).unwrap();
+    assert_eq!(broken.transactions.len(), 1);
+    let refused = follower.import(broken);
+    assert!(
+        matches!(&refused, Err(ChainError::InvalidBlock { reason, .. }) if reason.contains("may not write to this private repository")),
+        "{:?}",
+        refused.err()
+    );
+    assert_eq!(follower.head(), producer.head(), "the refused block changed the follower");
+}
+
+#[test]
 fn imported_blocks_are_checked() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (bp, alice, bob) = (Keypair::from_seed("bp"), Keypair::from_seed("alice"), Keypair::from_seed("bob"));
