@@ -139,7 +139,7 @@ const RAFT_LEADERLESS_MS: u64 = 5_000;
 fn raft_check(r: &aergo_api::RaftView, now_ms: u64) -> Check {
     let leaderless = now_ms.saturating_sub(r.leaderless_since_ms);
     match (&r.leader, r.role.as_str()) {
-        (_, "none") => check("raft", Status::Ok, "not a voter: waiting to be added"),
+        (_, "full") => check("raft", Status::Ok, "full node: not a voter, it follows the voters' blocks"),
         (_, "leader") => check("raft", Status::Ok, format!("leader, term {}", r.term)),
         (Some(l), role) => {
             check("raft", Status::Ok, format!("{role}, term {}, leader {}", r.term, &l[..l.len().min(16)]))
@@ -350,7 +350,7 @@ mod tests {
                 Status::Degraded,
                 "no leader for 12.0 s: no quorum (a majority of the 3 voters",
             ),
-            (view("none", None, 60_000), Status::Ok, "not a voter"),
+            (view("full", None, 60_000), Status::Ok, "full node"),
         ];
         for (raft, status, said) in cases {
             let c = ChainSample { consensus: "raft".into(), raft: Some(raft), ..chain(200, 5) };

@@ -5,9 +5,9 @@
 //! Five voters split 2 | 3 by network namespaces: the majority goes on, the minority makes nothing
 //! final and knows no leader (its agent's health says "no quorum"), and healed, every node
 //! converges on the same blocks. Membership under
-//! a steady load of transfers: a fourth node is added by a voter's `aergo raft add-voter` and
-//! catches up by a Raft snapshot (its blocks by sync), a voter is removed, and leadership is
-//! handed to the new node; no transfer is lost.
+//! a steady load of transfers: a fourth node follows the voters as a full node (block sync), is
+//! added by a voter's `aergo raft add-voter` and joins by a Raft snapshot, a voter is removed and
+//! goes on as a full node, and leadership is handed to the new node; no transfer is lost.
 
 mod common;
 
@@ -279,10 +279,15 @@ fn membership_changes_under_load_and_a_new_voter_joins_by_snapshot() -> anyhow::
         })
     };
 
-    // The fourth node runs, no voter: it waits to be added.
+    // The fourth node runs, no voter: a full node, it follows the voters' blocks by sync.
     net.procs[3] = Some(start(&net.nodes[3])?);
-    wait_for(Duration::from_secs(20), "node 3 to answer", || raft(&net, 3).filter(|v| v.role == "none"))?;
-    std::thread::sleep(Duration::from_secs(2));
+    wait_for(Duration::from_secs(20), "node 3 to answer", || raft(&net, 3).filter(|v| v.role == "full"))?;
+    let target = height(&net, 0);
+    wait_for(Duration::from_secs(30), "full node 3 to follow the voters", || {
+        (height(&net, 3) >= target).then_some(())
+    })
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", net.logs()))?;
+    net.assert_final_agree(&[0, 3]);
     let added = cli_json(
         &net.nodes[0].rpc,
         &["raft", "add-voter", "--key", &key_file(0), "--wait", &keys[3], &net.nodes[3].p2p],
@@ -299,19 +304,16 @@ fn membership_changes_under_load_and_a_new_voter_joins_by_snapshot() -> anyhow::
     wait_for(Duration::from_secs(30), "node 3 to catch up", || (height(&net, 3) >= target).then_some(()))
         .map_err(|e| anyhow::anyhow!("{e}\n{}", net.logs()))?;
     let log = net.procs[3].as_ref().map(|p| p.log()).unwrap_or_default();
-    assert!(
-        log.contains("Raft snapshot: taking its blocks by sync"),
-        "node 3 did not join by snapshot:\n{log}"
-    );
+    assert!(log.contains("Raft snapshot: "), "node 3 did not join by snapshot:\n{log}");
     net.assert_final_agree(&all);
 
-    // Voter 2 is removed: the others go on with three, it stops applying.
+    // Voter 2 is removed: the others go on with three; it goes on as a full node.
     let removed =
         cli_json(&net.nodes[0].rpc, &["raft", "remove-voter", "--key", &key_file(0), "--wait", &keys[2]])?;
     assert_eq!(removed["receipt"]["status"], "success", "{removed}");
     let rest = [0, 1, 3];
     wait_for(Duration::from_secs(30), "three voters, node 2 out", || {
-        let gone = raft(&net, 2).is_some_and(|v| v.role == "none");
+        let gone = raft(&net, 2).is_some_and(|v| v.role == "full");
         (gone && rest.iter().all(|i| raft(&net, *i).is_some_and(|v| v.voters.len() == 3))).then_some(())
     })
     .map_err(|e| anyhow::anyhow!("{e}\n{}", net.logs()))?;
@@ -334,6 +336,10 @@ fn membership_changes_under_load_and_a_new_voter_joins_by_snapshot() -> anyhow::
     })
     .map_err(|e| anyhow::anyhow!("{e}: {:?}\n{}", rest.map(|i| balance(&net, i, to)), net.logs()))?;
     net.assert_final_agree(&rest);
+    wait_for(Duration::from_secs(30), "the removed voter to follow as a full node", || {
+        (balance(&net, 2, to) == u128::from(sent)).then_some(())
+    })
+    .map_err(|e| anyhow::anyhow!("{e}: {}\n{}", balance(&net, 2, to), net.logs()))?;
     for p in net.procs.iter_mut().filter_map(Option::take) {
         p.stop()?;
     }

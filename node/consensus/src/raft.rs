@@ -205,7 +205,10 @@ impl RaftDriver {
             driver.catch_up = Some(snap);
         }
         if !driver.voters.contains_key(&me) {
-            tracing::info!(raft_id = me, "this node is no founding voter: it waits to be added to the group");
+            tracing::info!(
+                raft_id = me,
+                "this node is no founding voter: a full node, it follows the voters by block sync (until it is added as one)"
+            );
         }
         driver.read_state_voters();
         driver.publish_info();
@@ -261,6 +264,7 @@ impl RaftDriver {
             }
             self.step_ready();
             self.maybe_catch_up();
+            self.maybe_follow();
         }
     }
 
@@ -446,7 +450,23 @@ impl RaftDriver {
                     self.catch_up = Some(data);
                     self.catch_up_asked = None;
                 }
-                Some(_) => {}
+                Some(data) => {
+                    // A full node that followed the voters holds the block already: the same one.
+                    let held = self.chain.store().height_of(&Hash(data.hash)).ok().flatten();
+                    if held != Some(data.height) {
+                        tracing::error!(
+                            height = data.height, expected = %Hash(data.hash),
+                            "this chain holds another block at the Raft snapshot's height: this member cannot go on"
+                        );
+                        self.stop.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                    tracing::info!(
+                        height = data.height,
+                        index,
+                        "Raft snapshot: this chain holds its block already"
+                    );
+                }
                 None if snapshot.get_data().is_empty() => {} // the founding configuration
                 None => tracing::error!(index, "a Raft snapshot's data does not decode"),
             }
@@ -707,11 +727,16 @@ impl RaftDriver {
         if self.catch_up_asked.is_some_and(|(p, _)| p == from) {
             self.catch_up_asked = None;
         }
-        let Some(target) = self.catch_up else { return };
+        // A snapshot's height caps what is taken; a full node takes what its peers hold.
+        let until = match self.catch_up {
+            Some(target) => target.height,
+            None if !self.is_voter() => u64::MAX,
+            None => return,
+        };
         let head = self.chain.head();
         let run: Vec<Block> = blocks
             .into_iter()
-            .filter(|b| b.header.height > head.height && b.header.height <= target.height)
+            .filter(|b| b.header.height > head.height && b.header.height <= until)
             .collect();
         if run.is_empty() {
             return;
@@ -729,6 +754,33 @@ impl RaftDriver {
             });
         }
         self.maybe_catch_up();
+        self.maybe_follow();
+    }
+
+    // ---- a full node: no voter, it follows the voters by block sync ---------------------------
+
+    /// Whether this node is a voter of the group's configuration.
+    fn is_voter(&self) -> bool {
+        self.node.voters().contains(&self.node.id())
+    }
+
+    /// A node that is no voter (a full node, or one waiting to be added) asks the peer that
+    /// holds the most blocks for those after its head, one batch at a time. The blocks are the
+    /// voters' final ones; each is checked as a member checks it (a voter of the parent's state
+    /// signed it, re-execution), so a peer serving anything else is refused and penalized.
+    fn maybe_follow(&mut self) {
+        if self.catch_up.is_some() || self.is_voter() {
+            return;
+        }
+        if self.catch_up_asked.is_some_and(|(_, at)| at.elapsed() < CATCH_UP_TIMEOUT) {
+            return;
+        }
+        let head = self.chain.head().height;
+        let best = self.peers.iter().filter(|(_, s)| s.height > head).max_by_key(|(_, s)| s.height);
+        let Some((&peer, status)) = best else { return };
+        let count = CATCH_UP_BATCH.min((status.height - head) as u32);
+        self.catch_up_asked = Some((peer, Instant::now()));
+        self.send(NetCommand::RequestBlocks { peer, from: head + 1, count });
     }
 
     // ---- what readers see --------------------------------------------------------------------
@@ -742,8 +794,13 @@ impl RaftDriver {
                 self.leaderless_since.get_or_insert_with(now_ms);
             }
         }
+        let voter = self.is_voter();
+        if !voter {
+            // A full node waits for no leader of its own: it follows the voters' blocks.
+            self.leaderless_since = None;
+        }
         let role = match self.node.role() {
-            _ if !self.node.voters().contains(&self.node.id()) => "none",
+            _ if !voter => "full",
             StateRole::Leader => "leader",
             StateRole::Follower => "follower",
             StateRole::Candidate => "candidate",
@@ -765,7 +822,9 @@ impl RaftDriver {
         info.lib_height = head.height;
         info.lib_hash = head.hash;
         info.best_known_height = best;
-        info.syncing = self.catch_up.is_some();
+        // A full node hears of new blocks by its peers' status (every 2 s): more than a couple
+        // of blocks behind them is syncing.
+        info.syncing = self.catch_up.is_some() || (!voter && best > head.height + 2);
         info.raft = Some(raft);
     }
 }

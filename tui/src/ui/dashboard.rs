@@ -178,7 +178,7 @@ fn draw_chain(frame: &mut Frame<'_>, app: &App, theme: Theme, area: Rect) {
 pub fn raft_line(r: &aergo_api::RaftView, now_ms: u64) -> (String, bool) {
     let voters = format!("{} voters", r.voters.len());
     match (r.role.as_str(), &r.leader) {
-        ("none", _) => (format!("not a voter ({voters}); waiting to be added"), false),
+        ("full", _) => (format!("full node, not a voter ({voters}): follows their blocks"), false),
         ("leader", _) => (format!("leader, term {} · {voters}", r.term), false),
         (role, Some(leader)) => {
             (format!("{role}, term {} · leader {} · {voters}", r.term, short(leader, 8)), false)
