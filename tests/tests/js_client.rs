@@ -45,12 +45,57 @@ fn dev_secret(data_dir: &Path) -> anyhow::Result<String> {
 fn the_js_client_matches_the_rust_encoding_and_works_against_a_devnet() -> anyhow::Result<()> {
     let js = built()?;
     let dir = tempfile::tempdir()?;
-    let node = NodeProcess::start_dev(dir.path(), &[])?;
+    // Beside its devnet the node hosts a private repository "vault" (one producer, the faucet
+    // its admin), for the client's member-signed requests and repo_admin transactions.
+    let data = dir.path().join("node");
+    std::fs::create_dir_all(&data)?;
+    NodeProcess::start_dev(&data, &[])?.stop()?;
+    let vault = dir.path().join("vault");
+    let arg = |p: &Path| p.to_str().unwrap_or_default().to_string();
+    let (ok, _, err) = aergo_tests::node_command(&[
+        "testnet",
+        "--nodes",
+        "1",
+        "--out",
+        &arg(&vault),
+        "--chain-id",
+        "vault-chain",
+    ])?;
+    anyhow::ensure!(ok, "testnet: {err}");
+    let admin_file = vault.join("faucet.key");
+    let admin = aergo_primitives::crypto::KeyFile::read(&admin_file)?.unlock(None)?;
+    let genesis = vault.join("genesis.toml");
+    let mut text = std::fs::read_to_string(&genesis)?;
+    text.push_str(&format!(
+        "\n[access]\nprivate = true\n\n[[access.members]]\naddress = \"{}\"\nrole = \"admin\"\n",
+        admin.address()
+    ));
+    std::fs::write(&genesis, text)?;
+    let settings = vault.join("repo.toml");
+    std::fs::write(
+        &settings,
+        format!("[producer]\nenabled = true\nkey_file = {:?}\n", arg(&vault.join("node0/producer.key"))),
+    )?;
+    let (ok, out, err) = aergo_tests::node_command(&[
+        "repo",
+        "add",
+        "vault",
+        "--genesis",
+        &arg(&genesis),
+        "--settings",
+        &arg(&settings),
+        "--data-dir",
+        &arg(&data),
+    ])?;
+    anyhow::ensure!(ok, "repo add: {out}{err}");
+    let node = NodeProcess::start_dev(&data, &[])?;
     let out = Command::new("node")
         .args(["--experimental-websocket", "--test", "--test-reporter=tap", "test/"])
         .current_dir(&js)
         .env("AERGO_RPC", &node.rpc)
-        .env("AERGO_DEV_KEY", dir.path().join("dev.key"))
+        .env("AERGO_PRIVATE_REPO", "vault")
+        .env("AERGO_PRIVATE_ADMIN", hex::encode(admin.secret_bytes()))
+        .env("AERGO_DEV_KEY", data.join("dev.key"))
         .env("AERGO_EXAMPLES", workspace().join("examples"))
         .output()?;
     let tap = String::from_utf8_lossy(&out.stdout);
@@ -62,8 +107,9 @@ fn the_js_client_matches_the_rust_encoding_and_works_against_a_devnet() -> anyho
     };
     assert!(out.status.success(), "{tap}\n{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!((count("fail"), count("skipped")), (0, 0), "every test ran, none failed:\n{tap}");
-    // The vectors (one per kind and more), the key test, the refusals, and the devnet test.
-    assert!(count("pass") >= 17 && count("pass") != usize::MAX, "{tap}");
+    // The vectors (one per kind and more), the key test, the refusals, request signing, and the
+    // devnet and private repository tests.
+    assert!(count("pass") >= 25 && count("pass") != usize::MAX, "{tap}");
     node.stop()
 }
 

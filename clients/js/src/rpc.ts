@@ -1,5 +1,6 @@
 // The node's JSON-RPC (docs/rpc.md) over fetch, and its subscriptions over WebSocket.
 
+import { AUTH_HEADER, authHeader, repoOfUrl } from "./auth.js";
 import { Key } from "./keys.js";
 import { signTx, type SignedTx, type TxJson } from "./tx.js";
 
@@ -62,20 +63,34 @@ export interface Subscription {
 
 type Unsigned = Omit<TxJson, "chain_id" | "nonce"> & { chain_id?: string; nonce?: number | bigint };
 
+export interface ClientOptions {
+  /** A member's key: every request to the private repository the URL names is signed with it
+   * (the X-Aergo-Auth header, docs/repositories.md). */
+  memberKey?: Key;
+}
+
 export class Client {
   readonly url: string;
   private id = 0;
+  private readonly member?: { key: Key; repo: string };
 
   /** `url`: the node's RPC, http(s)://host:port, or http(s)://host:port/repo/NAME for a
    * repository the node hosts (docs/repositories.md). */
-  constructor(url: string) {
+  constructor(url: string, options: ClientOptions = {}) {
     this.url = url.replace(/\/+$/, "");
+    if (options.memberKey) {
+      const repo = repoOfUrl(this.url);
+      if (!repo) throw new Error(`memberKey signs requests to a private repository: give its URL, …/repo/NAME, not ${this.url}`);
+      this.member = { key: options.memberKey, repo };
+    }
   }
 
   /** One JSON-RPC call with named parameters (undefined ones left out). */
   async call<T>(method: string, params: Record<string, unknown> = {}): Promise<T> {
     const body = JSON.stringify({ jsonrpc: "2.0", id: ++this.id, method, params: defined(params) });
-    const res = await fetch(this.url, { method: "POST", headers: { "content-type": "application/json" }, body });
+    const headers: Record<string, string> = { "content-type": "application/json" };
+    if (this.member) headers[AUTH_HEADER] = authHeader(this.member.key, this.member.repo, body);
+    const res = await fetch(this.url, { method: "POST", headers, body });
     const text = await res.text();
     let answer: { result?: T; error?: { code: number; message: string; data?: unknown } };
     try {
@@ -227,6 +242,13 @@ export class Client {
     onItem: (item: T) => void,
     onError?: (e: Error) => void,
   ): Promise<Subscription> {
+    if (this.member) {
+      return Promise.reject(
+        new Error(
+          "a private repository signs a WebSocket at its upgrade (X-Aergo-Auth), which the WebSocket API cannot send: poll (getEvents, getBlock) instead",
+        ),
+      );
+    }
     const Ws = (globalThis as { WebSocket?: typeof WebSocket }).WebSocket;
     if (!Ws) return Promise.reject(new Error("no WebSocket here (Node.js 20: run with --experimental-websocket)"));
     const ws = new Ws(this.url.replace(/^http/, "ws"));

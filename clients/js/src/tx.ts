@@ -23,7 +23,15 @@ export type Payload =
   | { kind: "create_branch"; name: string; base_height: number | bigint; producers?: string[]; mergers?: string[] }
   | { kind: "create_tag"; name: string; height: number | bigint }
   | { kind: "merge"; source: string; strategy: "replay" | "three-way" | "ours" | "theirs"; upto: number | bigint; upto_hash: string }
-  | { kind: "raft_admin"; op: "add_voter" | "remove_voter" | "transfer_leader"; node_key: string; address?: string };
+  | { kind: "raft_admin"; op: "add_voter" | "remove_voter" | "transfer_leader"; node_key: string; address?: string }
+  | {
+      kind: "repo_admin";
+      op: "set_member" | "remove_member" | "allow_node" | "deny_node";
+      member?: string;
+      role?: "read" | "write" | "admin";
+      node_key?: string;
+      address?: string;
+    };
 
 /** The JSON form of a transaction body. */
 export interface TxJson {
@@ -54,7 +62,17 @@ const KINDS = [
   "create_tag",
   "merge",
   "raft_admin",
+  "repo_admin",
 ] as const;
+const REPO_OPS = ["set_member", "remove_member", "allow_node", "deny_node"] as const;
+/** Which fields each repo_admin op takes. */
+const REPO_OP_FIELDS: Record<(typeof REPO_OPS)[number], string[]> = {
+  set_member: ["member", "role"],
+  remove_member: ["member"],
+  allow_node: ["node_key", "address"],
+  deny_node: ["node_key"],
+};
+const ROLES = ["read", "write", "admin"] as const;
 const RAFT_OPS = ["add_voter", "remove_voter", "transfer_leader"] as const;
 const STRATEGIES = ["replay", "three-way", "ours", "theirs"] as const;
 const BODY_FIELDS = ["chain_id", "branch", "nonce", "sender", "recipient", "amount", "fee", "payload"];
@@ -71,6 +89,7 @@ const PAYLOAD_FIELDS: Record<string, string[]> = {
   create_tag: ["name", "height"],
   merge: ["source", "strategy", "upto", "upto_hash"],
   raft_admin: ["op", "node_key", "address"],
+  repo_admin: ["op", "member", "role", "node_key", "address"],
 };
 
 function refuseUnknown(obj: object, allowed: string[], what: string) {
@@ -174,6 +193,25 @@ function writePayload(w: Writer, p: Payload) {
       if (p.op !== "add_voter" && p.address !== undefined) throw new EncodeError(`payload.address: ${p.op} takes no address`);
       w.u8(op);
       w.fixed(fromHex(required(p.node_key, "payload.node_key"), "payload.node_key"), 32, "payload.node_key");
+      if (p.address !== undefined) w.string(p.address);
+      return;
+    }
+    case "repo_admin": {
+      const op = REPO_OPS.indexOf(p.op);
+      if (op < 0) throw new EncodeError(`payload.op ${JSON.stringify(p.op)}: set_member, remove_member, allow_node or deny_node`);
+      const takes = REPO_OP_FIELDS[p.op];
+      for (const f of ["member", "role", "node_key", "address"] as const) {
+        if (p[f] === undefined && takes.includes(f)) throw new EncodeError(`payload.${f}: ${p.op} needs it`);
+        if (p[f] !== undefined && !takes.includes(f)) throw new EncodeError(`payload.${f}: ${p.op} takes no ${f}`);
+      }
+      w.u8(op);
+      if (p.member !== undefined) w.fixed(decodeAddress(p.member), 20, "payload.member");
+      if (p.role !== undefined) {
+        const role = ROLES.indexOf(p.role);
+        if (role < 0) throw new EncodeError(`payload.role ${JSON.stringify(p.role)}: read, write or admin`);
+        w.u8(role);
+      }
+      if (p.node_key !== undefined) w.fixed(fromHex(p.node_key, "payload.node_key"), 32, "payload.node_key");
       if (p.address !== undefined) w.string(p.address);
       return;
     }

@@ -79,3 +79,37 @@ test("deploy the token, call it, read its events by query and by subscription", 
   // A bad filter is refused at subscription.
   await assert.rejects(client.subscribeEvents({ contract: "aergo1nope" }, () => {}), RpcError);
 });
+
+const repo = process.env.AERGO_PRIVATE_REPO;
+const skipRepo = rpc && repo ? false : "needs a node hosting a private repository (tests/tests/js_client.rs)";
+
+test("a private repository: member-signed requests and repo_admin", { skip: skipRepo, timeout: 90_000 }, async () => {
+  const url = `${rpc}/repo/${repo}`;
+  const admin = Key.fromSecret(process.env.AERGO_PRIVATE_ADMIN);
+  // Unsigned: refused, and nothing of the repository is told.
+  await assert.rejects(new Client(url).chainInfo(), (e) => e instanceof RpcError && e.code === -32020 && e.message === "access denied");
+  const asAdmin = new Client(url, { memberKey: admin });
+  const info = await asAdmin.chainInfo();
+  assert.equal(info.chain_id, `${repo}-chain`);
+  // A new member: funded, made a reader, refused as a writer; made a writer, its transfer goes in.
+  const member = Key.generate();
+  const funded = await asAdmin.send(admin, { recipient: member.address, amount: "1000000", fee: "1", payload: { kind: "transfer" } });
+  assert.equal((await asAdmin.waitReceipt(funded.hash, 30_000)).status, "success");
+  const setRole = async (role) => {
+    const sent = await asAdmin.send(admin, { fee: "1", payload: { kind: "repo_admin", op: "set_member", member: member.address, role } });
+    const receipt = await asAdmin.waitReceipt(sent.hash, 30_000);
+    assert.equal(receipt.status, "success", JSON.stringify(receipt));
+  };
+  await setRole("read");
+  const asMember = new Client(url, { memberKey: member });
+  assert.equal((await asMember.getAccount(member.address)).balance, "1000000");
+  await assert.rejects(
+    asMember.send(member, { recipient: admin.address, amount: "5", fee: "1", payload: { kind: "transfer" } }),
+    (e) => e instanceof RpcError && e.code === -32020 && /read-only member/.test(e.message),
+  );
+  await setRole("write");
+  const sent = await asMember.send(member, { recipient: admin.address, amount: "5", fee: "1", payload: { kind: "transfer" } });
+  assert.equal((await asMember.waitReceipt(sent.hash, 30_000)).status, "success");
+  // A subscription cannot carry the signature: said so, not a silent failure.
+  await assert.rejects(asMember.subscribeBlocks(() => {}), /X-Aergo-Auth/);
+});

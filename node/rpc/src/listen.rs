@@ -381,7 +381,10 @@ where
             let mut resp = http::Response::builder()
                 .status(204)
                 .header(http::header::ACCESS_CONTROL_ALLOW_METHODS, "POST, GET, OPTIONS")
-                .header(http::header::ACCESS_CONTROL_ALLOW_HEADERS, "content-type, authorization")
+                .header(
+                    http::header::ACCESS_CONTROL_ALLOW_HEADERS,
+                    "content-type, authorization, x-aergo-auth",
+                )
                 .header(http::header::ACCESS_CONTROL_MAX_AGE, "600")
                 .body(HttpBody::empty())
                 .expect("a static response");

@@ -105,6 +105,24 @@ fn bodies() -> Vec<(&'static str, Json)> {
             ),
         ),
         (
+            "repo_set_member",
+            base(json!({"kind": "repo_admin", "op": "set_member", "member": b.address(), "role": "write"})),
+        ),
+        (
+            "repo_remove_member",
+            base(json!({"kind": "repo_admin", "op": "remove_member", "member": a.address()})),
+        ),
+        (
+            "repo_allow_node",
+            base(
+                json!({"kind": "repo_admin", "op": "allow_node", "node_key": hex::encode(b.public().0), "address": "/ip4/10.0.0.5/tcp/7850"}),
+            ),
+        ),
+        (
+            "repo_deny_node",
+            base(json!({"kind": "repo_admin", "op": "deny_node", "node_key": hex::encode(a.public().0)})),
+        ),
+        (
             "on_a_branch",
             json!({"chain_id": "aergo-devnet", "branch": "feature-x", "nonce": 0, "recipient": b.address(), "amount": "5", "payload": {"kind": "transfer"}}),
         ),
@@ -135,10 +153,20 @@ fn vectors() -> Json {
             })
         })
         .collect();
+    // A request to a private repository, signed as `X-Aergo-Auth` (crate::auth).
+    let (repo, unix_ms) = ("acme", 1_700_000_000_123u64);
+    let request = r#"{"jsonrpc":"2.0","id":1,"method":"chain_info","params":{}}"#;
     json!({
         "about": "Shared test vectors (docs/dapps.md): written by `AERGO_WRITE_VECTORS=1 cargo test -p aergo-api tx_vectors`; checked by that test and by clients/js's tests.",
         "key": {"secret": hex::encode([7u8; 32]), "public": hex::encode(k.public().0), "address": k.address()},
         "transactions": transactions,
+        "rpc_auth": {
+            "repo": repo,
+            "unix_ms": unix_ms,
+            "body": request,
+            "message": crate::auth::message(repo, unix_ms, request.as_bytes()),
+            "header": crate::auth::header_value(&k, repo, unix_ms, request.as_bytes()),
+        },
     })
 }
 
