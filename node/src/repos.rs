@@ -22,98 +22,10 @@ use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Where the hosted repositories live in a node's data directory.
-pub const REPOS_DIR: &str = "repos";
-/// The list of hosted repositories' names.
-pub const HOSTED_FILE: &str = "hosted";
-/// A repository's own settings in its directory.
-pub const SETTINGS_FILE: &str = "repo.toml";
-/// A repository's genesis in its directory.
-pub const GENESIS_FILE: &str = "genesis.toml";
-
-/// Why `name` cannot name a repository: `[a-z0-9][a-z0-9-]{0,31}`.
-pub fn name_problem(name: &str) -> Option<String> {
-    let ok_first = name.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    let ok_rest = name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if name.is_empty() || name.len() > 32 || !ok_first || !ok_rest {
-        return Some(format!(
-            "repository name {name:?}: 1 to 32 of a-z, 0-9 and '-', starting with a letter or digit"
-        ));
-    }
-    None
-}
-
-/// The repositories directory of a node's data directory.
-pub fn repos_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join(REPOS_DIR)
-}
-
-/// The names in `data_dir/repos/hosted` (none when the file does not exist). A line that is
-/// no repository name is an error naming the file and the line.
-pub fn read_hosted(data_dir: &Path) -> Result<Vec<String>, String> {
-    let path = repos_dir(data_dir).join(HOSTED_FILE);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(format!("{}: {e}", path.display())),
-    };
-    let mut names = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let name = line.trim();
-        if name.is_empty() {
-            continue;
-        }
-        if let Some(why) = name_problem(name) {
-            return Err(format!("{} line {}: {why}", path.display(), i + 1));
-        }
-        if !names.iter().any(|n| n == name) {
-            names.push(name.to_string());
-        }
-    }
-    Ok(names)
-}
-
-fn write_hosted(data_dir: &Path, names: &[String]) -> Result<(), String> {
-    let dir = repos_dir(data_dir);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let path = dir.join(HOSTED_FILE);
-    let text: String = names.iter().map(|n| format!("{n}\n")).collect();
-    crate::node::write_atomic(&path, text.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-/// The TCP ports of the p2p listen addresses of a config, when its swarm is on.
-fn p2p_ports(p2p: &aergo_config::P2pConfig) -> Vec<u16> {
-    if !p2p.enabled {
-        return Vec::new();
-    }
-    p2p.listen
-        .iter()
-        .filter_map(|a| a.parse::<aergo_config::multiaddr::Multiaddr>().ok())
-        .flat_map(|a| {
-            a.iter()
-                .filter_map(|p| match p {
-                    aergo_config::multiaddr::Protocol::Tcp(port) if port != 0 => Some(port),
-                    _ => None,
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
-/// A repository's config as the node runs it: the node's, with the repository's directory,
-/// genesis and `repo.toml` (defaults without one).
-pub fn repo_config(node: &NodeConfig, name: &str) -> Result<NodeConfig, String> {
-    let dir = repos_dir(&node.data_dir).join(name);
-    let path = dir.join(SETTINGS_FILE);
-    let settings = match std::fs::read_to_string(&path) {
-        Ok(text) => RepoSettings::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => RepoSettings::default(),
-        Err(e) => return Err(format!("{}: {e}", path.display())),
-    };
-    let config = settings.apply(node, &dir);
-    config.validate().map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(config)
-}
+pub use aergo_config::repos::{
+    name_problem, read_hosted, repo_config, repos_dir, write_hosted, GENESIS_FILE, HOSTED_FILE, REPOS_DIR,
+    SETTINGS_FILE,
+};
 
 /// What [`check_new`] found: the parsed genesis and settings, checked against the node.
 pub struct NewRepo {
@@ -171,9 +83,9 @@ pub fn check_new(
             if config.p2p.enabled {
                 config.p2p.addresses().map_err(|e| format!("settings: {e}"))?;
             }
-            let mine = p2p_ports(&config.p2p);
-            let taken = std::iter::once(("the public chain".to_string(), p2p_ports(&node.p2p)))
-                .chain(hosted.iter().map(|(n, c)| (format!("repository {n:?}"), p2p_ports(&c.p2p))));
+            let mine = config.p2p.tcp_ports();
+            let taken = std::iter::once(("the public chain".to_string(), node.p2p.tcp_ports()))
+                .chain(hosted.iter().map(|(n, c)| (format!("repository {n:?}"), c.p2p.tcp_ports())));
             for (who, ports) in taken {
                 if let Some(port) = mine.iter().find(|p| ports.contains(p)) {
                     return Err(format!(

@@ -81,6 +81,9 @@ pub enum ApplyError {
     AnotherChain { path: String, existing: String, wanted: String },
     #[error("producer key: {0}")]
     Key(String),
+    /// A key of provisioning other than the producer's; the message names the setting.
+    #[error("{0}")]
+    OtherKey(String),
     #[error("no last good configuration to revert to ({0} does not exist)")]
     NoLastGood(String),
     #[error("{path} is damaged: {reason}")]
@@ -95,6 +98,10 @@ pub enum ApplyError {
 pub struct Material {
     /// A new producer key (generated or imported).
     pub producer_key: Option<Keypair>,
+    /// The node's identity key from provisioning (`[identity]`), for `<data_dir>/node.key`.
+    pub identity_key: Option<Keypair>,
+    /// Member keys from provisioning, by repository name (`member_keystore`).
+    pub member_keys: Vec<(String, Keypair)>,
     /// The agent's certificate and key (PEM) from provisioning.
     pub agent_tls: Option<(Vec<u8>, Vec<u8>)>,
 }
@@ -159,16 +166,175 @@ pub fn key_path(address: &str) -> String {
     format!("{DATA_DIR}/keys/producer-{address}.key")
 }
 
+/// Where the member key of repository `name` lives on the box (the CLI's default for `--repo
+/// NAME`).
+pub fn member_key_path(name: &str) -> String {
+    format!("{DATA_DIR}/keys/member-{name}.key")
+}
+
+/// The node identity key's file in a data directory (the node's `node.key`).
+pub const NODE_KEY_FILE: &str = "node.key";
+
+/// Whether a path of a last-good manifest is a repository file the settings write: a data
+/// directory's `repos/hosted` or a repository's `repo.toml`.
+fn is_repo_file(rel: &str) -> bool {
+    let Some(rest) = rel.strip_prefix(DATA_DIR.trim_start_matches('/')).and_then(|r| r.strip_prefix('/'))
+    else {
+        return false;
+    };
+    let parts: Vec<&str> = rest.split('/').collect();
+    let plain = parts.iter().all(|p| !p.is_empty() && *p != "." && *p != "..");
+    plain
+        && match parts.as_slice() {
+            [_, "repos", "hosted"] => true,
+            [_, "repos", name, "repo.toml"] => aergo_config::repos::name_problem(name).is_none(),
+            _ => false,
+        }
+}
+
+/// The repository files of a data directory for `names`, relative to the root: `hosted` and
+/// each `repo.toml`.
+fn repo_files(data_dir: &str, names: &[String]) -> Vec<String> {
+    let base = format!("{}/repos", data_dir.trim_start_matches('/'));
+    std::iter::once(format!("{base}/hosted"))
+        .chain(names.iter().map(|n| format!("{base}/{n}/repo.toml")))
+        .collect()
+}
+
+/// A repository of the settings, checked against the box: its genesis (from the file given, or
+/// the one its directory already holds) and whether that file is to be written.
+struct PlannedRepo {
+    name: String,
+    genesis: Genesis,
+    write_genesis: bool,
+    repo_toml: String,
+}
+
+/// Checks the repositories of `settings` for the chain in `data_dir` (whose genesis is
+/// `public`, none when it comes from the peers): each genesis readable and its own chain, the
+/// same chain as a directory already holds. Nothing is written.
+fn plan_repositories(
+    root: &Path,
+    settings: &Settings,
+    data_dir: &str,
+    public: Option<&Genesis>,
+) -> Result<Vec<PlannedRepo>, ApplyError> {
+    let mut planned: Vec<PlannedRepo> = Vec::new();
+    for (i, r) in settings.repositories.iter().enumerate() {
+        let setting = format!("repositories[{i}].genesis {}", r.genesis);
+        let dir = box_path(root, &format!("{data_dir}/repos/{}", r.name));
+        let held = dir.join(aergo_config::repos::GENESIS_FILE);
+        let given = box_path(root, &r.genesis);
+        let (genesis, write_genesis) = match std::fs::read_to_string(&given) {
+            Ok(text) => {
+                let genesis = Genesis::parse(&text)
+                    .map_err(|e| ApplyError::Genesis { path: setting.clone(), reason: e.to_string() })?;
+                match Genesis::load(&held) {
+                    Ok(existing) if existing != genesis => {
+                        return Err(ApplyError::AnotherChain {
+                            path: dir.display().to_string(),
+                            existing: existing.chain_id,
+                            wanted: genesis.chain_id,
+                        })
+                    }
+                    Ok(_) => (genesis, false),
+                    Err(_) if held.exists() => {
+                        return Err(ApplyError::Damaged {
+                            path: held.display().to_string(),
+                            reason: "not a readable genesis file".into(),
+                        })
+                    }
+                    Err(_) => (genesis, true),
+                }
+            }
+            // Applied again after the boot partition's file is gone: the directory has it.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && held.exists() => {
+                let genesis = Genesis::load(&held).map_err(|e| ApplyError::Damaged {
+                    path: held.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+                (genesis, false)
+            }
+            Err(source) => return Err(ApplyError::Io { path: setting, source }),
+        };
+        if let Some(public) = public.filter(|p| p.chain_id == genesis.chain_id) {
+            return Err(ApplyError::Genesis {
+                path: setting,
+                reason: format!("chain id {:?} is the public chain's", public.chain_id),
+            });
+        }
+        if let Some(other) = planned.iter().find(|p| p.genesis.chain_id == genesis.chain_id) {
+            return Err(ApplyError::Genesis {
+                path: setting,
+                reason: format!("chain id {:?} is repository {:?}'s too", genesis.chain_id, other.name),
+            });
+        }
+        let repo_toml = toml::to_string(&r.repo_settings())
+            .map_err(|e| ApplyError::Render { file: "repo.toml", reason: e.to_string() })?;
+        planned.push(PlannedRepo {
+            name: r.name.clone(),
+            genesis,
+            write_genesis,
+            repo_toml: format!("# Written by aergo-console setup (repository {}).\n{repo_toml}", r.name),
+        });
+    }
+    Ok(planned)
+}
+
+/// Fails when `path` holds a key other than `key` (named by `clash`) or no key file at all; the
+/// file holding `key` or no file at all passes. Nothing is written.
+fn check_key_once(path: &Path, key: &Keypair, clash: &str) -> Result<(), ApplyError> {
+    match KeyFile::read(path) {
+        Ok(existing) if existing.address() != key.address() => Err(ApplyError::OtherKey(format!(
+            "{clash}: {} holds another key (address {}); move it away to import this one",
+            path.display(),
+            existing.address()
+        ))),
+        Err(_) if path.exists() => {
+            Err(ApplyError::Damaged { path: path.display().to_string(), reason: "not a key file".into() })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Writes `key` to `path` (0600, in a 0700 directory) unless the file holds it already; a file
+/// holding another key is refused ([`check_key_once`]), never overwritten.
+fn write_key_once(path: &Path, key: &Keypair, clash: &str) -> Result<(), ApplyError> {
+    check_key_once(path, key, clash)?;
+    if path.exists() {
+        return Ok(());
+    }
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io_err(dir))?;
+    KeyFile::write_plain(path, key).map_err(|e| ApplyError::OtherKey(format!("{clash}: {e}")))?;
+    sync_dir(dir)
+}
+
 /// The producer key of an encrypted keystore on the boot partition, unlocked with the passphrase
 /// in `passphrase_file` (its first line). Errors name the setting and the file.
 pub fn import_keystore(root: &Path, keystore: &str, passphrase_file: &str) -> Result<Keypair, ApplyError> {
+    unlock_keystore(root, "producer.keystore", keystore, "producer.passphrase_file", passphrase_file)
+        .map_err(ApplyError::Key)
+}
+
+/// A key of an encrypted keystore on the boot partition, unlocked with the passphrase in
+/// `passphrase_file` (its first line); errors name the setting (`keystore_setting`,
+/// `pass_setting`) and the file.
+pub fn unlock_keystore(
+    root: &Path,
+    keystore_setting: &str,
+    keystore: &str,
+    pass_setting: &str,
+    passphrase_file: &str,
+) -> Result<Keypair, String> {
     let pass_path = box_path(root, passphrase_file);
     let text = std::fs::read_to_string(&pass_path)
-        .map_err(|e| ApplyError::Key(format!("producer.passphrase_file {}: {e}", pass_path.display())))?;
+        .map_err(|e| format!("{pass_setting} {}: {e}", pass_path.display()))?;
     let passphrase = text.lines().next().unwrap_or_default();
     let path = box_path(root, keystore);
-    let file = KeyFile::read(&path).map_err(|e| ApplyError::Key(format!("producer.keystore: {e}")))?;
-    file.unlock(Some(passphrase)).map_err(|e| ApplyError::Key(format!("producer.keystore: {e}")))
+    let file = KeyFile::read(&path).map_err(|e| format!("{keystore_setting}: {e}"))?;
+    file.unlock(Some(passphrase)).map_err(|e| format!("{keystore_setting}: {e}"))
 }
 
 /// Deletes a file and syncs its directory, so that it is gone after a power cut too. A file that is
@@ -404,8 +570,49 @@ pub fn apply(root: &Path, settings: &Settings, material: &Material) -> Result<Ap
     let key = producer_key(root, settings, material)?;
     let (chain_dir, genesis) = chain_for(root, settings, key.as_ref())?;
     let data_dir = format!("{DATA_DIR}/{chain_dir}");
+    let repos = plan_repositories(root, settings, &data_dir, genesis.as_ref())?;
+    // The imported identity and member keys: where each goes, checked before anything is written.
+    let imported: Vec<(PathBuf, &Keypair, String)> = material
+        .identity_key
+        .iter()
+        .map(|k| (box_path(root, &format!("{data_dir}/{NODE_KEY_FILE}")), k, "identity".to_string()))
+        .chain(material.member_keys.iter().map(|(name, k)| {
+            (box_path(root, &member_key_path(name)), k, format!("repository {name:?}'s member key"))
+        }))
+        .collect();
+    for (path, k, what) in &imported {
+        check_key_once(path, k, what)?;
+    }
+    // The hosted list: the names the last settings listed and these do not are taken off; those
+    // added at run time stay.
+    let box_data = box_path(root, &data_dir);
+    let hosted_now = aergo_config::repos::read_hosted(&box_data).map_err(|reason| ApplyError::Damaged {
+        path: box_data.join("repos/hosted").display().to_string(),
+        reason,
+    })?;
+    let previous = current(root).ok().flatten();
+    let previous_names: Vec<String> =
+        previous.iter().flat_map(|p| p.repositories.iter().map(|r| r.name.clone())).collect();
+    let names: Vec<String> = settings.repositories.iter().map(|r| r.name.clone()).collect();
+    let mut hosted: Vec<String> =
+        hosted_now.iter().filter(|n| names.contains(n) || !previous_names.contains(n)).cloned().collect();
+    for n in &names {
+        if !hosted.contains(n) {
+            hosted.push(n.clone());
+        }
+    }
+    let mut repo_managed = repo_files(&data_dir, &names);
+    repo_managed.extend(repo_files(&data_dir, &previous_names));
+    if let Ok(old) = NodeConfig::load(&root.join(NODE_CONFIG_FILE)) {
+        repo_managed.extend(repo_files(&old.data_dir.display().to_string(), &previous_names));
+    }
+    repo_managed.sort();
+    repo_managed.dedup();
 
     // Keys and chain data first: they are never reverted, and a failure here changes no config.
+    for (path, k, what) in &imported {
+        write_key_once(path, k, what)?;
+    }
     if let Some(k) = &key {
         let path = box_path(root, &key_path(&k.address().to_string()));
         if !path.exists() {
@@ -453,26 +660,42 @@ pub fn apply(root: &Path, settings: &Settings, material: &Material) -> Result<Ap
         write_file(&root.join(AGENT_TLS_KEY), tls_key, 0o600)?;
         write_file(&root.join(AGENT_TLS_CERT), cert, 0o644)?;
     }
+    for r in repos.iter().filter(|r| r.write_genesis) {
+        let path =
+            box_path(root, &format!("{data_dir}/repos/{}/{}", r.name, aergo_config::repos::GENESIS_FILE));
+        write_file(&path, r.genesis.to_toml().as_bytes(), 0o644)?;
+    }
     let own_tls = root.join(AGENT_TLS_CERT).exists() && root.join(AGENT_TLS_KEY).exists();
-    save_last_good(root)?;
+    save_last_good(root, &repo_managed)?;
     let mut written = Vec::new();
     for (rel, contents, mode) in render(settings, &data_dir, key.as_ref(), own_tls)? {
         write_file(&root.join(rel), &contents, mode)?;
         written.push(rel.to_string());
+    }
+    // The repositories' settings, then the list that makes the node open them.
+    for r in &repos {
+        let rel = format!("{}/repos/{}/repo.toml", data_dir.trim_start_matches('/'), r.name);
+        write_file(&root.join(&rel), r.repo_toml.as_bytes(), 0o644)?;
+        written.push(rel);
+    }
+    if !hosted.is_empty() || !hosted_now.is_empty() {
+        let rel = format!("{}/repos/hosted", data_dir.trim_start_matches('/'));
+        write_file(&root.join(&rel), aergo_config::repos::hosted_text(&hosted).as_bytes(), 0o644)?;
+        written.push(rel);
     }
     Ok(Applied { written, data_dir })
 }
 
 /// Copies the managed files as they are now into `last-good/`, replacing an earlier copy only once
 /// the new one is complete.
-fn save_last_good(root: &Path) -> Result<(), ApplyError> {
+fn save_last_good(root: &Path, repo_managed: &[String]) -> Result<(), ApplyError> {
     let final_dir = root.join(LAST_GOOD_DIR);
     let new_dir = root.join("etc/aergo/.last-good.new");
     if new_dir.exists() {
         std::fs::remove_dir_all(&new_dir).map_err(io_err(&new_dir))?;
     }
     let mut manifest = Manifest { files: Vec::new() };
-    for rel in MANAGED {
+    for rel in MANAGED.iter().copied().chain(repo_managed.iter().map(String::as_str)) {
         let path = root.join(rel);
         match std::fs::read(&path) {
             Ok(bytes) => {
@@ -521,7 +744,7 @@ pub fn revert(root: &Path) -> Result<Vec<String>, ApplyError> {
     // Read every saved file before changing anything, so that a damaged copy changes nothing.
     let mut restore = Vec::new();
     for entry in &manifest.files {
-        if !MANAGED.contains(&entry.path.as_str()) {
+        if !MANAGED.contains(&entry.path.as_str()) && !is_repo_file(&entry.path) {
             return Err(ApplyError::Damaged {
                 path: manifest_path.display().to_string(),
                 reason: format!("{} is not a file setup manages", entry.path),
@@ -583,6 +806,8 @@ mod tests {
             time: Default::default(),
             update: Default::default(),
             producer: Default::default(),
+            identity: Default::default(),
+            repositories: Vec::new(),
         }
     }
 
@@ -801,5 +1026,141 @@ mod tests {
         let e = apply(root, &devnet("aergo-1"), &Material::default()).unwrap_err();
         assert!(e.to_string().contains("generate or import"), "{e}");
         assert!(!root.join("etc").exists());
+    }
+
+    /// A genesis for a repository with chain id `id`, on the boot partition as `file`.
+    fn repo_genesis(root: &Path, file: &str, id: &str) {
+        let genesis = Genesis {
+            chain_id: id.into(),
+            timestamp_ms: 1_700_000_000_000,
+            consensus: ConsensusParams::default(),
+            balances: vec![],
+            producers: vec![GenesisProducer { public_key: hex::encode(Keypair::generate().public().0) }],
+            access: None,
+        };
+        std::fs::create_dir_all(root.join("boot")).unwrap();
+        std::fs::write(root.join("boot").join(file), genesis.to_toml()).unwrap();
+    }
+
+    #[test]
+    fn a_box_is_provisioned_to_host_repositories_with_its_identity_and_member_keys() {
+        let root = tempfile::tempdir().unwrap();
+        let root = root.path();
+        repo_genesis(root, "acme.toml", "acme-chain");
+        repo_genesis(root, "lab.toml", "lab-chain");
+        let (identity, member) = (Keypair::generate(), Keypair::generate());
+        let boot = root.join("boot");
+        KeyFile::write_encrypted_with(&boot.join("node.keystore"), &identity, "node pass 1", 4).unwrap();
+        KeyFile::write_encrypted_with(&boot.join("member.keystore"), &member, "member pass", 4).unwrap();
+        std::fs::write(boot.join("node.pass"), "node pass 1\n").unwrap();
+        std::fs::write(boot.join("member.pass"), "member pass\n").unwrap();
+        let file = boot.join("provision.toml");
+        let provision = |repos: &str| {
+            format!(
+                "hostname = \"box\"\n[node]\nrole = \"producer\"\nchain = \"devnet\"\n\
+                 [identity]\nkeystore = \"node.keystore\"\npassphrase_file = \"node.pass\"\n{repos}"
+            )
+        };
+        let acme = "[[repositories]]\nname = \"acme\"\ngenesis = \"acme.toml\"\n\
+                    member_keystore = \"member.keystore\"\nmember_passphrase_file = \"member.pass\"\n\
+                    [repositories.p2p]\nlisten = \"/ip4/0.0.0.0/tcp/7856\"\n\
+                    bootstrap = [\"/ip4/10.77.0.11/tcp/7856\"]\n";
+        let lab = |port: u16| {
+            format!(
+                "[[repositories]]\nname = \"lab\"\ngenesis = \"lab.toml\"\n\
+                 [repositories.p2p]\nlisten = \"/ip4/0.0.0.0/tcp/{port}\"\n"
+            )
+        };
+        // Refused before anything is written, the setting named.
+        for (bad, named) in [
+            (
+                provision(&format!("{acme}{}", lab(7856))),
+                "repositories[1].p2p.listen: port 7856 is repository \"acme\"'s",
+            ),
+            (provision(&acme.replace("\"acme\"", "\"Acme\"")), "repositories[0].name"),
+            (provision(&acme.replace("0.0.0.0/tcp/7856", "0.0.0.0/tcp/7850")), "port 7850 is the agent's"),
+            (
+                provision(&format!("{acme}{}", lab(7857).replace("lab.toml", "acme.toml"))),
+                "chain id \"acme-chain\" is repository \"acme\"'s",
+            ),
+            (
+                provision(&acme.replace("member_passphrase_file = \"member.pass\"\n", "")),
+                "repositories[0].member_keystore needs",
+            ),
+            (provision(&acme.replace("listen = \"/ip4/0.0.0.0/tcp/7856\"\n", "")), "need a listen address"),
+            (
+                provision(&acme.replace("acme.toml", "missing.toml")),
+                "repositories[0].genesis /boot/missing.toml",
+            ),
+        ] {
+            std::fs::write(&file, bad).unwrap();
+            let e = crate::provision(root, &file).unwrap_err().to_string();
+            assert!(e.contains(named), "{named}: {e}");
+            assert!(!root.join(SETTINGS_FILE).exists() && !root.join("var").exists(), "{named}: written");
+        }
+        std::fs::write(boot.join("node.pass"), "wrong\n").unwrap();
+        std::fs::write(&file, provision(acme)).unwrap();
+        let e = crate::provision(root, &file).unwrap_err().to_string();
+        assert!(e.starts_with("identity.keystore: "), "{e}");
+        assert!(boot.join("node.pass").exists() && !root.join("var").exists());
+        std::fs::write(boot.join("node.pass"), "node pass 1\n").unwrap();
+
+        let (applied, _) = crate::provision(root, &file).unwrap();
+        let data = box_path(root, &applied.data_dir);
+        assert_eq!(KeyFile::read(&data.join(NODE_KEY_FILE)).unwrap().address(), identity.address());
+        let member_file = box_path(root, &member_key_path("acme"));
+        assert_eq!(KeyFile::read(&member_file).unwrap().unlock(None).unwrap().address(), member.address());
+        assert_eq!(std::fs::metadata(&member_file).unwrap().permissions().mode() & 0o777, 0o600);
+        assert!(!boot.join("node.pass").exists() && !boot.join("member.pass").exists());
+        assert_eq!(std::fs::read_to_string(data.join("repos/hosted")).unwrap(), "acme\n");
+        assert_eq!(Genesis::load(&data.join("repos/acme/genesis.toml")).unwrap().chain_id, "acme-chain");
+        let repo = aergo_config::RepoSettings::parse(
+            &std::fs::read_to_string(data.join("repos/acme/repo.toml")).unwrap(),
+        )
+        .unwrap();
+        assert!(repo.p2p.enabled && repo.p2p.listen == ["/ip4/0.0.0.0/tcp/7856"], "{repo:?}");
+        assert_eq!(repo.p2p.bootstrap, ["/ip4/10.77.0.11/tcp/7856"]);
+        // What the node runs and the firewall opens: the devnet has no swarm, acme has.
+        let mut node = NodeConfig::load(&root.join(NODE_CONFIG_FILE)).unwrap();
+        node.data_dir = data.clone();
+        assert_eq!(aergo_config::repos::p2p_ports(&node), [7856]);
+        let now = current(root).unwrap().unwrap();
+        assert_eq!(now.repositories.len(), 1);
+        let written = std::fs::read_to_string(root.join(SETTINGS_FILE)).unwrap();
+        assert!(!written.contains("member.keystore") && !written.contains("node.keystore"), "{written}");
+
+        // A repository added at run time, then settings with lab as well: both kept, lab added;
+        // revert takes lab back off (and its repo.toml), the runtime one stays.
+        std::fs::write(data.join("repos/hosted"), "acme\nextra\n").unwrap();
+        let mut more = now.clone();
+        more.repositories
+            .push(toml::from_str::<Settings>(&provision(&lab(7857))).unwrap().repositories[0].clone());
+        more.repositories[1].genesis = "/boot/lab.toml".into();
+        apply(root, &more, &Material::default()).unwrap();
+        assert_eq!(std::fs::read_to_string(data.join("repos/hosted")).unwrap(), "acme\nextra\nlab\n");
+        assert!(data.join("repos/lab/repo.toml").exists());
+        revert(root).unwrap();
+        assert_eq!(std::fs::read_to_string(data.join("repos/hosted")).unwrap(), "acme\nextra\n");
+        assert!(!data.join("repos/lab/repo.toml").exists(), "revert left lab's settings");
+        // Settings without acme take it off the list (its data stays); the genesis file gone from
+        // the boot partition is fine for a repository the box already holds.
+        std::fs::remove_file(boot.join("acme.toml")).unwrap();
+        apply(root, &now, &Material::default()).unwrap();
+        let mut fewer = now.clone();
+        fewer.repositories.clear();
+        apply(root, &fewer, &Material::default()).unwrap();
+        assert_eq!(std::fs::read_to_string(data.join("repos/hosted")).unwrap(), "extra\n");
+        assert!(data.join("repos/acme/genesis.toml").exists());
+        // Another identity for the same chain directory: refused, the first stays.
+        let e =
+            apply(root, &now, &Material { identity_key: Some(Keypair::generate()), ..Default::default() })
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("identity") && e.contains("holds another key"), "{e}");
+        assert_eq!(KeyFile::read(&data.join(NODE_KEY_FILE)).unwrap().address(), identity.address());
+        // A repository directory holding another chain is refused.
+        repo_genesis(root, "acme.toml", "acme-other");
+        let e = apply(root, &now, &Material::default()).unwrap_err().to_string();
+        assert!(e.contains("already holds chain \"acme-chain\""), "{e}");
     }
 }

@@ -58,8 +58,16 @@ pub fn provision(
     let mut settings: Settings = toml::from_str(&text)
         .map_err(|e| ApplyError::Damaged { path: file.display().to_string(), reason: e.to_string() })?;
     settings.validate()?;
-    if settings.node.chain != settings::DEVNET && !settings.node.chain.starts_with('/') {
+    if settings.node.chain != settings::DEVNET
+        && settings.node.chain != settings::PEER
+        && !settings.node.chain.starts_with('/')
+    {
         settings.node.chain = format!("/boot/{}", settings.node.chain);
+    }
+    for r in &mut settings.repositories {
+        if !r.genesis.starts_with('/') {
+            r.genesis = format!("/boot/{}", r.genesis);
+        }
     }
     let generated = match settings.agent.token {
         Some(_) => None,
@@ -75,6 +83,28 @@ pub fn provision(
         _ => (settings.node.role == Role::Producer).then(aergo_primitives::crypto::Keypair::generate),
     };
     settings.node.producer_address = None;
+    // The node's identity and the repositories' member keys, each from its keystore.
+    let identity_key = match (&settings.identity.keystore, &settings.identity.passphrase_file) {
+        (Some(keystore), Some(pass)) => Some(
+            files::unlock_keystore(root, "identity.keystore", keystore, "identity.passphrase_file", pass)
+                .map_err(ApplyError::OtherKey)?,
+        ),
+        _ => None,
+    };
+    let mut member_keys = Vec::new();
+    for (i, r) in settings.repositories.iter().enumerate() {
+        if let (Some(keystore), Some(pass)) = (&r.member_keystore, &r.member_passphrase_file) {
+            let key = files::unlock_keystore(
+                root,
+                &format!("repositories[{i}].member_keystore"),
+                keystore,
+                &format!("repositories[{i}].member_passphrase_file"),
+                pass,
+            )
+            .map_err(ApplyError::OtherKey)?;
+            member_keys.push((r.name.clone(), key));
+        }
+    }
     // The agent's own certificate: both PEM files read now, the key removed from the boot
     // partition once it is on the box.
     let agent_tls = match (&settings.agent.tls_cert, &settings.agent.tls_key) {
@@ -84,13 +114,18 @@ pub fn provision(
         )),
         _ => None,
     };
-    let applied = apply(root, &settings, &Material { producer_key, agent_tls })?;
+    let applied = apply(root, &settings, &Material { producer_key, identity_key, member_keys, agent_tls })?;
     if let Some(key) = &settings.agent.tls_key {
         files::remove_synced(&files::box_path(root, key))?;
     }
-    if let Some(pass_file) = &import.passphrase_file {
-        // The key is on the data partition now (written and synced by `apply`): the passphrase
-        // leaves the boot partition, which anyone holding the disk can read.
+    // The keys are on the data partition now (written and synced by `apply`): their passphrases
+    // leave the boot partition, which anyone holding the disk can read.
+    let pass_files = import
+        .passphrase_file
+        .iter()
+        .chain(&settings.identity.passphrase_file)
+        .chain(settings.repositories.iter().filter_map(|r| r.member_passphrase_file.as_ref()));
+    for pass_file in pass_files {
         files::remove_synced(&files::box_path(root, pass_file))?;
     }
     Ok((applied, generated))

@@ -30,6 +30,71 @@ pub struct Settings {
     /// Where a producer key to import comes from (`provision.toml` only: never written back).
     #[serde(default, skip_serializing)]
     pub producer: ProducerImport,
+    /// The node's identity key to import (`provision.toml` only: never written back).
+    #[serde(default, skip_serializing)]
+    pub identity: KeyImport,
+    /// Repositories the box hosts beside its public chain (`docs/repositories.md`,
+    /// "Provisioning a box for a repository").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repositories: Vec<RepositorySettings>,
+}
+
+/// A key handed to the box in an encrypted keystore with its passphrase file, both on the boot
+/// partition when relative (the passphrase file is deleted once the key is imported).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeyImport {
+    pub keystore: Option<String>,
+    pub passphrase_file: Option<String>,
+}
+
+/// A repository the box hosts (`[[repositories]]`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RepositorySettings {
+    /// Its name on the box (`/repo/<name>`, `aergo --repo <name>`).
+    pub name: String,
+    /// Its genesis file (on the boot partition when relative).
+    pub genesis: String,
+    /// Its own swarm: off unless a listen address is given.
+    #[serde(default)]
+    pub p2p: RepositoryP2p,
+    /// The member key requests on the box sign with (`provision.toml` only: imported to
+    /// `/var/lib/aergo/keys/member-<name>.key`).
+    #[serde(default, skip_serializing)]
+    pub member_keystore: Option<String>,
+    #[serde(default, skip_serializing)]
+    pub member_passphrase_file: Option<String>,
+}
+
+/// A hosted repository's swarm (`[repositories.p2p]`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RepositoryP2p {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    pub bootstrap: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_address: Option<String>,
+}
+
+impl RepositorySettings {
+    /// The repository's `[p2p]` as the node runs it (`repo.toml`).
+    pub fn p2p_config(&self) -> aergo_config::P2pConfig {
+        let p2p = &self.p2p;
+        aergo_config::P2pConfig {
+            enabled: p2p.listen.is_some(),
+            listen: p2p.listen.iter().map(|l| l.trim().to_string()).collect(),
+            bootstrap: p2p.bootstrap.iter().map(|b| b.trim().to_string()).collect(),
+            external_address: p2p.external_address.as_ref().map(|a| a.trim().to_string()),
+            ..aergo_config::P2pConfig::default()
+        }
+    }
+
+    /// Its `repo.toml`: the node's defaults for a repository, with its swarm.
+    pub fn repo_settings(&self) -> aergo_config::RepoSettings {
+        aergo_config::RepoSettings { p2p: self.p2p_config(), ..aergo_config::RepoSettings::default() }
+    }
 }
 
 /// The default p2p listen address (port 7846 on every interface).
@@ -207,6 +272,9 @@ pub enum SettingsError {
     P2p(String),
     #[error("producer: {0}")]
     Producer(String),
+    /// The message names the setting (`repositories[1].p2p.listen: …`, `identity: …`).
+    #[error("{0}")]
+    Repository(String),
     /// The message names the setting (`time.servers[0]: …`).
     #[error("{0}")]
     Time(String),
@@ -319,6 +387,59 @@ impl Settings {
                 return Err(SettingsError::Producer("passphrase_file is given without a keystore".into()))
             }
         }
+        key_pair(
+            "identity.keystore",
+            "identity.passphrase_file",
+            &self.identity.keystore,
+            &self.identity.passphrase_file,
+        )?;
+        self.validate_repositories()
+    }
+
+    /// Each repository on its own (name, genesis, addresses, member key) and against the others
+    /// and the public chain (names, p2p ports); errors name the setting.
+    fn validate_repositories(&self) -> Result<(), SettingsError> {
+        let err = |i: usize, what: String| SettingsError::Repository(format!("repositories[{i}].{what}"));
+        let public_ports = self.p2p_config().map(|c| c.tcp_ports()).unwrap_or_default();
+        // The box's own services, then the public chain's p2p port.
+        let mut ports: Vec<(u16, String)> =
+            vec![(22, "SSH".into()), (7845, "the RPC".into()), (7850, "the agent".into())];
+        ports.extend(public_ports.into_iter().map(|p| (p, "the public chain".into())));
+        for (i, r) in self.repositories.iter().enumerate() {
+            if let Some(why) = aergo_config::repos::name_problem(&r.name) {
+                return Err(err(i, format!("name: {why}")));
+            }
+            if let Some(j) = self.repositories[..i].iter().position(|o| o.name == r.name) {
+                return Err(err(i, format!("name: {:?} is repositories[{j}]'s too", r.name)));
+            }
+            if r.genesis.trim().is_empty() {
+                return Err(err(i, "genesis: the path of the repository's genesis file".into()));
+            }
+            if r.p2p.listen.is_none() && (!r.p2p.bootstrap.is_empty() || r.p2p.external_address.is_some()) {
+                return Err(err(
+                    i,
+                    "p2p: bootstrap and external_address need a listen address (the repository's own port)"
+                        .into(),
+                ));
+            }
+            let config = r.p2p_config();
+            config.addresses().map_err(|e| err(i, e.replacen("p2p.listen[0]", "p2p.listen", 1)))?;
+            for port in config.tcp_ports() {
+                if let Some((_, who)) = ports.iter().find(|(p, _)| *p == port) {
+                    return Err(err(
+                        i,
+                        format!("p2p.listen: port {port} is {who}'s; give the repository its own port"),
+                    ));
+                }
+                ports.push((port, format!("repository {:?}", r.name)));
+            }
+            key_pair(
+                &format!("repositories[{i}].member_keystore"),
+                &format!("repositories[{i}].member_passphrase_file"),
+                &r.member_keystore,
+                &r.member_passphrase_file,
+            )?;
+        }
         Ok(())
     }
 
@@ -370,6 +491,24 @@ impl Settings {
         } else {
             format!("{} {}", n.interface, n.address.as_deref().unwrap_or("?"))
         }
+    }
+}
+
+/// A keystore and its passphrase file come together or not at all.
+fn key_pair(
+    keystore_name: &str,
+    pass_name: &str,
+    keystore: &Option<String>,
+    pass: &Option<String>,
+) -> Result<(), SettingsError> {
+    match (keystore, pass) {
+        (Some(_), None) => Err(SettingsError::Repository(format!(
+            "{keystore_name} needs {pass_name}, the file holding its passphrase"
+        ))),
+        (None, Some(_)) => {
+            Err(SettingsError::Repository(format!("{pass_name} is given without {keystore_name}")))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -465,6 +604,8 @@ mod tests {
             time: TimeSettings::default(),
             update: UpdateSettings::default(),
             producer: ProducerImport::default(),
+            identity: KeyImport::default(),
+            repositories: Vec::new(),
         }
     }
 

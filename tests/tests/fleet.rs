@@ -674,3 +674,191 @@ fn a_node_given_only_the_genesis_hash_takes_the_genesis_from_its_peer() -> anyho
     p.stop()?;
     Ok(())
 }
+
+/// `aergo --rpc RPC --json ARGS…` with the box's keys directory: (exit code, stdout or stderr).
+fn cli_on_box(keys_dir: &Path, rpc: &str, args: &[&str]) -> anyhow::Result<(bool, String)> {
+    let out = Command::new(aergo_tests::binary("aergo"))
+        .arg("--rpc")
+        .arg(rpc)
+        .arg("--json")
+        .args(args)
+        .env("AERGO_KEYS_DIR", keys_dir)
+        .env_remove("AERGO_MEMBER_KEY")
+        .output()?;
+    let text = if out.status.success() { &out.stdout } else { &out.stderr };
+    Ok((out.status.success(), String::from_utf8_lossy(text).into_owned()))
+}
+
+/// A box provisioned to host a private Raft repository (`docs/repositories.md`, "Provisioning a
+/// box for a repository"): its `provision.toml` names the repository (genesis on the boot
+/// partition, its own p2p port, the other voter's address), the box's identity key (a voter of
+/// the genesis) and a member key, each from an encrypted keystore. Started from what
+/// provisioning wrote, the box's node hosts the repository and agrees on its blocks with the
+/// other voter (two voters: no block is final without both); the CLI on the box signs its
+/// requests with the provisioned member key without being told; a transfer sent to the box is
+/// applied on both.
+#[test]
+fn a_box_provisioned_for_a_private_raft_repository_votes_in_it() -> anyhow::Result<()> {
+    use aergo_config::genesis::ConsensusKind;
+    let dir = tempfile::tempdir()?;
+    let path = |p: &Path| p.to_str().unwrap_or_default().to_string();
+    let mut opts = testnet(2, dir.path().join("acme"));
+    opts.chain_id = "acme-chain".into();
+    opts.consensus = ConsensusKind::Raft;
+    let voters = write_testnet(&opts)?;
+    let admin_file = opts.out.join("faucet.key");
+    let admin = KeyFile::read(&admin_file)?.unlock(None)?;
+    let genesis_path = opts.out.join("genesis.toml");
+    let mut genesis = std::fs::read_to_string(&genesis_path)?;
+    genesis.push_str(&format!(
+        "\n[access]\nprivate = true\n\n[[access.members]]\naddress = \"{}\"\nrole = \"admin\"\n",
+        admin.address()
+    ));
+    std::fs::write(&genesis_path, genesis)?;
+    let listen = |i: usize| -> anyhow::Result<String> {
+        Ok(NodeConfig::load(&voters[i].config)?.p2p.listen[0].clone())
+    };
+    let (listen_a, listen_b) = (listen(0)?, listen(1)?);
+
+    // Box A: a --dev node hosting the repository as the first voter.
+    let a_dir = dir.path().join("a");
+    std::fs::create_dir_all(&a_dir)?;
+    std::fs::copy(opts.out.join("node0/node.key"), a_dir.join("node.key"))?;
+    NodeProcess::start_dev(&a_dir, &[])?.stop()?;
+    let a_settings = dir.path().join("a-repo.toml");
+    std::fs::write(
+        &a_settings,
+        format!("[p2p]\nenabled = true\nlisten = [\"{listen_a}\"]\nbootstrap = [\"{listen_b}\"]\n"),
+    )?;
+    let (ok, out, err) = node_command(&[
+        "repo",
+        "add",
+        "acme",
+        "--genesis",
+        &path(&genesis_path),
+        "--settings",
+        &path(&a_settings),
+        "--data-dir",
+        &path(&a_dir),
+    ])?;
+    assert!(ok, "repo add on box A: {out}{err}");
+    let box_a = NodeProcess::start_dev(&a_dir, &[])?;
+
+    // The box: its boot partition holds the provision file, the repository's genesis and the
+    // keystores of its identity (the second voter's key) and of the admin member.
+    let root = dir.path().join("box");
+    let boot = root.join("boot");
+    std::fs::create_dir_all(&boot)?;
+    std::fs::copy(&genesis_path, boot.join("acme-genesis.toml"))?;
+    let identity = KeyFile::read(&opts.out.join("node1/node.key"))?.unlock(None)?;
+    KeyFile::write_encrypted_with(&boot.join("node.keystore"), &identity, PASSPHRASE, 4)?;
+    KeyFile::write_encrypted_with(&boot.join("acme-member.keystore"), &admin, PASSPHRASE, 4)?;
+    std::fs::write(boot.join("node.pass"), format!("{PASSPHRASE}\n"))?;
+    std::fs::write(boot.join("acme-member.pass"), format!("{PASSPHRASE}\n"))?;
+    let provision_toml = |repo_listen: &str| {
+        format!(
+            r#"hostname = "box-acme"
+[node]
+role = "producer"
+chain = "devnet"
+rpc = "loopback"
+[identity]
+keystore = "node.keystore"
+passphrase_file = "node.pass"
+[[repositories]]
+name = "acme"
+genesis = "acme-genesis.toml"
+member_keystore = "acme-member.keystore"
+member_passphrase_file = "acme-member.pass"
+[repositories.p2p]
+listen = "{repo_listen}"
+bootstrap = ["{listen_a}"]
+"#
+        )
+    };
+    let file = boot.join("provision.toml");
+    // A listen address that is not a multiaddr: refused naming the setting, nothing written.
+    std::fs::write(&file, provision_toml("127.0.0.1:7850"))?;
+    let (ok, text) = provision(&root, &file)?;
+    assert!(!ok && text.contains("repositories[0].p2p.listen"), "{text}");
+    assert!(!root.join("var").exists() && boot.join("node.pass").exists(), "a refused file wrote something");
+    std::fs::write(&file, provision_toml(&listen_b))?;
+    let (ok, text) = provision(&root, &file)?;
+    assert!(ok, "{text}");
+    assert!(!boot.join("node.pass").exists() && !boot.join("acme-member.pass").exists());
+
+    // The box's node, from the config provisioning wrote (its box paths under the test's root).
+    let mut config = NodeConfig::load(&root.join("etc/aergo/node.toml"))?;
+    config.data_dir = on_box(&root, &config.data_dir);
+    config.producer.key_file = on_box(&root, &config.producer.key_file);
+    config.rpc.listen = "127.0.0.1:0".parse()?;
+    let hosted = std::fs::read_to_string(config.data_dir.join("repos/hosted"))?;
+    assert_eq!(hosted, "acme\n");
+    let box_config = root.join("node-under-test.toml");
+    std::fs::write(&box_config, config.to_toml()?)?;
+    let box_b = NodeProcess::start(&config.data_dir, &["run", "--config", &path(&box_config)])?;
+    let acme_on = |rpc: &str| -> Option<serde_json::Value> {
+        aergo_tests::cli_json(rpc, &["repo", "list"])
+            .ok()?
+            .as_array()?
+            .iter()
+            .find(|r| r["name"] == "acme")
+            .cloned()
+    };
+    // Two voters: a block is final only when both hold it, so a height past 3 on both means the
+    // provisioned box votes with its imported identity.
+    wait_for(Duration::from_secs(60), "the repository's blocks on both boxes", || {
+        let (a, b) = (acme_on(&box_a.rpc)?, acme_on(&box_b.rpc)?);
+        (a["lib_height"].as_u64()? >= 3 && b["lib_height"].as_u64()? >= 3).then_some(())
+    })
+    .map_err(|e| anyhow::anyhow!("{e}\nbox A:\n{}\nbox B:\n{}", box_a.log(), box_b.log()))?;
+    // The box came in with its provisioned identity, its snapshot check too.
+    let log_a = box_a.log();
+    assert!(!log_a.contains("allowlist refused"), "box A refused the provisioned box:\n{log_a}");
+
+    // The CLI on the box signs with the provisioned member key; without it the repository
+    // answers nothing.
+    let keys = on_box(&root, Path::new("/var/lib/aergo/keys"));
+    let (ok, text) = cli_on_box(&keys, &box_b.rpc, &["--repo", "acme", "chain"])?;
+    assert!(ok && text.contains("acme-chain"), "{text}");
+    let (ok, text) = cli_on_box(dir.path(), &box_b.rpc, &["--repo", "acme", "chain"])?;
+    assert!(!ok && text.contains("access denied"), "{text}");
+    let to = aergo_primitives::types::Address([7; 20]).to_string();
+    let send = [
+        "--repo",
+        "acme",
+        "send",
+        "--key",
+        &path(&admin_file),
+        "--to",
+        &to,
+        "--amount",
+        "5",
+        "--nonce",
+        "0",
+        "--wait",
+    ];
+    let (ok, text) = cli_on_box(&keys, &box_b.rpc, &send)?;
+    assert!(ok, "{text}");
+    let sent: serde_json::Value = serde_json::from_str(&text)?;
+    let height =
+        sent["receipt"]["block_height"].as_u64().ok_or_else(|| anyhow::anyhow!("no height: {sent}"))?;
+    let block_hash = |rpc: &str| {
+        cli_on_box(&keys, rpc, &["--repo", "acme", "block", &height.to_string()])
+            .ok()
+            .filter(|(ok, _)| *ok)
+            .and_then(|(_, t)| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .map(|b| b["hash"].clone())
+    };
+    wait_for(Duration::from_secs(30), "the transfer's block on box A", || {
+        let (a, b) = (block_hash(&box_a.rpc)?, block_hash(&box_b.rpc)?);
+        (a == b && a.is_string()).then_some(())
+    })?;
+    let (ok, text) = cli_on_box(&keys, &box_a.rpc, &["--repo", "acme", "balance", &to])?;
+    assert!(ok, "{text}");
+    let account: serde_json::Value = serde_json::from_str(&text)?;
+    assert_eq!(account["balance"].to_string().trim_matches('"'), "5", "{account}");
+    box_b.stop()?;
+    box_a.stop()?;
+    Ok(())
+}

@@ -53,6 +53,10 @@ enum Command {
     /// Applies a provision.toml under --root, as first boot does: writes the files Setup would,
     /// generating the producer key (and the agent token when the file has none).
     Provision { file: PathBuf },
+    /// Prints the TCP ports the firewall opens for peers, one a line: the public chain's p2p
+    /// port (when on) and each hosted repository's (when its swarm is on), from the node's
+    /// config under --root and its data directory.
+    P2pPorts,
 }
 
 fn main() -> std::process::ExitCode {
@@ -76,6 +80,15 @@ fn color_wanted(cli: &Cli) -> bool {
 fn run(cli: Cli) -> anyhow::Result<()> {
     if !cli.root.is_dir() {
         anyhow::bail!("--root {} is not a directory", cli.root.display());
+    }
+    if let Some(Command::P2pPorts) = &cli.command {
+        let path = cli.root.join(aergo_settings::files::NODE_CONFIG_FILE);
+        let mut node = aergo_config::NodeConfig::load(&path)?;
+        node.data_dir = aergo_settings::files::box_path(&cli.root, &node.data_dir.display().to_string());
+        for port in aergo_config::repos::p2p_ports(&node) {
+            println!("{port}");
+        }
+        return Ok(());
     }
     if let Some(Command::Provision { file }) = &cli.command {
         let (applied, token) = match aergo_console::setup::provision(&cli.root, file) {

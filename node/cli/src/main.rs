@@ -29,8 +29,10 @@ struct Cli {
     /// command then reads and writes it (its methods are at RPC/repo/NAME).
     #[arg(long, global = true)]
     repo: Option<String>,
-    /// With --repo: the member key that signs every request to a private repository (a
-    /// transaction command signs with its --key when this is not given).
+    /// With --repo: the member key that signs every request to a private repository. Not
+    /// given: the box's member key of the repository, AERGO_KEYS_DIR/member-NAME.key (default
+    /// /var/lib/aergo/keys, where provisioning puts it), when there is one; else a transaction
+    /// command signs with its --key.
     #[arg(long, global = true, env = "AERGO_MEMBER_KEY")]
     member_key: Option<PathBuf>,
     #[command(subcommand)]
@@ -1042,8 +1044,14 @@ async fn run(mut cli: Cli) -> anyhow::Result<()> {
             bail!("--repo names a repository to work on; `aergo repo` works on the node itself");
         }
         cli.rpc = format!("{}/repo/{name}", cli.rpc.trim_end_matches('/'));
-        if let Some(path) = &cli.member_key {
-            let _ = SIGNER.set((load_key(path, None)?, name.clone()));
+        let on_box = std::path::Path::new(
+            &std::env::var_os("AERGO_KEYS_DIR").unwrap_or_else(|| "/var/lib/aergo/keys".into()),
+        )
+        .join(format!("member-{name}.key"));
+        let member_key = cli.member_key.clone().or_else(|| on_box.exists().then_some(on_box));
+        if let Some(path) = &member_key {
+            let key = load_key(path, None).with_context(|| format!("the member key {}", path.display()))?;
+            let _ = SIGNER.set((key, name.clone()));
         }
     }
     match cli.command {
@@ -1109,8 +1117,17 @@ async fn run(mut cli: Cli) -> anyhow::Result<()> {
                 bail!("choose a password of at least 8 characters");
             }
             KeyFile::write_encrypted(&out, &key, &pass)?;
-            let v = serde_json::json!({ "address": key.address(), "file": out.display().to_string() });
-            print(json, &v, |_| format!("address {}\nwritten to {}", key.address(), out.display()))?;
+            // The public key is what a genesis names a node by (a Raft voter's or an allowed
+            // node's `node_key`) when this key is to be a box's identity.
+            let public_key = hex::encode(key.public().0);
+            let v = serde_json::json!({
+                "address": key.address(),
+                "public_key": public_key,
+                "file": out.display().to_string(),
+            });
+            print(json, &v, |_| {
+                format!("address {}\npublic key {public_key}\nwritten to {}", key.address(), out.display())
+            })?;
         }
         Command::Account(AccountCmd::Show { file }) => {
             let f = KeyFile::read(&file)?;

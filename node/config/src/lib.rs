@@ -17,6 +17,7 @@
 pub mod cores;
 pub mod genesis;
 mod node;
+pub mod repos;
 
 /// The multiaddr crate the p2p settings are parsed with (for the Setup screen's port lookup).
 pub use multiaddr;

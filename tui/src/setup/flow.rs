@@ -458,6 +458,9 @@ impl SetupState {
             time: self.current.as_ref().map(|c| c.time.clone()).unwrap_or_default(),
             update: self.current.as_ref().map(|c| c.update.clone()).unwrap_or_default(),
             producer: Default::default(),
+            identity: Default::default(),
+            // As provisioned: not fields of the Setup screen (docs/repositories.md).
+            repositories: self.current.as_ref().map(|c| c.repositories.clone()).unwrap_or_default(),
         };
         if d.token_choice == TokenChoice::Generate {
             s.agent.token = d.new_token.clone();

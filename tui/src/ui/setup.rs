@@ -220,6 +220,13 @@ fn review_lines(s: &SetupState, width: usize, theme: Theme, lines: &mut Vec<Line
         addr(new.node.producer_address.as_ref()),
         theme,
     ));
+    let repos = |c: &Settings| {
+        if c.repositories.is_empty() {
+            return "none".to_string();
+        }
+        c.repositories.iter().map(|r| r.name.clone()).collect::<Vec<_>>().join(", ")
+    };
+    lines.push(row("Repositories", get(&repos), repos(&new), theme));
     let token_now = if s.has_token { "set" } else { "none" };
     let token_new = if new.agent.token.is_some() { "new (hidden)" } else { token_now };
     lines.push(row("Agent token", token_now.into(), token_new.into(), theme));
