@@ -487,6 +487,22 @@ impl ChainRun {
                 span.in_scope(run)
             })
             .map_err(|source| NodeError::Io { path: "chain thread".into(), source })?;
+        #[cfg(feature = "test-hooks")]
+        if let Some(at) = config.producer.stop_chain_at_for_tests {
+            let (view, stop) = (view.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    if view.head().height >= at {
+                        tracing::error!(
+                            height = at,
+                            "TEST FAULT: the chain thread stops (producer.stop_chain_at_for_tests)"
+                        );
+                        stop.store(true, Ordering::SeqCst);
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+            });
+        }
         let handler = rpc::RpcHandler {
             view: view.clone(),
             pool: pool.clone(),
@@ -568,6 +584,15 @@ impl RunningNode {
             peer_id = ?chain.handler.facts.peer_id, repositories = repos.count(), "node running"
         );
         Ok(RunningNode { view: chain.view.clone(), rpc_addr, rpc, chain, repos })
+    }
+
+    /// Resolves once the public chain's thread has ended on its own (it cannot go on: a failed
+    /// disk, a Raft log it cannot write; the reason is in the log). A node in that state would
+    /// answer RPC and never move, so the binary exits and its supervisor starts it again.
+    pub async fn chain_stopped(&self) {
+        while self.chain.running() {
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
     }
 
     /// Stops accepting RPC, lets each chain thread finish the block in hand, and waits for them.

@@ -33,6 +33,7 @@ pub struct TestnetNode {
     pub peer_id: String,
 }
 
+#[derive(Clone, Debug)]
 pub struct TestnetOptions {
     pub nodes: usize,
     pub out: PathBuf,
@@ -46,6 +47,9 @@ pub struct TestnetOptions {
     pub base_port: Option<u16>,
     /// DPoS (N producers) or Raft (N voters).
     pub consensus: ConsensusKind,
+    /// Raft: only the first K nodes are voters, the others full nodes (all are voters when
+    /// unset). Refused under DPoS.
+    pub voters: Option<usize>,
 }
 
 fn free_port(host: IpAddr) -> std::io::Result<(TcpListener, u16)> {
@@ -57,6 +61,17 @@ fn free_port(host: IpAddr) -> std::io::Result<(TcpListener, u16)> {
 /// Writes the testnet's files; refuses a directory that already holds one.
 pub fn write_testnet(opts: &TestnetOptions) -> anyhow::Result<Vec<TestnetNode>> {
     anyhow::ensure!(opts.nodes >= 1, "--nodes must be at least 1");
+    if let Some(k) = opts.voters {
+        anyhow::ensure!(
+            opts.consensus == ConsensusKind::Raft,
+            "--voters is for a Raft network (--consensus raft); a DPoS network's producers are its --nodes"
+        );
+        anyhow::ensure!(
+            (1..=opts.nodes).contains(&k),
+            "--voters {k}: from 1 to the {} nodes (the others are full nodes)",
+            opts.nodes
+        );
+    }
     anyhow::ensure!(
         opts.hosts.is_empty() || opts.hosts.len() == opts.nodes,
         "--hosts lists {} hosts for {} nodes",
@@ -114,7 +129,8 @@ pub fn write_testnet(opts: &TestnetOptions) -> anyhow::Result<Vec<TestnetNode>> 
                 propose_on_tx: true,
                 election_ticks: 10,
                 heartbeat_ticks: 2,
-                voters: (0..opts.nodes)
+                // The first K nodes vote; the others are full nodes that follow them.
+                voters: (0..opts.voters.unwrap_or(opts.nodes))
                     .map(|i| RaftVoter {
                         node_key: hex::encode(identities[i].public().0),
                         address: p2p_listen(i),
@@ -201,6 +217,7 @@ mod tests {
             block_interval_ms: 1000,
             chain_id: "aergo-testnet".into(),
             base_port: None,
+            voters: None,
             consensus: ConsensusKind::Dpos,
         };
         let nodes = write_testnet(&opts).unwrap();
@@ -233,6 +250,7 @@ mod tests {
             block_interval_ms: 1000,
             chain_id: "aergo-raft".into(),
             base_port: None,
+            voters: None,
             consensus: ConsensusKind::Raft,
         };
         let nodes = write_testnet(&opts).unwrap();
@@ -240,6 +258,24 @@ mod tests {
         assert!(genesis.producers.is_empty());
         let raft = genesis.consensus.raft.as_ref().unwrap();
         assert_eq!(raft.voters.len(), 3);
+        // Fewer voters than nodes: the rest are full nodes; none, or DPoS with voters: refused.
+        for (voters, consensus, ok) in [
+            (Some(2), ConsensusKind::Raft, true),
+            (Some(0), ConsensusKind::Raft, false),
+            (Some(4), ConsensusKind::Raft, false),
+            (Some(2), ConsensusKind::Dpos, false),
+        ] {
+            let other = tempfile::tempdir().unwrap();
+            let o = TestnetOptions { out: other.path().join("net"), voters, consensus, ..opts.clone() };
+            match write_testnet(&o) {
+                Ok(_) => {
+                    assert!(ok, "{voters:?} {consensus:?} was written");
+                    let g = Genesis::load(&o.out.join("genesis.toml")).unwrap();
+                    assert_eq!(g.consensus.raft.unwrap().voters.len(), 2);
+                }
+                Err(e) => assert!(!ok && e.to_string().contains("--voters"), "{e}"),
+            }
+        }
         for (n, v) in nodes.iter().zip(&raft.voters) {
             let c = NodeConfig::load(&n.config).unwrap();
             let key = KeyFile::read(&c.data_dir.join("node.key")).unwrap().unlock(None).unwrap();

@@ -138,6 +138,26 @@ pub fn node_command(args: &[&str]) -> anyhow::Result<(bool, String, String)> {
     ))
 }
 
+/// `aergo-node repo add NAME --genesis GENESIS [--settings SETTINGS] --data-dir DATA_DIR`, the
+/// node stopped; an error with the command's output when it fails.
+pub fn repo_add_offline(
+    name: &str,
+    genesis: &Path,
+    settings: Option<&Path>,
+    data_dir: &Path,
+) -> anyhow::Result<()> {
+    let text = |p: &Path| p.to_str().unwrap_or_default().to_string();
+    let mut args = vec!["repo".to_string(), "add".into(), name.into(), "--genesis".into(), text(genesis)];
+    if let Some(file) = settings {
+        args.extend(["--settings".into(), text(file)]);
+    }
+    args.extend(["--data-dir".into(), text(data_dir)]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, out, err) = node_command(&args)?;
+    anyhow::ensure!(ok, "aergo-node repo add {name}: {out}{err}");
+    Ok(())
+}
+
 /// Spawns `cmd` (stderr appended to `log`) and waits for the line `PREFIX<value>` it prints on stdout
 /// once it serves; returns the child and the value. Kills the child and shows its log when the line
 /// does not come within `limit`.

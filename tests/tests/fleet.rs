@@ -26,6 +26,7 @@ fn testnet(nodes: usize, out: PathBuf) -> TestnetOptions {
         block_interval_ms: 1000,
         chain_id: "aergo-fleet".into(),
         base_port: None,
+        voters: None,
         consensus: Default::default(),
     }
 }
@@ -730,18 +731,7 @@ fn a_box_provisioned_for_a_private_raft_repository_votes_in_it() -> anyhow::Resu
         &a_settings,
         format!("[p2p]\nenabled = true\nlisten = [\"{listen_a}\"]\nbootstrap = [\"{listen_b}\"]\n"),
     )?;
-    let (ok, out, err) = node_command(&[
-        "repo",
-        "add",
-        "acme",
-        "--genesis",
-        &path(&genesis_path),
-        "--settings",
-        &path(&a_settings),
-        "--data-dir",
-        &path(&a_dir),
-    ])?;
-    assert!(ok, "repo add on box A: {out}{err}");
+    aergo_tests::repo_add_offline("acme", &genesis_path, Some(&a_settings), &a_dir)?;
     let box_a = NodeProcess::start_dev(&a_dir, &[])?;
 
     // The box: its boot partition holds the provision file, the repository's genesis and the

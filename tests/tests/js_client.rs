@@ -76,18 +76,7 @@ fn the_js_client_matches_the_rust_encoding_and_works_against_a_devnet() -> anyho
         &settings,
         format!("[producer]\nenabled = true\nkey_file = {:?}\n", arg(&vault.join("node0/producer.key"))),
     )?;
-    let (ok, out, err) = aergo_tests::node_command(&[
-        "repo",
-        "add",
-        "vault",
-        "--genesis",
-        &arg(&genesis),
-        "--settings",
-        &arg(&settings),
-        "--data-dir",
-        &arg(&data),
-    ])?;
-    anyhow::ensure!(ok, "repo add: {out}{err}");
+    aergo_tests::repo_add_offline("vault", &genesis, Some(&settings), &data)?;
     let node = NodeProcess::start_dev(&data, &[])?;
     let out = Command::new("node")
         .args(["--experimental-websocket", "--test", "--test-reporter=tap", "test/"])

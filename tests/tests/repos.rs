@@ -387,16 +387,7 @@ fn a_private_repository_answers_its_members_only_and_takes_writes_from_its_write
     std::fs::copy(vault.join("node0/node.key"), dev.join("node.key"))?;
     NodeProcess::start_dev(&dev, &[])?.stop()?;
     let path = |p: &Path| p.to_str().unwrap_or_default().to_string();
-    let (ok, out, err) = node_command(&[
-        "repo",
-        "add",
-        "vault",
-        "--genesis",
-        &path(&genesis_path),
-        "--data-dir",
-        &path(&dev),
-    ])?;
-    assert!(ok, "repo add: {out}{err}");
+    aergo_tests::repo_add_offline("vault", &genesis_path, None, &dev)?;
     let node = NodeProcess::start_dev(&dev, &[])?;
     let rpc = node.rpc.clone();
     let addr = rpc.trim_start_matches("http://").to_string();
@@ -549,18 +540,7 @@ fn a_private_repositorys_swarm_refuses_nodes_off_its_allowlist_and_disconnects_a
         NodeProcess::start_dev(&dev, &[])?.stop()?;
         let settings_file = dir.path().join(format!("{name}.toml"));
         std::fs::write(&settings_file, settings)?;
-        let (ok, out, err) = node_command(&[
-            "repo",
-            "add",
-            "guild",
-            "--genesis",
-            &path(&genesis_path),
-            "--settings",
-            &path(&settings_file),
-            "--data-dir",
-            &path(&dev),
-        ])?;
-        assert!(ok, "repo add on {name}: {out}{err}");
+        aergo_tests::repo_add_offline("guild", &genesis_path, Some(&settings_file), &dev)?;
         boxes.push(NodeProcess::start_dev(&dev, &[])?);
     }
     let (rpc_a, rpc_b) = (boxes[0].rpc.clone(), boxes[1].rpc.clone());
@@ -657,5 +637,49 @@ fn a_private_repositorys_swarm_refuses_nodes_off_its_allowlist_and_disconnects_a
         "box B got blocks after its denial: {now_b} (A at {later_height})"
     );
     assert_eq!(guild_of(&rpc_a).map(|r| r["peers"].clone()), Some(Value::from(0)), "box B stays out");
+    Ok(())
+}
+
+/// A chain thread that stops on its own (`producer.stop_chain_at_for_tests`, as a failed disk or
+/// an unwritable Raft log makes it stop): a hosted repository's is listed `stopped` and the node
+/// goes on; the public chain's makes the node exit with an error, for its supervisor to start it
+/// again, rather than answer RPC and never move.
+#[test]
+fn a_stopped_repository_is_listed_stopped_and_a_stopped_public_chain_ends_the_node() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let lab = one_node_chain(dir.path(), "lab", "dpos")?;
+    let path = |p: &Path| p.to_str().unwrap_or_default().to_string();
+    let dev = dir.path().join("dev");
+    std::fs::create_dir_all(&dev)?;
+    // The public chain stops at height 12; the repository at 3.
+    std::fs::write(
+        dev.join("config.toml"),
+        "[producer]\nempty_blocks = true\nstop_chain_at_for_tests = 12\n",
+    )?;
+    NodeProcess::start_dev(&dev, &[])?.stop().ok();
+    let settings = dir.path().join("lab.toml");
+    std::fs::write(
+        &settings,
+        format!(
+            "[producer]\nenabled = true\nempty_blocks = true\nkey_file = {:?}\nstop_chain_at_for_tests = 3\n",
+            path(&lab.join("node0/producer.key"))
+        ),
+    )?;
+    aergo_tests::repo_add_offline("lab", &lab.join("genesis.toml"), Some(&settings), &dev)?;
+    let mut node = NodeProcess::start_dev(&dev, &[])?;
+    let rpc = node.rpc.clone();
+    let stopped = wait_for(Duration::from_secs(30), "the repository listed stopped", || {
+        listed(&rpc).ok().and_then(|l| repo(&l, "lab").cloned()).filter(|r| r["health"] == "stopped")
+    })
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", node.log()))?;
+    assert!(stopped["height"].as_u64() >= Some(3), "{stopped}");
+    assert!(node.child.try_wait()?.is_none(), "the node ended with its repository");
+    // The public chain's thread stops: the node exits, with an error and why.
+    let status =
+        wait_for(Duration::from_secs(60), "the node to exit", || node.child.try_wait().ok().flatten())
+            .map_err(|e| anyhow::anyhow!("{e}\n{}", node.log()))?;
+    assert!(!status.success(), "the node exited with success");
+    let log = node.log();
+    assert!(log.contains("the chain thread has stopped"), "{log}");
     Ok(())
 }

@@ -143,6 +143,7 @@ async fn run_one(
         block_interval_ms: 1000,
         chain_id: "aergo-bench".into(),
         base_port: None,
+        voters: None,
         consensus,
     };
     let nodes = write_testnet(&topts)?;

@@ -260,6 +260,12 @@ pub struct ProducerConfig {
     #[cfg(feature = "test-hooks")]
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub equivocate_for_tests: bool,
+    /// Test-only fault injection: the chain thread stops by itself once the head reaches this
+    /// height, as it does when it cannot go on (a failed disk, a Raft log it cannot write), so
+    /// that what the process does then can be tested. Only with the `test-hooks` feature.
+    #[cfg(feature = "test-hooks")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_chain_at_for_tests: Option<u64>,
 }
 
 impl Default for ProducerConfig {
@@ -273,6 +279,8 @@ impl Default for ProducerConfig {
             doppelganger_slots: 3,
             #[cfg(feature = "test-hooks")]
             equivocate_for_tests: false,
+            #[cfg(feature = "test-hooks")]
+            stop_chain_at_for_tests: None,
         }
     }
 }

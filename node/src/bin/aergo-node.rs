@@ -84,6 +84,9 @@ enum Command {
         /// `dpos` (N producers) or `raft` (N voters, blocks signed with the node keys).
         #[arg(long, default_value = "dpos", value_parser = ["dpos", "raft"])]
         consensus: String,
+        /// Raft: only the first K nodes vote; the others are full nodes that follow them.
+        #[arg(long)]
+        voters: Option<usize>,
     },
     /// Connect to a node as a misbehaving peer, send what it must refuse, and print (JSON) whether it
     /// cut and banned the probe (test builds only: the `test-hooks` feature).
@@ -367,7 +370,16 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(&report)?);
             return Ok(());
         }
-        Some(Command::Testnet { nodes, out, hosts, block_interval_ms, chain_id, base_port, consensus }) => {
+        Some(Command::Testnet {
+            nodes,
+            out,
+            hosts,
+            block_interval_ms,
+            chain_id,
+            base_port,
+            consensus,
+            voters,
+        }) => {
             let opts = aergo_node::testnet::TestnetOptions {
                 nodes: *nodes,
                 out: out.clone(),
@@ -380,6 +392,7 @@ async fn main() -> anyhow::Result<()> {
                 } else {
                     aergo_config::genesis::ConsensusKind::Dpos
                 },
+                voters: *voters,
             };
             let written = aergo_node::testnet::write_testnet(&opts)?;
             for n in &written {
@@ -513,7 +526,7 @@ async fn main() -> anyhow::Result<()> {
         }
         None if cli.dev => {
             let mut config = prepare_devnet(&cli.data_dir)?;
-            config.producer.empty_blocks = cli.empty_blocks;
+            config.producer.empty_blocks |= cli.empty_blocks;
             config
         }
         None => anyhow::bail!("nothing to do: use --dev, `init` or `run` (see --help)"),
@@ -533,7 +546,16 @@ async fn main() -> anyhow::Result<()> {
     // Before the announcement: whoever reads it may stop the node at once.
     let signals = Signals::install()?;
     println!("AERGO_RPC=http://{}", node.rpc_addr);
-    signals.wait().await;
+    let chain_stopped = tokio::select! {
+        _ = signals.wait() => false,
+        _ = node.chain_stopped() => true,
+    };
+    if chain_stopped {
+        tracing::error!("the chain thread has stopped (why is logged above): the node stops, for its supervisor to start it again");
+    }
     node.shutdown().await?;
+    if chain_stopped {
+        anyhow::bail!("the chain thread stopped: see the log above for why");
+    }
     Ok(())
 }

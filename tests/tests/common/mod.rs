@@ -18,6 +18,7 @@ pub fn loopback(nodes: usize, out: std::path::PathBuf) -> TestnetOptions {
         block_interval_ms: 1000,
         chain_id: "aergo-testnet".into(),
         base_port: None,
+        voters: None,
         consensus: Default::default(),
     }
 }
@@ -89,6 +90,7 @@ impl Testnet {
         let opts = adjust(TestnetOptions {
             hosts: (0..count).map(|i| split.p2p(half(i)).parse()).collect::<Result<_, _>>()?,
             base_port: Some(base_port),
+            voters: None,
             ..loopback(count, dir.path().join("net"))
         });
         let mut nodes = write_testnet(&opts)?;
