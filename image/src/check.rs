@@ -512,6 +512,8 @@ pub fn boot_and_hard_reset(env: &Env) -> anyhow::Result<()> {
     assert!(serial_text.contains("aergo: firewall: nftables policy loaded"), "{}", vm.boot_lines());
     // A devnet box is on no network: its p2p port stays closed.
     assert!(serial_text.contains("p2p off (no p2p port open)"), "{}", vm.boot_lines());
+    // The ports come from `aergo-console p2p-ports`: it ran on the box and answered.
+    assert!(!serial_text.contains("p2p ports unknown"), "{}", vm.boot_lines());
     assert!(
         serial_text.contains("Dashboard") && serial_text.contains("AERGO"),
         "no console on the serial port"
