@@ -30,7 +30,7 @@ use aergo_mempool::admission::Admission;
 use aergo_mempool::Mempool;
 use aergo_net::{BranchLink, NetCommand};
 use aergo_primitives::crypto::Keypair;
-use aergo_primitives::types::Hash;
+use aergo_primitives::types::{Hash, PublicKey};
 use aergo_storage::{LogOptions, StateOptions};
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -53,6 +53,8 @@ struct Settings {
     log: LogOptions,
     state: StateOptions,
     key: Option<Keypair>,
+    /// The node's identity key: a private branch is held only by its member nodes.
+    identity: aergo_primitives::types::PublicKey,
     mempool: aergo_config::MempoolConfig,
     admission_queue: usize,
     max_clock_drift_ms: u64,
@@ -98,6 +100,7 @@ impl BranchHost {
         config: &NodeConfig,
         genesis: Genesis,
         key: Option<Keypair>,
+        identity: aergo_primitives::types::PublicKey,
         main: Arc<ChainView>,
         branches: Arc<Branches>,
         net: Option<tokio::sync::mpsc::Sender<NetCommand>>,
@@ -114,6 +117,7 @@ impl BranchHost {
                 cache_bytes: (config.storage.state_cache_mb << 20).min(BRANCH_CACHE_BYTES),
             },
             key,
+            identity,
             mempool: config.mempool.clone(),
             admission_queue: config.admission.queue,
             max_clock_drift_ms: config.p2p.max_clock_drift_ms,
@@ -194,7 +198,7 @@ impl Shared {
                 continue;
             }
             match self.final_record(&name) {
-                Ok(Ok((record, parent))) => match self.open_branch(&record, parent) {
+                Ok(Ok((record, members, parent))) => match self.open_branch(&record, members, parent) {
                     Ok(()) => {
                         self.failed.lock().remove(&name);
                         self.branches.set_waiting(&name, None);
@@ -214,7 +218,10 @@ impl Shared {
     /// The branch's record in its parent's final state, with the parent's view; or why it is not
     /// there (yet).
     #[allow(clippy::type_complexity)]
-    fn final_record(&self, name: &str) -> Result<Result<(BranchRecord, Arc<ChainView>), String>, String> {
+    fn final_record(
+        &self,
+        name: &str,
+    ) -> Result<Result<(BranchRecord, Option<Vec<PublicKey>>, Arc<ChainView>), String>, String> {
         let key = branch_key(name);
         let read = |view: &ChainView, height: u64| {
             let store = &view.store;
@@ -229,7 +236,18 @@ impl Shared {
         for view in &parents {
             let lib = view.consensus.read().lib_height;
             if let Some(record) = read(view, lib)? {
-                return Ok(Ok((record, view.clone())));
+                let store = &view.store;
+                let members = aergo_exec::branches::branch_members(|k: &[u8]| store.get_at(k, lib), name)
+                    .map_err(|e| e.to_string())??;
+                if let Some(members) = &members {
+                    if !members.contains(&self.settings.identity) {
+                        return Ok(Err(format!(
+                            "it is a private branch and this node (node key {}) is not one of its members",
+                            hex::encode(self.settings.identity.0)
+                        )));
+                    }
+                }
+                return Ok(Ok((record, members, view.clone())));
             }
             if let Some(record) = read(view, view.head().height)? {
                 return Ok(Err(format!(
@@ -247,7 +265,12 @@ impl Shared {
         }))
     }
 
-    fn open_branch(&self, record: &BranchRecord, parent: Arc<ChainView>) -> Result<(), String> {
+    fn open_branch(
+        &self,
+        record: &BranchRecord,
+        members: Option<Vec<PublicKey>>,
+        parent: Arc<ChainView>,
+    ) -> Result<(), String> {
         let s = &self.settings;
         let name = &record.name;
         let dir = branch_dir(&s.data_dir, name);
@@ -327,8 +350,15 @@ impl Shared {
             s.net.clone(),
             stop.clone(),
         );
-        let link =
-            BranchLink { name: name.clone(), view: view.clone(), pool: pool.clone(), inbound: inbox.clone() };
+        let private = members.is_some();
+        let members = members.map(|m| m.iter().filter_map(aergo_net::peer_id_of_public).collect());
+        let link = BranchLink {
+            name: name.clone(),
+            view: view.clone(),
+            pool: pool.clone(),
+            inbound: inbox.clone(),
+            members,
+        };
         let thread = std::thread::Builder::new()
             .name(format!("aergo-branch-{}", name.chars().take(20).collect::<String>()))
             .spawn(move || {
@@ -338,10 +368,11 @@ impl Shared {
             .map_err(|e| format!("chain thread: {e}"))?;
         self.tell_net(NetCommand::OpenBranch(link), true);
         self.open.lock().insert(name.clone(), Open { stop, thread, pool: pool.clone() });
-        self.branches.insert(name.clone(), Arc::new(BranchHandle { view, pool, producing }));
+        let readers = private.then(|| [vec![record.creator], record.mergers.clone()].concat());
+        self.branches.insert(name.clone(), Arc::new(BranchHandle { view, pool, producing, readers }));
         tracing::info!(
             branch = %name, parent = %record.parent, base = record.base_height, height = head.height,
-            created = report.created, replayed = report.replayed, producing, dir = %dir.display(),
+            created = report.created, replayed = report.replayed, producing, private, dir = %dir.display(),
             "branch opened"
         );
         Ok(())

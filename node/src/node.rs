@@ -425,6 +425,7 @@ impl ChainRun {
             config,
             view.genesis.clone(),
             key.clone(),
+            node_key.public(),
             view.clone(),
             branches.clone(),
             net_commands.clone(),

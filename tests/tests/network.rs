@@ -487,6 +487,23 @@ fn an_equivocating_producer_is_caught_and_left_out_of_the_next_epoch() -> anyhow
     Ok(())
 }
 
+/// A payer (key file `payer.key` beside the network's files, from `seed`) funded on main by the
+/// faucet through node 0, final on `nodes`; its key file's path.
+fn fund_payer(net: &Testnet, seed: &str, nodes: &[usize]) -> anyhow::Result<String> {
+    let dir = net._dir.path().join("net");
+    let payer = aergo_primitives::crypto::Keypair::from_seed(seed);
+    let payer_key = dir.join("payer.key");
+    KeyFile::write_plain(&payer_key, &payer)?;
+    let faucet = dir.join("faucet.key").display().to_string();
+    let v = aergo_tests::cli_json(
+        &net.nodes[0].rpc,
+        &["send", "--to", &payer.address().to_string(), "--amount", "100000", "--key", &faucet, "--wait"],
+    )?;
+    anyhow::ensure!(v["receipt"]["status"] == "success", "{v}");
+    net.wait_lib(nodes, v["receipt"]["block_height"].as_u64().unwrap_or(0), Duration::from_secs(30))?;
+    Ok(payer_key.display().to_string())
+}
+
 /// A branch produced by two nodes (`docs/branches.md`, "Between nodes"): each node produces in its
 /// slots of the branch's producer set, the blocks travel on the branch's own topic and sync, and
 /// a block is final at 2 of 2. A transfer on the branch sent to one node reaches the other's pool
@@ -509,16 +526,7 @@ fn a_branch_of_two_producers_travels_between_nodes_and_merges_on_both() -> anyho
     let rpc: Vec<String> = net.nodes.iter().map(|n| n.rpc.clone()).collect();
     // A payer funded on main before the branch is made (the faucet's own nonce on main moves on
     // when it makes the branch, so its branch transactions would not replay).
-    let payer = aergo_primitives::crypto::Keypair::from_seed("branch-net-payer");
-    let payer_key = dir.join("payer.key");
-    KeyFile::write_plain(&payer_key, &payer)?;
-    let payer_key = payer_key.display().to_string();
-    let v = cli_json(
-        &rpc[0],
-        &["send", "--to", &payer.address().to_string(), "--amount", "100000", "--key", &faucet, "--wait"],
-    )?;
-    assert_eq!(v["receipt"]["status"], "success", "{v}");
-    net.wait_lib(&both, v["receipt"]["block_height"].as_u64().unwrap_or(0), Duration::from_secs(30))?;
+    let payer_key = fund_payer(&net, "branch-net-payer", &both)?;
     let v = cli_json(
         &rpc[0],
         &["branch", "create", "shared", "--key", &faucet, "--producer", &pk0, "--producer", &pk1, "--wait"],
@@ -600,6 +608,175 @@ fn a_branch_of_two_producers_travels_between_nodes_and_merges_on_both() -> anyho
         let r = cli_json(&rpc[i], &["receipt", &hash])?;
         assert_eq!(r["merged_by"], v["hash"], "node {i}: {r}");
     }
+    for p in net.procs.iter_mut().filter_map(Option::take) {
+        p.stop()?;
+    }
+    Ok(())
+}
+
+/// A private branch (`docs/branches.md`, "Private branches") of two member nodes beside a third
+/// node of the same chain that is not a member: the branch's blocks reach the members (announced
+/// on `branch-sync`, never gossiped) and never the third, whose store holds no branch, whose
+/// gossip counters show no topic of the branch, and whose `aergo branch track` is refused; a
+/// probe with a non-member identity is answered as for a branch nobody holds. A replay merge
+/// made on a member carries the branch's transactions: the third node runs it to the same final
+/// blocks as the members and has the merged balance, without ever holding a block of the branch.
+#[test]
+fn a_private_branch_stays_on_its_members_and_its_merge_publishes_only_the_result() -> anyhow::Result<()> {
+    use aergo_tests::{cli_code_json, cli_json};
+    let mut net = Testnet::new(3)?;
+    let all = [0, 1, 2];
+    net.wait_lib(&all, 3, Duration::from_secs(60))?;
+    let dir = net._dir.path().join("net");
+    let faucet = dir.join("faucet.key").display().to_string();
+    let rpc: Vec<String> = net.nodes.iter().map(|n| n.rpc.clone()).collect();
+    let producer0 = {
+        let key = KeyFile::read(&data_dir(&net.nodes[0]).join("producer.key"))?.unlock(None)?;
+        hex::encode(key.public().0)
+    };
+    let node_key =
+        |i: usize| -> anyhow::Result<String> { Ok(net.rt.block_on(net.clients[i].node_info())?.node_key) };
+    let (member0, member1, outsider) = (node_key(0)?, node_key(1)?, node_key(2)?);
+    let payer_key = fund_payer(&net, "private-branch-payer", &all)?;
+
+    // The branch: produced by node 0, held by nodes 0 and 1.
+    let args = [
+        "branch",
+        "create",
+        "secret",
+        "--key",
+        &faucet,
+        "--producer",
+        &producer0,
+        "--private",
+        "--member",
+        &member0,
+        "--member",
+        &member1,
+        "--wait",
+    ];
+    let v = cli_json(&rpc[0], &args)?;
+    assert_eq!(v["receipt"]["status"], "success", "{v}");
+    net.wait_lib(&all, v["receipt"]["block_height"].as_u64().unwrap_or(0), Duration::from_secs(30))?;
+    for r in &rpc[..2] {
+        cli_json(r, &["branch", "track", "secret"])?;
+    }
+    let (code, refused) = cli_code_json(&rpc[2], &["branch", "track", "secret"])?;
+    assert_ne!(code, 0, "a non-member tracked the private branch: {refused}");
+    assert!(refused.to_string().contains("not one of its members"), "{refused}");
+    let shown = cli_json(&rpc[2], &["branch", "show", "secret"])?;
+    assert_eq!(shown["tracked"], false, "{shown}");
+    let members: Vec<String> = serde_json::from_value(shown["members"].clone())?;
+    assert_eq!(members, vec![member0.clone(), member1.clone()], "{shown}");
+    assert!(!members.contains(&outsider));
+
+    // A transfer on the branch sent to node 1 (a member that does not produce it) goes to node 0
+    // on branch-sync; node 0's block is announced to node 1, which has the receipt.
+    // Reads of the branch on a member node are served to its creator (and mergers) only.
+    let on_branch = |i: usize, args: &[&str]| {
+        let mut all = vec!["--branch", "secret", "--member-key", &faucet];
+        all.extend_from_slice(args);
+        cli_json(&rpc[i], &all)
+    };
+    wait_for(Duration::from_secs(30), "the branch open on both members", || {
+        (0..2).all(|i| on_branch(i, &["chain"]).is_ok()).then_some(())
+    })
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", net.logs()))?;
+    let alice = aergo_primitives::crypto::Keypair::from_seed("private-branch-alice").address().to_string();
+    let mut sent = Vec::new();
+    for amount in ["700", "77"] {
+        let v = on_branch(1, &["send", "--to", &alice, "--amount", amount, "--key", &payer_key, "--wait"])
+            .map_err(|e| anyhow::anyhow!("{e}\n{}", net.logs()))?;
+        assert_eq!(v["receipt"]["status"], "success", "{v}");
+        sent.push(v["hash"].as_str().unwrap_or_default().to_string());
+    }
+    let branch_height = on_branch(0, &["chain"])?["lib_height"].as_u64().unwrap_or(0);
+    wait_for(Duration::from_secs(30), "node 1 at the branch's final height", || {
+        on_branch(1, &["chain"]).ok()?["lib_height"].as_u64().filter(|h| *h >= branch_height)
+    })?;
+    for (i, url) in rpc.iter().enumerate().take(2) {
+        let refused = |extra: &[&str]| {
+            let mut args = vec!["--branch", "secret"];
+            args.extend_from_slice(extra);
+            args.extend(["balance", alice.as_str()]);
+            cli_code_json(url, &args)
+        };
+        for extra in [&[][..], &["--member-key", payer_key.as_str()][..]] {
+            let (code, v) = refused(extra)?;
+            assert_ne!(code, 0, "node {i} served the private branch to {extra:?}: {v}");
+            assert!(v.to_string().contains("is not tracked by this node"), "node {i}: {v}");
+        }
+        assert_eq!(on_branch(i, &["balance", &alice])?["balance"], "777", "node {i}");
+        let block = on_branch(i, &["block", &branch_height.to_string()])?;
+        assert_eq!(block["header"]["branch"], "secret", "node {i}: {block}");
+    }
+
+    // The third node: no branch in its store, no topic of the branch in anyone's gossip, reads
+    // of the branch refused, and a non-member's branch-sync requests answered "not held".
+    assert!(on_branch(2, &["chain"]).is_err(), "the outsider serves the branch");
+    let held: Vec<_> = std::fs::read_dir(data_dir(&net.nodes[2]).join("branches"))
+        .map(|d| d.flatten().filter(|e| e.path().is_dir()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(held.is_empty(), "the outsider's store holds a branch: {held:?}");
+    for i in all {
+        let m = net.rt.block_on(net.clients[i].node_metrics())?;
+        let branch_topics: Vec<&String> =
+            m.gossip_topics.keys().filter(|t| t.contains("/b/secret/")).collect();
+        assert!(branch_topics.is_empty(), "node {i} gossiped the private branch: {branch_topics:?}");
+        let main_blocks = m.gossip_topics.get("/aergo/aergo-testnet/blocks").map_or(0, |c| c.messages_in);
+        assert!(main_blocks > 0, "node {i} counted no gossip of main's blocks: {:?}", m.gossip_topics);
+        if i == 0 {
+            assert!(m.private_block_announcements_total >= 1, "node 0 announced no block: {m:?}");
+        }
+    }
+    let branch_probe = |target: &str, branch: &str| -> anyhow::Result<Vec<String>> {
+        let out = std::process::Command::new(aergo_tests::binary("aergo-node"))
+            .args(["net-probe", "--target", target, "--chain-id", "aergo-testnet", "--attack", "branch-sync"])
+            .args(["--branch", branch])
+            .output()?;
+        anyhow::ensure!(out.status.success(), "net-probe: {}", String::from_utf8_lossy(&out.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        Ok(serde_json::from_value(report["branch_answers"].clone())?)
+    };
+    for i in 0..2 {
+        let answers = branch_probe(&net.nodes[i].p2p, "secret")?;
+        let unknown = branch_probe(&net.nodes[i].p2p, "nothing")?;
+        assert_eq!(answers.len(), 3, "{answers:?}");
+        for (a, u) in answers.iter().zip(&unknown) {
+            assert_eq!(
+                a.replace("secret", "X"),
+                u.replace("nothing", "X"),
+                "member {i} told a non-member more"
+            );
+            assert!(a.starts_with("refused: this node does not hold branch"), "member {i}: {a}");
+        }
+    }
+
+    // The merge, made on node 0: every node runs it, to the same final blocks.
+    let (code, v) = cli_code_json(&rpc[0], &["merge", "secret", "--key", &faucet, "--wait"])?;
+    assert_eq!(code, 0, "{v}\n{}", net.logs());
+    assert_eq!(v["receipt"]["status"], "success", "{v}");
+    let rows = v["receipt"]["result"]["rows"].as_array().cloned().unwrap_or_default();
+    for hash in &sent {
+        let row = rows.iter().find(|r| r[0] == hash.as_str()).cloned().unwrap_or_default();
+        assert_eq!(row[2], "included", "{v}");
+    }
+    let merged_at = v["receipt"]["block_height"].as_u64().unwrap_or(0);
+    net.wait_lib(&all, merged_at, Duration::from_secs(60))?;
+    net.assert_final_agree(&all);
+    let merged = cli_json(&rpc[2], &["block", &merged_at.to_string(), "--full"])?;
+    assert_eq!(merged["header"]["branch"], "main", "{merged}");
+    for i in all {
+        assert_eq!(cli_json(&rpc[i], &["balance", &alice])?["balance"], "777", "node {i}");
+        for hash in &sent {
+            let r = cli_json(&rpc[i], &["receipt", hash])?;
+            assert_eq!(r["merged_by"], v["hash"], "node {i}: {r}");
+        }
+    }
+    // Still no branch on the outsider: it ran the merge from what the merge carried.
+    assert!(std::fs::read_dir(data_dir(&net.nodes[2]).join("branches"))
+        .map(|d| d.flatten().all(|e| !e.path().is_dir()))
+        .unwrap_or(true));
     for p in net.procs.iter_mut().filter_map(Option::take) {
         p.stop()?;
     }

@@ -116,6 +116,8 @@ pub fn snapshot(peers: Vec<PeerView>) -> NodeSnapshot {
             gossip_bytes_out_total: 0,
             gossip_block_bytes_in_total: 0,
             gossip_tx_bytes_in_total: 0,
+            gossip_topics: Default::default(),
+            private_block_announcements_total: 0,
             last_block_ms: 3,
             next_slot_ms: Some(NOW + 400),
             state_cache: aergo_api::StateCacheUsage {

@@ -574,6 +574,13 @@ pub struct BranchView {
     /// Why this node tracks the branch but does not hold it yet (its record is not final, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting: Option<String>,
+    /// The height of this branch its last merge into its parent went up to (the next merge's
+    /// base), if it was ever merged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_upto: Option<u64>,
+    /// A private branch's member nodes (identity keys, hex); absent for a public branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<String>>,
 }
 
 /// A tag: an immutable name for a block of a branch.
@@ -599,6 +606,23 @@ pub struct StageMetrics {
     pub busy_rejections_total: u64,
     /// Time the stage's threads spent working, in milliseconds.
     pub busy_ms_total: u64,
+}
+
+/// A block as it is encoded (`get_raw_block`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RawBlockView {
+    pub hash: Hash,
+    pub height: u64,
+    /// Hex of the block's encoding.
+    pub block: String,
+}
+
+/// Gossip messages of one topic, since start.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TopicCounts {
+    pub messages_in: u64,
+    pub bytes_in: u64,
+    pub messages_out: u64,
 }
 
 /// What the node's pipeline is doing (for the agent's metrics).
@@ -637,6 +661,13 @@ pub struct NodeMetrics {
     pub gossip_block_bytes_in_total: u64,
     #[serde(default)]
     pub gossip_tx_bytes_in_total: u64,
+    /// Gossip messages per topic (every topic one came on or went out on): a private branch
+    /// has no topic, so its name is never here.
+    #[serde(default)]
+    pub gossip_topics: std::collections::BTreeMap<String, TopicCounts>,
+    /// Announcements of private branches' blocks sent to their member nodes.
+    #[serde(default)]
+    pub private_block_announcements_total: u64,
     pub last_block_ms: u64,
     /// When this producer's next slot begins (unix ms); `null` on a full node.
     #[serde(default)]
@@ -740,7 +771,7 @@ pub struct PeerView {
 #[rpc(server, client)]
 pub trait AergoApi {
     /// The head and finality of `main`, or of a branch this node holds.
-    #[method(name = "chain_info")]
+    #[method(name = "chain_info", with_extensions)]
     async fn chain_info(&self, branch: Option<String>) -> RpcResult<ChainInfo>;
 
     #[method(name = "node_info")]
@@ -762,10 +793,10 @@ pub trait AergoApi {
     #[method(name = "send_txs", with_extensions)]
     async fn send_txs(&self, txs: Vec<String>) -> RpcResult<Vec<SendTxOutcome>>;
 
-    #[method(name = "get_tx")]
+    #[method(name = "get_tx", with_extensions)]
     async fn get_tx(&self, hash: String, branch: Option<String>) -> RpcResult<Option<TxView>>;
 
-    #[method(name = "get_receipt")]
+    #[method(name = "get_receipt", with_extensions)]
     async fn get_receipt(&self, hash: String, branch: Option<String>) -> RpcResult<Option<ReceiptView>>;
 
     /// Reads a contract at a height: a SELECT over its tables, or one of its functions.
@@ -775,7 +806,7 @@ pub trait AergoApi {
     async fn query(&self, request: QueryRequest) -> RpcResult<QueryView>;
 
     /// A contract's tables, functions (with their access sets) and script, at a height.
-    #[method(name = "get_contract")]
+    #[method(name = "get_contract", with_extensions)]
     async fn get_contract(
         &self,
         address: String,
@@ -783,8 +814,17 @@ pub trait AergoApi {
         branch: Option<String>,
     ) -> RpcResult<ContractView>;
 
+    /// A block's encoding (hex of `Block::encode`) by height (the head when absent), for tools
+    /// that re-check or carry it: `aergo merge` of a private branch takes its transactions so.
+    #[method(name = "get_raw_block", with_extensions)]
+    async fn get_raw_block(
+        &self,
+        height: Option<u64>,
+        branch: Option<String>,
+    ) -> RpcResult<Option<RawBlockView>>;
+
     /// A block by height or hash (the head when both are absent).
-    #[method(name = "get_block")]
+    #[method(name = "get_block", with_extensions)]
     async fn get_block(
         &self,
         height: Option<u64>,
@@ -795,7 +835,7 @@ pub trait AergoApi {
 
     /// Every read takes a branch (default `main`): an unknown branch, or one this node does not
     /// track, is invalid params that says which (`docs/branches.md`).
-    #[method(name = "get_account")]
+    #[method(name = "get_account", with_extensions)]
     async fn get_account(
         &self,
         address: String,
@@ -833,13 +873,13 @@ pub trait AergoApi {
     /// What differs between two points (`docs/branches.md`, "Diff"): the accounts, contract rows
     /// and other state keys whose values differ, with the merge base; at most `limit` entries
     /// (default 1 000, at most 10 000).
-    #[method(name = "diff")]
+    #[method(name = "diff", with_extensions)]
     async fn diff(&self, from: PointView, to: PointView, limit: Option<u32>) -> RpcResult<DiffView>;
 
     /// A contract's events in a range of blocks, from the event index (`docs/dapps.md`):
     /// `name` and `args` (equality on named arguments) filter them; a page of at most `limit`
     /// (default 100, at most 1 000), continued with `after` = the last page's `next`.
-    #[method(name = "get_events")]
+    #[method(name = "get_events", with_extensions)]
     async fn get_events(&self, filter: EventFilter) -> RpcResult<EventPage>;
 
     /// Runs a signed transaction (hex, as `send_tx` takes it; the signature is not checked) on the
@@ -852,7 +892,7 @@ pub trait AergoApi {
     /// An account's value at `height` (default the head) with its sparse Merkle proof against
     /// the state root of that height's block header, which the answer carries
     /// (`docs/dapps.md`, "State proofs"); an absent account is proven absent.
-    #[method(name = "get_account_proof")]
+    #[method(name = "get_account_proof", with_extensions)]
     async fn get_account_proof(
         &self,
         address: String,
@@ -862,7 +902,7 @@ pub trait AergoApi {
 
     /// A contract row by table and primary-key values (JSON, in key order), proven as
     /// `get_account_proof` proves an account, with the contract's script proven beside it.
-    #[method(name = "get_row_proof")]
+    #[method(name = "get_row_proof", with_extensions)]
     async fn get_row_proof(
         &self,
         contract: String,

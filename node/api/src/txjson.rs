@@ -3,12 +3,20 @@
 //! describes; [`TxJson::of`] writes a body back in this form, every default filled in.
 
 use aergo_primitives::types::{
-    Address, Amount, Equivocation, Hash, MemberRole, MergeStrategy, Payload, PublicKey, RaftAdmin, RepoAdmin,
-    TxBody, MAIN_BRANCH,
+    Address, Amount, CarriedTx, Equivocation, Hash, MemberRole, MergeStrategy, Payload, PublicKey, RaftAdmin,
+    RepoAdmin, TxBody, MAIN_BRANCH,
 };
 use aergo_primitives::value::{Decimal, Value};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
+
+/// One carried transaction of a `merge_private`: its source height and its encoding in hex.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CarriedJson {
+    pub height: u64,
+    pub tx: String,
+}
 
 /// A transaction body in JSON.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -88,6 +96,23 @@ pub enum PayloadJson {
         strategy: String,
         upto: u64,
         upto_hash: Hash,
+    },
+    /// A private branch (`docs/branches.md`, "Private branches"): `members` are node keys (hex).
+    CreatePrivateBranch {
+        name: String,
+        base_height: u64,
+        #[serde(default)]
+        producers: Vec<String>,
+        #[serde(default)]
+        mergers: Vec<Address>,
+        members: Vec<String>,
+    },
+    /// A replay merge of a private branch with its transactions carried.
+    MergePrivate {
+        source: String,
+        upto: u64,
+        upto_hash: Hash,
+        carried: Vec<CarriedJson>,
     },
     /// A membership change of a Raft chain: `op` is `add_voter` (with `address`),
     /// `remove_voter` or `transfer_leader`.
@@ -242,6 +267,32 @@ impl TxJson {
                 upto: *upto,
                 upto_hash: *upto_hash,
             },
+            PayloadJson::CreatePrivateBranch { name, base_height, producers, mergers, members } => {
+                Payload::CreatePrivateBranch {
+                    name: name.clone(),
+                    base_height: *base_height,
+                    producers: producers
+                        .iter()
+                        .map(|p| public_key(p, "a producer"))
+                        .collect::<Result<_, _>>()?,
+                    mergers: mergers.clone(),
+                    members: members.iter().map(|m| public_key(m, "a member")).collect::<Result<_, _>>()?,
+                }
+            }
+            PayloadJson::MergePrivate { source, upto, upto_hash, carried } => Payload::MergePrivate {
+                source: source.clone(),
+                upto: *upto,
+                upto_hash: *upto_hash,
+                carried: carried
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        hex::decode(&c.tx)
+                            .map(|tx| CarriedTx { height: c.height, tx })
+                            .map_err(|e| format!("payload.carried[{i}].tx: not hex: {e}"))
+                    })
+                    .collect::<Result<_, _>>()?,
+            },
             PayloadJson::RaftAdmin { op, node_key, address } => {
                 let node_key = public_key(node_key, "payload.node_key")?;
                 let admin = match (op.as_str(), address) {
@@ -351,6 +402,24 @@ impl TxJson {
                 strategy: strategy.name().to_string(),
                 upto: *upto,
                 upto_hash: *upto_hash,
+            },
+            Payload::CreatePrivateBranch { name, base_height, producers, mergers, members } => {
+                PayloadJson::CreatePrivateBranch {
+                    name: name.clone(),
+                    base_height: *base_height,
+                    producers: keys(producers),
+                    mergers: mergers.clone(),
+                    members: keys(members),
+                }
+            }
+            Payload::MergePrivate { source, upto, upto_hash, carried } => PayloadJson::MergePrivate {
+                source: source.clone(),
+                upto: *upto,
+                upto_hash: *upto_hash,
+                carried: carried
+                    .iter()
+                    .map(|c| CarriedJson { height: c.height, tx: hex::encode(&c.tx) })
+                    .collect(),
             },
             Payload::RaftAdmin(admin) => PayloadJson::RaftAdmin {
                 op: admin.name().to_string(),

@@ -159,7 +159,7 @@ pub enum SourceError {
 }
 
 fn is_merge(tx: &Transaction) -> bool {
-    matches!(tx.body.payload, aergo_primitives::types::Payload::Merge { .. })
+    tx.body.payload.is_merge()
 }
 
 /// Time and work per stage of block processing, since the chain was opened: signature checks of
@@ -922,8 +922,16 @@ impl Verifier<'_> {
             let mut rules = aergo_exec::members::Rules(|k: &[u8]| view.raw(k));
             let mut refused = Vec::new();
             let mut kept = Vec::with_capacity(candidates.len());
+            let mut known = std::collections::HashMap::new();
             for tx in candidates {
-                match aergo_exec::members::may_write(&mut rules, &tx.sender()) {
+                let sender = tx.sender();
+                let answer = match known.get(&sender) {
+                    Some(ok) => Ok(*ok),
+                    None => aergo_exec::members::may_write(&mut rules, &sender).inspect(|ok| {
+                        known.insert(sender, *ok);
+                    }),
+                };
+                match answer {
                     Ok(true) => kept.push(tx),
                     Ok(false) => {
                         refused.push((tx.hash(), "its sender may not write to this repository".into()))
@@ -982,11 +990,20 @@ impl Verifier<'_> {
     ) -> Result<aergo_exec::merge::MergeInput, ChainError> {
         use aergo_exec::branches::{merge_base, MAX_MERGE_TXS};
         use aergo_exec::merge::{MergeInput, SourceTx};
-        let aergo_primitives::types::Payload::Merge { source, strategy, upto, upto_hash } = &tx.body.payload
-        else {
-            return Err(ChainError::InvalidBlock { height: ctx.height, reason: "not a merge".into() });
+        use aergo_primitives::types::Payload;
+        let (source, strategy, upto, upto_hash) = match &tx.body.payload {
+            Payload::Merge { source, strategy, upto, upto_hash } => (source, strategy, upto, upto_hash),
+            Payload::MergePrivate { source, upto, carried, .. } => {
+                let base = match merge_base(|k| view.raw(k), &ctx.branch, &tx.sender(), source, *upto, true)?
+                {
+                    Ok(base) => base,
+                    Err(failure) => return Ok(MergeInput::Refused(failure.to_string())),
+                };
+                return self.carried_input(ctx, source, base, *upto, carried);
+            }
+            _ => return Err(ChainError::InvalidBlock { height: ctx.height, reason: "not a merge".into() }),
         };
-        let base = match merge_base(|k| view.raw(k), &ctx.branch, &tx.sender(), source, *upto)? {
+        let base = match merge_base(|k| view.raw(k), &ctx.branch, &tx.sender(), source, *upto, false)? {
             Ok(base) => base,
             // The merge transaction fails with the same reason when it runs.
             Err(failure) => return Ok(MergeInput::Refused(failure.to_string())),
@@ -1017,6 +1034,60 @@ impl Verifier<'_> {
                 .tx_location(&tx.hash())?
                 .map(|loc| format!("already applied on {:?} at height {}", ctx.branch, loc.height));
             out.push(SourceTx { height, tx, skip });
+        }
+        Ok(MergeInput::Replay(out))
+    }
+
+    /// What a `merge_private` replays: the transactions it carries (`docs/branches.md`, "Private
+    /// branches"), judged alike on every node of the target, none of which reads the branch.
+    /// Carried heights out of `base < h <= upto` or out of order refuse the merge; a carried entry
+    /// that is not a transaction signed for `source` (or whose signature fails) is skipped and
+    /// says why; one this chain already has is skipped as a replay's would be.
+    fn carried_input(
+        &self,
+        ctx: &BlockContext,
+        source: &str,
+        base: u64,
+        upto: u64,
+        carried: &[aergo_primitives::types::CarriedTx],
+    ) -> Result<aergo_exec::merge::MergeInput, ChainError> {
+        use aergo_exec::branches::MAX_MERGE_TXS;
+        use aergo_exec::merge::{MergeInput, SourceTx};
+        if carried.len() > MAX_MERGE_TXS {
+            return Ok(MergeInput::Refused(format!(
+                "the merge carries {} transactions, at most {MAX_MERGE_TXS}",
+                carried.len()
+            )));
+        }
+        let mut last = base;
+        let mut out = Vec::with_capacity(carried.len());
+        for (i, c) in carried.iter().enumerate() {
+            if c.height <= base || c.height > upto || c.height < last {
+                return Ok(MergeInput::Refused(format!(
+                    "carried transaction {i} is of {source:?}'s height {}: heights run from {} to {upto}, in order",
+                    c.height,
+                    base + 1
+                )));
+            }
+            last = c.height;
+            let tx = match Transaction::decode(&c.tx) {
+                Ok(tx) => tx,
+                Err(e) => {
+                    return Ok(MergeInput::Refused(format!("carried transaction {i} does not decode: {e}")))
+                }
+            };
+            let skip = if tx.body.branch != source {
+                Some(format!("signed for branch {:?}, not {source:?}", tx.body.branch))
+            } else if tx.body.chain_id != self.genesis.chain_id {
+                Some(format!("signed for chain {:?}", tx.body.chain_id))
+            } else if let Err(e) = crypto::verify_tx(&tx) {
+                Some(format!("signature: {e}"))
+            } else {
+                self.store
+                    .tx_location(&tx.hash())?
+                    .map(|loc| format!("already applied on {:?} at height {}", ctx.branch, loc.height))
+            };
+            out.push(SourceTx { height: c.height, tx, skip });
         }
         Ok(MergeInput::Replay(out))
     }
@@ -1062,11 +1133,21 @@ impl Verifier<'_> {
         if self.genesis.is_private() {
             // Only members who may write send transactions (`docs/repositories.md`), by the
             // parent block's state.
+            // One look-up per sender: a block's senders repeat, and the rule reads the parent's
+            // state, which the block does not change while it is checked.
             let mut rules = aergo_exec::members::Rules(|k: &[u8]| view.raw(k));
+            let mut known = std::collections::HashMap::new();
             for tx in &block.transactions {
                 let sender = tx.sender();
-                let ok = aergo_exec::members::may_write(&mut rules, &sender)
-                    .map_err(|e| ChainError::InvalidBlock { height: h.height, reason: e.to_string() })?;
+                let ok = match known.get(&sender) {
+                    Some(ok) => *ok,
+                    None => {
+                        let ok = aergo_exec::members::may_write(&mut rules, &sender).map_err(|e| {
+                            ChainError::InvalidBlock { height: h.height, reason: e.to_string() }
+                        })?;
+                        *known.entry(sender).or_insert(ok)
+                    }
+                };
                 if !ok {
                     return Err(invalid(format!(
                         "transaction {}: its sender {sender} may not write to this private repository",

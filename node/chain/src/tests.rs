@@ -595,6 +595,139 @@ fn a_replay_merge_runs_a_branchs_transactions_on_main_and_drops_those_that_no_lo
     assert_eq!((main.head(), report.replayed), (head, 0), "and stays gone");
 }
 
+/// A private branch's merge (`merge_private`, `docs/branches.md` "Private branches") carries
+/// the branch's transactions: a node that cannot read the branch (no merge sources at all) runs
+/// it to the same block as the producer. A carried entry signed for another branch or whose
+/// signature fails is dropped with its reason; carried heights outside the merge's range, a
+/// public `merge` of a private branch and a `merge_private` of a public branch are refused and
+/// change nothing but the fee.
+#[test]
+fn a_private_branch_merges_by_the_transactions_it_carries_on_nodes_that_cannot_read_it() {
+    use aergo_primitives::types::CarriedTx;
+    let dir = tempfile::tempdir().unwrap();
+    let k = |s: &str| Keypair::from_seed(s);
+    let (bp, alice, bob, dave) = (k("bp"), k("alice"), k("bob"), k("dave"));
+    let branch_bp = k("branch-bp");
+    let g = genesis(&bp, &alice);
+    let (mut main, _) = Chain::open(&dir.path().join("main"), &g, LogOptions::default()).unwrap();
+    main.produce(&bp, vec![transfer(&alice, 0, bob.address(), 100)], 2_000).unwrap();
+    let private = Payload::CreatePrivateBranch {
+        name: "feature".into(),
+        base_height: 1,
+        producers: vec![branch_bp.public()],
+        mergers: vec![],
+        members: vec![k("member-node").public()],
+    };
+    let public =
+        Payload::CreateBranch { name: "open".into(), base_height: 1, producers: vec![], mergers: vec![] };
+    let no_members = Payload::CreatePrivateBranch {
+        name: "lonely".into(),
+        base_height: 1,
+        producers: vec![],
+        mergers: vec![],
+        members: vec![],
+    };
+    let b2 = main
+        .produce(
+            &bp,
+            vec![
+                signed_on("main", &alice, 1, alice.address(), 0, 1, private),
+                signed_on("main", &alice, 2, alice.address(), 0, 1, public),
+                signed_on("main", &alice, 3, alice.address(), 0, 1, no_members),
+            ],
+            3_000,
+        )
+        .unwrap();
+    assert_eq!(b2.receipts[0].status, ReceiptStatus::Success);
+    assert_eq!(b2.receipts[1].status, ReceiptStatus::Success);
+    match &b2.receipts[2].status {
+        ReceiptStatus::Failed(why) => assert!(why.contains("at least one member node"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    main.finalize(2, b2.block.hash()).unwrap();
+    let mut branch = open_feature(dir.path(), &g, &main, &branch_bp, 1);
+    let from_bob = signed_on("feature", &bob, 0, dave.address(), 70, 1, Payload::Transfer);
+    let f2 = branch.produce(&branch_bp, vec![from_bob.clone()], 4_000).unwrap();
+    assert_eq!(f2.receipts[0].status, ReceiptStatus::Success);
+    let from_dave = signed_on("feature", &dave, 0, bob.address(), 20, 1, Payload::Transfer);
+    let f3 = branch.produce(&branch_bp, vec![from_dave.clone()], 5_000).unwrap();
+
+    // A node of main that holds no branch and reads none.
+    let (mut follower, _) = Chain::open(&dir.path().join("follower"), &g, LogOptions::default()).unwrap();
+    for h in 1..=2 {
+        follower.import(read_block(&main.store(), &main.log_reader(), h).unwrap().unwrap()).unwrap();
+    }
+    let carry = |txs: &[(u64, &Transaction)]| -> Vec<CarriedTx> {
+        txs.iter().map(|(height, tx)| CarriedTx { height: *height, tx: tx.encode() }).collect()
+    };
+    let merge_private = |nonce, carried, source: &str| {
+        let payload =
+            Payload::MergePrivate { source: source.into(), upto: 3, upto_hash: f3.block.hash(), carried };
+        signed_on("main", &alice, nonce, alice.address(), 0, 1, payload)
+    };
+    let refused = |main: &mut Chain, follower: &mut Chain, tx: Transaction, want: &str| {
+        let ts = main.head().timestamp_ms + 1_000;
+        let b = main.produce(&bp, vec![tx], ts).unwrap();
+        assert_eq!(b.block.transactions.len(), 1);
+        match &b.receipts[0].status {
+            ReceiptStatus::Failed(why) => assert!(why.contains(want), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        follower.import((*b.block).clone()).unwrap();
+    };
+    let public_merge = signed_on(
+        "main",
+        &alice,
+        4,
+        alice.address(),
+        0,
+        1,
+        Payload::Merge {
+            source: "feature".into(),
+            strategy: aergo_primitives::types::MergeStrategy::Replay,
+            upto: 3,
+            upto_hash: f3.block.hash(),
+        },
+    );
+    refused(&mut main, &mut follower, public_merge, "\"feature\" is a private branch");
+    let of_public = merge_private(5, carry(&[(2, &from_bob)]), "open");
+    refused(&mut main, &mut follower, of_public, "\"open\" is a public branch");
+    let below_base = merge_private(6, carry(&[(1, &from_bob)]), "feature");
+    refused(&mut main, &mut follower, below_base, "heights run from 2 to 3");
+    let out_of_order = merge_private(7, carry(&[(3, &from_dave), (2, &from_bob)]), "feature");
+    refused(&mut main, &mut follower, out_of_order, "in order");
+    let garbage = merge_private(8, vec![CarriedTx { height: 2, tx: vec![1, 2, 3] }], "feature");
+    refused(&mut main, &mut follower, garbage, "does not decode");
+
+    // A forged entry (bob's transfer with its amount raised) and one signed for another branch
+    // are dropped with their reasons; the rest runs.
+    let mut forged = from_bob.clone();
+    forged.body.amount = 99;
+    let elsewhere = signed_on("other", &bob, 0, dave.address(), 5, 1, Payload::Transfer);
+    let m =
+        merge_private(9, carry(&[(2, &forged), (2, &elsewhere), (2, &from_bob), (3, &from_dave)]), "feature");
+    let mb = main.produce(&bp, vec![m.clone()], main.head().timestamp_ms + 1_000).unwrap();
+    let hashes: Vec<Hash> = mb.block.transactions.iter().map(Transaction::hash).collect();
+    assert_eq!(hashes, [m.hash(), from_bob.hash(), from_dave.hash()]);
+    let rows = merge_rows(&mb.receipts[0]);
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    assert_eq!(rows[0].0, forged.hash().to_hex());
+    assert!(rows[0].2.contains("signature"), "{rows:?}");
+    assert!(rows[1].2.contains("signed for branch \"other\""), "{rows:?}");
+    assert_eq!((rows[2].1.as_str(), rows[3].1.as_str()), ("included", "included"), "{rows:?}");
+    let store = main.store();
+    assert_eq!(store.account(&dave.address()).unwrap().balance, 49, "70 in, 20 and a fee of 1 out");
+    assert_eq!(store.tx_location(&from_bob.hash()).unwrap().unwrap().merged_by, Some(m.hash()));
+    // The node that reads no branch computes the same block from what the merge carries.
+    let imported = follower.import((*mb.block).clone()).unwrap();
+    assert_eq!(imported.head.state_root, mb.head.state_root);
+    assert_eq!(imported.receipts, mb.receipts);
+    // Carried again: nothing new to merge.
+    let again = merge_private(10, carry(&[(3, &from_dave)]), "feature");
+    refused(&mut main, &mut follower, again, "merged into \"main\" up to its height 3");
+    drop(branch);
+}
+
 /// A token with a resolver for its balances and a table without one.
 const MERGEABLE: &str = "
 CREATE TABLE balances (owner TEXT PRIMARY KEY, amount INTEGER NOT NULL CHECK (amount >= 0));

@@ -231,6 +231,9 @@ pub struct BranchHandle {
     pub pool: Arc<PoolHandle>,
     /// Whether this node produces the branch's blocks (its producer key is in the branch's set).
     pub producing: bool,
+    /// A private branch's readers (its creator and mergers): the RPC serves its reads only to a
+    /// request one of them signed. `None`: a public branch, read by anyone.
+    pub readers: Option<Vec<aergo_primitives::types::Address>>,
 }
 
 /// The file `track_branch` keeps its names in, one per line.

@@ -29,10 +29,11 @@ struct Cli {
     /// command then reads and writes it (its methods are at RPC/repo/NAME).
     #[arg(long, global = true)]
     repo: Option<String>,
-    /// With --repo: the member key that signs every request to a private repository. Not
-    /// given: the box's member key of the repository, AERGO_KEYS_DIR/member-NAME.key (default
-    /// /var/lib/aergo/keys, where provisioning puts it), when there is one; else a transaction
-    /// command signs with its --key.
+    /// The key that signs every request (X-Aergo-Auth). With --repo: a member's key of a private
+    /// repository; not given, the box's member key of the repository,
+    /// AERGO_KEYS_DIR/member-NAME.key (default /var/lib/aergo/keys, where provisioning puts it),
+    /// when there is one, else a transaction command signs with its --key. Without --repo: the
+    /// key of a private branch's creator or merger, whose reads a member node serves only so.
     #[arg(long, global = true, env = "AERGO_MEMBER_KEY")]
     member_key: Option<PathBuf>,
     #[command(subcommand)]
@@ -504,6 +505,14 @@ enum BranchCmd {
         /// An account that may merge the branch besides its creator (repeatable).
         #[arg(long = "merger")]
         mergers: Vec<String>,
+        /// A private branch: only the member nodes hold its blocks, none are gossiped, and a
+        /// merge publishes only the transactions it replays (docs/branches.md).
+        #[arg(long, requires = "members")]
+        private: bool,
+        /// A member node's identity key, hex (`aergo node-info` shows a node's): repeat for
+        /// each node that may hold the private branch, its producers' nodes among them.
+        #[arg(long = "member", requires = "private")]
+        members: Vec<String>,
     },
     /// One branch's record, and whether this node holds it.
     Show { name: String },
@@ -524,6 +533,45 @@ enum TagCmd {
         #[arg(value_name = "REF")]
         reference: String,
     },
+}
+
+/// A `merge_private` of `source` after its merge base `base` up to `upto`: its transactions read
+/// from this (member) node, carried in the merge. A merge carries what fits in one transaction:
+/// when the blocks up to `upto` do not, it goes up to the highest height that does (the rest is
+/// for the next merge), and says so.
+async fn private_merge(c: &HttpClient, source: &str, base: u64, upto: u64) -> anyhow::Result<Payload> {
+    use aergo_primitives::types::{Block, CarriedTx, MAX_TX_BYTES};
+    if upto <= base {
+        bail!("{source:?} is merged up to its height {base}: nothing to merge up to {upto}");
+    }
+    // Room for the merge's own fields and signature.
+    let room = MAX_TX_BYTES - 1024;
+    let (mut carried, mut used, mut reached) = (Vec::new(), 0usize, None);
+    for height in base + 1..=upto {
+        let raw = c
+            .get_raw_block(Some(height), branch_param(source))
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("{source}@{height} is not on this node"))?;
+        let block = Block::decode(&hex::decode(&raw.block)?)
+            .map_err(|e| anyhow::anyhow!("{source}@{height}: the node's block does not decode: {e}"))?;
+        let txs: Vec<CarriedTx> =
+            block.transactions.iter().map(|tx| CarriedTx { height, tx: tx.encode() }).collect();
+        // Borsh: each entry is its height, a length and the bytes.
+        let size: usize = txs.iter().map(|t| t.tx.len() + 12).sum();
+        if used + size > room {
+            break;
+        }
+        used += size;
+        carried.extend(txs);
+        reached = Some((height, raw.hash));
+    }
+    let Some((reached, upto_hash)) = reached else {
+        bail!("the transactions of {source}@{} alone are more than a merge carries ({room} bytes)", base + 1);
+    };
+    if reached < upto {
+        eprintln!("note: a merge carries at most {room} bytes of transactions: merging up to {source}@{reached}, merge again for the rest");
+    }
+    Ok(Payload::MergePrivate { source: source.to_string(), upto: reached, upto_hash, carried })
 }
 
 /// The (branch, height) a REF names: a branch (its last final block), `BRANCH@HEIGHT`, or a tag.
@@ -1054,6 +1102,10 @@ async fn run(mut cli: Cli) -> anyhow::Result<()> {
             let _ = SIGNER.set((key, name.clone()));
         }
     }
+    if let (None, Some(path)) = (&cli.repo, &cli.member_key) {
+        let key = load_key(path, None).with_context(|| format!("the member key {}", path.display()))?;
+        let _ = SIGNER.set((key, String::new()));
+    }
     match cli.command {
         Command::Repo(RepoCmd::List) => {
             let list = client(&root)?.repositories().await?;
@@ -1364,24 +1416,32 @@ async fn run(mut cli: Cli) -> anyhow::Result<()> {
             let v = client(&cli.rpc)?.track_branch(name).await?;
             print(json, &v, branch_text)?;
         }
-        Command::Branch(BranchCmd::Create { tx, name, from, producers, mergers }) => {
+        Command::Branch(BranchCmd::Create { tx, name, from, producers, mergers, private, members }) => {
             let c = client(&cli.rpc)?;
             let (on, base_height) = resolve_ref(&c, &from).await?;
             if let Some(why) = aergo_primitives::refs::name_problem(&name, &on) {
                 bail!("{why}");
             }
-            let producers = producers
-                .iter()
-                .map(|p| {
-                    let bytes: [u8; 32] = hex::decode(p)
-                        .ok()
-                        .and_then(|b| b.try_into().ok())
-                        .ok_or_else(|| anyhow::anyhow!("--producer {p}: a hex public key of 32 bytes"))?;
-                    Ok(aergo_primitives::types::PublicKey(bytes))
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
+            let keys = |list: &[String], flag: &str| {
+                list.iter()
+                    .map(|p| {
+                        let bytes: [u8; 32] = hex::decode(p)
+                            .ok()
+                            .and_then(|b| b.try_into().ok())
+                            .ok_or_else(|| anyhow::anyhow!("--{flag} {p}: a hex public key of 32 bytes"))?;
+                        Ok(aergo_primitives::types::PublicKey(bytes))
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()
+            };
+            let producers = keys(&producers, "producer")?;
             let mergers = mergers.iter().map(|m| Address::parse(m)).collect::<Result<Vec<_>, _>>()?;
-            let payload = Payload::CreateBranch { name, base_height, producers, mergers };
+            let payload = match private {
+                false => Payload::CreateBranch { name, base_height, producers, mergers },
+                true => {
+                    let members = keys(&members, "member")?;
+                    Payload::CreatePrivateBranch { name, base_height, producers, mergers, members }
+                }
+            };
             submit(&cli.rpc, &on, json, &tx, None, 0, payload).await?;
         }
         Command::Tag(TagCmd::List) => {
@@ -1612,11 +1672,24 @@ async fn run(mut cli: Cli) -> anyhow::Result<()> {
                     "this node does not hold {source:?}, so it cannot merge it: aergo branch track {source}"
                 ),
             };
-            let block = c
-                .get_block(Some(upto), None, Some(false), branch_param(&source))
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("{source}@{upto} is not on this node"))?;
-            let payload = Payload::Merge { source, strategy, upto, upto_hash: block.hash };
+            let payload = if record.members.is_some() {
+                // A member node serves the branch's reads to its creator and mergers: the
+                // merger's key signs them (unless --member-key did).
+                if SIGNER.get().is_none() {
+                    let key = load_key(&tx.key, tx.password_file.as_deref())?;
+                    let _ = SIGNER.set((key, repo_of_url(&cli.rpc).unwrap_or_default()));
+                }
+                if strategy != aergo_primitives::types::MergeStrategy::Replay {
+                    bail!("{source:?} is a private branch: it merges by replay (its other nodes cannot read it)");
+                }
+                private_merge(&c, &source, record.merged_upto.unwrap_or(record.base_height), upto).await?
+            } else {
+                let block = c
+                    .get_block(Some(upto), None, Some(false), branch_param(&source))
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("{source}@{upto} is not on this node"))?;
+                Payload::Merge { source, strategy, upto, upto_hash: block.hash }
+            };
             submit(&cli.rpc, &target, json, &tx, None, 0, payload).await?;
         }
         Command::Diff { from, to, limit } => {

@@ -7,7 +7,9 @@
 //!   name rule reads it; at most [`MAX_REFS`]);
 //! - `sys/tag/<name>` → [`TagRecord`]; `sys/tags` → `Vec<String>`, likewise;
 //! - `sys/merged/<source>` → [`MergedRecord`]: the last merge of branch `source` into this one
-//!   (the next merge's base).
+//!   (the next merge's base);
+//! - `sys/branch-members/<name>` → `Vec<PublicKey>`: a private branch's member nodes (identity
+//!   keys; `create_private_branch`), beside its unchanged record. A branch without it is public.
 //!
 //! A record names its base or tagged block by height alone: the block at that height on the
 //! branch holding the record is fixed once the record's own block is (it descends from it), so
@@ -27,6 +29,26 @@ pub const MAX_REFS: usize = 4096;
 pub const MAX_BRANCH_PRODUCERS: usize = 64;
 /// Most accounts besides the creator that may merge a branch.
 pub const MAX_MERGERS: usize = 64;
+/// Most member nodes of a private branch.
+pub const MAX_BRANCH_MEMBERS: usize = 64;
+
+/// Where a private branch's member nodes are kept.
+pub fn members_key(name: &str) -> Vec<u8> {
+    [b"sys/branch-members/".as_slice(), name.as_bytes()].concat()
+}
+
+/// A branch's member nodes: `Some` for a private branch, `None` for a public one (or no branch).
+pub fn branch_members<E>(
+    mut get: impl FnMut(&[u8]) -> Result<Option<Vec<u8>>, E>,
+    name: &str,
+) -> Result<Result<Option<Vec<PublicKey>>, String>, E> {
+    Ok(match get(&members_key(name))? {
+        None => Ok(None),
+        Some(bytes) => borsh::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| format!("the member record of {name:?} is damaged: {e}")),
+    })
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct BranchRecord {
@@ -76,13 +98,15 @@ pub const MAX_MERGE_TXS: usize = 20_000;
 /// block before the merge) signed by `sender`, up to the source's height `upto`, and gives its
 /// merge base: the source's base, or the `upto` of its last merge into `target`. The one
 /// place these rules live: execution applies the merge with it and the chain asks it which
-/// blocks of the source to read.
+/// blocks of the source to read. `carried`: the merge is a `merge_private` (a private branch's
+/// transactions travel in it); a private branch merges only so, a public one never.
 pub fn merge_base<E>(
     mut get: impl FnMut(&[u8]) -> Result<Option<Vec<u8>>, E>,
     target: &str,
     sender: &Address,
     source: &str,
     upto: u64,
+    carried: bool,
 ) -> Result<Result<u64, GovernanceFailure>, E> {
     let refuse = |why: String| Ok(Err(GovernanceFailure::Merge(why)));
     if source == target {
@@ -104,6 +128,19 @@ pub fn merge_base<E>(
     };
     if record.creator != *sender && !record.mergers.contains(sender) {
         return refuse(format!("only the creator of {source:?} or its mergers may merge it"));
+    }
+    match (branch_members(&mut get, source)?, carried) {
+        (Err(why), _) => return refuse(why),
+        (Ok(Some(_)), false) => {
+            return refuse(format!(
+                "{source:?} is a private branch: it merges by replay with its transactions carried \
+                 (merge_private; aergo merge on a member node)"
+            ))
+        }
+        (Ok(None), true) => {
+            return refuse(format!("{source:?} is a public branch: its nodes read it, merge it with merge"))
+        }
+        (Ok(Some(_)), true) | (Ok(None), false) => {}
     }
     let base = match get(&merged_key(source))? {
         Some(bytes) => match borsh::from_slice::<MergedRecord>(&bytes) {
@@ -131,8 +168,9 @@ pub fn merge<A: Accounts>(
     merge_tx: Hash,
     source: &str,
     (upto, upto_hash): (u64, Hash),
+    carried: bool,
 ) -> Result<Result<(), GovernanceFailure>, ExecError> {
-    if let Err(failure) = merge_base(|k| acc.get_raw(k), target, sender, source, upto)? {
+    if let Err(failure) = merge_base(|k| acc.get_raw(k), target, sender, source, upto, carried)? {
         return Ok(Err(failure));
     }
     let record = MergedRecord { upto, upto_hash, at: height, merge_tx };
@@ -153,12 +191,13 @@ pub fn is_ref_key(key: &[u8]) -> bool {
     key.starts_with(b"sys/branch/")
         || key.starts_with(b"sys/tag/")
         || key.starts_with(b"sys/merged/")
+        || key.starts_with(b"sys/branch-members/")
         || key == BRANCHES_KEY
         || key == TAGS_KEY
 }
 
-/// What `create_branch` does on branch `on` at block `height`, sent by `creator` (whose key is
-/// `creator_key`).
+/// What `create_branch` (and, with `members`, `create_private_branch`) does on branch `on` at
+/// block `height`, sent by `creator` (whose key is `creator_key`).
 #[allow(clippy::too_many_arguments)]
 pub fn create_branch<A: Accounts>(
     acc: &mut A,
@@ -170,9 +209,31 @@ pub fn create_branch<A: Accounts>(
     base_height: u64,
     producers: &[PublicKey],
     mergers: &[Address],
+    members: Option<&[PublicKey]>,
 ) -> Result<Result<(), GovernanceFailure>, ExecError> {
     if let Some(why) = name_problem(name, on) {
         return Ok(Err(GovernanceFailure::RefName(why)));
+    }
+    if let Some(members) = members {
+        if members.is_empty() {
+            return Ok(Err(GovernanceFailure::PrivateBranch(
+                "a private branch names at least one member node".into(),
+            )));
+        }
+        if members.len() > MAX_BRANCH_MEMBERS {
+            return Ok(Err(GovernanceFailure::TooMany {
+                what: "members",
+                count: members.len(),
+                max: MAX_BRANCH_MEMBERS,
+            }));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some(m) = members.iter().find(|m| !seen.insert(**m)) {
+            return Ok(Err(GovernanceFailure::PrivateBranch(format!(
+                "member node {} is listed twice",
+                hex::encode(m.0)
+            ))));
+        }
     }
     // At or below the parent of this block: a base this block descends from (it is final once
     // this block is, which is when nodes start to use the branch).
@@ -206,7 +267,11 @@ pub fn create_branch<A: Accounts>(
         created_at: height,
         mergers: mergers.to_vec(),
     };
-    record_ref(acc, ("branch", "branches", BRANCHES_KEY), name, branch_key(name), &record)
+    let made = record_ref(acc, ("branch", "branches", BRANCHES_KEY), name, branch_key(name), &record)?;
+    if let (Ok(()), Some(members)) = (&made, members) {
+        super::governance::write(acc, members_key(name), &members.to_vec())?;
+    }
+    Ok(made)
 }
 
 /// Writes `record` under `key` and lists `name` under `list` — (kind, plural, list key) — unless

@@ -112,6 +112,8 @@ pub enum GovernanceFailure {
     RefTaken { kind: &'static str, name: String, taken: String },
     #[error("{0}")]
     Merge(String),
+    #[error("{0}")]
+    PrivateBranch(String),
     #[error("this chain is not agreed by Raft")]
     NotRaft,
     #[error("{0} is not a voter: only a voter's node key changes the voters")]
@@ -156,6 +158,7 @@ impl GovernanceFailure {
             GovernanceFailure::TooMany { .. } => "too_many",
             GovernanceFailure::RefTaken { .. } => "ref_taken",
             GovernanceFailure::Merge(_) => "merge_refused",
+            GovernanceFailure::PrivateBranch(_) => "private_branch",
             GovernanceFailure::NotRaft => "not_raft",
             GovernanceFailure::NotRaftVoter(_) => "not_raft_voter",
             GovernanceFailure::AlreadyVoter(_) => "already_voter",
@@ -500,23 +503,32 @@ pub fn apply<A: Accounts>(
             write(acc, JAILED_KEY.to_vec(), &jailed)?;
             Ok(Ok(()))
         }
-        Payload::CreateBranch { name, base_height, producers, mergers } => super::branches::create_branch(
-            acc,
-            rules.branch,
-            rules.height,
-            from,
-            tx.body.sender,
-            name,
-            *base_height,
-            producers,
-            mergers,
-        ),
+        Payload::CreateBranch { name, base_height, producers, mergers }
+        | Payload::CreatePrivateBranch { name, base_height, producers, mergers, .. } => {
+            let members = match &tx.body.payload {
+                Payload::CreatePrivateBranch { members, .. } => Some(members.as_slice()),
+                _ => None,
+            };
+            super::branches::create_branch(
+                acc,
+                rules.branch,
+                rules.height,
+                from,
+                tx.body.sender,
+                name,
+                *base_height,
+                producers,
+                mergers,
+                members,
+            )
+        }
         Payload::RaftAdmin(change) => raft_admin(acc, tx.body.sender, change),
         Payload::RepoAdmin(change) => super::members::repo_admin(acc, &from, change),
         Payload::CreateTag { name, height } => {
             super::branches::create_tag(acc, rules.branch, rules.height, from, name, *height)
         }
-        Payload::Merge { source, upto, upto_hash, .. } => super::branches::merge(
+        Payload::Merge { source, upto, upto_hash, .. }
+        | Payload::MergePrivate { source, upto, upto_hash, .. } => super::branches::merge(
             acc,
             rules.branch,
             rules.height,
@@ -524,6 +536,7 @@ pub fn apply<A: Accounts>(
             tx.hash(),
             source,
             (*upto, *upto_hash),
+            matches!(tx.body.payload, Payload::MergePrivate { .. }),
         ),
     }
 }

@@ -101,10 +101,11 @@ pub fn execute<V: StateView>(
         });
     }
     let merge_hash = merge.hash();
-    let Payload::Merge { source, strategy, .. } = &merge.body.payload else {
-        return Err(ExecError::Internal("a merge block that does not open with a merge".into()));
+    let (source, strategy) = match &merge.body.payload {
+        Payload::Merge { source, strategy, .. } => (source.clone(), *strategy),
+        Payload::MergePrivate { source, .. } => (source.clone(), MergeStrategy::Replay),
+        _ => return Err(ExecError::Internal("a merge block that does not open with a merge".into())),
     };
-    let (source, strategy) = (source.clone(), *strategy);
     let applied =
         TxOutcome::Applied { receipt: receipt.clone(), writes: writes.clone(), system: system.clone() };
     let first = assemble(view, ctx, vec![merge.clone()], vec![applied], mode)?;

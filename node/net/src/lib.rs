@@ -173,6 +173,11 @@ pub struct BranchLink {
     pub pool: Arc<PoolHandle>,
     /// Its chain thread.
     pub inbound: std::sync::mpsc::Sender<Inbound>,
+    /// A private branch's member nodes (`None`: a public branch). A private branch has no
+    /// topics: its blocks are announced to the connected members on `branch-sync`
+    /// ([`SyncRequest::NewBlock`]) and its transactions sent to them (`SubmitTx`), and
+    /// `branch-sync` answers only its members (anyone else is told the branch is not held).
+    pub members: Option<std::collections::HashSet<PeerId>>,
 }
 
 impl std::fmt::Debug for BranchLink {
@@ -181,11 +186,20 @@ impl std::fmt::Debug for BranchLink {
     }
 }
 
-/// A held branch on the net task: its link and its two topics.
+/// A held branch on the net task: its link and its two topics (not subscribed for a private
+/// branch).
 struct HeldBranch {
     link: BranchLink,
     blocks: IdentTopic,
     txs: IdentTopic,
+}
+
+impl HeldBranch {
+    /// Whether `peer` may learn of the branch: anyone for a public branch, members only for a
+    /// private one.
+    fn may_see(&self, peer: &PeerId) -> bool {
+        self.link.members.as_ref().is_none_or(|m| m.contains(peer))
+    }
 }
 
 /// Where a producer's answer to a forwarded transaction goes.
@@ -223,6 +237,10 @@ pub struct NetState {
     pub gossip_blocks_in: std::sync::atomic::AtomicU64,
     pub gossip_txs_in: std::sync::atomic::AtomicU64,
     pub banned_total: std::sync::atomic::AtomicU64,
+    /// Gossip messages received and published, per topic (every topic a message came on).
+    pub topics: RwLock<BTreeMap<String, aergo_api::TopicCounts>>,
+    /// Blocks of private branches announced to member peers on `branch-sync`.
+    pub private_announced: std::sync::atomic::AtomicU64,
     /// Connections refused right after the handshake because the peer is not on a private
     /// repository's allowlist (`docs/repositories.md`).
     pub refused_total: std::sync::atomic::AtomicU64,
@@ -707,7 +725,9 @@ impl NetTask {
 
     /// Asks `peer` for its status of each branch this node holds.
     fn ask_branch_status(&mut self, peer: PeerId) {
-        let names: Vec<String> = self.branches.keys().cloned().collect();
+        // A member of a private branch asks only its members.
+        let names: Vec<String> =
+            self.branches.iter().filter(|(_, h)| h.may_see(&peer)).map(|(n, _)| n.clone()).collect();
         for branch in names {
             self.branch_request(peer, branch, SyncRequest::Status);
         }
@@ -741,9 +761,11 @@ impl NetTask {
     /// Publishes on a topic; counts the bytes sent. False when nobody could be sent it.
     fn publish(&mut self, topic: IdentTopic, bytes: Vec<u8>) -> bool {
         let n = bytes.len() as u64;
+        let name = topic.to_string();
         match self.swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
             Ok(_) => {
                 self.state.gossip_bytes_out.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                self.state.topics.write().entry(name).or_default().messages_out += 1;
                 true
             }
             Err(e) => {
@@ -808,16 +830,21 @@ impl NetTask {
         let (blocks, txs) = aergo_protocol::branch_topics(&self.view.chain_id, &link.name);
         let (blocks, txs) = (IdentTopic::new(blocks), IdentTopic::new(txs));
         let name = link.name.clone();
-        for topic in [&blocks, &txs] {
-            if let Err(e) = self.swarm.behaviour_mut().gossipsub.subscribe(topic) {
-                tracing::error!(branch = %name, error = %e, "cannot subscribe to a branch's topic");
+        // A topic is open to whoever subscribes to its name: a private branch has none.
+        let private = link.members.is_some();
+        if !private {
+            for topic in [&blocks, &txs] {
+                if let Err(e) = self.swarm.behaviour_mut().gossipsub.subscribe(topic) {
+                    tracing::error!(branch = %name, error = %e, "cannot subscribe to a branch's topic");
+                }
             }
+            self.branch_topics.insert(blocks.hash(), (name.clone(), true));
+            self.branch_topics.insert(txs.hash(), (name.clone(), false));
         }
-        self.branch_topics.insert(blocks.hash(), (name.clone(), true));
-        self.branch_topics.insert(txs.hash(), (name.clone(), false));
-        self.branches.insert(name.clone(), HeldBranch { link, blocks, txs });
-        tracing::info!(branch = %name, "p2p carries a branch");
-        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        let held = HeldBranch { link, blocks, txs };
+        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().filter(|p| held.may_see(p)).collect();
+        self.branches.insert(name.clone(), held);
+        tracing::info!(branch = %name, private, "p2p carries a branch");
         for peer in peers {
             self.branch_request(peer, name.clone(), SyncRequest::Status);
         }
@@ -825,12 +852,32 @@ impl NetTask {
 
     fn close_branch(&mut self, name: &str) {
         if let Some(held) = self.branches.remove(name) {
-            for topic in [&held.blocks, &held.txs] {
-                self.swarm.behaviour_mut().gossipsub.unsubscribe(topic);
-                self.branch_topics.remove(&topic.hash());
+            if held.link.members.is_none() {
+                for topic in [&held.blocks, &held.txs] {
+                    self.swarm.behaviour_mut().gossipsub.unsubscribe(topic);
+                    self.branch_topics.remove(&topic.hash());
+                }
             }
             tracing::info!(branch = %name, "p2p no longer carries a branch");
         }
+    }
+
+    /// A private branch's new block or transaction goes to its connected members on
+    /// `branch-sync` (fire and forget: their answers are not waited for).
+    fn send_to_members(
+        &mut self,
+        branch: &str,
+        members: &std::collections::HashSet<PeerId>,
+        request: SyncRequest,
+    ) -> usize {
+        let peers: Vec<PeerId> =
+            self.swarm.connected_peers().copied().filter(|p| members.contains(p)).collect();
+        for peer in &peers {
+            let asked = BranchRequest { branch: branch.to_string(), request: request.clone() };
+            // Not in `branch_pending`: the answer is dropped when it comes.
+            self.swarm.behaviour_mut().branch_sync.send_request(peer, asked);
+        }
+        peers.len()
     }
 
     /// A branch's chain thread or pool asks: on its topics and on `branch-sync`. A branch that is
@@ -843,6 +890,27 @@ impl NetTask {
             }
             return;
         };
+        if let Some(members) = held.link.members.clone() {
+            match command {
+                NetCommand::PublishBlock(bytes) => {
+                    let hash = match aergo_protocol::decode_gossip_block(&bytes) {
+                        Ok(block) => block.hash(),
+                        Err(e) => {
+                            return tracing::error!(%branch, error = %e, "a block of our own does not decode")
+                        }
+                    };
+                    let sent = self.send_to_members(&branch, &members, SyncRequest::NewBlock { hash });
+                    self.state.private_announced.fetch_add(sent as u64, Relaxed);
+                    return;
+                }
+                NetCommand::PublishTx(bytes) => {
+                    let tx = serde_bytes::ByteBuf::from(bytes);
+                    self.send_to_members(&branch, &members, SyncRequest::SubmitTx { tx });
+                    return;
+                }
+                other => return self.on_branch_request(branch, other),
+            }
+        }
         match command {
             NetCommand::PublishBlock(bytes) => {
                 let topic = held.blocks.clone();
@@ -856,6 +924,13 @@ impl NetTask {
                     self.state.gossip_txs_out.fetch_add(1, Relaxed);
                 }
             }
+            other => self.on_branch_request(branch, other),
+        }
+    }
+
+    /// A branch's request (blocks, a block, a forwarded transaction, an answer) on `branch-sync`.
+    fn on_branch_request(&mut self, branch: String, command: NetCommand) {
+        match command {
             NetCommand::RequestBlocks { peer, from, count } => self.branch_request(
                 peer,
                 branch,
@@ -1040,6 +1115,12 @@ impl NetTask {
     fn gossip(&mut self, from: PeerId, id: MessageId, message: gossipsub::Message) {
         use std::sync::atomic::Ordering::Relaxed;
         let topic = message.topic.clone();
+        {
+            let mut topics = self.state.topics.write();
+            let counts = topics.entry(topic.as_str().to_string()).or_default();
+            counts.messages_in += 1;
+            counts.bytes_in += message.data.len() as u64;
+        }
         let (branch, is_blocks) = if topic == self.blocks_topic.hash() {
             (None, true)
         } else if topic == self.txs_topic.hash() {
@@ -1223,8 +1304,29 @@ impl NetTask {
                         ));
                         return self.respond(Some(branch), channel, refused);
                     }
+                    // A private branch is not held for anyone but its members: the same answer
+                    // as for a branch this node does not hold, so nothing is learnt of it.
+                    let seen = self.branches.get(&branch).is_some_and(|h| h.may_see(&peer));
+                    if !seen {
+                        return self.respond(Some(branch.clone()), channel, not_held(&branch));
+                    }
                     if let SyncRequest::SubmitTx { tx } = request {
                         return self.submit_for(peer, tx.into_vec(), channel, Some(branch));
+                    }
+                    if let SyncRequest::NewBlock { hash } = request {
+                        let private = self.branches.get(&branch).is_some_and(|h| h.link.members.is_some());
+                        if !private {
+                            let refused =
+                                SyncResponse::Refused("a public branch's blocks travel by gossip".into());
+                            return self.respond(Some(branch), channel, refused);
+                        }
+                        let known =
+                            self.branches[&branch].link.view.store.height_of(&hash).ok().flatten().is_some();
+                        self.respond(Some(branch.clone()), channel, SyncResponse::Block(None));
+                        if !known {
+                            self.branch_request(peer, branch, SyncRequest::Block { hash });
+                        }
+                        return;
                     }
                     let response = match self.branches.get(&branch) {
                         // Not a penalty: the peer may hold branches this node does not.
@@ -1361,6 +1463,9 @@ fn answer(view: &ChainView, request: SyncRequest) -> SyncResponse {
         }
         // Handled by `submit_for`, off the net task.
         SyncRequest::SubmitTx { .. } => SyncResponse::Refused("not here".into()),
+        SyncRequest::NewBlock { .. } => {
+            SyncResponse::Refused("only a private branch's members announce blocks, on branch-sync".into())
+        }
         SyncRequest::Genesis => SyncResponse::Genesis(view.genesis.to_toml()),
         SyncRequest::Snapshot(part) => match snapshot_part(view, part) {
             Ok(frames) => SyncResponse::Snapshot(frames),

@@ -33,6 +33,10 @@ pub enum Attack {
     /// A Raft heartbeat, as the leader of term 1 000 000, from a node outside the group (a chain
     /// agreed by Raft must not take it: it would move every member to that term and follow it).
     RaftHijack,
+    /// `branch-sync` requests about the branch `--branch` (status, blocks, a block
+    /// announcement), answered in `branch_answers`: a private branch's nodes answer a
+    /// non-member as for a branch they do not hold.
+    BranchSync,
     /// Only connect: a private repository's swarm refuses a peer not on its allowlist right
     /// after the handshake (`refused` in the report).
     Connect,
@@ -51,6 +55,9 @@ pub struct ProbeReport {
     /// private repository's allowlist).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refused: Option<bool>,
+    /// With `branch-sync`: what the node answered to each request, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub branch_answers: Vec<String>,
 }
 
 type ProbeSwarm = libp2p::Swarm<super::Behaviour>;
@@ -78,6 +85,7 @@ pub async fn probe(
     target: Multiaddr,
     chain_id: &str,
     attacks: &[Attack],
+    branch: Option<&str>,
     limit: Duration,
 ) -> anyhow::Result<ProbeReport> {
     let peer = super::peer_of(&target).ok_or_else(|| anyhow::anyhow!("{target} has no /p2p/<peer id>"))?;
@@ -113,6 +121,60 @@ pub async fn probe(
             disconnected: closed,
             redial_refused: false,
             refused: Some(closed),
+            branch_answers: Vec::new(),
+        });
+    }
+    if attacks.contains(&Attack::BranchSync) {
+        let branch = branch.ok_or_else(|| anyhow::anyhow!("branch-sync needs --branch"))?;
+        let connected = pump(
+            &mut swarm,
+            limit,
+            |e| matches!(e, SwarmEvent::ConnectionEstablished { peer_id, .. } if *peer_id == peer),
+        )
+        .await;
+        anyhow::ensure!(connected, "no connection to {peer} within {limit:?}");
+        let requests = [
+            SyncRequest::Status,
+            SyncRequest::Blocks { from: 1, count: 8 },
+            SyncRequest::NewBlock { hash: aergo_primitives::types::Hash([0; 32]) },
+        ];
+        let mut answers = Vec::new();
+        for request in requests {
+            let asked = super::BranchRequest { branch: branch.to_string(), request };
+            swarm.behaviour_mut().branch_sync.send_request(&peer, asked);
+            let mut answer = None;
+            pump(&mut swarm, limit, |e| match e {
+                SwarmEvent::Behaviour(BehaviourEvent::BranchSync(request_response::Event::Message {
+                    message: request_response::Message::Response { response, .. },
+                    ..
+                })) => {
+                    answer = Some(match response {
+                        SyncResponse::Refused(why) => format!("refused: {why}"),
+                        SyncResponse::Status(s) => format!("status: height {}", s.height),
+                        SyncResponse::Blocks(b) => format!("blocks: {}", b.len()),
+                        SyncResponse::Block(b) => format!("block: {}", b.is_some()),
+                        other => format!("{other:?}"),
+                    });
+                    true
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::BranchSync(
+                    request_response::Event::OutboundFailure { error, .. },
+                )) => {
+                    answer = Some(format!("failed: {error}"));
+                    true
+                }
+                _ => false,
+            })
+            .await;
+            answers.push(answer.unwrap_or_else(|| "no answer".into()));
+        }
+        return Ok(ProbeReport {
+            peer_id: me.to_string(),
+            sent: vec![format!("{:?}", Attack::BranchSync)],
+            disconnected: !swarm.is_connected(&peer),
+            redial_refused: false,
+            refused: None,
+            branch_answers: answers,
         });
     }
     // Connected, and the node's subscription to the blocks topic seen (gossip needs it).
@@ -218,7 +280,11 @@ pub async fn probe(
                 }
                 (blocks_topic.clone(), block.encode())
             }
-            Attack::SyncFlood | Attack::ZeroRequest | Attack::RaftHijack | Attack::Connect => {
+            Attack::SyncFlood
+            | Attack::ZeroRequest
+            | Attack::RaftHijack
+            | Attack::Connect
+            | Attack::BranchSync => {
                 unreachable!("sent above")
             }
             Attack::BadTx => {
@@ -274,5 +340,12 @@ pub async fn probe(
         .await;
         redial_refused = up_since.is_none_or(|t| t.elapsed() < Duration::from_secs(2));
     }
-    Ok(ProbeReport { peer_id: me.to_string(), sent, disconnected, redial_refused, refused: None })
+    Ok(ProbeReport {
+        peer_id: me.to_string(),
+        sent,
+        disconnected,
+        redial_refused,
+        refused: None,
+        branch_answers: Vec::new(),
+    })
 }

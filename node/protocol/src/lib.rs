@@ -73,6 +73,12 @@ pub enum SyncRequest {
     Snapshot(SnapshotPart),
     /// The peer's genesis, as a genesis file (for a node provisioned with only its hash).
     Genesis,
+    /// A member node of a private branch made a block (on `branch-sync` only, between its
+    /// members: a private branch's blocks are never gossiped). The receiver fetches it with
+    /// `Block { hash }`; the answer is `Block(None)`.
+    NewBlock {
+        hash: Hash,
+    },
 }
 
 /// A request about one branch (on [`BRANCH_SYNC_PROTOCOL`]). A node answers from the branch's
@@ -268,6 +274,7 @@ mod tests {
             SyncRequest::Block { hash: Hash([9; 32]) },
             SyncRequest::Snapshot(SnapshotPart::Head),
             SyncRequest::Genesis,
+            SyncRequest::NewBlock { hash: Hash([4; 32]) },
             SyncRequest::Snapshot(SnapshotPart::Leaves { height: 9, after: Some(Hash([3; 32])) }),
             SyncRequest::Snapshot(SnapshotPart::Rows {
                 height: 9,

@@ -8,8 +8,8 @@
 use aergo_api::{
     codes, AccountView, AergoApiServer, BlockTxs, BlockView, BranchView, CandidateView, ChainInfo,
     ContractFunctionView, ContractTableView, ContractView, DiffView, HeaderView, NodeInfo, NodeMetrics,
-    PeerView, PointView, ProducersView, QueryRequest, QueryView, ReceiptView, RpcResult, SendTxOutcome,
-    SendTxResult, StageMetrics, StakeView, TagView, TxRejection, TxView,
+    PeerView, PointView, ProducersView, QueryRequest, QueryView, RawBlockView, ReceiptView, RpcResult,
+    SendTxOutcome, SendTxResult, StageMetrics, StakeView, TagView, TxRejection, TxView,
 };
 use aergo_chain::view::{BranchHandle, Branches, ChainView, NodeFacts, PoolHandle};
 use aergo_config::RpcConfig;
@@ -214,6 +214,18 @@ struct On {
 }
 
 /// The system records of `view`'s state at its head.
+/// A branch's member nodes from the state of `parent` (the branch it was made on) at its head:
+/// `None` for a public branch.
+fn branch_members(
+    parent: &ChainView,
+    name: &str,
+) -> RpcResult<Option<Vec<aergo_primitives::types::PublicKey>>> {
+    let (store, head) = (&parent.store, parent.head().height);
+    aergo_exec::branches::branch_members(|k: &[u8]| store.get_at(k, head), name)
+        .map_err(internal)?
+        .map_err(internal)
+}
+
 fn records_at_head(
     view: &ChainView,
 ) -> aergo_exec::governance::Records<impl FnMut(&[u8]) -> StoredRead + '_> {
@@ -335,8 +347,9 @@ impl RpcHandler {
         contract: &Address,
         height: Option<u64>,
         branch: Option<&str>,
+        ext: &jsonrpsee::Extensions,
     ) -> RpcResult<(Arc<ChainView>, u64, String, Arc<aergo_sql::Compiled>)> {
-        let view = self.on(branch)?.view;
+        let view = self.on(Some(ext), branch)?.view;
         let at = height_or_head(&view, height)?;
         let (script, compiled) = aergo_exec::query::load(&view.store, contract, at).map_err(|e| match e {
             aergo_sql::SqlError::Storage(e) => internal(e),
@@ -347,11 +360,22 @@ impl RpcHandler {
 
     /// The chain named by a request's `branch` (default `main`); an unknown branch or one this
     /// node does not hold is invalid params that says which.
-    fn on(&self, branch: Option<&str>) -> RpcResult<On> {
+    /// A private branch is read only by a request its creator or one of its mergers signed
+    /// (`signer`, from `X-Aergo-Auth`); anyone else is answered as for a branch this node does
+    /// not hold (`docs/branches.md`, "Private branches").
+    fn on(&self, ext: Option<&jsonrpsee::Extensions>, branch: Option<&str>) -> RpcResult<On> {
         match branch {
             None | Some(MAIN_BRANCH) => Ok(On { view: self.view.clone(), pool: self.pool.clone() }),
             Some(name) => {
                 let held = self.held(name).map_err(invalid_params)?;
+                if let Some(readers) = &held.readers {
+                    let signer = ext.and_then(|e| e.get::<listen::Signer>()).map(|s| s.0.address());
+                    if !signer.is_some_and(|a| readers.contains(&a)) {
+                        return Err(invalid_params(format!(
+                            "branch {name:?} is not tracked by this node (aergo branch track {name})"
+                        )));
+                    }
+                }
                 Ok(On { view: held.view.clone(), pool: held.pool.clone() })
             }
         }
@@ -668,7 +692,14 @@ impl RpcHandler {
         let lib = parent.consensus.read().lib_height;
         let held = self.branches.get(&r.name);
         let tracking = self.branches.tracking(&r.name);
+        let members = branch_members(&parent, &r.name)?.map(|m| m.iter().map(|k| hex::encode(k.0)).collect());
+        let merged_upto = records_at_head(&parent)
+            .get::<aergo_exec::branches::MergedRecord>(&aergo_exec::branches::merged_key(&r.name))
+            .map_err(internal)?
+            .map(|m| m.upto);
         Ok(BranchView {
+            members,
+            merged_upto,
             tracked: tracking.is_some(),
             head_height: held.as_ref().map(|h| h.view.head().height),
             lib_height: held.as_ref().map(|h| h.view.consensus.read().lib_height),
@@ -778,8 +809,8 @@ impl AergoApiServer for RpcHandler {
         hosting.clone().remove(name, keep_data.unwrap_or(true)).await.map_err(invalid_params)
     }
 
-    async fn chain_info(&self, branch: Option<String>) -> RpcResult<ChainInfo> {
-        let On { view, pool } = self.on(branch.as_deref())?;
+    async fn chain_info(&self, ext: &jsonrpsee::Extensions, branch: Option<String>) -> RpcResult<ChainInfo> {
+        let On { view, pool } = self.on(Some(ext), branch.as_deref())?;
         let head = view.head();
         let consensus = view.consensus.read().clone();
         let on_main = view.branch == MAIN_BRANCH;
@@ -892,6 +923,11 @@ impl AergoApiServer for RpcHandler {
             gossip_bytes_out_total: self.net.get().map_or(0, |n| n.gossip_bytes_out.load(Relaxed)),
             gossip_block_bytes_in_total: self.net.get().map_or(0, |n| n.gossip_blocks_in.load(Relaxed)),
             gossip_tx_bytes_in_total: self.net.get().map_or(0, |n| n.gossip_txs_in.load(Relaxed)),
+            gossip_topics: self.net.get().map(|n| n.topics.read().clone()).unwrap_or_default(),
+            private_block_announcements_total: self
+                .net
+                .get()
+                .map_or(0, |n| n.private_announced.load(Relaxed)),
             peers_banned_total: self.net.get().map_or(0, |n| n.banned_total.load(Relaxed)),
             last_block_ms: p.last_block_ms.load(Relaxed),
             next_slot_ms: Some(p.next_slot_ms.load(Relaxed))
@@ -974,9 +1010,14 @@ impl AergoApiServer for RpcHandler {
             .collect())
     }
 
-    async fn get_tx(&self, hash: String, branch: Option<String>) -> RpcResult<Option<TxView>> {
+    async fn get_tx(
+        &self,
+        ext: &jsonrpsee::Extensions,
+        hash: String,
+        branch: Option<String>,
+    ) -> RpcResult<Option<TxView>> {
         let hash = parse_hash(&hash)?;
-        let On { view, pool } = self.on(branch.as_deref())?;
+        let On { view, pool } = self.on(Some(ext), branch.as_deref())?;
         if let Some(tx) = pool.mempool.lock().get(&hash) {
             return Ok(Some(tx_view(&tx, None)));
         }
@@ -987,9 +1028,14 @@ impl AergoApiServer for RpcHandler {
             .map(|tx| tx_view(&tx, Some((loc.height, loc.block_hash, loc.index)))))
     }
 
-    async fn get_receipt(&self, hash: String, branch: Option<String>) -> RpcResult<Option<ReceiptView>> {
+    async fn get_receipt(
+        &self,
+        ext: &jsonrpsee::Extensions,
+        hash: String,
+        branch: Option<String>,
+    ) -> RpcResult<Option<ReceiptView>> {
         let hash = parse_hash(&hash)?;
-        let view = self.on(branch.as_deref())?.view;
+        let view = self.on(Some(ext), branch.as_deref())?.view;
         let Some(loc) = view.store.tx_location(&hash).map_err(internal)? else { return Ok(None) };
         let status = &loc.receipt.status;
         let events = self.event_views(&view, &loc).map_err(internal)?;
@@ -1009,13 +1055,14 @@ impl AergoApiServer for RpcHandler {
 
     async fn get_contract(
         &self,
+        ext: &jsonrpsee::Extensions,
         address: String,
         height: Option<u64>,
         branch: Option<String>,
     ) -> RpcResult<ContractView> {
         use aergo_sql::access::{describe, function_access};
         let address = Address::parse(&address).map_err(|e| invalid_params(e.to_string()))?;
-        let (_, at, script, compiled) = self.contract_at(&address, height, branch.as_deref())?;
+        let (_, at, script, compiled) = self.contract_at(&address, height, branch.as_deref(), ext)?;
         let c = &compiled.interpreted;
         let tables = c
             .tables
@@ -1090,7 +1137,7 @@ impl AergoApiServer for RpcHandler {
 
     async fn query(&self, ext: &jsonrpsee::Extensions, request: QueryRequest) -> RpcResult<QueryView> {
         use aergo_sql::SqlError;
-        let view = self.on(request.branch.as_deref())?.view;
+        let view = self.on(Some(ext), request.branch.as_deref())?.view;
         let at = height_or_head(&view, request.height)?;
         let args = request
             .args
@@ -1159,14 +1206,31 @@ impl AergoApiServer for RpcHandler {
         }
     }
 
+    async fn get_raw_block(
+        &self,
+        ext: &jsonrpsee::Extensions,
+        height: Option<u64>,
+        branch: Option<String>,
+    ) -> RpcResult<Option<RawBlockView>> {
+        let view = self.on(Some(ext), branch.as_deref())?.view;
+        let height = height.unwrap_or_else(|| view.head().height);
+        if height <= view.head().height {
+            view.check_history(height)
+                .map_err(|e| ErrorObjectOwned::owned(codes::HEIGHT_UNAVAILABLE, e.to_string(), None::<()>))?;
+        }
+        let block = view.read_block(height).map_err(internal)?;
+        Ok(block.map(|b| RawBlockView { hash: b.hash(), height, block: hex::encode(b.encode()) }))
+    }
+
     async fn get_block(
         &self,
+        ext: &jsonrpsee::Extensions,
         height: Option<u64>,
         hash: Option<String>,
         full: Option<bool>,
         branch: Option<String>,
     ) -> RpcResult<Option<BlockView>> {
-        let view = self.on(branch.as_deref())?.view;
+        let view = self.on(Some(ext), branch.as_deref())?.view;
         let height = match (height, hash) {
             (Some(_), Some(_)) => return Err(invalid_params("give height or hash, not both")),
             (Some(h), None) => h,
@@ -1189,12 +1253,13 @@ impl AergoApiServer for RpcHandler {
 
     async fn get_account(
         &self,
+        ext: &jsonrpsee::Extensions,
         address: String,
         height: Option<u64>,
         branch: Option<String>,
     ) -> RpcResult<AccountView> {
         let address = Address::parse(&address).map_err(|e| invalid_params(e.to_string()))?;
-        let On { view, pool } = self.on(branch.as_deref())?;
+        let On { view, pool } = self.on(Some(ext), branch.as_deref())?;
         let head = view.head().height;
         let at = height_or_head(&view, height)?;
         let account = view.store.account_at(&address, at).map_err(internal)?;
@@ -1281,6 +1346,19 @@ impl AergoApiServer for RpcHandler {
             .find_branch(&name)
             .map_err(internal)?
             .ok_or_else(|| invalid_params(format!("no branch {name:?} on this chain")))?;
+        let parent = match self.branches.get(&record.parent) {
+            Some(held) => held.view.clone(),
+            None => self.view.clone(),
+        };
+        if let Some(members) = branch_members(&parent, &name)? {
+            if !members.contains(&self.facts.node_key) {
+                return Err(invalid_params(format!(
+                    "branch {name:?} is private: this node (node key {}) is not one of its members, \
+                     so it cannot hold it",
+                    hex::encode(self.facts.node_key.0)
+                )));
+            }
+        }
         self.branches.track(&name).map_err(|e| internal(format!("cannot keep the tracked branch: {e}")))?;
         tracing::info!(branch = %name, "tracking a branch");
         self.branch_view(record)
@@ -1291,9 +1369,15 @@ impl AergoApiServer for RpcHandler {
         records.into_iter().map(|(r, on)| self.tag_view(r, &on)).collect()
     }
 
-    async fn diff(&self, from: PointView, to: PointView, limit: Option<u32>) -> RpcResult<DiffView> {
+    async fn diff(
+        &self,
+        ext: &jsonrpsee::Extensions,
+        from: PointView,
+        to: PointView,
+        limit: Option<u32>,
+    ) -> RpcResult<DiffView> {
         let point = |p: &PointView| -> RpcResult<diff::Point> {
-            let view = self.on(Some(&p.branch))?.view;
+            let view = self.on(Some(ext), Some(&p.branch))?.view;
             let height = height_or_head(&view, Some(p.height))?;
             Ok(diff::Point { view, height })
         };
@@ -1310,12 +1394,13 @@ impl AergoApiServer for RpcHandler {
 
     async fn get_account_proof(
         &self,
+        ext: &jsonrpsee::Extensions,
         address: String,
         height: Option<u64>,
         branch: Option<String>,
     ) -> RpcResult<aergo_api::StateProofView> {
         let address = Address::parse(&address).map_err(|e| invalid_params(e.to_string()))?;
-        let view = self.on(branch.as_deref())?.view;
+        let view = self.on(Some(ext), branch.as_deref())?.view;
         let at = height_or_head(&view, height)?;
         let block = proven_block(&view, at)?;
         let key = aergo_storage::account_key(&address);
@@ -1337,6 +1422,7 @@ impl AergoApiServer for RpcHandler {
 
     async fn get_row_proof(
         &self,
+        ext: &jsonrpsee::Extensions,
         contract: String,
         table: String,
         key: Vec<serde_json::Value>,
@@ -1345,7 +1431,7 @@ impl AergoApiServer for RpcHandler {
     ) -> RpcResult<aergo_api::StateProofView> {
         use aergo_sql::store::{code_key, row_columns, row_state_key};
         let contract = Address::parse(&contract).map_err(|e| invalid_params(e.to_string()))?;
-        let (view, at, _, compiled) = self.contract_at(&contract, height, branch.as_deref())?;
+        let (view, at, _, compiled) = self.contract_at(&contract, height, branch.as_deref(), ext)?;
         let values = key
             .iter()
             .map(aergo_sql::json::from_json)
@@ -1379,8 +1465,12 @@ impl AergoApiServer for RpcHandler {
         })
     }
 
-    async fn get_events(&self, filter: aergo_api::EventFilter) -> RpcResult<aergo_api::EventPage> {
-        let view = self.on(filter.branch.as_deref())?.view;
+    async fn get_events(
+        &self,
+        ext: &jsonrpsee::Extensions,
+        filter: aergo_api::EventFilter,
+    ) -> RpcResult<aergo_api::EventPage> {
+        let view = self.on(Some(ext), filter.branch.as_deref())?.view;
         let head = view.head().height;
         self.events_page(view, &filter, head).await
     }
@@ -1390,7 +1480,7 @@ impl AergoApiServer for RpcHandler {
         pending: PendingSubscriptionSink,
         filter: aergo_api::EventFilter,
     ) -> SubscriptionResult {
-        let view = match self.on(filter.branch.as_deref()) {
+        let view = match self.on(None, filter.branch.as_deref()) {
             Ok(on) => on.view,
             Err(e) => {
                 pending.reject(e).await;
@@ -1512,7 +1602,7 @@ impl AergoApiServer for RpcHandler {
         pending: PendingSubscriptionSink,
         branch: Option<String>,
     ) -> SubscriptionResult {
-        let view = match self.on(branch.as_deref()) {
+        let view = match self.on(None, branch.as_deref()) {
             Ok(on) => on.view,
             Err(e) => {
                 pending.reject(e).await;

@@ -295,6 +295,12 @@ fn access_denied() -> http::Response<HttpBody> {
     json_error(403, &err)
 }
 
+/// Who signed a request (`X-Aergo-Auth`, checked), in its extensions: on a private repository
+/// a member; on the public chain anyone who signs, which is what a private branch's reads ask
+/// (`docs/branches.md`, "Private branches").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Signer(pub aergo_primitives::types::PublicKey);
+
 /// Checks a private repository's request: signed (`X-Aergo-Auth`) over its body by a member.
 /// Answers the request to pass on (its body read) with the member in its extensions, or why not
 /// (for the log; the client is told only "access denied").
@@ -304,7 +310,25 @@ async fn authenticate(
     members: &Members,
     max_bytes: usize,
 ) -> Result<http::Request<HttpBody>, String> {
+    let mut req = signed(req, repo, max_bytes).await?;
+    let key = req.extensions().get::<Signer>().map(|s| s.0).ok_or("no X-Aergo-Auth header")?;
+    let role = members(&key).ok_or_else(|| format!("{} is not a member", key.address()))?;
+    req.extensions_mut().insert(Member { key, role });
+    Ok(req)
+}
+
+/// Checks a request's `X-Aergo-Auth` (over its body, for `repo`: `""` on the public chain) and
+/// puts its [`Signer`] in the request's extensions; a request without the header passes as it
+/// is.
+async fn signed(
+    req: http::Request<HttpBody>,
+    repo: &str,
+    max_bytes: usize,
+) -> Result<http::Request<HttpBody>, String> {
     use http_body_util::BodyExt;
+    if req.headers().get(aergo_api::auth::HEADER).is_none() {
+        return Ok(req);
+    }
     let header = req
         .headers()
         .get(aergo_api::auth::HEADER)
@@ -319,8 +343,7 @@ async fn authenticate(
         .map_err(|e| format!("reading the body: {e}"))?
         .to_bytes();
     let key = aergo_api::auth::check(&header, repo, aergo_primitives::clock::now_ms(), &bytes)?;
-    let role = members(&key).ok_or_else(|| format!("{} is not a member", key.address()))?;
-    parts.extensions.insert(Member { key, role });
+    parts.extensions.insert(Signer(key));
     Ok(http::Request::from_parts(parts, HttpBody::from(bytes.to_vec())))
 }
 
@@ -404,6 +427,37 @@ where
         }
         req.extensions_mut().insert(ClientIp(self.ip));
         let req = req.map(HttpBody::new);
+        if req.headers().contains_key(aergo_api::auth::HEADER) {
+            // A signed request to a public route: the signature is checked before the call
+            // (a bad one is refused), and the signer reads what it may (a private branch).
+            let route = match repo_of(req.uri().path()) {
+                None => Some((String::new(), None)),
+                Some(name) => match self.routes.get(name) {
+                    Some(Route { methods, members: None }) => Some((name.to_string(), Some(methods))),
+                    _ => None,
+                },
+            };
+            if let Some((repo, methods)) = route {
+                let (inner, make, max, ip) =
+                    (self.inner.clone(), self.make.clone(), self.guard.max_request_bytes, self.ip);
+                return Box::pin(async move {
+                    let mut resp = match signed(req, &repo, max).await {
+                        Ok(req) => match methods {
+                            None => inner.clone().call(req).await?,
+                            Some(methods) => make(methods).call(req).await?,
+                        },
+                        Err(why) => {
+                            tracing::debug!(%ip, %why, "rpc: a signed request refused");
+                            access_denied()
+                        }
+                    };
+                    if let Some(o) = &origin {
+                        allow_origin(&mut resp, o);
+                    }
+                    Ok(resp)
+                });
+            }
+        }
         let answer = match repo_of(req.uri().path()) {
             None => self.inner.call(req),
             Some(name) => match self.routes.get(name) {

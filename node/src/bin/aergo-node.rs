@@ -100,6 +100,9 @@ enum Command {
         chain_id: String,
         #[arg(long, value_delimiter = ',', required = true)]
         attack: Vec<aergo_net::probe::Attack>,
+        /// The branch `branch-sync` asks about.
+        #[arg(long)]
+        branch: Option<String>,
         #[arg(long, default_value_t = 20)]
         timeout_secs: u64,
     },
@@ -358,12 +361,13 @@ async fn main() -> anyhow::Result<()> {
         }
         Some(Command::Run { config }) => NodeConfig::load(config)?,
         #[cfg(feature = "test-hooks")]
-        Some(Command::NetProbe { target, chain_id, attack, timeout_secs }) => {
+        Some(Command::NetProbe { target, chain_id, attack, branch, timeout_secs }) => {
             init_tracing("warn");
             let report = aergo_net::probe::probe(
                 target.clone(),
                 chain_id,
                 attack,
+                branch.as_deref(),
                 std::time::Duration::from_secs(*timeout_secs),
             )
             .await?;

@@ -1312,11 +1312,7 @@ impl StateStore {
         let txs = self.cf(CF_TXS)?;
         // A merge opens its block; the transactions of another branch after it are the ones it
         // replayed.
-        let merge = block
-            .transactions
-            .first()
-            .filter(|tx| matches!(tx.body.payload, aergo_primitives::types::Payload::Merge { .. }))
-            .map(|tx| tx.hash());
+        let merge = block.transactions.first().filter(|tx| tx.body.payload.is_merge()).map(|tx| tx.hash());
         for (index, (tx, receipt)) in block.transactions.iter().zip(receipts).enumerate() {
             let merged_by = merge.filter(|_| tx.body.branch != block.header.branch);
             let loc = TxLocation {

@@ -198,6 +198,29 @@ pub enum Payload {
     /// Change who may read, write and take part in a private repository (`docs/repositories.md`,
     /// "Access control"): sent by an admin member.
     RepoAdmin(RepoAdmin),
+    /// Make a *private* branch of the branch this transaction is on (`docs/branches.md`,
+    /// "Private branches"): as `CreateBranch`, and only the nodes whose identity keys are in
+    /// `members` hold its blocks.
+    CreatePrivateBranch {
+        name: String,
+        base_height: u64,
+        producers: Vec<PublicKey>,
+        mergers: Vec<Address>,
+        members: Vec<PublicKey>,
+    },
+    /// Bring the private branch `source` into the branch this transaction is on by replay: the
+    /// source's transactions after the merge base up to its block `upto` travel in `carried`
+    /// (the nodes of the target cannot read the branch), and run as a replay merge's do.
+    MergePrivate { source: String, upto: u64, upto_hash: Hash, carried: Vec<CarriedTx> },
+}
+
+/// One transaction of a private branch carried by [`Payload::MergePrivate`]: the source's block
+/// height it is in, and its encoding ([`Transaction::encode`]), decoded only when the merge runs
+/// (so a transaction never nests inside another as a value).
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct CarriedTx {
+    pub height: u64,
+    pub tx: Vec<u8>,
 }
 
 /// A member's role in a private repository. Tags are part of the encoding.
@@ -355,6 +378,8 @@ impl Payload {
             Payload::Merge { .. } => "merge",
             Payload::RaftAdmin(_) => "raft_admin",
             Payload::RepoAdmin(_) => "repo_admin",
+            Payload::CreatePrivateBranch { .. } => "create_private_branch",
+            Payload::MergePrivate { .. } => "merge_private",
         }
     }
 
@@ -362,6 +387,12 @@ impl Payload {
     /// just accounts.
     pub fn is_governance(&self) -> bool {
         !matches!(self, Payload::Transfer | Payload::Deploy { .. } | Payload::Call { .. })
+    }
+
+    /// Whether it is a merge (`merge` or `merge_private`): it opens its block, and the
+    /// transactions it replays follow it there.
+    pub fn is_merge(&self) -> bool {
+        matches!(self, Payload::Merge { .. } | Payload::MergePrivate { .. })
     }
 
     pub fn is_contract(&self) -> bool {
