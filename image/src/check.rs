@@ -524,7 +524,25 @@ pub fn boot_and_hard_reset(env: &Env) -> anyhow::Result<()> {
         vm.ssh("aergo-ctl status").ok()
     })?;
     assert!(status.contains("node running") && status.contains("agent running"), "{status}");
+    assert!(status.contains("firewall running"), "{status}");
     assert!(vm.ssh("cat /etc/os-release")?.contains("AERGO OS"));
+    // A repository added while the node runs: the firewall's watch opens its p2p port (the node's
+    // own start loaded the ports of the settings it started with).
+    vm.ssh(
+        "aergo-node testnet --nodes 1 --out /tmp/lab --chain-id lab --base-port 7860 > /dev/null \
+         && printf '[p2p]\\nenabled = true\\nlisten = [\"/ip4/0.0.0.0/tcp/7860\"]\\n' > /tmp/lab/repo.toml \
+         && aergo repo add lab --genesis /tmp/lab/genesis.toml --settings /tmp/lab/repo.toml",
+    )?;
+    wait_for(
+        Duration::from_secs(30),
+        "the firewall to open the port of a repository added at run time",
+        || {
+            vm.ssh("nft list chain inet aergo input")
+                .ok()
+                .filter(|rules| rules.contains("tcp dport 7860 accept"))
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", vm.ssh("cat /var/log/aergo/firewall.log").unwrap_or_default()))?;
     assert!(serial_text.contains("aergo: data partition grown from 512 MiB to "), "{}", vm.boot_lines());
     assert!(serial_text.contains("aergo: data file system grown to "), "{}", vm.boot_lines());
     let data_kib = data_size_kib(&vm.ssh("df -k /data")?)?;

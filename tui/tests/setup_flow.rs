@@ -161,6 +161,8 @@ fn first_boot_setup_writes_every_file_and_revert_restores_them() {
     // Horde: the new token is shown on this step and never again.
     let token = app.setup.draft.new_token.clone().unwrap();
     assert!(screen(&app).contains(&token));
+    next(&mut app, Step::Repositories);
+    assert!(!screen(&app).contains(&token), "the token is shown on its step only");
     next(&mut app, Step::Review);
     let review = screen(&app);
     assert!(!review.contains(&token), "the token is shown once");
@@ -219,11 +221,9 @@ fn first_boot_setup_writes_every_file_and_revert_restores_them() {
 
     // A second round: new hostname, DHCP, keep key and token.
     assert!(!app.setup.first_boot());
-    press(&mut app, KeyCode::Char('p'));
-    press(&mut app, KeyCode::Char('p'));
-    press(&mut app, KeyCode::Char('p'));
-    press(&mut app, KeyCode::Char('p'));
-    press(&mut app, KeyCode::Char('p'));
+    for _ in 0..6 {
+        press(&mut app, KeyCode::Char('p'));
+    }
     assert_eq!(app.setup.step, Step::Hostname);
     set(&mut app, Field::Hostname, "aergo-8");
     next(&mut app, Step::Network);
@@ -234,6 +234,7 @@ fn first_boot_setup_writes_every_file_and_revert_restores_them() {
     assert_eq!(app.setup.producer_address().as_deref(), Some(address.as_str()), "keeps the key");
     next(&mut app, Step::Horde);
     assert!(!screen(&app).contains(&token));
+    next(&mut app, Step::Repositories);
     next(&mut app, Step::Review);
     focus(&mut app, Field::Apply);
     press(&mut app, KeyCode::Enter);
@@ -285,10 +286,134 @@ fn importing_a_keystore_needs_the_right_passphrase_and_no_backup() {
     press(&mut app, KeyCode::Enter);
     assert_eq!(app.setup.producer_address(), Some(key.address().to_string()));
     next(&mut app, Step::Horde);
+    next(&mut app, Step::Repositories);
     next(&mut app, Step::Review);
     focus(&mut app, Field::Apply);
     press(&mut app, KeyCode::Enter);
     press(&mut app, KeyCode::Char('y'));
     let node = NodeConfig::load(&root.join(NODE_CONFIG_FILE)).unwrap();
     assert_eq!(node.producer.key_file, PathBuf::from(files::key_path(&key.address().to_string())));
+}
+
+fn repo_genesis(root: &Path, file: &str, chain_id: &str) {
+    use aergo_config::genesis::{ConsensusParams, Genesis, GenesisProducer};
+    let genesis = Genesis {
+        chain_id: chain_id.into(),
+        timestamp_ms: 1_700_000_000_000,
+        consensus: ConsensusParams::default(),
+        balances: vec![],
+        producers: vec![GenesisProducer {
+            public_key: hex::encode(aergo_primitives::crypto::Keypair::generate().public().0),
+        }],
+        access: None,
+    };
+    std::fs::create_dir_all(root.join("boot")).unwrap();
+    std::fs::write(root.join("boot").join(file), genesis.to_toml()).unwrap();
+}
+
+/// The Repositories step: a repository added with its genesis and swarm, each bad entry refused
+/// with its reason and nothing saved; applied, the node's files list it as `aergo-node repo add`
+/// writes them (the firewall reads its port); edited and applied again; removed and applied: off
+/// the hosted list, its data left on the box.
+#[test]
+fn repositories_are_added_edited_and_removed_on_the_setup_screen() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("media/usb")).unwrap();
+    repo_genesis(root, "lab.toml", "lab-chain");
+    repo_genesis(root, "acme.toml", "acme-chain");
+    let mut app = console(root);
+    // A devnet box, set up with a generated key confirmed from the screen.
+    next(&mut app, Step::Network);
+    next(&mut app, Step::Node);
+    next(&mut app, Step::Key);
+    focus(&mut app, Field::ShowSecret);
+    press(&mut app, KeyCode::Enter);
+    let secret = app.setup.visible_secret().unwrap();
+    set(&mut app, Field::SecretConfirm, &secret[..8]);
+    next(&mut app, Step::Horde);
+    next(&mut app, Step::Repositories);
+    assert!(screen(&app).contains("No repository besides the public chain"), "{}", screen(&app));
+    assert_eq!(app.setup.value(Field::RepoChoice), "add a new repository");
+    assert!(!app.setup.fields().contains(&Field::RepoRemove), "nothing to remove yet");
+
+    // Refused, each with its reason, and nothing kept.
+    let save = |app: &mut App, name: &str, genesis: &str, listen: &str| {
+        set(app, Field::RepoName, name);
+        set(app, Field::RepoGenesis, genesis);
+        set(app, Field::RepoListen, listen);
+        focus(app, Field::RepoSave);
+        press(app, KeyCode::Enter);
+        message(app)
+    };
+    for (name, genesis, listen, why) in [
+        ("Lab", "lab.toml", "", "repositories[0].name"),
+        ("lab", "", "", "repositories[0].genesis"),
+        ("lab", "missing.toml", "", "missing.toml"),
+        ("lab", "lab.toml", "/ip4/0.0.0.0/tcp/7845", "7845"),
+        ("lab", "lab.toml", "not an address", "repositories[0].p2p.listen"),
+    ] {
+        let said = save(&mut app, name, genesis, listen);
+        assert!(said.contains("Err") && said.contains(why), "{name} {genesis} {listen}: {said}");
+        assert!(app.setup.draft.repositories.is_empty(), "{said}");
+    }
+    let said = save(&mut app, "lab", "lab.toml", "/ip4/0.0.0.0/tcp/7860");
+    assert!(said.contains("repository lab saved"), "{said}");
+    set(&mut app, Field::RepoBootstrap, "/ip4/10.0.0.2/tcp/7860");
+    focus(&mut app, Field::RepoSave);
+    press(&mut app, KeyCode::Enter);
+    // A second one, on another port; the same name again is refused.
+    focus(&mut app, Field::RepoChoice);
+    press(&mut app, KeyCode::Right);
+    assert_eq!(app.setup.value(Field::RepoChoice), "add a new repository");
+    let said = save(&mut app, "lab", "acme.toml", "");
+    assert!(said.contains("in the list already"), "{said}");
+    let said = save(&mut app, "acme", "acme.toml", "/ip4/0.0.0.0/tcp/7860");
+    assert!(said.contains("7860"), "the port is lab's: {said}");
+    let said = save(&mut app, "acme", "acme.toml", "");
+    assert!(said.contains("repository acme saved"), "{said}");
+    assert!(screen(&app).contains("swarm /ip4/0.0.0.0/tcp/7860, 1 bootstrap"), "{}", screen(&app));
+    next(&mut app, Step::Review);
+    assert!(screen(&app).contains("lab, acme"), "{}", screen(&app));
+    focus(&mut app, Field::Apply);
+    press(&mut app, KeyCode::Enter);
+    press(&mut app, KeyCode::Char('y'));
+    assert!(message(&app).contains("applied"), "{}", message(&app));
+    let node = NodeConfig::load(&root.join(NODE_CONFIG_FILE)).unwrap();
+    let data = files::box_path(root, &node.data_dir.display().to_string());
+    let on_box = NodeConfig { data_dir: data.clone(), ..node };
+    assert_eq!(aergo_config::repos::read_hosted(&data).unwrap(), ["lab", "acme"]);
+    assert_eq!(aergo_config::repos::p2p_ports(&on_box), [7860], "the firewall opens lab's port");
+    let lab = aergo_config::repos::repo_config(&on_box, "lab").unwrap();
+    assert_eq!(lab.p2p.bootstrap, ["/ip4/10.0.0.2/tcp/7860"]);
+    assert_eq!(files::current(root).unwrap().unwrap().repositories.len(), 2);
+
+    // Edited: lab moves to another port.
+    press(&mut app, KeyCode::Char('p'));
+    assert_eq!(app.setup.step, Step::Repositories);
+    assert_eq!(app.setup.value(Field::RepoChoice), "lab (1 of 2)");
+    set(&mut app, Field::RepoListen, "/ip4/0.0.0.0/tcp/7861");
+    focus(&mut app, Field::RepoSave);
+    press(&mut app, KeyCode::Enter);
+    assert!(message(&app).contains("repository lab saved"), "{}", message(&app));
+    assert_eq!(app.setup.draft.repositories.len(), 2, "edited in place");
+    next(&mut app, Step::Review);
+    focus(&mut app, Field::Apply);
+    press(&mut app, KeyCode::Enter);
+    press(&mut app, KeyCode::Char('y'));
+    assert_eq!(aergo_config::repos::p2p_ports(&on_box), [7861]);
+
+    // Removed: off the list, its data stays.
+    press(&mut app, KeyCode::Char('p'));
+    focus(&mut app, Field::RepoRemove);
+    press(&mut app, KeyCode::Enter);
+    assert!(message(&app).contains("repository lab taken off the list"), "{}", message(&app));
+    assert_eq!(app.setup.value(Field::RepoChoice), "acme (1 of 1)");
+    next(&mut app, Step::Review);
+    focus(&mut app, Field::Apply);
+    press(&mut app, KeyCode::Enter);
+    press(&mut app, KeyCode::Char('y'));
+    assert_eq!(aergo_config::repos::read_hosted(&data).unwrap(), ["acme"]);
+    assert!(data.join("repos/lab/genesis.toml").exists(), "the removed repository's data stays");
+    assert_eq!(aergo_config::repos::p2p_ports(&on_box), Vec::<u16>::new());
 }

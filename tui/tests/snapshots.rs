@@ -274,7 +274,7 @@ fn setup_first_boot_and_review() {
         key(&mut app2, KeyCode::Char(c));
     }
     key(&mut app2, KeyCode::Enter);
-    for _ in 0..5 {
+    for _ in 0..6 {
         key(&mut app2, KeyCode::Char('n'));
     }
     assert_eq!(app2.setup.step, aergo_console::setup::flow::Step::Review, "{:?}", app2.setup.message);

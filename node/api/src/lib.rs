@@ -886,7 +886,7 @@ pub trait AergoApi {
     /// pending state of the chain it is for and keeps nothing: what it would do if sent now —
     /// the fee it would pay (a contract call's: the gas used), its result, its events
     /// (`docs/dapps.md`). A transaction that would not be admitted: invalid params, with why.
-    #[method(name = "estimate_gas")]
+    #[method(name = "estimate_gas", with_extensions)]
     async fn estimate_gas(&self, tx: String) -> RpcResult<EstimateView>;
 
     /// An account's value at `height` (default the head) with its sparse Merkle proof against

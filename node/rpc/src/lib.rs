@@ -367,18 +367,26 @@ impl RpcHandler {
         match branch {
             None | Some(MAIN_BRANCH) => Ok(On { view: self.view.clone(), pool: self.pool.clone() }),
             Some(name) => {
-                let held = self.held(name).map_err(invalid_params)?;
-                if let Some(readers) = &held.readers {
-                    let signer = ext.and_then(|e| e.get::<listen::Signer>()).map(|s| s.0.address());
-                    if !signer.is_some_and(|a| readers.contains(&a)) {
-                        return Err(invalid_params(format!(
-                            "branch {name:?} is not tracked by this node (aergo branch track {name})"
-                        )));
-                    }
-                }
+                let held = self.held_for(ext, name).map_err(invalid_params)?;
                 Ok(On { view: held.view.clone(), pool: held.pool.clone() })
             }
         }
+    }
+
+    /// [`Self::held`] for a request: a private branch is held only for a request its creator or
+    /// one of its mergers signed (`X-Aergo-Auth`); anyone else is answered as for a branch this
+    /// node does not track.
+    fn held_for(&self, ext: Option<&jsonrpsee::Extensions>, name: &str) -> Result<Arc<BranchHandle>, String> {
+        let held = self.held(name)?;
+        if let Some(readers) = &held.readers {
+            let signer = ext.and_then(|e| e.get::<listen::Signer>()).map(|s| s.0.address());
+            if !signer.is_some_and(|a| readers.contains(&a)) {
+                return Err(format!(
+                    "branch {name:?} is not tracked by this node (aergo branch track {name})"
+                ));
+            }
+        }
+        Ok(held)
     }
 
     /// A branch this node holds, or why not: unknown, not tracked, or tracked and waiting.
@@ -674,12 +682,16 @@ impl RpcHandler {
 
     /// The branch a transaction goes to when it is not `main`'s: one this node holds (else
     /// refused: it can run nowhere else).
-    fn branch_for(&self, tx: &Transaction) -> Result<Option<Arc<BranchHandle>>, AdmitError> {
+    fn branch_for(
+        &self,
+        ext: &jsonrpsee::Extensions,
+        tx: &Transaction,
+    ) -> Result<Option<Arc<BranchHandle>>, AdmitError> {
         let branch = &tx.body.branch;
         if branch == MAIN_BRANCH {
             return Ok(None);
         }
-        self.held(branch).map(Some).map_err(AdmitError::BranchNotHeld)
+        self.held_for(Some(ext), branch).map(Some).map_err(AdmitError::BranchNotHeld)
     }
 
     fn branch_view(&self, r: aergo_exec::branches::BranchRecord) -> RpcResult<BranchView> {
@@ -728,11 +740,11 @@ impl RpcHandler {
         })
     }
 
-    async fn admit(&self, hex_tx: &str) -> Result<SendTxResult, AdmitError> {
+    async fn admit(&self, ext: &jsonrpsee::Extensions, hex_tx: &str) -> Result<SendTxResult, AdmitError> {
         let (tx, bytes) = self.decode(hex_tx)?;
         // A branch's transaction: forwarded to its producers by a node that does not produce it,
         // else (or when none answers) admitted to the branch's pool and gossiped on its topic.
-        if let Some(held) = self.branch_for(&tx)? {
+        if let Some(held) = self.branch_for(ext, &tx)? {
             if !held.producing {
                 if let Some(answer) = self.forward(&tx, &held.view).await {
                     return answer;
@@ -953,7 +965,7 @@ impl AergoApiServer for RpcHandler {
 
     async fn send_tx(&self, ext: &jsonrpsee::Extensions, tx: String) -> RpcResult<SendTxResult> {
         read_only(ext)?;
-        self.admit(&tx).await.map_err(rejected)
+        self.admit(ext, &tx).await.map_err(rejected)
     }
 
     async fn send_txs(&self, ext: &jsonrpsee::Extensions, txs: Vec<String>) -> RpcResult<Vec<SendTxOutcome>> {
@@ -971,7 +983,7 @@ impl AergoApiServer for RpcHandler {
             Vec::with_capacity(txs.len());
         let mut decoded = Vec::with_capacity(txs.len());
         for hex_tx in &txs {
-            match self.decode(hex_tx).and_then(|d| self.branch_for(&d.0).map(|held| (d, held))) {
+            match self.decode(hex_tx).and_then(|d| self.branch_for(ext, &d.0).map(|held| (d, held))) {
                 Ok((d, None)) => {
                     slots.push(Ok(decoded.len()));
                     decoded.push(d);
@@ -1547,9 +1559,13 @@ impl AergoApiServer for RpcHandler {
         Ok(())
     }
 
-    async fn estimate_gas(&self, tx: String) -> RpcResult<aergo_api::EstimateView> {
+    async fn estimate_gas(
+        &self,
+        ext: &jsonrpsee::Extensions,
+        tx: String,
+    ) -> RpcResult<aergo_api::EstimateView> {
         let (tx, _) = self.decode(&tx).map_err(|e| invalid_params(e.to_string()))?;
-        let (view, pool) = match self.branch_for(&tx).map_err(|e| invalid_params(e.to_string()))? {
+        let (view, pool) = match self.branch_for(ext, &tx).map_err(|e| invalid_params(e.to_string()))? {
             Some(held) => (held.view.clone(), held.pool.clone()),
             None => (self.view.clone(), self.pool.clone()),
         };

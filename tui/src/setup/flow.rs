@@ -1,15 +1,22 @@
 //! The Setup screen's flow: steps of fields, edited with the keyboard, checked step by step, then
 //! reviewed side by side with the current settings and applied.
 //!
-//! Steps: Hostname → Network → Node → Producer key (producers only) → Horde → Review. Keys: Up/Down
+//! Steps: Hostname → Network → Node → Producer key (producers only) → Horde → Repositories →
+//! Review. Keys: Up/Down
 //! move between fields; Enter edits a text field (Enter or Esc ends the edit), changes a choice, or
 //! presses a button; Left/Right/Space change a choice; PageDown or `n` goes on (after checking the
 //! step), PageUp or `p` back; `R` reverts to the last good configuration. A generated producer key must
 //! be backed up — written as an encrypted keystore or copied from the screen and confirmed — before the
-//! flow goes on. A generated agent token is shown on its step only.
+//! flow goes on. A generated agent token is shown on its step only. The Repositories step lists
+//! the repositories the box hosts beside the public chain (`docs/repositories.md`): one is chosen,
+//! its fields edited and saved, or it is removed; a new one is added the same way.
+//! A member key is not entered here: it comes with a provision file, or `aergo --member-key`.
 
 use super::files::{self, box_path, ApplyError, Material};
-use super::settings::{validate_hostname, Network, P2pSettings, Role, Settings, DEFAULT_P2P_LISTEN, DEVNET};
+use super::settings::{
+    validate_hostname, Network, P2pSettings, RepositoryP2p, RepositorySettings, Role, Settings,
+    DEFAULT_P2P_LISTEN, DEVNET,
+};
 use aergo_config::genesis::Genesis;
 use aergo_primitives::crypto::KeyFile;
 use aergo_primitives::crypto::Keypair;
@@ -23,12 +30,13 @@ pub enum Step {
     Node,
     Key,
     Horde,
+    Repositories,
     Review,
 }
 
 impl Step {
-    pub const ALL: [Step; 6] =
-        [Step::Hostname, Step::Network, Step::Node, Step::Key, Step::Horde, Step::Review];
+    pub const ALL: [Step; 7] =
+        [Step::Hostname, Step::Network, Step::Node, Step::Key, Step::Horde, Step::Repositories, Step::Review];
 
     pub fn title(self) -> &'static str {
         match self {
@@ -37,6 +45,7 @@ impl Step {
             Step::Node => "Node",
             Step::Key => "Producer key",
             Step::Horde => "Horde access",
+            Step::Repositories => "Repositories",
             Step::Review => "Review",
         }
     }
@@ -67,6 +76,13 @@ pub enum Field {
     ShowSecret,
     SecretConfirm,
     TokenChoice,
+    RepoChoice,
+    RepoName,
+    RepoGenesis,
+    RepoListen,
+    RepoBootstrap,
+    RepoSave,
+    RepoRemove,
     Apply,
     Revert,
 }
@@ -127,6 +143,16 @@ pub struct Draft {
     pub new_token: Option<String>,
     /// The new token is on screen (only on the Horde step, until the operator leaves it).
     pub token_visible: bool,
+    /// The hosted repositories the settings will list.
+    pub repositories: Vec<RepositorySettings>,
+    /// Which one the fields show: an index into `repositories`, or its length for a new one.
+    pub repo_selected: usize,
+    pub repo_name: String,
+    /// Its genesis file on the box (relative: on the boot partition).
+    pub repo_genesis: String,
+    /// Its swarm's listen multiaddr (empty: no swarm of its own).
+    pub repo_listen: String,
+    pub repo_bootstrap: String,
 }
 
 pub struct SetupState {
@@ -159,7 +185,7 @@ impl Draft {
         let net = s.map(|s| s.network.clone()).unwrap_or_default();
         let chain = s.map(|s| s.node.chain.clone()).unwrap_or_else(|| DEVNET.into());
         let has_key = s.and_then(|s| s.node.producer_address.as_ref()).is_some();
-        Draft {
+        let mut draft = Draft {
             hostname: s.map(|s| s.hostname.clone()).unwrap_or_else(|| "aergo-1".into()),
             interface: net.interface,
             dhcp: net.dhcp,
@@ -185,7 +211,31 @@ impl Draft {
             token_choice: if has_token { TokenChoice::Keep } else { TokenChoice::Generate },
             new_token: (!has_token).then(new_token),
             token_visible: !has_token,
-        }
+            repositories: s.map(|s| s.repositories.clone()).unwrap_or_default(),
+            repo_selected: 0,
+            repo_name: String::new(),
+            repo_genesis: String::new(),
+            repo_listen: String::new(),
+            repo_bootstrap: String::new(),
+        };
+        draft.load_repo_fields();
+        draft
+    }
+
+    /// The fields show the chosen repository (empty for a new one).
+    fn load_repo_fields(&mut self) {
+        let chosen = self.repositories.get(self.repo_selected).cloned();
+        let r = chosen.unwrap_or_else(|| RepositorySettings {
+            name: String::new(),
+            genesis: String::new(),
+            p2p: RepositoryP2p::default(),
+            member_keystore: None,
+            member_passphrase_file: None,
+        });
+        self.repo_name = r.name;
+        self.repo_genesis = r.genesis;
+        self.repo_listen = r.p2p.listen.unwrap_or_default();
+        self.repo_bootstrap = r.p2p.bootstrap.join(", ");
     }
 }
 
@@ -277,6 +327,20 @@ impl SetupState {
                 f
             }
             Step::Horde => vec![Field::TokenChoice],
+            Step::Repositories => {
+                let mut f = vec![
+                    Field::RepoChoice,
+                    Field::RepoName,
+                    Field::RepoGenesis,
+                    Field::RepoListen,
+                    Field::RepoBootstrap,
+                    Field::RepoSave,
+                ];
+                if d.repo_selected < d.repositories.len() {
+                    f.push(Field::RepoRemove);
+                }
+                f
+            }
             Step::Review => vec![Field::Apply, Field::Revert],
         }
     }
@@ -287,12 +351,19 @@ impl SetupState {
 
     pub fn kind(field: Field) -> FieldKind {
         match field {
-            Field::Dhcp | Field::Role | Field::Chain | Field::KeyChoice | Field::TokenChoice => {
-                FieldKind::Choice
-            }
-            Field::ImportLoad | Field::BackupWrite | Field::ShowSecret | Field::Apply | Field::Revert => {
-                FieldKind::Button
-            }
+            Field::Dhcp
+            | Field::Role
+            | Field::Chain
+            | Field::KeyChoice
+            | Field::TokenChoice
+            | Field::RepoChoice => FieldKind::Choice,
+            Field::ImportLoad
+            | Field::BackupWrite
+            | Field::ShowSecret
+            | Field::RepoSave
+            | Field::RepoRemove
+            | Field::Apply
+            | Field::Revert => FieldKind::Button,
             Field::ImportPass | Field::BackupPass | Field::BackupPass2 => FieldKind::Text { secret: true },
             _ => FieldKind::Text { secret: false },
         }
@@ -323,6 +394,13 @@ impl SetupState {
             Field::ShowSecret => "Show the secret key to copy it",
             Field::SecretConfirm => "Type its first 8 characters",
             Field::TokenChoice => "Agent token",
+            Field::RepoChoice => "Repository",
+            Field::RepoName => "Name",
+            Field::RepoGenesis => "Genesis file",
+            Field::RepoListen => "P2p listen (optional)",
+            Field::RepoBootstrap => "Bootstrap peers",
+            Field::RepoSave => "Save this repository",
+            Field::RepoRemove => "Remove it from this box",
             Field::Apply => "Apply these settings",
             Field::Revert => "Revert to the last good config",
         }
@@ -363,9 +441,16 @@ impl SetupState {
                 TokenChoice::Keep => "keep the current token".into(),
                 TokenChoice::Generate => "generate a new token".into(),
             },
-            Field::ImportLoad | Field::BackupWrite | Field::ShowSecret | Field::Apply | Field::Revert => {
-                String::new()
-            }
+            Field::RepoChoice => match d.repositories.get(d.repo_selected) {
+                Some(r) => format!("{} ({} of {})", r.name, d.repo_selected + 1, d.repositories.len()),
+                None => "add a new repository".into(),
+            },
+            Field::RepoName => d.repo_name.clone(),
+            Field::RepoGenesis => d.repo_genesis.clone(),
+            Field::RepoListen => d.repo_listen.clone(),
+            Field::RepoBootstrap => d.repo_bootstrap.clone(),
+            // Buttons show their label alone.
+            _ => String::new(),
         }
     }
 
@@ -387,6 +472,10 @@ impl SetupState {
             Field::BackupPass => &mut d.backup_pass,
             Field::BackupPass2 => &mut d.backup_pass2,
             Field::SecretConfirm => &mut d.secret_confirm,
+            Field::RepoName => &mut d.repo_name,
+            Field::RepoGenesis => &mut d.repo_genesis,
+            Field::RepoListen => &mut d.repo_listen,
+            Field::RepoBootstrap => &mut d.repo_bootstrap,
             _ => return None,
         })
     }
@@ -459,8 +548,7 @@ impl SetupState {
             update: self.current.as_ref().map(|c| c.update.clone()).unwrap_or_default(),
             producer: Default::default(),
             identity: Default::default(),
-            // As provisioned: not fields of the Setup screen (docs/repositories.md).
-            repositories: self.current.as_ref().map(|c| c.repositories.clone()).unwrap_or_default(),
+            repositories: d.repositories.clone(),
         };
         if d.token_choice == TokenChoice::Generate {
             s.agent.token = d.new_token.clone();
@@ -572,6 +660,12 @@ impl SetupState {
                     d.new_key = Some(Keypair::generate());
                 }
             }
+            Field::RepoChoice => {
+                // The repositories, then "a new one".
+                let n = d.repositories.len() + 1;
+                d.repo_selected = if back { d.repo_selected + n - 1 } else { d.repo_selected + 1 } % n;
+                d.load_repo_fields();
+            }
             Field::TokenChoice => {
                 if d.token_choice == TokenChoice::Generate && self.has_token {
                     d.token_choice = TokenChoice::Keep;
@@ -600,8 +694,89 @@ impl SetupState {
                 Err(e) => self.message = Some(Err(e)),
             },
             Field::Revert => self.ask(Confirm::Revert),
+            Field::RepoSave => self.save_repository(),
+            Field::RepoRemove => self.remove_repository(),
             _ => {}
         }
+    }
+
+    /// Puts the fields' repository into the draft (replacing the chosen one, or added), once it
+    /// checks: its name, its genesis file (readable, another chain than the public one and the
+    /// others'), its swarm's addresses and ports (`Settings::validate`).
+    fn save_repository(&mut self) {
+        let d = &self.draft;
+        let opt = |s: &str| Some(s.trim().to_string()).filter(|s| !s.is_empty());
+        let chosen = d.repositories.get(d.repo_selected);
+        let repo = RepositorySettings {
+            name: d.repo_name.trim().to_string(),
+            genesis: d.repo_genesis.trim().to_string(),
+            p2p: RepositoryP2p {
+                listen: opt(&d.repo_listen),
+                bootstrap: list(&d.repo_bootstrap),
+                external_address: chosen.and_then(|r| r.p2p.external_address.clone()),
+            },
+            // A provisioned member key stays where provisioning put it.
+            member_keystore: None,
+            member_passphrase_file: None,
+        };
+        let mut repositories = d.repositories.clone();
+        let at = match repositories.iter().position(|r| r.name == repo.name) {
+            Some(i) if i != d.repo_selected => {
+                self.message =
+                    Some(Err(format!("a repository named {:?} is in the list already", repo.name)));
+                return;
+            }
+            Some(i) => i,
+            None if d.repo_selected < repositories.len() => d.repo_selected,
+            None => {
+                repositories.push(repo.clone());
+                repositories.len() - 1
+            }
+        };
+        repositories[at] = repo.clone();
+        let mut settings = self.draft_settings();
+        settings.repositories = repositories.clone();
+        if let Err(e) = settings.validate() {
+            self.message = Some(Err(e.to_string()));
+            return;
+        }
+        match Genesis::load(&box_path(&self.root, &repo.genesis)) {
+            Ok(g) if !self.draft.devnet && self.public_chain_id().as_deref() == Some(g.chain_id.as_str()) => {
+                self.message = Some(Err(format!(
+                    "{} is the public chain's genesis ({}): a repository is another chain",
+                    repo.genesis, g.chain_id
+                )));
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                self.message = Some(Err(format!("{}: {e}", repo.genesis)));
+                return;
+            }
+        }
+        self.draft.repositories = repositories;
+        self.draft.repo_selected = at;
+        self.message = Some(Ok(format!("repository {} saved: apply the settings on Review", repo.name)));
+    }
+
+    fn remove_repository(&mut self) {
+        let d = &mut self.draft;
+        if d.repo_selected >= d.repositories.len() {
+            return;
+        }
+        let gone = d.repositories.remove(d.repo_selected);
+        d.repo_selected = d.repo_selected.min(d.repositories.len());
+        d.load_repo_fields();
+        self.focus = 0;
+        self.message = Some(Ok(format!(
+            "repository {} taken off the list (its data stays on the box): apply on Review",
+            gone.name
+        )));
+    }
+
+    /// The chain id of the public chain the draft joins (none for a devnet, or unreadable).
+    fn public_chain_id(&self) -> Option<String> {
+        Genesis::load(&box_path(&self.root, self.draft.genesis_path.trim())).ok().map(|g| g.chain_id)
     }
 
     fn import_key(&mut self) {
@@ -692,6 +867,13 @@ impl SetupState {
             },
             Step::Horde if self.draft.token_choice == TokenChoice::Keep && !self.has_token => {
                 Err("the agent needs a token: generate one".into())
+            }
+            Step::Repositories => {
+                for r in &s.repositories {
+                    Genesis::load(&box_path(&self.root, &r.genesis))
+                        .map_err(|e| format!("repository {}: {}: {e}", r.name, r.genesis))?;
+                }
+                s.validate().map_err(|e| e.to_string())
             }
             Step::Horde | Step::Review => Ok(()),
         }

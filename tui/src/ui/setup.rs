@@ -163,6 +163,29 @@ fn step_info(s: &SetupState, width: usize, theme: Theme, lines: &mut Vec<Line<'s
             }
             (None, _) => info("Horde polls the agent with this bearer token.".into(), theme.dim()),
         },
+        Step::Repositories => {
+            if d.repositories.is_empty() {
+                info("No repository besides the public chain.".into(), theme.dim());
+            }
+            for r in &d.repositories {
+                let p2p = match &r.p2p.listen {
+                    Some(l) => format!("swarm {l}, {} bootstrap", r.p2p.bootstrap.len()),
+                    None => "no swarm of its own".into(),
+                };
+                info(format!("{:<14}{}  {p2p}", r.name, r.genesis), ratatui::style::Style::new());
+            }
+            info(
+                "Choose one (←→) to edit or remove it, or \"add a new repository\"; save, then apply on Review."
+                    .into(),
+                theme.dim(),
+            );
+            info(
+                "Genesis: a path on the box (relative: the boot partition). A member key comes with a \
+                 provision file."
+                    .into(),
+                theme.dim(),
+            );
+        }
         Step::Review => {}
     }
 }
