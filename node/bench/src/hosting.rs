@@ -17,8 +17,12 @@ use std::time::Duration;
 const USER_HZ: f64 = 100.0;
 
 /// User and system CPU time of `pid`, in seconds.
-fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+pub(crate) fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    stat_cpu_seconds(&std::fs::read_to_string(format!("/proc/{pid}/stat"))?)
+}
+
+/// User and system CPU time, in seconds, of a `/proc/…/stat` text.
+pub(crate) fn stat_cpu_seconds(stat: &str) -> anyhow::Result<f64> {
     // Fields after the command name (which may hold spaces) : state is field 3, utime 14, stime 15.
     let rest = stat.rsplit_once(')').context("/proc/pid/stat")?.1;
     let fields: Vec<&str> = rest.split_whitespace().collect();

@@ -590,6 +590,10 @@ async fn e2e(
 
     let submitted: Arc<parking_lot::Mutex<HashMap<Hash, Instant>>> = Arc::default();
     let encoded: Vec<(Hash, String)> = txs.iter().map(|t| (t.hash(), hex::encode(t.encode()))).collect();
+    // Where the time goes: the node's threads and stages, and this load generator, from here on.
+    let threads_before = thread_cpu(pid);
+    let metrics_before = ws.node_metrics().await?;
+    let load_before = hosting::cpu_seconds(std::process::id())?;
     let start = Instant::now();
     let chunks: Vec<Vec<(Hash, String)>> = encoded.chunks(batch).map(|c| c.to_vec()).collect();
     let queue = Arc::new(parking_lot::Mutex::new(
@@ -655,6 +659,10 @@ async fn e2e(
     }
     let rss = peak_rss_kib(pid).unwrap_or(0);
     let info = ws.chain_info(None).await?;
+    let wall = start.elapsed().as_secs_f64();
+    let load_cpu = hosting::cpu_seconds(std::process::id())? - load_before;
+    let threads_after = thread_cpu(pid);
+    let metrics_after = ws.node_metrics().await?;
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
     let _ = child.wait();
     let secs = last_inclusion.duration_since(start).as_secs_f64();
@@ -674,7 +682,67 @@ async fn e2e(
     println!("| ceiling: verify only, 1 thread | {one:.0}/s | |");
     println!("| ceiling: verify only, 2 threads | {two:.0}/s | 1.00 |");
     println!("| ceiling: batch verify, 1 thread | {batched:.0}/s | |");
+    breakdown(included, wall, load_cpu, (&threads_before, &threads_after), (&metrics_before, &metrics_after));
     Ok(())
+}
+
+/// CPU seconds of each thread of `pid` by name (`/proc/<pid>/task/*/stat`; threads of one name
+/// summed: the tokio workers, the admission verifiers).
+fn thread_cpu(pid: u32) -> HashMap<String, f64> {
+    let mut out = HashMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return out };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
+        let name = stat.split_once('(').and_then(|(_, r)| r.rsplit_once(')')).map_or("?", |(n, _)| n);
+        // Numbered threads of one kind count as one (`aergo-verify-3` → `aergo-verify-*`).
+        let kind = name.trim_end_matches(|c: char| c.is_ascii_digit()).trim_end_matches('-');
+        let kind = if kind.len() < name.len() { format!("{kind}-*") } else { name.to_string() };
+        if let Ok(cpu) = hosting::stat_cpu_seconds(&stat) {
+            *out.entry(kind).or_insert(0.0) += cpu;
+        }
+    }
+    out
+}
+
+/// Where one transaction's time went during the run: the node's CPU by thread, its stages'
+/// own accounts (`node_metrics`: busy time per stage), and the load generator's share.
+fn breakdown(
+    included: usize,
+    wall: f64,
+    load_cpu: f64,
+    (t0, t1): (&HashMap<String, f64>, &HashMap<String, f64>),
+    (m0, m1): (&aergo_api::NodeMetrics, &aergo_api::NodeMetrics),
+) {
+    let per_tx_us = |secs: f64| if included == 0 { 0.0 } else { secs * 1e6 / included as f64 };
+    let mut threads: Vec<(String, f64)> = t1
+        .iter()
+        .map(|(n, c)| (n.clone(), c - t0.get(n).copied().unwrap_or(0.0)))
+        .filter(|(_, c)| *c > 0.0)
+        .collect();
+    threads.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let node_cpu: f64 = threads.iter().map(|(_, c)| c).sum();
+    println!();
+    println!("CPU over {wall:.1} s: node {node_cpu:.1} s ({:.2} cores), load generator {load_cpu:.1} s ({:.2} cores, {:.0} % of all CPU used)",
+        node_cpu / wall, load_cpu / wall, 100.0 * load_cpu / (node_cpu + load_cpu).max(1e-9));
+    println!("| node thread | CPU s | share of node CPU | µs per included transfer |");
+    println!("|---|---|---|---|");
+    for (name, cpu) in &threads {
+        println!(
+            "| {name} | {cpu:.2} | {:.1} % | {:.1} |",
+            100.0 * cpu / node_cpu.max(1e-9),
+            per_tx_us(*cpu)
+        );
+    }
+    println!();
+    println!("| stage (node_metrics) | processed | busy s | µs per item | µs per included transfer |");
+    println!("|---|---|---|---|---|");
+    for stage in &m1.stages {
+        let before = m0.stages.iter().find(|s| s.name == stage.name);
+        let processed = stage.processed_total.saturating_sub(before.map_or(0, |s| s.processed_total));
+        let busy = stage.busy_ms_total.saturating_sub(before.map_or(0, |s| s.busy_ms_total)) as f64 / 1000.0;
+        let per_item = if processed == 0 { 0.0 } else { busy * 1e6 / processed as f64 };
+        println!("| {} | {processed} | {busy:.2} | {per_item:.1} | {:.1} |", stage.name, per_tx_us(busy));
+    }
 }
 
 /// `n` transactions from random senders (1..) with their next nonces; `hot` percent of them pay
