@@ -73,6 +73,10 @@ enum Bench {
         /// Directory for the node's data (default: a temp dir under /var/tmp, on disk).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// The genesis' `consensus.max_block_txs` (default: the chain's default, 20 000 per
+        /// block, which caps a 1 s slot at 20 000 transfers/s).
+        #[arg(long)]
+        max_block_txs: Option<u32>,
     },
     /// The execution stage alone: sequential vs parallel (DTT) on the same blocks, on RocksDB state.
     Exec {
@@ -548,14 +552,19 @@ async fn e2e(
     clients: usize,
     rate: u64,
     dir: Option<PathBuf>,
+    max_block_txs: Option<u32>,
 ) -> anyhow::Result<()> {
     let tmp = scratch(dir)?;
     let bp = Keypair::generate();
     let senders: Vec<Keypair> = (0..accounts).map(|i| Keypair::from_seed(&format!("bench-{i}"))).collect();
+    let defaults = ConsensusParams::default();
     let genesis = Genesis {
         chain_id: "aergo-bench".into(),
         timestamp_ms: aergo_node::node::now_ms() / 1000 * 1000,
-        consensus: ConsensusParams::default(),
+        consensus: ConsensusParams {
+            max_block_txs: max_block_txs.unwrap_or(defaults.max_block_txs),
+            ..defaults
+        },
         balances: senders
             .iter()
             .map(|k| GenesisBalance { address: k.address(), amount: 10u128.pow(24) })
@@ -1179,8 +1188,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> anyhow::Result<()> {
     aergo_node::alloc::tune();
     match Cli::parse().command {
-        Bench::E2e { txs, accounts, batch, clients, rate, dir } => {
-            e2e(txs, accounts, batch, clients, rate, dir).await
+        Bench::E2e { txs, accounts, batch, clients, rate, dir, max_block_txs } => {
+            e2e(txs, accounts, batch, clients, rate, dir, max_block_txs).await
         }
         Bench::Exec { accounts, txs, hot, threads, rounds, json, contract, state_cache_mb, gov } => {
             exec(ExecOpts { accounts, txs, hot, threads, rounds, json, contract, state_cache_mb, gov })
