@@ -1,5 +1,5 @@
 //! The p2p protocol under libFuzzer: any bytes as a sync request, a sync response, a gossiped block
-//! and a gossiped transaction, through the functions the node's request-response codec and gossip
+//! a gossiped compact block and a gossiped transaction, through the functions the node's request-response codec and gossip
 //! handler call (`aergo_protocol`). Decoding returns or refuses; what decodes must encode to bytes
 //! that decode to the same message; a response is checked against every kind of request, and what
 //! `check_response` accepts must keep its promises (no more blocks than asked for, the block asked
@@ -36,6 +36,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             SyncRequest::Genesis,
             SyncRequest::Snapshot(SnapshotPart::Leaves { height: 1, after: None }),
             SyncRequest::Snapshot(SnapshotPart::Rows { height: 1, after: None }),
+            SyncRequest::Transactions { block: Hash([0; 32]), indices: vec![0, 3] },
         ];
         for asked in &asks {
             match (asked, check_response(Some(asked), response.clone())) {
@@ -52,6 +53,9 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
                 }
                 (SyncRequest::Snapshot(_), Ok(Answer::Snapshot(frames))) => assert!(frames.len() <= 1),
                 (SyncRequest::Snapshot(_), Ok(Answer::Blocks(_))) => panic!("blocks accepted for a snapshot part"),
+                (SyncRequest::Transactions { indices, .. }, Ok(Answer::Transactions(txs))) => {
+                    assert_eq!(txs.len(), indices.len(), "transactions accepted for another count")
+                }
                 (SyncRequest::Genesis, Ok(Answer::Genesis(text))) => {
                     assert!(text.len() <= aergo_protocol::MAX_GENESIS_BYTES)
                 }
@@ -67,6 +71,10 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     }
     if let Ok(block) = decode_gossip_block(data) {
         assert_eq!(block.encode(), data, "a gossiped block decoded from bytes it does not encode to");
+    }
+    if let Ok(compact) = aergo_protocol::decode_gossip_compact(data) {
+        assert_eq!(compact.encode(), data, "a compact block decoded from bytes it does not encode to");
+        assert_eq!(aergo_primitives::types::merkle_root(&compact.tx_hashes), compact.header.tx_root);
     }
     if let Ok(tx) = decode_gossip_tx(data) {
         assert_eq!(tx.encode(), data, "a gossiped transaction decoded from bytes it does not encode to");

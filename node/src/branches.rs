@@ -311,8 +311,12 @@ impl Shared {
             sql_ordered_scans_height: s.genesis.consensus.sql_ordered_scans_height.unwrap_or(u64::MAX),
             replay: false,
         };
-        let admission = Admission::start(1, s.admission_queue, chain.store(), mempool.clone(), speculation)
-            .map_err(|e| format!("admission thread: {e}"))?;
+        // A branch takes fewer transactions than main: a smaller verify-once set.
+        let verified = Arc::new(aergo_primitives::crypto::Verified::new(crate::node::VERIFIED_TXS / 4));
+        chain.set_verified(verified.clone());
+        let admission =
+            Admission::start(1, s.admission_queue, chain.store(), mempool.clone(), speculation, verified)
+                .map_err(|e| format!("admission thread: {e}"))?;
         let view = Arc::new(
             ChainView::of_branch(&chain, key.as_ref().map(Keypair::public), record.base_height, parent)
                 .map_err(|e| e.to_string())?,

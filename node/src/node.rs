@@ -12,6 +12,11 @@
 //! imports the blocks peers send. Shutdown sets a flag the thread checks between blocks, so a block
 //! is either wholly committed or not started.
 
+/// Transactions a chain remembers as verified at admission (`docs/exec.md`, "Verify once"): about
+/// 20 MiB, several seconds of the highest rate a node takes, far more than a block's way from
+/// admission to import.
+pub(crate) const VERIFIED_TXS: usize = 131_072;
+
 use aergo_chain::view::{ChainView, NodeFacts, PoolHandle};
 use aergo_chain::{Chain, ChainError, OpenReport};
 use aergo_config::genesis::{ConsensusParams, Genesis, GenesisBalance, GenesisError, GenesisProducer};
@@ -306,6 +311,9 @@ impl ChainRun {
         let executor = ParallelExecutor::new(cores.clone());
         tracing::info!(cores = ?cores, threads = executor.threads(), "execution workers pinned to cores");
         chain.set_executor(executor);
+        // Verify once: what admission checked is not checked again inside a block.
+        let verified = Arc::new(aergo_primitives::crypto::Verified::new(VERIFIED_TXS));
+        chain.set_verified(verified.clone());
         let head = chain.head();
         tracing::info!(
             chain_id = %chain.genesis().chain_id, height = head.height, hash = %head.hash,
@@ -367,6 +375,7 @@ impl ChainRun {
             chain.store(),
             mempool.clone(),
             speculation,
+            verified,
         )
         .map_err(|source| NodeError::Io { path: "admission threads".into(), source })?;
         let view = Arc::new(ChainView::of(&chain, key.as_ref().map(Keypair::public))?);

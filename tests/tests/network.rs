@@ -53,6 +53,22 @@ fn four_producers_finalize_survive_a_kill_and_resync() -> anyhow::Result<()> {
             net.rt.block_on(net.clients[i].get_receipt(sent.hash.to_string(), None)).ok().flatten()
         })?;
     }
+    // Blocks travel compact (header and transaction hashes), filled from each node's pool; the
+    // followers that had the transfer in their pool did not check its signature again.
+    let mut skipped = 0;
+    for i in all {
+        let m = net.rt.block_on(net.clients[i].node_metrics())?;
+        let topic =
+            |t: &str| m.gossip_topics.get(&format!("/aergo/aergo-testnet/{t}")).map_or(0, |c| c.messages_in);
+        assert!(topic("cblocks") > 0 && m.compact_blocks_in_total > 0, "node {i}: no compact blocks: {m:?}");
+        assert_eq!(topic("blocks"), 0, "node {i} received whole blocks on gossip: {:?}", m.gossip_topics);
+        skipped += usize::from(m.signatures_skipped_total >= 1);
+    }
+    assert!(
+        skipped >= 2,
+        "the transfer's signature was checked again inside its block on {} followers",
+        3 - skipped
+    );
 
     // Kill -9 one producer: 3 of 4 still make the quorum of 3, so finality goes on; its slots are
     // skipped and counted.
@@ -290,6 +306,7 @@ fn hostile_peers_are_refused_scored_down_and_banned() -> anyhow::Result<()> {
         ("bad-signature", "producer signature"),
         ("wrong-slot", "is not the start of a slot"),
         ("bad-tx", "gossiped transaction: bad signature"),
+        ("compact-lie", "transactions of a compact block"),
     ];
     for (attack, reason) in expected {
         let report = probe(&node.p2p, attack)?;
@@ -302,6 +319,16 @@ fn hostile_peers_are_refused_scored_down_and_banned() -> anyhow::Result<()> {
             "{attack}: no penalty for {id} with {reason:?} in the node log:\n{log}"
         );
     }
+    // A compact block of transactions nobody has, from a peer that never answers: the node asks
+    // it for them, then (after its fill timeout) for the whole block, then gives the block up;
+    // silence is not held against the peer.
+    let report = probe(&node.p2p, "compact-silent")?;
+    assert_eq!(report["disconnected"], false, "{report}");
+    let asked: Vec<&str> =
+        report["asked"].as_array().map(|a| a.iter().filter_map(|x| x.as_str()).collect()).unwrap_or_default();
+    assert_eq!(asked, ["transactions 8", "block"], "{report}\n{}", p.log());
+    let metrics = rt.block_on(client.node_metrics())?;
+    assert!(metrics.compact_blocks_in_total >= 2 && metrics.compact_fallbacks_total >= 1, "{metrics:?}");
     // Oversized gossip is dropped by the transport's limit; edge-case sync requests (zero blocks, from
     // height 0, from the far future) are answered; the node goes on.
     let report = probe(&node.p2p, "oversized,zero-request")?;
@@ -723,7 +750,7 @@ fn a_private_branch_stays_on_its_members_and_its_merge_publishes_only_the_result
         let branch_topics: Vec<&String> =
             m.gossip_topics.keys().filter(|t| t.contains("/b/secret/")).collect();
         assert!(branch_topics.is_empty(), "node {i} gossiped the private branch: {branch_topics:?}");
-        let main_blocks = m.gossip_topics.get("/aergo/aergo-testnet/blocks").map_or(0, |c| c.messages_in);
+        let main_blocks = m.gossip_topics.get("/aergo/aergo-testnet/cblocks").map_or(0, |c| c.messages_in);
         assert!(main_blocks > 0, "node {i} counted no gossip of main's blocks: {:?}", m.gossip_topics);
         if i == 0 {
             assert!(m.private_block_announcements_total >= 1, "node 0 announced no block: {m:?}");

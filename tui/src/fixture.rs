@@ -118,6 +118,11 @@ pub fn snapshot(peers: Vec<PeerView>) -> NodeSnapshot {
             gossip_tx_bytes_in_total: 0,
             gossip_topics: Default::default(),
             private_block_announcements_total: 0,
+            signatures_skipped_total: 0,
+            compact_blocks_in_total: 0,
+            compact_txs_missing_total: 0,
+            compact_fallbacks_total: 0,
+            compact_fill_bytes_in_total: 0,
             last_block_ms: 3,
             next_slot_ms: Some(NOW + 400),
             state_cache: aergo_api::StateCacheUsage {

@@ -668,6 +668,21 @@ pub struct NodeMetrics {
     /// Announcements of private branches' blocks sent to their member nodes.
     #[serde(default)]
     pub private_block_announcements_total: u64,
+    /// Transactions of imported blocks whose signature check was skipped: the same bytes had
+    /// passed at admission (`docs/exec.md`, "Verify once").
+    #[serde(default)]
+    pub signatures_skipped_total: u64,
+    /// Compact blocks received on gossip (`docs/consensus.md`, "Compact blocks"), the
+    /// transactions they named that the pool did not hold, fills that fell back to asking for the
+    /// whole block, and the bytes fetched to fill them (transactions and whole blocks).
+    #[serde(default)]
+    pub compact_blocks_in_total: u64,
+    #[serde(default)]
+    pub compact_txs_missing_total: u64,
+    #[serde(default)]
+    pub compact_fallbacks_total: u64,
+    #[serde(default)]
+    pub compact_fill_bytes_in_total: u64,
     pub last_block_ms: u64,
     /// When this producer's next slot begins (unix ms); `null` on a full node.
     #[serde(default)]

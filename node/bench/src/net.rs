@@ -331,11 +331,8 @@ async fn run_one(
     let metrics_after = gossip_totals(&clients).await;
     block_task.abort();
     lib_task.abort();
-    let (tx_in, block_in, blocks) = (
-        metrics_after.0 - metrics_before.0,
-        metrics_after.1 - metrics_before.1,
-        (metrics_after.2 - metrics_before.2).max(1),
-    );
+    let t = metrics_after - metrics_before;
+    let (tx_in, block_in, blocks) = (t.tx_in, t.block_in, t.blocks.max(1));
     let (who, quorum) = match consensus {
         ConsensusKind::Dpos => ("DPoS producers", opts.nodes * 2 / 3 + 1),
         ConsensusKind::Raft => ("Raft voters", opts.nodes / 2 + 1),
@@ -354,19 +351,62 @@ async fn run_one(
         tx_in as f64 / total_sent.max(1) as f64,
         block_in as f64 / blocks as f64
     );
+    println!(
+        "of that, fetched to fill compact blocks: {:.0} bytes per block; compact blocks received: {}, naming {} transactions a pool did not hold, {} filled from the whole block; signature checks skipped (verified at admission): {}",
+        t.fill_in as f64 / blocks as f64,
+        t.compact,
+        t.missing,
+        t.fallbacks,
+        t.skipped
+    );
     debug_assert!(results.iter().all(|r| r.included <= r.sent));
     Ok(results)
 }
 
-/// Summed over the nodes: tx-topic bytes in, block-topic bytes in, blocks produced.
-async fn gossip_totals(clients: &[HttpClient]) -> (u64, u64, u64) {
-    let mut totals = (0, 0, 0);
-    for c in clients {
-        if let Ok(m) = c.node_metrics().await {
-            totals.0 += m.gossip_tx_bytes_in_total;
-            totals.1 += m.gossip_block_bytes_in_total;
-            totals.2 += m.blocks_produced_total;
+/// Summed over the nodes: tx-topic bytes in, block-topic bytes in (whole and compact blocks, and
+/// what was fetched to fill compact ones), blocks produced, and the compact-block and verify-once
+/// counters.
+#[derive(Clone, Copy, Default)]
+struct Totals {
+    tx_in: u64,
+    block_in: u64,
+    blocks: u64,
+    fill_in: u64,
+    compact: u64,
+    missing: u64,
+    fallbacks: u64,
+    skipped: u64,
+}
+
+impl std::ops::Sub for Totals {
+    type Output = Totals;
+    fn sub(self, b: Totals) -> Totals {
+        Totals {
+            tx_in: self.tx_in - b.tx_in,
+            block_in: self.block_in - b.block_in,
+            blocks: self.blocks - b.blocks,
+            fill_in: self.fill_in - b.fill_in,
+            compact: self.compact - b.compact,
+            missing: self.missing - b.missing,
+            fallbacks: self.fallbacks - b.fallbacks,
+            skipped: self.skipped - b.skipped,
         }
     }
-    totals
+}
+
+async fn gossip_totals(clients: &[HttpClient]) -> Totals {
+    let mut t = Totals::default();
+    for c in clients {
+        if let Ok(m) = c.node_metrics().await {
+            t.tx_in += m.gossip_tx_bytes_in_total;
+            t.block_in += m.gossip_block_bytes_in_total + m.compact_fill_bytes_in_total;
+            t.blocks += m.blocks_produced_total;
+            t.fill_in += m.compact_fill_bytes_in_total;
+            t.compact += m.compact_blocks_in_total;
+            t.missing += m.compact_txs_missing_total;
+            t.fallbacks += m.compact_fallbacks_total;
+            t.skipped += m.signatures_skipped_total;
+        }
+    }
+    t
 }

@@ -170,6 +170,8 @@ fn is_merge(tx: &Transaction) -> bool {
 pub struct StageTimes {
     pub verified_txs: AtomicU64,
     pub verify_ns: AtomicU64,
+    /// Transactions of checked blocks whose signature had passed at admission (not checked again).
+    pub signatures_skipped: AtomicU64,
     pub executed_txs: AtomicU64,
     pub execute_ns: AtomicU64,
     pub committed_blocks: AtomicU64,
@@ -194,6 +196,7 @@ struct Verifier<'c> {
     schedule: &'c Schedule,
     times: &'c StageTimes,
     merges: Option<&'c dyn MergeSources>,
+    verified: Option<&'c crypto::Verified>,
 }
 
 /// A block verified and executed, with its tree prepared: what the commit stage writes.
@@ -280,6 +283,8 @@ pub struct Chain {
     schedule: Schedule,
     times: Arc<StageTimes>,
     merges: Option<Arc<dyn MergeSources>>,
+    /// Transactions whose signature passed at admission: not checked again inside a block.
+    verified: Option<Arc<crypto::Verified>>,
 }
 
 /// The state genesis writes: its balances and the head record.
@@ -409,6 +414,7 @@ impl Chain {
             schedule,
             times,
             merges: None,
+            verified: None,
         };
         chain.replay(&recovery, &mut report)?;
         Ok((chain, report))
@@ -452,6 +458,7 @@ impl Chain {
             schedule,
             times: Arc::new(StageTimes::default()),
             merges: None,
+            verified: None,
         };
         chain.replay(&recovery, &mut report)?;
         Ok((chain, report))
@@ -503,6 +510,12 @@ impl Chain {
         self.merges = Some(sources);
     }
 
+    /// Shares the set of transactions whose signature passed at admission: a block's transaction
+    /// found in it with the same signature bytes is not checked again (`docs/exec.md`).
+    pub fn set_verified(&mut self, verified: Arc<crypto::Verified>) {
+        self.verified = Some(verified);
+    }
+
     /// Sets the execution engine (default: sequential) for the blocks that follow.
     pub fn set_executor(&mut self, executor: ParallelExecutor) {
         self.executor = executor;
@@ -551,6 +564,7 @@ impl Chain {
             schedule: &self.schedule,
             times: &self.times,
             merges: self.merges.as_deref(),
+            verified: self.verified.as_deref(),
         }
     }
 
@@ -715,9 +729,9 @@ impl Chain {
     /// first invalid block or commit failure; every block before it is committed and reported,
     /// and the head is the last of them.
     pub fn import_run(&mut self, blocks: Vec<Block>) -> RunReport {
-        let Chain { genesis, branch, store, log, head, executor, schedule, times, merges } = self;
-        let merges = merges.as_deref();
-        let verifier = Verifier { genesis, branch, store, executor, schedule, times, merges };
+        let Chain { genesis, branch, store, log, head, executor, schedule, times, merges, verified } = self;
+        let (merges, verified) = (merges.as_deref(), verified.as_deref());
+        let verifier = Verifier { genesis, branch, store, executor, schedule, times, merges, verified };
         let store: &StateStore = store;
         let times: &StageTimes = times;
         let mut run = Run {
@@ -1160,12 +1174,19 @@ impl Verifier<'_> {
             return Err(invalid("transactions root does not match".into()));
         }
         let started = Instant::now();
-        let answers = self.executor.verify_signatures(&block.transactions);
-        if let Some((tx, Err(e))) = block.transactions.iter().zip(answers).find(|(_, a)| a.is_err()) {
+        // Verify once: what passed at admission with the same signature bytes is not checked again.
+        let unchecked: Vec<&Transaction> = match self.verified {
+            Some(verified) => block.transactions.iter().filter(|tx| !verified.contains(tx)).collect(),
+            None => block.transactions.iter().collect(),
+        };
+        let answers = self.executor.verify_signature_refs(&unchecked);
+        if let Some((tx, Err(e))) = unchecked.iter().zip(answers).find(|(_, a)| a.is_err()) {
             return Err(invalid(format!("transaction {}: {e}", tx.hash())));
         }
         add(&self.times.verify_ns, started);
         self.times.verified_txs.fetch_add(block.transactions.len() as u64, Ordering::Relaxed);
+        let skipped = block.transactions.len() - unchecked.len();
+        self.times.signatures_skipped.fetch_add(skipped as u64, Ordering::Relaxed);
         let started = Instant::now();
         let ctx = BlockContext {
             chain_id: self.genesis.chain_id.clone(),

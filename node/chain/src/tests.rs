@@ -189,6 +189,54 @@ fn imported_blocks_are_checked() {
     assert_eq!(follower.head(), producer.head());
 }
 
+/// Verify once (`docs/exec.md`): a transaction whose signature passed at admission is not checked
+/// again inside a block — but only with the very signature bytes that passed. A block carrying a
+/// known transaction's body under other signature bytes is checked, and refused.
+#[test]
+fn a_block_skips_the_signature_checks_admission_made_but_not_a_known_hash_under_another_signature() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (bp, alice, bob) = (Keypair::from_seed("bp"), Keypair::from_seed("alice"), Keypair::from_seed("bob"));
+    let g = genesis(&bp, &alice);
+    let (mut producer, _) = Chain::open(a.path(), &g, LogOptions::default()).unwrap();
+    let (mut follower, _) = Chain::open(b.path(), &g, LogOptions::default()).unwrap();
+    let verified = Arc::new(crypto::Verified::new(1024));
+    follower.set_verified(verified.clone());
+    let txs: Vec<Transaction> = (0..3).map(|n| transfer(&alice, n, bob.address(), 10)).collect();
+    // The follower's admission checked the first two.
+    for tx in &txs[..2] {
+        assert!(crypto::verify_tx(tx).is_ok());
+        verified.insert(tx);
+    }
+    let block = (*producer.produce(&bp, txs.clone(), 2_000).unwrap().block).clone();
+    // The same block with the first transaction's signature bytes changed: the block's hash and
+    // the producer's signature still hold (the transactions root is over the signed bodies'
+    // hashes), so only the transaction's own check can refuse it.
+    let mut forged = block.clone();
+    forged.transactions[0] = Transaction::new(txs[0].body.clone(), Signature([9; 64]));
+    assert_eq!(forged.hash(), block.hash());
+    assert_eq!(forged.transactions[0].hash(), txs[0].hash());
+    let refused = follower.import(forged);
+    assert!(
+        matches!(&refused, Err(ChainError::InvalidBlock { reason, .. })
+            if reason.contains(&txs[0].hash().to_string()) && reason.contains("signature")),
+        "{:?}",
+        refused.err()
+    );
+    assert_eq!(follower.head().height, 0);
+    let times = follower.stage_times();
+    let skipped_before = times.signatures_skipped.load(Ordering::Relaxed);
+    follower.import(block).unwrap();
+    assert_eq!(follower.head(), producer.head());
+    assert_eq!(times.signatures_skipped.load(Ordering::Relaxed) - skipped_before, 2, "two checks skipped");
+    // A follower that remembers nothing checks all of them, as before.
+    let c = tempfile::tempdir().unwrap();
+    let (mut plain, _) = Chain::open(c.path(), &g, LogOptions::default()).unwrap();
+    let mut forged = read_block(&producer.store(), &producer.log_reader(), 1).unwrap().unwrap();
+    forged.transactions[2] = Transaction::new(txs[2].body.clone(), Signature([9; 64]));
+    assert!(matches!(plain.import(forged), Err(ChainError::InvalidBlock { .. })));
+    assert_eq!(plain.stage_times().signatures_skipped.load(Ordering::Relaxed), 0);
+}
+
 #[test]
 fn rollback_takes_blocks_back_and_another_branch_follows() {
     let dir = tempfile::tempdir().unwrap();

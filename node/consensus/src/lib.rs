@@ -475,7 +475,7 @@ impl Driver {
                     txs = done.block.transactions.len(), took_ms = took.as_millis() as u64,
                     "produced block"
                 );
-                self.send(NetCommand::PublishBlock(done.block.encode()));
+                self.send(NetCommand::PublishBlock(done.block.clone()));
                 self.remember_own(done.block.hash());
                 self.note_signed(&done.block);
                 self.committed(done);
@@ -483,7 +483,7 @@ impl Driver {
                 if let Some(evil) = evil {
                     self.remember_own(evil.hash());
                     tracing::warn!(slot, hash = %evil.hash(), "test fault: a second block for the same slot");
-                    self.send(NetCommand::PublishBlock(evil.encode()));
+                    self.send(NetCommand::PublishBlock(Arc::new(evil)));
                 }
             }
             Err(e) => {

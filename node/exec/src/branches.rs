@@ -214,21 +214,18 @@ pub fn create_branch<A: Accounts>(
     if let Some(why) = name_problem(name, on) {
         return Ok(Err(GovernanceFailure::RefName(why)));
     }
+    // The order of these checks is part of the chain's rules: it picks the reason a receipt
+    // gives when a transaction has several problems.
     if let Some(members) = members {
         if members.is_empty() {
             return Ok(Err(GovernanceFailure::PrivateBranch(
                 "a private branch names at least one member node".into(),
             )));
         }
-        if members.len() > MAX_BRANCH_MEMBERS {
-            return Ok(Err(GovernanceFailure::TooMany {
-                what: "members",
-                count: members.len(),
-                max: MAX_BRANCH_MEMBERS,
-            }));
+        if let Some(failure) = too_many("members", members.len(), MAX_BRANCH_MEMBERS) {
+            return Ok(Err(failure));
         }
-        let mut seen = std::collections::BTreeSet::new();
-        if let Some(m) = members.iter().find(|m| !seen.insert(**m)) {
+        if let Some(m) = first_repeat(members) {
             return Ok(Err(GovernanceFailure::PrivateBranch(format!(
                 "member node {} is listed twice",
                 hex::encode(m.0)
@@ -240,22 +237,12 @@ pub fn create_branch<A: Accounts>(
     if base_height >= height {
         return Ok(Err(GovernanceFailure::BaseAhead { base: base_height, height }));
     }
-    if producers.len() > MAX_BRANCH_PRODUCERS {
-        return Ok(Err(GovernanceFailure::TooMany {
-            what: "producers",
-            count: producers.len(),
-            max: MAX_BRANCH_PRODUCERS,
-        }));
+    let lengths =
+        [("producers", producers.len(), MAX_BRANCH_PRODUCERS), ("mergers", mergers.len(), MAX_MERGERS)];
+    if let Some(failure) = lengths.into_iter().find_map(|(what, len, max)| too_many(what, len, max)) {
+        return Ok(Err(failure));
     }
-    if mergers.len() > MAX_MERGERS {
-        return Ok(Err(GovernanceFailure::TooMany {
-            what: "mergers",
-            count: mergers.len(),
-            max: MAX_MERGERS,
-        }));
-    }
-    let mut seen = std::collections::BTreeSet::new();
-    if let Some(p) = producers.iter().find(|p| !seen.insert(**p)) {
+    if let Some(p) = first_repeat(producers) {
         return Ok(Err(GovernanceFailure::RepeatedCandidate(p.address())));
     }
     let record = BranchRecord {
@@ -272,6 +259,17 @@ pub fn create_branch<A: Accounts>(
         super::governance::write(acc, members_key(name), &members.to_vec())?;
     }
     Ok(made)
+}
+
+/// `what` has `len` entries where at most `max` are allowed.
+fn too_many(what: &'static str, len: usize, max: usize) -> Option<GovernanceFailure> {
+    (len > max).then_some(GovernanceFailure::TooMany { what, count: len, max })
+}
+
+/// The first entry of `items` that an earlier one repeats.
+fn first_repeat<T: Ord + Copy>(items: &[T]) -> Option<T> {
+    let mut seen = std::collections::BTreeSet::new();
+    items.iter().copied().find(|item| !seen.insert(*item))
 }
 
 /// Writes `record` under `key` and lists `name` under `list` — (kind, plural, list key) — unless

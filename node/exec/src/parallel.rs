@@ -2,19 +2,20 @@
 //! deterministic transaction tree allows, with the result of executing them one by one.
 //!
 //! Workers claim transactions in block order, in runs of a few consecutive ones (an atomic
-//! counter); for each, a worker waits until the transactions it depends on are done and executes
+//! counter); each one whose dependencies are done is executed at once, the others are put aside
+//! and run as soon as they are ready, oldest first, between claims. So the independent
+//! transactions run beside a chain of dependent ones (a hot account) instead of queueing behind
 //! it. A transaction reads an account from the last earlier transaction that wrote it — found by
-//! walking the tree's `prev` links — or from the parent state. Claiming in block order means the
-//! earliest unfinished transaction is always being run (its dependencies are earlier, so done, and
-//! so are the earlier ones of its run), so there is no deadlock, and with no conflicts every worker
-//! is always busy. Each worker reads the parent state through its own reader (one database
+//! walking the tree's `prev` links — or from the parent state. The earliest unfinished transaction
+//! always has its dependencies done (they are earlier) and is run by the worker that claimed it
+//! next time round, so there is no deadlock, and with no conflicts every worker is always busy. Each worker reads the parent state through its own reader (one database
 //! iterator for the block). At the end the calling thread (worker 0, which built the tree first)
 //! collects the receipts while the others encode the final values of pieces of the accounts' key
 //! space in key order, each piece claimed by whichever worker is free, so that building the
 //! block's change set is done in parallel too.
 //!
-//! When the longest dependency chain is a large share of each worker's part (a hot account), the
-//! workers would mostly wait for one another: such a block runs in order, decided from the tree alone.
+//! When the longest dependency chain is most of the block (more than 4/5 of it), the workers would
+//! mostly hand it to one another: such a block runs in order, decided from the tree alone.
 //!
 //! Each access is checked against the declared set. If a transaction touches anything else, its result
 //! and every later one are thrown away and re-executed sequentially on top of the earlier results,
@@ -102,6 +103,21 @@ type LastTouchers = FastMap<Address, u32>;
 /// workers' results on one line, and the counter itself moved between cores on every transaction).
 const CLAIM: usize = 16;
 
+/// Whether a chain of `critical_path` dependent transactions among `n` is too long to run them in
+/// parallel: more than 4/5 of them. Below that the workers run the independent transactions beside
+/// the chain (putting aside those that wait); above it the few independent ones do not pay for
+/// the workers' handing the chain back and forth.
+fn too_long(critical_path: usize, n: usize) -> bool {
+    critical_path * 5 > n * 4
+}
+
+/// Claimed transactions a worker may hold put aside, waiting for their dependencies, before it
+/// stops claiming more and waits for the oldest of them. Whichever transaction is the earliest
+/// unfinished one of the block has its dependencies done (they are earlier), and its worker runs
+/// it next time round (it is that worker's oldest put-aside one, or runs as it is claimed): so the
+/// block always advances.
+const MAX_DEFERRED: usize = 256;
+
 /// Transactions per published piece of the tree.
 const TREE_CHUNK: usize = 256;
 
@@ -179,14 +195,13 @@ impl Tree {
     /// Builds the tree chunk by chunk, with the last touchers in `pieces` maps: the sets of the
     /// first transactions are `declared` (those declared beforehand: the probe's, or the whole
     /// block's), the rest are declared here by `access`. Aborts the run on a set that cannot be
-    /// declared (the block runs in order), and when the longest chain grows past what `threads`
-    /// workers gain from (more than 3/4 of each worker's share).
+    /// declared (the block runs in order), and when the longest chain grows past what the
+    /// workers gain from ([`too_long`], judged from the 512th transaction on).
     fn build(
         &self,
         txs: &[Transaction],
         access: impl Fn(&Transaction) -> AccessSet,
         declared: Vec<AccessSet>,
-        threads: usize,
         pieces: usize,
     ) {
         let n = txs.len();
@@ -202,7 +217,8 @@ impl Tree {
                 return self.abort_in_order(n);
             }
             let nodes: Vec<(PrevLinks, Deps)> = sets.iter().map(|s| b.push(s)).collect();
-            if b.critical_path() * threads * 4 > n * 3 {
+            let built = (c + 1) * TREE_CHUNK;
+            if built >= 2 * TREE_CHUNK && too_long(b.critical_path(), built.min(n)) {
                 return self.abort_in_order(b.critical_path());
             }
             let _ = self.chunks[c].set(Chunk { sets, nodes });
@@ -575,13 +591,21 @@ impl ParallelExecutor {
         &self,
         txs: &[Transaction],
     ) -> Vec<Result<(), aergo_primitives::crypto::SignatureError>> {
+        self.verify_signature_refs(&txs.iter().collect::<Vec<_>>())
+    }
+
+    /// [`Self::verify_signatures`] of some transactions (a block's, less those checked before).
+    pub fn verify_signature_refs(
+        &self,
+        txs: &[&Transaction],
+    ) -> Vec<Result<(), aergo_primitives::crypto::SignatureError>> {
         if self.threads <= 1 || txs.len() < self.min_txs.max(2) {
             return txs
                 .chunks(verify_batch_len(txs.len(), 1))
-                .flat_map(aergo_primitives::crypto::verify_txs)
+                .flat_map(|c| aergo_primitives::crypto::verify_txs(c.iter().copied()))
                 .collect();
         }
-        let batches: Vec<&[Transaction]> = txs.chunks(verify_batch_len(txs.len(), self.threads)).collect();
+        let batches: Vec<&[&Transaction]> = txs.chunks(verify_batch_len(txs.len(), self.threads)).collect();
         let answers: Vec<OnceLock<Vec<Result<(), aergo_primitives::crypto::SignatureError>>>> =
             batches.iter().map(|_| OnceLock::new()).collect();
         let next = AtomicUsize::new(0);
@@ -589,7 +613,7 @@ impl ParallelExecutor {
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| loop {
                 let b = next.fetch_add(1, Ordering::Relaxed);
                 let Some(batch) = batches.get(b) else { break };
-                let _ = answers[b].set(aergo_primitives::crypto::verify_txs(*batch));
+                let _ = answers[b].set(aergo_primitives::crypto::verify_txs(batch.iter().copied()));
             }));
         };
         std::thread::scope(|s| {
@@ -612,8 +636,9 @@ impl ParallelExecutor {
             .into_iter()
             .zip(batches)
             .flat_map(|(a, batch)| {
-                a.into_inner()
-                    .unwrap_or_else(|| batch.iter().map(aergo_primitives::crypto::verify_tx).collect())
+                a.into_inner().unwrap_or_else(|| {
+                    batch.iter().map(|tx| aergo_primitives::crypto::verify_tx(tx)).collect()
+                })
             })
             .collect()
     }
@@ -668,7 +693,7 @@ impl ParallelExecutor {
         let probe: Vec<AccessSet> = txs[..probe_len].iter().map(&access).collect();
         if probe_len > 0 && probe.iter().all(|s| !s.opaque) {
             let probe = Dtt::build(&probe).critical_path();
-            if probe * self.threads * 4 > probe_len * 3 {
+            if too_long(probe, probe_len) {
                 let analysis_ns = started.elapsed().as_nanos() as u64;
                 let stats = ExecStats { threads: 1, critical_path: probe, analysis_ns, ..Default::default() };
                 return execute_block(view, ctx, txs, mode).map(|out| (out, stats));
@@ -750,7 +775,7 @@ impl ParallelExecutor {
                 let _guard = AbortOnPanic(&tree);
                 // Native transfers out of contracts cannot be declared: the builder aborts on
                 // them and such blocks (rare) run in order.
-                tree.build(&txs, &access, declared, self.threads, pieces);
+                tree.build(&txs, &access, declared, pieces);
             }
             build_ns = built.elapsed().as_nanos() as u64;
             let own = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -906,44 +931,86 @@ impl ParallelExecutor {
             }
         }
         let mut reader = view.reader();
-        loop {
-            let from = sh.next.fetch_add(CLAIM, Ordering::Relaxed);
-            if from >= sh.txs.len() {
-                break;
-            }
-            let run = from..(from + CLAIM).min(sh.txs.len());
-            for i in run {
-                if !tree.wait(|| tree.node(i).is_some()) {
-                    return None;
+        // Claimed transactions whose dependencies were not done yet, oldest first.
+        let mut deferred: std::collections::VecDeque<usize> = std::collections::VecDeque::new();
+        let ready = |i: usize| -> Option<bool> {
+            let (_, (_, deps)) = tree.node(i)?;
+            Some(deps.iter().all(|&d| sh.done[d as usize].load(Ordering::Acquire)))
+        };
+        let mut run = |i: usize| {
+            let Some((set, (prev, _))) = tree.node(i) else { return };
+            let mut local = Local {
+                view,
+                reader: &mut *reader,
+                index: i as u32,
+                set,
+                prev,
+                tree,
+                slots: sh.slots,
+                mv: sh.mv,
+                contracts: sh.contracts,
+                writes: SmallVec::new(),
+                raw: Vec::new(),
+            };
+            let mut result = apply_tx(&sh.txs[i], ctx, &mut local);
+            if let Ok(TxOutcome::Applied { system, .. }) = &mut result {
+                // Moved, not copied: the map is where they are read from and merged.
+                if !system.is_empty() {
+                    sh.mv.publish(i as u32, std::mem::take(system));
                 }
-                let (set, (prev, deps)) = tree.node(i)?;
-                for &d in deps {
-                    if !tree.wait(|| sh.done[d as usize].load(Ordering::Acquire)) {
+            }
+            let _ = sh.slots[i].set(result);
+            sh.done[i].store(true, Ordering::Release);
+        };
+        // Runs the deferred transactions that became ready, oldest first; how many ran.
+        let run_deferred = |deferred: &mut std::collections::VecDeque<usize>, run: &mut dyn FnMut(usize)| {
+            let mut ran = 0;
+            let mut k = 0;
+            while k < deferred.len() {
+                if ready(deferred[k]) == Some(true) {
+                    if let Some(i) = deferred.remove(k) {
+                        run(i);
+                        ran += 1;
+                    }
+                } else {
+                    k += 1;
+                }
+            }
+            ran
+        };
+        let mut claiming = true;
+        loop {
+            if tree.aborted() {
+                return None;
+            }
+            run_deferred(&mut deferred, &mut run);
+            if claiming && deferred.len() < MAX_DEFERRED {
+                let from = sh.next.fetch_add(CLAIM, Ordering::Relaxed);
+                if from >= sh.txs.len() {
+                    claiming = false;
+                    continue;
+                }
+                for i in from..(from + CLAIM).min(sh.txs.len()) {
+                    if !tree.wait(|| tree.node(i).is_some()) {
                         return None;
                     }
-                }
-                let mut local = Local {
-                    view,
-                    reader: &mut *reader,
-                    index: i as u32,
-                    set,
-                    prev,
-                    tree,
-                    slots: sh.slots,
-                    mv: sh.mv,
-                    contracts: sh.contracts,
-                    writes: SmallVec::new(),
-                    raw: Vec::new(),
-                };
-                let mut result = apply_tx(&sh.txs[i], ctx, &mut local);
-                if let Ok(TxOutcome::Applied { system, .. }) = &mut result {
-                    // Moved, not copied: the map is where they are read from and merged.
-                    if !system.is_empty() {
-                        sh.mv.publish(i as u32, std::mem::take(system));
+                    // A transaction waiting for another is put aside, and the worker goes on
+                    // with the next: the independent ones run beside a chain of dependent ones.
+                    if ready(i) == Some(true) {
+                        run(i);
+                    } else {
+                        deferred.push_back(i);
                     }
                 }
-                let _ = sh.slots[i].set(result);
-                sh.done[i].store(true, Ordering::Release);
+                continue;
+            }
+            if deferred.is_empty() {
+                break;
+            }
+            // Nothing to claim (or enough put aside): wait for the oldest one's dependencies.
+            let oldest = deferred[0];
+            if !tree.wait(|| ready(oldest) == Some(true)) {
+                return None;
             }
         }
         drop(reader);

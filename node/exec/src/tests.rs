@@ -262,6 +262,86 @@ proptest! {
     }
 }
 
+/// A block where `hot` percent of the transfers pay one of `chains` hot accounts from any sender
+/// (each hot account's transactions form one chain of dependent ones) and the rest move between
+/// random accounts: the hot chains and the independent transactions interleave. One in ten
+/// carries a wrong nonce, one in ten moves more than its sender has.
+fn hot_chains_block(
+    seed: u64,
+    accounts: usize,
+    n: usize,
+    hot: u32,
+    chains: usize,
+) -> (MapView, Vec<Transaction>) {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let keys: Vec<Keypair> = (0..accounts).map(|i| Keypair::from_seed(&format!("acct-{i}"))).collect();
+    let view = MapView(
+        keys.iter().map(|k| (k.address(), Account { balance: 1_000, nonce: 0 })).collect(),
+        HashMap::new(),
+    );
+    let mut nonces = vec![0u64; accounts];
+    let mut txs = Vec::with_capacity(n);
+    for _ in 0..n {
+        let from = rng.gen_range(0..accounts);
+        let to =
+            if rng.gen_range(0..100) < hot { rng.gen_range(0..chains) } else { rng.gen_range(0..accounts) };
+        let roll = rng.gen_range(0..10);
+        let nonce = if roll == 0 { nonces[from] + 1 } else { nonces[from] };
+        if roll != 0 {
+            nonces[from] += 1;
+        }
+        let amount = if roll == 1 { 5_000 } else { rng.gen_range(0..40) };
+        txs.push(tx(&keys[from], nonce, keys[to].address(), amount, rng.gen_range(0..3)));
+    }
+    (view, txs)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// Hot chains beside independent transactions: the workers run the independent ones while
+    /// the chains' transactions wait their turn, and the result is the sequential one.
+    #[test]
+    fn parallel_equals_sequential_with_hot_chains_among_independent_transactions(
+        seed: u64,
+        accounts in 8usize..400,
+        n in 64usize..2_500,
+        hot in 0u32..=100,
+        chains in 1usize..4,
+    ) {
+        let (view, txs) = hot_chains_block(seed, accounts, n, hot, chains);
+        let expected = execute_block(&view, &ctx(), txs.clone(), Mode::Build).unwrap();
+        for threads in [2, 3] {
+            let exec = ParallelExecutor::with_threads(threads, Vec::new()).min_parallel_txs(0);
+            let (got, stats) = exec.execute_with(&view, &ctx(), txs.clone(), Mode::Build, declared, &Default::default()).unwrap();
+            prop_assert_eq!(&got, &expected, "threads {}", threads);
+            prop_assert_eq!(stats.reexecuted, 0);
+        }
+    }
+}
+
+/// Half the transfers pay one hot account: the chain is half the block, and the block runs on
+/// the workers (the other half runs beside the chain) with the sequential result; a block that is
+/// nearly all one chain runs in order.
+#[test]
+fn a_block_half_of_which_pays_one_account_runs_in_parallel() {
+    let (view, txs) = hot_chains_block(21, 2_000, 4_000, 50, 1);
+    let expected = execute_block(&view, &ctx(), txs.clone(), Mode::Build).unwrap();
+    let (got, stats) = ParallelExecutor::with_threads(2, Vec::new())
+        .execute_with(&view, &ctx(), txs, Mode::Build, declared, &Default::default())
+        .unwrap();
+    assert_eq!(got, expected);
+    assert_eq!(stats.threads, 2, "{stats:?}");
+    assert!(stats.critical_path > 1_500 && stats.critical_path < 3_000, "{stats:?}");
+    let (view, txs) = hot_chains_block(22, 2_000, 4_000, 95, 1);
+    let expected = execute_block(&view, &ctx(), txs.clone(), Mode::Build).unwrap();
+    let (got, stats) = ParallelExecutor::with_threads(2, Vec::new())
+        .execute_with(&view, &ctx(), txs, Mode::Build, declared, &Default::default())
+        .unwrap();
+    assert_eq!((got, stats.threads), (expected, 1), "{stats:?}");
+}
+
 /// A block large enough to be probed and to be built in many pieces while the workers run:
 /// the workers start before the tree is complete and the result is the sequential one.
 #[test]

@@ -88,6 +88,7 @@ impl Admission {
         store: Arc<StateStore>,
         mempool: Arc<Mutex<Mempool>>,
         ctx: BlockContext,
+        verified: Arc<crypto::Verified>,
     ) -> std::io::Result<Admission> {
         let (queue, rx) = std::sync::mpsc::sync_channel(capacity.max(1));
         let rx = Arc::new(Mutex::new(rx));
@@ -96,12 +97,18 @@ impl Admission {
         let stopping = Arc::new(AtomicBool::new(false));
         let mut handles = Vec::new();
         for i in 0..threads.max(1) {
-            let (rx, store, mempool, stats, stopping, ctx) =
-                (rx.clone(), store.clone(), mempool.clone(), stats.clone(), stopping.clone(), ctx.clone());
+            let (rx, store, mempool, stats, stopping, ctx, verified) = (
+                rx.clone(),
+                store.clone(),
+                mempool.clone(),
+                stats.clone(),
+                stopping.clone(),
+                ctx.clone(),
+                verified.clone(),
+            );
+            let stage = Stage { store, mempool, stats, stopping, ctx, verified };
             handles.push(
-                std::thread::Builder::new()
-                    .name(format!("aergo-admit-{i}"))
-                    .spawn(move || verify_loop(&rx, &store, &mempool, &stats, &stopping, &ctx))?,
+                std::thread::Builder::new().name(format!("aergo-admit-{i}")).spawn(move || stage.run(&rx))?,
             );
         }
         Ok(Admission { queue, capacity, branch, ctx, stats, stopping, threads: Mutex::new(handles) })
@@ -191,6 +198,25 @@ impl Admission {
     }
 }
 
+/// What one verifier thread works with.
+struct Stage {
+    store: Arc<StateStore>,
+    mempool: Arc<Mutex<Mempool>>,
+    stats: Arc<StageStats>,
+    stopping: Arc<AtomicBool>,
+    ctx: BlockContext,
+    /// Where each transaction whose signature passed is remembered, so that the chain does not
+    /// check it again inside a block.
+    verified: Arc<crypto::Verified>,
+}
+
+impl Stage {
+    fn run(&self, rx: &Mutex<Receiver<Job>>) {
+        let Stage { store, mempool, stats, stopping, ctx, verified } = self;
+        verify_loop(rx, store, mempool, stats, stopping, ctx, verified)
+    }
+}
+
 fn verify_loop(
     rx: &Mutex<Receiver<Job>>,
     store: &StateStore,
@@ -198,6 +224,7 @@ fn verify_loop(
     stats: &StageStats,
     stopping: &AtomicBool,
     ctx: &BlockContext,
+    verified: &crypto::Verified,
 ) {
     loop {
         let mut jobs = Vec::with_capacity(BATCH);
@@ -227,21 +254,21 @@ fn verify_loop(
         let mut rules = aergo_exec::members::Rules(|k: &[u8]| store.get_at(k, at));
         let private = rules.private().unwrap_or(false);
         for (job, verdict) in jobs.into_iter().zip(verdicts) {
+            if let Err(e) = verdict {
+                let _ = job.reply.send(Err(AdmitError::BadSignature(e.to_string())));
+                continue;
+            }
+            verified.insert(&job.tx);
             let sender = job.tx.sender();
-            let writer = !private || aergo_exec::members::may_write(&mut rules, &sender).unwrap_or(false);
-            match verdict {
+            if private && !aergo_exec::members::may_write(&mut rules, &sender).unwrap_or(false) {
+                let _ = job.reply.send(Err(AdmitError::NotAWriter(sender)));
+                continue;
+            }
+            match store.account(&sender) {
+                Ok(account) => checked.push((job, account)),
                 Err(e) => {
-                    let _ = job.reply.send(Err(AdmitError::BadSignature(e.to_string())));
+                    let _ = job.reply.send(Err(AdmitError::Malformed(format!("state read failed: {e}"))));
                 }
-                Ok(()) if !writer => {
-                    let _ = job.reply.send(Err(AdmitError::NotAWriter(sender)));
-                }
-                Ok(()) => match store.account(&job.tx.sender()) {
-                    Ok(account) => checked.push((job, account)),
-                    Err(e) => {
-                        let _ = job.reply.send(Err(AdmitError::Malformed(format!("state read failed: {e}"))));
-                    }
-                },
             }
         }
         let n = checked.len() as u64;
@@ -306,7 +333,9 @@ mod tests {
             sql_ordered_scans_height: 0,
             replay: false,
         };
-        let admission = Arc::new(Admission::start(1, 1, store, pool.clone(), ctx).unwrap());
+        let admission = Arc::new(
+            Admission::start(1, 1, store, pool.clone(), ctx, Arc::new(crypto::Verified::new(64))).unwrap(),
+        );
         let key = Keypair::from_seed("k");
 
         // Hold the pool: the verifier takes the first job and waits for the lock.

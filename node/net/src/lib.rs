@@ -16,6 +16,7 @@
 //! connection limits and a block list. A peer's misbehaviour costs points ([`Penalty`]); at
 //! [`BAN_POINTS`] it is disconnected and refused for [`BAN_TIME`].
 
+mod compact;
 #[cfg(feature = "test-hooks")]
 pub mod probe;
 pub mod snapshot;
@@ -107,7 +108,9 @@ pub enum Inbound {
 /// What the node asks of the net task.
 #[derive(Debug)]
 pub enum NetCommand {
-    PublishBlock(Vec<u8>),
+    /// A block of ours: gossiped compact on `main` and whole on a public branch's topic, announced
+    /// to the members of a private branch.
+    PublishBlock(Arc<Block>),
     PublishTx(Vec<u8>),
     RequestBlocks {
         peer: PeerId,
@@ -241,11 +244,29 @@ pub struct NetState {
     pub topics: RwLock<BTreeMap<String, aergo_api::TopicCounts>>,
     /// Blocks of private branches announced to member peers on `branch-sync`.
     pub private_announced: std::sync::atomic::AtomicU64,
+    /// Compact blocks received on gossip, transactions they named that the pool did not hold,
+    /// fills that fell back to asking for the whole block, and the bytes of the transactions
+    /// and whole blocks fetched for them.
+    pub compact_blocks_in: std::sync::atomic::AtomicU64,
+    pub compact_txs_missing: std::sync::atomic::AtomicU64,
+    pub compact_fallbacks: std::sync::atomic::AtomicU64,
+    pub compact_fill_bytes_in: std::sync::atomic::AtomicU64,
     /// Connections refused right after the handshake because the peer is not on a private
     /// repository's allowlist (`docs/repositories.md`).
     pub refused_total: std::sync::atomic::AtomicU64,
     /// The bootstrap addresses and whether they are reached (for `node_info` and the console).
     pub bootstrap: RwLock<Vec<aergo_api::BootstrapView>>,
+}
+
+impl NetState {
+    /// Counts a gossip message on `topic`: the topic's name is copied only the first time.
+    fn count_topic(&self, topic: &str, count: impl FnOnce(&mut aergo_api::TopicCounts)) {
+        let mut topics = self.topics.write();
+        match topics.get_mut(topic) {
+            Some(counts) => count(counts),
+            None => count(topics.entry(topic.to_string()).or_default()),
+        }
+    }
 }
 
 #[derive(NetworkBehaviour)]
@@ -367,6 +388,13 @@ fn topics(chain_id: &str) -> (IdentTopic, IdentTopic) {
     (IdentTopic::new(format!("/aergo/{chain_id}/blocks")), IdentTopic::new(format!("/aergo/{chain_id}/txs")))
 }
 
+/// The topic of `main`'s compact blocks (`docs/consensus.md`, "Compact blocks"): a topic of its
+/// own, so that a node of an earlier version (subscribed to whole blocks only) never receives
+/// bytes it cannot decode; it catches up by sync.
+fn compact_topic(chain_id: &str) -> IdentTopic {
+    IdentTopic::new(format!("/aergo/{chain_id}/cblocks"))
+}
+
 /// Starts the swarm: listens, dials the bootstrap peers, and runs until [`Net::shutdown`].
 pub async fn start(
     config: NetConfig,
@@ -384,6 +412,8 @@ pub async fn start(
     let (blocks_topic, txs_topic) = topics(&view.chain_id);
     swarm.behaviour_mut().gossipsub.subscribe(&blocks_topic).map_err(|e| setup(&e))?;
     swarm.behaviour_mut().gossipsub.subscribe(&txs_topic).map_err(|e| setup(&e))?;
+    let cblocks_topic = compact_topic(&view.chain_id);
+    swarm.behaviour_mut().gossipsub.subscribe(&cblocks_topic).map_err(|e| setup(&e))?;
     for addr in &config.listen {
         swarm
             .listen_on(addr.clone())
@@ -399,6 +429,9 @@ pub async fn start(
         inbound,
         blocks_topic,
         txs_topic,
+        cblocks_topic,
+        filling: HashMap::new(),
+        published: std::collections::VecDeque::new(),
         bootstrap: config
             .bootstrap
             .iter()
@@ -574,6 +607,12 @@ struct NetTask {
     inbound: std::sync::mpsc::Sender<Inbound>,
     blocks_topic: IdentTopic,
     txs_topic: IdentTopic,
+    /// `main`'s compact blocks, and those being filled, by block hash.
+    cblocks_topic: IdentTopic,
+    filling: HashMap<Hash, compact::Fill>,
+    /// The last blocks this node published on `main`, for peers filling them: a block of ours
+    /// may not be on our chain (it lost a fork race, or a test's equivocation).
+    published: std::collections::VecDeque<Arc<Block>>,
     bootstrap: Vec<Bootstrap>,
     /// Dials to bootstrap addresses in flight: the entry each one is for.
     dialing: HashMap<libp2p::swarm::ConnectionId, usize>,
@@ -608,6 +647,7 @@ impl NetTask {
         let mut dial_tick = tokio::time::interval(REDIAL_INTERVAL);
         let mut kad_tick = tokio::time::interval(Duration::from_secs(30));
         let mut allow_tick = tokio::time::interval(ALLOWLIST_EVERY);
+        let mut fill_tick = tokio::time::interval(compact::FILL_TIMEOUT / 4);
         loop {
             tokio::select! {
                 _ = stop.changed() => break,
@@ -615,6 +655,7 @@ impl NetTask {
                 Some(cmd) = commands.recv() => self.command(cmd),
                 event = self.swarm.select_next_some() => self.event(event),
                 _ = status_tick.tick() => self.ask_status(),
+                _ = fill_tick.tick(), if !self.filling.is_empty() => self.sweep_fills(),
                 _ = dial_tick.tick() => self.redial(),
                 _ = kad_tick.tick() => { let _ = self.swarm.behaviour_mut().kad.bootstrap(); }
             }
@@ -761,11 +802,11 @@ impl NetTask {
     /// Publishes on a topic; counts the bytes sent. False when nobody could be sent it.
     fn publish(&mut self, topic: IdentTopic, bytes: Vec<u8>) -> bool {
         let n = bytes.len() as u64;
-        let name = topic.to_string();
+        let hash = topic.hash();
         match self.swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
             Ok(_) => {
                 self.state.gossip_bytes_out.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-                self.state.topics.write().entry(name).or_default().messages_out += 1;
+                self.state.count_topic(hash.as_str(), |c| c.messages_out += 1);
                 true
             }
             Err(e) => {
@@ -778,10 +819,14 @@ impl NetTask {
     fn command(&mut self, cmd: NetCommand) {
         use std::sync::atomic::Ordering::Relaxed;
         match cmd {
-            NetCommand::PublishBlock(bytes) => {
-                let topic = self.blocks_topic.clone();
-                if self.publish(topic, bytes) {
+            NetCommand::PublishBlock(block) => {
+                let topic = self.cblocks_topic.clone();
+                if self.publish(topic, compact::compact_bytes(&block)) {
                     self.state.gossip_blocks_out.fetch_add(1, Relaxed);
+                }
+                self.published.push_back(block);
+                if self.published.len() > compact::PUBLISHED_KEPT {
+                    self.published.pop_front();
                 }
             }
             NetCommand::PublishTx(bytes) => {
@@ -892,13 +937,8 @@ impl NetTask {
         };
         if let Some(members) = held.link.members.clone() {
             match command {
-                NetCommand::PublishBlock(bytes) => {
-                    let hash = match aergo_protocol::decode_gossip_block(&bytes) {
-                        Ok(block) => block.hash(),
-                        Err(e) => {
-                            return tracing::error!(%branch, error = %e, "a block of our own does not decode")
-                        }
-                    };
+                NetCommand::PublishBlock(block) => {
+                    let hash = block.hash();
                     let sent = self.send_to_members(&branch, &members, SyncRequest::NewBlock { hash });
                     self.state.private_announced.fetch_add(sent as u64, Relaxed);
                     return;
@@ -912,9 +952,9 @@ impl NetTask {
             }
         }
         match command {
-            NetCommand::PublishBlock(bytes) => {
+            NetCommand::PublishBlock(block) => {
                 let topic = held.blocks.clone();
-                if self.publish(topic, bytes) {
+                if self.publish(topic, block.encode()) {
                     self.state.gossip_blocks_out.fetch_add(1, Relaxed);
                 }
             }
@@ -1036,7 +1076,7 @@ impl NetTask {
                         self.submit_for(peer, tx.into_vec(), channel, None);
                         return;
                     } else {
-                        answer(&self.view, request)
+                        self.answer_main(request)
                     };
                     let _ = self.swarm.behaviour_mut().sync.send_response(channel, response);
                 }
@@ -1046,6 +1086,13 @@ impl NetTask {
                         return;
                     }
                     let asked = self.pending.remove(&request_id);
+                    let response = match &asked {
+                        Some(a) => match self.fill_answered(peer, request_id, a, response) {
+                            Some(response) => response,
+                            None => return,
+                        },
+                        None => response,
+                    };
                     let inbound = self.inbound.clone();
                     self.answered(peer, asked, response, &inbound, true);
                 }
@@ -1075,6 +1122,9 @@ impl NetTask {
                     return;
                 }
                 let asked = self.pending.remove(&request_id);
+                if asked.as_ref().is_some_and(|a| self.fill_failed(request_id, a)) {
+                    return;
+                }
                 if !matches!(asked, Some(SyncRequest::Status)) {
                     tracing::debug!(%peer, %error, "sync request failed");
                     let _ = self.inbound.send(Inbound::RequestFailed { peer });
@@ -1115,11 +1165,13 @@ impl NetTask {
     fn gossip(&mut self, from: PeerId, id: MessageId, message: gossipsub::Message) {
         use std::sync::atomic::Ordering::Relaxed;
         let topic = message.topic.clone();
-        {
-            let mut topics = self.state.topics.write();
-            let counts = topics.entry(topic.as_str().to_string()).or_default();
-            counts.messages_in += 1;
-            counts.bytes_in += message.data.len() as u64;
+        let bytes_in = message.data.len() as u64;
+        self.state.count_topic(topic.as_str(), |c| {
+            c.messages_in += 1;
+            c.bytes_in += bytes_in;
+        });
+        if topic == self.cblocks_topic.hash() {
+            return self.compact_block(from, id, &message.data);
         }
         let (branch, is_blocks) = if topic == self.blocks_topic.hash() {
             (None, true)
@@ -1417,7 +1469,11 @@ impl NetTask {
                 let _ = inbound.send(Inbound::RequestFailed { peer });
             }
             // This node asks for snapshots only before it runs (`snapshot::fetch`).
-            Ok(Answer::Nothing) | Ok(Answer::Snapshot(_)) | Ok(Answer::Genesis(_)) => {
+            // Transactions are asked for by the compact-block fills, which take their answers first.
+            Ok(Answer::Nothing)
+            | Ok(Answer::Snapshot(_))
+            | Ok(Answer::Genesis(_))
+            | Ok(Answer::Transactions(_)) => {
                 let _ = inbound.send(Inbound::RequestFailed { peer });
             }
             Err(reason) => {
@@ -1472,17 +1528,54 @@ fn answer(view: &ChainView, request: SyncRequest) -> SyncResponse {
             Err(e) => SyncResponse::Refused(e.to_string()),
         },
         SyncRequest::Block { hash } => {
-            let found = view
-                .store
-                .height_of(&hash)
-                .ok()
-                .flatten()
-                .and_then(|h| view.read_block(h).ok().flatten())
-                .filter(|b| b.hash() == hash)
-                .or_else(|| view.side_block(&hash));
-            SyncResponse::Block(found.map(|b| serde_bytes::ByteBuf::from(b.encode())))
+            SyncResponse::Block(block_by_hash(view, &hash).map(|b| serde_bytes::ByteBuf::from(b.encode())))
+        }
+        SyncRequest::Transactions { block, .. } => match block_by_hash(view, &block) {
+            Some(found) => answer_from(&found, request),
+            None => SyncResponse::Refused(format!("this node does not have block {block}")),
+        },
+    }
+}
+
+/// Answers a request about `block` (a `Block` or `Transactions` request naming it) from the
+/// block itself.
+fn answer_from(block: &Block, request: SyncRequest) -> SyncResponse {
+    let indices = match request {
+        SyncRequest::Transactions { indices, .. } => indices,
+        _ => return SyncResponse::Block(Some(serde_bytes::ByteBuf::from(block.encode()))),
+    };
+    if indices.len() > aergo_protocol::MAX_ASKED_TXS {
+        return SyncResponse::Refused(format!(
+            "{} transactions asked for (at most {})",
+            indices.len(),
+            aergo_protocol::MAX_ASKED_TXS
+        ));
+    }
+    let mut txs = Vec::with_capacity(indices.len());
+    for i in indices {
+        match block.transactions.get(i as usize) {
+            Some(tx) => txs.push(serde_bytes::ByteBuf::from(tx.encode())),
+            None => {
+                return SyncResponse::Refused(format!(
+                    "block {} has {} transactions: there is none at {i}",
+                    block.hash(),
+                    block.transactions.len()
+                ))
+            }
         }
     }
+    SyncResponse::Transactions(txs)
+}
+
+/// A block this node holds, by hash: on its chain or a side branch.
+fn block_by_hash(view: &ChainView, hash: &Hash) -> Option<Block> {
+    view.store
+        .height_of(hash)
+        .ok()
+        .flatten()
+        .and_then(|h| view.read_block(h).ok().flatten())
+        .filter(|b| b.hash() == *hash)
+        .or_else(|| view.side_block(hash))
 }
 
 /// A branch this node does not hold, as a sync answer.

@@ -40,6 +40,13 @@ pub enum Attack {
     /// Only connect: a private repository's swarm refuses a peer not on its allowlist right
     /// after the handshake (`refused` in the report).
     Connect,
+    /// A compact block naming transactions nobody has, on the compact-blocks topic; the node's
+    /// requests for them (and for the whole block) are never answered. The node asks for the
+    /// whole block after its fill timeout and gives the block up; silence is not penalized.
+    CompactSilent,
+    /// The same compact block, and an answer to the node's request for its transactions that
+    /// holds other transactions: penalized.
+    CompactLie,
 }
 
 #[derive(Debug, Serialize)]
@@ -58,6 +65,10 @@ pub struct ProbeReport {
     /// With `branch-sync`: what the node answered to each request, in order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub branch_answers: Vec<String>,
+    /// With the compact attacks: what the node asked the probe for, in order (`transactions N`,
+    /// `block`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub asked: Vec<String>,
 }
 
 type ProbeSwarm = libp2p::Swarm<super::Behaviour>;
@@ -92,8 +103,10 @@ pub async fn probe(
     let mut swarm = build_swarm(identity::Keypair::generate_ed25519(), 8, 16 * 1024 * 1024, false)?;
     let me = *swarm.local_peer_id();
     let (blocks_topic, txs_topic) = topics(chain_id);
+    let cblocks_topic = super::compact_topic(chain_id);
     swarm.behaviour_mut().gossipsub.subscribe(&blocks_topic)?;
     swarm.behaviour_mut().gossipsub.subscribe(&txs_topic)?;
+    swarm.behaviour_mut().gossipsub.subscribe(&cblocks_topic)?;
     swarm.dial(target.clone())?;
     if attacks.contains(&Attack::Connect) {
         // Refused: the connection closes at once (or the dial fails) before the node says
@@ -122,6 +135,7 @@ pub async fn probe(
             redial_refused: false,
             refused: Some(closed),
             branch_answers: Vec::new(),
+            asked: Vec::new(),
         });
     }
     if attacks.contains(&Attack::BranchSync) {
@@ -175,6 +189,7 @@ pub async fn probe(
             redial_refused: false,
             refused: None,
             branch_answers: answers,
+            asked: Vec::new(),
         });
     }
     // Connected, and the node's subscription to the blocks topic seen (gossip needs it).
@@ -201,11 +216,24 @@ pub async fn probe(
     .await;
 
     let mut sent = Vec::new();
+    let mut asked = Vec::new();
     let mut disconnected = false;
     for attack in attacks {
         if !swarm.is_connected(&peer) {
             disconnected = true;
             break;
+        }
+        if matches!(attack, Attack::CompactSilent | Attack::CompactLie) {
+            let lie = *attack == Attack::CompactLie;
+            swarm
+                .behaviour_mut()
+                .gossipsub
+                .publish(cblocks_topic.clone(), fake_compact(chain_id).encode())?;
+            sent.push(format!("{attack:?}"));
+            // Past the node's fill timeout, so that its request for the whole block comes too.
+            let wait = super::compact::FILL_TIMEOUT + Duration::from_secs(if lie { 1 } else { 3 });
+            asked.extend(answer_fills(&mut swarm, peer, chain_id, lie, wait).await);
+            continue;
         }
         if *attack == Attack::ZeroRequest {
             for (from, count) in [(5, 0), (0, 0), (0, 3), (u64::MAX, 256)] {
@@ -284,7 +312,9 @@ pub async fn probe(
             | Attack::ZeroRequest
             | Attack::RaftHijack
             | Attack::Connect
-            | Attack::BranchSync => {
+            | Attack::BranchSync
+            | Attack::CompactSilent
+            | Attack::CompactLie => {
                 unreachable!("sent above")
             }
             Attack::BadTx => {
@@ -347,5 +377,85 @@ pub async fn probe(
         redial_refused,
         refused: None,
         branch_answers: Vec::new(),
+        asked,
     })
+}
+
+/// A compact block of the chain `chain_id` naming 8 transactions nobody has (random hashes under
+/// their own root), from a key that produces nothing.
+fn fake_compact(chain_id: &str) -> aergo_protocol::CompactBlock {
+    use aergo_primitives::types::{merkle_root, BlockHeader, Hash, MAIN_BRANCH};
+    let key = Keypair::generate();
+    let tx_hashes: Vec<Hash> = (0..8).map(|_| Hash(rand::random())).collect();
+    let header = BlockHeader {
+        version: ENCODING_VERSION,
+        chain_id: chain_id.to_string(),
+        branch: MAIN_BRANCH.into(),
+        height: 1,
+        prev_hash: Hash(rand::random()),
+        timestamp_ms: aergo_primitives::clock::now_ms(),
+        producer: key.public(),
+        tx_root: merkle_root(&tx_hashes),
+        state_root: Hash([0; 32]),
+        receipts_root: Hash([0; 32]),
+    };
+    let signature = key.sign(&header.hash());
+    aergo_protocol::CompactBlock { header, tx_hashes, signature }
+}
+
+/// Pumps the swarm for `wait`, taking the node's requests for a compact block's transactions and
+/// for the whole block: answered with other transactions when `lie`, else held unanswered (the
+/// node sees silence, not a closed stream). What was asked, in order.
+async fn answer_fills(
+    swarm: &mut ProbeSwarm,
+    peer: libp2p::PeerId,
+    chain_id: &str,
+    lie: bool,
+    wait: Duration,
+) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut asked = Vec::new();
+    let mut held = Vec::new();
+    while let Ok(event) = tokio::time::timeout_at(deadline, swarm.select_next_some()).await {
+        let SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
+            peer: from,
+            message: request_response::Message::Request { request, channel, .. },
+            ..
+        })) = event
+        else {
+            continue;
+        };
+        match request {
+            SyncRequest::Transactions { indices, .. } if from == peer => {
+                asked.push(format!("transactions {}", indices.len()));
+                if lie {
+                    let key = Keypair::generate();
+                    let other = |n: u64| {
+                        let tx = aergo_primitives::crypto::test_tx(
+                            &key,
+                            chain_id,
+                            n,
+                            key.address(),
+                            1,
+                            1,
+                            Payload::Transfer,
+                        );
+                        serde_bytes::ByteBuf::from(tx.encode())
+                    };
+                    let txs = (0..indices.len() as u64).map(other).collect();
+                    let _ =
+                        swarm.behaviour_mut().sync.send_response(channel, SyncResponse::Transactions(txs));
+                } else {
+                    held.push(channel);
+                }
+            }
+            SyncRequest::Block { .. } if from == peer => {
+                asked.push("block".into());
+                held.push(channel);
+            }
+            _ => held.push(channel),
+        }
+    }
+    drop(held);
+    asked
 }

@@ -14,7 +14,7 @@
 //! request-response codec calls the functions here, so the fuzz target `p2p` exercises exactly
 //! what a node does with a peer's bytes) and knows no store.
 
-use aergo_primitives::types::{Block, Hash, Transaction, MAX_TX_BYTES};
+use aergo_primitives::types::{merkle_root, Block, BlockHeader, Hash, Signature, Transaction, MAX_TX_BYTES};
 use serde::{Deserialize, Serialize};
 
 /// The sync protocol's name on the wire.
@@ -31,6 +31,11 @@ pub const MAX_RAFT_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 pub const MAX_BRANCH_NAME: usize = 63;
 /// Largest gossip message: one block.
 pub const MAX_BLOCK_BYTES: usize = 8 * 1024 * 1024;
+/// Most transactions a compact block may name: a full block of the smallest transactions.
+pub const MAX_COMPACT_TXS: usize = MAX_BLOCK_BYTES / 64;
+/// Most transactions one `Transactions` request asks for (the request stays far under
+/// [`MAX_SYNC_REQUEST_BYTES`]); a block missing more is fetched whole.
+pub const MAX_ASKED_TXS: usize = 8192;
 /// Largest sync response: the blocks themselves; a response may add [`RESPONSE_FRAMING_BYTES`].
 pub const MAX_SYNC_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 /// What the CBOR framing of a sync response may add to its blocks.
@@ -79,6 +84,13 @@ pub enum SyncRequest {
     NewBlock {
         hash: Hash,
     },
+    /// Transactions of block `block` by their places in it: those a compact block named that the
+    /// asking node's pool did not hold. Sent only to a peer that gossiped the compact block (so
+    /// one that speaks it); answered with `Transactions` in the order asked, or `Refused`.
+    Transactions {
+        block: Hash,
+        indices: Vec<u32>,
+    },
 }
 
 /// A request about one branch (on [`BRANCH_SYNC_PROTOCOL`]). A node answers from the branch's
@@ -124,6 +136,8 @@ pub enum SyncResponse {
     Snapshot(Vec<serde_bytes::ByteBuf>),
     /// The genesis file's text (TOML).
     Genesis(String),
+    /// Encoded transactions, in the order a `Transactions` request asked for them.
+    Transactions(Vec<serde_bytes::ByteBuf>),
 }
 
 /// Why a peer's bytes are not a message.
@@ -152,6 +166,104 @@ fn within(what: &'static str, bytes: &[u8], limit: usize) -> Result<(), WireErro
 pub fn decode_gossip_block(bytes: &[u8]) -> Result<Block, WireError> {
     within("gossiped block", bytes, MAX_BLOCK_BYTES)?;
     Block::decode(bytes).map_err(|e| WireError::undecodable("gossiped block", e))
+}
+
+/// A block on gossip by its transactions' hashes (`docs/consensus.md`, "Compact blocks"): the
+/// header, the hashes in block order and the producer's signature, borsh-encoded, on the
+/// chain's compact-blocks topic. A node fills it from its pool and asks the peer it came from
+/// for the rest ([`SyncRequest::Transactions`]).
+#[derive(Clone, Debug, PartialEq, Eq, borsh::BorshSerialize, borsh::BorshDeserialize)]
+pub struct CompactBlock {
+    pub header: BlockHeader,
+    pub tx_hashes: Vec<Hash>,
+    pub signature: Signature,
+}
+
+impl CompactBlock {
+    pub fn of(block: &Block) -> CompactBlock {
+        CompactBlock {
+            header: block.header.clone(),
+            tx_hashes: block.transactions.iter().map(Transaction::hash).collect(),
+            signature: block.signature,
+        }
+    }
+
+    /// The block's hash (its header's).
+    pub fn hash(&self) -> Hash {
+        self.header.hash()
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        aergo_primitives::types::to_vec_exact(self)
+    }
+}
+
+/// A gossiped compact block. Its hashes must give the header's transactions root: a block that
+/// a peer fills from them can then hold only the transactions the producer signed for.
+pub fn decode_gossip_compact(bytes: &[u8]) -> Result<CompactBlock, WireError> {
+    const WHAT: &str = "gossiped compact block";
+    within(WHAT, bytes, MAX_BLOCK_BYTES)?;
+    let compact: CompactBlock = borsh::from_slice(bytes).map_err(|e| WireError::undecodable(WHAT, e))?;
+    if compact.tx_hashes.len() > MAX_COMPACT_TXS {
+        return Err(WireError::undecodable(
+            WHAT,
+            format!("{} transactions (at most {MAX_COMPACT_TXS})", compact.tx_hashes.len()),
+        ));
+    }
+    if merkle_root(&compact.tx_hashes) != compact.header.tx_root {
+        return Err(WireError::undecodable(WHAT, "its transaction hashes do not give its transactions root"));
+    }
+    Ok(compact)
+}
+
+/// A compact block being filled: the transactions found so far, by place.
+#[derive(Clone, Debug)]
+pub struct Filling {
+    pub compact: CompactBlock,
+    /// Boxed: a place costs a pointer until it is filled (a hostile block may name many).
+    txs: Vec<Option<Box<Transaction>>>,
+}
+
+impl Filling {
+    /// Fills what `lookup` (the pool) holds of the block's transactions, each looked up by hash.
+    pub fn new(compact: CompactBlock, mut lookup: impl FnMut(&Hash) -> Option<Transaction>) -> Filling {
+        let txs = compact.tx_hashes.iter().map(|h| lookup(h).map(Box::new)).collect();
+        Filling { compact, txs }
+    }
+
+    /// The places still empty, in order.
+    pub fn missing(&self) -> Vec<u32> {
+        self.txs.iter().enumerate().filter(|(_, t)| t.is_none()).map(|(i, _)| i as u32).collect()
+    }
+
+    /// Puts a peer's answer to `Transactions { indices }` in place. Every transaction must be
+    /// the one the block names at its place (its hash): anything else — fewer, more, another
+    /// transaction, an index out of the block — refuses the whole answer and changes nothing.
+    pub fn fill(&mut self, indices: &[u32], answer: Vec<Transaction>) -> Result<(), String> {
+        if answer.len() != indices.len() {
+            return Err(format!("{} transactions for a request of {}", answer.len(), indices.len()));
+        }
+        for (&i, tx) in indices.iter().zip(&answer) {
+            match self.compact.tx_hashes.get(i as usize) {
+                Some(h) if *h == tx.hash() => {}
+                Some(h) => return Err(format!("transaction {} where the block has {h} at {i}", tx.hash())),
+                None => return Err(format!("place {i} is outside the block's {}", self.txs.len())),
+            }
+        }
+        for (&i, tx) in indices.iter().zip(answer) {
+            self.txs[i as usize] = Some(Box::new(tx));
+        }
+        Ok(())
+    }
+
+    /// The whole block, once every place is filled.
+    pub fn block(self) -> Result<Block, Box<Filling>> {
+        if self.txs.iter().any(Option::is_none) {
+            return Err(Box::new(self));
+        }
+        let CompactBlock { header, signature, .. } = self.compact;
+        Ok(Block { header, signature, transactions: self.txs.into_iter().flatten().map(|t| *t).collect() })
+    }
 }
 
 /// A gossiped (or forwarded) transaction.
@@ -216,6 +328,8 @@ pub enum Answer {
     Snapshot(Vec<Vec<u8>>),
     /// A genesis file's text, within [`MAX_GENESIS_BYTES`] (not parsed here).
     Genesis(String),
+    /// The transactions asked for, decoded, as many as asked (not yet matched to the block).
+    Transactions(Vec<Transaction>),
     /// Nothing useful (a missing block, an answer of another kind).
     Nothing,
 }
@@ -256,6 +370,16 @@ pub fn check_response(asked: Option<&SyncRequest>, response: SyncResponse) -> Re
                 return Err(format!("a genesis file of {} bytes (at most {MAX_GENESIS_BYTES})", text.len()));
             }
             Ok(Answer::Genesis(text))
+        }
+        (Some(SyncRequest::Transactions { indices, .. }), SyncResponse::Transactions(encoded)) => {
+            if encoded.len() != indices.len() {
+                return Err(format!("{} transactions for a request of {}", encoded.len(), indices.len()));
+            }
+            let mut txs = Vec::with_capacity(encoded.len());
+            for bytes in encoded {
+                txs.push(decode_gossip_tx(&bytes).map_err(|e| format!("asked-for {e}"))?);
+            }
+            Ok(Answer::Transactions(txs))
         }
         (_, SyncResponse::Refused(reason)) => Ok(Answer::Refused(reason)),
         _ => Ok(Answer::Nothing),
@@ -351,6 +475,106 @@ mod tests {
         assert!(check_response(Some(&SyncRequest::Genesis), big).unwrap_err().contains("a genesis file of"));
     }
 
+    fn compact_and_txs() -> (Block, CompactBlock) {
+        use aergo_primitives::crypto::{test_tx, Keypair};
+        use aergo_primitives::types::{Payload, ENCODING_VERSION, MAIN_BRANCH};
+        let key = Keypair::from_seed("p");
+        let transactions: Vec<Transaction> =
+            (0..6).map(|n| test_tx(&key, "c", n, key.address(), n as u128, 1, Payload::Transfer)).collect();
+        let header = BlockHeader {
+            version: ENCODING_VERSION,
+            chain_id: "c".into(),
+            branch: MAIN_BRANCH.into(),
+            height: 3,
+            prev_hash: Hash([1; 32]),
+            timestamp_ms: 9,
+            producer: key.public(),
+            tx_root: Block::compute_tx_root(&transactions),
+            state_root: Hash([2; 32]),
+            receipts_root: Hash([3; 32]),
+        };
+        let signature = key.sign(&header.hash());
+        let block = Block { header, transactions, signature };
+        let compact = CompactBlock::of(&block);
+        (block, compact)
+    }
+
+    #[test]
+    fn a_compact_block_round_trips_and_its_hashes_must_give_the_root() {
+        let (block, compact) = compact_and_txs();
+        assert_eq!(compact.hash(), block.hash());
+        let bytes = compact.encode();
+        assert_eq!(decode_gossip_compact(&bytes).unwrap(), compact);
+        assert!(bytes.len() * 2 < block.encode().len(), "{} vs {}", bytes.len(), block.encode().len());
+        // A hash swapped, one left out, one added: the root no longer matches.
+        for change in 0..3 {
+            let mut bad = compact.clone();
+            match change {
+                0 => bad.tx_hashes[2] = Hash([7; 32]),
+                1 => {
+                    bad.tx_hashes.pop();
+                }
+                _ => bad.tx_hashes.push(Hash([7; 32])),
+            }
+            let e = decode_gossip_compact(&bad.encode()).unwrap_err();
+            assert!(e.to_string().contains("transactions root"), "{e}");
+        }
+        assert!(decode_gossip_compact(&bytes[..bytes.len() - 1]).is_err());
+        assert!(decode_gossip_compact(&block.encode()).is_err());
+    }
+
+    #[test]
+    fn a_compact_block_fills_from_the_pool_and_only_with_the_transactions_it_names() {
+        let (block, compact) = compact_and_txs();
+        let pool: std::collections::HashMap<Hash, Transaction> =
+            block.transactions.iter().step_by(2).map(|t| (t.hash(), t.clone())).collect();
+        let mut filling = Filling::new(compact.clone(), |h| pool.get(h).cloned());
+        assert_eq!(filling.missing(), vec![1, 3, 5]);
+        let answer =
+            |places: &[usize]| places.iter().map(|&i| block.transactions[i].clone()).collect::<Vec<_>>();
+        // Too few, too many, another transaction in a place, a place outside the block: refused,
+        // nothing changes.
+        assert!(filling
+            .fill(&[1, 3, 5], answer(&[1, 3]))
+            .unwrap_err()
+            .contains("2 transactions for a request of 3"));
+        assert!(filling.fill(&[1, 3], answer(&[1, 3, 5])).is_err());
+        let e = filling.fill(&[1, 3, 5], answer(&[1, 4, 5])).unwrap_err();
+        assert!(e.contains(&block.transactions[4].hash().to_string()), "{e}");
+        assert!(filling.fill(&[9], answer(&[1])).unwrap_err().contains("outside the block"));
+        assert_eq!(filling.missing(), vec![1, 3, 5]);
+        // The right ones, in two answers.
+        let mut filling = *filling.block().unwrap_err();
+        filling.fill(&[3], answer(&[3])).unwrap();
+        filling.fill(&[1, 5], answer(&[1, 5])).unwrap();
+        assert!(filling.missing().is_empty());
+        assert_eq!(filling.block().unwrap(), block);
+        // Nothing in the pool: every place asked for.
+        assert_eq!(Filling::new(compact, |_| None).missing(), (0..6).collect::<Vec<u32>>());
+    }
+
+    #[test]
+    fn an_answer_of_transactions_must_be_as_many_as_asked_and_decode() {
+        let (block, _) = compact_and_txs();
+        let asked = SyncRequest::Transactions { block: block.hash(), indices: vec![0, 2] };
+        let encoded = |places: &[usize]| {
+            SyncResponse::Transactions(
+                places.iter().map(|&i| serde_bytes::ByteBuf::from(block.transactions[i].encode())).collect(),
+            )
+        };
+        assert_eq!(
+            check_response(Some(&asked), encoded(&[0, 2])),
+            Ok(Answer::Transactions(vec![block.transactions[0].clone(), block.transactions[2].clone()]))
+        );
+        assert!(check_response(Some(&asked), encoded(&[0]))
+            .unwrap_err()
+            .contains("1 transactions for a request of 2"));
+        let junk = SyncResponse::Transactions(vec![serde_bytes::ByteBuf::from(vec![1]); 2]);
+        assert!(check_response(Some(&asked), junk).unwrap_err().starts_with("asked-for"));
+        let r = SyncRequest::Transactions { block: Hash([4; 32]), indices: vec![1, 70_000] };
+        assert_eq!(decode_request(&encode_request(&r)).unwrap(), r);
+    }
+
     /// The p2p fuzz target's seeds (`fuzz/seeds/p2p/`) are today's encodings of each message;
     /// `AERGO_WRITE_FUZZ_SEEDS=1 cargo test -p aergo-protocol` rewrites them after a protocol change.
     #[test]
@@ -385,6 +609,12 @@ mod tests {
             ),
             ("resp-snapshot.cbor", encode_response(&SyncResponse::Snapshot(vec![buf(vec![7; 40])]))),
             ("req-genesis.cbor", encode_request(&SyncRequest::Genesis)),
+            (
+                "req-transactions.cbor",
+                encode_request(&SyncRequest::Transactions { block: hash, indices: vec![0, 7] }),
+            ),
+            ("resp-transactions.cbor", encode_response(&SyncResponse::Transactions(vec![buf(tx.clone())]))),
+            ("gossip-compact.bin", CompactBlock::of(&Block::decode(&block).unwrap()).encode()),
             (
                 "req-branch-blocks.cbor",
                 encode_branch_request(&BranchRequest {

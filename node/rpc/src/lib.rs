@@ -263,6 +263,15 @@ fn height_or_head(view: &ChainView, height: Option<u64>) -> RpcResult<u64> {
     Ok(at)
 }
 
+/// The block at `height` (`None` above the head); a height whose history was pruned is refused.
+fn block_at(view: &ChainView, height: u64) -> RpcResult<Option<aergo_primitives::types::Block>> {
+    if height <= view.head().height {
+        view.check_history(height)
+            .map_err(|e| ErrorObjectOwned::owned(codes::HEIGHT_UNAVAILABLE, e.to_string(), None::<()>))?;
+    }
+    view.read_block(height).map_err(internal)
+}
+
 /// How long a chain with transactions waiting may go without a block before it is `stalled`,
 /// in block intervals.
 const STALLED_INTERVALS: u64 = 10;
@@ -941,6 +950,11 @@ impl AergoApiServer for RpcHandler {
                 .get()
                 .map_or(0, |n| n.private_announced.load(Relaxed)),
             peers_banned_total: self.net.get().map_or(0, |n| n.banned_total.load(Relaxed)),
+            signatures_skipped_total: t.signatures_skipped.load(Relaxed),
+            compact_blocks_in_total: self.net.get().map_or(0, |n| n.compact_blocks_in.load(Relaxed)),
+            compact_txs_missing_total: self.net.get().map_or(0, |n| n.compact_txs_missing.load(Relaxed)),
+            compact_fallbacks_total: self.net.get().map_or(0, |n| n.compact_fallbacks.load(Relaxed)),
+            compact_fill_bytes_in_total: self.net.get().map_or(0, |n| n.compact_fill_bytes_in.load(Relaxed)),
             last_block_ms: p.last_block_ms.load(Relaxed),
             next_slot_ms: Some(p.next_slot_ms.load(Relaxed))
                 .filter(|ms| *ms > 0 && self.facts.producer.is_some()),
@@ -1226,11 +1240,7 @@ impl AergoApiServer for RpcHandler {
     ) -> RpcResult<Option<RawBlockView>> {
         let view = self.on(Some(ext), branch.as_deref())?.view;
         let height = height.unwrap_or_else(|| view.head().height);
-        if height <= view.head().height {
-            view.check_history(height)
-                .map_err(|e| ErrorObjectOwned::owned(codes::HEIGHT_UNAVAILABLE, e.to_string(), None::<()>))?;
-        }
-        let block = view.read_block(height).map_err(internal)?;
+        let block = block_at(&view, height)?;
         Ok(block.map(|b| RawBlockView { hash: b.hash(), height, block: hex::encode(b.encode()) }))
     }
 
@@ -1255,11 +1265,7 @@ impl AergoApiServer for RpcHandler {
             }
             (None, None) => view.head().height,
         };
-        if height <= view.head().height {
-            view.check_history(height)
-                .map_err(|e| ErrorObjectOwned::owned(codes::HEIGHT_UNAVAILABLE, e.to_string(), None::<()>))?;
-        }
-        let block = view.read_block(height).map_err(internal)?;
+        let block = block_at(&view, height)?;
         Ok(block.map(|b| block_view(&b, full.unwrap_or(false))))
     }
 

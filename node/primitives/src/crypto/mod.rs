@@ -16,11 +16,13 @@
 //! (all of ed25519-dalek's) pass both rules; they differ only on crafted edge cases.
 
 mod keystore;
+mod verified;
 
 use crate::types::{Address, Hash, PublicKey, Signature, Transaction, TxBody};
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 
 pub use keystore::{KeyFile, KeystoreError};
+pub use verified::Verified;
 
 /// Why a signature was refused.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -110,11 +112,17 @@ pub fn test_tx(
 
 /// Rule 1: the key decodes and is not of small order. (Both libraries decode points with
 /// curve25519-dalek 4, so they agree on which bytes are a point.)
+/// A key that passed is remembered (the rule is a pure function of its bytes), so a sender's
+/// key is decompressed for it once rather than for every transaction it sends.
 fn check_key(key: &PublicKey) -> Result<(), SignatureError> {
+    if verified::key_known_good(&key.0) {
+        return Ok(());
+    }
     let dalek = VerifyingKey::from_bytes(&key.0).map_err(|_| SignatureError::BadPublicKey)?;
     if dalek.is_weak() {
         return Err(SignatureError::BadPublicKey);
     }
+    verified::remember_good_key(&key.0);
     Ok(())
 }
 
