@@ -309,13 +309,17 @@ impl MvMemory {
         &self.shards[(rustc_hash::FxBuildHasher.hash_one(key) >> 32) as usize % MV_SHARDS]
     }
 
+    /// Each key's versions are kept in transaction order, so that finding a version is a binary
+    /// search: a hot row or key has a version per transaction that writes it (thousands in a
+    /// block), and scanning them on every read and write made a hot contract row quadratic.
     fn publish(&self, i: u32, writes: Vec<Change>) {
         for (k, v) in writes {
             let mut shard = self.shard(&k).write();
             let e = shard.entry(k).or_default();
-            match e.iter_mut().find(|(j, _)| *j == i) {
-                Some(slot) => slot.1 = v,
-                None => e.push((i, v)),
+            match e.binary_search_by_key(&i, |(j, _)| *j) {
+                Ok(at) => e[at].1 = v,
+                // Mostly at the end: a key's writers finish in about block order.
+                Err(at) => e.insert(at, (i, v)),
             }
         }
     }
@@ -337,7 +341,8 @@ impl MvMemory {
     }
 
     fn latest_before(versions: &[(u32, Option<Vec<u8>>)], i: u32) -> Option<&Option<Vec<u8>>> {
-        versions.iter().filter(|(j, _)| *j < i).max_by_key(|(j, _)| *j).map(|(_, v)| v)
+        let before = versions.partition_point(|(j, _)| *j < i);
+        before.checked_sub(1).map(|at| &versions[at].1)
     }
 
     /// `Some(value)` when a transaction before `i` wrote `key`.
@@ -382,9 +387,9 @@ impl MvMemory {
                         let mut run: Vec<Change> =
                             Vec::with_capacity(part.iter().map(|s| s.read().len()).sum());
                         run.extend(
-                            part.into_iter().flat_map(|shard| shard.into_inner().into_iter()).filter_map(
-                                |(k, vs)| vs.into_iter().max_by_key(|(j, _)| *j).map(|(_, v)| (k, v)),
-                            ),
+                            part.into_iter()
+                                .flat_map(|shard| shard.into_inner().into_iter())
+                                .filter_map(|(k, vs)| vs.into_iter().next_back().map(|(_, v)| (k, v))),
                         );
                         run
                     })
@@ -1000,6 +1005,11 @@ impl ParallelExecutor {
                         run(i);
                     } else {
                         deferred.push_back(i);
+                    }
+                    // The chain waiting here moves on as soon as its next link is ready here,
+                    // not a whole run later (it passes between the workers in short stretches).
+                    if deferred.front().is_some_and(|&oldest| ready(oldest) == Some(true)) {
+                        run_deferred(&mut deferred, &mut run);
                     }
                 }
                 continue;
