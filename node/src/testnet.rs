@@ -52,7 +52,33 @@ pub struct TestnetOptions {
     pub voters: Option<usize>,
 }
 
+/// Where picked ports start: below the kernel's range of ports for outgoing connections.
+const PICKED_PORTS_FROM: u16 = 10_000;
+
+/// A free port on `host`, held by the returned listener. Picked at random below the kernel's
+/// range for outgoing connections (`ip_local_port_range`): a port the kernel hands out for a
+/// bind to port 0 comes from that range too, and between this pick and the node's own bind an
+/// outgoing connection of any process (another node dialling its peers) could take it — a
+/// node that then failed with "address already in use". Falls back to the kernel's choice
+/// when that range leaves no room below it.
 fn free_port(host: IpAddr) -> std::io::Result<(TcpListener, u16)> {
+    use std::hash::{BuildHasher, Hasher};
+    let outgoing_from = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    if outgoing_from > PICKED_PORTS_FROM + 1_000 {
+        let random = std::collections::hash_map::RandomState::new();
+        let span = u64::from(outgoing_from - PICKED_PORTS_FROM);
+        for attempt in 0u64..64 {
+            let mut h = random.build_hasher();
+            h.write_u64(attempt);
+            let port = PICKED_PORTS_FROM + (h.finish() % span) as u16;
+            if let Ok(l) = TcpListener::bind(SocketAddr::new(host, port)) {
+                return Ok((l, port));
+            }
+        }
+    }
     let l = TcpListener::bind(SocketAddr::new(host, 0))?;
     let port = l.local_addr()?.port();
     Ok((l, port))
