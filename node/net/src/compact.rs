@@ -13,6 +13,7 @@
 //! ```
 
 use super::{Inbound, NetTask, Penalty};
+use aergo_chain::view::ChainView;
 use aergo_primitives::types::{Block, Hash};
 use aergo_protocol::{Answer, CompactBlock, Filling, SyncRequest, SyncResponse, MAX_ASKED_TXS};
 use libp2p::gossipsub::{MessageAcceptance, MessageId};
@@ -62,7 +63,7 @@ impl NetTask {
             }
         };
         let hash = compact.hash();
-        if self.filling.contains_key(&hash) || self.filling.len() >= MAX_FILLING || self.import_full() {
+        if self.filling.contains_key(&hash) || self.filling.len() >= MAX_FILLING || import_full(&self.view) {
             return self.validate(&id, &from, MessageAcceptance::Ignore);
         }
         let filling = {
@@ -121,20 +122,8 @@ impl NetTask {
         }
     }
 
-    pub(crate) fn deliver(&mut self, block: Block, from: PeerId, id: MessageId) {
-        self.view.import.depth.fetch_add(1, Relaxed);
-        let _ = self.inbound.send(Inbound::GossipBlock { block: Box::new(block), from, id });
-    }
-
-    /// Whether the chain thread's import queue is full (a gossiped block is then ignored; sync
-    /// fetches it if it joins the chain).
-    pub(crate) fn import_full(&self) -> bool {
-        let import = &self.view.import;
-        if import.depth.load(Relaxed) >= aergo_chain::view::IMPORT_QUEUE {
-            import.busy_rejections.fetch_add(1, Relaxed);
-            return true;
-        }
-        false
+    fn deliver(&mut self, block: Block, from: PeerId, id: MessageId) {
+        deliver(&self.view, &self.inbound, block, from, id);
     }
 
     pub(crate) fn validate(&mut self, id: &MessageId, from: &PeerId, acceptance: MessageAcceptance) {
@@ -268,6 +257,30 @@ impl NetTask {
             None => super::answer(&self.view, request),
         }
     }
+}
+
+/// A gossiped block (whole, or a compact one filled) for the chain thread of `view`, whose
+/// verdict forwards its message.
+pub(crate) fn deliver(
+    view: &ChainView,
+    inbound: &std::sync::mpsc::Sender<Inbound>,
+    block: Block,
+    from: PeerId,
+    id: MessageId,
+) {
+    view.import.depth.fetch_add(1, Relaxed);
+    let _ = inbound.send(Inbound::GossipBlock { block: Box::new(block), from, id });
+}
+
+/// Whether the chain thread's import queue is full: a gossiped block is then ignored (not
+/// forwarded, the peer not penalized), and sync fetches it if it joins the chain.
+pub(crate) fn import_full(view: &ChainView) -> bool {
+    let import = &view.import;
+    if import.depth.load(Relaxed) >= aergo_chain::view::IMPORT_QUEUE {
+        import.busy_rejections.fetch_add(1, Relaxed);
+        return true;
+    }
+    false
 }
 
 /// The compact form of a block of ours, for gossip.

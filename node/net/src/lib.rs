@@ -1207,20 +1207,10 @@ impl NetTask {
                 });
             match block {
                 Ok(block) => {
-                    // A bounded stage: past the limit the block is ignored (not forwarded, the peer
-                    // not penalized); sync fetches it if it joins the chain.
-                    let import = &view.import;
-                    if import.depth.load(Relaxed) >= aergo_chain::view::IMPORT_QUEUE {
-                        import.busy_rejections.fetch_add(1, Relaxed);
-                        self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
-                            &id,
-                            &from,
-                            MessageAcceptance::Ignore,
-                        );
-                        return;
+                    if compact::import_full(&view) {
+                        return self.validate(&id, &from, MessageAcceptance::Ignore);
                     }
-                    import.depth.fetch_add(1, Relaxed);
-                    let _ = inbound.send(Inbound::GossipBlock { block: Box::new(block), from, id });
+                    compact::deliver(&view, &inbound, block, from, id);
                 }
                 Err(reason) => {
                     self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
