@@ -515,6 +515,17 @@ fn chain_infos(urls: &[String]) -> String {
         .join("\n")
 }
 
+/// Each node's peers banned since it started (a box a peer banned stays cut off for minutes).
+fn bans(urls: &[String]) -> String {
+    urls.iter()
+        .map(|u| match rpc_call(u, "node_metrics", json!([])) {
+            Ok(m) => format!("{u}: {} peers banned", m["peers_banned_total"]),
+            Err(e) => format!("{u}: {e}"),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn block_hash(url: &str, height: u64) -> Option<String> {
     let b = rpc_call(url, "get_block", json!([height, null, false])).ok()?;
     b["hash"].as_str().map(str::to_string)
@@ -763,7 +774,18 @@ fn fleet_body(env: &Env, s: &Setup) -> anyhow::Result<()> {
     wait_for(BOOT_LIMIT, "box 2 to sync past the blocks it missed", || {
         (lib_of(&b2.vm.rpc) > back).then_some(())
     })
-    .map_err(|e| anyhow::anyhow!("{e}\n{}", logs(&boxes)))?;
+    .map_err(|e| {
+        // What tells why first (a report may keep only the start): every node's figures, box 2's
+        // boots and its node's log.
+        anyhow::anyhow!(
+            "{e} (LIB {back} when it was powered back)\n{}\n{}\nbox 2's boots:\n{}\nbox 2's node log:\n{}\n{}",
+            chain_infos(&urls),
+            bans(&urls),
+            b2.vm.boot_lines(),
+            b2.vm.ssh("tail -n 40 /var/log/aergo/node.log").unwrap_or_else(|e| e.to_string()),
+            logs(&boxes)
+        )
+    })?;
     let box2_address = s.producers[1].address.clone();
     wait_for(BOOT_LIMIT, "box 2 to produce a final block again", || {
         let lib = lib_of(&urls[0]);

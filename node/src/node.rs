@@ -639,7 +639,10 @@ pub fn prepare_devnet(data_dir: &Path) -> Result<NodeConfig, NodeError> {
         let genesis = Genesis {
             chain_id: "aergo-devnet".into(),
             timestamp_ms: now_ms() / 1000 * 1000,
-            consensus: ConsensusParams::default(),
+            consensus: ConsensusParams {
+                max_block_txs: aergo_config::genesis::DEVNET_MAX_BLOCK_TXS,
+                ..ConsensusParams::default()
+            },
             balances: vec![GenesisBalance {
                 address: key.address(),
                 amount: 1_000_000_000u128 * 10u128.pow(18),

@@ -170,3 +170,163 @@ async fn blocks_arrive_over_websocket_and_read_back_by_height_and_hash() {
     assert!(m.blocks_produced_total >= 1);
     node.shutdown().await.unwrap();
 }
+
+/// POSTs `body` with `content_type` (and `headers`) to `url`: the status, the JSON answer, the
+/// `Allow` header. `None` when the server closed the connection before reading it all.
+fn post_bytes(
+    url: &str,
+    content_type: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Option<(u16, Value, Option<String>)> {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut req = agent.post(url).header("content-type", content_type);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let mut resp = match req.send(body) {
+        Ok(r) => r,
+        Err(ureq::Error::Io(_)) => return None,
+        Err(e) => panic!("POST {url}: {e}"),
+    };
+    let allow = resp.headers().get("allow").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string().unwrap_or_default();
+    Some((status, serde_json::from_str(&text).unwrap_or(Value::String(text)), allow))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_path_answers_what_send_txs_answers_and_refuses_the_same_input() {
+    // Two devnets of one genesis and producer key: the same state, two pools.
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    prepare_devnet(a.path()).unwrap();
+    for f in ["dev.key", "genesis.toml"] {
+        std::fs::copy(a.path().join(f), b.path().join(f)).unwrap();
+    }
+    let (node_a, key) = start(a.path()).await;
+    let (node_b, _) = start(b.path()).await;
+    let (json_url, bin_url) = (format!("http://{}", node_a.rpc_addr), format!("http://{}", node_b.rpc_addr));
+    let chain =
+        HttpClientBuilder::default().build(&json_url).unwrap().chain_info(None).await.unwrap().chain_id;
+    assert_eq!(
+        chain,
+        HttpClientBuilder::default().build(&bin_url).unwrap().chain_info(None).await.unwrap().chain_id
+    );
+
+    let mut forged = transfer(&key, &chain, 3, 1);
+    forged.body.amount = 1_000;
+    let txs: Vec<Vec<u8>> = vec![
+        transfer(&key, &chain, 0, 5).encode(),
+        transfer(&key, &chain, 0, 5).encode(), // the same again
+        transfer(&key, &chain, 0, 6).encode(), // a replacement at the same fee
+        transfer(&key, &chain, 2, 5).encode(), // a nonce gap
+        vec![1, 2],                            // not a transaction
+        vec![0; 70_000],                       // over 64 KiB
+        transfer(&key, "other-chain", 1, 5).encode(),
+        forged.encode(),
+        transfer(&key, &chain, 1, u128::MAX / 2).encode(), // more than the balance
+        transfer(&key, &chain, 1, 7).encode(),
+    ];
+    let json_body = json!({"jsonrpc": "2.0", "id": 1, "method": "send_txs",
+        "params": [txs.iter().map(hex::encode).collect::<Vec<_>>()]})
+    .to_string();
+    let (u, v) = (json_url.clone(), bin_url.clone());
+    let binary_body = aergo_api::frames::encode(&txs);
+    let (by_json, by_binary) = tokio::task::spawn_blocking(move || {
+        let (status, by_json) = post(&u, &json_body);
+        assert_eq!(status, 200, "{by_json}");
+        let (status, by_binary, _) =
+            post_bytes(&format!("{v}/txs"), "application/octet-stream", &[], &binary_body).unwrap();
+        assert_eq!(status, 200, "{by_binary}");
+        (by_json["result"].clone(), by_binary)
+    })
+    .await
+    .unwrap();
+    assert_eq!(by_binary, by_json, "the same transactions, the same answers");
+    let answers: Vec<SendTxOutcome> = serde_json::from_value(by_binary).unwrap();
+    let said: Vec<String> = answers
+        .iter()
+        .map(|a| match a {
+            SendTxOutcome::Accepted(r) => format!("seq {}", r.pool_seq),
+            SendTxOutcome::Rejected { error } => error.reason.clone(),
+        })
+        .collect();
+    let expected = [
+        "seq 1",
+        "seq 1",
+        "replacement_underpriced",
+        "seq 2",
+        "malformed",
+        "too_large",
+        "wrong_chain_id",
+        "bad_signature",
+        "balance_too_low",
+        "seq 3",
+    ];
+    assert_eq!(said, expected);
+    // What each pool holds is the same.
+    let (ca, cb) = (
+        HttpClientBuilder::default().build(&json_url).unwrap(),
+        HttpClientBuilder::default().build(&bin_url).unwrap(),
+    );
+    for a in &answers {
+        if let SendTxOutcome::Accepted(r) = a {
+            let (ta, tb) = (
+                ca.get_tx(r.hash.to_hex(), None).await.unwrap(),
+                cb.get_tx(r.hash.to_hex(), None).await.unwrap(),
+            );
+            assert!(ta.is_some() && ta == tb, "{:?} / {:?}", ta, tb);
+        }
+    }
+
+    // The whole request refused, with send_txs' code and message where it has one.
+    let (u, v) = (json_url.clone(), format!("{bin_url}/txs"));
+    let good = transfer(&key, &chain, 4, 5).encode();
+    tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let mut got = agent.get(&v).call().unwrap();
+        assert_eq!(got.status().as_u16(), 405);
+        assert_eq!(got.headers().get("allow").and_then(|h| h.to_str().ok()), Some("POST, OPTIONS"));
+        let text = got.body_mut().read_to_string().unwrap();
+        assert!(text.contains("-32600"), "{text}");
+        let (status, e, _) = post_bytes(&v, "application/json", &[], b"[]").unwrap();
+        assert_eq!((status, e["error"]["code"].as_i64()), (415, Some(-32600)), "{e}");
+        assert!(e["error"]["message"].as_str().unwrap().contains("application/octet-stream"), "{e}");
+        let mut cut = aergo_api::frames::encode(std::slice::from_ref(&good));
+        cut.extend_from_slice(&100u32.to_le_bytes());
+        cut.extend_from_slice(&[1, 2, 3]);
+        let (status, e, _) = post_bytes(&v, "application/octet-stream", &[], &cut).unwrap();
+        assert_eq!((status, e["error"]["code"].as_i64()), (400, Some(codes::INVALID_PARAMS as i64)), "{e}");
+        assert_eq!(e["error"]["message"], "frame 1: 100 bytes announced, 3 left in the body", "{e}");
+        let (status, e, _) = post_bytes(&v, "application/octet-stream", &[], &[]).unwrap();
+        assert_eq!((status, e["error"]["message"].as_str()), (400, Some("no transactions")), "{e}");
+        // More than max_batch (50): the message send_txs gives.
+        let many = aergo_api::frames::encode(&vec![good.clone(); 51]);
+        let (status, e, _) = post_bytes(&v, "application/octet-stream", &[], &many).unwrap();
+        assert_eq!(status, 400, "{e}");
+        let json_many = json!({"jsonrpc": "2.0", "id": 1, "method": "send_txs",
+            "params": [vec![hex::encode(&good); 51]]});
+        let (_, j) = post(&u, &json_many.to_string());
+        assert_eq!(e["error"]["code"], j["error"]["code"], "{e} / {j}");
+        assert_eq!(e["error"]["message"], j["error"]["message"], "{e} / {j}");
+        assert_eq!(e["error"]["message"], "51 transactions, more than the limit of 50");
+        // Over max_request_bytes (256 KiB): 413, or the connection closed before all was sent.
+        let huge = aergo_api::frames::encode(&[vec![0u8; 300_000]]);
+        if let Some((status, e, _)) = post_bytes(&v, "application/octet-stream", &[], &huge) {
+            assert_eq!((status, e["error"]["code"].as_i64()), (413, Some(-32600)), "{e}");
+        }
+        // A signature that does not check.
+        let (status, e, _) =
+            post_bytes(&v, "application/octet-stream", &[("x-aergo-auth", "nonsense")], &many).unwrap();
+        assert_eq!((status, e["error"]["code"].as_i64()), (403, Some(codes::ACCESS_DENIED as i64)), "{e}");
+        // And the node still takes transactions.
+        let (status, ok, _) =
+            post_bytes(&v, "application/octet-stream", &[], &aergo_api::frames::encode(&[good])).unwrap();
+        assert_eq!(status, 200, "{ok}");
+        assert!(ok[0]["pool_seq"].is_u64(), "{ok}");
+    })
+    .await
+    .unwrap();
+    node_a.shutdown().await.unwrap();
+    node_b.shutdown().await.unwrap();
+}

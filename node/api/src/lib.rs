@@ -47,6 +47,7 @@ pub mod codes {
 
 pub use aergo_primitives::types::amount_string;
 pub mod auth;
+pub mod frames;
 pub mod txjson;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]

@@ -73,10 +73,13 @@ enum Bench {
         /// Directory for the node's data (default: a temp dir under /var/tmp, on disk).
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// The genesis' `consensus.max_block_txs` (default: the chain's default, 20 000 per
-        /// block, which caps a 1 s slot at 20 000 transfers/s).
+        /// The genesis' `consensus.max_block_txs` (default: a devnet's, 50 000 per block; the
+        /// chain's default, 20 000, caps a 1 s slot at 20 000 transfers/s).
         #[arg(long)]
         max_block_txs: Option<u32>,
+        /// Submit by `POST /txs` (length-prefixed borsh, `docs/rpc.md`) instead of `send_txs`.
+        #[arg(long)]
+        binary: bool,
     },
     /// The execution stage alone: sequential vs parallel (DTT) on the same blocks, on RocksDB state.
     Exec {
@@ -545,6 +548,13 @@ fn verify(txs_n: usize, batches: &[usize], rounds: usize) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// One `e2e` call's transactions: for `send_txs`, or framed for `POST /txs`.
+enum Body {
+    Hex(Vec<String>),
+    Frames(Vec<u8>),
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn e2e(
     txs_n: usize,
     accounts: usize,
@@ -553,6 +563,7 @@ async fn e2e(
     rate: u64,
     dir: Option<PathBuf>,
     max_block_txs: Option<u32>,
+    binary: bool,
 ) -> anyhow::Result<()> {
     let tmp = scratch(dir)?;
     let bp = Keypair::generate();
@@ -562,7 +573,7 @@ async fn e2e(
         chain_id: "aergo-bench".into(),
         timestamp_ms: aergo_node::node::now_ms() / 1000 * 1000,
         consensus: ConsensusParams {
-            max_block_txs: max_block_txs.unwrap_or(defaults.max_block_txs),
+            max_block_txs: max_block_txs.unwrap_or(aergo_config::genesis::DEVNET_MAX_BLOCK_TXS),
             ..defaults
         },
         balances: senders
@@ -598,13 +609,26 @@ async fn e2e(
         .await?;
 
     let submitted: Arc<parking_lot::Mutex<HashMap<Hash, Instant>>> = Arc::default();
-    let encoded: Vec<(Hash, String)> = txs.iter().map(|t| (t.hash(), hex::encode(t.encode()))).collect();
+    // Each call's hashes and body, made before the clock starts: hex strings for `send_txs`, or
+    // one framed body for `POST /txs`.
+    let chunks: Vec<(Vec<Hash>, Body)> = txs
+        .chunks(batch)
+        .map(|c| {
+            let hashes = c.iter().map(|t| t.hash()).collect();
+            let body = match binary {
+                true => {
+                    Body::Frames(aergo_api::frames::encode(&c.iter().map(|t| t.encode()).collect::<Vec<_>>()))
+                }
+                false => Body::Hex(c.iter().map(|t| hex::encode(t.encode())).collect()),
+            };
+            (hashes, body)
+        })
+        .collect();
     // Where the time goes: the node's threads and stages, and this load generator, from here on.
     let threads_before = thread_cpu(pid);
     let metrics_before = ws.node_metrics().await?;
     let load_before = hosting::cpu_seconds(std::process::id())?;
     let start = Instant::now();
-    let chunks: Vec<Vec<(Hash, String)>> = encoded.chunks(batch).map(|c| c.to_vec()).collect();
     let queue = Arc::new(parking_lot::Mutex::new(
         chunks.into_iter().enumerate().collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>(),
     ));
@@ -616,23 +640,39 @@ async fn e2e(
             .max_response_size(64 * 1024 * 1024)
             .request_timeout(Duration::from_secs(60))
             .build(&url)?;
+        let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
+        let txs_url = format!("{url}/txs");
         let (queue, submitted, rejected) = (queue.clone(), submitted.clone(), rejected.clone());
         senders_tasks.push(tokio::spawn(async move {
             loop {
-                let Some((i, chunk)) = queue.lock().pop() else { break };
+                let Some((i, (hashes, body))) = queue.lock().pop() else { break };
                 if rate > 0 {
-                    let due = start + Duration::from_secs_f64((i * chunk.len()) as f64 / rate as f64);
+                    let due = start + Duration::from_secs_f64((i * hashes.len()) as f64 / rate as f64);
                     tokio::time::sleep_until(due.into()).await;
                 }
-                let hexes: Vec<String> = chunk.iter().map(|(_, hex)| hex.clone()).collect();
                 let now = Instant::now();
                 {
                     let mut s = submitted.lock();
-                    for (h, _) in &chunk {
+                    for h in &hashes {
                         s.insert(*h, now);
                     }
                 }
-                let answers = client.send_txs(hexes).await?;
+                let answers: Vec<SendTxOutcome> = match body {
+                    Body::Hex(hexes) => client.send_txs(hexes).await?,
+                    Body::Frames(frames) => {
+                        let (agent, txs_url) = (agent.clone(), txs_url.clone());
+                        tokio::task::spawn_blocking(move || {
+                            let mut resp = agent
+                                .post(&txs_url)
+                                .header("content-type", "application/octet-stream")
+                                .send(&frames[..])?;
+                            let text =
+                                resp.body_mut().with_config().limit(64 * 1024 * 1024).read_to_string()?;
+                            anyhow::Ok(serde_json::from_str(&text)?)
+                        })
+                        .await??
+                    }
+                };
                 let failed = answers.iter().filter(|a| matches!(a, SendTxOutcome::Rejected { .. })).count();
                 rejected.fetch_add(failed as u64, std::sync::atomic::Ordering::Relaxed);
             }
@@ -678,9 +718,10 @@ async fn e2e(
     let tps = included as f64 / secs;
     println!();
     println!(
-        "e2e: {included} of {txs_n} transfers included in {secs:.1} s ({} rejected), height {}",
+        "e2e: {included} of {txs_n} transfers included in {secs:.1} s ({} rejected), height {}, submitted by {}",
         rejected.load(std::sync::atomic::Ordering::Relaxed),
-        info.height
+        info.height,
+        if binary { "POST /txs (binary)" } else { "send_txs (JSON)" }
     );
     println!("| measure | value | ratio to ceiling |");
     println!("|---|---|---|");
@@ -1188,8 +1229,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> anyhow::Result<()> {
     aergo_node::alloc::tune();
     match Cli::parse().command {
-        Bench::E2e { txs, accounts, batch, clients, rate, dir, max_block_txs } => {
-            e2e(txs, accounts, batch, clients, rate, dir, max_block_txs).await
+        Bench::E2e { txs, accounts, batch, clients, rate, dir, max_block_txs, binary } => {
+            e2e(txs, accounts, batch, clients, rate, dir, max_block_txs, binary).await
         }
         Bench::Exec { accounts, txs, hot, threads, rounds, json, contract, state_cache_mb, gov } => {
             exec(ExecOpts { accounts, txs, hot, threads, rounds, json, contract, state_cache_mb, gov })

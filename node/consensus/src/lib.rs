@@ -431,9 +431,7 @@ impl Driver {
             return;
         }
         self.block_production(None);
-        let max_txs = self.view.genesis.consensus.max_block_txs as usize;
-        let candidates: Vec<_> =
-            self.pool.mempool.lock().select(max_txs).into_iter().map(|t| (*t).clone()).collect();
+        let candidates = block_candidates(&self.pool, &self.view);
         if candidates.is_empty() && !produces_empty {
             return;
         }
@@ -1037,6 +1035,17 @@ impl Driver {
         info.best_known_height = best;
         info.syncing = best >= head + SYNC_GAP;
     }
+}
+
+/// The next block's candidates from the pool, in pool order: at most the chain's
+/// `max_block_txs` and [`aergo_net::MAX_BLOCK_TX_BYTES`] of them.
+pub(crate) fn block_candidates(
+    pool: &PoolHandle,
+    view: &ChainView,
+) -> Vec<aergo_primitives::types::Transaction> {
+    let max_txs = view.genesis.consensus.max_block_txs as usize;
+    let selected = pool.mempool.lock().select_within(max_txs, aergo_net::MAX_BLOCK_TX_BYTES);
+    selected.into_iter().map(|t| (*t).clone()).collect()
 }
 
 /// Whether this node's clock may judge a peer's timing: not while the kernel says it is

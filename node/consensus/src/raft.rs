@@ -17,6 +17,7 @@
 //! takes the blocks up to the snapshot's height by the sync protocol, checks the snapshot's
 //! block hash, and then applies the log from there.
 
+use crate::block_candidates;
 use aergo_chain::view::{ChainView, PoolHandle, Status};
 use aergo_chain::{Chain, CommittedBlock};
 use aergo_config::genesis::RaftParams;
@@ -327,6 +328,8 @@ impl RaftDriver {
             }
             // Blocks travel through Raft's log here, never by gossip.
             Inbound::GossipBlock { from, id, .. } => {
+                // Counted into the import queue by the net task like any gossiped block.
+                self.view.import.depth.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                 self.send(NetCommand::Verdict { id, from, acceptance: Verdict::Ignore });
             }
             Inbound::Blocks { from, blocks } => self.on_catch_up_blocks(from, blocks),
@@ -385,9 +388,7 @@ impl RaftDriver {
         if !due && !waiting {
             return;
         }
-        let max_txs = self.view.genesis.consensus.max_block_txs as usize;
-        let candidates: Vec<_> =
-            self.pool.mempool.lock().select(max_txs).into_iter().map(|t| (*t).clone()).collect();
+        let candidates = block_candidates(&self.pool, &self.view);
         if candidates.is_empty() && !due {
             return;
         }

@@ -287,6 +287,14 @@ impl Mempool {
 
     /// Up to `max` transactions in pool order, each sender's in nonce order from its committed nonce.
     pub fn select(&self, max: usize) -> Vec<Arc<Transaction>> {
+        self.select_within(max, usize::MAX)
+    }
+
+    /// [`Mempool::select`] for a block: also at most `max_bytes` of encoded transactions (a block
+    /// must fit the largest message a peer takes). It stops at the first transaction that does
+    /// not fit, so that no sender's later nonce goes in without the earlier one.
+    pub fn select_within(&self, max: usize, max_bytes: usize) -> Vec<Arc<Transaction>> {
+        let mut room = max_bytes;
         // Min-heap of (seq, sender, nonce) over each sender's next ready transaction.
         let mut heap: BinaryHeap<std::cmp::Reverse<(u64, Address, u64)>> = BinaryHeap::new();
         for (addr, q) in &self.queues {
@@ -299,6 +307,10 @@ impl Mempool {
             let Some(std::cmp::Reverse((_, addr, nonce))) = heap.pop() else { break };
             let Some(q) = self.queues.get(&addr) else { continue };
             if let Some(e) = q.txs.get(&nonce) {
+                if e.bytes > room {
+                    break;
+                }
+                room -= e.bytes;
                 out.push(e.tx.clone());
             }
             if let Some(next) = q.txs.get(&(nonce + 1)) {

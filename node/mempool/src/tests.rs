@@ -34,6 +34,22 @@ fn pool_order_respects_nonces() {
 }
 
 #[test]
+fn a_block_takes_what_fits_its_bytes_and_no_later_nonce_past_a_gap() {
+    let (a, b) = (Keypair::from_seed("a"), Keypair::from_seed("b"));
+    let mut pool = Mempool::new(MempoolConfig::default());
+    pool.admit(tx(&a, 0, 1, 1), 100, rich()).unwrap();
+    pool.admit(tx(&b, 0, 1, 1), 300, rich()).unwrap();
+    pool.admit(tx(&a, 1, 1, 1), 100, rich()).unwrap();
+    assert_eq!(pool.select_within(10, 500).len(), 3);
+    // b0 (300 bytes) does not fit after a0: nothing after it goes in either.
+    let taken: Vec<(Address, u64)> =
+        pool.select_within(10, 399).iter().map(|t| (t.sender(), t.body.nonce)).collect();
+    assert_eq!(taken, vec![(a.address(), 0)]);
+    assert!(pool.select_within(10, 99).is_empty());
+    assert_eq!(pool.select_within(2, usize::MAX).len(), 2);
+}
+
+#[test]
 fn gaps_wait_and_stale_entries_go() {
     let a = Keypair::from_seed("a");
     let mut pool = Mempool::new(MempoolConfig::default());

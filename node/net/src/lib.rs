@@ -67,8 +67,8 @@ impl Penalty {
 }
 
 pub use aergo_protocol::{
-    Answer, BranchRequest, Status, SyncRequest, SyncResponse, MAX_BLOCK_BYTES, MAX_SYNC_BLOCKS,
-    MAX_SYNC_REQUEST_BYTES, MAX_SYNC_RESPONSE_BYTES,
+    Answer, BranchRequest, Status, SyncRequest, SyncResponse, MAX_BLOCK_BYTES, MAX_BLOCK_TX_BYTES,
+    MAX_SYNC_BLOCKS, MAX_SYNC_REQUEST_BYTES, MAX_SYNC_RESPONSE_BYTES,
 };
 
 /// What the net task tells the chain thread.

@@ -31,6 +31,9 @@ pub const MAX_RAFT_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 pub const MAX_BRANCH_NAME: usize = 63;
 /// Largest gossip message: one block.
 pub const MAX_BLOCK_BYTES: usize = 8 * 1024 * 1024;
+/// Most bytes of transactions a producer puts in one block: the block must fit
+/// [`MAX_BLOCK_BYTES`] with its header, signature and framing.
+pub const MAX_BLOCK_TX_BYTES: usize = MAX_BLOCK_BYTES - 64 * 1024;
 /// Most transactions a compact block may name: a full block of the smallest transactions.
 pub const MAX_COMPACT_TXS: usize = MAX_BLOCK_BYTES / 64;
 /// Most transactions one `Transactions` request asks for (the request stays far under

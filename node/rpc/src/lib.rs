@@ -470,7 +470,16 @@ impl RpcHandler {
             return Err(AdmitError::TooLarge { len: text.len() / 2, max: MAX_TX_BYTES });
         }
         let bytes = hex::decode(text).map_err(|e| AdmitError::Malformed(format!("not hex: {e}")))?;
-        let tx = Transaction::decode(&bytes).map_err(|e| match e {
+        self.decode_bytes(&bytes)
+    }
+
+    /// A transaction from its borsh bytes (hex-decoded by `send_tx`/`send_txs`, a frame of
+    /// `POST /txs`), with what the node checks before admission.
+    fn decode_bytes(&self, bytes: &[u8]) -> Result<(Transaction, usize), AdmitError> {
+        if bytes.len() > MAX_TX_BYTES {
+            return Err(AdmitError::TooLarge { len: bytes.len(), max: MAX_TX_BYTES });
+        }
+        let tx = Transaction::decode(bytes).map_err(|e| match e {
             aergo_primitives::types::DecodeError::TooLarge { len, max, .. } => {
                 AdmitError::TooLarge { len, max }
             }
@@ -749,6 +758,58 @@ impl RpcHandler {
         })
     }
 
+    /// `send_txs` and `POST /txs`: each decoded transaction (or why it was not) admitted to its
+    /// pool, `main`'s in one batch, and answered in order.
+    async fn submit_many(
+        &self,
+        ext: &jsonrpsee::Extensions,
+        txs: Vec<Result<(Transaction, usize), AdmitError>>,
+    ) -> Vec<SendTxOutcome> {
+        // Each slot: an index into `main`'s batch, or an answer already known (refused, or a
+        // branch's transaction, which goes to its own pool one at a time).
+        let mut slots: Vec<Result<usize, Result<aergo_mempool::Admitted, AdmitError>>> =
+            Vec::with_capacity(txs.len());
+        let mut decoded = Vec::with_capacity(txs.len());
+        for decoded_tx in txs {
+            match decoded_tx.and_then(|d| self.branch_for(ext, &d.0).map(|held| (d, held))) {
+                Ok((d, None)) => {
+                    slots.push(Ok(decoded.len()));
+                    decoded.push(d);
+                }
+                Ok(((tx, bytes), Some(held))) => slots.push(Err(self.admit_to(&held.pool, tx, bytes).await)),
+                Err(e) => slots.push(Err(Err(e))),
+            }
+        }
+        let encoded: Vec<Vec<u8>> = match &self.net_commands {
+            Some(_) => decoded.iter().map(|(tx, _)| tx.encode()).collect(),
+            None => Vec::new(),
+        };
+        let answers = self.pool.admission.submit_many(decoded).await;
+        for (bytes, answer) in encoded.into_iter().zip(&answers) {
+            if answer.is_ok() {
+                self.pool.gossip_tx(bytes);
+            }
+        }
+        let outcome = |r: Result<aergo_mempool::Admitted, AdmitError>| match r {
+            Ok(a) => SendTxOutcome::Accepted(a.into()),
+            Err(e) => SendTxOutcome::Rejected {
+                error: TxRejection {
+                    code: if matches!(e, AdmitError::Busy) { codes::BUSY } else { codes::TX_REJECTED },
+                    message: e.to_string(),
+                    reason: e.reason().to_string(),
+                },
+            },
+        };
+        let mut answers = answers.into_iter();
+        slots
+            .into_iter()
+            .map(|slot| match slot {
+                Ok(_) => outcome(answers.next().unwrap_or(Err(AdmitError::Busy))),
+                Err(known) => outcome(known),
+            })
+            .collect()
+    }
+
     async fn admit(&self, ext: &jsonrpsee::Extensions, hex_tx: &str) -> Result<SendTxResult, AdmitError> {
         let (tx, bytes) = self.decode(hex_tx)?;
         // A branch's transaction: forwarded to its producers by a node that does not produce it,
@@ -991,49 +1052,7 @@ impl AergoApiServer for RpcHandler {
                 self.max_batch
             )));
         }
-        // Each slot: an index into `main`'s batch, or an answer already known (refused, or a
-        // branch's transaction, which goes to its own pool one at a time).
-        let mut slots: Vec<Result<usize, Result<aergo_mempool::Admitted, AdmitError>>> =
-            Vec::with_capacity(txs.len());
-        let mut decoded = Vec::with_capacity(txs.len());
-        for hex_tx in &txs {
-            match self.decode(hex_tx).and_then(|d| self.branch_for(ext, &d.0).map(|held| (d, held))) {
-                Ok((d, None)) => {
-                    slots.push(Ok(decoded.len()));
-                    decoded.push(d);
-                }
-                Ok(((tx, bytes), Some(held))) => slots.push(Err(self.admit_to(&held.pool, tx, bytes).await)),
-                Err(e) => slots.push(Err(Err(e))),
-            }
-        }
-        let encoded: Vec<Vec<u8>> = match &self.net_commands {
-            Some(_) => decoded.iter().map(|(tx, _)| tx.encode()).collect(),
-            None => Vec::new(),
-        };
-        let answers = self.pool.admission.submit_many(decoded).await;
-        for (bytes, answer) in encoded.into_iter().zip(&answers) {
-            if answer.is_ok() {
-                self.pool.gossip_tx(bytes);
-            }
-        }
-        let outcome = |r: Result<aergo_mempool::Admitted, AdmitError>| match r {
-            Ok(a) => SendTxOutcome::Accepted(a.into()),
-            Err(e) => SendTxOutcome::Rejected {
-                error: TxRejection {
-                    code: if matches!(e, AdmitError::Busy) { codes::BUSY } else { codes::TX_REJECTED },
-                    message: e.to_string(),
-                    reason: e.reason().to_string(),
-                },
-            },
-        };
-        let mut answers = answers.into_iter();
-        Ok(slots
-            .into_iter()
-            .map(|slot| match slot {
-                Ok(_) => outcome(answers.next().unwrap_or(Err(AdmitError::Busy))),
-                Err(known) => outcome(known),
-            })
-            .collect())
+        Ok(self.submit_many(ext, txs.iter().map(|t| self.decode(t)).collect()).await)
     }
 
     async fn get_tx(
@@ -1655,6 +1674,24 @@ impl AergoApiServer for RpcHandler {
     }
 }
 
+impl listen::BinaryTxs for RpcHandler {
+    fn submit(
+        &self,
+        ext: jsonrpsee::Extensions,
+        body: hyper::body::Bytes,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, ErrorObjectOwned>> + Send + '_>>
+    {
+        Box::pin(async move {
+            read_only(&ext)?;
+            let frames =
+                aergo_api::frames::split(&body, self.max_batch).map_err(|e| invalid_params(e.to_string()))?;
+            let txs = frames.into_iter().map(|frame| self.decode_bytes(frame)).collect();
+            let answers = self.submit_many(&ext, txs).await;
+            serde_json::to_string(&answers).map_err(internal)
+        })
+    }
+}
+
 /// Starts the JSON-RPC listeners (`listen`): the plain one and, with `[rpc.tls]`, the TLS one
 /// (`tls_files`: its certificate and key, resolved against the data directory).
 pub async fn serve(
@@ -1664,7 +1701,8 @@ pub async fn serve(
     tls_files: Option<(std::path::PathBuf, std::path::PathBuf)>,
 ) -> Result<listen::Listening, RpcError> {
     let refusals = handler.refusals.clone();
-    Ok(listen::serve(handler.into_rpc().into(), routes, config, tls_files, refusals).await?)
+    let binary: Arc<dyn listen::BinaryTxs> = Arc::new(handler.clone());
+    Ok(listen::serve(handler.into_rpc().into(), Some(binary), routes, config, tls_files, refusals).await?)
 }
 
 /// Refuses a write from a private repository's `read` member (`docs/repositories.md`).

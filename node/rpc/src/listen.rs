@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! accept (plain | TLS handshake) ─► Front: Origin allowed? (403) · preflight (204) · bucket empty? (429)
+//!                                     ├► POST /txs (binary submission): one token, body read, frames ─► submit_many
 //!                                     └► jsonrpsee (HTTP or WebSocket) ─► RateLimited: one token per call (-32011)
 //!                                          └► the methods
 //! ```
@@ -301,6 +302,98 @@ fn access_denied() -> http::Response<HttpBody> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Signer(pub aergo_primitives::types::PublicKey);
 
+/// The public chain's `POST /txs` (`docs/rpc.md`, "Binary submission"): the body of a request
+/// already read and its extensions (its client, its signer); answers the JSON of what
+/// `send_txs` would answer for the same transactions, or the error that refuses them all.
+pub trait BinaryTxs: Send + Sync {
+    fn submit(
+        &self,
+        extensions: http::Extensions,
+        body: hyper::body::Bytes,
+    ) -> Pin<Box<dyn Future<Output = Result<String, ErrorObjectOwned>> + Send + '_>>;
+}
+
+/// The path of binary submission.
+pub const TXS_PATH: &str = "/txs";
+
+/// `POST /txs` past the origin check: method, content type, one token of the bucket, the body
+/// (capped), its signature when it has one; then the frames go to `binary`.
+async fn binary_txs(
+    req: http::Request<HttpBody>,
+    binary: Arc<dyn BinaryTxs>,
+    guard: Arc<Guard>,
+    ip: IpAddr,
+) -> HttpResponse<HttpBody> {
+    use http_body_util::BodyExt;
+    let refuse = |status: u16, code: i32, message: String| {
+        json_error(status, &ErrorObjectOwned::owned(code, message, None::<()>))
+    };
+    if req.method() != http::Method::POST {
+        let mut resp = refuse(
+            405,
+            codes::INVALID_REQUEST,
+            format!("{} takes transactions by POST, not {}", TXS_PATH, req.method()),
+        );
+        resp.headers_mut().insert(http::header::ALLOW, http::HeaderValue::from_static("POST, OPTIONS"));
+        return resp;
+    }
+    let content_type = req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let octets = content_type
+        .and_then(|t| t.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/octet-stream"));
+    if !octets {
+        return refuse(
+            415,
+            codes::INVALID_REQUEST,
+            format!(
+                "{} takes application/octet-stream (length-prefixed borsh transactions), not {}",
+                TXS_PATH,
+                content_type.unwrap_or("a body without a content type")
+            ),
+        );
+    }
+    if let Some(limits) = &guard.limits {
+        if !limits.take(ip) {
+            Refusals::count(&guard.refusals.rate_limited);
+            let mut resp = json_error(429, &limits.error());
+            resp.headers_mut().insert(http::header::RETRY_AFTER, limits.retry_after_s().into());
+            return resp;
+        }
+    }
+    let max = guard.max_request_bytes;
+    let too_large =
+        || refuse(413, codes::INVALID_REQUEST, format!("a request body over the limit of {max} bytes"));
+    let announced =
+        req.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > max as u64) {
+        return too_large();
+    }
+    let req = match signed(req, "", max).await {
+        Ok(req) => req,
+        Err(why) => {
+            tracing::debug!(%ip, %why, "rpc: a signed POST /txs refused");
+            return access_denied();
+        }
+    };
+    let (parts, body) = req.into_parts();
+    let body = match http_body_util::Limited::new(body, max).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
+        Err(e) => return refuse(400, codes::INVALID_REQUEST, format!("reading the body: {e}")),
+    };
+    match binary.submit(parts.extensions, body).await {
+        Ok(json) => http::Response::builder()
+            .status(200)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(HttpBody::from(json))
+            .expect("a static response"),
+        Err(err) => {
+            let status = if err.code() == codes::ACCESS_DENIED { 403 } else { 400 };
+            json_error(status, &err)
+        }
+    }
+}
+
 /// Checks a private repository's request: signed (`X-Aergo-Auth`) over its body by a member.
 /// Answers the request to pass on (its body read) with the member in its extensions, or why not
 /// (for the log; the client is told only "access denied").
@@ -366,6 +459,8 @@ struct Front<S> {
     make: Make<S>,
     ip: IpAddr,
     guard: Arc<Guard>,
+    /// `POST /txs` on the public chain's path, when the node serves it.
+    binary: Option<Arc<dyn BinaryTxs>>,
 }
 
 impl<S> tower::Service<http::Request<hyper::body::Incoming>> for Front<S>
@@ -427,6 +522,16 @@ where
         }
         req.extensions_mut().insert(ClientIp(self.ip));
         let req = req.map(HttpBody::new);
+        if let (Some(binary), TXS_PATH) = (&self.binary, req.uri().path()) {
+            let answer = binary_txs(req, binary.clone(), self.guard.clone(), self.ip);
+            return Box::pin(async move {
+                let mut resp = answer.await;
+                if let Some(o) = &origin {
+                    allow_origin(&mut resp, o);
+                }
+                Ok(resp)
+            });
+        }
         if req.headers().contains_key(aergo_api::auth::HEADER) {
             // A signed request to a public route: the signature is checked before the call
             // (a bad one is refused), and the signer reads what it may (a private branch).
@@ -553,6 +658,7 @@ fn tls_acceptor(
 /// key resolved against the data directory).
 pub async fn serve(
     methods: Methods,
+    binary: Option<Arc<dyn BinaryTxs>>,
     routes: Arc<Routes>,
     config: &RpcConfig,
     tls_files: Option<(PathBuf, PathBuf)>,
@@ -600,13 +706,15 @@ pub async fn serve(
                 stop: stop.clone(),
                 guard: guard.clone(),
                 connections: connections.clone(),
+                binary: binary.clone(),
             };
             tokio::spawn(accept.run());
             Some(local)
         }
         None => None,
     };
-    let accept = Accept { listener: plain, tls: None, builder, methods, routes, stop, guard, connections };
+    let accept =
+        Accept { listener: plain, tls: None, builder, methods, routes, stop, guard, connections, binary };
     tokio::spawn(accept.run());
     Ok(Listening { handle, addr, tls_addr })
 }
@@ -635,6 +743,7 @@ struct Accept {
     stop: StopHandle,
     guard: Arc<Guard>,
     connections: Arc<tokio::sync::Semaphore>,
+    binary: Option<Arc<dyn BinaryTxs>>,
 }
 
 /// How long a TLS handshake may take.
@@ -667,6 +776,7 @@ impl Accept {
                 make: Arc::new(move |methods| builder.clone().build(methods, stop.clone())),
                 ip: remote.ip(),
                 guard: self.guard.clone(),
+                binary: self.binary.clone(),
             };
             let stopped = self.stop.clone().shutdown();
             let tls = self.tls.clone();
