@@ -244,17 +244,24 @@ impl NetTask {
 }
 
 impl NetTask {
-    /// Answers a peer's sync request about `main`: a block of ours just published is answered
-    /// from memory (its transactions or itself), everything else from the chain.
-    pub(crate) fn answer_main(&self, request: SyncRequest) -> SyncResponse {
+    /// Answers a peer's sync request about `main`: a block of ours just published from memory
+    /// (its transactions or itself), everything else from the chain (`answer_soon`).
+    pub(crate) fn answer_main(
+        &mut self,
+        request: SyncRequest,
+        channel: libp2p::request_response::ResponseChannel<SyncResponse>,
+    ) {
         let hash = match &request {
-            SyncRequest::Transactions { block, .. } => *block,
-            SyncRequest::Block { hash } => *hash,
-            _ => return super::answer(&self.view, request),
+            SyncRequest::Transactions { block, .. } => Some(*block),
+            SyncRequest::Block { hash } => Some(*hash),
+            _ => None,
         };
-        match self.published.iter().rev().find(|b| b.hash() == hash) {
-            Some(block) => super::answer_from(block, request),
-            None => super::answer(&self.view, request),
+        match hash.and_then(|h| self.published.iter().rev().find(|b| b.hash() == h)) {
+            Some(block) => {
+                let response = super::answer_from(block, request);
+                let _ = self.swarm.behaviour_mut().sync.send_response(channel, response);
+            }
+            None => self.answer_soon(self.view.clone(), request, channel, None),
         }
     }
 }

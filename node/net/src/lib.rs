@@ -40,6 +40,9 @@ pub const MAX_REQUESTS_PER_SEC: u32 = 50;
 pub const BAN_POINTS: u32 = 100;
 /// How long a banned peer stays refused.
 pub const BAN_TIME: Duration = Duration::from_secs(600);
+/// Sync answers read from the block log or the state at once, off the net task (each up to
+/// [`MAX_SYNC_RESPONSE_BYTES`]); more wait for their turn.
+const ANSWERS_IN_FLIGHT: usize = 4;
 /// How often each peer is asked for its status.
 const STATUS_INTERVAL: Duration = Duration::from_secs(2);
 /// How often unconnected bootstrap peers are dialled again.
@@ -450,6 +453,7 @@ pub async fn start(
         banned: HashMap::new(),
         pending: HashMap::new(),
         verdicts: commands.clone(),
+        answering: Arc::new(tokio::sync::Semaphore::new(ANSWERS_IN_FLIGHT)),
         requests: HashMap::new(),
         forwarded: HashMap::new(),
         branches: HashMap::new(),
@@ -622,6 +626,9 @@ struct NetTask {
     pending: HashMap<request_response::OutboundRequestId, SyncRequest>,
     /// The command queue, for verdicts that come back from admission tasks.
     verdicts: mpsc::Sender<NetCommand>,
+    /// Answers being read off the net task (blocks, snapshot parts): at most
+    /// [`ANSWERS_IN_FLIGHT`] at once.
+    answering: Arc<tokio::sync::Semaphore>,
     /// Sync requests per peer in the current one-second window.
     requests: HashMap<PeerId, (Instant, u32)>,
     /// Where the answers to forwarded transactions go.
@@ -1076,7 +1083,7 @@ impl NetTask {
                         self.submit_for(peer, tx.into_vec(), channel, None);
                         return;
                     } else {
-                        self.answer_main(request)
+                        return self.answer_main(request, channel);
                     };
                     let _ = self.swarm.behaviour_mut().sync.send_response(channel, response);
                 }
@@ -1378,7 +1385,10 @@ impl NetTask {
                                 "snapshots and the genesis are served on /aergo/sync/1".into(),
                             )
                         }
-                        Some(held) => answer(&held.link.view, request),
+                        Some(held) => {
+                            let view = held.link.view.clone();
+                            return self.answer_soon(view, request, channel, Some(branch));
+                        }
                     };
                     self.respond(Some(branch), channel, response);
                 }
@@ -1422,6 +1432,37 @@ impl NetTask {
             }
             _ => {}
         }
+    }
+
+    /// Answers a sync request from `view` (`main`'s, or the held `branch`'s): what is in memory
+    /// (a status, the genesis) at once; what reads the block log or the state (blocks, a block
+    /// by hash, transactions of a block, a snapshot part) on a blocking thread, so that the net
+    /// task goes on with gossip and other peers meanwhile, the answer sent back through the
+    /// command queue.
+    fn answer_soon(
+        &mut self,
+        view: Arc<ChainView>,
+        request: SyncRequest,
+        channel: request_response::ResponseChannel<SyncResponse>,
+        branch: Option<String>,
+    ) {
+        if matches!(request, SyncRequest::Status | SyncRequest::Genesis) {
+            let response = answer(&view, request);
+            return self.respond(branch, channel, response);
+        }
+        let (back, permits) = (self.verdicts.clone(), self.answering.clone());
+        tokio::spawn(async move {
+            let Ok(_permit) = permits.acquire_owned().await else { return };
+            let response = tokio::task::spawn_blocking(move || answer(&view, request))
+                .await
+                .unwrap_or_else(|e| SyncResponse::Refused(format!("answering failed: {e}")));
+            let respond = NetCommand::Respond { channel, response };
+            let command = match branch {
+                None => respond,
+                Some(branch) => NetCommand::OnBranch { branch, command: Box::new(respond) },
+            };
+            let _ = back.send(command).await;
+        });
     }
 
     fn verdict_sender(&self) -> mpsc::Sender<NetCommand> {
