@@ -1,6 +1,7 @@
 // The node's JSON-RPC (docs/rpc.md) over fetch, and its subscriptions over WebSocket.
 
 import { AUTH_HEADER, authHeader, repoOfUrl } from "./auth.js";
+import { fromHex } from "./encoding.js";
 import { Key } from "./keys.js";
 import { signTx, type SignedTx, type TxJson } from "./tx.js";
 
@@ -199,6 +200,41 @@ export class Client {
   /** Several encoded transactions at once: an outcome or an error each, in order. */
   sendTxs(txs: string[]) {
     return this.call<(SendOutcome | { error: { code: number; message: string; reason?: string } })[]>("send_txs", { txs });
+  }
+
+  /** Several transactions by `POST /txs` (docs/rpc.md, "Binary submission"): their borsh bytes
+   * (or hex, decoded here) length-prefixed, with no hex or JSON for the node to decode; the same
+   * answers as `sendTxs`. Served for the public chain only. */
+  async sendTxsBinary(txs: (Uint8Array | string)[]) {
+    if (repoOfUrl(this.url) !== undefined) {
+      throw new RpcError(-32602, "POST /txs is served for the public chain only: use sendTxs for a repository");
+    }
+    const frames = txs.map((t, i) => (typeof t === "string" ? fromHex(t, `transaction ${i}`) : t));
+    const body = new Uint8Array(frames.reduce((n, f) => n + 4 + f.length, 0));
+    const lengths = new DataView(body.buffer);
+    let at = 0;
+    for (const f of frames) {
+      lengths.setUint32(at, f.length, true);
+      body.set(f, at + 4);
+      at += 4 + f.length;
+    }
+    const res = await fetch(`${this.url}/txs`, {
+      method: "POST",
+      headers: { "content-type": "application/octet-stream" },
+      body,
+    });
+    const text = await res.text();
+    let answer: unknown;
+    try {
+      answer = JSON.parse(text);
+    } catch {
+      throw new RpcError(-32700, `HTTP ${res.status}: ${text.slice(0, 200)}`);
+    }
+    if (!Array.isArray(answer)) {
+      const e = (answer as { error?: { code: number; message: string; data?: unknown } }).error;
+      throw new RpcError(e?.code ?? -32603, e?.message ?? `HTTP ${res.status}`, e?.data);
+    }
+    return answer as (SendOutcome | { error: { code: number; message: string; reason?: string } })[];
   }
 
   sendTx(tx: string) {

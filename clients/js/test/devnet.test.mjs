@@ -75,6 +75,17 @@ test("deploy the token, call it, read its events by query and by subscription", 
   const many = await client.sendTxs(["00", "zz"]);
   assert.equal(many.length, 2);
   assert.ok(many.every((r) => r.error), JSON.stringify(many));
+  // The binary path: a transaction's bytes and a byte that is none, answered as send_txs does.
+  const next = (await client.getAccount(dev.address)).pending_nonce;
+  const call = signTx({ ...unsigned, chain_id: info.chain_id, nonce: next }, dev).tx;
+  const binary = await client.sendTxsBinary([call, "00"]);
+  assert.equal(binary.length, 2, JSON.stringify(binary));
+  assert.equal(binary[0].speculative.status, "success", JSON.stringify(binary));
+  assert.equal(binary[1].error.reason, "malformed", JSON.stringify(binary));
+  const byJson = await client.sendTxs([call]);
+  assert.equal(byJson[0].hash, binary[0].hash);
+  assert.equal(byJson[0].pool_seq, binary[0].pool_seq, "the same transaction, the same place");
+  await assert.rejects(client.sendTxsBinary([]), (e) => e instanceof RpcError && /no transactions/.test(e.message));
 
   // A bad filter is refused at subscription.
   await assert.rejects(client.subscribeEvents({ contract: "aergo1nope" }, () => {}), RpcError);
