@@ -258,9 +258,10 @@ fn membership_changes_under_load_and_a_new_voter_joins_by_snapshot() -> anyhow::
 
     // A steady load: transfers of 1 to one account through node 1, one every 40 ms.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let so_far = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let to = Address([5; 20]);
     let load = {
-        let (stop, rpc) = (stop.clone(), net.nodes[1].rpc.clone());
+        let (stop, so_far, rpc) = (stop.clone(), so_far.clone(), net.nodes[1].rpc.clone());
         let txs: Vec<String> =
             (0..1500).map(|n| transfer(&net, "aergo-testnet", n, to, 1)).collect::<Result<_, _>>()?;
         std::thread::spawn(move || -> anyhow::Result<u64> {
@@ -273,6 +274,7 @@ fn membership_changes_under_load_and_a_new_voter_joins_by_snapshot() -> anyhow::
                 }
                 rt.block_on(client.send_tx(tx))?;
                 sent += 1;
+                so_far.store(sent, std::sync::atomic::Ordering::SeqCst);
                 std::thread::sleep(Duration::from_millis(40));
             }
             Ok(sent)
@@ -327,7 +329,11 @@ fn membership_changes_under_load_and_a_new_voter_joins_by_snapshot() -> anyhow::
     wait_for(Duration::from_secs(15), "node 3 to lead", || leader(&net, &rest).filter(|(i, _)| *i == 3))
         .map_err(|e| anyhow::anyhow!("{e}\n{}", net.logs()))?;
 
-    // No transfer of the load was lost.
+    // No transfer of the load was lost. The load runs until it has sent at least 50 (on a busy
+    // machine a forwarded send_tx takes longer, and the changes above may be over sooner).
+    wait_for(Duration::from_secs(30), "the load to send 50 transfers", || {
+        (so_far.load(std::sync::atomic::Ordering::SeqCst) >= 50).then_some(())
+    })?;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let sent = load.join().map_err(|_| anyhow::anyhow!("the load thread panicked"))??;
     assert!(sent >= 50, "only {sent} transfers were sent");
