@@ -55,6 +55,7 @@ fn four_producers_finalize_survive_a_kill_and_resync() -> anyhow::Result<()> {
     }
     // Blocks travel compact (header and transaction hashes), filled from each node's pool; the
     // followers that had the transfer in their pool did not check its signature again.
+    // `docs/consensus.md`, "Compact blocks" and "Transaction batches on gossip".
     let mut skipped = 0;
     for i in all {
         let m = net.rt.block_on(net.clients[i].node_metrics())?;
@@ -62,6 +63,10 @@ fn four_producers_finalize_survive_a_kill_and_resync() -> anyhow::Result<()> {
             |t: &str| m.gossip_topics.get(&format!("/aergo/aergo-testnet/{t}")).map_or(0, |c| c.messages_in);
         assert!(topic("cblocks") > 0 && m.compact_blocks_in_total > 0, "node {i}: no compact blocks: {m:?}");
         assert_eq!(topic("blocks"), 0, "node {i} received whole blocks on gossip: {:?}", m.gossip_topics);
+        // Transactions travel in batches: node 0's transfer reached the others on `txbatch`, and
+        // nothing went one by one on `txs` (every peer speaks batches).
+        assert!(i == 0 || topic("txbatch") > 0, "node {i} received no batch: {:?}", m.gossip_topics);
+        assert_eq!(topic("txs"), 0, "node {i} received single transactions: {:?}", m.gossip_topics);
         skipped += usize::from(m.signatures_skipped_total >= 1);
     }
     assert!(
@@ -306,6 +311,7 @@ fn hostile_peers_are_refused_scored_down_and_banned() -> anyhow::Result<()> {
         ("bad-signature", "producer signature"),
         ("wrong-slot", "is not the start of a slot"),
         ("bad-tx", "gossiped transaction: bad signature"),
+        ("bad-batch", "gossiped transaction batch: bad signature"),
         ("compact-lie", "transactions of a compact block"),
     ];
     for (attack, reason) in expected {
@@ -329,6 +335,30 @@ fn hostile_peers_are_refused_scored_down_and_banned() -> anyhow::Result<()> {
     assert_eq!(asked, ["transactions 8", "block"], "{report}\n{}", p.log());
     let metrics = rt.block_on(client.node_metrics())?;
     assert!(metrics.compact_blocks_in_total >= 2 && metrics.compact_fallbacks_total >= 1, "{metrics:?}");
+    // A peer of an earlier version (on single transactions, not on batches) still hears the
+    // node's transactions one by one (`docs/consensus.md`, "Transaction batches on gossip").
+    let listener = {
+        let target = node.p2p.clone();
+        std::thread::spawn(move || probe(&target, "legacy"))
+    };
+    let faucet = KeyFile::read(&dir.path().join("net/faucet.key"))?.unlock(None)?;
+    for nonce in 0..3 {
+        std::thread::sleep(Duration::from_millis(1500));
+        let tx = faucet.sign_tx(TxBody {
+            version: ENCODING_VERSION,
+            chain_id: "aergo-testnet".into(),
+            branch: aergo_primitives::types::MAIN_BRANCH.into(),
+            nonce,
+            sender: faucet.public(),
+            recipient: faucet.address(),
+            amount: 1,
+            fee: 1,
+            payload: Payload::Transfer,
+        });
+        rt.block_on(client.send_tx(hex::encode(tx.encode())))?;
+    }
+    let report = listener.join().map_err(|_| anyhow::anyhow!("the legacy probe panicked"))??;
+    assert!(report["txs_heard"].as_u64().unwrap_or(0) >= 1, "{report}\n{}", p.log());
     // Oversized gossip is dropped by the transport's limit; edge-case sync requests (zero blocks, from
     // height 0, from the far future) are answered; the node goes on.
     let report = probe(&node.p2p, "oversized,zero-request")?;

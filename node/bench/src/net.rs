@@ -173,6 +173,7 @@ async fn run_one(
                 .context("starting aergo-node")?,
         );
     }
+    let node_pids: Vec<u32> = children.iter().map(Child::id).collect();
     let _guard = Nodes(children);
     let clients: Vec<HttpClient> = nodes
         .iter()
@@ -249,10 +250,10 @@ async fn run_one(
         *track.lock() = Track::default();
         let count = rate * opts.secs;
         let period = Duration::from_secs_f64(1.0 / rate as f64);
-        let begin = tokio::time::Instant::now();
-        let mut sends = Vec::with_capacity(count as usize);
-        for k in 0..count {
-            tokio::time::sleep_until(begin + period * k as u32).await;
+        // Signed and encoded before the load starts: the load generator's CPU during the load
+        // is sending, not signing (clients are other machines on a real network).
+        let mut signed = Vec::with_capacity(count as usize);
+        for _ in 0..count {
             let i = next_sender;
             next_sender = (next_sender + 1) % senders.len();
             let key = &senders[i];
@@ -268,9 +269,14 @@ async fn run_one(
                 payload: Payload::Transfer,
             });
             nonces[i] += 1;
-            let (client, t) = (clients[k as usize % clients.len()].clone(), track.clone());
-            let hash = tx.hash();
-            let bytes = hex::encode(tx.encode());
+            signed.push((tx.hash(), hex::encode(tx.encode())));
+        }
+        let cpu_before = cpu_of(&node_pids)?;
+        let begin = tokio::time::Instant::now();
+        let mut sends = Vec::with_capacity(count as usize);
+        for (k, (hash, bytes)) in signed.into_iter().enumerate() {
+            tokio::time::sleep_until(begin + period * k as u32).await;
+            let (client, t) = (clients[k % clients.len()].clone(), track.clone());
             sends.push(tokio::spawn(async move {
                 let at = Instant::now();
                 t.lock().sent.insert(hash, at);
@@ -288,6 +294,9 @@ async fn run_one(
         for s in sends {
             let _ = s.await;
         }
+        // CPU while the load was offered and answered: the nodes', and this load generator's.
+        let (load_wall, cpu_after) = (begin.elapsed().as_secs_f64(), cpu_of(&node_pids)?);
+        let (nodes_cpu, load_cpu) = (cpu_after.0 - cpu_before.0, cpu_after.1 - cpu_before.1);
         total_sent += count;
         // Stragglers: until everything sent is final, or 15 s.
         let deadline = Instant::now() + Duration::from_secs(15);
@@ -315,7 +324,7 @@ async fn run_one(
             pass,
         });
         rows.push(format!(
-            "| {rate} | {count} | {:.0} | {} | {} | {:.2} / {:.2} | {:.0} / {:.0} | {:.0} / {:.0} | {} |",
+            "| {rate} | {count} | {:.0} | {} | {} | {:.2} / {:.2} | {:.0} / {:.0} | {:.0} / {:.0} | {:.2} / {:.2} | {} |",
             count as f64 / offered_for.as_secs_f64(),
             t.included.len(),
             t.refused,
@@ -325,6 +334,8 @@ async fn run_one(
             ms(&incl, 0.99),
             ms(&fin, 0.5),
             ms(&fin, 0.99),
+            nodes_cpu / load_wall,
+            load_cpu / load_wall,
             if pass { "yes" } else { "no" }
         ));
     }
@@ -341,8 +352,8 @@ async fn run_one(
         "aergo-bench net: {} {who} on loopback, {} ms block interval, quorum {quorum}, {} s per rate, {} senders",
         opts.nodes, interval_ms, opts.secs, opts.senders
     );
-    println!("| offered tx/s | sent | achieved send rate | included | refused | speculative p50 / p99 ms | inclusion p50 / p99 ms | finality p50 / p99 ms | p99 inclusion < 2 slots |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("| offered tx/s | sent | achieved send rate | included | refused | speculative p50 / p99 ms | inclusion p50 / p99 ms | finality p50 / p99 ms | cores: nodes / load generator | p99 inclusion < 2 slots |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         println!("{r}");
     }
@@ -409,4 +420,13 @@ async fn gossip_totals(clients: &[HttpClient]) -> Totals {
         }
     }
     t
+}
+
+/// CPU seconds used so far by the nodes (summed) and by this process.
+fn cpu_of(nodes: &[u32]) -> anyhow::Result<(f64, f64)> {
+    let mut sum = 0.0;
+    for pid in nodes {
+        sum += crate::hosting::cpu_seconds(*pid)?;
+    }
+    Ok((sum, crate::hosting::cpu_seconds(std::process::id())?))
 }

@@ -16,6 +16,7 @@
 //! connection limits and a block list. A peer's misbehaviour costs points ([`Penalty`]); at
 //! [`BAN_POINTS`] it is disconnected and refused for [`BAN_TIME`].
 
+mod batch;
 mod compact;
 #[cfg(feature = "test-hooks")]
 pub mod probe;
@@ -398,6 +399,12 @@ fn compact_topic(chain_id: &str) -> IdentTopic {
     IdentTopic::new(format!("/aergo/{chain_id}/cblocks"))
 }
 
+/// The topic of `main`'s transactions in batches (`docs/consensus.md`, "Transaction batches on
+/// gossip"): a topic of its own for the same reason.
+fn batch_topic(chain_id: &str) -> IdentTopic {
+    IdentTopic::new(format!("/aergo/{chain_id}/txbatch"))
+}
+
 /// Starts the swarm: listens, dials the bootstrap peers, and runs until [`Net::shutdown`].
 pub async fn start(
     config: NetConfig,
@@ -417,6 +424,8 @@ pub async fn start(
     swarm.behaviour_mut().gossipsub.subscribe(&txs_topic).map_err(|e| setup(&e))?;
     let cblocks_topic = compact_topic(&view.chain_id);
     swarm.behaviour_mut().gossipsub.subscribe(&cblocks_topic).map_err(|e| setup(&e))?;
+    let txbatch_topic = batch_topic(&view.chain_id);
+    swarm.behaviour_mut().gossipsub.subscribe(&txbatch_topic).map_err(|e| setup(&e))?;
     for addr in &config.listen {
         swarm
             .listen_on(addr.clone())
@@ -433,6 +442,8 @@ pub async fn start(
         blocks_topic,
         txs_topic,
         cblocks_topic,
+        txbatch_topic,
+        batcher: batch::TxBatcher::default(),
         filling: HashMap::new(),
         published: std::collections::VecDeque::new(),
         bootstrap: config
@@ -613,6 +624,9 @@ struct NetTask {
     txs_topic: IdentTopic,
     /// `main`'s compact blocks, and those being filled, by block hash.
     cblocks_topic: IdentTopic,
+    /// `main`'s transactions in batches, and this node's own waiting to go out.
+    txbatch_topic: IdentTopic,
+    batcher: batch::TxBatcher,
     filling: HashMap<Hash, compact::Fill>,
     /// The last blocks this node published on `main`, for peers filling them: a block of ours
     /// may not be on our chain (it lost a fork race, or a test's equivocation).
@@ -656,8 +670,15 @@ impl NetTask {
         let mut allow_tick = tokio::time::interval(ALLOWLIST_EVERY);
         let mut fill_tick = tokio::time::interval(compact::FILL_TIMEOUT / 4);
         loop {
+            // Far off while nothing waits: the branch below is disabled then anyway.
+            let flush_at =
+                self.batcher.due().unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 _ = stop.changed() => break,
+                _ = tokio::time::sleep_until(flush_at), if self.batcher.due().is_some() => {
+                    let batch = self.batcher.take();
+                    self.publish_txs(batch);
+                }
                 _ = allow_tick.tick(), if self.allowlist.is_some() => self.sync_allowlist(),
                 Some(cmd) = commands.recv() => self.command(cmd),
                 event = self.swarm.select_next_some() => self.event(event),
@@ -806,6 +827,33 @@ impl NetTask {
         }
     }
 
+    /// Publishes a batch of this node's transactions on `txbatch`, and each of them on `txs` as
+    /// well while a peer of an earlier version (on `txs`, not on `txbatch`) is connected.
+    fn publish_txs(&mut self, batch: Vec<Vec<u8>>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if batch.is_empty() {
+            return;
+        }
+        let (txs, batches) = (self.txs_topic.hash(), self.txbatch_topic.hash());
+        let legacy = self
+            .swarm
+            .behaviour()
+            .gossipsub
+            .all_peers()
+            .any(|(_, topics)| topics.contains(&&txs) && !topics.contains(&&batches));
+        let n = batch.len() as u64;
+        let topic = self.txbatch_topic.clone();
+        if self.publish(topic, aergo_protocol::encode_tx_batch(&batch)) {
+            self.state.gossip_txs_out.fetch_add(n, Relaxed);
+        }
+        if legacy {
+            for bytes in batch {
+                let topic = self.txs_topic.clone();
+                self.publish(topic, bytes);
+            }
+        }
+    }
+
     /// Publishes on a topic; counts the bytes sent. False when nobody could be sent it.
     fn publish(&mut self, topic: IdentTopic, bytes: Vec<u8>) -> bool {
         let n = bytes.len() as u64;
@@ -837,9 +885,8 @@ impl NetTask {
                 }
             }
             NetCommand::PublishTx(bytes) => {
-                let topic = self.txs_topic.clone();
-                if self.publish(topic, bytes) {
-                    self.state.gossip_txs_out.fetch_add(1, Relaxed);
+                for batch in self.batcher.push(bytes, tokio::time::Instant::now()) {
+                    self.publish_txs(batch);
                 }
             }
             NetCommand::RequestBlocks { peer, from, count } => {
@@ -1180,6 +1227,10 @@ impl NetTask {
         if topic == self.cblocks_topic.hash() {
             return self.compact_block(from, id, &message.data);
         }
+        if topic == self.txbatch_topic.hash() {
+            self.state.gossip_txs_in.fetch_add(bytes_in, Relaxed);
+            return self.tx_batch(from, id, &message.data);
+        }
         let (branch, is_blocks) = if topic == self.blocks_topic.hash() {
             (None, true)
         } else if topic == self.txs_topic.hash() {
@@ -1270,6 +1321,47 @@ impl NetTask {
                 self.penalize(from, penalty, &reason);
             }
         }
+    }
+
+    /// A batch of a peer's transactions on `main`: all admitted in one go off the net task; the
+    /// verdict follows the answers (`docs/consensus.md`, "Transaction batches on gossip").
+    fn tx_batch(&mut self, from: PeerId, id: MessageId, data: &[u8]) {
+        let branch = self.view.branch.clone();
+        let txs = aergo_protocol::decode_tx_batch(data).map_err(|e| (Penalty::Malformed, e.to_string())).and_then(
+            |txs| match txs.iter().find(|(tx, _)| tx.body.branch != branch) {
+                Some((tx, _)) => Err((
+                    Penalty::Invalid,
+                    format!(
+                        "gossiped transaction batch: a transaction for branch {:?} on the topic of {branch:?}",
+                        tx.body.branch
+                    ),
+                )),
+                None => Ok(txs),
+            },
+        );
+        let txs = match txs {
+            Ok(txs) => txs,
+            Err((penalty, reason)) => {
+                self.validate(&id, &from, MessageAcceptance::Reject);
+                return self.penalize(from, penalty, &reason);
+            }
+        };
+        let (pool, verdicts) = (self.pool.clone(), self.verdict_sender());
+        tokio::spawn(async move {
+            let answers = pool.admission.submit_many(txs).await;
+            let acceptance = match answers.iter().find_map(|a| a.as_ref().err().filter(|e| e.is_invalid())) {
+                Some(e) => {
+                    let reason = format!("gossiped transaction batch: {e}");
+                    let _ = verdicts
+                        .send(NetCommand::Penalize { peer: from, penalty: Penalty::Invalid, reason })
+                        .await;
+                    Verdict::Reject
+                }
+                None if answers.iter().any(Result::is_ok) => Verdict::Accept,
+                None => Verdict::Ignore,
+            };
+            let _ = verdicts.send(NetCommand::Verdict { id, from, acceptance }).await;
+        });
     }
 
     /// A transaction forwarded to this producer: admitted (signature, pool, speculative run) off the

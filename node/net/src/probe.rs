@@ -26,6 +26,9 @@ pub enum Attack {
     WrongSlot,
     /// A transaction whose signature does not verify, on the transactions topic.
     BadTx,
+    /// A batch on the transaction-batch topic: a well-signed transaction, then one whose
+    /// signature does not verify. The whole message is refused and costs the peer once.
+    BadBatch,
     /// 200 sync requests at once (beyond the per-second allowance).
     SyncFlood,
     /// Requests for zero blocks and for blocks from height 0 (edge cases that must just be answered).
@@ -47,6 +50,10 @@ pub enum Attack {
     /// The same compact block, and an answer to the node's request for its transactions that
     /// holds other transactions: penalized.
     CompactLie,
+    /// Not an attack: a peer of an earlier version, subscribed to single transactions and not to
+    /// batches, listening 8 s. The node must send it its transactions one by one
+    /// (`txs_heard` in the report).
+    Legacy,
 }
 
 #[derive(Debug, Serialize)]
@@ -69,6 +76,9 @@ pub struct ProbeReport {
     /// `block`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub asked: Vec<String>,
+    /// With `legacy`: the transactions heard on the single-transaction topic.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub txs_heard: Option<u64>,
 }
 
 type ProbeSwarm = libp2p::Swarm<super::Behaviour>;
@@ -107,6 +117,10 @@ pub async fn probe(
     swarm.behaviour_mut().gossipsub.subscribe(&blocks_topic)?;
     swarm.behaviour_mut().gossipsub.subscribe(&txs_topic)?;
     swarm.behaviour_mut().gossipsub.subscribe(&cblocks_topic)?;
+    let txbatch_topic = super::batch_topic(chain_id);
+    if !attacks.contains(&Attack::Legacy) {
+        swarm.behaviour_mut().gossipsub.subscribe(&txbatch_topic)?;
+    }
     swarm.dial(target.clone())?;
     if attacks.contains(&Attack::Connect) {
         // Refused: the connection closes at once (or the dial fails) before the node says
@@ -136,6 +150,7 @@ pub async fn probe(
             refused: Some(closed),
             branch_answers: Vec::new(),
             asked: Vec::new(),
+            txs_heard: None,
         });
     }
     if attacks.contains(&Attack::BranchSync) {
@@ -190,6 +205,7 @@ pub async fn probe(
             refused: None,
             branch_answers: answers,
             asked: Vec::new(),
+            txs_heard: None,
         });
     }
     // Connected, and the node's subscription to the blocks topic seen (gossip needs it).
@@ -217,11 +233,32 @@ pub async fn probe(
 
     let mut sent = Vec::new();
     let mut asked = Vec::new();
+    let mut txs_heard = None;
     let mut disconnected = false;
     for attack in attacks {
         if !swarm.is_connected(&peer) {
             disconnected = true;
             break;
+        }
+        if *attack == Attack::Legacy {
+            let mut heard = 0;
+            let txs = txs_topic.hash();
+            pump(&mut swarm, Duration::from_secs(8), |e| {
+                if let SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                    message,
+                    ..
+                })) = e
+                {
+                    heard += u64::from(
+                        message.topic == txs && aergo_protocol::decode_gossip_tx(&message.data).is_ok(),
+                    );
+                }
+                false
+            })
+            .await;
+            txs_heard = Some(heard);
+            sent.push(format!("{attack:?}"));
+            continue;
         }
         if matches!(attack, Attack::CompactSilent | Attack::CompactLie) {
             let lie = *attack == Attack::CompactLie;
@@ -314,10 +351,11 @@ pub async fn probe(
             | Attack::Connect
             | Attack::BranchSync
             | Attack::CompactSilent
-            | Attack::CompactLie => {
+            | Attack::CompactLie
+            | Attack::Legacy => {
                 unreachable!("sent above")
             }
-            Attack::BadTx => {
+            Attack::BadTx | Attack::BadBatch => {
                 let key = Keypair::generate();
                 let mut tx = key.sign_tx(TxBody {
                     version: ENCODING_VERSION,
@@ -330,8 +368,14 @@ pub async fn probe(
                     fee: 1,
                     payload: Payload::Transfer,
                 });
+                let good = tx.encode();
                 tx.signature = Signature([7; 64]);
-                (txs_topic.clone(), tx.encode())
+                match attack {
+                    Attack::BadBatch => {
+                        (txbatch_topic.clone(), aergo_protocol::encode_tx_batch(&[good, tx.encode()]))
+                    }
+                    _ => (txs_topic.clone(), tx.encode()),
+                }
             }
         };
         if let Err(e) = swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
@@ -378,6 +422,7 @@ pub async fn probe(
         refused: None,
         branch_answers: Vec::new(),
         asked,
+        txs_heard,
     })
 }
 

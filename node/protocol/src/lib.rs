@@ -275,6 +275,51 @@ pub fn decode_gossip_tx(bytes: &[u8]) -> Result<Transaction, WireError> {
     Transaction::decode(bytes).map_err(|e| WireError::undecodable("transaction", e))
 }
 
+/// Most transactions in one gossiped batch (`docs/consensus.md`, "Transaction batches on
+/// gossip").
+pub const MAX_BATCH_TXS: usize = 512;
+/// Most bytes of one gossiped batch, its framing included (four transactions of the largest
+/// size fit).
+pub const MAX_BATCH_BYTES: usize = 256 * 1024;
+/// What one transaction adds to a batch besides its own bytes (its length).
+pub const BATCH_FRAMING_BYTES: usize = 4;
+
+/// A node's own transactions in one gossip message, each its own encoding: borsh
+/// `Vec<Vec<u8>>` (a `u32` count, then each transaction's `u32` length and bytes). The caller
+/// keeps within [`MAX_BATCH_TXS`] and [`MAX_BATCH_BYTES`].
+pub fn encode_tx_batch(txs: &[Vec<u8>]) -> Vec<u8> {
+    aergo_primitives::types::to_vec_exact(&txs)
+}
+
+/// A gossiped batch: 1 to [`MAX_BATCH_TXS`] transactions in at most [`MAX_BATCH_BYTES`], each
+/// decoding as a transaction of at most `MAX_TX_BYTES`. Each comes with its encoded length.
+pub fn decode_tx_batch(bytes: &[u8]) -> Result<Vec<(Transaction, usize)>, WireError> {
+    const WHAT: &str = "gossiped transaction batch";
+    within(WHAT, bytes, MAX_BATCH_BYTES)?;
+    // The count is read first: a hostile count is refused before anything is allocated for it.
+    let count = bytes.get(..4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as usize);
+    match count {
+        None => return Err(WireError::undecodable(WHAT, "shorter than its count")),
+        Some(0) => return Err(WireError::undecodable(WHAT, "no transactions")),
+        Some(n) if n > MAX_BATCH_TXS => {
+            return Err(WireError::undecodable(WHAT, format!("{n} transactions (at most {MAX_BATCH_TXS})")))
+        }
+        Some(_) => {}
+    }
+    // All of the bytes must be used (borsh refuses trailing bytes).
+    let frames: Vec<Vec<u8>> = borsh::from_slice(bytes).map_err(|e| WireError::undecodable(WHAT, e))?;
+    frames
+        .into_iter()
+        .enumerate()
+        .map(|(i, frame)| {
+            let len = frame.len();
+            decode_gossip_tx(&frame)
+                .map(|tx| (tx, len))
+                .map_err(|e| WireError::undecodable(WHAT, format!("transaction {i}: {e}")))
+        })
+        .collect()
+}
+
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Serializing these plain types into a vector cannot fail but for memory: that aborts anyway.
     cbor4ii::serde::to_vec(Vec::new(), value).expect("a sync message serializes into memory")
@@ -450,6 +495,43 @@ mod tests {
         let e = decode_request(b"\xff\x00").unwrap_err();
         assert!(e.to_string().starts_with("sync request: "), "{e}");
         assert!(matches!(decode_gossip_tx(&[0; 4]), Err(WireError::Undecodable { .. })));
+    }
+
+    #[test]
+    fn a_transaction_batch_round_trips_and_anything_else_is_refused_with_the_reason() {
+        use aergo_primitives::crypto::{test_tx, Keypair};
+        use aergo_primitives::types::Payload;
+        let key = Keypair::from_seed("batch");
+        let txs: Vec<Transaction> =
+            (0..3).map(|n| test_tx(&key, "c", n, key.address(), 1, 1, Payload::Transfer)).collect();
+        let encoded: Vec<Vec<u8>> = txs.iter().map(Transaction::encode).collect();
+        let batch = encode_tx_batch(&encoded);
+        assert_eq!(batch.len(), 4 + encoded.iter().map(|t| BATCH_FRAMING_BYTES + t.len()).sum::<usize>());
+        let back = decode_tx_batch(&batch).unwrap();
+        assert_eq!(back.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>(), txs);
+        assert_eq!(
+            back.iter().map(|(_, n)| *n).collect::<Vec<_>>(),
+            encoded.iter().map(Vec::len).collect::<Vec<_>>()
+        );
+
+        let refused = |bytes: &[u8]| decode_tx_batch(bytes).unwrap_err().to_string();
+        assert!(refused(&[1, 0]).contains("shorter than its count"));
+        assert!(refused(&encode_tx_batch(&[])).contains("no transactions"));
+        // A hostile count is refused before anything is read for it.
+        assert!(refused(&u32::MAX.to_le_bytes()).contains("at most 512"));
+        let many = vec![encoded[0].clone(); MAX_BATCH_TXS + 1];
+        assert!(refused(&encode_tx_batch(&many)).contains("513 transactions"));
+        // A count larger than what follows, trailing bytes, a frame that is no transaction.
+        let mut short = batch.clone();
+        short[0] = 4;
+        assert!(refused(&short).starts_with("gossiped transaction batch: "));
+        let mut trailing = batch.clone();
+        trailing.push(0);
+        assert!(refused(&trailing).starts_with("gossiped transaction batch: "));
+        let junk = encode_tx_batch(&[encoded[0].clone(), vec![1, 2, 3]]);
+        assert!(refused(&junk).contains("transaction 1: "), "{}", refused(&junk));
+        let big = vec![0u8; MAX_BATCH_BYTES + 1];
+        assert!(matches!(decode_tx_batch(&big), Err(WireError::Oversized { .. })));
     }
 
     #[test]
