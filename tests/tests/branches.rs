@@ -373,7 +373,7 @@ fn a_replay_merge_brings_a_branch_into_main_and_drops_what_no_longer_fits() -> a
     };
     send("main", &dev, &alice_addr, "1000")?;
     send("main", &dev, &bob_addr, "1000")?;
-    let token = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/contracts/token.sql");
+    let token = aergo_tests::workspace().join("examples/contracts/token.sql");
     let v =
         cli_json(&rpc, &["contract", "deploy", token.to_str().unwrap_or_default(), "--key", &dev, "--wait"])?;
     let contract = v["contract"].as_str().unwrap_or("").to_string();
@@ -554,7 +554,7 @@ fn a_three_way_merge_resolves_the_tokens_rows_and_refuses_a_conflict_without_a_r
     let dev = dir.path().join("dev.key").display().to_string();
     let me = cli_json(&rpc, &["account", "show", &dev])?["address"].as_str().unwrap_or_default().to_string();
     let erin = aergo_primitives::crypto::Keypair::from_seed("three-way-erin").address().to_string();
-    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/contracts");
+    let examples = aergo_tests::workspace().join("examples/contracts");
     let deploy = |file: &str| -> anyhow::Result<String> {
         let path = examples.join(file);
         let v = cli_json(

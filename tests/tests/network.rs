@@ -881,7 +881,7 @@ fn a_branch_on_a_four_producer_network_merges_to_the_same_state_on_every_node() 
     // On main: the payers' coins and the token (the faucet holds all of it).
     ok(send(0, "main", &faucet, &p1_addr, "10000")?)?;
     let funded = height_of(&ok(send(0, "main", &faucet, &p2_addr, "10000")?)?);
-    let token = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/contracts/token.sql");
+    let token = aergo_tests::workspace().join("examples/contracts/token.sql");
     let v = ok(cli_json(
         &rpc[0],
         &["contract", "deploy", token.to_str().unwrap_or_default(), "--key", &faucet, "--wait"],
