@@ -312,6 +312,8 @@ fn hostile_peers_are_refused_scored_down_and_banned() -> anyhow::Result<()> {
         ("wrong-slot", "is not the start of a slot"),
         ("bad-tx", "gossiped transaction: bad signature"),
         ("bad-batch", "gossiped transaction batch: bad signature"),
+        ("wrong-chain", "a transaction for chain \"aergo-testnet-other\""),
+        ("wrong-chain-batch", "gossiped transaction batch: a transaction for chain"),
         ("compact-lie", "transactions of a compact block"),
     ];
     for (attack, reason) in expected {
@@ -342,8 +344,12 @@ fn hostile_peers_are_refused_scored_down_and_banned() -> anyhow::Result<()> {
         std::thread::spawn(move || probe(&target, "legacy"))
     };
     let faucet = KeyFile::read(&dir.path().join("net/faucet.key"))?.unlock(None)?;
-    for nonce in 0..3 {
-        std::thread::sleep(Duration::from_millis(1500));
+    // One a second while the probe connects and listens (its 8 s start when it is connected).
+    for nonce in 0..20 {
+        if listener.is_finished() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1000));
         let tx = faucet.sign_tx(TxBody {
             version: ENCODING_VERSION,
             chain_id: "aergo-testnet".into(),

@@ -23,7 +23,7 @@ pub mod probe;
 pub mod snapshot;
 
 use aergo_chain::view::{ChainView, PoolHandle};
-use aergo_primitives::types::{Block, Hash};
+use aergo_primitives::types::{Block, Hash, Transaction};
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId, TopicHash};
 use libp2p::request_response::{self, ProtocolSupport};
@@ -1284,13 +1284,28 @@ impl NetTask {
         self.state.gossip_txs_in.fetch_add(message.data.len() as u64, Relaxed);
         let tx = aergo_protocol::decode_gossip_tx(&message.data)
             .map_err(|e| (Penalty::Malformed, format!("gossiped {e}")));
-        let tx = tx.and_then(|tx| match tx.body.branch == view.branch {
-            true => Ok(tx),
-            // Signed for another branch: it can never run on this one.
-            false => Err((
-                Penalty::Invalid,
-                format!("a transaction for branch {:?} on the topic of {:?}", tx.body.branch, view.branch),
-            )),
+        let tx = tx.and_then(|tx| {
+            if tx.body.chain_id != view.chain_id {
+                // Signed for another chain: it can never run on this one.
+                return Err((
+                    Penalty::Invalid,
+                    format!(
+                        "a transaction for chain {:?} on the topic of {:?}",
+                        tx.body.chain_id, view.chain_id
+                    ),
+                ));
+            }
+            match tx.body.branch == view.branch {
+                true => Ok(tx),
+                // Signed for another branch: it can never run on this one.
+                false => Err((
+                    Penalty::Invalid,
+                    format!(
+                        "a transaction for branch {:?} on the topic of {:?}",
+                        tx.body.branch, view.branch
+                    ),
+                )),
+            }
         });
         match tx {
             Ok(tx) => {
@@ -1326,19 +1341,23 @@ impl NetTask {
     /// A batch of a peer's transactions on `main`: all admitted in one go off the net task; the
     /// verdict follows the answers (`docs/consensus.md`, "Transaction batches on gossip").
     fn tx_batch(&mut self, from: PeerId, id: MessageId, data: &[u8]) {
-        let branch = self.view.branch.clone();
-        let txs = aergo_protocol::decode_tx_batch(data).map_err(|e| (Penalty::Malformed, e.to_string())).and_then(
-            |txs| match txs.iter().find(|(tx, _)| tx.body.branch != branch) {
-                Some((tx, _)) => Err((
-                    Penalty::Invalid,
-                    format!(
-                        "gossiped transaction batch: a transaction for branch {:?} on the topic of {branch:?}",
-                        tx.body.branch
-                    ),
-                )),
+        let (chain, branch) = (self.view.chain_id.clone(), self.view.branch.clone());
+        let foreign = |tx: &Transaction| {
+            if tx.body.chain_id != chain {
+                Some(format!("a transaction for chain {:?} on the topic of {chain:?}", tx.body.chain_id))
+            } else if tx.body.branch != branch {
+                Some(format!("a transaction for branch {:?} on the topic of {branch:?}", tx.body.branch))
+            } else {
+                None
+            }
+        };
+        // Signed for another chain or branch: it can never run here, and the batch is refused.
+        let txs = aergo_protocol::decode_tx_batch(data)
+            .map_err(|e| (Penalty::Malformed, e.to_string()))
+            .and_then(|txs| match txs.iter().find_map(|(tx, _)| foreign(tx)) {
+                Some(why) => Err((Penalty::Invalid, format!("gossiped transaction batch: {why}"))),
                 None => Ok(txs),
-            },
-        );
+            });
         let txs = match txs {
             Ok(txs) => txs,
             Err((penalty, reason)) => {

@@ -29,6 +29,10 @@ pub enum Attack {
     /// A batch on the transaction-batch topic: a well-signed transaction, then one whose
     /// signature does not verify. The whole message is refused and costs the peer once.
     BadBatch,
+    /// A well-signed transaction for another chain id, on the transactions topic.
+    WrongChain,
+    /// The same in a batch, on the transaction-batch topic.
+    WrongChainBatch,
     /// 200 sync requests at once (beyond the per-second allowance).
     SyncFlood,
     /// Requests for zero blocks and for blocks from height 0 (edge cases that must just be answered).
@@ -355,11 +359,12 @@ pub async fn probe(
             | Attack::Legacy => {
                 unreachable!("sent above")
             }
-            Attack::BadTx | Attack::BadBatch => {
+            Attack::BadTx | Attack::BadBatch | Attack::WrongChain | Attack::WrongChainBatch => {
                 let key = Keypair::generate();
+                let foreign = matches!(attack, Attack::WrongChain | Attack::WrongChainBatch);
                 let mut tx = key.sign_tx(TxBody {
                     version: ENCODING_VERSION,
-                    chain_id: chain_id.to_string(),
+                    chain_id: if foreign { format!("{chain_id}-other") } else { chain_id.to_string() },
                     branch: aergo_primitives::types::MAIN_BRANCH.into(),
                     nonce: 0,
                     sender: key.public(),
@@ -373,6 +378,10 @@ pub async fn probe(
                 match attack {
                     Attack::BadBatch => {
                         (txbatch_topic.clone(), aergo_protocol::encode_tx_batch(&[good, tx.encode()]))
+                    }
+                    Attack::WrongChain => (txs_topic.clone(), good),
+                    Attack::WrongChainBatch => {
+                        (txbatch_topic.clone(), aergo_protocol::encode_tx_batch(&[good]))
                     }
                     _ => (txs_topic.clone(), tx.encode()),
                 }
