@@ -399,6 +399,18 @@ fn compact_topic(chain_id: &str) -> IdentTopic {
     IdentTopic::new(format!("/aergo/{chain_id}/cblocks"))
 }
 
+/// Why a gossiped transaction can never run on `view`'s chain: signed for another chain id or
+/// another branch than the topic's. `None`: it is for this one.
+fn foreign(view: &ChainView, tx: &Transaction) -> Option<String> {
+    if tx.body.chain_id != view.chain_id {
+        Some(format!("a transaction for chain {:?} on the topic of {:?}", tx.body.chain_id, view.chain_id))
+    } else if tx.body.branch != view.branch {
+        Some(format!("a transaction for branch {:?} on the topic of {:?}", tx.body.branch, view.branch))
+    } else {
+        None
+    }
+}
+
 /// The topic of `main`'s transactions in batches (`docs/consensus.md`, "Transaction batches on
 /// gossip"): a topic of its own for the same reason.
 fn batch_topic(chain_id: &str) -> IdentTopic {
@@ -669,13 +681,20 @@ impl NetTask {
         let mut kad_tick = tokio::time::interval(Duration::from_secs(30));
         let mut allow_tick = tokio::time::interval(ALLOWLIST_EVERY);
         let mut fill_tick = tokio::time::interval(compact::FILL_TIMEOUT / 4);
+        // One timer for the batch of own transactions, moved when a new batch starts (not a new
+        // timer per event of this loop).
+        let flush = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(flush);
+        let mut armed = None;
         loop {
-            // Far off while nothing waits: the branch below is disabled then anyway.
-            let flush_at =
-                self.batcher.due().unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+            let due = self.batcher.due();
+            if let Some(at) = due.filter(|at| armed != Some(*at)) {
+                flush.as_mut().reset(at);
+                armed = Some(at);
+            }
             tokio::select! {
                 _ = stop.changed() => break,
-                _ = tokio::time::sleep_until(flush_at), if self.batcher.due().is_some() => {
+                _ = &mut flush, if due.is_some() => {
                     let batch = self.batcher.take();
                     self.publish_txs(batch);
                 }
@@ -1284,28 +1303,9 @@ impl NetTask {
         self.state.gossip_txs_in.fetch_add(message.data.len() as u64, Relaxed);
         let tx = aergo_protocol::decode_gossip_tx(&message.data)
             .map_err(|e| (Penalty::Malformed, format!("gossiped {e}")));
-        let tx = tx.and_then(|tx| {
-            if tx.body.chain_id != view.chain_id {
-                // Signed for another chain: it can never run on this one.
-                return Err((
-                    Penalty::Invalid,
-                    format!(
-                        "a transaction for chain {:?} on the topic of {:?}",
-                        tx.body.chain_id, view.chain_id
-                    ),
-                ));
-            }
-            match tx.body.branch == view.branch {
-                true => Ok(tx),
-                // Signed for another branch: it can never run on this one.
-                false => Err((
-                    Penalty::Invalid,
-                    format!(
-                        "a transaction for branch {:?} on the topic of {:?}",
-                        tx.body.branch, view.branch
-                    ),
-                )),
-            }
+        let tx = tx.and_then(|tx| match foreign(&view, &tx) {
+            Some(why) => Err((Penalty::Invalid, why)),
+            None => Ok(tx),
         });
         match tx {
             Ok(tx) => {
@@ -1341,20 +1341,10 @@ impl NetTask {
     /// A batch of a peer's transactions on `main`: all admitted in one go off the net task; the
     /// verdict follows the answers (`docs/consensus.md`, "Transaction batches on gossip").
     fn tx_batch(&mut self, from: PeerId, id: MessageId, data: &[u8]) {
-        let (chain, branch) = (self.view.chain_id.clone(), self.view.branch.clone());
-        let foreign = |tx: &Transaction| {
-            if tx.body.chain_id != chain {
-                Some(format!("a transaction for chain {:?} on the topic of {chain:?}", tx.body.chain_id))
-            } else if tx.body.branch != branch {
-                Some(format!("a transaction for branch {:?} on the topic of {branch:?}", tx.body.branch))
-            } else {
-                None
-            }
-        };
         // Signed for another chain or branch: it can never run here, and the batch is refused.
         let txs = aergo_protocol::decode_tx_batch(data)
             .map_err(|e| (Penalty::Malformed, e.to_string()))
-            .and_then(|txs| match txs.iter().find_map(|(tx, _)| foreign(tx)) {
+            .and_then(|txs| match txs.iter().find_map(|(tx, _)| foreign(&self.view, tx)) {
                 Some(why) => Err((Penalty::Invalid, format!("gossiped transaction batch: {why}"))),
                 None => Ok(txs),
             });
