@@ -221,7 +221,8 @@ fn serve(routes: &Routes, name: &str, run: &ChainRun) {
             rules.role(&key.address()).ok().flatten()
         }) as aergo_rpc::listen::Members
     });
-    routes.insert(name, run.handler.clone().into_rpc_methods(), members);
+    let binary: Arc<dyn aergo_rpc::listen::BinaryTxs> = Arc::new(run.handler.clone());
+    routes.insert(name, run.handler.clone().into_rpc_methods(), Some(binary), members);
 }
 
 /// A hosted repository in the running node.

@@ -1,7 +1,7 @@
 //! Several repositories on one node (`docs/repositories.md`, "Hosting") from the outside: a
 //! `--dev` node hosts its public chain, a DPoS repository added with `aergo-node repo add` while
 //! it is stopped, and a Raft repository added with `aergo repo add` while it runs, each with its
-//! own p2p swarm. Under a load of transfers on all three, each makes a block at least every two
+//! own p2p swarm. Under a load of transfers on all three (`send_tx` and `POST …/txs` in turn), each makes a block at least every two
 //! block intervals and includes every transfer; `kill -9` of the node and a restart: all three
 //! reopen with every included transfer, and go on. The admin methods refuse a client outside
 //! `[rpc] admin_from`; an unknown repository is said as such; a repository removed with its data
@@ -209,10 +209,19 @@ fn one_node_hosts_a_dpos_and_a_raft_repository_beside_its_chain_under_load_and_a
     let clients: Vec<HttpClient> = chains.iter().map(Chain::client).collect::<anyhow::Result<_>>()?;
     let began = Instant::now();
     let mut sent = 0u64;
+    let addr = rpc.trim_start_matches("http://").to_string();
     while began.elapsed() < Duration::from_secs(8) {
         for (c, client) in chains.iter().zip(&clients) {
             let tx = c.transfer(sent, to)?;
-            rt.block_on(client.send_tx(tx)).with_context(|| format!("send_tx on {}", c.name))?;
+            if sent % 2 == 0 {
+                rt.block_on(client.send_tx(tx)).with_context(|| format!("send_tx on {}", c.name))?;
+            } else {
+                // Every other one by binary submission: `/txs`, `/repo/<name>/txs`.
+                let path = format!("{}/txs", c.url.trim_start_matches(&rpc));
+                let (status, answer) = post_txs(&addr, &path, None, &[hex::decode(tx)?])?;
+                assert_eq!(status, 200, "POST {path}: {answer}");
+                assert!(answer[0]["pool_seq"].is_u64(), "POST {path}: {answer}");
+            }
         }
         sent += 1;
         std::thread::sleep(Duration::from_millis(50));
@@ -334,6 +343,24 @@ fn post_path(
     auth: Option<&str>,
     body: &str,
 ) -> anyhow::Result<(u16, Value)> {
+    post_raw(from, addr, path, "application/json", auth, body.as_bytes())
+}
+
+/// Transactions by `POST <path>` (`/txs`, `/repo/<name>/txs`): the frames of `txs`, with
+/// `X-Aergo-Auth` when given.
+fn post_txs(addr: &str, path: &str, auth: Option<&str>, txs: &[Vec<u8>]) -> anyhow::Result<(u16, Value)> {
+    post_raw([127, 0, 0, 1], addr, path, "application/octet-stream", auth, &aergo_api::frames::encode(txs))
+}
+
+/// A raw POST of `body` as `content_type`.
+fn post_raw(
+    from: [u8; 4],
+    addr: &str,
+    path: &str,
+    content_type: &str,
+    auth: Option<&str>,
+    body: &[u8],
+) -> anyhow::Result<(u16, Value)> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -343,11 +370,12 @@ fn post_path(
         let mut s = socket.connect(to).await?;
         let auth = auth.map(|a| format!("X-Aergo-Auth: {a}\r\n")).unwrap_or_default();
         let request = format!(
-            "POST {path} HTTP/1.1\r\nHost: node\r\nConnection: close\r\nContent-Type: application/json\r\n\
-             {auth}Content-Length: {}\r\n\r\n{body}",
+            "POST {path} HTTP/1.1\r\nHost: node\r\nConnection: close\r\nContent-Type: {content_type}\r\n\
+             {auth}Content-Length: {}\r\n\r\n",
             body.len()
         );
         s.write_all(request.as_bytes()).await?;
+        s.write_all(body).await?;
         let mut raw = Vec::new();
         tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw)).await??;
         let text = String::from_utf8_lossy(&raw).into_owned();
@@ -490,6 +518,33 @@ fn a_private_repository_answers_its_members_only_and_takes_writes_from_its_write
     let (code, sent) = send(&path(&writer_file))?;
     assert_eq!(code, 0, "{sent}");
     assert_eq!(sent["receipt"]["status"], "success", "{sent}");
+    // Binary submission (`POST /repo/vault/txs`) takes the same rules: members only, writes from
+    // writers.
+    let next = writer.sign_tx(TxBody {
+        version: ENCODING_VERSION,
+        chain_id: "vault-chain".into(),
+        branch: MAIN_BRANCH.into(),
+        nonce: 1,
+        sender: writer.public(),
+        recipient: Address([3; 20]),
+        amount: 5,
+        fee: 1,
+        payload: Payload::Transfer,
+    });
+    let frames = vec![next.encode()];
+    let body = aergo_api::frames::encode(&frames);
+    let now = aergo_primitives::clock::now_ms();
+    let auth = |key: &Keypair| aergo_api::auth::header_value(key, "vault", now, &body);
+    for who in [None, Some(auth(&stranger))] {
+        let (status, e) = post_txs(&addr, "/repo/vault/txs", who.as_deref(), &frames)?;
+        assert_eq!((status, &e), (denied.0, &denied.1), "the one refusal of a non-member");
+    }
+    let (status, e) = post_txs(&addr, "/repo/vault/txs", Some(&auth(&reader)), &frames)?;
+    assert_eq!(status, 403, "{e}");
+    assert!(e.to_string().contains("read-only member"), "{e}");
+    let (status, ok) = post_txs(&addr, "/repo/vault/txs", Some(&auth(&writer)), &frames)?;
+    assert_eq!(status, 200, "{ok}");
+    assert_eq!(ok[0]["hash"], serde_json::to_value(next.hash())?, "{ok}");
     // A read member cannot change the members.
     let (_, refused) = member_set(&member_key, &stranger.address().to_string(), "admin")?;
     assert!(refused.to_string().contains("read-only member"), "{refused}");

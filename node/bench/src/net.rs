@@ -67,6 +67,10 @@ struct Track {
     /// Height → send times of its transactions, until final.
     unfinal: BTreeMap<u64, Vec<Instant>>,
     spec: Vec<u64>,
+    /// Each speculative answer: when it was sent, to which node, and how long it took (µs).
+    answers: Vec<(Instant, usize, u64)>,
+    /// When node 0 announced each block.
+    blocks_at: Vec<Instant>,
     included: Vec<u64>,
     finalized: Vec<u64>,
     refused: u64,
@@ -208,6 +212,7 @@ async fn run_one(
         while let Some(Ok(b)) = blocks.next().await {
             let now = Instant::now();
             let mut t = t.lock();
+            t.blocks_at.push(now);
             if let BlockTxs::Hashes(hashes) = b.transactions {
                 let mut times = Vec::new();
                 for h in hashes {
@@ -246,6 +251,7 @@ async fn run_one(
     let mut rows = Vec::new();
     let mut results = Vec::new();
     let mut total_sent = 0u64;
+    let mut tails = Vec::new();
     for &rate in &opts.rates {
         *track.lock() = Track::default();
         let count = rate * opts.secs;
@@ -276,12 +282,17 @@ async fn run_one(
         let mut sends = Vec::with_capacity(count as usize);
         for (k, (hash, bytes)) in signed.into_iter().enumerate() {
             tokio::time::sleep_until(begin + period * k as u32).await;
-            let (client, t) = (clients[k % clients.len()].clone(), track.clone());
+            let (client, t, t_nodes) = (clients[k % clients.len()].clone(), track.clone(), clients.len());
             sends.push(tokio::spawn(async move {
                 let at = Instant::now();
                 t.lock().sent.insert(hash, at);
                 match client.send_tx(bytes).await {
-                    Ok(_) => t.lock().spec.push(at.elapsed().as_micros() as u64),
+                    Ok(_) => {
+                        let us = at.elapsed().as_micros() as u64;
+                        let mut t = t.lock();
+                        t.spec.push(us);
+                        t.answers.push((at, k % t_nodes, us));
+                    }
                     Err(_) => {
                         let mut t = t.lock();
                         t.refused += 1;
@@ -312,6 +323,7 @@ async fn run_one(
         }
         let t = track.lock();
         let (spec, incl, fin) = (hist(&t.spec), hist(&t.included), hist(&t.finalized));
+        tails.push(format!("| {rate} | {} |", slow_answers(&t, ms(&spec, 0.99), clients.len())));
         let pass = t.included.len() as u64 + t.refused >= count && ms(&incl, 0.99) < 2.0 * interval_ms as f64;
         results.push(Row {
             rate,
@@ -357,6 +369,12 @@ async fn run_one(
     for r in rows {
         println!("{r}");
     }
+    println!("Where the slowest 1 % of speculative answers fall: sent how long after node 0 saw the last block, and before it saw the next:");
+    println!("| offered tx/s | ms after: 0–50 / 50–200 / 200–500 / 500+ | ms before: 0–50 / 50–200 / 200–500 / 500+ | speculative p99 ms per node |");
+    println!("|---|---|---|---|");
+    for t in tails {
+        println!("{t}");
+    }
     println!(
         "gossip payload received, all nodes: {:.0} bytes per transaction sent, {:.0} bytes per block produced ({blocks} blocks)",
         tx_in as f64 / total_sent.max(1) as f64,
@@ -372,6 +390,36 @@ async fn run_one(
     );
     debug_assert!(results.iter().all(|r| r.included <= r.sent));
     Ok(results)
+}
+
+/// The answers slower than `p99_ms`, counted by how long after node 0's latest block they were
+/// sent (whether the tail follows block import), and the p99 each node gave.
+fn slow_answers(t: &Track, p99_ms: f64, nodes: usize) -> String {
+    let bucket = |d: Duration| match d.as_millis() {
+        0..50 => 0,
+        50..200 => 1,
+        200..500 => 2,
+        _ => 3,
+    };
+    let (mut after, mut before) = ([0u64; 4], [0u64; 4]);
+    let mut blocks = t.blocks_at.clone();
+    blocks.sort();
+    for (at, _, us) in &t.answers {
+        if (*us as f64) / 1000.0 < p99_ms {
+            continue;
+        }
+        let i = blocks.partition_point(|b| b <= at);
+        after[if i == 0 { 3 } else { bucket(at.duration_since(blocks[i - 1])) }] += 1;
+        before[blocks.get(i).map_or(3, |b| bucket(b.duration_since(*at)))] += 1;
+    }
+    let per_node: Vec<String> = (0..nodes)
+        .map(|n| {
+            let us: Vec<u64> = t.answers.iter().filter(|a| a.1 == n).map(|a| a.2).collect();
+            format!("{:.2}", ms(&hist(&us), 0.99))
+        })
+        .collect();
+    let join = |b: [u64; 4]| b.map(|n| n.to_string()).join(" / ");
+    format!("{} | {} | {}", join(after), join(before), per_node.join(" / "))
 }
 
 /// Summed over the nodes: tx-topic bytes in, block-topic bytes in (whole and compact blocks, and

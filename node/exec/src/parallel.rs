@@ -967,20 +967,19 @@ impl ParallelExecutor {
             let _ = sh.slots[i].set(result);
             sh.done[i].store(true, Ordering::Release);
         };
-        // Runs the deferred transactions that became ready, oldest first; how many ran.
+        // Runs the deferred transactions that became ready, oldest first, in one pass (one may
+        // make a later one ready; none depends on a later one); how many ran.
         let run_deferred = |deferred: &mut std::collections::VecDeque<usize>, run: &mut dyn FnMut(usize)| {
             let mut ran = 0;
-            let mut k = 0;
-            while k < deferred.len() {
-                if ready(deferred[k]) == Some(true) {
-                    if let Some(i) = deferred.remove(k) {
-                        run(i);
-                        ran += 1;
-                    }
+            deferred.retain(|&i| {
+                if ready(i) == Some(true) {
+                    run(i);
+                    ran += 1;
+                    false
                 } else {
-                    k += 1;
+                    true
                 }
-            }
+            });
             ran
         };
         let mut claiming = true;

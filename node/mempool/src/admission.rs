@@ -279,9 +279,11 @@ fn verify_loop(
             timestamp_ms: aergo_primitives::clock::now_ms(),
             ..ctx.clone()
         };
+        let waited = Instant::now();
         let answers: Vec<_> = {
             let mut pool = mempool.lock();
-            checked
+            let held = Instant::now();
+            let answers: Vec<_> = checked
                 .into_iter()
                 .map(|(job, account)| {
                     let result = pool.admit(job.tx, job.bytes, account).map(|mut a| {
@@ -290,7 +292,17 @@ fn verify_loop(
                     });
                     (job.reply, result)
                 })
-                .collect()
+                .collect();
+            let (wait, hold) = (held.duration_since(waited), held.elapsed());
+            if wait.as_micros() > 1000 || hold.as_micros() > 1000 {
+                tracing::debug!(
+                    txs = answers.len(),
+                    wait_us = wait.as_micros() as u64,
+                    hold_us = hold.as_micros() as u64,
+                    "a slow admission batch"
+                );
+            }
+            answers
         };
         for (reply, result) in answers {
             let _ = reply.send(result);

@@ -393,11 +393,12 @@ impl Mempool {
         }
     }
 
-    /// After a block: drops what it included and every transaction now below its sender's nonce.
-    pub fn on_block(&mut self, included: &[Transaction], committed_nonces: &HashMap<Address, u64>) {
+    /// After a block: drops what it included (`included`: the hashes of its transactions, taken
+    /// before the pool's lock) and every transaction now below its sender's nonce.
+    pub fn on_block(&mut self, included: &[Hash], committed_nonces: &HashMap<Address, u64>) {
         self.pending.stale = true;
-        for tx in included {
-            self.remove(&tx.hash());
+        for hash in included {
+            self.remove(hash);
         }
         for (addr, nonce) in committed_nonces {
             if let Some(q) = self.queues.get_mut(addr) {

@@ -68,7 +68,7 @@ impl NetTask {
         }
         let filling = {
             let pool = self.pool.mempool.lock();
-            Filling::new(compact, |h| pool.get(h).map(|tx| (*tx).clone()))
+            Filling::new(compact, |h| pool.get(h))
         };
         self.state.compact_blocks_in.fetch_add(1, Relaxed);
         let now = Instant::now();

@@ -16,6 +16,7 @@
 
 use aergo_primitives::types::{merkle_root, Block, BlockHeader, Hash, Signature, Transaction, MAX_TX_BYTES};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// The sync protocol's name on the wire.
 pub const SYNC_PROTOCOL: &str = "/aergo/sync/1";
@@ -223,14 +224,16 @@ pub fn decode_gossip_compact(bytes: &[u8]) -> Result<CompactBlock, WireError> {
 #[derive(Clone, Debug)]
 pub struct Filling {
     pub compact: CompactBlock,
-    /// Boxed: a place costs a pointer until it is filled (a hostile block may name many).
-    txs: Vec<Option<Box<Transaction>>>,
+    /// Shared with the pool they were found in (a lookup under the pool's lock copies a pointer,
+    /// not the transaction); a place costs a pointer until it is filled (a hostile block may
+    /// name many).
+    txs: Vec<Option<Arc<Transaction>>>,
 }
 
 impl Filling {
     /// Fills what `lookup` (the pool) holds of the block's transactions, each looked up by hash.
-    pub fn new(compact: CompactBlock, mut lookup: impl FnMut(&Hash) -> Option<Transaction>) -> Filling {
-        let txs = compact.tx_hashes.iter().map(|h| lookup(h).map(Box::new)).collect();
+    pub fn new(compact: CompactBlock, mut lookup: impl FnMut(&Hash) -> Option<Arc<Transaction>>) -> Filling {
+        let txs = compact.tx_hashes.iter().map(&mut lookup).collect();
         Filling { compact, txs }
     }
 
@@ -254,7 +257,7 @@ impl Filling {
             }
         }
         for (&i, tx) in indices.iter().zip(answer) {
-            self.txs[i as usize] = Some(Box::new(tx));
+            self.txs[i as usize] = Some(Arc::new(tx));
         }
         Ok(())
     }
@@ -265,7 +268,14 @@ impl Filling {
             return Err(Box::new(self));
         }
         let CompactBlock { header, signature, .. } = self.compact;
-        Ok(Block { header, signature, transactions: self.txs.into_iter().flatten().map(|t| *t).collect() })
+        // The pool still holds most of them: copied here, outside its lock.
+        let transactions = self
+            .txs
+            .into_iter()
+            .flatten()
+            .map(|t| Arc::try_unwrap(t).unwrap_or_else(|t| (*t).clone()))
+            .collect();
+        Ok(Block { header, signature, transactions })
     }
 }
 
@@ -611,8 +621,8 @@ mod tests {
     #[test]
     fn a_compact_block_fills_from_the_pool_and_only_with_the_transactions_it_names() {
         let (block, compact) = compact_and_txs();
-        let pool: std::collections::HashMap<Hash, Transaction> =
-            block.transactions.iter().step_by(2).map(|t| (t.hash(), t.clone())).collect();
+        let pool: std::collections::HashMap<Hash, Arc<Transaction>> =
+            block.transactions.iter().step_by(2).map(|t| (t.hash(), Arc::new(t.clone()))).collect();
         let mut filling = Filling::new(compact.clone(), |h| pool.get(h).cloned());
         assert_eq!(filling.missing(), vec![1, 3, 5]);
         let answer =

@@ -259,10 +259,12 @@ pub struct Member {
     pub role: MemberRole,
 }
 
-/// A hosted repository's methods and, for a private one, who its members are.
+/// A hosted repository's methods, its `POST /repo/<name>/txs` and, for a private one, who its
+/// members are.
 #[derive(Clone)]
 struct Route {
     methods: Methods,
+    binary: Option<Arc<dyn BinaryTxs>>,
     members: Option<Members>,
 }
 
@@ -274,10 +276,16 @@ pub struct Routes {
 }
 
 impl Routes {
-    /// Serves `methods` at `/repo/<name>`; with `members`, only to requests signed by one
-    /// (`X-Aergo-Auth`).
-    pub fn insert(&self, name: &str, methods: impl Into<Methods>, members: Option<Members>) {
-        self.repos.write().insert(name.to_string(), Route { methods: methods.into(), members });
+    /// Serves `methods` at `/repo/<name>` and `binary` at `/repo/<name>/txs`; with `members`,
+    /// only to requests signed by one (`X-Aergo-Auth`).
+    pub fn insert(
+        &self,
+        name: &str,
+        methods: impl Into<Methods>,
+        binary: Option<Arc<dyn BinaryTxs>>,
+        members: Option<Members>,
+    ) {
+        self.repos.write().insert(name.to_string(), Route { methods: methods.into(), binary, members });
     }
 
     /// Whether `name` was served.
@@ -316,13 +324,16 @@ pub trait BinaryTxs: Send + Sync {
 /// The path of binary submission.
 pub const TXS_PATH: &str = "/txs";
 
-/// `POST /txs` past the origin check: method, content type, one token of the bucket, the body
-/// (capped), its signature when it has one; then the frames go to `binary`.
+/// `POST /txs` (or `/repo/<repo>/txs`) past the origin check: method, content type, one token of
+/// the bucket, the body (capped), its signature when it has one — on a private repository
+/// (`members`) a member's, else access denied; then the frames go to `binary`.
 async fn binary_txs(
     req: http::Request<HttpBody>,
     binary: Arc<dyn BinaryTxs>,
     guard: Arc<Guard>,
     ip: IpAddr,
+    repo: &str,
+    members: Option<Members>,
 ) -> HttpResponse<HttpBody> {
     use http_body_util::BodyExt;
     let refuse = |status: u16, code: i32, message: String| {
@@ -361,17 +372,21 @@ async fn binary_txs(
         }
     }
     let max = guard.max_request_bytes;
-    let too_large =
-        || refuse(413, codes::INVALID_REQUEST, format!("a request body over the limit of {max} bytes"));
+    let too_large = || refusal(Refused::TooLarge, max);
     let announced =
         req.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if announced.is_some_and(|n| n > max as u64) {
         return too_large();
     }
-    let req = match signed(req, "", max).await {
+    let checked = match &members {
+        None => signed(req, repo, max).await,
+        Some(members) => authenticate(req, repo, members, max).await,
+    };
+    let req = match checked {
         Ok(req) => req,
-        Err(why) => {
-            tracing::debug!(%ip, %why, "rpc: a signed POST /txs refused");
+        Err(Refused::TooLarge) => return too_large(),
+        Err(Refused::Denied(why)) => {
+            tracing::debug!(%ip, %why, repo, "rpc: a POST of transactions refused");
             return access_denied();
         }
     };
@@ -387,9 +402,61 @@ async fn binary_txs(
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(HttpBody::from(json))
             .expect("a static response"),
-        Err(err) => {
-            let status = if err.code() == codes::ACCESS_DENIED { 403 } else { 400 };
-            json_error(status, &err)
+        Err(err) => json_error(status_of(&err), &err),
+    }
+}
+
+/// The HTTP status of a refusal of `POST /txs`: 403 for access, 500 for the node's own failure,
+/// 400 for what the request got wrong.
+fn status_of(err: &ErrorObjectOwned) -> u16 {
+    match err.code() {
+        codes::ACCESS_DENIED => 403,
+        c if c == jsonrpsee::types::error::INTERNAL_ERROR_CODE => 500,
+        _ => 400,
+    }
+}
+
+/// The answer to a refused signed request: 413 for a body over `max` bytes, else the one
+/// "access denied".
+fn refusal(why: Refused, max: usize) -> http::Response<HttpBody> {
+    match why {
+        Refused::TooLarge => json_error(
+            413,
+            &ErrorObjectOwned::owned(
+                codes::INVALID_REQUEST,
+                format!("a request body over the limit of {max} bytes"),
+                None::<()>,
+            ),
+        ),
+        Refused::Denied(_) => access_denied(),
+    }
+}
+
+/// Why a signed request was refused: a body over the limit (413, whoever signed it), or
+/// anything else (for the log: the client is told only "access denied").
+#[derive(Debug)]
+enum Refused {
+    TooLarge,
+    Denied(String),
+}
+
+impl From<String> for Refused {
+    fn from(why: String) -> Refused {
+        Refused::Denied(why)
+    }
+}
+
+impl From<&str> for Refused {
+    fn from(why: &str) -> Refused {
+        Refused::Denied(why.to_string())
+    }
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::TooLarge => f.write_str("a body over the limit"),
+            Refused::Denied(why) => f.write_str(why),
         }
     }
 }
@@ -402,7 +469,7 @@ async fn authenticate(
     repo: &str,
     members: &Members,
     max_bytes: usize,
-) -> Result<http::Request<HttpBody>, String> {
+) -> Result<http::Request<HttpBody>, Refused> {
     let mut req = signed(req, repo, max_bytes).await?;
     let key = req.extensions().get::<Signer>().map(|s| s.0).ok_or("no X-Aergo-Auth header")?;
     let role = members(&key).ok_or_else(|| format!("{} is not a member", key.address()))?;
@@ -417,7 +484,7 @@ async fn signed(
     req: http::Request<HttpBody>,
     repo: &str,
     max_bytes: usize,
-) -> Result<http::Request<HttpBody>, String> {
+) -> Result<http::Request<HttpBody>, Refused> {
     use http_body_util::BodyExt;
     if req.headers().get(aergo_api::auth::HEADER).is_none() {
         return Ok(req);
@@ -430,11 +497,11 @@ async fn signed(
         .map_err(|_| "X-Aergo-Auth is not text")?
         .to_string();
     let (mut parts, body) = req.into_parts();
-    let bytes = http_body_util::Limited::new(body, max_bytes)
-        .collect()
-        .await
-        .map_err(|e| format!("reading the body: {e}"))?
-        .to_bytes();
+    let bytes = match http_body_util::Limited::new(body, max_bytes).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(Refused::TooLarge),
+        Err(e) => return Err(Refused::Denied(format!("reading the body: {e}"))),
+    };
     let key = aergo_api::auth::check(&header, repo, aergo_primitives::clock::now_ms(), &bytes)?;
     parts.extensions.insert(Signer(key));
     Ok(http::Request::from_parts(parts, HttpBody::from(bytes.to_vec())))
@@ -445,6 +512,11 @@ async fn signed(
 fn repo_of(path: &str) -> Option<&str> {
     let rest = path.strip_prefix("/repo/")?;
     Some(rest.strip_suffix('/').unwrap_or(rest))
+}
+
+/// The repository whose binary submission a path names (`/repo/acme/txs`).
+fn repo_txs_of(path: &str) -> Option<&str> {
+    path.strip_prefix("/repo/")?.strip_suffix(TXS_PATH).filter(|name| !name.is_empty() && !name.contains('/'))
 }
 
 /// Builds the service that runs a repository's methods.
@@ -522,10 +594,18 @@ where
         }
         req.extensions_mut().insert(ClientIp(self.ip));
         let req = req.map(HttpBody::new);
-        if let (Some(binary), TXS_PATH) = (&self.binary, req.uri().path()) {
-            let answer = binary_txs(req, binary.clone(), self.guard.clone(), self.ip);
+        let binary = match (req.uri().path(), repo_txs_of(req.uri().path())) {
+            (TXS_PATH, _) => self.binary.clone().map(|b| (b, String::new(), None)),
+            (_, Some(name)) => match self.routes.get(name) {
+                Some(Route { binary: Some(b), members, .. }) => Some((b, name.to_string(), members)),
+                _ => None,
+            },
+            _ => None,
+        };
+        if let Some((binary, repo, members)) = binary {
+            let (guard, ip) = (self.guard.clone(), self.ip);
             return Box::pin(async move {
-                let mut resp = answer.await;
+                let mut resp = binary_txs(req, binary, guard, ip, &repo, members).await;
                 if let Some(o) = &origin {
                     allow_origin(&mut resp, o);
                 }
@@ -538,7 +618,7 @@ where
             let route = match repo_of(req.uri().path()) {
                 None => Some((String::new(), None)),
                 Some(name) => match self.routes.get(name) {
-                    Some(Route { methods, members: None }) => Some((name.to_string(), Some(methods))),
+                    Some(Route { methods, members: None, .. }) => Some((name.to_string(), Some(methods))),
                     _ => None,
                 },
             };
@@ -553,7 +633,7 @@ where
                         },
                         Err(why) => {
                             tracing::debug!(%ip, %why, "rpc: a signed request refused");
-                            access_denied()
+                            refusal(why, max)
                         }
                     };
                     if let Some(o) = &origin {
@@ -566,8 +646,8 @@ where
         let answer = match repo_of(req.uri().path()) {
             None => self.inner.call(req),
             Some(name) => match self.routes.get(name) {
-                Some(Route { methods, members: None }) => (self.make)(methods).call(req),
-                Some(Route { methods, members: Some(members) }) => {
+                Some(Route { methods, members: None, .. }) => (self.make)(methods).call(req),
+                Some(Route { methods, members: Some(members), .. }) => {
                     let (make, name, max) =
                         (self.make.clone(), name.to_string(), self.guard.max_request_bytes);
                     let ip = self.ip;
@@ -576,7 +656,7 @@ where
                             Ok(req) => make(methods).call(req).await?,
                             Err(why) => {
                                 tracing::debug!(repo = %name, %ip, %why, "rpc: a private repository's request refused");
-                                access_denied()
+                                refusal(why, max)
                             }
                         };
                         if let Some(o) = &origin {
@@ -801,6 +881,49 @@ impl Accept {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_name_the_chain_a_repository_or_its_binary_submission() {
+        assert_eq!(repo_of("/"), None);
+        assert_eq!(repo_of("/txs"), None);
+        assert_eq!(repo_of("/repo/acme/"), Some("acme"));
+        assert_eq!(repo_txs_of("/repo/acme/txs"), Some("acme"));
+        assert_eq!(repo_txs_of("/repo/txs/txs"), Some("txs"));
+        for not in ["/txs", "/repo/txs", "/repo//txs", "/repo/a/b/txs", "/repo/acme/txs/", "/repo/acme"] {
+            assert_eq!(repo_txs_of(not), None, "{not}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_signed_body_over_the_limit_is_too_large_whatever_it_announced() {
+        // No Content-Length (a chunked body is read up to the limit): 413, not "access denied".
+        let stream = futures::stream::iter((0..3).map(|_| {
+            Ok::<_, std::io::Error>(hyper::body::Frame::data(hyper::body::Bytes::from(vec![0u8; 400])))
+        }));
+        let req = http::Request::builder()
+            .header(aergo_api::auth::HEADER, "nonsense")
+            .body(HttpBody::new(http_body_util::StreamBody::new(stream)))
+            .unwrap();
+        let refused = signed(req, "", 1_000).await.unwrap_err();
+        assert!(matches!(refused, Refused::TooLarge), "{refused}");
+        assert_eq!(refusal(refused, 1_000).status(), 413);
+        // Within the limit, a bad signature is denied.
+        let req = http::Request::builder()
+            .header(aergo_api::auth::HEADER, "nonsense")
+            .body(HttpBody::from(vec![0u8; 10]))
+            .unwrap();
+        assert!(matches!(signed(req, "", 1_000).await.unwrap_err(), Refused::Denied(_)));
+    }
+
+    #[test]
+    fn a_refusal_of_post_txs_has_the_status_of_whose_fault_it_is() {
+        let err = |code: i32| ErrorObjectOwned::owned(code, "x", None::<()>);
+        assert_eq!(status_of(&err(codes::ACCESS_DENIED)), 403);
+        assert_eq!(status_of(&err(jsonrpsee::types::error::INTERNAL_ERROR_CODE)), 500);
+        assert_eq!(status_of(&err(jsonrpsee::types::error::INVALID_PARAMS_CODE)), 400);
+        assert_eq!(refusal(Refused::TooLarge, 10).status(), 413);
+        assert_eq!(refusal(Refused::Denied("no".into()), 10).status(), 403);
+    }
 
     #[test]
     fn a_bucket_gives_its_burst_then_its_rate_and_exempts_whom_it_is_told() {
