@@ -538,7 +538,15 @@ fn a_private_repository_answers_its_members_only_and_takes_writes_from_its_write
     for who in [None, Some(auth(&stranger))] {
         let (status, e) = post_txs(&addr, "/repo/vault/txs", who.as_deref(), &frames)?;
         assert_eq!((status, &e), (denied.0, &denied.1), "the one refusal of a non-member");
+        // Whatever else is wrong: a non-member is not told it (the signature is checked first).
+        let (status, e) =
+            post_raw([127, 0, 0, 1], &addr, "/repo/vault/txs", "text/plain", who.as_deref(), &body)?;
+        assert_eq!((status, &e), (denied.0, &denied.1), "a non-member's wrong content type");
     }
+    // A member is told.
+    let (status, e) =
+        post_raw([127, 0, 0, 1], &addr, "/repo/vault/txs", "text/plain", Some(&auth(&reader)), &body)?;
+    assert_eq!(status, 415, "{e}");
     let (status, e) = post_txs(&addr, "/repo/vault/txs", Some(&auth(&reader)), &frames)?;
     assert_eq!(status, 403, "{e}");
     assert!(e.to_string().contains("read-only member"), "{e}");

@@ -324,9 +324,10 @@ pub trait BinaryTxs: Send + Sync {
 /// The path of binary submission.
 pub const TXS_PATH: &str = "/txs";
 
-/// `POST /txs` (or `/repo/<repo>/txs`) past the origin check: method, content type, one token of
-/// the bucket, the body (capped), its signature when it has one — on a private repository
-/// (`members`) a member's, else access denied; then the frames go to `binary`.
+/// `POST /txs` (or `/repo/<repo>/txs`) past the origin check: the size it announces; on a
+/// private repository (`members`) a member's signature, before anything else is looked at; the
+/// method, the content type, one token of the bucket, the body (capped) and its signature when it
+/// has one; then the frames go to `binary`.
 async fn binary_txs(
     req: http::Request<HttpBody>,
     binary: Arc<dyn BinaryTxs>,
@@ -338,6 +339,27 @@ async fn binary_txs(
     use http_body_util::BodyExt;
     let refuse = |status: u16, code: i32, message: String| {
         json_error(status, &ErrorObjectOwned::owned(code, message, None::<()>))
+    };
+    let max = guard.max_request_bytes;
+    let too_large = || refusal(Refused::TooLarge, max);
+    let announced =
+        req.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > max as u64) {
+        return too_large();
+    }
+    let denied = |why: String| {
+        tracing::debug!(%ip, %why, repo, "rpc: a POST of transactions refused");
+        access_denied()
+    };
+    // A private repository's: the member's signature is checked first, so that whoever is not
+    // one gets the one "access denied" whatever else is wrong with the request.
+    let (req, checked) = match &members {
+        Some(members) => match authenticate(req, repo, members, max).await {
+            Ok(req) => (req, true),
+            Err(Refused::TooLarge) => return too_large(),
+            Err(Refused::Denied(why)) => return denied(why),
+        },
+        None => (req, false),
     };
     if req.method() != http::Method::POST {
         let mut resp = refuse(
@@ -371,24 +393,13 @@ async fn binary_txs(
             return resp;
         }
     }
-    let max = guard.max_request_bytes;
-    let too_large = || refusal(Refused::TooLarge, max);
-    let announced =
-        req.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if announced.is_some_and(|n| n > max as u64) {
-        return too_large();
-    }
-    let checked = match &members {
-        None => signed(req, repo, max).await,
-        Some(members) => authenticate(req, repo, members, max).await,
-    };
     let req = match checked {
-        Ok(req) => req,
-        Err(Refused::TooLarge) => return too_large(),
-        Err(Refused::Denied(why)) => {
-            tracing::debug!(%ip, %why, repo, "rpc: a POST of transactions refused");
-            return access_denied();
-        }
+        true => req,
+        false => match signed(req, repo, max).await {
+            Ok(req) => req,
+            Err(Refused::TooLarge) => return too_large(),
+            Err(Refused::Denied(why)) => return denied(why),
+        },
     };
     let (parts, body) = req.into_parts();
     let body = match http_body_util::Limited::new(body, max).collect().await {
