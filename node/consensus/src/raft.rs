@@ -577,9 +577,7 @@ impl RaftDriver {
         if let Err(e) = self.chain.finalize(height, hash) {
             tracing::error!(error = %e, "cannot record the final block");
         }
-        // Hashed before the pool's lock: admission waits for it.
-        let included: Vec<_> = done.block.transactions.iter().map(|t| t.hash()).collect();
-        self.pool.mempool.lock().on_block(&included, &done.nonces);
+        self.pool.mempool.lock().on_block(&done.block.transactions, &done.nonces);
         // Final before it is the head: a reader never sees a head above the final height.
         {
             let mut info = self.view.consensus.write();

@@ -393,12 +393,11 @@ impl Mempool {
         }
     }
 
-    /// After a block: drops what it included (`included`: the hashes of its transactions, taken
-    /// before the pool's lock) and every transaction now below its sender's nonce.
-    pub fn on_block(&mut self, included: &[Hash], committed_nonces: &HashMap<Address, u64>) {
+    /// After a block: drops what it included and every transaction now below its sender's nonce.
+    pub fn on_block(&mut self, included: &[Transaction], committed_nonces: &HashMap<Address, u64>) {
         self.pending.stale = true;
-        for hash in included {
-            self.remove(hash);
+        for tx in included {
+            self.remove(&tx.hash());
         }
         for (addr, nonce) in committed_nonces {
             if let Some(q) = self.queues.get_mut(addr) {

@@ -58,7 +58,7 @@ fn gaps_wait_and_stale_entries_go() {
     let t0 = tx(&a, 0, 1, 1);
     pool.admit(t0.clone(), 100, rich()).unwrap();
     assert_eq!(pool.select(10).len(), 1);
-    pool.on_block(&[t0.hash()], &[(a.address(), 1)].into());
+    pool.on_block(&[t0], &[(a.address(), 1)].into());
     assert_eq!(pool.len(), 1);
     assert_eq!(pool.pending_nonce(&a.address(), &Account { balance: 10, nonce: 1 }), 1);
 }
