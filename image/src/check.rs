@@ -670,7 +670,12 @@ fn broken_rootfs(dir: &Path, rootfs: &Path, how: Broken) -> anyhow::Result<PathB
         Broken::Node => {
             ("usr/bin/aergo-node", "#!/bin/sh\necho 'this node is broken on purpose' >&2\nexit 1\n")
         }
-        Broken::Init => ("sbin/init", "#!/bin/sh\necho 'this init is broken on purpose'\nexit 1\n"),
+        // The line goes to the serial console through the UART's transmit buffer, which nothing
+        // drains once the kernel panics: wait before exiting so that it is out (a panic at once
+        // lost it on a loaded CI machine).
+        Broken::Init => {
+            ("sbin/init", "#!/bin/sh\necho 'this init is broken on purpose'\n/bin/busybox sleep 3\nexit 1\n")
+        }
     };
     // Replace the file itself, never what a link points to (sbin/init links to BusyBox).
     let path = tree.join(file);
