@@ -669,7 +669,8 @@ fn fleet_body(env: &Env, s: &Setup) -> anyhow::Result<()> {
     // The NTP server starts: every box synchronizes to it, box 3's clock is stepped.
     let ntp = ntp_server(d)?;
     for (i, b) in boxes.iter().enumerate() {
-        // The boxes found no server for their first polls: chrony polls again within 128 s.
+        // The boxes found no server for their first polls: chrony polls again within 64 s
+        // (`maxpoll 6`).
         wait_for(
             Duration::from_secs(240),
             &format!("box {}'s clock synchronized to the bridge", i + 1),
