@@ -1,4 +1,5 @@
-//! Pinning worker threads to cores (which cores: [`aergo_config::cores`]).
+//! Pinning worker threads to cores (which cores: [`aergo_config::cores`]), and asking the
+//! kernel to run latency-sensitive threads soon after they wake ([`prefer_latency`]).
 
 pub use aergo_config::cores::{available_cores, default_cores, parse_cores};
 
@@ -34,6 +35,72 @@ impl Drop for PinnedForNow {
     }
 }
 
+/// The time slice [`prefer_latency`] asks for: the shortest the kernel grants (0.1 ms).
+pub const LATENCY_SLICE_NS: u64 = 100_000;
+
+/// `sched_setattr(2)`'s flag: threads this one starts get the default scheduling again.
+const SCHED_FLAG_RESET_ON_FORK: u64 = 0x01;
+
+/// `struct sched_attr` of `sched_setattr(2)`, its first version (56 bytes).
+#[repr(C)]
+#[derive(Default)]
+struct SchedAttr {
+    size: u32,
+    policy: u32,
+    flags: u64,
+    nice: i32,
+    priority: u32,
+    runtime: u64,
+    deadline: u64,
+    period: u64,
+    util_min: u32,
+    util_max: u32,
+}
+
+/// Asks the kernel to give the calling thread short time slices ([`LATENCY_SLICE_NS`]) when
+/// `short`, or the default ones again: for a thread that answers someone and, while lightly
+/// loaded, works in short bursts (the admission stage). The scheduler (EEVDF, Linux 6.12 and
+/// later) gives a thread of shorter slices an earlier deadline and lets it preempt one of longer
+/// slices, so when it wakes it runs before threads that work in long stretches (a block's import
+/// and execution) instead of queueing behind them. Its share of the CPU stays what its nice value
+/// gives it. The thread keeps its policy and nice value; threads it starts get the default slice
+/// (`RESET_ON_FORK`). Older kernels accept and ignore the slice; `Err` only when the call itself
+/// is refused (e.g. by a seccomp filter), and the thread runs as before.
+pub fn prefer_latency(short: bool) -> Result<(), String> {
+    // SAFETY: gettid and getpriority take no pointers; getpriority's answer for a thread id is
+    // that thread's nice value (a thread has its own on Linux).
+    let tid = unsafe { libc::gettid() };
+    let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t) };
+    let attr = SchedAttr {
+        size: std::mem::size_of::<SchedAttr>() as u32,
+        policy: libc::SCHED_OTHER as u32,
+        flags: SCHED_FLAG_RESET_ON_FORK,
+        nice,
+        // 0: the default slice.
+        runtime: if short { LATENCY_SLICE_NS } else { 0 },
+        ..Default::default()
+    };
+    // SAFETY: `attr` is a valid `sched_attr` of the size it declares, alive for the call; pid 0
+    // is the calling thread.
+    let rc = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0u32) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(format!("sched_setattr: {}", std::io::Error::last_os_error()))
+    }
+}
+
+/// The calling thread's time slice in ns, as `/proc/thread-self/sched` reports it (`se.slice`);
+/// `None` where the kernel does not say.
+#[cfg(test)]
+pub(crate) fn current_slice_ns() -> Option<u64> {
+    let sched = std::fs::read_to_string("/proc/thread-self/sched").ok()?;
+    sched.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k.trim() == "se.slice").then(|| v.trim().parse().ok())?
+    })
+}
+
 /// The calling thread's `Cpus_allowed_list` as the kernel reports it (`/proc/thread-self/status`).
 #[cfg(test)]
 pub(crate) fn allowed_cpus() -> String {
@@ -54,5 +121,31 @@ mod tests {
             assert_eq!(allowed_cpus(), cores[cores.len() - 1].to_string());
         }
         assert_eq!(allowed_cpus(), before);
+    }
+
+    #[test]
+    fn a_latency_thread_gets_short_slices_and_keeps_its_nice_value() {
+        std::thread::spawn(|| {
+            // SAFETY: no pointers; raises this thread's own nice value, which needs no privilege.
+            let tid = unsafe { libc::gettid() } as libc::id_t;
+            assert_eq!(unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, 3) }, 0);
+            let before = current_slice_ns();
+            prefer_latency(true).unwrap();
+            assert_eq!(unsafe { libc::getpriority(libc::PRIO_PROCESS, tid) }, 3, "nice kept");
+            // Kernels before custom slices (6.12) do not report `se.slice` or ignore the request.
+            if let (Some(before), Some(after)) = (before, current_slice_ns()) {
+                if before > LATENCY_SLICE_NS {
+                    assert_eq!(after, LATENCY_SLICE_NS, "slice {before} -> {after}");
+                    // A thread it starts works with the default slice again.
+                    let child = std::thread::spawn(current_slice_ns).join().unwrap();
+                    assert_eq!(child, Some(before), "a child thread's slice");
+                    prefer_latency(false).unwrap();
+                    assert_eq!(current_slice_ns(), Some(before), "the default slice again");
+                    assert_eq!(unsafe { libc::getpriority(libc::PRIO_PROCESS, tid) }, 3, "nice kept");
+                }
+            }
+        })
+        .join()
+        .unwrap();
     }
 }

@@ -27,6 +27,75 @@ use std::time::Instant;
 /// Most jobs one verifier takes at a time (one pool lock per batch).
 const BATCH: usize = 256;
 
+/// At or under this many transactions a second through the stage (both verifiers), the
+/// verifiers ask for short time slices.
+const LIGHT_RATE: u64 = 1_500;
+
+/// At or over this many, they go back to the default slices. The gap between the two keeps a
+/// rate near one of them from switching at every look.
+const HEAVY_RATE: u64 = 2_500;
+
+/// How long a verifier counts the stage's transactions before it looks at the rate again.
+const RATE_WINDOW: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Whether a verifier asks the scheduler for short time slices ([`aergo_exec::affinity::prefer_latency`]),
+/// from the rate of transactions through the stage.
+///
+/// A submitter waits for the verifier's answer, and a lightly loaded node answers in a fraction
+/// of a millisecond; but a verifier that wakes while the chain imports a block (long stretches of
+/// work on the same cores, and on a box of several nodes several imports at once) waits for a
+/// core behind it. With short slices the scheduler lets the verifier preempt them, and the answer
+/// comes in time. Under load that would preempt the chain at every batch and delay the blocks that
+/// include the transactions (measured: `docs/exec.md`, "Short time slices while the stage is
+/// lightly loaded"), so above [`HEAVY_RATE`] the verifiers work with the default slices. The rate,
+/// not the batch a verifier takes, tells the two apart: two verifiers drain the queue as it fills,
+/// so their batches stay small even under load.
+struct Slices {
+    short: Option<bool>,
+    since: Instant,
+    processed_then: u64,
+}
+
+impl Slices {
+    fn new(stats: &StageStats) -> Self {
+        Slices { short: None, since: Instant::now(), processed_then: stats.processed.load(Ordering::Relaxed) }
+    }
+
+    /// After taking a batch: once a [`RATE_WINDOW`], the rate decides.
+    fn look(&mut self, stats: &StageStats) {
+        let Some(short) = self.decide(stats.processed.load(Ordering::Relaxed), Instant::now()) else {
+            return;
+        };
+        if let Err(e) = aergo_exec::affinity::prefer_latency(short) {
+            tracing::debug!(error = %e, "the admission thread's time slice stays as it was");
+        }
+    }
+
+    /// With `processed` transactions through the stage so far, at `now`: the slices to switch
+    /// to, if the window is over and the rate calls for a change.
+    fn decide(&mut self, processed: u64, now: Instant) -> Option<bool> {
+        let elapsed = now.saturating_duration_since(self.since);
+        if elapsed < RATE_WINDOW {
+            return None;
+        }
+        let rate =
+            processed.saturating_sub(self.processed_then) * 1_000 / (elapsed.as_millis().max(1) as u64);
+        self.since = now;
+        self.processed_then = processed;
+        let want = match rate {
+            r if r >= HEAVY_RATE => false,
+            r if r <= LIGHT_RATE => true,
+            _ => return None,
+        };
+        if self.short == Some(want) {
+            return None;
+        }
+        self.short = Some(want);
+        tracing::debug!(rate, short = want, "admission time slices");
+        Some(want)
+    }
+}
+
 /// Counters of one stage, exported by `node_metrics`.
 #[derive(Debug, Default)]
 pub struct StageStats {
@@ -226,6 +295,7 @@ fn verify_loop(
     ctx: &BlockContext,
     verified: &crypto::Verified,
 ) {
+    let mut slices = Slices::new(stats);
     loop {
         let mut jobs = Vec::with_capacity(BATCH);
         {
@@ -246,6 +316,7 @@ fn verify_loop(
             }
         }
         stats.depth.fetch_sub(jobs.len() as u64, Ordering::Relaxed);
+        slices.look(stats);
         let started = Instant::now();
         let mut checked = Vec::with_capacity(jobs.len());
         let verdicts = crypto::verify_txs(jobs.iter().map(|j| &j.tx));
@@ -319,6 +390,31 @@ mod tests {
     use aergo_primitives::crypto::Keypair;
     use aergo_primitives::types::Payload;
     use std::time::Duration;
+
+    #[test]
+    fn the_stage_asks_for_short_slices_while_lightly_loaded_only() {
+        let stats = StageStats::default();
+        let t0 = Instant::now();
+        let mut slices = Slices::new(&stats);
+        slices.since = t0;
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // Within the first window nothing is decided; after it, 1 000/s is light.
+        assert_eq!(slices.decide(300, at(300)), None);
+        assert_eq!(slices.decide(500, at(500)), Some(true));
+        // Light again: no call to make.
+        assert_eq!(slices.decide(1_000, at(1_000)), None);
+        // 5 000/s: the default slices again, once.
+        assert_eq!(slices.decide(3_500, at(1_500)), Some(false));
+        assert_eq!(slices.decide(6_000, at(2_000)), None);
+        // 2 000/s, between the two thresholds: stays as it is.
+        assert_eq!(slices.decide(7_000, at(2_500)), None);
+        assert_eq!(slices.short, Some(false));
+        // Idle for a while (a verifier sleeps on an empty queue): light.
+        assert_eq!(slices.decide(7_010, at(12_500)), Some(true));
+        // 1 500/s is light, 2 500/s is heavy.
+        assert_eq!(slices.decide(7_760, at(13_000)), None);
+        assert_eq!(slices.decide(9_010, at(13_500)), Some(false));
+    }
 
     fn tx(key: &Keypair, nonce: u64) -> Transaction {
         aergo_primitives::crypto::test_tx(key, "c", nonce, key.address(), 0, 0, Payload::Transfer)
