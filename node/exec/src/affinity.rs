@@ -38,25 +38,6 @@ impl Drop for PinnedForNow {
 /// The time slice [`prefer_latency`] asks for: the shortest the kernel grants (0.1 ms).
 pub const LATENCY_SLICE_NS: u64 = 100_000;
 
-/// `sched_setattr(2)`'s flag: threads this one starts get the default scheduling again.
-const SCHED_FLAG_RESET_ON_FORK: u64 = 0x01;
-
-/// `struct sched_attr` of `sched_setattr(2)`, its first version (56 bytes).
-#[repr(C)]
-#[derive(Default)]
-struct SchedAttr {
-    size: u32,
-    policy: u32,
-    flags: u64,
-    nice: i32,
-    priority: u32,
-    runtime: u64,
-    deadline: u64,
-    period: u64,
-    util_min: u32,
-    util_max: u32,
-}
-
 /// Asks the kernel to give the calling thread short time slices ([`LATENCY_SLICE_NS`]) when
 /// `short`, or the default ones again: for a thread that answers someone and, while lightly
 /// loaded, works in short bursts (the admission stage). The scheduler (EEVDF, Linux 6.12 and
@@ -71,18 +52,22 @@ pub fn prefer_latency(short: bool) -> Result<(), String> {
     // that thread's nice value (a thread has its own on Linux).
     let tid = unsafe { libc::gettid() };
     let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t) };
-    let attr = SchedAttr {
-        size: std::mem::size_of::<SchedAttr>() as u32,
-        policy: libc::SCHED_OTHER as u32,
-        flags: SCHED_FLAG_RESET_ON_FORK,
-        nice,
+    // `sched_setattr(2)`'s first version of the struct (48 bytes), which every kernel takes.
+    let attr = libc::sched_attr {
+        size: std::mem::size_of::<libc::sched_attr>() as u32,
+        sched_policy: libc::SCHED_OTHER as u32,
+        // Threads this one starts get the default scheduling again.
+        sched_flags: libc::SCHED_FLAG_RESET_ON_FORK as u64,
+        sched_nice: nice,
+        sched_priority: 0,
         // 0: the default slice.
-        runtime: if short { LATENCY_SLICE_NS } else { 0 },
-        ..Default::default()
+        sched_runtime: if short { LATENCY_SLICE_NS } else { 0 },
+        sched_deadline: 0,
+        sched_period: 0,
     };
     // SAFETY: `attr` is a valid `sched_attr` of the size it declares, alive for the call; pid 0
     // is the calling thread.
-    let rc = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0u32) };
+    let rc = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const libc::sched_attr, 0u32) };
     if rc == 0 {
         Ok(())
     } else {
