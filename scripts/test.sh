@@ -9,12 +9,36 @@ step() { echo "test.sh: $1 ($(( $(date +%s) - start )) s)"; }
 cargo fmt --all -- --check
 # The agent, the console and the interface crates link no engine; every crate depends downward.
 ./scripts/check-layers.sh
-step "clippy"
-cargo clippy --workspace --all-targets --locked -- -D warnings
-# The node as a release build has it: without the test hooks (the line above lints the test build).
-cargo clippy -p aergo-node --lib --bins --locked -- -D warnings
-# `--all-targets` leaves out the targets marked `test = false` (the QEMU tests, tests/Cargo.toml).
-cargo clippy -p aergo-tests --test appliance --test fleet_boxes --locked -- -D warnings
+# Two checks run in the background from here to the end, as SCHED_IDLE (chrt --idle): on the CPU
+# time the steps below leave unused (the single-crate tails of compiling, the tests waiting for
+# block slots and for the emulated boxes), while a test that needs a core always gets it first
+# (docs/crates.md, "Where CI's time goes"). Each builds into a cache of its own, so neither waits
+# for the build's lock, and each runs in a session of its own (setsid), so that a failed step stops
+# it and everything it started. Their output follows the tests'.
+#  - The lints: `cargo clippy -D warnings` (scripts/clippy.sh).
+#  - Coverage-guided fuzzing (cargo fuzz, libFuzzer), 30 s per target: AergoSQL's interpreter
+#    against its JIT, transaction and block decoding, JSON-RPC parameters, the p2p protocol; built
+#    with nightly and sanitizers. Without a nightly toolchain it fails under CI=true (a CI that
+#    stopped fuzzing must be seen) and is skipped with a message elsewhere; the bounded stable fuzz
+#    test in `cargo test` runs the same SQL step there.
+clippy_log=$(mktemp)
+fuzz_log=$(mktemp)
+appliance_log=$(mktemp)
+clippy=""
+fuzz=""
+appliance=""
+stop_background() {
+  [ -n "$appliance" ] && kill "$appliance" 2>/dev/null
+  [ -n "$clippy" ] && kill -- "-$clippy" 2>/dev/null
+  [ -n "$fuzz" ] && kill -- "-$fuzz" 2>/dev/null
+  rm -f "$appliance_log" "$clippy_log" "$fuzz_log"
+}
+trap stop_background EXIT
+step "in the background: clippy, fuzzing"
+setsid chrt --idle 0 ./scripts/clippy.sh > "$clippy_log" 2>&1 &
+clippy=$!
+setsid chrt --idle 0 ./scripts/fuzz.sh 30 > "$fuzz_log" 2>&1 &
+fuzz=$!
 # The end-to-end tests run the real binaries; build them first, with the test hooks the tests drive
 # (an equivocating producer, `net-probe`), and with the features the tests' dev-dependencies turn on
 # (aergo-storage's test support): the same features `cargo test` resolves, so the test step reuses
@@ -30,9 +54,6 @@ cargo test -p aergo-tests --locked --test appliance --test fleet_boxes --no-run
 # and the rest of the suite mostly for block slots: neither keeps two cores busy, so they run side
 # by side (docs/crates.md, "Where CI's time goes"). The appliance tests' output follows the suite's.
 step "the suite, and beside it the appliance tests"
-appliance_log=$(mktemp)
-appliance=""
-trap '[ -n "$appliance" ] && kill "$appliance" 2>/dev/null; rm -f "$appliance_log"' EXIT
 cargo test -p aergo-tests --locked --test appliance > "$appliance_log" 2>&1 &
 appliance=$!
 suite=0
@@ -47,14 +68,23 @@ if [ "$suite" != 0 ] || [ "$appliance_status" != 0 ]; then
   echo "test.sh: failed: the suite exited $suite, the appliance tests $appliance_status" >&2
   exit 1
 fi
-# A fleet of QEMU boxes and a producer process on one virtual network: with the two cores to
-# itself (its clocks, slots and finality are timed).
+# A fleet of QEMU boxes and a producer process on one virtual network: after the tests above, as
+# its clocks, slots and finality are timed (the idle background checks take only what it leaves).
 step "the fleet of boxes"
 cargo test -p aergo-tests --locked --test fleet_boxes
-# Coverage-guided fuzzing (cargo fuzz, libFuzzer), 30 s per target: AergoSQL's interpreter against its
-# JIT, transaction and block decoding, JSON-RPC parameters, the p2p protocol. Without a nightly toolchain it fails under
-# CI=true (a CI that stopped fuzzing must be seen) and is skipped with a message elsewhere; the bounded
-# stable fuzz test in `cargo test` runs the same SQL step there.
-step "fuzzing"
-./scripts/fuzz.sh 30
+step "the fleet ended; waiting for clippy and fuzzing"
+clippy_status=0
+wait "$clippy" || clippy_status=$?
+clippy=""
+fuzz_status=0
+wait "$fuzz" || fuzz_status=$?
+fuzz=""
+echo "----- clippy (scripts/clippy.sh), run in the background -----"
+cat "$clippy_log"
+echo "----- fuzzing (scripts/fuzz.sh 30), run in the background -----"
+cat "$fuzz_log"
+if [ "$clippy_status" != 0 ] || [ "$fuzz_status" != 0 ]; then
+  echo "test.sh: failed: clippy exited $clippy_status, fuzzing $fuzz_status" >&2
+  exit 1
+fi
 echo "all checks passed in $(( $(date +%s) - start )) s"
