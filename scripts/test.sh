@@ -13,8 +13,10 @@ cargo fmt --all -- --check
 # time the steps below leave unused (the single-crate tails of compiling, the tests waiting for
 # block slots and for the emulated boxes), while a test that needs a core always gets it first
 # (docs/crates.md, "Where CI's time goes"). Each builds into a cache of its own, so neither waits
-# for the build's lock, and each runs in a session of its own (setsid), so that a failed step stops
-# it and everything it started. Their output follows the tests'.
+# for the build's lock, and each runs in a process group of its own (job control, `set -m`), so
+# that a failed step stops it and everything it started. Not in a session of its own (`setsid`): a
+# new session is a new autogroup, which the kernel gives as much CPU as all the rest of the run,
+# whatever the policy of the tasks within it. Their output follows the tests'.
 #  - The lints: `cargo clippy -D warnings` (scripts/clippy.sh).
 #  - Coverage-guided fuzzing (cargo fuzz, libFuzzer), 30 s per target: AergoSQL's interpreter
 #    against its JIT, transaction and block decoding, JSON-RPC parameters, the p2p protocol; built
@@ -35,10 +37,12 @@ stop_background() {
 }
 trap stop_background EXIT
 step "in the background: clippy, fuzzing"
-setsid chrt --idle 0 ./scripts/clippy.sh > "$clippy_log" 2>&1 &
+set -m
+chrt --idle 0 ./scripts/clippy.sh < /dev/null > "$clippy_log" 2>&1 &
 clippy=$!
-setsid chrt --idle 0 ./scripts/fuzz.sh 30 > "$fuzz_log" 2>&1 &
+chrt --idle 0 ./scripts/fuzz.sh 30 < /dev/null > "$fuzz_log" 2>&1 &
 fuzz=$!
+set +m
 # The end-to-end tests run the real binaries; build them first, with the test hooks the tests drive
 # (an equivocating producer, `net-probe`), and with the features the tests' dev-dependencies turn on
 # (aergo-storage's test support): the same features `cargo test` resolves, so the test step reuses
