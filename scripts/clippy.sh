@@ -11,5 +11,5 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # The node as a release build has it: without the test hooks (the line above lints the test build).
 cargo clippy -p aergo-node --lib --bins --locked -- -D warnings
 # `--all-targets` leaves out the targets marked `test = false` (the QEMU tests, tests/Cargo.toml).
-cargo clippy -p aergo-tests --test appliance --test fleet_boxes --locked -- -D warnings
+cargo clippy --workspace --test appliance --test fleet_boxes --locked -- -D warnings
 echo "clippy.sh: no warnings"

@@ -52,13 +52,16 @@ cargo build --workspace --bins --locked --features aergo-node/test-hooks,aergo-s
 # Every test executable, the QEMU ones too, before anything runs: the runs below only run.
 step "build the tests"
 cargo test --workspace --locked --no-run
-cargo test -p aergo-tests --locked --test appliance --test fleet_boxes --no-run
+# `--workspace` with the targets named, not `-p aergo-tests`: cargo resolves features over the
+# packages it is given, and one package's resolution differs from the workspace's (mio without
+# `log`, so tokio, libp2p, jsonrpsee and every aergo crate above them compiled a second time).
+cargo test --workspace --locked --test appliance --test fleet_boxes --no-run
 # The appliance tests (the image booted in QEMU, updated, rolled back; `test = false` in
 # tests/Cargo.toml, so `cargo test --workspace` leaves them out) mostly wait for the emulated box,
 # and the rest of the suite mostly for block slots: neither keeps two cores busy, so they run side
 # by side (docs/crates.md, "Where CI's time goes"). The appliance tests' output follows the suite's.
 step "the suite, and beside it the appliance tests"
-cargo test -p aergo-tests --locked --test appliance > "$appliance_log" 2>&1 &
+cargo test --workspace --locked --test appliance > "$appliance_log" 2>&1 &
 appliance=$!
 suite=0
 cargo test --workspace --locked || suite=$?
@@ -75,7 +78,7 @@ fi
 # A fleet of QEMU boxes and a producer process on one virtual network: after the tests above, as
 # its clocks, slots and finality are timed (the idle background checks take only what it leaves).
 step "the fleet of boxes"
-cargo test -p aergo-tests --locked --test fleet_boxes
+cargo test --workspace --locked --test fleet_boxes
 step "the fleet ended; waiting for clippy and fuzzing"
 clippy_status=0
 wait "$clippy" || clippy_status=$?
