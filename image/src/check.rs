@@ -553,10 +553,12 @@ pub fn boot_and_hard_reset(env: &Env) -> anyhow::Result<()> {
     vm.monitor("system_reset")?;
     wait_for(boot_limit, "the node of the new boot to answer", || {
         vm.rpc("node_info").ok().filter(|i| i["uptime_s"].as_u64().is_some_and(|u| u < uptime))
-    })?;
+    })
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", vm.what_it_is_doing()))?;
     let after = wait_for(boot_limit, "the chain to go on past its height before the reset", || {
         vm.rpc("chain_info").ok().and_then(|c| c["height"].as_u64()).filter(|h| *h > first)
-    })?;
+    })
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", vm.what_it_is_doing()))?;
     assert!(after > first);
     // From the second boot on, the cores but the first are reserved, and the node executes on them.
     let cmdline = vm.ssh("cat /proc/cmdline /sys/devices/system/cpu/isolated")?;
@@ -636,6 +638,18 @@ impl Vm {
     }
 
     /// The lines the box writes about itself (kernel command lines and `aergo:` messages).
+    /// For a check that timed out: the serial console's last lines, and, when SSH answers, the
+    /// services' state and the node's log, so that a failure says where the box was.
+    pub fn what_it_is_doing(&self) -> String {
+        let serial = self.serial_text();
+        let lines: Vec<&str> = serial.split(['\n', '\r']).filter(|l| !l.trim().is_empty()).collect();
+        let tail = lines[lines.len().saturating_sub(60)..].join("\n");
+        let box_side = self
+            .ssh("aergo-ctl status; uptime; tail -n 40 /var/log/aergo/node.log 2>&1; true")
+            .unwrap_or_else(|e| format!("(no SSH: {e})"));
+        format!("the serial console's last lines:\n{tail}\n--- on the box:\n{box_side}")
+    }
+
     pub fn boot_lines(&self) -> String {
         let text = self.serial_text();
         text.split(['\n', '\r'])
