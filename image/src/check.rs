@@ -637,7 +637,6 @@ impl Vm {
         .map_err(|e| anyhow::anyhow!("{e}\nserial (boot lines):\n{}", self.boot_lines()))
     }
 
-    /// The lines the box writes about itself (kernel command lines and `aergo:` messages).
     /// For a check that timed out: the serial console's last lines, and, when SSH answers, the
     /// services' state and the node's log, so that a failure says where the box was.
     pub fn what_it_is_doing(&self) -> String {
@@ -650,6 +649,7 @@ impl Vm {
         format!("the serial console's last lines:\n{tail}\n--- on the box:\n{box_side}")
     }
 
+    /// The lines the box writes about itself (kernel command lines and `aergo:` messages).
     pub fn boot_lines(&self) -> String {
         let text = self.serial_text();
         text.split(['\n', '\r'])
