@@ -27,16 +27,26 @@ cargo fmt --all -- --check
 clippy_log=$(mktemp)
 fuzz_log=$(mktemp)
 appliance_log=$(mktemp)
+artifacts=$(mktemp)
 clippy=""
 fuzz=""
 appliance=""
 stop_background() {
-  [ -n "$appliance" ] && kill "$appliance" 2>/dev/null
+  [ -n "$appliance" ] && kill -- "-$appliance" 2>/dev/null
   [ -n "$clippy" ] && kill -- "-$clippy" 2>/dev/null
   [ -n "$fuzz" ] && kill -- "-$fuzz" 2>/dev/null
-  rm -f "$appliance_log" "$clippy_log" "$fuzz_log"
+  rm -f "$appliance_log" "$artifacts" "$clippy_log" "$fuzz_log"
 }
 trap stop_background EXIT
+# Waits for the background job $2 and prints its output (file $3) under the heading $1; returns its
+# exit status.
+collect() {
+  local status=0
+  wait "$2" || status=$?
+  echo "----- $1 -----"
+  cat "$3"
+  return "$status"
+}
 step "in the background: clippy, fuzzing"
 set -m
 chrt --idle 0 ./scripts/clippy.sh < /dev/null > "$clippy_log" 2>&1 &
@@ -50,28 +60,47 @@ set +m
 # these libraries and binaries instead of compiling the upper crates a second time.
 step "build"
 cargo build --workspace --bins --locked --features aergo-node/test-hooks,aergo-storage/test-support
-# Every test executable, the QEMU ones too, before anything runs: the runs below only run.
+# Every test executable, the QEMU ones too, in one cargo command, before anything runs: the runs
+# below only run. The selection is the suite's (`cargo test --workspace`: libraries, binaries,
+# examples, every integration test) with the two QEMU targets added (`--test '*'` names every
+# integration test, those marked `test = false` too; `--tests` would not). The features cargo
+# resolves are then the suite's, so nothing is compiled twice: a command that names only the QEMU
+# targets (`--test appliance`) turns on only aergo-tests' dev-dependencies and resolved 30 units
+# differently (itertools under prost-derive, then prost, libp2p and every aergo crate above them),
+# and even `-p aergo-tests` resolved mio without `log` (docs/crates.md). The QEMU executables run
+# directly, from the paths cargo reports, for the same reason: `cargo test --test appliance` would
+# resolve and compile its own set again.
 step "build the tests"
-cargo test --workspace --locked --no-run
-# `--workspace` with the targets named, not `-p aergo-tests`: cargo resolves features over the
-# packages it is given, and one package's resolution differs from the workspace's (mio without
-# `log`, so tokio, libp2p, jsonrpsee and every aergo crate above them compiled a second time).
-cargo test --workspace --locked --test appliance --test fleet_boxes --no-run
+cargo test --workspace --locked --no-run --lib --bins --examples --test '*' --message-format=json-render-diagnostics \
+  > "$artifacts"
+qemu_test() { # the path of the test executable of the QEMU test target $1
+  grep '"reason":"compiler-artifact"' "$artifacts" | grep "\"kind\":\[\"test\"\],[^}]*\"name\":\"$1\"" \
+    | grep -o '"executable":"[^"]*"' | cut -d'"' -f4
+}
+appliance_exe=$(qemu_test appliance)
+fleet_exe=$(qemu_test fleet_boxes)
+if [ ! -x "$appliance_exe" ] || [ ! -x "$fleet_exe" ]; then
+  echo "test.sh: cargo reported no executable for the QEMU test targets (appliance: '$appliance_exe', fleet_boxes: '$fleet_exe')" >&2
+  exit 1
+fi
+# Run as cargo runs a test: in its package's directory, with CARGO_MANIFEST_DIR set.
+run_qemu_test() { (cd tests && CARGO_MANIFEST_DIR="$PWD" exec "$@"); }
 # The appliance tests (the image booted in QEMU, updated, rolled back; `test = false` in
 # tests/Cargo.toml, so `cargo test --workspace` leaves them out) mostly wait for the emulated box,
 # and the rest of the suite mostly for block slots: neither keeps two cores busy, so they run side
 # by side (docs/crates.md, "Where CI's time goes"). The appliance tests' output follows the suite's.
 step "the suite, and beside it the appliance tests"
-cargo test --workspace --locked --test appliance > "$appliance_log" 2>&1 &
+set -m # a process group of its own, as for clippy: a failed step stops it and the boxes it started
+run_qemu_test "$appliance_exe" < /dev/null > "$appliance_log" 2>&1 &
 appliance=$!
+set +m
 suite=0
 cargo test --workspace --locked || suite=$?
 step "the suite ended (exit $suite); waiting for the appliance tests"
 appliance_status=0
-wait "$appliance" || appliance_status=$?
+collect "the appliance tests (tests/tests/appliance.rs), run beside the suite" "$appliance" "$appliance_log" \
+  || appliance_status=$?
 appliance=""
-echo "----- the appliance tests (tests/tests/appliance.rs), run beside the suite -----"
-cat "$appliance_log"
 if [ "$suite" != 0 ] || [ "$appliance_status" != 0 ]; then
   echo "test.sh: failed: the suite exited $suite, the appliance tests $appliance_status" >&2
   exit 1
@@ -79,18 +108,14 @@ fi
 # A fleet of QEMU boxes and a producer process on one virtual network: after the tests above, as
 # its clocks, slots and finality are timed (the idle background checks take only what it leaves).
 step "the fleet of boxes"
-cargo test --workspace --locked --test fleet_boxes
+run_qemu_test "$fleet_exe"
 step "the fleet ended; waiting for clippy and fuzzing"
 clippy_status=0
-wait "$clippy" || clippy_status=$?
+collect "clippy (scripts/clippy.sh), run in the background" "$clippy" "$clippy_log" || clippy_status=$?
 clippy=""
 fuzz_status=0
-wait "$fuzz" || fuzz_status=$?
+collect "fuzzing (scripts/fuzz.sh --runs), run in the background" "$fuzz" "$fuzz_log" || fuzz_status=$?
 fuzz=""
-echo "----- clippy (scripts/clippy.sh), run in the background -----"
-cat "$clippy_log"
-echo "----- fuzzing (scripts/fuzz.sh --runs), run in the background -----"
-cat "$fuzz_log"
 if [ "$clippy_status" != 0 ] || [ "$fuzz_status" != 0 ]; then
   echo "test.sh: failed: clippy exited $clippy_status, fuzzing $fuzz_status" >&2
   exit 1
