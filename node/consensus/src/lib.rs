@@ -845,7 +845,7 @@ impl Driver {
                     .min(self.schedule.slot_at(done.block.header.timestamp_ms));
             self.view.consensus.write().skipped_slots += gap.saturating_sub(1);
         }
-        self.pool.mempool.lock().on_block(&done.block.transactions, &done.nonces);
+        self.pool.mempool.lock().on_block(&done.block, &done.nonces);
         self.view.set_head(done.head);
         self.last_head_change = Instant::now();
         let _ = self.view.blocks.send(done.block);

@@ -577,7 +577,7 @@ impl RaftDriver {
         if let Err(e) = self.chain.finalize(height, hash) {
             tracing::error!(error = %e, "cannot record the final block");
         }
-        self.pool.mempool.lock().on_block(&done.block.transactions, &done.nonces);
+        self.pool.mempool.lock().on_block(&done.block, &done.nonces);
         // Final before it is the head: a reader never sees a head above the final height.
         {
             let mut info = self.view.consensus.write();

@@ -26,10 +26,15 @@ pub use aergo_config::MempoolConfig;
 pub use pending::{PendingState, Speculative};
 
 use aergo_exec::{BlockContext, StateView};
-use aergo_primitives::types::{Account, Address, Amount, Hash, Transaction};
+use aergo_primitives::types::{Account, Address, Amount, Block, Hash, Transaction};
 
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::sync::Arc;
+
+/// The pool's maps, keyed by addresses and hashes that senders choose: ahash is keyed at random
+/// per map like the standard hasher, and costs a fraction of SipHash on these 20- and 32-byte keys
+/// (several lookups per admitted transaction, under the pool's lock).
+pub(crate) type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
 
 /// Why a transaction was refused. `reason()` is the machine-readable name sent in RPC errors.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -134,11 +139,33 @@ struct Queue {
     /// The committed nonce as last seen.
     base_nonce: u64,
     txs: BTreeMap<u64, Entry>,
+    /// What the queued transactions may cost the sender together, kept as they come and go: a
+    /// sum on each admission was a walk over up to `max_per_account` (10 000) entries. It never
+    /// saturates: each admission checked that the sum with it is within the sender's balance.
+    cost: Amount,
 }
 
 impl Queue {
     fn queued_cost(&self) -> Amount {
-        self.txs.values().fold(0u128, |acc, e| acc.saturating_add(e.tx.cost()))
+        debug_assert_eq!(self.cost, self.txs.values().map(|e| e.tx.cost()).sum::<Amount>());
+        self.cost
+    }
+
+    fn insert(&mut self, nonce: u64, entry: Entry) -> Option<Entry> {
+        self.cost = self.cost.saturating_add(entry.tx.cost());
+        let old = self.txs.insert(nonce, entry);
+        if let Some(old) = &old {
+            self.cost = self.cost.saturating_sub(old.tx.cost());
+        }
+        old
+    }
+
+    fn remove(&mut self, nonce: &u64) -> Option<Entry> {
+        let old = self.txs.remove(nonce);
+        if let Some(old) = &old {
+            self.cost = self.cost.saturating_sub(old.tx.cost());
+        }
+        old
     }
 
     fn pending_nonce(&self) -> u64 {
@@ -152,8 +179,8 @@ impl Queue {
 
 pub struct Mempool {
     config: MempoolConfig,
-    queues: HashMap<Address, Queue>,
-    by_hash: HashMap<Hash, (Address, u64)>,
+    queues: FastMap<Address, Queue>,
+    by_hash: FastMap<Hash, (Address, u64)>,
     next_seq: u64,
     bytes: usize,
     pending: PendingState,
@@ -163,8 +190,8 @@ impl Mempool {
     pub fn new(config: MempoolConfig) -> Mempool {
         Mempool {
             config,
-            queues: HashMap::new(),
-            by_hash: HashMap::new(),
+            queues: FastMap::default(),
+            by_hash: FastMap::default(),
             next_seq: 1,
             bytes: 0,
             pending: PendingState::default(),
@@ -224,7 +251,7 @@ impl Mempool {
         // Entries below the committed nonce are stale (included meanwhile); drop them now.
         let stale: Vec<u64> = queue.txs.range(..queue.base_nonce).map(|(n, _)| *n).collect();
         for n in stale {
-            if let Some(e) = queue.txs.remove(&n) {
+            if let Some(e) = queue.remove(&n) {
                 self.by_hash.remove(&e.hash);
                 self.bytes -= e.bytes;
             }
@@ -268,7 +295,7 @@ impl Mempool {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        queue.txs.insert(nonce, Entry { tx: Arc::new(tx), hash, seq, bytes, spec: None });
+        queue.insert(nonce, Entry { tx: Arc::new(tx), hash, seq, bytes, spec: None });
         self.by_hash.insert(hash, (sender, nonce));
         self.bytes += bytes;
         Ok(Admitted { hash, pool_seq: seq, speculative: None })
@@ -370,6 +397,15 @@ impl Mempool {
         self.pending.estimate(tx, ctx, view)
     }
 
+    /// An account on the pending state, rebuilt first when stale (tests compare pools).
+    #[cfg(test)]
+    fn pending_account<V: StateView>(&mut self, address: &Address, ctx: &BlockContext, view: &V) -> Account {
+        if self.pending.stale {
+            self.rebuild_pending(ctx, view);
+        }
+        self.pending.account(address, view)
+    }
+
     fn rebuild_pending<V: StateView>(&mut self, ctx: &BlockContext, view: &V) {
         self.pending.clear();
         for q in self.queues.values_mut() {
@@ -393,33 +429,48 @@ impl Mempool {
         }
     }
 
-    /// After a block: drops what it included and every transaction now below its sender's nonce.
-    pub fn on_block(&mut self, included: &[Transaction], committed_nonces: &HashMap<Address, u64>) {
-        self.pending.stale = true;
-        for tx in included {
-            self.remove(&tx.hash());
+    /// After a committed block: drops what it included and every transaction now below its
+    /// sender's nonce. The pending state stays as it is when it ran the block's transactions first
+    /// ([`PendingState::advance`]: the block this node built from its pool); otherwise it is rebuilt
+    /// at the next admission.
+    pub fn on_block(&mut self, block: &Block, committed_nonces: &HashMap<Address, u64>) {
+        let included: Vec<Hash> = block.transactions.iter().map(Transaction::hash).collect();
+        let kept = self.pending.advance(&included, &block.header.producer.address());
+        for hash in &included {
+            self.drop_entry(hash);
         }
+        let mut dropped_stale = false;
         for (addr, nonce) in committed_nonces {
             if let Some(q) = self.queues.get_mut(addr) {
                 q.base_nonce = q.base_nonce.max(*nonce);
                 let stale: Vec<u64> = q.txs.range(..q.base_nonce).map(|(n, _)| *n).collect();
                 for n in stale {
-                    if let Some(e) = q.txs.remove(&n) {
+                    if let Some(e) = q.remove(&n) {
                         self.by_hash.remove(&e.hash);
                         self.bytes -= e.bytes;
+                        // It may have run on the pending state.
+                        dropped_stale = true;
                     }
                 }
             }
         }
         self.queues.retain(|_, q| !q.txs.is_empty());
+        if !kept || dropped_stale {
+            self.pending.stale = true;
+        }
     }
 
-    /// Removes one transaction (included, or found invalid by the block builder).
+    /// Removes one transaction (found invalid by the block builder).
     pub fn remove(&mut self, hash: &Hash) {
         self.pending.stale = true;
+        self.drop_entry(hash);
+    }
+
+    /// Takes one transaction out of the pool, leaving the pending state as it is.
+    fn drop_entry(&mut self, hash: &Hash) {
         if let Some((addr, nonce)) = self.by_hash.remove(hash) {
             if let Some(q) = self.queues.get_mut(&addr) {
-                if let Some(e) = q.txs.remove(&nonce) {
+                if let Some(e) = q.remove(&nonce) {
                     self.bytes -= e.bytes;
                 }
             }

@@ -87,6 +87,31 @@ impl Keypair {
     }
 }
 
+/// A signed block for tests and benchmarks: `key` produced `transactions` at `height` on chain
+/// `chain_id`'s `main`; its tree roots are placeholders (nothing executed it).
+pub fn test_block(
+    key: &Keypair,
+    chain_id: &str,
+    height: u64,
+    transactions: Vec<Transaction>,
+) -> crate::types::Block {
+    use crate::types::{Block, BlockHeader, Hash};
+    let header = BlockHeader {
+        version: crate::types::ENCODING_VERSION,
+        chain_id: chain_id.into(),
+        branch: crate::types::MAIN_BRANCH.into(),
+        height,
+        prev_hash: Hash([1; 32]),
+        timestamp_ms: 1_000 * height,
+        producer: key.public(),
+        tx_root: Block::compute_tx_root(&transactions),
+        state_root: Hash([2; 32]),
+        receipts_root: Hash([3; 32]),
+    };
+    let signature = key.sign(&header.hash());
+    Block { header, transactions, signature }
+}
+
 /// A signed transaction for tests and benchmarks: `key` sends `payload` on chain `chain_id`.
 pub fn test_tx(
     key: &Keypair,
