@@ -434,10 +434,10 @@ impl Mempool {
     /// ([`PendingState::advance`]: the block this node built from its pool); otherwise it is rebuilt
     /// at the next admission.
     pub fn on_block(&mut self, block: &Block, committed_nonces: &HashMap<Address, u64>) {
-        let included: Vec<Hash> = block.transactions.iter().map(Transaction::hash).collect();
-        let kept = self.pending.advance(&included, &block.header.producer.address());
-        for hash in &included {
-            self.drop_entry(hash);
+        // A transaction caches its hash: reading it twice costs no hashing.
+        let kept = self.pending.advance(&block.transactions, &block.header.producer.address());
+        for tx in &block.transactions {
+            self.drop_entry(&tx.hash());
         }
         let mut dropped_stale = false;
         for (addr, nonce) in committed_nonces {

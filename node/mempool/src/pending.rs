@@ -10,7 +10,7 @@
 //! same order (the block this node built from its pool), leaves it as it is: it already holds their
 //! effects, so only the accounts no later transaction wrote are dropped ([`PendingState::advance`]).
 
-use aergo_exec::{apply_tx, Accounts, BlockContext, ExecError, StateView, TxOutcome};
+use aergo_exec::{apply_tx, AccountWrites, Accounts, BlockContext, ExecError, StateView, TxOutcome};
 use aergo_primitives::types::{Account, Address, Hash, Payload, ReceiptStatus, Transaction};
 use aergo_storage::state::Entries;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -44,8 +44,9 @@ struct Ran {
     /// result depends on nothing of the block but the accounts (contracts and governance read the
     /// height and time, and write other keys).
     plain: bool,
-    /// The accounts it wrote.
-    wrote: Box<[Address]>,
+    /// The accounts it wrote (with their values, which only the block's own writes need: kept as
+    /// `apply_tx` returned them, inline, so that recording costs no allocation).
+    wrote: AccountWrites,
 }
 
 struct View<'a, V: StateView> {
@@ -144,12 +145,11 @@ impl PendingState {
         let mut v = View { pending: self, view };
         match apply_tx(tx, ctx, &mut v) {
             Ok(TxOutcome::Applied { receipt, writes, system }) => {
-                let wrote: Box<[Address]> = writes.iter().map(|(a, _)| *a).collect();
-                for a in wrote.iter() {
+                for (a, _) in &writes {
                     *self.writers.entry(*a).or_default() += 1;
                 }
                 let plain = matches!(tx.body.payload, Payload::Transfer) && system.is_empty();
-                self.ran.push_back(Ran { hash: receipt.tx_hash, plain, wrote });
+                self.ran.push_back(Ran { hash: receipt.tx_hash, plain, wrote: writes });
                 Self::speculative(receipt.status)
             }
             Ok(TxOutcome::Invalid(reason)) => Speculative::Queued(reason),
@@ -168,8 +168,8 @@ impl PendingState {
         }
     }
 
-    /// After a committed block with transactions `included` (their hashes, in block order), whose
-    /// fees went to `producer`: true when this state still holds the committed state plus the
+    /// After a committed block with transactions `included` (in block order), whose fees went to
+    /// `producer`: true when this state still holds the committed state plus the
     /// transactions that ran here after them, and so needs no rebuild.
     ///
     /// That holds when the block's transactions are plain transfers and exactly the first ones
@@ -181,15 +181,15 @@ impl PendingState {
     /// block also paid its fees to `producer` after its last transaction: when a later
     /// transaction wrote that account here, its value here lacks them, and the state must be
     /// rebuilt; otherwise the account is dropped too. False leaves the state to be rebuilt.
-    pub fn advance(&mut self, included: &[Hash], producer: &Address) -> bool {
+    pub fn advance(&mut self, included: &[Transaction], producer: &Address) -> bool {
         if self.stale || included.len() > self.ran.len() {
             return false;
         }
-        if !included.iter().zip(&self.ran).all(|(hash, ran)| ran.plain && ran.hash == *hash) {
+        if !included.iter().zip(&self.ran).all(|(tx, ran)| ran.plain && ran.hash == tx.hash()) {
             return false;
         }
         for ran in self.ran.drain(..included.len()) {
-            for a in ran.wrote.iter() {
+            for (a, _) in &ran.wrote {
                 if let Some(n) = self.writers.get_mut(a) {
                     *n -= 1;
                     if *n == 0 {

@@ -571,25 +571,12 @@ mod tests {
     }
 
     fn compact_and_txs() -> (Block, CompactBlock) {
-        use aergo_primitives::crypto::{test_tx, Keypair};
-        use aergo_primitives::types::{Payload, ENCODING_VERSION, MAIN_BRANCH};
+        use aergo_primitives::crypto::{test_block, test_tx, Keypair};
+        use aergo_primitives::types::Payload;
         let key = Keypair::from_seed("p");
         let transactions: Vec<Transaction> =
             (0..6).map(|n| test_tx(&key, "c", n, key.address(), n as u128, 1, Payload::Transfer)).collect();
-        let header = BlockHeader {
-            version: ENCODING_VERSION,
-            chain_id: "c".into(),
-            branch: MAIN_BRANCH.into(),
-            height: 3,
-            prev_hash: Hash([1; 32]),
-            timestamp_ms: 9,
-            producer: key.public(),
-            tx_root: Block::compute_tx_root(&transactions),
-            state_root: Hash([2; 32]),
-            receipts_root: Hash([3; 32]),
-        };
-        let signature = key.sign(&header.hash());
-        let block = Block { header, transactions, signature };
+        let block = test_block(&key, "c", 3, transactions);
         let compact = CompactBlock::of(&block);
         (block, compact)
     }

@@ -88,7 +88,8 @@ impl Keypair {
 }
 
 /// A signed block for tests and benchmarks: `key` produced `transactions` at `height` on chain
-/// `chain_id`'s `main`; its tree roots are placeholders (nothing executed it).
+/// `chain_id`'s `main`. Only its transaction root is computed: its parent hash and its state and
+/// receipt roots are fixed values, as nothing executed it.
 pub fn test_block(
     key: &Keypair,
     chain_id: &str,
