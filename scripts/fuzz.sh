@@ -29,8 +29,8 @@ command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 export CARGO_TARGET_DIR="$HOME/.cache/aergo-os/fuzz-target"
 # Each target starts from the seeds kept in the repo (for `sql` the example contracts too) plus what
 # earlier runs on this machine found (fuzz/corpus/, not tracked).
-for target in sql decode rpc_params p2p; do
-  corpus="fuzz/corpus/$target"
+run_target() {
+  local target=$1 corpus="fuzz/corpus/$1" bound
   mkdir -p "$corpus"
   if [ "$target" = sql ]; then
     cp examples/contracts/*.sql fuzz/seeds/sql/*.sql "$corpus/"
@@ -47,4 +47,28 @@ for target in sql decode rpc_params p2p; do
   (cd fuzz && cargo +nightly fuzz run "$target" "corpus/$target" -- "${bound[@]}" \
     -rss_limit_mb=4096 -timeout=10 -max_len=65536 -print_final_stats=1)
   echo "fuzz.sh: $target: corpus now $(ls "$corpus" | wc -l) inputs"
-done
+}
+if [ "$secs" != --runs ]; then
+  for target in sql decode rpc_params p2p; do run_target "$target"; done
+  exit 0
+fi
+# With --runs: every target built once, then run in two lanes of about the same length (a libFuzzer
+# run is one thread; when the CI's other steps have ended, one lane would leave a core idle). Each
+# lane's output is printed whole when both have ended.
+(cd fuzz && cargo +nightly fuzz build)
+lane_a=$(mktemp)
+lane_b=$(mktemp)
+trap 'rm -f "$lane_a" "$lane_b"' EXIT
+(run_target sql; run_target p2p) > "$lane_a" 2>&1 &
+a=$!
+(run_target decode; run_target rpc_params) > "$lane_b" 2>&1 &
+b=$!
+status_a=0
+wait "$a" || status_a=$?
+status_b=0
+wait "$b" || status_b=$?
+cat "$lane_a" "$lane_b"
+if [ "$status_a" != 0 ] || [ "$status_b" != 0 ]; then
+  echo "fuzz.sh: failed: the lane of sql and p2p exited $status_a, the lane of decode and rpc_params $status_b" >&2
+  exit 1
+fi
