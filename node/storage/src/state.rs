@@ -1329,6 +1329,12 @@ impl StateStore {
         // A merge opens its block; the transactions of another branch after it are the ones it
         // replayed.
         let merge = block.transactions.first().filter(|tx| tx.body.payload.is_merge()).map(|tx| tx.hash());
+        // The locations go into the batch in hash order: RocksDB's memtable inserts a batch's keys
+        // one after the other, and a key just after the last one inserted is found from where
+        // that one went (the skip list's remembered splice), where a random key is searched from
+        // the top (a quarter of the chain thread's time under load, docs/exec.md). A stable sort:
+        // were a hash there twice, the later location would still be the one written.
+        let mut locations = Vec::with_capacity(block.transactions.len());
         for (index, (tx, receipt)) in block.transactions.iter().zip(receipts).enumerate() {
             let merged_by = merge.filter(|_| tx.body.branch != block.header.branch);
             let loc = TxLocation {
@@ -1338,7 +1344,7 @@ impl StateStore {
                 receipt: receipt.clone(),
                 merged_by,
             };
-            wb.put_cf(txs, tx.hash().0, aergo_primitives::types::to_vec_exact(&loc));
+            locations.push((tx.hash().0, aergo_primitives::types::to_vec_exact(&loc)));
             // A successful call's events, by contract (a failed call's are in its receipt only).
             if receipt.status.is_success() {
                 for (i, e) in receipt.status.events().iter().enumerate() {
@@ -1350,6 +1356,10 @@ impl StateStore {
                     );
                 }
             }
+        }
+        locations.sort_by(|a, b| a.0.cmp(&b.0));
+        for (hash, loc) in &locations {
+            wb.put_cf(txs, hash, loc);
         }
         Ok(())
     }
