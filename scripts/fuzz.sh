@@ -54,7 +54,8 @@ if [ "$secs" != --runs ]; then
 fi
 # With --runs: every target built once, then run in two lanes of about the same length (a libFuzzer
 # run is one thread; when the CI's other steps have ended, one lane would leave a core idle). Each
-# lane's output is printed whole when both have ended.
+# lane's output is printed whole when both have ended. The lanes are in this script's process
+# group, which scripts/test.sh stops as a whole on a failure (as a terminal's Ctrl-C does).
 (cd fuzz && cargo +nightly fuzz build)
 lane_a=$(mktemp)
 lane_b=$(mktemp)

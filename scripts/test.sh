@@ -21,9 +21,10 @@ cargo fmt --all -- --check
 #  - Coverage-guided fuzzing (cargo fuzz, libFuzzer): AergoSQL's interpreter against its JIT,
 #    transaction and block decoding, JSON-RPC parameters, the p2p protocol; built with nightly and
 #    sanitizers. Each target runs a fixed number of inputs (about 30 s of a core each), not for a
-#    time: in the background a time limit fuzzed 3 to 12 times less. The four run in two lanes. Without a nightly toolchain
-#    it fails under CI=true (a CI that stopped fuzzing must be seen) and is skipped with a message
-#    elsewhere; the bounded stable fuzz test in `cargo test` runs the same SQL step there.
+#    time: in the background a time limit fuzzed 3 to 12 times less. The four run in two lanes.
+#    Without a nightly toolchain it fails under CI=true (a CI that stopped fuzzing must be seen)
+#    and is skipped with a message elsewhere; the bounded stable fuzz test in `cargo test` runs
+#    the same SQL step there.
 clippy_log=$(mktemp)
 fuzz_log=$(mktemp)
 appliance_log=$(mktemp)
