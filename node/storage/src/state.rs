@@ -1358,7 +1358,7 @@ impl StateStore {
                 }
             }
         }
-        locations.sort_by(|a, b| a.0.cmp(&b.0));
+        locations.sort_by_key(|(hash, _)| *hash);
         for (hash, loc) in &locations {
             wb.put_cf(txs, hash, loc);
         }
