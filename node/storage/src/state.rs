@@ -1332,9 +1332,9 @@ impl StateStore {
         // The locations go into the batch in hash order: RocksDB's memtable inserts a batch's keys
         // one after the other, and a key just after the last one inserted is found from where
         // that one went (the skip list's remembered splice), where a random key is searched from
-        // the top. The block's other keys already come sorted; these came in block order, random
-        // in hash (docs/exec.md). A stable sort: were a hash there twice, the later location
-        // would still be the one written.
+        // the top. The tree's nodes and values already come sorted (jmt's maps); these, one per
+        // transaction, came in block order, random in hash (docs/exec.md). A stable sort: were a
+        // hash there twice, the later location would still be the one written.
         let mut locations = Vec::with_capacity(block.transactions.len());
         for (index, (tx, receipt)) in block.transactions.iter().zip(receipts).enumerate() {
             let merged_by = merge.filter(|_| tx.body.branch != block.header.branch);
